@@ -1,0 +1,19 @@
+//! Strata's graph IR.
+//!
+//! The one representation every stage shares: the ONNX frontend builds it, passes rewrite
+//! it, the runtime executes it and the backends lower it. It has no dependency on any of
+//! them, so a device build links only this crate and the runtime.
+
+mod dtype;
+mod error;
+mod graph;
+pub mod ops;
+mod shape;
+mod tensor;
+
+pub use dtype::{DType, UnknownDType};
+pub use error::InferError;
+pub use graph::{ConstId, Edge, Graph, GraphError, Node, NodeId, NodeKind, Value, ValueRef};
+pub use ops::Op;
+pub use shape::{Dim, Shape, TensorType};
+pub use tensor::{Tensor, TensorData, TensorSizeMismatch};

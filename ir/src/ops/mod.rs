@@ -1,0 +1,156 @@
+//! The op set. One file per op family holds the attribute types and their shape inference;
+//! this module ties them into [`Op`], the payload of every operation node.
+
+pub mod conv;
+pub mod elementwise;
+pub mod layout;
+pub mod linear;
+pub mod normalization;
+pub mod pool;
+pub mod reduce;
+
+pub use conv::{Conv, ConvTranspose};
+pub use elementwise::{BinaryOp, Clip, UnaryOp};
+pub use layout::{Pad, Reshape, Slice, Split};
+pub use linear::Gemm;
+pub use normalization::{BatchNorm, Softmax};
+pub use pool::{GlobalPoolKind, Pool};
+pub use reduce::ReduceMean;
+
+use crate::DType;
+
+/// An operation. Inputs are positional (see each variant); optional ONNX inputs that are
+/// absent are recorded in the attributes (`has_bias`, `has_c`, …) so inputs stay dense.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// `x, w[, b]`
+    Conv(Conv),
+    /// `x, w[, b]`
+    ConvTranspose(ConvTranspose),
+    /// `a, b[, c]`
+    Gemm(Gemm),
+    /// `a, b` — numpy matmul semantics (batched, broadcasting leading dims, 1-D promotion).
+    MatMul,
+    /// `a, b` — broadcasting.
+    Binary(BinaryOp),
+    /// `x`
+    Unary(UnaryOp),
+    /// `x, slope` — slope unidirectionally broadcast to x.
+    PRelu,
+    /// `x[, min][, max]`
+    Clip(Clip),
+    /// `x, scale, bias, mean, var`
+    BatchNorm(BatchNorm),
+    /// `x`
+    Softmax(Softmax),
+    /// `x`
+    MaxPool(Pool),
+    /// `x`
+    AveragePool(Pool),
+    /// `x` → `[N, C, 1, …]`
+    GlobalPool(GlobalPoolKind),
+    /// `x` → 2-D `[prod(dims[..axis]), prod(dims[axis..])]`
+    Flatten { axis: usize },
+    /// `x`
+    Reshape(Reshape),
+    /// `x`
+    Transpose { perm: Vec<usize> },
+    /// `x0, x1, …` (at least one)
+    Concat { axis: usize },
+    /// `x`
+    Pad(Pad),
+    /// `x`
+    Squeeze { axes: Vec<usize> },
+    /// `x` — `axes` index the output.
+    Unsqueeze { axes: Vec<usize> },
+    /// `x`
+    Identity,
+    /// `x` → i64 `[end - start]`, the dimensions `start..end` of x's shape.
+    Shape { start: usize, end: usize },
+    /// `data, indices` — indices of any integer type, negative values count from the end.
+    Gather { axis: usize },
+    /// `x`
+    Slice(Slice),
+    /// `x` → one output per size.
+    Split(Split),
+    /// `x`
+    ReduceMean(ReduceMean),
+    /// `x`
+    Cast { to: DType },
+}
+
+impl Op {
+    /// The op's name in the text form (`conv`, `max_pool`, …).
+    pub fn mnemonic(&self) -> &'static str {
+        match self {
+            Op::Conv(_) => "conv",
+            Op::ConvTranspose(_) => "conv_transpose",
+            Op::Gemm(_) => "gemm",
+            Op::MatMul => "matmul",
+            Op::Binary(BinaryOp::Add) => "add",
+            Op::Binary(BinaryOp::Sub) => "sub",
+            Op::Binary(BinaryOp::Mul) => "mul",
+            Op::Binary(BinaryOp::Div) => "div",
+            Op::Unary(UnaryOp::Relu) => "relu",
+            Op::Unary(UnaryOp::LeakyRelu { .. }) => "leaky_relu",
+            Op::Unary(UnaryOp::Sigmoid) => "sigmoid",
+            Op::Unary(UnaryOp::HardSigmoid { .. }) => "hard_sigmoid",
+            Op::Unary(UnaryOp::HardSwish) => "hard_swish",
+            Op::Unary(UnaryOp::Tanh) => "tanh",
+            Op::Unary(UnaryOp::Erf) => "erf",
+            Op::PRelu => "prelu",
+            Op::Clip(_) => "clip",
+            Op::BatchNorm(_) => "batch_norm",
+            Op::Softmax(_) => "softmax",
+            Op::MaxPool(_) => "max_pool",
+            Op::AveragePool(_) => "average_pool",
+            Op::GlobalPool(GlobalPoolKind::Average) => "global_average_pool",
+            Op::GlobalPool(GlobalPoolKind::Max) => "global_max_pool",
+            Op::Flatten { .. } => "flatten",
+            Op::Reshape(_) => "reshape",
+            Op::Transpose { .. } => "transpose",
+            Op::Concat { .. } => "concat",
+            Op::Pad(_) => "pad",
+            Op::Squeeze { .. } => "squeeze",
+            Op::Unsqueeze { .. } => "unsqueeze",
+            Op::Identity => "identity",
+            Op::Shape { .. } => "shape",
+            Op::Gather { .. } => "gather",
+            Op::Slice(_) => "slice",
+            Op::Split(_) => "split",
+            Op::ReduceMean(_) => "reduce_mean",
+            Op::Cast { .. } => "cast",
+        }
+    }
+
+    /// How many inputs the op takes given its attributes: `(min, max)`; `max = None` is unbounded.
+    pub fn input_arity(&self) -> (usize, Option<usize>) {
+        let exact = |n| (n, Some(n));
+        match self {
+            Op::Conv(c) => exact(2 + c.has_bias as usize),
+            Op::ConvTranspose(c) => exact(2 + c.has_bias as usize),
+            Op::Gemm(g) => exact(2 + g.has_c as usize),
+            Op::MatMul | Op::Binary(_) | Op::PRelu | Op::Gather { .. } => exact(2),
+            Op::Clip(c) => exact(1 + c.has_min as usize + c.has_max as usize),
+            Op::BatchNorm(_) => exact(5),
+            Op::Concat { .. } => (1, None),
+            _ => exact(1),
+        }
+    }
+
+    /// How many outputs the op produces.
+    pub fn num_outputs(&self) -> usize {
+        match self {
+            Op::Split(s) => s.sizes.len(),
+            _ => 1,
+        }
+    }
+}
+
+impl Op {
+    /// Output types from input types. Implemented per family; see the family modules.
+    pub fn infer(&self, inputs: &[&crate::TensorType]) -> Result<Vec<crate::TensorType>, crate::InferError> {
+        let _ = inputs;
+        Err(crate::InferError::Attribute { attr: "op", reason: format!("shape inference for `{}` not written yet", self.mnemonic()) })
+    }
+}
