@@ -52,8 +52,11 @@ fn fixtures() -> Fixtures {
 }
 
 fn model() -> Graph {
-    import_file(&root().join("models/mnist_cnn.onnx"), &ImportOptions::default())
-        .expect("import models/mnist_cnn.onnx")
+    import_file(
+        &root().join("models/mnist_cnn.onnx"),
+        &ImportOptions::default(),
+    )
+    .expect("import models/mnist_cnn.onnx")
 }
 
 /// Runs images `[start, start+len)` as one batch and returns the logits row-major.
@@ -108,7 +111,10 @@ fn mnist_cnn_matches_onnxruntime() {
     let reference = correct(&f.reference, &f.labels);
     // The fixture set was generated with ONNX Runtime 1.31.1: 496 of the first 500 correct.
     assert_eq!(reference, 496, "fixture logits changed");
-    assert_eq!(ours, reference, "top-1 correct: strata {ours}, onnxruntime {reference}");
+    assert_eq!(
+        ours, reference,
+        "top-1 correct: strata {ours}, onnxruntime {reference}"
+    );
     let same_class = logits
         .chunks(CLASSES)
         .zip(f.reference.chunks(CLASSES))
@@ -121,7 +127,10 @@ fn mnist_cnn_matches_onnxruntime() {
 /// beyond float reassociation noise (a GEMM may block differently for other batch sizes).
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]

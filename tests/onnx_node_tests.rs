@@ -83,39 +83,38 @@ fn node_test_dir() -> PathBuf {
     }
 }
 
-/// Parses `tests/onnx_node_exclusions.txt`: `name<TAB>reason` per line, `#` comments.
+/// Reads `tests/onnx_node_exclusions.txt`.
 fn load_exclusions() -> BTreeMap<String, String> {
     let path = repo_root().join("tests").join("onnx_node_exclusions.txt");
-    let text = fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let text =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    parse_exclusions(&text).unwrap_or_else(|e| panic!("{}:{e}", path.display()))
+}
+
+/// Parses `name<TAB>reason` lines (`#` comments, blank lines allowed); every exclusion
+/// must give a reason and name a test once.
+fn parse_exclusions(text: &str) -> Result<BTreeMap<String, String>, String> {
     let mut out = BTreeMap::new();
     for (lineno, line) in text.lines().enumerate() {
         let line = line.trim_end();
         if line.trim().is_empty() || line.trim_start().starts_with('#') {
             continue;
         }
-        let (name, reason) = line.split_once('\t').unwrap_or_else(|| {
-            panic!(
-                "{}:{}: expected `name<TAB>reason`, got {line:?}",
-                path.display(),
-                lineno + 1
-            )
-        });
-        assert!(
-            !reason.trim().is_empty(),
-            "{}:{}: exclusion of {name} has no reason",
-            path.display(),
-            lineno + 1
-        );
-        let prev = out.insert(name.trim().to_string(), reason.trim().to_string());
-        assert!(
-            prev.is_none(),
-            "{}:{}: {name} is excluded twice",
-            path.display(),
-            lineno + 1
-        );
+        let n = lineno + 1;
+        let (name, reason) = line
+            .split_once('\t')
+            .ok_or_else(|| format!("{n}: expected `name<TAB>reason`, got {line:?}"))?;
+        let (name, reason) = (name.trim(), reason.trim());
+        if name.is_empty() || reason.is_empty() {
+            return Err(format!(
+                "{n}: exclusion needs both a test name and a reason: {line:?}"
+            ));
+        }
+        if out.insert(name.to_string(), reason.to_string()).is_some() {
+            return Err(format!("{n}: {name} is excluded twice"));
+        }
     }
-    out
+    Ok(out)
 }
 
 /// Reads the model and tells whether every node is a supported default-domain op.
@@ -124,7 +123,8 @@ fn is_selected(model_path: &Path) -> Result<bool, String> {
     let model = ModelProto::parse_from_bytes(&bytes)
         .map_err(|e| format!("{}: not a ModelProto: {e}", model_path.display()))?;
     Ok(model.graph.node.iter().all(|n| {
-        (n.domain.is_empty() || n.domain == "ai.onnx") && SUPPORTED_OPS.contains(&n.op_type.as_str())
+        (n.domain.is_empty() || n.domain == "ai.onnx")
+            && SUPPORTED_OPS.contains(&n.op_type.as_str())
     }))
 }
 
@@ -178,8 +178,7 @@ fn read_pb_series(dir: &Path, prefix: &str) -> Result<Vec<(String, Tensor)>, Str
         .into_iter()
         .map(|(_, path)| {
             let bytes = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            tensor_from_proto_bytes(&bytes)
-                .map_err(|e| format!("reading {}: {e}", path.display()))
+            tensor_from_proto_bytes(&bytes).map_err(|e| format!("reading {}: {e}", path.display()))
         })
         .collect()
 }
@@ -242,10 +241,9 @@ fn run_case(dir: &Path) -> Result<(), String> {
         let mut inputs = BTreeMap::new();
         for (k, (name, t)) in raw_inputs.into_iter().enumerate() {
             let name = if name.is_empty() {
-                names
-                    .get(k)
-                    .cloned()
-                    .ok_or_else(|| format!("input_{k}.pb has no name and the model has no input {k}"))?
+                names.get(k).cloned().ok_or_else(|| {
+                    format!("input_{k}.pb has no name and the model has no input {k}")
+                })?
             } else {
                 name
             };
@@ -271,7 +269,9 @@ fn run_case(dir: &Path) -> Result<(), String> {
                 .map_err(|e| format!("graph input {id:?}: {e}"))?
                 .name;
             if bound.contains(name) {
-                return Err(format!("input `{name}` was bound but is still a graph input"));
+                return Err(format!(
+                    "input `{name}` was bound but is still a graph input"
+                ));
             }
             let t = inputs
                 .get(name)
@@ -297,10 +297,18 @@ fn run_case(dir: &Path) -> Result<(), String> {
 /// integers and bools exactly, shapes and element types equal.
 fn compare(got: &Tensor, want: &Tensor) -> Result<(), String> {
     if got.shape() != want.shape() {
-        return Err(format!("shape {:?}, expected {:?}", got.shape(), want.shape()));
+        return Err(format!(
+            "shape {:?}, expected {:?}",
+            got.shape(),
+            want.shape()
+        ));
     }
     if got.dtype() != want.dtype() {
-        return Err(format!("element type {}, expected {}", got.dtype(), want.dtype()));
+        return Err(format!(
+            "element type {}, expected {}",
+            got.dtype(),
+            want.dtype()
+        ));
     }
     let close = |a: f64, b: f64| {
         (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= ATOL + RTOL * b.abs()
@@ -457,4 +465,46 @@ fn onnx_node_tests() {
             problems.join("\n")
         );
     }
+}
+
+#[test]
+fn exclusion_list_format() {
+    let ok = parse_exclusions("# c\n\ntest_a\tbug: x\ntest_b\ttraining mode\n").unwrap();
+    assert_eq!(ok.len(), 2);
+    assert_eq!(ok["test_a"], "bug: x");
+    assert!(parse_exclusions("test_a bug")
+        .unwrap_err()
+        .contains("1: expected"));
+    assert!(parse_exclusions("test_a\t  ")
+        .unwrap_err()
+        .contains("reason"));
+    assert!(parse_exclusions("a\tx\na\ty")
+        .unwrap_err()
+        .contains("2: a is excluded twice"));
+}
+
+#[test]
+fn output_comparison() {
+    let f = |v: Vec<f32>| Tensor::from_f32(vec![v.len()], v).unwrap();
+    assert!(compare(
+        &f(vec![1.0, f32::NAN, -0.0]),
+        &f(vec![1.0005, f32::NAN, 0.0])
+    )
+    .is_ok());
+    assert!(compare(&f(vec![0.0]), &f(vec![2e-5]))
+        .unwrap_err()
+        .contains("element 0"));
+    assert!(compare(&f(vec![f32::NAN]), &f(vec![1.0])).is_err());
+    assert!(compare(&f(vec![f32::INFINITY]), &f(vec![f32::INFINITY])).is_ok());
+    assert!(compare(&f(vec![1.0, 2.0]), &f(vec![1.0]))
+        .unwrap_err()
+        .contains("shape"));
+    let i = |v: Vec<i64>| Tensor::from_i64(vec![v.len()], v).unwrap();
+    assert!(compare(&i(vec![1, 2]), &i(vec![1, 2])).is_ok());
+    assert!(compare(&i(vec![1, 2]), &i(vec![1, 3]))
+        .unwrap_err()
+        .contains("element 1"));
+    assert!(compare(&i(vec![1]), &f(vec![1.0]))
+        .unwrap_err()
+        .contains("element type"));
 }
