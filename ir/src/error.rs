@@ -29,6 +29,12 @@ pub enum InferError {
     },
     #[error("attribute `{attr}`: {reason}")]
     Attribute { attr: &'static str, reason: String },
+    #[error("attribute `{attr}`: axis {axis} out of range for rank {rank}")]
+    Axis {
+        attr: &'static str,
+        axis: usize,
+        rank: usize,
+    },
     #[error("the batch dimension cannot be used here: {0}")]
     Batch(String),
 }

@@ -6,8 +6,8 @@
 //! tensors live in a side store, not in the node payloads, so that cloning, printing a
 //! summary or rewriting the graph never copies weights.
 
-use std::collections::{BTreeMap, BinaryHeap};
 use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 
 use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
@@ -136,7 +136,11 @@ impl Graph {
     }
 
     /// Adds a constant node holding `tensor`.
-    pub fn add_constant(&mut self, name: impl Into<String>, tensor: impl Into<Arc<Tensor>>) -> ValueRef {
+    pub fn add_constant(
+        &mut self,
+        name: impl Into<String>,
+        tensor: impl Into<Arc<Tensor>>,
+    ) -> ValueRef {
         let tensor = tensor.into();
         let name = name.into();
         let cid = ConstId(self.next_const);
@@ -231,7 +235,9 @@ impl Graph {
     }
 
     pub fn node(&self, id: NodeId) -> Result<&Node, GraphError> {
-        self.graph.node_weight(id).ok_or(GraphError::UnknownNode(id))
+        self.graph
+            .node_weight(id)
+            .ok_or(GraphError::UnknownNode(id))
     }
 
     pub fn node_mut(&mut self, id: NodeId) -> Result<&mut Node, GraphError> {
@@ -335,7 +341,12 @@ impl Graph {
     }
 
     /// Rewires input slot `slot` of `node` to `new`.
-    pub fn set_node_input(&mut self, node: NodeId, slot: usize, new: ValueRef) -> Result<(), GraphError> {
+    pub fn set_node_input(
+        &mut self,
+        node: NodeId,
+        slot: usize,
+        new: ValueRef,
+    ) -> Result<(), GraphError> {
         self.node(node)?;
         self.value(new)?;
         let old: Vec<EdgeIndex> = self
@@ -365,7 +376,10 @@ impl Graph {
 
     /// Removes a node with its edges (and its tensor, for a constant; its input slot, for an input).
     pub fn remove_node(&mut self, id: NodeId) -> Result<Node, GraphError> {
-        let node = self.graph.remove_node(id).ok_or(GraphError::UnknownNode(id))?;
+        let node = self
+            .graph
+            .remove_node(id)
+            .ok_or(GraphError::UnknownNode(id))?;
         if let NodeKind::Constant(cid) = node.kind {
             self.constants.remove(&cid);
         }
@@ -396,7 +410,10 @@ impl Graph {
     pub fn topo_order(&self) -> Result<Vec<NodeId>, GraphError> {
         let mut indegree: BTreeMap<NodeId, usize> = BTreeMap::new();
         for id in self.graph.node_indices() {
-            indegree.insert(id, self.graph.edges_directed(id, Direction::Incoming).count());
+            indegree.insert(
+                id,
+                self.graph.edges_directed(id, Direction::Incoming).count(),
+            );
         }
         let mut ready: BinaryHeap<Reverse<NodeId>> = indegree
             .iter()
@@ -407,7 +424,9 @@ impl Graph {
         while let Some(Reverse(id)) = ready.pop() {
             order.push(id);
             for e in self.graph.edges_directed(id, Direction::Outgoing) {
-                let d = indegree.get_mut(&e.target()).expect("edge target is a node");
+                let d = indegree
+                    .get_mut(&e.target())
+                    .expect("edge target is a node");
                 *d -= 1;
                 if *d == 0 {
                     ready.push(Reverse(e.target()));

@@ -64,7 +64,7 @@ impl Shape {
 
     /// True when some dimension is the batch symbol.
     pub fn has_batch(&self) -> bool {
-        self.0.iter().any(|d| *d == Dim::Batch)
+        self.0.contains(&Dim::Batch)
     }
 
     /// The concrete dimensions if every dimension is known.

@@ -31,3 +31,378 @@ pub struct ConvTranspose {
     pub group: usize,
     pub has_bias: bool,
 }
+
+use super::check;
+use crate::{Dim, InferError, Shape, TensorType};
+
+/// Checks the per-spatial-axis attribute lists shared by Conv, ConvTranspose and pooling.
+pub(crate) fn check_window_attrs(
+    spatial: usize,
+    kernel: &[usize],
+    strides: &[usize],
+    pads: &[usize],
+    dilations: &[usize],
+) -> Result<(), InferError> {
+    check::attr_len("kernel", kernel.len(), spatial)?;
+    check::attr_len("strides", strides.len(), spatial)?;
+    check::attr_len("pads", pads.len(), 2 * spatial)?;
+    check::attr_len("dilations", dilations.len(), spatial)?;
+    for (attr, list) in [
+        ("kernel", kernel),
+        ("strides", strides),
+        ("dilations", dilations),
+    ] {
+        if list.contains(&0) {
+            return Err(InferError::Attribute {
+                attr,
+                reason: "values must be at least 1".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `(k - 1) * d + 1`, checked: the extent of a dilated kernel.
+pub(crate) fn effective_kernel(k: usize, d: usize) -> Result<usize, InferError> {
+    (k - 1)
+        .checked_mul(d)
+        .and_then(|x| x.checked_add(1))
+        .ok_or_else(|| InferError::Attribute {
+            attr: "dilations",
+            reason: format!("kernel {k} with dilation {d} overflows"),
+        })
+}
+
+/// Spatial dimensions of `x` (from axis 2), all of which must be known.
+pub(crate) fn spatial_dims(x: &TensorType) -> Result<Vec<usize>, InferError> {
+    x.shape.0[2..]
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| check::known(d, &format!("spatial dimension {i} of input 0")))
+        .collect()
+}
+
+impl Conv {
+    /// ONNX Conv: `out = floor((in + pb + pe - ((k-1)·d + 1)) / s) + 1` per spatial axis.
+    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+        check::arity(
+            inputs,
+            (2 + self.has_bias as usize, Some(2 + self.has_bias as usize)),
+        )?;
+        let (x, w) = (inputs[0], inputs[1]);
+        check::float(0, x)?;
+        check::same_dtype(1, w, x.dtype)?;
+        check::rank_at_least(0, x, 3)?;
+        check::rank_eq(1, w, x.rank())?;
+        let spatial = x.rank() - 2;
+        check_window_attrs(
+            spatial,
+            &self.kernel,
+            &self.strides,
+            &self.pads,
+            &self.dilations,
+        )?;
+        if self.group == 0 {
+            return Err(InferError::Attribute {
+                attr: "group",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let wdims: Vec<usize> = w
+            .shape
+            .0
+            .iter()
+            .map(|&d| check::known(d, "the weight shape"))
+            .collect::<Result<_, _>>()?;
+        if wdims[2..] != self.kernel[..] {
+            return Err(InferError::ShapeMismatch {
+                input: 1,
+                shape: w.shape.clone(),
+                reason: format!("kernel attribute is {:?}", self.kernel),
+            });
+        }
+        let m = wdims[0];
+        let c = check::known(x.shape.0[1], "the channel dimension of input 0")?;
+        if wdims[1].checked_mul(self.group) != Some(c) {
+            return Err(InferError::ShapeMismatch {
+                input: 1,
+                shape: w.shape.clone(),
+                reason: format!(
+                    "input has {c} channels, weight expects {} × group {}",
+                    wdims[1], self.group
+                ),
+            });
+        }
+        if m % self.group != 0 {
+            return Err(InferError::ShapeMismatch {
+                input: 1,
+                shape: w.shape.clone(),
+                reason: format!("{m} output channels not divisible by group {}", self.group),
+            });
+        }
+        if self.has_bias {
+            let b = inputs[2];
+            check::same_dtype(2, b, x.dtype)?;
+            if b.shape != Shape::known(&[m]) {
+                return Err(InferError::ShapeMismatch {
+                    input: 2,
+                    shape: b.shape.clone(),
+                    reason: format!("bias must be [{m}]"),
+                });
+            }
+        }
+        let ins = spatial_dims(x)?;
+        let mut out = vec![x.shape.0[0], Dim::Known(m)];
+        for (i, &in_i) in ins.iter().enumerate() {
+            let ek = effective_kernel(self.kernel[i], self.dilations[i])?;
+            let padded = in_i as u128 + self.pads[i] as u128 + self.pads[spatial + i] as u128;
+            let ek = ek as u128;
+            if padded < ek {
+                return Err(InferError::ShapeMismatch {
+                    input: 0,
+                    shape: x.shape.clone(),
+                    reason: format!(
+                        "spatial axis {i}: padded size {padded} is smaller than the dilated kernel {ek}"
+                    ),
+                });
+            }
+            out.push(Dim::Known(
+                ((padded - ek) / self.strides[i] as u128 + 1) as usize,
+            ));
+        }
+        Ok(vec![TensorType::new(x.dtype, Shape(out))])
+    }
+}
+
+impl ConvTranspose {
+    /// ONNX ConvTranspose: `out = s·(in - 1) + output_padding + ((k-1)·d + 1) - pb - pe`.
+    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+        check::arity(
+            inputs,
+            (2 + self.has_bias as usize, Some(2 + self.has_bias as usize)),
+        )?;
+        let (x, w) = (inputs[0], inputs[1]);
+        check::float(0, x)?;
+        check::same_dtype(1, w, x.dtype)?;
+        check::rank_at_least(0, x, 3)?;
+        check::rank_eq(1, w, x.rank())?;
+        let spatial = x.rank() - 2;
+        check_window_attrs(
+            spatial,
+            &self.kernel,
+            &self.strides,
+            &self.pads,
+            &self.dilations,
+        )?;
+        check::attr_len("output_padding", self.output_padding.len(), spatial)?;
+        if self.group == 0 {
+            return Err(InferError::Attribute {
+                attr: "group",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let wdims: Vec<usize> = w
+            .shape
+            .0
+            .iter()
+            .map(|&d| check::known(d, "the weight shape"))
+            .collect::<Result<_, _>>()?;
+        if wdims[2..] != self.kernel[..] {
+            return Err(InferError::ShapeMismatch {
+                input: 1,
+                shape: w.shape.clone(),
+                reason: format!("kernel attribute is {:?}", self.kernel),
+            });
+        }
+        let c = check::known(x.shape.0[1], "the channel dimension of input 0")?;
+        if wdims[0] != c {
+            return Err(InferError::ShapeMismatch {
+                input: 1,
+                shape: w.shape.clone(),
+                reason: format!("input has {c} channels, weight expects {}", wdims[0]),
+            });
+        }
+        if c % self.group != 0 {
+            return Err(InferError::ShapeMismatch {
+                input: 0,
+                shape: x.shape.clone(),
+                reason: format!("{c} channels not divisible by group {}", self.group),
+            });
+        }
+        let m = wdims[1]
+            .checked_mul(self.group)
+            .ok_or_else(|| InferError::Attribute {
+                attr: "group",
+                reason: "output channel count overflows".into(),
+            })?;
+        if self.has_bias {
+            let b = inputs[2];
+            check::same_dtype(2, b, x.dtype)?;
+            if b.shape != Shape::known(&[m]) {
+                return Err(InferError::ShapeMismatch {
+                    input: 2,
+                    shape: b.shape.clone(),
+                    reason: format!("bias must be [{m}]"),
+                });
+            }
+        }
+        let ins = spatial_dims(x)?;
+        let mut out = vec![x.shape.0[0], Dim::Known(m)];
+        for (i, &in_i) in ins.iter().enumerate() {
+            let ek = effective_kernel(self.kernel[i], self.dilations[i])? as u128;
+            let full = (self.strides[i] as u128) * (in_i.max(1) as u128 - 1)
+                + self.output_padding[i] as u128
+                + ek;
+            let cut = self.pads[i] as u128 + self.pads[spatial + i] as u128;
+            if in_i == 0 || full <= cut || full - cut > usize::MAX as u128 {
+                return Err(InferError::ShapeMismatch {
+                    input: 0,
+                    shape: x.shape.clone(),
+                    reason: format!(
+                        "spatial axis {i}: pads {cut} leave no output (full size {full})"
+                    ),
+                });
+            }
+            out.push(Dim::Known((full - cut) as usize));
+        }
+        Ok(vec![TensorType::new(x.dtype, Shape(out))])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::check::run;
+    use crate::Op;
+
+    fn conv(
+        kernel: &[usize],
+        strides: &[usize],
+        pads: &[usize],
+        dil: &[usize],
+        group: usize,
+        bias: bool,
+    ) -> Op {
+        Op::Conv(Conv {
+            kernel: kernel.to_vec(),
+            strides: strides.to_vec(),
+            pads: pads.to_vec(),
+            dilations: dil.to_vec(),
+            group,
+            has_bias: bias,
+        })
+    }
+
+    #[test]
+    fn conv_output_sizes() {
+        let op = conv(&[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 1, true);
+        assert_eq!(
+            run(&op, &["f32[N,1,28,28]", "f32[32,1,3,3]", "f32[32]"]).unwrap(),
+            ["f32[N,32,28,28]"]
+        );
+        // stride 2, asymmetric pads, dilation 2: (7 + 0 + 1 - 5) / 2 + 1 = 2; (9 + 1 + 0 - 3)/2 + 1 = 4
+        let op = conv(&[3, 3], &[2, 2], &[0, 1, 1, 0], &[2, 1], 1, false);
+        assert_eq!(
+            run(&op, &["f32[2,4,7,9]", "f32[8,4,3,3]"]).unwrap(),
+            ["f32[2,8,2,4]"]
+        );
+        // depthwise, 1-D
+        let op = conv(&[5], &[1], &[0, 0], &[1], 6, false);
+        assert_eq!(
+            run(&op, &["f64[1,6,10]", "f64[12,1,5]"]).unwrap(),
+            ["f64[1,12,6]"]
+        );
+    }
+
+    #[test]
+    fn conv_errors() {
+        let op = conv(&[3, 3], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, false);
+        assert!(matches!(
+            run(&op, &["i32[1,1,5,5]", "i32[1,1,3,3]"]),
+            Err(InferError::DType { input: 0, .. })
+        ));
+        assert!(matches!(
+            run(&op, &["f32[1,2,5,5]", "f32[1,1,3,3]"]),
+            Err(InferError::ShapeMismatch { input: 1, .. })
+        ));
+        assert!(matches!(
+            run(&op, &["f32[1,1,2,5]", "f32[1,1,3,3]"]),
+            Err(InferError::ShapeMismatch { input: 0, .. })
+        ));
+        assert!(matches!(
+            run(&op, &["f32[1,1,N,5]", "f32[1,1,3,3]"]),
+            Err(InferError::Batch(_))
+        ));
+        assert!(matches!(
+            run(&op, &["f32[1,1,5,5]", "f32[1,1,2,2]"]),
+            Err(InferError::ShapeMismatch { input: 1, .. })
+        ));
+        assert!(matches!(
+            run(&op, &["f32[1,1,5,5]"]),
+            Err(InferError::Arity { .. })
+        ));
+        let bad = conv(&[3], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, false);
+        assert!(matches!(
+            run(&bad, &["f32[1,1,5,5]", "f32[1,1,3,3]"]),
+            Err(InferError::Attribute { attr: "kernel", .. })
+        ));
+        let bad = conv(&[3, 3], &[0, 1], &[0, 0, 0, 0], &[1, 1], 1, false);
+        assert!(matches!(
+            run(&bad, &["f32[1,1,5,5]", "f32[1,1,3,3]"]),
+            Err(InferError::Attribute {
+                attr: "strides",
+                ..
+            })
+        ));
+        let biased = conv(&[3, 3], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, true);
+        assert!(matches!(
+            run(&biased, &["f32[1,1,5,5]", "f32[1,1,3,3]", "f32[2]"]),
+            Err(InferError::ShapeMismatch { input: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn conv_transpose_output_sizes() {
+        // ONNX test_convtranspose: [1,1,3,3] with w [1,2,3,3] → [1,2,5,5]
+        let op = Op::ConvTranspose(ConvTranspose {
+            kernel: vec![3, 3],
+            strides: vec![1, 1],
+            pads: vec![0, 0, 0, 0],
+            dilations: vec![1, 1],
+            output_padding: vec![0, 0],
+            group: 1,
+            has_bias: false,
+        });
+        assert_eq!(
+            run(&op, &["f32[N,1,3,3]", "f32[1,2,3,3]"]).unwrap(),
+            ["f32[N,2,5,5]"]
+        );
+        // strides 3,2 with output_padding 1,1 and pads: 3*(3-1)+1+3-0-0 = 10, 2*(3-1)+1+3-1-1 = 6
+        let op = Op::ConvTranspose(ConvTranspose {
+            kernel: vec![3, 3],
+            strides: vec![3, 2],
+            pads: vec![0, 1, 0, 1],
+            dilations: vec![1, 1],
+            output_padding: vec![1, 1],
+            group: 2,
+            has_bias: true,
+        });
+        assert_eq!(
+            run(&op, &["f32[1,2,3,3]", "f32[2,2,3,3]", "f32[4]"]).unwrap(),
+            ["f32[1,4,10,6]"]
+        );
+        let op = Op::ConvTranspose(ConvTranspose {
+            kernel: vec![1],
+            strides: vec![1],
+            pads: vec![1, 1],
+            dilations: vec![1],
+            output_padding: vec![0],
+            group: 1,
+            has_bias: false,
+        });
+        assert!(matches!(
+            run(&op, &["f32[1,1,2]", "f32[1,1,1]"]),
+            Err(InferError::ShapeMismatch { input: 0, .. })
+        ));
+    }
+}

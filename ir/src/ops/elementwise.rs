@@ -28,3 +28,151 @@ pub struct Clip {
     pub has_min: bool,
     pub has_max: bool,
 }
+
+use super::check;
+use crate::{DType, InferError, TensorType};
+
+impl BinaryOp {
+    /// Same element type on both sides, numpy broadcasting of the shapes.
+    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+        check::arity(inputs, (2, Some(2)))?;
+        let (a, b) = (inputs[0], inputs[1]);
+        check::numeric(0, a)?;
+        check::same_dtype(1, b, a.dtype)?;
+        let shape = check::broadcast(&a.shape, &b.shape)?;
+        Ok(vec![TensorType::new(a.dtype, shape)])
+    }
+}
+
+impl UnaryOp {
+    /// Shape-preserving. Relu also takes signed integers (as ONNX does); the others are
+    /// transcendental or fractional and need floats.
+    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+        check::arity(inputs, (1, Some(1)))?;
+        let x = inputs[0];
+        let int_ok =
+            matches!(self, UnaryOp::Relu) && matches!(x.dtype, DType::I8 | DType::I32 | DType::I64);
+        if !int_ok {
+            check::float(0, x)?;
+        }
+        Ok(vec![x.clone()])
+    }
+}
+
+/// PRelu: float `x`, `slope` of the same type unidirectionally broadcast to `x`.
+pub fn infer_prelu(inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    check::arity(inputs, (2, Some(2)))?;
+    let (x, slope) = (inputs[0], inputs[1]);
+    check::float(0, x)?;
+    check::same_dtype(1, slope, x.dtype)?;
+    check::broadcast_to(1, &slope.shape, &x.shape)?;
+    Ok(vec![x.clone()])
+}
+
+impl Clip {
+    /// Shape-preserving; the bounds are single-element tensors of x's element type (scalars,
+    /// or `[1]`-shaped as some exporters write them).
+    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+        let n = 1 + self.has_min as usize + self.has_max as usize;
+        check::arity(inputs, (n, Some(n)))?;
+        let x = inputs[0];
+        check::numeric(0, x)?;
+        for (i, bound) in inputs.iter().enumerate().skip(1) {
+            check::same_dtype(i, bound, x.dtype)?;
+            if bound.shape.0.iter().any(|&d| d != crate::Dim::Known(1)) {
+                return Err(InferError::ShapeMismatch {
+                    input: i,
+                    shape: bound.shape.clone(),
+                    reason: "a clip bound must be a single element".into(),
+                });
+            }
+        }
+        Ok(vec![x.clone()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::check::run;
+    use crate::Op;
+
+    #[test]
+    fn binary_broadcasting() {
+        let add = Op::Binary(BinaryOp::Add);
+        assert_eq!(
+            run(&add, &["f32[N,3,4]", "f32[4]"]).unwrap(),
+            ["f32[N,3,4]"]
+        );
+        assert_eq!(run(&add, &["i64[2,1]", "i64[1,3]"]).unwrap(), ["i64[2,3]"]);
+        assert_eq!(run(&add, &["f32[N,1]", "f32[1,5]"]).unwrap(), ["f32[N,5]"]);
+        assert!(matches!(
+            run(&add, &["f32[2]", "f32[3]"]),
+            Err(InferError::Broadcast { .. })
+        ));
+        assert!(matches!(
+            run(&add, &["f32[N]", "f32[3]"]),
+            Err(InferError::Batch(_))
+        ));
+        assert!(matches!(
+            run(&add, &["f32[2]", "i32[2]"]),
+            Err(InferError::DType { input: 1, .. })
+        ));
+        assert!(matches!(
+            run(&add, &["bool[2]", "bool[2]"]),
+            Err(InferError::DType { input: 0, .. })
+        ));
+        assert!(matches!(
+            run(&add, &["f32[2]"]),
+            Err(InferError::Arity { .. })
+        ));
+    }
+
+    #[test]
+    fn unary_and_prelu() {
+        let relu = Op::Unary(UnaryOp::Relu);
+        assert_eq!(run(&relu, &["i32[N,3]"]).unwrap(), ["i32[N,3]"]);
+        let sig = Op::Unary(UnaryOp::Sigmoid);
+        assert_eq!(run(&sig, &["f64[2]"]).unwrap(), ["f64[2]"]);
+        assert!(matches!(
+            run(&sig, &["i32[2]"]),
+            Err(InferError::DType { .. })
+        ));
+        assert_eq!(
+            run(&Op::PRelu, &["f32[N,3,4,4]", "f32[3,1,1]"]).unwrap(),
+            ["f32[N,3,4,4]"]
+        );
+        assert!(matches!(
+            run(&Op::PRelu, &["f32[2,3]", "f32[2,3,1]"]),
+            Err(InferError::ShapeMismatch { input: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn clip_bounds() {
+        let c = Op::Clip(Clip {
+            has_min: true,
+            has_max: true,
+        });
+        assert_eq!(
+            run(&c, &["f32[N,3]", "f32[]", "f32[1]"]).unwrap(),
+            ["f32[N,3]"]
+        );
+        assert!(matches!(
+            run(&c, &["f32[N,3]", "f32[2]", "f32[]"]),
+            Err(InferError::ShapeMismatch { input: 1, .. })
+        ));
+        assert!(matches!(
+            run(&c, &["f32[3]", "f32[]"]),
+            Err(InferError::Arity { .. })
+        ));
+        let c = Op::Clip(Clip {
+            has_min: false,
+            has_max: true,
+        });
+        assert!(matches!(
+            run(&c, &["f32[3]", "i8[]"]),
+            Err(InferError::DType { input: 1, .. })
+        ));
+    }
+}

@@ -34,3 +34,669 @@ pub struct Split {
     pub axis: usize,
     pub sizes: Vec<usize>,
 }
+
+use super::check;
+use crate::{DType, Dim, InferError, Shape, TensorType};
+
+/// Flatten to `[prod(dims[..axis]), prod(dims[axis..])]`; `axis == rank` is allowed.
+pub fn infer_flatten(axis: usize, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    check::arity(inputs, (1, Some(1)))?;
+    let x = inputs[0];
+    if axis > x.rank() {
+        return Err(InferError::Axis {
+            attr: "axis",
+            axis,
+            rank: x.rank() + 1,
+        });
+    }
+    let outer = check::merge_dims(&x.shape.0[..axis], "flatten (outer dimensions)")?;
+    let inner = check::merge_dims(&x.shape.0[axis..], "flatten (inner dimensions)")?;
+    Ok(vec![TensorType::new(x.dtype, Shape(vec![outer, inner]))])
+}
+
+impl Reshape {
+    /// ONNX Reshape with the batch rules: a `0` copying the batch dimension keeps it; a single
+    /// `-1` becomes the batch dimension when the known sizes on both sides already agree.
+    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+        check::arity(inputs, (1, Some(1)))?;
+        let x = inputs[0];
+        let bad = |reason: String| InferError::Attribute {
+            attr: "shape",
+            reason,
+        };
+        let mut infer_at = None;
+        let mut out: Vec<Option<Dim>> = Vec::with_capacity(self.shape.len());
+        for (i, &s) in self.shape.iter().enumerate() {
+            match s {
+                -1 => {
+                    if infer_at.replace(i).is_some() {
+                        return Err(bad("more than one -1".into()));
+                    }
+                    out.push(None);
+                }
+                0 if !self.allow_zero => {
+                    let d = x.shape.0.get(i).copied().ok_or_else(|| {
+                        bad(format!(
+                            "0 at position {i} copies a dimension the rank-{} input lacks",
+                            x.rank()
+                        ))
+                    })?;
+                    out.push(Some(d));
+                }
+                s if s < 0 => return Err(bad(format!("invalid size {s}"))),
+                s => {
+                    let s = usize::try_from(s).map_err(|_| bad(format!("size {s} too large")))?;
+                    out.push(Some(Dim::Known(s)));
+                }
+            }
+        }
+        if self.allow_zero && infer_at.is_some() && self.shape.contains(&0) {
+            return Err(bad(
+                "-1 together with 0 under allow_zero is ambiguous".into()
+            ));
+        }
+        let in_known = checked_product(x.shape.0.iter().filter_map(|d| d.known()))
+            .ok_or_else(|| bad("input size overflows".into()))?;
+        let tgt_known = checked_product(out.iter().filter_map(|d| d.and_then(Dim::known)))
+            .ok_or_else(|| bad("target size overflows".into()))?;
+        let in_batch = x.shape.0.iter().filter(|d| **d == Dim::Batch).count();
+        let tgt_batch = out.iter().filter(|d| **d == Some(Dim::Batch)).count();
+        if in_batch > 1 || tgt_batch > in_batch {
+            return Err(InferError::Batch(
+                "reshape of a value with more than one batch dimension".into(),
+            ));
+        }
+        let mismatch = || InferError::ShapeMismatch {
+            input: 0,
+            shape: x.shape.clone(),
+            reason: format!("cannot be reshaped to {:?}", self.shape),
+        };
+        let inferred = if in_batch == tgt_batch {
+            // Every batch dimension is carried over by a 0: the known parts must agree.
+            match infer_at {
+                None if in_known == tgt_known => None,
+                None => return Err(mismatch()),
+                Some(_) if tgt_known == 0 => {
+                    if in_known == 0 {
+                        return Err(bad(
+                            "-1 is ambiguous when the other sizes multiply to 0".into()
+                        ));
+                    }
+                    return Err(mismatch());
+                }
+                Some(_) if in_known % tgt_known == 0 => Some(Dim::Known(in_known / tgt_known)),
+                Some(_) => return Err(mismatch()),
+            }
+        } else {
+            // The batch dimension is not copied: only a -1 can take it over, and only when the
+            // rest already matches exactly.
+            match infer_at {
+                Some(_) if in_known == tgt_known => Some(Dim::Batch),
+                _ => {
+                    return Err(InferError::Batch(format!(
+                        "reshape to {:?} would fold the batch dimension into other dimensions",
+                        self.shape
+                    )))
+                }
+            }
+        };
+        let dims = out
+            .into_iter()
+            .map(|d| d.or(inferred).unwrap_or(Dim::Known(1)))
+            .collect();
+        Ok(vec![TensorType::new(x.dtype, Shape(dims))])
+    }
+}
+
+fn checked_product(it: impl Iterator<Item = usize>) -> Option<usize> {
+    it.into_iter().try_fold(1usize, |acc, d| acc.checked_mul(d))
+}
+
+/// Transpose: `perm` must be a permutation of the input's axes.
+pub fn infer_transpose(
+    perm: &[usize],
+    inputs: &[&TensorType],
+) -> Result<Vec<TensorType>, InferError> {
+    check::arity(inputs, (1, Some(1)))?;
+    let x = inputs[0];
+    check::attr_len("perm", perm.len(), x.rank())?;
+    check::distinct_axes("perm", perm, x.rank())?;
+    let dims = perm.iter().map(|&p| x.shape.0[p]).collect();
+    Ok(vec![TensorType::new(x.dtype, Shape(dims))])
+}
+
+/// Concat: same type and rank everywhere, equal dimensions except along `axis`, which adds up.
+pub fn infer_concat(axis: usize, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    check::arity(inputs, (1, None))?;
+    let first = inputs[0];
+    check::axis("axis", axis, first.rank())?;
+    let mut dims = first.shape.0.clone();
+    for (i, t) in inputs.iter().enumerate().skip(1) {
+        check::same_dtype(i, t, first.dtype)?;
+        check::rank_eq(i, t, first.rank())?;
+        for (j, (&d, &e)) in first.shape.0.iter().zip(&t.shape.0).enumerate() {
+            if j != axis && d != e {
+                return Err(InferError::ShapeMismatch {
+                    input: i,
+                    shape: t.shape.clone(),
+                    reason: format!("dimension {j} is {e}, input 0 has {d}"),
+                });
+            }
+        }
+        let a = check::known(dims[axis], "the concatenation axis")?;
+        let b = check::known(t.shape.0[axis], "the concatenation axis")?;
+        let sum = a.checked_add(b).ok_or_else(|| InferError::ShapeMismatch {
+            input: i,
+            shape: t.shape.clone(),
+            reason: "concatenated size overflows".into(),
+        })?;
+        dims[axis] = Dim::Known(sum);
+    }
+    Ok(vec![TensorType::new(first.dtype, Shape(dims))])
+}
+
+impl Pad {
+    /// Each axis grows by `begin + end` (negative values crop); the batch axis must be unpadded.
+    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+        check::arity(inputs, (1, Some(1)))?;
+        let x = inputs[0];
+        let r = x.rank();
+        check::attr_len("pads", self.pads.len(), 2 * r)?;
+        let mut dims = Vec::with_capacity(r);
+        for (i, &d) in x.shape.0.iter().enumerate() {
+            let (b, e) = (self.pads[i], self.pads[r + i]);
+            match d {
+                Dim::Batch if b == 0 && e == 0 => dims.push(Dim::Batch),
+                Dim::Batch => {
+                    return Err(InferError::Batch(format!(
+                        "axis {i} is the batch dimension and cannot be padded"
+                    )))
+                }
+                Dim::Known(n) => {
+                    let size = n as i128 + b as i128 + e as i128;
+                    if size < 0 || size > usize::MAX as i128 {
+                        return Err(InferError::Attribute {
+                            attr: "pads",
+                            reason: format!(
+                                "axis {i} of size {n} padded by {b}, {e} has size {size}"
+                            ),
+                        });
+                    }
+                    dims.push(Dim::Known(size as usize));
+                }
+            }
+        }
+        Ok(vec![TensorType::new(x.dtype, Shape(dims))])
+    }
+}
+
+/// Squeeze: the listed axes (distinct, in range) must have size 1 and are removed.
+pub fn infer_squeeze(
+    axes: &[usize],
+    inputs: &[&TensorType],
+) -> Result<Vec<TensorType>, InferError> {
+    check::arity(inputs, (1, Some(1)))?;
+    let x = inputs[0];
+    check::distinct_axes("axes", axes, x.rank())?;
+    for &a in axes {
+        match x.shape.0[a] {
+            Dim::Known(1) => {}
+            Dim::Batch => {
+                return Err(InferError::Batch(format!(
+                    "axis {a} is the batch dimension and cannot be squeezed"
+                )))
+            }
+            d => {
+                return Err(InferError::ShapeMismatch {
+                    input: 0,
+                    shape: x.shape.clone(),
+                    reason: format!("axis {a} has size {d}, not 1"),
+                })
+            }
+        }
+    }
+    let dims = x
+        .shape
+        .0
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !axes.contains(i))
+        .map(|(_, &d)| d)
+        .collect();
+    Ok(vec![TensorType::new(x.dtype, Shape(dims))])
+}
+
+/// Unsqueeze: `axes` index the output, whose rank is `rank + axes.len()`.
+pub fn infer_unsqueeze(
+    axes: &[usize],
+    inputs: &[&TensorType],
+) -> Result<Vec<TensorType>, InferError> {
+    check::arity(inputs, (1, Some(1)))?;
+    let x = inputs[0];
+    let out_rank = x.rank() + axes.len();
+    check::distinct_axes("axes", axes, out_rank)?;
+    let mut rest = x.shape.0.iter();
+    let dims = (0..out_rank)
+        .map(|i| {
+            if axes.contains(&i) {
+                Dim::Known(1)
+            } else {
+                // There are exactly `rank` positions not in `axes`.
+                rest.next().copied().unwrap_or(Dim::Known(1))
+            }
+        })
+        .collect();
+    Ok(vec![TensorType::new(x.dtype, Shape(dims))])
+}
+
+/// Shape: i64 vector of the dimensions `start..end` (empty when `start >= end`).
+pub fn infer_shape(
+    start: usize,
+    end: usize,
+    inputs: &[&TensorType],
+) -> Result<Vec<TensorType>, InferError> {
+    check::arity(inputs, (1, Some(1)))?;
+    let x = inputs[0];
+    for (attr, v) in [("start", start), ("end", end)] {
+        if v > x.rank() {
+            return Err(InferError::Axis {
+                attr,
+                axis: v,
+                rank: x.rank() + 1,
+            });
+        }
+    }
+    Ok(vec![TensorType::known(
+        DType::I64,
+        &[end.saturating_sub(start)],
+    )])
+}
+
+/// Gather: `data[..axis] ++ indices.shape ++ data[axis+1..]`.
+pub fn infer_gather(axis: usize, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    check::arity(inputs, (2, Some(2)))?;
+    let (data, idx) = (inputs[0], inputs[1]);
+    check::integer(1, idx)?;
+    check::axis("axis", axis, data.rank())?;
+    let mut dims = data.shape.0[..axis].to_vec();
+    dims.extend_from_slice(&idx.shape.0);
+    dims.extend_from_slice(&data.shape.0[axis + 1..]);
+    Ok(vec![TensorType::new(data.dtype, Shape(dims))])
+}
+
+/// Ends at or beyond this are "to the end" whatever the size (ONNX exporters write INT_MAX
+/// or i64::MAX); starts/ends at or below its negation are "from the very beginning".
+const UNBOUNDED: i64 = i32::MAX as i64;
+
+impl Slice {
+    /// ONNX Slice: starts/ends are clamped per axis (`[0, dim]` for positive steps,
+    /// `[-1, dim-1]` for negative ones after adding `dim` to negative values), and the length
+    /// is `ceil((end - start) / step)`, at least 0. A batch axis may only be taken whole.
+    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+        check::arity(inputs, (1, Some(1)))?;
+        let x = inputs[0];
+        let n = self.starts.len();
+        check::attr_len("ends", self.ends.len(), n)?;
+        check::attr_len("axes", self.axes.len(), n)?;
+        check::attr_len("steps", self.steps.len(), n)?;
+        check::distinct_axes("axes", &self.axes, x.rank())?;
+        let mut dims = x.shape.0.clone();
+        for i in 0..n {
+            let (axis, start, end, step) =
+                (self.axes[i], self.starts[i], self.ends[i], self.steps[i]);
+            if step == 0 {
+                return Err(InferError::Attribute {
+                    attr: "steps",
+                    reason: "a step must not be 0".into(),
+                });
+            }
+            dims[axis] = match x.shape.0[axis] {
+                Dim::Batch => {
+                    let whole = match step {
+                        1 => (start == 0 || start <= -UNBOUNDED) && end >= UNBOUNDED,
+                        -1 => (start == -1 || start >= UNBOUNDED) && end <= -UNBOUNDED,
+                        _ => false,
+                    };
+                    if !whole {
+                        return Err(InferError::Batch(format!(
+                            "axis {axis} is the batch dimension and can only be sliced whole"
+                        )));
+                    }
+                    // Taken whole (possibly reversed): the size is unchanged.
+                    Dim::Batch
+                }
+                Dim::Known(d) => Dim::Known(slice_len(d, start, end, step)),
+            };
+        }
+        Ok(vec![TensorType::new(x.dtype, Shape(dims))])
+    }
+}
+
+/// Number of elements ONNX Slice selects from an axis of size `dim` (step ≠ 0).
+pub fn slice_len(dim: usize, start: i64, end: i64, step: i64) -> usize {
+    let (start, end, step, dim) = (start as i128, end as i128, step as i128, dim as i128);
+    let norm = |v: i128| if v < 0 { v + dim } else { v };
+    let (s, e) = if step > 0 {
+        (norm(start).clamp(0, dim), norm(end).clamp(0, dim))
+    } else {
+        (norm(start).clamp(0, dim - 1), norm(end).clamp(-1, dim - 1))
+    };
+    let span = if step > 0 { e - s } else { s - e };
+    if span <= 0 {
+        return 0;
+    }
+    let step = step.abs();
+    ((span + step - 1) / step) as usize
+}
+
+impl Split {
+    /// One output per size along `axis`; the sizes must add up to the (known) axis length.
+    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+        check::arity(inputs, (1, Some(1)))?;
+        let x = inputs[0];
+        check::axis("axis", self.axis, x.rank())?;
+        if self.sizes.is_empty() {
+            return Err(InferError::Attribute {
+                attr: "sizes",
+                reason: "must have at least one piece".into(),
+            });
+        }
+        let d = check::known(x.shape.0[self.axis], "the split axis")?;
+        let total = self
+            .sizes
+            .iter()
+            .try_fold(0usize, |acc, &s| acc.checked_add(s));
+        if total != Some(d) {
+            return Err(InferError::Attribute {
+                attr: "sizes",
+                reason: format!("sizes {:?} do not add up to axis length {d}", self.sizes),
+            });
+        }
+        Ok(self
+            .sizes
+            .iter()
+            .map(|&s| {
+                let mut dims = x.shape.0.clone();
+                dims[self.axis] = Dim::Known(s);
+                TensorType::new(x.dtype, Shape(dims))
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::check::run;
+    use crate::Op;
+
+    fn reshape(shape: &[i64], allow_zero: bool) -> Op {
+        Op::Reshape(Reshape {
+            shape: shape.to_vec(),
+            allow_zero,
+        })
+    }
+
+    #[test]
+    fn flatten() {
+        let f = |axis| Op::Flatten { axis };
+        assert_eq!(run(&f(1), &["f32[N,64,7,7]"]).unwrap(), ["f32[N,3136]"]);
+        assert_eq!(run(&f(2), &["f32[2,3,4,5]"]).unwrap(), ["f32[6,20]"]);
+        assert_eq!(run(&f(0), &["f32[2,3]"]).unwrap(), ["f32[1,6]"]);
+        assert_eq!(run(&f(2), &["f32[2,3]"]).unwrap(), ["f32[6,1]"]);
+        assert_eq!(run(&f(2), &["f32[N,1,5]"]).unwrap(), ["f32[N,5]"]);
+        assert!(matches!(
+            run(&f(0), &["f32[N,3]"]),
+            Err(InferError::Batch(_))
+        ));
+        assert!(matches!(
+            run(&f(2), &["f32[N,3,4]"]),
+            Err(InferError::Batch(_))
+        ));
+        assert!(matches!(
+            run(&f(3), &["f32[2,3]"]),
+            Err(InferError::Axis { .. })
+        ));
+    }
+
+    #[test]
+    fn reshape_static() {
+        assert_eq!(
+            run(&reshape(&[3, -1], false), &["f32[2,3,4]"]).unwrap(),
+            ["f32[3,8]"]
+        );
+        assert_eq!(
+            run(&reshape(&[0, 0, -1], false), &["f32[2,3,4]"]).unwrap(),
+            ["f32[2,3,4]"]
+        );
+        assert_eq!(
+            run(&reshape(&[0, 4], true), &["f32[0,3]"]).unwrap(),
+            ["f32[0,4]"]
+        );
+        assert_eq!(run(&reshape(&[], false), &["f32[1,1]"]).unwrap(), ["f32[]"]);
+        assert!(matches!(
+            run(&reshape(&[5, -1], false), &["f32[2,3]"]),
+            Err(InferError::ShapeMismatch { .. })
+        ));
+        assert!(matches!(
+            run(&reshape(&[7], false), &["f32[2,3]"]),
+            Err(InferError::ShapeMismatch { .. })
+        ));
+        assert!(matches!(
+            run(&reshape(&[-1, -1], false), &["f32[2,3]"]),
+            Err(InferError::Attribute { .. })
+        ));
+        assert!(matches!(
+            run(&reshape(&[-2, 3], false), &["f32[2,3]"]),
+            Err(InferError::Attribute { .. })
+        ));
+        assert!(matches!(
+            run(&reshape(&[0, 0, 0], false), &["f32[6]"]),
+            Err(InferError::Attribute { .. })
+        ));
+        assert!(matches!(
+            run(&reshape(&[0, -1], true), &["f32[0,3]"]),
+            Err(InferError::Attribute { .. })
+        ));
+    }
+
+    #[test]
+    fn reshape_batch() {
+        assert_eq!(
+            run(&reshape(&[0, -1], false), &["f32[N,64,7,7]"]).unwrap(),
+            ["f32[N,3136]"]
+        );
+        assert_eq!(
+            run(&reshape(&[-1, 3136], false), &["f32[N,64,7,7]"]).unwrap(),
+            ["f32[N,3136]"]
+        );
+        assert_eq!(
+            run(&reshape(&[0, 8, 8], false), &["f32[N,64]"]).unwrap(),
+            ["f32[N,8,8]"]
+        );
+        assert_eq!(
+            run(&reshape(&[0, 2, -1], false), &["f32[N,64]"]).unwrap(),
+            ["f32[N,2,32]"]
+        );
+        // -1 takes the batch dimension wherever it sits.
+        assert_eq!(
+            run(&reshape(&[4, -1], false), &["f32[N,4]"]).unwrap(),
+            ["f32[4,N]"]
+        );
+        assert!(matches!(
+            run(&reshape(&[-1], false), &["f32[N,3]"]),
+            Err(InferError::Batch(_))
+        ));
+        assert!(matches!(
+            run(&reshape(&[2, 3], false), &["f32[N,3]"]),
+            Err(InferError::Batch(_))
+        ));
+        assert!(matches!(
+            run(&reshape(&[0, 5], false), &["f32[N,3]"]),
+            Err(InferError::ShapeMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn transpose_concat_pad() {
+        let t = Op::Transpose {
+            perm: vec![0, 2, 3, 1],
+        };
+        assert_eq!(run(&t, &["f32[N,3,4,5]"]).unwrap(), ["f32[N,4,5,3]"]);
+        let bad = Op::Transpose {
+            perm: vec![0, 0, 1, 2],
+        };
+        assert!(matches!(
+            run(&bad, &["f32[N,3,4,5]"]),
+            Err(InferError::Attribute { .. })
+        ));
+        let c = Op::Concat { axis: 1 };
+        assert_eq!(
+            run(&c, &["f32[N,3,4]", "f32[N,5,4]", "f32[N,1,4]"]).unwrap(),
+            ["f32[N,9,4]"]
+        );
+        assert!(matches!(
+            run(&c, &["f32[N,3,4]", "f32[N,5,3]"]),
+            Err(InferError::ShapeMismatch { input: 1, .. })
+        ));
+        assert!(matches!(
+            run(&Op::Concat { axis: 0 }, &["f32[N,3]", "f32[N,3]"]),
+            Err(InferError::Batch(_))
+        ));
+        assert!(matches!(
+            run(&c, &["f32[2,3]", "i64[2,3]"]),
+            Err(InferError::DType { input: 1, .. })
+        ));
+        let p = Op::Pad(Pad {
+            pads: vec![0, 1, -1, 0, 2, -1],
+            value: 0.0,
+        });
+        assert_eq!(run(&p, &["f32[N,3,4]"]).unwrap(), ["f32[N,6,2]"]);
+        let p = Op::Pad(Pad {
+            pads: vec![1, 0, 0, 0],
+            value: 0.0,
+        });
+        assert!(matches!(run(&p, &["f32[N,3]"]), Err(InferError::Batch(_))));
+        let p = Op::Pad(Pad {
+            pads: vec![0, -5, 0, 0],
+            value: 0.0,
+        });
+        assert!(matches!(
+            run(&p, &["f32[2,3]"]),
+            Err(InferError::Attribute { attr: "pads", .. })
+        ));
+    }
+
+    #[test]
+    fn squeeze_unsqueeze_shape_gather() {
+        let s = Op::Squeeze { axes: vec![1, 3] };
+        assert_eq!(run(&s, &["f32[N,1,4,1]"]).unwrap(), ["f32[N,4]"]);
+        assert!(matches!(
+            run(&s, &["f32[N,2,4,1]"]),
+            Err(InferError::ShapeMismatch { .. })
+        ));
+        assert!(matches!(
+            run(&Op::Squeeze { axes: vec![0] }, &["f32[N]"]),
+            Err(InferError::Batch(_))
+        ));
+        let u = Op::Unsqueeze { axes: vec![0, 3] };
+        assert_eq!(run(&u, &["f32[3,4]"]).unwrap(), ["f32[1,3,4,1]"]);
+        assert!(matches!(
+            run(&Op::Unsqueeze { axes: vec![4] }, &["f32[3,4]"]),
+            Err(InferError::Axis { .. })
+        ));
+        assert_eq!(
+            run(&Op::Shape { start: 1, end: 4 }, &["f32[N,3,4,5]"]).unwrap(),
+            ["i64[3]"]
+        );
+        assert_eq!(
+            run(&Op::Shape { start: 3, end: 1 }, &["f32[N,3,4,5]"]).unwrap(),
+            ["i64[0]"]
+        );
+        assert!(matches!(
+            run(&Op::Shape { start: 0, end: 5 }, &["f32[3,4]"]),
+            Err(InferError::Axis { .. })
+        ));
+        let g = Op::Gather { axis: 1 };
+        assert_eq!(
+            run(&g, &["f32[N,10,4]", "i32[2,3]"]).unwrap(),
+            ["f32[N,2,3,4]"]
+        );
+        assert_eq!(run(&g, &["f32[N,10,4]", "u8[]"]).unwrap(), ["f32[N,4]"]);
+        assert!(matches!(
+            run(&g, &["f32[N,10]", "f32[2]"]),
+            Err(InferError::DType { input: 1, .. })
+        ));
+    }
+
+    fn slice(starts: &[i64], ends: &[i64], axes: &[usize], steps: &[i64]) -> Op {
+        Op::Slice(Slice {
+            starts: starts.to_vec(),
+            ends: ends.to_vec(),
+            axes: axes.to_vec(),
+            steps: steps.to_vec(),
+        })
+    }
+
+    #[test]
+    fn slice_semantics() {
+        assert_eq!(slice_len(10, 2, 7, 1), 5);
+        assert_eq!(slice_len(10, 0, i64::MAX, 3), 4);
+        assert_eq!(slice_len(10, -3, 1000, 1), 3);
+        assert_eq!(slice_len(10, -1, i64::MIN, -1), 10);
+        assert_eq!(slice_len(10, 20, -20, -2), 5); // 9,7,5,3,1
+        assert_eq!(slice_len(10, 5, 5, 1), 0);
+        assert_eq!(slice_len(10, 7, 2, 1), 0);
+        assert_eq!(slice_len(0, 0, 5, 1), 0);
+        let s = slice(&[0, 1], &[i64::MAX, -1], &[0, 2], &[1, 2]);
+        assert_eq!(run(&s, &["f32[N,3,10]"]).unwrap(), ["f32[N,3,4]"]);
+        let s = slice(&[-1], &[i32::MIN as i64], &[0], &[-1]);
+        assert_eq!(run(&s, &["f32[N,3]"]).unwrap(), ["f32[N,3]"]);
+        let s = slice(&[1], &[i64::MAX], &[0], &[1]);
+        assert!(matches!(run(&s, &["f32[N,3]"]), Err(InferError::Batch(_))));
+        let s = slice(&[0], &[1], &[0], &[0]);
+        assert!(matches!(
+            run(&s, &["f32[4]"]),
+            Err(InferError::Attribute { attr: "steps", .. })
+        ));
+        let s = slice(&[0], &[1, 2], &[0], &[1]);
+        assert!(matches!(
+            run(&s, &["f32[4]"]),
+            Err(InferError::Attribute { attr: "ends", .. })
+        ));
+    }
+
+    #[test]
+    fn split() {
+        let s = Op::Split(Split {
+            axis: 1,
+            sizes: vec![2, 3, 1],
+        });
+        assert_eq!(
+            run(&s, &["f32[N,6]"]).unwrap(),
+            ["f32[N,2]", "f32[N,3]", "f32[N,1]"]
+        );
+        assert!(matches!(
+            run(&s, &["f32[N,7]"]),
+            Err(InferError::Attribute { attr: "sizes", .. })
+        ));
+        let s = Op::Split(Split {
+            axis: 0,
+            sizes: vec![1, 1],
+        });
+        assert!(matches!(run(&s, &["f32[N,7]"]), Err(InferError::Batch(_))));
+    }
+
+    #[test]
+    fn cast_identity() {
+        assert_eq!(
+            run(&Op::Cast { to: DType::I8 }, &["f32[N,2]"]).unwrap(),
+            ["i8[N,2]"]
+        );
+        assert_eq!(run(&Op::Identity, &["bool[3]"]).unwrap(), ["bool[3]"]);
+        assert!(matches!(
+            run(&Op::Identity, &[]),
+            Err(InferError::Arity { .. })
+        ));
+    }
+}

@@ -10,3 +10,188 @@ pub struct Gemm {
     pub trans_b: bool,
     pub has_c: bool,
 }
+
+use super::check;
+use crate::{Dim, InferError, Shape, TensorType};
+
+/// Checks that two contracted dimensions agree (the batch symbol matches only itself).
+fn contract(k_a: Dim, k_b: Dim, b: &TensorType, input_b: usize) -> Result<(), InferError> {
+    if k_a == k_b {
+        return Ok(());
+    }
+    Err(InferError::ShapeMismatch {
+        input: input_b,
+        shape: b.shape.clone(),
+        reason: format!("inner dimension {k_b} does not match {k_a}"),
+    })
+}
+
+impl Gemm {
+    /// `[M, K] · [K, N] → [M, N]` after the transposes; C must broadcast to `[M, N]`.
+    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+        check::arity(
+            inputs,
+            (2 + self.has_c as usize, Some(2 + self.has_c as usize)),
+        )?;
+        let (a, b) = (inputs[0], inputs[1]);
+        check::numeric(0, a)?;
+        check::same_dtype(1, b, a.dtype)?;
+        check::rank_eq(0, a, 2)?;
+        check::rank_eq(1, b, 2)?;
+        let (m, ka) = if self.trans_a {
+            (a.shape.0[1], a.shape.0[0])
+        } else {
+            (a.shape.0[0], a.shape.0[1])
+        };
+        let (kb, n) = if self.trans_b {
+            (b.shape.0[1], b.shape.0[0])
+        } else {
+            (b.shape.0[0], b.shape.0[1])
+        };
+        contract(ka, kb, b, 1)?;
+        let out = Shape(vec![m, n]);
+        if self.has_c {
+            let c = inputs[2];
+            check::same_dtype(2, c, a.dtype)?;
+            check::broadcast_to(2, &c.shape, &out)?;
+        }
+        Ok(vec![TensorType::new(a.dtype, out)])
+    }
+}
+
+/// Numpy matmul: 1-D operands are promoted (a to `[1, K]`, b to `[K, 1]`) and the added
+/// dimension removed again; leading (batch) dimensions broadcast.
+pub fn infer_matmul(inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    check::arity(inputs, (2, Some(2)))?;
+    let (a, b) = (inputs[0], inputs[1]);
+    check::numeric(0, a)?;
+    check::same_dtype(1, b, a.dtype)?;
+    check::rank_at_least(0, a, 1)?;
+    check::rank_at_least(1, b, 1)?;
+    let mut sa = a.shape.0.clone();
+    let mut sb = b.shape.0.clone();
+    let a_vec = sa.len() == 1;
+    let b_vec = sb.len() == 1;
+    if a_vec {
+        sa.insert(0, Dim::Known(1));
+    }
+    if b_vec {
+        sb.push(Dim::Known(1));
+    }
+    let (m, ka) = (sa[sa.len() - 2], sa[sa.len() - 1]);
+    let (kb, n) = (sb[sb.len() - 2], sb[sb.len() - 1]);
+    contract(ka, kb, b, 1)?;
+    let batch_a = Shape(sa[..sa.len() - 2].to_vec());
+    let batch_b = Shape(sb[..sb.len() - 2].to_vec());
+    let mut out = check::broadcast(&batch_a, &batch_b).map_err(|e| match e {
+        InferError::Broadcast { .. } => InferError::Broadcast {
+            a: a.shape.clone(),
+            b: b.shape.clone(),
+        },
+        other => other,
+    })?;
+    if !a_vec {
+        out.0.push(m);
+    }
+    if !b_vec {
+        out.0.push(n);
+    }
+    Ok(vec![TensorType::new(a.dtype, out)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::check::run;
+    use crate::Op;
+
+    fn gemm(ta: bool, tb: bool, c: bool) -> Op {
+        Op::Gemm(Gemm {
+            alpha: 1.0,
+            beta: 1.0,
+            trans_a: ta,
+            trans_b: tb,
+            has_c: c,
+        })
+    }
+
+    #[test]
+    fn gemm_shapes() {
+        assert_eq!(
+            run(
+                &gemm(false, true, true),
+                &["f32[N,784]", "f32[10,784]", "f32[10]"]
+            )
+            .unwrap(),
+            ["f32[N,10]"]
+        );
+        assert_eq!(
+            run(
+                &gemm(true, false, true),
+                &["f32[3,5]", "f32[3,4]", "f32[5,1]"]
+            )
+            .unwrap(),
+            ["f32[5,4]"]
+        );
+        assert_eq!(
+            run(
+                &gemm(false, false, true),
+                &["f32[2,3]", "f32[3,4]", "f32[]"]
+            )
+            .unwrap(),
+            ["f32[2,4]"]
+        );
+        assert!(matches!(
+            run(&gemm(false, false, false), &["f32[2,3]", "f32[4,4]"]),
+            Err(InferError::ShapeMismatch { input: 1, .. })
+        ));
+        assert!(matches!(
+            run(
+                &gemm(false, false, true),
+                &["f32[2,3]", "f32[3,4]", "f32[3,4]"]
+            ),
+            Err(InferError::ShapeMismatch { input: 2, .. })
+        ));
+        assert!(matches!(
+            run(&gemm(false, false, false), &["f32[2,3,1]", "f32[3,4]"]),
+            Err(InferError::Rank { input: 0, .. })
+        ));
+        assert!(matches!(
+            run(&gemm(false, false, false), &["f32[2,3]", "f64[3,4]"]),
+            Err(InferError::DType { input: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn matmul_shapes() {
+        let m = Op::MatMul;
+        assert_eq!(run(&m, &["f32[2,3]", "f32[3,4]"]).unwrap(), ["f32[2,4]"]);
+        assert_eq!(run(&m, &["f32[3]", "f32[3,4]"]).unwrap(), ["f32[4]"]);
+        assert_eq!(run(&m, &["f32[2,3]", "f32[3]"]).unwrap(), ["f32[2]"]);
+        assert_eq!(run(&m, &["f32[3]", "f32[3]"]).unwrap(), ["f32[]"]);
+        assert_eq!(
+            run(&m, &["f32[N,1,2,3]", "f32[5,3,4]"]).unwrap(),
+            ["f32[N,5,2,4]"]
+        );
+        assert_eq!(
+            run(&m, &["i32[N,7,3]", "i32[3,4]"]).unwrap(),
+            ["i32[N,7,4]"]
+        );
+        assert!(matches!(
+            run(&m, &["f32[2,3]", "f32[4,4]"]),
+            Err(InferError::ShapeMismatch { .. })
+        ));
+        assert!(matches!(
+            run(&m, &["f32[2,2,3]", "f32[5,3,4]"]),
+            Err(InferError::Broadcast { .. })
+        ));
+        assert!(matches!(
+            run(&m, &["f32[]", "f32[3]"]),
+            Err(InferError::Rank { .. })
+        ));
+        assert!(matches!(
+            run(&m, &["bool[2,2]", "bool[2,2]"]),
+            Err(InferError::DType { .. })
+        ));
+    }
+}

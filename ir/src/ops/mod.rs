@@ -1,6 +1,7 @@
 //! The op set. One file per op family holds the attribute types and their shape inference;
 //! this module ties them into [`Op`], the payload of every operation node.
 
+mod check;
 pub mod conv;
 pub mod elementwise;
 pub mod layout;
@@ -17,7 +18,7 @@ pub use normalization::{BatchNorm, Softmax};
 pub use pool::{GlobalPoolKind, Pool};
 pub use reduce::ReduceMean;
 
-use crate::DType;
+use crate::{DType, InferError, TensorType};
 
 /// An operation. Inputs are positional (see each variant); optional ONNX inputs that are
 /// absent are recorded in the attributes (`has_bias`, `has_c`, …) so inputs stay dense.
@@ -148,9 +149,44 @@ impl Op {
 }
 
 impl Op {
-    /// Output types from input types. Implemented per family; see the family modules.
-    pub fn infer(&self, inputs: &[&crate::TensorType]) -> Result<Vec<crate::TensorType>, crate::InferError> {
-        let _ = inputs;
-        Err(crate::InferError::Attribute { attr: "op", reason: format!("shape inference for `{}` not written yet", self.mnemonic()) })
+    /// Output types from input types, following the ONNX operator semantics with Strata's
+    /// static shapes (see each family module for the rules). Used by the frontend to type
+    /// new nodes and by the verifier to check declared types.
+    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+        match self {
+            Op::Conv(c) => c.infer(inputs),
+            Op::ConvTranspose(c) => c.infer(inputs),
+            Op::Gemm(g) => g.infer(inputs),
+            Op::MatMul => linear::infer_matmul(inputs),
+            Op::Binary(b) => b.infer(inputs),
+            Op::Unary(u) => u.infer(inputs),
+            Op::PRelu => elementwise::infer_prelu(inputs),
+            Op::Clip(c) => c.infer(inputs),
+            Op::BatchNorm(b) => b.infer(inputs),
+            Op::Softmax(s) => s.infer(inputs),
+            Op::MaxPool(p) => p.infer(inputs, true),
+            Op::AveragePool(p) => p.infer(inputs, false),
+            Op::GlobalPool(g) => g.infer(inputs),
+            Op::Flatten { axis } => layout::infer_flatten(*axis, inputs),
+            Op::Reshape(r) => r.infer(inputs),
+            Op::Transpose { perm } => layout::infer_transpose(perm, inputs),
+            Op::Concat { axis } => layout::infer_concat(*axis, inputs),
+            Op::Pad(p) => p.infer(inputs),
+            Op::Squeeze { axes } => layout::infer_squeeze(axes, inputs),
+            Op::Unsqueeze { axes } => layout::infer_unsqueeze(axes, inputs),
+            Op::Identity => {
+                check::arity(inputs, (1, Some(1)))?;
+                Ok(vec![inputs[0].clone()])
+            }
+            Op::Shape { start, end } => layout::infer_shape(*start, *end, inputs),
+            Op::Gather { axis } => layout::infer_gather(*axis, inputs),
+            Op::Slice(s) => s.infer(inputs),
+            Op::Split(s) => s.infer(inputs),
+            Op::ReduceMean(r) => r.infer(inputs),
+            Op::Cast { to } => {
+                check::arity(inputs, (1, Some(1)))?;
+                Ok(vec![TensorType::new(*to, inputs[0].shape.clone())])
+            }
+        }
     }
 }

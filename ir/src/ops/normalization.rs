@@ -15,3 +15,81 @@ pub struct Softmax {
     pub axis: usize,
     pub coerce_2d: bool,
 }
+
+use super::check;
+use crate::{InferError, Shape, TensorType};
+
+impl BatchNorm {
+    /// `x [N, C, …]` with four `[C]` parameter vectors of x's element type; shape-preserving.
+    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+        check::arity(inputs, (5, Some(5)))?;
+        let x = inputs[0];
+        check::float(0, x)?;
+        check::rank_at_least(0, x, 2)?;
+        let c = check::known(x.shape.0[1], "the channel dimension of input 0")?;
+        for (i, p) in inputs.iter().enumerate().skip(1) {
+            check::same_dtype(i, p, x.dtype)?;
+            if p.shape != Shape::known(&[c]) {
+                return Err(InferError::ShapeMismatch {
+                    input: i,
+                    shape: p.shape.clone(),
+                    reason: format!("batch-norm parameters must be [{c}]"),
+                });
+            }
+        }
+        Ok(vec![x.clone()])
+    }
+}
+
+impl Softmax {
+    /// Shape-preserving; `axis` must index the input.
+    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+        check::arity(inputs, (1, Some(1)))?;
+        let x = inputs[0];
+        check::float(0, x)?;
+        check::axis("axis", self.axis, x.rank())?;
+        Ok(vec![x.clone()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::check::run;
+    use crate::Op;
+
+    #[test]
+    fn batch_norm() {
+        let bn = Op::BatchNorm(BatchNorm { epsilon: 1e-5 });
+        let p = "f32[3]";
+        assert_eq!(
+            run(&bn, &["f32[N,3,8,8]", p, p, p, p]).unwrap(),
+            ["f32[N,3,8,8]"]
+        );
+        assert!(matches!(
+            run(&bn, &["f32[N,3,8,8]", p, p, "f32[4]", p]),
+            Err(InferError::ShapeMismatch { input: 3, .. })
+        ));
+        assert!(matches!(
+            run(&bn, &["f32[3]", p, p, p, p]),
+            Err(InferError::Rank { .. })
+        ));
+    }
+
+    #[test]
+    fn softmax() {
+        let s = Op::Softmax(Softmax {
+            axis: 1,
+            coerce_2d: false,
+        });
+        assert_eq!(run(&s, &["f32[N,10]"]).unwrap(), ["f32[N,10]"]);
+        assert!(matches!(
+            run(&s, &["f32[10]"]),
+            Err(InferError::Axis {
+                axis: 1,
+                rank: 1,
+                ..
+            })
+        ));
+    }
+}
