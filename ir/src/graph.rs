@@ -405,8 +405,9 @@ impl Graph {
         self.constants.iter().map(|(k, v)| (*k, v))
     }
 
-    /// Nodes in a deterministic topological order: among ready nodes, the one added first
-    /// comes first. This keeps printing stable and makes `parse(print(g))` reproduce the order.
+    /// Nodes in a deterministic topological order: graph inputs first (in input order), then,
+    /// among ready nodes, the one added first. This keeps printing stable and makes
+    /// `parse(print(g))` reproduce the order (the text lists inputs in its header).
     pub fn topo_order(&self) -> Result<Vec<NodeId>, GraphError> {
         let mut indegree: BTreeMap<NodeId, usize> = BTreeMap::new();
         for id in self.graph.node_indices() {
@@ -415,13 +416,24 @@ impl Graph {
                 self.graph.edges_directed(id, Direction::Incoming).count(),
             );
         }
-        let mut ready: BinaryHeap<Reverse<NodeId>> = indegree
+        // Inputs sort before everything else, by position; other nodes by id.
+        let input_pos: BTreeMap<NodeId, usize> = self
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (n, i))
+            .collect();
+        let key = |id: NodeId| match input_pos.get(&id) {
+            Some(&i) => Reverse((0u8, i, id)),
+            None => Reverse((1u8, id.index(), id)),
+        };
+        let mut ready: BinaryHeap<Reverse<(u8, usize, NodeId)>> = indegree
             .iter()
             .filter(|(_, &d)| d == 0)
-            .map(|(&id, _)| Reverse(id))
+            .map(|(&id, _)| key(id))
             .collect();
         let mut order = Vec::with_capacity(indegree.len());
-        while let Some(Reverse(id)) = ready.pop() {
+        while let Some(Reverse((_, _, id))) = ready.pop() {
             order.push(id);
             for e in self.graph.edges_directed(id, Direction::Outgoing) {
                 let d = indegree
@@ -429,7 +441,7 @@ impl Graph {
                     .expect("edge target is a node");
                 *d -= 1;
                 if *d == 0 {
-                    ready.push(Reverse(e.target()));
+                    ready.push(key(e.target()));
                 }
             }
         }

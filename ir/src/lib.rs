@@ -10,6 +10,8 @@ mod graph;
 pub mod ops;
 mod shape;
 mod tensor;
+pub mod text;
+mod verify;
 
 pub use dtype::{DType, UnknownDType};
 pub use error::InferError;
@@ -17,3 +19,4 @@ pub use graph::{ConstId, Edge, Graph, GraphError, Node, NodeId, NodeKind, Value,
 pub use ops::Op;
 pub use shape::{Dim, Shape, TensorType};
 pub use tensor::{Tensor, TensorData, TensorSizeMismatch};
+pub use verify::{verify, VerifyError};

@@ -1,5 +1,10 @@
 //! Convolution family: Conv and ConvTranspose (N-d, grouped, dilated, strided, padded).
 
+use super::check;
+use crate::text::{AttrValue, Attrs, ParseError};
+use crate::Op;
+use crate::{Dim, InferError, Shape, TensorType};
+
 /// A convolution. Inputs: `x [N, C, spatial…]`, `w [M, C/group, k…]`, optional `b [M]`.
 ///
 /// Padding is always explicit: the frontend resolves ONNX `auto_pad` against the (static)
@@ -31,9 +36,6 @@ pub struct ConvTranspose {
     pub group: usize,
     pub has_bias: bool,
 }
-
-use super::check;
-use crate::{Dim, InferError, Shape, TensorType};
 
 /// Checks the per-spatial-axis attribute lists shared by Conv, ConvTranspose and pooling.
 pub(crate) fn check_window_attrs(
@@ -266,6 +268,60 @@ impl ConvTranspose {
             out.push(Dim::Known((full - cut) as usize));
         }
         Ok(vec![TensorType::new(x.dtype, Shape(out))])
+    }
+}
+
+/// Text-form attributes of the convolution ops, in field order.
+pub(crate) fn text_attrs(op: &Op) -> Option<Vec<(&'static str, AttrValue)>> {
+    Some(match op {
+        Op::Conv(c) => vec![
+            ("kernel", AttrValue::usizes(&c.kernel)),
+            ("strides", AttrValue::usizes(&c.strides)),
+            ("pads", AttrValue::usizes(&c.pads)),
+            ("dilations", AttrValue::usizes(&c.dilations)),
+            ("group", AttrValue::usize(c.group)),
+            ("has_bias", AttrValue::Bool(c.has_bias)),
+        ],
+        Op::ConvTranspose(c) => vec![
+            ("kernel", AttrValue::usizes(&c.kernel)),
+            ("strides", AttrValue::usizes(&c.strides)),
+            ("pads", AttrValue::usizes(&c.pads)),
+            ("dilations", AttrValue::usizes(&c.dilations)),
+            ("output_padding", AttrValue::usizes(&c.output_padding)),
+            ("group", AttrValue::usize(c.group)),
+            ("has_bias", AttrValue::Bool(c.has_bias)),
+        ],
+        _ => return None,
+    })
+}
+
+/// Rebuilds a convolution op from its mnemonic and attributes; `None` for other mnemonics.
+pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, ParseError>> {
+    let conv = |a: &mut Attrs| -> Result<Op, ParseError> {
+        Ok(Op::Conv(Conv {
+            kernel: a.usizes("kernel")?,
+            strides: a.usizes("strides")?,
+            pads: a.usizes("pads")?,
+            dilations: a.usizes("dilations")?,
+            group: a.usize("group")?,
+            has_bias: a.bool("has_bias")?,
+        }))
+    };
+    let conv_t = |a: &mut Attrs| -> Result<Op, ParseError> {
+        Ok(Op::ConvTranspose(ConvTranspose {
+            kernel: a.usizes("kernel")?,
+            strides: a.usizes("strides")?,
+            pads: a.usizes("pads")?,
+            dilations: a.usizes("dilations")?,
+            output_padding: a.usizes("output_padding")?,
+            group: a.usize("group")?,
+            has_bias: a.bool("has_bias")?,
+        }))
+    };
+    match mnemonic {
+        "conv" => Some(conv(a)),
+        "conv_transpose" => Some(conv_t(a)),
+        _ => None,
     }
 }
 

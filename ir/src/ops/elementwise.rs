@@ -1,5 +1,10 @@
 //! Element-wise ops: broadcasting binary arithmetic and the activation functions.
 
+use super::check;
+use crate::text::{AttrValue, Attrs, ParseError};
+use crate::Op;
+use crate::{DType, InferError, TensorType};
+
 /// Binary arithmetic with numpy-style (multidirectional) broadcasting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BinaryOp {
@@ -28,9 +33,6 @@ pub struct Clip {
     pub has_min: bool,
     pub has_max: bool,
 }
-
-use super::check;
-use crate::{DType, InferError, TensorType};
 
 impl BinaryOp {
     /// Same element type on both sides, numpy broadcasting of the shapes.
@@ -88,6 +90,58 @@ impl Clip {
             }
         }
         Ok(vec![x.clone()])
+    }
+}
+
+/// Text-form attributes of the element-wise ops, in field order.
+pub(crate) fn text_attrs(op: &Op) -> Option<Vec<(&'static str, AttrValue)>> {
+    Some(match op {
+        Op::Binary(_) | Op::PRelu => vec![],
+        Op::Unary(UnaryOp::LeakyRelu { alpha }) => vec![("alpha", AttrValue::f32(*alpha))],
+        Op::Unary(UnaryOp::HardSigmoid { alpha, beta }) => vec![
+            ("alpha", AttrValue::f32(*alpha)),
+            ("beta", AttrValue::f32(*beta)),
+        ],
+        Op::Unary(_) => vec![],
+        Op::Clip(c) => vec![
+            ("has_min", AttrValue::Bool(c.has_min)),
+            ("has_max", AttrValue::Bool(c.has_max)),
+        ],
+        _ => return None,
+    })
+}
+
+/// Rebuilds an element-wise op from its mnemonic and attributes; `None` for other mnemonics.
+pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, ParseError>> {
+    let unary = |u| Some(Ok(Op::Unary(u)));
+    match mnemonic {
+        "add" => Some(Ok(Op::Binary(BinaryOp::Add))),
+        "sub" => Some(Ok(Op::Binary(BinaryOp::Sub))),
+        "mul" => Some(Ok(Op::Binary(BinaryOp::Mul))),
+        "div" => Some(Ok(Op::Binary(BinaryOp::Div))),
+        "relu" => unary(UnaryOp::Relu),
+        "sigmoid" => unary(UnaryOp::Sigmoid),
+        "hard_swish" => unary(UnaryOp::HardSwish),
+        "tanh" => unary(UnaryOp::Tanh),
+        "erf" => unary(UnaryOp::Erf),
+        "leaky_relu" => Some(
+            a.f32("alpha")
+                .map(|alpha| Op::Unary(UnaryOp::LeakyRelu { alpha })),
+        ),
+        "hard_sigmoid" => Some((|| {
+            Ok(Op::Unary(UnaryOp::HardSigmoid {
+                alpha: a.f32("alpha")?,
+                beta: a.f32("beta")?,
+            }))
+        })()),
+        "prelu" => Some(Ok(Op::PRelu)),
+        "clip" => Some((|| {
+            Ok(Op::Clip(Clip {
+                has_min: a.bool("has_min")?,
+                has_max: a.bool("has_max")?,
+            }))
+        })()),
+        _ => None,
     }
 }
 

@@ -3,6 +3,11 @@
 //! All axes are normalised to non-negative by the frontend; every shape-determining parameter
 //! is a static attribute, because Strata's shapes are static apart from the batch dimension.
 
+use super::check;
+use crate::text::{AttrValue, Attrs, ParseError};
+use crate::Op;
+use crate::{DType, Dim, InferError, Shape, TensorType};
+
 /// ONNX Reshape with a constant target shape (`0` copies a dimension unless `allow_zero`,
 /// `-1` is inferred).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -34,9 +39,6 @@ pub struct Split {
     pub axis: usize,
     pub sizes: Vec<usize>,
 }
-
-use super::check;
-use crate::{DType, Dim, InferError, Shape, TensorType};
 
 /// Flatten to `[prod(dims[..axis]), prod(dims[axis..])]`; `axis == rank` is allowed.
 pub fn infer_flatten(axis: usize, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
@@ -422,6 +424,89 @@ impl Split {
             })
             .collect())
     }
+}
+
+/// Text-form attributes of the data-movement ops (and Identity/Cast), in field order.
+pub(crate) fn text_attrs(op: &Op) -> Option<Vec<(&'static str, AttrValue)>> {
+    Some(match op {
+        Op::Flatten { axis } | Op::Concat { axis } | Op::Gather { axis } => {
+            vec![("axis", AttrValue::usize(*axis))]
+        }
+        Op::Reshape(r) => vec![
+            ("shape", AttrValue::i64s(&r.shape)),
+            ("allow_zero", AttrValue::Bool(r.allow_zero)),
+        ],
+        Op::Transpose { perm } => vec![("perm", AttrValue::usizes(perm))],
+        Op::Pad(p) => vec![
+            ("pads", AttrValue::i64s(&p.pads)),
+            ("value", AttrValue::f64(p.value)),
+        ],
+        Op::Squeeze { axes } | Op::Unsqueeze { axes } => vec![("axes", AttrValue::usizes(axes))],
+        Op::Identity => vec![],
+        Op::Shape { start, end } => vec![
+            ("start", AttrValue::usize(*start)),
+            ("end", AttrValue::usize(*end)),
+        ],
+        Op::Slice(s) => vec![
+            ("starts", AttrValue::i64s(&s.starts)),
+            ("ends", AttrValue::i64s(&s.ends)),
+            ("axes", AttrValue::usizes(&s.axes)),
+            ("steps", AttrValue::i64s(&s.steps)),
+        ],
+        Op::Split(s) => vec![
+            ("axis", AttrValue::usize(s.axis)),
+            ("sizes", AttrValue::usizes(&s.sizes)),
+        ],
+        Op::Cast { to } => vec![("to", AttrValue::dtype(*to))],
+        _ => return None,
+    })
+}
+
+/// Rebuilds a data-movement op from its mnemonic and attributes; `None` for other mnemonics.
+pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, ParseError>> {
+    Some(match mnemonic {
+        "flatten" => a.usize("axis").map(|axis| Op::Flatten { axis }),
+        "concat" => a.usize("axis").map(|axis| Op::Concat { axis }),
+        "gather" => a.usize("axis").map(|axis| Op::Gather { axis }),
+        "reshape" => (|| {
+            Ok(Op::Reshape(Reshape {
+                shape: a.i64s("shape")?,
+                allow_zero: a.bool("allow_zero")?,
+            }))
+        })(),
+        "transpose" => a.usizes("perm").map(|perm| Op::Transpose { perm }),
+        "pad" => (|| {
+            Ok(Op::Pad(Pad {
+                pads: a.i64s("pads")?,
+                value: a.f64("value")?,
+            }))
+        })(),
+        "squeeze" => a.usizes("axes").map(|axes| Op::Squeeze { axes }),
+        "unsqueeze" => a.usizes("axes").map(|axes| Op::Unsqueeze { axes }),
+        "identity" => Ok(Op::Identity),
+        "shape" => (|| {
+            Ok(Op::Shape {
+                start: a.usize("start")?,
+                end: a.usize("end")?,
+            })
+        })(),
+        "slice" => (|| {
+            Ok(Op::Slice(Slice {
+                starts: a.i64s("starts")?,
+                ends: a.i64s("ends")?,
+                axes: a.usizes("axes")?,
+                steps: a.i64s("steps")?,
+            }))
+        })(),
+        "split" => (|| {
+            Ok(Op::Split(Split {
+                axis: a.usize("axis")?,
+                sizes: a.usizes("sizes")?,
+            }))
+        })(),
+        "cast" => a.dtype("to").map(|to| Op::Cast { to }),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

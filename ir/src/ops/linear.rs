@@ -1,5 +1,10 @@
 //! Matrix products: Gemm and MatMul.
 
+use super::check;
+use crate::text::{AttrValue, Attrs, ParseError};
+use crate::Op;
+use crate::{Dim, InferError, Shape, TensorType};
+
 /// `alpha · op(A) · op(B) + beta · C`, A and B rank 2, C unidirectionally broadcast to the result.
 /// Inputs: `a`, `b`, optional `c`.
 #[derive(Debug, Clone, PartialEq)]
@@ -10,9 +15,6 @@ pub struct Gemm {
     pub trans_b: bool,
     pub has_c: bool,
 }
-
-use super::check;
-use crate::{Dim, InferError, Shape, TensorType};
 
 /// Checks that two contracted dimensions agree (the batch symbol matches only itself).
 fn contract(k_a: Dim, k_b: Dim, b: &TensorType, input_b: usize) -> Result<(), InferError> {
@@ -97,6 +99,39 @@ pub fn infer_matmul(inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferErro
         out.0.push(n);
     }
     Ok(vec![TensorType::new(a.dtype, out)])
+}
+
+/// Text-form attributes of the matrix products, in field order.
+pub(crate) fn text_attrs(op: &Op) -> Option<Vec<(&'static str, AttrValue)>> {
+    match op {
+        Op::Gemm(g) => Some(vec![
+            ("alpha", AttrValue::f32(g.alpha)),
+            ("beta", AttrValue::f32(g.beta)),
+            ("trans_a", AttrValue::Bool(g.trans_a)),
+            ("trans_b", AttrValue::Bool(g.trans_b)),
+            ("has_c", AttrValue::Bool(g.has_c)),
+        ]),
+        Op::MatMul => Some(vec![]),
+        _ => None,
+    }
+}
+
+/// Rebuilds a matrix product from its mnemonic and attributes; `None` for other mnemonics.
+pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, ParseError>> {
+    let gemm = |a: &mut Attrs| -> Result<Op, ParseError> {
+        Ok(Op::Gemm(Gemm {
+            alpha: a.f32("alpha")?,
+            beta: a.f32("beta")?,
+            trans_a: a.bool("trans_a")?,
+            trans_b: a.bool("trans_b")?,
+            has_c: a.bool("has_c")?,
+        }))
+    };
+    match mnemonic {
+        "gemm" => Some(gemm(a)),
+        "matmul" => Some(Ok(Op::MatMul)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -190,3 +190,32 @@ impl Op {
         }
     }
 }
+
+impl Op {
+    /// The op's attributes as the text form prints them, in a fixed order (field order).
+    pub fn text_attrs(&self) -> Vec<(&'static str, crate::text::AttrValue)> {
+        conv::text_attrs(self)
+            .or_else(|| linear::text_attrs(self))
+            .or_else(|| elementwise::text_attrs(self))
+            .or_else(|| normalization::text_attrs(self))
+            .or_else(|| pool::text_attrs(self))
+            .or_else(|| layout::text_attrs(self))
+            .or_else(|| reduce::text_attrs(self))
+            .unwrap_or_default()
+    }
+
+    /// Rebuilds an op from its mnemonic and text attributes; `None` for an unknown mnemonic.
+    /// Attributes left untaken are reported by the caller as unknown.
+    pub fn from_text(
+        mnemonic: &str,
+        attrs: &mut crate::text::Attrs,
+    ) -> Option<Result<Op, crate::text::ParseError>> {
+        conv::from_text(mnemonic, attrs)
+            .or_else(|| linear::from_text(mnemonic, attrs))
+            .or_else(|| elementwise::from_text(mnemonic, attrs))
+            .or_else(|| normalization::from_text(mnemonic, attrs))
+            .or_else(|| pool::from_text(mnemonic, attrs))
+            .or_else(|| layout::from_text(mnemonic, attrs))
+            .or_else(|| reduce::from_text(mnemonic, attrs))
+    }
+}

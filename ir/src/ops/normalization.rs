@@ -1,5 +1,10 @@
 //! Normalisation ops: inference-mode BatchNormalization and Softmax.
 
+use super::check;
+use crate::text::{AttrValue, Attrs, ParseError};
+use crate::Op;
+use crate::{InferError, Shape, TensorType};
+
 /// Inference-mode batch normalisation. Inputs: `x [N, C, …]`, `scale`, `bias`, `mean`, `var` (all `[C]`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BatchNorm {
@@ -15,9 +20,6 @@ pub struct Softmax {
     pub axis: usize,
     pub coerce_2d: bool,
 }
-
-use super::check;
-use crate::{InferError, Shape, TensorType};
 
 impl BatchNorm {
     /// `x [N, C, …]` with four `[C]` parameter vectors of x's element type; shape-preserving.
@@ -49,6 +51,35 @@ impl Softmax {
         check::float(0, x)?;
         check::axis("axis", self.axis, x.rank())?;
         Ok(vec![x.clone()])
+    }
+}
+
+/// Text-form attributes of the normalisation ops, in field order.
+pub(crate) fn text_attrs(op: &Op) -> Option<Vec<(&'static str, AttrValue)>> {
+    match op {
+        Op::BatchNorm(b) => Some(vec![("epsilon", AttrValue::f32(b.epsilon))]),
+        Op::Softmax(s) => Some(vec![
+            ("axis", AttrValue::usize(s.axis)),
+            ("coerce_2d", AttrValue::Bool(s.coerce_2d)),
+        ]),
+        _ => None,
+    }
+}
+
+/// Rebuilds a normalisation op from its mnemonic and attributes; `None` for other mnemonics.
+pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, ParseError>> {
+    match mnemonic {
+        "batch_norm" => Some(
+            a.f32("epsilon")
+                .map(|epsilon| Op::BatchNorm(BatchNorm { epsilon })),
+        ),
+        "softmax" => Some((|| {
+            Ok(Op::Softmax(Softmax {
+                axis: a.usize("axis")?,
+                coerce_2d: a.bool("coerce_2d")?,
+            }))
+        })()),
+        _ => None,
     }
 }
 

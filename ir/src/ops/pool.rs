@@ -1,5 +1,11 @@
 //! Pooling ops: windowed max/average and global pooling.
 
+use super::check;
+use super::conv::{check_window_attrs, effective_kernel, spatial_dims};
+use crate::text::{AttrValue, Attrs, ParseError};
+use crate::Op;
+use crate::{DType, Dim, InferError, Shape, TensorType};
+
 /// Windowed pooling parameters shared by MaxPool and AveragePool. Input `x [N, C, spatial…]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Pool {
@@ -19,10 +25,6 @@ pub enum GlobalPoolKind {
     Average,
     Max,
 }
-
-use super::check;
-use super::conv::{check_window_attrs, effective_kernel, spatial_dims};
-use crate::{DType, Dim, InferError, Shape, TensorType};
 
 impl Pool {
     /// ONNX pooling output size. Floor mode: `floor((in + pb + pe - ek) / s) + 1`. Ceil mode
@@ -94,6 +96,50 @@ impl GlobalPoolKind {
         out.extend(std::iter::repeat_n(Dim::Known(1), x.rank() - 2));
         Ok(vec![TensorType::new(x.dtype, Shape(out))])
     }
+}
+
+impl Pool {
+    fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
+        vec![
+            ("kernel", AttrValue::usizes(&self.kernel)),
+            ("strides", AttrValue::usizes(&self.strides)),
+            ("pads", AttrValue::usizes(&self.pads)),
+            ("dilations", AttrValue::usizes(&self.dilations)),
+            ("ceil_mode", AttrValue::Bool(self.ceil_mode)),
+            ("count_include_pad", AttrValue::Bool(self.count_include_pad)),
+        ]
+    }
+
+    fn from_attrs(a: &mut Attrs) -> Result<Pool, ParseError> {
+        Ok(Pool {
+            kernel: a.usizes("kernel")?,
+            strides: a.usizes("strides")?,
+            pads: a.usizes("pads")?,
+            dilations: a.usizes("dilations")?,
+            ceil_mode: a.bool("ceil_mode")?,
+            count_include_pad: a.bool("count_include_pad")?,
+        })
+    }
+}
+
+/// Text-form attributes of the pooling ops, in field order.
+pub(crate) fn text_attrs(op: &Op) -> Option<Vec<(&'static str, AttrValue)>> {
+    match op {
+        Op::MaxPool(p) | Op::AveragePool(p) => Some(p.text_attrs()),
+        Op::GlobalPool(_) => Some(vec![]),
+        _ => None,
+    }
+}
+
+/// Rebuilds a pooling op from its mnemonic and attributes; `None` for other mnemonics.
+pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, ParseError>> {
+    Some(match mnemonic {
+        "max_pool" => Pool::from_attrs(a).map(Op::MaxPool),
+        "average_pool" => Pool::from_attrs(a).map(Op::AveragePool),
+        "global_average_pool" => Ok(Op::GlobalPool(GlobalPoolKind::Average)),
+        "global_max_pool" => Ok(Op::GlobalPool(GlobalPoolKind::Max)),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

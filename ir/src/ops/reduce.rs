@@ -1,5 +1,10 @@
 //! Reductions.
 
+use super::check;
+use crate::text::{AttrValue, Attrs, ParseError};
+use crate::Op;
+use crate::{Dim, InferError, Shape, TensorType};
+
 /// Mean over `axes` (non-negative, sorted, deduplicated; never empty — the frontend turns
 /// "reduce everything" into the full axis list and `noop_with_empty_axes` into Identity).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -7,9 +12,6 @@ pub struct ReduceMean {
     pub axes: Vec<usize>,
     pub keep_dims: bool,
 }
-
-use super::check;
-use crate::{Dim, InferError, Shape, TensorType};
 
 impl ReduceMean {
     /// Reduced axes become 1 (`keep_dims`) or disappear. Reducing over the batch axis is
@@ -36,6 +38,30 @@ impl ReduceMean {
             }
         }
         Ok(vec![TensorType::new(x.dtype, Shape(out))])
+    }
+}
+
+/// Text-form attributes of the reductions, in field order.
+pub(crate) fn text_attrs(op: &Op) -> Option<Vec<(&'static str, AttrValue)>> {
+    match op {
+        Op::ReduceMean(r) => Some(vec![
+            ("axes", AttrValue::usizes(&r.axes)),
+            ("keep_dims", AttrValue::Bool(r.keep_dims)),
+        ]),
+        _ => None,
+    }
+}
+
+/// Rebuilds a reduction from its mnemonic and attributes; `None` for other mnemonics.
+pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, ParseError>> {
+    match mnemonic {
+        "reduce_mean" => Some((|| {
+            Ok(Op::ReduceMean(ReduceMean {
+                axes: a.usizes("axes")?,
+                keep_dims: a.bool("keep_dims")?,
+            }))
+        })()),
+        _ => None,
     }
 }
 
