@@ -1,0 +1,162 @@
+//! Times `strata_runtime::run` on a [10000, 1, 28, 28] batch through an MNIST-shaped CNN
+//! (Conv 1→32 3×3 · Relu · MaxPool 2 · Conv 32→64 3×3 · Relu · MaxPool 2 · Flatten ·
+//! Gemm 3136→128 · Relu · Gemm 128→10) with random weights.
+//!
+//! Run with `cargo run -p strata-runtime --release --example mnist_speed [batch]`.
+
+use std::time::Instant;
+
+use strata_ir::ops::{Conv, Gemm, Pool, UnaryOp};
+use strata_ir::{DType, Dim, Graph, Op, Shape, Tensor, TensorType, Value, ValueRef};
+
+/// Small deterministic generator (xorshift), so the example needs no extra dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    fn tensor(&mut self, shape: Vec<usize>, scale: f32) -> Tensor {
+        let n = shape.iter().product();
+        let data = (0..n).map(|_| self.next() * scale).collect();
+        Tensor::from_f32(shape, data).expect("shape matches data")
+    }
+}
+
+fn ty(dims: &[Dim]) -> TensorType {
+    TensorType::new(DType::F32, Shape(dims.to_vec()))
+}
+
+fn add(g: &mut Graph, name: &str, op: Op, inputs: &[ValueRef], dims: &[Dim]) -> ValueRef {
+    let id = g
+        .add_op(
+            name,
+            op,
+            inputs,
+            vec![Value {
+                name: name.to_string(),
+                ty: ty(dims),
+            }],
+        )
+        .expect("inputs exist");
+    ValueRef::first(id)
+}
+
+fn mnist_graph(rng: &mut Rng) -> Graph {
+    use Dim::{Batch as N, Known as K};
+    let mut g = Graph::new("mnist");
+    let x = g.add_input("x", ty(&[N, K(1), K(28), K(28)]));
+    let conv = |k| {
+        Op::Conv(Conv {
+            kernel: vec![k, k],
+            strides: vec![1, 1],
+            pads: vec![1, 1, 1, 1],
+            dilations: vec![1, 1],
+            group: 1,
+            has_bias: true,
+        })
+    };
+    let pool = Op::MaxPool(Pool {
+        kernel: vec![2, 2],
+        strides: vec![2, 2],
+        pads: vec![0; 4],
+        dilations: vec![1, 1],
+        ceil_mode: false,
+        count_include_pad: false,
+    });
+    let gemm = Op::Gemm(Gemm {
+        alpha: 1.0,
+        beta: 1.0,
+        trans_a: false,
+        trans_b: true,
+        has_c: true,
+    });
+    let relu = Op::Unary(UnaryOp::Relu);
+    let w1 = g.add_constant("w1", rng.tensor(vec![32, 1, 3, 3], 0.3));
+    let b1 = g.add_constant("b1", rng.tensor(vec![32], 0.1));
+    let w2 = g.add_constant("w2", rng.tensor(vec![64, 32, 3, 3], 0.06));
+    let b2 = g.add_constant("b2", rng.tensor(vec![64], 0.1));
+    let w3 = g.add_constant("w3", rng.tensor(vec![128, 3136], 0.02));
+    let b3 = g.add_constant("b3", rng.tensor(vec![128], 0.1));
+    let w4 = g.add_constant("w4", rng.tensor(vec![10, 128], 0.1));
+    let b4 = g.add_constant("b4", rng.tensor(vec![10], 0.1));
+    let c1 = add(
+        &mut g,
+        "conv1",
+        conv(3),
+        &[x, w1, b1],
+        &[N, K(32), K(28), K(28)],
+    );
+    let r1 = add(
+        &mut g,
+        "relu1",
+        relu.clone(),
+        &[c1],
+        &[N, K(32), K(28), K(28)],
+    );
+    let p1 = add(
+        &mut g,
+        "pool1",
+        pool.clone(),
+        &[r1],
+        &[N, K(32), K(14), K(14)],
+    );
+    let c2 = add(
+        &mut g,
+        "conv2",
+        conv(3),
+        &[p1, w2, b2],
+        &[N, K(64), K(14), K(14)],
+    );
+    let r2 = add(
+        &mut g,
+        "relu2",
+        relu.clone(),
+        &[c2],
+        &[N, K(64), K(14), K(14)],
+    );
+    let p2 = add(&mut g, "pool2", pool, &[r2], &[N, K(64), K(7), K(7)]);
+    let f = add(
+        &mut g,
+        "flatten",
+        Op::Flatten { axis: 1 },
+        &[p2],
+        &[N, K(3136)],
+    );
+    let d1 = add(&mut g, "fc1", gemm.clone(), &[f, w3, b3], &[N, K(128)]);
+    let r3 = add(&mut g, "relu3", relu, &[d1], &[N, K(128)]);
+    let d2 = add(&mut g, "fc2", gemm, &[r3, w4, b4], &[N, K(10)]);
+    g.set_outputs(vec![d2]);
+    g
+}
+
+fn main() {
+    let batch: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
+    let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    let graph = mnist_graph(&mut rng);
+    let input = rng.tensor(vec![batch, 1, 28, 28], 1.0);
+    // Warm-up on a small batch (thread pools, page faults).
+    let warm = rng.tensor(vec![64, 1, 28, 28], 1.0);
+    strata_runtime::run(&graph, &[warm]).expect("warm-up run");
+    let mut best = f64::INFINITY;
+    let mut checksum = 0.0f64;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let out = strata_runtime::run(&graph, std::slice::from_ref(&input)).expect("run");
+        best = best.min(t.elapsed().as_secs_f64());
+        checksum = out[0]
+            .as_f32()
+            .map(|v| v.iter().map(|&x| x as f64).sum())
+            .unwrap_or(0.0);
+        assert_eq!(out[0].shape(), &[batch, 10]);
+    }
+    println!(
+        "mnist_speed: batch {batch}: best of 3 = {best:.3} s ({:.1} images/s), output checksum {checksum:.4}",
+        batch as f64 / best
+    );
+}

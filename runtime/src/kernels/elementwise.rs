@@ -1,0 +1,575 @@
+//! Element-wise kernels: numpy-broadcasting arithmetic, activations, PRelu and Clip.
+
+use rayon::prelude::*;
+use strata_ir::ops::{BinaryOp, Clip, UnaryOp};
+use strata_ir::{Tensor, TensorData};
+
+use super::{checked_numel, make, strides_of, Elem};
+use crate::RuntimeError;
+
+/// Below this many elements, spawning rayon tasks costs more than it saves.
+const PAR_THRESHOLD: usize = 1 << 15;
+
+/// Arithmetic shared by every numeric element type. Integers wrap on overflow (as numpy and
+/// the ONNX reference do) and divide truncating toward zero; callers rule out a zero divisor.
+pub(crate) trait Arith: Copy + Send + Sync + PartialOrd + 'static {
+    const ZERO: Self;
+    fn add(self, o: Self) -> Self;
+    fn sub(self, o: Self) -> Self;
+    fn mul(self, o: Self) -> Self;
+    fn div(self, o: Self) -> Self;
+    fn is_int() -> bool;
+}
+
+macro_rules! impl_arith_float {
+    ($($t:ty),*) => {$(
+        impl Arith for $t {
+            const ZERO: Self = 0.0;
+            fn add(self, o: Self) -> Self { self + o }
+            fn sub(self, o: Self) -> Self { self - o }
+            fn mul(self, o: Self) -> Self { self * o }
+            fn div(self, o: Self) -> Self { self / o }
+            fn is_int() -> bool { false }
+        }
+    )*};
+}
+macro_rules! impl_arith_int {
+    ($($t:ty),*) => {$(
+        impl Arith for $t {
+            const ZERO: Self = 0;
+            fn add(self, o: Self) -> Self { self.wrapping_add(o) }
+            fn sub(self, o: Self) -> Self { self.wrapping_sub(o) }
+            fn mul(self, o: Self) -> Self { self.wrapping_mul(o) }
+            fn div(self, o: Self) -> Self { if o == 0 { 0 } else { self.wrapping_div(o) } }
+            fn is_int() -> bool { true }
+        }
+    )*};
+}
+impl_arith_float!(f32, f64);
+impl_arith_int!(i8, u8, i32, i64);
+
+/// Floating-point element types, for the transcendental activations.
+pub(crate) trait Real: Arith {
+    fn from_f32(v: f32) -> Self;
+    fn exp(self) -> Self;
+    fn tanh(self) -> Self;
+    fn erf(self) -> Self;
+    fn max_of(self, o: Self) -> Self;
+    fn min_of(self, o: Self) -> Self;
+    fn to_f64(self) -> f64;
+    fn from_f64(v: f64) -> Self;
+    const ONE: Self;
+    const NEG_INF: Self;
+}
+
+impl Real for f32 {
+    fn from_f32(v: f32) -> Self {
+        v
+    }
+    fn exp(self) -> Self {
+        f32::exp(self)
+    }
+    fn tanh(self) -> Self {
+        f32::tanh(self)
+    }
+    fn erf(self) -> Self {
+        libm::erff(self)
+    }
+    fn max_of(self, o: Self) -> Self {
+        f32::max(self, o)
+    }
+    fn min_of(self, o: Self) -> Self {
+        f32::min(self, o)
+    }
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+    const ONE: Self = 1.0;
+    const NEG_INF: Self = f32::NEG_INFINITY;
+}
+
+impl Real for f64 {
+    fn from_f32(v: f32) -> Self {
+        v as f64
+    }
+    fn exp(self) -> Self {
+        f64::exp(self)
+    }
+    fn tanh(self) -> Self {
+        f64::tanh(self)
+    }
+    fn erf(self) -> Self {
+        libm::erf(self)
+    }
+    fn max_of(self, o: Self) -> Self {
+        f64::max(self, o)
+    }
+    fn min_of(self, o: Self) -> Self {
+        f64::min(self, o)
+    }
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+    const ONE: Self = 1.0;
+    const NEG_INF: Self = f64::NEG_INFINITY;
+}
+
+/// The numpy broadcast of two shapes (right-aligned; each pair equal or one of them 1).
+pub fn broadcast_shape(
+    op: &'static str,
+    a: &[usize],
+    b: &[usize],
+) -> Result<Vec<usize>, RuntimeError> {
+    let rank = a.len().max(b.len());
+    let mut out = vec![0; rank];
+    for i in 0..rank {
+        let da = if i + a.len() >= rank {
+            a[i + a.len() - rank]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= rank {
+            b[i + b.len() - rank]
+        } else {
+            1
+        };
+        out[i] = match (da, db) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => {
+                return Err(RuntimeError::Shape {
+                    op,
+                    reason: format!("shapes {a:?} and {b:?} cannot be broadcast together"),
+                })
+            }
+        };
+    }
+    Ok(out)
+}
+
+/// Strides of `shape` as seen from a broadcast result of rank `rank` (0 on broadcast axes).
+pub(crate) fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
+    let rank = out.len();
+    let own = strides_of(shape);
+    (0..rank)
+        .map(|i| {
+            if i + shape.len() < rank {
+                0
+            } else {
+                let j = i + shape.len() - rank;
+                if shape[j] == 1 && out[i] != 1 {
+                    0
+                } else {
+                    own[j]
+                }
+            }
+        })
+        .collect()
+}
+
+/// Applies `f` over the numpy broadcast of `a` and `b`; returns the output shape and data.
+pub(crate) fn broadcast_apply<A, B, O, F>(
+    op: &'static str,
+    a: &[A],
+    a_shape: &[usize],
+    b: &[B],
+    b_shape: &[usize],
+    f: F,
+) -> Result<(Vec<usize>, Vec<O>), RuntimeError>
+where
+    A: Copy + Sync,
+    B: Copy + Sync,
+    O: Copy + Send + Sync + Default,
+    F: Fn(A, B) -> O + Sync + Send,
+{
+    let out_shape = broadcast_shape(op, a_shape, b_shape)?;
+    let n = checked_numel(op, &out_shape)?;
+    let par = n >= PAR_THRESHOLD;
+    if a_shape == b_shape {
+        let data = if par {
+            a.par_iter()
+                .zip(b.par_iter())
+                .map(|(&x, &y)| f(x, y))
+                .collect()
+        } else {
+            a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect()
+        };
+        return Ok((out_shape, data));
+    }
+    if b.len() == 1 && n == a.len() {
+        let y = b[0];
+        let data = if par {
+            a.par_iter().map(|&x| f(x, y)).collect()
+        } else {
+            a.iter().map(|&x| f(x, y)).collect()
+        };
+        return Ok((out_shape, data));
+    }
+    if a.len() == 1 && n == b.len() {
+        let x = a[0];
+        let data = if par {
+            b.par_iter().map(|&y| f(x, y)).collect()
+        } else {
+            b.iter().map(|&y| f(x, y)).collect()
+        };
+        return Ok((out_shape, data));
+    }
+    let mut out = vec![O::default(); n];
+    if n == 0 {
+        return Ok((out_shape, out));
+    }
+    let rank = out_shape.len();
+    let sa = broadcast_strides(a_shape, &out_shape);
+    let sb = broadcast_strides(b_shape, &out_shape);
+    let inner = out_shape[rank - 1];
+    let (ia, ib) = (sa[rank - 1], sb[rank - 1]);
+    let outer_shape = &out_shape[..rank - 1];
+    let row = |r: usize, dst: &mut [O]| {
+        let (mut oa, mut ob, mut rem) = (0usize, 0usize, r);
+        for d in (0..outer_shape.len()).rev() {
+            let i = rem % outer_shape[d];
+            rem /= outer_shape[d];
+            oa += i * sa[d];
+            ob += i * sb[d];
+        }
+        for (k, o) in dst.iter_mut().enumerate() {
+            *o = f(a[oa + k * ia], b[ob + k * ib]);
+        }
+    };
+    if par {
+        out.par_chunks_mut(inner)
+            .enumerate()
+            .for_each(|(r, dst)| row(r, dst));
+    } else {
+        out.chunks_mut(inner)
+            .enumerate()
+            .for_each(|(r, dst)| row(r, dst));
+    }
+    Ok((out_shape, out))
+}
+
+fn binary_typed<T: Arith + Default>(
+    op: BinaryOp,
+    a: &[T],
+    a_shape: &[usize],
+    b: &[T],
+    b_shape: &[usize],
+) -> Result<(Vec<usize>, Vec<T>), RuntimeError> {
+    let name = op_name(op);
+    match op {
+        BinaryOp::Add => broadcast_apply(name, a, a_shape, b, b_shape, T::add),
+        BinaryOp::Sub => broadcast_apply(name, a, a_shape, b, b_shape, T::sub),
+        BinaryOp::Mul => broadcast_apply(name, a, a_shape, b, b_shape, T::mul),
+        BinaryOp::Div => {
+            if T::is_int() {
+                // Validate shapes first so a shape error is reported as such.
+                let out_shape = broadcast_shape(name, a_shape, b_shape)?;
+                if out_shape.iter().product::<usize>() > 0 {
+                    if let Some(position) = b.iter().position(|&y| y == T::ZERO) {
+                        return Err(RuntimeError::DivisionByZero { op: name, position });
+                    }
+                }
+            }
+            broadcast_apply(name, a, a_shape, b, b_shape, T::div)
+        }
+    }
+}
+
+fn op_name(op: BinaryOp) -> &'static str {
+    match op {
+        BinaryOp::Add => "add",
+        BinaryOp::Sub => "sub",
+        BinaryOp::Mul => "mul",
+        BinaryOp::Div => "div",
+    }
+}
+
+/// Add/Sub/Mul/Div with numpy broadcasting. Both inputs must share the element type.
+/// Integer division truncates toward zero (ONNX reference: true division cast back).
+pub fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor, RuntimeError> {
+    let name = op_name(op);
+    if a.dtype() != b.dtype() {
+        return Err(RuntimeError::DTypeMismatch {
+            op: name,
+            input: 1,
+            expected: a.dtype(),
+            got: b.dtype(),
+        });
+    }
+    let (sa, sb) = (a.shape(), b.shape());
+    let (shape, data) = match (a.data(), b.data()) {
+        (TensorData::F32(x), TensorData::F32(y)) => {
+            let (s, d) = binary_typed(op, x, sa, y, sb)?;
+            (s, TensorData::F32(d))
+        }
+        (TensorData::F64(x), TensorData::F64(y)) => {
+            let (s, d) = binary_typed(op, x, sa, y, sb)?;
+            (s, TensorData::F64(d))
+        }
+        (TensorData::I8(x), TensorData::I8(y)) => {
+            let (s, d) = binary_typed(op, x, sa, y, sb)?;
+            (s, TensorData::I8(d))
+        }
+        (TensorData::U8(x), TensorData::U8(y)) => {
+            let (s, d) = binary_typed(op, x, sa, y, sb)?;
+            (s, TensorData::U8(d))
+        }
+        (TensorData::I32(x), TensorData::I32(y)) => {
+            let (s, d) = binary_typed(op, x, sa, y, sb)?;
+            (s, TensorData::I32(d))
+        }
+        (TensorData::I64(x), TensorData::I64(y)) => {
+            let (s, d) = binary_typed(op, x, sa, y, sb)?;
+            (s, TensorData::I64(d))
+        }
+        _ => {
+            return Err(RuntimeError::UnsupportedDType {
+                op: name,
+                input: 0,
+                dtype: a.dtype(),
+            })
+        }
+    };
+    make(name, shape, data)
+}
+
+fn unary_name(u: UnaryOp) -> &'static str {
+    match u {
+        UnaryOp::Relu => "relu",
+        UnaryOp::LeakyRelu { .. } => "leaky_relu",
+        UnaryOp::Sigmoid => "sigmoid",
+        UnaryOp::HardSigmoid { .. } => "hard_sigmoid",
+        UnaryOp::HardSwish => "hard_swish",
+        UnaryOp::Tanh => "tanh",
+        UnaryOp::Erf => "erf",
+    }
+}
+
+/// The scalar function of a float activation.
+fn real_fn<T: Real>(u: UnaryOp) -> impl Fn(T) -> T + Sync + Send {
+    move |x: T| match u {
+        // `x < 0` keeps NaN as NaN, like numpy's maximum.
+        UnaryOp::Relu => {
+            if x < T::ZERO {
+                T::ZERO
+            } else {
+                x
+            }
+        }
+        UnaryOp::LeakyRelu { alpha } => {
+            if x < T::ZERO {
+                T::from_f32(alpha).mul(x)
+            } else {
+                x
+            }
+        }
+        // Split by sign so exp never overflows.
+        UnaryOp::Sigmoid => {
+            if x >= T::ZERO {
+                T::ONE.div(T::ONE.add(T::ZERO.sub(x).exp()))
+            } else {
+                let e = x.exp();
+                e.div(T::ONE.add(e))
+            }
+        }
+        UnaryOp::HardSigmoid { alpha, beta } => {
+            let y = T::from_f32(alpha).mul(x).add(T::from_f32(beta));
+            T::ZERO.max_of(T::ONE.min_of(y))
+        }
+        UnaryOp::HardSwish => {
+            let y = T::from_f64(1.0 / 6.0).mul(x).add(T::from_f64(0.5));
+            x.mul(T::ZERO.max_of(T::ONE.min_of(y)))
+        }
+        UnaryOp::Tanh => x.tanh(),
+        UnaryOp::Erf => x.erf(),
+    }
+}
+
+fn map_vec<T: Copy + Send + Sync, F: Fn(T) -> T + Sync + Send>(v: &[T], f: F) -> Vec<T> {
+    if v.len() >= PAR_THRESHOLD {
+        v.par_iter().map(|&x| f(x)).collect()
+    } else {
+        v.iter().map(|&x| f(x)).collect()
+    }
+}
+
+fn map_in_place<T: Copy + Send + Sync, F: Fn(T) -> T + Sync + Send>(v: &mut [T], f: F) {
+    if v.len() >= PAR_THRESHOLD {
+        v.par_iter_mut().for_each(|x| *x = f(*x));
+    } else {
+        v.iter_mut().for_each(|x| *x = f(*x));
+    }
+}
+
+fn relu_int<T: Arith>(x: T) -> T {
+    if x < T::ZERO {
+        T::ZERO
+    } else {
+        x
+    }
+}
+
+/// One-input activations. Floats support every function; signed and unsigned integers
+/// support Relu (as ONNX Relu-14 does).
+pub fn unary(u: UnaryOp, x: &Tensor) -> Result<Tensor, RuntimeError> {
+    unary_owned(u, x.clone())
+}
+
+/// [`unary`] computing in place in the input's buffer (used when the input is dead after this op).
+pub fn unary_owned(u: UnaryOp, x: Tensor) -> Result<Tensor, RuntimeError> {
+    let name = unary_name(u);
+    let shape = x.shape().to_vec();
+    let dtype = x.dtype();
+    let is_relu = matches!(u, UnaryOp::Relu);
+    let mut data = x.into_data();
+    match &mut data {
+        TensorData::F32(v) => map_in_place(v, real_fn::<f32>(u)),
+        TensorData::F64(v) => map_in_place(v, real_fn::<f64>(u)),
+        TensorData::I8(v) if is_relu => map_in_place(v, relu_int::<i8>),
+        TensorData::U8(_) if is_relu => {}
+        TensorData::I32(v) if is_relu => map_in_place(v, relu_int::<i32>),
+        TensorData::I64(v) if is_relu => map_in_place(v, relu_int::<i64>),
+        _ => {
+            return Err(RuntimeError::UnsupportedDType {
+                op: name,
+                input: 0,
+                dtype,
+            })
+        }
+    }
+    make(name, shape, data)
+}
+
+/// PRelu: `x < 0 ? slope * x : x`, with `slope` unidirectionally broadcast to `x`'s shape.
+pub fn prelu(x: &Tensor, slope: &Tensor) -> Result<Tensor, RuntimeError> {
+    const OP: &str = "prelu";
+    if x.dtype() != slope.dtype() {
+        return Err(RuntimeError::DTypeMismatch {
+            op: OP,
+            input: 1,
+            expected: x.dtype(),
+            got: slope.dtype(),
+        });
+    }
+    let out = broadcast_shape(OP, x.shape(), slope.shape())?;
+    if out != x.shape() {
+        return Err(RuntimeError::Shape {
+            op: OP,
+            reason: format!(
+                "slope shape {:?} does not broadcast to the input shape {:?}",
+                slope.shape(),
+                x.shape()
+            ),
+        });
+    }
+    fn go<T: Arith + Default>(
+        x: &[T],
+        xs: &[usize],
+        s: &[T],
+        ss: &[usize],
+    ) -> Result<Vec<T>, RuntimeError> {
+        broadcast_apply(
+            OP,
+            x,
+            xs,
+            s,
+            ss,
+            |x, a| if x < T::ZERO { a.mul(x) } else { x },
+        )
+        .map(|r| r.1)
+    }
+    let (xs, ss) = (x.shape(), slope.shape());
+    let data = match (x.data(), slope.data()) {
+        (TensorData::F32(a), TensorData::F32(b)) => TensorData::F32(go(a, xs, b, ss)?),
+        (TensorData::F64(a), TensorData::F64(b)) => TensorData::F64(go(a, xs, b, ss)?),
+        (TensorData::I8(a), TensorData::I8(b)) => TensorData::I8(go(a, xs, b, ss)?),
+        (TensorData::I32(a), TensorData::I32(b)) => TensorData::I32(go(a, xs, b, ss)?),
+        (TensorData::I64(a), TensorData::I64(b)) => TensorData::I64(go(a, xs, b, ss)?),
+        _ => {
+            return Err(RuntimeError::UnsupportedDType {
+                op: OP,
+                input: 0,
+                dtype: x.dtype(),
+            })
+        }
+    };
+    make(OP, x.shape().to_vec(), data)
+}
+
+/// Clip to optional scalar bounds: `min(max(x, lo), hi)`, so `lo > hi` yields `hi` as in
+/// numpy, and NaN passes through unchanged.
+pub fn clip(c: &Clip, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
+    const OP: &str = "clip";
+    let x = inputs[0];
+    let mut next = 1;
+    let mut bound = |present: bool| -> Result<Option<&Tensor>, RuntimeError> {
+        if !present {
+            return Ok(None);
+        }
+        let t = inputs[next];
+        if t.dtype() != x.dtype() {
+            return Err(RuntimeError::DTypeMismatch {
+                op: OP,
+                input: next,
+                expected: x.dtype(),
+                got: t.dtype(),
+            });
+        }
+        if t.len() != 1 {
+            return Err(RuntimeError::Shape {
+                op: OP,
+                reason: format!(
+                    "bound (input {next}) must be a scalar, got shape {:?}",
+                    t.shape()
+                ),
+            });
+        }
+        next += 1;
+        Ok(Some(t))
+    };
+    let lo = bound(c.has_min)?;
+    let hi = bound(c.has_max)?;
+    fn go<T: Arith>(v: &[T], lo: Option<&[T]>, hi: Option<&[T]>) -> Vec<T> {
+        let lo = lo.map(|s| s[0]);
+        let hi = hi.map(|s| s[0]);
+        map_vec(v, |x| {
+            let y = match lo {
+                Some(l) if x < l => l,
+                _ => x,
+            };
+            match hi {
+                Some(h) if y > h => h,
+                _ => y,
+            }
+        })
+    }
+    fn typed<T: Arith + Elem>(x: &[T], lo: Option<&Tensor>, hi: Option<&Tensor>) -> TensorData {
+        fn get<T: Elem>(t: Option<&Tensor>) -> Option<&[T]> {
+            t.and_then(|t| T::slice(t.data()))
+        }
+        T::wrap(go(x, get::<T>(lo), get::<T>(hi)))
+    }
+    let data = match x.data() {
+        TensorData::F32(v) => typed(v, lo, hi),
+        TensorData::F64(v) => typed(v, lo, hi),
+        TensorData::I8(v) => typed(v, lo, hi),
+        TensorData::U8(v) => typed(v, lo, hi),
+        TensorData::I32(v) => typed(v, lo, hi),
+        TensorData::I64(v) => typed(v, lo, hi),
+        TensorData::Bool(_) => {
+            return Err(RuntimeError::UnsupportedDType {
+                op: OP,
+                input: 0,
+                dtype: x.dtype(),
+            })
+        }
+    };
+    make(OP, x.shape().to_vec(), data)
+}

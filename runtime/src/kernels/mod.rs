@@ -1,0 +1,206 @@
+//! Op kernels, one file per op family (mirroring `strata_ir::ops`), and the dispatcher that
+//! maps an [`Op`] to its kernel. Kernels compute output shapes from the concrete inputs and
+//! never trust declared types, which may contain the symbolic batch dimension.
+
+pub mod cast;
+pub mod conv;
+pub mod elementwise;
+pub mod layout;
+pub mod linear;
+pub mod normalization;
+pub mod pool;
+pub mod reduce;
+
+use strata_ir::{Op, Tensor, TensorData};
+
+use crate::RuntimeError;
+
+/// Largest element count a kernel will allocate. Bigger requests come from corrupt or
+/// malicious shapes, and failing cleanly beats an out-of-memory abort.
+pub const MAX_ELEMENTS: usize = 1 << 32;
+
+/// Evaluates one op on concrete tensors. Used by [`crate::run`] and by constant folding.
+pub fn eval_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
+    check_arity(op, inputs.len())?;
+    let one = |t: Tensor| vec![t];
+    Ok(match op {
+        Op::Conv(c) => one(conv::conv(c, inputs)?),
+        Op::ConvTranspose(c) => one(conv::conv_transpose(c, inputs)?),
+        Op::Gemm(g) => one(linear::gemm(g, inputs)?),
+        Op::MatMul => one(linear::matmul(inputs[0], inputs[1])?),
+        Op::Binary(b) => one(elementwise::binary(*b, inputs[0], inputs[1])?),
+        Op::Unary(u) => one(elementwise::unary(*u, inputs[0])?),
+        Op::PRelu => one(elementwise::prelu(inputs[0], inputs[1])?),
+        Op::Clip(c) => one(elementwise::clip(c, inputs)?),
+        Op::BatchNorm(b) => one(normalization::batch_norm(b, inputs)?),
+        Op::Softmax(s) => one(normalization::softmax(s, inputs[0])?),
+        Op::MaxPool(p) => one(pool::max_pool(p, inputs[0])?),
+        Op::AveragePool(p) => one(pool::average_pool(p, inputs[0])?),
+        Op::GlobalPool(k) => one(pool::global_pool(*k, inputs[0])?),
+        Op::Flatten { axis } => one(layout::flatten(*axis, inputs[0].clone())?),
+        Op::Reshape(r) => one(layout::reshape(r, inputs[0].clone())?),
+        Op::Transpose { perm } => one(layout::transpose(perm, inputs[0])?),
+        Op::Concat { axis } => one(layout::concat(*axis, inputs)?),
+        Op::Pad(p) => one(layout::pad(p, inputs[0])?),
+        Op::Squeeze { axes } => one(layout::squeeze(axes, inputs[0].clone())?),
+        Op::Unsqueeze { axes } => one(layout::unsqueeze(axes, inputs[0].clone())?),
+        Op::Identity => one(inputs[0].clone()),
+        Op::Shape { start, end } => one(layout::shape(*start, *end, inputs[0])?),
+        Op::Gather { axis } => one(layout::gather(*axis, inputs[0], inputs[1])?),
+        Op::Slice(s) => one(layout::slice(s, inputs[0])?),
+        Op::Split(s) => layout::split(s, inputs[0])?,
+        Op::ReduceMean(r) => one(reduce::reduce_mean(r, inputs[0])?),
+        Op::Cast { to } => one(cast::cast(inputs[0], *to)),
+    })
+}
+
+/// Like [`eval_op`] but takes ownership of the first input, so that ops which only relabel
+/// the shape (or work in place) avoid copying large activations. [`crate::run`] uses it when
+/// the first input is an intermediate value at its last use.
+pub fn eval_op_owned(
+    op: &Op,
+    first: Tensor,
+    rest: &[&Tensor],
+) -> Result<Vec<Tensor>, RuntimeError> {
+    check_arity(op, rest.len() + 1)?;
+    Ok(match op {
+        Op::Flatten { axis } => vec![layout::flatten(*axis, first)?],
+        Op::Reshape(r) => vec![layout::reshape(r, first)?],
+        Op::Squeeze { axes } => vec![layout::squeeze(axes, first)?],
+        Op::Unsqueeze { axes } => vec![layout::unsqueeze(axes, first)?],
+        Op::Identity => vec![first],
+        Op::Unary(u) => vec![elementwise::unary_owned(*u, first)?],
+        _ => {
+            let mut all: Vec<&Tensor> = Vec::with_capacity(rest.len() + 1);
+            all.push(&first);
+            all.extend_from_slice(rest);
+            eval_op(op, &all)?
+        }
+    })
+}
+
+/// True for ops that [`eval_op_owned`] can execute without copying their first input.
+pub fn benefits_from_ownership(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Flatten { .. }
+            | Op::Reshape(_)
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Identity
+            | Op::Unary(_)
+    )
+}
+
+fn check_arity(op: &Op, got: usize) -> Result<(), RuntimeError> {
+    let (min, max) = op.input_arity();
+    let ok = got >= min && max.is_none_or(|m| got <= m);
+    if ok {
+        return Ok(());
+    }
+    let expected = match max {
+        Some(m) if m == min => format!("{min}"),
+        Some(m) => format!("{min} to {m}"),
+        None => format!("at least {min}"),
+    };
+    Err(RuntimeError::Arity {
+        op: op.mnemonic(),
+        expected,
+        got,
+    })
+}
+
+/// Element count of a shape, refusing overflow and absurd sizes before anything is allocated.
+pub(crate) fn checked_numel(op: &'static str, shape: &[usize]) -> Result<usize, RuntimeError> {
+    let n = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= MAX_ELEMENTS);
+    n.ok_or_else(|| RuntimeError::TooLarge {
+        op,
+        shape: shape.iter().map(|&d| d as u128).collect(),
+    })
+}
+
+/// Row-major strides of a shape.
+pub(crate) fn strides_of(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1usize; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// Builds a tensor whose data length is known to match the shape (kernel-internal use).
+pub(crate) fn make(
+    op: &'static str,
+    shape: Vec<usize>,
+    data: TensorData,
+) -> Result<Tensor, RuntimeError> {
+    Tensor::new(shape, data).map_err(|e| RuntimeError::Shape {
+        op,
+        reason: format!("internal size mismatch: {e}"),
+    })
+}
+
+/// Any element type, for the data-movement kernels that work on every dtype.
+pub(crate) trait Elem: Copy + Send + Sync + Default + 'static {
+    /// The elements if `data` holds this type.
+    fn slice(data: &TensorData) -> Option<&[Self]>;
+    /// Wraps a vector of this type.
+    fn wrap(v: Vec<Self>) -> TensorData;
+    /// Converts a scalar attribute (such as a pad value) the way a C cast would.
+    fn from_f64(v: f64) -> Self;
+}
+
+macro_rules! impl_elem {
+    ($($t:ty => $var:ident),*) => {$(
+        impl Elem for $t {
+            fn slice(data: &TensorData) -> Option<&[Self]> {
+                match data {
+                    TensorData::$var(v) => Some(v),
+                    _ => None,
+                }
+            }
+            fn wrap(v: Vec<Self>) -> TensorData {
+                TensorData::$var(v)
+            }
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+        }
+    )*};
+}
+impl_elem!(f32 => F32, f64 => F64, i8 => I8, u8 => U8, i32 => I32, i64 => I64);
+
+impl Elem for bool {
+    fn slice(data: &TensorData) -> Option<&[Self]> {
+        match data {
+            TensorData::Bool(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn wrap(v: Vec<Self>) -> TensorData {
+        TensorData::Bool(v)
+    }
+    fn from_f64(v: f64) -> Self {
+        v != 0.0
+    }
+}
+
+/// Calls a generic function for the element type `$dtype`: `$f::<T>(args…)` with `T` bound to
+/// the Rust type of the dtype.
+macro_rules! with_elem {
+    ($dtype:expr, $f:ident ( $($arg:expr),* $(,)? )) => {
+        match $dtype {
+            strata_ir::DType::F32 => $f::<f32>($($arg),*),
+            strata_ir::DType::F64 => $f::<f64>($($arg),*),
+            strata_ir::DType::I8 => $f::<i8>($($arg),*),
+            strata_ir::DType::U8 => $f::<u8>($($arg),*),
+            strata_ir::DType::I32 => $f::<i32>($($arg),*),
+            strata_ir::DType::I64 => $f::<i64>($($arg),*),
+            strata_ir::DType::Bool => $f::<bool>($($arg),*),
+        }
+    };
+}
+pub(crate) use with_elem;

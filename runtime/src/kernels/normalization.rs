@@ -1,0 +1,148 @@
+//! Normalisation kernels: inference-mode BatchNormalization and Softmax.
+
+use rayon::prelude::*;
+use strata_ir::ops::{BatchNorm, Softmax};
+use strata_ir::{Tensor, TensorData};
+
+use super::elementwise::Real;
+use super::make;
+use crate::RuntimeError;
+
+/// `y = scale · (x − mean) / sqrt(var + ε) + bias` per channel (axis 1). The per-channel
+/// affine coefficients are computed once in f64 and applied in the tensor's own type.
+pub fn batch_norm(b: &BatchNorm, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
+    const OP: &str = "batch_norm";
+    let x = inputs[0];
+    if x.rank() < 2 {
+        return Err(RuntimeError::Shape {
+            op: OP,
+            reason: format!("input must be [N, C, ...], got {:?}", x.shape()),
+        });
+    }
+    let c = x.shape()[1];
+    const NAMES: [&str; 5] = ["x", "scale", "bias", "mean", "var"];
+    for (i, t) in inputs.iter().enumerate().skip(1) {
+        if t.dtype() != x.dtype() {
+            return Err(RuntimeError::DTypeMismatch {
+                op: OP,
+                input: i,
+                expected: x.dtype(),
+                got: t.dtype(),
+            });
+        }
+        if t.shape() != [c] {
+            return Err(RuntimeError::Shape {
+                op: OP,
+                reason: format!(
+                    "`{}` has shape {:?} but the input has {c} channels",
+                    NAMES[i],
+                    t.shape()
+                ),
+            });
+        }
+    }
+    let p = |i: usize| inputs[i].to_f64_vec();
+    let (scale, bias, mean, var) = (p(1), p(2), p(3), p(4));
+    let eps = b.epsilon as f64;
+    let a: Vec<f64> = (0..c).map(|i| scale[i] / (var[i] + eps).sqrt()).collect();
+    let s: Vec<f64> = (0..c).map(|i| bias[i] - mean[i] * a[i]).collect();
+    let inner: usize = x.shape()[2..].iter().product();
+    fn go<T: Real>(v: &[T], c: usize, inner: usize, a: &[f64], s: &[f64]) -> Vec<T> {
+        let mut out = v.to_vec();
+        if inner == 0 || c == 0 {
+            return out;
+        }
+        let apply = |(k, chunk): (usize, &mut [T])| {
+            let ch = k % c;
+            let (ak, sk) = (T::from_f64(a[ch]), T::from_f64(s[ch]));
+            chunk.iter_mut().for_each(|y| *y = y.mul(ak).add(sk));
+        };
+        if out.len() >= 1 << 15 {
+            out.par_chunks_mut(inner).enumerate().for_each(apply);
+        } else {
+            out.chunks_mut(inner).enumerate().for_each(apply);
+        }
+        out
+    }
+    let data = match x.data() {
+        TensorData::F32(v) => TensorData::F32(go(v, c, inner, &a, &s)),
+        TensorData::F64(v) => TensorData::F64(go(v, c, inner, &a, &s)),
+        _ => {
+            return Err(RuntimeError::UnsupportedDType {
+                op: OP,
+                input: 0,
+                dtype: x.dtype(),
+            })
+        }
+    };
+    make(OP, x.shape().to_vec(), data)
+}
+
+/// Softmax along `axis` (opset ≥ 13), or over the flattened trailing block `dims[axis..]`
+/// when `coerce_2d` (opset < 13). The maximum is subtracted first, so large logits never
+/// overflow `exp`.
+pub fn softmax(sm: &Softmax, x: &Tensor) -> Result<Tensor, RuntimeError> {
+    const OP: &str = "softmax";
+    let rank = x.rank();
+    if sm.axis >= rank.max(1) {
+        return Err(RuntimeError::Attribute {
+            op: OP,
+            attr: "axis",
+            reason: format!("{} is out of range for rank {rank}", sm.axis),
+        });
+    }
+    let shape = x.shape();
+    let outer: usize = shape[..sm.axis.min(rank)].iter().product();
+    let (len, inner) = if sm.coerce_2d || rank == 0 {
+        (shape[sm.axis.min(rank)..].iter().product::<usize>(), 1)
+    } else {
+        (
+            shape[sm.axis],
+            shape[sm.axis + 1..].iter().product::<usize>(),
+        )
+    };
+    fn go<T: Real>(v: &[T], outer: usize, len: usize, inner: usize) -> Vec<T> {
+        let mut out = v.to_vec();
+        if len == 0 || inner == 0 || outer == 0 {
+            return out;
+        }
+        let block = |o: &mut [T]| {
+            for i in 0..inner {
+                let mut mx = T::NEG_INF;
+                for j in 0..len {
+                    let v = o[j * inner + i];
+                    if v > mx {
+                        mx = v;
+                    }
+                }
+                let mut sum = T::ZERO;
+                for j in 0..len {
+                    let e = o[j * inner + i].sub(mx).exp();
+                    o[j * inner + i] = e;
+                    sum = sum.add(e);
+                }
+                for j in 0..len {
+                    o[j * inner + i] = o[j * inner + i].div(sum);
+                }
+            }
+        };
+        if out.len() >= 1 << 15 {
+            out.par_chunks_mut(len * inner).for_each(block);
+        } else {
+            out.chunks_mut(len * inner).for_each(block);
+        }
+        out
+    }
+    let data = match x.data() {
+        TensorData::F32(v) => TensorData::F32(go(v, outer, len, inner)),
+        TensorData::F64(v) => TensorData::F64(go(v, outer, len, inner)),
+        _ => {
+            return Err(RuntimeError::UnsupportedDType {
+                op: OP,
+                input: 0,
+                dtype: x.dtype(),
+            })
+        }
+    };
+    make(OP, x.shape().to_vec(), data)
+}
