@@ -1,0 +1,664 @@
+//! Graph-level import: initializers, inputs, node ordering, value bookkeeping, constant
+//! folding and the final checks of the declared outputs.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use onnx_protobuf::tensor_shape_proto::dimension::Value as DimValue;
+use onnx_protobuf::type_proto::Value as TypeValue;
+use onnx_protobuf::{GraphProto, ModelProto, NodeProto, ValueInfoProto};
+use strata_ir::{Dim, Graph, GraphError, Op, Shape, Tensor, TensorType, Value, ValueRef};
+
+use super::attrs::NodeCtx;
+use super::sym::{self, SymTensor};
+use super::tensor::{dtype_from_onnx, tensor_from_proto, MAX_ELEMENTS};
+use super::{ops, ImportOptions, OnnxError};
+
+/// Constant-input ops whose outputs have at most this many elements are evaluated at import
+/// time; bigger ones are left to the `fold-constants` pass.
+const FOLD_LIMIT: usize = 1 << 22;
+
+/// Import state: the graph being built and what each ONNX value name maps to.
+pub struct Importer {
+    pub graph: Graph,
+    values: HashMap<String, ValueRef>,
+    /// Symbolic contents of non-constant values (shape vectors mentioning the batch size).
+    sym: HashMap<ValueRef, SymTensor>,
+    /// Every value name in use (ONNX value names and generated names).
+    names: HashSet<String>,
+    /// Every node name in use.
+    node_names: HashSet<String>,
+}
+
+fn is_default_domain(d: &str) -> bool {
+    d.is_empty() || d == "ai.onnx"
+}
+
+/// The name a node is known by: its ONNX name, else its first output, else op type + index.
+fn display_name(n: &NodeProto, index: usize) -> String {
+    if !n.name.is_empty() {
+        return n.name.clone();
+    }
+    match n.output.iter().find(|o| !o.is_empty()) {
+        Some(o) => o.clone(),
+        None => format!("{}_{index}", n.op_type),
+    }
+}
+
+/// The static type declared for a graph input or output.
+fn value_type(vi: &ValueInfoProto, is_input: bool) -> Result<TensorType, OnnxError> {
+    let name = vi.name.as_str();
+    let unsupported = |reason: &str| OnnxError::UnsupportedType {
+        name: name.to_string(),
+        reason: reason.to_string(),
+    };
+    let tp = vi
+        .type_
+        .as_ref()
+        .ok_or_else(|| unsupported("no type is declared"))?;
+    let Some(TypeValue::TensorType(tt)) = &tp.value else {
+        return Err(unsupported("only tensor types are supported"));
+    };
+    let dtype = dtype_from_onnx(tt.elem_type, name)?;
+    let shape = tt
+        .shape
+        .as_ref()
+        .ok_or_else(|| unsupported("no shape is declared (Strata needs static ranks)"))?;
+    let mut dims = Vec::with_capacity(shape.dim.len().min(64));
+    let mut count: u64 = 1;
+    for (axis, d) in shape.dim.iter().enumerate() {
+        let symbol = match &d.value {
+            Some(DimValue::DimValue(v)) => {
+                let v = *v;
+                if v < 0 || v as u64 > MAX_ELEMENTS {
+                    return Err(OnnxError::InvalidDim {
+                        name: name.to_string(),
+                        axis,
+                        dim: v,
+                    });
+                }
+                count = count.saturating_mul(v as u64);
+                dims.push(Dim::Known(v as usize));
+                continue;
+            }
+            Some(DimValue::DimParam(p)) => p.clone(),
+            _ => "?".to_string(),
+        };
+        if axis == 0 {
+            dims.push(Dim::Batch);
+        } else if is_input {
+            return Err(OnnxError::SymbolicDim {
+                input: name.to_string(),
+                axis,
+                symbol,
+            });
+        } else {
+            // A declared output dimension that is symbolic is simply not checked.
+            dims.push(Dim::Batch);
+        }
+    }
+    if count > MAX_ELEMENTS {
+        return Err(OnnxError::TensorTooLarge {
+            name: name.to_string(),
+            dims: dims
+                .iter()
+                .map(|d| d.known().map_or(-1, |n| n as i64))
+                .collect(),
+            reason: format!("{count} elements per batch item exceed the limit of {MAX_ELEMENTS}"),
+        });
+    }
+    Ok(TensorType::new(dtype, Shape(dims)))
+}
+
+/// Checks a declared output/value_info type against the inferred one where both are known.
+fn check_declared(vi: &ValueInfoProto, inferred: &TensorType) -> Result<(), OnnxError> {
+    let Some(tp) = vi.type_.as_ref() else {
+        return Ok(());
+    };
+    let Some(TypeValue::TensorType(tt)) = &tp.value else {
+        return Ok(());
+    };
+    let mismatch = |declared: String| OnnxError::TypeMismatch {
+        name: vi.name.clone(),
+        declared,
+        inferred: inferred.to_string(),
+    };
+    if tt.elem_type != 0 {
+        let dtype = dtype_from_onnx(tt.elem_type, &vi.name)?;
+        if dtype != inferred.dtype {
+            return Err(mismatch(format!("element type {dtype}")));
+        }
+    }
+    if let Some(shape) = tt.shape.as_ref() {
+        let declared: Vec<String> = shape
+            .dim
+            .iter()
+            .map(|d| match &d.value {
+                Some(DimValue::DimValue(v)) => v.to_string(),
+                Some(DimValue::DimParam(p)) => p.clone(),
+                _ => "?".to_string(),
+            })
+            .collect();
+        let text = || format!("shape [{}]", declared.join(","));
+        if shape.dim.len() != inferred.rank() {
+            return Err(mismatch(text()));
+        }
+        for (d, inf) in shape.dim.iter().zip(inferred.shape.dims()) {
+            if let (Some(DimValue::DimValue(v)), Dim::Known(k)) = (&d.value, inf) {
+                if *v != *k as i64 {
+                    return Err(mismatch(text()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a bound tensor fits the declared input type (batch matches any size).
+fn fits(ty: &TensorType, t: &Tensor) -> bool {
+    ty.dtype == t.dtype()
+        && ty.rank() == t.rank()
+        && ty
+            .shape
+            .dims()
+            .iter()
+            .zip(t.shape())
+            .all(|(d, &n)| d.known().is_none_or(|k| k == n))
+}
+
+/// Imports a decoded model.
+pub fn import_model(
+    model: &ModelProto,
+    base_dir: Option<&Path>,
+    opts: &ImportOptions,
+) -> Result<Graph, OnnxError> {
+    let g = model.graph.as_ref().ok_or(OnnxError::MissingGraph)?;
+    let mut default_opset = None;
+    let mut domains: HashMap<&str, i64> = HashMap::new();
+    for o in &model.opset_import {
+        if is_default_domain(&o.domain) {
+            default_opset = Some(o.version);
+        } else {
+            domains.insert(o.domain.as_str(), o.version);
+        }
+    }
+    let mut imp = Importer {
+        graph: Graph::new(g.name.clone()),
+        values: HashMap::new(),
+        sym: HashMap::new(),
+        names: HashSet::new(),
+        node_names: HashSet::new(),
+    };
+    imp.define_values(g, opts, base_dir)?;
+    let order = topo_sort(g, &imp.values)?;
+    for i in order {
+        let n = &g.node[i];
+        let name = imp.unique(&display_name(n, i));
+        if !is_default_domain(&n.domain) {
+            return Err(OnnxError::UnsupportedDomain {
+                node: name,
+                op_type: n.op_type.clone(),
+                domain: n.domain.clone(),
+                opset: domains.get(n.domain.as_str()).copied(),
+            });
+        }
+        let opset = default_opset.ok_or_else(|| OnnxError::MissingOpset {
+            node: name.clone(),
+            op_type: n.op_type.clone(),
+        })?;
+        let ctx = NodeCtx {
+            name,
+            op_type: &n.op_type,
+            proto: n,
+            opset,
+        };
+        let ins =
+            n.input
+                .iter()
+                .map(|s| {
+                    if s.is_empty() {
+                        Ok(None)
+                    } else {
+                        imp.values.get(s).copied().map(Some).ok_or_else(|| {
+                            OnnxError::UndefinedInput {
+                                node: ctx.name.clone(),
+                                op_type: n.op_type.clone(),
+                                input: s.clone(),
+                            }
+                        })
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+        let outs = ops::import_node(&mut imp, &ctx, &ins)?;
+        for (i, out) in n.output.iter().enumerate() {
+            if out.is_empty() {
+                continue;
+            }
+            match outs.get(i) {
+                Some(&v) => {
+                    imp.values.insert(out.clone(), v);
+                }
+                None => {
+                    return Err(ctx.unsupported(format!("output #{i} (`{out}`) is not supported")))
+                }
+            }
+        }
+    }
+    let mut outputs = Vec::with_capacity(g.output.len());
+    for vi in &g.output {
+        let v = *imp
+            .values
+            .get(&vi.name)
+            .ok_or_else(|| OnnxError::UndefinedOutput {
+                name: vi.name.clone(),
+            })?;
+        check_declared(vi, &imp.graph.value(v)?.ty)?;
+        outputs.push(v);
+    }
+    for vi in &g.value_info {
+        if let Some(&v) = imp.values.get(&vi.name) {
+            check_declared(vi, &imp.graph.value(v)?.ty)?;
+        }
+    }
+    imp.graph.set_outputs(outputs);
+    imp.prune()?;
+    Ok(imp.graph)
+}
+
+/// Orders nodes so producers come first (ties keep file order); detects undefined inputs,
+/// duplicate definitions and cycles.
+fn topo_sort(g: &GraphProto, defined: &HashMap<String, ValueRef>) -> Result<Vec<usize>, OnnxError> {
+    let desc = |i: usize| format!("node `{}`", display_name(&g.node[i], i));
+    let mut producer: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in g.node.iter().enumerate() {
+        for o in n.output.iter().filter(|o| !o.is_empty()) {
+            if defined.contains_key(o) {
+                return Err(OnnxError::DuplicateValue {
+                    name: o.clone(),
+                    first: "an initializer or graph input".to_string(),
+                    second: desc(i),
+                });
+            }
+            if let Some(&j) = producer.get(o.as_str()) {
+                return Err(OnnxError::DuplicateValue {
+                    name: o.clone(),
+                    first: desc(j),
+                    second: desc(i),
+                });
+            }
+            producer.insert(o, i);
+        }
+    }
+    let mut indeg = vec![0usize; g.node.len()];
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); g.node.len()];
+    for (i, n) in g.node.iter().enumerate() {
+        for inp in n.input.iter().filter(|s| !s.is_empty()) {
+            if let Some(&j) = producer.get(inp.as_str()) {
+                indeg[i] += 1;
+                users[j].push(i);
+            } else if !defined.contains_key(inp) {
+                return Err(OnnxError::UndefinedInput {
+                    node: display_name(n, i),
+                    op_type: n.op_type.clone(),
+                    input: inp.clone(),
+                });
+            }
+        }
+    }
+    let mut ready: BTreeSet<usize> = (0..g.node.len()).filter(|&i| indeg[i] == 0).collect();
+    let mut order = Vec::with_capacity(g.node.len());
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &u in &users[i] {
+            indeg[u] -= 1;
+            if indeg[u] == 0 {
+                ready.insert(u);
+            }
+        }
+    }
+    if let Some(i) = (0..g.node.len()).find(|&i| indeg[i] > 0) {
+        return Err(OnnxError::Cycle {
+            node: display_name(&g.node[i], i),
+            op_type: g.node[i].op_type.clone(),
+        });
+    }
+    Ok(order)
+}
+
+impl Importer {
+    /// Initializers become constants, graph inputs become inputs (or constants when they
+    /// have an initializer or a binding).
+    fn define_values(
+        &mut self,
+        g: &GraphProto,
+        opts: &ImportOptions,
+        base_dir: Option<&Path>,
+    ) -> Result<(), OnnxError> {
+        for vi in &g.value_info {
+            self.names.insert(vi.name.clone());
+        }
+        for n in &g.node {
+            self.names.extend(n.output.iter().cloned());
+        }
+        let input_names: HashSet<&str> = g.input.iter().map(|v| v.name.as_str()).collect();
+        if let Some(s) = g.sparse_initializer.first() {
+            return Err(OnnxError::UnsupportedType {
+                name: s.values.name.clone(),
+                reason: "sparse initializers are not supported".to_string(),
+            });
+        }
+        for t in &g.initializer {
+            if self.values.contains_key(&t.name) {
+                return Err(OnnxError::DuplicateValue {
+                    name: t.name.clone(),
+                    first: "an initializer".to_string(),
+                    second: "another initializer".to_string(),
+                });
+            }
+            if opts.bind.contains_key(&t.name) && input_names.contains(t.name.as_str()) {
+                continue; // the binding overrides the initializer's default value
+            }
+            let tensor = tensor_from_proto(t, base_dir)?;
+            self.names.insert(t.name.clone());
+            self.node_names.insert(t.name.clone());
+            let v = self.graph.add_constant(t.name.clone(), tensor);
+            self.values.insert(t.name.clone(), v);
+        }
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut bound: HashSet<&str> = HashSet::new();
+        for vi in &g.input {
+            if !seen.insert(vi.name.as_str()) {
+                return Err(OnnxError::DuplicateValue {
+                    name: vi.name.clone(),
+                    first: "a graph input".to_string(),
+                    second: "another graph input".to_string(),
+                });
+            }
+            if self.values.contains_key(&vi.name) {
+                continue; // has an initializer: a constant (ONNX IR ≥ 4)
+            }
+            let ty = value_type(vi, true)?;
+            self.names.insert(vi.name.clone());
+            self.node_names.insert(vi.name.clone());
+            let v = match opts.bind.get(&vi.name) {
+                Some(t) => {
+                    if !fits(&ty, t) {
+                        return Err(OnnxError::BindingMismatch {
+                            name: vi.name.clone(),
+                            declared: ty.to_string(),
+                            got: t.ty().to_string(),
+                        });
+                    }
+                    bound.insert(vi.name.as_str());
+                    self.graph.add_constant(vi.name.clone(), t.clone())
+                }
+                None => self.graph.add_input(vi.name.clone(), ty),
+            };
+            self.values.insert(vi.name.clone(), v);
+        }
+        if let Some(name) = opts.bind.keys().find(|k| !bound.contains(k.as_str())) {
+            return Err(OnnxError::UnknownBinding { name: name.clone() });
+        }
+        Ok(())
+    }
+
+    /// A name not used by any value or node yet (`base`, else `base_1`, `base_2`, …).
+    pub fn unique(&mut self, base: &str) -> String {
+        let mut name = base.to_string();
+        let mut k = 1;
+        // Only node names count: a node may share the name of its own output value.
+        while self.node_names.contains(&name) {
+            name = format!("{base}_{k}");
+            k += 1;
+        }
+        self.node_names.insert(name.clone());
+        name
+    }
+
+    /// A fresh value name for something the frontend adds (e.g. Clip bounds from attributes).
+    pub fn fresh(&mut self, base: &str) -> String {
+        let mut name = base.to_string();
+        let mut k = 1;
+        while self.names.contains(&name) {
+            name = format!("{base}_{k}");
+            k += 1;
+        }
+        self.names.insert(name.clone());
+        name
+    }
+
+    /// The IR name of ONNX output `i` of the node (generated when the file leaves it empty).
+    pub fn out_name(&mut self, ctx: &NodeCtx, i: usize) -> String {
+        match ctx.proto.output.get(i) {
+            Some(s) if !s.is_empty() => s.clone(),
+            _ => self.fresh(&format!("{}_out{i}", ctx.name)),
+        }
+    }
+
+    /// Adds a constant under a fresh name derived from `base`.
+    pub fn add_constant(&mut self, base: &str, t: Tensor) -> ValueRef {
+        let name = self.fresh(base);
+        self.node_names.insert(name.clone());
+        self.graph.add_constant(name, t)
+    }
+
+    pub fn ty(&self, v: ValueRef) -> Result<TensorType, OnnxError> {
+        Ok(self.graph.value(v)?.ty.clone())
+    }
+
+    pub fn constant(&self, v: ValueRef) -> Option<Arc<Tensor>> {
+        self.graph.constant_value(v).cloned()
+    }
+
+    fn sym_of(&self, v: ValueRef) -> Option<SymTensor> {
+        self.sym.get(&v).cloned().or_else(|| {
+            self.graph
+                .constant_value(v)
+                .and_then(|t| SymTensor::from_tensor(t))
+        })
+    }
+
+    /// Symbolic content of input `i` (for Reshape targets); `None` if absent.
+    pub fn sym_input(
+        &self,
+        ctx: &NodeCtx,
+        ins: &[Option<ValueRef>],
+        i: usize,
+    ) -> Result<Option<SymTensor>, OnnxError> {
+        let Some(v) = ins.get(i).copied().flatten() else {
+            return Ok(None);
+        };
+        match self.sym_of(v) {
+            Some(s) => Ok(Some(s)),
+            None => match self.graph.constant_value(v) {
+                Some(t) if t.dtype().is_integer() => Ok(Some(SymTensor {
+                    dtype: t.dtype(),
+                    shape: t.shape().to_vec(),
+                    elems: t
+                        .to_i64_vec()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(sym::SymInt::Known)
+                        .collect(),
+                })),
+                _ => Err(ctx.non_constant(&input_name(ctx, i))),
+            },
+        }
+    }
+
+    /// The integer contents of input `i`, which must be a constant (or absent → `None`).
+    pub fn const_ints(
+        &self,
+        ctx: &NodeCtx,
+        ins: &[Option<ValueRef>],
+        i: usize,
+    ) -> Result<Option<Vec<i64>>, OnnxError> {
+        let Some(s) = self.sym_input(ctx, ins, i)? else {
+            return Ok(None);
+        };
+        match s.known() {
+            Some(v) => Ok(Some(v)),
+            None => Err(OnnxError::BatchDependent {
+                node: ctx.name.clone(),
+                op_type: ctx.op_type.to_string(),
+                input: input_name(ctx, i),
+                reason: "this parameter must be a compile-time constant".to_string(),
+            }),
+        }
+    }
+
+    /// The single value of a constant scalar (or one-element) input, as f64.
+    pub fn const_scalar(
+        &self,
+        ctx: &NodeCtx,
+        ins: &[Option<ValueRef>],
+        i: usize,
+    ) -> Result<Option<f64>, OnnxError> {
+        let Some(v) = ins.get(i).copied().flatten() else {
+            return Ok(None);
+        };
+        let t = self
+            .graph
+            .constant_value(v)
+            .ok_or_else(|| ctx.non_constant(&input_name(ctx, i)))?;
+        match t.to_f64_vec().as_slice() {
+            [x] => Ok(Some(*x)),
+            other => Err(ctx.input_count(format!(
+                "input `{}` must hold one value, it holds {}",
+                input_name(ctx, i),
+                other.len()
+            ))),
+        }
+    }
+
+    /// Input `i`, which must be present.
+    pub fn req(
+        &self,
+        ctx: &NodeCtx,
+        ins: &[Option<ValueRef>],
+        i: usize,
+    ) -> Result<ValueRef, OnnxError> {
+        ins.get(i)
+            .copied()
+            .flatten()
+            .ok_or_else(|| ctx.input_count(format!("required input #{i} is missing")))
+    }
+
+    /// Adds one op for an ONNX node: infers output types, then either evaluates it at import
+    /// time (constant or symbolically known inputs) or adds an op node.
+    pub fn emit(
+        &mut self,
+        ctx: &NodeCtx,
+        op: Op,
+        inputs: &[ValueRef],
+        out_names: Vec<String>,
+    ) -> Result<Vec<ValueRef>, OnnxError> {
+        let types = inputs
+            .iter()
+            .map(|&v| self.ty(v))
+            .collect::<Result<Vec<_>, _>>()?;
+        let refs: Vec<&TensorType> = types.iter().collect();
+        let out_types = op.infer(&refs).map_err(|source| OnnxError::Shape {
+            node: ctx.name.clone(),
+            op_type: ctx.op_type.to_string(),
+            source,
+        })?;
+        if out_types.len() != out_names.len() {
+            return Err(GraphError::OutputCount {
+                node: ctx.name.clone(),
+                op: op.mnemonic(),
+                declared: out_names.len(),
+                produced: out_types.len(),
+            }
+            .into());
+        }
+        let symbolic = match (&op, out_types.as_slice()) {
+            (Op::Shape { start, end }, [_]) => sym::shape_of(types[0].shape.dims(), *start, *end),
+            (_, [out]) => inputs
+                .iter()
+                .map(|&v| self.sym_of(v))
+                .collect::<Option<Vec<_>>>()
+                .and_then(|s| sym::eval(&op, &s, out.dtype)),
+            _ => None,
+        };
+        if let Some(t) = symbolic.as_ref().and_then(|s| s.to_tensor()) {
+            if t.ty() == out_types[0] {
+                let name = out_names.into_iter().next().unwrap_or_default();
+                return Ok(vec![self.graph.add_constant(name, t)]);
+            }
+        }
+        if let Some(folded) = self.fold(&op, inputs, &out_types) {
+            return Ok(out_names
+                .into_iter()
+                .zip(folded)
+                .map(|(name, t)| self.graph.add_constant(name, t))
+                .collect());
+        }
+        let n = out_types.len();
+        let outputs = out_names
+            .into_iter()
+            .zip(out_types)
+            .map(|(name, ty)| Value { name, ty })
+            .collect();
+        let id = self.graph.add_op(ctx.name.clone(), op, inputs, outputs)?;
+        let vals: Vec<ValueRef> = (0..n).map(|output| ValueRef { node: id, output }).collect();
+        if let (Some(s), [v]) = (symbolic, vals.as_slice()) {
+            self.sym.insert(*v, s);
+        }
+        Ok(vals)
+    }
+
+    /// Evaluates an op whose inputs are all constants, when its outputs are small.
+    fn fold(&self, op: &Op, inputs: &[ValueRef], out_types: &[TensorType]) -> Option<Vec<Tensor>> {
+        let consts = inputs
+            .iter()
+            .map(|&v| self.graph.constant_value(v).cloned())
+            .collect::<Option<Vec<_>>>()?;
+        let small = out_types.iter().all(|t| {
+            t.shape.as_known().is_some_and(|d| {
+                d.iter()
+                    .try_fold(1usize, |a, &x| a.checked_mul(x))
+                    .is_some_and(|n| n <= FOLD_LIMIT)
+            })
+        });
+        if !small {
+            return None;
+        }
+        let refs: Vec<&Tensor> = consts.iter().map(|t| t.as_ref()).collect();
+        // A runtime failure here is not the model's fault: keep the op and let run time report it.
+        let outs = strata_runtime::eval_op(op, &refs).ok()?;
+        (outs.len() == out_types.len() && outs.iter().zip(out_types).all(|(t, ty)| t.ty() == *ty))
+            .then_some(outs)
+    }
+
+    /// Removes nodes that no graph output depends on (e.g. the Shape ops of a folded
+    /// reshape target). Graph inputs stay.
+    fn prune(&mut self) -> Result<(), OnnxError> {
+        let mut live: HashSet<_> = HashSet::new();
+        let mut stack: Vec<_> = self.graph.outputs().iter().map(|v| v.node).collect();
+        stack.extend(self.graph.inputs().iter().copied());
+        while let Some(id) = stack.pop() {
+            if live.insert(id) {
+                stack.extend(self.graph.node_inputs(id).into_iter().map(|v| v.node));
+            }
+        }
+        let dead: Vec<_> = self
+            .graph
+            .node_ids()
+            .filter(|id| !live.contains(id))
+            .collect();
+        for id in dead {
+            self.graph.remove_node(id)?;
+        }
+        Ok(())
+    }
+}
+
+/// The ONNX name of input `i` of a node, for messages.
+pub fn input_name(ctx: &NodeCtx, i: usize) -> String {
+    match ctx.proto.input.get(i) {
+        Some(s) if !s.is_empty() => s.clone(),
+        _ => format!("#{i}"),
+    }
+}

@@ -1,0 +1,100 @@
+//! Element-wise ops: broadcasting arithmetic, activations, PRelu and Clip.
+
+use strata_ir::ops::{BinaryOp, Clip, UnaryOp};
+use strata_ir::{DType, Op, Tensor, TensorData, ValueRef};
+
+use super::{arity, present, single};
+use crate::onnx::attrs::NodeCtx;
+use crate::onnx::import::Importer;
+use crate::onnx::OnnxError;
+
+pub fn binary(
+    imp: &mut Importer,
+    ctx: &NodeCtx,
+    ins: &[Option<ValueRef>],
+) -> Result<Vec<ValueRef>, OnnxError> {
+    arity(ctx, ins, 2, 2)?;
+    let op = match ctx.op_type {
+        "Add" => BinaryOp::Add,
+        "Sub" => BinaryOp::Sub,
+        "Mul" => BinaryOp::Mul,
+        _ => BinaryOp::Div,
+    };
+    single(imp, ctx, Op::Binary(op), &present(ins))
+}
+
+pub fn unary(
+    imp: &mut Importer,
+    ctx: &NodeCtx,
+    ins: &[Option<ValueRef>],
+) -> Result<Vec<ValueRef>, OnnxError> {
+    arity(ctx, ins, 1, 1)?;
+    let op = match ctx.op_type {
+        "Relu" => UnaryOp::Relu,
+        "LeakyRelu" => UnaryOp::LeakyRelu {
+            alpha: ctx.float_or("alpha", 0.01)?,
+        },
+        "Sigmoid" => UnaryOp::Sigmoid,
+        "HardSigmoid" => UnaryOp::HardSigmoid {
+            alpha: ctx.float_or("alpha", 0.2)?,
+            beta: ctx.float_or("beta", 0.5)?,
+        },
+        "HardSwish" => UnaryOp::HardSwish,
+        "Tanh" => UnaryOp::Tanh,
+        _ => UnaryOp::Erf,
+    };
+    single(imp, ctx, Op::Unary(op), &present(ins))
+}
+
+pub fn prelu(
+    imp: &mut Importer,
+    ctx: &NodeCtx,
+    ins: &[Option<ValueRef>],
+) -> Result<Vec<ValueRef>, OnnxError> {
+    arity(ctx, ins, 2, 2)?;
+    single(imp, ctx, Op::PRelu, &present(ins))
+}
+
+/// A scalar bound of the input's element type (opset < 11 attributes become these).
+fn bound(dtype: DType, v: f32) -> Option<Tensor> {
+    let data = match dtype {
+        DType::F32 => TensorData::F32(vec![v]),
+        DType::F64 => TensorData::F64(vec![v as f64]),
+        _ => return None,
+    };
+    Tensor::new(vec![], data).ok()
+}
+
+pub fn clip(
+    imp: &mut Importer,
+    ctx: &NodeCtx,
+    ins: &[Option<ValueRef>],
+) -> Result<Vec<ValueRef>, OnnxError> {
+    if ctx.opset < 11 {
+        arity(ctx, ins, 1, 1)?;
+        let x = imp.req(ctx, ins, 0)?;
+        let dtype = imp.ty(x)?.dtype;
+        let mut inputs = vec![x];
+        let mut flags = [false, false];
+        for (k, attr) in ["min", "max"].into_iter().enumerate() {
+            if let Some(v) = ctx.float(attr)? {
+                let t = bound(dtype, v).ok_or_else(|| {
+                    ctx.unsupported(format!("Clip before opset 11 on {dtype} input"))
+                })?;
+                inputs.push(imp.add_constant(&format!("{}_{attr}", ctx.name), t));
+                flags[k] = true;
+            }
+        }
+        let op = Op::Clip(Clip {
+            has_min: flags[0],
+            has_max: flags[1],
+        });
+        return single(imp, ctx, op, &inputs);
+    }
+    arity(ctx, ins, 1, 3)?;
+    let op = Op::Clip(Clip {
+        has_min: ins.get(1).copied().flatten().is_some(),
+        has_max: ins.get(2).copied().flatten().is_some(),
+    });
+    single(imp, ctx, op, &present(ins))
+}

@@ -1,0 +1,392 @@
+//! Data movement: Flatten, Reshape, Transpose, Concat, Pad, Squeeze, Unsqueeze, Slice,
+//! Split and Gather. Every shape-determining parameter must be constant here, because the
+//! IR keeps them as static attributes.
+
+use strata_ir::ops::{Pad, Reshape, Slice, Split};
+use strata_ir::{Dim, Op, ValueRef};
+
+use super::{arity, present, single};
+use crate::onnx::attrs::NodeCtx;
+use crate::onnx::import::{input_name, Importer};
+use crate::onnx::sym::SymInt;
+use crate::onnx::OnnxError;
+
+pub fn flatten(
+    imp: &mut Importer,
+    ctx: &NodeCtx,
+    ins: &[Option<ValueRef>],
+) -> Result<Vec<ValueRef>, OnnxError> {
+    arity(ctx, ins, 1, 1)?;
+    let x = imp.req(ctx, ins, 0)?;
+    let rank = imp.ty(x)?.rank();
+    let axis = ctx.axis("axis", ctx.int_or("axis", 1)?, rank, true)?;
+    single(imp, ctx, Op::Flatten { axis }, &[x])
+}
+
+pub fn reshape(
+    imp: &mut Importer,
+    ctx: &NodeCtx,
+    ins: &[Option<ValueRef>],
+) -> Result<Vec<ValueRef>, OnnxError> {
+    arity(ctx, ins, 2, 2)?;
+    let x = imp.req(ctx, ins, 0)?;
+    let x_ty = imp.ty(x)?;
+    let target = imp
+        .sym_input(ctx, ins, 1)?
+        .ok_or_else(|| ctx.input_count("required input #1 (shape) is missing"))?;
+    if target.shape.len() != 1 {
+        return Err(ctx.input_count(format!(
+            "the shape input `{}` must be 1-D, it has shape {:?}",
+            input_name(ctx, 1),
+            target.shape
+        )));
+    }
+    let mut allow_zero = ctx.opset >= 14 && ctx.bool_or("allowzero", false)?;
+    let has_batch = target.elems.contains(&SymInt::Batch);
+    let has_zero = target.elems.contains(&SymInt::Known(0));
+    let batch_err = |reason: String| OnnxError::BatchDependent {
+        node: ctx.name.clone(),
+        op_type: ctx.op_type.to_string(),
+        input: input_name(ctx, 1),
+        reason,
+    };
+    if has_batch && allow_zero {
+        if has_zero {
+            return Err(batch_err(
+                "allowzero=1 with a literal 0 leaves no way to copy the batch dimension"
+                    .to_string(),
+            ));
+        }
+        // No literal zeros: `0` means the same under both settings, and copying needs allowzero=0.
+        allow_zero = false;
+    }
+    let shape = target
+        .elems
+        .iter()
+        .enumerate()
+        .map(|(i, e)| match e {
+            SymInt::Known(v) => Ok(*v),
+            // The batch size where the input has its batch dimension: copy it (`0`).
+            SymInt::Batch if x_ty.shape.dims().get(i) == Some(&Dim::Batch) => Ok(0),
+            SymInt::Batch => Err(batch_err(format!(
+                "element {i} is the batch size, but the input's axis {i} is not the batch dimension"
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    single(imp, ctx, Op::Reshape(Reshape { shape, allow_zero }), &[x])
+}
+
+pub fn transpose(
+    imp: &mut Importer,
+    ctx: &NodeCtx,
+    ins: &[Option<ValueRef>],
+) -> Result<Vec<ValueRef>, OnnxError> {
+    arity(ctx, ins, 1, 1)?;
+    let x = imp.req(ctx, ins, 0)?;
+    let rank = imp.ty(x)?.rank();
+    let perm = match ctx.ints("perm")? {
+        None => (0..rank).rev().collect(),
+        Some(p) => {
+            if p.len() != rank {
+                return Err(
+                    ctx.out_of_range("perm", format!("has {} values for rank {rank}", p.len()))
+                );
+            }
+            let perm = p
+                .iter()
+                .map(|&a| ctx.axis("perm", a, rank, false))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut seen = vec![false; rank];
+            for &a in &perm {
+                if std::mem::replace(&mut seen[a], true) {
+                    return Err(ctx.out_of_range("perm", format!("{p:?} is not a permutation")));
+                }
+            }
+            perm
+        }
+    };
+    single(imp, ctx, Op::Transpose { perm }, &[x])
+}
+
+pub fn concat(
+    imp: &mut Importer,
+    ctx: &NodeCtx,
+    ins: &[Option<ValueRef>],
+) -> Result<Vec<ValueRef>, OnnxError> {
+    if ins.is_empty() || ins.iter().any(|v| v.is_none()) {
+        return Err(ctx.input_count("needs at least one input and no empty input names"));
+    }
+    let inputs = present(ins);
+    let rank = imp.ty(inputs[0])?.rank();
+    let axis = ctx.required("axis", ctx.int("axis")?)?;
+    let axis = ctx.axis("axis", axis, rank, false)?;
+    single(imp, ctx, Op::Concat { axis }, &inputs)
+}
+
+pub fn pad(
+    imp: &mut Importer,
+    ctx: &NodeCtx,
+    ins: &[Option<ValueRef>],
+) -> Result<Vec<ValueRef>, OnnxError> {
+    match ctx.string("mode")?.as_deref() {
+        None | Some("constant") => {}
+        Some(other) => return Err(ctx.unsupported_value("mode", format!("`{other}`"))),
+    }
+    let x = imp.req(ctx, ins, 0)?;
+    let rank = imp.ty(x)?.rank();
+    let (pads, value, axes) = if ctx.opset < 11 {
+        arity(ctx, ins, 1, 1)?;
+        let pads = ctx.required("pads", ctx.ints("pads")?)?;
+        (pads, ctx.float_or("value", 0.0)? as f64, None)
+    } else {
+        arity(ctx, ins, 2, if ctx.opset >= 18 { 4 } else { 3 })?;
+        let pads = imp
+            .const_ints(ctx, ins, 1)?
+            .ok_or_else(|| ctx.input_count("required input #1 (pads) is missing"))?;
+        let value = imp.const_scalar(ctx, ins, 2)?.unwrap_or(0.0);
+        (pads, value, imp.const_ints(ctx, ins, 3)?)
+    };
+    let axes = match axes {
+        Some(a) => {
+            let mut seen = vec![false; rank];
+            let mut out = Vec::with_capacity(a.len());
+            for &ax in &a {
+                let ax = ctx.axis("axes", ax, rank, false)?;
+                if std::mem::replace(&mut seen[ax], true) {
+                    return Err(ctx.out_of_range("axes", format!("duplicate axes in {a:?}")));
+                }
+                out.push(ax);
+            }
+            out
+        }
+        None => (0..rank).collect(),
+    };
+    if pads.len() != 2 * axes.len() {
+        return Err(ctx.out_of_range(
+            "pads",
+            format!(
+                "has {} values, expected {} (2 × {} axes)",
+                pads.len(),
+                2 * axes.len(),
+                axes.len()
+            ),
+        ));
+    }
+    let mut full = vec![0i64; 2 * rank];
+    let k = axes.len();
+    for (j, &ax) in axes.iter().enumerate() {
+        full[ax] = pads[j];
+        full[ax + rank] = pads[j + k];
+    }
+    single(imp, ctx, Op::Pad(Pad { pads: full, value }), &[x])
+}
+
+pub fn squeeze(
+    imp: &mut Importer,
+    ctx: &NodeCtx,
+    ins: &[Option<ValueRef>],
+) -> Result<Vec<ValueRef>, OnnxError> {
+    let axes = if ctx.opset < 13 {
+        arity(ctx, ins, 1, 1)?;
+        ctx.ints("axes")?
+    } else {
+        arity(ctx, ins, 1, 2)?;
+        imp.const_ints(ctx, ins, 1)?
+    };
+    let x = imp.req(ctx, ins, 0)?;
+    let ty = imp.ty(x)?;
+    let axes = match axes {
+        Some(a) => ctx.axes("axes", &a, ty.rank())?,
+        // No axes: every dimension known to be 1 (the batch size is never assumed to be 1).
+        None => ty
+            .shape
+            .dims()
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| **d == Dim::Known(1))
+            .map(|(i, _)| i)
+            .collect(),
+    };
+    single(imp, ctx, Op::Squeeze { axes }, &[x])
+}
+
+pub fn unsqueeze(
+    imp: &mut Importer,
+    ctx: &NodeCtx,
+    ins: &[Option<ValueRef>],
+) -> Result<Vec<ValueRef>, OnnxError> {
+    let axes = if ctx.opset < 13 {
+        arity(ctx, ins, 1, 1)?;
+        ctx.required("axes", ctx.ints("axes")?)?
+    } else {
+        arity(ctx, ins, 2, 2)?;
+        imp.const_ints(ctx, ins, 1)?
+            .ok_or_else(|| ctx.input_count("required input #1 (axes) is missing"))?
+    };
+    let x = imp.req(ctx, ins, 0)?;
+    let out_rank = imp.ty(x)?.rank() + axes.len();
+    let axes = ctx.axes("axes", &axes, out_rank)?;
+    single(imp, ctx, Op::Unsqueeze { axes }, &[x])
+}
+
+pub fn slice(
+    imp: &mut Importer,
+    ctx: &NodeCtx,
+    ins: &[Option<ValueRef>],
+) -> Result<Vec<ValueRef>, OnnxError> {
+    let (starts, ends, axes, steps) = if ctx.opset < 10 {
+        arity(ctx, ins, 1, 1)?;
+        (
+            ctx.required("starts", ctx.ints("starts")?)?,
+            ctx.required("ends", ctx.ints("ends")?)?,
+            ctx.ints("axes")?,
+            None,
+        )
+    } else {
+        arity(ctx, ins, 3, 5)?;
+        let missing = |what: &str| ctx.input_count(format!("required input `{what}` is missing"));
+        (
+            imp.const_ints(ctx, ins, 1)?
+                .ok_or_else(|| missing("starts"))?,
+            imp.const_ints(ctx, ins, 2)?
+                .ok_or_else(|| missing("ends"))?,
+            imp.const_ints(ctx, ins, 3)?,
+            imp.const_ints(ctx, ins, 4)?,
+        )
+    };
+    let x = imp.req(ctx, ins, 0)?;
+    let rank = imp.ty(x)?.rank();
+    let n = starts.len();
+    if ends.len() != n {
+        return Err(ctx.out_of_range("ends", format!("has {} values, starts has {n}", ends.len())));
+    }
+    let axes = match axes {
+        None => (0..n).collect(),
+        Some(a) => {
+            if a.len() != n {
+                return Err(
+                    ctx.out_of_range("axes", format!("has {} values, starts has {n}", a.len()))
+                );
+            }
+            let mut seen = vec![false; rank];
+            let mut out = Vec::with_capacity(n);
+            for &ax in &a {
+                let ax = ctx.axis("axes", ax, rank, false)?;
+                if std::mem::replace(&mut seen[ax], true) {
+                    return Err(ctx.out_of_range("axes", format!("duplicate axes in {a:?}")));
+                }
+                out.push(ax);
+            }
+            out
+        }
+    };
+    if n > rank {
+        return Err(ctx.out_of_range("starts", format!("{n} values for rank {rank}")));
+    }
+    let steps = steps.unwrap_or_else(|| vec![1; n]);
+    if steps.len() != n {
+        return Err(ctx.out_of_range(
+            "steps",
+            format!("has {} values, starts has {n}", steps.len()),
+        ));
+    }
+    if steps.contains(&0) {
+        return Err(ctx.out_of_range("steps", "a step is 0"));
+    }
+    let op = Op::Slice(Slice {
+        starts,
+        ends,
+        axes,
+        steps,
+    });
+    single(imp, ctx, op, &[x])
+}
+
+pub fn split(
+    imp: &mut Importer,
+    ctx: &NodeCtx,
+    ins: &[Option<ValueRef>],
+) -> Result<Vec<ValueRef>, OnnxError> {
+    let split = if ctx.opset < 13 {
+        arity(ctx, ins, 1, 1)?;
+        ctx.ints("split")?
+    } else {
+        arity(ctx, ins, 1, 2)?;
+        imp.const_ints(ctx, ins, 1)?
+    };
+    let x = imp.req(ctx, ins, 0)?;
+    let ty = imp.ty(x)?;
+    let axis = ctx.axis("axis", ctx.int_or("axis", 0)?, ty.rank(), false)?;
+    let n_out = ctx.proto.output.len();
+    if n_out == 0 {
+        return Err(ctx.unsupported("Split with no outputs"));
+    }
+    let num_outputs = if ctx.opset >= 18 {
+        ctx.int("num_outputs")?
+    } else {
+        None
+    };
+    let sizes: Vec<usize> = match split {
+        Some(s) => {
+            if s.len() != n_out {
+                return Err(ctx.out_of_range(
+                    "split",
+                    format!("has {} sizes for {n_out} outputs", s.len()),
+                ));
+            }
+            s.iter()
+                .map(|&v| {
+                    usize::try_from(v)
+                        .map_err(|_| ctx.out_of_range("split", format!("size {v} is negative")))
+                })
+                .collect::<Result<_, _>>()?
+        }
+        None => {
+            let dim = ty.shape.dims()[axis]
+                .known()
+                .ok_or_else(|| ctx.unsupported("splitting the batch dimension into equal parts"))?;
+            match num_outputs {
+                Some(k) => {
+                    if k < 1 || k as usize != n_out {
+                        return Err(ctx.out_of_range(
+                            "num_outputs",
+                            format!("{k} does not match the node's {n_out} outputs"),
+                        ));
+                    }
+                    // Opset 18: chunks of ceil(dim / k), the last one smaller.
+                    let chunk = dim.div_ceil(n_out);
+                    let rest = dim.checked_sub(chunk * (n_out - 1)).ok_or_else(|| {
+                        ctx.out_of_range(
+                            "num_outputs",
+                            format!("{k} chunks of {chunk} exceed dimension {dim}"),
+                        )
+                    })?;
+                    let mut v = vec![chunk; n_out - 1];
+                    v.push(rest);
+                    v
+                }
+                None => {
+                    if dim % n_out != 0 {
+                        return Err(ctx.unsupported(format!(
+                            "dimension {dim} does not split evenly into {n_out} outputs"
+                        )));
+                    }
+                    vec![dim / n_out; n_out]
+                }
+            }
+        }
+    };
+    let names = (0..n_out).map(|i| imp.out_name(ctx, i)).collect();
+    imp.emit(ctx, Op::Split(Split { axis, sizes }), &[x], names)
+}
+
+pub fn gather(
+    imp: &mut Importer,
+    ctx: &NodeCtx,
+    ins: &[Option<ValueRef>],
+) -> Result<Vec<ValueRef>, OnnxError> {
+    arity(ctx, ins, 2, 2)?;
+    let rank = imp.ty(imp.req(ctx, ins, 0)?)?.rank();
+    let axis = ctx.axis("axis", ctx.int_or("axis", 0)?, rank, false)?;
+    single(imp, ctx, Op::Gather { axis }, &present(ins))
+}

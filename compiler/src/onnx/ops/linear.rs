@@ -1,0 +1,35 @@
+//! Gemm and MatMul.
+
+use strata_ir::ops::Gemm;
+use strata_ir::{Op, ValueRef};
+
+use super::{arity, present, single};
+use crate::onnx::attrs::NodeCtx;
+use crate::onnx::import::Importer;
+use crate::onnx::OnnxError;
+
+pub fn gemm(
+    imp: &mut Importer,
+    ctx: &NodeCtx,
+    ins: &[Option<ValueRef>],
+) -> Result<Vec<ValueRef>, OnnxError> {
+    arity(ctx, ins, 2, 3)?;
+    let has_c = ins.get(2).copied().flatten().is_some();
+    let op = Op::Gemm(Gemm {
+        alpha: ctx.float_or("alpha", 1.0)?,
+        beta: ctx.float_or("beta", 1.0)?,
+        trans_a: ctx.bool_or("transA", false)?,
+        trans_b: ctx.bool_or("transB", false)?,
+        has_c,
+    });
+    single(imp, ctx, op, &present(ins))
+}
+
+pub fn matmul(
+    imp: &mut Importer,
+    ctx: &NodeCtx,
+    ins: &[Option<ValueRef>],
+) -> Result<Vec<ValueRef>, OnnxError> {
+    arity(ctx, ins, 2, 2)?;
+    single(imp, ctx, Op::MatMul, &present(ins))
+}

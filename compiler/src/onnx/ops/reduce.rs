@@ -1,0 +1,43 @@
+//! ReduceMean.
+
+use strata_ir::ops::ReduceMean;
+use strata_ir::{Op, ValueRef};
+
+use super::{arity, single};
+use crate::onnx::attrs::NodeCtx;
+use crate::onnx::import::Importer;
+use crate::onnx::OnnxError;
+
+pub fn reduce_mean(
+    imp: &mut Importer,
+    ctx: &NodeCtx,
+    ins: &[Option<ValueRef>],
+) -> Result<Vec<ValueRef>, OnnxError> {
+    // Opset 18 moved `axes` from an attribute to an optional input.
+    let axes = if ctx.opset < 18 {
+        arity(ctx, ins, 1, 1)?;
+        ctx.ints("axes")?
+    } else {
+        arity(ctx, ins, 1, 2)?;
+        imp.const_ints(ctx, ins, 1)?
+    };
+    let x = imp.req(ctx, ins, 0)?;
+    let rank = imp.ty(x)?.rank();
+    let keep_dims = ctx.bool_or("keepdims", true)?;
+    let noop = ctx.opset >= 18 && ctx.bool_or("noop_with_empty_axes", false)?;
+    let axes = match axes {
+        Some(a) if !a.is_empty() => ctx.axes("axes", &a, rank)?,
+        _ if noop => return single(imp, ctx, Op::Identity, &[x]),
+        _ => (0..rank).collect(),
+    };
+    if axes.is_empty() {
+        // A rank-0 input: the mean of one element is the element.
+        return single(imp, ctx, Op::Identity, &[x]);
+    }
+    single(
+        imp,
+        ctx,
+        Op::ReduceMean(ReduceMean { axes, keep_dims }),
+        &[x],
+    )
+}

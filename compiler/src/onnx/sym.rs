@@ -1,0 +1,286 @@
+//! Symbolic constant propagation for shape arithmetic.
+//!
+//! Exporters compute reshape targets at run time (`x.view(x.size(0), -1)` becomes
+//! Shape → Gather → Unsqueeze → Concat → Reshape). Strata needs those targets static, so the
+//! frontend evaluates such chains during import on small integer vectors whose elements are
+//! either known or the batch size. A value that ends up fully known becomes a constant; one
+//! that still mentions the batch size reaches Reshape, where `Batch` turns into `0` (copy).
+
+use strata_ir::ops::BinaryOp;
+use strata_ir::{DType, Dim, Op, Tensor, TensorData};
+
+/// The longest vector tracked symbolically (shape vectors are short).
+pub const MAX_SYM_LEN: usize = 64;
+
+/// One element of a shape vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymInt {
+    Known(i64),
+    /// The graph's free batch size.
+    Batch,
+}
+
+/// A rank-0 or rank-1 integer value with symbolic elements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SymTensor {
+    pub dtype: DType,
+    /// `[]` for a scalar, `[n]` for a vector.
+    pub shape: Vec<usize>,
+    pub elems: Vec<SymInt>,
+}
+
+impl SymTensor {
+    /// The symbolic view of a small integer constant.
+    pub fn from_tensor(t: &Tensor) -> Option<SymTensor> {
+        if t.rank() > 1 || t.len() > MAX_SYM_LEN || !t.dtype().is_integer() {
+            return None;
+        }
+        let v = t.to_i64_vec()?;
+        Some(SymTensor {
+            dtype: t.dtype(),
+            shape: t.shape().to_vec(),
+            elems: v.into_iter().map(SymInt::Known).collect(),
+        })
+    }
+
+    /// The elements if none is symbolic.
+    pub fn known(&self) -> Option<Vec<i64>> {
+        self.elems
+            .iter()
+            .map(|e| match e {
+                SymInt::Known(v) => Some(*v),
+                SymInt::Batch => None,
+            })
+            .collect()
+    }
+
+    /// A concrete tensor of this value's type, when fully known and representable.
+    pub fn to_tensor(&self) -> Option<Tensor> {
+        let v = self.known()?;
+        let data = match self.dtype {
+            DType::I64 => TensorData::I64(v),
+            DType::I32 => TensorData::I32(
+                v.iter()
+                    .map(|&x| i32::try_from(x).ok())
+                    .collect::<Option<_>>()?,
+            ),
+            DType::I8 => TensorData::I8(
+                v.iter()
+                    .map(|&x| i8::try_from(x).ok())
+                    .collect::<Option<_>>()?,
+            ),
+            DType::U8 => TensorData::U8(
+                v.iter()
+                    .map(|&x| u8::try_from(x).ok())
+                    .collect::<Option<_>>()?,
+            ),
+            _ => return None,
+        };
+        Tensor::new(self.shape.clone(), data).ok()
+    }
+
+    fn vector(dtype: DType, elems: Vec<SymInt>) -> SymTensor {
+        SymTensor {
+            dtype,
+            shape: vec![elems.len()],
+            elems,
+        }
+    }
+}
+
+/// The dimensions of a type as a symbolic vector (`Shape` with `start..end`).
+pub fn shape_of(dims: &[Dim], start: usize, end: usize) -> Option<SymTensor> {
+    let elems = dims
+        .get(start..end)?
+        .iter()
+        .map(|d| match d {
+            Dim::Known(n) => i64::try_from(*n).ok().map(SymInt::Known),
+            Dim::Batch => Some(SymInt::Batch),
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(SymTensor::vector(DType::I64, elems))
+}
+
+fn binary(op: BinaryOp, a: SymInt, b: SymInt) -> Option<SymInt> {
+    use SymInt::{Batch, Known};
+    Some(match (op, a, b) {
+        (BinaryOp::Add, Known(x), Known(y)) => Known(x.checked_add(y)?),
+        (BinaryOp::Sub, Known(x), Known(y)) => Known(x.checked_sub(y)?),
+        (BinaryOp::Mul, Known(x), Known(y)) => Known(x.checked_mul(y)?),
+        (BinaryOp::Div, Known(x), Known(y)) => Known(x.checked_div(y)?),
+        (BinaryOp::Add | BinaryOp::Sub, Batch, Known(0)) => Batch,
+        (BinaryOp::Add, Known(0), Batch) => Batch,
+        (BinaryOp::Mul | BinaryOp::Div, Batch, Known(1)) => Batch,
+        (BinaryOp::Mul, Known(1), Batch) => Batch,
+        _ => return None,
+    })
+}
+
+/// Evaluates `op` on symbolic inputs; `None` when the op or the operands are outside what
+/// is tracked (the caller then emits a real op node).
+pub fn eval(op: &Op, inputs: &[SymTensor], out_dtype: DType) -> Option<SymTensor> {
+    match op {
+        Op::Identity => inputs.first().cloned(),
+        Op::Cast { to } if to.is_integer() => {
+            let x = inputs.first()?;
+            Some(SymTensor {
+                dtype: *to,
+                ..x.clone()
+            })
+        }
+        Op::Binary(b) => {
+            let [x, y] = inputs else { return None };
+            let rank = x.shape.len().max(y.shape.len());
+            let n = match (x.elems.len(), y.elems.len()) {
+                (a, b) if a == b => a,
+                (1, b) => b,
+                (a, 1) => a,
+                _ => return None,
+            };
+            let elems = (0..n)
+                .map(|i| {
+                    let a = x.elems[if x.elems.len() == 1 { 0 } else { i }];
+                    let c = y.elems[if y.elems.len() == 1 { 0 } else { i }];
+                    binary(*b, a, c)
+                })
+                .collect::<Option<Vec<_>>>()?;
+            Some(SymTensor {
+                dtype: out_dtype,
+                shape: if rank == 0 { vec![] } else { vec![n] },
+                elems,
+            })
+        }
+        Op::Gather { axis: 0 } => {
+            let [data, idx] = inputs else { return None };
+            if data.shape.len() != 1 || idx.shape.len() > 1 {
+                return None;
+            }
+            let len = data.elems.len() as i64;
+            let elems = idx
+                .known()?
+                .into_iter()
+                .map(|i| {
+                    let j = if i < 0 { i + len } else { i };
+                    (0..len).contains(&j).then(|| data.elems[j as usize])
+                })
+                .collect::<Option<Vec<_>>>()?;
+            Some(SymTensor {
+                dtype: data.dtype,
+                shape: idx.shape.clone(),
+                elems,
+            })
+        }
+        Op::Unsqueeze { axes } => {
+            let x = inputs.first()?;
+            match (x.shape.len(), axes.as_slice()) {
+                (0, [0]) => Some(SymTensor::vector(x.dtype, x.elems.clone())),
+                _ => None,
+            }
+        }
+        Op::Squeeze { axes } => {
+            let x = inputs.first()?;
+            match (x.shape.as_slice(), axes.as_slice()) {
+                ([1], [0]) => Some(SymTensor {
+                    dtype: x.dtype,
+                    shape: vec![],
+                    elems: x.elems.clone(),
+                }),
+                _ => None,
+            }
+        }
+        Op::Concat { axis: 0 } => {
+            if inputs.iter().any(|x| x.shape.len() != 1) {
+                return None;
+            }
+            let elems: Vec<SymInt> = inputs
+                .iter()
+                .flat_map(|x| x.elems.iter().copied())
+                .collect();
+            (elems.len() <= MAX_SYM_LEN).then(|| SymTensor::vector(out_dtype, elems))
+        }
+        Op::Slice(s) => {
+            let x = inputs.first()?;
+            if x.shape.len() != 1 || s.axes != [0] {
+                return None;
+            }
+            let (start, end, step) = (s.starts[0], s.ends[0], s.steps[0]);
+            let idx = slice_indices(x.elems.len() as i64, start, end, step)?;
+            Some(SymTensor::vector(
+                x.dtype,
+                idx.into_iter().map(|i| x.elems[i]).collect(),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// The indices ONNX Slice selects along an axis of length `len` (clamping as the spec says).
+pub fn slice_indices(len: i64, start: i64, end: i64, step: i64) -> Option<Vec<usize>> {
+    if step == 0 {
+        return None;
+    }
+    let norm = |v: i64| if v < 0 { v.saturating_add(len) } else { v };
+    let (s, e) = (norm(start), norm(end));
+    let mut out = Vec::new();
+    if step > 0 {
+        let (s, e) = (s.clamp(0, len), e.clamp(0, len));
+        let mut i = s;
+        while i < e {
+            out.push(i as usize);
+            i += step;
+        }
+    } else {
+        let (s, e) = (s.clamp(-1, len - 1), e.clamp(-1, len - 1));
+        let mut i = s;
+        while i > e {
+            out.push(i as usize);
+            i += step;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slice_indices_follow_onnx_clamping() {
+        assert_eq!(slice_indices(4, 1, i64::MAX, 1), Some(vec![1, 2, 3]));
+        assert_eq!(slice_indices(4, -1, i64::MIN, -1), Some(vec![3, 2, 1, 0]));
+        assert_eq!(slice_indices(4, 0, -1, 2), Some(vec![0, 2]));
+        assert_eq!(slice_indices(4, 0, 4, 0), None);
+    }
+
+    #[test]
+    fn batch_survives_identity_arithmetic_only() {
+        let b = SymInt::Batch;
+        assert_eq!(binary(BinaryOp::Mul, b, SymInt::Known(1)), Some(b));
+        assert_eq!(binary(BinaryOp::Mul, b, SymInt::Known(2)), None);
+        assert_eq!(
+            binary(BinaryOp::Div, SymInt::Known(7), SymInt::Known(-2)),
+            Some(SymInt::Known(-3))
+        );
+        assert_eq!(
+            binary(BinaryOp::Div, SymInt::Known(7), SymInt::Known(0)),
+            None
+        );
+    }
+
+    #[test]
+    fn flatten_chain_keeps_batch() {
+        let shape = shape_of(&[Dim::Batch, Dim::Known(3), Dim::Known(4)], 0, 3).unwrap();
+        let idx = SymTensor {
+            dtype: DType::I64,
+            shape: vec![],
+            elems: vec![SymInt::Known(0)],
+        };
+        let g = eval(&Op::Gather { axis: 0 }, &[shape, idx], DType::I64).unwrap();
+        assert_eq!(g.shape, Vec::<usize>::new());
+        let u = eval(&Op::Unsqueeze { axes: vec![0] }, &[g], DType::I64).unwrap();
+        let minus1 = SymTensor::from_tensor(&Tensor::from_i64(vec![1], vec![-1]).unwrap()).unwrap();
+        let c = eval(&Op::Concat { axis: 0 }, &[u, minus1], DType::I64).unwrap();
+        assert_eq!(c.elems, vec![SymInt::Batch, SymInt::Known(-1)]);
+        assert!(c.to_tensor().is_none());
+    }
+}
