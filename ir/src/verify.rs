@@ -46,12 +46,13 @@ pub enum VerifyError {
         expected: usize,
         got: usize,
     },
-    #[error("value name `{name}` is defined by node `{node}` ({op}) and again by node `{other}`")]
+    #[error("node `{node}` ({op}): value name `{name}` is already defined by node `{first}` ({first_op})")]
     DuplicateValueName {
         name: String,
         node: String,
         op: &'static str,
-        other: String,
+        first: String,
+        first_op: &'static str,
     },
     #[error("node `{node}` ({op}): {source}")]
     Infer {
@@ -117,20 +118,20 @@ pub fn verify(graph: &Graph) -> Result<(), VerifyError> {
     // Per node: connectivity, arity, constants. Collected in id order for determinism.
     let mut names: BTreeMap<&str, (&str, &'static str)> = BTreeMap::new();
     for id in graph.node_ids() {
-        let node = graph
-            .node(id)
-            .map_err(|_| VerifyError::MissingGraphInput { index: 0 })?;
+        let Ok(node) = graph.node(id) else { continue };
         let op_name = kind_name(&node.kind);
         let name = node.name.clone();
         for v in &node.outputs {
-            if let Some((other, _)) = names.insert(&v.name, (&node.name, op_name)) {
+            if let Some(&(first, first_op)) = names.get(v.name.as_str()) {
                 return Err(VerifyError::DuplicateValueName {
                     name: v.name.clone(),
-                    node: other.to_string(),
+                    node: node.name.clone(),
                     op: op_name,
-                    other: node.name.clone(),
+                    first: first.to_string(),
+                    first_op,
                 });
             }
+            names.insert(&v.name, (&node.name, op_name));
         }
         let edges = graph.input_edges(id);
         match &node.kind {
