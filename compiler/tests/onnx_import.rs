@@ -63,7 +63,7 @@ enum A {
     F(f32),
     Fs(Vec<f32>),
     S(&'static str),
-    T(TensorProto),
+    T(Box<TensorProto>),
 }
 
 fn node(op: &str, name: &str, ins: &[&str], outs: &[&str], attrs: Vec<(&str, A)>) -> NodeProto {
@@ -96,7 +96,7 @@ fn node(op: &str, name: &str, ins: &[&str], outs: &[&str], attrs: Vec<(&str, A)>
                     AttributeType::STRING
                 }
                 A::T(v) => {
-                    p.t = MessageField::some(v);
+                    p.t = MessageField::some(*v);
                     AttributeType::TENSOR
                 }
             };
@@ -999,7 +999,7 @@ fn constant_node_forms() {
             "c3",
             &[],
             &["c"],
-            vec![("value", A::T(f32_tensor("", &[1], &[4.0])))],
+            vec![("value", A::T(Box::new(f32_tensor("", &[1], &[4.0]))))],
         ))
         .output("a")
         .output("b")
@@ -1237,4 +1237,230 @@ fn cast_and_batchnorm() {
     assert_eq!(bn.epsilon, 1e-3);
     assert_eq!(op(&g, "cast"), Op::Cast { to: DType::F64 });
     assert_eq!(out_ty(&g, 0).dtype, DType::F64);
+}
+
+// ---------------------------------------------------------------- more error paths and edge cases
+
+#[test]
+fn dropout_training_with_zero_ratio_is_identity() {
+    let g = M::new(13)
+        .input(f32vi("x", &[2, 2]))
+        .init(f32_tensor("r", &[], &[0.0]))
+        .init(TensorProto {
+            name: "t".to_string(),
+            data_type: DataType::BOOL as i32,
+            int32_data: vec![1],
+            ..Default::default()
+        })
+        .node(node("Dropout", "drop", &["x", "r", "t"], &["y"], vec![]))
+        .output("y")
+        .import();
+    assert_eq!(op(&g, "drop"), Op::Identity);
+    let e = M::new(13)
+        .input(f32vi("x", &[2, 2]))
+        .init(f32_tensor("r", &[], &[0.5]))
+        .init(TensorProto {
+            name: "t".to_string(),
+            data_type: DataType::BOOL as i32,
+            int32_data: vec![1],
+            ..Default::default()
+        })
+        .node(node("Dropout", "drop", &["x", "r", "t"], &["y"], vec![]))
+        .output("y")
+        .import_err();
+    assert!(
+        matches!(&e, OnnxError::Unsupported { node, .. } if node == "drop"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn model_without_graph_or_opset() {
+    let bytes = ModelProto {
+        ir_version: 8,
+        ..Default::default()
+    }
+    .write_to_bytes()
+    .expect("serialize");
+    let e = import_bytes(&bytes, None, &ImportOptions::default()).expect_err("no graph");
+    assert!(matches!(e, OnnxError::MissingGraph), "{e:?}");
+
+    let mut m = ModelProto::parse_from_bytes(
+        &M::new(13)
+            .input(f32vi("x", &[1]))
+            .node(node("Relu", "r", &["x"], &["y"], vec![]))
+            .output("y")
+            .bytes(),
+    )
+    .expect("parse");
+    m.opset_import.clear();
+    let e = import_bytes(
+        &m.write_to_bytes().expect("ser"),
+        None,
+        &ImportOptions::default(),
+    )
+    .expect_err("no opset");
+    assert!(
+        matches!(&e, OnnxError::MissingOpset { node, .. } if node == "r"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn input_without_shape_is_unsupported() {
+    let mut x = f32vi("x", &[1]);
+    if let Some(type_proto::Value::TensorType(t)) = x.type_.as_mut().and_then(|t| t.value.as_mut())
+    {
+        t.shape = MessageField::none();
+    }
+    let e = M::new(13)
+        .input(x)
+        .node(node("Relu", "r", &["x"], &["y"], vec![]))
+        .output("y")
+        .import_err();
+    assert!(
+        matches!(&e, OnnxError::UnsupportedType { name, .. } if name == "x"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn typed_field_length_mismatch() {
+    let e = M::new(13)
+        .init(TensorProto {
+            name: "w".to_string(),
+            dims: vec![2, 2],
+            data_type: DataType::FLOAT as i32,
+            float_data: vec![1.0, 2.0, 3.0],
+            ..Default::default()
+        })
+        .output("w")
+        .import_err();
+    assert!(
+        matches!(&e, OnnxError::TensorDataLength { name, field: "float_data", expected: 4, got: 3, .. } if name == "w"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn external_data_file_missing() {
+    let dir = temp_dir("ext-missing");
+    let bytes = M::new(13)
+        .init(external("w", "absent.bin", 0))
+        .output("w")
+        .bytes();
+    std::fs::write(dir.join("model.onnx"), &bytes).expect("write model");
+    let e = import_file(&dir.join("model.onnx"), &ImportOptions::default()).expect_err("missing");
+    assert!(
+        matches!(&e, OnnxError::ExternalDataIo { name, .. } if name == "w"),
+        "{e:?}"
+    );
+    mentions_str(&e.to_string(), "absent.bin");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn mentions_str(msg: &str, needle: &str) {
+    assert!(msg.contains(needle), "`{msg}` does not mention `{needle}`");
+}
+
+#[test]
+fn too_many_inputs() {
+    let e = M::new(13)
+        .input(f32vi("x", &[1]))
+        .node(node("Relu", "r", &["x", "x"], &["y"], vec![]))
+        .output("y")
+        .import_err();
+    assert!(
+        matches!(&e, OnnxError::InputCount { node, .. } if node == "r"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn binding_of_the_wrong_shape() {
+    let bytes = M::new(13)
+        .input(f32vi("x", &[2, 6]))
+        .input(vi("shape", DataType::INT64, &[2]))
+        .node(node("Reshape", "reshape", &["x", "shape"], &["y"], vec![]))
+        .output("y")
+        .bytes();
+    let mut opts = ImportOptions::default();
+    opts.bind.insert(
+        "shape".to_string(),
+        Tensor::from_i64(vec![3], vec![3, 2, 2]).expect("tensor"),
+    );
+    let e = import_bytes(&bytes, None, &opts).expect_err("mismatch");
+    assert!(
+        matches!(&e, OnnxError::BindingMismatch { name, .. } if name == "shape"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn unknown_auto_pad_value() {
+    let e = M::new(13)
+        .input(f32vi("x", &[1, 1, 4, 4]))
+        .init(f32_tensor("w", &[1, 1, 2, 2], &[1.0; 4]))
+        .node(node(
+            "Conv",
+            "conv",
+            &["x", "w"],
+            &["y"],
+            vec![("auto_pad", A::S("SAME_MIDDLE"))],
+        ))
+        .output("y")
+        .import_err();
+    assert!(
+        matches!(&e, OnnxError::UnsupportedAttributeValue { node, attr, .. } if node == "conv" && attr == "auto_pad"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn split_num_outputs_that_cannot_fit() {
+    // 5 split into 4 chunks of ceil(5/4) = 2 would need 6.
+    let e = M::new(18)
+        .input(f32vi("x", &[5]))
+        .node(node(
+            "Split",
+            "sp",
+            &["x"],
+            &["a", "b", "c", "d"],
+            vec![("num_outputs", A::I(4))],
+        ))
+        .output("a")
+        .import_err();
+    assert!(
+        matches!(&e, OnnxError::AttributeOutOfRange { node, attr, .. } if node == "sp" && attr == "num_outputs"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn opsets_after_22_are_accepted_for_unchanged_ops() {
+    let g = M::new(25)
+        .input(f32vi("x", &[-1, 2, 3]))
+        .init(i64_tensor("s", &[0, 6]))
+        .node(node("Reshape", "reshape", &["x", "s"], &["y"], vec![]))
+        .output("y")
+        .import();
+    assert_eq!(
+        op(&g, "reshape"),
+        Op::Reshape(Reshape {
+            shape: vec![0, 6],
+            allow_zero: false
+        })
+    );
+    assert_eq!(out_ty(&g, 0).shape, Shape(vec![Dim::Batch, Dim::Known(6)]));
+}
+
+#[test]
+fn squeeze_without_axes_keeps_the_batch_dimension() {
+    let g = M::new(13)
+        .input(f32vi("x", &[-1, 1, 3, 1]))
+        .node(node("Squeeze", "sq", &["x"], &["y"], vec![]))
+        .output("y")
+        .import();
+    assert_eq!(op(&g, "sq"), Op::Squeeze { axes: vec![1, 3] });
+    assert_eq!(out_ty(&g, 0).shape, Shape(vec![Dim::Batch, Dim::Known(3)]));
 }

@@ -33,8 +33,14 @@ pub fn dropout(
             let t = imp
                 .constant(v)
                 .ok_or_else(|| ctx.non_constant(&ctx.proto.input[2]))?;
-            if t.to_f64_vec().iter().any(|&x| x != 0.0) {
-                return Err(ctx.unsupported("training_mode=true (Strata imports inference graphs)"));
+            // Training mode only matters when something is dropped: with ratio 0 it is the
+            // identity too (the default ratio is 0.5).
+            if t.to_f64_vec().iter().any(|&x| x != 0.0)
+                && imp.const_scalar(ctx, ins, 1)? != Some(0.0)
+            {
+                return Err(ctx.unsupported(
+                    "training_mode=true with a non-zero ratio (Strata imports inference graphs)",
+                ));
             }
         }
     }
