@@ -15,7 +15,7 @@ pub enum BinaryOp {
 }
 
 /// One-input element-wise functions; parameters are ONNX's attributes.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 pub enum UnaryOp {
     Relu,
     LeakyRelu { alpha: f32 },
@@ -142,6 +142,25 @@ pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, Pars
             }))
         })()),
         _ => None,
+    }
+}
+
+/// Bitwise on the float parameters (see [`crate::ops::Gemm`]'s `PartialEq`).
+impl PartialEq for UnaryOp {
+    fn eq(&self, o: &Self) -> bool {
+        use UnaryOp::*;
+        match (self, o) {
+            (LeakyRelu { alpha: a }, LeakyRelu { alpha: b }) => a.to_bits() == b.to_bits(),
+            (HardSigmoid { alpha: a, beta: b }, HardSigmoid { alpha: c, beta: d }) => {
+                a.to_bits() == c.to_bits() && b.to_bits() == d.to_bits()
+            }
+            (Relu, Relu)
+            | (Sigmoid, Sigmoid)
+            | (HardSwish, HardSwish)
+            | (Tanh, Tanh)
+            | (Erf, Erf) => true,
+            _ => false,
+        }
     }
 }
 

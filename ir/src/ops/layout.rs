@@ -17,7 +17,7 @@ pub struct Reshape {
 }
 
 /// Constant-mode padding. `pads = [begin_0, …, end_0, …]` over every axis; negative values crop.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Pad {
     pub pads: Vec<i64>,
     pub value: f64,
@@ -507,6 +507,13 @@ pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, Pars
         "cast" => a.dtype("to").map(|to| Op::Cast { to }),
         _ => return None,
     })
+}
+
+/// Bitwise on `value`: a NaN pad value equals itself, and `-0.0` differs from `0.0`.
+impl PartialEq for Pad {
+    fn eq(&self, o: &Self) -> bool {
+        self.pads == o.pads && self.value.to_bits() == o.value.to_bits()
+    }
 }
 
 #[cfg(test)]

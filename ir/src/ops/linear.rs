@@ -7,7 +7,7 @@ use crate::{Dim, InferError, Shape, TensorType};
 
 /// `alpha · op(A) · op(B) + beta · C`, A and B rank 2, C unidirectionally broadcast to the result.
 /// Inputs: `a`, `b`, optional `c`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Gemm {
     pub alpha: f32,
     pub beta: f32,
@@ -131,6 +131,18 @@ pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, Pars
         "gemm" => Some(gemm(a)),
         "matmul" => Some(Ok(Op::MatMul)),
         _ => None,
+    }
+}
+
+/// Bitwise on the float fields, so NaN attributes compare equal to themselves and the
+/// text round trip is exact.
+impl PartialEq for Gemm {
+    fn eq(&self, o: &Self) -> bool {
+        self.alpha.to_bits() == o.alpha.to_bits()
+            && self.beta.to_bits() == o.beta.to_bits()
+            && self.trans_a == o.trans_a
+            && self.trans_b == o.trans_b
+            && self.has_c == o.has_c
     }
 }
 

@@ -6,7 +6,7 @@ use crate::Op;
 use crate::{InferError, Shape, TensorType};
 
 /// Inference-mode batch normalisation. Inputs: `x [N, C, …]`, `scale`, `bias`, `mean`, `var` (all `[C]`).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 pub struct BatchNorm {
     pub epsilon: f32,
 }
@@ -80,6 +80,13 @@ pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, Pars
             }))
         })()),
         _ => None,
+    }
+}
+
+/// Bitwise on `epsilon` (see [`crate::ops::Gemm`]'s `PartialEq`).
+impl PartialEq for BatchNorm {
+    fn eq(&self, o: &Self) -> bool {
+        self.epsilon.to_bits() == o.epsilon.to_bits()
     }
 }
 
