@@ -25,7 +25,11 @@ fn naive_conv(x: &Tensor, w: &Tensor, b: Option<&Tensor>, c: &Conv) -> (Vec<usiz
     let cg = ch / c.group;
     let mg = m / c.group;
     let out_sp: Vec<usize> = (0..d)
-        .map(|j| (xs[2 + j] + c.pads[j] + c.pads[d + j] - ((ws[2 + j] - 1) * c.dilations[j] + 1)) / c.strides[j] + 1)
+        .map(|j| {
+            (xs[2 + j] + c.pads[j] + c.pads[d + j] - ((ws[2 + j] - 1) * c.dilations[j] + 1))
+                / c.strides[j]
+                + 1
+        })
         .collect();
     let ksp = &ws[2..];
     let kprod: usize = ksp.iter().product();
@@ -44,7 +48,8 @@ fn naive_conv(x: &Tensor, w: &Tensor, b: Option<&Tensor>, c: &Conv) -> (Vec<usiz
                         let mut pos = Vec::new();
                         let mut ok = true;
                         for j in 0..d {
-                            let ix = (o[j] * c.strides[j] + k[j] * c.dilations[j]) as isize - c.pads[j] as isize;
+                            let ix = (o[j] * c.strides[j] + k[j] * c.dilations[j]) as isize
+                                - c.pads[j] as isize;
                             if ix < 0 || ix as usize >= xs[2 + j] {
                                 ok = false;
                             }
@@ -53,7 +58,8 @@ fn naive_conv(x: &Tensor, w: &Tensor, b: Option<&Tensor>, c: &Conv) -> (Vec<usiz
                         if !ok {
                             continue;
                         }
-                        let xi = (ni * ch + g * cg + ci) * xs[2..].iter().product::<usize>() + ravel(&pos, &xs[2..]);
+                        let xi = (ni * ch + g * cg + ci) * xs[2..].iter().product::<usize>()
+                            + ravel(&pos, &xs[2..]);
                         let wi = (mi * cg + ci) * kprod + kk;
                         acc += xv[xi] * wv[wi];
                     }
@@ -68,7 +74,12 @@ fn naive_conv(x: &Tensor, w: &Tensor, b: Option<&Tensor>, c: &Conv) -> (Vec<usiz
 }
 
 /// Transposed convolution by scattering every input element through the kernel.
-fn naive_conv_transpose(x: &Tensor, w: &Tensor, b: Option<&Tensor>, c: &ConvTranspose) -> (Vec<usize>, Vec<f32>) {
+fn naive_conv_transpose(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    c: &ConvTranspose,
+) -> (Vec<usize>, Vec<f32>) {
     let (xs, ws) = (x.shape(), w.shape());
     let d = xs.len() - 2;
     let (n, ch) = (xs[0], xs[1]);
@@ -106,7 +117,8 @@ fn naive_conv_transpose(x: &Tensor, w: &Tensor, b: Option<&Tensor>, c: &ConvTran
                         let mut pos = Vec::new();
                         let mut ok = true;
                         for j in 0..d {
-                            let o = (i[j] * c.strides[j] + k[j] * c.dilations[j]) as isize - c.pads[j] as isize;
+                            let o = (i[j] * c.strides[j] + k[j] * c.dilations[j]) as isize
+                                - c.pads[j] as isize;
                             if o < 0 || o as usize >= out_sp[j] {
                                 ok = false;
                             }
@@ -114,7 +126,8 @@ fn naive_conv_transpose(x: &Tensor, w: &Tensor, b: Option<&Tensor>, c: &ConvTran
                         }
                         if ok {
                             let oc = g * mg + mo;
-                            out[(ni * m + oc) * pout + ravel(&pos, &out_sp)] += xval * wv[(ci * mg + mo) * kprod + kk];
+                            out[(ni * m + oc) * pout + ravel(&pos, &out_sp)] +=
+                                xval * wv[(ci * mg + mo) * kprod + kk];
                         }
                     }
                 }
@@ -126,7 +139,14 @@ fn naive_conv_transpose(x: &Tensor, w: &Tensor, b: Option<&Tensor>, c: &ConvTran
     (shape, out)
 }
 
-fn conv_op(kernel: &[usize], strides: &[usize], pads: &[usize], dil: &[usize], group: usize, bias: bool) -> Conv {
+fn conv_op(
+    kernel: &[usize],
+    strides: &[usize],
+    pads: &[usize],
+    dil: &[usize],
+    group: usize,
+    bias: bool,
+) -> Conv {
     Conv {
         kernel: kernel.to_vec(),
         strides: strides.to_vec(),
@@ -140,7 +160,10 @@ fn conv_op(kernel: &[usize], strides: &[usize], pads: &[usize], dil: &[usize], g
 #[test]
 fn conv_2d_hand_computed() {
     // ONNX test_basic_conv_with_padding: 5x5 ramp, 3x3 ones kernel, pad 1.
-    let x = f32t(&[1, 1, 5, 5], &(0..25).map(|v| v as f32).collect::<Vec<_>>());
+    let x = f32t(
+        &[1, 1, 5, 5],
+        &(0..25).map(|v| v as f32).collect::<Vec<_>>(),
+    );
     let w = f32t(&[1, 1, 3, 3], &[1.0; 9]);
     let c = conv_op(&[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 1, false);
     let y = eval1(&Op::Conv(c.clone()), &[&x, &w]);
@@ -154,7 +177,10 @@ fn conv_2d_hand_computed() {
     ];
     assert_close(&y, &[1, 1, 5, 5], &expected, 0.0);
     // Without padding, strided: test_conv_with_strides_no_padding.
-    let x = f32t(&[1, 1, 7, 5], &(0..35).map(|v| v as f32).collect::<Vec<_>>());
+    let x = f32t(
+        &[1, 1, 7, 5],
+        &(0..35).map(|v| v as f32).collect::<Vec<_>>(),
+    );
     let c = conv_op(&[3, 3], &[2, 2], &[0, 0, 0, 0], &[1, 1], 1, false);
     let y = eval1(&Op::Conv(c), &[&x, &w]);
     assert_close(&y, &[1, 1, 3, 2], &[54., 72., 144., 162., 234., 252.], 0.0);
@@ -164,14 +190,78 @@ fn conv_2d_hand_computed() {
 fn conv_matches_naive_across_configurations() {
     // (input shape, weight shape, strides, pads, dilations, group, bias)
     #[allow(clippy::type_complexity)]
-    let cases: Vec<(Vec<usize>, Vec<usize>, Vec<usize>, Vec<usize>, Vec<usize>, usize, bool)> = vec![
-        (vec![2, 3, 9], vec![4, 3, 3], vec![2], vec![1, 2], vec![1], 1, true),
-        (vec![3, 4, 8, 7], vec![6, 2, 3, 2], vec![1, 2], vec![1, 0, 2, 1], vec![2, 1], 2, true),
-        (vec![2, 6, 7, 7], vec![6, 1, 3, 3], vec![2, 2], vec![1, 1, 1, 1], vec![1, 1], 6, false),
-        (vec![1, 2, 5, 6, 4], vec![3, 2, 2, 3, 2], vec![1, 2, 1], vec![0, 1, 1, 1, 0, 0], vec![1, 1, 2], 1, true),
-        (vec![2, 4, 6, 6], vec![8, 4, 1, 1], vec![1, 1], vec![0, 0, 0, 0], vec![1, 1], 1, true),
-        (vec![2, 4, 6, 6], vec![4, 4, 1, 1], vec![2, 2], vec![1, 1, 1, 1], vec![1, 1], 1, false),
-        (vec![1, 1, 4, 4], vec![1, 1, 3, 3], vec![1, 1], vec![3, 3, 3, 3], vec![1, 1], 1, false),
+    let cases: Vec<(
+        Vec<usize>,
+        Vec<usize>,
+        Vec<usize>,
+        Vec<usize>,
+        Vec<usize>,
+        usize,
+        bool,
+    )> = vec![
+        (
+            vec![2, 3, 9],
+            vec![4, 3, 3],
+            vec![2],
+            vec![1, 2],
+            vec![1],
+            1,
+            true,
+        ),
+        (
+            vec![3, 4, 8, 7],
+            vec![6, 2, 3, 2],
+            vec![1, 2],
+            vec![1, 0, 2, 1],
+            vec![2, 1],
+            2,
+            true,
+        ),
+        (
+            vec![2, 6, 7, 7],
+            vec![6, 1, 3, 3],
+            vec![2, 2],
+            vec![1, 1, 1, 1],
+            vec![1, 1],
+            6,
+            false,
+        ),
+        (
+            vec![1, 2, 5, 6, 4],
+            vec![3, 2, 2, 3, 2],
+            vec![1, 2, 1],
+            vec![0, 1, 1, 1, 0, 0],
+            vec![1, 1, 2],
+            1,
+            true,
+        ),
+        (
+            vec![2, 4, 6, 6],
+            vec![8, 4, 1, 1],
+            vec![1, 1],
+            vec![0, 0, 0, 0],
+            vec![1, 1],
+            1,
+            true,
+        ),
+        (
+            vec![2, 4, 6, 6],
+            vec![4, 4, 1, 1],
+            vec![2, 2],
+            vec![1, 1, 1, 1],
+            vec![1, 1],
+            1,
+            false,
+        ),
+        (
+            vec![1, 1, 4, 4],
+            vec![1, 1, 3, 3],
+            vec![1, 1],
+            vec![3, 3, 3, 3],
+            vec![1, 1],
+            1,
+            false,
+        ),
     ];
     for (i, (xs, ws, s, p, d, g, bias)) in cases.into_iter().enumerate() {
         let x = rand_t(&xs, 10 + i as u64);
@@ -194,7 +284,16 @@ fn conv_f64_matches_f32() {
     let w = rand_t(&[3, 2, 3, 3], 2);
     let c = Op::Conv(conv_op(&[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 1, false));
     let y32 = eval1(&c, &[&x, &w]);
-    let to64 = |t: &Tensor| f64t(t.shape(), &t.as_f32().unwrap().iter().map(|&v| v as f64).collect::<Vec<_>>());
+    let to64 = |t: &Tensor| {
+        f64t(
+            t.shape(),
+            &t.as_f32()
+                .unwrap()
+                .iter()
+                .map(|&v| v as f64)
+                .collect::<Vec<_>>(),
+        )
+    };
     let y64 = eval1(&c, &[&to64(&x), &to64(&w)]);
     let v64: Vec<f32> = y64.to_f64_vec().iter().map(|&v| v as f32).collect();
     assert_close(&y32, &[2, 3, 5, 5], &v64, 1e-5);
@@ -206,41 +305,82 @@ fn conv_errors() {
     let w = rand_t(&[2, 3, 3, 3], 2);
     let c = conv_op(&[3, 3], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, false);
     // Channel mismatch.
-    assert!(matches!(eval_err(&Op::Conv(c.clone()), &[&x, &w]), RuntimeError::Shape { op: "conv", .. }));
+    assert!(matches!(
+        eval_err(&Op::Conv(c.clone()), &[&x, &w]),
+        RuntimeError::Shape { op: "conv", .. }
+    ));
     // Kernel larger than the padded input.
     let small = rand_t(&[1, 3, 2, 2], 3);
     let e = eval_err(&Op::Conv(c.clone()), &[&small, &w]);
-    assert!(e.to_string().contains("smaller than the dilated kernel"), "{e}");
+    assert!(
+        e.to_string().contains("smaller than the dilated kernel"),
+        "{e}"
+    );
     // Attribute lengths and zero strides.
     let x3 = rand_t(&[1, 3, 5, 5], 4);
     let mut bad = c.clone();
     bad.strides = vec![1];
-    assert!(matches!(eval_err(&Op::Conv(bad), &[&x3, &w]), RuntimeError::Attribute { attr: "strides", .. }));
+    assert!(matches!(
+        eval_err(&Op::Conv(bad), &[&x3, &w]),
+        RuntimeError::Attribute {
+            attr: "strides",
+            ..
+        }
+    ));
     let mut bad = c.clone();
     bad.strides = vec![0, 1];
-    assert!(matches!(eval_err(&Op::Conv(bad), &[&x3, &w]), RuntimeError::Attribute { attr: "strides", .. }));
+    assert!(matches!(
+        eval_err(&Op::Conv(bad), &[&x3, &w]),
+        RuntimeError::Attribute {
+            attr: "strides",
+            ..
+        }
+    ));
     let mut bad = c.clone();
     bad.kernel = vec![2, 2];
-    assert!(matches!(eval_err(&Op::Conv(bad), &[&x3, &w]), RuntimeError::Attribute { attr: "kernel", .. }));
+    assert!(matches!(
+        eval_err(&Op::Conv(bad), &[&x3, &w]),
+        RuntimeError::Attribute { attr: "kernel", .. }
+    ));
     // Bias shape.
     let mut wb = c.clone();
     wb.has_bias = true;
     let b = rand_t(&[3], 5);
-    assert!(matches!(eval_err(&Op::Conv(wb), &[&x3, &w, &b]), RuntimeError::Shape { .. }));
+    assert!(matches!(
+        eval_err(&Op::Conv(wb), &[&x3, &w, &b]),
+        RuntimeError::Shape { .. }
+    ));
     // Rank and dtype.
     let flat = rand_t(&[3, 5], 6);
-    assert!(matches!(eval_err(&Op::Conv(c.clone()), &[&flat, &w]), RuntimeError::Shape { .. }));
+    assert!(matches!(
+        eval_err(&Op::Conv(c.clone()), &[&flat, &w]),
+        RuntimeError::Shape { .. }
+    ));
     let xi = i64t(&[1, 3, 1, 1], &[1, 2, 3]);
     let wi = i64t(&[1, 3, 1, 1], &[1, 2, 3]);
     let c1 = conv_op(&[1, 1], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, false);
-    assert!(matches!(eval_err(&Op::Conv(c1), &[&xi, &wi]), RuntimeError::UnsupportedDType { .. }));
+    assert!(matches!(
+        eval_err(&Op::Conv(c1), &[&xi, &wi]),
+        RuntimeError::UnsupportedDType { .. }
+    ));
     // Huge padding cannot trigger a huge allocation.
     let mut huge = c;
     huge.pads = vec![1 << 40, 1 << 40, 1 << 40, 1 << 40];
-    assert!(matches!(eval_err(&Op::Conv(huge), &[&x3, &w]), RuntimeError::TooLarge { .. }));
+    assert!(matches!(
+        eval_err(&Op::Conv(huge), &[&x3, &w]),
+        RuntimeError::TooLarge { .. }
+    ));
 }
 
-fn convt_op(kernel: &[usize], strides: &[usize], pads: &[usize], dil: &[usize], out_pad: &[usize], group: usize, bias: bool) -> ConvTranspose {
+fn convt_op(
+    kernel: &[usize],
+    strides: &[usize],
+    pads: &[usize],
+    dil: &[usize],
+    out_pad: &[usize],
+    group: usize,
+    bias: bool,
+) -> ConvTranspose {
     ConvTranspose {
         kernel: kernel.to_vec(),
         strides: strides.to_vec(),
@@ -259,18 +399,77 @@ fn conv_transpose_hand_computed() {
     let w = f32t(&[1, 2, 3], &[1.0; 6]);
     let c = convt_op(&[3], &[1], &[0, 0], &[1], &[0], 1, false);
     let y = eval1(&Op::ConvTranspose(c), &[&x, &w]);
-    assert_close(&y, &[1, 2, 5], &[0., 1., 3., 3., 2., 0., 1., 3., 3., 2.], 0.0);
+    assert_close(
+        &y,
+        &[1, 2, 5],
+        &[0., 1., 3., 3., 2., 0., 1., 3., 3., 2.],
+        0.0,
+    );
 }
 
 #[test]
 fn conv_transpose_matches_naive_scatter() {
     #[allow(clippy::type_complexity)]
-    let cases: Vec<(Vec<usize>, Vec<usize>, Vec<usize>, Vec<usize>, Vec<usize>, Vec<usize>, usize, bool)> = vec![
-        (vec![2, 2, 3, 3], vec![2, 3, 3, 3], vec![3, 2], vec![0, 0, 0, 0], vec![1, 1], vec![1, 1], 1, true),
-        (vec![1, 4, 4, 5], vec![4, 1, 2, 3], vec![2, 1], vec![1, 0, 0, 1], vec![1, 2], vec![1, 0], 2, false),
-        (vec![2, 3, 6], vec![3, 2, 4], vec![2], vec![1, 2], vec![2], vec![1], 1, true),
-        (vec![1, 2, 2, 3, 2], vec![2, 1, 2, 2, 2], vec![1, 2, 2], vec![0, 0, 0, 0, 1, 0], vec![1, 1, 1], vec![0, 1, 0], 1, true),
-        (vec![1, 3, 4, 4], vec![3, 1, 3, 3], vec![1, 1], vec![1, 1, 1, 1], vec![1, 1], vec![0, 0], 3, false),
+    let cases: Vec<(
+        Vec<usize>,
+        Vec<usize>,
+        Vec<usize>,
+        Vec<usize>,
+        Vec<usize>,
+        Vec<usize>,
+        usize,
+        bool,
+    )> = vec![
+        (
+            vec![2, 2, 3, 3],
+            vec![2, 3, 3, 3],
+            vec![3, 2],
+            vec![0, 0, 0, 0],
+            vec![1, 1],
+            vec![1, 1],
+            1,
+            true,
+        ),
+        (
+            vec![1, 4, 4, 5],
+            vec![4, 1, 2, 3],
+            vec![2, 1],
+            vec![1, 0, 0, 1],
+            vec![1, 2],
+            vec![1, 0],
+            2,
+            false,
+        ),
+        (
+            vec![2, 3, 6],
+            vec![3, 2, 4],
+            vec![2],
+            vec![1, 2],
+            vec![2],
+            vec![1],
+            1,
+            true,
+        ),
+        (
+            vec![1, 2, 2, 3, 2],
+            vec![2, 1, 2, 2, 2],
+            vec![1, 2, 2],
+            vec![0, 0, 0, 0, 1, 0],
+            vec![1, 1, 1],
+            vec![0, 1, 0],
+            1,
+            true,
+        ),
+        (
+            vec![1, 3, 4, 4],
+            vec![3, 1, 3, 3],
+            vec![1, 1],
+            vec![1, 1, 1, 1],
+            vec![1, 1],
+            vec![0, 0],
+            3,
+            false,
+        ),
     ];
     for (i, (xs, ws, s, p, d, op_, g, bias)) in cases.into_iter().enumerate() {
         let x = rand_t(&xs, 40 + i as u64);
@@ -292,7 +491,10 @@ fn conv_transpose_errors() {
     let x = rand_t(&[1, 2, 3, 3], 1);
     let w = rand_t(&[3, 1, 3, 3], 2);
     let c = convt_op(&[3, 3], &[1, 1], &[0, 0, 0, 0], &[1, 1], &[0, 0], 1, false);
-    assert!(matches!(eval_err(&Op::ConvTranspose(c.clone()), &[&x, &w]), RuntimeError::Shape { .. }));
+    assert!(matches!(
+        eval_err(&Op::ConvTranspose(c.clone()), &[&x, &w]),
+        RuntimeError::Shape { .. }
+    ));
     let w = rand_t(&[2, 1, 3, 3], 2);
     let mut bad = c.clone();
     bad.pads = vec![4, 4, 4, 4];
@@ -302,6 +504,9 @@ fn conv_transpose_errors() {
     bad.output_padding = vec![1];
     assert!(matches!(
         eval_err(&Op::ConvTranspose(bad), &[&x, &w]),
-        RuntimeError::Attribute { attr: "output_padding", .. }
+        RuntimeError::Attribute {
+            attr: "output_padding",
+            ..
+        }
     ));
 }

@@ -28,8 +28,18 @@ fn sub_broadcasts_both_sides() {
 fn mul_by_scalar_on_either_side() {
     let a = f32t(&[3], &[1., 2., 3.]);
     let s = f32t(&[], &[2.0]);
-    assert_close(&eval1(&bin(BinaryOp::Mul), &[&a, &s]), &[3], &[2., 4., 6.], 0.0);
-    assert_close(&eval1(&bin(BinaryOp::Mul), &[&s, &a]), &[3], &[2., 4., 6.], 0.0);
+    assert_close(
+        &eval1(&bin(BinaryOp::Mul), &[&a, &s]),
+        &[3],
+        &[2., 4., 6.],
+        0.0,
+    );
+    assert_close(
+        &eval1(&bin(BinaryOp::Mul), &[&s, &a]),
+        &[3],
+        &[2., 4., 6.],
+        0.0,
+    );
 }
 
 #[test]
@@ -51,23 +61,38 @@ fn integer_div_truncates_toward_zero() {
     assert_eq!(y.data(), &TensorData::I32(vec![3, -3, -3, 3]));
     let a = i64t(&[2], &[-9, 9]);
     let b = i64t(&[1], &[4]);
-    assert_eq!(eval1(&bin(BinaryOp::Div), &[&a, &b]).data(), &TensorData::I64(vec![-2, 2]));
+    assert_eq!(
+        eval1(&bin(BinaryOp::Div), &[&a, &b]).data(),
+        &TensorData::I64(vec![-2, 2])
+    );
 }
 
 #[test]
 fn integer_arithmetic_wraps_like_numpy() {
     let a = tensor(&[2], TensorData::I8(vec![127, -128]));
     let b = tensor(&[2], TensorData::I8(vec![1, 1]));
-    assert_eq!(eval1(&bin(BinaryOp::Add), &[&a, &b]).data(), &TensorData::I8(vec![-128, -127]));
+    assert_eq!(
+        eval1(&bin(BinaryOp::Add), &[&a, &b]).data(),
+        &TensorData::I8(vec![-128, -127])
+    );
     let a = tensor(&[1], TensorData::U8(vec![3]));
     let b = tensor(&[1], TensorData::U8(vec![5]));
-    assert_eq!(eval1(&bin(BinaryOp::Sub), &[&a, &b]).data(), &TensorData::U8(vec![254]));
+    assert_eq!(
+        eval1(&bin(BinaryOp::Sub), &[&a, &b]).data(),
+        &TensorData::U8(vec![254])
+    );
     let a = tensor(&[1], TensorData::I8(vec![-128]));
     let b = tensor(&[1], TensorData::I8(vec![-1]));
-    assert_eq!(eval1(&bin(BinaryOp::Div), &[&a, &b]).data(), &TensorData::I8(vec![-128]));
+    assert_eq!(
+        eval1(&bin(BinaryOp::Div), &[&a, &b]).data(),
+        &TensorData::I8(vec![-128])
+    );
     let a = f64t(&[2], &[1.5, 2.5]);
     let b = f64t(&[2], &[2.0, 4.0]);
-    assert_eq!(eval1(&bin(BinaryOp::Mul), &[&a, &b]).data(), &TensorData::F64(vec![3.0, 10.0]));
+    assert_eq!(
+        eval1(&bin(BinaryOp::Mul), &[&a, &b]).data(),
+        &TensorData::F64(vec![3.0, 10.0])
+    );
 }
 
 #[test]
@@ -91,7 +116,10 @@ fn large_general_broadcast_matches_naive() {
 fn binary_errors() {
     let a = f32t(&[2], &[1., 2.]);
     let b = i64t(&[2], &[1, 2]);
-    assert!(matches!(eval_err(&bin(BinaryOp::Add), &[&a, &b]), RuntimeError::DTypeMismatch { op: "add", .. }));
+    assert!(matches!(
+        eval_err(&bin(BinaryOp::Add), &[&a, &b]),
+        RuntimeError::DTypeMismatch { op: "add", .. }
+    ));
     let c = f32t(&[3], &[1., 2., 3.]);
     let e = eval_err(&bin(BinaryOp::Add), &[&a, &c]);
     assert!(matches!(e, RuntimeError::Shape { op: "add", .. }), "{e}");
@@ -99,23 +127,38 @@ fn binary_errors() {
     let t = tensor(&[1], TensorData::Bool(vec![true]));
     assert!(matches!(
         eval_err(&bin(BinaryOp::Mul), &[&t, &t]),
-        RuntimeError::UnsupportedDType { op: "mul", dtype: strata_ir::DType::Bool, .. }
+        RuntimeError::UnsupportedDType {
+            op: "mul",
+            dtype: strata_ir::DType::Bool,
+            ..
+        }
     ));
     let x = i64t(&[3], &[1, 2, 3]);
     let z = i64t(&[3], &[1, 0, 1]);
     assert_eq!(
         eval_err(&bin(BinaryOp::Div), &[&x, &z]),
-        RuntimeError::DivisionByZero { op: "div", position: 1 }
+        RuntimeError::DivisionByZero {
+            op: "div",
+            position: 1
+        }
     );
     // Arity is checked before anything else.
-    assert!(matches!(eval_err(&bin(BinaryOp::Add), &[&a]), RuntimeError::Arity { got: 1, .. }));
+    assert!(matches!(
+        eval_err(&bin(BinaryOp::Add), &[&a]),
+        RuntimeError::Arity { got: 1, .. }
+    ));
 }
 
 #[test]
 fn activations_match_hand_values() {
     let x = f32t(&[5], &[-2., -0.5, 0., 0.5, 2.]);
     let un = |u| Op::Unary(u);
-    assert_close(&eval1(&un(UnaryOp::Relu), &[&x]), &[5], &[0., 0., 0., 0.5, 2.], 0.0);
+    assert_close(
+        &eval1(&un(UnaryOp::Relu), &[&x]),
+        &[5],
+        &[0., 0., 0., 0.5, 2.],
+        0.0,
+    );
     assert_close(
         &eval1(&un(UnaryOp::LeakyRelu { alpha: 0.1 }), &[&x]),
         &[5],
@@ -129,7 +172,13 @@ fn activations_match_hand_values() {
         1e-6,
     );
     assert_close(
-        &eval1(&un(UnaryOp::HardSigmoid { alpha: 0.2, beta: 0.5 }), &[&x]),
+        &eval1(
+            &un(UnaryOp::HardSigmoid {
+                alpha: 0.2,
+                beta: 0.5,
+            }),
+            &[&x],
+        ),
         &[5],
         &[0.1, 0.4, 0.5, 0.6, 0.9],
         1e-6,
@@ -171,9 +220,19 @@ fn relu_keeps_nan_and_supports_integers() {
     let y = eval1(&Op::Unary(UnaryOp::Relu), &[&x]);
     assert!(y.as_f32().unwrap()[0].is_nan());
     let x = tensor(&[3], TensorData::I32(vec![-5, 0, 5]));
-    assert_eq!(eval1(&Op::Unary(UnaryOp::Relu), &[&x]).data(), &TensorData::I32(vec![0, 0, 5]));
+    assert_eq!(
+        eval1(&Op::Unary(UnaryOp::Relu), &[&x]).data(),
+        &TensorData::I32(vec![0, 0, 5])
+    );
     let e = eval_err(&Op::Unary(UnaryOp::Tanh), &[&x]);
-    assert!(matches!(e, RuntimeError::UnsupportedDType { op: "tanh", dtype: strata_ir::DType::I32, .. }));
+    assert!(matches!(
+        e,
+        RuntimeError::UnsupportedDType {
+            op: "tanh",
+            dtype: strata_ir::DType::I32,
+            ..
+        }
+    ));
     assert!(e.to_string().contains("tanh") && e.to_string().contains("i32"));
 }
 
@@ -185,9 +244,15 @@ fn prelu_broadcasts_slope_per_channel() {
     assert_close(&y, &[2, 3], &[-0.1, 2., -0.9, 4., -1.0, 6.], 1e-6);
     // Slope must broadcast *to* x, not enlarge it.
     let big = f32t(&[2, 2, 3], &[0.0; 12]);
-    assert!(matches!(eval_err(&Op::PRelu, &[&x, &big]), RuntimeError::Shape { op: "prelu", .. }));
+    assert!(matches!(
+        eval_err(&Op::PRelu, &[&x, &big]),
+        RuntimeError::Shape { op: "prelu", .. }
+    ));
     let wrong = i64t(&[3], &[1, 2, 3]);
-    assert!(matches!(eval_err(&Op::PRelu, &[&x, &wrong]), RuntimeError::DTypeMismatch { .. }));
+    assert!(matches!(
+        eval_err(&Op::PRelu, &[&x, &wrong]),
+        RuntimeError::DTypeMismatch { .. }
+    ));
 }
 
 #[test]
@@ -195,11 +260,30 @@ fn clip_bounds_in_every_combination() {
     let x = f32t(&[5], &[-3., -1., 0., 1., 3.]);
     let lo = f32t(&[], &[-1.5]);
     let hi = f32t(&[1], &[2.0]);
-    let both = Op::Clip(Clip { has_min: true, has_max: true });
-    assert_close(&eval1(&both, &[&x, &lo, &hi]), &[5], &[-1.5, -1., 0., 1., 2.], 0.0);
-    let max_only = Op::Clip(Clip { has_min: false, has_max: true });
-    assert_close(&eval1(&max_only, &[&x, &hi]), &[5], &[-3., -1., 0., 1., 2.], 0.0);
-    let none = Op::Clip(Clip { has_min: false, has_max: false });
+    let both = Op::Clip(Clip {
+        has_min: true,
+        has_max: true,
+    });
+    assert_close(
+        &eval1(&both, &[&x, &lo, &hi]),
+        &[5],
+        &[-1.5, -1., 0., 1., 2.],
+        0.0,
+    );
+    let max_only = Op::Clip(Clip {
+        has_min: false,
+        has_max: true,
+    });
+    assert_close(
+        &eval1(&max_only, &[&x, &hi]),
+        &[5],
+        &[-3., -1., 0., 1., 2.],
+        0.0,
+    );
+    let none = Op::Clip(Clip {
+        has_min: false,
+        has_max: false,
+    });
     assert_close(&eval1(&none, &[&x]), &[5], &[-3., -1., 0., 1., 3.], 0.0);
     // min > max gives max everywhere, like numpy.clip.
     let lo2 = f32t(&[], &[5.0]);
@@ -207,7 +291,10 @@ fn clip_bounds_in_every_combination() {
     let xi = tensor(&[3], TensorData::U8(vec![0, 100, 250]));
     let loi = tensor(&[], TensorData::U8(vec![10]));
     let hii = tensor(&[], TensorData::U8(vec![200]));
-    assert_eq!(eval1(&both, &[&xi, &loi, &hii]).data(), &TensorData::U8(vec![10, 100, 200]));
+    assert_eq!(
+        eval1(&both, &[&xi, &loi, &hii]).data(),
+        &TensorData::U8(vec![10, 100, 200])
+    );
     let nan = f32t(&[1], &[f32::NAN]);
     assert!(eval1(&both, &[&nan, &lo, &hi]).as_f32().unwrap()[0].is_nan());
 }
@@ -215,14 +302,27 @@ fn clip_bounds_in_every_combination() {
 #[test]
 fn clip_errors() {
     let x = f32t(&[2], &[1., 2.]);
-    let both = Op::Clip(Clip { has_min: true, has_max: true });
+    let both = Op::Clip(Clip {
+        has_min: true,
+        has_max: true,
+    });
     let vec_bound = f32t(&[2], &[0., 1.]);
     let s = f32t(&[], &[1.0]);
-    assert!(matches!(eval_err(&both, &[&x, &vec_bound, &s]), RuntimeError::Shape { op: "clip", .. }));
+    assert!(matches!(
+        eval_err(&both, &[&x, &vec_bound, &s]),
+        RuntimeError::Shape { op: "clip", .. }
+    ));
     let wrong = i64t(&[], &[1]);
     assert!(matches!(
         eval_err(&both, &[&x, &s, &wrong]),
-        RuntimeError::DTypeMismatch { op: "clip", input: 2, .. }
+        RuntimeError::DTypeMismatch {
+            op: "clip",
+            input: 2,
+            ..
+        }
     ));
-    assert!(matches!(eval_err(&both, &[&x, &s]), RuntimeError::Arity { .. }));
+    assert!(matches!(
+        eval_err(&both, &[&x, &s]),
+        RuntimeError::Arity { .. }
+    ));
 }

@@ -5,7 +5,13 @@ use strata_ir::{Op, TensorData};
 use strata_runtime::RuntimeError;
 
 fn gemm(alpha: f32, beta: f32, ta: bool, tb: bool, c: bool) -> Op {
-    Op::Gemm(Gemm { alpha, beta, trans_a: ta, trans_b: tb, has_c: c })
+    Op::Gemm(Gemm {
+        alpha,
+        beta,
+        trans_a: ta,
+        trans_b: tb,
+        has_c: c,
+    })
 }
 
 #[test]
@@ -68,17 +74,26 @@ fn gemm_errors() {
     let e = eval_err(&gemm(1.0, 1.0, false, false, false), &[&a, &b]);
     assert!(e.to_string().contains("inner dimensions"), "{e}");
     let v = f32t(&[3], &[0.; 3]);
-    assert!(matches!(eval_err(&gemm(1.0, 1.0, false, false, false), &[&v, &b]), RuntimeError::Shape { .. }));
+    assert!(matches!(
+        eval_err(&gemm(1.0, 1.0, false, false, false), &[&v, &b]),
+        RuntimeError::Shape { .. }
+    ));
     let bt = f32t(&[3, 2], &[0.; 6]);
     let c = f32t(&[3], &[0.; 3]);
-    assert!(matches!(eval_err(&gemm(1.0, 1.0, false, false, true), &[&a, &bt, &c]), RuntimeError::Shape { .. }));
+    assert!(matches!(
+        eval_err(&gemm(1.0, 1.0, false, false, true), &[&a, &bt, &c]),
+        RuntimeError::Shape { .. }
+    ));
     let ci = i64t(&[2], &[0, 0]);
     assert!(matches!(
         eval_err(&gemm(1.0, 1.0, false, false, true), &[&a, &bt, &ci]),
         RuntimeError::DTypeMismatch { input: 2, .. }
     ));
     let ai = i64t(&[1, 1], &[1]);
-    assert!(matches!(eval_err(&gemm(1.0, 1.0, false, false, false), &[&ai, &ai]), RuntimeError::UnsupportedDType { .. }));
+    assert!(matches!(
+        eval_err(&gemm(1.0, 1.0, false, false, false), &[&ai, &ai]),
+        RuntimeError::UnsupportedDType { .. }
+    ));
 }
 
 #[test]
@@ -102,7 +117,11 @@ fn matmul_numpy_semantics() {
         for b1 in 0..3 {
             for i in 0..2 {
                 for j in 0..2 {
-                    expected.push((0..3).map(|p| xv[b0 * 6 + i * 3 + p] * yv[b1 * 6 + p * 2 + j]).sum());
+                    expected.push(
+                        (0..3)
+                            .map(|p| xv[b0 * 6 + i * 3 + p] * yv[b1 * 6 + p * 2 + j])
+                            .sum(),
+                    );
                 }
             }
         }
@@ -124,21 +143,39 @@ fn matmul_numpy_semantics() {
 fn matmul_integers_wrap() {
     let a = tensor(&[1, 2], TensorData::I32(vec![i32::MAX, 1]));
     let b = tensor(&[2, 1], TensorData::I32(vec![1, 1]));
-    assert_eq!(eval1(&Op::MatMul, &[&a, &b]).data(), &TensorData::I32(vec![i32::MIN]));
+    assert_eq!(
+        eval1(&Op::MatMul, &[&a, &b]).data(),
+        &TensorData::I32(vec![i32::MIN])
+    );
     let a = i64t(&[2, 2], &[1, 2, 3, 4]);
-    assert_eq!(eval1(&Op::MatMul, &[&a, &a]).data(), &TensorData::I64(vec![7, 10, 15, 22]));
+    assert_eq!(
+        eval1(&Op::MatMul, &[&a, &a]).data(),
+        &TensorData::I64(vec![7, 10, 15, 22])
+    );
 }
 
 #[test]
 fn matmul_errors() {
     let a = f32t(&[2, 3], &[0.; 6]);
     let b = f32t(&[2, 3], &[0.; 6]);
-    assert!(matches!(eval_err(&Op::MatMul, &[&a, &b]), RuntimeError::Shape { op: "matmul", .. }));
+    assert!(matches!(
+        eval_err(&Op::MatMul, &[&a, &b]),
+        RuntimeError::Shape { op: "matmul", .. }
+    ));
     let s = f32t(&[], &[1.]);
-    assert!(matches!(eval_err(&Op::MatMul, &[&s, &b]), RuntimeError::Shape { .. }));
+    assert!(matches!(
+        eval_err(&Op::MatMul, &[&s, &b]),
+        RuntimeError::Shape { .. }
+    ));
     let x = f32t(&[2, 2, 3], &[0.; 12]);
     let y = f32t(&[3, 3, 1], &[0.; 9]);
-    assert!(matches!(eval_err(&Op::MatMul, &[&x, &y]), RuntimeError::Shape { .. }));
+    assert!(matches!(
+        eval_err(&Op::MatMul, &[&x, &y]),
+        RuntimeError::Shape { .. }
+    ));
     let u = tensor(&[1, 1], TensorData::U8(vec![1]));
-    assert!(matches!(eval_err(&Op::MatMul, &[&u, &u]), RuntimeError::UnsupportedDType { .. }));
+    assert!(matches!(
+        eval_err(&Op::MatMul, &[&u, &u]),
+        RuntimeError::UnsupportedDType { .. }
+    ));
 }

@@ -23,13 +23,22 @@ fn ramp(shape: &[usize]) -> strata_ir::Tensor {
 #[test]
 fn max_pool_2d_basic_and_ceil() {
     let x = ramp(&[1, 1, 4, 4]);
-    let y = eval1(&Op::MaxPool(pool(&[2, 2], &[2, 2], &[0; 4], &[1, 1], false, false)), &[&x]);
+    let y = eval1(
+        &Op::MaxPool(pool(&[2, 2], &[2, 2], &[0; 4], &[1, 1], false, false)),
+        &[&x],
+    );
     assert_close(&y, &[1, 1, 2, 2], &[6., 8., 14., 16.], 0.0);
     // ONNX test_maxpool_2d_ceil: 4x4, kernel 3, stride 2, ceil → 2x2.
-    let y = eval1(&Op::MaxPool(pool(&[3, 3], &[2, 2], &[0; 4], &[1, 1], true, false)), &[&x]);
+    let y = eval1(
+        &Op::MaxPool(pool(&[3, 3], &[2, 2], &[0; 4], &[1, 1], true, false)),
+        &[&x],
+    );
     assert_close(&y, &[1, 1, 2, 2], &[11., 12., 15., 16.], 0.0);
     // ONNX test_maxpool_2d_dilations: kernel 2, dilation 2 → 2x2.
-    let y = eval1(&Op::MaxPool(pool(&[2, 2], &[1, 1], &[0; 4], &[2, 2], false, false)), &[&x]);
+    let y = eval1(
+        &Op::MaxPool(pool(&[2, 2], &[1, 1], &[0; 4], &[2, 2], false, false)),
+        &[&x],
+    );
     assert_close(&y, &[1, 1, 2, 2], &[11., 12., 15., 16.], 0.0);
 }
 
@@ -37,28 +46,58 @@ fn max_pool_2d_basic_and_ceil() {
 fn max_pool_ignores_padding_and_drops_windows_starting_in_it() {
     // Negative values: a zero pad must not win.
     let x = f32t(&[1, 1, 2, 2], &[-1., -2., -3., -4.]);
-    let y = eval1(&Op::MaxPool(pool(&[2, 2], &[1, 1], &[1, 1, 1, 1], &[1, 1], false, false)), &[&x]);
-    assert_close(&y, &[1, 1, 3, 3], &[-1., -1., -2., -1., -1., -2., -3., -3., -4.], 0.0);
+    let y = eval1(
+        &Op::MaxPool(pool(&[2, 2], &[1, 1], &[1, 1, 1, 1], &[1, 1], false, false)),
+        &[&x],
+    );
+    assert_close(
+        &y,
+        &[1, 1, 3, 3],
+        &[-1., -1., -2., -1., -1., -2., -3., -3., -4.],
+        0.0,
+    );
     // 2x2 input, kernel 3, stride 3, pad 1, ceil: the second window would start in the end
     // pad, so it is dropped → 1x1.
     let x = ramp(&[1, 1, 2, 2]);
-    let y = eval1(&Op::MaxPool(pool(&[3, 3], &[3, 3], &[1, 1, 1, 1], &[1, 1], true, false)), &[&x]);
+    let y = eval1(
+        &Op::MaxPool(pool(&[3, 3], &[3, 3], &[1, 1, 1, 1], &[1, 1], true, false)),
+        &[&x],
+    );
     assert_close(&y, &[1, 1, 1, 1], &[4.], 0.0);
 }
 
 #[test]
 fn max_pool_1d_3d_and_integers() {
     let x = f32t(&[1, 1, 5], &[1., 3., 2., 5., 4.]);
-    let y = eval1(&Op::MaxPool(pool(&[2], &[1], &[0, 0], &[1], false, false)), &[&x]);
+    let y = eval1(
+        &Op::MaxPool(pool(&[2], &[1], &[0, 0], &[1], false, false)),
+        &[&x],
+    );
     assert_close(&y, &[1, 1, 4], &[3., 3., 5., 5.], 0.0);
     let x = ramp(&[1, 2, 2, 2, 2]);
-    let y = eval1(&Op::MaxPool(pool(&[2, 2, 2], &[1, 1, 1], &[0; 6], &[1, 1, 1], false, false)), &[&x]);
+    let y = eval1(
+        &Op::MaxPool(pool(
+            &[2, 2, 2],
+            &[1, 1, 1],
+            &[0; 6],
+            &[1, 1, 1],
+            false,
+            false,
+        )),
+        &[&x],
+    );
     assert_close(&y, &[1, 2, 1, 1, 1], &[8., 16.], 0.0);
     let x = tensor(&[1, 1, 4], TensorData::I8(vec![-5, -7, 3, -1]));
-    let y = eval1(&Op::MaxPool(pool(&[2], &[2], &[0, 0], &[1], false, false)), &[&x]);
+    let y = eval1(
+        &Op::MaxPool(pool(&[2], &[2], &[0, 0], &[1], false, false)),
+        &[&x],
+    );
     assert_eq!(y.data(), &TensorData::I8(vec![-5, 3]));
     let x = tensor(&[1, 1, 3], TensorData::U8(vec![200, 7, 255]));
-    let y = eval1(&Op::MaxPool(pool(&[2], &[1], &[0, 0], &[1], false, false)), &[&x]);
+    let y = eval1(
+        &Op::MaxPool(pool(&[2], &[1], &[0, 0], &[1], false, false)),
+        &[&x],
+    );
     assert_eq!(y.data(), &TensorData::U8(vec![200, 255]));
 }
 
@@ -66,7 +105,10 @@ fn max_pool_1d_3d_and_integers() {
 fn average_pool_pads_and_count_include_pad() {
     // ONNX test_averagepool_2d_precomputed_pads (exclude pads) on a 5x5 ramp, kernel 5, pad 2.
     let x = ramp(&[1, 1, 5, 5]);
-    let y = eval1(&Op::AveragePool(pool(&[5, 5], &[1, 1], &[2, 2, 2, 2], &[1, 1], false, false)), &[&x]);
+    let y = eval1(
+        &Op::AveragePool(pool(&[5, 5], &[1, 1], &[2, 2, 2, 2], &[1, 1], false, false)),
+        &[&x],
+    );
     #[rustfmt::skip]
     let expected = [
         7., 7.5, 8., 8.5, 9.,
@@ -77,7 +119,10 @@ fn average_pool_pads_and_count_include_pad() {
     ];
     assert_close(&y, &[1, 1, 5, 5], &expected, 1e-6);
     // Same with count_include_pad (test_averagepool_2d_precomputed_pads_count_include_pad).
-    let y = eval1(&Op::AveragePool(pool(&[5, 5], &[1, 1], &[2, 2, 2, 2], &[1, 1], false, true)), &[&x]);
+    let y = eval1(
+        &Op::AveragePool(pool(&[5, 5], &[1, 1], &[2, 2, 2, 2], &[1, 1], false, true)),
+        &[&x],
+    );
     #[rustfmt::skip]
     let expected = [
         2.52, 3.6, 4.8, 4.08, 3.24,
@@ -94,18 +139,30 @@ fn average_pool_ceil_edge_windows() {
     // ONNX test_averagepool_2d_ceil: 4x4 ramp, kernel 3, stride 2, ceil → partial windows
     // divide by the number of real elements.
     let x = ramp(&[1, 1, 4, 4]);
-    let y = eval1(&Op::AveragePool(pool(&[3, 3], &[2, 2], &[0; 4], &[1, 1], true, false)), &[&x]);
+    let y = eval1(
+        &Op::AveragePool(pool(&[3, 3], &[2, 2], &[0; 4], &[1, 1], true, false)),
+        &[&x],
+    );
     assert_close(&y, &[1, 1, 2, 2], &[6., 7.5, 12., 13.5], 1e-6);
     // With count_include_pad the ceil-mode extension counts as padding, as in the ONNX
     // reference: the last window of [1,2,3,4,5] with kernel 2, stride 2 is (5 + 0) / 2.
     let x = f32t(&[1, 1, 5], &[1., 2., 3., 4., 5.]);
-    let y = eval1(&Op::AveragePool(pool(&[2], &[2], &[0, 0], &[1], true, true)), &[&x]);
+    let y = eval1(
+        &Op::AveragePool(pool(&[2], &[2], &[0, 0], &[1], true, true)),
+        &[&x],
+    );
     assert_close(&y, &[1, 1, 3], &[1.5, 3.5, 2.5], 1e-6);
-    let y = eval1(&Op::AveragePool(pool(&[2], &[2], &[0, 0], &[1], true, false)), &[&x]);
+    let y = eval1(
+        &Op::AveragePool(pool(&[2], &[2], &[0, 0], &[1], true, false)),
+        &[&x],
+    );
     assert_close(&y, &[1, 1, 3], &[1.5, 3.5, 5.], 1e-6);
     // ONNX test_averagepool_2d_dilations.
     let x = ramp(&[1, 1, 4, 4]);
-    let y = eval1(&Op::AveragePool(pool(&[2, 2], &[1, 1], &[0; 4], &[2, 2], true, false)), &[&x]);
+    let y = eval1(
+        &Op::AveragePool(pool(&[2, 2], &[1, 1], &[0; 4], &[2, 2], true, false)),
+        &[&x],
+    );
     assert_close(&y, &[1, 1, 2, 2], &[6., 7., 10., 11.], 1e-6);
 }
 
@@ -120,7 +177,10 @@ fn large_pool_runs_in_parallel_and_matches_small() {
         for oh in 0..10 {
             for ow in 0..10 {
                 let at = |h: usize, w: usize| xv[plane * 400 + h * 20 + w];
-                let m = at(2 * oh, 2 * ow).max(at(2 * oh, 2 * ow + 1)).max(at(2 * oh + 1, 2 * ow)).max(at(2 * oh + 1, 2 * ow + 1));
+                let m = at(2 * oh, 2 * ow)
+                    .max(at(2 * oh, 2 * ow + 1))
+                    .max(at(2 * oh + 1, 2 * ow))
+                    .max(at(2 * oh + 1, 2 * ow + 1));
                 assert_eq!(yv[plane * 100 + oh * 10 + ow], m);
             }
         }
@@ -135,40 +195,78 @@ fn global_pools() {
     let y = eval1(&Op::GlobalPool(GlobalPoolKind::Max), &[&x]);
     assert_close(&y, &[1, 2, 1, 1], &[4., -1.], 0.0);
     let x1 = f32t(&[1, 1, 3], &[1., 5., 3.]);
-    assert_close(&eval1(&Op::GlobalPool(GlobalPoolKind::Max), &[&x1]), &[1, 1, 1], &[5.], 0.0);
+    assert_close(
+        &eval1(&Op::GlobalPool(GlobalPoolKind::Max), &[&x1]),
+        &[1, 1, 1],
+        &[5.],
+        0.0,
+    );
 }
 
 #[test]
 fn pool_errors() {
     let x = ramp(&[1, 1, 4, 4]);
-    let e = eval_err(&Op::MaxPool(pool(&[5, 5], &[1, 1], &[0; 4], &[1, 1], false, false)), &[&x]);
-    assert!(e.to_string().contains("smaller than the dilated kernel"), "{e}");
+    let e = eval_err(
+        &Op::MaxPool(pool(&[5, 5], &[1, 1], &[0; 4], &[1, 1], false, false)),
+        &[&x],
+    );
+    assert!(
+        e.to_string().contains("smaller than the dilated kernel"),
+        "{e}"
+    );
     assert!(matches!(
-        eval_err(&Op::MaxPool(pool(&[2, 2], &[0, 1], &[0; 4], &[1, 1], false, false)), &[&x]),
-        RuntimeError::Attribute { attr: "strides", .. }
+        eval_err(
+            &Op::MaxPool(pool(&[2, 2], &[0, 1], &[0; 4], &[1, 1], false, false)),
+            &[&x]
+        ),
+        RuntimeError::Attribute {
+            attr: "strides",
+            ..
+        }
     ));
     assert!(matches!(
-        eval_err(&Op::MaxPool(pool(&[2], &[1], &[0; 2], &[1], false, false)), &[&x]),
+        eval_err(
+            &Op::MaxPool(pool(&[2], &[1], &[0; 2], &[1], false, false)),
+            &[&x]
+        ),
         RuntimeError::Attribute { attr: "kernel", .. }
     ));
     assert!(matches!(
-        eval_err(&Op::MaxPool(pool(&[0, 2], &[1, 1], &[0; 4], &[1, 1], false, false)), &[&x]),
+        eval_err(
+            &Op::MaxPool(pool(&[0, 2], &[1, 1], &[0; 4], &[1, 1], false, false)),
+            &[&x]
+        ),
         RuntimeError::Attribute { attr: "kernel", .. }
     ));
     let flat = f32t(&[4, 4], &[0.; 16]);
     assert!(matches!(
-        eval_err(&Op::MaxPool(pool(&[2], &[1], &[0; 2], &[1], false, false)), &[&flat]),
+        eval_err(
+            &Op::MaxPool(pool(&[2], &[1], &[0; 2], &[1], false, false)),
+            &[&flat]
+        ),
         RuntimeError::Shape { .. }
     ));
     let xi = i64t(&[1, 1, 2], &[1, 2]);
     assert!(matches!(
-        eval_err(&Op::AveragePool(pool(&[2], &[1], &[0; 2], &[1], false, false)), &[&xi]),
-        RuntimeError::UnsupportedDType { op: "average_pool", .. }
+        eval_err(
+            &Op::AveragePool(pool(&[2], &[1], &[0; 2], &[1], false, false)),
+            &[&xi]
+        ),
+        RuntimeError::UnsupportedDType {
+            op: "average_pool",
+            ..
+        }
     ));
     assert!(matches!(
-        eval_err(&Op::GlobalPool(GlobalPoolKind::Max), &[&f32t(&[3], &[0.; 3])]),
+        eval_err(
+            &Op::GlobalPool(GlobalPoolKind::Max),
+            &[&f32t(&[3], &[0.; 3])]
+        ),
         RuntimeError::Shape { .. }
     ));
     let huge = pool(&[1, 1], &[1, 1], &[1 << 33, 0, 0, 0], &[1, 1], false, false);
-    assert!(matches!(eval_err(&Op::MaxPool(huge), &[&x]), RuntimeError::TooLarge { .. }));
+    assert!(matches!(
+        eval_err(&Op::MaxPool(huge), &[&x]),
+        RuntimeError::TooLarge { .. }
+    ));
 }

@@ -1,0 +1,271 @@
+mod common;
+use common::*;
+use strata_ir::ops::{BinaryOp, Split, UnaryOp};
+use strata_ir::{DType, Dim, Edge, Graph, GraphError, Op, Shape, TensorType, Value, ValueRef};
+use strata_runtime::{run, RuntimeError};
+
+fn ty(dims: &[Dim]) -> TensorType {
+    TensorType::new(DType::F32, Shape(dims.to_vec()))
+}
+
+fn op(g: &mut Graph, name: &str, o: Op, inputs: &[ValueRef], dims: &[Dim]) -> ValueRef {
+    let id = g
+        .add_op(
+            name,
+            o,
+            inputs,
+            vec![Value {
+                name: name.into(),
+                ty: ty(dims),
+            }],
+        )
+        .unwrap();
+    ValueRef::first(id)
+}
+
+use Dim::{Batch as N, Known as K};
+
+/// x[N,3] + bias → relu → flatten → out; also returns x and the bias constant as outputs.
+fn small_graph() -> Graph {
+    let mut g = Graph::new("small");
+    let x = g.add_input("x", ty(&[N, K(3)]));
+    let b = g.add_constant("b", f32t(&[3], &[1., -1., 0.5]));
+    let s = op(
+        &mut g,
+        "add",
+        Op::Binary(BinaryOp::Add),
+        &[x, b],
+        &[N, K(3)],
+    );
+    let r = op(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[s], &[N, K(3)]);
+    let f = op(&mut g, "flat", Op::Flatten { axis: 0 }, &[r], &[K(1), N]);
+    g.set_outputs(vec![f, r, x, b, f]);
+    g
+}
+
+#[test]
+fn runs_any_batch_and_returns_outputs_in_order() {
+    let g = small_graph();
+    for batch in [1usize, 2, 5] {
+        let xs: Vec<f32> = (0..batch * 3).map(|v| v as f32 - 4.0).collect();
+        let x = f32t(&[batch, 3], &xs);
+        let out = run(&g, &[x.clone()]).unwrap();
+        assert_eq!(out.len(), 5);
+        let expected: Vec<f32> = xs
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v + [1., -1., 0.5][i % 3]).max(0.0))
+            .collect();
+        assert_close(&out[0], &[1, batch * 3], &expected, 0.0);
+        assert_close(&out[1], &[batch, 3], &expected, 0.0);
+        assert_eq!(out[2], x, "graph input passed through unchanged");
+        assert_close(&out[3], &[3], &[1., -1., 0.5], 0.0);
+        assert_eq!(out[4], out[0]);
+    }
+}
+
+#[test]
+fn owned_intermediates_are_moved_not_corrupting_shared_values() {
+    // x → relu → (flatten, sigmoid): relu's output has two users, so the in-place/move fast
+    // path must not fire for the first user.
+    let mut g = Graph::new("fanout");
+    let x = g.add_input("x", ty(&[N, K(2)]));
+    let r = op(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[x], &[N, K(2)]);
+    let f = op(&mut g, "flat", Op::Flatten { axis: 0 }, &[r], &[K(1), N]);
+    let t = op(&mut g, "tanh", Op::Unary(UnaryOp::Tanh), &[r], &[N, K(2)]);
+    let t2 = op(&mut g, "tanh2", Op::Unary(UnaryOp::Tanh), &[t], &[N, K(2)]);
+    g.set_outputs(vec![f, t2]);
+    let x = f32t(&[1, 2], &[-1.0, 2.0]);
+    let out = run(&g, &[x.clone()]).unwrap();
+    assert_close(&out[0], &[1, 2], &[0.0, 2.0], 0.0);
+    assert_close(&out[1], &[1, 2], &[0.0, 2f32.tanh().tanh()], 1e-6);
+    // A unary op directly on a graph input must not modify the caller's tensor.
+    assert_eq!(x.as_f32().unwrap(), &[-1.0, 2.0]);
+}
+
+#[test]
+fn unused_split_output_is_dropped() {
+    let mut g = Graph::new("split");
+    let x = g.add_input("x", ty(&[K(4)]));
+    let id = g
+        .add_op(
+            "split",
+            Op::Split(Split {
+                axis: 0,
+                sizes: vec![1, 3],
+            }),
+            &[x],
+            vec![
+                Value {
+                    name: "a".into(),
+                    ty: ty(&[K(1)]),
+                },
+                Value {
+                    name: "b".into(),
+                    ty: ty(&[K(3)]),
+                },
+            ],
+        )
+        .unwrap();
+    g.set_outputs(vec![ValueRef {
+        node: id,
+        output: 1,
+    }]);
+    let out = run(&g, &[f32t(&[4], &[1., 2., 3., 4.])]).unwrap();
+    assert_close(&out[0], &[3], &[2., 3., 4.], 0.0);
+}
+
+#[test]
+fn input_checks_name_the_input() {
+    let mut g = Graph::new("two");
+    let a = g.add_input("a", ty(&[N, K(2)]));
+    let b = g.add_input("b", ty(&[N, K(2)]));
+    let s = op(
+        &mut g,
+        "add",
+        Op::Binary(BinaryOp::Add),
+        &[a, b],
+        &[N, K(2)],
+    );
+    g.set_outputs(vec![s]);
+    let ok = f32t(&[3, 2], &[0.; 6]);
+    assert_eq!(
+        run(&g, &[ok.clone()]).unwrap_err(),
+        RuntimeError::InputCount {
+            expected: 2,
+            got: 1
+        }
+    );
+    let e = run(&g, &[ok.clone(), i64t(&[3, 2], &[0; 6])]).unwrap_err();
+    assert!(
+        matches!(&e, RuntimeError::InputDType { input, got: DType::I64, .. } if input == "b"),
+        "{e}"
+    );
+    let e = run(&g, &[ok.clone(), f32t(&[6], &[0.; 6])]).unwrap_err();
+    assert!(
+        matches!(&e, RuntimeError::InputRank { input, got: 1, .. } if input == "b"),
+        "{e}"
+    );
+    let e = run(&g, &[ok.clone(), f32t(&[3, 3], &[0.; 9])]).unwrap_err();
+    assert!(
+        matches!(&e, RuntimeError::InputDim { input, axis: 1, got: 3, want: 2, .. } if input == "b"),
+        "{e}"
+    );
+    let e = run(&g, &[ok.clone(), f32t(&[2, 2], &[0.; 4])]).unwrap_err();
+    assert_eq!(
+        e,
+        RuntimeError::BatchMismatch {
+            input: "b".into(),
+            axis: 0,
+            got: 2,
+            batch: 3
+        }
+    );
+    assert!(e.to_string().contains("`b`"));
+    let out = run(&g, &[ok.clone(), ok]).unwrap();
+    assert_eq!(out[0].shape(), &[3, 2]);
+}
+
+#[test]
+fn op_failures_name_the_node() {
+    let mut g = Graph::new("gather");
+    let x = g.add_input("x", ty(&[K(3)]));
+    let idx = g.add_constant("idx", i64t(&[1], &[7]));
+    let y = op(
+        &mut g,
+        "my_gather",
+        Op::Gather { axis: 0 },
+        &[x, idx],
+        &[K(1)],
+    );
+    g.set_outputs(vec![y]);
+    let e = run(&g, &[f32t(&[3], &[1., 2., 3.])]).unwrap_err();
+    assert!(
+        matches!(&e, RuntimeError::Node { node, op: "gather", .. } if node == "my_gather"),
+        "{e}"
+    );
+    assert!(matches!(
+        e.root(),
+        RuntimeError::IndexOutOfRange { index: 7, .. }
+    ));
+    assert!(e.to_string().contains("my_gather") && e.to_string().contains("index 7"));
+}
+
+#[test]
+fn malformed_graphs_are_errors() {
+    // A node wired with too few inputs.
+    let mut g = Graph::new("arity");
+    let x = g.add_input("x", ty(&[K(1)]));
+    let y = op(
+        &mut g,
+        "lonely_add",
+        Op::Binary(BinaryOp::Add),
+        &[x],
+        &[K(1)],
+    );
+    g.set_outputs(vec![y]);
+    let e = run(&g, &[f32t(&[1], &[1.])]).unwrap_err();
+    assert!(
+        matches!(e.root(), RuntimeError::Arity { got: 1, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("lonely_add"));
+    // A cycle.
+    let mut g = Graph::new("cycle");
+    let x = g.add_input("x", ty(&[K(1)]));
+    let a = op(&mut g, "a", Op::Binary(BinaryOp::Add), &[x, x], &[K(1)]);
+    let b = op(&mut g, "b", Op::Unary(UnaryOp::Relu), &[a], &[K(1)]);
+    g.add_edge_unchecked(
+        b.node,
+        a.node,
+        Edge {
+            output: 0,
+            input: 1,
+        },
+    );
+    g.set_outputs(vec![b]);
+    let e = run(&g, &[f32t(&[1], &[1.])]).unwrap_err();
+    assert!(
+        matches!(e, RuntimeError::Graph(GraphError::Cycle { .. })),
+        "{e}"
+    );
+    // A node declaring fewer outputs than its op produces.
+    let mut g = Graph::new("outputs");
+    let x = g.add_input("x", ty(&[K(2)]));
+    let s = op(
+        &mut g,
+        "split",
+        Op::Split(Split {
+            axis: 0,
+            sizes: vec![1, 1],
+        }),
+        &[x],
+        &[K(1)],
+    );
+    g.set_outputs(vec![s]);
+    let e = run(&g, &[f32t(&[2], &[1., 2.])]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            RuntimeError::OutputCount {
+                declared: 1,
+                produced: 2,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // A graph output referring to a missing output index.
+    let mut g = Graph::new("dangling");
+    let x = g.add_input("x", ty(&[K(2)]));
+    let r = op(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[x], &[K(2)]);
+    g.set_outputs(vec![ValueRef {
+        node: r.node,
+        output: 3,
+    }]);
+    let e = run(&g, &[f32t(&[2], &[1., 2.])]).unwrap_err();
+    assert!(
+        matches!(e, RuntimeError::MissingValue { output: 3, .. }),
+        "{e}"
+    );
+}
