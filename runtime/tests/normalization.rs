@@ -1,3 +1,4 @@
+#![allow(clippy::excessive_precision)]
 mod common;
 use common::*;
 use strata_ir::ops::{BatchNorm, ReduceMean, Softmax};

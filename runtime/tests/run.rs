@@ -49,7 +49,7 @@ fn runs_any_batch_and_returns_outputs_in_order() {
     for batch in [1usize, 2, 5] {
         let xs: Vec<f32> = (0..batch * 3).map(|v| v as f32 - 4.0).collect();
         let x = f32t(&[batch, 3], &xs);
-        let out = run(&g, &[x.clone()]).unwrap();
+        let out = run(&g, std::slice::from_ref(&x)).unwrap();
         assert_eq!(out.len(), 5);
         let expected: Vec<f32> = xs
             .iter()
@@ -76,7 +76,7 @@ fn owned_intermediates_are_moved_not_corrupting_shared_values() {
     let t2 = op(&mut g, "tanh2", Op::Unary(UnaryOp::Tanh), &[t], &[N, K(2)]);
     g.set_outputs(vec![f, t2]);
     let x = f32t(&[1, 2], &[-1.0, 2.0]);
-    let out = run(&g, &[x.clone()]).unwrap();
+    let out = run(&g, std::slice::from_ref(&x)).unwrap();
     assert_close(&out[0], &[1, 2], &[0.0, 2.0], 0.0);
     assert_close(&out[1], &[1, 2], &[0.0, 2f32.tanh().tanh()], 1e-6);
     // A unary op directly on a graph input must not modify the caller's tensor.
@@ -130,7 +130,7 @@ fn input_checks_name_the_input() {
     g.set_outputs(vec![s]);
     let ok = f32t(&[3, 2], &[0.; 6]);
     assert_eq!(
-        run(&g, &[ok.clone()]).unwrap_err(),
+        run(&g, std::slice::from_ref(&ok)).unwrap_err(),
         RuntimeError::InputCount {
             expected: 2,
             got: 1

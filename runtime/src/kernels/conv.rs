@@ -431,6 +431,7 @@ pub fn conv_transpose(c: &ConvTranspose, inputs: &[&Tensor]) -> Result<Tensor, R
     let m = w.shape()[1] * g.group;
     check_bias(OP, x, bias, m)?;
     let mut out_sp = Vec::with_capacity(d);
+    #[allow(clippy::needless_range_loop)]
     for j in 0..d {
         let full = (g.in_sp[j].saturating_sub(1) as u128) * g.strides[j] as u128
             + out_pad[j] as u128

@@ -254,6 +254,7 @@ pub fn gemm(g: &Gemm, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
             });
         }
     }
+    #[allow(clippy::too_many_arguments)]
     fn go<T: GemmElem>(
         g: &Gemm,
         a: &Tensor,
@@ -405,6 +406,7 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor, RuntimeError> {
     };
     // One big GEMM when B is shared by every batch and A's batches are contiguous.
     let fold = bbatch.iter().product::<usize>() == 1 && abatch == batch.as_slice();
+    #[allow(clippy::too_many_arguments)]
     fn go<T: GemmElem>(
         av: &[T],
         bv: &[T],
