@@ -177,3 +177,20 @@ fn inputs_print_first_even_when_added_after_constants() {
     );
     assert!(parse(&text).unwrap() == g);
 }
+
+#[test]
+fn single_character_mutations_never_panic() {
+    let text = print(&common::small_cnn());
+    let chars: Vec<char> = text.chars().collect();
+    for i in 0..chars.len() {
+        for r in ['"', '[', ']', '%', '9', '-', '}', '\\', 'N', 'é', ' '] {
+            let mut m = chars.clone();
+            m[i] = r;
+            let s: String = m.into_iter().collect();
+            let _ = parse(&s);
+        }
+        let mut m = chars.clone();
+        m.remove(i);
+        let _ = parse(&m.into_iter().collect::<String>());
+    }
+}

@@ -54,6 +54,7 @@ pub enum AttrValue {
 }
 
 impl AttrValue {
+    /// Helpers for family `text_attrs`: each spells the value the way the parser reads it back.
     pub fn usize(v: usize) -> AttrValue {
         AttrValue::Number(v.to_string())
     }
@@ -209,21 +210,25 @@ impl Attrs {
         }
     }
 
+    /// Takes attribute `name` as a non-negative integer (missing, wrong kind or bad number are errors).
     pub fn usize(&mut self, name: &'static str) -> Result<usize, ParseError> {
         let (v, p) = self.take(name)?;
         self.number(name, "a non-negative integer", &v, p, |s| s.parse().ok())
     }
 
+    /// Takes an f32 attribute; accepts `nan`, `inf`, `-inf` and raw bits `0x…` besides decimals.
     pub fn f32(&mut self, name: &'static str) -> Result<f32, ParseError> {
         let (v, p) = self.take(name)?;
         self.number(name, "an f32", &v, p, parse_f32)
     }
 
+    /// Takes an f64 attribute (same spellings as [`Attrs::f32`]).
     pub fn f64(&mut self, name: &'static str) -> Result<f64, ParseError> {
         let (v, p) = self.take(name)?;
         self.number(name, "an f64", &v, p, parse_f64)
     }
 
+    /// Takes a `true`/`false` attribute.
     pub fn bool(&mut self, name: &'static str) -> Result<bool, ParseError> {
         let (v, p) = self.take(name)?;
         match v {
@@ -232,14 +237,17 @@ impl Attrs {
         }
     }
 
+    /// Takes a list of non-negative integers (axes, sizes, strides).
     pub fn usizes(&mut self, name: &'static str) -> Result<Vec<usize>, ParseError> {
         self.list(name, "a non-negative integer", |s| s.parse().ok())
     }
 
+    /// Takes a list of signed integers (reshape targets, slice bounds, pads).
     pub fn i64s(&mut self, name: &'static str) -> Result<Vec<i64>, ParseError> {
         self.list(name, "an i64", |s| s.parse().ok())
     }
 
+    /// Takes an element-type name (`f32`, `i8`, …).
     pub fn dtype(&mut self, name: &'static str) -> Result<DType, ParseError> {
         let (v, p) = self.take(name)?;
         match &v {
