@@ -227,14 +227,20 @@ pub fn slice_indices(len: i64, start: i64, end: i64, step: i64) -> Option<Vec<us
         let mut i = s;
         while i < e {
             out.push(i as usize);
-            i += step;
+            let Some(next) = i.checked_add(step) else {
+                break;
+            };
+            i = next;
         }
     } else {
         let (s, e) = (s.clamp(-1, len - 1), e.clamp(-1, len - 1));
         let mut i = s;
         while i > e {
             out.push(i as usize);
-            i += step;
+            let Some(next) = i.checked_add(step) else {
+                break;
+            };
+            i = next;
         }
     }
     Some(out)
@@ -250,6 +256,8 @@ mod tests {
         assert_eq!(slice_indices(4, -1, i64::MIN, -1), Some(vec![3, 2, 1, 0]));
         assert_eq!(slice_indices(4, 0, -1, 2), Some(vec![0, 2]));
         assert_eq!(slice_indices(4, 0, 4, 0), None);
+        assert_eq!(slice_indices(4, 1, i64::MAX, i64::MAX), Some(vec![1]));
+        assert_eq!(slice_indices(4, 3, i64::MIN, i64::MIN), Some(vec![3]));
     }
 
     #[test]

@@ -85,8 +85,11 @@ pub fn resolve_pads(
             let mut pads = vec![0; 2 * n];
             for i in 0..n {
                 let out = input[i].div_ceil(strides[i]);
-                let eff = (kernel[i] - 1) * dilations[i] + 1;
-                let total = ((out.max(1) - 1) * strides[i] + eff).saturating_sub(input[i]);
+                let eff = effective_kernel(kernel[i], dilations[i]);
+                let total = (out.max(1) - 1)
+                    .saturating_mul(strides[i])
+                    .saturating_add(eff)
+                    .saturating_sub(input[i]);
                 let begin = if mode == AutoPad::SameUpper {
                     total / 2
                 } else {
@@ -101,6 +104,12 @@ pub fn resolve_pads(
 }
 
 /// Common checks: x rank ≥ 3, w rank equal, kernel from the attribute or the weight.
+/// The extent of a dilated kernel, `(k - 1) · d + 1` (saturating: absurd sizes then fail
+/// shape inference instead of overflowing).
+fn effective_kernel(k: usize, d: usize) -> usize {
+    k.saturating_sub(1).saturating_mul(d).saturating_add(1)
+}
+
 fn kernel_of(ctx: &NodeCtx, x: &TensorType, w: &TensorType) -> Result<Vec<usize>, OnnxError> {
     if x.rank() < 3 {
         return Err(shape_err(
@@ -127,9 +136,17 @@ fn kernel_of(ctx: &NodeCtx, x: &TensorType, w: &TensorType) -> Result<Vec<usize>
         Some(_) => spatial_attr(ctx, "kernel_shape", n, 1, 1),
         None => w.shape.dims()[2..]
             .iter()
-            .map(|d| {
-                d.known()
-                    .ok_or_else(|| ctx.unsupported("the weight's kernel size is not static"))
+            .map(|d| match d.known() {
+                Some(k) if k >= 1 => Ok(k),
+                Some(k) => Err(shape_err(
+                    ctx,
+                    InferError::ShapeMismatch {
+                        input: 1,
+                        shape: w.shape.clone(),
+                        reason: format!("kernel size {k} is not positive"),
+                    },
+                )),
+                None => Err(ctx.unsupported("the weight's kernel size is not static")),
             })
             .collect(),
     }
@@ -200,7 +217,7 @@ pub fn conv_transpose(
             None => input
                 .iter()
                 .zip(&strides)
-                .map(|(&i, &s)| (i * s) as i64)
+                .map(|(&i, &s)| i64::try_from(i.saturating_mul(s)).unwrap_or(i64::MAX))
                 .collect(),
         };
         let mut pads = vec![0; 2 * n];
@@ -211,11 +228,11 @@ pub fn conv_transpose(
                     format!("size {} is not positive", target[i]),
                 ));
             }
-            let full = (strides[i] * input[i].saturating_sub(1)
-                + output_padding[i]
-                + (kernel[i] - 1) * dilations[i]
-                + 1) as i64;
-            let total = full - target[i];
+            let full = strides[i]
+                .saturating_mul(input[i].saturating_sub(1))
+                .saturating_add(output_padding[i])
+                .saturating_add(effective_kernel(kernel[i], dilations[i]));
+            let total = i64::try_from(full).unwrap_or(i64::MAX) - target[i];
             if total < 0 {
                 // The requested output is larger than the full transposed convolution: the
                 // extra positions are ONNX's output padding (at the end).

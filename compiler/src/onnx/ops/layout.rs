@@ -355,12 +355,15 @@ pub fn split(
                     }
                     // Opset 18: chunks of ceil(dim / k), the last one smaller.
                     let chunk = dim.div_ceil(n_out);
-                    let rest = dim.checked_sub(chunk * (n_out - 1)).ok_or_else(|| {
-                        ctx.out_of_range(
-                            "num_outputs",
-                            format!("{k} chunks of {chunk} exceed dimension {dim}"),
-                        )
-                    })?;
+                    let rest = chunk
+                        .checked_mul(n_out - 1)
+                        .and_then(|used| dim.checked_sub(used))
+                        .ok_or_else(|| {
+                            ctx.out_of_range(
+                                "num_outputs",
+                                format!("{k} chunks of {chunk} exceed dimension {dim}"),
+                            )
+                        })?;
                     let mut v = vec![chunk; n_out - 1];
                     v.push(rest);
                     v

@@ -9,6 +9,9 @@ use crate::onnx::import::Importer;
 use crate::onnx::tensor::{dtype_from_onnx, tensor_from_proto};
 use crate::onnx::OnnxError;
 
+/// The largest Dropout mask stored as a constant (elements).
+const MAX_MASK: usize = 1 << 24;
+
 pub fn identity(
     imp: &mut Importer,
     ctx: &NodeCtx,
@@ -53,7 +56,15 @@ pub fn dropout(
         let dims = x_ty.shape.as_known().ok_or_else(|| {
             ctx.unsupported("a mask output for an input whose shape depends on the batch size")
         })?;
-        let n: usize = dims.iter().product();
+        let n = dims
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|&n| n <= MAX_MASK)
+            .ok_or_else(|| {
+                ctx.unsupported(format!(
+                    "a mask output of shape {dims:?} is too large to store"
+                ))
+            })?;
         let mask = Tensor::new(dims, TensorData::Bool(vec![true; n]))
             .map_err(|e| ctx.unsupported(e.to_string()))?;
         let name = imp.out_name(ctx, 1);
