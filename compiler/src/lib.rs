@@ -1,1 +1,9 @@
-//! placeholder
+//! Strata's compiler: frontends that build the IR from trained models, the backends that
+//! turn it into deployable code, and the library behind the `strata` command.
+
+pub mod inspect;
+pub mod model;
+pub mod npy;
+pub mod onnx;
+
+pub use model::{load_model, LoadError};

@@ -1,1 +1,70 @@
-//! placeholder
+//! Strata's graph transforms and the machinery that runs them.
+//!
+//! Every transform is a named [`Pass`] built from a pipeline string by the
+//! [`PassManager`], which verifies the graph after each pass (so a broken pass is caught where
+//! it broke, not three passes later) and can print the IR after each one.
+
+mod eliminate_dead_code;
+mod fold_batchnorm;
+mod fold_constants;
+mod infer_shapes;
+mod manager;
+mod pipeline;
+
+pub use eliminate_dead_code::EliminateDeadCode;
+pub use fold_batchnorm::FoldBatchNorm;
+pub use fold_constants::FoldConstants;
+pub use infer_shapes::InferShapes;
+pub use manager::{PassInfo, PassManager, PASSES};
+pub use pipeline::{parse_pipeline, PassOptions, PassSpec, PipelineError};
+
+use strata_ir::{Graph, GraphError, VerifyError};
+use strata_runtime::RuntimeError;
+
+/// A graph transform. Passes are small and single-purpose so pipelines can be composed and
+/// each one snapshot-tested on its own.
+pub trait Pass {
+    /// The name used in pipeline strings.
+    fn name(&self) -> &'static str;
+    /// Rewrites the graph in place; returns whether anything changed.
+    fn run(&self, graph: &mut Graph) -> Result<bool, PassError>;
+    /// Whether the pass repairs declared types itself, so a pipeline starting with it may take
+    /// a graph whose types are stale (for example after an input's shape was edited).
+    fn accepts_stale_types(&self) -> bool {
+        false
+    }
+}
+
+/// Why a pass or pipeline failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error("pass `{pass}`: {source}")]
+    Graph {
+        pass: &'static str,
+        #[source]
+        source: GraphError,
+    },
+    #[error("pass `{pass}`: evaluating node `{node}` failed: {source}")]
+    Runtime {
+        pass: &'static str,
+        node: String,
+        #[source]
+        source: RuntimeError,
+    },
+    #[error("the graph is invalid before the pipeline runs: {0}")]
+    InvalidInput(#[source] VerifyError),
+    #[error("pass `{pass}` produced an invalid graph: {source}")]
+    Verify {
+        pass: &'static str,
+        #[source]
+        source: VerifyError,
+    },
+    #[error("pass `{pass}`: node `{node}`: {reason}")]
+    Rewrite {
+        pass: &'static str,
+        node: String,
+        reason: String,
+    },
+}

@@ -1,0 +1,109 @@
+//! The pass registry and the pass manager.
+
+use strata_ir::Graph;
+
+use crate::pipeline::{parse_pipeline, PassOptions, PipelineError};
+use crate::{EliminateDeadCode, FoldBatchNorm, FoldConstants, InferShapes, Pass, PassError};
+
+/// A registered pass: its pipeline name, a one-line description for `--help`, and a
+/// constructor that validates its options.
+pub struct PassInfo {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub create: fn(&PassOptions) -> Result<Box<dyn Pass>, PipelineError>,
+}
+
+/// Every pass a pipeline string can name, in the order they are usually run.
+pub const PASSES: &[PassInfo] = &[
+    PassInfo {
+        name: "infer-shapes",
+        summary: "recompute every value's type from the graph inputs and constants",
+        create: InferShapes::create,
+    },
+    PassInfo {
+        name: "fold-constants",
+        summary: "evaluate ops whose inputs are all constants {max-elements=N}",
+        create: FoldConstants::create,
+    },
+    PassInfo {
+        name: "fold-batchnorm",
+        summary: "merge inference BatchNormalization into the preceding Conv or Gemm",
+        create: FoldBatchNorm::create,
+    },
+    PassInfo {
+        name: "eliminate-dead-code",
+        summary: "remove nodes and constants no graph output depends on",
+        create: EliminateDeadCode::create,
+    },
+];
+
+/// Runs a sequence of passes, verifying after each.
+pub struct PassManager {
+    passes: Vec<Box<dyn Pass>>,
+    print_after_all: bool,
+}
+
+impl PassManager {
+    /// Builds the passes named in a pipeline string, rejecting unknown passes and options.
+    pub fn parse(pipeline: &str) -> Result<PassManager, PipelineError> {
+        let mut passes = Vec::new();
+        for spec in parse_pipeline(pipeline)? {
+            let info = PASSES.iter().find(|p| p.name == spec.name).ok_or_else(|| {
+                PipelineError::UnknownPass {
+                    name: spec.name.clone(),
+                    known: PASSES.iter().map(|p| p.name).collect::<Vec<_>>().join(", "),
+                }
+            })?;
+            let pass = (info.create)(&spec.options)?;
+            spec.options.finish()?;
+            passes.push(pass);
+        }
+        Ok(PassManager {
+            passes,
+            print_after_all: false,
+        })
+    }
+
+    /// Builds a manager from already constructed passes.
+    pub fn from_passes(passes: Vec<Box<dyn Pass>>) -> PassManager {
+        PassManager {
+            passes,
+            print_after_all: false,
+        }
+    }
+
+    /// Makes [`PassManager::run`] hand the IR after every pass to its observer.
+    pub fn print_after_all(mut self, on: bool) -> Self {
+        self.print_after_all = on;
+        self
+    }
+
+    /// Names of the passes, in order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.passes.iter().map(|p| p.name()).collect()
+    }
+
+    /// Runs every pass in order. The graph is verified first (unless the first pass repairs
+    /// types, see [`Pass::accepts_stale_types`]) and after each pass; with
+    /// print-after-all, `after_pass(name, graph)` is called after each pass.
+    pub fn run(
+        &self,
+        graph: &mut Graph,
+        mut after_pass: impl FnMut(&'static str, &Graph),
+    ) -> Result<(), PassError> {
+        if !self.passes.first().is_some_and(|p| p.accepts_stale_types()) {
+            strata_ir::verify(graph).map_err(PassError::InvalidInput)?;
+        }
+        for pass in &self.passes {
+            pass.run(graph)?;
+            strata_ir::verify(graph).map_err(|source| PassError::Verify {
+                pass: pass.name(),
+                source,
+            })?;
+            if self.print_after_all {
+                after_pass(pass.name(), graph);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,269 @@
+//! Semantic tests: a pass must not change what the graph computes. Each test builds a graph,
+//! runs it on pseudo-random inputs with the reference runtime, applies the pass, and compares.
+
+use strata_ir::ops::{BatchNorm, Conv, Gemm};
+use strata_ir::{DType, Dim, Graph, NodeKind, Op, Shape, Tensor, TensorType, ValueRef};
+use strata_passes::PassManager;
+
+/// Deterministic values in [-1, 1) (xorshift), so failures reproduce.
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn constant(g: &mut Graph, name: &str, shape: &[usize], seed: u64) -> ValueRef {
+    let n = shape.iter().product();
+    g.add_constant(
+        name,
+        Tensor::from_f32(shape.to_vec(), values(n, seed)).unwrap(),
+    )
+}
+
+fn positive(g: &mut Graph, name: &str, n: usize, seed: u64) -> ValueRef {
+    let v = values(n, seed).iter().map(|x| x.abs() + 0.5).collect();
+    g.add_constant(name, Tensor::from_f32(vec![n], v).unwrap())
+}
+
+fn batchnorm(g: &mut Graph, x: ValueRef, c: usize, name: &str) -> ValueRef {
+    let scale = constant(g, &format!("{name}.gamma"), &[c], 11);
+    let bias = constant(g, &format!("{name}.beta"), &[c], 12);
+    let mean = constant(g, &format!("{name}.mean"), &[c], 13);
+    let var = positive(g, &format!("{name}.var"), c, 14);
+    let id = g
+        .add_op_inferred(
+            name,
+            Op::BatchNorm(BatchNorm { epsilon: 1e-5 }),
+            &[x, scale, bias, mean, var],
+            vec![name.to_string()],
+        )
+        .unwrap();
+    ValueRef::first(id)
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.shape(), b.shape());
+    a.as_f32()
+        .unwrap()
+        .iter()
+        .zip(b.as_f32().unwrap())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn count_ops(g: &Graph, mnemonic: &str) -> usize {
+    g.node_ids()
+        .filter(|&id| matches!(&g.node(id).unwrap().kind, NodeKind::Op(op) if op.mnemonic() == mnemonic))
+        .count()
+}
+
+fn conv_bn_graph(with_bias: bool) -> Graph {
+    let mut g = Graph::new("conv_bn");
+    let x = g.add_input(
+        "x",
+        TensorType::new(
+            DType::F32,
+            Shape(vec![
+                Dim::Batch,
+                Dim::Known(3),
+                Dim::Known(6),
+                Dim::Known(6),
+            ]),
+        ),
+    );
+    let w = constant(&mut g, "w", &[4, 3, 3, 3], 1);
+    let mut ins = vec![x, w];
+    if with_bias {
+        ins.push(constant(&mut g, "b", &[4], 2));
+    }
+    let conv = Op::Conv(Conv {
+        kernel: vec![3, 3],
+        strides: vec![1, 1],
+        pads: vec![1, 1, 1, 1],
+        dilations: vec![1, 1],
+        group: 1,
+        has_bias: with_bias,
+    });
+    let c = ValueRef::first(
+        g.add_op_inferred("conv", conv, &ins, vec!["c".into()])
+            .unwrap(),
+    );
+    let y = batchnorm(&mut g, c, 4, "bn");
+    g.set_outputs(vec![y]);
+    g
+}
+
+fn check_equivalent(mut g: Graph, pipeline: &str, input_shape: &[usize]) -> Graph {
+    let n = input_shape.iter().product();
+    let x = Tensor::from_f32(input_shape.to_vec(), values(n, 99)).unwrap();
+    let before = strata_runtime::run(&g, &[x.clone()]).unwrap();
+    PassManager::parse(pipeline)
+        .unwrap()
+        .run(&mut g, |_, _| {})
+        .unwrap();
+    let after = strata_runtime::run(&g, &[x]).unwrap();
+    for (a, b) in before.iter().zip(&after) {
+        let d = max_abs_diff(a, b);
+        assert!(d < 1e-5, "{pipeline}: outputs differ by {d}");
+    }
+    g
+}
+
+#[test]
+fn fold_batchnorm_into_conv_preserves_outputs() {
+    for with_bias in [false, true] {
+        let g = check_equivalent(
+            conv_bn_graph(with_bias),
+            "fold-batchnorm,eliminate-dead-code",
+            &[2, 3, 6, 6],
+        );
+        assert_eq!(count_ops(&g, "batch_norm"), 0);
+        assert_eq!(count_ops(&g, "conv"), 1);
+        // Only the folded weight and bias remain as constants.
+        assert_eq!(g.constants().count(), 2);
+        assert_eq!(g.value(g.outputs()[0]).unwrap().name, "bn");
+    }
+}
+
+#[test]
+fn fold_batchnorm_into_gemm_preserves_outputs() {
+    for (trans_b, has_c) in [(false, false), (true, true), (false, true)] {
+        let mut g = Graph::new("gemm_bn");
+        let x = g.add_input(
+            "x",
+            TensorType::new(DType::F32, Shape(vec![Dim::Batch, Dim::Known(5)])),
+        );
+        let b_shape: &[usize] = if trans_b { &[3, 5] } else { &[5, 3] };
+        let b = constant(&mut g, "b", b_shape, 3);
+        let mut ins = vec![x, b];
+        if has_c {
+            ins.push(constant(&mut g, "c", &[3], 4));
+        }
+        let gemm = Op::Gemm(Gemm {
+            alpha: 0.5,
+            beta: 2.0,
+            trans_a: false,
+            trans_b,
+            has_c,
+        });
+        let y = ValueRef::first(
+            g.add_op_inferred("fc", gemm, &ins, vec!["y".into()])
+                .unwrap(),
+        );
+        let z = batchnorm(&mut g, y, 3, "bn");
+        g.set_outputs(vec![z]);
+        let g = check_equivalent(g, "fold-batchnorm,eliminate-dead-code", &[4, 5]);
+        assert_eq!(
+            count_ops(&g, "batch_norm"),
+            0,
+            "trans_b={trans_b} has_c={has_c}"
+        );
+    }
+}
+
+#[test]
+fn fold_batchnorm_leaves_shared_producers_alone() {
+    // The conv output also feeds a graph output: folding would change that output.
+    let mut g = conv_bn_graph(true);
+    let conv_out = g.node_inputs(g.outputs()[0].node)[0];
+    let y = g.outputs()[0];
+    g.set_outputs(vec![y, conv_out]);
+    let g = check_equivalent(g, "fold-batchnorm", &[1, 3, 6, 6]);
+    assert_eq!(count_ops(&g, "batch_norm"), 1);
+}
+
+#[test]
+fn fold_constants_and_dce_remove_weight_preprocessing() {
+    // y = x · transpose(W)  with W constant: the transpose folds away.
+    let mut g = Graph::new("fold");
+    let x = g.add_input(
+        "x",
+        TensorType::new(DType::F32, Shape(vec![Dim::Batch, Dim::Known(4)])),
+    );
+    let w = constant(&mut g, "w", &[3, 4], 5);
+    let wt = ValueRef::first(
+        g.add_op_inferred(
+            "wt",
+            Op::Transpose { perm: vec![1, 0] },
+            &[w],
+            vec!["wt".into()],
+        )
+        .unwrap(),
+    );
+    let y = ValueRef::first(
+        g.add_op_inferred("mm", Op::MatMul, &[x, wt], vec!["y".into()])
+            .unwrap(),
+    );
+    g.set_outputs(vec![y]);
+    let g = check_equivalent(g, "fold-constants,eliminate-dead-code", &[2, 4]);
+    assert_eq!(count_ops(&g, "transpose"), 0);
+    let consts: Vec<_> = g.constants().map(|(_, t)| t.shape().to_vec()).collect();
+    assert_eq!(consts, vec![vec![4, 3]]);
+}
+
+#[test]
+fn fold_constants_folds_static_shape_of_non_constant() {
+    let mut g = Graph::new("shape");
+    let x = g.add_input("x", TensorType::known(DType::F32, &[2, 3, 4]));
+    let s = ValueRef::first(
+        g.add_op_inferred("s", Op::Shape { start: 1, end: 3 }, &[x], vec!["s".into()])
+            .unwrap(),
+    );
+    g.set_outputs(vec![s]);
+    PassManager::parse("fold-constants")
+        .unwrap()
+        .run(&mut g, |_, _| {})
+        .unwrap();
+    let t = g
+        .constant_value(g.outputs()[0])
+        .expect("shape folded to a constant");
+    assert_eq!(t.as_i64().unwrap(), &[3, 4]);
+}
+
+#[test]
+fn dead_code_keeps_unused_graph_inputs() {
+    let mut g = Graph::new("dce");
+    let x = g.add_input("x", TensorType::known(DType::F32, &[2]));
+    let _unused = g.add_input("unused", TensorType::known(DType::F32, &[2]));
+    let _dead = constant(&mut g, "dead", &[2], 1);
+    let y = ValueRef::first(
+        g.add_op_inferred(
+            "r",
+            Op::Unary(strata_ir::ops::UnaryOp::Relu),
+            &[x],
+            vec!["y".into()],
+        )
+        .unwrap(),
+    );
+    g.set_outputs(vec![y]);
+    PassManager::parse("eliminate-dead-code")
+        .unwrap()
+        .run(&mut g, |_, _| {})
+        .unwrap();
+    assert_eq!(g.inputs().len(), 2);
+    assert_eq!(g.constants().count(), 0);
+    assert_eq!(g.node_count(), 3);
+}
+
+#[test]
+fn pipeline_errors_name_the_problem() {
+    match PassManager::parse("fold-constants,no-such-pass") {
+        Err(strata_passes::PipelineError::UnknownPass { name, .. }) => {
+            assert_eq!(name, "no-such-pass")
+        }
+        _ => panic!("unknown pass accepted"),
+    }
+    match PassManager::parse("fold-constants{max-elemnts=3}") {
+        Err(strata_passes::PipelineError::UnknownOption { option, .. }) => {
+            assert_eq!(option, "max-elemnts")
+        }
+        _ => panic!("misspelt option accepted"),
+    }
+    assert!(PassManager::parse("fold-constants{max-elements=-3}").is_err());
+}
