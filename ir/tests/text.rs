@@ -69,11 +69,6 @@ fn truncation_never_panics() {
     assert_eq!(ok, 1);
 }
 
-#[test]
-#[ignore = "prints the every-op graph for reading"]
-fn show_every_op() {
-    println!("{}", print(&common::every_op()));
-}
 
 #[test]
 fn odd_names_nan_attributes_and_empty_results_round_trip() {
