@@ -99,10 +99,14 @@ fn dispatch(command: Command) -> Result<()> {
             };
             if !passes.trim().is_empty() {
                 let manager = PassManager::parse(&passes)?.print_after_all(print_after_all);
-                manager.run(&mut graph, |name, g| {
-                    println!("// ----- IR after {name} -----");
-                    println!("{}", print_with(g, &options));
-                })?;
+                manager.run(
+                    &mut graph,
+                    &mut strata_passes::PassContext::default(),
+                    |name, g| {
+                        println!("// ----- IR after {name} -----");
+                        println!("{}", print_with(g, &options));
+                    },
+                )?;
             }
             let text = print_with(&graph, &options);
             match output {

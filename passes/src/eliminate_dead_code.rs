@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use strata_ir::{Graph, NodeKind};
 
 use crate::pipeline::{PassOptions, PipelineError};
-use crate::{Pass, PassError};
+use crate::{Pass, PassContext, PassError};
 
 /// See the module documentation.
 pub struct EliminateDeadCode;
@@ -25,7 +25,7 @@ impl Pass for EliminateDeadCode {
         "eliminate-dead-code"
     }
 
-    fn run(&self, graph: &mut Graph) -> Result<bool, PassError> {
+    fn run(&self, graph: &mut Graph, _ctx: &mut PassContext) -> Result<bool, PassError> {
         let mut live = BTreeSet::new();
         let mut stack: Vec<_> = graph.outputs().iter().map(|v| v.node).collect();
         while let Some(id) = stack.pop() {

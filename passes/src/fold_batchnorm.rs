@@ -11,7 +11,7 @@ use strata_ir::ops::{Conv, Gemm};
 use strata_ir::{Graph, NodeId, NodeKind, Op, Tensor, Value, ValueRef};
 
 use crate::pipeline::{PassOptions, PipelineError};
-use crate::{Pass, PassError};
+use crate::{Pass, PassContext, PassError};
 
 /// See the module documentation.
 pub struct FoldBatchNorm;
@@ -207,7 +207,7 @@ impl Pass for FoldBatchNorm {
         PASS
     }
 
-    fn run(&self, graph: &mut Graph) -> Result<bool, PassError> {
+    fn run(&self, graph: &mut Graph, _ctx: &mut PassContext) -> Result<bool, PassError> {
         let bns: Vec<NodeId> = graph
             .node_ids()
             .filter(|&id| {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use strata_ir::{Graph, NodeKind, Op, Tensor, TensorType, ValueRef};
 
 use crate::pipeline::{PassOptions, PipelineError};
-use crate::{Pass, PassError};
+use crate::{Pass, PassContext, PassError};
 
 /// See the module documentation.
 pub struct FoldConstants {
@@ -32,7 +32,7 @@ impl Pass for FoldConstants {
         "fold-constants"
     }
 
-    fn run(&self, graph: &mut Graph) -> Result<bool, PassError> {
+    fn run(&self, graph: &mut Graph, _ctx: &mut PassContext) -> Result<bool, PassError> {
         let gerr = |source| PassError::Graph {
             pass: "fold-constants",
             source,

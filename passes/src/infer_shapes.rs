@@ -6,7 +6,7 @@
 use strata_ir::{Graph, GraphError, NodeKind, TensorType};
 
 use crate::pipeline::{PassOptions, PipelineError};
-use crate::{Pass, PassError};
+use crate::{Pass, PassContext, PassError};
 
 /// See the module documentation.
 pub struct InferShapes;
@@ -26,7 +26,7 @@ impl Pass for InferShapes {
         true
     }
 
-    fn run(&self, graph: &mut Graph) -> Result<bool, PassError> {
+    fn run(&self, graph: &mut Graph, _ctx: &mut PassContext) -> Result<bool, PassError> {
         let err = |source| PassError::Graph {
             pass: "infer-shapes",
             source,

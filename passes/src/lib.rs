@@ -4,6 +4,7 @@
 //! [`PassManager`], which verifies the graph after each pass (so a broken pass is caught where
 //! it broke, not three passes later) and can print the IR after each one.
 
+mod context;
 mod eliminate_dead_code;
 mod fold_batchnorm;
 mod fold_constants;
@@ -11,6 +12,7 @@ mod infer_shapes;
 mod manager;
 mod pipeline;
 
+pub use context::PassContext;
 pub use eliminate_dead_code::EliminateDeadCode;
 pub use fold_batchnorm::FoldBatchNorm;
 pub use fold_constants::FoldConstants;
@@ -26,8 +28,9 @@ use strata_runtime::RuntimeError;
 pub trait Pass {
     /// The name used in pipeline strings.
     fn name(&self) -> &'static str;
-    /// Rewrites the graph in place; returns whether anything changed.
-    fn run(&self, graph: &mut Graph) -> Result<bool, PassError>;
+    /// Rewrites the graph in place; returns whether anything changed. `ctx` carries what
+    /// passes hand each other beyond the graph (calibration data and results).
+    fn run(&self, graph: &mut Graph, ctx: &mut PassContext) -> Result<bool, PassError>;
     /// Whether the pass repairs declared types itself, so a pipeline starting with it may take
     /// a graph whose types are stale (for example after an input's shape was edited).
     fn accepts_stale_types(&self) -> bool {

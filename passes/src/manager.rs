@@ -3,7 +3,9 @@
 use strata_ir::Graph;
 
 use crate::pipeline::{parse_pipeline, PassOptions, PipelineError};
-use crate::{EliminateDeadCode, FoldBatchNorm, FoldConstants, InferShapes, Pass, PassError};
+use crate::{
+    EliminateDeadCode, FoldBatchNorm, FoldConstants, InferShapes, Pass, PassContext, PassError,
+};
 
 /// A registered pass: its pipeline name, a one-line description for `--help`, and a
 /// constructor that validates its options.
@@ -89,13 +91,14 @@ impl PassManager {
     pub fn run(
         &self,
         graph: &mut Graph,
+        ctx: &mut PassContext,
         mut after_pass: impl FnMut(&'static str, &Graph),
     ) -> Result<(), PassError> {
         if !self.passes.first().is_some_and(|p| p.accepts_stale_types()) {
             strata_ir::verify(graph).map_err(PassError::InvalidInput)?;
         }
         for pass in &self.passes {
-            pass.run(graph)?;
+            pass.run(graph, ctx)?;
             strata_ir::verify(graph).map_err(|source| PassError::Verify {
                 pass: pass.name(),
                 source,

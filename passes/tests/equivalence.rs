@@ -105,7 +105,7 @@ fn check_equivalent(mut g: Graph, pipeline: &str, input_shape: &[usize]) -> Grap
     let before = strata_runtime::run(&g, &[x.clone()]).unwrap();
     PassManager::parse(pipeline)
         .unwrap()
-        .run(&mut g, |_, _| {})
+        .run(&mut g, &mut Default::default(), |_, _| {})
         .unwrap();
     let after = strata_runtime::run(&g, &[x]).unwrap();
     for (a, b) in before.iter().zip(&after) {
@@ -218,7 +218,7 @@ fn fold_constants_folds_static_shape_of_non_constant() {
     g.set_outputs(vec![s]);
     PassManager::parse("fold-constants")
         .unwrap()
-        .run(&mut g, |_, _| {})
+        .run(&mut g, &mut Default::default(), |_, _| {})
         .unwrap();
     let t = g
         .constant_value(g.outputs()[0])
@@ -244,7 +244,7 @@ fn dead_code_keeps_unused_graph_inputs() {
     g.set_outputs(vec![y]);
     PassManager::parse("eliminate-dead-code")
         .unwrap()
-        .run(&mut g, |_, _| {})
+        .run(&mut g, &mut Default::default(), |_, _| {})
         .unwrap();
     assert_eq!(g.inputs().len(), 2);
     assert_eq!(g.constants().count(), 0);

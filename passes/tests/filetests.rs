@@ -19,7 +19,7 @@ fn run_filetest(path: &Path) -> String {
         .unwrap_or_else(|e| panic!("{}: input does not parse: {e}", path.display()));
     let manager = PassManager::parse(pipeline).expect("pipeline parses");
     manager
-        .run(&mut graph, |_, _| {})
+        .run(&mut graph, &mut Default::default(), |_, _| {})
         .unwrap_or_else(|e| panic!("{}: pipeline failed: {e}", path.display()));
     let printed = strata_ir::text::print(&graph);
     let reparsed = strata_ir::text::parse(&printed).expect("output re-parses");
