@@ -36,9 +36,11 @@ fi
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
     log "creating virtual environment in .venv"
     rm -rf "$VENV"
-    if ! "$PYTHON" -m venv "$VENV" 2>/tmp/strata-venv-err.$$; then
+    venv_err="$(mktemp)"
+    trap 'rm -f "$venv_err"' EXIT
+    if ! "$PYTHON" -m venv "$VENV" 2>"$venv_err"; then
         rm -rf "$VENV"
-        if grep -qiE 'ensurepip|venv' /tmp/strata-venv-err.$$; then
+        if grep -qiE 'ensurepip|venv' "$venv_err"; then
             pyver="$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
             if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
                 log "python3 -m venv needs the Debian package python3-venv; installing it"
@@ -47,20 +49,17 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -m pip --version >/dev/nu
                     || DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
                 "$PYTHON" -m venv "$VENV"
             else
-                cat /tmp/strata-venv-err.$$ >&2
+                cat "$venv_err" >&2
                 log "error: python3 -m venv is unavailable. Run:" >&2
                 log "    sudo apt-get install -y python3-venv" >&2
                 log "then re-run $0" >&2
-                rm -f /tmp/strata-venv-err.$$
                 exit 1
             fi
         else
-            cat /tmp/strata-venv-err.$$ >&2
-            rm -f /tmp/strata-venv-err.$$
+            cat "$venv_err" >&2
             exit 1
         fi
     fi
-    rm -f /tmp/strata-venv-err.$$
 fi
 
 # 2. The pinned packages.
