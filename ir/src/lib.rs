@@ -8,6 +8,7 @@ mod dtype;
 mod error;
 mod graph;
 pub mod ops;
+pub mod quant;
 mod shape;
 mod tensor;
 pub mod text;

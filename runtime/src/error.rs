@@ -69,6 +69,9 @@ pub enum RuntimeError {
         #[source]
         source: Box<RuntimeError>,
     },
+    /// The op exists in the IR but the runtime has no kernel for it.
+    #[error("op `{op}` has no kernel in the reference runtime")]
+    UnsupportedOp { op: &'static str },
     /// The op was given the wrong number of inputs.
     #[error("{op}: expected {expected} inputs, got {got}")]
     Arity {
@@ -118,6 +121,24 @@ pub enum RuntimeError {
     /// An output would be too large to allocate (element count overflows or exceeds the limit).
     #[error("{op}: output shape {shape:?} is too large")]
     TooLarge { op: &'static str, shape: Vec<u128> },
+    /// A bit-plane layer was asked to run at a plane count it has no side table for.
+    #[error("plane count {k} has no side table (this layer has {plane_counts:?})")]
+    NoSideTable { k: u8, plane_counts: Vec<u8> },
+    /// A bit-plane layer was asked for more planes than the model carries (a truncated model).
+    #[error("plane count {k} needs {k} planes but only {available} are present")]
+    PlanesUnavailable { k: u8, available: usize },
+    /// No plane count with a side table fits in the planes present, so there is no default.
+    #[error("no plane count of {plane_counts:?} fits in the {available} planes present")]
+    NoRunnablePlanes {
+        available: usize,
+        plane_counts: Vec<u8>,
+    },
+    /// A bit-plane layer's side table for plane count `k` holds unusable values.
+    #[error("side table for plane count {k}: {reason}")]
+    SideTable { k: u8, reason: String },
+    /// Run options name a layer that is not a bit-plane op of the graph.
+    #[error("run options select planes for `{node}`, which is not a bit-plane layer of the graph")]
+    UnknownLayer { node: String },
 }
 
 impl RuntimeError {

@@ -1,6 +1,7 @@
 //! The op set. One file per op family holds the attribute types and their shape inference;
 //! this module ties them into [`Op`], the payload of every operation node.
 
+pub mod bitplane;
 mod check;
 pub mod conv;
 pub mod elementwise;
@@ -10,6 +11,7 @@ pub mod normalization;
 pub mod pool;
 pub mod reduce;
 
+pub use bitplane::{Bitplane, BitplaneKernel, PlaneSpec};
 pub use conv::{Conv, ConvTranspose};
 pub use elementwise::{BinaryOp, Clip, UnaryOp};
 pub use layout::{Pad, Reshape, Slice, Split};
@@ -78,6 +80,9 @@ pub enum Op {
     ReduceMean(ReduceMean),
     /// `x`
     Cast { to: DType },
+    /// `x, planes, alpha, beta, bias, act` — a Conv or Linear layer with vertically layered
+    /// weights (see [`bitplane`]).
+    Bitplane(Bitplane),
 }
 
 impl Op {
@@ -121,6 +126,14 @@ impl Op {
             Op::Split(_) => "split",
             Op::ReduceMean(_) => "reduce_mean",
             Op::Cast { .. } => "cast",
+            Op::Bitplane(Bitplane {
+                kernel: BitplaneKernel::Conv(_),
+                ..
+            }) => "bitplane_conv",
+            Op::Bitplane(Bitplane {
+                kernel: BitplaneKernel::Linear,
+                ..
+            }) => "bitplane_linear",
         }
     }
 
@@ -134,6 +147,7 @@ impl Op {
             Op::MatMul | Op::Binary(_) | Op::PRelu | Op::Gather { .. } => exact(2),
             Op::Clip(c) => exact(1 + c.has_min as usize + c.has_max as usize),
             Op::BatchNorm(_) => exact(5),
+            Op::Bitplane(_) => exact(bitplane::NUM_INPUTS),
             Op::Concat { .. } => (1, None),
             _ => exact(1),
         }
@@ -187,6 +201,7 @@ impl Op {
                 check::arity(inputs, (1, Some(1)))?;
                 Ok(vec![TensorType::new(*to, inputs[0].shape.clone())])
             }
+            Op::Bitplane(b) => b.infer(inputs),
         }
     }
 }
@@ -201,6 +216,7 @@ impl Op {
             .or_else(|| pool::text_attrs(self))
             .or_else(|| layout::text_attrs(self))
             .or_else(|| reduce::text_attrs(self))
+            .or_else(|| bitplane::text_attrs(self))
             .unwrap_or_default()
     }
 
@@ -217,5 +233,6 @@ impl Op {
             .or_else(|| pool::from_text(mnemonic, attrs))
             .or_else(|| layout::from_text(mnemonic, attrs))
             .or_else(|| reduce::from_text(mnemonic, attrs))
+            .or_else(|| bitplane::from_text(mnemonic, attrs))
     }
 }

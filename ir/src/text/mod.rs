@@ -70,6 +70,9 @@ impl AttrValue {
     pub fn usizes(v: &[usize]) -> AttrValue {
         AttrValue::List(v.iter().map(|&x| AttrValue::usize(x)).collect())
     }
+    pub fn u8s(v: &[u8]) -> AttrValue {
+        AttrValue::List(v.iter().map(|&x| AttrValue::usize(x as usize)).collect())
+    }
     pub fn i64s(v: &[i64]) -> AttrValue {
         AttrValue::List(v.iter().map(|&x| AttrValue::i64(x)).collect())
     }
@@ -240,6 +243,17 @@ impl Attrs {
     /// Takes a list of non-negative integers (axes, sizes, strides).
     pub fn usizes(&mut self, name: &'static str) -> Result<Vec<usize>, ParseError> {
         self.list(name, "a non-negative integer", |s| s.parse().ok())
+    }
+
+    /// Takes a small non-negative integer (bit widths and plane counts of bit-plane ops).
+    pub fn u8(&mut self, name: &'static str) -> Result<u8, ParseError> {
+        let (v, p) = self.take(name)?;
+        self.number(name, "an integer in 0..=255", &v, p, |s| s.parse().ok())
+    }
+
+    /// Takes a list of small non-negative integers (the plane counts of bit-plane ops).
+    pub fn u8s(&mut self, name: &'static str) -> Result<Vec<u8>, ParseError> {
+        self.list(name, "an integer in 0..=255", |s| s.parse().ok())
     }
 
     /// Takes a list of signed integers (reshape targets, slice bounds, pads).

@@ -2,6 +2,7 @@
 //! maps an [`Op`] to its kernel. Kernels compute output shapes from the concrete inputs and
 //! never trust declared types, which may contain the symbolic batch dimension.
 
+pub mod bitplane;
 pub mod cast;
 pub mod conv;
 pub mod elementwise;
@@ -14,15 +15,30 @@ pub mod reduce;
 use strata_ir::{Op, Tensor, TensorData};
 
 use crate::RuntimeError;
+pub use bitplane::QuantPath;
 
 /// Largest element count a kernel will allocate. Bigger requests come from corrupt or
 /// malicious shapes, and failing cleanly beats an out-of-memory abort.
 pub const MAX_ELEMENTS: usize = 1 << 32;
 
 /// Evaluates one op on concrete tensors. Used by [`crate::run`] and by constant folding.
+/// Bit-plane layers run at their default plane count on the integer path.
 pub fn eval_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
+    eval_op_with(op, inputs, None, QuantPath::Integer)
+}
+
+/// [`eval_op`] with the bit-plane choices: the plane count (`None`: the layer's default) and
+/// the path. Other ops ignore them, so the interpreter can pass them to every node.
+pub fn eval_op_with(
+    op: &Op,
+    inputs: &[&Tensor],
+    planes: Option<u8>,
+    path: QuantPath,
+) -> Result<Vec<Tensor>, RuntimeError> {
     check_arity(op, inputs.len())?;
     let one = |t: Tensor| vec![t];
+    // The wildcard keeps the runtime building while the IR grows ops that have no kernel yet.
+    #[allow(unreachable_patterns)]
     Ok(match op {
         Op::Conv(c) => one(conv::conv(c, inputs)?),
         Op::ConvTranspose(c) => one(conv::conv_transpose(c, inputs)?),
@@ -51,6 +67,12 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, RuntimeError>
         Op::Split(s) => layout::split(s, inputs[0])?,
         Op::ReduceMean(r) => one(reduce::reduce_mean(r, inputs[0])?),
         Op::Cast { to } => one(cast::cast(inputs[0], *to)),
+        Op::Bitplane(b) => one(bitplane::bitplane(b, inputs, planes, path)?),
+        other => {
+            return Err(RuntimeError::UnsupportedOp {
+                op: other.mnemonic(),
+            })
+        }
     })
 }
 

@@ -1,0 +1,434 @@
+//! Bit-plane kernels: Conv and Linear layers with vertically layered weights, run at a
+//! chosen plane count `k` (W k A8), following `docs/vertical-layering.md` to the letter.
+//!
+//! Two paths compute the same layer:
+//! - **integer** (the deployment semantics): the input is quantized to `A`-bit integers
+//!   `u = x_q - zero`, the `k`-plane codes `q_k` are unpacked once per call from planes
+//!   `0..k`, and `acc = Σ q_k·u`, `usum = Σ u` are exact integer sums (i16 operands, i32
+//!   partial sums over reduction chunks that provably cannot overflow, i64 totals). Unpacking
+//!   and running an integer GEMM was chosen over iterating set bits per plane: it does one
+//!   multiply-add per weight instead of up to `k` adds, and the dot products vectorise.
+//!   The epilogue is then, in f32 and in this order:
+//!   `y = (alpha·scale)·(acc as f32) + (beta·scale)·(usum as f32) + bias`;
+//! - **float** (the reference): the f32 Conv/Gemm kernels run on the dequantized input
+//!   `scale·(x_q - zero)` and weights `W_k = alpha·q_k + beta`, plus `bias`.
+//!
+//! The two agree to float rounding, which is what the tests check.
+
+use rayon::prelude::*;
+use strata_ir::ops::bitplane::{
+    Bitplane, BitplaneKernel, INPUT_ACT, INPUT_ALPHA, INPUT_BETA, INPUT_BIAS, INPUT_PLANES, INPUT_X,
+};
+use strata_ir::ops::{Conv, Gemm};
+use strata_ir::{quant, Op, Tensor, TensorData, TensorType};
+
+use super::{checked_numel, conv, linear, make};
+use crate::RuntimeError;
+
+/// How a bit-plane layer is computed; both give the same result up to float rounding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QuantPath {
+    /// Integer activations, integer accumulation, f32 epilogue: what a device runs.
+    #[default]
+    Integer,
+    /// Dequantize, then the f32 kernels: the readable reference for the integer path.
+    Float,
+}
+
+/// The element data of a tensor the shape checks proved to be f32.
+fn f32s<'a>(op: &'static str, t: &'a Tensor, input: usize) -> Result<&'a [f32], RuntimeError> {
+    t.as_f32().ok_or(RuntimeError::UnsupportedDType {
+        op,
+        input,
+        dtype: t.dtype(),
+    })
+}
+
+/// Per-layer parameters at the chosen plane count.
+struct Chosen<'a> {
+    k: u8,
+    scale: f32,
+    zero: f32,
+    alpha: &'a [f32],
+    beta: &'a [f32],
+    bias: &'a [f32],
+    /// `q_k`, row-major `[R, K]`.
+    codes: Vec<i16>,
+}
+
+/// Evaluates a bit-plane op at plane count `planes` (`None`: the largest plane count that
+/// has a side table and whose planes are present) on the given path.
+pub fn bitplane(
+    b: &Bitplane,
+    inputs: &[&Tensor],
+    planes: Option<u8>,
+    path: QuantPath,
+) -> Result<Tensor, RuntimeError> {
+    let op = Op::Bitplane(b.clone());
+    let name = op.mnemonic();
+    // Shape inference on the concrete types validates the attributes, every input's type and
+    // the convolution geometry in one place, exactly as the verifier does.
+    let types: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
+    let refs: Vec<&TensorType> = types.iter().collect();
+    let out_ty = op
+        .infer(&refs)
+        .map_err(|e| RuntimeError::Shape {
+            op: name,
+            reason: e.to_string(),
+        })?
+        .pop()
+        .ok_or_else(|| RuntimeError::Shape {
+            op: name,
+            reason: "shape inference gave no output".into(),
+        })?;
+    let out_shape = out_ty.shape.resolve(0);
+    checked_numel(name, &out_shape)?;
+    let chosen = choose(b, inputs, planes, name)?;
+    match (&b.kernel, path) {
+        (BitplaneKernel::Linear, QuantPath::Integer) => {
+            linear_integer(b, inputs[INPUT_X], &chosen, name, out_shape)
+        }
+        (BitplaneKernel::Conv(c), QuantPath::Integer) => {
+            conv_integer(b, c, inputs[INPUT_X], &chosen, name, out_shape)
+        }
+        (kernel, QuantPath::Float) => float_path(b, kernel, inputs[INPUT_X], &chosen, name),
+    }
+}
+
+/// Picks `k`, checks it against the side tables and the planes present, validates the
+/// activation parameters and unpacks `q_k`.
+fn choose<'a>(
+    b: &Bitplane,
+    inputs: &[&'a Tensor],
+    planes: Option<u8>,
+    op: &'static str,
+) -> Result<Chosen<'a>, RuntimeError> {
+    let spec = &b.spec;
+    let planes_t = inputs[INPUT_PLANES];
+    let present = planes_t.shape().first().copied().unwrap_or(0);
+    let k = match planes {
+        Some(k) => k,
+        None => spec
+            .default_planes(present)
+            .ok_or_else(|| RuntimeError::NoRunnablePlanes {
+                available: present,
+                plane_counts: spec.plane_counts.clone(),
+            })?,
+    };
+    let j = spec
+        .side_index(k)
+        .ok_or_else(|| RuntimeError::NoSideTable {
+            k,
+            plane_counts: spec.plane_counts.clone(),
+        })?;
+    if k as usize > present {
+        return Err(RuntimeError::PlanesUnavailable {
+            k,
+            available: present,
+        });
+    }
+    let TensorData::U8(bytes) = planes_t.data() else {
+        return Err(RuntimeError::UnsupportedDType {
+            op,
+            input: INPUT_PLANES,
+            dtype: planes_t.dtype(),
+        });
+    };
+    quant::check_layout(bytes.len(), present, spec.rows, spec.cols, spec.bits).map_err(|e| {
+        RuntimeError::Shape {
+            op,
+            reason: format!("planes: {e}"),
+        }
+    })?;
+    let r = spec.rows;
+    let act = f32s(op, inputs[INPUT_ACT], INPUT_ACT)?;
+    let (scale, zero) = (act[2 * j], act[2 * j + 1]);
+    let zmax = (1u32 << spec.act_bits) as f32;
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(RuntimeError::SideTable {
+            k,
+            reason: format!("activation scale {scale} must be finite and positive"),
+        });
+    }
+    if zero.fract() != 0.0 || zero.abs() > zmax {
+        return Err(RuntimeError::SideTable {
+            k,
+            reason: format!("activation zero point {zero} must be an integer in ±{zmax}"),
+        });
+    }
+    let row = |input: usize| -> Result<&'a [f32], RuntimeError> {
+        Ok(&f32s(op, inputs[input], input)?[j * r..(j + 1) * r])
+    };
+    let codes = quant::prefix_codes(bytes, r, spec.cols, k);
+    if codes.len() != r * spec.cols {
+        return Err(RuntimeError::Shape {
+            op,
+            reason: format!("planes hold fewer than {k} planes of [{r}, {}]", spec.cols),
+        });
+    }
+    Ok(Chosen {
+        k,
+        scale,
+        zero,
+        alpha: row(INPUT_ALPHA)?,
+        beta: row(INPUT_BETA)?,
+        bias: row(INPUT_BIAS)?,
+        // |q_k| ≤ 2^(k-1) ≤ 128 always fits.
+        codes: codes.into_iter().map(|q| q as i16).collect(),
+    })
+}
+
+/// `u = x_q - zero` with `x_q = clamp(round_half_even(x / scale) + zero, -2^(A-1), 2^(A-1) - 1)`.
+/// NaN inputs quantize to `x_q = zero`, i.e. real 0. `|u| ≤ 2^(A-1) + 2^A < 2^15` because
+/// `|zero| ≤ 2^A` was checked, so `u` fits `i16`.
+fn quantize_input(x: &[f32], scale: f32, zero: f32, act_bits: u8) -> Vec<i16> {
+    let lo = -((1i32 << (act_bits - 1)) as f32);
+    let hi = ((1i32 << (act_bits - 1)) - 1) as f32;
+    x.iter()
+        .map(|&v| {
+            let r = (v / scale).round_ties_even();
+            if r.is_nan() {
+                return 0;
+            }
+            let q = (r + zero).clamp(lo, hi);
+            (q - zero) as i16
+        })
+        .collect()
+}
+
+/// Longest reduction whose i32 partial sum of `q·u` products cannot overflow.
+fn safe_chunk(k: u8, act_bits: u8) -> usize {
+    let qmax = 1i64 << (k - 1);
+    let umax = (1i64 << (act_bits - 1)) + (1i64 << act_bits);
+    ((i32::MAX as i64) / (qmax * umax)).max(1) as usize
+}
+
+/// Exact `Σ a·b`: i32 sums over chunks of at most `chunk` elements (no overflow), i64 total.
+#[inline]
+fn dot(a: &[i16], b: &[i16], chunk: usize) -> i64 {
+    a.chunks(chunk)
+        .zip(b.chunks(chunk))
+        .map(|(x, y)| {
+            x.iter()
+                .zip(y)
+                .map(|(&p, &q)| p as i32 * q as i32)
+                .sum::<i32>() as i64
+        })
+        .sum()
+}
+
+/// The f32 epilogue, in the documented order.
+#[inline]
+fn epilogue(a: f32, b: f32, bias: f32, acc: i64, usum: i64) -> f32 {
+    a * acc as f32 + b * usum as f32 + bias
+}
+
+/// `alpha·scale` and `beta·scale` per output channel.
+fn folded(c: &Chosen) -> (Vec<f32>, Vec<f32>) {
+    (
+        c.alpha.iter().map(|&a| a * c.scale).collect(),
+        c.beta.iter().map(|&b| b * c.scale).collect(),
+    )
+}
+
+/// Linear integer path: `[N, K] → [N, R]`, parallel over the batch.
+fn linear_integer(
+    b: &Bitplane,
+    x: &Tensor,
+    c: &Chosen,
+    op: &'static str,
+    out_shape: Vec<usize>,
+) -> Result<Tensor, RuntimeError> {
+    let (r, kk) = (b.spec.rows, b.spec.cols);
+    let u = quantize_input(f32s(op, x, INPUT_X)?, c.scale, c.zero, b.spec.act_bits);
+    let chunk = safe_chunk(c.k, b.spec.act_bits);
+    let (fa, fb) = folded(c);
+    let mut out = vec![0f32; out_shape.iter().product()];
+    if r > 0 {
+        out.par_chunks_mut(r)
+            .zip(u.par_chunks(kk))
+            .for_each(|(y, un)| {
+                let usum: i64 = un.iter().map(|&v| v as i64).sum();
+                for (ch, yv) in y.iter_mut().enumerate() {
+                    let acc = dot(&c.codes[ch * kk..(ch + 1) * kk], un, chunk);
+                    *yv = epilogue(fa[ch], fb[ch], c.bias[ch], acc, usum);
+                }
+            });
+    }
+    make(op, out_shape, TensorData::F32(out))
+}
+
+/// Conv geometry of one call, from the validated input and output shapes.
+struct Geom {
+    in_ch: usize,
+    in_sp: Vec<usize>,
+    out_sp: Vec<usize>,
+    kernel: Vec<usize>,
+    strides: Vec<usize>,
+    dilations: Vec<usize>,
+    pads_begin: Vec<usize>,
+    group: usize,
+}
+
+/// Fills `col` (`[p_out, cg·prod(kernel)]`, position-major so every dot product reads
+/// contiguous memory) with the receptive fields of one group of one image, in the weight's
+/// `C/group, kernel…` order. Padding positions are `u = 0`, i.e. real 0.
+fn im2col_t(g: &Geom, ug: &[i16], cg: usize, col: &mut [i16]) {
+    let d = g.in_sp.len();
+    let p_in: usize = g.in_sp.iter().product();
+    let kprod: usize = g.kernel.iter().product();
+    let kc = cg * kprod;
+    // Per kernel position: its offset (times dilation) on every axis.
+    let koffs: Vec<Vec<isize>> = (0..kprod)
+        .map(|kk| {
+            let mut rem = kk;
+            let mut v = vec![0isize; d];
+            for j in (0..d).rev() {
+                v[j] = ((rem % g.kernel[j]) * g.dilations[j]) as isize;
+                rem /= g.kernel[j];
+            }
+            v
+        })
+        .collect();
+    let mut oidx = vec![0usize; d];
+    let mut base = vec![0isize; d];
+    for (p, dst) in col.chunks_mut(kc).enumerate() {
+        let mut rem = p;
+        for j in (0..d).rev() {
+            oidx[j] = rem % g.out_sp[j];
+            rem /= g.out_sp[j];
+            base[j] = (oidx[j] * g.strides[j]) as isize - g.pads_begin[j] as isize;
+        }
+        for (kk, off) in koffs.iter().enumerate() {
+            // Flat input offset of this tap, or None in the padding.
+            let mut flat = 0usize;
+            let mut inside = true;
+            for j in 0..d {
+                let pos = base[j] + off[j];
+                if pos < 0 || pos as usize >= g.in_sp[j] {
+                    inside = false;
+                    break;
+                }
+                flat = flat * g.in_sp[j] + pos as usize;
+            }
+            for ci in 0..cg {
+                dst[ci * kprod + kk] = if inside { ug[ci * p_in + flat] } else { 0 };
+            }
+        }
+    }
+}
+
+/// Conv integer path: per image and group, integer im2col then `acc = Q_g · colᵀ`.
+fn conv_integer(
+    b: &Bitplane,
+    cv: &Conv,
+    x: &Tensor,
+    c: &Chosen,
+    op: &'static str,
+    out_shape: Vec<usize>,
+) -> Result<Tensor, RuntimeError> {
+    let xs = x.shape();
+    let d = xs.len() - 2;
+    let g = Geom {
+        in_ch: xs[1],
+        in_sp: xs[2..].to_vec(),
+        out_sp: out_shape[2..].to_vec(),
+        kernel: cv.kernel.clone(),
+        strides: cv.strides.clone(),
+        dilations: cv.dilations.clone(),
+        pads_begin: cv.pads[..d].to_vec(),
+        group: cv.group,
+    };
+    let (batch, m) = (out_shape[0], out_shape[1]);
+    let cg = g.in_ch / g.group;
+    let mg = m / g.group;
+    let kc = b.spec.cols;
+    let p_in: usize = g.in_sp.iter().product();
+    let p_out: usize = g.out_sp.iter().product();
+    checked_numel(op, &[p_out, kc])?;
+    let u = quantize_input(f32s(op, x, INPUT_X)?, c.scale, c.zero, b.spec.act_bits);
+    let chunk = safe_chunk(c.k, b.spec.act_bits);
+    let (fa, fb) = folded(c);
+    let per_image = m * p_out;
+    let mut out = vec![0f32; out_shape.iter().product()];
+    if per_image == 0 {
+        return make(op, out_shape, TensorData::F32(out));
+    }
+    let image = |n: usize, dst: &mut [f32], col: &mut Vec<i16>| {
+        col.resize(p_out * kc, 0);
+        for gi in 0..g.group {
+            let ug = &u[(n * g.in_ch + gi * cg) * p_in..(n * g.in_ch + (gi + 1) * cg) * p_in];
+            im2col_t(&g, ug, cg, col);
+            let usums: Vec<i64> = col
+                .chunks(kc)
+                .map(|f| f.iter().map(|&v| v as i64).sum())
+                .collect();
+            for mi in 0..mg {
+                let ch = gi * mg + mi;
+                let q = &c.codes[ch * kc..(ch + 1) * kc];
+                let row = &mut dst[ch * p_out..(ch + 1) * p_out];
+                for ((yv, f), &usum) in row.iter_mut().zip(col.chunks(kc)).zip(&usums) {
+                    let acc = dot(q, f, chunk);
+                    *yv = epilogue(fa[ch], fb[ch], c.bias[ch], acc, usum);
+                }
+            }
+        }
+    };
+    out.par_chunks_mut(per_image)
+        .enumerate()
+        .for_each_init(Vec::new, |col, (n, dst)| image(n, dst, col));
+    debug_assert_eq!(out.len(), batch * per_image);
+    make(op, out_shape, TensorData::F32(out))
+}
+
+/// Float path: dequantize input and weights, then the f32 Conv / Gemm kernels.
+fn float_path(
+    b: &Bitplane,
+    kernel: &BitplaneKernel,
+    x: &Tensor,
+    c: &Chosen,
+    op: &'static str,
+) -> Result<Tensor, RuntimeError> {
+    let spec = &b.spec;
+    let u = quantize_input(f32s(op, x, INPUT_X)?, c.scale, c.zero, spec.act_bits);
+    let xhat = make(
+        op,
+        x.shape().to_vec(),
+        TensorData::F32(u.iter().map(|&v| c.scale * v as f32).collect()),
+    )?;
+    let kk = spec.cols;
+    let w: Vec<f32> = c
+        .codes
+        .chunks(kk.max(1))
+        .enumerate()
+        .flat_map(|(ch, row)| {
+            let (a, be) = (c.alpha[ch], c.beta[ch]);
+            row.iter().map(move |&q| a * q as f32 + be)
+        })
+        .collect();
+    let shape = kernel.weight_shape(spec).map_err(|e| RuntimeError::Shape {
+        op,
+        reason: e.to_string(),
+    })?;
+    let w = make(op, shape, TensorData::F32(w))?;
+    let bias = make(op, vec![spec.rows], TensorData::F32(c.bias.to_vec()))?;
+    match kernel {
+        BitplaneKernel::Conv(cv) => {
+            let cv = Conv {
+                has_bias: true,
+                ..cv.clone()
+            };
+            conv::conv(&cv, &[&xhat, &w, &bias])
+        }
+        BitplaneKernel::Linear => {
+            let g = Gemm {
+                alpha: 1.0,
+                beta: 1.0,
+                trans_a: false,
+                trans_b: true,
+                has_c: true,
+            };
+            linear::gemm(&g, &[&xhat, &w, &bias])
+        }
+    }
+}
