@@ -1,0 +1,224 @@
+//! Bit-plane ops in whole graphs: text round trip, verifier coverage, parse errors.
+
+use strata_ir::ops::{Bitplane, BitplaneKernel, Conv, PlaneSpec};
+use strata_ir::quant::{pack_planes, quantize_rows, row_bytes};
+use strata_ir::text::{parse, print, ParseErrorKind};
+use strata_ir::{
+    verify, DType, Dim, Graph, Op, Shape, Tensor, TensorData, TensorType, Value, ValueRef,
+    VerifyError,
+};
+
+fn spec(rows: usize, cols: usize) -> PlaneSpec {
+    PlaneSpec {
+        bits: 8,
+        plane_counts: vec![2, 4, 8],
+        act_bits: 8,
+        rows,
+        cols,
+    }
+}
+
+/// Constants `planes, alpha, beta, bias, act` for a `[rows, cols]` layer.
+fn layer_consts(g: &mut Graph, name: &str, rows: usize, cols: usize) -> Vec<ValueRef> {
+    let w: Vec<f32> = (0..rows * cols)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+        .collect();
+    let (q, s) = quantize_rows(&w, rows, cols, 8);
+    let planes = Tensor::new(
+        vec![8, rows, row_bytes(cols)],
+        TensorData::U8(pack_planes(&q, rows, cols, 8)),
+    )
+    .unwrap();
+    let table = |f: &dyn Fn(usize, usize) -> f32| {
+        Tensor::from_f32(
+            vec![3, rows],
+            (0..3 * rows).map(|i| f(i / rows, i % rows)).collect(),
+        )
+        .unwrap()
+    };
+    let ks = [2u8, 4, 8];
+    let alpha = table(&|j, r| strata_ir::quant::midpoint_side(s[r], 8, ks[j]).0);
+    let beta = table(&|j, r| strata_ir::quant::midpoint_side(s[r], 8, ks[j]).1);
+    let bias = table(&|j, r| 0.01 * (j * rows + r) as f32);
+    let act = Tensor::from_f32(vec![3, 2], vec![0.02, 0.0, 0.03, -3.0, 0.05, 1.0]).unwrap();
+    vec![
+        g.add_constant(format!("{name}.planes"), planes),
+        g.add_constant(format!("{name}.alpha"), alpha),
+        g.add_constant(format!("{name}.beta"), beta),
+        g.add_constant(format!("{name}.bias"), bias),
+        g.add_constant(format!("{name}.act"), act),
+    ]
+}
+
+fn bp_graph() -> Graph {
+    let mut g = Graph::new("bp");
+    let x = g.add_input(
+        "x",
+        TensorType::new(
+            DType::F32,
+            Shape(vec![
+                Dim::Batch,
+                Dim::Known(4),
+                Dim::Known(6),
+                Dim::Known(6),
+            ]),
+        ),
+    );
+    let conv = Bitplane {
+        kernel: BitplaneKernel::Conv(Conv {
+            kernel: vec![3, 3],
+            strides: vec![2, 2],
+            pads: vec![1, 1, 1, 1],
+            dilations: vec![1, 1],
+            group: 2,
+            has_bias: false,
+        }),
+        spec: spec(6, 18),
+    };
+    let mut ins = vec![x];
+    ins.extend(layer_consts(&mut g, "conv", 6, 18));
+    let c = g
+        .add_op_inferred("conv", Op::Bitplane(conv), &ins, vec!["conv".into()])
+        .unwrap();
+    let f = g
+        .add_op_inferred(
+            "flat",
+            Op::Flatten { axis: 1 },
+            &[ValueRef::first(c)],
+            vec!["flat".into()],
+        )
+        .unwrap();
+    let mut ins = vec![ValueRef::first(f)];
+    ins.extend(layer_consts(&mut g, "fc", 3, 54));
+    let fc = Op::Bitplane(Bitplane {
+        kernel: BitplaneKernel::Linear,
+        spec: spec(3, 54),
+    });
+    let y = g.add_op_inferred("fc", fc, &ins, vec!["y".into()]).unwrap();
+    g.set_outputs(vec![ValueRef::first(y)]);
+    g
+}
+
+#[test]
+fn graph_round_trips_through_text() {
+    let g = bp_graph();
+    verify(&g).unwrap();
+    let text = print(&g);
+    assert!(text.contains("bitplane_conv("), "{text}");
+    assert!(
+        text.contains(
+            "{kernel=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], dilations=[1, 1], group=2, \
+         bits=8, plane_counts=[2, 4, 8], act_bits=8, rows=6, cols=18}"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "bitplane_linear(%flat, %fc.planes, %fc.alpha, %fc.beta, %fc.bias, %fc.act) \
+         {bits=8, plane_counts=[2, 4, 8], act_bits=8, rows=3, cols=54} @fc : f32[N,3]"
+        ),
+        "{text}"
+    );
+    let back = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(back == g);
+    assert_eq!(print(&back), text);
+    verify(&back).unwrap();
+}
+
+#[test]
+fn verifier_checks_bitplane_nodes() {
+    // Wrong declared output type.
+    let mut g = bp_graph();
+    let fc = g
+        .node_ids()
+        .find(|&id| g.node(id).unwrap().name == "fc")
+        .unwrap();
+    g.node_mut(fc).unwrap().outputs[0].ty =
+        TensorType::new(DType::F32, Shape(vec![Dim::Batch, Dim::Known(4)]));
+    assert!(matches!(
+        verify(&g),
+        Err(VerifyError::TypeMismatch { ref node, .. }) if node == "fc"
+    ));
+
+    // Five inputs instead of six.
+    let mut g = Graph::new("g");
+    let x = g.add_input("x", TensorType::known(DType::F32, &[1, 8]));
+    let mut ins = vec![x];
+    ins.extend(layer_consts(&mut g, "fc", 2, 8));
+    ins.pop();
+    let op = Op::Bitplane(Bitplane {
+        kernel: BitplaneKernel::Linear,
+        spec: spec(2, 8),
+    });
+    let id = g
+        .add_op(
+            "fc",
+            op.clone(),
+            &ins,
+            vec![Value {
+                name: "y".into(),
+                ty: TensorType::known(DType::F32, &[1, 2]),
+            }],
+        )
+        .unwrap();
+    g.set_outputs(vec![ValueRef::first(id)]);
+    assert!(matches!(
+        verify(&g),
+        Err(VerifyError::InputArity { ref node, got: 5, .. }) if node == "fc"
+    ));
+
+    // Planes with more planes than bits.
+    let mut g = Graph::new("g");
+    let x = g.add_input("x", TensorType::known(DType::F32, &[1, 8]));
+    let mut ins = vec![x];
+    ins.extend(layer_consts(&mut g, "fc", 2, 8));
+    ins[1] = g.add_constant("big", Tensor::zeros(DType::U8, vec![9, 2, 8]));
+    assert!(g.add_op_inferred("fc", op, &ins, vec!["y".into()]).is_err());
+}
+
+#[test]
+fn parse_errors_in_bitplane_attributes() {
+    let text = print(&bp_graph());
+    let bad = text.replace(
+        "plane_counts=[2, 4, 8], act_bits=8, rows=3",
+        "plane_counts=[2, 4, 300], act_bits=8, rows=3",
+    );
+    let err = parse(&bad).unwrap_err();
+    assert!(
+        matches!(err.kind, ParseErrorKind::BadNumber { ref text, .. } if text == "300"),
+        "{err}"
+    );
+    let bad = text.replace(", act_bits=8, rows=3", ", rows=3");
+    let err = parse(&bad).unwrap_err();
+    assert!(
+        matches!(
+            err.kind,
+            ParseErrorKind::MissingAttribute {
+                attr: "act_bits",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let bad = text.replace("group=2, bits", "group=2, has_bias=true, bits");
+    let err = parse(&bad).unwrap_err();
+    assert!(
+        matches!(err.kind, ParseErrorKind::UnknownAttribute { ref attr, .. } if attr == "has_bias"),
+        "{err}"
+    );
+    let bad = text.replace(
+        "bits=8, plane_counts=[2, 4, 8], act_bits=8, rows=3",
+        "bits=8, plane_counts=2, act_bits=8, rows=3",
+    );
+    let err = parse(&bad).unwrap_err();
+    assert!(
+        matches!(
+            err.kind,
+            ParseErrorKind::AttributeType {
+                attr: "plane_counts",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
