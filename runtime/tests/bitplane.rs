@@ -1,0 +1,496 @@
+//! Bit-plane kernels: the integer path against a naive i64 reference (bitwise), integer vs
+//! float path, convergence to the FP32 layer, plane-count selection and its errors.
+
+mod common;
+
+use common::{f32t, rand_vec};
+use strata_ir::ops::{Bitplane, BitplaneKernel, Conv, PlaneSpec};
+use strata_ir::quant::{midpoint_side, pack_planes, quantize_rows, row_bytes};
+use strata_ir::{Op, Tensor, TensorData};
+use strata_runtime::kernels::{eval_op_with, QuantPath};
+use strata_runtime::RuntimeError;
+
+/// A quantized layer and everything the reference needs to recompute it.
+struct Layer {
+    op: Op,
+    bits: u8,
+    act_bits: u8,
+    ks: Vec<u8>,
+    rows: usize,
+    cols: usize,
+    /// Original float weights `[R, K]` and bias `[R]`.
+    w: Vec<f32>,
+    /// `q_B`, row-major `[R, K]`, and per-row scales.
+    codes: Vec<i32>,
+    scales: Vec<f32>,
+    planes: Tensor,
+    alpha: Tensor,
+    beta: Tensor,
+    bias: Tensor,
+    act: Tensor,
+}
+
+impl Layer {
+    fn inputs<'a>(&'a self, x: &'a Tensor) -> [&'a Tensor; 6] {
+        [
+            x,
+            &self.planes,
+            &self.alpha,
+            &self.beta,
+            &self.bias,
+            &self.act,
+        ]
+    }
+
+    fn side(&self, t: &Tensor, k: u8) -> Vec<f32> {
+        let j = self.ks.iter().position(|&c| c == k).unwrap();
+        t.as_f32().unwrap()[j * self.rows..(j + 1) * self.rows].to_vec()
+    }
+
+    fn act_of(&self, k: u8) -> (f32, f32) {
+        let j = self.ks.iter().position(|&c| c == k).unwrap();
+        let a = self.act.as_f32().unwrap();
+        (a[2 * j], a[2 * j + 1])
+    }
+}
+
+/// Builds a layer with random weights, side tables perturbed away from the midpoints (as
+/// the quantizer's refinement would), random biases and activation parameters.
+fn layer(
+    kernel: BitplaneKernel,
+    rows: usize,
+    cols: usize,
+    bits: u8,
+    act_bits: u8,
+    seed: u64,
+) -> Layer {
+    let ks: Vec<u8> = (1..=bits).collect();
+    let s = ks.len();
+    let w = rand_vec(rows * cols, seed);
+    let (codes, scales) = quantize_rows(&w, rows, cols, bits);
+    let planes = Tensor::new(
+        vec![bits as usize, rows, row_bytes(cols)],
+        TensorData::U8(pack_planes(&codes, rows, cols, bits)),
+    )
+    .unwrap();
+    let jitter = rand_vec(4 * s * rows, seed + 1);
+    let mut alpha = Vec::new();
+    let mut beta = Vec::new();
+    for (j, &k) in ks.iter().enumerate() {
+        for r in 0..rows {
+            let (a, b) = midpoint_side(scales[r], bits, k);
+            alpha.push(a * (1.0 + 0.1 * jitter[j * rows + r]));
+            beta.push(b + 0.1 * scales[r] * jitter[s * rows + j * rows + r]);
+        }
+    }
+    let bias = rand_vec(s * rows, seed + 2);
+    let zs = rand_vec(s, seed + 3);
+    let mut act = Vec::new();
+    for j in 0..s {
+        // Inputs are in [-1, 1); scales around 2/2^A, zero points in ±2^(A-2).
+        let scale = 2.0 / (1 << act_bits) as f32 * (1.0 + 0.2 * zs[j]);
+        let zero = (zs[j] * (1 << (act_bits - 2)) as f32).round();
+        act.extend([scale, zero]);
+    }
+    let spec = PlaneSpec {
+        bits,
+        plane_counts: ks.clone(),
+        act_bits,
+        rows,
+        cols,
+    };
+    Layer {
+        op: Op::Bitplane(Bitplane { kernel, spec }),
+        bits,
+        act_bits,
+        ks,
+        rows,
+        cols,
+        w,
+        codes,
+        scales,
+        planes,
+        alpha: f32t(&[s, rows], &alpha),
+        beta: f32t(&[s, rows], &beta),
+        bias: f32t(&[s, rows], &bias),
+        act: f32t(&[s, 2], &act),
+    }
+}
+
+fn conv_layer(
+    c: usize,
+    m: usize,
+    kernel: &[usize],
+    strides: &[usize],
+    pads: &[usize],
+    dilations: &[usize],
+    group: usize,
+    seed: u64,
+) -> Layer {
+    let cols = c / group * kernel.iter().product::<usize>();
+    let cv = Conv {
+        kernel: kernel.to_vec(),
+        strides: strides.to_vec(),
+        pads: pads.to_vec(),
+        dilations: dilations.to_vec(),
+        group,
+        has_bias: false,
+    };
+    layer(BitplaneKernel::Conv(cv), m, cols, 8, 8, seed)
+}
+
+/// `u = x_q - zero` exactly as the note specifies, written independently of the runtime.
+fn quantize_u(x: &[f32], scale: f32, zero: f32, act_bits: u8) -> Vec<i64> {
+    let lo = -(1i64 << (act_bits - 1));
+    let hi = (1i64 << (act_bits - 1)) - 1;
+    x.iter()
+        .map(|&v| {
+            let r = (v / scale).round_ties_even() as i64;
+            (r + zero as i64).clamp(lo, hi) - zero as i64
+        })
+        .collect()
+}
+
+/// Naive direct evaluation with i64 sums; `q_k = q_B >> (B - k)` from the codes, not the planes.
+fn reference(l: &Layer, x: &Tensor, k: u8) -> Vec<f32> {
+    let (scale, zero) = l.act_of(k);
+    let u = quantize_u(x.as_f32().unwrap(), scale, zero, l.act_bits);
+    let q: Vec<i64> = l
+        .codes
+        .iter()
+        .map(|&v| (v >> (l.bits - k)) as i64)
+        .collect();
+    let (alpha, beta, bias) = (l.side(&l.alpha, k), l.side(&l.beta, k), l.side(&l.bias, k));
+    let epi = |ch: usize, acc: i64, usum: i64| {
+        (alpha[ch] * scale) * acc as f32 + (beta[ch] * scale) * usum as f32 + bias[ch]
+    };
+    let Op::Bitplane(b) = &l.op else {
+        unreachable!()
+    };
+    match &b.kernel {
+        BitplaneKernel::Linear => {
+            let n = x.shape()[0];
+            let mut out = Vec::new();
+            for i in 0..n {
+                let un = &u[i * l.cols..(i + 1) * l.cols];
+                let usum: i64 = un.iter().sum();
+                for ch in 0..l.rows {
+                    let acc: i64 = (0..l.cols).map(|j| q[ch * l.cols + j] * un[j]).sum();
+                    out.push(epi(ch, acc, usum));
+                }
+            }
+            out
+        }
+        BitplaneKernel::Conv(cv) => {
+            let xs = x.shape();
+            let d = xs.len() - 2;
+            let (n, c) = (xs[0], xs[1]);
+            let in_sp = &xs[2..];
+            let out_sp: Vec<usize> = (0..d)
+                .map(|j| {
+                    let span = (cv.kernel[j] - 1) * cv.dilations[j] + 1;
+                    (in_sp[j] + cv.pads[j] + cv.pads[d + j] - span) / cv.strides[j] + 1
+                })
+                .collect();
+            let (cg, mg) = (c / cv.group, l.rows / cv.group);
+            let kprod: usize = cv.kernel.iter().product();
+            let p_in: usize = in_sp.iter().product();
+            let p_out: usize = out_sp.iter().product();
+            let unravel = |mut i: usize, dims: &[usize]| {
+                let mut v = vec![0usize; dims.len()];
+                for j in (0..dims.len()).rev() {
+                    v[j] = i % dims[j];
+                    i /= dims[j];
+                }
+                v
+            };
+            let mut out = Vec::new();
+            for i in 0..n {
+                for ch in 0..l.rows {
+                    let gi = ch / mg;
+                    for p in 0..p_out {
+                        let o = unravel(p, &out_sp);
+                        let (mut acc, mut usum) = (0i64, 0i64);
+                        for ci in 0..cg {
+                            for kk in 0..kprod {
+                                let kv = unravel(kk, &cv.kernel);
+                                let mut flat = 0usize;
+                                let mut inside = true;
+                                for j in 0..d {
+                                    let pos = (o[j] * cv.strides[j] + kv[j] * cv.dilations[j])
+                                        as isize
+                                        - cv.pads[j] as isize;
+                                    if pos < 0 || pos as usize >= in_sp[j] {
+                                        inside = false;
+                                    } else {
+                                        flat = flat * in_sp[j] + pos as usize;
+                                    }
+                                }
+                                let uv = if inside {
+                                    u[(i * c + gi * cg + ci) * p_in + flat]
+                                } else {
+                                    0
+                                };
+                                acc += q[ch * l.cols + ci * kprod + kk] * uv;
+                                usum += uv;
+                            }
+                        }
+                        out.push(epi(ch, acc, usum));
+                    }
+                }
+            }
+            out
+        }
+    }
+}
+
+fn run(l: &Layer, x: &Tensor, k: Option<u8>, path: QuantPath) -> Result<Tensor, RuntimeError> {
+    eval_op_with(&l.op, &l.inputs(x), k, path).map(|mut v| v.remove(0))
+}
+
+fn max_abs(v: &[f32]) -> f32 {
+    v.iter().fold(0.0f32, |m, &x| m.max(x.abs()))
+}
+
+/// For every plane count: integer path bitwise equal to the reference, float path within
+/// float rounding of it (relative to the output magnitude).
+fn check_layer(l: &Layer, x: &Tensor) {
+    for &k in &l.ks {
+        let int = run(l, x, Some(k), QuantPath::Integer).unwrap();
+        let want = reference(l, x, k);
+        let got = int.as_f32().unwrap();
+        assert_eq!(got.len(), want.len());
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(a.to_bits(), b.to_bits(), "k={k} element {i}: {a} vs {b}");
+        }
+        let flt = run(l, x, Some(k), QuantPath::Float).unwrap();
+        assert_eq!(flt.shape(), int.shape());
+        let mag = max_abs(got).max(1e-3);
+        let diff = got
+            .iter()
+            .zip(flt.as_f32().unwrap())
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            diff <= 1e-4 * mag,
+            "k={k}: float path differs by {diff} (magnitude {mag})"
+        );
+    }
+}
+
+#[test]
+fn linear_matches_reference_at_every_k() {
+    for (i, &cols) in [1usize, 63, 64, 65, 200].iter().enumerate() {
+        let l = layer(BitplaneKernel::Linear, 7, cols, 8, 8, 10 + i as u64);
+        let x = f32t(&[3, cols], &rand_vec(3 * cols, 99 + i as u64));
+        check_layer(&l, &x);
+    }
+    // Narrower codes and activations.
+    let l = layer(BitplaneKernel::Linear, 5, 70, 4, 6, 7);
+    let x = f32t(&[2, 70], &rand_vec(140, 8));
+    check_layer(&l, &x);
+}
+
+#[test]
+fn conv_matches_reference_at_every_k() {
+    // 2-D grouped, strided, dilated, asymmetric pads.
+    let l = conv_layer(4, 6, &[3, 2], &[2, 1], &[1, 0, 0, 1], &[1, 2], 2, 1);
+    check_layer(&l, &f32t(&[2, 4, 7, 6], &rand_vec(2 * 4 * 7 * 6, 2)));
+    // 1-D with a stride larger than the overlap.
+    let l = conv_layer(3, 5, &[4], &[3], &[2, 1], &[1], 1, 3);
+    check_layer(&l, &f32t(&[3, 3, 11], &rand_vec(99, 4)));
+    // Depthwise with channel multiplier 2, padded.
+    let l = conv_layer(4, 8, &[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 4, 5);
+    check_layer(&l, &f32t(&[1, 4, 5, 5], &rand_vec(100, 6)));
+    // 3-D.
+    let l = conv_layer(
+        2,
+        3,
+        &[2, 2, 2],
+        &[1, 1, 2],
+        &[0, 1, 0, 0, 0, 1],
+        &[1, 1, 1],
+        1,
+        7,
+    );
+    check_layer(&l, &f32t(&[1, 2, 4, 4, 3], &rand_vec(96, 8)));
+    // K = 16·3·3 = 144 spans three words per plane row.
+    let l = conv_layer(16, 4, &[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 1, 9);
+    check_layer(&l, &f32t(&[2, 16, 4, 4], &rand_vec(512, 10)));
+}
+
+#[test]
+fn full_precision_approaches_fp32() {
+    // k = B, alpha = s, beta = 0, and inputs on the activation grid: the only error left is
+    // weight rounding, at most s_c/2 per weight.
+    let (rows, cols, n) = (6, 50, 4);
+    let mut l = layer(BitplaneKernel::Linear, rows, cols, 8, 8, 21);
+    let scale = 1.0 / 64.0;
+    let ks = l.ks.len();
+    let mut alpha = vec![0.0; ks * rows];
+    alpha[(ks - 1) * rows..].copy_from_slice(&l.scales);
+    l.alpha = f32t(&[ks, rows], &alpha);
+    l.beta = f32t(&[ks, rows], &vec![0.0; ks * rows]);
+    let mut act = l.act.as_f32().unwrap().to_vec();
+    act[2 * (ks - 1)] = scale;
+    act[2 * (ks - 1) + 1] = 0.0;
+    l.act = f32t(&[ks, 2], &act);
+    let x: Vec<f32> = rand_vec(n * cols, 22)
+        .iter()
+        .map(|v| (v * 100.0).round() * scale)
+        .collect();
+    let xt = f32t(&[n, cols], &x);
+    let y = run(&l, &xt, Some(8), QuantPath::Integer).unwrap();
+    let bias = l.side(&l.bias, 8);
+    let (mut worst, mut mag) = (0.0f32, 0.0f32);
+    for i in 0..n {
+        for r in 0..rows {
+            let xr = &x[i * cols..(i + 1) * cols];
+            let fp: f32 = (0..cols).map(|j| l.w[r * cols + j] * xr[j]).sum::<f32>() + bias[r];
+            let bound: f32 = xr.iter().map(|v| v.abs()).sum::<f32>() * l.scales[r] / 2.0 + 1e-5;
+            let err = (y.as_f32().unwrap()[i * rows + r] - fp).abs();
+            assert!(err <= bound, "[{i},{r}]: {err} > {bound}");
+            worst = worst.max(err);
+            mag = mag.max(fp.abs());
+        }
+    }
+    assert!(worst < 0.01 * mag, "error {worst} vs output magnitude {mag}");
+}
+
+#[test]
+fn default_plane_count_and_truncated_planes() {
+    let mut l = layer(BitplaneKernel::Linear, 4, 30, 8, 8, 31);
+    // Side tables for k = 2, 4, 8 only.
+    let keep = [1usize, 3, 7];
+    let pick = |t: &Tensor, width: usize| {
+        let v = t.as_f32().unwrap();
+        let rows: Vec<f32> = keep
+            .iter()
+            .flat_map(|&j| v[j * width..(j + 1) * width].to_vec())
+            .collect();
+        f32t(&[3, width], &rows)
+    };
+    l.alpha = pick(&l.alpha, 4);
+    l.beta = pick(&l.beta, 4);
+    l.bias = pick(&l.bias, 4);
+    l.act = pick(&l.act, 2);
+    l.ks = vec![2, 4, 8];
+    if let Op::Bitplane(b) = &mut l.op {
+        b.spec.plane_counts = vec![2, 4, 8];
+    }
+    let x = f32t(&[2, 30], &rand_vec(60, 32));
+    let full8 = run(&l, &x, Some(8), QuantPath::Integer).unwrap();
+    let full4 = run(&l, &x, Some(4), QuantPath::Integer).unwrap();
+    assert_eq!(run(&l, &x, None, QuantPath::Integer).unwrap(), full8);
+
+    // Keep only the first 5 planes: the default becomes 4 and the result is unchanged (the
+    // prefix property at the op level), while asking for 8 fails.
+    let bytes = match l.planes.data() {
+        TensorData::U8(b) => b[..5 * 4 * 8].to_vec(),
+        _ => unreachable!(),
+    };
+    l.planes = Tensor::new(vec![5, 4, 8], TensorData::U8(bytes)).unwrap();
+    assert_eq!(run(&l, &x, None, QuantPath::Integer).unwrap(), full4);
+    assert_eq!(run(&l, &x, Some(4), QuantPath::Integer).unwrap(), full4);
+    assert_eq!(
+        run(&l, &x, Some(8), QuantPath::Integer).unwrap_err(),
+        RuntimeError::PlanesUnavailable { k: 8, available: 5 }
+    );
+    assert_eq!(
+        run(&l, &x, Some(3), QuantPath::Float).unwrap_err(),
+        RuntimeError::NoSideTable {
+            k: 3,
+            plane_counts: vec![2, 4, 8]
+        }
+    );
+    assert_eq!(
+        run(&l, &x, Some(0), QuantPath::Integer).unwrap_err(),
+        RuntimeError::NoSideTable {
+            k: 0,
+            plane_counts: vec![2, 4, 8]
+        }
+    );
+    // One plane: nothing can run by default.
+    let bytes = match l.planes.data() {
+        TensorData::U8(b) => b[..32].to_vec(),
+        _ => unreachable!(),
+    };
+    l.planes = Tensor::new(vec![1, 4, 8], TensorData::U8(bytes)).unwrap();
+    assert_eq!(
+        run(&l, &x, None, QuantPath::Integer).unwrap_err(),
+        RuntimeError::NoRunnablePlanes {
+            available: 1,
+            plane_counts: vec![2, 4, 8]
+        }
+    );
+}
+
+#[test]
+fn bad_side_tables_and_inputs_are_typed_errors() {
+    let l = layer(BitplaneKernel::Linear, 3, 10, 8, 8, 41);
+    let x = f32t(&[1, 10], &rand_vec(10, 42));
+    let with_act = |scale: f32, zero: f32| {
+        let mut a = l.act.as_f32().unwrap().to_vec();
+        a[2 * 7] = scale;
+        a[2 * 7 + 1] = zero;
+        let act = f32t(&[8, 2], &a);
+        let mut ins = l.inputs(&x);
+        ins[5] = &act;
+        eval_op_with(&l.op, &ins, Some(8), QuantPath::Integer).unwrap_err()
+    };
+    for (scale, zero) in [
+        (0.0, 0.0),
+        (-1.0, 0.0),
+        (f32::NAN, 0.0),
+        (f32::INFINITY, 0.0),
+        (0.1, 0.5),
+        (0.1, 257.0),
+        (0.1, f32::NAN),
+    ] {
+        assert!(
+            matches!(with_act(scale, zero), RuntimeError::SideTable { k: 8, .. }),
+            "scale {scale} zero {zero}"
+        );
+    }
+    // Wrong input shape, wrong planes element type, wrong arity.
+    let bad_x = f32t(&[1, 11], &rand_vec(11, 43));
+    assert!(matches!(
+        run(&l, &bad_x, None, QuantPath::Integer).unwrap_err(),
+        RuntimeError::Shape {
+            op: "bitplane_linear",
+            ..
+        }
+    ));
+    let f_planes = f32t(&[8, 3, 8], &vec![0.0; 192]);
+    let mut ins = l.inputs(&x);
+    ins[1] = &f_planes;
+    assert!(matches!(
+        eval_op_with(&l.op, &ins, None, QuantPath::Integer).unwrap_err(),
+        RuntimeError::Shape { .. }
+    ));
+    assert!(matches!(
+        eval_op_with(&l.op, &ins[..5], None, QuantPath::Integer).unwrap_err(),
+        RuntimeError::Arity { got: 5, .. }
+    ));
+}
+
+#[test]
+fn integer_path_is_deterministic_across_batches() {
+    // Each sample's output does not depend on the batch it runs in (parallel over the batch).
+    let l = conv_layer(3, 4, &[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 1, 51);
+    let x = rand_vec(5 * 3 * 6 * 6, 52);
+    let all = run(&l, &f32t(&[5, 3, 6, 6], &x), Some(5), QuantPath::Integer).unwrap();
+    let per = 4 * 36;
+    for i in 0..5 {
+        let one = run(
+            &l,
+            &f32t(&[1, 3, 6, 6], &x[i * 108..(i + 1) * 108]),
+            Some(5),
+            QuantPath::Integer,
+        )
+        .unwrap();
+        assert_eq!(
+            one.as_f32().unwrap(),
+            &all.as_f32().unwrap()[i * per..(i + 1) * per]
+        );
+    }
+}
