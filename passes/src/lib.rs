@@ -4,6 +4,9 @@
 //! [`PassManager`], which verifies the graph after each pass (so a broken pass is caught where
 //! it broke, not three passes later) and can print the IR after each one.
 
+pub mod baselines;
+mod bitplane_rewrite;
+mod calibrate;
 mod context;
 mod eliminate_dead_code;
 mod fold_batchnorm;
@@ -11,7 +14,13 @@ mod fold_constants;
 mod infer_shapes;
 mod manager;
 mod pipeline;
+mod vl_quantize;
 
+pub use bitplane_rewrite::{replace_with_bitplane, BitplaneRewrite, QuantizedLayer, SideTable};
+pub use calibrate::{
+    act_limits, act_params, fake_quant, minmax_range, mse_range, percentile_range, quantize_act,
+    ActQuant, ActRange, Calibrate, Calibration, CalibrationMethod, RangeStats,
+};
 pub use context::PassContext;
 pub use eliminate_dead_code::EliminateDeadCode;
 pub use fold_batchnorm::FoldBatchNorm;
@@ -19,6 +28,10 @@ pub use fold_constants::FoldConstants;
 pub use infer_shapes::InferShapes;
 pub use manager::{PassInfo, PassManager, PASSES};
 pub use pipeline::{parse_pipeline, PassOptions, PassSpec, PipelineError};
+pub use vl_quantize::{
+    layer_at, parse_plane_list, quantizable_layers, solve_2x2, FitSums, LayerCodes, LayerKind,
+    QuantLayer, VlQuantization, VlQuantize, FIT_ROWS,
+};
 
 use strata_ir::{Graph, GraphError, VerifyError};
 use strata_runtime::RuntimeError;
@@ -70,4 +83,22 @@ pub enum PassError {
         node: String,
         reason: String,
     },
+    /// A pass that measures activations was run without samples.
+    #[error(
+        "pass `{pass}` needs calibration samples: pass calibration data (one tensor per graph \
+         input, samples stacked along the leading axis) in PassContext.calibration"
+    )]
+    MissingCalibration { pass: &'static str },
+    /// The calibration samples do not fit the graph.
+    #[error("pass `{pass}`: calibration data: {reason}")]
+    BadCalibration { pass: &'static str, reason: String },
+    /// A pass that applies an earlier pass's result ran without it.
+    #[error("pass `{pass}` needs the result of `{needs}`: run `{needs}` earlier in the pipeline")]
+    MissingResult {
+        pass: &'static str,
+        needs: &'static str,
+    },
+    /// A library entry point (e.g. a baseline) was called with an unsupported argument.
+    #[error("{pass}: {reason}")]
+    BadArgument { pass: &'static str, reason: String },
 }

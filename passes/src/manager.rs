@@ -4,7 +4,8 @@ use strata_ir::Graph;
 
 use crate::pipeline::{parse_pipeline, PassOptions, PipelineError};
 use crate::{
-    EliminateDeadCode, FoldBatchNorm, FoldConstants, InferShapes, Pass, PassContext, PassError,
+    BitplaneRewrite, Calibrate, EliminateDeadCode, FoldBatchNorm, FoldConstants, InferShapes, Pass,
+    PassContext, PassError, VlQuantize,
 };
 
 /// A registered pass: its pipeline name, a one-line description for `--help`, and a
@@ -36,6 +37,23 @@ pub const PASSES: &[PassInfo] = &[
         name: "eliminate-dead-code",
         summary: "remove nodes and constants no graph output depends on",
         create: EliminateDeadCode::create,
+    },
+    PassInfo {
+        name: "calibrate",
+        summary: "FP32 activation ranges of every quantizable layer's input from calibration \
+                  samples {method=minmax|percentile|mse, percentile=99.99, samples=N}",
+        create: Calibrate::create,
+    },
+    PassInfo {
+        name: "vl-quantize",
+        summary: "vertically layered codes, planes and per-plane-count side tables fitted on \
+                  calibration samples {bits=8, planes=2-8, act-bits=8}",
+        create: VlQuantize::create,
+    },
+    PassInfo {
+        name: "bitplane-rewrite",
+        summary: "replace each layer vl-quantize quantized by a bit-plane op",
+        create: BitplaneRewrite::create,
     },
 ];
 

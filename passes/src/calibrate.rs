@@ -1,0 +1,684 @@
+//! `calibrate{method=minmax|percentile|mse, percentile=99.99, samples=N}`: activation ranges
+//! from calibration samples.
+//!
+//! The pass runs the FP32 graph on the samples (in chunks, so memory stays bounded) and
+//! records the range of every quantizable layer's input. It also fixes the *estimator* that
+//! `vl-quantize` uses afterwards: a k-plane network's activations differ from the FP32 ones, so
+//! the quantizer re-estimates each plane count's ranges on its own partially quantized network
+//! with the same method. The estimators are pure functions so they can be tested on values.
+
+use std::collections::BTreeMap;
+
+use shim::RunOptions;
+use strata_ir::ops::Slice;
+use strata_ir::{DType, Dim, Graph, NodeKind, Op, Tensor, ValueRef};
+
+use crate::pipeline::{PassOptions, PipelineError};
+use crate::vl_quantize::quantizable_layers;
+use crate::{EliminateDeadCode, Pass, PassContext, PassError};
+
+const PASS: &str = "calibrate";
+
+/// Samples run through the runtime at once: large enough to keep its GEMMs busy, small enough
+/// that the extra outputs of a wide network stay in memory comfortably.
+pub(crate) const CHUNK: usize = 256;
+
+/// At most this many values of one tensor are kept for percentile and MSE estimation; beyond
+/// it values are taken at an even stride (the exact min/max are always tracked).
+pub(crate) const KEEP_VALUES: usize = 1 << 20;
+
+/// The MSE search evaluates candidates on at most this many of the kept values.
+const MSE_VALUES: usize = 1 << 18;
+
+/// How an activation range is estimated from observed values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CalibrationMethod {
+    /// The exact minimum and maximum: never clips, but one outlier widens every bucket.
+    MinMax,
+    /// The two tails cut separately: `hi` is the `percentile`-th percentile of the values and
+    /// `lo` the `(100 − percentile)`-th (nearest rank), so a few outliers on either side are
+    /// clipped instead of stretching the scale.
+    Percentile { percentile: f64 },
+    /// The clipping range (the min/max range shrunk toward zero by a common factor) that
+    /// minimises the mean squared error of A-bit asymmetric quantization of the values.
+    Mse,
+}
+
+impl CalibrationMethod {
+    /// The range of the observed values by this method; `act_bits` matters only for MSE.
+    pub fn estimate(&self, stats: &RangeStats, act_bits: u8) -> ActRange {
+        let exact = ActRange {
+            lo: stats.min,
+            hi: stats.max,
+        };
+        if stats.kept.is_empty() {
+            return ActRange { lo: 0.0, hi: 0.0 };
+        }
+        match *self {
+            CalibrationMethod::MinMax => exact,
+            CalibrationMethod::Percentile { percentile } => {
+                percentile_range(&stats.kept, percentile).unwrap_or(exact)
+            }
+            CalibrationMethod::Mse => {
+                let step = stats.kept.len().div_ceil(MSE_VALUES).max(1);
+                let values: Vec<f32> = stats.kept.iter().step_by(step).copied().collect();
+                // Candidates are shrinkings of the exact range, so the exact extremes (which
+                // the stride may have skipped) are always the widest candidate.
+                mse_range_within(&values, exact, act_bits).unwrap_or(exact)
+            }
+        }
+    }
+
+    /// The name used in pipeline options.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CalibrationMethod::MinMax => "minmax",
+            CalibrationMethod::Percentile { .. } => "percentile",
+            CalibrationMethod::Mse => "mse",
+        }
+    }
+}
+
+/// A real-valued activation range `[lo, hi]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ActRange {
+    pub lo: f32,
+    pub hi: f32,
+}
+
+/// Asymmetric activation quantization parameters: `x ≈ scale·(x_q − zero)`. `zero` is an
+/// integer stored as f32 because that is how the side tables hold it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ActQuant {
+    pub scale: f32,
+    pub zero: f32,
+}
+
+/// The exact min/max of all values seen plus an evenly strided subset of them, fed chunk by
+/// chunk so that calibrating on many samples never holds every activation at once.
+#[derive(Debug, Clone)]
+pub struct RangeStats {
+    pub min: f32,
+    pub max: f32,
+    /// The values kept for percentile/MSE estimation.
+    pub kept: Vec<f32>,
+    stride: usize,
+    seen: usize,
+}
+
+impl RangeStats {
+    /// Statistics for a tensor expected to have about `total` values; keeps at most
+    /// [`KEEP_VALUES`] of them.
+    pub fn new(total: usize) -> RangeStats {
+        RangeStats {
+            min: f32::INFINITY,
+            max: f32::NEG_INFINITY,
+            kept: Vec::new(),
+            stride: total.div_ceil(KEEP_VALUES).max(1),
+            seen: 0,
+        }
+    }
+
+    /// Adds values; NaN is ignored (it has no place on a number line to clip to).
+    pub fn add(&mut self, values: &[f32]) {
+        for &v in values {
+            if v.is_nan() {
+                continue;
+            }
+            self.min = self.min.min(v);
+            self.max = self.max.max(v);
+            if self.seen % self.stride == 0 && self.kept.len() < KEEP_VALUES {
+                self.kept.push(v);
+            }
+            self.seen += 1;
+        }
+    }
+
+    /// Values seen (NaN excluded).
+    pub fn count(&self) -> usize {
+        self.seen
+    }
+}
+
+/// The exact range of `values` (NaN ignored); `None` when there is nothing to measure.
+pub fn minmax_range(values: &[f32]) -> Option<ActRange> {
+    let mut stats = RangeStats::new(values.len());
+    stats.add(values);
+    (stats.count() > 0).then_some(ActRange {
+        lo: stats.min,
+        hi: stats.max,
+    })
+}
+
+/// Two-tailed nearest-rank percentile range: `hi` = the `p`-th percentile, `lo` = the
+/// `(100 − p)`-th (the mirror rank), NaN ignored. `p` is clamped to `[50, 100]`.
+pub fn percentile_range(values: &[f32], p: f64) -> Option<ActRange> {
+    let mut v: Vec<f32> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    let n = v.len();
+    let p = if p.is_nan() {
+        100.0
+    } else {
+        p.clamp(50.0, 100.0)
+    };
+    let rank = ((p / 100.0) * n as f64).ceil() as usize;
+    let hi_idx = rank.clamp(1, n) - 1;
+    let lo_idx = n - 1 - hi_idx;
+    let (_, hi, _) = v.select_nth_unstable_by(hi_idx, f32::total_cmp);
+    let hi = *hi;
+    let (_, lo, _) = v.select_nth_unstable_by(lo_idx, f32::total_cmp);
+    Some(ActRange { lo: *lo, hi })
+}
+
+/// The clipping range minimising the MSE of `act_bits`-bit asymmetric quantization of
+/// `values`, searched over the min/max range shrunk toward zero by factors `1, 0.99, …, 0.05`.
+pub fn mse_range(values: &[f32], act_bits: u8) -> Option<ActRange> {
+    let exact = minmax_range(values)?;
+    mse_range_within(values, exact, act_bits)
+}
+
+fn mse_range_within(values: &[f32], exact: ActRange, act_bits: u8) -> Option<ActRange> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut best = (f64::INFINITY, exact);
+    for step in 0..=95 {
+        let t = 1.0 - step as f32 * 0.01;
+        let cand = ActRange {
+            lo: exact.lo * t,
+            hi: exact.hi * t,
+        };
+        let q = act_params(cand, act_bits);
+        let err: f64 = values
+            .iter()
+            .filter(|v| !v.is_nan())
+            .map(|&v| {
+                let d = (fake_quant(v, q, act_bits) - v) as f64;
+                d * d
+            })
+            .sum();
+        // Strictly better only, so ties keep the wider (earlier) range.
+        if err < best.0 {
+            best = (err, cand);
+        }
+    }
+    Some(best.1)
+}
+
+/// Quantization parameters for a range with `act_bits`-bit signed codes. The range is widened
+/// to contain 0 so that real zero (Conv padding, ReLU's floor) is exactly representable.
+pub fn act_params(range: ActRange, act_bits: u8) -> ActQuant {
+    let (qmin, qmax) = act_limits(act_bits);
+    let lo = range.lo.min(0.0);
+    let hi = range.hi.max(0.0);
+    let scale = (hi - lo) / (qmax - qmin) as f32;
+    if !(scale.is_finite() && scale > 0.0) {
+        return ActQuant {
+            scale: 1.0,
+            zero: 0.0,
+        };
+    }
+    let zero = ((qmin as f32) - lo / scale)
+        .round_ties_even()
+        .clamp(qmin as f32, qmax as f32);
+    ActQuant { scale, zero }
+}
+
+/// `[-2^(A-1), 2^(A-1) − 1]`.
+pub fn act_limits(act_bits: u8) -> (i32, i32) {
+    let b = act_bits.clamp(2, 16) as u32;
+    (-(1i32 << (b - 1)), (1i32 << (b - 1)) - 1)
+}
+
+/// `x_q = clamp(round_half_even(x / scale) + zero, qmin, qmax)`, per docs/vertical-layering.md.
+pub fn quantize_act(x: f32, q: ActQuant, act_bits: u8) -> i32 {
+    let (qmin, qmax) = act_limits(act_bits);
+    let v = (x / q.scale).round_ties_even() + q.zero;
+    if v.is_nan() {
+        return q.zero as i32;
+    }
+    v.clamp(qmin as f32, qmax as f32) as i32
+}
+
+/// `scale·(quantize(x) − zero)`: what the integer path sees of `x`, in real units.
+pub fn fake_quant(x: f32, q: ActQuant, act_bits: u8) -> f32 {
+    q.scale * (quantize_act(x, q, act_bits) as f32 - q.zero)
+}
+
+/// What `calibrate` leaves in `ctx.results["calibrate"]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Calibration {
+    pub method: CalibrationMethod,
+    /// How many calibration samples the quantizer should use (the first `samples`).
+    pub samples: usize,
+    /// FP32 range of each quantizable layer's input, keyed by the layer's node name.
+    pub ranges: BTreeMap<String, ActRange>,
+}
+
+impl Calibration {
+    /// The calibration result of an earlier `calibrate` pass, if any.
+    pub fn from_context(ctx: &PassContext) -> Option<&Calibration> {
+        ctx.results.get(PASS)?.downcast_ref::<Calibration>()
+    }
+}
+
+/// See the module documentation.
+pub struct Calibrate {
+    method: CalibrationMethod,
+    samples: Option<usize>,
+}
+
+impl Calibrate {
+    /// A calibrate pass with this estimator using the first `samples` samples (all if `None`).
+    pub fn new(method: CalibrationMethod, samples: Option<usize>) -> Calibrate {
+        Calibrate { method, samples }
+    }
+
+    pub(crate) fn create(options: &PassOptions) -> Result<Box<dyn Pass>, PipelineError> {
+        let method_name: String = options.get("method", "minmax".to_string())?;
+        let percentile: f64 = options.get("percentile", 99.99)?;
+        if !(percentile > 50.0 && percentile <= 100.0) {
+            return Err(options.invalid("percentile", "must be in (50, 100]"));
+        }
+        let method = match method_name.as_str() {
+            "minmax" => CalibrationMethod::MinMax,
+            "percentile" => CalibrationMethod::Percentile { percentile },
+            "mse" => CalibrationMethod::Mse,
+            _ => {
+                return Err(options.invalid("method", "expected minmax, percentile or mse"));
+            }
+        };
+        let samples = match options.raw("samples") {
+            None => None,
+            Some(_) => {
+                let n: usize = options.get("samples", 0)?;
+                if n == 0 {
+                    return Err(options.invalid("samples", "must be at least 1"));
+                }
+                Some(n)
+            }
+        };
+        Ok(Box::new(Calibrate { method, samples }))
+    }
+}
+
+impl Pass for Calibrate {
+    fn name(&self) -> &'static str {
+        PASS
+    }
+
+    fn run(&self, graph: &mut Graph, ctx: &mut PassContext) -> Result<bool, PassError> {
+        let data = CalibrationData::new(PASS, graph, ctx.calibration.as_deref(), self.samples)?;
+        let layers = quantizable_layers(graph)?;
+        let values: Vec<ValueRef> = layers.iter().map(|l| l.input).collect();
+        let mut stats: Vec<Option<RangeStats>> = vec![None; values.len()];
+        for_each_chunk(
+            PASS,
+            graph,
+            &values,
+            &data,
+            &RunOptions::default(),
+            |_, outs| {
+                for (i, t) in outs.iter().enumerate() {
+                    let s = stats[i].get_or_insert_with(|| RangeStats::new(data.total_of(t)));
+                    s.add(t.as_f32().unwrap_or(&[]));
+                }
+                Ok(())
+            },
+        )?;
+        let ranges = layers
+            .iter()
+            .zip(stats)
+            .map(|(l, s)| {
+                let s = s.unwrap_or_else(|| RangeStats::new(0));
+                (l.name.clone(), self.method.estimate(&s, 8))
+            })
+            .collect();
+        ctx.results.insert(
+            PASS,
+            Box::new(Calibration {
+                method: self.method,
+                samples: data.samples,
+                ranges,
+            }),
+        );
+        Ok(false)
+    }
+}
+
+/// Calibration samples checked against the graph's inputs.
+pub(crate) struct CalibrationData<'a> {
+    pub inputs: &'a [Tensor],
+    /// Samples used (≤ the samples supplied).
+    pub samples: usize,
+    /// Samples per runtime call.
+    pub chunk: usize,
+}
+
+impl<'a> CalibrationData<'a> {
+    /// Checks that calibration data is present and fits the graph: one tensor per graph input,
+    /// f32 where the input is f32, a shared leading sample axis. An input with a fixed leading
+    /// dimension `d` (no batch symbol) is fed `d` samples at a time.
+    pub fn new(
+        pass: &'static str,
+        graph: &Graph,
+        samples: Option<&'a [Tensor]>,
+        limit: Option<usize>,
+    ) -> Result<CalibrationData<'a>, PassError> {
+        let inputs = samples.ok_or(PassError::MissingCalibration { pass })?;
+        let bad = |reason: String| PassError::BadCalibration { pass, reason };
+        if inputs.len() != graph.inputs().len() {
+            return Err(bad(format!(
+                "{} tensors given but the graph has {} inputs",
+                inputs.len(),
+                graph.inputs().len()
+            )));
+        }
+        let mut n: Option<usize> = None;
+        let mut fixed: Option<usize> = None;
+        for (&id, t) in graph.inputs().iter().zip(inputs) {
+            let node = graph
+                .node(id)
+                .map_err(|source| PassError::Graph { pass, source })?;
+            let Some(value) = node.outputs.first() else {
+                return Err(bad(format!("graph input `{}` has no value", node.name)));
+            };
+            if !matches!(node.kind, NodeKind::Input) {
+                return Err(bad(format!("`{}` is not a graph input", node.name)));
+            }
+            if t.dtype() != value.ty.dtype {
+                return Err(bad(format!(
+                    "input `{}`: samples are {} but the input is {}",
+                    value.name,
+                    t.dtype(),
+                    value.ty
+                )));
+            }
+            if t.rank() != value.ty.rank() || t.rank() == 0 {
+                return Err(bad(format!(
+                    "input `{}`: samples have shape {:?} but the input is {} (samples are \
+                     stacked along the leading axis)",
+                    value.name,
+                    t.shape(),
+                    value.ty
+                )));
+            }
+            let count = t.shape()[0];
+            match n {
+                Some(m) if m != count => {
+                    return Err(bad(format!(
+                        "input `{}` has {count} samples but an earlier input has {m}",
+                        value.name
+                    )))
+                }
+                _ => n = Some(count),
+            }
+            if let Some(Dim::Known(d)) = value.ty.shape.dims().first() {
+                match fixed {
+                    Some(f) if f != *d => {
+                        return Err(bad(format!(
+                            "inputs have different fixed leading dimensions ({f} and {d})"
+                        )))
+                    }
+                    _ => fixed = Some(*d),
+                }
+            }
+        }
+        let total = n.unwrap_or(0);
+        let samples = limit.map_or(total, |l| l.min(total));
+        if samples == 0 {
+            return Err(bad("no samples".to_string()));
+        }
+        let chunk = match fixed {
+            None => CHUNK,
+            Some(0) => return Err(bad("a graph input has leading dimension 0".to_string())),
+            Some(d) => {
+                if samples % d != 0 {
+                    return Err(bad(format!(
+                        "{samples} samples do not split into runs of the inputs' fixed leading \
+                         dimension {d}"
+                    )));
+                }
+                d
+            }
+        };
+        Ok(CalibrationData {
+            inputs,
+            samples,
+            chunk,
+        })
+    }
+
+    /// Expected value count of a tensor over all used samples, from one chunk's output.
+    pub fn total_of(&self, chunk_output: &Tensor) -> usize {
+        let per = chunk_output.shape().iter().skip(1).product::<usize>();
+        per.saturating_mul(self.samples)
+    }
+
+    /// Rows `start..start+len` (every `step`-th) of every input.
+    pub fn rows(
+        &self,
+        pass: &'static str,
+        start: usize,
+        end: usize,
+        step: usize,
+    ) -> Result<Vec<Tensor>, PassError> {
+        let op = Op::Slice(Slice {
+            starts: vec![start as i64],
+            ends: vec![end as i64],
+            axes: vec![0],
+            steps: vec![step.max(1) as i64],
+        });
+        self.inputs
+            .iter()
+            .map(|t| {
+                strata_runtime::eval_op(&op, &[t])
+                    .map_err(|source| PassError::Runtime {
+                        pass,
+                        node: "<calibration samples>".to_string(),
+                        source,
+                    })
+                    .and_then(|mut v| {
+                        v.pop().ok_or_else(|| PassError::BadCalibration {
+                            pass,
+                            reason: "slicing the samples produced no tensor".to_string(),
+                        })
+                    })
+            })
+            .collect()
+    }
+}
+
+/// `graph` with `outputs` as its outputs and everything they do not depend on removed, so
+/// that asking for an early layer's input does not run the rest of the network.
+pub(crate) fn pruned(graph: &Graph, outputs: &[ValueRef]) -> Result<Graph, PassError> {
+    let mut g = graph.clone();
+    g.set_outputs(outputs.to_vec());
+    EliminateDeadCode.run(&mut g, &mut PassContext::default())?;
+    Ok(g)
+}
+
+/// Runs `graph` (pruned to `outputs`) over the calibration samples chunk by chunk and hands
+/// each chunk's outputs to `f` with the chunk's first sample index.
+pub(crate) fn for_each_chunk(
+    pass: &'static str,
+    graph: &Graph,
+    outputs: &[ValueRef],
+    data: &CalibrationData<'_>,
+    options: &RunOptions,
+    mut f: impl FnMut(usize, &[Tensor]) -> Result<(), PassError>,
+) -> Result<(), PassError> {
+    if outputs.is_empty() {
+        return Ok(());
+    }
+    let g = pruned(graph, outputs)?;
+    let mut start = 0;
+    while start < data.samples {
+        let end = (start + data.chunk).min(data.samples);
+        let inputs = data.rows(pass, start, end, 1)?;
+        let outs = run_checked(pass, &g, &inputs, options)?;
+        f(start, &outs)?;
+        start = end;
+    }
+    Ok(())
+}
+
+/// Runs the graph and checks every output is f32 (layer inputs are).
+pub(crate) fn run_checked(
+    pass: &'static str,
+    graph: &Graph,
+    inputs: &[Tensor],
+    options: &RunOptions,
+) -> Result<Vec<Tensor>, PassError> {
+    let outs = shim::run_with(graph, inputs, options).map_err(|source| PassError::Runtime {
+        pass,
+        node: graph.name.clone(),
+        source,
+    })?;
+    for (t, v) in outs.iter().zip(graph.outputs()) {
+        if t.dtype() != DType::F32 {
+            let name = graph.value(*v).map(|v| v.name.clone()).unwrap_or_default();
+            return Err(PassError::BadCalibration {
+                pass,
+                reason: format!("value `{name}` is {} where f32 was expected", t.dtype()),
+            });
+        }
+    }
+    Ok(outs)
+}
+
+// TEMPORARY: until strata_runtime::run_with lands.
+pub(crate) mod shim {
+    #[derive(Default)]
+    pub struct RunOptions;
+    pub fn run_with(
+        g: &strata_ir::Graph,
+        i: &[strata_ir::Tensor],
+        _o: &RunOptions,
+    ) -> Result<Vec<strata_ir::Tensor>, strata_runtime::RuntimeError> {
+        strata_runtime::run(g, i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minmax_ignores_nan_and_handles_empty() {
+        assert_eq!(
+            minmax_range(&[1.0, f32::NAN, -3.0, 2.5]),
+            Some(ActRange { lo: -3.0, hi: 2.5 })
+        );
+        assert_eq!(minmax_range(&[]), None);
+        assert_eq!(minmax_range(&[f32::NAN]), None);
+    }
+
+    #[test]
+    fn percentile_cuts_both_tails_by_nearest_rank() {
+        let v: Vec<f32> = (0..10_000).map(|i| i as f32).collect();
+        // rank ceil(0.99·10000) = 9900 → index 9899; the mirror index is 100.
+        assert_eq!(
+            percentile_range(&v, 99.0),
+            Some(ActRange {
+                lo: 100.0,
+                hi: 9899.0
+            })
+        );
+        assert_eq!(
+            percentile_range(&v, 100.0),
+            Some(ActRange {
+                lo: 0.0,
+                hi: 9999.0
+            })
+        );
+        // One huge outlier among 10 000 values is clipped at 99.99.
+        let mut w: Vec<f32> = (0..9_999).map(|i| (i % 10) as f32).collect();
+        w.push(1e6);
+        let r = percentile_range(&w, 99.99).unwrap();
+        assert_eq!(r, ActRange { lo: 0.0, hi: 9.0 });
+        assert_eq!(percentile_range(&[], 99.0), None);
+    }
+
+    #[test]
+    fn act_params_include_zero_and_map_range_ends() {
+        let q = act_params(ActRange { lo: 0.0, hi: 2.55 }, 8);
+        assert!((q.scale - 0.01).abs() < 1e-7);
+        assert_eq!(q.zero, -128.0);
+        assert_eq!(quantize_act(0.0, q, 8), -128);
+        assert_eq!(quantize_act(2.55, q, 8), 127);
+        assert_eq!(quantize_act(100.0, q, 8), 127);
+        assert_eq!(quantize_act(-5.0, q, 8), -128);
+        // A positive-only range is widened to 0.
+        let q = act_params(ActRange { lo: 1.0, hi: 2.55 }, 8);
+        assert_eq!(q.zero, -128.0);
+        // Symmetric range: zero in the middle, and real 0 stays exactly 0.
+        let q = act_params(ActRange { lo: -1.0, hi: 1.0 }, 8);
+        assert!((q.scale - 2.0 / 255.0).abs() < 1e-7);
+        // -128 + 1/scale = -0.5 up to float rounding of the scale.
+        assert!(q.zero == 0.0 || q.zero == -1.0, "{q:?}");
+        assert_eq!(fake_quant(0.0, q, 8), 0.0);
+        // Degenerate range: unit scale.
+        assert_eq!(
+            act_params(ActRange { lo: 0.0, hi: 0.0 }, 8),
+            ActQuant {
+                scale: 1.0,
+                zero: 0.0
+            }
+        );
+        assert_eq!(act_limits(4), (-8, 7));
+    }
+
+    #[test]
+    fn mse_clips_outliers_but_not_a_uniform_spread() {
+        // Uniform values: clipping only hurts, the full range wins.
+        let uniform: Vec<f32> = (0..1000).map(|i| i as f32 / 999.0).collect();
+        let r = mse_range(&uniform, 8).unwrap();
+        assert_eq!(r, ActRange { lo: 0.0, hi: 1.0 });
+        // Many small values and one far outlier: a 2-bit grid is better spent on the bulk.
+        let mut v: Vec<f32> = (0..1000).map(|i| (i % 100) as f32 / 100.0).collect();
+        v.push(10.0);
+        let r = mse_range(&v, 2).unwrap();
+        assert!(r.hi < 10.0 && r.hi > 0.5, "{r:?}");
+        assert_eq!(r.lo, 0.0);
+        assert_eq!(mse_range(&[], 8), None);
+    }
+
+    #[test]
+    fn stats_keep_a_strided_subset_and_exact_extremes() {
+        let mut s = RangeStats::new(3 * KEEP_VALUES);
+        let v: Vec<f32> = (0..3 * KEEP_VALUES).map(|i| i as f32).collect();
+        s.add(&v[..10]);
+        s.add(&v[10..]);
+        assert_eq!(s.kept.len(), KEEP_VALUES);
+        assert_eq!(s.kept[1], 3.0);
+        assert_eq!(s.min, 0.0);
+        assert_eq!(s.max, (3 * KEEP_VALUES - 1) as f32);
+        let m = CalibrationMethod::MinMax.estimate(&s, 8);
+        assert_eq!(m.hi, s.max);
+    }
+
+    #[test]
+    fn options_are_validated() {
+        let ok = PassOptions::new(PASS, &[("method", "percentile"), ("percentile", "99.9")]);
+        assert!(Calibrate::create(&ok).is_ok());
+        ok.finish().unwrap();
+        for (k, v) in [
+            ("method", "median"),
+            ("percentile", "40"),
+            ("percentile", "abc"),
+            ("samples", "0"),
+        ] {
+            let o = PassOptions::new(PASS, &[(k, v)]);
+            assert!(
+                matches!(
+                    Calibrate::create(&o),
+                    Err(PipelineError::InvalidOption { .. })
+                ),
+                "{k}={v}"
+            );
+        }
+    }
+}

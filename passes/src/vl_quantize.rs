@@ -1,0 +1,844 @@
+//! `vl-quantize{bits=8, planes=2-8, act-bits=8}`: vertically layered quantization of every
+//! layer with a constant weight.
+//!
+//! Per layer: symmetric per-output-channel `B`-bit codes and their bit-planes (once), then for
+//! every plane count `k` a side table. Each `k` is calibrated **on its own quantized
+//! network, layer by layer in topological order**: the layers before the current one are
+//! already bit-plane ops at `k` with their fitted tables, so the current layer's activation
+//! range and weight fit see the inputs the `k`-plane model will really feed it. The weight
+//! scale and offset `alpha`/`beta` per channel are fitted by 2×2 least squares so that
+//! `(alpha·q_k + beta)·x̂` matches the float layer `W·x̂` on the dequantized calibration
+//! inputs, starting from (and falling back to) the bucket midpoint.
+//! Arithmetic: docs/vertical-layering.md. The pass leaves the graph unchanged and stores its
+//! [`VlQuantization`] in `ctx.results["vl-quantize"]`; `bitplane-rewrite` applies it.
+
+use crate::calibrate::shim::RunOptions;
+use strata_ir::ops::{Conv, Gemm};
+use strata_ir::{DType, Graph, NodeId, NodeKind, Op, Tensor, ValueRef};
+
+use crate::bitplane_rewrite::{replace_with_bitplane, QuantizedLayer, SideTable};
+use crate::calibrate::{
+    act_params, fake_quant, for_each_chunk, pruned, run_checked, ActQuant, Calibration,
+    CalibrationData, CalibrationMethod, RangeStats,
+};
+use crate::pipeline::{PassOptions, PipelineError};
+use crate::{Pass, PassContext, PassError};
+
+const PASS: &str = "vl-quantize";
+
+/// The least-squares fit of one layer uses at most about this many output positions (rows of
+/// the fit) so calibration cost stays bounded on large sets; samples are taken at an even
+/// stride.
+pub const FIT_ROWS: usize = 50_000;
+
+/// What kind of layer a quantizable node is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LayerKind {
+    /// A convolution (its attributes, bias excluded).
+    Conv(Conv),
+    /// `y[N, R] = x[N, K]·Wᵀ` (Gemm with `trans_a = false`, MatMul with a 2-D constant).
+    Linear,
+}
+
+/// A layer `vl-quantize` can turn into a bit-plane op, with its weight viewed as `[R, K]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantLayer {
+    pub node: NodeId,
+    /// The node name: how later passes find the layer again after earlier ones were replaced.
+    pub name: String,
+    pub kind: LayerKind,
+    /// The activation input `x`.
+    pub input: ValueRef,
+    pub rows: usize,
+    pub cols: usize,
+    /// `[R, K]` row-major (ONNX OIHW order for Conv, `op(B)ᵀ` for Gemm/MatMul).
+    pub weight: Vec<f32>,
+    /// Factor applied to `W·x` (Gemm `alpha`, else 1); folded into `alpha`/`beta`.
+    pub gain: f32,
+    /// Per-row bias (Conv bias, Gemm `beta·C`, else zeros).
+    pub bias: Vec<f32>,
+}
+
+fn f32_const(graph: &Graph, v: ValueRef) -> Option<&Tensor> {
+    graph
+        .constant_value(v)
+        .map(|t| t.as_ref())
+        .filter(|t| t.dtype() == DType::F32)
+}
+
+/// The layer at `node`, if it is quantizable: Conv with a constant f32 weight (any group
+/// count) and constant or absent bias; Gemm with a constant 2-D B, `trans_a = false`, and a
+/// constant per-column (or absent) C; MatMul of a 2-D activation with a constant 2-D weight.
+/// The activation input must not itself be a constant (fold-constants handles that).
+pub fn layer_at(graph: &Graph, node: NodeId) -> Option<QuantLayer> {
+    let n = graph.node(node).ok()?;
+    let NodeKind::Op(op) = &n.kind else {
+        return None;
+    };
+    let inputs = graph.node_inputs(node);
+    let x = *inputs.first()?;
+    if graph.constant_value(x).is_some() {
+        return None;
+    }
+    let x_ty = &graph.value(x).ok()?.ty;
+    if x_ty.dtype != DType::F32 || n.outputs.len() != 1 {
+        return None;
+    }
+    let (kind, rows, cols, weight, gain, bias) = match op {
+        Op::Conv(conv) => {
+            let w = f32_const(graph, *inputs.get(1)?)?;
+            let rows = *w.shape().first()?;
+            if rows == 0 || w.rank() < 3 {
+                return None;
+            }
+            let cols = w.len() / rows;
+            let bias = if conv.has_bias {
+                let b = f32_const(graph, *inputs.get(2)?)?;
+                if b.len() != rows {
+                    return None;
+                }
+                b.as_f32()?.to_vec()
+            } else {
+                vec![0.0; rows]
+            };
+            let attrs = Conv {
+                has_bias: false,
+                ..conv.clone()
+            };
+            (
+                LayerKind::Conv(attrs),
+                rows,
+                cols,
+                w.as_f32()?.to_vec(),
+                1.0,
+                bias,
+            )
+        }
+        Op::Gemm(Gemm {
+            alpha,
+            beta,
+            trans_a: false,
+            trans_b,
+            has_c,
+        }) => {
+            let b = f32_const(graph, *inputs.get(1)?)?;
+            let (rows, cols, weight) = linear_view(b, *trans_b)?;
+            let bias = if *has_c {
+                let c = f32_const(graph, *inputs.get(2)?)?;
+                let cv = c.as_f32()?;
+                let per_row: Vec<f32> = match c.shape() {
+                    [] | [1] | [1, 1] => vec![cv[0]; rows],
+                    [r] | [1, r] if *r == rows => cv.to_vec(),
+                    _ => return None,
+                };
+                per_row.iter().map(|v| v * beta).collect()
+            } else {
+                vec![0.0; rows]
+            };
+            (LayerKind::Linear, rows, cols, weight, *alpha, bias)
+        }
+        Op::MatMul if x_ty.rank() == 2 => {
+            let b = f32_const(graph, *inputs.get(1)?)?;
+            let (rows, cols, weight) = linear_view(b, false)?;
+            (LayerKind::Linear, rows, cols, weight, 1.0, vec![0.0; rows])
+        }
+        _ => return None,
+    };
+    if rows == 0 || cols == 0 {
+        return None;
+    }
+    Some(QuantLayer {
+        node,
+        name: n.name.clone(),
+        kind,
+        input: x,
+        rows,
+        cols,
+        weight,
+        gain,
+        bias,
+    })
+}
+
+/// `[R, K]` view of a 2-D linear weight: `B [K, R]` is transposed, `trans_b` B is `[R, K]`.
+fn linear_view(b: &Tensor, trans_b: bool) -> Option<(usize, usize, Vec<f32>)> {
+    let [d0, d1] = *b.shape() else {
+        return None;
+    };
+    let v = b.as_f32()?;
+    if trans_b {
+        return Some((d0, d1, v.to_vec()));
+    }
+    let (k, r) = (d0, d1);
+    let mut w = vec![0.0; r * k];
+    for i in 0..k {
+        for j in 0..r {
+            w[j * k + i] = v[i * r + j];
+        }
+    }
+    Some((r, k, w))
+}
+
+/// Every quantizable layer, in the graph's deterministic topological order.
+pub fn quantizable_layers(graph: &Graph) -> Result<Vec<QuantLayer>, PassError> {
+    let order = graph
+        .topo_order()
+        .map_err(|source| PassError::Graph { pass: PASS, source })?;
+    Ok(order
+        .into_iter()
+        .filter_map(|id| layer_at(graph, id))
+        .collect())
+}
+
+/// The node named `name` in `graph` (its layer view), or a typed error naming it.
+pub(crate) fn find_layer(
+    pass: &'static str,
+    graph: &Graph,
+    name: &str,
+) -> Result<NodeId, PassError> {
+    let mut found = graph
+        .node_ids()
+        .filter(|&id| graph.node(id).is_ok_and(|n| n.name == name));
+    match (found.next(), found.next()) {
+        (Some(id), None) => Ok(id),
+        (None, _) => Err(PassError::Rewrite {
+            pass,
+            node: name.to_string(),
+            reason: "no node of this name (was the graph changed after quantization?)".to_string(),
+        }),
+        (Some(_), Some(_)) => Err(PassError::Rewrite {
+            pass,
+            node: name.to_string(),
+            reason: "several nodes have this name".to_string(),
+        }),
+    }
+}
+
+/// Parses a plane-count list: `2-8`, `2,3,4`, or a mix (`2,4-6`); sorted, deduplicated.
+pub fn parse_plane_list(text: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err("empty entry".to_string());
+        }
+        let parse = |s: &str| {
+            s.trim()
+                .parse::<u8>()
+                .map_err(|e| format!("`{}`: {e}", s.trim()))
+        };
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (parse(a)?, parse(b)?);
+                if a > b {
+                    return Err(format!("range `{part}` is empty"));
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(parse(part)?),
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// Solves the per-channel 2×2 least squares `min Σ (alpha·a + beta·b − t)²` from its
+/// accumulated normal-equation sums; `None` when the system is (numerically) singular.
+pub fn solve_2x2(sums: &FitSums) -> Option<(f32, f32)> {
+    let FitSums {
+        aa, ab, bb, at, bt, ..
+    } = *sums;
+    let det = aa * bb - ab * ab;
+    if !(det.is_finite() && det > 1e-9 * aa * bb && aa > 0.0 && bb > 0.0) {
+        return None;
+    }
+    let alpha = (at * bb - bt * ab) / det;
+    let beta = (aa * bt - ab * at) / det;
+    (alpha.is_finite() && beta.is_finite()).then_some((alpha as f32, beta as f32))
+}
+
+/// Normal-equation sums of one channel's fit, in f64 (millions of terms).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FitSums {
+    pub aa: f64,
+    pub ab: f64,
+    pub bb: f64,
+    pub at: f64,
+    pub bt: f64,
+    pub rows: usize,
+}
+
+impl FitSums {
+    /// Adds one row: `a = Σ q_k·x̂`, `b = Σ x̂`, `t` = the float layer's output.
+    pub fn add(&mut self, a: f32, b: f32, t: f32) {
+        let (a, b, t) = (a as f64, b as f64, t as f64);
+        self.aa += a * a;
+        self.ab += a * b;
+        self.bb += b * b;
+        self.at += a * t;
+        self.bt += b * t;
+        self.rows += 1;
+    }
+}
+
+/// Per-row codes of one layer: the `B`-bit planes and per-channel scales.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerCodes {
+    pub bits: u8,
+    /// `u8 [bits, R, 8·ceil(K/64)]` data.
+    pub planes: Vec<u8>,
+    /// `s_c`.
+    pub scales: Vec<f32>,
+}
+
+impl LayerCodes {
+    /// Quantizes a layer's weight to `bits`-bit symmetric per-channel codes and packs them.
+    pub fn quantize(layer: &QuantLayer, bits: u8) -> LayerCodes {
+        let (codes, scales) =
+            strata_ir::quant::quantize_rows(&layer.weight, layer.rows, layer.cols, bits);
+        let planes = strata_ir::quant::pack_planes(&codes, layer.rows, layer.cols, bits);
+        LayerCodes {
+            bits,
+            planes,
+            scales,
+        }
+    }
+
+    /// `q_k` from the first `k` planes, as f32 (exact: |q| < 2^15).
+    fn prefix_f32(&self, layer: &QuantLayer, k: u8) -> Vec<f32> {
+        strata_ir::quant::prefix_codes(&self.planes, layer.rows, layer.cols, k)
+            .into_iter()
+            .map(|q| q as f32)
+            .collect()
+    }
+}
+
+/// How a sequential calibration run sets each layer's weight side table.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum TableRule {
+    /// Least squares on the calibration data from the midpoint init (vl-quantize).
+    LeastSquares,
+    /// `alpha = gain·s_c·2^(B−k)`, `beta = 0` (plain PTQ, the baselines).
+    Plain,
+}
+
+/// Settings of one sequential calibration run.
+pub(crate) struct Sequential<'a> {
+    pub pass: &'static str,
+    pub k: u8,
+    pub act_bits: u8,
+    pub method: CalibrationMethod,
+    pub rule: TableRule,
+    pub data: &'a CalibrationData<'a>,
+}
+
+/// Quantizes `layers` of `graph` at plane count `k` one after the other: each layer's input is
+/// measured on the network whose earlier layers are already bit-plane ops at `k`. Returns one
+/// side table per layer (in `layers` order) and the fully quantized network at `k`.
+pub(crate) fn calibrate_sequentially(
+    graph: &Graph,
+    layers: &[QuantLayer],
+    codes: &[LayerCodes],
+    seq: &Sequential<'_>,
+) -> Result<(Vec<SideTable>, Graph), PassError> {
+    let mut work = graph.clone();
+    let mut tables = Vec::with_capacity(layers.len());
+    for (layer, code) in layers.iter().zip(codes) {
+        let id = find_layer(seq.pass, &work, &layer.name)?;
+        let x = *work
+            .node_inputs(id)
+            .first()
+            .ok_or_else(|| PassError::Rewrite {
+                pass: seq.pass,
+                node: layer.name.clone(),
+                reason: "layer lost its input".to_string(),
+            })?;
+        let options = RunOptions::default();
+        let mut stats: Option<RangeStats> = None;
+        for_each_chunk(seq.pass, &work, &[x], seq.data, &options, |_, outs| {
+            let t = &outs[0];
+            let s = stats.get_or_insert_with(|| RangeStats::new(seq.data.total_of(t)));
+            s.add(t.as_f32().unwrap_or(&[]));
+            Ok(())
+        })?;
+        let stats = stats.unwrap_or_else(|| RangeStats::new(0));
+        let act = act_params(seq.method.estimate(&stats, seq.act_bits), seq.act_bits);
+        let (alpha, beta) = match seq.rule {
+            TableRule::Plain => plain_side(layer, code, seq.k),
+            TableRule::LeastSquares => {
+                let sums = fit_sums(&work, x, layer, code, act, seq)?;
+                let mid = midpoint_side(layer, code, seq.k);
+                sums.iter()
+                    .zip(mid.0.iter().zip(&mid.1))
+                    .map(|(s, (&a0, &b0))| solve_2x2(s).unwrap_or((a0, b0)))
+                    .unzip()
+            }
+        };
+        let table = SideTable {
+            k: seq.k,
+            alpha,
+            beta,
+            bias: layer.bias.clone(),
+            act_scale: act.scale,
+            act_zero: act.zero,
+        };
+        let q = QuantizedLayer {
+            name: layer.name.clone(),
+            bits: code.bits,
+            act_bits: seq.act_bits,
+            rows: layer.rows,
+            cols: layer.cols,
+            planes: code.planes.clone(),
+            scales: code.scales.clone(),
+            tables: vec![table.clone()],
+        };
+        replace_with_bitplane(seq.pass, &mut work, &q)?;
+        tables.push(table);
+    }
+    Ok((tables, work))
+}
+
+/// Bucket-midpoint init with the Gemm gain folded in.
+pub(crate) fn midpoint_side(layer: &QuantLayer, code: &LayerCodes, k: u8) -> (Vec<f32>, Vec<f32>) {
+    code.scales
+        .iter()
+        .map(|&s| {
+            let (a, b) = strata_ir::quant::midpoint_side(s, code.bits, k);
+            (a * layer.gain, b * layer.gain)
+        })
+        .unzip()
+}
+
+/// Plain truncation tables: `alpha = gain·s·2^(B−k)`, `beta = 0`.
+pub(crate) fn plain_side(layer: &QuantLayer, code: &LayerCodes, k: u8) -> (Vec<f32>, Vec<f32>) {
+    let shift = 2f32.powi(code.bits.saturating_sub(k) as i32);
+    code.scales
+        .iter()
+        .map(|&s| (layer.gain * s * shift, 0.0))
+        .unzip()
+}
+
+/// Accumulates the per-channel least-squares sums for `layer` whose input is `x` in `work`,
+/// over an evenly strided subset of the calibration samples (≈ [`FIT_ROWS`] positions).
+fn fit_sums(
+    work: &Graph,
+    x: ValueRef,
+    layer: &QuantLayer,
+    code: &LayerCodes,
+    act: ActQuant,
+    seq: &Sequential<'_>,
+) -> Result<Vec<FitSums>, PassError> {
+    let pass = seq.pass;
+    let rt = |source| PassError::Runtime {
+        pass,
+        node: layer.name.clone(),
+        source,
+    };
+    let g = pruned(work, &[x])?;
+    let qk = code.prefix_f32(layer, seq.k);
+    let target_w: Vec<f32> = layer.weight.iter().map(|w| w * layer.gain).collect();
+    // Positions (rows of the fit) per sample: 1 for Linear, the output's spatial size for Conv.
+    let id = find_layer(pass, work, &layer.name)?;
+    let out_ty = &work
+        .value(ValueRef::first(id))
+        .map_err(|source| PassError::Graph { pass, source })?
+        .ty;
+    let per_sample: usize = out_ty
+        .shape
+        .dims()
+        .iter()
+        .skip(2)
+        .filter_map(|d| d.known())
+        .product::<usize>()
+        .max(1);
+    let wanted = FIT_ROWS.div_ceil(per_sample).max(1);
+    let step = seq.data.samples.div_ceil(wanted).max(1);
+    // With a fixed leading input dimension the sample count per run is fixed: no striding.
+    let step = if seq.data.chunk != crate::calibrate::CHUNK {
+        1
+    } else {
+        step
+    };
+
+    let mut sums = vec![FitSums::default(); layer.rows];
+    let mut start = 0;
+    let span = seq.data.chunk * step;
+    let options = RunOptions::default();
+    while start < seq.data.samples {
+        let end = (start + span).min(seq.data.samples);
+        let inputs = seq.data.rows(pass, start, end, step)?;
+        start = end;
+        let outs = run_checked(pass, &g, &inputs, &options)?;
+        let xt = &outs[0];
+        let xv = xt.as_f32().unwrap_or(&[]);
+        let xhat: Vec<f32> = xv
+            .iter()
+            .map(|&v| fake_quant(v, act, seq.act_bits))
+            .collect();
+        let xhat =
+            Tensor::from_f32(xt.shape().to_vec(), xhat).map_err(|e| PassError::BadCalibration {
+                pass,
+                reason: e.to_string(),
+            })?;
+        let (a, b, t) = layer_products(layer, &xhat, &qk, &target_w).map_err(rt)?;
+        accumulate(&mut sums, &a, &b, &t);
+    }
+    Ok(sums)
+}
+
+/// `a = q_k·x̂`, `b = Σ x̂` over each output's receptive field, `t = gain·W·x̂`, as the
+/// runtime's Conv/Gemm kernels compute them (so padding, strides and groups match exactly).
+fn layer_products(
+    layer: &QuantLayer,
+    xhat: &Tensor,
+    qk: &[f32],
+    target_w: &[f32],
+) -> Result<(Tensor, Tensor, Tensor), strata_runtime::RuntimeError> {
+    let one = |op: &Op, w: &Tensor| -> Result<Tensor, strata_runtime::RuntimeError> {
+        let mut out = strata_runtime::eval_op(op, &[xhat, w])?;
+        out.pop().ok_or(strata_runtime::RuntimeError::OutputCount {
+            node: layer.name.clone(),
+            op: op.mnemonic(),
+            declared: 1,
+            produced: 0,
+        })
+    };
+    let bad = |e: strata_ir::TensorSizeMismatch| strata_runtime::RuntimeError::Attribute {
+        op: "vl-quantize",
+        attr: "weight",
+        reason: e.to_string(),
+    };
+    match &layer.kind {
+        LayerKind::Conv(conv) => {
+            let mut shape = vec![layer.rows];
+            let per_group_c = layer.cols / conv.kernel.iter().product::<usize>().max(1);
+            shape.push(per_group_c);
+            shape.extend(&conv.kernel);
+            let op = Op::Conv(conv.clone());
+            let w = |v: Vec<f32>| Tensor::from_f32(shape.clone(), v).map_err(bad);
+            let a = one(&op, &w(qk.to_vec())?)?;
+            let b = one(&op, &w(vec![1.0; qk.len()])?)?;
+            let t = one(&op, &w(target_w.to_vec())?)?;
+            Ok((a, b, t))
+        }
+        LayerKind::Linear => {
+            let op = Op::Gemm(Gemm {
+                alpha: 1.0,
+                beta: 1.0,
+                trans_a: false,
+                trans_b: true,
+                has_c: false,
+            });
+            let shape = vec![layer.rows, layer.cols];
+            let w = |v: Vec<f32>| Tensor::from_f32(shape.clone(), v).map_err(bad);
+            let a = one(&op, &w(qk.to_vec())?)?;
+            let t = one(&op, &w(target_w.to_vec())?)?;
+            let ones = Tensor::from_f32(vec![1, layer.cols], vec![1.0; layer.cols]).map_err(bad)?;
+            let b = one(&op, &ones)?;
+            Ok((a, b, t))
+        }
+    }
+}
+
+/// Adds every output position of a chunk to its channel's sums: `a`, `t` are `[n, R, …]`;
+/// `b` is `[n, R, …]` for Conv and `[n, 1]` for Linear layers (the input sum is shared).
+fn accumulate(sums: &mut [FitSums], a: &Tensor, b: &Tensor, t: &Tensor) {
+    let (Some(av), Some(bv), Some(tv)) = (a.as_f32(), b.as_f32(), t.as_f32()) else {
+        return;
+    };
+    let shape = a.shape();
+    if shape.len() < 2 || t.shape() != shape || shape[1] != sums.len() {
+        return;
+    }
+    let (n, rows) = (shape[0], shape[1]);
+    let spatial: usize = shape[2..].iter().product();
+    let b_rows = b.shape().get(1).copied().unwrap_or(0);
+    if bv.len() != n * b_rows * spatial || (b_rows != rows && b_rows != 1) {
+        return;
+    }
+    for i in 0..n {
+        for (c, s) in sums.iter_mut().enumerate() {
+            let base = (i * rows + c) * spatial;
+            let bbase = (i * b_rows + if b_rows == 1 { 0 } else { c }) * spatial;
+            for p in 0..spatial {
+                s.add(av[base + p], bv[bbase + p], tv[base + p]);
+            }
+        }
+    }
+}
+
+/// Per-layer result of `vl-quantize`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VlQuantization {
+    pub bits: u8,
+    pub act_bits: u8,
+    pub plane_counts: Vec<u8>,
+    pub method: CalibrationMethod,
+    /// Quantized layers in topological order.
+    pub layers: Vec<QuantizedLayer>,
+}
+
+impl VlQuantization {
+    /// The result of an earlier `vl-quantize` pass, if any.
+    pub fn from_context(ctx: &PassContext) -> Option<&VlQuantization> {
+        ctx.results.get(PASS)?.downcast_ref::<VlQuantization>()
+    }
+}
+
+/// See the module documentation.
+pub struct VlQuantize {
+    pub bits: u8,
+    pub plane_counts: Vec<u8>,
+    pub act_bits: u8,
+}
+
+impl VlQuantize {
+    pub(crate) fn create(options: &PassOptions) -> Result<Box<dyn Pass>, PipelineError> {
+        let bits: u8 = options.get("bits", 8)?;
+        let supported = strata_ir::quant::MIN_BITS..=strata_ir::quant::MAX_BITS;
+        if !supported.contains(&bits) {
+            return Err(options.invalid("bits", format!("must be in {supported:?}")));
+        }
+        let act_bits: u8 = options.get("act-bits", 8)?;
+        if !supported.contains(&act_bits) {
+            return Err(options.invalid("act-bits", format!("must be in {supported:?}")));
+        }
+        let default = format!("2-{bits}");
+        let planes_text = options.raw("planes").unwrap_or(&default).to_string();
+        let plane_counts =
+            parse_plane_list(&planes_text).map_err(|reason| options.invalid("planes", reason))?;
+        if plane_counts.is_empty() || plane_counts.iter().any(|&k| k == 0 || k > bits) {
+            return Err(
+                options.invalid("planes", format!("every plane count must be in 1..={bits}"))
+            );
+        }
+        Ok(Box::new(VlQuantize {
+            bits,
+            plane_counts,
+            act_bits,
+        }))
+    }
+}
+
+impl Pass for VlQuantize {
+    fn name(&self) -> &'static str {
+        PASS
+    }
+
+    fn run(&self, graph: &mut Graph, ctx: &mut PassContext) -> Result<bool, PassError> {
+        let calib = Calibration::from_context(ctx);
+        let method = calib.map_or(CalibrationMethod::MinMax, |c| c.method);
+        let limit = calib.map(|c| c.samples);
+        let data = CalibrationData::new(PASS, graph, ctx.calibration.as_deref(), limit)?;
+        let mut report = |stage: &str, done: u64, total: u64| {
+            if let Some(p) = ctx.progress.as_mut() {
+                p(stage, done, total);
+            }
+        };
+        let result = quantize_graph(
+            graph,
+            &data,
+            self.bits,
+            &self.plane_counts,
+            self.act_bits,
+            method,
+            &mut report,
+        )?;
+        ctx.results.insert(PASS, Box::new(result));
+        Ok(false)
+    }
+}
+
+/// The whole of `vl-quantize` as a function (for tests and the baselines' comparisons).
+pub(crate) fn quantize_graph(
+    graph: &Graph,
+    data: &CalibrationData<'_>,
+    bits: u8,
+    plane_counts: &[u8],
+    act_bits: u8,
+    method: CalibrationMethod,
+    report: &mut dyn FnMut(&str, u64, u64),
+) -> Result<VlQuantization, PassError> {
+    let layers = quantizable_layers(graph)?;
+    let total = plane_counts.len() as u64;
+    report(PASS, 0, total);
+    let codes: Vec<LayerCodes> = layers
+        .iter()
+        .map(|l| LayerCodes::quantize(l, bits))
+        .collect();
+    let mut per_layer: Vec<Vec<SideTable>> = vec![Vec::new(); layers.len()];
+    for (done, &k) in plane_counts.iter().enumerate() {
+        let seq = Sequential {
+            pass: PASS,
+            k,
+            act_bits,
+            method,
+            rule: TableRule::LeastSquares,
+            data,
+        };
+        let (tables, _) = calibrate_sequentially(graph, &layers, &codes, &seq)?;
+        for (acc, t) in per_layer.iter_mut().zip(tables) {
+            acc.push(t);
+        }
+        report(PASS, done as u64 + 1, total);
+    }
+    let layers = layers
+        .into_iter()
+        .zip(codes)
+        .zip(per_layer)
+        .map(|((l, c), tables)| QuantizedLayer {
+            name: l.name,
+            bits,
+            act_bits,
+            rows: l.rows,
+            cols: l.cols,
+            planes: c.planes,
+            scales: c.scales,
+            tables,
+        })
+        .collect();
+    Ok(VlQuantization {
+        bits,
+        act_bits,
+        plane_counts: plane_counts.to_vec(),
+        method,
+        layers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_ir::{Shape, TensorType};
+
+    #[test]
+    fn plane_lists_parse() {
+        assert_eq!(parse_plane_list("2-8").unwrap(), vec![2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(parse_plane_list("4, 2,3").unwrap(), vec![2, 3, 4]);
+        assert_eq!(parse_plane_list("2,4-5,4").unwrap(), vec![2, 4, 5]);
+        assert!(parse_plane_list("5-2").is_err());
+        assert!(parse_plane_list("2,,3").is_err());
+        assert!(parse_plane_list("x").is_err());
+        assert!(parse_plane_list("300").is_err());
+    }
+
+    #[test]
+    fn options_are_validated() {
+        let o = PassOptions::new(PASS, &[("planes", "2,4"), ("bits", "6")]);
+        assert!(VlQuantize::create(&o).is_ok());
+        for (k, v) in [
+            ("bits", "1"),
+            ("bits", "9"),
+            ("act-bits", "20"),
+            ("planes", "0-3"),
+            ("planes", "2-9"),
+            ("planes", "a"),
+        ] {
+            let o = PassOptions::new(PASS, &[(k, v)]);
+            assert!(
+                matches!(
+                    VlQuantize::create(&o),
+                    Err(PipelineError::InvalidOption { .. })
+                ),
+                "{k}={v}"
+            );
+        }
+    }
+
+    #[test]
+    fn least_squares_recovers_exact_alpha_beta() {
+        // Two channels, t = alpha·a + beta·b exactly, over 3 samples × 4 positions.
+        let (alpha, beta) = ([0.25f32, -1.5], [0.125f32, 2.0]);
+        let (n, r, p) = (3, 2, 4);
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        let mut t = Vec::new();
+        for i in 0..n {
+            for c in 0..r {
+                for j in 0..p {
+                    let av = ((i * 7 + c * 3 + j * 5) % 11) as f32 - 5.0;
+                    let bv = ((i * 5 + c + j * 3) % 7) as f32 - 2.0;
+                    a.push(av);
+                    b.push(bv);
+                    t.push(alpha[c] * av + beta[c] * bv);
+                }
+            }
+        }
+        let shape = vec![n, r, 2, 2];
+        let ta = Tensor::from_f32(shape.clone(), a).unwrap();
+        let tb = Tensor::from_f32(shape.clone(), b).unwrap();
+        let tt = Tensor::from_f32(shape, t).unwrap();
+        let mut sums = vec![FitSums::default(); r];
+        accumulate(&mut sums, &ta, &tb, &tt);
+        assert_eq!(sums[0].rows, n * p);
+        for c in 0..r {
+            let (fa, fb) = solve_2x2(&sums[c]).unwrap();
+            assert!((fa - alpha[c]).abs() < 1e-5, "{fa} vs {}", alpha[c]);
+            assert!((fb - beta[c]).abs() < 1e-5, "{fb} vs {}", beta[c]);
+        }
+    }
+
+    #[test]
+    fn singular_systems_are_refused() {
+        // b proportional to a: alpha and beta are not separable.
+        let mut s = FitSums::default();
+        for v in [1.0f32, 2.0, 3.0] {
+            s.add(v, 2.0 * v, v);
+        }
+        assert_eq!(solve_2x2(&s), None);
+        // No data at all.
+        assert_eq!(solve_2x2(&FitSums::default()), None);
+        // b ≡ 0.
+        let mut s = FitSums::default();
+        s.add(1.0, 0.0, 1.0);
+        s.add(2.0, 0.0, 2.0);
+        assert_eq!(solve_2x2(&s), None);
+    }
+
+    fn f32_ty(dims: &[usize]) -> TensorType {
+        TensorType::new(DType::F32, Shape::known(dims))
+    }
+
+    #[test]
+    fn layers_are_discovered_with_weight_views() {
+        let mut g = Graph::new("t");
+        let x = g.add_input("x", f32_ty(&[2, 3]));
+        // MatMul weight B [3, 2] → W = Bᵀ [2, 3].
+        let b = g.add_constant(
+            "b",
+            Tensor::from_f32(vec![3, 2], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap(),
+        );
+        let mm = g
+            .add_op_inferred("mm", Op::MatMul, &[x, b], vec!["y".into()])
+            .unwrap();
+        // Gemm alpha 2, beta 3, trans_b, scalar C.
+        let w2 = g.add_constant("w2", Tensor::from_f32(vec![1, 2], vec![1.0, -1.0]).unwrap());
+        let c = g.add_constant("c", Tensor::scalar_f32(0.5));
+        let gemm = Op::Gemm(Gemm {
+            alpha: 2.0,
+            beta: 3.0,
+            trans_a: false,
+            trans_b: true,
+            has_c: true,
+        });
+        let gm = g
+            .add_op_inferred("fc", gemm, &[ValueRef::first(mm), w2, c], vec!["z".into()])
+            .unwrap();
+        // A MatMul with a non-constant weight is not a layer.
+        let w_in = g.add_input("w_in", f32_ty(&[3, 2]));
+        let dynamic = g
+            .add_op_inferred("dyn", Op::MatMul, &[x, w_in], vec!["d".into()])
+            .unwrap();
+        g.set_outputs(vec![ValueRef::first(gm), ValueRef::first(dynamic)]);
+        let layers = quantizable_layers(&g).unwrap();
+        assert_eq!(layers.len(), 2);
+        assert_eq!(layers[0].name, "mm");
+        assert_eq!((layers[0].rows, layers[0].cols), (2, 3));
+        assert_eq!(layers[0].weight, vec![1.0, 3.0, 5.0, 2.0, 4.0, 6.0]);
+        assert_eq!(layers[0].bias, vec![0.0, 0.0]);
+        assert_eq!(layers[1].name, "fc");
+        assert_eq!(layers[1].gain, 2.0);
+        assert_eq!(layers[1].bias, vec![1.5]);
+        assert_eq!(layers[1].input, ValueRef::first(mm));
+    }
+}
