@@ -96,6 +96,7 @@ fn dispatch(command: Command) -> Result<()> {
             let mut graph = load_model(&model)?;
             let options = PrintOptions {
                 elide_constants_over: (elide_constants_over > 0).then_some(elide_constants_over),
+                ..Default::default()
             };
             if !passes.trim().is_empty() {
                 let manager = PassManager::parse(&passes)?.print_after_all(print_after_all);

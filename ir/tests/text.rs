@@ -36,6 +36,7 @@ fn elided_constants_do_not_parse() {
         &g,
         &PrintOptions {
             elide_constants_over: Some(4),
+            ..Default::default()
         },
     );
     assert!(
@@ -68,7 +69,6 @@ fn truncation_never_panics() {
     // Only the complete text (and the text without its final newline) parse.
     assert_eq!(ok, 1);
 }
-
 
 #[test]
 fn odd_names_nan_attributes_and_empty_results_round_trip() {

@@ -11,6 +11,7 @@
 //! results  := value ("," value)* | "(" ")"
 //! payload  := "[" [literal ("," literal)*] "]"      -- elements in row-major order
 //!           | "hex" string                          -- little-endian bytes, two hex digits each
+//!           | "extern"                              -- data supplied by the loader (`parse_with`)
 //!           | "<elided>"                            -- printed for display only; never parses
 //! attrs    := "{" [ident "=" attr ("," ident "=" attr)*] "}"
 //! attr     := number | "true" | "false" | ident | "[" [attr ("," attr)*] "]"
@@ -34,7 +35,8 @@
 mod parser;
 mod printer;
 
-pub use parser::{parse, ParseError, ParseErrorKind};
+pub(crate) use parser::parse_with_prefix;
+pub use parser::{parse, parse_with, ExternResolver, ParseError, ParseErrorKind};
 pub use printer::{print, print_with, PrintOptions};
 
 use crate::DType;

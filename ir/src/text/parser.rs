@@ -58,6 +58,18 @@ pub enum ParseErrorKind {
     ElidedConstant(String),
     #[error("constant %{name}: {reason}")]
     BadConstant { name: String, reason: String },
+    #[error("constant %{0} is extern: its data is not in the text (load it with `parse_with` or from its container)")]
+    ExternConstant(String),
+    #[error("extern constant %{0} was not supplied")]
+    MissingExtern(String),
+    #[error(
+        "extern constant %{name} is declared {declared} but the supplied tensor is {supplied}"
+    )]
+    ExternType {
+        name: String,
+        declared: TensorType,
+        supplied: TensorType,
+    },
     #[error("op `{op}` declares {declared} results but {types} types")]
     ResultCount {
         op: String,
@@ -74,14 +86,65 @@ pub enum ParseErrorKind {
 
 /// Parses the text form into a graph, exactly as printed (no inference: types are taken as
 /// written; run [`crate::verify`] to check them).
+/// `extern` constants are rejected: their data lives outside the text (see [`parse_with`]).
 pub fn parse(text: &str) -> Result<Graph, ParseError> {
     let tokens = lex(text)?;
     Parser {
         tokens,
         at: 0,
         values: HashMap::new(),
+        resolver: None,
+        allow_prefix: false,
     }
     .graph()
+}
+
+/// Parses text whose constants may be `extern` (printed with
+/// [`PrintOptions::extern_constants`](super::PrintOptions)), asking `resolver` for each one's
+/// tensor by value name and declared type. This is how the `.strata` container keeps weights
+/// out of the graph text: the tensor directory holds the bytes, the text holds the structure.
+/// A resolver that returns `None`, or a tensor of another type, is a typed error naming the
+/// constant.
+pub fn parse_with(text: &str, resolver: &mut ExternResolver<'_>) -> Result<Graph, ParseError> {
+    let tokens = lex(text)?;
+    Parser {
+        tokens,
+        at: 0,
+        values: HashMap::new(),
+        resolver: Some(resolver),
+        allow_prefix: false,
+    }
+    .graph()
+}
+
+/// [`parse_with`] for the container reader: a supplied tensor may have fewer entries along
+/// its first axis than declared (planes missing from a prefix of the file).
+pub(crate) fn parse_with_prefix(
+    text: &str,
+    resolver: &mut ExternResolver<'_>,
+) -> Result<Graph, ParseError> {
+    let tokens = lex(text)?;
+    Parser {
+        tokens,
+        at: 0,
+        values: HashMap::new(),
+        resolver: Some(resolver),
+        allow_prefix: true,
+    }
+    .graph()
+}
+
+/// Same element type and shape, except that the first dimension may be smaller.
+fn is_leading_prefix(declared: &TensorType, supplied: &TensorType) -> bool {
+    let (d, s) = (&declared.shape.0, &supplied.shape.0);
+    declared.dtype == supplied.dtype
+        && !d.is_empty()
+        && d.len() == s.len()
+        && d[1..] == s[1..]
+        && match (d[0], s[0]) {
+            (Dim::Known(a), Dim::Known(b)) => b <= a,
+            _ => false,
+        }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -264,13 +327,21 @@ fn lex_string(
 /// Deepest attribute-list nesting accepted (ops use flat lists; this bounds recursion).
 const MAX_DEPTH: usize = 4;
 
-struct Parser {
+/// Supplies the tensor of an `extern` constant from its value name and declared type.
+pub type ExternResolver<'r> = dyn FnMut(&str, &TensorType) -> Option<Tensor> + 'r;
+
+struct Parser<'r> {
     tokens: Vec<(Tok, Pos)>,
     at: usize,
     values: HashMap<String, ValueRef>,
+    /// `None` for plain [`parse`], which rejects `extern` payloads.
+    resolver: Option<&'r mut ExternResolver<'r>>,
+    /// Accept an extern tensor whose leading dimension is smaller than declared (a plane
+    /// tensor loaded from a truncated container); the resolver checks everything else.
+    allow_prefix: bool,
 }
 
-impl Parser {
+impl Parser<'_> {
     fn peek(&self) -> &Tok {
         // `lex` always ends with Eof and `bump` never moves past it.
         &self.tokens[self.at.min(self.tokens.len() - 1)].0
@@ -672,6 +743,31 @@ impl Parser {
                     self.error_at(data_pos, ParseErrorKind::ElidedConstant(name.to_string()))
                 );
             }
+            Tok::Word(w) if w == "extern" => {
+                self.bump();
+                let Some(resolver) = self.resolver.as_mut() else {
+                    return Err(
+                        self.error_at(data_pos, ParseErrorKind::ExternConstant(name.to_string()))
+                    );
+                };
+                let Some(tensor) = resolver(name, &ty) else {
+                    return Err(
+                        self.error_at(data_pos, ParseErrorKind::MissingExtern(name.to_string()))
+                    );
+                };
+                let supplied = tensor.ty();
+                if supplied != ty && !(self.allow_prefix && is_leading_prefix(&ty, &supplied)) {
+                    return Err(self.error_at(
+                        data_pos,
+                        ParseErrorKind::ExternType {
+                            name: name.to_string(),
+                            declared: ty,
+                            supplied,
+                        },
+                    ));
+                }
+                return Ok(tensor);
+            }
             Tok::Word(w) if w == "hex" => {
                 self.bump();
                 let (hex, hp) = match self.bump() {
@@ -732,7 +828,11 @@ impl Parser {
                 }
                 self.literals(ty.dtype, &words)?
             }
-            _ => return Err(self.unexpected("constant data: `[…]`, `hex\"…\"` or `<elided>`")),
+            _ => {
+                return Err(
+                    self.unexpected("constant data: `[…]`, `hex\"…\"`, `extern` or `<elided>`")
+                )
+            }
         };
         Tensor::new(dims, data).map_err(|e| self.error_at(data_pos, bad(e.to_string())))
     }

@@ -11,6 +11,11 @@ pub struct PrintOptions {
     /// Print constants with more elements than this as `<elided>`, for reading the structure
     /// of large models. Such text no longer parses.
     pub elide_constants_over: Option<usize>,
+    /// Print every constant as `const <type> extern` (type only, no data): the `.strata`
+    /// container stores the graph this way and keeps the tensors in its own directory, so
+    /// weights are stored once, in binary. Such text parses only with
+    /// [`parse_with`](super::parse_with) and a resolver that supplies the tensors.
+    pub extern_constants: bool,
 }
 
 /// Prints the whole graph losslessly: `parse(&print(g)) == g`.
@@ -132,6 +137,10 @@ fn write_type(out: &mut String, ty: &TensorType) {
 
 fn write_tensor(out: &mut String, t: &Tensor, options: &PrintOptions) {
     write_type(out, &t.ty());
+    if options.extern_constants {
+        out.push_str(" extern");
+        return;
+    }
     let n = t.len();
     if options.elide_constants_over.is_some_and(|limit| n > limit) {
         out.push_str(" <elided>");

@@ -1,0 +1,174 @@
+//! The `.strata` container: one file in which every byte prefix ending at a block boundary is
+//! a valid model with fewer planes.
+//!
+//! # Layout
+//!
+//! ```text
+//! offset 0   magic        8 bytes  b"\x89STRATA\n"
+//!        8   version      u32 LE   (= 1)
+//!       12   header_len   u64 LE
+//!       20   header_crc   u32 LE   CRC-32 (IEEE) of the header bytes
+//!       24   header       prost `Header`: format version, bits B, the graph text with every
+//!                         constant `extern`, the tensor directory, the block table, metadata
+//!            block 0      plane 0 (sign plane) of every plane tensor
+//!            block 1      plane 1 of every plane tensor
+//!            …            … up to block B-1
+//! ```
+//!
+//! Ordinary constants (side tables, biases, other weights) are stored inline in the header;
+//! only the plane tensors (`u8 [B, R, row_bytes]`, the constants feeding input 1 of the
+//! bit-plane ops) are spread over the blocks, plane-major, so cutting the file after block
+//! `k-1` keeps the first `k` planes of every layer and nothing else. The loader counts the
+//! complete blocks and rebuilds each plane tensor as `[k, R, row_bytes]`.
+//!
+//! Every block has a CRC-32 in the header, and the header has its own in the fixed prefix, so
+//! corruption anywhere is reported as a typed error (with byte offsets), never a panic or a
+//! silently wrong model. Sizes read from the file are checked against the file length before
+//! anything is allocated.
+
+/// The header messages; public so tools can list a container's directory and block table
+/// without loading the model.
+pub mod format;
+mod reader;
+mod writer;
+
+use std::collections::BTreeMap;
+
+pub use reader::{read_container, strip_container};
+pub use writer::{write_container, write_container_with_planes};
+
+use crate::text::ParseError;
+use crate::{Graph, TensorType, VerifyError};
+
+/// First bytes of every container. The high byte and the newline catch transfers that strip
+/// the 8th bit or translate line endings, as in PNG.
+pub const MAGIC: [u8; 8] = *b"\x89STRATA\n";
+
+/// The container format version this crate reads and writes.
+pub const VERSION: u32 = 1;
+
+/// Bytes before the header: magic, version, header length, header CRC.
+pub const PREFIX_LEN: usize = 8 + 4 + 8 + 4;
+
+/// What to store besides the graph.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerOptions {
+    /// Free-form key/value pairs kept in the header (evaluation results, provenance).
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// A model read from a container (possibly a prefix of one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    /// The graph, verified, with plane tensors holding only the planes present.
+    pub graph: Graph,
+    /// `B`: the precision the weight codes were quantized to (0 if the graph has no planes).
+    pub bits: u8,
+    /// How many planes (complete blocks) the bytes hold: plane counts `1..=available_planes`
+    /// can run, subject to each layer's side tables.
+    pub available_planes: u8,
+    /// The metadata given to the writer.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Why a container could not be written or read. Read errors carry the byte offsets involved.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("file is {len} bytes, too short for the {what} (needs {needed} bytes)")]
+    TooShort {
+        what: &'static str,
+        needed: u64,
+        len: u64,
+    },
+    #[error("bytes 0..8 are {found:02x?}, not the .strata magic \\x89STRATA\\n")]
+    BadMagic { found: [u8; 8] },
+    #[error("byte 8: container version {version}, this reader supports {VERSION}")]
+    UnsupportedVersion { version: u32 },
+    #[error("header at bytes {start}..{end} extends past the end of the file ({len} bytes)")]
+    TruncatedHeader { start: u64, end: u64, len: u64 },
+    #[error("header at bytes {start}..{end}: checksum {found:08x}, expected {expected:08x}")]
+    HeaderChecksum {
+        start: u64,
+        end: u64,
+        expected: u32,
+        found: u32,
+    },
+    #[error("header at bytes {start}..{end} does not decode: {source}")]
+    HeaderDecode {
+        start: u64,
+        end: u64,
+        #[source]
+        source: prost::DecodeError,
+    },
+    #[error("header: {reason}")]
+    BadHeader { reason: String },
+    #[error(
+        "file ends at byte {offset}, inside plane block {block} (bytes {block_start}..{block_end})"
+    )]
+    CutInsideBlock {
+        block: usize,
+        offset: u64,
+        block_start: u64,
+        block_end: u64,
+    },
+    #[error("{extra} unexpected bytes after the last plane block (which ends at byte {end})")]
+    TrailingBytes { end: u64, extra: u64 },
+    #[error(
+        "plane block {block} (bytes {start}..{end}): checksum {found:08x}, expected {expected:08x}"
+    )]
+    BlockChecksum {
+        block: usize,
+        start: u64,
+        end: u64,
+        expected: u32,
+        found: u32,
+    },
+    #[error("file ends at byte {header_end}, right after the header: no plane block is present, so no plane count can run")]
+    NoPlanes { header_end: u64 },
+    #[error("tensor `{name}`: {reason}")]
+    BadTensor { name: String, reason: String },
+    #[error("tensor `{name}` is stored as {stored} but the graph declares {declared}")]
+    TensorType {
+        name: String,
+        declared: TensorType,
+        stored: TensorType,
+    },
+    #[error("tensor `{name}` is in the directory but no constant of the graph uses it")]
+    UnusedTensor { name: String },
+    #[error("graph text in the header: {0}")]
+    Parse(#[source] ParseError),
+    #[error("graph: {0}")]
+    Verify(#[source] VerifyError),
+    #[error(
+        "node `{node}`: input 1 (the planes) is not a constant; only constant planes can be stored"
+    )]
+    PlanesNotConstant { node: String },
+    #[error("plane tensor `{name}` is {ty}, expected u8 [planes, rows, row_bytes]")]
+    NotPlaneTensor { name: String, ty: TensorType },
+    #[error("no constant named `{name}` to store as a plane tensor")]
+    UnknownPlaneTensor { name: String },
+    #[error("plane tensor `{name}` has {planes} planes, but `{first}` has {expected}: every layer must have the same number")]
+    PlaneCountMismatch {
+        name: String,
+        planes: usize,
+        first: String,
+        expected: usize,
+    },
+    #[error("node `{node}` has bits = {bits}, but `{first}` has {expected}: one container holds one precision")]
+    MixedBits {
+        node: String,
+        bits: u8,
+        first: String,
+        expected: u8,
+    },
+    #[error("plane tensor `{name}` has {planes} planes, more than bits = {bits}")]
+    TooManyPlanes {
+        name: String,
+        planes: usize,
+        bits: u8,
+    },
+    #[error("cannot keep {requested} planes: the container holds {available} (1..={available} can be kept)")]
+    PlaneCount { requested: u8, available: u8 },
+    #[error("internal error while writing: {0}")]
+    Internal(String),
+}
