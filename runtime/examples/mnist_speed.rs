@@ -155,6 +155,13 @@ fn main() {
             .unwrap_or(0.0);
         assert_eq!(out[0].shape(), &[batch, 10]);
     }
+    if std::env::args().any(|a| a == "--profile") {
+        let (_, timings) =
+            strata_runtime::run_profiled(&graph, std::slice::from_ref(&input)).expect("run");
+        for t in timings {
+            println!("  {:<10} {:<10} {:.3} s", t.node, t.op, t.seconds);
+        }
+    }
     println!(
         "mnist_speed: batch {batch}: best of 3 = {best:.3} s ({:.1} images/s), output checksum {checksum:.4}",
         batch as f64 / best

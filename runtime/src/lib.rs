@@ -4,6 +4,7 @@
 //! this crate, so it favours obviously-correct semantics that follow the ONNX reference, while
 //! using GEMM-based convolution and rayon so that real test sets run in seconds.
 
+mod chunk;
 mod error;
 pub mod kernels;
 
@@ -37,6 +38,132 @@ impl Slot<'_> {
 /// values are dropped right after their last consumer runs, so memory stays bounded by the
 /// widest point of the graph rather than its total size.
 pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
+    run_inner(graph, inputs, None)
+}
+
+/// Runs the batch in chunks when the graph is provably per-sample (see `chunk.rs`), else whole.
+fn run_inner(
+    graph: &Graph,
+    inputs: &[Tensor],
+    mut timings: Option<&mut Vec<NodeTiming>>,
+) -> Result<Vec<Tensor>, RuntimeError> {
+    graph.topo_order()?;
+    let batch = check_inputs(graph, inputs)?;
+    let chunk = match (batch, chunk::plan(graph)) {
+        (Some(b), Some(c)) if b > c => c,
+        _ => return run_whole(graph, inputs, timings),
+    };
+    let batch = batch.unwrap_or(0);
+    let batched: Vec<bool> = graph
+        .inputs()
+        .iter()
+        .map(|&id| {
+            graph
+                .node(id)
+                .ok()
+                .and_then(|n| n.outputs.first())
+                .is_some_and(|v| v.ty.shape.has_batch())
+        })
+        .collect();
+    let out_batched: Vec<bool> = graph
+        .outputs()
+        .iter()
+        .map(|&v| graph.value(v).is_ok_and(|v| v.ty.shape.has_batch()))
+        .collect();
+    let mut pieces: Vec<Vec<Tensor>> = vec![Vec::new(); graph.outputs().len()];
+    let mut start = 0;
+    while start < batch {
+        let len = chunk.min(batch - start);
+        let chunk_inputs: Vec<Tensor> = inputs
+            .iter()
+            .zip(&batched)
+            .map(|(t, &b)| {
+                if b {
+                    slice_batch(t, start, len)
+                } else {
+                    Ok(t.clone())
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        let mut chunk_timings = Vec::new();
+        let outs = run_whole(
+            graph,
+            &chunk_inputs,
+            timings.is_some().then_some(&mut chunk_timings),
+        )?;
+        if let Some(t) = timings.as_deref_mut() {
+            if t.is_empty() {
+                *t = chunk_timings;
+            } else {
+                for (acc, c) in t.iter_mut().zip(chunk_timings) {
+                    acc.seconds += c.seconds;
+                }
+            }
+        }
+        for (i, out) in outs.into_iter().enumerate() {
+            if out_batched[i] {
+                if out.shape().first() != Some(&len) {
+                    // The declared types promised a per-sample output but the op disagreed:
+                    // do not guess, run the batch whole.
+                    return run_whole(graph, inputs, timings);
+                }
+                pieces[i].push(out);
+            } else if start == 0 {
+                pieces[i].push(out);
+            }
+        }
+        start += len;
+    }
+    pieces
+        .into_iter()
+        .map(|mut parts| {
+            if parts.len() == 1 {
+                if let Some(only) = parts.pop() {
+                    return Ok(only);
+                }
+            }
+            let refs: Vec<&Tensor> = parts.iter().collect();
+            kernels::layout::concat(0, &refs)
+        })
+        .collect()
+}
+
+/// Rows `start..start + len` of a tensor along axis 0.
+fn slice_batch(t: &Tensor, start: usize, len: usize) -> Result<Tensor, RuntimeError> {
+    let op = strata_ir::ops::Slice {
+        starts: vec![start as i64],
+        ends: vec![(start + len) as i64],
+        axes: vec![0],
+        steps: vec![1],
+    };
+    kernels::layout::slice(&op, t)
+}
+
+/// Wall-clock time spent in one op node, as reported by [`run_profiled`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeTiming {
+    pub node: String,
+    pub op: &'static str,
+    pub seconds: f64,
+}
+
+/// [`run`] that also reports the time each op node took, in execution order; for finding
+/// the slow layer of a model (`strata run --profile`, the speed example).
+pub fn run_profiled(
+    graph: &Graph,
+    inputs: &[Tensor],
+) -> Result<(Vec<Tensor>, Vec<NodeTiming>), RuntimeError> {
+    let mut timings = Vec::new();
+    let outputs = run_inner(graph, inputs, Some(&mut timings))?;
+    Ok((outputs, timings))
+}
+
+/// Executes the whole graph on the given inputs in one pass.
+fn run_whole(
+    graph: &Graph,
+    inputs: &[Tensor],
+    mut timings: Option<&mut Vec<NodeTiming>>,
+) -> Result<Vec<Tensor>, RuntimeError> {
     let order = graph.topo_order()?;
     check_inputs(graph, inputs)?;
 
@@ -108,6 +235,7 @@ pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError
             }
             None => None,
         };
+        let started = timings.is_some().then(std::time::Instant::now);
         let result = match owned_first {
             Some(t) => {
                 let rest: Vec<&Tensor> = args[1..]
@@ -125,6 +253,13 @@ pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError
             }
         }
         .map_err(|e| e.in_node(&node.name, op.mnemonic()))?;
+        if let (Some(t), Some(start)) = (timings.as_deref_mut(), started) {
+            t.push(NodeTiming {
+                node: node.name.clone(),
+                op: op.mnemonic(),
+                seconds: start.elapsed().as_secs_f64(),
+            });
+        }
         if result.len() != node.outputs.len() {
             return Err(RuntimeError::OutputCount {
                 node: node.name.clone(),
@@ -169,8 +304,8 @@ pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError
     Ok(outputs)
 }
 
-/// Checks count, dtype, rank and known dimensions of the inputs and binds the batch size.
-fn check_inputs(graph: &Graph, inputs: &[Tensor]) -> Result<(), RuntimeError> {
+/// Checks count, dtype, rank and known dimensions of the inputs and returns the batch size.
+fn check_inputs(graph: &Graph, inputs: &[Tensor]) -> Result<Option<usize>, RuntimeError> {
     if inputs.len() != graph.inputs().len() {
         return Err(RuntimeError::InputCount {
             expected: graph.inputs().len(),
@@ -231,5 +366,5 @@ fn check_inputs(graph: &Graph, inputs: &[Tensor]) -> Result<(), RuntimeError> {
             }
         }
     }
-    Ok(())
+    Ok(batch)
 }

@@ -46,7 +46,7 @@ fn small_graph() -> Graph {
 #[test]
 fn runs_any_batch_and_returns_outputs_in_order() {
     let g = small_graph();
-    for batch in [1usize, 2, 5] {
+    for batch in [1usize, 2, 5, 600] {
         let xs: Vec<f32> = (0..batch * 3).map(|v| v as f32 - 4.0).collect();
         let x = f32t(&[batch, 3], &xs);
         let out = run(&g, std::slice::from_ref(&x)).unwrap();
@@ -268,4 +268,182 @@ fn malformed_graphs_are_errors() {
         matches!(e, RuntimeError::MissingValue { output: 3, .. }),
         "{e}"
     );
+}
+
+/// Reference execution: every op on the whole batch through `eval_op`, no chunking.
+fn eval_whole(g: &Graph, inputs: &[strata_ir::Tensor]) -> Vec<strata_ir::Tensor> {
+    use std::collections::HashMap;
+    use strata_ir::NodeKind;
+    let mut vals: HashMap<ValueRef, strata_ir::Tensor> = HashMap::new();
+    for (i, &id) in g.inputs().iter().enumerate() {
+        vals.insert(ValueRef::first(id), inputs[i].clone());
+    }
+    for id in g.topo_order().unwrap() {
+        let node = g.node(id).unwrap();
+        match &node.kind {
+            NodeKind::Constant(_) => {
+                let v = ValueRef::first(id);
+                vals.insert(v, (**g.constant_value(v).unwrap()).clone());
+            }
+            NodeKind::Op(op) => {
+                let args: Vec<strata_ir::Tensor> =
+                    g.node_inputs(id).iter().map(|v| vals[v].clone()).collect();
+                let refs: Vec<&strata_ir::Tensor> = args.iter().collect();
+                for (i, t) in strata_runtime::eval_op(op, &refs)
+                    .unwrap()
+                    .into_iter()
+                    .enumerate()
+                {
+                    vals.insert(
+                        ValueRef {
+                            node: id,
+                            output: i,
+                        },
+                        t,
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    g.outputs().iter().map(|v| vals[v].clone()).collect()
+}
+
+fn cnn() -> Graph {
+    use strata_ir::ops::{Conv, Gemm, Pool};
+    let mut g = Graph::new("cnn");
+    let x = g.add_input("x", ty(&[N, K(2), K(8), K(8)]));
+    let w1 = g.add_constant("w1", rand_t(&[4, 2, 3, 3], 1));
+    let b1 = g.add_constant("b1", rand_t(&[4], 2));
+    let w2 = g.add_constant("w2", rand_t(&[5, 64], 3));
+    let conv = Op::Conv(Conv {
+        kernel: vec![3, 3],
+        strides: vec![1, 1],
+        pads: vec![1, 1, 1, 1],
+        dilations: vec![1, 1],
+        group: 1,
+        has_bias: true,
+    });
+    let pool = Op::MaxPool(Pool {
+        kernel: vec![2, 2],
+        strides: vec![2, 2],
+        pads: vec![0; 4],
+        dilations: vec![1, 1],
+        ceil_mode: false,
+        count_include_pad: false,
+    });
+    let c = op(&mut g, "conv", conv, &[x, w1, b1], &[N, K(4), K(8), K(8)]);
+    let r = op(
+        &mut g,
+        "relu",
+        Op::Unary(UnaryOp::Relu),
+        &[c],
+        &[N, K(4), K(8), K(8)],
+    );
+    let p = op(&mut g, "pool", pool, &[r], &[N, K(4), K(4), K(4)]);
+    let f = op(
+        &mut g,
+        "flatten",
+        Op::Flatten { axis: 1 },
+        &[p],
+        &[N, K(64)],
+    );
+    let gemm = Op::Gemm(Gemm {
+        alpha: 1.0,
+        beta: 1.0,
+        trans_a: false,
+        trans_b: true,
+        has_c: false,
+    });
+    let y = op(&mut g, "fc", gemm, &[f, w2], &[N, K(5)]);
+    let s = op(
+        &mut g,
+        "softmax",
+        Op::Softmax(strata_ir::ops::Softmax {
+            axis: 1,
+            coerce_2d: false,
+        }),
+        &[y],
+        &[N, K(5)],
+    );
+    g.set_outputs(vec![s, y, w2]);
+    g
+}
+
+#[test]
+fn large_batches_run_in_chunks_with_identical_results() {
+    let g = cnn();
+    for batch in [1usize, 63, 200, 517] {
+        let x = rand_t(&[batch, 2, 8, 8], 100 + batch as u64);
+        let got = run(&g, std::slice::from_ref(&x)).unwrap();
+        let want = eval_whole(&g, std::slice::from_ref(&x));
+        assert_eq!(got.len(), want.len());
+        for (a, b) in got.iter().zip(&want) {
+            assert_eq!(a.shape(), b.shape(), "batch {batch}");
+            assert_close(a, b.shape(), b.as_f32().unwrap(), 1e-6);
+        }
+    }
+}
+
+#[test]
+fn ops_that_mix_samples_run_on_the_whole_batch() {
+    use strata_ir::ops::{ReduceMean, Softmax};
+    let mut g = Graph::new("mixing");
+    let x = g.add_input("x", ty(&[N, K(3)]));
+    let m = op(
+        &mut g,
+        "mean",
+        Op::ReduceMean(ReduceMean {
+            axes: vec![0],
+            keep_dims: false,
+        }),
+        &[x],
+        &[K(3)],
+    );
+    let s = op(
+        &mut g,
+        "softmax0",
+        Op::Softmax(Softmax {
+            axis: 0,
+            coerce_2d: false,
+        }),
+        &[x],
+        &[N, K(3)],
+    );
+    let id = g
+        .add_op(
+            "shape",
+            Op::Shape { start: 0, end: 1 },
+            &[x],
+            vec![Value {
+                name: "shape".into(),
+                ty: TensorType::new(DType::I64, Shape(vec![K(1)])),
+            }],
+        )
+        .unwrap();
+    g.set_outputs(vec![m, s, ValueRef::first(id)]);
+    let batch = 1000;
+    let x = rand_t(&[batch, 3], 7);
+    let got = run(&g, std::slice::from_ref(&x)).unwrap();
+    let want = eval_whole(&g, std::slice::from_ref(&x));
+    assert_close(&got[0], &[3], want[0].as_f32().unwrap(), 1e-6);
+    assert_close(&got[1], &[batch, 3], want[1].as_f32().unwrap(), 1e-6);
+    assert_eq!(got[2], i64t(&[1], &[batch as i64]));
+    let col0: f32 = got[1].as_f32().unwrap().iter().step_by(3).sum();
+    assert!(
+        (col0 - 1.0).abs() < 1e-4,
+        "softmax over the whole batch sums to 1, got {col0}"
+    );
+}
+
+#[test]
+fn profiled_run_reports_every_op_node() {
+    let g = cnn();
+    let x = rand_t(&[300, 2, 8, 8], 5);
+    let (out, timings) = strata_runtime::run_profiled(&g, std::slice::from_ref(&x)).unwrap();
+    assert_eq!(out[0].shape(), &[300, 5]);
+    let names: Vec<&str> = timings.iter().map(|t| t.node.as_str()).collect();
+    assert_eq!(names, ["conv", "relu", "pool", "flatten", "fc", "softmax"]);
+    assert_eq!(timings[0].op, "conv");
+    assert!(timings.iter().all(|t| t.seconds >= 0.0));
 }

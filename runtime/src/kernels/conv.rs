@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use strata_ir::ops::{Conv, ConvTranspose};
 use strata_ir::{Tensor, TensorData};
 
-use super::linear::{gemm_strided, GemmElem, MatRef};
+use super::linear::{gemm_block, gemm_strided, GemmElem, MatRef};
 use super::{checked_numel, make, strides_of};
 use crate::RuntimeError;
 
@@ -266,7 +266,13 @@ fn conv_typed<T: GemmElem>(
             };
             let wg = &w[gi * mg * kc..(gi + 1) * mg * kc];
             let dst_g = &mut dst[gi * mg * p_out..(gi + 1) * mg * p_out];
-            gemm_strided(
+            // With several images the batch loop is already parallel.
+            let gemm = if g.batch > 1 {
+                gemm_block::<T>
+            } else {
+                gemm_strided::<T>
+            };
+            gemm(
                 "conv",
                 mg,
                 kc,
@@ -518,7 +524,12 @@ fn conv_transpose_typed<T: GemmElem>(
             let xg = &x[(n * g.in_ch + gi * cg) * p_in..(n * g.in_ch + (gi + 1) * cg) * p_in];
             let wg = &w[gi * cg * rows..(gi + 1) * cg * rows];
             // cols[rows, p_in] = W_g^T [rows, cg] · x_g [cg, p_in]
-            gemm_strided(
+            let gemm = if g.batch > 1 {
+                gemm_block::<T>
+            } else {
+                gemm_strided::<T>
+            };
+            gemm(
                 "conv_transpose",
                 rows,
                 cg,

@@ -1,5 +1,6 @@
 //! Matrix products: Gemm and numpy-style MatMul, on top of `matrixmultiply`'s packed GEMM.
 
+use rayon::prelude::*;
 use strata_ir::ops::Gemm;
 use strata_ir::{Tensor, TensorData};
 
@@ -145,8 +146,61 @@ pub(crate) fn gemm_strided<T: GemmElem>(
         }
         return Ok(());
     }
-    // SAFETY: `fits` proved every addressed element is inside its slice, strides fit isize,
-    // and `c` is exclusively borrowed so it cannot alias `a` or `b`.
+    // Large products are split into row blocks run on rayon; inside an already-parallel
+    // caller (convolution over a batch) rayon's work stealing keeps the cores busy without
+    // oversubscribing them.
+    let work = m.saturating_mul(k).saturating_mul(n);
+    if work >= PAR_GEMM_WORK && m >= 2 * PAR_GEMM_MIN_ROWS {
+        let blocks = (rayon::current_num_threads() * 2).max(2);
+        let rows = m.div_ceil(blocks).max(PAR_GEMM_MIN_ROWS);
+        return c
+            .par_chunks_mut(rows * ldc)
+            .enumerate()
+            .try_for_each(|(i, cb)| {
+                let r0 = i * rows;
+                let mb = rows.min(m - r0);
+                let ab = MatRef {
+                    data: &a.data[r0 * a.rs..],
+                    rs: a.rs,
+                    cs: a.cs,
+                };
+                gemm_block(op, mb, k, n, alpha, ab, b, beta, cb, ldc)
+            });
+    }
+    gemm_block(op, m, k, n, alpha, a, b, beta, c, ldc)
+}
+
+/// Minimum multiply-adds before a GEMM is split across threads.
+const PAR_GEMM_WORK: usize = 1 << 21;
+/// Minimum rows per parallel GEMM block (the micro-kernel works on 8-row panels).
+const PAR_GEMM_MIN_ROWS: usize = 16;
+
+/// One single-threaded GEMM call (for callers that already parallelise, e.g. over a batch);
+/// bounds are checked.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_block<T: GemmElem>(
+    op: &'static str,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    beta: T,
+    c: &mut [T],
+    ldc: usize,
+) -> Result<(), RuntimeError> {
+    if !(fits(a.data.len(), m, k, a.rs, a.cs)
+        && fits(b.data.len(), k, n, b.rs, b.cs)
+        && fits(c.len(), m, n, ldc, 1))
+    {
+        return Err(RuntimeError::Shape {
+            op,
+            reason: format!("internal GEMM block bounds violation (m={m}, k={k}, n={n})"),
+        });
+    }
+    // SAFETY: `fits` proved every addressed element is inside its slice, strides fit isize
+    // (checked by the caller), and `c` is exclusively borrowed so it cannot alias `a` or `b`.
     unsafe {
         T::raw_gemm(
             m,

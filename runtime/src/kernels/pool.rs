@@ -187,18 +187,28 @@ fn per_plane<T: Copy + Send + Sync + Default>(
     out
 }
 
-fn max_plane<T: MaxElem>(w: &Win, x: &[T], y: &mut [T]) {
+/// Per-axis table of `(first tap, end tap, window origin)` for every output index, so the
+/// inner loops do no window arithmetic.
+type Taps = [Vec<(usize, usize, isize)>; 3];
+
+fn tap_tables(w: &Win) -> Taps {
+    let axis = |j: usize| {
+        (0..w.outs[j])
+            .map(|o| {
+                let (lo, hi) = w.taps(j, o);
+                (lo, hi, w.origin(j, o))
+            })
+            .collect()
+    };
+    [axis(0), axis(1), axis(2)]
+}
+
+fn max_plane<T: MaxElem>(w: &Win, t: &Taps, x: &[T], y: &mut [T]) {
     let (h_in, w_in) = (w.ins[1], w.ins[2]);
     let mut idx = 0;
-    for od in 0..w.outs[0] {
-        let (d0, d1) = w.taps(0, od);
-        let bd = w.origin(0, od);
-        for oh in 0..w.outs[1] {
-            let (h0, h1) = w.taps(1, oh);
-            let bh = w.origin(1, oh);
-            for ow in 0..w.outs[2] {
-                let (w0, w1) = w.taps(2, ow);
-                let bw = w.origin(2, ow);
+    for &(d0, d1, bd) in &t[0] {
+        for &(h0, h1, bh) in &t[1] {
+            for &(w0, w1, bw) in &t[2] {
                 let mut best = T::LOWEST;
                 for kd in d0..d1 {
                     let id = (bd + (kd * w.d[0]) as isize) as usize;
@@ -221,19 +231,13 @@ fn max_plane<T: MaxElem>(w: &Win, x: &[T], y: &mut [T]) {
     }
 }
 
-fn avg_plane<T: Real>(w: &Win, include_pad: bool, x: &[T], y: &mut [T]) {
+fn avg_plane<T: Real>(w: &Win, t: &Taps, include_pad: bool, x: &[T], y: &mut [T]) {
     let (h_in, w_in) = (w.ins[1], w.ins[2]);
     let full = T::from_f64((w.k[0] * w.k[1] * w.k[2]) as f64);
     let mut idx = 0;
-    for od in 0..w.outs[0] {
-        let (d0, d1) = w.taps(0, od);
-        let bd = w.origin(0, od);
-        for oh in 0..w.outs[1] {
-            let (h0, h1) = w.taps(1, oh);
-            let bh = w.origin(1, oh);
-            for ow in 0..w.outs[2] {
-                let (w0, w1) = w.taps(2, ow);
-                let bw = w.origin(2, ow);
+    for &(d0, d1, bd) in &t[0] {
+        for &(h0, h1, bh) in &t[1] {
+            for &(w0, w1, bw) in &t[2] {
                 let mut sum = T::ZERO;
                 for kd in d0..d1 {
                     let id = (bd + (kd * w.d[0]) as isize) as usize;
@@ -262,11 +266,12 @@ fn avg_plane<T: Real>(w: &Win, include_pad: bool, x: &[T], y: &mut [T]) {
 pub fn max_pool(p: &Pool, x: &Tensor) -> Result<Tensor, RuntimeError> {
     const OP: &str = "max_pool";
     let (w, shape) = geometry(OP, p, x)?;
+    let t = tap_tables(&w);
     let data = match x.data() {
-        TensorData::F32(v) => TensorData::F32(per_plane(v, &w, |i, o| max_plane(&w, i, o))),
-        TensorData::F64(v) => TensorData::F64(per_plane(v, &w, |i, o| max_plane(&w, i, o))),
-        TensorData::I8(v) => TensorData::I8(per_plane(v, &w, |i, o| max_plane(&w, i, o))),
-        TensorData::U8(v) => TensorData::U8(per_plane(v, &w, |i, o| max_plane(&w, i, o))),
+        TensorData::F32(v) => TensorData::F32(per_plane(v, &w, |i, o| max_plane(&w, &t, i, o))),
+        TensorData::F64(v) => TensorData::F64(per_plane(v, &w, |i, o| max_plane(&w, &t, i, o))),
+        TensorData::I8(v) => TensorData::I8(per_plane(v, &w, |i, o| max_plane(&w, &t, i, o))),
+        TensorData::U8(v) => TensorData::U8(per_plane(v, &w, |i, o| max_plane(&w, &t, i, o))),
         _ => {
             return Err(RuntimeError::UnsupportedDType {
                 op: OP,
@@ -283,9 +288,14 @@ pub fn average_pool(p: &Pool, x: &Tensor) -> Result<Tensor, RuntimeError> {
     const OP: &str = "average_pool";
     let (w, shape) = geometry(OP, p, x)?;
     let inc = p.count_include_pad;
+    let t = tap_tables(&w);
     let data = match x.data() {
-        TensorData::F32(v) => TensorData::F32(per_plane(v, &w, |i, o| avg_plane(&w, inc, i, o))),
-        TensorData::F64(v) => TensorData::F64(per_plane(v, &w, |i, o| avg_plane(&w, inc, i, o))),
+        TensorData::F32(v) => {
+            TensorData::F32(per_plane(v, &w, |i, o| avg_plane(&w, &t, inc, i, o)))
+        }
+        TensorData::F64(v) => {
+            TensorData::F64(per_plane(v, &w, |i, o| avg_plane(&w, &t, inc, i, o)))
+        }
         _ => {
             return Err(RuntimeError::UnsupportedDType {
                 op: OP,
