@@ -8,12 +8,49 @@ mod chunk;
 mod error;
 pub mod kernels;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use strata_ir::{Dim, Graph, NodeKind, Tensor, ValueRef};
 
 pub use error::RuntimeError;
-pub use kernels::eval_op;
+pub use kernels::{eval_op, eval_op_with, QuantPath};
+
+/// Choices for running a graph with bit-plane layers; other ops ignore them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Plane count for every bit-plane layer (`None`: each layer's default).
+    pub planes: Option<u8>,
+    /// Per-layer plane counts by node name; they override `planes`.
+    pub per_layer: BTreeMap<String, u8>,
+    /// Integer (device) or dequantized float path for bit-plane layers.
+    pub path: QuantPath,
+}
+
+/// [`run`] with bit-plane options: the plane count per layer and the computation path.
+/// Naming a node in `per_layer` that is not a bit-plane layer is an error, so a typo in a
+/// layer name cannot silently run the model at the wrong precision.
+pub fn run_with(
+    graph: &Graph,
+    inputs: &[Tensor],
+    options: &RunOptions,
+) -> Result<Vec<Tensor>, RuntimeError> {
+    check_layers(graph, options)?;
+    run_inner(graph, inputs, options, None)
+}
+
+fn check_layers(graph: &Graph, options: &RunOptions) -> Result<(), RuntimeError> {
+    for name in options.per_layer.keys() {
+        let found = graph.node_ids().any(|id| {
+            graph.node(id).is_ok_and(|n| {
+                &n.name == name && matches!(n.kind, NodeKind::Op(strata_ir::Op::Bitplane(_)))
+            })
+        });
+        if !found {
+            return Err(RuntimeError::UnknownLayer { node: name.clone() });
+        }
+    }
+    Ok(())
+}
 
 /// A value held during execution: borrowed from the caller or the graph's constant store, or
 /// produced by an op (and then freed after its last use).
@@ -38,20 +75,21 @@ impl Slot<'_> {
 /// values are dropped right after their last consumer runs, so memory stays bounded by the
 /// widest point of the graph rather than its total size.
 pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
-    run_inner(graph, inputs, None)
+    run_inner(graph, inputs, &RunOptions::default(), None)
 }
 
 /// Runs the batch in chunks when the graph is provably per-sample (see `chunk.rs`), else whole.
 fn run_inner(
     graph: &Graph,
     inputs: &[Tensor],
+    options: &RunOptions,
     mut timings: Option<&mut Vec<NodeTiming>>,
 ) -> Result<Vec<Tensor>, RuntimeError> {
     graph.topo_order()?;
     let batch = check_inputs(graph, inputs)?;
     let chunk = match (batch, chunk::plan(graph)) {
         (Some(b), Some(c)) if b > c => c,
-        _ => return run_whole(graph, inputs, timings),
+        _ => return run_whole(graph, inputs, options, timings),
     };
     let batch = batch.unwrap_or(0);
     let batched: Vec<bool> = graph
@@ -89,6 +127,7 @@ fn run_inner(
         let outs = run_whole(
             graph,
             &chunk_inputs,
+            options,
             timings.is_some().then_some(&mut chunk_timings),
         )?;
         if let Some(t) = timings.as_deref_mut() {
@@ -105,7 +144,7 @@ fn run_inner(
                 if out.shape().first() != Some(&len) {
                     // The declared types promised a per-sample output but the op disagreed:
                     // do not guess, run the batch whole.
-                    return run_whole(graph, inputs, timings);
+                    return run_whole(graph, inputs, options, timings);
                 }
                 pieces[i].push(out);
             } else if start == 0 {
@@ -154,7 +193,7 @@ pub fn run_profiled(
     inputs: &[Tensor],
 ) -> Result<(Vec<Tensor>, Vec<NodeTiming>), RuntimeError> {
     let mut timings = Vec::new();
-    let outputs = run_inner(graph, inputs, Some(&mut timings))?;
+    let outputs = run_inner(graph, inputs, &RunOptions::default(), Some(&mut timings))?;
     Ok((outputs, timings))
 }
 
@@ -162,6 +201,7 @@ pub fn run_profiled(
 fn run_whole(
     graph: &Graph,
     inputs: &[Tensor],
+    options: &RunOptions,
     mut timings: Option<&mut Vec<NodeTiming>>,
 ) -> Result<Vec<Tensor>, RuntimeError> {
     let order = graph.topo_order()?;
@@ -249,7 +289,12 @@ fn run_whole(
                     .iter()
                     .filter_map(|v| values.get(v).map(Slot::get))
                     .collect();
-                eval_op(op, &refs)
+                let planes = options
+                    .per_layer
+                    .get(&node.name)
+                    .copied()
+                    .or(options.planes);
+                eval_op_with(op, &refs, planes, options.path)
             }
         }
         .map_err(|e| e.in_node(&node.name, op.mnemonic()))?;

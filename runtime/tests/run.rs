@@ -447,3 +447,32 @@ fn profiled_run_reports_every_op_node() {
     assert_eq!(timings[0].op, "conv");
     assert!(timings.iter().all(|t| t.seconds >= 0.0));
 }
+
+#[test]
+fn run_with_rejects_unknown_layers_and_matches_run() {
+    use strata_runtime::{run_with, QuantPath, RunOptions};
+    let g = small_graph();
+    let x = f32t(&[2, 3], &[1., -2., 3., -4., 5., -6.]);
+    let plain = run(&g, std::slice::from_ref(&x)).unwrap();
+    let options = RunOptions {
+        planes: Some(4),
+        path: QuantPath::Float,
+        ..RunOptions::default()
+    };
+    assert_eq!(
+        run_with(&g, std::slice::from_ref(&x), &options).unwrap(),
+        plain
+    );
+    for name in ["relu", "no_such_layer"] {
+        let mut options = RunOptions::default();
+        options.per_layer.insert(name.to_string(), 2);
+        let e = run_with(&g, std::slice::from_ref(&x), &options).unwrap_err();
+        assert_eq!(
+            e,
+            RuntimeError::UnknownLayer {
+                node: name.to_string()
+            }
+        );
+        assert!(e.to_string().contains(name));
+    }
+}
