@@ -353,7 +353,10 @@ fn full_precision_approaches_fp32() {
             mag = mag.max(fp.abs());
         }
     }
-    assert!(worst < 0.01 * mag, "error {worst} vs output magnitude {mag}");
+    assert!(
+        worst < 0.01 * mag,
+        "error {worst} vs output magnitude {mag}"
+    );
 }
 
 #[test]
@@ -492,5 +495,148 @@ fn integer_path_is_deterministic_across_batches() {
             one.as_f32().unwrap(),
             &all.as_f32().unwrap()[i * per..(i + 1) * per]
         );
+    }
+}
+
+mod graphs {
+    use super::*;
+    use std::collections::BTreeMap;
+    use strata_ir::{DType, Dim, Graph, Shape, TensorType, ValueRef};
+    use strata_runtime::{run, run_with, RunOptions};
+
+    /// `x → fc1 (bit-plane) → relu → fc2 (bit-plane)`, with the layers kept for reference.
+    fn mlp() -> (Graph, Layer, Layer) {
+        let l1 = layer(BitplaneKernel::Linear, 12, 20, 8, 8, 61);
+        let l2 = layer(BitplaneKernel::Linear, 5, 12, 8, 8, 62);
+        let mut g = Graph::new("mlp");
+        let x = g.add_input(
+            "x",
+            TensorType::new(DType::F32, Shape(vec![Dim::Batch, Dim::Known(20)])),
+        );
+        let add = |g: &mut Graph, name: &str, l: &Layer, input: ValueRef| {
+            let mut ins = vec![input];
+            for (i, t) in [&l.planes, &l.alpha, &l.beta, &l.bias, &l.act]
+                .iter()
+                .enumerate()
+            {
+                ins.push(g.add_constant(format!("{name}.{i}"), (*t).clone()));
+            }
+            ValueRef::first(
+                g.add_op_inferred(name, l.op.clone(), &ins, vec![name.to_string()])
+                    .unwrap(),
+            )
+        };
+        let h = add(&mut g, "fc1", &l1, x);
+        let r = ValueRef::first(
+            g.add_op_inferred(
+                "relu",
+                Op::Unary(strata_ir::ops::UnaryOp::Relu),
+                &[h],
+                vec!["relu".into()],
+            )
+            .unwrap(),
+        );
+        let y = add(&mut g, "fc2", &l2, r);
+        g.set_outputs(vec![y]);
+        (g, l1, l2)
+    }
+
+    /// The same network evaluated op by op at the given plane counts.
+    fn manual(l1: &Layer, l2: &Layer, x: &Tensor, k1: u8, k2: u8, path: QuantPath) -> Tensor {
+        let h = super::run(l1, x, Some(k1), path).unwrap();
+        let r = f32t(
+            h.shape(),
+            &h.as_f32()
+                .unwrap()
+                .iter()
+                .map(|v| v.max(0.0))
+                .collect::<Vec<_>>(),
+        );
+        super::run(l2, &r, Some(k2), path).unwrap()
+    }
+
+    #[test]
+    fn uniform_and_per_layer_plane_counts() {
+        let (g, l1, l2) = mlp();
+        let x = f32t(&[3, 20], &rand_vec(60, 63));
+        // Default: the largest plane count, integer path.
+        assert_eq!(
+            run(&g, &[x.clone()]).unwrap()[0],
+            manual(&l1, &l2, &x, 8, 8, QuantPath::Integer)
+        );
+        for path in [QuantPath::Integer, QuantPath::Float] {
+            let uniform = RunOptions {
+                planes: Some(3),
+                path,
+                ..Default::default()
+            };
+            assert_eq!(
+                run_with(&g, &[x.clone()], &uniform).unwrap()[0],
+                manual(&l1, &l2, &x, 3, 3, path)
+            );
+            // Per-layer entries override the uniform count, layer by layer.
+            let mixed = RunOptions {
+                planes: Some(3),
+                per_layer: BTreeMap::from([("fc2".to_string(), 7)]),
+                path,
+            };
+            let got = run_with(&g, &[x.clone()], &mixed).unwrap();
+            assert_eq!(got[0], manual(&l1, &l2, &x, 3, 7, path));
+            assert_ne!(got[0], manual(&l1, &l2, &x, 3, 3, path));
+        }
+        let per_layer = RunOptions {
+            per_layer: BTreeMap::from([("fc1".to_string(), 2), ("fc2".to_string(), 6)]),
+            ..Default::default()
+        };
+        assert_eq!(
+            run_with(&g, &[x.clone()], &per_layer).unwrap()[0],
+            manual(&l1, &l2, &x, 2, 6, QuantPath::Integer)
+        );
+    }
+
+    #[test]
+    fn large_batches_match_per_sample_runs() {
+        // Big enough for the interpreter to split the batch into chunks.
+        let (g, l1, l2) = mlp();
+        let n = 300;
+        let x = f32t(&[n, 20], &rand_vec(n * 20, 64));
+        let opts = RunOptions {
+            planes: Some(5),
+            ..Default::default()
+        };
+        let got = run_with(&g, &[x.clone()], &opts).unwrap();
+        assert_eq!(got[0], manual(&l1, &l2, &x, 5, 5, QuantPath::Integer));
+    }
+
+    #[test]
+    fn errors_name_the_node_and_plane_count() {
+        let (g, _, _) = mlp();
+        let x = f32t(&[1, 20], &rand_vec(20, 65));
+        let bad = RunOptions {
+            per_layer: BTreeMap::from([("fc2".to_string(), 9)]),
+            ..Default::default()
+        };
+        let err = run_with(&g, &[x.clone()], &bad).unwrap_err();
+        match &err {
+            RuntimeError::Node { node, op, source } => {
+                assert_eq!((node.as_str(), *op), ("fc2", "bitplane_linear"));
+                assert!(matches!(**source, RuntimeError::NoSideTable { k: 9, .. }));
+            }
+            other => panic!("{other}"),
+        }
+        assert!(
+            err.to_string().contains("fc2") && err.to_string().contains('9'),
+            "{err}"
+        );
+        for name in ["relu", "nope"] {
+            let bad = RunOptions {
+                per_layer: BTreeMap::from([(name.to_string(), 2)]),
+                ..Default::default()
+            };
+            assert_eq!(
+                run_with(&g, &[x.clone()], &bad).unwrap_err(),
+                RuntimeError::UnknownLayer { node: name.into() }
+            );
+        }
     }
 }

@@ -1,0 +1,135 @@
+//! Times the bit-plane kernels (integer and float paths, several plane counts) against the
+//! plain f32 Conv / Gemm they replace, on layer sizes typical of small CNNs.
+//!
+//! `cargo run --release -p strata-runtime --example bitplane_speed`
+
+use std::time::Instant;
+
+use strata_ir::ops::{Bitplane, BitplaneKernel, Conv, Gemm, PlaneSpec};
+use strata_ir::quant::{midpoint_side, pack_planes, quantize_rows, row_bytes};
+use strata_ir::{Op, Tensor, TensorData};
+use strata_runtime::kernels::{eval_op_with, QuantPath};
+
+fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Median wall time of `reps` runs, in milliseconds.
+fn time(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[reps / 2]
+}
+
+fn bench(name: &str, kernel: BitplaneKernel, float_op: Op, x: Tensor, rows: usize, cols: usize) {
+    let w = rand_vec(rows * cols, 1);
+    let (codes, scales) = quantize_rows(&w, rows, cols, 8);
+    let planes = Tensor::new(
+        vec![8, rows, row_bytes(cols)],
+        TensorData::U8(pack_planes(&codes, rows, cols, 8)),
+    )
+    .expect("planes");
+    let ks: Vec<u8> = vec![2, 4, 6, 8];
+    let table = |f: &dyn Fn(u8, usize) -> f32| {
+        let v = ks
+            .iter()
+            .flat_map(|&k| (0..rows).map(move |r| (k, r)))
+            .map(|(k, r)| f(k, r))
+            .collect();
+        Tensor::from_f32(vec![ks.len(), rows], v).expect("table")
+    };
+    let alpha = table(&|k, r| midpoint_side(scales[r], 8, k).0);
+    let beta = table(&|k, r| midpoint_side(scales[r], 8, k).1);
+    let bias = table(&|_, _| 0.0);
+    let act = Tensor::from_f32(
+        vec![ks.len(), 2],
+        ks.iter().flat_map(|_| [1.0 / 127.0, 0.0]).collect(),
+    )
+    .expect("act");
+    let op = Op::Bitplane(Bitplane {
+        kernel,
+        spec: PlaneSpec {
+            bits: 8,
+            plane_counts: ks.clone(),
+            act_bits: 8,
+            rows,
+            cols,
+        },
+    });
+    let mut wshape = vec![rows];
+    if let Op::Conv(c) = &float_op {
+        wshape.push(cols / c.kernel.iter().product::<usize>());
+        wshape.extend(&c.kernel);
+    } else {
+        wshape.push(cols);
+    }
+    let wt = Tensor::from_f32(wshape, w).expect("w");
+    let b = Tensor::from_f32(vec![rows], vec![0.0; rows]).expect("b");
+    let fp = time(9, || {
+        eval_op_with(&float_op, &[&x, &wt, &b], None, QuantPath::Integer).expect("fp32");
+    });
+    println!("{name}: fp32 {fp:.2} ms");
+    for &k in &ks {
+        let ins = [&x, &planes, &alpha, &beta, &bias, &act];
+        let int = time(9, || {
+            eval_op_with(&op, &ins, Some(k), QuantPath::Integer).expect("int");
+        });
+        let flt = time(9, || {
+            eval_op_with(&op, &ins, Some(k), QuantPath::Float).expect("float");
+        });
+        println!("  k={k}: integer {int:.2} ms, float {flt:.2} ms");
+    }
+}
+
+fn main() {
+    let conv = Conv {
+        kernel: vec![3, 3],
+        strides: vec![1, 1],
+        pads: vec![1, 1, 1, 1],
+        dilations: vec![1, 1],
+        group: 1,
+        has_bias: true,
+    };
+    let x = Tensor::from_f32(vec![16, 64, 32, 32], rand_vec(16 * 64 * 1024, 2)).expect("x");
+    bench(
+        "conv 64→64 3x3 on [16,64,32,32]",
+        BitplaneKernel::Conv(Conv {
+            has_bias: false,
+            ..conv.clone()
+        }),
+        Op::Conv(conv),
+        x,
+        64,
+        576,
+    );
+    let x = Tensor::from_f32(vec![64, 1024], rand_vec(64 * 1024, 3)).expect("x");
+    bench(
+        "linear 1024→1024 on [64,1024]",
+        BitplaneKernel::Linear,
+        Op::Gemm(Gemm {
+            alpha: 1.0,
+            beta: 1.0,
+            trans_a: false,
+            trans_b: true,
+            has_c: true,
+        }),
+        x,
+        1024,
+        1024,
+    );
+}
