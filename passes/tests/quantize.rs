@@ -1,0 +1,580 @@
+//! Tests of `calibrate`, `vl-quantize`, `bitplane-rewrite` and the baselines on graphs built
+//! here with seeded pseudo-random weights and inputs: values of the estimators and the fit,
+//! accuracy ordering across plane counts and schemes, and every error path.
+
+use std::collections::BTreeMap;
+
+use strata_ir::ops::{Conv, Gemm, Pool};
+use strata_ir::{DType, Graph, NodeKind, Op, Shape, Tensor, TensorType, ValueRef};
+use strata_passes::baselines::{dedicated_ptq, naive_truncation};
+use strata_passes::{
+    act_params, fake_quant, minmax_range, Calibration, CalibrationMethod, PassContext, PassError,
+    PassManager, VlQuantization,
+};
+use strata_runtime::kernels::QuantPath;
+
+// TEMPORARY: a minimal interpreter until strata_runtime::run_with lands.
+#[derive(Default)]
+struct RunOptions {
+    planes: Option<u8>,
+    path: QuantPath,
+}
+fn run_with(
+    g: &Graph,
+    inputs: &[Tensor],
+    o: &RunOptions,
+) -> Result<Vec<Tensor>, strata_runtime::RuntimeError> {
+    let mut vals: std::collections::HashMap<ValueRef, Tensor> = Default::default();
+    for (i, &id) in g.inputs().iter().enumerate() {
+        vals.insert(ValueRef::first(id), inputs[i].clone());
+    }
+    for id in g.topo_order()? {
+        let n = g.node(id)?;
+        match &n.kind {
+            NodeKind::Input => {}
+            NodeKind::Constant(_) => {
+                let v = ValueRef::first(id);
+                vals.insert(v, g.constant_value(v).unwrap().as_ref().clone());
+            }
+            NodeKind::Op(op) => {
+                let args: Vec<&Tensor> = g.node_inputs(id).iter().map(|v| &vals[v]).collect();
+                let planes = if matches!(op, Op::Bitplane(_)) {
+                    o.planes
+                } else {
+                    None
+                };
+                let out = strata_runtime::kernels::eval_op_with(op, &args, planes, o.path)?;
+                for (i, t) in out.into_iter().enumerate() {
+                    vals.insert(
+                        ValueRef {
+                            node: id,
+                            output: i,
+                        },
+                        t,
+                    );
+                }
+            }
+        }
+    }
+    Ok(g.outputs().iter().map(|v| vals[v].clone()).collect())
+}
+
+/// Deterministic values in [-1, 1) (xorshift), so failures reproduce.
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn f32_ty(dims: &[usize]) -> TensorType {
+    TensorType::new(DType::F32, Shape::known(dims))
+}
+
+fn batch_ty(dims: &[usize]) -> TensorType {
+    let mut d = vec![strata_ir::Dim::Batch];
+    d.extend(dims.iter().map(|&x| strata_ir::Dim::Known(x)));
+    TensorType::new(DType::F32, Shape(d))
+}
+
+fn weight(g: &mut Graph, name: &str, shape: &[usize], seed: u64) -> ValueRef {
+    let n: usize = shape.iter().product();
+    let fan_in = (n / shape[0]) as f32;
+    let v = values(n, seed)
+        .into_iter()
+        .map(|x| x * 1.7 / fan_in.sqrt())
+        .collect();
+    g.add_constant(name, Tensor::from_f32(shape.to_vec(), v).unwrap())
+}
+
+fn op(g: &mut Graph, name: &str, op: Op, inputs: &[ValueRef]) -> ValueRef {
+    ValueRef::first(
+        g.add_op_inferred(name, op, inputs, vec![name.to_string()])
+            .unwrap(),
+    )
+}
+
+fn conv(kernel: usize, pad: usize, group: usize) -> Op {
+    Op::Conv(Conv {
+        kernel: vec![kernel, kernel],
+        strides: vec![1, 1],
+        pads: vec![pad; 4],
+        dilations: vec![1, 1],
+        group,
+        has_bias: true,
+    })
+}
+
+/// An MNIST-like small CNN: conv(1→4, 3×3) → relu → maxpool → grouped conv(4→8, group 2) →
+/// relu → maxpool → flatten → matmul(32→16) → relu → gemm(16→10). Covers every layer kind.
+fn small_cnn() -> Graph {
+    let mut g = Graph::new("small_cnn");
+    let x = g.add_input("x", batch_ty(&[1, 8, 8]));
+    let w1 = weight(&mut g, "w1", &[4, 1, 3, 3], 1);
+    let b1 = g.add_constant("b1", Tensor::from_f32(vec![4], values(4, 2)).unwrap());
+    let c1 = op(&mut g, "conv1", conv(3, 1, 1), &[x, w1, b1]);
+    let r1 = op(
+        &mut g,
+        "relu1",
+        Op::Unary(strata_ir::ops::UnaryOp::Relu),
+        &[c1],
+    );
+    let pool = Op::MaxPool(Pool {
+        kernel: vec![2, 2],
+        strides: vec![2, 2],
+        pads: vec![0; 4],
+        dilations: vec![1, 1],
+        ceil_mode: false,
+        count_include_pad: false,
+    });
+    let p1 = op(&mut g, "pool1", pool.clone(), &[r1]);
+    let w2 = weight(&mut g, "w2", &[8, 2, 3, 3], 3);
+    let b2 = g.add_constant(
+        "b2",
+        Tensor::from_f32(vec![8], values(8, 4).iter().map(|v| v * 0.1).collect()).unwrap(),
+    );
+    let c2 = op(&mut g, "conv2", conv(3, 1, 2), &[p1, w2, b2]);
+    let r2 = op(
+        &mut g,
+        "relu2",
+        Op::Unary(strata_ir::ops::UnaryOp::Relu),
+        &[c2],
+    );
+    let p2 = op(&mut g, "pool2", pool, &[r2]);
+    let f = op(&mut g, "flat", Op::Flatten { axis: 1 }, &[p2]);
+    let w3 = weight(&mut g, "w3", &[32, 16], 5);
+    let m = op(&mut g, "mm", Op::MatMul, &[f, w3]);
+    let r3 = op(
+        &mut g,
+        "relu3",
+        Op::Unary(strata_ir::ops::UnaryOp::Relu),
+        &[m],
+    );
+    let w4 = weight(&mut g, "w4", &[10, 16], 6);
+    let c4 = g.add_constant("c4", Tensor::from_f32(vec![10], values(10, 7)).unwrap());
+    let gemm = Op::Gemm(Gemm {
+        alpha: 1.0,
+        beta: 0.5,
+        trans_a: false,
+        trans_b: true,
+        has_c: true,
+    });
+    let y = op(&mut g, "fc", gemm, &[r3, w4, c4]);
+    g.set_outputs(vec![y]);
+    strata_ir::verify(&g).unwrap();
+    g
+}
+
+/// Image-like inputs in [0, 1).
+fn images(n: usize, seed: u64) -> Tensor {
+    let v = values(n * 64, seed).into_iter().map(f32::abs).collect();
+    Tensor::from_f32(vec![n, 1, 8, 8], v).unwrap()
+}
+
+fn run_at(g: &Graph, x: &Tensor, k: Option<u8>, path: QuantPath) -> Vec<f32> {
+    let options = RunOptions { planes: k, path };
+    let out = run_with(g, std::slice::from_ref(x), &options).unwrap();
+    out[0].as_f32().unwrap().to_vec()
+}
+
+/// (max, mean) |a − b|.
+fn errors(a: &[f32], b: &[f32]) -> (f32, f32) {
+    assert_eq!(a.len(), b.len());
+    let mut max = 0f32;
+    let mut sum = 0f64;
+    for (x, y) in a.iter().zip(b) {
+        let d = (x - y).abs();
+        max = max.max(d);
+        sum += d as f64;
+    }
+    (max, (sum / a.len() as f64) as f32)
+}
+
+fn quantize(g: &Graph, pipeline: &str, calib: Tensor) -> (Graph, PassContext) {
+    let mut g = g.clone();
+    let mut ctx = PassContext::with_calibration(vec![calib]);
+    PassManager::parse(pipeline)
+        .unwrap()
+        .run(&mut g, &mut ctx, |_, _| {})
+        .unwrap();
+    (g, ctx)
+}
+
+#[test]
+fn nested_model_improves_with_planes_and_beats_naive_truncation() {
+    let g = small_cnn();
+    let calib = images(256, 100);
+    let test = images(200, 200);
+    let fp32 = strata_runtime::run(&g, std::slice::from_ref(&test)).unwrap()[0]
+        .as_f32()
+        .unwrap()
+        .to_vec();
+    let (q, ctx) = quantize(
+        &g,
+        "calibrate{method=minmax},vl-quantize{bits=8,planes=2-8},bitplane-rewrite",
+        calib,
+    );
+    let bitplane_ops = q
+        .node_ids()
+        .filter(|&id| matches!(q.node(id).unwrap().op(), Some(Op::Bitplane(_))))
+        .count();
+    assert_eq!(bitplane_ops, 4, "every layer is rewritten");
+    let mut report = String::new();
+    let mut previous = (f32::INFINITY, f32::INFINITY);
+    for k in 2..=8u8 {
+        let (nmax, nmean) = errors(&run_at(&q, &test, Some(k), QuantPath::Integer), &fp32);
+        let naive = naive_truncation(&g, 8, k, &ctx).unwrap();
+        let (tmax, tmean) = errors(&run_at(&naive, &test, None, QuantPath::Integer), &fp32);
+        let dedicated = dedicated_ptq(&g, k, &ctx).unwrap();
+        let (dmax, dmean) = errors(&run_at(&dedicated, &test, None, QuantPath::Integer), &fp32);
+        report.push_str(&format!(
+            "k={k}: nested max {nmax:.4} mean {nmean:.4} | naive max {tmax:.4} mean {tmean:.4} \
+             | dedicated max {dmax:.4} mean {dmean:.4}\n"
+        ));
+        assert!(nmean < previous.1, "mean error must fall with k:\n{report}");
+        if k <= 4 {
+            assert!(
+                nmean < tmean,
+                "nested beats naive (mean) at k={k}:\n{report}"
+            );
+            assert!(nmax < tmax, "nested beats naive (max) at k={k}:\n{report}");
+        }
+        previous = (nmax, nmean);
+    }
+    eprintln!("{report}");
+    // At 8 planes the model is a plain 8-bit model: close to FP32.
+    let out_scale = fp32.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(previous.1 < 0.02 * out_scale, "{report}");
+}
+
+#[test]
+fn integer_and_float_paths_agree_on_the_rewritten_graph() {
+    let g = small_cnn();
+    let (q, _) = quantize(
+        &g,
+        "vl-quantize{planes=\"2,5,8\"},bitplane-rewrite",
+        images(64, 11),
+    );
+    let test = images(20, 12);
+    for k in [2u8, 5, 8] {
+        let int = run_at(&q, &test, Some(k), QuantPath::Integer);
+        let flt = run_at(&q, &test, Some(k), QuantPath::Float);
+        let scale = flt.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+        let (max, _) = errors(&int, &flt);
+        assert!(max <= 1e-4 * scale, "k={k}: paths differ by {max}");
+    }
+    // A plane count without a side table is a typed error naming it.
+    let options = RunOptions {
+        planes: Some(3),
+        ..RunOptions::default()
+    };
+    let err = run_with(&q, &[test], &options).unwrap_err().to_string();
+    assert!(err.contains('3'), "{err}");
+}
+
+#[test]
+fn side_tables_match_a_reference_least_squares_fit() {
+    // One Linear layer; the fit is recomputed here from the public formulas.
+    let (n, k_in, r) = (300usize, 20usize, 3usize);
+    let mut g = Graph::new("lin");
+    let x = g.add_input("x", batch_ty(&[k_in]));
+    let w = weight(&mut g, "w", &[k_in, r], 21);
+    let y = op(&mut g, "mm", Op::MatMul, &[x, w]);
+    g.set_outputs(vec![y]);
+    let wt = g.constant_value(w).unwrap().as_f32().unwrap().to_vec();
+    let xs = Tensor::from_f32(vec![n, k_in], values(n * k_in, 22)).unwrap();
+    let xv = xs.as_f32().unwrap().to_vec();
+    let (_, ctx) = quantize(&g, "vl-quantize{planes=\"3,8\"}", xs);
+    let q = VlQuantization::from_context(&ctx).unwrap();
+    assert_eq!(q.layers.len(), 1);
+    let layer = &q.layers[0];
+    assert_eq!((layer.rows, layer.cols), (r, k_in));
+    // W [R, K] = Bᵀ.
+    let w_rk: Vec<f32> = (0..r * k_in)
+        .map(|i| wt[(i % k_in) * r + i / k_in])
+        .collect();
+    let (codes, scales) = strata_ir::quant::quantize_rows(&w_rk, r, k_in, 8);
+    assert_eq!(layer.scales, scales);
+    let act = act_params(minmax_range(&xv).unwrap(), 8);
+    for table in &layer.tables {
+        assert_eq!((table.act_scale, table.act_zero), (act.scale, act.zero));
+        let qk = strata_ir::quant::prefix_codes(&layer.planes, r, k_in, table.k);
+        // The prefix property: planes 0..k give q_B >> (B − k).
+        let shifted: Vec<i32> = codes.iter().map(|c| c >> (8 - table.k)).collect();
+        assert_eq!(qk, shifted);
+        for c in 0..r {
+            let (mut aa, mut ab, mut bb, mut at, mut bt) = (0f64, 0f64, 0f64, 0f64, 0f64);
+            for i in 0..n {
+                let (mut a, mut b, mut t) = (0f64, 0f64, 0f64);
+                for j in 0..k_in {
+                    let xh = fake_quant(xv[i * k_in + j], act, 8) as f64;
+                    a += qk[c * k_in + j] as f64 * xh;
+                    b += xh;
+                    t += w_rk[c * k_in + j] as f64 * xh;
+                }
+                aa += a * a;
+                ab += a * b;
+                bb += b * b;
+                at += a * t;
+                bt += b * t;
+            }
+            let det = aa * bb - ab * ab;
+            let alpha = (at * bb - bt * ab) / det;
+            let beta = (aa * bt - ab * at) / det;
+            let (ga, gb) = (table.alpha[c] as f64, table.beta[c] as f64);
+            assert!(
+                (ga - alpha).abs() <= 1e-3 * alpha.abs(),
+                "k={} c={c}: {ga} vs {alpha}",
+                table.k
+            );
+            assert!(
+                (gb - beta).abs() <= 1e-3 * alpha.abs(),
+                "k={} c={c}: {gb} vs {beta}",
+                table.k
+            );
+            assert_eq!(table.bias[c], 0.0);
+        }
+    }
+}
+
+#[test]
+fn calibrate_records_fp32_ranges_of_layer_inputs() {
+    let g = small_cnn();
+    let calib = images(40, 31);
+    let (_, ctx) = quantize(&g, "calibrate{samples=30}", calib.clone());
+    let c = Calibration::from_context(&ctx).unwrap();
+    assert_eq!(c.method, CalibrationMethod::MinMax);
+    assert_eq!(c.samples, 30);
+    assert_eq!(
+        c.ranges.keys().cloned().collect::<Vec<_>>(),
+        ["conv1", "conv2", "fc", "mm"]
+    );
+    // conv1's input is the graph input: its range is that of the first 30 samples.
+    let first30 = &calib.as_f32().unwrap()[..30 * 64];
+    assert_eq!(c.ranges["conv1"], minmax_range(first30).unwrap());
+    // The inputs of later layers are post-ReLU/pool: never negative.
+    assert_eq!(c.ranges["conv2"].lo, 0.0);
+    assert!(c.ranges["conv2"].hi > 0.0);
+
+    let (_, ctx) = quantize(
+        &g,
+        "calibrate{method=percentile,percentile=99}",
+        calib.clone(),
+    );
+    let p = Calibration::from_context(&ctx).unwrap();
+    assert_eq!(p.method, CalibrationMethod::Percentile { percentile: 99.0 });
+    assert!(p.ranges["conv1"].hi < c.ranges["conv1"].hi + 1e-6);
+    let (_, ctx) = quantize(&g, "calibrate{method=mse}", calib);
+    assert_eq!(
+        Calibration::from_context(&ctx).unwrap().method,
+        CalibrationMethod::Mse
+    );
+}
+
+#[test]
+fn rewrite_names_constants_and_keeps_value_names() {
+    let g = small_cnn();
+    let (q, _) = quantize(
+        &g,
+        "vl-quantize{planes=\"4,8\"},bitplane-rewrite",
+        images(16, 41),
+    );
+    let mut names = BTreeMap::new();
+    for id in q.node_ids() {
+        let n = q.node(id).unwrap();
+        names.insert(n.outputs[0].name.clone(), n.kind.clone());
+    }
+    for layer in ["conv1", "conv2", "mm", "fc"] {
+        for suffix in ["planes", "alpha", "beta", "bias", "act"] {
+            assert!(
+                matches!(
+                    names.get(&format!("{layer}.{suffix}")),
+                    Some(NodeKind::Constant(_))
+                ),
+                "{layer}.{suffix}"
+            );
+        }
+        assert!(matches!(
+            names.get(layer),
+            Some(NodeKind::Op(Op::Bitplane(_)))
+        ));
+    }
+    // The float weights are gone.
+    for w in ["w1", "b1", "w2", "b2", "w3", "w4", "c4"] {
+        assert!(!names.contains_key(w), "{w} should be removed");
+    }
+    // The text form round-trips.
+    let text = strata_ir::text::print(&q);
+    assert_eq!(strata_ir::text::parse(&text).unwrap(), q);
+}
+
+#[test]
+fn missing_or_bad_calibration_is_a_typed_error() {
+    let g = small_cnn();
+    for pipeline in ["calibrate", "vl-quantize"] {
+        let mut h = g.clone();
+        let err = PassManager::parse(pipeline)
+            .unwrap()
+            .run(&mut h, &mut PassContext::default(), |_, _| {})
+            .unwrap_err();
+        assert!(
+            matches!(err, PassError::MissingCalibration { .. }),
+            "{pipeline}: {err}"
+        );
+        assert!(err.to_string().contains("calibration"), "{err}");
+    }
+    let cases: Vec<(Vec<Tensor>, &str)> = vec![
+        (vec![], "0 tensors given"),
+        (vec![images(4, 1), images(4, 2)], "2 tensors given"),
+        (
+            vec![Tensor::from_i64(vec![4, 1, 8, 8], vec![0; 256]).unwrap()],
+            "samples are i64",
+        ),
+        (
+            vec![Tensor::from_f32(vec![4, 64], vec![0.0; 256]).unwrap()],
+            "stacked along the leading axis",
+        ),
+        (vec![images(0, 1)], "no samples"),
+    ];
+    for (samples, needle) in cases {
+        let mut h = g.clone();
+        let mut ctx = PassContext::with_calibration(samples);
+        let err = PassManager::parse("vl-quantize")
+            .unwrap()
+            .run(&mut h, &mut ctx, |_, _| {})
+            .unwrap_err();
+        assert!(
+            matches!(err, PassError::BadCalibration { .. }),
+            "{needle}: {err}"
+        );
+        assert!(err.to_string().contains(needle), "{needle}: {err}");
+    }
+    // A graph with a fixed batch of 2 cannot take 5 samples.
+    let mut fixed = Graph::new("fixed");
+    let x = fixed.add_input("x", f32_ty(&[2, 3]));
+    let w = weight(&mut fixed, "w", &[3, 2], 1);
+    let y = op(&mut fixed, "mm", Op::MatMul, &[x, w]);
+    fixed.set_outputs(vec![y]);
+    let mut ctx =
+        PassContext::with_calibration(vec![Tensor::from_f32(vec![5, 3], values(15, 3)).unwrap()]);
+    let err = PassManager::parse("calibrate")
+        .unwrap()
+        .run(&mut fixed.clone(), &mut ctx, |_, _| {})
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("fixed leading dimension 2"),
+        "{err}"
+    );
+    // … but 4 samples run two at a time.
+    let mut ctx =
+        PassContext::with_calibration(vec![Tensor::from_f32(vec![4, 3], values(12, 3)).unwrap()]);
+    PassManager::parse("vl-quantize{planes=8},bitplane-rewrite")
+        .unwrap()
+        .run(&mut fixed, &mut ctx, |_, _| {})
+        .unwrap();
+}
+
+#[test]
+fn rewrite_without_or_against_a_changed_graph_fails_cleanly() {
+    let g = small_cnn();
+    let mut h = g.clone();
+    let err = PassManager::parse("bitplane-rewrite")
+        .unwrap()
+        .run(&mut h, &mut PassContext::default(), |_, _| {})
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PassError::MissingResult {
+                needs: "vl-quantize",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Quantize, then apply the result to a graph where `mm` was renamed.
+    let (_, mut ctx) = quantize(&g, "vl-quantize{planes=8}", images(8, 5));
+    let mut renamed = g.clone();
+    let id = renamed
+        .node_ids()
+        .find(|&id| renamed.node(id).unwrap().name == "mm")
+        .unwrap();
+    renamed.node_mut(id).unwrap().name = "other".to_string();
+    let err = PassManager::parse("bitplane-rewrite")
+        .unwrap()
+        .run(&mut renamed, &mut ctx, |_, _| {})
+        .unwrap_err();
+    match &err {
+        PassError::Rewrite { node, .. } => assert_eq!(node, "mm"),
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn baselines_validate_arguments_and_need_samples() {
+    let g = small_cnn();
+    let ctx = PassContext::with_calibration(vec![images(8, 1)]);
+    for k in [0u8, 1, 9] {
+        assert!(matches!(
+            dedicated_ptq(&g, k, &ctx),
+            Err(PassError::BadArgument { .. })
+        ));
+    }
+    assert!(matches!(
+        naive_truncation(&g, 8, 0, &ctx),
+        Err(PassError::BadArgument { .. })
+    ));
+    assert!(matches!(
+        naive_truncation(&g, 4, 5, &ctx),
+        Err(PassError::BadArgument { .. })
+    ));
+    assert!(matches!(
+        naive_truncation(&g, 9, 2, &ctx),
+        Err(PassError::BadArgument { .. })
+    ));
+    assert!(matches!(
+        dedicated_ptq(&g, 4, &PassContext::default()),
+        Err(PassError::MissingCalibration { .. })
+    ));
+    // The dedicated 4-bit model has 4 planes and a single table for k = 4.
+    let d = dedicated_ptq(&g, 4, &ctx).unwrap();
+    for id in d.node_ids() {
+        if let Some(Op::Bitplane(b)) = d.node(id).unwrap().op() {
+            assert_eq!(b.spec.bits, 4);
+            assert_eq!(b.spec.plane_counts, vec![4]);
+            let planes = d.node_inputs(id)[1];
+            assert_eq!(d.constant_value(planes).unwrap().shape()[0], 4);
+        }
+    }
+    // Naive truncation keeps all 8 planes but only k's table, with beta = 0.
+    let n = naive_truncation(&g, 8, 3, &ctx).unwrap();
+    for id in n.node_ids() {
+        if let Some(Op::Bitplane(b)) = n.node(id).unwrap().op() {
+            assert_eq!((b.spec.bits, b.spec.plane_counts.clone()), (8, vec![3]));
+            let beta = n.constant_value(n.node_inputs(id)[3]).unwrap();
+            assert!(beta.as_f32().unwrap().iter().all(|&v| v == 0.0));
+        }
+    }
+}
+
+#[test]
+fn pipeline_options_are_checked() {
+    for bad in [
+        "calibrate{method=median}",
+        "calibrate{percentile=10}",
+        "calibrate{samples=0}",
+        "vl-quantize{bits=9}",
+        "vl-quantize{planes=\"0,2\"}",
+        "vl-quantize{bits=4,planes=2-8}",
+        "vl-quantize{act-bits=1}",
+        "vl-quantize{method=minmax}",
+        "bitplane-rewrite{planes=2}",
+    ] {
+        assert!(PassManager::parse(bad).is_err(), "{bad}");
+    }
+}
