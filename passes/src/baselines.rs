@@ -18,7 +18,8 @@ use strata_ir::Graph;
 use crate::bitplane_rewrite::{replace_with_bitplane, QuantizedLayer, SideTable};
 use crate::calibrate::{Calibration, CalibrationData, CalibrationMethod};
 use crate::vl_quantize::{
-    calibrate_sequentially, plain_side, quantizable_layers, LayerCodes, Sequential, TableRule,
+    calibrate_sequentially, check_finite, plain_side, quantizable_layers, LayerCodes, Sequential,
+    TableRule,
 };
 use crate::{PassContext, PassError};
 
@@ -48,6 +49,7 @@ pub fn dedicated_ptq(graph: &Graph, k: u8, ctx: &PassContext) -> Result<Graph, P
     let (method, limit) = method_of(ctx);
     let data = CalibrationData::new(PASS, graph, ctx.calibration.as_deref(), limit)?;
     let layers = quantizable_layers(graph)?;
+    check_finite(PASS, &layers)?;
     let codes: Vec<LayerCodes> = layers.iter().map(|l| LayerCodes::quantize(l, k)).collect();
     let seq = Sequential {
         pass: PASS,
@@ -78,6 +80,7 @@ pub fn naive_truncation(
     let (method, limit) = method_of(ctx);
     let data = CalibrationData::new(PASS, graph, ctx.calibration.as_deref(), limit)?;
     let layers = quantizable_layers(graph)?;
+    check_finite(PASS, &layers)?;
     let codes: Vec<LayerCodes> = layers
         .iter()
         .map(|l| LayerCodes::quantize(l, bits))

@@ -9,9 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use shim::RunOptions;
 use strata_ir::ops::Slice;
 use strata_ir::{DType, Dim, Graph, NodeKind, Op, Tensor, ValueRef};
+use strata_runtime::RunOptions;
 
 use crate::pipeline::{PassOptions, PipelineError};
 use crate::vl_quantize::quantizable_layers;
@@ -532,11 +532,12 @@ pub(crate) fn run_checked(
     inputs: &[Tensor],
     options: &RunOptions,
 ) -> Result<Vec<Tensor>, PassError> {
-    let outs = shim::run_with(graph, inputs, options).map_err(|source| PassError::Runtime {
-        pass,
-        node: graph.name.clone(),
-        source,
-    })?;
+    let outs =
+        strata_runtime::run_with(graph, inputs, options).map_err(|source| PassError::Runtime {
+            pass,
+            node: graph.name.clone(),
+            source,
+        })?;
     for (t, v) in outs.iter().zip(graph.outputs()) {
         if t.dtype() != DType::F32 {
             let name = graph.value(*v).map(|v| v.name.clone()).unwrap_or_default();
@@ -547,19 +548,6 @@ pub(crate) fn run_checked(
         }
     }
     Ok(outs)
-}
-
-// TEMPORARY: until strata_runtime::run_with lands.
-pub(crate) mod shim {
-    #[derive(Default)]
-    pub struct RunOptions;
-    pub fn run_with(
-        g: &strata_ir::Graph,
-        i: &[strata_ir::Tensor],
-        _o: &RunOptions,
-    ) -> Result<Vec<strata_ir::Tensor>, strata_runtime::RuntimeError> {
-        strata_runtime::run(g, i)
-    }
 }
 
 #[cfg(test)]

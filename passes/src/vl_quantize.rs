@@ -12,9 +12,9 @@
 //! Arithmetic: docs/vertical-layering.md. The pass leaves the graph unchanged and stores its
 //! [`VlQuantization`] in `ctx.results["vl-quantize"]`; `bitplane-rewrite` applies it.
 
-use crate::calibrate::shim::RunOptions;
 use strata_ir::ops::{Conv, Gemm};
 use strata_ir::{DType, Graph, NodeId, NodeKind, Op, Tensor, ValueRef};
+use strata_runtime::RunOptions;
 
 use crate::bitplane_rewrite::{replace_with_bitplane, QuantizedLayer, SideTable};
 use crate::calibrate::{
@@ -398,6 +398,38 @@ pub(crate) fn calibrate_sequentially(
     Ok((tables, work))
 }
 
+/// Rejects layers whose weight, bias or gain is NaN or infinite: their scales and side tables
+/// would be NaN, a model that silently outputs garbage.
+pub(crate) fn check_finite(pass: &'static str, layers: &[QuantLayer]) -> Result<(), PassError> {
+    for l in layers {
+        let bad = l
+            .weight
+            .iter()
+            .chain(&l.bias)
+            .chain(std::iter::once(&l.gain))
+            .position(|v| !v.is_finite());
+        if let Some(i) = bad {
+            let what = if i < l.weight.len() {
+                format!(
+                    "weight element {i} (row {}, column {})",
+                    i / l.cols,
+                    i % l.cols
+                )
+            } else if i < l.weight.len() + l.bias.len() {
+                format!("bias element {}", i - l.weight.len())
+            } else {
+                "Gemm alpha".to_string()
+            };
+            return Err(PassError::Rewrite {
+                pass,
+                node: l.name.clone(),
+                reason: format!("{what} is not finite; cannot quantize"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Bucket-midpoint init with the Gemm gain folded in.
 pub(crate) fn midpoint_side(layer: &QuantLayer, code: &LayerCodes, k: u8) -> (Vec<f32>, Vec<f32>) {
     code.scales
@@ -660,6 +692,7 @@ pub(crate) fn quantize_graph(
     report: &mut dyn FnMut(&str, u64, u64),
 ) -> Result<VlQuantization, PassError> {
     let layers = quantizable_layers(graph)?;
+    check_finite(PASS, &layers)?;
     let total = plane_counts.len() as u64;
     report(PASS, 0, total);
     let codes: Vec<LayerCodes> = layers

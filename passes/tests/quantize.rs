@@ -11,53 +11,7 @@ use strata_passes::{
     act_params, fake_quant, minmax_range, Calibration, CalibrationMethod, PassContext, PassError,
     PassManager, VlQuantization,
 };
-use strata_runtime::kernels::QuantPath;
-
-// TEMPORARY: a minimal interpreter until strata_runtime::run_with lands.
-#[derive(Default)]
-struct RunOptions {
-    planes: Option<u8>,
-    path: QuantPath,
-}
-fn run_with(
-    g: &Graph,
-    inputs: &[Tensor],
-    o: &RunOptions,
-) -> Result<Vec<Tensor>, strata_runtime::RuntimeError> {
-    let mut vals: std::collections::HashMap<ValueRef, Tensor> = Default::default();
-    for (i, &id) in g.inputs().iter().enumerate() {
-        vals.insert(ValueRef::first(id), inputs[i].clone());
-    }
-    for id in g.topo_order()? {
-        let n = g.node(id)?;
-        match &n.kind {
-            NodeKind::Input => {}
-            NodeKind::Constant(_) => {
-                let v = ValueRef::first(id);
-                vals.insert(v, g.constant_value(v).unwrap().as_ref().clone());
-            }
-            NodeKind::Op(op) => {
-                let args: Vec<&Tensor> = g.node_inputs(id).iter().map(|v| &vals[v]).collect();
-                let planes = if matches!(op, Op::Bitplane(_)) {
-                    o.planes
-                } else {
-                    None
-                };
-                let out = strata_runtime::kernels::eval_op_with(op, &args, planes, o.path)?;
-                for (i, t) in out.into_iter().enumerate() {
-                    vals.insert(
-                        ValueRef {
-                            node: id,
-                            output: i,
-                        },
-                        t,
-                    );
-                }
-            }
-        }
-    }
-    Ok(g.outputs().iter().map(|v| vals[v].clone()).collect())
-}
+use strata_runtime::{run_with, QuantPath, RunOptions};
 
 /// Deterministic values in [-1, 1) (xorshift), so failures reproduce.
 fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -177,7 +131,11 @@ fn images(n: usize, seed: u64) -> Tensor {
 }
 
 fn run_at(g: &Graph, x: &Tensor, k: Option<u8>, path: QuantPath) -> Vec<f32> {
-    let options = RunOptions { planes: k, path };
+    let options = RunOptions {
+        planes: k,
+        path,
+        ..RunOptions::default()
+    };
     let out = run_with(g, std::slice::from_ref(x), &options).unwrap();
     out[0].as_f32().unwrap().to_vec()
 }
@@ -560,6 +518,32 @@ fn baselines_validate_arguments_and_need_samples() {
             assert!(beta.as_f32().unwrap().iter().all(|&v| v == 0.0));
         }
     }
+}
+
+#[test]
+fn non_finite_weights_are_refused() {
+    let mut g = Graph::new("nan");
+    let x = g.add_input("x", batch_ty(&[2]));
+    let w = g.add_constant(
+        "w",
+        Tensor::from_f32(vec![2, 2], vec![1.0, f32::NAN, 0.5, 0.25]).unwrap(),
+    );
+    let y = op(&mut g, "mm", Op::MatMul, &[x, w]);
+    g.set_outputs(vec![y]);
+    let mut ctx =
+        PassContext::with_calibration(vec![Tensor::from_f32(vec![3, 2], values(6, 1)).unwrap()]);
+    let err = PassManager::parse("vl-quantize")
+        .unwrap()
+        .run(&mut g.clone(), &mut ctx, |_, _| {})
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("`mm`") && err.to_string().contains("row 1, column 0"),
+        "{err}"
+    );
+    assert!(matches!(
+        dedicated_ptq(&g, 4, &ctx),
+        Err(PassError::Rewrite { .. })
+    ));
 }
 
 #[test]
