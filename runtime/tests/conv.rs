@@ -365,10 +365,15 @@ fn conv_errors() {
     ));
     // Huge padding cannot trigger a huge allocation.
     let mut huge = c;
+    huge.pads = vec![1 << 20, 1 << 20, 1 << 20, 1 << 20];
+    assert!(matches!(
+        eval_err(&Op::Conv(huge.clone()), &[&x3, &w]),
+        RuntimeError::TooLarge { .. }
+    ));
     huge.pads = vec![1 << 40, 1 << 40, 1 << 40, 1 << 40];
     assert!(matches!(
         eval_err(&Op::Conv(huge), &[&x3, &w]),
-        RuntimeError::TooLarge { .. }
+        RuntimeError::Attribute { attr: "pads", .. }
     ));
 }
 
@@ -508,5 +513,52 @@ fn conv_transpose_errors() {
             attr: "output_padding",
             ..
         }
+    ));
+}
+
+#[test]
+fn absurd_attributes_are_rejected_without_overflow() {
+    let x = rand_t(&[1, 1, 3, 3], 1);
+    let w = rand_t(&[1, 1, 1, 1], 2);
+    let mut c = conv_op(&[1, 1], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, false);
+    c.pads = vec![usize::MAX, 0, 0, 0];
+    assert!(matches!(
+        eval_err(&Op::Conv(c.clone()), &[&x, &w]),
+        RuntimeError::Attribute { attr: "pads", .. }
+    ));
+    c.pads = vec![0; 4];
+    c.group = usize::MAX;
+    assert!(matches!(
+        eval_err(&Op::Conv(c.clone()), &[&x, &w]),
+        RuntimeError::Attribute { attr: "group", .. }
+    ));
+    c.group = 1;
+    c.dilations = vec![usize::MAX, 1];
+    assert!(matches!(
+        eval_err(&Op::Conv(c), &[&x, &w]),
+        RuntimeError::Attribute {
+            attr: "dilations",
+            ..
+        }
+    ));
+    // A weight with an empty kernel axis is a shape error, not an underflow.
+    let w0 = f32t(&[1, 1, 0, 1], &[]);
+    let c0 = conv_op(&[], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, false);
+    assert!(matches!(
+        eval_err(&Op::Conv(c0), &[&x, &w0]),
+        RuntimeError::Shape { .. }
+    ));
+    let ct = convt_op(
+        &[1, 1],
+        &[1, 1],
+        &[0; 4],
+        &[1, 1],
+        &[0, 0],
+        usize::MAX,
+        false,
+    );
+    assert!(matches!(
+        eval_err(&Op::ConvTranspose(ct), &[&x, &w]),
+        RuntimeError::Attribute { attr: "group", .. }
     ));
 }

@@ -361,3 +361,19 @@ fn split_into_pieces() {
     );
     assert!(matches!(e, RuntimeError::Attribute { attr: "sizes", .. }));
 }
+
+#[test]
+fn pad_with_cancelling_huge_pads_is_rejected() {
+    let x = f32t(&[2], &[1., 2.]);
+    let e = eval_err(
+        &Op::Pad(Pad {
+            pads: vec![i64::MAX, -i64::MAX],
+            value: 0.0,
+        }),
+        &[&x],
+    );
+    assert!(
+        matches!(e, RuntimeError::Attribute { attr: "pads", .. }),
+        "{e}"
+    );
+}

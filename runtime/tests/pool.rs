@@ -264,9 +264,34 @@ fn pool_errors() {
         ),
         RuntimeError::Shape { .. }
     ));
-    let huge = pool(&[1, 1], &[1, 1], &[1 << 33, 0, 0, 0], &[1, 1], false, false);
+    let huge = pool(&[1, 1], &[1, 1], &[1 << 30, 1 << 30, 0, 0], &[1, 1], false, false);
     assert!(matches!(
         eval_err(&Op::MaxPool(huge), &[&x]),
         RuntimeError::TooLarge { .. }
+    ));
+}
+
+#[test]
+fn absurd_pool_attributes_are_rejected() {
+    let x = ramp(&[1, 1, 4, 4]);
+    let p = pool(&[2, 2], &[usize::MAX, 1], &[0; 4], &[1, 1], false, false);
+    assert!(matches!(
+        eval_err(&Op::MaxPool(p), &[&x]),
+        RuntimeError::Attribute {
+            attr: "strides",
+            ..
+        }
+    ));
+    let p = pool(
+        &[2, 2],
+        &[1, 1],
+        &[usize::MAX, 0, 0, 0],
+        &[1, 1],
+        true,
+        false,
+    );
+    assert!(matches!(
+        eval_err(&Op::AveragePool(p), &[&x]),
+        RuntimeError::Attribute { attr: "pads", .. }
     ));
 }

@@ -10,6 +10,9 @@ use super::linear::{gemm_block, gemm_strided, GemmElem, MatRef};
 use super::{checked_numel, make, strides_of};
 use crate::RuntimeError;
 
+/// Largest stride, dilation, pad or group accepted; real models are many orders below it.
+const ATTR_LIMIT: usize = 1 << 31;
+
 /// Validated geometry shared by both convolutions.
 struct Geometry {
     batch: usize,
@@ -98,6 +101,21 @@ fn geometry(
             reason: "must be positive".into(),
         });
     }
+    // Bounding the attributes keeps all index arithmetic far from overflow.
+    for (attr, v) in [
+        ("strides", strides),
+        ("dilations", dilations),
+        ("pads", pads),
+        ("group", &[group][..]),
+    ] {
+        if v.iter().any(|&x| x > ATTR_LIMIT) {
+            return Err(RuntimeError::Attribute {
+                op,
+                attr,
+                reason: format!("{v:?} exceeds {ATTR_LIMIT}"),
+            });
+        }
+    }
     Ok(Geometry {
         batch: x.shape()[0],
         in_ch: x.shape()[1],
@@ -164,7 +182,10 @@ pub fn conv(c: &Conv, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
         c.group,
     )?;
     let m = w.shape()[0];
-    if g.in_ch % g.group != 0 || m % g.group != 0 || w.shape()[1] * g.group != g.in_ch {
+    if g.in_ch % g.group != 0
+        || m % g.group != 0
+        || w.shape()[1].checked_mul(g.group) != Some(g.in_ch)
+    {
         return Err(RuntimeError::Shape {
             op: OP,
             reason: format!(
@@ -176,7 +197,8 @@ pub fn conv(c: &Conv, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
     check_bias(OP, x, bias, m)?;
     let mut out_sp = Vec::with_capacity(g.in_sp.len());
     for j in 0..g.in_sp.len() {
-        let span = (g.kernel[j] - 1)
+        let span = g.kernel[j]
+            .saturating_sub(1)
             .saturating_mul(g.dilations[j])
             .saturating_add(1);
         let padded = g.in_sp[j]
@@ -434,7 +456,12 @@ pub fn conv_transpose(c: &ConvTranspose, inputs: &[&Tensor]) -> Result<Tensor, R
             ),
         });
     }
-    let m = w.shape()[1] * g.group;
+    let m = w.shape()[1]
+        .checked_mul(g.group)
+        .ok_or_else(|| RuntimeError::Shape {
+            op: OP,
+            reason: format!("weight {:?} times group {} overflows", w.shape(), g.group),
+        })?;
     check_bias(OP, x, bias, m)?;
     let mut out_sp = Vec::with_capacity(d);
     #[allow(clippy::needless_range_loop)]

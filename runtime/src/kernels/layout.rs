@@ -260,6 +260,17 @@ pub fn pad(p: &Pad, t: &Tensor) -> Result<Tensor, RuntimeError> {
             ),
         });
     }
+    if let Some(bad) = p
+        .pads
+        .iter()
+        .find(|v| v.unsigned_abs() > super::MAX_ELEMENTS as u64)
+    {
+        return Err(RuntimeError::Attribute {
+            op: OP,
+            attr: "pads",
+            reason: format!("pad {bad} is out of range"),
+        });
+    }
     let mut shape = Vec::with_capacity(rank);
     for j in 0..rank {
         let d = t.shape()[j] as i128 + p.pads[j] as i128 + p.pads[rank + j] as i128;

@@ -110,6 +110,13 @@ fn geometry(op: &'static str, p: &Pool, x: &Tensor) -> Result<(Win, Vec<usize>),
                 reason: format!("has {} values, expected {want}", v.len()),
             });
         }
+        if v.iter().any(|&x| x > 1 << 31) {
+            return Err(RuntimeError::Attribute {
+                op,
+                attr,
+                reason: format!("{v:?} exceeds {}", 1u64 << 31),
+            });
+        }
         if attr != "pads" && v.contains(&0) {
             return Err(RuntimeError::Attribute {
                 op,
