@@ -562,3 +562,63 @@ fn pipeline_options_are_checked() {
         assert!(PassManager::parse(bad).is_err(), "{bad}");
     }
 }
+
+/// Cost of `vl-quantize` on a network shaped like `models/mnist_cnn.onnx` (conv 1→32,
+/// conv 32→64, fc 3136→128, fc 128→10) with 512 calibration samples and planes 2..=8.
+/// Ignored by default (timing, not correctness): `cargo test -p strata-passes --release
+/// --test quantize -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn cost_on_an_mnist_sized_cnn() {
+    let mut g = Graph::new("mnist_like");
+    let x = g.add_input("x", batch_ty(&[1, 28, 28]));
+    let pool = Op::MaxPool(Pool {
+        kernel: vec![2, 2],
+        strides: vec![2, 2],
+        pads: vec![0; 4],
+        dilations: vec![1, 1],
+        ceil_mode: false,
+        count_include_pad: false,
+    });
+    let relu = Op::Unary(strata_ir::ops::UnaryOp::Relu);
+    let w1 = weight(&mut g, "w1", &[32, 1, 3, 3], 1);
+    let b1 = g.add_constant("b1", Tensor::from_f32(vec![32], values(32, 2)).unwrap());
+    let c1 = op(&mut g, "conv1", conv(3, 1, 1), &[x, w1, b1]);
+    let r1 = op(&mut g, "relu1", relu.clone(), &[c1]);
+    let p1 = op(&mut g, "pool1", pool.clone(), &[r1]);
+    let w2 = weight(&mut g, "w2", &[64, 32, 3, 3], 3);
+    let b2 = g.add_constant("b2", Tensor::from_f32(vec![64], values(64, 4)).unwrap());
+    let c2 = op(&mut g, "conv2", conv(3, 1, 1), &[p1, w2, b2]);
+    let r2 = op(&mut g, "relu2", relu.clone(), &[c2]);
+    let p2 = op(&mut g, "pool2", pool, &[r2]);
+    let f = op(&mut g, "flat", Op::Flatten { axis: 1 }, &[p2]);
+    let gemm = Op::Gemm(Gemm {
+        alpha: 1.0,
+        beta: 1.0,
+        trans_a: false,
+        trans_b: true,
+        has_c: true,
+    });
+    let w3 = weight(&mut g, "w3", &[128, 3136], 5);
+    let b3 = g.add_constant("b3", Tensor::from_f32(vec![128], values(128, 6)).unwrap());
+    let h = op(&mut g, "fc1", gemm.clone(), &[f, w3, b3]);
+    let r3 = op(&mut g, "relu3", relu, &[h]);
+    let w4 = weight(&mut g, "w4", &[10, 128], 7);
+    let b4 = g.add_constant("b4", Tensor::from_f32(vec![10], values(10, 8)).unwrap());
+    let y = op(&mut g, "fc2", gemm, &[r3, w4, b4]);
+    g.set_outputs(vec![y]);
+    let calib = Tensor::from_f32(
+        vec![512, 1, 28, 28],
+        values(512 * 784, 9).into_iter().map(f32::abs).collect(),
+    )
+    .unwrap();
+    let start = std::time::Instant::now();
+    let (q, _) = quantize(
+        &g,
+        "calibrate{method=percentile},vl-quantize{planes=2-8},bitplane-rewrite",
+        calib,
+    );
+    let took = start.elapsed().as_secs_f64();
+    eprintln!("vl-quantize, 4 layers × 7 plane counts, 512 samples: {took:.1} s");
+    strata_ir::verify(&q).unwrap();
+}
