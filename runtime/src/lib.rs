@@ -181,8 +181,11 @@ fn slice_batch(t: &Tensor, start: usize, len: usize) -> Result<Tensor, RuntimeEr
 /// Wall-clock time spent in one op node, as reported by [`run_profiled`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeTiming {
+    /// The node's name, as in the IR text.
     pub node: String,
+    /// The op mnemonic, so timings can be grouped by op kind.
     pub op: &'static str,
+    /// Total wall-clock seconds, summed over batch chunks when the batch was chunked.
     pub seconds: f64,
 }
 

@@ -476,3 +476,13 @@ fn run_with_rejects_unknown_layers_and_matches_run() {
         assert!(e.to_string().contains(name));
     }
 }
+
+#[test]
+fn empty_batch_gives_empty_outputs() {
+    let g = cnn();
+    let x = f32t(&[0, 2, 8, 8], &[]);
+    let out = run(&g, std::slice::from_ref(&x)).unwrap();
+    assert_eq!(out[0].shape(), &[0, 5]);
+    assert_eq!(out[1].shape(), &[0, 5]);
+    assert_eq!(out[2].shape(), &[5, 64]);
+}
