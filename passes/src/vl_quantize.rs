@@ -602,9 +602,13 @@ fn accumulate(sums: &mut [FitSums], a: &Tensor, b: &Tensor, t: &Tensor) {
 /// Per-layer result of `vl-quantize`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VlQuantization {
+    /// `B` of every layer's codes.
     pub bits: u8,
+    /// Activation bits the tables were fitted for.
     pub act_bits: u8,
+    /// The plane counts with side tables.
     pub plane_counts: Vec<u8>,
+    /// The activation range estimator used at every `k`.
     pub method: CalibrationMethod,
     /// Quantized layers in topological order.
     pub layers: Vec<QuantizedLayer>,
@@ -619,8 +623,11 @@ impl VlQuantization {
 
 /// See the module documentation.
 pub struct VlQuantize {
+    /// `B`: code width, i.e. planes in the complete model.
     pub bits: u8,
+    /// Plane counts that get a side table (ascending).
     pub plane_counts: Vec<u8>,
+    /// Activation bits of the integer path the tables are fitted for.
     pub act_bits: u8,
 }
 
