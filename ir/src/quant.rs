@@ -187,10 +187,10 @@ pub fn prefix_codes(planes: &[u8], rows: usize, cols: usize, k: u8) -> Vec<i32> 
                 let at = p * plane_bytes + r * rb + 8 * w;
                 let mut bytes = [0u8; 8];
                 bytes.copy_from_slice(&planes[at..at + 8]);
-                let mut set = u64::from_le_bytes(bytes);
-                while set != 0 {
-                    acc[set.trailing_zeros() as usize] += coeff;
-                    set &= set - 1;
+                let word = u64::from_le_bytes(bytes);
+                // Branch-free over all 64 bits: vectorises, unlike iterating set bits.
+                for (j, a) in acc.iter_mut().enumerate() {
+                    *a += ((word >> j) & 1) as i32 * coeff;
                 }
             }
             let n = (cols - 64 * w).min(64);

@@ -86,10 +86,10 @@ fn layer(
     let bias = rand_vec(s * rows, seed + 2);
     let zs = rand_vec(s, seed + 3);
     let mut act = Vec::new();
-    for j in 0..s {
+    for z in &zs {
         // Inputs are in [-1, 1); scales around 2/2^A, zero points in ±2^(A-2).
-        let scale = 2.0 / (1 << act_bits) as f32 * (1.0 + 0.2 * zs[j]);
-        let zero = (zs[j] * (1 << (act_bits - 2)) as f32).round();
+        let scale = 2.0 / (1 << act_bits) as f32 * (1.0 + 0.2 * z);
+        let zero = (z * (1 << (act_bits - 2)) as f32).round();
         act.extend([scale, zero]);
     }
     let spec = PlaneSpec {
@@ -117,6 +117,7 @@ fn layer(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn conv_layer(
     c: usize,
     m: usize,
@@ -343,6 +344,7 @@ fn full_precision_approaches_fp32() {
     let bias = l.side(&l.bias, 8);
     let (mut worst, mut mag) = (0.0f32, 0.0f32);
     for i in 0..n {
+        #[allow(clippy::needless_range_loop)]
         for r in 0..rows {
             let xr = &x[i * cols..(i + 1) * cols];
             let fp: f32 = (0..cols).map(|j| l.w[r * cols + j] * xr[j]).sum::<f32>() + bias[r];
@@ -561,7 +563,7 @@ mod graphs {
         let x = f32t(&[3, 20], &rand_vec(60, 63));
         // Default: the largest plane count, integer path.
         assert_eq!(
-            run(&g, &[x.clone()]).unwrap()[0],
+            run(&g, std::slice::from_ref(&x)).unwrap()[0],
             manual(&l1, &l2, &x, 8, 8, QuantPath::Integer)
         );
         for path in [QuantPath::Integer, QuantPath::Float] {
@@ -571,7 +573,7 @@ mod graphs {
                 ..Default::default()
             };
             assert_eq!(
-                run_with(&g, &[x.clone()], &uniform).unwrap()[0],
+                run_with(&g, std::slice::from_ref(&x), &uniform).unwrap()[0],
                 manual(&l1, &l2, &x, 3, 3, path)
             );
             // Per-layer entries override the uniform count, layer by layer.
@@ -580,7 +582,7 @@ mod graphs {
                 per_layer: BTreeMap::from([("fc2".to_string(), 7)]),
                 path,
             };
-            let got = run_with(&g, &[x.clone()], &mixed).unwrap();
+            let got = run_with(&g, std::slice::from_ref(&x), &mixed).unwrap();
             assert_eq!(got[0], manual(&l1, &l2, &x, 3, 7, path));
             assert_ne!(got[0], manual(&l1, &l2, &x, 3, 3, path));
         }
@@ -589,7 +591,7 @@ mod graphs {
             ..Default::default()
         };
         assert_eq!(
-            run_with(&g, &[x.clone()], &per_layer).unwrap()[0],
+            run_with(&g, std::slice::from_ref(&x), &per_layer).unwrap()[0],
             manual(&l1, &l2, &x, 2, 6, QuantPath::Integer)
         );
     }
@@ -604,7 +606,7 @@ mod graphs {
             planes: Some(5),
             ..Default::default()
         };
-        let got = run_with(&g, &[x.clone()], &opts).unwrap();
+        let got = run_with(&g, std::slice::from_ref(&x), &opts).unwrap();
         assert_eq!(got[0], manual(&l1, &l2, &x, 5, 5, QuantPath::Integer));
     }
 
@@ -616,7 +618,7 @@ mod graphs {
             per_layer: BTreeMap::from([("fc2".to_string(), 9)]),
             ..Default::default()
         };
-        let err = run_with(&g, &[x.clone()], &bad).unwrap_err();
+        let err = run_with(&g, std::slice::from_ref(&x), &bad).unwrap_err();
         match &err {
             RuntimeError::Node { node, op, source } => {
                 assert_eq!((node.as_str(), *op), ("fc2", "bitplane_linear"));
@@ -634,7 +636,7 @@ mod graphs {
                 ..Default::default()
             };
             assert_eq!(
-                run_with(&g, &[x.clone()], &bad).unwrap_err(),
+                run_with(&g, std::slice::from_ref(&x), &bad).unwrap_err(),
                 RuntimeError::UnknownLayer { node: name.into() }
             );
         }

@@ -7,7 +7,10 @@
 //!   `0..k`, and `acc = Σ q_k·u`, `usum = Σ u` are exact integer sums (i16 operands, i32
 //!   partial sums over reduction chunks that provably cannot overflow, i64 totals). Unpacking
 //!   and running an integer GEMM was chosen over iterating set bits per plane: it does one
-//!   multiply-add per weight instead of up to `k` adds, and the dot products vectorise.
+//!   multiply-add per weight instead of up to `k` adds, and the dot products vectorise
+//!   (`vpmaddwd` when the CPU has AVX2, detected at run time; portable code otherwise).
+//!   Conv uses a channel-last integer im2col so that every tap is a contiguous copy, and
+//!   both layers sweep cache-sized blocks of positions/samples with every weight row.
 //!   The epilogue is then, in f32 and in this order:
 //!   `y = (alpha·scale)·(acc as f32) + (beta·scale)·(usum as f32) + bias`;
 //! - **float** (the reference): the f32 Conv/Gemm kernels run on the dequantized input
@@ -196,6 +199,9 @@ fn quantize_input(x: &[f32], scale: f32, zero: f32, act_bits: u8) -> Vec<i16> {
         .collect()
 }
 
+/// Working-set target for a block of im2col rows (or input rows) swept by all weight rows.
+const POSITION_BLOCK_BYTES: usize = 32 << 10;
+
 /// Longest reduction whose i32 partial sum of `q·u` products cannot overflow.
 fn safe_chunk(k: u8, act_bits: u8) -> usize {
     let qmax = 1i64 << (k - 1);
@@ -203,17 +209,72 @@ fn safe_chunk(k: u8, act_bits: u8) -> usize {
     ((i32::MAX as i64) / (qmax * umax)).max(1) as usize
 }
 
+/// An i16 dot product with an i32 result, for slices whose exact sum fits i32.
+type DotI32 = fn(&[i16], &[i16]) -> i32;
+
+/// Portable dot product (LLVM vectorises it for the baseline target).
+fn dot_portable(a: &[i16], b: &[i16]) -> i32 {
+    a.iter().zip(b).map(|(&p, &q)| p as i32 * q as i32).sum()
+}
+
+/// AVX2 dot product: `vpmaddwd` does 16 exact i16·i16 products per instruction with pairwise
+/// i32 sums. Pairs cannot overflow (`|q| ≤ 128`, `|u| < 2^10`), nor can the lanes, whose
+/// absolute sums are bounded by the whole chunk's, which [`safe_chunk`] keeps below 2^31.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn dot_avx2_inner(a: &[i16], b: &[i16]) -> i32 {
+    use std::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let mut acc0 = _mm256_setzero_si256();
+    let mut acc1 = _mm256_setzero_si256();
+    let mut i = 0;
+    while i + 32 <= n {
+        // SAFETY: i + 32 <= n ≤ both lengths, so the four 16-lane unaligned loads are in bounds.
+        unsafe {
+            let pa = a.as_ptr().add(i) as *const __m256i;
+            let pb = b.as_ptr().add(i) as *const __m256i;
+            acc0 = _mm256_add_epi32(
+                acc0,
+                _mm256_madd_epi16(_mm256_loadu_si256(pa), _mm256_loadu_si256(pb)),
+            );
+            acc1 = _mm256_add_epi32(
+                acc1,
+                _mm256_madd_epi16(_mm256_loadu_si256(pa.add(1)), _mm256_loadu_si256(pb.add(1))),
+            );
+        }
+        i += 32;
+    }
+    let acc = _mm256_add_epi32(acc0, acc1);
+    let mut lanes = [0i32; 8];
+    // SAFETY: `lanes` is 32 bytes, exactly one unaligned 256-bit store.
+    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, acc) };
+    lanes.iter().sum::<i32>() + dot_portable(&a[i..n], &b[i..n])
+}
+
+#[cfg(target_arch = "x86_64")]
+fn dot_avx2(a: &[i16], b: &[i16]) -> i32 {
+    // SAFETY: only selected by `pick_dot` after AVX2 was detected on this CPU.
+    unsafe { dot_avx2_inner(a, b) }
+}
+
+/// The fastest dot product this CPU supports; all of them are exact.
+fn pick_dot() -> DotI32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        return dot_avx2;
+    }
+    dot_portable
+}
+
 /// Exact `Σ a·b`: i32 sums over chunks of at most `chunk` elements (no overflow), i64 total.
 #[inline]
-fn dot(a: &[i16], b: &[i16], chunk: usize) -> i64 {
+fn dot(f: DotI32, a: &[i16], b: &[i16], chunk: usize) -> i64 {
+    if a.len() <= chunk {
+        return f(a, b) as i64;
+    }
     a.chunks(chunk)
         .zip(b.chunks(chunk))
-        .map(|(x, y)| {
-            x.iter()
-                .zip(y)
-                .map(|(&p, &q)| p as i32 * q as i32)
-                .sum::<i32>() as i64
-        })
+        .map(|(x, y)| f(x, y) as i64)
         .sum()
 }
 
@@ -242,18 +303,45 @@ fn linear_integer(
     let (r, kk) = (b.spec.rows, b.spec.cols);
     let u = quantize_input(f32s(op, x, INPUT_X)?, c.scale, c.zero, b.spec.act_bits);
     let chunk = safe_chunk(c.k, b.spec.act_bits);
+    let dotf = pick_dot();
     let (fa, fb) = folded(c);
-    let mut out = vec![0f32; out_shape.iter().product()];
-    if r > 0 {
-        out.par_chunks_mut(r)
-            .zip(u.par_chunks(kk))
-            .for_each(|(y, un)| {
-                let usum: i64 = un.iter().map(|&v| v as i64).sum();
-                for (ch, yv) in y.iter_mut().enumerate() {
-                    let acc = dot(&c.codes[ch * kk..(ch + 1) * kk], un, chunk);
-                    *yv = epilogue(fa[ch], fb[ch], c.bias[ch], acc, usum);
+    let n = out_shape[0];
+    let usums: Vec<i64> = u
+        .chunks(kk)
+        .map(|un| un.iter().map(|&v| v as i64).sum())
+        .collect();
+    // Parallel over blocks of output channels, each sweeping blocks of samples, so that
+    // neither the codes nor the inputs are streamed from memory once per sample.
+    let rows_per_task = (POSITION_BLOCK_BYTES / (2 * kk).max(1)).clamp(1, r.max(1));
+    let nb = (POSITION_BLOCK_BYTES / (2 * kk).max(1)).max(1);
+    let blocks: Vec<(usize, Vec<f32>)> = (0..r)
+        .step_by(rows_per_task)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|r0| {
+            let r1 = (r0 + rows_per_task).min(r);
+            // [n, r1 - r0] for this block of channels.
+            let mut part = vec![0f32; n * (r1 - r0)];
+            for n0 in (0..n).step_by(nb) {
+                let n1 = (n0 + nb).min(n);
+                for ch in r0..r1 {
+                    let q = &c.codes[ch * kk..(ch + 1) * kk];
+                    for i in n0..n1 {
+                        let acc = dot(dotf, q, &u[i * kk..(i + 1) * kk], chunk);
+                        part[i * (r1 - r0) + ch - r0] =
+                            epilogue(fa[ch], fb[ch], c.bias[ch], acc, usums[i]);
+                    }
                 }
-            });
+            }
+            (r0, part)
+        })
+        .collect();
+    let mut out = vec![0f32; n * r];
+    for (r0, part) in blocks {
+        let width = part.len() / n.max(1);
+        for i in 0..n {
+            out[i * r + r0..i * r + r0 + width].copy_from_slice(&part[i * width..(i + 1) * width]);
+        }
     }
     make(op, out_shape, TensorData::F32(out))
 }
@@ -270,15 +358,16 @@ struct Geom {
     group: usize,
 }
 
-/// Fills `col` (`[p_out, cg·prod(kernel)]`, position-major so every dot product reads
-/// contiguous memory) with the receptive fields of one group of one image, in the weight's
-/// `C/group, kernel…` order. Padding positions are `u = 0`, i.e. real 0.
-fn im2col_t(g: &Geom, ug: &[i16], cg: usize, col: &mut [i16]) {
+/// Fills `col` (`[p_out, prod(kernel)·cg]`, position-major so every dot product reads
+/// contiguous memory) with the receptive fields of one group of one image. `uh` is the
+/// group's input channel-last (`[p_in, cg]`), so each kernel tap copies `cg` contiguous
+/// values; the reduction order is therefore `kernel…, C/group`, and the codes are permuted
+/// to match (exact integer sums do not depend on the order). Padding taps are `u = 0`.
+fn im2col_hwc(g: &Geom, uh: &[i16], cg: usize, col: &mut [i16]) {
     let d = g.in_sp.len();
-    let p_in: usize = g.in_sp.iter().product();
     let kprod: usize = g.kernel.iter().product();
     let kc = cg * kprod;
-    // Per kernel position: its offset (times dilation) on every axis.
+    // Per kernel tap: its offset (times dilation) on every axis.
     let koffs: Vec<Vec<isize>> = (0..kprod)
         .map(|kk| {
             let mut rem = kk;
@@ -290,17 +379,15 @@ fn im2col_t(g: &Geom, ug: &[i16], cg: usize, col: &mut [i16]) {
             v
         })
         .collect();
-    let mut oidx = vec![0usize; d];
     let mut base = vec![0isize; d];
     for (p, dst) in col.chunks_mut(kc).enumerate() {
         let mut rem = p;
         for j in (0..d).rev() {
-            oidx[j] = rem % g.out_sp[j];
+            let o = rem % g.out_sp[j];
             rem /= g.out_sp[j];
-            base[j] = (oidx[j] * g.strides[j]) as isize - g.pads_begin[j] as isize;
+            base[j] = (o * g.strides[j]) as isize - g.pads_begin[j] as isize;
         }
-        for (kk, off) in koffs.iter().enumerate() {
-            // Flat input offset of this tap, or None in the padding.
+        for (off, tap) in koffs.iter().zip(dst.chunks_mut(cg)) {
             let mut flat = 0usize;
             let mut inside = true;
             for j in 0..d {
@@ -311,8 +398,10 @@ fn im2col_t(g: &Geom, ug: &[i16], cg: usize, col: &mut [i16]) {
                 }
                 flat = flat * g.in_sp[j] + pos as usize;
             }
-            for ci in 0..cg {
-                dst[ci * kprod + kk] = if inside { ug[ci * p_in + flat] } else { 0 };
+            if inside {
+                tap.copy_from_slice(&uh[flat * cg..(flat + 1) * cg]);
+            } else {
+                tap.fill(0);
             }
         }
     }
@@ -348,35 +437,62 @@ fn conv_integer(
     checked_numel(op, &[p_out, kc])?;
     let u = quantize_input(f32s(op, x, INPUT_X)?, c.scale, c.zero, b.spec.act_bits);
     let chunk = safe_chunk(c.k, b.spec.act_bits);
+    let dotf = pick_dot();
     let (fa, fb) = folded(c);
     let per_image = m * p_out;
     let mut out = vec![0f32; out_shape.iter().product()];
     if per_image == 0 {
         return make(op, out_shape, TensorData::F32(out));
     }
-    let image = |n: usize, dst: &mut [f32], col: &mut Vec<i16>| {
+    // Codes permuted from `C/group, kernel…` to `kernel…, C/group` order, once per call.
+    let kprod = kc / cg.max(1);
+    let mut codes = vec![0i16; c.codes.len()];
+    for (src, dstq) in c.codes.chunks(kc).zip(codes.chunks_mut(kc)) {
+        for ci in 0..cg {
+            for kk in 0..kprod {
+                dstq[kk * cg + ci] = src[ci * kprod + kk];
+            }
+        }
+    }
+    let image = |n: usize, dst: &mut [f32], bufs: &mut (Vec<i16>, Vec<i16>)| {
+        let (col, uh) = bufs;
         col.resize(p_out * kc, 0);
+        uh.resize(p_in * cg, 0);
         for gi in 0..g.group {
             let ug = &u[(n * g.in_ch + gi * cg) * p_in..(n * g.in_ch + (gi + 1) * cg) * p_in];
-            im2col_t(&g, ug, cg, col);
+            for (ci, plane) in ug.chunks(p_in).enumerate() {
+                for (pi, &v) in plane.iter().enumerate() {
+                    uh[pi * cg + ci] = v;
+                }
+            }
+            im2col_hwc(&g, uh, cg, col);
             let usums: Vec<i64> = col
                 .chunks(kc)
                 .map(|f| f.iter().map(|&v| v as i64).sum())
                 .collect();
-            for mi in 0..mg {
-                let ch = gi * mg + mi;
-                let q = &c.codes[ch * kc..(ch + 1) * kc];
-                let row = &mut dst[ch * p_out..(ch + 1) * p_out];
-                for ((yv, f), &usum) in row.iter_mut().zip(col.chunks(kc)).zip(&usums) {
-                    let acc = dot(q, f, chunk);
-                    *yv = epilogue(fa[ch], fb[ch], c.bias[ch], acc, usum);
+            // Blocks of positions small enough to stay in cache while every row of the
+            // group's codes sweeps over them.
+            let pb = (POSITION_BLOCK_BYTES / (2 * kc).max(1)).max(1);
+            for p0 in (0..p_out).step_by(pb) {
+                let p1 = (p0 + pb).min(p_out);
+                let block = &col[p0 * kc..p1 * kc];
+                for mi in 0..mg {
+                    let ch = gi * mg + mi;
+                    let q = &codes[ch * kc..(ch + 1) * kc];
+                    let row = &mut dst[ch * p_out + p0..ch * p_out + p1];
+                    for ((yv, f), &usum) in row.iter_mut().zip(block.chunks(kc)).zip(&usums[p0..p1])
+                    {
+                        let acc = dot(dotf, q, f, chunk);
+                        *yv = epilogue(fa[ch], fb[ch], c.bias[ch], acc, usum);
+                    }
                 }
             }
         }
     };
-    out.par_chunks_mut(per_image)
-        .enumerate()
-        .for_each_init(Vec::new, |col, (n, dst)| image(n, dst, col));
+    out.par_chunks_mut(per_image).enumerate().for_each_init(
+        || (Vec::new(), Vec::new()),
+        |bufs, (n, dst)| image(n, dst, bufs),
+    );
     debug_assert_eq!(out.len(), batch * per_image);
     make(op, out_shape, TensorData::F32(out))
 }
@@ -430,5 +546,62 @@ fn float_path(
             };
             linear::gemm(&g, &[&xhat, &w, &bias])
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vals(n: usize, seed: u64, max: i16) -> Vec<i16> {
+        let mut s = seed | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 33) % (2 * max as u64 + 1)) as i16 - max
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_dot_is_exact() {
+        for n in [0usize, 1, 15, 16, 31, 32, 33, 64, 100, 1000] {
+            let a = vals(n, 3 + n as u64, 128);
+            let b = vals(n, 7 + n as u64, 383);
+            let want: i64 = a.iter().zip(&b).map(|(&x, &y)| x as i64 * y as i64).sum();
+            assert_eq!(dot_portable(&a, &b) as i64, want, "n={n}");
+            assert_eq!(dot(pick_dot(), &a, &b, safe_chunk(8, 8)), want, "n={n}");
+            // Chunked accumulation (forced tiny chunks) gives the same total.
+            assert_eq!(dot(pick_dot(), &a, &b, 5), want, "n={n}");
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx2") {
+                assert_eq!(dot_avx2(&a, &b) as i64, want, "n={n}");
+            }
+        }
+    }
+
+    #[test]
+    fn extreme_products_do_not_overflow() {
+        // Worst case per element: q = -128 (k = 8), u = -(2^7 + 2^8) (A = 8, zero = 2^8).
+        let chunk = safe_chunk(8, 8);
+        let n = chunk * 3 + 17;
+        let a = vec![-128i16; n];
+        let b = vec![-384i16; n];
+        assert_eq!(dot(pick_dot(), &a, &b, chunk), 128 * 384 * n as i64);
+        assert_eq!(safe_chunk(1, 2), (i32::MAX as i64 / 6) as usize);
+    }
+
+    #[test]
+    fn input_quantization_rounds_half_to_even_and_clamps() {
+        // scale 0.5, zero 3: x/scale = 0.5 → 0, 1.5 → 2, 2.5 → 2, -0.5 → -0; clamp at 127.
+        let u = quantize_input(
+            &[0.25, 0.75, 1.25, -0.25, 1000.0, -1000.0, f32::NAN],
+            0.5,
+            3.0,
+            8,
+        );
+        assert_eq!(u, vec![0, 2, 2, 0, 124, -131, 0]);
     }
 }
