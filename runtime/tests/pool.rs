@@ -144,14 +144,27 @@ fn average_pool_ceil_edge_windows() {
         &[&x],
     );
     assert_close(&y, &[1, 1, 2, 2], &[6., 7.5, 12., 13.5], 1e-6);
-    // With count_include_pad the ceil-mode extension counts as padding, as in the ONNX
-    // reference: the last window of [1,2,3,4,5] with kernel 2, stride 2 is (5 + 0) / 2.
+    // With count_include_pad only explicit padding counts, never the ceil-mode extension
+    // past it (ONNX test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_True):
+    // the last window of [1,2,3,4,5] (kernel 2, stride 2) is 5 / 1 without an end pad ...
     let x = f32t(&[1, 1, 5], &[1., 2., 3., 4., 5.]);
     let y = eval1(
         &Op::AveragePool(pool(&[2], &[2], &[0, 0], &[1], true, true)),
         &[&x],
     );
+    assert_close(&y, &[1, 1, 3], &[1.5, 3.5, 5.], 1e-6);
+    // ... and (5 + 0) / 2 with an end pad of 1.
+    let y = eval1(
+        &Op::AveragePool(pool(&[2], &[2], &[0, 1], &[1], true, true)),
+        &[&x],
+    );
     assert_close(&y, &[1, 1, 3], &[1.5, 3.5, 2.5], 1e-6);
+    // A begin pad counts in the first window: (0 + 1) / 2.
+    let y = eval1(
+        &Op::AveragePool(pool(&[2], &[2], &[1, 1], &[1], true, true)),
+        &[&x],
+    );
+    assert_close(&y, &[1, 1, 3], &[0.5, 2.5, 4.5], 1e-6);
     let y = eval1(
         &Op::AveragePool(pool(&[2], &[2], &[0, 0], &[1], true, false)),
         &[&x],
@@ -264,7 +277,14 @@ fn pool_errors() {
         ),
         RuntimeError::Shape { .. }
     ));
-    let huge = pool(&[1, 1], &[1, 1], &[1 << 30, 1 << 30, 0, 0], &[1, 1], false, false);
+    let huge = pool(
+        &[1, 1],
+        &[1, 1],
+        &[1 << 30, 1 << 30, 0, 0],
+        &[1, 1],
+        false,
+        false,
+    );
     assert!(matches!(
         eval_err(&Op::MaxPool(huge), &[&x]),
         RuntimeError::TooLarge { .. }

@@ -3,8 +3,8 @@
 //!
 //! Semantics follow the ONNX reference: in ceil mode a last window that would start in the
 //! end padding is dropped; MaxPool ignores padding; AveragePool divides by the number of
-//! real input elements, or by the full kernel size with `count_include_pad` (positions past
-//! the end padding that ceil mode adds count as padding too, as in the reference).
+//! real input elements, or with `count_include_pad` by the number of taps inside the
+//! explicitly padded input (taps past the end padding, which ceil mode can add, never count).
 
 use rayon::prelude::*;
 use strata_ir::ops::{GlobalPoolKind, Pool};
@@ -40,6 +40,7 @@ struct Win {
     s: [usize; 3],
     d: [usize; 3],
     pb: [usize; 3],
+    pe: [usize; 3],
 }
 
 impl Win {
@@ -163,6 +164,7 @@ fn geometry(op: &'static str, p: &Pool, x: &Tensor) -> Result<(Win, Vec<usize>),
         s: lift(&strides, 1),
         d: lift(&dilations, 1),
         pb: lift(&pads[..nd], 0),
+        pe: lift(&pads[nd..], 0),
     };
     let mut out_shape = x.shape()[..2].to_vec();
     out_shape.extend(out_sp);
@@ -196,14 +198,23 @@ fn per_plane<T: Copy + Send + Sync + Default>(
 
 /// Per-axis table of `(first tap, end tap, window origin)` for every output index, so the
 /// inner loops do no window arithmetic.
-type Taps = [Vec<(usize, usize, isize)>; 3];
+/// The fourth field counts the taps inside the padded input (`count_include_pad` divisor).
+type Taps = [Vec<(usize, usize, isize, usize)>; 3];
 
 fn tap_tables(w: &Win) -> Taps {
     let axis = |j: usize| {
         (0..w.outs[j])
             .map(|o| {
                 let (lo, hi) = w.taps(j, o);
-                (lo, hi, w.origin(j, o))
+                let origin = w.origin(j, o);
+                // Taps with origin + kk·d < in + pad_end; origin >= -pad_begin always holds.
+                let limit = w.ins[j] as isize + w.pe[j] as isize - origin;
+                let padded = if limit <= 0 {
+                    0
+                } else {
+                    (limit as usize).div_ceil(w.d[j]).min(w.k[j])
+                };
+                (lo, hi, origin, padded)
             })
             .collect()
     };
@@ -213,9 +224,9 @@ fn tap_tables(w: &Win) -> Taps {
 fn max_plane<T: MaxElem>(w: &Win, t: &Taps, x: &[T], y: &mut [T]) {
     let (h_in, w_in) = (w.ins[1], w.ins[2]);
     let mut idx = 0;
-    for &(d0, d1, bd) in &t[0] {
-        for &(h0, h1, bh) in &t[1] {
-            for &(w0, w1, bw) in &t[2] {
+    for &(d0, d1, bd, _) in &t[0] {
+        for &(h0, h1, bh, _) in &t[1] {
+            for &(w0, w1, bw, _) in &t[2] {
                 let mut best = T::LOWEST;
                 for kd in d0..d1 {
                     let id = (bd + (kd * w.d[0]) as isize) as usize;
@@ -240,11 +251,10 @@ fn max_plane<T: MaxElem>(w: &Win, t: &Taps, x: &[T], y: &mut [T]) {
 
 fn avg_plane<T: Real>(w: &Win, t: &Taps, include_pad: bool, x: &[T], y: &mut [T]) {
     let (h_in, w_in) = (w.ins[1], w.ins[2]);
-    let full = T::from_f64((w.k[0] * w.k[1] * w.k[2]) as f64);
     let mut idx = 0;
-    for &(d0, d1, bd) in &t[0] {
-        for &(h0, h1, bh) in &t[1] {
-            for &(w0, w1, bw) in &t[2] {
+    for &(d0, d1, bd, dp) in &t[0] {
+        for &(h0, h1, bh, hp) in &t[1] {
+            for &(w0, w1, bw, wp) in &t[2] {
                 let mut sum = T::ZERO;
                 for kd in d0..d1 {
                     let id = (bd + (kd * w.d[0]) as isize) as usize;
@@ -258,7 +268,7 @@ fn avg_plane<T: Real>(w: &Win, t: &Taps, include_pad: bool, x: &[T], y: &mut [T]
                     }
                 }
                 let count = if include_pad {
-                    full
+                    T::from_f64((dp * hp * wp) as f64)
                 } else {
                     T::from_f64(((d1 - d0) * (h1 - h0) * (w1 - w0)) as f64)
                 };
