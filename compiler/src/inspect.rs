@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use strata_ir::{DType, Graph, GraphError, NodeKind, Op};
+use strata_ir::{Graph, GraphError, NodeKind, Op};
 
 /// One graph input or output.
 #[derive(Debug, Clone, Serialize)]
@@ -36,7 +36,7 @@ pub struct Summary {
     pub inputs: Vec<Port>,
     pub outputs: Vec<Port>,
     pub op_counts: BTreeMap<&'static str, usize>,
-    /// Elements of all floating-point constants (the trained parameters).
+    /// Weights and biases read by the layers (bit-plane weights count one per element).
     pub parameters: u64,
     /// Bytes of all constants as stored.
     pub constant_bytes: u64,
@@ -72,6 +72,8 @@ fn macs(graph: &Graph, id: strata_ir::NodeId, op: &Op) -> Result<u64, GraphError
                 .unwrap_or(0);
             out_elems * k
         }
+        // Each output element reads K = cols (quantized) weights, whatever the plane count.
+        Op::Bitplane(bp) => out_elems * bp.spec.cols as u64,
         Op::MatMul if inputs.len() >= 2 => {
             let a = dims(0)?;
             out_elems * a.last().copied().unwrap_or(0)
@@ -107,13 +109,17 @@ pub fn summarize(graph: &Graph) -> Result<Summary, GraphError> {
             continue;
         };
         *op_counts.entry(op.mnemonic()).or_insert(0) += 1;
-        let params = graph
-            .node_inputs(id)
-            .iter()
-            .filter_map(|&v| graph.constant_value(v))
-            .filter(|t| t.dtype().is_float())
-            .map(|t| t.len() as u64)
-            .sum();
+        let params = match op {
+            // The weight matrix is held as bit-planes; count its elements, not plane bytes.
+            Op::Bitplane(bp) => (bp.spec.rows * bp.spec.cols) as u64,
+            _ => graph
+                .node_inputs(id)
+                .iter()
+                .filter_map(|&v| graph.constant_value(v))
+                .filter(|t| t.dtype().is_float())
+                .map(|t| t.len() as u64)
+                .sum(),
+        };
         layers.push(Layer {
             name: node.name.clone(),
             op: op.mnemonic(),
@@ -126,13 +132,11 @@ pub fn summarize(graph: &Graph) -> Result<Summary, GraphError> {
             params,
         });
     }
-    let (mut parameters, mut constant_bytes) = (0u64, 0u64);
+    let mut constant_bytes = 0u64;
     for (_, t) in graph.constants() {
-        if matches!(t.dtype(), DType::F32 | DType::F64) {
-            parameters += t.len() as u64;
-        }
         constant_bytes += (t.len() * t.dtype().size_bytes()) as u64;
     }
+    let parameters = layers.iter().map(|l| l.params).sum();
     let total_macs = layers.iter().map(|l| l.macs).sum();
     Ok(Summary {
         name: graph.name.clone(),

@@ -6,10 +6,20 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use std::collections::BTreeMap;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+use strata_compiler::compile::{compile_to_container, CompileOptions};
+use strata_compiler::eval::{score, weight_bytes, EvalReport};
+use strata_compiler::model::ContainerInfo;
 use strata_compiler::{inspect, load_model, npy};
+use strata_ir::container::strip_container;
 use strata_ir::text::{print_with, PrintOptions};
-use strata_ir::Tensor;
-use strata_passes::PassManager;
+use strata_ir::{Graph, Op, Tensor};
+use strata_passes::baselines;
+use strata_passes::{PassContext, PassManager};
+use strata_runtime::{run_with, QuantPath, RunOptions};
 
 /// Strata: one trained network in, one vertically layered quantized model out.
 #[derive(Parser)]
@@ -59,6 +69,74 @@ enum Command {
         /// Integer class labels `[N]`: prints the top-1 accuracy of output 0.
         #[arg(long)]
         labels: Option<PathBuf>,
+        /// Plane count for every bit-plane layer of a `.strata` model (default: all present).
+        #[arg(long)]
+        planes: Option<u8>,
+        /// Per-layer plane counts, `node=k,node=k` (overrides --planes for those layers).
+        #[arg(long, value_delimiter = ',')]
+        layer_planes: Vec<String>,
+        /// Bit-plane layers through the integer (default) or dequantized float path.
+        #[arg(long, default_value = "integer", value_parser = ["integer", "float"])]
+        path: String,
+    },
+    /// Quantize an ONNX model into one vertically layered `.strata` file.
+    Compile {
+        model: PathBuf,
+        /// Calibration inputs: float32 `[N, …]`, already preprocessed (one file per graph input).
+        #[arg(long = "calib", required = true)]
+        calib: Vec<PathBuf>,
+        /// `B`: bits of the codes, i.e. planes in the complete model.
+        #[arg(long, default_value_t = 8)]
+        bits: u8,
+        /// Plane counts that get a side table, e.g. `2,3,4,5,6,7,8` (default: 2..=bits).
+        #[arg(long, value_delimiter = ',')]
+        planes: Option<Vec<u8>>,
+        /// Activation bits of the integer path.
+        #[arg(long, default_value_t = 8)]
+        act_bits: u8,
+        /// Activation range estimator.
+        #[arg(long, default_value = "percentile", value_parser = ["minmax", "percentile", "mse"])]
+        calib_method: String,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Accuracy, agreement with FP32 and weight bytes at every plane count.
+    Eval {
+        model: PathBuf,
+        /// Preprocessed float32 inputs `[N, …]`.
+        #[arg(long)]
+        data: PathBuf,
+        /// Integer labels `[N]`.
+        #[arg(long)]
+        labels: PathBuf,
+        /// Plane counts to evaluate (default: every count with a side table that is present).
+        #[arg(long, value_delimiter = ',')]
+        planes: Option<Vec<u8>>,
+        /// Also evaluate dedicated per-k PTQ and naive truncation of the source model.
+        #[arg(long)]
+        baselines: bool,
+        /// The FP32 source model (default: the path recorded at compile time).
+        #[arg(long)]
+        source: Option<PathBuf>,
+        /// Calibration inputs for the baselines (default: the path recorded at compile time).
+        #[arg(long)]
+        calib: Option<PathBuf>,
+        /// Run the bit-plane layers through the integer (default) or dequantized float path.
+        #[arg(long, default_value = "integer", value_parser = ["integer", "float"])]
+        path: String,
+        #[arg(long)]
+        json: bool,
+        /// Write an SVG chart of top-1 against planes for every method.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
+    /// Cut a `.strata` file to its first K planes. The output is a byte prefix of the input.
+    Strip {
+        model: PathBuf,
+        #[arg(long)]
+        planes: u8,
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// List the passes a pipeline can name.
     Passes,
@@ -78,12 +156,19 @@ fn main() -> ExitCode {
 fn dispatch(command: Command) -> Result<()> {
     match command {
         Command::Inspect { model, json } => {
-            let graph = load_model(&model)?;
-            let summary = inspect::summarize(&graph)?;
+            let loaded = load_model(&model)?;
+            let summary = inspect::summarize(&loaded.graph)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
+                let mut value = serde_json::to_value(&summary)?;
+                if let (Some(info), Some(obj)) = (&loaded.container, value.as_object_mut()) {
+                    obj.insert("container".into(), container_json(&loaded.graph, info));
+                }
+                println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 println!("{summary}");
+                if let Some(info) = &loaded.container {
+                    print_container(&loaded.graph, info);
+                }
             }
         }
         Command::Opt {
@@ -93,21 +178,17 @@ fn dispatch(command: Command) -> Result<()> {
             elide_constants_over,
             output,
         } => {
-            let mut graph = load_model(&model)?;
+            let mut graph = load_model(&model)?.graph;
             let options = PrintOptions {
                 elide_constants_over: (elide_constants_over > 0).then_some(elide_constants_over),
                 ..Default::default()
             };
             if !passes.trim().is_empty() {
                 let manager = PassManager::parse(&passes)?.print_after_all(print_after_all);
-                manager.run(
-                    &mut graph,
-                    &mut strata_passes::PassContext::default(),
-                    |name, g| {
-                        println!("// ----- IR after {name} -----");
-                        println!("{}", print_with(g, &options));
-                    },
-                )?;
+                manager.run(&mut graph, &mut PassContext::default(), |name, g| {
+                    println!("// ----- IR after {name} -----");
+                    println!("{}", print_with(g, &options));
+                })?;
             }
             let text = print_with(&graph, &options);
             match output {
@@ -122,7 +203,71 @@ fn dispatch(command: Command) -> Result<()> {
             inputs,
             out,
             labels,
-        } => run(&model, &inputs, &out, labels.as_deref())?,
+            planes,
+            layer_planes,
+            path,
+        } => {
+            let options = run_options(planes, &layer_planes, &path)?;
+            run(&model, &inputs, &out, labels.as_deref(), &options)?
+        }
+        Command::Compile {
+            model,
+            calib,
+            bits,
+            planes,
+            act_bits,
+            calib_method,
+            output,
+        } => compile(
+            &model,
+            &calib,
+            bits,
+            planes,
+            act_bits,
+            calib_method,
+            &output,
+        )?,
+        Command::Eval {
+            model,
+            data,
+            labels,
+            planes,
+            baselines,
+            source,
+            calib,
+            path,
+            json,
+            plot,
+        } => eval_cmd(EvalArgs {
+            model,
+            data,
+            labels,
+            planes,
+            baselines,
+            source,
+            calib,
+            path,
+            json,
+            plot,
+        })?,
+        Command::Strip {
+            model,
+            planes,
+            output,
+        } => {
+            let bytes =
+                std::fs::read(&model).with_context(|| format!("reading {}", model.display()))?;
+            let prefix =
+                strip_container(&bytes, planes).with_context(|| model.display().to_string())?;
+            npy::write_atomic(&output, prefix)
+                .with_context(|| format!("writing {}", output.display()))?;
+            eprintln!(
+                "wrote {} ({} of {} bytes, {planes} planes)",
+                output.display(),
+                prefix.len(),
+                bytes.len()
+            );
+        }
         Command::Passes => {
             for p in strata_passes::PASSES {
                 println!("{:<22} {}", p.name, p.summary);
@@ -132,8 +277,356 @@ fn dispatch(command: Command) -> Result<()> {
     Ok(())
 }
 
-fn run(model: &Path, inputs: &[PathBuf], out: &Path, labels: Option<&Path>) -> Result<()> {
-    let graph = load_model(model)?;
+fn quant_path(path: &str) -> QuantPath {
+    if path == "float" {
+        QuantPath::Float
+    } else {
+        QuantPath::Integer
+    }
+}
+
+fn run_options(planes: Option<u8>, layer_planes: &[String], path: &str) -> Result<RunOptions> {
+    let mut per_layer = BTreeMap::new();
+    for item in layer_planes {
+        let Some((node, k)) = item.rsplit_once('=') else {
+            bail!("--layer-planes entry `{item}` is not `node=k`");
+        };
+        let k: u8 = k.parse().with_context(|| {
+            format!("--layer-planes entry `{item}`: `{k}` is not a plane count")
+        })?;
+        per_layer.insert(node.to_string(), k);
+    }
+    Ok(RunOptions {
+        planes,
+        per_layer,
+        path: quant_path(path),
+    })
+}
+
+/// Plane counts that carry side tables in the graph's bit-plane ops (the same for every layer
+/// of a compiled model), and the smallest plane count present across layers.
+fn plane_counts(graph: &Graph) -> Vec<u8> {
+    let mut counts: Option<Vec<u8>> = None;
+    for id in graph.node_ids() {
+        if let Ok(Some(Op::Bitplane(bp))) = graph.node(id).map(|n| n.op()) {
+            counts = Some(match counts {
+                None => bp.spec.plane_counts.clone(),
+                Some(c) => c
+                    .into_iter()
+                    .filter(|k| bp.spec.plane_counts.contains(k))
+                    .collect(),
+            });
+        }
+    }
+    counts.unwrap_or_default()
+}
+
+fn container_json(graph: &Graph, info: &ContainerInfo) -> serde_json::Value {
+    serde_json::json!({
+        "bits": info.bits,
+        "available_planes": info.available_planes,
+        "plane_counts": plane_counts(graph),
+        "file_bytes": info.file_bytes,
+        "metadata": info.metadata,
+    })
+}
+
+fn print_container(graph: &Graph, info: &ContainerInfo) {
+    let counts: Vec<String> = plane_counts(graph).iter().map(|k| k.to_string()).collect();
+    println!(
+        "container: {} bytes, {} of {} planes present; side tables for k = {}",
+        info.file_bytes,
+        info.available_planes,
+        info.bits,
+        counts.join(",")
+    );
+    for (k, v) in &info.metadata {
+        println!("  {k}: {v}");
+    }
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(format!("{:x}", Sha256::digest(&bytes)))
+}
+
+fn compile(
+    model: &Path,
+    calib: &[PathBuf],
+    bits: u8,
+    planes: Option<Vec<u8>>,
+    act_bits: u8,
+    calib_method: String,
+    output: &Path,
+) -> Result<()> {
+    let start = Instant::now();
+    let graph = load_model(model)?.graph;
+    if calib.len() != graph.inputs().len() {
+        bail!(
+            "{} takes {} inputs but {} --calib files were given",
+            model.display(),
+            graph.inputs().len(),
+            calib.len()
+        );
+    }
+    let samples = calib
+        .iter()
+        .map(|p| npy::read_npy(p))
+        .collect::<Result<Vec<Tensor>, _>>()?;
+    let options = CompileOptions {
+        bits,
+        planes: planes.unwrap_or_else(|| (2..=bits).collect()),
+        act_bits,
+        calib_method,
+    };
+    let mut metadata = BTreeMap::new();
+    metadata.insert("source".to_string(), model.display().to_string());
+    metadata.insert("source_sha256".to_string(), sha256_file(model)?);
+    let calib_names: Vec<String> = calib.iter().map(|p| p.display().to_string()).collect();
+    metadata.insert("calibration".to_string(), calib_names.join(","));
+    metadata.insert(
+        "calibration_method".to_string(),
+        options.calib_method.clone(),
+    );
+    metadata.insert(
+        "calibration_samples".to_string(),
+        samples
+            .first()
+            .and_then(|t| t.shape().first())
+            .copied()
+            .unwrap_or(0)
+            .to_string(),
+    );
+    let bytes = compile_to_container(graph, samples, &options, metadata, |ctx| {
+        ctx.progress = Some(progress_reporter());
+    })?;
+    npy::write_atomic(output, &bytes).with_context(|| format!("writing {}", output.display()))?;
+    eprintln!(
+        "wrote {} ({} bytes) in {:.1} s",
+        output.display(),
+        bytes.len(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A terminal progress bar for long passes (calibration), drawn on stderr only when it is a
+/// terminal, so logs and CI output stay clean.
+fn progress_reporter() -> Box<dyn FnMut(&str, u64, u64) + Send> {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:40} [{bar:30}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    Box::new(move |stage: &str, done: u64, total: u64| {
+        bar.set_length(total);
+        bar.set_position(done);
+        bar.set_message(stage.to_string());
+        if done >= total {
+            bar.finish_and_clear();
+        }
+    })
+}
+
+struct EvalArgs {
+    model: PathBuf,
+    data: PathBuf,
+    labels: PathBuf,
+    planes: Option<Vec<u8>>,
+    baselines: bool,
+    source: Option<PathBuf>,
+    calib: Option<PathBuf>,
+    path: String,
+    json: bool,
+    plot: Option<PathBuf>,
+}
+
+/// Resolves a path recorded in the container: as written, else relative to the container.
+fn recorded_path(model: &Path, recorded: Option<&String>) -> Option<PathBuf> {
+    let recorded = PathBuf::from(recorded?);
+    if recorded.exists() {
+        return Some(recorded);
+    }
+    let beside = model.parent()?.join(&recorded);
+    beside.exists().then_some(beside)
+}
+
+fn eval_cmd(args: EvalArgs) -> Result<()> {
+    let loaded = load_model(&args.model)?;
+    let Some(info) = &loaded.container else {
+        bail!(
+            "{} is not a .strata model; compile it first",
+            args.model.display()
+        );
+    };
+    let data = npy::read_npy(&args.data)?;
+    let labels = npy::read_npy(&args.labels)?;
+    let source = args
+        .source
+        .clone()
+        .or_else(|| recorded_path(&args.model, info.metadata.get("source")));
+    let fp32_graph = match &source {
+        Some(p) => Some(load_model(p)?.graph),
+        None => {
+            eprintln!(
+                "note: FP32 source model not found; pass --source for FP32 rows and agreement"
+            );
+            None
+        }
+    };
+    let mut report = EvalReport::default();
+    let fp32_logits = match &fp32_graph {
+        Some(g) => {
+            let logits = first_output(strata_runtime::run(g, std::slice::from_ref(&data))?)?;
+            report.rows.push(score(
+                "fp32",
+                None,
+                &logits,
+                &labels,
+                Some(&logits),
+                weight_bytes(g, None),
+            )?);
+            Some(logits)
+        }
+        None => None,
+    };
+    let available: Vec<u8> = plane_counts(&loaded.graph)
+        .into_iter()
+        .filter(|&k| k <= info.available_planes)
+        .collect();
+    let planes = args.planes.clone().unwrap_or(available.clone());
+    if let Some(k) = planes.iter().find(|k| !available.contains(k)) {
+        bail!(
+            "plane count {k} is not available in {} (available: {:?})",
+            args.model.display(),
+            available
+        );
+    }
+    let path = quant_path(&args.path);
+    for &k in &planes {
+        let options = RunOptions {
+            planes: Some(k),
+            path,
+            ..Default::default()
+        };
+        let logits = first_output(run_with(
+            &loaded.graph,
+            std::slice::from_ref(&data),
+            &options,
+        )?)?;
+        report.rows.push(score(
+            "strata",
+            Some(k),
+            &logits,
+            &labels,
+            fp32_logits.as_ref(),
+            weight_bytes(&loaded.graph, Some(k)),
+        )?);
+    }
+    if args.baselines {
+        let Some(fp32) = &fp32_graph else {
+            bail!("--baselines needs the FP32 source model (--source)");
+        };
+        let calib_path = args
+            .calib
+            .clone()
+            .or_else(|| recorded_path(&args.model, info.metadata.get("calibration")))
+            .context("--baselines needs the calibration inputs (--calib)")?;
+        let calib = npy::read_npy(&calib_path)?;
+        // The baselines start from the same simplified float graph and the same calibration
+        // method the container was compiled with.
+        let method = info
+            .metadata
+            .get("calibration_method")
+            .map(String::as_str)
+            .unwrap_or("percentile");
+        let mut prepared = fp32.clone();
+        let mut ctx = PassContext::with_calibration(vec![calib]);
+        PassManager::parse(&format!(
+            "fold-constants,fold-batchnorm,eliminate-dead-code,calibrate{{method={method}}}"
+        ))?
+        .run(&mut prepared, &mut ctx, |_, _| {})?;
+        for method in ["dedicated-ptq", "naive-truncation"] {
+            for &k in &planes {
+                let graph = match method {
+                    "dedicated-ptq" => baselines::dedicated_ptq(&prepared, k, &ctx)?,
+                    _ => baselines::naive_truncation(&prepared, info.bits, k, &ctx)?,
+                };
+                let options = RunOptions {
+                    planes: Some(k),
+                    path,
+                    ..Default::default()
+                };
+                let logits =
+                    first_output(run_with(&graph, std::slice::from_ref(&data), &options)?)?;
+                report.rows.push(score(
+                    method,
+                    Some(k),
+                    &logits,
+                    &labels,
+                    fp32_logits.as_ref(),
+                    weight_bytes(&graph, Some(k)),
+                )?);
+            }
+        }
+    }
+    if let Some(plot) = &args.plot {
+        let title = format!("{}: top-1 against planes", args.model.display());
+        npy::write_atomic(
+            plot,
+            strata_compiler::plot::accuracy_svg(&report, &title).as_bytes(),
+        )
+        .with_context(|| format!("writing {}", plot.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(())
+}
+
+fn first_output(outputs: Vec<Tensor>) -> Result<Tensor> {
+    outputs
+        .into_iter()
+        .next()
+        .context("the model has no outputs")
+}
+
+fn print_report(report: &EvalReport) {
+    let opt = |v: Option<f64>, scale: f64, prec: usize| match v {
+        Some(v) => format!("{:.*}", prec, v * scale),
+        None => "-".to_string(),
+    };
+    println!(
+        "{:<18} {:>6} {:>8} {:>10} {:>10} {:>10} {:>12}",
+        "method", "planes", "top-1 %", "agree %", "max |Δ|", "mean |Δ|", "weight bytes"
+    );
+    for r in &report.rows {
+        println!(
+            "{:<18} {:>6} {:>8.2} {:>10} {:>10} {:>10} {:>12}",
+            r.method,
+            r.planes
+                .map(|k| k.to_string())
+                .unwrap_or_else(|| "-".into()),
+            r.top1 * 100.0,
+            opt(r.agreement, 100.0, 2),
+            opt(r.max_logit_error, 1.0, 4),
+            opt(r.mean_logit_error, 1.0, 4),
+            r.weight_bytes
+        );
+    }
+}
+
+fn run(
+    model: &Path,
+    inputs: &[PathBuf],
+    out: &Path,
+    labels: Option<&Path>,
+    options: &RunOptions,
+) -> Result<()> {
+    let graph = load_model(model)?.graph;
     if inputs.len() != graph.inputs().len() {
         bail!(
             "{} takes {} inputs but {} --input files were given",
@@ -148,7 +641,7 @@ fn run(model: &Path, inputs: &[PathBuf], out: &Path, labels: Option<&Path>) -> R
         .collect::<Result<Vec<Tensor>, _>>()?;
     let labels = labels.map(npy::read_npy).transpose()?;
     let start = Instant::now();
-    let outputs = strata_runtime::run(&graph, &tensors)?;
+    let outputs = run_with(&graph, &tensors, options)?;
     let elapsed = start.elapsed();
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     for (i, t) in outputs.iter().enumerate() {

@@ -1,0 +1,114 @@
+//! The compile pipeline behind `strata compile` and the build-script API: a trained float
+//! graph and calibration samples in, a vertically layered `.strata` container out.
+
+use std::collections::BTreeMap;
+
+use strata_ir::container::{write_container, ContainerError, ContainerOptions};
+use strata_ir::{Graph, Tensor};
+use strata_passes::{PassContext, PassError, PassManager, PipelineError};
+
+/// How to quantize. Defaults follow DESIGN.md: 8-bit codes, plane counts 2..=8, int8 activations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompileOptions {
+    /// `B`: bits of the codes (planes stored in the full model).
+    pub bits: u8,
+    /// Plane counts that get a side table (each in `1..=bits`).
+    pub planes: Vec<u8>,
+    /// Activation bits of the integer path.
+    pub act_bits: u8,
+    /// Activation range estimator: `minmax`, `percentile` or `mse`.
+    pub calib_method: String,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            bits: 8,
+            planes: (2..=8).collect(),
+            act_bits: 8,
+            calib_method: "percentile".to_string(),
+        }
+    }
+}
+
+/// Why compilation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("invalid options: {0}")]
+    Options(String),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Pass(#[from] PassError),
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+}
+
+impl CompileOptions {
+    /// The pass pipeline these options stand for; it is also recorded in the container.
+    pub fn pipeline(&self) -> String {
+        let planes: Vec<String> = self.planes.iter().map(|k| k.to_string()).collect();
+        format!(
+            "fold-constants,fold-batchnorm,eliminate-dead-code,calibrate{{method={}}},\
+             vl-quantize{{bits={},planes=\"{}\",act-bits={}}},bitplane-rewrite,eliminate-dead-code",
+            self.calib_method,
+            self.bits,
+            planes.join(","),
+            self.act_bits
+        )
+    }
+
+    fn validate(&self) -> Result<(), CompileError> {
+        if !(2..=8).contains(&self.bits) {
+            return Err(CompileError::Options(format!(
+                "--bits {} is outside 2..=8",
+                self.bits
+            )));
+        }
+        if self.planes.is_empty() {
+            return Err(CompileError::Options("--planes is empty".into()));
+        }
+        if let Some(k) = self.planes.iter().find(|&&k| k == 0 || k > self.bits) {
+            return Err(CompileError::Options(format!(
+                "plane count {k} is outside 1..={} (--bits)",
+                self.bits
+            )));
+        }
+        if !(2..=8).contains(&self.act_bits) {
+            return Err(CompileError::Options(format!(
+                "--act-bits {} is outside 2..=8",
+                self.act_bits
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Quantizes `graph` in place into bit-plane operators.
+pub fn quantize(
+    graph: &mut Graph,
+    calibration: Vec<Tensor>,
+    options: &CompileOptions,
+    ctx_hook: impl FnOnce(&mut PassContext),
+) -> Result<(), CompileError> {
+    options.validate()?;
+    let manager = PassManager::parse(&options.pipeline())?;
+    let mut ctx = PassContext::with_calibration(calibration);
+    ctx_hook(&mut ctx);
+    manager.run(graph, &mut ctx, |_, _| {})?;
+    Ok(())
+}
+
+/// Quantizes and serialises to `.strata` bytes; `metadata` is stored in the header beside the
+/// compile options.
+pub fn compile_to_container(
+    mut graph: Graph,
+    calibration: Vec<Tensor>,
+    options: &CompileOptions,
+    mut metadata: BTreeMap<String, String>,
+    ctx_hook: impl FnOnce(&mut PassContext),
+) -> Result<Vec<u8>, CompileError> {
+    quantize(&mut graph, calibration, options, ctx_hook)?;
+    metadata.insert("pipeline".into(), options.pipeline());
+    Ok(write_container(&graph, &ContainerOptions { metadata })?)
+}
