@@ -1089,3 +1089,76 @@ fn every_flipped_header_byte_behind_a_valid_checksum_never_panics() {
     }
     assert!(failed > loaded, "{failed} failed, {loaded} loaded");
 }
+
+// ---------------------------------------------------------------------------------------
+// Half-precision storage of f32 constants
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn half_exact_f32_constants_are_stored_as_f16_and_restored_bit_for_bit() {
+    let mut g = fake_graph(BITS);
+    // Exactly representable in f16 (including -0.0, a subnormal and ±inf) → f16 payload.
+    let exact = vec![
+        0.5,
+        -0.0,
+        6.1035156e-5,
+        5.9604645e-8,
+        -65504.0,
+        f32::INFINITY,
+        0.099975586,
+        1.0,
+    ];
+    g.add_constant("side", Tensor::from_f32(vec![2, 4], exact.clone()).unwrap());
+    let bytes =
+        write_container_with_planes(&g, &plane_names(), &ContainerOptions::default()).unwrap();
+    let header = decode_header(&bytes);
+    let payload = |name: &str| {
+        header
+            .tensors
+            .iter()
+            .find(|t| t.name == name)
+            .and_then(|t| t.payload.clone())
+            .unwrap()
+    };
+    match payload("side") {
+        Payload::InlineF16(data) => assert_eq!(data.len(), 16),
+        other => panic!("expected f16 storage, got {other:?}"),
+    }
+    // `w` holds sin() values and `b` holds 1e-30: neither is f16-exact, both stay f32.
+    assert!(matches!(payload("w"), Payload::Inline(_)));
+    assert!(matches!(payload("b"), Payload::Inline(_)));
+    let loaded = read_container(&bytes).unwrap();
+    let side = constants_by_name(&loaded.graph)["side"].clone();
+    let got: Vec<u32> = side.as_f32().unwrap().iter().map(|v| v.to_bits()).collect();
+    let want: Vec<u32> = exact.iter().map(|v| v.to_bits()).collect();
+    assert_eq!(got, want);
+    assert!(loaded.graph == g);
+}
+
+#[test]
+fn a_malformed_f16_payload_is_a_typed_error() {
+    let mut g = fake_graph(BITS);
+    g.add_constant(
+        "side",
+        Tensor::from_f32(vec![4], vec![0.5, 1.0, 2.0, 4.0]).unwrap(),
+    );
+    let bytes =
+        write_container_with_planes(&g, &plane_names(), &ContainerOptions::default()).unwrap();
+    let mut header = decode_header(&bytes);
+    let entry = header
+        .tensors
+        .iter_mut()
+        .find(|t| t.name == "side")
+        .unwrap();
+    entry.payload = Some(Payload::InlineF16(vec![0; 6]));
+    let err = read_container(&with_header(&bytes, header.clone())).unwrap_err();
+    assert!(err.to_string().contains("side"), "{err}");
+    let entry = header
+        .tensors
+        .iter_mut()
+        .find(|t| t.name == "side")
+        .unwrap();
+    entry.dtype = "i32".into();
+    entry.payload = Some(Payload::InlineF16(vec![0; 8]));
+    assert!(read_container(&with_header(&bytes, header)).is_err());
+}

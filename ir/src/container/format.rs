@@ -43,7 +43,7 @@ pub struct TensorEntry {
     /// The full shape (for plane tensors: `[B, R, row_bytes]`, all planes).
     #[prost(uint64, repeated, tag = "3")]
     pub shape: Vec<u64>,
-    #[prost(oneof = "Payload", tags = "4, 5")]
+    #[prost(oneof = "Payload", tags = "4, 5, 6")]
     pub payload: Option<Payload>,
 }
 
@@ -56,6 +56,11 @@ pub enum Payload {
     /// A plane tensor: plane `i` is a slice of block `i`.
     #[prost(message, tag = "5")]
     Planes(PlaneLayout),
+    /// An f32 tensor every element of which is exactly representable in IEEE half precision,
+    /// stored as little-endian f16 bits: lossless, and half the bytes. Side tables are
+    /// rounded to half precision by the quantizer, so this is how they are stored.
+    #[prost(bytes = "vec", tag = "6")]
+    InlineF16(Vec<u8>),
 }
 
 /// How a plane tensor `u8 [B, rows, row_bytes]` is laid out over the blocks.

@@ -297,6 +297,20 @@ fn directory(
                     .ok_or_else(|| bad("inline data length".into()))?;
                 Tensor::new(dims, data).map_err(|e| bad(e.to_string()))?
             }
+            Some(Payload::InlineF16(data)) => {
+                if dtype != DType::F32 || data.len() != count / 2 {
+                    return Err(bad(format!(
+                        "{} half-precision bytes for {dtype} {dims:?}, expected f32 with {}",
+                        data.len(),
+                        count / 2
+                    )));
+                }
+                let values = data
+                    .chunks_exact(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect();
+                Tensor::new(dims, TensorData::F32(values)).map_err(|e| bad(e.to_string()))?
+            }
             Some(Payload::Planes(layout)) => {
                 any_planes = true;
                 plane_tensor(

@@ -184,7 +184,10 @@ fn write(
                     planes: slices,
                 })
             }
-            None => Payload::Inline(tensor.data().to_le_bytes()),
+            None => match tensor.as_f32().and_then(f16_exact) {
+                Some(halves) => Payload::InlineF16(halves),
+                None => Payload::Inline(tensor.data().to_le_bytes()),
+            },
         };
         tensors.push(TensorEntry {
             name: name.to_string(),
@@ -255,4 +258,17 @@ fn not_planes(name: &str, tensor: &Tensor) -> ContainerError {
 /// The element type a directory entry names; kept next to the writer's spelling of it.
 pub(super) fn parse_dtype(s: &str) -> Option<DType> {
     s.parse().ok()
+}
+
+/// Little-endian f16 bits of `values` if every one converts to f16 and back bit for bit.
+fn f16_exact(values: &[f32]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(values.len() * 2);
+    for &v in values {
+        let h = half::f16::from_f32(v);
+        if h.to_f32().to_bits() != v.to_bits() {
+            return None;
+        }
+        out.extend_from_slice(&h.to_le_bytes());
+    }
+    Some(out)
 }
