@@ -110,8 +110,9 @@ pub fn summarize(graph: &Graph) -> Result<Summary, GraphError> {
         };
         *op_counts.entry(op.mnemonic()).or_insert(0) += 1;
         let params = match op {
-            // The weight matrix is held as bit-planes; count its elements, not plane bytes.
-            Op::Bitplane(bp) => (bp.spec.rows * bp.spec.cols) as u64,
+            // Weights are held as bit-planes and the bias in the side tables: count the
+            // weight matrix and one bias per channel, as for the float layer.
+            Op::Bitplane(bp) => (bp.spec.rows * (bp.spec.cols + 1)) as u64,
             _ => graph
                 .node_inputs(id)
                 .iter()

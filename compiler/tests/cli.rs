@@ -1,0 +1,268 @@
+//! The `strata` command as scripts use it: names, flags, files written and JSON shapes are
+//! an interface (later tools script against them), so they are tested through the binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use strata_compiler::npy::{read_npy, write_npy};
+use strata_ir::Tensor;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn strata(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .output()
+        .expect("strata runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = strata(args);
+    assert!(
+        out.status.success(),
+        "strata {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = strata(args);
+    assert!(
+        !out.status.success(),
+        "strata {args:?} unexpectedly succeeded"
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn rows(t: &Tensor, n: std::ops::Range<usize>) -> Tensor {
+    let per: usize = t.shape()[1..].iter().product();
+    let mut shape = t.shape().to_vec();
+    shape[0] = n.len();
+    Tensor::from_f32(
+        shape,
+        t.as_f32().unwrap()[n.start * per..n.end * per].to_vec(),
+    )
+    .unwrap()
+}
+
+struct Files {
+    dir: PathBuf,
+    model: String,
+    strata: String,
+    images: String,
+    labels: String,
+    calib: String,
+}
+
+/// One compiled model shared by the tests (compiling is the slow part).
+fn files() -> &'static Files {
+    static FILES: OnceLock<Files> = OnceLock::new();
+    FILES.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("strata-cli-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fixtures = root().join("tests/fixtures/mnist");
+        let all = read_npy(&fixtures.join("images.npy")).unwrap();
+        let labels = read_npy(&fixtures.join("labels.npy")).unwrap();
+        let p = |name: &str| dir.join(name).display().to_string();
+        write_npy(Path::new(&p("calib.npy")), &rows(&all, 468..500)).unwrap();
+        write_npy(Path::new(&p("images.npy")), &rows(&all, 0..64)).unwrap();
+        let l = labels.to_i64_vec().unwrap()[..64].to_vec();
+        write_npy(
+            Path::new(&p("labels.npy")),
+            &Tensor::from_i64(vec![64], l).unwrap(),
+        )
+        .unwrap();
+        let model = root().join("models/mnist_cnn.onnx").display().to_string();
+        ok(&[
+            "compile",
+            &model,
+            "--calib",
+            &p("calib.npy"),
+            "--planes",
+            "2,4,8",
+            "--calib-method",
+            "minmax",
+            "-o",
+            &p("m.strata"),
+        ]);
+        Files {
+            model,
+            strata: p("m.strata"),
+            images: p("images.npy"),
+            labels: p("labels.npy"),
+            calib: p("calib.npy"),
+            dir,
+        }
+    })
+}
+
+#[test]
+fn compile_is_deterministic() {
+    let f = files();
+    let again = f.dir.join("again.strata").display().to_string();
+    ok(&[
+        "compile",
+        &f.model,
+        "--calib",
+        &f.calib,
+        "--planes",
+        "2,4,8",
+        "--calib-method",
+        "minmax",
+        "-o",
+        &again,
+    ]);
+    assert_eq!(
+        std::fs::read(&f.strata).unwrap(),
+        std::fs::read(&again).unwrap()
+    );
+}
+
+#[test]
+fn inspect_reports_the_container() {
+    let f = files();
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["inspect", &f.strata, "--json"])).unwrap();
+    assert_eq!(json["container"]["bits"], 8);
+    assert_eq!(json["container"]["available_planes"], 8);
+    assert_eq!(
+        json["container"]["plane_counts"],
+        serde_json::json!([2, 4, 8])
+    );
+    assert_eq!(
+        json["container"]["metadata"]["calibration_method"],
+        "minmax"
+    );
+    assert_eq!(json["parameters"], 421_642);
+    assert_eq!(json["total_macs"], 4_241_152);
+    assert_eq!(json["op_counts"]["bitplane_conv"], 2);
+    assert_eq!(json["op_counts"]["bitplane_linear"], 2);
+}
+
+#[test]
+fn strip_writes_a_byte_prefix_that_runs_like_the_full_model() {
+    let f = files();
+    let full = std::fs::read(&f.strata).unwrap();
+    let cut = f.dir.join("four.strata").display().to_string();
+    ok(&["strip", &f.strata, "--planes", "4", "-o", &cut]);
+    let prefix = std::fs::read(&cut).unwrap();
+    assert!(prefix.len() < full.len());
+    assert_eq!(prefix[..], full[..prefix.len()]);
+    let json: serde_json::Value = serde_json::from_str(&ok(&["inspect", &cut, "--json"])).unwrap();
+    assert_eq!(json["container"]["available_planes"], 4);
+    let (a, b) = (f.dir.join("out_full"), f.dir.join("out_cut"));
+    let (a, b) = (a.display().to_string(), b.display().to_string());
+    ok(&[
+        "run", &f.strata, "--input", &f.images, "--out", &a, "--planes", "4",
+    ]);
+    ok(&["run", &cut, "--input", &f.images, "--out", &b]);
+    let x = read_npy(Path::new(&a).join("output_0.npy").as_path()).unwrap();
+    let y = read_npy(Path::new(&b).join("output_0.npy").as_path()).unwrap();
+    assert_eq!(x.shape(), &[64, 10]);
+    assert_eq!(x, y, "stripped model must compute exactly the k = 4 model");
+    let err = fails(&[
+        "run", &cut, "--input", &f.images, "--out", &b, "--planes", "8",
+    ]);
+    assert!(err.contains('8'), "{err}");
+}
+
+#[test]
+fn eval_json_has_the_documented_rows() {
+    let f = files();
+    let out = ok(&[
+        "eval",
+        &f.strata,
+        "--data",
+        &f.images,
+        "--labels",
+        &f.labels,
+        "--baselines",
+        "--json",
+        "--plot",
+        &f.dir.join("plot.svg").display().to_string(),
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    let methods: Vec<(&str, Option<u64>)> = rows
+        .iter()
+        .map(|r| (r["method"].as_str().unwrap(), r["planes"].as_u64()))
+        .collect();
+    let mut expected = vec![("fp32", None)];
+    for m in ["strata", "dedicated-ptq", "naive-truncation"] {
+        expected.extend([2, 4, 8].map(|k| (m, Some(k))));
+    }
+    assert_eq!(methods, expected);
+    for r in rows {
+        for key in [
+            "top1",
+            "agreement",
+            "max_logit_error",
+            "mean_logit_error",
+            "weight_bytes",
+        ] {
+            assert!(r[key].is_number(), "{key} in {r}");
+        }
+        let top1 = r["top1"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&top1));
+    }
+    assert_eq!(rows[0]["agreement"], 1.0);
+    assert_eq!(rows[0]["max_logit_error"], 0.0);
+    // Bytes grow with planes and are far below FP32.
+    let bytes = |m: &str, k: u64| {
+        rows.iter()
+            .find(|r| r["method"] == m && r["planes"] == k)
+            .unwrap()["weight_bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(bytes("strata", 2) < bytes("strata", 4) && bytes("strata", 4) < bytes("strata", 8));
+    assert!(bytes("strata", 8) * 3 < rows[0]["weight_bytes"].as_u64().unwrap());
+    let svg = std::fs::read_to_string(f.dir.join("plot.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.matches("<polyline").count() == 3,
+        "{svg}"
+    );
+}
+
+#[test]
+fn bad_invocations_are_one_line_errors() {
+    let f = files();
+    let e = fails(&["run", "nope.onnx", "--input", &f.images, "--out", "x"]);
+    assert!(e.starts_with("error: ") && e.contains("nope.onnx"), "{e}");
+    let e = fails(&["inspect", "model.txt"]);
+    assert!(e.contains("unknown model format"), "{e}");
+    let e = fails(&[
+        "eval", &f.strata, "--data", &f.images, "--labels", &f.labels, "--planes", "3",
+    ]);
+    assert!(e.contains("plane count 3 is not available"), "{e}");
+    let e = fails(&[
+        "strip",
+        &f.strata,
+        "--planes",
+        "9",
+        "-o",
+        &f.dir.join("x.strata").display().to_string(),
+    ]);
+    assert!(e.starts_with("error: "), "{e}");
+    assert!(
+        !f.dir.join("x.strata").exists(),
+        "a failed strip writes nothing"
+    );
+    let garbage = f.dir.join("garbage.npy");
+    std::fs::write(&garbage, b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f4',").unwrap();
+    let e = fails(&[
+        "run",
+        &f.model,
+        "--input",
+        &garbage.display().to_string(),
+        "--out",
+        "x",
+    ]);
+    assert!(e.contains("garbage.npy"), "{e}");
+    let e = fails(&["opt", &f.model, "--passes", "fold-constants,nonsense"]);
+    assert!(e.contains("unknown pass `nonsense`"), "{e}");
+}
