@@ -6,8 +6,13 @@ to produce the reference logits that tests/mnist_cnn.rs compares Strata against.
 
     .venv/bin/python scripts/make_mnist_fixtures.py [--mnist PATH] [--full-out DIR]
 
+It also writes calib.npy: the first N_CALIB *training* images, preprocessed, the bundled
+calibration set for `strata compile` in the demo and tests (never test images, so accuracy
+on the test fixtures stays an honest held-out measurement).
+
 --full-out DIR also writes the whole 10,000-image test set (images.npy, labels.npy,
-logits_onnxruntime.npy) to DIR, for accuracy measurements; it is not committed.
+logits_onnxruntime.npy) and 5,000 training images for calibration (calib.npy) to DIR, for
+accuracy measurements; it is not committed.
 """
 
 import argparse
@@ -20,6 +25,8 @@ import onnxruntime as ort
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MEAN, STD = 0.1307, 0.3081
 N_FIXTURE = 500
+N_CALIB = 256
+N_CALIB_FULL = 5000
 
 
 def preprocess(x_uint8):
@@ -63,13 +70,16 @@ def main():
 
     with np.load(args.mnist) as d:
         x_test, y_test = d["x_test"], d["y_test"]
+        calib = preprocess(d["x_train"][:N_CALIB_FULL])
     images = preprocess(x_test)
     labels = y_test.astype(np.int64)
     logits = reference_logits(args.model, images)
 
     write_set(args.out, images[:N_FIXTURE], labels[:N_FIXTURE], logits[:N_FIXTURE])
+    np.save(os.path.join(args.out, "calib.npy"), calib[:N_CALIB])
     if args.full_out:
         write_set(args.full_out, images, labels, logits)
+        np.save(os.path.join(args.full_out, "calib.npy"), calib)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,8 @@ fn files() -> &'static Files {
         let all = read_npy(&fixtures.join("images.npy")).unwrap();
         let labels = read_npy(&fixtures.join("labels.npy")).unwrap();
         let p = |name: &str| dir.join(name).display().to_string();
-        write_npy(Path::new(&p("calib.npy")), &rows(&all, 468..500)).unwrap();
+        let calib = read_npy(&fixtures.join("calib.npy")).unwrap();
+        write_npy(Path::new(&p("calib.npy")), &rows(&calib, 0..32)).unwrap();
         write_npy(Path::new(&p("images.npy")), &rows(&all, 0..64)).unwrap();
         let l = labels.to_i64_vec().unwrap()[..64].to_vec();
         write_npy(
