@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Strata's main job on a real network: builds the release CLI, inspects the MNIST CNN and
-# runs it on the 500 committed test images, printing top-1 accuracy.
+# Strata's main job on a real network: builds the release CLI, inspects the MNIST CNN, runs
+# it on the 500 committed test images (FP32 top-1), compiles it into one vertically layered
+# .strata file calibrated on 256 bundled training images, evaluates every plane count beside
+# the baselines, and cuts a 4-plane model out of the file as a plain byte prefix.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,4 +28,16 @@ run "$STRATA" run models/mnist_cnn.onnx \
     --input tests/fixtures/mnist/images.npy \
     --labels tests/fixtures/mnist/labels.npy \
     --out target/demo
-echo "[demo] outputs written to target/demo/"
+run "$STRATA" compile models/mnist_cnn.onnx \
+    --calib tests/fixtures/mnist/calib.npy \
+    -o target/demo/mnist_cnn.strata
+run "$STRATA" eval target/demo/mnist_cnn.strata \
+    --data tests/fixtures/mnist/images.npy \
+    --labels tests/fixtures/mnist/labels.npy \
+    --baselines --plot target/demo/accuracy.svg
+run "$STRATA" strip target/demo/mnist_cnn.strata --planes 4 -o target/demo/mnist_cnn.4.strata
+run "$STRATA" run target/demo/mnist_cnn.4.strata \
+    --input tests/fixtures/mnist/images.npy \
+    --labels tests/fixtures/mnist/labels.npy \
+    --out target/demo/k4
+echo "[demo] outputs, the .strata files and accuracy.svg are in target/demo/"

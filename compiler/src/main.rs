@@ -361,18 +361,7 @@ fn compile(
 ) -> Result<()> {
     let start = Instant::now();
     let graph = load_model(model)?.graph;
-    if calib.len() != graph.inputs().len() {
-        bail!(
-            "{} takes {} inputs but {} --calib files were given",
-            model.display(),
-            graph.inputs().len(),
-            calib.len()
-        );
-    }
-    let samples = calib
-        .iter()
-        .map(|p| npy::read_npy(p))
-        .collect::<Result<Vec<Tensor>, _>>()?;
+    let samples = read_graph_inputs(&graph, model, calib, "--calib")?;
     let options = CompileOptions {
         bits,
         planes: planes.unwrap_or_else(|| (2..=bits).collect()),
@@ -619,6 +608,27 @@ fn print_report(report: &EvalReport) {
     }
 }
 
+/// Reads one `.npy` per graph input, in graph-input order.
+fn read_graph_inputs(
+    graph: &Graph,
+    model: &Path,
+    files: &[PathBuf],
+    flag: &str,
+) -> Result<Vec<Tensor>> {
+    if files.len() != graph.inputs().len() {
+        bail!(
+            "{} takes {} inputs but {} {flag} files were given",
+            model.display(),
+            graph.inputs().len(),
+            files.len()
+        );
+    }
+    Ok(files
+        .iter()
+        .map(|p| npy::read_npy(p))
+        .collect::<Result<Vec<Tensor>, _>>()?)
+}
+
 fn run(
     model: &Path,
     inputs: &[PathBuf],
@@ -627,18 +637,7 @@ fn run(
     options: &RunOptions,
 ) -> Result<()> {
     let graph = load_model(model)?.graph;
-    if inputs.len() != graph.inputs().len() {
-        bail!(
-            "{} takes {} inputs but {} --input files were given",
-            model.display(),
-            graph.inputs().len(),
-            inputs.len()
-        );
-    }
-    let tensors = inputs
-        .iter()
-        .map(|p| npy::read_npy(p))
-        .collect::<Result<Vec<Tensor>, _>>()?;
+    let tensors = read_graph_inputs(&graph, model, inputs, "--input")?;
     let labels = labels.map(npy::read_npy).transpose()?;
     let start = Instant::now();
     let outputs = run_with(&graph, &tensors, options)?;
