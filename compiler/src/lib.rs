@@ -1,6 +1,7 @@
 //! Strata's compiler: frontends that build the IR from trained models, the backends that
 //! turn it into deployable code, and the library behind the `strata` command.
 
+pub mod backend;
 pub mod compile;
 pub mod eval;
 pub mod inspect;

@@ -130,6 +130,23 @@ enum Command {
         #[arg(long)]
         plot: Option<PathBuf>,
     },
+    /// Generate a C99 library (`DIR/NAME.h`, `DIR/NAME.c`) from a `.strata` model: batch 1,
+    /// no malloc, weights holding only planes 0..K-1.
+    EmitC {
+        model: PathBuf,
+        /// Planes stored in the weights (`NAME_run` runs at this count).
+        #[arg(long)]
+        planes: u8,
+        /// Code-generation target (only `generic`: portable scalar C99).
+        #[arg(long, default_value = "generic", value_parser = ["generic"])]
+        target: String,
+        /// Prefix of the files, functions and macros (a C identifier).
+        #[arg(long)]
+        name: String,
+        /// Output directory.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Cut a `.strata` file to its first K planes. The output is a byte prefix of the input.
     Strip {
         model: PathBuf,
@@ -267,6 +284,21 @@ fn dispatch(command: Command) -> Result<()> {
                 prefix.len(),
                 bytes.len()
             );
+        }
+        Command::EmitC {
+            model,
+            planes,
+            target: _,
+            name,
+            output,
+        } => {
+            let graph = load_model(&model)?.graph;
+            let options = strata_compiler::backend::c::EmitOptions { planes, name };
+            let written = strata_compiler::backend::c::write_c(&graph, &options, &output)
+                .with_context(|| model.display().to_string())?;
+            for path in written {
+                eprintln!("wrote {}", path.display());
+            }
         }
         Command::Passes => {
             for p in strata_passes::PASSES {

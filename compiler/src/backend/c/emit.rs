@@ -1,0 +1,893 @@
+//! Graph walk and C text generation for the `generic` target.
+
+use std::fmt::Write as _;
+
+use strata_ir::ops::bitplane::{
+    Bitplane, BitplaneKernel, INPUT_ACT, INPUT_ALPHA, INPUT_BETA, INPUT_BIAS, INPUT_PLANES, INPUT_X,
+};
+use strata_ir::ops::elementwise::{BinaryOp, UnaryOp};
+use strata_ir::ops::pool::{GlobalPoolKind, Pool};
+use strata_ir::{quant, DType, Graph, NodeId, NodeKind, Op, Tensor, TensorData, ValueRef};
+
+use super::planner::{plan, Buffer};
+use super::{EmitError, EmitOptions, EmittedC};
+
+/// The C helpers, split into named sections so only what the graph uses is emitted (unused
+/// static functions would warn under `-Wall -Werror`).
+const PRELUDE: &str = include_str!("prelude.c");
+
+/// Arena offsets are multiples of 4 floats (16 bytes), enough for any SIMD load a compiler
+/// may choose on the generic target.
+const ALIGN: usize = 4;
+
+/// Where a value lives at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loc {
+    /// The caller's input buffer (read-only).
+    Input,
+    /// An arena buffer (index into the planner's buffer list).
+    Buf(usize),
+}
+
+/// The second operand of Add/Mul.
+#[derive(Debug, Clone)]
+enum Operand {
+    Act(Loc),
+    /// A constant emitted as a `static const float` array with this many elements.
+    Const(String, usize),
+}
+
+/// One generated statement, rendered once the arena is planned.
+#[derive(Debug, Clone)]
+enum Step {
+    Bitplane {
+        node: String,
+        layer: usize,
+        conv: Option<String>,
+        x: Loc,
+        y: usize,
+    },
+    Relu {
+        node: String,
+        x: Loc,
+        y: usize,
+        n: usize,
+    },
+    Pool {
+        node: String,
+        init: String,
+        is_max: bool,
+        x: Loc,
+        y: usize,
+    },
+    GlobalAvg {
+        node: String,
+        x: Loc,
+        y: usize,
+        planes: usize,
+        area: usize,
+    },
+    Binary {
+        node: String,
+        mul: bool,
+        a: Loc,
+        b: Operand,
+        y: usize,
+        n: usize,
+    },
+}
+
+/// Per bit-plane layer facts for the header.
+struct LayerInfo {
+    node: String,
+    counts: Vec<u8>,
+}
+
+/// Text of the prelude section `name`.
+fn section(name: &str) -> &'static str {
+    let marker = format!("/*@section {name}*/\n");
+    let Some(start) = PRELUDE.find(&marker) else {
+        return "";
+    };
+    let body = &PRELUDE[start + marker.len()..];
+    let end = body.find("/*@section ").unwrap_or(body.len());
+    &body[..end]
+}
+
+/// A node name made safe inside a C comment.
+fn comment_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect::<String>()
+        .replace("*/", "*_/")
+}
+
+/// A C float literal that parses back to exactly `v` (shortest round-trip decimal).
+fn c_float(v: f32) -> String {
+    if v.is_nan() {
+        "NAN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "INFINITY" } else { "-INFINITY" }.into()
+    } else {
+        format!("{v:?}f")
+    }
+}
+
+fn float_array(out: &mut String, name: &str, vals: &[f32]) {
+    let _ = write!(out, "static const float {name}[{}] = {{", vals.len().max(1));
+    for (i, v) in vals.iter().enumerate() {
+        out.push_str(if i % 8 == 0 { "\n    " } else { " " });
+        out.push_str(&c_float(*v));
+        out.push(',');
+    }
+    if vals.is_empty() {
+        out.push_str("0.0f");
+    }
+    out.push_str("\n};\n");
+}
+
+struct Ctx<'g> {
+    graph: &'g Graph,
+    k: u8,
+    locs: std::collections::HashMap<ValueRef, Loc>,
+    bufs: Vec<Buffer>,
+    steps: Vec<Step>,
+    layers: Vec<LayerInfo>,
+    data: String,
+    weight_bytes: usize,
+    macs: u64,
+    max_u: usize,
+    max_col: usize,
+    sections: std::collections::BTreeSet<&'static str>,
+}
+
+fn unsupported(node: &str, op: &Op, reason: impl Into<String>) -> EmitError {
+    EmitError::Unsupported {
+        node: node.to_string(),
+        op: op.mnemonic(),
+        reason: reason.into(),
+    }
+}
+
+impl<'g> Ctx<'g> {
+    /// The activation location of `v`, extending its buffer's lifetime to `step`.
+    fn act(&mut self, v: ValueRef, step: usize, node: &str, op: &Op) -> Result<Loc, EmitError> {
+        let loc = *self.locs.get(&v).ok_or_else(|| {
+            unsupported(
+                node,
+                op,
+                "an activation input is a constant (fold it first)",
+            )
+        })?;
+        if let Loc::Buf(b) = loc {
+            self.bufs[b].last = self.bufs[b].last.max(step);
+        }
+        Ok(loc)
+    }
+
+    fn constant(
+        &self,
+        v: ValueRef,
+        node: &str,
+        op: &Op,
+        what: &str,
+    ) -> Result<&'g Tensor, EmitError> {
+        self.graph
+            .constant_value(v)
+            .map(|t| t.as_ref())
+            .ok_or_else(|| unsupported(node, op, format!("{what} must be a constant")))
+    }
+
+    fn f32s(&self, v: ValueRef, node: &str, op: &Op, what: &str) -> Result<&'g [f32], EmitError> {
+        self.constant(v, node, op, what)?
+            .as_f32()
+            .ok_or_else(|| unsupported(node, op, format!("{what} must be f32")))
+    }
+
+    fn new_buf(&mut self, size: usize, step: usize) -> usize {
+        self.bufs.push(Buffer {
+            size,
+            first: step,
+            last: step,
+        });
+        self.bufs.len() - 1
+    }
+
+    fn bitplane(
+        &mut self,
+        id: NodeId,
+        node: &str,
+        op: &Op,
+        b: &Bitplane,
+        step: usize,
+    ) -> Result<(), EmitError> {
+        let ins = self.graph.node_inputs(id);
+        if ins.len() != strata_ir::ops::bitplane::NUM_INPUTS {
+            return Err(unsupported(node, op, "wrong number of inputs"));
+        }
+        let spec = &b.spec;
+        let k = self.k;
+        let planes_err = |reason: String| EmitError::Planes {
+            node: node.to_string(),
+            planes: k,
+            reason,
+        };
+        if spec.side_index(k).is_none() {
+            return Err(planes_err(format!(
+                "no side table (plane counts {:?})",
+                spec.plane_counts
+            )));
+        }
+        let planes = self.constant(ins[INPUT_PLANES], node, op, "planes")?;
+        let present = planes.shape().first().copied().unwrap_or(0);
+        if k as usize > present {
+            return Err(planes_err(format!("only {present} planes are present")));
+        }
+        let TensorData::U8(bytes) = planes.data() else {
+            return Err(unsupported(node, op, "planes must be u8"));
+        };
+        quant::check_layout(bytes.len(), present, spec.rows, spec.cols, spec.bits)
+            .map_err(|e| unsupported(node, op, format!("planes: {e}")))?;
+        // Each plane's partial sum Σ bit·u is kept in int32: |u| < 384 for 8-bit activations.
+        if spec.cols > (i32::MAX as usize) / 384 {
+            return Err(unsupported(
+                node,
+                op,
+                format!("{} columns overflow int32 sums", spec.cols),
+            ));
+        }
+        let (r, words) = (spec.rows, quant::row_bytes(spec.cols) / 8);
+        let kept = quant::planes_len(k as usize, r, spec.cols)
+            .ok_or_else(|| unsupported(node, op, "plane size overflows"))?;
+        let alpha = self.f32s(ins[INPUT_ALPHA], node, op, "alpha")?;
+        let beta = self.f32s(ins[INPUT_BETA], node, op, "beta")?;
+        let bias = self.f32s(ins[INPUT_BIAS], node, op, "bias")?;
+        let act = self.f32s(ins[INPUT_ACT], node, op, "act")?;
+        let s_all = spec.plane_counts.len();
+        if alpha.len() != s_all * r
+            || beta.len() != s_all * r
+            || bias.len() != s_all * r
+            || act.len() != s_all * 2
+        {
+            return Err(unsupported(
+                node,
+                op,
+                "side tables do not match the plane counts",
+            ));
+        }
+        let rows_of = |t: &[f32], js: &[usize], w: usize| -> Vec<f32> {
+            js.iter()
+                .flat_map(|&j| t[j * w..(j + 1) * w].iter().copied())
+                .collect()
+        };
+        let js: Vec<usize> = (0..s_all).filter(|&j| spec.plane_counts[j] <= k).collect();
+        let counts: Vec<u8> = js.iter().map(|&j| spec.plane_counts[j]).collect();
+        let zmax = (1u32 << spec.act_bits) as f32;
+        for &j in &js {
+            let (scale, zero) = (act[2 * j], act[2 * j + 1]);
+            if !(scale.is_finite() && scale > 0.0) || zero.fract() != 0.0 || zero.abs() > zmax {
+                return Err(EmitError::Planes {
+                    node: node.to_string(),
+                    planes: spec.plane_counts[j],
+                    reason: format!("activation scale {scale} / zero point {zero} are invalid"),
+                });
+            }
+        }
+        let l = self.layers.len();
+        let x = self.act(ins[INPUT_X], step, node, op)?;
+        let xty = &self.graph.value(ins[INPUT_X])?.ty;
+        let xs = xty.shape.resolve(1);
+        let out_ty = &self.graph.node(id)?.outputs[0].ty;
+        let ys = out_ty.shape.resolve(1);
+        let out_n: usize = ys.iter().product();
+        let in_n: usize = xs.iter().product();
+        let conv = match &b.kernel {
+            BitplaneKernel::Linear => {
+                self.macs += (r * spec.cols) as u64;
+                self.max_u = self.max_u.max(spec.cols);
+                None
+            }
+            BitplaneKernel::Conv(c) => {
+                if xs.len() != 4 || ys.len() != 4 || c.kernel.len() != 2 || c.pads.len() != 4 {
+                    return Err(unsupported(
+                        node,
+                        op,
+                        "only 2-D convolutions ([1, C, H, W])",
+                    ));
+                }
+                let v = [
+                    xs[1],
+                    xs[2],
+                    xs[3],
+                    ys[1],
+                    ys[2],
+                    ys[3],
+                    c.kernel[0],
+                    c.kernel[1],
+                    c.strides[0],
+                    c.strides[1],
+                    c.pads[0],
+                    c.pads[1],
+                    c.dilations[0],
+                    c.dilations[1],
+                    c.group,
+                ];
+                if v.iter().any(|&d| d > u32::MAX as usize / 4) {
+                    return Err(unsupported(
+                        node,
+                        op,
+                        "a dimension exceeds the C unsigned range",
+                    ));
+                }
+                self.macs += (ys[1] * ys[2] * ys[3] * spec.cols) as u64;
+                self.max_u = self.max_u.max(in_n);
+                self.max_col = self.max_col.max(spec.cols);
+                let fields: Vec<String> = v.iter().map(|d| format!("{d}u")).collect();
+                Some(format!(
+                    "static const bp_conv G{l} = {{{}}};\n",
+                    fields.join(", ")
+                ))
+            }
+        };
+        // Weights: planes 0..k as little-endian u64 words, side tables for counts ≤ k.
+        let mut d = String::new();
+        let _ = writeln!(
+            d,
+            "/* layer {l}: `{}` ({}) */",
+            comment_safe(node),
+            op.mnemonic()
+        );
+        let _ = write!(d, "static const uint64_t P{l}[{}] = {{", kept / 8);
+        for (i, w) in bytes[..kept].chunks_exact(8).enumerate() {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(w);
+            d.push_str(if i % 4 == 0 { "\n    " } else { " " });
+            let _ = write!(d, "0x{:016x}u,", u64::from_le_bytes(a));
+        }
+        d.push_str("\n};\n");
+        float_array(&mut d, &format!("AL{l}"), &rows_of(alpha, &js, r));
+        float_array(&mut d, &format!("BE{l}"), &rows_of(beta, &js, r));
+        float_array(&mut d, &format!("BI{l}"), &rows_of(bias, &js, r));
+        float_array(&mut d, &format!("AC{l}"), &rows_of(act, &js, 2));
+        let cs: Vec<String> = counts.iter().map(|c| format!("{c}u")).collect();
+        let _ = writeln!(
+            d,
+            "static const uint8_t CN{l}[{}] = {{{}}};",
+            cs.len(),
+            cs.join(", ")
+        );
+        let lo = -((1i32 << (spec.act_bits - 1)) as f32);
+        let hi = ((1i32 << (spec.act_bits - 1)) - 1) as f32;
+        let _ = writeln!(
+            d,
+            "static const bp_layer L{l} = {{P{l}, AL{l}, BE{l}, BI{l}, AC{l}, CN{l}, {}u, {r}u, {}u, {words}u, {}, {}}};",
+            counts.len(),
+            spec.cols,
+            c_float(lo),
+            c_float(hi)
+        );
+        if let Some(g) = &conv {
+            d.push_str(g);
+        }
+        d.push('\n');
+        self.data.push_str(&d);
+        self.weight_bytes += kept + 4 * (3 * r + 2) * js.len() + counts.len();
+        self.sections.extend(["bp_common", "bp_common2"]);
+        if conv.is_some() {
+            self.sections.extend(["bp_conv_t", "bp_conv2d"]);
+        } else {
+            self.sections.insert("bp_linear");
+        }
+        let y = self.new_buf(out_n, step);
+        self.locs.insert(ValueRef::first(id), Loc::Buf(y));
+        self.steps.push(Step::Bitplane {
+            node: node.to_string(),
+            layer: l,
+            conv: conv.map(|_| format!("&G{l}")),
+            x,
+            y,
+        });
+        self.layers.push(LayerInfo {
+            node: node.to_string(),
+            counts,
+        });
+        Ok(())
+    }
+
+    fn pool(
+        &mut self,
+        id: NodeId,
+        node: &str,
+        op: &Op,
+        p: &Pool,
+        is_max: bool,
+        step: usize,
+    ) -> Result<(), EmitError> {
+        let ins = self.graph.node_inputs(id);
+        let xin = *ins
+            .first()
+            .ok_or_else(|| unsupported(node, op, "no input"))?;
+        let xs = self.graph.value(xin)?.ty.shape.resolve(1);
+        let ys = self.graph.node(id)?.outputs[0].ty.shape.resolve(1);
+        if xs.len() != 4 || ys.len() != 4 || p.kernel.len() != 2 || p.pads.len() != 4 {
+            return Err(unsupported(node, op, "only 2-D pooling ([1, C, H, W])"));
+        }
+        if self.graph.value(xin)?.ty.dtype != DType::F32 {
+            return Err(unsupported(node, op, "only f32 pooling"));
+        }
+        let v = [
+            xs[1],
+            xs[2],
+            xs[3],
+            ys[2],
+            ys[3],
+            p.kernel[0],
+            p.kernel[1],
+            p.strides[0],
+            p.strides[1],
+            p.pads[0],
+            p.pads[1],
+            p.pads[2],
+            p.pads[3],
+            p.dilations[0],
+            p.dilations[1],
+            p.count_include_pad as usize,
+        ];
+        if v.iter().any(|&d| d > u32::MAX as usize / 4) {
+            return Err(unsupported(
+                node,
+                op,
+                "a dimension exceeds the C unsigned range",
+            ));
+        }
+        let x = self.act(xin, step, node, op)?;
+        let fields: Vec<String> = v.iter().map(|d| format!("{d}u")).collect();
+        let y = self.new_buf(ys.iter().product(), step);
+        self.locs.insert(ValueRef::first(id), Loc::Buf(y));
+        self.sections.extend(["pool2d_t", "pool2d"]);
+        self.steps.push(Step::Pool {
+            node: node.to_string(),
+            init: format!("{{{}}}", fields.join(", ")),
+            is_max,
+            x,
+            y,
+        });
+        Ok(())
+    }
+
+    fn op(&mut self, id: NodeId, node: &str, op: &Op, step: usize) -> Result<(), EmitError> {
+        let ins = self.graph.node_inputs(id);
+        let outs = &self.graph.node(id)?.outputs;
+        let (out_ty, out_n) = match outs.as_slice() {
+            [v] => (
+                v.ty.clone(),
+                v.ty.shape.resolve(1).iter().product::<usize>(),
+            ),
+            _ => {
+                return Err(EmitError::UnsupportedOp {
+                    node: node.to_string(),
+                    op: op.mnemonic(),
+                })
+            }
+        };
+        if out_ty.dtype != DType::F32 {
+            return Err(unsupported(
+                node,
+                op,
+                format!("output is {}, not f32", out_ty.dtype),
+            ));
+        }
+        match op {
+            Op::Bitplane(b) => self.bitplane(id, node, op, b, step),
+            Op::Unary(UnaryOp::Relu) => {
+                let x = self.act(ins[0], step, node, op)?;
+                let y = self.new_buf(out_n, step);
+                self.locs.insert(ValueRef::first(id), Loc::Buf(y));
+                self.sections.insert("relu");
+                self.steps.push(Step::Relu {
+                    node: node.into(),
+                    x,
+                    y,
+                    n: out_n,
+                });
+                Ok(())
+            }
+            Op::MaxPool(p) => self.pool(id, node, op, p, true, step),
+            Op::AveragePool(p) => self.pool(id, node, op, p, false, step),
+            Op::GlobalPool(GlobalPoolKind::Average) => {
+                let xs = self.graph.value(ins[0])?.ty.shape.resolve(1);
+                if xs.len() < 3 {
+                    return Err(unsupported(node, op, "input must be [1, C, spatial…]"));
+                }
+                let x = self.act(ins[0], step, node, op)?;
+                let y = self.new_buf(out_n, step);
+                self.locs.insert(ValueRef::first(id), Loc::Buf(y));
+                self.sections.insert("global_avg");
+                self.steps.push(Step::GlobalAvg {
+                    node: node.into(),
+                    x,
+                    y,
+                    planes: xs[0] * xs[1],
+                    area: xs[2..].iter().product(),
+                });
+                Ok(())
+            }
+            Op::Flatten { .. } | Op::Reshape(_) | Op::Identity => {
+                // Same elements in the same order: the output aliases the input's storage.
+                let x = self.act(ins[0], step, node, op)?;
+                self.locs.insert(ValueRef::first(id), x);
+                Ok(())
+            }
+            Op::Binary(bop @ (BinaryOp::Add | BinaryOp::Mul)) => {
+                if ins.len() != 2 {
+                    return Err(unsupported(node, op, "needs two inputs"));
+                }
+                // The activation operand first; the other may be a constant.
+                let (ai, bi) = if self.locs.contains_key(&ins[0]) {
+                    (ins[0], ins[1])
+                } else {
+                    (ins[1], ins[0])
+                };
+                let a_n: usize = self.graph.value(ai)?.ty.shape.resolve(1).iter().product();
+                if a_n != out_n {
+                    return Err(unsupported(
+                        node,
+                        op,
+                        "broadcasting that grows an activation",
+                    ));
+                }
+                let a = self.act(ai, step, node, op)?;
+                let b = if self.locs.contains_key(&bi) {
+                    let b_n: usize = self.graph.value(bi)?.ty.shape.resolve(1).iter().product();
+                    if b_n != out_n {
+                        return Err(unsupported(node, op, "activations of different shapes"));
+                    }
+                    Operand::Act(self.act(bi, step, node, op)?)
+                } else {
+                    let c = self.f32s(bi, node, op, "the second operand")?;
+                    if c.len() != out_n && c.len() != 1 {
+                        return Err(unsupported(
+                            node,
+                            op,
+                            "a constant operand must have one element or the output's shape",
+                        ));
+                    }
+                    let name = format!("K{}", self.steps.len());
+                    let _ = writeln!(
+                        self.data,
+                        "/* constant operand of `{}` */",
+                        comment_safe(node)
+                    );
+                    float_array(&mut self.data, &name, c);
+                    self.data.push('\n');
+                    self.weight_bytes += 4 * c.len();
+                    Operand::Const(name, c.len())
+                };
+                let y = self.new_buf(out_n, step);
+                self.locs.insert(ValueRef::first(id), Loc::Buf(y));
+                self.sections.insert("binary");
+                self.steps.push(Step::Binary {
+                    node: node.into(),
+                    mul: matches!(bop, BinaryOp::Mul),
+                    a,
+                    b,
+                    y,
+                    n: out_n,
+                });
+                Ok(())
+            }
+            _ => Err(EmitError::UnsupportedOp {
+                node: node.to_string(),
+                op: op.mnemonic(),
+            }),
+        }
+    }
+}
+
+/// Whether `name` can prefix C identifiers and name files.
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Generates the header and source for `graph` at `options.planes` planes (batch 1).
+pub fn emit(graph: &Graph, options: &EmitOptions) -> Result<EmittedC, EmitError> {
+    if !valid_name(&options.name) {
+        return Err(EmitError::BadName {
+            name: options.name.clone(),
+        });
+    }
+    if !(1..=quant::MAX_BITS).contains(&options.planes) {
+        return Err(EmitError::BadPlanes {
+            planes: options.planes,
+        });
+    }
+    let (input, output) = match (graph.inputs(), graph.outputs()) {
+        ([i], [o]) => (*i, *o),
+        (i, o) => {
+            return Err(EmitError::Interface(format!(
+                "got {} inputs and {} outputs",
+                i.len(),
+                o.len()
+            )))
+        }
+    };
+    let in_ty = graph.node(input)?.outputs[0].ty.clone();
+    let out_ty = graph.value(output)?.ty.clone();
+    if in_ty.dtype != DType::F32 || out_ty.dtype != DType::F32 {
+        return Err(EmitError::Interface(format!(
+            "got {} input and {} output",
+            in_ty.dtype, out_ty.dtype
+        )));
+    }
+    let mut cx = Ctx {
+        graph,
+        k: options.planes,
+        locs: Default::default(),
+        bufs: Vec::new(),
+        steps: Vec::new(),
+        layers: Vec::new(),
+        data: String::new(),
+        weight_bytes: 0,
+        macs: 0,
+        max_u: 0,
+        max_col: 0,
+        sections: Default::default(),
+    };
+    cx.locs.insert(ValueRef::first(input), Loc::Input);
+    let order = graph.topo_order()?;
+    for (step, &id) in order.iter().enumerate() {
+        let node = graph.node(id)?;
+        if let NodeKind::Op(op) = &node.kind {
+            cx.op(id, &node.name, op, step)?;
+        }
+    }
+    let end = order.len();
+    let out_loc = *cx.locs.get(&output).ok_or_else(|| {
+        EmitError::Interface("the output is a constant (nothing to compute)".into())
+    })?;
+    if let Loc::Buf(b) = out_loc {
+        cx.bufs[b].last = end;
+    }
+    let out_n: usize = out_ty.shape.resolve(1).iter().product();
+    let in_n: usize = in_ty.shape.resolve(1).iter().product();
+    let arena = plan(&cx.bufs, ALIGN)
+        .ok_or_else(|| EmitError::Interface("the arena size overflows".into()))?;
+    let at = |l: Loc| match l {
+        Loc::Input => "input".to_string(),
+        Loc::Buf(b) => format!("(A + {})", arena.offsets[b]),
+    };
+    let out_ptr = |b: usize| format!("(A + {})", arena.offsets[b]);
+
+    let name = &options.name;
+    let up = name.to_ascii_uppercase();
+    let k = options.planes;
+    let scratch_bytes = 2 * (cx.max_u + cx.max_col);
+
+    // Header.
+    let mut h = String::new();
+    let dims = |s: &[usize]| {
+        s.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let in_s = in_ty.shape.resolve(1);
+    let out_s = out_ty.shape.resolve(1);
+    let _ = writeln!(
+        h,
+        "/* {name}.h: generated by `strata emit-c` (target generic, {k} planes) from graph `{}`. */",
+        comment_safe(&graph.name)
+    );
+    let _ = writeln!(h, "#ifndef {up}_H\n#define {up}_H\n");
+    h.push_str("#include <stddef.h>\n#include <stdint.h>\n\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
+    let _ = writeln!(
+        h,
+        "/* Planes stored in the weights; the plane count {name}_run uses. */"
+    );
+    let _ = writeln!(h, "#define {up}_PLANES {k}");
+    let _ = writeln!(h, "/* Batch 1; tensors are dense row-major float32. */");
+    let _ = writeln!(h, "#define {up}_INPUT_RANK {}", in_s.len());
+    let _ = writeln!(h, "#define {up}_INPUT_SHAPE {{{}}}", dims(&in_s));
+    let _ = writeln!(h, "#define {up}_INPUT_SIZE {in_n}");
+    let _ = writeln!(h, "#define {up}_OUTPUT_RANK {}", out_s.len());
+    let _ = writeln!(h, "#define {up}_OUTPUT_SHAPE {{{}}}", dims(&out_s));
+    let _ = writeln!(h, "#define {up}_OUTPUT_SIZE {out_n}");
+    let _ = writeln!(
+        h,
+        "/* Static activation arena (liveness-planned, buffers reused). */"
+    );
+    let _ = writeln!(h, "#define {up}_ARENA_BYTES {}", 4 * arena.total);
+    let _ = writeln!(
+        h,
+        "/* Static int16 scratch for quantized activations and receptive fields. */"
+    );
+    let _ = writeln!(h, "#define {up}_SCRATCH_BYTES {scratch_bytes}");
+    let _ = writeln!(
+        h,
+        "/* Constant data: planes 0..{}, side tables for plane counts <= {k}, constants. */",
+        k - 1
+    );
+    let _ = writeln!(h, "#define {up}_WEIGHT_BYTES {}", cx.weight_bytes);
+    let _ = writeln!(
+        h,
+        "/* Multiply-accumulates of the bit-plane layers per inference. */"
+    );
+    let _ = writeln!(h, "#define {up}_MACS {}", cx.macs);
+    let _ = writeln!(
+        h,
+        "/* Bit-plane layers, in planes_per_layer order (index: node, runnable plane counts): */"
+    );
+    let _ = writeln!(h, "#define {up}_NUM_LAYERS {}", cx.layers.len());
+    for (i, l) in cx.layers.iter().enumerate() {
+        let cs: Vec<String> = l.counts.iter().map(|c| c.to_string()).collect();
+        let _ = writeln!(
+            h,
+            "/*   {i}: `{}` ({}) */",
+            comment_safe(&l.node),
+            cs.join(", ")
+        );
+    }
+    let _ = writeln!(
+        h,
+        "\n/* Runs the model at {up}_PLANES planes. Returns 0 on success. */"
+    );
+    let _ = writeln!(h, "int {name}_run(const float *input, float *output);");
+    let _ = writeln!(
+        h,
+        "/* Runs with planes_per_layer[i] planes in layer i (NULL: {up}_PLANES everywhere)."
+    );
+    let _ = writeln!(
+        h,
+        " * Returns 0 on success, 1 when a count is above {up}_PLANES or has no side table. */"
+    );
+    let _ = writeln!(h, "int {name}_run_planes(const float *input, float *output, const uint8_t *planes_per_layer);");
+    let _ = writeln!(h, "\n#ifdef __cplusplus\n}}\n#endif\n\n#endif /* {up}_H */");
+
+    // Source.
+    let mut c = String::new();
+    let _ = writeln!(
+        c,
+        "/* {name}.c: generated by `strata emit-c` (target generic, {k} planes). */"
+    );
+    let _ = writeln!(c, "#include \"{name}.h\"\n\n#include <math.h>\n#include <stddef.h>\n#include <stdint.h>\n#include <string.h>\n");
+    c.push_str(PRELUDE.split("/*@section ").next().unwrap_or(""));
+    // Sections in prelude order (typedefs before the functions that use them).
+    for s in [
+        "bp_common",
+        "bp_conv_t",
+        "pool2d_t",
+        "bp_common2",
+        "bp_linear",
+        "bp_conv2d",
+        "relu",
+        "pool2d",
+        "global_avg",
+        "binary",
+    ] {
+        if cx.sections.contains(s) {
+            c.push_str(section(s));
+        }
+    }
+    let _ = writeln!(c, "static float A[{}];", arena.total.max(1));
+    if cx.max_u > 0 || cx.max_col > 0 {
+        let _ = writeln!(c, "static int16_t SU[{}];", cx.max_u.max(1));
+    }
+    if cx.max_col > 0 {
+        let _ = writeln!(c, "static int16_t SC[{}];", cx.max_col);
+    }
+    c.push('\n');
+    c.push_str(&cx.data);
+    c.push_str("static int run_impl(const float *input, float *output, const uint8_t *ppl)\n{\n");
+    c.push_str("    float *const A_ = A;\n    (void)A_;\n");
+    if cx.layers.is_empty() {
+        c.push_str("    (void)ppl;\n");
+    } else {
+        c.push_str("    unsigned k;\n    int j;\n");
+    }
+    for st in &cx.steps {
+        match st {
+            Step::Bitplane {
+                node,
+                layer,
+                conv,
+                x,
+                y,
+            } => {
+                let _ = writeln!(c, "    /* `{}` */", comment_safe(node));
+                let _ = writeln!(c, "    k = ppl ? ppl[{layer}] : {up}_PLANES;");
+                let _ = writeln!(c, "    if (k > {up}_PLANES || (j = bp_side(&L{layer}, k)) < 0) {{\n        return 1;\n    }}");
+                match conv {
+                    Some(g) => {
+                        let _ = writeln!(
+                            c,
+                            "    bp_conv2d({}, {}, &L{layer}, {g}, k, (unsigned)j, SU, SC);",
+                            at(*x),
+                            out_ptr(*y)
+                        );
+                    }
+                    None => {
+                        let _ = writeln!(
+                            c,
+                            "    bp_linear({}, {}, &L{layer}, k, (unsigned)j, SU);",
+                            at(*x),
+                            out_ptr(*y)
+                        );
+                    }
+                }
+            }
+            Step::Relu { node, x, y, n } => {
+                let _ = writeln!(
+                    c,
+                    "    /* `{}` */\n    relu({}, {}, {n}u);",
+                    comment_safe(node),
+                    at(*x),
+                    out_ptr(*y)
+                );
+            }
+            Step::Pool {
+                node,
+                init,
+                is_max,
+                x,
+                y,
+            } => {
+                let _ = writeln!(c, "    /* `{}` */\n    {{\n        static const pool2d p = {init};\n        pool2d_run({}, {}, &p, {});\n    }}", comment_safe(node), at(*x), out_ptr(*y), *is_max as u8);
+            }
+            Step::GlobalAvg {
+                node,
+                x,
+                y,
+                planes,
+                area,
+            } => {
+                let _ = writeln!(
+                    c,
+                    "    /* `{}` */\n    global_avg({}, {}, {planes}u, {area}u);",
+                    comment_safe(node),
+                    at(*x),
+                    out_ptr(*y)
+                );
+            }
+            Step::Binary {
+                node,
+                mul,
+                a,
+                b,
+                y,
+                n,
+            } => {
+                let (bp, bn) = match b {
+                    Operand::Act(l) => (at(*l), *n),
+                    Operand::Const(name, len) => (name.clone(), *len),
+                };
+                let _ = writeln!(
+                    c,
+                    "    /* `{}` */\n    binary({}, {bp}, {}, {n}u, {bn}u, {});",
+                    comment_safe(node),
+                    at(*a),
+                    out_ptr(*y),
+                    *mul as u8
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        c,
+        "    memcpy(output, {}, {out_n}u * sizeof(float));\n    return 0;\n}}\n",
+        at(out_loc)
+    );
+    let _ = writeln!(c, "int {name}_run(const float *input, float *output)\n{{\n    return run_impl(input, output, NULL);\n}}\n");
+    let _ = writeln!(c, "int {name}_run_planes(const float *input, float *output, const uint8_t *planes_per_layer)\n{{\n    return run_impl(input, output, planes_per_layer);\n}}");
+    Ok(EmittedC {
+        header: h,
+        source: c,
+    })
+}
