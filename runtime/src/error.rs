@@ -136,6 +136,9 @@ pub enum RuntimeError {
     /// A bit-plane layer's side table for plane count `k` holds unusable values.
     #[error("side table for plane count {k}: {reason}")]
     SideTable { k: u8, reason: String },
+    /// Reverse mode has no gradient rule for this op (it is not a training-time op).
+    #[error("op `{op}` has no gradient rule")]
+    NoGradient { op: &'static str },
     /// Run options name a layer that is not a bit-plane op of the graph.
     #[error("run options select planes for `{node}`, which is not a bit-plane layer of the graph")]
     UnknownLayer { node: String },

@@ -4,6 +4,7 @@
 //! this crate, so it favours obviously-correct semantics that follow the ONNX reference, while
 //! using GEMM-based convolution and rayon so that real test sets run in seconds.
 
+pub mod autodiff;
 mod chunk;
 mod error;
 pub mod kernels;

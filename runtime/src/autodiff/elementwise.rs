@@ -1,0 +1,187 @@
+//! Gradients of the element-wise ops: broadcasting arithmetic, activations and Clip.
+
+use strata_ir::ops::{BinaryOp, Clip, UnaryOp};
+use strata_ir::Tensor;
+
+use super::{broadcast_map, f32_tensor, f32s, reduce_to};
+use crate::RuntimeError;
+
+/// Add/Sub/Mul/Div: the element-wise partials, summed back over broadcast axes.
+pub(super) fn binary(
+    b: BinaryOp,
+    inputs: &[&Tensor],
+    output: &Tensor,
+    grad: &Tensor,
+) -> Result<Vec<Option<Tensor>>, RuntimeError> {
+    let op = match b {
+        BinaryOp::Add => "add",
+        BinaryOp::Sub => "sub",
+        BinaryOp::Mul => "mul",
+        BinaryOp::Div => "div",
+    };
+    let (a, bt) = (inputs[0], inputs[1]);
+    let (av, bv) = (f32s(op, a, 0)?, f32s(op, bt, 1)?);
+    let g = f32s(op, grad, usize::MAX)?;
+    let out = output.shape();
+    let (ma, mb) = (
+        broadcast_map(op, a.shape(), out)?,
+        broadcast_map(op, bt.shape(), out)?,
+    );
+    let (ga, gb): (Vec<f32>, Vec<f32>) = match b {
+        BinaryOp::Add => (g.to_vec(), g.to_vec()),
+        BinaryOp::Sub => (g.to_vec(), g.iter().map(|v| -v).collect()),
+        BinaryOp::Mul => (
+            g.iter().zip(&mb).map(|(g, &j)| g * bv[j]).collect(),
+            g.iter().zip(&ma).map(|(g, &i)| g * av[i]).collect(),
+        ),
+        BinaryOp::Div => (
+            g.iter().zip(&mb).map(|(g, &j)| g / bv[j]).collect(),
+            g.iter()
+                .zip(ma.iter().zip(&mb))
+                .map(|(g, (&i, &j))| -g * av[i] / (bv[j] * bv[j]))
+                .collect(),
+        ),
+    };
+    Ok(vec![
+        Some(reduce_to(op, &ga, out, a.shape())?),
+        Some(reduce_to(op, &gb, out, bt.shape())?),
+    ])
+}
+
+/// Derivative of each activation at `x` (with `y = f(x)` for the ones cheaper that way).
+/// At kinks the derivative of the right-hand piece is used (Relu'(0) = 1, like `y = x`).
+fn derivative(u: UnaryOp, x: f32, y: f32) -> f32 {
+    match u {
+        UnaryOp::Relu => {
+            if x < 0.0 {
+                0.0
+            } else {
+                1.0
+            }
+        }
+        UnaryOp::LeakyRelu { alpha } => {
+            if x < 0.0 {
+                alpha
+            } else {
+                1.0
+            }
+        }
+        UnaryOp::Sigmoid => y * (1.0 - y),
+        UnaryOp::HardSigmoid { alpha, beta } => {
+            let z = alpha * x + beta;
+            if z > 0.0 && z < 1.0 {
+                alpha
+            } else {
+                0.0
+            }
+        }
+        UnaryOp::HardSwish => {
+            if x < -3.0 {
+                0.0
+            } else if x > 3.0 {
+                1.0
+            } else {
+                x / 3.0 + 0.5
+            }
+        }
+        UnaryOp::Tanh => 1.0 - y * y,
+        UnaryOp::Erf => std::f32::consts::FRAC_2_SQRT_PI * (-x * x).exp(),
+    }
+}
+
+/// Activations: `dx = f'(x) · dy`.
+pub(super) fn unary(
+    u: UnaryOp,
+    x: &Tensor,
+    output: &Tensor,
+    grad: &Tensor,
+) -> Result<Vec<Option<Tensor>>, RuntimeError> {
+    const OP: &str = "unary";
+    let (xv, yv, g) = (
+        f32s(OP, x, 0)?,
+        f32s(OP, output, usize::MAX)?,
+        f32s(OP, grad, usize::MAX)?,
+    );
+    if xv.len() != g.len() {
+        return Err(RuntimeError::Shape {
+            op: OP,
+            reason: format!(
+                "input {:?} and output gradient {:?} differ",
+                x.shape(),
+                grad.shape()
+            ),
+        });
+    }
+    let dx = xv
+        .iter()
+        .zip(yv)
+        .zip(g)
+        .map(|((&x, &y), &g)| derivative(u, x, y) * g)
+        .collect();
+    Ok(vec![Some(f32_tensor(OP, x.shape(), dx)?)])
+}
+
+/// Clip: the gradient passes where `min ≤ x ≤ max`; below (above) the range it goes to the
+/// `min` (`max`) input, which is a scalar.
+pub(super) fn clip(
+    c: &Clip,
+    inputs: &[&Tensor],
+    grad: &Tensor,
+) -> Result<Vec<Option<Tensor>>, RuntimeError> {
+    const OP: &str = "clip";
+    let x = inputs[0];
+    let (xv, g) = (f32s(OP, x, 0)?, f32s(OP, grad, usize::MAX)?);
+    if xv.len() != g.len() {
+        return Err(RuntimeError::Shape {
+            op: OP,
+            reason: format!(
+                "input {:?} and output gradient {:?} differ",
+                x.shape(),
+                grad.shape()
+            ),
+        });
+    }
+    let scalar = |slot: usize| -> Result<f32, RuntimeError> {
+        let v = f32s(OP, inputs[slot], slot)?;
+        match v {
+            [s] => Ok(*s),
+            _ => Err(RuntimeError::Shape {
+                op: OP,
+                reason: format!(
+                    "bound (input {slot}) must be a scalar, got shape {:?}",
+                    inputs[slot].shape()
+                ),
+            }),
+        }
+    };
+    let mut slot = 1;
+    let lo = if c.has_min {
+        slot += 1;
+        Some(scalar(1)?)
+    } else {
+        None
+    };
+    let hi = if c.has_max { Some(scalar(slot)?) } else { None };
+    let (mut glo, mut ghi) = (0f32, 0f32);
+    let mut dx = Vec::with_capacity(xv.len());
+    for (&x, &g) in xv.iter().zip(g) {
+        // ONNX Clip is min(max(x, lo), hi): hi wins when the bounds cross.
+        if hi.is_some_and(|h| x > h || lo.is_some_and(|l| l > h)) {
+            ghi += g;
+            dx.push(0.0);
+        } else if lo.is_some_and(|l| x < l) {
+            glo += g;
+            dx.push(0.0);
+        } else {
+            dx.push(g);
+        }
+    }
+    let mut out = vec![Some(f32_tensor(OP, x.shape(), dx)?)];
+    if c.has_min {
+        out.push(Some(f32_tensor(OP, inputs[1].shape(), vec![glo])?));
+    }
+    if c.has_max {
+        out.push(Some(f32_tensor(OP, inputs[slot].shape(), vec![ghi])?));
+    }
+    Ok(out)
+}

@@ -1,0 +1,346 @@
+//! Fake quantization for quantization-aware training: the forward pass computes exactly the
+//! values the bit-plane runtime uses (docs/vertical-layering.md), in f32, and the backward
+//! pass uses straight-through estimators (STE), because the true derivative of rounding is
+//! zero almost everywhere.
+//!
+//! **Weights** (`W [R, …]`, row `c` = output channel = axis 0; a Gemm `B [K, N]` without
+//! `trans_b` must be passed transposed): with `v = W/s_c`,
+//! `q_B = clamp(round_half_away(v), −2^(B−1), 2^(B−1)−1)`, `q_k = q_B >> (B−k)` (floor),
+//! `W_k = alpha_c·q_k + beta_c`. Estimator: round and floor are replaced by the identity, the
+//! clamp is kept, so `∂W_k/∂W = alpha_c / (s_c·2^(B−k))` where `−2^(B−1) ≤ v ≤ 2^(B−1)−1`
+//! and 0 outside. With the bucket-midpoint side table (`alpha_c = s_c·2^(B−k)`) this is
+//! exactly 1 inside and 0 outside. The side table is learnable: `∂W_k/∂alpha_c = q_k`,
+//! `∂W_k/∂beta_c = 1` (exact, no estimator needed). The scale `s_c` is held fixed.
+//!
+//! **Activations** (asymmetric, `A` bits, per tensor): `x_q = clamp(round_half_even(x/s) + z,
+//! −2^(A−1), 2^(A−1)−1)`, `y = s·(x_q − z)`. Estimator (LSQ, Esser et al. 2020): with
+//! `t = x/s + z` (the pre-clamp value, rounding treated as identity), `∂y/∂x = 1` where
+//! `lo ≤ t ≤ hi`, else 0; `∂y/∂s = round(x/s) − x/s` inside and `(lo − z)` / `(hi − z)` when
+//! clamped low / high; `∂y/∂z = 0` inside and `−s` when clamped. The returned step-size
+//! gradient is the plain sum; LSQ's recommended scaling is [`lsq_grad_scale`], left to the
+//! optimiser so that it can be switched off.
+
+use strata_ir::quant::{midpoint_side, quantize_rows, MAX_BITS, MIN_BITS};
+use strata_ir::Tensor;
+
+use super::{f32_tensor, f32s};
+use crate::RuntimeError;
+
+const WOP: &str = "weight_fake_quant";
+const AOP: &str = "act_fake_quant";
+
+/// Weight fake-quantization at plane count `k` of `B`-bit codes, with a per-row side table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightFakeQuant {
+    /// Code width `B`.
+    pub bits: u8,
+    /// Plane count `k` (1 ≤ k ≤ B).
+    pub k: u8,
+    /// `s_c`, one per row.
+    pub scale: Vec<f32>,
+    /// `alpha[k][c]`, one per row.
+    pub alpha: Vec<f32>,
+    /// `beta[k][c]`, one per row.
+    pub beta: Vec<f32>,
+}
+
+/// Gradients of a loss through [`WeightFakeQuant::forward`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightFakeQuantGrad {
+    /// With respect to the float weights (STE, see the module doc).
+    pub w: Tensor,
+    /// With respect to `alpha`, one per row.
+    pub alpha: Vec<f32>,
+    /// With respect to `beta`, one per row.
+    pub beta: Vec<f32>,
+}
+
+fn rows_cols(op: &'static str, w: &Tensor) -> Result<(usize, usize), RuntimeError> {
+    match w.shape().split_first() {
+        Some((&r, rest)) if w.rank() >= 2 => Ok((r, rest.iter().product())),
+        _ => Err(RuntimeError::Shape {
+            op,
+            reason: format!(
+                "weights must have rank ≥ 2 (rows first), got {:?}",
+                w.shape()
+            ),
+        }),
+    }
+}
+
+impl WeightFakeQuant {
+    /// The quantizer's starting point: `s_c = max|W[c]|/(2^(B−1)−1)` and the bucket-midpoint
+    /// side table, as the bit-plane rewrite computes them before refinement.
+    pub fn midpoint(w: &Tensor, bits: u8, k: u8) -> Result<WeightFakeQuant, RuntimeError> {
+        let (rows, cols) = rows_cols(WOP, w)?;
+        check_bits(bits, k)?;
+        let (_, scale) = quantize_rows(f32s(WOP, w, 0)?, rows, cols, bits);
+        let (alpha, beta) = scale.iter().map(|&s| midpoint_side(s, bits, k)).unzip();
+        let q = WeightFakeQuant {
+            bits,
+            k,
+            scale,
+            alpha,
+            beta,
+        };
+        q.check(rows)?;
+        Ok(q)
+    }
+
+    fn check(&self, rows: usize) -> Result<(), RuntimeError> {
+        check_bits(self.bits, self.k)?;
+        for (attr, v) in [
+            ("scale", &self.scale),
+            ("alpha", &self.alpha),
+            ("beta", &self.beta),
+        ] {
+            if v.len() != rows {
+                return Err(RuntimeError::Attribute {
+                    op: WOP,
+                    attr,
+                    reason: format!("has {} values for {rows} rows", v.len()),
+                });
+            }
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return Err(RuntimeError::Attribute {
+                    op: WOP,
+                    attr,
+                    reason: format!("row {i} is not finite ({})", v[i]),
+                });
+            }
+        }
+        if let Some(i) = self.scale.iter().position(|&s| s <= 0.0) {
+            return Err(RuntimeError::Attribute {
+                op: WOP,
+                attr: "scale",
+                reason: format!("row {i} is {} but must be positive", self.scale[i]),
+            });
+        }
+        Ok(())
+    }
+
+    /// `(v, q_k)` per element: the pre-round value and the k-plane code.
+    fn codes(&self, w: &Tensor) -> Result<(usize, Vec<(f32, i32)>), RuntimeError> {
+        let (rows, cols) = rows_cols(WOP, w)?;
+        self.check(rows)?;
+        let qmax = (1i32 << (self.bits - 1)) - 1;
+        let qmin = -(1i32 << (self.bits - 1));
+        let shift = self.bits - self.k;
+        let wv = f32s(WOP, w, 0)?;
+        let mut out = Vec::with_capacity(wv.len());
+        for (i, &x) in wv.iter().enumerate() {
+            let v = x / self.scale[i / cols.max(1)];
+            // `as` maps NaN to 0 and saturates; the clamp enforces the code range.
+            let qb = (v.round() as i32).clamp(qmin, qmax);
+            out.push((v, qb >> shift));
+        }
+        Ok((cols, out))
+    }
+
+    /// The dequantized k-plane weights `W_k`, shaped like `w`.
+    pub fn forward(&self, w: &Tensor) -> Result<Tensor, RuntimeError> {
+        let (cols, codes) = self.codes(w)?;
+        let data = codes
+            .iter()
+            .enumerate()
+            .map(|(i, &(_, q))| {
+                let c = i / cols.max(1);
+                self.alpha[c] * q as f32 + self.beta[c]
+            })
+            .collect();
+        f32_tensor(WOP, w.shape(), data)
+    }
+
+    /// Gradients for `w`, `alpha` and `beta` given `∂L/∂W_k` (see the module doc).
+    pub fn backward(&self, w: &Tensor, grad: &Tensor) -> Result<WeightFakeQuantGrad, RuntimeError> {
+        let (cols, codes) = self.codes(w)?;
+        let g = f32s(WOP, grad, usize::MAX)?;
+        if grad.shape() != w.shape() {
+            return Err(RuntimeError::Shape {
+                op: WOP,
+                reason: format!(
+                    "gradient {:?} differs from the weights {:?}",
+                    grad.shape(),
+                    w.shape()
+                ),
+            });
+        }
+        let qmax = ((1i32 << (self.bits - 1)) - 1) as f32;
+        let qmin = -((1i32 << (self.bits - 1)) as f32);
+        let step = (1u32 << (self.bits - self.k)) as f32;
+        let rows = self.scale.len();
+        let (mut da, mut db) = (vec![0f32; rows], vec![0f32; rows]);
+        let mut dw = Vec::with_capacity(g.len());
+        for (i, (&(v, q), &gi)) in codes.iter().zip(g).enumerate() {
+            let c = i / cols.max(1);
+            da[c] += gi * q as f32;
+            db[c] += gi;
+            let inside = v >= qmin && v <= qmax;
+            dw.push(if inside {
+                gi * self.alpha[c] / (self.scale[c] * step)
+            } else {
+                0.0
+            });
+        }
+        Ok(WeightFakeQuantGrad {
+            w: f32_tensor(WOP, w.shape(), dw)?,
+            alpha: da,
+            beta: db,
+        })
+    }
+}
+
+fn check_bits(bits: u8, k: u8) -> Result<(), RuntimeError> {
+    if !(MIN_BITS..=MAX_BITS).contains(&bits) {
+        return Err(RuntimeError::Attribute {
+            op: WOP,
+            attr: "bits",
+            reason: format!("{bits} is outside {MIN_BITS}..={MAX_BITS}"),
+        });
+    }
+    if k == 0 || k > bits {
+        return Err(RuntimeError::Attribute {
+            op: WOP,
+            attr: "k",
+            reason: format!("{k} is outside 1..={bits}"),
+        });
+    }
+    Ok(())
+}
+
+/// Per-tensor asymmetric activation fake-quantization (`A` bits, signed codes).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ActFakeQuant {
+    /// Code width `A` (2 to 16).
+    pub bits: u8,
+    /// Step size `s` (positive).
+    pub scale: f32,
+    /// Zero point `z` (an integer stored as f32).
+    pub zero: f32,
+}
+
+/// Gradients of a loss through [`ActFakeQuant::forward`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActFakeQuantGrad {
+    /// With respect to the input (STE, zero where clamped).
+    pub x: Tensor,
+    /// With respect to the step size (LSQ, unscaled sum).
+    pub scale: f32,
+    /// With respect to the zero point (nonzero only from clamped elements).
+    pub zero: f32,
+}
+
+/// Where an element lands: inside the code range, or clamped low / high.
+enum Zone {
+    Inside,
+    Low,
+    High,
+}
+
+impl ActFakeQuant {
+    fn range(&self) -> Result<(f32, f32), RuntimeError> {
+        if !(2..=16).contains(&self.bits) {
+            return Err(RuntimeError::Attribute {
+                op: AOP,
+                attr: "bits",
+                reason: format!("{} is outside 2..=16", self.bits),
+            });
+        }
+        if !(self.scale.is_finite() && self.scale > 0.0) {
+            return Err(RuntimeError::Attribute {
+                op: AOP,
+                attr: "scale",
+                reason: format!("must be positive and finite, got {}", self.scale),
+            });
+        }
+        if !self.zero.is_finite() || self.zero.fract() != 0.0 {
+            return Err(RuntimeError::Attribute {
+                op: AOP,
+                attr: "zero",
+                reason: format!("must be a finite integer, got {}", self.zero),
+            });
+        }
+        let half = (1i32 << (self.bits - 1)) as f32;
+        Ok((-half, half - 1.0))
+    }
+
+    fn zone(&self, x: f32, lo: f32, hi: f32) -> Zone {
+        let t = x / self.scale + self.zero;
+        if t < lo {
+            Zone::Low
+        } else if t > hi {
+            Zone::High
+        } else {
+            Zone::Inside
+        }
+    }
+
+    /// `y = s·(x_q − z)`, exactly the bit-plane runtime's input quantization (NaN → 0).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor, RuntimeError> {
+        let (lo, hi) = self.range()?;
+        let data = f32s(AOP, x, 0)?
+            .iter()
+            .map(|&v| {
+                let r = (v / self.scale).round_ties_even();
+                if r.is_nan() {
+                    return 0.0;
+                }
+                self.scale * ((r + self.zero).clamp(lo, hi) - self.zero)
+            })
+            .collect();
+        f32_tensor(AOP, x.shape(), data)
+    }
+
+    /// Gradients for `x`, `scale` and `zero` given `∂L/∂y` (see the module doc).
+    pub fn backward(&self, x: &Tensor, grad: &Tensor) -> Result<ActFakeQuantGrad, RuntimeError> {
+        let (lo, hi) = self.range()?;
+        let (xv, g) = (f32s(AOP, x, 0)?, f32s(AOP, grad, usize::MAX)?);
+        if grad.shape() != x.shape() {
+            return Err(RuntimeError::Shape {
+                op: AOP,
+                reason: format!(
+                    "gradient {:?} differs from the input {:?}",
+                    grad.shape(),
+                    x.shape()
+                ),
+            });
+        }
+        let (mut ds, mut dz) = (0f64, 0f64);
+        let mut dx = Vec::with_capacity(xv.len());
+        for (&v, &gi) in xv.iter().zip(g) {
+            if v.is_nan() {
+                dx.push(0.0);
+                continue;
+            }
+            match self.zone(v, lo, hi) {
+                Zone::Inside => {
+                    let u = v / self.scale;
+                    ds += (gi * (u.round_ties_even() - u)) as f64;
+                    dx.push(gi);
+                }
+                Zone::Low => {
+                    ds += (gi * (lo - self.zero)) as f64;
+                    dz -= (gi * self.scale) as f64;
+                    dx.push(0.0);
+                }
+                Zone::High => {
+                    ds += (gi * (hi - self.zero)) as f64;
+                    dz -= (gi * self.scale) as f64;
+                    dx.push(0.0);
+                }
+            }
+        }
+        Ok(ActFakeQuantGrad {
+            x: f32_tensor(AOP, x.shape(), dx)?,
+            scale: ds as f32,
+            zero: dz as f32,
+        })
+    }
+}
+
+/// LSQ's step-size gradient scale `1/sqrt(numel·Q_P)` with `Q_P = 2^(A−1) − 1`, which keeps
+/// the step's update size comparable to the weights'.
+pub fn lsq_grad_scale(numel: usize, bits: u8) -> f32 {
+    let qp = ((1u64 << (bits.clamp(2, 16) - 1)) - 1) as f64;
+    (1.0 / ((numel.max(1) as f64) * qp).sqrt()) as f32
+}

@@ -1,0 +1,384 @@
+//! Reverse-mode gradients for the forward ops of CNN/MLP classifiers, so that
+//! quantization-aware training can run on the same kernels (im2col + GEMM, rayon) as
+//! inference instead of in a separate framework whose numerics would drift from ours.
+//!
+//! [`backward_op`] is the per-op vector-Jacobian product; [`forward_with_tape`] and
+//! [`Tape::backward`] chain it over a whole graph. Losses live in [`loss`], fake quantization
+//! (straight-through estimators) in [`fake_quant`]. Gradients are f32 only: training in f64
+//! is not a use case, and one code path is easier to keep right.
+
+mod conv;
+mod elementwise;
+pub mod fake_quant;
+mod layout;
+mod linear;
+pub mod loss;
+mod normalization;
+mod pool;
+
+use std::collections::{BTreeMap, HashMap};
+
+use strata_ir::{DType, Graph, NodeId, NodeKind, Op, Tensor, ValueRef};
+
+use crate::kernels::{eval_op, make};
+use crate::RuntimeError;
+
+/// Gradients of the op's inputs given the gradient of its (single) output.
+///
+/// `inputs` and `output` are the forward values (`output` saves recomputation for ops whose
+/// derivative is best written in terms of it, e.g. Sigmoid or Softmax). The result has one
+/// entry per input: `None` for inputs that carry no gradient (integer inputs). Ops outside
+/// the training set (or multi-output ops) return [`RuntimeError::NoGradient`].
+pub fn backward_op(
+    op: &Op,
+    inputs: &[&Tensor],
+    output: &Tensor,
+    grad_output: &Tensor,
+) -> Result<Vec<Option<Tensor>>, RuntimeError> {
+    let name = op.mnemonic();
+    let (min, max) = op.input_arity();
+    if inputs.len() < min || max.is_some_and(|m| inputs.len() > m) {
+        return Err(RuntimeError::Arity {
+            op: name,
+            expected: match max {
+                Some(m) if m == min => format!("{min}"),
+                Some(m) => format!("{min} to {m}"),
+                None => format!("at least {min}"),
+            },
+            got: inputs.len(),
+        });
+    }
+    if grad_output.shape() != output.shape() {
+        return Err(RuntimeError::Shape {
+            op: name,
+            reason: format!(
+                "output gradient shape {:?} differs from the output shape {:?}",
+                grad_output.shape(),
+                output.shape()
+            ),
+        });
+    }
+    f32s(name, grad_output, usize::MAX)?;
+    match op {
+        Op::Conv(c) => conv::conv(c, inputs, grad_output),
+        Op::Gemm(g) => linear::gemm(g, inputs, grad_output),
+        Op::MatMul => linear::matmul(inputs, grad_output),
+        Op::Binary(b) => elementwise::binary(*b, inputs, output, grad_output),
+        Op::Unary(u) => elementwise::unary(*u, inputs[0], output, grad_output),
+        Op::Clip(c) => elementwise::clip(c, inputs, grad_output),
+        Op::Softmax(s) => normalization::softmax(s, output, grad_output),
+        Op::MaxPool(p) => pool::max_pool(p, inputs[0], output, grad_output),
+        Op::AveragePool(p) => pool::average_pool(p, inputs[0], grad_output),
+        Op::GlobalPool(k) => pool::global_pool(*k, inputs[0], grad_output),
+        Op::Flatten { .. }
+        | Op::Reshape(_)
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Identity => layout::relabel(name, inputs[0], grad_output),
+        Op::Transpose { perm } => layout::transpose(perm, inputs[0], grad_output),
+        Op::Concat { axis } => layout::concat(*axis, inputs, grad_output),
+        other => Err(RuntimeError::NoGradient {
+            op: other.mnemonic(),
+        }),
+    }
+}
+
+/// The f32 elements of a tensor, or a typed error naming the op and input (`usize::MAX`
+/// stands for the output gradient).
+pub(crate) fn f32s<'a>(
+    op: &'static str,
+    t: &'a Tensor,
+    input: usize,
+) -> Result<&'a [f32], RuntimeError> {
+    t.as_f32().ok_or(RuntimeError::UnsupportedDType {
+        op,
+        input,
+        dtype: t.dtype(),
+    })
+}
+
+/// Wraps f32 data of a shape the caller computed (the length always matches).
+pub(crate) fn f32_tensor(
+    op: &'static str,
+    shape: &[usize],
+    data: Vec<f32>,
+) -> Result<Tensor, RuntimeError> {
+    make(op, shape.to_vec(), strata_ir::TensorData::F32(data))
+}
+
+/// For every element of `out` (row-major), the flat index of the element of `input` that
+/// numpy broadcasting reads there. `input` must broadcast to `out`.
+pub(crate) fn broadcast_map(
+    op: &'static str,
+    input: &[usize],
+    out: &[usize],
+) -> Result<Vec<usize>, RuntimeError> {
+    if input.len() > out.len() {
+        return Err(RuntimeError::Shape {
+            op,
+            reason: format!("input shape {input:?} does not broadcast to {out:?}"),
+        });
+    }
+    let lead = out.len() - input.len();
+    let mut strides = vec![0usize; out.len()];
+    let mut acc = 1usize;
+    for j in (0..input.len()).rev() {
+        let (d, o) = (input[j], out[lead + j]);
+        if d != o && d != 1 {
+            return Err(RuntimeError::Shape {
+                op,
+                reason: format!("input shape {input:?} does not broadcast to {out:?}"),
+            });
+        }
+        strides[lead + j] = if d == 1 { 0 } else { acc };
+        acc *= d;
+    }
+    let total: usize = out.iter().product();
+    let mut map = Vec::with_capacity(total);
+    let mut idx = vec![0usize; out.len()];
+    let mut flat = 0usize;
+    for _ in 0..total {
+        map.push(flat);
+        for j in (0..out.len()).rev() {
+            idx[j] += 1;
+            flat += strides[j];
+            if idx[j] < out[j] {
+                break;
+            }
+            flat -= strides[j] * out[j];
+            idx[j] = 0;
+        }
+    }
+    Ok(map)
+}
+
+/// Sums a gradient of the broadcast shape `out` back onto `input`'s shape (the adjoint of
+/// broadcasting).
+pub(crate) fn reduce_to(
+    op: &'static str,
+    grad: &[f32],
+    out: &[usize],
+    input: &[usize],
+) -> Result<Tensor, RuntimeError> {
+    let map = broadcast_map(op, input, out)?;
+    let mut acc = vec![0f32; input.iter().product()];
+    for (g, &i) in grad.iter().zip(&map) {
+        acc[i] += g;
+    }
+    f32_tensor(op, input, acc)
+}
+
+/// The forward values of one execution, kept so that [`Tape::backward`] can compute the
+/// gradients of every constant and graph input.
+#[derive(Debug, Clone)]
+pub struct Tape {
+    values: HashMap<ValueRef, Tensor>,
+    order: Vec<NodeId>,
+}
+
+/// Runs `graph` like [`crate::run`] (without batch chunking) and keeps every intermediate
+/// value; returns the graph outputs and the tape.
+pub fn forward_with_tape(
+    graph: &Graph,
+    inputs: &[Tensor],
+) -> Result<(Vec<Tensor>, Tape), RuntimeError> {
+    let order = graph.topo_order()?;
+    crate::check_inputs(graph, inputs)?;
+    let mut values: HashMap<ValueRef, Tensor> = HashMap::new();
+    for (i, &id) in graph.inputs().iter().enumerate() {
+        values.insert(ValueRef::first(id), inputs[i].clone());
+    }
+    for &id in &order {
+        let node = graph.node(id)?;
+        let NodeKind::Op(op) = &node.kind else {
+            continue;
+        };
+        let args = graph.node_inputs(id);
+        let mut refs = Vec::with_capacity(args.len());
+        for (slot, v) in args.iter().enumerate() {
+            refs.push(
+                lookup(graph, &values, *v).ok_or_else(|| missing(graph, &node.name, slot, *v))?,
+            );
+        }
+        let result = eval_op(op, &refs).map_err(|e| e.in_node(&node.name, op.mnemonic()))?;
+        if result.len() != node.outputs.len() {
+            return Err(RuntimeError::OutputCount {
+                node: node.name.clone(),
+                op: op.mnemonic(),
+                declared: node.outputs.len(),
+                produced: result.len(),
+            });
+        }
+        for (i, t) in result.into_iter().enumerate() {
+            values.insert(
+                ValueRef {
+                    node: id,
+                    output: i,
+                },
+                t,
+            );
+        }
+    }
+    let mut outputs = Vec::with_capacity(graph.outputs().len());
+    for (slot, &v) in graph.outputs().iter().enumerate() {
+        let t =
+            lookup(graph, &values, v).ok_or_else(|| missing(graph, "<graph outputs>", slot, v))?;
+        outputs.push(t.clone());
+    }
+    Ok((outputs, Tape { values, order }))
+}
+
+fn lookup<'a>(
+    graph: &'a Graph,
+    values: &'a HashMap<ValueRef, Tensor>,
+    v: ValueRef,
+) -> Option<&'a Tensor> {
+    values
+        .get(&v)
+        .or_else(|| graph.constant_value(v).map(|t| t.as_ref()))
+}
+
+fn missing(graph: &Graph, node: &str, slot: usize, v: ValueRef) -> RuntimeError {
+    RuntimeError::MissingValue {
+        node: node.to_string(),
+        slot,
+        producer: graph
+            .node(v.node)
+            .map(|n| n.name.clone())
+            .unwrap_or_default(),
+        output: v.output,
+    }
+}
+
+/// Adds `g` into the gradient slot of `v` (fan-out sums the contributions of every use).
+fn accumulate(
+    grads: &mut HashMap<ValueRef, Tensor>,
+    v: ValueRef,
+    g: Tensor,
+) -> Result<(), RuntimeError> {
+    match grads.get_mut(&v) {
+        None => {
+            grads.insert(v, g);
+        }
+        Some(acc) => {
+            if acc.shape() != g.shape() {
+                return Err(RuntimeError::Shape {
+                    op: "backward",
+                    reason: format!(
+                        "gradient contributions of shapes {:?} and {:?} for one value",
+                        acc.shape(),
+                        g.shape()
+                    ),
+                });
+            }
+            if let (strata_ir::TensorData::F32(a), Some(b)) = (acc.data_mut(), g.as_f32()) {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Tape {
+    /// The forward value of `v` if it was computed or fed in (constants live in the graph).
+    pub fn value(&self, v: ValueRef) -> Option<&Tensor> {
+        self.values.get(&v)
+    }
+
+    /// Back-propagates `seeds` (one per graph output, shaped like it: the gradient of the
+    /// loss with respect to that output) and returns the gradient of every f32 constant and
+    /// graph input, zero where no path leads. `graph` must be the graph the tape was
+    /// recorded on.
+    pub fn backward(
+        &self,
+        graph: &Graph,
+        seeds: &[Tensor],
+    ) -> Result<BTreeMap<ValueRef, Tensor>, RuntimeError> {
+        if seeds.len() != graph.outputs().len() {
+            return Err(RuntimeError::Arity {
+                op: "backward",
+                expected: format!("{} seeds (one per graph output)", graph.outputs().len()),
+                got: seeds.len(),
+            });
+        }
+        let mut grads: HashMap<ValueRef, Tensor> = HashMap::new();
+        for (slot, (&v, seed)) in graph.outputs().iter().zip(seeds).enumerate() {
+            let out = lookup(graph, &self.values, v)
+                .ok_or_else(|| missing(graph, "<graph outputs>", slot, v))?;
+            if seed.shape() != out.shape() || seed.dtype() != DType::F32 {
+                return Err(RuntimeError::Shape {
+                    op: "backward",
+                    reason: format!(
+                        "seed {slot} is {} {:?} but graph output {slot} is {} {:?}",
+                        seed.dtype(),
+                        seed.shape(),
+                        out.dtype(),
+                        out.shape()
+                    ),
+                });
+            }
+            accumulate(&mut grads, v, seed.clone())?;
+        }
+        for &id in self.order.iter().rev() {
+            let node = graph.node(id)?;
+            let NodeKind::Op(op) = &node.kind else {
+                continue;
+            };
+            let outs: Vec<ValueRef> = (0..node.outputs.len())
+                .map(|i| ValueRef {
+                    node: id,
+                    output: i,
+                })
+                .collect();
+            if !outs.iter().any(|v| grads.contains_key(v)) {
+                continue;
+            }
+            if outs.len() != 1 {
+                return Err(RuntimeError::NoGradient { op: op.mnemonic() }
+                    .in_node(&node.name, op.mnemonic()));
+            }
+            let Some(g) = grads.remove(&outs[0]) else {
+                continue;
+            };
+            let args = graph.node_inputs(id);
+            let mut refs = Vec::with_capacity(args.len());
+            for (slot, v) in args.iter().enumerate() {
+                refs.push(
+                    lookup(graph, &self.values, *v)
+                        .ok_or_else(|| missing(graph, &node.name, slot, *v))?,
+                );
+            }
+            let output = self
+                .values
+                .get(&outs[0])
+                .ok_or_else(|| missing(graph, &node.name, 0, outs[0]))?;
+            let in_grads = backward_op(op, &refs, output, &g)
+                .map_err(|e| e.in_node(&node.name, op.mnemonic()))?;
+            for (v, ig) in args.into_iter().zip(in_grads) {
+                if let Some(ig) = ig {
+                    accumulate(&mut grads, v, ig)?;
+                }
+            }
+        }
+        let mut result = BTreeMap::new();
+        for id in graph.node_ids() {
+            let node = graph.node(id)?;
+            if !matches!(node.kind, NodeKind::Input | NodeKind::Constant(_)) {
+                continue;
+            }
+            let v = ValueRef::first(id);
+            let Some(value) = lookup(graph, &self.values, v) else {
+                continue;
+            };
+            if value.dtype() != DType::F32 {
+                continue;
+            }
+            let g = match grads.remove(&v) {
+                Some(g) => g,
+                None => Tensor::zeros(DType::F32, value.shape().to_vec()),
+            };
+            result.insert(v, g);
+        }
+        Ok(result)
+    }
+}
