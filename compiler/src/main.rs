@@ -18,7 +18,7 @@ use strata_ir::container::strip_container;
 use strata_ir::text::{print_with, PrintOptions};
 use strata_ir::{Graph, Op, Tensor};
 use strata_passes::baselines;
-use strata_passes::{PassContext, PassManager};
+use strata_passes::{PassContext, PassManager, ProgressFn};
 use strata_runtime::{run_with, QuantPath, RunOptions};
 
 /// Strata: one trained network in, one vertically layered quantized model out.
@@ -433,7 +433,7 @@ fn compile(
 
 /// A terminal progress bar for long passes (calibration), drawn on stderr only when it is a
 /// terminal, so logs and CI output stay clean.
-fn progress_reporter() -> Box<dyn FnMut(&str, u64, u64) + Send> {
+fn progress_reporter() -> ProgressFn {
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{msg:40} [{bar:30}] {pos}/{len} {elapsed}")

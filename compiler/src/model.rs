@@ -21,19 +21,19 @@ pub enum LoadError {
     Text {
         path: String,
         #[source]
-        source: strata_ir::text::ParseError,
+        source: Box<strata_ir::text::ParseError>,
     },
     #[error("{path}: the IR text parses but is not a valid graph: {source}")]
     Invalid {
         path: String,
         #[source]
-        source: strata_ir::VerifyError,
+        source: Box<strata_ir::VerifyError>,
     },
     #[error("{path}: {source}")]
     Container {
         path: String,
         #[source]
-        source: ContainerError,
+        source: Box<ContainerError>,
     },
     #[error("{path}: unknown model format (expected `.onnx`, `.strata` or Strata IR text `.sir`)")]
     UnknownFormat { path: String },
@@ -76,7 +76,7 @@ pub fn load_model(path: &Path) -> Result<Model, LoadError> {
             let bytes = read(path)?;
             let loaded = read_container(&bytes).map_err(|source| LoadError::Container {
                 path: shown.clone(),
-                source,
+                source: Box::new(source),
             })?;
             Ok(Model {
                 graph: loaded.graph,
@@ -95,11 +95,11 @@ pub fn load_model(path: &Path) -> Result<Model, LoadError> {
             })?;
             let graph = strata_ir::text::parse(&text).map_err(|source| LoadError::Text {
                 path: shown.clone(),
-                source,
+                source: Box::new(source),
             })?;
             strata_ir::verify(&graph).map_err(|source| LoadError::Invalid {
                 path: shown,
-                source,
+                source: Box::new(source),
             })?;
             Ok(Model {
                 graph,

@@ -132,9 +132,14 @@ pub fn accuracy_svg(report: &EvalReport, title: &str) -> String {
             }
         }
         let lx = LEFT + pw + 12.0;
+        let dash = if rows.iter().all(|r| r.planes.is_none()) {
+            r#" stroke-dasharray="6 4""#
+        } else {
+            ""
+        };
         let _ = writeln!(
             s,
-            r#"<line x1="{lx}" x2="{}" y1="{legend_y}" y2="{legend_y}" stroke="{c}" stroke-width="2"/><text x="{}" y="{}">{}</text>"#,
+            r#"<line x1="{lx}" x2="{}" y1="{legend_y}" y2="{legend_y}" stroke="{c}" stroke-width="2"{dash}/><text x="{}" y="{}">{}</text>"#,
             lx + 20.0,
             lx + 26.0,
             legend_y + 4.0,

@@ -478,7 +478,7 @@ impl<'a> CalibrationData<'a> {
                     .map_err(|source| PassError::Runtime {
                         pass,
                         node: "<calibration samples>".to_string(),
-                        source,
+                        source: Box::new(source),
                     })
                     .and_then(|mut v| {
                         v.pop().ok_or_else(|| PassError::BadCalibration {
@@ -536,7 +536,7 @@ pub(crate) fn run_checked(
         strata_runtime::run_with(graph, inputs, options).map_err(|source| PassError::Runtime {
             pass,
             node: graph.name.clone(),
-            source,
+            source: Box::new(source),
         })?;
     for (t, v) in outs.iter().zip(graph.outputs()) {
         if t.dtype() != DType::F32 {

@@ -4,6 +4,9 @@ use std::collections::BTreeMap;
 
 use strata_ir::Tensor;
 
+/// Receives `(stage, done, total)` from long-running passes.
+pub type ProgressFn = Box<dyn FnMut(&str, u64, u64) + Send>;
+
 /// Shared state of one pipeline run: calibration inputs supplied by the caller, and results
 /// that one pass computes for a later one (e.g. activation statistics for the quantizer).
 #[derive(Default)]
@@ -16,7 +19,7 @@ pub struct PassContext {
     /// Typed accessors live with the passes that define them.
     pub results: BTreeMap<&'static str, Box<dyn std::any::Any + Send>>,
     /// Progress of long-running passes: `(stage, done, total)`. The CLI draws a bar with it.
-    pub progress: Option<Box<dyn FnMut(&str, u64, u64) + Send>>,
+    pub progress: Option<ProgressFn>,
 }
 
 impl std::fmt::Debug for PassContext {

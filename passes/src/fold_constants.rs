@@ -83,7 +83,7 @@ impl Pass for FoldConstants {
                 strata_runtime::eval_op(op, &refs).map_err(|source| PassError::Runtime {
                     pass: "fold-constants",
                     node: name.clone(),
-                    source,
+                    source: Box::new(source),
                 })?
             };
             if results.len() != outputs.len() {

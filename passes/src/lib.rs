@@ -21,7 +21,7 @@ pub use calibrate::{
     act_limits, act_params, fake_quant, minmax_range, mse_range, percentile_range, quantize_act,
     ActQuant, ActRange, Calibrate, Calibration, CalibrationMethod, RangeStats,
 };
-pub use context::PassContext;
+pub use context::{PassContext, ProgressFn};
 pub use eliminate_dead_code::EliminateDeadCode;
 pub use fold_batchnorm::FoldBatchNorm;
 pub use fold_constants::FoldConstants;
@@ -66,16 +66,17 @@ pub enum PassError {
     Runtime {
         pass: &'static str,
         node: String,
+        /// Boxed: runtime errors are large and would bloat every pass's `Result`.
         #[source]
-        source: RuntimeError,
+        source: Box<RuntimeError>,
     },
     #[error("the graph is invalid before the pipeline runs: {0}")]
-    InvalidInput(#[source] VerifyError),
+    InvalidInput(#[source] Box<VerifyError>),
     #[error("pass `{pass}` produced an invalid graph: {source}")]
     Verify {
         pass: &'static str,
         #[source]
-        source: VerifyError,
+        source: Box<VerifyError>,
     },
     #[error("pass `{pass}`: node `{node}`: {reason}")]
     Rewrite {

@@ -113,13 +113,13 @@ impl PassManager {
         mut after_pass: impl FnMut(&'static str, &Graph),
     ) -> Result<(), PassError> {
         if !self.passes.first().is_some_and(|p| p.accepts_stale_types()) {
-            strata_ir::verify(graph).map_err(PassError::InvalidInput)?;
+            strata_ir::verify(graph).map_err(|e| PassError::InvalidInput(Box::new(e)))?;
         }
         for pass in &self.passes {
             pass.run(graph, ctx)?;
             strata_ir::verify(graph).map_err(|source| PassError::Verify {
                 pass: pass.name(),
-                source,
+                source: Box::new(source),
             })?;
             if self.print_after_all {
                 after_pass(pass.name(), graph);

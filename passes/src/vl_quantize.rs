@@ -464,7 +464,7 @@ fn fit_sums(
     let rt = |source| PassError::Runtime {
         pass,
         node: layer.name.clone(),
-        source,
+        source: Box::new(source),
     };
     let g = pruned(work, &[x])?;
     let qk = code.prefix_f32(layer, seq.k);

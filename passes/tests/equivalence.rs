@@ -102,7 +102,7 @@ fn conv_bn_graph(with_bias: bool) -> Graph {
 fn check_equivalent(mut g: Graph, pipeline: &str, input_shape: &[usize]) -> Graph {
     let n = input_shape.iter().product();
     let x = Tensor::from_f32(input_shape.to_vec(), values(n, 99)).unwrap();
-    let before = strata_runtime::run(&g, &[x.clone()]).unwrap();
+    let before = strata_runtime::run(&g, std::slice::from_ref(&x)).unwrap();
     PassManager::parse(pipeline)
         .unwrap()
         .run(&mut g, &mut Default::default(), |_, _| {})
