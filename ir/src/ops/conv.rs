@@ -84,13 +84,25 @@ pub(crate) fn spatial_dims(x: &TensorType) -> Result<Vec<usize>, InferError> {
         .collect()
 }
 
-impl Conv {
-    /// ONNX Conv: `out = floor((in + pb + pe - ((k-1)·d + 1)) / s) + 1` per spatial axis.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
-        check::arity(
-            inputs,
-            (2 + self.has_bias as usize, Some(2 + self.has_bias as usize)),
-        )?;
+/// The attributes Conv and ConvTranspose share, for the input checks they share.
+struct Window<'a> {
+    kernel: &'a [usize],
+    strides: &'a [usize],
+    pads: &'a [usize],
+    dilations: &'a [usize],
+    group: usize,
+    has_bias: bool,
+}
+
+impl Window<'_> {
+    /// Checks arity, element types, ranks, window attributes, `group` and that the weight's
+    /// spatial dims equal `kernel`; returns `(x, w, spatial rank, weight dims)`.
+    fn check_inputs<'t>(
+        &self,
+        inputs: &[&'t TensorType],
+    ) -> Result<(&'t TensorType, &'t TensorType, usize, Vec<usize>), InferError> {
+        let n = 2 + self.has_bias as usize;
+        check::arity(inputs, (n, Some(n)))?;
         let (x, w) = (inputs[0], inputs[1]);
         check::float(0, x)?;
         check::same_dtype(1, w, x.dtype)?;
@@ -99,10 +111,10 @@ impl Conv {
         let spatial = x.rank() - 2;
         check_window_attrs(
             spatial,
-            &self.kernel,
-            &self.strides,
-            &self.pads,
-            &self.dilations,
+            self.kernel,
+            self.strides,
+            self.pads,
+            self.dilations,
         )?;
         if self.group == 0 {
             return Err(InferError::Attribute {
@@ -123,6 +135,22 @@ impl Conv {
                 reason: format!("kernel attribute is {:?}", self.kernel),
             });
         }
+        Ok((x, w, spatial, wdims))
+    }
+}
+
+impl Conv {
+    /// ONNX Conv: `out = floor((in + pb + pe - ((k-1)·d + 1)) / s) + 1` per spatial axis.
+    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+        let window = Window {
+            kernel: &self.kernel,
+            strides: &self.strides,
+            pads: &self.pads,
+            dilations: &self.dilations,
+            group: self.group,
+            has_bias: self.has_bias,
+        };
+        let (x, w, spatial, wdims) = window.check_inputs(inputs)?;
         let m = wdims[0];
         let c = check::known(x.shape.0[1], "the channel dimension of input 0")?;
         if wdims[1].checked_mul(self.group) != Some(c) {
@@ -179,43 +207,16 @@ impl Conv {
 impl ConvTranspose {
     /// ONNX ConvTranspose: `out = s·(in - 1) + output_padding + ((k-1)·d + 1) - pb - pe`.
     pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
-        check::arity(
-            inputs,
-            (2 + self.has_bias as usize, Some(2 + self.has_bias as usize)),
-        )?;
-        let (x, w) = (inputs[0], inputs[1]);
-        check::float(0, x)?;
-        check::same_dtype(1, w, x.dtype)?;
-        check::rank_at_least(0, x, 3)?;
-        check::rank_eq(1, w, x.rank())?;
-        let spatial = x.rank() - 2;
-        check_window_attrs(
-            spatial,
-            &self.kernel,
-            &self.strides,
-            &self.pads,
-            &self.dilations,
-        )?;
+        let window = Window {
+            kernel: &self.kernel,
+            strides: &self.strides,
+            pads: &self.pads,
+            dilations: &self.dilations,
+            group: self.group,
+            has_bias: self.has_bias,
+        };
+        let (x, w, spatial, wdims) = window.check_inputs(inputs)?;
         check::attr_len("output_padding", self.output_padding.len(), spatial)?;
-        if self.group == 0 {
-            return Err(InferError::Attribute {
-                attr: "group",
-                reason: "must be at least 1".into(),
-            });
-        }
-        let wdims: Vec<usize> = w
-            .shape
-            .0
-            .iter()
-            .map(|&d| check::known(d, "the weight shape"))
-            .collect::<Result<_, _>>()?;
-        if wdims[2..] != self.kernel[..] {
-            return Err(InferError::ShapeMismatch {
-                input: 1,
-                shape: w.shape.clone(),
-                reason: format!("kernel attribute is {:?}", self.kernel),
-            });
-        }
         let c = check::known(x.shape.0[1], "the channel dimension of input 0")?;
         if wdims[0] != c {
             return Err(InferError::ShapeMismatch {
