@@ -5,7 +5,7 @@
 use strata_ir::ops::{Pad, Reshape, Slice, Split};
 use strata_ir::{Dim, Op, ValueRef};
 
-use super::{arity, present, single};
+use super::{arity, ints_attr_or_input, present, single};
 use crate::onnx::attrs::NodeCtx;
 use crate::onnx::import::{input_name, Importer};
 use crate::onnx::sym::SymInt;
@@ -186,13 +186,7 @@ pub fn squeeze(
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
 ) -> Result<Vec<ValueRef>, OnnxError> {
-    let axes = if ctx.opset < 13 {
-        arity(ctx, ins, 1, 1)?;
-        ctx.ints("axes")?
-    } else {
-        arity(ctx, ins, 1, 2)?;
-        imp.const_ints(ctx, ins, 1)?
-    };
+    let axes = ints_attr_or_input(imp, ctx, ins, "axes", 13)?;
     let x = imp.req(ctx, ins, 0)?;
     let ty = imp.ty(x)?;
     let axes = match axes {
@@ -307,13 +301,7 @@ pub fn split(
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
 ) -> Result<Vec<ValueRef>, OnnxError> {
-    let split = if ctx.opset < 13 {
-        arity(ctx, ins, 1, 1)?;
-        ctx.ints("split")?
-    } else {
-        arity(ctx, ins, 1, 2)?;
-        imp.const_ints(ctx, ins, 1)?
-    };
+    let split = ints_attr_or_input(imp, ctx, ins, "split", 13)?;
     let x = imp.req(ctx, ins, 0)?;
     let ty = imp.ty(x)?;
     let axis = ctx.axis("axis", ctx.int_or("axis", 0)?, ty.rank(), false)?;

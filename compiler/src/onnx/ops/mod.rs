@@ -171,6 +171,24 @@ fn arity(ctx: &NodeCtx, ins: &[Option<ValueRef>], min: usize, max: usize) -> Res
     Ok(())
 }
 
+/// An optional integer list that opset `moved_in` turned from attribute `name` into the
+/// optional second input (Squeeze axes and Split sizes at 13, ReduceMean axes at 18).
+fn ints_attr_or_input(
+    imp: &mut Importer,
+    ctx: &NodeCtx,
+    ins: &[Option<ValueRef>],
+    name: &str,
+    moved_in: i64,
+) -> Result<Option<Vec<i64>>, OnnxError> {
+    if ctx.opset < moved_in {
+        arity(ctx, ins, 1, 1)?;
+        ctx.ints(name)
+    } else {
+        arity(ctx, ins, 1, 2)?;
+        imp.const_ints(ctx, ins, 1)
+    }
+}
+
 /// Rejects requests for outputs beyond the first `supported`.
 fn outputs_at_most(ctx: &NodeCtx, supported: usize, what: &str) -> Result<(), OnnxError> {
     match ctx

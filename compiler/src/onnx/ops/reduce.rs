@@ -3,7 +3,7 @@
 use strata_ir::ops::ReduceMean;
 use strata_ir::{Op, ValueRef};
 
-use super::{arity, single};
+use super::{ints_attr_or_input, single};
 use crate::onnx::attrs::NodeCtx;
 use crate::onnx::import::Importer;
 use crate::onnx::OnnxError;
@@ -14,13 +14,7 @@ pub fn reduce_mean(
     ins: &[Option<ValueRef>],
 ) -> Result<Vec<ValueRef>, OnnxError> {
     // Opset 18 moved `axes` from an attribute to an optional input.
-    let axes = if ctx.opset < 18 {
-        arity(ctx, ins, 1, 1)?;
-        ctx.ints("axes")?
-    } else {
-        arity(ctx, ins, 1, 2)?;
-        imp.const_ints(ctx, ins, 1)?
-    };
+    let axes = ints_attr_or_input(imp, ctx, ins, "axes", 18)?;
     let x = imp.req(ctx, ins, 0)?;
     let rank = imp.ty(x)?.rank();
     let keep_dims = ctx.bool_or("keepdims", true)?;
