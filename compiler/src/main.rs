@@ -436,7 +436,7 @@ fn compile(
 fn progress_reporter() -> ProgressFn {
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{msg:40} [{bar:30}] {pos}/{len} {elapsed}")
+        ProgressStyle::with_template("{msg:48} [{bar:30}] {pos}/{len} {elapsed}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );

@@ -701,7 +701,12 @@ pub(crate) fn quantize_graph(
     let layers = quantizable_layers(graph)?;
     check_finite(PASS, &layers)?;
     let total = plane_counts.len() as u64;
-    report(PASS, 0, total);
+    let stage = |k: u8| format!("{PASS}: calibrating the {k}-plane network");
+    report(
+        &stage(plane_counts.first().copied().unwrap_or(bits)),
+        0,
+        total,
+    );
     let codes: Vec<LayerCodes> = layers
         .iter()
         .map(|l| LayerCodes::quantize(l, bits))
@@ -720,7 +725,8 @@ pub(crate) fn quantize_graph(
         for (acc, t) in per_layer.iter_mut().zip(tables) {
             acc.push(t);
         }
-        report(PASS, done as u64 + 1, total);
+        let next = plane_counts.get(done + 1).copied().unwrap_or(k);
+        report(&stage(next), done as u64 + 1, total);
     }
     let layers = layers
         .into_iter()
