@@ -17,8 +17,14 @@ PYTHON="${PYTHON:-python3}"
 log() { echo "[setup-python] $*"; }
 
 if ! command -v "$PYTHON" >/dev/null 2>&1; then
-    log "error: $PYTHON not found. Install it, e.g.: apt-get install -y python3 python3-venv" >&2
-    exit 1
+    if [ "$PYTHON" = "python3" ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+        log "python3 not found; installing python3 and python3-venv with apt-get"
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 python3-venv
+    else
+        log "error: $PYTHON not found. Install it, e.g.: sudo apt-get install -y python3 python3-venv" >&2
+        exit 1
+    fi
 fi
 
 want_hash="$(sha256sum "$REQ" | cut -d' ' -f1)"
