@@ -756,8 +756,8 @@ impl Pass for OnceQat {
         };
         report(PASS, 0);
         for step in 0..self.steps {
-            let idx: Vec<usize> = if batch == data.samples && data.chunk != crate::calibrate::CHUNK
-            {
+            // A batch of every sample is the whole set in order (full-batch training).
+            let idx: Vec<usize> = if batch == data.samples {
                 (0..batch).collect()
             } else {
                 (0..batch).map(|_| rng.below(data.samples)).collect()
@@ -826,7 +826,7 @@ impl Pass for OnceQat {
             let text: Vec<String> = plane_counts
                 .iter()
                 .zip(&losses)
-                .map(|(k, l)| format!("k={k} loss={l:.4}"))
+                .map(|(k, l)| format!("k={k} loss={l:.3e}"))
                 .collect();
             report(&format!("{PASS} {}", text.join(" ")), step + 1);
         }
