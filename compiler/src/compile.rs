@@ -18,6 +18,14 @@ pub struct CompileOptions {
     pub act_bits: u8,
     /// Activation range estimator: `minmax`, `percentile` or `mse`.
     pub calib_method: String,
+    /// `once-qat` optimiser steps; 0 skips training (plain vl-quantize).
+    pub qat_steps: usize,
+    /// Samples per `once-qat` step.
+    pub qat_batch: usize,
+    /// Peak Adam learning rate of `once-qat`.
+    pub qat_lr: f32,
+    /// Seed of `once-qat`'s batch sampler (same seed, same container).
+    pub seed: u64,
 }
 
 impl Default for CompileOptions {
@@ -27,6 +35,10 @@ impl Default for CompileOptions {
             planes: (2..=8).collect(),
             act_bits: 8,
             calib_method: "percentile".to_string(),
+            qat_steps: 0,
+            qat_batch: 64,
+            qat_lr: 1e-4,
+            seed: 0,
         }
     }
 }
@@ -48,9 +60,19 @@ impl CompileOptions {
     /// The pass pipeline these options stand for; it is also recorded in the container.
     pub fn pipeline(&self) -> String {
         let planes: Vec<String> = self.planes.iter().map(|k| k.to_string()).collect();
+        // `{:?}` of an f32 prints the shortest text that parses back to the same value.
+        let qat = if self.qat_steps > 0 {
+            format!(
+                "once-qat{{steps={},batch={},lr={:?},seed={}}},",
+                self.qat_steps, self.qat_batch, self.qat_lr, self.seed
+            )
+        } else {
+            String::new()
+        };
         format!(
             "fold-constants,fold-batchnorm,eliminate-dead-code,calibrate{{method={}}},\
-             vl-quantize{{bits={},planes=\"{}\",act-bits={}}},bitplane-rewrite,eliminate-dead-code",
+             vl-quantize{{bits={},planes=\"{}\",act-bits={}}},{qat}bitplane-rewrite,\
+             eliminate-dead-code",
             self.calib_method,
             self.bits,
             planes.join(","),
@@ -79,6 +101,19 @@ impl CompileOptions {
                 "--act-bits {} is outside 2..=8",
                 self.act_bits
             )));
+        }
+        if self.qat_steps > 0 {
+            if self.qat_batch == 0 {
+                return Err(CompileError::Options(
+                    "--qat-batch must be at least 1".into(),
+                ));
+            }
+            if !(self.qat_lr.is_finite() && self.qat_lr > 0.0) {
+                return Err(CompileError::Options(format!(
+                    "--qat-lr {} must be positive and finite",
+                    self.qat_lr
+                )));
+            }
         }
         Ok(())
     }

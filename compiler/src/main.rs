@@ -97,6 +97,21 @@ enum Command {
         /// Activation range estimator.
         #[arg(long, default_value = "percentile", value_parser = ["minmax", "percentile", "mse"])]
         calib_method: String,
+        /// Quantization-aware training steps of all plane counts at once (`once-qat`); 0: none.
+        #[arg(long, default_value_t = 0)]
+        qat_steps: usize,
+        /// Integer labels `[N]` of the calibration samples: adds cross-entropy to the QAT loss.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Samples per QAT step.
+        #[arg(long, default_value_t = 64)]
+        qat_batch: usize,
+        /// Peak Adam learning rate of QAT (cosine schedule).
+        #[arg(long, default_value_t = 1e-4)]
+        qat_lr: f32,
+        /// Seed of the QAT batch sampler.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
         #[arg(short, long)]
         output: PathBuf,
     },
@@ -234,16 +249,25 @@ fn dispatch(command: Command) -> Result<()> {
             planes,
             act_bits,
             calib_method,
+            qat_steps,
+            labels,
+            qat_batch,
+            qat_lr,
+            seed,
             output,
-        } => compile(
-            &model,
-            &calib,
-            bits,
-            planes,
-            act_bits,
-            calib_method,
-            &output,
-        )?,
+        } => {
+            let options = CompileOptions {
+                bits,
+                planes: planes.unwrap_or_else(|| (2..=bits).collect()),
+                act_bits,
+                calib_method,
+                qat_steps,
+                qat_batch,
+                qat_lr,
+                seed,
+            };
+            compile(&model, &calib, labels.as_deref(), &options, &output)?
+        }
         Command::Eval {
             model,
             data,
@@ -385,21 +409,17 @@ fn sha256_file(path: &Path) -> Result<String> {
 fn compile(
     model: &Path,
     calib: &[PathBuf],
-    bits: u8,
-    planes: Option<Vec<u8>>,
-    act_bits: u8,
-    calib_method: String,
+    labels: Option<&Path>,
+    options: &CompileOptions,
     output: &Path,
 ) -> Result<()> {
     let start = Instant::now();
     let graph = load_model(model)?.graph;
     let samples = read_graph_inputs(&graph, model, calib, "--calib")?;
-    let options = CompileOptions {
-        bits,
-        planes: planes.unwrap_or_else(|| (2..=bits).collect()),
-        act_bits,
-        calib_method,
-    };
+    if labels.is_some() && options.qat_steps == 0 {
+        bail!("--labels is only used by QAT: give --qat-steps too");
+    }
+    let labels = labels.map(npy::read_npy).transpose()?;
     let mut metadata = BTreeMap::new();
     metadata.insert("source".to_string(), model.display().to_string());
     metadata.insert("source_sha256".to_string(), sha256_file(model)?);
@@ -418,8 +438,9 @@ fn compile(
             .unwrap_or(0)
             .to_string(),
     );
-    let bytes = compile_to_container(graph, samples, &options, metadata, |ctx| {
+    let bytes = compile_to_container(graph, samples, options, metadata, |ctx| {
         ctx.progress = Some(progress_reporter());
+        ctx.labels = labels;
     })?;
     npy::write_atomic(output, &bytes).with_context(|| format!("writing {}", output.display()))?;
     eprintln!(

@@ -4,8 +4,8 @@ use strata_ir::Graph;
 
 use crate::pipeline::{parse_pipeline, PassOptions, PipelineError};
 use crate::{
-    BitplaneRewrite, Calibrate, EliminateDeadCode, FoldBatchNorm, FoldConstants, InferShapes, Pass,
-    PassContext, PassError, VlQuantize,
+    BitplaneRewrite, Calibrate, EliminateDeadCode, FoldBatchNorm, FoldConstants, InferShapes,
+    OnceQat, Pass, PassContext, PassError, VlQuantize,
 };
 
 /// A registered pass: its pipeline name, a one-line description for `--help`, and a
@@ -49,6 +49,13 @@ pub const PASSES: &[PassInfo] = &[
         summary: "vertically layered codes, planes and per-plane-count side tables fitted on \
                   calibration samples {bits=8, planes=2-8, act-bits=8}",
         create: VlQuantize::create,
+    },
+    PassInfo {
+        name: "once-qat",
+        summary: "train every plane count at once from the shared float weights (KL to the FP32 \
+                  teacher, + cross-entropy with labels) and re-derive the planes \
+                  {steps=N, batch=64, lr=1e-4, planes, weights, seed=0}",
+        create: OnceQat::create,
     },
     PassInfo {
         name: "bitplane-rewrite",

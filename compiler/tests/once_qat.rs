@@ -1,0 +1,153 @@
+//! `strata compile --qat-steps`: the `once-qat` pass inside the compile pipeline produces
+//! byte-identical containers for the same seed, and its options are validated.
+
+use std::collections::BTreeMap;
+
+use strata_compiler::compile::{compile_to_container, CompileError, CompileOptions};
+use strata_ir::ops::{Conv, Gemm};
+use strata_ir::{DType, Dim, Graph, Op, Shape, Tensor, TensorType, ValueRef};
+
+/// Deterministic values in [-1, 1) (xorshift).
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// conv(1→4, 3×3, pad 1) → relu → flatten → gemm(144→10).
+fn net() -> Graph {
+    let mut g = Graph::new("qat_net");
+    let x = g.add_input(
+        "x",
+        TensorType::new(
+            DType::F32,
+            Shape(vec![
+                Dim::Batch,
+                Dim::Known(1),
+                Dim::Known(6),
+                Dim::Known(6),
+            ]),
+        ),
+    );
+    let w1 = g.add_constant(
+        "w1",
+        Tensor::from_f32(
+            vec![4, 1, 3, 3],
+            values(36, 1).iter().map(|v| v * 0.6).collect(),
+        )
+        .unwrap(),
+    );
+    let b1 = g.add_constant("b1", Tensor::from_f32(vec![4], values(4, 2)).unwrap());
+    let conv = Op::Conv(Conv {
+        kernel: vec![3, 3],
+        strides: vec![1, 1],
+        pads: vec![1; 4],
+        dilations: vec![1, 1],
+        group: 1,
+        has_bias: true,
+    });
+    let mut op = |name: &str, op: Op, inputs: &[ValueRef]| {
+        ValueRef::first(
+            g.add_op_inferred(name, op, inputs, vec![name.to_string()])
+                .unwrap(),
+        )
+    };
+    let c = op("conv", conv, &[x, w1, b1]);
+    let r = op("relu", Op::Unary(strata_ir::ops::UnaryOp::Relu), &[c]);
+    let f = op("flat", Op::Flatten { axis: 1 }, &[r]);
+    let w2 = g.add_constant(
+        "w2",
+        Tensor::from_f32(
+            vec![10, 144],
+            values(1440, 3).iter().map(|v| v * 0.15).collect(),
+        )
+        .unwrap(),
+    );
+    let c2 = g.add_constant("c2", Tensor::from_f32(vec![10], values(10, 4)).unwrap());
+    let gemm = Op::Gemm(Gemm {
+        alpha: 1.0,
+        beta: 1.0,
+        trans_a: false,
+        trans_b: true,
+        has_c: true,
+    });
+    let y = ValueRef::first(
+        g.add_op_inferred("fc", gemm, &[f, w2, c2], vec!["y".to_string()])
+            .unwrap(),
+    );
+    g.set_outputs(vec![y]);
+    g
+}
+
+fn calib() -> Tensor {
+    let v = values(48 * 36, 9)
+        .into_iter()
+        .map(|v| v.abs() * 4.0)
+        .collect();
+    Tensor::from_f32(vec![48, 1, 6, 6], v).unwrap()
+}
+
+fn options(steps: usize, seed: u64) -> CompileOptions {
+    CompileOptions {
+        planes: vec![2, 4, 8],
+        calib_method: "minmax".to_string(),
+        qat_steps: steps,
+        qat_batch: 16,
+        seed,
+        ..CompileOptions::default()
+    }
+}
+
+fn compile(o: &CompileOptions) -> Result<Vec<u8>, CompileError> {
+    compile_to_container(net(), vec![calib()], o, BTreeMap::new(), |_| {})
+}
+
+#[test]
+fn same_seed_gives_byte_identical_containers() {
+    let a = compile(&options(4, 3)).unwrap();
+    let b = compile(&options(4, 3)).unwrap();
+    let c = compile(&options(4, 4)).unwrap();
+    let plain = compile(&options(0, 3)).unwrap();
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    assert_ne!(a, plain);
+}
+
+#[test]
+fn pipeline_names_once_qat_only_when_training() {
+    let p = options(4, 3).pipeline();
+    assert!(
+        p.contains("vl-quantize{bits=8,planes=\"2,4,8\",act-bits=8},once-qat{steps=4,batch=16,lr=0.0001,seed=3},bitplane-rewrite"),
+        "{p}"
+    );
+    assert!(!options(0, 3).pipeline().contains("once-qat"));
+}
+
+#[test]
+fn qat_options_are_validated() {
+    for o in [
+        CompileOptions {
+            qat_batch: 0,
+            ..options(2, 0)
+        },
+        CompileOptions {
+            qat_lr: -1.0,
+            ..options(2, 0)
+        },
+        CompileOptions {
+            qat_lr: f32::NAN,
+            ..options(2, 0)
+        },
+    ] {
+        assert!(
+            matches!(compile(&o), Err(CompileError::Options(_))),
+            "{o:?}"
+        );
+    }
+}
