@@ -5,18 +5,8 @@ use strata_ir::ops::{BatchNorm, Conv, Gemm};
 use strata_ir::{DType, Dim, Graph, NodeKind, Op, Shape, Tensor, TensorType, ValueRef};
 use strata_passes::PassManager;
 
-/// Deterministic values in [-1, 1) (xorshift), so failures reproduce.
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+mod common;
+use common::values;
 
 fn constant(g: &mut Graph, name: &str, shape: &[usize], seed: u64) -> ValueRef {
     let n = shape.iter().product();
