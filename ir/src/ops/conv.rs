@@ -139,6 +139,27 @@ impl Window<'_> {
     }
 }
 
+/// The optional bias (input 2) must be `[m]` of the input's element type.
+fn check_bias(
+    inputs: &[&TensorType],
+    has_bias: bool,
+    x: &TensorType,
+    m: usize,
+) -> Result<(), InferError> {
+    if has_bias {
+        let b = inputs[2];
+        check::same_dtype(2, b, x.dtype)?;
+        if b.shape != Shape::known(&[m]) {
+            return Err(InferError::ShapeMismatch {
+                input: 2,
+                shape: b.shape.clone(),
+                reason: format!("bias must be [{m}]"),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Conv {
     /// ONNX Conv: `out = floor((in + pb + pe - ((k-1)·d + 1)) / s) + 1` per spatial axis.
     pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
@@ -170,17 +191,7 @@ impl Conv {
                 reason: format!("{m} output channels not divisible by group {}", self.group),
             });
         }
-        if self.has_bias {
-            let b = inputs[2];
-            check::same_dtype(2, b, x.dtype)?;
-            if b.shape != Shape::known(&[m]) {
-                return Err(InferError::ShapeMismatch {
-                    input: 2,
-                    shape: b.shape.clone(),
-                    reason: format!("bias must be [{m}]"),
-                });
-            }
-        }
+        check_bias(inputs, self.has_bias, x, m)?;
         let ins = spatial_dims(x)?;
         let mut out = vec![x.shape.0[0], Dim::Known(m)];
         for (i, &in_i) in ins.iter().enumerate() {
@@ -238,17 +249,7 @@ impl ConvTranspose {
                 attr: "group",
                 reason: "output channel count overflows".into(),
             })?;
-        if self.has_bias {
-            let b = inputs[2];
-            check::same_dtype(2, b, x.dtype)?;
-            if b.shape != Shape::known(&[m]) {
-                return Err(InferError::ShapeMismatch {
-                    input: 2,
-                    shape: b.shape.clone(),
-                    reason: format!("bias must be [{m}]"),
-                });
-            }
-        }
+        check_bias(inputs, self.has_bias, x, m)?;
         let ins = spatial_dims(x)?;
         let mut out = vec![x.shape.0[0], Dim::Known(m)];
         for (i, &in_i) in ins.iter().enumerate() {
