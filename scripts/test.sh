@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Strata's full test suite: installs the pinned Python tooling and the ONNX node tests
+# Strata's full test suite: installs the Debian tools the backend tests need
+# (scripts/setup-system.sh), the pinned Python tooling and the ONNX node tests
 # (scripts/setup-python.sh), then runs every Rust test in the workspace.
 set -euo pipefail
 
@@ -12,6 +13,9 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "then open a new shell (or: source \"\$HOME/.cargo/env\") and re-run $0" >&2
     exit 1
 fi
+
+echo "[test] scripts/setup-system.sh"
+scripts/setup-system.sh
 
 echo "[test] scripts/setup-python.sh"
 scripts/setup-python.sh

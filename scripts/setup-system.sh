@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite needs beyond a Rust toolchain: clang and the
+# cross toolchains + qemu-user that check the emitted C on aarch64, armhf and riscv64, and
+# cmake for the CMake example. Idempotent: does nothing when every tool is already there.
+set -euo pipefail
+
+log() { echo "[setup-system] $*"; }
+
+# tool on PATH -> Debian package that provides it
+TOOLS=(
+    "clang:clang"
+    "cmake:cmake"
+    "aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu"
+    "arm-linux-gnueabihf-gcc:gcc-arm-linux-gnueabihf"
+    "riscv64-linux-gnu-gcc:gcc-riscv64-linux-gnu"
+    "qemu-aarch64:qemu-user"
+    "qemu-arm:qemu-user"
+    "qemu-riscv64:qemu-user"
+)
+
+missing=()
+for entry in "${TOOLS[@]}"; do
+    tool="${entry%%:*}"
+    pkg="${entry#*:}"
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        case " ${missing[*]-} " in *" $pkg "*) ;; *) missing+=("$pkg") ;; esac
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    log "up to date (clang, cmake, cross gcc for aarch64/armhf/riscv64, qemu-user)"
+    exit 0
+fi
+
+if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing with apt-get: ${missing[*]}"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+else
+    log "error: missing tools. Install them with:" >&2
+    log "    sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
