@@ -211,7 +211,8 @@ int main(int argc, char **argv)
 }
 "#;
 
-/// One compiler for one ISA, and the targets built with it.
+/// One compiler for one ISA, and the targets built with it (armv7m, portable C, is checked on
+/// its own ISA family, armhf, to keep the matrix's run time down).
 struct Toolchain {
     isa: &'static str,
     compiler: &'static str,
@@ -228,14 +229,14 @@ const TOOLCHAINS: &[Toolchain] = &[
         compiler: "gcc",
         cc: &["gcc"],
         runner: None,
-        targets: &[Target::Generic, Target::X86_64V3, Target::Armv7m],
+        targets: &[Target::Generic, Target::X86_64V3],
     },
     Toolchain {
         isa: "x86-64",
         compiler: "clang",
         cc: &["clang"],
         runner: None,
-        targets: &[Target::Generic, Target::X86_64V3, Target::Armv7m],
+        targets: &[Target::Generic, Target::X86_64V3],
     },
     Toolchain {
         isa: "aarch64",

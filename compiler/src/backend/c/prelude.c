@@ -345,7 +345,8 @@ static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, u
  * quantized input is copied channel-last into a zero-padded buffer and every kernel tap reads
  * it in place. im2col mode (layers with few input channels per group, where channel pairs
  * would be mostly padding): the receptive fields are copied out in ONNX order (c, kh, kw). The
- * int32 sums are parked in y (as bits) and turned into floats per channel afterwards. */
+ * int32 sums are parked in y (as bits, written by bq_tile) and turned into floats per
+ * channel afterwards. */
 static void bq_conv2d(const float *x, float *y, const bq_layer *L, const bq_conv *g, unsigned k,
                       unsigned j)
 {
@@ -355,7 +356,6 @@ static void bq_conv2d(const float *x, float *y, const bq_layer *L, const bq_conv
     size_t hw = (size_t)g->h * g->w, npix = (size_t)g->hp * g->wp, P = (size_t)g->oh * g->ow;
     size_t blk = (size_t)L->taps * L->cpairs * 32u, i, p0;
     const float *bias = L->bias + (size_t)j * L->rows;
-    int32_t acc[16 * BQ_PT];
     bq_quant(x, (size_t)g->c * hw, scale, zero, L->act_lo, L->act_hi, SQ);
     if (!g->col) {
         memset(SX, 0, npix * cs * sizeof(int16_t));
@@ -427,13 +427,8 @@ static void bq_conv2d(const float *x, float *y, const bq_layer *L, const bq_conv
             for (b = 0; b < L->mb; ++b) {
                 unsigned r0 = 16u * b;
                 bq_tile(L->w + ((size_t)gi * L->mb + b) * blk, xg, pos, L->toff, L->taps, cs,
-                        L->cpairs, sh, acc);
-                for (r = 0; r < 16u && r0 + r < mg; ++r) {
-                    float *yr = y + (size_t)(gi * mg + r0 + r) * P + p0;
-                    for (q = 0; q < np; ++q) {
-                        memcpy(yr + q, acc + q * 16u + r, sizeof(int32_t));
-                    }
-                }
+                        L->cpairs, sh, y + (size_t)(gi * mg + r0) * P + p0, P,
+                        mg - r0 < 16u ? mg - r0 : 16u, np);
             }
         }
         for (r = 0; r < mg; ++r) {

@@ -19,10 +19,13 @@ static void bq_load(const int8_t *w, int16x8_t shv, int16x8_t *c)
 }
 
 /*@section ktile*/
+/* Stores the sums of rows r < rows, positions q < np as int32 bits at y[r * ys + q]. */
 static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const uint32_t *toff,
-                    unsigned taps, unsigned cs, unsigned cpairs, unsigned sh, int32_t *acc)
+                    unsigned taps, unsigned cs, unsigned cpairs, unsigned sh, float *y,
+                    size_t ys, unsigned rows, unsigned np)
 {
     int32x4_t a[BQ_PT][4];
+    int32_t acc[16 * BQ_PT];
     const int16x8_t shv = vdupq_n_s16((int16_t)(-(int)sh));
     unsigned t, p, q, r;
     for (q = 0; q < BQ_PT; ++q) {
@@ -53,6 +56,11 @@ static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const 
     for (q = 0; q < BQ_PT; ++q) {
         for (r = 0; r < 4u; ++r) {
             vst1q_s32(acc + 16u * q + 4u * r, a[q][r]);
+        }
+    }
+    for (r = 0; r < rows; ++r) {
+        for (q = 0; q < np; ++q) {
+            memcpy(y + r * ys + q, acc + q * 16u + r, sizeof(int32_t));
         }
     }
 }

@@ -19,9 +19,11 @@ static void bq_load(const int8_t *w, unsigned sh, int32_t *c)
 }
 
 /*@section ktile*/
-/* acc[q * 16 + r] = sum over taps t and channels of codes(r) * x[pos[q] + toff[t] * cs + .] */
+/* Sums of codes(r) * x[pos[q] + toff[t] * cs + .] over taps t and channels, for rows r < rows
+ * and positions q < np, stored as int32 bits at y[r * ys + q]. */
 static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const uint32_t *toff,
-                    unsigned taps, unsigned cs, unsigned cpairs, unsigned sh, int32_t *acc)
+                    unsigned taps, unsigned cs, unsigned cpairs, unsigned sh, float *y,
+                    size_t ys, unsigned rows, unsigned np)
 {
     int32_t a[16 * BQ_PT], c[32];
     unsigned t, p, q, r;
@@ -42,8 +44,10 @@ static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const 
             }
         }
     }
-    for (r = 0; r < 16u * BQ_PT; ++r) {
-        acc[r] = a[r];
+    for (r = 0; r < rows; ++r) {
+        for (q = 0; q < np; ++q) {
+            memcpy(y + r * ys + q, a + q * 16u + r, sizeof(int32_t));
+        }
     }
 }
 

@@ -39,8 +39,53 @@ static __m256i bq_bcast(const int16_t *p)
 }
 
 /*@section ktile*/
+/* 8x8 transpose: r[q] holds rows 0-7 of position q on entry, positions 0-7 of row q on exit. */
+static void bq_tr8(__m256 *r)
+{
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+/* Rows 0-7 of the tile (one vector per position) to y[r * ys + q], r < rows, q < np, as bits. */
+static void bq_put8(const __m256i *a, float *y, size_t ys, unsigned rows, unsigned np)
+{
+    __m256 v[8];
+    unsigned q, r;
+    for (q = 0; q < 8u; ++q) {
+        v[q] = q < BQ_PT ? _mm256_castsi256_ps(a[q < BQ_PT ? q : 0]) : _mm256_setzero_ps();
+    }
+    bq_tr8(v);
+    for (r = 0; r < rows && r < 8u; ++r) {
+        float *d = y + r * ys;
+        if (np == BQ_PT) {
+            _mm_storeu_ps(d, _mm256_castps256_ps128(v[r]));
+            _mm_storel_pi((__m64 *)(void *)(d + 4), _mm256_extractf128_ps(v[r], 1));
+        } else {
+            float lane[8];
+            _mm256_storeu_ps(lane, v[r]);
+            memcpy(d, lane, np * sizeof(float));
+        }
+    }
+}
+
+/* Stores the sums of rows r < rows, positions q < np as int32 bits at y[r * ys + q]. */
 static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const uint32_t *toff,
-                    unsigned taps, unsigned cs, unsigned cpairs, unsigned sh, int32_t *acc)
+                    unsigned taps, unsigned cs, unsigned cpairs, unsigned sh, float *y,
+                    size_t ys, unsigned rows, unsigned np)
 {
     __m256i a0[BQ_PT], a1[BQ_PT];
     const __m128i shc = _mm_cvtsi32_si128((int)sh);
@@ -70,9 +115,9 @@ static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const 
             }
         }
     }
-    for (q = 0; q < BQ_PT; ++q) {
-        _mm256_storeu_si256((__m256i *)(void *)(acc + 16u * q), a0[q]);
-        _mm256_storeu_si256((__m256i *)(void *)(acc + 16u * q + 8u), a1[q]);
+    bq_put8(a0, y, ys, rows, np);
+    if (rows > 8u) {
+        bq_put8(a1, y + 8u * ys, ys, rows - 8u, np);
     }
 }
 
