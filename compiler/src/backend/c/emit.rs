@@ -48,8 +48,10 @@ enum Step {
     Bitplane {
         node: String,
         layer: usize,
-        /// The kernel call with `X`/`Y` standing for the input and output pointers.
+        /// The kernel call with `X`/`Y` standing for the input and output pointers and `RELU`
+        /// (if present) for whether a following Relu is fused into the epilogue.
         call: String,
+        relu: bool,
         x: Loc,
         y: usize,
     },
@@ -156,6 +158,8 @@ struct Ctx<'g> {
     max_u: usize,
     max_col: usize,
     target: Target,
+    /// How many ops (and graph outputs) read each value.
+    uses: std::collections::HashMap<ValueRef, usize>,
     /// Scratch of the code layout (elements): quantized input (int16), padded channel-last
     /// input (int16), per-pixel and per-position sums (int32), folded scales (float).
     max_sq: usize,
@@ -442,12 +446,12 @@ impl<'g> Ctx<'g> {
             (Layout::Codes, true) => {
                 self.sections
                     .extend(["quant", "bq_common", "bq_run", "bq_conv2d"]);
-                format!("bq_conv2d(X, Y, &L{l}, &G{l}, k, (unsigned)j)")
+                format!("bq_conv2d(X, Y, &L{l}, &G{l}, k, (unsigned)j, RELU)")
             }
             (Layout::Codes, false) => {
                 self.sections
                     .extend(["quant", "bq_common", "bq_run", "bq_linear"]);
-                format!("bq_linear(X, Y, &L{l}, k, (unsigned)j)")
+                format!("bq_linear(X, Y, &L{l}, k, (unsigned)j, RELU)")
             }
         };
         let y = self.new_buf(out_n, step);
@@ -456,6 +460,7 @@ impl<'g> Ctx<'g> {
             node: node.to_string(),
             layer: l,
             call,
+            relu: false,
             x,
             y,
         });
@@ -698,6 +703,21 @@ impl<'g> Ctx<'g> {
             Op::Bitplane(b) => self.bitplane(id, node, op, b, step),
             Op::Unary(UnaryOp::Relu) => {
                 let x = self.act(ins[0], step, node, op)?;
+                // A Relu that is the only reader of a code-layout layer's output is applied
+                // in that layer's epilogue (the same comparison, one pass fewer).
+                if let (Loc::Buf(b), Some(Step::Bitplane { y, relu, call, .. })) =
+                    (x, self.steps.last_mut())
+                {
+                    if *y == b
+                        && !*relu
+                        && call.contains("RELU")
+                        && self.uses.get(&ins[0]) == Some(&1)
+                    {
+                        *relu = true;
+                        self.locs.insert(ValueRef::first(id), x);
+                        return Ok(());
+                    }
+                }
                 let y = self.new_buf(out_n, step);
                 self.locs.insert(ValueRef::first(id), Loc::Buf(y));
                 self.sections.insert("relu");
@@ -851,6 +871,7 @@ pub fn emit(graph: &Graph, options: &EmitOptions) -> Result<EmittedC, EmitError>
         max_u: 0,
         max_col: 0,
         target: options.target,
+        uses: Default::default(),
         max_sq: 0,
         max_sx: 0,
         max_ss: 0,
@@ -860,6 +881,12 @@ pub fn emit(graph: &Graph, options: &EmitOptions) -> Result<EmittedC, EmitError>
     };
     cx.locs.insert(ValueRef::first(input), Loc::Input);
     let order = graph.topo_order()?;
+    for &id in &order {
+        for v in graph.node_inputs(id) {
+            *cx.uses.entry(v).or_default() += 1;
+        }
+    }
+    *cx.uses.entry(output).or_default() += 1;
     for (step, &id) in order.iter().enumerate() {
         let node = graph.node(id)?;
         if let NodeKind::Op(op) = &node.kind {
@@ -1058,6 +1085,7 @@ pub fn emit(graph: &Graph, options: &EmitOptions) -> Result<EmittedC, EmitError>
                 node,
                 layer,
                 call,
+                relu,
                 x,
                 y,
             } => {
@@ -1066,7 +1094,8 @@ pub fn emit(graph: &Graph, options: &EmitOptions) -> Result<EmittedC, EmitError>
                 let _ = writeln!(c, "    if (k > {up}_PLANES || (j = side_index(CN{layer}, L{layer}.n_counts, k)) < 0) {{\n        return 1;\n    }}");
                 let call = call
                     .replacen("X", &at(*x), 1)
-                    .replacen("Y", &out_ptr(*y), 1);
+                    .replacen("Y", &out_ptr(*y), 1)
+                    .replacen("RELU", if *relu { "1" } else { "0" }, 1);
                 let _ = writeln!(c, "    {call};");
             }
             Step::Relu { node, x, y, n } => {

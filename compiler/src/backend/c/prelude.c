@@ -316,7 +316,9 @@ static void bq_fold(const bq_layer *L, unsigned j, float scale)
 }
 
 /*@section bq_linear*/
-static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, unsigned j)
+/* relu: a following Relu fused into the epilogue (the comparison of relu()). */
+static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, unsigned j,
+                      int relu)
 {
     float scale = L->act[2 * j], zero = L->act[2 * j + 1];
     unsigned sh = L->planes - k, n = 2u * L->cpairs, b, r;
@@ -335,7 +337,8 @@ static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, u
         unsigned r0 = 16u * b;
         bq_tile1(L->w + b * blk, SX, L->cpairs, sh, acc);
         for (r = 0; r < 16u && r0 + r < L->rows; ++r) {
-            y[r0 + r] = bq_epi(SFA[r0 + r], SFB[r0 + r], bias[r0 + r], acc[r], usum);
+            float v = bq_epi(SFA[r0 + r], SFB[r0 + r], bias[r0 + r], acc[r], usum);
+            y[r0 + r] = relu && v < 0.0f ? 0.0f : v;
         }
     }
 }
@@ -348,7 +351,7 @@ static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, u
  * int32 sums are parked in y (as bits, written by bq_tile) and turned into floats per
  * channel afterwards. */
 static void bq_conv2d(const float *x, float *y, const bq_layer *L, const bq_conv *g, unsigned k,
-                      unsigned j)
+                      unsigned j, int relu)
 {
     float scale = L->act[2 * j], zero = L->act[2 * j + 1];
     unsigned sh = L->planes - k, cg = g->c / g->group, mg = g->m / g->group;
@@ -437,8 +440,10 @@ static void bq_conv2d(const float *x, float *y, const bq_layer *L, const bq_conv
             float *yr = y + (size_t)ch * P;
             for (i = 0; i < P; ++i) {
                 int32_t a;
+                float v;
                 memcpy(&a, yr + i, sizeof a);
-                yr[i] = bq_epi(fa, fb, bi, a, SUS[i]);
+                v = bq_epi(fa, fb, bi, a, SUS[i]);
+                yr[i] = relu && v < 0.0f ? 0.0f : v;
             }
         }
     }
