@@ -96,7 +96,6 @@ fn small_net() -> Graph {
                 .unwrap(),
         )
     };
-    #[allow(clippy::too_many_arguments)]
     fn conv(k: [usize; 2], s: usize, pads: [usize; 4], dil: usize, group: usize) -> Op {
         Op::Conv(Conv {
             kernel: k.to_vec(),

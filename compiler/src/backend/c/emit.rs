@@ -85,6 +85,16 @@ enum Step {
     },
 }
 
+/// A layer's weights as emitted.
+struct LayerWeights {
+    /// Bytes of weight data (planes or codes, plus tap offsets).
+    bytes: usize,
+    /// Code layout: (16-row blocks per group, taps, channel pairs); zeros for planes.
+    blocks: (usize, usize, usize),
+    /// The `static const` conv geometry, for convolutions.
+    geometry: Option<String>,
+}
+
 /// Per bit-plane layer facts for the header.
 struct LayerInfo {
     node: String,
@@ -361,9 +371,7 @@ impl<'g> Ctx<'g> {
         );
         let layout = self.target.spec().layout;
         let weights = match layout {
-            Layout::Planes => {
-                self.planes_weights(&mut d, l, bytes, kept, r, words, geom, in_n, spec.cols)
-            }
+            Layout::Planes => self.planes_weights(&mut d, l, &bytes[..kept], geom, in_n, spec.cols),
             Layout::Codes => {
                 // The codes' exact dot products are kept in int32: |q| <= 128, |u| <= 384.
                 if spec.cols > (i32::MAX as usize) / (128 * 384) {
@@ -409,7 +417,7 @@ impl<'g> Ctx<'g> {
                 );
             }
             Layout::Codes => {
-                let (mb, taps, cpairs) = weights.1;
+                let (mb, taps, cpairs) = weights.blocks;
                 let _ = writeln!(
                     d,
                     "static const bq_layer L{l} = {{W{l}, AL{l}, BE{l}, BI{l}, AC{l}, CN{l}, T{l}, {}u, {r}u, {k}u, {mb}u, {taps}u, {cpairs}u, {}u, {}, {}}};",
@@ -420,12 +428,12 @@ impl<'g> Ctx<'g> {
                 );
             }
         }
-        if let Some(g) = &weights.2 {
+        if let Some(g) = &weights.geometry {
             d.push_str(g);
         }
         d.push('\n');
         self.data.push_str(&d);
-        self.weight_bytes += weights.0 + 4 * (3 * r + 2) * js.len() + counts.len();
+        self.weight_bytes += weights.bytes + 4 * (3 * r + 2) * js.len() + counts.len();
         self.sections.insert("side");
         let call = match (layout, geom.is_some()) {
             (Layout::Planes, true) => {
@@ -471,22 +479,18 @@ impl<'g> Ctx<'g> {
         Ok(())
     }
 
-    /// Packed planes 0..K-1 as `P{l}` (and the conv geometry); returns the bytes stored.
-    #[allow(clippy::too_many_arguments)]
+    /// Packed planes 0..K-1 (`kept`: exactly their bytes) as `P{l}`, and the conv geometry.
     fn planes_weights(
         &mut self,
         d: &mut String,
         l: usize,
-        bytes: &[u8],
-        kept: usize,
-        _rows: usize,
-        _words: usize,
+        kept: &[u8],
         geom: Option<[usize; 15]>,
         in_n: usize,
         cols: usize,
-    ) -> (usize, (usize, usize, usize), Option<String>) {
-        let _ = write!(d, "static const uint64_t P{l}[{}] = {{", kept / 8);
-        for (i, w) in bytes[..kept].chunks_exact(8).enumerate() {
+    ) -> LayerWeights {
+        let _ = write!(d, "static const uint64_t P{l}[{}] = {{", kept.len() / 8);
+        for (i, w) in kept.chunks_exact(8).enumerate() {
             let mut a = [0u8; 8];
             a.copy_from_slice(w);
             d.push_str(if i % 4 == 0 { "\n    " } else { " " });
@@ -502,12 +506,15 @@ impl<'g> Ctx<'g> {
         if geom.is_none() {
             self.max_u = self.max_u.max(cols);
         }
-        (kept, (0, 0, 0), g)
+        LayerWeights {
+            bytes: kept.len(),
+            blocks: (0, 0, 0),
+            geometry: g,
+        }
     }
 
     /// The `K`-plane codes `[rows, cols]` (ONNX `OIHW` columns) as `W{l}` in the blocked
-    /// layout of `bq_layer`, the tap offsets `T{l}` and the conv geometry `G{l}`. Returns the
-    /// bytes stored and `(16-row blocks per group, taps, channel pairs)`.
+    /// layout of `bq_layer`, the tap offsets `T{l}` and the conv geometry `G{l}`.
     fn codes_weights(
         &mut self,
         d: &mut String,
@@ -516,7 +523,7 @@ impl<'g> Ctx<'g> {
         rows: usize,
         cols: usize,
         geom: Option<[usize; 15]>,
-    ) -> (usize, (usize, usize, usize), Option<String>) {
+    ) -> LayerWeights {
         // [c, h, w, m, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, group]. Layers with few
         // channels per group use im2col (one "tap" holding C/group·kh·kw channels).
         let col = geom.is_some_and(|v| v[0] / v[14] < COL_BELOW_CHANNELS);
@@ -613,7 +620,11 @@ impl<'g> Ctx<'g> {
             ts.len(),
             ts.join(", ")
         );
-        (w.len() + 4 * toff.len(), (mb, taps, cpairs), g)
+        LayerWeights {
+            bytes: w.len() + 4 * toff.len(),
+            blocks: (mb, taps, cpairs),
+            geometry: g,
+        }
     }
 
     fn pool(

@@ -9,12 +9,19 @@ static int32_t bq_shr(int32_t q, unsigned s)
     return q >= 0 ? q >> s : -(int32_t)((uint32_t)(-(q + 1)) >> s) - 1;
 }
 
-/* The 16x2 codes of one tap and channel pair, at k = K - sh planes. */
+/* The 16x2 codes of one tap and channel pair at k = K - sh planes: c[r] for the first
+ * channel, c[16 + r] for the second (contiguous per channel, so the row loops vectorise). */
 static void bq_load(const int8_t *w, unsigned sh, int32_t *c)
 {
     unsigned i;
-    for (i = 0; i < 32u; ++i) {
-        c[i] = sh ? bq_shr(w[i], sh) : (int32_t)w[i];
+    for (i = 0; i < 16u; ++i) {
+        c[i] = w[2u * i];
+        c[16u + i] = w[2u * i + 1u];
+    }
+    if (sh) {
+        for (i = 0; i < 32u; ++i) {
+            c[i] = bq_shr(c[i], sh);
+        }
     }
 }
 
@@ -39,7 +46,7 @@ static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const 
                 const int16_t *xp = x + pos[q] + off + 2u * p;
                 int32_t x0 = xp[0], x1 = xp[1];
                 for (r = 0; r < 16u; ++r) {
-                    a[q * 16u + r] += c[2 * r] * x0 + c[2 * r + 1] * x1;
+                    a[q * 16u + r] += c[r] * x0 + c[16u + r] * x1;
                 }
             }
         }
@@ -66,7 +73,7 @@ static void bq_tile1(const int8_t *w, const int16_t *x, unsigned cpairs, unsigne
         bq_load(w, sh, c);
         w += 32;
         for (r = 0; r < 16u; ++r) {
-            acc[r] += c[2 * r] * x0 + c[2 * r + 1] * x1;
+            acc[r] += c[r] * x0 + c[16u + r] * x1;
         }
     }
 }
