@@ -152,8 +152,9 @@ enum Command {
         /// Planes stored in the weights (`NAME_run` runs at this count).
         #[arg(long)]
         planes: u8,
-        /// Code-generation target (only `generic`: portable scalar C99).
-        #[arg(long, default_value = "generic", value_parser = ["generic"])]
+        /// Code-generation target: generic (portable C99), x86-64-v3 (AVX2), aarch64 (NEON),
+        /// armv7m (Cortex-M: packed planes, integer-only loops).
+        #[arg(long, default_value = "generic")]
         target: String,
         /// Prefix of the files, functions and macros (a C identifier).
         #[arg(long)]
@@ -312,12 +313,17 @@ fn dispatch(command: Command) -> Result<()> {
         Command::EmitC {
             model,
             planes,
-            target: _,
+            target,
             name,
             output,
         } => {
+            let target: strata_compiler::backend::c::Target = target.parse()?;
             let graph = load_model(&model)?.graph;
-            let options = strata_compiler::backend::c::EmitOptions { planes, name };
+            let options = strata_compiler::backend::c::EmitOptions {
+                planes,
+                name,
+                target,
+            };
             let written = strata_compiler::backend::c::write_c(&graph, &options, &output)
                 .with_context(|| model.display().to_string())?;
             for path in written {

@@ -267,3 +267,28 @@ fn bad_invocations_are_one_line_errors() {
     let e = fails(&["opt", &f.model, "--passes", "fold-constants,nonsense"]);
     assert!(e.contains("unknown pass `nonsense`"), "{e}");
 }
+
+#[test]
+fn emit_c_writes_each_target_and_lists_the_valid_ones() {
+    let f = files();
+    for t in ["generic", "x86-64-v3", "aarch64", "armv7m"] {
+        let out = f.dir.join(format!("c-{t}"));
+        let o = out.display().to_string();
+        ok(&[
+            "emit-c", &f.strata, "--planes", "4", "--target", t, "--name", "net", "-o", &o,
+        ]);
+        let h = std::fs::read_to_string(out.join("net.h")).unwrap();
+        assert!(h.contains(&format!("(target {t}, 4 planes)")), "{t}");
+        assert!(h.contains("int net_run_planes(const float *input"), "{t}");
+        assert!(out.join("net.c").exists(), "{t}");
+    }
+    let e = fails(&[
+        "emit-c", &f.strata, "--planes", "4", "--target", "avx512", "--name", "n", "-o", "x",
+    ]);
+    assert!(
+        e.starts_with("error: ")
+            && e.contains("`avx512`")
+            && e.contains("generic, x86-64-v3, aarch64, armv7m"),
+        "{e}"
+    );
+}

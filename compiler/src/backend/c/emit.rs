@@ -10,11 +10,16 @@ use strata_ir::ops::pool::{GlobalPoolKind, Pool};
 use strata_ir::{quant, DType, Graph, NodeId, NodeKind, Op, Tensor, TensorData, ValueRef};
 
 use super::planner::{plan, Buffer};
-use super::{EmitError, EmitOptions, EmittedC};
+use super::target::{Layout, Target};
+use super::{EmitError, EmitOptions, EmitStats, EmittedC};
 
 /// The C helpers, split into named sections so only what the graph uses is emitted (unused
 /// static functions would warn under `-Wall -Werror`).
 const PRELUDE: &str = include_str!("prelude.c");
+
+/// Convolutions with fewer input channels per group than this use im2col on the code layout:
+/// channel pairs would otherwise be mostly zero padding.
+const COL_BELOW_CHANNELS: usize = 8;
 
 /// Arena offsets are multiples of 4 floats (16 bytes), enough for any SIMD load a compiler
 /// may choose on the generic target.
@@ -43,7 +48,10 @@ enum Step {
     Bitplane {
         node: String,
         layer: usize,
-        conv: Option<String>,
+        /// The kernel call with `X`/`Y` standing for the input and output pointers and `RELU`
+        /// (if present) for whether a following Relu is fused into the epilogue.
+        call: String,
+        relu: bool,
         x: Loc,
         y: usize,
     },
@@ -77,6 +85,16 @@ enum Step {
     },
 }
 
+/// A layer's weights as emitted.
+struct LayerWeights {
+    /// Bytes of weight data (planes or codes, plus tap offsets).
+    bytes: usize,
+    /// Code layout: (16-row blocks per group, taps, channel pairs); zeros for planes.
+    blocks: (usize, usize, usize),
+    /// The `static const` conv geometry, for convolutions.
+    geometry: Option<String>,
+}
+
 /// Per bit-plane layer facts for the header.
 struct LayerInfo {
     node: String,
@@ -85,11 +103,16 @@ struct LayerInfo {
 
 /// Text of the prelude section `name`.
 fn section(name: &str) -> &'static str {
+    section_of(PRELUDE, name)
+}
+
+/// Text of section `name` of a C file split by `/*@section NAME*/` markers.
+fn section_of(text: &'static str, name: &str) -> &'static str {
     let marker = format!("/*@section {name}*/\n");
-    let Some(start) = PRELUDE.find(&marker) else {
+    let Some(start) = text.find(&marker) else {
         return "";
     };
-    let body = &PRELUDE[start + marker.len()..];
+    let body = &text[start + marker.len()..];
     let end = body.find("/*@section ").unwrap_or(body.len());
     &body[..end]
 }
@@ -144,6 +167,16 @@ struct Ctx<'g> {
     macs: u64,
     max_u: usize,
     max_col: usize,
+    target: Target,
+    /// How many ops (and graph outputs) read each value.
+    uses: std::collections::HashMap<ValueRef, usize>,
+    /// Scratch of the code layout (elements): quantized input (int16), padded channel-last
+    /// input (int16), per-pixel and per-position sums (int32), folded scales (float).
+    max_sq: usize,
+    max_sx: usize,
+    max_ss: usize,
+    max_sus: usize,
+    max_rows: usize,
     sections: std::collections::BTreeSet<&'static str>,
 }
 
@@ -287,10 +320,10 @@ impl<'g> Ctx<'g> {
         let ys = out_ty.shape.resolve(1);
         let out_n: usize = ys.iter().product();
         let in_n: usize = xs.iter().product();
-        let conv = match &b.kernel {
+        // Conv geometry: [c, h, w, m, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, group].
+        let geom = match &b.kernel {
             BitplaneKernel::Linear => {
                 self.macs += (r * spec.cols) as u64;
-                self.max_u = self.max_u.max(spec.cols);
                 None
             }
             BitplaneKernel::Conv(c) => {
@@ -318,7 +351,7 @@ impl<'g> Ctx<'g> {
                     c.dilations[1],
                     c.group,
                 ];
-                if v.iter().any(|&d| d > u32::MAX as usize / 4) {
+                if v.iter().any(|&d| d > u32::MAX as usize / 64) {
                     return Err(unsupported(
                         node,
                         op,
@@ -326,16 +359,9 @@ impl<'g> Ctx<'g> {
                     ));
                 }
                 self.macs += (ys[1] * ys[2] * ys[3] * spec.cols) as u64;
-                self.max_u = self.max_u.max(in_n);
-                self.max_col = self.max_col.max(spec.cols);
-                let fields: Vec<String> = v.iter().map(|d| format!("{d}u")).collect();
-                Some(format!(
-                    "static const bp_conv G{l} = {{{}}};\n",
-                    fields.join(", ")
-                ))
+                Some(v)
             }
         };
-        // Weights: planes 0..k as little-endian u64 words, side tables for counts ≤ k.
         let mut d = String::new();
         let _ = writeln!(
             d,
@@ -343,14 +369,29 @@ impl<'g> Ctx<'g> {
             comment_safe(node),
             op.mnemonic()
         );
-        let _ = write!(d, "static const uint64_t P{l}[{}] = {{", kept / 8);
-        for (i, w) in bytes[..kept].chunks_exact(8).enumerate() {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(w);
-            d.push_str(if i % 4 == 0 { "\n    " } else { " " });
-            let _ = write!(d, "0x{:016x}u,", u64::from_le_bytes(a));
-        }
-        d.push_str("\n};\n");
+        let layout = self.target.spec().layout;
+        let weights = match layout {
+            Layout::Planes => self.planes_weights(&mut d, l, &bytes[..kept], geom, in_n, spec.cols),
+            Layout::Codes => {
+                // The codes' exact dot products are kept in int32: |q| <= 128, |u| <= 384.
+                if spec.cols > (i32::MAX as usize) / (128 * 384) {
+                    return Err(unsupported(
+                        node,
+                        op,
+                        format!("{} columns overflow int32 sums", spec.cols),
+                    ));
+                }
+                let codes = quant::prefix_codes(&bytes[..kept], r, spec.cols, k);
+                if codes.len() != r * spec.cols {
+                    return Err(unsupported(
+                        node,
+                        op,
+                        "planes hold fewer codes than the layer",
+                    ));
+                }
+                self.codes_weights(&mut d, l, &codes, r, spec.cols, geom)
+            }
+        };
         float_array(&mut d, &format!("AL{l}"), &rows_of(alpha, &js, r));
         float_array(&mut d, &format!("BE{l}"), &rows_of(beta, &js, r));
         float_array(&mut d, &format!("BI{l}"), &rows_of(bias, &js, r));
@@ -364,32 +405,70 @@ impl<'g> Ctx<'g> {
         );
         let lo = -((1i32 << (spec.act_bits - 1)) as f32);
         let hi = ((1i32 << (spec.act_bits - 1)) - 1) as f32;
-        let _ = writeln!(
-            d,
-            "static const bp_layer L{l} = {{P{l}, AL{l}, BE{l}, BI{l}, AC{l}, CN{l}, {}u, {r}u, {}u, {words}u, {}, {}}};",
-            counts.len(),
-            spec.cols,
-            c_float(lo),
-            c_float(hi)
-        );
-        if let Some(g) = &conv {
+        match layout {
+            Layout::Planes => {
+                let _ = writeln!(
+                    d,
+                    "static const bp_layer L{l} = {{P{l}, AL{l}, BE{l}, BI{l}, AC{l}, CN{l}, {}u, {r}u, {}u, {words}u, {}, {}}};",
+                    counts.len(),
+                    spec.cols,
+                    c_float(lo),
+                    c_float(hi)
+                );
+            }
+            Layout::Codes => {
+                let (mb, taps, cpairs) = weights.blocks;
+                let _ = writeln!(
+                    d,
+                    "static const bq_layer L{l} = {{W{l}, AL{l}, BE{l}, BI{l}, AC{l}, CN{l}, T{l}, {}u, {r}u, {k}u, {mb}u, {taps}u, {cpairs}u, {}u, {}, {}}};",
+                    counts.len(),
+                    spec.cols,
+                    c_float(lo),
+                    c_float(hi)
+                );
+            }
+        }
+        if let Some(g) = &weights.geometry {
             d.push_str(g);
         }
         d.push('\n');
         self.data.push_str(&d);
-        self.weight_bytes += kept + 4 * (3 * r + 2) * js.len() + counts.len();
-        self.sections.extend(["bp_common", "bp_common2"]);
-        if conv.is_some() {
-            self.sections.extend(["bp_conv_t", "bp_conv2d"]);
-        } else {
-            self.sections.insert("bp_linear");
-        }
+        self.weight_bytes += weights.bytes + 4 * (3 * r + 2) * js.len() + counts.len();
+        self.sections.insert("side");
+        let call = match (layout, geom.is_some()) {
+            (Layout::Planes, true) => {
+                self.sections.extend([
+                    "quant",
+                    "bp_common",
+                    "bp_common2",
+                    "bp_conv_t",
+                    "bp_conv2d",
+                ]);
+                format!("bp_conv2d(X, Y, &L{l}, &G{l}, k, (unsigned)j, SU, SC)")
+            }
+            (Layout::Planes, false) => {
+                self.sections
+                    .extend(["quant", "bp_common", "bp_common2", "bp_linear"]);
+                format!("bp_linear(X, Y, &L{l}, k, (unsigned)j, SU)")
+            }
+            (Layout::Codes, true) => {
+                self.sections
+                    .extend(["quant", "bq_common", "bq_run", "bq_conv2d"]);
+                format!("bq_conv2d(X, Y, &L{l}, &G{l}, k, (unsigned)j, RELU)")
+            }
+            (Layout::Codes, false) => {
+                self.sections
+                    .extend(["quant", "bq_common", "bq_run", "bq_linear"]);
+                format!("bq_linear(X, Y, &L{l}, k, (unsigned)j, RELU)")
+            }
+        };
         let y = self.new_buf(out_n, step);
         self.locs.insert(ValueRef::first(id), Loc::Buf(y));
         self.steps.push(Step::Bitplane {
             node: node.to_string(),
             layer: l,
-            conv: conv.map(|_| format!("&G{l}")),
+            call,
+            relu: false,
             x,
             y,
         });
@@ -398,6 +477,154 @@ impl<'g> Ctx<'g> {
             counts,
         });
         Ok(())
+    }
+
+    /// Packed planes 0..K-1 (`kept`: exactly their bytes) as `P{l}`, and the conv geometry.
+    fn planes_weights(
+        &mut self,
+        d: &mut String,
+        l: usize,
+        kept: &[u8],
+        geom: Option<[usize; 15]>,
+        in_n: usize,
+        cols: usize,
+    ) -> LayerWeights {
+        let _ = write!(d, "static const uint64_t P{l}[{}] = {{", kept.len() / 8);
+        for (i, w) in kept.chunks_exact(8).enumerate() {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(w);
+            d.push_str(if i % 4 == 0 { "\n    " } else { " " });
+            let _ = write!(d, "0x{:016x}u,", u64::from_le_bytes(a));
+        }
+        d.push_str("\n};\n");
+        let g = geom.map(|v| {
+            self.max_u = self.max_u.max(in_n);
+            self.max_col = self.max_col.max(cols);
+            let fields: Vec<String> = v.iter().map(|d| format!("{d}u")).collect();
+            format!("static const bp_conv G{l} = {{{}}};\n", fields.join(", "))
+        });
+        if geom.is_none() {
+            self.max_u = self.max_u.max(cols);
+        }
+        LayerWeights {
+            bytes: kept.len(),
+            blocks: (0, 0, 0),
+            geometry: g,
+        }
+    }
+
+    /// The `K`-plane codes `[rows, cols]` (ONNX `OIHW` columns) as `W{l}` in the blocked
+    /// layout of `bq_layer`, the tap offsets `T{l}` and the conv geometry `G{l}`.
+    fn codes_weights(
+        &mut self,
+        d: &mut String,
+        l: usize,
+        codes: &[i32],
+        rows: usize,
+        cols: usize,
+        geom: Option<[usize; 15]>,
+    ) -> LayerWeights {
+        // [c, h, w, m, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, group]. Layers with few
+        // channels per group use im2col (one "tap" holding C/group·kh·kw channels).
+        let col = geom.is_some_and(|v| v[0] / v[14] < COL_BELOW_CHANNELS);
+        let (group, taps) = match geom {
+            Some(v) if !col => (v[14], v[6] * v[7]),
+            Some(v) => (v[14], 1),
+            None => (1, 1),
+        };
+        let mg = rows / group;
+        let cg = cols / taps;
+        let mb = mg.div_ceil(16);
+        let cpairs = cg.div_ceil(2);
+        let mut w = vec![0i8; group * mb * taps * cpairs * 32];
+        for gi in 0..group {
+            for m in 0..mg {
+                let (b, rr) = (m / 16, m % 16);
+                let row = &codes[(gi * mg + m) * cols..(gi * mg + m + 1) * cols];
+                for ci in 0..cg {
+                    for t in 0..taps {
+                        let at =
+                            ((((gi * mb + b) * taps + t) * cpairs + ci / 2) * 16 + rr) * 2 + ci % 2;
+                        // |q_K| <= 128 and q_K >= -128: the codes are int8.
+                        w[at] = row[ci * taps + t] as i8;
+                    }
+                }
+            }
+        }
+        let _ = write!(d, "static const int8_t W{l}[{}] = {{", w.len());
+        for (i, v) in w.iter().enumerate() {
+            d.push_str(if i % 32 == 0 { "\n    " } else { " " });
+            let _ = write!(d, "{v},");
+        }
+        d.push_str("\n};\n");
+        let cb = 2 * cpairs;
+        let (toff, g) = match geom {
+            Some(v) => {
+                let [c, h, wd, m, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, group] = v;
+                let hp = (h + ph).max((oh.max(1) - 1) * sh + (kh - 1) * dh + 1);
+                let wp = (wd + pw).max((ow.max(1) - 1) * sw + (kw - 1) * dw + 1);
+                let toff: Vec<usize> = if col {
+                    vec![0]
+                } else {
+                    (0..kh)
+                        .flat_map(|a| (0..kw).map(move |bb| a * dh * wp + bb * dw))
+                        .collect()
+                };
+                self.max_sq = self.max_sq.max(c * h * wd);
+                if col {
+                    self.max_sx = self.max_sx.max(oh * ow * cb);
+                } else {
+                    self.max_sx = self.max_sx.max(hp * wp * cb * group);
+                    self.max_ss = self.max_ss.max(hp * wp);
+                }
+                self.max_sus = self.max_sus.max(oh * ow);
+                let f = [
+                    c,
+                    h,
+                    wd,
+                    m,
+                    oh,
+                    ow,
+                    kh,
+                    kw,
+                    sh,
+                    sw,
+                    ph,
+                    pw,
+                    dh,
+                    dw,
+                    hp,
+                    wp,
+                    group,
+                    col as usize,
+                ];
+                let fields: Vec<String> = f.iter().map(|d| format!("{d}u")).collect();
+                (
+                    toff,
+                    Some(format!(
+                        "static const bq_conv G{l} = {{{}}};\n",
+                        fields.join(", ")
+                    )),
+                )
+            }
+            None => {
+                self.max_sx = self.max_sx.max(cb);
+                (vec![0], None)
+            }
+        };
+        self.max_rows = self.max_rows.max(rows);
+        let ts: Vec<String> = toff.iter().map(|t| format!("{t}u")).collect();
+        let _ = writeln!(
+            d,
+            "static const uint32_t T{l}[{}] = {{{}}};",
+            ts.len(),
+            ts.join(", ")
+        );
+        LayerWeights {
+            bytes: w.len() + 4 * toff.len(),
+            blocks: (mb, taps, cpairs),
+            geometry: g,
+        }
     }
 
     fn pool(
@@ -487,6 +714,21 @@ impl<'g> Ctx<'g> {
             Op::Bitplane(b) => self.bitplane(id, node, op, b, step),
             Op::Unary(UnaryOp::Relu) => {
                 let x = self.act(ins[0], step, node, op)?;
+                // A Relu that is the only reader of a code-layout layer's output is applied
+                // in that layer's epilogue (the same comparison, one pass fewer).
+                if let (Loc::Buf(b), Some(Step::Bitplane { y, relu, call, .. })) =
+                    (x, self.steps.last_mut())
+                {
+                    if *y == b
+                        && !*relu
+                        && call.contains("RELU")
+                        && self.uses.get(&ins[0]) == Some(&1)
+                    {
+                        *relu = true;
+                        self.locs.insert(ValueRef::first(id), x);
+                        return Ok(());
+                    }
+                }
                 let y = self.new_buf(out_n, step);
                 self.locs.insert(ValueRef::first(id), Loc::Buf(y));
                 self.sections.insert("relu");
@@ -639,10 +881,23 @@ pub fn emit(graph: &Graph, options: &EmitOptions) -> Result<EmittedC, EmitError>
         macs: 0,
         max_u: 0,
         max_col: 0,
+        target: options.target,
+        uses: Default::default(),
+        max_sq: 0,
+        max_sx: 0,
+        max_ss: 0,
+        max_sus: 0,
+        max_rows: 0,
         sections: Default::default(),
     };
     cx.locs.insert(ValueRef::first(input), Loc::Input);
     let order = graph.topo_order()?;
+    for &id in &order {
+        for v in graph.node_inputs(id) {
+            *cx.uses.entry(v).or_default() += 1;
+        }
+    }
+    *cx.uses.entry(output).or_default() += 1;
     for (step, &id) in order.iter().enumerate() {
         let node = graph.node(id)?;
         if let NodeKind::Op(op) = &node.kind {
@@ -669,7 +924,10 @@ pub fn emit(graph: &Graph, options: &EmitOptions) -> Result<EmittedC, EmitError>
     let name = &options.name;
     let up = name.to_ascii_uppercase();
     let k = options.planes;
-    let scratch_bytes = 2 * (cx.max_u + cx.max_col);
+    let scratch_bytes = 2 * (cx.max_u + cx.max_col + cx.max_sq + cx.max_sx)
+        + 4 * (cx.max_ss + cx.max_sus + 2 * cx.max_rows);
+    let tname = options.target.name();
+    let spec = options.target.spec();
 
     // Header.
     let mut h = String::new();
@@ -683,7 +941,7 @@ pub fn emit(graph: &Graph, options: &EmitOptions) -> Result<EmittedC, EmitError>
     let out_s = out_ty.shape.resolve(1);
     let _ = writeln!(
         h,
-        "/* {name}.h: generated by `strata emit-c` (target generic, {k} planes) from graph `{}`. */",
+        "/* {name}.h: generated by `strata emit-c` (target {tname}, {k} planes) from graph `{}`. */",
         comment_safe(&graph.name)
     );
     let _ = writeln!(h, "#ifndef {up}_H\n#define {up}_H\n");
@@ -707,12 +965,16 @@ pub fn emit(graph: &Graph, options: &EmitOptions) -> Result<EmittedC, EmitError>
     let _ = writeln!(h, "#define {up}_ARENA_BYTES {}", 4 * arena.total);
     let _ = writeln!(
         h,
-        "/* Static int16 scratch for quantized activations and receptive fields. */"
+        "/* Static integer scratch for quantized activations and receptive fields. */"
     );
     let _ = writeln!(h, "#define {up}_SCRATCH_BYTES {scratch_bytes}");
     let _ = writeln!(
         h,
-        "/* Constant data: planes 0..{}, side tables for plane counts <= {k}, constants. */",
+        "/* Constant data: {} 0..{}, side tables for plane counts <= {k}, constants. */",
+        match spec.layout {
+            Layout::Planes => "planes",
+            Layout::Codes => "int8 codes rebuilt from planes",
+        },
         k - 1
     );
     let _ = writeln!(h, "#define {up}_WEIGHT_BYTES {}", cx.weight_bytes);
@@ -755,15 +1017,23 @@ pub fn emit(graph: &Graph, options: &EmitOptions) -> Result<EmittedC, EmitError>
     let mut c = String::new();
     let _ = writeln!(
         c,
-        "/* {name}.c: generated by `strata emit-c` (target generic, {k} planes). */"
+        "/* {name}.c: generated by `strata emit-c` (target {tname}, {k} planes). */"
     );
-    let _ = writeln!(c, "#include \"{name}.h\"\n\n#include <math.h>\n#include <stddef.h>\n#include <stdint.h>\n#include <string.h>\n");
+    let _ = writeln!(c, "#include \"{name}.h\"\n\n#include <math.h>\n#include <stddef.h>\n#include <stdint.h>\n#include <string.h>");
+    for inc in spec.includes {
+        let _ = writeln!(c, "#include <{inc}>");
+    }
+    c.push_str("\n/* The float epilogues must not be contracted into fused multiply-adds. */\n#if defined(__clang__)\n#pragma STDC FP_CONTRACT OFF\n#endif\n\n");
     c.push_str(PRELUDE.split("/*@section ").next().unwrap_or(""));
+    let uses_codes = cx.sections.contains("bq_run");
     // Sections in prelude order (typedefs before the functions that use them).
     for s in [
+        "side",
         "bp_common",
         "bp_conv_t",
         "pool2d_t",
+        "bq_common",
+        "quant",
         "bp_common2",
         "bp_linear",
         "bp_conv2d",
@@ -783,6 +1053,34 @@ pub fn emit(graph: &Graph, options: &EmitOptions) -> Result<EmittedC, EmitError>
     if cx.max_col > 0 {
         let _ = writeln!(c, "static int16_t SC[{}];", cx.max_col);
     }
+    if uses_codes {
+        let _ = writeln!(
+            c,
+            "static int16_t SQ[{}];\nstatic int16_t SX[{}];\nstatic int32_t SS[{}];\nstatic int32_t SUS[{}];\nstatic float SFA[{}];\nstatic float SFB[{}];",
+            cx.max_sq.max(1),
+            cx.max_sx.max(1),
+            cx.max_ss.max(1),
+            cx.max_sus.max(1),
+            cx.max_rows.max(1),
+            cx.max_rows.max(1)
+        );
+        let has_conv = cx.sections.contains("bq_conv2d");
+        let has_linear = cx.sections.contains("bq_linear");
+        c.push_str(section_of(spec.kernels, "kcommon"));
+        if has_conv {
+            c.push_str(section_of(spec.kernels, "ktile"));
+        }
+        if has_linear {
+            c.push_str(section_of(spec.kernels, "ktile1"));
+        }
+        c.push_str(section("bq_run"));
+        if has_linear {
+            c.push_str(section("bq_linear"));
+        }
+        if has_conv {
+            c.push_str(section("bq_conv2d"));
+        }
+    }
     c.push('\n');
     c.push_str(&cx.data);
     c.push_str("static int run_impl(const float *input, float *output, const uint8_t *ppl)\n{\n");
@@ -797,31 +1095,19 @@ pub fn emit(graph: &Graph, options: &EmitOptions) -> Result<EmittedC, EmitError>
             Step::Bitplane {
                 node,
                 layer,
-                conv,
+                call,
+                relu,
                 x,
                 y,
             } => {
                 let _ = writeln!(c, "    /* `{}` */", comment_safe(node));
                 let _ = writeln!(c, "    k = ppl ? ppl[{layer}] : {up}_PLANES;");
-                let _ = writeln!(c, "    if (k > {up}_PLANES || (j = bp_side(&L{layer}, k)) < 0) {{\n        return 1;\n    }}");
-                match conv {
-                    Some(g) => {
-                        let _ = writeln!(
-                            c,
-                            "    bp_conv2d({}, {}, &L{layer}, {g}, k, (unsigned)j, SU, SC);",
-                            at(*x),
-                            out_ptr(*y)
-                        );
-                    }
-                    None => {
-                        let _ = writeln!(
-                            c,
-                            "    bp_linear({}, {}, &L{layer}, k, (unsigned)j, SU);",
-                            at(*x),
-                            out_ptr(*y)
-                        );
-                    }
-                }
+                let _ = writeln!(c, "    if (k > {up}_PLANES || (j = side_index(CN{layer}, L{layer}.n_counts, k)) < 0) {{\n        return 1;\n    }}");
+                let call = call
+                    .replacen("X", &at(*x), 1)
+                    .replacen("Y", &out_ptr(*y), 1)
+                    .replacen("RELU", if *relu { "1" } else { "0" }, 1);
+                let _ = writeln!(c, "    {call};");
             }
             Step::Relu { node, x, y, n } => {
                 let _ = writeln!(
@@ -889,5 +1175,11 @@ pub fn emit(graph: &Graph, options: &EmitOptions) -> Result<EmittedC, EmitError>
     Ok(EmittedC {
         header: h,
         source: c,
+        stats: EmitStats {
+            weight_bytes: cx.weight_bytes,
+            arena_bytes: 4 * arena.total,
+            scratch_bytes,
+            macs: cx.macs,
+        },
     })
 }

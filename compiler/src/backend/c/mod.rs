@@ -1,5 +1,5 @@
-//! The C backend: a quantized graph in, a self-contained C99 library out (`generic` target:
-//! portable scalar code, batch 1).
+//! The C backend: a quantized graph in, a self-contained C99 library out (batch 1), for one
+//! of several [`Target`]s that share the header and API.
 //!
 //! The emitted code uses no `malloc` and nothing from libc beyond `<stdint.h>`, `<stddef.h>`,
 //! `<string.h>` and `<math.h>`: activations live in one static arena laid out by the
@@ -9,18 +9,47 @@
 
 mod emit;
 pub mod planner;
+pub mod target;
 
 use std::path::{Path, PathBuf};
 
 pub use emit::emit;
+pub use target::{Target, UnknownTarget};
 
-/// What to generate.
+/// What to generate. A plain struct: build it with `..Default::default()` so new fields do
+/// not break callers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmitOptions {
     /// `K`: planes stored in the weights, and the plane count `PREFIX_run` uses.
     pub planes: u8,
     /// `PREFIX` of every public symbol, macro and file name (a C identifier).
     pub name: String,
+    /// The machine the code is written for.
+    pub target: Target,
+}
+
+impl Default for EmitOptions {
+    /// 8 planes, prefix `model`, the portable `generic` target.
+    fn default() -> Self {
+        EmitOptions {
+            planes: 8,
+            name: "model".into(),
+            target: Target::Generic,
+        }
+    }
+}
+
+/// The sizes the header's macros state, for build scripts and manifests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EmitStats {
+    /// `PREFIX_WEIGHT_BYTES`: constant data (weights in the target's layout, side tables).
+    pub weight_bytes: usize,
+    /// `PREFIX_ARENA_BYTES`: the static activation arena.
+    pub arena_bytes: usize,
+    /// `PREFIX_SCRATCH_BYTES`: static integer scratch of the quantized layers.
+    pub scratch_bytes: usize,
+    /// `PREFIX_MACS`: multiply-accumulates of the bit-plane layers per inference.
+    pub macs: u64,
 }
 
 /// The generated sources.
@@ -30,6 +59,8 @@ pub struct EmittedC {
     pub header: String,
     /// `PREFIX.c`: weights, arena and kernels.
     pub source: String,
+    /// The numbers behind the header's size macros.
+    pub stats: EmitStats,
 }
 
 /// Why a graph cannot be emitted as C; each names the node (and op) at fault.

@@ -27,19 +27,21 @@ typedef struct {
     unsigned c, h, w, oh, ow, kh, kw, sh, sw, ph, pw, eh, ew, dh, dw, include_pad;
 } pool2d;
 
-/*@section bp_common2*/
+/*@section side*/
 /* Side-table row of plane count k, or -1 when the layer cannot run at k. */
-static int bp_side(const bp_layer *L, unsigned k)
+static int side_index(const uint8_t *counts, unsigned n_counts, unsigned k)
 {
     unsigned j;
-    for (j = 0; j < L->n_counts; ++j) {
-        if (L->counts[j] == k) {
+    for (j = 0; j < n_counts; ++j) {
+        if (counts[j] == k) {
             return (int)j;
         }
     }
     return -1;
 }
 
+/*@section quant*/
+/* u = clamp(round_half_even(x / scale) + zero, lo, hi) - zero; NaN gives 0. */
 static void bp_quantize(const float *x, size_t n, float scale, float zero, float lo, float hi,
                         int16_t *u)
 {
@@ -60,6 +62,8 @@ static void bp_quantize(const float *x, size_t n, float scale, float zero, float
         }
     }
 }
+
+/*@section bp_common2*/
 
 /* acc = sum_i coeff_i * sum_{j: bit j of plane i set} v[j], coeff_0 = -2^(k-1),
  * coeff_i = 2^(k-1-i): the k-plane code dot product without unpacking the codes. */
@@ -90,7 +94,8 @@ static float bp_epilogue(const bp_layer *L, unsigned j, unsigned ch, float scale
     float fa = L->alpha[j * L->rows + ch] * scale;
     float fb = L->beta[j * L->rows + ch] * scale;
     float t = fa * (float)acc;
-    t = t + fb * (float)usum;
+    float v = fb * (float)usum;
+    t = t + v;
     return t + L->bias[j * L->rows + ch];
 }
 
@@ -170,6 +175,26 @@ static void relu(const float *x, float *y, size_t n)
 static void pool2d_run(const float *x, float *y, const pool2d *p, int is_max)
 {
     unsigned c, oh, ow, a, b;
+    if (is_max && p->kh == 2 && p->kw == 2 && p->sh == 2 && p->sw == 2 && p->ph == 0 &&
+        p->pw == 0 && p->dh == 1 && p->dw == 1 && 2 * p->oh <= p->h && 2 * p->ow <= p->w) {
+        /* 2x2/2 max pooling without padding: the same comparisons in the same order. */
+        for (c = 0; c < p->c; ++c) {
+            const float *xp = x + (size_t)c * p->h * p->w;
+            float *yp = y + (size_t)c * p->oh * p->ow;
+            for (oh = 0; oh < p->oh; ++oh) {
+                const float *r0 = xp + (size_t)(2 * oh) * p->w, *r1 = r0 + p->w;
+                for (ow = 0; ow < p->ow; ++ow) {
+                    float m = -INFINITY;
+                    m = r0[2 * ow] > m ? r0[2 * ow] : m;
+                    m = r0[2 * ow + 1] > m ? r0[2 * ow + 1] : m;
+                    m = r1[2 * ow] > m ? r1[2 * ow] : m;
+                    m = r1[2 * ow + 1] > m ? r1[2 * ow + 1] : m;
+                    yp[(size_t)oh * p->ow + ow] = m;
+                }
+            }
+        }
+        return;
+    }
     for (c = 0; c < p->c; ++c) {
         const float *xp = x + (size_t)c * p->h * p->w;
         float *yp = y + (size_t)c * p->oh * p->ow;
@@ -245,5 +270,181 @@ static void binary(const float *a, const float *b, float *y, size_t n, size_t bn
     for (i = 0; i < n; ++i) {
         float r = b[bn == 1 ? 0 : i];
         y[i] = is_mul ? a[i] * r : a[i] + r;
+    }
+}
+
+/*@section bq_common*/
+/* Layers whose weights are the unpacked K-plane codes (int8). Per group and block of 16 output
+ * channels, for every kernel tap and channel pair, the 16x2 codes row by row; channels and
+ * rows beyond the layer's are zero. The codes are rebuilt at emit time from planes 0..K-1
+ * only; a run at k < K planes uses q_k = q_K >> (K - k) (floor), as the runtime does. */
+typedef struct {
+    const int8_t *w;
+    const float *alpha; /* [S][rows] */
+    const float *beta;  /* [S][rows] */
+    const float *bias;  /* [S][rows] */
+    const float *act;   /* [S][2]: scale, zero point */
+    const uint8_t *counts;
+    const uint32_t *toff; /* per tap: pixel offset in the padded input */
+    unsigned n_counts, rows, planes, mb, taps, cpairs, cols;
+    float act_lo, act_hi;
+} bq_layer;
+
+/* Convolution geometry; hp, wp: the zero-padded input (input pixel (i, j) at (i+ph, j+pw));
+ * col: im2col mode (taps == 1 in the weight layout, channels = C/group x kh x kw). */
+typedef struct {
+    unsigned c, h, w, m, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, hp, wp, group, col;
+} bq_conv;
+
+/*@section bq_run*/
+static float bq_epi(float fa, float fb, float bias, int32_t acc, int32_t usum)
+{
+    float t = fa * (float)acc;
+    float v = fb * (float)usum;
+    t = t + v;
+    return t + bias;
+}
+
+/* alpha*scale and beta*scale of every row (the runtime's folding order). */
+static void bq_fold(const bq_layer *L, unsigned j, float scale)
+{
+    unsigned r;
+    for (r = 0; r < L->rows; ++r) {
+        SFA[r] = L->alpha[j * L->rows + r] * scale;
+        SFB[r] = L->beta[j * L->rows + r] * scale;
+    }
+}
+
+/*@section bq_linear*/
+/* relu: a following Relu fused into the epilogue (the comparison of relu()). */
+static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, unsigned j,
+                      int relu)
+{
+    float scale = L->act[2 * j], zero = L->act[2 * j + 1];
+    unsigned sh = L->planes - k, n = 2u * L->cpairs, b, r;
+    size_t blk = (size_t)L->cpairs * 32u;
+    int32_t usum = 0, acc[16];
+    const float *bias = L->bias + (size_t)j * L->rows;
+    bq_quant(x, L->cols, scale, zero, L->act_lo, L->act_hi, SX);
+    for (r = L->cols; r < n; ++r) {
+        SX[r] = 0;
+    }
+    for (r = 0; r < L->cols; ++r) {
+        usum += SX[r];
+    }
+    bq_fold(L, j, scale);
+    for (b = 0; b < L->mb; ++b) {
+        unsigned r0 = 16u * b;
+        bq_tile1(L->w + b * blk, SX, L->cpairs, sh, acc);
+        for (r = 0; r < 16u && r0 + r < L->rows; ++r) {
+            float v = bq_epi(SFA[r0 + r], SFB[r0 + r], bias[r0 + r], acc[r], usum);
+            y[r0 + r] = relu && v < 0.0f ? 0.0f : v;
+        }
+    }
+}
+
+/*@section bq_conv2d*/
+/* Convolution as tiles of BQ_PT output positions times 16 output channels. Direct mode: the
+ * quantized input is copied channel-last into a zero-padded buffer and every kernel tap reads
+ * it in place. im2col mode (layers with few input channels per group, where channel pairs
+ * would be mostly padding): the receptive fields are copied out in ONNX order (c, kh, kw). The
+ * int32 sums are parked in y (as bits, written by bq_tile) and turned into floats per
+ * channel afterwards. */
+static void bq_conv2d(const float *x, float *y, const bq_layer *L, const bq_conv *g, unsigned k,
+                      unsigned j, int relu)
+{
+    float scale = L->act[2 * j], zero = L->act[2 * j + 1];
+    unsigned sh = L->planes - k, cg = g->c / g->group, mg = g->m / g->group;
+    unsigned cb = 2u * L->cpairs, cs = g->col ? 1u : cb * g->group, c, gi, b, r, q, t;
+    size_t hw = (size_t)g->h * g->w, npix = (size_t)g->hp * g->wp, P = (size_t)g->oh * g->ow;
+    size_t blk = (size_t)L->taps * L->cpairs * 32u, i, p0;
+    const float *bias = L->bias + (size_t)j * L->rows;
+    bq_quant(x, (size_t)g->c * hw, scale, zero, L->act_lo, L->act_hi, SQ);
+    if (!g->col) {
+        memset(SX, 0, npix * cs * sizeof(int16_t));
+        for (c = 0; c < g->c; ++c) {
+            const int16_t *src = SQ + (size_t)c * hw;
+            int16_t *dst = SX + ((size_t)g->ph * g->wp + g->pw) * cs + (c / cg) * cb + c % cg;
+            unsigned ih, iw;
+            for (ih = 0; ih < g->h; ++ih) {
+                for (iw = 0; iw < g->w; ++iw) {
+                    dst[((size_t)ih * g->wp + iw) * cs] = src[(size_t)ih * g->w + iw];
+                }
+            }
+        }
+    }
+    bq_fold(L, j, scale);
+    for (gi = 0; gi < g->group; ++gi) {
+        const int16_t *xg = SX + (g->col ? 0u : (size_t)gi * cb);
+        if (g->col) {
+            for (i = 0; i < P; ++i) {
+                long oh = (long)(i / g->ow), ow = (long)(i % g->ow);
+                int16_t *d = SX + i * cb;
+                int32_t s = 0;
+                unsigned n = 0, a, bb;
+                for (c = 0; c < cg; ++c) {
+                    const int16_t *plane = SQ + (size_t)(gi * cg + c) * hw;
+                    for (a = 0; a < g->kh; ++a) {
+                        long ih = oh * (long)g->sh + (long)(a * g->dh) - (long)g->ph;
+                        for (bb = 0; bb < g->kw; ++bb) {
+                            long iw = ow * (long)g->sw + (long)(bb * g->dw) - (long)g->pw;
+                            int16_t v = 0;
+                            if (ih >= 0 && ih < (long)g->h && iw >= 0 && iw < (long)g->w) {
+                                v = plane[(size_t)ih * g->w + (size_t)iw];
+                            }
+                            d[n++] = v;
+                            s += v;
+                        }
+                    }
+                }
+                for (; n < cb; ++n) {
+                    d[n] = 0;
+                }
+                SUS[i] = s;
+            }
+        } else {
+            /* Receptive-field sums of u: channel sums per pixel, then over the taps. */
+            for (i = 0; i < npix; ++i) {
+                int32_t s = 0;
+                for (c = 0; c < cb; ++c) {
+                    s += xg[i * cs + c];
+                }
+                SS[i] = s;
+            }
+            for (i = 0; i < P; ++i) {
+                size_t base = (i / g->ow) * g->sh * g->wp + (i % g->ow) * g->sw;
+                int32_t s = 0;
+                for (t = 0; t < L->taps; ++t) {
+                    s += SS[base + L->toff[t]];
+                }
+                SUS[i] = s;
+            }
+        }
+        for (p0 = 0; p0 < P; p0 += BQ_PT) {
+            size_t pos[BQ_PT];
+            unsigned np = P - p0 < BQ_PT ? (unsigned)(P - p0) : BQ_PT;
+            for (q = 0; q < BQ_PT; ++q) {
+                size_t p = p0 + (q < np ? q : 0);
+                pos[q] = g->col ? p * cb : ((p / g->ow) * g->sh * g->wp + (p % g->ow) * g->sw) * cs;
+            }
+            for (b = 0; b < L->mb; ++b) {
+                unsigned r0 = 16u * b;
+                bq_tile(L->w + ((size_t)gi * L->mb + b) * blk, xg, pos, L->toff, L->taps, cs,
+                        L->cpairs, sh, y + (size_t)(gi * mg + r0) * P + p0, P,
+                        mg - r0 < 16u ? mg - r0 : 16u, np);
+            }
+        }
+        for (r = 0; r < mg; ++r) {
+            unsigned ch = gi * mg + r;
+            float fa = SFA[ch], fb = SFB[ch], bi = bias[ch];
+            float *yr = y + (size_t)ch * P;
+            for (i = 0; i < P; ++i) {
+                int32_t a;
+                float v;
+                memcpy(&a, yr + i, sizeof a);
+                v = bq_epi(fa, fb, bi, a, SUS[i]);
+                yr[i] = relu && v < 0.0f ? 0.0f : v;
+            }
+        }
     }
 }

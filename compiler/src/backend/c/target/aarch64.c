@@ -1,0 +1,93 @@
+/*@section kcommon*/
+/* NEON kernels over the unpacked codes (target aarch64): vld2q_s8 splits a 16x2 block into
+ * the codes of the two channels, which are sign-extended to int16 and multiplied into int32
+ * accumulators with widening multiply-accumulates (vmlal), exact for every plane count. */
+#if !defined(__aarch64__) || !defined(__ARM_NEON)
+#error "target aarch64 needs an AArch64 compiler with NEON"
+#endif
+#define BQ_PT 4
+#define bq_quant bp_quantize
+
+/* The codes of channel 0 and 1 of a 16x2 block as int16, rows 0-7 and 8-15, at K - sh planes. */
+static void bq_load(const int8_t *w, int16x8_t shv, int16x8_t *c)
+{
+    int8x16x2_t v = vld2q_s8(w);
+    c[0] = vshlq_s16(vmovl_s8(vget_low_s8(v.val[0])), shv);
+    c[1] = vshlq_s16(vmovl_high_s8(v.val[0]), shv);
+    c[2] = vshlq_s16(vmovl_s8(vget_low_s8(v.val[1])), shv);
+    c[3] = vshlq_s16(vmovl_high_s8(v.val[1]), shv);
+}
+
+/*@section ktile*/
+/* Stores the sums of rows r < rows, positions q < np as int32 bits at y[r * ys + q]. */
+static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const uint32_t *toff,
+                    unsigned taps, unsigned cs, unsigned cpairs, unsigned sh, float *y,
+                    size_t ys, unsigned rows, unsigned np)
+{
+    int32x4_t a[BQ_PT][4];
+    int32_t acc[16 * BQ_PT];
+    const int16x8_t shv = vdupq_n_s16((int16_t)(-(int)sh));
+    unsigned t, p, q, r;
+    for (q = 0; q < BQ_PT; ++q) {
+        for (r = 0; r < 4u; ++r) {
+            a[q][r] = vdupq_n_s32(0);
+        }
+    }
+    for (t = 0; t < taps; ++t) {
+        size_t off = (size_t)toff[t] * cs;
+        for (p = 0; p < cpairs; ++p) {
+            int16x8_t c[4];
+            bq_load(w, shv, c);
+            w += 32;
+            for (q = 0; q < BQ_PT; ++q) {
+                const int16_t *xp = x + pos[q] + off + 2u * p;
+                int16_t x0 = xp[0], x1 = xp[1];
+                a[q][0] = vmlal_n_s16(a[q][0], vget_low_s16(c[0]), x0);
+                a[q][1] = vmlal_high_n_s16(a[q][1], c[0], x0);
+                a[q][2] = vmlal_n_s16(a[q][2], vget_low_s16(c[1]), x0);
+                a[q][3] = vmlal_high_n_s16(a[q][3], c[1], x0);
+                a[q][0] = vmlal_n_s16(a[q][0], vget_low_s16(c[2]), x1);
+                a[q][1] = vmlal_high_n_s16(a[q][1], c[2], x1);
+                a[q][2] = vmlal_n_s16(a[q][2], vget_low_s16(c[3]), x1);
+                a[q][3] = vmlal_high_n_s16(a[q][3], c[3], x1);
+            }
+        }
+    }
+    for (q = 0; q < BQ_PT; ++q) {
+        for (r = 0; r < 4u; ++r) {
+            vst1q_s32(acc + 16u * q + 4u * r, a[q][r]);
+        }
+    }
+    for (r = 0; r < rows; ++r) {
+        for (q = 0; q < np; ++q) {
+            memcpy(y + r * ys + q, acc + q * 16u + r, sizeof(int32_t));
+        }
+    }
+}
+
+/*@section ktile1*/
+static void bq_tile1(const int8_t *w, const int16_t *x, unsigned cpairs, unsigned sh,
+                     int32_t *acc)
+{
+    int32x4_t a0 = vdupq_n_s32(0), a1 = a0, a2 = a0, a3 = a0;
+    const int16x8_t shv = vdupq_n_s16((int16_t)(-(int)sh));
+    unsigned p;
+    for (p = 0; p < cpairs; ++p) {
+        int16x8_t c[4];
+        int16_t x0 = x[2u * p], x1 = x[2u * p + 1u];
+        bq_load(w, shv, c);
+        w += 32;
+        a0 = vmlal_n_s16(a0, vget_low_s16(c[0]), x0);
+        a1 = vmlal_high_n_s16(a1, c[0], x0);
+        a2 = vmlal_n_s16(a2, vget_low_s16(c[1]), x0);
+        a3 = vmlal_high_n_s16(a3, c[1], x0);
+        a0 = vmlal_n_s16(a0, vget_low_s16(c[2]), x1);
+        a1 = vmlal_high_n_s16(a1, c[2], x1);
+        a2 = vmlal_n_s16(a2, vget_low_s16(c[3]), x1);
+        a3 = vmlal_high_n_s16(a3, c[3], x1);
+    }
+    vst1q_s32(acc, a0);
+    vst1q_s32(acc + 4, a1);
+    vst1q_s32(acc + 8, a2);
+    vst1q_s32(acc + 12, a3);
+}

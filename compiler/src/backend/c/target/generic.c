@@ -1,0 +1,79 @@
+/*@section kcommon*/
+/* Portable scalar kernels over the unpacked codes (target generic). */
+#define BQ_PT 4
+#define bq_quant bp_quantize
+
+/* floor(q / 2^s) without relying on the implementation-defined >> of negative values. */
+static int32_t bq_shr(int32_t q, unsigned s)
+{
+    return q >= 0 ? q >> s : -(int32_t)((uint32_t)(-(q + 1)) >> s) - 1;
+}
+
+/* The 16x2 codes of one tap and channel pair at k = K - sh planes: c[r] for the first
+ * channel, c[16 + r] for the second (contiguous per channel, so the row loops vectorise). */
+static void bq_load(const int8_t *w, unsigned sh, int32_t *c)
+{
+    unsigned i;
+    for (i = 0; i < 16u; ++i) {
+        c[i] = w[2u * i];
+        c[16u + i] = w[2u * i + 1u];
+    }
+    if (sh) {
+        for (i = 0; i < 32u; ++i) {
+            c[i] = bq_shr(c[i], sh);
+        }
+    }
+}
+
+/*@section ktile*/
+/* Sums of codes(r) * x[pos[q] + toff[t] * cs + .] over taps t and channels, for rows r < rows
+ * and positions q < np, stored as int32 bits at y[r * ys + q]. */
+static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const uint32_t *toff,
+                    unsigned taps, unsigned cs, unsigned cpairs, unsigned sh, float *y,
+                    size_t ys, unsigned rows, unsigned np)
+{
+    int32_t a[16 * BQ_PT], c[32];
+    unsigned t, p, q, r;
+    for (r = 0; r < 16u * BQ_PT; ++r) {
+        a[r] = 0;
+    }
+    for (t = 0; t < taps; ++t) {
+        size_t off = (size_t)toff[t] * cs;
+        for (p = 0; p < cpairs; ++p) {
+            bq_load(w, sh, c);
+            w += 32;
+            for (q = 0; q < BQ_PT; ++q) {
+                const int16_t *xp = x + pos[q] + off + 2u * p;
+                int32_t x0 = xp[0], x1 = xp[1];
+                for (r = 0; r < 16u; ++r) {
+                    a[q * 16u + r] += c[r] * x0 + c[16u + r] * x1;
+                }
+            }
+        }
+    }
+    for (r = 0; r < rows; ++r) {
+        for (q = 0; q < np; ++q) {
+            memcpy(y + r * ys + q, a + q * 16u + r, sizeof(int32_t));
+        }
+    }
+}
+
+/*@section ktile1*/
+/* One position, one tap (fully connected layers): acc[r] for the 16 rows of the block. */
+static void bq_tile1(const int8_t *w, const int16_t *x, unsigned cpairs, unsigned sh,
+                     int32_t *acc)
+{
+    int32_t c[32];
+    unsigned p, r;
+    for (r = 0; r < 16u; ++r) {
+        acc[r] = 0;
+    }
+    for (p = 0; p < cpairs; ++p) {
+        int32_t x0 = x[2 * p], x1 = x[2 * p + 1];
+        bq_load(w, sh, c);
+        w += 32;
+        for (r = 0; r < 16u; ++r) {
+            acc[r] += c[r] * x0 + c[16u + r] * x1;
+        }
+    }
+}
