@@ -107,6 +107,7 @@ fn build(graph: &Graph, k: u8, tag: &str) -> PathBuf {
     let opts = EmitOptions {
         planes: k,
         name: "model".into(),
+        layer_planes: None,
     };
     write_c(graph, &opts, &dir).unwrap();
     std::fs::write(dir.join("main.c"), MAIN_C).unwrap();
@@ -230,6 +231,7 @@ fn mnist_header_snapshot() {
         &EmitOptions {
             planes: 4,
             name: "mnist_cnn".into(),
+            layer_planes: None,
         },
     )
     .unwrap();
@@ -240,6 +242,7 @@ fn mnist_header_snapshot() {
         &EmitOptions {
             planes: 8,
             name: "m".into(),
+            layer_planes: None,
         },
     )
     .unwrap();
@@ -317,6 +320,7 @@ fn small_float_net_matches_runtime() {
         &EmitOptions {
             planes: 8,
             name: "s".into(),
+            layer_planes: None,
         },
     )
     .unwrap();
@@ -329,6 +333,7 @@ fn errors_name_what_and_where() {
     let opts = |k: u8, name: &str| EmitOptions {
         planes: k,
         name: name.into(),
+        layer_planes: None,
     };
     let g = mnist();
     assert!(matches!(

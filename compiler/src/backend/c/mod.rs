@@ -21,6 +21,52 @@ pub struct EmitOptions {
     pub planes: u8,
     /// `PREFIX` of every public symbol, macro and file name (a C identifier).
     pub name: String,
+    /// Mixed precision: the plane count of each bit-plane layer (in `planes_per_layer`
+    /// order, see [`layer_names`]), each `<= planes`. Layer `i` then keeps only its first
+    /// `k_i` planes and `PREFIX_run` (and `PREFIX_run_planes(.., NULL)`) runs at these
+    /// counts. `None`: every layer keeps and runs at `planes`.
+    pub layer_planes: Option<Vec<u8>>,
+}
+
+/// Sizes of the generated code, as the header macros state them; for fitting a model to a
+/// device (`strata manifest`) and for the mixed-precision byte budget.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EmitStats {
+    /// Constant data: kept planes, side tables, constant operands (`PREFIX_WEIGHT_BYTES`).
+    pub weight_bytes: u64,
+    /// The static activation arena (`PREFIX_ARENA_BYTES`).
+    pub arena_bytes: u64,
+    /// The static int16 scratch (`PREFIX_SCRATCH_BYTES`); RAM = arena + scratch.
+    pub scratch_bytes: u64,
+    /// Multiply-accumulates of the bit-plane layers per inference (`PREFIX_MACS`).
+    pub macs: u64,
+    /// Each bit-plane layer's share of `weight_bytes`, in layer order.
+    pub layers: Vec<LayerStats>,
+}
+
+/// One bit-plane layer's contribution to the weights.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerStats {
+    /// The layer's node name.
+    pub node: String,
+    /// Planes it keeps (and runs at by default).
+    pub planes: u8,
+    /// Its planes and side tables, in bytes.
+    pub weight_bytes: u64,
+}
+
+/// The bit-plane layers in the order `PREFIX_run_planes` indexes them (the graph's
+/// topological order), so a per-layer choice by node name can be turned into
+/// [`EmitOptions::layer_planes`].
+pub fn layer_names(graph: &strata_ir::Graph) -> Result<Vec<String>, EmitError> {
+    let mut names = Vec::new();
+    for id in graph.topo_order()? {
+        let node = graph.node(id)?;
+        if let strata_ir::NodeKind::Op(strata_ir::Op::Bitplane(_)) = &node.kind {
+            names.push(node.name.clone());
+        }
+    }
+    Ok(names)
 }
 
 /// The generated sources.
@@ -30,6 +76,8 @@ pub struct EmittedC {
     pub header: String,
     /// `PREFIX.c`: weights, arena and kernels.
     pub source: String,
+    /// The sizes the header states.
+    pub stats: EmitStats,
 }
 
 /// Why a graph cannot be emitted as C; each names the node (and op) at fault.
@@ -53,6 +101,8 @@ pub enum EmitError {
         planes: u8,
         reason: String,
     },
+    #[error("{got} per-layer plane counts given for a graph with {expected} bit-plane layers")]
+    LayerPlanes { expected: usize, got: usize },
     #[error("the C backend needs exactly one f32 graph input and one f32 output, {0}")]
     Interface(String),
     #[error("graph: {0}")]
