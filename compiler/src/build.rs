@@ -412,7 +412,11 @@ pub fn emit_options(
             .iter()
             .map(|n| chosen.get(n).copied().unwrap_or(info.available_planes))
             .collect();
-        let k = per_layer.iter().copied().max().unwrap_or(info.available_planes);
+        let k = per_layer
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(info.available_planes);
         return Ok(EmitOptions {
             planes: k,
             name,

@@ -12,8 +12,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 use strata_compiler::build::{emit_options, Target};
 use strata_compiler::compile::{compile_to_container, CompileOptions};
-use strata_compiler::manifest::{self, EVAL_DATA_KEY, EVAL_TOP1_KEY};
 use strata_compiler::eval::{score, weight_bytes, EvalReport};
+use strata_compiler::manifest::{self, EVAL_DATA_KEY, EVAL_TOP1_KEY};
 use strata_compiler::model::ContainerInfo;
 use strata_compiler::{inspect, load_model, npy};
 use strata_ir::container::strip_container;
@@ -845,12 +845,15 @@ fn manifest_cmd(
     let target: Target = target.parse()?;
     let loaded = load_model(model)?;
     let Some(info) = &loaded.container else {
-        bail!("{} is not a .strata model; compile it first", model.display());
+        bail!(
+            "{} is not a .strata model; compile it first",
+            model.display()
+        );
     };
     let m = manifest::manifest(&loaded.graph, info, target)
         .with_context(|| model.display().to_string())?;
-    let fit = (fit_flash.is_some() || fit_ram.is_some())
-        .then(|| manifest::fit(&m, fit_flash, fit_ram));
+    let fit =
+        (fit_flash.is_some() || fit_ram.is_some()).then(|| manifest::fit(&m, fit_flash, fit_ram));
     if json {
         let mut value = serde_json::to_value(&m)?;
         if let (Some(f), Some(obj)) = (&fit, value.as_object_mut()) {

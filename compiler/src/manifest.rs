@@ -211,7 +211,12 @@ pub fn fit(manifest: &Manifest, flash: Option<u64>, ram: Option<u64>) -> Fit {
                 if r.weight_bytes <= f { "<=" } else { ">" },
                 thousands(f)
             );
-            if r.weight_bytes <= f { &mut fine } else { &mut fails }.push(line);
+            if r.weight_bytes <= f {
+                &mut fine
+            } else {
+                &mut fails
+            }
+            .push(line);
         }
         if let Some(m) = ram {
             let line = format!(
@@ -220,7 +225,12 @@ pub fn fit(manifest: &Manifest, flash: Option<u64>, ram: Option<u64>) -> Fit {
                 if r.ram_bytes <= m { "<=" } else { ">" },
                 thousands(m)
             );
-            if r.ram_bytes <= m { &mut fine } else { &mut fails }.push(line);
+            if r.ram_bytes <= m {
+                &mut fine
+            } else {
+                &mut fails
+            }
+            .push(line);
         }
         if !fails.is_empty() {
             reasons.push(format!("k={}: too big: {}", r.planes, fails.join("; ")));
@@ -232,7 +242,11 @@ pub fn fit(manifest: &Manifest, flash: Option<u64>, ram: Option<u64>) -> Fit {
                 fine.join("; ")
             ));
         } else {
-            reasons.push(format!("k={}: fits, but k={} is larger", r.planes, chosen.unwrap_or(0)));
+            reasons.push(format!(
+                "k={}: fits, but k={} is larger",
+                r.planes,
+                chosen.unwrap_or(0)
+            ));
         }
     }
     Fit { chosen, reasons }

@@ -105,7 +105,11 @@ pub fn mean_abs_error(teacher: &Tensor, student: &Tensor) -> Result<f64, MixedEr
             teacher.shape()
         )));
     }
-    let sum: f64 = t.iter().zip(s).map(|(&a, &b)| (a as f64 - b as f64).abs()).sum();
+    let sum: f64 = t
+        .iter()
+        .zip(s)
+        .map(|(&a, &b)| (a as f64 - b as f64).abs())
+        .sum();
     Ok(sum / t.len() as f64)
 }
 

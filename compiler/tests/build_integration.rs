@@ -142,7 +142,10 @@ fn build_api_is_deterministic_and_writes_only_changed_files() {
     };
     let out_a = build().emit_c(&a).unwrap();
     let out_b = build().emit_c(&b).unwrap();
-    for (x, y) in [(&out_a.header, &out_b.header), (&out_a.source, &out_b.source)] {
+    for (x, y) in [
+        (&out_a.header, &out_b.header),
+        (&out_a.source, &out_b.source),
+    ] {
         assert_eq!(std::fs::read(x).unwrap(), std::fs::read(y).unwrap());
     }
     assert_eq!(out_a.planes, 4);
@@ -169,10 +172,16 @@ fn build_api_is_deterministic_and_writes_only_changed_files() {
     .unwrap_err();
     assert!(err.to_string().contains("no side table"), "{err}");
     // An unchanged file keeps its timestamp (no needless rebuild of the C).
-    let before = std::fs::metadata(&out_a.source).unwrap().modified().unwrap();
+    let before = std::fs::metadata(&out_a.source)
+        .unwrap()
+        .modified()
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
     build().emit_c(&a).unwrap();
-    let after = std::fs::metadata(&out_a.source).unwrap().modified().unwrap();
+    let after = std::fs::metadata(&out_a.source)
+        .unwrap()
+        .modified()
+        .unwrap();
     assert_eq!(before, after);
     // Starting from the existing .strata gives the same C.
     let c = tmp("det-c");
@@ -192,13 +201,13 @@ fn build_api_is_deterministic_and_writes_only_changed_files() {
 fn build_api_errors_name_the_problem() {
     let dir = tmp("errors");
     let e = Build::new(model()).cargo_metadata(false).emit_c(&dir);
-    assert!(
-        matches!(e, Err(BuildError::NoCalibration { .. })),
-        "{e:?}"
-    );
+    assert!(matches!(e, Err(BuildError::NoCalibration { .. })), "{e:?}");
     let s = dir.join("x.strata");
     std::fs::write(&s, b"not a container").unwrap();
-    let e = Build::new(&s).calibration(calib()).cargo_metadata(false).emit_c(&dir);
+    let e = Build::new(&s)
+        .calibration(calib())
+        .cargo_metadata(false)
+        .emit_c(&dir);
     assert!(
         matches!(
             e,
@@ -209,7 +218,10 @@ fn build_api_errors_name_the_problem() {
         ),
         "{e:?}"
     );
-    let e = Build::new(&s).cargo_metadata(false).emit_c(&dir).unwrap_err();
+    let e = Build::new(&s)
+        .cargo_metadata(false)
+        .emit_c(&dir)
+        .unwrap_err();
     assert!(e.to_string().contains("x.strata"), "{e}");
     assert!(matches!(e, BuildError::Container { .. }), "{e:?}");
     let e = Build::new(root().join("missing.onnx"))
@@ -337,8 +349,7 @@ fn mixed_precision_errors() {
         budget_bytes: Some(1000),
         ..CompileOptions::default()
     };
-    let e = compile_to_container(fp32, vec![calib], &options, BTreeMap::new(), |_| {})
-        .unwrap_err();
+    let e = compile_to_container(fp32, vec![calib], &options, BTreeMap::new(), |_| {}).unwrap_err();
     match e {
         CompileError::Mixed(MixedError::Budget { budget, min_bytes }) => {
             assert_eq!(budget, 1000);
@@ -409,7 +420,14 @@ fn mixed_precision_is_honoured_by_run_and_emit_c_and_survives_strip() {
     let ip = img.display().to_string();
     // `strata run` without --planes runs the stored choice.
     let out_default = dir.join("default");
-    ok(&["run", &sp, "--input", &ip, "--out", &out_default.display().to_string()]);
+    ok(&[
+        "run",
+        &sp,
+        "--input",
+        &ip,
+        "--out",
+        &out_default.display().to_string(),
+    ]);
     let got = read_npy(&out_default.join("output_0.npy")).unwrap();
     let loaded = read_container(&m.bytes).unwrap();
     let want = run_with(
@@ -423,10 +441,20 @@ fn mixed_precision_is_honoured_by_run_and_emit_c_and_survives_strip() {
     .unwrap();
     assert_eq!(got.as_f32().unwrap(), want[0].as_f32().unwrap());
     // `emit-c` without --planes keeps each layer's planes: K = the largest choice.
-    ok(&["emit-c", &sp, "--name", "mixed", "-o", &dir.display().to_string()]);
+    ok(&[
+        "emit-c",
+        &sp,
+        "--name",
+        "mixed",
+        "-o",
+        &dir.display().to_string(),
+    ]);
     let header = std::fs::read_to_string(dir.join("mixed.h")).unwrap();
     let kmax = loaded.layer_planes.values().max().unwrap();
-    assert!(header.contains(&format!("#define MIXED_PLANES {kmax}")), "{header}");
+    assert!(
+        header.contains(&format!("#define MIXED_PLANES {kmax}")),
+        "{header}"
+    );
     assert!(header.contains(&format!(
         "#define MIXED_WEIGHT_BYTES {}",
         m.plan.weight_bytes
@@ -434,8 +462,7 @@ fn mixed_precision_is_honoured_by_run_and_emit_c_and_survives_strip() {
     // A file cut below a layer's choice runs that layer at the planes present.
     let cut = strip_container(&m.bytes, 3).unwrap();
     let c = read_container(cut).unwrap();
-    let eff =
-        strata_ir::container::effective_layer_planes(&c.graph, &c.layer_planes, 3).unwrap();
+    let eff = strata_ir::container::effective_layer_planes(&c.graph, &c.layer_planes, 3).unwrap();
     for (node, k) in &loaded.layer_planes {
         assert_eq!(eff[node], (*k).min(3));
     }
@@ -479,14 +506,26 @@ int main(int argc, char **argv)
     std::fs::write(dir.join("main.c"), main_c).unwrap();
     let exe = dir.join("main");
     let cc = Command::new("gcc")
-        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-o"])
+        .args([
+            "-std=c99",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-O2",
+            "-o",
+        ])
         .arg(&exe)
         .arg(dir.join("model.c"))
         .arg(dir.join("main.c"))
         .arg("-lm")
         .output()
         .expect("gcc is required by the C backend tests");
-    assert!(cc.status.success(), "{}", String::from_utf8_lossy(&cc.stderr));
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
     let images = rows(
         &read_npy(&root().join("tests/fixtures/mnist/images.npy")).unwrap(),
         0..8,
@@ -518,7 +557,12 @@ int main(int argc, char **argv)
         },
     )
     .unwrap();
-    let want: Vec<u32> = want[0].as_f32().unwrap().iter().map(|v| v.to_bits()).collect();
+    let want: Vec<u32> = want[0]
+        .as_f32()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect();
     assert_eq!(got, want);
 }
 
@@ -574,7 +618,10 @@ fn manifest_lists_every_plane_count_and_fits_a_device() {
     .unwrap();
     assert_eq!(v["fit"]["chosen"].as_u64(), Some(5));
     let reasons = v["fit"]["reasons"].as_array().unwrap();
-    assert!(reasons[0].as_str().unwrap().starts_with("k=8: too big: weights"));
+    assert!(reasons[0]
+        .as_str()
+        .unwrap()
+        .starts_with("k=8: too big: weights"));
     assert!(reasons[3].as_str().unwrap().starts_with("k=5: fits"));
     // Nothing fits: an error after the reasons.
     let out = strata(&["manifest", &sp, "--fit-flash", "1K"]);

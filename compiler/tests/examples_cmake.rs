@@ -41,13 +41,19 @@ fn cmake_example_builds_two_plane_counts_into_one_program() {
         .arg(root().join("examples/cmake"))
         .arg("-B")
         .arg(&build)
-        .arg(format!("-DSTRATA_EXECUTABLE={}", env!("CARGO_BIN_EXE_strata")))
+        .arg(format!(
+            "-DSTRATA_EXECUTABLE={}",
+            env!("CARGO_BIN_EXE_strata")
+        ))
         // The generated code and the example must build warning-free.
         .arg("-DCMAKE_C_FLAGS=-Wall -Wextra -Werror -pedantic"));
     run(Command::new("cmake").arg("--build").arg(&build));
     let stdout = run(&mut Command::new(build.join("classify")));
     let (k2, k8) = (top1(&stdout, "K=2 top-1: "), top1(&stdout, "K=8 top-1: "));
-    assert!(stdout.contains("(500)") || stdout.contains("/500)"), "{stdout}");
+    assert!(
+        stdout.contains("(500)") || stdout.contains("/500)"),
+        "{stdout}"
+    );
     // Measured with the bundled 256 calibration images: K=2 98.00 %, K=8 99.20 %.
     assert!(k8 >= 95.0, "{stdout}");
     assert!(k2 >= 90.0, "{stdout}");

@@ -25,10 +25,7 @@ fn classify(image: &[f32]) -> Option<usize> {
     // SAFETY: `image` holds INPUT floats and `out` OUTPUT floats, the sizes the generated
     // header states; the C code only reads the one and writes the other.
     let rc = unsafe { mnist_cnn_run(image.as_ptr(), out.as_mut_ptr()) };
-    (rc == 0).then(|| {
-        (0..OUTPUT)
-            .fold(0, |best, c| if out[c] > out[best] { c } else { best })
-    })
+    (rc == 0).then(|| (0..OUTPUT).fold(0, |best, c| if out[c] > out[best] { c } else { best }))
 }
 
 fn read<T: npyz::Deserialize>(path: &PathBuf) -> Result<Vec<T>, String> {
@@ -39,9 +36,12 @@ fn read<T: npyz::Deserialize>(path: &PathBuf) -> Result<Vec<T>, String> {
 }
 
 fn main() -> ExitCode {
-    let dir = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/mnist")
-    });
+    let dir = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/mnist")
+        });
     let (images, labels) = match (
         read::<f32>(&dir.join("images.npy")),
         read::<i64>(&dir.join("labels.npy")),
