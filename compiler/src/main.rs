@@ -436,6 +436,7 @@ fn container_json(graph: &Graph, info: &ContainerInfo) -> serde_json::Value {
         "plane_counts": plane_counts(graph),
         "file_bytes": info.file_bytes,
         "metadata": info.metadata,
+        "layer_planes": info.layer_planes,
     })
 }
 
@@ -448,6 +449,12 @@ fn print_container(graph: &Graph, info: &ContainerInfo) {
         info.bits,
         counts.join(",")
     );
+    if !info.layer_planes.is_empty() {
+        println!(
+            "mixed precision (per-layer plane counts): {:?}",
+            info.layer_planes
+        );
+    }
     for (k, v) in &info.metadata {
         println!("  {k}: {v}");
     }
@@ -495,6 +502,9 @@ fn compile(
         ctx.labels = labels;
     })?;
     npy::write_atomic(output, &bytes).with_context(|| format!("writing {}", output.display()))?;
+    if options.budget_bytes.is_some() {
+        report_mixed(&bytes)?;
+    }
     eprintln!(
         "wrote {} ({} bytes) in {:.1} s",
         output.display(),
@@ -945,5 +955,33 @@ fn record_top1(args: &EvalArgs, report: &EvalReport, data: &Tensor) -> Result<()
     npy::write_atomic(&args.model, &rewritten)
         .with_context(|| format!("writing {}", args.model.display()))?;
     eprintln!("recorded top-1 in {}", args.model.display());
+    Ok(())
+}
+
+/// Prints the mixed-precision choice a budgeted compile stored, beside the uniform plane
+/// count of at most the same size.
+fn report_mixed(bytes: &[u8]) -> Result<()> {
+    let loaded = strata_ir::container::read_container(bytes)?;
+    let Some(text) = loaded.metadata.get("mixed_precision") else {
+        return Ok(());
+    };
+    let plan: serde_json::Value = serde_json::from_str(text)?;
+    eprintln!(
+        "mixed precision: {:?}: {} weight bytes (budget {}), calibration mean |logit - FP32| {:.4}",
+        loaded.layer_planes,
+        plan["weight_bytes"],
+        plan["budget_bytes"],
+        plan["calibration_error"].as_f64().unwrap_or(f64::NAN)
+    );
+    if plan["uniform"].is_object() {
+        eprintln!(
+            "  uniform k={} within the budget: {} weight bytes, calibration mean |logit - FP32| {:.4}",
+            plan["uniform"]["planes"],
+            plan["uniform"]["weight_bytes"],
+            plan["uniform"]["calibration_error"].as_f64().unwrap_or(f64::NAN)
+        );
+    } else {
+        eprintln!("  no uniform plane count fits the budget");
+    }
     Ok(())
 }

@@ -123,10 +123,7 @@ pub fn manifest(
             layer_planes: info
                 .default_layer_planes(graph)
                 .map_err(|e| ManifestError::BadTop1(e.to_string()))?,
-            footprint: ManifestRow {
-                top1: top1.get("mixed").copied(),
-                ..row(&options)?
-            },
+            footprint: row(&options)?,
         })
     };
     Ok(Manifest {

@@ -792,7 +792,12 @@ pub fn emit(graph: &Graph, options: &EmitOptions) -> Result<EmittedC, EmitError>
     let _ = writeln!(h, "int {name}_run(const float *input, float *output);");
     let _ = writeln!(
         h,
-        "/* Runs with planes_per_layer[i] planes in layer i (NULL: {default_planes})."
+        "/* Runs with planes_per_layer[i] planes in layer i (NULL: {default_planes}{}).",
+        if options.layer_planes.is_some() {
+            ""
+        } else {
+            " everywhere"
+        }
     );
     let _ = writeln!(
         h,
