@@ -26,6 +26,9 @@ pub struct CompileOptions {
     pub qat_lr: f32,
     /// Seed of `once-qat`'s batch sampler (same seed, same container).
     pub seed: u64,
+    /// Mixed precision: choose a plane count per layer whose C-backend weight bytes fit this
+    /// budget (see [`crate::mixed_precision`]); the choice is stored in the container.
+    pub budget_bytes: Option<u64>,
 }
 
 impl Default for CompileOptions {
@@ -39,6 +42,7 @@ impl Default for CompileOptions {
             qat_batch: 64,
             qat_lr: 1e-4,
             seed: 0,
+            budget_bytes: None,
         }
     }
 }
@@ -54,6 +58,8 @@ pub enum CompileError {
     Pass(#[from] PassError),
     #[error(transparent)]
     Container(#[from] ContainerError),
+    #[error(transparent)]
+    Mixed(#[from] crate::mixed_precision::MixedError),
 }
 
 impl CompileOptions {
@@ -135,7 +141,8 @@ pub fn quantize(
 }
 
 /// Quantizes and serialises to `.strata` bytes; `metadata` is stored in the header beside the
-/// compile options.
+/// compile options. With `budget_bytes`, the per-layer plane choice is stored too, and its
+/// measurements under the metadata key `mixed_precision` (JSON).
 pub fn compile_to_container(
     mut graph: Graph,
     calibration: Vec<Tensor>,
@@ -143,7 +150,34 @@ pub fn compile_to_container(
     mut metadata: BTreeMap<String, String>,
     ctx_hook: impl FnOnce(&mut PassContext),
 ) -> Result<Vec<u8>, CompileError> {
+    // Mixed precision compares against the FP32 model on the same samples.
+    let reference = match options.budget_bytes {
+        Some(budget) => {
+            let fp32 = strata_runtime::run(&graph, &calibration)
+                .map_err(crate::mixed_precision::MixedError::from)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| crate::mixed_precision::MixedError::Output("missing".into()))?;
+            Some((budget, calibration.clone(), fp32))
+        }
+        None => None,
+    };
     quantize(&mut graph, calibration, options, ctx_hook)?;
     metadata.insert("pipeline".into(), options.pipeline());
-    Ok(write_container(&graph, &ContainerOptions { metadata })?)
+    let mut layer_planes = BTreeMap::new();
+    if let Some((budget, calibration, fp32)) = reference {
+        let plan = crate::mixed_precision::choose(&graph, &calibration, &fp32, budget)?;
+        metadata.insert(
+            "mixed_precision".into(),
+            serde_json::to_string(&plan).map_err(|e| CompileError::Options(e.to_string()))?,
+        );
+        layer_planes = plan.layer_planes;
+    }
+    Ok(write_container(
+        &graph,
+        &ContainerOptions {
+            metadata,
+            layer_planes,
+        },
+    )?)
 }

@@ -2,9 +2,12 @@
 //! turn it into deployable code, and the library behind the `strata` command.
 
 pub mod backend;
+pub mod build;
 pub mod compile;
 pub mod eval;
 pub mod inspect;
+pub mod manifest;
+pub mod mixed_precision;
 pub mod model;
 pub mod npy;
 pub mod onnx;

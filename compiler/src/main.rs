@@ -10,8 +10,10 @@ use std::collections::BTreeMap;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
+use strata_compiler::build::{emit_options, Target};
 use strata_compiler::compile::{compile_to_container, CompileOptions};
 use strata_compiler::eval::{score, weight_bytes, EvalReport};
+use strata_compiler::manifest::{self, EVAL_DATA_KEY, EVAL_TOP1_KEY};
 use strata_compiler::model::ContainerInfo;
 use strata_compiler::{inspect, load_model, npy};
 use strata_ir::container::strip_container;
@@ -69,7 +71,8 @@ enum Command {
         /// Integer class labels `[N]`: prints the top-1 accuracy of output 0.
         #[arg(long)]
         labels: Option<PathBuf>,
-        /// Plane count for every bit-plane layer of a `.strata` model (default: all present).
+        /// Plane count for every bit-plane layer of a `.strata` model (default: the stored
+        /// mixed-precision choice, else all planes present).
         #[arg(long)]
         planes: Option<u8>,
         /// Per-layer plane counts, `node=k,node=k` (overrides --planes for those layers).
@@ -112,6 +115,11 @@ enum Command {
         /// Seed of the QAT batch sampler.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Mixed precision: choose a plane count per layer, by its measured sensitivity on the
+        /// calibration data, so the C weight bytes fit this size (e.g. `120000`, `117K`;
+        /// K = 1024). The choice is stored in the file and used by `run` and `emit-c`.
+        #[arg(long, value_parser = parse_size_arg)]
+        budget_bytes: Option<u64>,
         #[arg(short, long)]
         output: PathBuf,
     },
@@ -144,14 +152,20 @@ enum Command {
         /// Write an SVG chart of top-1 against planes for every method.
         #[arg(long)]
         plot: Option<PathBuf>,
+        /// Store the top-1 of every evaluated plane count in the container's metadata
+        /// (rewritten atomically), so `strata manifest` can show it.
+        #[arg(long)]
+        record: bool,
     },
     /// Generate a C99 library (`DIR/NAME.h`, `DIR/NAME.c`) from a `.strata` model: batch 1,
     /// no malloc, weights holding only planes 0..K-1.
     EmitC {
         model: PathBuf,
-        /// Planes stored in the weights (`NAME_run` runs at this count).
+        /// Planes stored in the weights (`NAME_run` runs at this count). Default: the stored
+        /// mixed-precision choice (each layer keeps its own count, K = the largest), else
+        /// every plane present.
         #[arg(long)]
-        planes: u8,
+        planes: Option<u8>,
         /// Code-generation target: generic (portable C99), x86-64-v3 (AVX2), aarch64 (NEON),
         /// armv7m (Cortex-M: packed planes, integer-only loops).
         #[arg(long, default_value = "generic")]
@@ -162,6 +176,23 @@ enum Command {
         /// Output directory.
         #[arg(short, long)]
         output: PathBuf,
+    },
+    /// Footprint of every available plane count as C (weight, arena, scratch bytes, MACs,
+    /// top-1 if recorded by `eval --record`); with --fit-flash/--fit-ram, the largest plane
+    /// count that fits and why. Sizes: bytes with optional K/M/G suffix, K = 1024.
+    Manifest {
+        model: PathBuf,
+        /// C backend target the sizes are for.
+        #[arg(long, default_value = "generic")]
+        target: String,
+        #[arg(long)]
+        json: bool,
+        /// Flash available for the weights, e.g. `200K`, `1.5M`, `512` (K = 1024).
+        #[arg(long, value_parser = parse_size_arg)]
+        fit_flash: Option<u64>,
+        /// RAM available for the arena and scratch, e.g. `64K` (K = 1024).
+        #[arg(long, value_parser = parse_size_arg)]
+        fit_ram: Option<u64>,
     },
     /// Cut a `.strata` file to its first K planes. The output is a byte prefix of the input.
     Strip {
@@ -241,7 +272,7 @@ fn dispatch(command: Command) -> Result<()> {
             path,
         } => {
             let options = run_options(planes, &layer_planes, &path)?;
-            run(&model, &inputs, &out, labels.as_deref(), &options)?
+            run(&model, &inputs, &out, labels.as_deref(), options)?
         }
         Command::Compile {
             model,
@@ -255,9 +286,11 @@ fn dispatch(command: Command) -> Result<()> {
             qat_batch,
             qat_lr,
             seed,
+            budget_bytes,
             output,
         } => {
             let options = CompileOptions {
+                budget_bytes,
                 bits,
                 planes: planes.unwrap_or_else(|| (2..=bits).collect()),
                 act_bits,
@@ -280,7 +313,9 @@ fn dispatch(command: Command) -> Result<()> {
             path,
             json,
             plot,
+            record,
         } => eval_cmd(EvalArgs {
+            record,
             model,
             data,
             labels,
@@ -317,12 +352,18 @@ fn dispatch(command: Command) -> Result<()> {
             name,
             output,
         } => {
-            let target: strata_compiler::backend::c::Target = target.parse()?;
-            let graph = load_model(&model)?.graph;
-            let options = strata_compiler::backend::c::EmitOptions {
-                planes,
-                name,
-                target,
+            let target: Target = target.parse()?;
+            let loaded = load_model(&model)?;
+            let graph = loaded.graph;
+            let shown = model.display().to_string();
+            let options = match &loaded.container {
+                Some(info) => emit_options(&graph, info, planes, target, name, &shown)?,
+                None => strata_compiler::backend::c::EmitOptions {
+                    planes: planes.context("--planes is needed for a model that is not .strata")?,
+                    name,
+                    target,
+                    layer_planes: None,
+                },
             };
             let written = strata_compiler::backend::c::write_c(&graph, &options, &output)
                 .with_context(|| model.display().to_string())?;
@@ -330,6 +371,13 @@ fn dispatch(command: Command) -> Result<()> {
                 eprintln!("wrote {}", path.display());
             }
         }
+        Command::Manifest {
+            model,
+            target,
+            json,
+            fit_flash,
+            fit_ram,
+        } => manifest_cmd(&model, &target, json, fit_flash, fit_ram)?,
         Command::Passes => {
             for p in strata_passes::PASSES {
                 println!("{:<22} {}", p.name, p.summary);
@@ -390,6 +438,7 @@ fn container_json(graph: &Graph, info: &ContainerInfo) -> serde_json::Value {
         "plane_counts": plane_counts(graph),
         "file_bytes": info.file_bytes,
         "metadata": info.metadata,
+        "layer_planes": info.layer_planes,
     })
 }
 
@@ -402,6 +451,12 @@ fn print_container(graph: &Graph, info: &ContainerInfo) {
         info.bits,
         counts.join(",")
     );
+    if !info.layer_planes.is_empty() {
+        println!(
+            "mixed precision (per-layer plane counts): {:?}",
+            info.layer_planes
+        );
+    }
     for (k, v) in &info.metadata {
         println!("  {k}: {v}");
     }
@@ -449,6 +504,9 @@ fn compile(
         ctx.labels = labels;
     })?;
     npy::write_atomic(output, &bytes).with_context(|| format!("writing {}", output.display()))?;
+    if options.budget_bytes.is_some() {
+        report_mixed(&bytes)?;
+    }
     eprintln!(
         "wrote {} ({} bytes) in {:.1} s",
         output.display(),
@@ -488,6 +546,7 @@ struct EvalArgs {
     path: String,
     json: bool,
     plot: Option<PathBuf>,
+    record: bool,
 }
 
 /// Resolves a path recorded in the container: as written, else relative to the container.
@@ -619,6 +678,9 @@ fn eval_cmd(args: EvalArgs) -> Result<()> {
             }
         }
     }
+    if args.record {
+        record_top1(&args, &report, &data)?;
+    }
     if let Some(plot) = &args.plot {
         let title = format!("{}: top-1 against planes", args.model.display());
         npy::write_atomic(
@@ -693,9 +755,23 @@ fn run(
     inputs: &[PathBuf],
     out: &Path,
     labels: Option<&Path>,
-    options: &RunOptions,
+    mut options: RunOptions,
 ) -> Result<()> {
-    let graph = load_model(model)?.graph;
+    let loaded = load_model(model)?;
+    let graph = loaded.graph;
+    // No --planes: the stored mixed-precision choice; --layer-planes entries still win.
+    if let (None, Some(info)) = (options.planes, &loaded.container) {
+        let defaults = info
+            .default_layer_planes(&graph)
+            .with_context(|| model.display().to_string())?;
+        if !defaults.is_empty() {
+            eprintln!("mixed precision (stored per-layer plane counts): {defaults:?}");
+        }
+        for (node, k) in defaults {
+            options.per_layer.entry(node).or_insert(k);
+        }
+    }
+    let options = &options;
     let tensors = read_graph_inputs(&graph, model, inputs, "--input")?;
     let labels = labels.map(npy::read_npy).transpose()?;
     let start = Instant::now();
@@ -764,4 +840,150 @@ fn top1(logits: &Tensor, labels: &Tensor) -> Result<(usize, usize)> {
         })
         .count();
     Ok((correct, *n))
+}
+
+/// clap parser for sizes such as `200K` (K = 1024).
+fn parse_size_arg(text: &str) -> Result<u64, String> {
+    manifest::parse_size(text).map_err(|e| e.to_string())
+}
+
+fn manifest_cmd(
+    model: &Path,
+    target: &str,
+    json: bool,
+    fit_flash: Option<u64>,
+    fit_ram: Option<u64>,
+) -> Result<()> {
+    let target: Target = target.parse()?;
+    let loaded = load_model(model)?;
+    let Some(info) = &loaded.container else {
+        bail!(
+            "{} is not a .strata model; compile it first",
+            model.display()
+        );
+    };
+    let m = manifest::manifest(&loaded.graph, info, target)
+        .with_context(|| model.display().to_string())?;
+    let fit =
+        (fit_flash.is_some() || fit_ram.is_some()).then(|| manifest::fit(&m, fit_flash, fit_ram));
+    if json {
+        let mut value = serde_json::to_value(&m)?;
+        if let (Some(f), Some(obj)) = (&fit, value.as_object_mut()) {
+            obj.insert("fit".into(), serde_json::to_value(f)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        println!(
+            "{:>6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>8}",
+            "planes", "weight B", "arena B", "scratch B", "RAM B", "MACs", "top-1 %"
+        );
+        let line = |label: String, r: &manifest::ManifestRow| {
+            println!(
+                "{:>6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>8}",
+                label,
+                r.weight_bytes,
+                r.arena_bytes,
+                r.scratch_bytes,
+                r.ram_bytes,
+                r.macs,
+                r.top1
+                    .map(|t| format!("{:.2}", 100.0 * t))
+                    .unwrap_or_else(|| "-".into())
+            );
+        };
+        for r in &m.planes {
+            line(r.planes.to_string(), r);
+        }
+        if let Some(mixed) = &m.mixed {
+            line("mixed".into(), &mixed.footprint);
+            println!("mixed precision per layer: {:?}", mixed.layer_planes);
+        }
+        if let Some(data) = &m.top1_data {
+            println!("top-1 recorded on {data}");
+        }
+        if let Some(f) = &fit {
+            for r in &f.reasons {
+                println!("{r}");
+            }
+        }
+    }
+    if let Some(f) = &fit {
+        if f.chosen.is_none() {
+            bail!(
+                "no plane count of {} fits (see the reasons above)",
+                model.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites the container with the strata rows' top-1 under `eval_top1` (and the data they
+/// were measured on under `eval_data`). The graph, planes and per-layer choice are written
+/// back unchanged, so only the metadata differs.
+fn record_top1(args: &EvalArgs, report: &EvalReport, data: &Tensor) -> Result<()> {
+    let bytes =
+        std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
+    let loaded = strata_ir::container::read_container(&bytes)
+        .with_context(|| args.model.display().to_string())?;
+    let mut top1: BTreeMap<String, f64> = match loaded.metadata.get(EVAL_TOP1_KEY) {
+        Some(text) => serde_json::from_str(text).unwrap_or_default(),
+        None => BTreeMap::new(),
+    };
+    for row in report.rows.iter().filter(|r| r.method == "strata") {
+        if let Some(k) = row.planes {
+            top1.insert(k.to_string(), row.top1);
+        }
+    }
+    let mut metadata = loaded.metadata;
+    metadata.insert(EVAL_TOP1_KEY.into(), serde_json::to_string(&top1)?);
+    metadata.insert(
+        EVAL_DATA_KEY.into(),
+        format!(
+            "{} ({} samples, {} path)",
+            args.data.display(),
+            data.shape().first().copied().unwrap_or(0),
+            args.path
+        ),
+    );
+    let rewritten = strata_ir::container::write_container(
+        &loaded.graph,
+        &strata_ir::container::ContainerOptions {
+            metadata,
+            layer_planes: loaded.layer_planes,
+        },
+    )
+    .with_context(|| format!("rewriting {}", args.model.display()))?;
+    npy::write_atomic(&args.model, &rewritten)
+        .with_context(|| format!("writing {}", args.model.display()))?;
+    eprintln!("recorded top-1 in {}", args.model.display());
+    Ok(())
+}
+
+/// Prints the mixed-precision choice a budgeted compile stored, beside the uniform plane
+/// count of at most the same size.
+fn report_mixed(bytes: &[u8]) -> Result<()> {
+    let loaded = strata_ir::container::read_container(bytes)?;
+    let Some(text) = loaded.metadata.get("mixed_precision") else {
+        return Ok(());
+    };
+    let plan: serde_json::Value = serde_json::from_str(text)?;
+    eprintln!(
+        "mixed precision: {:?}: {} weight bytes (budget {}), calibration mean |logit - FP32| {:.4}",
+        loaded.layer_planes,
+        plan["weight_bytes"],
+        plan["budget_bytes"],
+        plan["calibration_error"].as_f64().unwrap_or(f64::NAN)
+    );
+    if plan["uniform"].is_object() {
+        eprintln!(
+            "  uniform k={} within the budget: {} weight bytes, calibration mean |logit - FP32| {:.4}",
+            plan["uniform"]["planes"],
+            plan["uniform"]["weight_bytes"],
+            plan["uniform"]["calibration_error"].as_f64().unwrap_or(f64::NAN)
+        );
+    } else {
+        eprintln!("  no uniform plane count fits the budget");
+    }
+    Ok(())
 }

@@ -48,6 +48,23 @@ pub struct ContainerInfo {
     pub available_planes: u8,
     pub metadata: BTreeMap<String, String>,
     pub file_bytes: u64,
+    /// Mixed precision: the stored per-layer plane choice (empty: uniform).
+    pub layer_planes: BTreeMap<String, u8>,
+}
+
+impl ContainerInfo {
+    /// The per-layer plane counts to run at when the user names none: the stored choice,
+    /// lowered where the file was cut below it.
+    pub fn default_layer_planes(
+        &self,
+        graph: &Graph,
+    ) -> Result<BTreeMap<String, u8>, ContainerError> {
+        strata_ir::container::effective_layer_planes(
+            graph,
+            &self.layer_planes,
+            self.available_planes,
+        )
+    }
 }
 
 /// A loaded model: its graph, and container details when it came from a `.strata` file.
@@ -85,6 +102,7 @@ pub fn load_model(path: &Path) -> Result<Model, LoadError> {
                     available_planes: loaded.available_planes,
                     metadata: loaded.metadata,
                     file_bytes: bytes.len() as u64,
+                    layer_planes: loaded.layer_planes,
                 }),
             })
         }

@@ -524,6 +524,7 @@ fn exactness_matrix_isa_compiler_target_planes() {
                     planes: k,
                     name: "model".into(),
                     target: t,
+                    layer_planes: None,
                 };
                 sources.insert((ci, t, k), emit(c.graph, &opts).unwrap());
             }
@@ -599,6 +600,7 @@ fn header_snapshots_per_target() {
                 planes: 4,
                 name: "mnist_cnn".into(),
                 target: t,
+                layer_planes: None,
             },
         )
         .unwrap();
@@ -633,6 +635,7 @@ fn mnist_sizes_per_planes() {
                     planes: k,
                     name: "m".into(),
                     target: t,
+                    layer_planes: None,
                 },
             )
             .unwrap()

@@ -94,6 +94,7 @@ fn fake_container() -> Vec<u8> {
         &plane_names(),
         &ContainerOptions {
             metadata: metadata(),
+            ..Default::default()
         },
     )
     .unwrap()
@@ -274,10 +275,12 @@ fn round_trip_restores_graph_and_metadata() {
         bits,
         available_planes,
         metadata: meta,
+        layer_planes,
     } = read_container(&bytes).unwrap();
     assert_eq!(graph, fake_graph(BITS));
     assert_eq!((bits, available_planes), (8, 8));
     assert_eq!(meta, metadata());
+    assert!(layer_planes.is_empty());
 }
 
 #[test]
@@ -292,6 +295,7 @@ fn writing_is_deterministic() {
         &plane_names(),
         &ContainerOptions {
             metadata: loaded.metadata,
+            ..Default::default()
         },
     )
     .unwrap();

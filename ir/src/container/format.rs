@@ -29,6 +29,10 @@ pub struct Header {
     /// Free-form key/value pairs (evaluation results, provenance, the pipeline that made it).
     #[prost(btree_map = "string, string", tag = "6")]
     pub metadata: BTreeMap<String, String>,
+    /// Mixed precision: the default plane count of each bit-plane layer (node name → k), as
+    /// chosen under a weight-byte budget. Empty: every layer runs at the same count.
+    #[prost(btree_map = "string, uint32", tag = "7")]
+    pub layer_planes: BTreeMap<String, u32>,
 }
 
 /// Where one constant's data lives.

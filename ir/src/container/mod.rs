@@ -55,6 +55,10 @@ pub const PREFIX_LEN: usize = 8 + 4 + 8 + 4;
 pub struct ContainerOptions {
     /// Free-form key/value pairs kept in the header (evaluation results, provenance).
     pub metadata: BTreeMap<String, String>,
+    /// Mixed precision: default plane count per bit-plane layer (node name → k). Stored as
+    /// data, not metadata text, so every consumer (runtime, C backend) reads the same choice.
+    /// Each entry must name a bit-plane node and a plane count with a side table.
+    pub layer_planes: BTreeMap<String, u8>,
 }
 
 /// A model read from a container (possibly a prefix of one).
@@ -69,6 +73,78 @@ pub struct Loaded {
     pub available_planes: u8,
     /// The metadata given to the writer.
     pub metadata: BTreeMap<String, String>,
+    /// The per-layer default plane counts given to the writer (empty: uniform). An entry may
+    /// exceed `available_planes` when the file was cut; see [`effective_layer_planes`].
+    pub layer_planes: BTreeMap<String, u8>,
+}
+
+/// The per-layer plane counts a model with `available` planes runs at by default: each
+/// stored choice, lowered to the largest plane count of that layer that is present when the
+/// file was cut below it (fewer planes only ever shrink the model). Errors name the layer.
+pub fn effective_layer_planes(
+    graph: &Graph,
+    layer_planes: &BTreeMap<String, u8>,
+    available: u8,
+) -> Result<BTreeMap<String, u8>, ContainerError> {
+    let mut out = BTreeMap::new();
+    for (node, &k) in layer_planes {
+        let spec = bitplane_spec(graph, node, k)?;
+        let effective = if k <= available {
+            k
+        } else {
+            spec.default_planes(available as usize)
+                .ok_or_else(|| ContainerError::BadLayerPlanes {
+                    node: node.clone(),
+                    planes: k,
+                    reason: format!(
+                        "only {available} planes are present and no smaller plane count has a side table"
+                    ),
+                })?
+        };
+        out.insert(node.clone(), effective);
+    }
+    Ok(out)
+}
+
+/// The bit-plane spec of layer `node`, or why `node = k` is not a valid per-layer choice.
+fn bitplane_spec<'g>(
+    graph: &'g Graph,
+    node: &str,
+    k: u8,
+) -> Result<&'g crate::ops::bitplane::PlaneSpec, ContainerError> {
+    let bad = |reason: String| ContainerError::BadLayerPlanes {
+        node: node.to_string(),
+        planes: k,
+        reason,
+    };
+    let spec = graph
+        .node_ids()
+        .filter_map(|id| graph.node(id).ok())
+        .find(|n| n.name == node)
+        .ok_or_else(|| bad("no node has this name".into()))
+        .and_then(|n| match &n.kind {
+            crate::NodeKind::Op(crate::Op::Bitplane(b)) => Ok(&b.spec),
+            _ => Err(bad("the node is not a bit-plane layer".into())),
+        })?;
+    if spec.side_index(k).is_none() {
+        return Err(bad(format!(
+            "no side table (plane counts {:?})",
+            spec.plane_counts
+        )));
+    }
+    Ok(spec)
+}
+
+/// Checks that every per-layer choice names a bit-plane layer and a plane count it has a
+/// side table for.
+pub(crate) fn check_layer_planes(
+    graph: &Graph,
+    layer_planes: &BTreeMap<String, u8>,
+) -> Result<(), ContainerError> {
+    for (node, &k) in layer_planes {
+        bitplane_spec(graph, node, k)?;
+    }
+    Ok(())
 }
 
 /// Why a container could not be written or read. Read errors carry the byte offsets involved.
@@ -169,6 +245,12 @@ pub enum ContainerError {
     },
     #[error("cannot keep {requested} planes: the container holds {available} (1..={available} can be kept)")]
     PlaneCount { requested: u8, available: u8 },
+    #[error("per-layer plane count {node}={planes}: {reason}")]
+    BadLayerPlanes {
+        node: String,
+        planes: u8,
+        reason: String,
+    },
     #[error("internal error while writing: {0}")]
     Internal(String),
 }

@@ -46,11 +46,22 @@ pub fn read_container(bytes: &[u8]) -> Result<Loaded, ContainerError> {
         return Err(ContainerError::UnusedTensor { name });
     }
     crate::verify(&graph).map_err(ContainerError::Verify)?;
+    let mut layer_planes = BTreeMap::new();
+    for (node, k) in header.layer_planes {
+        let planes = u8::try_from(k).map_err(|_| ContainerError::BadLayerPlanes {
+            node: node.clone(),
+            planes: u8::MAX,
+            reason: format!("{k} is not a plane count"),
+        })?;
+        layer_planes.insert(node, planes);
+    }
+    super::check_layer_planes(&graph, &layer_planes)?;
     Ok(Loaded {
         graph,
         bits,
         available_planes: available as u8,
         metadata: header.metadata,
+        layer_planes,
     })
 }
 

@@ -78,6 +78,7 @@ fn write(
     options: &ContainerOptions,
 ) -> Result<Vec<u8>, ContainerError> {
     crate::verify(graph).map_err(ContainerError::Verify)?;
+    super::check_layer_planes(graph, &options.layer_planes)?;
     let order = graph
         .topo_order()
         .map_err(|e| ContainerError::Internal(e.to_string()))?;
@@ -220,6 +221,11 @@ fn write(
             })
             .collect(),
         metadata: options.metadata.clone(),
+        layer_planes: options
+            .layer_planes
+            .iter()
+            .map(|(n, &k)| (n.clone(), u32::from(k)))
+            .collect(),
     };
     // Offsets are non-zero fixed64, so filling them in does not change the header's size.
     let header_len = header.encoded_len();

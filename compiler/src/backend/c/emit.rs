@@ -11,7 +11,7 @@ use strata_ir::{quant, DType, Graph, NodeId, NodeKind, Op, Tensor, TensorData, V
 
 use super::planner::{plan, Buffer};
 use super::target::{Layout, Target};
-use super::{EmitError, EmitOptions, EmitStats, EmittedC};
+use super::{EmitError, EmitOptions, EmitStats, EmittedC, LayerStats};
 
 /// The C helpers, split into named sections so only what the graph uses is emitted (unused
 /// static functions would warn under `-Wall -Werror`).
@@ -158,6 +158,11 @@ fn float_array(out: &mut String, name: &str, vals: &[f32]) {
 struct Ctx<'g> {
     graph: &'g Graph,
     k: u8,
+    /// Per-layer default plane counts (mixed precision), in layer order; each layer keeps
+    /// only its own planes.
+    layer_planes: Option<&'g [u8]>,
+    /// Weight bytes of each bit-plane layer, in layer order.
+    layer_bytes: Vec<LayerStats>,
     locs: std::collections::HashMap<ValueRef, Loc>,
     bufs: Vec<Buffer>,
     steps: Vec<Step>,
@@ -245,7 +250,24 @@ impl<'g> Ctx<'g> {
             return Err(unsupported(node, op, "wrong number of inputs"));
         }
         let spec = &b.spec;
-        let k = self.k;
+        let l = self.layers.len();
+        let k = match self.layer_planes {
+            Some(per_layer) => {
+                let kl = *per_layer.get(l).ok_or(EmitError::LayerPlanes {
+                    expected: l + 1,
+                    got: per_layer.len(),
+                })?;
+                if kl == 0 || kl > self.k {
+                    return Err(EmitError::Planes {
+                        node: node.to_string(),
+                        planes: kl,
+                        reason: format!("the per-layer count is outside 1..={}", self.k),
+                    });
+                }
+                kl
+            }
+            None => self.k,
+        };
         let planes_err = |reason: String| EmitError::Planes {
             node: node.to_string(),
             planes: k,
@@ -312,7 +334,6 @@ impl<'g> Ctx<'g> {
                 });
             }
         }
-        let l = self.layers.len();
         let x = self.act(ins[INPUT_X], step, node, op)?;
         let xty = &self.graph.value(ins[INPUT_X])?.ty;
         let xs = xty.shape.resolve(1);
@@ -433,7 +454,13 @@ impl<'g> Ctx<'g> {
         }
         d.push('\n');
         self.data.push_str(&d);
-        self.weight_bytes += weights.bytes + 4 * (3 * r + 2) * js.len() + counts.len();
+        let layer_bytes = weights.bytes + 4 * (3 * r + 2) * js.len() + counts.len();
+        self.weight_bytes += layer_bytes;
+        self.layer_bytes.push(LayerStats {
+            node: node.to_string(),
+            planes: k,
+            weight_bytes: layer_bytes as u64,
+        });
         self.sections.insert("side");
         let call = match (layout, geom.is_some()) {
             (Layout::Planes, true) => {
@@ -872,6 +899,8 @@ pub fn emit(graph: &Graph, options: &EmitOptions) -> Result<EmittedC, EmitError>
     let mut cx = Ctx {
         graph,
         k: options.planes,
+        layer_planes: options.layer_planes.as_deref(),
+        layer_bytes: Vec::new(),
         locs: Default::default(),
         bufs: Vec::new(),
         steps: Vec::new(),
@@ -902,6 +931,14 @@ pub fn emit(graph: &Graph, options: &EmitOptions) -> Result<EmittedC, EmitError>
         let node = graph.node(id)?;
         if let NodeKind::Op(op) = &node.kind {
             cx.op(id, &node.name, op, step)?;
+        }
+    }
+    if let Some(per_layer) = &options.layer_planes {
+        if per_layer.len() != cx.layers.len() {
+            return Err(EmitError::LayerPlanes {
+                expected: cx.layers.len(),
+                got: per_layer.len(),
+            });
         }
     }
     let end = order.len();
@@ -988,6 +1025,14 @@ pub fn emit(graph: &Graph, options: &EmitOptions) -> Result<EmittedC, EmitError>
         "/* Bit-plane layers, in planes_per_layer order (index: node, runnable plane counts): */"
     );
     let _ = writeln!(h, "#define {up}_NUM_LAYERS {}", cx.layers.len());
+    if let Some(per_layer) = &options.layer_planes {
+        let ks: Vec<String> = per_layer.iter().map(|k| k.to_string()).collect();
+        let _ = writeln!(
+            h,
+            "/* Mixed precision: default plane count of each layer (layer i keeps only planes 0..k_i-1). */"
+        );
+        let _ = writeln!(h, "#define {up}_LAYER_PLANES {{{}}}", ks.join(", "));
+    }
     for (i, l) in cx.layers.iter().enumerate() {
         let cs: Vec<String> = l.counts.iter().map(|c| c.to_string()).collect();
         let _ = writeln!(
@@ -997,14 +1042,24 @@ pub fn emit(graph: &Graph, options: &EmitOptions) -> Result<EmittedC, EmitError>
             cs.join(", ")
         );
     }
+    let default_planes = if options.layer_planes.is_some() {
+        format!("{up}_LAYER_PLANES")
+    } else {
+        format!("{up}_PLANES")
+    };
     let _ = writeln!(
         h,
-        "\n/* Runs the model at {up}_PLANES planes. Returns 0 on success. */"
+        "\n/* Runs the model at {default_planes} planes. Returns 0 on success. */"
     );
     let _ = writeln!(h, "int {name}_run(const float *input, float *output);");
     let _ = writeln!(
         h,
-        "/* Runs with planes_per_layer[i] planes in layer i (NULL: {up}_PLANES everywhere)."
+        "/* Runs with planes_per_layer[i] planes in layer i (NULL: {default_planes}{}).",
+        if options.layer_planes.is_some() {
+            ""
+        } else {
+            " everywhere"
+        }
     );
     let _ = writeln!(
         h,
@@ -1083,6 +1138,15 @@ pub fn emit(graph: &Graph, options: &EmitOptions) -> Result<EmittedC, EmitError>
     }
     c.push('\n');
     c.push_str(&cx.data);
+    if let Some(per_layer) = &options.layer_planes {
+        let ks: Vec<String> = per_layer.iter().map(|k| format!("{k}u")).collect();
+        let _ = writeln!(
+            c,
+            "/* Default plane count of each layer (mixed precision). */\nstatic const uint8_t DEFAULT_PLANES[{}] = {{{}}};\n",
+            ks.len().max(1),
+            ks.join(", ")
+        );
+    }
     c.push_str("static int run_impl(const float *input, float *output, const uint8_t *ppl)\n{\n");
     c.push_str("    float *const A_ = A;\n    (void)A_;\n");
     if cx.layers.is_empty() {
@@ -1101,7 +1165,11 @@ pub fn emit(graph: &Graph, options: &EmitOptions) -> Result<EmittedC, EmitError>
                 y,
             } => {
                 let _ = writeln!(c, "    /* `{}` */", comment_safe(node));
-                let _ = writeln!(c, "    k = ppl ? ppl[{layer}] : {up}_PLANES;");
+                if options.layer_planes.is_some() {
+                    let _ = writeln!(c, "    k = ppl ? ppl[{layer}] : DEFAULT_PLANES[{layer}];");
+                } else {
+                    let _ = writeln!(c, "    k = ppl ? ppl[{layer}] : {up}_PLANES;");
+                }
                 let _ = writeln!(c, "    if (k > {up}_PLANES || (j = side_index(CN{layer}, L{layer}.n_counts, k)) < 0) {{\n        return 1;\n    }}");
                 let call = call
                     .replacen("X", &at(*x), 1)
@@ -1172,14 +1240,16 @@ pub fn emit(graph: &Graph, options: &EmitOptions) -> Result<EmittedC, EmitError>
     );
     let _ = writeln!(c, "int {name}_run(const float *input, float *output)\n{{\n    return run_impl(input, output, NULL);\n}}\n");
     let _ = writeln!(c, "int {name}_run_planes(const float *input, float *output, const uint8_t *planes_per_layer)\n{{\n    return run_impl(input, output, planes_per_layer);\n}}");
+    let stats = EmitStats {
+        weight_bytes: cx.weight_bytes as u64,
+        arena_bytes: 4 * arena.total as u64,
+        scratch_bytes: scratch_bytes as u64,
+        macs: cx.macs,
+        layers: cx.layer_bytes,
+    };
     Ok(EmittedC {
         header: h,
         source: c,
-        stats: EmitStats {
-            weight_bytes: cx.weight_bytes,
-            arena_bytes: 4 * arena.total,
-            scratch_bytes,
-            macs: cx.macs,
-        },
+        stats,
     })
 }

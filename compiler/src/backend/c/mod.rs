@@ -26,30 +26,65 @@ pub struct EmitOptions {
     pub name: String,
     /// The machine the code is written for.
     pub target: Target,
+    /// Mixed precision: the plane count of each bit-plane layer (in `planes_per_layer`
+    /// order, see [`layer_names`]), each `<= planes`. Layer `i` then keeps only its first
+    /// `k_i` planes and `PREFIX_run` (and `PREFIX_run_planes(.., NULL)`) runs at these
+    /// counts. `None`: every layer keeps and runs at `planes`.
+    pub layer_planes: Option<Vec<u8>>,
 }
 
 impl Default for EmitOptions {
-    /// 8 planes, prefix `model`, the portable `generic` target.
+    /// 8 planes, prefix `model`, the portable `generic` target, uniform precision.
     fn default() -> Self {
         EmitOptions {
             planes: 8,
             name: "model".into(),
             target: Target::Generic,
+            layer_planes: None,
         }
     }
 }
 
-/// The sizes the header's macros state, for build scripts and manifests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Sizes of the generated code, as the header macros state them; for fitting a model to a
+/// device (`strata manifest`) and for the mixed-precision byte budget.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EmitStats {
     /// `PREFIX_WEIGHT_BYTES`: constant data (weights in the target's layout, side tables).
-    pub weight_bytes: usize,
+    pub weight_bytes: u64,
     /// `PREFIX_ARENA_BYTES`: the static activation arena.
-    pub arena_bytes: usize,
-    /// `PREFIX_SCRATCH_BYTES`: static integer scratch of the quantized layers.
-    pub scratch_bytes: usize,
+    pub arena_bytes: u64,
+    /// `PREFIX_SCRATCH_BYTES`: static integer scratch of the quantized layers; RAM = arena +
+    /// scratch.
+    pub scratch_bytes: u64,
     /// `PREFIX_MACS`: multiply-accumulates of the bit-plane layers per inference.
     pub macs: u64,
+    /// Each bit-plane layer's share of `weight_bytes`, in layer order.
+    pub layers: Vec<LayerStats>,
+}
+
+/// One bit-plane layer's contribution to the weights.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerStats {
+    /// The layer's node name.
+    pub node: String,
+    /// Planes it keeps (and runs at by default).
+    pub planes: u8,
+    /// Its weights (in the target's layout) and side tables, in bytes.
+    pub weight_bytes: u64,
+}
+
+/// The bit-plane layers in the order `PREFIX_run_planes` indexes them (the graph's
+/// topological order), so a per-layer choice by node name can be turned into
+/// [`EmitOptions::layer_planes`].
+pub fn layer_names(graph: &strata_ir::Graph) -> Result<Vec<String>, EmitError> {
+    let mut names = Vec::new();
+    for id in graph.topo_order()? {
+        let node = graph.node(id)?;
+        if let strata_ir::NodeKind::Op(strata_ir::Op::Bitplane(_)) = &node.kind {
+            names.push(node.name.clone());
+        }
+    }
+    Ok(names)
 }
 
 /// The generated sources.
@@ -84,6 +119,8 @@ pub enum EmitError {
         planes: u8,
         reason: String,
     },
+    #[error("{got} per-layer plane counts given for a graph with {expected} bit-plane layers")]
+    LayerPlanes { expected: usize, got: usize },
     #[error("the C backend needs exactly one f32 graph input and one f32 output, {0}")]
     Interface(String),
     #[error("graph: {0}")]

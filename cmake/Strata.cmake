@@ -1,0 +1,108 @@
+# Strata.cmake: build Strata models into linkable C libraries at build time.
+#
+#   include(path/to/strata/cmake/Strata.cmake)
+#
+#   # Optional: compile an ONNX model to one .strata file at build time.
+#   strata_compile_model(OUTPUT ${CMAKE_BINARY_DIR}/mnist.strata
+#                        MODEL models/mnist_cnn.onnx CALIB calib.npy
+#                        [ARGS --calib-method percentile ...])
+#
+#   # Emit C for K planes from a .strata file and wrap it in a static library target NAME
+#   # whose include directory holds NAME.h. PLANES defaults to the file's stored
+#   # mixed-precision choice (or all planes); TARGET defaults to generic.
+#   strata_add_model(NAME mnist_k4 MODEL mnist.strata PLANES 4 TARGET generic
+#                    [DEPENDS target-that-makes-the-strata-file])
+#   target_link_libraries(app PRIVATE mnist_k4)
+#
+# The `strata` executable is STRATA_EXECUTABLE (cache variable), else found on PATH.
+# Several models (or one model at several plane counts) can be linked into one program:
+# every symbol of the generated code is either `static` or prefixed with NAME.
+
+cmake_minimum_required(VERSION 3.16)
+
+set(STRATA_EXECUTABLE "" CACHE FILEPATH "The strata command-line tool")
+
+function(_strata_find_executable out)
+  if(STRATA_EXECUTABLE)
+    set(${out} "${STRATA_EXECUTABLE}" PARENT_SCOPE)
+    return()
+  endif()
+  find_program(_strata_exe NAMES strata)
+  if(NOT _strata_exe)
+    message(FATAL_ERROR "Strata: no `strata` executable; set STRATA_EXECUTABLE or put it on PATH")
+  endif()
+  set(${out} "${_strata_exe}" PARENT_SCOPE)
+endfunction()
+
+function(strata_compile_model)
+  cmake_parse_arguments(SCM "" "OUTPUT;MODEL" "CALIB;ARGS" ${ARGN})
+  foreach(req OUTPUT MODEL CALIB)
+    if(NOT SCM_${req})
+      message(FATAL_ERROR "strata_compile_model: ${req} is required")
+    endif()
+  endforeach()
+  if(SCM_UNPARSED_ARGUMENTS)
+    message(FATAL_ERROR "strata_compile_model: unknown arguments ${SCM_UNPARSED_ARGUMENTS}")
+  endif()
+  _strata_find_executable(exe)
+  get_filename_component(model "${SCM_MODEL}" ABSOLUTE)
+  set(calib_args "")
+  set(calib_files "")
+  foreach(c IN LISTS SCM_CALIB)
+    get_filename_component(c "${c}" ABSOLUTE)
+    list(APPEND calib_args --calib "${c}")
+    list(APPEND calib_files "${c}")
+  endforeach()
+  add_custom_command(
+    OUTPUT "${SCM_OUTPUT}"
+    COMMAND "${exe}" compile "${model}" ${calib_args} ${SCM_ARGS} -o "${SCM_OUTPUT}"
+    DEPENDS "${model}" ${calib_files} "${exe}"
+    COMMENT "strata compile ${SCM_MODEL}"
+    VERBATIM)
+endfunction()
+
+function(strata_add_model)
+  cmake_parse_arguments(SAM "" "NAME;MODEL;PLANES;TARGET" "DEPENDS" ${ARGN})
+  foreach(req NAME MODEL)
+    if(NOT SAM_${req})
+      message(FATAL_ERROR "strata_add_model: ${req} is required")
+    endif()
+  endforeach()
+  if(SAM_UNPARSED_ARGUMENTS)
+    message(FATAL_ERROR "strata_add_model: unknown arguments ${SAM_UNPARSED_ARGUMENTS}")
+  endif()
+  if(NOT SAM_NAME MATCHES "^[A-Za-z_][A-Za-z0-9_]*$")
+    message(FATAL_ERROR "strata_add_model: NAME `${SAM_NAME}` must be a C identifier")
+  endif()
+  if(NOT SAM_TARGET)
+    set(SAM_TARGET generic)
+  endif()
+  set(planes_args "")
+  if(SAM_PLANES)
+    set(planes_args --planes ${SAM_PLANES})
+  endif()
+  _strata_find_executable(exe)
+  get_filename_component(model "${SAM_MODEL}" ABSOLUTE BASE_DIR "${CMAKE_CURRENT_SOURCE_DIR}")
+  set(dir "${CMAKE_CURRENT_BINARY_DIR}/strata/${SAM_NAME}")
+  add_custom_command(
+    OUTPUT "${dir}/${SAM_NAME}.h" "${dir}/${SAM_NAME}.c"
+    COMMAND "${exe}" emit-c "${model}" ${planes_args} --target ${SAM_TARGET}
+            --name ${SAM_NAME} -o "${dir}"
+    DEPENDS "${model}" "${exe}"
+    COMMENT "strata emit-c ${SAM_MODEL} (${SAM_NAME}, planes ${SAM_PLANES}, ${SAM_TARGET})"
+    VERBATIM)
+  add_library(${SAM_NAME} STATIC "${dir}/${SAM_NAME}.c" "${dir}/${SAM_NAME}.h")
+  target_include_directories(${SAM_NAME} PUBLIC "${dir}")
+  set_target_properties(${SAM_NAME} PROPERTIES
+    C_STANDARD 99 C_STANDARD_REQUIRED ON C_EXTENSIONS OFF)
+  # Fused multiply-adds would change the float epilogue's rounding (see the README).
+  target_compile_options(${SAM_NAME} PRIVATE
+    $<$<C_COMPILER_ID:GNU,Clang,AppleClang>:-ffp-contract=off>)
+  if(SAM_DEPENDS)
+    add_dependencies(${SAM_NAME} ${SAM_DEPENDS})
+  endif()
+  find_library(STRATA_LIBM m)
+  if(STRATA_LIBM)
+    target_link_libraries(${SAM_NAME} PUBLIC ${STRATA_LIBM})
+  endif()
+endfunction()

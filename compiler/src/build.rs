@@ -1,0 +1,453 @@
+//! The library API for build scripts: compile a model (or take an existing `.strata`) and
+//! emit C into `OUT_DIR` from a `build.rs`, without shelling out to the CLI.
+//!
+//! ```no_run
+//! use strata_compiler::build::{Build, Target};
+//! # fn main() -> Result<(), strata_compiler::build::BuildError> {
+//! let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap());
+//! let built = Build::new("models/mnist_cnn.onnx")
+//!     .calibration("tests/fixtures/mnist/calib.npy")
+//!     .planes(4)
+//!     .target(Target::Generic)
+//!     .emit_c(&out)?;
+//! // built.source is OUT_DIR/mnist_cnn.c; hand it to the `cc` crate.
+//! # Ok(()) }
+//! ```
+//!
+//! Output is deterministic: the same inputs give byte-identical `.strata` and C files (the
+//! compile pipeline is seeded and order-stable, the writers are pure functions), and files
+//! whose content is unchanged are not rewritten, so their timestamps do not trigger rebuilds.
+//! Inside a build script (`OUT_DIR` set) it prints `cargo:rerun-if-changed=` for every input.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use strata_ir::container::{read_container, ContainerError};
+use strata_ir::Graph;
+
+use crate::backend::c::{emit, layer_names, EmitError, EmitOptions, EmitStats};
+use crate::compile::{compile_to_container, CompileError, CompileOptions};
+use crate::model::{load_model, ContainerInfo, LoadError};
+use crate::npy::{read_npy, NpyError};
+
+/// Code-generation target of the C backend (what `strata emit-c --target` takes).
+pub use crate::backend::c::Target;
+
+/// Why a build step failed; each names the file or option at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Npy(#[from] NpyError),
+    #[error("{model}: compiling needs calibration inputs (Build::calibration)")]
+    NoCalibration { model: String },
+    #[error("{model}: takes {expected} inputs but {given} calibration files were given")]
+    CalibrationCount {
+        model: String,
+        expected: usize,
+        given: usize,
+    },
+    #[error("{model} is already a .strata model: {what} only applies when compiling from ONNX or IR text")]
+    AlreadyCompiled { model: String, what: &'static str },
+    #[error("{model}: {source}")]
+    Compile {
+        model: String,
+        #[source]
+        source: Box<CompileError>,
+    },
+    #[error("{model}: {source}")]
+    Container {
+        model: String,
+        #[source]
+        source: Box<ContainerError>,
+    },
+    #[error("{model}: {source}")]
+    Emit {
+        model: String,
+        #[source]
+        source: Box<EmitError>,
+    },
+    #[error("{model}: {planes} planes requested, but only {available} are present")]
+    Planes {
+        model: String,
+        planes: u8,
+        available: u8,
+    },
+    #[error(transparent)]
+    UnknownTarget(#[from] crate::backend::c::UnknownTarget),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The files [`Build::emit_c`] wrote and what they contain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildOutput {
+    /// `DIR/NAME.h`.
+    pub header: PathBuf,
+    /// `DIR/NAME.c`, the one file to compile.
+    pub source: PathBuf,
+    /// `DIR`, the include directory.
+    pub include_dir: PathBuf,
+    /// `K`: planes stored in the weights.
+    pub planes: u8,
+    /// Mixed precision: the per-layer default plane counts (`None`: `K` everywhere).
+    pub layer_planes: Option<Vec<u8>>,
+    /// Weight, arena and scratch bytes and MACs, as the header states them.
+    pub stats: EmitStats,
+}
+
+/// A model to compile and emit, configured step by step (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Build {
+    model: PathBuf,
+    calibration: Vec<PathBuf>,
+    calibration_samples: Option<usize>,
+    options: Option<CompileOptions>,
+    budget_bytes: Option<u64>,
+    planes: Option<u8>,
+    target: Target,
+    name: Option<String>,
+    cargo_metadata: Option<bool>,
+}
+
+impl Build {
+    /// Starts from a trained model (`.onnx`, `.sir`) or an already compiled `.strata`.
+    pub fn new(model: impl Into<PathBuf>) -> Self {
+        Build {
+            model: model.into(),
+            calibration: Vec::new(),
+            calibration_samples: None,
+            options: None,
+            budget_bytes: None,
+            planes: None,
+            target: Target::Generic,
+            name: None,
+            cargo_metadata: None,
+        }
+    }
+
+    /// Adds a calibration `.npy` (float32 `[N, …]`, preprocessed); one per graph input.
+    pub fn calibration(mut self, path: impl Into<PathBuf>) -> Self {
+        self.calibration.push(path.into());
+        self
+    }
+
+    /// Uses only the first `n` calibration samples: faster builds, slightly rougher ranges.
+    pub fn calibration_samples(mut self, n: usize) -> Self {
+        self.calibration_samples = Some(n);
+        self
+    }
+
+    /// Full compile options. Without them the defaults are used, with side tables only for
+    /// plane counts `2..=K` when [`Build::planes`] is set (higher counts would never be
+    /// emitted, so calibrating them only costs build time).
+    pub fn compile_options(mut self, options: CompileOptions) -> Self {
+        self.options = Some(options);
+        self
+    }
+
+    /// Mixed precision: per-layer plane counts within this many C weight bytes.
+    pub fn budget_bytes(mut self, bytes: u64) -> Self {
+        self.budget_bytes = Some(bytes);
+        self
+    }
+
+    /// `K`: planes to emit. Default: the stored mixed-precision choice, else every plane
+    /// present.
+    pub fn planes(mut self, k: u8) -> Self {
+        self.planes = Some(k);
+        self
+    }
+
+    /// The C backend's code-generation target.
+    pub fn target(mut self, target: Target) -> Self {
+        self.target = target;
+        self
+    }
+
+    /// Prefix of the files, functions and macros (default: the model's file stem).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Whether to print `cargo:rerun-if-changed` lines (default: when `OUT_DIR` is set, i.e.
+    /// inside a build script).
+    pub fn cargo_metadata(mut self, on: bool) -> Self {
+        self.cargo_metadata = Some(on);
+        self
+    }
+
+    fn shown(&self) -> String {
+        self.model.display().to_string()
+    }
+
+    fn is_strata(&self) -> bool {
+        self.model.extension().and_then(|e| e.to_str()) == Some("strata")
+    }
+
+    fn announce_inputs(&self) {
+        let on = self
+            .cargo_metadata
+            .unwrap_or_else(|| std::env::var_os("OUT_DIR").is_some());
+        if on {
+            for path in std::iter::once(&self.model).chain(&self.calibration) {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+        }
+    }
+
+    /// The `.strata` bytes: the file itself, or the result of compiling the model.
+    pub fn strata_bytes(&self) -> Result<Vec<u8>, BuildError> {
+        self.announce_inputs();
+        let model = self.shown();
+        if self.is_strata() {
+            for (given, what) in [
+                (!self.calibration.is_empty(), "calibration"),
+                (self.options.is_some(), "compile_options"),
+                (self.budget_bytes.is_some(), "budget_bytes"),
+            ] {
+                if given {
+                    return Err(BuildError::AlreadyCompiled { model, what });
+                }
+            }
+            return std::fs::read(&self.model).map_err(|source| BuildError::Io {
+                path: model,
+                source,
+            });
+        }
+        if self.calibration.is_empty() {
+            return Err(BuildError::NoCalibration { model });
+        }
+        let graph = load_model(&self.model)?.graph;
+        if graph.inputs().len() != self.calibration.len() {
+            return Err(BuildError::CalibrationCount {
+                model,
+                expected: graph.inputs().len(),
+                given: self.calibration.len(),
+            });
+        }
+        let mut samples = Vec::new();
+        for path in &self.calibration {
+            let t = read_npy(path)?;
+            samples.push(match self.calibration_samples {
+                Some(n) => first_rows(t, n).map_err(|source| BuildError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?,
+                None => t,
+            });
+        }
+        let mut options = self.options.clone().unwrap_or_else(|| {
+            let top = self.planes.unwrap_or(8).clamp(2, 8);
+            CompileOptions {
+                planes: (2..=top).collect(),
+                ..CompileOptions::default()
+            }
+        });
+        if self.budget_bytes.is_some() {
+            options.budget_bytes = self.budget_bytes;
+        }
+        let bytes = std::fs::read(&self.model).map_err(|source| BuildError::Io {
+            path: model.clone(),
+            source,
+        })?;
+        let mut metadata = BTreeMap::new();
+        metadata.insert("source".to_string(), model.clone());
+        metadata.insert(
+            "source_sha256".to_string(),
+            format!("{:x}", Sha256::digest(&bytes)),
+        );
+        let names: Vec<String> = self
+            .calibration
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        metadata.insert("calibration".to_string(), names.join(","));
+        metadata.insert(
+            "calibration_method".to_string(),
+            options.calib_method.clone(),
+        );
+        metadata.insert(
+            "calibration_samples".to_string(),
+            samples
+                .first()
+                .and_then(|t| t.shape().first())
+                .copied()
+                .unwrap_or(0)
+                .to_string(),
+        );
+        compile_to_container(graph, samples, &options, metadata, |_| {}).map_err(|source| {
+            BuildError::Compile {
+                model,
+                source: Box::new(source),
+            }
+        })
+    }
+
+    /// Compiles if needed and writes the `.strata` file (only if its bytes changed).
+    pub fn write_strata(&self, path: &Path) -> Result<(), BuildError> {
+        write_if_changed(path, &self.strata_bytes()?)
+    }
+
+    /// Compiles if needed and writes `DIR/NAME.h` and `DIR/NAME.c`.
+    pub fn emit_c(&self, dir: &Path) -> Result<BuildOutput, BuildError> {
+        let model = self.shown();
+        let bytes = self.strata_bytes()?;
+        let loaded = read_container(&bytes).map_err(|source| BuildError::Container {
+            model: model.clone(),
+            source: Box::new(source),
+        })?;
+        let info = ContainerInfo {
+            bits: loaded.bits,
+            available_planes: loaded.available_planes,
+            metadata: loaded.metadata,
+            file_bytes: bytes.len() as u64,
+            layer_planes: loaded.layer_planes,
+        };
+        let name = match &self.name {
+            Some(n) => n.clone(),
+            None => c_name(&self.model),
+        };
+        let options = emit_options(&loaded.graph, &info, self.planes, self.target, name, &model)?;
+        let out = emit(&loaded.graph, &options).map_err(|source| BuildError::Emit {
+            model: model.clone(),
+            source: Box::new(source),
+        })?;
+        let header = dir.join(format!("{}.h", options.name));
+        let source = dir.join(format!("{}.c", options.name));
+        std::fs::create_dir_all(dir).map_err(|source| BuildError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        write_if_changed(&header, out.header.as_bytes())?;
+        write_if_changed(&source, out.source.as_bytes())?;
+        Ok(BuildOutput {
+            header,
+            source,
+            include_dir: dir.to_path_buf(),
+            planes: options.planes,
+            layer_planes: options.layer_planes,
+            stats: out.stats,
+        })
+    }
+}
+
+/// The emit options for a loaded container: `planes` given → that uniform `K`; otherwise the
+/// stored mixed-precision choice (`K` = its largest count) when there is one, else every
+/// plane present. Shared by `strata emit-c` and [`Build::emit_c`].
+pub fn emit_options(
+    graph: &Graph,
+    info: &ContainerInfo,
+    planes: Option<u8>,
+    target: Target,
+    name: String,
+    model: &str,
+) -> Result<EmitOptions, BuildError> {
+    if let Some(k) = planes {
+        if k > info.available_planes {
+            return Err(BuildError::Planes {
+                model: model.to_string(),
+                planes: k,
+                available: info.available_planes,
+            });
+        }
+        return Ok(EmitOptions {
+            planes: k,
+            name,
+            target,
+            layer_planes: None,
+        });
+    }
+    let emit_err = |source: EmitError| BuildError::Emit {
+        model: model.to_string(),
+        source: Box::new(source),
+    };
+    if !info.layer_planes.is_empty() {
+        let chosen = info
+            .default_layer_planes(graph)
+            .map_err(|source| BuildError::Container {
+                model: model.to_string(),
+                source: Box::new(source),
+            })?;
+        let order = layer_names(graph).map_err(emit_err)?;
+        // Layers without a stored choice keep every plane present.
+        let per_layer: Vec<u8> = order
+            .iter()
+            .map(|n| chosen.get(n).copied().unwrap_or(info.available_planes))
+            .collect();
+        let k = per_layer
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(info.available_planes);
+        return Ok(EmitOptions {
+            planes: k,
+            name,
+            target,
+            layer_planes: Some(per_layer),
+        });
+    }
+    Ok(EmitOptions {
+        planes: info.available_planes,
+        name,
+        target,
+        layer_planes: None,
+    })
+}
+
+/// A C identifier from a file stem (`mnist-cnn.v2.strata` → `mnist_cnn`).
+fn c_name(path: &Path) -> String {
+    let stem = path
+        .file_name()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.split('.').next())
+        .unwrap_or("model");
+    let mut name: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        name.insert(0, '_');
+    }
+    name
+}
+
+/// The first `n` rows of a `[N, …]` tensor (all of them when `n ≥ N`).
+fn first_rows(t: strata_ir::Tensor, n: usize) -> std::io::Result<strata_ir::Tensor> {
+    let shape = t.shape().to_vec();
+    let Some(&rows) = shape.first() else {
+        return Ok(t);
+    };
+    if n >= rows {
+        return Ok(t);
+    }
+    let per: usize = shape[1..].iter().product();
+    let Some(values) = t.as_f32() else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("calibration inputs must be float32, got {}", t.dtype()),
+        ));
+    };
+    let mut new_shape = shape;
+    new_shape[0] = n;
+    strata_ir::Tensor::from_f32(new_shape, values[..n * per].to_vec())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+}
+
+/// Writes `bytes` atomically unless the file already holds exactly them.
+fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+    if std::fs::read(path).is_ok_and(|old| old == bytes) {
+        return Ok(());
+    }
+    crate::npy::write_atomic(path, bytes).map_err(|source| BuildError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
