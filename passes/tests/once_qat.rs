@@ -226,9 +226,13 @@ fn labels_add_cross_entropy() {
     let labels: Vec<i64> = (0..32).map(|i| i % 10).collect();
     let labels = Tensor::new(vec![32], strata_ir::TensorData::I64(labels)).unwrap();
     let p = format!("{VLQ},once-qat{{steps=2,batch=8,lr=1e-3}},bitplane-rewrite");
-    let (a, _) = try_quantize(&g, &p, calib.clone(), Some(labels)).unwrap();
-    let (b, _) = try_quantize(&g, &p, calib, None).unwrap();
+    let (a, _) = try_quantize(&g, &p, calib.clone(), Some(labels.clone())).unwrap();
+    let (b, _) = try_quantize(&g, &p, calib.clone(), None).unwrap();
     assert_ne!(constants(&a), constants(&b));
+    // With ce-weight=0 the labels contribute nothing: the same graph as without them.
+    let p0 = format!("{VLQ},once-qat{{steps=2,batch=8,lr=1e-3,ce-weight=0}},bitplane-rewrite");
+    let (c, _) = try_quantize(&g, &p0, calib, Some(labels)).unwrap();
+    assert_eq!(constants(&c), constants(&b));
 }
 
 #[test]
@@ -253,6 +257,7 @@ fn options_are_validated() {
         "once-qat{steps=2,normalize=maybe}",
         "once-qat{steps=2,temperature=0}",
         "once-qat{steps=2,temperature=hot}",
+        "once-qat{steps=2,ce-weight=-1}",
     ] {
         let err = PassManager::parse(bad).err();
         assert!(
@@ -266,7 +271,7 @@ fn options_are_validated() {
     assert!(PassManager::parse("once-qat{steps=2,planes=\"2,4\",weights=\"1,0.5\"}").is_ok());
     assert!(PassManager::parse(
         "once-qat{steps=2,weight-lr=0,holdout=0,evals=3,tables-only=1,normalize=false,\
-         temperature=auto}"
+         temperature=auto,ce-weight=0}"
     )
     .is_ok());
     assert!(PassManager::parse("once-qat{steps=2,temperature=4.5}").is_ok());

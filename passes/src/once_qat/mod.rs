@@ -1,18 +1,20 @@
 //! `once-qat{steps, batch=64, lr=1e-3, weight-lr=0.02, planes, weights, seed=0, holdout=0.1,
-//! evals=20, tables-only=0.3, normalize=true}`: quantization-aware training of all plane
-//! counts at once ("train once, deploy at any k") that never leaves a plane count worse than
-//! its post-training-quantization start on held-out samples.
+//! evals=20, tables-only=0.3, normalize=true, temperature=auto, ce-weight=1}`:
+//! quantization-aware training of all plane counts at once ("train once, deploy at any k")
+//! that never leaves a plane count worse than its post-training-quantization start on
+//! held-out samples.
 //!
 //! Runs after `vl-quantize` and before `bitplane-rewrite`. Each step draws a batch of
 //! calibration samples (seeded, epoch-style: every training sample once before any repeats)
 //! and runs the network once per trained plane count `k`, every quantizable layer replaced by
 //! its fake-quantized form: input `x̂ = fq_act,k(x)`, weight `W_k = alpha_k·(q_B(W) >> (B−k)) +
 //! beta_k` derived from the one shared set of float weights `W`, bias `bias_k`. The loss is
-//! `Σ_k λ_k·L_k` with `L_k` the KL divergence to the FP32 teacher's logits (T = 1; no labels
-//! needed) plus softmax cross-entropy when `ctx.labels` is set. With `normalize` (default),
+//! `Σ_k λ_k·L_k` with `L_k = T²·KL(teacher_T ‖ student_k,T)` against the FP32 teacher's logits
+//! at temperature `T` (`temperature=auto`: [`auto_temperature`]; no labels needed) plus
+//! `ce-weight ×` softmax cross-entropy when `ctx.labels` is set. With `normalize` (default),
 //! `λ_k` is divided by `L_k` of the starting point on the held-out samples, so that a plane
-//! count that starts almost at FP32 (k = 8: KL ≈ 1e-4) is not drowned by k = 2 (KL ≈ 1e-2)
-//! in the shared weights' gradient.
+//! count that starts almost at FP32 (MNIST CNN, k = 8: `L ≈ 0.02`) is not drowned by k = 2
+//! (`L ≈ 79`) in the shared weights' gradient.
 //!
 //! Training has two phases, and the result is chosen on a held-out slice of the calibration
 //! samples (the last `holdout` fraction; the whole set when that slice is empty), scored with
@@ -71,7 +73,10 @@ pub struct OnceQat {
     /// Peak learning rate of the shared weights, in 8-bit code steps per step (0 freezes the
     /// weights: side tables only).
     pub weight_lr: f32,
-    /// Plane counts to train (`None`: every plane count `vl-quantize` produced).
+    /// Plane counts to train (`None`: every plane count `vl-quantize` produced). The others
+    /// keep their `vl-quantize` tables and are not part of the "no plane count worse" check:
+    /// when the weights move, their tables no longer match the codes, so train every plane
+    /// count that will be shipped.
     pub planes: Option<Vec<u8>>,
     /// `λ_k`, one per trained plane count (`None`: all 1).
     pub weights: Option<Vec<f32>>,
@@ -87,6 +92,9 @@ pub struct OnceQat {
     pub normalize: bool,
     /// Distillation temperature `T` (`None`: automatic, see [`auto_temperature`]).
     pub temperature: Option<f32>,
+    /// Weight of the cross-entropy term when labels are given (the `T²·KL` term of a
+    /// confident teacher can be orders of magnitude larger than a good model's cross-entropy).
+    pub ce_weight: f32,
 }
 
 fn fraction(options: &PassOptions, key: &str, default: f32) -> Result<f32, PipelineError> {
@@ -158,6 +166,10 @@ impl OnceQat {
                 Some(t)
             }
         };
+        let ce_weight: f32 = options.get("ce-weight", 1.0)?;
+        if !(ce_weight.is_finite() && ce_weight >= 0.0) {
+            return Err(options.invalid("ce-weight", "must be non-negative and finite"));
+        }
         Ok(Box::new(OnceQat {
             steps,
             batch,
@@ -171,6 +183,7 @@ impl OnceQat {
             tables_only,
             normalize,
             temperature,
+            ce_weight,
         }))
     }
 }
@@ -625,6 +638,7 @@ impl Pass for OnceQat {
             temperature: self
                 .temperature
                 .unwrap_or_else(|| auto_temperature(&teacher[..n_train * classes], classes)),
+            ce_weight: self.ce_weight,
         };
         let nk = plane_counts.len();
 

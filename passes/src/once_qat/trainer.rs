@@ -116,6 +116,8 @@ pub(super) struct Trainer<'g> {
     pub plane_counts: Vec<u8>,
     /// Distillation temperature.
     pub temperature: f32,
+    /// Weight of the cross-entropy term (with labels).
+    pub ce_weight: f32,
 }
 
 pub(super) fn rt(node: &str) -> impl Fn(RuntimeError) -> PassError + '_ {
@@ -134,21 +136,23 @@ pub(super) fn tensor(node: &str, shape: Vec<usize>, data: Vec<f32>) -> Result<Te
     })
 }
 
-/// `T²·KL(teacher ‖ student)` at temperature `T` plus softmax cross-entropy when labels are given, and its gradient
+/// `T²·KL(teacher ‖ student)` at temperature `T` plus `ce_weight ×` softmax cross-entropy when
+/// labels are given, and its gradient
 /// with respect to the student's logits.
 pub(super) fn objective(
     logits: &Tensor,
     teacher: &Tensor,
     labels: Option<&Tensor>,
     temperature: f32,
+    ce_weight: f32,
 ) -> Result<(f32, Tensor), PassError> {
     let (mut l, mut g) =
         loss::kl_distillation(logits, teacher, temperature).map_err(rt("<loss>"))?;
     if let Some(lt) = labels {
         let (lc, gc) = loss::softmax_cross_entropy(logits, lt).map_err(rt("<loss>"))?;
-        l += lc;
+        l += ce_weight * lc;
         if let (TensorData::F32(a), Some(b)) = (g.data_mut(), gc.as_f32()) {
-            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += ce_weight * y);
         }
     }
     Ok((l, g))
@@ -456,6 +460,7 @@ impl Trainer<'_> {
                     &batch.teacher,
                     batch.labels.as_ref(),
                     self.temperature,
+                    self.ce_weight,
                 )?;
                 if let TensorData::F32(a) = g.data_mut() {
                     a.iter_mut().for_each(|x| *x *= lambdas[ki]);
@@ -479,8 +484,13 @@ impl Trainer<'_> {
                 let mut sum = 0f64;
                 for b in batches {
                     let fwd = self.forward(&b.inputs, &weights, ki, &tables, false)?;
-                    let (l, _) =
-                        objective(&fwd.logits, &b.teacher, b.labels.as_ref(), self.temperature)?;
+                    let (l, _) = objective(
+                        &fwd.logits,
+                        &b.teacher,
+                        b.labels.as_ref(),
+                        self.temperature,
+                        self.ce_weight,
+                    )?;
                     sum += l as f64 * b.teacher.shape()[0] as f64;
                 }
                 Ok(sum / total.max(1) as f64)
