@@ -11,8 +11,9 @@ calibration set for `strata compile` in the demo and tests (never test images, s
 on the test fixtures stays an honest held-out measurement).
 
 --full-out DIR also writes the whole 10,000-image test set (images.npy, labels.npy,
-logits_onnxruntime.npy) and 5,000 training images for calibration (calib.npy) to DIR, for
-accuracy measurements; it is not committed.
+logits_onnxruntime.npy) and the first --calib-count (default 5,000, at most 10,000) training
+images for calibration and once-QAT (calib.npy) with their labels (calib_labels.npy, for
+`strata compile --labels`) to DIR, for accuracy measurements; it is not committed.
 """
 
 import argparse
@@ -27,6 +28,7 @@ MEAN, STD = 0.1307, 0.3081
 N_FIXTURE = 500
 N_CALIB = 256
 N_CALIB_FULL = 5000
+MAX_CALIB_FULL = 10000
 
 
 def preprocess(x_uint8):
@@ -63,14 +65,20 @@ def main():
     ap.add_argument("--model", default=os.path.join(ROOT, "models", "mnist_cnn.onnx"))
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "fixtures", "mnist"))
     ap.add_argument("--full-out", help="also write all 10,000 test images here (not committed)")
+    ap.add_argument("--calib-count", type=int, default=N_CALIB_FULL,
+                    help=f"training images written to FULL_OUT/calib.npy (1..{MAX_CALIB_FULL})")
     args = ap.parse_args()
+    if not 1 <= args.calib_count <= MAX_CALIB_FULL:
+        ap.error(f"--calib-count must be between 1 and {MAX_CALIB_FULL}")
 
     if ort.__version__ != "1.31.1":
         print(f"warning: onnxruntime {ort.__version__}, fixtures were made with 1.31.1", file=sys.stderr)
 
     with np.load(args.mnist) as d:
         x_test, y_test = d["x_test"], d["y_test"]
-        calib = preprocess(d["x_train"][:N_CALIB_FULL])
+        n_calib = max(args.calib_count, N_CALIB)
+        calib = preprocess(d["x_train"][:n_calib])
+        calib_labels = d["y_train"][:n_calib].astype(np.int64)
     images = preprocess(x_test)
     labels = y_test.astype(np.int64)
     logits = reference_logits(args.model, images)
@@ -79,7 +87,9 @@ def main():
     np.save(os.path.join(args.out, "calib.npy"), calib[:N_CALIB])
     if args.full_out:
         write_set(args.full_out, images, labels, logits)
-        np.save(os.path.join(args.full_out, "calib.npy"), calib)
+        np.save(os.path.join(args.full_out, "calib.npy"), calib[: args.calib_count])
+        np.save(os.path.join(args.full_out, "calib_labels.npy"), calib_labels[: args.calib_count])
+        print(f"{args.full_out}: {args.calib_count} training images and labels for calibration")
 
 
 if __name__ == "__main__":

@@ -22,13 +22,17 @@ pub struct CompileOptions {
     pub qat_steps: usize,
     /// Samples per `once-qat` step.
     pub qat_batch: usize,
-    /// Peak Adam learning rate of `once-qat`.
+    /// Peak Adam learning rate of `once-qat`'s side tables.
     pub qat_lr: f32,
     /// Seed of `once-qat`'s batch sampler (same seed, same container).
     pub seed: u64,
-    /// Mixed precision: choose a plane count per layer whose C-backend weight bytes fit this
-    /// budget (see [`crate::mixed_precision`]); the choice is stored in the container.
+    /// Mixed precision: choose a plane count per layer whose C-backend weight bytes (packed
+    /// planes, the `armv7m` layout) fit this budget (see [`crate::mixed_precision`]); the choice is stored in the container.
     pub budget_bytes: Option<u64>,
+    /// Further `once-qat` options, `key=value` pairs separated by commas (e.g.
+    /// `weight-lr=0.05,tables-only=0.5`), appended to the pass's options and checked by the
+    /// pipeline parser like any other.
+    pub qat_options: String,
 }
 
 impl Default for CompileOptions {
@@ -40,9 +44,10 @@ impl Default for CompileOptions {
             calib_method: "percentile".to_string(),
             qat_steps: 0,
             qat_batch: 64,
-            qat_lr: 1e-4,
+            qat_lr: 1e-3,
             seed: 0,
             budget_bytes: None,
+            qat_options: String::new(),
         }
     }
 }
@@ -68,8 +73,14 @@ impl CompileOptions {
         let planes: Vec<String> = self.planes.iter().map(|k| k.to_string()).collect();
         // `{:?}` of an f32 prints the shortest text that parses back to the same value.
         let qat = if self.qat_steps > 0 {
+            let extra = self.qat_options.trim();
+            let extra = if extra.is_empty() {
+                String::new()
+            } else {
+                format!(",{extra}")
+            };
             format!(
-                "once-qat{{steps={},batch={},lr={:?},seed={}}},",
+                "once-qat{{steps={},batch={},lr={:?},seed={}{extra}}},",
                 self.qat_steps, self.qat_batch, self.qat_lr, self.seed
             )
         } else {
@@ -132,24 +143,47 @@ pub fn quantize(
     options: &CompileOptions,
     ctx_hook: impl FnOnce(&mut PassContext),
 ) -> Result<(), CompileError> {
+    quantize_in_context(graph, calibration, options, ctx_hook).map(|_| ())
+}
+
+/// Like [`quantize`], and returns the pass context afterwards, so that callers can read what
+/// the passes reported (e.g. [`strata_passes::OnceQatReport`]).
+pub fn quantize_in_context(
+    graph: &mut Graph,
+    calibration: Vec<Tensor>,
+    options: &CompileOptions,
+    ctx_hook: impl FnOnce(&mut PassContext),
+) -> Result<PassContext, CompileError> {
     options.validate()?;
     let manager = PassManager::parse(&options.pipeline())?;
     let mut ctx = PassContext::with_calibration(calibration);
     ctx_hook(&mut ctx);
     manager.run(graph, &mut ctx, |_, _| {})?;
-    Ok(())
+    Ok(ctx)
 }
 
 /// Quantizes and serialises to `.strata` bytes; `metadata` is stored in the header beside the
 /// compile options. With `budget_bytes`, the per-layer plane choice is stored too, and its
 /// measurements under the metadata key `mixed_precision` (JSON).
 pub fn compile_to_container(
+    graph: Graph,
+    calibration: Vec<Tensor>,
+    options: &CompileOptions,
+    metadata: BTreeMap<String, String>,
+    ctx_hook: impl FnOnce(&mut PassContext),
+) -> Result<Vec<u8>, CompileError> {
+    compile_with_context(graph, calibration, options, metadata, ctx_hook).map(|(b, _)| b)
+}
+
+/// Like [`compile_to_container`], and returns the pass context afterwards (what the passes
+/// reported, e.g. [`strata_passes::OnceQatReport`]).
+pub fn compile_with_context(
     mut graph: Graph,
     calibration: Vec<Tensor>,
     options: &CompileOptions,
     mut metadata: BTreeMap<String, String>,
     ctx_hook: impl FnOnce(&mut PassContext),
-) -> Result<Vec<u8>, CompileError> {
+) -> Result<(Vec<u8>, PassContext), CompileError> {
     // Mixed precision compares against the FP32 model on the same samples.
     let reference = match options.budget_bytes {
         Some(budget) => {
@@ -162,7 +196,7 @@ pub fn compile_to_container(
         }
         None => None,
     };
-    quantize(&mut graph, calibration, options, ctx_hook)?;
+    let ctx = quantize_in_context(&mut graph, calibration, options, ctx_hook)?;
     metadata.insert("pipeline".into(), options.pipeline());
     let mut layer_planes = BTreeMap::new();
     if let Some((budget, calibration, fp32)) = reference {
@@ -173,11 +207,12 @@ pub fn compile_to_container(
         );
         layer_planes = plan.layer_planes;
     }
-    Ok(write_container(
+    let bytes = write_container(
         &graph,
         &ContainerOptions {
             metadata,
             layer_planes,
         },
-    )?)
+    )?;
+    Ok((bytes, ctx))
 }

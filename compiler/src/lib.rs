@@ -2,6 +2,7 @@
 //! turn it into deployable code, and the library behind the `strata` command.
 
 pub mod backend;
+pub mod bench;
 pub mod build;
 pub mod compile;
 pub mod eval;

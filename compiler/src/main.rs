@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 use strata_compiler::build::{emit_options, Target};
-use strata_compiler::compile::{compile_to_container, CompileOptions};
+use strata_compiler::compile::{compile_with_context, CompileOptions};
 use strata_compiler::eval::{score, weight_bytes, EvalReport};
 use strata_compiler::manifest::{self, EVAL_DATA_KEY, EVAL_TOP1_KEY};
 use strata_compiler::model::ContainerInfo;
@@ -20,7 +20,7 @@ use strata_ir::container::strip_container;
 use strata_ir::text::{print_with, PrintOptions};
 use strata_ir::{Graph, Op, Tensor};
 use strata_passes::baselines;
-use strata_passes::{PassContext, PassManager, ProgressFn};
+use strata_passes::{OnceQatReport, PassContext, PassManager, ProgressFn};
 use strata_runtime::{run_with, QuantPath, RunOptions};
 
 /// Strata: one trained network in, one vertically layered quantized model out.
@@ -109,17 +109,21 @@ enum Command {
         /// Samples per QAT step.
         #[arg(long, default_value_t = 64)]
         qat_batch: usize,
-        /// Peak Adam learning rate of QAT (cosine schedule).
-        #[arg(long, default_value_t = 1e-4)]
+        /// Peak Adam learning rate of the QAT side tables (cosine schedule).
+        #[arg(long, default_value_t = 1e-3)]
         qat_lr: f32,
         /// Seed of the QAT batch sampler.
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Mixed precision: choose a plane count per layer, by its measured sensitivity on the
-        /// calibration data, so the C weight bytes fit this size (e.g. `120000`, `117K`;
+        /// calibration data, so the C weight bytes (packed planes, as `--target armv7m` stores them) fit this size (e.g. `120000`, `117K`;
         /// K = 1024). The choice is stored in the file and used by `run` and `emit-c`.
         #[arg(long, value_parser = parse_size_arg)]
         budget_bytes: Option<u64>,
+        /// Further `once-qat` pass options, e.g. `weight-lr=0.05,tables-only=0.5` (see
+        /// `strata passes`).
+        #[arg(long, default_value = "")]
+        qat_options: String,
         #[arg(short, long)]
         output: PathBuf,
     },
@@ -204,6 +208,22 @@ enum Command {
     },
     /// List the passes a pipeline can name.
     Passes,
+    /// Measure this machine: `gemm` times an n×n×n f32 product through the runtime's GEMM
+    /// (the peak the once-QAT GFLOP/s figure is compared with; `RAYON_NUM_THREADS` sets the
+    /// threads).
+    Bench {
+        #[arg(value_parser = ["gemm"])]
+        what: String,
+        /// `n` of the product.
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        /// Timed repeats (after one warm-up).
+        #[arg(long, default_value_t = 10)]
+        repeats: usize,
+        /// Print JSON instead of a line of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -287,6 +307,7 @@ fn dispatch(command: Command) -> Result<()> {
             qat_lr,
             seed,
             budget_bytes,
+            qat_options,
             output,
         } => {
             let options = CompileOptions {
@@ -299,6 +320,7 @@ fn dispatch(command: Command) -> Result<()> {
                 qat_batch,
                 qat_lr,
                 seed,
+                qat_options,
             };
             compile(&model, &calib, labels.as_deref(), &options, &output)?
         }
@@ -381,6 +403,28 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Passes => {
             for p in strata_passes::PASSES {
                 println!("{:<22} {}", p.name, p.summary);
+            }
+        }
+        Command::Bench {
+            what: _,
+            size,
+            repeats,
+            json,
+        } => {
+            let r = strata_compiler::bench::gemm(size, repeats)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "sgemm {n}x{n}x{n}, {} threads: best {:.1} GFLOP/s ({:.4} s), median {:.1} \
+                     GFLOP/s ({:.4} s)",
+                    r.threads,
+                    r.best_gflops,
+                    r.best_seconds,
+                    r.median_gflops,
+                    r.median_seconds,
+                    n = r.size
+                );
             }
         }
     }
@@ -499,10 +543,13 @@ fn compile(
             .unwrap_or(0)
             .to_string(),
     );
-    let bytes = compile_to_container(graph, samples, options, metadata, |ctx| {
+    let (bytes, ctx) = compile_with_context(graph, samples, options, metadata, |ctx| {
         ctx.progress = Some(progress_reporter());
         ctx.labels = labels;
     })?;
+    if let Some(report) = OnceQatReport::from_context(&ctx) {
+        eprintln!("{}", report.summary());
+    }
     npy::write_atomic(output, &bytes).with_context(|| format!("writing {}", output.display()))?;
     if options.budget_bytes.is_some() {
         report_mixed(&bytes)?;

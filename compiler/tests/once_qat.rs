@@ -3,9 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use strata_compiler::compile::{compile_to_container, CompileError, CompileOptions};
+use strata_compiler::compile::{
+    compile_to_container, compile_with_context, CompileError, CompileOptions,
+};
 use strata_ir::ops::{Conv, Gemm};
 use strata_ir::{DType, Dim, Graph, Op, Shape, Tensor, TensorType, ValueRef};
+use strata_passes::OnceQatReport;
 
 /// Deterministic values in [-1, 1) (xorshift).
 fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -123,10 +126,21 @@ fn same_seed_gives_byte_identical_containers() {
 fn pipeline_names_once_qat_only_when_training() {
     let p = options(4, 3).pipeline();
     assert!(
-        p.contains("vl-quantize{bits=8,planes=\"2,4,8\",act-bits=8},once-qat{steps=4,batch=16,lr=0.0001,seed=3},bitplane-rewrite"),
+        p.contains("vl-quantize{bits=8,planes=\"2,4,8\",act-bits=8},once-qat{steps=4,batch=16,lr=0.001,seed=3},bitplane-rewrite"),
         "{p}"
     );
     assert!(!options(0, 3).pipeline().contains("once-qat"));
+    let extra = CompileOptions {
+        qat_options: "weight-lr=0.05, tables-only=0.5".to_string(),
+        ..options(4, 3)
+    };
+    assert!(
+        extra
+            .pipeline()
+            .contains("once-qat{steps=4,batch=16,lr=0.001,seed=3,weight-lr=0.05, tables-only=0.5}"),
+        "{}",
+        extra.pipeline()
+    );
 }
 
 #[test]
@@ -150,4 +164,38 @@ fn qat_options_are_validated() {
             "{o:?}"
         );
     }
+    // Extra pass options go through the pipeline parser: a misspelt one is named.
+    let bogus = CompileOptions {
+        qat_options: "weight-lr=0.05,tables_only=0.5".to_string(),
+        ..options(2, 0)
+    };
+    let err = compile(&bogus).unwrap_err();
+    assert!(
+        matches!(err, CompileError::Pipeline(_)) && err.to_string().contains("tables_only"),
+        "{err}"
+    );
+}
+
+#[test]
+fn compile_reports_what_once_qat_did() {
+    let (_, ctx) = compile_with_context(
+        net(),
+        vec![calib()],
+        &options(4, 3),
+        BTreeMap::new(),
+        |_| {},
+    )
+    .unwrap();
+    let r = OnceQatReport::from_context(&ctx).unwrap();
+    assert_eq!(r.plane_counts, vec![2, 4, 8]);
+    assert_eq!((r.steps, r.batch, r.sample_passes), (4, 16, 4 * 16 * 3));
+    // 48 samples, 10 % held out.
+    assert_eq!((r.train_samples, r.holdout_samples), (44, 4));
+    // conv 4·9 MACs × 36 positions + gemm 10·144, forward + two gradients, 2 FLOPs each.
+    let macs = (4 * 9 * 36 + 10 * 144) as f64;
+    assert_eq!(r.flops, 6.0 * macs * r.sample_passes as f64);
+    for (l0, l1) in r.start_loss.iter().zip(&r.final_loss) {
+        assert!(l1 <= l0, "{}", r.summary());
+    }
+    assert!(r.summary().contains("k=8"), "{}", r.summary());
 }

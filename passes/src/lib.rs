@@ -28,7 +28,7 @@ pub use fold_batchnorm::FoldBatchNorm;
 pub use fold_constants::FoldConstants;
 pub use infer_shapes::InferShapes;
 pub use manager::{PassInfo, PassManager, PASSES};
-pub use once_qat::{codes_with_scales, OnceQat};
+pub use once_qat::{auto_temperature, codes_with_scales, OnceQat, OnceQatReport};
 pub use pipeline::{parse_pipeline, PassOptions, PassSpec, PipelineError};
 pub use vl_quantize::{
     layer_at, parse_plane_list, quantizable_layers, solve_2x2, FitSums, LayerCodes, LayerKind,

@@ -53,8 +53,10 @@ pub const PASSES: &[PassInfo] = &[
     PassInfo {
         name: "once-qat",
         summary: "train every plane count at once from the shared float weights (KL to the FP32 \
-                  teacher, + cross-entropy with labels) and re-derive the planes \
-                  {steps=N, batch=64, lr=1e-4, planes, weights, seed=0}",
+                  teacher, + cross-entropy with labels), keep per held-out checkpoints what \
+                  makes no plane count worse, re-derive the planes {steps=N, batch=64, \
+                  lr=1e-3, weight-lr=0.02, planes, weights, seed=0, holdout=0.1, evals=20, \
+                  tables-only=0.3, normalize=true, temperature=auto, ce-weight=1}",
         create: OnceQat::create,
     },
     PassInfo {

@@ -1,8 +1,13 @@
-//! Tests of `once-qat` on a small seeded CNN: KL to the FP32 teacher drops at every plane
-//! count, determinism, the prefix property of the re-derived planes, and every error path.
+//! Tests of `once-qat` on a small seeded CNN: the distillation loss drops at every plane
+//! count (held out and on unseen samples), no plane count ends worse than its start even when
+//! the weight updates are destructive, determinism, the prefix property of the re-derived
+//! planes, and every error path.
 
 use strata_ir::{Graph, NodeKind, Tensor, TensorData, ValueRef};
-use strata_passes::{PassContext, PassError, PassManager, PipelineError, VlQuantization};
+use strata_passes::{
+    auto_temperature, OnceQatReport, PassContext, PassError, PassManager, PipelineError,
+    VlQuantization,
+};
 use strata_runtime::autodiff::loss::kl_distillation;
 use strata_runtime::{run_with, QuantPath, RunOptions};
 
@@ -64,44 +69,98 @@ fn constants(g: &Graph) -> Vec<(String, String, Vec<usize>, Vec<u64>)> {
 
 const VLQ: &str = "vl-quantize{planes=\"2,4,8\"}";
 
+/// Calibration images scaled so that the teacher's logits are peaked, like a trained
+/// classifier's (at T = 1 their KL would be at the level of float noise).
+fn peaked_images(n: usize, seed: u64) -> Tensor {
+    let x = images(n, seed);
+    Tensor::from_f32(
+        x.shape().to_vec(),
+        x.as_f32().unwrap().iter().map(|v| v * 6.0).collect(),
+    )
+    .unwrap()
+}
+
 #[test]
-fn training_lowers_kl_at_every_plane_count() {
+fn training_lowers_the_loss_at_every_plane_count() {
     let g = small_cnn();
-    // Scaled so that the teacher's logits are peaked and the KL at k=8 is not at the level
-    // of half-precision rounding of the tables.
-    let scale = 6.0f32;
-    let calib = images(128, 11);
-    let calib = Tensor::from_f32(
-        calib.shape().to_vec(),
-        calib.as_f32().unwrap().iter().map(|v| v * scale).collect(),
+    let calib = peaked_images(128, 11);
+    // Fresh samples the pass never saw, scored on the integer path of the compiled graphs.
+    let test = peaked_images(64, 21);
+    let teacher = run_at(&g, &test, None);
+    let before = quantize(&g, &format!("{VLQ},bitplane-rewrite"), calib.clone());
+    let (after, ctx) = try_quantize(
+        &g,
+        &format!("{VLQ},once-qat{{steps=40,batch=32}},bitplane-rewrite"),
+        calib.clone(),
+        None,
     )
     .unwrap();
-    let teacher = run_at(&g, &calib, None);
-    let before = quantize(&g, &format!("{VLQ},bitplane-rewrite"), calib.clone());
-    let after = quantize(
-        &g,
-        &format!("{VLQ},once-qat{{steps=20,batch=32}},bitplane-rewrite"),
-        calib.clone(),
+    let report = OnceQatReport::from_context(&ctx).unwrap().clone();
+    let t = report.temperature;
+    assert_eq!(
+        t,
+        auto_temperature(run_at(&g, &calib, None).as_f32().unwrap(), 10)
     );
-    let mut kls = Vec::new();
-    for k in [2u8, 4, 8] {
-        let (kl0, _) = kl_distillation(&run_at(&before, &calib, Some(k)), &teacher, 1.0).unwrap();
-        let (kl1, _) = kl_distillation(&run_at(&after, &calib, Some(k)), &teacher, 1.0).unwrap();
-        eprintln!("k={k}: KL {kl0:.6} -> {kl1:.6}");
-        kls.push((k, kl0, kl1));
-    }
-    // k=2 and k=4 start with a real error and training lowers it. At k=8 the least-squares
-    // start is already at KL ≈ 4e-5 (the FP32 model up to noise): every straight-through step
-    // on the shared weights flips some 8-bit codes that k=2/k=4 want flipped, which costs k=8
-    // a little (measured: 3.6e-5 → 5.2e-4 here; training k=8 alone also does not lower it).
-    // So k=8 is held to "stays essentially FP32", not to "improves".
-    for (k, kl0, kl1) in kls {
+    assert_eq!(report.plane_counts, vec![2, 4, 8]);
+    for (i, k) in [2u8, 4, 8].into_iter().enumerate() {
+        // On the held-out slice the pass chose by, and on samples it never saw.
+        let (l0, l1) = (report.start_loss[i], report.final_loss[i]);
+        assert!(l1 < l0, "k={k}: held-out loss {l0} -> {l1}");
+        let (kl0, _) = kl_distillation(&run_at(&before, &test, Some(k)), &teacher, t).unwrap();
+        let (kl1, _) = kl_distillation(&run_at(&after, &test, Some(k)), &teacher, t).unwrap();
+        eprintln!("k={k}: held-out {l0:.4e} -> {l1:.4e}, unseen {kl0:.4e} -> {kl1:.4e}");
         if k < 8 {
-            assert!(kl1 < kl0, "k={k}: KL {kl0} -> {kl1}");
+            assert!(kl1 < kl0, "k={k}: loss on unseen samples {kl0} -> {kl1}");
         } else {
-            assert!(kl1 < 1e-3, "k={k}: KL {kl0} -> {kl1}");
+            // k = 8 starts at the level of half-precision table rounding (KL ≈ 4e-5); the 12
+            // held-out samples cannot resolve changes that small on other samples (measured:
+            // 3.9e-5 -> 4.3e-5), so it is held to "stays FP32-like" there.
+            assert!(kl1 < 1e-4, "k={k}: loss on unseen samples {kl0} -> {kl1}");
         }
     }
+    assert_eq!(report.holdout_samples, 12);
+    assert_eq!(report.train_samples, 116);
+    assert_eq!(report.sample_passes, 40 * 32 * 3);
+    assert!(report.flops > 0.0 && report.train_seconds > 0.0);
+}
+
+#[test]
+fn a_plane_count_never_ends_worse_than_its_start() {
+    // A weight learning rate of 200 code steps per step wrecks the shared weights; the
+    // checkpoint rule must fall back to the start's weights, and the tables-only phase may
+    // only improve on that.
+    let g = small_cnn();
+    let calib = peaked_images(64, 17);
+    let (_, ctx0) = try_quantize(&g, VLQ, calib.clone(), None).unwrap();
+    let (_, ctx) = try_quantize(
+        &g,
+        &format!("{VLQ},once-qat{{steps=12,batch=16,weight-lr=200,evals=4,tables-only=0.5}}"),
+        calib,
+        None,
+    )
+    .unwrap();
+    let report = OnceQatReport::from_context(&ctx).unwrap();
+    assert_eq!(report.weights_from_step, 0, "{}", report.summary());
+    for (l0, l1) in report.start_loss.iter().zip(&report.final_loss) {
+        assert!(l1 <= l0, "{}", report.summary());
+    }
+    // Weights from the start: the planes are the post-training-quantization ones.
+    let q0 = VlQuantization::from_context(&ctx0).unwrap();
+    let q = VlQuantization::from_context(&ctx).unwrap();
+    for (l, l0) in q.layers.iter().zip(&q0.layers) {
+        assert_eq!(l.planes, l0.planes, "layer {}", l.name);
+    }
+}
+
+#[test]
+fn auto_temperature_is_half_the_median_top_two_gap() {
+    // Gaps 2, 10, 40 → median 10 → T = 5.
+    let logits = [0.0, 2.0, 1.0, 10.0, 0.0, -3.0, -40.0, 0.0, -50.0];
+    assert_eq!(auto_temperature(&logits, 3), 5.0);
+    // Soft outputs keep T = 1; degenerate inputs too.
+    assert_eq!(auto_temperature(&[0.0, 0.5, 0.2, 0.1], 2), 1.0);
+    assert_eq!(auto_temperature(&[1.0, 2.0], 1), 1.0);
+    assert_eq!(auto_temperature(&[], 10), 1.0);
 }
 
 #[test]
@@ -122,15 +181,17 @@ fn same_seed_same_graph_other_seed_other_graph() {
 #[test]
 fn re_derived_planes_keep_the_prefix_property() {
     let g = small_cnn();
-    let calib = images(64, 13);
+    let calib = peaked_images(64, 13);
     let (_, ctx0) = try_quantize(&g, VLQ, calib.clone(), None).unwrap();
     let (_, ctx) = try_quantize(
         &g,
-        &format!("{VLQ},once-qat{{steps=10,batch=32,lr=1e-2}}"),
+        &format!("{VLQ},once-qat{{steps=20,batch=32,weight-lr=0.2,tables-only=0,planes=\"2,4\"}}"),
         calib,
         None,
     )
     .unwrap();
+    let report = OnceQatReport::from_context(&ctx).unwrap();
+    assert!(report.weights_from_step > 0, "{}", report.summary());
     let q0 = VlQuantization::from_context(&ctx0).unwrap();
     let q = VlQuantization::from_context(&ctx).unwrap();
     assert_eq!(q.layers.len(), 4);
@@ -144,16 +205,18 @@ fn re_derived_planes_keep_the_prefix_property() {
             let shifted: Vec<i32> = full.iter().map(|c| c >> (q.bits - k)).collect();
             assert_eq!(prefix, shifted, "layer {} k={k}", l.name);
         }
-        // Tables were trained and stored in half precision.
-        for t in &l.tables {
+        // Trained tables are stored in half precision.
+        for t in &l.tables[..2] {
             for v in t.alpha.iter().chain(&t.beta).chain(&t.bias) {
                 assert_eq!(half::f16::from_f32(*v).to_f32(), *v);
             }
             assert!(t.act_scale > 0.0);
         }
-        assert_ne!(l.tables, l0.tables, "layer {}", l.name);
+        // Trained tables moved; the untrained k = 8 table is the one vl-quantize fitted.
+        assert_ne!(l.tables[..2], l0.tables[..2], "layer {}", l.name);
+        assert_eq!(l.tables[2], l0.tables[2], "layer {}", l.name);
     }
-    assert!(changed, "training at lr 1e-2 moved some code");
+    assert!(changed, "the kept weight updates moved some code");
 }
 
 #[test]
@@ -163,9 +226,13 @@ fn labels_add_cross_entropy() {
     let labels: Vec<i64> = (0..32).map(|i| i % 10).collect();
     let labels = Tensor::new(vec![32], strata_ir::TensorData::I64(labels)).unwrap();
     let p = format!("{VLQ},once-qat{{steps=2,batch=8,lr=1e-3}},bitplane-rewrite");
-    let (a, _) = try_quantize(&g, &p, calib.clone(), Some(labels)).unwrap();
-    let (b, _) = try_quantize(&g, &p, calib, None).unwrap();
+    let (a, _) = try_quantize(&g, &p, calib.clone(), Some(labels.clone())).unwrap();
+    let (b, _) = try_quantize(&g, &p, calib.clone(), None).unwrap();
     assert_ne!(constants(&a), constants(&b));
+    // With ce-weight=0 the labels contribute nothing: the same graph as without them.
+    let p0 = format!("{VLQ},once-qat{{steps=2,batch=8,lr=1e-3,ce-weight=0}},bitplane-rewrite");
+    let (c, _) = try_quantize(&g, &p0, calib, Some(labels)).unwrap();
+    assert_eq!(constants(&c), constants(&b));
 }
 
 #[test]
@@ -182,6 +249,15 @@ fn options_are_validated() {
         "once-qat{steps=2,weights=\"1,-1\"}",
         "once-qat{steps=2,planes=\"2,4\",weights=\"1\"}",
         "once-qat{steps=2,bogus=1}",
+        "once-qat{steps=2,weight-lr=-1}",
+        "once-qat{steps=2,holdout=1}",
+        "once-qat{steps=2,holdout=-0.1}",
+        "once-qat{steps=2,evals=0}",
+        "once-qat{steps=2,tables-only=1.5}",
+        "once-qat{steps=2,normalize=maybe}",
+        "once-qat{steps=2,temperature=0}",
+        "once-qat{steps=2,temperature=hot}",
+        "once-qat{steps=2,ce-weight=-1}",
     ] {
         let err = PassManager::parse(bad).err();
         assert!(
@@ -193,6 +269,12 @@ fn options_are_validated() {
         );
     }
     assert!(PassManager::parse("once-qat{steps=2,planes=\"2,4\",weights=\"1,0.5\"}").is_ok());
+    assert!(PassManager::parse(
+        "once-qat{steps=2,weight-lr=0,holdout=0,evals=3,tables-only=1,normalize=false,\
+         temperature=auto,ce-weight=0}"
+    )
+    .is_ok());
+    assert!(PassManager::parse("once-qat{steps=2,temperature=4.5}").is_ok());
 }
 
 #[test]

@@ -16,6 +16,12 @@ use strata_ir::{Dim, Graph, NodeKind, Tensor, ValueRef};
 pub use error::RuntimeError;
 pub use kernels::{eval_op, eval_op_with, QuantPath};
 
+/// Threads of the pool the kernels run on (rayon's global pool; `RAYON_NUM_THREADS` sets it),
+/// so benchmarks and reports can state the parallelism they measured.
+pub fn threads() -> usize {
+    rayon::current_num_threads()
+}
+
 /// Choices for running a graph with bit-plane layers; other ops ignore them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunOptions {

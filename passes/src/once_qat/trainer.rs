@@ -1,0 +1,500 @@
+//! The forward and backward passes of `once-qat`: the network at one plane count with every
+//! quantizable layer fake-quantized, its loss against the FP32 teacher, and the gradients of
+//! the shared weights and of that plane count's side tables.
+//!
+//! The plane counts of one step are independent given the shared weights, so they run in
+//! parallel (rayon, one task per plane count, each using the runtime's own parallel im2col +
+//! GEMM kernels inside); their results are collected in plane-count order and summed in that
+//! order, so the result does not depend on the thread count or on timing.
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+use strata_ir::ops::{Conv, Gemm};
+use strata_ir::{Dim, Graph, NodeId, NodeKind, Op, Tensor, TensorData, ValueRef};
+use strata_runtime::autodiff::fake_quant::{lsq_grad_scale, ActFakeQuant, WeightFakeQuant};
+use strata_runtime::autodiff::{backward_op, loss};
+use strata_runtime::RuntimeError;
+
+use crate::bitplane_rewrite::half_precision;
+use crate::vl_quantize::{LayerKind, QuantLayer};
+use crate::PassError;
+
+pub(super) const PASS: &str = "once-qat";
+
+/// Trainable side table of one layer at one plane count.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct KState {
+    pub alpha: Vec<f32>,
+    pub beta: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub act_scale: f32,
+    pub act_zero: f32,
+}
+
+impl KState {
+    /// The table as the container stores it (alpha, beta and bias in half precision), so
+    /// that validation scores exactly what will be shipped.
+    pub fn stored(&self) -> KState {
+        let h = |v: &[f32]| v.iter().map(|&x| half_precision(x)).collect();
+        KState {
+            alpha: h(&self.alpha),
+            beta: h(&self.beta),
+            bias: h(&self.bias),
+            ..self.clone()
+        }
+    }
+}
+
+/// A quantizable layer during training.
+pub(super) struct Layer {
+    pub view: QuantLayer,
+    /// The layer's op with the weight `[R, …]` and the bias made explicit: Conv with bias, or
+    /// Gemm with `trans_b` and a `[R]` C.
+    pub op: Op,
+    /// Shape `op` expects for the weight.
+    pub weight_shape: Vec<usize>,
+    /// Shared float weights `[R, K]` (the view of `vl-quantize`, without the Gemm gain).
+    pub w: Vec<f32>,
+    /// Fixed per-row code scales `s_c`.
+    pub scales: Vec<f32>,
+    /// One side table per trained plane count, in plane-count order.
+    pub k: Vec<KState>,
+    /// Multiply-accumulates of the layer's forward pass per sample.
+    pub macs: u64,
+}
+
+/// Gradients of one layer at one plane count.
+pub(super) struct LayerGrad {
+    pub w: Vec<f32>,
+    pub alpha: Vec<f32>,
+    pub beta: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub act_scale: f32,
+}
+
+/// One plane count's loss (`λ`-free) and gradients (of `λ·loss`) for one batch.
+pub(super) struct KResult {
+    pub loss: f32,
+    /// Per layer; `None` for a layer no gradient reached.
+    pub grads: Vec<Option<LayerGrad>>,
+}
+
+/// A batch: the inputs, the teacher's logits for it and optional labels.
+pub(super) struct Batch {
+    pub inputs: Vec<Tensor>,
+    pub teacher: Tensor,
+    pub labels: Option<Tensor>,
+}
+
+/// What the forward pass of one layer keeps for its backward pass.
+struct LayerSaved {
+    x: Tensor,
+    xhat: Tensor,
+    wk: Tensor,
+    bias: Tensor,
+    wfq: WeightFakeQuant,
+    afq: ActFakeQuant,
+}
+
+/// Everything one forward pass produced.
+struct Forward {
+    logits: Tensor,
+    values: HashMap<ValueRef, Tensor>,
+    saved: HashMap<usize, LayerSaved>,
+}
+
+/// The training problem: graph, layers, and the fixed code parameters.
+pub(super) struct Trainer<'g> {
+    pub graph: &'g Graph,
+    pub order: Vec<NodeId>,
+    /// Node → index into `layers`.
+    pub by_node: HashMap<NodeId, usize>,
+    pub layers: Vec<Layer>,
+    pub bits: u8,
+    pub act_bits: u8,
+    pub plane_counts: Vec<u8>,
+    /// Distillation temperature.
+    pub temperature: f32,
+    /// Weight of the cross-entropy term (with labels).
+    pub ce_weight: f32,
+}
+
+pub(super) fn rt(node: &str) -> impl Fn(RuntimeError) -> PassError + '_ {
+    move |source| PassError::Runtime {
+        pass: PASS,
+        node: node.to_string(),
+        source: Box::new(source),
+    }
+}
+
+pub(super) fn tensor(node: &str, shape: Vec<usize>, data: Vec<f32>) -> Result<Tensor, PassError> {
+    Tensor::from_f32(shape, data).map_err(|e| PassError::Rewrite {
+        pass: PASS,
+        node: node.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// `T²·KL(teacher ‖ student)` at temperature `T` plus `ce_weight ×` softmax cross-entropy when
+/// labels are given, and its gradient
+/// with respect to the student's logits.
+pub(super) fn objective(
+    logits: &Tensor,
+    teacher: &Tensor,
+    labels: Option<&Tensor>,
+    temperature: f32,
+    ce_weight: f32,
+) -> Result<(f32, Tensor), PassError> {
+    let (mut l, mut g) =
+        loss::kl_distillation(logits, teacher, temperature).map_err(rt("<loss>"))?;
+    if let Some(lt) = labels {
+        let (lc, gc) = loss::softmax_cross_entropy(logits, lt).map_err(rt("<loss>"))?;
+        l += ce_weight * lc;
+        if let (TensorData::F32(a), Some(b)) = (g.data_mut(), gc.as_f32()) {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += ce_weight * y);
+        }
+    }
+    Ok((l, g))
+}
+
+/// The layer's op with an explicit `[R]` bias, the shape its weight must have, and its
+/// forward multiply-accumulates per sample (from the graph's static output shape).
+pub(super) fn explicit_op(
+    graph: &Graph,
+    layer: &QuantLayer,
+) -> Result<(Op, Vec<usize>, u64), PassError> {
+    let out_per_sample: u64 = graph
+        .node(layer.node)
+        .ok()
+        .and_then(|n| n.outputs.first())
+        .map(|v| {
+            v.ty.shape
+                .dims()
+                .iter()
+                .skip(1)
+                .map(|d| match d {
+                    Dim::Known(n) => *n as u64,
+                    _ => 1,
+                })
+                .product()
+        })
+        .unwrap_or(layer.rows as u64);
+    let macs = out_per_sample * layer.cols as u64;
+    match &layer.kind {
+        LayerKind::Conv(c) => {
+            let w = graph
+                .node_inputs(layer.node)
+                .get(1)
+                .and_then(|&v| graph.constant_value(v))
+                .map(|t| t.shape().to_vec())
+                .ok_or_else(|| PassError::Rewrite {
+                    pass: PASS,
+                    node: layer.name.clone(),
+                    reason: "lost its constant weight".to_string(),
+                })?;
+            let op = Op::Conv(Conv {
+                has_bias: true,
+                ..c.clone()
+            });
+            Ok((op, w, macs))
+        }
+        LayerKind::Linear => Ok((
+            Op::Gemm(Gemm {
+                alpha: 1.0,
+                beta: 1.0,
+                trans_a: false,
+                trans_b: true,
+                has_c: true,
+            }),
+            vec![layer.rows, layer.cols],
+            macs,
+        )),
+    }
+}
+
+/// Adds `g` into `v`'s gradient (fan-out sums every use's contribution, in the fixed reverse
+/// topological order).
+fn accumulate(grads: &mut HashMap<ValueRef, Tensor>, v: ValueRef, g: Tensor) {
+    match grads.get_mut(&v) {
+        None => {
+            grads.insert(v, g);
+        }
+        Some(acc) => {
+            if let (TensorData::F32(a), Some(b)) = (acc.data_mut(), g.as_f32()) {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+            }
+        }
+    }
+}
+
+impl Trainer<'_> {
+    fn lookup<'a>(
+        &'a self,
+        values: &'a HashMap<ValueRef, Tensor>,
+        v: ValueRef,
+    ) -> Option<&'a Tensor> {
+        values
+            .get(&v)
+            .or_else(|| self.graph.constant_value(v).map(|t| t.as_ref()))
+    }
+
+    fn missing(&self, node: &str, slot: usize) -> PassError {
+        PassError::Rewrite {
+            pass: PASS,
+            node: node.to_string(),
+            reason: format!("input {slot} was not computed"),
+        }
+    }
+
+    /// The shared float weights of every layer as `[R, K]` tensors (built once per step and
+    /// read by every plane count).
+    pub fn weight_tensors(&self) -> Result<Vec<Tensor>, PassError> {
+        self.layers
+            .iter()
+            .map(|l| tensor(&l.view.name, vec![l.view.rows, l.view.cols], l.w.clone()))
+            .collect()
+    }
+
+    /// Runs the student at plane count index `ki` with the side tables `tables` (one per
+    /// layer); `keep` saves what the backward pass needs.
+    fn forward(
+        &self,
+        inputs: &[Tensor],
+        weights: &[Tensor],
+        ki: usize,
+        tables: &[&KState],
+        keep: bool,
+    ) -> Result<Forward, PassError> {
+        let k = self.plane_counts[ki];
+        let mut values: HashMap<ValueRef, Tensor> = HashMap::new();
+        for (&id, t) in self.graph.inputs().iter().zip(inputs) {
+            values.insert(ValueRef::first(id), t.clone());
+        }
+        let mut saved = HashMap::new();
+        for &id in &self.order {
+            let node = self
+                .graph
+                .node(id)
+                .map_err(|source| PassError::Graph { pass: PASS, source })?;
+            let NodeKind::Op(op) = &node.kind else {
+                continue;
+            };
+            let args = self.graph.node_inputs(id);
+            let out = if let Some(&li) = self.by_node.get(&id) {
+                let layer = &self.layers[li];
+                let st = tables[li];
+                let x = self
+                    .lookup(&values, layer.view.input)
+                    .ok_or_else(|| self.missing(&node.name, 0))?;
+                let afq = ActFakeQuant {
+                    bits: self.act_bits,
+                    scale: st.act_scale,
+                    zero: st.act_zero,
+                };
+                let xhat = afq.forward(x).map_err(rt(&node.name))?;
+                let wfq = WeightFakeQuant {
+                    bits: self.bits,
+                    k,
+                    scale: layer.scales.clone(),
+                    alpha: st.alpha.clone(),
+                    beta: st.beta.clone(),
+                };
+                let wk = wfq.forward(&weights[li]).map_err(rt(&node.name))?;
+                let wk = tensor(
+                    &node.name,
+                    layer.weight_shape.clone(),
+                    match wk.into_data() {
+                        TensorData::F32(v) => v,
+                        _ => Vec::new(),
+                    },
+                )?;
+                let bias = tensor(&node.name, vec![layer.view.rows], st.bias.clone())?;
+                let mut y = strata_runtime::eval_op(&layer.op, &[&xhat, &wk, &bias])
+                    .map_err(rt(&node.name))?;
+                if keep {
+                    saved.insert(
+                        li,
+                        LayerSaved {
+                            x: x.clone(),
+                            xhat,
+                            wk,
+                            bias,
+                            wfq,
+                            afq,
+                        },
+                    );
+                }
+                y.truncate(1);
+                y
+            } else {
+                let mut refs = Vec::with_capacity(args.len());
+                for (slot, v) in args.iter().enumerate() {
+                    refs.push(
+                        self.lookup(&values, *v)
+                            .ok_or_else(|| self.missing(&node.name, slot))?,
+                    );
+                }
+                strata_runtime::eval_op(op, &refs).map_err(rt(&node.name))?
+            };
+            for (i, t) in out.into_iter().enumerate() {
+                values.insert(
+                    ValueRef {
+                        node: id,
+                        output: i,
+                    },
+                    t,
+                );
+            }
+        }
+        let out = self.graph.outputs()[0];
+        let logits = self
+            .lookup(&values, out)
+            .ok_or_else(|| self.missing("<graph output>", 0))?
+            .clone();
+        Ok(Forward {
+            logits,
+            values,
+            saved,
+        })
+    }
+
+    /// Back-propagates `seed` (∂L/∂logits) through one forward pass.
+    fn backward(
+        &self,
+        fwd: &Forward,
+        weights: &[Tensor],
+        seed: Tensor,
+    ) -> Result<Vec<Option<LayerGrad>>, PassError> {
+        let mut grads: HashMap<ValueRef, Tensor> = HashMap::new();
+        grads.insert(self.graph.outputs()[0], seed);
+        let mut out: Vec<Option<LayerGrad>> = (0..self.layers.len()).map(|_| None).collect();
+        for &id in self.order.iter().rev() {
+            let node = self
+                .graph
+                .node(id)
+                .map_err(|source| PassError::Graph { pass: PASS, source })?;
+            let NodeKind::Op(op) = &node.kind else {
+                continue;
+            };
+            let Some(g) = grads.remove(&ValueRef::first(id)) else {
+                continue;
+            };
+            let args = self.graph.node_inputs(id);
+            let output = fwd
+                .values
+                .get(&ValueRef::first(id))
+                .ok_or_else(|| self.missing(&node.name, 0))?;
+            if let Some(&li) = self.by_node.get(&id) {
+                let layer = &self.layers[li];
+                let s = fwd
+                    .saved
+                    .get(&li)
+                    .ok_or_else(|| self.missing(&node.name, 0))?;
+                let gi = backward_op(&layer.op, &[&s.xhat, &s.wk, &s.bias], output, &g)
+                    .map_err(rt(&node.name))?;
+                let shape = vec![layer.view.rows, layer.view.cols];
+                let mut it = gi.into_iter();
+                let (gx, gw, gb) = (
+                    it.next().flatten(),
+                    it.next().flatten(),
+                    it.next().flatten(),
+                );
+                let n = layer.view.rows * layer.view.cols;
+                let gw = match gw.map(Tensor::into_data) {
+                    Some(TensorData::F32(v)) => tensor(&node.name, shape, v)?,
+                    _ => tensor(&node.name, shape, vec![0.0; n])?,
+                };
+                let wg = s.wfq.backward(&weights[li], &gw).map_err(rt(&node.name))?;
+                let gscale = match gx {
+                    Some(gx) => {
+                        let ag = s.afq.backward(&s.x, &gx).map_err(rt(&node.name))?;
+                        accumulate(&mut grads, layer.view.input, ag.x);
+                        ag.scale * lsq_grad_scale(s.x.len(), self.act_bits)
+                    }
+                    None => 0.0,
+                };
+                out[li] = Some(LayerGrad {
+                    w: match wg.w.into_data() {
+                        TensorData::F32(v) => v,
+                        _ => vec![0.0; n],
+                    },
+                    alpha: wg.alpha,
+                    beta: wg.beta,
+                    bias: gb
+                        .and_then(|t| t.as_f32().map(<[f32]>::to_vec))
+                        .unwrap_or_else(|| vec![0.0; layer.view.rows]),
+                    act_scale: gscale,
+                });
+                continue;
+            }
+            let mut refs = Vec::with_capacity(args.len());
+            for (slot, v) in args.iter().enumerate() {
+                refs.push(
+                    self.lookup(&fwd.values, *v)
+                        .ok_or_else(|| self.missing(&node.name, slot))?,
+                );
+            }
+            let in_grads = backward_op(op, &refs, output, &g).map_err(rt(&node.name))?;
+            for (v, ig) in args.into_iter().zip(in_grads) {
+                // Constants are not trained (layer weights are handled above).
+                if let (Some(ig), None) = (ig, self.graph.constant_value(v)) {
+                    accumulate(&mut grads, v, ig);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Loss and gradients of every trained plane count on one batch, the plane counts in
+    /// parallel; `lambdas[ki]` scales plane count `ki`'s gradients (not its reported loss).
+    pub fn gradients(&self, batch: &Batch, lambdas: &[f32]) -> Result<Vec<KResult>, PassError> {
+        let weights = self.weight_tensors()?;
+        (0..self.plane_counts.len())
+            .into_par_iter()
+            .map(|ki| {
+                let tables: Vec<&KState> = self.layers.iter().map(|l| &l.k[ki]).collect();
+                let fwd = self.forward(&batch.inputs, &weights, ki, &tables, true)?;
+                let (loss, mut g) = objective(
+                    &fwd.logits,
+                    &batch.teacher,
+                    batch.labels.as_ref(),
+                    self.temperature,
+                    self.ce_weight,
+                )?;
+                if let TensorData::F32(a) = g.data_mut() {
+                    a.iter_mut().for_each(|x| *x *= lambdas[ki]);
+                }
+                let grads = self.backward(&fwd, &weights, g)?;
+                Ok(KResult { loss, grads })
+            })
+            .collect()
+    }
+
+    /// Mean loss per plane count over `batches` (sample-weighted), with the side tables as
+    /// the container would store them. Forward only; plane counts in parallel.
+    pub fn validation_losses(&self, batches: &[Batch]) -> Result<Vec<f64>, PassError> {
+        let weights = self.weight_tensors()?;
+        let total: usize = batches.iter().map(|b| b.teacher.shape()[0]).sum();
+        (0..self.plane_counts.len())
+            .into_par_iter()
+            .map(|ki| {
+                let stored: Vec<KState> = self.layers.iter().map(|l| l.k[ki].stored()).collect();
+                let tables: Vec<&KState> = stored.iter().collect();
+                let mut sum = 0f64;
+                for b in batches {
+                    let fwd = self.forward(&b.inputs, &weights, ki, &tables, false)?;
+                    let (l, _) = objective(
+                        &fwd.logits,
+                        &b.teacher,
+                        b.labels.as_ref(),
+                        self.temperature,
+                        self.ce_weight,
+                    )?;
+                    sum += l as f64 * b.teacher.shape()[0] as f64;
+                }
+                Ok(sum / total.max(1) as f64)
+            })
+            .collect()
+    }
+}
