@@ -19,15 +19,13 @@
 //! whose content is unchanged are not rewritten, so their timestamps do not trigger rebuilds.
 //! Inside a build script (`OUT_DIR` set) it prints `cargo:rerun-if-changed=` for every input.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 use strata_ir::container::{read_container, ContainerError};
 use strata_ir::Graph;
 
 use crate::backend::c::{emit, layer_names, EmitError, EmitOptions, EmitStats};
-use crate::compile::{compile_to_container, CompileError, CompileOptions};
+use crate::compile::{compile_to_container, provenance_metadata, CompileError, CompileOptions};
 use crate::model::{load_model, ContainerInfo, LoadError};
 use crate::npy::{read_npy, NpyError};
 
@@ -258,31 +256,7 @@ impl Build {
             path: model.clone(),
             source,
         })?;
-        let mut metadata = BTreeMap::new();
-        metadata.insert("source".to_string(), model.clone());
-        metadata.insert(
-            "source_sha256".to_string(),
-            format!("{:x}", Sha256::digest(&bytes)),
-        );
-        let names: Vec<String> = self
-            .calibration
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        metadata.insert("calibration".to_string(), names.join(","));
-        metadata.insert(
-            "calibration_method".to_string(),
-            options.calib_method.clone(),
-        );
-        metadata.insert(
-            "calibration_samples".to_string(),
-            samples
-                .first()
-                .and_then(|t| t.shape().first())
-                .copied()
-                .unwrap_or(0)
-                .to_string(),
-        );
+        let metadata = provenance_metadata(&model, &bytes, &self.calibration, &options, &samples);
         compile_to_container(graph, samples, &options, metadata, |_| {}).map_err(|source| {
             BuildError::Compile {
                 model,

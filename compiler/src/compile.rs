@@ -162,6 +162,41 @@ pub fn quantize_in_context(
     Ok(ctx)
 }
 
+/// The provenance a `.strata` records about how it was made (`source`, `source_sha256`,
+/// `calibration`, `calibration_method`, `calibration_samples`), so `strata inspect` can say
+/// where a file came from and the CLI and the build-script API record the same keys.
+pub fn provenance_metadata(
+    source: &str,
+    source_bytes: &[u8],
+    calibration: &[std::path::PathBuf],
+    options: &CompileOptions,
+    samples: &[Tensor],
+) -> BTreeMap<String, String> {
+    use sha2::{Digest, Sha256};
+    let names: Vec<String> = calibration
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let n = samples
+        .first()
+        .and_then(|t| t.shape().first())
+        .copied()
+        .unwrap_or(0);
+    BTreeMap::from([
+        ("source".to_string(), source.to_string()),
+        (
+            "source_sha256".to_string(),
+            format!("{:x}", Sha256::digest(source_bytes)),
+        ),
+        ("calibration".to_string(), names.join(",")),
+        (
+            "calibration_method".to_string(),
+            options.calib_method.clone(),
+        ),
+        ("calibration_samples".to_string(), n.to_string()),
+    ])
+}
+
 /// Quantizes and serialises to `.strata` bytes; `metadata` is stored in the header beside the
 /// compile options. With `budget_bytes`, the per-layer plane choice is stored too, and its
 /// measurements under the metadata key `mixed_precision` (JSON).

@@ -9,9 +9,8 @@ use clap::{Parser, Subcommand};
 use std::collections::BTreeMap;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use sha2::{Digest, Sha256};
 use strata_compiler::build::{emit_options, Target};
-use strata_compiler::compile::{compile_with_context, CompileOptions};
+use strata_compiler::compile::{compile_with_context, provenance_metadata, CompileOptions};
 use strata_compiler::eval::{score, weight_bytes, EvalReport};
 use strata_compiler::manifest::{self, EVAL_DATA_KEY, EVAL_TOP1_KEY};
 use strata_compiler::model::ContainerInfo;
@@ -506,11 +505,6 @@ fn print_container(graph: &Graph, info: &ContainerInfo) {
     }
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(format!("{:x}", Sha256::digest(&bytes)))
-}
-
 fn compile(
     model: &Path,
     calib: &[PathBuf],
@@ -525,23 +519,13 @@ fn compile(
         bail!("--labels is only used by QAT: give --qat-steps too");
     }
     let labels = labels.map(npy::read_npy).transpose()?;
-    let mut metadata = BTreeMap::new();
-    metadata.insert("source".to_string(), model.display().to_string());
-    metadata.insert("source_sha256".to_string(), sha256_file(model)?);
-    let calib_names: Vec<String> = calib.iter().map(|p| p.display().to_string()).collect();
-    metadata.insert("calibration".to_string(), calib_names.join(","));
-    metadata.insert(
-        "calibration_method".to_string(),
-        options.calib_method.clone(),
-    );
-    metadata.insert(
-        "calibration_samples".to_string(),
-        samples
-            .first()
-            .and_then(|t| t.shape().first())
-            .copied()
-            .unwrap_or(0)
-            .to_string(),
+    let source = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
+    let metadata = provenance_metadata(
+        &model.display().to_string(),
+        &source,
+        calib,
+        options,
+        &samples,
     );
     let (bytes, ctx) = compile_with_context(graph, samples, options, metadata, |ctx| {
         ctx.progress = Some(progress_reporter());
