@@ -98,6 +98,11 @@ function(strata_add_model)
   # Fused multiply-adds would change the float epilogue's rounding (see the README).
   target_compile_options(${SAM_NAME} PRIVATE
     $<$<C_COMPILER_ID:GNU,Clang,AppleClang>:-ffp-contract=off>)
+  # The AVX2 target's intrinsics need the ISA enabled (the file refuses to build without).
+  if(SAM_TARGET STREQUAL "x86-64-v3")
+    target_compile_options(${SAM_NAME} PRIVATE
+      $<$<C_COMPILER_ID:GNU,Clang,AppleClang>:-march=x86-64-v3>)
+  endif()
   if(SAM_DEPENDS)
     add_dependencies(${SAM_NAME} ${SAM_DEPENDS})
   endif()
