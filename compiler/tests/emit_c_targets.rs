@@ -2,7 +2,11 @@
 //! natively; aarch64, armhf and riscv64 under qemu-user, built with Debian's cross toolchains)
 //! × plane count K = 2..8, on the MNIST CNN and on a small net that covers every convolution
 //! form (im2col and direct, groups, depthwise, strides, dilations, asymmetric pads) and
-//! fully connected layers with odd sizes. Outputs must equal the runtime's integer path bit
+//! fully connected layers with odd sizes, and on `ops`: three tiny nets that cover every other
+//! op the backend supports (MaxPool general and 2×2 fast path, AveragePool with and without
+//! padding in the divisor, GlobalAveragePool, Add, Mul, standalone Relu, Flatten/Reshape/
+//! Identity), each behind bit-plane layers so that K matters, emitted with distinct prefixes and
+//! linked into one program per cell. Outputs must equal the runtime's integer path bit
 //! for bit, for `PREFIX_run` and for `PREFIX_run_planes` with mixed per-layer counts. Run with
 //! `--nocapture` to see the matrix. Missing tools fail the test (never a silent skip): install
 //! them with `scripts/setup-system.sh`.
@@ -18,7 +22,7 @@ use strata_compiler::compile::{compile_to_container, CompileOptions};
 use strata_compiler::npy::read_npy;
 use strata_compiler::onnx::{import_file, ImportOptions};
 use strata_ir::container::read_container;
-use strata_ir::ops::{Conv, Gemm, UnaryOp};
+use strata_ir::ops::{BinaryOp, Conv, Gemm, GlobalPoolKind, Pool, Reshape, UnaryOp};
 use strata_ir::{DType, Graph, NodeKind, Op, Shape, Tensor, TensorType, ValueRef};
 use strata_runtime::{run_with, QuantPath, RunOptions};
 
@@ -173,42 +177,201 @@ fn small() -> &'static Graph {
     })
 }
 
-const MAIN_C: &str = r#"
-#include <stdio.h>
-#include <stdlib.h>
-#include "model.h"
-/* usage: main IN OUT N [p0,p1,...]: runs N samples, writes N outputs. */
+/// Builds a graph from `[N, 3, 9, 9]` inputs with deterministic constants.
+struct NetBuilder {
+    g: Graph,
+    x: ValueRef,
+    seed: u64,
+}
+
+impl NetBuilder {
+    fn new(name: &str, seed: u64) -> Self {
+        let mut g = Graph::new(name);
+        let d = [9usize, 9];
+        let mut dims = vec![strata_ir::Dim::Batch, strata_ir::Dim::Known(3)];
+        dims.extend(d.iter().map(|&x| strata_ir::Dim::Known(x)));
+        let x = g.add_input("x", TensorType::new(DType::F32, Shape(dims)));
+        NetBuilder { g, x, seed }
+    }
+
+    fn konst(&mut self, name: &str, shape: &[usize], scale: f32) -> ValueRef {
+        self.seed += 1;
+        let n: usize = shape.iter().product();
+        let v = values(n, self.seed)
+            .into_iter()
+            .map(|v| v * scale)
+            .collect();
+        self.g
+            .add_constant(name, Tensor::from_f32(shape.to_vec(), v).unwrap())
+    }
+
+    fn op(&mut self, name: &str, op: Op, ins: &[ValueRef]) -> ValueRef {
+        ValueRef::first(
+            self.g
+                .add_op_inferred(name, op, ins, vec![name.to_string()])
+                .unwrap(),
+        )
+    }
+
+    /// A 3×3 bit-plane convolution (stride 1, pads `pad`) from the input to `m` channels.
+    fn conv(&mut self, name: &str, m: usize, pad: usize) -> ValueRef {
+        let w = self.konst(&format!("{name}_w"), &[m, 3, 3, 3], 0.4);
+        let b = self.konst(&format!("{name}_b"), &[m], 0.1);
+        let conv = Op::Conv(Conv {
+            kernel: vec![3, 3],
+            strides: vec![1, 1],
+            pads: vec![pad; 4],
+            dilations: vec![1, 1],
+            group: 1,
+            has_bias: true,
+        });
+        let x = self.x;
+        self.op(name, conv, &[x, w, b])
+    }
+
+    fn finish(mut self, y: ValueRef) -> Graph {
+        self.g.set_outputs(vec![y]);
+        strata_ir::verify(&self.g).unwrap();
+        self.g
+    }
+}
+
+fn pool2(kernel: usize, pads: [usize; 4], dil: [usize; 2]) -> Pool {
+    Pool {
+        kernel: vec![kernel, if dil[1] > 1 { 2 } else { kernel }],
+        strides: vec![2, 2],
+        pads: pads.to_vec(),
+        dilations: dil.to_vec(),
+        ceil_mode: false,
+        count_include_pad: false,
+    }
+}
+
+/// Tiny nets, each behind bit-plane convolutions (so their ops see different values at every
+/// K), that cover every op the C backend supports besides the bit-plane layers: (C prefix,
+/// graph). Three nets rather than one per op: each net is one more C translation unit to
+/// build per matrix cell, and the ops' outputs reach the net's output without a
+/// re-quantization that could hide a difference.
+fn op_nets() -> Vec<(&'static str, Graph)> {
+    let mut nets = Vec::new();
+    let add = || Op::Binary(BinaryOp::Add);
+    let mul = || Op::Binary(BinaryOp::Mul);
+    // Pools of an 11×11 map to 5×5, summed: MaxPool 2×2/2 without pads (the fast path, the
+    // last row and column dropped), MaxPool 3×2/2 with dilation 2 across and asymmetric pads
+    // (the general path), AveragePool 4×4/2 with pads left out of the divisor, and 4×4/2 with
+    // an end pad counted and ceil mode (a last window past the end padding).
+    let mut b = NetBuilder::new("op_pool", 100);
+    let c = b.conv("c", 6, 2);
+    let max2 = b.op("max2x2", Op::MaxPool(pool2(2, [0; 4], [1, 1])), &[c]);
+    let max = b.op("max", Op::MaxPool(pool2(3, [1, 0, 0, 1], [1, 2])), &[c]);
+    let avg = b.op("avg", Op::AveragePool(pool2(4, [1; 4], [1, 1])), &[c]);
+    let mut p = pool2(4, [0, 0, 0, 1], [1, 1]);
+    p.count_include_pad = true;
+    p.ceil_mode = true;
+    let avg_pad = b.op("avg_pad", Op::AveragePool(p), &[c]);
+    let s = b.op("s1", add(), &[max2, max]);
+    let s = b.op("s2", add(), &[s, avg]);
+    let y = b.op("s3", add(), &[s, avg_pad]);
+    nets.push(("op_pool", b.finish(y)));
+    // Elementwise: a standalone Relu read through an Identity of the convolution's output
+    // (whose storage has another reader, so the Relu must not be applied in the layer's
+    // epilogue), Add and Mul of two activations, Add of a full-size constant given as the
+    // first operand, Mul by a scalar, and a Reshape as the output.
+    let mut b = NetBuilder::new("op_arith", 110);
+    let c1 = b.conv("c1", 4, 1);
+    let i = b.op("id", Op::Identity, &[c1]);
+    let r = b.op("relu", Op::Unary(UnaryOp::Relu), &[i]);
+    let s = b.op("sum", add(), &[c1, r]);
+    let c2 = b.conv("c2", 4, 1);
+    let m = b.op("prod", mul(), &[s, c2]);
+    let k = b.konst("k", &[1, 4, 9, 9], 0.5);
+    let a = b.op("shift", add(), &[k, m]);
+    let k = b.g.add_constant("two", Tensor::scalar_f32(-1.7));
+    let p = b.op("scale", mul(), &[a, k]);
+    let reshape = Op::Reshape(Reshape {
+        shape: vec![0, -1],
+        allow_zero: false,
+    });
+    let y = b.op("reshape", reshape, &[p]);
+    nets.push(("op_arith", b.finish(y)));
+    // GlobalAveragePool over 81 positions, then Flatten.
+    let mut b = NetBuilder::new("op_gap", 120);
+    let c = b.conv("c", 6, 1);
+    let gp = b.op("gap", Op::GlobalPool(GlobalPoolKind::Average), &[c]);
+    let y = b.op("flat", Op::Flatten { axis: 1 }, &[gp]);
+    nets.push(("op_gap", b.finish(y)));
+    nets
+}
+
+/// The op nets, compiled with 16 calibration rows each.
+fn ops() -> &'static [(&'static str, Graph)] {
+    static G: OnceLock<Vec<(&'static str, Graph)>> = OnceLock::new();
+    G.get_or_init(|| {
+        op_nets()
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, g))| {
+                let calib =
+                    Tensor::from_f32(vec![16, 3, 9, 9], values(16 * 243, 200 + i as u64)).unwrap();
+                (name, quantized(g, calib))
+            })
+            .collect()
+    })
+}
+
+/// The test program for a list of emitted nets (C prefixes), linked together.
+/// usage: `main IN OUT N [p0,p1,...]` runs N samples through every net in turn (inputs and
+/// outputs are the nets' concatenated, as are the per-layer counts); it exits 0, 20 + the
+/// number of nets whose entry point refused the counts (return code 1), or 10 + another code.
+fn harness(prefixes: &[&str]) -> String {
+    let mut c = String::from("#include <stdio.h>\n#include <stdlib.h>\n");
+    for p in prefixes {
+        c.push_str(&format!("#include \"{p}.h\"\n"));
+    }
+    c.push_str(
+        r#"
 int main(int argc, char **argv)
 {
-    static float in[MODEL_INPUT_SIZE], out[MODEL_OUTPUT_SIZE];
-    uint8_t ppl[MODEL_NUM_LAYERS + 1];
+    static char empty[1] = "";
+    char *s;
     FILE *fi, *fo;
     long n, i;
-    int use_ppl = argc > 4;
+    int refused = 0, use_ppl = argc > 4;
     if (argc < 4) return 2;
     n = atol(argv[3]);
-    if (use_ppl) {
-        char *s = argv[4];
-        for (i = 0; i < MODEL_NUM_LAYERS; ++i) {
-            ppl[i] = (uint8_t)strtol(s, &s, 10);
-            if (*s == ',') ++s;
-        }
-    }
+    s = use_ppl ? argv[4] : empty;
     fi = fopen(argv[1], "rb");
     fo = fopen(argv[2], "wb");
     if (!fi || !fo) return 3;
-    for (i = 0; i < n; ++i) {
-        int rc;
-        if (fread(in, sizeof(float), MODEL_INPUT_SIZE, fi) != MODEL_INPUT_SIZE) return 4;
-        rc = use_ppl ? model_run_planes(in, out, ppl) : model_run(in, out);
-        if (rc != 0) return 10 + rc;
-        fwrite(out, sizeof(float), MODEL_OUTPUT_SIZE, fo);
+"#,
+    );
+    for p in prefixes {
+        let up = p.to_ascii_uppercase();
+        c.push_str(&format!(
+            r#"    {{
+        static float in[{up}_INPUT_SIZE], out[{up}_OUTPUT_SIZE];
+        uint8_t ppl[{up}_NUM_LAYERS + 1];
+        int rc = 0;
+        for (i = 0; i < {up}_NUM_LAYERS; ++i) {{
+            ppl[i] = (uint8_t)strtol(s, &s, 10);
+            if (*s == ',') ++s;
+        }}
+        for (i = 0; i < n; ++i) {{
+            if (fread(in, sizeof(float), {up}_INPUT_SIZE, fi) != {up}_INPUT_SIZE) return 4;
+            if (rc == 0) {{
+                rc = use_ppl ? {p}_run_planes(in, out, ppl) : {p}_run(in, out);
+                if (rc == 0) fwrite(out, sizeof(float), {up}_OUTPUT_SIZE, fo);
+            }}
+        }}
+        if (rc == 1) ++refused;
+        else if (rc != 0) return 10 + rc;
+    }}
+"#
+        ));
     }
-    fclose(fi);
-    fclose(fo);
-    return 0;
+    c.push_str("    fclose(fi);\n    fclose(fo);\n    return refused ? 20 + refused : 0;\n}\n");
+    c
 }
-"#;
 
 /// One compiler for one ISA, and the targets built with it (armv7m, portable C, is checked on
 /// its own ISA family, armhf, to keep the matrix's run time down).
@@ -318,19 +481,25 @@ fn mixed(k: u8, layers: usize) -> Vec<u8> {
     (0..layers).map(|i| 2 + ((i as u8 + k) % (k - 1))).collect()
 }
 
-/// A model under test: the graph, its inputs and the runtime's outputs per K.
-struct Case {
-    name: &'static str,
+/// One net of a model under test: its C prefix, graph, inputs and the runtime's outputs per K.
+struct Net {
+    prefix: &'static str,
     graph: &'static Graph,
     input: Tensor,
-    n: usize,
+    layers: usize,
     /// (uniform K outputs, mixed per-layer outputs) as f32 bits, per K.
     want: BTreeMap<u8, (Vec<u32>, Vec<u32>)>,
 }
 
-fn case(name: &'static str, graph: &'static Graph, input: Tensor) -> Case {
+/// A model under test: one or more nets linked into one program, `n` samples each.
+struct Case {
+    name: &'static str,
+    nets: Vec<Net>,
+    n: usize,
+}
+
+fn net(prefix: &'static str, graph: &'static Graph, input: Tensor) -> Net {
     let names = layer_names(graph);
-    let n = input.shape()[0];
     let mut want = BTreeMap::new();
     for k in 2..=8u8 {
         let opts = RunOptions {
@@ -355,13 +524,19 @@ fn case(name: &'static str, graph: &'static Graph, input: Tensor) -> Case {
             ),
         );
     }
-    Case {
-        name,
+    Net {
+        prefix,
         graph,
         input,
-        n,
+        layers: names.len(),
         want,
     }
+}
+
+fn case(name: &'static str, nets: Vec<Net>) -> Case {
+    let n = nets[0].input.shape()[0];
+    assert!(nets.iter().all(|t| t.input.shape()[0] == n));
+    Case { name, nets, n }
 }
 
 fn run_exe(
@@ -397,13 +572,14 @@ fn run_exe(
         .collect())
 }
 
-/// Builds and checks one (case, toolchain, target, K); `Ok(note)` or a failure message.
+/// Builds and checks one (case, toolchain, target, K) from the case's sources at (target, K),
+/// one per net; `Ok(note)` or a failure message.
 fn check(
     case: &Case,
     tc: &Toolchain,
     target: Target,
     k: u8,
-    src: &EmittedC,
+    srcs: &[&EmittedC],
 ) -> Result<String, String> {
     let dir = std::env::temp_dir().join(format!(
         "strata-emit-c-targets-{}/{}-{}-{}-{}-k{k}",
@@ -415,16 +591,25 @@ fn check(
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("model.h"), &src.header).unwrap();
-    std::fs::write(dir.join("model.c"), &src.source).unwrap();
-    std::fs::write(dir.join("main.c"), MAIN_C).unwrap();
-    let x: Vec<u8> = case
-        .input
-        .as_f32()
-        .unwrap()
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
+    let prefixes: Vec<&str> = case.nets.iter().map(|t| t.prefix).collect();
+    // Emulated runs check the first samples only (qemu is slow).
+    let n = if tc.runner.is_some() {
+        case.n.min(4)
+    } else {
+        case.n
+    };
+    let mut x: Vec<u8> = Vec::new();
+    for (t, src) in case.nets.iter().zip(srcs) {
+        std::fs::write(dir.join(format!("{}.h", t.prefix)), &src.header).unwrap();
+        std::fs::write(dir.join(format!("{}.c", t.prefix)), &src.source).unwrap();
+        let per = t.input.len() / case.n;
+        x.extend(
+            t.input.as_f32().unwrap()[..n * per]
+                .iter()
+                .flat_map(|v| v.to_le_bytes()),
+        );
+    }
+    std::fs::write(dir.join("main.c"), harness(&prefixes)).unwrap();
     std::fs::write(dir.join("in.bin"), x).unwrap();
     let exe = dir.join("main");
     let mut cmd = Command::new(tc.cc[0]);
@@ -439,10 +624,11 @@ fn check(
     if target == Target::X86_64V3 {
         cmd.arg("-march=x86-64-v3");
     }
+    cmd.arg("-o").arg(&exe);
+    for p in &prefixes {
+        cmd.arg(dir.join(format!("{p}.c")));
+    }
     let out = cmd
-        .arg("-o")
-        .arg(&exe)
-        .arg(dir.join("model.c"))
         .arg(dir.join("main.c"))
         .arg("-lm")
         .output()
@@ -456,31 +642,54 @@ fn check(
     if target == Target::X86_64V3 && !avx2() {
         return Ok("built (no AVX2 on this CPU: not run)".into());
     }
-    // Emulated runs check the first samples only (qemu is slow).
-    let n = if tc.runner.is_some() {
-        case.n.min(4)
-    } else {
-        case.n
+    // The expected outputs, net after net, and where each net's begin.
+    let mut uni = Vec::new();
+    let mut mix = Vec::new();
+    let mut spans = Vec::new();
+    for t in &case.nets {
+        let (u, m) = &t.want[&k];
+        let per = u.len() / case.n;
+        spans.push((t.prefix, uni.len()..uni.len() + n * per));
+        uni.extend_from_slice(&u[..n * per]);
+        mix.extend_from_slice(&m[..n * per]);
+    }
+    let differs = |got: &[u32], want: &[u32]| -> Option<String> {
+        if got.len() != want.len() {
+            return Some(format!("{} outputs, expected {}", got.len(), want.len()));
+        }
+        let bad: Vec<String> = spans
+            .iter()
+            .filter_map(|(p, r)| {
+                let d = got[r.clone()]
+                    .iter()
+                    .zip(&want[r.clone()])
+                    .filter(|(a, b)| a != b)
+                    .count();
+                (d > 0).then(|| format!("{p}: {d} of {} outputs differ", r.len()))
+            })
+            .collect();
+        (!bad.is_empty()).then(|| bad.join("; "))
     };
-    let (uni, mix) = &case.want[&k];
-    let per = uni.len() / case.n;
-    let (uni, mix) = (&uni[..n * per], &mix[..n * per]);
     let got = run_exe(tc.runner, &exe, &dir, n, None)?;
-    if got != uni {
-        let bad = got.iter().zip(uni).filter(|(a, b)| a != b).count();
-        return Err(format!("{bad} of {} outputs differ at K={k}", uni.len()));
+    if let Some(e) = differs(&got, &uni) {
+        return Err(format!("K={k}: {e}"));
     }
-    let layers = layer_names(case.graph).len();
-    let ppl = mixed(k, layers);
+    let ppl: Vec<u8> = case.nets.iter().flat_map(|t| mixed(k, t.layers)).collect();
     let got = run_exe(tc.runner, &exe, &dir, n, Some(&ppl))?;
-    if got != mix {
-        return Err(format!("per-layer {ppl:?} differs from the runtime"));
+    if let Some(e) = differs(&got, &mix) {
+        return Err(format!("per-layer {ppl:?}: {e}"));
     }
-    // A count above K, or 0, is refused with return code 1 (exit 11).
-    let mut bad = vec![k; layers];
-    bad[layers - 1] = if k < 8 { k + 1 } else { 0 };
+    // A count above K, or 0, in each net's last layer is refused with return code 1 by every
+    // net (exit 20 + the number of nets).
+    let mut bad = Vec::new();
+    for t in &case.nets {
+        let mut b = vec![k; t.layers];
+        b[t.layers - 1] = if k < 8 { k + 1 } else { 0 };
+        bad.extend(b);
+    }
+    let refused = format!("exit Some({})", 20 + case.nets.len());
     match run_exe(tc.runner, &exe, &dir, 1, Some(&bad)) {
-        Err(e) if e == "exit Some(11)" => {}
+        Err(e) if e == refused => {}
         other => return Err(format!("planes {bad:?} not refused: {other:?}")),
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -508,25 +717,44 @@ fn exactness_matrix_isa_compiler_target_planes() {
     }
     let images = read_npy(&root().join("tests/fixtures/mnist/images.npy")).unwrap();
     let cases = [
-        case("mnist", mnist(), rows(&images, 0..8)),
+        case("mnist", vec![net("model", mnist(), rows(&images, 0..8))]),
         case(
             "small",
-            small(),
-            Tensor::from_f32(vec![4, 3, 9, 9], values(4 * 243, 7)).unwrap(),
+            vec![net(
+                "model",
+                small(),
+                Tensor::from_f32(vec![4, 3, 9, 9], values(4 * 243, 7)).unwrap(),
+            )],
+        ),
+        case(
+            "ops",
+            ops()
+                .iter()
+                .enumerate()
+                .map(|(i, (p, g))| {
+                    let x = values(4 * 243, 300 + i as u64);
+                    let x = x.into_iter().map(|v| 2.0 * v).collect();
+                    net(p, g, Tensor::from_f32(vec![4, 3, 9, 9], x).unwrap())
+                })
+                .collect(),
         ),
     ];
-    // Emit once per (case, target, K).
-    let mut sources: HashMap<(usize, Target, u8), EmittedC> = HashMap::new();
+    // Emit once per (case, net, target, K).
+    let mut sources: HashMap<(usize, usize, Target, u8), EmittedC> = HashMap::new();
     for (ci, c) in cases.iter().enumerate() {
-        for t in Target::ALL {
-            for k in 2..=8u8 {
-                let opts = EmitOptions {
-                    planes: k,
-                    name: "model".into(),
-                    target: t,
-                    layer_planes: None,
-                };
-                sources.insert((ci, t, k), emit(c.graph, &opts).unwrap());
+        for (ni, t) in c.nets.iter().enumerate() {
+            for target in Target::ALL {
+                for k in 2..=8u8 {
+                    let opts = EmitOptions {
+                        planes: k,
+                        name: t.prefix.into(),
+                        target,
+                        layer_planes: None,
+                    };
+                    let src = emit(t.graph, &opts)
+                        .unwrap_or_else(|e| panic!("{} {target} K={k}: {e}", t.prefix));
+                    sources.insert((ci, ni, target, k), src);
+                }
             }
         }
     }
@@ -553,7 +781,10 @@ fn exactness_matrix_isa_compiler_target_planes() {
                 let Some(&(ci, tc, t, k)) = jobs.get(i) else {
                     break;
                 };
-                let r = check(&cases[ci], tc, t, k, &sources[&(ci, t, k)]);
+                let srcs: Vec<&EmittedC> = (0..cases[ci].nets.len())
+                    .map(|ni| &sources[&(ci, ni, t, k)])
+                    .collect();
+                let r = check(&cases[ci], tc, t, k, &srcs);
                 results
                     .lock()
                     .unwrap()

@@ -742,11 +742,19 @@ impl<'g> Ctx<'g> {
             Op::Unary(UnaryOp::Relu) => {
                 let x = self.act(ins[0], step, node, op)?;
                 // A Relu that is the only reader of a code-layout layer's output is applied
-                // in that layer's epilogue (the same comparison, one pass fewer).
+                // in that layer's epilogue (the same comparison, one pass fewer). It must read
+                // the layer's own output value: an alias (Identity, Reshape, Flatten) shares
+                // the storage, and the layer's value may have other readers that need it
+                // before the Relu.
+                let direct = matches!(
+                    self.graph.node(ins[0].node)?.kind,
+                    NodeKind::Op(Op::Bitplane(_))
+                );
                 if let (Loc::Buf(b), Some(Step::Bitplane { y, relu, call, .. })) =
                     (x, self.steps.last_mut())
                 {
-                    if *y == b
+                    if direct
+                        && *y == b
                         && !*relu
                         && call.contains("RELU")
                         && self.uses.get(&ins[0]) == Some(&1)
