@@ -2,7 +2,8 @@
 # Strata's main job on a real network: builds the release CLI, inspects the MNIST CNN, runs
 # it on the 500 committed test images (FP32 top-1), compiles it into one vertically layered
 # .strata file calibrated on 256 bundled training images, evaluates every plane count beside
-# the baselines, and cuts a 4-plane model out of the file as a plain byte prefix.
+# the baselines, cuts a 4-plane model out of the file as a plain byte prefix, picks the plane
+# count that fits a 200 KiB flash, and emits C for K = 4.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,4 +41,7 @@ run "$STRATA" run target/demo/mnist_cnn.4.strata \
     --input tests/fixtures/mnist/images.npy \
     --labels tests/fixtures/mnist/labels.npy \
     --out target/demo/k4
-echo "[demo] outputs, the .strata files and accuracy.svg are in target/demo/"
+run "$STRATA" manifest target/demo/mnist_cnn.strata --target armv7m --fit-flash 200K
+run "$STRATA" emit-c target/demo/mnist_cnn.strata --planes 4 --target x86-64-v3 \
+    --name mnist_cnn -o target/demo/c
+echo "[demo] outputs, the .strata files, accuracy.svg and the emitted C are in target/demo/"
