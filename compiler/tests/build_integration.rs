@@ -2,9 +2,12 @@
 //! mixed precision under a byte budget (stored in the container, honoured by the runtime and
 //! the C backend), and `strata manifest` with `--fit-flash/--fit-ram`.
 
+mod common;
+use common::{ok, root, rows, strata};
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::OnceLock;
 
 use strata_compiler::backend::c::{emit, layer_names, EmitOptions};
@@ -17,43 +20,11 @@ use strata_ir::container::{read_container, strip_container, ContainerError};
 use strata_ir::Tensor;
 use strata_runtime::{run_with, RunOptions};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn tmp(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("strata-build-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn rows(t: &Tensor, n: std::ops::Range<usize>) -> Tensor {
-    let per: usize = t.shape()[1..].iter().product();
-    let mut shape = t.shape().to_vec();
-    shape[0] = n.len();
-    Tensor::from_f32(
-        shape,
-        t.as_f32().unwrap()[n.start * per..n.end * per].to_vec(),
-    )
-    .unwrap()
-}
-
-fn strata(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .output()
-        .expect("strata runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = strata(args);
-    assert!(
-        out.status.success(),
-        "strata {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn model() -> PathBuf {

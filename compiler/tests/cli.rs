@@ -1,53 +1,14 @@
 //! The `strata` command as scripts use it: names, flags, files written and JSON shapes are
 //! an interface (later tools script against them), so they are tested through the binary.
 
+mod common;
+use common::{fails, ok, root, rows};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use strata_compiler::npy::{read_npy, write_npy};
 use strata_ir::Tensor;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn strata(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .output()
-        .expect("strata runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = strata(args);
-    assert!(
-        out.status.success(),
-        "strata {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = strata(args);
-    assert!(
-        !out.status.success(),
-        "strata {args:?} unexpectedly succeeded"
-    );
-    String::from_utf8(out.stderr).unwrap()
-}
-
-fn rows(t: &Tensor, n: std::ops::Range<usize>) -> Tensor {
-    let per: usize = t.shape()[1..].iter().product();
-    let mut shape = t.shape().to_vec();
-    shape[0] = n.len();
-    Tensor::from_f32(
-        shape,
-        t.as_f32().unwrap()[n.start * per..n.end * per].to_vec(),
-    )
-    .unwrap()
-}
 
 struct Files {
     dir: PathBuf,

@@ -1,6 +1,9 @@
 //! The C backend against the reference runtime: emit the MNIST CNN for every plane count,
 //! build it with gcc in strict C99 and compare outputs bit for bit with the integer path.
 
+mod common;
+use common::{root, rows};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,18 +18,6 @@ use strata_ir::ops::elementwise::{BinaryOp, UnaryOp};
 use strata_ir::ops::pool::{GlobalPoolKind, Pool};
 use strata_ir::{DType, Graph, NodeKind, Op, Shape, Tensor, TensorType, ValueRef};
 use strata_runtime::{run_with, QuantPath, RunOptions};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn rows(t: &Tensor, range: std::ops::Range<usize>) -> Tensor {
-    let per: usize = t.shape()[1..].iter().product();
-    let mut shape = t.shape().to_vec();
-    shape[0] = range.len();
-    let data = t.as_f32().unwrap()[range.start * per..range.end * per].to_vec();
-    Tensor::from_f32(shape, data).unwrap()
-}
 
 /// The MNIST CNN compiled to bit-planes (32 calibration rows), through the container.
 fn mnist() -> &'static Graph {

@@ -11,8 +11,11 @@
 //! `--nocapture` to see the matrix. Missing tools fail the test (never a silent skip): install
 //! them with `scripts/setup-system.sh`.
 
+mod common;
+use common::{root, rows, values};
+
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -26,18 +29,6 @@ use strata_ir::ops::{BinaryOp, Conv, Gemm, GlobalPoolKind, Pool, Reshape, UnaryO
 use strata_ir::{DType, Graph, NodeKind, Op, Shape, Tensor, TensorType, ValueRef};
 use strata_runtime::{run_with, QuantPath, RunOptions};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn rows(t: &Tensor, range: std::ops::Range<usize>) -> Tensor {
-    let per: usize = t.shape()[1..].iter().product();
-    let mut shape = t.shape().to_vec();
-    shape[0] = range.len();
-    let data = t.as_f32().unwrap()[range.start * per..range.end * per].to_vec();
-    Tensor::from_f32(shape, data).unwrap()
-}
-
 fn quantized(fp32: Graph, calib: Tensor) -> Graph {
     let bytes = compile_to_container(
         fp32,
@@ -48,19 +39,6 @@ fn quantized(fp32: Graph, calib: Tensor) -> Graph {
     )
     .unwrap();
     read_container(&bytes).unwrap().graph
-}
-
-/// Deterministic values in [-1, 1) (xorshift).
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
 }
 
 /// The MNIST CNN compiled with 32 calibration rows.

@@ -2,12 +2,10 @@
 //! freshly built `strata` binary (compile → one .strata → C at K = 2 and K = 8 → one program),
 //! runs it and checks the accuracies it prints on the 500 bundled test digits.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+use common::root;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use std::process::Command;
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd

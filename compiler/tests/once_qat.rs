@@ -1,6 +1,9 @@
 //! `strata compile --qat-steps`: the `once-qat` pass inside the compile pipeline produces
 //! byte-identical containers for the same seed, and its options are validated.
 
+mod common;
+use common::values;
+
 use std::collections::BTreeMap;
 
 use strata_compiler::compile::{
@@ -9,19 +12,6 @@ use strata_compiler::compile::{
 use strata_ir::ops::{Conv, Gemm};
 use strata_ir::{DType, Dim, Graph, Op, Shape, Tensor, TensorType, ValueRef};
 use strata_passes::OnceQatReport;
-
-/// Deterministic values in [-1, 1) (xorshift).
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 /// conv(1→4, 3×3, pad 1) → relu → flatten → gemm(144→10).
 fn net() -> Graph {
