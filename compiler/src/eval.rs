@@ -24,10 +24,33 @@ pub struct EvalRow {
     pub weight_bytes: u64,
 }
 
+/// A paired comparison of the Strata model with another method at one plane count on the
+/// same images. Top-1 figures a few images apart are within noise; counting the images only
+/// one of the two gets right, and testing that split, says whether a difference is real.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PairedComparison {
+    /// Plane count of the Strata model.
+    pub planes: u8,
+    /// The other method (`fp32`, `dedicated-ptq`, `naive-truncation`).
+    pub against: &'static str,
+    /// The other method's plane count (`None` for FP32).
+    pub against_planes: Option<u8>,
+    /// Images the Strata model classifies correctly and the other does not.
+    pub strata_only: usize,
+    /// Images the other method classifies correctly and the Strata model does not.
+    pub other_only: usize,
+    /// Exact two-sided McNemar p-value ([`mcnemar_exact`]): the probability of a split at
+    /// least this uneven if both methods were equally accurate.
+    pub p_value: f64,
+}
+
 /// The whole table, in the shape `--json` prints.
 #[derive(Debug, Clone, Serialize, PartialEq, Default)]
 pub struct EvalReport {
     pub rows: Vec<EvalRow>,
+    /// Strata against FP32 and each baseline, per plane count (with `--baselines`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub comparisons: Vec<PairedComparison>,
 }
 
 /// Why evaluation could not compare outputs.
@@ -127,6 +150,68 @@ pub fn score(
     })
 }
 
+/// Whether each sample's argmax equals its label.
+pub fn correct(logits: &Tensor, labels: &Tensor) -> Result<Vec<bool>, EvalError> {
+    let (values, n, c) = rows_of(logits)?;
+    let labels = labels
+        .to_i64_vec()
+        .ok_or_else(|| EvalError::LabelType(labels.dtype().to_string()))?;
+    if labels.len() != n {
+        return Err(EvalError::LabelCount {
+            labels: labels.len(),
+            rows: n,
+        });
+    }
+    Ok(values
+        .chunks(c)
+        .zip(&labels)
+        .map(|(row, &l)| argmax(row) as i64 == l)
+        .collect())
+}
+
+/// Compares two methods' per-sample correctness (from [`correct`], same samples in the same
+/// order) on the images where they differ.
+pub fn paired(
+    planes: u8,
+    against: &'static str,
+    against_planes: Option<u8>,
+    strata: &[bool],
+    other: &[bool],
+) -> PairedComparison {
+    let strata_only = strata.iter().zip(other).filter(|(&a, &b)| a && !b).count();
+    let other_only = strata.iter().zip(other).filter(|(&a, &b)| !a && b).count();
+    PairedComparison {
+        planes,
+        against,
+        against_planes,
+        strata_only,
+        other_only,
+        p_value: mcnemar_exact(strata_only, other_only),
+    }
+}
+
+/// Exact two-sided McNemar test: with `n = b + c` discordant samples, each equally likely to
+/// fall either way under the null hypothesis, `p = min(1, 2·P[Binomial(n, ½) ≤ min(b, c)])`.
+/// Summed in log space so that thousands of discordant samples do not underflow.
+pub fn mcnemar_exact(b: usize, c: usize) -> f64 {
+    let n = b + c;
+    if n == 0 {
+        return 1.0;
+    }
+    let m = b.min(c);
+    // ln C(n, i) − n ln 2, for i = 0..=m.
+    let mut ln_term = -(n as f64) * std::f64::consts::LN_2;
+    let mut terms = Vec::with_capacity(m + 1);
+    terms.push(ln_term);
+    for i in 1..=m {
+        ln_term += ((n - i + 1) as f64).ln() - (i as f64).ln();
+        terms.push(ln_term);
+    }
+    let top = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let tail = top.exp() * terms.iter().map(|t| (t - top).exp()).sum::<f64>();
+    (2.0 * tail).min(1.0)
+}
+
 /// Bytes of weights a device stores to run `graph` at `planes` planes: for each bit-plane op,
 /// `k` planes and the side-table row for `k`; every other constant as stored.
 pub fn weight_bytes(graph: &Graph, planes: Option<u8>) -> u64 {
@@ -163,4 +248,47 @@ pub fn weight_bytes(graph: &Graph, planes: Option<u8>) -> u64 {
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mcnemar_exact_matches_the_binomial_tail() {
+        // 0 vs 3: 2 · (1/8).
+        assert!((mcnemar_exact(0, 3) - 0.25).abs() < 1e-12);
+        assert!((mcnemar_exact(3, 0) - 0.25).abs() < 1e-12);
+        // 0 vs 10: 2 / 1024.
+        assert!((mcnemar_exact(0, 10) - 2.0 / 1024.0).abs() < 1e-15);
+        // 2 vs 8: 2 · (1 + 10 + 45) / 1024.
+        assert!((mcnemar_exact(2, 8) - 112.0 / 1024.0).abs() < 1e-12);
+        // A balanced split is no evidence at all, and nothing discordant neither.
+        assert_eq!(mcnemar_exact(1, 1), 1.0);
+        assert_eq!(mcnemar_exact(0, 0), 1.0);
+        // Large counts neither underflow nor exceed 1.
+        let p = mcnemar_exact(4000, 4100);
+        assert!(p > 0.2 && p < 0.35, "{p}");
+        let tiny = mcnemar_exact(0, 3000);
+        assert!((0.0..1e-300).contains(&tiny), "{tiny}");
+    }
+
+    #[test]
+    fn paired_counts_the_images_only_one_method_gets_right() {
+        let labels = Tensor::new(vec![4], strata_ir::TensorData::I64(vec![0, 1, 1, 0])).unwrap();
+        // Rows: right, right, wrong, wrong  /  right, wrong, right, right.
+        let a = Tensor::from_f32(vec![4, 2], vec![1., 0., 0., 1., 1., 0., 0., 1.]).unwrap();
+        let b = Tensor::from_f32(vec![4, 2], vec![1., 0., 1., 0., 0., 1., 1., 0.]).unwrap();
+        let (ca, cb) = (correct(&a, &labels).unwrap(), correct(&b, &labels).unwrap());
+        assert_eq!(ca, vec![true, true, false, false]);
+        assert_eq!(cb, vec![true, false, true, true]);
+        let c = paired(4, "dedicated-ptq", Some(4), &ca, &cb);
+        assert_eq!((c.strata_only, c.other_only), (1, 2));
+        assert_eq!(c.p_value, 1.0);
+        let short = Tensor::new(vec![3], strata_ir::TensorData::I64(vec![0, 1, 1])).unwrap();
+        assert!(matches!(
+            correct(&a, &short),
+            Err(EvalError::LabelCount { labels: 3, rows: 4 })
+        ));
+    }
 }

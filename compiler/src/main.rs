@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use indicatif::{ProgressBar, ProgressStyle};
 use strata_compiler::build::{emit_options, Target};
 use strata_compiler::compile::{compile_with_context, provenance_metadata, CompileOptions};
-use strata_compiler::eval::{score, weight_bytes, EvalReport};
+use strata_compiler::eval::{correct, paired, score, weight_bytes, EvalReport};
 use strata_compiler::manifest::{self, EVAL_DATA_KEY, EVAL_TOP1_KEY};
 use strata_compiler::model::ContainerInfo;
 use strata_compiler::{inspect, load_model, npy};
@@ -642,6 +642,8 @@ fn eval_cmd(args: EvalArgs) -> Result<()> {
         );
     }
     let path = quant_path(&args.path);
+    // Per plane count, which samples the Strata model gets right (for the paired comparisons).
+    let mut strata_correct: Vec<(u8, Vec<bool>)> = Vec::new();
     for &k in &planes {
         let options = RunOptions {
             planes: Some(k),
@@ -661,8 +663,17 @@ fn eval_cmd(args: EvalArgs) -> Result<()> {
             fp32_logits.as_ref(),
             weight_bytes(&loaded.graph, Some(k)),
         )?);
+        strata_correct.push((k, correct(&logits, &labels)?));
     }
     if args.baselines {
+        if let Some(fp32) = &fp32_logits {
+            let fp32_correct = correct(fp32, &labels)?;
+            for (k, c) in &strata_correct {
+                report
+                    .comparisons
+                    .push(paired(*k, "fp32", None, c, &fp32_correct));
+            }
+        }
         let Some(fp32) = &fp32_graph else {
             bail!("--baselines needs the FP32 source model (--source)");
         };
@@ -698,6 +709,12 @@ fn eval_cmd(args: EvalArgs) -> Result<()> {
                 };
                 let logits =
                     first_output(run_with(&graph, std::slice::from_ref(&data), &options)?)?;
+                if let Some((_, c)) = strata_correct.iter().find(|(sk, _)| *sk == k) {
+                    let other = correct(&logits, &labels)?;
+                    report
+                        .comparisons
+                        .push(paired(k, method, Some(k), c, &other));
+                }
                 report.rows.push(score(
                     method,
                     Some(k),
@@ -757,6 +774,43 @@ fn print_report(report: &EvalReport) {
             opt(r.mean_logit_error, 1.0, 4),
             r.weight_bytes
         );
+    }
+    if report.comparisons.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "paired, on the same images: images only the Strata model / only the other gets right"
+    );
+    println!("(exact McNemar p: the chance of a split at least this uneven between equals)");
+    println!(
+        "{:<6} {:<22} {:>12} {:>12} {:>10}",
+        "planes", "against", "strata only", "other only", "p"
+    );
+    for c in &report.comparisons {
+        let against = match c.against_planes {
+            Some(k) => format!("{} k={k}", c.against),
+            None => c.against.to_string(),
+        };
+        println!(
+            "{:<6} {:<22} {:>12} {:>12} {:>10}",
+            c.planes,
+            against,
+            c.strata_only,
+            c.other_only,
+            format_p(c.p_value)
+        );
+    }
+}
+
+/// A p-value with two significant digits, tiny ones in scientific notation.
+fn format_p(p: f64) -> String {
+    if p >= 0.01 {
+        format!("{p:.2}")
+    } else if p >= 1e-300 {
+        format!("{p:.1e}")
+    } else {
+        "<1e-300".to_string()
     }
 }
 

@@ -183,6 +183,31 @@ fn eval_json_has_the_documented_rows() {
     };
     assert!(bytes("strata", 2) < bytes("strata", 4) && bytes("strata", 4) < bytes("strata", 8));
     assert!(bytes("strata", 8) * 3 < rows[0]["weight_bytes"].as_u64().unwrap());
+    // Paired comparisons: Strata against FP32 and both baselines at each plane count. The
+    // images only one side gets right explain the whole top-1 difference.
+    let comparisons = json["comparisons"].as_array().unwrap();
+    assert_eq!(comparisons.len(), 9, "{comparisons:?}");
+    let n = 64.0;
+    for c in comparisons {
+        let k = c["planes"].as_u64().unwrap();
+        let against = c["against"].as_str().unwrap();
+        let other = match against {
+            "fp32" => &rows[0],
+            m => rows
+                .iter()
+                .find(|r| r["method"] == m && r["planes"] == k)
+                .unwrap(),
+        };
+        let strata = rows
+            .iter()
+            .find(|r| r["method"] == "strata" && r["planes"] == k)
+            .unwrap();
+        let split = c["strata_only"].as_f64().unwrap() - c["other_only"].as_f64().unwrap();
+        let diff = strata["top1"].as_f64().unwrap() - other["top1"].as_f64().unwrap();
+        assert!((split / n - diff).abs() < 1e-9, "{c} vs {diff}");
+        let p = c["p_value"].as_f64().unwrap();
+        assert!(p > 0.0 && p <= 1.0, "{c}");
+    }
     let svg = std::fs::read_to_string(f.dir.join("plot.svg")).unwrap();
     assert!(
         svg.starts_with("<svg") && svg.matches("<polyline").count() == 3,

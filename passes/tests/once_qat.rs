@@ -120,6 +120,44 @@ fn training_lowers_the_loss_at_every_plane_count() {
     }
     assert_eq!(report.holdout_samples, 12);
     assert_eq!(report.train_samples, 116);
+    assert_eq!(report.checked_samples, 12);
+    // The reported top-1 agreement is that of the held-out slice (the last 12 samples) on
+    // the graphs as compiled: before (start) and after (result). The integer path rounds
+    // differently from training's fake quantization, so allow one sample of slack.
+    let per = calib.len() / 128;
+    let held = Tensor::from_f32(
+        [12].into_iter()
+            .chain(calib.shape()[1..].iter().copied())
+            .collect(),
+        calib.as_f32().unwrap()[116 * per..].to_vec(),
+    )
+    .unwrap();
+    let held_teacher = run_at(&g, &held, None);
+    let agree = |g: &Graph, k: u8| {
+        let (a, b) = (run_at(g, &held, Some(k)), &held_teacher);
+        let argmax = |r: &[f32]| (0..r.len()).fold(0, |m, i| if r[i] > r[m] { i } else { m });
+        a.as_f32()
+            .unwrap()
+            .chunks(10)
+            .zip(b.as_f32().unwrap().chunks(10))
+            .filter(|(x, y)| argmax(x) == argmax(y))
+            .count()
+    };
+    for (i, k) in [2u8, 4, 8].into_iter().enumerate() {
+        let (s0, s1) = (report.start_agree[i], report.final_agree[i]);
+        eprintln!(
+            "k={k}: agreement {s0} -> {s1} (compiled: {} -> {})",
+            agree(&before, k),
+            agree(&after, k)
+        );
+        assert!(s0.abs_diff(agree(&before, k)) <= 1, "k={k}: start {s0}");
+        assert!(s1.abs_diff(agree(&after, k)) <= 1, "k={k}: result {s1}");
+    }
+    assert!(
+        report.summary().contains("agreement"),
+        "{}",
+        report.summary()
+    );
     assert_eq!(report.sample_passes, 40 * 32 * 3);
     assert!(report.flops > 0.0 && report.train_seconds > 0.0);
 }

@@ -58,7 +58,7 @@ use crate::pipeline::{PassOptions, PipelineError};
 use crate::vl_quantize::{parse_plane_list, quantizable_layers};
 use crate::{Pass, PassContext, PassError, VlQuantization};
 use optim::{cosine, Adam, XorShift};
-use trainer::{explicit_op, rt, tensor, Batch, KState, Layer, Trainer, PASS};
+use trainer::{explicit_op, rt, tensor, Batch, HeldOut, KState, Layer, Trainer, PASS};
 
 /// See the module documentation.
 #[derive(Debug, Clone, PartialEq)]
@@ -249,13 +249,19 @@ pub struct OnceQatReport {
     /// Held-out loss per plane count at the start (the PTQ solution) and of the result.
     pub start_loss: Vec<f64>,
     pub final_loss: Vec<f64>,
+    /// Held-out samples whose top-1 class is the teacher's, per plane count, at the start
+    /// and in the result (what deployment sees; the loss is what training can follow).
+    pub start_agree: Vec<usize>,
+    pub final_agree: Vec<usize>,
     /// Step of the joint-phase snapshot that was kept (0: the start; the weights untouched).
     pub weights_from_step: usize,
     /// Per plane count, the step whose side tables were kept.
     pub tables_from_step: Vec<usize>,
-    /// Samples trained on and held out.
+    /// Samples trained on and held out, and the checkpoints' samples (the held-out ones, or
+    /// every sample when none are held out).
     pub train_samples: usize,
     pub holdout_samples: usize,
+    pub checked_samples: usize,
     pub steps: usize,
     pub batch: usize,
     /// Sample × plane-count forward+backward passes done by the optimiser steps.
@@ -305,13 +311,19 @@ impl OnceQatReport {
         );
         s.push_str(&format!(
             "once-qat: T = {:.3}; weights from step {}; held-out loss per k (start → result, tables \
-             from step):",
-            self.temperature, self.weights_from_step
+             from step), top-1 agreement with the teacher on {} held-out samples:",
+            self.temperature,
+            self.weights_from_step,
+            self.checked_samples
         ));
         for (i, k) in self.plane_counts.iter().enumerate() {
             s.push_str(&format!(
-                "\n  k={k}: {:.4e} → {:.4e} ({})",
-                self.start_loss[i], self.final_loss[i], self.tables_from_step[i]
+                "\n  k={k}: {:.4e} → {:.4e} ({}), agreement {} → {}",
+                self.start_loss[i],
+                self.final_loss[i],
+                self.tables_from_step[i],
+                self.start_agree[i],
+                self.final_agree[i]
             ));
         }
         s
@@ -326,15 +338,26 @@ struct Snapshot {
     /// `[layer][ki]`.
     tables: Vec<Vec<KState>>,
     losses: Vec<f64>,
+    agree: Vec<usize>,
+}
+
+/// The tables-only phase's best checkpoint of one plane count.
+struct KBest {
+    step: usize,
+    /// `[layer]`.
+    tables: Vec<KState>,
+    loss: f64,
+    agree: usize,
 }
 
 impl Snapshot {
-    fn of(tr: &Trainer<'_>, step: usize, losses: Vec<f64>) -> Snapshot {
+    fn of(tr: &Trainer<'_>, step: usize, losses: Vec<f64>, agree: Vec<usize>) -> Snapshot {
         Snapshot {
             step,
             weights: tr.layers.iter().map(|l| l.w.clone()).collect(),
             tables: tr.layers.iter().map(|l| l.k.clone()).collect(),
             losses,
+            agree,
         }
     }
 
@@ -663,13 +686,16 @@ impl Pass for OnceQat {
             .collect();
 
         let mut eval_seconds = 0f64;
-        let mut evaluate = |tr: &Trainer<'_>| -> Result<Vec<f64>, PassError> {
+        let mut evaluate = |tr: &Trainer<'_>| -> Result<(Vec<f64>, Vec<usize>), PassError> {
             let t = Instant::now();
-            let l = tr.validation_losses(&val_batches)?;
+            let h: Vec<HeldOut> = tr.validation(&val_batches)?;
             eval_seconds += t.elapsed().as_secs_f64();
-            Ok(l)
+            Ok((
+                h.iter().map(|h| h.loss).collect(),
+                h.iter().map(|h| h.agree).collect(),
+            ))
         };
-        let start_loss = evaluate(&tr)?;
+        let (start_loss, start_agree) = evaluate(&tr)?;
         let lam: Vec<f32> = lambdas
             .iter()
             .zip(&start_loss)
@@ -689,8 +715,8 @@ impl Pass for OnceQat {
         };
         let table_steps = self.steps - joint_steps;
         let eval_every = self.steps.div_ceil(self.evals).max(1);
-        let mut best = Snapshot::of(&tr, 0, start_loss.clone());
-        let mut best_k: Vec<(usize, Vec<KState>, f64)> = Vec::new();
+        let mut best = Snapshot::of(&tr, 0, start_loss.clone(), start_agree.clone());
+        let mut best_k: Vec<KBest> = Vec::new();
 
         let mut rng = XorShift::new(self.seed);
         let mut perm: Vec<usize> = Vec::new();
@@ -721,9 +747,11 @@ impl Pass for OnceQat {
                 best.restore(&mut tr);
                 topt.iter_mut().flatten().for_each(TableOpt::reset);
                 best_k = (0..nk)
-                    .map(|ki| {
-                        let t = tr.layers.iter().map(|l| l.k[ki].clone()).collect();
-                        (best.step, t, best.losses[ki])
+                    .map(|ki| KBest {
+                        step: best.step,
+                        tables: tr.layers.iter().map(|l| l.k[ki].clone()).collect(),
+                        loss: best.losses[ki],
+                        agree: best.agree[ki],
                     })
                     .collect();
             }
@@ -769,7 +797,7 @@ impl Pass for OnceQat {
             }
             let done = step + 1;
             if done % eval_every == 0 || done == joint_steps || done == self.steps {
-                let losses = evaluate(&tr)?;
+                let (losses, agree) = evaluate(&tr)?;
                 if joint {
                     let ok = losses.iter().zip(&start_loss).all(|(l, l0)| l <= l0);
                     let score = |ls: &[f64]| -> f64 {
@@ -779,16 +807,17 @@ impl Pass for OnceQat {
                             .sum::<f64>()
                     };
                     if ok && score(&losses) < score(&best.losses) {
-                        best = Snapshot::of(&tr, done, losses);
+                        best = Snapshot::of(&tr, done, losses, agree);
                     }
                 } else {
                     for (ki, bk) in best_k.iter_mut().enumerate() {
-                        if losses[ki] < bk.2 {
-                            *bk = (
-                                done,
-                                tr.layers.iter().map(|l| l.k[ki].clone()).collect(),
-                                losses[ki],
-                            );
+                        if losses[ki] < bk.loss {
+                            *bk = KBest {
+                                step: done,
+                                tables: tr.layers.iter().map(|l| l.k[ki].clone()).collect(),
+                                loss: losses[ki],
+                                agree: agree[ki],
+                            };
                         }
                     }
                 }
@@ -806,12 +835,14 @@ impl Pass for OnceQat {
         best.restore(&mut tr);
         let mut tables_from = vec![best.step; nk];
         let mut final_loss = best.losses.clone();
-        for (ki, (step, tables, loss)) in best_k.into_iter().enumerate() {
-            for (l, t) in tr.layers.iter_mut().zip(tables) {
+        let mut final_agree = best.agree.clone();
+        for (ki, kb) in best_k.into_iter().enumerate() {
+            for (l, t) in tr.layers.iter_mut().zip(kb.tables) {
                 l.k[ki] = t;
             }
-            tables_from[ki] = step;
-            final_loss[ki] = loss;
+            tables_from[ki] = kb.step;
+            final_loss[ki] = kb.loss;
+            final_agree[ki] = kb.agree;
         }
 
         // Re-derive the planes from the kept weights and write the tables back.
@@ -844,10 +875,13 @@ impl Pass for OnceQat {
             temperature: tr.temperature,
             start_loss,
             final_loss,
+            start_agree,
+            final_agree,
             weights_from_step: best.step,
             tables_from_step: tables_from,
             train_samples: n_train,
             holdout_samples: hold,
+            checked_samples: val_idx.len(),
             steps: self.steps,
             batch,
             sample_passes,

@@ -471,9 +471,10 @@ impl Trainer<'_> {
             .collect()
     }
 
-    /// Mean loss per plane count over `batches` (sample-weighted), with the side tables as
-    /// the container would store them. Forward only; plane counts in parallel.
-    pub fn validation_losses(&self, batches: &[Batch]) -> Result<Vec<f64>, PassError> {
+    /// Mean loss per plane count over `batches` (sample-weighted), and how many samples'
+    /// top-1 matches the teacher's, with the side tables as the container would store them.
+    /// Forward only; plane counts in parallel.
+    pub fn validation(&self, batches: &[Batch]) -> Result<Vec<HeldOut>, PassError> {
         let weights = self.weight_tensors()?;
         let total: usize = batches.iter().map(|b| b.teacher.shape()[0]).sum();
         (0..self.plane_counts.len())
@@ -481,7 +482,7 @@ impl Trainer<'_> {
             .map(|ki| {
                 let stored: Vec<KState> = self.layers.iter().map(|l| l.k[ki].stored()).collect();
                 let tables: Vec<&KState> = stored.iter().collect();
-                let mut sum = 0f64;
+                let (mut sum, mut agree) = (0f64, 0usize);
                 for b in batches {
                     let fwd = self.forward(&b.inputs, &weights, ki, &tables, false)?;
                     let (l, _) = objective(
@@ -492,9 +493,37 @@ impl Trainer<'_> {
                         self.ce_weight,
                     )?;
                     sum += l as f64 * b.teacher.shape()[0] as f64;
+                    agree += top1_matches(&fwd.logits, &b.teacher);
                 }
-                Ok(sum / total.max(1) as f64)
+                Ok(HeldOut {
+                    loss: sum / total.max(1) as f64,
+                    agree,
+                })
             })
             .collect()
     }
+}
+
+/// One plane count's held-out result.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct HeldOut {
+    pub loss: f64,
+    /// Samples whose top-1 class is the teacher's.
+    pub agree: usize,
+}
+
+/// Rows of two `[N, C]` logit tensors with the same argmax (first index on ties).
+fn top1_matches(a: &Tensor, b: &Tensor) -> usize {
+    let (Some(a), Some(b), [_, c]) = (a.as_f32(), b.as_f32(), a.shape()) else {
+        return 0;
+    };
+    let argmax = |row: &[f32]| {
+        row.iter()
+            .enumerate()
+            .fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
+    };
+    a.chunks(*c.max(&1))
+        .zip(b.chunks(*c.max(&1)))
+        .filter(|(x, y)| argmax(x) == argmax(y))
+        .count()
 }
