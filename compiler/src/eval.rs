@@ -7,9 +7,9 @@ use strata_ir::{Graph, NodeKind, Op, Tensor};
 /// One row of the evaluation table.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct EvalRow {
-    /// `fp32`, `strata`, `dedicated-ptq` or `naive-truncation`.
+    /// `fp32`, `strata`, `strata-mixed`, `dedicated-ptq` or `naive-truncation`.
     pub method: &'static str,
-    /// Plane count (`None` for FP32).
+    /// Plane count (`None` for FP32 and the per-layer mixed choice).
     pub planes: Option<u8>,
     /// Fraction of samples whose argmax equals the label.
     pub top1: f64,
@@ -22,6 +22,10 @@ pub struct EvalRow {
     /// Bytes of weights a device needs at this plane count (planes + this k's side tables +
     /// other constants).
     pub weight_bytes: u64,
+    /// Per-layer plane counts of a `strata-mixed` row (the container's stored
+    /// mixed-precision choice).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_planes: Option<std::collections::BTreeMap<String, u8>>,
 }
 
 /// A paired comparison of the Strata model with another method at one plane count on the
@@ -147,6 +151,7 @@ pub fn score(
         max_logit_error: max_err,
         mean_logit_error: mean_err,
         weight_bytes,
+        layer_planes: None,
     })
 }
 
@@ -215,6 +220,12 @@ pub fn mcnemar_exact(b: usize, c: usize) -> f64 {
 /// Bytes of weights a device stores to run `graph` at `planes` planes: for each bit-plane op,
 /// `k` planes and the side-table row for `k`; every other constant as stored.
 pub fn weight_bytes(graph: &Graph, planes: Option<u8>) -> u64 {
+    weight_bytes_per_layer(graph, |_| planes)
+}
+
+/// [`weight_bytes`] with a plane count per bit-plane layer (by node name; `None`: all stored
+/// planes), as a mixed-precision choice stores it.
+pub fn weight_bytes_per_layer(graph: &Graph, planes: impl Fn(&str) -> Option<u8>) -> u64 {
     let mut bitplane_inputs = std::collections::BTreeSet::new();
     let mut total = 0u64;
     for id in graph.node_ids() {
@@ -229,7 +240,10 @@ pub fn weight_bytes(graph: &Graph, planes: Option<u8>) -> u64 {
             .and_then(|&v| graph.constant_value(v))
             .map(|t| t.shape().first().copied().unwrap_or(0))
             .unwrap_or(0);
-        let k = planes.map(usize::from).unwrap_or(stored).min(stored) as u64;
+        let k = planes(&node.name)
+            .map(usize::from)
+            .unwrap_or(stored)
+            .min(stored) as u64;
         let row_bytes = strata_ir::quant::row_bytes(bp.spec.cols) as u64;
         let rows = bp.spec.rows as u64;
         // planes + alpha, beta, bias (f32 per row) + act scale and zero point.

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use indicatif::{ProgressBar, ProgressStyle};
 use strata_compiler::build::{emit_options, Target};
 use strata_compiler::compile::{compile_with_context, provenance_metadata, CompileOptions};
-use strata_compiler::eval::{correct, paired, score, weight_bytes, EvalReport};
+use strata_compiler::eval::{
+    correct, paired, score, weight_bytes, weight_bytes_per_layer, EvalReport,
+};
 use strata_compiler::manifest::{self, EVAL_DATA_KEY, EVAL_TOP1_KEY};
 use strata_compiler::model::ContainerInfo;
 use strata_compiler::{inspect, load_model, npy};
@@ -665,6 +667,36 @@ fn eval_cmd(args: EvalArgs) -> Result<()> {
         )?);
         strata_correct.push((k, correct(&logits, &labels)?));
     }
+    // A stored mixed-precision choice is what `strata run` and `emit-c` use by default, so
+    // it gets its own row (unless --planes asked for specific uniform counts).
+    if args.planes.is_none() {
+        let mixed = info
+            .default_layer_planes(&loaded.graph)
+            .with_context(|| args.model.display().to_string())?;
+        if !mixed.is_empty() {
+            let options = RunOptions {
+                path,
+                per_layer: mixed.clone(),
+                ..Default::default()
+            };
+            let logits = first_output(run_with(
+                &loaded.graph,
+                std::slice::from_ref(&data),
+                &options,
+            )?)?;
+            let bytes = weight_bytes_per_layer(&loaded.graph, |node| mixed.get(node).copied());
+            let mut row = score(
+                "strata-mixed",
+                None,
+                &logits,
+                &labels,
+                fp32_logits.as_ref(),
+                bytes,
+            )?;
+            row.layer_planes = Some(mixed);
+            report.rows.push(row);
+        }
+    }
     if args.baselines {
         if let Some(fp32) = &fp32_logits {
             let fp32_correct = correct(fp32, &labels)?;
@@ -774,6 +806,12 @@ fn print_report(report: &EvalReport) {
             opt(r.mean_logit_error, 1.0, 4),
             r.weight_bytes
         );
+    }
+    for r in &report.rows {
+        if let Some(layers) = &r.layer_planes {
+            let list: Vec<String> = layers.iter().map(|(n, k)| format!("{n}={k}")).collect();
+            println!("{}: per-layer planes {}", r.method, list.join(","));
+        }
     }
     if report.comparisons.is_empty() {
         return;

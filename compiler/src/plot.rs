@@ -19,6 +19,7 @@ fn colour(method: &str) -> &'static str {
         "strata" => "#1f77b4",
         "dedicated-ptq" => "#2ca02c",
         "naive-truncation" => "#d62728",
+        "strata-mixed" => "#9467bd",
         _ => "#555555",
     }
 }

@@ -416,6 +416,61 @@ fn mixed_precision_is_honoured_by_run_and_emit_c_and_survives_strip() {
     )
     .unwrap();
     assert_eq!(got.as_f32().unwrap(), want[0].as_f32().unwrap());
+    // `strata eval` shows the stored choice as its own row, scored on those logits.
+    let labels_all = read_npy(&root().join("tests/fixtures/mnist/labels.npy")).unwrap();
+    let labels = Tensor::from_i64(vec![8], labels_all.to_i64_vec().unwrap()[..8].to_vec()).unwrap();
+    let lp = dir.join("labels.npy");
+    write_npy(&lp, &labels).unwrap();
+    let json = ok(&[
+        "eval",
+        &sp,
+        "--data",
+        &ip,
+        "--labels",
+        &lp.display().to_string(),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let mixed_row = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["method"] == "strata-mixed")
+        .unwrap_or_else(|| panic!("no strata-mixed row in {v}"))
+        .clone();
+    let want_top1 = strata_compiler::eval::correct(&want[0], &labels)
+        .unwrap()
+        .iter()
+        .filter(|&&c| c)
+        .count() as f64
+        / 8.0;
+    assert_eq!(mixed_row["top1"].as_f64().unwrap(), want_top1);
+    // Its bytes lie between the uniform rows of its smallest and largest layer choice.
+    let uniform_bytes = |k: u8| {
+        v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["method"] == "strata" && r["planes"] == k)
+            .unwrap()["weight_bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    let (kmin, kmax) = (
+        *loaded.layer_planes.values().min().unwrap(),
+        *loaded.layer_planes.values().max().unwrap(),
+    );
+    assert!(kmin < kmax, "{:?}", loaded.layer_planes);
+    let mixed_bytes = mixed_row["weight_bytes"].as_u64().unwrap();
+    assert!(
+        uniform_bytes(kmin) < mixed_bytes && mixed_bytes < uniform_bytes(kmax),
+        "{mixed_bytes} vs k={kmin}: {} and k={kmax}: {}",
+        uniform_bytes(kmin),
+        uniform_bytes(kmax)
+    );
+    let stored: BTreeMap<String, u8> =
+        serde_json::from_value(mixed_row["layer_planes"].clone()).unwrap();
+    assert_eq!(stored, loaded.layer_planes);
     // `emit-c` without --planes keeps each layer's planes: K = the largest choice.
     ok(&[
         "emit-c",
