@@ -103,22 +103,9 @@ pub fn score(
     reference: Option<&Tensor>,
     weight_bytes: u64,
 ) -> Result<EvalRow, EvalError> {
+    let right = correct(logits, labels)?.into_iter().filter(|&r| r).count();
     let (values, n, c) = rows_of(logits)?;
-    let labels = labels
-        .to_i64_vec()
-        .ok_or_else(|| EvalError::LabelType(labels.dtype().to_string()))?;
-    if labels.len() != n {
-        return Err(EvalError::LabelCount {
-            labels: labels.len(),
-            rows: n,
-        });
-    }
     let predictions: Vec<usize> = values.chunks(c).map(argmax).collect();
-    let correct = predictions
-        .iter()
-        .zip(&labels)
-        .filter(|(&p, &l)| p as i64 == l)
-        .count();
     let (mut agreement, mut max_err, mut mean_err) = (None, None, None);
     if let Some(reference) = reference {
         if reference.shape() != logits.shape() {
@@ -146,7 +133,7 @@ pub fn score(
     Ok(EvalRow {
         method,
         planes,
-        top1: correct as f64 / n.max(1) as f64,
+        top1: right as f64 / n.max(1) as f64,
         agreement,
         max_logit_error: max_err,
         mean_logit_error: mean_err,

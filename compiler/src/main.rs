@@ -644,19 +644,21 @@ fn eval_cmd(args: EvalArgs) -> Result<()> {
         );
     }
     let path = quant_path(&args.path);
+    let run_strata = |options: &RunOptions| -> Result<Tensor> {
+        first_output(run_with(
+            &loaded.graph,
+            std::slice::from_ref(&data),
+            options,
+        )?)
+    };
     // Per plane count, which samples the Strata model gets right (for the paired comparisons).
     let mut strata_correct: Vec<(u8, Vec<bool>)> = Vec::new();
     for &k in &planes {
-        let options = RunOptions {
+        let logits = run_strata(&RunOptions {
             planes: Some(k),
             path,
             ..Default::default()
-        };
-        let logits = first_output(run_with(
-            &loaded.graph,
-            std::slice::from_ref(&data),
-            &options,
-        )?)?;
+        })?;
         report.rows.push(score(
             "strata",
             Some(k),
@@ -674,16 +676,11 @@ fn eval_cmd(args: EvalArgs) -> Result<()> {
             .default_layer_planes(&loaded.graph)
             .with_context(|| args.model.display().to_string())?;
         if !mixed.is_empty() {
-            let options = RunOptions {
+            let logits = run_strata(&RunOptions {
                 path,
                 per_layer: mixed.clone(),
                 ..Default::default()
-            };
-            let logits = first_output(run_with(
-                &loaded.graph,
-                std::slice::from_ref(&data),
-                &options,
-            )?)?;
+            })?;
             let bytes = weight_bytes_per_layer(&loaded.graph, |node| mixed.get(node).copied());
             let mut row = score(
                 "strata-mixed",
