@@ -514,7 +514,7 @@ pub(super) struct HeldOut {
 
 /// Rows of two `[N, C]` logit tensors with the same argmax (first index on ties).
 fn top1_matches(a: &Tensor, b: &Tensor) -> usize {
-    let (Some(a), Some(b), [_, c]) = (a.as_f32(), b.as_f32(), a.shape()) else {
+    let (Some(a), Some(b), &[_, c]) = (a.as_f32(), b.as_f32(), a.shape()) else {
         return 0;
     };
     let argmax = |row: &[f32]| {
@@ -522,8 +522,8 @@ fn top1_matches(a: &Tensor, b: &Tensor) -> usize {
             .enumerate()
             .fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
     };
-    a.chunks(*c.max(&1))
-        .zip(b.chunks(*c.max(&1)))
+    a.chunks(c.max(1))
+        .zip(b.chunks(c.max(1)))
         .filter(|(x, y)| argmax(x) == argmax(y))
         .count()
 }
