@@ -69,9 +69,6 @@ pub enum RuntimeError {
         #[source]
         source: Box<RuntimeError>,
     },
-    /// The op exists in the IR but the runtime has no kernel for it.
-    #[error("op `{op}` has no kernel in the reference runtime")]
-    UnsupportedOp { op: &'static str },
     /// The op was given the wrong number of inputs.
     #[error("{op}: expected {expected} inputs, got {got}")]
     Arity {
