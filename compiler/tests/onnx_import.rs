@@ -1151,6 +1151,21 @@ fn tensor_proto_bytes_round_trip() {
         tensor_from_proto_bytes(&[0xff; 5]),
         Err(OnnxError::Decode { .. })
     ));
+    // A segment (a chunk of a larger tensor) is refused, not imported as the whole tensor.
+    let mut seg = f32_tensor("part", &[2], &[0.5, -1.0]);
+    seg.segment = MessageField::some(onnx_protobuf::tensor_proto::Segment {
+        begin: 2,
+        end: 4,
+        ..Default::default()
+    });
+    let e = tensor_from_proto_bytes(&seg.write_to_bytes().expect("serialize")).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        matches!(&e, OnnxError::InvalidTensor { name, .. } if name == "part")
+            && text.contains("segment")
+            && text.contains("2..4"),
+        "{text}"
+    );
 }
 
 // ---------------------------------------------------------------- graph structure

@@ -88,6 +88,20 @@ pub fn checked_dims(name: &str, dims: &[i64]) -> Result<(Vec<usize>, usize), Onn
 /// directory), `None` when the tensor did not come from a file.
 pub fn tensor_from_proto(t: &TensorProto, base_dir: Option<&Path>) -> Result<Tensor, OnnxError> {
     let name = t.name.as_str();
+    if let Some(seg) = t.segment.as_ref() {
+        // A segment is one chunk of a larger tensor; importing it as the whole tensor would
+        // silently give wrong shapes. A SequenceProto or OptionalProto read as a TensorProto
+        // puts its values in the same field number, so name that too.
+        return Err(OnnxError::InvalidTensor {
+            name: name.to_string(),
+            reason: format!(
+                "has a `segment` (elements {}..{} of a larger tensor), which is not supported; \
+                 a sequence or optional value (SequenceProto/OptionalProto) read as a tensor \
+                 looks the same",
+                seg.begin, seg.end
+            ),
+        });
+    }
     let dtype = dtype_from_onnx(t.data_type, name)?;
     let (shape, count) = checked_dims(name, &t.dims)?;
     let size = dtype.size_bytes();
