@@ -382,6 +382,20 @@ fn mixed_precision_errors() {
     assert!(e.to_string().contains("per-layer plane counts"), "{e}");
 }
 
+/// The reference runtime's logits for the container's stored per-layer choice.
+fn run_stored_choice(loaded: &strata_ir::container::Loaded, images: &Tensor) -> Tensor {
+    run_with(
+        &loaded.graph,
+        std::slice::from_ref(images),
+        &RunOptions {
+            per_layer: loaded.layer_planes.clone(),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .remove(0)
+}
+
 #[test]
 fn mixed_precision_is_honoured_by_run_and_emit_c_and_survives_strip() {
     let m = mixed();
@@ -406,16 +420,8 @@ fn mixed_precision_is_honoured_by_run_and_emit_c_and_survives_strip() {
     ]);
     let got = read_npy(&out_default.join("output_0.npy")).unwrap();
     let loaded = read_container(&m.bytes).unwrap();
-    let want = run_with(
-        &loaded.graph,
-        std::slice::from_ref(&images),
-        &RunOptions {
-            per_layer: loaded.layer_planes.clone(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    assert_eq!(got.as_f32().unwrap(), want[0].as_f32().unwrap());
+    let want = run_stored_choice(&loaded, &images);
+    assert_eq!(got.as_f32().unwrap(), want.as_f32().unwrap());
     // `strata eval` shows the stored choice as its own row, scored on those logits.
     let labels_all = read_npy(&root().join("tests/fixtures/mnist/labels.npy")).unwrap();
     let labels = Tensor::from_i64(vec![8], labels_all.to_i64_vec().unwrap()[..8].to_vec()).unwrap();
@@ -438,7 +444,7 @@ fn mixed_precision_is_honoured_by_run_and_emit_c_and_survives_strip() {
         .find(|r| r["method"] == "strata-mixed")
         .unwrap_or_else(|| panic!("no strata-mixed row in {v}"))
         .clone();
-    let want_top1 = strata_compiler::eval::correct(&want[0], &labels)
+    let want_top1 = strata_compiler::eval::correct(&want, &labels)
         .unwrap()
         .iter()
         .filter(|&&c| c)
@@ -603,21 +609,8 @@ int main(int argc, char **argv)
         .chunks_exact(4)
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    let want = run_with(
-        &loaded.graph,
-        std::slice::from_ref(&images),
-        &RunOptions {
-            per_layer: loaded.layer_planes.clone(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let want: Vec<u32> = want[0]
-        .as_f32()
-        .unwrap()
-        .iter()
-        .map(|v| v.to_bits())
-        .collect();
+    let want = run_stored_choice(loaded, &images);
+    let want: Vec<u32> = want.as_f32().unwrap().iter().map(|v| v.to_bits()).collect();
     assert_eq!(got, want, "target {target}");
 }
 
