@@ -114,7 +114,7 @@ def main():
     images.tofile(out / "images.bin")
 
     print("building strata (release) …", file=sys.stderr)
-    run(["cargo", "build", "--release", "-q", "-p", "strata-compiler"], cwd=ROOT)
+    run(["cargo", "build", "--release", "-q", "-p", "strata-cli"], cwd=ROOT)
     strata = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "strata"
     model = out / "mnist.strata"
     run([strata, "compile", ROOT / "models" / "mnist_cnn.onnx", "--calib", FIX / "calib.npy", "-o", model])

@@ -21,7 +21,7 @@ run() {
     "$@"
 }
 
-run cargo build --release -p strata-compiler --bin strata
+run cargo build --release -p strata-cli --bin strata
 STRATA="$ROOT/target/release/strata"
 
 run "$STRATA" inspect models/mnist_cnn.onnx

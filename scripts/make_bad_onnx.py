@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generates the crafted malformed ONNX models in tests/fixtures/bad_onnx/.
 
-Each file exercises one error path of Strata's ONNX frontend (see compiler/tests/bad_onnx.rs,
+Each file exercises one error path of Strata's ONNX frontend (see compiler/onnx/tests/bad_onnx.rs,
 which asserts the exact error variant for each). The outputs are committed so the Rust tests
 need no Python. Regenerate with:  python scripts/make_bad_onnx.py   (needs `onnx`, tested with 1.22.0)
 """

@@ -9,7 +9,7 @@ use strata_ir::Tensor;
 
 /// The repository root (fixtures and models live there).
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// Rows `range` of a batch-first f32 tensor.

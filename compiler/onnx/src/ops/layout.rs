@@ -6,10 +6,10 @@ use strata_ir::ops::{Pad, Reshape, Slice, Split};
 use strata_ir::{Dim, Op, ValueRef};
 
 use super::{arity, ints_attr_or_input, present, single};
-use crate::onnx::attrs::NodeCtx;
-use crate::onnx::import::{input_name, Importer};
-use crate::onnx::sym::SymInt;
-use crate::onnx::OnnxError;
+use crate::attrs::NodeCtx;
+use crate::import::{input_name, Importer};
+use crate::sym::SymInt;
+use crate::OnnxError;
 
 pub fn flatten(
     imp: &mut Importer,

@@ -4,11 +4,11 @@
 
 use std::path::PathBuf;
 
-use strata_compiler::onnx::{import_file, ImportOptions, OnnxError};
+use strata_onnx::{import_file, ImportOptions, OnnxError};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/bad_onnx")
+        .join("../../tests/fixtures/bad_onnx")
         .join(name)
 }
 
@@ -360,7 +360,7 @@ fn every_fixture_fails_without_panicking() {
         }
         let bytes = std::fs::read(&path).expect("read fixture");
         let r = std::panic::catch_unwind(|| {
-            strata_compiler::onnx::import_bytes(&bytes, None, &ImportOptions::default()).map(|_| ())
+            strata_onnx::import_bytes(&bytes, None, &ImportOptions::default()).map(|_| ())
         });
         match r {
             Ok(Err(_)) => {}
@@ -410,8 +410,7 @@ fn mutated_fixtures_never_panic() {
                 }
             }
             let r = std::panic::catch_unwind(|| {
-                let _ =
-                    strata_compiler::onnx::import_bytes(&bytes, None, &ImportOptions::default());
+                let _ = strata_onnx::import_bytes(&bytes, None, &ImportOptions::default());
             });
             assert!(r.is_ok(), "{} mutated panicked: {bytes:?}", path.display());
             cases += 1;

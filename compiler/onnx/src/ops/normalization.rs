@@ -4,9 +4,9 @@ use strata_ir::ops::{BatchNorm, Softmax};
 use strata_ir::{Op, ValueRef};
 
 use super::{arity, outputs_at_most, present, single};
-use crate::onnx::attrs::NodeCtx;
-use crate::onnx::import::Importer;
-use crate::onnx::OnnxError;
+use crate::attrs::NodeCtx;
+use crate::import::Importer;
+use crate::OnnxError;
 
 pub fn softmax(
     imp: &mut Importer,

@@ -5,9 +5,9 @@ use strata_ir::{InferError, Op, ValueRef};
 
 use super::conv::{auto_pad, resolve_pads, spatial_attr, spatial_dims, AutoPad};
 use super::{arity, outputs_at_most, present, shape_err, single};
-use crate::onnx::attrs::NodeCtx;
-use crate::onnx::import::Importer;
-use crate::onnx::OnnxError;
+use crate::attrs::NodeCtx;
+use crate::import::Importer;
+use crate::OnnxError;
 
 pub fn pool(
     imp: &mut Importer,

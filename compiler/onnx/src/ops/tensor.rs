@@ -4,10 +4,10 @@ use onnx_protobuf::TensorProto;
 use strata_ir::{Op, Tensor, TensorData, ValueRef};
 
 use super::{arity, outputs_at_most, single};
-use crate::onnx::attrs::NodeCtx;
-use crate::onnx::import::Importer;
-use crate::onnx::tensor::{dtype_from_onnx, tensor_from_proto};
-use crate::onnx::OnnxError;
+use crate::attrs::NodeCtx;
+use crate::import::Importer;
+use crate::tensor::{dtype_from_onnx, tensor_from_proto};
+use crate::OnnxError;
 
 /// The largest Dropout mask stored as a constant (elements).
 const MAX_MASK: usize = 1 << 24;

@@ -5,9 +5,9 @@ use strata_ir::ops::{Conv, ConvTranspose};
 use strata_ir::{Dim, InferError, Op, TensorType, ValueRef};
 
 use super::{arity, present, shape_err, single};
-use crate::onnx::attrs::NodeCtx;
-use crate::onnx::import::Importer;
-use crate::onnx::OnnxError;
+use crate::attrs::NodeCtx;
+use crate::import::Importer;
+use crate::OnnxError;
 
 /// Which `auto_pad` mode a node asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,14 +12,12 @@ use onnx_protobuf::{
     StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use protobuf::{EnumOrUnknown, MessageField};
-use strata_compiler::onnx::{
-    import_bytes, import_file, tensor_from_proto_bytes, ImportOptions, OnnxError,
-};
 use strata_ir::ops::{
     BinaryOp, Clip, Conv, ConvTranspose, Pad, Pool, ReduceMean, Reshape, Slice, Softmax, Split,
     UnaryOp,
 };
 use strata_ir::{DType, Dim, Graph, NodeKind, Op, Shape, Tensor, TensorData, TensorType};
+use strata_onnx::{import_bytes, import_file, tensor_from_proto_bytes, ImportOptions, OnnxError};
 
 // ---------------------------------------------------------------- model building helpers
 

@@ -4,9 +4,9 @@ use strata_ir::ops::Gemm;
 use strata_ir::{Op, ValueRef};
 
 use super::{arity, present, single};
-use crate::onnx::attrs::NodeCtx;
-use crate::onnx::import::Importer;
-use crate::onnx::OnnxError;
+use crate::attrs::NodeCtx;
+use crate::import::Importer;
+use crate::OnnxError;
 
 pub fn gemm(
     imp: &mut Importer,

@@ -4,9 +4,9 @@ use strata_ir::ops::ReduceMean;
 use strata_ir::{Op, ValueRef};
 
 use super::{ints_attr_or_input, single};
-use crate::onnx::attrs::NodeCtx;
-use crate::onnx::import::Importer;
-use crate::onnx::OnnxError;
+use crate::attrs::NodeCtx;
+use crate::import::Importer;
+use crate::OnnxError;
 
 pub fn reduce_mean(
     imp: &mut Importer,

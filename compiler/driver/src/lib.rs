@@ -1,0 +1,26 @@
+//! Strata's compiler driver: compiling a model to a `.strata` container, evaluating and
+//! reporting it, choosing mixed precision, the manifest, and the API build scripts use. It
+//! sits over the frontend (`strata-onnx`) and the backends (`strata-backend-c`), which it
+//! re-exports so a build script needs this one crate; the `strata` CLI is a thin layer on it.
+
+pub mod bench;
+pub mod build;
+pub mod compile;
+pub mod eval;
+pub mod inspect;
+pub mod manifest;
+pub mod mixed_precision;
+pub mod model;
+pub mod npy;
+pub mod plot;
+
+/// The ONNX frontend.
+pub use strata_onnx as onnx;
+
+/// The backends.
+pub mod backend {
+    /// The C backend.
+    pub use strata_backend_c as c;
+}
+
+pub use model::{load_model, LoadError};
