@@ -69,13 +69,77 @@ impl CalibrationMethod {
         }
     }
 
+    /// The estimator family, without its parameters.
+    pub fn kind(&self) -> CalibrationKind {
+        match self {
+            CalibrationMethod::MinMax => CalibrationKind::MinMax,
+            CalibrationMethod::Percentile { .. } => CalibrationKind::Percentile,
+            CalibrationMethod::Mse => CalibrationKind::Mse,
+        }
+    }
+
     /// The name used in pipeline options.
     pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+}
+
+/// The estimator families a pipeline can name (`calibrate{method=…}`), without parameters:
+/// what a user chooses between on the command line or in a build script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CalibrationKind {
+    MinMax,
+    #[default]
+    Percentile,
+    Mse,
+}
+
+impl CalibrationKind {
+    /// Every family, in help order.
+    pub const ALL: [CalibrationKind; 3] = [
+        CalibrationKind::MinMax,
+        CalibrationKind::Percentile,
+        CalibrationKind::Mse,
+    ];
+
+    /// The name used in pipeline options and on the command line.
+    pub fn name(self) -> &'static str {
         match self {
-            CalibrationMethod::MinMax => "minmax",
-            CalibrationMethod::Percentile { .. } => "percentile",
-            CalibrationMethod::Mse => "mse",
+            CalibrationKind::MinMax => "minmax",
+            CalibrationKind::Percentile => "percentile",
+            CalibrationKind::Mse => "mse",
         }
+    }
+
+    /// The family named `name`, if any.
+    pub fn from_name(name: &str) -> Option<CalibrationKind> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The estimator of this family (`percentile` is used by [`CalibrationKind::Percentile`]).
+    pub fn method(self, percentile: f64) -> CalibrationMethod {
+        match self {
+            CalibrationKind::MinMax => CalibrationMethod::MinMax,
+            CalibrationKind::Percentile => CalibrationMethod::Percentile { percentile },
+            CalibrationKind::Mse => CalibrationMethod::Mse,
+        }
+    }
+}
+
+impl std::fmt::Display for CalibrationKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(feature = "clap")]
+impl clap::ValueEnum for CalibrationKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
     }
 }
 
@@ -282,14 +346,10 @@ impl Calibrate {
         if !(percentile > 50.0 && percentile <= 100.0) {
             return Err(options.invalid("percentile", "must be in (50, 100]"));
         }
-        let method = match method_name.as_str() {
-            "minmax" => CalibrationMethod::MinMax,
-            "percentile" => CalibrationMethod::Percentile { percentile },
-            "mse" => CalibrationMethod::Mse,
-            _ => {
-                return Err(options.invalid("method", "expected minmax, percentile or mse"));
-            }
+        let Some(kind) = CalibrationKind::from_name(&method_name) else {
+            return Err(options.invalid("method", "expected minmax, percentile or mse"));
         };
+        let method = kind.method(percentile);
         let samples = match options.raw("samples") {
             None => None,
             Some(_) => {

@@ -20,7 +20,7 @@ mod vl_quantize;
 pub use bitplane_rewrite::{replace_with_bitplane, BitplaneRewrite, QuantizedLayer, SideTable};
 pub use calibrate::{
     act_limits, act_params, fake_quant, minmax_range, mse_range, percentile_range, quantize_act,
-    ActQuant, ActRange, Calibrate, Calibration, CalibrationMethod, RangeStats,
+    ActQuant, ActRange, Calibrate, Calibration, CalibrationKind, CalibrationMethod, RangeStats,
 };
 pub use context::{PassContext, ProgressFn};
 pub use eliminate_dead_code::EliminateDeadCode;

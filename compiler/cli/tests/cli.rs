@@ -273,8 +273,47 @@ fn emit_c_writes_each_target_and_lists_the_valid_ones() {
     ]);
     assert!(
         e.starts_with("error: ")
-            && e.contains("`avx512`")
+            && e.contains("'avx512'")
             && e.contains("generic, x86-64-v3, aarch64, armv7m"),
         "{e}"
     );
+}
+
+/// `strata inspect m.onnx | head -1`: the reader closes the pipe early; strata must end
+/// quietly (exit 0, nothing on stderr), not panic on the failed write.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let model = root().join("models/mnist_cnn.onnx");
+    for args in [
+        vec!["inspect".to_string(), model.display().to_string()],
+        vec![
+            "opt".to_string(),
+            model.display().to_string(),
+            "--passes".to_string(),
+            "fold-constants,eliminate-dead-code".to_string(),
+            "--print-after-all".to_string(),
+            // Every constant in full: megabytes, far more than a pipe buffers.
+            "--elide-constants-over".to_string(),
+            "0".to_string(),
+        ],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(!first.is_empty(), "{args:?}");
+        // The reader is dropped here: the pipe is closed with output still to come.
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
 }

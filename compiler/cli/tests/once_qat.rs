@@ -89,7 +89,7 @@ fn calib() -> Tensor {
 fn options(steps: usize, seed: u64) -> CompileOptions {
     CompileOptions {
         planes: vec![2, 4, 8],
-        calib_method: "minmax".to_string(),
+        calib_method: strata_passes::CalibrationKind::MinMax,
         qat_steps: steps,
         qat_batch: 16,
         seed,

@@ -25,7 +25,7 @@ use strata_ir::container::{read_container, ContainerError};
 use strata_ir::Graph;
 
 use crate::backend::c::{emit, layer_names, EmitError, EmitOptions, EmitStats};
-use crate::compile::{compile_to_container, provenance_metadata, CompileError, CompileOptions};
+use crate::compile::{compile_to_container, CompileError, CompileOptions, Provenance};
 use crate::model::{load_model, ContainerInfo, LoadError};
 use crate::npy::{read_npy, NpyError};
 
@@ -256,7 +256,8 @@ impl Build {
             path: model.clone(),
             source,
         })?;
-        let metadata = provenance_metadata(&model, &bytes, &self.calibration, &options, &samples);
+        let metadata =
+            Provenance::new(&model, &bytes, &self.calibration, &options, &samples).to_metadata();
         compile_to_container(graph, samples, &options, metadata, |_| {}).map_err(|source| {
             BuildError::Compile {
                 model,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use strata_ir::container::{write_container, ContainerError, ContainerOptions};
 use strata_ir::{Graph, Tensor};
-use strata_passes::{PassContext, PassError, PassManager, PipelineError};
+use strata_passes::{CalibrationKind, PassContext, PassError, PassManager, PipelineError};
 
 /// How to quantize. Defaults follow DESIGN.md: 8-bit codes, plane counts 2..=8, int8 activations.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,8 +16,8 @@ pub struct CompileOptions {
     pub planes: Vec<u8>,
     /// Activation bits of the integer path.
     pub act_bits: u8,
-    /// Activation range estimator: `minmax`, `percentile` or `mse`.
-    pub calib_method: String,
+    /// Activation range estimator.
+    pub calib_method: CalibrationKind,
     /// `once-qat` optimiser steps; 0 skips training (plain vl-quantize).
     pub qat_steps: usize,
     /// Samples per `once-qat` step.
@@ -41,7 +41,7 @@ impl Default for CompileOptions {
             bits: 8,
             planes: (2..=8).collect(),
             act_bits: 8,
-            calib_method: "percentile".to_string(),
+            calib_method: CalibrationKind::Percentile,
             qat_steps: 0,
             qat_batch: 64,
             qat_lr: 1e-3,
@@ -55,7 +55,8 @@ impl Default for CompileOptions {
 /// Why compilation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
-    #[error("invalid options: {0}")]
+    /// An option is out of range; the message names the [`CompileOptions`] field.
+    #[error("invalid compile options: {0}")]
     Options(String),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
@@ -100,34 +101,32 @@ impl CompileOptions {
     fn validate(&self) -> Result<(), CompileError> {
         if !(2..=8).contains(&self.bits) {
             return Err(CompileError::Options(format!(
-                "--bits {} is outside 2..=8",
+                "bits = {} is outside 2..=8",
                 self.bits
             )));
         }
         if self.planes.is_empty() {
-            return Err(CompileError::Options("--planes is empty".into()));
+            return Err(CompileError::Options("planes is empty".into()));
         }
         if let Some(k) = self.planes.iter().find(|&&k| k == 0 || k > self.bits) {
             return Err(CompileError::Options(format!(
-                "plane count {k} is outside 1..={} (--bits)",
+                "plane count {k} is outside 1..={} (bits)",
                 self.bits
             )));
         }
         if !(2..=8).contains(&self.act_bits) {
             return Err(CompileError::Options(format!(
-                "--act-bits {} is outside 2..=8",
+                "act_bits = {} is outside 2..=8",
                 self.act_bits
             )));
         }
         if self.qat_steps > 0 {
             if self.qat_batch == 0 {
-                return Err(CompileError::Options(
-                    "--qat-batch must be at least 1".into(),
-                ));
+                return Err(CompileError::Options("qat_batch must be at least 1".into()));
             }
             if !(self.qat_lr.is_finite() && self.qat_lr > 0.0) {
                 return Err(CompileError::Options(format!(
-                    "--qat-lr {} must be positive and finite",
+                    "qat_lr = {} must be positive and finite",
                     self.qat_lr
                 )));
             }
@@ -162,39 +161,79 @@ pub fn quantize_in_context(
     Ok(ctx)
 }
 
-/// The provenance a `.strata` records about how it was made (`source`, `source_sha256`,
-/// `calibration`, `calibration_method`, `calibration_samples`), so `strata inspect` can say
-/// where a file came from and the CLI and the build-script API record the same keys.
-pub fn provenance_metadata(
-    source: &str,
-    source_bytes: &[u8],
-    calibration: &[std::path::PathBuf],
-    options: &CompileOptions,
-    samples: &[Tensor],
-) -> BTreeMap<String, String> {
-    use sha2::{Digest, Sha256};
-    let names: Vec<String> = calibration
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    let n = samples
-        .first()
-        .and_then(|t| t.shape().first())
-        .copied()
-        .unwrap_or(0);
-    BTreeMap::from([
-        ("source".to_string(), source.to_string()),
-        (
-            "source_sha256".to_string(),
-            format!("{:x}", Sha256::digest(source_bytes)),
-        ),
-        ("calibration".to_string(), names.join(",")),
-        (
-            "calibration_method".to_string(),
-            options.calib_method.clone(),
-        ),
-        ("calibration_samples".to_string(), n.to_string()),
-    ])
+/// Where a `.strata` came from, recorded in its metadata so `strata inspect` can say and
+/// `strata eval` can find the source model and calibration data again. The CLI and the
+/// build-script API record the same keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provenance {
+    /// The source model's path as given.
+    pub source: String,
+    /// SHA-256 of the source model's bytes (hex).
+    pub source_sha256: String,
+    /// The calibration files' paths as given.
+    pub calibration: Vec<String>,
+    pub calibration_method: CalibrationKind,
+    /// Calibration samples used (the batch size of the first file).
+    pub calibration_samples: usize,
+}
+
+impl Provenance {
+    /// The provenance of a compile of `source` (whose bytes are `source_bytes`) with
+    /// `options`, calibrated on `samples` read from `calibration`.
+    pub fn new(
+        source: &str,
+        source_bytes: &[u8],
+        calibration: &[std::path::PathBuf],
+        options: &CompileOptions,
+        samples: &[Tensor],
+    ) -> Provenance {
+        use sha2::{Digest, Sha256};
+        Provenance {
+            source: source.to_string(),
+            source_sha256: format!("{:x}", Sha256::digest(source_bytes)),
+            calibration: calibration
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            calibration_method: options.calib_method,
+            calibration_samples: samples
+                .first()
+                .and_then(|t| t.shape().first())
+                .copied()
+                .unwrap_or(0),
+        }
+    }
+
+    /// The metadata entries (`source`, `source_sha256`, `calibration`, `calibration_method`,
+    /// `calibration_samples`).
+    pub fn to_metadata(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (Self::SOURCE.to_string(), self.source.clone()),
+            ("source_sha256".to_string(), self.source_sha256.clone()),
+            (Self::CALIBRATION.to_string(), self.calibration.join(",")),
+            (
+                Self::CALIBRATION_METHOD.to_string(),
+                self.calibration_method.name().to_string(),
+            ),
+            (
+                "calibration_samples".to_string(),
+                self.calibration_samples.to_string(),
+            ),
+        ])
+    }
+
+    /// Metadata key of the source model's path.
+    pub const SOURCE: &'static str = "source";
+    /// Metadata key of the calibration files' paths.
+    pub const CALIBRATION: &'static str = "calibration";
+    /// Metadata key of the calibration method's name.
+    pub const CALIBRATION_METHOD: &'static str = "calibration_method";
+
+    /// The calibration method a container's metadata records (`None`: not recorded or
+    /// unknown).
+    pub fn recorded_method(metadata: &BTreeMap<String, String>) -> Option<CalibrationKind> {
+        CalibrationKind::from_name(metadata.get(Self::CALIBRATION_METHOD)?)
+    }
 }
 
 /// Quantizes and serialises to `.strata` bytes; `metadata` is stored in the header beside the
@@ -237,7 +276,7 @@ pub fn compile_with_context(
     if let Some((budget, calibration, fp32)) = reference {
         let plan = crate::mixed_precision::choose(&graph, &calibration, &fp32, budget)?;
         metadata.insert(
-            "mixed_precision".into(),
+            crate::mixed_precision::MIXED_PRECISION_KEY.into(),
             serde_json::to_string(&plan).map_err(|e| CompileError::Options(e.to_string()))?,
         );
         layer_planes = plan.layer_planes;

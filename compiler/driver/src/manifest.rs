@@ -68,6 +68,42 @@ pub enum ManifestError {
     BadTop1(String),
     #[error("the model has no plane count that every layer can run at")]
     NoPlanes,
+    #[error(transparent)]
+    Container(#[from] strata_ir::container::ContainerError),
+}
+
+/// The container `bytes` rewritten with the top-1 of `report`'s `strata` rows recorded under
+/// [`EVAL_TOP1_KEY`] (merged with counts recorded before) and `data` under [`EVAL_DATA_KEY`].
+/// The graph, planes and per-layer choice are written back unchanged, so only the metadata
+/// differs.
+pub fn record_top1(
+    bytes: &[u8],
+    report: &crate::eval::EvalReport,
+    data: &str,
+) -> Result<Vec<u8>, ManifestError> {
+    let loaded = strata_ir::container::read_container(bytes)?;
+    let mut top1: BTreeMap<String, f64> = match loaded.metadata.get(EVAL_TOP1_KEY) {
+        Some(text) => {
+            serde_json::from_str(text).map_err(|e| ManifestError::BadTop1(e.to_string()))?
+        }
+        None => BTreeMap::new(),
+    };
+    for row in report.rows.iter().filter(|r| r.method == "strata") {
+        if let Some(k) = row.planes {
+            top1.insert(k.to_string(), row.top1);
+        }
+    }
+    let mut metadata = loaded.metadata;
+    let json = serde_json::to_string(&top1).map_err(|e| ManifestError::BadTop1(e.to_string()))?;
+    metadata.insert(EVAL_TOP1_KEY.into(), json);
+    metadata.insert(EVAL_DATA_KEY.into(), data.to_string());
+    Ok(strata_ir::container::write_container(
+        &loaded.graph,
+        &strata_ir::container::ContainerOptions {
+            metadata,
+            layer_planes: loaded.layer_planes,
+        },
+    )?)
 }
 
 /// Emits the model at every available plane count (every `k ≤ available_planes` for which

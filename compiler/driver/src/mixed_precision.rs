@@ -55,7 +55,7 @@ pub enum MixedError {
 }
 
 /// One layer's cost and sensitivity at one plane count.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LayerOption {
     pub planes: u8,
     /// C-backend weight bytes of the layer at this count.
@@ -66,14 +66,14 @@ pub struct LayerOption {
 }
 
 /// Everything measured for one layer.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LayerSensitivity {
     pub node: String,
     pub options: Vec<LayerOption>,
 }
 
 /// The result of the search: the per-layer counts and what they cost and measure.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MixedPlan {
     pub budget_bytes: u64,
     /// The chosen plane count of every bit-plane layer.
@@ -87,8 +87,22 @@ pub struct MixedPlan {
     pub layers: Vec<LayerSensitivity>,
 }
 
+/// The metadata key a budgeted compile stores its [`MixedPlan`] under (JSON).
+pub const MIXED_PRECISION_KEY: &str = "mixed_precision";
+
+impl MixedPlan {
+    /// The plan stored in a container's metadata, if any.
+    pub fn from_metadata(
+        metadata: &BTreeMap<String, String>,
+    ) -> Option<Result<MixedPlan, serde_json::Error>> {
+        metadata
+            .get(MIXED_PRECISION_KEY)
+            .map(|text| serde_json::from_str(text))
+    }
+}
+
 /// A uniform plane count measured the same way as the mixed choice.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UniformPoint {
     pub planes: u8,
     pub weight_bytes: u64,

@@ -1,10 +1,14 @@
 //! Loading a model from whatever file the user hands the CLI or a build script.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use strata_ir::container::{read_container, ContainerError};
-use strata_ir::Graph;
+use strata_ir::{Graph, Op, Tensor};
+use strata_runtime::RunOptions;
+
+use crate::npy::{read_npy, NpyError};
 
 /// Why a model file could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +69,125 @@ impl ContainerInfo {
             self.available_planes,
         )
     }
+
+    /// Fills in the stored mixed-precision choice for the layers `options` leaves open when
+    /// it names no uniform plane count (per-layer entries the caller gave still win).
+    /// Returns the stored choice that applies (empty: none).
+    pub fn apply_default_planes(
+        &self,
+        graph: &Graph,
+        options: &mut RunOptions,
+    ) -> Result<BTreeMap<String, u8>, ContainerError> {
+        if options.planes.is_some() {
+            return Ok(BTreeMap::new());
+        }
+        let defaults = self.default_layer_planes(graph)?;
+        for (node, k) in &defaults {
+            options.per_layer.entry(node.clone()).or_insert(*k);
+        }
+        Ok(defaults)
+    }
+
+    /// A file path recorded in the metadata under `key` (`source`, `calibration`): as
+    /// written if it exists, else relative to the container's directory.
+    pub fn recorded_path(&self, container: &Path, key: &str) -> Option<PathBuf> {
+        let recorded = PathBuf::from(self.metadata.get(key)?);
+        if recorded.exists() {
+            return Some(recorded);
+        }
+        let beside = container.parent()?.join(&recorded);
+        beside.exists().then_some(beside)
+    }
+
+    /// What `strata inspect` reports about the container beside the graph summary.
+    pub fn summary(&self, graph: &Graph) -> ContainerSummary {
+        ContainerSummary {
+            bits: self.bits,
+            available_planes: self.available_planes,
+            plane_counts: plane_counts(graph),
+            file_bytes: self.file_bytes,
+            metadata: self.metadata.clone(),
+            layer_planes: self.layer_planes.clone(),
+        }
+    }
+}
+
+/// A container's header facts as `strata inspect` prints them (and `--json` serialises them).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ContainerSummary {
+    pub bits: u8,
+    pub available_planes: u8,
+    /// Plane counts with a side table in every layer.
+    pub plane_counts: Vec<u8>,
+    pub file_bytes: u64,
+    pub metadata: BTreeMap<String, String>,
+    pub layer_planes: BTreeMap<String, u8>,
+}
+
+impl fmt::Display for ContainerSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let counts: Vec<String> = self.plane_counts.iter().map(|k| k.to_string()).collect();
+        writeln!(
+            f,
+            "container: {} bytes, {} of {} planes present; side tables for k = {}",
+            self.file_bytes,
+            self.available_planes,
+            self.bits,
+            counts.join(",")
+        )?;
+        if !self.layer_planes.is_empty() {
+            writeln!(
+                f,
+                "mixed precision (per-layer plane counts): {:?}",
+                self.layer_planes
+            )?;
+        }
+        for (k, v) in &self.metadata {
+            writeln!(f, "  {k}: {v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Plane counts that carry side tables in every bit-plane op of `graph` (the same for every
+/// layer of a compiled model).
+pub fn plane_counts(graph: &Graph) -> Vec<u8> {
+    let mut counts: Option<Vec<u8>> = None;
+    for id in graph.node_ids() {
+        if let Ok(Some(Op::Bitplane(bp))) = graph.node(id).map(|n| n.op()) {
+            counts = Some(match counts {
+                None => bp.spec.plane_counts.clone(),
+                Some(c) => c
+                    .into_iter()
+                    .filter(|k| bp.spec.plane_counts.contains(k))
+                    .collect(),
+            });
+        }
+    }
+    counts.unwrap_or_default()
+}
+
+/// Why a model's inputs could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("the model takes {expected} inputs but {got} files were given")]
+    Count { expected: usize, got: usize },
+    #[error(transparent)]
+    Npy(#[from] NpyError),
+}
+
+/// Reads one `.npy` per graph input, in graph-input order.
+pub fn read_inputs(graph: &Graph, files: &[PathBuf]) -> Result<Vec<Tensor>, InputError> {
+    if files.len() != graph.inputs().len() {
+        return Err(InputError::Count {
+            expected: graph.inputs().len(),
+            got: files.len(),
+        });
+    }
+    Ok(files
+        .iter()
+        .map(|p| read_npy(p))
+        .collect::<Result<Vec<Tensor>, _>>()?)
 }
 
 /// A loaded model: its graph, and container details when it came from a `.strata` file.

@@ -30,6 +30,7 @@ use crate::RuntimeError;
 
 /// How a bit-plane layer is computed; both give the same result up to float rounding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum QuantPath {
     /// Integer activations, integer accumulation, f32 epilogue: what a device runs.
     #[default]

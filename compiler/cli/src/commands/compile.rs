@@ -1,0 +1,153 @@
+//! `strata compile`: quantize a model into one vertically layered `.strata` file.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use strata_compiler::compile::{compile_with_context, CompileOptions, Provenance};
+use strata_compiler::mixed_precision::MixedPlan;
+use strata_compiler::model::read_inputs;
+use strata_compiler::{load_model, npy};
+use strata_passes::{CalibrationKind, OnceQatReport, ProgressFn};
+
+#[derive(clap::Args)]
+pub struct Args {
+    model: PathBuf,
+    /// Calibration inputs: float32 `[N, …]`, already preprocessed (one file per graph input).
+    #[arg(long = "calib", required = true)]
+    calib: Vec<PathBuf>,
+    /// `B`: bits of the codes, i.e. planes in the complete model.
+    #[arg(long, default_value_t = 8)]
+    bits: u8,
+    /// Plane counts that get a side table, e.g. `2,3,4,5,6,7,8` (default: 2..=bits).
+    #[arg(long, value_delimiter = ',')]
+    planes: Option<Vec<u8>>,
+    /// Activation bits of the integer path.
+    #[arg(long, default_value_t = 8)]
+    act_bits: u8,
+    /// Activation range estimator.
+    #[arg(long, value_enum, default_value_t = CalibrationKind::Percentile)]
+    calib_method: CalibrationKind,
+    /// Quantization-aware training steps of all plane counts at once (`once-qat`); 0: none.
+    #[arg(long, default_value_t = 0)]
+    qat_steps: usize,
+    /// Integer labels `[N]` of the calibration samples: adds cross-entropy to the QAT loss.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Samples per QAT step.
+    #[arg(long, default_value_t = 64)]
+    qat_batch: usize,
+    /// Peak Adam learning rate of the QAT side tables (cosine schedule).
+    #[arg(long, default_value_t = 1e-3)]
+    qat_lr: f32,
+    /// Seed of the QAT batch sampler.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Mixed precision: choose a plane count per layer, by its measured sensitivity on the
+    /// calibration data, so the C weight bytes (packed planes, as `--target armv7m` stores
+    /// them) fit this size (e.g. `120000`, `117K`; K = 1024). The choice is stored in the
+    /// file and used by `run` and `emit-c`.
+    #[arg(long, value_parser = super::parse_size)]
+    budget_bytes: Option<u64>,
+    /// Further `once-qat` pass options, e.g. `weight-lr=0.05,tables-only=0.5` (see
+    /// `strata passes`).
+    #[arg(long, default_value = "")]
+    qat_options: String,
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+impl Args {
+    fn options(&self) -> CompileOptions {
+        CompileOptions {
+            budget_bytes: self.budget_bytes,
+            bits: self.bits,
+            planes: self
+                .planes
+                .clone()
+                .unwrap_or_else(|| (2..=self.bits).collect()),
+            act_bits: self.act_bits,
+            calib_method: self.calib_method,
+            qat_steps: self.qat_steps,
+            qat_batch: self.qat_batch,
+            qat_lr: self.qat_lr,
+            seed: self.seed,
+            qat_options: self.qat_options.clone(),
+        }
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let start = Instant::now();
+    let options = args.options();
+    let shown = args.model.display().to_string();
+    let graph = load_model(&args.model)?.graph;
+    let samples = read_inputs(&graph, &args.calib).with_context(|| format!("--calib: {shown}"))?;
+    if args.labels.is_some() && options.qat_steps == 0 {
+        bail!("--labels is only used by QAT: give --qat-steps too");
+    }
+    let labels = args.labels.as_deref().map(npy::read_npy).transpose()?;
+    let source = std::fs::read(&args.model).with_context(|| format!("reading {shown}"))?;
+    let metadata = Provenance::new(&shown, &source, &args.calib, &options, &samples).to_metadata();
+    let (bytes, ctx) = compile_with_context(graph, samples, &options, metadata, |ctx| {
+        ctx.progress = Some(progress_bar());
+        ctx.labels = labels;
+    })
+    .with_context(|| shown.clone())?;
+    if let Some(report) = OnceQatReport::from_context(&ctx) {
+        eprintln!("{}", report.summary());
+    }
+    super::write_file(&args.output, &bytes)?;
+    if options.budget_bytes.is_some() {
+        report_mixed(&bytes)?;
+    }
+    eprintln!(
+        "wrote {} ({} bytes) in {:.1} s",
+        args.output.display(),
+        bytes.len(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A terminal progress bar for long passes (calibration), drawn on stderr only when it is a
+/// terminal, so logs and CI output stay clean.
+fn progress_bar() -> ProgressFn {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:48} [{bar:30}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    Box::new(move |stage: &str, done: u64, total: u64| {
+        bar.set_length(total);
+        bar.set_position(done);
+        bar.set_message(stage.to_string());
+        if done >= total {
+            bar.finish_and_clear();
+        }
+    })
+}
+
+/// Prints the mixed-precision choice a budgeted compile stored, beside the uniform plane
+/// count of at most the same size.
+fn report_mixed(bytes: &[u8]) -> Result<()> {
+    let loaded = strata_ir::container::read_container(bytes)?;
+    let Some(plan) = MixedPlan::from_metadata(&loaded.metadata) else {
+        return Ok(());
+    };
+    let plan = plan.context("the stored mixed-precision plan")?;
+    eprintln!(
+        "mixed precision: {:?}: {} weight bytes (budget {}), calibration mean |logit - FP32| {:.4}",
+        plan.layer_planes, plan.weight_bytes, plan.budget_bytes, plan.calibration_error
+    );
+    match &plan.uniform {
+        Some(u) => eprintln!(
+            "  uniform k={} within the budget: {} weight bytes, calibration mean |logit - FP32| {:.4}",
+            u.planes, u.weight_bytes, u.calibration_error
+        ),
+        None => eprintln!("  no uniform plane count fits the budget"),
+    }
+    Ok(())
+}

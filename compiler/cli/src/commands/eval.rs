@@ -1,0 +1,195 @@
+//! `strata eval`: accuracy, agreement with FP32 and weight bytes at every plane count, beside
+//! the baselines, as a table, JSON or an SVG chart.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use strata_compiler::compile::Provenance;
+use strata_compiler::eval::{evaluate, EvalReport, EvalRequest};
+use strata_compiler::{load_model, manifest, npy, plot};
+use strata_runtime::QuantPath;
+
+#[derive(clap::Args)]
+pub struct Args {
+    model: PathBuf,
+    /// Preprocessed float32 inputs `[N, …]`.
+    #[arg(long)]
+    data: PathBuf,
+    /// Integer labels `[N]`.
+    #[arg(long)]
+    labels: PathBuf,
+    /// Plane counts to evaluate (default: every count with a side table that is present).
+    #[arg(long, value_delimiter = ',')]
+    planes: Option<Vec<u8>>,
+    /// Also evaluate dedicated per-k PTQ and naive truncation of the source model.
+    #[arg(long)]
+    baselines: bool,
+    /// The FP32 source model (default: the path recorded at compile time).
+    #[arg(long)]
+    source: Option<PathBuf>,
+    /// Calibration inputs for the baselines (default: the path recorded at compile time).
+    #[arg(long)]
+    calib: Option<PathBuf>,
+    /// Run the bit-plane layers through the integer (default) or dequantized float path.
+    #[arg(long, value_enum, default_value_t = QuantPath::Integer)]
+    path: QuantPath,
+    #[arg(long)]
+    json: bool,
+    /// Write an SVG chart of top-1 against planes for every method.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Store the top-1 of every evaluated plane count in the container's metadata
+    /// (rewritten atomically), so `strata manifest` can show it.
+    #[arg(long)]
+    record: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let shown = args.model.display().to_string();
+    let loaded = load_model(&args.model)?;
+    let Some(info) = &loaded.container else {
+        bail!("{shown} is not a .strata model; compile it first");
+    };
+    let source = args
+        .source
+        .clone()
+        .or_else(|| info.recorded_path(&args.model, Provenance::SOURCE));
+    let fp32 = match &source {
+        Some(p) => Some(load_model(p)?.graph),
+        None => {
+            eprintln!(
+                "note: FP32 source model not found; pass --source for FP32 rows and agreement"
+            );
+            None
+        }
+    };
+    if args.baselines && fp32.is_none() {
+        bail!("--baselines needs the FP32 source model (--source)");
+    }
+    let baseline_calibration = if args.baselines {
+        let path = args
+            .calib
+            .clone()
+            .or_else(|| info.recorded_path(&args.model, Provenance::CALIBRATION))
+            .context("--baselines needs the calibration inputs (--calib)")?;
+        Some(npy::read_npy(&path)?)
+    } else {
+        None
+    };
+    let request = EvalRequest {
+        data: npy::read_npy(&args.data)?,
+        labels: npy::read_npy(&args.labels)?,
+        planes: args.planes.clone(),
+        path: args.path,
+        fp32,
+        baseline_calibration,
+    };
+    let report = evaluate(&loaded.graph, info, &request).with_context(|| shown.clone())?;
+    if args.record {
+        let bytes = std::fs::read(&args.model).with_context(|| format!("reading {shown}"))?;
+        let data = format!(
+            "{} ({} samples, {} path)",
+            args.data.display(),
+            request.data.shape().first().copied().unwrap_or(0),
+            path_name(args.path)
+        );
+        let rewritten =
+            manifest::record_top1(&bytes, &report, &data).with_context(|| shown.clone())?;
+        super::write_file(&args.model, &rewritten)?;
+        eprintln!("recorded top-1 in {shown}");
+    }
+    if let Some(path) = &args.plot {
+        let title = format!("{shown}: top-1 against planes");
+        super::write_file(path, plot::accuracy_svg(&report, &title).as_bytes())?;
+    }
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        print_report(&report)?;
+    }
+    Ok(())
+}
+
+/// The `--path` name, as recorded with `eval --record`.
+fn path_name(path: QuantPath) -> String {
+    clap::ValueEnum::to_possible_value(&path)
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
+}
+
+fn print_report(report: &EvalReport) -> std::io::Result<()> {
+    let opt = |v: Option<f64>, scale: f64, prec: usize| match v {
+        Some(v) => format!("{:.*}", prec, v * scale),
+        None => "-".to_string(),
+    };
+    outln!(
+        "{:<18} {:>6} {:>8} {:>10} {:>10} {:>10} {:>12}",
+        "method",
+        "planes",
+        "top-1 %",
+        "agree %",
+        "max |Δ|",
+        "mean |Δ|",
+        "weight bytes"
+    )?;
+    for r in &report.rows {
+        outln!(
+            "{:<18} {:>6} {:>8.2} {:>10} {:>10} {:>10} {:>12}",
+            r.method,
+            r.planes
+                .map(|k| k.to_string())
+                .unwrap_or_else(|| "-".into()),
+            r.top1 * 100.0,
+            opt(r.agreement, 100.0, 2),
+            opt(r.max_logit_error, 1.0, 4),
+            opt(r.mean_logit_error, 1.0, 4),
+            r.weight_bytes
+        )?;
+    }
+    for r in &report.rows {
+        if let Some(layers) = &r.layer_planes {
+            let list: Vec<String> = layers.iter().map(|(n, k)| format!("{n}={k}")).collect();
+            outln!("{}: per-layer planes {}", r.method, list.join(","))?;
+        }
+    }
+    if report.comparisons.is_empty() {
+        return Ok(());
+    }
+    outln!()?;
+    outln!("paired, on the same images: images only the Strata model / only the other gets right")?;
+    outln!("(exact McNemar p: the chance of a split at least this uneven between equals)")?;
+    outln!(
+        "{:<6} {:<22} {:>12} {:>12} {:>10}",
+        "planes",
+        "against",
+        "strata only",
+        "other only",
+        "p"
+    )?;
+    for c in &report.comparisons {
+        let against = match c.against_planes {
+            Some(k) => format!("{} k={k}", c.against),
+            None => c.against.to_string(),
+        };
+        outln!(
+            "{:<6} {:<22} {:>12} {:>12} {:>10}",
+            c.planes,
+            against,
+            c.strata_only,
+            c.other_only,
+            format_p(c.p_value)
+        )?;
+    }
+    Ok(())
+}
+
+/// A p-value with two significant digits, tiny ones in scientific notation.
+fn format_p(p: f64) -> String {
+    if p >= 0.01 {
+        format!("{p:.2}")
+    } else if p >= 1e-300 {
+        format!("{p:.1e}")
+    } else {
+        "<1e-300".to_string()
+    }
+}

@@ -1,0 +1,36 @@
+//! `strata inspect`: interface, op histogram, parameters and MACs per layer, and a
+//! container's header facts.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use strata_compiler::{inspect, load_model};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// `.onnx` model, `.strata` container or Strata IR text (`.sir`).
+    model: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let loaded = load_model(&args.model)?;
+    let summary = inspect::summarize(&loaded.graph)?;
+    let container = loaded.container.map(|info| info.summary(&loaded.graph));
+    if args.json {
+        let mut value = serde_json::to_value(&summary)?;
+        if let (Some(c), Some(obj)) = (&container, value.as_object_mut()) {
+            obj.insert("container".into(), serde_json::to_value(c)?);
+        }
+        outln!("{}", serde_json::to_string_pretty(&value)?)?;
+    } else {
+        outln!("{summary}")?;
+        if let Some(c) = &container {
+            use std::io::Write as _;
+            write!(std::io::stdout().lock(), "{c}")?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! The evaluation `strata eval` prints: every plane count of a container on labelled data,
+//! beside FP32, the stored mixed-precision choice and, on request, the baselines a user
+//! would otherwise ship, with paired comparisons on the same images.
+
+use strata_ir::{Graph, Tensor};
+use strata_passes::{baselines, PassContext, PassManager};
+use strata_runtime::{run_with, QuantPath, RunOptions};
+
+use super::stats::{correct, paired, score, weight_bytes, weight_bytes_per_layer};
+use super::{EvalError, EvalReport};
+use crate::compile::Provenance;
+use crate::model::{plane_counts, ContainerInfo};
+
+/// What to evaluate a container on.
+#[derive(Debug, Clone)]
+pub struct EvalRequest {
+    /// Preprocessed inputs `[N, …]` of the model's (single) input.
+    pub data: Tensor,
+    /// Integer labels `[N]`.
+    pub labels: Tensor,
+    /// Plane counts to evaluate; `None`: every count with a side table present in the file,
+    /// and a row for the stored mixed-precision choice when there is one.
+    pub planes: Option<Vec<u8>>,
+    /// Integer (device) or dequantized float path of the bit-plane layers.
+    pub path: QuantPath,
+    /// The FP32 source model: an `fp32` row, agreement and logit error of every row.
+    pub fp32: Option<Graph>,
+    /// Calibration inputs: when given, dedicated per-k PTQ and naive truncation of the FP32
+    /// model are evaluated too (needs `fp32`), with paired comparisons.
+    pub baseline_calibration: Option<Tensor>,
+}
+
+fn first_output(outputs: Vec<Tensor>) -> Result<Tensor, EvalError> {
+    outputs.into_iter().next().ok_or(EvalError::NoOutputs)
+}
+
+/// Evaluates the container `graph` (whose header is `info`) as `request` asks.
+pub fn evaluate(
+    graph: &Graph,
+    info: &ContainerInfo,
+    request: &EvalRequest,
+) -> Result<EvalReport, EvalError> {
+    let data = std::slice::from_ref(&request.data);
+    let labels = &request.labels;
+    let path = request.path;
+    let mut report = EvalReport::default();
+    let fp32_logits = match &request.fp32 {
+        Some(g) => {
+            let logits = first_output(strata_runtime::run(g, data)?)?;
+            let bytes = weight_bytes(g, None);
+            report
+                .rows
+                .push(score("fp32", None, &logits, labels, Some(&logits), bytes)?);
+            Some(logits)
+        }
+        None => None,
+    };
+    let available: Vec<u8> = plane_counts(graph)
+        .into_iter()
+        .filter(|&k| k <= info.available_planes)
+        .collect();
+    let planes = request.planes.clone().unwrap_or(available.clone());
+    if let Some(&k) = planes.iter().find(|k| !available.contains(k)) {
+        return Err(EvalError::PlanesUnavailable { k, available });
+    }
+    let run_strata = |options: &RunOptions| -> Result<Tensor, EvalError> {
+        first_output(run_with(graph, data, options)?)
+    };
+    // Per plane count, which samples the Strata model gets right (for the paired comparisons).
+    let mut strata_correct: Vec<(u8, Vec<bool>)> = Vec::new();
+    for &k in &planes {
+        let logits = run_strata(&RunOptions {
+            planes: Some(k),
+            path,
+            ..Default::default()
+        })?;
+        let bytes = weight_bytes(graph, Some(k));
+        report.rows.push(score(
+            "strata",
+            Some(k),
+            &logits,
+            labels,
+            fp32_logits.as_ref(),
+            bytes,
+        )?);
+        strata_correct.push((k, correct(&logits, labels)?));
+    }
+    // A stored mixed-precision choice is what `strata run` and `emit-c` use by default, so
+    // it gets its own row (unless specific uniform counts were asked for).
+    if request.planes.is_none() {
+        let mixed = info.default_layer_planes(graph)?;
+        if !mixed.is_empty() {
+            let logits = run_strata(&RunOptions {
+                path,
+                per_layer: mixed.clone(),
+                ..Default::default()
+            })?;
+            let bytes = weight_bytes_per_layer(graph, |node| mixed.get(node).copied());
+            let mut row = score(
+                "strata-mixed",
+                None,
+                &logits,
+                labels,
+                fp32_logits.as_ref(),
+                bytes,
+            )?;
+            row.layer_planes = Some(mixed);
+            report.rows.push(row);
+        }
+    }
+    let Some(calibration) = &request.baseline_calibration else {
+        return Ok(report);
+    };
+    if let Some(fp32) = &fp32_logits {
+        let fp32_correct = correct(fp32, labels)?;
+        for (k, c) in &strata_correct {
+            report
+                .comparisons
+                .push(paired(*k, "fp32", None, c, &fp32_correct));
+        }
+    }
+    let fp32 = request
+        .fp32
+        .as_ref()
+        .ok_or(EvalError::BaselinesNeedSource)?;
+    // The baselines start from the same simplified float graph and the same calibration
+    // method the container was compiled with.
+    let method = Provenance::recorded_method(&info.metadata).unwrap_or_default();
+    let mut prepared = fp32.clone();
+    let mut ctx = PassContext::with_calibration(vec![calibration.clone()]);
+    PassManager::parse(&format!(
+        "fold-constants,fold-batchnorm,eliminate-dead-code,calibrate{{method={method}}}"
+    ))?
+    .run(&mut prepared, &mut ctx, |_, _| {})?;
+    for method in ["dedicated-ptq", "naive-truncation"] {
+        for &k in &planes {
+            let graph = match method {
+                "dedicated-ptq" => baselines::dedicated_ptq(&prepared, k, &ctx)?,
+                _ => baselines::naive_truncation(&prepared, info.bits, k, &ctx)?,
+            };
+            let options = RunOptions {
+                planes: Some(k),
+                path,
+                ..Default::default()
+            };
+            let logits = first_output(run_with(&graph, data, &options)?)?;
+            if let Some((_, c)) = strata_correct.iter().find(|(sk, _)| *sk == k) {
+                let other = correct(&logits, labels)?;
+                report
+                    .comparisons
+                    .push(paired(k, method, Some(k), c, &other));
+            }
+            report.rows.push(score(
+                method,
+                Some(k),
+                &logits,
+                labels,
+                fp32_logits.as_ref(),
+                weight_bytes(&graph, Some(k)),
+            )?);
+        }
+    }
+    Ok(report)
+}
