@@ -5,7 +5,9 @@
 #   # Optional: compile an ONNX model to one .strata file at build time.
 #   strata_compile_model(OUTPUT ${CMAKE_BINARY_DIR}/mnist.strata
 #                        MODEL models/mnist_cnn.onnx CALIB calib.npy
+#                        [INPUT_SHAPES input=Nx1x28x28 ...]
 #                        [ARGS --calib-method percentile ...])
+#   INPUT_SHAPES pins dynamic input dimensions (`strata compile --input-shape`).
 #
 #   # Emit C for K planes from a .strata file and wrap it in a static library target NAME
 #   # whose include directory holds NAME.h. PLANES defaults to the file's stored
@@ -35,7 +37,7 @@ function(_strata_find_executable out)
 endfunction()
 
 function(strata_compile_model)
-  cmake_parse_arguments(SCM "" "OUTPUT;MODEL" "CALIB;ARGS" ${ARGN})
+  cmake_parse_arguments(SCM "" "OUTPUT;MODEL" "CALIB;INPUT_SHAPES;ARGS" ${ARGN})
   foreach(req OUTPUT MODEL CALIB)
     if(NOT SCM_${req})
       message(FATAL_ERROR "strata_compile_model: ${req} is required")
@@ -53,9 +55,14 @@ function(strata_compile_model)
     list(APPEND calib_args --calib "${c}")
     list(APPEND calib_files "${c}")
   endforeach()
+  set(shape_args "")
+  foreach(s IN LISTS SCM_INPUT_SHAPES)
+    list(APPEND shape_args --input-shape "${s}")
+  endforeach()
   add_custom_command(
     OUTPUT "${SCM_OUTPUT}"
-    COMMAND "${exe}" compile "${model}" ${calib_args} ${SCM_ARGS} -o "${SCM_OUTPUT}"
+    COMMAND "${exe}" compile "${model}" ${calib_args} ${shape_args} ${SCM_ARGS}
+            -o "${SCM_OUTPUT}"
     DEPENDS "${model}" ${calib_files} "${exe}"
     COMMENT "strata compile ${SCM_MODEL}"
     VERBATIM)

@@ -26,8 +26,9 @@ use strata_ir::Graph;
 
 use crate::backend::c::{emit, layer_names, EmitError, EmitOptions, EmitStats};
 use crate::compile::{compile_to_container, CompileError, CompileOptions, Provenance};
-use crate::model::{load_model, ContainerInfo, LoadError};
+use crate::model::{load_model_with, ContainerInfo, LoadError, LoadOptions};
 use crate::npy::{read_npy, NpyError};
+use crate::onnx::InputShape;
 
 /// Code-generation target of the C backend (what `strata emit-c --target` takes).
 pub use crate::backend::c::Target;
@@ -112,6 +113,7 @@ pub struct Build {
     target: Target,
     name: Option<String>,
     cargo_metadata: Option<bool>,
+    load: LoadOptions,
 }
 
 impl Build {
@@ -127,7 +129,15 @@ impl Build {
             target: Target::Generic,
             name: None,
             cargo_metadata: None,
+            load: LoadOptions::default(),
         }
+    }
+
+    /// Pins the shape of an ONNX graph input whose dimensions are dynamic (symbolic or `-1`),
+    /// e.g. `.input_shape("input", "Nx3x224x224".parse()?)`; `N` keeps the batch free.
+    pub fn input_shape(mut self, input: impl Into<String>, shape: InputShape) -> Self {
+        self.load.input_shapes.insert(input.into(), shape);
+        self
     }
 
     /// Adds a calibration `.npy` (float32 `[N, …]`, preprocessed); one per graph input.
@@ -210,6 +220,7 @@ impl Build {
                 (!self.calibration.is_empty(), "calibration"),
                 (self.options.is_some(), "compile_options"),
                 (self.budget_bytes.is_some(), "budget_bytes"),
+                (!self.load.input_shapes.is_empty(), "input_shape"),
             ] {
                 if given {
                     return Err(BuildError::AlreadyCompiled { model, what });
@@ -223,7 +234,7 @@ impl Build {
         if self.calibration.is_empty() {
             return Err(BuildError::NoCalibration { model });
         }
-        let graph = load_model(&self.model)?.graph;
+        let graph = load_model_with(&self.model, &self.load)?.graph;
         if graph.inputs().len() != self.calibration.len() {
             return Err(BuildError::CalibrationCount {
                 model,
@@ -256,8 +267,9 @@ impl Build {
             path: model.clone(),
             source,
         })?;
-        let metadata =
-            Provenance::new(&model, &bytes, &self.calibration, &options, &samples).to_metadata();
+        let metadata = Provenance::new(&model, &bytes, &self.calibration, &options, &samples)
+            .with_input_shapes(&self.load.input_shapes)
+            .to_metadata();
         compile_to_container(graph, samples, &options, metadata, |_| {}).map_err(|source| {
             BuildError::Compile {
                 model,

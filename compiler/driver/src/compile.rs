@@ -175,6 +175,8 @@ pub struct Provenance {
     pub calibration_method: CalibrationKind,
     /// Calibration samples used (the batch size of the first file).
     pub calibration_samples: usize,
+    /// Input shapes pinned when the source was imported (empty: none were needed).
+    pub input_shapes: BTreeMap<String, strata_onnx::InputShape>,
 }
 
 impl Provenance {
@@ -201,13 +203,23 @@ impl Provenance {
                 .and_then(|t| t.shape().first())
                 .copied()
                 .unwrap_or(0),
+            input_shapes: BTreeMap::new(),
         }
     }
 
+    /// The same provenance, recording the input shapes the source was imported with.
+    pub fn with_input_shapes(
+        mut self,
+        shapes: &BTreeMap<String, strata_onnx::InputShape>,
+    ) -> Provenance {
+        self.input_shapes = shapes.clone();
+        self
+    }
+
     /// The metadata entries (`source`, `source_sha256`, `calibration`, `calibration_method`,
-    /// `calibration_samples`).
+    /// `calibration_samples`, and `input_shapes` when some were pinned).
     pub fn to_metadata(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
+        let mut metadata = BTreeMap::from([
             (Self::SOURCE.to_string(), self.source.clone()),
             ("source_sha256".to_string(), self.source_sha256.clone()),
             (Self::CALIBRATION.to_string(), self.calibration.join(",")),
@@ -219,7 +231,34 @@ impl Provenance {
                 "calibration_samples".to_string(),
                 self.calibration_samples.to_string(),
             ),
-        ])
+        ]);
+        if !self.input_shapes.is_empty() {
+            let shapes: Vec<String> = self
+                .input_shapes
+                .iter()
+                .map(|(name, shape)| format!("{name}={shape}"))
+                .collect();
+            metadata.insert(Self::INPUT_SHAPES.to_string(), shapes.join(";"));
+        }
+        metadata
+    }
+
+    /// Metadata key of the pinned input shapes (`name=shape;name=shape`).
+    pub const INPUT_SHAPES: &'static str = "input_shapes";
+
+    /// The input shapes a container's metadata records, to import its source again the same
+    /// way (an unreadable entry is an error naming it).
+    pub fn recorded_input_shapes(
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, strata_onnx::InputShape>, strata_onnx::InputShapeError> {
+        let mut shapes = BTreeMap::new();
+        if let Some(text) = metadata.get(Self::INPUT_SHAPES) {
+            for entry in text.split(';').filter(|e| !e.is_empty()) {
+                let (name, shape) = strata_onnx::parse_named_input_shape(entry)?;
+                shapes.insert(name, shape);
+            }
+        }
+        Ok(shapes)
     }
 
     /// Metadata key of the source model's path.

@@ -23,4 +23,4 @@ pub mod backend {
     pub use strata_backend_c as c;
 }
 
-pub use model::{load_model, LoadError};
+pub use model::{load_model, load_model_with, LoadError, LoadOptions};

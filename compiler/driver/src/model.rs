@@ -41,6 +41,16 @@ pub enum LoadError {
     },
     #[error("{path}: unknown model format (expected `.onnx`, `.strata` or Strata IR text `.sir`)")]
     UnknownFormat { path: String },
+    #[error("{path}: input shapes apply to ONNX models; this model's shapes are already static")]
+    InputShapesNotOnnx { path: String },
+}
+
+/// How to load a model.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Static shapes for an ONNX model's graph inputs, by name (see
+    /// [`strata_onnx::ImportOptions::input_shapes`]).
+    pub input_shapes: BTreeMap<String, strata_onnx::InputShape>,
 }
 
 /// What a `.strata` file says about itself besides the graph.
@@ -200,7 +210,16 @@ pub struct Model {
 /// Loads an ONNX model (`.onnx`), a vertically layered container (`.strata`) or Strata IR
 /// text (`.sir`, as printed by `strata opt`).
 pub fn load_model(path: &Path) -> Result<Model, LoadError> {
+    load_model_with(path, &LoadOptions::default())
+}
+
+/// [`load_model`] with options (input shapes for ONNX models).
+pub fn load_model_with(path: &Path, options: &LoadOptions) -> Result<Model, LoadError> {
     let shown = path.display().to_string();
+    let is_onnx = path.extension().and_then(|e| e.to_str()) == Some("onnx");
+    if !is_onnx && !options.input_shapes.is_empty() {
+        return Err(LoadError::InputShapesNotOnnx { path: shown });
+    }
     let read = |path: &Path| {
         std::fs::read(path).map_err(|source| LoadError::Io {
             path: shown.clone(),
@@ -209,7 +228,13 @@ pub fn load_model(path: &Path) -> Result<Model, LoadError> {
     };
     match path.extension().and_then(|e| e.to_str()) {
         Some("onnx") => Ok(Model {
-            graph: crate::onnx::import_file(path, &Default::default())?,
+            graph: crate::onnx::import_file(
+                path,
+                &crate::onnx::ImportOptions {
+                    input_shapes: options.input_shapes.clone(),
+                    ..Default::default()
+                },
+            )?,
             container: None,
         }),
         Some("strata") => {

@@ -58,13 +58,27 @@ pub enum OnnxError {
     /// A value whose type is not a tensor, or has no shape.
     #[error("value `{name}`: unsupported type: {reason}")]
     UnsupportedType { name: String, reason: String },
-    /// A graph input dimension that is symbolic but not the leading batch dimension.
-    #[error("input `{input}`, axis {axis}: symbolic dimension `{symbol}` is only allowed at axis 0 (the batch dimension)")]
+    /// A graph input dimension that is symbolic (or `-1`) but not the leading batch
+    /// dimension, and no input shape pins it.
+    #[error("input `{input}`, axis {axis}: dimension `{symbol}` is dynamic; only axis 0 (the batch) may be. Pin the input's shape, e.g. `{input}={suggestion}`")]
     SymbolicDim {
         input: String,
         axis: usize,
         symbol: String,
+        /// The declared shape with every dynamic dimension but the batch shown as `?`.
+        suggestion: String,
     },
+    /// A pinned input shape that does not fit the input's declared shape.
+    #[error("input `{input}`: pinned shape {pinned} does not fit the declared shape {declared}: {reason}")]
+    InputShape {
+        input: String,
+        pinned: String,
+        declared: String,
+        reason: String,
+    },
+    /// A pinned input shape for a name that is not a graph input.
+    #[error("input shape for `{name}`: the model has no graph input of this name (its inputs: {inputs})")]
+    UnknownInputShape { name: String, inputs: String },
     /// A declared dimension that is negative or too large.
     #[error("value `{name}`, axis {axis}: invalid dimension {dim}")]
     InvalidDim { name: String, axis: usize, dim: i64 },

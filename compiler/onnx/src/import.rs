@@ -13,7 +13,7 @@ use strata_ir::{Dim, Graph, GraphError, Op, Shape, Tensor, TensorType, Value, Va
 use super::attrs::NodeCtx;
 use super::sym::{self, SymTensor};
 use super::tensor::{dtype_from_onnx, tensor_from_proto, MAX_ELEMENTS};
-use super::{ops, ImportOptions, OnnxError};
+use super::{ops, ImportOptions, InputDim, InputShape, OnnxError};
 
 /// Constant-input ops whose outputs have at most this many elements are evaluated at import
 /// time; bigger ones are left to the `fold-constants` pass.
@@ -46,8 +46,24 @@ fn display_name(n: &NodeProto, index: usize) -> String {
     }
 }
 
-/// The static type declared for a graph input or output.
-fn value_type(vi: &ValueInfoProto, is_input: bool) -> Result<TensorType, OnnxError> {
+/// A declared dimension: its static size, or its symbol (`?` when unnamed, `-1`, or absent).
+fn declared_dim(d: &onnx_protobuf::tensor_shape_proto::Dimension) -> Result<usize, String> {
+    match &d.value {
+        Some(DimValue::DimValue(v)) if *v >= 0 => Ok(*v as usize),
+        Some(DimValue::DimValue(-1)) => Err("-1".to_string()),
+        Some(DimValue::DimValue(v)) => Err(format!("invalid:{v}")),
+        Some(DimValue::DimParam(p)) if !p.is_empty() => Err(p.clone()),
+        _ => Err("?".to_string()),
+    }
+}
+
+/// The static type declared for a graph input or output; an input's dynamic dimensions are
+/// taken from `pinned` when the user gave its shape.
+fn value_type(
+    vi: &ValueInfoProto,
+    is_input: bool,
+    pinned: Option<&InputShape>,
+) -> Result<TensorType, OnnxError> {
     let name = vi.name.as_str();
     let unsupported = |reason: &str| OnnxError::UnsupportedType {
         name: name.to_string(),
@@ -65,33 +81,90 @@ fn value_type(vi: &ValueInfoProto, is_input: bool) -> Result<TensorType, OnnxErr
         .shape
         .as_ref()
         .ok_or_else(|| unsupported("no shape is declared (Strata needs static ranks)"))?;
-    let mut dims = Vec::with_capacity(shape.dim.len().min(64));
-    let mut count: u64 = 1;
-    for (axis, d) in shape.dim.iter().enumerate() {
-        let symbol = match &d.value {
-            Some(DimValue::DimValue(v)) => {
-                let v = *v;
-                if v < 0 || v as u64 > MAX_ELEMENTS {
+    let declared: Vec<Result<usize, String>> = shape.dim.iter().map(declared_dim).collect();
+    let shown = |d: &Result<usize, String>| match d {
+        Ok(v) => v.to_string(),
+        Err(_) => "?".to_string(),
+    };
+    let declared_text = || {
+        let dims: Vec<String> = declared.iter().map(shown).collect();
+        format!("[{}]", dims.join(","))
+    };
+    if let Some(pinned) = pinned {
+        let mismatch = |reason: String| OnnxError::InputShape {
+            input: name.to_string(),
+            pinned: pinned.to_string(),
+            declared: declared_text(),
+            reason,
+        };
+        if pinned.0.len() != declared.len() {
+            return Err(mismatch(format!(
+                "rank {} instead of {}",
+                pinned.0.len(),
+                declared.len()
+            )));
+        }
+        for (axis, (d, p)) in declared.iter().zip(&pinned.0).enumerate() {
+            match (d, p) {
+                (Ok(v), InputDim::Size(s)) if v != s => {
+                    return Err(mismatch(format!("axis {axis} is {v}, not {s}")))
+                }
+                (Ok(v), InputDim::Batch) => {
+                    return Err(mismatch(format!("axis {axis} is {v}, not a free batch")))
+                }
+                (Err(sym), _) if sym.starts_with("invalid:") => {
                     return Err(OnnxError::InvalidDim {
                         name: name.to_string(),
                         axis,
-                        dim: v,
+                        dim: sym["invalid:".len()..].parse().unwrap_or(i64::MIN),
+                    })
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut dims = Vec::with_capacity(declared.len().min(64));
+    let mut count: u64 = 1;
+    for (axis, d) in declared.iter().enumerate() {
+        let pin = pinned.and_then(|p| p.0.get(axis).copied());
+        let symbol = match (d, pin) {
+            (_, Some(InputDim::Size(v))) | (&Ok(v), _) => {
+                if v as u64 > MAX_ELEMENTS {
+                    return Err(OnnxError::InvalidDim {
+                        name: name.to_string(),
+                        axis,
+                        dim: v as i64,
                     });
                 }
                 count = count.saturating_mul(v as u64);
-                dims.push(Dim::Known(v as usize));
+                dims.push(Dim::Known(v));
                 continue;
             }
-            Some(DimValue::DimParam(p)) => p.clone(),
-            _ => "?".to_string(),
+            (Err(sym), _) if sym.starts_with("invalid:") => {
+                return Err(OnnxError::InvalidDim {
+                    name: name.to_string(),
+                    axis,
+                    dim: sym["invalid:".len()..].parse().unwrap_or(i64::MIN),
+                })
+            }
+            (Err(sym), _) => sym.clone(),
         };
         if axis == 0 {
             dims.push(Dim::Batch);
         } else if is_input {
+            let suggestion: Vec<String> = declared
+                .iter()
+                .enumerate()
+                .map(|(i, d)| match d {
+                    Err(_) if i == 0 => "N".to_string(),
+                    d => shown(d),
+                })
+                .collect();
             return Err(OnnxError::SymbolicDim {
                 input: name.to_string(),
                 axis,
                 symbol,
+                suggestion: suggestion.join("x"),
             });
         } else {
             // A declared output dimension that is symbolic is simply not checked.
@@ -342,6 +415,23 @@ impl Importer {
             self.names.extend(n.output.iter().cloned());
         }
         let input_names: HashSet<&str> = g.input.iter().map(|v| v.name.as_str()).collect();
+        // A shape for a name that is not an input is a typo: say so before anything else.
+        let free: Vec<&str> = g
+            .input
+            .iter()
+            .map(|v| v.name.as_str())
+            .filter(|n| !g.initializer.iter().any(|t| t.name == *n))
+            .collect();
+        if let Some(name) = opts
+            .input_shapes
+            .keys()
+            .find(|k| !free.contains(&k.as_str()))
+        {
+            return Err(OnnxError::UnknownInputShape {
+                name: name.clone(),
+                inputs: free.join(", "),
+            });
+        }
         if let Some(s) = g.sparse_initializer.first() {
             return Err(OnnxError::UnsupportedType {
                 name: s.values.name.clone(),
@@ -378,7 +468,7 @@ impl Importer {
             if self.values.contains_key(&vi.name) {
                 continue; // has an initializer: a constant (ONNX IR ≥ 4)
             }
-            let ty = value_type(vi, true)?;
+            let ty = value_type(vi, true, opts.input_shapes.get(&vi.name))?;
             self.names.insert(vi.name.clone());
             self.node_names.insert(vi.name.clone());
             let v = match opts.bind.get(&vi.name) {

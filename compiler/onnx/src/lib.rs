@@ -8,6 +8,7 @@
 mod attrs;
 mod error;
 mod import;
+mod input_shape;
 mod ops;
 mod sym;
 mod tensor;
@@ -19,6 +20,7 @@ use onnx_protobuf::{Message, ModelProto, TensorProto};
 use strata_ir::{Graph, Tensor};
 
 pub use error::OnnxError;
+pub use input_shape::{parse_named_input_shape, InputDim, InputShape, InputShapeError};
 pub use ops::{MAX_OPSET, MIN_OPSET, NEWEST_REVIEWED_OPSET};
 pub use tensor::MAX_ELEMENTS;
 
@@ -28,6 +30,10 @@ pub struct ImportOptions {
     /// Graph inputs to turn into constants, by name. Used when an input must be static in
     /// Strata (e.g. a Reshape target that a test feeds as an input).
     pub bind: BTreeMap<String, Tensor>,
+    /// Static shapes for graph inputs, by name, replacing dynamic (symbolic or `-1`)
+    /// dimensions; declared static dimensions must match. Strata needs every input dimension
+    /// but the batch static.
+    pub input_shapes: BTreeMap<String, InputShape>,
 }
 
 fn decode<M: Message>(bytes: &[u8]) -> Result<M, OnnxError> {

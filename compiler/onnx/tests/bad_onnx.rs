@@ -156,7 +156,7 @@ fn declared_output_type_disagrees() {
 fn symbolic_dimension_outside_batch_axis() {
     let e = import_err("symbolic_non_batch_dim.onnx");
     assert!(
-        matches!(&e, OnnxError::SymbolicDim { input, axis: 1, symbol } if input == "x" && symbol == "C"),
+        matches!(&e, OnnxError::SymbolicDim { input, axis: 1, symbol, .. } if input == "x" && symbol == "C"),
         "{e:?}"
     );
 }

@@ -920,7 +920,15 @@ fn bind_turns_an_input_into_a_constant() {
     // A binding that names no input is an error.
     let mut bad = BTreeMap::new();
     bad.insert("nope".to_string(), Tensor::scalar_f32(1.0));
-    let e = import_bytes(&bytes, None, &ImportOptions { bind: bad }).expect_err("unknown binding");
+    let e = import_bytes(
+        &bytes,
+        None,
+        &ImportOptions {
+            bind: bad,
+            ..Default::default()
+        },
+    )
+    .expect_err("unknown binding");
     assert!(
         matches!(&e, OnnxError::UnknownBinding { name } if name == "nope"),
         "{e:?}"
@@ -1476,4 +1484,121 @@ fn squeeze_without_axes_keeps_the_batch_dimension() {
         .import();
     assert_eq!(op(&g, "sq"), Op::Squeeze { axes: vec![1, 3] });
     assert_eq!(out_ty(&g, 0).shape, Shape(vec![Dim::Batch, Dim::Known(3)]));
+}
+
+/// `x: f32[N, 3, H, -1]`: a batch, a static, a named symbolic and a `-1` dimension, feeding
+/// the `x.view(x.size(0), -1)` pattern.
+fn dynamic_input_model() -> Vec<u8> {
+    let mut x = f32vi("x", &[-1, 3, 0, 0]);
+    if let Some(type_proto::Value::TensorType(t)) = x.type_.as_mut().and_then(|t| t.value.as_mut())
+    {
+        let dims = &mut t.shape.as_mut().unwrap().dim;
+        dims[2].value = Some(dimension::Value::DimParam("H".to_string()));
+        dims[3].value = Some(dimension::Value::DimValue(-1));
+    }
+    M::new(13)
+        .input(x)
+        .init(TensorProto {
+            name: "zero".to_string(),
+            data_type: DataType::INT64 as i32,
+            raw_data: 0i64.to_le_bytes().to_vec(),
+            ..Default::default()
+        })
+        .init(i64_tensor("minus_one", &[-1]))
+        .init(i64_tensor("ax0", &[0]))
+        .node(node("Shape", "shape", &["x"], &["s"], vec![]))
+        .node(node(
+            "Gather",
+            "gather",
+            &["s", "zero"],
+            &["n"],
+            vec![("axis", A::I(0))],
+        ))
+        .node(node("Unsqueeze", "unsq", &["n", "ax0"], &["n1"], vec![]))
+        .node(node(
+            "Concat",
+            "cat",
+            &["n1", "minus_one"],
+            &["target"],
+            vec![("axis", A::I(0))],
+        ))
+        .node(node("Reshape", "reshape", &["x", "target"], &["y"], vec![]))
+        .output("y")
+        .bytes()
+}
+
+fn with_shapes(shapes: &[(&str, &str)]) -> ImportOptions {
+    ImportOptions {
+        input_shapes: shapes
+            .iter()
+            .map(|(n, s)| (n.to_string(), s.parse().unwrap()))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn dynamic_input_dims_need_a_pinned_shape_and_say_how() {
+    let bytes = dynamic_input_model();
+    let e = import_bytes(&bytes, None, &ImportOptions::default()).unwrap_err();
+    match &e {
+        OnnxError::SymbolicDim {
+            input,
+            axis,
+            symbol,
+            suggestion,
+        } => {
+            assert_eq!((input.as_str(), *axis, symbol.as_str()), ("x", 2, "H"));
+            assert_eq!(suggestion, "Nx3x?x?");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(e.to_string().contains("`x=Nx3x?x?`"), "{e}");
+}
+
+#[test]
+fn pinned_input_shapes_make_dims_static_and_keep_the_batch_free() {
+    let bytes = dynamic_input_model();
+    let g = import_bytes(&bytes, None, &with_shapes(&[("x", "Nx3x8x5")])).unwrap();
+    assert_eq!(
+        g.value(strata_ir::ValueRef::first(g.inputs()[0]))
+            .unwrap()
+            .ty
+            .shape,
+        Shape(vec![
+            Dim::Batch,
+            Dim::Known(3),
+            Dim::Known(8),
+            Dim::Known(5)
+        ])
+    );
+    assert_eq!(
+        out_ty(&g, 0).shape,
+        Shape(vec![Dim::Batch, Dim::Known(120)])
+    );
+    // The shape computation folded away once the dims were known.
+    assert_eq!(count_ops(&g, |_| true), 1, "{g:?}");
+    // A number at axis 0 fixes the batch.
+    let g = import_bytes(&bytes, None, &with_shapes(&[("x", "2x3x8x5")])).unwrap();
+    assert_eq!(
+        out_ty(&g, 0).shape,
+        Shape(vec![Dim::Known(2), Dim::Known(120)])
+    );
+}
+
+#[test]
+fn pinned_input_shapes_that_do_not_fit_are_errors() {
+    let bytes = dynamic_input_model();
+    for (name, shape, needle) in [
+        ("x", "Nx4x8x8", "axis 1 is 3, not 4"),
+        ("x", "Nx3x8", "rank 3 instead of 4"),
+        (
+            "y",
+            "Nx3x8x8",
+            "no graph input of this name (its inputs: x)",
+        ),
+    ] {
+        let e = import_bytes(&bytes, None, &with_shapes(&[(name, shape)])).unwrap_err();
+        assert!(e.to_string().contains(needle), "{name}={shape}: {e}");
+    }
 }

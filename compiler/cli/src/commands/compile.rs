@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use strata_compiler::compile::{compile_with_context, CompileOptions, Provenance};
 use strata_compiler::mixed_precision::MixedPlan;
 use strata_compiler::model::read_inputs;
-use strata_compiler::{load_model, npy};
+use strata_compiler::npy;
 use strata_passes::{CalibrationKind, OnceQatReport, ProgressFn};
 
 #[derive(clap::Args)]
@@ -56,6 +56,8 @@ pub struct Args {
     qat_options: String,
     #[arg(short, long)]
     output: PathBuf,
+    #[command(flatten)]
+    shapes: super::InputShapes,
 }
 
 impl Args {
@@ -82,14 +84,17 @@ pub fn run(args: Args) -> Result<()> {
     let start = Instant::now();
     let options = args.options();
     let shown = args.model.display().to_string();
-    let graph = load_model(&args.model)?.graph;
+    let load = args.shapes.load_options()?;
+    let graph = args.shapes.load(&args.model)?.graph;
     let samples = read_inputs(&graph, &args.calib).with_context(|| format!("--calib: {shown}"))?;
     if args.labels.is_some() && options.qat_steps == 0 {
         bail!("--labels is only used by QAT: give --qat-steps too");
     }
     let labels = args.labels.as_deref().map(npy::read_npy).transpose()?;
     let source = std::fs::read(&args.model).with_context(|| format!("reading {shown}"))?;
-    let metadata = Provenance::new(&shown, &source, &args.calib, &options, &samples).to_metadata();
+    let metadata = Provenance::new(&shown, &source, &args.calib, &options, &samples)
+        .with_input_shapes(&load.input_shapes)
+        .to_metadata();
     let (bytes, ctx) = compile_with_context(graph, samples, &options, metadata, |ctx| {
         ctx.progress = Some(progress_bar());
         ctx.labels = labels;

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use strata_compiler::backend::c::{write_c, EmitOptions, Target};
 use strata_compiler::build::emit_options;
-use strata_compiler::load_model;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -25,10 +24,12 @@ pub struct Args {
     /// Output directory.
     #[arg(short, long)]
     output: PathBuf,
+    #[command(flatten)]
+    shapes: super::InputShapes,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let loaded = load_model(&args.model)?;
+    let loaded = args.shapes.load(&args.model)?;
     let graph = loaded.graph;
     let shown = args.model.display().to_string();
     let options = match &loaded.container {

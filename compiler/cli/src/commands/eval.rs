@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use strata_compiler::compile::Provenance;
 use strata_compiler::eval::{evaluate, EvalReport, EvalRequest};
-use strata_compiler::{load_model, manifest, npy, plot};
+use strata_compiler::{load_model, load_model_with, manifest, npy, plot};
 use strata_runtime::QuantPath;
 
 #[derive(clap::Args)]
@@ -42,6 +42,10 @@ pub struct Args {
     /// (rewritten atomically), so `strata manifest` can show it.
     #[arg(long)]
     record: bool,
+    /// Input shapes for importing the FP32 source model (default: those recorded at compile
+    /// time).
+    #[command(flatten)]
+    shapes: super::InputShapes,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -54,8 +58,13 @@ pub fn run(args: Args) -> Result<()> {
         .source
         .clone()
         .or_else(|| info.recorded_path(&args.model, Provenance::SOURCE));
+    let mut load = args.shapes.load_options()?;
+    if load.input_shapes.is_empty() {
+        load.input_shapes = Provenance::recorded_input_shapes(&info.metadata)
+            .with_context(|| format!("{shown}: recorded input shapes"))?;
+    }
     let fp32 = match &source {
-        Some(p) => Some(load_model(p)?.graph),
+        Some(p) => Some(load_model_with(p, &load)?.graph),
         None => {
             eprintln!(
                 "note: FP32 source model not found; pass --source for FP32 rows and agreement"

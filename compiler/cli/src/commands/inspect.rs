@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use strata_compiler::{inspect, load_model};
+use strata_compiler::inspect;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -13,10 +13,12 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    shapes: super::InputShapes,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let loaded = load_model(&args.model)?;
+    let loaded = args.shapes.load(&args.model)?;
     let summary = inspect::summarize(&loaded.graph)?;
     let container = loaded.container.map(|info| info.summary(&loaded.graph));
     if args.json {

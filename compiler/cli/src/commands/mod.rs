@@ -14,6 +14,54 @@ pub mod strip;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use strata_compiler::onnx::{parse_named_input_shape, InputShape, OnnxError};
+use strata_compiler::LoadOptions;
+
+/// `--input-shape NAME=SHAPE`, for commands that import an ONNX model.
+#[derive(clap::Args, Default)]
+pub struct InputShapes {
+    /// Static shape for an ONNX graph input whose dimensions are dynamic (symbolic or -1),
+    /// e.g. `input=Nx3x224x224` (`N` keeps the batch free; `1x3x224x224` fixes it).
+    /// Repeatable, one per input.
+    #[arg(long = "input-shape", value_name = "NAME=SHAPE", value_parser = parse_input_shape)]
+    shapes: Vec<(String, InputShape)>,
+}
+
+impl InputShapes {
+    /// Loads `model` with these input shapes; a dynamic input dimension left unpinned gets a
+    /// hint naming the flag.
+    pub fn load(&self, model: &Path) -> Result<strata_compiler::model::Model> {
+        match strata_compiler::load_model_with(model, &self.load_options()?) {
+            Ok(m) => Ok(m),
+            Err(e @ strata_compiler::LoadError::Onnx(OnnxError::SymbolicDim { .. })) => {
+                Err(anyhow::Error::new(e).context(format!(
+                    "{}: give the input a static shape with --input-shape",
+                    model.display()
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The load options these flags stand for.
+    pub fn load_options(&self) -> Result<LoadOptions> {
+        let mut options = LoadOptions::default();
+        for (name, shape) in &self.shapes {
+            if options
+                .input_shapes
+                .insert(name.clone(), shape.clone())
+                .is_some()
+            {
+                anyhow::bail!("--input-shape: input `{name}` is given twice");
+            }
+        }
+        Ok(options)
+    }
+}
+
+fn parse_input_shape(text: &str) -> Result<(String, InputShape), String> {
+    parse_named_input_shape(text).map_err(|e| e.to_string())
+}
 
 /// Writes `bytes` to `path` atomically, naming the file on failure.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {

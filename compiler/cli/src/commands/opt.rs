@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use strata_compiler::load_model;
 use strata_ir::text::{print_with, PrintOptions};
 use strata_passes::{PassContext, PassManager};
 
@@ -24,10 +23,12 @@ pub struct Args {
     /// Write the final IR to this file instead of standard output.
     #[arg(short, long)]
     output: Option<PathBuf>,
+    #[command(flatten)]
+    shapes: super::InputShapes,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let mut graph = load_model(&args.model)?.graph;
+    let mut graph = args.shapes.load(&args.model)?.graph;
     let options = PrintOptions {
         elide_constants_over: (args.elide_constants_over > 0).then_some(args.elide_constants_over),
         ..Default::default()

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use strata_compiler::eval::correct;
 use strata_compiler::model::read_inputs;
-use strata_compiler::{load_model, npy};
+use strata_compiler::npy;
 use strata_runtime::{run_with, QuantPath, RunOptions};
 
 #[derive(clap::Args)]
@@ -24,6 +24,8 @@ pub struct Args {
     labels: Option<PathBuf>,
     #[command(flatten)]
     planes: PlaneArgs,
+    #[command(flatten)]
+    shapes: super::InputShapes,
 }
 
 /// How the bit-plane layers of a `.strata` model run.
@@ -65,7 +67,7 @@ impl PlaneArgs {
 pub fn run(args: Args) -> Result<()> {
     let mut options = args.planes.run_options()?;
     let shown = args.model.display().to_string();
-    let loaded = load_model(&args.model)?;
+    let loaded = args.shapes.load(&args.model)?;
     let graph = loaded.graph;
     // No --planes: the stored mixed-precision choice; --layer-planes entries still win.
     if let Some(info) = &loaded.container {

@@ -1,0 +1,104 @@
+//! `--input-shape` end to end: a model whose input height and width are dynamic is refused
+//! with a hint, imports once pinned, and the pin travels with the `.strata` (eval re-imports
+//! the source with it; the build-script API takes it too).
+
+mod common;
+use common::{fails, ok, root};
+
+use strata_compiler::build::Build;
+use strata_compiler::npy::read_npy;
+
+fn fixture(name: &str) -> String {
+    root()
+        .join("tests/fixtures/dynamic")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn dynamic_dims_are_pinned_on_the_command_line_and_recorded() {
+    let model = fixture("conv_hw.onnx");
+    let e = fails(&["inspect", &model]);
+    assert!(
+        e.contains("--input-shape") && e.contains("`H` is dynamic") && e.contains("x=Nx1x?x?"),
+        "{e}"
+    );
+    let shown = ok(&["inspect", &model, "--input-shape", "x=Nx1x12x10"]);
+    assert!(shown.contains("x: f32[N,1,12,10]"), "{shown}");
+    let e = fails(&["inspect", &model, "--input-shape", "x=Nx3x12x10"]);
+    assert!(e.contains("axis 1 is 1, not 3"), "{e}");
+    let e = fails(&["inspect", &model, "--input-shape", "x=Nx1x12xten"]);
+    assert!(e.contains("`ten` is not a size"), "{e}");
+
+    let dir = std::env::temp_dir().join(format!("strata-input-shapes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let strata = dir.join("m.strata").display().to_string();
+    let images = fixture("images_12x10.npy");
+    ok(&[
+        "compile",
+        &model,
+        "--input-shape",
+        "x=Nx1x12x10",
+        "--calib",
+        &images,
+        "-o",
+        &strata,
+    ]);
+    let info = ok(&["inspect", &strata]);
+    assert!(info.contains("input_shapes: x=Nx1x12x10"), "{info}");
+    // eval imports the FP32 source again with the recorded shape.
+    let json = ok(&[
+        "eval",
+        &strata,
+        "--data",
+        &images,
+        "--labels",
+        &fixture("labels.npy"),
+        "--planes",
+        "8",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows[0]["method"], "fp32", "{json}");
+    assert!(rows[1]["max_logit_error"].as_f64().unwrap() < 0.1, "{json}");
+    // The batch stayed free: 16 images run at once.
+    let out = dir.join("out");
+    ok(&[
+        "run",
+        &strata,
+        "--input",
+        &images,
+        "--out",
+        &out.display().to_string(),
+    ]);
+    assert_eq!(
+        read_npy(&out.join("output_0.npy")).unwrap().shape(),
+        &[16, 10]
+    );
+
+    // The build-script API: the same pin, the same container bytes.
+    let built = Build::new(&model)
+        .calibration(&images)
+        .input_shape("x", "Nx1x12x10".parse().unwrap())
+        .cargo_metadata(false)
+        .strata_bytes()
+        .unwrap();
+    let cli = std::fs::read(&strata).unwrap();
+    let (a, b) = (
+        strata_ir::container::read_container(&built).unwrap(),
+        strata_ir::container::read_container(&cli).unwrap(),
+    );
+    assert_eq!(a.graph, b.graph);
+    assert_eq!(
+        a.metadata.get("input_shapes"),
+        b.metadata.get("input_shapes")
+    );
+    assert!(Build::new(&model)
+        .calibration(&images)
+        .cargo_metadata(false)
+        .strata_bytes()
+        .is_err());
+    std::fs::remove_dir_all(&dir).ok();
+}

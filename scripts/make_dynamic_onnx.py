@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""Writes tests/fixtures/dynamic/conv_hw.onnx: a small CNN whose input height and width are
+dynamic (symbolic `H`, and `-1`), as exporters write image models that accept any size. The
+CLI tests pin them with `--input-shape`. Deterministic (fixed seed). Needs the .venv's onnx.
+"""
+import os
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def main():
+    rng = np.random.default_rng(7)
+    w1 = (rng.standard_normal((8, 1, 3, 3)) * 0.4).astype(np.float32)
+    b1 = (rng.standard_normal(8) * 0.1).astype(np.float32)
+    w2 = (rng.standard_normal((10, 8)) * 0.4).astype(np.float32)
+    b2 = (rng.standard_normal(10) * 0.1).astype(np.float32)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, "H", -1])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu"),
+        helper.make_node("GlobalAveragePool", ["r1"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["f"], name="flatten", axis=1),
+        helper.make_node("Gemm", ["f", "w2", "b2"], ["logits"], name="fc", transB=1),
+    ]
+    inits = [
+        numpy_helper.from_array(w1, "w1"),
+        numpy_helper.from_array(b1, "b1"),
+        numpy_helper.from_array(w2, "w2"),
+        numpy_helper.from_array(b2, "b2"),
+    ]
+    graph = helper.make_graph(nodes, "conv_hw", [x], [y], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    out = os.path.join(ROOT, "tests", "fixtures", "dynamic")
+    os.makedirs(out, exist_ok=True)
+    onnx.save(model, os.path.join(out, "conv_hw.onnx"))
+    images = rng.standard_normal((16, 1, 12, 10)).astype(np.float32)
+    np.save(os.path.join(out, "images_12x10.npy"), images)
+    labels = rng.integers(0, 10, size=16).astype(np.int64)
+    np.save(os.path.join(out, "labels.npy"), labels)
+
+
+if __name__ == "__main__":
+    main()
