@@ -11,6 +11,7 @@ mod context;
 mod eliminate_dead_code;
 mod fold_batchnorm;
 mod fold_constants;
+mod frontier;
 mod infer_shapes;
 mod manager;
 mod once_qat;

@@ -14,13 +14,12 @@
 
 use strata_ir::ops::{Conv, Gemm};
 use strata_ir::{DType, Graph, NodeId, NodeKind, Op, Tensor, ValueRef};
-use strata_runtime::RunOptions;
 
 use crate::bitplane_rewrite::{replace_with_bitplane, QuantizedLayer, SideTable};
 use crate::calibrate::{
-    act_params, fake_quant, for_each_chunk, pruned, run_checked, ActQuant, Calibration,
-    CalibrationData, CalibrationMethod, RangeStats,
+    act_params, fake_quant, ActQuant, Calibration, CalibrationData, CalibrationMethod, RangeStats,
 };
+use crate::frontier::Frontier;
 use crate::pipeline::{PassOptions, PipelineError};
 use crate::{Pass, PassContext, PassError};
 
@@ -335,6 +334,9 @@ pub(crate) struct Sequential<'a> {
 /// Quantizes `layers` of `graph` at plane count `k` one after the other: each layer's input is
 /// measured on the network whose earlier layers are already bit-plane ops at `k`. Returns one
 /// side table per layer (in `layers` order) and the fully quantized network at `k`.
+///
+/// One forward pass in all: a [`Frontier`] carries every calibration chunk from one layer's
+/// input to the next, so no layer re-runs the network before it.
 pub(crate) fn calibrate_sequentially(
     graph: &Graph,
     layers: &[QuantLayer],
@@ -343,6 +345,7 @@ pub(crate) fn calibrate_sequentially(
 ) -> Result<(Vec<SideTable>, Graph), PassError> {
     let mut work = graph.clone();
     let mut tables = Vec::with_capacity(layers.len());
+    let mut frontier = Frontier::new(seq.pass, seq.data);
     for (layer, code) in layers.iter().zip(codes) {
         let id = find_layer(seq.pass, &work, &layer.name)?;
         let x = *work
@@ -353,12 +356,19 @@ pub(crate) fn calibrate_sequentially(
                 node: layer.name.clone(),
                 reason: "layer lost its input".to_string(),
             })?;
-        let options = RunOptions::default();
+        frontier.advance(&work, x)?;
         let mut stats: Option<RangeStats> = None;
-        for_each_chunk(seq.pass, &work, &[x], seq.data, &options, |_, outs| {
-            let t = &outs[0];
+        frontier.visit(&work, x, |_, t| {
+            let values = t.as_f32().ok_or_else(|| PassError::BadCalibration {
+                pass: seq.pass,
+                reason: format!(
+                    "the input of `{}` is {} where f32 was expected",
+                    layer.name,
+                    t.dtype()
+                ),
+            })?;
             let s = stats.get_or_insert_with(|| RangeStats::new(seq.data.total_of(t)));
-            s.add(t.as_f32().unwrap_or(&[]));
+            s.add(values);
             Ok(())
         })?;
         let stats = stats.unwrap_or_else(|| RangeStats::new(0));
@@ -366,7 +376,7 @@ pub(crate) fn calibrate_sequentially(
         let (alpha, beta) = match seq.rule {
             TableRule::Plain => plain_side(layer, code, seq.k),
             TableRule::LeastSquares => {
-                let sums = fit_sums(&work, x, layer, code, act, seq)?;
+                let sums = fit_sums(&mut frontier, &work, x, layer, code, act, seq)?;
                 let mid = midpoint_side(layer, code, seq.k);
                 sums.iter()
                     .zip(mid.0.iter().zip(&mid.1))
@@ -450,9 +460,11 @@ pub(crate) fn plain_side(layer: &QuantLayer, code: &LayerCodes, k: u8) -> (Vec<f
         .unzip()
 }
 
-/// Accumulates the per-channel least-squares sums for `layer` whose input is `x` in `work`,
-/// over an evenly strided subset of the calibration samples (≈ [`FIT_ROWS`] positions).
+/// Accumulates the per-channel least-squares sums for `layer` whose input `x` the frontier
+/// has reached, over an evenly strided subset of the calibration samples (≈ [`FIT_ROWS`]
+/// positions), taken in runs of one calibration chunk.
 fn fit_sums(
+    frontier: &mut Frontier<'_>,
     work: &Graph,
     x: ValueRef,
     layer: &QuantLayer,
@@ -466,7 +478,6 @@ fn fit_sums(
         node: layer.name.clone(),
         source: Box::new(source),
     };
-    let g = pruned(work, &[x])?;
     let qk = code.prefix_f32(layer, seq.k);
     let target_w: Vec<f32> = layer.weight.iter().map(|w| w * layer.gain).collect();
     // Positions (rows of the fit) per sample: 1 for Linear, the output's spatial size for Conv.
@@ -493,15 +504,19 @@ fn fit_sums(
     };
 
     let mut sums = vec![FitSums::default(); layer.rows];
-    let mut start = 0;
-    let span = seq.data.chunk * step;
-    let options = RunOptions::default();
-    while start < seq.data.samples {
-        let end = (start + span).min(seq.data.samples);
-        let inputs = seq.data.rows(pass, start, end, step)?;
-        start = end;
-        let outs = run_checked(pass, &g, &inputs, &options)?;
-        let xt = &outs[0];
+    let mut run: Vec<Tensor> = Vec::new();
+    let mut run_rows = 0;
+    let mut fit_run = |run: &mut Vec<Tensor>| -> Result<(), PassError> {
+        let xt = match run.len() {
+            0 => return Ok(()),
+            1 => run.remove(0),
+            _ => {
+                let refs: Vec<&Tensor> = run.iter().collect();
+                let t = strata_runtime::kernels::layout::concat(0, &refs).map_err(rt)?;
+                run.clear();
+                t
+            }
+        };
         let xv = xt.as_f32().unwrap_or(&[]);
         let xhat: Vec<f32> = xv
             .iter()
@@ -514,7 +529,37 @@ fn fit_sums(
             })?;
         let (a, b, t) = layer_products(layer, &xhat, &qk, &target_w).map_err(rt)?;
         accumulate(&mut sums, &a, &b, &t);
-    }
+        Ok(())
+    };
+    // Samples `i` with `i % step == 0`, in runs of `chunk` of them, whatever chunk they sit in.
+    frontier.visit(work, x, |start, t| {
+        let n = t.shape().first().copied().unwrap_or(0);
+        let mut at = (step - start % step) % step;
+        while at < n {
+            let room = seq.data.chunk - run_rows;
+            let end = n.min(at + room * step);
+            let piece = strata_runtime::kernels::layout::slice(
+                &strata_ir::ops::Slice {
+                    starts: vec![at as i64],
+                    ends: vec![end as i64],
+                    axes: vec![0],
+                    steps: vec![step as i64],
+                },
+                t,
+            )
+            .map_err(rt)?;
+            let rows = piece.shape().first().copied().unwrap_or(0);
+            run.push(piece);
+            run_rows += rows;
+            at += rows.max(1) * step;
+            if run_rows == seq.data.chunk {
+                fit_run(&mut run)?;
+                run_rows = 0;
+            }
+        }
+        Ok(())
+    })?;
+    fit_run(&mut run)?;
     Ok(sums)
 }
 
