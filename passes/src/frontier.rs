@@ -219,7 +219,9 @@ impl<'d> Frontier<'d> {
         let done: HashSet<NodeId> = order.iter().copied().collect();
         let mut live = HashSet::new();
         for id in graph.node_ids() {
-            let is_op = graph.node(id).is_ok_and(|n| matches!(n.kind, NodeKind::Op(_)));
+            let is_op = graph
+                .node(id)
+                .is_ok_and(|n| matches!(n.kind, NodeKind::Op(_)));
             if is_op && !self.evaluated.contains(&id) && !done.contains(&id) {
                 live.extend(graph.node_inputs(id));
             }
@@ -237,7 +239,10 @@ impl<'d> Frontier<'d> {
     ) -> Result<Tensor, PassError> {
         let index = graph.inputs().iter().position(|&id| id == v.node);
         let Some(index) = index else {
-            let name = graph.node(v.node).map(|n| n.name.clone()).unwrap_or_default();
+            let name = graph
+                .node(v.node)
+                .map(|n| n.name.clone())
+                .unwrap_or_default();
             return Err(self.missing(graph, &name));
         };
         let mut rows = self.data.rows(self.pass, start, start + len, 1)?;
@@ -272,7 +277,9 @@ impl<'d> Frontier<'d> {
                         .map_err(|e| self.io_error("read back", e))?;
                     let t = TensorData::from_le_bytes(dtype, &buf)
                         .and_then(|d| Tensor::new(shape, d).ok())
-                        .ok_or_else(|| self.io_error("decode", std::io::ErrorKind::InvalidData.into()))?;
+                        .ok_or_else(|| {
+                            self.io_error("decode", std::io::ErrorKind::InvalidData.into())
+                        })?;
                     values.insert(v, t);
                 }
                 Ok(values)
@@ -362,7 +369,9 @@ mod tests {
             g.add_constant(name, Arc::new(Tensor::from_f32(vec![4, 4], data).unwrap()))
         };
         let op = |g: &mut Graph, name: &str, op: Op, ins: &[ValueRef]| {
-            let id = g.add_op_inferred(name, op, ins, vec![name.to_string()]).unwrap();
+            let id = g
+                .add_op_inferred(name, op, ins, vec![name.to_string()])
+                .unwrap();
             ValueRef::first(id)
         };
         let relu = Op::Unary(UnaryOp::Relu);
@@ -452,7 +461,12 @@ mod tests {
         f.advance(&g, r0).unwrap();
         // Replace r0's consumer chain start with a new op reading the cached value.
         let id = g
-            .add_op_inferred("sig", Op::Unary(UnaryOp::Sigmoid), &[r0], vec!["sig".into()])
+            .add_op_inferred(
+                "sig",
+                Op::Unary(UnaryOp::Sigmoid),
+                &[r0],
+                vec!["sig".into()],
+            )
             .unwrap();
         let neg = ValueRef::first(id);
         g.set_outputs(vec![neg]);

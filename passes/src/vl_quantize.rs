@@ -506,17 +506,7 @@ fn fit_sums(
     let mut sums = vec![FitSums::default(); layer.rows];
     let mut run: Vec<Tensor> = Vec::new();
     let mut run_rows = 0;
-    let mut fit_run = |run: &mut Vec<Tensor>| -> Result<(), PassError> {
-        let xt = match run.len() {
-            0 => return Ok(()),
-            1 => run.remove(0),
-            _ => {
-                let refs: Vec<&Tensor> = run.iter().collect();
-                let t = strata_runtime::kernels::layout::concat(0, &refs).map_err(rt)?;
-                run.clear();
-                t
-            }
-        };
+    let mut fit = |xt: &Tensor| -> Result<(), PassError> {
         let xv = xt.as_f32().unwrap_or(&[]);
         let xhat: Vec<f32> = xv
             .iter()
@@ -531,9 +521,26 @@ fn fit_sums(
         accumulate(&mut sums, &a, &b, &t);
         Ok(())
     };
+    let fit_run =
+        |run: &mut Vec<Tensor>, fit: &mut dyn FnMut(&Tensor) -> Result<(), PassError>| match run
+            .len()
+        {
+            0 => Ok(()),
+            1 => fit(&run.remove(0)),
+            _ => {
+                let refs: Vec<&Tensor> = run.iter().collect();
+                let t = strata_runtime::kernels::layout::concat(0, &refs).map_err(rt)?;
+                run.clear();
+                fit(&t)
+            }
+        };
     // Samples `i` with `i % step == 0`, in runs of `chunk` of them, whatever chunk they sit in.
     frontier.visit(work, x, |start, t| {
         let n = t.shape().first().copied().unwrap_or(0);
+        if step == 1 && run.is_empty() && n == seq.data.chunk {
+            // A whole chunk is a whole run: no copy.
+            return fit(t);
+        }
         let mut at = (step - start % step) % step;
         while at < n {
             let room = seq.data.chunk - run_rows;
@@ -553,13 +560,13 @@ fn fit_sums(
             run_rows += rows;
             at += rows.max(1) * step;
             if run_rows == seq.data.chunk {
-                fit_run(&mut run)?;
+                fit_run(&mut run, &mut fit)?;
                 run_rows = 0;
             }
         }
         Ok(())
     })?;
-    fit_run(&mut run)?;
+    fit_run(&mut run, &mut fit)?;
     Ok(sums)
 }
 
@@ -594,8 +601,17 @@ fn layer_products(
             let op = Op::Conv(conv.clone());
             let w = |v: Vec<f32>| Tensor::from_f32(shape.clone(), v).map_err(bad);
             let a = one(&op, &w(qk.to_vec())?)?;
-            let b = one(&op, &w(vec![1.0; qk.len()])?)?;
             let t = one(&op, &w(target_w.to_vec())?)?;
+            // `b` is the same for every output channel of a group: with one group, one
+            // channel of ones gives it at 1/R of the cost (`accumulate` broadcasts it).
+            let b = if conv.group == 1 {
+                let mut ones_shape = shape.clone();
+                ones_shape[0] = 1;
+                let ones = Tensor::from_f32(ones_shape, vec![1.0; layer.cols]).map_err(bad)?;
+                one(&op, &ones)?
+            } else {
+                one(&op, &w(vec![1.0; qk.len()])?)?
+            };
             Ok((a, b, t))
         }
         LayerKind::Linear => {
