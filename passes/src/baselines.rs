@@ -50,7 +50,7 @@ pub fn dedicated_ptq(graph: &Graph, k: u8, ctx: &PassContext) -> Result<Graph, P
     let data = CalibrationData::new(PASS, graph, ctx.calibration.as_deref(), limit)?;
     let layers = quantizable_layers(graph)?;
     check_finite(PASS, &layers)?;
-    let codes: Vec<LayerCodes> = layers.iter().map(|l| LayerCodes::quantize(l, k)).collect();
+    let codes = LayerCodes::quantize_all(PASS, &layers, k)?;
     let seq = Sequential {
         pass: PASS,
         k,
@@ -81,10 +81,7 @@ pub fn naive_truncation(
     let data = CalibrationData::new(PASS, graph, ctx.calibration.as_deref(), limit)?;
     let layers = quantizable_layers(graph)?;
     check_finite(PASS, &layers)?;
-    let codes: Vec<LayerCodes> = layers
-        .iter()
-        .map(|l| LayerCodes::quantize(l, bits))
-        .collect();
+    let codes = LayerCodes::quantize_all(PASS, &layers, bits)?;
     // The B-bit model's activation parameters, calibrated on the B-bit model.
     let seq = Sequential {
         pass: PASS,

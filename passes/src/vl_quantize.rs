@@ -13,13 +13,14 @@
 //! [`VlQuantization`] in `ctx.results["vl-quantize"]`; `bitplane-rewrite` applies it.
 
 use strata_ir::ops::{Conv, Gemm};
+use strata_ir::quant::{self, ActQuantizer, QuantError};
 use strata_ir::{DType, Graph, NodeId, NodeKind, Op, Tensor, ValueRef};
 use strata_runtime::RunOptions;
 
 use crate::bitplane_rewrite::{replace_with_bitplane, QuantizedLayer, SideTable};
 use crate::calibrate::{
-    act_params, fake_quant, for_each_chunk, pruned, run_checked, ActQuant, Calibration,
-    CalibrationData, CalibrationMethod, RangeStats,
+    for_each_chunk, pruned, run_checked, Calibration, CalibrationData, CalibrationMethod,
+    RangeStats,
 };
 use crate::pipeline::{PassOptions, PipelineError};
 use crate::{Pass, PassContext, PassError};
@@ -293,23 +294,36 @@ pub struct LayerCodes {
 
 impl LayerCodes {
     /// Quantizes a layer's weight to `bits`-bit symmetric per-channel codes and packs them.
-    pub fn quantize(layer: &QuantLayer, bits: u8) -> LayerCodes {
-        let (codes, scales) =
-            strata_ir::quant::quantize_rows(&layer.weight, layer.rows, layer.cols, bits);
-        let planes = strata_ir::quant::pack_planes(&codes, layer.rows, layer.cols, bits);
-        LayerCodes {
+    pub fn quantize(layer: &QuantLayer, bits: u8) -> Result<LayerCodes, QuantError> {
+        let (codes, scales) = quant::quantize_rows(&layer.weight, layer.rows, layer.cols, bits)?;
+        let planes = quant::pack_planes(&codes, layer.rows, layer.cols, bits)?;
+        Ok(LayerCodes {
             bits,
             planes,
             scales,
-        }
+        })
+    }
+
+    /// Every layer's codes, or the error naming the layer that cannot be quantized.
+    pub(crate) fn quantize_all(
+        pass: &'static str,
+        layers: &[QuantLayer],
+        bits: u8,
+    ) -> Result<Vec<LayerCodes>, PassError> {
+        layers
+            .iter()
+            .map(|l| LayerCodes::quantize(l, bits).map_err(quant_err(pass, l)))
+            .collect()
     }
 
     /// `q_k` from the first `k` planes, as f32 (exact: |q| < 2^15).
-    fn prefix_f32(&self, layer: &QuantLayer, k: u8) -> Vec<f32> {
-        strata_ir::quant::prefix_codes(&self.planes, layer.rows, layer.cols, k)
-            .into_iter()
-            .map(|q| q as f32)
-            .collect()
+    fn prefix_f32(&self, layer: &QuantLayer, k: u8) -> Result<Vec<f32>, QuantError> {
+        Ok(
+            quant::prefix_codes(&self.planes, layer.rows, layer.cols, k)?
+                .into_iter()
+                .map(|q| q as f32)
+                .collect(),
+        )
     }
 }
 
@@ -362,12 +376,14 @@ pub(crate) fn calibrate_sequentially(
             Ok(())
         })?;
         let stats = stats.unwrap_or_else(|| RangeStats::new(0));
-        let act = act_params(seq.method.estimate(&stats, seq.act_bits), seq.act_bits);
+        let act = quant::act_params(seq.method.estimate(&stats, seq.act_bits), seq.act_bits)
+            .and_then(|q| ActQuantizer::new(q, seq.act_bits))
+            .map_err(quant_err(seq.pass, layer))?;
         let (alpha, beta) = match seq.rule {
             TableRule::Plain => plain_side(layer, code, seq.k),
             TableRule::LeastSquares => {
                 let sums = fit_sums(&work, x, layer, code, act, seq)?;
-                let mid = midpoint_side(layer, code, seq.k);
+                let mid = midpoint_side(layer, code, seq.k).map_err(quant_err(seq.pass, layer))?;
                 sums.iter()
                     .zip(mid.0.iter().zip(&mid.1))
                     .map(|(s, (&a0, &b0))| solve_2x2(s).unwrap_or((a0, b0)))
@@ -379,8 +395,8 @@ pub(crate) fn calibrate_sequentially(
             alpha,
             beta,
             bias: layer.bias.clone(),
-            act_scale: act.scale,
-            act_zero: act.zero,
+            act_scale: act.params().scale,
+            act_zero: act.params().zero,
         };
         let q = QuantizedLayer {
             name: layer.name.clone(),
@@ -431,14 +447,33 @@ pub(crate) fn check_finite(pass: &'static str, layers: &[QuantLayer]) -> Result<
 }
 
 /// Bucket-midpoint init with the Gemm gain folded in.
-pub(crate) fn midpoint_side(layer: &QuantLayer, code: &LayerCodes, k: u8) -> (Vec<f32>, Vec<f32>) {
-    code.scales
-        .iter()
-        .map(|&s| {
-            let (a, b) = strata_ir::quant::midpoint_side(s, code.bits, k);
-            (a * layer.gain, b * layer.gain)
-        })
-        .unzip()
+pub(crate) fn midpoint_side(
+    layer: &QuantLayer,
+    code: &LayerCodes,
+    k: u8,
+) -> Result<(Vec<f32>, Vec<f32>), QuantError> {
+    let mut out = (
+        Vec::with_capacity(code.scales.len()),
+        Vec::with_capacity(code.scales.len()),
+    );
+    for &s in &code.scales {
+        let (a, b) = quant::midpoint_side(s, code.bits, k)?;
+        out.0.push(a * layer.gain);
+        out.1.push(b * layer.gain);
+    }
+    Ok(out)
+}
+
+/// The error of the quantization arithmetic on `layer`, for `map_err`.
+pub(crate) fn quant_err<'a>(
+    pass: &'static str,
+    layer: &'a QuantLayer,
+) -> impl Fn(QuantError) -> PassError + 'a {
+    move |source| PassError::Quant {
+        pass,
+        node: layer.name.clone(),
+        source,
+    }
 }
 
 /// Plain truncation tables: `alpha = gain·s·2^(B−k)`, `beta = 0`.
@@ -457,7 +492,7 @@ fn fit_sums(
     x: ValueRef,
     layer: &QuantLayer,
     code: &LayerCodes,
-    act: ActQuant,
+    act: ActQuantizer,
     seq: &Sequential<'_>,
 ) -> Result<Vec<FitSums>, PassError> {
     let pass = seq.pass;
@@ -467,7 +502,9 @@ fn fit_sums(
         source: Box::new(source),
     };
     let g = pruned(work, &[x])?;
-    let qk = code.prefix_f32(layer, seq.k);
+    let qk = code
+        .prefix_f32(layer, seq.k)
+        .map_err(quant_err(pass, layer))?;
     let target_w: Vec<f32> = layer.weight.iter().map(|w| w * layer.gain).collect();
     // Positions (rows of the fit) per sample: 1 for Linear, the output's spatial size for Conv.
     let id = find_layer(pass, work, &layer.name)?;
@@ -503,10 +540,7 @@ fn fit_sums(
         let outs = run_checked(pass, &g, &inputs, &options)?;
         let xt = &outs[0];
         let xv = xt.as_f32().unwrap_or(&[]);
-        let xhat: Vec<f32> = xv
-            .iter()
-            .map(|&v| fake_quant(v, act, seq.act_bits))
-            .collect();
+        let xhat: Vec<f32> = xv.iter().map(|&v| act.fake_quant(v)).collect();
         let xhat =
             Tensor::from_f32(xt.shape().to_vec(), xhat).map_err(|e| PassError::BadCalibration {
                 pass,
@@ -707,10 +741,7 @@ pub(crate) fn quantize_graph(
         0,
         total,
     );
-    let codes: Vec<LayerCodes> = layers
-        .iter()
-        .map(|l| LayerCodes::quantize(l, bits))
-        .collect();
+    let codes = LayerCodes::quantize_all(PASS, &layers, bits)?;
     let mut per_layer: Vec<Vec<SideTable>> = vec![Vec::new(); layers.len()];
     for (done, &k) in plane_counts.iter().enumerate() {
         let seq = Sequential {

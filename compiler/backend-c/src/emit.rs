@@ -2,12 +2,11 @@
 
 use std::fmt::Write as _;
 
-use strata_ir::ops::bitplane::{
-    Bitplane, BitplaneKernel, INPUT_ACT, INPUT_ALPHA, INPUT_BETA, INPUT_BIAS, INPUT_PLANES, INPUT_X,
-};
+use strata_ir::ops::bitplane::{Bitplane, BitplaneKernel, INPUT_PLANES, INPUT_X};
 use strata_ir::ops::elementwise::{BinaryOp, UnaryOp};
 use strata_ir::ops::pool::{GlobalPoolKind, Pool};
-use strata_ir::{quant, DType, Graph, NodeId, NodeKind, Op, Tensor, TensorData, ValueRef};
+use strata_ir::quant::{ResolveError, ResolvedLayer};
+use strata_ir::{quant, DType, Graph, NodeId, NodeKind, Op, Tensor, ValueRef};
 
 use super::planner::{plan, Buffer};
 use super::target::{Layout, Target};
@@ -268,27 +267,23 @@ impl<'g> Ctx<'g> {
             }
             None => self.k,
         };
-        let planes_err = |reason: String| EmitError::Planes {
-            node: node.to_string(),
-            planes: k,
-            reason,
+        let names = ["planes", "alpha", "beta", "bias", "act"];
+        let weights = ins[INPUT_PLANES..]
+            .iter()
+            .zip(names)
+            .map(|(&v, what)| self.constant(v, node, op, what))
+            .collect::<Result<Vec<_>, _>>()?;
+        let resolve_err = |e: ResolveError| match e {
+            ResolveError::NoSideTable { k, .. }
+            | ResolveError::PlanesUnavailable { k, .. }
+            | ResolveError::Activation { k, .. } => EmitError::Planes {
+                node: node.to_string(),
+                planes: k,
+                reason: e.to_string(),
+            },
+            e => unsupported(node, op, e.to_string()),
         };
-        if spec.side_index(k).is_none() {
-            return Err(planes_err(format!(
-                "no side table (plane counts {:?})",
-                spec.plane_counts
-            )));
-        }
-        let planes = self.constant(ins[INPUT_PLANES], node, op, "planes")?;
-        let present = planes.shape().first().copied().unwrap_or(0);
-        if k as usize > present {
-            return Err(planes_err(format!("only {present} planes are present")));
-        }
-        let TensorData::U8(bytes) = planes.data() else {
-            return Err(unsupported(node, op, "planes must be u8"));
-        };
-        quant::check_layout(bytes.len(), present, spec.rows, spec.cols, spec.bits)
-            .map_err(|e| unsupported(node, op, format!("planes: {e}")))?;
+        let layer = b.resolve(&weights, k).map_err(resolve_err)?;
         // Each plane's partial sum Σ bit·u is kept in int32: |u| < 384 for 8-bit activations.
         if spec.cols > (i32::MAX as usize) / 384 {
             return Err(unsupported(
@@ -298,42 +293,17 @@ impl<'g> Ctx<'g> {
             ));
         }
         let (r, words) = (spec.rows, quant::row_bytes(spec.cols) / 8);
-        let kept = quant::planes_len(k as usize, r, spec.cols)
-            .ok_or_else(|| unsupported(node, op, "plane size overflows"))?;
-        let alpha = self.f32s(ins[INPUT_ALPHA], node, op, "alpha")?;
-        let beta = self.f32s(ins[INPUT_BETA], node, op, "beta")?;
-        let bias = self.f32s(ins[INPUT_BIAS], node, op, "bias")?;
-        let act = self.f32s(ins[INPUT_ACT], node, op, "act")?;
-        let s_all = spec.plane_counts.len();
-        if alpha.len() != s_all * r
-            || beta.len() != s_all * r
-            || bias.len() != s_all * r
-            || act.len() != s_all * 2
-        {
-            return Err(unsupported(
-                node,
-                op,
-                "side tables do not match the plane counts",
-            ));
-        }
-        let rows_of = |t: &[f32], js: &[usize], w: usize| -> Vec<f32> {
-            js.iter()
-                .flat_map(|&j| t[j * w..(j + 1) * w].iter().copied())
-                .collect()
+        // The side tables of every plane count up to `k`, each validated.
+        let tables = spec
+            .plane_counts
+            .iter()
+            .filter(|&&c| c <= k)
+            .map(|&c| b.resolve(&weights, c).map_err(resolve_err))
+            .collect::<Result<Vec<_>, _>>()?;
+        let counts: Vec<u8> = tables.iter().map(|t| t.k).collect();
+        let rows_of = |f: &dyn Fn(&ResolvedLayer) -> Vec<f32>| -> Vec<f32> {
+            tables.iter().flat_map(f).collect()
         };
-        let js: Vec<usize> = (0..s_all).filter(|&j| spec.plane_counts[j] <= k).collect();
-        let counts: Vec<u8> = js.iter().map(|&j| spec.plane_counts[j]).collect();
-        let zmax = (1u32 << spec.act_bits) as f32;
-        for &j in &js {
-            let (scale, zero) = (act[2 * j], act[2 * j + 1]);
-            if !(scale.is_finite() && scale > 0.0) || zero.fract() != 0.0 || zero.abs() > zmax {
-                return Err(EmitError::Planes {
-                    node: node.to_string(),
-                    planes: spec.plane_counts[j],
-                    reason: format!("activation scale {scale} / zero point {zero} are invalid"),
-                });
-            }
-        }
         let x = self.act(ins[INPUT_X], step, node, op)?;
         let xty = &self.graph.value(ins[INPUT_X])?.ty;
         let xs = xty.shape.resolve(1);
@@ -392,7 +362,7 @@ impl<'g> Ctx<'g> {
         );
         let layout = self.target.spec().layout;
         let weights = match layout {
-            Layout::Planes => self.planes_weights(&mut d, l, &bytes[..kept], geom, in_n, spec.cols),
+            Layout::Planes => self.planes_weights(&mut d, l, layer.planes, geom, in_n, spec.cols),
             Layout::Codes => {
                 // The codes' exact dot products are kept in int32: |q| <= 128, |u| <= 384.
                 if spec.cols > (i32::MAX as usize) / (128 * 384) {
@@ -402,21 +372,20 @@ impl<'g> Ctx<'g> {
                         format!("{} columns overflow int32 sums", spec.cols),
                     ));
                 }
-                let codes = quant::prefix_codes(&bytes[..kept], r, spec.cols, k);
-                if codes.len() != r * spec.cols {
-                    return Err(unsupported(
-                        node,
-                        op,
-                        "planes hold fewer codes than the layer",
-                    ));
-                }
+                let codes = layer
+                    .codes()
+                    .map_err(|e| unsupported(node, op, format!("planes: {e}")))?;
                 self.codes_weights(&mut d, l, &codes, r, spec.cols, geom)
             }
         };
-        float_array(&mut d, &format!("AL{l}"), &rows_of(alpha, &js, r));
-        float_array(&mut d, &format!("BE{l}"), &rows_of(beta, &js, r));
-        float_array(&mut d, &format!("BI{l}"), &rows_of(bias, &js, r));
-        float_array(&mut d, &format!("AC{l}"), &rows_of(act, &js, 2));
+        float_array(&mut d, &format!("AL{l}"), &rows_of(&|t| t.alpha.to_vec()));
+        float_array(&mut d, &format!("BE{l}"), &rows_of(&|t| t.beta.to_vec()));
+        float_array(&mut d, &format!("BI{l}"), &rows_of(&|t| t.bias.to_vec()));
+        let act = |t: &ResolvedLayer| {
+            let q = t.act.params();
+            vec![q.scale, q.zero]
+        };
+        float_array(&mut d, &format!("AC{l}"), &rows_of(&act));
         let cs: Vec<String> = counts.iter().map(|c| format!("{c}u")).collect();
         let _ = writeln!(
             d,
@@ -424,8 +393,7 @@ impl<'g> Ctx<'g> {
             cs.len(),
             cs.join(", ")
         );
-        let lo = -((1i32 << (spec.act_bits - 1)) as f32);
-        let hi = ((1i32 << (spec.act_bits - 1)) - 1) as f32;
+        let (lo, hi) = layer.act.limits();
         match layout {
             Layout::Planes => {
                 let _ = writeln!(
@@ -454,7 +422,7 @@ impl<'g> Ctx<'g> {
         }
         d.push('\n');
         self.data.push_str(&d);
-        let layer_bytes = weights.bytes + 4 * (3 * r + 2) * js.len() + counts.len();
+        let layer_bytes = weights.bytes + 4 * (3 * r + 2) * tables.len() + counts.len();
         self.weight_bytes += layer_bytes;
         self.layer_bytes.push(LayerStats {
             node: node.to_string(),

@@ -51,7 +51,7 @@ mod trainer;
 use std::collections::HashMap;
 use std::time::Instant;
 
-use strata_ir::{Graph, Op, Tensor};
+use strata_ir::{quant, Graph, Op, Tensor};
 
 use crate::calibrate::CalibrationData;
 use crate::pipeline::{PassOptions, PipelineError};
@@ -855,8 +855,15 @@ impl Pass for OnceQat {
                     reason: "training diverged (non-finite weights); lower weight-lr".to_string(),
                 });
             }
-            let codes = codes_with_scales(&layer.w, &layer.scales, layer.view.cols, vlq.bits);
-            q.planes = strata_ir::quant::pack_planes(&codes, q.rows, q.cols, vlq.bits);
+            let quant_err = |source| PassError::Quant {
+                pass: PASS,
+                node: q.name.clone(),
+                source,
+            };
+            let codes =
+                quant::quantize_with_scales(&layer.w, &layer.scales, layer.view.cols, vlq.bits)
+                    .map_err(quant_err)?;
+            q.planes = quant::pack_planes(&codes, q.rows, q.cols, vlq.bits).map_err(quant_err)?;
             for (ki, &pk) in plane_counts.iter().enumerate() {
                 let st = layer.k[ki].stored();
                 if let Some(t) = q.tables.iter_mut().find(|t| t.k == pk) {
@@ -896,14 +903,4 @@ impl Pass for OnceQat {
         ctx.results.insert(PASS, Box::new(summary));
         Ok(false)
     }
-}
-
-/// `q_B = clamp(round_half_away(W/s_c))` with the fixed per-row scales training used.
-pub fn codes_with_scales(w: &[f32], scales: &[f32], cols: usize, bits: u8) -> Vec<i32> {
-    let qmax = (1i32 << (bits - 1)) - 1;
-    let qmin = -(1i32 << (bits - 1));
-    w.iter()
-        .enumerate()
-        .map(|(i, &v)| ((v / scales[i / cols.max(1)]).round() as i32).clamp(qmin, qmax))
-        .collect()
 }
