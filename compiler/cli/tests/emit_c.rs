@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
-use strata_compiler::backend::c::{emit, write_c, EmitError, EmitOptions};
+use strata_compiler::backend::c::{emit, write_c, EmitError, EmitOptions, LowerError};
 use strata_compiler::compile::{compile_to_container, CompileOptions};
 use strata_compiler::npy::read_npy;
 use strata_compiler::onnx::{import_file, ImportOptions};
@@ -341,17 +341,17 @@ fn errors_name_what_and_where() {
     ));
     assert!(matches!(
         emit(g, &opts(9, "m")),
-        Err(EmitError::BadPlanes { planes: 9 })
+        Err(EmitError::Lower(LowerError::BadPlanes { planes: 9 }))
     ));
     assert!(matches!(
         emit(g, &opts(0, "m")),
-        Err(EmitError::BadPlanes { planes: 0 })
+        Err(EmitError::Lower(LowerError::BadPlanes { planes: 0 }))
     ));
     // K = 1 has no side table in the default compile.
     match emit(g, &opts(1, "m")) {
-        Err(EmitError::Planes {
+        Err(EmitError::Lower(LowerError::Planes {
             node, planes: 1, ..
-        }) => assert_eq!(node, "conv_1"),
+        })) => assert_eq!(node, "conv_1"),
         other => panic!("{other:?}"),
     }
     // An op the backend does not have.
@@ -367,7 +367,7 @@ fn errors_name_what_and_where() {
         .unwrap();
     s.set_outputs(vec![ValueRef::first(y)]);
     match emit(&s, &opts(4, "m")) {
-        Err(EmitError::UnsupportedOp { node, op }) => {
+        Err(EmitError::Lower(LowerError::UnsupportedOp { node, op })) => {
             assert_eq!((node.as_str(), op), ("squash", "sigmoid"));
         }
         other => panic!("{other:?}"),
@@ -390,7 +390,7 @@ fn errors_name_what_and_where() {
     s.set_outputs(vec![ValueRef::first(y)]);
     assert!(matches!(
         emit(&s, &opts(4, "m")),
-        Err(EmitError::Unsupported { node, op: "add", .. }) if node == "bcast"
+        Err(EmitError::Lower(LowerError::Unsupported { node, op: "add", .. })) if node == "bcast"
     ));
     // Two graph inputs.
     let mut s = Graph::new("s");
@@ -402,7 +402,7 @@ fn errors_name_what_and_where() {
     s.set_outputs(vec![ValueRef::first(y)]);
     assert!(matches!(
         emit(&s, &opts(4, "m")),
-        Err(EmitError::Interface(_))
+        Err(EmitError::Lower(LowerError::Interface(_)))
     ));
     // An unwritable output directory is an I/O error naming the path.
     let file = std::env::temp_dir().join(format!("strata-emit-c-file-{}", std::process::id()));
