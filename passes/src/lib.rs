@@ -12,6 +12,7 @@ mod eliminate_dead_code;
 mod fold_batchnorm;
 mod fold_constants;
 mod infer_shapes;
+mod layer_codes;
 mod manager;
 mod once_qat;
 mod pipeline;
