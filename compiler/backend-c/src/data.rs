@@ -118,32 +118,18 @@ fn codes(d: &mut String, i: usize, b: &CodeBlocks) {
 /// `bp_conv G{i}` (packed planes) or `bq_conv G{i}` (codes, with the padded input a
 /// code-layout convolution always has), in the field order of the prelude's structs.
 fn geometry(d: &mut String, i: usize, g: &ConvGeometry, weights: &Weights) {
-    let mut f = vec![
-        g.channels,
-        g.height,
-        g.width,
-        g.out_channels,
-        g.out_height,
-        g.out_width,
-        g.kernel[0],
-        g.kernel[1],
-        g.strides[0],
-        g.strides[1],
-        g.pads[0],
-        g.pads[1],
-        g.dilations[0],
-        g.dilations[1],
-    ];
-    let ty = match weights {
+    let v = g.values();
+    let (ty, f) = match weights {
+        // `bq_conv` adds the padded input's size before the group and im2col after it.
         Weights::Codes(CodeBlocks {
             padded: Some(p), ..
         }) => {
-            f.extend([p.height, p.width, g.group, p.im2col as usize]);
-            "bq_conv"
+            let (head, group) = v.split_at(v.len() - 1);
+            let f = [head, &[p.height, p.width], group, &[p.im2col as usize]].concat();
+            ("bq_conv", f)
         }
         Weights::Codes(CodeBlocks { padded: None, .. }) | Weights::Planes { .. } => {
-            f.push(g.group);
-            "bp_conv"
+            ("bp_conv", v.to_vec())
         }
     };
     let _ = writeln!(d, "static const {ty} G{i} = {};", unsigned_init(&f));

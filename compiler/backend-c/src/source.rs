@@ -143,24 +143,7 @@ fn step(c: &mut String, l: &Lowered, up: &str, i: usize, st: &Step) {
             geometry: g,
             max,
         } => {
-            let init = unsigned_init(&[
-                g.channels,
-                g.height,
-                g.width,
-                g.out_height,
-                g.out_width,
-                g.kernel[0],
-                g.kernel[1],
-                g.strides[0],
-                g.strides[1],
-                g.pads[0],
-                g.pads[1],
-                g.pads[2],
-                g.pads[3],
-                g.dilations[0],
-                g.dilations[1],
-                g.count_include_pad as usize,
-            ]);
+            let init = unsigned_init(&g.values());
             let _ = writeln!(c, "    {{\n        static const pool2d p = {init};\n        pool2d_run({}, {y}, &p, {});\n    }}", at(l, *x), *max as u8);
         }
         Kernel::GlobalAvg { x, planes, area } => {

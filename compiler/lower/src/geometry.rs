@@ -50,30 +50,37 @@ impl ConvGeometry {
             dilations: [c.dilations[0], c.dilations[1]],
             group: c.group,
         };
-        let dims = [
-            g.channels,
-            g.height,
-            g.width,
-            g.out_channels,
-            g.out_height,
-            g.out_width,
-            g.kernel[0],
-            g.kernel[1],
-            g.strides[0],
-            g.strides[1],
-            g.pads[0],
-            g.pads[1],
-            g.dilations[0],
-            g.dilations[1],
-            g.group,
-        ];
+        let dims = g.values();
         if dims.iter().any(|&d| d > u32::MAX as usize / CONV_HEADROOM) {
             return Err("a dimension exceeds the C unsigned range");
         }
-        if g.group == 0 || dims[6..10].contains(&0) || dims[12..14].contains(&0) {
+        let sizes = [g.kernel, g.strides, g.dilations];
+        if g.group == 0 || sizes.iter().flatten().any(|&d| d == 0) {
             return Err("a zero kernel size, stride, dilation or group");
         }
         Ok(g)
+    }
+
+    /// Every field in declaration order (pairs height first): the order kernel structs
+    /// take them in.
+    pub fn values(&self) -> [usize; 15] {
+        [
+            self.channels,
+            self.height,
+            self.width,
+            self.out_channels,
+            self.out_height,
+            self.out_width,
+            self.kernel[0],
+            self.kernel[1],
+            self.strides[0],
+            self.strides[1],
+            self.pads[0],
+            self.pads[1],
+            self.dilations[0],
+            self.dilations[1],
+            self.group,
+        ]
     }
 
     /// Input channels per group.
@@ -124,26 +131,33 @@ impl PoolGeometry {
             dilations: [p.dilations[0], p.dilations[1]],
             count_include_pad: p.count_include_pad,
         };
-        let dims = [
-            g.channels,
-            g.height,
-            g.width,
-            g.out_height,
-            g.out_width,
-            g.kernel[0],
-            g.kernel[1],
-            g.strides[0],
-            g.strides[1],
-            g.pads[0],
-            g.pads[1],
-            g.pads[2],
-            g.pads[3],
-            g.dilations[0],
-            g.dilations[1],
-        ];
+        let dims = g.values();
         if dims.iter().any(|&d| d > u32::MAX as usize / POOL_HEADROOM) {
             return Err("a dimension exceeds the C unsigned range");
         }
         Ok(g)
+    }
+
+    /// Every field in declaration order (`count_include_pad` as 0 or 1): the order kernel
+    /// structs take them in.
+    pub fn values(&self) -> [usize; 16] {
+        [
+            self.channels,
+            self.height,
+            self.width,
+            self.out_height,
+            self.out_width,
+            self.kernel[0],
+            self.kernel[1],
+            self.strides[0],
+            self.strides[1],
+            self.pads[0],
+            self.pads[1],
+            self.pads[2],
+            self.pads[3],
+            self.dilations[0],
+            self.dilations[1],
+            self.count_include_pad as usize,
+        ]
     }
 }

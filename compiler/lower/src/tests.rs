@@ -244,6 +244,7 @@ fn conv_and_pool_geometry() {
         }
     );
     assert_eq!((g.group_channels(), g.positions()), (4, 9));
+    assert_eq!(g.values(), [4, 6, 6, 6, 3, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1]);
     assert_eq!(l.layers[1].conv, None);
     let c = Conv {
         kernel: vec![3],
@@ -278,6 +279,7 @@ fn conv_and_pool_geometry() {
         ([2, 3], [2, 1], [0, 1, 1, 0])
     );
     assert!(pg.count_include_pad);
+    assert_eq!(pg.values(), [5, 9, 8, 5, 8, 2, 3, 2, 1, 0, 1, 1, 0, 1, 1, 1]);
     assert!(PoolGeometry::new(&p, &[1, 5, 9], &[1, 5, 5]).is_err());
 }
 
