@@ -81,11 +81,13 @@ pub(crate) fn quant_err<'a>(
     }
 }
 
-/// Plain truncation tables: `alpha = gain·s·2^(B−k)`, `beta = 0`.
-pub(crate) fn plain_side(layer: &QuantLayer, code: &LayerCodes, k: u8) -> (Vec<f32>, Vec<f32>) {
-    let shift = 2f32.powi(code.bits.saturating_sub(k) as i32);
-    code.scales
-        .iter()
-        .map(|&s| (layer.gain * s * shift, 0.0))
-        .unzip()
+/// Plain truncation tables: `alpha = gain·s·2^(B−k)` (the midpoint table's alpha), `beta = 0`.
+pub(crate) fn plain_side(
+    layer: &QuantLayer,
+    code: &LayerCodes,
+    k: u8,
+) -> Result<(Vec<f32>, Vec<f32>), QuantError> {
+    let (alpha, _) = midpoint_side(layer, code, k)?;
+    let beta = vec![0.0; alpha.len()];
+    Ok((alpha, beta))
 }

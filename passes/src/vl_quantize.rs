@@ -337,7 +337,9 @@ pub(crate) fn calibrate_sequentially(
             .and_then(|q| ActQuantizer::new(q, seq.act_bits))
             .map_err(quant_err(seq.pass, layer))?;
         let (alpha, beta) = match seq.rule {
-            TableRule::Plain => plain_side(layer, code, seq.k),
+            TableRule::Plain => {
+                plain_side(layer, code, seq.k).map_err(quant_err(seq.pass, layer))?
+            }
             TableRule::LeastSquares => {
                 let sums = fit_sums(&work, x, layer, code, act, seq)?;
                 let mid = midpoint_side(layer, code, seq.k).map_err(quant_err(seq.pass, layer))?;

@@ -279,7 +279,10 @@ fn conv_and_pool_geometry() {
         ([2, 3], [2, 1], [0, 1, 1, 0])
     );
     assert!(pg.count_include_pad);
-    assert_eq!(pg.values(), [5, 9, 8, 5, 8, 2, 3, 2, 1, 0, 1, 1, 0, 1, 1, 1]);
+    assert_eq!(
+        pg.values(),
+        [5, 9, 8, 5, 8, 2, 3, 2, 1, 0, 1, 1, 0, 1, 1, 1]
+    );
     assert!(PoolGeometry::new(&p, &[1, 5, 9], &[1, 5, 5]).is_err());
 }
 

@@ -177,7 +177,13 @@ impl WeightFakeQuant {
         }
         let (qmin, qmax) = weight_limits(self.bits).map_err(weight_err)?;
         let (qmin, qmax) = (qmin as f32, qmax as f32);
-        let step = (1u32 << (self.bits - self.k)) as f32;
+        // `s_c·2^(B−k)`: the midpoint table's alpha, the width of a truncation bucket.
+        let bucket = self
+            .scale
+            .iter()
+            .map(|&s| Ok(midpoint_side(s, self.bits, self.k)?.0))
+            .collect::<Result<Vec<f32>, QuantError>>()
+            .map_err(weight_err)?;
         let rows = self.scale.len();
         let (mut da, mut db) = (vec![0f32; rows], vec![0f32; rows]);
         let mut dw = Vec::with_capacity(g.len());
@@ -187,7 +193,7 @@ impl WeightFakeQuant {
             db[c] += gi;
             let inside = v >= qmin && v <= qmax;
             dw.push(if inside {
-                gi * self.alpha[c] / (self.scale[c] * step)
+                gi * self.alpha[c] / bucket[c]
             } else {
                 0.0
             });
