@@ -120,14 +120,14 @@ fn every_layer_is_layered_and_codes_obey_the_prefix_property() {
             other => panic!("{name}: planes are {:?}", other.dtype()),
         };
         let (r, c) = (bp.spec.rows, bp.spec.cols);
-        let full = strata_ir::quant::prefix_codes(&bytes, r, c, 8);
+        let full = strata_ir::quant::prefix_codes(&bytes, r, c, 8).unwrap();
         assert_eq!(full.len(), r * c);
         assert!(
             full.iter().any(|&q| q < -64) && full.iter().any(|&q| q > 63),
             "{name}: codes use the range"
         );
         for k in 1..=8u8 {
-            let prefix = strata_ir::quant::prefix_codes(&bytes, r, c, k);
+            let prefix = strata_ir::quant::prefix_codes(&bytes, r, c, k).unwrap();
             let shifted: Vec<i32> = full.iter().map(|&q| q >> (8 - k)).collect();
             assert_eq!(prefix, shifted, "{name}: k = {k}");
         }

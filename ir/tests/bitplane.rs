@@ -23,10 +23,10 @@ fn layer_consts(g: &mut Graph, name: &str, rows: usize, cols: usize) -> Vec<Valu
     let w: Vec<f32> = (0..rows * cols)
         .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
         .collect();
-    let (q, s) = quantize_rows(&w, rows, cols, 8);
+    let (q, s) = quantize_rows(&w, rows, cols, 8).unwrap();
     let planes = Tensor::new(
         vec![8, rows, row_bytes(cols)],
-        TensorData::U8(pack_planes(&q, rows, cols, 8)),
+        TensorData::U8(pack_planes(&q, rows, cols, 8).unwrap()),
     )
     .unwrap();
     let table = |f: &dyn Fn(usize, usize) -> f32| {
@@ -37,8 +37,8 @@ fn layer_consts(g: &mut Graph, name: &str, rows: usize, cols: usize) -> Vec<Valu
         .unwrap()
     };
     let ks = [2u8, 4, 8];
-    let alpha = table(&|j, r| strata_ir::quant::midpoint_side(s[r], 8, ks[j]).0);
-    let beta = table(&|j, r| strata_ir::quant::midpoint_side(s[r], 8, ks[j]).1);
+    let alpha = table(&|j, r| strata_ir::quant::midpoint_side(s[r], 8, ks[j]).unwrap().0);
+    let beta = table(&|j, r| strata_ir::quant::midpoint_side(s[r], 8, ks[j]).unwrap().1);
     let bias = table(&|j, r| 0.01 * (j * rows + r) as f32);
     let act = Tensor::from_f32(vec![3, 2], vec![0.02, 0.0, 0.03, -3.0, 0.05, 1.0]).unwrap();
     vec![

@@ -841,8 +841,8 @@ fn layer_planes() -> Vec<(Vec<i32>, Vec<f32>, Vec<u8>)> {
         .iter()
         .map(|&(r, c)| {
             let w: Vec<f32> = (0..r * c).map(|_| rng.f32()).collect();
-            let (codes, scales) = quant::quantize_rows(&w, r, c, 8);
-            let planes = quant::pack_planes(&codes, r, c, 8);
+            let (codes, scales) = quant::quantize_rows(&w, r, c, 8).unwrap();
+            let planes = quant::pack_planes(&codes, r, c, 8).unwrap();
             (codes, scales, planes)
         })
         .collect()
@@ -864,7 +864,7 @@ fn bitplane_graph(k: usize) -> Graph {
         let (mut alpha, mut beta, mut bias, mut act) = (vec![], vec![], vec![], vec![]);
         for &kk in &PLANE_COUNTS {
             for (c, &sc) in scales.iter().enumerate() {
-                let (a, b) = quant::midpoint_side(sc, 8, kk);
+                let (a, b) = quant::midpoint_side(sc, 8, kk).unwrap();
                 alpha.push(a);
                 beta.push(b);
                 bias.push(0.01 * c as f32 - 0.02 * kk as f32);
@@ -940,7 +940,7 @@ fn bitplane_ops_round_trip_and_every_prefix_keeps_the_prefix_codes() {
                 panic!("{name} not u8")
             };
             assert_eq!(planes.len(), k as usize * rows * quant::row_bytes(cols));
-            let q = quant::prefix_codes(planes, rows, cols, k);
+            let q = quant::prefix_codes(planes, rows, cols, k).unwrap();
             let want: Vec<i32> = codes.iter().map(|&c| c >> (8 - k)).collect();
             assert_eq!(q, want, "layer {l}, k = {k}");
         }
@@ -1008,8 +1008,8 @@ fn conv_bitplane_graph_round_trips() {
     let cols = cin * kh * kh;
     let mut rng = Rng(7);
     let w: Vec<f32> = (0..rows * cols).map(|_| rng.f32()).collect();
-    let (codes, scales) = quant::quantize_rows(&w, rows, cols, 8);
-    let planes = quant::pack_planes(&codes, rows, cols, 8);
+    let (codes, scales) = quant::quantize_rows(&w, rows, cols, 8).unwrap();
+    let planes = quant::pack_planes(&codes, rows, cols, 8).unwrap();
     let mut g = Graph::new("vl_conv");
     let x = g.add_input("x", ty(DType::F32, &[None, Some(cin), Some(6), Some(6)]));
     let p = g.add_constant(
@@ -1022,7 +1022,7 @@ fn conv_bitplane_graph_round_trips() {
     );
     let (a, b): (Vec<f32>, Vec<f32>) = scales
         .iter()
-        .map(|&s| quant::midpoint_side(s, 8, 8))
+        .map(|&s| quant::midpoint_side(s, 8, 8).unwrap())
         .unzip();
     let a = g.add_constant("alpha", Tensor::from_f32(vec![1, rows], a).unwrap());
     let b = g.add_constant("beta", Tensor::from_f32(vec![1, rows], b).unwrap());

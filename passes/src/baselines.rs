@@ -18,8 +18,8 @@ use strata_ir::Graph;
 use crate::bitplane_rewrite::{replace_with_bitplane, QuantizedLayer, SideTable};
 use crate::calibrate::{Calibration, CalibrationData, CalibrationMethod};
 use crate::vl_quantize::{
-    calibrate_sequentially, check_finite, plain_side, quantizable_layers, LayerCodes, Sequential,
-    TableRule,
+    calibrate_sequentially, check_finite, plain_side, quant_err, quantizable_layers, LayerCodes,
+    Sequential, TableRule,
 };
 use crate::{PassContext, PassError};
 
@@ -50,7 +50,7 @@ pub fn dedicated_ptq(graph: &Graph, k: u8, ctx: &PassContext) -> Result<Graph, P
     let data = CalibrationData::new(PASS, graph, ctx.calibration.as_deref(), limit)?;
     let layers = quantizable_layers(graph)?;
     check_finite(PASS, &layers)?;
-    let codes: Vec<LayerCodes> = layers.iter().map(|l| LayerCodes::quantize(l, k)).collect();
+    let codes = LayerCodes::quantize_all(PASS, &layers, k)?;
     let seq = Sequential {
         pass: PASS,
         k,
@@ -81,10 +81,7 @@ pub fn naive_truncation(
     let data = CalibrationData::new(PASS, graph, ctx.calibration.as_deref(), limit)?;
     let layers = quantizable_layers(graph)?;
     check_finite(PASS, &layers)?;
-    let codes: Vec<LayerCodes> = layers
-        .iter()
-        .map(|l| LayerCodes::quantize(l, bits))
-        .collect();
+    let codes = LayerCodes::quantize_all(PASS, &layers, bits)?;
     // The B-bit model's activation parameters, calibrated on the B-bit model.
     let seq = Sequential {
         pass: PASS,
@@ -97,7 +94,7 @@ pub fn naive_truncation(
     let (full_tables, _) = calibrate_sequentially(graph, &layers, &codes, &seq)?;
     let mut out = graph.clone();
     for ((layer, code), full) in layers.iter().zip(&codes).zip(full_tables) {
-        let (alpha, beta) = plain_side(layer, code, k);
+        let (alpha, beta) = plain_side(layer, code, k).map_err(quant_err(PASS, layer))?;
         let q = QuantizedLayer {
             name: layer.name.clone(),
             bits,

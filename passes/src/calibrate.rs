@@ -10,6 +10,9 @@
 use std::collections::BTreeMap;
 
 use strata_ir::ops::Slice;
+/// The range calibration produces, defined with the arithmetic that uses it.
+pub use strata_ir::quant::ActRange;
+use strata_ir::quant::{act_params, ActQuantizer};
 use strata_ir::{DType, Dim, Graph, NodeKind, Op, Tensor, ValueRef};
 use strata_runtime::RunOptions;
 
@@ -143,21 +146,6 @@ impl clap::ValueEnum for CalibrationKind {
     }
 }
 
-/// A real-valued activation range `[lo, hi]`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ActRange {
-    pub lo: f32,
-    pub hi: f32,
-}
-
-/// Asymmetric activation quantization parameters: `x ≈ scale·(x_q − zero)`. `zero` is an
-/// integer stored as f32 because that is how the side tables hold it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ActQuant {
-    pub scale: f32,
-    pub zero: f32,
-}
-
 /// The exact min/max of all values seen plus an evenly strided subset of them, fed chunk by
 /// chunk so that calibrating on many samples never holds every activation at once.
 #[derive(Debug, Clone)]
@@ -257,7 +245,8 @@ pub fn percentile_range(values: &[f32], p: f64) -> Option<ActRange> {
 }
 
 /// The clipping range minimising the MSE of `act_bits`-bit asymmetric quantization of
-/// `values`, searched over the min/max range shrunk toward zero by factors `1, 0.99, …, 0.05`.
+/// `values`, searched over the min/max range shrunk toward zero by factors `1, 0.99, …, 0.05`;
+/// `None` without values or for an unsupported `act_bits`.
 pub fn mse_range(values: &[f32], act_bits: u8) -> Option<ActRange> {
     let exact = minmax_range(values)?;
     mse_range_within(values, exact, act_bits)
@@ -274,12 +263,12 @@ fn mse_range_within(values: &[f32], exact: ActRange, act_bits: u8) -> Option<Act
             lo: exact.lo * t,
             hi: exact.hi * t,
         };
-        let q = act_params(cand, act_bits);
+        let q = ActQuantizer::new(act_params(cand, act_bits).ok()?, act_bits).ok()?;
         let err: f64 = values
             .iter()
             .filter(|v| !v.is_nan())
             .map(|&v| {
-                let d = (fake_quant(v, q, act_bits) - v) as f64;
+                let d = (q.fake_quant(v) - v) as f64;
                 d * d
             })
             .sum();
@@ -289,46 +278,6 @@ fn mse_range_within(values: &[f32], exact: ActRange, act_bits: u8) -> Option<Act
         }
     }
     Some(best.1)
-}
-
-/// Quantization parameters for a range with `act_bits`-bit signed codes. The range is widened
-/// to contain 0 so that real zero (Conv padding, ReLU's floor) is exactly representable.
-pub fn act_params(range: ActRange, act_bits: u8) -> ActQuant {
-    let (qmin, qmax) = act_limits(act_bits);
-    let lo = range.lo.min(0.0);
-    let hi = range.hi.max(0.0);
-    let scale = (hi - lo) / (qmax - qmin) as f32;
-    if !(scale.is_finite() && scale > 0.0) {
-        return ActQuant {
-            scale: 1.0,
-            zero: 0.0,
-        };
-    }
-    let zero = ((qmin as f32) - lo / scale)
-        .round_ties_even()
-        .clamp(qmin as f32, qmax as f32);
-    ActQuant { scale, zero }
-}
-
-/// `[-2^(A-1), 2^(A-1) − 1]`.
-pub fn act_limits(act_bits: u8) -> (i32, i32) {
-    let b = act_bits.clamp(2, 16) as u32;
-    (-(1i32 << (b - 1)), (1i32 << (b - 1)) - 1)
-}
-
-/// `x_q = clamp(round_half_even(x / scale) + zero, qmin, qmax)`, per docs/vertical-layering.md.
-pub fn quantize_act(x: f32, q: ActQuant, act_bits: u8) -> i32 {
-    let (qmin, qmax) = act_limits(act_bits);
-    let v = (x / q.scale).round_ties_even() + q.zero;
-    if v.is_nan() {
-        return q.zero as i32;
-    }
-    v.clamp(qmin as f32, qmax as f32) as i32
-}
-
-/// `scale·(quantize(x) − zero)`: what the integer path sees of `x`, in real units.
-pub fn fake_quant(x: f32, q: ActQuant, act_bits: u8) -> f32 {
-    q.scale * (quantize_act(x, q, act_bits) as f32 - q.zero)
 }
 
 /// What `calibrate` leaves in `ctx.results["calibrate"]`.
@@ -691,35 +640,6 @@ mod tests {
     }
 
     #[test]
-    fn act_params_include_zero_and_map_range_ends() {
-        let q = act_params(ActRange { lo: 0.0, hi: 2.55 }, 8);
-        assert!((q.scale - 0.01).abs() < 1e-7);
-        assert_eq!(q.zero, -128.0);
-        assert_eq!(quantize_act(0.0, q, 8), -128);
-        assert_eq!(quantize_act(2.55, q, 8), 127);
-        assert_eq!(quantize_act(100.0, q, 8), 127);
-        assert_eq!(quantize_act(-5.0, q, 8), -128);
-        // A positive-only range is widened to 0.
-        let q = act_params(ActRange { lo: 1.0, hi: 2.55 }, 8);
-        assert_eq!(q.zero, -128.0);
-        // Symmetric range: zero in the middle, and real 0 stays exactly 0.
-        let q = act_params(ActRange { lo: -1.0, hi: 1.0 }, 8);
-        assert!((q.scale - 2.0 / 255.0).abs() < 1e-7);
-        // -128 + 1/scale = -0.5 up to float rounding of the scale.
-        assert!(q.zero == 0.0 || q.zero == -1.0, "{q:?}");
-        assert_eq!(fake_quant(0.0, q, 8), 0.0);
-        // Degenerate range: unit scale.
-        assert_eq!(
-            act_params(ActRange { lo: 0.0, hi: 0.0 }, 8),
-            ActQuant {
-                scale: 1.0,
-                zero: 0.0
-            }
-        );
-        assert_eq!(act_limits(4), (-8, 7));
-    }
-
-    #[test]
     fn mse_clips_outliers_but_not_a_uniform_spread() {
         // Uniform values: clipping only hurts, the full range wins.
         let uniform: Vec<f32> = (0..1000).map(|i| i as f32 / 999.0).collect();
@@ -732,6 +652,7 @@ mod tests {
         assert!(r.hi < 10.0 && r.hi > 0.5, "{r:?}");
         assert_eq!(r.lo, 0.0);
         assert_eq!(mse_range(&[], 8), None);
+        assert_eq!(mse_range(&[1.0], 1), None);
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod fold_batchnorm;
 mod fold_constants;
 mod frontier;
 mod infer_shapes;
+mod layer_codes;
 mod manager;
 mod once_qat;
 mod pipeline;
@@ -20,8 +21,8 @@ mod vl_quantize;
 
 pub use bitplane_rewrite::{replace_with_bitplane, BitplaneRewrite, QuantizedLayer, SideTable};
 pub use calibrate::{
-    act_limits, act_params, fake_quant, minmax_range, mse_range, percentile_range, quantize_act,
-    ActQuant, ActRange, Calibrate, Calibration, CalibrationKind, CalibrationMethod, RangeStats,
+    minmax_range, mse_range, percentile_range, Calibrate, Calibration, CalibrationKind,
+    CalibrationMethod, RangeStats,
 };
 pub use context::{PassContext, ProgressFn};
 pub use eliminate_dead_code::EliminateDeadCode;
@@ -29,7 +30,7 @@ pub use fold_batchnorm::FoldBatchNorm;
 pub use fold_constants::FoldConstants;
 pub use infer_shapes::InferShapes;
 pub use manager::{PassInfo, PassManager, PASSES};
-pub use once_qat::{auto_temperature, codes_with_scales, OnceQat, OnceQatReport};
+pub use once_qat::{auto_temperature, OnceQat, OnceQatReport};
 pub use pipeline::{parse_pipeline, PassOptions, PassSpec, PipelineError};
 pub use vl_quantize::{
     layer_at, parse_plane_list, quantizable_layers, solve_2x2, FitSums, LayerCodes, LayerKind,
@@ -101,6 +102,14 @@ pub enum PassError {
     MissingResult {
         pass: &'static str,
         needs: &'static str,
+    },
+    /// The quantization arithmetic refused a layer's values or widths.
+    #[error("pass `{pass}`: node `{node}`: {source}")]
+    Quant {
+        pass: &'static str,
+        node: String,
+        #[source]
+        source: strata_ir::quant::QuantError,
     },
     /// A library entry point (e.g. a baseline) was called with an unsupported argument.
     #[error("{pass}: {reason}")]

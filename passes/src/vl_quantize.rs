@@ -13,13 +13,16 @@
 //! [`VlQuantization`] in `ctx.results["vl-quantize"]`; `bitplane-rewrite` applies it.
 
 use strata_ir::ops::{Conv, Gemm};
+use strata_ir::quant::{self, ActQuantizer};
 use strata_ir::{DType, Graph, NodeId, NodeKind, Op, Tensor, ValueRef};
 
 use crate::bitplane_rewrite::{replace_with_bitplane, QuantizedLayer, SideTable};
 use crate::calibrate::{
-    act_params, fake_quant, ActQuant, Calibration, CalibrationData, CalibrationMethod, RangeStats,
+    Calibration, CalibrationData, CalibrationMethod, RangeStats,
 };
 use crate::frontier::Frontier;
+pub use crate::layer_codes::LayerCodes;
+pub(crate) use crate::layer_codes::{midpoint_side, plain_side, quant_err};
 use crate::pipeline::{PassOptions, PipelineError};
 use crate::{Pass, PassContext, PassError};
 
@@ -280,38 +283,6 @@ impl FitSums {
     }
 }
 
-/// Per-row codes of one layer: the `B`-bit planes and per-channel scales.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LayerCodes {
-    pub bits: u8,
-    /// `u8 [bits, R, 8·ceil(K/64)]` data.
-    pub planes: Vec<u8>,
-    /// `s_c`.
-    pub scales: Vec<f32>,
-}
-
-impl LayerCodes {
-    /// Quantizes a layer's weight to `bits`-bit symmetric per-channel codes and packs them.
-    pub fn quantize(layer: &QuantLayer, bits: u8) -> LayerCodes {
-        let (codes, scales) =
-            strata_ir::quant::quantize_rows(&layer.weight, layer.rows, layer.cols, bits);
-        let planes = strata_ir::quant::pack_planes(&codes, layer.rows, layer.cols, bits);
-        LayerCodes {
-            bits,
-            planes,
-            scales,
-        }
-    }
-
-    /// `q_k` from the first `k` planes, as f32 (exact: |q| < 2^15).
-    fn prefix_f32(&self, layer: &QuantLayer, k: u8) -> Vec<f32> {
-        strata_ir::quant::prefix_codes(&self.planes, layer.rows, layer.cols, k)
-            .into_iter()
-            .map(|q| q as f32)
-            .collect()
-    }
-}
-
 /// How a sequential calibration run sets each layer's weight side table.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum TableRule {
@@ -372,12 +343,16 @@ pub(crate) fn calibrate_sequentially(
             Ok(())
         })?;
         let stats = stats.unwrap_or_else(|| RangeStats::new(0));
-        let act = act_params(seq.method.estimate(&stats, seq.act_bits), seq.act_bits);
+        let act = quant::act_params(seq.method.estimate(&stats, seq.act_bits), seq.act_bits)
+            .and_then(|q| ActQuantizer::new(q, seq.act_bits))
+            .map_err(quant_err(seq.pass, layer))?;
         let (alpha, beta) = match seq.rule {
-            TableRule::Plain => plain_side(layer, code, seq.k),
+            TableRule::Plain => {
+                plain_side(layer, code, seq.k).map_err(quant_err(seq.pass, layer))?
+            }
             TableRule::LeastSquares => {
                 let sums = fit_sums(&mut frontier, &work, x, layer, code, act, seq)?;
-                let mid = midpoint_side(layer, code, seq.k);
+                let mid = midpoint_side(layer, code, seq.k).map_err(quant_err(seq.pass, layer))?;
                 sums.iter()
                     .zip(mid.0.iter().zip(&mid.1))
                     .map(|(s, (&a0, &b0))| solve_2x2(s).unwrap_or((a0, b0)))
@@ -389,8 +364,8 @@ pub(crate) fn calibrate_sequentially(
             alpha,
             beta,
             bias: layer.bias.clone(),
-            act_scale: act.scale,
-            act_zero: act.zero,
+            act_scale: act.params().scale,
+            act_zero: act.params().zero,
         };
         let q = QuantizedLayer {
             name: layer.name.clone(),
@@ -440,26 +415,6 @@ pub(crate) fn check_finite(pass: &'static str, layers: &[QuantLayer]) -> Result<
     Ok(())
 }
 
-/// Bucket-midpoint init with the Gemm gain folded in.
-pub(crate) fn midpoint_side(layer: &QuantLayer, code: &LayerCodes, k: u8) -> (Vec<f32>, Vec<f32>) {
-    code.scales
-        .iter()
-        .map(|&s| {
-            let (a, b) = strata_ir::quant::midpoint_side(s, code.bits, k);
-            (a * layer.gain, b * layer.gain)
-        })
-        .unzip()
-}
-
-/// Plain truncation tables: `alpha = gain·s·2^(B−k)`, `beta = 0`.
-pub(crate) fn plain_side(layer: &QuantLayer, code: &LayerCodes, k: u8) -> (Vec<f32>, Vec<f32>) {
-    let shift = 2f32.powi(code.bits.saturating_sub(k) as i32);
-    code.scales
-        .iter()
-        .map(|&s| (layer.gain * s * shift, 0.0))
-        .unzip()
-}
-
 /// Accumulates the per-channel least-squares sums for `layer` whose input `x` the frontier
 /// has reached, over an evenly strided subset of the calibration samples (≈ [`FIT_ROWS`]
 /// positions), taken in runs of one calibration chunk.
@@ -469,7 +424,7 @@ fn fit_sums(
     x: ValueRef,
     layer: &QuantLayer,
     code: &LayerCodes,
-    act: ActQuant,
+    act: ActQuantizer,
     seq: &Sequential<'_>,
 ) -> Result<Vec<FitSums>, PassError> {
     let pass = seq.pass;
@@ -478,7 +433,9 @@ fn fit_sums(
         node: layer.name.clone(),
         source: Box::new(source),
     };
-    let qk = code.prefix_f32(layer, seq.k);
+    let qk = code
+        .prefix_f32(layer, seq.k)
+        .map_err(quant_err(pass, layer))?;
     let target_w: Vec<f32> = layer.weight.iter().map(|w| w * layer.gain).collect();
     // Positions (rows of the fit) per sample: 1 for Linear, the output's spatial size for Conv.
     let id = find_layer(pass, work, &layer.name)?;
@@ -508,10 +465,7 @@ fn fit_sums(
     let mut run_rows = 0;
     let mut fit = |xt: &Tensor| -> Result<(), PassError> {
         let xv = xt.as_f32().unwrap_or(&[]);
-        let xhat: Vec<f32> = xv
-            .iter()
-            .map(|&v| fake_quant(v, act, seq.act_bits))
-            .collect();
+        let xhat: Vec<f32> = xv.iter().map(|&v| act.fake_quant(v)).collect();
         let xhat =
             Tensor::from_f32(xt.shape().to_vec(), xhat).map_err(|e| PassError::BadCalibration {
                 pass,
@@ -768,10 +722,7 @@ pub(crate) fn quantize_graph(
         0,
         total,
     );
-    let codes: Vec<LayerCodes> = layers
-        .iter()
-        .map(|l| LayerCodes::quantize(l, bits))
-        .collect();
+    let codes = LayerCodes::quantize_all(PASS, &layers, bits)?;
     let mut per_layer: Vec<Vec<SideTable>> = vec![Vec::new(); layers.len()];
     for (done, &k) in plane_counts.iter().enumerate() {
         let seq = Sequential {

@@ -237,9 +237,9 @@ fn re_derived_planes_keep_the_prefix_property() {
     for (l, l0) in q.layers.iter().zip(&q0.layers) {
         assert_eq!(l.scales, l0.scales, "code scales stay fixed");
         changed |= l.planes != l0.planes;
-        let full = strata_ir::quant::prefix_codes(&l.planes, l.rows, l.cols, q.bits);
+        let full = strata_ir::quant::prefix_codes(&l.planes, l.rows, l.cols, q.bits).unwrap();
         for k in 1..=q.bits {
-            let prefix = strata_ir::quant::prefix_codes(&l.planes, l.rows, l.cols, k);
+            let prefix = strata_ir::quant::prefix_codes(&l.planes, l.rows, l.cols, k).unwrap();
             let shifted: Vec<i32> = full.iter().map(|c| c >> (q.bits - k)).collect();
             assert_eq!(prefix, shifted, "layer {} k={k}", l.name);
         }

@@ -4,11 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use strata_ir::quant::{act_params, ActQuantizer};
 use strata_ir::{Graph, NodeKind, Op, Tensor};
 use strata_passes::baselines::{dedicated_ptq, naive_truncation};
 use strata_passes::{
-    act_params, fake_quant, minmax_range, Calibration, CalibrationMethod, PassContext, PassError,
-    PassManager, VlQuantization,
+    minmax_range, Calibration, CalibrationMethod, PassContext, PassError, PassManager,
+    VlQuantization,
 };
 use strata_runtime::{run_with, QuantPath, RunOptions};
 
@@ -141,12 +142,13 @@ fn side_tables_match_a_reference_least_squares_fit() {
     let w_rk: Vec<f32> = (0..r * k_in)
         .map(|i| wt[(i % k_in) * r + i / k_in])
         .collect();
-    let (codes, scales) = strata_ir::quant::quantize_rows(&w_rk, r, k_in, 8);
+    let (codes, scales) = strata_ir::quant::quantize_rows(&w_rk, r, k_in, 8).unwrap();
     assert_eq!(layer.scales, scales);
-    let act = act_params(minmax_range(&xv).unwrap(), 8);
+    let act = act_params(minmax_range(&xv).unwrap(), 8).unwrap();
+    let quantizer = ActQuantizer::new(act, 8).unwrap();
     for table in &layer.tables {
         assert_eq!((table.act_scale, table.act_zero), (act.scale, act.zero));
-        let qk = strata_ir::quant::prefix_codes(&layer.planes, r, k_in, table.k);
+        let qk = strata_ir::quant::prefix_codes(&layer.planes, r, k_in, table.k).unwrap();
         // The prefix property: planes 0..k give q_B >> (B − k).
         let shifted: Vec<i32> = codes.iter().map(|c| c >> (8 - table.k)).collect();
         assert_eq!(qk, shifted);
@@ -155,7 +157,7 @@ fn side_tables_match_a_reference_least_squares_fit() {
             for i in 0..n {
                 let (mut a, mut b, mut t) = (0f64, 0f64, 0f64);
                 for j in 0..k_in {
-                    let xh = fake_quant(xv[i * k_in + j], act, 8) as f64;
+                    let xh = quantizer.fake_quant(xv[i * k_in + j]) as f64;
                     a += qk[c * k_in + j] as f64 * xh;
                     b += xh;
                     t += w_rk[c * k_in + j] as f64 * xh;

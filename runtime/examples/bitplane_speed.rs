@@ -38,10 +38,10 @@ fn time(reps: usize, mut f: impl FnMut()) -> f64 {
 
 fn bench(name: &str, kernel: BitplaneKernel, float_op: Op, x: Tensor, rows: usize, cols: usize) {
     let w = rand_vec(rows * cols, 1);
-    let (codes, scales) = quantize_rows(&w, rows, cols, 8);
+    let (codes, scales) = quantize_rows(&w, rows, cols, 8).unwrap();
     let planes = Tensor::new(
         vec![8, rows, row_bytes(cols)],
-        TensorData::U8(pack_planes(&codes, rows, cols, 8)),
+        TensorData::U8(pack_planes(&codes, rows, cols, 8).unwrap()),
     )
     .expect("planes");
     let ks: Vec<u8> = vec![2, 4, 6, 8];
@@ -53,8 +53,8 @@ fn bench(name: &str, kernel: BitplaneKernel, float_op: Op, x: Tensor, rows: usiz
             .collect();
         Tensor::from_f32(vec![ks.len(), rows], v).expect("table")
     };
-    let alpha = table(&|k, r| midpoint_side(scales[r], 8, k).0);
-    let beta = table(&|k, r| midpoint_side(scales[r], 8, k).1);
+    let alpha = table(&|k, r| midpoint_side(scales[r], 8, k).unwrap().0);
+    let beta = table(&|k, r| midpoint_side(scales[r], 8, k).unwrap().1);
     let bias = table(&|_, _| 0.0);
     let act = Tensor::from_f32(
         vec![ks.len(), 2],

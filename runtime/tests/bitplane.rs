@@ -67,10 +67,10 @@ fn layer(
     let ks: Vec<u8> = (1..=bits).collect();
     let s = ks.len();
     let w = rand_vec(rows * cols, seed);
-    let (codes, scales) = quantize_rows(&w, rows, cols, bits);
+    let (codes, scales) = quantize_rows(&w, rows, cols, bits).unwrap();
     let planes = Tensor::new(
         vec![bits as usize, rows, row_bytes(cols)],
-        TensorData::U8(pack_planes(&codes, rows, cols, bits)),
+        TensorData::U8(pack_planes(&codes, rows, cols, bits).unwrap()),
     )
     .unwrap();
     let jitter = rand_vec(4 * s * rows, seed + 1);
@@ -78,7 +78,7 @@ fn layer(
     let mut beta = Vec::new();
     for (j, &k) in ks.iter().enumerate() {
         for r in 0..rows {
-            let (a, b) = midpoint_side(scales[r], bits, k);
+            let (a, b) = midpoint_side(scales[r], bits, k).unwrap();
             alpha.push(a * (1.0 + 0.1 * jitter[j * rows + r]));
             beta.push(b + 0.1 * scales[r] * jitter[s * rows + j * rows + r]);
         }

@@ -530,7 +530,7 @@ fn weight_fake_quant_full_planes_matches_codes() {
     let w = rand_t(&[3, 8], 180);
     let q = WeightFakeQuant::midpoint(&w, 8, 8).unwrap();
     let y = q.forward(&w).unwrap();
-    let (codes, scales) = strata_ir::quant::quantize_rows(w.as_f32().unwrap(), 3, 8, 8);
+    let (codes, scales) = strata_ir::quant::quantize_rows(w.as_f32().unwrap(), 3, 8, 8).unwrap();
     let expected: Vec<f32> = codes
         .iter()
         .enumerate()

@@ -3,17 +3,26 @@
 //!
 //! The emitted code uses no `malloc` and nothing from libc beyond `<stdint.h>`, `<stddef.h>`,
 //! `<string.h>` and `<math.h>`: activations live in one static arena laid out by the
-//! liveness planner ([`planner`]), weights are `const` arrays holding only bit-planes
-//! `0..K` plus the side tables of every plane count up to `K`, and the integer path is
-//! computed exactly as `strata_runtime` computes it, so outputs agree bit for bit.
+//! liveness planner, weights are `const` arrays holding only bit-planes `0..K` plus the side
+//! tables of every plane count up to `K`, and the integer path is computed exactly as
+//! `strata_runtime` computes it, so outputs agree bit for bit.
+//!
+//! Every decision (plane counts, Relu fusion, aliasing, the arena, the weight layout) is
+//! taken by the backend-neutral lowering ([`strata_lower`]) for the target's
+//! [`WeightLayout`]; this crate only prints the [`Lowered`] program: the header
+//! ([`header`]), the constant data ([`data`]), the typed prelude sections the steps need
+//! ([`prelude`]) and the source around them ([`source`]).
 
-mod emit;
-pub mod planner;
+mod data;
+mod header;
+mod prelude;
+mod source;
 pub mod target;
+mod text;
 
 use std::path::{Path, PathBuf};
 
-pub use emit::emit;
+pub use strata_lower::{layer_names, LowerError, Lowered, WeightLayout};
 pub use target::{Target, UnknownTarget};
 
 /// What to generate. A plain struct: build it with `..Default::default()` so new fields do
@@ -73,20 +82,6 @@ pub struct LayerStats {
     pub weight_bytes: u64,
 }
 
-/// The bit-plane layers in the order `PREFIX_run_planes` indexes them (the graph's
-/// topological order), so a per-layer choice by node name can be turned into
-/// [`EmitOptions::layer_planes`].
-pub fn layer_names(graph: &strata_ir::Graph) -> Result<Vec<String>, EmitError> {
-    let mut names = Vec::new();
-    for id in graph.topo_order()? {
-        let node = graph.node(id)?;
-        if let strata_ir::NodeKind::Op(strata_ir::Op::Bitplane(_)) = &node.kind {
-            names.push(node.name.clone());
-        }
-    }
-    Ok(names)
-}
-
 /// The generated sources.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmittedC {
@@ -98,39 +93,81 @@ pub struct EmittedC {
     pub stats: EmitStats,
 }
 
-/// Why a graph cannot be emitted as C; each names the node (and op) at fault.
+/// Why a graph cannot be emitted as C; each names the node (and op) or path at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum EmitError {
-    #[error("node `{node}`: op `{op}` is not supported by the C backend")]
-    UnsupportedOp { node: String, op: &'static str },
-    #[error("node `{node}` ({op}): not supported by the C backend: {reason}")]
-    Unsupported {
-        node: String,
-        op: &'static str,
-        reason: String,
-    },
     #[error("`{name}` is not a valid C identifier prefix")]
     BadName { name: String },
-    #[error("--planes {planes} is outside 1..=8")]
-    BadPlanes { planes: u8 },
-    #[error("layer `{node}` cannot run at {planes} planes: {reason}")]
-    Planes {
-        node: String,
-        planes: u8,
-        reason: String,
-    },
-    #[error("{got} per-layer plane counts given for a graph with {expected} bit-plane layers")]
-    LayerPlanes { expected: usize, got: usize },
-    #[error("the C backend needs exactly one f32 graph input and one f32 output, {0}")]
-    Interface(String),
-    #[error("graph: {0}")]
-    Graph(#[from] strata_ir::GraphError),
+    /// The graph cannot be lowered (an unsupported op, a plane count without tables, …).
+    #[error(transparent)]
+    Lower(#[from] LowerError),
     #[error("{path}: {source}")]
     Io {
         path: String,
         #[source]
         source: std::io::Error,
     },
+}
+
+impl EmitStats {
+    /// The sizes the header states, read from the lowering.
+    pub fn of(lowered: &Lowered) -> EmitStats {
+        EmitStats {
+            weight_bytes: lowered.weight_bytes(),
+            arena_bytes: lowered.arena_bytes(),
+            scratch_bytes: lowered.scratch_bytes(),
+            macs: lowered.macs,
+            layers: lowered
+                .layers
+                .iter()
+                .map(|l| LayerStats {
+                    node: l.node.clone(),
+                    planes: l.k,
+                    weight_bytes: l.weight_bytes(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Lowers `graph` for `options` (the target's weight layout, `K` and the per-layer counts)
+/// without printing: what [`emit`] prints, and where [`stats`] reads its sizes.
+pub fn lower(graph: &strata_ir::Graph, options: &EmitOptions) -> Result<Lowered, LowerError> {
+    strata_lower::lower(
+        graph,
+        &strata_lower::LowerOptions {
+            planes: options.planes,
+            layer_planes: options.layer_planes.clone(),
+            layout: options.target.layout(),
+        },
+    )
+}
+
+/// The sizes [`emit`] would state in the header, from the lowering alone.
+pub fn stats(graph: &strata_ir::Graph, options: &EmitOptions) -> Result<EmitStats, LowerError> {
+    Ok(EmitStats::of(&lower(graph, options)?))
+}
+
+/// Whether `name` can prefix C identifiers and name files.
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Generates the header and source for `graph` at `options.planes` planes (batch 1).
+pub fn emit(graph: &strata_ir::Graph, options: &EmitOptions) -> Result<EmittedC, EmitError> {
+    if !valid_name(&options.name) {
+        return Err(EmitError::BadName {
+            name: options.name.clone(),
+        });
+    }
+    let lowered = lower(graph, options)?;
+    Ok(EmittedC {
+        header: header::print(&lowered, &options.name, options.target),
+        source: source::print(&lowered, &options.name, options.target),
+        stats: EmitStats::of(&lowered),
+    })
 }
 
 /// Emits `graph` and writes `DIR/PREFIX.h` and `DIR/PREFIX.c`; returns the paths written.

@@ -363,7 +363,7 @@ pub fn emit_options(
                 model: model.to_string(),
                 source: Box::new(source),
             })?;
-        let order = layer_names(graph).map_err(emit_err)?;
+        let order = layer_names(graph).map_err(|e| emit_err(e.into()))?;
         // Layers without a stored choice keep every plane present.
         let per_layer: Vec<u8> = order
             .iter()

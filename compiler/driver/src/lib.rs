@@ -17,10 +17,12 @@ pub mod plot;
 /// The ONNX frontend.
 pub use strata_onnx as onnx;
 
-/// The backends.
+/// The backends, and the backend-neutral lowering they print.
 pub mod backend {
     /// The C backend.
     pub use strata_backend_c as c;
+    /// The lowering every backend consumes (and byte counts are read from).
+    pub use strata_lower as lower;
 }
 
 pub use model::{load_model, load_model_with, LoadError, LoadOptions};

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use strata_ir::Graph;
 
-use crate::backend::c::{emit, EmitError, EmitOptions};
+use crate::backend::c::{stats, EmitOptions, LowerError};
 use crate::build::Target;
 use crate::model::ContainerInfo;
 
@@ -61,7 +61,7 @@ pub struct Manifest {
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error(transparent)]
-    Emit(#[from] EmitError),
+    Lower(#[from] LowerError),
     #[error(transparent)]
     Build(#[from] crate::build::BuildError),
     #[error("metadata `{EVAL_TOP1_KEY}` is not a JSON map of plane count to top-1: {0}")]
@@ -120,7 +120,7 @@ pub fn manifest(
         None => BTreeMap::new(),
     };
     let row = |options: &EmitOptions| -> Result<ManifestRow, ManifestError> {
-        let s = emit(graph, options)?.stats;
+        let s = stats(graph, options)?;
         Ok(ManifestRow {
             planes: options.planes,
             weight_bytes: s.weight_bytes,
@@ -145,7 +145,7 @@ pub fn manifest(
                 planes.push(r);
             }
             // A count without side tables is simply not available.
-            Err(ManifestError::Emit(EmitError::Planes { .. })) => {}
+            Err(ManifestError::Lower(LowerError::Planes { .. })) => {}
             Err(e) => return Err(e),
         }
     }

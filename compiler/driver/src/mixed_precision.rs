@@ -4,13 +4,14 @@
 //! bytes a plane of theirs costs, so a per-layer plane count beats one uniform count at the
 //! same size. The search:
 //!
-//! 1. **Cost** of layer `l` at `k` planes: its weight bytes in the C backend's packed-plane
-//!    layout (target `armv7m`: kept planes `rows·ceil(cols/64)·8·k` plus the side tables for
-//!    counts `≤ k`), taken from the emitter's own [`EmitStats`](crate::backend::c::EmitStats),
-//!    so the budget is exactly what `PREFIX_WEIGHT_BYTES` says for that target; constants
-//!    outside the bit-plane layers are a fixed cost. The other targets store int8 codes
-//!    rebuilt from the kept planes (faster, but their size does not shrink with `k`), so the
-//!    packed layout is the one whose bytes measure what is kept.
+//! 1. **Cost** of layer `l` at `k` planes: its weight bytes in the packed-plane layout
+//!    (target `armv7m`: kept planes `rows·ceil(cols/64)·8·k` plus the side tables for counts
+//!    `≤ k`), read from the backend-neutral lowering the C backend prints
+//!    ([`Lowered`](crate::backend::lower::Lowered)), so the budget is exactly what
+//!    `PREFIX_WEIGHT_BYTES` says for that target, without printing any C; constants outside
+//!    the bit-plane layers are a fixed cost. The other targets store int8 codes rebuilt from
+//!    the kept planes (faster, but their size does not shrink with `k`), so the packed
+//!    layout is the one whose bytes measure what is kept.
 //! 2. **Sensitivity** of layer `l` at `k`: the increase of the mean |logit − FP32 logit| on
 //!    the calibration samples when only layer `l` drops from the largest plane count to `k`
 //!    (the runtime's per-layer plane selection, integer path). Not KL: calibration images come
@@ -27,7 +28,8 @@ use std::collections::BTreeMap;
 use strata_ir::{Graph, NodeKind, Op, Tensor};
 use strata_runtime::{run_with, RunOptions, RuntimeError};
 
-use crate::backend::c::{emit, layer_names, EmitError, EmitOptions, Target};
+use crate::backend::c::Target;
+use crate::backend::lower::{layer_names, lower, LowerError, LowerOptions};
 
 /// Candidates from the knapsack that are measured as a whole before one is chosen.
 const CANDIDATES: usize = 8;
@@ -50,8 +52,8 @@ pub enum MixedError {
     Output(String),
     #[error("mixed precision: {0}")]
     Runtime(#[from] RuntimeError),
-    #[error("mixed precision: byte accounting by the C backend: {0}")]
-    Emit(#[from] EmitError),
+    #[error("mixed precision: byte accounting by the lowering: {0}")]
+    Lower(#[from] LowerError),
 }
 
 /// One layer's cost and sensitivity at one plane count.
@@ -184,24 +186,23 @@ pub fn choose(
     let kmax = *counts.last().ok_or(MixedError::NoLayers)?;
     let n_layers = names.len();
 
-    // Costs from the emitter: layer bytes per count, and the fixed rest.
+    // Costs from the lowering: layer bytes per count, and the fixed rest.
     let mut cost = vec![vec![0u64; counts.len()]; n_layers];
     let mut fixed = 0u64;
     for (j, &k) in counts.iter().enumerate() {
-        let out = emit(
+        let lowered = lower(
             graph,
-            &EmitOptions {
+            &LowerOptions {
                 planes: k,
-                name: "budget".into(),
-                // Packed planes: the one layout whose size is the information kept.
-                target: Target::Armv7m,
                 layer_planes: None,
+                // Packed planes: the one layout whose size is the information kept.
+                layout: Target::Armv7m.layout(),
             },
         )?;
-        let layers: u64 = out.stats.layers.iter().map(|l| l.weight_bytes).sum();
-        fixed = out.stats.weight_bytes - layers;
-        for (l, s) in out.stats.layers.iter().enumerate() {
-            cost[l][j] = s.weight_bytes;
+        let layers: u64 = lowered.layers.iter().map(|l| l.weight_bytes()).sum();
+        fixed = lowered.weight_bytes() - layers;
+        for (l, layer) in lowered.layers.iter().enumerate() {
+            cost[l][j] = layer.weight_bytes();
         }
     }
 

@@ -46,18 +46,20 @@
 //! [`OnceQatReport`] (held-out losses, chosen checkpoint, time, throughput) in the context.
 
 mod optim;
+mod report;
 mod trainer;
 
 use std::collections::HashMap;
 use std::time::Instant;
 
-use strata_ir::{Graph, Op, Tensor};
+use strata_ir::{quant, Graph, Op, Tensor};
 
 use crate::calibrate::CalibrationData;
 use crate::pipeline::{PassOptions, PipelineError};
 use crate::vl_quantize::{parse_plane_list, quantizable_layers};
 use crate::{Pass, PassContext, PassError, VlQuantization};
 use optim::{cosine, Adam, XorShift};
+pub use report::OnceQatReport;
 use trainer::{explicit_op, rt, tensor, Batch, HeldOut, KState, Layer, Trainer, PASS};
 
 /// See the module documentation.
@@ -236,98 +238,6 @@ fn parse_weights(text: &str) -> Result<Vec<f32>, String> {
         return Err("at least one weight must be positive".to_string());
     }
     Ok(out)
-}
-
-/// What a `once-qat` run did, for the CLI's summary and the README's figures. Not stored in
-/// the container (times vary from run to run; the container must not).
-#[derive(Debug, Clone, PartialEq)]
-pub struct OnceQatReport {
-    /// Trained plane counts.
-    pub plane_counts: Vec<u8>,
-    /// Distillation temperature used.
-    pub temperature: f32,
-    /// Held-out loss per plane count at the start (the PTQ solution) and of the result.
-    pub start_loss: Vec<f64>,
-    pub final_loss: Vec<f64>,
-    /// Held-out samples whose top-1 class is the teacher's, per plane count, at the start
-    /// and in the result (what deployment sees; the loss is what training can follow).
-    pub start_agree: Vec<usize>,
-    pub final_agree: Vec<usize>,
-    /// Step of the joint-phase snapshot that was kept (0: the start; the weights untouched).
-    pub weights_from_step: usize,
-    /// Per plane count, the step whose side tables were kept.
-    pub tables_from_step: Vec<usize>,
-    /// Samples trained on and held out, and the checkpoints' samples (the held-out ones, or
-    /// every sample when none are held out).
-    pub train_samples: usize,
-    pub holdout_samples: usize,
-    pub checked_samples: usize,
-    pub steps: usize,
-    pub batch: usize,
-    /// Sample × plane-count forward+backward passes done by the optimiser steps.
-    pub sample_passes: u64,
-    /// Floating-point operations of those passes in the convolutions and matrix products
-    /// (forward, input gradient and weight gradient: 3 × 2 × MACs per sample and plane count).
-    pub flops: f64,
-    /// Wall time of the optimiser steps, of the held-out evaluations, and of the whole pass
-    /// (which adds the teacher's logits).
-    pub train_seconds: f64,
-    pub eval_seconds: f64,
-    pub total_seconds: f64,
-}
-
-impl OnceQatReport {
-    /// The report of the last `once-qat` run in this context.
-    pub fn from_context(ctx: &PassContext) -> Option<&OnceQatReport> {
-        ctx.results.get(PASS)?.downcast_ref()
-    }
-
-    /// Sample × plane-count forward+backward passes per second of the optimiser steps.
-    pub fn samples_per_second(&self) -> f64 {
-        self.sample_passes as f64 / self.train_seconds.max(1e-9)
-    }
-
-    /// Achieved GFLOP/s of the optimiser steps' convolutions and matrix products.
-    pub fn gflops(&self) -> f64 {
-        self.flops / self.train_seconds.max(1e-9) / 1e9
-    }
-
-    /// A few human-readable lines (the CLI prints them after compiling).
-    pub fn summary(&self) -> String {
-        let mut s = format!(
-            "once-qat: {} steps × batch {} × {} plane counts on {} samples ({} held out): \
-             {:.1} s training ({:.0} sample·k/s, {:.1} GFLOP/s), {:.1} s held-out checks, \
-             {:.1} s in all\n",
-            self.steps,
-            self.batch,
-            self.plane_counts.len(),
-            self.train_samples,
-            self.holdout_samples,
-            self.train_seconds,
-            self.samples_per_second(),
-            self.gflops(),
-            self.eval_seconds,
-            self.total_seconds
-        );
-        s.push_str(&format!(
-            "once-qat: T = {:.3}; weights from step {}; held-out loss per k (start → result, tables \
-             from step), top-1 agreement with the teacher on {} held-out samples:",
-            self.temperature,
-            self.weights_from_step,
-            self.checked_samples
-        ));
-        for (i, k) in self.plane_counts.iter().enumerate() {
-            s.push_str(&format!(
-                "\n  k={k}: {:.4e} → {:.4e} ({}), agreement {} → {}",
-                self.start_loss[i],
-                self.final_loss[i],
-                self.tables_from_step[i],
-                self.start_agree[i],
-                self.final_agree[i]
-            ));
-        }
-        s
-    }
 }
 
 /// A kept state: shared weights and every side table, with its held-out losses.
@@ -855,8 +765,15 @@ impl Pass for OnceQat {
                     reason: "training diverged (non-finite weights); lower weight-lr".to_string(),
                 });
             }
-            let codes = codes_with_scales(&layer.w, &layer.scales, layer.view.cols, vlq.bits);
-            q.planes = strata_ir::quant::pack_planes(&codes, q.rows, q.cols, vlq.bits);
+            let quant_err = |source| PassError::Quant {
+                pass: PASS,
+                node: q.name.clone(),
+                source,
+            };
+            let codes =
+                quant::quantize_with_scales(&layer.w, &layer.scales, layer.view.cols, vlq.bits)
+                    .map_err(quant_err)?;
+            q.planes = quant::pack_planes(&codes, q.rows, q.cols, vlq.bits).map_err(quant_err)?;
             for (ki, &pk) in plane_counts.iter().enumerate() {
                 let st = layer.k[ki].stored();
                 if let Some(t) = q.tables.iter_mut().find(|t| t.k == pk) {
@@ -896,14 +813,4 @@ impl Pass for OnceQat {
         ctx.results.insert(PASS, Box::new(summary));
         Ok(false)
     }
-}
-
-/// `q_B = clamp(round_half_away(W/s_c))` with the fixed per-row scales training used.
-pub fn codes_with_scales(w: &[f32], scales: &[f32], cols: usize, bits: u8) -> Vec<i32> {
-    let qmax = (1i32 << (bits - 1)) - 1;
-    let qmin = -(1i32 << (bits - 1));
-    w.iter()
-        .enumerate()
-        .map(|(i, &v)| ((v / scales[i / cols.max(1)]).round() as i32).clamp(qmin, qmax))
-        .collect()
 }

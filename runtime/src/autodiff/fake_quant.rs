@@ -20,7 +20,10 @@
 //! gradient is the plain sum; LSQ's recommended scaling is [`lsq_grad_scale`], left to the
 //! optimiser so that it can be switched off.
 
-use strata_ir::quant::{midpoint_side, quantize_rows, MAX_BITS, MIN_BITS};
+use strata_ir::quant::{
+    act_limits, check_plane_count, midpoint_side, quantize_rows, quantize_with_scales,
+    truncate_code, weight_limits, ActQuant, ActQuantizer, QuantError, MAX_ACT_BITS, MIN_BITS,
+};
 use strata_ir::Tensor;
 
 use super::{f32_tensor, f32s};
@@ -74,8 +77,14 @@ impl WeightFakeQuant {
     pub fn midpoint(w: &Tensor, bits: u8, k: u8) -> Result<WeightFakeQuant, RuntimeError> {
         let (rows, cols) = rows_cols(WOP, w)?;
         check_bits(bits, k)?;
-        let (_, scale) = quantize_rows(f32s(WOP, w, 0)?, rows, cols, bits);
-        let (alpha, beta) = scale.iter().map(|&s| midpoint_side(s, bits, k)).unzip();
+        let (_, scale) = quantize_rows(f32s(WOP, w, 0)?, rows, cols, bits).map_err(weight_err)?;
+        let (alpha, beta) = scale
+            .iter()
+            .map(|&s| midpoint_side(s, bits, k))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(weight_err)?
+            .into_iter()
+            .unzip();
         let q = WeightFakeQuant {
             bits,
             k,
@@ -123,17 +132,18 @@ impl WeightFakeQuant {
     fn codes(&self, w: &Tensor) -> Result<(usize, Vec<(f32, i32)>), RuntimeError> {
         let (rows, cols) = rows_cols(WOP, w)?;
         self.check(rows)?;
-        let qmax = (1i32 << (self.bits - 1)) - 1;
-        let qmin = -(1i32 << (self.bits - 1));
-        let shift = self.bits - self.k;
         let wv = f32s(WOP, w, 0)?;
-        let mut out = Vec::with_capacity(wv.len());
-        for (i, &x) in wv.iter().enumerate() {
-            let v = x / self.scale[i / cols.max(1)];
-            // `as` maps NaN to 0 and saturates; the clamp enforces the code range.
-            let qb = (v.round() as i32).clamp(qmin, qmax);
-            out.push((v, qb >> shift));
-        }
+        let codes = quantize_with_scales(wv, &self.scale, cols, self.bits).map_err(weight_err)?;
+        let out = wv
+            .iter()
+            .zip(codes)
+            .enumerate()
+            .map(|(i, (&x, qb))| {
+                let v = x / self.scale[i / cols.max(1)];
+                Ok((v, truncate_code(qb, self.bits, self.k)?))
+            })
+            .collect::<Result<_, QuantError>>()
+            .map_err(weight_err)?;
         Ok((cols, out))
     }
 
@@ -165,9 +175,15 @@ impl WeightFakeQuant {
                 ),
             });
         }
-        let qmax = ((1i32 << (self.bits - 1)) - 1) as f32;
-        let qmin = -((1i32 << (self.bits - 1)) as f32);
-        let step = (1u32 << (self.bits - self.k)) as f32;
+        let (qmin, qmax) = weight_limits(self.bits).map_err(weight_err)?;
+        let (qmin, qmax) = (qmin as f32, qmax as f32);
+        // `s_c·2^(B−k)`: the midpoint table's alpha, the width of a truncation bucket.
+        let bucket = self
+            .scale
+            .iter()
+            .map(|&s| Ok(midpoint_side(s, self.bits, self.k)?.0))
+            .collect::<Result<Vec<f32>, QuantError>>()
+            .map_err(weight_err)?;
         let rows = self.scale.len();
         let (mut da, mut db) = (vec![0f32; rows], vec![0f32; rows]);
         let mut dw = Vec::with_capacity(g.len());
@@ -177,7 +193,7 @@ impl WeightFakeQuant {
             db[c] += gi;
             let inside = v >= qmin && v <= qmax;
             dw.push(if inside {
-                gi * self.alpha[c] / (self.scale[c] * step)
+                gi * self.alpha[c] / bucket[c]
             } else {
                 0.0
             });
@@ -191,21 +207,21 @@ impl WeightFakeQuant {
 }
 
 fn check_bits(bits: u8, k: u8) -> Result<(), RuntimeError> {
-    if !(MIN_BITS..=MAX_BITS).contains(&bits) {
-        return Err(RuntimeError::Attribute {
-            op: WOP,
-            attr: "bits",
-            reason: format!("{bits} is outside {MIN_BITS}..={MAX_BITS}"),
-        });
+    check_plane_count(bits, k).map_err(weight_err)
+}
+
+/// A quantization error of the weight fake-quant, as the attribute at fault.
+fn weight_err(e: QuantError) -> RuntimeError {
+    let attr = match e {
+        QuantError::Bits { .. } => "bits",
+        QuantError::PlaneCount { .. } => "k",
+        _ => "weights",
+    };
+    RuntimeError::Attribute {
+        op: WOP,
+        attr,
+        reason: e.to_string(),
     }
-    if k == 0 || k > bits {
-        return Err(RuntimeError::Attribute {
-            op: WOP,
-            attr: "k",
-            reason: format!("{k} is outside 1..={bits}"),
-        });
-    }
-    Ok(())
 }
 
 /// Per-tensor asymmetric activation fake-quantization (`A` bits, signed codes).
@@ -238,30 +254,21 @@ enum Zone {
 }
 
 impl ActFakeQuant {
-    fn range(&self) -> Result<(f32, f32), RuntimeError> {
-        if !(2..=16).contains(&self.bits) {
-            return Err(RuntimeError::Attribute {
-                op: AOP,
-                attr: "bits",
-                reason: format!("{} is outside 2..=16", self.bits),
-            });
-        }
-        if !(self.scale.is_finite() && self.scale > 0.0) {
-            return Err(RuntimeError::Attribute {
-                op: AOP,
-                attr: "scale",
-                reason: format!("must be positive and finite, got {}", self.scale),
-            });
-        }
-        if !self.zero.is_finite() || self.zero.fract() != 0.0 {
-            return Err(RuntimeError::Attribute {
-                op: AOP,
-                attr: "zero",
-                reason: format!("must be a finite integer, got {}", self.zero),
-            });
-        }
-        let half = (1i32 << (self.bits - 1)) as f32;
-        Ok((-half, half - 1.0))
+    /// The validated quantizer (the runtime's own), or the attribute at fault.
+    fn quantizer(&self) -> Result<ActQuantizer, RuntimeError> {
+        let q = ActQuant {
+            scale: self.scale,
+            zero: self.zero,
+        };
+        ActQuantizer::new(q, self.bits).map_err(|e| RuntimeError::Attribute {
+            op: AOP,
+            attr: match e {
+                QuantError::ActScale { .. } => "scale",
+                QuantError::ZeroPoint { .. } => "zero",
+                _ => "bits",
+            },
+            reason: e.to_string(),
+        })
     }
 
     fn zone(&self, x: f32, lo: f32, hi: f32) -> Zone {
@@ -277,23 +284,14 @@ impl ActFakeQuant {
 
     /// `y = s·(x_q − z)`, exactly the bit-plane runtime's input quantization (NaN → 0).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, RuntimeError> {
-        let (lo, hi) = self.range()?;
-        let data = f32s(AOP, x, 0)?
-            .iter()
-            .map(|&v| {
-                let r = (v / self.scale).round_ties_even();
-                if r.is_nan() {
-                    return 0.0;
-                }
-                self.scale * ((r + self.zero).clamp(lo, hi) - self.zero)
-            })
-            .collect();
+        let q = self.quantizer()?;
+        let data = f32s(AOP, x, 0)?.iter().map(|&v| q.fake_quant(v)).collect();
         f32_tensor(AOP, x.shape(), data)
     }
 
     /// Gradients for `x`, `scale` and `zero` given `∂L/∂y` (see the module doc).
     pub fn backward(&self, x: &Tensor, grad: &Tensor) -> Result<ActFakeQuantGrad, RuntimeError> {
-        let (lo, hi) = self.range()?;
+        let (lo, hi) = self.quantizer()?.limits();
         let (xv, g) = (f32s(AOP, x, 0)?, f32s(AOP, grad, usize::MAX)?);
         if grad.shape() != x.shape() {
             return Err(RuntimeError::Shape {
@@ -341,6 +339,8 @@ impl ActFakeQuant {
 /// LSQ's step-size gradient scale `1/sqrt(numel·Q_P)` with `Q_P = 2^(A−1) − 1`, which keeps
 /// the step's update size comparable to the weights'.
 pub fn lsq_grad_scale(numel: usize, bits: u8) -> f32 {
-    let qp = ((1u64 << (bits.clamp(2, 16) - 1)) - 1) as f64;
+    let bits = bits.clamp(MIN_BITS, MAX_ACT_BITS);
+    // The clamp makes the width valid, so the fallback is never taken.
+    let qp = act_limits(bits).map_or(1, |(_, hi)| hi) as f64;
     (1.0 / ((numel.max(1) as f64) * qp).sqrt()) as f32
 }

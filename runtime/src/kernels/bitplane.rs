@@ -19,11 +19,10 @@
 //! The two agree to float rounding, which is what the tests check.
 
 use rayon::prelude::*;
-use strata_ir::ops::bitplane::{
-    Bitplane, BitplaneKernel, INPUT_ACT, INPUT_ALPHA, INPUT_BETA, INPUT_BIAS, INPUT_PLANES, INPUT_X,
-};
+use strata_ir::ops::bitplane::{Bitplane, BitplaneKernel, INPUT_PLANES, INPUT_X};
 use strata_ir::ops::{Conv, Gemm};
-use strata_ir::{quant, Op, Tensor, TensorData, TensorType};
+use strata_ir::quant::{ActQuantizer, ResolveError};
+use strata_ir::{Op, Tensor, TensorData, TensorType};
 
 use super::{checked_numel, conv, linear, make};
 use crate::RuntimeError;
@@ -52,7 +51,7 @@ fn f32s<'a>(op: &'static str, t: &'a Tensor, input: usize) -> Result<&'a [f32], 
 struct Chosen<'a> {
     k: u8,
     scale: f32,
-    zero: f32,
+    act: ActQuantizer,
     alpha: &'a [f32],
     beta: &'a [f32],
     bias: &'a [f32],
@@ -99,8 +98,8 @@ pub fn bitplane(
     }
 }
 
-/// Picks `k`, checks it against the side tables and the planes present, validates the
-/// activation parameters and unpacks `q_k`.
+/// Picks `k` (the runtime's default policy when none is given) and takes the layer's
+/// validated view at `k` from [`Bitplane::resolve`], with `q_k` unpacked.
 fn choose<'a>(
     b: &Bitplane,
     inputs: &[&'a Tensor],
@@ -108,96 +107,56 @@ fn choose<'a>(
     op: &'static str,
 ) -> Result<Chosen<'a>, RuntimeError> {
     let spec = &b.spec;
-    let planes_t = inputs[INPUT_PLANES];
-    let present = planes_t.shape().first().copied().unwrap_or(0);
     let k = match planes {
         Some(k) => k,
-        None => spec
-            .default_planes(present)
-            .ok_or_else(|| RuntimeError::NoRunnablePlanes {
-                available: present,
-                plane_counts: spec.plane_counts.clone(),
-            })?,
-    };
-    let j = spec
-        .side_index(k)
-        .ok_or_else(|| RuntimeError::NoSideTable {
-            k,
-            plane_counts: spec.plane_counts.clone(),
-        })?;
-    if k as usize > present {
-        return Err(RuntimeError::PlanesUnavailable {
-            k,
-            available: present,
-        });
-    }
-    let TensorData::U8(bytes) = planes_t.data() else {
-        return Err(RuntimeError::UnsupportedDType {
-            op,
-            input: INPUT_PLANES,
-            dtype: planes_t.dtype(),
-        });
-    };
-    quant::check_layout(bytes.len(), present, spec.rows, spec.cols, spec.bits).map_err(|e| {
-        RuntimeError::Shape {
-            op,
-            reason: format!("planes: {e}"),
+        None => {
+            let present = inputs[INPUT_PLANES].shape().first().copied().unwrap_or(0);
+            spec.default_planes(present)
+                .ok_or_else(|| RuntimeError::NoRunnablePlanes {
+                    available: present,
+                    plane_counts: spec.plane_counts.clone(),
+                })?
         }
-    })?;
-    let r = spec.rows;
-    let act = f32s(op, inputs[INPUT_ACT], INPUT_ACT)?;
-    let (scale, zero) = (act[2 * j], act[2 * j + 1]);
-    let zmax = (1u32 << spec.act_bits) as f32;
-    if !(scale.is_finite() && scale > 0.0) {
-        return Err(RuntimeError::SideTable {
-            k,
-            reason: format!("activation scale {scale} must be finite and positive"),
-        });
-    }
-    if zero.fract() != 0.0 || zero.abs() > zmax {
-        return Err(RuntimeError::SideTable {
-            k,
-            reason: format!("activation zero point {zero} must be an integer in ±{zmax}"),
-        });
-    }
-    let row = |input: usize| -> Result<&'a [f32], RuntimeError> {
-        Ok(&f32s(op, inputs[input], input)?[j * r..(j + 1) * r])
     };
-    let codes = quant::prefix_codes(bytes, r, spec.cols, k);
-    if codes.len() != r * spec.cols {
-        return Err(RuntimeError::Shape {
+    let shape = |reason: String| RuntimeError::Shape { op, reason };
+    let layer = b.resolve(&inputs[INPUT_PLANES..], k).map_err(|e| match e {
+        ResolveError::NoSideTable { k, plane_counts } => {
+            RuntimeError::NoSideTable { k, plane_counts }
+        }
+        ResolveError::PlanesUnavailable { k, available } => {
+            RuntimeError::PlanesUnavailable { k, available }
+        }
+        ResolveError::Activation { k, source } => RuntimeError::SideTable {
+            k,
+            reason: source.to_string(),
+        },
+        ResolveError::DType { input, got, .. } => RuntimeError::UnsupportedDType {
             op,
-            reason: format!("planes hold fewer than {k} planes of [{r}, {}]", spec.cols),
-        });
-    }
+            input,
+            dtype: got,
+        },
+        e @ (ResolveError::Spec(_)
+        | ResolveError::Arity { .. }
+        | ResolveError::SideTable { .. }
+        | ResolveError::Layout(_)) => shape(e.to_string()),
+    })?;
+    let codes = layer.codes().map_err(|e| shape(format!("planes: {e}")))?;
     Ok(Chosen {
         k,
-        scale,
-        zero,
-        alpha: row(INPUT_ALPHA)?,
-        beta: row(INPUT_BETA)?,
-        bias: row(INPUT_BIAS)?,
+        scale: layer.act.params().scale,
+        act: layer.act,
+        alpha: layer.alpha,
+        beta: layer.beta,
+        bias: layer.bias,
         // |q_k| ≤ 2^(k-1) ≤ 128 always fits.
         codes: codes.into_iter().map(|q| q as i16).collect(),
     })
 }
 
-/// `u = x_q - zero` with `x_q = clamp(round_half_even(x / scale) + zero, -2^(A-1), 2^(A-1) - 1)`.
-/// NaN inputs quantize to `x_q = zero`, i.e. real 0. `|u| ≤ 2^(A-1) + 2^A < 2^15` because
-/// `|zero| ≤ 2^A` was checked, so `u` fits `i16`.
-fn quantize_input(x: &[f32], scale: f32, zero: f32, act_bits: u8) -> Vec<i16> {
-    let lo = -((1i32 << (act_bits - 1)) as f32);
-    let hi = ((1i32 << (act_bits - 1)) - 1) as f32;
-    x.iter()
-        .map(|&v| {
-            let r = (v / scale).round_ties_even();
-            if r.is_nan() {
-                return 0;
-            }
-            let q = (r + zero).clamp(lo, hi);
-            (q - zero) as i16
-        })
-        .collect()
+/// `u = x_q - zero` for every input element (see [`ActQuantizer::centered`]). `|u| ≤
+/// 2^(A-1) + 2^A < 2^15` because the quantizer checked `|zero| ≤ 2^A`, so `u` fits `i16`.
+fn quantize_input(x: &[f32], act: &ActQuantizer) -> Vec<i16> {
+    x.iter().map(|&v| act.centered(v) as i16).collect()
 }
 
 /// Working-set target for a block of im2col rows (or input rows) swept by all weight rows.
@@ -302,7 +261,7 @@ fn linear_integer(
     out_shape: Vec<usize>,
 ) -> Result<Tensor, RuntimeError> {
     let (r, kk) = (b.spec.rows, b.spec.cols);
-    let u = quantize_input(f32s(op, x, INPUT_X)?, c.scale, c.zero, b.spec.act_bits);
+    let u = quantize_input(f32s(op, x, INPUT_X)?, &c.act);
     let chunk = safe_chunk(c.k, b.spec.act_bits);
     let dotf = pick_dot();
     let (fa, fb) = folded(c);
@@ -436,7 +395,7 @@ fn conv_integer(
     let p_in: usize = g.in_sp.iter().product();
     let p_out: usize = g.out_sp.iter().product();
     checked_numel(op, &[p_out, kc])?;
-    let u = quantize_input(f32s(op, x, INPUT_X)?, c.scale, c.zero, b.spec.act_bits);
+    let u = quantize_input(f32s(op, x, INPUT_X)?, &c.act);
     let chunk = safe_chunk(c.k, b.spec.act_bits);
     let dotf = pick_dot();
     let (fa, fb) = folded(c);
@@ -507,7 +466,7 @@ fn float_path(
     op: &'static str,
 ) -> Result<Tensor, RuntimeError> {
     let spec = &b.spec;
-    let u = quantize_input(f32s(op, x, INPUT_X)?, c.scale, c.zero, spec.act_bits);
+    let u = quantize_input(f32s(op, x, INPUT_X)?, &c.act);
     let xhat = make(
         op,
         x.shape().to_vec(),
@@ -592,17 +551,5 @@ mod tests {
         let b = vec![-384i16; n];
         assert_eq!(dot(pick_dot(), &a, &b, chunk), 128 * 384 * n as i64);
         assert_eq!(safe_chunk(1, 2), (i32::MAX as i64 / 6) as usize);
-    }
-
-    #[test]
-    fn input_quantization_rounds_half_to_even_and_clamps() {
-        // scale 0.5, zero 3: x/scale = 0.5 → 0, 1.5 → 2, 2.5 → 2, -0.5 → -0; clamp at 127.
-        let u = quantize_input(
-            &[0.25, 0.75, 1.25, -0.25, 1000.0, -1000.0, f32::NAN],
-            0.5,
-            3.0,
-            8,
-        );
-        assert_eq!(u, vec![0, 2, 2, 0, 124, -131, 0]);
     }
 }

@@ -3,11 +3,11 @@
 //! with 32-bit partial sums (the prelude's `bp_dot`); only the per-channel epilogue uses
 //! float, which an FPU-less core runs in soft-float.
 
-use super::{Layout, TargetSpec};
+use super::{TargetSpec, WeightLayout};
 
 pub(super) const SPEC: TargetSpec = TargetSpec {
     name: "armv7m",
-    layout: Layout::Planes,
+    layout: WeightLayout::Planes,
     includes: &[],
     kernels: "",
 };

@@ -1,10 +1,10 @@
 //! `generic`: portable scalar C99 over unpacked int8 codes (see `generic.c`).
 
-use super::{Layout, TargetSpec};
+use super::{TargetSpec, WeightLayout};
 
 pub(super) const SPEC: TargetSpec = TargetSpec {
     name: "generic",
-    layout: Layout::Codes,
+    layout: WeightLayout::Codes,
     includes: &[],
     kernels: include_str!("generic.c"),
 };

@@ -9,6 +9,8 @@ mod x86_64_v3;
 use std::fmt;
 use std::str::FromStr;
 
+pub use strata_lower::WeightLayout;
+
 /// The machine the emitted C is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Target {
@@ -24,25 +26,15 @@ pub enum Target {
     Armv7m,
 }
 
-/// How a target stores the weights of bit-plane layers; both hold exactly planes `0..K-1`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Layout {
-    /// The planes themselves as little-endian `u64` words (`K/8` bytes per weight).
-    Planes,
-    /// The `K`-plane codes rebuilt from the planes, one `int8` per weight, in blocks of 16
-    /// output channels × 2 input channels per kernel tap.
-    Codes,
-}
-
 /// What the emitter needs from a target.
 pub(crate) struct TargetSpec {
     /// The name `--target` takes.
     pub name: &'static str,
-    pub layout: Layout,
+    pub layout: WeightLayout,
     /// Extra headers the kernels need (intrinsics).
     pub includes: &'static [&'static str],
     /// C text defining `BQ_PT` (output positions per tile), `bq_quant`, `bq_tile`, `bq_tile1`
-    /// (for [`Layout::Codes`]), in sections `kcommon`, `ktile`, `ktile1`.
+    /// (for [`WeightLayout::Codes`]), in sections `kcommon`, `ktile`, `ktile1`.
     pub kernels: &'static str,
 }
 
@@ -62,6 +54,11 @@ impl Target {
             Target::Aarch64 => &aarch64::SPEC,
             Target::Armv7m => &armv7m::SPEC,
         }
+    }
+
+    /// How the target stores bit-plane weights: what the lowering lays them out as.
+    pub fn layout(self) -> WeightLayout {
+        self.spec().layout
     }
 
     /// The name used on the command line and in the generated files.

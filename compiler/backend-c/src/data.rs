@@ -1,0 +1,136 @@
+//! The constant data: each bit-plane layer's weights (in the lowering's layout), side tables,
+//! layer and geometry structs, and the constant operands, in step order.
+
+use std::fmt::Write as _;
+
+use strata_lower::{CodeBlocks, ConvGeometry, Kernel, Layer, Lowered, Operand, Weights};
+
+use crate::text::{c_float, comment_safe, float_array, unsigned_init};
+
+/// The C name of the constant operand of step `step`.
+pub(crate) fn constant_name(step: usize) -> String {
+    format!("K{step}")
+}
+
+/// Every layer's and constant's arrays, in the order their steps run.
+pub(crate) fn print(l: &Lowered) -> String {
+    let mut d = String::new();
+    for (i, st) in l.steps.iter().enumerate() {
+        match &st.kernel {
+            Kernel::BitplaneConv { layer, .. } | Kernel::BitplaneLinear { layer, .. } => {
+                print_layer(&mut d, *layer, &l.layers[*layer]);
+            }
+            Kernel::Binary {
+                b: Operand::Const(k),
+                ..
+            } => {
+                let _ = writeln!(d, "/* constant operand of `{}` */", comment_safe(&st.node));
+                float_array(&mut d, &constant_name(i), &l.constants[*k].values);
+                d.push('\n');
+            }
+            Kernel::Binary {
+                b: Operand::Act(_), ..
+            }
+            | Kernel::Relu { .. }
+            | Kernel::Pool { .. }
+            | Kernel::GlobalAvg { .. } => {}
+        }
+    }
+    d
+}
+
+/// Layer `i`: weights `P`/`W` (+ tap offsets `T`), side tables `AL BE BI AC`, counts `CN`,
+/// the layer struct `L` and the convolution struct `G`.
+fn print_layer(d: &mut String, i: usize, layer: &Layer) {
+    let _ = writeln!(
+        d,
+        "/* layer {i}: `{}` ({}) */",
+        comment_safe(&layer.node),
+        layer.op
+    );
+    match &layer.weights {
+        Weights::Planes { bytes, .. } => planes(d, i, bytes),
+        Weights::Codes(b) => codes(d, i, b),
+    }
+    float_array(d, &format!("AL{i}"), &layer.alpha);
+    float_array(d, &format!("BE{i}"), &layer.beta);
+    float_array(d, &format!("BI{i}"), &layer.bias);
+    float_array(d, &format!("AC{i}"), &layer.act);
+    let cs: Vec<String> = layer.counts.iter().map(|c| format!("{c}u")).collect();
+    let _ = writeln!(
+        d,
+        "static const uint8_t CN{i}[{}] = {{{}}};",
+        cs.len(),
+        cs.join(", ")
+    );
+    let (lo, hi) = (c_float(layer.act_limits.0), c_float(layer.act_limits.1));
+    let (n, r, cols) = (layer.counts.len(), layer.rows, layer.cols);
+    match &layer.weights {
+        Weights::Planes { words_per_row, .. } => {
+            let _ = writeln!(
+                d,
+                "static const bp_layer L{i} = {{P{i}, AL{i}, BE{i}, BI{i}, AC{i}, CN{i}, {n}u, {r}u, {cols}u, {words_per_row}u, {lo}, {hi}}};"
+            );
+        }
+        Weights::Codes(b) => {
+            let (mb, taps, cpairs, k) = (b.row_blocks, b.taps, b.channel_pairs, layer.k);
+            let _ = writeln!(
+                d,
+                "static const bq_layer L{i} = {{W{i}, AL{i}, BE{i}, BI{i}, AC{i}, CN{i}, T{i}, {n}u, {r}u, {k}u, {mb}u, {taps}u, {cpairs}u, {cols}u, {lo}, {hi}}};"
+            );
+        }
+    }
+    if let Some(g) = &layer.conv {
+        geometry(d, i, g, &layer.weights);
+    }
+    d.push('\n');
+}
+
+/// The kept planes as `uint64_t P{i}[]`, four words a line.
+fn planes(d: &mut String, i: usize, bytes: &[u8]) {
+    let _ = write!(d, "static const uint64_t P{i}[{}] = {{", bytes.len() / 8);
+    for (n, w) in bytes.chunks_exact(8).enumerate() {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        d.push_str(if n % 4 == 0 { "\n    " } else { " " });
+        let _ = write!(d, "0x{:016x}u,", u64::from_le_bytes(a));
+    }
+    d.push_str("\n};\n");
+}
+
+/// The blocked codes as `int8_t W{i}[]` (32 a line) and the tap offsets `T{i}`.
+fn codes(d: &mut String, i: usize, b: &CodeBlocks) {
+    let _ = write!(d, "static const int8_t W{i}[{}] = {{", b.codes.len());
+    for (n, v) in b.codes.iter().enumerate() {
+        d.push_str(if n % 32 == 0 { "\n    " } else { " " });
+        let _ = write!(d, "{v},");
+    }
+    d.push_str("\n};\n");
+    let ts: Vec<String> = b.tap_offsets.iter().map(|t| format!("{t}u")).collect();
+    let _ = writeln!(
+        d,
+        "static const uint32_t T{i}[{}] = {{{}}};",
+        ts.len(),
+        ts.join(", ")
+    );
+}
+
+/// `bp_conv G{i}` (packed planes) or `bq_conv G{i}` (codes, with the padded input a
+/// code-layout convolution always has), in the field order of the prelude's structs.
+fn geometry(d: &mut String, i: usize, g: &ConvGeometry, weights: &Weights) {
+    let v = g.values();
+    let (ty, f) = match weights {
+        // `bq_conv` adds the padded input's size before the group and im2col after it.
+        Weights::Codes(CodeBlocks {
+            padded: Some(p), ..
+        }) => {
+            let (head, group) = v.split_at(v.len() - 1);
+            let f = [head, &[p.height, p.width], group, &[p.im2col as usize]].concat();
+            ("bq_conv", f)
+        }
+        Weights::Codes(CodeBlocks { padded: None, .. }) | Weights::Planes { .. } => {
+            ("bp_conv", v.to_vec())
+        }
+    };
+    let _ = writeln!(d, "static const {ty} G{i} = {};", unsigned_init(&f));
+}

@@ -1,0 +1,309 @@
+//! One bit-plane layer lowered at its plane count: the validated view from
+//! [`Bitplane::resolve`] for every plane count it keeps, its geometry, and its weights in the
+//! chosen layout with the scratch its kernel needs.
+
+use strata_ir::ops::bitplane::{Bitplane, BitplaneKernel};
+use strata_ir::quant::{ResolveError, ResolvedLayer};
+use strata_ir::{Op, Tensor};
+
+use crate::error::unsupported;
+use crate::{ConvGeometry, LowerError, Scratch, WeightLayout};
+
+/// Convolutions with fewer input channels per group than this use im2col on the code layout:
+/// channel pairs would otherwise be mostly zero padding.
+const COL_BELOW_CHANNELS: usize = 8;
+
+/// Largest `|u| = |x_q − zero|` of 8-bit activations (`2^7 + 2^8`), and `|q_k|` of 8-bit
+/// codes: the bounds the kernels' int32 sums are sized by.
+const MAX_U: usize = 384;
+const MAX_Q: usize = 128;
+
+/// A bit-plane layer as a backend emits it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layer {
+    /// The node name.
+    pub node: String,
+    /// The op's mnemonic (`bitplane_conv`, `bitplane_linear`).
+    pub op: &'static str,
+    /// The plane count it keeps and runs at by default.
+    pub k: u8,
+    /// The plane counts `≤ k` with a side table, ascending: what it can run at.
+    pub counts: Vec<u8>,
+    /// `R` output channels, `K` reduction length.
+    pub rows: usize,
+    pub cols: usize,
+    /// Side tables, one row per count: `alpha`, `beta`, `bias` (`[counts, rows]`) and `act`
+    /// (`[counts, 2]`: scale, zero point).
+    pub alpha: Vec<f32>,
+    pub beta: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub act: Vec<f32>,
+    /// The activation code range `(-2^(A-1), 2^(A-1) - 1)`.
+    pub act_limits: (f32, f32),
+    /// The convolution's geometry; `None` for a linear layer.
+    pub conv: Option<ConvGeometry>,
+    pub weights: Weights,
+}
+
+/// A layer's weights in its layout.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Weights {
+    /// Planes `0..k` exactly as stored: `[k, rows, words_per_row]` little-endian `u64` words.
+    Planes {
+        bytes: Vec<u8>,
+        words_per_row: usize,
+    },
+    Codes(CodeBlocks),
+}
+
+/// The `k`-plane codes in blocks of 16 output channels × 2 input channels per kernel tap:
+/// `[group][row_blocks][taps][channel_pairs][16][2]` int8, zero padded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CodeBlocks {
+    pub codes: Vec<i8>,
+    /// 16-row blocks per group.
+    pub row_blocks: usize,
+    /// Kernel taps per block row (1 for linear layers and im2col convolutions).
+    pub taps: usize,
+    /// Input channel pairs per tap.
+    pub channel_pairs: usize,
+    /// Offset of each tap in the padded input, in pixels.
+    pub tap_offsets: Vec<usize>,
+    /// Convolutions: the padded input the kernel reads.
+    pub padded: Option<PaddedInput>,
+}
+
+/// The zero-padded input of a code-layout convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaddedInput {
+    pub height: usize,
+    pub width: usize,
+    /// The receptive fields are gathered (im2col) instead of read through tap offsets.
+    pub im2col: bool,
+}
+
+impl Layer {
+    /// Its constant data: the weights (with tap offsets) and the side tables of every count.
+    pub fn weight_bytes(&self) -> u64 {
+        let weights = match &self.weights {
+            Weights::Planes { bytes, .. } => bytes.len(),
+            Weights::Codes(c) => c.codes.len() + 4 * c.tap_offsets.len(),
+        };
+        let n = self.counts.len();
+        (weights + 4 * (3 * self.rows + 2) * n + n) as u64
+    }
+}
+
+/// A layer with what it adds to the program's totals.
+pub(crate) struct LayerLowering {
+    pub layer: Layer,
+    pub scratch: Scratch,
+    pub macs: u64,
+}
+
+/// Lowers bit-plane node `node` at `k` planes: `weights` are its constant inputs (planes,
+/// alpha, beta, bias, act), `x` and `y` the batch-1 input and output shapes.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn lower_layer(
+    b: &Bitplane,
+    node: &str,
+    op: &Op,
+    weights: &[&Tensor],
+    k: u8,
+    x: &[usize],
+    y: &[usize],
+    layout: WeightLayout,
+) -> Result<LayerLowering, LowerError> {
+    let spec = &b.spec;
+    let resolve_err = |e: ResolveError| match e {
+        ResolveError::NoSideTable { k, .. }
+        | ResolveError::PlanesUnavailable { k, .. }
+        | ResolveError::Activation { k, .. } => LowerError::Planes {
+            node: node.to_string(),
+            planes: k,
+            reason: e.to_string(),
+        },
+        ResolveError::Spec(_)
+        | ResolveError::Arity { .. }
+        | ResolveError::DType { .. }
+        | ResolveError::SideTable { .. }
+        | ResolveError::Layout(_) => unsupported(node, op, e.to_string()),
+    };
+    let layer = b.resolve(weights, k).map_err(resolve_err)?;
+    let (rows, cols) = (spec.rows, spec.cols);
+    // Each plane's partial sum Σ bit·u is kept in int32.
+    if cols > (i32::MAX as usize) / MAX_U {
+        return Err(unsupported(
+            node,
+            op,
+            format!("{cols} columns overflow int32 sums"),
+        ));
+    }
+    // The side tables of every plane count up to `k`, each validated.
+    let tables = spec
+        .plane_counts
+        .iter()
+        .filter(|&&c| c <= k)
+        .map(|&c| b.resolve(weights, c).map_err(resolve_err))
+        .collect::<Result<Vec<_>, _>>()?;
+    let rows_of = |f: &dyn Fn(&ResolvedLayer) -> Vec<f32>| -> Vec<f32> {
+        tables.iter().flat_map(f).collect()
+    };
+    let conv = match &b.kernel {
+        BitplaneKernel::Linear => None,
+        BitplaneKernel::Conv(c) => {
+            Some(ConvGeometry::new(c, x, y).map_err(|reason| unsupported(node, op, reason))?)
+        }
+    };
+    let macs = match &conv {
+        None => (rows as u64).saturating_mul(cols as u64),
+        Some(g) => (g.out_channels as u64)
+            .saturating_mul(g.positions() as u64)
+            .saturating_mul(cols as u64),
+    };
+    let (weights, scratch) = match layout {
+        WeightLayout::Planes => {
+            let input = match &conv {
+                Some(_) => x.iter().product(),
+                None => cols,
+            };
+            let scratch = Scratch {
+                input,
+                column: if conv.is_some() { cols } else { 0 },
+                ..Scratch::default()
+            };
+            let words_per_row = strata_ir::quant::row_bytes(cols) / 8;
+            let bytes = layer.planes.to_vec();
+            (
+                Weights::Planes {
+                    bytes,
+                    words_per_row,
+                },
+                scratch,
+            )
+        }
+        WeightLayout::Codes => {
+            // The codes' exact dot products are kept in int32.
+            if cols > (i32::MAX as usize) / (MAX_Q * MAX_U) {
+                return Err(unsupported(
+                    node,
+                    op,
+                    format!("{cols} columns overflow int32 sums"),
+                ));
+            }
+            let codes = layer
+                .codes()
+                .map_err(|e| unsupported(node, op, format!("planes: {e}")))?;
+            let (blocks, scratch) = code_blocks(&codes, rows, cols, conv.as_ref());
+            (Weights::Codes(blocks), scratch)
+        }
+    };
+    let act = |t: &ResolvedLayer| {
+        let q = t.act.params();
+        vec![q.scale, q.zero]
+    };
+    Ok(LayerLowering {
+        layer: Layer {
+            node: node.to_string(),
+            op: op.mnemonic(),
+            k,
+            counts: tables.iter().map(|t| t.k).collect(),
+            rows,
+            cols,
+            alpha: rows_of(&|t| t.alpha.to_vec()),
+            beta: rows_of(&|t| t.beta.to_vec()),
+            bias: rows_of(&|t| t.bias.to_vec()),
+            act: rows_of(&act),
+            act_limits: layer.act.limits(),
+            conv,
+            weights,
+        },
+        scratch,
+        macs,
+    })
+}
+
+/// The codes `[rows, cols]` (ONNX `OIHW` columns) in the blocked layout of [`CodeBlocks`],
+/// with the tap offsets, padded input and scratch of the kernel that reads them.
+fn code_blocks(
+    codes: &[i32],
+    rows: usize,
+    cols: usize,
+    conv: Option<&ConvGeometry>,
+) -> (CodeBlocks, Scratch) {
+    // Layers with few channels per group use im2col (one "tap" holding C/group·kh·kw
+    // channels).
+    let im2col = conv.is_some_and(|g| g.group_channels() < COL_BELOW_CHANNELS);
+    let (group, taps) = match conv {
+        Some(g) if !im2col => (g.group, g.kernel[0] * g.kernel[1]),
+        Some(g) => (g.group, 1),
+        None => (1, 1),
+    };
+    let mg = rows / group;
+    let cg = cols / taps;
+    let mb = mg.div_ceil(16);
+    let cpairs = cg.div_ceil(2);
+    let mut w = vec![0i8; group * mb * taps * cpairs * 32];
+    for gi in 0..group {
+        for m in 0..mg {
+            let (b, rr) = (m / 16, m % 16);
+            let row = &codes[(gi * mg + m) * cols..(gi * mg + m + 1) * cols];
+            for ci in 0..cg {
+                for t in 0..taps {
+                    let at =
+                        ((((gi * mb + b) * taps + t) * cpairs + ci / 2) * 16 + rr) * 2 + ci % 2;
+                    // |q_k| <= 128 and q_k >= -128: the codes are int8.
+                    w[at] = row[ci * taps + t] as i8;
+                }
+            }
+        }
+    }
+    let pair_channels = 2 * cpairs;
+    let mut scratch = Scratch {
+        rows,
+        ..Scratch::default()
+    };
+    let (tap_offsets, padded) = match conv {
+        Some(g) => {
+            let [kh, kw] = g.kernel;
+            let [sh, sw] = g.strides;
+            let [dh, dw] = g.dilations;
+            let hp = (g.height + g.pads[0]).max((g.out_height.max(1) - 1) * sh + (kh - 1) * dh + 1);
+            let wp = (g.width + g.pads[1]).max((g.out_width.max(1) - 1) * sw + (kw - 1) * dw + 1);
+            let offsets: Vec<usize> = if im2col {
+                vec![0]
+            } else {
+                (0..kh)
+                    .flat_map(|a| (0..kw).map(move |bb| a * dh * wp + bb * dw))
+                    .collect()
+            };
+            scratch.quantized = g.channels * g.height * g.width;
+            if im2col {
+                scratch.padded = g.positions() * pair_channels;
+            } else {
+                scratch.padded = hp * wp * pair_channels * group;
+                scratch.pixel_sums = hp * wp;
+            }
+            scratch.position_sums = g.positions();
+            let padded = PaddedInput {
+                height: hp,
+                width: wp,
+                im2col,
+            };
+            (offsets, Some(padded))
+        }
+        None => {
+            scratch.padded = pair_channels;
+            (vec![0], None)
+        }
+    };
+    let blocks = CodeBlocks {
+        codes: w,
+        row_blocks: mb,
+        taps,
+        channel_pairs: cpairs,
+        tap_offsets,
+        padded,
+    };
+    (blocks, scratch)
+}

@@ -1,0 +1,267 @@
+//! The backend-neutral lowering: a quantized graph (batch 1) becomes a [`Lowered`] program —
+//! bit-plane layers with their weights in a chosen [`WeightLayout`], typed kernel [`Step`]s
+//! over planned arena buffers, and every size a device budget needs — before anything is
+//! printed. Every decision that does not depend on the output language is taken here: which
+//! plane count each layer keeps, which Relus fuse into a layer's epilogue, which values alias
+//! another's storage, where each buffer lives in the arena, how the weights are laid out and
+//! how much scratch the kernels need. A backend (the C printer, later MLIR) only prints it,
+//! and byte counts (the manifest, the mixed-precision budget) are read from it without
+//! printing (as Cranelift lowers to machine instructions before `emit`).
+
+mod error;
+mod geometry;
+mod layer;
+pub mod planner;
+#[cfg(test)]
+mod tests;
+mod walk;
+
+pub use error::LowerError;
+pub use geometry::{ConvGeometry, PoolGeometry};
+pub use layer::{CodeBlocks, Layer, PaddedInput, Weights};
+pub use planner::{Buffer, Plan};
+pub use walk::lower;
+
+/// How bit-plane weights are stored; both hold exactly planes `0..k` of each layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WeightLayout {
+    /// The planes themselves as little-endian `u64` words (`k/8` bytes per weight): the
+    /// size is the information kept.
+    Planes,
+    /// The `k`-plane codes rebuilt from the planes, one `int8` per weight, in blocks of 16
+    /// output channels × 2 input channels per kernel tap (fast SIMD dot products).
+    Codes,
+}
+
+impl WeightLayout {
+    /// Whether a layer's kernel can apply a following Relu in its epilogue. The code-layout
+    /// kernels take a flag; the packed-plane kernels do not.
+    pub fn fuses_relu(self) -> bool {
+        matches!(self, WeightLayout::Codes)
+    }
+}
+
+/// What to lower.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LowerOptions {
+    /// `K`: planes kept in the weights and the default plane count of every layer.
+    pub planes: u8,
+    /// Mixed precision: the plane count of each bit-plane layer (in [`layer_names`] order),
+    /// each `<= planes`; layer `i` keeps only its first `k_i` planes.
+    pub layer_planes: Option<Vec<u8>>,
+    /// How the weights are stored.
+    pub layout: WeightLayout,
+}
+
+/// Where a value lives at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loc {
+    /// The caller's input buffer (read-only).
+    Input,
+    /// An arena buffer (an index into [`Lowered::buffers`]).
+    Buf(usize),
+}
+
+/// One kernel invocation, writing the fresh buffer `y`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// The graph node it computes.
+    pub node: String,
+    pub kernel: Kernel,
+    /// The output buffer (an index into [`Lowered::buffers`]).
+    pub y: usize,
+}
+
+/// What a step computes, with its operands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kernel {
+    /// Bit-plane layer `layer` (a 2-D convolution), with a Relu fused into its epilogue
+    /// when `relu`.
+    BitplaneConv { layer: usize, x: Loc, relu: bool },
+    /// Bit-plane layer `layer` (a linear layer), likewise.
+    BitplaneLinear { layer: usize, x: Loc, relu: bool },
+    /// `y = max(x, 0)` over `n` elements.
+    Relu { x: Loc, n: usize },
+    /// 2-D max (`max`) or average pooling.
+    Pool {
+        x: Loc,
+        geometry: PoolGeometry,
+        max: bool,
+    },
+    /// Mean over `area` elements of each of `planes` planes.
+    GlobalAvg { x: Loc, planes: usize, area: usize },
+    /// `y = a + b` (or `a · b` when `mul`) over `n` elements; a one-element constant `b`
+    /// broadcasts.
+    Binary {
+        a: Loc,
+        b: Operand,
+        n: usize,
+        mul: bool,
+    },
+}
+
+impl Kernel {
+    /// The bit-plane layer a step runs, if any.
+    pub fn layer(&self) -> Option<usize> {
+        match *self {
+            Kernel::BitplaneConv { layer, .. } | Kernel::BitplaneLinear { layer, .. } => {
+                Some(layer)
+            }
+            Kernel::Relu { .. }
+            | Kernel::Pool { .. }
+            | Kernel::GlobalAvg { .. }
+            | Kernel::Binary { .. } => None,
+        }
+    }
+}
+
+/// The second operand of a binary step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operand {
+    Act(Loc),
+    /// A constant (an index into [`Lowered::constants`]).
+    Const(usize),
+}
+
+/// A constant operand, stored with the weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Constant {
+    /// The node that reads it.
+    pub node: String,
+    pub values: Vec<f32>,
+}
+
+/// A value that shares another value's storage instead of getting a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AliasKind {
+    /// Flatten, Reshape, Identity: the same elements in the same order.
+    View,
+    /// A Relu applied in the epilogue of step `step`.
+    FusedRelu { step: usize },
+}
+
+/// A node whose output aliases `of`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alias {
+    pub node: String,
+    pub of: Loc,
+    pub kind: AliasKind,
+}
+
+/// Static scratch the kernels need, in elements (the largest over the layers using it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Scratch {
+    /// Packed planes: the quantized input, int16.
+    pub input: usize,
+    /// Packed planes: one receptive field of a convolution, int16.
+    pub column: usize,
+    /// Code layout: the quantized input, int16.
+    pub quantized: usize,
+    /// Code layout: the padded channel-pair input or the im2col rows, int16.
+    pub padded: usize,
+    /// Code layout: per-pixel sums of the padded input, int32.
+    pub pixel_sums: usize,
+    /// Code layout: per-position sums of a receptive field, int32.
+    pub position_sums: usize,
+    /// Code layout: the widest layer's output channels (two float folded-scale rows).
+    pub rows: usize,
+}
+
+impl Scratch {
+    /// Total bytes of all scratch arrays.
+    pub fn bytes(&self) -> usize {
+        2 * (self.input + self.column + self.quantized + self.padded)
+            + 4 * (self.pixel_sums + self.position_sums + 2 * self.rows)
+    }
+
+    /// The element-wise maximum: scratch is shared by all layers.
+    pub(crate) fn max(self, o: Scratch) -> Scratch {
+        Scratch {
+            input: self.input.max(o.input),
+            column: self.column.max(o.column),
+            quantized: self.quantized.max(o.quantized),
+            padded: self.padded.max(o.padded),
+            pixel_sums: self.pixel_sums.max(o.pixel_sums),
+            position_sums: self.position_sums.max(o.position_sums),
+            rows: self.rows.max(o.rows),
+        }
+    }
+}
+
+/// A graph lowered for one weight layout and one choice of plane counts (see the crate doc).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lowered {
+    /// The graph's name.
+    pub graph: String,
+    /// `K`: the largest plane count kept (and the default of every layer without
+    /// `layer_planes`).
+    pub planes: u8,
+    /// The per-layer default plane counts of a mixed-precision lowering.
+    pub layer_planes: Option<Vec<u8>>,
+    pub layout: WeightLayout,
+    /// Batch-1 shapes of the one input and the one output.
+    pub input_shape: Vec<usize>,
+    pub output_shape: Vec<usize>,
+    /// Where the output is when the last step has run.
+    pub output: Loc,
+    /// The bit-plane layers, in `planes_per_layer` order.
+    pub layers: Vec<Layer>,
+    pub constants: Vec<Constant>,
+    /// The kernels in execution order.
+    pub steps: Vec<Step>,
+    /// Arena buffers with their lifetimes (in graph steps), and where the planner put them.
+    pub buffers: Vec<Buffer>,
+    pub arena: Plan,
+    pub aliases: Vec<Alias>,
+    pub scratch: Scratch,
+    /// Multiply-accumulates of the bit-plane layers per inference.
+    pub macs: u64,
+}
+
+impl Lowered {
+    /// Input elements.
+    pub fn input_size(&self) -> usize {
+        self.input_shape.iter().product()
+    }
+
+    /// Output elements.
+    pub fn output_size(&self) -> usize {
+        self.output_shape.iter().product()
+    }
+
+    /// Constant data: every layer's weights and side tables, and the constant operands.
+    pub fn weight_bytes(&self) -> u64 {
+        let layers: u64 = self.layers.iter().map(Layer::weight_bytes).sum();
+        let constants: usize = self.constants.iter().map(|c| 4 * c.values.len()).sum();
+        layers + constants as u64
+    }
+
+    /// The static f32 activation arena.
+    pub fn arena_bytes(&self) -> u64 {
+        4 * self.arena.total as u64
+    }
+
+    /// The kernels' static scratch; RAM = arena + scratch.
+    pub fn scratch_bytes(&self) -> u64 {
+        self.scratch.bytes() as u64
+    }
+
+    /// Arena offset (in f32 elements) of buffer `b`.
+    pub fn offset(&self, b: usize) -> usize {
+        self.arena.offsets[b]
+    }
+}
+
+/// The bit-plane layers in the order `planes_per_layer` indexes them (the graph's
+/// topological order), so a per-layer choice by node name can be turned into
+/// [`LowerOptions::layer_planes`].
+pub fn layer_names(graph: &strata_ir::Graph) -> Result<Vec<String>, LowerError> {
+    let mut names = Vec::new();
+    for id in graph.topo_order()? {
+        let node = graph.node(id)?;
+        if let strata_ir::NodeKind::Op(strata_ir::Op::Bitplane(_)) = &node.kind {
+            names.push(node.name.clone());
+        }
+    }
+    Ok(names)
+}

@@ -1,0 +1,465 @@
+//! Lowering decisions on small graphs: Relu fusion, aliasing and the arena, geometry, byte
+//! counts, per-layer plane counts and errors.
+
+use std::sync::Arc;
+
+use strata_ir::ops::elementwise::{BinaryOp, UnaryOp};
+use strata_ir::ops::pool::Pool;
+use strata_ir::ops::{Bitplane, BitplaneKernel, Conv, PlaneSpec};
+use strata_ir::quant::{midpoint_side, pack_planes, quantize_rows, row_bytes};
+use strata_ir::{DType, Graph, Op, Tensor, TensorData, TensorType, ValueRef};
+
+use crate::*;
+
+/// Constants `planes, alpha, beta, bias, act` of a `[rows, cols]` layer with side tables for
+/// 2, 4 and 8 planes.
+fn layer_consts(g: &mut Graph, name: &str, rows: usize, cols: usize) -> Vec<ValueRef> {
+    let w: Vec<f32> = (0..rows * cols)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+        .collect();
+    let (q, s) = quantize_rows(&w, rows, cols, 8).unwrap();
+    let planes = Tensor::new(
+        vec![8, rows, row_bytes(cols)],
+        TensorData::U8(pack_planes(&q, rows, cols, 8).unwrap()),
+    )
+    .unwrap();
+    let ks = [2u8, 4, 8];
+    let table = |f: &dyn Fn(usize, usize) -> f32| {
+        Tensor::from_f32(
+            vec![3, rows],
+            (0..3 * rows).map(|i| f(i / rows, i % rows)).collect(),
+        )
+        .unwrap()
+    };
+    let alpha = table(&|j, r| midpoint_side(s[r], 8, ks[j]).unwrap().0);
+    let beta = table(&|j, r| midpoint_side(s[r], 8, ks[j]).unwrap().1);
+    let bias = table(&|j, r| 0.01 * (j * rows + r) as f32);
+    let act = Tensor::from_f32(vec![3, 2], vec![0.02, 0.0, 0.03, -3.0, 0.05, 1.0]).unwrap();
+    [
+        ("planes", planes),
+        ("alpha", alpha),
+        ("beta", beta),
+        ("bias", bias),
+        ("act", act),
+    ]
+    .into_iter()
+    .map(|(what, t)| g.add_constant(format!("{name}.{what}"), t))
+    .collect()
+}
+
+fn spec(rows: usize, cols: usize) -> PlaneSpec {
+    PlaneSpec {
+        bits: 8,
+        plane_counts: vec![2, 4, 8],
+        act_bits: 8,
+        rows,
+        cols,
+    }
+}
+
+fn conv(channels: usize, rows: usize, stride: usize) -> Bitplane {
+    Bitplane {
+        kernel: BitplaneKernel::Conv(Conv {
+            kernel: vec![3, 3],
+            strides: vec![stride, stride],
+            pads: vec![1, 1, 1, 1],
+            dilations: vec![1, 1],
+            group: 1,
+            has_bias: false,
+        }),
+        spec: spec(rows, channels * 9),
+    }
+}
+
+fn op(g: &mut Graph, name: &str, op: Op, ins: &[ValueRef]) -> ValueRef {
+    ValueRef::first(g.add_op_inferred(name, op, ins, vec![name.into()]).unwrap())
+}
+
+/// `x [1,4,6,6] → conv (6×36, stride 2) → relu → flatten → fc (3×54) → + c [1,3]`.
+fn net() -> Graph {
+    let mut g = Graph::new("net");
+    let x = g.add_input("x", TensorType::known(DType::F32, &[1, 4, 6, 6]));
+    let mut ins = vec![x];
+    ins.extend(layer_consts(&mut g, "conv", 6, 36));
+    let c = op(&mut g, "conv", Op::Bitplane(conv(4, 6, 2)), &ins);
+    let r = op(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[c]);
+    let f = op(&mut g, "flat", Op::Flatten { axis: 1 }, &[r]);
+    let mut ins = vec![f];
+    ins.extend(layer_consts(&mut g, "fc", 3, 54));
+    let fc = Bitplane {
+        kernel: BitplaneKernel::Linear,
+        spec: spec(3, 54),
+    };
+    let y = op(&mut g, "fc", Op::Bitplane(fc), &ins);
+    let k = g.add_constant(
+        "k",
+        Arc::new(Tensor::from_f32(vec![1, 3], vec![1.0, 2.0, 3.0]).unwrap()),
+    );
+    let out = op(&mut g, "add", Op::Binary(BinaryOp::Add), &[y, k]);
+    g.set_outputs(vec![out]);
+    g
+}
+
+fn options(planes: u8, layout: WeightLayout) -> LowerOptions {
+    LowerOptions {
+        planes,
+        layer_planes: None,
+        layout,
+    }
+}
+
+#[test]
+fn relu_fuses_into_the_code_layout_epilogue() {
+    let l = lower(&net(), &options(4, WeightLayout::Codes)).unwrap();
+    let kernels: Vec<&Kernel> = l.steps.iter().map(|s| &s.kernel).collect();
+    assert!(matches!(
+        kernels.as_slice(),
+        [
+            Kernel::BitplaneConv {
+                layer: 0,
+                x: Loc::Input,
+                relu: true
+            },
+            Kernel::BitplaneLinear {
+                layer: 1,
+                x: Loc::Buf(0),
+                relu: false
+            },
+            Kernel::Binary {
+                a: Loc::Buf(1),
+                b: Operand::Const(0),
+                n: 3,
+                mul: false
+            },
+        ]
+    ));
+    let kinds: Vec<(&str, AliasKind)> = l
+        .aliases
+        .iter()
+        .map(|a| (a.node.as_str(), a.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("relu", AliasKind::FusedRelu { step: 0 }),
+            ("flat", AliasKind::View)
+        ]
+    );
+    assert!(l.aliases.iter().all(|a| a.of == Loc::Buf(0)));
+    assert_eq!(l.output, Loc::Buf(2));
+    assert_eq!(l.constants[0].values, [1.0, 2.0, 3.0]);
+}
+
+#[test]
+fn packed_planes_keep_a_relu_step() {
+    let l = lower(&net(), &options(4, WeightLayout::Planes)).unwrap();
+    let kernels: Vec<&Kernel> = l.steps.iter().map(|s| &s.kernel).collect();
+    assert!(matches!(
+        kernels.as_slice(),
+        [
+            Kernel::BitplaneConv { relu: false, .. },
+            Kernel::Relu {
+                x: Loc::Buf(0),
+                n: 54
+            },
+            Kernel::BitplaneLinear {
+                x: Loc::Buf(1),
+                relu: false,
+                ..
+            },
+            Kernel::Binary { .. },
+        ]
+    ));
+    assert_eq!(l.aliases.len(), 1);
+    assert_eq!(l.aliases[0].of, Loc::Buf(1));
+}
+
+#[test]
+fn a_relu_with_a_sibling_reader_is_not_fused() {
+    // conv → relu, and conv → add(relu, conv): the conv output is needed unrectified.
+    let mut g = Graph::new("two");
+    let x = g.add_input("x", TensorType::known(DType::F32, &[1, 4, 6, 6]));
+    let mut ins = vec![x];
+    ins.extend(layer_consts(&mut g, "conv", 6, 36));
+    let c = op(&mut g, "conv", Op::Bitplane(conv(4, 6, 2)), &ins);
+    let r = op(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[c]);
+    let s = op(&mut g, "sum", Op::Binary(BinaryOp::Add), &[r, c]);
+    g.set_outputs(vec![s]);
+    let l = lower(&g, &options(8, WeightLayout::Codes)).unwrap();
+    assert!(matches!(
+        l.steps[1].kernel,
+        Kernel::Relu { x: Loc::Buf(0), .. }
+    ));
+    assert!(matches!(
+        l.steps[2].kernel,
+        Kernel::Binary {
+            a: Loc::Buf(1),
+            b: Operand::Act(Loc::Buf(0)),
+            ..
+        }
+    ));
+    assert!(l.aliases.is_empty());
+}
+
+#[test]
+fn buffers_live_from_writer_to_last_reader_and_share_the_arena() {
+    // Packed planes: conv 54 | relu 54 | fc 3 | add 3. The relu buffer lives until fc (read
+    // through the flatten alias); fc's output can reuse the conv buffer's memory.
+    let g = net();
+    let l = lower(&g, &options(4, WeightLayout::Planes)).unwrap();
+    let sizes: Vec<usize> = l.buffers.iter().map(|b| b.size).collect();
+    assert_eq!(sizes, [54, 54, 3, 3]);
+    let step_of = |i: usize| l.buffers[l.steps[i].y].first;
+    assert_eq!(l.buffers[1].last, step_of(2), "relu output read by fc");
+    let nodes = g.node_ids().count();
+    assert_eq!(l.buffers[3].last, nodes, "output kept past the last step");
+    assert_eq!(l.arena.offsets, [0, 56, 0, 4]);
+    assert_eq!(l.arena_bytes(), 4 * 110);
+    // Codes: the fused relu writes nothing; conv's buffer lives until fc reads it.
+    let l = lower(&net(), &options(4, WeightLayout::Codes)).unwrap();
+    assert_eq!(l.arena.offsets, [0, 56, 0]);
+    assert_eq!(l.arena_bytes(), 4 * 59);
+    assert_eq!((l.input_size(), l.output_size()), (144, 3));
+    assert_eq!(l.output_shape, [1, 3]);
+}
+
+#[test]
+fn conv_and_pool_geometry() {
+    let l = lower(&net(), &options(8, WeightLayout::Planes)).unwrap();
+    let g = l.layers[0].conv.unwrap();
+    assert_eq!(
+        g,
+        ConvGeometry {
+            channels: 4,
+            height: 6,
+            width: 6,
+            out_channels: 6,
+            out_height: 3,
+            out_width: 3,
+            kernel: [3, 3],
+            strides: [2, 2],
+            pads: [1, 1],
+            dilations: [1, 1],
+            group: 1,
+        }
+    );
+    assert_eq!((g.group_channels(), g.positions()), (4, 9));
+    assert_eq!(g.values(), [4, 6, 6, 6, 3, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1]);
+    assert_eq!(l.layers[1].conv, None);
+    let c = Conv {
+        kernel: vec![3],
+        strides: vec![1],
+        pads: vec![0, 0],
+        dilations: vec![1],
+        group: 1,
+        has_bias: false,
+    };
+    assert!(ConvGeometry::new(&c, &[1, 2, 8], &[1, 2, 6]).is_err());
+    let p = Pool {
+        kernel: vec![2, 3],
+        strides: vec![2, 1],
+        pads: vec![0, 1, 1, 0],
+        dilations: vec![1, 1],
+        ceil_mode: false,
+        count_include_pad: true,
+    };
+    let pg = PoolGeometry::new(&p, &[1, 5, 9, 8], &[1, 5, 5, 8]).unwrap();
+    assert_eq!(
+        (
+            pg.channels,
+            pg.height,
+            pg.width,
+            pg.out_height,
+            pg.out_width
+        ),
+        (5, 9, 8, 5, 8)
+    );
+    assert_eq!(
+        (pg.kernel, pg.strides, pg.pads),
+        ([2, 3], [2, 1], [0, 1, 1, 0])
+    );
+    assert!(pg.count_include_pad);
+    assert_eq!(
+        pg.values(),
+        [5, 9, 8, 5, 8, 2, 3, 2, 1, 0, 1, 1, 0, 1, 1, 1]
+    );
+    assert!(PoolGeometry::new(&p, &[1, 5, 9], &[1, 5, 5]).is_err());
+}
+
+#[test]
+fn code_layout_taps_and_padding() {
+    // 8 channels per group: one tap per kernel position over a padded input (no im2col).
+    let mut g = Graph::new("taps");
+    let x = g.add_input("x", TensorType::known(DType::F32, &[1, 8, 5, 5]));
+    let mut ins = vec![x];
+    ins.extend(layer_consts(&mut g, "conv", 20, 72));
+    let c = op(&mut g, "conv", Op::Bitplane(conv(8, 20, 1)), &ins);
+    g.set_outputs(vec![c]);
+    let l = lower(&g, &options(8, WeightLayout::Codes)).unwrap();
+    let Weights::Codes(b) = &l.layers[0].weights else {
+        panic!("code layout")
+    };
+    assert_eq!((b.row_blocks, b.taps, b.channel_pairs), (2, 9, 4));
+    assert_eq!(b.codes.len(), 2 * 9 * 4 * 32);
+    assert_eq!(b.tap_offsets, [0, 1, 2, 7, 8, 9, 14, 15, 16]);
+    assert_eq!(
+        b.padded,
+        Some(PaddedInput {
+            height: 7,
+            width: 7,
+            im2col: false
+        })
+    );
+    // Row 17 lives in block 1 at row 1; its code at (channel 3, tap 4) is at
+    // [block 1][tap 4][pair 1][row 1][odd].
+    let TensorData::U8(bytes) = g.constant_value(ins[1]).unwrap().data() else {
+        panic!("u8 planes")
+    };
+    let q = strata_ir::quant::prefix_codes(bytes, 20, 72, 8).unwrap();
+    let at = (((9 + 4) * 4 + 1) * 16 + 1) * 2 + 1;
+    assert_eq!(b.codes[at] as i32, q[17 * 72 + 3 * 9 + 4]);
+    assert_eq!(
+        l.scratch,
+        Scratch {
+            quantized: 200,
+            padded: 7 * 7 * 8,
+            pixel_sums: 49,
+            position_sums: 25,
+            rows: 20,
+            ..Scratch::default()
+        }
+    );
+}
+
+#[test]
+fn byte_counts_macs_and_scratch() {
+    let g = net();
+    // Packed planes at K = 4 keep planes 0..3 and the tables of counts 2 and 4:
+    // conv 4·6·8 + 4·(3·6+2)·2 + 2 = 354, fc 4·3·8 + 4·(3·3+2)·2 + 2 = 186, constant 12.
+    let l = lower(&g, &options(4, WeightLayout::Planes)).unwrap();
+    let per_layer: Vec<(u8, &[u8], u64)> = l
+        .layers
+        .iter()
+        .map(|l| (l.k, l.counts.as_slice(), l.weight_bytes()))
+        .collect();
+    assert_eq!(per_layer, [(4, &[2u8, 4][..], 354), (4, &[2, 4][..], 186)]);
+    assert_eq!(l.weight_bytes(), 552);
+    assert_eq!(l.macs, 6 * 9 * 36 + 3 * 54);
+    assert_eq!(
+        l.scratch,
+        Scratch {
+            input: 144,
+            column: 36,
+            ..Scratch::default()
+        }
+    );
+    assert_eq!(l.scratch_bytes(), 2 * (144 + 36));
+    let Weights::Planes {
+        bytes,
+        words_per_row,
+    } = &l.layers[1].weights
+    else {
+        panic!("planes")
+    };
+    assert_eq!((bytes.len(), *words_per_row), (96, 1));
+    // At K = 8 every plane and every table is kept.
+    let l8 = lower(&g, &options(8, WeightLayout::Planes)).unwrap();
+    assert_eq!(l8.layers[0].weight_bytes(), 8 * 48 + 4 * 20 * 3 + 3);
+    // Codes (im2col for 4 channels): one int8 per weight in 16×2 blocks, plus one offset.
+    let l = lower(&g, &options(4, WeightLayout::Codes)).unwrap();
+    assert_eq!(l.layers[0].weight_bytes(), 18 * 32 + 4 + 162);
+    assert_eq!(l.layers[1].weight_bytes(), 27 * 32 + 4 + 90);
+    assert_eq!(l.weight_bytes(), 742 + 958 + 12);
+    assert_eq!(l.scratch_bytes(), 2 * (144 + 9 * 36) + 4 * (9 + 2 * 6));
+    // The side tables are the rows of the kept counts; the activation range is 8-bit.
+    assert_eq!(l.layers[1].act, [0.02, 0.0, 0.03, -3.0]);
+    assert_eq!(l.layers[1].act_limits, (-128.0, 127.0));
+    let bias: Vec<f32> = (0..6).map(|i| 0.01 * i as f32).collect();
+    assert_eq!(l.layers[1].bias, bias);
+}
+
+#[test]
+fn per_layer_plane_counts() {
+    let g = net();
+    assert_eq!(layer_names(&g).unwrap(), ["conv", "fc"]);
+    let mixed = |ks: Vec<u8>| {
+        lower(
+            &g,
+            &LowerOptions {
+                planes: 8,
+                layer_planes: Some(ks),
+                layout: WeightLayout::Planes,
+            },
+        )
+    };
+    let l = mixed(vec![2, 8]).unwrap();
+    assert_eq!((l.layers[0].k, l.layers[1].k), (2, 8));
+    assert_eq!(l.layers[0].counts, [2]);
+    assert_eq!(l.layers[0].weight_bytes(), 2 * 48 + 4 * 20 + 1);
+    assert!(matches!(
+        mixed(vec![2]),
+        Err(LowerError::LayerPlanes {
+            expected: 2,
+            got: 1
+        })
+    ));
+    assert!(matches!(
+        mixed(vec![2, 4, 8]),
+        Err(LowerError::LayerPlanes {
+            expected: 2,
+            got: 3
+        })
+    ));
+    assert!(matches!(
+        mixed(vec![0, 8]),
+        Err(LowerError::Planes { planes: 0, .. })
+    ));
+    // A count without a side table names the layer.
+    match mixed(vec![8, 3]) {
+        Err(LowerError::Planes {
+            node,
+            planes: 3,
+            reason,
+        }) => {
+            assert_eq!(node, "fc");
+            assert!(reason.contains("no side table"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn errors_name_the_node() {
+    let g = net();
+    assert!(matches!(
+        lower(&g, &options(9, WeightLayout::Planes)),
+        Err(LowerError::BadPlanes { planes: 9 })
+    ));
+    assert!(matches!(
+        lower(&g, &options(1, WeightLayout::Planes)),
+        Err(LowerError::Planes { planes: 1, .. })
+    ));
+    let mut s = Graph::new("s");
+    let x = s.add_input("x", TensorType::known(DType::F32, &[1, 4]));
+    let y = op(&mut s, "squash", Op::Unary(UnaryOp::Sigmoid), &[x]);
+    s.set_outputs(vec![y]);
+    match lower(&s, &options(4, WeightLayout::Codes)) {
+        Err(LowerError::UnsupportedOp { node, op }) => {
+            assert_eq!((node.as_str(), op), ("squash", "sigmoid"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // A constant operand that is neither a scalar nor full-size.
+    let mut s = Graph::new("s");
+    let x = s.add_input("x", TensorType::known(DType::F32, &[1, 2, 2]));
+    let c = s.add_constant(
+        "c",
+        Arc::new(Tensor::from_f32(vec![2, 1], vec![1.0, 2.0]).unwrap()),
+    );
+    let y = op(&mut s, "bcast", Op::Binary(BinaryOp::Add), &[x, c]);
+    s.set_outputs(vec![y]);
+    assert!(matches!(
+        lower(&s, &options(4, WeightLayout::Codes)),
+        Err(LowerError::Unsupported { node, op: "add", .. }) if node == "bcast"
+    ));
+}

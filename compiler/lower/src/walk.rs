@@ -1,0 +1,458 @@
+//! The graph walk: every op node in topological order becomes a step over arena buffers, an
+//! alias of an existing value, or an error naming the node. Relu fusion, aliasing and buffer
+//! lifetimes are decided here; the planner then places the buffers.
+
+use std::collections::HashMap;
+
+use strata_ir::ops::bitplane::{Bitplane, BitplaneKernel, INPUT_PLANES, INPUT_X, NUM_INPUTS};
+use strata_ir::ops::elementwise::{BinaryOp, UnaryOp};
+use strata_ir::ops::pool::{GlobalPoolKind, Pool};
+use strata_ir::{quant, DType, Graph, NodeId, NodeKind, Op, Tensor, ValueRef};
+
+use crate::error::unsupported;
+use crate::layer::lower_layer;
+use crate::planner::{plan, Buffer};
+use crate::{
+    Alias, AliasKind, Constant, Kernel, Layer, Loc, LowerError, LowerOptions, Lowered, Operand,
+    PoolGeometry, Scratch, Step,
+};
+
+/// Arena offsets are multiples of 4 floats (16 bytes), enough for any SIMD load a compiler
+/// may choose.
+const ALIGN: usize = 4;
+
+/// Lowers `graph` (batch 1) with `options`; see the crate doc.
+pub fn lower(graph: &Graph, options: &LowerOptions) -> Result<Lowered, LowerError> {
+    if !(1..=quant::MAX_BITS).contains(&options.planes) {
+        return Err(LowerError::BadPlanes {
+            planes: options.planes,
+        });
+    }
+    let (input, output) = match (graph.inputs(), graph.outputs()) {
+        ([i], [o]) => (*i, *o),
+        (i, o) => {
+            return Err(LowerError::Interface(format!(
+                "got {} inputs and {} outputs",
+                i.len(),
+                o.len()
+            )))
+        }
+    };
+    let in_ty = &graph.node(input)?.outputs[0].ty;
+    let out_ty = &graph.value(output)?.ty;
+    if in_ty.dtype != DType::F32 || out_ty.dtype != DType::F32 {
+        return Err(LowerError::Interface(format!(
+            "got {} input and {} output",
+            in_ty.dtype, out_ty.dtype
+        )));
+    }
+    let order = graph.topo_order()?;
+    let mut w = Walk {
+        graph,
+        options,
+        locs: HashMap::from([(ValueRef::first(input), Loc::Input)]),
+        uses: HashMap::new(),
+        layers: Vec::new(),
+        constants: Vec::new(),
+        steps: Vec::new(),
+        buffers: Vec::new(),
+        aliases: Vec::new(),
+        scratch: Scratch::default(),
+        macs: 0,
+    };
+    for &id in &order {
+        for v in graph.node_inputs(id) {
+            *w.uses.entry(v).or_default() += 1;
+        }
+    }
+    *w.uses.entry(output).or_default() += 1;
+    for (step, &id) in order.iter().enumerate() {
+        let node = graph.node(id)?;
+        if let NodeKind::Op(op) = &node.kind {
+            w.op(id, &node.name, op, step)?;
+        }
+    }
+    if let Some(per_layer) = &options.layer_planes {
+        if per_layer.len() != w.layers.len() {
+            return Err(LowerError::LayerPlanes {
+                expected: w.layers.len(),
+                got: per_layer.len(),
+            });
+        }
+    }
+    let out_loc = *w.locs.get(&output).ok_or_else(|| {
+        LowerError::Interface("the output is a constant (nothing to compute)".into())
+    })?;
+    // The output buffer survives every step: it is copied out after the last one.
+    if let Loc::Buf(b) = out_loc {
+        w.buffers[b].last = order.len();
+    }
+    let arena = plan(&w.buffers, ALIGN)
+        .ok_or_else(|| LowerError::Interface("the arena size overflows".into()))?;
+    Ok(Lowered {
+        graph: graph.name.clone(),
+        planes: options.planes,
+        layer_planes: options.layer_planes.clone(),
+        layout: options.layout,
+        input_shape: in_ty.shape.resolve(1),
+        output_shape: out_ty.shape.resolve(1),
+        output: out_loc,
+        layers: w.layers,
+        constants: w.constants,
+        steps: w.steps,
+        buffers: w.buffers,
+        arena,
+        aliases: w.aliases,
+        scratch: w.scratch,
+        macs: w.macs,
+    })
+}
+
+struct Walk<'g> {
+    graph: &'g Graph,
+    options: &'g LowerOptions,
+    locs: HashMap<ValueRef, Loc>,
+    /// How many ops (and graph outputs) read each value.
+    uses: HashMap<ValueRef, usize>,
+    layers: Vec<Layer>,
+    constants: Vec<Constant>,
+    steps: Vec<Step>,
+    buffers: Vec<Buffer>,
+    aliases: Vec<Alias>,
+    scratch: Scratch,
+    macs: u64,
+}
+
+impl<'g> Walk<'g> {
+    /// The activation location of `v`, extending its buffer's lifetime to `step`.
+    fn act(&mut self, v: ValueRef, step: usize, node: &str, op: &Op) -> Result<Loc, LowerError> {
+        let loc = *self.locs.get(&v).ok_or_else(|| {
+            unsupported(
+                node,
+                op,
+                "an activation input is a constant (fold it first)",
+            )
+        })?;
+        if let Loc::Buf(b) = loc {
+            self.buffers[b].last = self.buffers[b].last.max(step);
+        }
+        Ok(loc)
+    }
+
+    fn constant(
+        &self,
+        v: ValueRef,
+        node: &str,
+        op: &Op,
+        what: &str,
+    ) -> Result<&'g Tensor, LowerError> {
+        self.graph
+            .constant_value(v)
+            .map(|t| t.as_ref())
+            .ok_or_else(|| unsupported(node, op, format!("{what} must be a constant")))
+    }
+
+    /// Batch-1 shape of value `v`.
+    fn shape(&self, v: ValueRef) -> Result<Vec<usize>, LowerError> {
+        Ok(self.graph.value(v)?.ty.shape.resolve(1))
+    }
+
+    /// A fresh buffer of `size` floats written by `step`, holding node `id`'s output.
+    fn output(&mut self, id: NodeId, size: usize, step: usize) -> usize {
+        self.buffers.push(Buffer {
+            size,
+            first: step,
+            last: step,
+        });
+        let y = self.buffers.len() - 1;
+        self.locs.insert(ValueRef::first(id), Loc::Buf(y));
+        y
+    }
+
+    fn push(&mut self, node: &str, kernel: Kernel, y: usize) {
+        self.steps.push(Step {
+            node: node.to_string(),
+            kernel,
+            y,
+        });
+    }
+
+    /// `id`'s output shares `of`'s storage.
+    fn alias(&mut self, id: NodeId, node: &str, of: Loc, kind: AliasKind) {
+        self.locs.insert(ValueRef::first(id), of);
+        self.aliases.push(Alias {
+            node: node.to_string(),
+            of,
+            kind,
+        });
+    }
+
+    fn op(&mut self, id: NodeId, node: &str, op: &Op, step: usize) -> Result<(), LowerError> {
+        let ins = self.graph.node_inputs(id);
+        let out_ty = match self.graph.node(id)?.outputs.as_slice() {
+            [v] => v.ty.clone(),
+            _ => {
+                return Err(LowerError::UnsupportedOp {
+                    node: node.to_string(),
+                    op: op.mnemonic(),
+                })
+            }
+        };
+        let out_n: usize = out_ty.shape.resolve(1).iter().product();
+        if out_ty.dtype != DType::F32 {
+            return Err(unsupported(
+                node,
+                op,
+                format!("output is {}, not f32", out_ty.dtype),
+            ));
+        }
+        match op {
+            Op::Bitplane(b) => self.bitplane(id, node, op, b, step),
+            Op::Unary(UnaryOp::Relu) => self.relu(id, node, op, &ins, out_n, step),
+            Op::MaxPool(p) => self.pool(id, node, op, p, true, step),
+            Op::AveragePool(p) => self.pool(id, node, op, p, false, step),
+            Op::GlobalPool(GlobalPoolKind::Average) => {
+                let xs = self.shape(ins[0])?;
+                if xs.len() < 3 {
+                    return Err(unsupported(node, op, "input must be [1, C, spatial…]"));
+                }
+                let x = self.act(ins[0], step, node, op)?;
+                let y = self.output(id, out_n, step);
+                let kernel = Kernel::GlobalAvg {
+                    x,
+                    planes: xs[0] * xs[1],
+                    area: xs[2..].iter().product(),
+                };
+                self.push(node, kernel, y);
+                Ok(())
+            }
+            Op::Flatten { .. } | Op::Reshape(_) | Op::Identity => {
+                // Same elements in the same order: the output aliases the input's storage.
+                let x = self.act(ins[0], step, node, op)?;
+                self.alias(id, node, x, AliasKind::View);
+                Ok(())
+            }
+            Op::Binary(bop @ (BinaryOp::Add | BinaryOp::Mul)) => {
+                let mul = matches!(bop, BinaryOp::Mul);
+                self.binary(id, node, op, &ins, mul, out_n, step)
+            }
+            // No kernel yet: listed one by one, so that a new op must be placed here or above.
+            Op::Conv(_)
+            | Op::ConvTranspose(_)
+            | Op::Gemm(_)
+            | Op::MatMul
+            | Op::Binary(BinaryOp::Sub | BinaryOp::Div)
+            | Op::Unary(
+                UnaryOp::LeakyRelu { .. }
+                | UnaryOp::Sigmoid
+                | UnaryOp::HardSigmoid { .. }
+                | UnaryOp::HardSwish
+                | UnaryOp::Tanh
+                | UnaryOp::Erf,
+            )
+            | Op::PRelu
+            | Op::Clip(_)
+            | Op::BatchNorm(_)
+            | Op::Softmax(_)
+            | Op::GlobalPool(GlobalPoolKind::Max)
+            | Op::Transpose { .. }
+            | Op::Concat { .. }
+            | Op::Pad(_)
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Shape { .. }
+            | Op::Gather { .. }
+            | Op::Slice(_)
+            | Op::Split(_)
+            | Op::ReduceMean(_)
+            | Op::Cast { .. } => Err(LowerError::UnsupportedOp {
+                node: node.to_string(),
+                op: op.mnemonic(),
+            }),
+        }
+    }
+
+    /// The plane count layer `l` keeps: its per-layer count, else `K`.
+    fn layer_k(&self, l: usize, node: &str) -> Result<u8, LowerError> {
+        let k = self.options.planes;
+        let Some(per_layer) = &self.options.layer_planes else {
+            return Ok(k);
+        };
+        let kl = *per_layer.get(l).ok_or(LowerError::LayerPlanes {
+            expected: l + 1,
+            got: per_layer.len(),
+        })?;
+        if kl == 0 || kl > k {
+            return Err(LowerError::Planes {
+                node: node.to_string(),
+                planes: kl,
+                reason: format!("the per-layer count is outside 1..={k}"),
+            });
+        }
+        Ok(kl)
+    }
+
+    fn bitplane(
+        &mut self,
+        id: NodeId,
+        node: &str,
+        op: &Op,
+        b: &Bitplane,
+        step: usize,
+    ) -> Result<(), LowerError> {
+        let ins = self.graph.node_inputs(id);
+        if ins.len() != NUM_INPUTS {
+            return Err(unsupported(node, op, "wrong number of inputs"));
+        }
+        let l = self.layers.len();
+        let k = self.layer_k(l, node)?;
+        let names = ["planes", "alpha", "beta", "bias", "act"];
+        let weights = ins[INPUT_PLANES..]
+            .iter()
+            .zip(names)
+            .map(|(&v, what)| self.constant(v, node, op, what))
+            .collect::<Result<Vec<_>, _>>()?;
+        let xs = self.shape(ins[INPUT_X])?;
+        let ys = self.graph.node(id)?.outputs[0].ty.shape.resolve(1);
+        let lowered = lower_layer(b, node, op, &weights, k, &xs, &ys, self.options.layout)?;
+        let x = self.act(ins[INPUT_X], step, node, op)?;
+        self.scratch = self.scratch.max(lowered.scratch);
+        self.macs = self.macs.saturating_add(lowered.macs);
+        self.layers.push(lowered.layer);
+        let y = self.output(id, ys.iter().product(), step);
+        let kernel = match &b.kernel {
+            BitplaneKernel::Conv(_) => Kernel::BitplaneConv {
+                layer: l,
+                x,
+                relu: false,
+            },
+            BitplaneKernel::Linear => Kernel::BitplaneLinear {
+                layer: l,
+                x,
+                relu: false,
+            },
+        };
+        self.push(node, kernel, y);
+        Ok(())
+    }
+
+    /// A Relu that is the only reader of a layer's output is applied in that layer's
+    /// epilogue when the layout's kernels can (the same comparison, one pass fewer). It must
+    /// read the layer's own output value: an alias (Identity, Reshape, Flatten) shares the
+    /// storage, and the layer's value may have other readers that need it before the Relu.
+    fn relu(
+        &mut self,
+        id: NodeId,
+        node: &str,
+        op: &Op,
+        ins: &[ValueRef],
+        n: usize,
+        step: usize,
+    ) -> Result<(), LowerError> {
+        let x = self.act(ins[0], step, node, op)?;
+        let direct = matches!(
+            self.graph.node(ins[0].node)?.kind,
+            NodeKind::Op(Op::Bitplane(_))
+        );
+        let sole_reader = self.uses.get(&ins[0]) == Some(&1);
+        let fusable = self.options.layout.fuses_relu() && direct && sole_reader;
+        let last = self.steps.len().wrapping_sub(1);
+        if let (true, Loc::Buf(b), Some(prev)) = (fusable, x, self.steps.last_mut()) {
+            if let Kernel::BitplaneConv { relu, .. } | Kernel::BitplaneLinear { relu, .. } =
+                &mut prev.kernel
+            {
+                if prev.y == b && !*relu {
+                    *relu = true;
+                    self.alias(id, node, x, AliasKind::FusedRelu { step: last });
+                    return Ok(());
+                }
+            }
+        }
+        let y = self.output(id, n, step);
+        self.push(node, Kernel::Relu { x, n }, y);
+        Ok(())
+    }
+
+    fn pool(
+        &mut self,
+        id: NodeId,
+        node: &str,
+        op: &Op,
+        p: &Pool,
+        max: bool,
+        step: usize,
+    ) -> Result<(), LowerError> {
+        let ins = self.graph.node_inputs(id);
+        let xin = *ins
+            .first()
+            .ok_or_else(|| unsupported(node, op, "no input"))?;
+        let xs = self.shape(xin)?;
+        let ys = self.graph.node(id)?.outputs[0].ty.shape.resolve(1);
+        let geometry = PoolGeometry::new(p, &xs, &ys).map_err(|r| unsupported(node, op, r))?;
+        if self.graph.value(xin)?.ty.dtype != DType::F32 {
+            return Err(unsupported(node, op, "only f32 pooling"));
+        }
+        let x = self.act(xin, step, node, op)?;
+        let y = self.output(id, ys.iter().product(), step);
+        self.push(node, Kernel::Pool { x, geometry, max }, y);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn binary(
+        &mut self,
+        id: NodeId,
+        node: &str,
+        op: &Op,
+        ins: &[ValueRef],
+        mul: bool,
+        n: usize,
+        step: usize,
+    ) -> Result<(), LowerError> {
+        if ins.len() != 2 {
+            return Err(unsupported(node, op, "needs two inputs"));
+        }
+        // The activation operand first; the other may be a constant.
+        let (ai, bi) = if self.locs.contains_key(&ins[0]) {
+            (ins[0], ins[1])
+        } else {
+            (ins[1], ins[0])
+        };
+        let a_n: usize = self.shape(ai)?.iter().product();
+        if a_n != n {
+            return Err(unsupported(
+                node,
+                op,
+                "broadcasting that grows an activation",
+            ));
+        }
+        let a = self.act(ai, step, node, op)?;
+        let b = if self.locs.contains_key(&bi) {
+            let b_n: usize = self.shape(bi)?.iter().product();
+            if b_n != n {
+                return Err(unsupported(node, op, "activations of different shapes"));
+            }
+            Operand::Act(self.act(bi, step, node, op)?)
+        } else {
+            let c = self
+                .constant(bi, node, op, "the second operand")?
+                .as_f32()
+                .ok_or_else(|| unsupported(node, op, "the second operand must be f32"))?;
+            if c.len() != n && c.len() != 1 {
+                return Err(unsupported(
+                    node,
+                    op,
+                    "a constant operand must have one element or the output's shape",
+                ));
+            }
+            self.constants.push(Constant {
+                node: node.to_string(),
+                values: c.to_vec(),
+            });
+            Operand::Const(self.constants.len() - 1)
+        };
+        let y = self.output(id, n, step);
+        self.push(node, Kernel::Binary { a, b, n, mul }, y);
+        Ok(())
+    }
+}

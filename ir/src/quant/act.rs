@@ -1,0 +1,125 @@
+//! Asymmetric per-tensor activation quantization with `A`-bit signed codes:
+//! `x_q = clamp(round_half_even(x / scale) + zero, -2^(A-1), 2^(A-1) - 1)`, real value
+//! `scale·(x_q - zero)` (docs/vertical-layering.md). Calibration picks the parameters, the
+//! integer kernels quantize with them, training fakes them: all through [`ActQuantizer`].
+
+use super::{QuantError, MIN_BITS};
+
+/// Widest activation code the arithmetic supports (training may fake up to 16 bits; the
+/// bit-plane op itself allows at most [`MAX_BITS`](super::MAX_BITS)).
+pub const MAX_ACT_BITS: u8 = 16;
+
+/// A range of activation values `[lo, hi]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ActRange {
+    pub lo: f32,
+    pub hi: f32,
+}
+
+/// Asymmetric activation quantization parameters: `x ≈ scale·(x_q − zero)`. `zero` is an
+/// integer stored as f32 because that is how the side tables hold it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ActQuant {
+    pub scale: f32,
+    pub zero: f32,
+}
+
+/// `(-2^(A-1), 2^(A-1) − 1)`: the range of `act_bits`-bit signed codes.
+pub fn act_limits(act_bits: u8) -> Result<(i32, i32), QuantError> {
+    if !(MIN_BITS..=MAX_ACT_BITS).contains(&act_bits) {
+        return Err(QuantError::ActBits { bits: act_bits });
+    }
+    Ok((-(1i32 << (act_bits - 1)), (1i32 << (act_bits - 1)) - 1))
+}
+
+/// Quantization parameters for a range with `act_bits`-bit signed codes. The range is widened
+/// to contain 0 so that real zero (Conv padding, ReLU's floor) is exactly representable; a
+/// degenerate range gets unit scale and zero point 0. The result always passes
+/// [`ActQuantizer::new`].
+pub fn act_params(range: ActRange, act_bits: u8) -> Result<ActQuant, QuantError> {
+    let (qmin, qmax) = act_limits(act_bits)?;
+    let lo = range.lo.min(0.0);
+    let hi = range.hi.max(0.0);
+    let scale = (hi - lo) / (qmax - qmin) as f32;
+    if !(scale.is_finite() && scale > 0.0) {
+        return Ok(ActQuant {
+            scale: 1.0,
+            zero: 0.0,
+        });
+    }
+    let zero = ((qmin as f32) - lo / scale)
+        .round_ties_even()
+        .clamp(qmin as f32, qmax as f32);
+    Ok(ActQuant { scale, zero })
+}
+
+/// Validated activation parameters with their code range: every quantization of an
+/// activation goes through this, so the runtime, calibration and training agree exactly.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ActQuantizer {
+    q: ActQuant,
+    bits: u8,
+    lo: f32,
+    hi: f32,
+}
+
+impl ActQuantizer {
+    /// Checks `act_bits`, a finite positive scale and an integer zero point within `±2^A`
+    /// (which keeps `|x_q − zero| < 2^(A+1)`, inside `i16` for `A ≤ 8`).
+    pub fn new(q: ActQuant, act_bits: u8) -> Result<ActQuantizer, QuantError> {
+        let (lo, hi) = act_limits(act_bits)?;
+        if !(q.scale.is_finite() && q.scale > 0.0) {
+            return Err(QuantError::ActScale { scale: q.scale });
+        }
+        let bound = 1u32 << act_bits;
+        if q.zero.fract() != 0.0 || q.zero.abs() > bound as f32 {
+            return Err(QuantError::ZeroPoint {
+                zero: q.zero,
+                bound,
+            });
+        }
+        Ok(ActQuantizer {
+            q,
+            bits: act_bits,
+            lo: lo as f32,
+            hi: hi as f32,
+        })
+    }
+
+    /// The scale and zero point.
+    pub fn params(&self) -> ActQuant {
+        self.q
+    }
+
+    /// `A`, the code width.
+    pub fn bits(&self) -> u8 {
+        self.bits
+    }
+
+    /// The code range `(-2^(A-1), 2^(A-1) − 1)` as floats.
+    pub fn limits(&self) -> (f32, f32) {
+        (self.lo, self.hi)
+    }
+
+    /// `x_q`; NaN quantizes to `zero`, i.e. real 0.
+    #[inline]
+    pub fn quantize(&self, x: f32) -> i32 {
+        self.q.zero as i32 + self.centered(x)
+    }
+
+    /// `u = x_q − zero`, the integer the kernels multiply with (0 for NaN).
+    #[inline]
+    pub fn centered(&self, x: f32) -> i32 {
+        let r = (x / self.q.scale).round_ties_even();
+        if r.is_nan() {
+            return 0;
+        }
+        ((r + self.q.zero).clamp(self.lo, self.hi) - self.q.zero) as i32
+    }
+
+    /// `scale·(x_q − zero)`: what the integer path sees of `x`, in real units.
+    #[inline]
+    pub fn fake_quant(&self, x: f32) -> f32 {
+        self.q.scale * self.centered(x) as f32
+    }
+}
