@@ -21,6 +21,11 @@ pub const MAX_TENSOR_ELEMENTS: u64 = 1 << 32;
 /// they are read; pipes and devices are read up to this size and refused past it.
 pub const MAX_FILE_BYTES: u64 = MAX_TENSOR_BYTES + (1 << 20);
 
+/// Most bytes of a serialized protobuf message (an ONNX model file): protobuf's own limit, so
+/// a larger `.onnx` file cannot be valid and is refused before it is read. Models beyond it
+/// keep their weights in external data files, each tensor capped by [`MAX_TENSOR_BYTES`].
+pub const MAX_PROTOBUF_BYTES: u64 = (1 << 31) - 1;
+
 /// Most bytes of a `.npy` header: numpy's own default (`max_header_size` of `np.load`), which
 /// every header numpy writes for a plain array fits easily.
 pub const MAX_NPY_HEADER_BYTES: usize = 10_000;
@@ -28,6 +33,11 @@ pub const MAX_NPY_HEADER_BYTES: usize = 10_000;
 /// Most bytes of file content quoted in an error message; longer text is cut with a note of
 /// how much was left out, so a hostile file cannot flood a terminal or a CI log.
 pub const MAX_QUOTED_BYTES: usize = 64;
+
+/// Longest word (a run without whitespace) of an error message as printed, and longest
+/// message: names taken from a file (an op type, a node name) can be megabytes long.
+pub const MAX_MESSAGE_WORD_BYTES: usize = 256;
+pub const MAX_MESSAGE_BYTES: usize = 4096;
 
 /// A size beyond one of the caps, or one whose arithmetic overflows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,6 +131,38 @@ pub fn excerpt(text: &str) -> String {
     format!("{}… ({} more bytes)", &text[..end], text.len() - end)
 }
 
+/// An error message fit to print: every word over [`MAX_MESSAGE_WORD_BYTES`] cut to an
+/// [`excerpt`], and the whole cut at [`MAX_MESSAGE_BYTES`]. Short messages are unchanged.
+pub fn shorten_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(MAX_MESSAGE_BYTES + 64));
+    let mut rest = message;
+    while !rest.is_empty() {
+        let word_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let (word, tail) = rest.split_at(word_end);
+        if word.len() > MAX_MESSAGE_WORD_BYTES {
+            out.push_str(&excerpt(word));
+        } else {
+            out.push_str(word);
+        }
+        let space_end = tail
+            .find(|c: char| !c.is_whitespace())
+            .unwrap_or(tail.len());
+        out.push_str(&tail[..space_end]);
+        rest = &tail[space_end..];
+        if out.len() > MAX_MESSAGE_BYTES {
+            let mut end = MAX_MESSAGE_BYTES;
+            while !out.is_char_boundary(end) {
+                end -= 1;
+            }
+            let left = out.len() - end + rest.len();
+            out.truncate(end);
+            out.push_str(&format!("… ({left} more bytes)"));
+            break;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +202,24 @@ mod tests {
         let ty = TensorType::new(DType::F32, Shape(vec![Dim::Batch, Dim::Known(1 << 20)]));
         assert_eq!(check_type(&ty, 1), Ok(4 << 20));
         assert!(check_type(&ty, 1 << 12).is_err());
+    }
+
+    #[test]
+    fn shorten_message_cuts_long_words_and_long_messages() {
+        let short = "node `conv1` (conv): input 1: rank 3 not allowed";
+        assert_eq!(shorten_message(short), short);
+        let long = format!("unknown op `{}` here", "A".repeat(1 << 20));
+        let cut = shorten_message(&long);
+        assert!(cut.starts_with("unknown op `AAAA"), "{cut}");
+        assert!(cut.ends_with("(1048514 more bytes) here"), "{cut}");
+        let many = "word ".repeat(10_000);
+        let cut = shorten_message(&many);
+        assert!(cut.len() < MAX_MESSAGE_BYTES + 64, "{}", cut.len());
+        assert!(
+            cut.ends_with("(45904 more bytes)"),
+            "{}",
+            &cut[cut.len() - 40..]
+        );
     }
 
     #[test]

@@ -88,7 +88,8 @@ fn main() -> ExitCode {
 /// The error and its causes joined by `: `, each said once. Many error types both include
 /// their source in their own message and return it from `source()`, so printing every link
 /// of the chain (`{:#}`) would repeat it (`X: msg: msg`); a cause already contained in the
-/// message before it is skipped.
+/// message before it is skipped. Names quoted from a file are cut to a readable length
+/// ([`strata_ir::limits::shorten_message`]).
 fn report(e: &anyhow::Error) -> String {
     let mut out = String::new();
     let mut previous: Option<String> = None;
@@ -105,7 +106,7 @@ fn report(e: &anyhow::Error) -> String {
         }
         previous = Some(msg);
     }
-    out
+    strata_ir::limits::shorten_message(&out)
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -53,10 +53,12 @@ pub fn parse(text: &[u8]) -> Result<Header, String> {
             }
             "fortran_order" => fortran.replace(p.boolean()?).is_some(),
             "shape" => shape.replace(p.tuple()?).is_some(),
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "header byte {key_at}: unexpected key {:?} (expected descr, fortran_order, shape)",
                 excerpt(other)
-            )),
+            ))
+            }
         };
         if slot_taken {
             return Err(format!("header byte {key_at}: key `{key}` given twice"));
