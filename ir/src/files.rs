@@ -171,7 +171,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8], existing: Existing) -> io::Result
             if existing == Existing::Refuse || is_dir {
                 return Err(FileError::OutputNotRegular { kind }.into_io());
             }
-            let mut f = OpenOptions::new().write(true).truncate(true).open(path)?;
+            // A dangling symlink's target is created, as `>` in a shell would.
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(path)?;
             return f.write_all(bytes).and_then(|()| f.flush());
         }
         Ok(_) => {}
@@ -243,7 +248,7 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn devices_are_not_read_and_not_replaced() {
+    fn devices_are_not_read() {
         let e = read_limited(Path::new("/dev/zero"), 1 << 20).unwrap_err();
         assert_eq!(
             FileError::of(&e),
@@ -253,14 +258,30 @@ mod tests {
         );
         let e = open_regular(Path::new("/dev/null")).unwrap_err();
         assert!(FileError::of(&e).is_some(), "{e}");
-        let e = write_atomic(Path::new("/dev/null"), b"x", Existing::Refuse).unwrap_err();
+    }
+
+    /// A FIFO stands for every non-regular output (a device behaves the same; the tests
+    /// never write to /dev, where a regression would replace a device node).
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_output_is_refused_or_fed_in_place() {
+        let dir = scratch("fifo-out");
+        let fifo = dir.join("out.bin");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = write_atomic(&fifo, b"x", Existing::Refuse).unwrap_err();
         assert_eq!(
             FileError::of(&e),
-            Some(&FileError::OutputNotRegular {
-                kind: "a character device"
-            })
+            Some(&FileError::OutputNotRegular { kind: "a FIFO" })
         );
-        write_atomic(Path::new("/dev/null"), b"x", Existing::WriteInPlace).unwrap();
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).unwrap())
+        };
+        write_atomic(&fifo, b"fed", Existing::WriteInPlace).unwrap();
+        assert_eq!(reader.join().unwrap(), b"fed");
+        assert!(!std::fs::symlink_metadata(&fifo).unwrap().is_file());
     }
 
     #[cfg(unix)]

@@ -8,6 +8,7 @@ mod harness;
 mod ir_text;
 mod npy;
 mod onnx;
+mod outputs;
 mod strata;
 
 use harness::{check_all, Format};
