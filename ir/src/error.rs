@@ -37,4 +37,10 @@ pub enum InferError {
     },
     #[error("the batch dimension cannot be used here: {0}")]
     Batch(String),
+    #[error("output {output}: {source}")]
+    TooLarge {
+        output: usize,
+        #[source]
+        source: crate::limits::LimitError,
+    },
 }

@@ -7,7 +7,9 @@
 pub mod container;
 mod dtype;
 mod error;
+pub mod files;
 mod graph;
+pub mod limits;
 pub mod ops;
 pub mod quant;
 mod shape;

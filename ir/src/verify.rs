@@ -87,6 +87,12 @@ pub enum VerifyError {
     UnlistedInput { node: String },
     #[error("graph output {index} refers to a value that does not exist")]
     DanglingOutput { index: usize },
+    #[error("input `{node}`: {source}")]
+    InputTooLarge {
+        node: String,
+        #[source]
+        source: crate::limits::LimitError,
+    },
 }
 
 fn kind_name(kind: &NodeKind) -> &'static str {
@@ -152,6 +158,15 @@ pub fn verify(graph: &Graph) -> Result<(), VerifyError> {
                 }
                 if node.kind == NodeKind::Input && !listed.contains_key(&id) {
                     return Err(VerifyError::UnlistedInput { node: name });
+                }
+                if node.kind == NodeKind::Input {
+                    // Op outputs are checked by inference; an input's type is as declared.
+                    crate::limits::check_type(&node.outputs[0].ty, 1).map_err(|source| {
+                        VerifyError::InputTooLarge {
+                            node: name.clone(),
+                            source,
+                        }
+                    })?;
                 }
                 if let NodeKind::Constant(cid) = node.kind {
                     let t = graph

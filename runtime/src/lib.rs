@@ -215,7 +215,7 @@ fn run_whole(
     mut timings: Option<&mut Vec<NodeTiming>>,
 ) -> Result<Vec<Tensor>, RuntimeError> {
     let order = graph.topo_order()?;
-    check_inputs(graph, inputs)?;
+    let batch = check_inputs(graph, inputs)?.unwrap_or(1);
 
     // Remaining uses of every value; graph outputs are pinned with an extra use never released.
     let mut uses: HashMap<ValueRef, usize> = HashMap::new();
@@ -246,6 +246,24 @@ fn run_whole(
             }
             NodeKind::Op(op) => op,
         };
+        // The declared output types at this batch size bound what the kernel allocates: refuse
+        // a value beyond the limits before the kernel tries (kernels check their own too).
+        for out in &node.outputs {
+            if strata_ir::limits::check_type(&out.ty, batch).is_err() {
+                let shape = out
+                    .ty
+                    .shape
+                    .resolve(batch)
+                    .iter()
+                    .map(|&d| d as u128)
+                    .collect();
+                return Err(RuntimeError::TooLarge {
+                    op: op.mnemonic(),
+                    shape,
+                }
+                .in_node(&node.name, op.mnemonic()));
+            }
+        }
         let args = graph.node_inputs(id);
         for (slot, v) in args.iter().enumerate() {
             if !values.contains_key(v) {

@@ -184,7 +184,11 @@ pub fn write_c(
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let h = dir.join(format!("{}.h", options.name));
     let c = dir.join(format!("{}.c", options.name));
-    std::fs::write(&h, out.header).map_err(io(&h))?;
-    std::fs::write(&c, out.source).map_err(io(&c))?;
+    // Atomically, and never through a symlink or into a device planted at the path.
+    let write = |path: &Path, text: &str| {
+        strata_ir::files::write_atomic(path, text.as_bytes(), strata_ir::files::Existing::Refuse)
+    };
+    write(&h, &out.header).map_err(io(&h))?;
+    write(&c, &out.source).map_err(io(&c))?;
     Ok(vec![h, c])
 }

@@ -24,6 +24,10 @@ use commands::*;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Write into an output path that exists and is not a regular file (follow a symlink,
+    /// feed a FIFO, write to a device such as /dev/stdout) instead of refusing it.
+    #[arg(long, global = true)]
+    write_in_place: bool,
 }
 
 #[derive(Subcommand)]
@@ -56,7 +60,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let result = match Cli::parse().command {
+    let cli = Cli::parse();
+    commands::set_write_in_place(cli.write_in_place);
+    let result = match cli.command {
         Command::Inspect(args) => inspect::run(args),
         Command::Opt(args) => opt::run(args),
         Command::Run(args) => run::run(args),
@@ -73,10 +79,34 @@ fn main() -> ExitCode {
         // The reader went away (`| head`): what it wanted was printed.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes joined by `: `, each said once. Many error types both include
+/// their source in their own message and return it from `source()`, so printing every link
+/// of the chain (`{:#}`) would repeat it (`X: msg: msg`); a cause already contained in the
+/// message before it is skipped. Names quoted from a file are cut to a readable length
+/// ([`strata_ir::limits::shorten_message`]).
+fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut previous: Option<String> = None;
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        let said = previous
+            .as_deref()
+            .is_some_and(|p| p.contains(msg.as_str()));
+        if !said {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&msg);
+        }
+        previous = Some(msg);
+    }
+    strata_ir::limits::shorten_message(&out)
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -85,6 +115,32 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::report;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{path}: {source}")]
+    struct Outer {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn report_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(Outer {
+            path: "m.onnx".into(),
+            source: io,
+        });
+        assert_eq!(format!("{e:#}"), "m.onnx: no such file: no such file");
+        assert_eq!(report(&e), "m.onnx: no such file");
+        let e = e.context("loading the model");
+        assert_eq!(report(&e), "loading the model: m.onnx: no such file");
+    }
 }
 
 fn passes() -> anyhow::Result<()> {

@@ -226,10 +226,11 @@ impl Build {
                     return Err(BuildError::AlreadyCompiled { model, what });
                 }
             }
-            return std::fs::read(&self.model).map_err(|source| BuildError::Io {
-                path: model,
-                source,
-            });
+            return strata_ir::files::read_limited(&self.model, strata_ir::limits::MAX_FILE_BYTES)
+                .map_err(|source| BuildError::Io {
+                    path: model,
+                    source,
+                });
         }
         if self.calibration.is_empty() {
             return Err(BuildError::NoCalibration { model });
@@ -263,10 +264,11 @@ impl Build {
         if self.budget_bytes.is_some() {
             options.budget_bytes = self.budget_bytes;
         }
-        let bytes = std::fs::read(&self.model).map_err(|source| BuildError::Io {
-            path: model.clone(),
-            source,
-        })?;
+        let bytes = strata_ir::files::read_limited(&self.model, strata_ir::limits::MAX_FILE_BYTES)
+            .map_err(|source| BuildError::Io {
+                path: model.clone(),
+                source,
+            })?;
         let metadata = Provenance::new(&model, &bytes, &self.calibration, &options, &samples)
             .with_input_shapes(&self.load.input_shapes)
             .to_metadata();
@@ -430,7 +432,11 @@ fn first_rows(t: strata_ir::Tensor, n: usize) -> std::io::Result<strata_ir::Tens
 
 /// Writes `bytes` atomically unless the file already holds exactly them.
 fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
-    if std::fs::read(path).is_ok_and(|old| old == bytes) {
+    // Compare only with a regular file of the same length: reading a FIFO would block.
+    let unchanged = std::fs::symlink_metadata(path)
+        .is_ok_and(|m| m.is_file() && m.len() == bytes.len() as u64)
+        && std::fs::read(path).is_ok_and(|old| old == bytes);
+    if unchanged {
         return Ok(());
     }
     crate::npy::write_atomic(path, bytes).map_err(|source| BuildError::Io {

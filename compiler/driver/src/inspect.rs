@@ -44,46 +44,69 @@ pub struct Summary {
     pub total_macs: u64,
 }
 
-/// Multiply-accumulates per sample of one op, from its input and output types.
-fn macs(graph: &Graph, id: strata_ir::NodeId, op: &Op) -> Result<u64, GraphError> {
+/// Why a graph could not be summarized.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    /// The graph's sizes are within the limits but a count derived from them is not.
+    #[error("{what} overflows 64 bits")]
+    Overflow { what: String },
+}
+
+/// Product of `values`, `None` on overflow.
+fn product(values: impl IntoIterator<Item = u64>) -> Option<u64> {
+    values.into_iter().try_fold(1u64, |a, d| a.checked_mul(d))
+}
+
+/// Multiply-accumulates per sample of one op, from its input and output types; `None` when
+/// the count overflows (the shapes come from the file, so every product is checked).
+fn macs(graph: &Graph, id: strata_ir::NodeId, op: &Op) -> Result<Option<u64>, GraphError> {
     let inputs = graph.node_inputs(id);
     let dims = |i: usize| -> Result<Vec<u64>, GraphError> {
         let v = graph.value(inputs[i])?;
         Ok(v.ty.shape.resolve(1).iter().map(|&d| d as u64).collect())
     };
-    let out_elems: u64 = graph.node(id)?.outputs[0]
-        .ty
-        .shape
-        .resolve(1)
-        .iter()
-        .map(|&d| d as u64)
-        .product();
+    let Some(out_elems) = product(
+        graph.node(id)?.outputs[0]
+            .ty
+            .shape
+            .resolve(1)
+            .iter()
+            .map(|&d| d as u64),
+    ) else {
+        return Ok(None);
+    };
+    let times = |a: Option<u64>, b: Option<u64>| a.zip(b).and_then(|(a, b)| a.checked_mul(b));
     Ok(match op {
         // w is [M, C/group, k…]: each output element reads C/group·prod(k) inputs.
-        Op::Conv(_) if inputs.len() >= 2 => out_elems * dims(1)?.iter().skip(1).product::<u64>(),
+        Op::Conv(_) if inputs.len() >= 2 => {
+            times(Some(out_elems), product(dims(1)?.into_iter().skip(1)))
+        }
         // w is [C, M/group, k…]: each input element is scattered into M/group·prod(k) outputs.
         Op::ConvTranspose(_) if inputs.len() >= 2 => {
-            dims(0)?.iter().product::<u64>() * dims(1)?.iter().skip(1).product::<u64>()
+            times(product(dims(0)?), product(dims(1)?.into_iter().skip(1)))
         }
         Op::Gemm(g) if inputs.len() >= 2 => {
             let a = dims(0)?;
             let k = if g.trans_a { a.first() } else { a.get(1) }
                 .copied()
                 .unwrap_or(0);
-            out_elems * k
+            out_elems.checked_mul(k)
         }
         // Each output element reads K = cols (quantized) weights, whatever the plane count.
-        Op::Bitplane(bp) => out_elems * bp.spec.cols as u64,
+        Op::Bitplane(bp) => out_elems.checked_mul(bp.spec.cols as u64),
         Op::MatMul if inputs.len() >= 2 => {
             let a = dims(0)?;
-            out_elems * a.last().copied().unwrap_or(0)
+            out_elems.checked_mul(a.last().copied().unwrap_or(0))
         }
-        _ => 0,
+        _ => Some(0),
     })
 }
 
 /// Builds the summary of a graph.
-pub fn summarize(graph: &Graph) -> Result<Summary, GraphError> {
+pub fn summarize(graph: &Graph) -> Result<Summary, InspectError> {
+    let overflow = |what: String| InspectError::Overflow { what };
     let port = |v: strata_ir::ValueRef| -> Result<Port, GraphError> {
         let val = graph.value(v)?;
         Ok(Port {
@@ -112,7 +135,10 @@ pub fn summarize(graph: &Graph) -> Result<Summary, GraphError> {
         let params = match op {
             // Weights are held as bit-planes and the bias in the side tables: count the
             // weight matrix and one bias per channel, as for the float layer.
-            Op::Bitplane(bp) => (bp.spec.rows * (bp.spec.cols + 1)) as u64,
+            Op::Bitplane(bp) => (bp.spec.rows as u64)
+                .checked_mul(bp.spec.cols as u64 + 1)
+                .ok_or_else(|| overflow(format!("the parameter count of `{}`", node.name)))?,
+            // Constants are in memory, so their lengths add up without overflow.
             _ => graph
                 .node_inputs(id)
                 .iter()
@@ -129,7 +155,13 @@ pub fn summarize(graph: &Graph) -> Result<Summary, GraphError> {
                 .first()
                 .map(|v| v.ty.to_string())
                 .unwrap_or_default(),
-            macs: macs(graph, id, op)?,
+            macs: macs(graph, id, op)?.ok_or_else(|| {
+                overflow(format!(
+                    "the MAC count of `{}` ({})",
+                    node.name,
+                    op.mnemonic()
+                ))
+            })?,
             params,
         });
     }
@@ -137,8 +169,14 @@ pub fn summarize(graph: &Graph) -> Result<Summary, GraphError> {
     for (_, t) in graph.constants() {
         constant_bytes += (t.len() * t.dtype().size_bytes()) as u64;
     }
-    let parameters = layers.iter().map(|l| l.params).sum();
-    let total_macs = layers.iter().map(|l| l.macs).sum();
+    let parameters = layers
+        .iter()
+        .try_fold(0u64, |a, l| a.checked_add(l.params))
+        .ok_or_else(|| overflow("the parameter count".into()))?;
+    let total_macs = layers
+        .iter()
+        .try_fold(0u64, |a, l| a.checked_add(l.macs))
+        .ok_or_else(|| overflow("the total MAC count".into()))?;
     Ok(Summary {
         name: graph.name.clone(),
         inputs,

@@ -221,9 +221,11 @@ pub fn load_model_with(path: &Path, options: &LoadOptions) -> Result<Model, Load
         return Err(LoadError::InputShapesNotOnnx { path: shown });
     }
     let read = |path: &Path| {
-        std::fs::read(path).map_err(|source| LoadError::Io {
-            path: shown.clone(),
-            source,
+        strata_ir::files::read_limited(path, strata_ir::limits::MAX_FILE_BYTES).map_err(|source| {
+            LoadError::Io {
+                path: shown.clone(),
+                source,
+            }
         })
     };
     match path.extension().and_then(|e| e.to_str()) {

@@ -124,7 +124,6 @@ fn value_type(
         }
     }
     let mut dims = Vec::with_capacity(declared.len().min(64));
-    let mut count: u64 = 1;
     for (axis, d) in declared.iter().enumerate() {
         let pin = pinned.and_then(|p| p.0.get(axis).copied());
         let symbol = match (d, pin) {
@@ -136,7 +135,6 @@ fn value_type(
                         dim: v as i64,
                     });
                 }
-                count = count.saturating_mul(v as u64);
                 dims.push(Dim::Known(v));
                 continue;
             }
@@ -171,17 +169,20 @@ fn value_type(
             dims.push(Dim::Batch);
         }
     }
-    if count > MAX_ELEMENTS {
+    let ty = TensorType::new(dtype, Shape(dims));
+    if let Err(e) = strata_ir::limits::check_type(&ty, 1) {
         return Err(OnnxError::TensorTooLarge {
             name: name.to_string(),
-            dims: dims
+            dims: ty
+                .shape
+                .dims()
                 .iter()
                 .map(|d| d.known().map_or(-1, |n| n as i64))
                 .collect(),
-            reason: format!("{count} elements per batch item exceed the limit of {MAX_ELEMENTS}"),
+            reason: format!("per batch item, {e}"),
         });
     }
-    Ok(TensorType::new(dtype, Shape(dims)))
+    Ok(ty)
 }
 
 /// Checks a declared output/value_info type against the inferred one where both are known.

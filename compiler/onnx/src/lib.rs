@@ -47,12 +47,14 @@ fn decode<M: Message>(bytes: &[u8]) -> Result<M, OnnxError> {
     })
 }
 
-/// Imports a model file; external data is looked up next to it.
+/// Imports a model file; external data is looked up next to it. A file over protobuf's 2 GiB
+/// limit ([`strata_ir::limits::MAX_PROTOBUF_BYTES`]) is refused before it is read.
 pub fn import_file(path: &Path, opts: &ImportOptions) -> Result<Graph, OnnxError> {
-    let bytes = std::fs::read(path).map_err(|source| OnnxError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = strata_ir::files::read_limited(path, strata_ir::limits::MAX_PROTOBUF_BYTES)
+        .map_err(|source| OnnxError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => Path::new(".").to_path_buf(),

@@ -5,7 +5,6 @@
 //! file) must hold exactly that many elements, so a malicious size field can never turn into
 //! a huge allocation.
 
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
 
@@ -16,9 +15,9 @@ use strata_ir::{DType, Tensor, TensorData};
 
 use super::OnnxError;
 
-/// The most elements a tensor or value type may have (2^32): far beyond any model Strata
-/// targets, far below what would overflow size computations.
-pub const MAX_ELEMENTS: u64 = 1 << 32;
+/// The most elements a tensor or value type may have: [`strata_ir::limits`], shared with
+/// every other reader.
+pub const MAX_ELEMENTS: u64 = strata_ir::limits::MAX_TENSOR_ELEMENTS;
 
 /// The ONNX name of an element-type code, for messages.
 pub fn onnx_dtype_name(code: i32) -> String {
@@ -104,8 +103,18 @@ pub fn tensor_from_proto(t: &TensorProto, base_dir: Option<&Path>) -> Result<Ten
     }
     let dtype = dtype_from_onnx(t.data_type, name)?;
     let (shape, count) = checked_dims(name, &t.dims)?;
-    let size = dtype.size_bytes();
-    let nbytes = count * size; // count ≤ 2^32, size ≤ 8: no overflow on 64-bit
+    let dims64: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let nbytes = strata_ir::limits::tensor_bytes(dtype, &dims64)
+        .ok()
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| OnnxError::TensorTooLarge {
+            name: name.to_string(),
+            dims: t.dims.clone(),
+            reason: format!(
+                "{dtype} data exceeds the limit of {} bytes",
+                strata_ir::limits::MAX_TENSOR_BYTES
+            ),
+        })?;
     let external = t.data_location.enum_value() == Ok(DataLocation::EXTERNAL);
     let data = if external {
         let bytes = read_external(t, base_dir, nbytes)?;
@@ -269,8 +278,9 @@ fn read_external(
             format!("location `{location}` resolves outside the model directory"),
         ));
     }
-    let mut file = File::open(&canon).map_err(io)?;
-    let file_len = file.metadata().map_err(io)?.len();
+    // A regular file only, opened without blocking (a FIFO would wait for a writer forever)
+    // and measured before anything is read.
+    let (mut file, file_len) = strata_ir::files::open_regular(&canon).map_err(io)?;
     let want = nbytes as u64;
     if let Some(len) = length {
         if len != want {

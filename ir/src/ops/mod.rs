@@ -165,8 +165,19 @@ impl Op {
 impl Op {
     /// Output types from input types, following the ONNX operator semantics with Strata's
     /// static shapes (see each family module for the rules). Used by the frontend to type
-    /// new nodes and by the verifier to check declared types.
+    /// new nodes and by the verifier to check declared types. Every output is checked
+    /// against [`crate::limits`] at batch size 1, so a graph never declares a value too large
+    /// to hold (e.g. a Gemm with an empty reduction axis and 2^32 outputs).
     pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+        let outputs = self.infer_unchecked(inputs)?;
+        for (output, ty) in outputs.iter().enumerate() {
+            crate::limits::check_type(ty, 1)
+                .map_err(|source| InferError::TooLarge { output, source })?;
+        }
+        Ok(outputs)
+    }
+
+    fn infer_unchecked(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
         match self {
             Op::Conv(c) => c.infer(inputs),
             Op::ConvTranspose(c) => c.infer(inputs),

@@ -17,9 +17,9 @@ use strata_ir::{Op, Tensor, TensorData};
 use crate::RuntimeError;
 pub use bitplane::QuantPath;
 
-/// Largest element count a kernel will allocate. Bigger requests come from corrupt or
-/// malicious shapes, and failing cleanly beats an out-of-memory abort.
-pub const MAX_ELEMENTS: usize = 1 << 32;
+/// Largest element count a kernel will allocate ([`strata_ir::limits`]). Bigger requests
+/// come from corrupt or malicious shapes, and failing cleanly beats an out-of-memory abort.
+pub const MAX_ELEMENTS: usize = strata_ir::limits::MAX_TENSOR_ELEMENTS as usize;
 
 /// Evaluates one op on concrete tensors. Used by [`crate::run`] and by constant folding.
 /// Bit-plane layers run at their default plane count on the integer path.

@@ -91,7 +91,8 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--labels is only used by QAT: give --qat-steps too");
     }
     let labels = args.labels.as_deref().map(npy::read_npy).transpose()?;
-    let source = std::fs::read(&args.model).with_context(|| format!("reading {shown}"))?;
+    let source = strata_ir::files::read_limited(&args.model, strata_ir::limits::MAX_FILE_BYTES)
+        .with_context(|| format!("reading {shown}"))?;
     let metadata = Provenance::new(&shown, &source, &args.calib, &options, &samples)
         .with_input_shapes(&load.input_shapes)
         .to_metadata();

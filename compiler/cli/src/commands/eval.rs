@@ -95,7 +95,8 @@ pub fn run(args: Args) -> Result<()> {
     };
     let report = evaluate(&loaded.graph, info, &request).with_context(|| shown.clone())?;
     if args.record {
-        let bytes = std::fs::read(&args.model).with_context(|| format!("reading {shown}"))?;
+        let bytes = strata_ir::files::read_limited(&args.model, strata_ir::limits::MAX_FILE_BYTES)
+            .with_context(|| format!("reading {shown}"))?;
         let data = format!(
             "{} ({} samples, {} path)",
             args.data.display(),

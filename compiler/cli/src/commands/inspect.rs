@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use strata_compiler::inspect;
 
 #[derive(clap::Args)]
@@ -19,7 +19,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let loaded = args.shapes.load(&args.model)?;
-    let summary = inspect::summarize(&loaded.graph)?;
+    let summary =
+        inspect::summarize(&loaded.graph).with_context(|| args.model.display().to_string())?;
     let container = loaded.container.map(|info| info.summary(&loaded.graph));
     if args.json {
         let mut value = serde_json::to_value(&summary)?;

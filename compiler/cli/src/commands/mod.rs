@@ -12,10 +12,12 @@ pub mod run;
 pub mod strip;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use strata_compiler::onnx::{parse_named_input_shape, InputShape, OnnxError};
 use strata_compiler::LoadOptions;
+use strata_ir::files::{Existing, FileError};
 
 /// `--input-shape NAME=SHAPE`, for commands that import an ONNX model.
 #[derive(clap::Args, Default)]
@@ -63,10 +65,32 @@ fn parse_input_shape(text: &str) -> Result<(String, InputShape), String> {
     parse_named_input_shape(text).map_err(|e| e.to_string())
 }
 
-/// Writes `bytes` to `path` atomically, naming the file on failure.
+/// `--write-in-place`, set once by `main` before any command runs.
+static WRITE_IN_PLACE: AtomicBool = AtomicBool::new(false);
+
+/// Records `--write-in-place` for [`write_file`].
+pub fn set_write_in_place(on: bool) {
+    WRITE_IN_PLACE.store(on, Ordering::Relaxed);
+}
+
+/// Writes `bytes` to `path` atomically, naming the file on failure. An existing path that is
+/// not a regular file is refused unless `--write-in-place` was given.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    strata_compiler::npy::write_atomic(path, bytes)
-        .with_context(|| format!("writing {}", path.display()))
+    let existing = if WRITE_IN_PLACE.load(Ordering::Relaxed) {
+        Existing::WriteInPlace
+    } else {
+        Existing::Refuse
+    };
+    strata_ir::files::write_atomic(path, bytes, existing).map_err(|e| {
+        if matches!(FileError::of(&e), Some(FileError::OutputNotRegular { .. })) {
+            anyhow::anyhow!(
+                "writing {}: {e}; pass --write-in-place to write into it",
+                path.display()
+            )
+        } else {
+            anyhow::Error::new(e).context(format!("writing {}", path.display()))
+        }
+    })
 }
 
 /// clap parser for sizes such as `200K` (K = 1024).

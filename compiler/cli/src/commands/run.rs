@@ -86,7 +86,7 @@ pub fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     for (i, t) in outputs.iter().enumerate() {
-        npy::write_npy(&args.out.join(format!("output_{i}.npy")), t)?;
+        super::write_file(&args.out.join(format!("output_{i}.npy")), &npy::encode(t))?;
     }
     let batch = tensors
         .first()

@@ -15,8 +15,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let bytes =
-        std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
+    let bytes = strata_ir::files::read_limited(&args.model, strata_ir::limits::MAX_FILE_BYTES)
+        .with_context(|| format!("reading {}", args.model.display()))?;
     let prefix =
         strip_container(&bytes, args.planes).with_context(|| args.model.display().to_string())?;
     super::write_file(&args.output, prefix)?;
