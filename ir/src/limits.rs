@@ -56,7 +56,8 @@ pub enum LimitError {
     Bytes {
         dtype: DType,
         shape: Vec<u64>,
-        bytes: u128,
+        /// At most `MAX_TENSOR_ELEMENTS` × 8, so it fits.
+        bytes: u64,
     },
 }
 
@@ -81,16 +82,16 @@ pub fn element_count(shape: &[u64]) -> Result<u64, LimitError> {
 /// Bytes of a `dtype` tensor of `shape`, checked against both caps. The result fits `usize`
 /// on 64-bit hosts; callers on 32-bit hosts convert with `usize::try_from`.
 pub fn tensor_bytes(dtype: DType, shape: &[u64]) -> Result<u64, LimitError> {
-    let n = element_count(shape)?;
-    let bytes = n as u128 * dtype.size_bytes() as u128;
-    if bytes > MAX_TENSOR_BYTES as u128 {
+    // `element_count` caps `n` at 2^32, so the product fits in 64 bits.
+    let bytes = element_count(shape)? * dtype.size_bytes() as u64;
+    if bytes > MAX_TENSOR_BYTES {
         return Err(LimitError::Bytes {
             dtype,
             shape: shape.to_vec(),
             bytes,
         });
     }
-    Ok(bytes as u64)
+    Ok(bytes)
 }
 
 /// [`tensor_bytes`] of concrete `usize` dimensions.
@@ -100,7 +101,7 @@ pub fn tensor_bytes_usize(dtype: DType, shape: &[usize]) -> Result<usize, LimitE
     usize::try_from(bytes).map_err(|_| LimitError::Bytes {
         dtype,
         shape: dims,
-        bytes: bytes as u128,
+        bytes,
     })
 }
 

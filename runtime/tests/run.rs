@@ -486,3 +486,20 @@ fn empty_batch_gives_empty_outputs() {
     assert_eq!(out[1].shape(), &[0, 5]);
     assert_eq!(out[2].shape(), &[5, 64]);
 }
+
+/// A value within the limits per sample can exceed them at a run's batch size: the declared
+/// output type at that size is checked before the kernel allocates anything.
+#[test]
+fn an_output_too_large_at_this_batch_is_refused_before_allocation() {
+    let g = strata_ir::text::parse(
+        "graph @g(%x: f32[N,1]) {\n  %y = pad(%x) {pads=[0, 0, 0, 1073741823], value=0.0} : f32[N,1073741824]\n  return %y\n}\n",
+    )
+    .unwrap();
+    strata_ir::verify(&g).expect("4 GiB per sample is within the limit");
+    let x = strata_ir::Tensor::from_f32(vec![2, 1], vec![1.0, 2.0]).unwrap();
+    let e = run(&g, &[x]).expect_err("8 GiB at batch 2");
+    assert!(
+        matches!(e.root(), RuntimeError::TooLarge { op: "pad", shape } if shape == &[2, 1 << 30]),
+        "{e:?}"
+    );
+}

@@ -117,6 +117,13 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+fn passes() -> anyhow::Result<()> {
+    for p in strata_passes::PASSES {
+        outln!("{:<22} {}", p.name, p.summary)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::report;
@@ -141,11 +148,4 @@ mod tests {
         let e = e.context("loading the model");
         assert_eq!(report(&e), "loading the model: m.onnx: no such file");
     }
-}
-
-fn passes() -> anyhow::Result<()> {
-    for p in strata_passes::PASSES {
-        outln!("{:<22} {}", p.name, p.summary)?;
-    }
-    Ok(())
 }
