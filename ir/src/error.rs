@@ -37,4 +37,7 @@ pub enum InferError {
     },
     #[error("the batch dimension cannot be used here: {0}")]
     Batch(String),
+    /// A count derived from the shapes (such as [`crate::Op::macs`]) does not fit 64 bits.
+    #[error("{0} overflows 64 bits")]
+    Overflow(String),
 }

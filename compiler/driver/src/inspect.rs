@@ -44,42 +44,21 @@ pub struct Summary {
     pub total_macs: u64,
 }
 
-/// Multiply-accumulates per sample of one op, from its input and output types.
+/// Multiply-accumulates per sample of one op node (the op's own rule, [`Op::macs`]).
 fn macs(graph: &Graph, id: strata_ir::NodeId, op: &Op) -> Result<u64, GraphError> {
-    let inputs = graph.node_inputs(id);
-    let dims = |i: usize| -> Result<Vec<u64>, GraphError> {
-        let v = graph.value(inputs[i])?;
-        Ok(v.ty.shape.resolve(1).iter().map(|&d| d as u64).collect())
-    };
-    let out_elems: u64 = graph.node(id)?.outputs[0]
-        .ty
-        .shape
-        .resolve(1)
-        .iter()
-        .map(|&d| d as u64)
-        .product();
-    Ok(match op {
-        // w is [M, C/group, k…]: each output element reads C/group·prod(k) inputs.
-        Op::Conv(_) if inputs.len() >= 2 => out_elems * dims(1)?.iter().skip(1).product::<u64>(),
-        // w is [C, M/group, k…]: each input element is scattered into M/group·prod(k) outputs.
-        Op::ConvTranspose(_) if inputs.len() >= 2 => {
-            dims(0)?.iter().product::<u64>() * dims(1)?.iter().skip(1).product::<u64>()
-        }
-        Op::Gemm(g) if inputs.len() >= 2 => {
-            let a = dims(0)?;
-            let k = if g.trans_a { a.first() } else { a.get(1) }
-                .copied()
-                .unwrap_or(0);
-            out_elems * k
-        }
-        // Each output element reads K = cols (quantized) weights, whatever the plane count.
-        Op::Bitplane(bp) => out_elems * bp.spec.cols as u64,
-        Op::MatMul if inputs.len() >= 2 => {
-            let a = dims(0)?;
-            out_elems * a.last().copied().unwrap_or(0)
-        }
-        _ => 0,
-    })
+    let node = graph.node(id)?;
+    let inputs = graph
+        .node_inputs(id)
+        .into_iter()
+        .map(|v| graph.value(v).map(|val| &val.ty))
+        .collect::<Result<Vec<_>, _>>()?;
+    let outputs: Vec<_> = node.outputs.iter().map(|v| &v.ty).collect();
+    op.macs(&inputs, &outputs)
+        .map_err(|source| GraphError::Infer {
+            node: node.name.clone(),
+            op: op.mnemonic(),
+            source,
+        })
 }
 
 /// Builds the summary of a graph.
@@ -109,18 +88,14 @@ pub fn summarize(graph: &Graph) -> Result<Summary, GraphError> {
             continue;
         };
         *op_counts.entry(op.mnemonic()).or_insert(0) += 1;
-        let params = match op {
-            // Weights are held as bit-planes and the bias in the side tables: count the
-            // weight matrix and one bias per channel, as for the float layer.
-            Op::Bitplane(bp) => (bp.spec.rows * (bp.spec.cols + 1)) as u64,
-            _ => graph
+        let params = op.params(
+            graph
                 .node_inputs(id)
                 .iter()
                 .filter_map(|&v| graph.constant_value(v))
                 .filter(|t| t.dtype().is_float())
-                .map(|t| t.len() as u64)
-                .sum(),
-        };
+                .map(|t| t.len() as u64),
+        );
         layers.push(Layer {
             name: node.name.clone(),
             op: op.mnemonic(),

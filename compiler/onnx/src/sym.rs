@@ -121,8 +121,8 @@ fn binary(op: BinaryOp, a: SymInt, b: SymInt) -> Option<SymInt> {
 pub fn eval(op: &Op, inputs: &[SymTensor], out_dtype: DType) -> Option<SymTensor> {
     match op {
         Op::Identity => inputs.first().cloned(),
-        Op::Cast { to } if to.is_integer() => {
-            let x = inputs.first()?;
+        Op::Cast { to } => {
+            let x = inputs.first().filter(|_| to.is_integer())?;
             Some(SymTensor {
                 dtype: *to,
                 ..x.clone()
@@ -150,9 +150,9 @@ pub fn eval(op: &Op, inputs: &[SymTensor], out_dtype: DType) -> Option<SymTensor
                 elems,
             })
         }
-        Op::Gather { axis: 0 } => {
+        Op::Gather { axis } => {
             let [data, idx] = inputs else { return None };
-            if data.shape.len() != 1 || idx.shape.len() > 1 {
+            if *axis != 0 || data.shape.len() != 1 || idx.shape.len() > 1 {
                 return None;
             }
             let len = data.elems.len() as i64;
@@ -188,8 +188,8 @@ pub fn eval(op: &Op, inputs: &[SymTensor], out_dtype: DType) -> Option<SymTensor
                 _ => None,
             }
         }
-        Op::Concat { axis: 0 } => {
-            if inputs.iter().any(|x| x.shape.len() != 1) {
+        Op::Concat { axis } => {
+            if *axis != 0 || inputs.iter().any(|x| x.shape.len() != 1) {
                 return None;
             }
             let elems: Vec<SymInt> = inputs
@@ -210,7 +210,27 @@ pub fn eval(op: &Op, inputs: &[SymTensor], out_dtype: DType) -> Option<SymTensor
                 idx.into_iter().map(|i| x.elems[i]).collect(),
             ))
         }
-        _ => None,
+        // Not shape arithmetic: these always become real op nodes.
+        Op::Conv(_)
+        | Op::ConvTranspose(_)
+        | Op::Gemm(_)
+        | Op::MatMul
+        | Op::Unary(_)
+        | Op::PRelu
+        | Op::Clip(_)
+        | Op::BatchNorm(_)
+        | Op::Softmax(_)
+        | Op::MaxPool(_)
+        | Op::AveragePool(_)
+        | Op::GlobalPool(_)
+        | Op::Flatten { .. }
+        | Op::Reshape(_)
+        | Op::Transpose { .. }
+        | Op::Pad(_)
+        | Op::Shape { .. }
+        | Op::Split(_)
+        | Op::ReduceMean(_)
+        | Op::Bitplane(_) => None,
     }
 }
 

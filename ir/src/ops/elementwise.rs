@@ -94,21 +94,34 @@ impl Clip {
 }
 
 /// Text-form attributes of the element-wise ops, in field order.
-pub(crate) fn text_attrs(op: &Op) -> Option<Vec<(&'static str, AttrValue)>> {
-    Some(match op {
-        Op::Binary(_) | Op::PRelu => vec![],
-        Op::Unary(UnaryOp::LeakyRelu { alpha }) => vec![("alpha", AttrValue::f32(*alpha))],
-        Op::Unary(UnaryOp::HardSigmoid { alpha, beta }) => vec![
-            ("alpha", AttrValue::f32(*alpha)),
-            ("beta", AttrValue::f32(*beta)),
-        ],
-        Op::Unary(_) => vec![],
-        Op::Clip(c) => vec![
-            ("has_min", AttrValue::Bool(c.has_min)),
-            ("has_max", AttrValue::Bool(c.has_max)),
-        ],
-        _ => return None,
-    })
+impl UnaryOp {
+    /// Text-form attributes, in field order.
+    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
+        match self {
+            UnaryOp::LeakyRelu { alpha } => vec![("alpha", AttrValue::f32(*alpha))],
+            UnaryOp::HardSigmoid { alpha, beta } => vec![
+                ("alpha", AttrValue::f32(*alpha)),
+                ("beta", AttrValue::f32(*beta)),
+            ],
+            UnaryOp::Relu
+            | UnaryOp::Sigmoid
+            | UnaryOp::HardSwish
+            | UnaryOp::Tanh
+            | UnaryOp::Erf => {
+                vec![]
+            }
+        }
+    }
+}
+
+impl Clip {
+    /// Text-form attributes, in field order.
+    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
+        vec![
+            ("has_min", AttrValue::Bool(self.has_min)),
+            ("has_max", AttrValue::Bool(self.has_max)),
+        ]
+    }
 }
 
 /// Rebuilds an element-wise op from its mnemonic and attributes; `None` for other mnemonics.

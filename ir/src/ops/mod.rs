@@ -1,9 +1,11 @@
 //! The op set. One file per op family holds the attribute types and their shape inference;
 //! this module ties them into [`Op`], the payload of every operation node.
 
+mod batch;
 pub mod bitplane;
 mod check;
 pub mod conv;
+mod cost;
 pub mod elementwise;
 pub mod layout;
 pub mod linear;
@@ -149,15 +151,57 @@ impl Op {
             Op::BatchNorm(_) => exact(5),
             Op::Bitplane(_) => exact(bitplane::NUM_INPUTS),
             Op::Concat { .. } => (1, None),
-            _ => exact(1),
+            Op::Unary(_)
+            | Op::Softmax(_)
+            | Op::MaxPool(_)
+            | Op::AveragePool(_)
+            | Op::GlobalPool(_)
+            | Op::Flatten { .. }
+            | Op::Reshape(_)
+            | Op::Transpose { .. }
+            | Op::Pad(_)
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Identity
+            | Op::Shape { .. }
+            | Op::Slice(_)
+            | Op::Split(_)
+            | Op::ReduceMean(_)
+            | Op::Cast { .. } => exact(1),
         }
     }
 
-    /// How many outputs the op produces.
+    /// How many outputs the op produces: one, except Split (one per size).
     pub fn num_outputs(&self) -> usize {
         match self {
             Op::Split(s) => s.sizes.len(),
-            _ => 1,
+            Op::Conv(_)
+            | Op::ConvTranspose(_)
+            | Op::Gemm(_)
+            | Op::MatMul
+            | Op::Binary(_)
+            | Op::Unary(_)
+            | Op::PRelu
+            | Op::Clip(_)
+            | Op::BatchNorm(_)
+            | Op::Softmax(_)
+            | Op::MaxPool(_)
+            | Op::AveragePool(_)
+            | Op::GlobalPool(_)
+            | Op::Flatten { .. }
+            | Op::Reshape(_)
+            | Op::Transpose { .. }
+            | Op::Concat { .. }
+            | Op::Pad(_)
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Identity
+            | Op::Shape { .. }
+            | Op::Gather { .. }
+            | Op::Slice(_)
+            | Op::ReduceMean(_)
+            | Op::Cast { .. }
+            | Op::Bitplane(_) => 1,
         }
     }
 }
@@ -209,15 +253,36 @@ impl Op {
 impl Op {
     /// The op's attributes as the text form prints them, in a fixed order (field order).
     pub fn text_attrs(&self) -> Vec<(&'static str, crate::text::AttrValue)> {
-        conv::text_attrs(self)
-            .or_else(|| linear::text_attrs(self))
-            .or_else(|| elementwise::text_attrs(self))
-            .or_else(|| normalization::text_attrs(self))
-            .or_else(|| pool::text_attrs(self))
-            .or_else(|| layout::text_attrs(self))
-            .or_else(|| reduce::text_attrs(self))
-            .or_else(|| bitplane::text_attrs(self))
-            .unwrap_or_default()
+        use crate::text::AttrValue;
+        match self {
+            Op::Conv(c) => c.text_attrs(),
+            Op::ConvTranspose(c) => c.text_attrs(),
+            Op::Gemm(g) => g.text_attrs(),
+            Op::Unary(u) => u.text_attrs(),
+            Op::Clip(c) => c.text_attrs(),
+            Op::BatchNorm(b) => b.text_attrs(),
+            Op::Softmax(s) => s.text_attrs(),
+            Op::MaxPool(p) | Op::AveragePool(p) => p.text_attrs(),
+            Op::Flatten { axis } | Op::Concat { axis } | Op::Gather { axis } => {
+                vec![("axis", AttrValue::usize(*axis))]
+            }
+            Op::Reshape(r) => r.text_attrs(),
+            Op::Transpose { perm } => vec![("perm", AttrValue::usizes(perm))],
+            Op::Pad(p) => p.text_attrs(),
+            Op::Squeeze { axes } | Op::Unsqueeze { axes } => {
+                vec![("axes", AttrValue::usizes(axes))]
+            }
+            Op::Shape { start, end } => vec![
+                ("start", AttrValue::usize(*start)),
+                ("end", AttrValue::usize(*end)),
+            ],
+            Op::Slice(s) => s.text_attrs(),
+            Op::Split(s) => s.text_attrs(),
+            Op::ReduceMean(r) => r.text_attrs(),
+            Op::Cast { to } => vec![("to", AttrValue::dtype(*to))],
+            Op::Bitplane(b) => bitplane::text_attrs(b),
+            Op::MatMul | Op::Binary(_) | Op::PRelu | Op::GlobalPool(_) | Op::Identity => vec![],
+        }
     }
 
     /// Rebuilds an op from its mnemonic and text attributes; `None` for an unknown mnemonic.

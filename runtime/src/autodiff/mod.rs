@@ -77,9 +77,19 @@ pub fn backward_op(
         | Op::Identity => layout::relabel(name, inputs[0], grad_output),
         Op::Transpose { perm } => layout::transpose(perm, inputs[0], grad_output),
         Op::Concat { axis } => layout::concat(*axis, inputs, grad_output),
-        other => Err(RuntimeError::NoGradient {
-            op: other.mnemonic(),
-        }),
+        // Not differentiated (yet): inference-only layouts, integer shape arithmetic, and
+        // layers the trainers replace with their own straight-through versions.
+        Op::ConvTranspose(_)
+        | Op::PRelu
+        | Op::BatchNorm(_)
+        | Op::Pad(_)
+        | Op::Shape { .. }
+        | Op::Gather { .. }
+        | Op::Slice(_)
+        | Op::Split(_)
+        | Op::ReduceMean(_)
+        | Op::Cast { .. }
+        | Op::Bitplane(_) => Err(RuntimeError::NoGradient { op: name }),
     }
 }
 
