@@ -22,52 +22,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use onnx_protobuf::{Message, ModelProto};
-use strata_compiler::onnx::{import_file, tensor_from_proto_bytes, ImportOptions, OnnxError};
+use strata_compiler::onnx::{
+    import_file, supported_ops, tensor_from_proto_bytes, ImportOptions, OnnxError,
+};
 use strata_ir::{Graph, Tensor, TensorData};
-
-/// The ONNX ops (default domain) Strata's frontend covers; a test is selected when every
-/// node of its model is one of these.
-const SUPPORTED_OPS: &[&str] = &[
-    "Conv",
-    "ConvTranspose",
-    "Gemm",
-    "MatMul",
-    "Add",
-    "Sub",
-    "Mul",
-    "Div",
-    "Relu",
-    "LeakyRelu",
-    "PRelu",
-    "Clip",
-    "Sigmoid",
-    "HardSigmoid",
-    "HardSwish",
-    "Tanh",
-    "Erf",
-    "Softmax",
-    "BatchNormalization",
-    "MaxPool",
-    "AveragePool",
-    "GlobalAveragePool",
-    "GlobalMaxPool",
-    "Flatten",
-    "Reshape",
-    "Transpose",
-    "Concat",
-    "Pad",
-    "Squeeze",
-    "Unsqueeze",
-    "Identity",
-    "Dropout",
-    "Constant",
-    "Shape",
-    "Gather",
-    "Slice",
-    "Split",
-    "ReduceMean",
-    "Cast",
-];
 
 const RTOL: f64 = 1e-3;
 const ATOL: f64 = 1e-5;
@@ -117,14 +75,15 @@ fn parse_exclusions(text: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(out)
 }
 
-/// Reads the model and tells whether every node is a supported default-domain op.
+/// Reads the model and tells whether every node is a default-domain op the frontend
+/// registers ([`supported_ops`]).
 fn is_selected(model_path: &Path) -> Result<bool, String> {
     let bytes = fs::read(model_path).map_err(|e| format!("{}: {e}", model_path.display()))?;
     let model = ModelProto::parse_from_bytes(&bytes)
         .map_err(|e| format!("{}: not a ModelProto: {e}", model_path.display()))?;
     Ok(model.graph.node.iter().all(|n| {
         (n.domain.is_empty() || n.domain == "ai.onnx")
-            && SUPPORTED_OPS.contains(&n.op_type.as_str())
+            && supported_ops().any(|op| op.op_type == n.op_type)
     }))
 }
 

@@ -3,50 +3,128 @@
 use strata_ir::ops::{BinaryOp, Clip, UnaryOp};
 use strata_ir::{DType, Op, Tensor, TensorData, ValueRef};
 
-use super::{arity, present, single};
+use super::{arity, present, single, OnnxOp};
 use crate::attrs::NodeCtx;
 use crate::import::Importer;
 use crate::OnnxError;
 
-pub fn binary(
+/// The element-wise ops and the opsets they are accepted in (see [`OnnxOp`]).
+pub(super) const OPS: &[OnnxOp] = &[
+    OnnxOp {
+        name: "Add",
+        since: 1,
+        changed: 14,
+        import: |imp, ctx, ins| binary(imp, ctx, ins, BinaryOp::Add),
+    },
+    OnnxOp {
+        name: "Sub",
+        since: 1,
+        changed: 14,
+        import: |imp, ctx, ins| binary(imp, ctx, ins, BinaryOp::Sub),
+    },
+    OnnxOp {
+        name: "Mul",
+        since: 1,
+        changed: 14,
+        import: |imp, ctx, ins| binary(imp, ctx, ins, BinaryOp::Mul),
+    },
+    OnnxOp {
+        name: "Div",
+        since: 1,
+        changed: 14,
+        import: |imp, ctx, ins| binary(imp, ctx, ins, BinaryOp::Div),
+    },
+    OnnxOp {
+        name: "Relu",
+        since: 1,
+        changed: 14,
+        import: |imp, ctx, ins| unary(imp, ctx, ins, |_| Ok(UnaryOp::Relu)),
+    },
+    OnnxOp {
+        name: "LeakyRelu",
+        since: 1,
+        changed: 16,
+        import: |imp, ctx, ins| {
+            unary(imp, ctx, ins, |ctx| {
+                Ok(UnaryOp::LeakyRelu {
+                    alpha: ctx.float_or("alpha", 0.01)?,
+                })
+            })
+        },
+    },
+    OnnxOp {
+        name: "PRelu",
+        since: 1,
+        changed: 16,
+        import: prelu,
+    },
+    OnnxOp {
+        name: "Clip",
+        since: 1,
+        changed: 13,
+        import: clip,
+    },
+    OnnxOp {
+        name: "Sigmoid",
+        since: 1,
+        changed: 13,
+        import: |imp, ctx, ins| unary(imp, ctx, ins, |_| Ok(UnaryOp::Sigmoid)),
+    },
+    OnnxOp {
+        name: "HardSigmoid",
+        since: 1,
+        changed: 22,
+        import: |imp, ctx, ins| {
+            unary(imp, ctx, ins, |ctx| {
+                Ok(UnaryOp::HardSigmoid {
+                    alpha: ctx.float_or("alpha", 0.2)?,
+                    beta: ctx.float_or("beta", 0.5)?,
+                })
+            })
+        },
+    },
+    OnnxOp {
+        name: "HardSwish",
+        since: 14,
+        changed: 22,
+        import: |imp, ctx, ins| unary(imp, ctx, ins, |_| Ok(UnaryOp::HardSwish)),
+    },
+    OnnxOp {
+        name: "Tanh",
+        since: 1,
+        changed: 13,
+        import: |imp, ctx, ins| unary(imp, ctx, ins, |_| Ok(UnaryOp::Tanh)),
+    },
+    OnnxOp {
+        name: "Erf",
+        since: 9,
+        changed: 13,
+        import: |imp, ctx, ins| unary(imp, ctx, ins, |_| Ok(UnaryOp::Erf)),
+    },
+];
+
+fn binary(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
+    op: BinaryOp,
 ) -> Result<Vec<ValueRef>, OnnxError> {
     arity(ctx, ins, 2, 2)?;
-    let op = match ctx.op_type {
-        "Add" => BinaryOp::Add,
-        "Sub" => BinaryOp::Sub,
-        "Mul" => BinaryOp::Mul,
-        _ => BinaryOp::Div,
-    };
     single(imp, ctx, Op::Binary(op), &present(ins))
 }
 
-pub fn unary(
+/// A one-input activation; `op` reads its attributes (after the arity check).
+fn unary(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
+    op: fn(&NodeCtx) -> Result<UnaryOp, OnnxError>,
 ) -> Result<Vec<ValueRef>, OnnxError> {
     arity(ctx, ins, 1, 1)?;
-    let op = match ctx.op_type {
-        "Relu" => UnaryOp::Relu,
-        "LeakyRelu" => UnaryOp::LeakyRelu {
-            alpha: ctx.float_or("alpha", 0.01)?,
-        },
-        "Sigmoid" => UnaryOp::Sigmoid,
-        "HardSigmoid" => UnaryOp::HardSigmoid {
-            alpha: ctx.float_or("alpha", 0.2)?,
-            beta: ctx.float_or("beta", 0.5)?,
-        },
-        "HardSwish" => UnaryOp::HardSwish,
-        "Tanh" => UnaryOp::Tanh,
-        _ => UnaryOp::Erf,
-    };
-    single(imp, ctx, Op::Unary(op), &present(ins))
+    single(imp, ctx, Op::Unary(op(ctx)?), &present(ins))
 }
 
-pub fn prelu(
+fn prelu(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -65,7 +143,7 @@ fn bound(dtype: DType, v: f32) -> Option<Tensor> {
     Tensor::new(vec![], data).ok()
 }
 
-pub fn clip(
+fn clip(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],

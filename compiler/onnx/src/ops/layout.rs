@@ -5,13 +5,77 @@
 use strata_ir::ops::{Pad, Reshape, Slice, Split};
 use strata_ir::{Dim, Op, ValueRef};
 
-use super::{arity, ints_attr_or_input, present, single};
+use super::{arity, ints_attr_or_input, present, single, OnnxOp};
 use crate::attrs::NodeCtx;
 use crate::import::{input_name, Importer};
 use crate::sym::SymInt;
 use crate::OnnxError;
 
-pub fn flatten(
+/// The data-movement ops and the opsets they are accepted in (see [`OnnxOp`]).
+pub(super) const OPS: &[OnnxOp] = &[
+    OnnxOp {
+        name: "Flatten",
+        since: 1,
+        changed: 21,
+        import: flatten,
+    },
+    OnnxOp {
+        name: "Reshape",
+        since: 1,
+        changed: 21,
+        import: reshape,
+    },
+    OnnxOp {
+        name: "Transpose",
+        since: 1,
+        changed: 21,
+        import: transpose,
+    },
+    OnnxOp {
+        name: "Concat",
+        since: 1,
+        changed: 13,
+        import: concat,
+    },
+    OnnxOp {
+        name: "Pad",
+        since: 1,
+        changed: 21,
+        import: pad,
+    },
+    OnnxOp {
+        name: "Squeeze",
+        since: 1,
+        changed: 21,
+        import: squeeze,
+    },
+    OnnxOp {
+        name: "Unsqueeze",
+        since: 1,
+        changed: 21,
+        import: unsqueeze,
+    },
+    OnnxOp {
+        name: "Gather",
+        since: 1,
+        changed: 13,
+        import: gather,
+    },
+    OnnxOp {
+        name: "Slice",
+        since: 1,
+        changed: 13,
+        import: slice,
+    },
+    OnnxOp {
+        name: "Split",
+        since: 1,
+        changed: 18,
+        import: split,
+    },
+];
+
+fn flatten(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -23,7 +87,7 @@ pub fn flatten(
     single(imp, ctx, Op::Flatten { axis }, &[x])
 }
 
-pub fn reshape(
+fn reshape(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -76,7 +140,7 @@ pub fn reshape(
     single(imp, ctx, Op::Reshape(Reshape { shape, allow_zero }), &[x])
 }
 
-pub fn transpose(
+fn transpose(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -108,7 +172,7 @@ pub fn transpose(
     single(imp, ctx, Op::Transpose { perm }, &[x])
 }
 
-pub fn concat(
+fn concat(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -123,7 +187,7 @@ pub fn concat(
     single(imp, ctx, Op::Concat { axis }, &inputs)
 }
 
-pub fn pad(
+fn pad(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -181,7 +245,7 @@ pub fn pad(
     single(imp, ctx, Op::Pad(Pad { pads: full, value }), &[x])
 }
 
-pub fn squeeze(
+fn squeeze(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -204,7 +268,7 @@ pub fn squeeze(
     single(imp, ctx, Op::Squeeze { axes }, &[x])
 }
 
-pub fn unsqueeze(
+fn unsqueeze(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -223,7 +287,7 @@ pub fn unsqueeze(
     single(imp, ctx, Op::Unsqueeze { axes }, &[x])
 }
 
-pub fn slice(
+fn slice(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -296,7 +360,7 @@ pub fn slice(
     single(imp, ctx, op, &[x])
 }
 
-pub fn split(
+fn split(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -371,7 +435,7 @@ pub fn split(
     imp.emit(ctx, Op::Split(Split { axis, sizes }), &[x], names)
 }
 
-pub fn gather(
+fn gather(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
