@@ -26,13 +26,10 @@ use strata_compiler::onnx::{
     import_file, supported_ops, tensor_from_proto_bytes, ImportOptions, OnnxError,
 };
 use strata_ir::{Graph, Tensor, TensorData};
+use strata_test_support::repo_root;
 
 const RTOL: f64 = 1e-3;
 const ATOL: f64 = 1e-5;
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn node_test_dir() -> PathBuf {
     match std::env::var_os("STRATA_ONNX_NODE_TESTS") {

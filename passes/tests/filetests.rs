@@ -11,19 +11,7 @@ use std::path::Path;
 
 use strata_ir::{DType, Graph, Tensor};
 use strata_passes::{PassContext, PassManager};
-
-/// Deterministic values in [-1, 1) (xorshift), so snapshots reproduce on every machine.
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+use strata_test_support::values;
 
 /// Parses `seed=S samples=N` and builds one `[N, …]` tensor per (f32) graph input.
 fn calibration(path: &Path, spec: &str, graph: &Graph) -> Vec<Tensor> {

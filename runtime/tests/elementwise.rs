@@ -1,9 +1,8 @@
 #![allow(clippy::excessive_precision)]
-mod common;
-use common::*;
 use strata_ir::ops::{BinaryOp, Clip, UnaryOp};
 use strata_ir::{Op, TensorData};
 use strata_runtime::RuntimeError;
+use strata_test_support::*;
 
 fn bin(op: BinaryOp) -> Op {
     Op::Binary(op)
@@ -98,8 +97,8 @@ fn integer_arithmetic_wraps_like_numpy() {
 
 #[test]
 fn large_general_broadcast_matches_naive() {
-    let a = rand_t(&[64, 1, 600], 1);
-    let b = rand_t(&[3, 600], 2);
+    let a = rand_tensor(&[64, 1, 600], 1);
+    let b = rand_tensor(&[3, 600], 2);
     let y = eval1(&bin(BinaryOp::Mul), &[&a, &b]);
     let (av, bv) = (a.as_f32().unwrap(), b.as_f32().unwrap());
     let mut expected = Vec::new();

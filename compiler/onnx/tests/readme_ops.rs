@@ -2,7 +2,6 @@
 //! documenting it (or documenting one that is not registered) fails here.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use strata_onnx::supported_ops;
 
@@ -21,7 +20,11 @@ fn readme_ops(readme: &str) -> Result<Vec<String>, String> {
     for c in list.chars() {
         match c {
             '(' => depth += 1,
-            ')' => depth = depth.checked_sub(1).ok_or("unbalanced `)` in the op list")?,
+            ')' => {
+                depth = depth
+                    .checked_sub(1)
+                    .ok_or("unbalanced `)` in the op list")?
+            }
             _ if depth > 0 => {}
             ',' | ';' => {
                 names.push(name.split_whitespace().collect::<Vec<_>>().join(" "));
@@ -38,7 +41,7 @@ fn readme_ops(readme: &str) -> Result<Vec<String>, String> {
 
 #[test]
 fn readme_lists_exactly_the_registered_ops() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
+    let path = strata_test_support::repo_root().join("README.md");
     let readme = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let listed = readme_ops(&readme).unwrap_or_else(|e| panic!("README.md: {e}"));

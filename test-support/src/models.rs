@@ -1,37 +1,79 @@
-//! Graph builders shared by the integration tests.
-#![allow(dead_code)]
+//! Whole graphs the tests of several crates share.
 
 use strata_ir::ops::*;
-use strata_ir::{DType, Dim, Graph, Op, Shape, Tensor, TensorData, TensorType, ValueRef};
+use strata_ir::{DType, Graph, Op, Tensor, TensorData, ValueRef};
 
-pub fn ty(dtype: DType, dims: &[Option<usize>]) -> TensorType {
-    TensorType::new(
-        dtype,
-        Shape(
-            dims.iter()
-                .map(|d| d.map_or(Dim::Batch, Dim::Known))
-                .collect(),
-        ),
-    )
-}
+use crate::graphs::{batch_ty, conv, f32c, op, ty, weight};
+use crate::rng::values;
 
-pub fn f32c(g: &mut Graph, name: &str, shape: &[usize], f: impl Fn(usize) -> f32) -> ValueRef {
-    let n: usize = shape.iter().product();
-    g.add_constant(
-        name,
-        Tensor::from_f32(shape.to_vec(), (0..n).map(f).collect()).unwrap(),
-    )
-}
-
-pub fn op(g: &mut Graph, name: &str, op: Op, inputs: &[ValueRef]) -> ValueRef {
-    let id = g
-        .add_op_inferred(name, op, inputs, vec![name.to_string()])
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    ValueRef::first(id)
-}
-
-/// A small CNN: the graph the snapshot test prints.
+/// An MNIST-like small CNN: conv(1→4, 3×3) → relu → maxpool → grouped conv(4→8, group 2) →
+/// relu → maxpool → flatten → matmul(32→16) → relu → gemm(16→10). Covers every layer kind.
 pub fn small_cnn() -> Graph {
+    let mut g = Graph::new("small_cnn");
+    let x = g.add_input("x", batch_ty(&[1, 8, 8]));
+    let w1 = weight(&mut g, "w1", &[4, 1, 3, 3], 1);
+    let b1 = g.add_constant("b1", Tensor::from_f32(vec![4], values(4, 2)).unwrap());
+    let c1 = op(&mut g, "conv1", conv(3, 1, 1), &[x, w1, b1]);
+    let r1 = op(
+        &mut g,
+        "relu1",
+        Op::Unary(strata_ir::ops::UnaryOp::Relu),
+        &[c1],
+    );
+    let pool = Op::MaxPool(Pool {
+        kernel: vec![2, 2],
+        strides: vec![2, 2],
+        pads: vec![0; 4],
+        dilations: vec![1, 1],
+        ceil_mode: false,
+        count_include_pad: false,
+    });
+    let p1 = op(&mut g, "pool1", pool.clone(), &[r1]);
+    let w2 = weight(&mut g, "w2", &[8, 2, 3, 3], 3);
+    let b2 = g.add_constant(
+        "b2",
+        Tensor::from_f32(vec![8], values(8, 4).iter().map(|v| v * 0.1).collect()).unwrap(),
+    );
+    let c2 = op(&mut g, "conv2", conv(3, 1, 2), &[p1, w2, b2]);
+    let r2 = op(
+        &mut g,
+        "relu2",
+        Op::Unary(strata_ir::ops::UnaryOp::Relu),
+        &[c2],
+    );
+    let p2 = op(&mut g, "pool2", pool, &[r2]);
+    let f = op(&mut g, "flat", Op::Flatten { axis: 1 }, &[p2]);
+    let w3 = weight(&mut g, "w3", &[32, 16], 5);
+    let m = op(&mut g, "mm", Op::MatMul, &[f, w3]);
+    let r3 = op(
+        &mut g,
+        "relu3",
+        Op::Unary(strata_ir::ops::UnaryOp::Relu),
+        &[m],
+    );
+    let w4 = weight(&mut g, "w4", &[10, 16], 6);
+    let c4 = g.add_constant("c4", Tensor::from_f32(vec![10], values(10, 7)).unwrap());
+    let gemm = Op::Gemm(Gemm {
+        alpha: 1.0,
+        beta: 0.5,
+        trans_a: false,
+        trans_b: true,
+        has_c: true,
+    });
+    let y = op(&mut g, "fc", gemm, &[r3, w4, c4]);
+    g.set_outputs(vec![y]);
+    strata_ir::verify(&g).unwrap();
+    g
+}
+
+/// Image-like inputs in [0, 1).
+pub fn images(n: usize, seed: u64) -> Tensor {
+    let v = values(n * 64, seed).into_iter().map(f32::abs).collect();
+    Tensor::from_f32(vec![n, 1, 8, 8], v).unwrap()
+}
+
+/// A small CNN with odd constants (NaN, ∞, −0): the graph the IR text snapshot prints.
+pub fn snapshot_cnn() -> Graph {
     let mut g = Graph::new("small_cnn");
     let x = g.add_input("input", ty(DType::F32, &[None, Some(1), Some(4), Some(4)]));
     let w = f32c(&mut g, "conv.w", &[2, 1, 2, 2], |i| i as f32 * 0.25 - 1.0);
