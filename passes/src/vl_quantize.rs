@@ -151,6 +151,7 @@ pub fn layer_at(graph: &Graph, node: NodeId) -> Option<QuantLayer> {
         // No weight to layer (or, for ConvTranspose, none the bit-plane kernels run).
         Op::ConvTranspose(_)
         | Op::Binary(_)
+        | Op::Variadic(_)
         | Op::Unary(_)
         | Op::PRelu
         | Op::Clip(_)

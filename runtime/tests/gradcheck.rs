@@ -7,6 +7,7 @@ use strata_test_support::*;
 
 use strata_ir::ops::{
     BatchNorm, BinaryOp, Clip, Conv, Gemm, GlobalPoolKind, Pool, Reshape, Softmax, UnaryOp,
+    VariadicOp,
 };
 use strata_ir::{DType, Dim, Graph, Op, Shape, Tensor, TensorType, ValueRef};
 use strata_runtime::autodiff::fake_quant::{lsq_grad_scale, ActFakeQuant, WeightFakeQuant};
@@ -276,6 +277,30 @@ fn binary_ops_with_broadcasting() {
         &[rand_tensor(&[2, 3, 4], 96), denom],
         97,
     );
+}
+
+#[test]
+fn max_min_route_to_the_supplying_input() {
+    // Distinct values over all inputs, so no two broadcast elements tie within EPS.
+    let all = distinct(&[24 + 3 + 4], 98);
+    let v = all.as_f32().unwrap();
+    let inputs = [
+        f32t(&[2, 3, 4], &v[..24]),
+        f32t(&[3, 1], &v[24..27]),
+        f32t(&[4], &v[27..]),
+    ];
+    for (i, op) in [VariadicOp::Max, VariadicOp::Min].into_iter().enumerate() {
+        let op = Op::Variadic(op);
+        check_op(&format!("{op:?}"), &op, &inputs, 99 + i as u64);
+        check_op(&format!("{op:?} one input"), &op, &inputs[..1], 101);
+    }
+    // On a tie the first input takes the whole gradient.
+    let (a, b) = (f32t(&[2], &[1.0, 2.0]), f32t(&[2], &[1.0, 0.0]));
+    let op = Op::Variadic(VariadicOp::Max);
+    let y = eval_op(&op, &[&a, &b]).unwrap().remove(0);
+    let g = backward_op(&op, &[&a, &b], &y, &f32t(&[2], &[3.0, 4.0])).unwrap();
+    assert_eq!(g[0].as_ref().unwrap().as_f32().unwrap(), &[3.0, 4.0]);
+    assert_eq!(g[1].as_ref().unwrap().as_f32().unwrap(), &[0.0, 0.0]);
 }
 
 #[test]

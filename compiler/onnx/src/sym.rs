@@ -215,6 +215,7 @@ pub fn eval(op: &Op, inputs: &[SymTensor], out_dtype: DType) -> Option<SymTensor
         | Op::ConvTranspose(_)
         | Op::Gemm(_)
         | Op::MatMul
+        | Op::Variadic(_)
         | Op::Unary(_)
         | Op::PRelu
         | Op::Clip(_)

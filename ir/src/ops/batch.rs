@@ -57,7 +57,7 @@ impl Op {
             Op::Split(s) => s.axis >= 1,
             Op::ReduceMean(r) => !r.axes.contains(&0),
             // A batched input of lower rank would broadcast along the output's batch axis.
-            Op::Binary(_) => inputs
+            Op::Binary(_) | Op::Variadic(_) => inputs
                 .iter()
                 .all(|t| !t.shape.has_batch() || t.rank() == y.rank()),
             Op::Gemm(g) => only_first && !g.trans_a,
@@ -85,6 +85,12 @@ mod tests {
         let add = Op::Binary(BinaryOp::Add);
         assert!(per_sample(&add, &["f32[N,3]", "f32[3]"], "f32[N,3]"));
         assert!(!per_sample(&add, &["f32[N,3]", "f32[N]"], "f32[N,3]"));
+        let max = Op::Variadic(crate::ops::VariadicOp::Max);
+        assert!(per_sample(
+            &max,
+            &["f32[N,3]", "f32[3]", "f32[N,1]"],
+            "f32[N,3]"
+        ));
         let sm = |axis| {
             Op::Softmax(Softmax {
                 axis,

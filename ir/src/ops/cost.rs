@@ -50,6 +50,7 @@ impl Op {
             // Each output element reads K = cols (quantized) weights, whatever the plane count.
             Op::Bitplane(b) => mul(per_sample(out()?)?, b.spec.cols as u64),
             Op::Binary(_)
+            | Op::Variadic(_)
             | Op::Unary(_)
             | Op::PRelu
             | Op::Clip(_)
@@ -87,6 +88,7 @@ impl Op {
             | Op::Gemm(_)
             | Op::MatMul
             | Op::Binary(_)
+            | Op::Variadic(_)
             | Op::Unary(_)
             | Op::PRelu
             | Op::Clip(_)

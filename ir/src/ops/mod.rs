@@ -15,7 +15,7 @@ pub mod reduce;
 
 pub use bitplane::{Bitplane, BitplaneKernel, PlaneSpec};
 pub use conv::{Conv, ConvTranspose};
-pub use elementwise::{BinaryOp, Clip, UnaryOp};
+pub use elementwise::{BinaryOp, Clip, UnaryOp, VariadicOp};
 pub use layout::{Pad, Reshape, Slice, Split};
 pub use linear::Gemm;
 pub use normalization::{BatchNorm, Softmax};
@@ -38,6 +38,8 @@ pub enum Op {
     MatMul,
     /// `a, b` — broadcasting.
     Binary(BinaryOp),
+    /// `x0, x1, …` (at least one) — all broadcast together.
+    Variadic(VariadicOp),
     /// `x`
     Unary(UnaryOp),
     /// `x, slope` — slope unidirectionally broadcast to x.
@@ -99,6 +101,8 @@ impl Op {
             Op::Binary(BinaryOp::Sub) => "sub",
             Op::Binary(BinaryOp::Mul) => "mul",
             Op::Binary(BinaryOp::Div) => "div",
+            Op::Variadic(VariadicOp::Max) => "max",
+            Op::Variadic(VariadicOp::Min) => "min",
             Op::Unary(UnaryOp::Relu) => "relu",
             Op::Unary(UnaryOp::LeakyRelu { .. }) => "leaky_relu",
             Op::Unary(UnaryOp::Sigmoid) => "sigmoid",
@@ -150,7 +154,7 @@ impl Op {
             Op::Clip(c) => exact(1 + c.has_min as usize + c.has_max as usize),
             Op::BatchNorm(_) => exact(5),
             Op::Bitplane(_) => exact(bitplane::NUM_INPUTS),
-            Op::Concat { .. } => (1, None),
+            Op::Concat { .. } | Op::Variadic(_) => (1, None),
             Op::Unary(_)
             | Op::Softmax(_)
             | Op::MaxPool(_)
@@ -180,6 +184,7 @@ impl Op {
             | Op::Gemm(_)
             | Op::MatMul
             | Op::Binary(_)
+            | Op::Variadic(_)
             | Op::Unary(_)
             | Op::PRelu
             | Op::Clip(_)
@@ -217,6 +222,7 @@ impl Op {
             Op::Gemm(g) => g.infer(inputs),
             Op::MatMul => linear::infer_matmul(inputs),
             Op::Binary(b) => b.infer(inputs),
+            Op::Variadic(v) => v.infer(inputs),
             Op::Unary(u) => u.infer(inputs),
             Op::PRelu => elementwise::infer_prelu(inputs),
             Op::Clip(c) => c.infer(inputs),
@@ -281,7 +287,12 @@ impl Op {
             Op::ReduceMean(r) => r.text_attrs(),
             Op::Cast { to } => vec![("to", AttrValue::dtype(*to))],
             Op::Bitplane(b) => bitplane::text_attrs(b),
-            Op::MatMul | Op::Binary(_) | Op::PRelu | Op::GlobalPool(_) | Op::Identity => vec![],
+            Op::MatMul
+            | Op::Binary(_)
+            | Op::Variadic(_)
+            | Op::PRelu
+            | Op::GlobalPool(_)
+            | Op::Identity => vec![],
         }
     }
 

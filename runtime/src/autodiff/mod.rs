@@ -64,6 +64,7 @@ pub fn backward_op(
         Op::Gemm(g) => linear::gemm(g, inputs, grad_output),
         Op::MatMul => linear::matmul(inputs, grad_output),
         Op::Binary(b) => elementwise::binary(*b, inputs, output, grad_output),
+        Op::Variadic(v) => elementwise::variadic(*v, inputs, output, grad_output),
         Op::Unary(u) => elementwise::unary(*u, inputs[0], output, grad_output),
         Op::Clip(c) => elementwise::clip(c, inputs, grad_output),
         Op::Softmax(s) => normalization::softmax(s, output, grad_output),

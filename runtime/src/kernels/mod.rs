@@ -11,6 +11,7 @@ pub mod linear;
 pub mod normalization;
 pub mod pool;
 pub mod reduce;
+pub mod variadic;
 
 use strata_ir::{Op, Tensor, TensorData};
 
@@ -45,6 +46,7 @@ pub fn eval_op_with(
         Op::Gemm(g) => one(linear::gemm(g, inputs)?),
         Op::MatMul => one(linear::matmul(inputs[0], inputs[1])?),
         Op::Binary(b) => one(elementwise::binary(*b, inputs[0], inputs[1])?),
+        Op::Variadic(v) => one(variadic::variadic(*v, inputs)?),
         Op::Unary(u) => one(elementwise::unary(*u, inputs[0])?),
         Op::PRelu => one(elementwise::prelu(inputs[0], inputs[1])?),
         Op::Clip(c) => one(elementwise::clip(c, inputs)?),
@@ -113,6 +115,7 @@ fn owning_kernel(op: &Op) -> Option<OwningKernel<'_>> {
         | Op::Gemm(_)
         | Op::MatMul
         | Op::Binary(_)
+        | Op::Variadic(_)
         | Op::PRelu
         | Op::Clip(_)
         | Op::BatchNorm(_)

@@ -11,18 +11,8 @@ use crate::OnnxError;
 
 /// The convolution ops and the opsets they are accepted in (see [`OnnxOp`]).
 pub(super) const OPS: &[OnnxOp] = &[
-    OnnxOp {
-        name: "Conv",
-        since: 1,
-        changed: 22,
-        import: conv,
-    },
-    OnnxOp {
-        name: "ConvTranspose",
-        since: 1,
-        changed: 22,
-        import: conv_transpose,
-    },
+    OnnxOp::new("Conv", 1, 22, conv),
+    OnnxOp::new("ConvTranspose", 1, 22, conv_transpose),
 ];
 
 /// Which `auto_pad` mode a node asks for.

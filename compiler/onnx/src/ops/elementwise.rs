@@ -1,6 +1,6 @@
 //! Element-wise ops: broadcasting arithmetic, activations, PRelu and Clip.
 
-use strata_ir::ops::{BinaryOp, Clip, UnaryOp};
+use strata_ir::ops::{BinaryOp, Clip, UnaryOp, VariadicOp};
 use strata_ir::{DType, Op, Tensor, TensorData, ValueRef};
 
 use super::{arity, present, single, OnnxOp};
@@ -10,97 +10,56 @@ use crate::OnnxError;
 
 /// The element-wise ops and the opsets they are accepted in (see [`OnnxOp`]).
 pub(super) const OPS: &[OnnxOp] = &[
-    OnnxOp {
-        name: "Add",
-        since: 1,
-        changed: 14,
-        import: |imp, ctx, ins| binary(imp, ctx, ins, BinaryOp::Add),
-    },
-    OnnxOp {
-        name: "Sub",
-        since: 1,
-        changed: 14,
-        import: |imp, ctx, ins| binary(imp, ctx, ins, BinaryOp::Sub),
-    },
-    OnnxOp {
-        name: "Mul",
-        since: 1,
-        changed: 14,
-        import: |imp, ctx, ins| binary(imp, ctx, ins, BinaryOp::Mul),
-    },
-    OnnxOp {
-        name: "Div",
-        since: 1,
-        changed: 14,
-        import: |imp, ctx, ins| binary(imp, ctx, ins, BinaryOp::Div),
-    },
-    OnnxOp {
-        name: "Relu",
-        since: 1,
-        changed: 14,
-        import: |imp, ctx, ins| unary(imp, ctx, ins, |_| Ok(UnaryOp::Relu)),
-    },
-    OnnxOp {
-        name: "LeakyRelu",
-        since: 1,
-        changed: 16,
-        import: |imp, ctx, ins| {
-            unary(imp, ctx, ins, |ctx| {
-                Ok(UnaryOp::LeakyRelu {
-                    alpha: ctx.float_or("alpha", 0.01)?,
-                })
+    OnnxOp::new("Add", 1, 14, |imp, ctx, ins| {
+        binary(imp, ctx, ins, BinaryOp::Add)
+    }),
+    OnnxOp::new("Sub", 1, 14, |imp, ctx, ins| {
+        binary(imp, ctx, ins, BinaryOp::Sub)
+    }),
+    OnnxOp::new("Mul", 1, 14, |imp, ctx, ins| {
+        binary(imp, ctx, ins, BinaryOp::Mul)
+    }),
+    OnnxOp::new("Div", 1, 14, |imp, ctx, ins| {
+        binary(imp, ctx, ins, BinaryOp::Div)
+    }),
+    OnnxOp::new("Max", 1, 13, |imp, ctx, ins| {
+        variadic(imp, ctx, ins, VariadicOp::Max)
+    }),
+    OnnxOp::new("Min", 1, 13, |imp, ctx, ins| {
+        variadic(imp, ctx, ins, VariadicOp::Min)
+    }),
+    OnnxOp::new("Relu", 1, 14, |imp, ctx, ins| {
+        unary(imp, ctx, ins, |_| Ok(UnaryOp::Relu))
+    }),
+    OnnxOp::new("LeakyRelu", 1, 16, |imp, ctx, ins| {
+        unary(imp, ctx, ins, |ctx| {
+            Ok(UnaryOp::LeakyRelu {
+                alpha: ctx.float_or("alpha", 0.01)?,
             })
-        },
-    },
-    OnnxOp {
-        name: "PRelu",
-        since: 1,
-        changed: 16,
-        import: prelu,
-    },
-    OnnxOp {
-        name: "Clip",
-        since: 1,
-        changed: 13,
-        import: clip,
-    },
-    OnnxOp {
-        name: "Sigmoid",
-        since: 1,
-        changed: 13,
-        import: |imp, ctx, ins| unary(imp, ctx, ins, |_| Ok(UnaryOp::Sigmoid)),
-    },
-    OnnxOp {
-        name: "HardSigmoid",
-        since: 1,
-        changed: 22,
-        import: |imp, ctx, ins| {
-            unary(imp, ctx, ins, |ctx| {
-                Ok(UnaryOp::HardSigmoid {
-                    alpha: ctx.float_or("alpha", 0.2)?,
-                    beta: ctx.float_or("beta", 0.5)?,
-                })
+        })
+    }),
+    OnnxOp::new("PRelu", 1, 16, prelu),
+    OnnxOp::new("Clip", 1, 13, clip),
+    OnnxOp::new("Sigmoid", 1, 13, |imp, ctx, ins| {
+        unary(imp, ctx, ins, |_| Ok(UnaryOp::Sigmoid))
+    }),
+    OnnxOp::new("HardSigmoid", 1, 22, |imp, ctx, ins| {
+        unary(imp, ctx, ins, |ctx| {
+            Ok(UnaryOp::HardSigmoid {
+                alpha: ctx.float_or("alpha", 0.2)?,
+                beta: ctx.float_or("beta", 0.5)?,
             })
-        },
-    },
-    OnnxOp {
-        name: "HardSwish",
-        since: 14,
-        changed: 22,
-        import: |imp, ctx, ins| unary(imp, ctx, ins, |_| Ok(UnaryOp::HardSwish)),
-    },
-    OnnxOp {
-        name: "Tanh",
-        since: 1,
-        changed: 13,
-        import: |imp, ctx, ins| unary(imp, ctx, ins, |_| Ok(UnaryOp::Tanh)),
-    },
-    OnnxOp {
-        name: "Erf",
-        since: 9,
-        changed: 13,
-        import: |imp, ctx, ins| unary(imp, ctx, ins, |_| Ok(UnaryOp::Erf)),
-    },
+        })
+    }),
+    OnnxOp::new("HardSwish", 14, 22, |imp, ctx, ins| {
+        unary(imp, ctx, ins, |_| Ok(UnaryOp::HardSwish))
+    }),
+    OnnxOp::new("Tanh", 1, 13, |imp, ctx, ins| {
+        unary(imp, ctx, ins, |_| Ok(UnaryOp::Tanh))
+    }),
+    OnnxOp::new("Erf", 9, 13, |imp, ctx, ins| {
+        unary(imp, ctx, ins, |_| Ok(UnaryOp::Erf))
+    }),
 ];
 
 fn binary(
@@ -111,6 +70,17 @@ fn binary(
 ) -> Result<Vec<ValueRef>, OnnxError> {
     arity(ctx, ins, 2, 2)?;
     single(imp, ctx, Op::Binary(op), &present(ins))
+}
+
+/// Max or Min: one or more inputs, every one required.
+fn variadic(
+    imp: &mut Importer,
+    ctx: &NodeCtx,
+    ins: &[Option<ValueRef>],
+    op: VariadicOp,
+) -> Result<Vec<ValueRef>, OnnxError> {
+    arity(ctx, ins, ins.len().max(1), ins.len().max(1))?;
+    single(imp, ctx, Op::Variadic(op), &present(ins))
 }
 
 /// A one-input activation; `op` reads its attributes (after the arity check).

@@ -13,66 +13,16 @@ use crate::OnnxError;
 
 /// The data-movement ops and the opsets they are accepted in (see [`OnnxOp`]).
 pub(super) const OPS: &[OnnxOp] = &[
-    OnnxOp {
-        name: "Flatten",
-        since: 1,
-        changed: 21,
-        import: flatten,
-    },
-    OnnxOp {
-        name: "Reshape",
-        since: 1,
-        changed: 21,
-        import: reshape,
-    },
-    OnnxOp {
-        name: "Transpose",
-        since: 1,
-        changed: 21,
-        import: transpose,
-    },
-    OnnxOp {
-        name: "Concat",
-        since: 1,
-        changed: 13,
-        import: concat,
-    },
-    OnnxOp {
-        name: "Pad",
-        since: 1,
-        changed: 21,
-        import: pad,
-    },
-    OnnxOp {
-        name: "Squeeze",
-        since: 1,
-        changed: 21,
-        import: squeeze,
-    },
-    OnnxOp {
-        name: "Unsqueeze",
-        since: 1,
-        changed: 21,
-        import: unsqueeze,
-    },
-    OnnxOp {
-        name: "Gather",
-        since: 1,
-        changed: 13,
-        import: gather,
-    },
-    OnnxOp {
-        name: "Slice",
-        since: 1,
-        changed: 13,
-        import: slice,
-    },
-    OnnxOp {
-        name: "Split",
-        since: 1,
-        changed: 18,
-        import: split,
-    },
+    OnnxOp::new("Flatten", 1, 21, flatten),
+    OnnxOp::new("Reshape", 1, 21, reshape),
+    OnnxOp::new("Transpose", 1, 21, transpose),
+    OnnxOp::new("Concat", 1, 13, concat),
+    OnnxOp::new("Pad", 1, 21, pad),
+    OnnxOp::new("Squeeze", 1, 21, squeeze),
+    OnnxOp::new("Unsqueeze", 1, 21, unsqueeze),
+    OnnxOp::new("Gather", 1, 13, gather),
+    OnnxOp::new("Slice", 1, 13, slice),
+    OnnxOp::new("Split", 1, 18, split),
 ];
 
 fn flatten(

@@ -10,18 +10,8 @@ use crate::OnnxError;
 
 /// The matrix products and the opsets they are accepted in (see [`OnnxOp`]).
 pub(super) const OPS: &[OnnxOp] = &[
-    OnnxOp {
-        name: "Gemm",
-        since: 1,
-        changed: 13,
-        import: gemm,
-    },
-    OnnxOp {
-        name: "MatMul",
-        since: 1,
-        changed: 13,
-        import: matmul,
-    },
+    OnnxOp::new("Gemm", 1, 13, gemm),
+    OnnxOp::new("MatMul", 1, 13, matmul),
 ];
 
 fn gemm(

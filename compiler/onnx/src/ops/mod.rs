@@ -42,6 +42,17 @@ struct OnnxOp {
     import: ImportFn,
 }
 
+impl OnnxOp {
+    const fn new(name: &'static str, since: i64, changed: i64, import: ImportFn) -> OnnxOp {
+        OnnxOp {
+            name,
+            since,
+            changed,
+            import,
+        }
+    }
+}
+
 /// Every op family's registrations.
 const FAMILIES: &[&[OnnxOp]] = &[
     conv::OPS,

@@ -10,18 +10,8 @@ use crate::OnnxError;
 
 /// The normalization ops and the opsets they are accepted in (see [`OnnxOp`]).
 pub(super) const OPS: &[OnnxOp] = &[
-    OnnxOp {
-        name: "Softmax",
-        since: 1,
-        changed: 13,
-        import: softmax,
-    },
-    OnnxOp {
-        name: "BatchNormalization",
-        since: 1,
-        changed: 15,
-        import: batch_norm,
-    },
+    OnnxOp::new("Softmax", 1, 13, softmax),
+    OnnxOp::new("BatchNormalization", 1, 15, batch_norm),
 ];
 
 fn softmax(

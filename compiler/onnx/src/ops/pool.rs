@@ -11,30 +11,16 @@ use crate::OnnxError;
 
 /// The pooling ops and the opsets they are accepted in (see [`OnnxOp`]).
 pub(super) const OPS: &[OnnxOp] = &[
-    OnnxOp {
-        name: "MaxPool",
-        since: 1,
-        changed: 22,
-        import: |imp, ctx, ins| pool(imp, ctx, ins, true),
-    },
-    OnnxOp {
-        name: "AveragePool",
-        since: 1,
-        changed: 22,
-        import: |imp, ctx, ins| pool(imp, ctx, ins, false),
-    },
-    OnnxOp {
-        name: "GlobalAveragePool",
-        since: 1,
-        changed: 22,
-        import: |imp, ctx, ins| global_pool(imp, ctx, ins, GlobalPoolKind::Average),
-    },
-    OnnxOp {
-        name: "GlobalMaxPool",
-        since: 1,
-        changed: 22,
-        import: |imp, ctx, ins| global_pool(imp, ctx, ins, GlobalPoolKind::Max),
-    },
+    OnnxOp::new("MaxPool", 1, 22, |imp, ctx, ins| pool(imp, ctx, ins, true)),
+    OnnxOp::new("AveragePool", 1, 22, |imp, ctx, ins| {
+        pool(imp, ctx, ins, false)
+    }),
+    OnnxOp::new("GlobalAveragePool", 1, 22, |imp, ctx, ins| {
+        global_pool(imp, ctx, ins, GlobalPoolKind::Average)
+    }),
+    OnnxOp::new("GlobalMaxPool", 1, 22, |imp, ctx, ins| {
+        global_pool(imp, ctx, ins, GlobalPoolKind::Max)
+    }),
 ];
 
 /// MaxPool (`is_max`) or AveragePool.

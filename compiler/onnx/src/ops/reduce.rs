@@ -9,12 +9,7 @@ use crate::import::Importer;
 use crate::OnnxError;
 
 /// The reductions and the opsets they are accepted in (see [`OnnxOp`]).
-pub(super) const OPS: &[OnnxOp] = &[OnnxOp {
-    name: "ReduceMean",
-    since: 1,
-    changed: 18,
-    import: reduce_mean,
-}];
+pub(super) const OPS: &[OnnxOp] = &[OnnxOp::new("ReduceMean", 1, 18, reduce_mean)];
 
 fn reduce_mean(
     imp: &mut Importer,

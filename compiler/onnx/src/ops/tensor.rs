@@ -11,36 +11,11 @@ use crate::OnnxError;
 
 /// The tensor utility ops and the opsets they are accepted in (see [`OnnxOp`]).
 pub(super) const OPS: &[OnnxOp] = &[
-    OnnxOp {
-        name: "Identity",
-        since: 1,
-        changed: 21,
-        import: identity,
-    },
-    OnnxOp {
-        name: "Dropout",
-        since: 1,
-        changed: 22,
-        import: dropout,
-    },
-    OnnxOp {
-        name: "Constant",
-        since: 1,
-        changed: 21,
-        import: constant,
-    },
-    OnnxOp {
-        name: "Shape",
-        since: 1,
-        changed: 21,
-        import: shape,
-    },
-    OnnxOp {
-        name: "Cast",
-        since: 1,
-        changed: 21,
-        import: cast,
-    },
+    OnnxOp::new("Identity", 1, 21, identity),
+    OnnxOp::new("Dropout", 1, 22, dropout),
+    OnnxOp::new("Constant", 1, 21, constant),
+    OnnxOp::new("Shape", 1, 21, shape),
+    OnnxOp::new("Cast", 1, 21, cast),
 ];
 
 /// The largest Dropout mask stored as a constant (elements).
