@@ -232,7 +232,12 @@ pub fn every_op() -> Graph {
     {
         v = op(&mut g, &format!("bin{i}"), Op::Binary(b), &[v, v2]);
     }
-    v = op(&mut g, "max", Op::Variadic(VariadicOp::Max), &[v, v2, slope]);
+    v = op(
+        &mut g,
+        "max",
+        Op::Variadic(VariadicOp::Max),
+        &[v, v2, slope],
+    );
     v = op(&mut g, "min", Op::Variadic(VariadicOp::Min), &[v]);
     let pool = Pool {
         kernel: vec![2, 2],
