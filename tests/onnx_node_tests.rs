@@ -160,12 +160,24 @@ fn import_with_binding(
                         "import: node `{node}` ({op_type}) still reports `{input}` as non-constant after binding it"
                     ));
                 }
-                let Some(t) = inputs.get(&input) else {
+                if let Some(t) = inputs.get(&input) {
+                    opts.bind.insert(input, t.clone());
+                    continue;
+                }
+                // Computed from graph inputs (e.g. a target shape clamped with Max): bind
+                // every integer graph input, the ones that can decide shapes, once.
+                let unbound: Vec<(&String, &Tensor)> = inputs
+                    .iter()
+                    .filter(|(n, t)| t.dtype().is_integer() && !opts.bind.contains_key(*n))
+                    .collect();
+                if unbound.is_empty() {
                     return Err(format!(
                         "import: node `{node}` ({op_type}) needs `{input}` constant, and it is not a graph input of the test"
                     ));
-                };
-                opts.bind.insert(input, t.clone());
+                }
+                for (n, t) in unbound {
+                    opts.bind.insert(n.clone(), t.clone());
+                }
             }
             Err(e) => return Err(format!("import: {e}")),
         }

@@ -6,7 +6,7 @@
 //! either known or the batch size. A value that ends up fully known becomes a constant; one
 //! that still mentions the batch size reaches Reshape, where `Batch` turns into `0` (copy).
 
-use strata_ir::ops::BinaryOp;
+use strata_ir::ops::{BinaryOp, VariadicOp};
 use strata_ir::{DType, Dim, Op, Tensor, TensorData};
 
 /// The longest vector tracked symbolically (shape vectors are short).
@@ -116,6 +116,45 @@ fn binary(op: BinaryOp, a: SymInt, b: SymInt) -> Option<SymInt> {
     })
 }
 
+fn extremum(op: VariadicOp, a: SymInt, b: SymInt) -> Option<SymInt> {
+    match (a, b) {
+        (SymInt::Known(x), SymInt::Known(y)) => Some(SymInt::Known(match op {
+            VariadicOp::Max => x.max(y),
+            VariadicOp::Min => x.min(y),
+        })),
+        _ if a == b => Some(a),
+        _ => None,
+    }
+}
+
+/// Applies `f` element-wise to two rank ≤ 1 values, broadcasting a one-element side.
+fn zip(
+    x: &SymTensor,
+    y: &SymTensor,
+    dtype: DType,
+    f: impl Fn(SymInt, SymInt) -> Option<SymInt>,
+) -> Option<SymTensor> {
+    let rank = x.shape.len().max(y.shape.len());
+    let n = match (x.elems.len(), y.elems.len()) {
+        (a, b) if a == b => a,
+        (1, b) => b,
+        (a, 1) => a,
+        _ => return None,
+    };
+    let elems = (0..n)
+        .map(|i| {
+            let a = x.elems[if x.elems.len() == 1 { 0 } else { i }];
+            let c = y.elems[if y.elems.len() == 1 { 0 } else { i }];
+            f(a, c)
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(SymTensor {
+        dtype,
+        shape: if rank == 0 { vec![] } else { vec![n] },
+        elems,
+    })
+}
+
 /// Evaluates `op` on symbolic inputs; `None` when the op or the operands are outside what
 /// is tracked (the caller then emits a real op node).
 pub fn eval(op: &Op, inputs: &[SymTensor], out_dtype: DType) -> Option<SymTensor> {
@@ -130,24 +169,13 @@ pub fn eval(op: &Op, inputs: &[SymTensor], out_dtype: DType) -> Option<SymTensor
         }
         Op::Binary(b) => {
             let [x, y] = inputs else { return None };
-            let rank = x.shape.len().max(y.shape.len());
-            let n = match (x.elems.len(), y.elems.len()) {
-                (a, b) if a == b => a,
-                (1, b) => b,
-                (a, 1) => a,
-                _ => return None,
-            };
-            let elems = (0..n)
-                .map(|i| {
-                    let a = x.elems[if x.elems.len() == 1 { 0 } else { i }];
-                    let c = y.elems[if y.elems.len() == 1 { 0 } else { i }];
-                    binary(*b, a, c)
-                })
-                .collect::<Option<Vec<_>>>()?;
-            Some(SymTensor {
-                dtype: out_dtype,
-                shape: if rank == 0 { vec![] } else { vec![n] },
-                elems,
+            zip(x, y, out_dtype, |a, c| binary(*b, a, c))
+        }
+        // Shape arithmetic clamps with Max/Min (e.g. CenterCropPad's expansion).
+        Op::Variadic(v) => {
+            let (first, rest) = inputs.split_first()?;
+            rest.iter().try_fold(first.clone(), |acc, y| {
+                zip(&acc, y, out_dtype, |a, b| extremum(*v, a, b))
             })
         }
         Op::Gather { axis } => {
@@ -215,7 +243,6 @@ pub fn eval(op: &Op, inputs: &[SymTensor], out_dtype: DType) -> Option<SymTensor
         | Op::ConvTranspose(_)
         | Op::Gemm(_)
         | Op::MatMul
-        | Op::Variadic(_)
         | Op::Unary(_)
         | Op::PRelu
         | Op::Clip(_)
@@ -311,5 +338,29 @@ mod tests {
         let c = eval(&Op::Concat { axis: 0 }, &[u, minus1], DType::I64).unwrap();
         assert_eq!(c.elems, vec![SymInt::Batch, SymInt::Known(-1)]);
         assert!(c.to_tensor().is_none());
+    }
+
+    #[test]
+    fn max_min_clamp_known_values() {
+        let v = |e: Vec<SymInt>| SymTensor::vector(DType::I64, e);
+        let (k, b) = (SymInt::Known, SymInt::Batch);
+        let x = v(vec![k(3), b, k(-2)]);
+        let lo = SymTensor::from_tensor(&Tensor::from_i64(vec![], vec![0]).unwrap()).unwrap();
+        let max = Op::Variadic(VariadicOp::Max);
+        // A batch-dependent element cannot be compared with a number.
+        assert!(eval(&max, &[x.clone(), lo.clone()], DType::I64).is_none());
+        let x = v(vec![k(3), k(7), k(-2)]);
+        let hi = v(vec![k(5), k(5), k(5)]);
+        let r = eval(&max, &[x.clone(), lo], DType::I64).unwrap();
+        assert_eq!(r.known().unwrap(), [3, 7, 0]);
+        let min = Op::Variadic(VariadicOp::Min);
+        let r = eval(&min, &[x.clone(), hi, r], DType::I64).unwrap();
+        assert_eq!(r.known().unwrap(), [3, 5, -2]);
+        assert_eq!(eval(&min, &[x.clone()], DType::I64).unwrap(), x);
+        let same = v(vec![b]);
+        assert_eq!(
+            eval(&max, &[same.clone(), same.clone()], DType::I64).unwrap(),
+            same
+        );
     }
 }
