@@ -12,15 +12,10 @@
 //!
 //! Element types are spelled as in the IR (`f32`, `i64`, …). The default opset is 13.
 
-use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::tensor_proto::DataType;
-use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
-use onnx_protobuf::{
-    type_proto, AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto,
-    TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
-};
-use protobuf::{EnumOrUnknown, MessageField};
+use onnx_protobuf::{NodeProto, TensorProto};
 use strata_ir::DType;
+use strata_test_support::onnx::{node as onnx_node, vi, A, M};
 
 use crate::{ModeResult, TestFile};
 
@@ -40,10 +35,7 @@ pub(crate) fn run(file: &TestFile) -> ModeResult {
 
 /// Builds the serialized model from the script.
 pub fn build(script: &str, opset: i64) -> Result<Vec<u8>, (String, Option<usize>)> {
-    let mut graph = GraphProto {
-        name: "test".into(),
-        ..Default::default()
-    };
+    let mut model = M::new(opset);
     for (i, line) in script.lines().enumerate() {
         let code = line.split("//").next().unwrap_or_default().trim();
         if code.is_empty() {
@@ -51,29 +43,18 @@ pub fn build(script: &str, opset: i64) -> Result<Vec<u8>, (String, Option<usize>
         }
         let at = |e: String| (format!("line {}: {e}", i + 1), Some(i + 1));
         let (word, rest) = code.split_once(' ').unwrap_or((code, ""));
-        match word {
-            "input" => graph.input.push(value_info(rest).map_err(at)?),
-            "init" => graph.initializer.push(initializer(rest).map_err(at)?),
-            "node" => graph.node.push(node(rest).map_err(at)?),
-            "output" => graph.output.push(ValueInfoProto {
-                name: rest.trim().to_string(),
-                ..Default::default()
-            }),
+        model = match word {
+            "input" => {
+                let (name, dtype, dims) = typed(rest).map_err(at)?;
+                model.input(vi(&name, dtype, &dims))
+            }
+            "init" => model.init(initializer(rest).map_err(at)?),
+            "node" => model.node(node(rest).map_err(at)?),
+            "output" => model.output(rest.trim()),
             other => return Err(at(format!("unknown script word `{other}`"))),
-        }
+        };
     }
-    ModelProto {
-        ir_version: 8,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: opset,
-            ..Default::default()
-        }],
-        graph: MessageField::some(graph),
-        ..Default::default()
-    }
-    .write_to_bytes()
-    .map_err(|e| (e.to_string(), None))
+    Ok(model.bytes())
 }
 
 /// `name: dtype[dims]` → the name, ONNX element type and dims (`-1` for `N`).
@@ -102,36 +83,6 @@ fn typed(s: &str) -> Result<(String, DataType, Vec<i64>), String> {
         DType::Bool => DataType::BOOL,
     };
     Ok((name.trim().to_string(), onnx, dims))
-}
-
-fn value_info(s: &str) -> Result<ValueInfoProto, String> {
-    let (name, dtype, dims) = typed(s)?;
-    let dim = dims
-        .iter()
-        .map(|&d| Dimension {
-            value: Some(if d < 0 {
-                dimension::Value::DimParam("N".into())
-            } else {
-                dimension::Value::DimValue(d)
-            }),
-            ..Default::default()
-        })
-        .collect();
-    Ok(ValueInfoProto {
-        name,
-        type_: MessageField::some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: dtype as i32,
-                shape: MessageField::some(TensorShapeProto {
-                    dim,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
 }
 
 fn initializer(s: &str) -> Result<TensorProto, String> {
@@ -180,9 +131,9 @@ fn node(s: &str) -> Result<NodeProto, String> {
         }
         s.split(',').map(|x| x.trim().to_string()).collect()
     };
-    let output = list(outs);
+    let (ins, outs) = (list(ins), list(outs));
     let attrs = attrs.trim();
-    let attribute = if attrs.is_empty() {
+    let attrs = if attrs.is_empty() {
         vec![]
     } else {
         let inner = attrs
@@ -194,14 +145,10 @@ fn node(s: &str) -> Result<NodeProto, String> {
             .map(attribute)
             .collect::<Result<_, _>>()?
     };
-    Ok(NodeProto {
-        op_type: op.trim().to_string(),
-        name: output.first().cloned().unwrap_or_default(),
-        input: list(ins),
-        output,
-        attribute,
-        ..Default::default()
-    })
+    let name = outs.first().cloned().unwrap_or_default();
+    let ins: Vec<&str> = ins.iter().map(String::as_str).collect();
+    let outs: Vec<&str> = outs.iter().map(String::as_str).collect();
+    Ok(onnx_node(op.trim(), &name, &ins, &outs, attrs))
 }
 
 /// Splits on commas outside brackets and quotes.
@@ -225,17 +172,12 @@ fn split_top(s: &str) -> Vec<&str> {
     out
 }
 
-fn attribute(s: &str) -> Result<AttributeProto, String> {
+fn attribute(s: &str) -> Result<(&str, A), String> {
     let (name, value) = s.split_once('=').ok_or("expected `name=value`")?;
     let value = value.trim();
-    let mut p = AttributeProto {
-        name: name.trim().to_string(),
-        ..Default::default()
-    };
     let is_float = |v: &str| v.contains(['.', 'e']) || v.contains("inf");
-    let kind = if let Some(text) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-        p.s = text.as_bytes().to_vec();
-        AttributeType::STRING
+    let attr = if let Some(text) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+        A::S(text.to_string())
     } else if value.starts_with('[') {
         let items: Vec<&str> = value[1..value.len().saturating_sub(1)]
             .split(',')
@@ -243,29 +185,27 @@ fn attribute(s: &str) -> Result<AttributeProto, String> {
             .filter(|v| !v.is_empty())
             .collect();
         if items.iter().any(|v| is_float(v)) {
-            p.floats = numbers(value)?.into_iter().map(|v| v as f32).collect();
-            AttributeType::FLOATS
+            A::Fs(numbers(value)?.into_iter().map(|v| v as f32).collect())
         } else {
-            p.ints = items
-                .iter()
-                .map(|v| v.parse::<i64>().map_err(|e| format!("`{v}`: {e}")))
-                .collect::<Result<_, _>>()?;
-            AttributeType::INTS
+            A::Is(
+                items
+                    .iter()
+                    .map(|v| v.parse::<i64>().map_err(|e| format!("`{v}`: {e}")))
+                    .collect::<Result<_, _>>()?,
+            )
         }
     } else if is_float(value) {
-        p.f = value.parse().map_err(|e| format!("`{value}`: {e}"))?;
-        AttributeType::FLOAT
+        A::F(value.parse().map_err(|e| format!("`{value}`: {e}"))?)
     } else {
-        p.i = value.parse().map_err(|e| format!("`{value}`: {e}"))?;
-        AttributeType::INT
+        A::I(value.parse().map_err(|e| format!("`{value}`: {e}"))?)
     };
-    p.type_ = EnumOrUnknown::new(kind);
-    Ok(p)
+    Ok((name.trim(), attr))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use onnx_protobuf::{Message, ModelProto};
 
     #[test]
     fn script_builds_the_model() {

@@ -7,6 +7,8 @@
 pub mod cli;
 pub mod graphs;
 pub mod models;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 pub mod rng;
 pub mod tensors;
 

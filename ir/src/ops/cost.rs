@@ -23,20 +23,19 @@ impl Op {
             check::arity(inputs, (i + 1, None))?;
             Ok(inputs[i])
         };
-        // Exhaustive on purpose: a new op must say what it costs.
-        match self {
+        match self.kind() {
             // w is [M, C/group, k…]: each output element reads C/group·prod(k) inputs.
-            Op::Conv(_) => mul(per_sample(out()?)?, tail(input(1)?)?),
+            Kind::Conv => mul(per_sample(out()?)?, tail(input(1)?)?),
             // w is [C, M/group, k…]: each input element is scattered into M/group·prod(k)
             // outputs.
-            Op::ConvTranspose(_) => mul(per_sample(input(0)?)?, tail(input(1)?)?),
-            Op::Gemm(g) => {
+            Kind::ConvTranspose => mul(per_sample(input(0)?)?, tail(input(1)?)?),
+            Kind::Gemm { trans_a } => {
                 let a = input(0)?;
                 check::rank_eq(0, a, 2)?;
-                let k = a.shape.dims()[if g.trans_a { 0 } else { 1 }].resolve(1) as u64;
+                let k = a.shape.dims()[if trans_a { 0 } else { 1 }].resolve(1) as u64;
                 mul(per_sample(out()?)?, k)
             }
-            Op::MatMul => {
+            Kind::MatMul => {
                 let (a, y) = (input(0)?, out()?);
                 let k = a.shape.dims().last().map_or(1, |d| d.resolve(1)) as u64;
                 // A 1-D `a` against a matrix has no batch axis: every output element counts.
@@ -48,7 +47,35 @@ impl Op {
                 mul(elems, k)
             }
             // Each output element reads K = cols (quantized) weights, whatever the plane count.
-            Op::Bitplane(b) => mul(per_sample(out()?)?, b.spec.cols as u64),
+            Kind::Bitplane { cols, .. } => mul(per_sample(out()?)?, cols as u64),
+            Kind::Free => Ok(0),
+        }
+    }
+
+    /// Weights and biases the op stands for, given the element counts of its float constant
+    /// inputs: their sum, except for a bit-plane layer, whose planes and side tables stand
+    /// for one `R × K` weight and `R` biases (as the float layer had), whatever the planes.
+    pub fn params(&self, float_constant_elems: impl IntoIterator<Item = u64>) -> u64 {
+        match self.kind() {
+            Kind::Bitplane { rows, cols } => (rows as u64).saturating_mul(cols as u64 + 1),
+            Kind::Conv | Kind::ConvTranspose | Kind::Gemm { .. } | Kind::MatMul | Kind::Free => {
+                float_constant_elems.into_iter().sum()
+            }
+        }
+    }
+
+    /// What decides the op's cost. Exhaustive on purpose: a new op must say what it costs.
+    fn kind(&self) -> Kind {
+        match self {
+            Op::Conv(_) => Kind::Conv,
+            Op::ConvTranspose(_) => Kind::ConvTranspose,
+            Op::Gemm(g) => Kind::Gemm { trans_a: g.trans_a },
+            Op::MatMul => Kind::MatMul,
+            Op::Bitplane(b) => Kind::Bitplane {
+                rows: b.spec.rows,
+                cols: b.spec.cols,
+            },
+            // No multiply-accumulates: element-wise, normalization, pooling, data movement.
             Op::Binary(_)
             | Op::Variadic(_)
             | Op::Unary(_)
@@ -72,47 +99,19 @@ impl Op {
             | Op::Slice(_)
             | Op::Split(_)
             | Op::ReduceMean(_)
-            | Op::Cast { .. } => Ok(0),
+            | Op::Cast { .. } => Kind::Free,
         }
     }
+}
 
-    /// Weights and biases the op stands for, given the element counts of its float constant
-    /// inputs: their sum, except for a bit-plane layer, whose planes and side tables stand
-    /// for one `R × K` weight and `R` biases (as the float layer had), whatever the planes.
-    pub fn params(&self, float_constant_elems: impl IntoIterator<Item = u64>) -> u64 {
-        let inputs = || float_constant_elems.into_iter().sum();
-        match self {
-            Op::Bitplane(b) => (b.spec.rows as u64).saturating_mul(b.spec.cols as u64 + 1),
-            Op::Conv(_)
-            | Op::ConvTranspose(_)
-            | Op::Gemm(_)
-            | Op::MatMul
-            | Op::Binary(_)
-            | Op::Variadic(_)
-            | Op::Unary(_)
-            | Op::PRelu
-            | Op::Clip(_)
-            | Op::BatchNorm(_)
-            | Op::Softmax(_)
-            | Op::MaxPool(_)
-            | Op::AveragePool(_)
-            | Op::GlobalPool(_)
-            | Op::Flatten { .. }
-            | Op::Reshape(_)
-            | Op::Transpose { .. }
-            | Op::Concat { .. }
-            | Op::Pad(_)
-            | Op::Squeeze { .. }
-            | Op::Unsqueeze { .. }
-            | Op::Identity
-            | Op::Shape { .. }
-            | Op::Gather { .. }
-            | Op::Slice(_)
-            | Op::Split(_)
-            | Op::ReduceMean(_)
-            | Op::Cast { .. } => inputs(),
-        }
-    }
+/// The cost classes of the ops.
+enum Kind {
+    Conv,
+    ConvTranspose,
+    Gemm { trans_a: bool },
+    MatMul,
+    Bitplane { rows: usize, cols: usize },
+    Free,
 }
 
 fn overflow() -> InferError {
@@ -227,6 +226,24 @@ mod tests {
             ),
             Ok(0)
         );
+    }
+
+    #[test]
+    fn params_count_the_float_layer() {
+        assert_eq!(Op::Conv(conv()).params([144, 8]), 152);
+        let spec = crate::ops::PlaneSpec {
+            bits: 8,
+            plane_counts: vec![2, 8],
+            act_bits: 8,
+            rows: 10,
+            cols: 16,
+        };
+        let b = Op::Bitplane(crate::ops::Bitplane {
+            kernel: crate::ops::BitplaneKernel::Linear,
+            spec,
+        });
+        // Planes and side tables stand for the 10×16 weight and 10 biases.
+        assert_eq!(b.params([999, 1]), 170);
     }
 
     #[test]

@@ -145,7 +145,23 @@ impl Op {
 
     /// How many inputs the op takes given its attributes: `(min, max)`; `max = None` is unbounded.
     pub fn input_arity(&self) -> (usize, Option<usize>) {
-        let exact = |n| (n, Some(n));
+        self.arity().0
+    }
+
+    /// Checks an input count against [`Op::input_arity`]; the error is the expected count as
+    /// text (`2`, `1 to 3`, `at least 1`).
+    pub fn check_input_count(&self, got: usize) -> Result<(), String> {
+        check::count(self.input_arity(), got)
+    }
+
+    /// How many outputs the op produces: one, except Split (one per size).
+    pub fn num_outputs(&self) -> usize {
+        self.arity().1
+    }
+
+    /// Inputs `(min, max)` and outputs, in one exhaustive match so a new op states both.
+    fn arity(&self) -> ((usize, Option<usize>), usize) {
+        let exact = |n| ((n, Some(n)), 1);
         match self {
             Op::Conv(c) => exact(2 + c.has_bias as usize),
             Op::ConvTranspose(c) => exact(2 + c.has_bias as usize),
@@ -154,7 +170,8 @@ impl Op {
             Op::Clip(c) => exact(1 + c.has_min as usize + c.has_max as usize),
             Op::BatchNorm(_) => exact(5),
             Op::Bitplane(_) => exact(bitplane::NUM_INPUTS),
-            Op::Concat { .. } | Op::Variadic(_) => (1, None),
+            Op::Concat { .. } | Op::Variadic(_) => ((1, None), 1),
+            Op::Split(s) => ((1, Some(1)), s.sizes.len()),
             Op::Unary(_)
             | Op::Softmax(_)
             | Op::MaxPool(_)
@@ -169,44 +186,8 @@ impl Op {
             | Op::Identity
             | Op::Shape { .. }
             | Op::Slice(_)
-            | Op::Split(_)
             | Op::ReduceMean(_)
             | Op::Cast { .. } => exact(1),
-        }
-    }
-
-    /// How many outputs the op produces: one, except Split (one per size).
-    pub fn num_outputs(&self) -> usize {
-        match self {
-            Op::Split(s) => s.sizes.len(),
-            Op::Conv(_)
-            | Op::ConvTranspose(_)
-            | Op::Gemm(_)
-            | Op::MatMul
-            | Op::Binary(_)
-            | Op::Variadic(_)
-            | Op::Unary(_)
-            | Op::PRelu
-            | Op::Clip(_)
-            | Op::BatchNorm(_)
-            | Op::Softmax(_)
-            | Op::MaxPool(_)
-            | Op::AveragePool(_)
-            | Op::GlobalPool(_)
-            | Op::Flatten { .. }
-            | Op::Reshape(_)
-            | Op::Transpose { .. }
-            | Op::Concat { .. }
-            | Op::Pad(_)
-            | Op::Squeeze { .. }
-            | Op::Unsqueeze { .. }
-            | Op::Identity
-            | Op::Shape { .. }
-            | Op::Gather { .. }
-            | Op::Slice(_)
-            | Op::ReduceMean(_)
-            | Op::Cast { .. }
-            | Op::Bitplane(_) => 1,
         }
     }
 }

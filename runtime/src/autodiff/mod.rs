@@ -36,18 +36,7 @@ pub fn backward_op(
     grad_output: &Tensor,
 ) -> Result<Vec<Option<Tensor>>, RuntimeError> {
     let name = op.mnemonic();
-    let (min, max) = op.input_arity();
-    if inputs.len() < min || max.is_some_and(|m| inputs.len() > m) {
-        return Err(RuntimeError::Arity {
-            op: name,
-            expected: match max {
-                Some(m) if m == min => format!("{min}"),
-                Some(m) => format!("{min} to {m}"),
-                None => format!("at least {min}"),
-            },
-            got: inputs.len(),
-        });
-    }
+    crate::kernels::check_arity(op, inputs.len())?;
     if grad_output.shape() != output.shape() {
         return Err(RuntimeError::Shape {
             op: name,

@@ -136,22 +136,14 @@ fn owning_kernel(op: &Op) -> Option<OwningKernel<'_>> {
     })
 }
 
-fn check_arity(op: &Op, got: usize) -> Result<(), RuntimeError> {
-    let (min, max) = op.input_arity();
-    let ok = got >= min && max.is_none_or(|m| got <= m);
-    if ok {
-        return Ok(());
-    }
-    let expected = match max {
-        Some(m) if m == min => format!("{min}"),
-        Some(m) => format!("{min} to {m}"),
-        None => format!("at least {min}"),
-    };
-    Err(RuntimeError::Arity {
-        op: op.mnemonic(),
-        expected,
-        got,
-    })
+/// The op's own input-count rule as a runtime error.
+pub(crate) fn check_arity(op: &Op, got: usize) -> Result<(), RuntimeError> {
+    op.check_input_count(got)
+        .map_err(|expected| RuntimeError::Arity {
+            op: op.mnemonic(),
+            expected,
+            got,
+        })
 }
 
 /// Element count of a shape, refusing overflow and absurd sizes before anything is allocated.
