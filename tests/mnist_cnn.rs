@@ -6,18 +6,14 @@
 
 use std::fs::File;
 use std::io::BufReader;
-use std::path::PathBuf;
 
 use strata_compiler::onnx::{import_file, ImportOptions};
 use strata_ir::{Graph, Tensor};
+use strata_test_support::repo_root as root;
 
 const N: usize = 500;
 const CLASSES: usize = 10;
 const PIXELS: usize = 28 * 28;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn read_npy<T: npyz::Deserialize>(name: &str) -> (Vec<u64>, Vec<T>) {
     let path = root().join("tests/fixtures/mnist").join(name);

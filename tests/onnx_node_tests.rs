@@ -22,59 +22,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use onnx_protobuf::{Message, ModelProto};
-use strata_compiler::onnx::{import_file, tensor_from_proto_bytes, ImportOptions, OnnxError};
+use strata_compiler::onnx::{
+    import_file, supported_ops, tensor_from_proto_bytes, ImportOptions, OnnxError,
+};
 use strata_ir::{Graph, Tensor, TensorData};
-
-/// The ONNX ops (default domain) Strata's frontend covers; a test is selected when every
-/// node of its model is one of these.
-const SUPPORTED_OPS: &[&str] = &[
-    "Conv",
-    "ConvTranspose",
-    "Gemm",
-    "MatMul",
-    "Add",
-    "Sub",
-    "Mul",
-    "Div",
-    "Relu",
-    "LeakyRelu",
-    "PRelu",
-    "Clip",
-    "Sigmoid",
-    "HardSigmoid",
-    "HardSwish",
-    "Tanh",
-    "Erf",
-    "Softmax",
-    "BatchNormalization",
-    "MaxPool",
-    "AveragePool",
-    "GlobalAveragePool",
-    "GlobalMaxPool",
-    "Flatten",
-    "Reshape",
-    "Transpose",
-    "Concat",
-    "Pad",
-    "Squeeze",
-    "Unsqueeze",
-    "Identity",
-    "Dropout",
-    "Constant",
-    "Shape",
-    "Gather",
-    "Slice",
-    "Split",
-    "ReduceMean",
-    "Cast",
-];
+use strata_test_support::repo_root;
 
 const RTOL: f64 = 1e-3;
 const ATOL: f64 = 1e-5;
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn node_test_dir() -> PathBuf {
     match std::env::var_os("STRATA_ONNX_NODE_TESTS") {
@@ -117,14 +72,15 @@ fn parse_exclusions(text: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(out)
 }
 
-/// Reads the model and tells whether every node is a supported default-domain op.
+/// Reads the model and tells whether every node is a default-domain op the frontend
+/// registers ([`supported_ops`]).
 fn is_selected(model_path: &Path) -> Result<bool, String> {
     let bytes = fs::read(model_path).map_err(|e| format!("{}: {e}", model_path.display()))?;
     let model = ModelProto::parse_from_bytes(&bytes)
         .map_err(|e| format!("{}: not a ModelProto: {e}", model_path.display()))?;
     Ok(model.graph.node.iter().all(|n| {
         (n.domain.is_empty() || n.domain == "ai.onnx")
-            && SUPPORTED_OPS.contains(&n.op_type.as_str())
+            && supported_ops().any(|op| op.op_type == n.op_type)
     }))
 }
 
@@ -204,12 +160,24 @@ fn import_with_binding(
                         "import: node `{node}` ({op_type}) still reports `{input}` as non-constant after binding it"
                     ));
                 }
-                let Some(t) = inputs.get(&input) else {
+                if let Some(t) = inputs.get(&input) {
+                    opts.bind.insert(input, t.clone());
+                    continue;
+                }
+                // Computed from graph inputs (e.g. a target shape clamped with Max): bind
+                // every integer graph input, the ones that can decide shapes, once.
+                let unbound: Vec<(&String, &Tensor)> = inputs
+                    .iter()
+                    .filter(|(n, t)| t.dtype().is_integer() && !opts.bind.contains_key(*n))
+                    .collect();
+                if unbound.is_empty() {
                     return Err(format!(
                         "import: node `{node}` ({op_type}) needs `{input}` constant, and it is not a graph input of the test"
                     ));
-                };
-                opts.bind.insert(input, t.clone());
+                }
+                for (n, t) in unbound {
+                    opts.bind.insert(n.clone(), t.clone());
+                }
             }
             Err(e) => return Err(format!("import: {e}")),
         }

@@ -4,7 +4,6 @@
 //! codes are exactly `q_8 >> (8 − k)`, it computes exactly what the full file computes at
 //! `k` planes, and accuracy holds up as planes are dropped.
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use strata_compiler::compile::{compile_to_container, CompileOptions};
@@ -14,19 +13,7 @@ use strata_compiler::onnx::{import_file, ImportOptions};
 use strata_ir::container::{read_container, strip_container, ContainerError};
 use strata_ir::{Graph, NodeKind, Op, Tensor};
 use strata_runtime::{run_with, QuantPath, RunOptions};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Rows `range` of a `[N, …]` f32 tensor.
-fn rows(t: &Tensor, range: std::ops::Range<usize>) -> Tensor {
-    let per: usize = t.shape()[1..].iter().product();
-    let mut shape = t.shape().to_vec();
-    shape[0] = range.len();
-    let data = t.as_f32().unwrap()[range.start * per..range.end * per].to_vec();
-    Tensor::from_f32(shape, data).unwrap()
-}
+use strata_test_support::{repo_root as root, rows};
 
 struct Fixture {
     fp32: Graph,

@@ -43,4 +43,7 @@ pub enum InferError {
         #[source]
         source: crate::limits::LimitError,
     },
+    /// A count derived from the shapes (such as [`crate::Op::macs`]) does not fit 64 bits.
+    #[error("{0} overflows 64 bits")]
+    Overflow(String),
 }

@@ -216,14 +216,8 @@ pub fn verify(graph: &Graph) -> Result<(), VerifyError> {
                         });
                     }
                 }
-                let (min, max) = op.input_arity();
                 let got = edges.len();
-                if got < min || max.is_some_and(|m| got > m) {
-                    let expected = match max {
-                        Some(m) if m == min => m.to_string(),
-                        Some(m) => format!("{min} to {m}"),
-                        None => format!("at least {min}"),
-                    };
+                if let Err(expected) = op.check_input_count(got) {
                     return Err(VerifyError::InputArity {
                         node: name,
                         op: op_name,

@@ -1,14 +1,11 @@
 //! The `.strata` container and `extern` constants in the text form: round trips, the prefix
 //! property at every block boundary, and a typed error for every kind of damage.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use prost::Message;
 
-use common::{op, ty};
 use strata_ir::container::format::{Header, Payload, PlaneLayout};
 use strata_ir::container::{
     read_container, strip_container, write_container, write_container_with_planes, ContainerError,
@@ -17,6 +14,7 @@ use strata_ir::container::{
 use strata_ir::ops::{Bitplane, BitplaneKernel, Conv, PlaneSpec, UnaryOp};
 use strata_ir::text::{parse, parse_with, print, print_with, ParseErrorKind, PrintOptions};
 use strata_ir::{quant, DType, Graph, NodeKind, Op, Tensor, TensorData, TensorType, ValueRef};
+use strata_test_support::{f32c, op, ty};
 
 /// Deterministic xorshift64* (no dependency needed for reproducible random bytes).
 struct Rng(u64);
@@ -54,7 +52,7 @@ fn full_planes() -> Vec<Vec<u8>> {
 fn fake_graph(k: usize) -> Graph {
     let mut g = Graph::new("fake");
     let x = g.add_input("x", ty(DType::F32, &[None, Some(16)]));
-    let w = common::f32c(&mut g, "w", &[16, 4], |i| (i as f32 * 0.37).sin());
+    let w = f32c(&mut g, "w", &[16, 4], |i| (i as f32 * 0.37).sin());
     let b = g.add_constant(
         "b",
         Tensor::from_f32(vec![4], vec![0.5, -0.0, f32::NAN, 1e-30]).unwrap(),

@@ -1,13 +1,13 @@
 //! Text form: round trips, the printed format, and parse errors.
 
-mod common;
+use strata_test_support::models::{every_op, snapshot_cnn};
 
 use strata_ir::text::{parse, print, print_with, ParseErrorKind, PrintOptions};
 use strata_ir::verify;
 
 #[test]
 fn every_op_round_trips() {
-    let g = common::every_op();
+    let g = every_op();
     verify(&g).expect("builder graph is valid");
     let text = print(&g);
     let back = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -22,7 +22,7 @@ fn every_op_round_trips() {
 
 #[test]
 fn small_cnn_snapshot() {
-    let g = common::small_cnn();
+    let g = snapshot_cnn();
     verify(&g).expect("valid");
     let text = print(&g);
     insta::assert_snapshot!(text);
@@ -31,7 +31,7 @@ fn small_cnn_snapshot() {
 
 #[test]
 fn elided_constants_do_not_parse() {
-    let g = common::small_cnn();
+    let g = snapshot_cnn();
     let text = print_with(
         &g,
         &PrintOptions {
@@ -57,7 +57,7 @@ fn elided_constants_do_not_parse() {
 
 #[test]
 fn truncation_never_panics() {
-    let text = print(&common::every_op());
+    let text = print(&every_op());
     let chars: Vec<char> = text.chars().collect();
     let mut ok = 0;
     for cut in 0..chars.len() {
@@ -175,7 +175,7 @@ fn inputs_print_first_even_when_added_after_constants() {
 
 #[test]
 fn single_character_mutations_never_panic() {
-    let text = print(&common::small_cnn());
+    let text = print(&snapshot_cnn());
     let chars: Vec<char> = text.chars().collect();
     for i in 0..chars.len() {
         for r in ['"', '[', ']', '%', '9', '-', '}', '\\', 'N', 'é', ' '] {

@@ -1,6 +1,6 @@
 //! The verifier against crafted malformed graphs, one per error kind.
 
-mod common;
+use strata_test_support::models::{every_op, snapshot_cnn};
 
 use strata_ir::ops::{BinaryOp, Split, UnaryOp};
 use strata_ir::{
@@ -27,8 +27,8 @@ fn base() -> (Graph, ValueRef) {
 
 #[test]
 fn valid_graphs_pass() {
-    verify(&common::every_op()).unwrap();
-    verify(&common::small_cnn()).unwrap();
+    verify(&every_op()).unwrap();
+    verify(&snapshot_cnn()).unwrap();
 }
 
 #[test]

@@ -119,10 +119,13 @@ pub fn layer_at(graph: &Graph, node: NodeId) -> Option<QuantLayer> {
         Op::Gemm(Gemm {
             alpha,
             beta,
-            trans_a: false,
+            trans_a,
             trans_b,
             has_c,
         }) => {
+            if *trans_a {
+                return None;
+            }
             let b = f32_const(graph, *inputs.get(1)?)?;
             let (rows, cols, weight) = linear_view(b, *trans_b)?;
             let bias = if *has_c {
@@ -139,12 +142,41 @@ pub fn layer_at(graph: &Graph, node: NodeId) -> Option<QuantLayer> {
             };
             (LayerKind::Linear, rows, cols, weight, *alpha, bias)
         }
-        Op::MatMul if x_ty.rank() == 2 => {
+        Op::MatMul => {
+            if x_ty.rank() != 2 {
+                return None;
+            }
             let b = f32_const(graph, *inputs.get(1)?)?;
             let (rows, cols, weight) = linear_view(b, false)?;
             (LayerKind::Linear, rows, cols, weight, 1.0, vec![0.0; rows])
         }
-        _ => return None,
+        // No weight to layer (or, for ConvTranspose, none the bit-plane kernels run).
+        Op::ConvTranspose(_)
+        | Op::Binary(_)
+        | Op::Variadic(_)
+        | Op::Unary(_)
+        | Op::PRelu
+        | Op::Clip(_)
+        | Op::BatchNorm(_)
+        | Op::Softmax(_)
+        | Op::MaxPool(_)
+        | Op::AveragePool(_)
+        | Op::GlobalPool(_)
+        | Op::Flatten { .. }
+        | Op::Reshape(_)
+        | Op::Transpose { .. }
+        | Op::Concat { .. }
+        | Op::Pad(_)
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Identity
+        | Op::Shape { .. }
+        | Op::Gather { .. }
+        | Op::Slice(_)
+        | Op::Split(_)
+        | Op::ReduceMean(_)
+        | Op::Cast { .. }
+        | Op::Bitplane(_) => return None,
     };
     if rows == 0 || cols == 0 {
         return None;

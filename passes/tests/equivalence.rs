@@ -5,8 +5,7 @@ use strata_ir::ops::{BatchNorm, Conv, Gemm};
 use strata_ir::{DType, Dim, Graph, NodeKind, Op, Shape, Tensor, TensorType, ValueRef};
 use strata_passes::PassManager;
 
-mod common;
-use common::values;
+use strata_test_support::values;
 
 fn constant(g: &mut Graph, name: &str, shape: &[usize], seed: u64) -> ValueRef {
     let n = shape.iter().product();

@@ -11,8 +11,7 @@ use strata_passes::{
 use strata_runtime::autodiff::loss::kl_distillation;
 use strata_runtime::{run_with, QuantPath, RunOptions};
 
-mod common;
-use common::*;
+use strata_test_support::models::{images, small_cnn};
 
 fn run_at(g: &Graph, x: &Tensor, k: Option<u8>) -> Tensor {
     let options = RunOptions {

@@ -13,8 +13,8 @@ use strata_passes::{
 };
 use strata_runtime::{run_with, QuantPath, RunOptions};
 
-mod common;
-use common::*;
+use strata_test_support::models::{images, small_cnn};
+use strata_test_support::*;
 
 fn run_at(g: &Graph, x: &Tensor, k: Option<u8>, path: QuantPath) -> Vec<f32> {
     let options = RunOptions {

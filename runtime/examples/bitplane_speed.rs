@@ -9,18 +9,7 @@ use strata_ir::ops::{Bitplane, BitplaneKernel, Conv, Gemm, PlaneSpec};
 use strata_ir::quant::{midpoint_side, pack_planes, quantize_rows, row_bytes};
 use strata_ir::{Op, Tensor, TensorData};
 use strata_runtime::kernels::{eval_op_with, QuantPath};
-
-fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+use strata_test_support::values;
 
 /// Median wall time of `reps` runs, in milliseconds.
 fn time(reps: usize, mut f: impl FnMut()) -> f64 {
@@ -37,7 +26,7 @@ fn time(reps: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn bench(name: &str, kernel: BitplaneKernel, float_op: Op, x: Tensor, rows: usize, cols: usize) {
-    let w = rand_vec(rows * cols, 1);
+    let w = values(rows * cols, 1);
     let (codes, scales) = quantize_rows(&w, rows, cols, 8).unwrap();
     let planes = Tensor::new(
         vec![8, rows, row_bytes(cols)],
@@ -105,7 +94,7 @@ fn main() {
         group: 1,
         has_bias: true,
     };
-    let x = Tensor::from_f32(vec![16, 64, 32, 32], rand_vec(16 * 64 * 1024, 2)).expect("x");
+    let x = Tensor::from_f32(vec![16, 64, 32, 32], values(16 * 64 * 1024, 2)).expect("x");
     bench(
         "conv 64→64 3x3 on [16,64,32,32]",
         BitplaneKernel::Conv(Conv {
@@ -117,7 +106,7 @@ fn main() {
         64,
         576,
     );
-    let x = Tensor::from_f32(vec![64, 1024], rand_vec(64 * 1024, 3)).expect("x");
+    let x = Tensor::from_f32(vec![64, 1024], values(64 * 1024, 3)).expect("x");
     bench(
         "linear 1024→1024 on [64,1024]",
         BitplaneKernel::Linear,

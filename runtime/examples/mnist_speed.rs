@@ -8,21 +8,13 @@ use std::time::Instant;
 
 use strata_ir::ops::{Conv, Gemm, Pool, UnaryOp};
 use strata_ir::{DType, Dim, Graph, Op, Shape, Tensor, TensorType, Value, ValueRef};
+use strata_test_support::XorShift;
 
-/// Small deterministic generator (xorshift), so the example needs no extra dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    fn tensor(&mut self, shape: Vec<usize>, scale: f32) -> Tensor {
-        let n = shape.iter().product();
-        let data = (0..n).map(|_| self.next() * scale).collect();
-        Tensor::from_f32(shape, data).expect("shape matches data")
-    }
+/// Seeded values scaled by `scale`, the same on every machine.
+fn rand(rng: &mut XorShift, shape: Vec<usize>, scale: f32) -> Tensor {
+    let n = shape.iter().product();
+    let data = (0..n).map(|_| rng.unit() * scale).collect();
+    Tensor::from_f32(shape, data).expect("shape matches data")
 }
 
 fn ty(dims: &[Dim]) -> TensorType {
@@ -44,7 +36,7 @@ fn add(g: &mut Graph, name: &str, op: Op, inputs: &[ValueRef], dims: &[Dim]) -> 
     ValueRef::first(id)
 }
 
-fn mnist_graph(rng: &mut Rng) -> Graph {
+fn mnist_graph(rng: &mut XorShift) -> Graph {
     use Dim::{Batch as N, Known as K};
     let mut g = Graph::new("mnist");
     let x = g.add_input("x", ty(&[N, K(1), K(28), K(28)]));
@@ -74,14 +66,14 @@ fn mnist_graph(rng: &mut Rng) -> Graph {
         has_c: true,
     });
     let relu = Op::Unary(UnaryOp::Relu);
-    let w1 = g.add_constant("w1", rng.tensor(vec![32, 1, 3, 3], 0.3));
-    let b1 = g.add_constant("b1", rng.tensor(vec![32], 0.1));
-    let w2 = g.add_constant("w2", rng.tensor(vec![64, 32, 3, 3], 0.06));
-    let b2 = g.add_constant("b2", rng.tensor(vec![64], 0.1));
-    let w3 = g.add_constant("w3", rng.tensor(vec![128, 3136], 0.02));
-    let b3 = g.add_constant("b3", rng.tensor(vec![128], 0.1));
-    let w4 = g.add_constant("w4", rng.tensor(vec![10, 128], 0.1));
-    let b4 = g.add_constant("b4", rng.tensor(vec![10], 0.1));
+    let w1 = g.add_constant("w1", rand(rng, vec![32, 1, 3, 3], 0.3));
+    let b1 = g.add_constant("b1", rand(rng, vec![32], 0.1));
+    let w2 = g.add_constant("w2", rand(rng, vec![64, 32, 3, 3], 0.06));
+    let b2 = g.add_constant("b2", rand(rng, vec![64], 0.1));
+    let w3 = g.add_constant("w3", rand(rng, vec![128, 3136], 0.02));
+    let b3 = g.add_constant("b3", rand(rng, vec![128], 0.1));
+    let w4 = g.add_constant("w4", rand(rng, vec![10, 128], 0.1));
+    let b4 = g.add_constant("b4", rand(rng, vec![10], 0.1));
     let c1 = add(
         &mut g,
         "conv1",
@@ -137,11 +129,11 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(10_000);
-    let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    let mut rng = XorShift::from_state(0x5eed_1234_abcd_ef01);
     let graph = mnist_graph(&mut rng);
-    let input = rng.tensor(vec![batch, 1, 28, 28], 1.0);
+    let input = rand(&mut rng, vec![batch, 1, 28, 28], 1.0);
     // Warm-up on a small batch (thread pools, page faults).
-    let warm = rng.tensor(vec![64, 1, 28, 28], 1.0);
+    let warm = rand(&mut rng, vec![64, 1, 28, 28], 1.0);
     strata_runtime::run(&graph, &[warm]).expect("warm-up run");
     let mut best = f64::INFINITY;
     let mut checksum = 0.0f64;

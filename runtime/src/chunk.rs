@@ -4,10 +4,10 @@
 //! slices of the batch gives the same result while keeping every intermediate small (cache-
 //! resident, allocated once and reused) instead of materialising gigabyte-sized activations
 //! for a 10,000-image test set. Whether a graph qualifies is decided from the declared types
-//! (the batch symbol `N` must sit on axis 0 of every value that has it) and a per-op rule
-//! that the op never mixes or reorders samples. Anything not provably per-sample runs whole.
+//! (the batch symbol `N` must sit on axis 0 of every value that has it) and the op's own
+//! rule ([`strata_ir::Op::is_per_sample`]) that it never mixes or reorders samples. Anything not provably per-sample runs whole.
 
-use strata_ir::{Dim, Graph, NodeKind, Op, TensorType};
+use strata_ir::{Dim, Graph, NodeKind, TensorType};
 
 /// Bytes of the largest per-sample intermediate a chunk should hold.
 const TARGET_CHUNK_BYTES: usize = 4 << 20;
@@ -83,59 +83,8 @@ pub(crate) fn plan(graph: &Graph) -> Option<usize> {
         if out_batch.is_empty() || !out_batch.iter().all(|&b| b) {
             return None;
         }
-        let only_first = in_batch.iter().skip(1).all(|&b| !b);
-        let out_rank = node.outputs[0].ty.rank();
-        #[allow(unreachable_patterns)]
-        let ok = match op {
-            Op::Conv(_)
-            | Op::ConvTranspose(_)
-            | Op::Clip(_)
-            | Op::PRelu
-            | Op::BatchNorm(_)
-            | Op::Bitplane(_) => only_first,
-            Op::MaxPool(_)
-            | Op::AveragePool(_)
-            | Op::GlobalPool(_)
-            | Op::Unary(_)
-            | Op::Identity
-            | Op::Cast { .. } => true,
-            Op::Softmax(s) => s.axis >= 1,
-            Op::Flatten { axis } => *axis >= 1,
-            Op::Reshape(r) => {
-                let first_ok = matches!(r.shape.first(), Some(-1))
-                    || (r.shape.first() == Some(&0) && !r.allow_zero);
-                let inner = |t: &TensorType| {
-                    t.shape.dims()[1..]
-                        .iter()
-                        .map(|d| d.known())
-                        .collect::<Option<Vec<_>>>()
-                };
-                let (Some(a), Some(b)) = (inner(in_types[0]), inner(&node.outputs[0].ty)) else {
-                    return None;
-                };
-                first_ok && a.iter().product::<usize>() == b.iter().product::<usize>()
-            }
-            Op::Transpose { perm } => perm.first() == Some(&0),
-            Op::Concat { axis } => *axis >= 1 && in_batch.iter().all(|&b| b),
-            Op::Pad(p) => {
-                let r = in_types[0].rank();
-                p.pads.len() == 2 * r && p.pads[0] == 0 && p.pads[r] == 0
-            }
-            Op::Squeeze { axes } => !axes.is_empty() && !axes.contains(&0),
-            Op::Unsqueeze { axes } => !axes.contains(&0),
-            Op::Gather { axis } => *axis >= 1 && only_first,
-            Op::Slice(s) => !s.axes.contains(&0),
-            Op::Split(s) => s.axis >= 1,
-            Op::ReduceMean(r) => !r.axes.contains(&0),
-            Op::Binary(_) => in_types
-                .iter()
-                .zip(&in_batch)
-                .all(|(t, &b)| !b || t.rank() == out_rank),
-            Op::Gemm(g) => only_first && !g.trans_a,
-            Op::MatMul => only_first && in_types[0].rank() == out_rank && out_rank >= 2,
-            Op::Shape { .. } => false,
-            _ => false,
-        };
+        let out_types: Vec<&TensorType> = node.outputs.iter().map(|v| &v.ty).collect();
+        let ok = op.is_per_sample(&in_types, &out_types);
         if !ok {
             return None;
         }

@@ -1,14 +1,12 @@
 //! Bit-plane kernels: the integer path against a naive i64 reference (bitwise), integer vs
 //! float path, convergence to the FP32 layer, plane-count selection and its errors.
 
-mod common;
-
-use common::{f32t, rand_vec};
 use strata_ir::ops::{Bitplane, BitplaneKernel, Conv, PlaneSpec};
 use strata_ir::quant::{midpoint_side, pack_planes, quantize_rows, row_bytes};
 use strata_ir::{Op, Tensor, TensorData};
 use strata_runtime::kernels::{eval_op_with, QuantPath};
 use strata_runtime::RuntimeError;
+use strata_test_support::{f32t, values};
 
 /// A quantized layer and everything the reference needs to recompute it.
 struct Layer {
@@ -66,14 +64,14 @@ fn layer(
 ) -> Layer {
     let ks: Vec<u8> = (1..=bits).collect();
     let s = ks.len();
-    let w = rand_vec(rows * cols, seed);
+    let w = values(rows * cols, seed);
     let (codes, scales) = quantize_rows(&w, rows, cols, bits).unwrap();
     let planes = Tensor::new(
         vec![bits as usize, rows, row_bytes(cols)],
         TensorData::U8(pack_planes(&codes, rows, cols, bits).unwrap()),
     )
     .unwrap();
-    let jitter = rand_vec(4 * s * rows, seed + 1);
+    let jitter = values(4 * s * rows, seed + 1);
     let mut alpha = Vec::new();
     let mut beta = Vec::new();
     for (j, &k) in ks.iter().enumerate() {
@@ -83,8 +81,8 @@ fn layer(
             beta.push(b + 0.1 * scales[r] * jitter[s * rows + j * rows + r]);
         }
     }
-    let bias = rand_vec(s * rows, seed + 2);
-    let zs = rand_vec(s, seed + 3);
+    let bias = values(s * rows, seed + 2);
+    let zs = values(s, seed + 3);
     let mut act = Vec::new();
     for z in &zs {
         // Inputs are in [-1, 1); scales around 2/2^A, zero points in ±2^(A-2).
@@ -282,12 +280,12 @@ fn check_layer(l: &Layer, x: &Tensor) {
 fn linear_matches_reference_at_every_k() {
     for (i, &cols) in [1usize, 63, 64, 65, 200].iter().enumerate() {
         let l = layer(BitplaneKernel::Linear, 7, cols, 8, 8, 10 + i as u64);
-        let x = f32t(&[3, cols], &rand_vec(3 * cols, 99 + i as u64));
+        let x = f32t(&[3, cols], &values(3 * cols, 99 + i as u64));
         check_layer(&l, &x);
     }
     // Narrower codes and activations.
     let l = layer(BitplaneKernel::Linear, 5, 70, 4, 6, 7);
-    let x = f32t(&[2, 70], &rand_vec(140, 8));
+    let x = f32t(&[2, 70], &values(140, 8));
     check_layer(&l, &x);
 }
 
@@ -295,13 +293,13 @@ fn linear_matches_reference_at_every_k() {
 fn conv_matches_reference_at_every_k() {
     // 2-D grouped, strided, dilated, asymmetric pads.
     let l = conv_layer(4, 6, &[3, 2], &[2, 1], &[1, 0, 0, 1], &[1, 2], 2, 1);
-    check_layer(&l, &f32t(&[2, 4, 7, 6], &rand_vec(2 * 4 * 7 * 6, 2)));
+    check_layer(&l, &f32t(&[2, 4, 7, 6], &values(2 * 4 * 7 * 6, 2)));
     // 1-D with a stride larger than the overlap.
     let l = conv_layer(3, 5, &[4], &[3], &[2, 1], &[1], 1, 3);
-    check_layer(&l, &f32t(&[3, 3, 11], &rand_vec(99, 4)));
+    check_layer(&l, &f32t(&[3, 3, 11], &values(99, 4)));
     // Depthwise with channel multiplier 2, padded.
     let l = conv_layer(4, 8, &[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 4, 5);
-    check_layer(&l, &f32t(&[1, 4, 5, 5], &rand_vec(100, 6)));
+    check_layer(&l, &f32t(&[1, 4, 5, 5], &values(100, 6)));
     // 3-D.
     let l = conv_layer(
         2,
@@ -313,10 +311,10 @@ fn conv_matches_reference_at_every_k() {
         1,
         7,
     );
-    check_layer(&l, &f32t(&[1, 2, 4, 4, 3], &rand_vec(96, 8)));
+    check_layer(&l, &f32t(&[1, 2, 4, 4, 3], &values(96, 8)));
     // K = 16·3·3 = 144 spans three words per plane row.
     let l = conv_layer(16, 4, &[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 1, 9);
-    check_layer(&l, &f32t(&[2, 16, 4, 4], &rand_vec(512, 10)));
+    check_layer(&l, &f32t(&[2, 16, 4, 4], &values(512, 10)));
 }
 
 #[test]
@@ -335,7 +333,7 @@ fn full_precision_approaches_fp32() {
     act[2 * (ks - 1)] = scale;
     act[2 * (ks - 1) + 1] = 0.0;
     l.act = f32t(&[ks, 2], &act);
-    let x: Vec<f32> = rand_vec(n * cols, 22)
+    let x: Vec<f32> = values(n * cols, 22)
         .iter()
         .map(|v| (v * 100.0).round() * scale)
         .collect();
@@ -382,7 +380,7 @@ fn default_plane_count_and_truncated_planes() {
     if let Op::Bitplane(b) = &mut l.op {
         b.spec.plane_counts = vec![2, 4, 8];
     }
-    let x = f32t(&[2, 30], &rand_vec(60, 32));
+    let x = f32t(&[2, 30], &values(60, 32));
     let full8 = run(&l, &x, Some(8), QuantPath::Integer).unwrap();
     let full4 = run(&l, &x, Some(4), QuantPath::Integer).unwrap();
     assert_eq!(run(&l, &x, None, QuantPath::Integer).unwrap(), full8);
@@ -432,7 +430,7 @@ fn default_plane_count_and_truncated_planes() {
 #[test]
 fn bad_side_tables_and_inputs_are_typed_errors() {
     let l = layer(BitplaneKernel::Linear, 3, 10, 8, 8, 41);
-    let x = f32t(&[1, 10], &rand_vec(10, 42));
+    let x = f32t(&[1, 10], &values(10, 42));
     let with_act = |scale: f32, zero: f32| {
         let mut a = l.act.as_f32().unwrap().to_vec();
         a[2 * 7] = scale;
@@ -457,7 +455,7 @@ fn bad_side_tables_and_inputs_are_typed_errors() {
         );
     }
     // Wrong input shape, wrong planes element type, wrong arity.
-    let bad_x = f32t(&[1, 11], &rand_vec(11, 43));
+    let bad_x = f32t(&[1, 11], &values(11, 43));
     assert!(matches!(
         run(&l, &bad_x, None, QuantPath::Integer).unwrap_err(),
         RuntimeError::Shape {
@@ -482,7 +480,7 @@ fn bad_side_tables_and_inputs_are_typed_errors() {
 fn integer_path_is_deterministic_across_batches() {
     // Each sample's output does not depend on the batch it runs in (parallel over the batch).
     let l = conv_layer(3, 4, &[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 1, 51);
-    let x = rand_vec(5 * 3 * 6 * 6, 52);
+    let x = values(5 * 3 * 6 * 6, 52);
     let all = run(&l, &f32t(&[5, 3, 6, 6], &x), Some(5), QuantPath::Integer).unwrap();
     let per = 4 * 36;
     for i in 0..5 {
@@ -560,7 +558,7 @@ mod graphs {
     #[test]
     fn uniform_and_per_layer_plane_counts() {
         let (g, l1, l2) = mlp();
-        let x = f32t(&[3, 20], &rand_vec(60, 63));
+        let x = f32t(&[3, 20], &values(60, 63));
         // Default: the largest plane count, integer path.
         assert_eq!(
             run(&g, std::slice::from_ref(&x)).unwrap()[0],
@@ -601,7 +599,7 @@ mod graphs {
         // Big enough for the interpreter to split the batch into chunks.
         let (g, l1, l2) = mlp();
         let n = 300;
-        let x = f32t(&[n, 20], &rand_vec(n * 20, 64));
+        let x = f32t(&[n, 20], &values(n * 20, 64));
         let opts = RunOptions {
             planes: Some(5),
             ..Default::default()
@@ -613,7 +611,7 @@ mod graphs {
     #[test]
     fn errors_name_the_node_and_plane_count() {
         let (g, _, _) = mlp();
-        let x = f32t(&[1, 20], &rand_vec(20, 65));
+        let x = f32t(&[1, 20], &values(20, 65));
         let bad = RunOptions {
             per_layer: BTreeMap::from([("fc2".to_string(), 9)]),
             ..Default::default()

@@ -1,8 +1,7 @@
-mod common;
-use common::*;
 use strata_ir::ops::{Conv, ConvTranspose};
 use strata_ir::{Op, Tensor};
 use strata_runtime::RuntimeError;
+use strata_test_support::*;
 
 fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
     let mut idx = vec![0; shape.len()];
@@ -264,9 +263,9 @@ fn conv_matches_naive_across_configurations() {
         ),
     ];
     for (i, (xs, ws, s, p, d, g, bias)) in cases.into_iter().enumerate() {
-        let x = rand_t(&xs, 10 + i as u64);
-        let w = rand_t(&ws, 20 + i as u64);
-        let b = rand_t(&[ws[0]], 30 + i as u64);
+        let x = rand_tensor(&xs, 10 + i as u64);
+        let w = rand_tensor(&ws, 20 + i as u64);
+        let b = rand_tensor(&[ws[0]], 30 + i as u64);
         let c = conv_op(&ws[2..], &s, &p, &d, g, bias);
         let mut inputs = vec![&x, &w];
         if bias {
@@ -280,8 +279,8 @@ fn conv_matches_naive_across_configurations() {
 
 #[test]
 fn conv_f64_matches_f32() {
-    let x = rand_t(&[2, 2, 5, 5], 1);
-    let w = rand_t(&[3, 2, 3, 3], 2);
+    let x = rand_tensor(&[2, 2, 5, 5], 1);
+    let w = rand_tensor(&[3, 2, 3, 3], 2);
     let c = Op::Conv(conv_op(&[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 1, false));
     let y32 = eval1(&c, &[&x, &w]);
     let to64 = |t: &Tensor| {
@@ -301,8 +300,8 @@ fn conv_f64_matches_f32() {
 
 #[test]
 fn conv_errors() {
-    let x = rand_t(&[1, 4, 5, 5], 1);
-    let w = rand_t(&[2, 3, 3, 3], 2);
+    let x = rand_tensor(&[1, 4, 5, 5], 1);
+    let w = rand_tensor(&[2, 3, 3, 3], 2);
     let c = conv_op(&[3, 3], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, false);
     // Channel mismatch.
     assert!(matches!(
@@ -310,14 +309,14 @@ fn conv_errors() {
         RuntimeError::Shape { op: "conv", .. }
     ));
     // Kernel larger than the padded input.
-    let small = rand_t(&[1, 3, 2, 2], 3);
+    let small = rand_tensor(&[1, 3, 2, 2], 3);
     let e = eval_err(&Op::Conv(c.clone()), &[&small, &w]);
     assert!(
         e.to_string().contains("smaller than the dilated kernel"),
         "{e}"
     );
     // Attribute lengths and zero strides.
-    let x3 = rand_t(&[1, 3, 5, 5], 4);
+    let x3 = rand_tensor(&[1, 3, 5, 5], 4);
     let mut bad = c.clone();
     bad.strides = vec![1];
     assert!(matches!(
@@ -345,13 +344,13 @@ fn conv_errors() {
     // Bias shape.
     let mut wb = c.clone();
     wb.has_bias = true;
-    let b = rand_t(&[3], 5);
+    let b = rand_tensor(&[3], 5);
     assert!(matches!(
         eval_err(&Op::Conv(wb), &[&x3, &w, &b]),
         RuntimeError::Shape { .. }
     ));
     // Rank and dtype.
-    let flat = rand_t(&[3, 5], 6);
+    let flat = rand_tensor(&[3, 5], 6);
     assert!(matches!(
         eval_err(&Op::Conv(c.clone()), &[&flat, &w]),
         RuntimeError::Shape { .. }
@@ -477,9 +476,9 @@ fn conv_transpose_matches_naive_scatter() {
         ),
     ];
     for (i, (xs, ws, s, p, d, op_, g, bias)) in cases.into_iter().enumerate() {
-        let x = rand_t(&xs, 40 + i as u64);
-        let w = rand_t(&ws, 50 + i as u64);
-        let b = rand_t(&[ws[1] * g], 60 + i as u64);
+        let x = rand_tensor(&xs, 40 + i as u64);
+        let w = rand_tensor(&ws, 50 + i as u64);
+        let b = rand_tensor(&[ws[1] * g], 60 + i as u64);
         let c = convt_op(&ws[2..], &s, &p, &d, &op_, g, bias);
         let mut inputs = vec![&x, &w];
         if bias {
@@ -493,14 +492,14 @@ fn conv_transpose_matches_naive_scatter() {
 
 #[test]
 fn conv_transpose_errors() {
-    let x = rand_t(&[1, 2, 3, 3], 1);
-    let w = rand_t(&[3, 1, 3, 3], 2);
+    let x = rand_tensor(&[1, 2, 3, 3], 1);
+    let w = rand_tensor(&[3, 1, 3, 3], 2);
     let c = convt_op(&[3, 3], &[1, 1], &[0, 0, 0, 0], &[1, 1], &[0, 0], 1, false);
     assert!(matches!(
         eval_err(&Op::ConvTranspose(c.clone()), &[&x, &w]),
         RuntimeError::Shape { .. }
     ));
-    let w = rand_t(&[2, 1, 3, 3], 2);
+    let w = rand_tensor(&[2, 1, 3, 3], 2);
     let mut bad = c.clone();
     bad.pads = vec![4, 4, 4, 4];
     let e = eval_err(&Op::ConvTranspose(bad), &[&x, &w]);
@@ -518,8 +517,8 @@ fn conv_transpose_errors() {
 
 #[test]
 fn absurd_attributes_are_rejected_without_overflow() {
-    let x = rand_t(&[1, 1, 3, 3], 1);
-    let w = rand_t(&[1, 1, 1, 1], 2);
+    let x = rand_tensor(&[1, 1, 3, 3], 1);
+    let w = rand_tensor(&[1, 1, 1, 1], 2);
     let mut c = conv_op(&[1, 1], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, false);
     c.pads = vec![usize::MAX, 0, 0, 0];
     assert!(matches!(

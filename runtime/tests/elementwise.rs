@@ -1,12 +1,51 @@
 #![allow(clippy::excessive_precision)]
-mod common;
-use common::*;
-use strata_ir::ops::{BinaryOp, Clip, UnaryOp};
+use strata_ir::ops::{BinaryOp, Clip, UnaryOp, VariadicOp};
 use strata_ir::{Op, TensorData};
 use strata_runtime::RuntimeError;
+use strata_test_support::*;
 
 fn bin(op: BinaryOp) -> Op {
     Op::Binary(op)
+}
+
+#[test]
+fn max_min_broadcast_every_input_and_propagate_nan() {
+    let (max, min) = (Op::Variadic(VariadicOp::Max), Op::Variadic(VariadicOp::Min));
+    let a = f32t(&[2, 1], &[1., 5.]);
+    let b = f32t(&[3], &[0., 3., f32::NAN]);
+    let c = f32t(&[], &[2.]);
+    let y = eval1(&max, &[&a, &b, &c]);
+    assert_close(&y, &[2, 3], &[2., 3., f32::NAN, 5., 5., f32::NAN], 0.0);
+    let y = eval1(&min, &[&a, &b, &c]);
+    assert_close(&y, &[2, 3], &[0., 1., f32::NAN, 0., 2., f32::NAN], 0.0);
+    // One input is the identity; integers compare exactly.
+    assert_close(&eval1(&max, &[&a]), &[2, 1], &[1., 5.], 0.0);
+    let i = tensor(&[3], TensorData::U8(vec![200, 3, 7]));
+    let j = tensor(&[1], TensorData::U8(vec![5]));
+    let y = eval1(&max, &[&i, &j]);
+    assert_eq!(y.data(), &TensorData::U8(vec![200, 5, 7]));
+    let y = eval1(&min, &[&i, &j]);
+    assert_eq!(y.data(), &TensorData::U8(vec![5, 3, 5]));
+}
+
+#[test]
+fn max_min_reject_bad_inputs() {
+    let max = Op::Variadic(VariadicOp::Max);
+    let a = f32t(&[2], &[1., 2.]);
+    assert!(matches!(eval_err(&max, &[]), RuntimeError::Arity { .. }));
+    assert!(matches!(
+        eval_err(&max, &[&a, &f32t(&[3], &[1., 2., 3.])]),
+        RuntimeError::Shape { .. }
+    ));
+    assert!(matches!(
+        eval_err(&max, &[&a, &i64t(&[2], &[1, 2])]),
+        RuntimeError::DTypeMismatch { input: 1, .. }
+    ));
+    let flags = tensor(&[1], TensorData::Bool(vec![true]));
+    assert!(matches!(
+        eval_err(&max, &[&flags]),
+        RuntimeError::UnsupportedDType { .. }
+    ));
 }
 
 #[test]
@@ -98,8 +137,8 @@ fn integer_arithmetic_wraps_like_numpy() {
 
 #[test]
 fn large_general_broadcast_matches_naive() {
-    let a = rand_t(&[64, 1, 600], 1);
-    let b = rand_t(&[3, 600], 2);
+    let a = rand_tensor(&[64, 1, 600], 1);
+    let b = rand_tensor(&[3, 600], 2);
     let y = eval1(&bin(BinaryOp::Mul), &[&a, &b]);
     let (av, bv) = (a.as_f32().unwrap(), b.as_f32().unwrap());
     let mut expected = Vec::new();

@@ -3,11 +3,11 @@
 //! likewise, the fake-quant estimators against their written definition, and a whole
 //! conv→relu→pool→flatten→gemm network through the tape.
 
-mod common;
-use common::*;
+use strata_test_support::*;
 
 use strata_ir::ops::{
     BatchNorm, BinaryOp, Clip, Conv, Gemm, GlobalPoolKind, Pool, Reshape, Softmax, UnaryOp,
+    VariadicOp,
 };
 use strata_ir::{DType, Dim, Graph, Op, Shape, Tensor, TensorType, ValueRef};
 use strata_runtime::autodiff::fake_quant::{lsq_grad_scale, ActFakeQuant, WeightFakeQuant};
@@ -43,7 +43,7 @@ fn assert_grad(what: &str, analytic: &[f32], numeric: &[f64]) {
 fn check_op(what: &str, op: &Op, inputs: &[Tensor], seed: u64) {
     let refs: Vec<&Tensor> = inputs.iter().collect();
     let y = eval_op(op, &refs).unwrap().remove(0);
-    let r = rand_vec(y.len(), seed ^ 0xABCD);
+    let r = values(y.len(), seed ^ 0xABCD);
     let rt = f32t(y.shape(), &r);
     let grads = backward_op(op, &refs, &y, &rt).unwrap();
     assert_eq!(
@@ -88,7 +88,7 @@ fn check_op(what: &str, op: &Op, inputs: &[Tensor], seed: u64) {
 
 /// Random values in [-scale, scale] kept at least `gap` away from every kink.
 fn away(shape: &[usize], seed: u64, scale: f32, kinks: &[f32], gap: f32) -> Tensor {
-    let v = rand_vec(shape.iter().product(), seed)
+    let v = values(shape.iter().product(), seed)
         .into_iter()
         .map(|x| {
             let mut x = x * scale;
@@ -106,7 +106,7 @@ fn away(shape: &[usize], seed: u64, scale: f32, kinks: &[f32], gap: f32) -> Tens
 /// Distinct values (a shuffled ramp with step 0.05), so no max is within EPS of a tie.
 fn distinct(shape: &[usize], seed: u64) -> Tensor {
     let n: usize = shape.iter().product();
-    let keys = rand_vec(n, seed);
+    let keys = values(n, seed);
     let mut idx: Vec<usize> = (0..n).collect();
     idx.sort_by(|&a, &b| keys[a].total_cmp(&keys[b]));
     let mut v = vec![0f32; n];
@@ -130,9 +130,9 @@ fn conv_grouped_strided_padded_dilated_with_bias() {
         "conv",
         &op,
         &[
-            rand_t(&[2, 4, 5, 6], 1),
-            rand_t(&[4, 2, 3, 2], 2),
-            rand_t(&[4], 3),
+            rand_tensor(&[2, 4, 5, 6], 1),
+            rand_tensor(&[4, 2, 3, 2], 2),
+            rand_tensor(&[4], 3),
         ],
         4,
     );
@@ -151,7 +151,7 @@ fn conv_batch_larger_than_a_chunk_and_1d() {
     check_op(
         "conv 3x3",
         &op,
-        &[rand_t(&[6, 2, 4, 4], 5), rand_t(&[3, 2, 3, 3], 6)],
+        &[rand_tensor(&[6, 2, 4, 4], 5), rand_tensor(&[3, 2, 3, 3], 6)],
         7,
     );
     let op1 = Op::Conv(Conv {
@@ -166,9 +166,9 @@ fn conv_batch_larger_than_a_chunk_and_1d() {
         "conv 1-d depthwise",
         &op1,
         &[
-            rand_t(&[2, 3, 7], 8),
-            rand_t(&[3, 1, 2], 9),
-            rand_t(&[3], 10),
+            rand_tensor(&[2, 3, 7], 8),
+            rand_tensor(&[3, 1, 2], 9),
+            rand_tensor(&[3], 10),
         ],
         11,
     );
@@ -188,19 +188,19 @@ fn gemm_all_transpositions_with_broadcast_c() {
             has_c: true,
         });
         let a = if ta {
-            rand_t(&[4, 3], 20 + i as u64)
+            rand_tensor(&[4, 3], 20 + i as u64)
         } else {
-            rand_t(&[3, 4], 20 + i as u64)
+            rand_tensor(&[3, 4], 20 + i as u64)
         };
         let b = if tb {
-            rand_t(&[5, 4], 30 + i as u64)
+            rand_tensor(&[5, 4], 30 + i as u64)
         } else {
-            rand_t(&[4, 5], 30 + i as u64)
+            rand_tensor(&[4, 5], 30 + i as u64)
         };
         check_op(
             &format!("gemm ta={ta} tb={tb}"),
             &op,
-            &[a, b, rand_t(&[5], 40)],
+            &[a, b, rand_tensor(&[5], 40)],
             50,
         );
     }
@@ -214,7 +214,7 @@ fn gemm_all_transpositions_with_broadcast_c() {
     check_op(
         "gemm no c",
         &op,
-        &[rand_t(&[2, 3], 51), rand_t(&[4, 3], 52)],
+        &[rand_tensor(&[2, 3], 51), rand_tensor(&[4, 3], 52)],
         53,
     );
 }
@@ -224,25 +224,25 @@ fn matmul_plain_batched_broadcast_and_vector() {
     check_op(
         "matmul 2d",
         &Op::MatMul,
-        &[rand_t(&[3, 4], 60), rand_t(&[4, 2], 61)],
+        &[rand_tensor(&[3, 4], 60), rand_tensor(&[4, 2], 61)],
         62,
     );
     check_op(
         "matmul batched",
         &Op::MatMul,
-        &[rand_t(&[2, 3, 4], 63), rand_t(&[4, 5], 64)],
+        &[rand_tensor(&[2, 3, 4], 63), rand_tensor(&[4, 5], 64)],
         65,
     );
     check_op(
         "matmul broadcast",
         &Op::MatMul,
-        &[rand_t(&[2, 1, 3, 4], 66), rand_t(&[3, 4, 2], 67)],
+        &[rand_tensor(&[2, 1, 3, 4], 66), rand_tensor(&[3, 4, 2], 67)],
         68,
     );
     check_op(
         "matmul vector",
         &Op::MatMul,
-        &[rand_t(&[4], 69), rand_t(&[4, 3], 70)],
+        &[rand_tensor(&[4], 69), rand_tensor(&[4, 3], 70)],
         71,
     );
 }
@@ -257,13 +257,16 @@ fn binary_ops_with_broadcasting() {
         check_op(
             &format!("{b:?}"),
             &op,
-            &[rand_t(&[2, 3, 4], 80 + i as u64), rand_t(&[3, 1], 90)],
+            &[
+                rand_tensor(&[2, 3, 4], 80 + i as u64),
+                rand_tensor(&[3, 1], 90),
+            ],
             91,
         );
         check_op(
             &format!("{b:?} same"),
             &op,
-            &[rand_t(&[5], 92), rand_t(&[5], 93)],
+            &[rand_tensor(&[5], 92), rand_tensor(&[5], 93)],
             94,
         );
     }
@@ -271,9 +274,33 @@ fn binary_ops_with_broadcasting() {
     check_op(
         "div",
         &Op::Binary(BinaryOp::Div),
-        &[rand_t(&[2, 3, 4], 96), denom],
+        &[rand_tensor(&[2, 3, 4], 96), denom],
         97,
     );
+}
+
+#[test]
+fn max_min_route_to_the_supplying_input() {
+    // Distinct values over all inputs, so no two broadcast elements tie within EPS.
+    let all = distinct(&[24 + 3 + 4], 98);
+    let v = all.as_f32().unwrap();
+    let inputs = [
+        f32t(&[2, 3, 4], &v[..24]),
+        f32t(&[3, 1], &v[24..27]),
+        f32t(&[4], &v[27..]),
+    ];
+    for (i, op) in [VariadicOp::Max, VariadicOp::Min].into_iter().enumerate() {
+        let op = Op::Variadic(op);
+        check_op(&format!("{op:?}"), &op, &inputs, 99 + i as u64);
+        check_op(&format!("{op:?} one input"), &op, &inputs[..1], 101);
+    }
+    // On a tie the first input takes the whole gradient.
+    let (a, b) = (f32t(&[2], &[1.0, 2.0]), f32t(&[2], &[1.0, 0.0]));
+    let op = Op::Variadic(VariadicOp::Max);
+    let y = eval_op(&op, &[&a, &b]).unwrap().remove(0);
+    let g = backward_op(&op, &[&a, &b], &y, &f32t(&[2], &[3.0, 4.0])).unwrap();
+    assert_eq!(g[0].as_ref().unwrap().as_f32().unwrap(), &[3.0, 4.0]);
+    assert_eq!(g[1].as_ref().unwrap().as_f32().unwrap(), &[0.0, 0.0]);
 }
 
 #[test]
@@ -349,14 +376,14 @@ fn pools() {
         check_op(
             &format!("average_pool include_pad={include}"),
             &Op::AveragePool(pool(&[3, 2], &[2, 1], &[1, 0, 1, 1], true, include)),
-            &[rand_t(&[2, 2, 5, 4], 133)],
+            &[rand_tensor(&[2, 2, 5, 4], 133)],
             134,
         );
     }
     check_op(
         "global_average_pool",
         &Op::GlobalPool(GlobalPoolKind::Average),
-        &[rand_t(&[2, 3, 4, 5], 135)],
+        &[rand_tensor(&[2, 3, 4, 5], 135)],
         136,
     );
     check_op(
@@ -369,7 +396,7 @@ fn pools() {
 
 #[test]
 fn layout_ops() {
-    let x = rand_t(&[2, 3, 4], 140);
+    let x = rand_tensor(&[2, 3, 4], 140);
     check_op(
         "flatten",
         &Op::Flatten { axis: 1 },
@@ -402,14 +429,18 @@ fn layout_ops() {
     check_op(
         "concat",
         &Op::Concat { axis: 1 },
-        &[x, rand_t(&[2, 1, 4], 145), rand_t(&[2, 2, 4], 146)],
+        &[
+            x,
+            rand_tensor(&[2, 1, 4], 145),
+            rand_tensor(&[2, 2, 4], 146),
+        ],
         147,
     );
 }
 
 #[test]
 fn softmax_both_semantics() {
-    let x = rand_t(&[2, 3, 4], 150);
+    let x = rand_tensor(&[2, 3, 4], 150);
     check_op(
         "softmax axis 1",
         &Op::Softmax(Softmax {
@@ -467,7 +498,7 @@ fn cross_entropy_value_and_gradient() {
         (loss as f64 - expected).abs() < 1e-6,
         "{loss} vs {expected}"
     );
-    let z = rand_t(&[4, 5], 160);
+    let z = rand_tensor(&[4, 5], 160);
     let labels = i64t(&[4], &[0, 4, 2, 2]);
     let (_, g2) = softmax_cross_entropy(&z, &labels).unwrap();
     let numeric = loss_fd(&z, |p| softmax_cross_entropy(p, &labels).unwrap().0);
@@ -480,8 +511,8 @@ fn cross_entropy_value_and_gradient() {
 
 #[test]
 fn kl_distillation_value_and_gradient() {
-    let s = rand_t(&[3, 4], 170);
-    let t = rand_t(&[3, 4], 171);
+    let s = rand_tensor(&[3, 4], 170);
+    let t = rand_tensor(&[3, 4], 171);
     let (same, _) = kl_distillation(&t, &t, 2.0).unwrap();
     assert!(
         same.abs() < 1e-6,
@@ -527,7 +558,7 @@ fn weight_fake_quant_values_and_ste() {
 
 #[test]
 fn weight_fake_quant_full_planes_matches_codes() {
-    let w = rand_t(&[3, 8], 180);
+    let w = rand_tensor(&[3, 8], 180);
     let q = WeightFakeQuant::midpoint(&w, 8, 8).unwrap();
     let y = q.forward(&w).unwrap();
     let (codes, scales) = strata_ir::quant::quantize_rows(w.as_f32().unwrap(), 3, 8, 8).unwrap();
@@ -562,7 +593,7 @@ fn activation_fake_quant_values_and_lsq() {
 
 #[test]
 fn fake_quant_rejects_bad_parameters() {
-    let w = rand_t(&[2, 3], 190);
+    let w = rand_tensor(&[2, 3], 190);
     for (bits, k) in [(1, 1), (9, 2), (4, 0), (4, 5)] {
         assert!(
             matches!(
@@ -586,14 +617,14 @@ fn fake_quant_rejects_bad_parameters() {
     ));
     let q = WeightFakeQuant::midpoint(&w, 8, 4).unwrap();
     assert!(matches!(
-        q.forward(&rand_t(&[6], 1)),
+        q.forward(&rand_tensor(&[6], 1)),
         Err(RuntimeError::Shape { .. })
     ));
     assert!(matches!(
-        q.backward(&w, &rand_t(&[3, 2], 1)),
+        q.backward(&w, &rand_tensor(&[3, 2], 1)),
         Err(RuntimeError::Shape { .. })
     ));
-    let x = rand_t(&[4], 191);
+    let x = rand_tensor(&[4], 191);
     for bad in [
         ActFakeQuant {
             bits: 8,
@@ -635,7 +666,7 @@ fn fake_quant_rejects_bad_parameters() {
 
 #[test]
 fn loss_errors() {
-    let z = rand_t(&[2, 3], 200);
+    let z = rand_tensor(&[2, 3], 200);
     let e = softmax_cross_entropy(&z, &i64t(&[2], &[0, 3])).unwrap_err();
     assert!(
         matches!(
@@ -669,7 +700,7 @@ fn loss_errors() {
         Err(RuntimeError::UnsupportedDType { .. })
     ));
     assert!(matches!(
-        softmax_cross_entropy(&rand_t(&[6], 1), &i64t(&[6], &[0; 6])),
+        softmax_cross_entropy(&rand_tensor(&[6], 1), &i64t(&[6], &[0; 6])),
         Err(RuntimeError::Shape { .. })
     ));
     for t in [0.0, -1.0, f32::INFINITY, f32::NAN] {
@@ -682,22 +713,22 @@ fn loss_errors() {
         ));
     }
     assert!(matches!(
-        kl_distillation(&z, &rand_t(&[2, 4], 1), 1.0),
+        kl_distillation(&z, &rand_tensor(&[2, 4], 1), 1.0),
         Err(RuntimeError::Shape { .. })
     ));
 }
 
 #[test]
 fn backward_op_errors() {
-    let x = rand_t(&[2, 3], 210);
+    let x = rand_tensor(&[2, 3], 210);
     let relu = Op::Unary(UnaryOp::Relu);
     let y = eval1(&relu, &[&x]);
-    let e = backward_op(&relu, &[&x], &y, &rand_t(&[3, 2], 1)).unwrap_err();
+    let e = backward_op(&relu, &[&x], &y, &rand_tensor(&[3, 2], 1)).unwrap_err();
     assert!(matches!(e, RuntimeError::Shape { .. }), "{e}");
     let e = backward_op(&relu, &[&x, &x], &y, &y).unwrap_err();
     assert!(matches!(e, RuntimeError::Arity { got: 2, .. }), "{e}");
     let bn = Op::BatchNorm(BatchNorm { epsilon: 1e-5 });
-    let p = rand_t(&[3], 2);
+    let p = rand_tensor(&[3], 2);
     let e = backward_op(&bn, &[&x, &p, &p, &p, &p], &x, &x).unwrap_err();
     assert!(
         matches!(e, RuntimeError::NoGradient { op: "batch_norm" }),
@@ -715,8 +746,8 @@ fn backward_op_errors() {
         group: 1,
         has_bias: false,
     });
-    let (xc, wc) = (rand_t(&[1, 1, 4], 3), rand_t(&[1, 1, 2], 4));
-    let bogus = rand_t(&[1, 1, 4], 5);
+    let (xc, wc) = (rand_tensor(&[1, 1, 4], 3), rand_tensor(&[1, 1, 2], 4));
+    let bogus = rand_tensor(&[1, 1, 4], 5);
     assert!(matches!(
         backward_op(&conv, &[&xc, &wc], &bogus, &bogus),
         Err(RuntimeError::Shape { .. })
@@ -728,8 +759,8 @@ fn backward_op_errors() {
         trans_b: false,
         has_c: false,
     });
-    let (a, b) = (rand_t(&[2, 3], 6), rand_t(&[3, 2], 7));
-    let bad = rand_t(&[2, 3], 8);
+    let (a, b) = (rand_tensor(&[2, 3], 6), rand_tensor(&[3, 2], 7));
+    let bad = rand_tensor(&[2, 3], 8);
     assert!(matches!(
         backward_op(&gemm, &[&a, &b], &bad, &bad),
         Err(RuntimeError::Shape { .. })
@@ -747,10 +778,10 @@ fn tiny_net() -> (Graph, Vec<ValueRef>) {
         "x",
         ty(&[Dim::Batch, Dim::Known(1), Dim::Known(6), Dim::Known(6)]),
     );
-    let w = g.add_constant("w", rand_t(&[2, 1, 3, 3], 300));
-    let b = g.add_constant("b", rand_t(&[2], 301));
-    let fw = g.add_constant("fw", rand_t(&[3, 8], 302));
-    let fb = g.add_constant("fb", rand_t(&[3], 303));
+    let w = g.add_constant("w", rand_tensor(&[2, 1, 3, 3], 300));
+    let b = g.add_constant("b", rand_tensor(&[2], 301));
+    let fw = g.add_constant("fw", rand_tensor(&[3, 8], 302));
+    let fb = g.add_constant("fb", rand_tensor(&[3], 303));
     let conv = Op::Conv(Conv {
         kernel: vec![3, 3],
         strides: vec![1, 1],
@@ -793,7 +824,7 @@ fn tiny_net() -> (Graph, Vec<ValueRef>) {
 #[test]
 fn tape_gradients_of_a_tiny_cnn_match_finite_differences() {
     let (graph, values) = tiny_net();
-    let x = rand_t(&[2, 1, 6, 6], 310);
+    let x = rand_tensor(&[2, 1, 6, 6], 310);
     let labels = i64t(&[2], &[1, 2]);
     let (outs, tape) = forward_with_tape(&graph, std::slice::from_ref(&x)).unwrap();
     assert_eq!(outs, run(&graph, std::slice::from_ref(&x)).unwrap());
@@ -890,7 +921,7 @@ fn tape_reports_ops_without_gradient_by_node() {
         )
         .unwrap();
     g.set_outputs(vec![ValueRef::first(bn)]);
-    let xt = rand_t(&[1, 2, 2], 1);
+    let xt = rand_tensor(&[1, 2, 2], 1);
     let (out, tape) = forward_with_tape(&g, &[xt]).unwrap();
     let e = tape.backward(&g, &out).unwrap_err();
     assert!(

@@ -1,8 +1,7 @@
-mod common;
-use common::*;
 use strata_ir::ops::{Pad, Reshape, Slice, Split};
 use strata_ir::{Op, TensorData};
 use strata_runtime::{eval_op, RuntimeError};
+use strata_test_support::*;
 
 #[test]
 fn flatten_reshape_squeeze_unsqueeze_relabel() {

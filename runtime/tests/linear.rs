@@ -1,8 +1,7 @@
-mod common;
-use common::*;
 use strata_ir::ops::Gemm;
 use strata_ir::{Op, TensorData};
 use strata_runtime::RuntimeError;
+use strata_test_support::*;
 
 fn gemm(alpha: f32, beta: f32, ta: bool, tb: bool, c: bool) -> Op {
     Op::Gemm(Gemm {
@@ -51,8 +50,8 @@ fn gemm_beta_zero_still_propagates_nan_like_numpy() {
 #[test]
 fn gemm_large_matches_naive_and_f64() {
     let (m, k, n) = (37, 300, 19);
-    let a = rand_t(&[m, k], 1);
-    let b = rand_t(&[n, k], 2);
+    let a = rand_tensor(&[m, k], 1);
+    let b = rand_tensor(&[n, k], 2);
     let y = eval1(&gemm(1.0, 1.0, false, true, false), &[&a, &b]);
     let (av, bv) = (a.as_f32().unwrap(), b.as_f32().unwrap());
     let mut expected = vec![0.0f32; m * n];
@@ -108,8 +107,8 @@ fn matmul_numpy_semantics() {
     // vector · vector → scalar
     assert_close(&eval1(&Op::MatMul, &[&v, &v]), &[], &[2.], 0.0);
     // Batched with broadcasting: [2,1,2,3] x [3,3,2] → [2,3,2,2]
-    let x = rand_t(&[2, 1, 2, 3], 1);
-    let y = rand_t(&[3, 3, 2], 2);
+    let x = rand_tensor(&[2, 1, 2, 3], 1);
+    let y = rand_tensor(&[3, 3, 2], 2);
     let out = eval1(&Op::MatMul, &[&x, &y]);
     let (xv, yv) = (x.as_f32().unwrap(), y.as_f32().unwrap());
     let mut expected = Vec::new();
@@ -128,8 +127,8 @@ fn matmul_numpy_semantics() {
     }
     assert_close(&out, &[2, 3, 2, 2], &expected, 1e-6);
     // Batched A with a shared 2-D B folds into one GEMM.
-    let x = rand_t(&[4, 5, 3], 3);
-    let w = rand_t(&[3, 2], 4);
+    let x = rand_tensor(&[4, 5, 3], 3);
+    let w = rand_tensor(&[3, 2], 4);
     let out = eval1(&Op::MatMul, &[&x, &w]);
     let (xv, wv) = (x.as_f32().unwrap(), w.as_f32().unwrap());
     let expected: Vec<f32> = (0..20)

@@ -1,9 +1,8 @@
 #![allow(clippy::excessive_precision)]
-mod common;
-use common::*;
 use strata_ir::ops::{BatchNorm, ReduceMean, Softmax};
 use strata_ir::{DType, Op, TensorData};
 use strata_runtime::RuntimeError;
+use strata_test_support::*;
 
 #[test]
 fn batch_norm_per_channel() {

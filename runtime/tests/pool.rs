@@ -1,8 +1,7 @@
-mod common;
-use common::*;
 use strata_ir::ops::{GlobalPoolKind, Pool};
 use strata_ir::{Op, TensorData};
 use strata_runtime::RuntimeError;
+use strata_test_support::*;
 
 fn pool(k: &[usize], s: &[usize], p: &[usize], d: &[usize], ceil: bool, inc: bool) -> Pool {
     Pool {
@@ -181,7 +180,7 @@ fn average_pool_ceil_edge_windows() {
 
 #[test]
 fn large_pool_runs_in_parallel_and_matches_small() {
-    let x = rand_t(&[8, 16, 20, 20], 3);
+    let x = rand_tensor(&[8, 16, 20, 20], 3);
     let p = Op::MaxPool(pool(&[2, 2], &[2, 2], &[0; 4], &[1, 1], false, false));
     let y = eval1(&p, &[&x]);
     let xv = x.as_f32().unwrap();

@@ -1,8 +1,7 @@
-mod common;
-use common::*;
 use strata_ir::ops::{BinaryOp, Split, UnaryOp};
 use strata_ir::{DType, Dim, Edge, Graph, GraphError, Op, Shape, TensorType, Value, ValueRef};
 use strata_runtime::{run, RuntimeError};
+use strata_test_support::*;
 
 fn ty(dims: &[Dim]) -> TensorType {
     TensorType::new(DType::F32, Shape(dims.to_vec()))
@@ -313,9 +312,9 @@ fn cnn() -> Graph {
     use strata_ir::ops::{Conv, Gemm, Pool};
     let mut g = Graph::new("cnn");
     let x = g.add_input("x", ty(&[N, K(2), K(8), K(8)]));
-    let w1 = g.add_constant("w1", rand_t(&[4, 2, 3, 3], 1));
-    let b1 = g.add_constant("b1", rand_t(&[4], 2));
-    let w2 = g.add_constant("w2", rand_t(&[5, 64], 3));
+    let w1 = g.add_constant("w1", rand_tensor(&[4, 2, 3, 3], 1));
+    let b1 = g.add_constant("b1", rand_tensor(&[4], 2));
+    let w2 = g.add_constant("w2", rand_tensor(&[5, 64], 3));
     let conv = Op::Conv(Conv {
         kernel: vec![3, 3],
         strides: vec![1, 1],
@@ -374,7 +373,7 @@ fn cnn() -> Graph {
 fn large_batches_run_in_chunks_with_identical_results() {
     let g = cnn();
     for batch in [1usize, 63, 200, 517] {
-        let x = rand_t(&[batch, 2, 8, 8], 100 + batch as u64);
+        let x = rand_tensor(&[batch, 2, 8, 8], 100 + batch as u64);
         let got = run(&g, std::slice::from_ref(&x)).unwrap();
         let want = eval_whole(&g, std::slice::from_ref(&x));
         assert_eq!(got.len(), want.len());
@@ -423,7 +422,7 @@ fn ops_that_mix_samples_run_on_the_whole_batch() {
         .unwrap();
     g.set_outputs(vec![m, s, ValueRef::first(id)]);
     let batch = 1000;
-    let x = rand_t(&[batch, 3], 7);
+    let x = rand_tensor(&[batch, 3], 7);
     let got = run(&g, std::slice::from_ref(&x)).unwrap();
     let want = eval_whole(&g, std::slice::from_ref(&x));
     assert_close(&got[0], &[3], want[0].as_f32().unwrap(), 1e-6);
@@ -439,7 +438,7 @@ fn ops_that_mix_samples_run_on_the_whole_batch() {
 #[test]
 fn profiled_run_reports_every_op_node() {
     let g = cnn();
-    let x = rand_t(&[300, 2, 8, 8], 5);
+    let x = rand_tensor(&[300, 2, 8, 8], 5);
     let (out, timings) = strata_runtime::run_profiled(&g, std::slice::from_ref(&x)).unwrap();
     assert_eq!(out[0].shape(), &[300, 5]);
     let names: Vec<&str> = timings.iter().map(|t| t.node.as_str()).collect();

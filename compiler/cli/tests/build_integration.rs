@@ -2,8 +2,9 @@
 //! mixed precision under a byte budget (stored in the container, honoured by the runtime and
 //! the C backend), and `strata manifest` with `--fit-flash/--fit-ram`.
 
-mod common;
-use common::{ok, root, rows, strata};
+use strata_test_support::{repo_root, rows};
+
+strata_test_support::strata_cli!();
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -28,11 +29,11 @@ fn tmp(tag: &str) -> PathBuf {
 }
 
 fn model() -> PathBuf {
-    root().join("models/mnist_cnn.onnx")
+    repo_root().join("models/mnist_cnn.onnx")
 }
 
 fn calib() -> PathBuf {
-    root().join("tests/fixtures/mnist/calib.npy")
+    repo_root().join("tests/fixtures/mnist/calib.npy")
 }
 
 /// Uniform sizes of every plane count and a budget between k=3 and k=4.
@@ -197,7 +198,7 @@ fn build_api_errors_name_the_problem() {
         .unwrap_err();
     assert!(e.to_string().contains("x.strata"), "{e}");
     assert!(matches!(e, BuildError::Container { .. }), "{e:?}");
-    let e = Build::new(root().join("missing.onnx"))
+    let e = Build::new(repo_root().join("missing.onnx"))
         .calibration(calib())
         .cargo_metadata(false)
         .emit_c(&dir)
@@ -402,7 +403,7 @@ fn mixed_precision_is_honoured_by_run_and_emit_c_and_survives_strip() {
     let dir = tmp("mixed-cli");
     let s = dir.join("mixed.strata");
     std::fs::write(&s, &m.bytes).unwrap();
-    let images_all = read_npy(&root().join("tests/fixtures/mnist/images.npy")).unwrap();
+    let images_all = read_npy(&repo_root().join("tests/fixtures/mnist/images.npy")).unwrap();
     let images = rows(&images_all, 0..8);
     let img = dir.join("images.npy");
     write_npy(&img, &images).unwrap();
@@ -423,7 +424,7 @@ fn mixed_precision_is_honoured_by_run_and_emit_c_and_survives_strip() {
     let want = run_stored_choice(&loaded, &images);
     assert_eq!(got.as_f32().unwrap(), want.as_f32().unwrap());
     // `strata eval` shows the stored choice as its own row, scored on those logits.
-    let labels_all = read_npy(&root().join("tests/fixtures/mnist/labels.npy")).unwrap();
+    let labels_all = read_npy(&repo_root().join("tests/fixtures/mnist/labels.npy")).unwrap();
     let labels = Tensor::from_i64(vec![8], labels_all.to_i64_vec().unwrap()[..8].to_vec()).unwrap();
     let lp = dir.join("labels.npy");
     write_npy(&lp, &labels).unwrap();
@@ -588,7 +589,7 @@ int main(int argc, char **argv)
         String::from_utf8_lossy(&cc.stderr)
     );
     let images = rows(
-        &read_npy(&root().join("tests/fixtures/mnist/images.npy")).unwrap(),
+        &read_npy(&repo_root().join("tests/fixtures/mnist/images.npy")).unwrap(),
         0..8,
     );
     let bytes: Vec<u8> = images
@@ -688,7 +689,7 @@ fn manifest_lists_every_plane_count_and_fits_a_device() {
     // in the file changes but the metadata.
     let img = dir.join("images.npy");
     let lab = dir.join("labels.npy");
-    let fixtures = root().join("tests/fixtures/mnist");
+    let fixtures = repo_root().join("tests/fixtures/mnist");
     write_npy(
         &img,
         &rows_of(&read_npy(&fixtures.join("images.npy")).unwrap(), 32),

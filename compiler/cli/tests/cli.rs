@@ -1,8 +1,9 @@
 //! The `strata` command as scripts use it: names, flags, files written and JSON shapes are
 //! an interface (later tools script against them), so they are tested through the binary.
 
-mod common;
-use common::{fails, ok, root, rows};
+use strata_test_support::{repo_root, rows};
+
+strata_test_support::strata_cli!();
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -25,7 +26,7 @@ fn files() -> &'static Files {
     FILES.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("strata-cli-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let fixtures = root().join("tests/fixtures/mnist");
+        let fixtures = repo_root().join("tests/fixtures/mnist");
         let all = read_npy(&fixtures.join("images.npy")).unwrap();
         let labels = read_npy(&fixtures.join("labels.npy")).unwrap();
         let p = |name: &str| dir.join(name).display().to_string();
@@ -38,7 +39,10 @@ fn files() -> &'static Files {
             &Tensor::from_i64(vec![64], l).unwrap(),
         )
         .unwrap();
-        let model = root().join("models/mnist_cnn.onnx").display().to_string();
+        let model = repo_root()
+            .join("models/mnist_cnn.onnx")
+            .display()
+            .to_string();
         ok(&[
             "compile",
             &model,
@@ -285,7 +289,7 @@ fn emit_c_writes_each_target_and_lists_the_valid_ones() {
 fn a_closed_pipe_ends_quietly() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
-    let model = root().join("models/mnist_cnn.onnx");
+    let model = repo_root().join("models/mnist_cnn.onnx");
     for args in [
         vec!["inspect".to_string(), model.display().to_string()],
         vec![

@@ -1,8 +1,7 @@
 //! The C backend against the reference runtime: emit the MNIST CNN for every plane count,
 //! build it with gcc in strict C99 and compare outputs bit for bit with the integer path.
 
-mod common;
-use common::{root, rows};
+use strata_test_support::{repo_root, rows};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,11 +23,11 @@ fn mnist() -> &'static Graph {
     static G: OnceLock<Graph> = OnceLock::new();
     G.get_or_init(|| {
         let fp32 = import_file(
-            &root().join("models/mnist_cnn.onnx"),
+            &repo_root().join("models/mnist_cnn.onnx"),
             &ImportOptions::default(),
         )
         .unwrap();
-        let calib = read_npy(&root().join("tests/fixtures/mnist/calib.npy")).unwrap();
+        let calib = read_npy(&repo_root().join("tests/fixtures/mnist/calib.npy")).unwrap();
         let bytes = compile_to_container(
             fp32,
             vec![rows(&calib, 0..32)],
@@ -170,7 +169,7 @@ fn layer_names(g: &Graph) -> Vec<String> {
 fn mnist_matches_runtime_bit_for_bit_for_every_plane_count() {
     let g = mnist();
     let images = rows(
-        &read_npy(&root().join("tests/fixtures/mnist/images.npy")).unwrap(),
+        &read_npy(&repo_root().join("tests/fixtures/mnist/images.npy")).unwrap(),
         0..20,
     );
     let x = images.as_f32().unwrap();

@@ -11,8 +11,7 @@
 //! `--nocapture` to see the matrix. Missing tools fail the test (never a silent skip): install
 //! them with `scripts/setup-system.sh`.
 
-mod common;
-use common::{root, rows, values};
+use strata_test_support::{repo_root, rows, values};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -46,11 +45,11 @@ fn mnist() -> &'static Graph {
     static G: OnceLock<Graph> = OnceLock::new();
     G.get_or_init(|| {
         let fp32 = import_file(
-            &root().join("models/mnist_cnn.onnx"),
+            &repo_root().join("models/mnist_cnn.onnx"),
             &ImportOptions::default(),
         )
         .unwrap();
-        let calib = read_npy(&root().join("tests/fixtures/mnist/calib.npy")).unwrap();
+        let calib = read_npy(&repo_root().join("tests/fixtures/mnist/calib.npy")).unwrap();
         quantized(fp32, rows(&calib, 0..32))
     })
 }
@@ -693,7 +692,7 @@ fn exactness_matrix_isa_compiler_target_planes() {
             require(r);
         }
     }
-    let images = read_npy(&root().join("tests/fixtures/mnist/images.npy")).unwrap();
+    let images = read_npy(&repo_root().join("tests/fixtures/mnist/images.npy")).unwrap();
     let cases = [
         case("mnist", vec![net("model", mnist(), rows(&images, 0..8))]),
         case(

@@ -2,8 +2,7 @@
 //! freshly built `strata` binary (compile → one .strata → C at K = 2 and K = 8 → one program),
 //! runs it and checks the accuracies it prints on the 500 bundled test digits.
 
-mod common;
-use common::root;
+use strata_test_support::repo_root;
 
 use std::process::Command;
 
@@ -36,7 +35,7 @@ fn cmake_example_builds_two_plane_counts_into_one_program() {
     let _ = std::fs::remove_dir_all(&build);
     run(Command::new("cmake")
         .arg("-S")
-        .arg(root().join("examples/cmake"))
+        .arg(repo_root().join("examples/cmake"))
         .arg("-B")
         .arg(&build)
         .arg(format!(

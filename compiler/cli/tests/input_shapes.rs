@@ -2,14 +2,15 @@
 //! with a hint, imports once pinned, and the pin travels with the `.strata` (eval re-imports
 //! the source with it; the build-script API takes it too).
 
-mod common;
-use common::{fails, ok, root};
+use strata_test_support::repo_root;
+
+strata_test_support::strata_cli!();
 
 use strata_compiler::build::Build;
 use strata_compiler::npy::read_npy;
 
 fn fixture(name: &str) -> String {
-    root()
+    repo_root()
         .join("tests/fixtures/dynamic")
         .join(name)
         .display()

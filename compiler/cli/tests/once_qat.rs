@@ -1,8 +1,7 @@
 //! `strata compile --qat-steps`: the `once-qat` pass inside the compile pipeline produces
 //! byte-identical containers for the same seed, and its options are validated.
 
-mod common;
-use common::values;
+use strata_test_support::values;
 
 use std::collections::BTreeMap;
 

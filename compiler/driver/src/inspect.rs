@@ -54,54 +54,21 @@ pub enum InspectError {
     Overflow { what: String },
 }
 
-/// Product of `values`, `None` on overflow.
-fn product(values: impl IntoIterator<Item = u64>) -> Option<u64> {
-    values.into_iter().try_fold(1u64, |a, d| a.checked_mul(d))
-}
-
-/// Multiply-accumulates per sample of one op, from its input and output types; `None` when
-/// the count overflows (the shapes come from the file, so every product is checked).
-fn macs(graph: &Graph, id: strata_ir::NodeId, op: &Op) -> Result<Option<u64>, GraphError> {
-    let inputs = graph.node_inputs(id);
-    let dims = |i: usize| -> Result<Vec<u64>, GraphError> {
-        let v = graph.value(inputs[i])?;
-        Ok(v.ty.shape.resolve(1).iter().map(|&d| d as u64).collect())
-    };
-    let Some(out_elems) = product(
-        graph.node(id)?.outputs[0]
-            .ty
-            .shape
-            .resolve(1)
-            .iter()
-            .map(|&d| d as u64),
-    ) else {
-        return Ok(None);
-    };
-    let times = |a: Option<u64>, b: Option<u64>| a.zip(b).and_then(|(a, b)| a.checked_mul(b));
-    Ok(match op {
-        // w is [M, C/group, k…]: each output element reads C/group·prod(k) inputs.
-        Op::Conv(_) if inputs.len() >= 2 => {
-            times(Some(out_elems), product(dims(1)?.into_iter().skip(1)))
-        }
-        // w is [C, M/group, k…]: each input element is scattered into M/group·prod(k) outputs.
-        Op::ConvTranspose(_) if inputs.len() >= 2 => {
-            times(product(dims(0)?), product(dims(1)?.into_iter().skip(1)))
-        }
-        Op::Gemm(g) if inputs.len() >= 2 => {
-            let a = dims(0)?;
-            let k = if g.trans_a { a.first() } else { a.get(1) }
-                .copied()
-                .unwrap_or(0);
-            out_elems.checked_mul(k)
-        }
-        // Each output element reads K = cols (quantized) weights, whatever the plane count.
-        Op::Bitplane(bp) => out_elems.checked_mul(bp.spec.cols as u64),
-        Op::MatMul if inputs.len() >= 2 => {
-            let a = dims(0)?;
-            out_elems.checked_mul(a.last().copied().unwrap_or(0))
-        }
-        _ => Some(0),
-    })
+/// Multiply-accumulates per sample of one op node (the op's own rule, [`Op::macs`]).
+fn macs(graph: &Graph, id: strata_ir::NodeId, op: &Op) -> Result<u64, GraphError> {
+    let node = graph.node(id)?;
+    let inputs = graph
+        .node_inputs(id)
+        .into_iter()
+        .map(|v| graph.value(v).map(|val| &val.ty))
+        .collect::<Result<Vec<_>, _>>()?;
+    let outputs: Vec<_> = node.outputs.iter().map(|v| &v.ty).collect();
+    op.macs(&inputs, &outputs)
+        .map_err(|source| GraphError::Infer {
+            node: node.name.clone(),
+            op: op.mnemonic(),
+            source,
+        })
 }
 
 /// Builds the summary of a graph.
@@ -132,21 +99,14 @@ pub fn summarize(graph: &Graph) -> Result<Summary, InspectError> {
             continue;
         };
         *op_counts.entry(op.mnemonic()).or_insert(0) += 1;
-        let params = match op {
-            // Weights are held as bit-planes and the bias in the side tables: count the
-            // weight matrix and one bias per channel, as for the float layer.
-            Op::Bitplane(bp) => (bp.spec.rows as u64)
-                .checked_mul(bp.spec.cols as u64 + 1)
-                .ok_or_else(|| overflow(format!("the parameter count of `{}`", node.name)))?,
-            // Constants are in memory, so their lengths add up without overflow.
-            _ => graph
+        let params = op.params(
+            graph
                 .node_inputs(id)
                 .iter()
                 .filter_map(|&v| graph.constant_value(v))
                 .filter(|t| t.dtype().is_float())
-                .map(|t| t.len() as u64)
-                .sum(),
-        };
+                .map(|t| t.len() as u64),
+        );
         layers.push(Layer {
             name: node.name.clone(),
             op: op.mnemonic(),
@@ -155,13 +115,7 @@ pub fn summarize(graph: &Graph) -> Result<Summary, InspectError> {
                 .first()
                 .map(|v| v.ty.to_string())
                 .unwrap_or_default(),
-            macs: macs(graph, id, op)?.ok_or_else(|| {
-                overflow(format!(
-                    "the MAC count of `{}` ({})",
-                    node.name,
-                    op.mnemonic()
-                ))
-            })?,
+            macs: macs(graph, id, op)?,
             params,
         });
     }

@@ -96,13 +96,8 @@ mod tests {
 
     #[test]
     fn simultaneously_live_buffers_get_disjoint_ranges() {
-        let mut s = 12345u64;
-        let mut next = |m: u64| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s % m) as usize
-        };
+        let mut rng = strata_test_support::XorShift::from_state(12345);
+        let mut next = |m: u64| rng.below(m) as usize;
         for _ in 0..50 {
             let bufs: Vec<Buffer> = (0..20)
                 .map(|_| {

@@ -265,6 +265,7 @@ impl<'g> Walk<'g> {
             | Op::Slice(_)
             | Op::Split(_)
             | Op::ReduceMean(_)
+            | Op::Variadic(_)
             | Op::Cast { .. } => Err(LowerError::UnsupportedOp {
                 node: node.to_string(),
                 op: op.mnemonic(),

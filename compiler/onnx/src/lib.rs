@@ -21,7 +21,7 @@ use strata_ir::{Graph, Tensor};
 
 pub use error::OnnxError;
 pub use input_shape::{parse_named_input_shape, InputDim, InputShape, InputShapeError};
-pub use ops::{MAX_OPSET, MIN_OPSET, NEWEST_REVIEWED_OPSET};
+pub use ops::{supported_ops, SupportedOp, MAX_OPSET, MIN_OPSET, NEWEST_REVIEWED_OPSET};
 pub use tensor::MAX_ELEMENTS;
 
 /// How to import a model.

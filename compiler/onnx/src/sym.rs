@@ -6,7 +6,7 @@
 //! either known or the batch size. A value that ends up fully known becomes a constant; one
 //! that still mentions the batch size reaches Reshape, where `Batch` turns into `0` (copy).
 
-use strata_ir::ops::BinaryOp;
+use strata_ir::ops::{BinaryOp, VariadicOp};
 use strata_ir::{DType, Dim, Op, Tensor, TensorData};
 
 /// The longest vector tracked symbolically (shape vectors are short).
@@ -116,13 +116,52 @@ fn binary(op: BinaryOp, a: SymInt, b: SymInt) -> Option<SymInt> {
     })
 }
 
+fn extremum(op: VariadicOp, a: SymInt, b: SymInt) -> Option<SymInt> {
+    match (a, b) {
+        (SymInt::Known(x), SymInt::Known(y)) => Some(SymInt::Known(match op {
+            VariadicOp::Max => x.max(y),
+            VariadicOp::Min => x.min(y),
+        })),
+        _ if a == b => Some(a),
+        _ => None,
+    }
+}
+
+/// Applies `f` element-wise to two rank ≤ 1 values, broadcasting a one-element side.
+fn zip(
+    x: &SymTensor,
+    y: &SymTensor,
+    dtype: DType,
+    f: impl Fn(SymInt, SymInt) -> Option<SymInt>,
+) -> Option<SymTensor> {
+    let rank = x.shape.len().max(y.shape.len());
+    let n = match (x.elems.len(), y.elems.len()) {
+        (a, b) if a == b => a,
+        (1, b) => b,
+        (a, 1) => a,
+        _ => return None,
+    };
+    let elems = (0..n)
+        .map(|i| {
+            let a = x.elems[if x.elems.len() == 1 { 0 } else { i }];
+            let c = y.elems[if y.elems.len() == 1 { 0 } else { i }];
+            f(a, c)
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(SymTensor {
+        dtype,
+        shape: if rank == 0 { vec![] } else { vec![n] },
+        elems,
+    })
+}
+
 /// Evaluates `op` on symbolic inputs; `None` when the op or the operands are outside what
 /// is tracked (the caller then emits a real op node).
 pub fn eval(op: &Op, inputs: &[SymTensor], out_dtype: DType) -> Option<SymTensor> {
     match op {
         Op::Identity => inputs.first().cloned(),
-        Op::Cast { to } if to.is_integer() => {
-            let x = inputs.first()?;
+        Op::Cast { to } => {
+            let x = inputs.first().filter(|_| to.is_integer())?;
             Some(SymTensor {
                 dtype: *to,
                 ..x.clone()
@@ -130,29 +169,18 @@ pub fn eval(op: &Op, inputs: &[SymTensor], out_dtype: DType) -> Option<SymTensor
         }
         Op::Binary(b) => {
             let [x, y] = inputs else { return None };
-            let rank = x.shape.len().max(y.shape.len());
-            let n = match (x.elems.len(), y.elems.len()) {
-                (a, b) if a == b => a,
-                (1, b) => b,
-                (a, 1) => a,
-                _ => return None,
-            };
-            let elems = (0..n)
-                .map(|i| {
-                    let a = x.elems[if x.elems.len() == 1 { 0 } else { i }];
-                    let c = y.elems[if y.elems.len() == 1 { 0 } else { i }];
-                    binary(*b, a, c)
-                })
-                .collect::<Option<Vec<_>>>()?;
-            Some(SymTensor {
-                dtype: out_dtype,
-                shape: if rank == 0 { vec![] } else { vec![n] },
-                elems,
+            zip(x, y, out_dtype, |a, c| binary(*b, a, c))
+        }
+        // Shape arithmetic clamps with Max/Min (e.g. CenterCropPad's expansion).
+        Op::Variadic(v) => {
+            let (first, rest) = inputs.split_first()?;
+            rest.iter().try_fold(first.clone(), |acc, y| {
+                zip(&acc, y, out_dtype, |a, b| extremum(*v, a, b))
             })
         }
-        Op::Gather { axis: 0 } => {
+        Op::Gather { axis } => {
             let [data, idx] = inputs else { return None };
-            if data.shape.len() != 1 || idx.shape.len() > 1 {
+            if *axis != 0 || data.shape.len() != 1 || idx.shape.len() > 1 {
                 return None;
             }
             let len = data.elems.len() as i64;
@@ -188,8 +216,8 @@ pub fn eval(op: &Op, inputs: &[SymTensor], out_dtype: DType) -> Option<SymTensor
                 _ => None,
             }
         }
-        Op::Concat { axis: 0 } => {
-            if inputs.iter().any(|x| x.shape.len() != 1) {
+        Op::Concat { axis } => {
+            if *axis != 0 || inputs.iter().any(|x| x.shape.len() != 1) {
                 return None;
             }
             let elems: Vec<SymInt> = inputs
@@ -210,7 +238,27 @@ pub fn eval(op: &Op, inputs: &[SymTensor], out_dtype: DType) -> Option<SymTensor
                 idx.into_iter().map(|i| x.elems[i]).collect(),
             ))
         }
-        _ => None,
+        // Not shape arithmetic: these always become real op nodes.
+        Op::Conv(_)
+        | Op::ConvTranspose(_)
+        | Op::Gemm(_)
+        | Op::MatMul
+        | Op::Unary(_)
+        | Op::PRelu
+        | Op::Clip(_)
+        | Op::BatchNorm(_)
+        | Op::Softmax(_)
+        | Op::MaxPool(_)
+        | Op::AveragePool(_)
+        | Op::GlobalPool(_)
+        | Op::Flatten { .. }
+        | Op::Reshape(_)
+        | Op::Transpose { .. }
+        | Op::Pad(_)
+        | Op::Shape { .. }
+        | Op::Split(_)
+        | Op::ReduceMean(_)
+        | Op::Bitplane(_) => None,
     }
 }
 
@@ -290,5 +338,29 @@ mod tests {
         let c = eval(&Op::Concat { axis: 0 }, &[u, minus1], DType::I64).unwrap();
         assert_eq!(c.elems, vec![SymInt::Batch, SymInt::Known(-1)]);
         assert!(c.to_tensor().is_none());
+    }
+
+    #[test]
+    fn max_min_clamp_known_values() {
+        let v = |e: Vec<SymInt>| SymTensor::vector(DType::I64, e);
+        let (k, b) = (SymInt::Known, SymInt::Batch);
+        let x = v(vec![k(3), b, k(-2)]);
+        let lo = SymTensor::from_tensor(&Tensor::from_i64(vec![], vec![0]).unwrap()).unwrap();
+        let max = Op::Variadic(VariadicOp::Max);
+        // A batch-dependent element cannot be compared with a number.
+        assert!(eval(&max, &[x.clone(), lo.clone()], DType::I64).is_none());
+        let x = v(vec![k(3), k(7), k(-2)]);
+        let hi = v(vec![k(5), k(5), k(5)]);
+        let r = eval(&max, &[x.clone(), lo], DType::I64).unwrap();
+        assert_eq!(r.known().unwrap(), [3, 7, 0]);
+        let min = Op::Variadic(VariadicOp::Min);
+        let r = eval(&min, &[x.clone(), hi, r], DType::I64).unwrap();
+        assert_eq!(r.known().unwrap(), [3, 5, -2]);
+        assert_eq!(eval(&min, &[x.clone()], DType::I64).unwrap(), x);
+        let same = v(vec![b]);
+        assert_eq!(
+            eval(&max, &[same.clone(), same.clone()], DType::I64).unwrap(),
+            same
+        );
     }
 }

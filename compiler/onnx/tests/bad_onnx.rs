@@ -379,13 +379,8 @@ fn mutated_fixtures_never_panic() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(300);
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = strata_test_support::XorShift::from_state(0x9E37_79B9_7F4A_7C15);
+    let mut next = move || rng.next_u64();
     let mut cases = 0;
     for entry in std::fs::read_dir(fixture("")).expect("fixture dir") {
         let path = entry.expect("entry").path();

@@ -4,13 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::tensor_proto::{DataLocation, DataType};
-use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
-use onnx_protobuf::{
-    type_proto, AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto,
-    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
-};
+use onnx_protobuf::tensor_shape_proto::dimension;
+use onnx_protobuf::{type_proto, Message, ModelProto, StringStringEntryProto, TensorProto};
 use protobuf::{EnumOrUnknown, MessageField};
 use strata_ir::ops::{
     BinaryOp, Clip, Conv, ConvTranspose, Pad, Pool, ReduceMean, Reshape, Slice, Softmax, Split,
@@ -18,178 +14,17 @@ use strata_ir::ops::{
 };
 use strata_ir::{DType, Dim, Graph, NodeKind, Op, Shape, Tensor, TensorData, TensorType};
 use strata_onnx::{import_bytes, import_file, tensor_from_proto_bytes, ImportOptions, OnnxError};
+use strata_test_support::onnx::*;
 
 // ---------------------------------------------------------------- model building helpers
 
-/// A tensor value type; a negative dim is the symbolic batch dimension `N`.
-fn vi(name: &str, dtype: DataType, dims: &[i64]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|&d| Dimension {
-            value: Some(if d < 0 {
-                dimension::Value::DimParam("N".to_string())
-            } else {
-                dimension::Value::DimValue(d)
-            }),
-            ..Default::default()
-        })
-        .collect();
-    ValueInfoProto {
-        name: name.to_string(),
-        type_: MessageField::some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: dtype as i32,
-                shape: MessageField::some(TensorShapeProto {
-                    dim,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+/// Importing a test model, expecting success or failure.
+trait Import {
+    fn import(self) -> Graph;
+    fn import_err(self) -> OnnxError;
 }
 
-fn f32vi(name: &str, dims: &[i64]) -> ValueInfoProto {
-    vi(name, DataType::FLOAT, dims)
-}
-
-enum A {
-    I(i64),
-    Is(Vec<i64>),
-    F(f32),
-    Fs(Vec<f32>),
-    S(&'static str),
-    T(Box<TensorProto>),
-}
-
-fn node(op: &str, name: &str, ins: &[&str], outs: &[&str], attrs: Vec<(&str, A)>) -> NodeProto {
-    let attribute = attrs
-        .into_iter()
-        .map(|(n, a)| {
-            let mut p = AttributeProto {
-                name: n.to_string(),
-                ..Default::default()
-            };
-            let t = match a {
-                A::I(v) => {
-                    p.i = v;
-                    AttributeType::INT
-                }
-                A::Is(v) => {
-                    p.ints = v;
-                    AttributeType::INTS
-                }
-                A::F(v) => {
-                    p.f = v;
-                    AttributeType::FLOAT
-                }
-                A::Fs(v) => {
-                    p.floats = v;
-                    AttributeType::FLOATS
-                }
-                A::S(v) => {
-                    p.s = v.as_bytes().to_vec();
-                    AttributeType::STRING
-                }
-                A::T(v) => {
-                    p.t = MessageField::some(*v);
-                    AttributeType::TENSOR
-                }
-            };
-            p.type_ = EnumOrUnknown::new(t);
-            p
-        })
-        .collect();
-    NodeProto {
-        op_type: op.to_string(),
-        name: name.to_string(),
-        input: ins.iter().map(|s| s.to_string()).collect(),
-        output: outs.iter().map(|s| s.to_string()).collect(),
-        attribute,
-        ..Default::default()
-    }
-}
-
-fn f32_tensor(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
-    TensorProto {
-        name: name.to_string(),
-        dims: dims.to_vec(),
-        data_type: DataType::FLOAT as i32,
-        raw_data: data.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        ..Default::default()
-    }
-}
-
-fn i64_tensor(name: &str, data: &[i64]) -> TensorProto {
-    TensorProto {
-        name: name.to_string(),
-        dims: vec![data.len() as i64],
-        data_type: DataType::INT64 as i32,
-        raw_data: data.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        ..Default::default()
-    }
-}
-
-struct M {
-    nodes: Vec<NodeProto>,
-    inputs: Vec<ValueInfoProto>,
-    outputs: Vec<ValueInfoProto>,
-    inits: Vec<TensorProto>,
-    opset: i64,
-}
-
-impl M {
-    fn new(opset: i64) -> M {
-        M {
-            nodes: vec![],
-            inputs: vec![],
-            outputs: vec![],
-            inits: vec![],
-            opset,
-        }
-    }
-    fn node(mut self, n: NodeProto) -> M {
-        self.nodes.push(n);
-        self
-    }
-    fn input(mut self, v: ValueInfoProto) -> M {
-        self.inputs.push(v);
-        self
-    }
-    fn output(mut self, name: &str) -> M {
-        self.outputs.push(ValueInfoProto {
-            name: name.to_string(),
-            ..Default::default()
-        });
-        self
-    }
-    fn init(mut self, t: TensorProto) -> M {
-        self.inits.push(t);
-        self
-    }
-    fn bytes(self) -> Vec<u8> {
-        ModelProto {
-            ir_version: 8,
-            opset_import: vec![OperatorSetIdProto {
-                domain: String::new(),
-                version: self.opset,
-                ..Default::default()
-            }],
-            graph: MessageField::some(GraphProto {
-                name: "test".to_string(),
-                node: self.nodes,
-                input: self.inputs,
-                output: self.outputs,
-                initializer: self.inits,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-        .write_to_bytes()
-        .expect("serialize model")
-    }
+impl Import for M {
     fn import(self) -> Graph {
         let bytes = self.bytes();
         match import_bytes(&bytes, None, &ImportOptions::default()) {
@@ -360,7 +195,7 @@ fn conv_auto_pad_same_upper_and_lower() {
                 "conv",
                 &["x", "w"],
                 &["y"],
-                vec![("auto_pad", A::S(mode))],
+                vec![("auto_pad", A::S(mode.into()))],
             ))
             .output("y")
             .import();
@@ -400,7 +235,7 @@ fn conv_strided_same_and_depthwise_group() {
             &["x", "w", "b"],
             &["y"],
             vec![
-                ("auto_pad", A::S("SAME_UPPER")),
+                ("auto_pad", A::S("SAME_UPPER".into())),
                 ("strides", A::Is(vec![2, 2])),
                 ("group", A::I(4)),
             ],
@@ -464,7 +299,7 @@ fn pools_and_global_pools() {
             vec![
                 ("kernel_shape", A::Is(vec![3, 3])),
                 ("strides", A::Is(vec![2, 2])),
-                ("auto_pad", A::S("SAME_UPPER")),
+                ("auto_pad", A::S("SAME_UPPER".into())),
             ],
         ))
         .node(node(
@@ -705,7 +540,7 @@ fn pad_forms() {
             "pad",
             &["x", "pads", "cv"],
             &["y"],
-            vec![("mode", A::S("constant"))],
+            vec![("mode", A::S("constant".into()))],
         ))
         .output("y")
         .import();
@@ -1427,7 +1262,7 @@ fn unknown_auto_pad_value() {
             "conv",
             &["x", "w"],
             &["y"],
-            vec![("auto_pad", A::S("SAME_MIDDLE"))],
+            vec![("auto_pad", A::S("SAME_MIDDLE".into()))],
         ))
         .output("y")
         .import_err();

@@ -241,8 +241,7 @@ impl Bitplane {
 
 /// Text-form attributes: the Conv window attributes (no `has_bias`, always false) then the
 /// plane spec, in field order.
-pub(crate) fn text_attrs(op: &Op) -> Option<Vec<(&'static str, AttrValue)>> {
-    let Op::Bitplane(b) = op else { return None };
+pub(crate) fn text_attrs(b: &Bitplane) -> Vec<(&'static str, AttrValue)> {
     let mut out = Vec::new();
     if let BitplaneKernel::Conv(c) = &b.kernel {
         out.extend([
@@ -261,7 +260,7 @@ pub(crate) fn text_attrs(op: &Op) -> Option<Vec<(&'static str, AttrValue)>> {
         ("rows", AttrValue::usize(s.rows)),
         ("cols", AttrValue::usize(s.cols)),
     ]);
-    Some(out)
+    out
 }
 
 /// Rebuilds `bitplane_conv` / `bitplane_linear` from their attributes.

@@ -9,16 +9,20 @@ pub(crate) fn arity(
     (min, max): (usize, Option<usize>),
 ) -> Result<(), InferError> {
     let n = inputs.len();
-    let ok = n >= min && max.is_none_or(|m| n <= m);
-    if ok {
+    count((min, max), n).map_err(|expected| InferError::Arity { expected, got: n })
+}
+
+/// Checks a count against `(min, max)`; the error is the expected count as text (`2`,
+/// `1 to 3`, `at least 1`), the one wording every layer reports.
+pub(crate) fn count((min, max): (usize, Option<usize>), n: usize) -> Result<(), String> {
+    if n >= min && max.is_none_or(|m| n <= m) {
         return Ok(());
     }
-    let expected = match max {
+    Err(match max {
         Some(m) if m == min => format!("{min}"),
         Some(m) => format!("{min} to {m}"),
         None => format!("at least {min}"),
-    };
-    Err(InferError::Arity { expected, got: n })
+    })
 }
 
 /// Element types the activation, convolution and pooling ops compute in.

@@ -274,17 +274,26 @@ impl ConvTranspose {
 }
 
 /// Text-form attributes of the convolution ops, in field order.
-pub(crate) fn text_attrs(op: &Op) -> Option<Vec<(&'static str, AttrValue)>> {
-    Some(match op {
-        Op::Conv(c) => vec![
+impl Conv {
+    /// Text-form attributes, in field order.
+    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
+        let c = self;
+        vec![
             ("kernel", AttrValue::usizes(&c.kernel)),
             ("strides", AttrValue::usizes(&c.strides)),
             ("pads", AttrValue::usizes(&c.pads)),
             ("dilations", AttrValue::usizes(&c.dilations)),
             ("group", AttrValue::usize(c.group)),
             ("has_bias", AttrValue::Bool(c.has_bias)),
-        ],
-        Op::ConvTranspose(c) => vec![
+        ]
+    }
+}
+
+impl ConvTranspose {
+    /// Text-form attributes, in field order.
+    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
+        let c = self;
+        vec![
             ("kernel", AttrValue::usizes(&c.kernel)),
             ("strides", AttrValue::usizes(&c.strides)),
             ("pads", AttrValue::usizes(&c.pads)),
@@ -292,9 +301,8 @@ pub(crate) fn text_attrs(op: &Op) -> Option<Vec<(&'static str, AttrValue)>> {
             ("output_padding", AttrValue::usizes(&c.output_padding)),
             ("group", AttrValue::usize(c.group)),
             ("has_bias", AttrValue::Bool(c.has_bias)),
-        ],
-        _ => return None,
-    })
+        ]
+    }
 }
 
 /// Rebuilds a convolution op from its mnemonic and attributes; `None` for other mnemonics.

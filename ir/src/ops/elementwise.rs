@@ -14,6 +14,14 @@ pub enum BinaryOp {
     Div,
 }
 
+/// Element-wise reductions over any number of inputs (at least one), all broadcast together
+/// numpy-style: ONNX Max and Min (opset 8+). NaN propagates, as in numpy's `maximum`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VariadicOp {
+    Max,
+    Min,
+}
+
 /// One-input element-wise functions; parameters are ONNX's attributes.
 #[derive(Debug, Clone, Copy)]
 pub enum UnaryOp {
@@ -43,6 +51,21 @@ impl BinaryOp {
         check::same_dtype(1, b, a.dtype)?;
         let shape = check::broadcast(&a.shape, &b.shape)?;
         Ok(vec![TensorType::new(a.dtype, shape)])
+    }
+}
+
+impl VariadicOp {
+    /// One element type for every input; the shapes broadcast together.
+    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+        check::arity(inputs, (1, None))?;
+        let first = inputs[0];
+        check::numeric(0, first)?;
+        let mut shape = first.shape.clone();
+        for (i, t) in inputs.iter().enumerate().skip(1) {
+            check::same_dtype(i, t, first.dtype)?;
+            shape = check::broadcast(&shape, &t.shape)?;
+        }
+        Ok(vec![TensorType::new(first.dtype, shape)])
     }
 }
 
@@ -94,21 +117,34 @@ impl Clip {
 }
 
 /// Text-form attributes of the element-wise ops, in field order.
-pub(crate) fn text_attrs(op: &Op) -> Option<Vec<(&'static str, AttrValue)>> {
-    Some(match op {
-        Op::Binary(_) | Op::PRelu => vec![],
-        Op::Unary(UnaryOp::LeakyRelu { alpha }) => vec![("alpha", AttrValue::f32(*alpha))],
-        Op::Unary(UnaryOp::HardSigmoid { alpha, beta }) => vec![
-            ("alpha", AttrValue::f32(*alpha)),
-            ("beta", AttrValue::f32(*beta)),
-        ],
-        Op::Unary(_) => vec![],
-        Op::Clip(c) => vec![
-            ("has_min", AttrValue::Bool(c.has_min)),
-            ("has_max", AttrValue::Bool(c.has_max)),
-        ],
-        _ => return None,
-    })
+impl UnaryOp {
+    /// Text-form attributes, in field order.
+    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
+        match self {
+            UnaryOp::LeakyRelu { alpha } => vec![("alpha", AttrValue::f32(*alpha))],
+            UnaryOp::HardSigmoid { alpha, beta } => vec![
+                ("alpha", AttrValue::f32(*alpha)),
+                ("beta", AttrValue::f32(*beta)),
+            ],
+            UnaryOp::Relu
+            | UnaryOp::Sigmoid
+            | UnaryOp::HardSwish
+            | UnaryOp::Tanh
+            | UnaryOp::Erf => {
+                vec![]
+            }
+        }
+    }
+}
+
+impl Clip {
+    /// Text-form attributes, in field order.
+    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
+        vec![
+            ("has_min", AttrValue::Bool(self.has_min)),
+            ("has_max", AttrValue::Bool(self.has_max)),
+        ]
+    }
 }
 
 /// Rebuilds an element-wise op from its mnemonic and attributes; `None` for other mnemonics.
@@ -119,6 +155,8 @@ pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, Pars
         "sub" => Some(Ok(Op::Binary(BinaryOp::Sub))),
         "mul" => Some(Ok(Op::Binary(BinaryOp::Mul))),
         "div" => Some(Ok(Op::Binary(BinaryOp::Div))),
+        "max" => Some(Ok(Op::Variadic(VariadicOp::Max))),
+        "min" => Some(Ok(Op::Variadic(VariadicOp::Min))),
         "relu" => unary(UnaryOp::Relu),
         "sigmoid" => unary(UnaryOp::Sigmoid),
         "hard_swish" => unary(UnaryOp::HardSwish),
@@ -198,6 +236,30 @@ mod tests {
         assert!(matches!(
             run(&add, &["f32[2]"]),
             Err(InferError::Arity { .. })
+        ));
+    }
+
+    #[test]
+    fn variadic_broadcasting() {
+        let max = Op::Variadic(VariadicOp::Max);
+        assert_eq!(run(&max, &["f32[N,3]"]).unwrap(), ["f32[N,3]"]);
+        assert_eq!(
+            run(&max, &["f32[N,1,4]", "f32[3,1]", "f32[4]"]).unwrap(),
+            ["f32[N,3,4]"]
+        );
+        assert_eq!(run(&max, &["i8[2]", "i8[1]"]).unwrap(), ["i8[2]"]);
+        assert!(matches!(run(&max, &[]), Err(InferError::Arity { .. })));
+        assert!(matches!(
+            run(&max, &["f32[2]", "f32[2]", "f64[2]"]),
+            Err(InferError::DType { input: 2, .. })
+        ));
+        assert!(matches!(
+            run(&max, &["bool[2]"]),
+            Err(InferError::DType { input: 0, .. })
+        ));
+        assert!(matches!(
+            run(&max, &["f32[2]", "f32[3]"]),
+            Err(InferError::Broadcast { .. })
         ));
     }
 

@@ -426,40 +426,46 @@ impl Split {
     }
 }
 
-/// Text-form attributes of the data-movement ops (and Identity/Cast), in field order.
-pub(crate) fn text_attrs(op: &Op) -> Option<Vec<(&'static str, AttrValue)>> {
-    Some(match op {
-        Op::Flatten { axis } | Op::Concat { axis } | Op::Gather { axis } => {
-            vec![("axis", AttrValue::usize(*axis))]
-        }
-        Op::Reshape(r) => vec![
-            ("shape", AttrValue::i64s(&r.shape)),
-            ("allow_zero", AttrValue::Bool(r.allow_zero)),
-        ],
-        Op::Transpose { perm } => vec![("perm", AttrValue::usizes(perm))],
-        Op::Pad(p) => vec![
-            ("pads", AttrValue::i64s(&p.pads)),
-            ("value", AttrValue::f64(p.value)),
-        ],
-        Op::Squeeze { axes } | Op::Unsqueeze { axes } => vec![("axes", AttrValue::usizes(axes))],
-        Op::Identity => vec![],
-        Op::Shape { start, end } => vec![
-            ("start", AttrValue::usize(*start)),
-            ("end", AttrValue::usize(*end)),
-        ],
-        Op::Slice(s) => vec![
-            ("starts", AttrValue::i64s(&s.starts)),
-            ("ends", AttrValue::i64s(&s.ends)),
-            ("axes", AttrValue::usizes(&s.axes)),
-            ("steps", AttrValue::i64s(&s.steps)),
-        ],
-        Op::Split(s) => vec![
-            ("axis", AttrValue::usize(s.axis)),
-            ("sizes", AttrValue::usizes(&s.sizes)),
-        ],
-        Op::Cast { to } => vec![("to", AttrValue::dtype(*to))],
-        _ => return None,
-    })
+impl Reshape {
+    /// Text-form attributes, in field order.
+    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
+        vec![
+            ("shape", AttrValue::i64s(&self.shape)),
+            ("allow_zero", AttrValue::Bool(self.allow_zero)),
+        ]
+    }
+}
+
+impl Pad {
+    /// Text-form attributes, in field order.
+    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
+        vec![
+            ("pads", AttrValue::i64s(&self.pads)),
+            ("value", AttrValue::f64(self.value)),
+        ]
+    }
+}
+
+impl Slice {
+    /// Text-form attributes, in field order.
+    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
+        vec![
+            ("starts", AttrValue::i64s(&self.starts)),
+            ("ends", AttrValue::i64s(&self.ends)),
+            ("axes", AttrValue::usizes(&self.axes)),
+            ("steps", AttrValue::i64s(&self.steps)),
+        ]
+    }
+}
+
+impl Split {
+    /// Text-form attributes, in field order.
+    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
+        vec![
+            ("axis", AttrValue::usize(self.axis)),
+            ("sizes", AttrValue::usizes(&self.sizes)),
+        ]
+    }
 }
 
 /// Rebuilds a data-movement op from its mnemonic and attributes; `None` for other mnemonics.

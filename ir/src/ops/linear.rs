@@ -102,17 +102,16 @@ pub fn infer_matmul(inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferErro
 }
 
 /// Text-form attributes of the matrix products, in field order.
-pub(crate) fn text_attrs(op: &Op) -> Option<Vec<(&'static str, AttrValue)>> {
-    match op {
-        Op::Gemm(g) => Some(vec![
-            ("alpha", AttrValue::f32(g.alpha)),
-            ("beta", AttrValue::f32(g.beta)),
-            ("trans_a", AttrValue::Bool(g.trans_a)),
-            ("trans_b", AttrValue::Bool(g.trans_b)),
-            ("has_c", AttrValue::Bool(g.has_c)),
-        ]),
-        Op::MatMul => Some(vec![]),
-        _ => None,
+impl Gemm {
+    /// Text-form attributes, in field order.
+    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
+        vec![
+            ("alpha", AttrValue::f32(self.alpha)),
+            ("beta", AttrValue::f32(self.beta)),
+            ("trans_a", AttrValue::Bool(self.trans_a)),
+            ("trans_b", AttrValue::Bool(self.trans_b)),
+            ("has_c", AttrValue::Bool(self.has_c)),
+        ]
     }
 }
 

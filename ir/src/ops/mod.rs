@@ -1,9 +1,11 @@
 //! The op set. One file per op family holds the attribute types and their shape inference;
 //! this module ties them into [`Op`], the payload of every operation node.
 
+mod batch;
 pub mod bitplane;
 mod check;
 pub mod conv;
+mod cost;
 pub mod elementwise;
 pub mod layout;
 pub mod linear;
@@ -13,7 +15,7 @@ pub mod reduce;
 
 pub use bitplane::{Bitplane, BitplaneKernel, PlaneSpec};
 pub use conv::{Conv, ConvTranspose};
-pub use elementwise::{BinaryOp, Clip, UnaryOp};
+pub use elementwise::{BinaryOp, Clip, UnaryOp, VariadicOp};
 pub use layout::{Pad, Reshape, Slice, Split};
 pub use linear::Gemm;
 pub use normalization::{BatchNorm, Softmax};
@@ -36,6 +38,8 @@ pub enum Op {
     MatMul,
     /// `a, b` — broadcasting.
     Binary(BinaryOp),
+    /// `x0, x1, …` (at least one) — all broadcast together.
+    Variadic(VariadicOp),
     /// `x`
     Unary(UnaryOp),
     /// `x, slope` — slope unidirectionally broadcast to x.
@@ -97,6 +101,8 @@ impl Op {
             Op::Binary(BinaryOp::Sub) => "sub",
             Op::Binary(BinaryOp::Mul) => "mul",
             Op::Binary(BinaryOp::Div) => "div",
+            Op::Variadic(VariadicOp::Max) => "max",
+            Op::Variadic(VariadicOp::Min) => "min",
             Op::Unary(UnaryOp::Relu) => "relu",
             Op::Unary(UnaryOp::LeakyRelu { .. }) => "leaky_relu",
             Op::Unary(UnaryOp::Sigmoid) => "sigmoid",
@@ -139,7 +145,23 @@ impl Op {
 
     /// How many inputs the op takes given its attributes: `(min, max)`; `max = None` is unbounded.
     pub fn input_arity(&self) -> (usize, Option<usize>) {
-        let exact = |n| (n, Some(n));
+        self.arity().0
+    }
+
+    /// Checks an input count against [`Op::input_arity`]; the error is the expected count as
+    /// text (`2`, `1 to 3`, `at least 1`).
+    pub fn check_input_count(&self, got: usize) -> Result<(), String> {
+        check::count(self.input_arity(), got)
+    }
+
+    /// How many outputs the op produces: one, except Split (one per size).
+    pub fn num_outputs(&self) -> usize {
+        self.arity().1
+    }
+
+    /// Inputs `(min, max)` and outputs, in one exhaustive match so a new op states both.
+    fn arity(&self) -> ((usize, Option<usize>), usize) {
+        let exact = |n| ((n, Some(n)), 1);
         match self {
             Op::Conv(c) => exact(2 + c.has_bias as usize),
             Op::ConvTranspose(c) => exact(2 + c.has_bias as usize),
@@ -148,16 +170,24 @@ impl Op {
             Op::Clip(c) => exact(1 + c.has_min as usize + c.has_max as usize),
             Op::BatchNorm(_) => exact(5),
             Op::Bitplane(_) => exact(bitplane::NUM_INPUTS),
-            Op::Concat { .. } => (1, None),
-            _ => exact(1),
-        }
-    }
-
-    /// How many outputs the op produces.
-    pub fn num_outputs(&self) -> usize {
-        match self {
-            Op::Split(s) => s.sizes.len(),
-            _ => 1,
+            Op::Concat { .. } | Op::Variadic(_) => ((1, None), 1),
+            Op::Split(s) => ((1, Some(1)), s.sizes.len()),
+            Op::Unary(_)
+            | Op::Softmax(_)
+            | Op::MaxPool(_)
+            | Op::AveragePool(_)
+            | Op::GlobalPool(_)
+            | Op::Flatten { .. }
+            | Op::Reshape(_)
+            | Op::Transpose { .. }
+            | Op::Pad(_)
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Identity
+            | Op::Shape { .. }
+            | Op::Slice(_)
+            | Op::ReduceMean(_)
+            | Op::Cast { .. } => exact(1),
         }
     }
 }
@@ -184,6 +214,7 @@ impl Op {
             Op::Gemm(g) => g.infer(inputs),
             Op::MatMul => linear::infer_matmul(inputs),
             Op::Binary(b) => b.infer(inputs),
+            Op::Variadic(v) => v.infer(inputs),
             Op::Unary(u) => u.infer(inputs),
             Op::PRelu => elementwise::infer_prelu(inputs),
             Op::Clip(c) => c.infer(inputs),
@@ -220,15 +251,41 @@ impl Op {
 impl Op {
     /// The op's attributes as the text form prints them, in a fixed order (field order).
     pub fn text_attrs(&self) -> Vec<(&'static str, crate::text::AttrValue)> {
-        conv::text_attrs(self)
-            .or_else(|| linear::text_attrs(self))
-            .or_else(|| elementwise::text_attrs(self))
-            .or_else(|| normalization::text_attrs(self))
-            .or_else(|| pool::text_attrs(self))
-            .or_else(|| layout::text_attrs(self))
-            .or_else(|| reduce::text_attrs(self))
-            .or_else(|| bitplane::text_attrs(self))
-            .unwrap_or_default()
+        use crate::text::AttrValue;
+        match self {
+            Op::Conv(c) => c.text_attrs(),
+            Op::ConvTranspose(c) => c.text_attrs(),
+            Op::Gemm(g) => g.text_attrs(),
+            Op::Unary(u) => u.text_attrs(),
+            Op::Clip(c) => c.text_attrs(),
+            Op::BatchNorm(b) => b.text_attrs(),
+            Op::Softmax(s) => s.text_attrs(),
+            Op::MaxPool(p) | Op::AveragePool(p) => p.text_attrs(),
+            Op::Flatten { axis } | Op::Concat { axis } | Op::Gather { axis } => {
+                vec![("axis", AttrValue::usize(*axis))]
+            }
+            Op::Reshape(r) => r.text_attrs(),
+            Op::Transpose { perm } => vec![("perm", AttrValue::usizes(perm))],
+            Op::Pad(p) => p.text_attrs(),
+            Op::Squeeze { axes } | Op::Unsqueeze { axes } => {
+                vec![("axes", AttrValue::usizes(axes))]
+            }
+            Op::Shape { start, end } => vec![
+                ("start", AttrValue::usize(*start)),
+                ("end", AttrValue::usize(*end)),
+            ],
+            Op::Slice(s) => s.text_attrs(),
+            Op::Split(s) => s.text_attrs(),
+            Op::ReduceMean(r) => r.text_attrs(),
+            Op::Cast { to } => vec![("to", AttrValue::dtype(*to))],
+            Op::Bitplane(b) => bitplane::text_attrs(b),
+            Op::MatMul
+            | Op::Binary(_)
+            | Op::Variadic(_)
+            | Op::PRelu
+            | Op::GlobalPool(_)
+            | Op::Identity => vec![],
+        }
     }
 
     /// Rebuilds an op from its mnemonic and text attributes; `None` for an unknown mnemonic.

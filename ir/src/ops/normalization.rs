@@ -55,14 +55,20 @@ impl Softmax {
 }
 
 /// Text-form attributes of the normalisation ops, in field order.
-pub(crate) fn text_attrs(op: &Op) -> Option<Vec<(&'static str, AttrValue)>> {
-    match op {
-        Op::BatchNorm(b) => Some(vec![("epsilon", AttrValue::f32(b.epsilon))]),
-        Op::Softmax(s) => Some(vec![
-            ("axis", AttrValue::usize(s.axis)),
-            ("coerce_2d", AttrValue::Bool(s.coerce_2d)),
-        ]),
-        _ => None,
+impl BatchNorm {
+    /// Text-form attributes, in field order.
+    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
+        vec![("epsilon", AttrValue::f32(self.epsilon))]
+    }
+}
+
+impl Softmax {
+    /// Text-form attributes, in field order.
+    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
+        vec![
+            ("axis", AttrValue::usize(self.axis)),
+            ("coerce_2d", AttrValue::Bool(self.coerce_2d)),
+        ]
     }
 }
 

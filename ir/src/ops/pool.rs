@@ -99,7 +99,7 @@ impl GlobalPoolKind {
 }
 
 impl Pool {
-    fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
+    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
         vec![
             ("kernel", AttrValue::usizes(&self.kernel)),
             ("strides", AttrValue::usizes(&self.strides)),
@@ -123,13 +123,6 @@ impl Pool {
 }
 
 /// Text-form attributes of the pooling ops, in field order.
-pub(crate) fn text_attrs(op: &Op) -> Option<Vec<(&'static str, AttrValue)>> {
-    match op {
-        Op::MaxPool(p) | Op::AveragePool(p) => Some(p.text_attrs()),
-        Op::GlobalPool(_) => Some(vec![]),
-        _ => None,
-    }
-}
 
 /// Rebuilds a pooling op from its mnemonic and attributes; `None` for other mnemonics.
 pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, ParseError>> {

@@ -42,13 +42,13 @@ impl ReduceMean {
 }
 
 /// Text-form attributes of the reductions, in field order.
-pub(crate) fn text_attrs(op: &Op) -> Option<Vec<(&'static str, AttrValue)>> {
-    match op {
-        Op::ReduceMean(r) => Some(vec![
-            ("axes", AttrValue::usizes(&r.axes)),
-            ("keep_dims", AttrValue::Bool(r.keep_dims)),
-        ]),
-        _ => None,
+impl ReduceMean {
+    /// Text-form attributes, in field order.
+    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
+        vec![
+            ("axes", AttrValue::usizes(&self.axes)),
+            ("keep_dims", AttrValue::Bool(self.keep_dims)),
+        ]
     }
 }
 

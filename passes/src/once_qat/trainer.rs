@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 use strata_ir::ops::{Conv, Gemm};
-use strata_ir::{Dim, Graph, NodeId, NodeKind, Op, Tensor, TensorData, ValueRef};
+use strata_ir::{Graph, NodeId, NodeKind, Op, Tensor, TensorData, ValueRef};
 use strata_runtime::autodiff::fake_quant::{lsq_grad_scale, ActFakeQuant, WeightFakeQuant};
 use strata_runtime::autodiff::{backward_op, loss};
 use strata_runtime::RuntimeError;
@@ -159,28 +159,32 @@ pub(super) fn objective(
 }
 
 /// The layer's op with an explicit `[R]` bias, the shape its weight must have, and its
-/// forward multiply-accumulates per sample (from the graph's static output shape).
+/// forward multiply-accumulates per sample (the float layer's own count, [`Op::macs`]).
 pub(super) fn explicit_op(
     graph: &Graph,
     layer: &QuantLayer,
 ) -> Result<(Op, Vec<usize>, u64), PassError> {
-    let out_per_sample: u64 = graph
-        .node(layer.node)
-        .ok()
-        .and_then(|n| n.outputs.first())
-        .map(|v| {
-            v.ty.shape
-                .dims()
-                .iter()
-                .skip(1)
-                .map(|d| match d {
-                    Dim::Known(n) => *n as u64,
-                    _ => 1,
-                })
-                .product()
-        })
-        .unwrap_or(layer.rows as u64);
-    let macs = out_per_sample * layer.cols as u64;
+    let graph_err = |source| PassError::Graph { pass: PASS, source };
+    let node = graph.node(layer.node).map_err(graph_err)?;
+    let float_op = node.op().ok_or_else(|| PassError::Rewrite {
+        pass: PASS,
+        node: layer.name.clone(),
+        reason: "is not an op node".to_string(),
+    })?;
+    let in_types = graph
+        .node_inputs(layer.node)
+        .into_iter()
+        .map(|v| graph.value(v).map(|val| &val.ty))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(graph_err)?;
+    let out_types: Vec<_> = node.outputs.iter().map(|v| &v.ty).collect();
+    let macs = float_op
+        .macs(&in_types, &out_types)
+        .map_err(|source| PassError::Rewrite {
+            pass: PASS,
+            node: layer.name.clone(),
+            reason: source.to_string(),
+        })?;
     match &layer.kind {
         LayerKind::Conv(c) => {
             let w = graph

@@ -1,6 +1,6 @@
 //! Gradients of the element-wise ops: broadcasting arithmetic, activations and Clip.
 
-use strata_ir::ops::{BinaryOp, Clip, UnaryOp};
+use strata_ir::ops::{BinaryOp, Clip, UnaryOp, VariadicOp};
 use strata_ir::Tensor;
 
 use super::{broadcast_map, f32_tensor, f32s, reduce_to};
@@ -46,6 +46,42 @@ pub(super) fn binary(
         Some(reduce_to(op, &ga, out, a.shape())?),
         Some(reduce_to(op, &gb, out, bt.shape())?),
     ])
+}
+
+/// Max/Min: the output gradient flows to the input that supplied each output element (the
+/// first one on ties, like a subgradient; NaN outputs pass it to the first NaN input),
+/// summed back over that input's broadcast axes.
+pub(super) fn variadic(
+    v: VariadicOp,
+    inputs: &[&Tensor],
+    output: &Tensor,
+    grad: &Tensor,
+) -> Result<Vec<Option<Tensor>>, RuntimeError> {
+    let op = match v {
+        VariadicOp::Max => "max",
+        VariadicOp::Min => "min",
+    };
+    let out = output.shape();
+    let y = f32s(op, output, usize::MAX)?;
+    let g = f32s(op, grad, usize::MAX)?;
+    let mut values = Vec::with_capacity(inputs.len());
+    let mut maps = Vec::with_capacity(inputs.len());
+    for (i, t) in inputs.iter().enumerate() {
+        values.push(f32s(op, t, i)?);
+        maps.push(broadcast_map(op, t.shape(), out)?);
+    }
+    let mut grads = vec![vec![0f32; g.len()]; inputs.len()];
+    for (k, (&yk, &gk)) in y.iter().zip(g).enumerate() {
+        let same = |x: f32| x == yk || (x.is_nan() && yk.is_nan());
+        if let Some(i) = (0..inputs.len()).find(|&i| same(values[i][maps[i][k]])) {
+            grads[i][k] = gk;
+        }
+    }
+    inputs
+        .iter()
+        .zip(grads)
+        .map(|(t, gi)| reduce_to(op, &gi, out, t.shape()).map(Some))
+        .collect()
 }
 
 /// Derivative of each activation at `x` (with `y = f(x)` for the ones cheaper that way).

@@ -36,18 +36,7 @@ pub fn backward_op(
     grad_output: &Tensor,
 ) -> Result<Vec<Option<Tensor>>, RuntimeError> {
     let name = op.mnemonic();
-    let (min, max) = op.input_arity();
-    if inputs.len() < min || max.is_some_and(|m| inputs.len() > m) {
-        return Err(RuntimeError::Arity {
-            op: name,
-            expected: match max {
-                Some(m) if m == min => format!("{min}"),
-                Some(m) => format!("{min} to {m}"),
-                None => format!("at least {min}"),
-            },
-            got: inputs.len(),
-        });
-    }
+    crate::kernels::check_arity(op, inputs.len())?;
     if grad_output.shape() != output.shape() {
         return Err(RuntimeError::Shape {
             op: name,
@@ -64,6 +53,7 @@ pub fn backward_op(
         Op::Gemm(g) => linear::gemm(g, inputs, grad_output),
         Op::MatMul => linear::matmul(inputs, grad_output),
         Op::Binary(b) => elementwise::binary(*b, inputs, output, grad_output),
+        Op::Variadic(v) => elementwise::variadic(*v, inputs, output, grad_output),
         Op::Unary(u) => elementwise::unary(*u, inputs[0], output, grad_output),
         Op::Clip(c) => elementwise::clip(c, inputs, grad_output),
         Op::Softmax(s) => normalization::softmax(s, output, grad_output),
@@ -77,9 +67,19 @@ pub fn backward_op(
         | Op::Identity => layout::relabel(name, inputs[0], grad_output),
         Op::Transpose { perm } => layout::transpose(perm, inputs[0], grad_output),
         Op::Concat { axis } => layout::concat(*axis, inputs, grad_output),
-        other => Err(RuntimeError::NoGradient {
-            op: other.mnemonic(),
-        }),
+        // Not differentiated (yet): inference-only layouts, integer shape arithmetic, and
+        // layers the trainers replace with their own straight-through versions.
+        Op::ConvTranspose(_)
+        | Op::PRelu
+        | Op::BatchNorm(_)
+        | Op::Pad(_)
+        | Op::Shape { .. }
+        | Op::Gather { .. }
+        | Op::Slice(_)
+        | Op::Split(_)
+        | Op::ReduceMean(_)
+        | Op::Cast { .. }
+        | Op::Bitplane(_) => Err(RuntimeError::NoGradient { op: name }),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod linear;
 pub mod normalization;
 pub mod pool;
 pub mod reduce;
+pub mod variadic;
 
 use strata_ir::{Op, Tensor, TensorData};
 
@@ -45,6 +46,7 @@ pub fn eval_op_with(
         Op::Gemm(g) => one(linear::gemm(g, inputs)?),
         Op::MatMul => one(linear::matmul(inputs[0], inputs[1])?),
         Op::Binary(b) => one(elementwise::binary(*b, inputs[0], inputs[1])?),
+        Op::Variadic(v) => one(variadic::variadic(*v, inputs)?),
         Op::Unary(u) => one(elementwise::unary(*u, inputs[0])?),
         Op::PRelu => one(elementwise::prelu(inputs[0], inputs[1])?),
         Op::Clip(c) => one(elementwise::clip(c, inputs)?),
@@ -80,51 +82,68 @@ pub fn eval_op_owned(
     rest: &[&Tensor],
 ) -> Result<Vec<Tensor>, RuntimeError> {
     check_arity(op, rest.len() + 1)?;
-    Ok(match op {
-        Op::Flatten { axis } => vec![layout::flatten(*axis, first)?],
-        Op::Reshape(r) => vec![layout::reshape(r, first)?],
-        Op::Squeeze { axes } => vec![layout::squeeze(axes, first)?],
-        Op::Unsqueeze { axes } => vec![layout::unsqueeze(axes, first)?],
-        Op::Identity => vec![first],
-        Op::Unary(u) => vec![elementwise::unary_owned(*u, first)?],
-        _ => {
+    match owning_kernel(op) {
+        Some(kernel) => Ok(vec![kernel(first)?]),
+        None => {
             let mut all: Vec<&Tensor> = Vec::with_capacity(rest.len() + 1);
             all.push(&first);
             all.extend_from_slice(rest);
-            eval_op(op, &all)?
+            eval_op(op, &all)
         }
-    })
+    }
 }
 
 /// True for ops that [`eval_op_owned`] can execute without copying their first input.
 pub fn benefits_from_ownership(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Flatten { .. }
-            | Op::Reshape(_)
-            | Op::Squeeze { .. }
-            | Op::Unsqueeze { .. }
-            | Op::Identity
-            | Op::Unary(_)
-    )
+    owning_kernel(op).is_some()
 }
 
-fn check_arity(op: &Op, got: usize) -> Result<(), RuntimeError> {
-    let (min, max) = op.input_arity();
-    let ok = got >= min && max.is_none_or(|m| got <= m);
-    if ok {
-        return Ok(());
-    }
-    let expected = match max {
-        Some(m) if m == min => format!("{min}"),
-        Some(m) => format!("{min} to {m}"),
-        None => format!("at least {min}"),
-    };
-    Err(RuntimeError::Arity {
-        op: op.mnemonic(),
-        expected,
-        got,
+type OwningKernel<'a> = Box<dyn FnOnce(Tensor) -> Result<Tensor, RuntimeError> + 'a>;
+
+/// The kernel that consumes the op's (only) input, for ops that relabel the shape or work in
+/// place; `None` for ops that read their inputs. Exhaustive, so a new op decides.
+fn owning_kernel(op: &Op) -> Option<OwningKernel<'_>> {
+    Some(match op {
+        Op::Flatten { axis } => Box::new(move |t| layout::flatten(*axis, t)),
+        Op::Reshape(r) => Box::new(move |t| layout::reshape(r, t)),
+        Op::Squeeze { axes } => Box::new(move |t| layout::squeeze(axes, t)),
+        Op::Unsqueeze { axes } => Box::new(move |t| layout::unsqueeze(axes, t)),
+        Op::Identity => Box::new(Ok),
+        Op::Unary(u) => Box::new(move |t| elementwise::unary_owned(*u, t)),
+        Op::Conv(_)
+        | Op::ConvTranspose(_)
+        | Op::Gemm(_)
+        | Op::MatMul
+        | Op::Binary(_)
+        | Op::Variadic(_)
+        | Op::PRelu
+        | Op::Clip(_)
+        | Op::BatchNorm(_)
+        | Op::Softmax(_)
+        | Op::MaxPool(_)
+        | Op::AveragePool(_)
+        | Op::GlobalPool(_)
+        | Op::Transpose { .. }
+        | Op::Concat { .. }
+        | Op::Pad(_)
+        | Op::Shape { .. }
+        | Op::Gather { .. }
+        | Op::Slice(_)
+        | Op::Split(_)
+        | Op::ReduceMean(_)
+        | Op::Cast { .. }
+        | Op::Bitplane(_) => return None,
     })
+}
+
+/// The op's own input-count rule as a runtime error.
+pub(crate) fn check_arity(op: &Op, got: usize) -> Result<(), RuntimeError> {
+    op.check_input_count(got)
+        .map_err(|expected| RuntimeError::Arity {
+            op: op.mnemonic(),
+            expected,
+            got,
+        })
 }
 
 /// Element count of a shape, refusing overflow and absurd sizes before anything is allocated.

@@ -4,10 +4,16 @@
 use strata_ir::ops::{Conv, ConvTranspose};
 use strata_ir::{Dim, InferError, Op, TensorType, ValueRef};
 
-use super::{arity, present, shape_err, single};
+use super::{arity, present, shape_err, single, OnnxOp};
 use crate::attrs::NodeCtx;
 use crate::import::Importer;
 use crate::OnnxError;
+
+/// The convolution ops and the opsets they are accepted in (see [`OnnxOp`]).
+pub(super) const OPS: &[OnnxOp] = &[
+    OnnxOp::new("Conv", 1, 22, conv),
+    OnnxOp::new("ConvTranspose", 1, 22, conv_transpose),
+];
 
 /// Which `auto_pad` mode a node asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +158,7 @@ fn kernel_of(ctx: &NodeCtx, x: &TensorType, w: &TensorType) -> Result<Vec<usize>
     }
 }
 
-pub fn conv(
+fn conv(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -183,7 +189,7 @@ pub fn conv(
     single(imp, ctx, op, &present(ins))
 }
 
-pub fn conv_transpose(
+fn conv_transpose(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],

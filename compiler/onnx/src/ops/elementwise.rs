@@ -1,52 +1,100 @@
 //! Element-wise ops: broadcasting arithmetic, activations, PRelu and Clip.
 
-use strata_ir::ops::{BinaryOp, Clip, UnaryOp};
+use strata_ir::ops::{BinaryOp, Clip, UnaryOp, VariadicOp};
 use strata_ir::{DType, Op, Tensor, TensorData, ValueRef};
 
-use super::{arity, present, single};
+use super::{arity, present, single, OnnxOp};
 use crate::attrs::NodeCtx;
 use crate::import::Importer;
 use crate::OnnxError;
 
-pub fn binary(
+/// The element-wise ops and the opsets they are accepted in (see [`OnnxOp`]).
+pub(super) const OPS: &[OnnxOp] = &[
+    OnnxOp::new("Add", 1, 14, |imp, ctx, ins| {
+        binary(imp, ctx, ins, BinaryOp::Add)
+    }),
+    OnnxOp::new("Sub", 1, 14, |imp, ctx, ins| {
+        binary(imp, ctx, ins, BinaryOp::Sub)
+    }),
+    OnnxOp::new("Mul", 1, 14, |imp, ctx, ins| {
+        binary(imp, ctx, ins, BinaryOp::Mul)
+    }),
+    OnnxOp::new("Div", 1, 14, |imp, ctx, ins| {
+        binary(imp, ctx, ins, BinaryOp::Div)
+    }),
+    OnnxOp::new("Max", 1, 13, |imp, ctx, ins| {
+        variadic(imp, ctx, ins, VariadicOp::Max)
+    }),
+    OnnxOp::new("Min", 1, 13, |imp, ctx, ins| {
+        variadic(imp, ctx, ins, VariadicOp::Min)
+    }),
+    OnnxOp::new("Relu", 1, 14, |imp, ctx, ins| {
+        unary(imp, ctx, ins, |_| Ok(UnaryOp::Relu))
+    }),
+    OnnxOp::new("LeakyRelu", 1, 16, |imp, ctx, ins| {
+        unary(imp, ctx, ins, |ctx| {
+            Ok(UnaryOp::LeakyRelu {
+                alpha: ctx.float_or("alpha", 0.01)?,
+            })
+        })
+    }),
+    OnnxOp::new("PRelu", 1, 16, prelu),
+    OnnxOp::new("Clip", 1, 13, clip),
+    OnnxOp::new("Sigmoid", 1, 13, |imp, ctx, ins| {
+        unary(imp, ctx, ins, |_| Ok(UnaryOp::Sigmoid))
+    }),
+    OnnxOp::new("HardSigmoid", 1, 22, |imp, ctx, ins| {
+        unary(imp, ctx, ins, |ctx| {
+            Ok(UnaryOp::HardSigmoid {
+                alpha: ctx.float_or("alpha", 0.2)?,
+                beta: ctx.float_or("beta", 0.5)?,
+            })
+        })
+    }),
+    OnnxOp::new("HardSwish", 14, 22, |imp, ctx, ins| {
+        unary(imp, ctx, ins, |_| Ok(UnaryOp::HardSwish))
+    }),
+    OnnxOp::new("Tanh", 1, 13, |imp, ctx, ins| {
+        unary(imp, ctx, ins, |_| Ok(UnaryOp::Tanh))
+    }),
+    OnnxOp::new("Erf", 9, 13, |imp, ctx, ins| {
+        unary(imp, ctx, ins, |_| Ok(UnaryOp::Erf))
+    }),
+];
+
+fn binary(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
+    op: BinaryOp,
 ) -> Result<Vec<ValueRef>, OnnxError> {
     arity(ctx, ins, 2, 2)?;
-    let op = match ctx.op_type {
-        "Add" => BinaryOp::Add,
-        "Sub" => BinaryOp::Sub,
-        "Mul" => BinaryOp::Mul,
-        _ => BinaryOp::Div,
-    };
     single(imp, ctx, Op::Binary(op), &present(ins))
 }
 
-pub fn unary(
+/// Max or Min: one or more inputs, every one required.
+fn variadic(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
+    op: VariadicOp,
 ) -> Result<Vec<ValueRef>, OnnxError> {
-    arity(ctx, ins, 1, 1)?;
-    let op = match ctx.op_type {
-        "Relu" => UnaryOp::Relu,
-        "LeakyRelu" => UnaryOp::LeakyRelu {
-            alpha: ctx.float_or("alpha", 0.01)?,
-        },
-        "Sigmoid" => UnaryOp::Sigmoid,
-        "HardSigmoid" => UnaryOp::HardSigmoid {
-            alpha: ctx.float_or("alpha", 0.2)?,
-            beta: ctx.float_or("beta", 0.5)?,
-        },
-        "HardSwish" => UnaryOp::HardSwish,
-        "Tanh" => UnaryOp::Tanh,
-        _ => UnaryOp::Erf,
-    };
-    single(imp, ctx, Op::Unary(op), &present(ins))
+    arity(ctx, ins, ins.len().max(1), ins.len().max(1))?;
+    single(imp, ctx, Op::Variadic(op), &present(ins))
 }
 
-pub fn prelu(
+/// A one-input activation; `op` reads its attributes (after the arity check).
+fn unary(
+    imp: &mut Importer,
+    ctx: &NodeCtx,
+    ins: &[Option<ValueRef>],
+    op: fn(&NodeCtx) -> Result<UnaryOp, OnnxError>,
+) -> Result<Vec<ValueRef>, OnnxError> {
+    arity(ctx, ins, 1, 1)?;
+    single(imp, ctx, Op::Unary(op(ctx)?), &present(ins))
+}
+
+fn prelu(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -65,7 +113,7 @@ fn bound(dtype: DType, v: f32) -> Option<Tensor> {
     Tensor::new(vec![], data).ok()
 }
 
-pub fn clip(
+fn clip(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],

@@ -5,13 +5,27 @@
 use strata_ir::ops::{Pad, Reshape, Slice, Split};
 use strata_ir::{Dim, Op, ValueRef};
 
-use super::{arity, ints_attr_or_input, present, single};
+use super::{arity, ints_attr_or_input, present, single, OnnxOp};
 use crate::attrs::NodeCtx;
 use crate::import::{input_name, Importer};
 use crate::sym::SymInt;
 use crate::OnnxError;
 
-pub fn flatten(
+/// The data-movement ops and the opsets they are accepted in (see [`OnnxOp`]).
+pub(super) const OPS: &[OnnxOp] = &[
+    OnnxOp::new("Flatten", 1, 21, flatten),
+    OnnxOp::new("Reshape", 1, 21, reshape),
+    OnnxOp::new("Transpose", 1, 21, transpose),
+    OnnxOp::new("Concat", 1, 13, concat),
+    OnnxOp::new("Pad", 1, 21, pad),
+    OnnxOp::new("Squeeze", 1, 21, squeeze),
+    OnnxOp::new("Unsqueeze", 1, 21, unsqueeze),
+    OnnxOp::new("Gather", 1, 13, gather),
+    OnnxOp::new("Slice", 1, 13, slice),
+    OnnxOp::new("Split", 1, 18, split),
+];
+
+fn flatten(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -23,7 +37,7 @@ pub fn flatten(
     single(imp, ctx, Op::Flatten { axis }, &[x])
 }
 
-pub fn reshape(
+fn reshape(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -76,7 +90,7 @@ pub fn reshape(
     single(imp, ctx, Op::Reshape(Reshape { shape, allow_zero }), &[x])
 }
 
-pub fn transpose(
+fn transpose(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -108,7 +122,7 @@ pub fn transpose(
     single(imp, ctx, Op::Transpose { perm }, &[x])
 }
 
-pub fn concat(
+fn concat(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -123,7 +137,7 @@ pub fn concat(
     single(imp, ctx, Op::Concat { axis }, &inputs)
 }
 
-pub fn pad(
+fn pad(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -181,7 +195,7 @@ pub fn pad(
     single(imp, ctx, Op::Pad(Pad { pads: full, value }), &[x])
 }
 
-pub fn squeeze(
+fn squeeze(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -204,7 +218,7 @@ pub fn squeeze(
     single(imp, ctx, Op::Squeeze { axes }, &[x])
 }
 
-pub fn unsqueeze(
+fn unsqueeze(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -223,7 +237,7 @@ pub fn unsqueeze(
     single(imp, ctx, Op::Unsqueeze { axes }, &[x])
 }
 
-pub fn slice(
+fn slice(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -296,7 +310,7 @@ pub fn slice(
     single(imp, ctx, op, &[x])
 }
 
-pub fn split(
+fn split(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -371,7 +385,7 @@ pub fn split(
     imp.emit(ctx, Op::Split(Split { axis, sizes }), &[x], names)
 }
 
-pub fn gather(
+fn gather(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],

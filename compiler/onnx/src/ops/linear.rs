@@ -3,12 +3,18 @@
 use strata_ir::ops::Gemm;
 use strata_ir::{Op, ValueRef};
 
-use super::{arity, present, single};
+use super::{arity, present, single, OnnxOp};
 use crate::attrs::NodeCtx;
 use crate::import::Importer;
 use crate::OnnxError;
 
-pub fn gemm(
+/// The matrix products and the opsets they are accepted in (see [`OnnxOp`]).
+pub(super) const OPS: &[OnnxOp] = &[
+    OnnxOp::new("Gemm", 1, 13, gemm),
+    OnnxOp::new("MatMul", 1, 13, matmul),
+];
+
+fn gemm(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -25,7 +31,7 @@ pub fn gemm(
     single(imp, ctx, op, &present(ins))
 }
 
-pub fn matmul(
+fn matmul(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],

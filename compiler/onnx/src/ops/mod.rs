@@ -25,51 +25,74 @@ pub const MAX_OPSET: i64 = 22;
 /// affects float8). Beyond it an op might have changed, so the import stops.
 pub const NEWEST_REVIEWED_OPSET: i64 = 27;
 
-/// `(op type, opset it first appeared in, last opset ≤ NEWEST_REVIEWED_OPSET that changed its
-/// semantics for Strata's element types)`.
-const OPS: &[(&str, i64, i64)] = &[
-    ("Conv", 1, 22),
-    ("ConvTranspose", 1, 22),
-    ("Gemm", 1, 13),
-    ("MatMul", 1, 13),
-    ("Add", 1, 14),
-    ("Sub", 1, 14),
-    ("Mul", 1, 14),
-    ("Div", 1, 14),
-    ("Relu", 1, 14),
-    ("LeakyRelu", 1, 16),
-    ("PRelu", 1, 16),
-    ("Clip", 1, 13),
-    ("Sigmoid", 1, 13),
-    ("HardSigmoid", 1, 22),
-    ("HardSwish", 14, 22),
-    ("Tanh", 1, 13),
-    ("Erf", 9, 13),
-    ("Softmax", 1, 13),
-    ("BatchNormalization", 1, 15),
-    ("MaxPool", 1, 22),
-    ("AveragePool", 1, 22),
-    ("GlobalAveragePool", 1, 22),
-    ("GlobalMaxPool", 1, 22),
-    ("Flatten", 1, 21),
-    ("Reshape", 1, 21),
-    ("Transpose", 1, 21),
-    ("Concat", 1, 13),
-    ("Pad", 1, 21),
-    ("Squeeze", 1, 21),
-    ("Unsqueeze", 1, 21),
-    ("Identity", 1, 21),
-    ("Dropout", 1, 22),
-    ("Constant", 1, 21),
-    ("Shape", 1, 21),
-    ("Gather", 1, 13),
-    ("Slice", 1, 13),
-    ("Split", 1, 18),
-    ("ReduceMean", 1, 18),
-    ("Cast", 1, 21),
+/// Translates one ONNX node of a registered op type; returns its outputs' values in order.
+type ImportFn =
+    fn(&mut Importer, &NodeCtx, &[Option<ValueRef>]) -> Result<Vec<ValueRef>, OnnxError>;
+
+/// One registered ONNX op: its name, the opsets it is accepted in and its importer. Each op
+/// family lists its own in `OPS` (next to the importers); [`FAMILIES`] gathers them, and the
+/// importer, the opset check and [`supported_ops`] all read that one list.
+struct OnnxOp {
+    name: &'static str,
+    /// Opset the op first appeared in.
+    since: i64,
+    /// Last opset ≤ [`NEWEST_REVIEWED_OPSET`] that changed its semantics for Strata's
+    /// element types.
+    changed: i64,
+    import: ImportFn,
+}
+
+impl OnnxOp {
+    const fn new(name: &'static str, since: i64, changed: i64, import: ImportFn) -> OnnxOp {
+        OnnxOp {
+            name,
+            since,
+            changed,
+            import,
+        }
+    }
+}
+
+/// Every op family's registrations.
+const FAMILIES: &[&[OnnxOp]] = &[
+    conv::OPS,
+    linear::OPS,
+    elementwise::OPS,
+    normalization::OPS,
+    pool::OPS,
+    layout::OPS,
+    reduce::OPS,
+    tensor::OPS,
 ];
 
-fn check_opset(ctx: &NodeCtx) -> Result<(), OnnxError> {
+/// A default-domain ONNX op the frontend imports, and the opsets it accepts it in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupportedOp {
+    /// The ONNX op type, e.g. `Conv`.
+    pub op_type: &'static str,
+    /// The opset the op first appeared in (imports start at [`MIN_OPSET`] regardless).
+    pub since: i64,
+    /// The last opset that changed its semantics for Strata's element types; models newer
+    /// than [`MAX_OPSET`] import only while this is ≤ [`MAX_OPSET`].
+    pub last_changed: i64,
+}
+
+/// The ONNX ops the frontend imports, family by family. The node-test harness selects tests
+/// by it and a test checks the README's op list against it.
+pub fn supported_ops() -> impl Iterator<Item = SupportedOp> {
+    registered().map(|op| SupportedOp {
+        op_type: op.name,
+        since: op.since,
+        last_changed: op.changed,
+    })
+}
+
+fn registered() -> impl Iterator<Item = &'static OnnxOp> {
+    FAMILIES.iter().flat_map(|family| family.iter())
+}
+
+/// The registration of the node's op type after checking its opset.
+fn check_opset(ctx: &NodeCtx) -> Result<&'static OnnxOp, OnnxError> {
     let err = |reason: String| OnnxError::UnsupportedOpset {
         node: ctx.name.clone(),
         op_type: ctx.op_type.to_string(),
@@ -77,8 +100,7 @@ fn check_opset(ctx: &NodeCtx) -> Result<(), OnnxError> {
         opset: ctx.opset,
         reason,
     };
-    let Some(&(_, introduced, changed)) = OPS.iter().find(|(name, _, _)| *name == ctx.op_type)
-    else {
+    let Some(op) = registered().find(|op| op.name == ctx.op_type) else {
         return Err(OnnxError::UnsupportedOp {
             node: ctx.name.clone(),
             op_type: ctx.op_type.to_string(),
@@ -86,6 +108,7 @@ fn check_opset(ctx: &NodeCtx) -> Result<(), OnnxError> {
             opset: ctx.opset,
         });
     };
+    let (introduced, changed) = (op.since, op.changed);
     if ctx.opset < MIN_OPSET {
         return Err(err(format!(
             "Strata imports default-domain opsets {MIN_OPSET} through {MAX_OPSET}"
@@ -109,7 +132,7 @@ fn check_opset(ctx: &NodeCtx) -> Result<(), OnnxError> {
             ctx.op_type
         )));
     }
-    Ok(())
+    Ok(op)
 }
 
 /// Translates one ONNX node; returns the values of its outputs in order (optional trailing
@@ -119,45 +142,8 @@ pub fn import_node(
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
 ) -> Result<Vec<ValueRef>, OnnxError> {
-    check_opset(ctx)?;
-    match ctx.op_type {
-        "Conv" => conv::conv(imp, ctx, ins),
-        "ConvTranspose" => conv::conv_transpose(imp, ctx, ins),
-        "Gemm" => linear::gemm(imp, ctx, ins),
-        "MatMul" => linear::matmul(imp, ctx, ins),
-        "Add" | "Sub" | "Mul" | "Div" => elementwise::binary(imp, ctx, ins),
-        "Relu" | "LeakyRelu" | "Sigmoid" | "HardSigmoid" | "HardSwish" | "Tanh" | "Erf" => {
-            elementwise::unary(imp, ctx, ins)
-        }
-        "PRelu" => elementwise::prelu(imp, ctx, ins),
-        "Clip" => elementwise::clip(imp, ctx, ins),
-        "Softmax" => normalization::softmax(imp, ctx, ins),
-        "BatchNormalization" => normalization::batch_norm(imp, ctx, ins),
-        "MaxPool" | "AveragePool" => pool::pool(imp, ctx, ins),
-        "GlobalAveragePool" | "GlobalMaxPool" => pool::global_pool(imp, ctx, ins),
-        "Flatten" => layout::flatten(imp, ctx, ins),
-        "Reshape" => layout::reshape(imp, ctx, ins),
-        "Transpose" => layout::transpose(imp, ctx, ins),
-        "Concat" => layout::concat(imp, ctx, ins),
-        "Pad" => layout::pad(imp, ctx, ins),
-        "Squeeze" => layout::squeeze(imp, ctx, ins),
-        "Unsqueeze" => layout::unsqueeze(imp, ctx, ins),
-        "Slice" => layout::slice(imp, ctx, ins),
-        "Split" => layout::split(imp, ctx, ins),
-        "Gather" => layout::gather(imp, ctx, ins),
-        "ReduceMean" => reduce::reduce_mean(imp, ctx, ins),
-        "Identity" => tensor::identity(imp, ctx, ins),
-        "Dropout" => tensor::dropout(imp, ctx, ins),
-        "Constant" => tensor::constant(imp, ctx, ins),
-        "Shape" => tensor::shape(imp, ctx, ins),
-        "Cast" => tensor::cast(imp, ctx, ins),
-        other => Err(OnnxError::UnsupportedOp {
-            node: ctx.name.clone(),
-            op_type: other.to_string(),
-            domain: ctx.proto.domain.clone(),
-            opset: ctx.opset,
-        }),
-    }
+    let op = check_opset(ctx)?;
+    (op.import)(imp, ctx, ins)
 }
 
 /// Checks the number of inputs: at most `max`, and the first `min` present.

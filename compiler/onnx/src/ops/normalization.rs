@@ -3,12 +3,18 @@
 use strata_ir::ops::{BatchNorm, Softmax};
 use strata_ir::{Op, ValueRef};
 
-use super::{arity, outputs_at_most, present, single};
+use super::{arity, outputs_at_most, present, single, OnnxOp};
 use crate::attrs::NodeCtx;
 use crate::import::Importer;
 use crate::OnnxError;
 
-pub fn softmax(
+/// The normalization ops and the opsets they are accepted in (see [`OnnxOp`]).
+pub(super) const OPS: &[OnnxOp] = &[
+    OnnxOp::new("Softmax", 1, 13, softmax),
+    OnnxOp::new("BatchNormalization", 1, 15, batch_norm),
+];
+
+fn softmax(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -27,7 +33,7 @@ pub fn softmax(
     single(imp, ctx, op, &present(ins))
 }
 
-pub fn batch_norm(
+fn batch_norm(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],

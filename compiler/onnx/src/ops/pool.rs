@@ -4,18 +4,33 @@ use strata_ir::ops::{GlobalPoolKind, Pool};
 use strata_ir::{InferError, Op, ValueRef};
 
 use super::conv::{auto_pad, resolve_pads, spatial_attr, spatial_dims, AutoPad};
-use super::{arity, outputs_at_most, present, shape_err, single};
+use super::{arity, outputs_at_most, present, shape_err, single, OnnxOp};
 use crate::attrs::NodeCtx;
 use crate::import::Importer;
 use crate::OnnxError;
 
-pub fn pool(
+/// The pooling ops and the opsets they are accepted in (see [`OnnxOp`]).
+pub(super) const OPS: &[OnnxOp] = &[
+    OnnxOp::new("MaxPool", 1, 22, |imp, ctx, ins| pool(imp, ctx, ins, true)),
+    OnnxOp::new("AveragePool", 1, 22, |imp, ctx, ins| {
+        pool(imp, ctx, ins, false)
+    }),
+    OnnxOp::new("GlobalAveragePool", 1, 22, |imp, ctx, ins| {
+        global_pool(imp, ctx, ins, GlobalPoolKind::Average)
+    }),
+    OnnxOp::new("GlobalMaxPool", 1, 22, |imp, ctx, ins| {
+        global_pool(imp, ctx, ins, GlobalPoolKind::Max)
+    }),
+];
+
+/// MaxPool (`is_max`) or AveragePool.
+fn pool(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
+    is_max: bool,
 ) -> Result<Vec<ValueRef>, OnnxError> {
     arity(ctx, ins, 1, 1)?;
-    let is_max = ctx.op_type == "MaxPool";
     if is_max {
         outputs_at_most(ctx, 1, "MaxPool indices")?;
     }
@@ -67,16 +82,12 @@ pub fn pool(
     single(imp, ctx, op, &present(ins))
 }
 
-pub fn global_pool(
+fn global_pool(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
+    kind: GlobalPoolKind,
 ) -> Result<Vec<ValueRef>, OnnxError> {
     arity(ctx, ins, 1, 1)?;
-    let kind = if ctx.op_type == "GlobalMaxPool" {
-        GlobalPoolKind::Max
-    } else {
-        GlobalPoolKind::Average
-    };
     single(imp, ctx, Op::GlobalPool(kind), &present(ins))
 }

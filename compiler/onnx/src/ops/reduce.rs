@@ -3,12 +3,15 @@
 use strata_ir::ops::ReduceMean;
 use strata_ir::{Op, ValueRef};
 
-use super::{ints_attr_or_input, single};
+use super::{ints_attr_or_input, single, OnnxOp};
 use crate::attrs::NodeCtx;
 use crate::import::Importer;
 use crate::OnnxError;
 
-pub fn reduce_mean(
+/// The reductions and the opsets they are accepted in (see [`OnnxOp`]).
+pub(super) const OPS: &[OnnxOp] = &[OnnxOp::new("ReduceMean", 1, 18, reduce_mean)];
+
+fn reduce_mean(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],

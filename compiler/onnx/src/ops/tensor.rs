@@ -3,16 +3,25 @@
 use onnx_protobuf::TensorProto;
 use strata_ir::{Op, Tensor, TensorData, ValueRef};
 
-use super::{arity, outputs_at_most, single};
+use super::{arity, outputs_at_most, single, OnnxOp};
 use crate::attrs::NodeCtx;
 use crate::import::Importer;
 use crate::tensor::{dtype_from_onnx, tensor_from_proto};
 use crate::OnnxError;
 
+/// The tensor utility ops and the opsets they are accepted in (see [`OnnxOp`]).
+pub(super) const OPS: &[OnnxOp] = &[
+    OnnxOp::new("Identity", 1, 21, identity),
+    OnnxOp::new("Dropout", 1, 22, dropout),
+    OnnxOp::new("Constant", 1, 21, constant),
+    OnnxOp::new("Shape", 1, 21, shape),
+    OnnxOp::new("Cast", 1, 21, cast),
+];
+
 /// The largest Dropout mask stored as a constant (elements).
 const MAX_MASK: usize = 1 << 24;
 
-pub fn identity(
+fn identity(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -23,7 +32,7 @@ pub fn identity(
 }
 
 /// Inference-mode Dropout is the identity; its mask (if requested) is all true.
-pub fn dropout(
+fn dropout(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -73,7 +82,7 @@ pub fn dropout(
     Ok(outs)
 }
 
-pub fn constant(
+fn constant(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -118,7 +127,7 @@ pub fn constant(
     Ok(vec![imp.add_constant(&name, tensor)])
 }
 
-pub fn shape(
+fn shape(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],
@@ -145,7 +154,7 @@ pub fn shape(
     )
 }
 
-pub fn cast(
+fn cast(
     imp: &mut Importer,
     ctx: &NodeCtx,
     ins: &[Option<ValueRef>],

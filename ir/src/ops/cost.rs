@@ -1,0 +1,265 @@
+//! What an op costs: multiply-accumulates per sample.
+//!
+//! `strata inspect`, the once-QAT trainer's FLOP count and the C header's `_MACS` all report
+//! this number; computing it here, once per op, keeps them from drifting apart. The count is
+//! per sample: the batch axis (axis 0 of the output, whether the symbol `N` or a fixed size)
+//! counts as one, any other `N` is taken as 1.
+
+use super::check;
+use crate::{InferError, Op, TensorType};
+
+impl Op {
+    /// Multiply-accumulates per sample, from the op's input and output types. Ops that do no
+    /// multiply-accumulate (element-wise, pooling, data movement) count 0. Arithmetic is
+    /// checked: absurd shapes give [`InferError::Overflow`] instead of a wrapped count.
+    pub fn macs(&self, inputs: &[&TensorType], outputs: &[&TensorType]) -> Result<u64, InferError> {
+        let out = || {
+            outputs.first().copied().ok_or_else(|| InferError::Arity {
+                expected: "one output type".into(),
+                got: 0,
+            })
+        };
+        let input = |i: usize| -> Result<&TensorType, InferError> {
+            check::arity(inputs, (i + 1, None))?;
+            Ok(inputs[i])
+        };
+        match self.kind() {
+            // w is [M, C/group, k…]: each output element reads C/group·prod(k) inputs.
+            Kind::Conv => mul(per_sample(out()?)?, tail(input(1)?)?),
+            // w is [C, M/group, k…]: each input element is scattered into M/group·prod(k)
+            // outputs.
+            Kind::ConvTranspose => mul(per_sample(input(0)?)?, tail(input(1)?)?),
+            Kind::Gemm { trans_a } => {
+                let a = input(0)?;
+                check::rank_eq(0, a, 2)?;
+                let k = a.shape.dims()[if trans_a { 0 } else { 1 }].resolve(1) as u64;
+                mul(per_sample(out()?)?, k)
+            }
+            Kind::MatMul => {
+                let (a, y) = (input(0)?, out()?);
+                let k = a.shape.dims().last().map_or(1, |d| d.resolve(1)) as u64;
+                // A 1-D `a` against a matrix has no batch axis: every output element counts.
+                let elems = if a.rank() >= 2 || y.rank() >= 2 {
+                    per_sample(y)?
+                } else {
+                    elems(y, 0)?
+                };
+                mul(elems, k)
+            }
+            // Each output element reads K = cols (quantized) weights, whatever the plane count.
+            Kind::Bitplane { cols, .. } => mul(per_sample(out()?)?, cols as u64),
+            Kind::Free => Ok(0),
+        }
+    }
+
+    /// Weights and biases the op stands for, given the element counts of its float constant
+    /// inputs: their sum, except for a bit-plane layer, whose planes and side tables stand
+    /// for one `R × K` weight and `R` biases (as the float layer had), whatever the planes.
+    pub fn params(&self, float_constant_elems: impl IntoIterator<Item = u64>) -> u64 {
+        match self.kind() {
+            Kind::Bitplane { rows, cols } => (rows as u64).saturating_mul(cols as u64 + 1),
+            Kind::Conv | Kind::ConvTranspose | Kind::Gemm { .. } | Kind::MatMul | Kind::Free => {
+                float_constant_elems.into_iter().sum()
+            }
+        }
+    }
+
+    /// What decides the op's cost. Exhaustive on purpose: a new op must say what it costs.
+    fn kind(&self) -> Kind {
+        match self {
+            Op::Conv(_) => Kind::Conv,
+            Op::ConvTranspose(_) => Kind::ConvTranspose,
+            Op::Gemm(g) => Kind::Gemm { trans_a: g.trans_a },
+            Op::MatMul => Kind::MatMul,
+            Op::Bitplane(b) => Kind::Bitplane {
+                rows: b.spec.rows,
+                cols: b.spec.cols,
+            },
+            // No multiply-accumulates: element-wise, normalization, pooling, data movement.
+            Op::Binary(_)
+            | Op::Variadic(_)
+            | Op::Unary(_)
+            | Op::PRelu
+            | Op::Clip(_)
+            | Op::BatchNorm(_)
+            | Op::Softmax(_)
+            | Op::MaxPool(_)
+            | Op::AveragePool(_)
+            | Op::GlobalPool(_)
+            | Op::Flatten { .. }
+            | Op::Reshape(_)
+            | Op::Transpose { .. }
+            | Op::Concat { .. }
+            | Op::Pad(_)
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Identity
+            | Op::Shape { .. }
+            | Op::Gather { .. }
+            | Op::Slice(_)
+            | Op::Split(_)
+            | Op::ReduceMean(_)
+            | Op::Cast { .. } => Kind::Free,
+        }
+    }
+}
+
+/// The cost classes of the ops.
+enum Kind {
+    Conv,
+    ConvTranspose,
+    Gemm { trans_a: bool },
+    MatMul,
+    Bitplane { rows: usize, cols: usize },
+    Free,
+}
+
+fn overflow() -> InferError {
+    InferError::Overflow("the multiply-accumulate count".into())
+}
+
+fn mul(a: u64, b: u64) -> Result<u64, InferError> {
+    a.checked_mul(b).ok_or_else(overflow)
+}
+
+/// Product of the dimensions from `skip` on (`N` taken as 1).
+fn elems(ty: &TensorType, skip: usize) -> Result<u64, InferError> {
+    ty.shape
+        .dims()
+        .iter()
+        .skip(skip)
+        .try_fold(1u64, |acc, d| mul(acc, d.resolve(1) as u64))
+}
+
+/// Elements of one sample: every axis but the batch axis 0.
+fn per_sample(ty: &TensorType) -> Result<u64, InferError> {
+    elems(ty, 1)
+}
+
+/// Elements of a weight per output (or input) channel: every axis but 0.
+fn tail(w: &TensorType) -> Result<u64, InferError> {
+    elems(w, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::check::ty;
+    use crate::ops::{BinaryOp, Conv, ConvTranspose, Gemm};
+
+    fn macs(op: &Op, ins: &[&str], outs: &[&str]) -> Result<u64, InferError> {
+        let ins: Vec<TensorType> = ins.iter().map(|s| ty(s)).collect();
+        let outs: Vec<TensorType> = outs.iter().map(|s| ty(s)).collect();
+        op.macs(
+            &ins.iter().collect::<Vec<_>>(),
+            &outs.iter().collect::<Vec<_>>(),
+        )
+    }
+
+    fn conv() -> Conv {
+        Conv {
+            kernel: vec![3, 3],
+            strides: vec![1, 1],
+            pads: vec![1; 4],
+            dilations: vec![1, 1],
+            group: 2,
+            has_bias: false,
+        }
+    }
+
+    #[test]
+    fn per_sample_counts() {
+        // 8 outputs · 6·6 positions, each reading 4/2·9 = 18 weights; batch 5 counts once.
+        let c = Op::Conv(conv());
+        let n = 8 * 36 * 18;
+        assert_eq!(
+            macs(&c, &["f32[N,4,6,6]", "f32[8,2,3,3]"], &["f32[N,8,6,6]"]),
+            Ok(n)
+        );
+        assert_eq!(
+            macs(&c, &["f32[5,4,6,6]", "f32[8,2,3,3]"], &["f32[5,8,6,6]"]),
+            Ok(n)
+        );
+        let ct = Op::ConvTranspose(ConvTranspose {
+            kernel: vec![2, 2],
+            strides: vec![2, 2],
+            pads: vec![0; 4],
+            dilations: vec![1, 1],
+            output_padding: vec![0, 0],
+            group: 1,
+            has_bias: false,
+        });
+        assert_eq!(
+            macs(&ct, &["f32[N,3,4,4]", "f32[3,5,2,2]"], &["f32[N,5,8,8]"]),
+            Ok(3 * 16 * 20)
+        );
+        let g = |trans_a| {
+            Op::Gemm(Gemm {
+                alpha: 1.0,
+                beta: 1.0,
+                trans_a,
+                trans_b: false,
+                has_c: false,
+            })
+        };
+        assert_eq!(
+            macs(&g(false), &["f32[N,7]", "f32[7,3]"], &["f32[N,3]"]),
+            Ok(21)
+        );
+        assert_eq!(
+            macs(&g(true), &["f32[7,4]", "f32[7,3]"], &["f32[4,3]"]),
+            Ok(21)
+        );
+        assert_eq!(
+            macs(&Op::MatMul, &["f32[N,2,7]", "f32[7,3]"], &["f32[N,2,3]"]),
+            Ok(42)
+        );
+        assert_eq!(
+            macs(&Op::MatMul, &["f32[7]", "f32[7,3]"], &["f32[3]"]),
+            Ok(21)
+        );
+        assert_eq!(
+            macs(
+                &Op::Binary(BinaryOp::Add),
+                &["f32[N,3]", "f32[3]"],
+                &["f32[N,3]"]
+            ),
+            Ok(0)
+        );
+    }
+
+    #[test]
+    fn params_count_the_float_layer() {
+        assert_eq!(Op::Conv(conv()).params([144, 8]), 152);
+        let spec = crate::ops::PlaneSpec {
+            bits: 8,
+            plane_counts: vec![2, 8],
+            act_bits: 8,
+            rows: 10,
+            cols: 16,
+        };
+        let b = Op::Bitplane(crate::ops::Bitplane {
+            kernel: crate::ops::BitplaneKernel::Linear,
+            spec,
+        });
+        // Planes and side tables stand for the 10×16 weight and 10 biases.
+        assert_eq!(b.params([999, 1]), 170);
+    }
+
+    #[test]
+    fn bad_types_are_errors() {
+        let huge = format!("f32[N,{0},{0},{0}]", u32::MAX);
+        assert_eq!(
+            macs(&Op::Conv(conv()), &["f32[N,4,6,6]", &huge], &[&huge]),
+            Err(overflow())
+        );
+        assert!(matches!(
+            macs(&Op::Conv(conv()), &["f32[N,4,6,6]"], &["f32[N,8,6,6]"]),
+            Err(InferError::Arity { .. })
+        ));
+        assert!(matches!(
+            macs(&Op::Conv(conv()), &["f32[N,4,6,6]", "f32[8,2,3,3]"], &[]),
+            Err(InferError::Arity { .. })
+        ));
+    }
+}

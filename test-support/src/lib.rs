@@ -1,0 +1,28 @@
+//! Helpers shared by the tests of every Strata crate (a dev-dependency only, never
+//! published): one seeded generator, so a failure reproduces on every machine; tensor and
+//! graph builders; and running the `strata` binary from the CLI's tests.
+//!
+//! Each test binary uses a subset, hence the `dead_code`-free layout in small modules.
+
+pub mod cli;
+pub mod graphs;
+pub mod models;
+#[cfg(feature = "onnx")]
+pub mod onnx;
+pub mod rng;
+pub mod tensors;
+
+pub use graphs::{batch_ty, conv, f32_ty, f32c, op, ty, weight};
+pub use rng::{rand_tensor, values, XorShift};
+pub use tensors::{assert_close, f32t, f64t, i64t, rows, tensor};
+
+#[cfg(feature = "runtime")]
+pub use tensors::{eval1, eval_err};
+
+use std::path::PathBuf;
+
+/// The repository root (fixtures, models and the README live there).
+pub fn repo_root() -> PathBuf {
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
+}
