@@ -585,7 +585,9 @@ mod tests {
 
     #[test]
     fn range_stats_keep_the_same_values_whichever_path_adds_them() {
-        let values: Vec<f32> = (0..5000).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.1).collect();
+        let values: Vec<f32> = (0..5000)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.1)
+            .collect();
         // Reference: one value at a time through the NaN-aware loop.
         let mut one = RangeStats::new(5000);
         one.stride = 7;
@@ -598,7 +600,10 @@ mod tests {
         for chunk in values.chunks(333) {
             fast.add(chunk);
         }
-        assert_eq!((fast.min, fast.max, fast.seen), (one.min, one.max, one.seen));
+        assert_eq!(
+            (fast.min, fast.max, fast.seen),
+            (one.min, one.max, one.seen)
+        );
         assert_eq!(fast.kept, one.kept);
         assert_eq!(fast.kept.len(), 5000usize.div_ceil(7));
     }

@@ -14,6 +14,7 @@ mod fold_constants;
 mod frontier;
 mod infer_shapes;
 mod layer_codes;
+mod least_squares;
 mod manager;
 mod once_qat;
 mod pipeline;
@@ -29,12 +30,13 @@ pub use eliminate_dead_code::EliminateDeadCode;
 pub use fold_batchnorm::FoldBatchNorm;
 pub use fold_constants::FoldConstants;
 pub use infer_shapes::InferShapes;
+pub use least_squares::{solve_2x2, FitSums, FIT_ROWS};
 pub use manager::{PassInfo, PassManager, PASSES};
 pub use once_qat::{auto_temperature, OnceQat, OnceQatReport};
 pub use pipeline::{parse_pipeline, PassOptions, PassSpec, PipelineError};
 pub use vl_quantize::{
-    layer_at, parse_plane_list, quantizable_layers, solve_2x2, FitSums, LayerCodes, LayerKind,
-    QuantLayer, VlQuantization, VlQuantize, FIT_ROWS,
+    layer_at, parse_plane_list, quantizable_layers, LayerCodes, LayerKind, QuantLayer,
+    VlQuantization, VlQuantize,
 };
 
 use strata_ir::{Graph, GraphError, VerifyError};
