@@ -23,7 +23,11 @@ cp tests/fixtures/bad_onnx/*.onnx tests/fixtures/dynamic/conv_hw.onnx "$SEEDS/on
 cp tests/fixtures/mnist/labels.npy "$SEEDS/npy_reader/mnist_labels.npy"
 cp tests/fixtures/dynamic/labels.npy "$SEEDS/npy_reader/dynamic_labels.npy"
 cp tests/fixtures/dynamic/images_12x10.npy "$SEEDS/npy_reader/"
-cp passes/tests/filetests/*.sir "$SEEDS/ir_text/"
+# Filetests without their `test <mode>` header line: plain IR text.
+for f in filetests/cases/*/*.sir; do
+    grep -v '^test ' "$f" >"$SEEDS/ir_text/$(basename "$(dirname "$f")")_$(basename "$f")"
+done
+grep -v '^test ' filetests/cases/opt/vl_quantize.sir >"$WORK/tiny.sir"
 
 # Containers: several bit widths, plane sets and layer kinds, stripped prefixes, metadata.
 "$PY" - "$WORK" <<'EOF'
@@ -34,10 +38,10 @@ for name, shape in (("x1x4x4", (32, 1, 4, 4)), ("x8", (32, 8))):
     np.save(f"{sys.argv[1]}/calib_{name}.npy", r.standard_normal(shape).astype(np.float32))
 EOF
 compile() { "$STRATA" compile "$1" --calib "$WORK/$2" -o "$SEEDS/strata_reader/$3.strata" "${@:4}" 2>/dev/null; }
-compile passes/tests/filetests/vl_quantize.sir calib_x1x4x4.npy tiny_sir_b4 --bits 4 --planes 2,4
+compile "$WORK/tiny.sir" calib_x1x4x4.npy tiny_sir_b4 --bits 4 --planes 2,4
 compile "$SEEDS/onnx_import/gen_gemm_relu.onnx" calib_x8.npy gemm_b3 --bits 3
 compile "$SEEDS/onnx_import/gen_conv_pool_flatten.onnx" calib_x1x4x4.npy conv_b8 --planes 2,8
-compile passes/tests/filetests/vl_quantize.sir calib_x1x4x4.npy tiny_sir_mixed \
+compile "$WORK/tiny.sir" calib_x1x4x4.npy tiny_sir_mixed \
     --planes 2,4,8 --budget-bytes 200
 "$STRATA" strip "$SEEDS/strata_reader/conv_b8.strata" --planes 1 -o "$SEEDS/strata_reader/conv_b8_strip1.strata"
 "$STRATA" strip "$SEEDS/strata_reader/gemm_b3.strata" --planes 2 -o "$SEEDS/strata_reader/gemm_b3_strip2.strata"
