@@ -54,23 +54,6 @@ pub enum InspectError {
     Overflow { what: String },
 }
 
-/// Multiply-accumulates per sample of one op node (the op's own rule, [`Op::macs`]).
-fn macs(graph: &Graph, id: strata_ir::NodeId, op: &Op) -> Result<u64, GraphError> {
-    let node = graph.node(id)?;
-    let inputs = graph
-        .node_inputs(id)
-        .into_iter()
-        .map(|v| graph.value(v).map(|val| &val.ty))
-        .collect::<Result<Vec<_>, _>>()?;
-    let outputs: Vec<_> = node.outputs.iter().map(|v| &v.ty).collect();
-    op.macs(&inputs, &outputs)
-        .map_err(|source| GraphError::Infer {
-            node: node.name.clone(),
-            op: op.mnemonic(),
-            source,
-        })
-}
-
 /// Builds the summary of a graph.
 pub fn summarize(graph: &Graph) -> Result<Summary, InspectError> {
     let overflow = |what: String| InspectError::Overflow { what };
@@ -115,7 +98,7 @@ pub fn summarize(graph: &Graph) -> Result<Summary, InspectError> {
                 .first()
                 .map(|v| v.ty.to_string())
                 .unwrap_or_default(),
-            macs: macs(graph, id, op)?,
+            macs: graph.node_macs(id)?,
             params,
         });
     }

@@ -10,22 +10,59 @@ use strata_ir::ops::Conv;
 const CONV_HEADROOM: usize = 64;
 const POOL_HEADROOM: usize = 4;
 
-/// One 2-D convolution: input `[1, C, H, W]`, output `[1, M, OH, OW]`. Pairs are
-/// `[height, width]`.
+/// What convolution and pooling windows share: a batch-1 `[1, C, H, W]` input, the
+/// `[OH, OW]` output plane, and the window's size, strides and dilations. Pairs are
+/// `[height, width]`. One struct, so both geometries are read and checked the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConvGeometry {
-    pub channels: usize,
-    pub height: usize,
-    pub width: usize,
-    pub out_channels: usize,
-    pub out_height: usize,
-    pub out_width: usize,
+pub struct Window2d {
+    /// Input `[C, H, W]`.
+    pub input: [usize; 3],
+    /// Output `[OH, OW]`.
+    pub output: [usize; 2],
     pub kernel: [usize; 2],
     pub strides: [usize; 2],
+    pub dilations: [usize; 2],
+}
+
+impl Window2d {
+    /// The window of an op with these attributes over batch-1 shapes `x` and `y`, or `None`
+    /// when it is not 2-D (`pads` must have the 4 ONNX entries).
+    fn new(
+        [kernel, strides, dilations, pads]: [&[usize]; 4],
+        x: &[usize],
+        y: &[usize],
+    ) -> Option<Window2d> {
+        let pair = |v: &[usize]| <[usize; 2]>::try_from(v).ok();
+        if x.len() != 4 || y.len() != 4 || pads.len() != 4 {
+            return None;
+        }
+        Some(Window2d {
+            input: [x[1], x[2], x[3]],
+            output: [y[2], y[3]],
+            kernel: pair(kernel)?,
+            strides: pair(strides)?,
+            dilations: pair(dilations)?,
+        })
+    }
+
+    /// Whether every size stays below `u32::MAX / headroom` (the kernels' index range).
+    fn fits(&self, extra: &[usize], headroom: usize) -> bool {
+        let own = [self.input.as_slice(), &self.output, &self.kernel, &self.strides, &self.dilations];
+        own.into_iter()
+            .flatten()
+            .chain(extra)
+            .all(|&d| d <= u32::MAX as usize / headroom)
+    }
+}
+
+/// One 2-D convolution: input `[1, C, H, W]`, output `[1, M, OH, OW]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub window: Window2d,
+    pub out_channels: usize,
     /// Padding before the first row and column (the end padding is implied by the output
     /// size: taps past the input read zero).
     pub pads: [usize; 2],
-    pub dilations: [usize; 2],
     pub group: usize,
 }
 
@@ -33,80 +70,54 @@ impl ConvGeometry {
     /// The geometry of `c` from the batch-1 input and output shapes, or why it is not a
     /// 2-D convolution the kernels can index.
     pub fn new(c: &Conv, x: &[usize], y: &[usize]) -> Result<ConvGeometry, &'static str> {
-        let pairs = [&c.kernel, &c.strides, &c.dilations];
-        if x.len() != 4 || y.len() != 4 || pairs.iter().any(|v| v.len() != 2) || c.pads.len() != 4 {
-            return Err("only 2-D convolutions ([1, C, H, W])");
-        }
+        let window = Window2d::new([&c.kernel, &c.strides, &c.dilations, &c.pads], x, y)
+            .ok_or("only 2-D convolutions ([1, C, H, W])")?;
         let g = ConvGeometry {
-            channels: x[1],
-            height: x[2],
-            width: x[3],
+            window,
             out_channels: y[1],
-            out_height: y[2],
-            out_width: y[3],
-            kernel: [c.kernel[0], c.kernel[1]],
-            strides: [c.strides[0], c.strides[1]],
             pads: [c.pads[0], c.pads[1]],
-            dilations: [c.dilations[0], c.dilations[1]],
             group: c.group,
         };
-        let dims = g.values();
-        if dims.iter().any(|&d| d > u32::MAX as usize / CONV_HEADROOM) {
+        if !window.fits(&[g.out_channels, g.pads[0], g.pads[1], g.group], CONV_HEADROOM) {
             return Err("a dimension exceeds the C unsigned range");
         }
-        let sizes = [g.kernel, g.strides, g.dilations];
+        let sizes = [window.kernel, window.strides, window.dilations];
         if g.group == 0 || sizes.iter().flatten().any(|&d| d == 0) {
             return Err("a zero kernel size, stride, dilation or group");
         }
         Ok(g)
     }
 
-    /// Every field in declaration order (pairs height first): the order kernel structs
-    /// take them in.
+    /// `C, H, W, M, OH, OW, kernel, strides, pads, dilations, group` (pairs height first):
+    /// the order the kernel structs take them in.
     pub fn values(&self) -> [usize; 15] {
-        [
-            self.channels,
-            self.height,
-            self.width,
-            self.out_channels,
-            self.out_height,
-            self.out_width,
-            self.kernel[0],
-            self.kernel[1],
-            self.strides[0],
-            self.strides[1],
-            self.pads[0],
-            self.pads[1],
-            self.dilations[0],
-            self.dilations[1],
-            self.group,
-        ]
+        let w = &self.window;
+        let mut v = [0; 15];
+        v[..3].copy_from_slice(&w.input);
+        v[3] = self.out_channels;
+        let pairs = [w.output, w.kernel, w.strides, self.pads, w.dilations];
+        v[4..14].copy_from_slice(pairs.as_flattened());
+        v[14] = self.group;
+        v
     }
 
     /// Input channels per group.
     pub fn group_channels(&self) -> usize {
-        self.channels / self.group
+        self.window.input[0] / self.group
     }
 
     /// Output positions `OH · OW`.
     pub fn positions(&self) -> usize {
-        self.out_height * self.out_width
+        self.window.output[0] * self.window.output[1]
     }
 }
 
 /// One 2-D pooling window: input `[1, C, H, W]`, output `[1, C, OH, OW]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolGeometry {
-    pub channels: usize,
-    pub height: usize,
-    pub width: usize,
-    pub out_height: usize,
-    pub out_width: usize,
-    pub kernel: [usize; 2],
-    pub strides: [usize; 2],
+    pub window: Window2d,
     /// ONNX order: begin height, begin width, end height, end width.
     pub pads: [usize; 4],
-    pub dilations: [usize; 2],
     /// Average pooling divides by the whole window, padding included.
     pub count_include_pad: bool,
 }
@@ -115,49 +126,29 @@ impl PoolGeometry {
     /// The geometry of `p` from the batch-1 input and output shapes, or why it is not a
     /// 2-D pooling the kernels can index.
     pub fn new(p: &Pool, x: &[usize], y: &[usize]) -> Result<PoolGeometry, &'static str> {
-        let pairs = [&p.kernel, &p.strides, &p.dilations];
-        if x.len() != 4 || y.len() != 4 || pairs.iter().any(|v| v.len() != 2) || p.pads.len() != 4 {
-            return Err("only 2-D pooling ([1, C, H, W])");
-        }
-        let g = PoolGeometry {
-            channels: x[1],
-            height: x[2],
-            width: x[3],
-            out_height: y[2],
-            out_width: y[3],
-            kernel: [p.kernel[0], p.kernel[1]],
-            strides: [p.strides[0], p.strides[1]],
-            pads: [p.pads[0], p.pads[1], p.pads[2], p.pads[3]],
-            dilations: [p.dilations[0], p.dilations[1]],
-            count_include_pad: p.count_include_pad,
-        };
-        let dims = g.values();
-        if dims.iter().any(|&d| d > u32::MAX as usize / POOL_HEADROOM) {
+        let window = Window2d::new([&p.kernel, &p.strides, &p.dilations, &p.pads], x, y)
+            .ok_or("only 2-D pooling ([1, C, H, W])")?;
+        let pads = [p.pads[0], p.pads[1], p.pads[2], p.pads[3]];
+        if !window.fits(&pads, POOL_HEADROOM) {
             return Err("a dimension exceeds the C unsigned range");
         }
-        Ok(g)
+        Ok(PoolGeometry {
+            window,
+            pads,
+            count_include_pad: p.count_include_pad,
+        })
     }
 
-    /// Every field in declaration order (`count_include_pad` as 0 or 1): the order kernel
-    /// structs take them in.
+    /// `C, H, W, OH, OW, kernel, strides, pads (4), dilations, count_include_pad` (0 or 1):
+    /// the order the kernel structs take them in.
     pub fn values(&self) -> [usize; 16] {
-        [
-            self.channels,
-            self.height,
-            self.width,
-            self.out_height,
-            self.out_width,
-            self.kernel[0],
-            self.kernel[1],
-            self.strides[0],
-            self.strides[1],
-            self.pads[0],
-            self.pads[1],
-            self.pads[2],
-            self.pads[3],
-            self.dilations[0],
-            self.dilations[1],
-            self.count_include_pad as usize,
-        ]
+        let w = &self.window;
+        let mut v = [0; 16];
+        v[..3].copy_from_slice(&w.input);
+        v[3..9].copy_from_slice([w.output, w.kernel, w.strides].as_flattened());
+        v[9..13].copy_from_slice(&self.pads);
+        v[13..15].copy_from_slice(&w.dilations);
+        v[15] = self.count_include_pad as usize;
+        v
     }
 }

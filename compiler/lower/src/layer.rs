@@ -7,7 +7,7 @@ use strata_ir::quant::{ResolveError, ResolvedLayer};
 use strata_ir::{Op, Tensor};
 
 use crate::error::unsupported;
-use crate::{ConvGeometry, LowerError, Scratch, WeightLayout};
+use crate::{ConvGeometry, LowerError, Scratch, WeightLayout, Window2d};
 
 /// Convolutions with fewer input channels per group than this use im2col on the code layout:
 /// channel pairs would otherwise be mostly zero padding.
@@ -98,7 +98,6 @@ impl Layer {
 pub(crate) struct LayerLowering {
     pub layer: Layer,
     pub scratch: Scratch,
-    pub macs: u64,
 }
 
 /// Lowers bit-plane node `node` at `k` planes: `weights` are its constant inputs (planes,
@@ -154,12 +153,6 @@ pub(crate) fn lower_layer(
         BitplaneKernel::Conv(c) => {
             Some(ConvGeometry::new(c, x, y).map_err(|reason| unsupported(node, op, reason))?)
         }
-    };
-    let macs = match &conv {
-        None => (rows as u64).saturating_mul(cols as u64),
-        Some(g) => (g.out_channels as u64)
-            .saturating_mul(g.positions() as u64)
-            .saturating_mul(cols as u64),
     };
     let (weights, scratch) = match layout {
         WeightLayout::Planes => {
@@ -219,7 +212,6 @@ pub(crate) fn lower_layer(
             weights,
         },
         scratch,
-        macs,
     })
 }
 
@@ -235,7 +227,7 @@ fn code_blocks(
     // channels).
     let im2col = conv.is_some_and(|g| g.group_channels() < COL_BELOW_CHANNELS);
     let (group, taps) = match conv {
-        Some(g) if !im2col => (g.group, g.kernel[0] * g.kernel[1]),
+        Some(g) if !im2col => (g.group, g.window.kernel[0] * g.window.kernel[1]),
         Some(g) => (g.group, 1),
         None => (1, 1),
     };
@@ -265,11 +257,15 @@ fn code_blocks(
     };
     let (tap_offsets, padded) = match conv {
         Some(g) => {
-            let [kh, kw] = g.kernel;
-            let [sh, sw] = g.strides;
-            let [dh, dw] = g.dilations;
-            let hp = (g.height + g.pads[0]).max((g.out_height.max(1) - 1) * sh + (kh - 1) * dh + 1);
-            let wp = (g.width + g.pads[1]).max((g.out_width.max(1) - 1) * sw + (kw - 1) * dw + 1);
+            let Window2d {
+                input: [c, h, w],
+                output: [oh, ow],
+                kernel: [kh, kw],
+                strides: [sh, sw],
+                dilations: [dh, dw],
+            } = g.window;
+            let hp = (h + g.pads[0]).max((oh.max(1) - 1) * sh + (kh - 1) * dh + 1);
+            let wp = (w + g.pads[1]).max((ow.max(1) - 1) * sw + (kw - 1) * dw + 1);
             let offsets: Vec<usize> = if im2col {
                 vec![0]
             } else {
@@ -277,7 +273,7 @@ fn code_blocks(
                     .flat_map(|a| (0..kw).map(move |bb| a * dh * wp + bb * dw))
                     .collect()
             };
-            scratch.quantized = g.channels * g.height * g.width;
+            scratch.quantized = c * h * w;
             if im2col {
                 scratch.padded = g.positions() * pair_channels;
             } else {

@@ -17,7 +17,7 @@ mod tests;
 mod walk;
 
 pub use error::LowerError;
-pub use geometry::{ConvGeometry, PoolGeometry};
+pub use geometry::{ConvGeometry, PoolGeometry, Window2d};
 pub use layer::{CodeBlocks, Layer, PaddedInput, Weights};
 pub use planner::{Buffer, Plan};
 pub use walk::lower;

@@ -230,16 +230,15 @@ fn conv_and_pool_geometry() {
     assert_eq!(
         g,
         ConvGeometry {
-            channels: 4,
-            height: 6,
-            width: 6,
+            window: Window2d {
+                input: [4, 6, 6],
+                output: [3, 3],
+                kernel: [3, 3],
+                strides: [2, 2],
+                dilations: [1, 1],
+            },
             out_channels: 6,
-            out_height: 3,
-            out_width: 3,
-            kernel: [3, 3],
-            strides: [2, 2],
             pads: [1, 1],
-            dilations: [1, 1],
             group: 1,
         }
     );
@@ -265,18 +264,8 @@ fn conv_and_pool_geometry() {
     };
     let pg = PoolGeometry::new(&p, &[1, 5, 9, 8], &[1, 5, 5, 8]).unwrap();
     assert_eq!(
-        (
-            pg.channels,
-            pg.height,
-            pg.width,
-            pg.out_height,
-            pg.out_width
-        ),
-        (5, 9, 8, 5, 8)
-    );
-    assert_eq!(
-        (pg.kernel, pg.strides, pg.pads),
-        ([2, 3], [2, 1], [0, 1, 1, 0])
+        (pg.window.input, pg.window.output, pg.window.kernel, pg.window.strides, pg.pads),
+        ([5, 9, 8], [5, 8], [2, 3], [2, 1], [0, 1, 1, 0])
     );
     assert!(pg.count_include_pad);
     assert_eq!(

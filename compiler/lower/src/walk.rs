@@ -318,7 +318,7 @@ impl<'g> Walk<'g> {
         let lowered = lower_layer(b, node, op, &weights, k, &xs, &ys, self.options.layout)?;
         let x = self.act(ins[INPUT_X], step, node, op)?;
         self.scratch = self.scratch.max(lowered.scratch);
-        self.macs = self.macs.saturating_add(lowered.macs);
+        self.macs = self.macs.saturating_add(self.graph.node_macs(id)?);
         self.layers.push(lowered.layer);
         let y = self.output(id, ys.iter().product(), step);
         let kernel = match &b.kernel {

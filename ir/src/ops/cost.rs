@@ -6,7 +6,28 @@
 //! counts as one, any other `N` is taken as 1.
 
 use super::check;
-use crate::{InferError, Op, TensorType};
+use crate::{Graph, GraphError, InferError, NodeId, Op, TensorType};
+
+impl Graph {
+    /// Multiply-accumulates per sample of op node `id` ([`Op::macs`] on its value types; 0
+    /// for an input or a constant). Every report of a graph's cost (inspect, the lowering's
+    /// `_MACS`) goes through here.
+    pub fn node_macs(&self, id: NodeId) -> Result<u64, GraphError> {
+        let node = self.node(id)?;
+        let Some(op) = node.op() else { return Ok(0) };
+        let inputs = self
+            .node_inputs(id)
+            .into_iter()
+            .map(|v| self.value(v).map(|val| &val.ty))
+            .collect::<Result<Vec<_>, _>>()?;
+        let outputs: Vec<_> = node.outputs.iter().map(|v| &v.ty).collect();
+        op.macs(&inputs, &outputs).map_err(|source| GraphError::Infer {
+            node: node.name.clone(),
+            op: op.mnemonic(),
+            source,
+        })
+    }
+}
 
 impl Op {
     /// Multiply-accumulates per sample, from the op's input and output types. Ops that do no
