@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use strata_ir::{Graph, GraphError, NodeKind, Op};
+use strata_ir::{Graph, GraphError, NodeKind};
 
 /// One graph input or output.
 #[derive(Debug, Clone, Serialize)]
