@@ -9,12 +9,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-if ! command -v cargo >/dev/null 2>&1; then
-    echo "[demo] error: cargo not found. Install Rust with rustup:" >&2
-    echo "    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh" >&2
-    echo "then open a new shell (or: source \"\$HOME/.cargo/env\") and re-run $0" >&2
-    exit 1
-fi
+source scripts/require-cargo.sh demo
 
 run() {
     echo "[demo] $*"

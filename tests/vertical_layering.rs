@@ -6,14 +6,11 @@
 
 use std::sync::OnceLock;
 
-use strata_compiler::compile::{compile_to_container, CompileOptions};
 use strata_compiler::eval::argmax;
-use strata_compiler::npy::read_npy;
-use strata_compiler::onnx::{import_file, ImportOptions};
 use strata_ir::container::{read_container, strip_container, ContainerError};
 use strata_ir::{Graph, NodeKind, Op, Tensor};
 use strata_runtime::{run_with, QuantPath, RunOptions};
-use strata_test_support::{repo_root as root, rows};
+use strata_test_support::{mnist, rows};
 
 struct Fixture {
     fp32: Graph,
@@ -26,22 +23,9 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let fp32 = import_file(
-            &root().join("models/mnist_cnn.onnx"),
-            &ImportOptions::default(),
-        )
-        .unwrap();
-        let images = read_npy(&root().join("tests/fixtures/mnist/images.npy")).unwrap();
-        let labels = read_npy(&root().join("tests/fixtures/mnist/labels.npy")).unwrap();
-        let calib = read_npy(&root().join("tests/fixtures/mnist/calib.npy")).unwrap();
-        let container = compile_to_container(
-            fp32.clone(),
-            vec![rows(&calib, 0..128)],
-            &CompileOptions::default(),
-            Default::default(),
-            |_| {},
-        )
-        .unwrap();
+        let fp32 = mnist::fp32();
+        let (images, labels) = (mnist::fixture("images"), mnist::fixture("labels"));
+        let container = mnist::container(fp32.clone(), rows(&mnist::fixture("calib"), 0..128));
         Fixture {
             fp32,
             container,

@@ -79,6 +79,12 @@ pub fn element_count(shape: &[u64]) -> Result<u64, LimitError> {
     Ok(if shape.contains(&0) { 0 } else { span })
 }
 
+/// Dimensions read from a file as `usize`, or `None` when one does not fit this host (an
+/// empty tensor may name a huge dimension next to a zero, which the byte checks allow).
+pub fn usize_dims(shape: &[u64]) -> Option<Vec<usize>> {
+    shape.iter().map(|&d| usize::try_from(d).ok()).collect()
+}
+
 /// Bytes of a `dtype` tensor of `shape`, checked against both caps. The result fits `usize`
 /// on 64-bit hosts; callers on 32-bit hosts convert with `usize::try_from`.
 pub fn tensor_bytes(dtype: DType, shape: &[u64]) -> Result<u64, LimitError> {

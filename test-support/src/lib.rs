@@ -6,6 +6,8 @@
 
 pub mod cli;
 pub mod graphs;
+#[cfg(feature = "compiler")]
+pub mod mnist;
 pub mod models;
 #[cfg(feature = "onnx")]
 pub mod onnx;
@@ -20,6 +22,16 @@ pub use tensors::{assert_close, f32t, f64t, i64t, rows, tensor};
 pub use tensors::{eval1, eval_err};
 
 use std::path::PathBuf;
+
+/// Strict C99 with every warning an error: how the tests build emitted C.
+pub const STRICT_C99: [&str; 6] = [
+    "-std=c99",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-pedantic",
+    "-O2",
+];
 
 /// The repository root (fixtures, models and the README live there).
 pub fn repo_root() -> PathBuf {

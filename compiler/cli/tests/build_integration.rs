@@ -2,7 +2,7 @@
 //! mixed precision under a byte budget (stored in the container, honoured by the runtime and
 //! the C backend), and `strata manifest` with `--fit-flash/--fit-ram`.
 
-use strata_test_support::{repo_root, rows};
+use strata_test_support::{mnist, repo_root, rows, STRICT_C99};
 
 strata_test_support::strata_cli!();
 
@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use strata_compiler::backend::c::{emit, layer_names, EmitOptions};
+use strata_compiler::backend::c::{emit, layer_names, EmitOptions, EmitStats};
 use strata_compiler::build::{Build, BuildError, Target};
 use strata_compiler::compile::{compile_to_container, CompileError, CompileOptions};
 use strata_compiler::mixed_precision::{MixedError, MixedPlan};
@@ -20,6 +20,18 @@ use strata_compiler::onnx::{import_file, ImportOptions};
 use strata_ir::container::{read_container, strip_container, ContainerError};
 use strata_ir::Tensor;
 use strata_runtime::{run_with, RunOptions};
+
+/// The size figures of `g` emitted for `armv7m` at `k` planes (the target whose bytes fall
+/// with `k`).
+fn armv7m_stats(g: &strata_ir::Graph, k: u8) -> EmitStats {
+    let options = EmitOptions {
+        target: Target::Armv7m,
+        planes: k,
+        name: "m".into(),
+        layer_planes: None,
+    };
+    emit(g, &options).unwrap().stats
+}
 
 fn tmp(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("strata-build-{}-{tag}", std::process::id()));
@@ -59,20 +71,7 @@ fn mixed() -> &'static Mixed {
         )
         .unwrap();
         let g = read_container(&uniform).unwrap().graph;
-        let wb = |k: u8| {
-            emit(
-                &g,
-                &EmitOptions {
-                    target: Target::Armv7m,
-                    planes: k,
-                    name: "m".into(),
-                    layer_planes: None,
-                },
-            )
-            .unwrap()
-            .stats
-            .weight_bytes
-        };
+        let wb = |k: u8| armv7m_stats(&g, k).weight_bytes;
         let budget = (wb(3) + wb(4)) / 2;
         let options = CompileOptions {
             budget_bytes: Some(budget),
@@ -403,7 +402,7 @@ fn mixed_precision_is_honoured_by_run_and_emit_c_and_survives_strip() {
     let dir = tmp("mixed-cli");
     let s = dir.join("mixed.strata");
     std::fs::write(&s, &m.bytes).unwrap();
-    let images_all = read_npy(&repo_root().join("tests/fixtures/mnist/images.npy")).unwrap();
+    let images_all = mnist::fixture("images");
     let images = rows(&images_all, 0..8);
     let img = dir.join("images.npy");
     write_npy(&img, &images).unwrap();
@@ -424,7 +423,7 @@ fn mixed_precision_is_honoured_by_run_and_emit_c_and_survives_strip() {
     let want = run_stored_choice(&loaded, &images);
     assert_eq!(got.as_f32().unwrap(), want.as_f32().unwrap());
     // `strata eval` shows the stored choice as its own row, scored on those logits.
-    let labels_all = read_npy(&repo_root().join("tests/fixtures/mnist/labels.npy")).unwrap();
+    let labels_all = mnist::fixture("labels");
     let labels = Tensor::from_i64(vec![8], labels_all.to_i64_vec().unwrap()[..8].to_vec()).unwrap();
     let lp = dir.join("labels.npy");
     write_npy(&lp, &labels).unwrap();
@@ -567,14 +566,7 @@ int main(int argc, char **argv)
     std::fs::write(dir.join("main.c"), main_c).unwrap();
     let exe = dir.join("main");
     let cc = Command::new("gcc")
-        .args([
-            "-std=c99",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-pedantic",
-            "-O2",
-        ])
+        .args(STRICT_C99)
         .args(march)
         .arg("-o")
         .arg(&exe)
@@ -588,10 +580,7 @@ int main(int argc, char **argv)
         "{}",
         String::from_utf8_lossy(&cc.stderr)
     );
-    let images = rows(
-        &read_npy(&repo_root().join("tests/fixtures/mnist/images.npy")).unwrap(),
-        0..8,
-    );
+    let images = rows(&mnist::fixture("images"), 0..8);
     let bytes: Vec<u8> = images
         .as_f32()
         .unwrap()
@@ -631,17 +620,7 @@ fn manifest_lists_every_plane_count_and_fits_a_device() {
     let loaded = read_container(&m.bytes).unwrap();
     for r in rows {
         let k = r["planes"].as_u64().unwrap() as u8;
-        let stats = emit(
-            &loaded.graph,
-            &EmitOptions {
-                target: Target::Armv7m,
-                planes: k,
-                name: "m".into(),
-                layer_planes: None,
-            },
-        )
-        .unwrap()
-        .stats;
+        let stats = armv7m_stats(&loaded.graph, k);
         assert_eq!(r["weight_bytes"].as_u64().unwrap(), stats.weight_bytes);
         assert_eq!(r["arena_bytes"].as_u64().unwrap(), stats.arena_bytes);
         assert_eq!(

@@ -1,7 +1,7 @@
 //! The C backend against the reference runtime: emit the MNIST CNN for every plane count,
 //! build it with gcc in strict C99 and compare outputs bit for bit with the integer path.
 
-use strata_test_support::{repo_root, rows};
+use strata_test_support::{batch_ty, mnist, op, rows, STRICT_C99};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,33 +9,17 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use strata_compiler::backend::c::{emit, write_c, EmitError, EmitOptions, LowerError};
-use strata_compiler::compile::{compile_to_container, CompileOptions};
-use strata_compiler::npy::read_npy;
-use strata_compiler::onnx::{import_file, ImportOptions};
 use strata_ir::container::read_container;
 use strata_ir::ops::elementwise::{BinaryOp, UnaryOp};
 use strata_ir::ops::pool::{GlobalPoolKind, Pool};
-use strata_ir::{DType, Graph, NodeKind, Op, Shape, Tensor, TensorType, ValueRef};
+use strata_ir::{DType, Graph, NodeKind, Op, Tensor, TensorType, ValueRef};
 use strata_runtime::{run_with, QuantPath, RunOptions};
 
 /// The MNIST CNN compiled to bit-planes (32 calibration rows), through the container.
 fn mnist() -> &'static Graph {
     static G: OnceLock<Graph> = OnceLock::new();
     G.get_or_init(|| {
-        let fp32 = import_file(
-            &repo_root().join("models/mnist_cnn.onnx"),
-            &ImportOptions::default(),
-        )
-        .unwrap();
-        let calib = read_npy(&repo_root().join("tests/fixtures/mnist/calib.npy")).unwrap();
-        let bytes = compile_to_container(
-            fp32,
-            vec![rows(&calib, 0..32)],
-            &CompileOptions::default(),
-            Default::default(),
-            |_| {},
-        )
-        .unwrap();
+        let bytes = mnist::container(mnist::fp32(), rows(&mnist::fixture("calib"), 0..32));
         read_container(&bytes).unwrap().graph
     })
 }
@@ -103,15 +87,8 @@ fn build(graph: &Graph, k: u8, tag: &str) -> PathBuf {
     std::fs::write(dir.join("main.c"), MAIN_C).unwrap();
     let exe = dir.join("main");
     let out = Command::new(gcc())
-        .args([
-            "-std=c99",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-pedantic",
-            "-O2",
-            "-o",
-        ])
+        .args(STRICT_C99)
+        .arg("-o")
         .arg(&exe)
         .arg(dir.join("model.c"))
         .arg(dir.join("main.c"))
@@ -168,10 +145,7 @@ fn layer_names(g: &Graph) -> Vec<String> {
 #[test]
 fn mnist_matches_runtime_bit_for_bit_for_every_plane_count() {
     let g = mnist();
-    let images = rows(
-        &read_npy(&repo_root().join("tests/fixtures/mnist/images.npy")).unwrap(),
-        0..20,
-    );
+    let images = rows(&mnist::fixture("images"), 0..20);
     let x = images.as_f32().unwrap();
     let names = layer_names(g);
     assert_eq!(names.len(), 4);
@@ -254,40 +228,23 @@ fn pool(kernel: usize, stride: usize, pads: usize, include_pad: bool) -> Pool {
 /// each other, global average pooling, reshape/flatten/identity aliases.
 fn small_net() -> Graph {
     let mut g = Graph::new("small");
-    let x = g.add_input(
-        "x",
-        TensorType::new(
-            DType::F32,
-            Shape(vec![
-                strata_ir::Dim::Batch,
-                strata_ir::Dim::Known(3),
-                strata_ir::Dim::Known(7),
-                strata_ir::Dim::Known(7),
-            ]),
-        ),
-    );
-    let add = |g: &mut Graph, name: &str, op: Op, ins: &[ValueRef]| {
-        ValueRef::first(
-            g.add_op_inferred(name, op, ins, vec![name.to_string()])
-                .unwrap(),
-        )
-    };
-    let a = add(&mut g, "avg_a", Op::AveragePool(pool(3, 2, 1, false)), &[x]);
-    let b = add(&mut g, "avg_b", Op::AveragePool(pool(3, 2, 1, true)), &[x]);
-    let m = add(&mut g, "max", Op::MaxPool(pool(2, 2, 1, false)), &[x]);
-    let s = add(&mut g, "sum", Op::Binary(BinaryOp::Add), &[a, b]);
+    let x = g.add_input("x", batch_ty(&[3, 7, 7]));
+    let a = op(&mut g, "avg_a", Op::AveragePool(pool(3, 2, 1, false)), &[x]);
+    let b = op(&mut g, "avg_b", Op::AveragePool(pool(3, 2, 1, true)), &[x]);
+    let m = op(&mut g, "max", Op::MaxPool(pool(2, 2, 1, false)), &[x]);
+    let s = op(&mut g, "sum", Op::Binary(BinaryOp::Add), &[a, b]);
     let n = 3 * 4 * 4;
     let cw: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
     let c = g.add_constant("c", Tensor::from_f32(vec![1, 3, 4, 4], cw).unwrap());
-    let t = add(&mut g, "times", Op::Binary(BinaryOp::Mul), &[c, s]);
+    let t = op(&mut g, "times", Op::Binary(BinaryOp::Mul), &[c, s]);
     let h = g.add_constant("half", Tensor::scalar_f32(-0.3));
-    let u = add(&mut g, "shift", Op::Binary(BinaryOp::Add), &[t, h]);
-    let v = add(&mut g, "mix", Op::Binary(BinaryOp::Mul), &[u, m]);
-    let r = add(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[v]);
-    let i = add(&mut g, "id", Op::Identity, &[r]);
-    let gp = add(&mut g, "gap", Op::GlobalPool(GlobalPoolKind::Average), &[i]);
-    let f = add(&mut g, "flat", Op::Flatten { axis: 1 }, &[gp]);
-    let sum2 = add(&mut g, "again", Op::Binary(BinaryOp::Add), &[f, f]);
+    let u = op(&mut g, "shift", Op::Binary(BinaryOp::Add), &[t, h]);
+    let v = op(&mut g, "mix", Op::Binary(BinaryOp::Mul), &[u, m]);
+    let r = op(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[v]);
+    let i = op(&mut g, "id", Op::Identity, &[r]);
+    let gp = op(&mut g, "gap", Op::GlobalPool(GlobalPoolKind::Average), &[i]);
+    let f = op(&mut g, "flat", Op::Flatten { axis: 1 }, &[gp]);
+    let sum2 = op(&mut g, "again", Op::Binary(BinaryOp::Add), &[f, f]);
     g.set_outputs(vec![sum2]);
     strata_ir::verify(&g).unwrap();
     g

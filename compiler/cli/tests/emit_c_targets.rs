@@ -11,7 +11,7 @@
 //! `--nocapture` to see the matrix. Missing tools fail the test (never a silent skip): install
 //! them with `scripts/setup-system.sh`.
 
-use strata_test_support::{repo_root, rows, values};
+use strata_test_support::{batch_ty, mnist, op, rows, values, STRICT_C99};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -20,38 +20,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use strata_compiler::backend::c::{emit, EmitOptions, EmittedC, Target};
-use strata_compiler::compile::{compile_to_container, CompileOptions};
-use strata_compiler::npy::read_npy;
-use strata_compiler::onnx::{import_file, ImportOptions};
 use strata_ir::container::read_container;
 use strata_ir::ops::{BinaryOp, Conv, Gemm, GlobalPoolKind, Pool, Reshape, UnaryOp};
 use strata_ir::{DType, Graph, NodeKind, Op, Shape, Tensor, TensorType, ValueRef};
 use strata_runtime::{run_with, QuantPath, RunOptions};
 
 fn quantized(fp32: Graph, calib: Tensor) -> Graph {
-    let bytes = compile_to_container(
-        fp32,
-        vec![calib],
-        &CompileOptions::default(),
-        Default::default(),
-        |_| {},
-    )
-    .unwrap();
-    read_container(&bytes).unwrap().graph
+    read_container(&mnist::container(fp32, calib))
+        .unwrap()
+        .graph
 }
 
 /// The MNIST CNN compiled with 32 calibration rows.
 fn mnist() -> &'static Graph {
     static G: OnceLock<Graph> = OnceLock::new();
-    G.get_or_init(|| {
-        let fp32 = import_file(
-            &repo_root().join("models/mnist_cnn.onnx"),
-            &ImportOptions::default(),
-        )
-        .unwrap();
-        let calib = read_npy(&repo_root().join("tests/fixtures/mnist/calib.npy")).unwrap();
-        quantized(fp32, rows(&calib, 0..32))
-    })
+    G.get_or_init(|| quantized(mnist::fp32(), rows(&mnist::fixture("calib"), 0..32)))
 }
 
 /// Every quantizable layer form the C targets handle differently: conv with 3 input channels
@@ -61,9 +44,7 @@ fn mnist() -> &'static Graph {
 fn small_net() -> Graph {
     let mut g = Graph::new("small_bitplane");
     let dims = [3usize, 9, 9];
-    let mut d = vec![strata_ir::Dim::Batch];
-    d.extend(dims.iter().map(|&x| strata_ir::Dim::Known(x)));
-    let x = g.add_input("x", TensorType::new(DType::F32, Shape(d)));
+    let x = g.add_input("x", batch_ty(&dims));
     let mut seed = 10;
     let mut konst = |g: &mut Graph, name: &str, shape: &[usize], scale: f32| {
         seed += 1;
@@ -71,76 +52,60 @@ fn small_net() -> Graph {
         let v = values(n, seed).into_iter().map(|v| v * scale).collect();
         g.add_constant(name, Tensor::from_f32(shape.to_vec(), v).unwrap())
     };
-    let op = |g: &mut Graph, name: &str, op: Op, ins: &[ValueRef]| {
-        ValueRef::first(
-            g.add_op_inferred(name, op, ins, vec![name.to_string()])
-                .unwrap(),
-        )
-    };
-    fn conv(k: [usize; 2], s: usize, pads: [usize; 4], dil: usize, group: usize) -> Op {
-        Op::Conv(Conv {
-            kernel: k.to_vec(),
-            strides: vec![s, s],
+    // Per conv: kernel, stride, pads, dilation, group, weight shape and scale, Relu after.
+    type ConvRow = (
+        [usize; 2],
+        usize,
+        [usize; 4],
+        usize,
+        usize,
+        [usize; 4],
+        f32,
+        bool,
+    );
+    let convs: [ConvRow; 4] = [
+        ([3, 3], 1, [1, 0, 2, 1], 1, 1, [10, 3, 3, 3], 0.4, true),
+        ([3, 3], 2, [1, 1, 1, 1], 2, 1, [20, 10, 3, 3], 0.2, true),
+        ([2, 3], 1, [1, 1, 0, 1], 1, 2, [20, 10, 2, 3], 0.2, false),
+        ([3, 3], 1, [1, 1, 1, 1], 1, 20, [20, 1, 3, 3], 0.5, true),
+    ];
+    let relu = || Op::Unary(UnaryOp::Relu);
+    let mut h = x;
+    for (l, (kernel, s, pads, d, group, shape, scale, then_relu)) in (1..).zip(convs) {
+        let w = konst(&mut g, &format!("w{l}"), &shape, scale);
+        let b = konst(&mut g, &format!("b{l}"), &[shape[0]], 0.1);
+        let conv = Op::Conv(Conv {
+            kernel: kernel.to_vec(),
+            strides: vec![s; 2],
             pads: pads.to_vec(),
-            dilations: vec![dil, dil],
+            dilations: vec![d; 2],
             group,
             has_bias: true,
-        })
+        });
+        h = op(&mut g, &format!("c{l}"), conv, &[h, w, b]);
+        if then_relu {
+            h = op(&mut g, &format!("r{l}"), relu(), &[h]);
+        }
     }
-    let relu = || Op::Unary(UnaryOp::Relu);
-    let w = konst(&mut g, "w1", &[10, 3, 3, 3], 0.4);
-    let b = konst(&mut g, "b1", &[10], 0.1);
-    let c1 = op(
-        &mut g,
-        "c1",
-        conv([3, 3], 1, [1, 0, 2, 1], 1, 1),
-        &[x, w, b],
-    );
-    let r1 = op(&mut g, "r1", relu(), &[c1]);
-    let w = konst(&mut g, "w2", &[20, 10, 3, 3], 0.2);
-    let b = konst(&mut g, "b2", &[20], 0.1);
-    let c2 = op(
-        &mut g,
-        "c2",
-        conv([3, 3], 2, [1, 1, 1, 1], 2, 1),
-        &[r1, w, b],
-    );
-    let r2 = op(&mut g, "r2", relu(), &[c2]);
-    let w = konst(&mut g, "w3", &[20, 10, 2, 3], 0.2);
-    let b = konst(&mut g, "b3", &[20], 0.1);
-    let c3 = op(
-        &mut g,
-        "c3",
-        conv([2, 3], 1, [1, 1, 0, 1], 1, 2),
-        &[r2, w, b],
-    );
-    let w = konst(&mut g, "w4", &[20, 1, 3, 3], 0.5);
-    let b = konst(&mut g, "b4", &[20], 0.1);
-    let c4 = op(
-        &mut g,
-        "c4",
-        conv([3, 3], 1, [1, 1, 1, 1], 1, 20),
-        &[c3, w, b],
-    );
-    let r4 = op(&mut g, "r4", relu(), &[c4]);
-    let f = op(&mut g, "flat", Op::Flatten { axis: 1 }, &[r4]);
-    let gemm = || {
-        Op::Gemm(Gemm {
+    h = op(&mut g, "flat", Op::Flatten { axis: 1 }, &[h]);
+    // Gemm 60→13 with Relu, then 13→5.
+    for (l, rows, scale, then_relu) in [(5, 13, 0.15, true), (6, 5, 0.4, false)] {
+        let cols = g.value(h).unwrap().ty.shape.resolve(1)[1];
+        let w = konst(&mut g, &format!("w{l}"), &[rows, cols], scale);
+        let b = konst(&mut g, &format!("b{l}"), &[rows], 0.1);
+        let gemm = Op::Gemm(Gemm {
             alpha: 1.0,
             beta: 1.0,
             trans_a: false,
             trans_b: true,
             has_c: true,
-        })
-    };
-    let fan = g.value(f).unwrap().ty.shape.resolve(1)[1];
-    let w = konst(&mut g, "w5", &[13, fan], 0.15);
-    let b = konst(&mut g, "b5", &[13], 0.1);
-    let l5 = op(&mut g, "fc5", gemm(), &[f, w, b]);
-    let r5 = op(&mut g, "r5", relu(), &[l5]);
-    let w = konst(&mut g, "w6", &[5, 13], 0.4);
-    let b = konst(&mut g, "b6", &[5], 0.1);
-    let y = op(&mut g, "fc6", gemm(), &[r5, w, b]);
+        });
+        h = op(&mut g, &format!("fc{l}"), gemm, &[h, w, b]);
+        if then_relu {
+            h = op(&mut g, &format!("r{l}"), relu(), &[h]);
+        }
+    }
+    let y = h;
     g.set_outputs(vec![y]);
     strata_ir::verify(&g).unwrap();
     g
@@ -590,14 +555,7 @@ fn check(
     std::fs::write(dir.join("in.bin"), x).unwrap();
     let exe = dir.join("main");
     let mut cmd = Command::new(tc.cc[0]);
-    cmd.args(&tc.cc[1..]).args([
-        "-std=c99",
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-pedantic",
-        "-O2",
-    ]);
+    cmd.args(&tc.cc[1..]).args(STRICT_C99);
     if target == Target::X86_64V3 {
         cmd.arg("-march=x86-64-v3");
     }
@@ -692,7 +650,7 @@ fn exactness_matrix_isa_compiler_target_planes() {
             require(r);
         }
     }
-    let images = read_npy(&repo_root().join("tests/fixtures/mnist/images.npy")).unwrap();
+    let images = mnist::fixture("images");
     let cases = [
         case("mnist", vec![net("model", mnist(), rows(&images, 0..8))]),
         case(

@@ -1,67 +1,33 @@
 //! `strata compile --qat-steps`: the `once-qat` pass inside the compile pipeline produces
 //! byte-identical containers for the same seed, and its options are validated.
 
-use strata_test_support::values;
+use strata_test_support::{batch_ty, conv, f32c, op, values};
 
 use std::collections::BTreeMap;
 
 use strata_compiler::compile::{
     compile_to_container, compile_with_context, CompileError, CompileOptions,
 };
-use strata_ir::ops::{Conv, Gemm};
-use strata_ir::{DType, Dim, Graph, Op, Shape, Tensor, TensorType, ValueRef};
+use strata_ir::ops::{Gemm, UnaryOp};
+use strata_ir::{Graph, Op, Tensor};
 use strata_passes::OnceQatReport;
 
 /// conv(1→4, 3×3, pad 1) → relu → flatten → gemm(144→10).
 fn net() -> Graph {
     let mut g = Graph::new("qat_net");
-    let x = g.add_input(
-        "x",
-        TensorType::new(
-            DType::F32,
-            Shape(vec![
-                Dim::Batch,
-                Dim::Known(1),
-                Dim::Known(6),
-                Dim::Known(6),
-            ]),
-        ),
-    );
-    let w1 = g.add_constant(
-        "w1",
-        Tensor::from_f32(
-            vec![4, 1, 3, 3],
-            values(36, 1).iter().map(|v| v * 0.6).collect(),
-        )
-        .unwrap(),
-    );
-    let b1 = g.add_constant("b1", Tensor::from_f32(vec![4], values(4, 2)).unwrap());
-    let conv = Op::Conv(Conv {
-        kernel: vec![3, 3],
-        strides: vec![1, 1],
-        pads: vec![1; 4],
-        dilations: vec![1, 1],
-        group: 1,
-        has_bias: true,
-    });
-    let mut op = |name: &str, op: Op, inputs: &[ValueRef]| {
-        ValueRef::first(
-            g.add_op_inferred(name, op, inputs, vec![name.to_string()])
-                .unwrap(),
-        )
+    let x = g.add_input("x", batch_ty(&[1, 6, 6]));
+    let scaled = |n: usize, seed: u64, gain: f32| -> Vec<f32> {
+        values(n, seed).into_iter().map(|v| v * gain).collect()
     };
-    let c = op("conv", conv, &[x, w1, b1]);
-    let r = op("relu", Op::Unary(strata_ir::ops::UnaryOp::Relu), &[c]);
-    let f = op("flat", Op::Flatten { axis: 1 }, &[r]);
-    let w2 = g.add_constant(
-        "w2",
-        Tensor::from_f32(
-            vec![10, 144],
-            values(1440, 3).iter().map(|v| v * 0.15).collect(),
-        )
-        .unwrap(),
-    );
-    let c2 = g.add_constant("c2", Tensor::from_f32(vec![10], values(10, 4)).unwrap());
+    let (w1, b1) = (scaled(36, 1, 0.6), values(4, 2));
+    let (w2, c2) = (scaled(1440, 3, 0.15), values(10, 4));
+    let w1 = f32c(&mut g, "w1", &[4, 1, 3, 3], |i| w1[i]);
+    let b1 = f32c(&mut g, "b1", &[4], |i| b1[i]);
+    let c = op(&mut g, "conv", conv(3, 1, 1), &[x, w1, b1]);
+    let r = op(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[c]);
+    let f = op(&mut g, "flat", Op::Flatten { axis: 1 }, &[r]);
+    let w2 = f32c(&mut g, "w2", &[10, 144], |i| w2[i]);
+    let c2 = f32c(&mut g, "c2", &[10], |i| c2[i]);
     let gemm = Op::Gemm(Gemm {
         alpha: 1.0,
         beta: 1.0,
@@ -69,10 +35,7 @@ fn net() -> Graph {
         trans_b: true,
         has_c: true,
     });
-    let y = ValueRef::first(
-        g.add_op_inferred("fc", gemm, &[f, w2, c2], vec!["y".to_string()])
-            .unwrap(),
-    );
+    let y = op(&mut g, "y", gemm, &[f, w2, c2]);
     g.set_outputs(vec![y]);
     g
 }

@@ -239,33 +239,21 @@ pub fn fit(manifest: &Manifest, flash: Option<u64>, ram: Option<u64>) -> Fit {
     for r in manifest.planes.iter().rev() {
         let mut fails = Vec::new();
         let mut fine = Vec::new();
-        if let Some(f) = flash {
+        // Each given limit: the row's figure against it, as a reason line.
+        let limits = [
+            ("weights", r.weight_bytes, "flash ", flash),
+            ("RAM (arena + scratch)", r.ram_bytes, "", ram),
+        ];
+        for (what, have, of, limit) in limits {
+            let Some(limit) = limit else { continue };
+            let fits = have <= limit;
+            let cmp = if fits { "<=" } else { ">" };
             let line = format!(
-                "weights {} B {} flash {} B",
-                thousands(r.weight_bytes),
-                if r.weight_bytes <= f { "<=" } else { ">" },
-                thousands(f)
+                "{what} {} B {cmp} {of}{} B",
+                thousands(have),
+                thousands(limit)
             );
-            if r.weight_bytes <= f {
-                &mut fine
-            } else {
-                &mut fails
-            }
-            .push(line);
-        }
-        if let Some(m) = ram {
-            let line = format!(
-                "RAM (arena + scratch) {} B {} {} B",
-                thousands(r.ram_bytes),
-                if r.ram_bytes <= m { "<=" } else { ">" },
-                thousands(m)
-            );
-            if r.ram_bytes <= m {
-                &mut fine
-            } else {
-                &mut fails
-            }
-            .push(line);
+            if fits { &mut fine } else { &mut fails }.push(line);
         }
         if !fails.is_empty() {
             reasons.push(format!("k={}: too big: {}", r.planes, fails.join("; ")));

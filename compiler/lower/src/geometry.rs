@@ -47,7 +47,13 @@ impl Window2d {
 
     /// Whether every size stays below `u32::MAX / headroom` (the kernels' index range).
     fn fits(&self, extra: &[usize], headroom: usize) -> bool {
-        let own = [self.input.as_slice(), &self.output, &self.kernel, &self.strides, &self.dilations];
+        let own = [
+            self.input.as_slice(),
+            &self.output,
+            &self.kernel,
+            &self.strides,
+            &self.dilations,
+        ];
         own.into_iter()
             .flatten()
             .chain(extra)
@@ -78,7 +84,10 @@ impl ConvGeometry {
             pads: [c.pads[0], c.pads[1]],
             group: c.group,
         };
-        if !window.fits(&[g.out_channels, g.pads[0], g.pads[1], g.group], CONV_HEADROOM) {
+        if !window.fits(
+            &[g.out_channels, g.pads[0], g.pads[1], g.group],
+            CONV_HEADROOM,
+        ) {
             return Err("a dimension exceeds the C unsigned range");
         }
         let sizes = [window.kernel, window.strides, window.dilations];

@@ -264,7 +264,13 @@ fn conv_and_pool_geometry() {
     };
     let pg = PoolGeometry::new(&p, &[1, 5, 9, 8], &[1, 5, 5, 8]).unwrap();
     assert_eq!(
-        (pg.window.input, pg.window.output, pg.window.kernel, pg.window.strides, pg.pads),
+        (
+            pg.window.input,
+            pg.window.output,
+            pg.window.kernel,
+            pg.window.strides,
+            pg.pads
+        ),
         ([5, 9, 8], [5, 8], [2, 3], [2, 1], [0, 1, 1, 0])
     );
     assert!(pg.count_include_pad);

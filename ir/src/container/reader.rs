@@ -283,12 +283,8 @@ fn directory(
         }
         let dtype = parse_dtype(&entry.dtype)
             .ok_or_else(|| bad(format!("unknown element type `{}`", entry.dtype)))?;
-        let dims = entry
-            .shape
-            .iter()
-            .map(|&d| usize::try_from(d))
-            .collect::<Result<Vec<usize>, _>>()
-            .map_err(|_| bad(format!("shape {:?} does not fit in memory", entry.shape)))?;
+        let dims = crate::limits::usize_dims(&entry.shape)
+            .ok_or_else(|| bad(format!("shape {:?} does not fit in memory", entry.shape)))?;
         let count = dims
             .iter()
             .try_fold(1usize, |a, &d| a.checked_mul(d))

@@ -21,11 +21,12 @@ impl Graph {
             .map(|v| self.value(v).map(|val| &val.ty))
             .collect::<Result<Vec<_>, _>>()?;
         let outputs: Vec<_> = node.outputs.iter().map(|v| &v.ty).collect();
-        op.macs(&inputs, &outputs).map_err(|source| GraphError::Infer {
-            node: node.name.clone(),
-            op: op.mnemonic(),
-            source,
-        })
+        op.macs(&inputs, &outputs)
+            .map_err(|source| GraphError::Infer {
+                node: node.name.clone(),
+                op: op.mnemonic(),
+                source,
+            })
     }
 }
 

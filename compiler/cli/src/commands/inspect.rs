@@ -23,11 +23,7 @@ pub fn run(args: Args) -> Result<()> {
         inspect::summarize(&loaded.graph).with_context(|| args.model.display().to_string())?;
     let container = loaded.container.map(|info| info.summary(&loaded.graph));
     if args.json {
-        let mut value = serde_json::to_value(&summary)?;
-        if let (Some(c), Some(obj)) = (&container, value.as_object_mut()) {
-            obj.insert("container".into(), serde_json::to_value(c)?);
-        }
-        outln!("{}", serde_json::to_string_pretty(&value)?)?;
+        super::print_json_with(&summary, "container", container.as_ref())?;
     } else {
         outln!("{summary}")?;
         if let Some(c) = &container {

@@ -34,11 +34,7 @@ pub fn run(args: Args) -> Result<()> {
     let fit = (args.fit_flash.is_some() || args.fit_ram.is_some())
         .then(|| manifest::fit(&m, args.fit_flash, args.fit_ram));
     if args.json {
-        let mut value = serde_json::to_value(&m)?;
-        if let (Some(f), Some(obj)) = (&fit, value.as_object_mut()) {
-            obj.insert("fit".into(), serde_json::to_value(f)?);
-        }
-        outln!("{}", serde_json::to_string_pretty(&value)?)?;
+        super::print_json_with(&m, "fit", fit.as_ref())?;
     } else {
         outln!(
             "{:>6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>8}",

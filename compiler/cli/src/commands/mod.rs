@@ -97,3 +97,18 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 pub fn parse_size(text: &str) -> Result<u64, String> {
     strata_compiler::manifest::parse_size(text).map_err(|e| e.to_string())
 }
+
+/// Prints `value` as pretty JSON, with `extra` (when there is one) added under `key`: the
+/// `--json` output of a report that may carry a second section.
+pub fn print_json_with(
+    value: &impl serde::Serialize,
+    key: &str,
+    extra: Option<&impl serde::Serialize>,
+) -> Result<()> {
+    let mut value = serde_json::to_value(value)?;
+    if let (Some(extra), Some(obj)) = (extra, value.as_object_mut()) {
+        obj.insert(key.into(), serde_json::to_value(extra)?);
+    }
+    outln!("{}", serde_json::to_string_pretty(&value)?)?;
+    Ok(())
+}

@@ -129,12 +129,8 @@ pub fn decode(bytes: &[u8]) -> Result<Tensor, DecodeError> {
     }
     // `needed` fits in the slice, so it and every dimension of a non-empty array fit `usize`;
     // an empty array may still name a huge dimension next to a zero.
-    let shape = h
-        .shape
-        .iter()
-        .map(|&d| usize::try_from(d))
-        .collect::<Result<Vec<usize>, _>>()
-        .map_err(|_| format(format!("shape {:?} does not fit in memory", h.shape)))?;
+    let shape = strata_ir::limits::usize_dims(&h.shape)
+        .ok_or_else(|| format(format!("shape {:?} does not fit in memory", h.shape)))?;
     let mut raw = data[..needed as usize].to_vec();
     if swap {
         for chunk in raw.chunks_exact_mut(dtype.size_bytes()) {
@@ -182,21 +178,35 @@ fn descr(dtype: DType) -> &'static str {
     }
 }
 
-/// The bytes of a `.npy` file (format 1.0) holding `tensor`, laid out as numpy writes it:
+/// The bytes of a `.npy` file (format 1.0; 2.0 for a header over 64 KiB) holding `tensor`, laid out as numpy writes it:
 /// the header padded with spaces and a newline so the data starts at a multiple of 64.
 pub fn encode(tensor: &Tensor) -> Vec<u8> {
     let shape: Vec<u64> = tensor.shape().iter().map(|&d| d as u64).collect();
-    let mut text = header::format(descr(tensor.dtype()), &shape);
-    let unpadded = 10 + text.len() + 1;
-    text.push_str(&" ".repeat((64 - unpadded % 64) % 64));
-    text.push('\n');
-    // The header of an array of rank ≤ 64 is far below 65 536 bytes: format 1.0 suffices.
-    let header_len = u16::try_from(text.len()).expect("a plain array's header fits format 1.0");
+    let text = header::format(descr(tensor.dtype()), &shape);
+    // Format 1.0 (2-byte header length, 10-byte preamble) for every ordinary array; 2.0
+    // (4-byte length, 12-byte preamble) only when the header would not fit 65 535 bytes.
+    let padded = |preamble: usize| {
+        let unpadded = preamble + text.len() + 1;
+        format!("{text}{}\n", " ".repeat((64 - unpadded % 64) % 64))
+    };
+    let v1 = padded(10);
     let data = tensor.data().to_le_bytes();
-    let mut out = Vec::with_capacity(10 + text.len() + data.len());
+    let mut out = Vec::with_capacity(12 + v1.len() + data.len());
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&[1, 0]);
-    out.extend_from_slice(&header_len.to_le_bytes());
+    let text = match u16::try_from(v1.len()) {
+        Ok(len) => {
+            out.extend_from_slice(&[1, 0]);
+            out.extend_from_slice(&len.to_le_bytes());
+            v1
+        }
+        Err(_) => {
+            let v2 = padded(12);
+            out.extend_from_slice(&[2, 0]);
+            // 4 GiB of header would take a shape of over 10^8 axes in memory first.
+            out.extend_from_slice(&(v2.len() as u32).to_le_bytes());
+            v2
+        }
+    };
     out.extend_from_slice(text.as_bytes());
     out.extend_from_slice(&data);
     out
@@ -233,6 +243,20 @@ mod tests {
         out.extend_from_slice(header.as_bytes());
         out.extend_from_slice(data);
         out
+    }
+
+    #[test]
+    fn a_header_over_64_kib_is_written_as_format_2() {
+        // 30 000 unit axes: a ~90 KB shape tuple, past format 1.0's 2-byte length.
+        let t = Tensor::new(vec![1; 30_000], TensorData::F32(vec![0.5])).unwrap();
+        let bytes = encode(&t);
+        assert_eq!(&bytes[6..8], &[2, 0]);
+        let len = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+        assert_eq!((12 + len) % 64, 0, "data aligned to 64 bytes");
+        let e = decode(&bytes).unwrap_err().to_string();
+        assert!(e.contains("header"), "{e}");
+        // An ordinary array stays format 1.0.
+        assert_eq!(&encode(&Tensor::scalar_f32(1.0))[6..8], &[1, 0]);
     }
 
     #[test]

@@ -1,0 +1,37 @@
+//! The bundled MNIST CNN and its fixtures, compiled the way `strata compile` does: the
+//! end-to-end tests of the CLI and the facade crate start from it.
+
+use strata_compiler::compile::{compile_to_container, CompileOptions};
+use strata_compiler::npy::read_npy;
+use strata_compiler::onnx::{import_file, ImportOptions};
+use strata_ir::{Graph, Tensor};
+
+use crate::repo_root;
+
+/// `models/mnist_cnn.onnx`, imported.
+pub fn fp32() -> Graph {
+    import_file(
+        &repo_root().join("models/mnist_cnn.onnx"),
+        &ImportOptions::default(),
+    )
+    .expect("the bundled model imports")
+}
+
+/// `tests/fixtures/mnist/{name}.npy`: `calib` (training images), `images` and `labels`
+/// (the first 500 test images).
+pub fn fixture(name: &str) -> Tensor {
+    read_npy(&repo_root().join(format!("tests/fixtures/mnist/{name}.npy")))
+        .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+/// The `.strata` bytes of `fp32` compiled with the default options on `calib`.
+pub fn container(fp32: Graph, calib: Tensor) -> Vec<u8> {
+    compile_to_container(
+        fp32,
+        vec![calib],
+        &CompileOptions::default(),
+        Default::default(),
+        |_| {},
+    )
+    .expect("the model compiles")
+}
