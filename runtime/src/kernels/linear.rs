@@ -5,11 +5,11 @@ use strata_ir::ops::Gemm;
 use strata_ir::{Tensor, TensorData};
 
 use super::elementwise::{broadcast_shape, broadcast_strides, Arith};
-use super::{checked_numel, make};
+use super::{checked_numel, make, map_data, same_dtype, Elem};
 use crate::RuntimeError;
 
 /// Element types with a fast GEMM. `matrixmultiply` does the packing, SIMD and threading.
-pub(crate) trait GemmElem: Arith + Default {
+pub(crate) trait GemmElem: Arith + Elem {
     /// `C = alpha·A·B + beta·C` with explicit row/column strides.
     ///
     /// # Safety
@@ -36,61 +36,36 @@ pub(crate) trait GemmElem: Arith + Default {
     fn from_f32_lossy(v: f32) -> Self;
 }
 
-impl GemmElem for f32 {
-    unsafe fn raw_gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: f32,
-        a: *const f32,
-        rsa: isize,
-        csa: isize,
-        b: *const f32,
-        rsb: isize,
-        csb: isize,
-        beta: f32,
-        c: *mut f32,
-        rsc: isize,
-        csc: isize,
-    ) {
-        // SAFETY: forwarded from the caller's contract.
-        unsafe {
-            matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+macro_rules! impl_gemm_elem {
+    ($($t:ident => $gemm:path),*) => {$(
+        impl GemmElem for $t {
+            unsafe fn raw_gemm(
+                m: usize,
+                k: usize,
+                n: usize,
+                alpha: $t,
+                a: *const $t,
+                rsa: isize,
+                csa: isize,
+                b: *const $t,
+                rsb: isize,
+                csb: isize,
+                beta: $t,
+                c: *mut $t,
+                rsc: isize,
+                csc: isize,
+            ) {
+                // SAFETY: forwarded from the caller's contract.
+                unsafe { $gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+            }
+            const ONE: $t = 1.0;
+            fn from_f32_lossy(v: f32) -> Self {
+                v as $t
+            }
         }
-    }
-    const ONE: f32 = 1.0;
-    fn from_f32_lossy(v: f32) -> Self {
-        v
-    }
+    )*};
 }
-
-impl GemmElem for f64 {
-    unsafe fn raw_gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: f64,
-        a: *const f64,
-        rsa: isize,
-        csa: isize,
-        b: *const f64,
-        rsb: isize,
-        csb: isize,
-        beta: f64,
-        c: *mut f64,
-        rsc: isize,
-        csc: isize,
-    ) {
-        // SAFETY: forwarded from the caller's contract.
-        unsafe {
-            matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
-        }
-    }
-    const ONE: f64 = 1.0;
-    fn from_f32_lossy(v: f32) -> Self {
-        v as f64
-    }
-}
+impl_gemm_elem!(f32 => matrixmultiply::sgemm, f64 => matrixmultiply::dgemm);
 
 /// A strided matrix view: `data[r * rs + c * cs]` for `r < rows`, `c < cols`.
 #[derive(Clone, Copy)]
@@ -98,6 +73,26 @@ pub(crate) struct MatRef<'a, T> {
     pub data: &'a [T],
     pub rs: usize,
     pub cs: usize,
+}
+
+impl<'a, T> MatRef<'a, T> {
+    /// Row-major `data` with `cols` columns (leading dimension), read transposed when
+    /// `transposed`: the operand views every GEMM caller needs.
+    pub fn of(data: &'a [T], cols: usize, transposed: bool) -> MatRef<'a, T> {
+        if transposed {
+            MatRef {
+                data,
+                rs: 1,
+                cs: cols,
+            }
+        } else {
+            MatRef {
+                data,
+                rs: cols,
+                cs: 1,
+            }
+        }
+    }
 }
 
 fn fits(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> bool {
@@ -250,14 +245,7 @@ pub fn gemm(g: &Gemm, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
     const OP: &str = "gemm";
     let (a, b) = (inputs[0], inputs[1]);
     for (i, t) in inputs.iter().enumerate() {
-        if t.dtype() != a.dtype() {
-            return Err(RuntimeError::DTypeMismatch {
-                op: OP,
-                input: i,
-                expected: a.dtype(),
-                got: t.dtype(),
-            });
-        }
+        same_dtype(OP, a, i, t)?;
     }
     if a.rank() != 2 || b.rank() != 2 {
         return Err(RuntimeError::Shape {
@@ -314,14 +302,14 @@ pub fn gemm(g: &Gemm, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
         a: &Tensor,
         av: &[T],
         bv: &[T],
-        cv: Option<(&[T], &[usize])>,
+        c: Option<&Tensor>,
         m: usize,
         k: usize,
         n: usize,
         total: usize,
     ) -> Result<Vec<T>, RuntimeError> {
         let mut out = vec![T::ZERO; total];
-        if let Some((cv, cs)) = cv {
+        if let Some((cv, cs)) = c.and_then(|c| Some((T::slice(c.data())?, c.shape()))) {
             let st = broadcast_strides(cs, &[m, n]);
             let beta = T::from_f32_lossy(g.beta);
             for i in 0..m {
@@ -330,72 +318,16 @@ pub fn gemm(g: &Gemm, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
                 }
             }
         }
-        let lda = a.shape()[1];
-        let am = if g.trans_a {
-            MatRef {
-                data: av,
-                rs: 1,
-                cs: lda,
-            }
-        } else {
-            MatRef {
-                data: av,
-                rs: lda,
-                cs: 1,
-            }
-        };
-        let ldb = if g.trans_b { k } else { n };
-        let bm = if g.trans_b {
-            MatRef {
-                data: bv,
-                rs: 1,
-                cs: ldb,
-            }
-        } else {
-            MatRef {
-                data: bv,
-                rs: ldb,
-                cs: 1,
-            }
-        };
-        let beta = if cv.is_some() { T::ONE } else { T::ZERO };
-        gemm_strided(
-            "gemm",
-            m,
-            k,
-            n,
-            T::from_f32_lossy(g.alpha),
-            am,
-            bm,
-            beta,
-            &mut out,
-            n,
-        )?;
+        let am = MatRef::of(av, a.shape()[1], g.trans_a);
+        let bm = MatRef::of(bv, if g.trans_b { k } else { n }, g.trans_b);
+        let beta = if c.is_some() { T::ONE } else { T::ZERO };
+        let alpha = T::from_f32_lossy(g.alpha);
+        gemm_strided("gemm", m, k, n, alpha, am, bm, beta, &mut out, n)?;
         Ok(out)
     }
-    let data = match (a.data(), b.data()) {
-        (TensorData::F32(av), TensorData::F32(bv)) => {
-            let cv = match c.map(|c| (c.data(), c.shape())) {
-                Some((TensorData::F32(v), s)) => Some((v.as_slice(), s)),
-                _ => None,
-            };
-            TensorData::F32(go(g, a, av, bv, cv, m, k, n, total)?)
-        }
-        (TensorData::F64(av), TensorData::F64(bv)) => {
-            let cv = match c.map(|c| (c.data(), c.shape())) {
-                Some((TensorData::F64(v), s)) => Some((v.as_slice(), s)),
-                _ => None,
-            };
-            TensorData::F64(go(g, a, av, bv, cv, m, k, n, total)?)
-        }
-        _ => {
-            return Err(RuntimeError::UnsupportedDType {
-                op: OP,
-                input: 0,
-                dtype: a.dtype(),
-            })
-        }
-    };
+    let data = map_data!(OP, (a, b), [F32, F64], |av, bv| {
+        go(g, a, av, bv, c, m, k, n, total)?
+    })?;
     make(OP, out_shape, data)
 }
 
@@ -403,14 +335,7 @@ pub fn gemm(g: &Gemm, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
 /// batch dimensions broadcast. Floats use GEMM; i32/i64 use a wrapping triple loop.
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor, RuntimeError> {
     const OP: &str = "matmul";
-    if a.dtype() != b.dtype() {
-        return Err(RuntimeError::DTypeMismatch {
-            op: OP,
-            input: 1,
-            expected: a.dtype(),
-            got: b.dtype(),
-        });
-    }
+    same_dtype(OP, a, 1, b)?;
     if a.rank() == 0 || b.rank() == 0 {
         return Err(RuntimeError::Shape {
             op: OP,
@@ -474,16 +399,7 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor, RuntimeError> {
     ) -> Result<Vec<T>, RuntimeError> {
         let mut out = vec![T::ZERO; total];
         let run = |mm: usize, a: &[T], b: &[T], c: &mut [T]| -> Result<(), RuntimeError> {
-            let am = MatRef {
-                data: a,
-                rs: k,
-                cs: 1,
-            };
-            let bm = MatRef {
-                data: b,
-                rs: n,
-                cs: 1,
-            };
+            let (am, bm) = (MatRef::of(a, k, false), MatRef::of(b, n, false));
             gemm_strided("matmul", mm, k, n, T::ONE, am, bm, T::ZERO, c, n)
         };
         if fold {
@@ -497,25 +413,15 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor, RuntimeError> {
         Ok(out)
     }
     let data = match (a.data(), b.data()) {
-        (TensorData::F32(x), TensorData::F32(y)) => {
-            TensorData::F32(go(x, y, m, k, n, nbatch, total, fold, &offsets)?)
-        }
-        (TensorData::F64(x), TensorData::F64(y)) => {
-            TensorData::F64(go(x, y, m, k, n, nbatch, total, fold, &offsets)?)
-        }
         (TensorData::I32(x), TensorData::I32(y)) => {
             TensorData::I32(go_int(x, y, m, k, n, nbatch, total, &offsets))
         }
         (TensorData::I64(x), TensorData::I64(y)) => {
             TensorData::I64(go_int(x, y, m, k, n, nbatch, total, &offsets))
         }
-        _ => {
-            return Err(RuntimeError::UnsupportedDType {
-                op: OP,
-                input: 0,
-                dtype: a.dtype(),
-            })
-        }
+        _ => map_data!(OP, (a, b), [F32, F64], |x, y| {
+            go(x, y, m, k, n, nbatch, total, fold, &offsets)?
+        })?,
     };
     if a_vec {
         let r = out_shape.len();
@@ -541,16 +447,8 @@ fn go_int<T: Arith + Default>(
     let mut out = vec![T::ZERO; total];
     for (i, c) in out.chunks_mut((m * n).max(1)).enumerate().take(nbatch) {
         let (oa, ob) = offsets(i);
-        let am = MatRef {
-            data: &av[oa.min(av.len())..],
-            rs: k,
-            cs: 1,
-        };
-        let bm = MatRef {
-            data: &bv[ob.min(bv.len())..],
-            rs: n,
-            cs: 1,
-        };
+        let am = MatRef::of(&av[oa.min(av.len())..], k, false);
+        let bm = MatRef::of(&bv[ob.min(bv.len())..], n, false);
         gemm_naive(m, k, n, am, bm, c, n);
     }
     out

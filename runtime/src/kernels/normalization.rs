@@ -1,11 +1,10 @@
 //! Normalisation kernels: inference-mode BatchNormalization and Softmax.
 
-use rayon::prelude::*;
 use strata_ir::ops::{BatchNorm, Softmax};
-use strata_ir::{Tensor, TensorData};
+use strata_ir::Tensor;
 
 use super::elementwise::Real;
-use super::make;
+use super::{for_each_chunk, make, map_data, same_dtype};
 use crate::RuntimeError;
 
 /// `y = scale · (x − mean) / sqrt(var + ε) + bias` per channel (axis 1). The per-channel
@@ -22,14 +21,7 @@ pub fn batch_norm(b: &BatchNorm, inputs: &[&Tensor]) -> Result<Tensor, RuntimeEr
     let c = x.shape()[1];
     const NAMES: [&str; 5] = ["x", "scale", "bias", "mean", "var"];
     for (i, t) in inputs.iter().enumerate().skip(1) {
-        if t.dtype() != x.dtype() {
-            return Err(RuntimeError::DTypeMismatch {
-                op: OP,
-                input: i,
-                expected: x.dtype(),
-                got: t.dtype(),
-            });
-        }
+        same_dtype(OP, x, i, t)?;
         if t.shape() != [c] {
             return Err(RuntimeError::Shape {
                 op: OP,
@@ -52,29 +44,15 @@ pub fn batch_norm(b: &BatchNorm, inputs: &[&Tensor]) -> Result<Tensor, RuntimeEr
         if inner == 0 || c == 0 {
             return out;
         }
-        let apply = |(k, chunk): (usize, &mut [T])| {
+        let par = out.len() >= 1 << 15;
+        for_each_chunk(&mut out, inner, par, |k, chunk| {
             let ch = k % c;
             let (ak, sk) = (T::from_f64(a[ch]), T::from_f64(s[ch]));
             chunk.iter_mut().for_each(|y| *y = y.mul(ak).add(sk));
-        };
-        if out.len() >= 1 << 15 {
-            out.par_chunks_mut(inner).enumerate().for_each(apply);
-        } else {
-            out.chunks_mut(inner).enumerate().for_each(apply);
-        }
+        });
         out
     }
-    let data = match x.data() {
-        TensorData::F32(v) => TensorData::F32(go(v, c, inner, &a, &s)),
-        TensorData::F64(v) => TensorData::F64(go(v, c, inner, &a, &s)),
-        _ => {
-            return Err(RuntimeError::UnsupportedDType {
-                op: OP,
-                input: 0,
-                dtype: x.dtype(),
-            })
-        }
-    };
+    let data = map_data!(OP, x, [F32, F64], |v| go(v, c, inner, &a, &s))?;
     make(OP, x.shape().to_vec(), data)
 }
 
@@ -106,7 +84,7 @@ pub fn softmax(sm: &Softmax, x: &Tensor) -> Result<Tensor, RuntimeError> {
         if len == 0 || inner == 0 || outer == 0 {
             return out;
         }
-        let block = |o: &mut [T]| {
+        let block = |_, o: &mut [T]| {
             for i in 0..inner {
                 let mut mx = T::NEG_INF;
                 for j in 0..len {
@@ -126,23 +104,10 @@ pub fn softmax(sm: &Softmax, x: &Tensor) -> Result<Tensor, RuntimeError> {
                 }
             }
         };
-        if out.len() >= 1 << 15 {
-            out.par_chunks_mut(len * inner).for_each(block);
-        } else {
-            out.chunks_mut(len * inner).for_each(block);
-        }
+        let par = out.len() >= 1 << 15;
+        for_each_chunk(&mut out, len * inner, par, block);
         out
     }
-    let data = match x.data() {
-        TensorData::F32(v) => TensorData::F32(go(v, outer, len, inner)),
-        TensorData::F64(v) => TensorData::F64(go(v, outer, len, inner)),
-        _ => {
-            return Err(RuntimeError::UnsupportedDType {
-                op: OP,
-                input: 0,
-                dtype: x.dtype(),
-            })
-        }
-    };
+    let data = map_data!(OP, x, [F32, F64], |v| go(v, outer, len, inner))?;
     make(OP, x.shape().to_vec(), data)
 }
