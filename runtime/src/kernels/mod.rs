@@ -6,7 +6,7 @@ pub mod bitplane;
 pub mod cast;
 pub mod conv;
 pub mod elementwise;
-mod index;
+pub(crate) mod index;
 pub mod layout;
 pub mod linear;
 pub mod normalization;

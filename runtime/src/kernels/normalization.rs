@@ -56,20 +56,21 @@ pub fn batch_norm(b: &BatchNorm, inputs: &[&Tensor]) -> Result<Tensor, RuntimeEr
     make(OP, x.shape().to_vec(), data)
 }
 
-/// Softmax along `axis` (opset ≥ 13), or over the flattened trailing block `dims[axis..]`
-/// when `coerce_2d` (opset < 13). The maximum is subtracted first, so large logits never
-/// overflow `exp`.
-pub fn softmax(sm: &Softmax, x: &Tensor) -> Result<Tensor, RuntimeError> {
-    const OP: &str = "softmax";
-    let rank = x.rank();
+/// The softmax of `shape` as `(outer, len, inner)`: `outer` blocks of `len` reduced positions
+/// `inner` elements apart (shared with the gradient).
+pub(crate) fn softmax_blocks(
+    op: &'static str,
+    sm: &Softmax,
+    shape: &[usize],
+) -> Result<(usize, usize, usize), RuntimeError> {
+    let rank = shape.len();
     if sm.axis >= rank.max(1) {
         return Err(RuntimeError::Attribute {
-            op: OP,
+            op,
             attr: "axis",
             reason: format!("{} is out of range for rank {rank}", sm.axis),
         });
     }
-    let shape = x.shape();
     let outer: usize = shape[..sm.axis.min(rank)].iter().product();
     let (len, inner) = if sm.coerce_2d || rank == 0 {
         (shape[sm.axis.min(rank)..].iter().product::<usize>(), 1)
@@ -79,6 +80,15 @@ pub fn softmax(sm: &Softmax, x: &Tensor) -> Result<Tensor, RuntimeError> {
             shape[sm.axis + 1..].iter().product::<usize>(),
         )
     };
+    Ok((outer, len, inner))
+}
+
+/// Softmax along `axis` (opset ≥ 13), or over the flattened trailing block `dims[axis..]`
+/// when `coerce_2d` (opset < 13). The maximum is subtracted first, so large logits never
+/// overflow `exp`.
+pub fn softmax(sm: &Softmax, x: &Tensor) -> Result<Tensor, RuntimeError> {
+    const OP: &str = "softmax";
+    let (outer, len, inner) = softmax_blocks(OP, sm, x.shape())?;
     fn go<T: Real>(v: &[T], outer: usize, len: usize, inner: usize) -> Vec<T> {
         let mut out = v.to_vec();
         if len == 0 || inner == 0 || outer == 0 {
