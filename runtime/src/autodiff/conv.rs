@@ -9,7 +9,7 @@ use strata_ir::ops::Conv;
 use super::{Ctx, Grads};
 use crate::kernels::conv::{conv_geometry, Geometry};
 use crate::kernels::index::{offset_inside, unravel};
-use crate::kernels::linear::{gemm_block, MatRef};
+use crate::kernels::linear::{gemm_into, MatRef};
 use crate::kernels::{checked_numel, strides_of};
 use crate::RuntimeError;
 
@@ -79,9 +79,9 @@ pub(super) fn conv(c: &Conv, cx: &Ctx) -> Grads {
                         let colt = MatRef::of(&col, p_out, true);
                         let dwg = &mut dw[gi * mg * kc..(gi + 1) * mg * kc];
                         // dW_g [mg, kc] += dY_g [mg, p_out] · colᵀ [p_out, kc]
-                        gemm_block(op, mg, p_out, kc, 1.0, dym, colt, 1.0, dwg, kc)?;
+                        gemm_into(op, false, mg, p_out, kc, 1.0, dym, colt, 1.0, dwg)?;
                         // dcol [kc, p_out] = W_gᵀ [kc, mg] · dY_g [mg, p_out]
-                        gemm_block(op, kc, mg, p_out, 1.0, wt, dym, 0.0, &mut dcol, p_out)?;
+                        gemm_into(op, false, kc, mg, p_out, 1.0, wt, dym, 0.0, &mut dcol)?;
                         let dxg = &mut dxn[gi * cg * p_in..(gi + 1) * cg * p_in];
                         for ci in 0..cg {
                             let dxc = &mut dxg[ci * p_in..(ci + 1) * p_in];

@@ -5,7 +5,7 @@ use strata_ir::ops::Gemm;
 use strata_ir::Tensor;
 
 use super::{broadcast_map, reduce_to, Ctx, Grads};
-use crate::kernels::linear::{gemm_strided, MatRef};
+use crate::kernels::linear::{gemm_into, MatRef};
 use crate::RuntimeError;
 
 /// The logical matrix of row-major `data [rows, cols]`, transposed when `t`.
@@ -31,6 +31,26 @@ fn misfit(cx: &Ctx) -> RuntimeError {
     RuntimeError::shape(cx.op, reason)
 }
 
+/// `alpha·L·R` for `L [p, q]`, `R [q, r]`, stored as `[p, r]`, or transposed as `[r, p]`
+/// (computed as `Rᵀ·Lᵀ`) when `t`: the gradient of an operand that the forward pass read
+/// transposed.
+fn product(
+    op: &'static str,
+    t: bool,
+    (p, q, r): (usize, usize, usize),
+    alpha: f32,
+    l: MatRef<'_, f32>,
+    rm: MatRef<'_, f32>,
+) -> Result<Vec<f32>, RuntimeError> {
+    let mut out = vec![0f32; p * r];
+    if t {
+        gemm_into(op, true, r, q, p, alpha, rm.t(), l.t(), 0.0, &mut out)?;
+    } else {
+        gemm_into(op, true, p, q, r, alpha, l, rm, 0.0, &mut out)?;
+    }
+    Ok(out)
+}
+
 /// `Y = alpha·A'·B' + beta·C` (A' = A or Aᵀ, B' likewise):
 /// `dA' = alpha·dY·B'ᵀ`, `dB' = alpha·A'ᵀ·dY`, `dC = beta·dY` summed over broadcast axes.
 pub(super) fn gemm(g: &Gemm, cx: &Ctx) -> Grads {
@@ -43,28 +63,13 @@ pub(super) fn gemm(g: &Gemm, cx: &Ctx) -> Grads {
     if kb != k || cx.grad.shape() != [m, n] {
         return Err(misfit(cx));
     }
-    let (gm, gt) = (view(gv, n, false), view(gv, n, true));
+    let gm = view(gv, n, false);
     let alpha = g.alpha;
-    let mut da = vec![0f32; a0 * a1];
-    if g.trans_a {
-        // dA [K, M] = alpha·B'·dYᵀ
-        let bm = view(bv, b1, g.trans_b);
-        gemm_strided(op, k, n, m, alpha, bm, gt, 0.0, &mut da, m)?;
-    } else {
-        // dA [M, K] = alpha·dY·B'ᵀ
-        let bt = view(bv, b1, !g.trans_b);
-        gemm_strided(op, m, n, k, alpha, gm, bt, 0.0, &mut da, k)?;
-    }
-    let mut db = vec![0f32; b0 * b1];
-    if g.trans_b {
-        // dB [N, K] = alpha·dYᵀ·A'
-        let am = view(av, a1, g.trans_a);
-        gemm_strided(op, n, m, k, alpha, gt, am, 0.0, &mut db, k)?;
-    } else {
-        // dB [K, N] = alpha·A'ᵀ·dY
-        let at = view(av, a1, !g.trans_a);
-        gemm_strided(op, k, m, n, alpha, at, gm, 0.0, &mut db, n)?;
-    }
+    // dA' [M, K] = alpha·dY·B'ᵀ ; dB' [K, N] = alpha·A'ᵀ·dY
+    let bt = view(bv, b1, !g.trans_b);
+    let da = product(op, g.trans_a, (m, n, k), alpha, gm, bt)?;
+    let at = view(av, a1, !g.trans_a);
+    let db = product(op, g.trans_b, (k, m, n), alpha, at, gm)?;
     let mut out = vec![cx.entry(a.shape(), da)?, cx.entry(b.shape(), db)?];
     if g.has_c {
         let c = cx.inputs[2];
@@ -115,9 +120,9 @@ pub(super) fn matmul(cx: &Ctx) -> Grads {
         let bt = view(&bv[mb[i] * k * n..(mb[i] + 1) * k * n], n, true);
         let dai = &mut da[ma[i] * m * k..(ma[i] + 1) * m * k];
         // dA_i += dY_i · B_iᵀ ; dB_i += A_iᵀ · dY_i
-        gemm_strided(op, m, n, k, 1.0, g, bt, 1.0, dai, k)?;
+        gemm_into(op, true, m, n, k, 1.0, g, bt, 1.0, dai)?;
         let dbi = &mut db[mb[i] * k * n..(mb[i] + 1) * k * n];
-        gemm_strided(op, k, m, n, 1.0, at, g, 1.0, dbi, n)?;
+        gemm_into(op, true, k, m, n, 1.0, at, g, 1.0, dbi)?;
     }
     Ok(vec![cx.entry(a.shape(), da)?, cx.entry(b.shape(), db)?])
 }

@@ -264,14 +264,7 @@ pub fn forward_with_tape(
             );
         }
         let result = eval_op(op, &refs).map_err(|e| e.in_node(&node.name, op.mnemonic()))?;
-        if result.len() != node.outputs.len() {
-            return Err(RuntimeError::OutputCount {
-                node: node.name.clone(),
-                op: op.mnemonic(),
-                declared: node.outputs.len(),
-                produced: result.len(),
-            });
-        }
+        crate::check_output_count(node, op, result.len())?;
         for (i, t) in result.into_iter().enumerate() {
             values.insert(
                 ValueRef {

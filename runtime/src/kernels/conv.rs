@@ -7,7 +7,7 @@ use strata_ir::ops::{Conv, ConvTranspose};
 use strata_ir::Tensor;
 
 use super::index::{next_index, offset_inside, unravel};
-use super::linear::{gemm_block, gemm_strided, GemmElem, MatRef};
+use super::linear::{gemm_into, GemmElem, MatRef};
 use super::window::{check_attr, spatial_axes, valid_range, window_slack};
 use super::{checked_numel, make, map_data, same_dtype, strides_of};
 use crate::RuntimeError;
@@ -107,19 +107,6 @@ fn geometry(
     })
 }
 
-type GemmFn<T> = fn(
-    &'static str,
-    usize,
-    usize,
-    usize,
-    T,
-    MatRef<'_, T>,
-    MatRef<'_, T>,
-    T,
-    &mut [T],
-    usize,
-) -> Result<(), RuntimeError>;
-
 impl Geometry {
     /// Records `m` output channels of spatial shape `out_sp` and returns the output shape
     /// `[N, M, out_sp...]`, refusing one too large to allocate.
@@ -149,14 +136,11 @@ impl Geometry {
         &x[(n * self.in_ch + gi * cg) * p_in..(n * self.in_ch + (gi + 1) * cg) * p_in]
     }
 
-    /// With several images the batch loop is already parallel, so each GEMM runs on one
-    /// thread; a single image parallelises inside the GEMM instead.
-    fn gemm<T: GemmElem>(&self) -> GemmFn<T> {
-        if self.batch > 1 {
-            gemm_block::<T>
-        } else {
-            gemm_strided::<T>
-        }
+    /// Whether each GEMM may split across threads: with several images the batch loop is
+    /// already parallel, so each GEMM runs on one thread; a single image parallelises inside
+    /// the GEMM instead.
+    fn split_gemm(&self) -> bool {
+        self.batch == 1
     }
 
     /// The output, computed by `image(n, output_of_image_n, scratch)` for every image after
@@ -337,7 +321,7 @@ impl Geometry {
             && g.pads_begin.iter().chain(&g.pads_end).all(|&p| p == 0);
         let col_len = if pointwise { 0 } else { kc * p_out };
         let beta = if bias.is_some() { T::ONE } else { T::ZERO };
-        let gemm = g.gemm::<T>();
+        let split = g.split_gemm();
         g.per_image(bias, |n, dst, col| {
             for gi in 0..g.group {
                 let xg = g.group_input(x, n, gi);
@@ -351,7 +335,7 @@ impl Geometry {
                 let wm = MatRef::of(&w[gi * mg * kc..(gi + 1) * mg * kc], kc, false);
                 let cm = MatRef::of(cols, p_out, false);
                 let dst_g = &mut dst[gi * mg * p_out..(gi + 1) * mg * p_out];
-                gemm("conv", mg, kc, p_out, T::ONE, wm, cm, beta, dst_g, p_out)?;
+                gemm_into("conv", split, mg, kc, p_out, T::ONE, wm, cm, beta, dst_g)?;
             }
             Ok(())
         })
@@ -413,7 +397,7 @@ impl Geometry {
         let (p_out, p_in, cg, mg, kprod) = (g.p_out, g.p_in, g.cg, g.mg, g.kprod);
         let rows = mg * kprod;
         let out_strides = strides_of(&g.out_sp);
-        let gemm = g.gemm::<T>();
+        let split = g.split_gemm();
         g.per_image(bias, |n, dst, col| {
             col.resize(rows * p_in, T::ZERO);
             let mut kidx = vec![0usize; d];
@@ -423,7 +407,7 @@ impl Geometry {
                 let wm = MatRef::of(&w[gi * cg * rows..(gi + 1) * cg * rows], rows, true);
                 // cols[rows, p_in] = W_g^T [rows, cg] · x_g [cg, p_in]
                 let op = "conv_transpose";
-                gemm(op, rows, cg, p_in, T::ONE, wm, xm, T::ZERO, col, p_in)?;
+                gemm_into(op, split, rows, cg, p_in, T::ONE, wm, xm, T::ZERO, col)?;
                 // col2im: scatter-add each column entry to its output position.
                 for r in 0..rows {
                     let mo = r / kprod;
