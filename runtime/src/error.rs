@@ -155,6 +155,19 @@ impl RuntimeError {
         }
     }
 
+    /// [`RuntimeError::Attribute`], for call sites that build the reason elsewhere.
+    pub(crate) fn attribute(
+        op: &'static str,
+        attr: &'static str,
+        reason: impl Into<String>,
+    ) -> RuntimeError {
+        RuntimeError::Attribute {
+            op,
+            attr,
+            reason: reason.into(),
+        }
+    }
+
     /// [`RuntimeError::Shape`] saying that `what` (of shape `got`) does not match `other`
     /// (of shape `want`): the one wording of every "these two shapes must agree" check.
     pub(crate) fn mismatch(

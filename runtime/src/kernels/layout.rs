@@ -236,17 +236,13 @@ pub fn concat(axis: usize, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
 pub fn pad(p: &Pad, t: &Tensor) -> Result<Tensor, RuntimeError> {
     const OP: &str = "pad";
     let rank = t.rank();
-    if p.pads.len() != 2 * rank {
-        return Err(RuntimeError::Attribute {
-            op: OP,
-            attr: "pads",
-            reason: format!(
-                "has {} values but the input {:?} needs {}",
-                p.pads.len(),
-                t.shape(),
-                2 * rank
-            ),
-        });
+    let (got, want) = (p.pads.len(), 2 * rank);
+    if got != want {
+        let reason = format!(
+            "has {got} values but the input {:?} needs {want}",
+            t.shape()
+        );
+        return Err(RuntimeError::attribute(OP, "pads", reason));
     }
     if let Some(bad) = p
         .pads
@@ -454,18 +450,15 @@ pub fn slice(s: &Slice, t: &Tensor) -> Result<Tensor, RuntimeError> {
     const OP: &str = "slice";
     let rank = t.rank();
     let n = s.axes.len();
-    if s.starts.len() != n || s.ends.len() != n || s.steps.len() != n {
-        return Err(RuntimeError::Attribute {
-            op: OP,
-            attr: "starts/ends/axes/steps",
-            reason: format!(
-                "lengths differ: {} starts, {} ends, {} axes, {} steps",
-                s.starts.len(),
-                s.ends.len(),
-                n,
-                s.steps.len()
-            ),
-        });
+    let lens = [s.starts.len(), s.ends.len(), n, s.steps.len()];
+    if lens != [n; 4] {
+        let [b, e, _, st] = lens;
+        let reason = format!("lengths differ: {b} starts, {e} ends, {n} axes, {st} steps");
+        return Err(RuntimeError::attribute(
+            OP,
+            "starts/ends/axes/steps",
+            reason,
+        ));
     }
     // Per axis: first index, step, length.
     let mut start: Vec<i128> = vec![0; rank];
