@@ -8,11 +8,6 @@ use super::{broadcast_map, reduce_to, Ctx, Grads};
 use crate::kernels::linear::{gemm_into, MatRef};
 use crate::RuntimeError;
 
-/// The logical matrix of row-major `data [rows, cols]`, transposed when `t`.
-fn view(data: &[f32], cols: usize, t: bool) -> MatRef<'_, f32> {
-    MatRef::of(data, cols, t)
-}
-
 fn rank2(op: &'static str, t: &Tensor, input: usize) -> Result<(usize, usize), RuntimeError> {
     match t.shape() {
         [r, c] => Ok((*r, *c)),
@@ -63,12 +58,12 @@ pub(super) fn gemm(g: &Gemm, cx: &Ctx) -> Grads {
     if kb != k || cx.grad.shape() != [m, n] {
         return Err(misfit(cx));
     }
-    let gm = view(gv, n, false);
+    let gm = MatRef::of(gv, n, false);
     let alpha = g.alpha;
     // dA' [M, K] = alpha·dY·B'ᵀ ; dB' [K, N] = alpha·A'ᵀ·dY
-    let bt = view(bv, b1, !g.trans_b);
+    let bt = MatRef::of(bv, b1, !g.trans_b);
     let da = product(op, g.trans_a, (m, n, k), alpha, gm, bt)?;
-    let at = view(av, a1, !g.trans_a);
+    let at = MatRef::of(av, a1, !g.trans_a);
     let db = product(op, g.trans_b, (k, m, n), alpha, at, gm)?;
     let mut out = vec![cx.entry(a.shape(), da)?, cx.entry(b.shape(), db)?];
     if g.has_c {
@@ -115,9 +110,9 @@ pub(super) fn matmul(cx: &Ctx) -> Grads {
     let mut da = vec![0f32; av.len()];
     let mut db = vec![0f32; bv.len()];
     for i in 0..batch {
-        let g = view(&gv[i * m * n..(i + 1) * m * n], n, false);
-        let at = view(&av[ma[i] * m * k..(ma[i] + 1) * m * k], k, true);
-        let bt = view(&bv[mb[i] * k * n..(mb[i] + 1) * k * n], n, true);
+        let g = MatRef::of(&gv[i * m * n..(i + 1) * m * n], n, false);
+        let at = MatRef::of(&av[ma[i] * m * k..(ma[i] + 1) * m * k], k, true);
+        let bt = MatRef::of(&bv[mb[i] * k * n..(mb[i] + 1) * k * n], n, true);
         let dai = &mut da[ma[i] * m * k..(ma[i] + 1) * m * k];
         // dA_i += dY_i · B_iᵀ ; dB_i += A_iᵀ · dY_i
         gemm_into(op, true, m, n, k, 1.0, g, bt, 1.0, dai)?;
