@@ -142,6 +142,44 @@ pub enum RuntimeError {
 }
 
 impl RuntimeError {
+    /// [`RuntimeError::UnsupportedDType`] for input `input` of `op`.
+    pub(crate) fn unsupported(op: &'static str, input: usize, dtype: DType) -> RuntimeError {
+        RuntimeError::UnsupportedDType { op, input, dtype }
+    }
+
+    /// [`RuntimeError::Shape`], for call sites that build the reason elsewhere.
+    pub(crate) fn shape(op: &'static str, reason: impl Into<String>) -> RuntimeError {
+        RuntimeError::Shape {
+            op,
+            reason: reason.into(),
+        }
+    }
+
+    /// [`RuntimeError::Attribute`], for call sites that build the reason elsewhere.
+    pub(crate) fn attribute(
+        op: &'static str,
+        attr: &'static str,
+        reason: impl Into<String>,
+    ) -> RuntimeError {
+        RuntimeError::Attribute {
+            op,
+            attr,
+            reason: reason.into(),
+        }
+    }
+
+    /// [`RuntimeError::Shape`] saying that `what` (of shape `got`) does not match `other`
+    /// (of shape `want`): the one wording of every "these two shapes must agree" check.
+    pub(crate) fn mismatch(
+        op: &'static str,
+        what: &str,
+        got: &[usize],
+        other: &str,
+        want: &[usize],
+    ) -> RuntimeError {
+        RuntimeError::shape(op, format!("{what} {got:?} differs from {other} {want:?}"))
+    }
+
     /// Wraps an op-level error with the node it happened in.
     pub fn in_node(self, node: &str, op: &'static str) -> RuntimeError {
         RuntimeError::Node {

@@ -11,7 +11,7 @@ pub mod kernels;
 
 use std::collections::{BTreeMap, HashMap};
 
-use strata_ir::{Dim, Graph, NodeKind, Tensor, ValueRef};
+use strata_ir::{Dim, Graph, Node, NodeKind, Op, Tensor, ValueRef};
 
 pub use error::RuntimeError;
 pub use kernels::{eval_op, eval_op_with, QuantPath};
@@ -42,15 +42,15 @@ pub fn run_with(
     options: &RunOptions,
 ) -> Result<Vec<Tensor>, RuntimeError> {
     check_layers(graph, options)?;
-    run_inner(graph, inputs, options, None)
+    Runner { graph, options }.run(inputs, None)
 }
 
 fn check_layers(graph: &Graph, options: &RunOptions) -> Result<(), RuntimeError> {
     for name in options.per_layer.keys() {
         let found = graph.node_ids().any(|id| {
-            graph.node(id).is_ok_and(|n| {
-                &n.name == name && matches!(n.kind, NodeKind::Op(strata_ir::Op::Bitplane(_)))
-            })
+            graph
+                .node(id)
+                .is_ok_and(|n| &n.name == name && matches!(n.kind, NodeKind::Op(Op::Bitplane(_))))
         });
         if !found {
             return Err(RuntimeError::UnknownLayer { node: name.clone() });
@@ -82,96 +82,8 @@ impl Slot<'_> {
 /// values are dropped right after their last consumer runs, so memory stays bounded by the
 /// widest point of the graph rather than its total size.
 pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
-    run_inner(graph, inputs, &RunOptions::default(), None)
-}
-
-/// Runs the batch in chunks when the graph is provably per-sample (see `chunk.rs`), else whole.
-fn run_inner(
-    graph: &Graph,
-    inputs: &[Tensor],
-    options: &RunOptions,
-    mut timings: Option<&mut Vec<NodeTiming>>,
-) -> Result<Vec<Tensor>, RuntimeError> {
-    graph.topo_order()?;
-    let batch = check_inputs(graph, inputs)?;
-    let chunk = match (batch, chunk::plan(graph)) {
-        (Some(b), Some(c)) if b > c => c,
-        _ => return run_whole(graph, inputs, options, timings),
-    };
-    let batch = batch.unwrap_or(0);
-    let batched: Vec<bool> = graph
-        .inputs()
-        .iter()
-        .map(|&id| {
-            graph
-                .node(id)
-                .ok()
-                .and_then(|n| n.outputs.first())
-                .is_some_and(|v| v.ty.shape.has_batch())
-        })
-        .collect();
-    let out_batched: Vec<bool> = graph
-        .outputs()
-        .iter()
-        .map(|&v| graph.value(v).is_ok_and(|v| v.ty.shape.has_batch()))
-        .collect();
-    let mut pieces: Vec<Vec<Tensor>> = vec![Vec::new(); graph.outputs().len()];
-    let mut start = 0;
-    while start < batch {
-        let len = chunk.min(batch - start);
-        let chunk_inputs: Vec<Tensor> = inputs
-            .iter()
-            .zip(&batched)
-            .map(|(t, &b)| {
-                if b {
-                    slice_batch(t, start, len)
-                } else {
-                    Ok(t.clone())
-                }
-            })
-            .collect::<Result<_, _>>()?;
-        let mut chunk_timings = Vec::new();
-        let outs = run_whole(
-            graph,
-            &chunk_inputs,
-            options,
-            timings.is_some().then_some(&mut chunk_timings),
-        )?;
-        if let Some(t) = timings.as_deref_mut() {
-            if t.is_empty() {
-                *t = chunk_timings;
-            } else {
-                for (acc, c) in t.iter_mut().zip(chunk_timings) {
-                    acc.seconds += c.seconds;
-                }
-            }
-        }
-        for (i, out) in outs.into_iter().enumerate() {
-            if out_batched[i] {
-                if out.shape().first() != Some(&len) {
-                    // The declared types promised a per-sample output but the op disagreed:
-                    // do not guess, run the batch whole.
-                    return run_whole(graph, inputs, options, timings);
-                }
-                pieces[i].push(out);
-            } else if start == 0 {
-                pieces[i].push(out);
-            }
-        }
-        start += len;
-    }
-    pieces
-        .into_iter()
-        .map(|mut parts| {
-            if parts.len() == 1 {
-                if let Some(only) = parts.pop() {
-                    return Ok(only);
-                }
-            }
-            let refs: Vec<&Tensor> = parts.iter().collect();
-            kernels::layout::concat(0, &refs)
-        })
-        .collect()
+    let options = &RunOptions::default();
+    Runner { graph, options }.run(inputs, None)
 }
 
 /// Rows `start..start + len` of a tensor along axis 0.
@@ -203,178 +115,281 @@ pub fn run_profiled(
     inputs: &[Tensor],
 ) -> Result<(Vec<Tensor>, Vec<NodeTiming>), RuntimeError> {
     let mut timings = Vec::new();
-    let outputs = run_inner(graph, inputs, &RunOptions::default(), Some(&mut timings))?;
+    let options = &RunOptions::default();
+    let outputs = Runner { graph, options }.run(inputs, Some(&mut timings))?;
     Ok((outputs, timings))
 }
 
-/// Executes the whole graph on the given inputs in one pass.
-fn run_whole(
-    graph: &Graph,
-    inputs: &[Tensor],
-    options: &RunOptions,
-    mut timings: Option<&mut Vec<NodeTiming>>,
-) -> Result<Vec<Tensor>, RuntimeError> {
-    let order = graph.topo_order()?;
-    let batch = check_inputs(graph, inputs)?.unwrap_or(1);
+/// A graph with the options it runs under, shared by the chunked and the whole-batch driver.
+#[derive(Clone, Copy)]
+struct Runner<'a> {
+    graph: &'a Graph,
+    options: &'a RunOptions,
+}
 
-    // Remaining uses of every value; graph outputs are pinned with an extra use never released.
-    let mut uses: HashMap<ValueRef, usize> = HashMap::new();
-    for &id in &order {
-        for v in graph.node_inputs(id) {
+/// Where [`run_profiled`] collects the time of each node (`None`: not profiling).
+type Timings<'a> = Option<&'a mut Vec<NodeTiming>>;
+type Outputs = Result<Vec<Tensor>, RuntimeError>;
+
+impl Runner<'_> {
+    /// Runs the batch in chunks when the graph is provably per-sample (see `chunk.rs`), else whole.
+    fn run(self, inputs: &[Tensor], mut timings: Timings) -> Outputs {
+        let Runner { graph, .. } = self;
+        graph.topo_order()?;
+        let batch = check_inputs(graph, inputs)?;
+        let chunk = match (batch, chunk::plan(graph)) {
+            (Some(b), Some(c)) if b > c => c,
+            _ => return self.whole(inputs, timings),
+        };
+        let batch = batch.unwrap_or(0);
+        let batched: Vec<bool> = graph
+            .inputs()
+            .iter()
+            .map(|&id| {
+                graph
+                    .node(id)
+                    .ok()
+                    .and_then(|n| n.outputs.first())
+                    .is_some_and(|v| v.ty.shape.has_batch())
+            })
+            .collect();
+        let out_batched: Vec<bool> = graph
+            .outputs()
+            .iter()
+            .map(|&v| graph.value(v).is_ok_and(|v| v.ty.shape.has_batch()))
+            .collect();
+        let mut pieces: Vec<Vec<Tensor>> = vec![Vec::new(); graph.outputs().len()];
+        let mut start = 0;
+        while start < batch {
+            let len = chunk.min(batch - start);
+            let chunk_inputs: Vec<Tensor> = inputs
+                .iter()
+                .zip(&batched)
+                .map(|(t, &b)| {
+                    if b {
+                        slice_batch(t, start, len)
+                    } else {
+                        Ok(t.clone())
+                    }
+                })
+                .collect::<Result<_, _>>()?;
+            let mut chunk_timings = Vec::new();
+            let outs = self.whole(
+                &chunk_inputs,
+                timings.is_some().then_some(&mut chunk_timings),
+            )?;
+            if let Some(t) = timings.as_deref_mut() {
+                if t.is_empty() {
+                    *t = chunk_timings;
+                } else {
+                    for (acc, c) in t.iter_mut().zip(chunk_timings) {
+                        acc.seconds += c.seconds;
+                    }
+                }
+            }
+            for (i, out) in outs.into_iter().enumerate() {
+                if out_batched[i] {
+                    if out.shape().first() != Some(&len) {
+                        // The declared types promised a per-sample output but the op disagreed:
+                        // do not guess, run the batch whole.
+                        return self.whole(inputs, timings);
+                    }
+                    pieces[i].push(out);
+                } else if start == 0 {
+                    pieces[i].push(out);
+                }
+            }
+            start += len;
+        }
+        pieces
+            .into_iter()
+            .map(|mut parts| {
+                if parts.len() == 1 {
+                    if let Some(only) = parts.pop() {
+                        return Ok(only);
+                    }
+                }
+                let refs: Vec<&Tensor> = parts.iter().collect();
+                kernels::layout::concat(0, &refs)
+            })
+            .collect()
+    }
+
+    /// Executes the whole graph on the given inputs in one pass.
+    fn whole(self, inputs: &[Tensor], mut timings: Timings) -> Outputs {
+        let Runner { graph, options } = self;
+        let order = graph.topo_order()?;
+        let batch = check_inputs(graph, inputs)?.unwrap_or(1);
+
+        // Remaining uses of every value; graph outputs are pinned with an extra use never released.
+        let mut uses: HashMap<ValueRef, usize> = HashMap::new();
+        for &id in &order {
+            for v in graph.node_inputs(id) {
+                *uses.entry(v).or_insert(0) += 1;
+            }
+        }
+        for &v in graph.outputs() {
             *uses.entry(v).or_insert(0) += 1;
         }
-    }
-    for &v in graph.outputs() {
-        *uses.entry(v).or_insert(0) += 1;
-    }
 
-    let mut values: HashMap<ValueRef, Slot<'_>> = HashMap::new();
-    for (i, &id) in graph.inputs().iter().enumerate() {
-        values.insert(ValueRef::first(id), Slot::Borrowed(&inputs[i]));
-    }
+        let mut values: HashMap<ValueRef, Slot<'_>> = HashMap::new();
+        for (i, &id) in graph.inputs().iter().enumerate() {
+            values.insert(ValueRef::first(id), Slot::Borrowed(&inputs[i]));
+        }
 
-    for &id in &order {
-        let node = graph.node(id)?;
-        let op = match &node.kind {
-            NodeKind::Input => continue,
-            NodeKind::Constant(_) => {
-                let v = ValueRef::first(id);
-                if let Some(t) = graph.constant_value(v) {
-                    values.insert(v, Slot::Borrowed(t.as_ref()));
+        for &id in &order {
+            let node = graph.node(id)?;
+            let op = match &node.kind {
+                NodeKind::Input => continue,
+                NodeKind::Constant(_) => {
+                    let v = ValueRef::first(id);
+                    if let Some(t) = graph.constant_value(v) {
+                        values.insert(v, Slot::Borrowed(t.as_ref()));
+                    }
+                    continue;
                 }
-                continue;
-            }
-            NodeKind::Op(op) => op,
-        };
-        // The declared output types at this batch size bound what the kernel allocates: refuse
-        // a value beyond the limits before the kernel tries (kernels check their own too).
-        for out in &node.outputs {
-            if strata_ir::limits::check_type(&out.ty, batch).is_err() {
-                let shape = out
-                    .ty
-                    .shape
-                    .resolve(batch)
-                    .iter()
-                    .map(|&d| d as u128)
-                    .collect();
-                return Err(RuntimeError::TooLarge {
-                    op: op.mnemonic(),
-                    shape,
-                }
-                .in_node(&node.name, op.mnemonic()));
-            }
-        }
-        let args = graph.node_inputs(id);
-        for (slot, v) in args.iter().enumerate() {
-            if !values.contains_key(v) {
-                let producer = graph
-                    .node(v.node)
-                    .map(|n| n.name.clone())
-                    .unwrap_or_default();
-                return Err(RuntimeError::MissingValue {
-                    node: node.name.clone(),
-                    slot,
-                    producer,
-                    output: v.output,
-                });
-            }
-        }
-        // Release this node's uses up front; a value whose count drops to zero is no longer
-        // needed after this op, and an owned first argument can be moved into the kernel.
-        let mut dead = Vec::new();
-        for v in &args {
-            if let Some(n) = uses.get_mut(v) {
-                *n -= 1;
-                if *n == 0 {
-                    dead.push(*v);
-                }
-            }
-        }
-        let movable = args.first().copied().filter(|v| {
-            kernels::benefits_from_ownership(op)
-                && dead.contains(v)
-                && args.iter().filter(|a| *a == v).count() == 1
-        });
-        let owned_first = match movable.and_then(|v| values.remove(&v).map(|s| (v, s))) {
-            Some((_, Slot::Owned(t))) => Some(t),
-            Some((v, borrowed)) => {
-                values.insert(v, borrowed);
-                None
-            }
-            None => None,
-        };
-        let started = timings.is_some().then(std::time::Instant::now);
-        let result = match owned_first {
-            Some(t) => {
-                let rest: Vec<&Tensor> = args[1..]
-                    .iter()
-                    .filter_map(|v| values.get(v).map(Slot::get))
-                    .collect();
-                kernels::eval_op_owned(op, t, &rest)
-            }
-            None => {
-                let refs: Vec<&Tensor> = args
-                    .iter()
-                    .filter_map(|v| values.get(v).map(Slot::get))
-                    .collect();
-                let planes = options
-                    .per_layer
-                    .get(&node.name)
-                    .copied()
-                    .or(options.planes);
-                eval_op_with(op, &refs, planes, options.path)
-            }
-        }
-        .map_err(|e| e.in_node(&node.name, op.mnemonic()))?;
-        if let (Some(t), Some(start)) = (timings.as_deref_mut(), started) {
-            t.push(NodeTiming {
-                node: node.name.clone(),
-                op: op.mnemonic(),
-                seconds: start.elapsed().as_secs_f64(),
-            });
-        }
-        if result.len() != node.outputs.len() {
-            return Err(RuntimeError::OutputCount {
-                node: node.name.clone(),
-                op: op.mnemonic(),
-                declared: node.outputs.len(),
-                produced: result.len(),
-            });
-        }
-        for v in dead {
-            values.remove(&v);
-        }
-        for (i, t) in result.into_iter().enumerate() {
-            let v = ValueRef {
-                node: id,
-                output: i,
+                NodeKind::Op(op) => op,
             };
-            // Values nobody reads (e.g. an unused Split piece) are dropped at once.
-            if uses.get(&v).copied().unwrap_or(0) > 0 {
-                values.insert(v, Slot::Owned(t));
+            // The declared output types at this batch size bound what the kernel allocates: refuse
+            // a value beyond the limits before the kernel tries (kernels check their own too).
+            for out in &node.outputs {
+                if strata_ir::limits::check_type(&out.ty, batch).is_err() {
+                    let shape = out
+                        .ty
+                        .shape
+                        .resolve(batch)
+                        .iter()
+                        .map(|&d| d as u128)
+                        .collect();
+                    return Err(RuntimeError::TooLarge {
+                        op: op.mnemonic(),
+                        shape,
+                    }
+                    .in_node(&node.name, op.mnemonic()));
+                }
             }
-        }
-    }
-
-    let mut outputs = Vec::with_capacity(graph.outputs().len());
-    for &v in graph.outputs() {
-        match values.get(&v) {
-            Some(slot) => outputs.push(slot.get().clone()),
-            None => {
-                let producer = graph
-                    .node(v.node)
-                    .map(|n| n.name.clone())
-                    .unwrap_or_default();
-                return Err(RuntimeError::MissingValue {
-                    node: "<graph outputs>".to_string(),
-                    slot: outputs.len(),
-                    producer,
-                    output: v.output,
+            let args = graph.node_inputs(id);
+            for (slot, v) in args.iter().enumerate() {
+                if !values.contains_key(v) {
+                    let producer = graph
+                        .node(v.node)
+                        .map(|n| n.name.clone())
+                        .unwrap_or_default();
+                    return Err(RuntimeError::MissingValue {
+                        node: node.name.clone(),
+                        slot,
+                        producer,
+                        output: v.output,
+                    });
+                }
+            }
+            // Release this node's uses up front; a value whose count drops to zero is no longer
+            // needed after this op, and an owned first argument can be moved into the kernel.
+            let mut dead = Vec::new();
+            for v in &args {
+                if let Some(n) = uses.get_mut(v) {
+                    *n -= 1;
+                    if *n == 0 {
+                        dead.push(*v);
+                    }
+                }
+            }
+            let movable = args.first().copied().filter(|v| {
+                kernels::benefits_from_ownership(op)
+                    && dead.contains(v)
+                    && args.iter().filter(|a| *a == v).count() == 1
+            });
+            let owned_first = match movable.and_then(|v| values.remove(&v).map(|s| (v, s))) {
+                Some((_, Slot::Owned(t))) => Some(t),
+                Some((v, borrowed)) => {
+                    values.insert(v, borrowed);
+                    None
+                }
+                None => None,
+            };
+            let started = timings.is_some().then(std::time::Instant::now);
+            let result = match owned_first {
+                Some(t) => {
+                    let rest: Vec<&Tensor> = args[1..]
+                        .iter()
+                        .filter_map(|v| values.get(v).map(Slot::get))
+                        .collect();
+                    kernels::eval_op_owned(op, t, &rest)
+                }
+                None => {
+                    let refs: Vec<&Tensor> = args
+                        .iter()
+                        .filter_map(|v| values.get(v).map(Slot::get))
+                        .collect();
+                    let planes = options
+                        .per_layer
+                        .get(&node.name)
+                        .copied()
+                        .or(options.planes);
+                    eval_op_with(op, &refs, planes, options.path)
+                }
+            }
+            .map_err(|e| e.in_node(&node.name, op.mnemonic()))?;
+            if let (Some(t), Some(start)) = (timings.as_deref_mut(), started) {
+                t.push(NodeTiming {
+                    node: node.name.clone(),
+                    op: op.mnemonic(),
+                    seconds: start.elapsed().as_secs_f64(),
                 });
             }
+            check_output_count(node, op, result.len())?;
+            for v in dead {
+                values.remove(&v);
+            }
+            for (i, t) in result.into_iter().enumerate() {
+                let v = ValueRef {
+                    node: id,
+                    output: i,
+                };
+                // Values nobody reads (e.g. an unused Split piece) are dropped at once.
+                if uses.get(&v).copied().unwrap_or(0) > 0 {
+                    values.insert(v, Slot::Owned(t));
+                }
+            }
         }
+
+        let mut outputs = Vec::with_capacity(graph.outputs().len());
+        for &v in graph.outputs() {
+            match values.get(&v) {
+                Some(slot) => outputs.push(slot.get().clone()),
+                None => {
+                    let producer = graph
+                        .node(v.node)
+                        .map(|n| n.name.clone())
+                        .unwrap_or_default();
+                    return Err(RuntimeError::MissingValue {
+                        node: "<graph outputs>".to_string(),
+                        slot: outputs.len(),
+                        producer,
+                        output: v.output,
+                    });
+                }
+            }
+        }
+        Ok(outputs)
     }
-    Ok(outputs)
+}
+
+/// An op must produce exactly the outputs its node declares.
+pub(crate) fn check_output_count(
+    node: &Node,
+    op: &Op,
+    produced: usize,
+) -> Result<(), RuntimeError> {
+    if produced == node.outputs.len() {
+        return Ok(());
+    }
+    Err(RuntimeError::OutputCount {
+        node: node.name.clone(),
+        op: op.mnemonic(),
+        declared: node.outputs.len(),
+        produced,
+    })
 }
 
 /// Checks count, dtype, rank and known dimensions of the inputs and returns the batch size.

@@ -1,28 +1,16 @@
 //! Gradients of the element-wise ops: broadcasting arithmetic, activations and Clip.
 
-use strata_ir::ops::{BinaryOp, Clip, UnaryOp, VariadicOp};
-use strata_ir::Tensor;
+use strata_ir::ops::{BinaryOp, Clip, UnaryOp};
 
-use super::{broadcast_map, f32_tensor, f32s, reduce_to};
+use super::{broadcast_map, f32s, reduce_to, Ctx, Grads};
 use crate::RuntimeError;
 
 /// Add/Sub/Mul/Div: the element-wise partials, summed back over broadcast axes.
-pub(super) fn binary(
-    b: BinaryOp,
-    inputs: &[&Tensor],
-    output: &Tensor,
-    grad: &Tensor,
-) -> Result<Vec<Option<Tensor>>, RuntimeError> {
-    let op = match b {
-        BinaryOp::Add => "add",
-        BinaryOp::Sub => "sub",
-        BinaryOp::Mul => "mul",
-        BinaryOp::Div => "div",
-    };
-    let (a, bt) = (inputs[0], inputs[1]);
-    let (av, bv) = (f32s(op, a, 0)?, f32s(op, bt, 1)?);
-    let g = f32s(op, grad, usize::MAX)?;
-    let out = output.shape();
+pub(super) fn binary(b: BinaryOp, cx: &Ctx) -> Grads {
+    let (op, g) = (cx.op, cx.dy);
+    let (a, bt) = (cx.inputs[0], cx.inputs[1]);
+    let (av, bv) = (cx.x(0)?, cx.x(1)?);
+    let out = cx.output.shape();
     let (ma, mb) = (
         broadcast_map(op, a.shape(), out)?,
         broadcast_map(op, bt.shape(), out)?,
@@ -51,19 +39,10 @@ pub(super) fn binary(
 /// Max/Min: the output gradient flows to the input that supplied each output element (the
 /// first one on ties, like a subgradient; NaN outputs pass it to the first NaN input),
 /// summed back over that input's broadcast axes.
-pub(super) fn variadic(
-    v: VariadicOp,
-    inputs: &[&Tensor],
-    output: &Tensor,
-    grad: &Tensor,
-) -> Result<Vec<Option<Tensor>>, RuntimeError> {
-    let op = match v {
-        VariadicOp::Max => "max",
-        VariadicOp::Min => "min",
-    };
-    let out = output.shape();
-    let y = f32s(op, output, usize::MAX)?;
-    let g = f32s(op, grad, usize::MAX)?;
+pub(super) fn variadic(cx: &Ctx) -> Grads {
+    let (op, inputs, g) = (cx.op, cx.inputs, cx.dy);
+    let out = cx.output.shape();
+    let y = f32s(op, cx.output, usize::MAX)?;
     let mut values = Vec::with_capacity(inputs.len());
     let mut maps = Vec::with_capacity(inputs.len());
     for (i, t) in inputs.iter().enumerate() {
@@ -126,27 +105,11 @@ fn derivative(u: UnaryOp, x: f32, y: f32) -> f32 {
 }
 
 /// Activations: `dx = f'(x) · dy`.
-pub(super) fn unary(
-    u: UnaryOp,
-    x: &Tensor,
-    output: &Tensor,
-    grad: &Tensor,
-) -> Result<Vec<Option<Tensor>>, RuntimeError> {
-    const OP: &str = "unary";
-    let (xv, yv, g) = (
-        f32s(OP, x, 0)?,
-        f32s(OP, output, usize::MAX)?,
-        f32s(OP, grad, usize::MAX)?,
-    );
+pub(super) fn unary(u: UnaryOp, cx: &Ctx) -> Grads {
+    let (x, g) = (cx.inputs[0], cx.dy);
+    let (xv, yv) = (cx.x(0)?, f32s(cx.op, cx.output, usize::MAX)?);
     if xv.len() != g.len() {
-        return Err(RuntimeError::Shape {
-            op: OP,
-            reason: format!(
-                "input {:?} and output gradient {:?} differ",
-                x.shape(),
-                grad.shape()
-            ),
-        });
+        return Err(cx.misfit("the input", x.shape()));
     }
     let dx = xv
         .iter()
@@ -154,40 +117,28 @@ pub(super) fn unary(
         .zip(g)
         .map(|((&x, &y), &g)| derivative(u, x, y) * g)
         .collect();
-    Ok(vec![Some(f32_tensor(OP, x.shape(), dx)?)])
+    Ok(vec![cx.entry(x.shape(), dx)?])
 }
 
 /// Clip: the gradient passes where `min ≤ x ≤ max`; below (above) the range it goes to the
 /// `min` (`max`) input, which is a scalar.
-pub(super) fn clip(
-    c: &Clip,
-    inputs: &[&Tensor],
-    grad: &Tensor,
-) -> Result<Vec<Option<Tensor>>, RuntimeError> {
-    const OP: &str = "clip";
+pub(super) fn clip(c: &Clip, cx: &Ctx) -> Grads {
+    let (op, inputs, g) = (cx.op, cx.inputs, cx.dy);
     let x = inputs[0];
-    let (xv, g) = (f32s(OP, x, 0)?, f32s(OP, grad, usize::MAX)?);
+    let xv = cx.x(0)?;
     if xv.len() != g.len() {
-        return Err(RuntimeError::Shape {
-            op: OP,
-            reason: format!(
-                "input {:?} and output gradient {:?} differ",
-                x.shape(),
-                grad.shape()
-            ),
-        });
+        return Err(cx.misfit("the input", x.shape()));
     }
     let scalar = |slot: usize| -> Result<f32, RuntimeError> {
-        let v = f32s(OP, inputs[slot], slot)?;
-        match v {
+        match cx.x(slot)? {
             [s] => Ok(*s),
-            _ => Err(RuntimeError::Shape {
-                op: OP,
-                reason: format!(
+            _ => Err(RuntimeError::shape(
+                op,
+                format!(
                     "bound (input {slot}) must be a scalar, got shape {:?}",
                     inputs[slot].shape()
                 ),
-            }),
+            )),
         }
     };
     let mut slot = 1;
@@ -212,12 +163,12 @@ pub(super) fn clip(
             dx.push(g);
         }
     }
-    let mut out = vec![Some(f32_tensor(OP, x.shape(), dx)?)];
+    let mut out = vec![cx.entry(x.shape(), dx)?];
     if c.has_min {
-        out.push(Some(f32_tensor(OP, inputs[1].shape(), vec![glo])?));
+        out.push(cx.entry(inputs[1].shape(), vec![glo])?);
     }
     if c.has_max {
-        out.push(Some(f32_tensor(OP, inputs[slot].shape(), vec![ghi])?));
+        out.push(cx.entry(inputs[slot].shape(), vec![ghi])?);
     }
     Ok(out)
 }

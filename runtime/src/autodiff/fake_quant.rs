@@ -26,7 +26,7 @@ use strata_ir::quant::{
 };
 use strata_ir::Tensor;
 
-use super::{f32_tensor, f32s};
+use super::{f32_tensor, f32s, same_shape};
 use crate::RuntimeError;
 
 const WOP: &str = "weight_fake_quant";
@@ -165,16 +165,7 @@ impl WeightFakeQuant {
     pub fn backward(&self, w: &Tensor, grad: &Tensor) -> Result<WeightFakeQuantGrad, RuntimeError> {
         let (cols, codes) = self.codes(w)?;
         let g = f32s(WOP, grad, usize::MAX)?;
-        if grad.shape() != w.shape() {
-            return Err(RuntimeError::Shape {
-                op: WOP,
-                reason: format!(
-                    "gradient {:?} differs from the weights {:?}",
-                    grad.shape(),
-                    w.shape()
-                ),
-            });
-        }
+        same_shape(WOP, "gradient", grad, "the weights", w)?;
         let (qmin, qmax) = weight_limits(self.bits).map_err(weight_err)?;
         let (qmin, qmax) = (qmin as f32, qmax as f32);
         // `s_c·2^(B−k)`: the midpoint table's alpha, the width of a truncation bucket.
@@ -293,16 +284,7 @@ impl ActFakeQuant {
     pub fn backward(&self, x: &Tensor, grad: &Tensor) -> Result<ActFakeQuantGrad, RuntimeError> {
         let (lo, hi) = self.quantizer()?.limits();
         let (xv, g) = (f32s(AOP, x, 0)?, f32s(AOP, grad, usize::MAX)?);
-        if grad.shape() != x.shape() {
-            return Err(RuntimeError::Shape {
-                op: AOP,
-                reason: format!(
-                    "gradient {:?} differs from the input {:?}",
-                    grad.shape(),
-                    x.shape()
-                ),
-            });
-        }
+        same_shape(AOP, "gradient", grad, "the input", x)?;
         let (mut ds, mut dz) = (0f64, 0f64);
         let mut dx = Vec::with_capacity(xv.len());
         for (&v, &gi) in xv.iter().zip(g) {

@@ -2,40 +2,24 @@
 //! input's shape, Transpose applies the inverse permutation, Concat slices the gradient.
 
 use strata_ir::ops::Slice;
-use strata_ir::Tensor;
 
-use super::f32s;
+use super::{Ctx, Grads};
 use crate::kernels::layout as fwd;
 use crate::RuntimeError;
 
 /// Flatten, Reshape, Squeeze, Unsqueeze, Identity: same elements, the input's shape.
-pub(super) fn relabel(
-    op: &'static str,
-    x: &Tensor,
-    grad: &Tensor,
-) -> Result<Vec<Option<Tensor>>, RuntimeError> {
-    f32s(op, x, 0)?;
-    let g = grad
-        .clone()
-        .reshaped(x.shape().to_vec())
-        .map_err(|e| RuntimeError::Shape {
-            op,
-            reason: format!(
-                "output gradient {:?} does not fit the input {:?}: {e}",
-                grad.shape(),
-                x.shape()
-            ),
-        })?;
-    Ok(vec![Some(g)])
+pub(super) fn relabel(cx: &Ctx) -> Grads {
+    let x = cx.inputs[0];
+    cx.x(0)?;
+    let g = cx.grad.clone().reshaped(x.shape().to_vec());
+    Ok(vec![Some(
+        g.map_err(|_| cx.misfit("the input", x.shape()))?,
+    )])
 }
 
-pub(super) fn transpose(
-    perm: &[usize],
-    x: &Tensor,
-    grad: &Tensor,
-) -> Result<Vec<Option<Tensor>>, RuntimeError> {
-    const OP: &str = "transpose";
-    f32s(OP, x, 0)?;
+pub(super) fn transpose(perm: &[usize], cx: &Ctx) -> Grads {
+    let x = cx.inputs[0];
+    cx.x(0)?;
     let rank = x.rank();
     let perm: Vec<usize> = if perm.is_empty() {
         (0..rank).rev().collect()
@@ -46,36 +30,24 @@ pub(super) fn transpose(
     for (i, &p) in perm.iter().enumerate() {
         if p >= rank || perm.len() != rank || inv[p] != usize::MAX {
             return Err(RuntimeError::Attribute {
-                op: OP,
+                op: cx.op,
                 attr: "perm",
                 reason: format!("{perm:?} is not a permutation of {rank} axes"),
             });
         }
         inv[p] = i;
     }
-    let g = fwd::transpose(&inv, grad)?;
+    let g = fwd::transpose(&inv, cx.grad)?;
     if g.shape() != x.shape() {
-        return Err(RuntimeError::Shape {
-            op: OP,
-            reason: format!(
-                "output gradient {:?} does not fit the input {:?}",
-                grad.shape(),
-                x.shape()
-            ),
-        });
+        return Err(cx.misfit("the input", x.shape()));
     }
     Ok(vec![Some(g)])
 }
 
-pub(super) fn concat(
-    axis: usize,
-    inputs: &[&Tensor],
-    grad: &Tensor,
-) -> Result<Vec<Option<Tensor>>, RuntimeError> {
-    const OP: &str = "concat";
+pub(super) fn concat(axis: usize, cx: &Ctx) -> Grads {
     let mut start = 0usize;
-    let mut out = Vec::with_capacity(inputs.len());
-    for (i, x) in inputs.iter().enumerate() {
+    let mut out = Vec::with_capacity(cx.inputs.len());
+    for (i, x) in cx.inputs.iter().enumerate() {
         if x.as_f32().is_none() {
             // Non-float pieces (e.g. shape arithmetic) carry no gradient.
             out.push(None);
@@ -83,7 +55,7 @@ pub(super) fn concat(
             continue;
         }
         let len = *x.shape().get(axis).ok_or(RuntimeError::Attribute {
-            op: OP,
+            op: cx.op,
             attr: "axis",
             reason: format!(
                 "{axis} is out of range for input {i} of shape {:?}",
@@ -96,16 +68,9 @@ pub(super) fn concat(
             axes: vec![axis],
             steps: vec![1],
         };
-        let g = fwd::slice(&s, grad)?;
+        let g = fwd::slice(&s, cx.grad)?;
         if g.shape() != x.shape() {
-            return Err(RuntimeError::Shape {
-                op: OP,
-                reason: format!(
-                    "output gradient {:?} does not fit input {i} {:?}",
-                    grad.shape(),
-                    x.shape()
-                ),
-            });
+            return Err(cx.misfit(&format!("input {i}"), x.shape()));
         }
         out.push(Some(g));
         start += len;

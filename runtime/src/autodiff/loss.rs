@@ -4,7 +4,7 @@
 
 use strata_ir::Tensor;
 
-use super::{f32_tensor, f32s};
+use super::{f32_tensor, f32s, same_shape};
 use crate::RuntimeError;
 
 fn logits_2d(op: &'static str, t: &Tensor, input: usize) -> Result<(usize, usize), RuntimeError> {
@@ -46,11 +46,9 @@ pub fn softmax_cross_entropy(
     const OP: &str = "softmax_cross_entropy";
     let z = f32s(OP, logits, 0)?;
     let (n, c) = logits_2d(OP, logits, 0)?;
-    let labels_v = labels.to_i64_vec().ok_or(RuntimeError::UnsupportedDType {
-        op: OP,
-        input: 1,
-        dtype: labels.dtype(),
-    })?;
+    let labels_v = labels
+        .to_i64_vec()
+        .ok_or(RuntimeError::unsupported(OP, 1, labels.dtype()))?;
     if labels.shape() != [n] {
         return Err(RuntimeError::Shape {
             op: OP,
@@ -93,16 +91,7 @@ pub fn kl_distillation(
     const OP: &str = "kl_distillation";
     let (zs, zt) = (f32s(OP, student, 0)?, f32s(OP, teacher, 1)?);
     let (n, c) = logits_2d(OP, student, 0)?;
-    if teacher.shape() != student.shape() {
-        return Err(RuntimeError::Shape {
-            op: OP,
-            reason: format!(
-                "teacher logits {:?} differ from student logits {:?}",
-                teacher.shape(),
-                student.shape()
-            ),
-        });
-    }
+    same_shape(OP, "teacher logits", teacher, "student logits", student)?;
     if !(temperature.is_finite() && temperature > 0.0) {
         return Err(RuntimeError::Attribute {
             op: OP,

@@ -37,36 +37,39 @@ pub fn backward_op(
 ) -> Result<Vec<Option<Tensor>>, RuntimeError> {
     let name = op.mnemonic();
     crate::kernels::check_arity(op, inputs.len())?;
-    if grad_output.shape() != output.shape() {
-        return Err(RuntimeError::Shape {
-            op: name,
-            reason: format!(
-                "output gradient shape {:?} differs from the output shape {:?}",
-                grad_output.shape(),
-                output.shape()
-            ),
-        });
-    }
-    f32s(name, grad_output, usize::MAX)?;
+    same_shape(
+        name,
+        "output gradient shape",
+        grad_output,
+        "the output shape",
+        output,
+    )?;
+    let cx = Ctx {
+        op: name,
+        inputs,
+        output,
+        grad: grad_output,
+        dy: f32s(name, grad_output, usize::MAX)?,
+    };
     match op {
-        Op::Conv(c) => conv::conv(c, inputs, grad_output),
-        Op::Gemm(g) => linear::gemm(g, inputs, grad_output),
-        Op::MatMul => linear::matmul(inputs, grad_output),
-        Op::Binary(b) => elementwise::binary(*b, inputs, output, grad_output),
-        Op::Variadic(v) => elementwise::variadic(*v, inputs, output, grad_output),
-        Op::Unary(u) => elementwise::unary(*u, inputs[0], output, grad_output),
-        Op::Clip(c) => elementwise::clip(c, inputs, grad_output),
-        Op::Softmax(s) => normalization::softmax(s, output, grad_output),
-        Op::MaxPool(p) => pool::max_pool(p, inputs[0], output, grad_output),
-        Op::AveragePool(p) => pool::average_pool(p, inputs[0], grad_output),
-        Op::GlobalPool(k) => pool::global_pool(*k, inputs[0], grad_output),
+        Op::Conv(c) => conv::conv(c, &cx),
+        Op::Gemm(g) => linear::gemm(g, &cx),
+        Op::MatMul => linear::matmul(&cx),
+        Op::Binary(b) => elementwise::binary(*b, &cx),
+        Op::Variadic(_) => elementwise::variadic(&cx),
+        Op::Unary(u) => elementwise::unary(*u, &cx),
+        Op::Clip(c) => elementwise::clip(c, &cx),
+        Op::Softmax(s) => normalization::softmax(s, &cx),
+        Op::MaxPool(p) => pool::max_pool(p, &cx),
+        Op::AveragePool(p) => pool::average_pool(p, &cx),
+        Op::GlobalPool(k) => pool::global_pool(*k, &cx),
         Op::Flatten { .. }
         | Op::Reshape(_)
         | Op::Squeeze { .. }
         | Op::Unsqueeze { .. }
-        | Op::Identity => layout::relabel(name, inputs[0], grad_output),
-        Op::Transpose { perm } => layout::transpose(perm, inputs[0], grad_output),
-        Op::Concat { axis } => layout::concat(*axis, inputs, grad_output),
+        | Op::Identity => layout::relabel(&cx),
+        Op::Transpose { perm } => layout::transpose(perm, &cx),
+        Op::Concat { axis } => layout::concat(*axis, &cx),
         // Not differentiated (yet): inference-only layouts, integer shape arithmetic, and
         // layers the trainers replace with their own straight-through versions.
         Op::ConvTranspose(_)
@@ -83,6 +86,69 @@ pub fn backward_op(
     }
 }
 
+/// What every gradient rule receives: the op's name (for errors), the forward inputs and
+/// output, and the output gradient, already checked to be f32 and shaped like the output.
+pub(crate) struct Ctx<'a> {
+    pub(crate) op: &'static str,
+    pub(crate) inputs: &'a [&'a Tensor],
+    pub(crate) output: &'a Tensor,
+    pub(crate) grad: &'a Tensor,
+    /// The output gradient's elements.
+    pub(crate) dy: &'a [f32],
+}
+
+/// A gradient rule's result: one entry per input, `None` for inputs without a gradient.
+pub(crate) type Grads = Result<Vec<Option<Tensor>>, RuntimeError>;
+
+impl Ctx<'_> {
+    /// The f32 elements of input `i`.
+    pub(crate) fn x(&self, i: usize) -> Result<&[f32], RuntimeError> {
+        f32s(self.op, self.inputs[i], i)
+    }
+
+    /// The gradient entry for an input of `shape` holding `data`.
+    pub(crate) fn entry(
+        &self,
+        shape: &[usize],
+        data: Vec<f32>,
+    ) -> Result<Option<Tensor>, RuntimeError> {
+        f32_tensor(self.op, shape, data).map(Some)
+    }
+
+    /// The error for an output gradient that does not fit `what` (of shape `want`).
+    pub(crate) fn misfit(&self, what: &str, want: &[usize]) -> RuntimeError {
+        RuntimeError::mismatch(self.op, "output gradient", self.grad.shape(), what, want)
+    }
+
+    /// Refuses an output gradient whose shape is not `want` (the shape of `what`).
+    pub(crate) fn grad_fits(&self, what: &str, want: &[usize]) -> Result<(), RuntimeError> {
+        if self.grad.shape() == want {
+            return Ok(());
+        }
+        Err(self.misfit(what, want))
+    }
+}
+
+/// `t` (called `what` in the error) must have the shape of `other` (called `of`).
+pub(crate) fn same_shape(
+    op: &'static str,
+    what: &str,
+    t: &Tensor,
+    of: &str,
+    other: &Tensor,
+) -> Result<(), RuntimeError> {
+    if t.shape() == other.shape() {
+        return Ok(());
+    }
+    Err(RuntimeError::mismatch(
+        op,
+        what,
+        t.shape(),
+        of,
+        other.shape(),
+    ))
+}
+
 /// The f32 elements of a tensor, or a typed error naming the op and input (`usize::MAX`
 /// stands for the output gradient).
 pub(crate) fn f32s<'a>(
@@ -90,11 +156,8 @@ pub(crate) fn f32s<'a>(
     t: &'a Tensor,
     input: usize,
 ) -> Result<&'a [f32], RuntimeError> {
-    t.as_f32().ok_or(RuntimeError::UnsupportedDType {
-        op,
-        input,
-        dtype: t.dtype(),
-    })
+    t.as_f32()
+        .ok_or(RuntimeError::unsupported(op, input, t.dtype()))
 }
 
 /// Wraps f32 data of a shape the caller computed (the length always matches).
@@ -201,14 +264,7 @@ pub fn forward_with_tape(
             );
         }
         let result = eval_op(op, &refs).map_err(|e| e.in_node(&node.name, op.mnemonic()))?;
-        if result.len() != node.outputs.len() {
-            return Err(RuntimeError::OutputCount {
-                node: node.name.clone(),
-                op: op.mnemonic(),
-                declared: node.outputs.len(),
-                produced: result.len(),
-            });
-        }
+        crate::check_output_count(node, op, result.len())?;
         for (i, t) in result.into_iter().enumerate() {
             values.insert(
                 ValueRef {

@@ -1,35 +1,14 @@
 //! Softmax gradient: `dx = y ⊙ (dy − Σ_axis dy·y)`, written in terms of the forward output.
 
 use strata_ir::ops::Softmax;
-use strata_ir::Tensor;
 
-use super::{f32_tensor, f32s};
-use crate::RuntimeError;
+use super::{f32s, Ctx, Grads};
+use crate::kernels::normalization::softmax_blocks;
 
-pub(super) fn softmax(
-    sm: &Softmax,
-    y: &Tensor,
-    grad: &Tensor,
-) -> Result<Vec<Option<Tensor>>, RuntimeError> {
-    const OP: &str = "softmax";
-    let (yv, gv) = (f32s(OP, y, usize::MAX)?, f32s(OP, grad, usize::MAX)?);
-    let rank = y.rank();
-    if sm.axis >= rank.max(1) {
-        return Err(RuntimeError::Attribute {
-            op: OP,
-            attr: "axis",
-            reason: format!("{} is out of range for rank {rank}", sm.axis),
-        });
-    }
-    let shape = y.shape();
-    let (len, inner) = if sm.coerce_2d || rank == 0 {
-        (shape[sm.axis.min(rank)..].iter().product::<usize>(), 1)
-    } else {
-        (
-            shape[sm.axis],
-            shape[sm.axis + 1..].iter().product::<usize>(),
-        )
-    };
+pub(super) fn softmax(sm: &Softmax, cx: &Ctx) -> Grads {
+    let (y, gv) = (cx.output, cx.dy);
+    let yv = f32s(cx.op, y, usize::MAX)?;
+    let (_, len, inner) = softmax_blocks(cx.op, sm, y.shape())?;
     let mut dx = vec![0f32; yv.len()];
     let block = len * inner;
     if block > 0 {
@@ -49,5 +28,5 @@ pub(super) fn softmax(
             }
         }
     }
-    Ok(vec![Some(f32_tensor(OP, shape, dx)?)])
+    Ok(vec![cx.entry(y.shape(), dx)?])
 }

@@ -4,10 +4,10 @@
 
 use rayon::prelude::*;
 use strata_ir::ops::{GlobalPoolKind, Pool};
-use strata_ir::Tensor;
 
-use super::{f32_tensor, f32s};
+use super::{Ctx, Grads};
 use crate::kernels::checked_numel;
+use crate::kernels::index::unravel;
 use crate::RuntimeError;
 
 /// Per output position: the flat input indices of its real (non-padding) taps, in kernel
@@ -19,16 +19,17 @@ struct Windows {
     p_out: usize,
 }
 
-fn windows(op: &'static str, p: &Pool, x: &Tensor, grad: &Tensor) -> Result<Windows, RuntimeError> {
+fn windows(p: &Pool, cx: &Ctx) -> Result<Windows, RuntimeError> {
+    let (op, x, grad) = (cx.op, cx.inputs[0], cx.grad);
     if x.rank() < 3 || grad.rank() != x.rank() || grad.shape()[..2] != x.shape()[..2] {
-        return Err(RuntimeError::Shape {
+        return Err(RuntimeError::shape(
             op,
-            reason: format!(
+            format!(
                 "input {:?} and output gradient {:?} must be [N, C, spatial...] with equal N, C",
                 x.shape(),
                 grad.shape()
             ),
-        });
+        ));
     }
     let nd = x.rank() - 2;
     let or = |v: &[usize], n: usize, dflt: usize| {
@@ -59,18 +60,10 @@ fn windows(op: &'static str, p: &Pool, x: &Tensor, grad: &Tensor) -> Result<Wind
     let mut divisor = Vec::with_capacity(p_out);
     let (mut oi, mut ki) = (vec![0usize; nd], vec![0usize; nd]);
     for o in 0..p_out {
-        let mut rem = o;
-        for j in (0..nd).rev() {
-            oi[j] = rem % out_sp[j];
-            rem /= out_sp[j];
-        }
+        unravel(o, out_sp, &mut oi);
         let (mut list, mut padded_count) = (Vec::new(), 0usize);
         for kk in 0..kprod {
-            let mut rem = kk;
-            for j in (0..nd).rev() {
-                ki[j] = rem % p.kernel[j];
-                rem /= p.kernel[j];
-            }
+            unravel(kk, &p.kernel, &mut ki);
             let (mut flat, mut real, mut in_padded) = (0usize, true, true);
             for j in 0..nd {
                 let ix = (oi[j] * s[j] + ki[j] * dl[j]) as isize - pads[j] as isize;
@@ -104,18 +97,12 @@ fn windows(op: &'static str, p: &Pool, x: &Tensor, grad: &Tensor) -> Result<Wind
     })
 }
 
-/// Runs `f(plane_x, plane_grad, plane_dx)` over every `N × C` plane.
-fn per_plane<F>(
-    op: &'static str,
-    x: &Tensor,
-    grad: &Tensor,
-    w: &Windows,
-    f: F,
-) -> Result<Tensor, RuntimeError>
+/// The input gradient, from `f(plane_x, plane_grad, plane_dx)` run on every `N × C` plane.
+fn per_plane<F>(cx: &Ctx, w: &Windows, f: F) -> Grads
 where
     F: Fn(&[f32], &[f32], &mut [f32]) + Sync,
 {
-    let (xv, gv) = (f32s(op, x, 0)?, f32s(op, grad, usize::MAX)?);
+    let (xv, gv) = (cx.x(0)?, cx.dy);
     let mut dx = vec![0f32; xv.len()];
     if w.p_in > 0 && w.p_out > 0 {
         dx.par_chunks_mut(w.p_in)
@@ -123,18 +110,12 @@ where
             .zip(gv.par_chunks(w.p_out))
             .for_each(|((d, xp), gp)| f(xp, gp, d));
     }
-    f32_tensor(op, x.shape(), dx)
+    Ok(vec![cx.entry(cx.inputs[0].shape(), dx)?])
 }
 
-pub(super) fn max_pool(
-    p: &Pool,
-    x: &Tensor,
-    _output: &Tensor,
-    grad: &Tensor,
-) -> Result<Vec<Option<Tensor>>, RuntimeError> {
-    const OP: &str = "max_pool";
-    let w = windows(OP, p, x, grad)?;
-    let dx = per_plane(OP, x, grad, &w, |xp, gp, d| {
+pub(super) fn max_pool(p: &Pool, cx: &Ctx) -> Grads {
+    let w = windows(p, cx)?;
+    per_plane(cx, &w, |xp, gp, d| {
         for (o, list) in w.taps.iter().enumerate() {
             let mut best: Option<usize> = None;
             for &t in list {
@@ -146,48 +127,37 @@ pub(super) fn max_pool(
                 d[b] += gp[o];
             }
         }
-    })?;
-    Ok(vec![Some(dx)])
+    })
 }
 
-pub(super) fn average_pool(
-    p: &Pool,
-    x: &Tensor,
-    grad: &Tensor,
-) -> Result<Vec<Option<Tensor>>, RuntimeError> {
-    const OP: &str = "average_pool";
-    let w = windows(OP, p, x, grad)?;
-    let dx = per_plane(OP, x, grad, &w, |_, gp, d| {
+pub(super) fn average_pool(p: &Pool, cx: &Ctx) -> Grads {
+    let w = windows(p, cx)?;
+    per_plane(cx, &w, |_, gp, d| {
         for (o, list) in w.taps.iter().enumerate() {
             let share = gp[o] / w.divisor[o];
             for &t in list {
                 d[t] += share;
             }
         }
-    })?;
-    Ok(vec![Some(dx)])
+    })
 }
 
-pub(super) fn global_pool(
-    kind: GlobalPoolKind,
-    x: &Tensor,
-    grad: &Tensor,
-) -> Result<Vec<Option<Tensor>>, RuntimeError> {
-    const OP: &str = "global_pool";
-    let (xv, gv) = (f32s(OP, x, 0)?, f32s(OP, grad, usize::MAX)?);
+pub(super) fn global_pool(kind: GlobalPoolKind, cx: &Ctx) -> Grads {
+    let (x, grad) = (cx.inputs[0], cx.grad);
+    let (xv, gv) = (cx.x(0)?, cx.dy);
     if x.rank() < 2
         || grad.shape().len() != x.rank()
         || grad.shape()[..2] != x.shape()[..2]
         || grad.shape()[2..].iter().any(|&d| d != 1)
     {
-        return Err(RuntimeError::Shape {
-            op: OP,
-            reason: format!(
+        return Err(RuntimeError::shape(
+            cx.op,
+            format!(
                 "input {:?} and output gradient {:?} must be [N, C, ...] and [N, C, 1, ...]",
                 x.shape(),
                 grad.shape()
             ),
-        });
+        ));
     }
     let p: usize = x.shape()[2..].iter().product();
     let mut dx = vec![0f32; xv.len()];
@@ -207,5 +177,5 @@ pub(super) fn global_pool(
             }
         }
     }
-    Ok(vec![Some(f32_tensor(OP, x.shape(), dx)?)])
+    Ok(vec![cx.entry(x.shape(), dx)?])
 }

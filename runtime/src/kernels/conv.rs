@@ -4,59 +4,74 @@
 
 use rayon::prelude::*;
 use strata_ir::ops::{Conv, ConvTranspose};
-use strata_ir::{Tensor, TensorData};
+use strata_ir::Tensor;
 
-use super::linear::{gemm_block, gemm_strided, GemmElem, MatRef};
-use super::{checked_numel, make, strides_of};
+use super::index::{next_index, offset_inside, unravel};
+use super::linear::{gemm_into, GemmElem, MatRef};
+use super::window::{check_attr, spatial_axes, valid_range, window_slack};
+use super::{checked_numel, make, map_data, same_dtype, strides_of};
 use crate::RuntimeError;
 
-/// Largest stride, dilation, pad or group accepted; real models are many orders below it.
-const ATTR_LIMIT: usize = 1 << 31;
-
-/// Validated geometry shared by both convolutions.
-struct Geometry {
-    batch: usize,
-    in_ch: usize,
-    in_sp: Vec<usize>,
-    kernel: Vec<usize>,
-    strides: Vec<usize>,
-    dilations: Vec<usize>,
-    pads_begin: Vec<usize>,
-    pads_end: Vec<usize>,
-    group: usize,
+/// Validated geometry shared by both convolutions and the Conv gradient: the input side from
+/// [`geometry`], the output side once the op has worked it out ([`Geometry::set_output`]).
+pub(crate) struct Geometry {
+    pub(crate) batch: usize,
+    pub(crate) in_ch: usize,
+    pub(crate) in_sp: Vec<usize>,
+    pub(crate) kernel: Vec<usize>,
+    pub(crate) strides: Vec<usize>,
+    pub(crate) dilations: Vec<usize>,
+    pub(crate) pads_begin: Vec<usize>,
+    pub(crate) pads_end: Vec<usize>,
+    pub(crate) group: usize,
+    /// Elements of one input channel, taps of the kernel window, input channels per group.
+    pub(crate) p_in: usize,
+    pub(crate) kprod: usize,
+    pub(crate) cg: usize,
+    /// Output channels (in all, per group), spatial shape, elements per channel and in all.
+    pub(crate) m: usize,
+    pub(crate) mg: usize,
+    pub(crate) out_sp: Vec<usize>,
+    pub(crate) p_out: usize,
+    pub(crate) total: usize,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The window attributes both convolution ops carry: kernel, strides, pads, dilations, group.
+trait Window {
+    fn window(&self) -> (&[usize], &[usize], &[usize], &[usize], usize);
+}
+
+macro_rules! impl_window {
+    ($($op:ty),*) => {$(
+        impl Window for $op {
+            fn window(&self) -> (&[usize], &[usize], &[usize], &[usize], usize) {
+                (&self.kernel, &self.strides, &self.pads, &self.dilations, self.group)
+            }
+        }
+    )*};
+}
+impl_window!(Conv, ConvTranspose);
+
+type Out<T> = Result<Vec<T>, RuntimeError>;
+
 fn geometry(
     op: &'static str,
     x: &Tensor,
     w: &Tensor,
-    kernel: &[usize],
-    strides: &[usize],
-    pads: &[usize],
-    dilations: &[usize],
-    group: usize,
+    c: &impl Window,
 ) -> Result<Geometry, RuntimeError> {
-    if x.rank() < 3 {
-        return Err(RuntimeError::Shape {
-            op,
-            reason: format!(
-                "input must be [N, C, spatial...] with at least one spatial axis, got {:?}",
-                x.shape()
-            ),
-        });
-    }
-    let d = x.rank() - 2;
+    let (kernel, strides, pads, dilations, group) = c.window();
+    let d = spatial_axes(op, x)?;
     if w.rank() != x.rank() {
-        return Err(RuntimeError::Shape {
+        return Err(RuntimeError::shape(
             op,
-            reason: format!(
+            format!(
                 "weight rank {} differs from input rank {} (weight {:?})",
                 w.rank(),
                 x.rank(),
                 w.shape()
             ),
-        });
+        ));
     }
     let wk = w.shape()[2..].to_vec();
     if !kernel.is_empty() && kernel != wk.as_slice() {
@@ -66,67 +81,110 @@ fn geometry(
             reason: format!("{kernel:?} differs from the weight's spatial shape {wk:?}"),
         });
     }
-    let check_len = |attr: &'static str, v: &[usize], want: usize| {
-        if v.len() != want {
-            Err(RuntimeError::Attribute {
-                op,
-                attr,
-                reason: format!("has {} values, expected {want}", v.len()),
-            })
-        } else {
-            Ok(())
-        }
-    };
-    check_len("strides", strides, d)?;
-    check_len("dilations", dilations, d)?;
-    check_len("pads", pads, 2 * d)?;
-    if strides.contains(&0) {
-        return Err(RuntimeError::Attribute {
-            op,
-            attr: "strides",
-            reason: "must be positive".into(),
-        });
-    }
-    if dilations.contains(&0) {
-        return Err(RuntimeError::Attribute {
-            op,
-            attr: "dilations",
-            reason: "must be positive".into(),
-        });
-    }
-    if group == 0 {
-        return Err(RuntimeError::Attribute {
-            op,
-            attr: "group",
-            reason: "must be positive".into(),
-        });
-    }
-    // Bounding the attributes keeps all index arithmetic far from overflow.
-    for (attr, v) in [
-        ("strides", strides),
-        ("dilations", dilations),
-        ("pads", pads),
-        ("group", &[group][..]),
-    ] {
-        if v.iter().any(|&x| x > ATTR_LIMIT) {
-            return Err(RuntimeError::Attribute {
-                op,
-                attr,
-                reason: format!("{v:?} exceeds {ATTR_LIMIT}"),
-            });
-        }
-    }
+    check_attr(op, "strides", strides, d, true)?;
+    check_attr(op, "dilations", dilations, d, true)?;
+    check_attr(op, "pads", pads, 2 * d, false)?;
+    check_attr(op, "group", &[group], 1, true)?;
+    let in_sp = &x.shape()[2..];
     Ok(Geometry {
+        p_in: in_sp.iter().product(),
+        kprod: wk.iter().product(),
+        cg: x.shape()[1] / group,
         batch: x.shape()[0],
         in_ch: x.shape()[1],
-        in_sp: x.shape()[2..].to_vec(),
+        in_sp: in_sp.to_vec(),
         kernel: wk,
         strides: strides.to_vec(),
         dilations: dilations.to_vec(),
         pads_begin: pads[..d].to_vec(),
         pads_end: pads[d..].to_vec(),
         group,
+        m: 0,
+        mg: 0,
+        out_sp: Vec::new(),
+        p_out: 0,
+        total: 0,
     })
+}
+
+impl Geometry {
+    /// Records `m` output channels of spatial shape `out_sp` and returns the output shape
+    /// `[N, M, out_sp...]`, refusing one too large to allocate.
+    fn set_output(
+        &mut self,
+        op: &'static str,
+        m: usize,
+        out_sp: Vec<usize>,
+    ) -> Result<Vec<usize>, RuntimeError> {
+        let mut shape = vec![self.batch, m];
+        shape.extend(&out_sp);
+        self.total = checked_numel(op, &shape)?;
+        self.p_out = out_sp.iter().product();
+        (self.m, self.mg, self.out_sp) = (m, m / self.group, out_sp);
+        Ok(shape)
+    }
+
+    /// Input position on spatial axis `j` of kernel tap `k` at output position `o` (negative
+    /// or past the end in the padding).
+    pub(crate) fn tap(&self, j: usize, o: usize, k: usize) -> isize {
+        (o * self.strides[j] + k * self.dilations[j]) as isize - self.pads_begin[j] as isize
+    }
+
+    /// The channels of group `gi` of image `n` of the input `x`.
+    pub(crate) fn group_input<'a, T>(&self, x: &'a [T], n: usize, gi: usize) -> &'a [T] {
+        let (cg, p_in) = (self.cg, self.p_in);
+        &x[(n * self.in_ch + gi * cg) * p_in..(n * self.in_ch + (gi + 1) * cg) * p_in]
+    }
+
+    /// Whether each GEMM may split across threads: with several images the batch loop is
+    /// already parallel, so each GEMM runs on one thread; a single image parallelises inside
+    /// the GEMM instead.
+    fn split_gemm(&self) -> bool {
+        self.batch == 1
+    }
+
+    /// The output, computed by `image(n, output_of_image_n, scratch)` for every image after
+    /// each output channel is filled with its bias (`bias` is of the output's type). Several
+    /// images run in parallel, each worker reusing one scratch buffer.
+    fn per_image<T: GemmElem>(
+        &self,
+        bias: Option<&Tensor>,
+        image: impl Fn(usize, &mut [T], &mut Vec<T>) -> Result<(), RuntimeError> + Sync + Send,
+    ) -> Out<T> {
+        let mut out = vec![T::ZERO; self.total];
+        if out.is_empty() {
+            return Ok(out);
+        }
+        let bias = bias.and_then(|b| T::slice(b.data()));
+        let job = |(n, dst): (usize, &mut [T]), col: &mut Vec<T>| {
+            if let Some(b) = bias {
+                for (mi, row) in dst.chunks_mut(self.p_out).enumerate() {
+                    row.fill(b[mi]);
+                }
+            }
+            image(n, dst, col)
+        };
+        if self.batch == 1 {
+            job((0, &mut out), &mut Vec::new())?;
+        } else {
+            let per = out.len() / self.batch;
+            out.par_chunks_mut(per)
+                .enumerate()
+                .try_for_each_init(Vec::new, |col, j| job(j, col))?;
+        }
+        Ok(out)
+    }
+}
+
+/// The operands `x`, `w` and (when the op has one) the bias; `w` must share `x`'s type.
+fn operands<'t>(
+    op: &'static str,
+    inputs: &[&'t Tensor],
+    has_bias: bool,
+) -> Result<(&'t Tensor, &'t Tensor, Option<&'t Tensor>), RuntimeError> {
+    let (x, w) = (inputs[0], inputs[1]);
+    same_dtype(op, x, 1, w)?;
+    Ok((x, w, inputs.get(2).copied().filter(|_| has_bias)))
 }
 
 fn check_bias(
@@ -136,304 +194,66 @@ fn check_bias(
     channels: usize,
 ) -> Result<(), RuntimeError> {
     if let Some(b) = b {
-        if b.dtype() != x.dtype() {
-            return Err(RuntimeError::DTypeMismatch {
-                op,
-                input: 2,
-                expected: x.dtype(),
-                got: b.dtype(),
-            });
-        }
+        same_dtype(op, x, 2, b)?;
         if b.shape() != [channels] {
-            return Err(RuntimeError::Shape {
+            return Err(RuntimeError::shape(
                 op,
-                reason: format!("bias shape {:?} must be [{channels}]", b.shape()),
-            });
+                format!("bias shape {:?} must be [{channels}]", b.shape()),
+            ));
         }
     }
     Ok(())
 }
 
-/// ONNX Conv (N-d, grouped, strided, dilated, padded) for f32 and f64.
-pub fn conv(c: &Conv, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
-    const OP: &str = "conv";
-    let (x, w) = (inputs[0], inputs[1]);
-    let bias = if c.has_bias {
-        inputs.get(2).copied()
-    } else {
-        None
-    };
-    if w.dtype() != x.dtype() {
-        return Err(RuntimeError::DTypeMismatch {
-            op: OP,
-            input: 1,
-            expected: x.dtype(),
-            got: w.dtype(),
-        });
-    }
-    let g = geometry(
-        OP,
-        x,
-        w,
-        &c.kernel,
-        &c.strides,
-        &c.pads,
-        &c.dilations,
-        c.group,
-    )?;
+/// The validated geometry of a Conv, with its output side, and the output shape; the gradient
+/// checks its operands with the same rules as the forward kernel.
+pub(crate) fn conv_geometry(
+    op: &'static str,
+    c: &Conv,
+    x: &Tensor,
+    w: &Tensor,
+) -> Result<(Geometry, Vec<usize>), RuntimeError> {
+    let mut g = geometry(op, x, w, c)?;
     let m = w.shape()[0];
     if g.in_ch % g.group != 0
         || m % g.group != 0
         || w.shape()[1].checked_mul(g.group) != Some(g.in_ch)
     {
-        return Err(RuntimeError::Shape {
-            op: OP,
-            reason: format!(
+        return Err(RuntimeError::shape(
+            op,
+            format!(
                 "input has {} channels, weight is {:?}, group {}: need C = group * weight[1] and M divisible by group",
                 g.in_ch, w.shape(), g.group
             ),
-        });
+        ));
     }
-    check_bias(OP, x, bias, m)?;
     let mut out_sp = Vec::with_capacity(g.in_sp.len());
     for j in 0..g.in_sp.len() {
-        let span = g.kernel[j]
-            .saturating_sub(1)
-            .saturating_mul(g.dilations[j])
-            .saturating_add(1);
-        let padded = g.in_sp[j]
-            .saturating_add(g.pads_begin[j])
-            .saturating_add(g.pads_end[j]);
-        if g.kernel[j] == 0 || padded < span {
-            return Err(RuntimeError::Shape {
-                op: OP,
-                reason: format!(
-                    "spatial axis {j}: padded input size {padded} is smaller than the dilated kernel {span}"
-                ),
-            });
-        }
-        out_sp.push((padded - span) / g.strides[j] + 1);
+        let pads = (g.pads_begin[j], g.pads_end[j]);
+        let slack = window_slack(op, j, g.in_sp[j], g.kernel[j], g.dilations[j], pads)?;
+        out_sp.push(slack / g.strides[j] + 1);
     }
-    let mut out_shape = vec![g.batch, m];
-    out_shape.extend(&out_sp);
-    let total = checked_numel(OP, &out_shape)?;
+    let shape = g.set_output(op, m, out_sp)?;
+    Ok((g, shape))
+}
+
+/// ONNX Conv (N-d, grouped, strided, dilated, padded) for f32 and f64.
+pub fn conv(c: &Conv, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
+    const OP: &str = "conv";
+    let (x, w, bias) = operands(OP, inputs, c.has_bias)?;
+    let (g, out_shape) = conv_geometry(OP, c, x, w)?;
+    check_bias(OP, x, bias, g.m)?;
     // The per-thread column buffer must be allocatable too.
-    checked_numel(OP, &[w.len() / m.max(1), out_sp.iter().product()])?;
-    let data = match (x.data(), w.data()) {
-        (TensorData::F32(xv), TensorData::F32(wv)) => {
-            let bv = match bias.map(|b| b.data()) {
-                Some(TensorData::F32(v)) => Some(v.as_slice()),
-                _ => None,
-            };
-            TensorData::F32(conv_typed(&g, xv, wv, bv, m, &out_sp, total)?)
-        }
-        (TensorData::F64(xv), TensorData::F64(wv)) => {
-            let bv = match bias.map(|b| b.data()) {
-                Some(TensorData::F64(v)) => Some(v.as_slice()),
-                _ => None,
-            };
-            TensorData::F64(conv_typed(&g, xv, wv, bv, m, &out_sp, total)?)
-        }
-        _ => {
-            return Err(RuntimeError::UnsupportedDType {
-                op: OP,
-                input: 0,
-                dtype: x.dtype(),
-            })
-        }
-    };
+    checked_numel(OP, &[w.len() / g.m.max(1), g.p_out])?;
+    let data = map_data!(OP, (x, w), [F32, F64], |xv, wv| g.conv(xv, wv, bias)?)?;
     make(OP, out_shape, data)
-}
-
-fn conv_typed<T: GemmElem>(
-    g: &Geometry,
-    x: &[T],
-    w: &[T],
-    bias: Option<&[T]>,
-    m: usize,
-    out_sp: &[usize],
-    total: usize,
-) -> Result<Vec<T>, RuntimeError> {
-    let mut out = vec![T::ZERO; total];
-    let p_out: usize = out_sp.iter().product();
-    let p_in: usize = g.in_sp.iter().product();
-    let cg = g.in_ch / g.group;
-    let mg = m / g.group;
-    let kprod: usize = g.kernel.iter().product();
-    let kc = cg * kprod;
-    let per_image = m * p_out;
-    if per_image == 0 || g.batch == 0 {
-        return Ok(out);
-    }
-    // A 1x1, stride-1, unpadded convolution needs no im2col: the image already is the matrix.
-    let pointwise = kprod == 1
-        && g.strides.iter().all(|&s| s == 1)
-        && g.pads_begin.iter().chain(&g.pads_end).all(|&p| p == 0);
-    let col_len = if pointwise { 0 } else { kc * p_out };
-    let image = |(n, dst): (usize, &mut [T]), col: &mut Vec<T>| -> Result<(), RuntimeError> {
-        if let Some(b) = bias {
-            for (mi, row) in dst.chunks_mut(p_out).enumerate() {
-                row.fill(b[mi]);
-            }
-        }
-        let beta = if bias.is_some() { T::ONE } else { T::ZERO };
-        for gi in 0..g.group {
-            let xg = &x[(n * g.in_ch + gi * cg) * p_in..(n * g.in_ch + (gi + 1) * cg) * p_in];
-            let cols: &[T] = if pointwise {
-                xg
-            } else {
-                col.resize(col_len, T::ZERO);
-                im2col(g, xg, cg, out_sp, col);
-                col
-            };
-            let wg = &w[gi * mg * kc..(gi + 1) * mg * kc];
-            let dst_g = &mut dst[gi * mg * p_out..(gi + 1) * mg * p_out];
-            // With several images the batch loop is already parallel.
-            let gemm = if g.batch > 1 {
-                gemm_block::<T>
-            } else {
-                gemm_strided::<T>
-            };
-            gemm(
-                "conv",
-                mg,
-                kc,
-                p_out,
-                T::ONE,
-                MatRef {
-                    data: wg,
-                    rs: kc,
-                    cs: 1,
-                },
-                MatRef {
-                    data: cols,
-                    rs: p_out,
-                    cs: 1,
-                },
-                beta,
-                dst_g,
-                p_out,
-            )?;
-        }
-        Ok(())
-    };
-    if g.batch == 1 {
-        let mut col = Vec::new();
-        image((0, &mut out[..]), &mut col)?;
-    } else {
-        out.par_chunks_mut(per_image)
-            .enumerate()
-            .try_for_each_init(Vec::new, |col, job| image(job, col))?;
-    }
-    Ok(out)
-}
-
-/// Fills `col` (`[cg * kprod, p_out]`, row-major) with the receptive fields of one group of
-/// one image; positions in the padding are zero.
-fn im2col<T: GemmElem>(g: &Geometry, xg: &[T], cg: usize, out_sp: &[usize], col: &mut [T]) {
-    let d = g.in_sp.len();
-    let p_out: usize = out_sp.iter().product();
-    let p_in: usize = g.in_sp.iter().product();
-    let kprod: usize = g.kernel.iter().product();
-    let in_strides = strides_of(&g.in_sp);
-    let last = d - 1;
-    let (ow, iw, sw) = (out_sp[last], g.in_sp[last], g.strides[last]);
-    let outer: usize = out_sp[..last].iter().product();
-    let mut kidx = vec![0usize; d];
-    let mut oidx = vec![0usize; d];
-    for ci in 0..cg {
-        let xc = &xg[ci * p_in..(ci + 1) * p_in];
-        for kk in 0..kprod {
-            // Decompose the kernel position.
-            let mut rem = kk;
-            for j in (0..d).rev() {
-                kidx[j] = rem % g.kernel[j];
-                rem /= g.kernel[j];
-            }
-            let row = &mut col[(ci * kprod + kk) * p_out..(ci * kprod + kk + 1) * p_out];
-            // Valid output range on the last axis: 0 <= ox*sw + off < iw.
-            let off = (kidx[last] * g.dilations[last]) as isize - g.pads_begin[last] as isize;
-            let lo = if off >= 0 {
-                0
-            } else {
-                ((-off) as usize).div_ceil(sw)
-            };
-            let hi = if (iw as isize) <= off {
-                0
-            } else {
-                (((iw as isize - off) as usize).div_ceil(sw)).min(ow)
-            };
-            let lo = lo.min(hi);
-            oidx[..last].fill(0);
-            for seg in 0..outer {
-                if seg > 0 {
-                    for j in (0..last).rev() {
-                        oidx[j] += 1;
-                        if oidx[j] < out_sp[j] {
-                            break;
-                        }
-                        oidx[j] = 0;
-                    }
-                }
-                let dst = &mut row[seg * ow..(seg + 1) * ow];
-                let mut base = 0usize;
-                let mut inside = true;
-                for j in 0..last {
-                    let ix = (oidx[j] * g.strides[j] + kidx[j] * g.dilations[j]) as isize
-                        - g.pads_begin[j] as isize;
-                    if ix < 0 || ix as usize >= g.in_sp[j] {
-                        inside = false;
-                        break;
-                    }
-                    base += ix as usize * in_strides[j];
-                }
-                if !inside || lo >= hi {
-                    dst.fill(T::ZERO);
-                    continue;
-                }
-                dst[..lo].fill(T::ZERO);
-                dst[hi..].fill(T::ZERO);
-                let start = (lo * sw) as isize + off;
-                let src_base = base + start as usize;
-                if sw == 1 {
-                    dst[lo..hi].copy_from_slice(&xc[src_base..src_base + (hi - lo)]);
-                } else {
-                    for (t, o) in dst[lo..hi].iter_mut().enumerate() {
-                        *o = xc[src_base + t * sw];
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// ONNX ConvTranspose (N-d, grouped, strided, dilated, padded, output_padding) for f32/f64.
 pub fn conv_transpose(c: &ConvTranspose, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
     const OP: &str = "conv_transpose";
-    let (x, w) = (inputs[0], inputs[1]);
-    let bias = if c.has_bias {
-        inputs.get(2).copied()
-    } else {
-        None
-    };
-    if w.dtype() != x.dtype() {
-        return Err(RuntimeError::DTypeMismatch {
-            op: OP,
-            input: 1,
-            expected: x.dtype(),
-            got: w.dtype(),
-        });
-    }
-    let g = geometry(
-        OP,
-        x,
-        w,
-        &c.kernel,
-        &c.strides,
-        &c.pads,
-        &c.dilations,
-        c.group,
-    )?;
+    let (x, w, bias) = operands(OP, inputs, c.has_bias)?;
+    let mut g = geometry(OP, x, w, c)?;
     let d = g.in_sp.len();
     let out_pad: Vec<usize> = if c.output_padding.is_empty() {
         vec![0; d]
@@ -448,20 +268,20 @@ pub fn conv_transpose(c: &ConvTranspose, inputs: &[&Tensor]) -> Result<Tensor, R
         });
     }
     if g.in_ch % g.group != 0 || w.shape()[0] != g.in_ch {
-        return Err(RuntimeError::Shape {
-            op: OP,
-            reason: format!(
+        return Err(RuntimeError::shape(
+            OP,
+            format!(
                 "input has {} channels, weight is {:?}, group {}: need weight[0] = C and C divisible by group",
                 g.in_ch, w.shape(), g.group
             ),
-        });
+        ));
     }
-    let m = w.shape()[1]
-        .checked_mul(g.group)
-        .ok_or_else(|| RuntimeError::Shape {
-            op: OP,
-            reason: format!("weight {:?} times group {} overflows", w.shape(), g.group),
-        })?;
+    let m = w.shape()[1].checked_mul(g.group).ok_or_else(|| {
+        RuntimeError::shape(
+            OP,
+            format!("weight {:?} times group {} overflows", w.shape(), g.group),
+        )
+    })?;
     check_bias(OP, x, bias, m)?;
     let mut out_sp = Vec::with_capacity(d);
     #[allow(clippy::needless_range_loop)]
@@ -472,157 +292,141 @@ pub fn conv_transpose(c: &ConvTranspose, inputs: &[&Tensor]) -> Result<Tensor, R
             + 1;
         let crop = g.pads_begin[j] as u128 + g.pads_end[j] as u128;
         if g.in_sp[j] == 0 || g.kernel[j] == 0 || full < crop || full - crop > usize::MAX as u128 {
-            return Err(RuntimeError::Shape {
-                op: OP,
-                reason: format!("spatial axis {j}: output size would be negative or empty (input {:?}, pads {:?})", g.in_sp, c.pads),
-            });
+            return Err(RuntimeError::shape(
+                OP,
+                format!("spatial axis {j}: output size would be negative or empty (input {:?}, pads {:?})", g.in_sp, c.pads),
+            ));
         }
         out_sp.push((full - crop) as usize);
     }
-    let mut out_shape = vec![g.batch, m];
-    out_shape.extend(&out_sp);
-    let total = checked_numel(OP, &out_shape)?;
-    checked_numel(
-        OP,
-        &[
-            w.shape()[1],
-            w.shape()[2..].iter().product(),
-            g.in_sp.iter().product(),
-        ],
-    )?;
-    let data = match (x.data(), w.data()) {
-        (TensorData::F32(xv), TensorData::F32(wv)) => {
-            let bv = match bias.map(|b| b.data()) {
-                Some(TensorData::F32(v)) => Some(v.as_slice()),
-                _ => None,
-            };
-            TensorData::F32(conv_transpose_typed(&g, xv, wv, bv, m, &out_sp, total)?)
-        }
-        (TensorData::F64(xv), TensorData::F64(wv)) => {
-            let bv = match bias.map(|b| b.data()) {
-                Some(TensorData::F64(v)) => Some(v.as_slice()),
-                _ => None,
-            };
-            TensorData::F64(conv_transpose_typed(&g, xv, wv, bv, m, &out_sp, total)?)
-        }
-        _ => {
-            return Err(RuntimeError::UnsupportedDType {
-                op: OP,
-                input: 0,
-                dtype: x.dtype(),
-            })
-        }
-    };
+    let out_shape = g.set_output(OP, m, out_sp)?;
+    // The per-thread column buffer must be allocatable too.
+    checked_numel(OP, &[w.shape()[1], g.kprod, g.p_in])?;
+    let data = map_data!(OP, (x, w), [F32, F64], |xv, wv| {
+        g.conv_transpose(xv, wv, bias)?
+    })?;
     make(OP, out_shape, data)
 }
 
-fn conv_transpose_typed<T: GemmElem>(
-    g: &Geometry,
-    x: &[T],
-    w: &[T],
-    bias: Option<&[T]>,
-    m: usize,
-    out_sp: &[usize],
-    total: usize,
-) -> Result<Vec<T>, RuntimeError> {
-    let mut out = vec![T::ZERO; total];
-    let d = g.in_sp.len();
-    let p_out: usize = out_sp.iter().product();
-    let p_in: usize = g.in_sp.iter().product();
-    let cg = g.in_ch / g.group;
-    let mg = m / g.group;
-    let kprod: usize = g.kernel.iter().product();
-    let rows = mg * kprod;
-    let per_image = m * p_out;
-    if per_image == 0 || g.batch == 0 {
-        return Ok(out);
-    }
-    let out_strides = strides_of(out_sp);
-    let image = |(n, dst): (usize, &mut [T]), col: &mut Vec<T>| -> Result<(), RuntimeError> {
-        if let Some(b) = bias {
-            for (mi, row) in dst.chunks_mut(p_out).enumerate() {
-                row.fill(b[mi]);
+/// The typed kernels, on validated geometry.
+impl Geometry {
+    fn conv<T: GemmElem>(&self, x: &[T], w: &[T], bias: Option<&Tensor>) -> Out<T> {
+        let g = self;
+        let (p_out, cg, mg, kprod) = (g.p_out, g.cg, g.mg, g.kprod);
+        let kc = cg * kprod;
+        // A 1x1, stride-1, unpadded convolution needs no im2col: the image already is the
+        // matrix.
+        let pointwise = kprod == 1
+            && g.strides.iter().all(|&s| s == 1)
+            && g.pads_begin.iter().chain(&g.pads_end).all(|&p| p == 0);
+        let col_len = if pointwise { 0 } else { kc * p_out };
+        let beta = if bias.is_some() { T::ONE } else { T::ZERO };
+        let split = g.split_gemm();
+        g.per_image(bias, |n, dst, col| {
+            for gi in 0..g.group {
+                let xg = g.group_input(x, n, gi);
+                let cols: &[T] = if pointwise {
+                    xg
+                } else {
+                    col.resize(col_len, T::ZERO);
+                    g.im2col(xg, col);
+                    col
+                };
+                let wm = MatRef::of(&w[gi * mg * kc..(gi + 1) * mg * kc], kc, false);
+                let cm = MatRef::of(cols, p_out, false);
+                let dst_g = &mut dst[gi * mg * p_out..(gi + 1) * mg * p_out];
+                gemm_into("conv", split, mg, kc, p_out, T::ONE, wm, cm, beta, dst_g)?;
             }
-        }
-        col.resize(rows * p_in, T::ZERO);
+            Ok(())
+        })
+    }
+
+    /// Fills `col` (`[cg * kprod, p_out]`, row-major) with the receptive fields of one group of
+    /// one image; positions in the padding are zero.
+    fn im2col<T: GemmElem>(&self, xg: &[T], col: &mut [T]) {
+        let g = self;
+        let (out_sp, cg) = (&g.out_sp, g.cg);
+        let d = g.in_sp.len();
+        let (p_in, p_out, kprod) = (g.p_in, g.p_out, g.kprod);
+        let in_strides = strides_of(&g.in_sp);
+        let last = d - 1;
+        let (ow, iw, sw) = (out_sp[last], g.in_sp[last], g.strides[last]);
+        let outer: usize = out_sp[..last].iter().product();
         let mut kidx = vec![0usize; d];
-        let mut iidx = vec![0usize; d];
-        for gi in 0..g.group {
-            let xg = &x[(n * g.in_ch + gi * cg) * p_in..(n * g.in_ch + (gi + 1) * cg) * p_in];
-            let wg = &w[gi * cg * rows..(gi + 1) * cg * rows];
-            // cols[rows, p_in] = W_g^T [rows, cg] · x_g [cg, p_in]
-            let gemm = if g.batch > 1 {
-                gemm_block::<T>
-            } else {
-                gemm_strided::<T>
-            };
-            gemm(
-                "conv_transpose",
-                rows,
-                cg,
-                p_in,
-                T::ONE,
-                MatRef {
-                    data: wg,
-                    rs: 1,
-                    cs: rows,
-                },
-                MatRef {
-                    data: xg,
-                    rs: p_in,
-                    cs: 1,
-                },
-                T::ZERO,
-                col,
-                p_in,
-            )?;
-            // col2im: scatter-add each column entry to its output position.
-            for r in 0..rows {
-                let mo = r / kprod;
-                let mut rem = r % kprod;
-                for j in (0..d).rev() {
-                    kidx[j] = rem % g.kernel[j];
-                    rem /= g.kernel[j];
-                }
-                let dst_c = &mut dst[(gi * mg + mo) * p_out..(gi * mg + mo + 1) * p_out];
-                let src = &col[r * p_in..(r + 1) * p_in];
-                iidx.fill(0);
-                for (p, &v) in src.iter().enumerate() {
-                    if p > 0 {
-                        for j in (0..d).rev() {
-                            iidx[j] += 1;
-                            if iidx[j] < g.in_sp[j] {
-                                break;
-                            }
-                            iidx[j] = 0;
-                        }
+        let mut oidx = vec![0usize; d];
+        for ci in 0..cg {
+            let xc = &xg[ci * p_in..(ci + 1) * p_in];
+            for kk in 0..kprod {
+                unravel(kk, &g.kernel, &mut kidx);
+                let row = &mut col[(ci * kprod + kk) * p_out..(ci * kprod + kk + 1) * p_out];
+                // Valid output range on the last axis: 0 <= ox*sw + off < iw.
+                let off = g.tap(last, 0, kidx[last]);
+                let (lo, hi) = valid_range(off, sw, iw, ow);
+                oidx[..last].fill(0);
+                for seg in 0..outer {
+                    if seg > 0 {
+                        next_index(&mut oidx[..last], &out_sp[..last]);
                     }
-                    let mut off = 0usize;
-                    let mut inside = true;
-                    for j in 0..d {
-                        let o = (iidx[j] * g.strides[j] + kidx[j] * g.dilations[j]) as isize
-                            - g.pads_begin[j] as isize;
-                        if o < 0 || o as usize >= out_sp[j] {
-                            inside = false;
-                            break;
+                    let dst = &mut row[seg * ow..(seg + 1) * ow];
+                    let base = offset_inside(&g.in_sp[..last], &in_strides, |j| {
+                        g.tap(j, oidx[j], kidx[j])
+                    });
+                    let Some(base) = base.filter(|_| lo < hi) else {
+                        dst.fill(T::ZERO);
+                        continue;
+                    };
+                    dst[..lo].fill(T::ZERO);
+                    dst[hi..].fill(T::ZERO);
+                    let start = (lo * sw) as isize + off;
+                    let src_base = base + start as usize;
+                    if sw == 1 {
+                        dst[lo..hi].copy_from_slice(&xc[src_base..src_base + (hi - lo)]);
+                    } else {
+                        for (t, o) in dst[lo..hi].iter_mut().enumerate() {
+                            *o = xc[src_base + t * sw];
                         }
-                        off += o as usize * out_strides[j];
-                    }
-                    if inside {
-                        dst_c[off] = dst_c[off].add(v);
                     }
                 }
             }
         }
-        Ok(())
-    };
-    if g.batch == 1 {
-        let mut col = Vec::new();
-        image((0, &mut out[..]), &mut col)?;
-    } else {
-        out.par_chunks_mut(per_image)
-            .enumerate()
-            .try_for_each_init(Vec::new, |col, job| image(job, col))?;
     }
-    Ok(out)
+
+    fn conv_transpose<T: GemmElem>(&self, x: &[T], w: &[T], bias: Option<&Tensor>) -> Out<T> {
+        let g = self;
+        let d = g.in_sp.len();
+        let (p_out, p_in, cg, mg, kprod) = (g.p_out, g.p_in, g.cg, g.mg, g.kprod);
+        let rows = mg * kprod;
+        let out_strides = strides_of(&g.out_sp);
+        let split = g.split_gemm();
+        g.per_image(bias, |n, dst, col| {
+            col.resize(rows * p_in, T::ZERO);
+            let mut kidx = vec![0usize; d];
+            let mut iidx = vec![0usize; d];
+            for gi in 0..g.group {
+                let xm = MatRef::of(g.group_input(x, n, gi), p_in, false);
+                let wm = MatRef::of(&w[gi * cg * rows..(gi + 1) * cg * rows], rows, true);
+                // cols[rows, p_in] = W_g^T [rows, cg] · x_g [cg, p_in]
+                let op = "conv_transpose";
+                gemm_into(op, split, rows, cg, p_in, T::ONE, wm, xm, T::ZERO, col)?;
+                // col2im: scatter-add each column entry to its output position.
+                for r in 0..rows {
+                    let mo = r / kprod;
+                    unravel(r % kprod, &g.kernel, &mut kidx);
+                    let dst_c = &mut dst[(gi * mg + mo) * p_out..(gi * mg + mo + 1) * p_out];
+                    let src = &col[r * p_in..(r + 1) * p_in];
+                    iidx.fill(0);
+                    for (p, &v) in src.iter().enumerate() {
+                        if p > 0 {
+                            next_index(&mut iidx, &g.in_sp);
+                        }
+                        let pos = |j: usize| g.tap(j, iidx[j], kidx[j]);
+                        if let Some(off) = offset_inside(&g.out_sp, &out_strides, pos) {
+                            dst_c[off] = dst_c[off].add(v);
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
 }

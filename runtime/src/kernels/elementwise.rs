@@ -4,7 +4,7 @@ use rayon::prelude::*;
 use strata_ir::ops::{BinaryOp, Clip, UnaryOp};
 use strata_ir::{Tensor, TensorData};
 
-use super::{checked_numel, make, strides_of, Elem};
+use super::{checked_numel, for_each_chunk, make, map_data, same_dtype, strides_of, Elem};
 use crate::RuntimeError;
 
 /// Below this many elements, spawning rayon tasks costs more than it saves.
@@ -62,63 +62,24 @@ pub(crate) trait Real: Arith {
     const NEG_INF: Self;
 }
 
-impl Real for f32 {
-    fn from_f32(v: f32) -> Self {
-        v
-    }
-    fn exp(self) -> Self {
-        f32::exp(self)
-    }
-    fn tanh(self) -> Self {
-        f32::tanh(self)
-    }
-    fn erf(self) -> Self {
-        libm::erff(self)
-    }
-    fn max_of(self, o: Self) -> Self {
-        f32::max(self, o)
-    }
-    fn min_of(self, o: Self) -> Self {
-        f32::min(self, o)
-    }
-    fn to_f64(self) -> f64 {
-        self as f64
-    }
-    fn from_f64(v: f64) -> Self {
-        v as f32
-    }
-    const ONE: Self = 1.0;
-    const NEG_INF: Self = f32::NEG_INFINITY;
+macro_rules! impl_real {
+    ($($t:ident => $erf:path),*) => {$(
+        impl Real for $t {
+            fn from_f32(v: f32) -> Self { v as $t }
+            fn exp(self) -> Self { $t::exp(self) }
+            fn tanh(self) -> Self { $t::tanh(self) }
+            fn erf(self) -> Self { $erf(self) }
+            fn max_of(self, o: Self) -> Self { $t::max(self, o) }
+            fn min_of(self, o: Self) -> Self { $t::min(self, o) }
+            fn to_f64(self) -> f64 { self as f64 }
+            fn from_f64(v: f64) -> Self { v as $t }
+            const ONE: Self = 1.0;
+            const NEG_INF: Self = $t::NEG_INFINITY;
+        }
+    )*};
 }
-
-impl Real for f64 {
-    fn from_f32(v: f32) -> Self {
-        v as f64
-    }
-    fn exp(self) -> Self {
-        f64::exp(self)
-    }
-    fn tanh(self) -> Self {
-        f64::tanh(self)
-    }
-    fn erf(self) -> Self {
-        libm::erf(self)
-    }
-    fn max_of(self, o: Self) -> Self {
-        f64::max(self, o)
-    }
-    fn min_of(self, o: Self) -> Self {
-        f64::min(self, o)
-    }
-    fn to_f64(self) -> f64 {
-        self
-    }
-    fn from_f64(v: f64) -> Self {
-        v
-    }
-    const ONE: Self = 1.0;
-    const NEG_INF: Self = f64::NEG_INFINITY;
-}
+// erf comes from libm, a port of musl's, so results match C's erff/erf.
+impl_real!(f32 => libm::erff, f64 => libm::erf);
 
 /// The numpy broadcast of two shapes (right-aligned; each pair equal or one of them 1).
 pub fn broadcast_shape(
@@ -203,23 +164,14 @@ where
         };
         return Ok((out_shape, data));
     }
+    // One operand a scalar: a plain map over the other (parallel on the same size rule).
     if b.len() == 1 && n == a.len() {
         let y = b[0];
-        let data = if par {
-            a.par_iter().map(|&x| f(x, y)).collect()
-        } else {
-            a.iter().map(|&x| f(x, y)).collect()
-        };
-        return Ok((out_shape, data));
+        return Ok((out_shape, map_vec(a, |x| f(x, y))));
     }
     if a.len() == 1 && n == b.len() {
         let x = a[0];
-        let data = if par {
-            b.par_iter().map(|&y| f(x, y)).collect()
-        } else {
-            b.iter().map(|&y| f(x, y)).collect()
-        };
-        return Ok((out_shape, data));
+        return Ok((out_shape, map_vec(b, |y| f(x, y))));
     }
     let mut out = vec![O::default(); n];
     if n == 0 {
@@ -243,15 +195,7 @@ where
             *o = f(a[oa + k * ia], b[ob + k * ib]);
         }
     };
-    if par {
-        out.par_chunks_mut(inner)
-            .enumerate()
-            .for_each(|(r, dst)| row(r, dst));
-    } else {
-        out.chunks_mut(inner)
-            .enumerate()
-            .for_each(|(r, dst)| row(r, dst));
-    }
+    for_each_chunk(&mut out, inner, par, row);
     Ok((out_shape, out))
 }
 
@@ -295,49 +239,12 @@ fn op_name(op: BinaryOp) -> &'static str {
 /// Integer division truncates toward zero (ONNX reference: true division cast back).
 pub fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor, RuntimeError> {
     let name = op_name(op);
-    if a.dtype() != b.dtype() {
-        return Err(RuntimeError::DTypeMismatch {
-            op: name,
-            input: 1,
-            expected: a.dtype(),
-            got: b.dtype(),
-        });
-    }
+    same_dtype(name, a, 1, b)?;
     let (sa, sb) = (a.shape(), b.shape());
-    let (shape, data) = match (a.data(), b.data()) {
-        (TensorData::F32(x), TensorData::F32(y)) => {
-            let (s, d) = binary_typed(op, x, sa, y, sb)?;
-            (s, TensorData::F32(d))
-        }
-        (TensorData::F64(x), TensorData::F64(y)) => {
-            let (s, d) = binary_typed(op, x, sa, y, sb)?;
-            (s, TensorData::F64(d))
-        }
-        (TensorData::I8(x), TensorData::I8(y)) => {
-            let (s, d) = binary_typed(op, x, sa, y, sb)?;
-            (s, TensorData::I8(d))
-        }
-        (TensorData::U8(x), TensorData::U8(y)) => {
-            let (s, d) = binary_typed(op, x, sa, y, sb)?;
-            (s, TensorData::U8(d))
-        }
-        (TensorData::I32(x), TensorData::I32(y)) => {
-            let (s, d) = binary_typed(op, x, sa, y, sb)?;
-            (s, TensorData::I32(d))
-        }
-        (TensorData::I64(x), TensorData::I64(y)) => {
-            let (s, d) = binary_typed(op, x, sa, y, sb)?;
-            (s, TensorData::I64(d))
-        }
-        _ => {
-            return Err(RuntimeError::UnsupportedDType {
-                op: name,
-                input: 0,
-                dtype: a.dtype(),
-            })
-        }
-    };
-    make(name, shape, data)
+    let data = map_data!(name, (a, b), [F32, F64, I8, U8, I32, I64], |x, y| {
+        binary_typed(op, x, sa, y, sb)?.1
+    })?;
+    make(name, broadcast_shape(name, sa, sb)?, data)
 }
 
 fn unary_name(u: UnaryOp) -> &'static str {
@@ -401,7 +308,12 @@ fn apply_real<T: Real>(u: UnaryOp, v: &mut [T]) {
     }
 }
 
-fn map_vec<T: Copy + Send + Sync, F: Fn(T) -> T + Sync + Send>(v: &[T], f: F) -> Vec<T> {
+fn map_vec<T, O, F>(v: &[T], f: F) -> Vec<O>
+where
+    T: Copy + Sync,
+    O: Send,
+    F: Fn(T) -> O + Sync + Send,
+{
     if v.len() >= PAR_THRESHOLD {
         v.par_iter().map(|&x| f(x)).collect()
     } else {
@@ -447,13 +359,7 @@ pub fn unary_owned(u: UnaryOp, x: Tensor) -> Result<Tensor, RuntimeError> {
         TensorData::U8(_) if is_relu => {}
         TensorData::I32(v) if is_relu => map_in_place(v, relu_int::<i32>),
         TensorData::I64(v) if is_relu => map_in_place(v, relu_int::<i64>),
-        _ => {
-            return Err(RuntimeError::UnsupportedDType {
-                op: name,
-                input: 0,
-                dtype,
-            })
-        }
+        _ => return Err(RuntimeError::unsupported(name, 0, dtype)),
     }
     make(name, shape, data)
 }
@@ -461,14 +367,7 @@ pub fn unary_owned(u: UnaryOp, x: Tensor) -> Result<Tensor, RuntimeError> {
 /// PRelu: `x < 0 ? slope * x : x`, with `slope` unidirectionally broadcast to `x`'s shape.
 pub fn prelu(x: &Tensor, slope: &Tensor) -> Result<Tensor, RuntimeError> {
     const OP: &str = "prelu";
-    if x.dtype() != slope.dtype() {
-        return Err(RuntimeError::DTypeMismatch {
-            op: OP,
-            input: 1,
-            expected: x.dtype(),
-            got: slope.dtype(),
-        });
-    }
+    same_dtype(OP, x, 1, slope)?;
     let out = broadcast_shape(OP, x.shape(), slope.shape())?;
     if out != x.shape() {
         return Err(RuntimeError::Shape {
@@ -497,20 +396,9 @@ pub fn prelu(x: &Tensor, slope: &Tensor) -> Result<Tensor, RuntimeError> {
         .map(|r| r.1)
     }
     let (xs, ss) = (x.shape(), slope.shape());
-    let data = match (x.data(), slope.data()) {
-        (TensorData::F32(a), TensorData::F32(b)) => TensorData::F32(go(a, xs, b, ss)?),
-        (TensorData::F64(a), TensorData::F64(b)) => TensorData::F64(go(a, xs, b, ss)?),
-        (TensorData::I8(a), TensorData::I8(b)) => TensorData::I8(go(a, xs, b, ss)?),
-        (TensorData::I32(a), TensorData::I32(b)) => TensorData::I32(go(a, xs, b, ss)?),
-        (TensorData::I64(a), TensorData::I64(b)) => TensorData::I64(go(a, xs, b, ss)?),
-        _ => {
-            return Err(RuntimeError::UnsupportedDType {
-                op: OP,
-                input: 0,
-                dtype: x.dtype(),
-            })
-        }
-    };
+    let data = map_data!(OP, (x, slope), [F32, F64, I8, I32, I64], |a, b| {
+        go(a, xs, b, ss)?
+    })?;
     make(OP, x.shape().to_vec(), data)
 }
 
@@ -525,14 +413,7 @@ pub fn clip(c: &Clip, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
             return Ok(None);
         }
         let t = inputs[next];
-        if t.dtype() != x.dtype() {
-            return Err(RuntimeError::DTypeMismatch {
-                op: OP,
-                input: next,
-                expected: x.dtype(),
-                got: t.dtype(),
-            });
-        }
+        same_dtype(OP, x, next, t)?;
         if t.len() != 1 {
             return Err(RuntimeError::Shape {
                 op: OP,
@@ -574,13 +455,7 @@ pub fn clip(c: &Clip, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
         TensorData::U8(v) => typed(v, lo, hi),
         TensorData::I32(v) => typed(v, lo, hi),
         TensorData::I64(v) => typed(v, lo, hi),
-        TensorData::Bool(_) => {
-            return Err(RuntimeError::UnsupportedDType {
-                op: OP,
-                input: 0,
-                dtype: x.dtype(),
-            })
-        }
+        TensorData::Bool(_) => return Err(RuntimeError::unsupported(OP, 0, x.dtype())),
     };
     make(OP, x.shape().to_vec(), data)
 }

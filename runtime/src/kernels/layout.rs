@@ -6,7 +6,8 @@
 use strata_ir::ops::{Pad, Reshape, Slice, Split};
 use strata_ir::{Tensor, TensorData};
 
-use super::{checked_numel, make, strides_of, with_elem, Elem};
+use super::index::{next_index, offset_inside};
+use super::{checked_numel, make, same_dtype, strides_of, with_elem, Elem};
 use crate::RuntimeError;
 
 /// The elements of `t` as `T`, or a dtype-mismatch error naming the input.
@@ -162,13 +163,7 @@ fn gather_strided<T: Elem>(v: &[T], shape: &[usize], strides: &[usize], base: us
     let rows = n / inner;
     for r in 0..rows {
         if r > 0 {
-            for j in (0..rank - 1).rev() {
-                idx[j] += 1;
-                if idx[j] < shape[j] {
-                    break;
-                }
-                idx[j] = 0;
-            }
+            next_index(&mut idx, &shape[..rank - 1]);
         }
         let off = base + idx.iter().zip(strides).map(|(i, s)| i * s).sum::<usize>();
         if is == 1 {
@@ -195,14 +190,7 @@ pub fn concat(axis: usize, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
     let mut shape = first.shape().to_vec();
     shape[axis] = 0;
     for (i, t) in inputs.iter().enumerate() {
-        if t.dtype() != first.dtype() {
-            return Err(RuntimeError::DTypeMismatch {
-                op: OP,
-                input: i,
-                expected: first.dtype(),
-                got: t.dtype(),
-            });
-        }
+        same_dtype(OP, first, i, t)?;
         let same =
             t.rank() == rank && (0..rank).all(|j| j == axis || t.shape()[j] == first.shape()[j]);
         if !same {
@@ -248,17 +236,13 @@ pub fn concat(axis: usize, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
 pub fn pad(p: &Pad, t: &Tensor) -> Result<Tensor, RuntimeError> {
     const OP: &str = "pad";
     let rank = t.rank();
-    if p.pads.len() != 2 * rank {
-        return Err(RuntimeError::Attribute {
-            op: OP,
-            attr: "pads",
-            reason: format!(
-                "has {} values but the input {:?} needs {}",
-                p.pads.len(),
-                t.shape(),
-                2 * rank
-            ),
-        });
+    let (got, want) = (p.pads.len(), 2 * rank);
+    if got != want {
+        let reason = format!(
+            "has {got} values but the input {:?} needs {want}",
+            t.shape()
+        );
+        return Err(RuntimeError::attribute(OP, "pads", reason));
     }
     if let Some(bad) = p
         .pads
@@ -311,30 +295,15 @@ pub fn pad(p: &Pad, t: &Tensor) -> Result<Tensor, RuntimeError> {
         let mut idx = vec![0usize; last];
         for r in 0..v.len() / inner {
             if r > 0 {
-                for j in (0..last).rev() {
-                    idx[j] += 1;
-                    if idx[j] < ishape[j] {
-                        break;
-                    }
-                    idx[j] = 0;
-                }
+                next_index(&mut idx, &ishape[..last]);
             }
             if lo >= hi {
                 continue;
             }
-            let mut off = 0usize;
-            let mut inside = true;
-            for j in 0..last {
-                let o = idx[j] as i64 + p.pads[j];
-                if o < 0 || o as usize >= shape[j] {
-                    inside = false;
-                    break;
-                }
-                off += o as usize * ost[j];
-            }
-            if !inside {
+            let pos = |j: usize| (idx[j] as i64 + p.pads[j]) as isize;
+            let Some(off) = offset_inside(&shape[..last], &ost, pos) else {
                 continue;
-            }
+            };
             let src = &v[r * inner + lo as usize..r * inner + hi as usize];
             let dst = off + (lo + b) as usize;
             out[dst..dst + src.len()].copy_from_slice(src);
@@ -431,13 +400,7 @@ pub fn gather(axis: usize, data: &Tensor, indices: &Tensor) -> Result<Tensor, Ru
         TensorData::I8(_) | TensorData::U8(_) | TensorData::I32(_) | TensorData::I64(_) => {
             indices.to_i64_vec().unwrap_or_default()
         }
-        _ => {
-            return Err(RuntimeError::UnsupportedDType {
-                op: OP,
-                input: 1,
-                dtype: indices.dtype(),
-            })
-        }
+        _ => return Err(RuntimeError::unsupported(OP, 1, indices.dtype())),
     };
     let size = data.shape()[axis];
     let mut resolved = Vec::with_capacity(idx.len());
@@ -487,18 +450,15 @@ pub fn slice(s: &Slice, t: &Tensor) -> Result<Tensor, RuntimeError> {
     const OP: &str = "slice";
     let rank = t.rank();
     let n = s.axes.len();
-    if s.starts.len() != n || s.ends.len() != n || s.steps.len() != n {
-        return Err(RuntimeError::Attribute {
-            op: OP,
-            attr: "starts/ends/axes/steps",
-            reason: format!(
-                "lengths differ: {} starts, {} ends, {} axes, {} steps",
-                s.starts.len(),
-                s.ends.len(),
-                n,
-                s.steps.len()
-            ),
-        });
+    let lens = [s.starts.len(), s.ends.len(), n, s.steps.len()];
+    if lens != [n; 4] {
+        let [b, e, _, st] = lens;
+        let reason = format!("lengths differ: {b} starts, {e} ends, {n} axes, {st} steps");
+        return Err(RuntimeError::attribute(
+            OP,
+            "starts/ends/axes/steps",
+            reason,
+        ));
     }
     // Per axis: first index, step, length.
     let mut start: Vec<i128> = vec![0; rank];
@@ -573,13 +533,7 @@ pub fn slice(s: &Slice, t: &Tensor) -> Result<Tensor, RuntimeError> {
         let mut idx = vec![0usize; rank];
         for r in 0..total {
             if r > 0 {
-                for j in (0..rank).rev() {
-                    idx[j] += 1;
-                    if idx[j] < len[j] {
-                        break;
-                    }
-                    idx[j] = 0;
-                }
+                next_index(&mut idx, len);
             }
             let off: i128 = (0..rank)
                 .map(|j| (start[j] + idx[j] as i128 * step[j]) * ist[j] as i128)

@@ -5,11 +5,11 @@ use strata_ir::ops::Gemm;
 use strata_ir::{Tensor, TensorData};
 
 use super::elementwise::{broadcast_shape, broadcast_strides, Arith};
-use super::{checked_numel, make};
+use super::{checked_numel, make, map_data, same_dtype, Elem};
 use crate::RuntimeError;
 
 /// Element types with a fast GEMM. `matrixmultiply` does the packing, SIMD and threading.
-pub(crate) trait GemmElem: Arith + Default {
+pub(crate) trait GemmElem: Arith + Elem {
     /// `C = alpha·A·B + beta·C` with explicit row/column strides.
     ///
     /// # Safety
@@ -36,61 +36,36 @@ pub(crate) trait GemmElem: Arith + Default {
     fn from_f32_lossy(v: f32) -> Self;
 }
 
-impl GemmElem for f32 {
-    unsafe fn raw_gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: f32,
-        a: *const f32,
-        rsa: isize,
-        csa: isize,
-        b: *const f32,
-        rsb: isize,
-        csb: isize,
-        beta: f32,
-        c: *mut f32,
-        rsc: isize,
-        csc: isize,
-    ) {
-        // SAFETY: forwarded from the caller's contract.
-        unsafe {
-            matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+macro_rules! impl_gemm_elem {
+    ($($t:ident => $gemm:path),*) => {$(
+        impl GemmElem for $t {
+            unsafe fn raw_gemm(
+                m: usize,
+                k: usize,
+                n: usize,
+                alpha: $t,
+                a: *const $t,
+                rsa: isize,
+                csa: isize,
+                b: *const $t,
+                rsb: isize,
+                csb: isize,
+                beta: $t,
+                c: *mut $t,
+                rsc: isize,
+                csc: isize,
+            ) {
+                // SAFETY: forwarded from the caller's contract.
+                unsafe { $gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+            }
+            const ONE: $t = 1.0;
+            fn from_f32_lossy(v: f32) -> Self {
+                v as $t
+            }
         }
-    }
-    const ONE: f32 = 1.0;
-    fn from_f32_lossy(v: f32) -> Self {
-        v
-    }
+    )*};
 }
-
-impl GemmElem for f64 {
-    unsafe fn raw_gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: f64,
-        a: *const f64,
-        rsa: isize,
-        csa: isize,
-        b: *const f64,
-        rsb: isize,
-        csb: isize,
-        beta: f64,
-        c: *mut f64,
-        rsc: isize,
-        csc: isize,
-    ) {
-        // SAFETY: forwarded from the caller's contract.
-        unsafe {
-            matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
-        }
-    }
-    const ONE: f64 = 1.0;
-    fn from_f32_lossy(v: f32) -> Self {
-        v as f64
-    }
-}
+impl_gemm_elem!(f32 => matrixmultiply::sgemm, f64 => matrixmultiply::dgemm);
 
 /// A strided matrix view: `data[r * rs + c * cs]` for `r < rows`, `c < cols`.
 #[derive(Clone, Copy)]
@@ -100,15 +75,47 @@ pub(crate) struct MatRef<'a, T> {
     pub cs: usize,
 }
 
+impl<'a, T> MatRef<'a, T> {
+    /// The same matrix read transposed.
+    pub fn t(self) -> MatRef<'a, T> {
+        MatRef {
+            data: self.data,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+
+    /// Row-major `data` with `cols` columns (leading dimension), read transposed when
+    /// `transposed`: the operand views every GEMM caller needs.
+    pub fn of(data: &'a [T], cols: usize, transposed: bool) -> MatRef<'a, T> {
+        if transposed {
+            MatRef {
+                data,
+                rs: 1,
+                cs: cols,
+            }
+        } else {
+            MatRef {
+                data,
+                rs: cols,
+                cs: 1,
+            }
+        }
+    }
+}
+
 fn fits(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> bool {
     rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
 }
 
-/// Safe GEMM: `C[m×n] (row-major, leading dim ldc) = alpha·A·B + beta·C`; bounds are checked
-/// (a violation is an internal error, reported rather than risking memory safety).
+/// Safe GEMM: `C[m×n] = alpha·A·B + beta·C` with `C` row-major and contiguous; bounds are
+/// checked (a violation is an internal error, reported rather than risking memory safety).
+/// With `split`, large products run as row blocks on rayon; callers that already parallelise
+/// (convolution over a batch) pass `false` and get one single-threaded call.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm_strided<T: GemmElem>(
+pub(crate) fn gemm_into<T: GemmElem>(
     op: &'static str,
+    split: bool,
     m: usize,
     k: usize,
     n: usize,
@@ -117,57 +124,56 @@ pub(crate) fn gemm_strided<T: GemmElem>(
     b: MatRef<'_, T>,
     beta: T,
     c: &mut [T],
-    ldc: usize,
 ) -> Result<(), RuntimeError> {
     let ok = fits(a.data.len(), m, k, a.rs, a.cs)
         && fits(b.data.len(), k, n, b.rs, b.cs)
-        && fits(c.len(), m, n, ldc, 1)
-        && [a.rs, a.cs, b.rs, b.cs, ldc]
+        && fits(c.len(), m, n, n, 1)
+        && [a.rs, a.cs, b.rs, b.cs, n]
             .iter()
             .all(|&s| s <= isize::MAX as usize);
     if !ok {
-        return Err(RuntimeError::Shape {
+        return Err(RuntimeError::shape(
             op,
-            reason: format!("internal GEMM bounds violation (m={m}, k={k}, n={n})"),
-        });
+            format!("internal GEMM bounds violation (m={m}, k={k}, n={n})"),
+        ));
     }
     if m == 0 || n == 0 {
         return Ok(());
     }
     if k == 0 {
-        for r in 0..m {
-            for v in &mut c[r * ldc..r * ldc + n] {
-                *v = if beta == T::ZERO {
-                    T::ZERO
-                } else {
-                    beta.mul(*v)
-                };
-            }
+        for v in &mut c[..m * n] {
+            *v = if beta == T::ZERO {
+                T::ZERO
+            } else {
+                beta.mul(*v)
+            };
         }
         return Ok(());
     }
+    let p = Product {
+        dims: (m, k, n),
+        scale: (alpha, beta),
+        a,
+        b,
+    };
     // Large products are split into row blocks run on rayon; inside an already-parallel
-    // caller (convolution over a batch) rayon's work stealing keeps the cores busy without
-    // oversubscribing them.
+    // caller rayon's work stealing keeps the cores busy without oversubscribing them.
     let work = m.saturating_mul(k).saturating_mul(n);
-    if work >= PAR_GEMM_WORK && m >= 2 * PAR_GEMM_MIN_ROWS {
+    if split && work >= PAR_GEMM_WORK && m >= 2 * PAR_GEMM_MIN_ROWS {
         let blocks = (rayon::current_num_threads() * 2).max(2);
         let rows = m.div_ceil(blocks).max(PAR_GEMM_MIN_ROWS);
         return c
-            .par_chunks_mut(rows * ldc)
+            .par_chunks_mut(rows * n)
             .enumerate()
             .try_for_each(|(i, cb)| {
                 let r0 = i * rows;
-                let mb = rows.min(m - r0);
-                let ab = MatRef {
-                    data: &a.data[r0 * a.rs..],
-                    rs: a.rs,
-                    cs: a.cs,
-                };
-                gemm_block(op, mb, k, n, alpha, ab, b, beta, cb, ldc)
+                let data = &a.data[r0 * a.rs..];
+                let a = MatRef { data, ..a };
+                let dims = (rows.min(m - r0), k, n);
+                block(op, Product { dims, a, ..p }, cb)
             });
     }
-    gemm_block(op, m, k, n, alpha, a, b, beta, c, ldc)
+    block(op, p, c)
 }
 
 /// Minimum multiply-adds before a GEMM is split across threads.
@@ -175,32 +181,40 @@ const PAR_GEMM_WORK: usize = 1 << 21;
 /// Minimum rows per parallel GEMM block (the micro-kernel works on 8-row panels).
 const PAR_GEMM_MIN_ROWS: usize = 16;
 
-/// One single-threaded GEMM call (for callers that already parallelise, e.g. over a batch);
-/// bounds are checked.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm_block<T: GemmElem>(
+/// One product `alpha·A·B + beta·C`: `(m, k, n)` with `A [m×k]`, `B [k×n]`, and
+/// `(alpha, beta)`.
+#[derive(Clone, Copy)]
+struct Product<'a, T> {
+    dims: (usize, usize, usize),
+    scale: (T, T),
+    a: MatRef<'a, T>,
+    b: MatRef<'a, T>,
+}
+
+/// One single-threaded GEMM call into contiguous `c`; bounds are checked again, since a row
+/// block is addressed on its own.
+fn block<T: GemmElem>(
     op: &'static str,
-    m: usize,
-    k: usize,
-    n: usize,
-    alpha: T,
-    a: MatRef<'_, T>,
-    b: MatRef<'_, T>,
-    beta: T,
+    p: Product<'_, T>,
     c: &mut [T],
-    ldc: usize,
 ) -> Result<(), RuntimeError> {
+    let Product {
+        dims: (m, k, n),
+        scale: (alpha, beta),
+        a,
+        b,
+    } = p;
     if !(fits(a.data.len(), m, k, a.rs, a.cs)
         && fits(b.data.len(), k, n, b.rs, b.cs)
-        && fits(c.len(), m, n, ldc, 1))
+        && fits(c.len(), m, n, n, 1))
     {
-        return Err(RuntimeError::Shape {
+        return Err(RuntimeError::shape(
             op,
-            reason: format!("internal GEMM block bounds violation (m={m}, k={k}, n={n})"),
-        });
+            format!("internal GEMM block bounds violation (m={m}, k={k}, n={n})"),
+        ));
     }
     // SAFETY: `fits` proved every addressed element is inside its slice, strides fit isize
-    // (checked by the caller), and `c` is exclusively borrowed so it cannot alias `a` or `b`.
+    // (checked by `gemm_into`), and `c` is exclusively borrowed so it cannot alias `a` or `b`.
     unsafe {
         T::raw_gemm(
             m,
@@ -215,7 +229,7 @@ pub(crate) fn gemm_block<T: GemmElem>(
             b.cs as isize,
             beta,
             c.as_mut_ptr(),
-            ldc as isize,
+            n as isize,
             1,
         );
     }
@@ -250,14 +264,7 @@ pub fn gemm(g: &Gemm, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
     const OP: &str = "gemm";
     let (a, b) = (inputs[0], inputs[1]);
     for (i, t) in inputs.iter().enumerate() {
-        if t.dtype() != a.dtype() {
-            return Err(RuntimeError::DTypeMismatch {
-                op: OP,
-                input: i,
-                expected: a.dtype(),
-                got: t.dtype(),
-            });
-        }
+        same_dtype(OP, a, i, t)?;
     }
     if a.rank() != 2 || b.rank() != 2 {
         return Err(RuntimeError::Shape {
@@ -314,14 +321,14 @@ pub fn gemm(g: &Gemm, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
         a: &Tensor,
         av: &[T],
         bv: &[T],
-        cv: Option<(&[T], &[usize])>,
+        c: Option<&Tensor>,
         m: usize,
         k: usize,
         n: usize,
         total: usize,
     ) -> Result<Vec<T>, RuntimeError> {
         let mut out = vec![T::ZERO; total];
-        if let Some((cv, cs)) = cv {
+        if let Some((cv, cs)) = c.and_then(|c| Some((T::slice(c.data())?, c.shape()))) {
             let st = broadcast_strides(cs, &[m, n]);
             let beta = T::from_f32_lossy(g.beta);
             for i in 0..m {
@@ -330,72 +337,16 @@ pub fn gemm(g: &Gemm, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
                 }
             }
         }
-        let lda = a.shape()[1];
-        let am = if g.trans_a {
-            MatRef {
-                data: av,
-                rs: 1,
-                cs: lda,
-            }
-        } else {
-            MatRef {
-                data: av,
-                rs: lda,
-                cs: 1,
-            }
-        };
-        let ldb = if g.trans_b { k } else { n };
-        let bm = if g.trans_b {
-            MatRef {
-                data: bv,
-                rs: 1,
-                cs: ldb,
-            }
-        } else {
-            MatRef {
-                data: bv,
-                rs: ldb,
-                cs: 1,
-            }
-        };
-        let beta = if cv.is_some() { T::ONE } else { T::ZERO };
-        gemm_strided(
-            "gemm",
-            m,
-            k,
-            n,
-            T::from_f32_lossy(g.alpha),
-            am,
-            bm,
-            beta,
-            &mut out,
-            n,
-        )?;
+        let am = MatRef::of(av, a.shape()[1], g.trans_a);
+        let bm = MatRef::of(bv, if g.trans_b { k } else { n }, g.trans_b);
+        let beta = if c.is_some() { T::ONE } else { T::ZERO };
+        let alpha = T::from_f32_lossy(g.alpha);
+        gemm_into("gemm", true, m, k, n, alpha, am, bm, beta, &mut out)?;
         Ok(out)
     }
-    let data = match (a.data(), b.data()) {
-        (TensorData::F32(av), TensorData::F32(bv)) => {
-            let cv = match c.map(|c| (c.data(), c.shape())) {
-                Some((TensorData::F32(v), s)) => Some((v.as_slice(), s)),
-                _ => None,
-            };
-            TensorData::F32(go(g, a, av, bv, cv, m, k, n, total)?)
-        }
-        (TensorData::F64(av), TensorData::F64(bv)) => {
-            let cv = match c.map(|c| (c.data(), c.shape())) {
-                Some((TensorData::F64(v), s)) => Some((v.as_slice(), s)),
-                _ => None,
-            };
-            TensorData::F64(go(g, a, av, bv, cv, m, k, n, total)?)
-        }
-        _ => {
-            return Err(RuntimeError::UnsupportedDType {
-                op: OP,
-                input: 0,
-                dtype: a.dtype(),
-            })
-        }
-    };
+    let data = map_data!(OP, (a, b), [F32, F64], |av, bv| {
+        go(g, a, av, bv, c, m, k, n, total)?
+    })?;
     make(OP, out_shape, data)
 }
 
@@ -403,14 +354,7 @@ pub fn gemm(g: &Gemm, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
 /// batch dimensions broadcast. Floats use GEMM; i32/i64 use a wrapping triple loop.
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor, RuntimeError> {
     const OP: &str = "matmul";
-    if a.dtype() != b.dtype() {
-        return Err(RuntimeError::DTypeMismatch {
-            op: OP,
-            input: 1,
-            expected: a.dtype(),
-            got: b.dtype(),
-        });
-    }
+    same_dtype(OP, a, 1, b)?;
     if a.rank() == 0 || b.rank() == 0 {
         return Err(RuntimeError::Shape {
             op: OP,
@@ -460,62 +404,15 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor, RuntimeError> {
     };
     // One big GEMM when B is shared by every batch and A's batches are contiguous.
     let fold = bbatch.iter().product::<usize>() == 1 && abatch == batch.as_slice();
-    #[allow(clippy::too_many_arguments)]
-    fn go<T: GemmElem>(
-        av: &[T],
-        bv: &[T],
-        m: usize,
-        k: usize,
-        n: usize,
-        nbatch: usize,
-        total: usize,
-        fold: bool,
-        offsets: &dyn Fn(usize) -> (usize, usize),
-    ) -> Result<Vec<T>, RuntimeError> {
-        let mut out = vec![T::ZERO; total];
-        let run = |mm: usize, a: &[T], b: &[T], c: &mut [T]| -> Result<(), RuntimeError> {
-            let am = MatRef {
-                data: a,
-                rs: k,
-                cs: 1,
-            };
-            let bm = MatRef {
-                data: b,
-                rs: n,
-                cs: 1,
-            };
-            gemm_strided("matmul", mm, k, n, T::ONE, am, bm, T::ZERO, c, n)
-        };
-        if fold {
-            run(m * nbatch, av, bv, &mut out)?;
-        } else {
-            for (i, c) in out.chunks_mut((m * n).max(1)).enumerate().take(nbatch) {
-                let (oa, ob) = offsets(i);
-                run(m, &av[oa.min(av.len())..], &bv[ob.min(bv.len())..], c)?;
-            }
-        }
-        Ok(out)
-    }
+    let bt = Batches {
+        dims: (m, k, n),
+        count: nbatch,
+        offsets: &offsets,
+    };
     let data = match (a.data(), b.data()) {
-        (TensorData::F32(x), TensorData::F32(y)) => {
-            TensorData::F32(go(x, y, m, k, n, nbatch, total, fold, &offsets)?)
-        }
-        (TensorData::F64(x), TensorData::F64(y)) => {
-            TensorData::F64(go(x, y, m, k, n, nbatch, total, fold, &offsets)?)
-        }
-        (TensorData::I32(x), TensorData::I32(y)) => {
-            TensorData::I32(go_int(x, y, m, k, n, nbatch, total, &offsets))
-        }
-        (TensorData::I64(x), TensorData::I64(y)) => {
-            TensorData::I64(go_int(x, y, m, k, n, nbatch, total, &offsets))
-        }
-        _ => {
-            return Err(RuntimeError::UnsupportedDType {
-                op: OP,
-                input: 0,
-                dtype: a.dtype(),
-            })
-        }
+        (TensorData::I32(x), TensorData::I32(y)) => TensorData::I32(bt.naive(x, y, total)?),
+        (TensorData::I64(x), TensorData::I64(y)) => TensorData::I64(bt.naive(x, y, total)?),
+        _ => map_data!(OP, (a, b), [F32, F64], |x, y| bt.gemm(x, y, total, fold)?)?,
     };
     if a_vec {
         let r = out_shape.len();
@@ -527,31 +424,70 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor, RuntimeError> {
     make(OP, out_shape, data)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn go_int<T: Arith + Default>(
-    av: &[T],
-    bv: &[T],
-    m: usize,
-    k: usize,
-    n: usize,
-    nbatch: usize,
-    total: usize,
-    offsets: &dyn Fn(usize) -> (usize, usize),
-) -> Vec<T> {
-    let mut out = vec![T::ZERO; total];
-    for (i, c) in out.chunks_mut((m * n).max(1)).enumerate().take(nbatch) {
-        let (oa, ob) = offsets(i);
-        let am = MatRef {
-            data: &av[oa.min(av.len())..],
-            rs: k,
-            cs: 1,
-        };
-        let bm = MatRef {
-            data: &bv[ob.min(bv.len())..],
-            rs: n,
-            cs: 1,
-        };
-        gemm_naive(m, k, n, am, bm, c, n);
+/// The products of a numpy matmul: `count` of them, each `[m×k]·[k×n]` with `dims =
+/// (m, k, n)`; `offsets(i)` gives product `i`'s element offsets into A and B (broadcast
+/// batches share one).
+struct Batches<'a> {
+    dims: (usize, usize, usize),
+    count: usize,
+    offsets: &'a dyn Fn(usize) -> (usize, usize),
+}
+
+impl Batches<'_> {
+    /// Runs `f(A_i, B_i, C_i)` for every product, `C_i` being the `i`-th `[m×n]` block of
+    /// `out`.
+    fn each<'d, T>(
+        &self,
+        (av, bv): (&'d [T], &'d [T]),
+        out: &mut [T],
+        mut f: impl FnMut(MatRef<'d, T>, MatRef<'d, T>, &mut [T]) -> Result<(), RuntimeError>,
+    ) -> Result<(), RuntimeError> {
+        let (m, k, n) = self.dims;
+        for (i, c) in out.chunks_mut((m * n).max(1)).enumerate().take(self.count) {
+            let (oa, ob) = (self.offsets)(i);
+            let am = MatRef::of(&av[oa.min(av.len())..], k, false);
+            let bm = MatRef::of(&bv[ob.min(bv.len())..], n, false);
+            f(am, bm, c)?;
+        }
+        Ok(())
     }
-    out
+
+    /// Floats: GEMM per product, or one GEMM over all of them when `fold` (B shared by every
+    /// product and A's products contiguous).
+    fn gemm<T: GemmElem>(
+        &self,
+        av: &[T],
+        bv: &[T],
+        total: usize,
+        fold: bool,
+    ) -> Result<Vec<T>, RuntimeError> {
+        let (m, k, n) = self.dims;
+        let mut out = vec![T::ZERO; total];
+        let run = |mm: usize, am, bm, c: &mut [T]| {
+            gemm_into("matmul", true, mm, k, n, T::ONE, am, bm, T::ZERO, c)
+        };
+        if fold {
+            let (am, bm) = (MatRef::of(av, k, false), MatRef::of(bv, n, false));
+            run(m * self.count, am, bm, &mut out)?;
+        } else {
+            self.each((av, bv), &mut out, |am, bm, c| run(m, am, bm, c))?;
+        }
+        Ok(out)
+    }
+
+    /// Integers: the wrapping triple loop per product.
+    fn naive<T: Arith + Default>(
+        &self,
+        av: &[T],
+        bv: &[T],
+        total: usize,
+    ) -> Result<Vec<T>, RuntimeError> {
+        let (m, k, n) = self.dims;
+        let mut out = vec![T::ZERO; total];
+        self.each((av, bv), &mut out, |am, bm, c| {
+            gemm_naive(m, k, n, am, bm, c, n);
+            Ok(())
+        })?;
+        Ok(out)
+    }
 }

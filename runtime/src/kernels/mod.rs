@@ -6,13 +6,16 @@ pub mod bitplane;
 pub mod cast;
 pub mod conv;
 pub mod elementwise;
+pub(crate) mod index;
 pub mod layout;
 pub mod linear;
 pub mod normalization;
 pub mod pool;
 pub mod reduce;
 pub mod variadic;
+mod window;
 
+use rayon::prelude::*;
 use strata_ir::{Op, Tensor, TensorData};
 
 use crate::RuntimeError;
@@ -156,6 +159,64 @@ pub(crate) fn checked_numel(op: &'static str, shape: &[usize]) -> Result<usize, 
         op,
         shape: shape.iter().map(|&d| d as u128).collect(),
     })
+}
+
+/// Input `input` (`t`) must have the element type of `first` (input 0): kernels compute in
+/// one type.
+pub(crate) fn same_dtype(
+    op: &'static str,
+    first: &Tensor,
+    input: usize,
+    t: &Tensor,
+) -> Result<(), RuntimeError> {
+    if t.dtype() == first.dtype() {
+        return Ok(());
+    }
+    Err(RuntimeError::DTypeMismatch {
+        op,
+        input,
+        expected: first.dtype(),
+        got: t.dtype(),
+    })
+}
+
+/// Evaluates `$body` with `$v` bound to the elements of `$t` for each listed element type and
+/// wraps the result in the same variant (`Ok(TensorData)`); any other type is
+/// [`RuntimeError::UnsupportedDType`] for input 0. The second form binds two operands that
+/// must hold the same type. One arm per type is what every typed kernel needs, written once.
+macro_rules! map_data {
+    ($op:expr, $t:expr, [$($var:ident),+], |$v:ident| $body:expr) => {
+        match $t.data() {
+            $(strata_ir::TensorData::$var($v) => Ok(strata_ir::TensorData::$var($body)),)+
+            _ => Err($crate::RuntimeError::unsupported($op, 0, $t.dtype())),
+        }
+    };
+    ($op:expr, ($a:expr, $b:expr), [$($var:ident),+], |$x:ident, $y:ident| $body:expr) => {
+        match ($a.data(), $b.data()) {
+            $((strata_ir::TensorData::$var($x), strata_ir::TensorData::$var($y)) => {
+                Ok(strata_ir::TensorData::$var($body))
+            })+
+            _ => Err($crate::RuntimeError::unsupported($op, 0, $a.dtype())),
+        }
+    };
+}
+pub(crate) use map_data;
+
+/// Runs `f(i, chunk_i)` on the consecutive `chunk`-element pieces of `out`, on rayon when
+/// `par` (the caller decides what is large enough to be worth the tasks).
+pub(crate) fn for_each_chunk<T: Send>(
+    out: &mut [T],
+    chunk: usize,
+    par: bool,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
+    if par {
+        out.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+    } else {
+        out.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+    }
 }
 
 /// Row-major strides of a shape.

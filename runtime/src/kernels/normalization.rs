@@ -1,11 +1,10 @@
 //! Normalisation kernels: inference-mode BatchNormalization and Softmax.
 
-use rayon::prelude::*;
 use strata_ir::ops::{BatchNorm, Softmax};
-use strata_ir::{Tensor, TensorData};
+use strata_ir::Tensor;
 
 use super::elementwise::Real;
-use super::make;
+use super::{for_each_chunk, make, map_data, same_dtype};
 use crate::RuntimeError;
 
 /// `y = scale · (x − mean) / sqrt(var + ε) + bias` per channel (axis 1). The per-channel
@@ -22,14 +21,7 @@ pub fn batch_norm(b: &BatchNorm, inputs: &[&Tensor]) -> Result<Tensor, RuntimeEr
     let c = x.shape()[1];
     const NAMES: [&str; 5] = ["x", "scale", "bias", "mean", "var"];
     for (i, t) in inputs.iter().enumerate().skip(1) {
-        if t.dtype() != x.dtype() {
-            return Err(RuntimeError::DTypeMismatch {
-                op: OP,
-                input: i,
-                expected: x.dtype(),
-                got: t.dtype(),
-            });
-        }
+        same_dtype(OP, x, i, t)?;
         if t.shape() != [c] {
             return Err(RuntimeError::Shape {
                 op: OP,
@@ -52,46 +44,33 @@ pub fn batch_norm(b: &BatchNorm, inputs: &[&Tensor]) -> Result<Tensor, RuntimeEr
         if inner == 0 || c == 0 {
             return out;
         }
-        let apply = |(k, chunk): (usize, &mut [T])| {
+        let par = out.len() >= 1 << 15;
+        for_each_chunk(&mut out, inner, par, |k, chunk| {
             let ch = k % c;
             let (ak, sk) = (T::from_f64(a[ch]), T::from_f64(s[ch]));
             chunk.iter_mut().for_each(|y| *y = y.mul(ak).add(sk));
-        };
-        if out.len() >= 1 << 15 {
-            out.par_chunks_mut(inner).enumerate().for_each(apply);
-        } else {
-            out.chunks_mut(inner).enumerate().for_each(apply);
-        }
+        });
         out
     }
-    let data = match x.data() {
-        TensorData::F32(v) => TensorData::F32(go(v, c, inner, &a, &s)),
-        TensorData::F64(v) => TensorData::F64(go(v, c, inner, &a, &s)),
-        _ => {
-            return Err(RuntimeError::UnsupportedDType {
-                op: OP,
-                input: 0,
-                dtype: x.dtype(),
-            })
-        }
-    };
+    let data = map_data!(OP, x, [F32, F64], |v| go(v, c, inner, &a, &s))?;
     make(OP, x.shape().to_vec(), data)
 }
 
-/// Softmax along `axis` (opset ≥ 13), or over the flattened trailing block `dims[axis..]`
-/// when `coerce_2d` (opset < 13). The maximum is subtracted first, so large logits never
-/// overflow `exp`.
-pub fn softmax(sm: &Softmax, x: &Tensor) -> Result<Tensor, RuntimeError> {
-    const OP: &str = "softmax";
-    let rank = x.rank();
+/// The softmax of `shape` as `(outer, len, inner)`: `outer` blocks of `len` reduced positions
+/// `inner` elements apart (shared with the gradient).
+pub(crate) fn softmax_blocks(
+    op: &'static str,
+    sm: &Softmax,
+    shape: &[usize],
+) -> Result<(usize, usize, usize), RuntimeError> {
+    let rank = shape.len();
     if sm.axis >= rank.max(1) {
         return Err(RuntimeError::Attribute {
-            op: OP,
+            op,
             attr: "axis",
             reason: format!("{} is out of range for rank {rank}", sm.axis),
         });
     }
-    let shape = x.shape();
     let outer: usize = shape[..sm.axis.min(rank)].iter().product();
     let (len, inner) = if sm.coerce_2d || rank == 0 {
         (shape[sm.axis.min(rank)..].iter().product::<usize>(), 1)
@@ -101,12 +80,21 @@ pub fn softmax(sm: &Softmax, x: &Tensor) -> Result<Tensor, RuntimeError> {
             shape[sm.axis + 1..].iter().product::<usize>(),
         )
     };
+    Ok((outer, len, inner))
+}
+
+/// Softmax along `axis` (opset ≥ 13), or over the flattened trailing block `dims[axis..]`
+/// when `coerce_2d` (opset < 13). The maximum is subtracted first, so large logits never
+/// overflow `exp`.
+pub fn softmax(sm: &Softmax, x: &Tensor) -> Result<Tensor, RuntimeError> {
+    const OP: &str = "softmax";
+    let (outer, len, inner) = softmax_blocks(OP, sm, x.shape())?;
     fn go<T: Real>(v: &[T], outer: usize, len: usize, inner: usize) -> Vec<T> {
         let mut out = v.to_vec();
         if len == 0 || inner == 0 || outer == 0 {
             return out;
         }
-        let block = |o: &mut [T]| {
+        let block = |_, o: &mut [T]| {
             for i in 0..inner {
                 let mut mx = T::NEG_INF;
                 for j in 0..len {
@@ -126,23 +114,10 @@ pub fn softmax(sm: &Softmax, x: &Tensor) -> Result<Tensor, RuntimeError> {
                 }
             }
         };
-        if out.len() >= 1 << 15 {
-            out.par_chunks_mut(len * inner).for_each(block);
-        } else {
-            out.chunks_mut(len * inner).for_each(block);
-        }
+        let par = out.len() >= 1 << 15;
+        for_each_chunk(&mut out, len * inner, par, block);
         out
     }
-    let data = match x.data() {
-        TensorData::F32(v) => TensorData::F32(go(v, outer, len, inner)),
-        TensorData::F64(v) => TensorData::F64(go(v, outer, len, inner)),
-        _ => {
-            return Err(RuntimeError::UnsupportedDType {
-                op: OP,
-                input: 0,
-                dtype: x.dtype(),
-            })
-        }
-    };
+    let data = map_data!(OP, x, [F32, F64], |v| go(v, outer, len, inner))?;
     make(OP, x.shape().to_vec(), data)
 }

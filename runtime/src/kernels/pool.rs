@@ -6,12 +6,12 @@
 //! real input elements, or with `count_include_pad` by the number of taps inside the
 //! explicitly padded input (taps past the end padding, which ceil mode can add, never count).
 
-use rayon::prelude::*;
 use strata_ir::ops::{GlobalPoolKind, Pool};
-use strata_ir::{Tensor, TensorData};
+use strata_ir::Tensor;
 
 use super::elementwise::Real;
-use super::{checked_numel, make};
+use super::window::{check_attr, spatial_axes, valid_range, window_slack};
+use super::{checked_numel, for_each_chunk, make, map_data};
 use crate::RuntimeError;
 
 /// Element types MaxPool accepts, with the identity of `max`.
@@ -47,20 +47,7 @@ impl Win {
     /// Valid kernel taps `[lo, hi)` on axis `j` for output index `o`.
     #[inline]
     fn taps(&self, j: usize, o: usize) -> (usize, usize) {
-        let start = (o * self.s[j]) as isize - self.pb[j] as isize;
-        let dil = self.d[j] as isize;
-        let lo = if start >= 0 {
-            0
-        } else {
-            ((-start) as usize).div_ceil(self.d[j])
-        };
-        let limit = self.ins[j] as isize - start; // need kk*dil < limit
-        let hi = if limit <= 0 {
-            0
-        } else {
-            ((limit as usize).div_ceil(dil as usize)).min(self.k[j])
-        };
-        (lo.min(hi), hi)
+        valid_range(self.origin(j, o), self.d[j], self.ins[j], self.k[j])
     }
     #[inline]
     fn origin(&self, j: usize, o: usize) -> isize {
@@ -69,24 +56,15 @@ impl Win {
 }
 
 fn geometry(op: &'static str, p: &Pool, x: &Tensor) -> Result<(Win, Vec<usize>), RuntimeError> {
-    if x.rank() < 3 {
-        return Err(RuntimeError::Shape {
-            op,
-            reason: format!(
-                "input must be [N, C, spatial...] with at least one spatial axis, got {:?}",
-                x.shape()
-            ),
-        });
-    }
-    let nd = x.rank() - 2;
+    let nd = spatial_axes(op, x)?;
     if nd > 3 {
-        return Err(RuntimeError::Shape {
+        return Err(RuntimeError::shape(
             op,
-            reason: format!(
+            format!(
                 "pooling supports 1 to 3 spatial axes, got {nd} (shape {:?})",
                 x.shape()
             ),
-        });
+        ));
     }
     let or_default = |v: &[usize], n: usize, dflt: usize| {
         if v.is_empty() {
@@ -98,53 +76,19 @@ fn geometry(op: &'static str, p: &Pool, x: &Tensor) -> Result<(Win, Vec<usize>),
     let strides = or_default(&p.strides, nd, 1);
     let dilations = or_default(&p.dilations, nd, 1);
     let pads = or_default(&p.pads, 2 * nd, 0);
-    for (attr, v, want) in [
-        ("kernel", &p.kernel, nd),
-        ("strides", &strides, nd),
-        ("dilations", &dilations, nd),
-        ("pads", &pads, 2 * nd),
-    ] {
-        if v.len() != want {
-            return Err(RuntimeError::Attribute {
-                op,
-                attr,
-                reason: format!("has {} values, expected {want}", v.len()),
-            });
-        }
-        if v.iter().any(|&x| x > 1 << 31) {
-            return Err(RuntimeError::Attribute {
-                op,
-                attr,
-                reason: format!("{v:?} exceeds {}", 1u64 << 31),
-            });
-        }
-        if attr != "pads" && v.contains(&0) {
-            return Err(RuntimeError::Attribute {
-                op,
-                attr,
-                reason: "values must be positive".into(),
-            });
-        }
-    }
+    check_attr(op, "kernel", &p.kernel, nd, true)?;
+    check_attr(op, "strides", &strides, nd, true)?;
+    check_attr(op, "dilations", &dilations, nd, true)?;
+    check_attr(op, "pads", &pads, 2 * nd, false)?;
     let in_sp = &x.shape()[2..];
     let mut out_sp = Vec::with_capacity(nd);
     for j in 0..nd {
-        let span = (p.kernel[j] - 1)
-            .saturating_mul(dilations[j])
-            .saturating_add(1);
-        let padded = in_sp[j]
-            .saturating_add(pads[j])
-            .saturating_add(pads[nd + j]);
-        if padded < span {
-            return Err(RuntimeError::Shape {
-                op,
-                reason: format!("spatial axis {j}: padded input size {padded} is smaller than the dilated kernel {span}"),
-            });
-        }
+        let both = (pads[j], pads[nd + j]);
+        let slack = window_slack(op, j, in_sp[j], p.kernel[j], dilations[j], both)?;
         let mut o = if p.ceil_mode {
-            (padded - span).div_ceil(strides[j]) + 1
+            slack.div_ceil(strides[j]) + 1
         } else {
-            (padded - span) / strides[j] + 1
+            slack / strides[j] + 1
         };
         if p.ceil_mode && (o - 1).saturating_mul(strides[j]) >= in_sp[j].saturating_add(pads[j]) {
             o -= 1;
@@ -184,22 +128,16 @@ fn per_plane<T: Copy + Send + Sync + Default>(
     if pout == 0 || pin == 0 {
         return out;
     }
-    if out.len() >= 1 << 14 {
-        out.par_chunks_mut(pout)
-            .zip(x.par_chunks(pin))
-            .for_each(|(o, i)| f(i, o));
-    } else {
-        out.chunks_mut(pout)
-            .zip(x.chunks(pin))
-            .for_each(|(o, i)| f(i, o));
-    }
+    let par = out.len() >= 1 << 14;
+    for_each_chunk(&mut out, pout, par, |i, o| f(&x[i * pin..(i + 1) * pin], o));
     out
 }
 
 /// Per-axis table of `(first tap, end tap, window origin)` for every output index, so the
 /// inner loops do no window arithmetic.
 /// The fourth field counts the taps inside the padded input (`count_include_pad` divisor).
-type Taps = [Vec<(usize, usize, isize, usize)>; 3];
+type Tap = (usize, usize, isize, usize);
+type Taps = [Vec<Tap>; 3];
 
 fn tap_tables(w: &Win) -> Taps {
     let axis = |j: usize| {
@@ -208,12 +146,7 @@ fn tap_tables(w: &Win) -> Taps {
                 let (lo, hi) = w.taps(j, o);
                 let origin = w.origin(j, o);
                 // Taps with origin + kk·d < in + pad_end; origin >= -pad_begin always holds.
-                let limit = w.ins[j] as isize + w.pe[j] as isize - origin;
-                let padded = if limit <= 0 {
-                    0
-                } else {
-                    (limit as usize).div_ceil(w.d[j]).min(w.k[j])
-                };
+                let (_, padded) = valid_range(origin, w.d[j], w.ins[j] + w.pe[j], w.k[j]);
                 (lo, hi, origin, padded)
             })
             .collect()
@@ -221,13 +154,23 @@ fn tap_tables(w: &Win) -> Taps {
     [axis(0), axis(1), axis(2)]
 }
 
-fn max_plane<T: MaxElem>(w: &Win, t: &Taps, x: &[T], y: &mut [T]) {
+/// Folds `step` over the real input taps of every output window of one plane (from `init`,
+/// in kernel order) and stores `finish(acc, window)`; shared by max and average pooling.
+fn pool_plane<T: Copy>(
+    w: &Win,
+    t: &Taps,
+    (x, y): (&[T], &mut [T]),
+    init: T,
+    step: impl Fn(T, T) -> T,
+    finish: impl Fn(T, [&Tap; 3]) -> T,
+) {
     let (h_in, w_in) = (w.ins[1], w.ins[2]);
     let mut idx = 0;
-    for &(d0, d1, bd, _) in &t[0] {
-        for &(h0, h1, bh, _) in &t[1] {
-            for &(w0, w1, bw, _) in &t[2] {
-                let mut best = T::LOWEST;
+    for td in &t[0] {
+        for th in &t[1] {
+            for tw in &t[2] {
+                let (&(d0, d1, bd, _), &(h0, h1, bh, _), &(w0, w1, bw, _)) = (td, th, tw);
+                let mut acc = init;
                 for kd in d0..d1 {
                     let id = (bd + (kd * w.d[0]) as isize) as usize;
                     for kh in h0..h1 {
@@ -235,48 +178,31 @@ fn max_plane<T: MaxElem>(w: &Win, t: &Taps, x: &[T], y: &mut [T]) {
                         let row = (id * h_in + ih) * w_in;
                         for kw in w0..w1 {
                             let iw = (bw + (kw * w.d[2]) as isize) as usize;
-                            let v = x[row + iw];
-                            if v > best {
-                                best = v;
-                            }
+                            acc = step(acc, x[row + iw]);
                         }
                     }
                 }
-                y[idx] = best;
+                y[idx] = finish(acc, [td, th, tw]);
                 idx += 1;
             }
         }
     }
 }
 
+fn max_plane<T: MaxElem>(w: &Win, t: &Taps, x: &[T], y: &mut [T]) {
+    let max = |best, v| if v > best { v } else { best };
+    pool_plane(w, t, (x, y), T::LOWEST, max, |best, _| best);
+}
+
 fn avg_plane<T: Real>(w: &Win, t: &Taps, include_pad: bool, x: &[T], y: &mut [T]) {
-    let (h_in, w_in) = (w.ins[1], w.ins[2]);
-    let mut idx = 0;
-    for &(d0, d1, bd, dp) in &t[0] {
-        for &(h0, h1, bh, hp) in &t[1] {
-            for &(w0, w1, bw, wp) in &t[2] {
-                let mut sum = T::ZERO;
-                for kd in d0..d1 {
-                    let id = (bd + (kd * w.d[0]) as isize) as usize;
-                    for kh in h0..h1 {
-                        let ih = (bh + (kh * w.d[1]) as isize) as usize;
-                        let row = (id * h_in + ih) * w_in;
-                        for kw in w0..w1 {
-                            let iw = (bw + (kw * w.d[2]) as isize) as usize;
-                            sum = sum.add(x[row + iw]);
-                        }
-                    }
-                }
-                let count = if include_pad {
-                    T::from_f64((dp * hp * wp) as f64)
-                } else {
-                    T::from_f64(((d1 - d0) * (h1 - h0) * (w1 - w0)) as f64)
-                };
-                y[idx] = sum.div(count);
-                idx += 1;
-            }
-        }
-    }
+    pool_plane(w, t, (x, y), T::ZERO, T::add, |sum, [d, h, w]| {
+        let count = if include_pad {
+            T::from_f64((d.3 * h.3 * w.3) as f64)
+        } else {
+            T::from_f64(((d.1 - d.0) * (h.1 - h.0) * (w.1 - w.0)) as f64)
+        };
+        sum.div(count)
+    });
 }
 
 /// ONNX MaxPool (f32, f64, i8, u8).
@@ -284,19 +210,9 @@ pub fn max_pool(p: &Pool, x: &Tensor) -> Result<Tensor, RuntimeError> {
     const OP: &str = "max_pool";
     let (w, shape) = geometry(OP, p, x)?;
     let t = tap_tables(&w);
-    let data = match x.data() {
-        TensorData::F32(v) => TensorData::F32(per_plane(v, &w, |i, o| max_plane(&w, &t, i, o))),
-        TensorData::F64(v) => TensorData::F64(per_plane(v, &w, |i, o| max_plane(&w, &t, i, o))),
-        TensorData::I8(v) => TensorData::I8(per_plane(v, &w, |i, o| max_plane(&w, &t, i, o))),
-        TensorData::U8(v) => TensorData::U8(per_plane(v, &w, |i, o| max_plane(&w, &t, i, o))),
-        _ => {
-            return Err(RuntimeError::UnsupportedDType {
-                op: OP,
-                input: 0,
-                dtype: x.dtype(),
-            })
-        }
-    };
+    let data = map_data!(OP, x, [F32, F64, I8, U8], |v| {
+        per_plane(v, &w, |i, o| max_plane(&w, &t, i, o))
+    })?;
     make(OP, shape, data)
 }
 
@@ -306,21 +222,9 @@ pub fn average_pool(p: &Pool, x: &Tensor) -> Result<Tensor, RuntimeError> {
     let (w, shape) = geometry(OP, p, x)?;
     let inc = p.count_include_pad;
     let t = tap_tables(&w);
-    let data = match x.data() {
-        TensorData::F32(v) => {
-            TensorData::F32(per_plane(v, &w, |i, o| avg_plane(&w, &t, inc, i, o)))
-        }
-        TensorData::F64(v) => {
-            TensorData::F64(per_plane(v, &w, |i, o| avg_plane(&w, &t, inc, i, o)))
-        }
-        _ => {
-            return Err(RuntimeError::UnsupportedDType {
-                op: OP,
-                input: 0,
-                dtype: x.dtype(),
-            })
-        }
-    };
+    let data = map_data!(OP, x, [F32, F64], |v| {
+        per_plane(v, &w, |i, o| avg_plane(&w, &t, inc, i, o))
+    })?;
     make(OP, shape, data)
 }
 
@@ -331,10 +235,10 @@ pub fn global_pool(kind: GlobalPoolKind, x: &Tensor) -> Result<Tensor, RuntimeEr
         GlobalPoolKind::Max => "global_max_pool",
     };
     if x.rank() < 2 {
-        return Err(RuntimeError::Shape {
+        return Err(RuntimeError::shape(
             op,
-            reason: format!("input must be [N, C, ...], got {:?}", x.shape()),
-        });
+            format!("input must be [N, C, ...], got {:?}", x.shape()),
+        ));
     }
     let planes = x.shape()[0] * x.shape()[1];
     let area: usize = x.shape()[2..].iter().product();
@@ -358,16 +262,6 @@ pub fn global_pool(kind: GlobalPoolKind, x: &Tensor) -> Result<Tensor, RuntimeEr
             })
             .collect()
     }
-    let data = match x.data() {
-        TensorData::F32(v) => TensorData::F32(go(v, planes, area, kind)),
-        TensorData::F64(v) => TensorData::F64(go(v, planes, area, kind)),
-        _ => {
-            return Err(RuntimeError::UnsupportedDType {
-                op,
-                input: 0,
-                dtype: x.dtype(),
-            })
-        }
-    };
+    let data = map_data!(op, x, [F32, F64], |v| go(v, planes, area, kind))?;
     make(op, shape, data)
 }

@@ -3,6 +3,7 @@
 use strata_ir::ops::ReduceMean;
 use strata_ir::{Tensor, TensorData};
 
+use super::index::next_index;
 use super::{make, strides_of};
 use crate::RuntimeError;
 
@@ -23,11 +24,7 @@ pub fn reduce_mean(r: &ReduceMean, t: &Tensor) -> Result<Tensor, RuntimeError> {
         reduced[a] = true;
     }
     if matches!(t.data(), TensorData::Bool(_)) {
-        return Err(RuntimeError::UnsupportedDType {
-            op: OP,
-            input: 0,
-            dtype: t.dtype(),
-        });
+        return Err(RuntimeError::unsupported(OP, 0, t.dtype()));
     }
     let shape = t.shape();
     let kept: Vec<usize> = (0..rank)
@@ -44,13 +41,7 @@ pub fn reduce_mean(r: &ReduceMean, t: &Tensor) -> Result<Tensor, RuntimeError> {
     let mut idx = vec![0usize; rank];
     for (n, &v) in values.iter().enumerate() {
         if n > 0 {
-            for j in (0..rank).rev() {
-                idx[j] += 1;
-                if idx[j] < shape[j] {
-                    break;
-                }
-                idx[j] = 0;
-            }
+            next_index(&mut idx, shape);
         }
         let o: usize = (0..rank)
             .filter(|&j| !reduced[j])
@@ -66,13 +57,7 @@ pub fn reduce_mean(r: &ReduceMean, t: &Tensor) -> Result<Tensor, RuntimeError> {
         TensorData::U8(_) => TensorData::U8(means.map(|m| m as u8).collect()),
         TensorData::I32(_) => TensorData::I32(means.map(|m| m as i32).collect()),
         TensorData::I64(_) => TensorData::I64(means.map(|m| m as i64).collect()),
-        TensorData::Bool(_) => {
-            return Err(RuntimeError::UnsupportedDType {
-                op: OP,
-                input: 0,
-                dtype: t.dtype(),
-            })
-        }
+        TensorData::Bool(_) => return Err(RuntimeError::unsupported(OP, 0, t.dtype())),
     };
     let out_shape: Vec<usize> = if r.keep_dims {
         kept

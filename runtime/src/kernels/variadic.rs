@@ -4,7 +4,7 @@ use strata_ir::ops::VariadicOp;
 use strata_ir::{DType, Tensor};
 
 use super::elementwise::broadcast_apply;
-use super::{make, with_elem, Elem};
+use super::{make, same_dtype, with_elem, Elem};
 use crate::RuntimeError;
 
 fn name(op: VariadicOp) -> &'static str {
@@ -25,22 +25,11 @@ pub fn variadic(op: VariadicOp, inputs: &[&Tensor]) -> Result<Tensor, RuntimeErr
     })?;
     let dtype = first.dtype();
     if dtype == DType::Bool {
-        return Err(RuntimeError::UnsupportedDType {
-            op: op_name,
-            input: 0,
-            dtype,
-        });
+        return Err(RuntimeError::unsupported(op_name, 0, dtype));
     }
     let mut acc = (*first).clone();
     for (i, t) in inputs.iter().enumerate().skip(1) {
-        if t.dtype() != dtype {
-            return Err(RuntimeError::DTypeMismatch {
-                op: op_name,
-                input: i,
-                expected: dtype,
-                got: t.dtype(),
-            });
-        }
+        same_dtype(op_name, first, i, t)?;
         acc = with_elem!(dtype, pair(op, &acc, t))?;
     }
     Ok(acc)
