@@ -13,6 +13,7 @@
 
 use super::{check, Conv};
 use crate::quant::{row_bytes, MAX_BITS, MIN_BITS};
+use crate::text::fields::attr_fields;
 use crate::text::{AttrValue, Attrs, ParseError};
 use crate::{DType, Dim, InferError, Op, Shape, TensorType};
 
@@ -239,41 +240,33 @@ impl Bitplane {
     }
 }
 
+// The plane spec's text attributes are its fields, in field order.
+attr_fields!(PlaneSpec {
+    bits,
+    plane_counts,
+    act_bits,
+    rows,
+    cols
+});
+
 /// Text-form attributes: the Conv window attributes (no `has_bias`, always false) then the
 /// plane spec, in field order.
 pub(crate) fn text_attrs(b: &Bitplane) -> Vec<(&'static str, AttrValue)> {
     let mut out = Vec::new();
     if let BitplaneKernel::Conv(c) = &b.kernel {
-        out.extend([
-            ("kernel", AttrValue::usizes(&c.kernel)),
-            ("strides", AttrValue::usizes(&c.strides)),
-            ("pads", AttrValue::usizes(&c.pads)),
-            ("dilations", AttrValue::usizes(&c.dilations)),
-            ("group", AttrValue::usize(c.group)),
-        ]);
+        out.extend(
+            c.text_attrs()
+                .into_iter()
+                .filter(|(name, _)| *name != "has_bias"),
+        );
     }
-    let s = &b.spec;
-    out.extend([
-        ("bits", AttrValue::usize(s.bits as usize)),
-        ("plane_counts", AttrValue::u8s(&s.plane_counts)),
-        ("act_bits", AttrValue::usize(s.act_bits as usize)),
-        ("rows", AttrValue::usize(s.rows)),
-        ("cols", AttrValue::usize(s.cols)),
-    ]);
+    out.extend(b.spec.text_attrs());
     out
 }
 
 /// Rebuilds `bitplane_conv` / `bitplane_linear` from their attributes.
 pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, ParseError>> {
-    let spec = |a: &mut Attrs| -> Result<PlaneSpec, ParseError> {
-        Ok(PlaneSpec {
-            bits: a.u8("bits")?,
-            plane_counts: a.u8s("plane_counts")?,
-            act_bits: a.u8("act_bits")?,
-            rows: a.usize("rows")?,
-            cols: a.usize("cols")?,
-        })
-    };
+    let spec = PlaneSpec::from_attrs;
     let conv = |a: &mut Attrs| -> Result<Op, ParseError> {
         let c = Conv {
             kernel: a.usizes("kernel")?,

@@ -1,7 +1,8 @@
 //! Convolution family: Conv and ConvTranspose (N-d, grouped, dilated, strided, padded).
 
 use super::check;
-use crate::text::{AttrValue, Attrs, ParseError};
+use crate::text::fields::attr_fields;
+use crate::text::{Attrs, ParseError};
 use crate::Op;
 use crate::{Dim, InferError, Shape, TensorType};
 
@@ -273,64 +274,30 @@ impl ConvTranspose {
     }
 }
 
-/// Text-form attributes of the convolution ops, in field order.
-impl Conv {
-    /// Text-form attributes, in field order.
-    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
-        let c = self;
-        vec![
-            ("kernel", AttrValue::usizes(&c.kernel)),
-            ("strides", AttrValue::usizes(&c.strides)),
-            ("pads", AttrValue::usizes(&c.pads)),
-            ("dilations", AttrValue::usizes(&c.dilations)),
-            ("group", AttrValue::usize(c.group)),
-            ("has_bias", AttrValue::Bool(c.has_bias)),
-        ]
-    }
-}
-
-impl ConvTranspose {
-    /// Text-form attributes, in field order.
-    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
-        let c = self;
-        vec![
-            ("kernel", AttrValue::usizes(&c.kernel)),
-            ("strides", AttrValue::usizes(&c.strides)),
-            ("pads", AttrValue::usizes(&c.pads)),
-            ("dilations", AttrValue::usizes(&c.dilations)),
-            ("output_padding", AttrValue::usizes(&c.output_padding)),
-            ("group", AttrValue::usize(c.group)),
-            ("has_bias", AttrValue::Bool(c.has_bias)),
-        ]
-    }
-}
+// Text form of the convolution ops: their attributes are their fields, in field order.
+attr_fields!(Conv {
+    kernel,
+    strides,
+    pads,
+    dilations,
+    group,
+    has_bias
+});
+attr_fields!(ConvTranspose {
+    kernel,
+    strides,
+    pads,
+    dilations,
+    output_padding,
+    group,
+    has_bias
+});
 
 /// Rebuilds a convolution op from its mnemonic and attributes; `None` for other mnemonics.
 pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, ParseError>> {
-    let conv = |a: &mut Attrs| -> Result<Op, ParseError> {
-        Ok(Op::Conv(Conv {
-            kernel: a.usizes("kernel")?,
-            strides: a.usizes("strides")?,
-            pads: a.usizes("pads")?,
-            dilations: a.usizes("dilations")?,
-            group: a.usize("group")?,
-            has_bias: a.bool("has_bias")?,
-        }))
-    };
-    let conv_t = |a: &mut Attrs| -> Result<Op, ParseError> {
-        Ok(Op::ConvTranspose(ConvTranspose {
-            kernel: a.usizes("kernel")?,
-            strides: a.usizes("strides")?,
-            pads: a.usizes("pads")?,
-            dilations: a.usizes("dilations")?,
-            output_padding: a.usizes("output_padding")?,
-            group: a.usize("group")?,
-            has_bias: a.bool("has_bias")?,
-        }))
-    };
     match mnemonic {
-        "conv" => Some(conv(a)),
-        "conv_transpose" => Some(conv_t(a)),
+        "conv" => Some(Conv::from_attrs(a).map(Op::Conv)),
+        "conv_transpose" => Some(ConvTranspose::from_attrs(a).map(Op::ConvTranspose)),
         _ => None,
     }
 }

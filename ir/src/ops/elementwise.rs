@@ -1,6 +1,7 @@
 //! Element-wise ops: broadcasting binary arithmetic and the activation functions.
 
 use super::check;
+use crate::text::fields::attr_fields;
 use crate::text::{AttrValue, Attrs, ParseError};
 use crate::Op;
 use crate::{DType, InferError, TensorType};
@@ -137,15 +138,8 @@ impl UnaryOp {
     }
 }
 
-impl Clip {
-    /// Text-form attributes, in field order.
-    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
-        vec![
-            ("has_min", AttrValue::Bool(self.has_min)),
-            ("has_max", AttrValue::Bool(self.has_max)),
-        ]
-    }
-}
+// Text form of Clip: its attributes are its fields, in field order.
+attr_fields!(Clip { has_min, has_max });
 
 /// Rebuilds an element-wise op from its mnemonic and attributes; `None` for other mnemonics.
 pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, ParseError>> {
@@ -173,12 +167,7 @@ pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, Pars
             }))
         })()),
         "prelu" => Some(Ok(Op::PRelu)),
-        "clip" => Some((|| {
-            Ok(Op::Clip(Clip {
-                has_min: a.bool("has_min")?,
-                has_max: a.bool("has_max")?,
-            }))
-        })()),
+        "clip" => Some(Clip::from_attrs(a).map(Op::Clip)),
         _ => None,
     }
 }

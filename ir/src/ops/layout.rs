@@ -4,7 +4,8 @@
 //! is a static attribute, because Strata's shapes are static apart from the batch dimension.
 
 use super::check;
-use crate::text::{AttrValue, Attrs, ParseError};
+use crate::text::fields::attr_fields;
+use crate::text::{Attrs, ParseError};
 use crate::Op;
 use crate::{DType, Dim, InferError, Shape, TensorType};
 
@@ -426,47 +427,16 @@ impl Split {
     }
 }
 
-impl Reshape {
-    /// Text-form attributes, in field order.
-    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
-        vec![
-            ("shape", AttrValue::i64s(&self.shape)),
-            ("allow_zero", AttrValue::Bool(self.allow_zero)),
-        ]
-    }
-}
-
-impl Pad {
-    /// Text-form attributes, in field order.
-    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
-        vec![
-            ("pads", AttrValue::i64s(&self.pads)),
-            ("value", AttrValue::f64(self.value)),
-        ]
-    }
-}
-
-impl Slice {
-    /// Text-form attributes, in field order.
-    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
-        vec![
-            ("starts", AttrValue::i64s(&self.starts)),
-            ("ends", AttrValue::i64s(&self.ends)),
-            ("axes", AttrValue::usizes(&self.axes)),
-            ("steps", AttrValue::i64s(&self.steps)),
-        ]
-    }
-}
-
-impl Split {
-    /// Text-form attributes, in field order.
-    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
-        vec![
-            ("axis", AttrValue::usize(self.axis)),
-            ("sizes", AttrValue::usizes(&self.sizes)),
-        ]
-    }
-}
+// Text form of the data-movement ops with attribute structs: their fields, in field order.
+attr_fields!(Reshape { shape, allow_zero });
+attr_fields!(Pad { pads, value });
+attr_fields!(Slice {
+    starts,
+    ends,
+    axes,
+    steps
+});
+attr_fields!(Split { axis, sizes });
 
 /// Rebuilds a data-movement op from its mnemonic and attributes; `None` for other mnemonics.
 pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, ParseError>> {
@@ -474,19 +444,9 @@ pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, Pars
         "flatten" => a.usize("axis").map(|axis| Op::Flatten { axis }),
         "concat" => a.usize("axis").map(|axis| Op::Concat { axis }),
         "gather" => a.usize("axis").map(|axis| Op::Gather { axis }),
-        "reshape" => (|| {
-            Ok(Op::Reshape(Reshape {
-                shape: a.i64s("shape")?,
-                allow_zero: a.bool("allow_zero")?,
-            }))
-        })(),
+        "reshape" => Reshape::from_attrs(a).map(Op::Reshape),
         "transpose" => a.usizes("perm").map(|perm| Op::Transpose { perm }),
-        "pad" => (|| {
-            Ok(Op::Pad(Pad {
-                pads: a.i64s("pads")?,
-                value: a.f64("value")?,
-            }))
-        })(),
+        "pad" => Pad::from_attrs(a).map(Op::Pad),
         "squeeze" => a.usizes("axes").map(|axes| Op::Squeeze { axes }),
         "unsqueeze" => a.usizes("axes").map(|axes| Op::Unsqueeze { axes }),
         "identity" => Ok(Op::Identity),
@@ -496,20 +456,8 @@ pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, Pars
                 end: a.usize("end")?,
             })
         })(),
-        "slice" => (|| {
-            Ok(Op::Slice(Slice {
-                starts: a.i64s("starts")?,
-                ends: a.i64s("ends")?,
-                axes: a.usizes("axes")?,
-                steps: a.i64s("steps")?,
-            }))
-        })(),
-        "split" => (|| {
-            Ok(Op::Split(Split {
-                axis: a.usize("axis")?,
-                sizes: a.usizes("sizes")?,
-            }))
-        })(),
+        "slice" => Slice::from_attrs(a).map(Op::Slice),
+        "split" => Split::from_attrs(a).map(Op::Split),
         "cast" => a.dtype("to").map(|to| Op::Cast { to }),
         _ => return None,
     })

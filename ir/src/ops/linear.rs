@@ -1,7 +1,8 @@
 //! Matrix products: Gemm and MatMul.
 
 use super::check;
-use crate::text::{AttrValue, Attrs, ParseError};
+use crate::text::fields::attr_fields;
+use crate::text::{Attrs, ParseError};
 use crate::Op;
 use crate::{Dim, InferError, Shape, TensorType};
 
@@ -101,33 +102,19 @@ pub fn infer_matmul(inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferErro
     Ok(vec![TensorType::new(a.dtype, out)])
 }
 
-/// Text-form attributes of the matrix products, in field order.
-impl Gemm {
-    /// Text-form attributes, in field order.
-    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
-        vec![
-            ("alpha", AttrValue::f32(self.alpha)),
-            ("beta", AttrValue::f32(self.beta)),
-            ("trans_a", AttrValue::Bool(self.trans_a)),
-            ("trans_b", AttrValue::Bool(self.trans_b)),
-            ("has_c", AttrValue::Bool(self.has_c)),
-        ]
-    }
-}
+// Text form of Gemm: its attributes are its fields, in field order.
+attr_fields!(Gemm {
+    alpha,
+    beta,
+    trans_a,
+    trans_b,
+    has_c
+});
 
 /// Rebuilds a matrix product from its mnemonic and attributes; `None` for other mnemonics.
 pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, ParseError>> {
-    let gemm = |a: &mut Attrs| -> Result<Op, ParseError> {
-        Ok(Op::Gemm(Gemm {
-            alpha: a.f32("alpha")?,
-            beta: a.f32("beta")?,
-            trans_a: a.bool("trans_a")?,
-            trans_b: a.bool("trans_b")?,
-            has_c: a.bool("has_c")?,
-        }))
-    };
     match mnemonic {
-        "gemm" => Some(gemm(a)),
+        "gemm" => Some(Gemm::from_attrs(a).map(Op::Gemm)),
         "matmul" => Some(Ok(Op::MatMul)),
         _ => None,
     }

@@ -1,7 +1,8 @@
 //! Normalisation ops: inference-mode BatchNormalization and Softmax.
 
 use super::check;
-use crate::text::{AttrValue, Attrs, ParseError};
+use crate::text::fields::attr_fields;
+use crate::text::{Attrs, ParseError};
 use crate::Op;
 use crate::{InferError, Shape, TensorType};
 
@@ -54,37 +55,15 @@ impl Softmax {
     }
 }
 
-/// Text-form attributes of the normalisation ops, in field order.
-impl BatchNorm {
-    /// Text-form attributes, in field order.
-    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
-        vec![("epsilon", AttrValue::f32(self.epsilon))]
-    }
-}
-
-impl Softmax {
-    /// Text-form attributes, in field order.
-    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
-        vec![
-            ("axis", AttrValue::usize(self.axis)),
-            ("coerce_2d", AttrValue::Bool(self.coerce_2d)),
-        ]
-    }
-}
+// Text form of the normalisation ops: their attributes are their fields, in field order.
+attr_fields!(BatchNorm { epsilon });
+attr_fields!(Softmax { axis, coerce_2d });
 
 /// Rebuilds a normalisation op from its mnemonic and attributes; `None` for other mnemonics.
 pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, ParseError>> {
     match mnemonic {
-        "batch_norm" => Some(
-            a.f32("epsilon")
-                .map(|epsilon| Op::BatchNorm(BatchNorm { epsilon })),
-        ),
-        "softmax" => Some((|| {
-            Ok(Op::Softmax(Softmax {
-                axis: a.usize("axis")?,
-                coerce_2d: a.bool("coerce_2d")?,
-            }))
-        })()),
+        "batch_norm" => Some(BatchNorm::from_attrs(a).map(Op::BatchNorm)),
+        "softmax" => Some(Softmax::from_attrs(a).map(Op::Softmax)),
         _ => None,
     }
 }

@@ -2,7 +2,8 @@
 
 use super::check;
 use super::conv::{check_window_attrs, effective_kernel, spatial_dims};
-use crate::text::{AttrValue, Attrs, ParseError};
+use crate::text::fields::attr_fields;
+use crate::text::{Attrs, ParseError};
 use crate::Op;
 use crate::{DType, Dim, InferError, Shape, TensorType};
 
@@ -98,31 +99,15 @@ impl GlobalPoolKind {
     }
 }
 
-impl Pool {
-    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
-        vec![
-            ("kernel", AttrValue::usizes(&self.kernel)),
-            ("strides", AttrValue::usizes(&self.strides)),
-            ("pads", AttrValue::usizes(&self.pads)),
-            ("dilations", AttrValue::usizes(&self.dilations)),
-            ("ceil_mode", AttrValue::Bool(self.ceil_mode)),
-            ("count_include_pad", AttrValue::Bool(self.count_include_pad)),
-        ]
-    }
-
-    fn from_attrs(a: &mut Attrs) -> Result<Pool, ParseError> {
-        Ok(Pool {
-            kernel: a.usizes("kernel")?,
-            strides: a.usizes("strides")?,
-            pads: a.usizes("pads")?,
-            dilations: a.usizes("dilations")?,
-            ceil_mode: a.bool("ceil_mode")?,
-            count_include_pad: a.bool("count_include_pad")?,
-        })
-    }
-}
-
-/// Text-form attributes of the pooling ops, in field order.
+// Text form of the windowed pools: their attributes are their fields, in field order.
+attr_fields!(Pool {
+    kernel,
+    strides,
+    pads,
+    dilations,
+    ceil_mode,
+    count_include_pad
+});
 
 /// Rebuilds a pooling op from its mnemonic and attributes; `None` for other mnemonics.
 pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, ParseError>> {

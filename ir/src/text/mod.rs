@@ -32,6 +32,7 @@
 //!
 //! [`Graph::topo_order`]: crate::Graph::topo_order
 
+pub(crate) mod fields;
 mod parser;
 mod printer;
 
