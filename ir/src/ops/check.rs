@@ -260,6 +260,27 @@ pub(crate) fn run(op: &crate::Op, inputs: &[&str]) -> Result<Vec<String>, InferE
         .map(|v| v.iter().map(|t| t.to_string()).collect())
 }
 
+/// Test helper: asserts each `(op, inputs, outputs)` row infers those outputs.
+#[cfg(test)]
+pub(crate) fn assert_infers(cases: &[(&crate::Op, &[&str], &[&str])]) {
+    for (op, inputs, outputs) in cases {
+        let got = run(op, inputs).unwrap();
+        assert_eq!(got, outputs.to_vec(), "{} on {inputs:?}", op.mnemonic());
+    }
+}
+
+/// Test helper: `assert_rejects!(op, { inputs => pattern, … })` asserts inference fails on
+/// each row's inputs with an error matching the row's pattern (one row per rejected case).
+#[cfg(test)]
+macro_rules! assert_rejects {
+    ($op:expr, { $($inputs:expr => $err:pat),+ $(,)? }) => {$(
+        let got = $crate::ops::check::run($op, &$inputs);
+        assert!(matches!(got, Err($err)), "inputs {:?}: {got:?}", $inputs);
+    )+};
+}
+#[cfg(test)]
+pub(crate) use assert_rejects;
+
 #[cfg(test)]
 mod tests {
     use super::*;

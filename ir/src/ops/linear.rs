@@ -135,7 +135,7 @@ impl PartialEq for Gemm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::check::run;
+    use crate::ops::check::{assert_infers, assert_rejects};
     use crate::Op;
 
     fn gemm(ta: bool, tb: bool, c: bool) -> Op {
@@ -150,81 +150,43 @@ mod tests {
 
     #[test]
     fn gemm_shapes() {
-        assert_eq!(
-            run(
-                &gemm(false, true, true),
-                &["f32[N,784]", "f32[10,784]", "f32[10]"]
-            )
-            .unwrap(),
-            ["f32[N,10]"]
-        );
-        assert_eq!(
-            run(
-                &gemm(true, false, true),
-                &["f32[3,5]", "f32[3,4]", "f32[5,1]"]
-            )
-            .unwrap(),
-            ["f32[5,4]"]
-        );
-        assert_eq!(
-            run(
-                &gemm(false, false, true),
-                &["f32[2,3]", "f32[3,4]", "f32[]"]
-            )
-            .unwrap(),
-            ["f32[2,4]"]
-        );
-        assert!(matches!(
-            run(&gemm(false, false, false), &["f32[2,3]", "f32[4,4]"]),
-            Err(InferError::ShapeMismatch { input: 1, .. })
-        ));
-        assert!(matches!(
-            run(
-                &gemm(false, false, true),
-                &["f32[2,3]", "f32[3,4]", "f32[3,4]"]
+        let (bt, at) = (gemm(false, true, true), gemm(true, false, true));
+        let plain = gemm(false, false, true);
+        assert_infers(&[
+            (
+                &bt,
+                &["f32[N,784]", "f32[10,784]", "f32[10]"],
+                &["f32[N,10]"],
             ),
-            Err(InferError::ShapeMismatch { input: 2, .. })
-        ));
-        assert!(matches!(
-            run(&gemm(false, false, false), &["f32[2,3,1]", "f32[3,4]"]),
-            Err(InferError::Rank { input: 0, .. })
-        ));
-        assert!(matches!(
-            run(&gemm(false, false, false), &["f32[2,3]", "f64[3,4]"]),
-            Err(InferError::DType { input: 1, .. })
-        ));
+            (&at, &["f32[3,5]", "f32[3,4]", "f32[5,1]"], &["f32[5,4]"]),
+            (&plain, &["f32[2,3]", "f32[3,4]", "f32[]"], &["f32[2,4]"]),
+        ]);
+        assert_rejects!(&plain, {
+            ["f32[2,3]", "f32[3,4]", "f32[3,4]"] => InferError::ShapeMismatch { input: 2, .. },
+        });
+        assert_rejects!(&gemm(false, false, false), {
+            ["f32[2,3]", "f32[4,4]"] => InferError::ShapeMismatch { input: 1, .. },
+            ["f32[2,3,1]", "f32[3,4]"] => InferError::Rank { input: 0, .. },
+            ["f32[2,3]", "f64[3,4]"] => InferError::DType { input: 1, .. },
+        });
     }
 
     #[test]
     fn matmul_shapes() {
         let m = Op::MatMul;
-        assert_eq!(run(&m, &["f32[2,3]", "f32[3,4]"]).unwrap(), ["f32[2,4]"]);
-        assert_eq!(run(&m, &["f32[3]", "f32[3,4]"]).unwrap(), ["f32[4]"]);
-        assert_eq!(run(&m, &["f32[2,3]", "f32[3]"]).unwrap(), ["f32[2]"]);
-        assert_eq!(run(&m, &["f32[3]", "f32[3]"]).unwrap(), ["f32[]"]);
-        assert_eq!(
-            run(&m, &["f32[N,1,2,3]", "f32[5,3,4]"]).unwrap(),
-            ["f32[N,5,2,4]"]
-        );
-        assert_eq!(
-            run(&m, &["i32[N,7,3]", "i32[3,4]"]).unwrap(),
-            ["i32[N,7,4]"]
-        );
-        assert!(matches!(
-            run(&m, &["f32[2,3]", "f32[4,4]"]),
-            Err(InferError::ShapeMismatch { .. })
-        ));
-        assert!(matches!(
-            run(&m, &["f32[2,2,3]", "f32[5,3,4]"]),
-            Err(InferError::Broadcast { .. })
-        ));
-        assert!(matches!(
-            run(&m, &["f32[]", "f32[3]"]),
-            Err(InferError::Rank { .. })
-        ));
-        assert!(matches!(
-            run(&m, &["bool[2,2]", "bool[2,2]"]),
-            Err(InferError::DType { .. })
-        ));
+        assert_infers(&[
+            (&m, &["f32[2,3]", "f32[3,4]"], &["f32[2,4]"]),
+            (&m, &["f32[3]", "f32[3,4]"], &["f32[4]"]),
+            (&m, &["f32[2,3]", "f32[3]"], &["f32[2]"]),
+            (&m, &["f32[3]", "f32[3]"], &["f32[]"]),
+            (&m, &["f32[N,1,2,3]", "f32[5,3,4]"], &["f32[N,5,2,4]"]),
+            (&m, &["i32[N,7,3]", "i32[3,4]"], &["i32[N,7,4]"]),
+        ]);
+        assert_rejects!(&m, {
+            ["f32[2,3]", "f32[4,4]"] => InferError::ShapeMismatch { .. },
+            ["f32[2,2,3]", "f32[5,3,4]"] => InferError::Broadcast { .. },
+            ["f32[]", "f32[3]"] => InferError::Rank { .. },
+            ["bool[2,2]", "bool[2,2]"] => InferError::DType { .. },
+        });
     }
 }
