@@ -253,8 +253,8 @@ pub(crate) fn ty(s: &str) -> TensorType {
 
 /// Test helper: infer and render the output types as `f32[N,3]` strings.
 #[cfg(test)]
-pub(crate) fn run(op: &crate::Op, inputs: &[&str]) -> Result<Vec<String>, InferError> {
-    let tys: Vec<TensorType> = inputs.iter().map(|s| ty(s)).collect();
+pub(crate) fn run(op: &crate::Op, inputs: &[impl AsRef<str>]) -> Result<Vec<String>, InferError> {
+    let tys: Vec<TensorType> = inputs.iter().map(|s| ty(s.as_ref())).collect();
     let refs: Vec<&TensorType> = tys.iter().collect();
     op.infer(&refs)
         .map(|v| v.iter().map(|t| t.to_string()).collect())

@@ -741,7 +741,7 @@ mod tests {
         );
         assert_eq!(run(&Op::Identity, &["bool[3]"]).unwrap(), ["bool[3]"]);
         assert!(matches!(
-            run(&Op::Identity, &[]),
+            run(&Op::Identity, &[] as &[&str]),
             Err(InferError::Arity { .. })
         ));
     }
