@@ -150,13 +150,7 @@ impl BitplaneKernel {
 
 /// Fails unless input `input` is `dtype` with exactly the known shape `dims`.
 fn exact(input: usize, ty: &TensorType, dtype: DType, dims: &[usize]) -> Result<(), InferError> {
-    if ty.dtype != dtype {
-        return Err(InferError::DType {
-            input,
-            got: ty.dtype,
-            expected: dtype.to_string(),
-        });
-    }
+    check::dtype_eq(input, ty, dtype)?;
     if ty.shape != Shape::known(dims) {
         return Err(InferError::ShapeMismatch {
             input,
@@ -176,21 +170,9 @@ impl Bitplane {
         let spec = &self.spec;
         spec.check()?;
         let x = inputs[INPUT_X];
-        if x.dtype != DType::F32 {
-            return Err(InferError::DType {
-                input: INPUT_X,
-                got: x.dtype,
-                expected: "f32".into(),
-            });
-        }
+        check::dtype_eq(INPUT_X, x, DType::F32)?;
         let planes = inputs[INPUT_PLANES];
-        if planes.dtype != DType::U8 {
-            return Err(InferError::DType {
-                input: INPUT_PLANES,
-                got: planes.dtype,
-                expected: "u8".into(),
-            });
-        }
+        check::dtype_eq(INPUT_PLANES, planes, DType::U8)?;
         check::rank_eq(INPUT_PLANES, planes, 3)?;
         let p = check::known(planes.shape.0[0], "the plane count of input 1")?;
         let want = [spec.rows, row_bytes(spec.cols)];
