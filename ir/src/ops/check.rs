@@ -12,6 +12,12 @@ pub(crate) fn arity(
     count((min, max), n).map_err(|expected| InferError::Arity { expected, got: n })
 }
 
+/// The input of a one-input op, after checking there is exactly one.
+pub(crate) fn sole<'t>(inputs: &[&'t TensorType]) -> Result<&'t TensorType, InferError> {
+    arity(inputs, (1, Some(1)))?;
+    Ok(inputs[0])
+}
+
 /// Checks a count against `(min, max)`; the error is the expected count as text (`2`,
 /// `1 to 3`, `at least 1`), the one wording every layer reports.
 pub(crate) fn count((min, max): (usize, Option<usize>), n: usize) -> Result<(), String> {

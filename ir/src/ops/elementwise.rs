@@ -74,8 +74,7 @@ impl UnaryOp {
     /// Shape-preserving. Relu also takes signed integers (as ONNX does); the others are
     /// transcendental or fractional and need floats.
     pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
-        check::arity(inputs, (1, Some(1)))?;
-        let x = inputs[0];
+        let x = check::sole(inputs)?;
         let int_ok =
             matches!(self, UnaryOp::Relu) && matches!(x.dtype, DType::I8 | DType::I32 | DType::I64);
         if !int_ok {

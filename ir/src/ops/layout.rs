@@ -43,8 +43,7 @@ pub struct Split {
 
 /// Flatten to `[prod(dims[..axis]), prod(dims[axis..])]`; `axis == rank` is allowed.
 pub fn infer_flatten(axis: usize, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
-    check::arity(inputs, (1, Some(1)))?;
-    let x = inputs[0];
+    let x = check::sole(inputs)?;
     if axis > x.rank() {
         return Err(InferError::Axis {
             attr: "axis",
@@ -61,8 +60,7 @@ impl Reshape {
     /// ONNX Reshape with the batch rules: a `0` copying the batch dimension keeps it; a single
     /// `-1` becomes the batch dimension when the known sizes on both sides already agree.
     pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
-        check::arity(inputs, (1, Some(1)))?;
-        let x = inputs[0];
+        let x = check::sole(inputs)?;
         let bad = |reason: String| InferError::Attribute {
             attr: "shape",
             reason,
@@ -160,8 +158,7 @@ pub fn infer_transpose(
     perm: &[usize],
     inputs: &[&TensorType],
 ) -> Result<Vec<TensorType>, InferError> {
-    check::arity(inputs, (1, Some(1)))?;
-    let x = inputs[0];
+    let x = check::sole(inputs)?;
     check::attr_len("perm", perm.len(), x.rank())?;
     check::distinct_axes("perm", perm, x.rank())?;
     let dims = perm.iter().map(|&p| x.shape.0[p]).collect();
@@ -201,8 +198,7 @@ pub fn infer_concat(axis: usize, inputs: &[&TensorType]) -> Result<Vec<TensorTyp
 impl Pad {
     /// Each axis grows by `begin + end` (negative values crop); the batch axis must be unpadded.
     pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
-        check::arity(inputs, (1, Some(1)))?;
-        let x = inputs[0];
+        let x = check::sole(inputs)?;
         let r = x.rank();
         check::attr_len("pads", self.pads.len(), 2 * r)?;
         let mut dims = Vec::with_capacity(r);
@@ -238,8 +234,7 @@ pub fn infer_squeeze(
     axes: &[usize],
     inputs: &[&TensorType],
 ) -> Result<Vec<TensorType>, InferError> {
-    check::arity(inputs, (1, Some(1)))?;
-    let x = inputs[0];
+    let x = check::sole(inputs)?;
     check::distinct_axes("axes", axes, x.rank())?;
     for &a in axes {
         match x.shape.0[a] {
@@ -274,8 +269,7 @@ pub fn infer_unsqueeze(
     axes: &[usize],
     inputs: &[&TensorType],
 ) -> Result<Vec<TensorType>, InferError> {
-    check::arity(inputs, (1, Some(1)))?;
-    let x = inputs[0];
+    let x = check::sole(inputs)?;
     let out_rank = x.rank() + axes.len();
     check::distinct_axes("axes", axes, out_rank)?;
     let mut rest = x.shape.0.iter();
@@ -298,8 +292,7 @@ pub fn infer_shape(
     end: usize,
     inputs: &[&TensorType],
 ) -> Result<Vec<TensorType>, InferError> {
-    check::arity(inputs, (1, Some(1)))?;
-    let x = inputs[0];
+    let x = check::sole(inputs)?;
     for (attr, v) in [("start", start), ("end", end)] {
         if v > x.rank() {
             return Err(InferError::Axis {
@@ -336,8 +329,7 @@ impl Slice {
     /// `[-1, dim-1]` for negative ones after adding `dim` to negative values), and the length
     /// is `ceil((end - start) / step)`, at least 0. A batch axis may only be taken whole.
     pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
-        check::arity(inputs, (1, Some(1)))?;
-        let x = inputs[0];
+        let x = check::sole(inputs)?;
         let n = self.starts.len();
         check::attr_len("ends", self.ends.len(), n)?;
         check::attr_len("axes", self.axes.len(), n)?;
@@ -395,8 +387,7 @@ pub fn slice_len(dim: usize, start: i64, end: i64, step: i64) -> usize {
 impl Split {
     /// One output per size along `axis`; the sizes must add up to the (known) axis length.
     pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
-        check::arity(inputs, (1, Some(1)))?;
-        let x = inputs[0];
+        let x = check::sole(inputs)?;
         check::axis("axis", self.axis, x.rank())?;
         if self.sizes.is_empty() {
             return Err(InferError::Attribute {

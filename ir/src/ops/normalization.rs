@@ -47,8 +47,7 @@ impl BatchNorm {
 impl Softmax {
     /// Shape-preserving; `axis` must index the input.
     pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
-        check::arity(inputs, (1, Some(1)))?;
-        let x = inputs[0];
+        let x = check::sole(inputs)?;
         check::float(0, x)?;
         check::axis("axis", self.axis, x.rank())?;
         Ok(vec![x.clone()])

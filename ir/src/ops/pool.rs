@@ -38,8 +38,7 @@ impl Pool {
         inputs: &[&TensorType],
         is_max: bool,
     ) -> Result<Vec<TensorType>, InferError> {
-        check::arity(inputs, (1, Some(1)))?;
-        let x = inputs[0];
+        let x = check::sole(inputs)?;
         if !(is_max && matches!(x.dtype, DType::I8 | DType::U8)) {
             check::float(0, x)?;
         }
@@ -86,8 +85,7 @@ impl Pool {
 impl GlobalPoolKind {
     /// `[N, C, spatial…]` → `[N, C, 1, …]`.
     pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
-        check::arity(inputs, (1, Some(1)))?;
-        let x = inputs[0];
+        let x = check::sole(inputs)?;
         check::float(0, x)?;
         check::rank_at_least(0, x, 3)?;
         for (i, &d) in x.shape.0[2..].iter().enumerate() {

@@ -18,8 +18,7 @@ impl ReduceMean {
     /// Reduced axes become 1 (`keep_dims`) or disappear. Reducing over the batch axis is
     /// fine: the result no longer depends on the batch size.
     pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
-        check::arity(inputs, (1, Some(1)))?;
-        let x = inputs[0];
+        let x = check::sole(inputs)?;
         check::numeric(0, x)?;
         if self.axes.is_empty() {
             return Err(InferError::Attribute {
