@@ -11,7 +11,8 @@
 //! 2. `alpha`, 3. `beta`, 4. `bias` — f32 `[S, R]`, row `j` for plane count `plane_counts[j]`;
 //! 5. `act` — f32 `[S, 2]`: the input activation scale and zero point for each plane count.
 
-use super::{check, Conv};
+use super::check::{self, Inferred};
+use super::Conv;
 use crate::quant::{row_bytes, MAX_BITS, MIN_BITS};
 use crate::text::fields::attr_fields;
 use crate::text::{AttrValue, Attrs, ParseError};
@@ -165,7 +166,7 @@ impl Bitplane {
     /// Conv: the float Conv's output for the unflattened weight `[R, K/prod(kernel), kernel…]`;
     /// Linear: `[N, K] → [N, R]`. The planes may number fewer than `bits` (a truncated model)
     /// but at least one; side tables are `[S, R]` and `act` is `[S, 2]`, `S` the plane counts.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
         check::arity(inputs, (NUM_INPUTS, Some(NUM_INPUTS)))?;
         let spec = &self.spec;
         spec.check()?;

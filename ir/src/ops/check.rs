@@ -12,6 +12,9 @@ pub(crate) fn arity(
     count((min, max), n).map_err(|expected| InferError::Arity { expected, got: n })
 }
 
+/// What shape inference returns: one type per output.
+pub(crate) type Inferred = Result<Vec<TensorType>, InferError>;
+
 /// The input of a one-input op, after checking there is exactly one.
 pub(crate) fn sole<'t>(inputs: &[&'t TensorType]) -> Result<&'t TensorType, InferError> {
     arity(inputs, (1, Some(1)))?;

@@ -1,6 +1,6 @@
 //! Convolution family: Conv and ConvTranspose (N-d, grouped, dilated, strided, padded).
 
-use super::check;
+use super::check::{self, Inferred};
 use crate::text::fields::attr_fields;
 use crate::text::{Attrs, ParseError};
 use crate::Op;
@@ -163,7 +163,7 @@ fn check_bias(
 
 impl Conv {
     /// ONNX Conv: `out = floor((in + pb + pe - ((k-1)·d + 1)) / s) + 1` per spatial axis.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
         let window = Window {
             kernel: &self.kernel,
             strides: &self.strides,
@@ -218,7 +218,7 @@ impl Conv {
 
 impl ConvTranspose {
     /// ONNX ConvTranspose: `out = s·(in - 1) + output_padding + ((k-1)·d + 1) - pb - pe`.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
         let window = Window {
             kernel: &self.kernel,
             strides: &self.strides,

@@ -1,6 +1,6 @@
 //! Element-wise ops: broadcasting binary arithmetic and the activation functions.
 
-use super::check;
+use super::check::{self, Inferred};
 use crate::text::fields::attr_fields;
 use crate::text::{AttrValue, Attrs, ParseError};
 use crate::Op;
@@ -45,7 +45,7 @@ pub struct Clip {
 
 impl BinaryOp {
     /// Same element type on both sides, numpy broadcasting of the shapes.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
         check::arity(inputs, (2, Some(2)))?;
         let (a, b) = (inputs[0], inputs[1]);
         check::numeric(0, a)?;
@@ -57,7 +57,7 @@ impl BinaryOp {
 
 impl VariadicOp {
     /// One element type for every input; the shapes broadcast together.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
         check::arity(inputs, (1, None))?;
         let first = inputs[0];
         check::numeric(0, first)?;
@@ -73,7 +73,7 @@ impl VariadicOp {
 impl UnaryOp {
     /// Shape-preserving. Relu also takes signed integers (as ONNX does); the others are
     /// transcendental or fractional and need floats.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
         let x = check::sole(inputs)?;
         let int_ok =
             matches!(self, UnaryOp::Relu) && matches!(x.dtype, DType::I8 | DType::I32 | DType::I64);
@@ -85,7 +85,7 @@ impl UnaryOp {
 }
 
 /// PRelu: float `x`, `slope` of the same type unidirectionally broadcast to `x`.
-pub fn infer_prelu(inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+pub fn infer_prelu(inputs: &[&TensorType]) -> Inferred {
     check::arity(inputs, (2, Some(2)))?;
     let (x, slope) = (inputs[0], inputs[1]);
     check::float(0, x)?;
@@ -97,7 +97,7 @@ pub fn infer_prelu(inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError
 impl Clip {
     /// Shape-preserving; the bounds are single-element tensors of x's element type (scalars,
     /// or `[1]`-shaped as some exporters write them).
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
         let n = 1 + self.has_min as usize + self.has_max as usize;
         check::arity(inputs, (n, Some(n)))?;
         let x = inputs[0];

@@ -3,7 +3,7 @@
 //! All axes are normalised to non-negative by the frontend; every shape-determining parameter
 //! is a static attribute, because Strata's shapes are static apart from the batch dimension.
 
-use super::check;
+use super::check::{self, Inferred};
 use crate::text::fields::attr_fields;
 use crate::text::{Attrs, ParseError};
 use crate::Op;
@@ -42,7 +42,7 @@ pub struct Split {
 }
 
 /// Flatten to `[prod(dims[..axis]), prod(dims[axis..])]`; `axis == rank` is allowed.
-pub fn infer_flatten(axis: usize, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+pub fn infer_flatten(axis: usize, inputs: &[&TensorType]) -> Inferred {
     let x = check::sole(inputs)?;
     if axis > x.rank() {
         return Err(InferError::Axis {
@@ -59,7 +59,7 @@ pub fn infer_flatten(axis: usize, inputs: &[&TensorType]) -> Result<Vec<TensorTy
 impl Reshape {
     /// ONNX Reshape with the batch rules: a `0` copying the batch dimension keeps it; a single
     /// `-1` becomes the batch dimension when the known sizes on both sides already agree.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
         let x = check::sole(inputs)?;
         let bad = |reason: String| InferError::Attribute {
             attr: "shape",
@@ -154,10 +154,7 @@ fn checked_product(it: impl Iterator<Item = usize>) -> Option<usize> {
 }
 
 /// Transpose: `perm` must be a permutation of the input's axes.
-pub fn infer_transpose(
-    perm: &[usize],
-    inputs: &[&TensorType],
-) -> Result<Vec<TensorType>, InferError> {
+pub fn infer_transpose(perm: &[usize], inputs: &[&TensorType]) -> Inferred {
     let x = check::sole(inputs)?;
     check::attr_len("perm", perm.len(), x.rank())?;
     check::distinct_axes("perm", perm, x.rank())?;
@@ -166,7 +163,7 @@ pub fn infer_transpose(
 }
 
 /// Concat: same type and rank everywhere, equal dimensions except along `axis`, which adds up.
-pub fn infer_concat(axis: usize, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+pub fn infer_concat(axis: usize, inputs: &[&TensorType]) -> Inferred {
     check::arity(inputs, (1, None))?;
     let first = inputs[0];
     check::axis("axis", axis, first.rank())?;
@@ -197,7 +194,7 @@ pub fn infer_concat(axis: usize, inputs: &[&TensorType]) -> Result<Vec<TensorTyp
 
 impl Pad {
     /// Each axis grows by `begin + end` (negative values crop); the batch axis must be unpadded.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
         let x = check::sole(inputs)?;
         let r = x.rank();
         check::attr_len("pads", self.pads.len(), 2 * r)?;
@@ -230,10 +227,7 @@ impl Pad {
 }
 
 /// Squeeze: the listed axes (distinct, in range) must have size 1 and are removed.
-pub fn infer_squeeze(
-    axes: &[usize],
-    inputs: &[&TensorType],
-) -> Result<Vec<TensorType>, InferError> {
+pub fn infer_squeeze(axes: &[usize], inputs: &[&TensorType]) -> Inferred {
     let x = check::sole(inputs)?;
     check::distinct_axes("axes", axes, x.rank())?;
     for &a in axes {
@@ -265,10 +259,7 @@ pub fn infer_squeeze(
 }
 
 /// Unsqueeze: `axes` index the output, whose rank is `rank + axes.len()`.
-pub fn infer_unsqueeze(
-    axes: &[usize],
-    inputs: &[&TensorType],
-) -> Result<Vec<TensorType>, InferError> {
+pub fn infer_unsqueeze(axes: &[usize], inputs: &[&TensorType]) -> Inferred {
     let x = check::sole(inputs)?;
     let out_rank = x.rank() + axes.len();
     check::distinct_axes("axes", axes, out_rank)?;
@@ -287,11 +278,7 @@ pub fn infer_unsqueeze(
 }
 
 /// Shape: i64 vector of the dimensions `start..end` (empty when `start >= end`).
-pub fn infer_shape(
-    start: usize,
-    end: usize,
-    inputs: &[&TensorType],
-) -> Result<Vec<TensorType>, InferError> {
+pub fn infer_shape(start: usize, end: usize, inputs: &[&TensorType]) -> Inferred {
     let x = check::sole(inputs)?;
     for (attr, v) in [("start", start), ("end", end)] {
         if v > x.rank() {
@@ -309,7 +296,7 @@ pub fn infer_shape(
 }
 
 /// Gather: `data[..axis] ++ indices.shape ++ data[axis+1..]`.
-pub fn infer_gather(axis: usize, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+pub fn infer_gather(axis: usize, inputs: &[&TensorType]) -> Inferred {
     check::arity(inputs, (2, Some(2)))?;
     let (data, idx) = (inputs[0], inputs[1]);
     check::integer(1, idx)?;
@@ -328,7 +315,7 @@ impl Slice {
     /// ONNX Slice: starts/ends are clamped per axis (`[0, dim]` for positive steps,
     /// `[-1, dim-1]` for negative ones after adding `dim` to negative values), and the length
     /// is `ceil((end - start) / step)`, at least 0. A batch axis may only be taken whole.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
         let x = check::sole(inputs)?;
         let n = self.starts.len();
         check::attr_len("ends", self.ends.len(), n)?;
@@ -386,7 +373,7 @@ pub fn slice_len(dim: usize, start: i64, end: i64, step: i64) -> usize {
 
 impl Split {
     /// One output per size along `axis`; the sizes must add up to the (known) axis length.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
         let x = check::sole(inputs)?;
         check::axis("axis", self.axis, x.rank())?;
         if self.sizes.is_empty() {

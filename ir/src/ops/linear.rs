@@ -1,6 +1,6 @@
 //! Matrix products: Gemm and MatMul.
 
-use super::check;
+use super::check::{self, Inferred};
 use crate::text::fields::attr_fields;
 use crate::text::{Attrs, ParseError};
 use crate::Op;
@@ -31,7 +31,7 @@ fn contract(k_a: Dim, k_b: Dim, b: &TensorType, input_b: usize) -> Result<(), In
 
 impl Gemm {
     /// `[M, K] · [K, N] → [M, N]` after the transposes; C must broadcast to `[M, N]`.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
         check::arity(
             inputs,
             (2 + self.has_c as usize, Some(2 + self.has_c as usize)),
@@ -64,7 +64,7 @@ impl Gemm {
 
 /// Numpy matmul: 1-D operands are promoted (a to `[1, K]`, b to `[K, 1]`) and the added
 /// dimension removed again; leading (batch) dimensions broadcast.
-pub fn infer_matmul(inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+pub fn infer_matmul(inputs: &[&TensorType]) -> Inferred {
     check::arity(inputs, (2, Some(2)))?;
     let (a, b) = (inputs[0], inputs[1]);
     check::numeric(0, a)?;

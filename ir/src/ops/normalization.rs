@@ -1,6 +1,6 @@
 //! Normalisation ops: inference-mode BatchNormalization and Softmax.
 
-use super::check;
+use super::check::{self, Inferred};
 use crate::text::fields::attr_fields;
 use crate::text::{Attrs, ParseError};
 use crate::Op;
@@ -24,7 +24,7 @@ pub struct Softmax {
 
 impl BatchNorm {
     /// `x [N, C, …]` with four `[C]` parameter vectors of x's element type; shape-preserving.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
         check::arity(inputs, (5, Some(5)))?;
         let x = inputs[0];
         check::float(0, x)?;
@@ -46,7 +46,7 @@ impl BatchNorm {
 
 impl Softmax {
     /// Shape-preserving; `axis` must index the input.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
         let x = check::sole(inputs)?;
         check::float(0, x)?;
         check::axis("axis", self.axis, x.rank())?;

@@ -1,6 +1,6 @@
 //! Pooling ops: windowed max/average and global pooling.
 
-use super::check;
+use super::check::{self, Inferred};
 use super::conv::{check_window_attrs, effective_kernel, spatial_dims};
 use crate::text::fields::attr_fields;
 use crate::text::{Attrs, ParseError};
@@ -33,11 +33,7 @@ impl Pool {
     /// padding (`(out - 1)·s >= in + pb`), so every window sees at least one real element.
     ///
     /// `is_max` admits int8/uint8 inputs, as ONNX MaxPool does.
-    pub fn infer(
-        &self,
-        inputs: &[&TensorType],
-        is_max: bool,
-    ) -> Result<Vec<TensorType>, InferError> {
+    pub fn infer(&self, inputs: &[&TensorType], is_max: bool) -> Inferred {
         let x = check::sole(inputs)?;
         if !(is_max && matches!(x.dtype, DType::I8 | DType::U8)) {
             check::float(0, x)?;
@@ -84,7 +80,7 @@ impl Pool {
 
 impl GlobalPoolKind {
     /// `[N, C, spatial…]` → `[N, C, 1, …]`.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
         let x = check::sole(inputs)?;
         check::float(0, x)?;
         check::rank_at_least(0, x, 3)?;

@@ -1,6 +1,6 @@
 //! Reductions.
 
-use super::check;
+use super::check::{self, Inferred};
 use crate::text::fields::attr_fields;
 use crate::text::{Attrs, ParseError};
 use crate::Op;
@@ -17,7 +17,7 @@ pub struct ReduceMean {
 impl ReduceMean {
     /// Reduced axes become 1 (`keep_dims`) or disappear. Reducing over the batch axis is
     /// fine: the result no longer depends on the batch size.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
         let x = check::sole(inputs)?;
         check::numeric(0, x)?;
         if self.axes.is_empty() {
