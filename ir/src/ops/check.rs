@@ -276,13 +276,17 @@ pub(crate) fn assert_infers(cases: &[(&crate::Op, &[&str], &[&str])]) {
 }
 
 /// Test helper: `assert_rejects!(op, { inputs => pattern, … })` asserts inference fails on
-/// each row's inputs with an error matching the row's pattern (one row per rejected case).
+/// each row's inputs with an error matching the row's pattern (one row per rejected case);
+/// `assert_rejects!({ op, inputs => pattern, … })` names the op in each row.
 #[cfg(test)]
 macro_rules! assert_rejects {
-    ($op:expr, { $($inputs:expr => $err:pat),+ $(,)? }) => {$(
+    ({ $($op:expr, $inputs:expr => $err:pat),+ $(,)? }) => {$(
         let got = $crate::ops::check::run($op, &$inputs);
-        assert!(matches!(got, Err($err)), "inputs {:?}: {got:?}", $inputs);
+        assert!(matches!(got, Err($err)), "{:?} on {:?}: {got:?}", $op, $inputs);
     )+};
+    ($op:expr, { $($inputs:expr => $err:pat),+ $(,)? }) => {
+        $crate::ops::check::assert_rejects!({ $($op, $inputs => $err),+ })
+    };
 }
 #[cfg(test)]
 pub(crate) use assert_rejects;

@@ -451,7 +451,7 @@ impl PartialEq for Pad {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::check::run;
+    use crate::ops::check::{assert_infers, assert_rejects};
     use crate::Op;
 
     fn reshape(shape: &[i64], allow_zero: bool) -> Op {
@@ -464,193 +464,127 @@ mod tests {
     #[test]
     fn flatten() {
         let f = |axis| Op::Flatten { axis };
-        assert_eq!(run(&f(1), &["f32[N,64,7,7]"]).unwrap(), ["f32[N,3136]"]);
-        assert_eq!(run(&f(2), &["f32[2,3,4,5]"]).unwrap(), ["f32[6,20]"]);
-        assert_eq!(run(&f(0), &["f32[2,3]"]).unwrap(), ["f32[1,6]"]);
-        assert_eq!(run(&f(2), &["f32[2,3]"]).unwrap(), ["f32[6,1]"]);
-        assert_eq!(run(&f(2), &["f32[N,1,5]"]).unwrap(), ["f32[N,5]"]);
-        assert!(matches!(
-            run(&f(0), &["f32[N,3]"]),
-            Err(InferError::Batch(_))
-        ));
-        assert!(matches!(
-            run(&f(2), &["f32[N,3,4]"]),
-            Err(InferError::Batch(_))
-        ));
-        assert!(matches!(
-            run(&f(3), &["f32[2,3]"]),
-            Err(InferError::Axis { .. })
-        ));
+        assert_infers(&[
+            (&f(1), &["f32[N,64,7,7]"], &["f32[N,3136]"]),
+            (&f(2), &["f32[2,3,4,5]"], &["f32[6,20]"]),
+            (&f(0), &["f32[2,3]"], &["f32[1,6]"]),
+            (&f(2), &["f32[2,3]"], &["f32[6,1]"]),
+            (&f(2), &["f32[N,1,5]"], &["f32[N,5]"]),
+        ]);
+        assert_rejects!({
+            &f(0), ["f32[N,3]"] => InferError::Batch(_),
+            &f(2), ["f32[N,3,4]"] => InferError::Batch(_),
+            &f(3), ["f32[2,3]"] => InferError::Axis { .. },
+        });
     }
 
     #[test]
     fn reshape_static() {
-        assert_eq!(
-            run(&reshape(&[3, -1], false), &["f32[2,3,4]"]).unwrap(),
-            ["f32[3,8]"]
-        );
-        assert_eq!(
-            run(&reshape(&[0, 0, -1], false), &["f32[2,3,4]"]).unwrap(),
-            ["f32[2,3,4]"]
-        );
-        assert_eq!(
-            run(&reshape(&[0, 4], true), &["f32[0,3]"]).unwrap(),
-            ["f32[0,4]"]
-        );
-        assert_eq!(run(&reshape(&[], false), &["f32[1,1]"]).unwrap(), ["f32[]"]);
-        assert!(matches!(
-            run(&reshape(&[5, -1], false), &["f32[2,3]"]),
-            Err(InferError::ShapeMismatch { .. })
-        ));
-        assert!(matches!(
-            run(&reshape(&[7], false), &["f32[2,3]"]),
-            Err(InferError::ShapeMismatch { .. })
-        ));
-        assert!(matches!(
-            run(&reshape(&[-1, -1], false), &["f32[2,3]"]),
-            Err(InferError::Attribute { .. })
-        ));
-        assert!(matches!(
-            run(&reshape(&[-2, 3], false), &["f32[2,3]"]),
-            Err(InferError::Attribute { .. })
-        ));
-        assert!(matches!(
-            run(&reshape(&[0, 0, 0], false), &["f32[6]"]),
-            Err(InferError::Attribute { .. })
-        ));
-        assert!(matches!(
-            run(&reshape(&[0, -1], true), &["f32[0,3]"]),
-            Err(InferError::Attribute { .. })
-        ));
+        assert_infers(&[
+            (&reshape(&[3, -1], false), &["f32[2,3,4]"], &["f32[3,8]"]),
+            (
+                &reshape(&[0, 0, -1], false),
+                &["f32[2,3,4]"],
+                &["f32[2,3,4]"],
+            ),
+            (&reshape(&[0, 4], true), &["f32[0,3]"], &["f32[0,4]"]),
+            (&reshape(&[], false), &["f32[1,1]"], &["f32[]"]),
+        ]);
+        assert_rejects!({
+            &reshape(&[5, -1], false), ["f32[2,3]"] => InferError::ShapeMismatch { .. },
+            &reshape(&[7], false), ["f32[2,3]"] => InferError::ShapeMismatch { .. },
+            &reshape(&[-1, -1], false), ["f32[2,3]"] => InferError::Attribute { .. },
+            &reshape(&[-2, 3], false), ["f32[2,3]"] => InferError::Attribute { .. },
+            &reshape(&[0, 0, 0], false), ["f32[6]"] => InferError::Attribute { .. },
+            &reshape(&[0, -1], true), ["f32[0,3]"] => InferError::Attribute { .. },
+        });
     }
 
     #[test]
     fn reshape_batch() {
-        assert_eq!(
-            run(&reshape(&[0, -1], false), &["f32[N,64,7,7]"]).unwrap(),
-            ["f32[N,3136]"]
-        );
-        assert_eq!(
-            run(&reshape(&[-1, 3136], false), &["f32[N,64,7,7]"]).unwrap(),
-            ["f32[N,3136]"]
-        );
-        assert_eq!(
-            run(&reshape(&[0, 8, 8], false), &["f32[N,64]"]).unwrap(),
-            ["f32[N,8,8]"]
-        );
-        assert_eq!(
-            run(&reshape(&[0, 2, -1], false), &["f32[N,64]"]).unwrap(),
-            ["f32[N,2,32]"]
-        );
-        // -1 takes the batch dimension wherever it sits.
-        assert_eq!(
-            run(&reshape(&[4, -1], false), &["f32[N,4]"]).unwrap(),
-            ["f32[4,N]"]
-        );
-        assert!(matches!(
-            run(&reshape(&[-1], false), &["f32[N,3]"]),
-            Err(InferError::Batch(_))
-        ));
-        assert!(matches!(
-            run(&reshape(&[2, 3], false), &["f32[N,3]"]),
-            Err(InferError::Batch(_))
-        ));
-        assert!(matches!(
-            run(&reshape(&[0, 5], false), &["f32[N,3]"]),
-            Err(InferError::ShapeMismatch { .. })
-        ));
+        assert_infers(&[
+            (
+                &reshape(&[0, -1], false),
+                &["f32[N,64,7,7]"],
+                &["f32[N,3136]"],
+            ),
+            (
+                &reshape(&[-1, 3136], false),
+                &["f32[N,64,7,7]"],
+                &["f32[N,3136]"],
+            ),
+            (&reshape(&[0, 8, 8], false), &["f32[N,64]"], &["f32[N,8,8]"]),
+            (
+                &reshape(&[0, 2, -1], false),
+                &["f32[N,64]"],
+                &["f32[N,2,32]"],
+            ),
+            // -1 takes the batch dimension wherever it sits.
+            (&reshape(&[4, -1], false), &["f32[N,4]"], &["f32[4,N]"]),
+        ]);
+        assert_rejects!({
+            &reshape(&[-1], false), ["f32[N,3]"] => InferError::Batch(_),
+            &reshape(&[2, 3], false), ["f32[N,3]"] => InferError::Batch(_),
+            &reshape(&[0, 5], false), ["f32[N,3]"] => InferError::ShapeMismatch { .. },
+        });
     }
 
     #[test]
     fn transpose_concat_pad() {
-        let t = Op::Transpose {
-            perm: vec![0, 2, 3, 1],
+        let t = |perm: &[usize]| Op::Transpose {
+            perm: perm.to_vec(),
         };
-        assert_eq!(run(&t, &["f32[N,3,4,5]"]).unwrap(), ["f32[N,4,5,3]"]);
-        let bad = Op::Transpose {
-            perm: vec![0, 0, 1, 2],
-        };
-        assert!(matches!(
-            run(&bad, &["f32[N,3,4,5]"]),
-            Err(InferError::Attribute { .. })
-        ));
         let c = Op::Concat { axis: 1 };
-        assert_eq!(
-            run(&c, &["f32[N,3,4]", "f32[N,5,4]", "f32[N,1,4]"]).unwrap(),
-            ["f32[N,9,4]"]
-        );
-        assert!(matches!(
-            run(&c, &["f32[N,3,4]", "f32[N,5,3]"]),
-            Err(InferError::ShapeMismatch { input: 1, .. })
-        ));
-        assert!(matches!(
-            run(&Op::Concat { axis: 0 }, &["f32[N,3]", "f32[N,3]"]),
-            Err(InferError::Batch(_))
-        ));
-        assert!(matches!(
-            run(&c, &["f32[2,3]", "i64[2,3]"]),
-            Err(InferError::DType { input: 1, .. })
-        ));
-        let p = Op::Pad(Pad {
-            pads: vec![0, 1, -1, 0, 2, -1],
-            value: 0.0,
+        let pad = |pads: &[i64]| {
+            Op::Pad(Pad {
+                pads: pads.to_vec(),
+                value: 0.0,
+            })
+        };
+        assert_infers(&[
+            (&t(&[0, 2, 3, 1]), &["f32[N,3,4,5]"], &["f32[N,4,5,3]"]),
+            (
+                &c,
+                &["f32[N,3,4]", "f32[N,5,4]", "f32[N,1,4]"],
+                &["f32[N,9,4]"],
+            ),
+            (
+                &pad(&[0, 1, -1, 0, 2, -1]),
+                &["f32[N,3,4]"],
+                &["f32[N,6,2]"],
+            ),
+        ]);
+        assert_rejects!({
+            &t(&[0, 0, 1, 2]), ["f32[N,3,4,5]"] => InferError::Attribute { .. },
+            &c, ["f32[N,3,4]", "f32[N,5,3]"] => InferError::ShapeMismatch { input: 1, .. },
+            &Op::Concat { axis: 0 }, ["f32[N,3]", "f32[N,3]"] => InferError::Batch(_),
+            &c, ["f32[2,3]", "i64[2,3]"] => InferError::DType { input: 1, .. },
+            &pad(&[1, 0, 0, 0]), ["f32[N,3]"] => InferError::Batch(_),
+            &pad(&[0, -5, 0, 0]), ["f32[2,3]"] => InferError::Attribute { attr: "pads", .. },
         });
-        assert_eq!(run(&p, &["f32[N,3,4]"]).unwrap(), ["f32[N,6,2]"]);
-        let p = Op::Pad(Pad {
-            pads: vec![1, 0, 0, 0],
-            value: 0.0,
-        });
-        assert!(matches!(run(&p, &["f32[N,3]"]), Err(InferError::Batch(_))));
-        let p = Op::Pad(Pad {
-            pads: vec![0, -5, 0, 0],
-            value: 0.0,
-        });
-        assert!(matches!(
-            run(&p, &["f32[2,3]"]),
-            Err(InferError::Attribute { attr: "pads", .. })
-        ));
     }
 
     #[test]
     fn squeeze_unsqueeze_shape_gather() {
         let s = Op::Squeeze { axes: vec![1, 3] };
-        assert_eq!(run(&s, &["f32[N,1,4,1]"]).unwrap(), ["f32[N,4]"]);
-        assert!(matches!(
-            run(&s, &["f32[N,2,4,1]"]),
-            Err(InferError::ShapeMismatch { .. })
-        ));
-        assert!(matches!(
-            run(&Op::Squeeze { axes: vec![0] }, &["f32[N]"]),
-            Err(InferError::Batch(_))
-        ));
         let u = Op::Unsqueeze { axes: vec![0, 3] };
-        assert_eq!(run(&u, &["f32[3,4]"]).unwrap(), ["f32[1,3,4,1]"]);
-        assert!(matches!(
-            run(&Op::Unsqueeze { axes: vec![4] }, &["f32[3,4]"]),
-            Err(InferError::Axis { .. })
-        ));
-        assert_eq!(
-            run(&Op::Shape { start: 1, end: 4 }, &["f32[N,3,4,5]"]).unwrap(),
-            ["i64[3]"]
-        );
-        assert_eq!(
-            run(&Op::Shape { start: 3, end: 1 }, &["f32[N,3,4,5]"]).unwrap(),
-            ["i64[0]"]
-        );
-        assert!(matches!(
-            run(&Op::Shape { start: 0, end: 5 }, &["f32[3,4]"]),
-            Err(InferError::Axis { .. })
-        ));
+        let shape = |start, end| Op::Shape { start, end };
         let g = Op::Gather { axis: 1 };
-        assert_eq!(
-            run(&g, &["f32[N,10,4]", "i32[2,3]"]).unwrap(),
-            ["f32[N,2,3,4]"]
-        );
-        assert_eq!(run(&g, &["f32[N,10,4]", "u8[]"]).unwrap(), ["f32[N,4]"]);
-        assert!(matches!(
-            run(&g, &["f32[N,10]", "f32[2]"]),
-            Err(InferError::DType { input: 1, .. })
-        ));
+        assert_infers(&[
+            (&s, &["f32[N,1,4,1]"], &["f32[N,4]"]),
+            (&u, &["f32[3,4]"], &["f32[1,3,4,1]"]),
+            (&shape(1, 4), &["f32[N,3,4,5]"], &["i64[3]"]),
+            (&shape(3, 1), &["f32[N,3,4,5]"], &["i64[0]"]),
+            (&g, &["f32[N,10,4]", "i32[2,3]"], &["f32[N,2,3,4]"]),
+            (&g, &["f32[N,10,4]", "u8[]"], &["f32[N,4]"]),
+        ]);
+        assert_rejects!({
+            &s, ["f32[N,2,4,1]"] => InferError::ShapeMismatch { .. },
+            &Op::Squeeze { axes: vec![0] }, ["f32[N]"] => InferError::Batch(_),
+            &Op::Unsqueeze { axes: vec![4] }, ["f32[3,4]"] => InferError::Axis { .. },
+            &shape(0, 5), ["f32[3,4]"] => InferError::Axis { .. },
+            &g, ["f32[N,10]", "f32[2]"] => InferError::DType { input: 1, .. },
+        });
     }
 
     fn slice(starts: &[i64], ends: &[i64], axes: &[usize], steps: &[i64]) -> Op {
@@ -672,55 +606,47 @@ mod tests {
         assert_eq!(slice_len(10, 5, 5, 1), 0);
         assert_eq!(slice_len(10, 7, 2, 1), 0);
         assert_eq!(slice_len(0, 0, 5, 1), 0);
-        let s = slice(&[0, 1], &[i64::MAX, -1], &[0, 2], &[1, 2]);
-        assert_eq!(run(&s, &["f32[N,3,10]"]).unwrap(), ["f32[N,3,4]"]);
-        let s = slice(&[-1], &[i32::MIN as i64], &[0], &[-1]);
-        assert_eq!(run(&s, &["f32[N,3]"]).unwrap(), ["f32[N,3]"]);
-        let s = slice(&[1], &[i64::MAX], &[0], &[1]);
-        assert!(matches!(run(&s, &["f32[N,3]"]), Err(InferError::Batch(_))));
-        let s = slice(&[0], &[1], &[0], &[0]);
-        assert!(matches!(
-            run(&s, &["f32[4]"]),
-            Err(InferError::Attribute { attr: "steps", .. })
-        ));
-        let s = slice(&[0], &[1, 2], &[0], &[1]);
-        assert!(matches!(
-            run(&s, &["f32[4]"]),
-            Err(InferError::Attribute { attr: "ends", .. })
-        ));
+        assert_infers(&[
+            (
+                &slice(&[0, 1], &[i64::MAX, -1], &[0, 2], &[1, 2]),
+                &["f32[N,3,10]"],
+                &["f32[N,3,4]"],
+            ),
+            (
+                &slice(&[-1], &[i32::MIN as i64], &[0], &[-1]),
+                &["f32[N,3]"],
+                &["f32[N,3]"],
+            ),
+        ]);
+        assert_rejects!({
+            &slice(&[1], &[i64::MAX], &[0], &[1]), ["f32[N,3]"] => InferError::Batch(_),
+            &slice(&[0], &[1], &[0], &[0]), ["f32[4]"] => InferError::Attribute { attr: "steps", .. },
+            &slice(&[0], &[1, 2], &[0], &[1]), ["f32[4]"] => InferError::Attribute { attr: "ends", .. },
+        });
     }
 
     #[test]
     fn split() {
-        let s = Op::Split(Split {
-            axis: 1,
-            sizes: vec![2, 3, 1],
+        let split = |axis, sizes: &[usize]| {
+            Op::Split(Split {
+                axis,
+                sizes: sizes.to_vec(),
+            })
+        };
+        let s = split(1, &[2, 3, 1]);
+        assert_infers(&[(&s, &["f32[N,6]"], &["f32[N,2]", "f32[N,3]", "f32[N,1]"])]);
+        assert_rejects!({
+            &s, ["f32[N,7]"] => InferError::Attribute { attr: "sizes", .. },
+            &split(0, &[1, 1]), ["f32[N,7]"] => InferError::Batch(_),
         });
-        assert_eq!(
-            run(&s, &["f32[N,6]"]).unwrap(),
-            ["f32[N,2]", "f32[N,3]", "f32[N,1]"]
-        );
-        assert!(matches!(
-            run(&s, &["f32[N,7]"]),
-            Err(InferError::Attribute { attr: "sizes", .. })
-        ));
-        let s = Op::Split(Split {
-            axis: 0,
-            sizes: vec![1, 1],
-        });
-        assert!(matches!(run(&s, &["f32[N,7]"]), Err(InferError::Batch(_))));
     }
 
     #[test]
     fn cast_identity() {
-        assert_eq!(
-            run(&Op::Cast { to: DType::I8 }, &["f32[N,2]"]).unwrap(),
-            ["i8[N,2]"]
-        );
-        assert_eq!(run(&Op::Identity, &["bool[3]"]).unwrap(), ["bool[3]"]);
-        assert!(matches!(
-            run(&Op::Identity, &[] as &[&str]),
-            Err(InferError::Arity { .. })
-        ));
+        assert_infers(&[
+            (&Op::Cast { to: DType::I8 }, &["f32[N,2]"], &["i8[N,2]"]),
+            (&Op::Identity, &["bool[3]"], &["bool[3]"]),
+        ]);
+        assert_rejects!(&Op::Identity, { [] as [&str; 0] => InferError::Arity { .. } });
     }
 }
