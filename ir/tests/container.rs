@@ -14,23 +14,12 @@ use strata_ir::container::{
 use strata_ir::ops::{Bitplane, BitplaneKernel, Conv, PlaneSpec, UnaryOp};
 use strata_ir::text::{parse, parse_with, print, print_with, ParseErrorKind, PrintOptions};
 use strata_ir::{quant, DType, Graph, NodeKind, Op, Tensor, TensorData, TensorType, ValueRef};
+use strata_test_support::rng::XorShift;
 use strata_test_support::{f32c, op, ty};
 
-/// Deterministic xorshift64* (no dependency needed for reproducible random bytes).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| (self.next() >> 56) as u8).collect()
-    }
-    fn f32(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
+/// `n` seeded random bytes (the top byte of each draw).
+fn random_bytes(rng: &mut XorShift, n: usize) -> Vec<u8> {
+    (0..n).map(|_| (rng.next_u64() >> 56) as u8).collect()
 }
 
 const BITS: usize = 8;
@@ -40,10 +29,10 @@ const FAKE_PLANES: [(&str, usize, usize); 2] = [("fc1.planes", 4, 8), ("fc2.plan
 const FAKE_BLOCK: usize = 4 * 8 + 3 * 16;
 
 fn full_planes() -> Vec<Vec<u8>> {
-    let mut rng = Rng(0x5eed);
+    let mut rng = XorShift::seeded(0x5eed);
     FAKE_PLANES
         .iter()
-        .map(|&(_, r, rb)| rng.bytes(BITS * r * rb))
+        .map(|&(_, r, rb)| random_bytes(&mut rng, BITS * r * rb))
         .collect()
 }
 
@@ -834,11 +823,11 @@ const PLANE_COUNTS: [u8; 7] = [2, 3, 4, 5, 6, 7, 8];
 
 /// Weight codes and planes of the two layers (fixed seed).
 fn layer_planes() -> Vec<(Vec<i32>, Vec<f32>, Vec<u8>)> {
-    let mut rng = Rng(42);
+    let mut rng = XorShift::seeded(42);
     LAYERS
         .iter()
         .map(|&(r, c)| {
-            let w: Vec<f32> = (0..r * c).map(|_| rng.f32()).collect();
+            let w: Vec<f32> = (0..r * c).map(|_| rng.unit()).collect();
             let (codes, scales) = quant::quantize_rows(&w, r, c, 8).unwrap();
             let planes = quant::pack_planes(&codes, r, c, 8).unwrap();
             (codes, scales, planes)
@@ -1004,8 +993,8 @@ fn bitplane_ops_with_mixed_bits_are_not_written() {
 fn conv_bitplane_graph_round_trips() {
     let (rows, cin, kh) = (4usize, 2usize, 3usize);
     let cols = cin * kh * kh;
-    let mut rng = Rng(7);
-    let w: Vec<f32> = (0..rows * cols).map(|_| rng.f32()).collect();
+    let mut rng = XorShift::seeded(7);
+    let w: Vec<f32> = (0..rows * cols).map(|_| rng.unit()).collect();
     let (codes, scales) = quant::quantize_rows(&w, rows, cols, 8).unwrap();
     let planes = quant::pack_planes(&codes, rows, cols, 8).unwrap();
     let mut g = Graph::new("vl_conv");
