@@ -835,6 +835,18 @@ fn layer_planes() -> Vec<(Vec<i32>, Vec<f32>, Vec<u8>)> {
         .collect()
 }
 
+/// A bit-plane op over 8-bit codes (8-bit activations) with side tables for `plane_counts`.
+fn bitplane_op(kernel: BitplaneKernel, plane_counts: &[u8], rows: usize, cols: usize) -> Op {
+    let spec = PlaneSpec {
+        bits: 8,
+        plane_counts: plane_counts.to_vec(),
+        act_bits: 8,
+        rows,
+        cols,
+    };
+    Op::Bitplane(Bitplane { kernel, spec })
+}
+
 /// Two bit-plane Linear layers with ReLU between, planes cut to `k`.
 fn bitplane_graph(k: usize) -> Graph {
     let mut g = Graph::new("vl_mlp");
@@ -874,21 +886,8 @@ fn bitplane_graph(k: usize) -> Graph {
             format!("l{l}.act"),
             Tensor::from_f32(vec![s, 2], act).unwrap(),
         );
-        let y = op(
-            &mut g,
-            &format!("l{l}"),
-            Op::Bitplane(Bitplane {
-                kernel: BitplaneKernel::Linear,
-                spec: PlaneSpec {
-                    bits: 8,
-                    plane_counts: PLANE_COUNTS.to_vec(),
-                    act_bits: 8,
-                    rows,
-                    cols,
-                },
-            }),
-            &[x, p, a, b, bi, ac],
-        );
+        let layer = bitplane_op(BitplaneKernel::Linear, &PLANE_COUNTS, rows, cols);
+        let y = op(&mut g, &format!("l{l}"), layer, &[x, p, a, b, bi, ac]);
         x = if l + 1 < LAYERS.len() {
             op(&mut g, &format!("relu{l}"), Op::Unary(UnaryOp::Relu), &[y])
         } else {
@@ -948,21 +947,8 @@ fn bitplane_op_with_non_constant_planes_is_not_written() {
     let b = side(&mut g, "b", vec![1, rows]);
     let bi = side(&mut g, "bi", vec![1, rows]);
     let ac = side(&mut g, "ac", vec![1, 2]);
-    let y = op(
-        &mut g,
-        "lin",
-        Op::Bitplane(Bitplane {
-            kernel: BitplaneKernel::Linear,
-            spec: PlaneSpec {
-                bits: 8,
-                plane_counts: vec![8],
-                act_bits: 8,
-                rows,
-                cols,
-            },
-        }),
-        &[x, p, a, b, bi, ac],
-    );
+    let lin = bitplane_op(BitplaneKernel::Linear, &[8], rows, cols);
+    let y = op(&mut g, "lin", lin, &[x, p, a, b, bi, ac]);
     g.set_outputs(vec![y]);
     let e = write_container(&g, &ContainerOptions::default()).unwrap_err();
     assert!(
@@ -1021,28 +1007,16 @@ fn conv_bitplane_graph_round_trips() {
         "act",
         Tensor::from_f32(vec![1, 2], vec![0.05, 0.0]).unwrap(),
     );
-    let y = op(
-        &mut g,
-        "conv",
-        Op::Bitplane(Bitplane {
-            kernel: BitplaneKernel::Conv(Conv {
-                kernel: vec![kh, kh],
-                strides: vec![1, 1],
-                pads: vec![1, 1, 1, 1],
-                dilations: vec![1, 1],
-                group: 1,
-                has_bias: false,
-            }),
-            spec: PlaneSpec {
-                bits: 8,
-                plane_counts: vec![8],
-                act_bits: 8,
-                rows,
-                cols,
-            },
-        }),
-        &[x, p, a, b, bi, ac],
-    );
+    let window = Conv {
+        kernel: vec![kh, kh],
+        strides: vec![1, 1],
+        pads: vec![1, 1, 1, 1],
+        dilations: vec![1, 1],
+        group: 1,
+        has_bias: false,
+    };
+    let conv = bitplane_op(BitplaneKernel::Conv(window), &[8], rows, cols);
+    let y = op(&mut g, "conv", conv, &[x, p, a, b, bi, ac]);
     g.set_outputs(vec![y]);
     let bytes = write_container(&g, &ContainerOptions::default()).unwrap();
     let loaded = read_container(&bytes).unwrap();
