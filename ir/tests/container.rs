@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use prost::Message;
 
-use strata_ir::container::format::{Header, Payload, PlaneLayout};
+use strata_ir::container::format::{Header, Payload, PlaneLayout, TensorEntry};
 use strata_ir::container::{
     read_container, strip_container, write_container, write_container_with_planes, ContainerError,
     ContainerOptions, Loaded, MAGIC, PREFIX_LEN,
@@ -516,160 +516,101 @@ fn expect_bad(bytes: &[u8], what: &str) -> ContainerError {
     }
 }
 
+/// The directory entry of tensor `name`.
+fn entry<'h>(h: &'h mut Header, name: &str) -> &'h mut TensorEntry {
+    h.tensors.iter_mut().find(|t| t.name == name).unwrap()
+}
+
+/// The plane layout of plane tensor `name`.
+fn planes_of<'h>(h: &'h mut Header, name: &str) -> &'h mut PlaneLayout {
+    match entry(h, name).payload.as_mut() {
+        Some(Payload::Planes(l)) => l,
+        _ => panic!("{name} is not a plane tensor"),
+    }
+}
+
+/// `assert_edits_fail!(bytes, base, { "what", edit => pattern, … })`: each `edit` of a copy
+/// of header `base`, re-encoded with valid checksums, must fail to load with an error matching
+/// `pattern` (one row per kind of damage).
+macro_rules! assert_edits_fail {
+    ($bytes:expr, $base:expr, { $($what:literal, $edit:expr => $err:pat $(if $guard:expr)?),+ $(,)? }) => {$(
+        let mut h = $base.clone();
+        let edit: &dyn Fn(&mut Header) = &$edit;
+        edit(&mut h);
+        let e = expect_bad(&with_header($bytes, h), $what);
+        assert!(matches!(&e, $err $(if $guard)?), "{}: {e}", $what);
+    )+};
+}
+
 #[test]
 fn inconsistent_directories_are_typed_errors() {
     let bytes = fake_container();
     let base = decode_header(&bytes);
-    let find = |h: &mut Header, name: &str| -> usize {
-        h.tensors.iter().position(|t| t.name == name).unwrap()
-    };
-
-    // Inline data of the wrong length.
-    let mut h = base.clone();
-    let i = find(&mut h, "w");
-    h.tensors[i].payload = Some(Payload::Inline(vec![0; 7]));
-    let e = expect_bad(&with_header(&bytes, h), "short inline");
-    assert!(
-        matches!(&e, ContainerError::BadTensor { name, reason } if name == "w" && reason.contains("7 inline bytes")),
-        "{e}"
-    );
-
-    // An absurd shape is rejected before any allocation.
-    let mut h = base.clone();
-    let i = find(&mut h, "w");
-    h.tensors[i].shape = vec![u64::MAX, u64::MAX];
-    let e = expect_bad(&with_header(&bytes, h), "huge shape");
-    assert!(
-        matches!(&e, ContainerError::BadTensor { name, .. } if name == "w"),
-        "{e}"
-    );
-
-    // Directory type differs from the graph's declaration.
-    let mut h = base.clone();
-    let i = find(&mut h, "w");
-    h.tensors[i].shape = vec![4, 16];
-    let e = expect_bad(&with_header(&bytes, h), "retyped");
-    assert!(
-        matches!(&e, ContainerError::TensorType { name, .. } if name == "w"),
-        "{e}"
-    );
-
-    // Unknown dtype.
-    let mut h = base.clone();
-    let i = find(&mut h, "b");
-    h.tensors[i].dtype = "f16".into();
-    let e = expect_bad(&with_header(&bytes, h), "dtype");
-    assert!(e.to_string().contains("unknown element type `f16`"), "{e}");
-
-    // Missing data, duplicate entry, an entry no constant uses, a constant with no entry.
-    let mut h = base.clone();
-    let i = find(&mut h, "b");
-    h.tensors[i].payload = None;
-    let e = expect_bad(&with_header(&bytes, h), "no payload");
-    assert!(e.to_string().contains("has no data"), "{e}");
-
-    let mut h = base.clone();
-    let i = find(&mut h, "b");
-    let dup = h.tensors[i].clone();
-    h.tensors.push(dup);
-    let e = expect_bad(&with_header(&bytes, h), "duplicate");
-    assert!(e.to_string().contains("listed twice"), "{e}");
-
-    let mut h = base.clone();
-    let i = find(&mut h, "b");
-    let mut extra = h.tensors[i].clone();
-    extra.name = "stray".into();
-    h.tensors.push(extra);
-    let e = expect_bad(&with_header(&bytes, h), "unused");
-    assert!(
-        matches!(&e, ContainerError::UnusedTensor { name } if name == "stray"),
-        "{e}"
-    );
-
-    let mut h = base.clone();
-    let i = find(&mut h, "shape");
-    h.tensors.remove(i);
-    let e = expect_bad(&with_header(&bytes, h), "missing");
-    assert!(
-        matches!(&e, ContainerError::Parse(p) if p.kind == ParseErrorKind::MissingExtern("shape".into())),
-        "{e}"
-    );
-
-    // A graph text that does not parse, or does not verify.
-    let mut h = base.clone();
-    h.graph = h.graph.replace("matmul", "frobnicate");
-    let e = expect_bad(&with_header(&bytes, h), "parse");
-    assert!(matches!(e, ContainerError::Parse(_)), "{e}");
-    let mut h = base.clone();
-    h.graph = h.graph.replace("f32[N,4]", "f32[N,5]");
-    let e = expect_bad(&with_header(&bytes, h), "verify");
-    assert!(matches!(e, ContainerError::Verify(_)), "{e}");
-
-    // Header version and bits.
-    let mut h = base.clone();
-    h.format_version = 2;
-    let e = expect_bad(&with_header(&bytes, h), "version");
-    assert!(matches!(e, ContainerError::BadHeader { .. }), "{e}");
-    let mut h = base.clone();
-    h.bits = 300;
-    let e = expect_bad(&with_header(&bytes, h), "bits");
-    assert!(e.to_string().contains("bits = 300"), "{e}");
-    let mut h = base.clone();
-    h.bits = 4;
-    let e = expect_bad(&with_header(&bytes, h), "bits < blocks");
-    assert!(e.to_string().contains("8 plane blocks for bits = 4"), "{e}");
+    assert_edits_fail!(&bytes, base, {
+        // Inline data of the wrong length.
+        "short inline", |h| entry(h, "w").payload = Some(Payload::Inline(vec![0; 7]))
+            => ContainerError::BadTensor { name, reason } if name == "w" && reason.contains("7 inline bytes"),
+        // An absurd shape is rejected before any allocation.
+        "huge shape", |h| entry(h, "w").shape = vec![u64::MAX, u64::MAX]
+            => ContainerError::BadTensor { name, .. } if name == "w",
+        // Directory type differs from the graph's declaration.
+        "retyped", |h| entry(h, "w").shape = vec![4, 16]
+            => ContainerError::TensorType { name, .. } if name == "w",
+        "dtype", |h| entry(h, "b").dtype = "f16".into()
+            => e if e.to_string().contains("unknown element type `f16`"),
+        // Missing data, duplicate entry, an entry no constant uses, a constant with no entry.
+        "no payload", |h| entry(h, "b").payload = None => e if e.to_string().contains("has no data"),
+        "duplicate", |h| {
+            let dup = entry(h, "b").clone();
+            h.tensors.push(dup);
+        } => e if e.to_string().contains("listed twice"),
+        "unused", |h| {
+            let mut extra = entry(h, "b").clone();
+            extra.name = "stray".into();
+            h.tensors.push(extra);
+        } => ContainerError::UnusedTensor { name } if name == "stray",
+        "missing", |h| h.tensors.retain(|t| t.name != "shape")
+            => ContainerError::Parse(p) if p.kind == ParseErrorKind::MissingExtern("shape".into()),
+        // A graph text that does not parse, or does not verify.
+        "parse", |h| h.graph = h.graph.replace("matmul", "frobnicate") => ContainerError::Parse(_),
+        "verify", |h| h.graph = h.graph.replace("f32[N,4]", "f32[N,5]") => ContainerError::Verify(_),
+        // Header version and bits.
+        "version", |h| h.format_version = 2 => ContainerError::BadHeader { .. },
+        "bits", |h| h.bits = 300 => e if e.to_string().contains("bits = 300"),
+        "bits < blocks", |h| h.bits = 4
+            => e if e.to_string().contains("8 plane blocks for bits = 4"),
+    });
 }
 
 #[test]
 fn inconsistent_plane_layouts_are_typed_errors() {
     let bytes = fake_container();
     let base = decode_header(&bytes);
-    let fc1 = base
-        .tensors
-        .iter()
-        .position(|t| t.name == "fc1.planes")
-        .unwrap();
-    fn planes_of(h: &mut Header, i: usize) -> &mut PlaneLayout {
-        match h.tensors[i].payload.as_mut() {
-            Some(Payload::Planes(l)) => l,
-            _ => panic!("not planes"),
-        }
-    }
-
-    // A plane slice pointing past its block.
-    let mut h = base.clone();
-    planes_of(&mut h, fc1).planes[3].offset = 1 << 40;
-    let e = expect_bad(&with_header(&bytes, h), "slice offset");
-    assert!(
-        matches!(&e, ContainerError::BadTensor { name, reason } if name == "fc1.planes" && reason.contains("plane 3")),
-        "{e}"
-    );
-    // Overlapping slices (both tensors reading the same bytes) are not accepted.
-    let mut h = base.clone();
-    let fc2 = h
-        .tensors
-        .iter()
-        .position(|t| t.name == "fc2.planes")
-        .unwrap();
-    if let Some(Payload::Planes(l)) = h.tensors[fc2].payload.as_mut() {
-        l.planes[0].offset = 0;
-    }
-    let e = expect_bad(&with_header(&bytes, h), "overlap");
-    assert!(e.to_string().contains("fc2.planes"), "{e}");
-    // Rows disagreeing with the shape; wrong number of plane slices.
-    let mut h = base.clone();
-    planes_of(&mut h, fc1).rows = 5;
-    let e = expect_bad(&with_header(&bytes, h), "rows");
-    assert!(e.to_string().contains("does not match shape"), "{e}");
-    let mut h = base.clone();
-    planes_of(&mut h, fc1).planes.pop();
-    let e = expect_bad(&with_header(&bytes, h), "slices");
-    assert!(e.to_string().contains("7 in its layout"), "{e}");
-    // A plane tensor that is not u8.
-    let mut h = base.clone();
-    h.tensors[fc1].dtype = "i8".into();
-    let e = expect_bad(&with_header(&bytes, h), "dtype");
-    assert!(e.to_string().contains("must be u8"), "{e}");
+    assert_edits_fail!(&bytes, base, {
+        // A plane slice pointing past its block.
+        "slice offset", |h| planes_of(h, "fc1.planes").planes[3].offset = 1 << 40
+            => ContainerError::BadTensor { name, reason } if name == "fc1.planes" && reason.contains("plane 3"),
+        // Overlapping slices (both tensors reading the same bytes) are not accepted.
+        "overlap", |h| planes_of(h, "fc2.planes").planes[0].offset = 0
+            => e if e.to_string().contains("fc2.planes"),
+        // Rows disagreeing with the shape; wrong number of plane slices.
+        "rows", |h| planes_of(h, "fc1.planes").rows = 5
+            => e if e.to_string().contains("does not match shape"),
+        "slices", |h| {
+            planes_of(h, "fc1.planes").planes.pop();
+        } => e if e.to_string().contains("7 in its layout"),
+        // A plane tensor that is not u8.
+        "dtype", |h| entry(h, "fc1.planes").dtype = "i8".into() => e if e.to_string().contains("must be u8"),
+        // A file cut where a tampered block table says a block ends is still checked.
+        "cut", |h| h.blocks[0].length += 1 => ContainerError::CutInsideBlock { block: 7, .. },
+        "block overflow", |h| h.blocks[7].length = u64::MAX => e if e.to_string().contains("overflows"),
+        // Blocks without any plane tensor.
+        "no plane tensor", |h| {
+            for t in h.tensors.iter_mut().filter(|t| t.name.ends_with(".planes")) {
+                t.payload = Some(Payload::Inline(vec![0; 1]));
+            }
+        } => ContainerError::BadTensor { .. } | ContainerError::BadHeader { .. },
+    });
     // A block longer than its planes (valid checksum over the extra byte).
     let mut h = base.clone();
     let mut longer = bytes.clone();
@@ -683,33 +624,16 @@ fn inconsistent_plane_layouts_are_typed_errors() {
             .contains("plane block 7 is 81 bytes but its planes fill 80"),
         "{e}"
     );
-    // A file cut where a tampered block table says a block ends is still checked.
-    let mut h = base.clone();
-    h.blocks[0].length += 1;
-    let e = expect_bad(&with_header(&bytes, h), "cut");
-    assert!(
-        matches!(e, ContainerError::CutInsideBlock { block: 7, .. }),
-        "{e}"
-    );
-    let mut h = base.clone();
-    h.blocks[7].length = u64::MAX;
-    let e = expect_bad(&with_header(&bytes, h), "block overflow");
-    assert!(e.to_string().contains("overflows"), "{e}");
-    // Blocks without any plane tensor.
-    let mut h = base.clone();
-    for t in &mut h.tensors {
-        if t.name.ends_with(".planes") {
-            t.payload = Some(Payload::Inline(vec![0; 1]));
-        }
-    }
-    let e = expect_bad(&with_header(&bytes, h), "no plane tensor");
-    assert!(
-        matches!(
-            e,
-            ContainerError::BadTensor { .. } | ContainerError::BadHeader { .. }
-        ),
-        "{e}"
-    );
+}
+
+/// The container with its header replaced by `header` as given: prefix fields and checksum
+/// recomputed, nothing else (so wrong offsets or undecodable bytes stay wrong).
+fn with_raw_header(bytes: &[u8], header: &[u8]) -> Vec<u8> {
+    let mut out = bytes[..12].to_vec();
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(header).to_le_bytes());
+    out.extend_from_slice(header);
+    out
 }
 
 #[test]
@@ -718,11 +642,7 @@ fn block_offsets_must_follow_the_header() {
     let mut h = decode_header(&bytes);
     // Re-encode by hand so the offsets stay wrong.
     h.blocks[2].offset += 1;
-    let hb = h.encode_to_vec();
-    let mut out = bytes[..12].to_vec();
-    out.extend_from_slice(&(hb.len() as u64).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&hb).to_le_bytes());
-    out.extend_from_slice(&hb);
+    let mut out = with_raw_header(&bytes, &h.encode_to_vec());
     out.extend_from_slice(&bytes[header_end(&bytes)..]);
     let e = read_container(&out).unwrap_err();
     assert!(
@@ -734,11 +654,7 @@ fn block_offsets_must_follow_the_header() {
 #[test]
 fn garbage_header_is_a_decode_error() {
     let bytes = fake_container();
-    let junk = vec![0xffu8; 40];
-    let mut out = bytes[..12].to_vec();
-    out.extend_from_slice(&(junk.len() as u64).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&junk).to_le_bytes());
-    out.extend_from_slice(&junk);
+    let out = with_raw_header(&bytes, &[0xffu8; 40]);
     let e = read_container(&out).unwrap_err();
     assert!(
         matches!(
