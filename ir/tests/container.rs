@@ -12,7 +12,9 @@ use strata_ir::container::{
     ContainerOptions, Loaded, MAGIC, PREFIX_LEN,
 };
 use strata_ir::ops::{Bitplane, BitplaneKernel, Conv, PlaneSpec, UnaryOp};
-use strata_ir::text::{parse, parse_with, print, print_with, ParseErrorKind, PrintOptions};
+use strata_ir::text::{
+    parse, parse_with, print, print_with, ParseError, ParseErrorKind, PrintOptions,
+};
 use strata_ir::{quant, DType, Graph, NodeKind, Op, Tensor, TensorData, TensorType, ValueRef};
 use strata_test_support::rng::XorShift;
 use strata_test_support::{f32c, op, ty};
@@ -181,31 +183,32 @@ fn plain_parse_rejects_extern() {
     assert!(err.to_string().contains("%w is extern"), "{err}");
 }
 
-#[test]
-fn parse_with_reports_missing_extern() {
+/// Parses the fake graph's extern text with its own constants, except that constant `name`
+/// is answered with `swap` (`None`: not supplied).
+fn parse_fake_swapping(name: &str, swap: Option<Tensor>) -> Result<Graph, ParseError> {
     let g = fake_graph(BITS);
     let consts = constants_by_name(&g);
-    let err = parse_with(&extern_text(&g), &mut |name, _| {
-        (name != "b").then(|| (*consts[name]).clone())
+    parse_with(&extern_text(&g), &mut |n, _| {
+        if n == name {
+            swap.clone()
+        } else {
+            Some((*consts[n]).clone())
+        }
     })
-    .unwrap_err();
+}
+
+#[test]
+fn parse_with_reports_missing_extern() {
+    let err = parse_fake_swapping("b", None).unwrap_err();
     assert_eq!(err.kind, ParseErrorKind::MissingExtern("b".into()));
     assert!(err.to_string().contains("%b was not supplied"), "{err}");
 }
 
 #[test]
 fn parse_with_rejects_wrongly_typed_extern() {
-    let g = fake_graph(BITS);
-    let consts = constants_by_name(&g);
     // Wrong shape.
-    let err = parse_with(&extern_text(&g), &mut |name, _| {
-        Some(if name == "w" {
-            Tensor::from_f32(vec![4, 16], vec![0.0; 64]).unwrap()
-        } else {
-            (*consts[name]).clone()
-        })
-    })
-    .unwrap_err();
+    let transposed = Tensor::from_f32(vec![4, 16], vec![0.0; 64]).unwrap();
+    let err = parse_fake_swapping("w", Some(transposed)).unwrap_err();
     let ParseErrorKind::ExternType {
         name,
         declared,
@@ -218,34 +221,17 @@ fn parse_with_rejects_wrongly_typed_extern() {
         (name.as_str(), declared.to_string(), supplied.to_string()),
         ("w", "f32[16,4]".into(), "f32[4,16]".into())
     );
-    // Wrong element type.
-    let err = parse_with(&extern_text(&g), &mut |name, _| {
-        Some(if name == "shape" {
-            Tensor::from_f32(vec![2], vec![-1.0, 4.0]).unwrap()
-        } else {
-            (*consts[name]).clone()
-        })
-    })
-    .unwrap_err();
-    assert!(
-        matches!(&err.kind, ParseErrorKind::ExternType { name, .. } if name == "shape"),
-        "{err}"
-    );
-    // A smaller leading dimension is not accepted either (only the container reader allows
-    // that, for plane tensors of a truncated file).
-    let err = parse_with(&extern_text(&g), &mut |name, _| {
-        let t = (*consts[name]).clone();
-        Some(if name == "fc1.planes" {
-            Tensor::new(vec![3, 4, 8], TensorData::U8(vec![0; 96])).unwrap()
-        } else {
-            t
-        })
-    })
-    .unwrap_err();
-    assert!(
-        matches!(&err.kind, ParseErrorKind::ExternType { name, .. } if name == "fc1.planes"),
-        "{err}"
-    );
+    // Wrong element type; a smaller leading dimension is not accepted either (only the
+    // container reader allows that, for plane tensors of a truncated file).
+    let as_f32 = Tensor::from_f32(vec![2], vec![-1.0, 4.0]).unwrap();
+    let three_planes = Tensor::new(vec![3, 4, 8], TensorData::U8(vec![0; 96])).unwrap();
+    for (swapped, t) in [("shape", as_f32), ("fc1.planes", three_planes)] {
+        let err = parse_fake_swapping(swapped, Some(t)).unwrap_err();
+        assert!(
+            matches!(&err.kind, ParseErrorKind::ExternType { name, .. } if name == swapped),
+            "{err}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------
