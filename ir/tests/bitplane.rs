@@ -7,6 +7,7 @@ use strata_ir::{
     verify, DType, Dim, Graph, Op, Shape, Tensor, TensorData, TensorType, Value, ValueRef,
     VerifyError,
 };
+use strata_test_support::batch_ty;
 
 fn spec(rows: usize, cols: usize) -> PlaneSpec {
     PlaneSpec {
@@ -52,18 +53,7 @@ fn layer_consts(g: &mut Graph, name: &str, rows: usize, cols: usize) -> Vec<Valu
 
 fn bp_graph() -> Graph {
     let mut g = Graph::new("bp");
-    let x = g.add_input(
-        "x",
-        TensorType::new(
-            DType::F32,
-            Shape(vec![
-                Dim::Batch,
-                Dim::Known(4),
-                Dim::Known(6),
-                Dim::Known(6),
-            ]),
-        ),
-    );
+    let x = g.add_input("x", batch_ty(&[4, 6, 6]));
     let conv = Bitplane {
         kernel: BitplaneKernel::Conv(Conv {
             kernel: vec![3, 3],

@@ -5,7 +5,7 @@ use strata_ir::ops::{BatchNorm, Conv, Gemm};
 use strata_ir::{DType, Dim, Graph, NodeKind, Op, Shape, Tensor, TensorType, ValueRef};
 use strata_passes::PassManager;
 
-use strata_test_support::values;
+use strata_test_support::{batch_ty, values};
 
 fn constant(g: &mut Graph, name: &str, shape: &[usize], seed: u64) -> ValueRef {
     let n = shape.iter().product();
@@ -54,18 +54,7 @@ fn count_ops(g: &Graph, mnemonic: &str) -> usize {
 
 fn conv_bn_graph(with_bias: bool) -> Graph {
     let mut g = Graph::new("conv_bn");
-    let x = g.add_input(
-        "x",
-        TensorType::new(
-            DType::F32,
-            Shape(vec![
-                Dim::Batch,
-                Dim::Known(3),
-                Dim::Known(6),
-                Dim::Known(6),
-            ]),
-        ),
-    );
+    let x = g.add_input("x", batch_ty(&[3, 6, 6]));
     let w = constant(&mut g, "w", &[4, 3, 3, 3], 1);
     let mut ins = vec![x, w];
     if with_bias {
