@@ -168,47 +168,47 @@ fn verifier_checks_bitplane_nodes() {
 
 #[test]
 fn parse_errors_in_bitplane_attributes() {
+    use ParseErrorKind as K;
     let text = print(&bp_graph());
-    let bad = text.replace(
-        "plane_counts=[2, 4, 8], act_bits=8, rows=3",
-        "plane_counts=[2, 4, 300], act_bits=8, rows=3",
-    );
-    let err = parse(&bad).unwrap_err();
-    assert!(
-        matches!(err.kind, ParseErrorKind::BadNumber { ref text, .. } if text == "300"),
-        "{err}"
-    );
-    let bad = text.replace(", act_bits=8, rows=3", ", rows=3");
-    let err = parse(&bad).unwrap_err();
-    assert!(
-        matches!(
-            err.kind,
-            ParseErrorKind::MissingAttribute {
-                attr: "act_bits",
-                ..
-            }
+    // (printed text, its replacement, the error the edited text must give)
+    let cases: [(&str, &str, fn(&K) -> bool); 4] = [
+        (
+            "plane_counts=[2, 4, 8], act_bits=8, rows=3",
+            "plane_counts=[2, 4, 300], act_bits=8, rows=3",
+            |k| matches!(k, K::BadNumber { text, .. } if text == "300"),
         ),
-        "{err}"
-    );
-    let bad = text.replace("group=2, bits", "group=2, has_bias=true, bits");
-    let err = parse(&bad).unwrap_err();
-    assert!(
-        matches!(err.kind, ParseErrorKind::UnknownAttribute { ref attr, .. } if attr == "has_bias"),
-        "{err}"
-    );
-    let bad = text.replace(
-        "bits=8, plane_counts=[2, 4, 8], act_bits=8, rows=3",
-        "bits=8, plane_counts=2, act_bits=8, rows=3",
-    );
-    let err = parse(&bad).unwrap_err();
-    assert!(
-        matches!(
-            err.kind,
-            ParseErrorKind::AttributeType {
-                attr: "plane_counts",
-                ..
-            }
+        (", act_bits=8, rows=3", ", rows=3", |k| {
+            matches!(
+                k,
+                K::MissingAttribute {
+                    attr: "act_bits",
+                    ..
+                }
+            )
+        }),
+        (
+            "group=2, bits",
+            "group=2, has_bias=true, bits",
+            |k| matches!(k, K::UnknownAttribute { attr, .. } if attr == "has_bias"),
         ),
-        "{err}"
-    );
+        (
+            "bits=8, plane_counts=[2, 4, 8], act_bits=8, rows=3",
+            "bits=8, plane_counts=2, act_bits=8, rows=3",
+            |k| {
+                matches!(
+                    k,
+                    K::AttributeType {
+                        attr: "plane_counts",
+                        ..
+                    }
+                )
+            },
+        ),
+    ];
+    for (printed, edited, expected) in cases {
+        let bad = text.replace(printed, edited);
+        assert_ne!(bad, text, "{printed} is not in the printed graph");
+        let err = parse(&bad).unwrap_err();
+        assert!(expected(&err.kind), "{edited}: {err}");
+    }
 }
