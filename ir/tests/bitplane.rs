@@ -171,7 +171,8 @@ fn parse_errors_in_bitplane_attributes() {
     use ParseErrorKind as K;
     let text = print(&bp_graph());
     // (printed text, its replacement, the error the edited text must give)
-    let cases: [(&str, &str, fn(&K) -> bool); 4] = [
+    type Check = fn(&K) -> bool;
+    let cases: [(&str, &str, Check); 4] = [
         (
             "plane_counts=[2, 4, 8], act_bits=8, rows=3",
             "plane_counts=[2, 4, 300], act_bits=8, rows=3",

@@ -84,7 +84,7 @@ impl Folded {
 
 impl Affine {
     /// Folds into a Conv: scales output channel `c` of `W` by `scale[c]`, and the bias.
-    fn into_conv(&self, graph: &Graph, conv: &Conv, inputs: &[ValueRef]) -> Option<Folded> {
+    fn fold_conv(&self, graph: &Graph, conv: &Conv, inputs: &[ValueRef]) -> Option<Folded> {
         let (wshape, mut w) = f32_const(graph, inputs[1])?;
         let c = self.scale.len();
         if wshape.first() != Some(&c) || c == 0 {
@@ -117,7 +117,7 @@ impl Affine {
 
     /// Folds into a Gemm `alpha·A·op(B) + beta·C`: scales column `c` of `op(B)` and rebuilds C
     /// as a `[N]` bias. C must be per-column (scalar, `[N]` or `[1, N]`).
-    fn into_gemm(&self, graph: &Graph, gemm: &Gemm, inputs: &[ValueRef]) -> Option<Folded> {
+    fn fold_gemm(&self, graph: &Graph, gemm: &Gemm, inputs: &[ValueRef]) -> Option<Folded> {
         let (wshape, mut w) = f32_const(graph, inputs[1])?;
         let n = self.scale.len();
         let [rows, cols] = wshape[..] else {
@@ -185,9 +185,9 @@ impl FoldBatchNorm {
             return Ok(false);
         };
         let folded = match &producer.kind {
-            NodeKind::Op(Op::Conv(conv)) => affine.into_conv(graph, conv, &producer_inputs),
+            NodeKind::Op(Op::Conv(conv)) => affine.fold_conv(graph, conv, &producer_inputs),
             NodeKind::Op(Op::Gemm(gemm)) if bn_out.ty.rank() == 2 => {
-                affine.into_gemm(graph, gemm, &producer_inputs)
+                affine.fold_gemm(graph, gemm, &producer_inputs)
             }
             _ => None,
         };

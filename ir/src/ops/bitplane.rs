@@ -359,7 +359,7 @@ mod tests {
             v
         };
         assert_rejects!(&op, {
-            ok[..5].to_vec() => InferError::Arity { got: 5, .. },
+            &ok[..5] => InferError::Arity { got: 5, .. },
             with(0, "f64[N,130]") => InferError::DType { input: 0, .. },
             with(0, "f32[N,129]") => InferError::ShapeMismatch { input: 0, .. },
             with(0, "f32[N,1,130]") => InferError::Rank { input: 0, .. },
@@ -388,7 +388,8 @@ mod tests {
 
     #[test]
     fn attribute_errors() {
-        let cases: [(fn(&mut PlaneSpec), &str); 10] = [
+        type Breaks = fn(&mut PlaneSpec);
+        let cases: [(Breaks, &str); 10] = [
             (|s| s.bits = 1, "bits"),
             (|s| s.bits = 9, "bits"),
             (|s| s.act_bits = 16, "act_bits"),
