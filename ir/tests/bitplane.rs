@@ -9,10 +9,13 @@ use strata_ir::{
 };
 use strata_test_support::batch_ty;
 
+/// The plane counts with side tables: the spec declares them, `layer_consts` fits them.
+const PLANE_COUNTS: [u8; 3] = [2, 4, 8];
+
 fn spec(rows: usize, cols: usize) -> PlaneSpec {
     PlaneSpec {
         bits: 8,
-        plane_counts: vec![2, 4, 8],
+        plane_counts: PLANE_COUNTS.to_vec(),
         act_bits: 8,
         rows,
         cols,
@@ -37,9 +40,9 @@ fn layer_consts(g: &mut Graph, name: &str, rows: usize, cols: usize) -> Vec<Valu
         )
         .unwrap()
     };
-    let ks = [2u8, 4, 8];
-    let alpha = table(&|j, r| strata_ir::quant::midpoint_side(s[r], 8, ks[j]).unwrap().0);
-    let beta = table(&|j, r| strata_ir::quant::midpoint_side(s[r], 8, ks[j]).unwrap().1);
+    let side = |j: usize, r: usize| strata_ir::quant::midpoint_side(s[r], 8, PLANE_COUNTS[j]);
+    let alpha = table(&|j, r| side(j, r).unwrap().0);
+    let beta = table(&|j, r| side(j, r).unwrap().1);
     let bias = table(&|j, r| 0.01 * (j * rows + r) as f32);
     let act = Tensor::from_f32(vec![3, 2], vec![0.02, 0.0, 0.03, -3.0, 0.05, 1.0]).unwrap();
     vec![
