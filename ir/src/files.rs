@@ -260,16 +260,22 @@ mod tests {
         assert!(FileError::of(&e).is_some(), "{e}");
     }
 
-    /// A FIFO stands for every non-regular output (a device behaves the same; the tests
-    /// never write to /dev, where a regression would replace a device node).
+    /// A FIFO stands for every non-regular file: reading one is refused without blocking, and
+    /// as an output (a device behaves the same; the tests never write to /dev, where a
+    /// regression would replace a device node) it is refused or fed in place.
     #[cfg(unix)]
     #[test]
-    fn a_fifo_output_is_refused_or_fed_in_place() {
-        let dir = scratch("fifo-out");
-        let fifo = dir.join("out.bin");
+    fn a_fifo_is_not_read_and_as_output_is_refused_or_fed_in_place() {
+        let dir = scratch("fifo");
+        let fifo = dir.join("data.bin");
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = open_regular(&fifo).unwrap_err();
+        assert_eq!(
+            FileError::of(&e),
+            Some(&FileError::NotRegular { kind: "a FIFO" })
+        );
         let e = write_atomic(&fifo, b"x", Existing::Refuse).unwrap_err();
         assert_eq!(
             FileError::of(&e),
@@ -321,20 +327,5 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("out.bin")]);
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn a_fifo_named_by_a_file_is_refused_without_blocking() {
-        let dir = scratch("fifo");
-        let fifo = dir.join("data.bin");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        let e = open_regular(&fifo).unwrap_err();
-        assert_eq!(
-            FileError::of(&e),
-            Some(&FileError::NotRegular { kind: "a FIFO" })
-        );
     }
 }

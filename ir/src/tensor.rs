@@ -63,35 +63,24 @@ impl TensorData {
             return None;
         }
         Some(match dtype {
-            DType::F32 => TensorData::F32(
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            ),
-            DType::F64 => TensorData::F64(
-                bytes
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().expect("chunk of 8")))
-                    .collect(),
-            ),
+            DType::F32 => TensorData::F32(le_chunks(bytes, f32::from_le_bytes)),
+            DType::F64 => TensorData::F64(le_chunks(bytes, f64::from_le_bytes)),
             DType::I8 => TensorData::I8(bytes.iter().map(|&b| b as i8).collect()),
             DType::U8 => TensorData::U8(bytes.to_vec()),
-            DType::I32 => TensorData::I32(
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            ),
-            DType::I64 => TensorData::I64(
-                bytes
-                    .chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().expect("chunk of 8")))
-                    .collect(),
-            ),
+            DType::I32 => TensorData::I32(le_chunks(bytes, i32::from_le_bytes)),
+            DType::I64 => TensorData::I64(le_chunks(bytes, i64::from_le_bytes)),
             DType::Bool => TensorData::Bool(bytes.iter().map(|&b| b != 0).collect()),
         })
     }
+}
+
+/// Decodes `N`-byte little-endian chunks with `from`; the caller checked that `N` divides
+/// the length.
+fn le_chunks<T, const N: usize>(bytes: &[u8], from: fn([u8; N]) -> T) -> Vec<T> {
+    bytes
+        .chunks_exact(N)
+        .map(|c| from(c.try_into().expect("chunk of N bytes")))
+        .collect()
 }
 
 /// Bitwise equality, so that NaN payloads and signed zeros round-trip exactly through the

@@ -7,11 +7,15 @@ use strata_ir::{
     verify, DType, Dim, Graph, Op, Shape, Tensor, TensorData, TensorType, Value, ValueRef,
     VerifyError,
 };
+use strata_test_support::batch_ty;
+
+/// The plane counts with side tables: the spec declares them, `layer_consts` fits them.
+const PLANE_COUNTS: [u8; 3] = [2, 4, 8];
 
 fn spec(rows: usize, cols: usize) -> PlaneSpec {
     PlaneSpec {
         bits: 8,
-        plane_counts: vec![2, 4, 8],
+        plane_counts: PLANE_COUNTS.to_vec(),
         act_bits: 8,
         rows,
         cols,
@@ -36,9 +40,9 @@ fn layer_consts(g: &mut Graph, name: &str, rows: usize, cols: usize) -> Vec<Valu
         )
         .unwrap()
     };
-    let ks = [2u8, 4, 8];
-    let alpha = table(&|j, r| strata_ir::quant::midpoint_side(s[r], 8, ks[j]).unwrap().0);
-    let beta = table(&|j, r| strata_ir::quant::midpoint_side(s[r], 8, ks[j]).unwrap().1);
+    let side = |j: usize, r: usize| strata_ir::quant::midpoint_side(s[r], 8, PLANE_COUNTS[j]);
+    let alpha = table(&|j, r| side(j, r).unwrap().0);
+    let beta = table(&|j, r| side(j, r).unwrap().1);
     let bias = table(&|j, r| 0.01 * (j * rows + r) as f32);
     let act = Tensor::from_f32(vec![3, 2], vec![0.02, 0.0, 0.03, -3.0, 0.05, 1.0]).unwrap();
     vec![
@@ -52,18 +56,7 @@ fn layer_consts(g: &mut Graph, name: &str, rows: usize, cols: usize) -> Vec<Valu
 
 fn bp_graph() -> Graph {
     let mut g = Graph::new("bp");
-    let x = g.add_input(
-        "x",
-        TensorType::new(
-            DType::F32,
-            Shape(vec![
-                Dim::Batch,
-                Dim::Known(4),
-                Dim::Known(6),
-                Dim::Known(6),
-            ]),
-        ),
-    );
+    let x = g.add_input("x", batch_ty(&[4, 6, 6]));
     let conv = Bitplane {
         kernel: BitplaneKernel::Conv(Conv {
             kernel: vec![3, 3],
@@ -178,47 +171,48 @@ fn verifier_checks_bitplane_nodes() {
 
 #[test]
 fn parse_errors_in_bitplane_attributes() {
+    use ParseErrorKind as K;
     let text = print(&bp_graph());
-    let bad = text.replace(
-        "plane_counts=[2, 4, 8], act_bits=8, rows=3",
-        "plane_counts=[2, 4, 300], act_bits=8, rows=3",
-    );
-    let err = parse(&bad).unwrap_err();
-    assert!(
-        matches!(err.kind, ParseErrorKind::BadNumber { ref text, .. } if text == "300"),
-        "{err}"
-    );
-    let bad = text.replace(", act_bits=8, rows=3", ", rows=3");
-    let err = parse(&bad).unwrap_err();
-    assert!(
-        matches!(
-            err.kind,
-            ParseErrorKind::MissingAttribute {
-                attr: "act_bits",
-                ..
-            }
+    // (printed text, its replacement, the error the edited text must give)
+    type Check = fn(&K) -> bool;
+    let cases: [(&str, &str, Check); 4] = [
+        (
+            "plane_counts=[2, 4, 8], act_bits=8, rows=3",
+            "plane_counts=[2, 4, 300], act_bits=8, rows=3",
+            |k| matches!(k, K::BadNumber { text, .. } if text == "300"),
         ),
-        "{err}"
-    );
-    let bad = text.replace("group=2, bits", "group=2, has_bias=true, bits");
-    let err = parse(&bad).unwrap_err();
-    assert!(
-        matches!(err.kind, ParseErrorKind::UnknownAttribute { ref attr, .. } if attr == "has_bias"),
-        "{err}"
-    );
-    let bad = text.replace(
-        "bits=8, plane_counts=[2, 4, 8], act_bits=8, rows=3",
-        "bits=8, plane_counts=2, act_bits=8, rows=3",
-    );
-    let err = parse(&bad).unwrap_err();
-    assert!(
-        matches!(
-            err.kind,
-            ParseErrorKind::AttributeType {
-                attr: "plane_counts",
-                ..
-            }
+        (", act_bits=8, rows=3", ", rows=3", |k| {
+            matches!(
+                k,
+                K::MissingAttribute {
+                    attr: "act_bits",
+                    ..
+                }
+            )
+        }),
+        (
+            "group=2, bits",
+            "group=2, has_bias=true, bits",
+            |k| matches!(k, K::UnknownAttribute { attr, .. } if attr == "has_bias"),
         ),
-        "{err}"
-    );
+        (
+            "bits=8, plane_counts=[2, 4, 8], act_bits=8, rows=3",
+            "bits=8, plane_counts=2, act_bits=8, rows=3",
+            |k| {
+                matches!(
+                    k,
+                    K::AttributeType {
+                        attr: "plane_counts",
+                        ..
+                    }
+                )
+            },
+        ),
+    ];
+    for (printed, edited, expected) in cases {
+        let bad = text.replace(printed, edited);
+        assert_ne!(bad, text, "{printed} is not in the printed graph");
+        let err = parse(&bad).unwrap_err();
+        assert!(expected(&err.kind), "{edited}: {err}");
+    }
 }

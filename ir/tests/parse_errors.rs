@@ -14,6 +14,15 @@ fn graph(body: &str) -> String {
     format!("graph @g(%x: f32[N,4]) {{\n{body}\n  return %x\n}}\n")
 }
 
+/// `assert_kinds!(text => pattern, …)`: parsing each text fails with an error whose kind
+/// matches the pattern (one row per bad text).
+macro_rules! assert_kinds {
+    ($($text:expr => $kind:pat $(if $guard:expr)?),+ $(,)?) => {$(
+        let e = err(&$text);
+        assert!(matches!(e.kind, $kind $(if $guard)?), "{}: {e}", $text);
+    )+};
+}
+
 #[test]
 fn comments_and_free_attribute_order_are_accepted() {
     let text = "// leading comment\ngraph @g(%x: f32[N,4]) { // trailing\n  %y = softmax(%x) {coerce_2d=false, axis=1} : f32[N,4]\n  return %y\n}";
@@ -29,80 +38,39 @@ fn unknown_op() {
 }
 
 #[test]
-fn unknown_attribute() {
-    let e = err(&graph("  %y = relu(%x) {alpha=0.5} : f32[N,4]"));
-    assert_eq!(
-        e.kind,
-        K::UnknownAttribute {
-            op: "relu".into(),
-            attr: "alpha".into()
-        }
+fn unknown_missing_and_duplicate_attributes() {
+    assert_kinds!(
+        graph("  %y = relu(%x) {alpha=0.5} : f32[N,4]") => K::UnknownAttribute { ref op, ref attr } if op == "relu" && attr == "alpha",
+        graph("  %y = softmax(%x) {axis=1} : f32[N,4]") => K::MissingAttribute { ref op, attr: "coerce_2d" } if op == "softmax",
+        graph("  %y = flatten(%x) {axis=1, axis=1} : f32[N,4]") => K::DuplicateAttribute { ref op, ref attr } if op == "flatten" && attr == "axis",
     );
-    assert_eq!((e.line, e.column), (2, 18));
-}
-
-#[test]
-fn missing_attribute() {
-    let e = err(&graph("  %y = softmax(%x) {axis=1} : f32[N,4]"));
+    // An unknown attribute is reported at its name, a missing one at its op's line.
+    let unknown = err(&graph("  %y = relu(%x) {alpha=0.5} : f32[N,4]"));
+    assert_eq!((unknown.line, unknown.column), (2, 18));
     assert_eq!(
-        e.kind,
-        K::MissingAttribute {
-            op: "softmax".into(),
-            attr: "coerce_2d"
-        }
-    );
-    assert_eq!(e.line, 2);
-}
-
-#[test]
-fn duplicate_attribute() {
-    let e = err(&graph("  %y = flatten(%x) {axis=1, axis=1} : f32[N,4]"));
-    assert_eq!(
-        e.kind,
-        K::DuplicateAttribute {
-            op: "flatten".into(),
-            attr: "axis".into()
-        }
+        err(&graph("  %y = softmax(%x) {axis=1} : f32[N,4]")).line,
+        2
     );
 }
 
 #[test]
 fn wrong_attribute_type() {
-    let e = err(&graph(
-        "  %y = softmax(%x) {axis=1, coerce_2d=1} : f32[N,4]",
-    ));
-    assert!(
-        matches!(
-            e.kind,
-            K::AttributeType {
-                attr: "coerce_2d",
-                ..
-            }
-        ),
-        "{e}"
+    assert_kinds!(
+        graph("  %y = softmax(%x) {axis=1, coerce_2d=1} : f32[N,4]") => K::AttributeType { attr: "coerce_2d", .. },
+        graph("  %y = transpose(%x) {perm=1} : f32[4,N]") => K::AttributeType { attr: "perm", .. },
+        graph("  %y = cast(%x) {to=[1]} : f32[N,4]") => K::AttributeType { attr: "to", .. },
     );
-    let e = err(&graph("  %y = transpose(%x) {perm=1} : f32[4,N]"));
-    assert!(
-        matches!(e.kind, K::AttributeType { attr: "perm", .. }),
-        "{e}"
-    );
-    let e = err(&graph("  %y = cast(%x) {to=[1]} : f32[N,4]"));
-    assert!(matches!(e.kind, K::AttributeType { attr: "to", .. }), "{e}");
 }
 
 #[test]
 fn bad_numbers() {
-    let e = err(&graph("  %y = flatten(%x) {axis=-1} : f32[N,4]"));
-    assert!(
-        matches!(e.kind, K::BadNumber { ref text, .. } if text == "-1"),
-        "{e}"
-    );
-    let e = err(&graph("  %y = leaky_relu(%x) {alpha=1.2.3} : f32[N,4]"));
-    assert!(matches!(e.kind, K::BadNumber { .. }), "{e}");
-    let e = err(&graph("  %y = leaky_relu(%x) {alpha=infinity} : f32[N,4]"));
-    assert!(
-        matches!(e.kind, K::AttributeType { .. } | K::BadNumber { .. }),
-        "{e}"
+    assert_kinds!(
+        graph("  %y = flatten(%x) {axis=-1} : f32[N,4]") => K::BadNumber { ref text, .. } if text == "-1",
+        graph("  %y = leaky_relu(%x) {alpha=1.2.3} : f32[N,4]") => K::BadNumber { .. },
+        graph("  %y = leaky_relu(%x) {alpha=infinity} : f32[N,4]") => K::AttributeType { .. } | K::BadNumber { .. },
+        graph("  %c = const f32[1] [0x7fc000001]") => K::BadNumber { .. },
+        graph("  %c = const bool[1] [1]") => K::BadNumber { .. },
+        "graph @g(%x: f32[N,4x]) {\n  return %x\n}" => K::BadNumber { .. },
     );
     let e = err(&graph("  %c = const i8[2] [1, 300]"));
     assert!(
@@ -110,12 +78,6 @@ fn bad_numbers() {
         "{e}"
     );
     assert_eq!((e.line, e.column), (2, 24));
-    let e = err(&graph("  %c = const f32[1] [0x7fc000001]"));
-    assert!(matches!(e.kind, K::BadNumber { .. }), "{e}");
-    let e = err(&graph("  %c = const bool[1] [1]"));
-    assert!(matches!(e.kind, K::BadNumber { .. }), "{e}");
-    let e = err("graph @g(%x: f32[N,4x]) {\n  return %x\n}");
-    assert!(matches!(e.kind, K::BadNumber { .. }), "{e}");
 }
 
 #[test]
@@ -153,22 +115,14 @@ fn trailing_garbage() {
 
 #[test]
 fn unexpected_tokens_and_characters() {
-    let e = err("graph g(%x: f32[1]) {}");
-    assert!(matches!(e.kind, K::Unexpected { .. }), "{e}");
-    let e = err("graph @g(%x f32[1]) {}");
-    assert!(
-        matches!(e.kind, K::Unexpected { ref expected, .. } if expected == "`:`"),
-        "{e}"
-    );
-    let e = err("graph @g(%x: f32[1]) {\n  return %x\n");
-    assert!(
-        matches!(e.kind, K::Unexpected { ref found, .. } if found == "end of input"),
-        "{e}"
+    assert_kinds!(
+        "graph g(%x: f32[1]) {}" => K::Unexpected { .. },
+        "graph @g(%x f32[1]) {}" => K::Unexpected { ref expected, .. } if expected == "`:`",
+        "graph @g(%x: f32[1]) {\n  return %x\n" => K::Unexpected { ref found, .. } if found == "end of input",
+        "graph @g(% x: f32[1]) {}" => K::Unexpected { .. },
     );
     let e = err("graph @g(%x: f32[1]) { ; }");
     assert_eq!(e.kind, K::UnexpectedChar(';'));
-    let e = err("graph @g(% x: f32[1]) {}");
-    assert!(matches!(e.kind, K::Unexpected { .. }), "{e}");
 }
 
 #[test]
@@ -185,54 +139,25 @@ fn strings() {
 
 #[test]
 fn constants() {
-    let e = err(&graph("  %c = const f32[2,2] [1.0, 2.0, 3.0]"));
-    assert!(matches!(e.kind, K::BadConstant { .. }), "{e}");
-    let e = err(&graph("  %c = const f32[N] [1.0]"));
-    assert!(matches!(e.kind, K::BadConstant { .. }), "{e}");
-    let e = err(&graph("  %c = const i32[2] hex\"0100000002\""));
-    assert!(matches!(e.kind, K::BadConstant { .. }), "{e}");
-    let e = err(&graph("  %c = const u8[2] hex\"zz00\""));
-    assert!(matches!(e.kind, K::BadConstant { .. }), "{e}");
-    // A huge declared shape is rejected before anything is allocated.
-    let e = err(&graph(
-        "  %c = const f32[4294967296,4294967296,4294967296] hex\"00\"",
-    ));
-    assert!(matches!(e.kind, K::BadConstant { .. }), "{e}");
-    let e = err(&graph("  %c = const f32[1000000000000] hex\"00\""));
-    assert!(matches!(e.kind, K::BadConstant { .. }), "{e}");
+    assert_kinds!(
+        graph("  %c = const f32[2,2] [1.0, 2.0, 3.0]") => K::BadConstant { .. },
+        graph("  %c = const f32[N] [1.0]") => K::BadConstant { .. },
+        graph("  %c = const i32[2] hex\"0100000002\"") => K::BadConstant { .. },
+        graph("  %c = const u8[2] hex\"zz00\"") => K::BadConstant { .. },
+        // A huge declared shape is rejected before anything is allocated.
+        graph("  %c = const f32[4294967296,4294967296,4294967296] hex\"00\"") => K::BadConstant { .. },
+        graph("  %c = const f32[1000000000000] hex\"00\"") => K::BadConstant { .. },
+        graph("  %a, %b = const f32[1] [1.0]") => K::Unexpected { .. },
+    );
     let e = err(&graph("  %c = const f32[2] <elided>"));
     assert_eq!(e.kind, K::ElidedConstant("c".into()));
-    let e = err(&graph("  %a, %b = const f32[1] [1.0]"));
-    assert!(matches!(e.kind, K::Unexpected { .. }), "{e}");
 }
 
 #[test]
 fn result_type_count() {
-    let e = err(&graph(
-        "  %a, %b = split(%x) {axis=1, sizes=[2, 2]} : f32[N,2]",
-    ));
-    assert!(
-        matches!(
-            e.kind,
-            K::ResultCount {
-                declared: 2,
-                types: 1,
-                ..
-            }
-        ),
-        "{e}"
-    );
-    let e = err(&graph("  %a = relu(%x) : f32[N,4], f32[N,4]"));
-    assert!(
-        matches!(
-            e.kind,
-            K::ResultCount {
-                declared: 1,
-                types: 2,
-                ..
-            }
-        ),
-        "{e}"
+    assert_kinds!(
+        graph("  %a, %b = split(%x) {axis=1, sizes=[2, 2]} : f32[N,2]") => K::ResultCount { declared: 2, types: 1, .. },
+        graph("  %a = relu(%x) : f32[N,4], f32[N,4]") => K::ResultCount { declared: 1, types: 2, .. },
     );
 }
 

@@ -4,7 +4,7 @@ use strata_test_support::models::{every_op, snapshot_cnn};
 
 use strata_ir::ops::{BinaryOp, Split, UnaryOp};
 use strata_ir::{
-    verify, ConstId, DType, Edge, Graph, NodeKind, Op, Tensor, TensorType, Value, ValueRef,
+    verify, ConstId, DType, Edge, Graph, NodeId, NodeKind, Op, Tensor, TensorType, Value, ValueRef,
     VerifyError as E,
 };
 
@@ -25,6 +25,31 @@ fn base() -> (Graph, ValueRef) {
     (g, x)
 }
 
+/// Adds op node `name` reading `inputs`, declaring one output `value` of type `f32[dims]`.
+fn node(
+    g: &mut Graph,
+    name: &str,
+    op: Op,
+    inputs: &[ValueRef],
+    value: &str,
+    dims: &[usize],
+) -> NodeId {
+    g.add_op(name, op, inputs, val(value, dims)).unwrap()
+}
+
+/// Connects output `output` of `from` to input slot `input` of `to`, unchecked.
+fn edge(g: &mut Graph, from: NodeId, to: NodeId, output: usize, input: usize) {
+    g.add_edge_unchecked(from, to, Edge { output, input });
+}
+
+/// `g` must fail verification with exactly `expected`: the error's `Debug` form, which spells
+/// its variant and every field.
+#[track_caller]
+fn assert_rejected(g: &Graph, expected: &str) {
+    let e = verify(g).unwrap_err();
+    assert_eq!(format!("{e:?}"), expected, "{e}");
+}
+
 #[test]
 fn valid_graphs_pass() {
     verify(&every_op()).unwrap();
@@ -32,183 +57,118 @@ fn valid_graphs_pass() {
 }
 
 #[test]
-fn missing_input_slot() {
-    let (mut g, x) = base();
-    let add = g
-        .add_op("add", Op::Binary(BinaryOp::Add), &[], val("y", &[2, 3]))
-        .unwrap();
-    g.add_edge_unchecked(
-        x.node,
-        add,
-        Edge {
-            output: 0,
-            input: 1,
-        },
-    );
-    let e = verify(&g).unwrap_err();
-    assert_eq!(
-        e,
-        E::MissingInput {
-            node: "add".into(),
-            op: "add",
-            slot: 0
-        }
-    );
-}
-
-#[test]
-fn duplicate_input_slot() {
-    let (mut g, x) = base();
-    let r = g
-        .add_op("r", Op::Unary(UnaryOp::Relu), &[x], val("y", &[2, 3]))
-        .unwrap();
-    g.add_edge_unchecked(
-        x.node,
-        r,
-        Edge {
-            output: 0,
-            input: 0,
-        },
-    );
-    let e = verify(&g).unwrap_err();
-    assert_eq!(
-        e,
-        E::DuplicateInputSlot {
-            node: "r".into(),
-            op: "relu",
-            slot: 0
-        }
-    );
-}
-
-#[test]
-fn edge_from_missing_output() {
-    let (mut g, x) = base();
-    let r = g
-        .add_op("r", Op::Unary(UnaryOp::Relu), &[], val("y", &[2, 3]))
-        .unwrap();
-    g.add_edge_unchecked(
-        x.node,
-        r,
-        Edge {
-            output: 3,
-            input: 0,
-        },
-    );
-    let e = verify(&g).unwrap_err();
-    assert!(
-        matches!(e, E::BadOutputIndex { ref node, op: "relu", slot: 0, output: 3, outputs: 1, ref producer } if node == "r" && producer == "x"),
-        "{e}"
-    );
+fn bad_edges() {
+    let (add, relu) = (Op::Binary(BinaryOp::Add), Op::Unary(UnaryOp::Relu));
+    // (op, whether x is its input 0, the extra edge from x (output, slot), the error)
+    let cases = [
+        (
+            &add,
+            false,
+            (0, 1),
+            r#"MissingInput { node: "n", op: "add", slot: 0 }"#,
+        ),
+        (
+            &relu,
+            true,
+            (0, 0),
+            r#"DuplicateInputSlot { node: "n", op: "relu", slot: 0 }"#,
+        ),
+        (
+            &relu,
+            false,
+            (3, 0),
+            r#"BadOutputIndex { node: "n", op: "relu", slot: 0, producer: "x", output: 3, outputs: 1 }"#,
+        ),
+    ];
+    for (op, connected, (output, input), expected) in cases {
+        let (mut g, x) = base();
+        let inputs: &[ValueRef] = if connected { &[x] } else { &[] };
+        let n = node(&mut g, "n", op.clone(), inputs, "y", &[2, 3]);
+        edge(&mut g, x.node, n, output, input);
+        assert_rejected(&g, expected);
+    }
 }
 
 #[test]
 fn dangling_graph_output() {
     let (mut g, x) = base();
-    g.set_outputs(vec![
-        x,
-        ValueRef {
-            node: x.node,
-            output: 5,
-        },
-    ]);
-    assert_eq!(verify(&g).unwrap_err(), E::DanglingOutput { index: 1 });
+    let missing = ValueRef {
+        node: x.node,
+        output: 5,
+    };
+    g.set_outputs(vec![x, missing]);
+    assert_rejected(&g, "DanglingOutput { index: 1 }");
 }
 
 #[test]
 fn wrong_arity() {
-    let (mut g, x) = base();
-    g.add_op("add", Op::Binary(BinaryOp::Add), &[x], val("y", &[2, 3]))
-        .unwrap();
-    let e = verify(&g).unwrap_err();
-    assert_eq!(
-        e,
-        E::InputArity {
-            node: "add".into(),
-            op: "add",
-            expected: "2".into(),
-            got: 1
-        }
-    );
-
-    let (mut g, x) = base();
     let split = Op::Split(Split {
         axis: 0,
         sizes: vec![1, 1],
     });
-    g.add_op("split", split, &[x], val("a", &[1, 3])).unwrap();
-    let e = verify(&g).unwrap_err();
-    assert_eq!(
-        e,
-        E::OutputArity {
-            node: "split".into(),
-            op: "split",
-            expected: 2,
-            got: 1
-        }
-    );
-
-    let (mut g, _) = base();
-    g.add_op("cat", Op::Concat { axis: 0 }, &[], val("y", &[2, 3]))
-        .unwrap();
-    let e = verify(&g).unwrap_err();
-    assert!(
-        matches!(e, E::InputArity { ref expected, got: 0, .. } if expected == "at least 1"),
-        "{e}"
-    );
+    // (op, whether it reads x, its one declared output, the error)
+    let cases = [
+        (
+            Op::Binary(BinaryOp::Add),
+            true,
+            &[2, 3][..],
+            r#"InputArity { node: "n", op: "add", expected: "2", got: 1 }"#,
+        ),
+        (
+            split,
+            true,
+            &[1, 3],
+            r#"OutputArity { node: "n", op: "split", expected: 2, got: 1 }"#,
+        ),
+        (
+            Op::Concat { axis: 0 },
+            false,
+            &[2, 3],
+            r#"InputArity { node: "n", op: "concat", expected: "at least 1", got: 0 }"#,
+        ),
+    ];
+    for (op, reads_x, dims, expected) in cases {
+        let (mut g, x) = base();
+        let inputs: &[ValueRef] = if reads_x { &[x] } else { &[] };
+        node(&mut g, "n", op, inputs, "y", dims);
+        assert_rejected(&g, expected);
+    }
 }
 
 #[test]
 fn duplicate_value_names() {
     let (mut g, x) = base();
-    g.add_op("r1", Op::Unary(UnaryOp::Relu), &[x], val("y", &[2, 3]))
-        .unwrap();
-    g.add_op("r2", Op::Unary(UnaryOp::Tanh), &[x], val("y", &[2, 3]))
-        .unwrap();
-    let e = verify(&g).unwrap_err();
-    assert_eq!(
-        e,
-        E::DuplicateValueName {
-            name: "y".into(),
-            node: "r2".into(),
-            op: "tanh",
-            first: "r1".into(),
-            first_op: "relu"
-        }
-    );
+    node(&mut g, "r1", Op::Unary(UnaryOp::Relu), &[x], "y", &[2, 3]);
+    node(&mut g, "r2", Op::Unary(UnaryOp::Tanh), &[x], "y", &[2, 3]);
+    let expected = r#"DuplicateValueName { name: "y", node: "r2", op: "tanh", first: "r1", first_op: "relu" }"#;
+    assert_rejected(&g, expected);
 }
 
 #[test]
 fn cycle() {
     let (mut g, _) = base();
-    let a = g
-        .add_op("a", Op::Unary(UnaryOp::Relu), &[], val("a", &[2, 3]))
-        .unwrap();
-    let b = g
-        .add_op(
-            "b",
-            Op::Unary(UnaryOp::Relu),
-            &[ValueRef::first(a)],
-            val("b", &[2, 3]),
-        )
-        .unwrap();
-    g.add_edge_unchecked(
-        b,
-        a,
-        Edge {
-            output: 0,
-            input: 0,
-        },
+    let a = node(&mut g, "a", Op::Unary(UnaryOp::Relu), &[], "a", &[2, 3]);
+    let b = node(
+        &mut g,
+        "b",
+        Op::Unary(UnaryOp::Relu),
+        &[ValueRef::first(a)],
+        "b",
+        &[2, 3],
     );
+    edge(&mut g, b, a, 0, 0);
     assert!(matches!(verify(&g).unwrap_err(), E::Cycle { .. }));
 }
 
 #[test]
 fn declared_type_disagrees_with_inference() {
     let (mut g, x) = base();
-    g.add_op("r", Op::Unary(UnaryOp::Relu), &[x], val("y", &[3, 2]))
-        .unwrap();
+    node(&mut g, "r", Op::Unary(UnaryOp::Relu), &[x], "y", &[3, 2]);
     let e = verify(&g).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "node `r` (relu): output 0 is declared f32[3,2] but the inputs give f32[2,3]"
+    );
     assert_eq!(
         e,
         E::TypeMismatch {
@@ -219,23 +179,20 @@ fn declared_type_disagrees_with_inference() {
             inferred: f32t(&[2, 3])
         }
     );
-    assert_eq!(
-        e.to_string(),
-        "node `r` (relu): output 0 is declared f32[3,2] but the inputs give f32[2,3]"
-    );
 }
 
 #[test]
 fn inference_failure_names_the_node() {
     let (mut g, x) = base();
-    let y = g.add_input("z", f32t(&[4]));
-    g.add_op(
+    let z = g.add_input("z", f32t(&[4]));
+    node(
+        &mut g,
         "bad_add",
         Op::Binary(BinaryOp::Add),
-        &[x, y],
-        val("y", &[2, 3]),
-    )
-    .unwrap();
+        &[x, z],
+        "y",
+        &[2, 3],
+    );
     let e = verify(&g).unwrap_err();
     assert!(
         matches!(e, E::Infer { ref node, op: "add", .. } if node == "bad_add"),
@@ -253,9 +210,8 @@ fn constant_type_disagreement_and_missing_tensor() {
     let (mut g, _) = base();
     let c = g.add_constant("c", Tensor::from_f32(vec![2], vec![1.0, 2.0]).unwrap());
     g.node_mut(c.node).unwrap().outputs[0].ty = f32t(&[3]);
-    let e = verify(&g).unwrap_err();
     assert_eq!(
-        e,
+        verify(&g).unwrap_err(),
         E::ConstantType {
             node: "c".into(),
             declared: f32t(&[3]),
@@ -266,66 +222,33 @@ fn constant_type_disagreement_and_missing_tensor() {
     let (mut g, _) = base();
     let c = g.add_constant("c", Tensor::scalar_f32(1.0));
     g.node_mut(c.node).unwrap().kind = NodeKind::Constant(ConstId(999));
-    assert_eq!(
-        verify(&g).unwrap_err(),
-        E::MissingConstant { node: "c".into() }
-    );
+    assert_rejected(&g, r#"MissingConstant { node: "c" }"#);
 }
 
 #[test]
 fn input_node_problems() {
     let (mut g, x) = base();
     let c = g.add_constant("c", Tensor::scalar_f32(1.0));
-    g.add_edge_unchecked(
-        c.node,
-        x.node,
-        Edge {
-            output: 0,
-            input: 0,
-        },
-    );
-    assert_eq!(
-        verify(&g).unwrap_err(),
-        E::UnexpectedInputs {
-            node: "x".into(),
-            op: "input"
-        }
-    );
+    edge(&mut g, c.node, x.node, 0, 0);
+    assert_rejected(&g, r#"UnexpectedInputs { node: "x", op: "input" }"#);
 
     let (mut g, _) = base();
     let c = g.add_constant("c", Tensor::scalar_f32(1.0));
     g.node_mut(c.node).unwrap().kind = NodeKind::Input;
-    assert_eq!(
-        verify(&g).unwrap_err(),
-        E::UnlistedInput { node: "c".into() }
-    );
+    assert_rejected(&g, r#"UnlistedInput { node: "c" }"#);
 
     let (mut g, x) = base();
     g.node_mut(x.node).unwrap().kind = NodeKind::Op(Op::Identity);
-    assert_eq!(
-        verify(&g).unwrap_err(),
-        E::BadGraphInput {
-            index: 0,
-            node: "x".into()
-        }
-    );
+    assert_rejected(&g, r#"BadGraphInput { index: 0, node: "x" }"#);
 }
 
 #[test]
 fn constant_with_extra_outputs() {
     let (mut g, _) = base();
     let c = g.add_constant("c", Tensor::scalar_f32(1.0));
-    g.node_mut(c.node).unwrap().outputs.push(Value {
-        name: "c2".into(),
-        ty: f32t(&[]),
-    });
-    assert_eq!(
-        verify(&g).unwrap_err(),
-        E::OutputArity {
-            node: "c".into(),
-            op: "const",
-            expected: 1,
-            got: 2
-        }
+    g.node_mut(c.node).unwrap().outputs.extend(val("c2", &[]));
+    assert_rejected(
+        &g,
+        r#"OutputArity { node: "c", op: "const", expected: 1, got: 2 }"#,
     );
 }

@@ -19,7 +19,7 @@ use crate::bitplane_rewrite::{replace_with_bitplane, QuantizedLayer, SideTable};
 use crate::calibrate::{Calibration, CalibrationData, CalibrationMethod};
 use crate::vl_quantize::{
     calibrate_sequentially, check_finite, plain_side, quant_err, quantizable_layers, LayerCodes,
-    Sequential, TableRule,
+    QuantLayer, Sequential, TableRule,
 };
 use crate::{PassContext, PassError};
 
@@ -39,6 +39,39 @@ fn bad_arg(reason: String) -> PassError {
     PassError::BadArgument { pass: PASS, reason }
 }
 
+/// The plain `bits`-bit PTQ both baselines start from: every quantizable layer's codes, and
+/// side tables whose activation parameters are calibrated layer by layer on the quantized
+/// model itself.
+struct PlainPtq {
+    layers: Vec<QuantLayer>,
+    codes: Vec<LayerCodes>,
+    tables: Vec<SideTable>,
+    quantized: Graph,
+}
+
+fn plain_ptq(graph: &Graph, bits: u8, ctx: &PassContext) -> Result<PlainPtq, PassError> {
+    let (method, limit) = method_of(ctx);
+    let data = CalibrationData::new(PASS, graph, ctx.calibration.as_deref(), limit)?;
+    let layers = quantizable_layers(graph)?;
+    check_finite(PASS, &layers)?;
+    let codes = LayerCodes::quantize_all(PASS, &layers, bits)?;
+    let seq = Sequential {
+        pass: PASS,
+        k: bits,
+        act_bits: BASELINE_ACT_BITS,
+        method,
+        rule: TableRule::Plain,
+        data: &data,
+    };
+    let (tables, quantized) = calibrate_sequentially(graph, &layers, &codes, &seq)?;
+    Ok(PlainPtq {
+        layers,
+        codes,
+        tables,
+        quantized,
+    })
+}
+
 /// A dedicated `k`-bit post-training-quantized copy of `graph` (needs calibration samples).
 pub fn dedicated_ptq(graph: &Graph, k: u8, ctx: &PassContext) -> Result<Graph, PassError> {
     if !(MIN_BITS..=MAX_BITS).contains(&k) {
@@ -46,21 +79,7 @@ pub fn dedicated_ptq(graph: &Graph, k: u8, ctx: &PassContext) -> Result<Graph, P
             "dedicated PTQ needs {MIN_BITS} ≤ k ≤ {MAX_BITS}, got {k}"
         )));
     }
-    let (method, limit) = method_of(ctx);
-    let data = CalibrationData::new(PASS, graph, ctx.calibration.as_deref(), limit)?;
-    let layers = quantizable_layers(graph)?;
-    check_finite(PASS, &layers)?;
-    let codes = LayerCodes::quantize_all(PASS, &layers, k)?;
-    let seq = Sequential {
-        pass: PASS,
-        k,
-        act_bits: BASELINE_ACT_BITS,
-        method,
-        rule: TableRule::Plain,
-        data: &data,
-    };
-    let (_, quantized) = calibrate_sequentially(graph, &layers, &codes, &seq)?;
-    Ok(quantized)
+    Ok(plain_ptq(graph, k, ctx)?.quantized)
 }
 
 /// Plain `bits`-bit PTQ of `graph` truncated to its first `k` planes, with no per-`k` tables
@@ -77,21 +96,13 @@ pub fn naive_truncation(
              bits={bits}, k={k}"
         )));
     }
-    let (method, limit) = method_of(ctx);
-    let data = CalibrationData::new(PASS, graph, ctx.calibration.as_deref(), limit)?;
-    let layers = quantizable_layers(graph)?;
-    check_finite(PASS, &layers)?;
-    let codes = LayerCodes::quantize_all(PASS, &layers, bits)?;
-    // The B-bit model's activation parameters, calibrated on the B-bit model.
-    let seq = Sequential {
-        pass: PASS,
-        k: bits,
-        act_bits: BASELINE_ACT_BITS,
-        method,
-        rule: TableRule::Plain,
-        data: &data,
-    };
-    let (full_tables, _) = calibrate_sequentially(graph, &layers, &codes, &seq)?;
+    // The B-bit model's codes and activation parameters, calibrated on the B-bit model.
+    let PlainPtq {
+        layers,
+        codes,
+        tables: full_tables,
+        ..
+    } = plain_ptq(graph, bits, ctx)?;
     let mut out = graph.clone();
     for ((layer, code), full) in layers.iter().zip(&codes).zip(full_tables) {
         let (alpha, beta) = plain_side(layer, code, k).map_err(quant_err(PASS, layer))?;

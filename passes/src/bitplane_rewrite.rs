@@ -16,7 +16,6 @@ use std::sync::Arc;
 use strata_ir::ops::{Bitplane, BitplaneKernel, PlaneSpec};
 use strata_ir::{Graph, NodeId, NodeKind, Op, Tensor, TensorData, ValueRef};
 
-use crate::pipeline::{PassOptions, PipelineError};
 use crate::vl_quantize::{find_layer, layer_at, LayerKind, VlQuantization};
 use crate::{Pass, PassContext, PassError};
 
@@ -221,12 +220,6 @@ pub fn replace_with_bitplane(
 
 /// See the module documentation.
 pub struct BitplaneRewrite;
-
-impl BitplaneRewrite {
-    pub(crate) fn create(_options: &PassOptions) -> Result<Box<dyn Pass>, PipelineError> {
-        Ok(Box::new(BitplaneRewrite))
-    }
-}
 
 impl Pass for BitplaneRewrite {
     fn name(&self) -> &'static str {

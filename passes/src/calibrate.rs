@@ -582,6 +582,7 @@ pub(crate) fn run_checked(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::assert_invalid_options;
 
     #[test]
     fn range_stats_keep_the_same_values_whichever_path_adds_them() {
@@ -679,20 +680,12 @@ mod tests {
         let ok = PassOptions::new(PASS, &[("method", "percentile"), ("percentile", "99.9")]);
         assert!(Calibrate::create(&ok).is_ok());
         ok.finish().unwrap();
-        for (k, v) in [
+        let bad = [
             ("method", "median"),
             ("percentile", "40"),
             ("percentile", "abc"),
             ("samples", "0"),
-        ] {
-            let o = PassOptions::new(PASS, &[(k, v)]);
-            assert!(
-                matches!(
-                    Calibrate::create(&o),
-                    Err(PipelineError::InvalidOption { .. })
-                ),
-                "{k}={v}"
-            );
-        }
+        ];
+        assert_invalid_options(PASS, Calibrate::create, &bad);
     }
 }

@@ -8,17 +8,10 @@ use std::collections::BTreeSet;
 
 use strata_ir::{Graph, NodeKind};
 
-use crate::pipeline::{PassOptions, PipelineError};
 use crate::{Pass, PassContext, PassError};
 
 /// See the module documentation.
 pub struct EliminateDeadCode;
-
-impl EliminateDeadCode {
-    pub(crate) fn create(_options: &PassOptions) -> Result<Box<dyn Pass>, PipelineError> {
-        Ok(Box::new(EliminateDeadCode))
-    }
-}
 
 impl Pass for EliminateDeadCode {
     fn name(&self) -> &'static str {

@@ -10,17 +10,10 @@
 use strata_ir::ops::{Conv, Gemm};
 use strata_ir::{Graph, NodeId, NodeKind, Op, Tensor, Value, ValueRef};
 
-use crate::pipeline::{PassOptions, PipelineError};
 use crate::{Pass, PassContext, PassError};
 
 /// See the module documentation.
 pub struct FoldBatchNorm;
-
-impl FoldBatchNorm {
-    pub(crate) fn create(_options: &PassOptions) -> Result<Box<dyn Pass>, PipelineError> {
-        Ok(Box::new(FoldBatchNorm))
-    }
-}
 
 const PASS: &str = "fold-batchnorm";
 
@@ -64,94 +57,110 @@ fn f32_const(graph: &Graph, v: ValueRef) -> Option<(Vec<usize>, Vec<f32>)> {
     Some((t.shape().to_vec(), t.as_f32()?.to_vec()))
 }
 
-/// Folds into a Conv: scales output channel `c` of `W` by `scale[c]`, and the bias.
-fn fold_into_conv(
-    graph: &Graph,
-    conv: &Conv,
-    inputs: &[ValueRef],
-    a: &Affine,
-) -> Option<(Op, Tensor, Tensor)> {
-    let (wshape, mut w) = f32_const(graph, inputs[1])?;
-    let c = a.scale.len();
-    if wshape.first() != Some(&c) || c == 0 {
-        return None;
-    }
-    let per = w.len() / c;
-    for (ch, chunk) in w.chunks_mut(per).enumerate() {
-        chunk.iter_mut().for_each(|x| *x *= a.scale[ch]);
-    }
-    let bias = if conv.has_bias {
-        let (_, b) = f32_const(graph, inputs[2])?;
-        if b.len() != c {
-            return None;
-        }
-        b
-    } else {
-        vec![0.0; c]
-    };
-    let new_bias: Vec<f32> = (0..c).map(|i| bias[i] * a.scale[i] + a.shift[i]).collect();
-    let op = Op::Conv(Conv {
-        has_bias: true,
-        ..conv.clone()
-    });
-    Some((
-        op,
-        Tensor::from_f32(wshape, w).ok()?,
-        Tensor::from_f32(vec![c], new_bias).ok()?,
-    ))
+/// A producer with the BatchNorm's scale folded into its weight: its new op, its weight
+/// (shape, data) and its bias before the BatchNorm's shift.
+struct Folded {
+    op: Op,
+    wshape: Vec<usize>,
+    w: Vec<f32>,
+    bias: Vec<f32>,
 }
 
-/// Folds into a Gemm `alpha·A·op(B) + beta·C`: scales column `c` of `op(B)` and rebuilds C as
-/// a `[N]` bias. C must be per-column (scalar, `[N]` or `[1, N]`).
-fn fold_into_gemm(
-    graph: &Graph,
-    gemm: &Gemm,
-    inputs: &[ValueRef],
-    a: &Affine,
-) -> Option<(Op, Tensor, Tensor)> {
-    let (bshape, mut b) = f32_const(graph, inputs[1])?;
-    let n = a.scale.len();
-    if bshape.len() != 2 {
-        return None;
+impl Folded {
+    /// The new op, weight and bias constants: channel `i`'s bias becomes
+    /// `bias[i]·scale[i] + shift[i]`.
+    fn finish(self, a: &Affine) -> Option<(Op, Tensor, Tensor)> {
+        let n = self.bias.len();
+        let bias: Vec<f32> = (0..n)
+            .map(|i| self.bias[i] * a.scale[i] + a.shift[i])
+            .collect();
+        Some((
+            self.op,
+            Tensor::from_f32(self.wshape, self.w).ok()?,
+            Tensor::from_f32(vec![n], bias).ok()?,
+        ))
     }
-    let (rows, cols) = (bshape[0], bshape[1]);
-    if gemm.trans_b {
-        if rows != n {
+}
+
+impl Affine {
+    /// Folds into a Conv: scales output channel `c` of `W` by `scale[c]`, and the bias.
+    fn fold_conv(&self, graph: &Graph, conv: &Conv, inputs: &[ValueRef]) -> Option<Folded> {
+        let (wshape, mut w) = f32_const(graph, inputs[1])?;
+        let c = self.scale.len();
+        if wshape.first() != Some(&c) || c == 0 {
             return None;
         }
-        for (r, row) in b.chunks_mut(cols).enumerate() {
-            row.iter_mut().for_each(|x| *x *= a.scale[r]);
+        let per = w.len() / c;
+        for (ch, chunk) in w.chunks_mut(per).enumerate() {
+            chunk.iter_mut().for_each(|x| *x *= self.scale[ch]);
         }
-    } else {
-        if cols != n {
-            return None;
-        }
-        for row in b.chunks_mut(cols) {
-            row.iter_mut().zip(&a.scale).for_each(|(x, s)| *x *= s);
-        }
-    }
-    let c: Vec<f32> = if gemm.has_c {
-        let (cshape, c) = f32_const(graph, inputs[2])?;
-        let per_column = match cshape.as_slice() {
-            [] | [1] | [1, 1] => vec![c[0]; n],
-            [k] | [1, k] if *k == n => c,
-            _ => return None,
+        let bias = if conv.has_bias {
+            let (_, b) = f32_const(graph, inputs[2])?;
+            if b.len() != c {
+                return None;
+            }
+            b
+        } else {
+            vec![0.0; c]
         };
-        per_column.iter().map(|x| x * gemm.beta).collect()
-    } else {
-        vec![0.0; n]
-    };
-    let new_c: Vec<f32> = (0..n).map(|i| c[i] * a.scale[i] + a.shift[i]).collect();
-    let op = Op::Gemm(Gemm {
-        beta: 1.0,
-        has_c: true,
-        ..gemm.clone()
-    });
-    Some((
-        op,
-        Tensor::from_f32(bshape, b).ok()?,
-        Tensor::from_f32(vec![n], new_c).ok()?,
-    ))
+        let op = Op::Conv(Conv {
+            has_bias: true,
+            ..conv.clone()
+        });
+        Some(Folded {
+            op,
+            wshape,
+            w,
+            bias,
+        })
+    }
+
+    /// Folds into a Gemm `alpha·A·op(B) + beta·C`: scales column `c` of `op(B)` and rebuilds C
+    /// as a `[N]` bias. C must be per-column (scalar, `[N]` or `[1, N]`).
+    fn fold_gemm(&self, graph: &Graph, gemm: &Gemm, inputs: &[ValueRef]) -> Option<Folded> {
+        let (wshape, mut w) = f32_const(graph, inputs[1])?;
+        let n = self.scale.len();
+        let [rows, cols] = wshape[..] else {
+            return None;
+        };
+        if gemm.trans_b {
+            if rows != n {
+                return None;
+            }
+            for (r, row) in w.chunks_mut(cols).enumerate() {
+                row.iter_mut().for_each(|x| *x *= self.scale[r]);
+            }
+        } else {
+            if cols != n {
+                return None;
+            }
+            for row in w.chunks_mut(cols) {
+                row.iter_mut().zip(&self.scale).for_each(|(x, s)| *x *= s);
+            }
+        }
+        let bias: Vec<f32> = if gemm.has_c {
+            let (cshape, c) = f32_const(graph, inputs[2])?;
+            let per_column = match cshape.as_slice() {
+                [] | [1] | [1, 1] => vec![c[0]; n],
+                [k] | [1, k] if *k == n => c,
+                _ => return None,
+            };
+            per_column.iter().map(|x| x * gemm.beta).collect()
+        } else {
+            vec![0.0; n]
+        };
+        let op = Op::Gemm(Gemm {
+            beta: 1.0,
+            has_c: true,
+            ..gemm.clone()
+        });
+        Some(Folded {
+            op,
+            wshape,
+            w,
+            bias,
+        })
+    }
 }
 
 impl FoldBatchNorm {
@@ -176,13 +185,13 @@ impl FoldBatchNorm {
             return Ok(false);
         };
         let folded = match &producer.kind {
-            NodeKind::Op(Op::Conv(conv)) => fold_into_conv(graph, conv, &producer_inputs, &affine),
+            NodeKind::Op(Op::Conv(conv)) => affine.fold_conv(graph, conv, &producer_inputs),
             NodeKind::Op(Op::Gemm(gemm)) if bn_out.ty.rank() == 2 => {
-                fold_into_gemm(graph, gemm, &producer_inputs, &affine)
+                affine.fold_gemm(graph, gemm, &producer_inputs)
             }
             _ => None,
         };
-        let Some((op, weight, bias)) = folded else {
+        let Some((op, weight, bias)) = folded.and_then(|f| f.finish(&affine)) else {
             return Ok(false);
         };
         let wname = format!("{}.weight.bnfold", producer_name);

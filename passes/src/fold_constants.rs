@@ -8,9 +8,10 @@
 
 use std::sync::Arc;
 
-use strata_ir::{Graph, NodeKind, Op, Tensor, TensorType, ValueRef};
+use strata_ir::{Graph, Op, Tensor, TensorType, ValueRef};
 
 use crate::pipeline::{PassOptions, PipelineError};
+use crate::walk::{graph_err, op_nodes};
 use crate::{Pass, PassContext, PassError};
 
 /// See the module documentation.
@@ -33,20 +34,12 @@ impl Pass for FoldConstants {
     }
 
     fn run(&self, graph: &mut Graph, _ctx: &mut PassContext) -> Result<bool, PassError> {
-        let gerr = |source| PassError::Graph {
-            pass: "fold-constants",
-            source,
-        };
+        let gerr = graph_err("fold-constants");
         let mut changed = false;
-        for id in graph.topo_order().map_err(gerr)? {
-            let node = graph.node(id).map_err(gerr)?;
-            let NodeKind::Op(op) = &node.kind else {
-                continue;
-            };
-            let name = node.name.clone();
-            let outputs = node.outputs.clone();
+        for (id, name, op) in op_nodes(graph, "fold-constants")? {
+            let outputs = graph.node(id).map_err(gerr)?.outputs.clone();
             let inputs = graph.node_inputs(id);
-            let results: Vec<Tensor> = if let (Op::Shape { start, end }, [x]) = (op, &inputs[..]) {
+            let results: Vec<Tensor> = if let (Op::Shape { start, end }, [x]) = (&op, &inputs[..]) {
                 let ty = &graph.value(*x).map_err(gerr)?.ty;
                 let Some(dims) = ty.shape.as_known() else {
                     continue;
@@ -80,7 +73,7 @@ impl Pass for FoldConstants {
                     continue;
                 }
                 let refs: Vec<&Tensor> = consts.iter().map(|t| t.as_ref()).collect();
-                strata_runtime::eval_op(op, &refs).map_err(|source| PassError::Runtime {
+                strata_runtime::eval_op(&op, &refs).map_err(|source| PassError::Runtime {
                     pass: "fold-constants",
                     node: name.clone(),
                     source: Box::new(source),

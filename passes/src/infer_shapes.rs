@@ -3,19 +3,13 @@
 //! Needed after anything that changes a type upstream (a new input shape, a rewritten
 //! constant), so downstream declared types never go stale.
 
-use strata_ir::{Graph, GraphError, NodeKind, TensorType};
+use strata_ir::{Graph, GraphError, TensorType};
 
-use crate::pipeline::{PassOptions, PipelineError};
+use crate::walk::{graph_err, op_nodes};
 use crate::{Pass, PassContext, PassError};
 
 /// See the module documentation.
 pub struct InferShapes;
-
-impl InferShapes {
-    pub(crate) fn create(_options: &PassOptions) -> Result<Box<dyn Pass>, PipelineError> {
-        Ok(Box::new(InferShapes))
-    }
-}
 
 impl Pass for InferShapes {
     fn name(&self) -> &'static str {
@@ -27,18 +21,9 @@ impl Pass for InferShapes {
     }
 
     fn run(&self, graph: &mut Graph, _ctx: &mut PassContext) -> Result<bool, PassError> {
-        let err = |source| PassError::Graph {
-            pass: "infer-shapes",
-            source,
-        };
+        let err = graph_err("infer-shapes");
         let mut changed = false;
-        for id in graph.topo_order().map_err(err)? {
-            let node = graph.node(id).map_err(err)?;
-            let NodeKind::Op(op) = &node.kind else {
-                continue;
-            };
-            let op = op.clone();
-            let name = node.name.clone();
+        for (id, name, op) in op_nodes(graph, "infer-shapes")? {
             let inputs: Vec<TensorType> = graph
                 .node_inputs(id)
                 .into_iter()

@@ -19,6 +19,7 @@ mod manager;
 mod once_qat;
 mod pipeline;
 mod vl_quantize;
+mod walk;
 
 pub use bitplane_rewrite::{replace_with_bitplane, BitplaneRewrite, QuantizedLayer, SideTable};
 pub use calibrate::{

@@ -9,7 +9,7 @@ use crate::{
 };
 
 /// A registered pass: its pipeline name, a one-line description for `--help`, and a
-/// constructor that validates its options.
+/// constructor that validates its options (passes without options are built directly).
 pub struct PassInfo {
     pub name: &'static str,
     pub summary: &'static str,
@@ -21,7 +21,7 @@ pub const PASSES: &[PassInfo] = &[
     PassInfo {
         name: "infer-shapes",
         summary: "recompute every value's type from the graph inputs and constants",
-        create: InferShapes::create,
+        create: |_| Ok(Box::new(InferShapes)),
     },
     PassInfo {
         name: "fold-constants",
@@ -31,12 +31,12 @@ pub const PASSES: &[PassInfo] = &[
     PassInfo {
         name: "fold-batchnorm",
         summary: "merge inference BatchNormalization into the preceding Conv or Gemm",
-        create: FoldBatchNorm::create,
+        create: |_| Ok(Box::new(FoldBatchNorm)),
     },
     PassInfo {
         name: "eliminate-dead-code",
         summary: "remove nodes and constants no graph output depends on",
-        create: EliminateDeadCode::create,
+        create: |_| Ok(Box::new(EliminateDeadCode)),
     },
     PassInfo {
         name: "calibrate",
@@ -62,7 +62,7 @@ pub const PASSES: &[PassInfo] = &[
     PassInfo {
         name: "bitplane-rewrite",
         summary: "replace each layer vl-quantize quantized by a bit-plane op",
-        create: BitplaneRewrite::create,
+        create: |_| Ok(Box::new(BitplaneRewrite)),
     },
 ];
 

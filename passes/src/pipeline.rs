@@ -322,6 +322,21 @@ impl Cursor<'_> {
     }
 }
 
+/// Test helper: asserts that `create` (a pass constructor) rejects each `(option, value)`
+/// on its own as an invalid option.
+#[cfg(test)]
+pub(crate) fn assert_invalid_options(
+    pass: &str,
+    create: fn(&PassOptions) -> Result<Box<dyn crate::Pass>, PipelineError>,
+    bad: &[(&str, &str)],
+) {
+    for &(k, v) in bad {
+        let got = create(&PassOptions::new(pass, &[(k, v)]));
+        let invalid = matches!(got, Err(PipelineError::InvalidOption { .. }));
+        assert!(invalid, "{pass}: {k}={v} was not rejected as invalid");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

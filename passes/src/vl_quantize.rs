@@ -557,6 +557,7 @@ pub(crate) fn quantize_graph(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::assert_invalid_options;
     use strata_ir::{Shape, TensorType};
 
     #[test]
@@ -574,23 +575,15 @@ mod tests {
     fn options_are_validated() {
         let o = PassOptions::new(PASS, &[("planes", "2,4"), ("bits", "6")]);
         assert!(VlQuantize::create(&o).is_ok());
-        for (k, v) in [
+        let bad = [
             ("bits", "1"),
             ("bits", "9"),
             ("act-bits", "20"),
             ("planes", "0-3"),
             ("planes", "2-9"),
             ("planes", "a"),
-        ] {
-            let o = PassOptions::new(PASS, &[(k, v)]);
-            assert!(
-                matches!(
-                    VlQuantize::create(&o),
-                    Err(PipelineError::InvalidOption { .. })
-                ),
-                "{k}={v}"
-            );
-        }
+        ];
+        assert_invalid_options(PASS, VlQuantize::create, &bad);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use strata_ir::ops::{BatchNorm, Conv, Gemm};
 use strata_ir::{DType, Dim, Graph, NodeKind, Op, Shape, Tensor, TensorType, ValueRef};
 use strata_passes::PassManager;
 
-use strata_test_support::values;
+use strata_test_support::{batch_ty, values};
 
 fn constant(g: &mut Graph, name: &str, shape: &[usize], seed: u64) -> ValueRef {
     let n = shape.iter().product();
@@ -54,18 +54,7 @@ fn count_ops(g: &Graph, mnemonic: &str) -> usize {
 
 fn conv_bn_graph(with_bias: bool) -> Graph {
     let mut g = Graph::new("conv_bn");
-    let x = g.add_input(
-        "x",
-        TensorType::new(
-            DType::F32,
-            Shape(vec![
-                Dim::Batch,
-                Dim::Known(3),
-                Dim::Known(6),
-                Dim::Known(6),
-            ]),
-        ),
-    );
+    let x = g.add_input("x", batch_ty(&[3, 6, 6]));
     let w = constant(&mut g, "w", &[4, 3, 3, 3], 1);
     let mut ins = vec![x, w];
     if with_bias {
@@ -88,14 +77,19 @@ fn conv_bn_graph(with_bias: bool) -> Graph {
     g
 }
 
+/// Runs `pipeline` on `g` with an empty context.
+fn run_pipeline(g: &mut Graph, pipeline: &str) {
+    PassManager::parse(pipeline)
+        .unwrap()
+        .run(g, &mut Default::default(), |_, _| {})
+        .unwrap();
+}
+
 fn check_equivalent(mut g: Graph, pipeline: &str, input_shape: &[usize]) -> Graph {
     let n = input_shape.iter().product();
     let x = Tensor::from_f32(input_shape.to_vec(), values(n, 99)).unwrap();
     let before = strata_runtime::run(&g, std::slice::from_ref(&x)).unwrap();
-    PassManager::parse(pipeline)
-        .unwrap()
-        .run(&mut g, &mut Default::default(), |_, _| {})
-        .unwrap();
+    run_pipeline(&mut g, pipeline);
     let after = strata_runtime::run(&g, &[x]).unwrap();
     for (a, b) in before.iter().zip(&after) {
         let d = max_abs_diff(a, b);
@@ -205,10 +199,7 @@ fn fold_constants_folds_static_shape_of_non_constant() {
             .unwrap(),
     );
     g.set_outputs(vec![s]);
-    PassManager::parse("fold-constants")
-        .unwrap()
-        .run(&mut g, &mut Default::default(), |_, _| {})
-        .unwrap();
+    run_pipeline(&mut g, "fold-constants");
     let t = g
         .constant_value(g.outputs()[0])
         .expect("shape folded to a constant");
@@ -231,10 +222,7 @@ fn dead_code_keeps_unused_graph_inputs() {
         .unwrap(),
     );
     g.set_outputs(vec![y]);
-    PassManager::parse("eliminate-dead-code")
-        .unwrap()
-        .run(&mut g, &mut Default::default(), |_, _| {})
-        .unwrap();
+    run_pipeline(&mut g, "eliminate-dead-code");
     assert_eq!(g.inputs().len(), 2);
     assert_eq!(g.constants().count(), 0);
     assert_eq!(g.node_count(), 3);

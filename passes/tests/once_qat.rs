@@ -41,6 +41,19 @@ fn quantize(g: &Graph, pipeline: &str, calib: Tensor) -> Graph {
     try_quantize(g, pipeline, calib, None).unwrap().0
 }
 
+/// The small CNN quantized by `vl-quantize` alone and by `vl-quantize` then
+/// `once-qat{options}`, on the same peaked calibration samples: the start's context and the
+/// trained result's, and the latter's report.
+fn ptq_and_once_qat(options: &str, seed: u64) -> (PassContext, PassContext, OnceQatReport) {
+    let g = small_cnn();
+    let calib = peaked_images(64, seed);
+    let (_, start) = try_quantize(&g, VLQ, calib.clone(), None).unwrap();
+    let pipeline = format!("{VLQ},once-qat{{{options}}}");
+    let (_, trained) = try_quantize(&g, &pipeline, calib, None).unwrap();
+    let report = OnceQatReport::from_context(&trained).unwrap().clone();
+    (start, trained, report)
+}
+
 /// Every constant as (name, dtype, shape, raw bits), for bitwise comparison.
 fn constants(g: &Graph) -> Vec<(String, String, Vec<usize>, Vec<u64>)> {
     let mut out = Vec::new();
@@ -166,17 +179,10 @@ fn a_plane_count_never_ends_worse_than_its_start() {
     // A weight learning rate of 200 code steps per step wrecks the shared weights; the
     // checkpoint rule must fall back to the start's weights, and the tables-only phase may
     // only improve on that.
-    let g = small_cnn();
-    let calib = peaked_images(64, 17);
-    let (_, ctx0) = try_quantize(&g, VLQ, calib.clone(), None).unwrap();
-    let (_, ctx) = try_quantize(
-        &g,
-        &format!("{VLQ},once-qat{{steps=12,batch=16,weight-lr=200,evals=4,tables-only=0.5}}"),
-        calib,
-        None,
-    )
-    .unwrap();
-    let report = OnceQatReport::from_context(&ctx).unwrap();
+    let (ctx0, ctx, report) = ptq_and_once_qat(
+        "steps=12,batch=16,weight-lr=200,evals=4,tables-only=0.5",
+        17,
+    );
     assert_eq!(report.weights_from_step, 0, "{}", report.summary());
     for (l0, l1) in report.start_loss.iter().zip(&report.final_loss) {
         assert!(l1 <= l0, "{}", report.summary());
@@ -217,17 +223,10 @@ fn same_seed_same_graph_other_seed_other_graph() {
 
 #[test]
 fn re_derived_planes_keep_the_prefix_property() {
-    let g = small_cnn();
-    let calib = peaked_images(64, 13);
-    let (_, ctx0) = try_quantize(&g, VLQ, calib.clone(), None).unwrap();
-    let (_, ctx) = try_quantize(
-        &g,
-        &format!("{VLQ},once-qat{{steps=20,batch=32,weight-lr=0.2,tables-only=0,planes=\"2,4\"}}"),
-        calib,
-        None,
-    )
-    .unwrap();
-    let report = OnceQatReport::from_context(&ctx).unwrap();
+    let (ctx0, ctx, report) = ptq_and_once_qat(
+        "steps=20,batch=32,weight-lr=0.2,tables-only=0,planes=\"2,4\"",
+        13,
+    );
     assert!(report.weights_from_step > 0, "{}", report.summary());
     let q0 = VlQuantization::from_context(&ctx0).unwrap();
     let q = VlQuantization::from_context(&ctx).unwrap();

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use strata_ir::quant::{act_params, ActQuantizer};
-use strata_ir::{Graph, NodeKind, Op, Tensor};
+use strata_ir::{Graph, NodeKind, Op, Tensor, TensorType, ValueRef};
 use strata_passes::baselines::{dedicated_ptq, naive_truncation};
 use strata_passes::{
     minmax_range, Calibration, CalibrationMethod, PassContext, PassError, PassManager,
@@ -39,13 +39,42 @@ fn errors(a: &[f32], b: &[f32]) -> (f32, f32) {
     (max, (sum / a.len() as f64) as f32)
 }
 
+/// Runs `pipeline` on `g`, which must succeed.
+fn run_pipeline(pipeline: &str, g: &mut Graph, ctx: &mut PassContext) {
+    PassManager::parse(pipeline)
+        .unwrap()
+        .run(g, ctx, |_, _| {})
+        .unwrap();
+}
+
+/// Runs `pipeline` on `g`, which must fail; the error.
+fn pipeline_err(pipeline: &str, g: &mut Graph, ctx: &mut PassContext) -> PassError {
+    PassManager::parse(pipeline)
+        .unwrap()
+        .run(g, ctx, |_, _| {})
+        .unwrap_err()
+}
+
+/// Graph `name` computing `y = x · w` (one MatMul node `mm`), `w` added by `weight`.
+fn matmul_graph(name: &str, x: TensorType, weight: impl FnOnce(&mut Graph) -> ValueRef) -> Graph {
+    let mut g = Graph::new(name);
+    let x = g.add_input("x", x);
+    let w = weight(&mut g);
+    let y = op(&mut g, "mm", Op::MatMul, &[x, w]);
+    g.set_outputs(vec![y]);
+    g
+}
+
+/// The small CNN with bit-plane ops for `planes` (a plane list), calibrated on `calib`.
+fn bitplane_cnn(planes: &str, calib: Tensor) -> Graph {
+    let pipeline = format!("vl-quantize{{planes=\"{planes}\"}},bitplane-rewrite");
+    quantize(&small_cnn(), &pipeline, calib).0
+}
+
 fn quantize(g: &Graph, pipeline: &str, calib: Tensor) -> (Graph, PassContext) {
     let mut g = g.clone();
     let mut ctx = PassContext::with_calibration(vec![calib]);
-    PassManager::parse(pipeline)
-        .unwrap()
-        .run(&mut g, &mut ctx, |_, _| {})
-        .unwrap();
+    run_pipeline(pipeline, &mut g, &mut ctx);
     (g, ctx)
 }
 
@@ -98,12 +127,7 @@ fn nested_model_improves_with_planes_and_beats_naive_truncation() {
 
 #[test]
 fn integer_and_float_paths_agree_on_the_rewritten_graph() {
-    let g = small_cnn();
-    let (q, _) = quantize(
-        &g,
-        "vl-quantize{planes=\"2,5,8\"},bitplane-rewrite",
-        images(64, 11),
-    );
+    let q = bitplane_cnn("2,5,8", images(64, 11));
     let test = images(20, 12);
     for k in [2u8, 5, 8] {
         let int = run_at(&q, &test, Some(k), QuantPath::Integer);
@@ -223,12 +247,7 @@ fn calibrate_records_fp32_ranges_of_layer_inputs() {
 
 #[test]
 fn rewrite_names_constants_and_keeps_value_names() {
-    let g = small_cnn();
-    let (q, _) = quantize(
-        &g,
-        "vl-quantize{planes=\"4,8\"},bitplane-rewrite",
-        images(16, 41),
-    );
+    let q = bitplane_cnn("4,8", images(16, 41));
     let mut names = BTreeMap::new();
     for id in q.node_ids() {
         let n = q.node(id).unwrap();
@@ -263,10 +282,7 @@ fn missing_or_bad_calibration_is_a_typed_error() {
     let g = small_cnn();
     for pipeline in ["calibrate", "vl-quantize"] {
         let mut h = g.clone();
-        let err = PassManager::parse(pipeline)
-            .unwrap()
-            .run(&mut h, &mut PassContext::default(), |_, _| {})
-            .unwrap_err();
+        let err = pipeline_err(pipeline, &mut h, &mut PassContext::default());
         assert!(
             matches!(err, PassError::MissingCalibration { .. }),
             "{pipeline}: {err}"
@@ -289,10 +305,7 @@ fn missing_or_bad_calibration_is_a_typed_error() {
     for (samples, needle) in cases {
         let mut h = g.clone();
         let mut ctx = PassContext::with_calibration(samples);
-        let err = PassManager::parse("vl-quantize")
-            .unwrap()
-            .run(&mut h, &mut ctx, |_, _| {})
-            .unwrap_err();
+        let err = pipeline_err("vl-quantize", &mut h, &mut ctx);
         assert!(
             matches!(err, PassError::BadCalibration { .. }),
             "{needle}: {err}"
@@ -300,38 +313,27 @@ fn missing_or_bad_calibration_is_a_typed_error() {
         assert!(err.to_string().contains(needle), "{needle}: {err}");
     }
     // A graph with a fixed batch of 2 cannot take 5 samples.
-    let mut fixed = Graph::new("fixed");
-    let x = fixed.add_input("x", f32_ty(&[2, 3]));
-    let w = weight(&mut fixed, "w", &[3, 2], 1);
-    let y = op(&mut fixed, "mm", Op::MatMul, &[x, w]);
-    fixed.set_outputs(vec![y]);
-    let mut ctx =
-        PassContext::with_calibration(vec![Tensor::from_f32(vec![5, 3], values(15, 3)).unwrap()]);
-    let err = PassManager::parse("calibrate")
-        .unwrap()
-        .run(&mut fixed.clone(), &mut ctx, |_, _| {})
-        .unwrap_err();
+    let mut fixed = matmul_graph("fixed", f32_ty(&[2, 3]), |g| weight(g, "w", &[3, 2], 1));
+    let mut ctx = PassContext::with_calibration(vec![rand_tensor(&[5, 3], 3)]);
+    let err = pipeline_err("calibrate", &mut fixed.clone(), &mut ctx);
     assert!(
         err.to_string().contains("fixed leading dimension 2"),
         "{err}"
     );
     // … but 4 samples run two at a time.
-    let mut ctx =
-        PassContext::with_calibration(vec![Tensor::from_f32(vec![4, 3], values(12, 3)).unwrap()]);
-    PassManager::parse("vl-quantize{planes=8},bitplane-rewrite")
-        .unwrap()
-        .run(&mut fixed, &mut ctx, |_, _| {})
-        .unwrap();
+    let mut ctx = PassContext::with_calibration(vec![rand_tensor(&[4, 3], 3)]);
+    run_pipeline(
+        "vl-quantize{planes=8},bitplane-rewrite",
+        &mut fixed,
+        &mut ctx,
+    );
 }
 
 #[test]
 fn rewrite_without_or_against_a_changed_graph_fails_cleanly() {
     let g = small_cnn();
     let mut h = g.clone();
-    let err = PassManager::parse("bitplane-rewrite")
-        .unwrap()
-        .run(&mut h, &mut PassContext::default(), |_, _| {})
-        .unwrap_err();
+    let err = pipeline_err("bitplane-rewrite", &mut h, &mut PassContext::default());
     assert!(
         matches!(
             err,
@@ -350,10 +352,7 @@ fn rewrite_without_or_against_a_changed_graph_fails_cleanly() {
         .find(|&id| renamed.node(id).unwrap().name == "mm")
         .unwrap();
     renamed.node_mut(id).unwrap().name = "other".to_string();
-    let err = PassManager::parse("bitplane-rewrite")
-        .unwrap()
-        .run(&mut renamed, &mut ctx, |_, _| {})
-        .unwrap_err();
+    let err = pipeline_err("bitplane-rewrite", &mut renamed, &mut ctx);
     match &err {
         PassError::Rewrite { node, .. } => assert_eq!(node, "mm"),
         other => panic!("{other}"),
@@ -409,20 +408,10 @@ fn baselines_validate_arguments_and_need_samples() {
 
 #[test]
 fn non_finite_weights_are_refused() {
-    let mut g = Graph::new("nan");
-    let x = g.add_input("x", batch_ty(&[2]));
-    let w = g.add_constant(
-        "w",
-        Tensor::from_f32(vec![2, 2], vec![1.0, f32::NAN, 0.5, 0.25]).unwrap(),
-    );
-    let y = op(&mut g, "mm", Op::MatMul, &[x, w]);
-    g.set_outputs(vec![y]);
-    let mut ctx =
-        PassContext::with_calibration(vec![Tensor::from_f32(vec![3, 2], values(6, 1)).unwrap()]);
-    let err = PassManager::parse("vl-quantize")
-        .unwrap()
-        .run(&mut g.clone(), &mut ctx, |_, _| {})
-        .unwrap_err();
+    let nan_w = Tensor::from_f32(vec![2, 2], vec![1.0, f32::NAN, 0.5, 0.25]).unwrap();
+    let g = matmul_graph("nan", batch_ty(&[2]), |g| g.add_constant("w", nan_w));
+    let mut ctx = PassContext::with_calibration(vec![rand_tensor(&[3, 2], 1)]);
+    let err = pipeline_err("vl-quantize", &mut g.clone(), &mut ctx);
     assert!(
         err.to_string().contains("`mm`") && err.to_string().contains("row 1, column 0"),
         "{err}"

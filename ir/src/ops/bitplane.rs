@@ -11,8 +11,10 @@
 //! 2. `alpha`, 3. `beta`, 4. `bias` — f32 `[S, R]`, row `j` for plane count `plane_counts[j]`;
 //! 5. `act` — f32 `[S, 2]`: the input activation scale and zero point for each plane count.
 
-use super::{check, Conv};
+use super::check::{self, Inferred};
+use super::Conv;
 use crate::quant::{row_bytes, MAX_BITS, MIN_BITS};
+use crate::text::fields::attr_fields;
 use crate::text::{AttrValue, Attrs, ParseError};
 use crate::{DType, Dim, InferError, Op, Shape, TensorType};
 
@@ -149,13 +151,7 @@ impl BitplaneKernel {
 
 /// Fails unless input `input` is `dtype` with exactly the known shape `dims`.
 fn exact(input: usize, ty: &TensorType, dtype: DType, dims: &[usize]) -> Result<(), InferError> {
-    if ty.dtype != dtype {
-        return Err(InferError::DType {
-            input,
-            got: ty.dtype,
-            expected: dtype.to_string(),
-        });
-    }
+    check::dtype_eq(input, ty, dtype)?;
     if ty.shape != Shape::known(dims) {
         return Err(InferError::ShapeMismatch {
             input,
@@ -170,26 +166,14 @@ impl Bitplane {
     /// Conv: the float Conv's output for the unflattened weight `[R, K/prod(kernel), kernel…]`;
     /// Linear: `[N, K] → [N, R]`. The planes may number fewer than `bits` (a truncated model)
     /// but at least one; side tables are `[S, R]` and `act` is `[S, 2]`, `S` the plane counts.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
         check::arity(inputs, (NUM_INPUTS, Some(NUM_INPUTS)))?;
         let spec = &self.spec;
         spec.check()?;
         let x = inputs[INPUT_X];
-        if x.dtype != DType::F32 {
-            return Err(InferError::DType {
-                input: INPUT_X,
-                got: x.dtype,
-                expected: "f32".into(),
-            });
-        }
+        check::dtype_eq(INPUT_X, x, DType::F32)?;
         let planes = inputs[INPUT_PLANES];
-        if planes.dtype != DType::U8 {
-            return Err(InferError::DType {
-                input: INPUT_PLANES,
-                got: planes.dtype,
-                expected: "u8".into(),
-            });
-        }
+        check::dtype_eq(INPUT_PLANES, planes, DType::U8)?;
         check::rank_eq(INPUT_PLANES, planes, 3)?;
         let p = check::known(planes.shape.0[0], "the plane count of input 1")?;
         let want = [spec.rows, row_bytes(spec.cols)];
@@ -239,41 +223,33 @@ impl Bitplane {
     }
 }
 
+// The plane spec's text attributes are its fields, in field order.
+attr_fields!(PlaneSpec {
+    bits,
+    plane_counts,
+    act_bits,
+    rows,
+    cols
+});
+
 /// Text-form attributes: the Conv window attributes (no `has_bias`, always false) then the
 /// plane spec, in field order.
 pub(crate) fn text_attrs(b: &Bitplane) -> Vec<(&'static str, AttrValue)> {
     let mut out = Vec::new();
     if let BitplaneKernel::Conv(c) = &b.kernel {
-        out.extend([
-            ("kernel", AttrValue::usizes(&c.kernel)),
-            ("strides", AttrValue::usizes(&c.strides)),
-            ("pads", AttrValue::usizes(&c.pads)),
-            ("dilations", AttrValue::usizes(&c.dilations)),
-            ("group", AttrValue::usize(c.group)),
-        ]);
+        out.extend(
+            c.text_attrs()
+                .into_iter()
+                .filter(|(name, _)| *name != "has_bias"),
+        );
     }
-    let s = &b.spec;
-    out.extend([
-        ("bits", AttrValue::usize(s.bits as usize)),
-        ("plane_counts", AttrValue::u8s(&s.plane_counts)),
-        ("act_bits", AttrValue::usize(s.act_bits as usize)),
-        ("rows", AttrValue::usize(s.rows)),
-        ("cols", AttrValue::usize(s.cols)),
-    ]);
+    out.extend(b.spec.text_attrs());
     out
 }
 
 /// Rebuilds `bitplane_conv` / `bitplane_linear` from their attributes.
 pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, ParseError>> {
-    let spec = |a: &mut Attrs| -> Result<PlaneSpec, ParseError> {
-        Ok(PlaneSpec {
-            bits: a.u8("bits")?,
-            plane_counts: a.u8s("plane_counts")?,
-            act_bits: a.u8("act_bits")?,
-            rows: a.usize("rows")?,
-            cols: a.usize("cols")?,
-        })
-    };
+    let spec = PlaneSpec::from_attrs;
     let conv = |a: &mut Attrs| -> Result<Op, ParseError> {
         let c = Conv {
             kernel: a.usizes("kernel")?,
@@ -303,7 +279,7 @@ pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, Pars
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::check::run;
+    use crate::ops::check::{assert_rejects, run};
 
     fn spec(rows: usize, cols: usize) -> PlaneSpec {
         PlaneSpec {
@@ -315,16 +291,25 @@ mod tests {
         }
     }
 
+    /// The window every conv test uses: 3×3, stride 2, pad 1.
+    fn window(group: usize) -> Conv {
+        Conv {
+            kernel: vec![3, 3],
+            strides: vec![2, 2],
+            pads: vec![1, 1, 1, 1],
+            dilations: vec![1, 1],
+            group,
+            has_bias: false,
+        }
+    }
+
     fn conv_op(group: usize, rows: usize, cols: usize) -> Op {
+        conv_with(window(group), rows, cols)
+    }
+
+    fn conv_with(conv: Conv, rows: usize, cols: usize) -> Op {
         Op::Bitplane(Bitplane {
-            kernel: BitplaneKernel::Conv(Conv {
-                kernel: vec![3, 3],
-                strides: vec![2, 2],
-                pads: vec![1, 1, 1, 1],
-                dilations: vec![1, 1],
-                group,
-                has_bias: false,
-            }),
+            kernel: BitplaneKernel::Conv(conv),
             spec: spec(rows, cols),
         })
     }
@@ -336,222 +321,107 @@ mod tests {
         })
     }
 
+    /// The six input types of a layer with `rows` outputs and three plane counts: `x`,
+    /// `planes`, the `[3, rows]` alpha, beta and bias tables and the `[3, 2]` act table.
+    fn inputs(x: &str, planes: &str, rows: usize) -> Vec<String> {
+        let side = format!("f32[3,{rows}]");
+        let tables = [side.clone(), side.clone(), side, "f32[3,2]".into()];
+        [x.into(), planes.into()]
+            .into_iter()
+            .chain(tables)
+            .collect()
+    }
+
     #[test]
     fn conv_infers_like_float_conv() {
         // 4 input channels, group 2 → K = 2·3·3 = 18, one word per row.
         let op = conv_op(2, 6, 18);
-        assert_eq!(
-            run(
-                &op,
-                &[
-                    "f32[N,4,9,9]",
-                    "u8[8,6,8]",
-                    "f32[3,6]",
-                    "f32[3,6]",
-                    "f32[3,6]",
-                    "f32[3,2]"
-                ]
-            )
-            .unwrap(),
-            ["f32[N,6,5,5]"]
-        );
+        let full = inputs("f32[N,4,9,9]", "u8[8,6,8]", 6);
+        assert_eq!(run(&op, &full).unwrap(), ["f32[N,6,5,5]"]);
         // A truncated model with 3 planes types the same.
-        assert_eq!(
-            run(
-                &op,
-                &[
-                    "f32[1,4,9,9]",
-                    "u8[3,6,8]",
-                    "f32[3,6]",
-                    "f32[3,6]",
-                    "f32[3,6]",
-                    "f32[3,2]"
-                ]
-            )
-            .unwrap(),
-            ["f32[1,6,5,5]"]
-        );
+        let truncated = inputs("f32[1,4,9,9]", "u8[3,6,8]", 6);
+        assert_eq!(run(&op, &truncated).unwrap(), ["f32[1,6,5,5]"]);
     }
 
     #[test]
     fn linear_infers() {
-        let op = linear_op(10, 130);
-        assert_eq!(
-            run(
-                &op,
-                &[
-                    "f32[N,130]",
-                    "u8[8,10,24]",
-                    "f32[3,10]",
-                    "f32[3,10]",
-                    "f32[3,10]",
-                    "f32[3,2]"
-                ]
-            )
-            .unwrap(),
-            ["f32[N,10]"]
-        );
-    }
-
-    fn infer_err(op: &Op, tys: &[&str]) -> InferError {
-        run(op, tys).unwrap_err()
+        let tys = inputs("f32[N,130]", "u8[8,10,24]", 10);
+        assert_eq!(run(&linear_op(10, 130), &tys).unwrap(), ["f32[N,10]"]);
     }
 
     #[test]
     fn input_errors() {
         let op = linear_op(10, 130);
-        let ok = [
-            "f32[N,130]",
-            "u8[8,10,24]",
-            "f32[3,10]",
-            "f32[3,10]",
-            "f32[3,10]",
-            "f32[3,2]",
-        ];
-        let with = |i: usize, t: &'static str| {
-            let mut v = ok;
-            v[i] = t;
+        let ok = inputs("f32[N,130]", "u8[8,10,24]", 10);
+        let with = |i: usize, t: &str| {
+            let mut v = ok.clone();
+            v[i] = t.into();
             v
         };
-        assert!(matches!(
-            infer_err(&op, &ok[..5]),
-            InferError::Arity { got: 5, .. }
-        ));
-        assert!(matches!(
-            infer_err(&op, &with(0, "f64[N,130]")),
-            InferError::DType { input: 0, .. }
-        ));
-        assert!(matches!(
-            infer_err(&op, &with(0, "f32[N,129]")),
-            InferError::ShapeMismatch { input: 0, .. }
-        ));
-        assert!(matches!(
-            infer_err(&op, &with(0, "f32[N,1,130]")),
-            InferError::Rank { input: 0, .. }
-        ));
-        assert!(matches!(
-            infer_err(&op, &with(1, "i8[8,10,24]")),
-            InferError::DType { input: 1, .. }
-        ));
-        assert!(matches!(
-            infer_err(&op, &with(1, "u8[9,10,24]")),
-            InferError::ShapeMismatch { input: 1, .. }
-        ));
-        assert!(matches!(
-            infer_err(&op, &with(1, "u8[0,10,24]")),
-            InferError::ShapeMismatch { input: 1, .. }
-        ));
-        assert!(matches!(
-            infer_err(&op, &with(1, "u8[8,10,16]")),
-            InferError::ShapeMismatch { input: 1, .. }
-        ));
-        assert!(matches!(
-            infer_err(&op, &with(1, "u8[N,10,24]")),
-            InferError::Batch(_)
-        ));
-        assert!(matches!(
-            infer_err(&op, &with(3, "f32[2,10]")),
-            InferError::ShapeMismatch { input: 3, .. }
-        ));
-        assert!(matches!(
-            infer_err(&op, &with(4, "f64[3,10]")),
-            InferError::DType { input: 4, .. }
-        ));
-        assert!(matches!(
-            infer_err(&op, &with(5, "f32[3,1]")),
-            InferError::ShapeMismatch { input: 5, .. }
-        ));
+        assert_rejects!(&op, {
+            &ok[..5] => InferError::Arity { got: 5, .. },
+            with(0, "f64[N,130]") => InferError::DType { input: 0, .. },
+            with(0, "f32[N,129]") => InferError::ShapeMismatch { input: 0, .. },
+            with(0, "f32[N,1,130]") => InferError::Rank { input: 0, .. },
+            with(1, "i8[8,10,24]") => InferError::DType { input: 1, .. },
+            with(1, "u8[9,10,24]") => InferError::ShapeMismatch { input: 1, .. },
+            with(1, "u8[0,10,24]") => InferError::ShapeMismatch { input: 1, .. },
+            with(1, "u8[8,10,16]") => InferError::ShapeMismatch { input: 1, .. },
+            with(1, "u8[N,10,24]") => InferError::Batch(_),
+            with(3, "f32[2,10]") => InferError::ShapeMismatch { input: 3, .. },
+            with(4, "f64[3,10]") => InferError::DType { input: 4, .. },
+            with(5, "f32[3,1]") => InferError::ShapeMismatch { input: 5, .. },
+        });
         // Conv: channels must match C/group = K / prod(kernel).
-        let conv = conv_op(2, 6, 18);
-        let c = [
-            "f32[N,6,9,9]",
-            "u8[8,6,8]",
-            "f32[3,6]",
-            "f32[3,6]",
-            "f32[3,6]",
-            "f32[3,2]",
-        ];
-        assert!(matches!(
-            infer_err(&conv, &c),
-            InferError::ShapeMismatch { input: 1, .. }
-        ));
+        assert_rejects!(&conv_op(2, 6, 18), {
+            inputs("f32[N,6,9,9]", "u8[8,6,8]", 6) => InferError::ShapeMismatch { input: 1, .. },
+        });
+    }
+
+    /// The attribute an inference error names; panics on any other error.
+    fn attr_of(r: Result<Vec<String>, InferError>) -> &'static str {
+        match r {
+            Err(InferError::Attribute { attr, .. }) => attr,
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
     fn attribute_errors() {
-        let tys = [
-            "f32[N,8]",
-            "u8[8,2,8]",
-            "f32[3,2]",
-            "f32[3,2]",
-            "f32[3,2]",
-            "f32[3,2]",
+        type Breaks = fn(&mut PlaneSpec);
+        let cases: [(Breaks, &str); 10] = [
+            (|s| s.bits = 1, "bits"),
+            (|s| s.bits = 9, "bits"),
+            (|s| s.act_bits = 16, "act_bits"),
+            (|s| s.plane_counts = vec![], "plane_counts"),
+            (|s| s.plane_counts = vec![0, 2, 8], "plane_counts"),
+            (|s| s.plane_counts = vec![2, 4, 9], "plane_counts"),
+            (|s| s.plane_counts = vec![4, 2, 8], "plane_counts"),
+            (|s| s.plane_counts = vec![2, 2, 8], "plane_counts"),
+            (|s| s.rows = 0, "rows"),
+            (|s| s.cols = 0, "cols"),
         ];
-        let bad = |f: &dyn Fn(&mut PlaneSpec)| {
-            let mut s = spec(2, 8);
-            f(&mut s);
-            infer_err(
-                &Op::Bitplane(Bitplane {
-                    kernel: BitplaneKernel::Linear,
-                    spec: s,
-                }),
-                &tys,
-            )
-        };
-        let attr_of = |e: InferError| match e {
-            InferError::Attribute { attr, .. } => attr,
-            other => panic!("{other}"),
-        };
-        assert_eq!(attr_of(bad(&|s| s.bits = 1)), "bits");
-        assert_eq!(attr_of(bad(&|s| s.bits = 9)), "bits");
-        assert_eq!(attr_of(bad(&|s| s.act_bits = 16)), "act_bits");
-        assert_eq!(attr_of(bad(&|s| s.plane_counts = vec![])), "plane_counts");
-        assert_eq!(
-            attr_of(bad(&|s| s.plane_counts = vec![0, 2, 8])),
-            "plane_counts"
-        );
-        assert_eq!(
-            attr_of(bad(&|s| s.plane_counts = vec![2, 4, 9])),
-            "plane_counts"
-        );
-        assert_eq!(
-            attr_of(bad(&|s| s.plane_counts = vec![4, 2, 8])),
-            "plane_counts"
-        );
-        assert_eq!(
-            attr_of(bad(&|s| s.plane_counts = vec![2, 2, 8])),
-            "plane_counts"
-        );
-        assert_eq!(attr_of(bad(&|s| s.rows = 0)), "rows");
-        assert_eq!(attr_of(bad(&|s| s.cols = 0)), "cols");
+        let tys = inputs("f32[N,8]", "u8[8,2,8]", 2);
+        for (break_spec, attr) in cases {
+            let mut spec = spec(2, 8);
+            break_spec(&mut spec);
+            let kernel = BitplaneKernel::Linear;
+            let op = Op::Bitplane(Bitplane { kernel, spec });
+            assert_eq!(attr_of(run(&op, &tys)), attr, "{op:?}");
+        }
         // Conv: cols must unflatten over the kernel window; no separate bias input.
-        let c = [
-            "f32[N,2,9,9]",
-            "u8[8,6,8]",
-            "f32[3,6]",
-            "f32[3,6]",
-            "f32[3,6]",
-            "f32[3,2]",
-        ];
-        assert_eq!(attr_of(infer_err(&conv_op(1, 6, 17), &c)), "cols");
-        let mut biased = conv_op(1, 6, 18);
-        if let Op::Bitplane(Bitplane {
-            kernel: BitplaneKernel::Conv(conv),
-            ..
-        }) = &mut biased
-        {
-            conv.has_bias = true;
-        }
-        assert_eq!(attr_of(infer_err(&biased, &c)), "has_bias");
-        let mut zero = conv_op(1, 6, 18);
-        if let Op::Bitplane(Bitplane {
-            kernel: BitplaneKernel::Conv(conv),
-            ..
-        }) = &mut zero
-        {
-            conv.kernel = vec![0, 3];
-        }
-        assert_eq!(attr_of(infer_err(&zero, &c)), "kernel");
+        let c = inputs("f32[N,2,9,9]", "u8[8,6,8]", 6);
+        assert_eq!(attr_of(run(&conv_op(1, 6, 17), &c)), "cols");
+        let biased = Conv {
+            has_bias: true,
+            ..window(1)
+        };
+        assert_eq!(attr_of(run(&conv_with(biased, 6, 18), &c)), "has_bias");
+        let zero = Conv {
+            kernel: vec![0, 3],
+            ..window(1)
+        };
+        assert_eq!(attr_of(run(&conv_with(zero, 6, 18), &c)), "kernel");
     }
 
     #[test]

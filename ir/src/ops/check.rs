@@ -12,6 +12,15 @@ pub(crate) fn arity(
     count((min, max), n).map_err(|expected| InferError::Arity { expected, got: n })
 }
 
+/// What shape inference returns: one type per output.
+pub(crate) type Inferred = Result<Vec<TensorType>, InferError>;
+
+/// The input of a one-input op, after checking there is exactly one.
+pub(crate) fn sole<'t>(inputs: &[&'t TensorType]) -> Result<&'t TensorType, InferError> {
+    arity(inputs, (1, Some(1)))?;
+    Ok(inputs[0])
+}
+
 /// Checks a count against `(min, max)`; the error is the expected count as text (`2`,
 /// `1 to 3`, `at least 1`), the one wording every layer reports.
 pub(crate) fn count((min, max): (usize, Option<usize>), n: usize) -> Result<(), String> {
@@ -25,80 +34,77 @@ pub(crate) fn count((min, max): (usize, Option<usize>), n: usize) -> Result<(), 
     })
 }
 
+/// A `DType` error for input `input` unless `ok`; `expected` says what would do. The one
+/// place element-type failures are built, so every check words them alike.
+fn dtype_check(
+    input: usize,
+    ty: &TensorType,
+    ok: bool,
+    expected: impl FnOnce() -> String,
+) -> Result<(), InferError> {
+    if ok {
+        return Ok(());
+    }
+    Err(InferError::DType {
+        input,
+        got: ty.dtype,
+        expected: expected(),
+    })
+}
+
 /// Element types the activation, convolution and pooling ops compute in.
 pub(crate) fn float(input: usize, ty: &TensorType) -> Result<(), InferError> {
-    if ty.dtype.is_float() {
-        Ok(())
-    } else {
-        Err(InferError::DType {
-            input,
-            got: ty.dtype,
-            expected: "a float type (f32, f64)".into(),
-        })
-    }
+    dtype_check(input, ty, ty.dtype.is_float(), || {
+        "a float type (f32, f64)".into()
+    })
 }
 
 /// Element types arithmetic is defined on (everything but bool).
 pub(crate) fn numeric(input: usize, ty: &TensorType) -> Result<(), InferError> {
-    if ty.dtype != DType::Bool {
-        Ok(())
-    } else {
-        Err(InferError::DType {
-            input,
-            got: ty.dtype,
-            expected: "a numeric type (f32, f64, i8, u8, i32, i64)".into(),
-        })
-    }
+    dtype_check(input, ty, ty.dtype != DType::Bool, || {
+        "a numeric type (f32, f64, i8, u8, i32, i64)".into()
+    })
 }
 
 /// Index-like element types (Gather indices).
 pub(crate) fn integer(input: usize, ty: &TensorType) -> Result<(), InferError> {
-    if ty.dtype.is_integer() {
-        Ok(())
-    } else {
-        Err(InferError::DType {
-            input,
-            got: ty.dtype,
-            expected: "an integer type (i8, u8, i32, i64)".into(),
-        })
-    }
+    dtype_check(input, ty, ty.dtype.is_integer(), || {
+        "an integer type (i8, u8, i32, i64)".into()
+    })
 }
 
 /// Fails unless input `input` has the same element type as input 0.
 pub(crate) fn same_dtype(input: usize, ty: &TensorType, first: DType) -> Result<(), InferError> {
-    if ty.dtype == first {
-        Ok(())
-    } else {
-        Err(InferError::DType {
-            input,
-            got: ty.dtype,
-            expected: format!("{first}, the element type of input 0"),
-        })
-    }
+    dtype_check(input, ty, ty.dtype == first, || {
+        format!("{first}, the element type of input 0")
+    })
+}
+
+/// Fails unless input `input` has exactly element type `dtype`.
+pub(crate) fn dtype_eq(input: usize, ty: &TensorType, dtype: DType) -> Result<(), InferError> {
+    dtype_check(input, ty, ty.dtype == dtype, || dtype.to_string())
+}
+
+/// Fails unless input `input`'s rank is within `(min, max)`, worded as [`count`] words it.
+fn rank_within(
+    input: usize,
+    ty: &TensorType,
+    bounds: (usize, Option<usize>),
+) -> Result<(), InferError> {
+    let got = ty.rank();
+    count(bounds, got).map_err(|expected| InferError::Rank {
+        input,
+        got,
+        expected,
+    })
 }
 
 pub(crate) fn rank_eq(input: usize, ty: &TensorType, rank: usize) -> Result<(), InferError> {
-    if ty.rank() == rank {
-        Ok(())
-    } else {
-        Err(InferError::Rank {
-            input,
-            got: ty.rank(),
-            expected: format!("{rank}"),
-        })
-    }
+    rank_within(input, ty, (rank, Some(rank)))
 }
 
 pub(crate) fn rank_at_least(input: usize, ty: &TensorType, rank: usize) -> Result<(), InferError> {
-    if ty.rank() >= rank {
-        Ok(())
-    } else {
-        Err(InferError::Rank {
-            input,
-            got: ty.rank(),
-            expected: format!("at least {rank}"),
-        })
-    }
+    rank_within(input, ty, (rank, None))
 }
 
 /// Fails unless `axis < rank`.
@@ -253,12 +259,37 @@ pub(crate) fn ty(s: &str) -> TensorType {
 
 /// Test helper: infer and render the output types as `f32[N,3]` strings.
 #[cfg(test)]
-pub(crate) fn run(op: &crate::Op, inputs: &[&str]) -> Result<Vec<String>, InferError> {
-    let tys: Vec<TensorType> = inputs.iter().map(|s| ty(s)).collect();
+pub(crate) fn run(op: &crate::Op, inputs: &[impl AsRef<str>]) -> Result<Vec<String>, InferError> {
+    let tys: Vec<TensorType> = inputs.iter().map(|s| ty(s.as_ref())).collect();
     let refs: Vec<&TensorType> = tys.iter().collect();
     op.infer(&refs)
         .map(|v| v.iter().map(|t| t.to_string()).collect())
 }
+
+/// Test helper: asserts each `(op, inputs, outputs)` row infers those outputs.
+#[cfg(test)]
+pub(crate) fn assert_infers(cases: &[(&crate::Op, &[&str], &[&str])]) {
+    for (op, inputs, outputs) in cases {
+        let got = run(op, inputs).unwrap();
+        assert_eq!(got, outputs.to_vec(), "{} on {inputs:?}", op.mnemonic());
+    }
+}
+
+/// Test helper: `assert_rejects!(op, { inputs => pattern, … })` asserts inference fails on
+/// each row's inputs with an error matching the row's pattern (one row per rejected case);
+/// `assert_rejects!({ op, inputs => pattern, … })` names the op in each row.
+#[cfg(test)]
+macro_rules! assert_rejects {
+    ({ $($op:expr, $inputs:expr => $err:pat),+ $(,)? }) => {$(
+        let got = $crate::ops::check::run($op, &$inputs);
+        assert!(matches!(got, Err($err)), "{:?} on {:?}: {got:?}", $op, $inputs);
+    )+};
+    ($op:expr, { $($inputs:expr => $err:pat),+ $(,)? }) => {
+        $crate::ops::check::assert_rejects!({ $($op, $inputs => $err),+ })
+    };
+}
+#[cfg(test)]
+pub(crate) use assert_rejects;
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,8 @@
 //! Convolution family: Conv and ConvTranspose (N-d, grouped, dilated, strided, padded).
 
-use super::check;
-use crate::text::{AttrValue, Attrs, ParseError};
+use super::check::{self, Inferred};
+use crate::text::fields::attr_fields;
+use crate::text::{Attrs, ParseError};
 use crate::Op;
 use crate::{Dim, InferError, Shape, TensorType};
 
@@ -162,7 +163,7 @@ fn check_bias(
 
 impl Conv {
     /// ONNX Conv: `out = floor((in + pb + pe - ((k-1)·d + 1)) / s) + 1` per spatial axis.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
         let window = Window {
             kernel: &self.kernel,
             strides: &self.strides,
@@ -217,7 +218,7 @@ impl Conv {
 
 impl ConvTranspose {
     /// ONNX ConvTranspose: `out = s·(in - 1) + output_padding + ((k-1)·d + 1) - pb - pe`.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
         let window = Window {
             kernel: &self.kernel,
             strides: &self.strides,
@@ -273,64 +274,30 @@ impl ConvTranspose {
     }
 }
 
-/// Text-form attributes of the convolution ops, in field order.
-impl Conv {
-    /// Text-form attributes, in field order.
-    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
-        let c = self;
-        vec![
-            ("kernel", AttrValue::usizes(&c.kernel)),
-            ("strides", AttrValue::usizes(&c.strides)),
-            ("pads", AttrValue::usizes(&c.pads)),
-            ("dilations", AttrValue::usizes(&c.dilations)),
-            ("group", AttrValue::usize(c.group)),
-            ("has_bias", AttrValue::Bool(c.has_bias)),
-        ]
-    }
-}
-
-impl ConvTranspose {
-    /// Text-form attributes, in field order.
-    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
-        let c = self;
-        vec![
-            ("kernel", AttrValue::usizes(&c.kernel)),
-            ("strides", AttrValue::usizes(&c.strides)),
-            ("pads", AttrValue::usizes(&c.pads)),
-            ("dilations", AttrValue::usizes(&c.dilations)),
-            ("output_padding", AttrValue::usizes(&c.output_padding)),
-            ("group", AttrValue::usize(c.group)),
-            ("has_bias", AttrValue::Bool(c.has_bias)),
-        ]
-    }
-}
+// Text form of the convolution ops: their attributes are their fields, in field order.
+attr_fields!(Conv {
+    kernel,
+    strides,
+    pads,
+    dilations,
+    group,
+    has_bias
+});
+attr_fields!(ConvTranspose {
+    kernel,
+    strides,
+    pads,
+    dilations,
+    output_padding,
+    group,
+    has_bias
+});
 
 /// Rebuilds a convolution op from its mnemonic and attributes; `None` for other mnemonics.
 pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, ParseError>> {
-    let conv = |a: &mut Attrs| -> Result<Op, ParseError> {
-        Ok(Op::Conv(Conv {
-            kernel: a.usizes("kernel")?,
-            strides: a.usizes("strides")?,
-            pads: a.usizes("pads")?,
-            dilations: a.usizes("dilations")?,
-            group: a.usize("group")?,
-            has_bias: a.bool("has_bias")?,
-        }))
-    };
-    let conv_t = |a: &mut Attrs| -> Result<Op, ParseError> {
-        Ok(Op::ConvTranspose(ConvTranspose {
-            kernel: a.usizes("kernel")?,
-            strides: a.usizes("strides")?,
-            pads: a.usizes("pads")?,
-            dilations: a.usizes("dilations")?,
-            output_padding: a.usizes("output_padding")?,
-            group: a.usize("group")?,
-            has_bias: a.bool("has_bias")?,
-        }))
-    };
     match mnemonic {
-        "conv" => Some(conv(a)),
-        "conv_transpose" => Some(conv_t(a)),
+        "conv" => Some(Conv::from_attrs(a).map(Op::Conv)),
+        "conv_transpose" => Some(ConvTranspose::from_attrs(a).map(Op::ConvTranspose)),
         _ => None,
     }
 }
@@ -338,7 +305,7 @@ pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, Pars
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::check::run;
+    use crate::ops::check::{assert_infers, assert_rejects, run};
     use crate::Op;
 
     fn conv(
@@ -359,116 +326,91 @@ mod tests {
         })
     }
 
+    /// A ConvTranspose with unit dilations.
+    fn conv_t(
+        kernel: &[usize],
+        strides: &[usize],
+        pads: &[usize],
+        out_pad: &[usize],
+        group: usize,
+        bias: bool,
+    ) -> Op {
+        Op::ConvTranspose(ConvTranspose {
+            kernel: kernel.to_vec(),
+            strides: strides.to_vec(),
+            pads: pads.to_vec(),
+            dilations: vec![1; kernel.len()],
+            output_padding: out_pad.to_vec(),
+            group,
+            has_bias: bias,
+        })
+    }
+
     #[test]
     fn conv_output_sizes() {
-        let op = conv(&[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 1, true);
-        assert_eq!(
-            run(&op, &["f32[N,1,28,28]", "f32[32,1,3,3]", "f32[32]"]).unwrap(),
-            ["f32[N,32,28,28]"]
-        );
-        // stride 2, asymmetric pads, dilation 2: (7 + 0 + 1 - 5) / 2 + 1 = 2; (9 + 1 + 0 - 3)/2 + 1 = 4
-        let op = conv(&[3, 3], &[2, 2], &[0, 1, 1, 0], &[2, 1], 1, false);
-        assert_eq!(
-            run(&op, &["f32[2,4,7,9]", "f32[8,4,3,3]"]).unwrap(),
-            ["f32[2,8,2,4]"]
-        );
-        // depthwise, 1-D
-        let op = conv(&[5], &[1], &[0, 0], &[1], 6, false);
-        assert_eq!(
-            run(&op, &["f64[1,6,10]", "f64[12,1,5]"]).unwrap(),
-            ["f64[1,12,6]"]
-        );
+        assert_infers(&[
+            (
+                &conv(&[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 1, true),
+                &["f32[N,1,28,28]", "f32[32,1,3,3]", "f32[32]"],
+                &["f32[N,32,28,28]"],
+            ),
+            // stride 2, asymmetric pads, dilation 2: (7 + 0 + 1 - 5) / 2 + 1 = 2; (9 + 1 + 0 - 3)/2 + 1 = 4
+            (
+                &conv(&[3, 3], &[2, 2], &[0, 1, 1, 0], &[2, 1], 1, false),
+                &["f32[2,4,7,9]", "f32[8,4,3,3]"],
+                &["f32[2,8,2,4]"],
+            ),
+            // depthwise, 1-D
+            (
+                &conv(&[5], &[1], &[0, 0], &[1], 6, false),
+                &["f64[1,6,10]", "f64[12,1,5]"],
+                &["f64[1,12,6]"],
+            ),
+        ]);
     }
 
     #[test]
     fn conv_errors() {
         let op = conv(&[3, 3], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, false);
-        assert!(matches!(
-            run(&op, &["i32[1,1,5,5]", "i32[1,1,3,3]"]),
-            Err(InferError::DType { input: 0, .. })
-        ));
-        assert!(matches!(
-            run(&op, &["f32[1,2,5,5]", "f32[1,1,3,3]"]),
-            Err(InferError::ShapeMismatch { input: 1, .. })
-        ));
-        assert!(matches!(
-            run(&op, &["f32[1,1,2,5]", "f32[1,1,3,3]"]),
-            Err(InferError::ShapeMismatch { input: 0, .. })
-        ));
-        assert!(matches!(
-            run(&op, &["f32[1,1,N,5]", "f32[1,1,3,3]"]),
-            Err(InferError::Batch(_))
-        ));
-        assert!(matches!(
-            run(&op, &["f32[1,1,5,5]", "f32[1,1,2,2]"]),
-            Err(InferError::ShapeMismatch { input: 1, .. })
-        ));
-        assert!(matches!(
-            run(&op, &["f32[1,1,5,5]"]),
-            Err(InferError::Arity { .. })
-        ));
-        let bad = conv(&[3], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, false);
-        assert!(matches!(
-            run(&bad, &["f32[1,1,5,5]", "f32[1,1,3,3]"]),
-            Err(InferError::Attribute { attr: "kernel", .. })
-        ));
-        let bad = conv(&[3, 3], &[0, 1], &[0, 0, 0, 0], &[1, 1], 1, false);
-        assert!(matches!(
-            run(&bad, &["f32[1,1,5,5]", "f32[1,1,3,3]"]),
-            Err(InferError::Attribute {
-                attr: "strides",
-                ..
-            })
-        ));
+        assert_rejects!(&op, {
+            ["i32[1,1,5,5]", "i32[1,1,3,3]"] => InferError::DType { input: 0, .. },
+            ["f32[1,2,5,5]", "f32[1,1,3,3]"] => InferError::ShapeMismatch { input: 1, .. },
+            ["f32[1,1,2,5]", "f32[1,1,3,3]"] => InferError::ShapeMismatch { input: 0, .. },
+            ["f32[1,1,N,5]", "f32[1,1,3,3]"] => InferError::Batch(_),
+            ["f32[1,1,5,5]", "f32[1,1,2,2]"] => InferError::ShapeMismatch { input: 1, .. },
+            ["f32[1,1,5,5]"] => InferError::Arity { .. },
+        });
+        let bad_kernel = conv(&[3], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, false);
+        let bad_strides = conv(&[3, 3], &[0, 1], &[0, 0, 0, 0], &[1, 1], 1, false);
+        for (bad, attr) in [(bad_kernel, "kernel"), (bad_strides, "strides")] {
+            let got = run(&bad, &["f32[1,1,5,5]", "f32[1,1,3,3]"]);
+            assert!(matches!(got, Err(InferError::Attribute { attr: a, .. }) if a == attr));
+        }
         let biased = conv(&[3, 3], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, true);
-        assert!(matches!(
-            run(&biased, &["f32[1,1,5,5]", "f32[1,1,3,3]", "f32[2]"]),
-            Err(InferError::ShapeMismatch { input: 2, .. })
-        ));
+        assert_rejects!(&biased, {
+            ["f32[1,1,5,5]", "f32[1,1,3,3]", "f32[2]"] => InferError::ShapeMismatch { input: 2, .. },
+        });
     }
 
     #[test]
     fn conv_transpose_output_sizes() {
-        // ONNX test_convtranspose: [1,1,3,3] with w [1,2,3,3] → [1,2,5,5]
-        let op = Op::ConvTranspose(ConvTranspose {
-            kernel: vec![3, 3],
-            strides: vec![1, 1],
-            pads: vec![0, 0, 0, 0],
-            dilations: vec![1, 1],
-            output_padding: vec![0, 0],
-            group: 1,
-            has_bias: false,
+        assert_infers(&[
+            // ONNX test_convtranspose: [1,1,3,3] with w [1,2,3,3] → [1,2,5,5]
+            (
+                &conv_t(&[3, 3], &[1, 1], &[0, 0, 0, 0], &[0, 0], 1, false),
+                &["f32[N,1,3,3]", "f32[1,2,3,3]"],
+                &["f32[N,2,5,5]"],
+            ),
+            // strides 3,2 with output_padding 1,1 and pads: 3*(3-1)+1+3-0-0 = 10, 2*(3-1)+1+3-1-1 = 6
+            (
+                &conv_t(&[3, 3], &[3, 2], &[0, 1, 0, 1], &[1, 1], 2, true),
+                &["f32[1,2,3,3]", "f32[2,2,3,3]", "f32[4]"],
+                &["f32[1,4,10,6]"],
+            ),
+        ]);
+        let op = conv_t(&[1], &[1], &[1, 1], &[0], 1, false);
+        assert_rejects!(&op, {
+            ["f32[1,1,2]", "f32[1,1,1]"] => InferError::ShapeMismatch { input: 0, .. },
         });
-        assert_eq!(
-            run(&op, &["f32[N,1,3,3]", "f32[1,2,3,3]"]).unwrap(),
-            ["f32[N,2,5,5]"]
-        );
-        // strides 3,2 with output_padding 1,1 and pads: 3*(3-1)+1+3-0-0 = 10, 2*(3-1)+1+3-1-1 = 6
-        let op = Op::ConvTranspose(ConvTranspose {
-            kernel: vec![3, 3],
-            strides: vec![3, 2],
-            pads: vec![0, 1, 0, 1],
-            dilations: vec![1, 1],
-            output_padding: vec![1, 1],
-            group: 2,
-            has_bias: true,
-        });
-        assert_eq!(
-            run(&op, &["f32[1,2,3,3]", "f32[2,2,3,3]", "f32[4]"]).unwrap(),
-            ["f32[1,4,10,6]"]
-        );
-        let op = Op::ConvTranspose(ConvTranspose {
-            kernel: vec![1],
-            strides: vec![1],
-            pads: vec![1, 1],
-            dilations: vec![1],
-            output_padding: vec![0],
-            group: 1,
-            has_bias: false,
-        });
-        assert!(matches!(
-            run(&op, &["f32[1,1,2]", "f32[1,1,1]"]),
-            Err(InferError::ShapeMismatch { input: 0, .. })
-        ));
     }
 }

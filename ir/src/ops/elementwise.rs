@@ -1,6 +1,7 @@
 //! Element-wise ops: broadcasting binary arithmetic and the activation functions.
 
-use super::check;
+use super::check::{self, Inferred};
+use crate::text::fields::attr_fields;
 use crate::text::{AttrValue, Attrs, ParseError};
 use crate::Op;
 use crate::{DType, InferError, TensorType};
@@ -44,7 +45,7 @@ pub struct Clip {
 
 impl BinaryOp {
     /// Same element type on both sides, numpy broadcasting of the shapes.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
         check::arity(inputs, (2, Some(2)))?;
         let (a, b) = (inputs[0], inputs[1]);
         check::numeric(0, a)?;
@@ -56,7 +57,7 @@ impl BinaryOp {
 
 impl VariadicOp {
     /// One element type for every input; the shapes broadcast together.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
         check::arity(inputs, (1, None))?;
         let first = inputs[0];
         check::numeric(0, first)?;
@@ -72,9 +73,8 @@ impl VariadicOp {
 impl UnaryOp {
     /// Shape-preserving. Relu also takes signed integers (as ONNX does); the others are
     /// transcendental or fractional and need floats.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
-        check::arity(inputs, (1, Some(1)))?;
-        let x = inputs[0];
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
+        let x = check::sole(inputs)?;
         let int_ok =
             matches!(self, UnaryOp::Relu) && matches!(x.dtype, DType::I8 | DType::I32 | DType::I64);
         if !int_ok {
@@ -85,7 +85,7 @@ impl UnaryOp {
 }
 
 /// PRelu: float `x`, `slope` of the same type unidirectionally broadcast to `x`.
-pub fn infer_prelu(inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+pub fn infer_prelu(inputs: &[&TensorType]) -> Inferred {
     check::arity(inputs, (2, Some(2)))?;
     let (x, slope) = (inputs[0], inputs[1]);
     check::float(0, x)?;
@@ -97,7 +97,7 @@ pub fn infer_prelu(inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError
 impl Clip {
     /// Shape-preserving; the bounds are single-element tensors of x's element type (scalars,
     /// or `[1]`-shaped as some exporters write them).
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
         let n = 1 + self.has_min as usize + self.has_max as usize;
         check::arity(inputs, (n, Some(n)))?;
         let x = inputs[0];
@@ -137,15 +137,8 @@ impl UnaryOp {
     }
 }
 
-impl Clip {
-    /// Text-form attributes, in field order.
-    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
-        vec![
-            ("has_min", AttrValue::Bool(self.has_min)),
-            ("has_max", AttrValue::Bool(self.has_max)),
-        ]
-    }
-}
+// Text form of Clip: its attributes are its fields, in field order.
+attr_fields!(Clip { has_min, has_max });
 
 /// Rebuilds an element-wise op from its mnemonic and attributes; `None` for other mnemonics.
 pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, ParseError>> {
@@ -173,12 +166,7 @@ pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, Pars
             }))
         })()),
         "prelu" => Some(Ok(Op::PRelu)),
-        "clip" => Some((|| {
-            Ok(Op::Clip(Clip {
-                has_min: a.bool("has_min")?,
-                has_max: a.bool("has_max")?,
-            }))
-        })()),
+        "clip" => Some(Clip::from_attrs(a).map(Op::Clip)),
         _ => None,
     }
 }
@@ -205,109 +193,72 @@ impl PartialEq for UnaryOp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::check::run;
+    use crate::ops::check::{assert_infers, assert_rejects};
     use crate::Op;
 
     #[test]
     fn binary_broadcasting() {
         let add = Op::Binary(BinaryOp::Add);
-        assert_eq!(
-            run(&add, &["f32[N,3,4]", "f32[4]"]).unwrap(),
-            ["f32[N,3,4]"]
-        );
-        assert_eq!(run(&add, &["i64[2,1]", "i64[1,3]"]).unwrap(), ["i64[2,3]"]);
-        assert_eq!(run(&add, &["f32[N,1]", "f32[1,5]"]).unwrap(), ["f32[N,5]"]);
-        assert!(matches!(
-            run(&add, &["f32[2]", "f32[3]"]),
-            Err(InferError::Broadcast { .. })
-        ));
-        assert!(matches!(
-            run(&add, &["f32[N]", "f32[3]"]),
-            Err(InferError::Batch(_))
-        ));
-        assert!(matches!(
-            run(&add, &["f32[2]", "i32[2]"]),
-            Err(InferError::DType { input: 1, .. })
-        ));
-        assert!(matches!(
-            run(&add, &["bool[2]", "bool[2]"]),
-            Err(InferError::DType { input: 0, .. })
-        ));
-        assert!(matches!(
-            run(&add, &["f32[2]"]),
-            Err(InferError::Arity { .. })
-        ));
+        assert_infers(&[
+            (&add, &["f32[N,3,4]", "f32[4]"], &["f32[N,3,4]"]),
+            (&add, &["i64[2,1]", "i64[1,3]"], &["i64[2,3]"]),
+            (&add, &["f32[N,1]", "f32[1,5]"], &["f32[N,5]"]),
+        ]);
+        assert_rejects!(&add, {
+            ["f32[2]", "f32[3]"] => InferError::Broadcast { .. },
+            ["f32[N]", "f32[3]"] => InferError::Batch(_),
+            ["f32[2]", "i32[2]"] => InferError::DType { input: 1, .. },
+            ["bool[2]", "bool[2]"] => InferError::DType { input: 0, .. },
+            ["f32[2]"] => InferError::Arity { .. },
+        });
     }
 
     #[test]
     fn variadic_broadcasting() {
         let max = Op::Variadic(VariadicOp::Max);
-        assert_eq!(run(&max, &["f32[N,3]"]).unwrap(), ["f32[N,3]"]);
-        assert_eq!(
-            run(&max, &["f32[N,1,4]", "f32[3,1]", "f32[4]"]).unwrap(),
-            ["f32[N,3,4]"]
-        );
-        assert_eq!(run(&max, &["i8[2]", "i8[1]"]).unwrap(), ["i8[2]"]);
-        assert!(matches!(run(&max, &[]), Err(InferError::Arity { .. })));
-        assert!(matches!(
-            run(&max, &["f32[2]", "f32[2]", "f64[2]"]),
-            Err(InferError::DType { input: 2, .. })
-        ));
-        assert!(matches!(
-            run(&max, &["bool[2]"]),
-            Err(InferError::DType { input: 0, .. })
-        ));
-        assert!(matches!(
-            run(&max, &["f32[2]", "f32[3]"]),
-            Err(InferError::Broadcast { .. })
-        ));
+        assert_infers(&[
+            (&max, &["f32[N,3]"], &["f32[N,3]"]),
+            (&max, &["f32[N,1,4]", "f32[3,1]", "f32[4]"], &["f32[N,3,4]"]),
+            (&max, &["i8[2]", "i8[1]"], &["i8[2]"]),
+        ]);
+        assert_rejects!(&max, {
+            [] as [&str; 0] => InferError::Arity { .. },
+            ["f32[2]", "f32[2]", "f64[2]"] => InferError::DType { input: 2, .. },
+            ["bool[2]"] => InferError::DType { input: 0, .. },
+            ["f32[2]", "f32[3]"] => InferError::Broadcast { .. },
+        });
     }
 
     #[test]
     fn unary_and_prelu() {
         let relu = Op::Unary(UnaryOp::Relu);
-        assert_eq!(run(&relu, &["i32[N,3]"]).unwrap(), ["i32[N,3]"]);
         let sig = Op::Unary(UnaryOp::Sigmoid);
-        assert_eq!(run(&sig, &["f64[2]"]).unwrap(), ["f64[2]"]);
-        assert!(matches!(
-            run(&sig, &["i32[2]"]),
-            Err(InferError::DType { .. })
-        ));
-        assert_eq!(
-            run(&Op::PRelu, &["f32[N,3,4,4]", "f32[3,1,1]"]).unwrap(),
-            ["f32[N,3,4,4]"]
-        );
-        assert!(matches!(
-            run(&Op::PRelu, &["f32[2,3]", "f32[2,3,1]"]),
-            Err(InferError::ShapeMismatch { input: 1, .. })
-        ));
+        assert_infers(&[
+            (&relu, &["i32[N,3]"], &["i32[N,3]"]),
+            (&sig, &["f64[2]"], &["f64[2]"]),
+            (
+                &Op::PRelu,
+                &["f32[N,3,4,4]", "f32[3,1,1]"],
+                &["f32[N,3,4,4]"],
+            ),
+        ]);
+        assert_rejects!(&sig, { ["i32[2]"] => InferError::DType { .. } });
+        assert_rejects!(&Op::PRelu, {
+            ["f32[2,3]", "f32[2,3,1]"] => InferError::ShapeMismatch { input: 1, .. },
+        });
     }
 
     #[test]
     fn clip_bounds() {
-        let c = Op::Clip(Clip {
-            has_min: true,
-            has_max: true,
+        let clip = |has_min, has_max| Op::Clip(Clip { has_min, has_max });
+        let both = clip(true, true);
+        assert_infers(&[(&both, &["f32[N,3]", "f32[]", "f32[1]"], &["f32[N,3]"])]);
+        assert_rejects!(&both, {
+            ["f32[N,3]", "f32[2]", "f32[]"] => InferError::ShapeMismatch { input: 1, .. },
+            ["f32[3]", "f32[]"] => InferError::Arity { .. },
         });
-        assert_eq!(
-            run(&c, &["f32[N,3]", "f32[]", "f32[1]"]).unwrap(),
-            ["f32[N,3]"]
-        );
-        assert!(matches!(
-            run(&c, &["f32[N,3]", "f32[2]", "f32[]"]),
-            Err(InferError::ShapeMismatch { input: 1, .. })
-        ));
-        assert!(matches!(
-            run(&c, &["f32[3]", "f32[]"]),
-            Err(InferError::Arity { .. })
-        ));
-        let c = Op::Clip(Clip {
-            has_min: false,
-            has_max: true,
+        assert_rejects!(&clip(false, true), {
+            ["f32[3]", "i8[]"] => InferError::DType { input: 1, .. },
         });
-        assert!(matches!(
-            run(&c, &["f32[3]", "i8[]"]),
-            Err(InferError::DType { input: 1, .. })
-        ));
     }
 }

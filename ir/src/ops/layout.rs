@@ -3,8 +3,9 @@
 //! All axes are normalised to non-negative by the frontend; every shape-determining parameter
 //! is a static attribute, because Strata's shapes are static apart from the batch dimension.
 
-use super::check;
-use crate::text::{AttrValue, Attrs, ParseError};
+use super::check::{self, Inferred};
+use crate::text::fields::attr_fields;
+use crate::text::{Attrs, ParseError};
 use crate::Op;
 use crate::{DType, Dim, InferError, Shape, TensorType};
 
@@ -41,9 +42,8 @@ pub struct Split {
 }
 
 /// Flatten to `[prod(dims[..axis]), prod(dims[axis..])]`; `axis == rank` is allowed.
-pub fn infer_flatten(axis: usize, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
-    check::arity(inputs, (1, Some(1)))?;
-    let x = inputs[0];
+pub fn infer_flatten(axis: usize, inputs: &[&TensorType]) -> Inferred {
+    let x = check::sole(inputs)?;
     if axis > x.rank() {
         return Err(InferError::Axis {
             attr: "axis",
@@ -59,9 +59,8 @@ pub fn infer_flatten(axis: usize, inputs: &[&TensorType]) -> Result<Vec<TensorTy
 impl Reshape {
     /// ONNX Reshape with the batch rules: a `0` copying the batch dimension keeps it; a single
     /// `-1` becomes the batch dimension when the known sizes on both sides already agree.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
-        check::arity(inputs, (1, Some(1)))?;
-        let x = inputs[0];
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
+        let x = check::sole(inputs)?;
         let bad = |reason: String| InferError::Attribute {
             attr: "shape",
             reason,
@@ -155,12 +154,8 @@ fn checked_product(it: impl Iterator<Item = usize>) -> Option<usize> {
 }
 
 /// Transpose: `perm` must be a permutation of the input's axes.
-pub fn infer_transpose(
-    perm: &[usize],
-    inputs: &[&TensorType],
-) -> Result<Vec<TensorType>, InferError> {
-    check::arity(inputs, (1, Some(1)))?;
-    let x = inputs[0];
+pub fn infer_transpose(perm: &[usize], inputs: &[&TensorType]) -> Inferred {
+    let x = check::sole(inputs)?;
     check::attr_len("perm", perm.len(), x.rank())?;
     check::distinct_axes("perm", perm, x.rank())?;
     let dims = perm.iter().map(|&p| x.shape.0[p]).collect();
@@ -168,7 +163,7 @@ pub fn infer_transpose(
 }
 
 /// Concat: same type and rank everywhere, equal dimensions except along `axis`, which adds up.
-pub fn infer_concat(axis: usize, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+pub fn infer_concat(axis: usize, inputs: &[&TensorType]) -> Inferred {
     check::arity(inputs, (1, None))?;
     let first = inputs[0];
     check::axis("axis", axis, first.rank())?;
@@ -199,9 +194,8 @@ pub fn infer_concat(axis: usize, inputs: &[&TensorType]) -> Result<Vec<TensorTyp
 
 impl Pad {
     /// Each axis grows by `begin + end` (negative values crop); the batch axis must be unpadded.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
-        check::arity(inputs, (1, Some(1)))?;
-        let x = inputs[0];
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
+        let x = check::sole(inputs)?;
         let r = x.rank();
         check::attr_len("pads", self.pads.len(), 2 * r)?;
         let mut dims = Vec::with_capacity(r);
@@ -233,12 +227,8 @@ impl Pad {
 }
 
 /// Squeeze: the listed axes (distinct, in range) must have size 1 and are removed.
-pub fn infer_squeeze(
-    axes: &[usize],
-    inputs: &[&TensorType],
-) -> Result<Vec<TensorType>, InferError> {
-    check::arity(inputs, (1, Some(1)))?;
-    let x = inputs[0];
+pub fn infer_squeeze(axes: &[usize], inputs: &[&TensorType]) -> Inferred {
+    let x = check::sole(inputs)?;
     check::distinct_axes("axes", axes, x.rank())?;
     for &a in axes {
         match x.shape.0[a] {
@@ -269,12 +259,8 @@ pub fn infer_squeeze(
 }
 
 /// Unsqueeze: `axes` index the output, whose rank is `rank + axes.len()`.
-pub fn infer_unsqueeze(
-    axes: &[usize],
-    inputs: &[&TensorType],
-) -> Result<Vec<TensorType>, InferError> {
-    check::arity(inputs, (1, Some(1)))?;
-    let x = inputs[0];
+pub fn infer_unsqueeze(axes: &[usize], inputs: &[&TensorType]) -> Inferred {
+    let x = check::sole(inputs)?;
     let out_rank = x.rank() + axes.len();
     check::distinct_axes("axes", axes, out_rank)?;
     let mut rest = x.shape.0.iter();
@@ -292,13 +278,8 @@ pub fn infer_unsqueeze(
 }
 
 /// Shape: i64 vector of the dimensions `start..end` (empty when `start >= end`).
-pub fn infer_shape(
-    start: usize,
-    end: usize,
-    inputs: &[&TensorType],
-) -> Result<Vec<TensorType>, InferError> {
-    check::arity(inputs, (1, Some(1)))?;
-    let x = inputs[0];
+pub fn infer_shape(start: usize, end: usize, inputs: &[&TensorType]) -> Inferred {
+    let x = check::sole(inputs)?;
     for (attr, v) in [("start", start), ("end", end)] {
         if v > x.rank() {
             return Err(InferError::Axis {
@@ -315,7 +296,7 @@ pub fn infer_shape(
 }
 
 /// Gather: `data[..axis] ++ indices.shape ++ data[axis+1..]`.
-pub fn infer_gather(axis: usize, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+pub fn infer_gather(axis: usize, inputs: &[&TensorType]) -> Inferred {
     check::arity(inputs, (2, Some(2)))?;
     let (data, idx) = (inputs[0], inputs[1]);
     check::integer(1, idx)?;
@@ -334,9 +315,8 @@ impl Slice {
     /// ONNX Slice: starts/ends are clamped per axis (`[0, dim]` for positive steps,
     /// `[-1, dim-1]` for negative ones after adding `dim` to negative values), and the length
     /// is `ceil((end - start) / step)`, at least 0. A batch axis may only be taken whole.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
-        check::arity(inputs, (1, Some(1)))?;
-        let x = inputs[0];
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
+        let x = check::sole(inputs)?;
         let n = self.starts.len();
         check::attr_len("ends", self.ends.len(), n)?;
         check::attr_len("axes", self.axes.len(), n)?;
@@ -393,9 +373,8 @@ pub fn slice_len(dim: usize, start: i64, end: i64, step: i64) -> usize {
 
 impl Split {
     /// One output per size along `axis`; the sizes must add up to the (known) axis length.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
-        check::arity(inputs, (1, Some(1)))?;
-        let x = inputs[0];
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
+        let x = check::sole(inputs)?;
         check::axis("axis", self.axis, x.rank())?;
         if self.sizes.is_empty() {
             return Err(InferError::Attribute {
@@ -426,47 +405,16 @@ impl Split {
     }
 }
 
-impl Reshape {
-    /// Text-form attributes, in field order.
-    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
-        vec![
-            ("shape", AttrValue::i64s(&self.shape)),
-            ("allow_zero", AttrValue::Bool(self.allow_zero)),
-        ]
-    }
-}
-
-impl Pad {
-    /// Text-form attributes, in field order.
-    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
-        vec![
-            ("pads", AttrValue::i64s(&self.pads)),
-            ("value", AttrValue::f64(self.value)),
-        ]
-    }
-}
-
-impl Slice {
-    /// Text-form attributes, in field order.
-    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
-        vec![
-            ("starts", AttrValue::i64s(&self.starts)),
-            ("ends", AttrValue::i64s(&self.ends)),
-            ("axes", AttrValue::usizes(&self.axes)),
-            ("steps", AttrValue::i64s(&self.steps)),
-        ]
-    }
-}
-
-impl Split {
-    /// Text-form attributes, in field order.
-    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
-        vec![
-            ("axis", AttrValue::usize(self.axis)),
-            ("sizes", AttrValue::usizes(&self.sizes)),
-        ]
-    }
-}
+// Text form of the data-movement ops with attribute structs: their fields, in field order.
+attr_fields!(Reshape { shape, allow_zero });
+attr_fields!(Pad { pads, value });
+attr_fields!(Slice {
+    starts,
+    ends,
+    axes,
+    steps
+});
+attr_fields!(Split { axis, sizes });
 
 /// Rebuilds a data-movement op from its mnemonic and attributes; `None` for other mnemonics.
 pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, ParseError>> {
@@ -474,19 +422,9 @@ pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, Pars
         "flatten" => a.usize("axis").map(|axis| Op::Flatten { axis }),
         "concat" => a.usize("axis").map(|axis| Op::Concat { axis }),
         "gather" => a.usize("axis").map(|axis| Op::Gather { axis }),
-        "reshape" => (|| {
-            Ok(Op::Reshape(Reshape {
-                shape: a.i64s("shape")?,
-                allow_zero: a.bool("allow_zero")?,
-            }))
-        })(),
+        "reshape" => Reshape::from_attrs(a).map(Op::Reshape),
         "transpose" => a.usizes("perm").map(|perm| Op::Transpose { perm }),
-        "pad" => (|| {
-            Ok(Op::Pad(Pad {
-                pads: a.i64s("pads")?,
-                value: a.f64("value")?,
-            }))
-        })(),
+        "pad" => Pad::from_attrs(a).map(Op::Pad),
         "squeeze" => a.usizes("axes").map(|axes| Op::Squeeze { axes }),
         "unsqueeze" => a.usizes("axes").map(|axes| Op::Unsqueeze { axes }),
         "identity" => Ok(Op::Identity),
@@ -496,20 +434,8 @@ pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, Pars
                 end: a.usize("end")?,
             })
         })(),
-        "slice" => (|| {
-            Ok(Op::Slice(Slice {
-                starts: a.i64s("starts")?,
-                ends: a.i64s("ends")?,
-                axes: a.usizes("axes")?,
-                steps: a.i64s("steps")?,
-            }))
-        })(),
-        "split" => (|| {
-            Ok(Op::Split(Split {
-                axis: a.usize("axis")?,
-                sizes: a.usizes("sizes")?,
-            }))
-        })(),
+        "slice" => Slice::from_attrs(a).map(Op::Slice),
+        "split" => Split::from_attrs(a).map(Op::Split),
         "cast" => a.dtype("to").map(|to| Op::Cast { to }),
         _ => return None,
     })
@@ -525,7 +451,7 @@ impl PartialEq for Pad {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::check::run;
+    use crate::ops::check::{assert_infers, assert_rejects};
     use crate::Op;
 
     fn reshape(shape: &[i64], allow_zero: bool) -> Op {
@@ -538,193 +464,127 @@ mod tests {
     #[test]
     fn flatten() {
         let f = |axis| Op::Flatten { axis };
-        assert_eq!(run(&f(1), &["f32[N,64,7,7]"]).unwrap(), ["f32[N,3136]"]);
-        assert_eq!(run(&f(2), &["f32[2,3,4,5]"]).unwrap(), ["f32[6,20]"]);
-        assert_eq!(run(&f(0), &["f32[2,3]"]).unwrap(), ["f32[1,6]"]);
-        assert_eq!(run(&f(2), &["f32[2,3]"]).unwrap(), ["f32[6,1]"]);
-        assert_eq!(run(&f(2), &["f32[N,1,5]"]).unwrap(), ["f32[N,5]"]);
-        assert!(matches!(
-            run(&f(0), &["f32[N,3]"]),
-            Err(InferError::Batch(_))
-        ));
-        assert!(matches!(
-            run(&f(2), &["f32[N,3,4]"]),
-            Err(InferError::Batch(_))
-        ));
-        assert!(matches!(
-            run(&f(3), &["f32[2,3]"]),
-            Err(InferError::Axis { .. })
-        ));
+        assert_infers(&[
+            (&f(1), &["f32[N,64,7,7]"], &["f32[N,3136]"]),
+            (&f(2), &["f32[2,3,4,5]"], &["f32[6,20]"]),
+            (&f(0), &["f32[2,3]"], &["f32[1,6]"]),
+            (&f(2), &["f32[2,3]"], &["f32[6,1]"]),
+            (&f(2), &["f32[N,1,5]"], &["f32[N,5]"]),
+        ]);
+        assert_rejects!({
+            &f(0), ["f32[N,3]"] => InferError::Batch(_),
+            &f(2), ["f32[N,3,4]"] => InferError::Batch(_),
+            &f(3), ["f32[2,3]"] => InferError::Axis { .. },
+        });
     }
 
     #[test]
     fn reshape_static() {
-        assert_eq!(
-            run(&reshape(&[3, -1], false), &["f32[2,3,4]"]).unwrap(),
-            ["f32[3,8]"]
-        );
-        assert_eq!(
-            run(&reshape(&[0, 0, -1], false), &["f32[2,3,4]"]).unwrap(),
-            ["f32[2,3,4]"]
-        );
-        assert_eq!(
-            run(&reshape(&[0, 4], true), &["f32[0,3]"]).unwrap(),
-            ["f32[0,4]"]
-        );
-        assert_eq!(run(&reshape(&[], false), &["f32[1,1]"]).unwrap(), ["f32[]"]);
-        assert!(matches!(
-            run(&reshape(&[5, -1], false), &["f32[2,3]"]),
-            Err(InferError::ShapeMismatch { .. })
-        ));
-        assert!(matches!(
-            run(&reshape(&[7], false), &["f32[2,3]"]),
-            Err(InferError::ShapeMismatch { .. })
-        ));
-        assert!(matches!(
-            run(&reshape(&[-1, -1], false), &["f32[2,3]"]),
-            Err(InferError::Attribute { .. })
-        ));
-        assert!(matches!(
-            run(&reshape(&[-2, 3], false), &["f32[2,3]"]),
-            Err(InferError::Attribute { .. })
-        ));
-        assert!(matches!(
-            run(&reshape(&[0, 0, 0], false), &["f32[6]"]),
-            Err(InferError::Attribute { .. })
-        ));
-        assert!(matches!(
-            run(&reshape(&[0, -1], true), &["f32[0,3]"]),
-            Err(InferError::Attribute { .. })
-        ));
+        assert_infers(&[
+            (&reshape(&[3, -1], false), &["f32[2,3,4]"], &["f32[3,8]"]),
+            (
+                &reshape(&[0, 0, -1], false),
+                &["f32[2,3,4]"],
+                &["f32[2,3,4]"],
+            ),
+            (&reshape(&[0, 4], true), &["f32[0,3]"], &["f32[0,4]"]),
+            (&reshape(&[], false), &["f32[1,1]"], &["f32[]"]),
+        ]);
+        assert_rejects!({
+            &reshape(&[5, -1], false), ["f32[2,3]"] => InferError::ShapeMismatch { .. },
+            &reshape(&[7], false), ["f32[2,3]"] => InferError::ShapeMismatch { .. },
+            &reshape(&[-1, -1], false), ["f32[2,3]"] => InferError::Attribute { .. },
+            &reshape(&[-2, 3], false), ["f32[2,3]"] => InferError::Attribute { .. },
+            &reshape(&[0, 0, 0], false), ["f32[6]"] => InferError::Attribute { .. },
+            &reshape(&[0, -1], true), ["f32[0,3]"] => InferError::Attribute { .. },
+        });
     }
 
     #[test]
     fn reshape_batch() {
-        assert_eq!(
-            run(&reshape(&[0, -1], false), &["f32[N,64,7,7]"]).unwrap(),
-            ["f32[N,3136]"]
-        );
-        assert_eq!(
-            run(&reshape(&[-1, 3136], false), &["f32[N,64,7,7]"]).unwrap(),
-            ["f32[N,3136]"]
-        );
-        assert_eq!(
-            run(&reshape(&[0, 8, 8], false), &["f32[N,64]"]).unwrap(),
-            ["f32[N,8,8]"]
-        );
-        assert_eq!(
-            run(&reshape(&[0, 2, -1], false), &["f32[N,64]"]).unwrap(),
-            ["f32[N,2,32]"]
-        );
-        // -1 takes the batch dimension wherever it sits.
-        assert_eq!(
-            run(&reshape(&[4, -1], false), &["f32[N,4]"]).unwrap(),
-            ["f32[4,N]"]
-        );
-        assert!(matches!(
-            run(&reshape(&[-1], false), &["f32[N,3]"]),
-            Err(InferError::Batch(_))
-        ));
-        assert!(matches!(
-            run(&reshape(&[2, 3], false), &["f32[N,3]"]),
-            Err(InferError::Batch(_))
-        ));
-        assert!(matches!(
-            run(&reshape(&[0, 5], false), &["f32[N,3]"]),
-            Err(InferError::ShapeMismatch { .. })
-        ));
+        assert_infers(&[
+            (
+                &reshape(&[0, -1], false),
+                &["f32[N,64,7,7]"],
+                &["f32[N,3136]"],
+            ),
+            (
+                &reshape(&[-1, 3136], false),
+                &["f32[N,64,7,7]"],
+                &["f32[N,3136]"],
+            ),
+            (&reshape(&[0, 8, 8], false), &["f32[N,64]"], &["f32[N,8,8]"]),
+            (
+                &reshape(&[0, 2, -1], false),
+                &["f32[N,64]"],
+                &["f32[N,2,32]"],
+            ),
+            // -1 takes the batch dimension wherever it sits.
+            (&reshape(&[4, -1], false), &["f32[N,4]"], &["f32[4,N]"]),
+        ]);
+        assert_rejects!({
+            &reshape(&[-1], false), ["f32[N,3]"] => InferError::Batch(_),
+            &reshape(&[2, 3], false), ["f32[N,3]"] => InferError::Batch(_),
+            &reshape(&[0, 5], false), ["f32[N,3]"] => InferError::ShapeMismatch { .. },
+        });
     }
 
     #[test]
     fn transpose_concat_pad() {
-        let t = Op::Transpose {
-            perm: vec![0, 2, 3, 1],
+        let t = |perm: &[usize]| Op::Transpose {
+            perm: perm.to_vec(),
         };
-        assert_eq!(run(&t, &["f32[N,3,4,5]"]).unwrap(), ["f32[N,4,5,3]"]);
-        let bad = Op::Transpose {
-            perm: vec![0, 0, 1, 2],
-        };
-        assert!(matches!(
-            run(&bad, &["f32[N,3,4,5]"]),
-            Err(InferError::Attribute { .. })
-        ));
         let c = Op::Concat { axis: 1 };
-        assert_eq!(
-            run(&c, &["f32[N,3,4]", "f32[N,5,4]", "f32[N,1,4]"]).unwrap(),
-            ["f32[N,9,4]"]
-        );
-        assert!(matches!(
-            run(&c, &["f32[N,3,4]", "f32[N,5,3]"]),
-            Err(InferError::ShapeMismatch { input: 1, .. })
-        ));
-        assert!(matches!(
-            run(&Op::Concat { axis: 0 }, &["f32[N,3]", "f32[N,3]"]),
-            Err(InferError::Batch(_))
-        ));
-        assert!(matches!(
-            run(&c, &["f32[2,3]", "i64[2,3]"]),
-            Err(InferError::DType { input: 1, .. })
-        ));
-        let p = Op::Pad(Pad {
-            pads: vec![0, 1, -1, 0, 2, -1],
-            value: 0.0,
+        let pad = |pads: &[i64]| {
+            Op::Pad(Pad {
+                pads: pads.to_vec(),
+                value: 0.0,
+            })
+        };
+        assert_infers(&[
+            (&t(&[0, 2, 3, 1]), &["f32[N,3,4,5]"], &["f32[N,4,5,3]"]),
+            (
+                &c,
+                &["f32[N,3,4]", "f32[N,5,4]", "f32[N,1,4]"],
+                &["f32[N,9,4]"],
+            ),
+            (
+                &pad(&[0, 1, -1, 0, 2, -1]),
+                &["f32[N,3,4]"],
+                &["f32[N,6,2]"],
+            ),
+        ]);
+        assert_rejects!({
+            &t(&[0, 0, 1, 2]), ["f32[N,3,4,5]"] => InferError::Attribute { .. },
+            &c, ["f32[N,3,4]", "f32[N,5,3]"] => InferError::ShapeMismatch { input: 1, .. },
+            &Op::Concat { axis: 0 }, ["f32[N,3]", "f32[N,3]"] => InferError::Batch(_),
+            &c, ["f32[2,3]", "i64[2,3]"] => InferError::DType { input: 1, .. },
+            &pad(&[1, 0, 0, 0]), ["f32[N,3]"] => InferError::Batch(_),
+            &pad(&[0, -5, 0, 0]), ["f32[2,3]"] => InferError::Attribute { attr: "pads", .. },
         });
-        assert_eq!(run(&p, &["f32[N,3,4]"]).unwrap(), ["f32[N,6,2]"]);
-        let p = Op::Pad(Pad {
-            pads: vec![1, 0, 0, 0],
-            value: 0.0,
-        });
-        assert!(matches!(run(&p, &["f32[N,3]"]), Err(InferError::Batch(_))));
-        let p = Op::Pad(Pad {
-            pads: vec![0, -5, 0, 0],
-            value: 0.0,
-        });
-        assert!(matches!(
-            run(&p, &["f32[2,3]"]),
-            Err(InferError::Attribute { attr: "pads", .. })
-        ));
     }
 
     #[test]
     fn squeeze_unsqueeze_shape_gather() {
         let s = Op::Squeeze { axes: vec![1, 3] };
-        assert_eq!(run(&s, &["f32[N,1,4,1]"]).unwrap(), ["f32[N,4]"]);
-        assert!(matches!(
-            run(&s, &["f32[N,2,4,1]"]),
-            Err(InferError::ShapeMismatch { .. })
-        ));
-        assert!(matches!(
-            run(&Op::Squeeze { axes: vec![0] }, &["f32[N]"]),
-            Err(InferError::Batch(_))
-        ));
         let u = Op::Unsqueeze { axes: vec![0, 3] };
-        assert_eq!(run(&u, &["f32[3,4]"]).unwrap(), ["f32[1,3,4,1]"]);
-        assert!(matches!(
-            run(&Op::Unsqueeze { axes: vec![4] }, &["f32[3,4]"]),
-            Err(InferError::Axis { .. })
-        ));
-        assert_eq!(
-            run(&Op::Shape { start: 1, end: 4 }, &["f32[N,3,4,5]"]).unwrap(),
-            ["i64[3]"]
-        );
-        assert_eq!(
-            run(&Op::Shape { start: 3, end: 1 }, &["f32[N,3,4,5]"]).unwrap(),
-            ["i64[0]"]
-        );
-        assert!(matches!(
-            run(&Op::Shape { start: 0, end: 5 }, &["f32[3,4]"]),
-            Err(InferError::Axis { .. })
-        ));
+        let shape = |start, end| Op::Shape { start, end };
         let g = Op::Gather { axis: 1 };
-        assert_eq!(
-            run(&g, &["f32[N,10,4]", "i32[2,3]"]).unwrap(),
-            ["f32[N,2,3,4]"]
-        );
-        assert_eq!(run(&g, &["f32[N,10,4]", "u8[]"]).unwrap(), ["f32[N,4]"]);
-        assert!(matches!(
-            run(&g, &["f32[N,10]", "f32[2]"]),
-            Err(InferError::DType { input: 1, .. })
-        ));
+        assert_infers(&[
+            (&s, &["f32[N,1,4,1]"], &["f32[N,4]"]),
+            (&u, &["f32[3,4]"], &["f32[1,3,4,1]"]),
+            (&shape(1, 4), &["f32[N,3,4,5]"], &["i64[3]"]),
+            (&shape(3, 1), &["f32[N,3,4,5]"], &["i64[0]"]),
+            (&g, &["f32[N,10,4]", "i32[2,3]"], &["f32[N,2,3,4]"]),
+            (&g, &["f32[N,10,4]", "u8[]"], &["f32[N,4]"]),
+        ]);
+        assert_rejects!({
+            &s, ["f32[N,2,4,1]"] => InferError::ShapeMismatch { .. },
+            &Op::Squeeze { axes: vec![0] }, ["f32[N]"] => InferError::Batch(_),
+            &Op::Unsqueeze { axes: vec![4] }, ["f32[3,4]"] => InferError::Axis { .. },
+            &shape(0, 5), ["f32[3,4]"] => InferError::Axis { .. },
+            &g, ["f32[N,10]", "f32[2]"] => InferError::DType { input: 1, .. },
+        });
     }
 
     fn slice(starts: &[i64], ends: &[i64], axes: &[usize], steps: &[i64]) -> Op {
@@ -746,55 +606,47 @@ mod tests {
         assert_eq!(slice_len(10, 5, 5, 1), 0);
         assert_eq!(slice_len(10, 7, 2, 1), 0);
         assert_eq!(slice_len(0, 0, 5, 1), 0);
-        let s = slice(&[0, 1], &[i64::MAX, -1], &[0, 2], &[1, 2]);
-        assert_eq!(run(&s, &["f32[N,3,10]"]).unwrap(), ["f32[N,3,4]"]);
-        let s = slice(&[-1], &[i32::MIN as i64], &[0], &[-1]);
-        assert_eq!(run(&s, &["f32[N,3]"]).unwrap(), ["f32[N,3]"]);
-        let s = slice(&[1], &[i64::MAX], &[0], &[1]);
-        assert!(matches!(run(&s, &["f32[N,3]"]), Err(InferError::Batch(_))));
-        let s = slice(&[0], &[1], &[0], &[0]);
-        assert!(matches!(
-            run(&s, &["f32[4]"]),
-            Err(InferError::Attribute { attr: "steps", .. })
-        ));
-        let s = slice(&[0], &[1, 2], &[0], &[1]);
-        assert!(matches!(
-            run(&s, &["f32[4]"]),
-            Err(InferError::Attribute { attr: "ends", .. })
-        ));
+        assert_infers(&[
+            (
+                &slice(&[0, 1], &[i64::MAX, -1], &[0, 2], &[1, 2]),
+                &["f32[N,3,10]"],
+                &["f32[N,3,4]"],
+            ),
+            (
+                &slice(&[-1], &[i32::MIN as i64], &[0], &[-1]),
+                &["f32[N,3]"],
+                &["f32[N,3]"],
+            ),
+        ]);
+        assert_rejects!({
+            &slice(&[1], &[i64::MAX], &[0], &[1]), ["f32[N,3]"] => InferError::Batch(_),
+            &slice(&[0], &[1], &[0], &[0]), ["f32[4]"] => InferError::Attribute { attr: "steps", .. },
+            &slice(&[0], &[1, 2], &[0], &[1]), ["f32[4]"] => InferError::Attribute { attr: "ends", .. },
+        });
     }
 
     #[test]
     fn split() {
-        let s = Op::Split(Split {
-            axis: 1,
-            sizes: vec![2, 3, 1],
+        let split = |axis, sizes: &[usize]| {
+            Op::Split(Split {
+                axis,
+                sizes: sizes.to_vec(),
+            })
+        };
+        let s = split(1, &[2, 3, 1]);
+        assert_infers(&[(&s, &["f32[N,6]"], &["f32[N,2]", "f32[N,3]", "f32[N,1]"])]);
+        assert_rejects!({
+            &s, ["f32[N,7]"] => InferError::Attribute { attr: "sizes", .. },
+            &split(0, &[1, 1]), ["f32[N,7]"] => InferError::Batch(_),
         });
-        assert_eq!(
-            run(&s, &["f32[N,6]"]).unwrap(),
-            ["f32[N,2]", "f32[N,3]", "f32[N,1]"]
-        );
-        assert!(matches!(
-            run(&s, &["f32[N,7]"]),
-            Err(InferError::Attribute { attr: "sizes", .. })
-        ));
-        let s = Op::Split(Split {
-            axis: 0,
-            sizes: vec![1, 1],
-        });
-        assert!(matches!(run(&s, &["f32[N,7]"]), Err(InferError::Batch(_))));
     }
 
     #[test]
     fn cast_identity() {
-        assert_eq!(
-            run(&Op::Cast { to: DType::I8 }, &["f32[N,2]"]).unwrap(),
-            ["i8[N,2]"]
-        );
-        assert_eq!(run(&Op::Identity, &["bool[3]"]).unwrap(), ["bool[3]"]);
-        assert!(matches!(
-            run(&Op::Identity, &[]),
-            Err(InferError::Arity { .. })
-        ));
+        assert_infers(&[
+            (&Op::Cast { to: DType::I8 }, &["f32[N,2]"], &["i8[N,2]"]),
+            (&Op::Identity, &["bool[3]"], &["bool[3]"]),
+        ]);
+        assert_rejects!(&Op::Identity, { [] as [&str; 0] => InferError::Arity { .. } });
     }
 }

@@ -1,7 +1,8 @@
 //! Matrix products: Gemm and MatMul.
 
-use super::check;
-use crate::text::{AttrValue, Attrs, ParseError};
+use super::check::{self, Inferred};
+use crate::text::fields::attr_fields;
+use crate::text::{Attrs, ParseError};
 use crate::Op;
 use crate::{Dim, InferError, Shape, TensorType};
 
@@ -30,7 +31,7 @@ fn contract(k_a: Dim, k_b: Dim, b: &TensorType, input_b: usize) -> Result<(), In
 
 impl Gemm {
     /// `[M, K] · [K, N] → [M, N]` after the transposes; C must broadcast to `[M, N]`.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
         check::arity(
             inputs,
             (2 + self.has_c as usize, Some(2 + self.has_c as usize)),
@@ -63,7 +64,7 @@ impl Gemm {
 
 /// Numpy matmul: 1-D operands are promoted (a to `[1, K]`, b to `[K, 1]`) and the added
 /// dimension removed again; leading (batch) dimensions broadcast.
-pub fn infer_matmul(inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+pub fn infer_matmul(inputs: &[&TensorType]) -> Inferred {
     check::arity(inputs, (2, Some(2)))?;
     let (a, b) = (inputs[0], inputs[1]);
     check::numeric(0, a)?;
@@ -101,33 +102,19 @@ pub fn infer_matmul(inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferErro
     Ok(vec![TensorType::new(a.dtype, out)])
 }
 
-/// Text-form attributes of the matrix products, in field order.
-impl Gemm {
-    /// Text-form attributes, in field order.
-    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
-        vec![
-            ("alpha", AttrValue::f32(self.alpha)),
-            ("beta", AttrValue::f32(self.beta)),
-            ("trans_a", AttrValue::Bool(self.trans_a)),
-            ("trans_b", AttrValue::Bool(self.trans_b)),
-            ("has_c", AttrValue::Bool(self.has_c)),
-        ]
-    }
-}
+// Text form of Gemm: its attributes are its fields, in field order.
+attr_fields!(Gemm {
+    alpha,
+    beta,
+    trans_a,
+    trans_b,
+    has_c
+});
 
 /// Rebuilds a matrix product from its mnemonic and attributes; `None` for other mnemonics.
 pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, ParseError>> {
-    let gemm = |a: &mut Attrs| -> Result<Op, ParseError> {
-        Ok(Op::Gemm(Gemm {
-            alpha: a.f32("alpha")?,
-            beta: a.f32("beta")?,
-            trans_a: a.bool("trans_a")?,
-            trans_b: a.bool("trans_b")?,
-            has_c: a.bool("has_c")?,
-        }))
-    };
     match mnemonic {
-        "gemm" => Some(gemm(a)),
+        "gemm" => Some(Gemm::from_attrs(a).map(Op::Gemm)),
         "matmul" => Some(Ok(Op::MatMul)),
         _ => None,
     }
@@ -148,7 +135,7 @@ impl PartialEq for Gemm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::check::run;
+    use crate::ops::check::{assert_infers, assert_rejects};
     use crate::Op;
 
     fn gemm(ta: bool, tb: bool, c: bool) -> Op {
@@ -163,81 +150,43 @@ mod tests {
 
     #[test]
     fn gemm_shapes() {
-        assert_eq!(
-            run(
-                &gemm(false, true, true),
-                &["f32[N,784]", "f32[10,784]", "f32[10]"]
-            )
-            .unwrap(),
-            ["f32[N,10]"]
-        );
-        assert_eq!(
-            run(
-                &gemm(true, false, true),
-                &["f32[3,5]", "f32[3,4]", "f32[5,1]"]
-            )
-            .unwrap(),
-            ["f32[5,4]"]
-        );
-        assert_eq!(
-            run(
-                &gemm(false, false, true),
-                &["f32[2,3]", "f32[3,4]", "f32[]"]
-            )
-            .unwrap(),
-            ["f32[2,4]"]
-        );
-        assert!(matches!(
-            run(&gemm(false, false, false), &["f32[2,3]", "f32[4,4]"]),
-            Err(InferError::ShapeMismatch { input: 1, .. })
-        ));
-        assert!(matches!(
-            run(
-                &gemm(false, false, true),
-                &["f32[2,3]", "f32[3,4]", "f32[3,4]"]
+        let (bt, at) = (gemm(false, true, true), gemm(true, false, true));
+        let plain = gemm(false, false, true);
+        assert_infers(&[
+            (
+                &bt,
+                &["f32[N,784]", "f32[10,784]", "f32[10]"],
+                &["f32[N,10]"],
             ),
-            Err(InferError::ShapeMismatch { input: 2, .. })
-        ));
-        assert!(matches!(
-            run(&gemm(false, false, false), &["f32[2,3,1]", "f32[3,4]"]),
-            Err(InferError::Rank { input: 0, .. })
-        ));
-        assert!(matches!(
-            run(&gemm(false, false, false), &["f32[2,3]", "f64[3,4]"]),
-            Err(InferError::DType { input: 1, .. })
-        ));
+            (&at, &["f32[3,5]", "f32[3,4]", "f32[5,1]"], &["f32[5,4]"]),
+            (&plain, &["f32[2,3]", "f32[3,4]", "f32[]"], &["f32[2,4]"]),
+        ]);
+        assert_rejects!(&plain, {
+            ["f32[2,3]", "f32[3,4]", "f32[3,4]"] => InferError::ShapeMismatch { input: 2, .. },
+        });
+        assert_rejects!(&gemm(false, false, false), {
+            ["f32[2,3]", "f32[4,4]"] => InferError::ShapeMismatch { input: 1, .. },
+            ["f32[2,3,1]", "f32[3,4]"] => InferError::Rank { input: 0, .. },
+            ["f32[2,3]", "f64[3,4]"] => InferError::DType { input: 1, .. },
+        });
     }
 
     #[test]
     fn matmul_shapes() {
         let m = Op::MatMul;
-        assert_eq!(run(&m, &["f32[2,3]", "f32[3,4]"]).unwrap(), ["f32[2,4]"]);
-        assert_eq!(run(&m, &["f32[3]", "f32[3,4]"]).unwrap(), ["f32[4]"]);
-        assert_eq!(run(&m, &["f32[2,3]", "f32[3]"]).unwrap(), ["f32[2]"]);
-        assert_eq!(run(&m, &["f32[3]", "f32[3]"]).unwrap(), ["f32[]"]);
-        assert_eq!(
-            run(&m, &["f32[N,1,2,3]", "f32[5,3,4]"]).unwrap(),
-            ["f32[N,5,2,4]"]
-        );
-        assert_eq!(
-            run(&m, &["i32[N,7,3]", "i32[3,4]"]).unwrap(),
-            ["i32[N,7,4]"]
-        );
-        assert!(matches!(
-            run(&m, &["f32[2,3]", "f32[4,4]"]),
-            Err(InferError::ShapeMismatch { .. })
-        ));
-        assert!(matches!(
-            run(&m, &["f32[2,2,3]", "f32[5,3,4]"]),
-            Err(InferError::Broadcast { .. })
-        ));
-        assert!(matches!(
-            run(&m, &["f32[]", "f32[3]"]),
-            Err(InferError::Rank { .. })
-        ));
-        assert!(matches!(
-            run(&m, &["bool[2,2]", "bool[2,2]"]),
-            Err(InferError::DType { .. })
-        ));
+        assert_infers(&[
+            (&m, &["f32[2,3]", "f32[3,4]"], &["f32[2,4]"]),
+            (&m, &["f32[3]", "f32[3,4]"], &["f32[4]"]),
+            (&m, &["f32[2,3]", "f32[3]"], &["f32[2]"]),
+            (&m, &["f32[3]", "f32[3]"], &["f32[]"]),
+            (&m, &["f32[N,1,2,3]", "f32[5,3,4]"], &["f32[N,5,2,4]"]),
+            (&m, &["i32[N,7,3]", "i32[3,4]"], &["i32[N,7,4]"]),
+        ]);
+        assert_rejects!(&m, {
+            ["f32[2,3]", "f32[4,4]"] => InferError::ShapeMismatch { .. },
+            ["f32[2,2,3]", "f32[5,3,4]"] => InferError::Broadcast { .. },
+            ["f32[]", "f32[3]"] => InferError::Rank { .. },
+            ["bool[2,2]", "bool[2,2]"] => InferError::DType { .. },
+        });
     }
 }

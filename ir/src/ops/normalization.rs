@@ -1,7 +1,8 @@
 //! Normalisation ops: inference-mode BatchNormalization and Softmax.
 
-use super::check;
-use crate::text::{AttrValue, Attrs, ParseError};
+use super::check::{self, Inferred};
+use crate::text::fields::attr_fields;
+use crate::text::{Attrs, ParseError};
 use crate::Op;
 use crate::{InferError, Shape, TensorType};
 
@@ -23,7 +24,7 @@ pub struct Softmax {
 
 impl BatchNorm {
     /// `x [N, C, …]` with four `[C]` parameter vectors of x's element type; shape-preserving.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
         check::arity(inputs, (5, Some(5)))?;
         let x = inputs[0];
         check::float(0, x)?;
@@ -45,46 +46,23 @@ impl BatchNorm {
 
 impl Softmax {
     /// Shape-preserving; `axis` must index the input.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
-        check::arity(inputs, (1, Some(1)))?;
-        let x = inputs[0];
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
+        let x = check::sole(inputs)?;
         check::float(0, x)?;
         check::axis("axis", self.axis, x.rank())?;
         Ok(vec![x.clone()])
     }
 }
 
-/// Text-form attributes of the normalisation ops, in field order.
-impl BatchNorm {
-    /// Text-form attributes, in field order.
-    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
-        vec![("epsilon", AttrValue::f32(self.epsilon))]
-    }
-}
-
-impl Softmax {
-    /// Text-form attributes, in field order.
-    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
-        vec![
-            ("axis", AttrValue::usize(self.axis)),
-            ("coerce_2d", AttrValue::Bool(self.coerce_2d)),
-        ]
-    }
-}
+// Text form of the normalisation ops: their attributes are their fields, in field order.
+attr_fields!(BatchNorm { epsilon });
+attr_fields!(Softmax { axis, coerce_2d });
 
 /// Rebuilds a normalisation op from its mnemonic and attributes; `None` for other mnemonics.
 pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, ParseError>> {
     match mnemonic {
-        "batch_norm" => Some(
-            a.f32("epsilon")
-                .map(|epsilon| Op::BatchNorm(BatchNorm { epsilon })),
-        ),
-        "softmax" => Some((|| {
-            Ok(Op::Softmax(Softmax {
-                axis: a.usize("axis")?,
-                coerce_2d: a.bool("coerce_2d")?,
-            }))
-        })()),
+        "batch_norm" => Some(BatchNorm::from_attrs(a).map(Op::BatchNorm)),
+        "softmax" => Some(Softmax::from_attrs(a).map(Op::Softmax)),
         _ => None,
     }
 }

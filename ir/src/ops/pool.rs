@@ -1,8 +1,9 @@
 //! Pooling ops: windowed max/average and global pooling.
 
-use super::check;
+use super::check::{self, Inferred};
 use super::conv::{check_window_attrs, effective_kernel, spatial_dims};
-use crate::text::{AttrValue, Attrs, ParseError};
+use crate::text::fields::attr_fields;
+use crate::text::{Attrs, ParseError};
 use crate::Op;
 use crate::{DType, Dim, InferError, Shape, TensorType};
 
@@ -32,13 +33,8 @@ impl Pool {
     /// padding (`(out - 1)·s >= in + pb`), so every window sees at least one real element.
     ///
     /// `is_max` admits int8/uint8 inputs, as ONNX MaxPool does.
-    pub fn infer(
-        &self,
-        inputs: &[&TensorType],
-        is_max: bool,
-    ) -> Result<Vec<TensorType>, InferError> {
-        check::arity(inputs, (1, Some(1)))?;
-        let x = inputs[0];
+    pub fn infer(&self, inputs: &[&TensorType], is_max: bool) -> Inferred {
+        let x = check::sole(inputs)?;
         if !(is_max && matches!(x.dtype, DType::I8 | DType::U8)) {
             check::float(0, x)?;
         }
@@ -84,9 +80,8 @@ impl Pool {
 
 impl GlobalPoolKind {
     /// `[N, C, spatial…]` → `[N, C, 1, …]`.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
-        check::arity(inputs, (1, Some(1)))?;
-        let x = inputs[0];
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
+        let x = check::sole(inputs)?;
         check::float(0, x)?;
         check::rank_at_least(0, x, 3)?;
         for (i, &d) in x.shape.0[2..].iter().enumerate() {
@@ -98,31 +93,15 @@ impl GlobalPoolKind {
     }
 }
 
-impl Pool {
-    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
-        vec![
-            ("kernel", AttrValue::usizes(&self.kernel)),
-            ("strides", AttrValue::usizes(&self.strides)),
-            ("pads", AttrValue::usizes(&self.pads)),
-            ("dilations", AttrValue::usizes(&self.dilations)),
-            ("ceil_mode", AttrValue::Bool(self.ceil_mode)),
-            ("count_include_pad", AttrValue::Bool(self.count_include_pad)),
-        ]
-    }
-
-    fn from_attrs(a: &mut Attrs) -> Result<Pool, ParseError> {
-        Ok(Pool {
-            kernel: a.usizes("kernel")?,
-            strides: a.usizes("strides")?,
-            pads: a.usizes("pads")?,
-            dilations: a.usizes("dilations")?,
-            ceil_mode: a.bool("ceil_mode")?,
-            count_include_pad: a.bool("count_include_pad")?,
-        })
-    }
-}
-
-/// Text-form attributes of the pooling ops, in field order.
+// Text form of the windowed pools: their attributes are their fields, in field order.
+attr_fields!(Pool {
+    kernel,
+    strides,
+    pads,
+    dilations,
+    ceil_mode,
+    count_include_pad
+});
 
 /// Rebuilds a pooling op from its mnemonic and attributes; `None` for other mnemonics.
 pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, ParseError>> {

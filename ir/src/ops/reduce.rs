@@ -1,7 +1,8 @@
 //! Reductions.
 
-use super::check;
-use crate::text::{AttrValue, Attrs, ParseError};
+use super::check::{self, Inferred};
+use crate::text::fields::attr_fields;
+use crate::text::{Attrs, ParseError};
 use crate::Op;
 use crate::{Dim, InferError, Shape, TensorType};
 
@@ -16,9 +17,8 @@ pub struct ReduceMean {
 impl ReduceMean {
     /// Reduced axes become 1 (`keep_dims`) or disappear. Reducing over the batch axis is
     /// fine: the result no longer depends on the batch size.
-    pub fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, InferError> {
-        check::arity(inputs, (1, Some(1)))?;
-        let x = inputs[0];
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
+        let x = check::sole(inputs)?;
         check::numeric(0, x)?;
         if self.axes.is_empty() {
             return Err(InferError::Attribute {
@@ -41,26 +41,13 @@ impl ReduceMean {
     }
 }
 
-/// Text-form attributes of the reductions, in field order.
-impl ReduceMean {
-    /// Text-form attributes, in field order.
-    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, AttrValue)> {
-        vec![
-            ("axes", AttrValue::usizes(&self.axes)),
-            ("keep_dims", AttrValue::Bool(self.keep_dims)),
-        ]
-    }
-}
+// Text form of ReduceMean: its attributes are its fields, in field order.
+attr_fields!(ReduceMean { axes, keep_dims });
 
 /// Rebuilds a reduction from its mnemonic and attributes; `None` for other mnemonics.
 pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, ParseError>> {
     match mnemonic {
-        "reduce_mean" => Some((|| {
-            Ok(Op::ReduceMean(ReduceMean {
-                axes: a.usizes("axes")?,
-                keep_dims: a.bool("keep_dims")?,
-            }))
-        })()),
+        "reduce_mean" => Some(ReduceMean::from_attrs(a).map(Op::ReduceMean)),
         _ => None,
     }
 }

@@ -2,19 +2,8 @@
 
 use super::*;
 
-/// Deterministic xorshift64* so the property tests are reproducible without a dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn f32(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-}
+// The tests' shared seeded generator, so the property tests reproduce.
+use strata_test_support::rng::XorShift;
 
 const COLS: [usize; 6] = [1, 63, 64, 65, 128, 200];
 
@@ -47,11 +36,11 @@ fn quantize_known_values() {
 
 #[test]
 fn prefix_property_random() {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = XorShift::seeded(0x9e37_79b9_7f4a_7c15);
     for bits in 2..=8u8 {
         for &cols in &COLS {
             let rows = 3;
-            let w: Vec<f32> = (0..rows * cols).map(|_| rng.f32() * 3.0).collect();
+            let w: Vec<f32> = (0..rows * cols).map(|_| rng.unit() * 3.0).collect();
             let (q, _) = quantize_rows(&w, rows, cols, bits).unwrap();
             let planes = pack_planes(&q, rows, cols, bits).unwrap();
             assert_eq!(planes.len(), bits as usize * rows * row_bytes(cols));
@@ -96,7 +85,7 @@ fn prefix_property_all_codes() {
 
 #[test]
 fn padding_bits_are_zero() {
-    let mut rng = Rng(42);
+    let mut rng = XorShift::seeded(42);
     for &cols in &COLS {
         let rows = 2;
         // All -1 codes set every bit of every plane: the padding must still be zero.
@@ -113,7 +102,7 @@ fn padding_bits_are_zero() {
                 }
             }
         }
-        let w: Vec<f32> = (0..rows * cols).map(|_| rng.f32()).collect();
+        let w: Vec<f32> = (0..rows * cols).map(|_| rng.unit()).collect();
         let (q, _) = quantize_rows(&w, rows, cols, 5).unwrap();
         let planes = pack_planes(&q, rows, cols, 5).unwrap();
         for p in 0..5 {
@@ -261,8 +250,8 @@ fn codes_with_given_scales() {
         Ok(vec![1, -1, 7, -8, 1, -2, 0, 0])
     );
     // The same codes quantize_rows computes from its own scales.
-    let mut rng = Rng(7);
-    let w: Vec<f32> = (0..3 * 70).map(|_| rng.f32()).collect();
+    let mut rng = XorShift::seeded(7);
+    let w: Vec<f32> = (0..3 * 70).map(|_| rng.unit()).collect();
     let (q, s) = quantize_rows(&w, 3, 70, 6).unwrap();
     assert_eq!(quantize_with_scales(&w, &s, 70, 6), Ok(q));
     assert!(matches!(

@@ -32,6 +32,7 @@
 //!
 //! [`Graph::topo_order`]: crate::Graph::topo_order
 
+pub(crate) mod fields;
 mod parser;
 mod printer;
 
@@ -292,31 +293,26 @@ impl Attrs {
 
 /// f32 in its shortest exact spelling; NaNs other than the canonical one as raw bits.
 pub(crate) fn fmt_f32(v: f32) -> String {
-    if v.is_nan() {
-        if v.to_bits() == f32::NAN.to_bits() {
-            "nan".into()
-        } else {
-            format!("0x{:08x}", v.to_bits())
-        }
-    } else if v.is_infinite() {
-        if v > 0.0 { "inf" } else { "-inf" }.into()
-    } else {
-        format!("{v:?}")
-    }
+    let nan = v
+        .is_nan()
+        .then(|| (v.to_bits().into(), f32::NAN.to_bits().into(), 8));
+    fmt_float(format!("{v:?}"), nan)
 }
 
 /// f64 counterpart of [`fmt_f32`].
 pub(crate) fn fmt_f64(v: f64) -> String {
-    if v.is_nan() {
-        if v.to_bits() == f64::NAN.to_bits() {
-            "nan".into()
-        } else {
-            format!("0x{:016x}", v.to_bits())
-        }
-    } else if v.is_infinite() {
-        if v > 0.0 { "inf" } else { "-inf" }.into()
-    } else {
-        format!("{v:?}")
+    let nan = v.is_nan().then(|| (v.to_bits(), f64::NAN.to_bits(), 16));
+    fmt_float(format!("{v:?}"), nan)
+}
+
+/// The spelling [`fmt_f32`] and [`fmt_f64`] share. `debug` is the value's `{:?}`: shortest
+/// exact for finite values, `inf` / `-inf` for infinities. A NaN comes as `(bits, canonical
+/// NaN bits, hex digits)`: `nan` when canonical, else its raw bits.
+fn fmt_float(debug: String, nan: Option<(u64, u64, usize)>) -> String {
+    match nan {
+        None => debug,
+        Some((bits, canonical, _)) if bits == canonical => "nan".into(),
+        Some((bits, _, digits)) => format!("0x{bits:0digits$x}"),
     }
 }
 

@@ -88,15 +88,7 @@ pub enum ParseErrorKind {
 /// written; run [`crate::verify`] to check them).
 /// `extern` constants are rejected: their data lives outside the text (see [`parse_with`]).
 pub fn parse(text: &str) -> Result<Graph, ParseError> {
-    let tokens = lex(text)?;
-    Parser {
-        tokens,
-        at: 0,
-        values: HashMap::new(),
-        resolver: None,
-        allow_prefix: false,
-    }
-    .graph()
+    parse_graph(text, None, false)
 }
 
 /// Parses text whose constants may be `extern` (printed with
@@ -106,15 +98,7 @@ pub fn parse(text: &str) -> Result<Graph, ParseError> {
 /// A resolver that returns `None`, or a tensor of another type, is a typed error naming the
 /// constant.
 pub fn parse_with(text: &str, resolver: &mut ExternResolver<'_>) -> Result<Graph, ParseError> {
-    let tokens = lex(text)?;
-    Parser {
-        tokens,
-        at: 0,
-        values: HashMap::new(),
-        resolver: Some(resolver),
-        allow_prefix: false,
-    }
-    .graph()
+    parse_graph(text, Some(resolver), false)
 }
 
 /// [`parse_with`] for the container reader: a supplied tensor may have fewer entries along
@@ -123,13 +107,22 @@ pub(crate) fn parse_with_prefix(
     text: &str,
     resolver: &mut ExternResolver<'_>,
 ) -> Result<Graph, ParseError> {
-    let tokens = lex(text)?;
+    parse_graph(text, Some(resolver), true)
+}
+
+/// Lexes and parses one graph; the entry points differ only in how `extern` constants are
+/// treated (rejected without a resolver; `allow_prefix` for truncated plane tensors).
+fn parse_graph<'r>(
+    text: &str,
+    resolver: Option<&'r mut ExternResolver<'r>>,
+    allow_prefix: bool,
+) -> Result<Graph, ParseError> {
     Parser {
-        tokens,
+        tokens: lex(text)?,
         at: 0,
         values: HashMap::new(),
-        resolver: Some(resolver),
-        allow_prefix: true,
+        resolver,
+        allow_prefix,
     }
     .graph()
 }
