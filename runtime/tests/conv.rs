@@ -236,14 +236,8 @@ fn conv_matches_naive_across_configurations() {
 fn conv_f64_matches_f32() {
     let x = rand_tensor(&[2, 2, 5, 5], 1);
     let w = rand_tensor(&[3, 2, 3, 3], 2);
-    let c = Op::Conv(conv_attrs(
-        &[3, 3],
-        &[1, 1],
-        &[1, 1, 1, 1],
-        &[1, 1],
-        1,
-        false,
-    ));
+    let c = conv_attrs(&[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 1, false);
+    let c = Op::Conv(c);
     let y32 = eval1(&c, &[&x, &w]);
     let to64 = |t: &Tensor| {
         f64t(

@@ -32,12 +32,8 @@ pub fn small_cnn() -> Graph {
     let r3 = op(&mut g, "relu3", relu.clone(), &[m]);
     let w4 = weight(&mut g, "w4", &[10, 16], 6);
     let c4 = g.add_constant("c4", Tensor::from_f32(vec![10], values(10, 7)).unwrap());
-    let y = op(
-        &mut g,
-        "fc",
-        gemm(1.0, 0.5, false, true, true),
-        &[r3, w4, c4],
-    );
+    let fc = gemm(1.0, 0.5, false, true, true);
+    let y = op(&mut g, "fc", fc, &[r3, w4, c4]);
     g.set_outputs(vec![y]);
     strata_ir::verify(&g).unwrap();
     g
