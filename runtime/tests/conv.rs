@@ -147,15 +147,6 @@ fn naive_conv_transpose(
     (shape, out)
 }
 
-/// The attribute an op's evaluation refuses (any other outcome fails the test).
-#[track_caller]
-fn bad_attr(op: &Op, inputs: &[&Tensor]) -> &'static str {
-    match eval_err(op, inputs) {
-        RuntimeError::Attribute { attr, .. } => attr,
-        e => panic!("expected an attribute error, got {e:?}"),
-    }
-}
-
 /// Seeded `x` and `w` of `shapes` (seeds `seed`, `seed + 10`) and, with `bias_len`, a bias
 /// (seed `seed + 20`): `op` on them must match the `naive` reference.
 fn matches_naive(

@@ -59,3 +59,13 @@ pub fn eval_err(op: &strata_ir::Op, inputs: &[&Tensor]) -> strata_runtime::Runti
         Err(e) => e,
     }
 }
+
+/// The attribute an op's evaluation refuses (any other outcome fails the test).
+#[cfg(feature = "runtime")]
+#[track_caller]
+pub fn bad_attr(op: &strata_ir::Op, inputs: &[&Tensor]) -> &'static str {
+    match eval_err(op, inputs) {
+        strata_runtime::RuntimeError::Attribute { attr, .. } => attr,
+        e => panic!("expected an attribute error, got {e:?}"),
+    }
+}
