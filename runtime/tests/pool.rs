@@ -18,17 +18,6 @@ fn ramp(shape: &[usize]) -> Tensor {
     f32t(shape, &(1..=n).map(|v| v as f32).collect::<Vec<_>>())
 }
 
-/// A hand-computed case: the pool, its input, the expected shape and values.
-type Case<'a> = (Op, &'a Tensor, &'a [usize], &'a [f32]);
-
-/// Every case within `tol` (see [`assert_close`]).
-#[track_caller]
-fn expect_all(tol: f32, cases: &[Case]) {
-    for (op, x, shape, want) in cases {
-        assert_close(&eval1(op, &[x]), shape, want, tol);
-    }
-}
-
 #[test]
 fn max_pool_2d_basic_and_ceil() {
     let x = ramp(&[1, 1, 4, 4]);

@@ -19,7 +19,7 @@ pub use rng::{rand_tensor, values, XorShift};
 pub use tensors::{assert_close, f32t, f64t, i64t, rows, tensor};
 
 #[cfg(feature = "runtime")]
-pub use tensors::{bad_attr, eval1, eval_err};
+pub use tensors::{bad_attr, eval1, eval_err, expect_all, Case};
 
 use std::path::PathBuf;
 
