@@ -3,9 +3,9 @@
 //! IR keeps them as static attributes.
 
 use strata_ir::ops::{Pad, Reshape, Slice, Split};
-use strata_ir::{Dim, Op, ValueRef};
+use strata_ir::{Dim, Op};
 
-use super::{arity, ints_attr_or_input, present, single, OnnxOp};
+use super::{arity, ints_attr_or_input, present, single, Ins, OnnxOp, Outs};
 use crate::attrs::NodeCtx;
 use crate::import::{input_name, Importer};
 use crate::sym::SymInt;
@@ -25,11 +25,7 @@ pub(super) const OPS: &[OnnxOp] = &[
     OnnxOp::new("Split", 1, 18, split),
 ];
 
-fn flatten(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn flatten(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     arity(ctx, ins, 1, 1)?;
     let x = imp.req(ctx, ins, 0)?;
     let rank = imp.ty(x)?.rank();
@@ -37,11 +33,7 @@ fn flatten(
     single(imp, ctx, Op::Flatten { axis }, &[x])
 }
 
-fn reshape(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn reshape(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     arity(ctx, ins, 2, 2)?;
     let x = imp.req(ctx, ins, 0)?;
     let x_ty = imp.ty(x)?;
@@ -90,11 +82,7 @@ fn reshape(
     single(imp, ctx, Op::Reshape(Reshape { shape, allow_zero }), &[x])
 }
 
-fn transpose(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn transpose(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     arity(ctx, ins, 1, 1)?;
     let x = imp.req(ctx, ins, 0)?;
     let rank = imp.ty(x)?.rank();
@@ -122,11 +110,7 @@ fn transpose(
     single(imp, ctx, Op::Transpose { perm }, &[x])
 }
 
-fn concat(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn concat(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     if ins.is_empty() || ins.iter().any(|v| v.is_none()) {
         return Err(ctx.input_count("needs at least one input and no empty input names"));
     }
@@ -137,11 +121,7 @@ fn concat(
     single(imp, ctx, Op::Concat { axis }, &inputs)
 }
 
-fn pad(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn pad(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     match ctx.string("mode")?.as_deref() {
         None | Some("constant") => {}
         Some(other) => return Err(ctx.unsupported_value("mode", format!("`{other}`"))),
@@ -195,11 +175,7 @@ fn pad(
     single(imp, ctx, Op::Pad(Pad { pads: full, value }), &[x])
 }
 
-fn squeeze(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn squeeze(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     let axes = ints_attr_or_input(imp, ctx, ins, "axes", 13)?;
     let x = imp.req(ctx, ins, 0)?;
     let ty = imp.ty(x)?;
@@ -218,11 +194,7 @@ fn squeeze(
     single(imp, ctx, Op::Squeeze { axes }, &[x])
 }
 
-fn unsqueeze(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn unsqueeze(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     let axes = if ctx.opset < 13 {
         arity(ctx, ins, 1, 1)?;
         ctx.required("axes", ctx.ints("axes")?)?
@@ -237,11 +209,7 @@ fn unsqueeze(
     single(imp, ctx, Op::Unsqueeze { axes }, &[x])
 }
 
-fn slice(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn slice(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     let (starts, ends, axes, steps) = if ctx.opset < 10 {
         arity(ctx, ins, 1, 1)?;
         (
@@ -310,11 +278,7 @@ fn slice(
     single(imp, ctx, op, &[x])
 }
 
-fn split(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn split(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     let split = ints_attr_or_input(imp, ctx, ins, "split", 13)?;
     let x = imp.req(ctx, ins, 0)?;
     let ty = imp.ty(x)?;
@@ -385,11 +349,7 @@ fn split(
     imp.emit(ctx, Op::Split(Split { axis, sizes }), &[x], names)
 }
 
-fn gather(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn gather(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     arity(ctx, ins, 2, 2)?;
     let rank = imp.ty(imp.req(ctx, ins, 0)?)?.rank();
     let axis = ctx.axis("axis", ctx.int_or("axis", 0)?, rank, false)?;
