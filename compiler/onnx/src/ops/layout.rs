@@ -25,6 +25,21 @@ pub(super) const OPS: &[OnnxOp] = &[
     OnnxOp::new("Split", 1, 18, split),
 ];
 
+/// The `axes` input of Pad and Slice, normalised but kept in order (their other lists pair
+/// with it), each axis at most once.
+fn ordered_axes(ctx: &NodeCtx, a: &[i64], rank: usize) -> Result<Vec<usize>, OnnxError> {
+    let mut seen = vec![false; rank];
+    let mut out = Vec::with_capacity(a.len());
+    for &ax in a {
+        let ax = ctx.axis("axes", ax, rank, false)?;
+        if std::mem::replace(&mut seen[ax], true) {
+            return Err(ctx.out_of_range("axes", format!("duplicate axes in {a:?}")));
+        }
+        out.push(ax);
+    }
+    Ok(out)
+}
+
 fn flatten(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     arity(ctx, ins, 1, 1)?;
     let x = imp.req(ctx, ins, 0)?;
@@ -141,18 +156,7 @@ fn pad(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
         (pads, value, imp.const_ints(ctx, ins, 3)?)
     };
     let axes = match axes {
-        Some(a) => {
-            let mut seen = vec![false; rank];
-            let mut out = Vec::with_capacity(a.len());
-            for &ax in &a {
-                let ax = ctx.axis("axes", ax, rank, false)?;
-                if std::mem::replace(&mut seen[ax], true) {
-                    return Err(ctx.out_of_range("axes", format!("duplicate axes in {a:?}")));
-                }
-                out.push(ax);
-            }
-            out
-        }
+        Some(a) => ordered_axes(ctx, &a, rank)?,
         None => (0..rank).collect(),
     };
     if pads.len() != 2 * axes.len() {
@@ -244,16 +248,7 @@ fn slice(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
                     ctx.out_of_range("axes", format!("has {} values, starts has {n}", a.len()))
                 );
             }
-            let mut seen = vec![false; rank];
-            let mut out = Vec::with_capacity(n);
-            for &ax in &a {
-                let ax = ctx.axis("axes", ax, rank, false)?;
-                if std::mem::replace(&mut seen[ax], true) {
-                    return Err(ctx.out_of_range("axes", format!("duplicate axes in {a:?}")));
-                }
-                out.push(ax);
-            }
-            out
+            ordered_axes(ctx, &a, rank)?
         }
     };
     if n > rank {
