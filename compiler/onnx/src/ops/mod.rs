@@ -34,7 +34,10 @@ pub const MAX_OPSET: i64 = 22;
 pub const NEWEST_REVIEWED_OPSET: i64 = 27;
 
 /// A node's inputs as an importer sees them: `None` for an omitted optional input.
-type Ins = [Option<ValueRef>];
+pub(crate) type Ins = [Option<ValueRef>];
+
+/// An optional input or attribute: absent (`None`), its content, or why it cannot be read.
+pub(crate) type Optional<T> = Result<Option<T>, OnnxError>;
 
 /// What an importer returns: the values of the node's outputs, in order.
 type Outs = Result<Vec<ValueRef>, OnnxError>;
@@ -174,7 +177,7 @@ fn ints_attr_or_input(
     ins: &Ins,
     name: &str,
     moved_in: i64,
-) -> Result<Option<Vec<i64>>, OnnxError> {
+) -> Optional<Vec<i64>> {
     if ctx.opset < moved_in {
         arity(ctx, ins, 1, 1)?;
         ctx.ints(name)
