@@ -359,11 +359,22 @@ fn squeeze_and_unsqueeze_axes_as_an_input() {
     assert_eq!(out_ty(&g, 0).shape, shape(true, &[3, 1]));
 }
 
+/// Opset, the dims of `x`, the sizes input (if any), the outputs, the attributes and the
+/// expected [`op_line`].
+type SplitCase<'a> = (
+    i64,
+    &'a [i64],
+    Option<&'a [i64]>,
+    &'a [&'a str],
+    Vec<(&'a str, A)>,
+    &'a str,
+);
+
 #[test]
 fn split_forms() {
     let axis = |a| ("axis", A::I(a));
     #[rustfmt::skip]
-    let cases: Vec<(i64, &[i64], Option<&[i64]>, &[&str], Vec<(&str, A)>, &str)> = vec![
+    let cases: Vec<SplitCase> = vec![
         // opset 11: attribute sizes
         (11, &[2, 6], None, &["a", "b"], vec![axis(-1), ("split", A::Is(vec![2, 4]))],
             "split(%x) {axis=1, sizes=[2, 4]} : f32[2,2], f32[2,4]"),

@@ -23,6 +23,17 @@ fn dict(descr: &str, fortran: &str, shape: &str) -> Vec<u8> {
     format!("{{'descr': '{descr}', 'fortran_order': {fortran}, 'shape': {shape}, }}\n").into_bytes()
 }
 
+/// A version-1 file with a well-formed header dict: its case name, `descr`, `fortran_order`
+/// and `shape`, the bytes of data after the header, and what the message says.
+type DictCase<'a> = (
+    &'static str,
+    &'a str,
+    &'a str,
+    &'a str,
+    usize,
+    &'a [&'static str],
+);
+
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
@@ -50,10 +61,8 @@ pub fn cases() -> Vec<Case> {
     drop(f);
 
     let rank_65 = format!("({})", "1,".repeat(65));
-    // Version-1 files with a well-formed header dict: (name, descr, fortran_order, shape,
-    // bytes of data after the header, what the message says).
     #[rustfmt::skip]
-    let dicts: [(&'static str, &str, &str, &str, usize, &[&'static str]); 10] = [
+    let dicts: [DictCase; 10] = [
         ("shape_product_overflows", "<f4", "False", "(4294967296, 4294967296, 16)", 0,
             &["more elements than fit in 64 bits"]),
         ("shape_beyond_element_cap", "|u1", "False", "(8589934592,)", 0, &["more than the limit of 4294967296"]),
