@@ -137,42 +137,39 @@ pub fn i64_tensor(name: &str, data: &[i64]) -> TensorProto {
     raw_tensor(name, DataType::INT64, &[data.len() as i64], raw)
 }
 
-/// A model under construction: nodes, inputs, outputs, initializers, one default opset.
+/// A model under construction: its graph (named `test`) and one default-domain opset.
 pub struct M {
-    pub nodes: Vec<NodeProto>,
-    pub inputs: Vec<ValueInfoProto>,
-    pub outputs: Vec<ValueInfoProto>,
-    pub inits: Vec<TensorProto>,
+    pub graph: GraphProto,
     pub opset: i64,
 }
 
 impl M {
     pub fn new(opset: i64) -> M {
-        M {
-            nodes: vec![],
-            inputs: vec![],
-            outputs: vec![],
-            inits: vec![],
-            opset,
-        }
+        let name = "test".to_string();
+        let graph = GraphProto {
+            name,
+            ..Default::default()
+        };
+        M { graph, opset }
     }
     pub fn node(mut self, n: NodeProto) -> M {
-        self.nodes.push(n);
+        self.graph.node.push(n);
         self
     }
     pub fn input(mut self, v: ValueInfoProto) -> M {
-        self.inputs.push(v);
+        self.graph.input.push(v);
         self
     }
+    /// A graph output by name only (its type is inferred on import).
     pub fn output(mut self, name: &str) -> M {
-        self.outputs.push(ValueInfoProto {
+        self.graph.output.push(ValueInfoProto {
             name: name.to_string(),
             ..Default::default()
         });
         self
     }
     pub fn init(mut self, t: TensorProto) -> M {
-        self.inits.push(t);
+        self.graph.initializer.push(t);
         self
     }
     pub fn bytes(self) -> Vec<u8> {
@@ -183,14 +180,7 @@ impl M {
                 version: self.opset,
                 ..Default::default()
             }],
-            graph: MessageField::some(GraphProto {
-                name: "test".to_string(),
-                node: self.nodes,
-                input: self.inputs,
-                output: self.outputs,
-                initializer: self.inits,
-                ..Default::default()
-            }),
+            graph: MessageField::some(self.graph),
             ..Default::default()
         }
         .write_to_bytes()

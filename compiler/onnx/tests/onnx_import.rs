@@ -48,8 +48,8 @@ fn model(
     outs: &[&str],
 ) -> M {
     let mut m = M::new(opset).input(f32vi("x", x));
-    m.inits = inits;
-    m.nodes = nodes;
+    m.graph.initializer = inits;
+    m.graph.node = nodes;
     outs.iter().fold(m, |m, o| m.output(o))
 }
 
@@ -537,7 +537,7 @@ fn constant_node_forms() {
         node("Constant", "c3", &[], &["c"], vec![("value", value)]),
     ];
     let mut m = M::new(13);
-    m.nodes = nodes;
+    m.graph.node = nodes;
     let g = m.output("a").output("b").output("c").import();
     assert_eq!(f32s(out_const(&g, 0).as_ref()), Some(vec![1.0, 2.0]));
     let b = out_const(&g, 1).expect("b");
@@ -848,8 +848,10 @@ fn model_without_graph_or_opset() {
 #[test]
 fn input_without_shape_is_unsupported() {
     let mut m = relu_model(&["x"]);
-    if let Some(type_proto::Value::TensorType(t)) =
-        m.inputs[0].type_.as_mut().and_then(|t| t.value.as_mut())
+    if let Some(type_proto::Value::TensorType(t)) = m.graph.input[0]
+        .type_
+        .as_mut()
+        .and_then(|t| t.value.as_mut())
     {
         t.shape = MessageField::none();
     }

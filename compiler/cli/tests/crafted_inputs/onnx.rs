@@ -17,21 +17,14 @@ fn node(op: &str, ins: &[&str], outs: &[&str]) -> NodeProto {
 
 /// A model of opset 17 with one output.
 fn model(
-    nodes: Vec<NodeProto>,
-    inputs: Vec<ValueInfoProto>,
+    node: Vec<NodeProto>,
+    input: Vec<ValueInfoProto>,
     output: &str,
-    inits: Vec<TensorProto>,
+    initializer: Vec<TensorProto>,
 ) -> Vec<u8> {
-    let (outputs, opset) = (vec![], 17);
-    M {
-        nodes,
-        inputs,
-        outputs,
-        inits,
-        opset,
-    }
-    .output(output)
-    .bytes()
+    let mut m = M::new(17);
+    (m.graph.node, m.graph.input, m.graph.initializer) = (node, input, initializer);
+    m.output(output).bytes()
 }
 
 /// `y = x + w` with `w: f32[dims]` the given initializer.
