@@ -305,32 +305,12 @@ fn conv_errors() {
     assert_eq!(bad_attr(&Op::Conv(huge), &[&x3, &w]), "pads");
 }
 
-fn convt_op(
-    kernel: &[usize],
-    strides: &[usize],
-    pads: &[usize],
-    dil: &[usize],
-    out_pad: &[usize],
-    group: usize,
-    bias: bool,
-) -> ConvTranspose {
-    ConvTranspose {
-        kernel: kernel.to_vec(),
-        strides: strides.to_vec(),
-        pads: pads.to_vec(),
-        dilations: dil.to_vec(),
-        output_padding: out_pad.to_vec(),
-        group,
-        has_bias: bias,
-    }
-}
-
 #[test]
 fn conv_transpose_hand_computed() {
     // ONNX test_convtranspose_1d: x [1,1,3] = [0,1,2], w [1,2,3] of ones.
     let x = f32t(&[1, 1, 3], &[0., 1., 2.]);
     let w = f32t(&[1, 2, 3], &[1.0; 6]);
-    let c = convt_op(&[3], &[1], &[0, 0], &[1], &[0], 1, false);
+    let c = conv_transpose_attrs(&[3], &[1], &[0, 0], &[1], &[0], 1, false);
     let y = eval1(&Op::ConvTranspose(c), &[&x, &w]);
     assert_close(
         &y,
@@ -353,7 +333,7 @@ fn conv_transpose_matches_naive_scatter() {
         (&[1, 3, 4, 4], &[3, 1, 3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], &[0, 0], 3, false),
     ];
     for (i, (xs, ws, s, p, d, op_, g, bias)) in cases.into_iter().enumerate() {
-        let c = convt_op(&ws[2..], s, p, d, op_, g, bias);
+        let c = conv_transpose_attrs(&ws[2..], s, p, d, op_, g, bias);
         let bias_len = bias.then_some(ws[1] * g);
         let naive = |x: &_, w: &_, b: Option<&_>| naive_conv_transpose(x, w, b, &c);
         let op = Op::ConvTranspose(c.clone());
@@ -365,7 +345,7 @@ fn conv_transpose_matches_naive_scatter() {
 fn conv_transpose_errors() {
     let x = rand_tensor(&[1, 2, 3, 3], 1);
     let w = rand_tensor(&[3, 1, 3, 3], 2);
-    let c = convt_op(&[3, 3], &[1, 1], &[0, 0, 0, 0], &[1, 1], &[0, 0], 1, false);
+    let c = conv_transpose_attrs(&[3, 3], &[1, 1], &[0, 0, 0, 0], &[1, 1], &[0, 0], 1, false);
     assert!(matches!(
         eval_err(&Op::ConvTranspose(c.clone()), &[&x, &w]),
         RuntimeError::Shape { .. }
@@ -403,7 +383,7 @@ fn absurd_attributes_are_rejected_without_overflow() {
         eval_err(&Op::Conv(c0), &[&x, &w0]),
         RuntimeError::Shape { .. }
     ));
-    let ct = convt_op(
+    let ct = conv_transpose_attrs(
         &[1, 1],
         &[1, 1],
         &[0; 4],

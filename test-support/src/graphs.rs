@@ -1,6 +1,6 @@
 //! Graph builders: value types, constants, op nodes and a few layers.
 
-use strata_ir::ops::{Conv, Gemm, Pool};
+use strata_ir::ops::{Conv, ConvTranspose, Gemm, Pool};
 use strata_ir::{DType, Dim, Graph, Op, Shape, Tensor, TensorType, ValueRef};
 
 use crate::rng::values;
@@ -84,6 +84,28 @@ pub fn conv_attrs(
         strides,
         pads,
         dilations,
+        group,
+        has_bias,
+    }
+}
+
+/// A transposed convolution: [`conv_attrs`] plus the output padding (one per spatial axis).
+pub fn conv_transpose_attrs(
+    kernel: &[usize],
+    strides: &[usize],
+    pads: &[usize],
+    dilations: &[usize],
+    output_padding: &[usize],
+    group: usize,
+    has_bias: bool,
+) -> ConvTranspose {
+    let c = conv_attrs(kernel, strides, pads, dilations, group, has_bias);
+    ConvTranspose {
+        kernel: c.kernel,
+        strides: c.strides,
+        pads: c.pads,
+        dilations: c.dilations,
+        output_padding: output_padding.to_vec(),
         group,
         has_bias,
     }

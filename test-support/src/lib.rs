@@ -13,7 +13,8 @@ pub mod rng;
 pub mod tensors;
 
 pub use graphs::{
-    batch_ty, conv, conv_attrs, f32_ty, f32c, gemm, max_pool, op, pool_attrs, ty, weight,
+    batch_ty, conv, conv_attrs, conv_transpose_attrs, f32_ty, f32c, gemm, max_pool, op, pool_attrs,
+    ty, weight,
 };
 pub use rng::{rand_tensor, values, XorShift};
 pub use tensors::{assert_close, f32t, f64t, i64t, rows, tensor};

@@ -3,7 +3,10 @@
 use strata_ir::ops::*;
 use strata_ir::{DType, Graph, Op, Tensor, TensorData, ValueRef};
 
-use crate::graphs::{batch_ty, conv, conv_attrs, f32c, gemm, max_pool, op, pool_attrs, ty, weight};
+use crate::graphs::{
+    batch_ty, conv, conv_attrs, conv_transpose_attrs, f32c, gemm, max_pool, op, pool_attrs, ty,
+    weight,
+};
 use crate::rng::values;
 
 /// An MNIST-like small CNN: conv(1→4, 3×3) → relu → maxpool → grouped conv(4→8, group 2) →
@@ -101,20 +104,8 @@ pub fn every_op() -> Graph {
     );
     let ct_w = f32c(&mut g, "ct_w", &[4, 1, 2, 2], |i| -(i as f32));
     let ct_b = f32c(&mut g, "ct_b", &[2], |i| i as f32);
-    let ct = op(
-        &mut g,
-        "conv_t",
-        Op::ConvTranspose(ConvTranspose {
-            kernel: vec![2, 2],
-            strides: vec![2, 2],
-            pads: vec![0, 0, 1, 1],
-            dilations: vec![1, 1],
-            output_padding: vec![1, 0],
-            group: 2,
-            has_bias: true,
-        }),
-        &[conv, ct_w, ct_b],
-    );
+    let ct = conv_transpose_attrs(&[2, 2], &[2, 2], &[0, 0, 1, 1], &[1, 1], &[1, 0], 2, true);
+    let ct = op(&mut g, "conv_t", Op::ConvTranspose(ct), &[conv, ct_w, ct_b]);
     let bn_p: Vec<ValueRef> = (0..4)
         .map(|k| {
             f32c(&mut g, &format!("bn{k}"), &[2], move |i| {
