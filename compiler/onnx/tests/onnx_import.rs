@@ -179,9 +179,6 @@ fn single_node_forms() {
     ];
     #[rustfmt::skip]
     let cases: Vec<Case> = vec![
-        // Clip's bounds are optional inputs from opset 11.
-        (13, &[2, 4], vec![f32_tensor("hi", &[], &[1.5])], "Clip", &["", "hi"], vec![],
-            "clip(%x, %hi) {has_min=false, has_max=true} : f32[2,4]"),
         // Conv: SAME_* padding, strides and a depthwise group.
         (11, &[1, 4, 5, 5], vec![f32_tensor("w", &[4, 1, 3, 3], &[1.0; 36]), f32_tensor("b", &[4], &[0.0; 4])],
             "Conv", &["w", "b"], vec![same_upper(), ("strides", A::Is(vec![2, 2])), ("group", A::I(4))],
@@ -242,6 +239,17 @@ fn clip_attributes_become_constant_inputs_before_opset_11() {
     assert!(c[0].is_none());
     assert_eq!(f32s(c[1].as_ref()), Some(vec![0.0]));
     assert_eq!(f32s(c[2].as_ref()), Some(vec![6.0]));
+}
+
+#[test]
+fn clip_optional_inputs_from_opset_11() {
+    let hi = f32_tensor("hi", &[], &[1.5]);
+    let g = one(13, &[2, 4], vec![hi], ("Clip", &["x", "", "hi"], vec![]));
+    let want = "clip(%x, %hi) {has_min=false, has_max=true} : f32[2,4]";
+    assert_eq!(op_line(&g, "n"), want);
+    let c = const_inputs(&g, "n");
+    assert_eq!(c.len(), 2);
+    assert_eq!(f32s(c[1].as_ref()), Some(vec![1.5]));
 }
 
 #[test]
