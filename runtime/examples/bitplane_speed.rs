@@ -5,11 +5,11 @@
 
 use std::time::Instant;
 
-use strata_ir::ops::{Bitplane, BitplaneKernel, Conv, Gemm, PlaneSpec};
+use strata_ir::ops::{Bitplane, BitplaneKernel, Conv, PlaneSpec};
 use strata_ir::quant::{midpoint_side, pack_planes, quantize_rows, row_bytes};
 use strata_ir::{Op, Tensor, TensorData};
 use strata_runtime::kernels::{eval_op_with, QuantPath};
-use strata_test_support::values;
+use strata_test_support::{conv_attrs, gemm, values};
 
 /// Median wall time of `reps` runs, in milliseconds.
 fn time(reps: usize, mut f: impl FnMut()) -> f64 {
@@ -86,37 +86,20 @@ fn bench(name: &str, kernel: BitplaneKernel, float_op: Op, x: Tensor, rows: usiz
 }
 
 fn main() {
-    let conv = Conv {
-        kernel: vec![3, 3],
-        strides: vec![1, 1],
-        pads: vec![1, 1, 1, 1],
-        dilations: vec![1, 1],
-        group: 1,
-        has_bias: true,
-    };
+    let conv = conv_attrs(&[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 1, true);
     let x = Tensor::from_f32(vec![16, 64, 32, 32], values(16 * 64 * 1024, 2)).expect("x");
-    bench(
-        "conv 64→64 3x3 on [16,64,32,32]",
-        BitplaneKernel::Conv(Conv {
-            has_bias: false,
-            ..conv.clone()
-        }),
-        Op::Conv(conv),
-        x,
-        64,
-        576,
-    );
+    let kernel = BitplaneKernel::Conv(Conv {
+        has_bias: false,
+        ..conv.clone()
+    });
+    let name = "conv 64→64 3x3 on [16,64,32,32]";
+    bench(name, kernel, Op::Conv(conv), x, 64, 576);
     let x = Tensor::from_f32(vec![64, 1024], values(64 * 1024, 3)).expect("x");
+    let fc = gemm(1.0, 1.0, false, true, true);
     bench(
         "linear 1024→1024 on [64,1024]",
         BitplaneKernel::Linear,
-        Op::Gemm(Gemm {
-            alpha: 1.0,
-            beta: 1.0,
-            trans_a: false,
-            trans_b: true,
-            has_c: true,
-        }),
+        fc,
         x,
         1024,
         1024,

@@ -6,9 +6,9 @@
 
 use std::time::Instant;
 
-use strata_ir::ops::{Conv, Gemm, Pool, UnaryOp};
-use strata_ir::{DType, Dim, Graph, Op, Shape, Tensor, TensorType, Value, ValueRef};
-use strata_test_support::XorShift;
+use strata_ir::ops::UnaryOp;
+use strata_ir::{Graph, Op, Tensor};
+use strata_test_support::{batch_ty, conv, gemm, max_pool, op, XorShift};
 
 /// Seeded values scaled by `scale`, the same on every machine.
 fn rand(rng: &mut XorShift, shape: Vec<usize>, scale: f32) -> Tensor {
@@ -17,55 +17,10 @@ fn rand(rng: &mut XorShift, shape: Vec<usize>, scale: f32) -> Tensor {
     Tensor::from_f32(shape, data).expect("shape matches data")
 }
 
-fn ty(dims: &[Dim]) -> TensorType {
-    TensorType::new(DType::F32, Shape(dims.to_vec()))
-}
-
-fn add(g: &mut Graph, name: &str, op: Op, inputs: &[ValueRef], dims: &[Dim]) -> ValueRef {
-    let id = g
-        .add_op(
-            name,
-            op,
-            inputs,
-            vec![Value {
-                name: name.to_string(),
-                ty: ty(dims),
-            }],
-        )
-        .expect("inputs exist");
-    ValueRef::first(id)
-}
-
 fn mnist_graph(rng: &mut XorShift) -> Graph {
-    use Dim::{Batch as N, Known as K};
     let mut g = Graph::new("mnist");
-    let x = g.add_input("x", ty(&[N, K(1), K(28), K(28)]));
-    let conv = |k| {
-        Op::Conv(Conv {
-            kernel: vec![k, k],
-            strides: vec![1, 1],
-            pads: vec![1, 1, 1, 1],
-            dilations: vec![1, 1],
-            group: 1,
-            has_bias: true,
-        })
-    };
-    let pool = Op::MaxPool(Pool {
-        kernel: vec![2, 2],
-        strides: vec![2, 2],
-        pads: vec![0; 4],
-        dilations: vec![1, 1],
-        ceil_mode: false,
-        count_include_pad: false,
-    });
-    let gemm = Op::Gemm(Gemm {
-        alpha: 1.0,
-        beta: 1.0,
-        trans_a: false,
-        trans_b: true,
-        has_c: true,
-    });
-    let relu = Op::Unary(UnaryOp::Relu);
+    let x = g.add_input("x", batch_ty(&[1, 28, 28]));
+    let (relu, fc) = (Op::Unary(UnaryOp::Relu), gemm(1.0, 1.0, false, true, true));
     let w1 = g.add_constant("w1", rand(rng, vec![32, 1, 3, 3], 0.3));
     let b1 = g.add_constant("b1", rand(rng, vec![32], 0.1));
     let w2 = g.add_constant("w2", rand(rng, vec![64, 32, 3, 3], 0.06));
@@ -74,52 +29,17 @@ fn mnist_graph(rng: &mut XorShift) -> Graph {
     let b3 = g.add_constant("b3", rand(rng, vec![128], 0.1));
     let w4 = g.add_constant("w4", rand(rng, vec![10, 128], 0.1));
     let b4 = g.add_constant("b4", rand(rng, vec![10], 0.1));
-    let c1 = add(
-        &mut g,
-        "conv1",
-        conv(3),
-        &[x, w1, b1],
-        &[N, K(32), K(28), K(28)],
-    );
-    let r1 = add(
-        &mut g,
-        "relu1",
-        relu.clone(),
-        &[c1],
-        &[N, K(32), K(28), K(28)],
-    );
-    let p1 = add(
-        &mut g,
-        "pool1",
-        pool.clone(),
-        &[r1],
-        &[N, K(32), K(14), K(14)],
-    );
-    let c2 = add(
-        &mut g,
-        "conv2",
-        conv(3),
-        &[p1, w2, b2],
-        &[N, K(64), K(14), K(14)],
-    );
-    let r2 = add(
-        &mut g,
-        "relu2",
-        relu.clone(),
-        &[c2],
-        &[N, K(64), K(14), K(14)],
-    );
-    let p2 = add(&mut g, "pool2", pool, &[r2], &[N, K(64), K(7), K(7)]);
-    let f = add(
-        &mut g,
-        "flatten",
-        Op::Flatten { axis: 1 },
-        &[p2],
-        &[N, K(3136)],
-    );
-    let d1 = add(&mut g, "fc1", gemm.clone(), &[f, w3, b3], &[N, K(128)]);
-    let r3 = add(&mut g, "relu3", relu, &[d1], &[N, K(128)]);
-    let d2 = add(&mut g, "fc2", gemm, &[r3, w4, b4], &[N, K(10)]);
+    // Output types are inferred: [N,32,28,28] → [N,32,14,14] → [N,64,14,14] → [N,64,7,7].
+    let c1 = op(&mut g, "conv1", conv(3, 1, 1), &[x, w1, b1]);
+    let r1 = op(&mut g, "relu1", relu.clone(), &[c1]);
+    let p1 = op(&mut g, "pool1", max_pool(2), &[r1]);
+    let c2 = op(&mut g, "conv2", conv(3, 1, 1), &[p1, w2, b2]);
+    let r2 = op(&mut g, "relu2", relu.clone(), &[c2]);
+    let p2 = op(&mut g, "pool2", max_pool(2), &[r2]);
+    let f = op(&mut g, "flatten", Op::Flatten { axis: 1 }, &[p2]);
+    let d1 = op(&mut g, "fc1", fc.clone(), &[f, w3, b3]);
+    let r3 = op(&mut g, "relu3", relu, &[d1]);
+    let d2 = op(&mut g, "fc2", fc, &[r3, w4, b4]);
     g.set_outputs(vec![d2]);
     g
 }

@@ -521,21 +521,11 @@ mod graphs {
             {
                 ins.push(g.add_constant(format!("{name}.{i}"), (*t).clone()));
             }
-            ValueRef::first(
-                g.add_op_inferred(name, l.op.clone(), &ins, vec![name.to_string()])
-                    .unwrap(),
-            )
+            strata_test_support::op(g, name, l.op.clone(), &ins)
         };
         let h = add(&mut g, "fc1", &l1, x);
-        let r = ValueRef::first(
-            g.add_op_inferred(
-                "relu",
-                Op::Unary(strata_ir::ops::UnaryOp::Relu),
-                &[h],
-                vec!["relu".into()],
-            )
-            .unwrap(),
-        );
+        let relu = Op::Unary(strata_ir::ops::UnaryOp::Relu);
+        let r = strata_test_support::op(&mut g, "relu", relu, &[h]);
         let y = add(&mut g, "fc2", &l2, r);
         g.set_outputs(vec![y]);
         (g, l1, l2)

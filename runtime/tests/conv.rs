@@ -3,6 +3,9 @@ use strata_ir::{Op, Tensor};
 use strata_runtime::RuntimeError;
 use strata_test_support::*;
 
+/// A shape or attribute list in a case table.
+type Axes = &'static [usize];
+
 fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
     let mut idx = vec![0; shape.len()];
     for j in (0..shape.len()).rev() {
@@ -14,6 +17,36 @@ fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
 
 fn ravel(idx: &[usize], shape: &[usize]) -> usize {
     idx.iter().zip(shape).fold(0, |acc, (&i, &d)| acc * d + i)
+}
+
+/// The position `o·stride + k·dilation − pad_begin` on every spatial axis, or `None` where it
+/// falls into the padding (outside `0..sizes`): the window arithmetic of both references.
+fn tap(
+    o: &[usize],
+    k: &[usize],
+    [strides, dilations, pads]: [&[usize]; 3],
+    sizes: &[usize],
+) -> Option<Vec<usize>> {
+    (0..sizes.len())
+        .map(|j| {
+            let ix = (o[j] * strides[j] + k[j] * dilations[j]).checked_sub(pads[j])?;
+            (ix < sizes[j]).then_some(ix)
+        })
+        .collect()
+}
+
+/// What both references start from: the f32 data of `x` and `w`, the kernel size (product of
+/// `w`'s spatial axes), the plane size of `out_sp` and a zeroed output of `planes` planes.
+fn frame<'a>(
+    x: &'a Tensor,
+    w: &'a Tensor,
+    planes: usize,
+    out_sp: &[usize],
+) -> (&'a [f32], &'a [f32], usize, usize, Vec<f32>) {
+    let kprod = w.shape()[2..].iter().product();
+    let pout: usize = out_sp.iter().product();
+    let (xv, wv) = (x.as_f32().unwrap(), w.as_f32().unwrap());
+    (xv, wv, kprod, pout, vec![0.0; planes * pout])
 }
 
 /// Direct N-d convolution, written from the ONNX definition.
@@ -31,10 +64,7 @@ fn naive_conv(x: &Tensor, w: &Tensor, b: Option<&Tensor>, c: &Conv) -> (Vec<usiz
         })
         .collect();
     let ksp = &ws[2..];
-    let kprod: usize = ksp.iter().product();
-    let pout: usize = out_sp.iter().product();
-    let (xv, wv) = (x.as_f32().unwrap(), w.as_f32().unwrap());
-    let mut out = vec![0.0f32; n * m * pout];
+    let (xv, wv, kprod, pout, mut out) = frame(x, w, n * m, &out_sp);
     for ni in 0..n {
         for mi in 0..m {
             let g = mi / mg;
@@ -44,19 +74,10 @@ fn naive_conv(x: &Tensor, w: &Tensor, b: Option<&Tensor>, c: &Conv) -> (Vec<usiz
                 for ci in 0..cg {
                     for kk in 0..kprod {
                         let k = unravel(kk, ksp);
-                        let mut pos = Vec::new();
-                        let mut ok = true;
-                        for j in 0..d {
-                            let ix = (o[j] * c.strides[j] + k[j] * c.dilations[j]) as isize
-                                - c.pads[j] as isize;
-                            if ix < 0 || ix as usize >= xs[2 + j] {
-                                ok = false;
-                            }
-                            pos.push(ix.max(0) as usize);
-                        }
-                        if !ok {
+                        let axes = [&c.strides[..], &c.dilations, &c.pads];
+                        let Some(pos) = tap(&o, &k, axes, &xs[2..]) else {
                             continue;
-                        }
+                        };
                         let xi = (ni * ch + g * cg + ci) * xs[2..].iter().product::<usize>()
                             + ravel(&pos, &xs[2..]);
                         let wi = (mi * cg + ci) * kprod + kk;
@@ -94,10 +115,7 @@ fn naive_conv_transpose(
         })
         .collect();
     let pin: usize = xs[2..].iter().product();
-    let pout: usize = out_sp.iter().product();
-    let kprod: usize = ksp.iter().product();
-    let (xv, wv) = (x.as_f32().unwrap(), w.as_f32().unwrap());
-    let mut out = vec![0.0f32; n * m * pout];
+    let (xv, wv, kprod, pout, mut out) = frame(x, w, n * m, &out_sp);
     for ni in 0..n {
         for mi in 0..m {
             let bias = b.map(|b| b.as_f32().unwrap()[mi]).unwrap_or(0.0);
@@ -113,17 +131,8 @@ fn naive_conv_transpose(
                 for mo in 0..mg {
                     for kk in 0..kprod {
                         let k = unravel(kk, ksp);
-                        let mut pos = Vec::new();
-                        let mut ok = true;
-                        for j in 0..d {
-                            let o = (i[j] * c.strides[j] + k[j] * c.dilations[j]) as isize
-                                - c.pads[j] as isize;
-                            if o < 0 || o as usize >= out_sp[j] {
-                                ok = false;
-                            }
-                            pos.push(o.max(0) as usize);
-                        }
-                        if ok {
+                        let axes = [&c.strides[..], &c.dilations, &c.pads];
+                        if let Some(pos) = tap(&i, &k, axes, &out_sp) {
                             let oc = g * mg + mo;
                             out[(ni * m + oc) * pout + ravel(&pos, &out_sp)] +=
                                 xval * wv[(ci * mg + mo) * kprod + kk];
@@ -138,22 +147,23 @@ fn naive_conv_transpose(
     (shape, out)
 }
 
-fn conv_op(
-    kernel: &[usize],
-    strides: &[usize],
-    pads: &[usize],
-    dil: &[usize],
-    group: usize,
-    bias: bool,
-) -> Conv {
-    Conv {
-        kernel: kernel.to_vec(),
-        strides: strides.to_vec(),
-        pads: pads.to_vec(),
-        dilations: dil.to_vec(),
-        group,
-        has_bias: bias,
-    }
+/// Seeded `x` and `w` of `shapes` (seeds `seed`, `seed + 10`) and, with `bias_len`, a bias
+/// (seed `seed + 20`): `op` on them must match the `naive` reference.
+fn matches_naive(
+    op: &Op,
+    shapes: [&[usize]; 2],
+    bias_len: Option<usize>,
+    seed: u64,
+    naive: impl Fn(&Tensor, &Tensor, Option<&Tensor>) -> (Vec<usize>, Vec<f32>),
+) {
+    let x = rand_tensor(shapes[0], seed);
+    let w = rand_tensor(shapes[1], seed + 10);
+    let b = bias_len.map(|n| rand_tensor(&[n], seed + 20));
+    let mut inputs = vec![&x, &w];
+    inputs.extend(&b);
+    let y = eval1(op, &inputs);
+    let (shape, expected) = naive(&x, &w, b.as_ref());
+    assert_close(&y, &shape, &expected, 1e-5);
 }
 
 #[test]
@@ -164,7 +174,7 @@ fn conv_2d_hand_computed() {
         &(0..25).map(|v| v as f32).collect::<Vec<_>>(),
     );
     let w = f32t(&[1, 1, 3, 3], &[1.0; 9]);
-    let c = conv_op(&[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 1, false);
+    let c = conv_attrs(&[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 1, false);
     let y = eval1(&Op::Conv(c.clone()), &[&x, &w]);
     #[rustfmt::skip]
     let expected = [
@@ -180,7 +190,7 @@ fn conv_2d_hand_computed() {
         &[1, 1, 7, 5],
         &(0..35).map(|v| v as f32).collect::<Vec<_>>(),
     );
-    let c = conv_op(&[3, 3], &[2, 2], &[0, 0, 0, 0], &[1, 1], 1, false);
+    let c = conv_attrs(&[3, 3], &[2, 2], &[0, 0, 0, 0], &[1, 1], 1, false);
     let y = eval1(&Op::Conv(c), &[&x, &w]);
     assert_close(&y, &[1, 1, 3, 2], &[54., 72., 144., 162., 234., 252.], 0.0);
 }
@@ -188,92 +198,28 @@ fn conv_2d_hand_computed() {
 #[test]
 fn conv_matches_naive_across_configurations() {
     // (input shape, weight shape, strides, pads, dilations, group, bias)
-    #[allow(clippy::type_complexity)]
-    let cases: Vec<(
-        Vec<usize>,
-        Vec<usize>,
-        Vec<usize>,
-        Vec<usize>,
-        Vec<usize>,
-        usize,
-        bool,
-    )> = vec![
-        (
-            vec![2, 3, 9],
-            vec![4, 3, 3],
-            vec![2],
-            vec![1, 2],
-            vec![1],
-            1,
-            true,
-        ),
-        (
-            vec![3, 4, 8, 7],
-            vec![6, 2, 3, 2],
-            vec![1, 2],
-            vec![1, 0, 2, 1],
-            vec![2, 1],
-            2,
-            true,
-        ),
-        (
-            vec![2, 6, 7, 7],
-            vec![6, 1, 3, 3],
-            vec![2, 2],
-            vec![1, 1, 1, 1],
-            vec![1, 1],
-            6,
-            false,
-        ),
-        (
-            vec![1, 2, 5, 6, 4],
-            vec![3, 2, 2, 3, 2],
-            vec![1, 2, 1],
-            vec![0, 1, 1, 1, 0, 0],
-            vec![1, 1, 2],
-            1,
-            true,
-        ),
-        (
-            vec![2, 4, 6, 6],
-            vec![8, 4, 1, 1],
-            vec![1, 1],
-            vec![0, 0, 0, 0],
-            vec![1, 1],
-            1,
-            true,
-        ),
-        (
-            vec![2, 4, 6, 6],
-            vec![4, 4, 1, 1],
-            vec![2, 2],
-            vec![1, 1, 1, 1],
-            vec![1, 1],
-            1,
-            false,
-        ),
-        (
-            vec![1, 1, 4, 4],
-            vec![1, 1, 3, 3],
-            vec![1, 1],
-            vec![3, 3, 3, 3],
-            vec![1, 1],
-            1,
-            false,
-        ),
+    type Case = (Axes, Axes, Axes, Axes, Axes, usize, bool);
+    #[rustfmt::skip]
+    let cases: [Case; 7] = [
+        (&[2, 3, 9], &[4, 3, 3], &[2], &[1, 2], &[1], 1, true),
+        (&[3, 4, 8, 7], &[6, 2, 3, 2], &[1, 2], &[1, 0, 2, 1], &[2, 1], 2, true),
+        (&[2, 6, 7, 7], &[6, 1, 3, 3], &[2, 2], &[1, 1, 1, 1], &[1, 1], 6, false),
+        (&[1, 2, 5, 6, 4], &[3, 2, 2, 3, 2], &[1, 2, 1], &[0, 1, 1, 1, 0, 0], &[1, 1, 2], 1, true),
+        (&[2, 4, 6, 6], &[8, 4, 1, 1], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, true),
+        (&[2, 4, 6, 6], &[4, 4, 1, 1], &[2, 2], &[1, 1, 1, 1], &[1, 1], 1, false),
+        (&[1, 1, 4, 4], &[1, 1, 3, 3], &[1, 1], &[3, 3, 3, 3], &[1, 1], 1, false),
     ];
     for (i, (xs, ws, s, p, d, g, bias)) in cases.into_iter().enumerate() {
-        let x = rand_tensor(&xs, 10 + i as u64);
-        let w = rand_tensor(&ws, 20 + i as u64);
-        let b = rand_tensor(&[ws[0]], 30 + i as u64);
-        let c = conv_op(&ws[2..], &s, &p, &d, g, bias);
-        let mut inputs = vec![&x, &w];
-        if bias {
-            inputs.push(&b);
-        }
-        let y = eval1(&Op::Conv(c.clone()), &inputs);
-        let (shape, expected) = naive_conv(&x, &w, bias.then_some(&b), &c);
-        assert_close(&y, &shape, &expected, 1e-5);
+        let c = conv_attrs(&ws[2..], s, p, d, g, bias);
+        let bias_len = bias.then_some(ws[0]);
+        let naive = |x: &_, w: &_, b: Option<&_>| naive_conv(x, w, b, &c);
+        matches_naive(
+            &Op::Conv(c.clone()),
+            [xs, ws],
+            bias_len,
+            10 + i as u64,
+            naive,
+        );
     }
 }
 
@@ -281,7 +227,8 @@ fn conv_matches_naive_across_configurations() {
 fn conv_f64_matches_f32() {
     let x = rand_tensor(&[2, 2, 5, 5], 1);
     let w = rand_tensor(&[3, 2, 3, 3], 2);
-    let c = Op::Conv(conv_op(&[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 1, false));
+    let c = conv_attrs(&[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 1, false);
+    let c = Op::Conv(c);
     let y32 = eval1(&c, &[&x, &w]);
     let to64 = |t: &Tensor| {
         f64t(
@@ -302,7 +249,7 @@ fn conv_f64_matches_f32() {
 fn conv_errors() {
     let x = rand_tensor(&[1, 4, 5, 5], 1);
     let w = rand_tensor(&[2, 3, 3, 3], 2);
-    let c = conv_op(&[3, 3], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, false);
+    let c = conv_attrs(&[3, 3], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, false);
     // Channel mismatch.
     assert!(matches!(
         eval_err(&Op::Conv(c.clone()), &[&x, &w]),
@@ -319,28 +266,13 @@ fn conv_errors() {
     let x3 = rand_tensor(&[1, 3, 5, 5], 4);
     let mut bad = c.clone();
     bad.strides = vec![1];
-    assert!(matches!(
-        eval_err(&Op::Conv(bad), &[&x3, &w]),
-        RuntimeError::Attribute {
-            attr: "strides",
-            ..
-        }
-    ));
+    assert_eq!(bad_attr(&Op::Conv(bad), &[&x3, &w]), "strides");
     let mut bad = c.clone();
     bad.strides = vec![0, 1];
-    assert!(matches!(
-        eval_err(&Op::Conv(bad), &[&x3, &w]),
-        RuntimeError::Attribute {
-            attr: "strides",
-            ..
-        }
-    ));
+    assert_eq!(bad_attr(&Op::Conv(bad), &[&x3, &w]), "strides");
     let mut bad = c.clone();
     bad.kernel = vec![2, 2];
-    assert!(matches!(
-        eval_err(&Op::Conv(bad), &[&x3, &w]),
-        RuntimeError::Attribute { attr: "kernel", .. }
-    ));
+    assert_eq!(bad_attr(&Op::Conv(bad), &[&x3, &w]), "kernel");
     // Bias shape.
     let mut wb = c.clone();
     wb.has_bias = true;
@@ -357,7 +289,7 @@ fn conv_errors() {
     ));
     let xi = i64t(&[1, 3, 1, 1], &[1, 2, 3]);
     let wi = i64t(&[1, 3, 1, 1], &[1, 2, 3]);
-    let c1 = conv_op(&[1, 1], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, false);
+    let c1 = conv_attrs(&[1, 1], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, false);
     assert!(matches!(
         eval_err(&Op::Conv(c1), &[&xi, &wi]),
         RuntimeError::UnsupportedDType { .. }
@@ -370,30 +302,7 @@ fn conv_errors() {
         RuntimeError::TooLarge { .. }
     ));
     huge.pads = vec![1 << 40, 1 << 40, 1 << 40, 1 << 40];
-    assert!(matches!(
-        eval_err(&Op::Conv(huge), &[&x3, &w]),
-        RuntimeError::Attribute { attr: "pads", .. }
-    ));
-}
-
-fn convt_op(
-    kernel: &[usize],
-    strides: &[usize],
-    pads: &[usize],
-    dil: &[usize],
-    out_pad: &[usize],
-    group: usize,
-    bias: bool,
-) -> ConvTranspose {
-    ConvTranspose {
-        kernel: kernel.to_vec(),
-        strides: strides.to_vec(),
-        pads: pads.to_vec(),
-        dilations: dil.to_vec(),
-        output_padding: out_pad.to_vec(),
-        group,
-        has_bias: bias,
-    }
+    assert_eq!(bad_attr(&Op::Conv(huge), &[&x3, &w]), "pads");
 }
 
 #[test]
@@ -401,7 +310,7 @@ fn conv_transpose_hand_computed() {
     // ONNX test_convtranspose_1d: x [1,1,3] = [0,1,2], w [1,2,3] of ones.
     let x = f32t(&[1, 1, 3], &[0., 1., 2.]);
     let w = f32t(&[1, 2, 3], &[1.0; 6]);
-    let c = convt_op(&[3], &[1], &[0, 0], &[1], &[0], 1, false);
+    let c = conv_transpose_attrs(&[3], &[1], &[0, 0], &[1], &[0], 1, false);
     let y = eval1(&Op::ConvTranspose(c), &[&x, &w]);
     assert_close(
         &y,
@@ -413,80 +322,22 @@ fn conv_transpose_hand_computed() {
 
 #[test]
 fn conv_transpose_matches_naive_scatter() {
-    #[allow(clippy::type_complexity)]
-    let cases: Vec<(
-        Vec<usize>,
-        Vec<usize>,
-        Vec<usize>,
-        Vec<usize>,
-        Vec<usize>,
-        Vec<usize>,
-        usize,
-        bool,
-    )> = vec![
-        (
-            vec![2, 2, 3, 3],
-            vec![2, 3, 3, 3],
-            vec![3, 2],
-            vec![0, 0, 0, 0],
-            vec![1, 1],
-            vec![1, 1],
-            1,
-            true,
-        ),
-        (
-            vec![1, 4, 4, 5],
-            vec![4, 1, 2, 3],
-            vec![2, 1],
-            vec![1, 0, 0, 1],
-            vec![1, 2],
-            vec![1, 0],
-            2,
-            false,
-        ),
-        (
-            vec![2, 3, 6],
-            vec![3, 2, 4],
-            vec![2],
-            vec![1, 2],
-            vec![2],
-            vec![1],
-            1,
-            true,
-        ),
-        (
-            vec![1, 2, 2, 3, 2],
-            vec![2, 1, 2, 2, 2],
-            vec![1, 2, 2],
-            vec![0, 0, 0, 0, 1, 0],
-            vec![1, 1, 1],
-            vec![0, 1, 0],
-            1,
-            true,
-        ),
-        (
-            vec![1, 3, 4, 4],
-            vec![3, 1, 3, 3],
-            vec![1, 1],
-            vec![1, 1, 1, 1],
-            vec![1, 1],
-            vec![0, 0],
-            3,
-            false,
-        ),
+    // (input shape, weight shape, strides, pads, dilations, output padding, group, bias)
+    type Case = (Axes, Axes, Axes, Axes, Axes, Axes, usize, bool);
+    #[rustfmt::skip]
+    let cases: [Case; 5] = [
+        (&[2, 2, 3, 3], &[2, 3, 3, 3], &[3, 2], &[0, 0, 0, 0], &[1, 1], &[1, 1], 1, true),
+        (&[1, 4, 4, 5], &[4, 1, 2, 3], &[2, 1], &[1, 0, 0, 1], &[1, 2], &[1, 0], 2, false),
+        (&[2, 3, 6], &[3, 2, 4], &[2], &[1, 2], &[2], &[1], 1, true),
+        (&[1, 2, 2, 3, 2], &[2, 1, 2, 2, 2], &[1, 2, 2], &[0, 0, 0, 0, 1, 0], &[1, 1, 1], &[0, 1, 0], 1, true),
+        (&[1, 3, 4, 4], &[3, 1, 3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], &[0, 0], 3, false),
     ];
     for (i, (xs, ws, s, p, d, op_, g, bias)) in cases.into_iter().enumerate() {
-        let x = rand_tensor(&xs, 40 + i as u64);
-        let w = rand_tensor(&ws, 50 + i as u64);
-        let b = rand_tensor(&[ws[1] * g], 60 + i as u64);
-        let c = convt_op(&ws[2..], &s, &p, &d, &op_, g, bias);
-        let mut inputs = vec![&x, &w];
-        if bias {
-            inputs.push(&b);
-        }
-        let y = eval1(&Op::ConvTranspose(c.clone()), &inputs);
-        let (shape, expected) = naive_conv_transpose(&x, &w, bias.then_some(&b), &c);
-        assert_close(&y, &shape, &expected, 1e-5);
+        let c = conv_transpose_attrs(&ws[2..], s, p, d, op_, g, bias);
+        let bias_len = bias.then_some(ws[1] * g);
+        let naive = |x: &_, w: &_, b: Option<&_>| naive_conv_transpose(x, w, b, &c);
+        let op = Op::ConvTranspose(c.clone());
+        matches_naive(&op, [xs, ws], bias_len, 40 + i as u64, naive);
     }
 }
 
@@ -494,7 +345,7 @@ fn conv_transpose_matches_naive_scatter() {
 fn conv_transpose_errors() {
     let x = rand_tensor(&[1, 2, 3, 3], 1);
     let w = rand_tensor(&[3, 1, 3, 3], 2);
-    let c = convt_op(&[3, 3], &[1, 1], &[0, 0, 0, 0], &[1, 1], &[0, 0], 1, false);
+    let c = conv_transpose_attrs(&[3, 3], &[1, 1], &[0, 0, 0, 0], &[1, 1], &[0, 0], 1, false);
     assert!(matches!(
         eval_err(&Op::ConvTranspose(c.clone()), &[&x, &w]),
         RuntimeError::Shape { .. }
@@ -506,48 +357,33 @@ fn conv_transpose_errors() {
     assert!(e.to_string().contains("negative or empty"), "{e}");
     let mut bad = c;
     bad.output_padding = vec![1];
-    assert!(matches!(
-        eval_err(&Op::ConvTranspose(bad), &[&x, &w]),
-        RuntimeError::Attribute {
-            attr: "output_padding",
-            ..
-        }
-    ));
+    assert_eq!(
+        bad_attr(&Op::ConvTranspose(bad), &[&x, &w]),
+        "output_padding"
+    );
 }
 
 #[test]
 fn absurd_attributes_are_rejected_without_overflow() {
     let x = rand_tensor(&[1, 1, 3, 3], 1);
     let w = rand_tensor(&[1, 1, 1, 1], 2);
-    let mut c = conv_op(&[1, 1], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, false);
+    let mut c = conv_attrs(&[1, 1], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, false);
     c.pads = vec![usize::MAX, 0, 0, 0];
-    assert!(matches!(
-        eval_err(&Op::Conv(c.clone()), &[&x, &w]),
-        RuntimeError::Attribute { attr: "pads", .. }
-    ));
+    assert_eq!(bad_attr(&Op::Conv(c.clone()), &[&x, &w]), "pads");
     c.pads = vec![0; 4];
     c.group = usize::MAX;
-    assert!(matches!(
-        eval_err(&Op::Conv(c.clone()), &[&x, &w]),
-        RuntimeError::Attribute { attr: "group", .. }
-    ));
+    assert_eq!(bad_attr(&Op::Conv(c.clone()), &[&x, &w]), "group");
     c.group = 1;
     c.dilations = vec![usize::MAX, 1];
-    assert!(matches!(
-        eval_err(&Op::Conv(c), &[&x, &w]),
-        RuntimeError::Attribute {
-            attr: "dilations",
-            ..
-        }
-    ));
+    assert_eq!(bad_attr(&Op::Conv(c), &[&x, &w]), "dilations");
     // A weight with an empty kernel axis is a shape error, not an underflow.
     let w0 = f32t(&[1, 1, 0, 1], &[]);
-    let c0 = conv_op(&[], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, false);
+    let c0 = conv_attrs(&[], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, false);
     assert!(matches!(
         eval_err(&Op::Conv(c0), &[&x, &w0]),
         RuntimeError::Shape { .. }
     ));
-    let ct = convt_op(
+    let ct = conv_transpose_attrs(
         &[1, 1],
         &[1, 1],
         &[0; 4],
@@ -556,8 +392,5 @@ fn absurd_attributes_are_rejected_without_overflow() {
         usize::MAX,
         false,
     );
-    assert!(matches!(
-        eval_err(&Op::ConvTranspose(ct), &[&x, &w]),
-        RuntimeError::Attribute { attr: "group", .. }
-    ));
+    assert_eq!(bad_attr(&Op::ConvTranspose(ct), &[&x, &w]), "group");
 }

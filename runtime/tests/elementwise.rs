@@ -192,56 +192,27 @@ fn binary_errors() {
 #[test]
 fn activations_match_hand_values() {
     let x = f32t(&[5], &[-2., -0.5, 0., 0.5, 2.]);
-    let un = |u| Op::Unary(u);
-    assert_close(
-        &eval1(&un(UnaryOp::Relu), &[&x]),
-        &[5],
-        &[0., 0., 0., 0.5, 2.],
-        0.0,
-    );
-    assert_close(
-        &eval1(&un(UnaryOp::LeakyRelu { alpha: 0.1 }), &[&x]),
-        &[5],
-        &[-0.2, -0.05, 0., 0.5, 2.],
-        1e-7,
-    );
-    assert_close(
-        &eval1(&un(UnaryOp::Sigmoid), &[&x]),
-        &[5],
-        &[0.11920292, 0.37754067, 0.5, 0.62245933, 0.88079708],
-        1e-6,
-    );
-    assert_close(
-        &eval1(
-            &un(UnaryOp::HardSigmoid {
-                alpha: 0.2,
-                beta: 0.5,
-            }),
-            &[&x],
-        ),
-        &[5],
-        &[0.1, 0.4, 0.5, 0.6, 0.9],
-        1e-6,
-    );
     let x6 = f32t(&[4], &[-4., -1., 1., 4.]);
-    assert_close(
-        &eval1(&un(UnaryOp::HardSwish), &[&x6]),
-        &[4],
-        &[0., -1.0 / 3.0, 2.0 / 3.0, 4.],
-        1e-6,
+    let un = |u| Op::Unary(u);
+    let hard_sigmoid = un(UnaryOp::HardSigmoid {
+        alpha: 0.2,
+        beta: 0.5,
+    });
+    expect_all(
+        0.0,
+        &[(un(UnaryOp::Relu), &x, &[5], &[0., 0., 0., 0.5, 2.])],
     );
-    assert_close(
-        &eval1(&un(UnaryOp::Tanh), &[&x]),
-        &[5],
-        &[-0.96402758, -0.46211716, 0., 0.46211716, 0.96402758],
-        1e-6,
-    );
-    assert_close(
-        &eval1(&un(UnaryOp::Erf), &[&x]),
-        &[5],
-        &[-0.99532227, -0.52049988, 0., 0.52049988, 0.99532227],
-        1e-6,
-    );
+    let leaky = un(UnaryOp::LeakyRelu { alpha: 0.1 });
+    expect_all(1e-7, &[(leaky, &x, &[5], &[-0.2, -0.05, 0., 0.5, 2.])]);
+    #[rustfmt::skip]
+    let cases = [
+        (un(UnaryOp::Sigmoid), &x, &[5][..], &[0.11920292, 0.37754067, 0.5, 0.62245933, 0.88079708][..]),
+        (hard_sigmoid, &x, &[5], &[0.1, 0.4, 0.5, 0.6, 0.9]),
+        (un(UnaryOp::HardSwish), &x6, &[4], &[0., -1.0 / 3.0, 2.0 / 3.0, 4.]),
+        (un(UnaryOp::Tanh), &x, &[5], &[-0.96402758, -0.46211716, 0., 0.46211716, 0.96402758]),
+        (un(UnaryOp::Erf), &x, &[5], &[-0.99532227, -0.52049988, 0., 0.52049988, 0.99532227]),
+    ];
+    expect_all(1e-6, &cases);
 }
 
 #[test]
@@ -300,31 +271,14 @@ fn clip_bounds_in_every_combination() {
     let x = f32t(&[5], &[-3., -1., 0., 1., 3.]);
     let lo = f32t(&[], &[-1.5]);
     let hi = f32t(&[1], &[2.0]);
-    let both = Op::Clip(Clip {
-        has_min: true,
-        has_max: true,
-    });
-    assert_close(
-        &eval1(&both, &[&x, &lo, &hi]),
-        &[5],
-        &[-1.5, -1., 0., 1., 2.],
-        0.0,
-    );
-    let max_only = Op::Clip(Clip {
-        has_min: false,
-        has_max: true,
-    });
-    assert_close(
-        &eval1(&max_only, &[&x, &hi]),
-        &[5],
-        &[-3., -1., 0., 1., 2.],
-        0.0,
-    );
-    let none = Op::Clip(Clip {
-        has_min: false,
-        has_max: false,
-    });
-    assert_close(&eval1(&none, &[&x]), &[5], &[-3., -1., 0., 1., 3.], 0.0);
+    let clip = |has_min, has_max| Op::Clip(Clip { has_min, has_max });
+    let both = clip(true, true);
+    let y = eval1(&both, &[&x, &lo, &hi]);
+    assert_close(&y, &[5], &[-1.5, -1., 0., 1., 2.], 0.0);
+    let y = eval1(&clip(false, true), &[&x, &hi]);
+    assert_close(&y, &[5], &[-3., -1., 0., 1., 2.], 0.0);
+    let y = eval1(&clip(false, false), &[&x]);
+    assert_close(&y, &[5], &[-3., -1., 0., 1., 3.], 0.0);
     // min > max gives max everywhere, like numpy.clip.
     let lo2 = f32t(&[], &[5.0]);
     assert_close(&eval1(&both, &[&x, &lo2, &hi]), &[5], &[2.; 5], 0.0);

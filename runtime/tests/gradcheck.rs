@@ -6,8 +6,7 @@
 use strata_test_support::*;
 
 use strata_ir::ops::{
-    BatchNorm, BinaryOp, Clip, Conv, Gemm, GlobalPoolKind, Pool, Reshape, Softmax, UnaryOp,
-    VariadicOp,
+    BatchNorm, BinaryOp, Clip, GlobalPoolKind, Reshape, Softmax, UnaryOp, VariadicOp,
 };
 use strata_ir::{DType, Dim, Graph, Op, Shape, Tensor, TensorType, ValueRef};
 use strata_runtime::autodiff::fake_quant::{lsq_grad_scale, ActFakeQuant, WeightFakeQuant};
@@ -40,6 +39,21 @@ fn assert_grad(what: &str, analytic: &[f32], numeric: &[f64]) {
 
 /// Checks the VJP of `op` for every f32 input against finite differences of
 /// `L = Σ r·op(inputs)` with random `r`.
+/// Seeded tensors of `shapes`, with seeds `seed`, `seed + 1`, ….
+fn seeded(shapes: &[&[usize]], seed: u64) -> Vec<Tensor> {
+    (0..)
+        .zip(shapes)
+        .map(|(i, s)| rand_tensor(s, seed + i))
+        .collect()
+}
+
+/// [`check_op`] for several ops of one input: `(what, op, seed)` each.
+fn check_each<const K: usize>(x: &Tensor, cases: [(&str, Op, u64); K]) {
+    for (what, op, seed) in cases {
+        check_op(what, &op, std::slice::from_ref(x), seed);
+    }
+}
+
 fn check_op(what: &str, op: &Op, inputs: &[Tensor], seed: u64) {
     let refs: Vec<&Tensor> = inputs.iter().collect();
     let y = eval_op(op, &refs).unwrap().remove(0);
@@ -65,19 +79,11 @@ fn check_op(what: &str, op: &Op, inputs: &[Tensor], seed: u64) {
             inputs[slot].shape(),
             "{what}: gradient shape of input {slot}"
         );
-        let mut numeric = Vec::with_capacity(g.len());
-        for i in 0..inputs[slot].len() {
-            let mut l = [0f64; 2];
-            for (s, sign) in [(0, 1.0f32), (1, -1.0)] {
-                let mut p = inputs.to_vec();
-                if let strata_ir::TensorData::F32(v) = p[slot].data_mut() {
-                    v[i] += sign * EPS;
-                }
-                let pr: Vec<&Tensor> = p.iter().collect();
-                l[s] = weighted(&eval_op(op, &pr).unwrap()[0], &r);
-            }
-            numeric.push((l[0] - l[1]) / (2.0 * EPS as f64));
-        }
+        let numeric = central_fd(&inputs[slot], |t| {
+            let mut p = refs.clone();
+            p[slot] = t;
+            weighted(&eval_op(op, &p).unwrap()[0], &r)
+        });
         assert_grad(
             &format!("{what}, input {slot}"),
             g.as_f32().unwrap(),
@@ -118,60 +124,19 @@ fn distinct(shape: &[usize], seed: u64) -> Tensor {
 
 #[test]
 fn conv_grouped_strided_padded_dilated_with_bias() {
-    let op = Op::Conv(Conv {
-        kernel: vec![3, 2],
-        strides: vec![2, 1],
-        pads: vec![1, 0, 0, 1],
-        dilations: vec![1, 2],
-        group: 2,
-        has_bias: true,
-    });
-    check_op(
-        "conv",
-        &op,
-        &[
-            rand_tensor(&[2, 4, 5, 6], 1),
-            rand_tensor(&[4, 2, 3, 2], 2),
-            rand_tensor(&[4], 3),
-        ],
-        4,
-    );
+    let c = conv_attrs(&[3, 2], &[2, 1], &[1, 0, 0, 1], &[1, 2], 2, true);
+    let inputs = seeded(&[&[2, 4, 5, 6], &[4, 2, 3, 2], &[4]], 1);
+    check_op("conv", &Op::Conv(c), &inputs, 4);
 }
 
 #[test]
 fn conv_batch_larger_than_a_chunk_and_1d() {
-    let op = Op::Conv(Conv {
-        kernel: vec![3, 3],
-        strides: vec![1, 1],
-        pads: vec![1, 1, 1, 1],
-        dilations: vec![1, 1],
-        group: 1,
-        has_bias: false,
-    });
-    check_op(
-        "conv 3x3",
-        &op,
-        &[rand_tensor(&[6, 2, 4, 4], 5), rand_tensor(&[3, 2, 3, 3], 6)],
-        7,
-    );
-    let op1 = Op::Conv(Conv {
-        kernel: vec![2],
-        strides: vec![2],
-        pads: vec![1, 1],
-        dilations: vec![1],
-        group: 3,
-        has_bias: true,
-    });
-    check_op(
-        "conv 1-d depthwise",
-        &op1,
-        &[
-            rand_tensor(&[2, 3, 7], 8),
-            rand_tensor(&[3, 1, 2], 9),
-            rand_tensor(&[3], 10),
-        ],
-        11,
-    );
+    let c = conv_attrs(&[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 1, false);
+    let inputs = seeded(&[&[6, 2, 4, 4], &[3, 2, 3, 3]], 5);
+    check_op("conv 3x3", &Op::Conv(c), &inputs, 7);
+    let c = conv_attrs(&[2], &[2], &[1, 1], &[1], 3, true);
+    let inputs = seeded(&[&[2, 3, 7], &[3, 1, 2], &[3]], 8);
+    check_op("conv 1-d depthwise", &Op::Conv(c), &inputs, 11);
 }
 
 #[test]
@@ -180,13 +145,7 @@ fn gemm_all_transpositions_with_broadcast_c() {
         .into_iter()
         .enumerate()
     {
-        let op = Op::Gemm(Gemm {
-            alpha: 0.7,
-            beta: 1.3,
-            trans_a: ta,
-            trans_b: tb,
-            has_c: true,
-        });
+        let op = gemm(0.7, 1.3, ta, tb, true);
         let a = if ta {
             rand_tensor(&[4, 3], 20 + i as u64)
         } else {
@@ -204,13 +163,7 @@ fn gemm_all_transpositions_with_broadcast_c() {
             50,
         );
     }
-    let op = Op::Gemm(Gemm {
-        alpha: 1.0,
-        beta: 1.0,
-        trans_a: false,
-        trans_b: true,
-        has_c: false,
-    });
+    let op = gemm(1.0, 1.0, false, true, false);
     check_op(
         "gemm no c",
         &op,
@@ -346,132 +299,84 @@ fn clip_passes_inside_and_routes_outside_to_the_bounds() {
     check_op("clip max", &only_max, &[x, f32t(&[], &[0.8])], 122);
 }
 
-fn pool(kernel: &[usize], strides: &[usize], pads: &[usize], ceil: bool, include: bool) -> Pool {
-    Pool {
-        kernel: kernel.to_vec(),
-        strides: strides.to_vec(),
-        pads: pads.to_vec(),
-        dilations: vec![1; kernel.len()],
-        ceil_mode: ceil,
-        count_include_pad: include,
-    }
-}
-
 #[test]
 fn pools() {
     let x = distinct(&[2, 3, 5, 6], 130);
-    check_op(
-        "max_pool 2x2",
-        &Op::MaxPool(pool(&[2, 2], &[2, 2], &[0, 0, 0, 0], false, false)),
-        std::slice::from_ref(&x),
-        131,
-    );
-    check_op(
-        "max_pool 3x3 overlapping padded ceil",
-        &Op::MaxPool(pool(&[3, 3], &[2, 2], &[1, 1, 1, 1], true, false)),
-        std::slice::from_ref(&x),
-        132,
+    let overlapping = pool_attrs(&[3, 3], &[2, 2], &[1, 1, 1, 1], &[1, 1], true, false);
+    check_each(
+        &x,
+        [
+            ("max_pool 2x2", max_pool(2), 131),
+            (
+                "max_pool 3x3 overlapping padded ceil",
+                Op::MaxPool(overlapping),
+                132,
+            ),
+            ("global_max_pool", Op::GlobalPool(GlobalPoolKind::Max), 137),
+        ],
     );
     for include in [false, true] {
+        let p = pool_attrs(&[3, 2], &[2, 1], &[1, 0, 1, 1], &[1, 1], true, include);
+        let x = rand_tensor(&[2, 2, 5, 4], 133);
         check_op(
             &format!("average_pool include_pad={include}"),
-            &Op::AveragePool(pool(&[3, 2], &[2, 1], &[1, 0, 1, 1], true, include)),
-            &[rand_tensor(&[2, 2, 5, 4], 133)],
+            &Op::AveragePool(p),
+            &[x],
             134,
         );
     }
+    let x = rand_tensor(&[2, 3, 4, 5], 135);
     check_op(
         "global_average_pool",
         &Op::GlobalPool(GlobalPoolKind::Average),
-        &[rand_tensor(&[2, 3, 4, 5], 135)],
-        136,
-    );
-    check_op(
-        "global_max_pool",
-        &Op::GlobalPool(GlobalPoolKind::Max),
         &[x],
-        137,
+        136,
     );
 }
 
 #[test]
 fn layout_ops() {
     let x = rand_tensor(&[2, 3, 4], 140);
-    check_op(
-        "flatten",
-        &Op::Flatten { axis: 1 },
-        std::slice::from_ref(&x),
-        141,
-    );
-    check_op(
-        "reshape",
-        &Op::Reshape(Reshape {
-            shape: vec![4, -1],
-            allow_zero: false,
-        }),
-        std::slice::from_ref(&x),
-        142,
-    );
-    check_op(
-        "transpose",
-        &Op::Transpose {
-            perm: vec![2, 0, 1],
-        },
-        std::slice::from_ref(&x),
-        143,
-    );
-    check_op(
-        "transpose default",
-        &Op::Transpose { perm: vec![] },
-        std::slice::from_ref(&x),
-        144,
-    );
-    check_op(
-        "concat",
-        &Op::Concat { axis: 1 },
-        &[
-            x,
-            rand_tensor(&[2, 1, 4], 145),
-            rand_tensor(&[2, 2, 4], 146),
+    let reshape = Reshape {
+        shape: vec![4, -1],
+        allow_zero: false,
+    };
+    check_each(
+        &x,
+        [
+            ("flatten", Op::Flatten { axis: 1 }, 141),
+            ("reshape", Op::Reshape(reshape), 142),
+            (
+                "transpose",
+                Op::Transpose {
+                    perm: vec![2, 0, 1],
+                },
+                143,
+            ),
+            ("transpose default", Op::Transpose { perm: vec![] }, 144),
         ],
-        147,
     );
+    let (y, z) = (rand_tensor(&[2, 1, 4], 145), rand_tensor(&[2, 2, 4], 146));
+    check_op("concat", &Op::Concat { axis: 1 }, &[x, y, z], 147);
 }
 
 #[test]
 fn softmax_both_semantics() {
     let x = rand_tensor(&[2, 3, 4], 150);
-    check_op(
-        "softmax axis 1",
-        &Op::Softmax(Softmax {
-            axis: 1,
-            coerce_2d: false,
-        }),
-        std::slice::from_ref(&x),
-        151,
-    );
-    check_op(
-        "softmax axis 2",
-        &Op::Softmax(Softmax {
-            axis: 2,
-            coerce_2d: false,
-        }),
-        std::slice::from_ref(&x),
-        152,
-    );
-    check_op(
-        "softmax coerce_2d",
-        &Op::Softmax(Softmax {
-            axis: 1,
-            coerce_2d: true,
-        }),
-        &[x],
-        153,
+    let softmax = |axis, coerce_2d| Op::Softmax(Softmax { axis, coerce_2d });
+    check_each(
+        &x,
+        [
+            ("softmax axis 1", softmax(1, false), 151),
+            ("softmax axis 2", softmax(2, false), 152),
+            ("softmax coerce_2d", softmax(1, true), 153),
+        ],
     );
 }
 
-/// Finite differences of a scalar loss of the logits.
-fn loss_fd(z: &Tensor, f: impl Fn(&Tensor) -> f32) -> Vec<f64> {
+/// Central finite differences of a scalar function of `z`, one element at a time (±EPS):
+/// the numeric side of every check in this file.
+fn central_fd(z: &Tensor, f: impl Fn(&Tensor) -> f64) -> Vec<f64> {
     (0..z.len())
         .map(|i| {
             let mut l = [0f64; 2];
@@ -480,11 +385,16 @@ fn loss_fd(z: &Tensor, f: impl Fn(&Tensor) -> f32) -> Vec<f64> {
                 if let strata_ir::TensorData::F32(v) = p.data_mut() {
                     v[i] += sign * EPS;
                 }
-                l[s] = f(&p) as f64;
+                l[s] = f(&p);
             }
             (l[0] - l[1]) / (2.0 * EPS as f64)
         })
         .collect()
+}
+
+/// Finite differences of a scalar loss of the logits.
+fn loss_fd(z: &Tensor, f: impl Fn(&Tensor) -> f32) -> Vec<f64> {
+    central_fd(z, |p| f(p) as f64)
 }
 
 #[test]
@@ -738,27 +648,15 @@ fn backward_op_errors() {
     let e = backward_op(&relu, &[&xd], &xd, &xd).unwrap_err();
     assert!(matches!(e, RuntimeError::UnsupportedDType { .. }), "{e}");
     // A gradient that does not match the op's geometry is refused, not mis-indexed.
-    let conv = Op::Conv(Conv {
-        kernel: vec![2],
-        strides: vec![1],
-        pads: vec![0, 0],
-        dilations: vec![1],
-        group: 1,
-        has_bias: false,
-    });
+    let c = conv_attrs(&[2], &[1], &[0, 0], &[1], 1, false);
+    let conv = Op::Conv(c);
     let (xc, wc) = (rand_tensor(&[1, 1, 4], 3), rand_tensor(&[1, 1, 2], 4));
     let bogus = rand_tensor(&[1, 1, 4], 5);
     assert!(matches!(
         backward_op(&conv, &[&xc, &wc], &bogus, &bogus),
         Err(RuntimeError::Shape { .. })
     ));
-    let gemm = Op::Gemm(Gemm {
-        alpha: 1.0,
-        beta: 1.0,
-        trans_a: false,
-        trans_b: false,
-        has_c: false,
-    });
+    let gemm = gemm(1.0, 1.0, false, false, false);
     let (a, b) = (rand_tensor(&[2, 3], 6), rand_tensor(&[3, 2], 7));
     let bad = rand_tensor(&[2, 3], 8);
     assert!(matches!(
@@ -782,41 +680,12 @@ fn tiny_net() -> (Graph, Vec<ValueRef>) {
     let b = g.add_constant("b", rand_tensor(&[2], 301));
     let fw = g.add_constant("fw", rand_tensor(&[3, 8], 302));
     let fb = g.add_constant("fb", rand_tensor(&[3], 303));
-    let conv = Op::Conv(Conv {
-        kernel: vec![3, 3],
-        strides: vec![1, 1],
-        pads: vec![0, 0, 0, 0],
-        dilations: vec![1, 1],
-        group: 1,
-        has_bias: true,
-    });
-    let add = |g: &mut Graph, name: &str, op: Op, ins: &[ValueRef]| {
-        ValueRef::first(
-            g.add_op_inferred(name, op, ins, vec![name.to_string()])
-                .unwrap(),
-        )
-    };
-    let c = add(&mut g, "conv", conv, &[x, w, b]);
-    let r = add(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[c]);
-    let p = add(
-        &mut g,
-        "pool",
-        Op::MaxPool(pool(&[2, 2], &[2, 2], &[0, 0, 0, 0], false, false)),
-        &[r],
-    );
-    let f = add(&mut g, "flat", Op::Flatten { axis: 1 }, &[p]);
-    let y = add(
-        &mut g,
-        "fc",
-        Op::Gemm(Gemm {
-            alpha: 1.0,
-            beta: 1.0,
-            trans_a: false,
-            trans_b: true,
-            has_c: true,
-        }),
-        &[f, fw, fb],
-    );
+    let c = op(&mut g, "conv", conv(3, 0, 1), &[x, w, b]);
+    let r = op(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[c]);
+    let p = op(&mut g, "pool", max_pool(2), &[r]);
+    let f = op(&mut g, "flat", Op::Flatten { axis: 1 }, &[p]);
+    let fc = gemm(1.0, 1.0, false, true, true);
+    let y = op(&mut g, "fc", fc, &[f, fw, fb]);
     g.set_outputs(vec![y]);
     (g, vec![x, w, b, fw, fb])
 }
@@ -850,19 +719,7 @@ fn tape_gradients_of_a_tiny_cnn_match_finite_differences() {
         } else {
             graph.constant_value(v).unwrap().as_ref().clone()
         };
-        let numeric: Vec<f64> = (0..base.len())
-            .map(|i| {
-                let mut l = [0f64; 2];
-                for (s, sign) in [(0, 1.0f32), (1, -1.0)] {
-                    let mut p = base.clone();
-                    if let strata_ir::TensorData::F32(d) = p.data_mut() {
-                        d[i] += sign * EPS;
-                    }
-                    l[s] = loss_with(v, &p);
-                }
-                (l[0] - l[1]) / (2.0 * EPS as f64)
-            })
-            .collect();
+        let numeric = central_fd(&base, |p| loss_with(v, p));
         let g = &grads[&v];
         assert_eq!(g.shape(), base.shape());
         assert_grad(

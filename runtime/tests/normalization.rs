@@ -29,16 +29,14 @@ fn batch_norm_per_channel() {
     ));
 }
 
+fn softmax(axis: usize, coerce_2d: bool) -> Op {
+    Op::Softmax(Softmax { axis, coerce_2d })
+}
+
 #[test]
 fn softmax_per_axis_and_coerced() {
     let x = f32t(&[2, 3], &[1., 2., 3., 1., 1., 1.]);
-    let y = eval1(
-        &Op::Softmax(Softmax {
-            axis: 1,
-            coerce_2d: false,
-        }),
-        &[&x],
-    );
+    let y = eval1(&softmax(1, false), &[&x]);
     assert_close(
         &y,
         &[2, 3],
@@ -52,13 +50,7 @@ fn softmax_per_axis_and_coerced() {
         ],
         1e-6,
     );
-    let y = eval1(
-        &Op::Softmax(Softmax {
-            axis: 0,
-            coerce_2d: false,
-        }),
-        &[&x],
-    );
+    let y = eval1(&softmax(0, false), &[&x]);
     assert_close(
         &y,
         &[2, 3],
@@ -66,23 +58,11 @@ fn softmax_per_axis_and_coerced() {
         1e-6,
     );
     // Legacy semantics: axis 0 with coerce_2d normalises over all six elements.
-    let y = eval1(
-        &Op::Softmax(Softmax {
-            axis: 0,
-            coerce_2d: true,
-        }),
-        &[&x],
-    );
+    let y = eval1(&softmax(0, true), &[&x]);
     let total: f32 = y.as_f32().unwrap().iter().sum();
     assert!((total - 1.0).abs() < 1e-6);
     let x3 = f32t(&[1, 2, 2], &[1., 2., 3., 4.]);
-    let y = eval1(
-        &Op::Softmax(Softmax {
-            axis: 1,
-            coerce_2d: true,
-        }),
-        &[&x3],
-    );
+    let y = eval1(&softmax(1, true), &[&x3]);
     let e: Vec<f32> = [1f32, 2., 3., 4.].iter().map(|v| v.exp()).collect();
     let s: f32 = e.iter().sum();
     assert_close(
@@ -96,33 +76,15 @@ fn softmax_per_axis_and_coerced() {
 #[test]
 fn softmax_is_stable_and_checks_axis() {
     let x = f32t(&[3], &[1000., 1000., -1000.]);
-    let y = eval1(
-        &Op::Softmax(Softmax {
-            axis: 0,
-            coerce_2d: false,
-        }),
-        &[&x],
-    );
+    let y = eval1(&softmax(0, false), &[&x]);
     assert_close(&y, &[3], &[0.5, 0.5, 0.], 1e-6);
     assert!(matches!(
-        eval_err(
-            &Op::Softmax(Softmax {
-                axis: 1,
-                coerce_2d: false
-            }),
-            &[&x]
-        ),
+        eval_err(&softmax(1, false), &[&x]),
         RuntimeError::Attribute { attr: "axis", .. }
     ));
     let xi = i64t(&[1], &[1]);
     assert!(matches!(
-        eval_err(
-            &Op::Softmax(Softmax {
-                axis: 0,
-                coerce_2d: false
-            }),
-            &[&xi]
-        ),
+        eval_err(&softmax(0, false), &[&xi]),
         RuntimeError::UnsupportedDType { .. }
     ));
 }
@@ -149,10 +111,7 @@ fn reduce_mean_axes_and_keep_dims() {
         eval1(&r(&[0], false), &[&xi]).data(),
         &TensorData::I32(vec![2])
     );
-    assert!(matches!(
-        eval_err(&r(&[3], false), &[&x]),
-        RuntimeError::Attribute { attr: "axes", .. }
-    ));
+    assert_eq!(bad_attr(&r(&[3], false), &[&x]), "axes");
     let b = tensor(&[1], TensorData::Bool(vec![true]));
     assert!(matches!(
         eval_err(&r(&[0], false), &[&b]),

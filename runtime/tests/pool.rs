@@ -1,20 +1,19 @@
-use strata_ir::ops::{GlobalPoolKind, Pool};
-use strata_ir::{Op, TensorData};
+use strata_ir::ops::GlobalPoolKind;
+use strata_ir::{Op, Tensor, TensorData};
 use strata_runtime::RuntimeError;
 use strata_test_support::*;
 
-fn pool(k: &[usize], s: &[usize], p: &[usize], d: &[usize], ceil: bool, inc: bool) -> Pool {
-    Pool {
-        kernel: k.to_vec(),
-        strides: s.to_vec(),
-        pads: p.to_vec(),
-        dilations: d.to_vec(),
-        ceil_mode: ceil,
-        count_include_pad: inc,
-    }
+/// A MaxPool (padding never counts for a max) over [`pool_attrs`].
+fn max(k: &[usize], s: &[usize], p: &[usize], d: &[usize], ceil: bool) -> Op {
+    Op::MaxPool(pool_attrs(k, s, p, d, ceil, false))
 }
 
-fn ramp(shape: &[usize]) -> strata_ir::Tensor {
+/// An AveragePool over [`pool_attrs`].
+fn avg(k: &[usize], s: &[usize], p: &[usize], d: &[usize], ceil: bool, inc: bool) -> Op {
+    Op::AveragePool(pool_attrs(k, s, p, d, ceil, inc))
+}
+
+fn ramp(shape: &[usize]) -> Tensor {
     let n: usize = shape.iter().product();
     f32t(shape, &(1..=n).map(|v| v as f32).collect::<Vec<_>>())
 }
@@ -22,81 +21,48 @@ fn ramp(shape: &[usize]) -> strata_ir::Tensor {
 #[test]
 fn max_pool_2d_basic_and_ceil() {
     let x = ramp(&[1, 1, 4, 4]);
-    let y = eval1(
-        &Op::MaxPool(pool(&[2, 2], &[2, 2], &[0; 4], &[1, 1], false, false)),
-        &[&x],
-    );
-    assert_close(&y, &[1, 1, 2, 2], &[6., 8., 14., 16.], 0.0);
-    // ONNX test_maxpool_2d_ceil: 4x4, kernel 3, stride 2, ceil → 2x2.
-    let y = eval1(
-        &Op::MaxPool(pool(&[3, 3], &[2, 2], &[0; 4], &[1, 1], true, false)),
-        &[&x],
-    );
-    assert_close(&y, &[1, 1, 2, 2], &[11., 12., 15., 16.], 0.0);
-    // ONNX test_maxpool_2d_dilations: kernel 2, dilation 2 → 2x2.
-    let y = eval1(
-        &Op::MaxPool(pool(&[2, 2], &[1, 1], &[0; 4], &[2, 2], false, false)),
-        &[&x],
-    );
-    assert_close(&y, &[1, 1, 2, 2], &[11., 12., 15., 16.], 0.0);
+    #[rustfmt::skip]
+    let cases = [
+        (max(&[2, 2], &[2, 2], &[0; 4], &[1, 1], false), &x, &[1, 1, 2, 2][..], &[6., 8., 14., 16.][..]),
+        // ONNX test_maxpool_2d_ceil: 4x4, kernel 3, stride 2, ceil → 2x2.
+        (max(&[3, 3], &[2, 2], &[0; 4], &[1, 1], true), &x, &[1, 1, 2, 2], &[11., 12., 15., 16.]),
+        // ONNX test_maxpool_2d_dilations: kernel 2, dilation 2 → 2x2.
+        (max(&[2, 2], &[1, 1], &[0; 4], &[2, 2], false), &x, &[1, 1, 2, 2], &[11., 12., 15., 16.]),
+    ];
+    expect_all(0.0, &cases);
 }
 
 #[test]
 fn max_pool_ignores_padding_and_drops_windows_starting_in_it() {
     // Negative values: a zero pad must not win.
-    let x = f32t(&[1, 1, 2, 2], &[-1., -2., -3., -4.]);
-    let y = eval1(
-        &Op::MaxPool(pool(&[2, 2], &[1, 1], &[1, 1, 1, 1], &[1, 1], false, false)),
-        &[&x],
-    );
-    assert_close(
-        &y,
-        &[1, 1, 3, 3],
-        &[-1., -1., -2., -1., -1., -2., -3., -3., -4.],
-        0.0,
-    );
+    let neg = f32t(&[1, 1, 2, 2], &[-1., -2., -3., -4.]);
+    let want = [-1., -1., -2., -1., -1., -2., -3., -3., -4.];
     // 2x2 input, kernel 3, stride 3, pad 1, ceil: the second window would start in the end
     // pad, so it is dropped → 1x1.
     let x = ramp(&[1, 1, 2, 2]);
-    let y = eval1(
-        &Op::MaxPool(pool(&[3, 3], &[3, 3], &[1, 1, 1, 1], &[1, 1], true, false)),
-        &[&x],
-    );
-    assert_close(&y, &[1, 1, 1, 1], &[4.], 0.0);
+    #[rustfmt::skip]
+    let cases = [
+        (max(&[2, 2], &[1, 1], &[1, 1, 1, 1], &[1, 1], false), &neg, &[1, 1, 3, 3][..], &want[..]),
+        (max(&[3, 3], &[3, 3], &[1, 1, 1, 1], &[1, 1], true), &x, &[1, 1, 1, 1], &[4.]),
+    ];
+    expect_all(0.0, &cases);
 }
 
 #[test]
 fn max_pool_1d_3d_and_integers() {
-    let x = f32t(&[1, 1, 5], &[1., 3., 2., 5., 4.]);
-    let y = eval1(
-        &Op::MaxPool(pool(&[2], &[1], &[0, 0], &[1], false, false)),
-        &[&x],
-    );
-    assert_close(&y, &[1, 1, 4], &[3., 3., 5., 5.], 0.0);
-    let x = ramp(&[1, 2, 2, 2, 2]);
-    let y = eval1(
-        &Op::MaxPool(pool(
-            &[2, 2, 2],
-            &[1, 1, 1],
-            &[0; 6],
-            &[1, 1, 1],
-            false,
-            false,
-        )),
-        &[&x],
-    );
-    assert_close(&y, &[1, 2, 1, 1, 1], &[8., 16.], 0.0);
+    let x1 = f32t(&[1, 1, 5], &[1., 3., 2., 5., 4.]);
+    let x3 = ramp(&[1, 2, 2, 2, 2]);
+    #[rustfmt::skip]
+    let cases = [
+        (max(&[2], &[1], &[0, 0], &[1], false), &x1, &[1, 1, 4][..], &[3., 3., 5., 5.][..]),
+        (max(&[2, 2, 2], &[1, 1, 1], &[0; 6], &[1, 1, 1], false), &x3, &[1, 2, 1, 1, 1], &[8., 16.]),
+    ];
+    expect_all(0.0, &cases);
     let x = tensor(&[1, 1, 4], TensorData::I8(vec![-5, -7, 3, -1]));
-    let y = eval1(
-        &Op::MaxPool(pool(&[2], &[2], &[0, 0], &[1], false, false)),
-        &[&x],
-    );
+    let y = eval1(&max(&[2], &[2], &[0, 0], &[1], false), &[&x]);
     assert_eq!(y.data(), &TensorData::I8(vec![-5, 3]));
     let x = tensor(&[1, 1, 3], TensorData::U8(vec![200, 7, 255]));
-    let y = eval1(
-        &Op::MaxPool(pool(&[2], &[1], &[0, 0], &[1], false, false)),
-        &[&x],
-    );
+    let y = eval1(&max(&[2], &[1], &[0, 0], &[1], false), &[&x]);
     assert_eq!(y.data(), &TensorData::U8(vec![200, 255]));
 }
 
@@ -105,7 +71,7 @@ fn average_pool_pads_and_count_include_pad() {
     // ONNX test_averagepool_2d_precomputed_pads (exclude pads) on a 5x5 ramp, kernel 5, pad 2.
     let x = ramp(&[1, 1, 5, 5]);
     let y = eval1(
-        &Op::AveragePool(pool(&[5, 5], &[1, 1], &[2, 2, 2, 2], &[1, 1], false, false)),
+        &avg(&[5, 5], &[1, 1], &[2; 4], &[1, 1], false, false),
         &[&x],
     );
     #[rustfmt::skip]
@@ -118,10 +84,7 @@ fn average_pool_pads_and_count_include_pad() {
     ];
     assert_close(&y, &[1, 1, 5, 5], &expected, 1e-6);
     // Same with count_include_pad (test_averagepool_2d_precomputed_pads_count_include_pad).
-    let y = eval1(
-        &Op::AveragePool(pool(&[5, 5], &[1, 1], &[2, 2, 2, 2], &[1, 1], false, true)),
-        &[&x],
-    );
+    let y = eval1(&avg(&[5, 5], &[1, 1], &[2; 4], &[1, 1], false, true), &[&x]);
     #[rustfmt::skip]
     let expected = [
         2.52, 3.6, 4.8, 4.08, 3.24,
@@ -135,53 +98,32 @@ fn average_pool_pads_and_count_include_pad() {
 
 #[test]
 fn average_pool_ceil_edge_windows() {
-    // ONNX test_averagepool_2d_ceil: 4x4 ramp, kernel 3, stride 2, ceil → partial windows
-    // divide by the number of real elements.
-    let x = ramp(&[1, 1, 4, 4]);
-    let y = eval1(
-        &Op::AveragePool(pool(&[3, 3], &[2, 2], &[0; 4], &[1, 1], true, false)),
-        &[&x],
-    );
-    assert_close(&y, &[1, 1, 2, 2], &[6., 7.5, 12., 13.5], 1e-6);
-    // With count_include_pad only explicit padding counts, never the ceil-mode extension
-    // past it (ONNX test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_True):
-    // the last window of [1,2,3,4,5] (kernel 2, stride 2) is 5 / 1 without an end pad ...
+    let x4 = ramp(&[1, 1, 4, 4]);
     let x = f32t(&[1, 1, 5], &[1., 2., 3., 4., 5.]);
-    let y = eval1(
-        &Op::AveragePool(pool(&[2], &[2], &[0, 0], &[1], true, true)),
-        &[&x],
-    );
-    assert_close(&y, &[1, 1, 3], &[1.5, 3.5, 5.], 1e-6);
-    // ... and (5 + 0) / 2 with an end pad of 1.
-    let y = eval1(
-        &Op::AveragePool(pool(&[2], &[2], &[0, 1], &[1], true, true)),
-        &[&x],
-    );
-    assert_close(&y, &[1, 1, 3], &[1.5, 3.5, 2.5], 1e-6);
-    // A begin pad counts in the first window: (0 + 1) / 2.
-    let y = eval1(
-        &Op::AveragePool(pool(&[2], &[2], &[1, 1], &[1], true, true)),
-        &[&x],
-    );
-    assert_close(&y, &[1, 1, 3], &[0.5, 2.5, 4.5], 1e-6);
-    let y = eval1(
-        &Op::AveragePool(pool(&[2], &[2], &[0, 0], &[1], true, false)),
-        &[&x],
-    );
-    assert_close(&y, &[1, 1, 3], &[1.5, 3.5, 5.], 1e-6);
-    // ONNX test_averagepool_2d_dilations.
-    let x = ramp(&[1, 1, 4, 4]);
-    let y = eval1(
-        &Op::AveragePool(pool(&[2, 2], &[1, 1], &[0; 4], &[2, 2], true, false)),
-        &[&x],
-    );
-    assert_close(&y, &[1, 1, 2, 2], &[6., 7., 10., 11.], 1e-6);
+    #[rustfmt::skip]
+    let cases = [
+        // ONNX test_averagepool_2d_ceil: 4x4 ramp, kernel 3, stride 2, ceil → partial windows
+        // divide by the number of real elements.
+        (avg(&[3, 3], &[2, 2], &[0; 4], &[1, 1], true, false), &x4, &[1, 1, 2, 2][..], &[6., 7.5, 12., 13.5][..]),
+        // With count_include_pad only explicit padding counts, never the ceil-mode extension
+        // past it (ONNX test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_True):
+        // the last window of [1,2,3,4,5] (kernel 2, stride 2) is 5 / 1 without an end pad ...
+        (avg(&[2], &[2], &[0, 0], &[1], true, true), &x, &[1, 1, 3], &[1.5, 3.5, 5.]),
+        // ... and (5 + 0) / 2 with an end pad of 1.
+        (avg(&[2], &[2], &[0, 1], &[1], true, true), &x, &[1, 1, 3], &[1.5, 3.5, 2.5]),
+        // A begin pad counts in the first window: (0 + 1) / 2.
+        (avg(&[2], &[2], &[1, 1], &[1], true, true), &x, &[1, 1, 3], &[0.5, 2.5, 4.5]),
+        (avg(&[2], &[2], &[0, 0], &[1], true, false), &x, &[1, 1, 3], &[1.5, 3.5, 5.]),
+        // ONNX test_averagepool_2d_dilations.
+        (avg(&[2, 2], &[1, 1], &[0; 4], &[2, 2], true, false), &x4, &[1, 1, 2, 2], &[6., 7., 10., 11.]),
+    ];
+    expect_all(1e-6, &cases);
 }
 
 #[test]
 fn large_pool_runs_in_parallel_and_matches_small() {
     let x = rand_tensor(&[8, 16, 20, 20], 3);
-    let p = Op::MaxPool(pool(&[2, 2], &[2, 2], &[0; 4], &[1, 1], false, false));
+    let p = max_pool(2);
     let y = eval1(&p, &[&x]);
     let xv = x.as_f32().unwrap();
     let yv = y.as_f32().unwrap();
@@ -218,74 +160,43 @@ fn global_pools() {
 #[test]
 fn pool_errors() {
     let x = ramp(&[1, 1, 4, 4]);
-    let e = eval_err(
-        &Op::MaxPool(pool(&[5, 5], &[1, 1], &[0; 4], &[1, 1], false, false)),
-        &[&x],
-    );
+    let e = eval_err(&max(&[5, 5], &[1, 1], &[0; 4], &[1, 1], false), &[&x]);
     assert!(
         e.to_string().contains("smaller than the dilated kernel"),
         "{e}"
     );
-    assert!(matches!(
-        eval_err(
-            &Op::MaxPool(pool(&[2, 2], &[0, 1], &[0; 4], &[1, 1], false, false)),
-            &[&x]
-        ),
-        RuntimeError::Attribute {
-            attr: "strides",
-            ..
-        }
-    ));
-    assert!(matches!(
-        eval_err(
-            &Op::MaxPool(pool(&[2], &[1], &[0; 2], &[1], false, false)),
-            &[&x]
-        ),
-        RuntimeError::Attribute { attr: "kernel", .. }
-    ));
-    assert!(matches!(
-        eval_err(
-            &Op::MaxPool(pool(&[0, 2], &[1, 1], &[0; 4], &[1, 1], false, false)),
-            &[&x]
-        ),
-        RuntimeError::Attribute { attr: "kernel", .. }
-    ));
+    #[rustfmt::skip]
+    let bad = [
+        (max(&[2, 2], &[0, 1], &[0; 4], &[1, 1], false), "strides"),
+        (max(&[2], &[1], &[0; 2], &[1], false), "kernel"),
+        (max(&[0, 2], &[1, 1], &[0; 4], &[1, 1], false), "kernel"),
+    ];
+    for (op, attr) in bad {
+        assert_eq!(bad_attr(&op, &[&x]), attr);
+    }
     let flat = f32t(&[4, 4], &[0.; 16]);
-    assert!(matches!(
-        eval_err(
-            &Op::MaxPool(pool(&[2], &[1], &[0; 2], &[1], false, false)),
-            &[&flat]
-        ),
-        RuntimeError::Shape { .. }
-    ));
+    let e = eval_err(&max(&[2], &[1], &[0; 2], &[1], false), &[&flat]);
+    assert!(matches!(e, RuntimeError::Shape { .. }), "{e}");
     let xi = i64t(&[1, 1, 2], &[1, 2]);
-    assert!(matches!(
-        eval_err(
-            &Op::AveragePool(pool(&[2], &[1], &[0; 2], &[1], false, false)),
-            &[&xi]
+    let e = eval_err(&avg(&[2], &[1], &[0; 2], &[1], false, false), &[&xi]);
+    assert!(
+        matches!(
+            e,
+            RuntimeError::UnsupportedDType {
+                op: "average_pool",
+                ..
+            }
         ),
-        RuntimeError::UnsupportedDType {
-            op: "average_pool",
-            ..
-        }
-    ));
-    assert!(matches!(
-        eval_err(
-            &Op::GlobalPool(GlobalPoolKind::Max),
-            &[&f32t(&[3], &[0.; 3])]
-        ),
-        RuntimeError::Shape { .. }
-    ));
-    let huge = pool(
-        &[1, 1],
-        &[1, 1],
-        &[1 << 30, 1 << 30, 0, 0],
-        &[1, 1],
-        false,
-        false,
+        "{e}"
     );
+    let e = eval_err(
+        &Op::GlobalPool(GlobalPoolKind::Max),
+        &[&f32t(&[3], &[0.; 3])],
+    );
+    assert!(matches!(e, RuntimeError::Shape { .. }), "{e}");
+    let huge = max(&[1, 1], &[1, 1], &[1 << 30, 1 << 30, 0, 0], &[1, 1], false);
     assert!(matches!(
-        eval_err(&Op::MaxPool(huge), &[&x]),
+        eval_err(&huge, &[&x]),
         RuntimeError::TooLarge { .. }
     ));
 }
@@ -293,15 +204,9 @@ fn pool_errors() {
 #[test]
 fn absurd_pool_attributes_are_rejected() {
     let x = ramp(&[1, 1, 4, 4]);
-    let p = pool(&[2, 2], &[usize::MAX, 1], &[0; 4], &[1, 1], false, false);
-    assert!(matches!(
-        eval_err(&Op::MaxPool(p), &[&x]),
-        RuntimeError::Attribute {
-            attr: "strides",
-            ..
-        }
-    ));
-    let p = pool(
+    let p = max(&[2, 2], &[usize::MAX, 1], &[0; 4], &[1, 1], false);
+    assert_eq!(bad_attr(&p, &[&x]), "strides");
+    let p = avg(
         &[2, 2],
         &[1, 1],
         &[usize::MAX, 0, 0, 0],
@@ -309,8 +214,5 @@ fn absurd_pool_attributes_are_rejected() {
         true,
         false,
     );
-    assert!(matches!(
-        eval_err(&Op::AveragePool(p), &[&x]),
-        RuntimeError::Attribute { attr: "pads", .. }
-    ));
+    assert_eq!(bad_attr(&p, &[&x]), "pads");
 }

@@ -7,7 +7,9 @@ fn ty(dims: &[Dim]) -> TensorType {
     TensorType::new(DType::F32, Shape(dims.to_vec()))
 }
 
-fn op(g: &mut Graph, name: &str, o: Op, inputs: &[ValueRef], dims: &[Dim]) -> ValueRef {
+/// An op node with declared output dims: the graphs here include ones whose types
+/// inference would refuse (batch-mixing ops, wrong arity, too few outputs).
+fn declared(g: &mut Graph, name: &str, o: Op, inputs: &[ValueRef], dims: &[Dim]) -> ValueRef {
     let id = g
         .add_op(
             name,
@@ -29,15 +31,9 @@ fn small_graph() -> Graph {
     let mut g = Graph::new("small");
     let x = g.add_input("x", ty(&[N, K(3)]));
     let b = g.add_constant("b", f32t(&[3], &[1., -1., 0.5]));
-    let s = op(
-        &mut g,
-        "add",
-        Op::Binary(BinaryOp::Add),
-        &[x, b],
-        &[N, K(3)],
-    );
-    let r = op(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[s], &[N, K(3)]);
-    let f = op(&mut g, "flat", Op::Flatten { axis: 0 }, &[r], &[K(1), N]);
+    let s = op(&mut g, "add", Op::Binary(BinaryOp::Add), &[x, b]);
+    let r = declared(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[s], &[N, K(3)]);
+    let f = declared(&mut g, "flat", Op::Flatten { axis: 0 }, &[r], &[K(1), N]);
     g.set_outputs(vec![f, r, x, b, f]);
     g
 }
@@ -69,10 +65,10 @@ fn owned_intermediates_are_moved_not_corrupting_shared_values() {
     // path must not fire for the first user.
     let mut g = Graph::new("fanout");
     let x = g.add_input("x", ty(&[N, K(2)]));
-    let r = op(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[x], &[N, K(2)]);
-    let f = op(&mut g, "flat", Op::Flatten { axis: 0 }, &[r], &[K(1), N]);
-    let t = op(&mut g, "tanh", Op::Unary(UnaryOp::Tanh), &[r], &[N, K(2)]);
-    let t2 = op(&mut g, "tanh2", Op::Unary(UnaryOp::Tanh), &[t], &[N, K(2)]);
+    let r = declared(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[x], &[N, K(2)]);
+    let f = declared(&mut g, "flat", Op::Flatten { axis: 0 }, &[r], &[K(1), N]);
+    let t = declared(&mut g, "tanh", Op::Unary(UnaryOp::Tanh), &[r], &[N, K(2)]);
+    let t2 = declared(&mut g, "tanh2", Op::Unary(UnaryOp::Tanh), &[t], &[N, K(2)]);
     g.set_outputs(vec![f, t2]);
     let x = f32t(&[1, 2], &[-1.0, 2.0]);
     let out = run(&g, std::slice::from_ref(&x)).unwrap();
@@ -84,32 +80,11 @@ fn owned_intermediates_are_moved_not_corrupting_shared_values() {
 
 #[test]
 fn unused_split_output_is_dropped() {
-    let mut g = Graph::new("split");
-    let x = g.add_input("x", ty(&[K(4)]));
-    let id = g
-        .add_op(
-            "split",
-            Op::Split(Split {
-                axis: 0,
-                sizes: vec![1, 3],
-            }),
-            &[x],
-            vec![
-                Value {
-                    name: "a".into(),
-                    ty: ty(&[K(1)]),
-                },
-                Value {
-                    name: "b".into(),
-                    ty: ty(&[K(3)]),
-                },
-            ],
-        )
-        .unwrap();
-    g.set_outputs(vec![ValueRef {
-        node: id,
-        output: 1,
-    }]);
+    // Only the second output of the split is a graph output.
+    let g = strata_ir::text::parse(
+        "graph @split(%x: f32[4]) {\n  %a, %b = split(%x) {axis=0, sizes=[1, 3]} @split : f32[1], f32[3]\n  return %b\n}\n",
+    )
+    .unwrap();
     let out = run(&g, &[f32t(&[4], &[1., 2., 3., 4.])]).unwrap();
     assert_close(&out[0], &[3], &[2., 3., 4.], 0.0);
 }
@@ -119,13 +94,7 @@ fn input_checks_name_the_input() {
     let mut g = Graph::new("two");
     let a = g.add_input("a", ty(&[N, K(2)]));
     let b = g.add_input("b", ty(&[N, K(2)]));
-    let s = op(
-        &mut g,
-        "add",
-        Op::Binary(BinaryOp::Add),
-        &[a, b],
-        &[N, K(2)],
-    );
+    let s = op(&mut g, "add", Op::Binary(BinaryOp::Add), &[a, b]);
     g.set_outputs(vec![s]);
     let ok = f32t(&[3, 2], &[0.; 6]);
     assert_eq!(
@@ -170,13 +139,7 @@ fn op_failures_name_the_node() {
     let mut g = Graph::new("gather");
     let x = g.add_input("x", ty(&[K(3)]));
     let idx = g.add_constant("idx", i64t(&[1], &[7]));
-    let y = op(
-        &mut g,
-        "my_gather",
-        Op::Gather { axis: 0 },
-        &[x, idx],
-        &[K(1)],
-    );
+    let y = op(&mut g, "my_gather", Op::Gather { axis: 0 }, &[x, idx]);
     g.set_outputs(vec![y]);
     let e = run(&g, &[f32t(&[3], &[1., 2., 3.])]).unwrap_err();
     assert!(
@@ -195,7 +158,7 @@ fn malformed_graphs_are_errors() {
     // A node wired with too few inputs.
     let mut g = Graph::new("arity");
     let x = g.add_input("x", ty(&[K(1)]));
-    let y = op(
+    let y = declared(
         &mut g,
         "lonely_add",
         Op::Binary(BinaryOp::Add),
@@ -212,8 +175,8 @@ fn malformed_graphs_are_errors() {
     // A cycle.
     let mut g = Graph::new("cycle");
     let x = g.add_input("x", ty(&[K(1)]));
-    let a = op(&mut g, "a", Op::Binary(BinaryOp::Add), &[x, x], &[K(1)]);
-    let b = op(&mut g, "b", Op::Unary(UnaryOp::Relu), &[a], &[K(1)]);
+    let a = declared(&mut g, "a", Op::Binary(BinaryOp::Add), &[x, x], &[K(1)]);
+    let b = declared(&mut g, "b", Op::Unary(UnaryOp::Relu), &[a], &[K(1)]);
     g.add_edge_unchecked(
         b.node,
         a.node,
@@ -231,7 +194,7 @@ fn malformed_graphs_are_errors() {
     // A node declaring fewer outputs than its op produces.
     let mut g = Graph::new("outputs");
     let x = g.add_input("x", ty(&[K(2)]));
-    let s = op(
+    let s = declared(
         &mut g,
         "split",
         Op::Split(Split {
@@ -257,7 +220,7 @@ fn malformed_graphs_are_errors() {
     // A graph output referring to a missing output index.
     let mut g = Graph::new("dangling");
     let x = g.add_input("x", ty(&[K(2)]));
-    let r = op(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[x], &[K(2)]);
+    let r = declared(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[x], &[K(2)]);
     g.set_outputs(vec![ValueRef {
         node: r.node,
         output: 3,
@@ -309,62 +272,22 @@ fn eval_whole(g: &Graph, inputs: &[strata_ir::Tensor]) -> Vec<strata_ir::Tensor>
 }
 
 fn cnn() -> Graph {
-    use strata_ir::ops::{Conv, Gemm, Pool};
     let mut g = Graph::new("cnn");
     let x = g.add_input("x", ty(&[N, K(2), K(8), K(8)]));
     let w1 = g.add_constant("w1", rand_tensor(&[4, 2, 3, 3], 1));
     let b1 = g.add_constant("b1", rand_tensor(&[4], 2));
     let w2 = g.add_constant("w2", rand_tensor(&[5, 64], 3));
-    let conv = Op::Conv(Conv {
-        kernel: vec![3, 3],
-        strides: vec![1, 1],
-        pads: vec![1, 1, 1, 1],
-        dilations: vec![1, 1],
-        group: 1,
-        has_bias: true,
+    let (relu, fc) = (Op::Unary(UnaryOp::Relu), gemm(1.0, 1.0, false, true, false));
+    let softmax = Op::Softmax(strata_ir::ops::Softmax {
+        axis: 1,
+        coerce_2d: false,
     });
-    let pool = Op::MaxPool(Pool {
-        kernel: vec![2, 2],
-        strides: vec![2, 2],
-        pads: vec![0; 4],
-        dilations: vec![1, 1],
-        ceil_mode: false,
-        count_include_pad: false,
-    });
-    let c = op(&mut g, "conv", conv, &[x, w1, b1], &[N, K(4), K(8), K(8)]);
-    let r = op(
-        &mut g,
-        "relu",
-        Op::Unary(UnaryOp::Relu),
-        &[c],
-        &[N, K(4), K(8), K(8)],
-    );
-    let p = op(&mut g, "pool", pool, &[r], &[N, K(4), K(4), K(4)]);
-    let f = op(
-        &mut g,
-        "flatten",
-        Op::Flatten { axis: 1 },
-        &[p],
-        &[N, K(64)],
-    );
-    let gemm = Op::Gemm(Gemm {
-        alpha: 1.0,
-        beta: 1.0,
-        trans_a: false,
-        trans_b: true,
-        has_c: false,
-    });
-    let y = op(&mut g, "fc", gemm, &[f, w2], &[N, K(5)]);
-    let s = op(
-        &mut g,
-        "softmax",
-        Op::Softmax(strata_ir::ops::Softmax {
-            axis: 1,
-            coerce_2d: false,
-        }),
-        &[y],
-        &[N, K(5)],
-    );
+    let c = op(&mut g, "conv", conv(3, 1, 1), &[x, w1, b1]);
+    let r = op(&mut g, "relu", relu, &[c]);
+    let p = op(&mut g, "pool", max_pool(2), &[r]);
+    let f = op(&mut g, "flatten", Op::Flatten { axis: 1 }, &[p]);
+    let y = op(&mut g, "fc", fc, &[f, w2]);
+    let s = op(&mut g, "softmax", softmax, &[y]);
     g.set_outputs(vec![s, y, w2]);
     g
 }
@@ -386,41 +309,15 @@ fn large_batches_run_in_chunks_with_identical_results() {
 
 #[test]
 fn ops_that_mix_samples_run_on_the_whole_batch() {
-    use strata_ir::ops::{ReduceMean, Softmax};
-    let mut g = Graph::new("mixing");
-    let x = g.add_input("x", ty(&[N, K(3)]));
-    let m = op(
-        &mut g,
-        "mean",
-        Op::ReduceMean(ReduceMean {
-            axes: vec![0],
-            keep_dims: false,
-        }),
-        &[x],
-        &[K(3)],
-    );
-    let s = op(
-        &mut g,
-        "softmax0",
-        Op::Softmax(Softmax {
-            axis: 0,
-            coerce_2d: false,
-        }),
-        &[x],
-        &[N, K(3)],
-    );
-    let id = g
-        .add_op(
-            "shape",
-            Op::Shape { start: 0, end: 1 },
-            &[x],
-            vec![Value {
-                name: "shape".into(),
-                ty: TensorType::new(DType::I64, Shape(vec![K(1)])),
-            }],
-        )
-        .unwrap();
-    g.set_outputs(vec![m, s, ValueRef::first(id)]);
+    let g = strata_ir::text::parse(
+        "graph @mixing(%x: f32[N,3]) {
+  %mean = reduce_mean(%x) {axes=[0], keep_dims=false} : f32[3]
+  %softmax0 = softmax(%x) {axis=0, coerce_2d=false} : f32[N,3]
+  %shape = shape(%x) {start=0, end=1} : i64[1]
+  return %mean, %softmax0, %shape
+}",
+    )
+    .unwrap();
     let batch = 1000;
     let x = rand_tensor(&[batch, 3], 7);
     let got = run(&g, std::slice::from_ref(&x)).unwrap();

@@ -1,6 +1,6 @@
 //! Graph builders: value types, constants, op nodes and a few layers.
 
-use strata_ir::ops::Conv;
+use strata_ir::ops::{Conv, ConvTranspose, Gemm, Pool};
 use strata_ir::{DType, Dim, Graph, Op, Shape, Tensor, TensorType, ValueRef};
 
 use crate::rng::values;
@@ -64,12 +64,86 @@ pub fn op(g: &mut Graph, name: &str, op: Op, inputs: &[ValueRef]) -> ValueRef {
 
 /// A square 2-D convolution with stride 1, `pad` on every side, and a bias.
 pub fn conv(kernel: usize, pad: usize, group: usize) -> Op {
-    Op::Conv(Conv {
-        kernel: vec![kernel, kernel],
-        strides: vec![1, 1],
-        pads: vec![pad; 4],
-        dilations: vec![1, 1],
+    let k = [kernel, kernel];
+    Op::Conv(conv_attrs(&k, &[1, 1], &[pad; 4], &[1, 1], group, true))
+}
+
+/// A convolution from its attributes in field order, one slice per axis list, so a test
+/// states a whole (possibly asymmetric, strided, dilated, grouped) convolution in one line.
+pub fn conv_attrs(
+    kernel: &[usize],
+    strides: &[usize],
+    pads: &[usize],
+    dilations: &[usize],
+    group: usize,
+    has_bias: bool,
+) -> Conv {
+    let [kernel, strides, pads, dilations] = [kernel, strides, pads, dilations].map(<[_]>::to_vec);
+    Conv {
+        kernel,
+        strides,
+        pads,
+        dilations,
         group,
-        has_bias: true,
-    })
+        has_bias,
+    }
+}
+
+/// A transposed convolution: [`conv_attrs`] plus the output padding (one per spatial axis).
+pub fn conv_transpose_attrs(
+    kernel: &[usize],
+    strides: &[usize],
+    pads: &[usize],
+    dilations: &[usize],
+    output_padding: &[usize],
+    group: usize,
+    has_bias: bool,
+) -> ConvTranspose {
+    let c = conv_attrs(kernel, strides, pads, dilations, group, has_bias);
+    ConvTranspose {
+        kernel: c.kernel,
+        strides: c.strides,
+        pads: c.pads,
+        dilations: c.dilations,
+        output_padding: output_padding.to_vec(),
+        group,
+        has_bias,
+    }
+}
+
+/// Pooling attributes in field order (see [`conv_attrs`]).
+pub fn pool_attrs(
+    kernel: &[usize],
+    strides: &[usize],
+    pads: &[usize],
+    dilations: &[usize],
+    ceil_mode: bool,
+    count_include_pad: bool,
+) -> Pool {
+    let [kernel, strides, pads, dilations] = [kernel, strides, pads, dilations].map(<[_]>::to_vec);
+    Pool {
+        kernel,
+        strides,
+        pads,
+        dilations,
+        ceil_mode,
+        count_include_pad,
+    }
+}
+
+/// A non-overlapping `k`×`k` max pool (stride `k`, no padding): the CNNs' down-sampling.
+pub fn max_pool(k: usize) -> Op {
+    Op::MaxPool(pool_attrs(&[k, k], &[k, k], &[0; 4], &[1, 1], false, false))
+}
+
+/// `alpha · op(A) · op(B) + beta · C` with its flags in field order.
+pub fn gemm(alpha: f32, beta: f32, trans_a: bool, trans_b: bool, has_c: bool) -> Op {
+    let attrs = Gemm {
+        alpha,
+        beta,
+        trans_a,
+        trans_b,
+        has_c,
+    };
+    Op::Gemm(attrs)
 }

@@ -14,12 +14,15 @@ pub mod onnx;
 pub mod rng;
 pub mod tensors;
 
-pub use graphs::{batch_ty, conv, f32_ty, f32c, op, ty, weight};
+pub use graphs::{
+    batch_ty, conv, conv_attrs, conv_transpose_attrs, f32_ty, f32c, gemm, max_pool, op, pool_attrs,
+    ty, weight,
+};
 pub use rng::{rand_tensor, values, XorShift};
 pub use tensors::{assert_close, f32t, f64t, i64t, rows, tensor};
 
 #[cfg(feature = "runtime")]
-pub use tensors::{eval1, eval_err};
+pub use tensors::{bad_attr, eval1, eval_err, expect_all, Case};
 
 use std::path::PathBuf;
 

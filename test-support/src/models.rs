@@ -3,7 +3,10 @@
 use strata_ir::ops::*;
 use strata_ir::{DType, Graph, Op, Tensor, TensorData, ValueRef};
 
-use crate::graphs::{batch_ty, conv, f32c, op, ty, weight};
+use crate::graphs::{
+    batch_ty, conv, conv_attrs, conv_transpose_attrs, f32c, gemm, max_pool, op, pool_attrs, ty,
+    weight,
+};
 use crate::rng::values;
 
 /// An MNIST-like small CNN: conv(1→4, 3×3) → relu → maxpool → grouped conv(4→8, group 2) →
@@ -13,21 +16,10 @@ pub fn small_cnn() -> Graph {
     let x = g.add_input("x", batch_ty(&[1, 8, 8]));
     let w1 = weight(&mut g, "w1", &[4, 1, 3, 3], 1);
     let b1 = g.add_constant("b1", Tensor::from_f32(vec![4], values(4, 2)).unwrap());
+    let relu = Op::Unary(UnaryOp::Relu);
     let c1 = op(&mut g, "conv1", conv(3, 1, 1), &[x, w1, b1]);
-    let r1 = op(
-        &mut g,
-        "relu1",
-        Op::Unary(strata_ir::ops::UnaryOp::Relu),
-        &[c1],
-    );
-    let pool = Op::MaxPool(Pool {
-        kernel: vec![2, 2],
-        strides: vec![2, 2],
-        pads: vec![0; 4],
-        dilations: vec![1, 1],
-        ceil_mode: false,
-        count_include_pad: false,
-    });
+    let r1 = op(&mut g, "relu1", relu.clone(), &[c1]);
+    let pool = max_pool(2);
     let p1 = op(&mut g, "pool1", pool.clone(), &[r1]);
     let w2 = weight(&mut g, "w2", &[8, 2, 3, 3], 3);
     let b2 = g.add_constant(
@@ -35,32 +27,16 @@ pub fn small_cnn() -> Graph {
         Tensor::from_f32(vec![8], values(8, 4).iter().map(|v| v * 0.1).collect()).unwrap(),
     );
     let c2 = op(&mut g, "conv2", conv(3, 1, 2), &[p1, w2, b2]);
-    let r2 = op(
-        &mut g,
-        "relu2",
-        Op::Unary(strata_ir::ops::UnaryOp::Relu),
-        &[c2],
-    );
+    let r2 = op(&mut g, "relu2", relu.clone(), &[c2]);
     let p2 = op(&mut g, "pool2", pool, &[r2]);
     let f = op(&mut g, "flat", Op::Flatten { axis: 1 }, &[p2]);
     let w3 = weight(&mut g, "w3", &[32, 16], 5);
     let m = op(&mut g, "mm", Op::MatMul, &[f, w3]);
-    let r3 = op(
-        &mut g,
-        "relu3",
-        Op::Unary(strata_ir::ops::UnaryOp::Relu),
-        &[m],
-    );
+    let r3 = op(&mut g, "relu3", relu.clone(), &[m]);
     let w4 = weight(&mut g, "w4", &[10, 16], 6);
     let c4 = g.add_constant("c4", Tensor::from_f32(vec![10], values(10, 7)).unwrap());
-    let gemm = Op::Gemm(Gemm {
-        alpha: 1.0,
-        beta: 0.5,
-        trans_a: false,
-        trans_b: true,
-        has_c: true,
-    });
-    let y = op(&mut g, "fc", gemm, &[r3, w4, c4]);
+    let fc = gemm(1.0, 0.5, false, true, true);
+    let y = op(&mut g, "fc", fc, &[r3, w4, c4]);
     g.set_outputs(vec![y]);
     strata_ir::verify(&g).unwrap();
     g
@@ -81,31 +57,12 @@ pub fn snapshot_cnn() -> Graph {
         "conv.b",
         Tensor::from_f32(vec![2], vec![0.5, -0.0]).unwrap(),
     );
-    let c = op(
-        &mut g,
-        "conv_1",
-        Op::Conv(Conv {
-            kernel: vec![2, 2],
-            strides: vec![1, 1],
-            pads: vec![0, 0, 0, 0],
-            dilations: vec![1, 1],
-            group: 1,
-            has_bias: true,
-        }),
-        &[x, w, b],
-    );
+    let c = op(&mut g, "conv_1", conv(2, 0, 1), &[x, w, b]);
     let r = op(&mut g, "relu_1", Op::Unary(UnaryOp::Relu), &[c]);
     let p = op(
         &mut g,
         "pool_1",
-        Op::MaxPool(Pool {
-            kernel: vec![2, 2],
-            strides: vec![2, 2],
-            pads: vec![0, 0, 0, 0],
-            dilations: vec![1, 1],
-            ceil_mode: true,
-            count_include_pad: false,
-        }),
+        Op::MaxPool(pool_attrs(&[2, 2], &[2, 2], &[0; 4], &[1, 1], true, false)),
         &[r],
     );
     let f = op(&mut g, "flat", Op::Flatten { axis: 1 }, &[p]);
@@ -117,13 +74,7 @@ pub fn snapshot_cnn() -> Graph {
     let gemm = g
         .add_op_inferred(
             "Gemm_0",
-            Op::Gemm(Gemm {
-                alpha: 1.0,
-                beta: 0.5,
-                trans_a: false,
-                trans_b: true,
-                has_c: true,
-            }),
+            gemm(1.0, 0.5, false, true, true),
             &[f, fc_w, fc_b],
             vec!["logits".into()],
         )
@@ -141,32 +92,20 @@ pub fn every_op() -> Graph {
     let conv = op(
         &mut g,
         "conv",
-        Op::Conv(Conv {
-            kernel: vec![3, 3],
-            strides: vec![2, 1],
-            pads: vec![1, 1, 1, 0],
-            dilations: vec![1, 2],
-            group: 2,
-            has_bias: false,
-        }),
+        Op::Conv(conv_attrs(
+            &[3, 3],
+            &[2, 1],
+            &[1, 1, 1, 0],
+            &[1, 2],
+            2,
+            false,
+        )),
         &[x, conv_w],
     );
     let ct_w = f32c(&mut g, "ct_w", &[4, 1, 2, 2], |i| -(i as f32));
     let ct_b = f32c(&mut g, "ct_b", &[2], |i| i as f32);
-    let ct = op(
-        &mut g,
-        "conv_t",
-        Op::ConvTranspose(ConvTranspose {
-            kernel: vec![2, 2],
-            strides: vec![2, 2],
-            pads: vec![0, 0, 1, 1],
-            dilations: vec![1, 1],
-            output_padding: vec![1, 0],
-            group: 2,
-            has_bias: true,
-        }),
-        &[conv, ct_w, ct_b],
-    );
+    let ct = conv_transpose_attrs(&[2, 2], &[2, 2], &[0, 0, 1, 1], &[1, 1], &[1, 0], 2, true);
+    let ct = op(&mut g, "conv_t", Op::ConvTranspose(ct), &[conv, ct_w, ct_b]);
     let bn_p: Vec<ValueRef> = (0..4)
         .map(|k| {
             f32c(&mut g, &format!("bn{k}"), &[2], move |i| {
@@ -239,14 +178,7 @@ pub fn every_op() -> Graph {
         &[v, v2, slope],
     );
     v = op(&mut g, "min", Op::Variadic(VariadicOp::Min), &[v]);
-    let pool = Pool {
-        kernel: vec![2, 2],
-        strides: vec![1, 2],
-        pads: vec![0, 1, 1, 0],
-        dilations: vec![1, 1],
-        ceil_mode: true,
-        count_include_pad: true,
-    };
+    let pool = pool_attrs(&[2, 2], &[1, 2], &[0, 1, 1, 0], &[1, 1], true, true);
     let mp = op(&mut g, "maxpool", Op::MaxPool(pool.clone()), &[v]);
     let ap = op(&mut g, "avgpool", Op::AveragePool(pool), &[v]);
     let gap = op(
@@ -271,13 +203,7 @@ pub fn every_op() -> Graph {
     let gemm = op(
         &mut g,
         "gemm",
-        Op::Gemm(Gemm {
-            alpha: 0.5,
-            beta: 2.0,
-            trans_a: false,
-            trans_b: false,
-            has_c: false,
-        }),
+        gemm(0.5, 2.0, false, false, false),
         &[fl, gw],
     );
     let mw = f32c(&mut g, "mm.w", &[3], |i| i as f32);

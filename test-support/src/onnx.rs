@@ -2,11 +2,11 @@
 //! attributes, initializers and a small model builder ([`M`]).
 
 use onnx_protobuf::attribute_proto::AttributeType;
-use onnx_protobuf::tensor_proto::DataType;
+use onnx_protobuf::tensor_proto::{DataLocation, DataType};
 use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
 use onnx_protobuf::{
     type_proto, AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto,
-    TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use protobuf::{EnumOrUnknown, MessageField};
 
@@ -54,110 +54,122 @@ pub enum A {
     T(Box<TensorProto>),
 }
 
+impl A {
+    /// The attribute `name = self`: its type tag, then its value in the matching field.
+    fn proto(self, name: &str) -> AttributeProto {
+        let tag = match &self {
+            A::I(_) => AttributeType::INT,
+            A::Is(_) => AttributeType::INTS,
+            A::F(_) => AttributeType::FLOAT,
+            A::Fs(_) => AttributeType::FLOATS,
+            A::S(_) => AttributeType::STRING,
+            A::T(_) => AttributeType::TENSOR,
+        };
+        let mut p = AttributeProto {
+            name: name.to_string(),
+            type_: EnumOrUnknown::new(tag),
+            ..Default::default()
+        };
+        match self {
+            A::I(v) => p.i = v,
+            A::Is(v) => p.ints = v,
+            A::F(v) => p.f = v,
+            A::Fs(v) => p.floats = v,
+            A::S(v) => p.s = v.into_bytes(),
+            A::T(v) => p.t = MessageField::some(*v),
+        }
+        p
+    }
+}
+
 pub fn node(op: &str, name: &str, ins: &[&str], outs: &[&str], attrs: Vec<(&str, A)>) -> NodeProto {
-    let attribute = attrs
-        .into_iter()
-        .map(|(n, a)| {
-            let mut p = AttributeProto {
-                name: n.to_string(),
-                ..Default::default()
-            };
-            let t = match a {
-                A::I(v) => {
-                    p.i = v;
-                    AttributeType::INT
-                }
-                A::Is(v) => {
-                    p.ints = v;
-                    AttributeType::INTS
-                }
-                A::F(v) => {
-                    p.f = v;
-                    AttributeType::FLOAT
-                }
-                A::Fs(v) => {
-                    p.floats = v;
-                    AttributeType::FLOATS
-                }
-                A::S(v) => {
-                    p.s = v.as_bytes().to_vec();
-                    AttributeType::STRING
-                }
-                A::T(v) => {
-                    p.t = MessageField::some(*v);
-                    AttributeType::TENSOR
-                }
-            };
-            p.type_ = EnumOrUnknown::new(t);
-            p
-        })
-        .collect();
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
     NodeProto {
         op_type: op.to_string(),
         name: name.to_string(),
-        input: ins.iter().map(|s| s.to_string()).collect(),
-        output: outs.iter().map(|s| s.to_string()).collect(),
-        attribute,
+        input: strings(ins),
+        output: strings(outs),
+        attribute: attrs.into_iter().map(|(n, a)| a.proto(n)).collect(),
         ..Default::default()
     }
 }
 
-pub fn f32_tensor(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
+/// An initializer of any element type from its little-endian `raw_data`.
+pub fn raw_tensor(name: &str, dtype: DataType, dims: &[i64], raw: Vec<u8>) -> TensorProto {
     TensorProto {
         name: name.to_string(),
         dims: dims.to_vec(),
-        data_type: DataType::FLOAT as i32,
-        raw_data: data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        data_type: dtype as i32,
+        raw_data: raw,
         ..Default::default()
     }
 }
 
+/// An f32 initializer whose data lives in the file `location` next to the model, with more
+/// `external_data` entries (`offset`, `length`) after it.
+pub fn external_tensor(
+    name: &str,
+    dims: &[i64],
+    location: &str,
+    extra: &[(&str, String)],
+) -> TensorProto {
+    let mut t = raw_tensor(name, DataType::FLOAT, dims, vec![]);
+    t.data_location = EnumOrUnknown::new(DataLocation::EXTERNAL);
+    t.external_data = std::iter::once(("location", location.to_string()))
+        .chain(extra.iter().map(|(k, v)| (*k, v.clone())))
+        .map(|(key, value)| StringStringEntryProto {
+            key: key.to_string(),
+            value,
+            ..Default::default()
+        })
+        .collect();
+    t
+}
+
+pub fn f32_tensor(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
+    let raw = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+    raw_tensor(name, DataType::FLOAT, dims, raw)
+}
+
+/// A 1-D int64 initializer.
 pub fn i64_tensor(name: &str, data: &[i64]) -> TensorProto {
-    TensorProto {
-        name: name.to_string(),
-        dims: vec![data.len() as i64],
-        data_type: DataType::INT64 as i32,
-        raw_data: data.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        ..Default::default()
-    }
+    let raw = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+    raw_tensor(name, DataType::INT64, &[data.len() as i64], raw)
 }
 
-/// A model under construction: nodes, inputs, outputs, initializers, one default opset.
+/// A model under construction: its graph (named `test`) and one default-domain opset.
 pub struct M {
-    pub nodes: Vec<NodeProto>,
-    pub inputs: Vec<ValueInfoProto>,
-    pub outputs: Vec<ValueInfoProto>,
-    pub inits: Vec<TensorProto>,
+    pub graph: GraphProto,
     pub opset: i64,
 }
 
 impl M {
     pub fn new(opset: i64) -> M {
-        M {
-            nodes: vec![],
-            inputs: vec![],
-            outputs: vec![],
-            inits: vec![],
-            opset,
-        }
+        let name = "test".to_string();
+        let graph = GraphProto {
+            name,
+            ..Default::default()
+        };
+        M { graph, opset }
     }
     pub fn node(mut self, n: NodeProto) -> M {
-        self.nodes.push(n);
+        self.graph.node.push(n);
         self
     }
     pub fn input(mut self, v: ValueInfoProto) -> M {
-        self.inputs.push(v);
+        self.graph.input.push(v);
         self
     }
+    /// A graph output by name only (its type is inferred on import).
     pub fn output(mut self, name: &str) -> M {
-        self.outputs.push(ValueInfoProto {
+        self.graph.output.push(ValueInfoProto {
             name: name.to_string(),
             ..Default::default()
         });
         self
     }
     pub fn init(mut self, t: TensorProto) -> M {
-        self.inits.push(t);
+        self.graph.initializer.push(t);
         self
     }
     pub fn bytes(self) -> Vec<u8> {
@@ -168,14 +180,7 @@ impl M {
                 version: self.opset,
                 ..Default::default()
             }],
-            graph: MessageField::some(GraphProto {
-                name: "test".to_string(),
-                node: self.nodes,
-                input: self.inputs,
-                output: self.outputs,
-                initializer: self.inits,
-                ..Default::default()
-            }),
+            graph: MessageField::some(self.graph),
             ..Default::default()
         }
         .write_to_bytes()

@@ -59,3 +59,26 @@ pub fn eval_err(op: &strata_ir::Op, inputs: &[&Tensor]) -> strata_runtime::Runti
         Err(e) => e,
     }
 }
+
+/// The attribute an op's evaluation refuses (any other outcome fails the test).
+#[cfg(feature = "runtime")]
+#[track_caller]
+pub fn bad_attr(op: &strata_ir::Op, inputs: &[&Tensor]) -> &'static str {
+    match eval_err(op, inputs) {
+        strata_runtime::RuntimeError::Attribute { attr, .. } => attr,
+        e => panic!("expected an attribute error, got {e:?}"),
+    }
+}
+
+/// A hand-computed case: an op, its input, the expected shape and values.
+#[cfg(feature = "runtime")]
+pub type Case<'a> = (strata_ir::Op, &'a Tensor, &'a [usize], &'a [f32]);
+
+/// Runs every case of a table, each within `tol` (see [`assert_close`]).
+#[cfg(feature = "runtime")]
+#[track_caller]
+pub fn expect_all(tol: f32, cases: &[Case]) {
+    for (op, x, shape, want) in cases {
+        assert_close(&eval1(op, &[x]), shape, want, tol);
+    }
+}

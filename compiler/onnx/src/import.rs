@@ -11,9 +11,10 @@ use onnx_protobuf::{GraphProto, ModelProto, NodeProto, ValueInfoProto};
 use strata_ir::{Dim, Graph, GraphError, Op, Shape, Tensor, TensorType, Value, ValueRef};
 
 use super::attrs::NodeCtx;
+use super::ops::{self, Ins, Optional};
 use super::sym::{self, SymTensor};
 use super::tensor::{dtype_from_onnx, tensor_from_proto, MAX_ELEMENTS};
-use super::{ops, ImportOptions, InputDim, InputShape, OnnxError};
+use super::{ImportOptions, InputDim, InputShape, OnnxError};
 
 /// Constant-input ops whose outputs have at most this many elements are evaluated at import
 /// time; bigger ones are left to the `fold-constants` pass.
@@ -494,29 +495,15 @@ impl Importer {
         Ok(())
     }
 
-    /// A name not used by any value or node yet (`base`, else `base_1`, `base_2`, …).
+    /// A node name not used yet (`base`, else `base_1`, `base_2`, …). Only node names count:
+    /// a node may share the name of its own output value.
     pub fn unique(&mut self, base: &str) -> String {
-        let mut name = base.to_string();
-        let mut k = 1;
-        // Only node names count: a node may share the name of its own output value.
-        while self.node_names.contains(&name) {
-            name = format!("{base}_{k}");
-            k += 1;
-        }
-        self.node_names.insert(name.clone());
-        name
+        claim_free(&mut self.node_names, base)
     }
 
     /// A fresh value name for something the frontend adds (e.g. Clip bounds from attributes).
     pub fn fresh(&mut self, base: &str) -> String {
-        let mut name = base.to_string();
-        let mut k = 1;
-        while self.names.contains(&name) {
-            name = format!("{base}_{k}");
-            k += 1;
-        }
-        self.names.insert(name.clone());
-        name
+        claim_free(&mut self.names, base)
     }
 
     /// The IR name of ONNX output `i` of the node (generated when the file leaves it empty).
@@ -551,12 +538,7 @@ impl Importer {
     }
 
     /// Symbolic content of input `i` (for Reshape targets); `None` if absent.
-    pub fn sym_input(
-        &self,
-        ctx: &NodeCtx,
-        ins: &[Option<ValueRef>],
-        i: usize,
-    ) -> Result<Option<SymTensor>, OnnxError> {
+    pub fn sym_input(&self, ctx: &NodeCtx, ins: &Ins, i: usize) -> Optional<SymTensor> {
         let Some(v) = ins.get(i).copied().flatten() else {
             return Ok(None);
         };
@@ -579,12 +561,7 @@ impl Importer {
     }
 
     /// The integer contents of input `i`, which must be a constant (or absent → `None`).
-    pub fn const_ints(
-        &self,
-        ctx: &NodeCtx,
-        ins: &[Option<ValueRef>],
-        i: usize,
-    ) -> Result<Option<Vec<i64>>, OnnxError> {
+    pub fn const_ints(&self, ctx: &NodeCtx, ins: &Ins, i: usize) -> Optional<Vec<i64>> {
         let Some(s) = self.sym_input(ctx, ins, i)? else {
             return Ok(None);
         };
@@ -600,12 +577,7 @@ impl Importer {
     }
 
     /// The single value of a constant scalar (or one-element) input, as f64.
-    pub fn const_scalar(
-        &self,
-        ctx: &NodeCtx,
-        ins: &[Option<ValueRef>],
-        i: usize,
-    ) -> Result<Option<f64>, OnnxError> {
+    pub fn const_scalar(&self, ctx: &NodeCtx, ins: &Ins, i: usize) -> Optional<f64> {
         let Some(v) = ins.get(i).copied().flatten() else {
             return Ok(None);
         };
@@ -624,12 +596,7 @@ impl Importer {
     }
 
     /// Input `i`, which must be present.
-    pub fn req(
-        &self,
-        ctx: &NodeCtx,
-        ins: &[Option<ValueRef>],
-        i: usize,
-    ) -> Result<ValueRef, OnnxError> {
+    pub fn req(&self, ctx: &NodeCtx, ins: &Ins, i: usize) -> Result<ValueRef, OnnxError> {
         ins.get(i)
             .copied()
             .flatten()
@@ -752,4 +719,16 @@ pub fn input_name(ctx: &NodeCtx, i: usize) -> String {
         Some(s) if !s.is_empty() => s.clone(),
         _ => format!("#{i}"),
     }
+}
+
+/// Takes the first of `base`, `base_1`, `base_2`, … that is not in `taken` (and adds it).
+fn claim_free(taken: &mut HashSet<String>, base: &str) -> String {
+    let mut name = base.to_string();
+    let mut k = 1;
+    while taken.contains(&name) {
+        name = format!("{base}_{k}");
+        k += 1;
+    }
+    taken.insert(name.clone());
+    name
 }

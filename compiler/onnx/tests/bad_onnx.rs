@@ -42,312 +42,82 @@ fn there_are_at_least_18_fixtures() {
     assert!(n >= 18, "only {n} bad ONNX fixtures");
 }
 
-#[test]
-fn truncated_protobuf() {
-    let e = import_err("truncated.onnx");
-    assert!(matches!(e, OnnxError::Decode { .. }), "{e:?}");
+/// One test per fixture: the error variant it must fail with (a pattern, with the fields that
+/// name the offending node or tensor) and words its message must contain.
+macro_rules! bad_fixtures {
+    ($($test:ident: $file:literal => $pat:pat $(if $guard:expr)?, [$($needle:literal),*];)*) => {
+        $(
+            #[test]
+            fn $test() {
+                let e = import_err($file);
+                assert!(matches!(&e, $pat $(if $guard)?), "{e:?}");
+                mentions(&e, &[$($needle),*]);
+            }
+        )*
+    };
 }
 
-#[test]
-fn garbage_bytes() {
-    let e = import_err("garbage.onnx");
-    assert!(matches!(e, OnnxError::Decode { .. }), "{e:?}");
-}
-
-#[test]
-fn empty_file() {
-    let e = import_err("empty.onnx");
-    assert!(matches!(e, OnnxError::Decode { .. }), "{e:?}");
-    mentions(&e, &["empty"]);
-}
-
-#[test]
-fn missing_file_is_io_error() {
-    let e = import_err("no_such_file.onnx");
-    assert!(matches!(e, OnnxError::Io { .. }), "{e:?}");
-    mentions(&e, &["no_such_file.onnx"]);
-}
-
-#[test]
-fn missing_initializer() {
-    let e = import_err("missing_initializer.onnx");
-    match &e {
-        OnnxError::UndefinedInput {
-            node,
-            op_type,
-            input,
-        } => {
-            assert_eq!(
-                (node.as_str(), op_type.as_str(), input.as_str()),
-                ("conv0", "Conv", "conv_w")
-            );
-        }
-        other => panic!("{other:?}"),
-    }
-    mentions(&e, &["conv0", "conv_w"]);
-}
-
-#[test]
-fn dangling_input() {
-    let e = import_err("dangling_input.onnx");
-    assert!(
-        matches!(&e, OnnxError::UndefinedInput { node, input, .. } if node == "add0" && input == "typo_value"),
-        "{e:?}"
-    );
-}
-
-#[test]
-fn dangling_output() {
-    let e = import_err("dangling_output.onnx");
-    assert!(
-        matches!(&e, OnnxError::UndefinedOutput { name } if name == "not_produced"),
-        "{e:?}"
-    );
-}
-
-#[test]
-fn cycle() {
-    let e = import_err("cycle.onnx");
-    assert!(
-        matches!(&e, OnnxError::Cycle { node, .. } if node == "add_a" || node == "relu_b"),
-        "{e:?}"
-    );
-}
-
-#[test]
-fn duplicate_value_name() {
-    let e = import_err("duplicate_value.onnx");
-    assert!(
-        matches!(&e, OnnxError::DuplicateValue { name, .. } if name == "y"),
-        "{e:?}"
-    );
-    mentions(&e, &["first", "second"]);
-}
-
-#[test]
-fn shape_mismatch_in_add() {
-    let e = import_err("shape_mismatch_add.onnx");
-    assert!(
-        matches!(&e, OnnxError::Shape { node, op_type, .. } if node == "add_bad" && op_type == "Add"),
-        "{e:?}"
-    );
-}
-
-#[test]
-fn gemm_inner_dimension_mismatch() {
-    let e = import_err("gemm_inner_mismatch.onnx");
-    assert!(
-        matches!(&e, OnnxError::Shape { node, op_type, .. } if node == "gemm_bad" && op_type == "Gemm"),
-        "{e:?}"
-    );
-}
-
-#[test]
-fn declared_output_type_disagrees() {
-    let e = import_err("output_type_mismatch.onnx");
-    assert!(
-        matches!(&e, OnnxError::TypeMismatch { name, .. } if name == "y"),
-        "{e:?}"
-    );
-    mentions(&e, &["[2,4]", "f32[2,3]"]);
-}
-
-#[test]
-fn symbolic_dimension_outside_batch_axis() {
-    let e = import_err("symbolic_non_batch_dim.onnx");
-    assert!(
-        matches!(&e, OnnxError::SymbolicDim { input, axis: 1, symbol, .. } if input == "x" && symbol == "C"),
-        "{e:?}"
-    );
-}
-
-#[test]
-fn absurd_input_dimension() {
-    let e = import_err("absurd_input_dims.onnx");
-    assert!(
-        matches!(&e, OnnxError::InvalidDim { name, axis: 1, dim } if name == "x" && *dim == 1 << 40),
-        "{e:?}"
-    );
-}
-
-#[test]
-fn absurd_initializer_dimensions_do_not_allocate() {
-    let e = import_err("absurd_initializer_dims.onnx");
-    assert!(
-        matches!(&e, OnnxError::TensorTooLarge { name, .. } if name == "huge_w"),
-        "{e:?}"
-    );
-}
-
-#[test]
-fn raw_data_length_mismatch() {
-    let e = import_err("raw_data_length_mismatch.onnx");
-    assert!(
-        matches!(&e, OnnxError::TensorDataLength { name, expected: 24, got: 10, field: "raw_data", .. } if name == "short_w"),
-        "{e:?}"
-    );
-}
-
-#[test]
-fn float16_initializer() {
-    let e = import_err("float16_initializer.onnx");
-    assert!(
-        matches!(&e, OnnxError::UnsupportedDType { name, dtype } if name == "half_w" && dtype == "FLOAT16"),
-        "{e:?}"
-    );
-}
-
-#[test]
-fn cast_to_bfloat16() {
-    let e = import_err("cast_to_bfloat16.onnx");
-    assert!(
-        matches!(&e, OnnxError::UnsupportedDType { dtype, .. } if dtype == "BFLOAT16"),
-        "{e:?}"
-    );
-    mentions(&e, &["cast0"]);
-}
-
-#[test]
-fn external_data_escaping_the_model_dir() {
-    let e = import_err("external_escape.onnx");
-    assert!(
-        matches!(&e, OnnxError::ExternalData { name, .. } if name == "ext_w"),
-        "{e:?}"
-    );
-    mentions(&e, &["../escape.bin"]);
-}
-
-#[test]
-fn external_data_absolute_path() {
-    let e = import_err("external_absolute.onnx");
-    assert!(
-        matches!(&e, OnnxError::ExternalData { name, .. } if name == "ext_w"),
-        "{e:?}"
-    );
-    mentions(&e, &["/etc/hostname"]);
-}
-
-#[test]
-fn external_data_offset_past_eof() {
-    let e = import_err("external_offset_past_eof.onnx");
-    assert!(
-        matches!(&e, OnnxError::ExternalDataRange { name, offset: 1024, length: 16, file_len: 16, .. } if name == "ext_w"),
-        "{e:?}"
-    );
-}
-
-#[test]
-fn unsupported_op() {
-    let e = import_err("unsupported_op.onnx");
-    assert!(
-        matches!(&e, OnnxError::UnsupportedOp { node, op_type, opset: 13, .. } if node == "nms0" && op_type == "NonMaxSuppression"),
-        "{e:?}"
-    );
-}
-
-#[test]
-fn unsupported_domain() {
-    let e = import_err("unsupported_domain.onnx");
-    assert!(
-        matches!(&e, OnnxError::UnsupportedDomain { node, op_type, domain, opset: Some(1) }
-            if node == "fused0" && op_type == "FusedConv" && domain == "com.microsoft"),
-        "{e:?}"
-    );
-}
-
-#[test]
-fn opset_too_old() {
-    let e = import_err("opset_too_old.onnx");
-    assert!(
-        matches!(&e, OnnxError::UnsupportedOpset { node, op_type, opset: 6, .. } if node == "relu_old" && op_type == "Relu"),
-        "{e:?}"
-    );
-}
-
-#[test]
-fn opset_too_new() {
-    let e = import_err("opset_too_new.onnx");
-    assert!(
-        matches!(&e, OnnxError::UnsupportedOpset { node, opset: 99, .. } if node == "relu_new"),
-        "{e:?}"
-    );
-}
-
-#[test]
-fn op_older_than_its_opset() {
-    let e = import_err("hardswish_before_opset14.onnx");
-    assert!(
-        matches!(&e, OnnxError::UnsupportedOpset { node, opset: 13, .. } if node == "hswish0"),
-        "{e:?}"
-    );
-    mentions(&e, &["14"]);
-}
-
-#[test]
-fn wrong_attribute_type() {
-    let e = import_err("wrong_attribute_type.onnx");
-    assert!(
-        matches!(&e, OnnxError::AttributeType { node, attr, expected: "INT", got, .. }
-            if node == "flatten0" && attr == "axis" && got == "INTS"),
-        "{e:?}"
-    );
-}
-
-#[test]
-fn attribute_out_of_range() {
-    let e = import_err("attribute_out_of_range.onnx");
-    assert!(
-        matches!(&e, OnnxError::AttributeOutOfRange { node, attr, .. } if node == "softmax0" && attr == "axis"),
-        "{e:?}"
-    );
-}
-
-#[test]
-fn missing_required_attribute() {
-    let e = import_err("missing_attribute.onnx");
-    assert!(
-        matches!(&e, OnnxError::MissingAttribute { node, attr, .. } if node == "concat0" && attr == "axis"),
-        "{e:?}"
-    );
-}
-
-#[test]
-fn pad_reflect_is_unsupported() {
-    let e = import_err("pad_reflect.onnx");
-    assert!(
-        matches!(&e, OnnxError::UnsupportedAttributeValue { node, attr, value, .. }
-            if node == "pad0" && attr == "mode" && value.contains("reflect")),
-        "{e:?}"
-    );
-}
-
-#[test]
-fn batchnorm_training_mode() {
-    let e = import_err("batchnorm_training.onnx");
-    assert!(
-        matches!(&e, OnnxError::Unsupported { node, .. } if node == "bn0"),
-        "{e:?}"
-    );
-    mentions(&e, &["training_mode"]);
-}
-
-#[test]
-fn maxpool_indices_output() {
-    let e = import_err("maxpool_indices.onnx");
-    assert!(
-        matches!(&e, OnnxError::Unsupported { node, .. } if node == "pool0"),
-        "{e:?}"
-    );
-    mentions(&e, &["idx"]);
-}
-
-#[test]
-fn reshape_shape_fed_as_input() {
-    let e = import_err("reshape_nonconst_shape.onnx");
-    assert!(
-        matches!(&e, OnnxError::NonConstantInput { node, input, .. } if node == "reshape0" && input == "shape"),
-        "{e:?}"
-    );
+bad_fixtures! {
+    truncated_protobuf: "truncated.onnx" => OnnxError::Decode { .. }, [];
+    garbage_bytes: "garbage.onnx" => OnnxError::Decode { .. }, [];
+    empty_file: "empty.onnx" => OnnxError::Decode { .. }, ["empty"];
+    missing_file_is_io_error: "no_such_file.onnx" => OnnxError::Io { .. }, ["no_such_file.onnx"];
+    missing_initializer: "missing_initializer.onnx" => OnnxError::UndefinedInput { node, op_type, input }
+        if (node.as_str(), op_type.as_str(), input.as_str()) == ("conv0", "Conv", "conv_w"), ["conv0", "conv_w"];
+    dangling_input: "dangling_input.onnx" => OnnxError::UndefinedInput { node, input, .. }
+        if node == "add0" && input == "typo_value", [];
+    dangling_output: "dangling_output.onnx" => OnnxError::UndefinedOutput { name } if name == "not_produced", [];
+    cycle: "cycle.onnx" => OnnxError::Cycle { node, .. } if node == "add_a" || node == "relu_b", [];
+    duplicate_value_name: "duplicate_value.onnx" => OnnxError::DuplicateValue { name, .. } if name == "y",
+        ["first", "second"];
+    shape_mismatch_in_add: "shape_mismatch_add.onnx" => OnnxError::Shape { node, op_type, .. }
+        if node == "add_bad" && op_type == "Add", [];
+    gemm_inner_dimension_mismatch: "gemm_inner_mismatch.onnx" => OnnxError::Shape { node, op_type, .. }
+        if node == "gemm_bad" && op_type == "Gemm", [];
+    declared_output_type_disagrees: "output_type_mismatch.onnx" => OnnxError::TypeMismatch { name, .. }
+        if name == "y", ["[2,4]", "f32[2,3]"];
+    symbolic_dimension_outside_batch_axis: "symbolic_non_batch_dim.onnx"
+        => OnnxError::SymbolicDim { input, axis: 1, symbol, .. } if input == "x" && symbol == "C", [];
+    absurd_input_dimension: "absurd_input_dims.onnx" => OnnxError::InvalidDim { name, axis: 1, dim }
+        if name == "x" && *dim == 1 << 40, [];
+    absurd_initializer_dimensions_do_not_allocate: "absurd_initializer_dims.onnx"
+        => OnnxError::TensorTooLarge { name, .. } if name == "huge_w", [];
+    raw_data_length_mismatch: "raw_data_length_mismatch.onnx"
+        => OnnxError::TensorDataLength { name, expected: 24, got: 10, field: "raw_data", .. } if name == "short_w", [];
+    float16_initializer: "float16_initializer.onnx" => OnnxError::UnsupportedDType { name, dtype }
+        if name == "half_w" && dtype == "FLOAT16", [];
+    cast_to_bfloat16: "cast_to_bfloat16.onnx" => OnnxError::UnsupportedDType { dtype, .. } if dtype == "BFLOAT16",
+        ["cast0"];
+    external_data_escaping_the_model_dir: "external_escape.onnx" => OnnxError::ExternalData { name, .. }
+        if name == "ext_w", ["../escape.bin"];
+    external_data_absolute_path: "external_absolute.onnx" => OnnxError::ExternalData { name, .. } if name == "ext_w",
+        ["/etc/hostname"];
+    external_data_offset_past_eof: "external_offset_past_eof.onnx"
+        => OnnxError::ExternalDataRange { name, offset: 1024, length: 16, file_len: 16, .. } if name == "ext_w", [];
+    unsupported_op: "unsupported_op.onnx" => OnnxError::UnsupportedOp { node, op_type, opset: 13, .. }
+        if node == "nms0" && op_type == "NonMaxSuppression", [];
+    unsupported_domain: "unsupported_domain.onnx"
+        => OnnxError::UnsupportedDomain { node, op_type, domain, opset: Some(1) }
+        if node == "fused0" && op_type == "FusedConv" && domain == "com.microsoft", [];
+    opset_too_old: "opset_too_old.onnx" => OnnxError::UnsupportedOpset { node, op_type, opset: 6, .. }
+        if node == "relu_old" && op_type == "Relu", [];
+    opset_too_new: "opset_too_new.onnx" => OnnxError::UnsupportedOpset { node, opset: 99, .. } if node == "relu_new", [];
+    op_older_than_its_opset: "hardswish_before_opset14.onnx"
+        => OnnxError::UnsupportedOpset { node, opset: 13, .. } if node == "hswish0", ["14"];
+    wrong_attribute_type: "wrong_attribute_type.onnx"
+        => OnnxError::AttributeType { node, attr, expected: "INT", got, .. }
+        if node == "flatten0" && attr == "axis" && got == "INTS", [];
+    attribute_out_of_range: "attribute_out_of_range.onnx" => OnnxError::AttributeOutOfRange { node, attr, .. }
+        if node == "softmax0" && attr == "axis", [];
+    missing_required_attribute: "missing_attribute.onnx" => OnnxError::MissingAttribute { node, attr, .. }
+        if node == "concat0" && attr == "axis", [];
+    pad_reflect_is_unsupported: "pad_reflect.onnx" => OnnxError::UnsupportedAttributeValue { node, attr, value, .. }
+        if node == "pad0" && attr == "mode" && value.contains("reflect"), [];
+    batchnorm_training_mode: "batchnorm_training.onnx" => OnnxError::Unsupported { node, .. } if node == "bn0",
+        ["training_mode"];
+    maxpool_indices_output: "maxpool_indices.onnx" => OnnxError::Unsupported { node, .. } if node == "pool0", ["idx"];
+    reshape_shape_fed_as_input: "reshape_nonconst_shape.onnx" => OnnxError::NonConstantInput { node, input, .. }
+        if node == "reshape0" && input == "shape", [];
 }
 
 /// Every fixture fails cleanly (no panic), also through `import_bytes` without a directory.

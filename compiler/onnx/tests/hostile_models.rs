@@ -6,88 +6,27 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use onnx_protobuf::tensor_proto::{DataLocation, DataType};
-use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
-use onnx_protobuf::{
-    type_proto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto,
-    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
-};
-use protobuf::{EnumOrUnknown, MessageField};
+use onnx_protobuf::tensor_proto::DataType;
+use onnx_protobuf::TensorProto;
 use strata_ir::files::FileError;
 use strata_ir::limits::LimitError;
 use strata_ir::InferError;
 use strata_onnx::{import_bytes, import_file, ImportOptions, OnnxError};
+use strata_test_support::onnx::{external_tensor, f32vi, node, raw_tensor, M};
 
-fn vi(name: &str, dims: &[i64]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|&d| Dimension {
-            value: Some(dimension::Value::DimValue(d)),
-            ..Default::default()
-        })
-        .collect();
-    ValueInfoProto {
-        name: name.into(),
-        type_: MessageField::some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: DataType::FLOAT as i32,
-                shape: MessageField::some(TensorShapeProto {
-                    dim,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
+/// `y = op(x, init)` in opset 17, the node named `n`.
 fn model(op: &str, x: &[i64], init: TensorProto) -> Vec<u8> {
-    let w = init.name.clone();
-    ModelProto {
-        ir_version: 8,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: 17,
-            ..Default::default()
-        }],
-        graph: MessageField::some(GraphProto {
-            name: "hostile".into(),
-            node: vec![NodeProto {
-                op_type: op.into(),
-                name: "n".into(),
-                input: vec!["x".into(), w],
-                output: vec!["y".into()],
-                ..Default::default()
-            }],
-            input: vec![vi("x", x)],
-            output: vec![ValueInfoProto {
-                name: "y".into(),
-                ..Default::default()
-            }],
-            initializer: vec![init],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-    .write_to_bytes()
-    .expect("serialize")
+    let n = node(op, "n", &["x", &init.name], &["y"], vec![]);
+    M::new(17)
+        .input(f32vi("x", x))
+        .init(init)
+        .node(n)
+        .output("y")
+        .bytes()
 }
 
 fn external(dims: &[i64]) -> TensorProto {
-    TensorProto {
-        name: "w".into(),
-        dims: dims.to_vec(),
-        data_type: DataType::FLOAT as i32,
-        data_location: EnumOrUnknown::new(DataLocation::EXTERNAL),
-        external_data: vec![StringStringEntryProto {
-            key: "location".into(),
-            value: "w.bin".into(),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
+    external_tensor("w", dims, "w.bin", &[])
 }
 
 /// A fresh directory holding `model.onnx` (an Add of `x` and the external `w`).
@@ -99,6 +38,11 @@ fn model_dir(tag: &str, w_dims: &[i64]) -> (PathBuf, PathBuf) {
     let path = dir.join("model.onnx");
     std::fs::write(&path, model("Add", &[1, 1], external(w_dims))).unwrap();
     (dir, path)
+}
+
+/// A sparse file of `len` bytes: nothing is written, so any size is cheap.
+fn sparse(path: impl AsRef<Path>, len: u64) {
+    std::fs::File::create(path).unwrap().set_len(len).unwrap();
 }
 
 /// Imports within a second, returning the error.
@@ -156,10 +100,7 @@ fn external_data_that_is_a_directory_is_refused() {
 #[test]
 fn a_sparse_file_shorter_than_the_tensor_is_measured_not_read() {
     let (dir, path) = model_dir("sparse", &[1 << 30]);
-    std::fs::File::create(dir.join("w.bin"))
-        .unwrap()
-        .set_len(2 << 30)
-        .unwrap();
+    sparse(dir.join("w.bin"), 2 << 30);
     let e = import_err(&path);
     assert!(
         matches!(e, OnnxError::ExternalDataRange { offset: 0, length, file_len, .. }
@@ -171,10 +112,7 @@ fn a_sparse_file_shorter_than_the_tensor_is_measured_not_read() {
 #[test]
 fn a_small_tensor_in_a_huge_sparse_file_reads_only_its_bytes() {
     let (dir, path) = model_dir("sparse-ok", &[4]);
-    std::fs::File::create(dir.join("w.bin"))
-        .unwrap()
-        .set_len(6 << 30)
-        .unwrap();
+    sparse(dir.join("w.bin"), 6 << 30);
     let start = Instant::now();
     let g = import_file(&path, &ImportOptions::default()).expect("imports");
     assert!(
@@ -199,10 +137,7 @@ fn an_external_tensor_beyond_the_cap_is_refused_before_opening() {
 fn a_model_file_past_protobufs_limit_is_measured_not_read() {
     let (dir, _) = model_dir("big", &[4]);
     let big = dir.join("big.onnx");
-    std::fs::File::create(&big)
-        .unwrap()
-        .set_len(3 << 30)
-        .unwrap();
+    sparse(&big, 3 << 30);
     let e = import_err(&big);
     assert_eq!(
         file_error(&e),
@@ -214,60 +149,33 @@ fn a_model_file_past_protobufs_limit_is_measured_not_read() {
     );
 }
 
+/// Imports `model`, expecting shape inference to refuse an output as too large: which
+/// output, and the limit it broke.
+fn too_large(model: &[u8]) -> (usize, LimitError) {
+    let e = import_bytes(model, None, &ImportOptions::default()).expect_err("too large");
+    match e {
+        OnnxError::Shape {
+            source: InferError::TooLarge { output, source },
+            ..
+        } => (output, source),
+        e => panic!("not a too-large shape error: {e:?}"),
+    }
+}
+
 #[test]
 fn a_gemm_with_an_empty_reduction_and_2pow32_outputs_is_a_shape_error() {
-    let b = TensorProto {
-        name: "b".into(),
-        dims: vec![0, 1 << 32],
-        data_type: DataType::FLOAT as i32,
-        ..Default::default()
-    };
-    let e = import_bytes(&model("Gemm", &[1, 0], b), None, &ImportOptions::default())
-        .expect_err("too large");
+    let b = raw_tensor("b", DataType::FLOAT, &[0, 1 << 32], vec![]);
+    let (output, limit) = too_large(&model("Gemm", &[1, 0], b));
+    assert_eq!(output, 0);
     assert!(
-        matches!(
-            &e,
-            OnnxError::Shape {
-                source: InferError::TooLarge {
-                    output: 0,
-                    source: LimitError::Bytes { bytes, .. }
-                },
-                ..
-            } if *bytes == 16 << 30
-        ),
-        "{e:?}"
+        matches!(limit, LimitError::Bytes { bytes, .. } if bytes == 16 << 30),
+        "{limit:?}"
     );
 }
 
 #[test]
 fn pads_that_grow_a_value_past_the_cap_are_a_shape_error() {
-    let pads = TensorProto {
-        name: "pads".into(),
-        dims: vec![4],
-        data_type: DataType::INT64 as i32,
-        raw_data: [0i64, 0, 0, 1 << 40]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect(),
-        ..Default::default()
-    };
-    let e = import_bytes(
-        &model("Pad", &[1, 4], pads),
-        None,
-        &ImportOptions::default(),
-    )
-    .expect_err("too large");
-    assert!(
-        matches!(
-            &e,
-            OnnxError::Shape {
-                source: InferError::TooLarge {
-                    source: LimitError::Elements { .. },
-                    ..
-                },
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    let pads = strata_test_support::onnx::i64_tensor("pads", &[0, 0, 0, 1 << 40]);
+    let (_, limit) = too_large(&model("Pad", &[1, 4], pads));
+    assert!(matches!(limit, LimitError::Elements { .. }), "{limit:?}");
 }

@@ -235,21 +235,15 @@ pub fn base() -> &'static Base {
         let t = strata_ir::Tensor::from_f32(vec![16, 1, 4, 4], values).unwrap();
         strata_compiler::npy::write_npy(&calib, &t).unwrap();
         let strata = dir.join("tiny.strata");
-        let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args([
-                "compile".as_ref(),
-                sir.as_os_str(),
-                "--calib".as_ref(),
-                calib.as_os_str(),
-            ])
-            .args(["--bits", "4", "--planes", "2,4", "-o"])
-            .arg(&strata)
-            .output()
-            .expect("strata compile runs");
-        assert!(
-            out.status.success(),
-            "compiling the base container: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let path = |p: &PathBuf| p.to_str().expect("UTF-8 scratch path").to_string();
+        let (sir_arg, calib_arg, out_arg) = (path(&sir), path(&calib), path(&strata));
+        let bin = Path::new(env!("CARGO_BIN_EXE_strata"));
+        strata_test_support::cli::ok(
+            bin,
+            &[
+                "compile", &sir_arg, "--calib", &calib_arg, "--bits", "4", "--planes", "2,4", "-o",
+                &out_arg,
+            ],
         );
         Base { sir, strata }
     })

@@ -13,24 +13,23 @@ mod strata;
 
 use harness::{check_all, Format};
 
-#[test]
-fn crafted_npy_inputs() {
-    check_all(&npy::cases());
+/// One test per format, each running that format's case list.
+macro_rules! crafted {
+    ($($test:ident: $format:ident;)*) => {
+        $(
+            #[test]
+            fn $test() {
+                check_all(&$format::cases());
+            }
+        )*
+    };
 }
 
-#[test]
-fn crafted_onnx_models() {
-    check_all(&onnx::cases());
-}
-
-#[test]
-fn crafted_strata_containers() {
-    check_all(&strata::cases());
-}
-
-#[test]
-fn crafted_ir_text() {
-    check_all(&ir_text::cases());
+crafted! {
+    crafted_npy_inputs: npy;
+    crafted_onnx_models: onnx;
+    crafted_strata_containers: strata;
+    crafted_ir_text: ir_text;
 }
 
 #[test]

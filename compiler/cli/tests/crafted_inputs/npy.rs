@@ -23,6 +23,17 @@ fn dict(descr: &str, fortran: &str, shape: &str) -> Vec<u8> {
     format!("{{'descr': '{descr}', 'fortran_order': {fortran}, 'shape': {shape}, }}\n").into_bytes()
 }
 
+/// A version-1 file with a well-formed header dict: its case name, `descr`, `fortran_order`
+/// and `shape`, the bytes of data after the header, and what the message says.
+type DictCase<'a> = (
+    &'static str,
+    &'a str,
+    &'a str,
+    &'a str,
+    usize,
+    &'a [&'static str],
+);
+
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
@@ -49,7 +60,31 @@ pub fn cases() -> Vec<Case> {
     f.set_len(strata_ir::limits::MAX_FILE_BYTES + 1).unwrap();
     drop(f);
 
-    vec![
+    let rank_65 = format!("({})", "1,".repeat(65));
+    #[rustfmt::skip]
+    let dicts: [DictCase; 10] = [
+        ("shape_product_overflows", "<f4", "False", "(4294967296, 4294967296, 16)", 0,
+            &["more elements than fit in 64 bits"]),
+        ("shape_beyond_element_cap", "|u1", "False", "(8589934592,)", 0, &["more than the limit of 4294967296"]),
+        ("empty_axis_with_huge_dim", "<f4", "False", "(0, 18446744073709551615)", 0,
+            &["spans 18446744073709551615 elements"]),
+        // 1 GiB of data claimed, none present: checked against the file, not allocated.
+        ("claims_1gib_holds_nothing", "<f4", "False", "(16777216, 1, 4, 4)", 0,
+            &["header declares shape", "1073741824 bytes of data", "0 bytes after the header"]),
+        ("one_byte_short", "<f4", "False", "(1, 1, 4, 4)", 63, &["64 bytes of data", "63 bytes after the header"]),
+        ("dimension_past_64_bits", "<f4", "False", "(99999999999999999999999,)", 0, &["does not fit in 64 bits"]),
+        ("rank_65", "<f4", "False", &rank_65, 0, &["more than 64 dimensions"]),
+        ("negative_dimension", "<f4", "False", "(-1, 1, 4, 4)", 0, &["non-negative integer"]),
+        ("complex_dtype", "<c8", "False", "(1,)", 8, &["element type `<c8` is not supported"]),
+        ("fortran_order", "<f4", "True", "(1, 1, 4, 4)", 64, &["Fortran-ordered"]),
+    ];
+    let mut cases: Vec<Case> = dicts
+        .iter()
+        .map(|&(name, descr, fortran, shape, len, says)| {
+            file(name, npy(1, &dict(descr, fortran, shape), &vec![0; len])).says(says)
+        })
+        .collect();
+    cases.extend([
         // The header parser once backtracked exponentially: 24 braces never finished.
         file("nested_braces_24", npy(1, &braces(24), &[])).says(&["expected a quoted string"]),
         file("nested_braces_5000", npy(1, &braces(5000), &[])).says(&["header byte 1"]),
@@ -65,64 +100,6 @@ pub fn cases() -> Vec<Case> {
         file("junk_header_quoted_short", npy(1, &vec![b'x'; 9000], &[]))
             .says(&["expected `{`", "more bytes"]),
         file(
-            "shape_product_overflows",
-            npy(
-                1,
-                &dict("<f4", "False", "(4294967296, 4294967296, 16)"),
-                &[],
-            ),
-        )
-        .says(&["more elements than fit in 64 bits"]),
-        file(
-            "shape_beyond_element_cap",
-            npy(1, &dict("|u1", "False", "(8589934592,)"), &[]),
-        )
-        .says(&["more than the limit of 4294967296"]),
-        file(
-            "empty_axis_with_huge_dim",
-            npy(1, &dict("<f4", "False", "(0, 18446744073709551615)"), &[]),
-        )
-        .says(&["spans 18446744073709551615 elements"]),
-        // 1 GiB of data claimed, none present: checked against the file, not allocated.
-        file(
-            "claims_1gib_holds_nothing",
-            npy(1, &dict("<f4", "False", "(16777216, 1, 4, 4)"), &[]),
-        )
-        .says(&[
-            "header declares shape",
-            "1073741824 bytes of data",
-            "0 bytes after the header",
-        ]),
-        file(
-            "one_byte_short",
-            npy(1, &dict("<f4", "False", "(1, 1, 4, 4)"), &[0; 63]),
-        )
-        .says(&["64 bytes of data", "63 bytes after the header"]),
-        file(
-            "dimension_past_64_bits",
-            npy(1, &dict("<f4", "False", "(99999999999999999999999,)"), &[]),
-        )
-        .says(&["does not fit in 64 bits"]),
-        file(
-            "rank_65",
-            npy(
-                1,
-                &dict("<f4", "False", &format!("({})", "1,".repeat(65))),
-                &[],
-            ),
-        )
-        .says(&["more than 64 dimensions"]),
-        file(
-            "negative_dimension",
-            npy(1, &dict("<f4", "False", "(-1, 1, 4, 4)"), &[]),
-        )
-        .says(&["non-negative integer"]),
-        file(
-            "complex_dtype",
-            npy(1, &dict("<c8", "False", "(1,)"), &[0; 8]),
-        )
-        .says(&["element type `<c8` is not supported"]),
-        file(
             "structured_dtype",
             npy(
                 1,
@@ -131,11 +108,6 @@ pub fn cases() -> Vec<Case> {
             ),
         )
         .says(&["structured arrays"]),
-        file(
-            "fortran_order",
-            npy(1, &dict("<f4", "True", "(1, 1, 4, 4)"), &[0; 64]),
-        )
-        .says(&["Fortran-ordered"]),
         file(
             "duplicate_key",
             npy(1, b"{'descr': '<f4', 'descr': '<f4'}", &[]),
@@ -155,5 +127,6 @@ pub fn cases() -> Vec<Case> {
         run("dev_zero", Path::new("/dev/zero"))
             .says(&["is a character device, not a regular file"]),
         run("sparse_past_file_limit", &huge).says(&["more than the limit of 4296015872 bytes"]),
-    ]
+    ]);
+    cases
 }

@@ -4,115 +4,34 @@
 
 use std::path::{Path, PathBuf};
 
-use onnx_protobuf::tensor_proto::{DataLocation, DataType};
-use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
-use onnx_protobuf::{
-    type_proto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto,
-    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
-};
-use protobuf::{EnumOrUnknown, MessageField};
+use onnx_protobuf::tensor_proto::DataType;
+use onnx_protobuf::{NodeProto, TensorProto, ValueInfoProto};
+use strata_test_support::onnx::{external_tensor, f32vi, raw_tensor, M};
 
 use crate::harness::{root, scratch, Case, Format};
 
-fn vi(name: &str, dims: &[i64]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|&d| Dimension {
-            value: Some(if d < 0 {
-                dimension::Value::DimParam("N".into())
-            } else {
-                dimension::Value::DimValue(d)
-            }),
-            ..Default::default()
-        })
-        .collect();
-    ValueInfoProto {
-        name: name.into(),
-        type_: MessageField::some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: DataType::FLOAT as i32,
-                shape: MessageField::some(TensorShapeProto {
-                    dim,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
+/// A node named after its first output, without attributes.
 fn node(op: &str, ins: &[&str], outs: &[&str]) -> NodeProto {
-    NodeProto {
-        op_type: op.into(),
-        name: outs[0].into(),
-        input: ins.iter().map(|s| s.to_string()).collect(),
-        output: outs.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    }
+    strata_test_support::onnx::node(op, outs[0], ins, outs, vec![])
 }
 
-fn tensor(name: &str, dtype: DataType, dims: &[i64], raw: Vec<u8>) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        dims: dims.to_vec(),
-        data_type: dtype as i32,
-        raw_data: raw,
-        ..Default::default()
-    }
-}
-
-/// An f32 initializer whose data is external: `location` (and `offset`, `length` if given).
-fn external(name: &str, dims: &[i64], location: &str, extra: &[(&str, String)]) -> TensorProto {
-    let mut t = tensor(name, DataType::FLOAT, dims, vec![]);
-    t.data_location = EnumOrUnknown::new(DataLocation::EXTERNAL);
-    t.external_data = std::iter::once(("location", location.to_string()))
-        .chain(extra.iter().map(|(k, v)| (*k, v.clone())))
-        .map(|(key, value)| StringStringEntryProto {
-            key: key.into(),
-            value,
-            ..Default::default()
-        })
-        .collect();
-    t
-}
-
+/// A model of opset 17 with one output.
 fn model(
-    nodes: Vec<NodeProto>,
-    inputs: Vec<ValueInfoProto>,
+    node: Vec<NodeProto>,
+    input: Vec<ValueInfoProto>,
     output: &str,
-    inits: Vec<TensorProto>,
+    initializer: Vec<TensorProto>,
 ) -> Vec<u8> {
-    ModelProto {
-        ir_version: 8,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: 17,
-            ..Default::default()
-        }],
-        graph: MessageField::some(GraphProto {
-            name: "crafted".into(),
-            node: nodes,
-            input: inputs,
-            output: vec![ValueInfoProto {
-                name: output.into(),
-                ..Default::default()
-            }],
-            initializer: inits,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-    .write_to_bytes()
-    .expect("serialize")
+    let mut m = M::new(17);
+    (m.graph.node, m.graph.input, m.graph.initializer) = (node, input, initializer);
+    m.output(output).bytes()
 }
 
 /// `y = x + w` with `w: f32[dims]` the given initializer.
 fn add_model(w: TensorProto, dims: &[i64]) -> Vec<u8> {
     model(
         vec![node("Add", &["x", "w"], &["y"])],
-        vec![vi("x", dims)],
+        vec![f32vi("x", dims)],
         "y",
         vec![w],
     )
@@ -168,7 +87,7 @@ pub fn cases() -> Vec<Case> {
     // External data: a FIFO hung the import (opened for reading, it waits for a writer).
     let (d, p) = model_in(
         "external_fifo",
-        add_model(external("w", &[4], "w.bin", &[]), &[1, 4]),
+        add_model(external_tensor("w", &[4], "w.bin", &[]), &[1, 4]),
     );
     let fifo = std::ffi::CString::new(d.join("w.bin").to_str().unwrap()).unwrap();
     // SAFETY: a valid NUL-terminated path.
@@ -179,7 +98,7 @@ pub fn cases() -> Vec<Case> {
 
     let (d, p) = model_in(
         "external_dir",
-        add_model(external("w", &[4], "w.bin", &[]), &[1, 4]),
+        add_model(external_tensor("w", &[4], "w.bin", &[]), &[1, 4]),
     );
     std::fs::create_dir(d.join("w.bin")).unwrap();
     cases
@@ -187,7 +106,7 @@ pub fn cases() -> Vec<Case> {
 
     let (d, p) = model_in(
         "external_dev_zero",
-        add_model(external("w", &[4], "w.bin", &[]), &[1, 4]),
+        add_model(external_tensor("w", &[4], "w.bin", &[]), &[1, 4]),
     );
     std::os::unix::fs::symlink("/dev/zero", d.join("w.bin")).unwrap();
     cases.push(
@@ -198,7 +117,7 @@ pub fn cases() -> Vec<Case> {
     // A sparse 2 GiB file for a 4 GiB tensor: the range is checked before anything is read.
     let (d, p) = model_in(
         "external_sparse",
-        add_model(external("w", &[1 << 30], "w.bin", &[]), &[1, 1]),
+        add_model(external_tensor("w", &[1 << 30], "w.bin", &[]), &[1, 1]),
     );
     sparse(&d.join("w.bin"), 2 << 30);
     cases.push(inspect("external_data_sparse_too_short", &p).says(&[
@@ -209,7 +128,7 @@ pub fn cases() -> Vec<Case> {
     // Beyond the tensor cap: refused before the file is even opened (it does not exist).
     let (_, p) = model_in(
         "external_beyond_cap",
-        add_model(external("w", &[1 << 31], "absent.bin", &[]), &[1, 1]),
+        add_model(external_tensor("w", &[1 << 31], "absent.bin", &[]), &[1, 1]),
     );
     cases.push(
         inspect("external_tensor_beyond_cap", &p)
@@ -219,7 +138,7 @@ pub fn cases() -> Vec<Case> {
     let (d, p) = model_in(
         "external_length",
         add_model(
-            external("w", &[4], "w.bin", &[("length", "17".into())]),
+            external_tensor("w", &[4], "w.bin", &[("length", "17".into())]),
             &[1, 4],
         ),
     );
@@ -231,7 +150,7 @@ pub fn cases() -> Vec<Case> {
     let (d, p) = model_in(
         "external_offset",
         add_model(
-            external(
+            external_tensor(
                 "w",
                 &[4],
                 "w.bin",
@@ -249,9 +168,9 @@ pub fn cases() -> Vec<Case> {
     // A Gemm with an empty reduction axis and 2^32 outputs: nothing to read, 16 GiB to write.
     let gemm = model(
         vec![node("Gemm", &["a", "b"], &["y"])],
-        vec![vi("a", &[1, 0])],
+        vec![f32vi("a", &[1, 0])],
         "y",
-        vec![tensor("b", DataType::FLOAT, &[0, 1 << 32], vec![])],
+        vec![raw_tensor("b", DataType::FLOAT, &[0, 1 << 32], vec![])],
     );
     cases.push(
         inspect(
@@ -267,9 +186,9 @@ pub fn cases() -> Vec<Case> {
 
     let pad = model(
         vec![node("Pad", &["x", "pads"], &["y"])],
-        vec![vi("x", &[-1, 4])],
+        vec![f32vi("x", &[-1, 4])],
         "y",
-        vec![tensor(
+        vec![raw_tensor(
             "pads",
             DataType::INT64,
             &[4],
@@ -285,7 +204,7 @@ pub fn cases() -> Vec<Case> {
 
     let wide_input = model(
         vec![node("Relu", &["x"], &["y"])],
-        vec![vi("x", &[-1, 1 << 31])],
+        vec![f32vi("x", &[-1, 1 << 31])],
         "y",
         vec![],
     );
@@ -298,7 +217,7 @@ pub fn cases() -> Vec<Case> {
     );
 
     let initializer = add_model(
-        tensor("w", DataType::FLOAT, &[1 << 40, 1 << 40], vec![]),
+        raw_tensor("w", DataType::FLOAT, &[1 << 40, 1 << 40], vec![]),
         &[1, 4],
     );
     cases.push(
@@ -335,7 +254,7 @@ pub fn cases() -> Vec<Case> {
     // A megabyte op type is cut when printed.
     let long_op = model(
         vec![node(&"X".repeat(1 << 20), &["x"], &["y"])],
-        vec![vi("x", &[1, 4])],
+        vec![f32vi("x", &[1, 4])],
         "y",
         vec![],
     );

@@ -1,37 +1,46 @@
 //! Output paths that are not regular files: refused by default (the crafted cases in
 //! `strata.rs`), written into with `--write-in-place`.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::harness::{base, scratch};
 
-fn strata(args: &[&std::ffi::OsStr]) -> std::process::Output {
+/// `strata strip <base> --planes 2 -o <out> [extra…]`.
+fn strip_to(out: &Path, extra: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
+        .arg("strip")
+        .arg(&base().strata)
+        .args(["--planes", "2", "-o"])
+        .arg(out)
+        .args(extra)
         .output()
         .expect("strata runs")
+}
+
+/// `dir/target.strata` holding `content`, and `dir/link.strata` pointing at it.
+fn linked_target(dir: &Path, content: &[u8]) -> (PathBuf, PathBuf) {
+    let target = dir.join("target.strata");
+    std::fs::write(&target, content).unwrap();
+    let link = dir.join("link.strata");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    (target, link)
+}
+
+fn is_symlink(p: &Path) -> bool {
+    std::fs::symlink_metadata(p)
+        .unwrap()
+        .file_type()
+        .is_symlink()
 }
 
 #[test]
 fn a_refused_symlink_is_left_as_it_was() {
     let dir = scratch("symlink-kept");
-    let target = dir.join("target.strata");
-    std::fs::write(&target, b"precious").unwrap();
-    let link = dir.join("link.strata");
-    std::os::unix::fs::symlink(&target, &link).unwrap();
-    let out = strata(&[
-        "strip".as_ref(),
-        base().strata.as_os_str(),
-        "--planes".as_ref(),
-        "2".as_ref(),
-        "-o".as_ref(),
-        link.as_os_str(),
-    ]);
+    let (target, link) = linked_target(&dir, b"precious");
+    let out = strip_to(&link, &[]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(std::fs::symlink_metadata(&link)
-        .unwrap()
-        .file_type()
-        .is_symlink());
+    assert!(is_symlink(&link));
     assert_eq!(std::fs::read(&target).unwrap(), b"precious");
     let names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -43,31 +52,15 @@ fn a_refused_symlink_is_left_as_it_was() {
 #[test]
 fn write_in_place_follows_a_symlink_and_feeds_a_fifo() {
     let dir = scratch("in-place");
-    let target = dir.join("target.strata");
-    std::fs::write(&target, b"old").unwrap();
-    let link = dir.join("link.strata");
-    std::os::unix::fs::symlink(&target, &link).unwrap();
-    let strip_to = |out: &std::path::Path| {
-        strata(&[
-            "strip".as_ref(),
-            base().strata.as_os_str(),
-            "--planes".as_ref(),
-            "2".as_ref(),
-            "-o".as_ref(),
-            out.as_os_str(),
-            "--write-in-place".as_ref(),
-        ])
-    };
-    let out = strip_to(&link);
+    let (target, link) = linked_target(&dir, b"old");
+    let in_place = |out: &Path| strip_to(out, &["--write-in-place"]);
+    let out = in_place(&link);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(std::fs::symlink_metadata(&link)
-        .unwrap()
-        .file_type()
-        .is_symlink());
+    assert!(is_symlink(&link));
     let full = std::fs::read(&base().strata).unwrap();
     let written = std::fs::read(&target).unwrap();
     assert!(
@@ -83,7 +76,7 @@ fn write_in_place_follows_a_symlink_and_feeds_a_fifo() {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::read(fifo).unwrap())
     };
-    let out = strip_to(&fifo);
+    let out = in_place(&fifo);
     assert!(
         out.status.success(),
         "{}",

@@ -2,9 +2,9 @@
 //! carry explicit pads, computed here from the static spatial sizes.
 
 use strata_ir::ops::{Conv, ConvTranspose};
-use strata_ir::{Dim, InferError, Op, TensorType, ValueRef};
+use strata_ir::{Dim, InferError, Op, TensorType};
 
-use super::{arity, present, shape_err, single, OnnxOp};
+use super::{arity, present, shape_err, single, Ins, OnnxOp, Outs};
 use crate::attrs::NodeCtx;
 use crate::import::Importer;
 use crate::OnnxError;
@@ -75,6 +75,19 @@ pub fn spatial_dims(ctx: &NodeCtx, ty: &TensorType) -> Result<Vec<usize>, OnnxEr
         .collect()
 }
 
+/// Splits axis `i`'s total padding into `pads[i]` (begin) and `pads[i + n]` (end): an odd unit
+/// goes to the end under SAME_UPPER, otherwise to the begin.
+fn split_pad(pads: &mut [usize], i: usize, total: usize, mode: AutoPad) {
+    let n = pads.len() / 2;
+    let begin = if mode == AutoPad::SameUpper {
+        total / 2
+    } else {
+        total - total / 2
+    };
+    pads[i] = begin;
+    pads[i + n] = total - begin;
+}
+
 /// Explicit `[begin…, end…]` pads for windowed ops from `pads`/`auto_pad`.
 pub fn resolve_pads(
     ctx: &NodeCtx,
@@ -96,27 +109,21 @@ pub fn resolve_pads(
                     .saturating_mul(strides[i])
                     .saturating_add(eff)
                     .saturating_sub(input[i]);
-                let begin = if mode == AutoPad::SameUpper {
-                    total / 2
-                } else {
-                    total - total / 2
-                };
-                pads[i] = begin;
-                pads[i + n] = total - begin;
+                split_pad(&mut pads, i, total, mode);
             }
             Ok(pads)
         }
     }
 }
 
-/// Common checks: x rank ≥ 3, w rank equal, kernel from the attribute or the weight.
 /// The extent of a dilated kernel, `(k - 1) · d + 1` (saturating: absurd sizes then fail
 /// shape inference instead of overflowing).
 fn effective_kernel(k: usize, d: usize) -> usize {
     k.saturating_sub(1).saturating_mul(d).saturating_add(1)
 }
 
-fn kernel_of(ctx: &NodeCtx, x: &TensorType, w: &TensorType) -> Result<Vec<usize>, OnnxError> {
+/// The windowed ops' input `x` must be `[N, C, spatial…]`.
+pub(super) fn spatial_input(ctx: &NodeCtx, x: &TensorType) -> Result<(), OnnxError> {
     if x.rank() < 3 {
         return Err(shape_err(
             ctx,
@@ -127,6 +134,12 @@ fn kernel_of(ctx: &NodeCtx, x: &TensorType, w: &TensorType) -> Result<Vec<usize>
             },
         ));
     }
+    Ok(())
+}
+
+/// Common checks: x rank ≥ 3, w rank equal, kernel from the attribute or the weight.
+fn kernel_of(ctx: &NodeCtx, x: &TensorType, w: &TensorType) -> Result<Vec<usize>, OnnxError> {
+    spatial_input(ctx, x)?;
     if w.rank() != x.rank() {
         return Err(shape_err(
             ctx,
@@ -158,11 +171,11 @@ fn kernel_of(ctx: &NodeCtx, x: &TensorType, w: &TensorType) -> Result<Vec<usize>
     }
 }
 
-fn conv(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+/// What Conv and ConvTranspose read alike, after the arity check: the input's type, then the
+/// kernel, strides and dilations (one per spatial axis).
+type Window = (TensorType, Vec<usize>, Vec<usize>, Vec<usize>);
+
+fn window(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Result<Window, OnnxError> {
     arity(ctx, ins, 2, 3)?;
     let x = imp.ty(imp.req(ctx, ins, 0)?)?;
     let w = imp.ty(imp.req(ctx, ins, 1)?)?;
@@ -170,10 +183,22 @@ fn conv(
     let n = kernel.len();
     let strides = spatial_attr(ctx, "strides", n, 1, 1)?;
     let dilations = spatial_attr(ctx, "dilations", n, 1, 1)?;
+    Ok((x, kernel, strides, dilations))
+}
+
+/// The `group` attribute: a positive count that fits the IR's sizes.
+fn group(ctx: &NodeCtx) -> Result<usize, OnnxError> {
     let group = ctx.int_or("group", 1)?;
     if group < 1 || group > u32::MAX as i64 {
         return Err(ctx.out_of_range("group", format!("{group} is not a positive group count")));
     }
+    Ok(group as usize)
+}
+
+fn conv(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
+    let (x, kernel, strides, dilations) = window(imp, ctx, ins)?;
+    let n = kernel.len();
+    let group = group(ctx)?;
     let pads = match auto_pad(ctx)? {
         AutoPad::NotSet => spatial_attr(ctx, "pads", 2 * n, 0, 0)?,
         _ => resolve_pads(ctx, &spatial_dims(ctx, &x)?, &kernel, &strides, &dilations)?,
@@ -183,29 +208,17 @@ fn conv(
         strides,
         pads,
         dilations,
-        group: group as usize,
+        group,
         has_bias: ins.get(2).copied().flatten().is_some(),
     });
     single(imp, ctx, op, &present(ins))
 }
 
-fn conv_transpose(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
-    arity(ctx, ins, 2, 3)?;
-    let x = imp.ty(imp.req(ctx, ins, 0)?)?;
-    let w = imp.ty(imp.req(ctx, ins, 1)?)?;
-    let kernel = kernel_of(ctx, &x, &w)?;
+fn conv_transpose(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
+    let (x, kernel, strides, dilations) = window(imp, ctx, ins)?;
     let n = kernel.len();
-    let strides = spatial_attr(ctx, "strides", n, 1, 1)?;
-    let dilations = spatial_attr(ctx, "dilations", n, 1, 1)?;
     let mut output_padding = spatial_attr(ctx, "output_padding", n, 0, 0)?;
-    let group = ctx.int_or("group", 1)?;
-    if group < 1 || group > u32::MAX as i64 {
-        return Err(ctx.out_of_range("group", format!("{group} is not a positive group count")));
-    }
+    let group = group(ctx)?;
     let mode = auto_pad(ctx)?;
     let output_shape = ctx.ints("output_shape")?;
     let pads = if output_shape.is_some() || matches!(mode, AutoPad::SameUpper | AutoPad::SameLower)
@@ -246,13 +259,7 @@ fn conv_transpose(
                 continue;
             }
             let total = total as usize;
-            let begin = if mode == AutoPad::SameUpper {
-                total / 2
-            } else {
-                total - total / 2
-            };
-            pads[i] = begin;
-            pads[i + n] = total - begin;
+            split_pad(&mut pads, i, total, mode);
         }
         pads
     } else if mode == AutoPad::Valid {
@@ -266,7 +273,7 @@ fn conv_transpose(
         pads,
         dilations,
         output_padding,
-        group: group as usize,
+        group,
         has_bias: ins.get(2).copied().flatten().is_some(),
     });
     single(imp, ctx, op, &present(ins))

@@ -3,9 +3,9 @@
 //! IR keeps them as static attributes.
 
 use strata_ir::ops::{Pad, Reshape, Slice, Split};
-use strata_ir::{Dim, Op, ValueRef};
+use strata_ir::{Dim, Op};
 
-use super::{arity, ints_attr_or_input, present, single, OnnxOp};
+use super::{arity, ints_attr_or_input, present, single, Ins, OnnxOp, Outs};
 use crate::attrs::NodeCtx;
 use crate::import::{input_name, Importer};
 use crate::sym::SymInt;
@@ -25,11 +25,22 @@ pub(super) const OPS: &[OnnxOp] = &[
     OnnxOp::new("Split", 1, 18, split),
 ];
 
-fn flatten(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+/// The `axes` input of Pad and Slice, normalised but kept in order (their other lists pair
+/// with it), each axis at most once.
+fn ordered_axes(ctx: &NodeCtx, a: &[i64], rank: usize) -> Result<Vec<usize>, OnnxError> {
+    let mut seen = vec![false; rank];
+    let mut out = Vec::with_capacity(a.len());
+    for &ax in a {
+        let ax = ctx.axis("axes", ax, rank, false)?;
+        if std::mem::replace(&mut seen[ax], true) {
+            return Err(ctx.out_of_range("axes", format!("duplicate axes in {a:?}")));
+        }
+        out.push(ax);
+    }
+    Ok(out)
+}
+
+fn flatten(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     arity(ctx, ins, 1, 1)?;
     let x = imp.req(ctx, ins, 0)?;
     let rank = imp.ty(x)?.rank();
@@ -37,11 +48,7 @@ fn flatten(
     single(imp, ctx, Op::Flatten { axis }, &[x])
 }
 
-fn reshape(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn reshape(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     arity(ctx, ins, 2, 2)?;
     let x = imp.req(ctx, ins, 0)?;
     let x_ty = imp.ty(x)?;
@@ -90,11 +97,7 @@ fn reshape(
     single(imp, ctx, Op::Reshape(Reshape { shape, allow_zero }), &[x])
 }
 
-fn transpose(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn transpose(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     arity(ctx, ins, 1, 1)?;
     let x = imp.req(ctx, ins, 0)?;
     let rank = imp.ty(x)?.rank();
@@ -122,11 +125,7 @@ fn transpose(
     single(imp, ctx, Op::Transpose { perm }, &[x])
 }
 
-fn concat(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn concat(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     if ins.is_empty() || ins.iter().any(|v| v.is_none()) {
         return Err(ctx.input_count("needs at least one input and no empty input names"));
     }
@@ -137,11 +136,7 @@ fn concat(
     single(imp, ctx, Op::Concat { axis }, &inputs)
 }
 
-fn pad(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn pad(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     match ctx.string("mode")?.as_deref() {
         None | Some("constant") => {}
         Some(other) => return Err(ctx.unsupported_value("mode", format!("`{other}`"))),
@@ -161,18 +156,7 @@ fn pad(
         (pads, value, imp.const_ints(ctx, ins, 3)?)
     };
     let axes = match axes {
-        Some(a) => {
-            let mut seen = vec![false; rank];
-            let mut out = Vec::with_capacity(a.len());
-            for &ax in &a {
-                let ax = ctx.axis("axes", ax, rank, false)?;
-                if std::mem::replace(&mut seen[ax], true) {
-                    return Err(ctx.out_of_range("axes", format!("duplicate axes in {a:?}")));
-                }
-                out.push(ax);
-            }
-            out
-        }
+        Some(a) => ordered_axes(ctx, &a, rank)?,
         None => (0..rank).collect(),
     };
     if pads.len() != 2 * axes.len() {
@@ -195,11 +179,7 @@ fn pad(
     single(imp, ctx, Op::Pad(Pad { pads: full, value }), &[x])
 }
 
-fn squeeze(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn squeeze(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     let axes = ints_attr_or_input(imp, ctx, ins, "axes", 13)?;
     let x = imp.req(ctx, ins, 0)?;
     let ty = imp.ty(x)?;
@@ -218,11 +198,7 @@ fn squeeze(
     single(imp, ctx, Op::Squeeze { axes }, &[x])
 }
 
-fn unsqueeze(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn unsqueeze(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     let axes = if ctx.opset < 13 {
         arity(ctx, ins, 1, 1)?;
         ctx.required("axes", ctx.ints("axes")?)?
@@ -237,11 +213,7 @@ fn unsqueeze(
     single(imp, ctx, Op::Unsqueeze { axes }, &[x])
 }
 
-fn slice(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn slice(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     let (starts, ends, axes, steps) = if ctx.opset < 10 {
         arity(ctx, ins, 1, 1)?;
         (
@@ -276,16 +248,7 @@ fn slice(
                     ctx.out_of_range("axes", format!("has {} values, starts has {n}", a.len()))
                 );
             }
-            let mut seen = vec![false; rank];
-            let mut out = Vec::with_capacity(n);
-            for &ax in &a {
-                let ax = ctx.axis("axes", ax, rank, false)?;
-                if std::mem::replace(&mut seen[ax], true) {
-                    return Err(ctx.out_of_range("axes", format!("duplicate axes in {a:?}")));
-                }
-                out.push(ax);
-            }
-            out
+            ordered_axes(ctx, &a, rank)?
         }
     };
     if n > rank {
@@ -310,11 +273,7 @@ fn slice(
     single(imp, ctx, op, &[x])
 }
 
-fn split(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn split(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     let split = ints_attr_or_input(imp, ctx, ins, "split", 13)?;
     let x = imp.req(ctx, ins, 0)?;
     let ty = imp.ty(x)?;
@@ -385,11 +344,7 @@ fn split(
     imp.emit(ctx, Op::Split(Split { axis, sizes }), &[x], names)
 }
 
-fn gather(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn gather(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     arity(ctx, ins, 2, 2)?;
     let rank = imp.ty(imp.req(ctx, ins, 0)?)?.rank();
     let axis = ctx.axis("axis", ctx.int_or("axis", 0)?, rank, false)?;

@@ -1,12 +1,11 @@
 //! Gemm and MatMul.
 
 use strata_ir::ops::Gemm;
-use strata_ir::{Op, ValueRef};
+use strata_ir::Op;
 
-use super::{arity, present, single, OnnxOp};
+use super::{arity, present, single, Ins, OnnxOp, Outs};
 use crate::attrs::NodeCtx;
 use crate::import::Importer;
-use crate::OnnxError;
 
 /// The matrix products and the opsets they are accepted in (see [`OnnxOp`]).
 pub(super) const OPS: &[OnnxOp] = &[
@@ -14,11 +13,7 @@ pub(super) const OPS: &[OnnxOp] = &[
     OnnxOp::new("MatMul", 1, 13, matmul),
 ];
 
-fn gemm(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn gemm(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     arity(ctx, ins, 2, 3)?;
     let has_c = ins.get(2).copied().flatten().is_some();
     let op = Op::Gemm(Gemm {
@@ -31,11 +26,7 @@ fn gemm(
     single(imp, ctx, op, &present(ins))
 }
 
-fn matmul(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn matmul(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     arity(ctx, ins, 2, 2)?;
     single(imp, ctx, Op::MatMul, &present(ins))
 }

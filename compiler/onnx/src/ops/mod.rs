@@ -1,6 +1,14 @@
 //! Per-op translation, one file per op family (mirroring `strata_ir::ops`), plus the opset
 //! table that decides which ONNX versions of an op Strata accepts.
 
+/// An importer that hands one fixed argument (which binary op, which activation, …) to a
+/// family's shared importer: `bind!(binary, BinaryOp::Add)`.
+macro_rules! bind {
+    ($import:ident, $arg:expr) => {
+        |imp, ctx, ins| $import(imp, ctx, ins, $arg)
+    };
+}
+
 mod conv;
 mod elementwise;
 mod layout;
@@ -25,9 +33,17 @@ pub const MAX_OPSET: i64 = 22;
 /// affects float8). Beyond it an op might have changed, so the import stops.
 pub const NEWEST_REVIEWED_OPSET: i64 = 27;
 
+/// A node's inputs as an importer sees them: `None` for an omitted optional input.
+pub(crate) type Ins = [Option<ValueRef>];
+
+/// An optional input or attribute: absent (`None`), its content, or why it cannot be read.
+pub(crate) type Optional<T> = Result<Option<T>, OnnxError>;
+
+/// What an importer returns: the values of the node's outputs, in order.
+type Outs = Result<Vec<ValueRef>, OnnxError>;
+
 /// Translates one ONNX node of a registered op type; returns its outputs' values in order.
-type ImportFn =
-    fn(&mut Importer, &NodeCtx, &[Option<ValueRef>]) -> Result<Vec<ValueRef>, OnnxError>;
+type ImportFn = fn(&mut Importer, &NodeCtx, &Ins) -> Outs;
 
 /// One registered ONNX op: its name, the opsets it is accepted in and its importer. Each op
 /// family lists its own in `OPS` (next to the importers); [`FAMILIES`] gathers them, and the
@@ -137,17 +153,13 @@ fn check_opset(ctx: &NodeCtx) -> Result<&'static OnnxOp, OnnxError> {
 
 /// Translates one ONNX node; returns the values of its outputs in order (optional trailing
 /// outputs the node does not name may be missing).
-pub fn import_node(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+pub fn import_node(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     let op = check_opset(ctx)?;
     (op.import)(imp, ctx, ins)
 }
 
 /// Checks the number of inputs: at most `max`, and the first `min` present.
-fn arity(ctx: &NodeCtx, ins: &[Option<ValueRef>], min: usize, max: usize) -> Result<(), OnnxError> {
+fn arity(ctx: &NodeCtx, ins: &Ins, min: usize, max: usize) -> Result<(), OnnxError> {
     if ins.len() > max {
         return Err(ctx.input_count(format!("takes at most {max} inputs, got {}", ins.len())));
     }
@@ -162,10 +174,10 @@ fn arity(ctx: &NodeCtx, ins: &[Option<ValueRef>], min: usize, max: usize) -> Res
 fn ints_attr_or_input(
     imp: &mut Importer,
     ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
+    ins: &Ins,
     name: &str,
     moved_in: i64,
-) -> Result<Option<Vec<i64>>, OnnxError> {
+) -> Optional<Vec<i64>> {
     if ctx.opset < moved_in {
         arity(ctx, ins, 1, 1)?;
         ctx.ints(name)
@@ -190,19 +202,14 @@ fn outputs_at_most(ctx: &NodeCtx, supported: usize, what: &str) -> Result<(), On
 }
 
 /// Emits a one-output op named after the node's first output.
-fn single(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    op: Op,
-    inputs: &[ValueRef],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn single(imp: &mut Importer, ctx: &NodeCtx, op: Op, inputs: &[ValueRef]) -> Outs {
     outputs_at_most(ctx, 1, "extra output")?;
     let name = imp.out_name(ctx, 0);
     imp.emit(ctx, op, inputs, vec![name])
 }
 
 /// Present inputs in order (after `arity` has checked the required ones).
-fn present(ins: &[Option<ValueRef>]) -> Vec<ValueRef> {
+fn present(ins: &Ins) -> Vec<ValueRef> {
     ins.iter().flatten().copied().collect()
 }
 

@@ -1,12 +1,11 @@
 //! Softmax and inference-mode BatchNormalization.
 
 use strata_ir::ops::{BatchNorm, Softmax};
-use strata_ir::{Op, ValueRef};
+use strata_ir::Op;
 
-use super::{arity, outputs_at_most, present, single, OnnxOp};
+use super::{arity, outputs_at_most, present, single, Ins, OnnxOp, Outs};
 use crate::attrs::NodeCtx;
 use crate::import::Importer;
-use crate::OnnxError;
 
 /// The normalization ops and the opsets they are accepted in (see [`OnnxOp`]).
 pub(super) const OPS: &[OnnxOp] = &[
@@ -14,11 +13,7 @@ pub(super) const OPS: &[OnnxOp] = &[
     OnnxOp::new("BatchNormalization", 1, 15, batch_norm),
 ];
 
-fn softmax(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn softmax(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     arity(ctx, ins, 1, 1)?;
     let rank = imp.ty(imp.req(ctx, ins, 0)?)?.rank();
     // Before opset 13 Softmax flattened to 2-D around `axis` (default 1); since 13 it is a
@@ -33,11 +28,7 @@ fn softmax(
     single(imp, ctx, op, &present(ins))
 }
 
-fn batch_norm(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn batch_norm(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     arity(ctx, ins, 5, 5)?;
     if ctx.bool_or("training_mode", false)? {
         return Err(ctx.unsupported("training_mode=1 (Strata imports inference graphs)"));

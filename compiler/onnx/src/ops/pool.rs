@@ -1,50 +1,30 @@
 //! MaxPool, AveragePool and the global pools.
 
-use strata_ir::ops::{GlobalPoolKind, Pool};
-use strata_ir::{InferError, Op, ValueRef};
+use strata_ir::ops::GlobalPoolKind::{self, Average, Max};
+use strata_ir::ops::Pool;
+use strata_ir::Op;
 
-use super::conv::{auto_pad, resolve_pads, spatial_attr, spatial_dims, AutoPad};
-use super::{arity, outputs_at_most, present, shape_err, single, OnnxOp};
+use super::conv::{auto_pad, resolve_pads, spatial_attr, spatial_dims, spatial_input, AutoPad};
+use super::{arity, outputs_at_most, present, single, Ins, OnnxOp, Outs};
 use crate::attrs::NodeCtx;
 use crate::import::Importer;
-use crate::OnnxError;
 
 /// The pooling ops and the opsets they are accepted in (see [`OnnxOp`]).
 pub(super) const OPS: &[OnnxOp] = &[
-    OnnxOp::new("MaxPool", 1, 22, |imp, ctx, ins| pool(imp, ctx, ins, true)),
-    OnnxOp::new("AveragePool", 1, 22, |imp, ctx, ins| {
-        pool(imp, ctx, ins, false)
-    }),
-    OnnxOp::new("GlobalAveragePool", 1, 22, |imp, ctx, ins| {
-        global_pool(imp, ctx, ins, GlobalPoolKind::Average)
-    }),
-    OnnxOp::new("GlobalMaxPool", 1, 22, |imp, ctx, ins| {
-        global_pool(imp, ctx, ins, GlobalPoolKind::Max)
-    }),
+    OnnxOp::new("MaxPool", 1, 22, bind!(pool, true)),
+    OnnxOp::new("AveragePool", 1, 22, bind!(pool, false)),
+    OnnxOp::new("GlobalAveragePool", 1, 22, bind!(global_pool, Average)),
+    OnnxOp::new("GlobalMaxPool", 1, 22, bind!(global_pool, Max)),
 ];
 
 /// MaxPool (`is_max`) or AveragePool.
-fn pool(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-    is_max: bool,
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn pool(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins, is_max: bool) -> Outs {
     arity(ctx, ins, 1, 1)?;
     if is_max {
         outputs_at_most(ctx, 1, "MaxPool indices")?;
     }
     let x = imp.ty(imp.req(ctx, ins, 0)?)?;
-    if x.rank() < 3 {
-        return Err(shape_err(
-            ctx,
-            InferError::Rank {
-                input: 0,
-                got: x.rank(),
-                expected: "at least 3 ([N, C, spatial…])".to_string(),
-            },
-        ));
-    }
+    spatial_input(ctx, &x)?;
     let n = x.rank() - 2;
     let kernel = ctx.required("kernel_shape", ctx.ints("kernel_shape")?)?;
     if kernel.len() != n {
@@ -82,12 +62,7 @@ fn pool(
     single(imp, ctx, op, &present(ins))
 }
 
-fn global_pool(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-    kind: GlobalPoolKind,
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn global_pool(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins, kind: GlobalPoolKind) -> Outs {
     arity(ctx, ins, 1, 1)?;
     single(imp, ctx, Op::GlobalPool(kind), &present(ins))
 }

@@ -1,21 +1,16 @@
 //! ReduceMean.
 
 use strata_ir::ops::ReduceMean;
-use strata_ir::{Op, ValueRef};
+use strata_ir::Op;
 
-use super::{ints_attr_or_input, single, OnnxOp};
+use super::{ints_attr_or_input, single, Ins, OnnxOp, Outs};
 use crate::attrs::NodeCtx;
 use crate::import::Importer;
-use crate::OnnxError;
 
 /// The reductions and the opsets they are accepted in (see [`OnnxOp`]).
 pub(super) const OPS: &[OnnxOp] = &[OnnxOp::new("ReduceMean", 1, 18, reduce_mean)];
 
-fn reduce_mean(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn reduce_mean(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     // Opset 18 moved `axes` from an attribute to an optional input.
     let axes = ints_attr_or_input(imp, ctx, ins, "axes", 18)?;
     let x = imp.req(ctx, ins, 0)?;

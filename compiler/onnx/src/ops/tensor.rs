@@ -1,9 +1,9 @@
 //! Value plumbing: Identity, Dropout (inference), Constant, Shape and Cast.
 
 use onnx_protobuf::TensorProto;
-use strata_ir::{Op, Tensor, TensorData, ValueRef};
+use strata_ir::{Op, Tensor, TensorData};
 
-use super::{arity, outputs_at_most, single, OnnxOp};
+use super::{arity, outputs_at_most, single, Ins, OnnxOp, Outs};
 use crate::attrs::NodeCtx;
 use crate::import::Importer;
 use crate::tensor::{dtype_from_onnx, tensor_from_proto};
@@ -21,22 +21,14 @@ pub(super) const OPS: &[OnnxOp] = &[
 /// The largest Dropout mask stored as a constant (elements).
 const MAX_MASK: usize = 1 << 24;
 
-fn identity(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn identity(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     arity(ctx, ins, 1, 1)?;
     let x = imp.req(ctx, ins, 0)?;
     single(imp, ctx, Op::Identity, &[x])
 }
 
 /// Inference-mode Dropout is the identity; its mask (if requested) is all true.
-fn dropout(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn dropout(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     if ctx.opset < 12 {
         arity(ctx, ins, 1, 1)?;
     } else {
@@ -82,11 +74,7 @@ fn dropout(
     Ok(outs)
 }
 
-fn constant(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn constant(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     arity(ctx, ins, 0, 0)?;
     outputs_at_most(ctx, 1, "extra output")?;
     for attr in ["sparse_value", "value_string", "value_strings"] {
@@ -127,11 +115,7 @@ fn constant(
     Ok(vec![imp.add_constant(&name, tensor)])
 }
 
-fn shape(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn shape(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     arity(ctx, ins, 1, 1)?;
     let x = imp.req(ctx, ins, 0)?;
     let rank = imp.ty(x)?.rank() as i64;
@@ -154,11 +138,7 @@ fn shape(
     )
 }
 
-fn cast(
-    imp: &mut Importer,
-    ctx: &NodeCtx,
-    ins: &[Option<ValueRef>],
-) -> Result<Vec<ValueRef>, OnnxError> {
+fn cast(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     arity(ctx, ins, 1, 1)?;
     let x = imp.req(ctx, ins, 0)?;
     let to = ctx.required("to", ctx.int("to")?)?;
