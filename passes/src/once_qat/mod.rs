@@ -557,12 +557,12 @@ impl Pass for OnceQat {
                 macs,
             });
         }
-        let order = graph
+        // A cycle is reported here, as this pass's error, before any training.
+        graph
             .topo_order()
             .map_err(|source| PassError::Graph { pass: PASS, source })?;
         let mut tr = Trainer {
             graph,
-            order,
             by_node,
             layers,
             bits: vlq.bits,

@@ -11,9 +11,10 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 use strata_ir::ops::{Conv, Gemm};
-use strata_ir::{Graph, NodeId, NodeKind, Op, Tensor, TensorData, ValueRef};
+use strata_ir::{Graph, Node, NodeId, Op, Tensor, TensorData};
 use strata_runtime::autodiff::fake_quant::{lsq_grad_scale, ActFakeQuant, WeightFakeQuant};
-use strata_runtime::autodiff::{backward_op, loss};
+use strata_runtime::autodiff::{backward_op, forward_with_tape_by, loss, Tape};
+use strata_runtime::eval_op;
 use strata_runtime::RuntimeError;
 
 use crate::bitplane_rewrite::half_precision;
@@ -100,14 +101,41 @@ struct LayerSaved {
 /// Everything one forward pass produced.
 struct Forward {
     logits: Tensor,
-    values: HashMap<ValueRef, Tensor>,
+    tape: Tape,
     saved: HashMap<usize, LayerSaved>,
+}
+
+/// An error inside a taped pass: the trainer's own, or the shared loop's (which names its
+/// node itself).
+enum TapeError {
+    Pass(PassError),
+    Runtime(RuntimeError),
+}
+
+impl From<RuntimeError> for TapeError {
+    fn from(e: RuntimeError) -> TapeError {
+        TapeError::Runtime(e)
+    }
+}
+
+impl From<PassError> for TapeError {
+    fn from(e: PassError) -> TapeError {
+        TapeError::Pass(e)
+    }
+}
+
+impl From<TapeError> for PassError {
+    fn from(e: TapeError) -> PassError {
+        match e {
+            TapeError::Pass(e) => e,
+            TapeError::Runtime(e) => rt("<graph>")(e),
+        }
+    }
 }
 
 /// The training problem: graph, layers, and the fixed code parameters.
 pub(super) struct Trainer<'g> {
     pub graph: &'g Graph,
-    pub order: Vec<NodeId>,
     /// Node → index into `layers`.
     pub by_node: HashMap<NodeId, usize>,
     pub layers: Vec<Layer>,
@@ -217,32 +245,7 @@ pub(super) fn explicit_op(
     }
 }
 
-/// Adds `g` into `v`'s gradient (fan-out sums every use's contribution, in the fixed reverse
-/// topological order).
-fn accumulate(grads: &mut HashMap<ValueRef, Tensor>, v: ValueRef, g: Tensor) {
-    match grads.get_mut(&v) {
-        None => {
-            grads.insert(v, g);
-        }
-        Some(acc) => {
-            if let (TensorData::F32(a), Some(b)) = (acc.data_mut(), g.as_f32()) {
-                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-            }
-        }
-    }
-}
-
 impl Trainer<'_> {
-    fn lookup<'a>(
-        &'a self,
-        values: &'a HashMap<ValueRef, Tensor>,
-        v: ValueRef,
-    ) -> Option<&'a Tensor> {
-        values
-            .get(&v)
-            .or_else(|| self.graph.constant_value(v).map(|t| t.as_ref()))
-    }
-
     fn missing(&self, node: &str, slot: usize) -> PassError {
         PassError::Rewrite {
             pass: PASS,
@@ -271,94 +274,63 @@ impl Trainer<'_> {
         keep: bool,
     ) -> Result<Forward, PassError> {
         let k = self.plane_counts[ki];
-        let mut values: HashMap<ValueRef, Tensor> = HashMap::new();
-        for (&id, t) in self.graph.inputs().iter().zip(inputs) {
-            values.insert(ValueRef::first(id), t.clone());
-        }
         let mut saved = HashMap::new();
-        for &id in &self.order {
-            let node = self
-                .graph
-                .node(id)
-                .map_err(|source| PassError::Graph { pass: PASS, source })?;
-            let NodeKind::Op(op) = &node.kind else {
-                continue;
+        let (outputs, tape) = forward_with_tape_by(self.graph, inputs, |id, node, op, refs| {
+            let Some(&li) = self.by_node.get(&id) else {
+                return eval_op(op, refs).map_err(|e| rt(&node.name)(e).into());
             };
-            let args = self.graph.node_inputs(id);
-            let out = if let Some(&li) = self.by_node.get(&id) {
-                let layer = &self.layers[li];
-                let st = tables[li];
-                let x = self
-                    .lookup(&values, layer.view.input)
-                    .ok_or_else(|| self.missing(&node.name, 0))?;
-                let afq = ActFakeQuant {
-                    bits: self.act_bits,
-                    scale: st.act_scale,
-                    zero: st.act_zero,
-                };
-                let xhat = afq.forward(x).map_err(rt(&node.name))?;
-                let wfq = WeightFakeQuant {
-                    bits: self.bits,
-                    k,
-                    scale: layer.scales.clone(),
-                    alpha: st.alpha.clone(),
-                    beta: st.beta.clone(),
-                };
-                let wk = wfq.forward(&weights[li]).map_err(rt(&node.name))?;
-                let wk = tensor(
-                    &node.name,
-                    layer.weight_shape.clone(),
-                    match wk.into_data() {
-                        TensorData::F32(v) => v,
-                        _ => Vec::new(),
-                    },
-                )?;
-                let bias = tensor(&node.name, vec![layer.view.rows], st.bias.clone())?;
-                let mut y = strata_runtime::eval_op(&layer.op, &[&xhat, &wk, &bias])
-                    .map_err(rt(&node.name))?;
-                if keep {
-                    saved.insert(
-                        li,
-                        LayerSaved {
-                            x: x.clone(),
-                            xhat,
-                            wk,
-                            bias,
-                            wfq,
-                            afq,
-                        },
-                    );
-                }
-                y.truncate(1);
-                y
-            } else {
-                let mut refs = Vec::with_capacity(args.len());
-                for (slot, v) in args.iter().enumerate() {
-                    refs.push(
-                        self.lookup(&values, *v)
-                            .ok_or_else(|| self.missing(&node.name, slot))?,
-                    );
-                }
-                strata_runtime::eval_op(op, &refs).map_err(rt(&node.name))?
+            let layer = &self.layers[li];
+            let st = tables[li];
+            // The layer's activation `x` is its first input.
+            let x = refs.first().ok_or_else(|| self.missing(&node.name, 0))?;
+            let afq = ActFakeQuant {
+                bits: self.act_bits,
+                scale: st.act_scale,
+                zero: st.act_zero,
             };
-            for (i, t) in out.into_iter().enumerate() {
-                values.insert(
-                    ValueRef {
-                        node: id,
-                        output: i,
+            let xhat = afq.forward(x).map_err(rt(&node.name))?;
+            let wfq = WeightFakeQuant {
+                bits: self.bits,
+                k,
+                scale: layer.scales.clone(),
+                alpha: st.alpha.clone(),
+                beta: st.beta.clone(),
+            };
+            let wk = wfq.forward(&weights[li]).map_err(rt(&node.name))?;
+            let wk = tensor(
+                &node.name,
+                layer.weight_shape.clone(),
+                match wk.into_data() {
+                    TensorData::F32(v) => v,
+                    _ => Vec::new(),
+                },
+            )?;
+            let bias = tensor(&node.name, vec![layer.view.rows], st.bias.clone())?;
+            let mut y = eval_op(&layer.op, &[&xhat, &wk, &bias]).map_err(rt(&node.name))?;
+            if keep {
+                let x = (*x).clone();
+                saved.insert(
+                    li,
+                    LayerSaved {
+                        x,
+                        xhat,
+                        wk,
+                        bias,
+                        wfq,
+                        afq,
                     },
-                    t,
                 );
             }
-        }
-        let out = self.graph.outputs()[0];
-        let logits = self
-            .lookup(&values, out)
-            .ok_or_else(|| self.missing("<graph output>", 0))?
-            .clone();
+            y.truncate(1);
+            Ok::<_, TapeError>(y)
+        })?;
+        let logits = outputs
+            .into_iter()
+            .next()
+            .ok_or_else(|| self.missing("<graph output>", 0))?;
         Ok(Forward {
             logits,
-            values,
+            tape,
             saved,
         })
     }
@@ -370,83 +342,65 @@ impl Trainer<'_> {
         weights: &[Tensor],
         seed: Tensor,
     ) -> Result<Vec<Option<LayerGrad>>, PassError> {
-        let mut grads: HashMap<ValueRef, Tensor> = HashMap::new();
-        grads.insert(self.graph.outputs()[0], seed);
         let mut out: Vec<Option<LayerGrad>> = (0..self.layers.len()).map(|_| None).collect();
-        for &id in self.order.iter().rev() {
-            let node = self
-                .graph
-                .node(id)
-                .map_err(|source| PassError::Graph { pass: PASS, source })?;
-            let NodeKind::Op(op) = &node.kind else {
-                continue;
+        let rule = |id, node: &Node, op: &Op, refs: &[&Tensor], output: &Tensor, g: Tensor| {
+            let Some(&li) = self.by_node.get(&id) else {
+                let in_grads = backward_op(op, refs, output, &g).map_err(rt(&node.name))?;
+                // Constants are not trained (layer weights are handled below).
+                let args = self.graph.node_inputs(id);
+                let trained = args.iter().map(|&v| self.graph.constant_value(v).is_none());
+                return Ok(in_grads
+                    .into_iter()
+                    .zip(trained)
+                    .map(|(ig, t)| ig.filter(|_| t))
+                    .collect());
             };
-            let Some(g) = grads.remove(&ValueRef::first(id)) else {
-                continue;
-            };
-            let args = self.graph.node_inputs(id);
-            let output = fwd
-                .values
-                .get(&ValueRef::first(id))
+            let layer = &self.layers[li];
+            let s = fwd
+                .saved
+                .get(&li)
                 .ok_or_else(|| self.missing(&node.name, 0))?;
-            if let Some(&li) = self.by_node.get(&id) {
-                let layer = &self.layers[li];
-                let s = fwd
-                    .saved
-                    .get(&li)
-                    .ok_or_else(|| self.missing(&node.name, 0))?;
-                let gi = backward_op(&layer.op, &[&s.xhat, &s.wk, &s.bias], output, &g)
-                    .map_err(rt(&node.name))?;
-                let shape = vec![layer.view.rows, layer.view.cols];
-                let mut it = gi.into_iter();
-                let (gx, gw, gb) = (
-                    it.next().flatten(),
-                    it.next().flatten(),
-                    it.next().flatten(),
-                );
-                let n = layer.view.rows * layer.view.cols;
-                let gw = match gw.map(Tensor::into_data) {
-                    Some(TensorData::F32(v)) => tensor(&node.name, shape, v)?,
-                    _ => tensor(&node.name, shape, vec![0.0; n])?,
-                };
-                let wg = s.wfq.backward(&weights[li], &gw).map_err(rt(&node.name))?;
-                let gscale = match gx {
-                    Some(gx) => {
-                        let ag = s.afq.backward(&s.x, &gx).map_err(rt(&node.name))?;
-                        accumulate(&mut grads, layer.view.input, ag.x);
-                        ag.scale * lsq_grad_scale(s.x.len(), self.act_bits)
-                    }
-                    None => 0.0,
-                };
-                out[li] = Some(LayerGrad {
-                    w: match wg.w.into_data() {
-                        TensorData::F32(v) => v,
-                        _ => vec![0.0; n],
-                    },
-                    alpha: wg.alpha,
-                    beta: wg.beta,
-                    bias: gb
-                        .and_then(|t| t.as_f32().map(<[f32]>::to_vec))
-                        .unwrap_or_else(|| vec![0.0; layer.view.rows]),
-                    act_scale: gscale,
-                });
-                continue;
-            }
-            let mut refs = Vec::with_capacity(args.len());
-            for (slot, v) in args.iter().enumerate() {
-                refs.push(
-                    self.lookup(&fwd.values, *v)
-                        .ok_or_else(|| self.missing(&node.name, slot))?,
-                );
-            }
-            let in_grads = backward_op(op, &refs, output, &g).map_err(rt(&node.name))?;
-            for (v, ig) in args.into_iter().zip(in_grads) {
-                // Constants are not trained (layer weights are handled above).
-                if let (Some(ig), None) = (ig, self.graph.constant_value(v)) {
-                    accumulate(&mut grads, v, ig);
+            let gi = backward_op(&layer.op, &[&s.xhat, &s.wk, &s.bias], output, &g)
+                .map_err(rt(&node.name))?;
+            let shape = vec![layer.view.rows, layer.view.cols];
+            let mut it = gi.into_iter();
+            let (gx, gw, gb) = (
+                it.next().flatten(),
+                it.next().flatten(),
+                it.next().flatten(),
+            );
+            let n = layer.view.rows * layer.view.cols;
+            let gw = match gw.map(Tensor::into_data) {
+                Some(TensorData::F32(v)) => tensor(&node.name, shape, v)?,
+                _ => tensor(&node.name, shape, vec![0.0; n])?,
+            };
+            let wg = s.wfq.backward(&weights[li], &gw).map_err(rt(&node.name))?;
+            // The activation's gradient flows to the layer's input `x` (its first input).
+            let (gx, gscale) = match gx {
+                Some(gx) => {
+                    let ag = s.afq.backward(&s.x, &gx).map_err(rt(&node.name))?;
+                    (
+                        Some(ag.x),
+                        ag.scale * lsq_grad_scale(s.x.len(), self.act_bits),
+                    )
                 }
-            }
-        }
+                None => (None, 0.0),
+            };
+            out[li] = Some(LayerGrad {
+                w: match wg.w.into_data() {
+                    TensorData::F32(v) => v,
+                    _ => vec![0.0; n],
+                },
+                alpha: wg.alpha,
+                beta: wg.beta,
+                bias: gb
+                    .and_then(|t| t.as_f32().map(<[f32]>::to_vec))
+                    .unwrap_or_else(|| vec![0.0; layer.view.rows]),
+                act_scale: gscale,
+            });
+            Ok::<_, TapeError>(vec![gx])
+        };
+        fwd.tape.backward_by(self.graph, &[seed], rule)?;
         Ok(out)
     }
 

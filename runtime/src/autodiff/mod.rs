@@ -18,7 +18,7 @@ mod pool;
 
 use std::collections::{BTreeMap, HashMap};
 
-use strata_ir::{DType, Graph, NodeId, NodeKind, Op, Tensor, ValueRef};
+use strata_ir::{DType, Graph, Node, NodeId, NodeKind, Op, Tensor, ValueRef};
 
 use crate::kernels::{eval_op, make};
 use crate::RuntimeError;
@@ -245,25 +245,32 @@ pub fn forward_with_tape(
     graph: &Graph,
     inputs: &[Tensor],
 ) -> Result<(Vec<Tensor>, Tape), RuntimeError> {
-    let order = graph.topo_order()?;
+    forward_with_tape_by(graph, inputs, |_, node, op, refs| {
+        eval_op(op, refs).map_err(|e| e.in_node(&node.name, op.mnemonic()))
+    })
+}
+
+/// [`forward_with_tape`] with the caller's rule for evaluating each op node (given the node
+/// and its input values, its outputs). The once-QAT trainer runs its fake-quantized layers
+/// this way; one loop records every taped pass, so the tape's invariants hold for all.
+pub fn forward_with_tape_by<E: From<RuntimeError>>(
+    graph: &Graph,
+    inputs: &[Tensor],
+    mut eval: impl FnMut(NodeId, &Node, &Op, &[&Tensor]) -> Result<Vec<Tensor>, E>,
+) -> Result<(Vec<Tensor>, Tape), E> {
+    let order = graph.topo_order().map_err(RuntimeError::from)?;
     crate::check_inputs(graph, inputs)?;
     let mut values: HashMap<ValueRef, Tensor> = HashMap::new();
     for (i, &id) in graph.inputs().iter().enumerate() {
         values.insert(ValueRef::first(id), inputs[i].clone());
     }
     for &id in &order {
-        let node = graph.node(id)?;
+        let node = graph.node(id).map_err(RuntimeError::from)?;
         let NodeKind::Op(op) = &node.kind else {
             continue;
         };
-        let args = graph.node_inputs(id);
-        let mut refs = Vec::with_capacity(args.len());
-        for (slot, v) in args.iter().enumerate() {
-            refs.push(
-                lookup(graph, &values, *v).ok_or_else(|| missing(graph, &node.name, slot, *v))?,
-            );
-        }
-        let result = eval_op(op, &refs).map_err(|e| e.in_node(&node.name, op.mnemonic()))?;
+        let refs = input_values(graph, &values, id, &node.name)?;
+        let result = eval(id, node, op, &refs)?;
         crate::check_output_count(node, op, result.len())?;
         for (i, t) in result.into_iter().enumerate() {
             values.insert(
@@ -282,6 +289,21 @@ pub fn forward_with_tape(
         outputs.push(t.clone());
     }
     Ok((outputs, Tape { values, order }))
+}
+
+/// The values of node `id`'s inputs: computed or fed in (`values`) or constants.
+fn input_values<'a>(
+    graph: &'a Graph,
+    values: &'a HashMap<ValueRef, Tensor>,
+    id: NodeId,
+    name: &str,
+) -> Result<Vec<&'a Tensor>, RuntimeError> {
+    let args = graph.node_inputs(id);
+    let mut refs = Vec::with_capacity(args.len());
+    for (slot, v) in args.iter().enumerate() {
+        refs.push(lookup(graph, values, *v).ok_or_else(|| missing(graph, name, slot, *v))?);
+    }
+    Ok(refs)
 }
 
 fn lookup<'a>(
@@ -350,72 +372,9 @@ impl Tape {
         graph: &Graph,
         seeds: &[Tensor],
     ) -> Result<BTreeMap<ValueRef, Tensor>, RuntimeError> {
-        if seeds.len() != graph.outputs().len() {
-            return Err(RuntimeError::Arity {
-                op: "backward",
-                expected: format!("{} seeds (one per graph output)", graph.outputs().len()),
-                got: seeds.len(),
-            });
-        }
-        let mut grads: HashMap<ValueRef, Tensor> = HashMap::new();
-        for (slot, (&v, seed)) in graph.outputs().iter().zip(seeds).enumerate() {
-            let out = lookup(graph, &self.values, v)
-                .ok_or_else(|| missing(graph, "<graph outputs>", slot, v))?;
-            if seed.shape() != out.shape() || seed.dtype() != DType::F32 {
-                return Err(RuntimeError::Shape {
-                    op: "backward",
-                    reason: format!(
-                        "seed {slot} is {} {:?} but graph output {slot} is {} {:?}",
-                        seed.dtype(),
-                        seed.shape(),
-                        out.dtype(),
-                        out.shape()
-                    ),
-                });
-            }
-            accumulate(&mut grads, v, seed.clone())?;
-        }
-        for &id in self.order.iter().rev() {
-            let node = graph.node(id)?;
-            let NodeKind::Op(op) = &node.kind else {
-                continue;
-            };
-            let outs: Vec<ValueRef> = (0..node.outputs.len())
-                .map(|i| ValueRef {
-                    node: id,
-                    output: i,
-                })
-                .collect();
-            if !outs.iter().any(|v| grads.contains_key(v)) {
-                continue;
-            }
-            if outs.len() != 1 {
-                return Err(RuntimeError::NoGradient { op: op.mnemonic() }
-                    .in_node(&node.name, op.mnemonic()));
-            }
-            let Some(g) = grads.remove(&outs[0]) else {
-                continue;
-            };
-            let args = graph.node_inputs(id);
-            let mut refs = Vec::with_capacity(args.len());
-            for (slot, v) in args.iter().enumerate() {
-                refs.push(
-                    lookup(graph, &self.values, *v)
-                        .ok_or_else(|| missing(graph, &node.name, slot, *v))?,
-                );
-            }
-            let output = self
-                .values
-                .get(&outs[0])
-                .ok_or_else(|| missing(graph, &node.name, 0, outs[0]))?;
-            let in_grads = backward_op(op, &refs, output, &g)
-                .map_err(|e| e.in_node(&node.name, op.mnemonic()))?;
-            for (v, ig) in args.into_iter().zip(in_grads) {
-                if let Some(ig) = ig {
-                    accumulate(&mut grads, v, ig)?;
-                }
-            }
-        }
+        let mut grads = self.backward_by(graph, seeds, |_, node, op, refs, output, g| {
+            backward_op(op, refs, output, &g).map_err(|e| e.in_node(&node.name, op.mnemonic()))
+        })?;
         let mut result = BTreeMap::new();
         for id in graph.node_ids() {
             let node = graph.node(id)?;
@@ -436,5 +395,87 @@ impl Tape {
             result.insert(v, g);
         }
         Ok(result)
+    }
+
+    /// The reverse pass of [`Tape::backward`] with the caller's rule for each op node reached
+    /// by a gradient: given the node, its input values, its output and the output's gradient,
+    /// the gradient of each input (`None`: none flows there). Returns the gradients left on
+    /// constants and graph inputs. The once-QAT trainer differentiates its fake-quantized
+    /// layers this way.
+    pub fn backward_by<E: From<RuntimeError>>(
+        &self,
+        graph: &Graph,
+        seeds: &[Tensor],
+        mut rule: impl FnMut(
+            NodeId,
+            &Node,
+            &Op,
+            &[&Tensor],
+            &Tensor,
+            Tensor,
+        ) -> Result<Vec<Option<Tensor>>, E>,
+    ) -> Result<HashMap<ValueRef, Tensor>, E> {
+        if seeds.len() != graph.outputs().len() {
+            return Err(RuntimeError::Arity {
+                op: "backward",
+                expected: format!("{} seeds (one per graph output)", graph.outputs().len()),
+                got: seeds.len(),
+            }
+            .into());
+        }
+        let mut grads: HashMap<ValueRef, Tensor> = HashMap::new();
+        for (slot, (&v, seed)) in graph.outputs().iter().zip(seeds).enumerate() {
+            let out = lookup(graph, &self.values, v)
+                .ok_or_else(|| missing(graph, "<graph outputs>", slot, v))?;
+            if seed.shape() != out.shape() || seed.dtype() != DType::F32 {
+                return Err(RuntimeError::Shape {
+                    op: "backward",
+                    reason: format!(
+                        "seed {slot} is {} {:?} but graph output {slot} is {} {:?}",
+                        seed.dtype(),
+                        seed.shape(),
+                        out.dtype(),
+                        out.shape()
+                    ),
+                }
+                .into());
+            }
+            accumulate(&mut grads, v, seed.clone())?;
+        }
+        for &id in self.order.iter().rev() {
+            let node = graph.node(id).map_err(RuntimeError::from)?;
+            let NodeKind::Op(op) = &node.kind else {
+                continue;
+            };
+            let outs: Vec<ValueRef> = (0..node.outputs.len())
+                .map(|i| ValueRef {
+                    node: id,
+                    output: i,
+                })
+                .collect();
+            if !outs.iter().any(|v| grads.contains_key(v)) {
+                continue;
+            }
+            if outs.len() != 1 {
+                return Err(RuntimeError::NoGradient { op: op.mnemonic() }
+                    .in_node(&node.name, op.mnemonic())
+                    .into());
+            }
+            let Some(g) = grads.remove(&outs[0]) else {
+                continue;
+            };
+            let refs = input_values(graph, &self.values, id, &node.name)?;
+            let output = self
+                .values
+                .get(&outs[0])
+                .ok_or_else(|| missing(graph, &node.name, 0, outs[0]))?;
+            let in_grads = rule(id, node, op, &refs, output, g)?;
+            for (v, ig) in graph.node_inputs(id).into_iter().zip(in_grads) {
+                if let Some(ig) = ig {
+                    accumulate(&mut grads, v, ig)?;
+                }
+            }
+        }
+        Ok(grads)
     }
 }
