@@ -12,9 +12,9 @@
 //! Arithmetic: docs/vertical-layering.md. The pass leaves the graph unchanged and stores its
 //! [`VlQuantization`] in `ctx.results["vl-quantize"]`; `bitplane-rewrite` applies it.
 
-use strata_ir::ops::{Conv, Gemm};
+use strata_ir::ops::{Conv, Gemm, WeightUse};
 use strata_ir::quant::{self, ActQuantizer};
-use strata_ir::{DType, Graph, NodeId, NodeKind, Op, Tensor, ValueRef};
+use strata_ir::{DType, Graph, NodeId, NodeKind, Tensor, ValueRef};
 
 use crate::bitplane_rewrite::{replace_with_bitplane, QuantizedLayer, SideTable};
 use crate::calibrate::{Calibration, CalibrationData, CalibrationMethod, RangeStats};
@@ -82,8 +82,8 @@ pub fn layer_at(graph: &Graph, node: NodeId) -> Option<QuantLayer> {
     if x_ty.dtype != DType::F32 || n.outputs.len() != 1 {
         return None;
     }
-    let (kind, rows, cols, weight, gain, bias) = match op {
-        Op::Conv(conv) => {
+    let (kind, rows, cols, weight, gain, bias) = match op.weight_use() {
+        WeightUse::Conv(conv) => {
             let w = f32_const(graph, *inputs.get(1)?)?;
             let rows = *w.shape().first()?;
             if rows == 0 || w.rank() < 3 {
@@ -112,19 +112,19 @@ pub fn layer_at(graph: &Graph, node: NodeId) -> Option<QuantLayer> {
                 bias,
             )
         }
-        Op::Gemm(Gemm {
+        WeightUse::Gemm(&Gemm {
             alpha,
             beta,
             trans_a,
             trans_b,
             has_c,
         }) => {
-            if *trans_a {
+            if trans_a {
                 return None;
             }
             let b = f32_const(graph, *inputs.get(1)?)?;
-            let (rows, cols, weight) = linear_view(b, *trans_b)?;
-            let bias = if *has_c {
+            let (rows, cols, weight) = linear_view(b, trans_b)?;
+            let bias = if has_c {
                 let c = f32_const(graph, *inputs.get(2)?)?;
                 let cv = c.as_f32()?;
                 let per_row: Vec<f32> = match c.shape() {
@@ -136,9 +136,9 @@ pub fn layer_at(graph: &Graph, node: NodeId) -> Option<QuantLayer> {
             } else {
                 vec![0.0; rows]
             };
-            (LayerKind::Linear, rows, cols, weight, *alpha, bias)
+            (LayerKind::Linear, rows, cols, weight, alpha, bias)
         }
-        Op::MatMul => {
+        WeightUse::MatMul => {
             if x_ty.rank() != 2 {
                 return None;
             }
@@ -146,33 +146,9 @@ pub fn layer_at(graph: &Graph, node: NodeId) -> Option<QuantLayer> {
             let (rows, cols, weight) = linear_view(b, false)?;
             (LayerKind::Linear, rows, cols, weight, 1.0, vec![0.0; rows])
         }
-        // No weight to layer (or, for ConvTranspose, none the bit-plane kernels run).
-        Op::ConvTranspose(_)
-        | Op::Binary(_)
-        | Op::Variadic(_)
-        | Op::Unary(_)
-        | Op::PRelu
-        | Op::Clip(_)
-        | Op::BatchNorm(_)
-        | Op::Softmax(_)
-        | Op::MaxPool(_)
-        | Op::AveragePool(_)
-        | Op::GlobalPool(_)
-        | Op::Flatten { .. }
-        | Op::Reshape(_)
-        | Op::Transpose { .. }
-        | Op::Concat { .. }
-        | Op::Pad(_)
-        | Op::Squeeze { .. }
-        | Op::Unsqueeze { .. }
-        | Op::Identity
-        | Op::Shape { .. }
-        | Op::Gather { .. }
-        | Op::Slice(_)
-        | Op::Split(_)
-        | Op::ReduceMean(_)
-        | Op::Cast { .. }
-        | Op::Bitplane(_) => return None,
+        // No weight to layer (or, for ConvTranspose, none the bit-plane kernels run; a
+        // bit-plane layer is layered already).
+        WeightUse::ConvTranspose(_) | WeightUse::Bitplane(_) | WeightUse::None => return None,
     };
     if rows == 0 || cols == 0 {
         return None;
@@ -558,7 +534,7 @@ pub(crate) fn quantize_graph(
 mod tests {
     use super::*;
     use crate::pipeline::assert_invalid_options;
-    use strata_ir::{Shape, TensorType};
+    use strata_ir::{Op, Shape, TensorType};
 
     #[test]
     fn plane_lists_parse() {

@@ -6,6 +6,7 @@
 //! counts as one, any other `N` is taken as 1.
 
 use super::check;
+use super::{Bitplane, Conv, ConvTranspose, Gemm};
 use crate::{Graph, GraphError, InferError, NodeId, Op, TensorType};
 
 impl Graph {
@@ -45,19 +46,19 @@ impl Op {
             check::arity(inputs, (i + 1, None))?;
             Ok(inputs[i])
         };
-        match self.kind() {
+        match self.weight_use() {
             // w is [M, C/group, k…]: each output element reads C/group·prod(k) inputs.
-            Kind::Conv => mul(per_sample(out()?)?, tail(input(1)?)?),
+            WeightUse::Conv(_) => mul(per_sample(out()?)?, tail(input(1)?)?),
             // w is [C, M/group, k…]: each input element is scattered into M/group·prod(k)
             // outputs.
-            Kind::ConvTranspose => mul(per_sample(input(0)?)?, tail(input(1)?)?),
-            Kind::Gemm { trans_a } => {
+            WeightUse::ConvTranspose(_) => mul(per_sample(input(0)?)?, tail(input(1)?)?),
+            WeightUse::Gemm(&Gemm { trans_a, .. }) => {
                 let a = input(0)?;
                 check::rank_eq(0, a, 2)?;
                 let k = a.shape.dims()[if trans_a { 0 } else { 1 }].resolve(1) as u64;
                 mul(per_sample(out()?)?, k)
             }
-            Kind::MatMul => {
+            WeightUse::MatMul => {
                 let (a, y) = (input(0)?, out()?);
                 let k = a.shape.dims().last().map_or(1, |d| d.resolve(1)) as u64;
                 // A 1-D `a` against a matrix has no batch axis: every output element counts.
@@ -69,8 +70,8 @@ impl Op {
                 mul(elems, k)
             }
             // Each output element reads K = cols (quantized) weights, whatever the plane count.
-            Kind::Bitplane { cols, .. } => mul(per_sample(out()?)?, cols as u64),
-            Kind::Free => Ok(0),
+            WeightUse::Bitplane(b) => mul(per_sample(out()?)?, b.spec.cols as u64),
+            WeightUse::None => Ok(0),
         }
     }
 
@@ -78,26 +79,28 @@ impl Op {
     /// inputs: their sum, except for a bit-plane layer, whose planes and side tables stand
     /// for one `R × K` weight and `R` biases (as the float layer had), whatever the planes.
     pub fn params(&self, float_constant_elems: impl IntoIterator<Item = u64>) -> u64 {
-        match self.kind() {
-            Kind::Bitplane { rows, cols } => (rows as u64).saturating_mul(cols as u64 + 1),
-            Kind::Conv | Kind::ConvTranspose | Kind::Gemm { .. } | Kind::MatMul | Kind::Free => {
-                float_constant_elems.into_iter().sum()
-            }
+        match self.weight_use() {
+            WeightUse::Bitplane(b) => (b.spec.rows as u64).saturating_mul(b.spec.cols as u64 + 1),
+            WeightUse::Conv(_)
+            | WeightUse::ConvTranspose(_)
+            | WeightUse::Gemm(_)
+            | WeightUse::MatMul
+            | WeightUse::None => float_constant_elems.into_iter().sum(),
         }
     }
 
-    /// What decides the op's cost. Exhaustive on purpose: a new op must say what it costs.
-    fn kind(&self) -> Kind {
+    /// How the op applies a weight: what its cost depends on and what `vl-quantize` can
+    /// layer. Exhaustive on purpose: a new op says here whether it carries a weight, and a
+    /// new kind of weighted op fails the build wherever weights are handled.
+    pub fn weight_use(&self) -> WeightUse<'_> {
         match self {
-            Op::Conv(_) => Kind::Conv,
-            Op::ConvTranspose(_) => Kind::ConvTranspose,
-            Op::Gemm(g) => Kind::Gemm { trans_a: g.trans_a },
-            Op::MatMul => Kind::MatMul,
-            Op::Bitplane(b) => Kind::Bitplane {
-                rows: b.spec.rows,
-                cols: b.spec.cols,
-            },
-            // No multiply-accumulates: element-wise, normalization, pooling, data movement.
+            Op::Conv(c) => WeightUse::Conv(c),
+            Op::ConvTranspose(c) => WeightUse::ConvTranspose(c),
+            Op::Gemm(g) => WeightUse::Gemm(g),
+            Op::MatMul => WeightUse::MatMul,
+            Op::Bitplane(b) => WeightUse::Bitplane(b),
+            // No weight, no multiply-accumulates: element-wise, normalization, pooling, data
+            // movement.
             Op::Binary(_)
             | Op::Variadic(_)
             | Op::Unary(_)
@@ -121,19 +124,26 @@ impl Op {
             | Op::Slice(_)
             | Op::Split(_)
             | Op::ReduceMean(_)
-            | Op::Cast { .. } => Kind::Free,
+            | Op::Cast { .. } => WeightUse::None,
         }
     }
 }
 
-/// The cost classes of the ops.
-enum Kind {
-    Conv,
-    ConvTranspose,
-    Gemm { trans_a: bool },
+/// How an op applies a weight (see [`Op::weight_use`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WeightUse<'a> {
+    /// `w` `[M, C/group, k…]`, input 1.
+    Conv(&'a Conv),
+    /// `w` `[C, M/group, k…]`, input 1.
+    ConvTranspose(&'a ConvTranspose),
+    /// `b`, input 1.
+    Gemm(&'a Gemm),
+    /// The second operand.
     MatMul,
-    Bitplane { rows: usize, cols: usize },
-    Free,
+    /// Already layered: planes and side tables.
+    Bitplane(&'a Bitplane),
+    /// No weight.
+    None,
 }
 
 fn overflow() -> InferError {

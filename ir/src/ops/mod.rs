@@ -15,6 +15,7 @@ pub mod reduce;
 
 pub use bitplane::{Bitplane, BitplaneKernel, PlaneSpec};
 pub use conv::{Conv, ConvTranspose};
+pub use cost::WeightUse;
 pub use elementwise::{BinaryOp, Clip, UnaryOp, VariadicOp};
 pub use layout::{Pad, Reshape, Slice, Split};
 pub use linear::Gemm;
