@@ -7,11 +7,14 @@
 pub mod autodiff;
 mod chunk;
 mod error;
+mod interpret;
 pub mod kernels;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use strata_ir::{Dim, Graph, Node, NodeKind, Op, Tensor, ValueRef};
+use strata_ir::{Dim, Graph, Node, NodeId, NodeKind, Op, Tensor};
+
+use interpret::{interpret, Visit};
 
 pub use error::RuntimeError;
 pub use kernels::{eval_op, eval_op_with, QuantPath};
@@ -57,22 +60,6 @@ fn check_layers(graph: &Graph, options: &RunOptions) -> Result<(), RuntimeError>
         }
     }
     Ok(())
-}
-
-/// A value held during execution: borrowed from the caller or the graph's constant store, or
-/// produced by an op (and then freed after its last use).
-enum Slot<'a> {
-    Borrowed(&'a Tensor),
-    Owned(Tensor),
-}
-
-impl Slot<'_> {
-    fn get(&self) -> &Tensor {
-        match self {
-            Slot::Borrowed(t) => t,
-            Slot::Owned(t) => t,
-        }
-    }
 }
 
 /// Executes `graph` on `inputs` (in graph-input order) and returns the graph outputs in order.
@@ -216,162 +203,58 @@ impl Runner<'_> {
     }
 
     /// Executes the whole graph on the given inputs in one pass.
-    fn whole(self, inputs: &[Tensor], mut timings: Timings) -> Outputs {
-        let Runner { graph, options } = self;
-        let order = graph.topo_order()?;
-        let batch = check_inputs(graph, inputs)?.unwrap_or(1);
+    fn whole(self, inputs: &[Tensor], timings: Timings) -> Outputs {
+        let batch = check_inputs(self.graph, inputs)?.unwrap_or(1);
+        let mut visit = RunVisit {
+            options: self.options,
+            timings,
+        };
+        let values = interpret(self.graph, inputs, batch, &mut visit)?;
+        interpret::outputs(self.graph, &values)
+    }
+}
 
-        // Remaining uses of every value; graph outputs are pinned with an extra use never released.
-        let mut uses: HashMap<ValueRef, usize> = HashMap::new();
-        for &id in &order {
-            for v in graph.node_inputs(id) {
-                *uses.entry(v).or_insert(0) += 1;
+/// Inference: each op at its layer's plane count, consuming its first input when it can,
+/// timed when profiling.
+struct RunVisit<'a, 'b> {
+    options: &'a RunOptions,
+    timings: Timings<'b>,
+}
+
+impl Visit for RunVisit<'_, '_> {
+    type Error = RuntimeError;
+    const RETAIN: bool = false;
+
+    fn eval(
+        &mut self,
+        _: NodeId,
+        node: &Node,
+        op: &Op,
+        owned_first: Option<Tensor>,
+        rest: &[&Tensor],
+    ) -> Outputs {
+        let started = self.timings.is_some().then(std::time::Instant::now);
+        let result = match owned_first {
+            Some(t) => kernels::eval_op_owned(op, t, rest),
+            None => {
+                let options = self.options;
+                let planes = options
+                    .per_layer
+                    .get(&node.name)
+                    .copied()
+                    .or(options.planes);
+                eval_op_with(op, rest, planes, options.path)
             }
         }
-        for &v in graph.outputs() {
-            *uses.entry(v).or_insert(0) += 1;
-        }
-
-        let mut values: HashMap<ValueRef, Slot<'_>> = HashMap::new();
-        for (i, &id) in graph.inputs().iter().enumerate() {
-            values.insert(ValueRef::first(id), Slot::Borrowed(&inputs[i]));
-        }
-
-        for &id in &order {
-            let node = graph.node(id)?;
-            let op = match &node.kind {
-                NodeKind::Input => continue,
-                NodeKind::Constant(_) => {
-                    let v = ValueRef::first(id);
-                    if let Some(t) = graph.constant_value(v) {
-                        values.insert(v, Slot::Borrowed(t.as_ref()));
-                    }
-                    continue;
-                }
-                NodeKind::Op(op) => op,
-            };
-            // The declared output types at this batch size bound what the kernel allocates: refuse
-            // a value beyond the limits before the kernel tries (kernels check their own too).
-            for out in &node.outputs {
-                if strata_ir::limits::check_type(&out.ty, batch).is_err() {
-                    let shape = out
-                        .ty
-                        .shape
-                        .resolve(batch)
-                        .iter()
-                        .map(|&d| d as u128)
-                        .collect();
-                    return Err(RuntimeError::TooLarge {
-                        op: op.mnemonic(),
-                        shape,
-                    }
-                    .in_node(&node.name, op.mnemonic()));
-                }
-            }
-            let args = graph.node_inputs(id);
-            for (slot, v) in args.iter().enumerate() {
-                if !values.contains_key(v) {
-                    let producer = graph
-                        .node(v.node)
-                        .map(|n| n.name.clone())
-                        .unwrap_or_default();
-                    return Err(RuntimeError::MissingValue {
-                        node: node.name.clone(),
-                        slot,
-                        producer,
-                        output: v.output,
-                    });
-                }
-            }
-            // Release this node's uses up front; a value whose count drops to zero is no longer
-            // needed after this op, and an owned first argument can be moved into the kernel.
-            let mut dead = Vec::new();
-            for v in &args {
-                if let Some(n) = uses.get_mut(v) {
-                    *n -= 1;
-                    if *n == 0 {
-                        dead.push(*v);
-                    }
-                }
-            }
-            let movable = args.first().copied().filter(|v| {
-                kernels::benefits_from_ownership(op)
-                    && dead.contains(v)
-                    && args.iter().filter(|a| *a == v).count() == 1
+        .map_err(|e| e.in_node(&node.name, op.mnemonic()))?;
+        if let (Some(t), Some(start)) = (self.timings.as_deref_mut(), started) {
+            t.push(NodeTiming {
+                node: node.name.clone(),
+                op: op.mnemonic(),
+                seconds: start.elapsed().as_secs_f64(),
             });
-            let owned_first = match movable.and_then(|v| values.remove(&v).map(|s| (v, s))) {
-                Some((_, Slot::Owned(t))) => Some(t),
-                Some((v, borrowed)) => {
-                    values.insert(v, borrowed);
-                    None
-                }
-                None => None,
-            };
-            let started = timings.is_some().then(std::time::Instant::now);
-            let result = match owned_first {
-                Some(t) => {
-                    let rest: Vec<&Tensor> = args[1..]
-                        .iter()
-                        .filter_map(|v| values.get(v).map(Slot::get))
-                        .collect();
-                    kernels::eval_op_owned(op, t, &rest)
-                }
-                None => {
-                    let refs: Vec<&Tensor> = args
-                        .iter()
-                        .filter_map(|v| values.get(v).map(Slot::get))
-                        .collect();
-                    let planes = options
-                        .per_layer
-                        .get(&node.name)
-                        .copied()
-                        .or(options.planes);
-                    eval_op_with(op, &refs, planes, options.path)
-                }
-            }
-            .map_err(|e| e.in_node(&node.name, op.mnemonic()))?;
-            if let (Some(t), Some(start)) = (timings.as_deref_mut(), started) {
-                t.push(NodeTiming {
-                    node: node.name.clone(),
-                    op: op.mnemonic(),
-                    seconds: start.elapsed().as_secs_f64(),
-                });
-            }
-            check_output_count(node, op, result.len())?;
-            for v in dead {
-                values.remove(&v);
-            }
-            for (i, t) in result.into_iter().enumerate() {
-                let v = ValueRef {
-                    node: id,
-                    output: i,
-                };
-                // Values nobody reads (e.g. an unused Split piece) are dropped at once.
-                if uses.get(&v).copied().unwrap_or(0) > 0 {
-                    values.insert(v, Slot::Owned(t));
-                }
-            }
         }
-
-        let mut outputs = Vec::with_capacity(graph.outputs().len());
-        for &v in graph.outputs() {
-            match values.get(&v) {
-                Some(slot) => outputs.push(slot.get().clone()),
-                None => {
-                    let producer = graph
-                        .node(v.node)
-                        .map(|n| n.name.clone())
-                        .unwrap_or_default();
-                    return Err(RuntimeError::MissingValue {
-                        node: "<graph outputs>".to_string(),
-                        slot: outputs.len(),
-                        producer,
-                        output: v.output,
-                    });
-                }
-            }
-        }
-        Ok(outputs)
+        Ok(result)
     }
 }
 

@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use strata_ir::{DType, Graph, Node, NodeId, NodeKind, Op, Tensor, ValueRef};
 
+use crate::interpret::{interpret, missing, Slot, Visit};
 use crate::kernels::{eval_op, make};
 use crate::RuntimeError;
 
@@ -256,39 +257,48 @@ pub fn forward_with_tape(
 pub fn forward_with_tape_by<E: From<RuntimeError>>(
     graph: &Graph,
     inputs: &[Tensor],
-    mut eval: impl FnMut(NodeId, &Node, &Op, &[&Tensor]) -> Result<Vec<Tensor>, E>,
+    eval: impl FnMut(NodeId, &Node, &Op, &[&Tensor]) -> Result<Vec<Tensor>, E>,
 ) -> Result<(Vec<Tensor>, Tape), E> {
     let order = graph.topo_order().map_err(RuntimeError::from)?;
-    crate::check_inputs(graph, inputs)?;
-    let mut values: HashMap<ValueRef, Tensor> = HashMap::new();
-    for (i, &id) in graph.inputs().iter().enumerate() {
-        values.insert(ValueRef::first(id), inputs[i].clone());
-    }
-    for &id in &order {
-        let node = graph.node(id).map_err(RuntimeError::from)?;
-        let NodeKind::Op(op) = &node.kind else {
-            continue;
-        };
-        let refs = input_values(graph, &values, id, &node.name)?;
-        let result = eval(id, node, op, &refs)?;
-        crate::check_output_count(node, op, result.len())?;
-        for (i, t) in result.into_iter().enumerate() {
-            values.insert(
-                ValueRef {
-                    node: id,
-                    output: i,
-                },
-                t,
-            );
-        }
-    }
-    let mut outputs = Vec::with_capacity(graph.outputs().len());
-    for (slot, &v) in graph.outputs().iter().enumerate() {
-        let t =
-            lookup(graph, &values, v).ok_or_else(|| missing(graph, "<graph outputs>", slot, v))?;
-        outputs.push(t.clone());
-    }
+    let batch = crate::check_inputs(graph, inputs)?.unwrap_or(1);
+    let slots = interpret(graph, inputs, batch, &mut TapeVisit { eval })?;
+    let outputs = crate::interpret::outputs(graph, &slots)?;
+    // The tape owns what was computed and fed in; constants stay in the graph.
+    let values = slots
+        .into_iter()
+        .filter(|(v, _)| graph.constant_value(*v).is_none())
+        .map(|(v, slot)| match slot {
+            Slot::Owned(t) => (v, t),
+            Slot::Borrowed(t) => (v, t.clone()),
+        })
+        .collect();
     Ok((outputs, Tape { values, order }))
+}
+
+/// A taped pass: every value is kept, each op evaluated by the caller's rule.
+struct TapeVisit<F> {
+    eval: F,
+}
+
+impl<E, F> Visit for TapeVisit<F>
+where
+    E: From<RuntimeError>,
+    F: FnMut(NodeId, &Node, &Op, &[&Tensor]) -> Result<Vec<Tensor>, E>,
+{
+    type Error = E;
+    const RETAIN: bool = true;
+
+    fn eval(
+        &mut self,
+        id: NodeId,
+        node: &Node,
+        op: &Op,
+        // Never given: a retaining visit keeps every input.
+        _owned_first: Option<Tensor>,
+        inputs: &[&Tensor],
+    ) -> Result<Vec<Tensor>, E> {
+        (self.eval)(id, node, op, inputs)
+    }
 }
 
 /// The values of node `id`'s inputs: computed or fed in (`values`) or constants.
@@ -314,18 +324,6 @@ fn lookup<'a>(
     values
         .get(&v)
         .or_else(|| graph.constant_value(v).map(|t| t.as_ref()))
-}
-
-fn missing(graph: &Graph, node: &str, slot: usize, v: ValueRef) -> RuntimeError {
-    RuntimeError::MissingValue {
-        node: node.to_string(),
-        slot,
-        producer: graph
-            .node(v.node)
-            .map(|n| n.name.clone())
-            .unwrap_or_default(),
-        output: v.output,
-    }
 }
 
 /// Adds `g` into the gradient slot of `v` (fan-out sums the contributions of every use).
