@@ -200,6 +200,29 @@ mod tests {
     }
 
     #[test]
+    fn node_macs_reads_the_graph_types_and_skips_inputs_and_constants() {
+        let mut g = Graph::new("g");
+        let x = g.add_input("x", ty("f32[N,4,6,6]"));
+        let w = crate::Tensor::from_f32(vec![8, 2, 3, 3], vec![0.0; 144]).unwrap();
+        let w = g.add_constant("w", w);
+        let y = g
+            .add_op_inferred("c", Op::Conv(conv()), &[x, w], vec!["y".into()])
+            .unwrap();
+        // Per sample: 8·6·6 outputs, each reading C/group·3·3 = 18 inputs.
+        assert_eq!(g.node_macs(y), Ok(8 * 36 * 18));
+        assert_eq!(g.node_macs(x.node), Ok(0));
+        assert_eq!(g.node_macs(w.node), Ok(0));
+    }
+
+    #[test]
+    fn weight_use_names_the_weighted_ops() {
+        assert_eq!(Op::Conv(conv()).weight_use(), WeightUse::Conv(&conv()));
+        assert_eq!(Op::MatMul.weight_use(), WeightUse::MatMul);
+        assert_eq!(Op::Binary(BinaryOp::Add).weight_use(), WeightUse::None);
+        assert_eq!(Op::Identity.weight_use(), WeightUse::None);
+    }
+
+    #[test]
     fn per_sample_counts() {
         // 8 outputs · 6·6 positions, each reading 4/2·9 = 18 weights; batch 5 counts once.
         let c = Op::Conv(conv());
