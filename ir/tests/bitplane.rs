@@ -1,58 +1,13 @@
 //! Bit-plane ops in whole graphs: text round trip, verifier coverage, parse errors.
 
-use strata_ir::ops::{Bitplane, BitplaneKernel, Conv, PlaneSpec};
-use strata_ir::quant::{pack_planes, quantize_rows, row_bytes};
+use strata_ir::ops::{Bitplane, BitplaneKernel, Conv};
 use strata_ir::text::{parse, print, ParseErrorKind};
 use strata_ir::{
-    verify, DType, Dim, Graph, Op, Shape, Tensor, TensorData, TensorType, Value, ValueRef,
-    VerifyError,
+    verify, DType, Dim, Graph, Op, Shape, Tensor, TensorType, Value, ValueRef, VerifyError,
 };
 use strata_test_support::batch_ty;
 
-/// The plane counts with side tables: the spec declares them, `layer_consts` fits them.
-const PLANE_COUNTS: [u8; 3] = [2, 4, 8];
-
-fn spec(rows: usize, cols: usize) -> PlaneSpec {
-    PlaneSpec {
-        bits: 8,
-        plane_counts: PLANE_COUNTS.to_vec(),
-        act_bits: 8,
-        rows,
-        cols,
-    }
-}
-
-/// Constants `planes, alpha, beta, bias, act` for a `[rows, cols]` layer.
-fn layer_consts(g: &mut Graph, name: &str, rows: usize, cols: usize) -> Vec<ValueRef> {
-    let w: Vec<f32> = (0..rows * cols)
-        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
-        .collect();
-    let (q, s) = quantize_rows(&w, rows, cols, 8).unwrap();
-    let planes = Tensor::new(
-        vec![8, rows, row_bytes(cols)],
-        TensorData::U8(pack_planes(&q, rows, cols, 8).unwrap()),
-    )
-    .unwrap();
-    let table = |f: &dyn Fn(usize, usize) -> f32| {
-        Tensor::from_f32(
-            vec![3, rows],
-            (0..3 * rows).map(|i| f(i / rows, i % rows)).collect(),
-        )
-        .unwrap()
-    };
-    let side = |j: usize, r: usize| strata_ir::quant::midpoint_side(s[r], 8, PLANE_COUNTS[j]);
-    let alpha = table(&|j, r| side(j, r).unwrap().0);
-    let beta = table(&|j, r| side(j, r).unwrap().1);
-    let bias = table(&|j, r| 0.01 * (j * rows + r) as f32);
-    let act = Tensor::from_f32(vec![3, 2], vec![0.02, 0.0, 0.03, -3.0, 0.05, 1.0]).unwrap();
-    vec![
-        g.add_constant(format!("{name}.planes"), planes),
-        g.add_constant(format!("{name}.alpha"), alpha),
-        g.add_constant(format!("{name}.beta"), beta),
-        g.add_constant(format!("{name}.bias"), bias),
-        g.add_constant(format!("{name}.act"), act),
-    ]
-}
+use strata_test_support::bitplane::{layer_consts, plane_spec as spec};
 
 fn bp_graph() -> Graph {
     let mut g = Graph::new("bp");

@@ -4,6 +4,7 @@
 //!
 //! Each test binary uses a subset, hence the `dead_code`-free layout in small modules.
 
+pub mod bitplane;
 pub mod cli;
 pub mod graphs;
 #[cfg(feature = "compiler")]

@@ -5,57 +5,12 @@ use std::sync::Arc;
 
 use strata_ir::ops::elementwise::{BinaryOp, UnaryOp};
 use strata_ir::ops::pool::Pool;
-use strata_ir::ops::{Bitplane, BitplaneKernel, Conv, PlaneSpec};
-use strata_ir::quant::{midpoint_side, pack_planes, quantize_rows, row_bytes};
+use strata_ir::ops::{Bitplane, BitplaneKernel, Conv};
 use strata_ir::{DType, Graph, Op, Tensor, TensorData, TensorType, ValueRef};
 
 use crate::*;
 
-/// Constants `planes, alpha, beta, bias, act` of a `[rows, cols]` layer with side tables for
-/// 2, 4 and 8 planes.
-fn layer_consts(g: &mut Graph, name: &str, rows: usize, cols: usize) -> Vec<ValueRef> {
-    let w: Vec<f32> = (0..rows * cols)
-        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
-        .collect();
-    let (q, s) = quantize_rows(&w, rows, cols, 8).unwrap();
-    let planes = Tensor::new(
-        vec![8, rows, row_bytes(cols)],
-        TensorData::U8(pack_planes(&q, rows, cols, 8).unwrap()),
-    )
-    .unwrap();
-    let ks = [2u8, 4, 8];
-    let table = |f: &dyn Fn(usize, usize) -> f32| {
-        Tensor::from_f32(
-            vec![3, rows],
-            (0..3 * rows).map(|i| f(i / rows, i % rows)).collect(),
-        )
-        .unwrap()
-    };
-    let alpha = table(&|j, r| midpoint_side(s[r], 8, ks[j]).unwrap().0);
-    let beta = table(&|j, r| midpoint_side(s[r], 8, ks[j]).unwrap().1);
-    let bias = table(&|j, r| 0.01 * (j * rows + r) as f32);
-    let act = Tensor::from_f32(vec![3, 2], vec![0.02, 0.0, 0.03, -3.0, 0.05, 1.0]).unwrap();
-    [
-        ("planes", planes),
-        ("alpha", alpha),
-        ("beta", beta),
-        ("bias", bias),
-        ("act", act),
-    ]
-    .into_iter()
-    .map(|(what, t)| g.add_constant(format!("{name}.{what}"), t))
-    .collect()
-}
-
-fn spec(rows: usize, cols: usize) -> PlaneSpec {
-    PlaneSpec {
-        bits: 8,
-        plane_counts: vec![2, 4, 8],
-        act_bits: 8,
-        rows,
-        cols,
-    }
-}
+use strata_test_support::bitplane::{layer_consts, plane_spec as spec};
 
 fn conv(channels: usize, rows: usize, stride: usize) -> Bitplane {
     Bitplane {
