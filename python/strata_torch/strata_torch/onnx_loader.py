@@ -178,6 +178,15 @@ def _pool_args(a):
     )
 
 
+def _flatten(x, axis: int):
+    """ONNX Flatten: ``[prod(d[:axis]), prod(d[axis:])]``, spelled with ``torch.flatten`` so
+    that an export keeps the batch dimension dynamic."""
+    axis = axis + x.dim() if axis < 0 else axis
+    if axis == 0:
+        return x.reshape(1, -1)
+    return torch.flatten(torch.flatten(x, axis), 0, axis - 1)
+
+
 def _reshape(x, shape, allowzero):
     shape = [int(s) for s in shape.tolist()]
     if not allowzero:
@@ -207,9 +216,7 @@ _OTHER = {
         i[0], count_include_pad=bool(a.get("count_include_pad", 0)), **_pool_args(a)
     ),
     "GlobalAveragePool": lambda self, a, i: i[0].mean(dim=(2, 3), keepdim=True),
-    "Flatten": lambda self, a, i: i[0].reshape(
-        int(np.prod(i[0].shape[: a.get("axis", 1)])) if a.get("axis", 1) else 1, -1
-    ),
+    "Flatten": lambda self, a, i: _flatten(i[0], a.get("axis", 1)),
     "Reshape": lambda self, a, i: _reshape(i[0], i[1], a.get("allowzero", 0)),
     "Concat": lambda self, a, i: torch.cat(i, dim=a["axis"]),
     "BatchNormalization": lambda self, a, i: F.batch_norm(

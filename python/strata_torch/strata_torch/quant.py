@@ -158,24 +158,25 @@ class _ActFakeQuant(torch.autograd.Function):
         lo, hi = act_limits(act_bits)
         u = x / scale
         r = torch.round(u)
-        y = scale * ((r + zero).clamp(lo, hi) - zero)
-        y = torch.where(torch.isnan(x), torch.zeros_like(y), y)
-        ctx.save_for_backward(x, scale)
+        # NaN quantizes to the zero point, i.e. real 0, as the runtime's does.
+        y = torch.nan_to_num(scale * ((r + zero).clamp(lo, hi) - zero), nan=0.0)
+        ctx.save_for_backward(u, r)
         ctx.zero, ctx.lo, ctx.hi, ctx.bits = zero, float(lo), float(hi), act_bits
+        ctx.scale_shape = scale.shape
         return y
 
     @staticmethod
     def backward(ctx, g):
-        x, scale = ctx.saved_tensors
-        u = x / scale
+        u, r = ctx.saved_tensors
         t = u + ctx.zero
-        low, high = t < ctx.lo, t > ctx.hi
-        inside = ~(low | high) & ~torch.isnan(x)
-        gx = g * inside
-        ds_el = torch.where(inside, torch.round(u) - u, torch.zeros_like(u))
-        ds_el = ds_el + low * (ctx.lo - ctx.zero) + high * (ctx.hi - ctx.zero)
-        gs = (g * ds_el).sum() * lsq_grad_scale(x.numel() * _world_size(), ctx.bits)
-        return gx, gs.reshape(scale.shape), None, None
+        inside = (t >= ctx.lo) & (t <= ctx.hi)  # False for NaN: no gradient at all
+        ds_el = torch.where(
+            inside,
+            r - u,
+            torch.where(t < ctx.lo, ctx.lo - ctx.zero, torch.where(t > ctx.hi, ctx.hi - ctx.zero, 0.0)),
+        )
+        gs = (g * ds_el).sum() * lsq_grad_scale(u.numel() * _world_size(), ctx.bits)
+        return g * inside, gs.reshape(ctx.scale_shape), None, None
 
 
 def act_fake_quant(x: torch.Tensor, scale: torch.Tensor, zero: float, act_bits: int) -> torch.Tensor:

@@ -1,6 +1,14 @@
 """The PyTorch modules compute what Strata packages: for each plane count, the module's
 output equals `strata run --planes k --path float` of `strata compile --qat-tables` within
-float rounding, and the integer path agrees to the quantization's own rounding."""
+float rounding, and the integer path agrees to the quantization's own rounding.
+
+"Within float rounding" has one twist: every quantized layer re-quantizes its input, so when
+two engines sum in a different order (torch's mean against Strata's sum-then-divide in a
+global average pool, say) and a value sits within an ulp of a rounding boundary, one
+activation code flips and that sample's logits move by about one activation step — not
+rounding any more, but not a disagreement on the arithmetic either. So each sample is
+either close (relative difference ≤ ROW_TOL; in practice most are bit-identical) or has
+such a flip (≤ FLIP_TOL), and at least MIN_CLOSE of the samples must be close."""
 
 from __future__ import annotations
 
@@ -16,11 +24,12 @@ from helpers import ROOT, every_conv, perturb_tables, rel_diff, strata
 import strata_torch as st
 
 PLANES = (2, 3, 4, 6, 8)
-# Float path: the same f32 operations in another summation order (conv/GEMM blocking).
-FLOAT_TOL = 1e-4
-# Integer path: exact integer sums, then one f32 epilogue; it differs from the float path
-# only by float rounding of the dequantized products (docs/vertical-layering.md).
-INT_TOL = 1e-3
+# A close sample: the same f32 operations in another summation order. The integer path
+# (exact integer sums, one f32 epilogue) differs from the float path by float rounding too.
+ROW_TOL = 1e-5
+# A sample where one activation code flipped at a rounding boundary (see the module doc).
+FLIP_TOL = 1e-2
+MIN_CLOSE = 0.9
 
 
 def parity(test: unittest.TestCase, model, x: np.ndarray, name: str) -> dict:
@@ -41,20 +50,23 @@ def parity(test: unittest.TestCase, model, x: np.ndarray, name: str) -> dict:
                 strata("run", packed, "--input", os.path.join(d, "x.npy"), "--out", out, "--planes", str(k), "--path", path)
                 got = np.load(os.path.join(out, "output_0.npy"))
                 test.assertEqual(got.shape, want.shape)
-                row[path] = rel_diff(got, want)
+                per_sample = np.array([rel_diff(g, w) for g, w in zip(got, want)])
+                close = per_sample <= ROW_TOL
+                row[path] = (float(per_sample[close].max(initial=0.0)), int((~close).sum()), float(per_sample.max()))
+                test.assertGreaterEqual(close.mean(), MIN_CLOSE, f"{name} k={k} {path} path: {per_sample}")
+                test.assertLessEqual(per_sample.max(), FLIP_TOL, f"{name} k={k} {path} path")
             rows[k] = row
-            test.assertLess(row["float"], FLOAT_TOL, f"{name} k={k} float path")
-            test.assertLess(row["integer"], INT_TOL, f"{name} k={k} integer path")
-    print(f"\n{name}: max relative difference, PyTorch vs strata run")
+    print(f"\n{name} ({len(x)} samples): max relative difference of PyTorch vs strata run over the close samples; samples with a flipped code (their max)")
     for k, row in rows.items():
-        print(f"  k={k}: float {row['float']:.2e}  integer {row['integer']:.2e}")
+        f, i = row["float"], row["integer"]
+        print(f"  k={k}: float {f[0]:.2e}, {f[1]} flipped ({f[2]:.1e})   integer {i[0]:.2e}, {i[1]} flipped ({i[2]:.1e})")
     return rows
 
 
 class Parity(unittest.TestCase):
     def test_every_conv_form(self):
         torch.manual_seed(0)
-        x = torch.randn(16, 3, 16, 16)
+        x = torch.randn(64, 3, 16, 16)
         model = st.prepare(every_conv(), planes=PLANES)
         st.calibrate(model, x)
         perturb_tables(model)
@@ -62,7 +74,7 @@ class Parity(unittest.TestCase):
 
     def test_fmnist_resnet8(self):
         net = st.onnx_module(os.path.join(ROOT, "models", "fmnist_resnet8.onnx"))
-        x = np.load(os.path.join(ROOT, "tests", "fixtures", "mnist", "images.npy"))[:32].astype(np.float32)
+        x = np.load(os.path.join(ROOT, "tests", "fixtures", "mnist", "images.npy"))[:64].astype(np.float32)
         model = st.prepare(net, planes=PLANES)
         st.calibrate(model, torch.from_numpy(x))
         perturb_tables(model)
