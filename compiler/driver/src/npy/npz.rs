@@ -424,16 +424,20 @@ fn member_bytes(b: &[u8], e: &Entry, dir_start: u64) -> Result<Vec<u8>, ArchiveE
         DEFLATED => {
             // One byte of room past the declared size: enough to tell "more" from "exact".
             let limit = usize::try_from(e.size.saturating_add(1)).unwrap_or(usize::MAX);
-            let out = miniz_oxide::inflate::decompress_to_vec_with_limit(raw, limit)
-                .map_err(|x| err(format!("deflate data: {x}")))?;
+            let more = || err(format!("inflates to more than the {} bytes it declares", e.size));
+            let out = miniz_oxide::inflate::decompress_to_vec_with_limit(raw, limit).map_err(
+                |x| match x.status {
+                    miniz_oxide::inflate::TINFLStatus::HasMoreOutput => more(),
+                    _ => err(format!("deflate data: {x}")),
+                },
+            )?;
+            if out.len() as u64 > e.size {
+                return Err(more());
+            }
             if out.len() as u64 != e.size {
                 return Err(err(format!(
                     "inflates to {} bytes but declares {}",
-                    if out.len() as u64 > e.size {
-                        format!("more than {}", e.size)
-                    } else {
-                        out.len().to_string()
-                    },
+                    out.len(),
                     e.size
                 )));
             }
