@@ -59,7 +59,12 @@ pub fn zip(members: &[Member]) -> Vec<u8> {
         let method: u16 = if m.deflate { 8 } else { 0 };
         let size32 = u32::try_from(size).unwrap_or(u32::MAX);
         let extra: Vec<u8> = if size32 == u32::MAX {
-            [&1u16.to_le_bytes()[..], &8u16.to_le_bytes(), &size.to_le_bytes()].concat()
+            [
+                &1u16.to_le_bytes()[..],
+                &8u16.to_le_bytes(),
+                &size.to_le_bytes(),
+            ]
+            .concat()
         } else {
             Vec::new()
         };

@@ -334,9 +334,9 @@ impl Build {
         };
         let options = CompileOptions::default();
         let metadata = Provenance::new(&model, &bytes, &self.calibration, &options, &samples)
-        .with_input_shapes(&self.load.input_shapes)
-        .with_qat_tables(tables)
-        .to_metadata();
+            .with_input_shapes(&self.load.input_shapes)
+            .with_qat_tables(tables)
+            .to_metadata();
         compile_with_tables(graph, tables, metadata, |_| {})
             .map(|(bytes, _)| bytes)
             .map_err(|source| BuildError::Compile {

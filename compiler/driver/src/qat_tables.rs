@@ -34,8 +34,14 @@ pub enum SidecarError {
     Value { entry: String, reason: String },
     #[error("entry `{entry}` is not part of the format (a layer has `W/scale` and `W/k{{k}}/alpha`, `beta`, `bias`, `act`)")]
     Unknown { entry: String },
-    #[error("weight `{weight}` has tables for k = {k}, which `strata/planes` {planes:?} does not list")]
-    ExtraPlane { weight: String, k: u8, planes: Vec<u8> },
+    #[error(
+        "weight `{weight}` has tables for k = {k}, which `strata/planes` {planes:?} does not list"
+    )]
+    ExtraPlane {
+        weight: String,
+        k: u8,
+        planes: Vec<u8>,
+    },
 }
 
 /// Why `--qat-tables FILE` could not be used; each names the file.
@@ -151,7 +157,10 @@ pub fn from_members(members: Vec<NpzMember>) -> Result<QatTables, SidecarError> 
         });
     }
     let bits = small_int("strata/bits", int_scalar(&mut entries, "strata/bits")?)?;
-    let act_bits = small_int("strata/act_bits", int_scalar(&mut entries, "strata/act_bits")?)?;
+    let act_bits = small_int(
+        "strata/act_bits",
+        int_scalar(&mut entries, "strata/act_bits")?,
+    )?;
     let planes_t = take(&mut entries, "strata/planes")?;
     let planes_v = match planes_t.as_i64() {
         Some(v) if planes_t.rank() == 1 => v,
@@ -167,18 +176,16 @@ pub fn from_members(members: Vec<NpzMember>) -> Result<QatTables, SidecarError> 
         planes,
         layers: BTreeMap::new(),
     };
-    tables
-        .check_globals()
-        .map_err(|e| match e {
-            QatTablesError::Global { entry, reason, .. } => SidecarError::Value {
-                entry: entry.into(),
-                reason,
-            },
-            other => SidecarError::Value {
-                entry: "strata".into(),
-                reason: other.to_string(),
-            },
-        })?;
+    tables.check_globals().map_err(|e| match e {
+        QatTablesError::Global { entry, reason, .. } => SidecarError::Value {
+            entry: entry.into(),
+            reason,
+        },
+        other => SidecarError::Value {
+            entry: "strata".into(),
+            reason: other.to_string(),
+        },
+    })?;
     // Every remaining entry belongs to a layer group: `W/scale` or `W/k{k}/{field}`.
     let mut groups: BTreeMap<String, ()> = BTreeMap::new();
     for name in entries.keys() {

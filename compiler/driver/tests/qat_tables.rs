@@ -141,7 +141,11 @@ fn the_numpy_sidecar_packages_the_tiny_model() {
                     .map(|c| (side.alpha[r] * q[r * l.cols + c] as f32 + side.beta[r]) * xq[c])
                     .sum();
                 let y = dot + side.bias[r];
-                if i == 0 { y.max(0.0) } else { y }
+                if i == 0 {
+                    y.max(0.0)
+                } else {
+                    y
+                }
             })
             .collect();
     }
@@ -154,7 +158,10 @@ fn the_numpy_sidecar_packages_the_tiny_model() {
     let y = run_with(&loaded.graph, &[input], &opts).unwrap();
     assert_eq!(y[0].shape(), &[1, 3]);
     for (got, want) in y[0].as_f32().unwrap().iter().zip(&h) {
-        assert!((got - want).abs() <= 2e-3 * want.abs().max(1.0), "{got} vs {want}");
+        assert!(
+            (got - want).abs() <= 2e-3 * want.abs().max(1.0),
+            "{got} vs {want}"
+        );
     }
 }
 
@@ -208,7 +215,9 @@ fn tables_that_do_not_fit_the_model_are_refused_naming_the_layer() {
     assert!(text.contains("fc.weight"), "{text}");
 
     let mut t = good.clone();
-    t.layers.get_mut("head.weight").unwrap().tables[2].beta.pop();
+    t.layers.get_mut("head.weight").unwrap().tables[2]
+        .beta
+        .pop();
     let (_, e) = match_error(tiny(), &t, "rows_k8.npz");
     assert!(
         matches!(&e, QatTablesError::Rows { entry, got: 2, expected: 3, .. } if entry == "k8/beta"),
@@ -228,7 +237,14 @@ fn tables_that_do_not_fit_the_model_are_refused_naming_the_layer() {
     t.layers.get_mut("fc.weight").unwrap().tables[0].act_scale = 0.0;
     let (_, e) = match_error(tiny(), &t, "act_scale.npz");
     assert!(
-        matches!(&e, QatTablesError::Act { k: 2, source: quant::QuantError::ActScale { .. }, .. }),
+        matches!(
+            &e,
+            QatTablesError::Act {
+                k: 2,
+                source: quant::QuantError::ActScale { .. },
+                ..
+            }
+        ),
         "{e}"
     );
 
@@ -285,11 +301,7 @@ fn sidecar_err(arrays: &[(String, Tensor)]) -> SidecarError {
     parse(&npz(arrays, false), &NpzLimits::default()).unwrap_err()
 }
 
-fn with(
-    arrays: &[(String, Tensor)],
-    name: &str,
-    t: Option<Tensor>,
-) -> Vec<(String, Tensor)> {
+fn with(arrays: &[(String, Tensor)], name: &str, t: Option<Tensor>) -> Vec<(String, Tensor)> {
     let mut out: Vec<_> = arrays.iter().filter(|(n, _)| n != name).cloned().collect();
     if let Some(t) = t {
         out.push((name.to_string(), t));
@@ -376,7 +388,10 @@ fn the_sidecar_checks_entries_dtypes_and_values() {
 
 /// The bytes of a small valid archive with one stored member `a.npy`.
 fn one_member() -> Vec<u8> {
-    zip(&[Member::npy("a", &Tensor::from_f32(vec![3], vec![1.0, 2.0, 3.0]).unwrap())])
+    zip(&[Member::npy(
+        "a",
+        &Tensor::from_f32(vec![3], vec![1.0, 2.0, 3.0]).unwrap(),
+    )])
 }
 
 fn archive_err(bytes: &[u8], caps: &NpzLimits) -> ArchiveError {
@@ -391,13 +406,19 @@ fn corrupt_and_truncated_archives_are_refused() {
         archive_err(b"not a zip at all, just text", &caps),
         ArchiveError::Format { .. }
     ));
-    assert!(matches!(archive_err(&[], &caps), ArchiveError::Format { .. }));
+    assert!(matches!(
+        archive_err(&[], &caps),
+        ArchiveError::Format { .. }
+    ));
 
     // numpy's own file, cut anywhere, is refused without a panic.
     let real = std::fs::read(fixture("tables_compressed.npz")).unwrap();
     for cut in [10, real.len() / 2, real.len() - 30, real.len() - 1] {
         let e = archive_err(&real[..cut], &caps);
-        assert!(e.to_string().contains("end-of-central-directory"), "{cut}: {e}");
+        assert!(
+            e.to_string().contains("end-of-central-directory"),
+            "{cut}: {e}"
+        );
     }
     // Every single flipped byte of it: an error or the same arrays, never a panic.
     let want = decode_npz(&real, &caps).unwrap();
@@ -419,7 +440,10 @@ fn corrupt_and_truncated_archives_are_refused() {
 
     // A compressed size running past the data.
     let mut bad = one_member();
-    let cd = bad.windows(4).rposition(|w| w == 0x0201_4b50u32.to_le_bytes()).unwrap();
+    let cd = bad
+        .windows(4)
+        .rposition(|w| w == 0x0201_4b50u32.to_le_bytes())
+        .unwrap();
     bad[cd + 20..cd + 24].copy_from_slice(&0x7fff_0000u32.to_le_bytes());
     let e = archive_err(&bad, &caps);
     assert_eq!(e.member(), Some("a.npy"));
@@ -437,7 +461,10 @@ fn corrupt_and_truncated_archives_are_refused() {
     let a = Member::npy("a", &Tensor::scalar_f32(1.0));
     let e = archive_err(&zip(&[a.clone(), a]), &caps);
     assert!(e.to_string().contains("appears twice"), "{e}");
-    let e = archive_err(&zip(&[Member::raw("b.npy", b"\x93NUMPY junk".to_vec())]), &caps);
+    let e = archive_err(
+        &zip(&[Member::raw("b.npy", b"\x93NUMPY junk".to_vec())]),
+        &caps,
+    );
     assert!(
         matches!(&e, ArchiveError::Npy { member, .. } if member == "b.npy"),
         "{e}"
@@ -467,7 +494,11 @@ fn sizes_are_checked_before_anything_is_inflated() {
     assert!(archive.len() < 64 << 10, "{}", archive.len());
     let e = archive_err(&archive, &caps);
     assert_eq!(e.member(), Some("bomb.npy"));
-    assert!(e.to_string().contains("inflates to more than the 1000 bytes"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("inflates to more than the 1000 bytes"),
+        "{e}"
+    );
     // Caps on members and on the total.
     let small = NpzLimits {
         max_members: 1,
@@ -506,7 +537,10 @@ fn a_sidecar_larger_than_the_model_could_need_is_refused() {
     std::fs::write(&path, npz(&arrays, true)).unwrap();
     let e = compile_with_tables(tiny(), &path, BTreeMap::new(), |_| {}).unwrap_err();
     let text = e.to_string();
-    assert!(text.contains("fc.weight/k9/alpha.npy") && text.contains("more than the limit"), "{text}");
+    assert!(
+        text.contains("fc.weight/k9/alpha.npy") && text.contains("more than the limit"),
+        "{text}"
+    );
     assert!(text.contains("oversized.npz"), "{text}");
 }
 
@@ -554,9 +588,14 @@ fn an_ordinary_compile_round_trips_through_a_sidecar() {
         planes: vec![2, 3, 4, 6, 8],
         ..CompileOptions::default()
     };
-    let (ordinary, ctx) =
-        compile_with_context(mnist::fp32(), vec![calib], &options, BTreeMap::new(), |_| {})
-            .unwrap();
+    let (ordinary, ctx) = compile_with_context(
+        mnist::fp32(),
+        vec![calib],
+        &options,
+        BTreeMap::new(),
+        |_| {},
+    )
+    .unwrap();
     let q = VlQuantization::from_context(&ctx).unwrap();
     let tables = tables_of(&prepared(mnist::fp32()), q);
     assert_eq!(tables.layers.len(), q.layers.len());
@@ -564,8 +603,11 @@ fn an_ordinary_compile_round_trips_through_a_sidecar() {
 
     let images = mnist::fixture("images");
     let shape = [16, 1, 28, 28];
-    let images =
-        Tensor::from_f32(shape.to_vec(), images.as_f32().unwrap()[..16 * 784].to_vec()).unwrap();
+    let images = Tensor::from_f32(
+        shape.to_vec(),
+        images.as_f32().unwrap()[..16 * 784].to_vec(),
+    )
+    .unwrap();
     let ordinary_graph = read_container(&ordinary).unwrap().graph;
     for deflate in [false, true] {
         let path = write_sidecar(&format!("mnist_{deflate}.npz"), &tables, deflate);
@@ -573,7 +615,11 @@ fn an_ordinary_compile_round_trips_through_a_sidecar() {
             .with_qat_tables(Path::new("mnist.tables.npz"))
             .to_metadata();
         let (packaged, _) = compile_with_tables(mnist::fp32(), &path, meta, |_| {}).unwrap();
-        assert_eq!(graph_bytes(&packaged), graph_bytes(&ordinary), "deflate {deflate}");
+        assert_eq!(
+            graph_bytes(&packaged),
+            graph_bytes(&ordinary),
+            "deflate {deflate}"
+        );
         let loaded = read_container(&packaged).unwrap();
         assert_eq!(loaded.metadata["qat_tables"], "mnist.tables.npz");
         assert!(!loaded.metadata.contains_key("calibration_method"));

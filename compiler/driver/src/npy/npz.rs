@@ -149,15 +149,21 @@ const STORED: u16 = 0;
 const DEFLATED: u16 = 8;
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at.checked_add(2)?)?.try_into().ok()?))
+    Some(u16::from_le_bytes(
+        b.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at.checked_add(8)?)?.try_into().ok()?))
+    Some(u64::from_le_bytes(
+        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 fn format_err(reason: impl Into<String>) -> ArchiveError {
@@ -178,9 +184,8 @@ struct Directory {
 /// Finds the end-of-central-directory record: the last signature in the final 64 KiB whose
 /// comment runs exactly to the end of the file.
 fn find_directory(b: &[u8]) -> Result<Directory, ArchiveError> {
-    let missing = || {
-        format_err("no end-of-central-directory record (not a ZIP archive, or truncated)")
-    };
+    let missing =
+        || format_err("no end-of-central-directory record (not a ZIP archive, or truncated)");
     if b.len() < EOCD_LEN {
         return Err(missing());
     }
@@ -403,7 +408,9 @@ fn member_bytes(b: &[u8], e: &Entry, dir_start: u64) -> Result<Vec<u8>, ArchiveE
         u16_at(b, h + 28).unwrap_or(0) as u64,
     );
     let start = h as u64 + LOCAL_LEN as u64 + name_len + extra_len;
-    let end = start.checked_add(e.compressed).filter(|&end| end <= dir_start);
+    let end = start
+        .checked_add(e.compressed)
+        .filter(|&end| end <= dir_start);
     let Some(end) = end else {
         return Err(err(format!(
             "its {} compressed bytes at byte {start} run past the member data (the archive is truncated or corrupt)",
@@ -424,7 +431,12 @@ fn member_bytes(b: &[u8], e: &Entry, dir_start: u64) -> Result<Vec<u8>, ArchiveE
         DEFLATED => {
             // One byte of room past the declared size: enough to tell "more" from "exact".
             let limit = usize::try_from(e.size.saturating_add(1)).unwrap_or(usize::MAX);
-            let more = || err(format!("inflates to more than the {} bytes it declares", e.size));
+            let more = || {
+                err(format!(
+                    "inflates to more than the {} bytes it declares",
+                    e.size
+                ))
+            };
             let out = miniz_oxide::inflate::decompress_to_vec_with_limit(raw, limit).map_err(
                 |x| match x.status {
                     miniz_oxide::inflate::TINFLStatus::HasMoreOutput => more(),
