@@ -640,3 +640,39 @@ fn an_ordinary_compile_round_trips_through_a_sidecar() {
         }
     }
 }
+
+#[test]
+fn the_build_script_api_packages_with_tables() {
+    use strata_compiler::build::{Build, BuildError};
+    let tables = fixture("tables.npz");
+    let built = Build::new(fixture("tiny.onnx"))
+        .qat_tables(&tables)
+        .cargo_metadata(false)
+        .strata_bytes()
+        .unwrap();
+    let (direct, _) = compile_with_tables(tiny(), &tables, BTreeMap::new(), |_| {}).unwrap();
+    assert_eq!(graph_bytes(&built), graph_bytes(&direct));
+    let meta = read_container(&built).unwrap().metadata;
+    assert_eq!(meta["qat_tables"], tables.display().to_string());
+    assert_eq!(
+        meta["qat_tables_sha256"],
+        read_container(&direct).unwrap().metadata["qat_tables_sha256"]
+    );
+    assert!(!meta.contains_key("calibration"));
+    let e = Build::new(fixture("tiny.onnx"))
+        .qat_tables(&tables)
+        .compile_options(CompileOptions::default())
+        .cargo_metadata(false)
+        .strata_bytes()
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            BuildError::WithQatTables {
+                what: "compile_options",
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
