@@ -66,8 +66,15 @@ pub enum CompileError {
     Container(#[from] ContainerError),
     #[error(transparent)]
     Mixed(#[from] crate::mixed_precision::MixedError),
+    /// Boxed: the sidecar's errors are large and would bloat every compile `Result`.
     #[error(transparent)]
-    Tables(#[from] crate::qat_tables::TablesError),
+    Tables(Box<crate::qat_tables::TablesError>),
+}
+
+impl From<crate::qat_tables::TablesError> for CompileError {
+    fn from(e: crate::qat_tables::TablesError) -> Self {
+        CompileError::Tables(Box::new(e))
+    }
 }
 
 impl CompileOptions {
@@ -192,7 +199,7 @@ pub fn quantize_with_tables(
     let vlq = strata_passes::qat_tables::from_tables(graph, &loaded.tables).map_err(|source| {
         crate::qat_tables::TablesError::Match {
             path: tables.to_path_buf(),
-            source,
+            source: Box::new(source),
         }
     })?;
     vlq.insert_into(&mut ctx);

@@ -59,12 +59,12 @@ pub enum TablesError {
         #[source]
         source: SidecarError,
     },
-    /// The tables do not fit the model.
+    /// The tables do not fit the model (boxed: the mismatch names layer, weight and sizes).
     #[error("{path}: {source}")]
     Match {
         path: PathBuf,
         #[source]
-        source: QatTablesError,
+        source: Box<QatTablesError>,
     },
     #[error(transparent)]
     Pass(#[from] PassError),
@@ -82,7 +82,7 @@ impl TablesError {
     /// The mismatch, when the tables were read but do not fit the graph.
     pub fn match_error(&self) -> Option<&QatTablesError> {
         match self {
-            TablesError::Match { source, .. } => Some(source),
+            TablesError::Match { source, .. } => Some(source.as_ref()),
             _ => None,
         }
     }

@@ -178,7 +178,10 @@ fn match_error(graph: Graph, t: &QatTables, name: &str) -> (String, QatTablesErr
     let text = e.to_string();
     assert!(text.contains(&path.display().to_string()), "{text}");
     match e {
-        CompileError::Tables(TablesError::Match { source, .. }) => (text, source),
+        CompileError::Tables(e) => match *e {
+            TablesError::Match { source, .. } => (text, *source),
+            other => panic!("expected a mismatch, got {other}"),
+        },
         other => panic!("expected a mismatch, got {other}"),
     }
 }
@@ -630,8 +633,8 @@ fn an_ordinary_compile_round_trips_through_a_sidecar() {
                     path,
                     ..Default::default()
                 };
-                let a = run_with(&ordinary_graph, &[images.clone()], &o).unwrap();
-                let b = run_with(&loaded.graph, &[images.clone()], &o).unwrap();
+                let a = run_with(&ordinary_graph, std::slice::from_ref(&images), &o).unwrap();
+                let b = run_with(&loaded.graph, std::slice::from_ref(&images), &o).unwrap();
                 let bits = |t: &Tensor| -> Vec<u32> {
                     t.as_f32().unwrap().iter().map(|v| v.to_bits()).collect()
                 };
