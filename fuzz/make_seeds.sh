@@ -15,7 +15,7 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
 rm -rf "$SEEDS"
-mkdir -p "$SEEDS"/{onnx_import,strata_reader,strata_structured,npy_reader,ir_text}
+mkdir -p "$SEEDS"/{onnx_import,strata_reader,strata_structured,npy_reader,ir_text,qat_tables}
 "$PY" fuzz/make_seeds.py
 
 # Fixtures as they are (the large MNIST arrays and models would only slow the fuzzers).
@@ -23,6 +23,8 @@ cp tests/fixtures/bad_onnx/*.onnx tests/fixtures/dynamic/conv_hw.onnx "$SEEDS/on
 cp tests/fixtures/mnist/labels.npy "$SEEDS/npy_reader/mnist_labels.npy"
 cp tests/fixtures/dynamic/labels.npy "$SEEDS/npy_reader/dynamic_labels.npy"
 cp tests/fixtures/dynamic/images_12x10.npy "$SEEDS/npy_reader/"
+# QAT tables sidecars as numpy writes them (savez and savez_compressed).
+cp tests/fixtures/qat_tables/tables.npz tests/fixtures/qat_tables/tables_compressed.npz "$SEEDS/qat_tables/"
 # Filetests without their `test <mode>` header line: plain IR text.
 for f in filetests/cases/*/*.sir; do
     grep -v '^test ' "$f" >"$SEEDS/ir_text/$(basename "$(dirname "$f")")_$(basename "$f")"

@@ -18,6 +18,7 @@ mod least_squares;
 mod manager;
 mod once_qat;
 mod pipeline;
+pub mod qat_tables;
 mod vl_quantize;
 mod walk;
 

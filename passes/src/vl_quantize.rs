@@ -389,8 +389,9 @@ pub struct VlQuantization {
     pub act_bits: u8,
     /// The plane counts with side tables.
     pub plane_counts: Vec<u8>,
-    /// The activation range estimator used at every `k`.
-    pub method: CalibrationMethod,
+    /// The activation range estimator used at every `k` (`None`: the tables were loaded,
+    /// see [`crate::qat_tables`], and nothing was calibrated).
+    pub method: Option<CalibrationMethod>,
     /// Quantized layers in topological order.
     pub layers: Vec<QuantizedLayer>,
 }
@@ -399,6 +400,13 @@ impl VlQuantization {
     /// The result of an earlier `vl-quantize` pass, if any.
     pub fn from_context(ctx: &PassContext) -> Option<&VlQuantization> {
         ctx.results.get(PASS)?.downcast_ref::<VlQuantization>()
+    }
+
+    /// Stores `self` where a later `bitplane-rewrite` (or `once-qat`) looks for the result of
+    /// `vl-quantize`: how quantization made elsewhere ([`crate::qat_tables`]) enters a
+    /// pipeline.
+    pub fn insert_into(self, ctx: &mut PassContext) {
+        ctx.results.insert(PASS, Box::new(self));
     }
 }
 
@@ -525,7 +533,7 @@ pub(crate) fn quantize_graph(
         bits,
         act_bits,
         plane_counts: plane_counts.to_vec(),
-        method,
+        method: Some(method),
         layers,
     })
 }

@@ -10,6 +10,8 @@ pub mod graphs;
 #[cfg(feature = "compiler")]
 pub mod mnist;
 pub mod models;
+#[cfg(feature = "compiler")]
+pub mod npz;
 #[cfg(feature = "onnx")]
 pub mod onnx;
 pub mod rng;

@@ -25,7 +25,9 @@ use strata_ir::container::{read_container, ContainerError};
 use strata_ir::Graph;
 
 use crate::backend::c::{emit, layer_names, EmitError, EmitOptions, EmitStats};
-use crate::compile::{compile_to_container, CompileError, CompileOptions, Provenance};
+use crate::compile::{
+    compile_to_container, compile_with_tables, CompileError, CompileOptions, Provenance,
+};
 use crate::model::{load_model_with, ContainerInfo, LoadError, LoadOptions};
 use crate::npy::{read_npy, NpyError};
 use crate::onnx::InputShape;
@@ -48,6 +50,8 @@ pub enum BuildError {
         expected: usize,
         given: usize,
     },
+    #[error("{model}: {what} does not apply with qat_tables (the tables fix the quantization)")]
+    WithQatTables { model: String, what: &'static str },
     #[error("{model} is already a .strata model: {what} only applies when compiling from ONNX or IR text")]
     AlreadyCompiled { model: String, what: &'static str },
     #[error("{model}: {source}")]
@@ -107,6 +111,7 @@ pub struct Build {
     model: PathBuf,
     calibration: Vec<PathBuf>,
     calibration_samples: Option<usize>,
+    qat_tables: Option<PathBuf>,
     options: Option<CompileOptions>,
     budget_bytes: Option<u64>,
     planes: Option<u8>,
@@ -123,6 +128,7 @@ impl Build {
             model: model.into(),
             calibration: Vec::new(),
             calibration_samples: None,
+            qat_tables: None,
             options: None,
             budget_bytes: None,
             planes: None,
@@ -149,6 +155,15 @@ impl Build {
     /// Uses only the first `n` calibration samples: faster builds, slightly rougher ranges.
     pub fn calibration_samples(mut self, n: usize) -> Self {
         self.calibration_samples = Some(n);
+        self
+    }
+
+    /// Packages the model with code scales and side tables trained elsewhere (the sidecar
+    /// `strata_torch` writes, docs/qat-tables.md) instead of calibrating: no calibration
+    /// inputs are needed, and [`Build::compile_options`], [`Build::calibration_samples`] and
+    /// [`Build::budget_bytes`] do not apply (the file fixes bits and plane counts).
+    pub fn qat_tables(mut self, path: impl Into<PathBuf>) -> Self {
+        self.qat_tables = Some(path.into());
         self
     }
 
@@ -205,7 +220,10 @@ impl Build {
             .cargo_metadata
             .unwrap_or_else(|| std::env::var_os("OUT_DIR").is_some());
         if on {
-            for path in std::iter::once(&self.model).chain(&self.calibration) {
+            let inputs = std::iter::once(&self.model)
+                .chain(&self.calibration)
+                .chain(&self.qat_tables);
+            for path in inputs {
                 println!("cargo:rerun-if-changed={}", path.display());
             }
         }
@@ -221,6 +239,7 @@ impl Build {
                 (self.options.is_some(), "compile_options"),
                 (self.budget_bytes.is_some(), "budget_bytes"),
                 (!self.load.input_shapes.is_empty(), "input_shape"),
+                (self.qat_tables.is_some(), "qat_tables"),
             ] {
                 if given {
                     return Err(BuildError::AlreadyCompiled { model, what });
@@ -232,28 +251,14 @@ impl Build {
                     source,
                 });
         }
+        if let Some(tables) = &self.qat_tables {
+            return self.package_with_tables(tables);
+        }
         if self.calibration.is_empty() {
             return Err(BuildError::NoCalibration { model });
         }
         let graph = load_model_with(&self.model, &self.load)?.graph;
-        if graph.inputs().len() != self.calibration.len() {
-            return Err(BuildError::CalibrationCount {
-                model,
-                expected: graph.inputs().len(),
-                given: self.calibration.len(),
-            });
-        }
-        let mut samples = Vec::new();
-        for path in &self.calibration {
-            let t = read_npy(path)?;
-            samples.push(match self.calibration_samples {
-                Some(n) => first_rows(t, n).map_err(|source| BuildError::Io {
-                    path: path.display().to_string(),
-                    source,
-                })?,
-                None => t,
-            });
-        }
+        let samples = self.read_calibration(&graph)?;
         let mut options = self.options.clone().unwrap_or_else(|| {
             let top = self.planes.unwrap_or(8).clamp(2, 8);
             CompileOptions {
@@ -278,6 +283,66 @@ impl Build {
                 source: Box::new(source),
             }
         })
+    }
+
+    /// The calibration files, one per graph input, cut to [`Build::calibration_samples`].
+    fn read_calibration(&self, graph: &Graph) -> Result<Vec<strata_ir::Tensor>, BuildError> {
+        if graph.inputs().len() != self.calibration.len() {
+            return Err(BuildError::CalibrationCount {
+                model: self.shown(),
+                expected: graph.inputs().len(),
+                given: self.calibration.len(),
+            });
+        }
+        let mut samples = Vec::new();
+        for path in &self.calibration {
+            let t = read_npy(path)?;
+            samples.push(match self.calibration_samples {
+                Some(n) => first_rows(t, n).map_err(|source| BuildError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?,
+                None => t,
+            });
+        }
+        Ok(samples)
+    }
+
+    /// The `.strata` bytes of the model packaged with the QAT tables at `tables`.
+    fn package_with_tables(&self, tables: &Path) -> Result<Vec<u8>, BuildError> {
+        let model = self.shown();
+        for (given, what) in [
+            (self.options.is_some(), "compile_options"),
+            (self.budget_bytes.is_some(), "budget_bytes"),
+            (self.calibration_samples.is_some(), "calibration_samples"),
+        ] {
+            if given {
+                return Err(BuildError::WithQatTables { model, what });
+            }
+        }
+        let graph = load_model_with(&self.model, &self.load)?.graph;
+        let bytes = strata_ir::files::read_limited(&self.model, strata_ir::limits::MAX_FILE_BYTES)
+            .map_err(|source| BuildError::Io {
+                path: model.clone(),
+                source,
+            })?;
+        // Calibration files given beside the tables are only recorded, as the CLI does.
+        let samples = if self.calibration.is_empty() {
+            Vec::new()
+        } else {
+            self.read_calibration(&graph)?
+        };
+        let options = CompileOptions::default();
+        let metadata = Provenance::new(&model, &bytes, &self.calibration, &options, &samples)
+            .with_input_shapes(&self.load.input_shapes)
+            .with_qat_tables(tables)
+            .to_metadata();
+        compile_with_tables(graph, tables, metadata, |_| {})
+            .map(|(bytes, _)| bytes)
+            .map_err(|source| BuildError::Compile {
+                model,
+                source: Box::new(source),
+            })
     }
 
     /// Compiles if needed and writes the `.strata` file (only if its bytes changed).

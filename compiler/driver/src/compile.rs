@@ -66,6 +66,15 @@ pub enum CompileError {
     Container(#[from] ContainerError),
     #[error(transparent)]
     Mixed(#[from] crate::mixed_precision::MixedError),
+    /// Boxed: the sidecar's errors are large and would bloat every compile `Result`.
+    #[error(transparent)]
+    Tables(Box<crate::qat_tables::TablesError>),
+}
+
+impl From<crate::qat_tables::TablesError> for CompileError {
+    fn from(e: crate::qat_tables::TablesError) -> Self {
+        CompileError::Tables(Box::new(e))
+    }
 }
 
 impl CompileOptions {
@@ -161,6 +170,66 @@ pub fn quantize_in_context(
     Ok(ctx)
 }
 
+/// The passes before the tables are applied: the graph the tables' layers are matched in is
+/// the one `vl-quantize` would see.
+pub const TABLES_PREPARE: &str = "fold-constants,fold-batchnorm,eliminate-dead-code";
+/// The passes after: building the bit-plane ops from the tables.
+pub const TABLES_APPLY: &str = "bitplane-rewrite,eliminate-dead-code";
+
+/// The pipeline a `--qat-tables` compile records: `load-qat-tables` stands where
+/// `calibrate` and `vl-quantize` stand otherwise (it is no pass of the registry; the file it
+/// loaded is the metadata's `qat_tables`).
+pub fn tables_pipeline() -> String {
+    format!("{TABLES_PREPARE},load-qat-tables,{TABLES_APPLY}")
+}
+
+/// Quantizes `graph` in place with code scales and side tables trained elsewhere (the
+/// sidecar at `tables`, docs/qat-tables.md): no calibration, no fitting. Returns the
+/// loaded tables (with the file's SHA-256) and the pass context, whose `vl-quantize` result
+/// holds what was applied.
+pub fn quantize_with_tables(
+    graph: &mut Graph,
+    tables: &std::path::Path,
+    ctx_hook: impl FnOnce(&mut PassContext),
+) -> Result<(crate::qat_tables::LoadedTables, PassContext), CompileError> {
+    let mut ctx = PassContext::default();
+    ctx_hook(&mut ctx);
+    PassManager::parse(TABLES_PREPARE)?.run(graph, &mut ctx, |_, _| {})?;
+    let loaded = crate::qat_tables::read_tables(tables, graph)?;
+    let vlq = strata_passes::qat_tables::from_tables(graph, &loaded.tables).map_err(|source| {
+        crate::qat_tables::TablesError::Match {
+            path: tables.to_path_buf(),
+            source: Box::new(source),
+        }
+    })?;
+    vlq.insert_into(&mut ctx);
+    PassManager::parse(TABLES_APPLY)?.run(graph, &mut ctx, |_, _| {})?;
+    Ok((loaded, ctx))
+}
+
+/// Like [`compile_with_context`] with tables instead of calibration: quantizes with
+/// [`quantize_with_tables`] and serialises to `.strata` bytes. `metadata` gets the
+/// `pipeline` ([`tables_pipeline`]) and `qat_tables_sha256` of the file read (the caller's
+/// [`Provenance::with_qat_tables`] records its path).
+pub fn compile_with_tables(
+    mut graph: Graph,
+    tables: &std::path::Path,
+    mut metadata: BTreeMap<String, String>,
+    ctx_hook: impl FnOnce(&mut PassContext),
+) -> Result<(Vec<u8>, PassContext), CompileError> {
+    let (loaded, ctx) = quantize_with_tables(&mut graph, tables, ctx_hook)?;
+    metadata.insert("pipeline".into(), tables_pipeline());
+    metadata.insert(Provenance::QAT_TABLES_SHA256.into(), loaded.sha256);
+    let bytes = write_container(
+        &graph,
+        &ContainerOptions {
+            metadata,
+            layer_planes: BTreeMap::new(),
+        },
+    )?;
+    Ok((bytes, ctx))
+}
+
 /// Where a `.strata` came from, recorded in its metadata so `strata inspect` can say and
 /// `strata eval` can find the source model and calibration data again. The CLI and the
 /// build-script API record the same keys.
@@ -177,6 +246,10 @@ pub struct Provenance {
     pub calibration_samples: usize,
     /// Input shapes pinned when the source was imported (empty: none were needed).
     pub input_shapes: BTreeMap<String, strata_onnx::InputShape>,
+    /// The QAT tables sidecar's path as given, when the model was packaged with
+    /// `--qat-tables` instead of calibrated: then no calibration method is recorded, and the
+    /// calibration files only when some were given.
+    pub qat_tables: Option<String>,
 }
 
 impl Provenance {
@@ -204,7 +277,14 @@ impl Provenance {
                 .copied()
                 .unwrap_or(0),
             input_shapes: BTreeMap::new(),
+            qat_tables: None,
         }
+    }
+
+    /// The same provenance for a model packaged with the QAT tables at `tables`.
+    pub fn with_qat_tables(mut self, tables: &std::path::Path) -> Provenance {
+        self.qat_tables = Some(tables.display().to_string());
+        self
     }
 
     /// The same provenance, recording the input shapes the source was imported with.
@@ -217,7 +297,9 @@ impl Provenance {
     }
 
     /// The metadata entries (`source`, `source_sha256`, `calibration`, `calibration_method`,
-    /// `calibration_samples`, and `input_shapes` when some were pinned).
+    /// `calibration_samples`, and `input_shapes` when some were pinned; with QAT tables,
+    /// `qat_tables` instead of `calibration_method`, and the calibration entries only when
+    /// calibration files were given).
     pub fn to_metadata(&self) -> BTreeMap<String, String> {
         let mut metadata = BTreeMap::from([
             (Self::SOURCE.to_string(), self.source.clone()),
@@ -232,6 +314,14 @@ impl Provenance {
                 self.calibration_samples.to_string(),
             ),
         ]);
+        if let Some(tables) = &self.qat_tables {
+            metadata.remove(Self::CALIBRATION_METHOD);
+            if self.calibration.is_empty() {
+                metadata.remove(Self::CALIBRATION);
+                metadata.remove("calibration_samples");
+            }
+            metadata.insert(Self::QAT_TABLES.to_string(), tables.clone());
+        }
         if !self.input_shapes.is_empty() {
             let shapes: Vec<String> = self
                 .input_shapes
@@ -242,6 +332,11 @@ impl Provenance {
         }
         metadata
     }
+
+    /// Metadata key of the QAT tables sidecar's path (`--qat-tables`).
+    pub const QAT_TABLES: &'static str = "qat_tables";
+    /// Metadata key of the SHA-256 (hex) of the sidecar's bytes as read.
+    pub const QAT_TABLES_SHA256: &'static str = "qat_tables_sha256";
 
     /// Metadata key of the pinned input shapes (`name=shape;name=shape`).
     pub const INPUT_SHAPES: &'static str = "input_shapes";

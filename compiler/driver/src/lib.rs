@@ -13,6 +13,7 @@ pub mod mixed_precision;
 pub mod model;
 pub mod npy;
 pub mod plot;
+pub mod qat_tables;
 
 /// The ONNX frontend.
 pub use strata_onnx as onnx;

@@ -5,18 +5,29 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use strata_compiler::compile::{compile_with_context, CompileOptions, Provenance};
+use strata_compiler::compile::{
+    compile_with_context, compile_with_tables, CompileOptions, Provenance,
+};
 use strata_compiler::mixed_precision::MixedPlan;
 use strata_compiler::model::read_inputs;
 use strata_compiler::npy;
-use strata_passes::{CalibrationKind, OnceQatReport, ProgressFn};
+use strata_passes::{CalibrationKind, OnceQatReport, ProgressFn, VlQuantization};
 
 #[derive(clap::Args)]
 pub struct Args {
     model: PathBuf,
     /// Calibration inputs: float32 `[N, …]`, already preprocessed (one file per graph input).
-    #[arg(long = "calib", required = true)]
+    /// Required, unless --qat-tables gives the quantization (then only recorded).
+    #[arg(long = "calib")]
     calib: Vec<PathBuf>,
+    /// Package weights trained elsewhere (e.g. with `strata_torch`): this sidecar's code
+    /// scales and side tables (docs/qat-tables.md) are used as they are, with no calibration
+    /// or fitting. Bits, plane counts and activation bits come from the file.
+    #[arg(long, value_name = "FILE.npz", conflicts_with_all = [
+        "qat_steps", "calib_method", "bits", "planes", "act_bits", "budget_bytes",
+        "labels", "qat_batch", "qat_lr", "seed", "qat_options",
+    ])]
+    qat_tables: Option<PathBuf>,
     /// `B`: bits of the codes, i.e. planes in the complete model.
     #[arg(long, default_value_t = 8)]
     bits: u8,
@@ -82,25 +93,52 @@ impl Args {
 
 pub fn run(args: Args) -> Result<()> {
     let start = Instant::now();
+    if args.calib.is_empty() && args.qat_tables.is_none() {
+        bail!(
+            "--calib FILE.npy is required: the calibration inputs (float32 [N, …], one file per \
+             graph input); or give --qat-tables FILE.npz to package tables trained elsewhere"
+        );
+    }
     let options = args.options();
     let shown = args.model.display().to_string();
     let load = args.shapes.load_options()?;
     let graph = args.shapes.load(&args.model)?.graph;
-    let samples = read_inputs(&graph, &args.calib).with_context(|| format!("--calib: {shown}"))?;
+    let samples = if args.calib.is_empty() {
+        Vec::new()
+    } else {
+        read_inputs(&graph, &args.calib).with_context(|| format!("--calib: {shown}"))?
+    };
     if args.labels.is_some() && options.qat_steps == 0 {
         bail!("--labels is only used by QAT: give --qat-steps too");
     }
     let labels = args.labels.as_deref().map(npy::read_npy).transpose()?;
     let source = strata_ir::files::read_limited(&args.model, strata_ir::limits::MAX_FILE_BYTES)
         .with_context(|| format!("reading {shown}"))?;
-    let metadata = Provenance::new(&shown, &source, &args.calib, &options, &samples)
-        .with_input_shapes(&load.input_shapes)
-        .to_metadata();
-    let (bytes, ctx) = compile_with_context(graph, samples, &options, metadata, |ctx| {
-        ctx.progress = Some(progress_bar());
-        ctx.labels = labels;
-    })
-    .with_context(|| shown.clone())?;
+    let provenance = Provenance::new(&shown, &source, &args.calib, &options, &samples)
+        .with_input_shapes(&load.input_shapes);
+    let (bytes, ctx) = match &args.qat_tables {
+        Some(tables) => {
+            let metadata = provenance.with_qat_tables(tables).to_metadata();
+            let (bytes, ctx) = compile_with_tables(graph, tables, metadata, |_| {})
+                .with_context(|| shown.clone())?;
+            if let Some(q) = VlQuantization::from_context(&ctx) {
+                eprintln!(
+                    "packaged {} layers with the tables of {} (bits {}, k = {:?}, act-bits {})",
+                    q.layers.len(),
+                    tables.display(),
+                    q.bits,
+                    q.plane_counts,
+                    q.act_bits
+                );
+            }
+            (bytes, ctx)
+        }
+        None => compile_with_context(graph, samples, &options, provenance.to_metadata(), |ctx| {
+            ctx.progress = Some(progress_bar());
+            ctx.labels = labels;
+        })
+        .with_context(|| shown.clone())?,
+    };
     if let Some(report) = OnceQatReport::from_context(&ctx) {
         eprintln!("{}", report.summary());
     }

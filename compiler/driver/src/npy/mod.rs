@@ -8,6 +8,7 @@
 //! renamed into place, so an interrupted run never leaves a half-written output.
 
 pub mod header;
+pub mod npz;
 
 use std::path::{Path, PathBuf};
 
