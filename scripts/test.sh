@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Strata's full test suite: installs the Debian tools the backend tests need
 # (scripts/setup-system.sh), the pinned Python tooling and the ONNX node tests
-# (scripts/setup-python.sh), then runs every Rust test in the workspace and a smoke run of
-# every fuzz target (scripts/fuzz.sh).
+# (scripts/setup-python.sh) and the PyTorch environment of python/strata_torch
+# (scripts/setup-torch.sh, kept outside the clone), then runs every Rust test in the
+# workspace, the strata_torch tests and a smoke run of every fuzz target (scripts/fuzz.sh).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,6 +19,12 @@ scripts/setup-python.sh
 
 echo "[test] cargo test --workspace --all-targets $*"
 cargo test --workspace --all-targets "$@"
+
+echo "[test] scripts/setup-torch.sh"
+TORCH_PYTHON="$(scripts/setup-torch.sh)"
+
+echo "[test] python/strata_torch tests (with $TORCH_PYTHON)"
+(cd python/strata_torch/tests && PYTHONDONTWRITEBYTECODE=1 "$TORCH_PYTHON" -W ignore -m unittest -v)
 
 echo "[test] scripts/fuzz.sh (smoke run of every fuzz target)"
 scripts/fuzz.sh
