@@ -229,6 +229,7 @@ pub fn every_op() -> Graph {
         Op::Pad(Pad {
             pads: vec![1, 0, 2, 0],
             value: -0.0,
+            mode: PadMode::Constant,
         }),
         &[tr],
     );

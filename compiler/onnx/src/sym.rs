@@ -258,7 +258,17 @@ pub fn eval(op: &Op, inputs: &[SymTensor], out_dtype: DType) -> Option<SymTensor
         | Op::Shape { .. }
         | Op::Split(_)
         | Op::ReduceMean(_)
-        | Op::Bitplane(_) => None,
+        | Op::Bitplane(_)
+        // Constant inputs fold through the runtime kernels instead (`Importer::fold`).
+        | Op::Compare(_)
+        | Op::Where
+        | Op::ReduceMax(_)
+        | Op::ReduceSum(_)
+        | Op::ArgMax(_)
+        | Op::Expand { .. }
+        | Op::Resize(_)
+        | Op::QuantizeLinear(_)
+        | Op::DequantizeLinear(_) => None,
     }
 }
 

@@ -30,6 +30,7 @@ impl Op {
             | Op::AveragePool(_)
             | Op::GlobalPool(_)
             | Op::Unary(_)
+            | Op::Resize(_)
             | Op::Identity
             | Op::Cast { .. } => true,
             Op::Softmax(s) => s.axis >= 1,
@@ -55,9 +56,17 @@ impl Op {
             Op::Gather { axis } => *axis >= 1 && only_first,
             Op::Slice(s) => !s.axes.contains(&0),
             Op::Split(s) => s.axis >= 1,
-            Op::ReduceMean(r) => !r.axes.contains(&0),
+            Op::ReduceMean(r) | Op::ReduceMax(r) | Op::ReduceSum(r) => !r.axes.contains(&0),
+            Op::ArgMax(a) => a.axis != 0,
+            // The input's batch must stay axis 0 of the output (no leading dims added).
+            Op::Expand { .. } => x.rank() == y.rank() && only_first,
+            // Scale and zero point are parameters: per tensor, or along a non-batch axis.
+            Op::QuantizeLinear(q) | Op::DequantizeLinear(q) => {
+                only_first
+                    && (q.axis != 0 || inputs[1].shape.0.iter().all(|d| d.known() == Some(1)))
+            }
             // A batched input of lower rank would broadcast along the output's batch axis.
-            Op::Binary(_) | Op::Variadic(_) => inputs
+            Op::Binary(_) | Op::Variadic(_) | Op::Compare(_) | Op::Where => inputs
                 .iter()
                 .all(|t| !t.shape.has_batch() || t.rank() == y.rank()),
             Op::Gemm(g) => only_first && !g.trans_a,

@@ -2,7 +2,7 @@
 //! Split and Gather. Every shape-determining parameter must be constant here, because the
 //! IR keeps them as static attributes.
 
-use strata_ir::ops::{Pad, Reshape, Slice, Split};
+use strata_ir::ops::{Pad, PadMode, Reshape, Slice, Split};
 use strata_ir::{Dim, Op};
 
 use super::{arity, ints_attr_or_input, present, single, Ins, OnnxOp, Outs};
@@ -137,10 +137,13 @@ fn concat(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
 }
 
 fn pad(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
-    match ctx.string("mode")?.as_deref() {
-        None | Some("constant") => {}
+    let mode = match ctx.string("mode")?.as_deref() {
+        None | Some("constant") => PadMode::Constant,
+        Some("edge") => PadMode::Edge,
+        Some("reflect") => PadMode::Reflect,
+        Some("wrap") if ctx.opset >= 19 => PadMode::Wrap,
         Some(other) => return Err(ctx.unsupported_value("mode", format!("`{other}`"))),
-    }
+    };
     let x = imp.req(ctx, ins, 0)?;
     let rank = imp.ty(x)?.rank();
     let (pads, value, axes) = if ctx.opset < 11 {
@@ -176,7 +179,12 @@ fn pad(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
         full[ax] = pads[j];
         full[ax + rank] = pads[j + k];
     }
-    single(imp, ctx, Op::Pad(Pad { pads: full, value }), &[x])
+    let pad = Pad {
+        pads: full,
+        value,
+        mode,
+    };
+    single(imp, ctx, Op::Pad(pad), &[x])
 }
 
 fn squeeze(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
