@@ -37,13 +37,13 @@ pub enum CoordMode {
     HalfPixel,
     /// half_pixel shifted so the result stays centred when `m / s` is not `n` (opset 19).
     HalfPixelSymmetric,
-    /// half_pixel, but 0 when `m == 1`.
+    /// half_pixel, but −0.5 when `s · n == 1`.
     PytorchHalfPixel,
-    /// `x · (n - 1) / (m - 1)`, 0 when `m == 1`.
+    /// `x · (n - 1) / (s · n - 1)`, 0 when `s · n == 1`.
     AlignCorners,
     /// `x / s` (the only behaviour of Resize-10).
     Asymmetric,
-    /// `(x + 0.5) / s` (nearest only).
+    /// `(x + 0.5) / s` (nearest only; Resize 11–12).
     TfHalfPixelForNn,
 }
 

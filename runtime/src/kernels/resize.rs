@@ -9,21 +9,24 @@ use crate::RuntimeError;
 
 const OP: &str = "resize";
 
-/// Where output index `x` of an axis samples the input: ONNX's coordinate transformations
-/// (`n`, `m`: input and output lengths; `s`: the axis's scale).
+/// Where output index `x` of an axis samples the input: ONNX's coordinate transformations,
+/// as the reference implements them (`n`: input length; `m`: output length; `s`: the axis's
+/// scale; `s·n`, the unrounded output length, is what align_corners and pytorch_half_pixel
+/// divide by).
 pub fn source_coord(coord: CoordMode, x: usize, s: f64, n: usize, m: usize) -> f64 {
     let (x, n, m) = (x as f64, n as f64, m as f64);
+    let width = s * n;
     match coord {
         CoordMode::HalfPixel => (x + 0.5) / s - 0.5,
         CoordMode::HalfPixelSymmetric => {
-            let adjustment = m / (s * n);
+            let adjustment = m / width;
             let center = n / 2.0;
             center * (1.0 - adjustment) + (x + 0.5) / s - 0.5
         }
-        CoordMode::PytorchHalfPixel if m > 1.0 => (x + 0.5) / s - 0.5,
-        CoordMode::PytorchHalfPixel => 0.0,
-        CoordMode::AlignCorners if m > 1.0 => x * (n - 1.0) / (m - 1.0),
-        CoordMode::AlignCorners => 0.0,
+        CoordMode::PytorchHalfPixel if width == 1.0 => -0.5,
+        CoordMode::PytorchHalfPixel => (x + 0.5) / s - 0.5,
+        CoordMode::AlignCorners if width == 1.0 => 0.0,
+        CoordMode::AlignCorners => x * (n - 1.0) / (width - 1.0),
         CoordMode::Asymmetric => x / s,
         CoordMode::TfHalfPixelForNn => (x + 0.5) / s,
     }
