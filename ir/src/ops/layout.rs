@@ -441,7 +441,31 @@ impl Split {
 
 // Text form of the data-movement ops with attribute structs: their fields, in field order.
 attr_fields!(Reshape { shape, allow_zero });
-attr_fields!(Pad { pads, value, mode });
+/// Pad's text form: `mode` is printed only when it is not `constant` (and read as `constant`
+/// when absent), so graphs and containers written before the copying modes still load.
+impl Pad {
+    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, crate::text::AttrValue)> {
+        use crate::text::fields::AttrField;
+        let mut out = vec![("pads", self.pads.to_attr()), ("value", self.value.to_attr())];
+        if self.mode != PadMode::Constant {
+            out.push(("mode", self.mode.to_attr()));
+        }
+        out
+    }
+
+    pub(crate) fn from_attrs(a: &mut Attrs) -> Result<Pad, ParseError> {
+        use crate::text::fields::AttrField;
+        let mode = match a.has("mode") {
+            true => PadMode::take(a, "mode")?,
+            false => PadMode::Constant,
+        };
+        Ok(Pad {
+            pads: AttrField::take(a, "pads")?,
+            value: AttrField::take(a, "value")?,
+            mode,
+        })
+    }
+}
 attr_enum!(
     PadMode,
     "constant, edge, reflect or wrap",

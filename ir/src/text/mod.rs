@@ -272,6 +272,12 @@ impl Attrs {
         self.list(name, "an i64", |s| s.parse().ok())
     }
 
+    /// Whether attribute `name` is present (for attributes added later with a default, so
+    /// text written before them still parses).
+    pub fn has(&self, name: &str) -> bool {
+        self.entries.iter().any(|(n, _, _)| n == name)
+    }
+
     /// Takes an identifier attribute that must be one of `names` (an enum-valued attribute
     /// such as a resize mode); returns its index in `names`.
     pub fn choice(
