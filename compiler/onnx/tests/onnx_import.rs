@@ -1040,7 +1040,9 @@ fn pow_with_mixed_types_casts() {
     let g = m(DataType::FLOAT, i64_tensor("e", &[2, 3, 0]));
     assert_eq!(op(&g, "n"), Op::Binary(BinaryOp::Pow));
     assert_eq!(
-        const_inputs(&g, "n")[1].as_ref().and_then(|t| t.as_f32().map(<[f32]>::to_vec)),
+        const_inputs(&g, "n")[1]
+            .as_ref()
+            .and_then(|t| t.as_f32().map(<[f32]>::to_vec)),
         Some(vec![2.0, 3.0, 0.0])
     );
     // Integer base, float exponent: computed in float, cast back.
@@ -1058,7 +1060,13 @@ fn shape_arithmetic_chains_fold_to_constants() {
     let one = f32_tensor("one", &[1], &[1.0]);
     let nodes = vec![
         node("Shape", "shape", &["x"], &["s"], vec![]),
-        node("ConstantOfShape", "ones", &["s"], &["c"], vec![("value", A::T(Box::new(one)))]),
+        node(
+            "ConstantOfShape",
+            "ones",
+            &["s"],
+            &["c"],
+            vec![("value", A::T(Box::new(one)))],
+        ),
         node("Mul", "mul", &["x", "c"], &["y1"], vec![]),
         node("Gather", "dim1", &["s", "i1"], &["d"], vec![]),
         node("Range", "range", &["zero", "d", "step"], &["r"], vec![]),
@@ -1079,56 +1087,156 @@ fn shape_arithmetic_chains_fold_to_constants() {
     assert_eq!(rf.as_f32(), Some(&[0.0f32, 1.0, 2.0][..]));
     let x = Tensor::from_f32(vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
     let y = strata_runtime::run(&g, &[x]).unwrap();
-    assert_eq!(y[0].as_f32(), Some(&[2.0f32, 6.0, 10.0, 8.0, 12.0, 16.0][..]));
+    assert_eq!(
+        y[0].as_f32(),
+        Some(&[2.0f32, 6.0, 10.0, 8.0, 12.0, 16.0][..])
+    );
 }
 
 /// Bad attributes and inputs of the new ops: typed errors naming the node and op type.
 #[test]
 fn new_ops_refuse_bad_attributes() {
-    let err = |opset: i64, x: &[i64], inits: Vec<TensorProto>, op_type: &str, ins: &[&str], attrs: Vec<(&str, A)>| {
+    let err = |opset: i64,
+               x: &[i64],
+               inits: Vec<TensorProto>,
+               op_type: &str,
+               ins: &[&str],
+               attrs: Vec<(&str, A)>| {
         let ins: Vec<&str> = std::iter::once("x").chain(ins.iter().copied()).collect();
-        model(opset, x, inits, vec![node(op_type, "n", &ins, &["y"], attrs)], &["y"]).import_err()
+        model(
+            opset,
+            x,
+            inits,
+            vec![node(op_type, "n", &ins, &["y"], attrs)],
+            &["y"],
+        )
+        .import_err()
     };
-    let unsupported = |e: &OnnxError, want: &str| {
-        matches!(e, OnnxError::UnsupportedAttributeValue { node, attr, .. } if node == "n" && attr == want)
-    };
-    let out_of_range = |e: &OnnxError, want: &str| {
-        matches!(e, OnnxError::AttributeOutOfRange { node, attr, .. } if node == "n" && attr == want)
-    };
+    let unsupported = |e: &OnnxError, want: &str| matches!(e, OnnxError::UnsupportedAttributeValue { node, attr, .. } if node == "n" && attr == want);
+    let out_of_range = |e: &OnnxError, want: &str| matches!(e, OnnxError::AttributeOutOfRange { node, attr, .. } if node == "n" && attr == want);
     let sc = || f32_tensor("sc", &[4], &[1.0, 1.0, 2.0, 2.0]);
-    let e = err(19, &[1, 1, 2, 2], vec![sc()], "Resize", &["", "sc"], vec![("mode", A::S("cubic".into()))]);
+    let e = err(
+        19,
+        &[1, 1, 2, 2],
+        vec![sc()],
+        "Resize",
+        &["", "sc"],
+        vec![("mode", A::S("cubic".into()))],
+    );
     assert!(unsupported(&e, "mode"), "{e}");
-    assert!(e.to_string().contains("Resize") && e.to_string().contains("cubic"), "{e}");
-    let e = err(13, &[1, 1, 2, 2], vec![sc()], "Resize", &["", "sc"],
-        vec![("coordinate_transformation_mode", A::S("tf_crop_and_resize".into()))]);
+    assert!(
+        e.to_string().contains("Resize") && e.to_string().contains("cubic"),
+        "{e}"
+    );
+    let e = err(
+        13,
+        &[1, 1, 2, 2],
+        vec![sc()],
+        "Resize",
+        &["", "sc"],
+        vec![(
+            "coordinate_transformation_mode",
+            A::S("tf_crop_and_resize".into()),
+        )],
+    );
     assert!(unsupported(&e, "coordinate_transformation_mode"), "{e}");
-    let e = err(19, &[1, 1, 4, 4], vec![f32_tensor("sc", &[4], &[1.0, 1.0, 0.5, 0.5])], "Resize", &["", "sc"],
-        vec![("mode", A::S("linear".into())), ("antialias", A::I(1))]);
+    let e = err(
+        19,
+        &[1, 1, 4, 4],
+        vec![f32_tensor("sc", &[4], &[1.0, 1.0, 0.5, 0.5])],
+        "Resize",
+        &["", "sc"],
+        vec![("mode", A::S("linear".into())), ("antialias", A::I(1))],
+    );
     assert!(unsupported(&e, "antialias"), "{e}");
-    let e = err(19, &[-1, 1, 2, 2], vec![f32_tensor("sc", &[4], &[2.0, 1.0, 2.0, 2.0])], "Resize", &["", "sc"], vec![]);
-    assert!(matches!(&e, OnnxError::BatchDependent { node, .. } if node == "n"), "{e}");
+    let e = err(
+        19,
+        &[-1, 1, 2, 2],
+        vec![f32_tensor("sc", &[4], &[2.0, 1.0, 2.0, 2.0])],
+        "Resize",
+        &["", "sc"],
+        vec![],
+    );
+    assert!(
+        matches!(&e, OnnxError::BatchDependent { node, .. } if node == "n"),
+        "{e}"
+    );
     let e = err(13, &[2, 3], vec![], "ArgMax", &[], vec![("axis", A::I(2))]);
     assert!(out_of_range(&e, "axis"), "{e}");
-    let e = err(13, &[2, 3], vec![], "ArgMax", &[], vec![("keepdims", A::I(2))]);
+    let e = err(
+        13,
+        &[2, 3],
+        vec![],
+        "ArgMax",
+        &[],
+        vec![("keepdims", A::I(2))],
+    );
     assert!(out_of_range(&e, "keepdims"), "{e}");
-    let e = err(18, &[2, 3], vec![i64_tensor("p", &[1, 1, 1, 1])], "Pad", &["p"], vec![("mode", A::S("wrap".into()))]);
+    let e = err(
+        18,
+        &[2, 3],
+        vec![i64_tensor("p", &[1, 1, 1, 1])],
+        "Pad",
+        &["p"],
+        vec![("mode", A::S("wrap".into()))],
+    );
     assert!(unsupported(&e, "mode"), "wrap needs opset 19: {e}");
-    let e = err(21, &[2, 4], vec![f32_tensor("s", &[2, 2], &[0.1; 4])], "QuantizeLinear", &["s"], vec![("block_size", A::I(2))]);
+    let e = err(
+        21,
+        &[2, 4],
+        vec![f32_tensor("s", &[2, 2], &[0.1; 4])],
+        "QuantizeLinear",
+        &["s"],
+        vec![("block_size", A::I(2))],
+    );
     assert!(unsupported(&e, "block_size"), "{e}");
     assert!(e.to_string().contains("export the float model"), "{e}");
-    let e = err(13, &[2, 3], vec![i64_tensor("s", &[-2, 3])], "Expand", &["s"], vec![]);
+    let e = err(
+        13,
+        &[2, 3],
+        vec![i64_tensor("s", &[-2, 3])],
+        "Expand",
+        &["s"],
+        vec![],
+    );
     assert!(out_of_range(&e, "shape"), "{e}");
     // An opset before the op existed.
-    let e = err(11, &[2, 3], vec![f32_tensor("t", &[1], &[0.0])], "GreaterOrEqual", &["t"], vec![]);
-    assert!(matches!(&e, OnnxError::UnsupportedOpset { node, opset: 11, .. } if node == "n"), "{e}");
+    let e = err(
+        11,
+        &[2, 3],
+        vec![f32_tensor("t", &[1], &[0.0])],
+        "GreaterOrEqual",
+        &["t"],
+        vec![],
+    );
+    assert!(
+        matches!(&e, OnnxError::UnsupportedOpset { node, opset: 11, .. } if node == "n"),
+        "{e}"
+    );
     // Mixed element types in a comparison are a typed shape-inference error.
-    let e = err(13, &[2, 3], vec![i64_tensor("t", &[1])], "Equal", &["t"], vec![]);
-    assert!(matches!(&e, OnnxError::Shape { node, op_type, .. } if node == "n" && op_type == "Equal"), "{e}");
+    let e = err(
+        13,
+        &[2, 3],
+        vec![i64_tensor("t", &[1])],
+        "Equal",
+        &["t"],
+        vec![],
+    );
+    assert!(
+        matches!(&e, OnnxError::Shape { node, op_type, .. } if node == "n" && op_type == "Equal"),
+        "{e}"
+    );
     // ConstantOfShape: a two-element value, a batch-dependent shape.
     let two = f32_tensor("v", &[2], &[1.0, 2.0]);
     let nodes = vec![
         node("Shape", "s", &["x"], &["s"], vec![]),
-        node("ConstantOfShape", "n", &["s"], &["y"], vec![("value", A::T(Box::new(two)))]),
+        node(
+            "ConstantOfShape",
+            "n",
+            &["s"],
+            &["y"],
+            vec![("value", A::T(Box::new(two)))],
+        ),
     ];
     let e = model(13, &[2, 3], vec![], nodes, &["y"]).import_err();
     assert!(out_of_range(&e, "value"), "{e}");
@@ -1137,20 +1245,41 @@ fn new_ops_refuse_bad_attributes() {
         node("ConstantOfShape", "n", &["s"], &["y"], vec![]),
     ];
     let e = model(13, &[-1, 3], vec![], nodes, &["y"]).import_err();
-    assert!(matches!(&e, OnnxError::BatchDependent { node, .. } if node == "n"), "{e}");
+    assert!(
+        matches!(&e, OnnxError::BatchDependent { node, .. } if node == "n"),
+        "{e}"
+    );
     // Range with a zero step.
     let zero = |n: &str| scalar_tensor(n, DataType::FLOAT, 0f32.to_le_bytes().to_vec());
     let nodes = vec![node("Range", "n", &["a", "b", "c"], &["y"], vec![])];
-    let e = model(13, &[1], vec![zero("a"), zero("b"), zero("c")], nodes, &["y"]).import_err();
+    let e = model(
+        13,
+        &[1],
+        vec![zero("a"), zero("b"), zero("c")],
+        nodes,
+        &["y"],
+    )
+    .import_err();
     assert!(out_of_range(&e, "input"), "{e}");
 }
 
 /// A DequantizeLinear of a constant int8 weight folds to the float weight at import.
 #[test]
 fn dequantized_constant_weight_folds() {
-    let w = raw_tensor("w8", DataType::INT8, &[2, 1, 1, 1], vec![10u8, (-4i8) as u8]);
+    let w = raw_tensor(
+        "w8",
+        DataType::INT8,
+        &[2, 1, 1, 1],
+        vec![10u8, (-4i8) as u8],
+    );
     let nodes = vec![
-        node("DequantizeLinear", "dq", &["w8", "ws", "wz"], &["w"], vec![("axis", A::I(0))]),
+        node(
+            "DequantizeLinear",
+            "dq",
+            &["w8", "ws", "wz"],
+            &["w"],
+            vec![("axis", A::I(0))],
+        ),
         node("Conv", "conv", &["x", "w"], &["y"], vec![]),
     ];
     let inits = vec![

@@ -446,7 +446,10 @@ attr_fields!(Reshape { shape, allow_zero });
 impl Pad {
     pub(crate) fn text_attrs(&self) -> Vec<(&'static str, crate::text::AttrValue)> {
         use crate::text::fields::AttrField;
-        let mut out = vec![("pads", self.pads.to_attr()), ("value", self.value.to_attr())];
+        let mut out = vec![
+            ("pads", self.pads.to_attr()),
+            ("value", self.value.to_attr()),
+        ];
         if self.mode != PadMode::Constant {
             out.push(("mode", self.mode.to_attr()));
         }
