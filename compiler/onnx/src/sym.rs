@@ -366,7 +366,7 @@ mod tests {
         let min = Op::Variadic(VariadicOp::Min);
         let r = eval(&min, &[x.clone(), hi, r], DType::I64).unwrap();
         assert_eq!(r.known().unwrap(), [3, 5, -2]);
-        assert_eq!(eval(&min, &[x.clone()], DType::I64).unwrap(), x);
+        assert_eq!(eval(&min, std::slice::from_ref(&x), DType::I64).unwrap(), x);
         let same = v(vec![b]);
         assert_eq!(
             eval(&max, &[same.clone(), same.clone()], DType::I64).unwrap(),
