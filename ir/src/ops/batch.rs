@@ -62,8 +62,10 @@ impl Op {
             Op::Expand { .. } => x.rank() == y.rank() && only_first,
             // Scale and zero point are parameters: per tensor, or along a non-batch axis.
             Op::QuantizeLinear(q) | Op::DequantizeLinear(q) => {
-                only_first
-                    && (q.axis != 0 || inputs[1].shape.0.iter().all(|d| d.known() == Some(1)))
+                let per_tensor = inputs
+                    .get(1)
+                    .is_some_and(|s| s.shape.0.iter().all(|d| d.known() == Some(1)));
+                only_first && (q.axis != 0 || per_tensor)
             }
             // A batched input of lower rank would broadcast along the output's batch axis.
             Op::Binary(_) | Op::Variadic(_) | Op::Compare(_) | Op::Where => inputs
@@ -132,5 +134,19 @@ mod tests {
             "i64[2]"
         ));
         assert!(!per_sample(&Op::Identity, &[], "f32[N]"));
+        let q = |axis| Op::QuantizeLinear(crate::ops::Qdq { axis });
+        assert!(per_sample(
+            &q(1),
+            &["f32[N,3]", "f32[3]", "u8[3]"],
+            "u8[N,3]"
+        ));
+        assert!(per_sample(&q(0), &["f32[N,3]", "f32[]", "u8[]"], "u8[N,3]"));
+        assert!(!per_sample(&q(0), &["f32[N,3]"], "u8[N,3]"));
+        let expand = Op::Expand {
+            shape: vec![2, 1, 1],
+        };
+        assert!(!per_sample(&expand, &["f32[N,3]"], "f32[2,N,3]"));
+        let expand = Op::Expand { shape: vec![1, 3] };
+        assert!(per_sample(&expand, &["f32[N,1]"], "f32[N,3]"));
     }
 }
