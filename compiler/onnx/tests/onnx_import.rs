@@ -1249,6 +1249,19 @@ fn new_ops_refuse_bad_attributes() {
         matches!(&e, OnnxError::BatchDependent { node, .. } if node == "n"),
         "{e}"
     );
+    // Range up to the batch size.
+    let nodes = vec![
+        node("Shape", "s", &["x"], &["s"], vec![]),
+        node("Gather", "g", &["s", "i0"], &["d"], vec![]),
+        node("Range", "n", &["zero", "d", "step"], &["y"], vec![]),
+    ];
+    let i64s = |n: &str, v: i64| scalar_tensor(n, DataType::INT64, v.to_le_bytes().to_vec());
+    let inits = vec![i64s("i0", 0), i64s("zero", 0), i64s("step", 1)];
+    let e = model(13, &[-1, 3], inits, nodes, &["y"]).import_err();
+    assert!(
+        matches!(&e, OnnxError::BatchDependent { node, .. } if node == "n"),
+        "{e}"
+    );
     // Range with a zero step.
     let zero = |n: &str| scalar_tensor(n, DataType::FLOAT, 0f32.to_le_bytes().to_vec());
     let nodes = vec![node("Range", "n", &["a", "b", "c"], &["y"], vec![])];

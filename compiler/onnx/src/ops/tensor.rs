@@ -214,9 +214,22 @@ fn range(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
             }
             _ => {}
         }
-        *v = imp
-            .const_scalar(ctx, ins, i)?
-            .ok_or_else(|| ctx.input_count(format!("required input #{i} is missing")))?;
+        let value = match imp.const_scalar(ctx, ins, i) {
+            Ok(value) => value,
+            // Computed from the batch size (e.g. `arange(x.size(0))`): say so.
+            Err(e) => match imp.sym_input(ctx, ins, i) {
+                Ok(Some(s)) if s.known().is_none() => return Err(OnnxError::BatchDependent {
+                    node: ctx.name.clone(),
+                    op_type: ctx.op_type.to_string(),
+                    input: crate::import::input_name(ctx, i),
+                    reason:
+                        "Range is folded at import, so its bounds must not depend on the batch size"
+                            .into(),
+                }),
+                _ => return Err(e),
+            },
+        };
+        *v = value.ok_or_else(|| ctx.input_count(format!("required input #{i} is missing")))?;
     }
     let [start, limit, delta] = vals;
     let dtype = dtype.unwrap_or(DType::F32);
