@@ -1305,3 +1305,51 @@ fn dequantized_constant_weight_folds() {
     let w = const_inputs(&g, "conv")[1].clone().expect("folded weight");
     assert_eq!(w.as_f32(), Some(&[5.0f32, -1.0][..]));
 }
+
+/// TorchScript's `x.expand(n, 3, 4)` on a batched input: the target is built from Shape,
+/// and `Where(Equal(target, -1), 1, target)` replaces -1 entries. With the batch size in the
+/// target this folds symbolically (the batch is never -1) and Expand keeps the batch free.
+#[test]
+fn torchscript_expand_pattern_with_batch_folds() {
+    let i64s = |n: &str, v: &[i64]| i64_tensor(n, v);
+    let one = i64_tensor("one", &[1]);
+    let nodes = vec![
+        node("Shape", "shape", &["x"], &["s"], vec![]),
+        node("Slice", "batch", &["s", "z", "o"], &["b"], vec![]),
+        node(
+            "Concat",
+            "target",
+            &["b", "rest"],
+            &["t"],
+            vec![("axis", A::I(0))],
+        ),
+        node("Shape", "tlen", &["t"], &["tl"], vec![]),
+        node(
+            "ConstantOfShape",
+            "ones",
+            &["tl"],
+            &["ones"],
+            vec![("value", A::T(Box::new(one)))],
+        ),
+        node("Mul", "neg", &["ones", "m1"], &["neg"], vec![]),
+        node("Equal", "eq", &["t", "neg"], &["eq"], vec![]),
+        node("Where", "where", &["eq", "ones", "t"], &["w"], vec![]),
+        node("Expand", "n", &["x", "w"], &["y"], vec![]),
+    ];
+    let inits = vec![
+        i64s("z", &[0]),
+        i64s("o", &[1]),
+        i64s("rest", &[3, 4]),
+        i64s("m1", &[-1]),
+    ];
+    let g = model(13, &[-1, 1, 4], inits, nodes, &["y"]).import();
+    assert_eq!(count_ops(&g), 1, "{}", strata_ir::text::print(&g));
+    assert_eq!(
+        op_line(&g, "n"),
+        "expand(%x) {shape=[1, 3, 4]} : f32[N,3,4]"
+    );
+    let x = Tensor::from_f32(vec![2, 1, 4], (0..8).map(|i| i as f32).collect()).unwrap();
+    let y = strata_runtime::run(&g, &[x]).unwrap();
+    assert_eq!(y[0].shape(), &[2, 3, 4]);
+    assert_eq!(y[0].as_f32().unwrap()[12..16], [4.0, 5.0, 6.0, 7.0]);
+}
