@@ -164,10 +164,10 @@ def main():
     save("missing_attribute.onnx", model(
         [helper.make_node("Concat", ["a", "b"], ["y"], name="concat0")],
         [vi("a", [2, 3]), vi("b", [2, 3])], [vi("y", [4, 3])]))
-    save("pad_reflect.onnx", model(
-        [helper.make_node("Pad", ["x", "pads"], ["y"], name="pad0", mode="reflect")],
-        [vi("x", [1, 4])], [vi("y", [1, 6])],
-        [numpy_helper.from_array(np.array([0, 1, 0, 1], np.int64), "pads")]))
+    save("resize_cubic.onnx", model(
+        [helper.make_node("Resize", ["x", "", "scales"], ["y"], name="resize0", mode="cubic")],
+        [vi("x", [1, 1, 2, 2])], [vi("y", [1, 1, 4, 4])],
+        [numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")]))
     bn_inits = [numpy_helper.from_array(np.ones(3, np.float32), n) for n in ("s", "b", "m", "v")]
     save("batchnorm_training.onnx", model(
         [helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], name="bn0",

@@ -72,7 +72,7 @@ fn truncation_never_panics() {
 
 #[test]
 fn odd_names_nan_attributes_and_empty_results_round_trip() {
-    use strata_ir::ops::{Gemm, Pad, Split, UnaryOp};
+    use strata_ir::ops::{Gemm, Pad, PadMode, Split, UnaryOp};
     use strata_ir::{DType, Graph, Op, TensorType, Value, ValueRef};
     let names = [
         "",
@@ -101,6 +101,7 @@ fn odd_names_nan_attributes_and_empty_results_round_trip() {
             Op::Pad(Pad {
                 pads: vec![0; 4],
                 value: -f64::NAN,
+                mode: PadMode::Constant,
             })
         };
         let id = g

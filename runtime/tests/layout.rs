@@ -1,4 +1,4 @@
-use strata_ir::ops::{Pad, Reshape, Slice, Split};
+use strata_ir::ops::{Pad, PadMode, Reshape, Slice, Split};
 use strata_ir::{Op, TensorData};
 use strata_runtime::{eval_op, RuntimeError};
 use strata_test_support::*;
@@ -159,6 +159,7 @@ fn pad_constant_with_negative_pads() {
     let p = Op::Pad(Pad {
         pads: vec![1, 0, 0, 1],
         value: 9.0,
+        mode: PadMode::Constant,
     });
     let y = eval1(&p, &[&x]);
     assert_close(
@@ -171,6 +172,7 @@ fn pad_constant_with_negative_pads() {
     let p = Op::Pad(Pad {
         pads: vec![-1, 1, 0, -1],
         value: 0.0,
+        mode: PadMode::Constant,
     });
     let y = eval1(&p, &[&x]);
     assert_close(&y, &[1, 3], &[0., 4., 5.], 0.0);
@@ -179,6 +181,7 @@ fn pad_constant_with_negative_pads() {
         &Op::Pad(Pad {
             pads: vec![2, 1],
             value: -1.7,
+            mode: PadMode::Constant,
         }),
         &[&xi],
     );
@@ -187,6 +190,7 @@ fn pad_constant_with_negative_pads() {
         &Op::Pad(Pad {
             pads: vec![-3, 0, 0, 0],
             value: 0.0,
+            mode: PadMode::Constant,
         }),
         &[&x],
     );
@@ -195,7 +199,8 @@ fn pad_constant_with_negative_pads() {
         eval_err(
             &Op::Pad(Pad {
                 pads: vec![1, 1],
-                value: 0.0
+                value: 0.0,
+                mode: PadMode::Constant,
             }),
             &[&x]
         ),
@@ -204,6 +209,7 @@ fn pad_constant_with_negative_pads() {
     let huge = Op::Pad(Pad {
         pads: vec![i64::MAX, 0, i64::MAX, 0],
         value: 0.0,
+        mode: PadMode::Constant,
     });
     assert!(eval_op(&huge, &[&x]).is_err());
 }
@@ -368,6 +374,7 @@ fn pad_with_cancelling_huge_pads_is_rejected() {
         &Op::Pad(Pad {
             pads: vec![i64::MAX, -i64::MAX],
             value: 0.0,
+            mode: PadMode::Constant,
         }),
         &[&x],
     );

@@ -84,6 +84,96 @@ pub fn snapshot_cnn() -> Graph {
 }
 
 /// One graph that uses every op, every element type, odd names and special floats.
+/// The ops added for real-model imports (math, comparisons, Where, reductions, Expand,
+/// Resize, copying Pad, QDQ), chained from `x: f32[N,2,6,6]`; returns values to output.
+fn import_ops(g: &mut Graph, x: ValueRef) -> Vec<ValueRef> {
+    let mut m = x;
+    for (i, u) in [
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Sqrt,
+        UnaryOp::Neg,
+        UnaryOp::Abs,
+        UnaryOp::Reciprocal,
+        UnaryOp::Floor,
+        UnaryOp::Ceil,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        m = op(g, &format!("math{i}"), Op::Unary(u), &[m]);
+    }
+    m = op(g, "pow", Op::Binary(BinaryOp::Pow), &[m, x]);
+    let mut outs = Vec::new();
+    for (i, c) in [
+        CompareOp::Equal,
+        CompareOp::Greater,
+        CompareOp::Less,
+        CompareOp::GreaterOrEqual,
+        CompareOp::LessOrEqual,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        outs.push(op(g, &format!("cmp{i}"), Op::Compare(c), &[m, x]));
+    }
+    let w = op(g, "where", Op::Where, &[outs[1], m, x]);
+    let reduce = |axes: Vec<usize>, keep_dims| Reduce { axes, keep_dims };
+    let rmax = op(g, "rmax", Op::ReduceMax(reduce(vec![1], true)), &[w]);
+    outs.push(op(
+        g,
+        "rsum",
+        Op::ReduceSum(reduce(vec![2, 3], false)),
+        &[w],
+    ));
+    let am = ArgMax {
+        axis: 1,
+        keep_dims: false,
+        select_last_index: true,
+    };
+    outs.push(op(g, "argmax", Op::ArgMax(am), &[w]));
+    let ex = op(
+        g,
+        "expand",
+        Op::Expand {
+            shape: vec![2, 1, 1],
+        },
+        &[rmax],
+    );
+    let rs = Resize {
+        mode: ResizeMode::Linear,
+        coord: CoordMode::HalfPixelSymmetric,
+        nearest: NearestMode::Ceil,
+        scales: vec![1.0, 1.0, 1.5, 0.5],
+        sizes: vec![0, 2, 9, 3],
+    };
+    let rs = op(g, "resize", Op::Resize(rs), &[ex]);
+    let pad = Pad {
+        pads: vec![0, 0, 1, 2, 0, 0, 2, 1],
+        value: 0.0,
+        mode: PadMode::Reflect,
+    };
+    let pr = op(g, "pad_reflect", Op::Pad(pad), &[rs]);
+    let qs = f32c(g, "q.scale", &[2], |i| 0.1 + i as f32);
+    let qz = g.add_constant(
+        "q.zero",
+        Tensor::new(vec![2], TensorData::I8(vec![0, -3])).unwrap(),
+    );
+    let q = op(
+        g,
+        "quant",
+        Op::QuantizeLinear(Qdq { axis: 1 }),
+        &[pr, qs, qz],
+    );
+    outs.push(op(
+        g,
+        "dequant",
+        Op::DequantizeLinear(Qdq { axis: 1 }),
+        &[q, qs, qz],
+    ));
+    outs
+}
+
 pub fn every_op() -> Graph {
     let mut g = Graph::new("every op \"quoted\"");
     let x = g.add_input("x", ty(DType::F32, &[None, Some(2), Some(6), Some(6)]));
@@ -229,6 +319,7 @@ pub fn every_op() -> Graph {
         Op::Pad(Pad {
             pads: vec![1, 0, 2, 0],
             value: -0.0,
+            mode: PadMode::Constant,
         }),
         &[tr],
     );
@@ -275,6 +366,7 @@ pub fn every_op() -> Graph {
         &[ga],
     );
     let cast = op(&mut g, "cast", Op::Cast { to: DType::I8 }, &[rm]);
+    let extra = import_ops(&mut g, x);
     // One constant of every element type, small (literal) and large (hex).
     let mut outs = vec![
         pad,
@@ -287,6 +379,7 @@ pub fn every_op() -> Graph {
         },
         cast,
     ];
+    outs.extend(extra);
     for (i, d) in DType::ALL.into_iter().enumerate() {
         for n in [3usize, 40] {
             let data = match d {

@@ -241,15 +241,32 @@ impl<'g> Walk<'g> {
             | Op::ConvTranspose(_)
             | Op::Gemm(_)
             | Op::MatMul
-            | Op::Binary(BinaryOp::Sub | BinaryOp::Div)
+            | Op::Binary(BinaryOp::Sub | BinaryOp::Div | BinaryOp::Pow)
             | Op::Unary(
                 UnaryOp::LeakyRelu { .. }
                 | UnaryOp::Sigmoid
                 | UnaryOp::HardSigmoid { .. }
                 | UnaryOp::HardSwish
                 | UnaryOp::Tanh
-                | UnaryOp::Erf,
+                | UnaryOp::Erf
+                | UnaryOp::Exp
+                | UnaryOp::Log
+                | UnaryOp::Sqrt
+                | UnaryOp::Neg
+                | UnaryOp::Abs
+                | UnaryOp::Reciprocal
+                | UnaryOp::Floor
+                | UnaryOp::Ceil,
             )
+            | Op::Compare(_)
+            | Op::Where
+            | Op::ReduceMax(_)
+            | Op::ReduceSum(_)
+            | Op::ArgMax(_)
+            | Op::Expand { .. }
+            | Op::Resize(_)
+            | Op::QuantizeLinear(_)
+            | Op::DequantizeLinear(_)
             | Op::PRelu
             | Op::Clip(_)
             | Op::BatchNorm(_)

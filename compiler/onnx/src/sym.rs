@@ -6,7 +6,7 @@
 //! either known or the batch size. A value that ends up fully known becomes a constant; one
 //! that still mentions the batch size reaches Reshape, where `Batch` turns into `0` (copy).
 
-use strata_ir::ops::{BinaryOp, VariadicOp};
+use strata_ir::ops::{BinaryOp, CompareOp, VariadicOp};
 use strata_ir::{DType, Dim, Op, Tensor, TensorData};
 
 /// The longest vector tracked symbolically (shape vectors are short).
@@ -30,9 +30,10 @@ pub struct SymTensor {
 }
 
 impl SymTensor {
-    /// The symbolic view of a small integer constant.
+    /// The symbolic view of a small integer (or bool: 0/1) constant.
     pub fn from_tensor(t: &Tensor) -> Option<SymTensor> {
-        if t.rank() > 1 || t.len() > MAX_SYM_LEN || !t.dtype().is_integer() {
+        let tracked = t.dtype().is_integer() || t.dtype() == DType::Bool;
+        if t.rank() > 1 || t.len() > MAX_SYM_LEN || !tracked {
             return None;
         }
         let v = t.to_i64_vec()?;
@@ -72,6 +73,11 @@ impl SymTensor {
             DType::U8 => TensorData::U8(
                 v.iter()
                     .map(|&x| u8::try_from(x).ok())
+                    .collect::<Option<_>>()?,
+            ),
+            DType::Bool => TensorData::Bool(
+                v.iter()
+                    .map(|&x| (x == 0 || x == 1).then_some(x == 1))
                     .collect::<Option<_>>()?,
             ),
             _ => return None,
@@ -127,6 +133,19 @@ fn extremum(op: VariadicOp, a: SymInt, b: SymInt) -> Option<SymInt> {
     }
 }
 
+/// Equal on shape elements. The batch size is at least 1, so it differs from any known value
+/// below 1 (the `-1` of TorchScript's `expand` pattern, `Where(Equal(shape, -1), 1, shape)`);
+/// against a positive value it is unknown.
+fn equal(a: SymInt, b: SymInt) -> Option<SymInt> {
+    use SymInt::{Batch, Known};
+    Some(match (a, b) {
+        (Known(x), Known(y)) => Known((x == y) as i64),
+        (Batch, Batch) => Known(1),
+        (Batch, Known(k)) | (Known(k), Batch) if k < 1 => Known(0),
+        _ => return None,
+    })
+}
+
 /// Applies `f` element-wise to two rank ≤ 1 values, broadcasting a one-element side.
 fn zip(
     x: &SymTensor,
@@ -170,6 +189,32 @@ pub fn eval(op: &Op, inputs: &[SymTensor], out_dtype: DType) -> Option<SymTensor
         Op::Binary(b) => {
             let [x, y] = inputs else { return None };
             zip(x, y, out_dtype, |a, c| binary(*b, a, c))
+        }
+        Op::Compare(CompareOp::Equal) => {
+            let [x, y] = inputs else { return None };
+            zip(x, y, out_dtype, equal)
+        }
+        // Where picks between shape vectors with a known condition.
+        Op::Where => {
+            let [c, x, y] = inputs else { return None };
+            let n = c.elems.len().max(x.elems.len()).max(y.elems.len());
+            if [c, x, y].iter().any(|t| t.elems.len() != n && t.elems.len() != 1) {
+                return None;
+            }
+            let rank = [c, x, y].iter().map(|t| t.shape.len()).max()?;
+            let at = |t: &SymTensor, i: usize| t.elems[if t.elems.len() == 1 { 0 } else { i }];
+            let elems = (0..n)
+                .map(|i| match at(c, i) {
+                    SymInt::Known(0) => Some(at(y, i)),
+                    SymInt::Known(_) => Some(at(x, i)),
+                    SymInt::Batch => None,
+                })
+                .collect::<Option<Vec<_>>>()?;
+            Some(SymTensor {
+                dtype: out_dtype,
+                shape: if rank == 0 { vec![] } else { vec![n] },
+                elems,
+            })
         }
         // Shape arithmetic clamps with Max/Min (e.g. CenterCropPad's expansion).
         Op::Variadic(v) => {
@@ -258,7 +303,16 @@ pub fn eval(op: &Op, inputs: &[SymTensor], out_dtype: DType) -> Option<SymTensor
         | Op::Shape { .. }
         | Op::Split(_)
         | Op::ReduceMean(_)
-        | Op::Bitplane(_) => None,
+        | Op::Bitplane(_)
+        // Constant inputs fold through the runtime kernels instead (`Importer::fold`).
+        | Op::Compare(_)
+        | Op::ReduceMax(_)
+        | Op::ReduceSum(_)
+        | Op::ArgMax(_)
+        | Op::Expand { .. }
+        | Op::Resize(_)
+        | Op::QuantizeLinear(_)
+        | Op::DequantizeLinear(_) => None,
     }
 }
 
@@ -356,7 +410,7 @@ mod tests {
         let min = Op::Variadic(VariadicOp::Min);
         let r = eval(&min, &[x.clone(), hi, r], DType::I64).unwrap();
         assert_eq!(r.known().unwrap(), [3, 5, -2]);
-        assert_eq!(eval(&min, &[x.clone()], DType::I64).unwrap(), x);
+        assert_eq!(eval(&min, std::slice::from_ref(&x), DType::I64).unwrap(), x);
         let same = v(vec![b]);
         assert_eq!(
             eval(&max, &[same.clone(), same.clone()], DType::I64).unwrap(),

@@ -111,8 +111,8 @@ bad_fixtures! {
         if node == "softmax0" && attr == "axis", [];
     missing_required_attribute: "missing_attribute.onnx" => OnnxError::MissingAttribute { node, attr, .. }
         if node == "concat0" && attr == "axis", [];
-    pad_reflect_is_unsupported: "pad_reflect.onnx" => OnnxError::UnsupportedAttributeValue { node, attr, value, .. }
-        if node == "pad0" && attr == "mode" && value.contains("reflect"), [];
+    resize_cubic_is_unsupported: "resize_cubic.onnx" => OnnxError::UnsupportedAttributeValue { node, attr, value, .. }
+        if node == "resize0" && attr == "mode" && value.contains("cubic"), ["Resize"];
     batchnorm_training_mode: "batchnorm_training.onnx" => OnnxError::Unsupported { node, .. } if node == "bn0",
         ["training_mode"];
     maxpool_indices_output: "maxpool_indices.onnx" => OnnxError::Unsupported { node, .. } if node == "pool0", ["idx"];

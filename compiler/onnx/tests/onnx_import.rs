@@ -982,3 +982,374 @@ fn pinned_input_shapes_that_do_not_fit_are_errors() {
         assert!(e.to_string().contains(needle), "{name}={shape}: {e}");
     }
 }
+
+// ---------------------------------------------------------------- math, compare, reduce, resize, QDQ
+
+fn scalar_tensor(name: &str, dtype: DataType, raw: Vec<u8>) -> TensorProto {
+    raw_tensor(name, dtype, &[], raw)
+}
+
+/// The translations of the ops added for real-model imports (issue 12): one IR op each, or
+/// a Cast around Pow for mixed types.
+#[test]
+fn math_compare_reduce_resize_qdq_forms() {
+    let axes = |a: &[i64]| ("axes", A::Is(a.to_vec()));
+    let scales = f32_tensor("sc", &[4], &[1.0, 1.0, 2.0, 2.0]);
+    #[rustfmt::skip]
+    let cases: Vec<Case> = vec![
+        (13, &[-1, 3], vec![], "Exp", &[], vec![], "exp(%x) : f32[N,3]"),
+        (13, &[-1, 3], vec![], "Reciprocal", &[], vec![], "reciprocal(%x) : f32[N,3]"),
+        (15, &[2, 3], vec![f32_tensor("e", &[3], &[1.0, 2.0, 0.5])], "Pow", &["e"], vec![], "pow(%x, %e) : f32[2,3]"),
+        (13, &[-1, 3], vec![f32_tensor("t", &[1], &[0.5])], "Greater", &["t"], vec![], "greater(%x, %t) : bool[N,3]"),
+        (16, &[2, 3], vec![f32_tensor("t", &[3], &[0.0; 3])], "LessOrEqual", &["t"], vec![], "less_equal(%x, %t) : bool[2,3]"),
+        (13, &[-1, 3, 4], vec![i64_tensor("ax", &[-1])], "ReduceSum", &["ax"], vec![("keepdims", A::I(0))],
+            "reduce_sum(%x) {axes=[2], keep_dims=false} : f32[N,3]"),
+        (11, &[-1, 3, 4], vec![], "ReduceSum", &[], vec![axes(&[1])], "reduce_sum(%x) {axes=[1], keep_dims=true} : f32[N,1,4]"),
+        (18, &[2, 3], vec![], "ReduceMax", &[], vec![], "reduce_max(%x) {axes=[0, 1], keep_dims=true} : f32[1,1]"),
+        (13, &[-1, 10], vec![], "ArgMax", &[], vec![("axis", A::I(-1)), ("keepdims", A::I(0)), ("select_last_index", A::I(1))],
+            "arg_max(%x) {axis=1, keep_dims=false, select_last_index=true} : i64[N]"),
+        (13, &[-1, 1, 4], vec![i64_tensor("s", &[3, 1])], "Expand", &["s"], vec![], "expand(%x) {shape=[3, 1]} : f32[N,3,4]"),
+        (18, &[2, 3], vec![i64_tensor("p", &[1, 2, 1, 0])], "Pad", &["p"], vec![("mode", A::S("reflect".into()))],
+            "pad(%x) {pads=[1, 2, 1, 0], value=0.0, mode=reflect} : f32[4,5]"),
+        (19, &[-1, 3, 4, 5], vec![scales], "Resize", &["", "sc"], vec![("mode", A::S("linear".into()))],
+            "resize(%x) {mode=linear, coord=half_pixel, nearest=round_prefer_floor, scales=[1.0, 1.0, 2.0, 2.0], sizes=[0, 3, 8, 10]} : f32[N,3,8,10]"),
+        (19, &[1, 3, 4, 4], vec![i64_tensor("sz", &[6, 2])], "Resize", &["", "", "sz"],
+            vec![axes(&[2, 3]), ("coordinate_transformation_mode", A::S("asymmetric".into())), ("nearest_mode", A::S("floor".into()))],
+            "resize(%x) {mode=nearest, coord=asymmetric, nearest=floor, scales=[1.0, 1.0, 1.5, 0.5], sizes=[1, 3, 6, 2]} : f32[1,3,6,2]"),
+        (10, &[1, 1, 2, 2], vec![f32_tensor("sc", &[4], &[1.0, 1.0, 2.0, 3.0])], "Resize", &["sc"], vec![],
+            "resize(%x) {mode=nearest, coord=asymmetric, nearest=floor, scales=[1.0, 1.0, 2.0, 3.0], sizes=[1, 1, 4, 6]} : f32[1,1,4,6]"),
+        (13, &[-1, 4], vec![f32_tensor("s", &[], &[0.1]), scalar_tensor("z", DataType::INT8, vec![3])], "QuantizeLinear", &["s", "z"], vec![],
+            "quantize_linear(%x, %s, %z) {axis=0} : i8[N,4]"),
+        (13, &[-1, 4], vec![f32_tensor("s", &[4], &[0.1; 4])], "QuantizeLinear", &["s"], vec![],
+            "quantize_linear(%x, %s, %n_zero_point) {axis=1} : u8[N,4]"),
+    ];
+    check_lines(cases);
+}
+
+#[test]
+fn pow_with_mixed_types_casts() {
+    let m = |x_type: DataType, e: TensorProto| {
+        M::new(15)
+            .input(vi("x", x_type, &[3]))
+            .init(e)
+            .node(node("Pow", "n", &["x", "e"], &["y"], vec![]))
+            .output("y")
+            .import()
+    };
+    // Float base, integer exponent: the exponent becomes the base's type (folded here).
+    let g = m(DataType::FLOAT, i64_tensor("e", &[2, 3, 0]));
+    assert_eq!(op(&g, "n"), Op::Binary(BinaryOp::Pow));
+    assert_eq!(
+        const_inputs(&g, "n")[1]
+            .as_ref()
+            .and_then(|t| t.as_f32().map(<[f32]>::to_vec)),
+        Some(vec![2.0, 3.0, 0.0])
+    );
+    // Integer base, float exponent: computed in float, cast back.
+    let g = m(DataType::INT64, f32_tensor("e", &[1], &[2.0]));
+    assert_eq!(op(&g, "n"), Op::Cast { to: DType::I64 });
+    assert_eq!(op(&g, "n_float_pow"), Op::Binary(BinaryOp::Pow));
+    let y = strata_runtime::run(&g, &[Tensor::from_i64(vec![3], vec![2, -3, 5]).unwrap()]).unwrap();
+    assert_eq!(y[0].as_i64(), Some(&[4i64, 9, 25][..]));
+}
+
+/// Shape → ConstantOfShape / Gather → Range / Expand on static dims all fold away: only the
+/// ops on the real input remain, and the result is right.
+#[test]
+fn shape_arithmetic_chains_fold_to_constants() {
+    let one = f32_tensor("one", &[1], &[1.0]);
+    let nodes = vec![
+        node("Shape", "shape", &["x"], &["s"], vec![]),
+        node(
+            "ConstantOfShape",
+            "ones",
+            &["s"],
+            &["c"],
+            vec![("value", A::T(Box::new(one)))],
+        ),
+        node("Mul", "mul", &["x", "c"], &["y1"], vec![]),
+        node("Gather", "dim1", &["s", "i1"], &["d"], vec![]),
+        node("Range", "range", &["zero", "d", "step"], &["r"], vec![]),
+        node("Cast", "cast", &["r"], &["rf"], vec![("to", A::I(1))]),
+        node("Add", "add", &["y1", "rf"], &["y2"], vec![]),
+        node("Expand", "expand", &["two", "s"], &["e"], vec![]),
+        node("Mul", "mul2", &["y2", "e"], &["y"], vec![]),
+    ];
+    let inits = vec![
+        scalar_tensor("i1", DataType::INT64, 1i64.to_le_bytes().to_vec()),
+        scalar_tensor("zero", DataType::INT64, 0i64.to_le_bytes().to_vec()),
+        scalar_tensor("step", DataType::INT64, 1i64.to_le_bytes().to_vec()),
+        f32_tensor("two", &[1], &[2.0]),
+    ];
+    let g = model(13, &[2, 3], inits, nodes, &["y"]).import();
+    assert_eq!(count_ops(&g), 3, "{}", strata_ir::text::print(&g));
+    let rf = const_inputs(&g, "add")[1].clone().expect("range folded");
+    assert_eq!(rf.as_f32(), Some(&[0.0f32, 1.0, 2.0][..]));
+    let x = Tensor::from_f32(vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+    let y = strata_runtime::run(&g, &[x]).unwrap();
+    assert_eq!(
+        y[0].as_f32(),
+        Some(&[2.0f32, 6.0, 10.0, 8.0, 12.0, 16.0][..])
+    );
+}
+
+/// Bad attributes and inputs of the new ops: typed errors naming the node and op type.
+#[test]
+fn new_ops_refuse_bad_attributes() {
+    let err = |opset: i64,
+               x: &[i64],
+               inits: Vec<TensorProto>,
+               op_type: &str,
+               ins: &[&str],
+               attrs: Vec<(&str, A)>| {
+        let ins: Vec<&str> = std::iter::once("x").chain(ins.iter().copied()).collect();
+        model(
+            opset,
+            x,
+            inits,
+            vec![node(op_type, "n", &ins, &["y"], attrs)],
+            &["y"],
+        )
+        .import_err()
+    };
+    let unsupported = |e: &OnnxError, want: &str| matches!(e, OnnxError::UnsupportedAttributeValue { node, attr, .. } if node == "n" && attr == want);
+    let out_of_range = |e: &OnnxError, want: &str| matches!(e, OnnxError::AttributeOutOfRange { node, attr, .. } if node == "n" && attr == want);
+    let sc = || f32_tensor("sc", &[4], &[1.0, 1.0, 2.0, 2.0]);
+    let e = err(
+        19,
+        &[1, 1, 2, 2],
+        vec![sc()],
+        "Resize",
+        &["", "sc"],
+        vec![("mode", A::S("cubic".into()))],
+    );
+    assert!(unsupported(&e, "mode"), "{e}");
+    assert!(
+        e.to_string().contains("Resize") && e.to_string().contains("cubic"),
+        "{e}"
+    );
+    let e = err(
+        13,
+        &[1, 1, 2, 2],
+        vec![sc()],
+        "Resize",
+        &["", "sc"],
+        vec![(
+            "coordinate_transformation_mode",
+            A::S("tf_crop_and_resize".into()),
+        )],
+    );
+    assert!(unsupported(&e, "coordinate_transformation_mode"), "{e}");
+    let e = err(
+        19,
+        &[1, 1, 4, 4],
+        vec![f32_tensor("sc", &[4], &[1.0, 1.0, 0.5, 0.5])],
+        "Resize",
+        &["", "sc"],
+        vec![("mode", A::S("linear".into())), ("antialias", A::I(1))],
+    );
+    assert!(unsupported(&e, "antialias"), "{e}");
+    let e = err(
+        19,
+        &[-1, 1, 2, 2],
+        vec![f32_tensor("sc", &[4], &[2.0, 1.0, 2.0, 2.0])],
+        "Resize",
+        &["", "sc"],
+        vec![],
+    );
+    assert!(
+        matches!(&e, OnnxError::BatchDependent { node, .. } if node == "n"),
+        "{e}"
+    );
+    let e = err(13, &[2, 3], vec![], "ArgMax", &[], vec![("axis", A::I(2))]);
+    assert!(out_of_range(&e, "axis"), "{e}");
+    let e = err(
+        13,
+        &[2, 3],
+        vec![],
+        "ArgMax",
+        &[],
+        vec![("keepdims", A::I(2))],
+    );
+    assert!(out_of_range(&e, "keepdims"), "{e}");
+    let e = err(
+        18,
+        &[2, 3],
+        vec![i64_tensor("p", &[1, 1, 1, 1])],
+        "Pad",
+        &["p"],
+        vec![("mode", A::S("wrap".into()))],
+    );
+    assert!(unsupported(&e, "mode"), "wrap needs opset 19: {e}");
+    let e = err(
+        21,
+        &[2, 4],
+        vec![f32_tensor("s", &[2, 2], &[0.1; 4])],
+        "QuantizeLinear",
+        &["s"],
+        vec![("block_size", A::I(2))],
+    );
+    assert!(unsupported(&e, "block_size"), "{e}");
+    assert!(e.to_string().contains("export the float model"), "{e}");
+    let e = err(
+        13,
+        &[2, 3],
+        vec![i64_tensor("s", &[-2, 3])],
+        "Expand",
+        &["s"],
+        vec![],
+    );
+    assert!(out_of_range(&e, "shape"), "{e}");
+    // An opset before the op existed.
+    let e = err(
+        11,
+        &[2, 3],
+        vec![f32_tensor("t", &[1], &[0.0])],
+        "GreaterOrEqual",
+        &["t"],
+        vec![],
+    );
+    assert!(
+        matches!(&e, OnnxError::UnsupportedOpset { node, opset: 11, .. } if node == "n"),
+        "{e}"
+    );
+    // Mixed element types in a comparison are a typed shape-inference error.
+    let e = err(
+        13,
+        &[2, 3],
+        vec![i64_tensor("t", &[1])],
+        "Equal",
+        &["t"],
+        vec![],
+    );
+    assert!(
+        matches!(&e, OnnxError::Shape { node, op_type, .. } if node == "n" && op_type == "Equal"),
+        "{e}"
+    );
+    // ConstantOfShape: a two-element value, a batch-dependent shape.
+    let two = f32_tensor("v", &[2], &[1.0, 2.0]);
+    let nodes = vec![
+        node("Shape", "s", &["x"], &["s"], vec![]),
+        node(
+            "ConstantOfShape",
+            "n",
+            &["s"],
+            &["y"],
+            vec![("value", A::T(Box::new(two)))],
+        ),
+    ];
+    let e = model(13, &[2, 3], vec![], nodes, &["y"]).import_err();
+    assert!(out_of_range(&e, "value"), "{e}");
+    let nodes = vec![
+        node("Shape", "s", &["x"], &["s"], vec![]),
+        node("ConstantOfShape", "n", &["s"], &["y"], vec![]),
+    ];
+    let e = model(13, &[-1, 3], vec![], nodes, &["y"]).import_err();
+    assert!(
+        matches!(&e, OnnxError::BatchDependent { node, .. } if node == "n"),
+        "{e}"
+    );
+    // Range up to the batch size.
+    let nodes = vec![
+        node("Shape", "s", &["x"], &["s"], vec![]),
+        node("Gather", "g", &["s", "i0"], &["d"], vec![]),
+        node("Range", "n", &["zero", "d", "step"], &["y"], vec![]),
+    ];
+    let i64s = |n: &str, v: i64| scalar_tensor(n, DataType::INT64, v.to_le_bytes().to_vec());
+    let inits = vec![i64s("i0", 0), i64s("zero", 0), i64s("step", 1)];
+    let e = model(13, &[-1, 3], inits, nodes, &["y"]).import_err();
+    assert!(
+        matches!(&e, OnnxError::BatchDependent { node, .. } if node == "n"),
+        "{e}"
+    );
+    // Range with a zero step.
+    let zero = |n: &str| scalar_tensor(n, DataType::FLOAT, 0f32.to_le_bytes().to_vec());
+    let nodes = vec![node("Range", "n", &["a", "b", "c"], &["y"], vec![])];
+    let e = model(
+        13,
+        &[1],
+        vec![zero("a"), zero("b"), zero("c")],
+        nodes,
+        &["y"],
+    )
+    .import_err();
+    assert!(out_of_range(&e, "input"), "{e}");
+}
+
+/// A DequantizeLinear of a constant int8 weight folds to the float weight at import.
+#[test]
+fn dequantized_constant_weight_folds() {
+    let w = raw_tensor(
+        "w8",
+        DataType::INT8,
+        &[2, 1, 1, 1],
+        vec![10u8, (-4i8) as u8],
+    );
+    let nodes = vec![
+        node(
+            "DequantizeLinear",
+            "dq",
+            &["w8", "ws", "wz"],
+            &["w"],
+            vec![("axis", A::I(0))],
+        ),
+        node("Conv", "conv", &["x", "w"], &["y"], vec![]),
+    ];
+    let inits = vec![
+        w,
+        f32_tensor("ws", &[2], &[0.5, 0.25]),
+        raw_tensor("wz", DataType::INT8, &[2], vec![0, 0]),
+    ];
+    let g = model(13, &[-1, 1, 2, 2], inits, nodes, &["y"]).import();
+    assert_eq!(count_ops(&g), 1);
+    let w = const_inputs(&g, "conv")[1].clone().expect("folded weight");
+    assert_eq!(w.as_f32(), Some(&[5.0f32, -1.0][..]));
+}
+
+/// TorchScript's `x.expand(n, 3, 4)` on a batched input: the target is built from Shape,
+/// and `Where(Equal(target, -1), 1, target)` replaces -1 entries. With the batch size in the
+/// target this folds symbolically (the batch is never -1) and Expand keeps the batch free.
+#[test]
+fn torchscript_expand_pattern_with_batch_folds() {
+    let i64s = |n: &str, v: &[i64]| i64_tensor(n, v);
+    let one = i64_tensor("one", &[1]);
+    let nodes = vec![
+        node("Shape", "shape", &["x"], &["s"], vec![]),
+        node("Slice", "batch", &["s", "z", "o"], &["b"], vec![]),
+        node(
+            "Concat",
+            "target",
+            &["b", "rest"],
+            &["t"],
+            vec![("axis", A::I(0))],
+        ),
+        node("Shape", "tlen", &["t"], &["tl"], vec![]),
+        node(
+            "ConstantOfShape",
+            "ones",
+            &["tl"],
+            &["ones"],
+            vec![("value", A::T(Box::new(one)))],
+        ),
+        node("Mul", "neg", &["ones", "m1"], &["neg"], vec![]),
+        node("Equal", "eq", &["t", "neg"], &["eq"], vec![]),
+        node("Where", "where", &["eq", "ones", "t"], &["w"], vec![]),
+        node("Expand", "n", &["x", "w"], &["y"], vec![]),
+    ];
+    let inits = vec![
+        i64s("z", &[0]),
+        i64s("o", &[1]),
+        i64s("rest", &[3, 4]),
+        i64s("m1", &[-1]),
+    ];
+    let g = model(13, &[-1, 1, 4], inits, nodes, &["y"]).import();
+    assert_eq!(count_ops(&g), 1, "{}", strata_ir::text::print(&g));
+    assert_eq!(
+        op_line(&g, "n"),
+        "expand(%x) {shape=[1, 3, 4]} : f32[N,3,4]"
+    );
+    let x = Tensor::from_f32(vec![2, 1, 4], (0..8).map(|i| i as f32).collect()).unwrap();
+    let y = strata_runtime::run(&g, &[x]).unwrap();
+    assert_eq!(y[0].shape(), &[2, 3, 4]);
+    assert_eq!(y[0].as_f32().unwrap()[12..16], [4.0, 5.0, 6.0, 7.0]);
+}

@@ -30,6 +30,7 @@ impl Op {
             | Op::AveragePool(_)
             | Op::GlobalPool(_)
             | Op::Unary(_)
+            | Op::Resize(_)
             | Op::Identity
             | Op::Cast { .. } => true,
             Op::Softmax(s) => s.axis >= 1,
@@ -55,9 +56,19 @@ impl Op {
             Op::Gather { axis } => *axis >= 1 && only_first,
             Op::Slice(s) => !s.axes.contains(&0),
             Op::Split(s) => s.axis >= 1,
-            Op::ReduceMean(r) => !r.axes.contains(&0),
+            Op::ReduceMean(r) | Op::ReduceMax(r) | Op::ReduceSum(r) => !r.axes.contains(&0),
+            Op::ArgMax(a) => a.axis != 0,
+            // The input's batch must stay axis 0 of the output (no leading dims added).
+            Op::Expand { .. } => x.rank() == y.rank() && only_first,
+            // Scale and zero point are parameters: per tensor, or along a non-batch axis.
+            Op::QuantizeLinear(q) | Op::DequantizeLinear(q) => {
+                let per_tensor = inputs
+                    .get(1)
+                    .is_some_and(|s| s.shape.0.iter().all(|d| d.known() == Some(1)));
+                only_first && (q.axis != 0 || per_tensor)
+            }
             // A batched input of lower rank would broadcast along the output's batch axis.
-            Op::Binary(_) | Op::Variadic(_) => inputs
+            Op::Binary(_) | Op::Variadic(_) | Op::Compare(_) | Op::Where => inputs
                 .iter()
                 .all(|t| !t.shape.has_batch() || t.rank() == y.rank()),
             Op::Gemm(g) => only_first && !g.trans_a,
@@ -123,5 +134,19 @@ mod tests {
             "i64[2]"
         ));
         assert!(!per_sample(&Op::Identity, &[], "f32[N]"));
+        let q = |axis| Op::QuantizeLinear(crate::ops::Qdq { axis });
+        assert!(per_sample(
+            &q(1),
+            &["f32[N,3]", "f32[3]", "u8[3]"],
+            "u8[N,3]"
+        ));
+        assert!(per_sample(&q(0), &["f32[N,3]", "f32[]", "u8[]"], "u8[N,3]"));
+        assert!(!per_sample(&q(0), &["f32[N,3]"], "u8[N,3]"));
+        let expand = Op::Expand {
+            shape: vec![2, 1, 1],
+        };
+        assert!(!per_sample(&expand, &["f32[N,3]"], "f32[2,N,3]"));
+        let expand = Op::Expand { shape: vec![1, 3] };
+        assert!(per_sample(&expand, &["f32[N,1]"], "f32[N,3]"));
     }
 }

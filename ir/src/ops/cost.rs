@@ -104,6 +104,15 @@ impl Op {
             Op::Binary(_)
             | Op::Variadic(_)
             | Op::Unary(_)
+            | Op::Compare(_)
+            | Op::Where
+            | Op::ReduceMax(_)
+            | Op::ReduceSum(_)
+            | Op::ArgMax(_)
+            | Op::Expand { .. }
+            | Op::Resize(_)
+            | Op::QuantizeLinear(_)
+            | Op::DequantizeLinear(_)
             | Op::PRelu
             | Op::Clip(_)
             | Op::BatchNorm(_)

@@ -1,4 +1,5 @@
-//! Element-wise ops: broadcasting binary arithmetic and the activation functions.
+//! Element-wise ops: broadcasting binary arithmetic, comparisons, selection and the
+//! one-input math and activation functions.
 
 use super::check::{self, Inferred};
 use crate::text::fields::attr_fields;
@@ -13,6 +14,20 @@ pub enum BinaryOp {
     Sub,
     Mul,
     Div,
+    /// ONNX Pow. The frontend gives both sides the base's element type (an integer base with
+    /// a float exponent is computed in float and cast back), so the IR op is homogeneous.
+    Pow,
+}
+
+/// Broadcasting comparisons producing `bool` (ONNX Equal, Greater, Less, GreaterOrEqual,
+/// LessOrEqual). Both sides share one element type; Equal also compares bools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CompareOp {
+    Equal,
+    Greater,
+    Less,
+    GreaterOrEqual,
+    LessOrEqual,
 }
 
 /// Element-wise reductions over any number of inputs (at least one), all broadcast together
@@ -33,6 +48,14 @@ pub enum UnaryOp {
     HardSwish,
     Tanh,
     Erf,
+    Exp,
+    Log,
+    Sqrt,
+    Neg,
+    Abs,
+    Reciprocal,
+    Floor,
+    Ceil,
 }
 
 /// Clip to `[min, max]`. Inputs: `x`, then `min` if `has_min`, then `max` if `has_max`
@@ -55,6 +78,31 @@ impl BinaryOp {
     }
 }
 
+impl CompareOp {
+    /// Same element type on both sides (bool only for Equal), numpy broadcasting; bool out.
+    pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
+        check::arity(inputs, (2, Some(2)))?;
+        let (a, b) = (inputs[0], inputs[1]);
+        if *self != CompareOp::Equal {
+            check::numeric(0, a)?;
+        }
+        check::same_dtype(1, b, a.dtype)?;
+        let shape = check::broadcast(&a.shape, &b.shape)?;
+        Ok(vec![TensorType::new(DType::Bool, shape)])
+    }
+}
+
+/// ONNX Where: `cond` (bool) picks from `x` or `y` (one element type, any); all three
+/// broadcast together.
+pub fn infer_where(inputs: &[&TensorType]) -> Inferred {
+    check::arity(inputs, (3, Some(3)))?;
+    let (c, x, y) = (inputs[0], inputs[1], inputs[2]);
+    check::dtype_eq(0, c, DType::Bool)?;
+    check::same_dtype(2, y, x.dtype)?;
+    let shape = check::broadcast(&check::broadcast(&c.shape, &x.shape)?, &y.shape)?;
+    Ok(vec![TensorType::new(x.dtype, shape)])
+}
+
 impl VariadicOp {
     /// One element type for every input; the shapes broadcast together.
     pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
@@ -71,12 +119,16 @@ impl VariadicOp {
 }
 
 impl UnaryOp {
-    /// Shape-preserving. Relu also takes signed integers (as ONNX does); the others are
-    /// transcendental or fractional and need floats.
+    /// Shape-preserving. Relu, Neg and Abs also take signed integers (Abs unsigned ones too,
+    /// as ONNX does); the others are transcendental or fractional and need floats.
     pub fn infer(&self, inputs: &[&TensorType]) -> Inferred {
         let x = check::sole(inputs)?;
-        let int_ok =
-            matches!(self, UnaryOp::Relu) && matches!(x.dtype, DType::I8 | DType::I32 | DType::I64);
+        let signed = matches!(x.dtype, DType::I8 | DType::I32 | DType::I64);
+        let int_ok = match self {
+            UnaryOp::Relu | UnaryOp::Neg => signed,
+            UnaryOp::Abs => signed || x.dtype == DType::U8,
+            _ => false,
+        };
         if !int_ok {
             check::float(0, x)?;
         }
@@ -130,9 +182,15 @@ impl UnaryOp {
             | UnaryOp::Sigmoid
             | UnaryOp::HardSwish
             | UnaryOp::Tanh
-            | UnaryOp::Erf => {
-                vec![]
-            }
+            | UnaryOp::Erf
+            | UnaryOp::Exp
+            | UnaryOp::Log
+            | UnaryOp::Sqrt
+            | UnaryOp::Neg
+            | UnaryOp::Abs
+            | UnaryOp::Reciprocal
+            | UnaryOp::Floor
+            | UnaryOp::Ceil => vec![],
         }
     }
 }
@@ -148,6 +206,13 @@ pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, Pars
         "sub" => Some(Ok(Op::Binary(BinaryOp::Sub))),
         "mul" => Some(Ok(Op::Binary(BinaryOp::Mul))),
         "div" => Some(Ok(Op::Binary(BinaryOp::Div))),
+        "pow" => Some(Ok(Op::Binary(BinaryOp::Pow))),
+        "equal" => Some(Ok(Op::Compare(CompareOp::Equal))),
+        "greater" => Some(Ok(Op::Compare(CompareOp::Greater))),
+        "less" => Some(Ok(Op::Compare(CompareOp::Less))),
+        "greater_equal" => Some(Ok(Op::Compare(CompareOp::GreaterOrEqual))),
+        "less_equal" => Some(Ok(Op::Compare(CompareOp::LessOrEqual))),
+        "where" => Some(Ok(Op::Where)),
         "max" => Some(Ok(Op::Variadic(VariadicOp::Max))),
         "min" => Some(Ok(Op::Variadic(VariadicOp::Min))),
         "relu" => unary(UnaryOp::Relu),
@@ -155,6 +220,14 @@ pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, Pars
         "hard_swish" => unary(UnaryOp::HardSwish),
         "tanh" => unary(UnaryOp::Tanh),
         "erf" => unary(UnaryOp::Erf),
+        "exp" => unary(UnaryOp::Exp),
+        "log" => unary(UnaryOp::Log),
+        "sqrt" => unary(UnaryOp::Sqrt),
+        "neg" => unary(UnaryOp::Neg),
+        "abs" => unary(UnaryOp::Abs),
+        "reciprocal" => unary(UnaryOp::Reciprocal),
+        "floor" => unary(UnaryOp::Floor),
+        "ceil" => unary(UnaryOp::Ceil),
         "leaky_relu" => Some(
             a.f32("alpha")
                 .map(|alpha| Op::Unary(UnaryOp::LeakyRelu { alpha })),
@@ -184,7 +257,15 @@ impl PartialEq for UnaryOp {
             | (Sigmoid, Sigmoid)
             | (HardSwish, HardSwish)
             | (Tanh, Tanh)
-            | (Erf, Erf) => true,
+            | (Erf, Erf)
+            | (Exp, Exp)
+            | (Log, Log)
+            | (Sqrt, Sqrt)
+            | (Neg, Neg)
+            | (Abs, Abs)
+            | (Reciprocal, Reciprocal)
+            | (Floor, Floor)
+            | (Ceil, Ceil) => true,
             _ => false,
         }
     }
@@ -245,6 +326,44 @@ mod tests {
         assert_rejects!(&sig, { ["i32[2]"] => InferError::DType { .. } });
         assert_rejects!(&Op::PRelu, {
             ["f32[2,3]", "f32[2,3,1]"] => InferError::ShapeMismatch { input: 1, .. },
+        });
+    }
+
+    #[test]
+    fn math_compare_where() {
+        let neg = Op::Unary(UnaryOp::Neg);
+        let abs = Op::Unary(UnaryOp::Abs);
+        let exp = Op::Unary(UnaryOp::Exp);
+        let gt = Op::Compare(CompareOp::Greater);
+        let eq = Op::Compare(CompareOp::Equal);
+        assert_infers(&[
+            (&neg, &["i32[3]"], &["i32[3]"]),
+            (&abs, &["u8[3]"], &["u8[3]"]),
+            (&exp, &["f32[N,3]"], &["f32[N,3]"]),
+            (&gt, &["f32[N,3]", "f32[1]"], &["bool[N,3]"]),
+            (&eq, &["bool[2]", "bool[2]"], &["bool[2]"]),
+            (
+                &Op::Where,
+                &["bool[3,1]", "f32[N,1,2]", "f32[2]"],
+                &["f32[N,3,2]"],
+            ),
+            (
+                &Op::Binary(BinaryOp::Pow),
+                &["f32[2,3]", "f32[3]"],
+                &["f32[2,3]"],
+            ),
+        ]);
+        assert_rejects!(&neg, { ["u8[3]"] => InferError::DType { input: 0, .. } });
+        assert_rejects!(&exp, { ["i64[3]"] => InferError::DType { input: 0, .. } });
+        assert_rejects!(&gt, {
+            ["bool[2]", "bool[2]"] => InferError::DType { input: 0, .. },
+            ["f32[2]", "i32[2]"] => InferError::DType { input: 1, .. },
+            ["f32[2]", "f32[3]"] => InferError::Broadcast { .. },
+        });
+        assert_rejects!(&Op::Where, {
+            ["f32[2]", "f32[2]", "f32[2]"] => InferError::DType { input: 0, .. },
+            ["bool[2]", "f32[2]", "i64[2]"] => InferError::DType { input: 2, .. },
+            ["bool[2]", "f32[2]"] => InferError::Arity { .. },
         });
     }
 

@@ -4,7 +4,7 @@
 //! is a static attribute, because Strata's shapes are static apart from the batch dimension.
 
 use super::check::{self, Inferred};
-use crate::text::fields::attr_fields;
+use crate::text::fields::{attr_enum, attr_fields};
 use crate::text::{Attrs, ParseError};
 use crate::Op;
 use crate::{DType, Dim, InferError, Shape, TensorType};
@@ -17,11 +17,26 @@ pub struct Reshape {
     pub allow_zero: bool,
 }
 
-/// Constant-mode padding. `pads = [begin_0, …, end_0, …]` over every axis; negative values crop.
+/// Padding. `pads = [begin_0, …, end_0, …]` over every axis; negative values crop. `value`
+/// fills the border in `constant` mode; the other modes copy input elements there.
 #[derive(Debug, Clone)]
 pub struct Pad {
     pub pads: Vec<i64>,
     pub value: f64,
+    pub mode: PadMode,
+}
+
+/// What a Pad writes into the border (ONNX `mode`; numpy's `np.pad` modes of the same names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PadMode {
+    /// `value`.
+    Constant,
+    /// The nearest edge element (`edge`).
+    Edge,
+    /// The mirror image without repeating the edge (`reflect`: `[1,2,3]` → `3,2,[1,2,3],2,1`).
+    Reflect,
+    /// The input repeated periodically (`wrap`, opset 19).
+    Wrap,
 }
 
 /// ONNX Slice with constant parameters; `starts`, `ends`, `axes`, `steps` have equal lengths
@@ -208,6 +223,16 @@ impl Pad {
                         "axis {i} is the batch dimension and cannot be padded"
                     )))
                 }
+                // Copying modes need elements to copy into a grown border.
+                Dim::Known(0) if self.mode != PadMode::Constant && (b > 0 || e > 0) => {
+                    return Err(InferError::Attribute {
+                        attr: "pads",
+                        reason: format!(
+                            "axis {i} is empty and {} padding has nothing to copy",
+                            self.mode.name()
+                        ),
+                    })
+                }
                 Dim::Known(n) => {
                     let size = n as i128 + b as i128 + e as i128;
                     if size < 0 || size > usize::MAX as i128 {
@@ -224,6 +249,15 @@ impl Pad {
         }
         Ok(vec![TensorType::new(x.dtype, Shape(dims))])
     }
+}
+
+/// ONNX Expand with a constant target: the output is the numpy broadcast of the input's
+/// shape and `shape` (so a 1 in `shape` keeps the input's dimension, including the batch).
+pub fn infer_expand(shape: &[usize], inputs: &[&TensorType]) -> Inferred {
+    let x = check::sole(inputs)?;
+    let target = Shape(shape.iter().map(|&d| Dim::Known(d)).collect());
+    let out = check::broadcast(&x.shape, &target)?;
+    Ok(vec![TensorType::new(x.dtype, out)])
 }
 
 /// Squeeze: the listed axes (distinct, in range) must have size 1 and are removed.
@@ -407,7 +441,39 @@ impl Split {
 
 // Text form of the data-movement ops with attribute structs: their fields, in field order.
 attr_fields!(Reshape { shape, allow_zero });
-attr_fields!(Pad { pads, value });
+/// Pad's text form: `mode` is printed only when it is not `constant` (and read as `constant`
+/// when absent), so graphs and containers written before the copying modes still load.
+impl Pad {
+    pub(crate) fn text_attrs(&self) -> Vec<(&'static str, crate::text::AttrValue)> {
+        use crate::text::fields::AttrField;
+        let mut out = vec![
+            ("pads", self.pads.to_attr()),
+            ("value", self.value.to_attr()),
+        ];
+        if self.mode != PadMode::Constant {
+            out.push(("mode", self.mode.to_attr()));
+        }
+        out
+    }
+
+    pub(crate) fn from_attrs(a: &mut Attrs) -> Result<Pad, ParseError> {
+        use crate::text::fields::AttrField;
+        let mode = match a.has("mode") {
+            true => PadMode::take(a, "mode")?,
+            false => PadMode::Constant,
+        };
+        Ok(Pad {
+            pads: AttrField::take(a, "pads")?,
+            value: AttrField::take(a, "value")?,
+            mode,
+        })
+    }
+}
+attr_enum!(
+    PadMode,
+    "constant, edge, reflect or wrap",
+    [Constant => "constant", Edge => "edge", Reflect => "reflect", Wrap => "wrap"]
+);
 attr_fields!(Slice {
     starts,
     ends,
@@ -424,6 +490,7 @@ pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, Pars
         "gather" => a.usize("axis").map(|axis| Op::Gather { axis }),
         "reshape" => Reshape::from_attrs(a).map(Op::Reshape),
         "transpose" => a.usizes("perm").map(|perm| Op::Transpose { perm }),
+        "expand" => a.usizes("shape").map(|shape| Op::Expand { shape }),
         "pad" => Pad::from_attrs(a).map(Op::Pad),
         "squeeze" => a.usizes("axes").map(|axes| Op::Squeeze { axes }),
         "unsqueeze" => a.usizes("axes").map(|axes| Op::Unsqueeze { axes }),
@@ -444,7 +511,7 @@ pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, Pars
 /// Bitwise on `value`: a NaN pad value equals itself, and `-0.0` differs from `0.0`.
 impl PartialEq for Pad {
     fn eq(&self, o: &Self) -> bool {
-        self.pads == o.pads && self.value.to_bits() == o.value.to_bits()
+        self.pads == o.pads && self.value.to_bits() == o.value.to_bits() && self.mode == o.mode
     }
 }
 
@@ -539,6 +606,7 @@ mod tests {
             Op::Pad(Pad {
                 pads: pads.to_vec(),
                 value: 0.0,
+                mode: PadMode::Constant,
             })
         };
         assert_infers(&[

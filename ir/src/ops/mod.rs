@@ -11,17 +11,21 @@ pub mod layout;
 pub mod linear;
 pub mod normalization;
 pub mod pool;
+pub mod qdq;
 pub mod reduce;
+pub mod resize;
 
 pub use bitplane::{Bitplane, BitplaneKernel, PlaneSpec};
 pub use conv::{Conv, ConvTranspose};
 pub use cost::WeightUse;
-pub use elementwise::{BinaryOp, Clip, UnaryOp, VariadicOp};
-pub use layout::{Pad, Reshape, Slice, Split};
+pub use elementwise::{BinaryOp, Clip, CompareOp, UnaryOp, VariadicOp};
+pub use layout::{Pad, PadMode, Reshape, Slice, Split};
 pub use linear::Gemm;
 pub use normalization::{BatchNorm, Softmax};
 pub use pool::{GlobalPoolKind, Pool};
-pub use reduce::ReduceMean;
+pub use qdq::Qdq;
+pub use reduce::{ArgMax, Reduce, ReduceMean};
+pub use resize::{CoordMode, NearestMode, Resize, ResizeMode};
 
 use crate::{DType, InferError, TensorType};
 
@@ -43,6 +47,10 @@ pub enum Op {
     Variadic(VariadicOp),
     /// `x`
     Unary(UnaryOp),
+    /// `a, b` — broadcasting; bool out.
+    Compare(CompareOp),
+    /// `cond, x, y` — all three broadcast together.
+    Where,
     /// `x, slope` — slope unidirectionally broadcast to x.
     PRelu,
     /// `x[, min][, max]`
@@ -84,6 +92,20 @@ pub enum Op {
     /// `x`
     ReduceMean(ReduceMean),
     /// `x`
+    ReduceMax(Reduce),
+    /// `x`
+    ReduceSum(Reduce),
+    /// `x` → i64 indices.
+    ArgMax(ArgMax),
+    /// `x` — broadcast to the numpy broadcast of its shape and `shape`.
+    Expand { shape: Vec<usize> },
+    /// `x`
+    Resize(Resize),
+    /// `x, scale, zero_point` → the zero point's (quantized) type.
+    QuantizeLinear(Qdq),
+    /// `x, scale, zero_point` → the scale's (float) type.
+    DequantizeLinear(Qdq),
+    /// `x`
     Cast { to: DType },
     /// `x, planes, alpha, beta, bias, act` — a Conv or Linear layer with vertically layered
     /// weights (see [`bitplane`]).
@@ -102,6 +124,13 @@ impl Op {
             Op::Binary(BinaryOp::Sub) => "sub",
             Op::Binary(BinaryOp::Mul) => "mul",
             Op::Binary(BinaryOp::Div) => "div",
+            Op::Binary(BinaryOp::Pow) => "pow",
+            Op::Compare(CompareOp::Equal) => "equal",
+            Op::Compare(CompareOp::Greater) => "greater",
+            Op::Compare(CompareOp::Less) => "less",
+            Op::Compare(CompareOp::GreaterOrEqual) => "greater_equal",
+            Op::Compare(CompareOp::LessOrEqual) => "less_equal",
+            Op::Where => "where",
             Op::Variadic(VariadicOp::Max) => "max",
             Op::Variadic(VariadicOp::Min) => "min",
             Op::Unary(UnaryOp::Relu) => "relu",
@@ -111,6 +140,14 @@ impl Op {
             Op::Unary(UnaryOp::HardSwish) => "hard_swish",
             Op::Unary(UnaryOp::Tanh) => "tanh",
             Op::Unary(UnaryOp::Erf) => "erf",
+            Op::Unary(UnaryOp::Exp) => "exp",
+            Op::Unary(UnaryOp::Log) => "log",
+            Op::Unary(UnaryOp::Sqrt) => "sqrt",
+            Op::Unary(UnaryOp::Neg) => "neg",
+            Op::Unary(UnaryOp::Abs) => "abs",
+            Op::Unary(UnaryOp::Reciprocal) => "reciprocal",
+            Op::Unary(UnaryOp::Floor) => "floor",
+            Op::Unary(UnaryOp::Ceil) => "ceil",
             Op::PRelu => "prelu",
             Op::Clip(_) => "clip",
             Op::BatchNorm(_) => "batch_norm",
@@ -132,6 +169,13 @@ impl Op {
             Op::Slice(_) => "slice",
             Op::Split(_) => "split",
             Op::ReduceMean(_) => "reduce_mean",
+            Op::ReduceMax(_) => "reduce_max",
+            Op::ReduceSum(_) => "reduce_sum",
+            Op::ArgMax(_) => "arg_max",
+            Op::Expand { .. } => "expand",
+            Op::Resize(_) => "resize",
+            Op::QuantizeLinear(_) => "quantize_linear",
+            Op::DequantizeLinear(_) => "dequantize_linear",
             Op::Cast { .. } => "cast",
             Op::Bitplane(Bitplane {
                 kernel: BitplaneKernel::Conv(_),
@@ -167,7 +211,8 @@ impl Op {
             Op::Conv(c) => exact(2 + c.has_bias as usize),
             Op::ConvTranspose(c) => exact(2 + c.has_bias as usize),
             Op::Gemm(g) => exact(2 + g.has_c as usize),
-            Op::MatMul | Op::Binary(_) | Op::PRelu | Op::Gather { .. } => exact(2),
+            Op::MatMul | Op::Binary(_) | Op::Compare(_) | Op::PRelu | Op::Gather { .. } => exact(2),
+            Op::Where | Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => exact(3),
             Op::Clip(c) => exact(1 + c.has_min as usize + c.has_max as usize),
             Op::BatchNorm(_) => exact(5),
             Op::Bitplane(_) => exact(bitplane::NUM_INPUTS),
@@ -188,6 +233,11 @@ impl Op {
             | Op::Shape { .. }
             | Op::Slice(_)
             | Op::ReduceMean(_)
+            | Op::ReduceMax(_)
+            | Op::ReduceSum(_)
+            | Op::ArgMax(_)
+            | Op::Expand { .. }
+            | Op::Resize(_)
             | Op::Cast { .. } => exact(1),
         }
     }
@@ -217,6 +267,8 @@ impl Op {
             Op::Binary(b) => b.infer(inputs),
             Op::Variadic(v) => v.infer(inputs),
             Op::Unary(u) => u.infer(inputs),
+            Op::Compare(c) => c.infer(inputs),
+            Op::Where => elementwise::infer_where(inputs),
             Op::PRelu => elementwise::infer_prelu(inputs),
             Op::Clip(c) => c.infer(inputs),
             Op::BatchNorm(b) => b.infer(inputs),
@@ -239,7 +291,13 @@ impl Op {
             Op::Gather { axis } => layout::infer_gather(*axis, inputs),
             Op::Slice(s) => s.infer(inputs),
             Op::Split(s) => s.infer(inputs),
-            Op::ReduceMean(r) => r.infer(inputs),
+            Op::ReduceMean(r) | Op::ReduceSum(r) => r.infer(inputs, false),
+            Op::ReduceMax(r) => r.infer(inputs, true),
+            Op::ArgMax(a) => a.infer(inputs),
+            Op::Expand { shape } => layout::infer_expand(shape, inputs),
+            Op::Resize(r) => r.infer(inputs),
+            Op::QuantizeLinear(q) => q.infer_quantize(inputs),
+            Op::DequantizeLinear(q) => q.infer_dequantize(inputs),
             Op::Cast { to } => {
                 check::arity(inputs, (1, Some(1)))?;
                 Ok(vec![TensorType::new(*to, inputs[0].shape.clone())])
@@ -277,12 +335,20 @@ impl Op {
             ],
             Op::Slice(s) => s.text_attrs(),
             Op::Split(s) => s.text_attrs(),
-            Op::ReduceMean(r) => r.text_attrs(),
+            Op::ReduceMean(r) | Op::ReduceMax(r) | Op::ReduceSum(r) => r.text_attrs(),
+            Op::ArgMax(a) => a.text_attrs(),
+            Op::Expand { shape } => vec![("shape", AttrValue::usizes(shape))],
+            Op::Resize(r) => r.text_attrs(),
+            Op::QuantizeLinear(q) | Op::DequantizeLinear(q) => {
+                vec![("axis", AttrValue::usize(q.axis))]
+            }
             Op::Cast { to } => vec![("to", AttrValue::dtype(*to))],
             Op::Bitplane(b) => bitplane::text_attrs(b),
             Op::MatMul
             | Op::Binary(_)
             | Op::Variadic(_)
+            | Op::Compare(_)
+            | Op::Where
             | Op::PRelu
             | Op::GlobalPool(_)
             | Op::Identity => vec![],
@@ -302,6 +368,20 @@ impl Op {
             .or_else(|| pool::from_text(mnemonic, attrs))
             .or_else(|| layout::from_text(mnemonic, attrs))
             .or_else(|| reduce::from_text(mnemonic, attrs))
+            .or_else(|| resize::from_text(mnemonic, attrs))
+            .or_else(|| match mnemonic {
+                "quantize_linear" => Some(
+                    attrs
+                        .usize("axis")
+                        .map(|axis| Op::QuantizeLinear(Qdq { axis })),
+                ),
+                "dequantize_linear" => Some(
+                    attrs
+                        .usize("axis")
+                        .map(|axis| Op::DequantizeLinear(Qdq { axis })),
+                ),
+                _ => None,
+            })
             .or_else(|| bitplane::from_text(mnemonic, attrs))
     }
 }

@@ -37,6 +37,36 @@ attr_field!(DType, |v| AttrValue::dtype(*v), dtype);
 attr_field!(Vec<usize>, |v| AttrValue::usizes(v), usizes);
 attr_field!(Vec<u8>, |v| AttrValue::u8s(v), u8s);
 attr_field!(Vec<i64>, |v| AttrValue::i64s(v), i64s);
+attr_field!(Vec<f32>, |v| AttrValue::f32s(v), f32s);
+
+/// `attr_enum!(PadMode, "constant, edge or reflect", [Constant => "constant", …])`: an
+/// enum attribute spelled as one identifier per variant, in both directions.
+macro_rules! attr_enum {
+    ($t:ty, $expected:literal, [$($var:ident => $name:literal),+ $(,)?]) => {
+        impl $t {
+            /// The identifier the text form spells this value with.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(<$t>::$var => $name),+
+                }
+            }
+        }
+        impl $crate::text::fields::AttrField for $t {
+            fn to_attr(&self) -> $crate::text::AttrValue {
+                $crate::text::AttrValue::Ident(self.name().to_string())
+            }
+            fn take(
+                a: &mut $crate::text::Attrs,
+                name: &'static str,
+            ) -> Result<Self, $crate::text::ParseError> {
+                const ALL: &[$t] = &[$(<$t>::$var),+];
+                let i = a.choice(name, &[$($name),+], $expected)?;
+                Ok(ALL[i])
+            }
+        }
+    };
+}
+pub(crate) use attr_enum;
 
 /// `attr_fields!(Conv { kernel, strides, … })`: `text_attrs` (fields in the order listed,
 /// which is the printed order) and `from_attrs` for an attribute struct whose listed fields

@@ -76,6 +76,9 @@ impl AttrValue {
     pub fn u8s(v: &[u8]) -> AttrValue {
         AttrValue::List(v.iter().map(|&x| AttrValue::usize(x as usize)).collect())
     }
+    pub fn f32s(v: &[f32]) -> AttrValue {
+        AttrValue::List(v.iter().map(|&x| AttrValue::f32(x)).collect())
+    }
     pub fn i64s(v: &[i64]) -> AttrValue {
         AttrValue::List(v.iter().map(|&x| AttrValue::i64(x)).collect())
     }
@@ -259,9 +262,38 @@ impl Attrs {
         self.list(name, "an integer in 0..=255", |s| s.parse().ok())
     }
 
+    /// Takes a list of f32 (resize scales); same spellings as [`Attrs::f32`].
+    pub fn f32s(&mut self, name: &'static str) -> Result<Vec<f32>, ParseError> {
+        self.list(name, "an f32", parse_f32)
+    }
+
     /// Takes a list of signed integers (reshape targets, slice bounds, pads).
     pub fn i64s(&mut self, name: &'static str) -> Result<Vec<i64>, ParseError> {
         self.list(name, "an i64", |s| s.parse().ok())
+    }
+
+    /// Whether attribute `name` is present (for attributes added later with a default, so
+    /// text written before them still parses).
+    pub fn has(&self, name: &str) -> bool {
+        self.entries.iter().any(|(n, _, _)| n == name)
+    }
+
+    /// Takes an identifier attribute that must be one of `names` (an enum-valued attribute
+    /// such as a resize mode); returns its index in `names`.
+    pub fn choice(
+        &mut self,
+        name: &'static str,
+        names: &[&'static str],
+        expected: &'static str,
+    ) -> Result<usize, ParseError> {
+        let (v, p) = self.take(name)?;
+        match &v {
+            AttrValue::Ident(s) => names
+                .iter()
+                .position(|n| n == s)
+                .ok_or_else(|| self.wrong_type(name, expected, &v, p)),
+            other => Err(self.wrong_type(name, expected, other, p)),
+        }
     }
 
     /// Takes an element-type name (`f32`, `i8`, …).

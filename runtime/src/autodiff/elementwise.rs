@@ -5,7 +5,7 @@ use strata_ir::ops::{BinaryOp, Clip, UnaryOp};
 use super::{broadcast_map, f32s, reduce_to, Ctx, Grads};
 use crate::RuntimeError;
 
-/// Add/Sub/Mul/Div: the element-wise partials, summed back over broadcast axes.
+/// Add/Sub/Mul/Div/Pow: the element-wise partials, summed back over broadcast axes.
 pub(super) fn binary(b: BinaryOp, cx: &Ctx) -> Grads {
     let (op, g) = (cx.op, cx.dy);
     let (a, bt) = (cx.inputs[0], cx.inputs[1]);
@@ -29,6 +29,26 @@ pub(super) fn binary(b: BinaryOp, cx: &Ctx) -> Grads {
                 .map(|(g, (&i, &j))| -g * av[i] / (bv[j] * bv[j]))
                 .collect(),
         ),
+        // d(a^b)/da = b·a^(b−1); d(a^b)/db = a^b·ln a, taken as 0 where a ≤ 0 (no real log).
+        BinaryOp::Pow => {
+            let y = f32s(op, cx.output, usize::MAX)?;
+            (
+                g.iter()
+                    .zip(ma.iter().zip(&mb))
+                    .map(|(g, (&i, &j))| g * bv[j] * av[i].powf(bv[j] - 1.0))
+                    .collect(),
+                g.iter()
+                    .zip(ma.iter().zip(y))
+                    .map(|(g, (&i, &yk))| {
+                        if av[i] > 0.0 {
+                            g * yk * av[i].ln()
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect(),
+            )
+        }
     };
     Ok(vec![
         Some(reduce_to(op, &ga, out, a.shape())?),
@@ -101,6 +121,20 @@ fn derivative(u: UnaryOp, x: f32, y: f32) -> f32 {
         }
         UnaryOp::Tanh => 1.0 - y * y,
         UnaryOp::Erf => std::f32::consts::FRAC_2_SQRT_PI * (-x * x).exp(),
+        UnaryOp::Exp => y,
+        UnaryOp::Log => 1.0 / x,
+        UnaryOp::Sqrt => 0.5 / y,
+        UnaryOp::Neg => -1.0,
+        UnaryOp::Abs => {
+            if x < 0.0 {
+                -1.0
+            } else {
+                1.0
+            }
+        }
+        UnaryOp::Reciprocal => -y * y,
+        // Piecewise constant: zero almost everywhere.
+        UnaryOp::Floor | UnaryOp::Ceil => 0.0,
     }
 }
 

@@ -83,7 +83,20 @@ pub fn backward_op(
         | Op::Split(_)
         | Op::ReduceMean(_)
         | Op::Cast { .. }
-        | Op::Bitplane(_) => Err(RuntimeError::NoGradient { op: name }),
+        | Op::Bitplane(_)
+        // Inference-only data movement and reductions (Expand/Resize in detector heads,
+        // ReduceMax/ReduceSum/ArgMax in post-processing), bool-valued comparisons and
+        // selection, and the QDQ ops of pre-quantized models (whose rounding has no
+        // gradient; the trainers fake-quantize with their own straight-through estimator).
+        | Op::Compare(_)
+        | Op::Where
+        | Op::ReduceMax(_)
+        | Op::ReduceSum(_)
+        | Op::ArgMax(_)
+        | Op::Expand { .. }
+        | Op::Resize(_)
+        | Op::QuantizeLinear(_)
+        | Op::DequantizeLinear(_) => Err(RuntimeError::NoGradient { op: name }),
     }
 }
 

@@ -18,6 +18,8 @@ pub(crate) trait Arith: Copy + Send + Sync + PartialOrd + 'static {
     fn sub(self, o: Self) -> Self;
     fn mul(self, o: Self) -> Self;
     fn div(self, o: Self) -> Self;
+    /// `self` to the power `o` (for integers: see [`int_pow`]).
+    fn pow(self, o: Self) -> Self;
     fn is_int() -> bool;
 }
 
@@ -29,6 +31,7 @@ macro_rules! impl_arith_float {
             fn sub(self, o: Self) -> Self { self - o }
             fn mul(self, o: Self) -> Self { self * o }
             fn div(self, o: Self) -> Self { self / o }
+            fn pow(self, o: Self) -> Self { self.powf(o) }
             fn is_int() -> bool { false }
         }
     )*};
@@ -41,11 +44,34 @@ macro_rules! impl_arith_int {
             fn sub(self, o: Self) -> Self { self.wrapping_sub(o) }
             fn mul(self, o: Self) -> Self { self.wrapping_mul(o) }
             fn div(self, o: Self) -> Self { if o == 0 { 0 } else { self.wrapping_div(o) } }
+            fn pow(self, o: Self) -> Self { int_pow(self as i64, o as i64) as $t }
             fn is_int() -> bool { true }
         }
     )*};
 }
 impl_arith_float!(f32, f64);
+
+/// Integer power, wrapping like numpy's (computed in i64 and truncated: the low bits of a
+/// product depend only on the low bits of its factors). numpy refuses a negative exponent;
+/// here it gives the truncated reciprocal `1 / base^|e|`: 1 for base 1, ±1 for base −1 by
+/// the exponent's parity, else 0 — a total function, so no input can make the kernel fail.
+fn int_pow(base: i64, exp: i64) -> i64 {
+    if exp >= 0 {
+        // Exponents beyond u32 only matter for bases 0, ±1, where the parity is kept.
+        let e = if exp > u32::MAX as i64 {
+            u32::MAX - 1 + (exp % 2) as u32
+        } else {
+            exp as u32
+        };
+        return base.wrapping_pow(e);
+    }
+    match base {
+        1 => 1,
+        -1 if exp % 2 == 0 => 1,
+        -1 => -1,
+        _ => 0,
+    }
+}
 impl_arith_int!(i8, u8, i32, i64);
 
 /// Floating-point element types, for the transcendental activations.
@@ -54,6 +80,11 @@ pub(crate) trait Real: Arith {
     fn exp(self) -> Self;
     fn tanh(self) -> Self;
     fn erf(self) -> Self;
+    fn ln(self) -> Self;
+    fn sqrt(self) -> Self;
+    fn floor(self) -> Self;
+    fn ceil(self) -> Self;
+    fn abs(self) -> Self;
     fn max_of(self, o: Self) -> Self;
     fn min_of(self, o: Self) -> Self;
     fn to_f64(self) -> f64;
@@ -69,6 +100,11 @@ macro_rules! impl_real {
             fn exp(self) -> Self { $t::exp(self) }
             fn tanh(self) -> Self { $t::tanh(self) }
             fn erf(self) -> Self { $erf(self) }
+            fn ln(self) -> Self { $t::ln(self) }
+            fn sqrt(self) -> Self { $t::sqrt(self) }
+            fn floor(self) -> Self { $t::floor(self) }
+            fn ceil(self) -> Self { $t::ceil(self) }
+            fn abs(self) -> Self { $t::abs(self) }
             fn max_of(self, o: Self) -> Self { $t::max(self, o) }
             fn min_of(self, o: Self) -> Self { $t::min(self, o) }
             fn to_f64(self) -> f64 { self as f64 }
@@ -211,6 +247,7 @@ fn binary_typed<T: Arith + Default>(
         BinaryOp::Add => broadcast_apply(name, a, a_shape, b, b_shape, T::add),
         BinaryOp::Sub => broadcast_apply(name, a, a_shape, b, b_shape, T::sub),
         BinaryOp::Mul => broadcast_apply(name, a, a_shape, b, b_shape, T::mul),
+        BinaryOp::Pow => broadcast_apply(name, a, a_shape, b, b_shape, T::pow),
         BinaryOp::Div => {
             if T::is_int() {
                 // Validate shapes first so a shape error is reported as such.
@@ -232,6 +269,7 @@ fn op_name(op: BinaryOp) -> &'static str {
         BinaryOp::Sub => "sub",
         BinaryOp::Mul => "mul",
         BinaryOp::Div => "div",
+        BinaryOp::Pow => "pow",
     }
 }
 
@@ -256,6 +294,14 @@ fn unary_name(u: UnaryOp) -> &'static str {
         UnaryOp::HardSwish => "hard_swish",
         UnaryOp::Tanh => "tanh",
         UnaryOp::Erf => "erf",
+        UnaryOp::Exp => "exp",
+        UnaryOp::Log => "log",
+        UnaryOp::Sqrt => "sqrt",
+        UnaryOp::Neg => "neg",
+        UnaryOp::Abs => "abs",
+        UnaryOp::Reciprocal => "reciprocal",
+        UnaryOp::Floor => "floor",
+        UnaryOp::Ceil => "ceil",
     }
 }
 
@@ -296,6 +342,14 @@ fn real_fn<T: Real>(u: UnaryOp) -> impl Fn(T) -> T + Sync + Send {
         }
         UnaryOp::Tanh => x.tanh(),
         UnaryOp::Erf => x.erf(),
+        UnaryOp::Exp => x.exp(),
+        UnaryOp::Log => x.ln(),
+        UnaryOp::Sqrt => x.sqrt(),
+        UnaryOp::Neg => T::ZERO.sub(x),
+        UnaryOp::Abs => x.abs(),
+        UnaryOp::Reciprocal => T::ONE.div(x),
+        UnaryOp::Floor => x.floor(),
+        UnaryOp::Ceil => x.ceil(),
     }
 }
 
@@ -339,8 +393,32 @@ fn relu_int<T: Arith>(x: T) -> T {
     }
 }
 
-/// One-input activations. Floats support every function; signed and unsigned integers
-/// support Relu (as ONNX Relu-14 does).
+/// Neg and Abs on integers wrap (`-(-128)` is −128 in i8), as numpy does.
+fn neg_int<T: Arith>(x: T) -> T {
+    T::ZERO.sub(x)
+}
+
+fn abs_int<T: Arith>(x: T) -> T {
+    if x < T::ZERO {
+        T::ZERO.sub(x)
+    } else {
+        x
+    }
+}
+
+/// Applies the integer form of Relu, Neg or Abs; false for the float-only functions.
+fn apply_int<T: Arith>(u: UnaryOp, v: &mut [T]) -> bool {
+    match u {
+        UnaryOp::Relu => map_in_place(v, relu_int::<T>),
+        UnaryOp::Neg => map_in_place(v, neg_int::<T>),
+        UnaryOp::Abs => map_in_place(v, abs_int::<T>),
+        _ => return false,
+    }
+    true
+}
+
+/// One-input functions. Floats support every function; signed integers support Relu (as
+/// ONNX Relu-14 does), Neg and Abs; unsigned ones Relu and Abs (both the identity).
 pub fn unary(u: UnaryOp, x: &Tensor) -> Result<Tensor, RuntimeError> {
     unary_owned(u, x.clone())
 }
@@ -350,16 +428,24 @@ pub fn unary_owned(u: UnaryOp, x: Tensor) -> Result<Tensor, RuntimeError> {
     let name = unary_name(u);
     let shape = x.shape().to_vec();
     let dtype = x.dtype();
-    let is_relu = matches!(u, UnaryOp::Relu);
     let mut data = x.into_data();
-    match &mut data {
-        TensorData::F32(v) => apply_real(u, v),
-        TensorData::F64(v) => apply_real(u, v),
-        TensorData::I8(v) if is_relu => map_in_place(v, relu_int::<i8>),
-        TensorData::U8(_) if is_relu => {}
-        TensorData::I32(v) if is_relu => map_in_place(v, relu_int::<i32>),
-        TensorData::I64(v) if is_relu => map_in_place(v, relu_int::<i64>),
-        _ => return Err(RuntimeError::unsupported(name, 0, dtype)),
+    let ok = match &mut data {
+        TensorData::F32(v) => {
+            apply_real(u, v);
+            true
+        }
+        TensorData::F64(v) => {
+            apply_real(u, v);
+            true
+        }
+        TensorData::I8(v) => apply_int(u, v),
+        TensorData::U8(_) => matches!(u, UnaryOp::Relu | UnaryOp::Abs),
+        TensorData::I32(v) => apply_int(u, v),
+        TensorData::I64(v) => apply_int(u, v),
+        TensorData::Bool(_) => false,
+    };
+    if !ok {
+        return Err(RuntimeError::unsupported(name, 0, dtype));
     }
     make(name, shape, data)
 }

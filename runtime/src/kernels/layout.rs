@@ -1,9 +1,9 @@
 //! Data-movement kernels for every element type: Flatten, Reshape, Transpose, Concat, Pad,
-//! Squeeze, Unsqueeze, Shape, Gather, Slice and Split. Pure relabelling ops (Flatten,
+//! Squeeze, Unsqueeze, Shape, Gather, Slice, Split and Expand. Pure relabelling ops (Flatten,
 //! Reshape, Squeeze, Unsqueeze) take the tensor by value so the runtime can move a dead
 //! intermediate instead of copying it.
 
-use strata_ir::ops::{Pad, Reshape, Slice, Split};
+use strata_ir::ops::{Pad, PadMode, Reshape, Slice, Split};
 use strata_ir::{Tensor, TensorData};
 
 use super::index::{next_index, offset_inside};
@@ -275,6 +275,9 @@ pub fn pad(p: &Pad, t: &Tensor) -> Result<Tensor, RuntimeError> {
         total: usize,
     ) -> Result<TensorData, RuntimeError> {
         let v = elems::<T>(OP, t, 0, t)?;
+        if p.mode != PadMode::Constant {
+            return copy_border(v, t.shape(), shape, p, total).map(T::wrap);
+        }
         let mut out = vec![T::from_f64(p.value); total];
         let rank = shape.len();
         if rank == 0 {
@@ -311,6 +314,84 @@ pub fn pad(p: &Pad, t: &Tensor) -> Result<Tensor, RuntimeError> {
         Ok(T::wrap(out))
     }
     let data = with_elem!(t.dtype(), go(t, p, &shape, total))?;
+    make(OP, shape, data)
+}
+
+/// The input index that output index `o` of an axis copies in a copying pad mode (`b` is
+/// the axis's begin pad, `n > 0` its input size): numpy's `edge`, `reflect` and `wrap`.
+fn border_source(mode: PadMode, o: usize, b: i64, n: usize) -> usize {
+    let (i, n) = (o as i64 - b, n as i64);
+    let j = match mode {
+        PadMode::Edge | PadMode::Constant => i.clamp(0, n - 1),
+        PadMode::Reflect if n == 1 => 0,
+        PadMode::Reflect => {
+            let period = 2 * (n - 1);
+            let m = i.rem_euclid(period);
+            if m >= n {
+                period - m
+            } else {
+                m
+            }
+        }
+        PadMode::Wrap => i.rem_euclid(n),
+    };
+    j as usize
+}
+
+/// Pad in a copying mode: every output element is an input element (see [`border_source`]).
+fn copy_border<T: Elem>(
+    v: &[T],
+    ishape: &[usize],
+    shape: &[usize],
+    p: &Pad,
+    total: usize,
+) -> Result<Vec<T>, RuntimeError> {
+    const OP: &str = "pad";
+    let rank = shape.len();
+    if total == 0 {
+        return Ok(Vec::new());
+    }
+    if let Some(j) = (0..rank).find(|&j| ishape[j] == 0) {
+        let reason = format!(
+            "axis {j} of {ishape:?} is empty: {} padding has nothing to copy",
+            p.mode.name()
+        );
+        return Err(RuntimeError::attribute(OP, "pads", reason));
+    }
+    let ist = strides_of(ishape);
+    let mut idx = vec![0usize; rank];
+    let mut out = Vec::with_capacity(total);
+    for k in 0..total {
+        if k > 0 {
+            next_index(&mut idx, shape);
+        }
+        let src: usize = (0..rank)
+            .map(|j| border_source(p.mode, idx[j], p.pads[j], ishape[j]) * ist[j])
+            .sum();
+        out.push(v[src]);
+    }
+    Ok(out)
+}
+
+/// Expand: broadcasts `t` to the numpy broadcast of its shape and `target`.
+pub fn expand(target: &[usize], t: &Tensor) -> Result<Tensor, RuntimeError> {
+    const OP: &str = "expand";
+    let shape = super::elementwise::broadcast_shape(OP, t.shape(), target)?;
+    let total = checked_numel(OP, &shape)?;
+    fn go<T: Elem>(t: &Tensor, shape: &[usize], total: usize) -> Result<TensorData, RuntimeError> {
+        let v = elems::<T>(OP, t, 0, t)?;
+        let st = super::elementwise::broadcast_strides(t.shape(), shape);
+        let mut idx = vec![0usize; shape.len()];
+        let mut out = Vec::with_capacity(total);
+        for k in 0..total {
+            if k > 0 {
+                next_index(&mut idx, shape);
+            }
+            out.push(v[idx.iter().zip(&st).map(|(i, s)| i * s).sum::<usize>()]);
+        }
+        Ok(T::wrap(out))
+    }
+    let data = with_elem!(t.dtype(), go(t, &shape, total))?;
     make(OP, shape, data)
 }
 

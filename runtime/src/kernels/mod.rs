@@ -11,7 +11,10 @@ pub mod layout;
 pub mod linear;
 pub mod normalization;
 pub mod pool;
+pub mod qdq;
 pub mod reduce;
+pub mod resize;
+pub mod select;
 pub mod variadic;
 mod window;
 
@@ -51,6 +54,8 @@ pub fn eval_op_with(
         Op::Binary(b) => one(elementwise::binary(*b, inputs[0], inputs[1])?),
         Op::Variadic(v) => one(variadic::variadic(*v, inputs)?),
         Op::Unary(u) => one(elementwise::unary(*u, inputs[0])?),
+        Op::Compare(c) => one(select::compare(*c, inputs[0], inputs[1])?),
+        Op::Where => one(select::where_(inputs[0], inputs[1], inputs[2])?),
         Op::PRelu => one(elementwise::prelu(inputs[0], inputs[1])?),
         Op::Clip(c) => one(elementwise::clip(c, inputs)?),
         Op::BatchNorm(b) => one(normalization::batch_norm(b, inputs)?),
@@ -71,6 +76,13 @@ pub fn eval_op_with(
         Op::Slice(s) => one(layout::slice(s, inputs[0])?),
         Op::Split(s) => layout::split(s, inputs[0])?,
         Op::ReduceMean(r) => one(reduce::reduce_mean(r, inputs[0])?),
+        Op::ReduceMax(r) => one(reduce::reduce_max(r, inputs[0])?),
+        Op::ReduceSum(r) => one(reduce::reduce_sum(r, inputs[0])?),
+        Op::ArgMax(a) => one(reduce::arg_max(a, inputs[0])?),
+        Op::Expand { shape } => one(layout::expand(shape, inputs[0])?),
+        Op::Resize(r) => one(resize::resize(r, inputs[0])?),
+        Op::QuantizeLinear(q) => one(qdq::quantize(q, inputs[0], inputs[1], inputs[2])?),
+        Op::DequantizeLinear(q) => one(qdq::dequantize(q, inputs[0], inputs[1], inputs[2])?),
         Op::Cast { to } => one(cast::cast(inputs[0], *to)),
         Op::Bitplane(b) => one(bitplane::bitplane(b, inputs, planes, path)?),
     })
@@ -134,6 +146,15 @@ fn owning_kernel(op: &Op) -> Option<OwningKernel<'_>> {
         | Op::Slice(_)
         | Op::Split(_)
         | Op::ReduceMean(_)
+        | Op::ReduceMax(_)
+        | Op::ReduceSum(_)
+        | Op::ArgMax(_)
+        | Op::Compare(_)
+        | Op::Where
+        | Op::Expand { .. }
+        | Op::Resize(_)
+        | Op::QuantizeLinear(_)
+        | Op::DequantizeLinear(_)
         | Op::Cast { .. }
         | Op::Bitplane(_) => return None,
     })

@@ -1,9 +1,10 @@
-//! Element-wise ops: broadcasting arithmetic, activations, PRelu and Clip.
+//! Element-wise ops: broadcasting arithmetic, comparisons and Where, math functions,
+//! activations, PRelu and Clip.
 
-use strata_ir::ops::{BinaryOp, Clip, UnaryOp, VariadicOp};
+use strata_ir::ops::{BinaryOp, Clip, CompareOp, UnaryOp, VariadicOp};
 use strata_ir::{DType, Op, Tensor, TensorData};
 
-use super::{arity, present, single, Ins, OnnxOp, Outs};
+use super::{arity, helper, present, single, Ins, OnnxOp, Outs};
 use crate::attrs::NodeCtx;
 use crate::import::Importer;
 use crate::OnnxError;
@@ -25,11 +26,74 @@ pub(super) const OPS: &[OnnxOp] = &[
     OnnxOp::new("HardSwish", 14, 22, bind!(unary, UnaryOp::HardSwish)),
     OnnxOp::new("Tanh", 1, 13, bind!(unary, UnaryOp::Tanh)),
     OnnxOp::new("Erf", 9, 13, bind!(unary, UnaryOp::Erf)),
+    OnnxOp::new("Exp", 1, 13, bind!(unary, UnaryOp::Exp)),
+    OnnxOp::new("Log", 1, 13, bind!(unary, UnaryOp::Log)),
+    OnnxOp::new("Sqrt", 1, 13, bind!(unary, UnaryOp::Sqrt)),
+    OnnxOp::new("Neg", 1, 13, bind!(unary, UnaryOp::Neg)),
+    OnnxOp::new("Abs", 1, 13, bind!(unary, UnaryOp::Abs)),
+    OnnxOp::new("Reciprocal", 1, 13, bind!(unary, UnaryOp::Reciprocal)),
+    OnnxOp::new("Floor", 1, 13, bind!(unary, UnaryOp::Floor)),
+    OnnxOp::new("Ceil", 1, 13, bind!(unary, UnaryOp::Ceil)),
+    OnnxOp::new("Pow", 1, 15, pow),
+    // Equal-19 only added strings, which Strata rejects as an element type.
+    OnnxOp::new("Equal", 1, 13, bind!(compare, CompareOp::Equal)),
+    OnnxOp::new("Greater", 1, 13, bind!(compare, CompareOp::Greater)),
+    OnnxOp::new("Less", 1, 13, bind!(compare, CompareOp::Less)),
+    OnnxOp::new(
+        "GreaterOrEqual",
+        12,
+        16,
+        bind!(compare, CompareOp::GreaterOrEqual),
+    ),
+    OnnxOp::new(
+        "LessOrEqual",
+        12,
+        16,
+        bind!(compare, CompareOp::LessOrEqual),
+    ),
+    OnnxOp::new("Where", 9, 16, where_),
 ];
 
 fn binary(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins, op: BinaryOp) -> Outs {
     arity(ctx, ins, 2, 2)?;
     single(imp, ctx, Op::Binary(op), &present(ins))
+}
+
+/// Pow with the IR's one element type: a float base gets the exponent cast to its type
+/// (exact for the small integer exponents models use); an integer base with a float
+/// exponent is computed in the exponent's type and cast back (numpy's `power(...).astype`,
+/// which the ONNX reference uses); two integer types compute in the base's type.
+fn pow(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
+    arity(ctx, ins, 2, 2)?;
+    let (a, b) = (imp.req(ctx, ins, 0)?, imp.req(ctx, ins, 1)?);
+    let (ta, tb) = (imp.ty(a)?.dtype, imp.ty(b)?.dtype);
+    let op = Op::Binary(BinaryOp::Pow);
+    if ta == tb {
+        return single(imp, ctx, op, &[a, b]);
+    }
+    for (i, t) in [ta, tb].into_iter().enumerate() {
+        if !(t.is_float() || t.is_integer()) {
+            return Err(ctx.unsupported(format!("input #{i} is {t}, not a number")));
+        }
+    }
+    if ta.is_integer() && tb.is_float() {
+        let af = helper(imp, ctx, "base_cast", Op::Cast { to: tb }, &[a])?;
+        let y = helper(imp, ctx, "float_pow", op, &[af, b])?;
+        return single(imp, ctx, Op::Cast { to: ta }, &[y]);
+    }
+    let bc = helper(imp, ctx, "exponent_cast", Op::Cast { to: ta }, &[b])?;
+    single(imp, ctx, op, &[a, bc])
+}
+
+/// Equal, Greater, Less, GreaterOrEqual, LessOrEqual: two inputs, bool out.
+fn compare(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins, op: CompareOp) -> Outs {
+    arity(ctx, ins, 2, 2)?;
+    single(imp, ctx, Op::Compare(op), &present(ins))
+}
+
+fn where_(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
+    arity(ctx, ins, 3, 3)?;
+    single(imp, ctx, Op::Where, &present(ins))
 }
 
 /// Max or Min: one or more inputs, every one required.

@@ -2,7 +2,7 @@
 //! Split and Gather. Every shape-determining parameter must be constant here, because the
 //! IR keeps them as static attributes.
 
-use strata_ir::ops::{Pad, Reshape, Slice, Split};
+use strata_ir::ops::{Pad, PadMode, Reshape, Slice, Split};
 use strata_ir::{Dim, Op};
 
 use super::{arity, ints_attr_or_input, present, single, Ins, OnnxOp, Outs};
@@ -18,6 +18,7 @@ pub(super) const OPS: &[OnnxOp] = &[
     OnnxOp::new("Transpose", 1, 21, transpose),
     OnnxOp::new("Concat", 1, 13, concat),
     OnnxOp::new("Pad", 1, 21, pad),
+    OnnxOp::new("Expand", 8, 13, expand),
     OnnxOp::new("Squeeze", 1, 21, squeeze),
     OnnxOp::new("Unsqueeze", 1, 21, unsqueeze),
     OnnxOp::new("Gather", 1, 13, gather),
@@ -97,6 +98,45 @@ fn reshape(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     single(imp, ctx, Op::Reshape(Reshape { shape, allow_zero }), &[x])
 }
 
+/// Expand to a constant target shape. A target element that is the batch size (from a
+/// Shape of the input) may only sit where the input has the batch, and becomes 1 there: the
+/// broadcast keeps the input's batch.
+fn expand(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
+    arity(ctx, ins, 2, 2)?;
+    let x = imp.req(ctx, ins, 0)?;
+    let xty = imp.ty(x)?;
+    let target = imp
+        .sym_input(ctx, ins, 1)?
+        .ok_or_else(|| ctx.input_count("required input #1 (shape) is missing"))?;
+    if target.shape.len() > 1 {
+        return Err(ctx.input_count("input #1 (shape) must be 1-D"));
+    }
+    let (n, r) = (target.elems.len(), xty.rank());
+    let mut shape = Vec::with_capacity(n);
+    for (i, e) in target.elems.iter().enumerate() {
+        // The input axis aligned with target axis i (numpy broadcasting aligns the ends).
+        let aligned = (i + r).checked_sub(n).map(|j| xty.shape.dims()[j]);
+        shape.push(match (*e, aligned) {
+            (SymInt::Known(d), _) if d >= 0 => d as usize,
+            (SymInt::Known(d), _) => {
+                return Err(ctx.out_of_range("shape", format!("dimension {d} is negative")))
+            }
+            (SymInt::Batch, Some(Dim::Batch)) => 1,
+            (SymInt::Batch, _) => {
+                return Err(OnnxError::BatchDependent {
+                    node: ctx.name.clone(),
+                    op_type: ctx.op_type.to_string(),
+                    input: input_name(ctx, 1),
+                    reason: format!(
+                        "target axis {i} is the batch size but the input has no batch axis there"
+                    ),
+                })
+            }
+        });
+    }
+    single(imp, ctx, Op::Expand { shape }, &[x])
+}
+
 fn transpose(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     arity(ctx, ins, 1, 1)?;
     let x = imp.req(ctx, ins, 0)?;
@@ -137,10 +177,13 @@ fn concat(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
 }
 
 fn pad(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
-    match ctx.string("mode")?.as_deref() {
-        None | Some("constant") => {}
+    let mode = match ctx.string("mode")?.as_deref() {
+        None | Some("constant") => PadMode::Constant,
+        Some("edge") => PadMode::Edge,
+        Some("reflect") => PadMode::Reflect,
+        Some("wrap") if ctx.opset >= 19 => PadMode::Wrap,
         Some(other) => return Err(ctx.unsupported_value("mode", format!("`{other}`"))),
-    }
+    };
     let x = imp.req(ctx, ins, 0)?;
     let rank = imp.ty(x)?.rank();
     let (pads, value, axes) = if ctx.opset < 11 {
@@ -176,7 +219,12 @@ fn pad(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
         full[ax] = pads[j];
         full[ax + rank] = pads[j + k];
     }
-    single(imp, ctx, Op::Pad(Pad { pads: full, value }), &[x])
+    let pad = Pad {
+        pads: full,
+        value,
+        mode,
+    };
+    single(imp, ctx, Op::Pad(pad), &[x])
 }
 
 fn squeeze(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {

@@ -15,7 +15,9 @@ mod layout;
 mod linear;
 mod normalization;
 mod pool;
+mod qdq;
 mod reduce;
+mod resize;
 mod tensor;
 
 use strata_ir::{Op, ValueRef};
@@ -78,6 +80,8 @@ const FAMILIES: &[&[OnnxOp]] = &[
     pool::OPS,
     layout::OPS,
     reduce::OPS,
+    resize::OPS,
+    qdq::OPS,
     tensor::OPS,
 ];
 
@@ -206,6 +210,28 @@ fn single(imp: &mut Importer, ctx: &NodeCtx, op: Op, inputs: &[ValueRef]) -> Out
     outputs_at_most(ctx, 1, "extra output")?;
     let name = imp.out_name(ctx, 0);
     imp.emit(ctx, op, inputs, vec![name])
+}
+
+/// Emits an extra one-output node a translation needs besides the node's own (a Cast around
+/// Pow, a zero point QuantizeLinear omits): named `{node}_{suffix}`, typed and folded like
+/// any other.
+fn helper(
+    imp: &mut Importer,
+    ctx: &NodeCtx,
+    suffix: &str,
+    op: Op,
+    inputs: &[ValueRef],
+) -> Result<ValueRef, OnnxError> {
+    let name = imp.unique(&format!("{}_{suffix}", ctx.name));
+    let sub = NodeCtx {
+        name: name.clone(),
+        op_type: ctx.op_type,
+        proto: ctx.proto,
+        opset: ctx.opset,
+    };
+    let out = imp.fresh(&name);
+    let outs = imp.emit(&sub, op, inputs, vec![out])?;
+    Ok(outs[0])
 }
 
 /// Present inputs in order (after `arity` has checked the required ones).

@@ -1,7 +1,8 @@
-//! Value plumbing: Identity, Dropout (inference), Constant, Shape and Cast.
+//! Value plumbing: Identity, Dropout (inference), Constant, Shape and Cast, and the shape
+//! arithmetic that makes constants: ConstantOfShape and Range.
 
 use onnx_protobuf::TensorProto;
-use strata_ir::{Op, Tensor, TensorData};
+use strata_ir::{DType, Op, Tensor, TensorData};
 
 use super::{arity, outputs_at_most, single, Ins, OnnxOp, Outs};
 use crate::attrs::NodeCtx;
@@ -16,6 +17,9 @@ pub(super) const OPS: &[OnnxOp] = &[
     OnnxOp::new("Constant", 1, 21, constant),
     OnnxOp::new("Shape", 1, 21, shape),
     OnnxOp::new("Cast", 1, 21, cast),
+    // Later versions only added element types.
+    OnnxOp::new("ConstantOfShape", 9, 9, constant_of_shape),
+    OnnxOp::new("Range", 11, 11, range),
 ];
 
 /// The largest Dropout mask stored as a constant (elements).
@@ -146,4 +150,123 @@ fn cast(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
         .map_err(|_| ctx.out_of_range("to", format!("{to} is not a type code")))?;
     let to = dtype_from_onnx(code, &format!("{} (Cast `to`)", ctx.name))?;
     single(imp, ctx, Op::Cast { to }, &[x])
+}
+
+/// ConstantOfShape: an Expand of its (one-element) `value` to the constant `shape` input, so
+/// it folds to a constant at import like every constant-input op (and a huge one is left to
+/// `fold-constants`). A shape that depends on the batch size is refused (typed error).
+fn constant_of_shape(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
+    arity(ctx, ins, 1, 1)?;
+    let shape = imp
+        .const_ints(ctx, ins, 0)?
+        .ok_or_else(|| ctx.input_count("required input #0 is missing"))?;
+    let shape = shape
+        .iter()
+        .map(|&d| {
+            usize::try_from(d)
+                .ok()
+                .filter(|&d| d as u64 <= crate::tensor::MAX_ELEMENTS)
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| {
+            ctx.out_of_range(
+                "input",
+                format!("shape {shape:?} has a negative or huge dimension"),
+            )
+        })?;
+    let value = match ctx.tensor("value")? {
+        None => Tensor::new(vec![], TensorData::F32(vec![0.0])),
+        Some(t) => {
+            let t = tensor_from_proto(t, None)?;
+            if t.len() != 1 {
+                return Err(ctx.out_of_range(
+                    "value",
+                    format!("must hold one element, it holds {}", t.len()),
+                ));
+            }
+            Tensor::new(vec![], t.into_data())
+        }
+    }
+    .map_err(|e| ctx.unsupported(e.to_string()))?;
+    let value = imp.add_constant(&format!("{}_value", ctx.name), value);
+    single(imp, ctx, Op::Expand { shape }, &[value])
+}
+
+/// Range with constant `start`, `limit`, `delta` (scalars of one type): folded to a constant
+/// at import, `max(ceil((limit − start) / delta), 0)` elements `start + i·delta`.
+fn range(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
+    arity(ctx, ins, 3, 3)?;
+    let mut vals = [0.0f64; 3];
+    let mut dtype = None;
+    for (i, v) in vals.iter_mut().enumerate() {
+        let x = imp.req(ctx, ins, i)?;
+        let t = imp.ty(x)?;
+        if t.rank() != 0 && t.shape.as_known() != Some(vec![1]) {
+            return Err(ctx.input_count(format!("input #{i} must be a scalar, it is {t}")));
+        }
+        match dtype {
+            None => dtype = Some(t.dtype),
+            Some(d) if d != t.dtype => {
+                return Err(ctx.unsupported(format!(
+                    "input #{i} is {}, input #0 is {d}: Range needs one type",
+                    t.dtype
+                )))
+            }
+            _ => {}
+        }
+        let value = match imp.const_scalar(ctx, ins, i) {
+            Ok(value) => value,
+            // Computed from the batch size (e.g. `arange(x.size(0))`): say so.
+            Err(e) => match imp.sym_input(ctx, ins, i) {
+                Ok(Some(s)) if s.known().is_none() => return Err(OnnxError::BatchDependent {
+                    node: ctx.name.clone(),
+                    op_type: ctx.op_type.to_string(),
+                    input: crate::import::input_name(ctx, i),
+                    reason:
+                        "Range is folded at import, so its bounds must not depend on the batch size"
+                            .into(),
+                }),
+                _ => return Err(e),
+            },
+        };
+        *v = value.ok_or_else(|| ctx.input_count(format!("required input #{i} is missing")))?;
+    }
+    let [start, limit, delta] = vals;
+    let dtype = dtype.unwrap_or(DType::F32);
+    if delta == 0.0 || !delta.is_finite() || !start.is_finite() || !limit.is_finite() {
+        return Err(ctx.out_of_range(
+            "input",
+            format!("start {start}, limit {limit}, delta {delta} do not make a finite range"),
+        ));
+    }
+    let n = ((limit - start) / delta).ceil().max(0.0);
+    if n > crate::tensor::MAX_ELEMENTS as f64 {
+        return Err(ctx.out_of_range("input", format!("the range has {n} elements")));
+    }
+    let n = n as usize;
+    let data = match dtype {
+        DType::F32 => {
+            // Accumulated in the element type, as numpy's arange does.
+            let (s, d) = (start as f32, delta as f32);
+            TensorData::F32((0..n).map(|i| s + i as f32 * d).collect())
+        }
+        DType::F64 => TensorData::F64((0..n).map(|i| start + i as f64 * delta).collect()),
+        DType::I32 => {
+            let (s, d) = (start as i64, delta as i64);
+            TensorData::I32((0..n).map(|i| (s + i as i64 * d) as i32).collect())
+        }
+        DType::I64 => {
+            let (s, d) = (start as i64, delta as i64);
+            TensorData::I64(
+                (0..n)
+                    .map(|i| s.wrapping_add((i as i64).wrapping_mul(d)))
+                    .collect(),
+            )
+        }
+        other => return Err(ctx.unsupported(format!("Range over {other}"))),
+    };
+    let t = Tensor::new(vec![n], data).map_err(|e| ctx.unsupported(e.to_string()))?;
+    outputs_at_most(ctx, 1, "extra output")?;
+    let name = imp.out_name(ctx, 0);
+    Ok(vec![imp.add_constant(&name, t)])
 }
