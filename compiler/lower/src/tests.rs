@@ -84,7 +84,8 @@ fn relu_fuses_into_the_code_layout_epilogue() {
                 a: Loc::Buf(1),
                 b: Operand::Const(0),
                 n: 3,
-                mul: false
+                bcast: Broadcast { len: 3, inner: 1 },
+                f: BinaryFn::Add,
             },
         ]
     ));
@@ -391,20 +392,20 @@ fn errors_name_the_node() {
     ));
     let mut s = Graph::new("s");
     let x = s.add_input("x", TensorType::known(DType::F32, &[1, 4]));
-    let y = op(&mut s, "squash", Op::Unary(UnaryOp::Sigmoid), &[x]);
+    let y = op(&mut s, "squash", Op::Unary(UnaryOp::Erf), &[x]);
     s.set_outputs(vec![y]);
     match lower(&s, &options(4, WeightLayout::Codes)) {
         Err(LowerError::UnsupportedOp { node, op }) => {
-            assert_eq!((node.as_str(), op), ("squash", "sigmoid"));
+            assert_eq!((node.as_str(), op), ("squash", "erf"));
         }
         other => panic!("{other:?}"),
     }
-    // A constant operand that is neither a scalar nor full-size.
+    // A constant operand that repeats over two separate runs of axes.
     let mut s = Graph::new("s");
-    let x = s.add_input("x", TensorType::known(DType::F32, &[1, 2, 2]));
+    let x = s.add_input("x", TensorType::known(DType::F32, &[1, 2, 2, 2]));
     let c = s.add_constant(
         "c",
-        Arc::new(Tensor::from_f32(vec![2, 1], vec![1.0, 2.0]).unwrap()),
+        Arc::new(Tensor::from_f32(vec![2, 1, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap()),
     );
     let y = op(&mut s, "bcast", Op::Binary(BinaryOp::Add), &[x, c]);
     s.set_outputs(vec![y]);
