@@ -13,6 +13,9 @@ use crate::{
     AliasKind, BinaryFn, Broadcast, Constant, Kernel, LowerError, Operand, UnaryFn,
 };
 
+/// The highest rank of a strided copy (the C kernel's index array).
+const MAX_RANK: usize = 8;
+
 /// How an operand of shape `b` repeats over the output shape `out` (numpy broadcasting), when
 /// its non-broadcast axes form one contiguous run: then element `i` of the output reads
 /// `b[(i / inner) % len]`. `None` for shapes that do not broadcast or repeat in a pattern
@@ -347,6 +350,9 @@ impl Walk<'_> {
                 .any(|&p| p >= xs.len() || std::mem::replace(&mut seen[p], true))
         {
             return Err(unsupported(node, op, "the permutation is not one of the axes"));
+        }
+        if xs.len() > MAX_RANK {
+            return Err(unsupported(node, op, format!("rank above {MAX_RANK}")));
         }
         let x = self.act(ins[0], step, node, op)?;
         let moved: Vec<usize> = perm.iter().copied().filter(|&p| xs[p] > 1).collect();

@@ -116,7 +116,7 @@ pub enum Kernel {
     },
     /// Concatenation: for each of `outer` blocks, every part's `chunk` elements in turn.
     Concat { parts: Vec<(Loc, usize)>, outer: usize },
-    /// A strided copy (Transpose): output element at index `(i_0, …)` (row-major over
+    /// A strided copy (Transpose, rank ≤ 8): output element at index `(i_0, …)` (row-major over
     /// `dims`) reads `x[Σ i_d · strides[d]]`.
     Gather {
         x: Loc,
