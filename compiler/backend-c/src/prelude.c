@@ -299,11 +299,11 @@ static float min_of(float a, float b)
     return a != a ? b : (b < a ? b : a);
 }
 
-enum { U_SIGMOID, U_TANH, U_LEAKY, U_HSIGMOID, U_HSWISH, U_CLIP };
+enum { U_SIGMOID, U_LEAKY, U_HSIGMOID, U_HSWISH, U_CLIP };
 
 /* The runtime's scalar formulas, one operation per statement (no contraction); p: the
- * function's parameters (alpha, beta; clip: lo, hi, has_lo, has_hi). expf and tanhf are the C
- * library's, as Rust's f32::exp and f32::tanh call them. */
+ * function's parameters (alpha, beta; clip: lo, hi, has_lo, has_hi). expf is the C library's,
+ * as Rust's f32::exp calls it (glibc's expf gives the same bits on every ISA tested). */
 static void unary(const float *x, float *y, size_t n, int f, const float *p)
 {
     size_t i;
@@ -321,7 +321,6 @@ static void unary(const float *x, float *y, size_t n, int f, const float *p)
                 r = t / r;
             }
             break;
-        case U_TANH: r = tanhf(v); break;
         case U_LEAKY: r = v < 0.0f ? p[0] * v : v; break;
         case U_HSIGMOID:
             t = p[0] * v;

@@ -152,7 +152,11 @@ fn step(c: &mut String, l: &Lowered, up: &str, i: usize, st: &Step) {
             len,
             inner,
         } => {
-            let _ = writeln!(c, "    mean({}, {y}, {outer}u, {len}u, {inner}u);", at(l, *x));
+            let _ = writeln!(
+                c,
+                "    mean({}, {y}, {outer}u, {len}u, {inner}u);",
+                at(l, *x)
+            );
         }
         Kernel::Binary { a, b, n, bcast, f } => {
             let bp = match b {
@@ -179,7 +183,6 @@ fn step(c: &mut String, l: &Lowered, up: &str, i: usize, st: &Step) {
         Kernel::Unary { x, n, f } => {
             let (name, p) = match *f {
                 UnaryFn::Sigmoid => ("U_SIGMOID", vec![]),
-                UnaryFn::Tanh => ("U_TANH", vec![]),
                 UnaryFn::LeakyRelu { alpha } => ("U_LEAKY", vec![alpha]),
                 UnaryFn::HardSigmoid { alpha, beta } => ("U_HSIGMOID", vec![alpha, beta]),
                 UnaryFn::HardSwish => ("U_HSWISH", vec![]),
@@ -207,18 +210,31 @@ fn step(c: &mut String, l: &Lowered, up: &str, i: usize, st: &Step) {
             len,
             inner,
         } => {
-            let _ = writeln!(c, "    softmax({}, {y}, {outer}u, {len}u, {inner}u);", at(l, *x));
+            let _ = writeln!(
+                c,
+                "    softmax({}, {y}, {outer}u, {len}u, {inner}u);",
+                at(l, *x)
+            );
         }
         Kernel::Concat { parts, outer } => {
             let stride: usize = parts.iter().map(|p| p.1).sum();
             let mut offset = 0;
             for (x, chunk) in parts {
-                let _ = writeln!(c, "    concat_part({}, {y}, {outer}u, {chunk}u, {stride}u, {offset}u);", at(l, *x));
+                let _ = writeln!(
+                    c,
+                    "    concat_part({}, {y}, {outer}u, {chunk}u, {stride}u, {offset}u);",
+                    at(l, *x)
+                );
                 offset += chunk;
             }
         }
         Kernel::Gather { x, dims, strides } => {
-            let list = |v: &[usize]| v.iter().map(|d| format!("{d}u")).collect::<Vec<_>>().join(", ");
+            let list = |v: &[usize]| {
+                v.iter()
+                    .map(|d| format!("{d}u"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             let _ = writeln!(c, "    {{\n        static const size_t d[{r}] = {{{}}}, s[{r}] = {{{}}};\n        gather({}, {y}, {r}u, d, s);\n    }}", list(dims), list(strides), at(l, *x), r = dims.len());
         }
     }

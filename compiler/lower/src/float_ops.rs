@@ -9,9 +9,7 @@ use strata_ir::{NodeId, Op, ValueRef};
 
 use crate::error::unsupported;
 use crate::walk::Walk;
-use crate::{
-    AliasKind, BinaryFn, Broadcast, Constant, Kernel, LowerError, Operand, UnaryFn,
-};
+use crate::{AliasKind, BinaryFn, Broadcast, Constant, Kernel, LowerError, Operand, UnaryFn};
 
 /// The highest rank of a strided copy (the C kernel's index array).
 const MAX_RANK: usize = 8;
@@ -181,11 +179,10 @@ impl Walk<'_> {
     ) -> Result<(), LowerError> {
         let f = match u {
             UnaryOp::Sigmoid => UnaryFn::Sigmoid,
-            UnaryOp::Tanh => UnaryFn::Tanh,
             UnaryOp::LeakyRelu { alpha } => UnaryFn::LeakyRelu { alpha },
             UnaryOp::HardSigmoid { alpha, beta } => UnaryFn::HardSigmoid { alpha, beta },
             UnaryOp::HardSwish => UnaryFn::HardSwish,
-            UnaryOp::Relu | UnaryOp::Erf => {
+            UnaryOp::Relu | UnaryOp::Erf | UnaryOp::Tanh => {
                 return Err(unsupported(node, op, "no float kernel for this function"))
             }
         };
@@ -349,7 +346,11 @@ impl Walk<'_> {
                 .iter()
                 .any(|&p| p >= xs.len() || std::mem::replace(&mut seen[p], true))
         {
-            return Err(unsupported(node, op, "the permutation is not one of the axes"));
+            return Err(unsupported(
+                node,
+                op,
+                "the permutation is not one of the axes",
+            ));
         }
         if xs.len() > MAX_RANK {
             return Err(unsupported(node, op, format!("rank above {MAX_RANK}")));

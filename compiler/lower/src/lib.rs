@@ -115,7 +115,10 @@ pub enum Kernel {
         inner: usize,
     },
     /// Concatenation: for each of `outer` blocks, every part's `chunk` elements in turn.
-    Concat { parts: Vec<(Loc, usize)>, outer: usize },
+    Concat {
+        parts: Vec<(Loc, usize)>,
+        outer: usize,
+    },
     /// A strided copy (Transpose, rank ≤ 8): output element at index `(i_0, …)` (row-major over
     /// `dims`) reads `x[Σ i_d · strides[d]]`.
     Gather {
@@ -188,12 +191,19 @@ pub enum BinaryFn {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum UnaryFn {
     Sigmoid,
-    Tanh,
-    LeakyRelu { alpha: f32 },
-    HardSigmoid { alpha: f32, beta: f32 },
+    LeakyRelu {
+        alpha: f32,
+    },
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
     HardSwish,
     /// Clip to optional bounds: `min(max(x, lo), hi)` as comparisons (NaN passes).
-    Clip { lo: Option<f32>, hi: Option<f32> },
+    Clip {
+        lo: Option<f32>,
+        hi: Option<f32>,
+    },
 }
 
 /// A constant operand, stored with the weights.

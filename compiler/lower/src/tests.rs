@@ -414,3 +414,115 @@ fn errors_name_the_node() {
         Err(LowerError::Unsupported { node, op: "add", .. }) if node == "bcast"
     ));
 }
+
+/// `conv [1,6,3,3]` → squeeze-excitation gate (ReduceMean over H, W, Sigmoid) → `gate ·
+/// conv` (gate first) → `k − ·` → Transpose to NHWC → Softmax over the channels.
+#[test]
+fn float_ops_become_steps_with_their_broadcast() {
+    use strata_ir::ops::{ReduceMean, Softmax};
+    let mut g = Graph::new("se");
+    let x = g.add_input("x", TensorType::known(DType::F32, &[1, 4, 6, 6]));
+    let mut ins = vec![x];
+    ins.extend(layer_consts(&mut g, "conv", 6, 36));
+    let c = op(&mut g, "conv", Op::Bitplane(conv(4, 6, 2)), &ins);
+    let rm = Op::ReduceMean(ReduceMean {
+        axes: vec![3, 2],
+        keep_dims: true,
+    });
+    let m = op(&mut g, "mean", rm, &[c]);
+    let s = op(&mut g, "gate", Op::Unary(UnaryOp::Sigmoid), &[m]);
+    let p = op(&mut g, "se", Op::Binary(BinaryOp::Mul), &[s, c]);
+    let k = g.add_constant("k", Arc::new(Tensor::scalar_f32(2.0)));
+    let d = op(&mut g, "from_k", Op::Binary(BinaryOp::Sub), &[k, p]);
+    let t = op(
+        &mut g,
+        "nhwc",
+        Op::Transpose {
+            perm: vec![0, 2, 3, 1],
+        },
+        &[d],
+    );
+    let sm = Op::Softmax(Softmax {
+        axis: 3,
+        coerce_2d: false,
+    });
+    let y = op(&mut g, "sm", sm, &[t]);
+    g.set_outputs(vec![y]);
+    let l = lower(&g, &options(4, WeightLayout::Codes)).unwrap();
+    let kernels: Vec<&Kernel> = l.steps.iter().map(|s| &s.kernel).collect();
+    assert_eq!(kernels.len(), 7, "{kernels:?}");
+    assert_eq!(
+        *kernels[1],
+        Kernel::Mean {
+            x: Loc::Buf(0),
+            outer: 6,
+            len: 9,
+            inner: 1
+        }
+    );
+    assert!(matches!(
+        kernels[2],
+        Kernel::Unary {
+            n: 6,
+            f: UnaryFn::Sigmoid,
+            ..
+        }
+    ));
+    // The gate is the broadcast operand: the full-size conv output becomes `a`.
+    assert_eq!(
+        *kernels[3],
+        Kernel::Binary {
+            a: Loc::Buf(0),
+            b: Operand::Act(Loc::Buf(2)),
+            n: 54,
+            bcast: Broadcast { len: 6, inner: 9 },
+            f: BinaryFn::Mul,
+        }
+    );
+    assert!(matches!(
+        kernels[4],
+        Kernel::Binary {
+            b: Operand::Const(0),
+            bcast: Broadcast { len: 1, inner: 1 },
+            f: BinaryFn::SubFrom,
+            ..
+        }
+    ));
+    assert!(matches!(
+        kernels[5],
+        Kernel::Gather { dims, strides, .. } if dims == &[1, 3, 3, 6] && strides == &[54, 3, 1, 9]
+    ));
+    assert!(matches!(
+        kernels[6],
+        Kernel::Softmax {
+            outer: 9,
+            len: 6,
+            inner: 1,
+            ..
+        }
+    ));
+    // A Transpose that only moves unit axes is a view.
+    let mut g = Graph::new("view");
+    let x = g.add_input("x", TensorType::known(DType::F32, &[1, 4, 1, 6]));
+    let mut ins = vec![x];
+    ins.extend(layer_consts(&mut g, "fc", 3, 24));
+    let t = op(
+        &mut g,
+        "t",
+        Op::Transpose {
+            perm: vec![2, 0, 1, 3],
+        },
+        &[x],
+    );
+    let f = op(&mut g, "flat", Op::Flatten { axis: 1 }, &[t]);
+    ins[0] = f;
+    let fc = Bitplane {
+        kernel: BitplaneKernel::Linear,
+        spec: spec(3, 24),
+    };
+    let y = op(&mut g, "fc", Op::Bitplane(fc), &ins);
+    g.set_outputs(vec![y]);
+    let l = lower(&g, &options(4, WeightLayout::Codes)).unwrap();
+    assert_eq!(l.steps.len(), 1);
+    assert_eq!(l.aliases[0].kind, AliasKind::View);
+}
