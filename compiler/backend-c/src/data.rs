@@ -33,7 +33,11 @@ pub(crate) fn print(l: &Lowered) -> String {
             }
             | Kernel::Relu { .. }
             | Kernel::Pool { .. }
-            | Kernel::GlobalAvg { .. } => {}
+            | Kernel::Mean { .. }
+            | Kernel::Unary { .. }
+            | Kernel::Softmax { .. }
+            | Kernel::Concat { .. }
+            | Kernel::Gather { .. } => {}
         }
     }
     d

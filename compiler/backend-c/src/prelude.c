@@ -248,28 +248,157 @@ static void pool2d_run(const float *x, float *y, const pool2d *p, int is_max)
     }
 }
 
-/*@section global_avg*/
-static void global_avg(const float *x, float *y, size_t planes, size_t area)
+/*@section mean*/
+/* Mean over len values inner apart, summed in double in index order as the runtime does. */
+static void mean(const float *x, float *y, size_t outer, size_t len, size_t inner)
 {
-    size_t c, i;
-    for (c = 0; c < planes; ++c) {
-        double s = 0.0;
-        for (i = 0; i < area; ++i) {
-            s += (double)x[c * area + i];
+    size_t o, j, i;
+    for (o = 0; o < outer; ++o) {
+        for (i = 0; i < inner; ++i) {
+            double s = 0.0;
+            for (j = 0; j < len; ++j) {
+                s += (double)x[(o * len + j) * inner + i];
+            }
+            y[o * inner + i] = (float)(s / (double)len);
         }
-        y[c] = (float)(s / (double)area);
     }
 }
 
 /*@section binary*/
-/* y = a op b with b either the same length as a or (bn == 1) one value for all (IEEE + and *
- * commute, so the operand order of the graph does not matter). */
-static void binary(const float *a, const float *b, float *y, size_t n, size_t bn, int is_mul)
+enum { B_ADD, B_MUL, B_SUB, B_SUB_FROM, B_DIV, B_DIV_INTO, B_PRELU };
+
+/* y = f(a, b) with b[(i / inner) % bn] (a scalar, per-channel, full, ...). IEEE + and *
+ * commute, so an Add or Mul whose graph operands are swapped gives the same bits. */
+static void binary(const float *a, const float *b, float *y, size_t n, size_t bn, size_t inner,
+                   int f)
 {
     size_t i;
     for (i = 0; i < n; ++i) {
-        float r = b[bn == 1 ? 0 : i];
-        y[i] = is_mul ? a[i] * r : a[i] + r;
+        float x = a[i], r = b[(i / inner) % bn];
+        switch (f) {
+        case B_ADD: y[i] = x + r; break;
+        case B_MUL: y[i] = x * r; break;
+        case B_SUB: y[i] = x - r; break;
+        case B_SUB_FROM: y[i] = r - x; break;
+        case B_DIV: y[i] = x / r; break;
+        case B_DIV_INTO: y[i] = r / x; break;
+        default: y[i] = x < 0.0f ? r * x : x; break;
+        }
+    }
+}
+
+/*@section unary*/
+/* The runtime's f32::max / f32::min: a NaN operand yields the other one; on ties the first. */
+static float max_of(float a, float b)
+{
+    return a != a ? b : (b > a ? b : a);
+}
+
+static float min_of(float a, float b)
+{
+    return a != a ? b : (b < a ? b : a);
+}
+
+enum { U_SIGMOID, U_LEAKY, U_HSIGMOID, U_HSWISH, U_CLIP };
+
+/* The runtime's scalar formulas, one operation per statement (no contraction); p: the
+ * function's parameters (alpha, beta; clip: lo, hi, has_lo, has_hi). expf is the C library's,
+ * as Rust's f32::exp calls it (glibc's expf gives the same bits on every ISA tested). */
+static void unary(const float *x, float *y, size_t n, int f, const float *p)
+{
+    size_t i;
+    for (i = 0; i < n; ++i) {
+        float v = x[i], r, t;
+        switch (f) {
+        case U_SIGMOID:
+            if (v >= 0.0f) {
+                t = expf(0.0f - v);
+                t = 1.0f + t;
+                r = 1.0f / t;
+            } else {
+                t = expf(v);
+                r = 1.0f + t;
+                r = t / r;
+            }
+            break;
+        case U_LEAKY: r = v < 0.0f ? p[0] * v : v; break;
+        case U_HSIGMOID:
+            t = p[0] * v;
+            t = t + p[1];
+            r = max_of(0.0f, min_of(1.0f, t));
+            break;
+        case U_HSWISH:
+            t = (float)(1.0 / 6.0) * v;
+            t = t + 0.5f;
+            r = v * max_of(0.0f, min_of(1.0f, t));
+            break;
+        default:
+            r = p[2] != 0.0f && v < p[0] ? p[0] : v;
+            r = p[3] != 0.0f && r > p[1] ? p[1] : r;
+            break;
+        }
+        y[i] = r;
+    }
+}
+
+/*@section softmax*/
+/* The runtime's softmax: maximum, exp(x - max) summed in order, then each divided by the sum. */
+static void softmax(const float *x, float *y, size_t outer, size_t len, size_t inner)
+{
+    size_t o, i, j;
+    for (o = 0; o < outer; ++o) {
+        const float *xb = x + o * len * inner;
+        float *yb = y + o * len * inner;
+        for (i = 0; i < inner; ++i) {
+            float mx = -INFINITY, sum = 0.0f;
+            for (j = 0; j < len; ++j) {
+                if (xb[j * inner + i] > mx) {
+                    mx = xb[j * inner + i];
+                }
+            }
+            for (j = 0; j < len; ++j) {
+                float e = expf(xb[j * inner + i] - mx);
+                yb[j * inner + i] = e;
+                sum = sum + e;
+            }
+            for (j = 0; j < len; ++j) {
+                yb[j * inner + i] = yb[j * inner + i] / sum;
+            }
+        }
+    }
+}
+
+/*@section concat*/
+/* One part of a concatenation: outer slabs of chunk values, stride apart in y from offset. */
+static void concat_part(const float *x, float *y, size_t outer, size_t chunk, size_t stride,
+                        size_t offset)
+{
+    size_t o;
+    for (o = 0; o < outer; ++o) {
+        memcpy(y + o * stride + offset, x + o * chunk, chunk * sizeof(float));
+    }
+}
+
+/*@section gather*/
+/* y in row-major order over dims[0..rank) reads x[sum_d i_d * strides[d]] (Transpose). */
+static void gather(const float *x, float *y, unsigned rank, const size_t *dims,
+                   const size_t *strides)
+{
+    size_t idx[8] = {0}, n = 1, k, off = 0;
+    unsigned d;
+    for (d = 0; d < rank; ++d) {
+        n *= dims[d];
+    }
+    for (k = 0; k < n; ++k) {
+        y[k] = x[off];
+        for (d = rank; d-- > 0;) {
+            off += strides[d];
+            if (++idx[d] < dims[d]) {
+                break;
+            }
+            off -= idx[d] * strides[d];
+            idx[d] = 0;
+        }
     }
 }
 

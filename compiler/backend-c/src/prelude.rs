@@ -23,8 +23,12 @@ pub(crate) enum Section {
     BpConv2d,
     Relu,
     Pool2d,
-    GlobalAvg,
+    Mean,
     Binary,
+    Unary,
+    Softmax,
+    Concat,
+    Gather,
     /// The code-layout drivers: printed after the scratch arrays and the target's kernels,
     /// which they use.
     BqRun,
@@ -47,8 +51,12 @@ impl Section {
             Section::BpConv2d => "bp_conv2d",
             Section::Relu => "relu",
             Section::Pool2d => "pool2d",
-            Section::GlobalAvg => "global_avg",
+            Section::Mean => "mean",
             Section::Binary => "binary",
+            Section::Unary => "unary",
+            Section::Softmax => "softmax",
+            Section::Concat => "concat",
+            Section::Gather => "gather",
             Section::BqRun => "bq_run",
             Section::BqLinear => "bq_linear",
             Section::BqConv2d => "bq_conv2d",
@@ -65,9 +73,8 @@ impl Section {
             Pool2d => &[Pool2dT],
             BqRun => &[BqCommon, Quant],
             BqLinear | BqConv2d => &[BqRun],
-            Side | BpCommon | BpConvT | Pool2dT | BqCommon | Quant | Relu | GlobalAvg | Binary => {
-                &[]
-            }
+            Side | BpCommon | BpConvT | Pool2dT | BqCommon | Quant | Relu | Mean | Binary
+            | Unary | Softmax | Concat | Gather => &[],
         }
     }
 
@@ -91,8 +98,12 @@ fn kernel_section(kernel: &Kernel, layout: WeightLayout) -> Section {
         (Kernel::BitplaneLinear { .. }, WeightLayout::Codes) => Section::BqLinear,
         (Kernel::Relu { .. }, _) => Section::Relu,
         (Kernel::Pool { .. }, _) => Section::Pool2d,
-        (Kernel::GlobalAvg { .. }, _) => Section::GlobalAvg,
+        (Kernel::Mean { .. }, _) => Section::Mean,
         (Kernel::Binary { .. }, _) => Section::Binary,
+        (Kernel::Unary { .. }, _) => Section::Unary,
+        (Kernel::Softmax { .. }, _) => Section::Softmax,
+        (Kernel::Concat { .. }, _) => Section::Concat,
+        (Kernel::Gather { .. }, _) => Section::Gather,
     }
 }
 
@@ -135,7 +146,7 @@ pub(crate) fn section_of(text: &'static str, name: &str) -> &'static str {
 mod tests {
     use super::*;
 
-    const ALL: [Section; 16] = [
+    const ALL: [Section; 20] = [
         Section::Side,
         Section::BpCommon,
         Section::BpConvT,
@@ -147,8 +158,12 @@ mod tests {
         Section::BpConv2d,
         Section::Relu,
         Section::Pool2d,
-        Section::GlobalAvg,
+        Section::Mean,
         Section::Binary,
+        Section::Unary,
+        Section::Softmax,
+        Section::Concat,
+        Section::Gather,
         Section::BqRun,
         Section::BqLinear,
         Section::BqConv2d,

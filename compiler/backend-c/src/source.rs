@@ -4,10 +4,10 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use strata_lower::{Kernel, Lowered, Operand, Step, WeightLayout};
+use strata_lower::{BinaryFn, Kernel, Lowered, Operand, Step, UnaryFn, WeightLayout};
 
 use crate::prelude::{self, section_of, Section};
-use crate::text::{at, buf, comment_safe, unsigned_init};
+use crate::text::{at, buf, c_float, comment_safe, unsigned_init};
 use crate::{data, Target};
 
 /// The source of `l` with symbol prefix `name`.
@@ -146,20 +146,96 @@ fn step(c: &mut String, l: &Lowered, up: &str, i: usize, st: &Step) {
             let init = unsigned_init(&g.values());
             let _ = writeln!(c, "    {{\n        static const pool2d p = {init};\n        pool2d_run({}, {y}, &p, {});\n    }}", at(l, *x), *max as u8);
         }
-        Kernel::GlobalAvg { x, planes, area } => {
-            let _ = writeln!(c, "    global_avg({}, {y}, {planes}u, {area}u);", at(l, *x));
+        Kernel::Mean {
+            x,
+            outer,
+            len,
+            inner,
+        } => {
+            let _ = writeln!(
+                c,
+                "    mean({}, {y}, {outer}u, {len}u, {inner}u);",
+                at(l, *x)
+            );
         }
-        Kernel::Binary { a, b, n, mul } => {
-            let (bp, bn) = match b {
-                Operand::Act(loc) => (at(l, *loc), *n),
-                Operand::Const(k) => (data::constant_name(i), l.constants[*k].values.len()),
+        Kernel::Binary { a, b, n, bcast, f } => {
+            let bp = match b {
+                Operand::Act(loc) => at(l, *loc),
+                Operand::Const(_) => data::constant_name(i),
+            };
+            let f = match f {
+                BinaryFn::Add => "B_ADD",
+                BinaryFn::Mul => "B_MUL",
+                BinaryFn::Sub => "B_SUB",
+                BinaryFn::SubFrom => "B_SUB_FROM",
+                BinaryFn::Div => "B_DIV",
+                BinaryFn::DivInto => "B_DIV_INTO",
+                BinaryFn::PRelu => "B_PRELU",
             };
             let _ = writeln!(
                 c,
-                "    binary({}, {bp}, {y}, {n}u, {bn}u, {});",
+                "    binary({}, {bp}, {y}, {n}u, {}u, {}u, {f});",
                 at(l, *a),
-                *mul as u8
+                bcast.len,
+                bcast.inner
             );
+        }
+        Kernel::Unary { x, n, f } => {
+            let (name, p) = match *f {
+                UnaryFn::Sigmoid => ("U_SIGMOID", vec![]),
+                UnaryFn::LeakyRelu { alpha } => ("U_LEAKY", vec![alpha]),
+                UnaryFn::HardSigmoid { alpha, beta } => ("U_HSIGMOID", vec![alpha, beta]),
+                UnaryFn::HardSwish => ("U_HSWISH", vec![]),
+                UnaryFn::Clip { lo, hi } => (
+                    "U_CLIP",
+                    vec![
+                        lo.unwrap_or(0.0),
+                        hi.unwrap_or(0.0),
+                        lo.is_some() as u8 as f32,
+                        hi.is_some() as u8 as f32,
+                    ],
+                ),
+            };
+            let x = at(l, *x);
+            if p.is_empty() {
+                let _ = writeln!(c, "    unary({x}, {y}, {n}u, {name}, NULL);");
+            } else {
+                let p: Vec<String> = p.into_iter().map(c_float).collect();
+                let _ = writeln!(c, "    {{\n        static const float p[{}] = {{{}}};\n        unary({x}, {y}, {n}u, {name}, p);\n    }}", p.len(), p.join(", "));
+            }
+        }
+        Kernel::Softmax {
+            x,
+            outer,
+            len,
+            inner,
+        } => {
+            let _ = writeln!(
+                c,
+                "    softmax({}, {y}, {outer}u, {len}u, {inner}u);",
+                at(l, *x)
+            );
+        }
+        Kernel::Concat { parts, outer } => {
+            let stride: usize = parts.iter().map(|p| p.1).sum();
+            let mut offset = 0;
+            for (x, chunk) in parts {
+                let _ = writeln!(
+                    c,
+                    "    concat_part({}, {y}, {outer}u, {chunk}u, {stride}u, {offset}u);",
+                    at(l, *x)
+                );
+                offset += chunk;
+            }
+        }
+        Kernel::Gather { x, dims, strides } => {
+            let list = |v: &[usize]| {
+                v.iter()
+                    .map(|d| format!("{d}u"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let _ = writeln!(c, "    {{\n        static const size_t d[{r}] = {{{}}}, s[{r}] = {{{}}};\n        gather({}, {y}, {r}u, d, s);\n    }}", list(dims), list(strides), at(l, *x), r = dims.len());
         }
     }
 }

@@ -2,10 +2,11 @@
 //! natively; aarch64, armhf and riscv64 under qemu-user, built with Debian's cross toolchains)
 //! × plane count K = 2..8, on the MNIST CNN and on a small net that covers every convolution
 //! form (im2col and direct, groups, depthwise, strides, dilations, asymmetric pads) and
-//! fully connected layers with odd sizes, and on `ops`: three tiny nets that cover every other
+//! fully connected layers with odd sizes, and on `ops`: six tiny nets that cover every other
 //! op the backend supports (MaxPool general and 2×2 fast path, AveragePool with and without
-//! padding in the divisor, GlobalAveragePool, Add, Mul, standalone Relu, Flatten/Reshape/
-//! Identity), each behind bit-plane layers so that K matters, emitted with distinct prefixes and
+//! padding in the divisor, GlobalAveragePool, Add, Sub, Mul, Div with broadcasting, standalone
+//! Relu, the float activations, Clip, PRelu, Softmax, ReduceMean, Concat, Transpose,
+//! Flatten/Reshape/Identity), each behind bit-plane layers so that K matters, emitted with distinct prefixes and
 //! linked into one program per cell. Outputs must equal the runtime's integer path bit
 //! for bit, for `PREFIX_run` and for `PREFIX_run_planes` with mixed per-layer counts. Run with
 //! `--nocapture` to see the matrix. Missing tools fail the test (never a silent skip): install
@@ -21,7 +22,9 @@ use std::sync::{Mutex, OnceLock};
 
 use strata_compiler::backend::c::{emit, EmitOptions, EmittedC, Target};
 use strata_ir::container::read_container;
-use strata_ir::ops::{BinaryOp, Conv, Gemm, GlobalPoolKind, Pool, Reshape, UnaryOp};
+use strata_ir::ops::{
+    BinaryOp, Clip, Conv, Gemm, GlobalPoolKind, Pool, ReduceMean, Reshape, Softmax, UnaryOp,
+};
 use strata_ir::{DType, Graph, NodeKind, Op, Shape, Tensor, TensorType, ValueRef};
 use strata_runtime::{run_with, QuantPath, RunOptions};
 
@@ -191,7 +194,7 @@ fn pool2(kernel: usize, pads: [usize; 4], dil: [usize; 2]) -> Pool {
 
 /// Tiny nets, each behind bit-plane convolutions (so their ops see different values at every
 /// K), that cover every op the C backend supports besides the bit-plane layers: (C prefix,
-/// graph). Three nets rather than one per op: each net is one more C translation unit to
+/// graph). A few nets rather than one per op: each net is one more C translation unit to
 /// build per matrix cell, and the ops' outputs reach the net's output without a
 /// re-quantization that could hide a difference.
 fn op_nets() -> Vec<(&'static str, Graph)> {
@@ -242,6 +245,94 @@ fn op_nets() -> Vec<(&'static str, Graph)> {
     let gp = b.op("gap", Op::GlobalPool(GlobalPoolKind::Average), &[c]);
     let y = b.op("flat", Op::Flatten { axis: 1 }, &[gp]);
     nets.push(("op_gap", b.finish(y)));
+    // Element-wise functions side by side, concatenated along the channels (so every value
+    // reaches the output as computed): Sigmoid, LeakyRelu, HardSigmoid, HardSwish,
+    // Clip with both bounds and with a minimum only, PRelu with a per-channel slope.
+    let mut b = NetBuilder::new("op_act", 130);
+    let c = b.conv("c", 6, 1);
+    let un = |u| Op::Unary(u);
+    let mut outs = vec![
+        b.op("sig", un(UnaryOp::Sigmoid), &[c]),
+        b.op("leaky", un(UnaryOp::LeakyRelu { alpha: 0.1 }), &[c]),
+    ];
+    let hs = UnaryOp::HardSigmoid {
+        alpha: 0.2,
+        beta: 0.5,
+    };
+    outs.push(b.op("hsig", un(hs), &[c]));
+    outs.push(b.op("hswish", un(UnaryOp::HardSwish), &[c]));
+    let lo = b.g.add_constant("lo", Tensor::scalar_f32(-0.25));
+    let hi = b.g.add_constant("hi", Tensor::scalar_f32(0.5));
+    let both = Op::Clip(Clip {
+        has_min: true,
+        has_max: true,
+    });
+    outs.push(b.op("clip", both, &[c, lo, hi]));
+    let min_only = Op::Clip(Clip {
+        has_min: true,
+        has_max: false,
+    });
+    outs.push(b.op("clip_lo", min_only, &[c, lo]));
+    let slope = b.konst("slope", &[6, 1, 1], 0.5);
+    outs.push(b.op("prelu", Op::PRelu, &[c, slope]));
+    let y = b.op("cat", Op::Concat { axis: 1 }, &outs);
+    nets.push(("op_act", b.finish(y)));
+    // Broadcasting arithmetic: Sub and Div of activations and of constants on either side
+    // (a scalar, a per-channel vector), and a squeeze-excitation gate (ReduceMean over H, W
+    // with keepdims, Sigmoid, Mul broadcasting the gate over the map, in both operand orders).
+    let mut b = NetBuilder::new("op_bcast", 140);
+    let c1 = b.conv("c1", 4, 1);
+    let c2 = b.conv("c2", 4, 1);
+    let sub = || Op::Binary(BinaryOp::Sub);
+    let div = || Op::Binary(BinaryOp::Div);
+    let mut outs = vec![b.op("d", sub(), &[c1, c2])];
+    let k = b.g.add_constant("k", Tensor::scalar_f32(0.3));
+    outs.push(b.op("k_minus", sub(), &[k, c1]));
+    let kc = b.konst("kc", &[4, 1, 1], 1.0);
+    let kc = b.op("kc_off", add(), &[kc, k]);
+    outs.push(b.op("per_ch_div", div(), &[c2, kc]));
+    outs.push(b.op("div_into", div(), &[k, c2]));
+    let mean = Op::ReduceMean(ReduceMean {
+        axes: vec![2, 3],
+        keep_dims: true,
+    });
+    let g = b.op("gate_mean", mean, &[c2]);
+    let g = b.op("gate", Op::Unary(UnaryOp::Sigmoid), &[g]);
+    outs.push(b.op("se", mul(), &[c1, g]));
+    outs.push(b.op("se_swapped", mul(), &[g, c2]));
+    outs.push(b.op("ch_minus", sub(), &[g, c1]));
+    let y = b.op("cat", Op::Concat { axis: 1 }, &outs);
+    nets.push(("op_bcast", b.finish(y)));
+    // Softmax over the last axis of a transposed (NHWC) map and over the channels of the
+    // NCHW map, ReduceMean over one middle axis, flattened and concatenated on axis 1.
+    let mut b = NetBuilder::new("op_softmax", 150);
+    let c = b.conv("c", 5, 1);
+    let t = b.op(
+        "nhwc",
+        Op::Transpose {
+            perm: vec![0, 2, 3, 1],
+        },
+        &[c],
+    );
+    let sm = |axis| {
+        Op::Softmax(Softmax {
+            axis,
+            coerce_2d: false,
+        })
+    };
+    let s1 = b.op("sm_last", sm(3), &[t]);
+    let s2 = b.op("sm_ch", sm(1), &[c]);
+    let rm = Op::ReduceMean(ReduceMean {
+        axes: vec![1],
+        keep_dims: false,
+    });
+    let m = b.op("mean_h", rm, &[t]);
+    let flat = || Op::Flatten { axis: 1 };
+    let f1 = b.op("f1", flat(), &[s1]);
+    let f2 = b.op("f2", flat(), &[s2]);
+    let f3 = b.op("f3", flat(), &[m]);
+    let y = b.op("cat", Op::Concat { axis: 1 }, &[f1, f2, f3]);
+    nets.push(("op_softmax", b.finish(y)));
     nets
 }
 

@@ -9,6 +9,7 @@
 //! printing (as Cranelift lowers to machine instructions before `emit`).
 
 mod error;
+mod float_ops;
 mod geometry;
 mod layer;
 pub mod planner;
@@ -88,15 +89,42 @@ pub enum Kernel {
         geometry: PoolGeometry,
         max: bool,
     },
-    /// Mean over `area` elements of each of `planes` planes.
-    GlobalAvg { x: Loc, planes: usize, area: usize },
-    /// `y = a + b` (or `a · b` when `mul`) over `n` elements; a one-element constant `b`
-    /// broadcasts.
+    /// Mean over `len` elements `inner` apart, for each of `outer × inner` outputs
+    /// (GlobalAveragePool, ReduceMean over contiguous axes), summed in f64 as the runtime does.
+    Mean {
+        x: Loc,
+        outer: usize,
+        len: usize,
+        inner: usize,
+    },
+    /// `y = f(a, b)` over `n` elements; `b` broadcasts as `bcast` says.
     Binary {
         a: Loc,
         b: Operand,
         n: usize,
-        mul: bool,
+        bcast: Broadcast,
+        f: BinaryFn,
+    },
+    /// `y = f(x)` over `n` elements.
+    Unary { x: Loc, n: usize, f: UnaryFn },
+    /// Softmax over `len` elements `inner` apart, in `outer` blocks of `len × inner`.
+    Softmax {
+        x: Loc,
+        outer: usize,
+        len: usize,
+        inner: usize,
+    },
+    /// Concatenation: for each of `outer` blocks, every part's `chunk` elements in turn.
+    Concat {
+        parts: Vec<(Loc, usize)>,
+        outer: usize,
+    },
+    /// A strided copy (Transpose, rank ≤ 8): output element at index `(i_0, …)` (row-major over
+    /// `dims`) reads `x[Σ i_d · strides[d]]`.
+    Gather {
+        x: Loc,
+        dims: Vec<usize>,
+        strides: Vec<usize>,
     },
 }
 
@@ -109,8 +137,12 @@ impl Kernel {
             }
             Kernel::Relu { .. }
             | Kernel::Pool { .. }
-            | Kernel::GlobalAvg { .. }
-            | Kernel::Binary { .. } => None,
+            | Kernel::Mean { .. }
+            | Kernel::Binary { .. }
+            | Kernel::Unary { .. }
+            | Kernel::Softmax { .. }
+            | Kernel::Concat { .. }
+            | Kernel::Gather { .. } => None,
         }
     }
 }
@@ -121,6 +153,57 @@ pub enum Operand {
     Act(Loc),
     /// A constant (an index into [`Lowered::constants`]).
     Const(usize),
+}
+
+/// How the second operand of a binary step repeats over the output: element `i` reads
+/// `b[(i / inner) % len]` (a scalar, a per-channel vector, a full tensor, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Broadcast {
+    pub len: usize,
+    pub inner: usize,
+}
+
+impl Broadcast {
+    /// The operand has the output's shape.
+    pub fn full(n: usize) -> Self {
+        Broadcast { len: n, inner: 1 }
+    }
+}
+
+/// A binary step's function of `(a, b)`: the runtime's formula, in its operand order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryFn {
+    Add,
+    Mul,
+    /// `a − b`.
+    Sub,
+    /// `b − a` (the graph's first operand is the broadcast one).
+    SubFrom,
+    /// `a / b`.
+    Div,
+    /// `b / a`.
+    DivInto,
+    /// `a < 0 ? b · a : a` (PRelu with slope `b`).
+    PRelu,
+}
+
+/// An element-wise float function, computed with the runtime's formula and operation order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UnaryFn {
+    Sigmoid,
+    LeakyRelu {
+        alpha: f32,
+    },
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
+    HardSwish,
+    /// Clip to optional bounds: `min(max(x, lo), hi)` as comparisons (NaN passes).
+    Clip {
+        lo: Option<f32>,
+        hi: Option<f32>,
+    },
 }
 
 /// A constant operand, stored with the weights.

@@ -84,7 +84,8 @@ fn relu_fuses_into_the_code_layout_epilogue() {
                 a: Loc::Buf(1),
                 b: Operand::Const(0),
                 n: 3,
-                mul: false
+                bcast: Broadcast { len: 3, inner: 1 },
+                f: BinaryFn::Add,
             },
         ]
     ));
@@ -391,20 +392,29 @@ fn errors_name_the_node() {
     ));
     let mut s = Graph::new("s");
     let x = s.add_input("x", TensorType::known(DType::F32, &[1, 4]));
-    let y = op(&mut s, "squash", Op::Unary(UnaryOp::Sigmoid), &[x]);
+    let y = op(&mut s, "squash", Op::Unary(UnaryOp::Erf), &[x]);
     s.set_outputs(vec![y]);
     match lower(&s, &options(4, WeightLayout::Codes)) {
         Err(LowerError::UnsupportedOp { node, op }) => {
-            assert_eq!((node.as_str(), op), ("squash", "sigmoid"));
+            assert_eq!((node.as_str(), op), ("squash", "erf"));
         }
         other => panic!("{other:?}"),
     }
-    // A constant operand that is neither a scalar nor full-size.
+    // Tanh: glibc's tanhf differs across ISAs, so the C output could not be bit-exact.
     let mut s = Graph::new("s");
-    let x = s.add_input("x", TensorType::known(DType::F32, &[1, 2, 2]));
+    let x = s.add_input("x", TensorType::known(DType::F32, &[1, 4]));
+    let y = op(&mut s, "squash", Op::Unary(UnaryOp::Tanh), &[x]);
+    s.set_outputs(vec![y]);
+    assert!(matches!(
+        lower(&s, &options(4, WeightLayout::Codes)),
+        Err(LowerError::UnsupportedOp { op: "tanh", .. })
+    ));
+    // A constant operand that repeats over two separate runs of axes.
+    let mut s = Graph::new("s");
+    let x = s.add_input("x", TensorType::known(DType::F32, &[1, 2, 2, 2]));
     let c = s.add_constant(
         "c",
-        Arc::new(Tensor::from_f32(vec![2, 1], vec![1.0, 2.0]).unwrap()),
+        Arc::new(Tensor::from_f32(vec![2, 1, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap()),
     );
     let y = op(&mut s, "bcast", Op::Binary(BinaryOp::Add), &[x, c]);
     s.set_outputs(vec![y]);
@@ -412,4 +422,116 @@ fn errors_name_the_node() {
         lower(&s, &options(4, WeightLayout::Codes)),
         Err(LowerError::Unsupported { node, op: "add", .. }) if node == "bcast"
     ));
+}
+
+/// `conv [1,6,3,3]` → squeeze-excitation gate (ReduceMean over H, W, Sigmoid) → `gate ·
+/// conv` (gate first) → `k − ·` → Transpose to NHWC → Softmax over the channels.
+#[test]
+fn float_ops_become_steps_with_their_broadcast() {
+    use strata_ir::ops::{ReduceMean, Softmax};
+    let mut g = Graph::new("se");
+    let x = g.add_input("x", TensorType::known(DType::F32, &[1, 4, 6, 6]));
+    let mut ins = vec![x];
+    ins.extend(layer_consts(&mut g, "conv", 6, 36));
+    let c = op(&mut g, "conv", Op::Bitplane(conv(4, 6, 2)), &ins);
+    let rm = Op::ReduceMean(ReduceMean {
+        axes: vec![3, 2],
+        keep_dims: true,
+    });
+    let m = op(&mut g, "mean", rm, &[c]);
+    let s = op(&mut g, "gate", Op::Unary(UnaryOp::Sigmoid), &[m]);
+    let p = op(&mut g, "se", Op::Binary(BinaryOp::Mul), &[s, c]);
+    let k = g.add_constant("k", Arc::new(Tensor::scalar_f32(2.0)));
+    let d = op(&mut g, "from_k", Op::Binary(BinaryOp::Sub), &[k, p]);
+    let t = op(
+        &mut g,
+        "nhwc",
+        Op::Transpose {
+            perm: vec![0, 2, 3, 1],
+        },
+        &[d],
+    );
+    let sm = Op::Softmax(Softmax {
+        axis: 3,
+        coerce_2d: false,
+    });
+    let y = op(&mut g, "sm", sm, &[t]);
+    g.set_outputs(vec![y]);
+    let l = lower(&g, &options(4, WeightLayout::Codes)).unwrap();
+    let kernels: Vec<&Kernel> = l.steps.iter().map(|s| &s.kernel).collect();
+    assert_eq!(kernels.len(), 7, "{kernels:?}");
+    assert_eq!(
+        *kernels[1],
+        Kernel::Mean {
+            x: Loc::Buf(0),
+            outer: 6,
+            len: 9,
+            inner: 1
+        }
+    );
+    assert!(matches!(
+        kernels[2],
+        Kernel::Unary {
+            n: 6,
+            f: UnaryFn::Sigmoid,
+            ..
+        }
+    ));
+    // The gate is the broadcast operand: the full-size conv output becomes `a`.
+    assert_eq!(
+        *kernels[3],
+        Kernel::Binary {
+            a: Loc::Buf(0),
+            b: Operand::Act(Loc::Buf(2)),
+            n: 54,
+            bcast: Broadcast { len: 6, inner: 9 },
+            f: BinaryFn::Mul,
+        }
+    );
+    assert!(matches!(
+        kernels[4],
+        Kernel::Binary {
+            b: Operand::Const(0),
+            bcast: Broadcast { len: 1, inner: 1 },
+            f: BinaryFn::SubFrom,
+            ..
+        }
+    ));
+    assert!(matches!(
+        kernels[5],
+        Kernel::Gather { dims, strides, .. } if dims == &[1, 3, 3, 6] && strides == &[54, 3, 1, 9]
+    ));
+    assert!(matches!(
+        kernels[6],
+        Kernel::Softmax {
+            outer: 9,
+            len: 6,
+            inner: 1,
+            ..
+        }
+    ));
+    // A Transpose that only moves unit axes is a view.
+    let mut g = Graph::new("view");
+    let x = g.add_input("x", TensorType::known(DType::F32, &[1, 4, 1, 6]));
+    let mut ins = vec![x];
+    ins.extend(layer_consts(&mut g, "fc", 3, 24));
+    let t = op(
+        &mut g,
+        "t",
+        Op::Transpose {
+            perm: vec![2, 0, 1, 3],
+        },
+        &[x],
+    );
+    let f = op(&mut g, "flat", Op::Flatten { axis: 1 }, &[t]);
+    ins[0] = f;
+    let fc = Bitplane {
+        kernel: BitplaneKernel::Linear,
+        spec: spec(3, 24),
+    };
+    let y = op(&mut g, "fc", Op::Bitplane(fc), &ins);
+    g.set_outputs(vec![y]);
+    let l = lower(&g, &options(4, WeightLayout::Codes)).unwrap();
+    assert_eq!(l.steps.len(), 1);
+    assert_eq!(l.aliases[0].kind, AliasKind::View);
 }

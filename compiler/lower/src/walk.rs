@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use strata_ir::ops::bitplane::{Bitplane, BitplaneKernel, INPUT_PLANES, INPUT_X, NUM_INPUTS};
-use strata_ir::ops::elementwise::{BinaryOp, UnaryOp};
+use strata_ir::ops::elementwise::UnaryOp;
 use strata_ir::ops::pool::{GlobalPoolKind, Pool};
 use strata_ir::{quant, DType, Graph, NodeId, NodeKind, Op, Tensor, ValueRef};
 
@@ -13,7 +13,7 @@ use crate::error::unsupported;
 use crate::layer::lower_layer;
 use crate::planner::{plan, Buffer};
 use crate::{
-    Alias, AliasKind, Constant, Kernel, Layer, Loc, LowerError, LowerOptions, Lowered, Operand,
+    Alias, AliasKind, Constant, Kernel, Layer, Loc, LowerError, LowerOptions, Lowered,
     PoolGeometry, Scratch, Step,
 };
 
@@ -108,24 +108,30 @@ pub fn lower(graph: &Graph, options: &LowerOptions) -> Result<Lowered, LowerErro
     })
 }
 
-struct Walk<'g> {
-    graph: &'g Graph,
-    options: &'g LowerOptions,
-    locs: HashMap<ValueRef, Loc>,
+pub(crate) struct Walk<'g> {
+    pub(crate) graph: &'g Graph,
+    pub(crate) options: &'g LowerOptions,
+    pub(crate) locs: HashMap<ValueRef, Loc>,
     /// How many ops (and graph outputs) read each value.
-    uses: HashMap<ValueRef, usize>,
-    layers: Vec<Layer>,
-    constants: Vec<Constant>,
-    steps: Vec<Step>,
-    buffers: Vec<Buffer>,
-    aliases: Vec<Alias>,
-    scratch: Scratch,
-    macs: u64,
+    pub(crate) uses: HashMap<ValueRef, usize>,
+    pub(crate) layers: Vec<Layer>,
+    pub(crate) constants: Vec<Constant>,
+    pub(crate) steps: Vec<Step>,
+    pub(crate) buffers: Vec<Buffer>,
+    pub(crate) aliases: Vec<Alias>,
+    pub(crate) scratch: Scratch,
+    pub(crate) macs: u64,
 }
 
 impl<'g> Walk<'g> {
     /// The activation location of `v`, extending its buffer's lifetime to `step`.
-    fn act(&mut self, v: ValueRef, step: usize, node: &str, op: &Op) -> Result<Loc, LowerError> {
+    pub(crate) fn act(
+        &mut self,
+        v: ValueRef,
+        step: usize,
+        node: &str,
+        op: &Op,
+    ) -> Result<Loc, LowerError> {
         let loc = *self.locs.get(&v).ok_or_else(|| {
             unsupported(
                 node,
@@ -139,7 +145,7 @@ impl<'g> Walk<'g> {
         Ok(loc)
     }
 
-    fn constant(
+    pub(crate) fn constant(
         &self,
         v: ValueRef,
         node: &str,
@@ -153,12 +159,12 @@ impl<'g> Walk<'g> {
     }
 
     /// Batch-1 shape of value `v`.
-    fn shape(&self, v: ValueRef) -> Result<Vec<usize>, LowerError> {
+    pub(crate) fn shape(&self, v: ValueRef) -> Result<Vec<usize>, LowerError> {
         Ok(self.graph.value(v)?.ty.shape.resolve(1))
     }
 
     /// A fresh buffer of `size` floats written by `step`, holding node `id`'s output.
-    fn output(&mut self, id: NodeId, size: usize, step: usize) -> usize {
+    pub(crate) fn output(&mut self, id: NodeId, size: usize, step: usize) -> usize {
         self.buffers.push(Buffer {
             size,
             first: step,
@@ -169,7 +175,7 @@ impl<'g> Walk<'g> {
         y
     }
 
-    fn push(&mut self, node: &str, kernel: Kernel, y: usize) {
+    pub(crate) fn push(&mut self, node: &str, kernel: Kernel, y: usize) {
         self.steps.push(Step {
             node: node.to_string(),
             kernel,
@@ -178,7 +184,7 @@ impl<'g> Walk<'g> {
     }
 
     /// `id`'s output shares `of`'s storage.
-    fn alias(&mut self, id: NodeId, node: &str, of: Loc, kind: AliasKind) {
+    pub(crate) fn alias(&mut self, id: NodeId, node: &str, of: Loc, kind: AliasKind) {
         self.locs.insert(ValueRef::first(id), of);
         self.aliases.push(Alias {
             node: node.to_string(),
@@ -218,10 +224,11 @@ impl<'g> Walk<'g> {
                 }
                 let x = self.act(ins[0], step, node, op)?;
                 let y = self.output(id, out_n, step);
-                let kernel = Kernel::GlobalAvg {
+                let kernel = Kernel::Mean {
                     x,
-                    planes: xs[0] * xs[1],
-                    area: xs[2..].iter().product(),
+                    outer: xs[0] * xs[1],
+                    len: xs[2..].iter().product(),
+                    inner: 1,
                 };
                 self.push(node, kernel, y);
                 Ok(())
@@ -232,23 +239,27 @@ impl<'g> Walk<'g> {
                 self.alias(id, node, x, AliasKind::View);
                 Ok(())
             }
-            Op::Binary(bop @ (BinaryOp::Add | BinaryOp::Mul)) => {
-                let mul = matches!(bop, BinaryOp::Mul);
-                self.binary(id, node, op, &ins, mul, out_n, step)
-            }
+            Op::Binary(bop) => self.binary(id, node, op, *bop, &ins, out_n, step),
+            Op::PRelu => self.prelu(id, node, op, &ins, out_n, step),
+            Op::Unary(u @ (UnaryOp::LeakyRelu { .. }
+            | UnaryOp::Sigmoid
+            | UnaryOp::HardSigmoid { .. }
+            | UnaryOp::HardSwish)) => self.unary(id, node, op, *u, &ins, out_n, step),
+            Op::Clip(c) => self.clip(id, node, op, c, &ins, out_n, step),
+            Op::Softmax(s) => self.softmax(id, node, op, s, &ins, out_n, step),
+            Op::ReduceMean(r) => self.reduce_mean(id, node, op, r, &ins, out_n, step),
+            Op::Concat { axis } => self.concat(id, node, op, *axis, &ins, out_n, step),
+            Op::Transpose { perm } => self.transpose(id, node, op, perm, &ins, step),
             // No kernel yet: listed one by one, so that a new op must be placed here or above.
             Op::Conv(_)
             | Op::ConvTranspose(_)
             | Op::Gemm(_)
             | Op::MatMul
-            | Op::Binary(BinaryOp::Sub | BinaryOp::Div | BinaryOp::Pow)
+            // Erf: the runtime's is the `libm` crate's (musl's), not the C library's. Tanh:
+            // glibc's tanhf rounds differently on aarch64 and riscv64 than on x86-64.
             | Op::Unary(
-                UnaryOp::LeakyRelu { .. }
-                | UnaryOp::Sigmoid
-                | UnaryOp::HardSigmoid { .. }
-                | UnaryOp::HardSwish
+                UnaryOp::Erf
                 | UnaryOp::Tanh
-                | UnaryOp::Erf
                 | UnaryOp::Exp
                 | UnaryOp::Log
                 | UnaryOp::Sqrt
@@ -267,13 +278,8 @@ impl<'g> Walk<'g> {
             | Op::Resize(_)
             | Op::QuantizeLinear(_)
             | Op::DequantizeLinear(_)
-            | Op::PRelu
-            | Op::Clip(_)
             | Op::BatchNorm(_)
-            | Op::Softmax(_)
             | Op::GlobalPool(GlobalPoolKind::Max)
-            | Op::Transpose { .. }
-            | Op::Concat { .. }
             | Op::Pad(_)
             | Op::Squeeze { .. }
             | Op::Unsqueeze { .. }
@@ -281,7 +287,6 @@ impl<'g> Walk<'g> {
             | Op::Gather { .. }
             | Op::Slice(_)
             | Op::Split(_)
-            | Op::ReduceMean(_)
             | Op::Variadic(_)
             | Op::Cast { .. } => Err(LowerError::UnsupportedOp {
                 node: node.to_string(),
@@ -413,64 +418,6 @@ impl<'g> Walk<'g> {
         let x = self.act(xin, step, node, op)?;
         let y = self.output(id, ys.iter().product(), step);
         self.push(node, Kernel::Pool { x, geometry, max }, y);
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn binary(
-        &mut self,
-        id: NodeId,
-        node: &str,
-        op: &Op,
-        ins: &[ValueRef],
-        mul: bool,
-        n: usize,
-        step: usize,
-    ) -> Result<(), LowerError> {
-        if ins.len() != 2 {
-            return Err(unsupported(node, op, "needs two inputs"));
-        }
-        // The activation operand first; the other may be a constant.
-        let (ai, bi) = if self.locs.contains_key(&ins[0]) {
-            (ins[0], ins[1])
-        } else {
-            (ins[1], ins[0])
-        };
-        let a_n: usize = self.shape(ai)?.iter().product();
-        if a_n != n {
-            return Err(unsupported(
-                node,
-                op,
-                "broadcasting that grows an activation",
-            ));
-        }
-        let a = self.act(ai, step, node, op)?;
-        let b = if self.locs.contains_key(&bi) {
-            let b_n: usize = self.shape(bi)?.iter().product();
-            if b_n != n {
-                return Err(unsupported(node, op, "activations of different shapes"));
-            }
-            Operand::Act(self.act(bi, step, node, op)?)
-        } else {
-            let c = self
-                .constant(bi, node, op, "the second operand")?
-                .as_f32()
-                .ok_or_else(|| unsupported(node, op, "the second operand must be f32"))?;
-            if c.len() != n && c.len() != 1 {
-                return Err(unsupported(
-                    node,
-                    op,
-                    "a constant operand must have one element or the output's shape",
-                ));
-            }
-            self.constants.push(Constant {
-                node: node.to_string(),
-                values: c.to_vec(),
-            });
-            Operand::Const(self.constants.len() - 1)
-        };
-        let y = self.output(id, n, step);
-        self.push(node, Kernel::Binary { a, b, n, mul }, y);
         Ok(())
     }
 }

@@ -1,0 +1,410 @@
+//! Float ops on the activations between bit-plane layers: element-wise functions, broadcasting
+//! arithmetic, Softmax, means, Concat and Transpose. Each becomes one step whose C kernel
+//! repeats the runtime kernel's arithmetic in the same order, so the generated code stays
+//! bit-exact with `strata run` on the integer path.
+
+use strata_ir::ops::elementwise::{BinaryOp, UnaryOp};
+use strata_ir::ops::{Clip, ReduceMean, Softmax};
+use strata_ir::{NodeId, Op, ValueRef};
+
+use crate::error::unsupported;
+use crate::walk::Walk;
+use crate::{AliasKind, BinaryFn, Broadcast, Constant, Kernel, LowerError, Operand, UnaryFn};
+
+/// The highest rank of a strided copy (the C kernel's index array).
+const MAX_RANK: usize = 8;
+
+/// How an operand of shape `b` repeats over the output shape `out` (numpy broadcasting), when
+/// its non-broadcast axes form one contiguous run: then element `i` of the output reads
+/// `b[(i / inner) % len]`. `None` for shapes that do not broadcast or repeat in a pattern
+/// that is not one run (e.g. `[C, 1, W]` against `[C, H, W]`).
+pub(crate) fn broadcast(out: &[usize], b: &[usize]) -> Option<Broadcast> {
+    if b.len() > out.len() {
+        return None;
+    }
+    let off = out.len() - b.len();
+    let dim = |i: usize| if i < off { 1 } else { b[i - off] };
+    // Axes where the output is longer than one: kept (b has the extent) or repeated (b has 1).
+    let mut kept = Vec::new();
+    for (i, &o) in out.iter().enumerate() {
+        let d = dim(i);
+        if d != o && d != 1 {
+            return None;
+        }
+        if o > 1 && d == o {
+            kept.push(i);
+        }
+    }
+    let (Some(&first), Some(&last)) = (kept.first(), kept.last()) else {
+        return Some(Broadcast { len: 1, inner: 1 });
+    };
+    if (first..=last).any(|i| out[i] > 1 && dim(i) == 1) {
+        return None;
+    }
+    Some(Broadcast {
+        len: out[first..=last].iter().product(),
+        inner: out[last + 1..].iter().product(),
+    })
+}
+
+/// Row-major strides of `shape`.
+fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        s[d] = s[d + 1] * shape[d + 1];
+    }
+    s
+}
+
+impl Walk<'_> {
+    /// Pushes a step `kernel` writing a fresh `n`-element buffer for node `id`.
+    fn emit(&mut self, id: NodeId, node: &str, kernel: Kernel, n: usize, step: usize) {
+        let y = self.output(id, n, step);
+        self.push(node, kernel, y);
+    }
+
+    /// A constant operand, stored with the weights; its index.
+    fn store(&mut self, v: ValueRef, node: &str, op: &Op, what: &str) -> Result<usize, LowerError> {
+        let c = self
+            .constant(v, node, op, what)?
+            .as_f32()
+            .ok_or_else(|| unsupported(node, op, format!("{what} must be f32")))?;
+        self.constants.push(Constant {
+            node: node.to_string(),
+            values: c.to_vec(),
+        });
+        Ok(self.constants.len() - 1)
+    }
+
+    /// The second operand of a binary step: an activation or a stored constant, broadcast
+    /// over the output shape.
+    fn operand(
+        &mut self,
+        v: ValueRef,
+        out: &[usize],
+        node: &str,
+        op: &Op,
+        step: usize,
+    ) -> Result<(Operand, Broadcast), LowerError> {
+        let bcast = broadcast(out, &self.shape(v)?).ok_or_else(|| {
+            unsupported(
+                node,
+                op,
+                "an operand repeats over axes that are not one contiguous run",
+            )
+        })?;
+        let b = if self.locs.contains_key(&v) {
+            Operand::Act(self.act(v, step, node, op)?)
+        } else {
+            Operand::Const(self.store(v, node, op, "the constant operand")?)
+        };
+        Ok((b, bcast))
+    }
+
+    /// Add, Sub, Mul, Div with numpy broadcasting of one operand over the other (which must
+    /// be an activation of the output's size).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn binary(
+        &mut self,
+        id: NodeId,
+        node: &str,
+        op: &Op,
+        bop: BinaryOp,
+        ins: &[ValueRef],
+        n: usize,
+        step: usize,
+    ) -> Result<(), LowerError> {
+        let &[a0, b0] = ins else {
+            return Err(unsupported(node, op, "needs two inputs"));
+        };
+        let out = self.shape(ValueRef::first(id))?;
+        let full = |w: &Self, v: ValueRef| -> Result<bool, LowerError> {
+            Ok(w.locs.contains_key(&v) && w.shape(v)?.iter().product::<usize>() == n)
+        };
+        // The full-size activation is `a`; the other operand broadcasts.
+        let swap = !full(self, a0)?;
+        if swap && !full(self, b0)? {
+            return Err(unsupported(
+                node,
+                op,
+                "broadcasting that grows an activation",
+            ));
+        }
+        let (ai, bi) = if swap { (b0, a0) } else { (a0, b0) };
+        let f = match (bop, swap) {
+            (BinaryOp::Add, _) => BinaryFn::Add,
+            (BinaryOp::Mul, _) => BinaryFn::Mul,
+            (BinaryOp::Sub, false) => BinaryFn::Sub,
+            (BinaryOp::Sub, true) => BinaryFn::SubFrom,
+            (BinaryOp::Div, false) => BinaryFn::Div,
+            (BinaryOp::Div, true) => BinaryFn::DivInto,
+            (BinaryOp::Pow, _) => return Err(unsupported(node, op, "no C kernel for Pow")),
+        };
+        let a = self.act(ai, step, node, op)?;
+        let (b, bcast) = self.operand(bi, &out, node, op, step)?;
+        self.emit(id, node, Kernel::Binary { a, b, n, bcast, f }, n, step);
+        Ok(())
+    }
+
+    /// PRelu: the slope (usually a per-channel constant) broadcasts over the input.
+    pub(crate) fn prelu(
+        &mut self,
+        id: NodeId,
+        node: &str,
+        op: &Op,
+        ins: &[ValueRef],
+        n: usize,
+        step: usize,
+    ) -> Result<(), LowerError> {
+        let &[xi, si] = ins else {
+            return Err(unsupported(node, op, "needs two inputs"));
+        };
+        let out = self.shape(ValueRef::first(id))?;
+        let a = self.act(xi, step, node, op)?;
+        let (b, bcast) = self.operand(si, &out, node, op, step)?;
+        let f = BinaryFn::PRelu;
+        self.emit(id, node, Kernel::Binary { a, b, n, bcast, f }, n, step);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn unary(
+        &mut self,
+        id: NodeId,
+        node: &str,
+        op: &Op,
+        u: UnaryOp,
+        ins: &[ValueRef],
+        n: usize,
+        step: usize,
+    ) -> Result<(), LowerError> {
+        let f = match u {
+            UnaryOp::Sigmoid => UnaryFn::Sigmoid,
+            UnaryOp::LeakyRelu { alpha } => UnaryFn::LeakyRelu { alpha },
+            UnaryOp::HardSigmoid { alpha, beta } => UnaryFn::HardSigmoid { alpha, beta },
+            UnaryOp::HardSwish => UnaryFn::HardSwish,
+            UnaryOp::Relu
+            | UnaryOp::Erf
+            | UnaryOp::Tanh
+            | UnaryOp::Exp
+            | UnaryOp::Log
+            | UnaryOp::Sqrt
+            | UnaryOp::Neg
+            | UnaryOp::Abs
+            | UnaryOp::Reciprocal
+            | UnaryOp::Floor
+            | UnaryOp::Ceil => {
+                return Err(unsupported(node, op, "no float kernel for this function"))
+            }
+        };
+        let x = self.act(ins[0], step, node, op)?;
+        self.emit(id, node, Kernel::Unary { x, n, f }, n, step);
+        Ok(())
+    }
+
+    /// Clip with constant scalar bounds (ReLU6 is `Clip(0, 6)`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn clip(
+        &mut self,
+        id: NodeId,
+        node: &str,
+        op: &Op,
+        c: &Clip,
+        ins: &[ValueRef],
+        n: usize,
+        step: usize,
+    ) -> Result<(), LowerError> {
+        let mut next = 1;
+        let mut bound = |w: &Self, present: bool, what: &str| -> Result<_, LowerError> {
+            if !present {
+                return Ok(None);
+            }
+            let v = *ins
+                .get(next)
+                .ok_or_else(|| unsupported(node, op, format!("the {what} input is missing")))?;
+            next += 1;
+            match w.constant(v, node, op, what)?.as_f32() {
+                Some([b]) => Ok(Some(*b)),
+                _ => Err(unsupported(node, op, format!("the {what} must be one f32"))),
+            }
+        };
+        let lo = bound(self, c.has_min, "minimum")?;
+        let hi = bound(self, c.has_max, "maximum")?;
+        let x = self.act(ins[0], step, node, op)?;
+        let f = UnaryFn::Clip { lo, hi };
+        self.emit(id, node, Kernel::Unary { x, n, f }, n, step);
+        Ok(())
+    }
+
+    /// Softmax along `axis` (or over the flattened `dims[axis..]` before opset 13), as the
+    /// runtime's `softmax_blocks` splits the shape.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn softmax(
+        &mut self,
+        id: NodeId,
+        node: &str,
+        op: &Op,
+        s: &Softmax,
+        ins: &[ValueRef],
+        n: usize,
+        step: usize,
+    ) -> Result<(), LowerError> {
+        let xs = self.shape(ins[0])?;
+        let rank = xs.len();
+        if s.axis >= rank.max(1) {
+            return Err(unsupported(node, op, "the axis is out of range"));
+        }
+        let outer: usize = xs[..s.axis.min(rank)].iter().product();
+        let (len, inner) = if s.coerce_2d || rank == 0 {
+            (xs[s.axis.min(rank)..].iter().product(), 1)
+        } else {
+            (xs[s.axis], xs[s.axis + 1..].iter().product())
+        };
+        let x = self.act(ins[0], step, node, op)?;
+        let kernel = Kernel::Softmax {
+            x,
+            outer,
+            len,
+            inner,
+        };
+        self.emit(id, node, kernel, n, step);
+        Ok(())
+    }
+
+    /// ReduceMean over one contiguous run of axes (over H, W with keepdims it is the dynamo
+    /// exporter's global average pool).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn reduce_mean(
+        &mut self,
+        id: NodeId,
+        node: &str,
+        op: &Op,
+        r: &ReduceMean,
+        ins: &[ValueRef],
+        n: usize,
+        step: usize,
+    ) -> Result<(), LowerError> {
+        let xs = self.shape(ins[0])?;
+        let mut axes = r.axes.clone();
+        axes.sort_unstable();
+        axes.dedup();
+        if axes.iter().any(|&a| a >= xs.len()) {
+            return Err(unsupported(node, op, "an axis is out of range"));
+        }
+        let (lo, hi) = match (axes.first(), axes.last()) {
+            (Some(&lo), Some(&hi)) => (lo, hi + 1),
+            _ => (xs.len(), xs.len()),
+        };
+        if hi - lo != axes.len() {
+            return Err(unsupported(
+                node,
+                op,
+                "the reduced axes are not one contiguous run",
+            ));
+        }
+        let x = self.act(ins[0], step, node, op)?;
+        let kernel = Kernel::Mean {
+            x,
+            outer: xs[..lo].iter().product(),
+            len: xs[lo..hi].iter().product(),
+            inner: xs[hi..].iter().product(),
+        };
+        self.emit(id, node, kernel, n, step);
+        Ok(())
+    }
+
+    /// Concat along any axis: per block of the axes before it, each input's slab in turn.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn concat(
+        &mut self,
+        id: NodeId,
+        node: &str,
+        op: &Op,
+        axis: usize,
+        ins: &[ValueRef],
+        n: usize,
+        step: usize,
+    ) -> Result<(), LowerError> {
+        let out = self.shape(ValueRef::first(id))?;
+        if axis >= out.len() {
+            return Err(unsupported(node, op, "the axis is out of range"));
+        }
+        let mut parts = Vec::with_capacity(ins.len());
+        for &v in ins {
+            let chunk = self.shape(v)?[axis..].iter().product();
+            parts.push((self.act(v, step, node, op)?, chunk));
+        }
+        let outer = out[..axis].iter().product();
+        self.emit(id, node, Kernel::Concat { parts, outer }, n, step);
+        Ok(())
+    }
+
+    /// Transpose with a constant permutation: a view when the axes longer than one keep their
+    /// order (the same elements in the same order), else a strided copy.
+    pub(crate) fn transpose(
+        &mut self,
+        id: NodeId,
+        node: &str,
+        op: &Op,
+        perm: &[usize],
+        ins: &[ValueRef],
+        step: usize,
+    ) -> Result<(), LowerError> {
+        let xs = self.shape(ins[0])?;
+        let mut seen = vec![false; xs.len()];
+        if perm.len() != xs.len()
+            || perm
+                .iter()
+                .any(|&p| p >= xs.len() || std::mem::replace(&mut seen[p], true))
+        {
+            return Err(unsupported(
+                node,
+                op,
+                "the permutation is not one of the axes",
+            ));
+        }
+        if xs.len() > MAX_RANK {
+            return Err(unsupported(node, op, format!("rank above {MAX_RANK}")));
+        }
+        let x = self.act(ins[0], step, node, op)?;
+        let moved: Vec<usize> = perm.iter().copied().filter(|&p| xs[p] > 1).collect();
+        if moved.windows(2).all(|w| w[0] < w[1]) {
+            self.alias(id, node, x, AliasKind::View);
+            return Ok(());
+        }
+        let st = strides(&xs);
+        let dims: Vec<usize> = perm.iter().map(|&p| xs[p]).collect();
+        let strides = perm.iter().map(|&p| st[p]).collect();
+        let n = dims.iter().product();
+        self.emit(id, node, Kernel::Gather { x, dims, strides }, n, step);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcasts_are_one_run_of_axes() {
+        let b = |len, inner| Some(Broadcast { len, inner });
+        assert_eq!(broadcast(&[1, 4, 3, 3], &[]), b(1, 1));
+        assert_eq!(broadcast(&[1, 4, 3, 3], &[1]), b(1, 1));
+        assert_eq!(broadcast(&[1, 4, 3, 3], &[4, 1, 1]), b(4, 9));
+        assert_eq!(broadcast(&[1, 4, 3, 3], &[1, 4, 1, 1]), b(4, 9));
+        assert_eq!(broadcast(&[1, 4, 3, 3], &[3]), b(3, 1));
+        assert_eq!(broadcast(&[1, 4, 3, 3], &[3, 3]), b(9, 1));
+        assert_eq!(broadcast(&[1, 4, 3, 3], &[1, 4, 3, 3]), b(36, 1));
+        // Unit axes of the output inside the run do not break it.
+        assert_eq!(broadcast(&[4, 1, 3], &[4, 1, 3]), b(12, 1));
+        assert_eq!(broadcast(&[1, 4, 3, 3], &[4, 1, 3]), None);
+        assert_eq!(broadcast(&[1, 4, 3, 3], &[2, 1, 1]), None);
+        assert_eq!(broadcast(&[4], &[1, 4]), None);
+    }
+
+    #[test]
+    fn strides_are_row_major() {
+        assert_eq!(strides(&[2, 3, 4]), [12, 4, 1]);
+        assert_eq!(strides(&[]), Vec::<usize>::new());
+    }
+}
