@@ -71,10 +71,9 @@ class VLLayer(nn.Module):
         self.bias = nn.ParameterDict()
         self.act = nn.ParameterDict()
         for k in self.planes:
-            a0, _ = quant.midpoint_side(scales, bits, k)
-            unit = torch.where(a0.abs() > 0, a0.abs(), torch.ones_like(a0))
-            self.register_buffer(f"ab_unit_k{k}", unit)
             a, b = quant.midpoint_side(scales, bits, k)
+            unit = torch.where(a.abs() > 0, a.abs(), torch.ones_like(a))
+            self.register_buffer(f"ab_unit_k{k}", unit)
             self.alpha[f"k{k}"] = nn.Parameter(a / unit)
             self.beta[f"k{k}"] = nn.Parameter(b / unit)
             self.bias[f"k{k}"] = nn.Parameter(bias / self.bias_unit)

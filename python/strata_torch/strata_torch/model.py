@@ -64,8 +64,8 @@ class VLModel(nn.Module):
 
     ``model(x)`` runs every plane count and returns ``{k: logits}`` (one forward pass as far as
     ``DistributedDataParallel`` is concerned, so DDP works unchanged); ``model(x, planes=k)``
-    runs plane count ``k`` only; ``model(x, planes=None)`` after :meth:`float_mode` … see
-    :meth:`run`.
+    runs plane count ``k`` only and returns its logits; ``model(x, planes=[…])`` a subset.
+    :meth:`run` with ``k = None`` is the float network with the current shared weights.
     """
 
     def __init__(self, net: nn.Module, planes, bits: int, act_bits: int):
