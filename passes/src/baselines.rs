@@ -9,6 +9,11 @@
 //!   (`alpha = s·2^(B−k)`, `beta = 0`, the `B`-bit activation parameters): what vertical
 //!   layering without per-`k` side tables would give.
 //!
+//! - [`dedicated_qat_pipeline`]: a separate `k`-bit model per plane count trained by the same
+//!   `once-qat` engine, options and samples as a nested model, on that one plane count: the
+//!   comparison the method's claim rests on (one nested once-QAT model against one dedicated
+//!   QAT model per `k`). Each gets as many samples at its `k` as the nested run gave every `k`.
+//!
 //! The FP32 baseline is the input graph itself. Calibration uses the method of an earlier
 //! `calibrate` result in `ctx` (min/max otherwise) and 8-bit activations.
 
@@ -21,6 +26,7 @@ use crate::vl_quantize::{
     calibrate_sequentially, check_finite, plain_side, quant_err, quantizable_layers, LayerCodes,
     QuantLayer, Sequential, TableRule,
 };
+use crate::pipeline::{parse_pipeline, render_pipeline, PipelineError};
 use crate::{PassContext, PassError};
 
 const PASS: &str = "baselines";
@@ -126,4 +132,81 @@ pub fn naive_truncation(
         replace_with_bitplane(PASS, &mut out, &q)?;
     }
     Ok(out)
+}
+
+/// The pipeline that trains the dedicated `k`-bit QAT baseline of a model compiled with
+/// `recorded` (the compile pipeline a container records), or `None` when `recorded` has no
+/// `once-qat` stage (a PTQ model: dedicated PTQ is its baseline). Every stage and option stays
+/// as recorded, except that `vl-quantize` makes a `k`-bit model with the one plane count `k`
+/// and `once-qat` trains just that count (its `planes` and `weights` lists, which name the
+/// nested model's counts, are dropped). Run it on the FP32 source with the same calibration
+/// samples (and labels) as the nested model.
+pub fn dedicated_qat_pipeline(recorded: &str, k: u8) -> Result<Option<String>, PipelineError> {
+    let mut specs = parse_pipeline(recorded)?;
+    if !specs.iter().any(|s| s.name == "once-qat") {
+        return Ok(None);
+    }
+    for spec in &mut specs {
+        match spec.name.as_str() {
+            "vl-quantize" => {
+                if !(MIN_BITS..=MAX_BITS).contains(&k) {
+                    return Err(spec.options.invalid(
+                        "bits",
+                        format!("dedicated QAT needs {MIN_BITS} ≤ k ≤ {MAX_BITS}, got {k}"),
+                    ));
+                }
+                spec.options.set("bits", k.to_string());
+                spec.options.set("planes", k.to_string());
+            }
+            "once-qat" => {
+                spec.options.remove("planes");
+                spec.options.remove("weights");
+            }
+            _ => {}
+        }
+    }
+    Ok(Some(render_pipeline(&specs)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RECORDED: &str = "fold-constants,calibrate{method=percentile},\
+        vl-quantize{bits=8,planes=\"2,3,4,6,8\",act-bits=8},\
+        once-qat{steps=200,batch=64,lr=0.001,seed=0,planes=\"2,4\",weights=\"1,2\",evals=5},\
+        bitplane-rewrite,eliminate-dead-code";
+
+    #[test]
+    fn dedicated_qat_trains_one_k_bit_model_with_the_recorded_options() {
+        let p = dedicated_qat_pipeline(RECORDED, 3).unwrap().unwrap();
+        assert_eq!(
+            p,
+            "fold-constants,calibrate{method=percentile},\
+             vl-quantize{act-bits=8,bits=3,planes=3},\
+             once-qat{batch=64,evals=5,lr=0.001,seed=0,steps=200},\
+             bitplane-rewrite,eliminate-dead-code"
+        );
+        // The derived pipeline is one the pass manager accepts.
+        crate::PassManager::parse(&p).unwrap();
+    }
+
+    #[test]
+    fn a_ptq_pipeline_has_no_dedicated_qat_baseline() {
+        let ptq = "calibrate{method=minmax},vl-quantize{bits=8},bitplane-rewrite";
+        assert_eq!(dedicated_qat_pipeline(ptq, 4).unwrap(), None);
+    }
+
+    #[test]
+    fn dedicated_qat_rejects_plane_counts_no_model_has() {
+        for k in [0, 1, 9] {
+            assert!(
+                matches!(
+                    dedicated_qat_pipeline(RECORDED, k),
+                    Err(PipelineError::InvalidOption { .. })
+                ),
+                "k = {k}"
+            );
+        }
+    }
 }

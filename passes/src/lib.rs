@@ -35,7 +35,7 @@ pub use infer_shapes::InferShapes;
 pub use least_squares::{solve_2x2, FitSums, FIT_ROWS};
 pub use manager::{PassInfo, PassManager, PASSES};
 pub use once_qat::{auto_temperature, OnceQat, OnceQatReport};
-pub use pipeline::{parse_pipeline, PassOptions, PassSpec, PipelineError};
+pub use pipeline::{parse_pipeline, render_pipeline, PassOptions, PassSpec, PipelineError};
 pub use vl_quantize::{
     layer_at, parse_plane_list, quantizable_layers, LayerCodes, LayerKind, QuantLayer,
     VlQuantization, VlQuantize,

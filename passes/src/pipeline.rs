@@ -119,6 +119,17 @@ impl PassOptions {
         self.values.is_empty()
     }
 
+    /// Sets (or replaces) an option: how code derives one pipeline from another (e.g. the
+    /// dedicated per-k QAT baseline from a recorded compile pipeline).
+    pub fn set(&mut self, key: &str, value: impl Into<String>) {
+        self.values.insert(key.to_string(), value.into());
+    }
+
+    /// Removes an option if it is given.
+    pub fn remove(&mut self, key: &str) {
+        self.values.remove(key);
+    }
+
     /// `{key=value, …}` as printed in pipeline strings (empty string when there are none).
     pub fn render(&self) -> String {
         if self.values.is_empty() {
@@ -140,6 +151,19 @@ impl PassOptions {
             .collect();
         format!("{{{}}}", body.join(","))
     }
+}
+
+impl PassSpec {
+    /// `name{key=value, …}`, as in pipeline strings: [`parse_pipeline`] reads it back.
+    pub fn render(&self) -> String {
+        format!("{}{}", self.name, self.options.render())
+    }
+}
+
+/// The pipeline string of `specs`, which [`parse_pipeline`] reads back to the same specs.
+pub fn render_pipeline(specs: &[PassSpec]) -> String {
+    let parts: Vec<String> = specs.iter().map(PassSpec::render).collect();
+    parts.join(",")
 }
 
 /// Parses a pipeline string into pass invocations (names are not checked here).

@@ -219,6 +219,87 @@ fn eval_json_has_the_documented_rows() {
     );
 }
 
+/// `eval --baselines` on a once-QAT model trains one dedicated `k`-bit QAT model per plane
+/// count with the recorded pipeline, samples and labels: exactly the model `compile --bits k
+/// --planes k` with the same QAT options gives.
+#[test]
+fn eval_baselines_train_dedicated_qat_like_compile_does() {
+    let f = files();
+    let p = |name: &str| f.dir.join(name).display().to_string();
+    let labels32 = read_npy(Path::new(&f.labels)).unwrap().to_i64_vec().unwrap()[..32].to_vec();
+    write_npy(
+        Path::new(&p("calib_labels.npy")),
+        &Tensor::from_i64(vec![32], labels32).unwrap(),
+    )
+    .unwrap();
+    let calib_labels = p("calib_labels.npy");
+    let qat = ["--qat-steps", "3", "--qat-batch", "8", "--labels", &calib_labels];
+    let nested = p("qat.strata");
+    let mut args = vec!["compile", &f.model, "--calib", &f.calib, "--planes", "2,8"];
+    args.extend(qat);
+    args.extend(["-o", &nested]);
+    ok(&args);
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["inspect", &nested, "--json"])).unwrap();
+    assert_eq!(json["container"]["metadata"]["labels"], calib_labels);
+    let eval = |model: &str, extra: &[&str]| -> serde_json::Value {
+        let mut a = vec![
+            "eval",
+            model,
+            "--data",
+            &f.images,
+            "--labels",
+            &f.labels,
+            "--json",
+        ];
+        a.extend(extra);
+        serde_json::from_str(&ok(&a)).unwrap()
+    };
+    let report = eval(&nested, &["--baselines", "--planes", "2"]);
+    let row = |r: &serde_json::Value, method: &str| {
+        r["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["method"] == method && row["planes"] == 2)
+            .unwrap_or_else(|| panic!("no {method} k=2 row in {r}"))
+            .clone()
+    };
+    let dedicated = row(&report, "dedicated-qat");
+    assert!(report["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["against"] == "dedicated-qat" && c["planes"] == 2));
+    // The same model by hand: a 2-bit model trained by the same QAT on the same data.
+    let by_hand = p("qat2.strata");
+    let mut args = vec![
+        "compile", &f.model, "--calib", &f.calib, "--bits", "2", "--planes", "2",
+    ];
+    args.extend(qat);
+    args.extend(["-o", &by_hand]);
+    ok(&args);
+    let hand = row(&eval(&by_hand, &[]), "strata");
+    for key in ["top1", "agreement", "max_logit_error", "mean_logit_error"] {
+        assert_eq!(dedicated[key], hand[key], "{key}");
+    }
+    // Without its labels the dedicated baseline would not see the same data: an error.
+    std::fs::rename(&calib_labels, p("moved_labels.npy")).unwrap();
+    let e = fails(&[
+        "eval",
+        &nested,
+        "--data",
+        &f.images,
+        "--labels",
+        &f.labels,
+        "--baselines",
+        "--planes",
+        "2",
+    ]);
+    std::fs::rename(p("moved_labels.npy"), &calib_labels).unwrap();
+    assert!(e.contains("--calib-labels"), "{e}");
+}
+
 #[test]
 fn bad_invocations_are_one_line_errors() {
     let f = files();

@@ -250,6 +250,9 @@ pub struct Provenance {
     /// `--qat-tables` instead of calibrated: then no calibration method is recorded, and the
     /// calibration files only when some were given.
     pub qat_tables: Option<String>,
+    /// The labels file's path as given, when `once-qat` trained with labels (so `strata eval
+    /// --baselines` trains its dedicated QAT baseline on the same labelled data).
+    pub labels: Option<String>,
 }
 
 impl Provenance {
@@ -278,7 +281,14 @@ impl Provenance {
                 .unwrap_or(0),
             input_shapes: BTreeMap::new(),
             qat_tables: None,
+            labels: None,
         }
+    }
+
+    /// The same provenance for a model trained with the labels at `labels`.
+    pub fn with_labels(mut self, labels: &std::path::Path) -> Provenance {
+        self.labels = Some(labels.display().to_string());
+        self
     }
 
     /// The same provenance for a model packaged with the QAT tables at `tables`.
@@ -322,6 +332,9 @@ impl Provenance {
             }
             metadata.insert(Self::QAT_TABLES.to_string(), tables.clone());
         }
+        if let Some(labels) = &self.labels {
+            metadata.insert(Self::LABELS.to_string(), labels.clone());
+        }
         if !self.input_shapes.is_empty() {
             let shapes: Vec<String> = self
                 .input_shapes
@@ -360,6 +373,8 @@ impl Provenance {
     pub const SOURCE: &'static str = "source";
     /// Metadata key of the calibration files' paths.
     pub const CALIBRATION: &'static str = "calibration";
+    /// Metadata key of the QAT labels file's path (`--labels`).
+    pub const LABELS: &'static str = "labels";
     /// Metadata key of the calibration method's name.
     pub const CALIBRATION_METHOD: &'static str = "calibration_method";
 

@@ -17,6 +17,7 @@ const BOTTOM: f64 = 48.0;
 fn colour(method: &str) -> &'static str {
     match method {
         "strata" => "#1f77b4",
+        "dedicated-qat" => "#ff7f0e",
         "dedicated-ptq" => "#2ca02c",
         "naive-truncation" => "#d62728",
         "strata-mixed" => "#9467bd",

@@ -4,14 +4,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use strata_compiler::compile::{
     compile_with_context, compile_with_tables, CompileOptions, Provenance,
 };
 use strata_compiler::mixed_precision::MixedPlan;
 use strata_compiler::model::read_inputs;
 use strata_compiler::npy;
-use strata_passes::{CalibrationKind, OnceQatReport, ProgressFn, VlQuantization};
+use strata_passes::{CalibrationKind, OnceQatReport, VlQuantization};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -114,8 +113,11 @@ pub fn run(args: Args) -> Result<()> {
     let labels = args.labels.as_deref().map(npy::read_npy).transpose()?;
     let source = strata_ir::files::read_limited(&args.model, strata_ir::limits::MAX_FILE_BYTES)
         .with_context(|| format!("reading {shown}"))?;
-    let provenance = Provenance::new(&shown, &source, &args.calib, &options, &samples)
+    let mut provenance = Provenance::new(&shown, &source, &args.calib, &options, &samples)
         .with_input_shapes(&load.input_shapes);
+    if let Some(labels) = &args.labels {
+        provenance = provenance.with_labels(labels);
+    }
     let (bytes, ctx) = match &args.qat_tables {
         Some(tables) => {
             let metadata = provenance.with_qat_tables(tables).to_metadata();
@@ -134,7 +136,7 @@ pub fn run(args: Args) -> Result<()> {
             (bytes, ctx)
         }
         None => compile_with_context(graph, samples, &options, provenance.to_metadata(), |ctx| {
-            ctx.progress = Some(progress_bar());
+            ctx.progress = Some(super::progress_bar());
             ctx.labels = labels;
         })
         .with_context(|| shown.clone())?,
@@ -153,25 +155,6 @@ pub fn run(args: Args) -> Result<()> {
         start.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-/// A terminal progress bar for long passes (calibration), drawn on stderr only when it is a
-/// terminal, so logs and CI output stay clean.
-fn progress_bar() -> ProgressFn {
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:48} [{bar:30}] {pos}/{len} {elapsed}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    Box::new(move |stage: &str, done: u64, total: u64| {
-        bar.set_length(total);
-        bar.set_position(done);
-        bar.set_message(stage.to_string());
-        if done >= total {
-            bar.finish_and_clear();
-        }
-    })
 }
 
 /// Prints the mixed-precision choice a budgeted compile stored, beside the uniform plane

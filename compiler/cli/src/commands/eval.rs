@@ -21,7 +21,9 @@ pub struct Args {
     /// Plane counts to evaluate (default: every count with a side table that is present).
     #[arg(long, value_delimiter = ',')]
     planes: Option<Vec<u8>>,
-    /// Also evaluate dedicated per-k PTQ and naive truncation of the source model.
+    /// Also evaluate dedicated per-k PTQ and naive truncation of the source model, and, for a
+    /// model trained by once-QAT (`--qat-steps`), dedicated per-k QAT: one k-bit model per
+    /// plane count trained by the same pipeline, samples and labels at that count alone.
     #[arg(long)]
     baselines: bool,
     /// The FP32 source model (default: the path recorded at compile time).
@@ -30,6 +32,10 @@ pub struct Args {
     /// Calibration inputs for the baselines (default: the path recorded at compile time).
     #[arg(long)]
     calib: Option<PathBuf>,
+    /// Labels of the calibration inputs, for the dedicated QAT baseline of a model trained
+    /// with `--labels` (default: the path recorded at compile time).
+    #[arg(long)]
+    calib_labels: Option<PathBuf>,
     /// Run the bit-plane layers through the integer (default) or dequantized float path.
     #[arg(long, value_enum, default_value_t = QuantPath::Integer)]
     path: QuantPath,
@@ -85,6 +91,28 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         None
     };
+    let baseline_labels = if !args.baselines {
+        if args.calib_labels.is_some() {
+            bail!("--calib-labels is only used by --baselines");
+        }
+        None
+    } else if let Some(path) = &args.calib_labels {
+        Some(npy::read_npy(path)?)
+    } else if let Some(recorded) = info.metadata.get(Provenance::LABELS) {
+        // Training the dedicated QAT baseline without the labels the model saw would be
+        // an unfair comparison, so a recorded but missing labels file is an error.
+        let path = info
+            .recorded_path(&args.model, Provenance::LABELS)
+            .with_context(|| {
+                format!(
+                    "{shown} was trained with the labels {recorded}, which are not found: \
+                     pass --calib-labels for the dedicated QAT baseline"
+                )
+            })?;
+        Some(npy::read_npy(&path)?)
+    } else {
+        None
+    };
     let request = EvalRequest {
         data: npy::read_npy(&args.data)?,
         labels: npy::read_npy(&args.labels)?,
@@ -92,8 +120,10 @@ pub fn run(args: Args) -> Result<()> {
         path: args.path,
         fp32,
         baseline_calibration,
+        baseline_labels,
     };
-    let report = evaluate(&loaded.graph, info, &request).with_context(|| shown.clone())?;
+    let report = evaluate(&loaded.graph, info, &request, Some(super::progress_bar()))
+        .with_context(|| shown.clone())?;
     if args.record {
         let bytes = strata_ir::files::read_limited(&args.model, strata_ir::limits::MAX_FILE_BYTES)
             .with_context(|| format!("reading {shown}"))?;

@@ -15,6 +15,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use strata_passes::ProgressFn;
 use strata_compiler::onnx::{parse_named_input_shape, InputShape, OnnxError};
 use strata_compiler::LoadOptions;
 use strata_ir::files::{Existing, FileError};
@@ -111,4 +113,23 @@ pub fn print_json_with(
     }
     outln!("{}", serde_json::to_string_pretty(&value)?)?;
     Ok(())
+}
+
+/// A terminal progress bar for long passes (calibration, training), drawn on stderr only when it is a
+/// terminal, so logs and CI output stay clean.
+pub fn progress_bar() -> ProgressFn {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:48} [{bar:30}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    Box::new(move |stage: &str, done: u64, total: u64| {
+        bar.set_length(total);
+        bar.set_position(done);
+        bar.set_message(stage.to_string());
+        if done >= total {
+            bar.finish_and_clear();
+        }
+    })
 }

@@ -3,7 +3,7 @@
 //! would otherwise ship, with paired comparisons on the same images.
 
 use strata_ir::{Graph, Tensor};
-use strata_passes::{baselines, PassContext, PassManager};
+use strata_passes::{baselines, PassContext, PassManager, ProgressFn};
 use strata_runtime::{run_with, QuantPath, RunOptions};
 
 use super::stats::{correct, paired, score, weight_bytes, weight_bytes_per_layer};
@@ -26,8 +26,13 @@ pub struct EvalRequest {
     /// The FP32 source model: an `fp32` row, agreement and logit error of every row.
     pub fp32: Option<Graph>,
     /// Calibration inputs: when given, dedicated per-k PTQ and naive truncation of the FP32
-    /// model are evaluated too (needs `fp32`), with paired comparisons.
+    /// model are evaluated too (needs `fp32`), with paired comparisons; and when the container
+    /// was trained by `once-qat`, dedicated per-k QAT
+    /// ([`baselines::dedicated_qat_pipeline`]) on these same samples.
     pub baseline_calibration: Option<Tensor>,
+    /// Labels of the calibration samples, for the dedicated QAT baseline of a container
+    /// trained with labels (cross-entropy), so both see the same data.
+    pub baseline_labels: Option<Tensor>,
 }
 
 fn first_output(outputs: Vec<Tensor>) -> Result<Tensor, EvalError> {
@@ -35,10 +40,12 @@ fn first_output(outputs: Vec<Tensor>) -> Result<Tensor, EvalError> {
 }
 
 /// Evaluates the container `graph` (whose header is `info`) as `request` asks.
+/// `progress` hears the passes that train the dedicated QAT baseline (stage, done, total).
 pub fn evaluate(
     graph: &Graph,
     info: &ContainerInfo,
     request: &EvalRequest,
+    mut progress: Option<ProgressFn>,
 ) -> Result<EvalReport, EvalError> {
     let data = std::slice::from_ref(&request.data);
     let labels = &request.labels;
@@ -132,32 +139,57 @@ pub fn evaluate(
         "fold-constants,fold-batchnorm,eliminate-dead-code,calibrate{{method={method}}}"
     ))?
     .run(&mut prepared, &mut ctx, |_, _| {})?;
+    // Dedicated per-k QAT: only for a container that once-qat trained, with the same recorded
+    // pipeline, samples and labels.
+    let mut qat_pipelines: Vec<(u8, String)> = Vec::new();
+    if let Some(recorded) = info.metadata.get("pipeline") {
+        for &k in &planes {
+            if let Some(p) = baselines::dedicated_qat_pipeline(recorded, k)? {
+                qat_pipelines.push((k, p));
+            }
+        }
+    }
+    // Each baseline is scored as soon as it is built, so one model at a time is in memory.
+    let mut add = |method: &'static str, k: u8, graph: &Graph| -> Result<(), EvalError> {
+        let options = RunOptions {
+            planes: Some(k),
+            path,
+            ..Default::default()
+        };
+        let logits = first_output(run_with(graph, data, &options)?)?;
+        if let Some((_, c)) = strata_correct.iter().find(|(sk, _)| *sk == k) {
+            let other = correct(&logits, labels)?;
+            report
+                .comparisons
+                .push(paired(k, method, Some(k), c, &other));
+        }
+        report.rows.push(score(
+            method,
+            Some(k),
+            &logits,
+            labels,
+            fp32_logits.as_ref(),
+            weight_bytes(graph, Some(k)),
+        )?);
+        Ok(())
+    };
+    for (k, pipeline) in qat_pipelines {
+        let mut trained = fp32.clone();
+        let mut qat_ctx = PassContext::with_calibration(vec![calibration.clone()]);
+        qat_ctx.labels = request.baseline_labels.clone();
+        qat_ctx.progress = progress.take();
+        let result = PassManager::parse(&pipeline)?.run(&mut trained, &mut qat_ctx, |_, _| {});
+        progress = qat_ctx.progress.take();
+        result?;
+        add("dedicated-qat", k, &trained)?;
+    }
     for method in ["dedicated-ptq", "naive-truncation"] {
         for &k in &planes {
             let graph = match method {
                 "dedicated-ptq" => baselines::dedicated_ptq(&prepared, k, &ctx)?,
                 _ => baselines::naive_truncation(&prepared, info.bits, k, &ctx)?,
             };
-            let options = RunOptions {
-                planes: Some(k),
-                path,
-                ..Default::default()
-            };
-            let logits = first_output(run_with(&graph, data, &options)?)?;
-            if let Some((_, c)) = strata_correct.iter().find(|(sk, _)| *sk == k) {
-                let other = correct(&logits, labels)?;
-                report
-                    .comparisons
-                    .push(paired(k, method, Some(k), c, &other));
-            }
-            report.rows.push(score(
-                method,
-                Some(k),
-                &logits,
-                labels,
-                fp32_logits.as_ref(),
-                weight_bytes(&graph, Some(k)),
-            )?);
+            add(method, k, &graph)?;
         }
     }
     Ok(report)
