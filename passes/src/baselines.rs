@@ -22,11 +22,11 @@ use strata_ir::Graph;
 
 use crate::bitplane_rewrite::{replace_with_bitplane, QuantizedLayer, SideTable};
 use crate::calibrate::{Calibration, CalibrationData, CalibrationMethod};
+use crate::pipeline::{parse_pipeline, render_pipeline, PipelineError};
 use crate::vl_quantize::{
     calibrate_sequentially, check_finite, plain_side, quant_err, quantizable_layers, LayerCodes,
     QuantLayer, Sequential, TableRule,
 };
-use crate::pipeline::{parse_pipeline, render_pipeline, PipelineError};
 use crate::{PassContext, PassError};
 
 const PASS: &str = "baselines";

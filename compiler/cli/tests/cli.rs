@@ -226,14 +226,25 @@ fn eval_json_has_the_documented_rows() {
 fn eval_baselines_train_dedicated_qat_like_compile_does() {
     let f = files();
     let p = |name: &str| f.dir.join(name).display().to_string();
-    let labels32 = read_npy(Path::new(&f.labels)).unwrap().to_i64_vec().unwrap()[..32].to_vec();
+    let labels32 = read_npy(Path::new(&f.labels))
+        .unwrap()
+        .to_i64_vec()
+        .unwrap()[..32]
+        .to_vec();
     write_npy(
         Path::new(&p("calib_labels.npy")),
         &Tensor::from_i64(vec![32], labels32).unwrap(),
     )
     .unwrap();
     let calib_labels = p("calib_labels.npy");
-    let qat = ["--qat-steps", "3", "--qat-batch", "8", "--labels", &calib_labels];
+    let qat = [
+        "--qat-steps",
+        "3",
+        "--qat-batch",
+        "8",
+        "--labels",
+        &calib_labels,
+    ];
     let nested = p("qat.strata");
     let mut args = vec!["compile", &f.model, "--calib", &f.calib, "--planes", "2,8"];
     args.extend(qat);
@@ -244,13 +255,7 @@ fn eval_baselines_train_dedicated_qat_like_compile_does() {
     assert_eq!(json["container"]["metadata"]["labels"], calib_labels);
     let eval = |model: &str, extra: &[&str]| -> serde_json::Value {
         let mut a = vec![
-            "eval",
-            model,
-            "--data",
-            &f.images,
-            "--labels",
-            &f.labels,
-            "--json",
+            "eval", model, "--data", &f.images, "--labels", &f.labels, "--json",
         ];
         a.extend(extra);
         serde_json::from_str(&ok(&a)).unwrap()

@@ -1,6 +1,7 @@
 //! The C backend's exactness matrix: every target × compiler (gcc, clang) × ISA (x86-64
 //! natively; aarch64, armhf and riscv64 under qemu-user, built with Debian's cross toolchains)
-//! × plane count K = 2..8, on the MNIST CNN and on a small net that covers every convolution
+//! × plane count K = 2..8, on the MNIST CNN, on the residual Fashion-MNIST network (once-QAT
+//! trained), and on a small net that covers every convolution
 //! form (im2col and direct, groups, depthwise, strides, dilations, asymmetric pads) and
 //! fully connected layers with odd sizes, and on `ops`: six tiny nets that cover every other
 //! op the backend supports (MaxPool general and 2×2 fast path, AveragePool with and without
@@ -12,7 +13,7 @@
 //! `--nocapture` to see the matrix. Missing tools fail the test (never a silent skip): install
 //! them with `scripts/setup-system.sh`.
 
-use strata_test_support::{batch_ty, mnist, op, rows, values, STRICT_C99};
+use strata_test_support::{batch_ty, fmnist, mnist, op, rows, values, STRICT_C99};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -38,6 +39,30 @@ fn quantized(fp32: Graph, calib: Tensor) -> Graph {
 fn mnist() -> &'static Graph {
     static G: OnceLock<Graph> = OnceLock::new();
     G.get_or_init(|| quantized(mnist::fp32(), rows(&mnist::fixture("calib"), 0..32)))
+}
+
+/// The residual network (`models/fmnist_resnet8.onnx`: skip-connection Adds,
+/// GlobalAveragePool, Gemm) compiled with once-QAT on its 32 calibration images, so the chain
+/// that trains through skip connections is the one the C backend must reproduce.
+fn resnet8() -> &'static Graph {
+    static G: OnceLock<Graph> = OnceLock::new();
+    G.get_or_init(|| {
+        let options = strata_compiler::compile::CompileOptions {
+            qat_steps: 2,
+            qat_batch: 8,
+            qat_options: "evals=1".into(),
+            ..Default::default()
+        };
+        let bytes = strata_compiler::compile::compile_to_container(
+            fmnist::fp32(),
+            vec![fmnist::fixture("calib")],
+            &options,
+            Default::default(),
+            |_| {},
+        )
+        .unwrap();
+        read_container(&bytes).unwrap().graph
+    })
 }
 
 /// Every quantizable layer form the C targets handle differently: conv with 3 input channels
@@ -744,6 +769,14 @@ fn exactness_matrix_isa_compiler_target_planes() {
     let images = mnist::fixture("images");
     let cases = [
         case("mnist", vec![net("model", mnist(), rows(&images, 0..8))]),
+        case(
+            "resnet8",
+            vec![net(
+                "model",
+                resnet8(),
+                rows(&fmnist::fixture("images"), 0..4),
+            )],
+        ),
         case(
             "small",
             vec![net(

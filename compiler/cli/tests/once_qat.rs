@@ -151,3 +151,55 @@ fn compile_reports_what_once_qat_did() {
     }
     assert!(r.summary().contains("k=8"), "{}", r.summary());
 }
+
+/// The residual network (`models/fmnist_resnet8.onnx`): once-QAT trains through the skip
+/// connections' Add, GlobalAveragePool, Flatten and Gemm; every convolution, the shortcut
+/// ones included, becomes a bit-plane layer; and a few steps already lower every plane
+/// count's held-out loss, k = 2 the most.
+#[test]
+fn once_qat_trains_a_residual_network() {
+    use strata_test_support::fmnist;
+    let options = CompileOptions {
+        planes: vec![2, 4, 8],
+        qat_steps: 6,
+        qat_batch: 8,
+        qat_options: "evals=3".into(),
+        ..CompileOptions::default()
+    };
+    let (bytes, ctx) = compile_with_context(
+        fmnist::fp32(),
+        vec![fmnist::fixture("calib")],
+        &options,
+        BTreeMap::new(),
+        |_| {},
+    )
+    .unwrap();
+    let graph = strata_ir::container::read_container(&bytes).unwrap().graph;
+    let count = |mnemonic: &str| {
+        graph
+            .node_ids()
+            .filter(|&id| {
+                let op = graph.node(id).unwrap().op();
+                op.is_some_and(|op| op.mnemonic() == mnemonic)
+            })
+            .count()
+    };
+    assert_eq!(
+        (
+            count("bitplane_conv"),
+            count("bitplane_linear"),
+            count("add")
+        ),
+        (9, 1, 3)
+    );
+    let r = OnceQatReport::from_context(&ctx).unwrap();
+    assert_eq!(r.plane_counts, vec![2, 4, 8]);
+    assert!(
+        r.final_loss[0] < r.start_loss[0],
+        "k = 2 must improve: {}",
+        r.summary()
+    );
+    for (l0, l1) in r.start_loss.iter().zip(&r.final_loss) {
+        assert!(l1 <= l0, "{}", r.summary());
+    }
+}

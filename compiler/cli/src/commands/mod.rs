@@ -16,10 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
-use strata_passes::ProgressFn;
 use strata_compiler::onnx::{parse_named_input_shape, InputShape, OnnxError};
 use strata_compiler::LoadOptions;
 use strata_ir::files::{Existing, FileError};
+use strata_passes::ProgressFn;
 
 /// `--input-shape NAME=SHAPE`, for commands that import an ONNX model.
 #[derive(clap::Args, Default)]
