@@ -13,6 +13,8 @@
 //!   `once-qat` engine, options and samples as a nested model, on that one plane count: the
 //!   comparison the method's claim rests on (one nested once-QAT model against one dedicated
 //!   QAT model per `k`). Each gets as many samples at its `k` as the nested run gave every `k`.
+//! - [`nested_ptq_pipeline`]: the same nested model without `once-qat`: its post-training
+//!   start, so what training bought is measured on the same images.
 //!
 //! The FP32 baseline is the input graph itself. Calibration uses the method of an earlier
 //! `calibrate` result in `ctx` (min/max otherwise) and 8-bit activations.
@@ -168,6 +170,15 @@ pub fn dedicated_qat_pipeline(recorded: &str, k: u8) -> Result<Option<String>, P
     Ok(Some(render_pipeline(&specs)))
 }
 
+/// The pipeline of the nested post-training-quantized model a `once-qat` compile started
+/// from: `recorded` without its `once-qat` stage (`None` when it has none).
+pub fn nested_ptq_pipeline(recorded: &str) -> Result<Option<String>, PipelineError> {
+    let mut specs = parse_pipeline(recorded)?;
+    let before = specs.len();
+    specs.retain(|s| s.name != "once-qat");
+    Ok((specs.len() < before).then(|| render_pipeline(&specs)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,9 +203,20 @@ mod tests {
     }
 
     #[test]
-    fn a_ptq_pipeline_has_no_dedicated_qat_baseline() {
+    fn a_ptq_pipeline_has_no_qat_baselines() {
         let ptq = "calibrate{method=minmax},vl-quantize{bits=8},bitplane-rewrite";
         assert_eq!(dedicated_qat_pipeline(ptq, 4).unwrap(), None);
+        assert_eq!(nested_ptq_pipeline(ptq).unwrap(), None);
+    }
+
+    #[test]
+    fn nested_ptq_is_the_recorded_pipeline_without_training() {
+        assert_eq!(
+            nested_ptq_pipeline(RECORDED).unwrap().unwrap(),
+            "fold-constants,calibrate{method=percentile},\
+             vl-quantize{act-bits=8,bits=8,planes=\"2,3,4,6,8\"},\
+             bitplane-rewrite,eliminate-dead-code"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod bitplane;
 pub mod cli;
+#[cfg(feature = "compiler")]
 pub mod fmnist;
 pub mod graphs;
 #[cfg(feature = "compiler")]

@@ -219,11 +219,12 @@ fn eval_json_has_the_documented_rows() {
     );
 }
 
-/// `eval --baselines` on a once-QAT model trains one dedicated `k`-bit QAT model per plane
-/// count with the recorded pipeline, samples and labels: exactly the model `compile --bits k
-/// --planes k` with the same QAT options gives.
+/// `eval --baselines` on a once-QAT model adds its nested PTQ start and trains one dedicated
+/// `k`-bit QAT model per plane count with the recorded pipeline, samples and labels: exactly
+/// the models `compile` without `--qat-steps`, and `compile --bits k --planes k` with the same
+/// QAT options, give.
 #[test]
-fn eval_baselines_train_dedicated_qat_like_compile_does() {
+fn eval_baselines_add_nested_ptq_and_dedicated_qat_like_compile_makes_them() {
     let f = files();
     let p = |name: &str| f.dir.join(name).display().to_string();
     let labels32 = read_npy(Path::new(&f.labels))
@@ -276,6 +277,11 @@ fn eval_baselines_train_dedicated_qat_like_compile_does() {
         .unwrap()
         .iter()
         .any(|c| c["against"] == "dedicated-qat" && c["planes"] == 2));
+    assert!(report["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["against"] == "nested-ptq" && c["planes"] == 2));
     // The same model by hand: a 2-bit model trained by the same QAT on the same data.
     let by_hand = p("qat2.strata");
     let mut args = vec![
@@ -287,6 +293,15 @@ fn eval_baselines_train_dedicated_qat_like_compile_does() {
     let hand = row(&eval(&by_hand, &[]), "strata");
     for key in ["top1", "agreement", "max_logit_error", "mean_logit_error"] {
         assert_eq!(dedicated[key], hand[key], "{key}");
+    }
+    // The nested PTQ row is the same compile without once-QAT.
+    let ptq = p("ptq28.strata");
+    ok(&[
+        "compile", &f.model, "--calib", &f.calib, "--planes", "2,8", "-o", &ptq,
+    ]);
+    let (start, hand) = (row(&report, "nested-ptq"), row(&eval(&ptq, &[]), "strata"));
+    for key in ["top1", "agreement", "max_logit_error", "mean_logit_error"] {
+        assert_eq!(start[key], hand[key], "{key}");
     }
     // Without its labels the dedicated baseline would not see the same data: an error.
     std::fs::rename(&calib_labels, p("moved_labels.npy")).unwrap();

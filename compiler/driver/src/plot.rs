@@ -18,6 +18,7 @@ fn colour(method: &str) -> &'static str {
     match method {
         "strata" => "#1f77b4",
         "dedicated-qat" => "#ff7f0e",
+        "nested-ptq" => "#8c564b",
         "dedicated-ptq" => "#2ca02c",
         "naive-truncation" => "#d62728",
         "strata-mixed" => "#9467bd",

@@ -22,8 +22,9 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     planes: Option<Vec<u8>>,
     /// Also evaluate dedicated per-k PTQ and naive truncation of the source model, and, for a
-    /// model trained by once-QAT (`--qat-steps`), dedicated per-k QAT: one k-bit model per
-    /// plane count trained by the same pipeline, samples and labels at that count alone.
+    /// model trained by once-QAT (`--qat-steps`), dedicated per-k QAT (one k-bit model per
+    /// plane count trained by the same pipeline, samples and labels at that count alone) and
+    /// nested PTQ (the same compile without training).
     #[arg(long)]
     baselines: bool,
     /// The FP32 source model (default: the path recorded at compile time).

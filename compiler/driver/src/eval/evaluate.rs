@@ -28,7 +28,8 @@ pub struct EvalRequest {
     /// Calibration inputs: when given, dedicated per-k PTQ and naive truncation of the FP32
     /// model are evaluated too (needs `fp32`), with paired comparisons; and when the container
     /// was trained by `once-qat`, dedicated per-k QAT
-    /// ([`baselines::dedicated_qat_pipeline`]) on these same samples.
+    /// ([`baselines::dedicated_qat_pipeline`]) and the nested PTQ start
+    /// ([`baselines::nested_ptq_pipeline`]) on these same samples.
     pub baseline_calibration: Option<Tensor>,
     /// Labels of the calibration samples, for the dedicated QAT baseline of a container
     /// trained with labels (cross-entropy), so both see the same data.
@@ -139,10 +140,12 @@ pub fn evaluate(
         "fold-constants,fold-batchnorm,eliminate-dead-code,calibrate{{method={method}}}"
     ))?
     .run(&mut prepared, &mut ctx, |_, _| {})?;
-    // Dedicated per-k QAT: only for a container that once-qat trained, with the same recorded
-    // pipeline, samples and labels.
+    // Dedicated per-k QAT and the nested PTQ start: only for a container that once-qat
+    // trained, from the same recorded pipeline, samples and labels.
     let mut qat_pipelines: Vec<(u8, String)> = Vec::new();
+    let mut nested_ptq = None;
     if let Some(recorded) = info.metadata.get("pipeline") {
+        nested_ptq = baselines::nested_ptq_pipeline(recorded)?;
         for &k in &planes {
             if let Some(p) = baselines::dedicated_qat_pipeline(recorded, k)? {
                 qat_pipelines.push((k, p));
@@ -173,15 +176,27 @@ pub fn evaluate(
         )?);
         Ok(())
     };
-    for (k, pipeline) in qat_pipelines {
-        let mut trained = fp32.clone();
+    // Runs a pipeline derived from the recorded one on the FP32 source, with the same samples
+    // and labels.
+    let mut derive = |pipeline: &str| -> Result<Graph, EvalError> {
+        let mut derived = fp32.clone();
         let mut qat_ctx = PassContext::with_calibration(vec![calibration.clone()]);
         qat_ctx.labels = request.baseline_labels.clone();
         qat_ctx.progress = progress.take();
-        let result = PassManager::parse(&pipeline)?.run(&mut trained, &mut qat_ctx, |_, _| {});
+        let result = PassManager::parse(pipeline)?.run(&mut derived, &mut qat_ctx, |_, _| {});
         progress = qat_ctx.progress.take();
         result?;
+        Ok(derived)
+    };
+    for (k, pipeline) in qat_pipelines {
+        let trained = derive(&pipeline)?;
         add("dedicated-qat", k, &trained)?;
+    }
+    if let Some(ptq) = nested_ptq {
+        let start = derive(&ptq)?;
+        for &k in &planes {
+            add("nested-ptq", k, &start)?;
+        }
     }
     for method in ["dedicated-ptq", "naive-truncation"] {
         for &k in &planes {

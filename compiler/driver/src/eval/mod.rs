@@ -14,7 +14,8 @@ pub use stats::{
 /// One row of the evaluation table.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct EvalRow {
-    /// `fp32`, `strata`, `strata-mixed`, `dedicated-qat`, `dedicated-ptq` or `naive-truncation`.
+    /// `fp32`, `strata`, `strata-mixed`, `dedicated-qat`, `nested-ptq`, `dedicated-ptq` or
+    /// `naive-truncation`.
     pub method: &'static str,
     /// Plane count (`None` for FP32 and the per-layer mixed choice).
     pub planes: Option<u8>,
@@ -42,7 +43,8 @@ pub struct EvalRow {
 pub struct PairedComparison {
     /// Plane count of the Strata model.
     pub planes: u8,
-    /// The other method (`fp32`, `dedicated-qat`, `dedicated-ptq`, `naive-truncation`).
+    /// The other method (`fp32`, `dedicated-qat`, `nested-ptq`, `dedicated-ptq`,
+    /// `naive-truncation`).
     pub against: &'static str,
     /// The other method's plane count (`None` for FP32).
     pub against_planes: Option<u8>,
