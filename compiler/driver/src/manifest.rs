@@ -305,6 +305,7 @@ mod tests {
     fn row(planes: u8, weight_bytes: u64, ram_bytes: u64) -> ManifestRow {
         ManifestRow {
             planes,
+            act_bits: 8,
             weight_bytes,
             arena_bytes: ram_bytes,
             scratch_bytes: 0,
