@@ -116,8 +116,18 @@ fn act_bits_planes_compiles_wkak_and_bad_widths_are_refused() {
     let f = files();
     let out = f.dir.join("wkak.strata").display().to_string();
     ok(&[
-        "compile", &f.model, "--calib", &f.calib, "--planes", "2,4,8", "--calib-method",
-        "minmax", "--act-bits", "planes", "-o", &out,
+        "compile",
+        &f.model,
+        "--calib",
+        &f.calib,
+        "--planes",
+        "2,4,8",
+        "--calib-method",
+        "minmax",
+        "--act-bits",
+        "planes",
+        "-o",
+        &out,
     ]);
     let json: serde_json::Value = serde_json::from_str(&ok(&["inspect", &out, "--json"])).unwrap();
     assert_eq!(
@@ -138,21 +148,46 @@ fn act_bits_planes_compiles_wkak_and_bad_widths_are_refused() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["planes"].as_u64().unwrap(), r["act_bits"].as_u64().unwrap()))
+        .map(|r| {
+            (
+                r["planes"].as_u64().unwrap(),
+                r["act_bits"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(widths, [(2, 2), (4, 4), (8, 8)]);
     // `k` is an alias; the W k A k model differs from the W k A8 one.
     let alias = f.dir.join("wkak_alias.strata").display().to_string();
     ok(&[
-        "compile", &f.model, "--calib", &f.calib, "--planes", "2,4,8", "--calib-method",
-        "minmax", "--act-bits", "k", "-o", &alias,
+        "compile",
+        &f.model,
+        "--calib",
+        &f.calib,
+        "--planes",
+        "2,4,8",
+        "--calib-method",
+        "minmax",
+        "--act-bits",
+        "k",
+        "-o",
+        &alias,
     ]);
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&alias).unwrap());
-    assert_ne!(std::fs::read(&out).unwrap(), std::fs::read(&f.strata).unwrap());
+    assert_ne!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(&f.strata).unwrap()
+    );
     let bad = f.dir.join("bad.strata").display().to_string();
     for width in ["1", "9", "eight", ""] {
         let e = fails(&[
-            "compile", &f.model, "--calib", &f.calib, "--act-bits", width, "-o", &bad,
+            "compile",
+            &f.model,
+            "--calib",
+            &f.calib,
+            "--act-bits",
+            width,
+            "-o",
+            &bad,
         ]);
         assert!(
             e.contains("--act-bits") && e.contains("planes") && e.contains("2..=8"),
