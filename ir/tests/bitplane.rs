@@ -3,7 +3,8 @@
 use strata_ir::ops::{Bitplane, BitplaneKernel, Conv};
 use strata_ir::text::{parse, print, ParseErrorKind};
 use strata_ir::{
-    verify, DType, Dim, Graph, Op, Shape, Tensor, TensorType, Value, ValueRef, VerifyError,
+    verify, DType, Dim, Graph, NodeKind, Op, Shape, Tensor, TensorType, Value, ValueRef,
+    VerifyError,
 };
 use strata_test_support::batch_ty;
 
@@ -71,6 +72,51 @@ fn graph_round_trips_through_text() {
     assert!(back == g);
     assert_eq!(print(&back), text);
     verify(&back).unwrap();
+}
+
+/// `bp_graph` with W k A k activation widths on both layers.
+fn wkak_graph() -> Graph {
+    let mut g = bp_graph();
+    let ids: Vec<_> = g.node_ids().collect();
+    for id in ids {
+        if let NodeKind::Op(Op::Bitplane(b)) = &mut g.node_mut(id).unwrap().kind {
+            b.spec.act_bits_k = vec![2, 4, 8];
+        }
+    }
+    g
+}
+
+#[test]
+fn per_count_activation_bits_round_trip_and_old_text_loads() {
+    let g = wkak_graph();
+    verify(&g).unwrap();
+    let text = print(&g);
+    assert!(
+        text.contains(
+            "bits=8, plane_counts=[2, 4, 8], act_bits=8, rows=3, cols=54, act_bits_k=[2, 4, 8]}"
+        ),
+        "{text}"
+    );
+    let back = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(back == g);
+    assert_eq!(print(&back), text);
+    // Text without the attribute (every container written before it) reads as A at every k.
+    let old = text.replace(", act_bits_k=[2, 4, 8]", "");
+    let back = parse(&old).unwrap();
+    assert!(back == bp_graph());
+    // A wrong-length or out-of-range list is an error naming the attribute.
+    for bad in [
+        "act_bits_k=[2, 4]",
+        "act_bits_k=[2, 4, 9]",
+        "act_bits_k=[1, 4, 8]",
+    ] {
+        let t = text.replace("act_bits_k=[2, 4, 8]", bad);
+        let err = match parse(&t) {
+            Err(e) => e.to_string(),
+            Ok(g) => verify(&g).unwrap_err().to_string(),
+        };
+        assert!(err.contains("act_bits_k"), "{bad}: {err}");
+    }
 }
 
 #[test]

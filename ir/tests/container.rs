@@ -745,6 +745,7 @@ fn bitplane_op(kernel: BitplaneKernel, plane_counts: &[u8], rows: usize, cols: u
         act_bits: 8,
         rows,
         cols,
+        act_bits_k: vec![],
     };
     Op::Bitplane(Bitplane { kernel, spec })
 }

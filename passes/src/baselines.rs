@@ -3,11 +3,13 @@
 //! quantized model, so every scheme is compared on the same kernels:
 //!
 //! - [`dedicated_ptq`]: a separate `k`-bit model per plane count (`B = k` planes, `alpha = s`,
-//!   `beta = 0`), its activations calibrated layer by layer on itself. The upper bound a
-//!   single nested model hopes to approach, at the cost of one model per `k`.
+//!   `beta = 0`), its activations calibrated layer by layer on itself at the width the caller
+//!   gives (the nested model's width at `k`: 8 for `W k A8`, `k` for `W k A k`). The upper
+//!   bound a single nested model hopes to approach, at the cost of one model per `k`.
 //! - [`naive_truncation`]: one plain `B`-bit model whose low planes are simply dropped
-//!   (`alpha = s·2^(B−k)`, `beta = 0`, the `B`-bit activation parameters): what vertical
-//!   layering without per-`k` side tables would give.
+//!   (`alpha = s·2^(B−k)`, `beta = 0`, the `B`-bit activation parameters, 8-bit): what
+//!   vertical layering without per-`k` side tables would give. It keeps the `B`-bit model's
+//!   8-bit activations even beside a `W k A k` model: truncation has no per-`k` anything.
 //!
 //! - [`dedicated_qat_pipeline`]: a separate `k`-bit model per plane count trained by the same
 //!   `once-qat` engine, options and samples as a nested model, on that one plane count: the
@@ -17,9 +19,9 @@
 //!   start, so what training bought is measured on the same images.
 //!
 //! The FP32 baseline is the input graph itself. Calibration uses the method of an earlier
-//! `calibrate` result in `ctx` (min/max otherwise) and 8-bit activations.
+//! `calibrate` result in `ctx` (min/max otherwise).
 
-use strata_ir::quant::{MAX_BITS, MIN_BITS};
+use strata_ir::quant::{ActBits, MAX_BITS, MIN_BITS};
 use strata_ir::Graph;
 
 use crate::bitplane_rewrite::{replace_with_bitplane, QuantizedLayer, SideTable};
@@ -33,7 +35,8 @@ use crate::{PassContext, PassError};
 
 const PASS: &str = "baselines";
 
-/// Activation bits of both baselines (the default `W k A8` configuration).
+/// Activation bits of naive truncation (the `B`-bit model's, the default `W k A8`), and of
+/// dedicated PTQ beside a `W k A8` model.
 pub const BASELINE_ACT_BITS: u8 = 8;
 
 fn method_of(ctx: &PassContext) -> (CalibrationMethod, Option<usize>) {
@@ -57,7 +60,12 @@ struct PlainPtq {
     quantized: Graph,
 }
 
-fn plain_ptq(graph: &Graph, bits: u8, ctx: &PassContext) -> Result<PlainPtq, PassError> {
+fn plain_ptq(
+    graph: &Graph,
+    bits: u8,
+    act_bits: u8,
+    ctx: &PassContext,
+) -> Result<PlainPtq, PassError> {
     let (method, limit) = method_of(ctx);
     let data = CalibrationData::new(PASS, graph, ctx.calibration.as_deref(), limit)?;
     let layers = quantizable_layers(graph)?;
@@ -66,7 +74,7 @@ fn plain_ptq(graph: &Graph, bits: u8, ctx: &PassContext) -> Result<PlainPtq, Pas
     let seq = Sequential {
         pass: PASS,
         k: bits,
-        act_bits: BASELINE_ACT_BITS,
+        act_bits,
         method,
         rule: TableRule::Plain,
         data: &data,
@@ -80,14 +88,25 @@ fn plain_ptq(graph: &Graph, bits: u8, ctx: &PassContext) -> Result<PlainPtq, Pas
     })
 }
 
-/// A dedicated `k`-bit post-training-quantized copy of `graph` (needs calibration samples).
-pub fn dedicated_ptq(graph: &Graph, k: u8, ctx: &PassContext) -> Result<Graph, PassError> {
+/// A dedicated `k`-bit post-training-quantized copy of `graph` with `act_bits`-bit
+/// activations (needs calibration samples).
+pub fn dedicated_ptq(
+    graph: &Graph,
+    k: u8,
+    act_bits: u8,
+    ctx: &PassContext,
+) -> Result<Graph, PassError> {
     if !(MIN_BITS..=MAX_BITS).contains(&k) {
         return Err(bad_arg(format!(
             "dedicated PTQ needs {MIN_BITS} ≤ k ≤ {MAX_BITS}, got {k}"
         )));
     }
-    Ok(plain_ptq(graph, k, ctx)?.quantized)
+    if !(MIN_BITS..=MAX_BITS).contains(&act_bits) {
+        return Err(bad_arg(format!(
+            "dedicated PTQ needs {MIN_BITS} ≤ act_bits ≤ {MAX_BITS}, got {act_bits}"
+        )));
+    }
+    Ok(plain_ptq(graph, k, act_bits, ctx)?.quantized)
 }
 
 /// Plain `bits`-bit PTQ of `graph` truncated to its first `k` planes, with no per-`k` tables
@@ -110,14 +129,14 @@ pub fn naive_truncation(
         codes,
         tables: full_tables,
         ..
-    } = plain_ptq(graph, bits, ctx)?;
+    } = plain_ptq(graph, bits, BASELINE_ACT_BITS, ctx)?;
     let mut out = graph.clone();
     for ((layer, code), full) in layers.iter().zip(&codes).zip(full_tables) {
         let (alpha, beta) = plain_side(layer, code, k).map_err(quant_err(PASS, layer))?;
         let q = QuantizedLayer {
             name: layer.name.clone(),
             bits,
-            act_bits: BASELINE_ACT_BITS,
+            act_bits: ActBits::Fixed(BASELINE_ACT_BITS),
             rows: layer.rows,
             cols: layer.cols,
             planes: code.planes.clone(),

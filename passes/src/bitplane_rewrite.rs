@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use strata_ir::ops::{Bitplane, BitplaneKernel, PlaneSpec};
+use strata_ir::quant::ActBits;
 use strata_ir::{Graph, NodeId, NodeKind, Op, Tensor, TensorData, ValueRef};
 
 use crate::vl_quantize::{find_layer, layer_at, LayerKind, VlQuantization};
@@ -41,7 +42,8 @@ pub struct QuantizedLayer {
     /// Node name of the layer being replaced.
     pub name: String,
     pub bits: u8,
-    pub act_bits: u8,
+    /// Activation bits per plane count (applied to each table's `k`).
+    pub act_bits: ActBits,
     pub rows: usize,
     pub cols: usize,
     /// `u8 [P, R, 8·ceil(K/64)]` data, `P ≤ bits` planes.
@@ -142,12 +144,10 @@ pub fn replace_with_bitplane(
     };
     let op = Op::Bitplane(Bitplane {
         kernel,
-        spec: PlaneSpec {
-            bits: q.bits,
-            plane_counts: q.tables.iter().map(|t| t.k).collect(),
-            act_bits: q.act_bits,
-            rows: q.rows,
-            cols: q.cols,
+        spec: {
+            let counts: Vec<u8> = q.tables.iter().map(|t| t.k).collect();
+            let act_bits = q.act_bits.per_count(&counts);
+            PlaneSpec::with_act_bits(q.bits, counts, act_bits, q.rows, q.cols)
         },
     });
     let tensor = |shape: Vec<usize>, data: TensorData| {

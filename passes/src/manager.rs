@@ -47,7 +47,7 @@ pub const PASSES: &[PassInfo] = &[
     PassInfo {
         name: "vl-quantize",
         summary: "vertically layered codes, planes and per-plane-count side tables fitted on \
-                  calibration samples {bits=8, planes=2-8, act-bits=8}",
+                  calibration samples {bits=8, planes=2-8, act-bits=8|planes}",
         create: VlQuantize::create,
     },
     PassInfo {

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use strata_ir::quant::{self, ActQuant, ActQuantizer, QuantError};
+use strata_ir::quant::{self, ActBits, ActQuant, ActQuantizer, QuantError};
 use strata_ir::Graph;
 
 use crate::bitplane_rewrite::{QuantizedLayer, SideTable};
@@ -184,7 +184,7 @@ pub fn from_tables(graph: &Graph, t: &QatTables) -> Result<VlQuantization, QatTa
     }
     Ok(VlQuantization {
         bits: t.bits,
-        act_bits: t.act_bits,
+        act_bits: ActBits::Fixed(t.act_bits),
         plane_counts: t.planes.clone(),
         method: None,
         layers: out,
@@ -269,7 +269,7 @@ fn quantize_layer(
     Ok(QuantizedLayer {
         name: layer.name.clone(),
         bits: t.bits,
-        act_bits: t.act_bits,
+        act_bits: ActBits::Fixed(t.act_bits),
         rows: layer.rows,
         cols: layer.cols,
         planes,

@@ -1,5 +1,6 @@
 //! `vl-quantize{bits=8, planes=2-8, act-bits=8}`: vertically layered quantization of every
-//! layer with a constant weight.
+//! layer with a constant weight. `act-bits=planes` (alias `k`) is `W k A k`: plane count `k`
+//! calibrates and quantizes its activations to `max(k, 2)` bits ([`ActBits`]).
 //!
 //! Per layer: symmetric per-output-channel `B`-bit codes and their bit-planes (once), then for
 //! every plane count `k` a side table. Each `k` is calibrated **on its own quantized
@@ -13,7 +14,7 @@
 //! [`VlQuantization`] in `ctx.results["vl-quantize"]`; `bitplane-rewrite` applies it.
 
 use strata_ir::ops::{Conv, Gemm, WeightUse};
-use strata_ir::quant::{self, ActQuantizer};
+use strata_ir::quant::{self, ActBits, ActQuantizer};
 use strata_ir::{DType, Graph, NodeId, NodeKind, Tensor, ValueRef};
 
 use crate::bitplane_rewrite::{replace_with_bitplane, QuantizedLayer, SideTable};
@@ -335,7 +336,7 @@ pub(crate) fn calibrate_sequentially(
         let q = QuantizedLayer {
             name: layer.name.clone(),
             bits: code.bits,
-            act_bits: seq.act_bits,
+            act_bits: ActBits::Fixed(seq.act_bits),
             rows: layer.rows,
             cols: layer.cols,
             planes: code.planes.clone(),
@@ -385,8 +386,8 @@ pub(crate) fn check_finite(pass: &'static str, layers: &[QuantLayer]) -> Result<
 pub struct VlQuantization {
     /// `B` of every layer's codes.
     pub bits: u8,
-    /// Activation bits the tables were fitted for.
-    pub act_bits: u8,
+    /// Activation bits the tables were fitted for, per plane count.
+    pub act_bits: ActBits,
     /// The plane counts with side tables.
     pub plane_counts: Vec<u8>,
     /// The activation range estimator used at every `k` (`None`: the tables were loaded,
@@ -416,8 +417,8 @@ pub struct VlQuantize {
     pub bits: u8,
     /// Plane counts that get a side table (ascending).
     pub plane_counts: Vec<u8>,
-    /// Activation bits of the integer path the tables are fitted for.
-    pub act_bits: u8,
+    /// Activation bits of the integer path the tables are fitted for, per plane count.
+    pub act_bits: ActBits,
 }
 
 impl VlQuantize {
@@ -427,10 +428,12 @@ impl VlQuantize {
         if !supported.contains(&bits) {
             return Err(options.invalid("bits", format!("must be in {supported:?}")));
         }
-        let act_bits: u8 = options.get("act-bits", 8)?;
-        if !supported.contains(&act_bits) {
-            return Err(options.invalid("act-bits", format!("must be in {supported:?}")));
-        }
+        let act_bits = match options.raw("act-bits") {
+            None => ActBits::default(),
+            Some(text) => text
+                .parse::<ActBits>()
+                .map_err(|reason| options.invalid("act-bits", reason))?,
+        };
         let default = format!("2-{bits}");
         let planes_text = options.raw("planes").unwrap_or(&default).to_string();
         let plane_counts =
@@ -483,7 +486,7 @@ pub(crate) fn quantize_graph(
     data: &CalibrationData<'_>,
     bits: u8,
     plane_counts: &[u8],
-    act_bits: u8,
+    act_bits: ActBits,
     method: CalibrationMethod,
     report: &mut dyn FnMut(&str, u64, u64),
 ) -> Result<VlQuantization, PassError> {
@@ -502,7 +505,7 @@ pub(crate) fn quantize_graph(
         let seq = Sequential {
             pass: PASS,
             k,
-            act_bits,
+            act_bits: act_bits.of(k),
             method,
             rule: TableRule::LeastSquares,
             data,
@@ -563,6 +566,8 @@ mod tests {
             ("bits", "1"),
             ("bits", "9"),
             ("act-bits", "20"),
+            ("act-bits", "1"),
+            ("act-bits", "planez"),
             ("planes", "0-3"),
             ("planes", "2-9"),
             ("planes", "a"),

@@ -384,3 +384,41 @@ fn progress_reports_loss_per_plane_count() {
         assert!(qat[2].0.contains(&format!("k={k} loss=")), "{}", qat[2].0);
     }
 }
+
+/// `W k A k` through once-QAT: the trained tables keep their per-count widths (fake
+/// quantization and LSQ scaling at `k` bits), the held-out loss drops at every plane count,
+/// and the built layers quantize plane count `k`'s input to `k` bits.
+#[test]
+fn wkak_trains_each_plane_count_at_its_own_width() {
+    let g = small_cnn();
+    let calib = peaked_images(128, 11);
+    let vlq = "vl-quantize{planes=\"2,4,8\",act-bits=planes}";
+    let (after, ctx) = try_quantize(
+        &g,
+        &format!("{vlq},once-qat{{steps=30,batch=32}},bitplane-rewrite"),
+        calib,
+        None,
+    )
+    .unwrap();
+    let report = OnceQatReport::from_context(&ctx).unwrap().clone();
+    for (i, k) in [2u8, 4, 8].into_iter().enumerate() {
+        let (l0, l1) = (report.start_loss[i], report.final_loss[i]);
+        assert!(l1 < l0, "k={k}: held-out loss {l0} -> {l1}");
+    }
+    let mut layers = 0;
+    for id in after.node_ids() {
+        let NodeKind::Op(strata_ir::Op::Bitplane(b)) = &after.node(id).unwrap().kind else {
+            continue;
+        };
+        layers += 1;
+        assert_eq!(b.spec.act_bits_k, [2, 4, 8]);
+        let weights: Vec<&Tensor> = after.node_inputs(id)[1..]
+            .iter()
+            .map(|&v| after.constant_value(v).unwrap().as_ref())
+            .collect();
+        for k in [2u8, 4, 8] {
+            assert_eq!(b.resolve(&weights, k).unwrap().act.bits(), k);
+        }
+    }
+    assert!(layers >= 2);
+}

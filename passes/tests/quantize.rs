@@ -103,7 +103,7 @@ fn nested_model_improves_with_planes_and_beats_naive_truncation() {
         let (nmax, nmean) = errors(&run_at(&q, &test, Some(k), QuantPath::Integer), &fp32);
         let naive = naive_truncation(&g, 8, k, &ctx).unwrap();
         let (tmax, tmean) = errors(&run_at(&naive, &test, None, QuantPath::Integer), &fp32);
-        let dedicated = dedicated_ptq(&g, k, &ctx).unwrap();
+        let dedicated = dedicated_ptq(&g, k, 8, &ctx).unwrap();
         let (dmax, dmean) = errors(&run_at(&dedicated, &test, None, QuantPath::Integer), &fp32);
         report.push_str(&format!(
             "k={k}: nested max {nmax:.4} mean {nmean:.4} | naive max {tmax:.4} mean {tmean:.4} \
@@ -365,7 +365,7 @@ fn baselines_validate_arguments_and_need_samples() {
     let ctx = PassContext::with_calibration(vec![images(8, 1)]);
     for k in [0u8, 1, 9] {
         assert!(matches!(
-            dedicated_ptq(&g, k, &ctx),
+            dedicated_ptq(&g, k, 8, &ctx),
             Err(PassError::BadArgument { .. })
         ));
     }
@@ -382,11 +382,11 @@ fn baselines_validate_arguments_and_need_samples() {
         Err(PassError::BadArgument { .. })
     ));
     assert!(matches!(
-        dedicated_ptq(&g, 4, &PassContext::default()),
+        dedicated_ptq(&g, 4, 8, &PassContext::default()),
         Err(PassError::MissingCalibration { .. })
     ));
     // The dedicated 4-bit model has 4 planes and a single table for k = 4.
-    let d = dedicated_ptq(&g, 4, &ctx).unwrap();
+    let d = dedicated_ptq(&g, 4, 8, &ctx).unwrap();
     for id in d.node_ids() {
         if let Some(Op::Bitplane(b)) = d.node(id).unwrap().op() {
             assert_eq!(b.spec.bits, 4);
@@ -417,7 +417,7 @@ fn non_finite_weights_are_refused() {
         "{err}"
     );
     assert!(matches!(
-        dedicated_ptq(&g, 4, &ctx),
+        dedicated_ptq(&g, 4, 8, &ctx),
         Err(PassError::Rewrite { .. })
     ));
 }
@@ -437,4 +437,75 @@ fn pipeline_options_are_checked() {
     ] {
         assert!(PassManager::parse(bad).is_err(), "{bad}");
     }
+}
+
+/// `act-bits=planes`: every layer's spec carries `max(k, 2)` activation bits per plane count,
+/// each count's activation table was calibrated for that width (its quantizer accepts it and
+/// the zero point lies in the k-bit range), and the integer path at k only sees `2^k` input
+/// codes; dedicated PTQ at the same activation width quantizes alike.
+#[test]
+fn wkak_calibrates_each_plane_count_at_its_own_width() {
+    let calib = images(16, 5);
+    let (g, ctx) = quantize(
+        &small_cnn(),
+        "calibrate{method=minmax},vl-quantize{planes=\"2,3,4,8\",act-bits=planes},bitplane-rewrite",
+        calib.clone(),
+    );
+    let vlq = VlQuantization::from_context(&ctx).unwrap();
+    assert_eq!(vlq.act_bits, strata_ir::quant::ActBits::Planes);
+    let mut layers = 0;
+    for id in g.node_ids() {
+        let n = g.node(id).unwrap();
+        let NodeKind::Op(Op::Bitplane(b)) = &n.kind else {
+            continue;
+        };
+        layers += 1;
+        assert_eq!(b.spec.act_bits, 8);
+        assert_eq!(b.spec.act_bits_k, [2, 3, 4, 8], "{}", n.name);
+        let weights: Vec<&Tensor> = g.node_inputs(id)[1..]
+            .iter()
+            .map(|&v| g.constant_value(v).unwrap().as_ref())
+            .collect();
+        for k in [2u8, 3, 4, 8] {
+            let r = b.resolve(&weights, k).unwrap();
+            assert_eq!(r.act.bits(), k);
+            let zero = r.act.params().zero;
+            let half = (1i32 << (k - 1)) as f32;
+            assert!(
+                (-half..half).contains(&zero),
+                "{} k={k}: zero {zero}",
+                n.name
+            );
+        }
+    }
+    assert!(layers >= 2);
+    // The nested model still works at every k, and k = 2 with 2-bit activations is worse
+    // than k = 8 with 8-bit ones (relative to FP32).
+    let fp = run_at(&small_cnn(), &calib, None, QuantPath::Integer);
+    let e2 = errors(&run_at(&g, &calib, Some(2), QuantPath::Integer), &fp).1;
+    let e8 = errors(&run_at(&g, &calib, Some(8), QuantPath::Integer), &fp).1;
+    assert!(e8 < e2, "k=8 error {e8} vs k=2 error {e2}");
+    // Integer and float paths agree at A = k too.
+    let i3 = run_at(&g, &calib, Some(3), QuantPath::Integer);
+    let f3 = run_at(&g, &calib, Some(3), QuantPath::Float);
+    let (max, _) = errors(&i3, &f3);
+    assert!(
+        max <= 1e-3 * i3.iter().fold(1e-3f32, |m, v| m.max(v.abs())),
+        "{max}"
+    );
+    // Dedicated PTQ at k = 3 with 3-bit activations.
+    let d = dedicated_ptq(&small_cnn(), 3, 3, &ctx).unwrap();
+    let specs: Vec<_> = d
+        .node_ids()
+        .filter_map(|id| match &d.node(id).unwrap().kind {
+            NodeKind::Op(Op::Bitplane(b)) => Some(b.spec.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(!specs.is_empty());
+    assert!(
+        specs.iter().all(|s| s.act_bits_of(3) == Some(3)),
+        "{specs:?}"
+    );
+    assert!(dedicated_ptq(&small_cnn(), 3, 1, &ctx).is_err());
 }

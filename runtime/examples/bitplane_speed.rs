@@ -58,6 +58,7 @@ fn bench(name: &str, kernel: BitplaneKernel, float_op: Op, x: Tensor, rows: usiz
             act_bits: 8,
             rows,
             cols,
+            act_bits_k: vec![],
         },
     });
     let mut wshape = vec![rows];

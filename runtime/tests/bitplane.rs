@@ -2,7 +2,7 @@
 //! float path, convergence to the FP32 layer, plane-count selection and its errors.
 
 use strata_ir::ops::{Bitplane, BitplaneKernel, Conv, PlaneSpec};
-use strata_ir::quant::{midpoint_side, pack_planes, quantize_rows, row_bytes};
+use strata_ir::quant::{midpoint_side, pack_planes, quantize_rows, row_bytes, ActBits};
 use strata_ir::{Op, Tensor, TensorData};
 use strata_runtime::kernels::{eval_op_with, QuantPath};
 use strata_runtime::RuntimeError;
@@ -12,7 +12,8 @@ use strata_test_support::{f32t, values};
 struct Layer {
     op: Op,
     bits: u8,
-    act_bits: u8,
+    /// Activation bits of each plane count in `ks`.
+    act_bits: Vec<u8>,
     ks: Vec<u8>,
     rows: usize,
     cols: usize,
@@ -45,6 +46,10 @@ impl Layer {
         t.as_f32().unwrap()[j * self.rows..(j + 1) * self.rows].to_vec()
     }
 
+    fn act_bits_of(&self, k: u8) -> u8 {
+        self.act_bits[self.ks.iter().position(|&c| c == k).unwrap()]
+    }
+
     fn act_of(&self, k: u8) -> (f32, f32) {
         let j = self.ks.iter().position(|&c| c == k).unwrap();
         let a = self.act.as_f32().unwrap();
@@ -62,7 +67,20 @@ fn layer(
     act_bits: u8,
     seed: u64,
 ) -> Layer {
+    layer_with(kernel, rows, cols, bits, ActBits::Fixed(act_bits), seed)
+}
+
+/// [`layer`] with an activation-width rule (`ActBits::Planes`: W k A k).
+fn layer_with(
+    kernel: BitplaneKernel,
+    rows: usize,
+    cols: usize,
+    bits: u8,
+    rule: ActBits,
+    seed: u64,
+) -> Layer {
     let ks: Vec<u8> = (1..=bits).collect();
+    let act_bits = rule.per_count(&ks);
     let s = ks.len();
     let w = values(rows * cols, seed);
     let (codes, scales) = quantize_rows(&w, rows, cols, bits).unwrap();
@@ -84,19 +102,13 @@ fn layer(
     let bias = values(s * rows, seed + 2);
     let zs = values(s, seed + 3);
     let mut act = Vec::new();
-    for z in &zs {
+    for (z, &act_bits) in zs.iter().zip(&act_bits) {
         // Inputs are in [-1, 1); scales around 2/2^A, zero points in ±2^(A-2).
         let scale = 2.0 / (1 << act_bits) as f32 * (1.0 + 0.2 * z);
         let zero = (z * (1 << (act_bits - 2)) as f32).round();
         act.extend([scale, zero]);
     }
-    let spec = PlaneSpec {
-        bits,
-        plane_counts: ks.clone(),
-        act_bits,
-        rows,
-        cols,
-    };
+    let spec = PlaneSpec::with_act_bits(bits, ks.clone(), act_bits.clone(), rows, cols);
     Layer {
         op: Op::Bitplane(Bitplane { kernel, spec }),
         bits,
@@ -153,7 +165,7 @@ fn quantize_u(x: &[f32], scale: f32, zero: f32, act_bits: u8) -> Vec<i64> {
 /// Naive direct evaluation with i64 sums; `q_k = q_B >> (B - k)` from the codes, not the planes.
 fn reference(l: &Layer, x: &Tensor, k: u8) -> Vec<f32> {
     let (scale, zero) = l.act_of(k);
-    let u = quantize_u(x.as_f32().unwrap(), scale, zero, l.act_bits);
+    let u = quantize_u(x.as_f32().unwrap(), scale, zero, l.act_bits_of(k));
     let q: Vec<i64> = l
         .codes
         .iter()
@@ -287,6 +299,48 @@ fn linear_matches_reference_at_every_k() {
     let l = layer(BitplaneKernel::Linear, 5, 70, 4, 6, 7);
     let x = f32t(&[2, 70], &values(140, 8));
     check_layer(&l, &x);
+}
+
+/// W k A k: every plane count quantizes its input to its own width, bit-exactly as the
+/// reference with `max(k, 2)`-bit codes, on the integer and the float path.
+#[test]
+fn wkak_layers_match_reference_at_every_k() {
+    let l = layer_with(BitplaneKernel::Linear, 6, 70, 8, ActBits::Planes, 71);
+    check_layer(&l, &f32t(&[3, 70], &values(210, 72)));
+    let cv = Conv {
+        kernel: vec![3, 3],
+        strides: vec![1, 1],
+        pads: vec![1, 1, 1, 1],
+        dilations: vec![1, 1],
+        group: 1,
+        has_bias: false,
+    };
+    let l = layer_with(BitplaneKernel::Conv(cv), 5, 27, 8, ActBits::Planes, 73);
+    check_layer(&l, &f32t(&[2, 3, 5, 5], &values(150, 74)));
+}
+
+/// A 1×1 linear layer's output is an affine function of its single input code, so the number
+/// of distinct outputs over inputs that overrun the range is the number of activation codes:
+/// exactly `2^max(k, 2)` under W k A k (not 256).
+#[test]
+fn wkak_integer_path_uses_k_bit_codes() {
+    let l = layer_with(BitplaneKernel::Linear, 1, 1, 8, ActBits::Planes, 81);
+    let n = 2000;
+    let xs: Vec<f32> = (0..n).map(|i| -4.0 + 8.0 * i as f32 / n as f32).collect();
+    let x = f32t(&[n, 1], &xs);
+    for &k in &l.ks {
+        let y = run(&l, &x, Some(k), QuantPath::Integer).unwrap();
+        let mut distinct: Vec<u32> = y.as_f32().unwrap().iter().map(|v| v.to_bits()).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let a = k.max(2);
+        assert_eq!(
+            distinct.len(),
+            1 << a,
+            "k={k}: {} distinct outputs",
+            distinct.len()
+        );
+    }
 }
 
 #[test]

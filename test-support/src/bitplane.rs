@@ -17,6 +17,7 @@ pub fn plane_spec(rows: usize, cols: usize) -> PlaneSpec {
         act_bits: 8,
         rows,
         cols,
+        act_bits_k: vec![],
     }
 }
 

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use strata_lower::{CodeBlocks, ConvGeometry, Kernel, Layer, Lowered, Operand, Weights};
 
-use crate::text::{c_float, comment_safe, float_array, unsigned_init};
+use crate::text::{comment_safe, float_array, unsigned_init};
 
 /// The C name of the constant operand of step `step`.
 pub(crate) fn constant_name(step: usize) -> String {
@@ -43,7 +43,8 @@ pub(crate) fn print(l: &Lowered) -> String {
     d
 }
 
-/// Layer `i`: weights `P`/`W` (+ tap offsets `T`), side tables `AL BE BI AC`, counts `CN`,
+/// Layer `i`: weights `P`/`W` (+ tap offsets `T`), side tables `AL BE BI AC` (`AC`: scale,
+/// zero point and code range per count), counts `CN`,
 /// the layer struct `L` and the convolution struct `G`.
 fn print_layer(d: &mut String, i: usize, layer: &Layer) {
     let _ = writeln!(
@@ -59,7 +60,14 @@ fn print_layer(d: &mut String, i: usize, layer: &Layer) {
     float_array(d, &format!("AL{i}"), &layer.alpha);
     float_array(d, &format!("BE{i}"), &layer.beta);
     float_array(d, &format!("BI{i}"), &layer.bias);
-    float_array(d, &format!("AC{i}"), &layer.act);
+    // Per count: scale, zero point, then that count's activation code range.
+    let act: Vec<f32> = layer
+        .act
+        .chunks_exact(2)
+        .zip(&layer.act_limits)
+        .flat_map(|(sz, &(lo, hi))| [sz[0], sz[1], lo, hi])
+        .collect();
+    float_array(d, &format!("AC{i}"), &act);
     let cs: Vec<String> = layer.counts.iter().map(|c| format!("{c}u")).collect();
     let _ = writeln!(
         d,
@@ -67,20 +75,19 @@ fn print_layer(d: &mut String, i: usize, layer: &Layer) {
         cs.len(),
         cs.join(", ")
     );
-    let (lo, hi) = (c_float(layer.act_limits.0), c_float(layer.act_limits.1));
     let (n, r, cols) = (layer.counts.len(), layer.rows, layer.cols);
     match &layer.weights {
         Weights::Planes { words_per_row, .. } => {
             let _ = writeln!(
                 d,
-                "static const bp_layer L{i} = {{P{i}, AL{i}, BE{i}, BI{i}, AC{i}, CN{i}, {n}u, {r}u, {cols}u, {words_per_row}u, {lo}, {hi}}};"
+                "static const bp_layer L{i} = {{P{i}, AL{i}, BE{i}, BI{i}, AC{i}, CN{i}, {n}u, {r}u, {cols}u, {words_per_row}u}};"
             );
         }
         Weights::Codes(b) => {
             let (mb, taps, cpairs, k) = (b.row_blocks, b.taps, b.channel_pairs, layer.k);
             let _ = writeln!(
                 d,
-                "static const bq_layer L{i} = {{W{i}, AL{i}, BE{i}, BI{i}, AC{i}, CN{i}, T{i}, {n}u, {r}u, {k}u, {mb}u, {taps}u, {cpairs}u, {cols}u, {lo}, {hi}}};"
+                "static const bq_layer L{i} = {{W{i}, AL{i}, BE{i}, BI{i}, AC{i}, CN{i}, T{i}, {n}u, {r}u, {k}u, {mb}u, {taps}u, {cpairs}u, {cols}u}};"
             );
         }
     }

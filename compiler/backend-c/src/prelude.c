@@ -10,11 +10,10 @@ typedef struct {
     const float *alpha;     /* [S][rows] */
     const float *beta;      /* [S][rows] */
     const float *bias;      /* [S][rows] */
-    const float *act;       /* [S][2]: scale, zero point */
+    const float *act;       /* [S][4]: scale, zero point, code range lo, hi */
     const uint8_t *counts;  /* the S plane counts with a side table */
     unsigned n_counts;
     unsigned rows, cols, words;
-    float act_lo, act_hi;
 } bp_layer;
 
 /*@section bp_conv_t*/
@@ -103,11 +102,11 @@ static float bp_epilogue(const bp_layer *L, unsigned j, unsigned ch, float scale
 static void bp_linear(const float *x, float *y, const bp_layer *L, unsigned k, unsigned j,
                       int16_t *u)
 {
-    float scale = L->act[2 * j], zero = L->act[2 * j + 1];
+    float scale = L->act[4 * j], zero = L->act[4 * j + 1];
     size_t plane_stride = (size_t)L->rows * L->words;
     int64_t usum = 0;
     unsigned i, ch;
-    bp_quantize(x, L->cols, scale, zero, L->act_lo, L->act_hi, u);
+    bp_quantize(x, L->cols, scale, zero, L->act[4 * j + 2], L->act[4 * j + 3], u);
     for (i = 0; i < L->cols; ++i) {
         usum += u[i];
     }
@@ -123,12 +122,12 @@ static void bp_linear(const float *x, float *y, const bp_layer *L, unsigned k, u
 static void bp_conv2d(const float *x, float *y, const bp_layer *L, const bp_conv *g, unsigned k,
                       unsigned j, int16_t *u, int16_t *col)
 {
-    float scale = L->act[2 * j], zero = L->act[2 * j + 1];
+    float scale = L->act[4 * j], zero = L->act[4 * j + 1];
     size_t plane_stride = (size_t)L->rows * L->words;
     unsigned cg = g->c / g->group, mg = g->m / g->group;
     size_t p_out = (size_t)g->oh * g->ow, hw = (size_t)g->h * g->w;
     unsigned gi, oh, ow, ci, a, b, mi;
-    bp_quantize(x, (size_t)g->c * hw, scale, zero, L->act_lo, L->act_hi, u);
+    bp_quantize(x, (size_t)g->c * hw, scale, zero, L->act[4 * j + 2], L->act[4 * j + 3], u);
     for (gi = 0; gi < g->group; ++gi) {
         for (oh = 0; oh < g->oh; ++oh) {
             for (ow = 0; ow < g->ow; ++ow) {
@@ -412,11 +411,10 @@ typedef struct {
     const float *alpha; /* [S][rows] */
     const float *beta;  /* [S][rows] */
     const float *bias;  /* [S][rows] */
-    const float *act;   /* [S][2]: scale, zero point */
+    const float *act;   /* [S][4]: scale, zero point, code range lo, hi */
     const uint8_t *counts;
     const uint32_t *toff; /* per tap: pixel offset in the padded input */
     unsigned n_counts, rows, planes, mb, taps, cpairs, cols;
-    float act_lo, act_hi;
 } bq_layer;
 
 /* Convolution geometry; hp, wp: the zero-padded input (input pixel (i, j) at (i+ph, j+pw));
@@ -449,12 +447,12 @@ static void bq_fold(const bq_layer *L, unsigned j, float scale)
 static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, unsigned j,
                       int relu)
 {
-    float scale = L->act[2 * j], zero = L->act[2 * j + 1];
+    float scale = L->act[4 * j], zero = L->act[4 * j + 1];
     unsigned sh = L->planes - k, n = 2u * L->cpairs, b, r;
     size_t blk = (size_t)L->cpairs * 32u;
     int32_t usum = 0, acc[16];
     const float *bias = L->bias + (size_t)j * L->rows;
-    bq_quant(x, L->cols, scale, zero, L->act_lo, L->act_hi, SX);
+    bq_quant(x, L->cols, scale, zero, L->act[4 * j + 2], L->act[4 * j + 3], SX);
     for (r = L->cols; r < n; ++r) {
         SX[r] = 0;
     }
@@ -482,13 +480,13 @@ static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, u
 static void bq_conv2d(const float *x, float *y, const bq_layer *L, const bq_conv *g, unsigned k,
                       unsigned j, int relu)
 {
-    float scale = L->act[2 * j], zero = L->act[2 * j + 1];
+    float scale = L->act[4 * j], zero = L->act[4 * j + 1];
     unsigned sh = L->planes - k, cg = g->c / g->group, mg = g->m / g->group;
     unsigned cb = 2u * L->cpairs, cs = g->col ? 1u : cb * g->group, c, gi, b, r, q, t;
     size_t hw = (size_t)g->h * g->w, npix = (size_t)g->hp * g->wp, P = (size_t)g->oh * g->ow;
     size_t blk = (size_t)L->taps * L->cpairs * 32u, i, p0;
     const float *bias = L->bias + (size_t)j * L->rows;
-    bq_quant(x, (size_t)g->c * hw, scale, zero, L->act_lo, L->act_hi, SQ);
+    bq_quant(x, (size_t)g->c * hw, scale, zero, L->act[4 * j + 2], L->act[4 * j + 3], SQ);
     if (!g->col) {
         memset(SX, 0, npix * cs * sizeof(int16_t));
         for (c = 0; c < g->c; ++c) {

@@ -109,6 +109,94 @@ fn inspect_reports_the_container() {
     assert_eq!(json["op_counts"]["bitplane_linear"], 2);
 }
 
+/// `--act-bits planes` (W k A k): the container says so (inspect, manifest, the recorded
+/// pipeline), and widths the integer path cannot have are refused with what is accepted.
+#[test]
+fn act_bits_planes_compiles_wkak_and_bad_widths_are_refused() {
+    let f = files();
+    let out = f.dir.join("wkak.strata").display().to_string();
+    ok(&[
+        "compile",
+        &f.model,
+        "--calib",
+        &f.calib,
+        "--planes",
+        "2,4,8",
+        "--calib-method",
+        "minmax",
+        "--act-bits",
+        "planes",
+        "-o",
+        &out,
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&ok(&["inspect", &out, "--json"])).unwrap();
+    assert_eq!(
+        json["container"]["act_bits"],
+        serde_json::json!({"2": 2, "4": 4, "8": 8})
+    );
+    let pipeline = json["container"]["metadata"]["pipeline"].as_str().unwrap();
+    assert!(pipeline.contains("act-bits=planes"), "{pipeline}");
+    let text = ok(&["inspect", &out]);
+    assert!(
+        text.contains("activation bits per plane count: k=2: 2, k=4: 4, k=8: 8"),
+        "{text}"
+    );
+    // The W k A8 model says 8 at every count.
+    assert!(ok(&["inspect", &f.strata]).contains("activations: 8 bits at every plane count"));
+    let m: serde_json::Value = serde_json::from_str(&ok(&["manifest", &out, "--json"])).unwrap();
+    let widths: Vec<(u64, u64)> = m["planes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["planes"].as_u64().unwrap(),
+                r["act_bits"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(widths, [(2, 2), (4, 4), (8, 8)]);
+    // `k` is an alias; the W k A k model differs from the W k A8 one.
+    let alias = f.dir.join("wkak_alias.strata").display().to_string();
+    ok(&[
+        "compile",
+        &f.model,
+        "--calib",
+        &f.calib,
+        "--planes",
+        "2,4,8",
+        "--calib-method",
+        "minmax",
+        "--act-bits",
+        "k",
+        "-o",
+        &alias,
+    ]);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&alias).unwrap());
+    assert_ne!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(&f.strata).unwrap()
+    );
+    let bad = f.dir.join("bad.strata").display().to_string();
+    for width in ["1", "9", "eight", ""] {
+        let e = fails(&[
+            "compile",
+            &f.model,
+            "--calib",
+            &f.calib,
+            "--act-bits",
+            width,
+            "-o",
+            &bad,
+        ]);
+        assert!(
+            e.contains("--act-bits") && e.contains("planes") && e.contains("2..=8"),
+            "{width}: {e}"
+        );
+    }
+    assert!(!Path::new(&bad).exists());
+}
+
 #[test]
 fn strip_writes_a_byte_prefix_that_runs_like_the_full_model() {
     let f = files();

@@ -1,7 +1,7 @@
 //! The C backend's exactness matrix: every target × compiler (gcc, clang) × ISA (x86-64
 //! natively; aarch64, armhf and riscv64 under qemu-user, built with Debian's cross toolchains)
-//! × plane count K = 2..8, on the MNIST CNN, on the residual Fashion-MNIST network (once-QAT
-//! trained), and on a small net that covers every convolution
+//! × plane count K = 2..8, on the MNIST CNN (`W k A8` and `W k A k`), on the residual
+//! Fashion-MNIST network (once-QAT trained), and on a small net that covers every convolution
 //! form (im2col and direct, groups, depthwise, strides, dilations, asymmetric pads) and
 //! fully connected layers with odd sizes, and on `ops`: six tiny nets that cover every other
 //! op the backend supports (MaxPool general and 2×2 fast path, AveragePool with and without
@@ -22,10 +22,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use strata_compiler::backend::c::{emit, EmitOptions, EmittedC, Target};
+use strata_compiler::compile::{compile_to_container, CompileOptions};
 use strata_ir::container::read_container;
 use strata_ir::ops::{
     BinaryOp, Clip, Conv, Gemm, GlobalPoolKind, Pool, ReduceMean, Reshape, Softmax, UnaryOp,
 };
+use strata_ir::quant::ActBits;
 use strata_ir::{DType, Graph, NodeKind, Op, Shape, Tensor, TensorType, ValueRef};
 use strata_runtime::{run_with, QuantPath, RunOptions};
 
@@ -41,19 +43,48 @@ fn mnist() -> &'static Graph {
     G.get_or_init(|| quantized(mnist::fp32(), rows(&mnist::fixture("calib"), 0..32)))
 }
 
+/// The MNIST CNN compiled `W k A k` (`--act-bits planes`): plane count k quantizes its
+/// activations to max(k, 2) bits, so `PREFIX_run_planes` at a lower count must clamp to that
+/// count's code range.
+fn mnist_wkak() -> &'static Graph {
+    static G: OnceLock<Graph> = OnceLock::new();
+    G.get_or_init(|| {
+        let options = CompileOptions {
+            act_bits: ActBits::Planes,
+            ..CompileOptions::default()
+        };
+        let calib = rows(&mnist::fixture("calib"), 0..32);
+        let bytes = compile_to_container(
+            mnist::fp32(),
+            vec![calib],
+            &options,
+            Default::default(),
+            |_| {},
+        )
+        .unwrap();
+        let g = read_container(&bytes).unwrap().graph;
+        let wkak = g.node_ids().any(|id| {
+            matches!(&g.node(id).unwrap().kind,
+                NodeKind::Op(Op::Bitplane(b)) if b.spec.act_bits_of(2) == Some(2))
+        });
+        assert!(wkak, "the W k A k model has 2-bit activations at k = 2");
+        g
+    })
+}
+
 /// The residual network (`models/fmnist_resnet8.onnx`: skip-connection Adds,
 /// GlobalAveragePool, Gemm) compiled with once-QAT on its 32 calibration images, so the chain
 /// that trains through skip connections is the one the C backend must reproduce.
 fn resnet8() -> &'static Graph {
     static G: OnceLock<Graph> = OnceLock::new();
     G.get_or_init(|| {
-        let options = strata_compiler::compile::CompileOptions {
+        let options = CompileOptions {
             qat_steps: 2,
             qat_batch: 8,
             qat_options: "evals=1".into(),
-            ..Default::default()
+            ..CompileOptions::default()
         };
-        let bytes = strata_compiler::compile::compile_to_container(
+        let bytes = compile_to_container(
             fmnist::fp32(),
             vec![fmnist::fixture("calib")],
             &options,
@@ -768,7 +799,13 @@ fn exactness_matrix_isa_compiler_target_planes() {
     }
     let images = mnist::fixture("images");
     let cases = [
-        case("mnist", vec![net("model", mnist(), rows(&images, 0..8))]),
+        case(
+            "mnist",
+            vec![
+                net("model", mnist(), rows(&images, 0..8)),
+                net("wkak", mnist_wkak(), rows(&images, 0..8)),
+            ],
+        ),
         case(
             "resnet8",
             vec![net(

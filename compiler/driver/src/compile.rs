@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use strata_ir::container::{write_container, ContainerError, ContainerOptions};
+use strata_ir::quant::ActBits;
 use strata_ir::{Graph, Tensor};
 use strata_passes::{CalibrationKind, PassContext, PassError, PassManager, PipelineError};
 
@@ -14,8 +15,9 @@ pub struct CompileOptions {
     pub bits: u8,
     /// Plane counts that get a side table (each in `1..=bits`).
     pub planes: Vec<u8>,
-    /// Activation bits of the integer path.
-    pub act_bits: u8,
+    /// Activation bits of the integer path: a width for every plane count, or
+    /// [`ActBits::Planes`] (`W k A k`: `max(k, 2)` bits at plane count `k`).
+    pub act_bits: ActBits,
     /// Activation range estimator.
     pub calib_method: CalibrationKind,
     /// `once-qat` optimiser steps; 0 skips training (plain vl-quantize).
@@ -40,7 +42,7 @@ impl Default for CompileOptions {
         CompileOptions {
             bits: 8,
             planes: (2..=8).collect(),
-            act_bits: 8,
+            act_bits: ActBits::default(),
             calib_method: CalibrationKind::Percentile,
             qat_steps: 0,
             qat_batch: 64,
@@ -123,11 +125,12 @@ impl CompileOptions {
                 self.bits
             )));
         }
-        if !(2..=8).contains(&self.act_bits) {
-            return Err(CompileError::Options(format!(
-                "act_bits = {} is outside 2..=8",
-                self.act_bits
-            )));
+        if let ActBits::Fixed(a) = self.act_bits {
+            if !(2..=8).contains(&a) {
+                return Err(CompileError::Options(format!(
+                    "act_bits = {a} is outside 2..=8"
+                )));
+            }
         }
         if self.qat_steps > 0 {
             if self.qat_batch == 0 {

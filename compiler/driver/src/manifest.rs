@@ -21,6 +21,8 @@ pub const EVAL_DATA_KEY: &str = "eval_data";
 pub struct ManifestRow {
     /// `K`.
     pub planes: u8,
+    /// Activation bits at `K` (the widest over the layers; `K` itself for `W k A k`).
+    pub act_bits: u8,
     /// Flash: `PREFIX_WEIGHT_BYTES`.
     pub weight_bytes: u64,
     /// `PREFIX_ARENA_BYTES`.
@@ -119,10 +121,14 @@ pub fn manifest(
         }
         None => BTreeMap::new(),
     };
+    let widths = crate::model::act_bits(graph);
+    // A row at K reports the width of the largest plane count ≤ K.
+    let act_bits_at = |k: u8| widths.range(..=k).next_back().map(|(_, &a)| a).unwrap_or(0);
     let row = |options: &EmitOptions| -> Result<ManifestRow, ManifestError> {
         let s = stats(graph, options)?;
         Ok(ManifestRow {
             planes: options.planes,
+            act_bits: act_bits_at(options.planes),
             weight_bytes: s.weight_bytes,
             arena_bytes: s.arena_bytes,
             scratch_bytes: s.scratch_bytes,
@@ -299,6 +305,7 @@ mod tests {
     fn row(planes: u8, weight_bytes: u64, ram_bytes: u64) -> ManifestRow {
         ManifestRow {
             planes,
+            act_bits: 8,
             weight_bytes,
             arena_bytes: ram_bytes,
             scratch_bytes: 0,

@@ -115,6 +115,7 @@ impl ContainerInfo {
             bits: self.bits,
             available_planes: self.available_planes,
             plane_counts: plane_counts(graph),
+            act_bits: act_bits(graph),
             file_bytes: self.file_bytes,
             metadata: self.metadata.clone(),
             layer_planes: self.layer_planes.clone(),
@@ -129,6 +130,9 @@ pub struct ContainerSummary {
     pub available_planes: u8,
     /// Plane counts with a side table in every layer.
     pub plane_counts: Vec<u8>,
+    /// Activation bits at each of those plane counts (the widest over the layers): all the
+    /// same for `W k A8`, `max(k, 2)` for a `W k A k` model.
+    pub act_bits: BTreeMap<u8, u8>,
     pub file_bytes: u64,
     pub metadata: BTreeMap<String, String>,
     pub layer_planes: BTreeMap<String, u8>,
@@ -145,6 +149,21 @@ impl fmt::Display for ContainerSummary {
             self.bits,
             counts.join(",")
         )?;
+        let widths: Vec<u8> = self.act_bits.values().copied().collect();
+        match widths.first() {
+            Some(&a) if widths.iter().all(|&w| w == a) => {
+                writeln!(f, "activations: {a} bits at every plane count")?
+            }
+            Some(_) => {
+                let per: Vec<String> = self
+                    .act_bits
+                    .iter()
+                    .map(|(k, a)| format!("k={k}: {a}"))
+                    .collect();
+                writeln!(f, "activation bits per plane count: {}", per.join(", "))?
+            }
+            None => {}
+        }
         if !self.layer_planes.is_empty() {
             writeln!(
                 f,
@@ -175,6 +194,24 @@ pub fn plane_counts(graph: &Graph) -> Vec<u8> {
         }
     }
     counts.unwrap_or_default()
+}
+
+/// Activation bits of each plane count of [`plane_counts`], the widest over the layers (a
+/// compiled model uses one rule for every layer).
+pub fn act_bits(graph: &Graph) -> BTreeMap<u8, u8> {
+    let counts = plane_counts(graph);
+    let mut out = BTreeMap::new();
+    for id in graph.node_ids() {
+        if let Ok(Some(Op::Bitplane(bp))) = graph.node(id).map(|n| n.op()) {
+            for &k in &counts {
+                if let Some(a) = bp.spec.act_bits_of(k) {
+                    let e = out.entry(k).or_insert(a);
+                    *e = (*e).max(a);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Why a model's inputs could not be read.

@@ -103,7 +103,10 @@ fn the_numpy_sidecar_packages_the_tiny_model() {
     )
     .unwrap();
     let q = VlQuantization::from_context(&ctx).unwrap();
-    assert_eq!((q.bits, q.act_bits, q.method), (8, 8, None));
+    assert_eq!(
+        (q.bits, q.act_bits, q.method),
+        (8, quant::ActBits::Fixed(8), None)
+    );
     assert_eq!(q.layers.len(), 2);
     assert_eq!(q.layers[0].tables[1].act_zero, -4.0);
     let loaded = read_container(&bytes).unwrap();
@@ -556,7 +559,10 @@ fn tables_of(prepared: &Graph, q: &VlQuantization) -> QatTables {
         .collect();
     QatTables {
         bits: q.bits,
-        act_bits: q.act_bits,
+        act_bits: match q.act_bits {
+            quant::ActBits::Fixed(a) => a,
+            quant::ActBits::Planes => panic!("the sidecar holds one activation width"),
+        },
         planes: q.plane_counts.clone(),
         layers: q
             .layers

@@ -38,8 +38,10 @@ pub struct Layer {
     pub beta: Vec<f32>,
     pub bias: Vec<f32>,
     pub act: Vec<f32>,
-    /// The activation code range `(-2^(A-1), 2^(A-1) - 1)`.
-    pub act_limits: (f32, f32),
+    /// Per count (parallel to `counts`), the activation code range `(-2^(A-1), 2^(A-1) - 1)`
+    /// of that count's width `A`: a `W k A k` layer run at another count by
+    /// `PREFIX_run_planes` must clamp to that count's range, not the default one's.
+    pub act_limits: Vec<(f32, f32)>,
     /// The convolution's geometry; `None` for a linear layer.
     pub conv: Option<ConvGeometry>,
     pub weights: Weights,
@@ -90,7 +92,7 @@ impl Layer {
             Weights::Codes(c) => c.codes.len() + 4 * c.tap_offsets.len(),
         };
         let n = self.counts.len();
-        (weights + 4 * (3 * self.rows + 2) * n + n) as u64
+        (weights + 4 * (3 * self.rows + 4) * n + n) as u64
     }
 }
 
@@ -207,7 +209,7 @@ pub(crate) fn lower_layer(
             beta: rows_of(&|t| t.beta.to_vec()),
             bias: rows_of(&|t| t.bias.to_vec()),
             act: rows_of(&act),
-            act_limits: layer.act.limits(),
+            act_limits: tables.iter().map(|t| t.act.limits()).collect(),
             conv,
             weights,
         },

@@ -286,15 +286,16 @@ fn code_layout_taps_and_padding() {
 fn byte_counts_macs_and_scratch() {
     let g = net();
     // Packed planes at K = 4 keep planes 0..3 and the tables of counts 2 and 4:
-    // conv 4·6·8 + 4·(3·6+2)·2 + 2 = 354, fc 4·3·8 + 4·(3·3+2)·2 + 2 = 186, constant 12.
+    // conv 4·6·8 + 4·(3·6+4)·2 + 2 = 370, fc 4·3·8 + 4·(3·3+4)·2 + 2 = 202, constant 12
+    // (per count: alpha, beta, bias rows and the activation scale, zero point and range).
     let l = lower(&g, &options(4, WeightLayout::Planes)).unwrap();
     let per_layer: Vec<(u8, &[u8], u64)> = l
         .layers
         .iter()
         .map(|l| (l.k, l.counts.as_slice(), l.weight_bytes()))
         .collect();
-    assert_eq!(per_layer, [(4, &[2u8, 4][..], 354), (4, &[2, 4][..], 186)]);
-    assert_eq!(l.weight_bytes(), 552);
+    assert_eq!(per_layer, [(4, &[2u8, 4][..], 370), (4, &[2, 4][..], 202)]);
+    assert_eq!(l.weight_bytes(), 584);
     assert_eq!(l.macs, 6 * 9 * 36 + 3 * 54);
     assert_eq!(
         l.scratch,
@@ -315,18 +316,41 @@ fn byte_counts_macs_and_scratch() {
     assert_eq!((bytes.len(), *words_per_row), (96, 1));
     // At K = 8 every plane and every table is kept.
     let l8 = lower(&g, &options(8, WeightLayout::Planes)).unwrap();
-    assert_eq!(l8.layers[0].weight_bytes(), 8 * 48 + 4 * 20 * 3 + 3);
+    assert_eq!(l8.layers[0].weight_bytes(), 8 * 48 + 4 * 22 * 3 + 3);
     // Codes (im2col for 4 channels): one int8 per weight in 16×2 blocks, plus one offset.
     let l = lower(&g, &options(4, WeightLayout::Codes)).unwrap();
-    assert_eq!(l.layers[0].weight_bytes(), 18 * 32 + 4 + 162);
-    assert_eq!(l.layers[1].weight_bytes(), 27 * 32 + 4 + 90);
-    assert_eq!(l.weight_bytes(), 742 + 958 + 12);
+    assert_eq!(l.layers[0].weight_bytes(), 18 * 32 + 4 + 178);
+    assert_eq!(l.layers[1].weight_bytes(), 27 * 32 + 4 + 106);
+    assert_eq!(l.weight_bytes(), 758 + 974 + 12);
     assert_eq!(l.scratch_bytes(), 2 * (144 + 9 * 36) + 4 * (9 + 2 * 6));
     // The side tables are the rows of the kept counts; the activation range is 8-bit.
     assert_eq!(l.layers[1].act, [0.02, 0.0, 0.03, -3.0]);
-    assert_eq!(l.layers[1].act_limits, (-128.0, 127.0));
+    assert_eq!(l.layers[1].act_limits, [(-128.0, 127.0); 2]);
     let bias: Vec<f32> = (0..6).map(|i| 0.01 * i as f32).collect();
     assert_eq!(l.layers[1].bias, bias);
+}
+
+/// A `W k A k` layer lowered at K = 8 keeps each count's own code range, so running it at 2
+/// or 4 planes clamps to 2- or 4-bit codes.
+#[test]
+fn wkak_activation_ranges_per_count() {
+    let mut g = net();
+    let ids: Vec<_> = g.node_ids().collect();
+    for id in ids {
+        if let strata_ir::NodeKind::Op(Op::Bitplane(b)) = &mut g.node_mut(id).unwrap().kind {
+            b.spec.act_bits_k = vec![2, 4, 8];
+        }
+    }
+    let l = lower(&g, &options(8, WeightLayout::Planes)).unwrap();
+    for layer in &l.layers {
+        assert_eq!(layer.counts, [2, 4, 8]);
+        assert_eq!(
+            layer.act_limits,
+            [(-2.0, 1.0), (-8.0, 7.0), (-128.0, 127.0)]
+        );
+    }
+    let l = lower(&g, &options(4, WeightLayout::Codes)).unwrap();
+    assert_eq!(l.layers[1].act_limits, [(-2.0, 1.0), (-8.0, 7.0)]);
 }
 
 #[test]
@@ -346,7 +370,7 @@ fn per_layer_plane_counts() {
     let l = mixed(vec![2, 8]).unwrap();
     assert_eq!((l.layers[0].k, l.layers[1].k), (2, 8));
     assert_eq!(l.layers[0].counts, [2]);
-    assert_eq!(l.layers[0].weight_bytes(), 2 * 48 + 4 * 20 + 1);
+    assert_eq!(l.layers[0].weight_bytes(), 2 * 48 + 4 * 22 + 1);
     assert!(matches!(
         mixed(vec![2]),
         Err(LowerError::LayerPlanes {

@@ -34,12 +34,16 @@ pub struct PlaneSpec {
     pub bits: u8,
     /// The plane counts `k` with a side table, strictly ascending, each in `1..=bits`.
     pub plane_counts: Vec<u8>,
-    /// `A`: activation bits of the integer path.
+    /// `A`: activation bits of the integer path; with `act_bits_k`, the widest of them.
     pub act_bits: u8,
     /// `R`: output channels.
     pub rows: usize,
     /// `K`: reduction length (Conv: `C/group · prod(kernel)`).
     pub cols: usize,
+    /// Activation bits per plane count, parallel to `plane_counts` (`W k A k` has
+    /// `max(k, 2)`); empty when every count uses `act_bits`, which is how text written before
+    /// this field reads. Read it through [`PlaneSpec::act_bits_at`], never directly.
+    pub act_bits_k: Vec<u8>,
 }
 
 /// A Conv or Linear layer with vertically layered weights.
@@ -80,6 +84,38 @@ impl PlaneSpec {
         if self.plane_counts.is_empty() {
             return attr("plane_counts", "is empty: no plane count can run".into());
         }
+        if !self.act_bits_k.is_empty() {
+            let (n, s) = (self.act_bits_k.len(), self.plane_counts.len());
+            if n != s {
+                return attr(
+                    "act_bits_k",
+                    format!(
+                        "has {n} entries for {s} plane counts {:?}",
+                        self.plane_counts
+                    ),
+                );
+            }
+            if let Some(a) = self
+                .act_bits_k
+                .iter()
+                .find(|a| !(MIN_BITS..=MAX_BITS).contains(*a))
+            {
+                return attr(
+                    "act_bits_k",
+                    format!("{a} is outside {MIN_BITS}..={MAX_BITS}"),
+                );
+            }
+            let widest = self.act_bits_k.iter().copied().max().unwrap_or(0);
+            if widest != self.act_bits {
+                return attr(
+                    "act_bits",
+                    format!(
+                        "{} is not the widest of act_bits_k {:?} ({widest})",
+                        self.act_bits, self.act_bits_k
+                    ),
+                );
+            }
+        }
         for (i, &k) in self.plane_counts.iter().enumerate() {
             if k == 0 || k > self.bits {
                 return attr("plane_counts", format!("{k} is outside 1..={}", self.bits));
@@ -98,6 +134,39 @@ impl PlaneSpec {
             );
         }
         Ok(())
+    }
+
+    /// A spec whose plane count `plane_counts[j]` quantizes its activations to
+    /// `act_bits[j]` bits: `act_bits` is the widest, `act_bits_k` is left empty when all are
+    /// equal (so a `W k A8` model prints and stores exactly as before per-count widths).
+    pub fn with_act_bits(
+        bits: u8,
+        plane_counts: Vec<u8>,
+        act_bits: Vec<u8>,
+        rows: usize,
+        cols: usize,
+    ) -> PlaneSpec {
+        let widest = act_bits.iter().copied().max().unwrap_or(0);
+        let uniform = act_bits.iter().all(|&a| a == widest);
+        PlaneSpec {
+            bits,
+            plane_counts,
+            act_bits: widest,
+            rows,
+            cols,
+            act_bits_k: if uniform { Vec::new() } else { act_bits },
+        }
+    }
+
+    /// The activation bits of side-table row `side` (the plane count `plane_counts[side]`):
+    /// the one accessor every consumer (resolve, kernels, backends) reads them through.
+    pub fn act_bits_at(&self, side: usize) -> u8 {
+        self.act_bits_k.get(side).copied().unwrap_or(self.act_bits)
+    }
+
+    /// The activation bits of plane count `k`, if `k` has a side table.
+    pub fn act_bits_of(&self, k: u8) -> Option<u8> {
+        self.side_index(k).map(|j| self.act_bits_at(j))
     }
 
     /// The side-table row for plane count `k`, if `k` has one.
@@ -224,12 +293,15 @@ impl Bitplane {
 }
 
 // The plane spec's text attributes are its fields, in field order.
+// `act_bits_k` came later: printed only when non-empty, absent in older text.
 attr_fields!(PlaneSpec {
     bits,
     plane_counts,
     act_bits,
     rows,
     cols
+} optional {
+    act_bits_k
 });
 
 /// Text-form attributes: the Conv window attributes (no `has_bias`, always false) then the
@@ -288,6 +360,7 @@ mod tests {
             act_bits: 8,
             rows,
             cols,
+            act_bits_k: vec![],
         }
     }
 
@@ -389,8 +462,13 @@ mod tests {
     #[test]
     fn attribute_errors() {
         type Breaks = fn(&mut PlaneSpec);
-        let cases: [(Breaks, &str); 10] = [
+        let cases: [(Breaks, &str); 15] = [
             (|s| s.bits = 1, "bits"),
+            (|s| s.act_bits_k = vec![2, 4], "act_bits_k"),
+            (|s| s.act_bits_k = vec![2, 4, 8, 8], "act_bits_k"),
+            (|s| s.act_bits_k = vec![1, 4, 8], "act_bits_k"),
+            (|s| s.act_bits_k = vec![2, 4, 9], "act_bits_k"),
+            (|s| s.act_bits_k = vec![2, 4, 6], "act_bits"),
             (|s| s.bits = 9, "bits"),
             (|s| s.act_bits = 16, "act_bits"),
             (|s| s.plane_counts = vec![], "plane_counts"),
@@ -436,8 +514,29 @@ mod tests {
     }
 
     #[test]
+    fn per_count_activation_bits() {
+        let s = PlaneSpec::with_act_bits(8, vec![2, 4, 8], vec![2, 4, 8], 1, 1);
+        assert_eq!((s.act_bits, s.act_bits_k.clone()), (8, vec![2, 4, 8]));
+        s.check().unwrap();
+        assert_eq!(s.act_bits_of(2), Some(2));
+        assert_eq!(s.act_bits_of(4), Some(4));
+        assert_eq!(s.act_bits_of(8), Some(8));
+        assert_eq!(s.act_bits_of(3), None);
+        assert_eq!(s.act_bits_at(1), 4);
+        // Uniform widths collapse to the single `act_bits` (the pre-existing form).
+        let u = PlaneSpec::with_act_bits(8, vec![2, 4], vec![6, 6], 1, 1);
+        assert_eq!((u.act_bits, u.act_bits_k.is_empty()), (6, true));
+        assert_eq!(u.act_bits_of(2), Some(6));
+        assert_eq!(spec(1, 1).act_bits_of(4), Some(8));
+    }
+
+    #[test]
     fn text_attrs_round_trip() {
-        for op in [conv_op(2, 6, 18), linear_op(10, 130)] {
+        let mut wkak = linear_op(10, 130);
+        if let Op::Bitplane(b) = &mut wkak {
+            b.spec.act_bits_k = vec![2, 4, 8];
+        }
+        for op in [conv_op(2, 6, 18), linear_op(10, 130), wkak] {
             let attrs = op.text_attrs();
             let entries = attrs
                 .into_iter()

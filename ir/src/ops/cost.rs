@@ -301,6 +301,7 @@ mod tests {
             act_bits: 8,
             rows: 10,
             cols: 16,
+            act_bits_k: vec![],
         };
         let b = Op::Bitplane(crate::ops::Bitplane {
             kernel: crate::ops::BitplaneKernel::Linear,

@@ -12,11 +12,13 @@
 //! [`QuantError`] naming what is wrong, never an empty or guessed result.
 
 mod act;
+mod act_bits;
 mod resolve;
 #[cfg(test)]
 mod tests;
 
 pub use act::{act_limits, act_params, ActQuant, ActQuantizer, ActRange, MAX_ACT_BITS};
+pub use act_bits::ActBits;
 pub use resolve::{ResolveError, ResolvedLayer};
 
 /// Smallest supported code width: at one bit the symmetric range `Q = 2^(B-1) - 1` is empty.

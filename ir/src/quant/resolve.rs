@@ -143,7 +143,7 @@ impl Bitplane {
                 scale: act[0],
                 zero: act[1],
             },
-            spec.act_bits,
+            spec.act_bits_at(side),
         )
         .map_err(|source| ResolveError::Activation { k, source })?;
         Ok(ResolvedLayer {

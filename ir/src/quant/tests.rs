@@ -419,6 +419,7 @@ mod resolve {
                     act_bits: 8,
                     rows,
                     cols,
+                    act_bits_k: vec![],
                 },
             },
             codes,

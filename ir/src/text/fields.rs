@@ -71,13 +71,24 @@ pub(crate) use attr_enum;
 /// `attr_fields!(Conv { kernel, strides, … })`: `text_attrs` (fields in the order listed,
 /// which is the printed order) and `from_attrs` for an attribute struct whose listed fields
 /// are all of it. Attribute names are the field names.
+///
+/// `attr_fields!(S { a, b } optional { c })`: fields added after text was first written.
+/// Each is printed (after the required ones) only when it differs from its type's
+/// `Default`, and reads back as that default when absent, so older text parses unchanged.
 macro_rules! attr_fields {
-    ($ty:ident { $($field:ident),+ $(,)? }) => {
+    ($ty:ident { $($field:ident),+ $(,)? } $(optional { $($opt:ident),+ $(,)? })?) => {
         impl $ty {
             /// Text-form attributes, in field order.
             pub(crate) fn text_attrs(&self) -> Vec<(&'static str, $crate::text::AttrValue)> {
                 use $crate::text::fields::AttrField;
-                vec![$((stringify!($field), self.$field.to_attr())),+]
+                #[allow(unused_mut)]
+                let mut out = vec![$((stringify!($field), self.$field.to_attr())),+];
+                $($(
+                    if !$crate::text::fields::is_default(&self.$opt) {
+                        out.push((stringify!($opt), self.$opt.to_attr()));
+                    }
+                )+)?
+                out
             }
 
             /// Reads the struct back from text attributes (any order in the text).
@@ -86,10 +97,20 @@ macro_rules! attr_fields {
             ) -> Result<$ty, $crate::text::ParseError> {
                 use $crate::text::fields::AttrField;
                 Ok($ty {
-                    $($field: AttrField::take(a, stringify!($field))?),+
+                    $($field: AttrField::take(a, stringify!($field))?,)+
+                    $($($opt: if a.has(stringify!($opt)) {
+                        AttrField::take(a, stringify!($opt))?
+                    } else {
+                        Default::default()
+                    },)+)?
                 })
             }
         }
     };
 }
 pub(crate) use attr_fields;
+
+/// Whether an optional attribute holds its default (and is therefore not printed).
+pub(crate) fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 use strata_ir::ops::{Conv, Gemm};
+use strata_ir::quant::ActBits;
 use strata_ir::{Graph, Node, NodeId, Op, Tensor, TensorData};
 use strata_runtime::autodiff::fake_quant::{lsq_grad_scale, ActFakeQuant, WeightFakeQuant};
 use strata_runtime::autodiff::{backward_op, forward_with_tape_by, loss, Tape};
@@ -140,7 +141,8 @@ pub(super) struct Trainer<'g> {
     pub by_node: HashMap<NodeId, usize>,
     pub layers: Vec<Layer>,
     pub bits: u8,
-    pub act_bits: u8,
+    /// Activation bits per plane count (fake quantization and LSQ gradient scaling).
+    pub act_bits: ActBits,
     pub plane_counts: Vec<u8>,
     /// Distillation temperature.
     pub temperature: f32,
@@ -284,7 +286,7 @@ impl Trainer<'_> {
             // The layer's activation `x` is its first input.
             let x = refs.first().ok_or_else(|| self.missing(&node.name, 0))?;
             let afq = ActFakeQuant {
-                bits: self.act_bits,
+                bits: self.act_bits.of(k),
                 scale: st.act_scale,
                 zero: st.act_zero,
             };
@@ -379,10 +381,7 @@ impl Trainer<'_> {
             let (gx, gscale) = match gx {
                 Some(gx) => {
                     let ag = s.afq.backward(&s.x, &gx).map_err(rt(&node.name))?;
-                    (
-                        Some(ag.x),
-                        ag.scale * lsq_grad_scale(s.x.len(), self.act_bits),
-                    )
+                    (Some(ag.x), ag.scale * lsq_grad_scale(s.x.len(), s.afq.bits))
                 }
                 None => (None, 0.0),
             };

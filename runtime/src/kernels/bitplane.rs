@@ -262,7 +262,7 @@ fn linear_integer(
 ) -> Result<Tensor, RuntimeError> {
     let (r, kk) = (b.spec.rows, b.spec.cols);
     let u = quantize_input(f32s(op, x, INPUT_X)?, &c.act);
-    let chunk = safe_chunk(c.k, b.spec.act_bits);
+    let chunk = safe_chunk(c.k, c.act.bits());
     let dotf = pick_dot();
     let (fa, fb) = folded(c);
     let n = out_shape[0];
@@ -396,7 +396,7 @@ fn conv_integer(
     let p_out: usize = g.out_sp.iter().product();
     checked_numel(op, &[p_out, kc])?;
     let u = quantize_input(f32s(op, x, INPUT_X)?, &c.act);
-    let chunk = safe_chunk(c.k, b.spec.act_bits);
+    let chunk = safe_chunk(c.k, c.act.bits());
     let dotf = pick_dot();
     let (fa, fb) = folded(c);
     let per_image = m * p_out;

@@ -10,7 +10,12 @@ use strata_compiler::compile::{
 use strata_compiler::mixed_precision::MixedPlan;
 use strata_compiler::model::read_inputs;
 use strata_compiler::npy;
+use strata_ir::quant::ActBits;
 use strata_passes::{CalibrationKind, OnceQatReport, VlQuantization};
+
+fn parse_act_bits(text: &str) -> Result<ActBits, String> {
+    text.parse()
+}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -33,9 +38,11 @@ pub struct Args {
     /// Plane counts that get a side table, e.g. `2,3,4,5,6,7,8` (default: 2..=bits).
     #[arg(long, value_delimiter = ',')]
     planes: Option<Vec<u8>>,
-    /// Activation bits of the integer path.
-    #[arg(long, default_value_t = 8)]
-    act_bits: u8,
+    /// Activation bits of the integer path: a width in 2..=8 for every plane count, or
+    /// `planes` (alias `k`) for `W k A k`: plane count k quantizes its activations to
+    /// max(k, 2) bits (narrow enough for bit-serial kernels, less accurate at low k).
+    #[arg(long, default_value = "8", value_parser = parse_act_bits)]
+    act_bits: ActBits,
     /// Activation range estimator.
     #[arg(long, value_enum, default_value_t = CalibrationKind::Percentile)]
     calib_method: CalibrationKind,

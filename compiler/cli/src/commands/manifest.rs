@@ -37,8 +37,9 @@ pub fn run(args: Args) -> Result<()> {
         super::print_json_with(&m, "fit", fit.as_ref())?;
     } else {
         outln!(
-            "{:>6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>8}",
+            "{:>6} {:>6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>8}",
             "planes",
+            "act b",
             "weight B",
             "arena B",
             "scratch B",
@@ -48,8 +49,9 @@ pub fn run(args: Args) -> Result<()> {
         )?;
         let line = |label: String, r: &ManifestRow| {
             outln!(
-                "{:>6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>8}",
+                "{:>6} {:>6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>8}",
                 label,
+                r.act_bits,
                 r.weight_bytes,
                 r.arena_bytes,
                 r.scratch_bytes,

@@ -198,10 +198,20 @@ pub fn evaluate(
             add("nested-ptq", k, &start)?;
         }
     }
+    let act_widths = crate::model::act_bits(graph);
     for method in ["dedicated-ptq", "naive-truncation"] {
         for &k in &planes {
             let graph = match method {
-                "dedicated-ptq" => baselines::dedicated_ptq(&prepared, k, &ctx)?,
+                // At the nested model's activation width for k (k itself under W k A k).
+                "dedicated-ptq" => baselines::dedicated_ptq(
+                    &prepared,
+                    k,
+                    act_widths
+                        .get(&k)
+                        .copied()
+                        .unwrap_or(baselines::BASELINE_ACT_BITS),
+                    &ctx,
+                )?,
                 _ => baselines::naive_truncation(&prepared, info.bits, k, &ctx)?,
             };
             add(method, k, &graph)?;
