@@ -3,8 +3,6 @@
 /// Why a graph cannot be lowered.
 #[derive(Debug, thiserror::Error)]
 pub enum LowerError {
-    #[error("node `{node}`: op `{op}` is not supported by the code generators")]
-    UnsupportedOp { node: String, op: &'static str },
     #[error("node `{node}` ({op}): not supported by the code generators: {reason}")]
     Unsupported {
         node: String,

@@ -1,18 +1,21 @@
 //! Float ops on the activations between bit-plane layers: element-wise functions, broadcasting
-//! arithmetic, Softmax, means, Concat and Transpose. Each becomes one step whose C kernel
+//! arithmetic, Max/Min, BatchNorm, Softmax, reductions, Concat and Transpose. Each becomes one step whose C kernel
 //! repeats the runtime kernel's arithmetic in the same order, so the generated code stays
 //! bit-exact with `strata run` on the integer path.
 
-use strata_ir::ops::elementwise::{BinaryOp, UnaryOp};
-use strata_ir::ops::{Clip, ReduceMean, Softmax};
+use strata_ir::ops::elementwise::{BinaryOp, UnaryOp, VariadicOp};
+use strata_ir::ops::{BatchNorm, Clip, Reduce, Softmax};
 use strata_ir::{NodeId, Op, ValueRef};
+use strata_runtime::kernels::normalization::batch_norm_affine;
 
 use crate::error::unsupported;
 use crate::walk::Walk;
-use crate::{AliasKind, BinaryFn, Broadcast, Constant, Kernel, LowerError, Operand, UnaryFn};
+use crate::{
+    AliasKind, BinaryFn, Broadcast, Constant, Kernel, Loc, LowerError, Operand, ReduceFn, UnaryFn,
+};
 
-/// The highest rank of a strided copy (the C kernel's index array).
-const MAX_RANK: usize = 8;
+/// The highest rank of a strided copy or a linear Resize (the C kernels' index arrays).
+pub(crate) const MAX_RANK: usize = 8;
 
 /// How an operand of shape `b` repeats over the output shape `out` (numpy broadcasting), when
 /// its non-broadcast axes form one contiguous run: then element `i` of the output reads
@@ -47,8 +50,28 @@ pub(crate) fn broadcast(out: &[usize], b: &[usize]) -> Option<Broadcast> {
     })
 }
 
+/// The numpy broadcast of two shapes, or `None` when they do not broadcast.
+fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let rank = a.len().max(b.len());
+    let dim = |s: &[usize], i: usize| {
+        if i + s.len() >= rank {
+            s[i + s.len() - rank]
+        } else {
+            1
+        }
+    };
+    (0..rank)
+        .map(|i| match (dim(a, i), dim(b, i)) {
+            (x, y) if x == y => Some(x),
+            (1, y) => Some(y),
+            (x, 1) => Some(x),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Row-major strides of `shape`.
-fn strides(shape: &[usize]) -> Vec<usize> {
+pub(crate) fn strides(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1; shape.len()];
     for d in (0..shape.len().saturating_sub(1)).rev() {
         s[d] = s[d + 1] * shape[d + 1];
@@ -58,7 +81,7 @@ fn strides(shape: &[usize]) -> Vec<usize> {
 
 impl Walk<'_> {
     /// Pushes a step `kernel` writing a fresh `n`-element buffer for node `id`.
-    fn emit(&mut self, id: NodeId, node: &str, kernel: Kernel, n: usize, step: usize) {
+    pub(crate) fn emit(&mut self, id: NodeId, node: &str, kernel: Kernel, n: usize, step: usize) {
         let y = self.output(id, n, step);
         self.push(node, kernel, y);
     }
@@ -69,11 +92,16 @@ impl Walk<'_> {
             .constant(v, node, op, what)?
             .as_f32()
             .ok_or_else(|| unsupported(node, op, format!("{what} must be f32")))?;
+        Ok(self.store_values(node, c.to_vec()))
+    }
+
+    /// Constant values computed by the lowering, stored with the weights; their index.
+    fn store_values(&mut self, node: &str, values: Vec<f32>) -> usize {
         self.constants.push(Constant {
             node: node.to_string(),
-            values: c.to_vec(),
+            values,
         });
-        Ok(self.constants.len() - 1)
+        self.constants.len() - 1
     }
 
     /// The second operand of a binary step: an activation or a stored constant, broadcast
@@ -167,6 +195,10 @@ impl Walk<'_> {
         Ok(())
     }
 
+    /// One-input functions whose C form is bit-exact with the runtime on every target: IEEE
+    /// operations (negation, absolute value, floor, ceil, square root, reciprocal) and the
+    /// activations built from them and `expf` (glibc's `expf` gives the same bits on every ISA
+    /// of the exactness matrix).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn unary(
         &mut self,
@@ -179,22 +211,40 @@ impl Walk<'_> {
         step: usize,
     ) -> Result<(), LowerError> {
         let f = match u {
+            UnaryOp::Relu => return self.relu(id, node, op, ins, n, step),
             UnaryOp::Sigmoid => UnaryFn::Sigmoid,
             UnaryOp::LeakyRelu { alpha } => UnaryFn::LeakyRelu { alpha },
             UnaryOp::HardSigmoid { alpha, beta } => UnaryFn::HardSigmoid { alpha, beta },
             UnaryOp::HardSwish => UnaryFn::HardSwish,
-            UnaryOp::Relu
-            | UnaryOp::Erf
-            | UnaryOp::Tanh
-            | UnaryOp::Exp
-            | UnaryOp::Log
-            | UnaryOp::Sqrt
-            | UnaryOp::Neg
-            | UnaryOp::Abs
-            | UnaryOp::Reciprocal
-            | UnaryOp::Floor
-            | UnaryOp::Ceil => {
-                return Err(unsupported(node, op, "no float kernel for this function"))
+            UnaryOp::Neg => UnaryFn::Neg,
+            UnaryOp::Abs => UnaryFn::Abs,
+            UnaryOp::Floor => UnaryFn::Floor,
+            UnaryOp::Ceil => UnaryFn::Ceil,
+            UnaryOp::Sqrt => UnaryFn::Sqrt,
+            UnaryOp::Reciprocal => UnaryFn::Reciprocal,
+            UnaryOp::Erf => {
+                return Err(unsupported(
+                    node,
+                    op,
+                    "the runtime's erf is the `libm` crate's (musl's), not the C library's \
+                     erff, so the C output would not be bit-exact",
+                ))
+            }
+            UnaryOp::Tanh => {
+                return Err(unsupported(
+                    node,
+                    op,
+                    "glibc's tanhf rounds differently on aarch64 and riscv64 than on x86-64, \
+                     so the C output would not be bit-exact across targets",
+                ))
+            }
+            UnaryOp::Exp | UnaryOp::Log => {
+                return Err(unsupported(
+                    node,
+                    op,
+                    "not shown bit-exact against the runtime on every target of the \
+                     exactness matrix (the C library's expf/logf differ between libms)",
+                ))
             }
         };
         let x = self.act(ins[0], step, node, op)?;
@@ -271,15 +321,16 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// ReduceMean over one contiguous run of axes (over H, W with keepdims it is the dynamo
-    /// exporter's global average pool).
+    /// ReduceMean, ReduceSum or ReduceMax over one contiguous run of axes (ReduceMean over H,
+    /// W with keepdims is the dynamo exporter's global average pool).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn reduce_mean(
+    pub(crate) fn reduce(
         &mut self,
         id: NodeId,
         node: &str,
         op: &Op,
-        r: &ReduceMean,
+        r: &Reduce,
+        f: ReduceFn,
         ins: &[ValueRef],
         n: usize,
         step: usize,
@@ -303,11 +354,163 @@ impl Walk<'_> {
             ));
         }
         let x = self.act(ins[0], step, node, op)?;
-        let kernel = Kernel::Mean {
+        let kernel = Kernel::Reduce {
             x,
             outer: xs[..lo].iter().product(),
             len: xs[lo..hi].iter().product(),
             inner: xs[hi..].iter().product(),
+            f,
+        };
+        self.emit(id, node, kernel, n, step);
+        Ok(())
+    }
+
+    /// Max or Min of any number of inputs, folded left to right as the runtime does: a chain
+    /// of binary steps, each broadcasting one operand over an activation of its result's
+    /// shape (the operands keep their graph order, which decides ties and signed zeros).
+    pub(crate) fn variadic(
+        &mut self,
+        id: NodeId,
+        node: &str,
+        op: &Op,
+        v: VariadicOp,
+        ins: &[ValueRef],
+        step: usize,
+    ) -> Result<(), LowerError> {
+        let Some((&first, rest)) = ins.split_first() else {
+            return Err(unsupported(node, op, "no inputs"));
+        };
+        // The running result: an activation (or, before the first step, a constant input).
+        let mut acc = match self.locs.contains_key(&first) {
+            true => Some(self.act(first, step, node, op)?),
+            false => None,
+        };
+        let mut acc_shape = self.shape(first)?;
+        let Some(last) = rest.len().checked_sub(1) else {
+            // One input: the runtime returns it unchanged.
+            let x = acc.ok_or_else(|| unsupported(node, op, "the only input is a constant"))?;
+            self.alias(id, node, x, AliasKind::View);
+            return Ok(());
+        };
+        for (i, &next) in rest.iter().enumerate() {
+            let next_shape = self.shape(next)?;
+            let out = broadcast_shape(&acc_shape, &next_shape)
+                .ok_or_else(|| unsupported(node, op, "the inputs do not broadcast"))?;
+            let n: usize = out.iter().product();
+            let full = |s: &[usize]| s.iter().product::<usize>() == n;
+            let next_act = self.locs.contains_key(&next);
+            let (a, b, b_shape, rev) = match acc {
+                Some(a) if full(&acc_shape) => {
+                    let b = if next_act {
+                        Operand::Act(self.act(next, step, node, op)?)
+                    } else {
+                        Operand::Const(self.store(next, node, op, "a constant input")?)
+                    };
+                    (a, b, next_shape, false)
+                }
+                _ if next_act && full(&next_shape) => {
+                    let a = self.act(next, step, node, op)?;
+                    let b = match acc {
+                        Some(loc) => Operand::Act(loc),
+                        None => Operand::Const(self.store(first, node, op, "a constant input")?),
+                    };
+                    (a, b, acc_shape.clone(), true)
+                }
+                _ => {
+                    return Err(unsupported(
+                        node,
+                        op,
+                        "broadcasting that grows an activation",
+                    ))
+                }
+            };
+            let bcast = broadcast(&out, &b_shape).ok_or_else(|| {
+                unsupported(
+                    node,
+                    op,
+                    "an operand repeats over axes that are not one contiguous run",
+                )
+            })?;
+            let f = match (v, rev) {
+                (VariadicOp::Max, false) => BinaryFn::Max,
+                (VariadicOp::Max, true) => BinaryFn::MaxRev,
+                (VariadicOp::Min, false) => BinaryFn::Min,
+                (VariadicOp::Min, true) => BinaryFn::MinRev,
+            };
+            let y = if i == last {
+                self.output(id, n, step)
+            } else {
+                self.fresh(n, step)
+            };
+            self.push(node, Kernel::Binary { a, b, n, bcast, f }, y);
+            acc = Some(Loc::Buf(y));
+            acc_shape = out;
+        }
+        Ok(())
+    }
+
+    /// Inference BatchNormalization: the runtime's per-channel `x·a + s` (coefficients in
+    /// f64, applied in f32 as a multiply, then an add) as two broadcasting steps.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn batch_norm(
+        &mut self,
+        id: NodeId,
+        node: &str,
+        op: &Op,
+        b: &BatchNorm,
+        ins: &[ValueRef],
+        n: usize,
+        step: usize,
+    ) -> Result<(), LowerError> {
+        let &[xi, ref params @ ..] = ins else {
+            return Err(unsupported(node, op, "no input"));
+        };
+        let xs = self.shape(xi)?;
+        if xs.len() < 2 || params.len() != 4 {
+            return Err(unsupported(
+                node,
+                op,
+                "needs x [1, C, …] and four parameters",
+            ));
+        }
+        let names = ["scale", "bias", "mean", "var"];
+        let mut p = Vec::with_capacity(4);
+        for (&v, what) in params.iter().zip(names) {
+            let t = self.constant(v, node, op, what)?;
+            if t.shape() != [xs[1]] || t.as_f32().is_none() {
+                let reason = format!("`{what}` must be f32 [{}], got {:?}", xs[1], t.shape());
+                return Err(unsupported(node, op, reason));
+            }
+            p.push(t);
+        }
+        let (a, s) = batch_norm_affine(b, [p[0], p[1], p[2], p[3]]);
+        let bcast = Broadcast {
+            len: xs[1],
+            inner: xs[2..].iter().product(),
+        };
+        let x = self.act(xi, step, node, op)?;
+        let ka = self.store_values(node, a.iter().map(|&v| v as f32).collect());
+        let ks = self.store_values(node, s.iter().map(|&v| v as f32).collect());
+        let t = self.fresh(n, step);
+        let (b, f) = (Operand::Const(ka), BinaryFn::Mul);
+        self.push(
+            node,
+            Kernel::Binary {
+                a: x,
+                b,
+                n,
+                bcast,
+                f,
+            },
+            t,
+        );
+        let (b, f) = (Operand::Const(ks), BinaryFn::Add);
+        let kernel = Kernel::Binary {
+            a: Loc::Buf(t),
+            b,
+            n,
+            bcast,
+            f,
         };
         self.emit(id, node, kernel, n, step);
         Ok(())
@@ -374,9 +577,15 @@ impl Walk<'_> {
         }
         let st = strides(&xs);
         let dims: Vec<usize> = perm.iter().map(|&p| xs[p]).collect();
-        let strides = perm.iter().map(|&p| st[p]).collect();
+        let strides = perm.iter().map(|&p| st[p] as isize).collect();
         let n = dims.iter().product();
-        self.emit(id, node, Kernel::Gather { x, dims, strides }, n, step);
+        let kernel = Kernel::Gather {
+            x,
+            base: 0,
+            dims,
+            strides,
+        };
+        self.emit(id, node, kernel, n, step);
         Ok(())
     }
 }

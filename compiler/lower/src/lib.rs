@@ -8,10 +8,13 @@
 //! and byte counts (the manifest, the mixed-precision budget) are read from it without
 //! printing (as Cranelift lowers to machine instructions before `emit`).
 
+mod copy_ops;
 mod error;
 mod float_ops;
 mod geometry;
 mod layer;
+#[cfg(test)]
+mod ops_tests;
 pub mod planner;
 #[cfg(test)]
 mod tests;
@@ -89,13 +92,14 @@ pub enum Kernel {
         geometry: PoolGeometry,
         max: bool,
     },
-    /// Mean over `len` elements `inner` apart, for each of `outer × inner` outputs
-    /// (GlobalAveragePool, ReduceMean over contiguous axes), summed in f64 as the runtime does.
-    Mean {
+    /// A reduction over `len` elements `inner` apart, for each of `outer × inner` outputs
+    /// (global pooling; ReduceMean, ReduceSum, ReduceMax over contiguous axes).
+    Reduce {
         x: Loc,
         outer: usize,
         len: usize,
         inner: usize,
+        f: ReduceFn,
     },
     /// `y = f(a, b)` over `n` elements; `b` broadcasts as `bcast` says.
     Binary {
@@ -119,12 +123,27 @@ pub enum Kernel {
         parts: Vec<(Loc, usize)>,
         outer: usize,
     },
-    /// A strided copy (Transpose, rank ≤ 8): output element at index `(i_0, …)` (row-major over
-    /// `dims`) reads `x[Σ i_d · strides[d]]`.
+    /// A strided copy (Transpose, Slice, Split, Expand, Gather of one index; rank 1..=8):
+    /// output element at index `(i_0, …)` (row-major over `dims`) reads
+    /// `x[base + Σ i_d · strides[d]]`. Strides are negative for a reversed Slice and 0 on the
+    /// axes an Expand repeats.
     Gather {
+        x: Loc,
+        base: usize,
+        dims: Vec<usize>,
+        strides: Vec<isize>,
+    },
+    /// A copy through an index table (Pad, nearest Resize, Gather): `y[i] = idx[i] < 0 ? fill
+    /// : x[idx[i]]` over the table's length, `idx` being [`Lowered::tables`]`[table]`.
+    Take { x: Loc, table: usize, fill: f32 },
+    /// Linear Resize (rank 1..=8): every output element interpolates, axis by axis in
+    /// increasing order and in f64 as the runtime does, between the taps
+    /// [`Lowered::taps`]`[taps]` give for its index on each axis; `strides` are the input's.
+    ResizeLinear {
         x: Loc,
         dims: Vec<usize>,
         strides: Vec<usize>,
+        taps: usize,
     },
 }
 
@@ -137,12 +156,14 @@ impl Kernel {
             }
             Kernel::Relu { .. }
             | Kernel::Pool { .. }
-            | Kernel::Mean { .. }
+            | Kernel::Reduce { .. }
             | Kernel::Binary { .. }
             | Kernel::Unary { .. }
             | Kernel::Softmax { .. }
             | Kernel::Concat { .. }
-            | Kernel::Gather { .. } => None,
+            | Kernel::Gather { .. }
+            | Kernel::Take { .. }
+            | Kernel::ResizeLinear { .. } => None,
         }
     }
 }
@@ -185,6 +206,28 @@ pub enum BinaryFn {
     DivInto,
     /// `a < 0 ? b · a : a` (PRelu with slope `b`).
     PRelu,
+    /// Max of the graph's operands `(a, b)` in that order: `a > b || a is NaN ? a : b` (on
+    /// ties and signed zeros the second wins, as in the runtime's fold).
+    Max,
+    /// Max with the graph's operands the other way round: `(b, a)`.
+    MaxRev,
+    /// Min of `(a, b)`: `a < b || a is NaN ? a : b`.
+    Min,
+    /// Min of `(b, a)`.
+    MinRev,
+}
+
+/// A reduction's function, with the runtime's accumulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReduceFn {
+    /// Summed in f64 in index order, divided by the count in f64, rounded once.
+    Mean,
+    /// Summed in f64 in index order, rounded once.
+    Sum,
+    /// From −∞, `v > m || v is NaN` replaces `m` (ReduceMax: NaN propagates).
+    Max,
+    /// From −∞, `v > m` replaces `m` (GlobalMaxPool: NaN is skipped).
+    MaxNumber,
 }
 
 /// An element-wise float function, computed with the runtime's formula and operation order.
@@ -204,6 +247,16 @@ pub enum UnaryFn {
         lo: Option<f32>,
         hi: Option<f32>,
     },
+    /// `0 − x` (so `−0` gives `+0`, as the runtime's `ZERO.sub(x)`).
+    Neg,
+    /// The sign bit cleared.
+    Abs,
+    Floor,
+    Ceil,
+    /// IEEE square root (correctly rounded everywhere).
+    Sqrt,
+    /// `1 / x`.
+    Reciprocal,
 }
 
 /// A constant operand, stored with the weights.
@@ -214,10 +267,38 @@ pub struct Constant {
     pub values: Vec<f32>,
 }
 
+/// An index table of a [`Kernel::Take`], stored with the weights.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexTable {
+    /// The node that reads it.
+    pub node: String,
+    /// Per output element: the input element it copies, or −1 for the fill value.
+    pub indices: Vec<i32>,
+}
+
+/// The per-axis interpolation taps of a [`Kernel::ResizeLinear`], stored with the weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearTaps {
+    /// The node that reads them.
+    pub node: String,
+    /// Per axis (in order) and output index on it: the two input indices.
+    pub indices: Vec<[i32; 2]>,
+    /// The matching weights of the second index (0: the first index alone).
+    pub weights: Vec<f64>,
+}
+
+impl LinearTaps {
+    /// Bytes in the constant data.
+    pub fn bytes(&self) -> usize {
+        8 * self.indices.len() + 8 * self.weights.len()
+    }
+}
+
 /// A value that shares another value's storage instead of getting a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AliasKind {
-    /// Flatten, Reshape, Identity: the same elements in the same order.
+    /// Flatten, Reshape, Identity, Squeeze, Unsqueeze (and any copy that would keep every
+    /// element in place): the same elements in the same order.
     View,
     /// A Relu applied in the epilogue of step `step`.
     FusedRelu { step: usize },
@@ -290,6 +371,8 @@ pub struct Lowered {
     /// The bit-plane layers, in `planes_per_layer` order.
     pub layers: Vec<Layer>,
     pub constants: Vec<Constant>,
+    pub tables: Vec<IndexTable>,
+    pub taps: Vec<LinearTaps>,
     /// The kernels in execution order.
     pub steps: Vec<Step>,
     /// Arena buffers with their lifetimes (in graph steps), and where the planner put them.
@@ -312,11 +395,14 @@ impl Lowered {
         self.output_shape.iter().product()
     }
 
-    /// Constant data: every layer's weights and side tables, and the constant operands.
+    /// Constant data: every layer's weights and side tables, the constant operands, index
+    /// tables and interpolation taps.
     pub fn weight_bytes(&self) -> u64 {
         let layers: u64 = self.layers.iter().map(Layer::weight_bytes).sum();
         let constants: usize = self.constants.iter().map(|c| 4 * c.values.len()).sum();
-        layers + constants as u64
+        let tables: usize = self.tables.iter().map(|t| 4 * t.indices.len()).sum();
+        let taps: usize = self.taps.iter().map(LinearTaps::bytes).sum();
+        layers + (constants + tables + taps) as u64
     }
 
     /// The static f32 activation arena.

@@ -419,7 +419,7 @@ fn errors_name_the_node() {
     let y = op(&mut s, "squash", Op::Unary(UnaryOp::Erf), &[x]);
     s.set_outputs(vec![y]);
     match lower(&s, &options(4, WeightLayout::Codes)) {
-        Err(LowerError::UnsupportedOp { node, op }) => {
+        Err(LowerError::Unsupported { node, op, .. }) => {
             assert_eq!((node.as_str(), op), ("squash", "erf"));
         }
         other => panic!("{other:?}"),
@@ -431,7 +431,7 @@ fn errors_name_the_node() {
     s.set_outputs(vec![y]);
     assert!(matches!(
         lower(&s, &options(4, WeightLayout::Codes)),
-        Err(LowerError::UnsupportedOp { op: "tanh", .. })
+        Err(LowerError::Unsupported { op: "tanh", .. })
     ));
     // A constant operand that repeats over two separate runs of axes.
     let mut s = Graph::new("s");
@@ -486,11 +486,12 @@ fn float_ops_become_steps_with_their_broadcast() {
     assert_eq!(kernels.len(), 7, "{kernels:?}");
     assert_eq!(
         *kernels[1],
-        Kernel::Mean {
+        Kernel::Reduce {
             x: Loc::Buf(0),
             outer: 6,
             len: 9,
-            inner: 1
+            inner: 1,
+            f: ReduceFn::Mean,
         }
     );
     assert!(matches!(
@@ -523,7 +524,7 @@ fn float_ops_become_steps_with_their_broadcast() {
     ));
     assert!(matches!(
         kernels[5],
-        Kernel::Gather { dims, strides, .. } if dims == &[1, 3, 3, 6] && strides == &[54, 3, 1, 9]
+        Kernel::Gather { base: 0, dims, strides, .. } if dims == &[1, 3, 3, 6] && strides == &[54, 3, 1, 9]
     ));
     assert!(matches!(
         kernels[6],

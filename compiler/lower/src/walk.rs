@@ -1,5 +1,6 @@
-//! The graph walk: every op node in topological order becomes a step over arena buffers, an
-//! alias of an existing value, or an error naming the node. Relu fusion, aliasing and buffer
+//! The graph walk: every op node in topological order becomes one or more steps over arena
+//! buffers (one per output of a Split), an alias of an existing value, or an error naming the
+//! node and the reason. Relu fusion, aliasing and buffer
 //! lifetimes are decided here; the planner then places the buffers.
 
 use std::collections::HashMap;
@@ -13,8 +14,8 @@ use crate::error::unsupported;
 use crate::layer::lower_layer;
 use crate::planner::{plan, Buffer};
 use crate::{
-    Alias, AliasKind, Constant, Kernel, Layer, Loc, LowerError, LowerOptions, Lowered,
-    PoolGeometry, Scratch, Step,
+    Alias, AliasKind, Constant, IndexTable, Kernel, Layer, LinearTaps, Loc, LowerError,
+    LowerOptions, Lowered, PoolGeometry, ReduceFn, Scratch, Step,
 };
 
 /// Arena offsets are multiples of 4 floats (16 bytes), enough for any SIMD load a compiler
@@ -54,6 +55,8 @@ pub fn lower(graph: &Graph, options: &LowerOptions) -> Result<Lowered, LowerErro
         uses: HashMap::new(),
         layers: Vec::new(),
         constants: Vec::new(),
+        tables: Vec::new(),
+        taps: Vec::new(),
         steps: Vec::new(),
         buffers: Vec::new(),
         aliases: Vec::new(),
@@ -99,6 +102,8 @@ pub fn lower(graph: &Graph, options: &LowerOptions) -> Result<Lowered, LowerErro
         output: out_loc,
         layers: w.layers,
         constants: w.constants,
+        tables: w.tables,
+        taps: w.taps,
         steps: w.steps,
         buffers: w.buffers,
         arena,
@@ -116,6 +121,8 @@ pub(crate) struct Walk<'g> {
     pub(crate) uses: HashMap<ValueRef, usize>,
     pub(crate) layers: Vec<Layer>,
     pub(crate) constants: Vec<Constant>,
+    pub(crate) tables: Vec<IndexTable>,
+    pub(crate) taps: Vec<LinearTaps>,
     pub(crate) steps: Vec<Step>,
     pub(crate) buffers: Vec<Buffer>,
     pub(crate) aliases: Vec<Alias>,
@@ -165,14 +172,26 @@ impl<'g> Walk<'g> {
 
     /// A fresh buffer of `size` floats written by `step`, holding node `id`'s output.
     pub(crate) fn output(&mut self, id: NodeId, size: usize, step: usize) -> usize {
+        self.output_at(ValueRef::first(id), size, step)
+    }
+
+    /// A fresh buffer of `size` floats written by `step`, holding value `v` (one output of a
+    /// node with several).
+    pub(crate) fn output_at(&mut self, v: ValueRef, size: usize, step: usize) -> usize {
+        let y = self.fresh(size, step);
+        self.locs.insert(v, Loc::Buf(y));
+        y
+    }
+
+    /// A fresh buffer of `size` floats written and read within `step` (an intermediate of a
+    /// node lowered as several steps).
+    pub(crate) fn fresh(&mut self, size: usize, step: usize) -> usize {
         self.buffers.push(Buffer {
             size,
             first: step,
             last: step,
         });
-        let y = self.buffers.len() - 1;
-        self.locs.insert(ValueRef::first(id), Loc::Buf(y));
-        y
+        self.buffers.len() - 1
     }
 
     pub(crate) fn push(&mut self, node: &str, kernel: Kernel, y: usize) {
@@ -185,7 +204,12 @@ impl<'g> Walk<'g> {
 
     /// `id`'s output shares `of`'s storage.
     pub(crate) fn alias(&mut self, id: NodeId, node: &str, of: Loc, kind: AliasKind) {
-        self.locs.insert(ValueRef::first(id), of);
+        self.alias_at(ValueRef::first(id), node, of, kind);
+    }
+
+    /// Value `v` shares `of`'s storage.
+    pub(crate) fn alias_at(&mut self, v: ValueRef, node: &str, of: Loc, kind: AliasKind) {
+        self.locs.insert(v, of);
         self.aliases.push(Alias {
             node: node.to_string(),
             of,
@@ -195,103 +219,107 @@ impl<'g> Walk<'g> {
 
     fn op(&mut self, id: NodeId, node: &str, op: &Op, step: usize) -> Result<(), LowerError> {
         let ins = self.graph.node_inputs(id);
-        let out_ty = match self.graph.node(id)?.outputs.as_slice() {
-            [v] => v.ty.clone(),
-            _ => {
-                return Err(LowerError::UnsupportedOp {
-                    node: node.to_string(),
-                    op: op.mnemonic(),
-                })
-            }
-        };
-        let out_n: usize = out_ty.shape.resolve(1).iter().product();
-        if out_ty.dtype != DType::F32 {
-            return Err(unsupported(
-                node,
-                op,
-                format!("output is {}, not f32", out_ty.dtype),
-            ));
+        let outputs = &self.graph.node(id)?.outputs;
+        if outputs.len() != 1 && !matches!(op, Op::Split(_)) {
+            let reason = format!("{} outputs (only Split may have several)", outputs.len());
+            return Err(unsupported(node, op, reason));
         }
+        for v in outputs {
+            if v.ty.dtype != DType::F32 {
+                let reason = format!(
+                    "output `{}` is {}, not f32: only f32 activations are computed",
+                    v.name, v.ty.dtype
+                );
+                return Err(unsupported(node, op, reason));
+            }
+        }
+        let Some(first) = outputs.first() else {
+            return Err(unsupported(node, op, "no outputs"));
+        };
+        let out_n: usize = first.ty.shape.resolve(1).iter().product();
         match op {
             Op::Bitplane(b) => self.bitplane(id, node, op, b, step),
             Op::Unary(UnaryOp::Relu) => self.relu(id, node, op, &ins, out_n, step),
             Op::MaxPool(p) => self.pool(id, node, op, p, true, step),
             Op::AveragePool(p) => self.pool(id, node, op, p, false, step),
-            Op::GlobalPool(GlobalPoolKind::Average) => {
+            Op::GlobalPool(kind) => {
                 let xs = self.shape(ins[0])?;
                 if xs.len() < 3 {
                     return Err(unsupported(node, op, "input must be [1, C, spatial…]"));
                 }
                 let x = self.act(ins[0], step, node, op)?;
                 let y = self.output(id, out_n, step);
-                let kernel = Kernel::Mean {
+                let kernel = Kernel::Reduce {
                     x,
                     outer: xs[0] * xs[1],
                     len: xs[2..].iter().product(),
                     inner: 1,
+                    f: match kind {
+                        GlobalPoolKind::Average => ReduceFn::Mean,
+                        GlobalPoolKind::Max => ReduceFn::MaxNumber,
+                    },
                 };
                 self.push(node, kernel, y);
                 Ok(())
             }
-            Op::Flatten { .. } | Op::Reshape(_) | Op::Identity => {
+            Op::Flatten { .. }
+            | Op::Reshape(_)
+            | Op::Identity
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. } => {
                 // Same elements in the same order: the output aliases the input's storage.
                 let x = self.act(ins[0], step, node, op)?;
                 self.alias(id, node, x, AliasKind::View);
                 Ok(())
             }
             Op::Binary(bop) => self.binary(id, node, op, *bop, &ins, out_n, step),
+            Op::Variadic(v) => self.variadic(id, node, op, *v, &ins, step),
             Op::PRelu => self.prelu(id, node, op, &ins, out_n, step),
-            Op::Unary(u @ (UnaryOp::LeakyRelu { .. }
-            | UnaryOp::Sigmoid
-            | UnaryOp::HardSigmoid { .. }
-            | UnaryOp::HardSwish)) => self.unary(id, node, op, *u, &ins, out_n, step),
+            Op::Unary(u) => self.unary(id, node, op, *u, &ins, out_n, step),
             Op::Clip(c) => self.clip(id, node, op, c, &ins, out_n, step),
+            Op::BatchNorm(b) => self.batch_norm(id, node, op, b, &ins, out_n, step),
             Op::Softmax(s) => self.softmax(id, node, op, s, &ins, out_n, step),
-            Op::ReduceMean(r) => self.reduce_mean(id, node, op, r, &ins, out_n, step),
+            Op::ReduceMean(r) => self.reduce(id, node, op, r, ReduceFn::Mean, &ins, out_n, step),
+            Op::ReduceSum(r) => self.reduce(id, node, op, r, ReduceFn::Sum, &ins, out_n, step),
+            Op::ReduceMax(r) => self.reduce(id, node, op, r, ReduceFn::Max, &ins, out_n, step),
             Op::Concat { axis } => self.concat(id, node, op, *axis, &ins, out_n, step),
             Op::Transpose { perm } => self.transpose(id, node, op, perm, &ins, step),
-            // No kernel yet: listed one by one, so that a new op must be placed here or above.
-            Op::Conv(_)
-            | Op::ConvTranspose(_)
-            | Op::Gemm(_)
-            | Op::MatMul
-            // Erf: the runtime's is the `libm` crate's (musl's), not the C library's. Tanh:
-            // glibc's tanhf rounds differently on aarch64 and riscv64 than on x86-64.
-            | Op::Unary(
-                UnaryOp::Erf
-                | UnaryOp::Tanh
-                | UnaryOp::Exp
-                | UnaryOp::Log
-                | UnaryOp::Sqrt
-                | UnaryOp::Neg
-                | UnaryOp::Abs
-                | UnaryOp::Reciprocal
-                | UnaryOp::Floor
-                | UnaryOp::Ceil,
-            )
-            | Op::Compare(_)
-            | Op::Where
-            | Op::ReduceMax(_)
-            | Op::ReduceSum(_)
-            | Op::ArgMax(_)
-            | Op::Expand { .. }
-            | Op::Resize(_)
-            | Op::QuantizeLinear(_)
-            | Op::DequantizeLinear(_)
-            | Op::BatchNorm(_)
-            | Op::GlobalPool(GlobalPoolKind::Max)
-            | Op::Pad(_)
-            | Op::Squeeze { .. }
-            | Op::Unsqueeze { .. }
-            | Op::Shape { .. }
-            | Op::Gather { .. }
-            | Op::Slice(_)
-            | Op::Split(_)
-            | Op::Variadic(_)
-            | Op::Cast { .. } => Err(LowerError::UnsupportedOp {
-                node: node.to_string(),
-                op: op.mnemonic(),
-            }),
+            Op::Slice(_) | Op::Split(_) | Op::Expand { .. } | Op::Pad(_) => {
+                self.copy(id, node, op, &ins, step)
+            }
+            Op::Gather { .. } => self.gather(id, node, op, &ins, step),
+            Op::Resize(r) => self.resize(id, node, op, r, &ins, step),
+            Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_) | Op::MatMul => Err(unsupported(
+                node,
+                op,
+                "a float layer with float weights: quantize the graph first \
+                 (`strata compile`, the vl-quantize and bitplane-rewrite passes) so that it \
+                 becomes a bit-plane layer",
+            )),
+            // These never compute f32 activations in an inference graph; a float output here
+            // (a Where over floats, a DequantizeLinear, a Cast to f32) is not lowered.
+            Op::Compare(_) | Op::ArgMax(_) | Op::Shape { .. } => Err(unsupported(
+                node,
+                op,
+                "produces booleans or indices, not f32 activations",
+            )),
+            Op::Where => Err(unsupported(
+                node,
+                op,
+                "a data-dependent select needs a boolean condition, which is not an f32 \
+                 activation",
+            )),
+            Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => Err(unsupported(
+                node,
+                op,
+                "QDQ pairs are folded by the compiler (vl-quantize); a leftover one is not \
+                 lowered",
+            )),
+            Op::Cast { .. } => Err(unsupported(
+                node,
+                op,
+                "element-type casts only occur on shapes and indices, not f32 activations",
+            )),
         }
     }
 
@@ -363,7 +391,7 @@ impl<'g> Walk<'g> {
     /// epilogue when the layout's kernels can (the same comparison, one pass fewer). It must
     /// read the layer's own output value: an alias (Identity, Reshape, Flatten) shares the
     /// storage, and the layer's value may have other readers that need it before the Relu.
-    fn relu(
+    pub(crate) fn relu(
         &mut self,
         id: NodeId,
         node: &str,

@@ -33,11 +33,7 @@ pub fn batch_norm(b: &BatchNorm, inputs: &[&Tensor]) -> Result<Tensor, RuntimeEr
             });
         }
     }
-    let p = |i: usize| inputs[i].to_f64_vec();
-    let (scale, bias, mean, var) = (p(1), p(2), p(3), p(4));
-    let eps = b.epsilon as f64;
-    let a: Vec<f64> = (0..c).map(|i| scale[i] / (var[i] + eps).sqrt()).collect();
-    let s: Vec<f64> = (0..c).map(|i| bias[i] - mean[i] * a[i]).collect();
+    let (a, s) = batch_norm_affine(b, [inputs[1], inputs[2], inputs[3], inputs[4]]);
     let inner: usize = x.shape()[2..].iter().product();
     fn go<T: Real>(v: &[T], c: usize, inner: usize, a: &[f64], s: &[f64]) -> Vec<T> {
         let mut out = v.to_vec();
@@ -54,6 +50,26 @@ pub fn batch_norm(b: &BatchNorm, inputs: &[&Tensor]) -> Result<Tensor, RuntimeEr
     }
     let data = map_data!(OP, x, [F32, F64], |v| go(v, c, inner, &a, &s))?;
     make(OP, x.shape().to_vec(), data)
+}
+
+/// The per-channel `(a, s)` of `y = x·a + s` from `scale, bias, mean, var` (computed in f64;
+/// applied in the tensor's type). Public so that code generators apply the same coefficients.
+pub fn batch_norm_affine(
+    b: &BatchNorm,
+    [scale, bias, mean, var]: [&Tensor; 4],
+) -> (Vec<f64>, Vec<f64>) {
+    let (scale, bias, mean, var) = (
+        scale.to_f64_vec(),
+        bias.to_f64_vec(),
+        mean.to_f64_vec(),
+        var.to_f64_vec(),
+    );
+    let eps = b.epsilon as f64;
+    let a: Vec<f64> = (0..scale.len())
+        .map(|i| scale[i] / (var[i] + eps).sqrt())
+        .collect();
+    let s: Vec<f64> = (0..scale.len()).map(|i| bias[i] - mean[i] * a[i]).collect();
+    (a, s)
 }
 
 /// The softmax of `shape` as `(outer, len, inner)`: `outer` blocks of `len` reduced positions

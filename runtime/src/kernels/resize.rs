@@ -50,8 +50,9 @@ pub fn nearest_index(mode: NearestMode, c: f64, n: usize) -> usize {
     i.clamp(0.0, (n - 1) as f64) as usize
 }
 
-/// How one output index of an axis is made: `(i0, i1, w)` → `(1 − w)·x[i0] + w·x[i1]`.
-fn taps(r: &Resize, axis: usize, n: usize, m: usize) -> Vec<(usize, usize, f64)> {
+/// How one output index of an axis is made: `(i0, i1, w)` → `(1 − w)·x[i0] + w·x[i1]` (only
+/// `x[i0]` when `w` is 0). Public so that code generators interpolate with the very same taps.
+pub fn taps(r: &Resize, axis: usize, n: usize, m: usize) -> Vec<(usize, usize, f64)> {
     let s = r.scales[axis] as f64;
     (0..m)
         .map(|x| {
