@@ -12,6 +12,16 @@ pub(crate) fn constant_name(step: usize) -> String {
     format!("K{step}")
 }
 
+/// The C name of the index table of step `step` (`take`).
+pub(crate) fn table_name(step: usize) -> String {
+    format!("I{step}")
+}
+
+/// The C names of the taps and weights of step `step` (`resize_linear`).
+pub(crate) fn taps_names(step: usize) -> (String, String) {
+    (format!("RT{step}"), format!("RW{step}"))
+}
+
 /// Every layer's and constant's arrays, in the order their steps run.
 pub(crate) fn print(l: &Lowered) -> String {
     let mut d = String::new();
@@ -28,12 +38,43 @@ pub(crate) fn print(l: &Lowered) -> String {
                 float_array(&mut d, &constant_name(i), &l.constants[*k].values);
                 d.push('\n');
             }
+            Kernel::Take { table, .. } => {
+                let _ = writeln!(d, "/* index table of `{}` */", comment_safe(&st.node));
+                let idx = &l.tables[*table].indices;
+                let _ = write!(
+                    d,
+                    "static const int32_t {}[{}] = {{",
+                    table_name(i),
+                    idx.len()
+                );
+                list(&mut d, idx.iter().map(|v| v.to_string()), 16);
+                d.push('\n');
+            }
+            Kernel::ResizeLinear { taps, .. } => {
+                let _ = writeln!(
+                    d,
+                    "/* interpolation taps of `{}` */",
+                    comment_safe(&st.node)
+                );
+                let t = &l.taps[*taps];
+                let (ti, tw) = taps_names(i);
+                let _ = write!(d, "static const int32_t {ti}[{}] = {{", 2 * t.indices.len());
+                list(
+                    &mut d,
+                    t.indices.iter().flatten().map(|v| v.to_string()),
+                    16,
+                );
+                let _ = write!(d, "static const double {tw}[{}] = {{", t.weights.len());
+                // Rust's shortest round-trip decimal parses back to the same double in C.
+                list(&mut d, t.weights.iter().map(|w| format!("{w:?}")), 8);
+                d.push('\n');
+            }
             Kernel::Binary {
                 b: Operand::Act(_), ..
             }
             | Kernel::Relu { .. }
             | Kernel::Pool { .. }
-            | Kernel::Mean { .. }
+            | Kernel::Reduce { .. }
             | Kernel::Unary { .. }
             | Kernel::Softmax { .. }
             | Kernel::Concat { .. }
@@ -41,6 +82,16 @@ pub(crate) fn print(l: &Lowered) -> String {
         }
     }
     d
+}
+
+/// The items of an array initializer after its `{`, `per_line` a line, and the closing `};`.
+fn list(d: &mut String, items: impl Iterator<Item = String>, per_line: usize) {
+    for (n, v) in items.enumerate() {
+        d.push_str(if n % per_line == 0 { "\n    " } else { " " });
+        d.push_str(&v);
+        d.push(',');
+    }
+    d.push_str("\n};\n");
 }
 
 /// Layer `i`: weights `P`/`W` (+ tap offsets `T`), side tables `AL BE BI AC` (`AC`: scale,

@@ -247,24 +247,50 @@ static void pool2d_run(const float *x, float *y, const pool2d *p, int is_max)
     }
 }
 
-/*@section mean*/
-/* Mean over len values inner apart, summed in double in index order as the runtime does. */
-static void mean(const float *x, float *y, size_t outer, size_t len, size_t inner)
+/*@section reduce*/
+enum { R_MEAN, R_SUM, R_MAX, R_MAX_NUM };
+
+/* Reduction over len values inner apart, in index order as the runtime folds: means and sums
+ * in double (rounded once), maxima from -INFINITY (R_MAX lets a NaN in, R_MAX_NUM skips it). */
+static void reduce(const float *x, float *y, size_t outer, size_t len, size_t inner, int f)
 {
     size_t o, j, i;
     for (o = 0; o < outer; ++o) {
         for (i = 0; i < inner; ++i) {
-            double s = 0.0;
-            for (j = 0; j < len; ++j) {
-                s += (double)x[(o * len + j) * inner + i];
+            if (f == R_MEAN || f == R_SUM) {
+                double s = 0.0;
+                for (j = 0; j < len; ++j) {
+                    s += (double)x[(o * len + j) * inner + i];
+                }
+                y[o * inner + i] = f == R_MEAN ? (float)(s / (double)len) : (float)s;
+            } else {
+                float m = -INFINITY;
+                for (j = 0; j < len; ++j) {
+                    float v = x[(o * len + j) * inner + i];
+                    if (v > m || (f == R_MAX && v != v)) {
+                        m = v;
+                    }
+                }
+                y[o * inner + i] = m;
             }
-            y[o * inner + i] = (float)(s / (double)len);
         }
     }
 }
 
 /*@section binary*/
-enum { B_ADD, B_MUL, B_SUB, B_SUB_FROM, B_DIV, B_DIV_INTO, B_PRELU };
+enum { B_ADD, B_MUL, B_SUB, B_SUB_FROM, B_DIV, B_DIV_INTO, B_PRELU, B_MAX, B_MAX_REV, B_MIN,
+       B_MIN_REV };
+
+/* The runtime's Max/Min of (p, q), graph order: p unless q wins (ties go to q); NaN p wins. */
+static float max_pq(float p, float q)
+{
+    return p > q || p != p ? p : q;
+}
+
+static float min_pq(float p, float q)
+{
+    return p < q || p != p ? p : q;
+}
 
 /* y = f(a, b) with b[(i / inner) % bn] (a scalar, per-channel, full, ...). IEEE + and *
  * commute, so an Add or Mul whose graph operands are swapped gives the same bits. */
@@ -281,6 +307,10 @@ static void binary(const float *a, const float *b, float *y, size_t n, size_t bn
         case B_SUB_FROM: y[i] = r - x; break;
         case B_DIV: y[i] = x / r; break;
         case B_DIV_INTO: y[i] = r / x; break;
+        case B_MAX: y[i] = max_pq(x, r); break;
+        case B_MAX_REV: y[i] = max_pq(r, x); break;
+        case B_MIN: y[i] = min_pq(x, r); break;
+        case B_MIN_REV: y[i] = min_pq(r, x); break;
         default: y[i] = x < 0.0f ? r * x : x; break;
         }
     }
@@ -298,7 +328,8 @@ static float min_of(float a, float b)
     return a != a ? b : (b < a ? b : a);
 }
 
-enum { U_SIGMOID, U_LEAKY, U_HSIGMOID, U_HSWISH, U_CLIP };
+enum { U_SIGMOID, U_LEAKY, U_HSIGMOID, U_HSWISH, U_CLIP, U_NEG, U_ABS, U_FLOOR, U_CEIL, U_SQRT,
+       U_RECIP };
 
 /* The runtime's scalar formulas, one operation per statement (no contraction); p: the
  * function's parameters (alpha, beta; clip: lo, hi, has_lo, has_hi). expf is the C library's,
@@ -331,6 +362,13 @@ static void unary(const float *x, float *y, size_t n, int f, const float *p)
             t = t + 0.5f;
             r = v * max_of(0.0f, min_of(1.0f, t));
             break;
+        /* IEEE operations: the same bits on every target. */
+        case U_NEG: r = 0.0f - v; break;
+        case U_ABS: r = fabsf(v); break;
+        case U_FLOOR: r = floorf(v); break;
+        case U_CEIL: r = ceilf(v); break;
+        case U_SQRT: r = sqrtf(v); break;
+        case U_RECIP: r = 1.0f / v; break;
         default:
             r = p[2] != 0.0f && v < p[0] ? p[0] : v;
             r = p[3] != 0.0f && r > p[1] ? p[1] : r;
@@ -379,11 +417,13 @@ static void concat_part(const float *x, float *y, size_t outer, size_t chunk, si
 }
 
 /*@section gather*/
-/* y in row-major order over dims[0..rank) reads x[sum_d i_d * strides[d]] (Transpose). */
+/* y in row-major order over dims[0..rank) reads x[sum_d i_d * strides[d]] (Transpose, Slice,
+ * Split, Expand; the caller passes x at the base offset; strides may be negative or 0). */
 static void gather(const float *x, float *y, unsigned rank, const size_t *dims,
-                   const size_t *strides)
+                   const ptrdiff_t *strides)
 {
-    size_t idx[8] = {0}, n = 1, k, off = 0;
+    size_t idx[8] = {0}, n = 1, k;
+    ptrdiff_t off = 0;
     unsigned d;
     for (d = 0; d < rank; ++d) {
         n *= dims[d];
@@ -395,7 +435,74 @@ static void gather(const float *x, float *y, unsigned rank, const size_t *dims,
             if (++idx[d] < dims[d]) {
                 break;
             }
-            off -= idx[d] * strides[d];
+            off -= (ptrdiff_t)idx[d] * strides[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+/*@section take*/
+/* A copy through an index table (Pad, nearest Resize, Gather): -1 is the fill value. */
+static void take(const float *x, float *y, size_t n, const int32_t *idx, float fill)
+{
+    size_t i;
+    for (i = 0; i < n; ++i) {
+        y[i] = idx[i] < 0 ? fill : x[idx[i]];
+    }
+}
+
+/*@section resize_linear*/
+/* Linear Resize as the runtime computes it: axis by axis in increasing order, in double,
+ * v = (1 - w) * a + w * b between the two taps of each axis (only a where w is 0), rounded
+ * to float once. Per output element, the 2^m corners of its m interpolated axes are read and
+ * combined lowest axis first, which is the order of the runtime's separable passes. taps:
+ * per axis and output index, the input index pair; w: the weights, in the same order. */
+static void resize_linear(const float *x, float *y, unsigned rank, const size_t *dims,
+                          const size_t *strides, const int32_t *taps, const double *w)
+{
+    size_t idx[8] = {0}, first[8], n = 1, k, t = 0;
+    unsigned d;
+    for (d = 0; d < rank; ++d) {
+        first[d] = t;
+        t += dims[d];
+        n *= dims[d];
+    }
+    for (k = 0; k < n; ++k) {
+        double c[256];
+        size_t step[8], base = 0, mask, bit;
+        unsigned act[8], m = 0, j;
+        for (d = 0; d < rank; ++d) {
+            size_t i = first[d] + idx[d];
+            base += (size_t)taps[2 * i] * strides[d];
+            if (w[i] != 0.0) {
+                step[m] = (size_t)(taps[2 * i + 1] - taps[2 * i]) * strides[d];
+                act[m++] = d;
+            }
+        }
+        for (mask = 0; mask < ((size_t)1 << m); ++mask) {
+            size_t off = base;
+            for (j = 0; j < m; ++j) {
+                if ((mask >> j) & 1u) {
+                    off += step[j];
+                }
+            }
+            c[mask] = (double)x[off];
+        }
+        for (j = 0; j < m; ++j) {
+            double wj = w[first[act[j]] + idx[act[j]]];
+            bit = (size_t)1 << j;
+            for (mask = 0; mask < ((size_t)1 << m); mask += 2 * bit) {
+                double a = 1.0 - wj;
+                double b = wj * c[mask + bit];
+                a = a * c[mask];
+                c[mask] = a + b;
+            }
+        }
+        y[k] = (float)c[0];
+        for (d = rank; d-- > 0;) {
+            if (++idx[d] < dims[d]) {
+                break;
+            }
             idx[d] = 0;
         }
     }

@@ -23,12 +23,14 @@ pub(crate) enum Section {
     BpConv2d,
     Relu,
     Pool2d,
-    Mean,
+    Reduce,
     Binary,
     Unary,
     Softmax,
     Concat,
     Gather,
+    Take,
+    ResizeLinear,
     /// The code-layout drivers: printed after the scratch arrays and the target's kernels,
     /// which they use.
     BqRun,
@@ -51,12 +53,14 @@ impl Section {
             Section::BpConv2d => "bp_conv2d",
             Section::Relu => "relu",
             Section::Pool2d => "pool2d",
-            Section::Mean => "mean",
+            Section::Reduce => "reduce",
             Section::Binary => "binary",
             Section::Unary => "unary",
             Section::Softmax => "softmax",
             Section::Concat => "concat",
             Section::Gather => "gather",
+            Section::Take => "take",
+            Section::ResizeLinear => "resize_linear",
             Section::BqRun => "bq_run",
             Section::BqLinear => "bq_linear",
             Section::BqConv2d => "bq_conv2d",
@@ -73,8 +77,8 @@ impl Section {
             Pool2d => &[Pool2dT],
             BqRun => &[BqCommon, Quant],
             BqLinear | BqConv2d => &[BqRun],
-            Side | BpCommon | BpConvT | Pool2dT | BqCommon | Quant | Relu | Mean | Binary
-            | Unary | Softmax | Concat | Gather => &[],
+            Side | BpCommon | BpConvT | Pool2dT | BqCommon | Quant | Relu | Reduce | Binary
+            | Unary | Softmax | Concat | Gather | Take | ResizeLinear => &[],
         }
     }
 
@@ -98,12 +102,14 @@ fn kernel_section(kernel: &Kernel, layout: WeightLayout) -> Section {
         (Kernel::BitplaneLinear { .. }, WeightLayout::Codes) => Section::BqLinear,
         (Kernel::Relu { .. }, _) => Section::Relu,
         (Kernel::Pool { .. }, _) => Section::Pool2d,
-        (Kernel::Mean { .. }, _) => Section::Mean,
+        (Kernel::Reduce { .. }, _) => Section::Reduce,
         (Kernel::Binary { .. }, _) => Section::Binary,
         (Kernel::Unary { .. }, _) => Section::Unary,
         (Kernel::Softmax { .. }, _) => Section::Softmax,
         (Kernel::Concat { .. }, _) => Section::Concat,
         (Kernel::Gather { .. }, _) => Section::Gather,
+        (Kernel::Take { .. }, _) => Section::Take,
+        (Kernel::ResizeLinear { .. }, _) => Section::ResizeLinear,
     }
 }
 
@@ -146,7 +152,7 @@ pub(crate) fn section_of(text: &'static str, name: &str) -> &'static str {
 mod tests {
     use super::*;
 
-    const ALL: [Section; 20] = [
+    const ALL: [Section; 22] = [
         Section::Side,
         Section::BpCommon,
         Section::BpConvT,
@@ -158,12 +164,14 @@ mod tests {
         Section::BpConv2d,
         Section::Relu,
         Section::Pool2d,
-        Section::Mean,
+        Section::Reduce,
         Section::Binary,
         Section::Unary,
         Section::Softmax,
         Section::Concat,
         Section::Gather,
+        Section::Take,
+        Section::ResizeLinear,
         Section::BqRun,
         Section::BqLinear,
         Section::BqConv2d,

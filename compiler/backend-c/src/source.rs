@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use strata_lower::{BinaryFn, Kernel, Lowered, Operand, Step, UnaryFn, WeightLayout};
+use strata_lower::{BinaryFn, Kernel, Lowered, Operand, ReduceFn, Step, UnaryFn, WeightLayout};
 
 use crate::prelude::{self, section_of, Section};
 use crate::text::{at, buf, c_float, comment_safe, unsigned_init};
@@ -146,15 +146,22 @@ fn step(c: &mut String, l: &Lowered, up: &str, i: usize, st: &Step) {
             let init = unsigned_init(&g.values());
             let _ = writeln!(c, "    {{\n        static const pool2d p = {init};\n        pool2d_run({}, {y}, &p, {});\n    }}", at(l, *x), *max as u8);
         }
-        Kernel::Mean {
+        Kernel::Reduce {
             x,
             outer,
             len,
             inner,
+            f,
         } => {
+            let f = match f {
+                ReduceFn::Mean => "R_MEAN",
+                ReduceFn::Sum => "R_SUM",
+                ReduceFn::Max => "R_MAX",
+                ReduceFn::MaxNumber => "R_MAX_NUM",
+            };
             let _ = writeln!(
                 c,
-                "    mean({}, {y}, {outer}u, {len}u, {inner}u);",
+                "    reduce({}, {y}, {outer}u, {len}u, {inner}u, {f});",
                 at(l, *x)
             );
         }
@@ -171,6 +178,10 @@ fn step(c: &mut String, l: &Lowered, up: &str, i: usize, st: &Step) {
                 BinaryFn::Div => "B_DIV",
                 BinaryFn::DivInto => "B_DIV_INTO",
                 BinaryFn::PRelu => "B_PRELU",
+                BinaryFn::Max => "B_MAX",
+                BinaryFn::MaxRev => "B_MAX_REV",
+                BinaryFn::Min => "B_MIN",
+                BinaryFn::MinRev => "B_MIN_REV",
             };
             let _ = writeln!(
                 c,
@@ -195,6 +206,12 @@ fn step(c: &mut String, l: &Lowered, up: &str, i: usize, st: &Step) {
                         hi.is_some() as u8 as f32,
                     ],
                 ),
+                UnaryFn::Neg => ("U_NEG", vec![]),
+                UnaryFn::Abs => ("U_ABS", vec![]),
+                UnaryFn::Floor => ("U_FLOOR", vec![]),
+                UnaryFn::Ceil => ("U_CEIL", vec![]),
+                UnaryFn::Sqrt => ("U_SQRT", vec![]),
+                UnaryFn::Reciprocal => ("U_RECIP", vec![]),
             };
             let x = at(l, *x);
             if p.is_empty() {
@@ -228,14 +245,38 @@ fn step(c: &mut String, l: &Lowered, up: &str, i: usize, st: &Step) {
                 offset += chunk;
             }
         }
-        Kernel::Gather { x, dims, strides } => {
-            let list = |v: &[usize]| {
-                v.iter()
-                    .map(|d| format!("{d}u"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let _ = writeln!(c, "    {{\n        static const size_t d[{r}] = {{{}}}, s[{r}] = {{{}}};\n        gather({}, {y}, {r}u, d, s);\n    }}", list(dims), list(strides), at(l, *x), r = dims.len());
+        Kernel::Gather {
+            x,
+            base,
+            dims,
+            strides,
+        } => {
+            let s: Vec<String> = strides.iter().map(|s| s.to_string()).collect();
+            let _ = writeln!(c, "    {{\n        static const size_t d[{r}] = {{{}}};\n        static const ptrdiff_t s[{r}] = {{{}}};\n        gather({} + {base}, {y}, {r}u, d, s);\n    }}", sizes(dims), s.join(", "), at(l, *x), r = dims.len());
+        }
+        Kernel::Take { x, table, fill } => {
+            let n = l.tables[*table].indices.len();
+            let _ = writeln!(
+                c,
+                "    take({}, {y}, {n}u, {}, {});",
+                at(l, *x),
+                data::table_name(i),
+                c_float(*fill)
+            );
+        }
+        Kernel::ResizeLinear {
+            x, dims, strides, ..
+        } => {
+            let (t, w) = data::taps_names(i);
+            let _ = writeln!(c, "    {{\n        static const size_t d[{r}] = {{{}}}, s[{r}] = {{{}}};\n        resize_linear({}, {y}, {r}u, d, s, {t}, {w});\n    }}", sizes(dims), sizes(strides), at(l, *x), r = dims.len());
         }
     }
+}
+
+/// `a, b, …` as unsigned C literals.
+fn sizes(v: &[usize]) -> String {
+    v.iter()
+        .map(|d| format!("{d}u"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

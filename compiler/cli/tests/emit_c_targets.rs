@@ -3,15 +3,20 @@
 //! × plane count K = 2..8, on the MNIST CNN (`W k A8` and `W k A k`), on the residual
 //! Fashion-MNIST network (once-QAT trained), and on a small net that covers every convolution
 //! form (im2col and direct, groups, depthwise, strides, dilations, asymmetric pads) and
-//! fully connected layers with odd sizes, and on `ops`: six tiny nets that cover every other
+//! fully connected layers with odd sizes, and on `ops`: seven tiny nets that cover every other
 //! op the backend supports (MaxPool general and 2×2 fast path, AveragePool with and without
 //! padding in the divisor, GlobalAveragePool, Add, Sub, Mul, Div with broadcasting, standalone
 //! Relu, the float activations, Clip, PRelu, Softmax, ReduceMean, Concat, Transpose,
-//! Flatten/Reshape/Identity), each behind bit-plane layers so that K matters, emitted with distinct prefixes and
+//! Flatten/Reshape/Identity; and in `op_new`, from `new_ops`: Squeeze/Unsqueeze, Slice, Split,
+//! Pad, Gather, Expand, ReduceMax/ReduceSum, GlobalMaxPool, Max/Min, BatchNorm, Neg, Abs,
+//! Floor, Ceil, Sqrt, Reciprocal, nearest and linear Resize), each behind bit-plane layers so
+//! that K matters, emitted with distinct prefixes and
 //! linked into one program per cell. Outputs must equal the runtime's integer path bit
 //! for bit, for `PREFIX_run` and for `PREFIX_run_planes` with mixed per-layer counts. Run with
 //! `--nocapture` to see the matrix. Missing tools fail the test (never a silent skip): install
 //! them with `scripts/setup-system.sh`.
+
+mod new_ops;
 
 use strata_test_support::{batch_ty, fmnist, mnist, op, rows, values, STRICT_C99};
 
@@ -389,6 +394,9 @@ fn op_nets() -> Vec<(&'static str, Graph)> {
     let f3 = b.op("f3", flat(), &[m]);
     let y = b.op("cat", Op::Concat { axis: 1 }, &[f1, f2, f3]);
     nets.push(("op_softmax", b.finish(y)));
+    // Data movement, reductions, Max/Min, BatchNorm, IEEE unary functions and Resize (every
+    // chain of `new_ops` in one net, so the matrix builds one more unit per cell, not three).
+    nets.push(("op_new", new_ops::combined()));
     nets
 }
 

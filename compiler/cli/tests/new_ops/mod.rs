@@ -1,0 +1,318 @@
+//! Float graphs (before quantization) that exercise the ops the C backend lowers besides the
+//! bit-plane layers and the ops of `emit_c_targets`'s other nets: data movement (Squeeze,
+//! Unsqueeze, Slice with negative and >1 steps, Split, Pad in every mode, Gather, Expand),
+//! reductions (ReduceMax, ReduceSum, GlobalMaxPool), Max/Min, BatchNorm, the IEEE unary
+//! functions, and Resize (nearest and linear in every coordinate mode). Each chain starts
+//! from its own 3×3 convolution of the `[N, 3, 9, 9]` input, which becomes a bit-plane layer,
+//! so the plane count matters; every result is flattened and concatenated into the output,
+//! so no re-quantization hides a difference. Shared by `emit_c_ops` (one net per chain) and
+//! `emit_c_targets` (all chains in one net).
+
+// Each of the two test crates uses only its part of this module.
+#![allow(dead_code)]
+
+use strata_ir::ops::elementwise::VariadicOp;
+use strata_ir::ops::{
+    BatchNorm, BinaryOp, Conv, CoordMode, GlobalPoolKind, NearestMode, Pad, PadMode, Reduce,
+    Resize, ResizeMode, Slice, Split, UnaryOp,
+};
+use strata_ir::Op;
+use strata_ir::{DType, Dim, Graph, Shape, Tensor, TensorType, ValueRef};
+use strata_test_support::values;
+
+/// A graph under construction with the `[N, 3, 9, 9]` input and deterministic constants.
+pub struct Builder {
+    pub g: Graph,
+    x: ValueRef,
+    seed: u64,
+}
+
+impl Builder {
+    pub fn new(name: &str) -> Self {
+        let mut g = Graph::new(name);
+        let dims = [Dim::Batch, Dim::Known(3), Dim::Known(9), Dim::Known(9)];
+        let x = g.add_input("x", TensorType::new(DType::F32, Shape(dims.to_vec())));
+        Builder { g, x, seed: 500 }
+    }
+
+    fn konst(&mut self, name: &str, shape: &[usize], scale: f32, offset: f32) -> ValueRef {
+        self.seed += 1;
+        let n: usize = shape.iter().product();
+        let v = values(n, self.seed)
+            .into_iter()
+            .map(|v| v * scale + offset)
+            .collect();
+        self.g
+            .add_constant(name, Tensor::from_f32(shape.to_vec(), v).unwrap())
+    }
+
+    fn op(&mut self, name: &str, op: Op, ins: &[ValueRef]) -> ValueRef {
+        ValueRef::first(
+            self.g
+                .add_op_inferred(name, op, ins, vec![name.to_string()])
+                .unwrap(),
+        )
+    }
+
+    /// A 3×3 convolution of the input to `m` channels with pads `pad`.
+    fn conv(&mut self, name: &str, m: usize, pad: usize) -> ValueRef {
+        let w = self.konst(&format!("{name}_w"), &[m, 3, 3, 3], 0.4, 0.0);
+        let b = self.konst(&format!("{name}_b"), &[m], 0.1, 0.0);
+        let conv = Op::Conv(Conv {
+            kernel: vec![3, 3],
+            strides: vec![1, 1],
+            pads: vec![pad; 4],
+            dilations: vec![1, 1],
+            group: 1,
+            has_bias: true,
+        });
+        let x = self.x;
+        self.op(name, conv, &[x, w, b])
+    }
+
+    /// Every value flattened (axis 1) and concatenated: the graph's one output.
+    pub fn finish(mut self, outs: &[ValueRef]) -> Graph {
+        let flat: Vec<ValueRef> = outs
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| self.op(&format!("flat{i}"), Op::Flatten { axis: 1 }, &[v]))
+            .collect();
+        let y = self.op("cat", Op::Concat { axis: 1 }, &flat);
+        self.g.set_outputs(vec![y]);
+        strata_ir::verify(&self.g).unwrap();
+        self.g
+    }
+}
+
+/// Squeeze/Unsqueeze, a reversed strided Slice, both Split outputs, Pad in all four modes,
+/// a Gather of four indices (one negative) and of one, an Expand of a one-pixel Slice.
+pub fn movement(b: &mut Builder) -> Vec<ValueRef> {
+    let c = b.conv("mv_c", 4, 1);
+    let u = b.op("mv_unsq", Op::Unsqueeze { axes: vec![2] }, &[c]);
+    let s = b.op("mv_sq", Op::Squeeze { axes: vec![2] }, &[u]);
+    let slice = |starts: Vec<i64>, ends: Vec<i64>, axes: Vec<usize>, steps: Vec<i64>| {
+        Op::Slice(Slice {
+            starts,
+            ends,
+            axes,
+            steps,
+        })
+    };
+    let sl = b.op(
+        "mv_slice",
+        slice(vec![-1, 1], vec![-100, 8], vec![1, 3], vec![-1, 3]),
+        &[s],
+    );
+    let split = Op::Split(Split {
+        axis: 2,
+        sizes: vec![4, 5],
+    });
+    let id =
+        b.g.add_op_inferred("mv_split", split, &[c], vec!["mv_a".into(), "mv_b".into()])
+            .unwrap();
+    let (sa, sb) = (
+        ValueRef::first(id),
+        ValueRef {
+            node: id,
+            output: 1,
+        },
+    );
+    let pad = |mode, pads: [i64; 8], value| {
+        Op::Pad(Pad {
+            pads: pads.to_vec(),
+            value,
+            mode,
+        })
+    };
+    let pc = b.op(
+        "mv_pad_c",
+        pad(PadMode::Constant, [0, 0, 1, 2, 0, 0, 2, 1], 0.5),
+        &[c],
+    );
+    let pr = b.op(
+        "mv_pad_r",
+        pad(PadMode::Reflect, [0, 0, 2, 1, 0, 0, 1, 3], 0.0),
+        &[c],
+    );
+    let pe = b.op(
+        "mv_pad_e",
+        pad(PadMode::Edge, [0, 0, 0, 3, 0, 0, 3, 0], 0.0),
+        &[sb],
+    );
+    let pw = b.op(
+        "mv_pad_w",
+        pad(PadMode::Wrap, [0, 0, 1, 1, 0, 0, 1, 1], 0.0),
+        &[sa],
+    );
+    let idx = b.g.add_constant(
+        "mv_idx",
+        Tensor::from_i64(vec![4], vec![8, 0, -1, 4]).unwrap(),
+    );
+    let g4 = b.op("mv_gather4", Op::Gather { axis: 3 }, &[c, idx]);
+    let one =
+        b.g.add_constant("mv_one", Tensor::from_i64(vec![], vec![2]).unwrap());
+    let g1 = b.op("mv_gather1", Op::Gather { axis: 1 }, &[c, one]);
+    let px = b.op(
+        "mv_pixel",
+        slice(vec![4, 2], vec![5, 3], vec![2, 3], vec![1, 1]),
+        &[c],
+    );
+    let e = b.op(
+        "mv_expand",
+        Op::Expand {
+            shape: vec![1, 1, 9, 9],
+        },
+        &[px],
+    );
+    vec![sl, sa, sb, pc, pr, pe, pw, g4, g1, e]
+}
+
+/// BatchNorm after a Relu, ReduceMax, ReduceSum, GlobalMaxPool, Max of three inputs (one a
+/// per-channel constant, one the broadcast pool) and of one, Min with a scalar constant
+/// first, Neg, Abs, Floor, Ceil (of a scaled map, so both round), Sqrt (of Abs: no NaN,
+/// whose sign differs between ISAs) and Reciprocal.
+pub fn arithmetic(b: &mut Builder) -> Vec<ValueRef> {
+    let c = b.conv("ar_c", 6, 1);
+    let r = b.op("ar_relu", Op::Unary(UnaryOp::Relu), &[c]);
+    let scale = b.konst("ar_bn_scale", &[6], 0.5, 1.0);
+    let bias = b.konst("ar_bn_bias", &[6], 0.2, 0.0);
+    let mean = b.konst("ar_bn_mean", &[6], 0.1, 0.3);
+    let var = b.konst("ar_bn_var", &[6], 0.2, 0.5);
+    let bn = b.op(
+        "ar_bn",
+        Op::BatchNorm(BatchNorm { epsilon: 1e-3 }),
+        &[r, scale, bias, mean, var],
+    );
+    let red = |axes: Vec<usize>, keep_dims| Reduce { axes, keep_dims };
+    let rmax = b.op("ar_rmax", Op::ReduceMax(red(vec![2, 3], false)), &[c]);
+    let rsum = b.op("ar_rsum", Op::ReduceSum(red(vec![1], true)), &[c]);
+    let gmp = b.op("ar_gmp", Op::GlobalPool(GlobalPoolKind::Max), &[c]);
+    let kc = b.konst("ar_kc", &[6, 1, 1], 0.3, 0.0);
+    let mx = b.op("ar_max", Op::Variadic(VariadicOp::Max), &[gmp, c, kc]);
+    let k = b.g.add_constant("ar_k", Tensor::scalar_f32(0.1));
+    let mn = b.op("ar_min", Op::Variadic(VariadicOp::Min), &[k, c]);
+    let m1 = b.op("ar_max1", Op::Variadic(VariadicOp::Max), &[c]);
+    let un = |u| Op::Unary(u);
+    let neg = b.op("ar_neg", un(UnaryOp::Neg), &[m1]);
+    let abs = b.op("ar_abs", un(UnaryOp::Abs), &[c]);
+    let seven = b.g.add_constant("ar_seven", Tensor::scalar_f32(7.0));
+    let t = b.op("ar_scaled", Op::Binary(BinaryOp::Mul), &[c, seven]);
+    let fl = b.op("ar_floor", un(UnaryOp::Floor), &[t]);
+    let ce = b.op("ar_ceil", un(UnaryOp::Ceil), &[t]);
+    let sq = b.op("ar_sqrt", un(UnaryOp::Sqrt), &[abs]);
+    let rc = b.op("ar_recip", un(UnaryOp::Reciprocal), &[c]);
+    vec![bn, rmax, rsum, gmp, mx, mn, neg, abs, fl, ce, sq, rc]
+}
+
+/// Resize of a 7×7 map: nearest up (asymmetric, floor), down (half_pixel, round_prefer_ceil)
+/// and tf_half_pixel_for_nn (round_prefer_floor; with ceil it would move every scale-1 axis,
+/// the batch included, one index up, so a batched run would mix samples); linear with
+/// half_pixel, align_corners, pytorch_half_pixel (to one row), asymmetric and
+/// half_pixel_symmetric.
+pub fn resizing(b: &mut Builder) -> Vec<ValueRef> {
+    let c = b.conv("rs_c", 3, 0);
+    let rows: [(
+        ResizeMode,
+        CoordMode,
+        NearestMode,
+        [usize; 2],
+        Option<[f32; 2]>,
+    ); 8] = [
+        (
+            ResizeMode::Nearest,
+            CoordMode::Asymmetric,
+            NearestMode::Floor,
+            [14, 14],
+            None,
+        ),
+        (
+            ResizeMode::Nearest,
+            CoordMode::HalfPixel,
+            NearestMode::RoundPreferCeil,
+            [5, 4],
+            None,
+        ),
+        (
+            ResizeMode::Nearest,
+            CoordMode::TfHalfPixelForNn,
+            NearestMode::RoundPreferFloor,
+            [10, 3],
+            None,
+        ),
+        (
+            ResizeMode::Linear,
+            CoordMode::HalfPixel,
+            NearestMode::Floor,
+            [13, 11],
+            None,
+        ),
+        (
+            ResizeMode::Linear,
+            CoordMode::AlignCorners,
+            NearestMode::Floor,
+            [5, 9],
+            None,
+        ),
+        (
+            ResizeMode::Linear,
+            CoordMode::PytorchHalfPixel,
+            NearestMode::Floor,
+            [1, 12],
+            None,
+        ),
+        (
+            ResizeMode::Linear,
+            CoordMode::Asymmetric,
+            NearestMode::Floor,
+            [17, 3],
+            Some([2.5, 0.5]),
+        ),
+        (
+            ResizeMode::Linear,
+            CoordMode::HalfPixelSymmetric,
+            NearestMode::Floor,
+            [9, 9],
+            Some([1.3, 1.3]),
+        ),
+    ];
+    let mut outs = Vec::new();
+    for (i, (mode, coord, nearest, [h, w], scales)) in rows.into_iter().enumerate() {
+        let [sh, sw] = scales.unwrap_or([h as f32 / 7.0, w as f32 / 7.0]);
+        let r = Resize {
+            mode,
+            coord,
+            nearest,
+            scales: vec![1.0, 1.0, sh, sw],
+            sizes: vec![0, 0, h, w],
+        };
+        outs.push(b.op(&format!("rs_{i}"), Op::Resize(r), &[c]));
+    }
+    outs
+}
+
+/// One net per chain: (C prefix, float graph).
+pub fn nets() -> Vec<(&'static str, Graph)> {
+    type Chain = fn(&mut Builder) -> Vec<ValueRef>;
+    let chains: [(&'static str, Chain); 3] = [
+        ("op_move", movement),
+        ("op_more", arithmetic),
+        ("op_resize", resizing),
+    ];
+    chains
+        .into_iter()
+        .map(|(name, chain)| {
+            let mut b = Builder::new(name);
+            let outs = chain(&mut b);
+            (name, b.finish(&outs))
+        })
+        .collect()
+}
+
+/// Every chain in one net.
+pub fn combined() -> Graph {
+    let mut b = Builder::new("op_new");
+    let mut outs = movement(&mut b);
+    outs.extend(arithmetic(&mut b));
+    outs.extend(resizing(&mut b));
+    b.finish(&outs)
+}
