@@ -312,8 +312,9 @@ impl<'g> Walk<'g> {
             Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => Err(unsupported(
                 node,
                 op,
-                "QDQ pairs are folded by the compiler (vl-quantize); a leftover one is not \
-                 lowered",
+                "a float fake-quantization (QuantizeLinear → DequantizeLinear on an \
+                 activation) is not lowered: export the float model and let Strata quantize \
+                 it",
             )),
             Op::Cast { .. } => Err(unsupported(
                 node,
