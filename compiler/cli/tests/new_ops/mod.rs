@@ -211,13 +211,15 @@ pub fn arithmetic(b: &mut Builder) -> Vec<ValueRef> {
 /// half_pixel_symmetric.
 pub fn resizing(b: &mut Builder) -> Vec<ValueRef> {
     let c = b.conv("rs_c", 3, 0);
-    let rows: [(
+    // Mode, coordinate transformation, rounding, output H and W, scales (else sizes / 7).
+    type Row = (
         ResizeMode,
         CoordMode,
         NearestMode,
         [usize; 2],
         Option<[f32; 2]>,
-    ); 8] = [
+    );
+    let rows: [Row; 8] = [
         (
             ResizeMode::Nearest,
             CoordMode::Asymmetric,
