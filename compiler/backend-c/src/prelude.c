@@ -329,7 +329,7 @@ static float min_of(float a, float b)
 }
 
 enum { U_SIGMOID, U_LEAKY, U_HSIGMOID, U_HSWISH, U_CLIP, U_NEG, U_ABS, U_FLOOR, U_CEIL, U_SQRT,
-       U_RECIP };
+       U_RECIP, U_EXP, U_LOG };
 
 /* The runtime's scalar formulas, one operation per statement (no contraction); p: the
  * function's parameters (alpha, beta; clip: lo, hi, has_lo, has_hi). expf is the C library's,
@@ -369,6 +369,9 @@ static void unary(const float *x, float *y, size_t n, int f, const float *p)
         case U_CEIL: r = ceilf(v); break;
         case U_SQRT: r = sqrtf(v); break;
         case U_RECIP: r = 1.0f / v; break;
+        /* The C library's, as Rust's f32::exp and f32::ln call them. */
+        case U_EXP: r = expf(v); break;
+        case U_LOG: r = logf(v); break;
         default:
             r = p[2] != 0.0f && v < p[0] ? p[0] : v;
             r = p[3] != 0.0f && r > p[1] ? p[1] : r;

@@ -212,6 +212,8 @@ fn step(c: &mut String, l: &Lowered, up: &str, i: usize, st: &Step) {
                 UnaryFn::Ceil => ("U_CEIL", vec![]),
                 UnaryFn::Sqrt => ("U_SQRT", vec![]),
                 UnaryFn::Reciprocal => ("U_RECIP", vec![]),
+                UnaryFn::Exp => ("U_EXP", vec![]),
+                UnaryFn::Log => ("U_LOG", vec![]),
             };
             let x = at(l, *x);
             if p.is_empty() {

@@ -196,9 +196,9 @@ impl Walk<'_> {
     }
 
     /// One-input functions whose C form is bit-exact with the runtime on every target: IEEE
-    /// operations (negation, absolute value, floor, ceil, square root, reciprocal) and the
-    /// activations built from them and `expf` (glibc's `expf` gives the same bits on every ISA
-    /// of the exactness matrix).
+    /// operations (negation, absolute value, floor, ceil, square root, reciprocal), `expf` and
+    /// `logf` (glibc's give the same bits on every ISA of the exactness matrix, which checks
+    /// them) and the activations built from them.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn unary(
         &mut self,
@@ -238,14 +238,8 @@ impl Walk<'_> {
                      so the C output would not be bit-exact across targets",
                 ))
             }
-            UnaryOp::Exp | UnaryOp::Log => {
-                return Err(unsupported(
-                    node,
-                    op,
-                    "not shown bit-exact against the runtime on every target of the \
-                     exactness matrix (the C library's expf/logf differ between libms)",
-                ))
-            }
+            UnaryOp::Exp => UnaryFn::Exp,
+            UnaryOp::Log => UnaryFn::Log,
         };
         let x = self.act(ins[0], step, node, op)?;
         self.emit(id, node, Kernel::Unary { x, n, f }, n, step);

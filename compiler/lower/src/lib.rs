@@ -257,6 +257,11 @@ pub enum UnaryFn {
     Sqrt,
     /// `1 / x`.
     Reciprocal,
+    /// The C library's `expf`, which Rust's `f32::exp` calls (glibc's gives the same bits on
+    /// every ISA of the exactness matrix).
+    Exp,
+    /// The C library's `logf` (Rust's `f32::ln`), likewise.
+    Log,
 }
 
 /// A constant operand, stored with the weights.

@@ -170,7 +170,7 @@ pub fn movement(b: &mut Builder) -> Vec<ValueRef> {
 /// BatchNorm after a Relu, ReduceMax, ReduceSum, GlobalMaxPool, Max of three inputs (one a
 /// per-channel constant, one the broadcast pool) and of one, Min with a scalar constant
 /// first, Neg, Abs, Floor, Ceil (of a scaled map, so both round), Sqrt (of Abs: no NaN,
-/// whose sign differs between ISAs) and Reciprocal.
+/// whose sign differs between ISAs), Reciprocal, Exp (of the scaled map) and Log (of Abs).
 pub fn arithmetic(b: &mut Builder) -> Vec<ValueRef> {
     let c = b.conv("ar_c", 6, 1);
     let r = b.op("ar_relu", Op::Unary(UnaryOp::Relu), &[c]);
@@ -201,7 +201,11 @@ pub fn arithmetic(b: &mut Builder) -> Vec<ValueRef> {
     let ce = b.op("ar_ceil", un(UnaryOp::Ceil), &[t]);
     let sq = b.op("ar_sqrt", un(UnaryOp::Sqrt), &[abs]);
     let rc = b.op("ar_recip", un(UnaryOp::Reciprocal), &[c]);
-    vec![bn, rmax, rsum, gmp, mx, mn, neg, abs, fl, ce, sq, rc]
+    let ex = b.op("ar_exp", un(UnaryOp::Exp), &[t]);
+    let lg = b.op("ar_log", un(UnaryOp::Log), &[abs]);
+    vec![
+        bn, rmax, rsum, gmp, mx, mn, neg, abs, fl, ce, sq, rc, ex, lg,
+    ]
 }
 
 /// Resize of a 7×7 map: nearest up (asymmetric, floor), down (half_pixel, round_prefer_ceil)
