@@ -2,7 +2,7 @@
 //! bit-plane layers and the ops of `emit_c_targets`'s other nets: data movement (Squeeze,
 //! Unsqueeze, Slice with negative and >1 steps, Split, Pad in every mode, Gather, Expand),
 //! reductions (ReduceMax, ReduceSum, GlobalMaxPool), Max/Min, BatchNorm, the IEEE unary
-//! functions, and Resize (nearest and linear in every coordinate mode). Each chain starts
+//! functions, Exp and Log, and Resize (nearest and linear in every coordinate mode). Each chain starts
 //! from its own 3×3 convolution of the `[N, 3, 9, 9]` input, which becomes a bit-plane layer,
 //! so the plane count matters; every result is flattened and concatenated into the output,
 //! so no re-quantization hides a difference. Shared by `emit_c_ops` (one net per chain) and
