@@ -1,11 +1,10 @@
 //! The C backend against the reference runtime: emit the MNIST CNN for every plane count,
 //! build it with gcc in strict C99 and compare outputs bit for bit with the integer path.
 
-use strata_test_support::{batch_ty, mnist, op, rows, STRICT_C99};
+use strata_test_support::c::{bits, build, run_c};
+use strata_test_support::{batch_ty, mnist, op, rows};
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use strata_compiler::backend::c::{emit, write_c, EmitError, EmitOptions, LowerError};
@@ -22,113 +21,6 @@ fn mnist() -> &'static Graph {
         let bytes = mnist::container(mnist::fp32(), rows(&mnist::fixture("calib"), 0..32));
         read_container(&bytes).unwrap().graph
     })
-}
-
-const MAIN_C: &str = r#"
-#include <stdio.h>
-#include <stdlib.h>
-#include "model.h"
-/* usage: main IN OUT N [p0,p1,...] — runs N samples, writes N outputs. */
-int main(int argc, char **argv)
-{
-    static float in[MODEL_INPUT_SIZE], out[MODEL_OUTPUT_SIZE];
-    uint8_t ppl[MODEL_NUM_LAYERS + 1];
-    FILE *fi, *fo;
-    long n, i;
-    int use_ppl = argc > 4;
-    if (argc < 4) return 2;
-    n = atol(argv[3]);
-    if (use_ppl) {
-        char *s = argv[4];
-        for (i = 0; i < MODEL_NUM_LAYERS; ++i) {
-            ppl[i] = (uint8_t)strtol(s, &s, 10);
-            if (*s == ',') ++s;
-        }
-    }
-    fi = fopen(argv[1], "rb");
-    fo = fopen(argv[2], "wb");
-    if (!fi || !fo) return 3;
-    for (i = 0; i < n; ++i) {
-        int rc;
-        if (fread(in, sizeof(float), MODEL_INPUT_SIZE, fi) != MODEL_INPUT_SIZE) return 4;
-        rc = use_ppl ? model_run_planes(in, out, ppl) : model_run(in, out);
-        if (rc != 0) return 10 + rc;
-        fwrite(out, sizeof(float), MODEL_OUTPUT_SIZE, fo);
-    }
-    fclose(fi);
-    fclose(fo);
-    return 0;
-}
-"#;
-
-/// Fails loudly when gcc is missing: this test must never pass without running C.
-fn gcc() -> &'static str {
-    let ok = Command::new("gcc")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "gcc is required by the C backend tests (install gcc); refusing to skip"
-    );
-    "gcc"
-}
-
-/// Emits `graph` at `k` planes into a fresh directory and builds it with the test driver.
-fn build(graph: &Graph, k: u8, tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("strata-emit-c-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let opts = EmitOptions {
-        planes: k,
-        name: "model".into(),
-        ..Default::default()
-    };
-    write_c(graph, &opts, &dir).unwrap();
-    std::fs::write(dir.join("main.c"), MAIN_C).unwrap();
-    let exe = dir.join("main");
-    let out = Command::new(gcc())
-        .args(STRICT_C99)
-        .arg("-o")
-        .arg(&exe)
-        .arg(dir.join("model.c"))
-        .arg(dir.join("main.c"))
-        .arg("-lm")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "gcc failed for {tag}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    exe
-}
-
-/// Runs the built driver on `x` (one sample per row) and returns the f32 outputs.
-fn run_c(exe: &Path, x: &[f32], n: usize, ppl: Option<&[u8]>) -> Result<Vec<f32>, i32> {
-    let dir = exe.parent().unwrap();
-    let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
-    std::fs::write(dir.join("in.bin"), bytes).unwrap();
-    let mut cmd = Command::new(exe);
-    cmd.arg(dir.join("in.bin"))
-        .arg(dir.join("out.bin"))
-        .arg(n.to_string());
-    if let Some(p) = ppl {
-        let s: Vec<String> = p.iter().map(|k| k.to_string()).collect();
-        cmd.arg(s.join(","));
-    }
-    let st = cmd.status().unwrap();
-    if !st.success() {
-        return Err(st.code().unwrap_or(-1));
-    }
-    let out = std::fs::read(dir.join("out.bin")).unwrap();
-    Ok(out
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect())
-}
-
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|f| f.to_bits()).collect()
 }
 
 fn layer_names(g: &Graph) -> Vec<String> {
