@@ -203,18 +203,17 @@ fn errors_name_what_and_where() {
         other => panic!("{other:?}"),
     }
     // Unsupported ops and operands are the lowering's errors (unit-tested in strata-lower).
-    // Two graph inputs.
+    // An input that is not f32.
     let mut s = Graph::new("s");
-    let a = s.add_input("a", TensorType::known(DType::F32, &[1, 2]));
-    let b = s.add_input("b", TensorType::known(DType::F32, &[1, 2]));
+    let a = s.add_input("a", TensorType::known(DType::I64, &[1, 2]));
     let y = s
-        .add_op_inferred("sum", Op::Binary(BinaryOp::Add), &[a, b], vec!["y".into()])
+        .add_op_inferred("id", Op::Identity, &[a], vec!["y".into()])
         .unwrap();
     s.set_outputs(vec![ValueRef::first(y)]);
-    assert!(matches!(
-        emit(&s, &opts(4, "m")),
-        Err(EmitError::Lower(LowerError::Interface(_)))
-    ));
+    match emit(&s, &opts(4, "m")) {
+        Err(EmitError::Lower(LowerError::Interface(m))) => assert!(m.contains("input `a`"), "{m}"),
+        other => panic!("{other:?}"),
+    }
     // An unwritable output directory is an I/O error naming the path.
     let file = std::env::temp_dir().join(format!("strata-emit-c-file-{}", std::process::id()));
     std::fs::write(&file, b"x").unwrap();
@@ -222,4 +221,157 @@ fn errors_name_what_and_where() {
         Err(EmitError::Io { path, .. }) => assert!(path.contains("strata-emit-c-file")),
         other => panic!("{other:?}"),
     }
+}
+
+/// The MNIST CNN with a second input added to the logits and a second output (the first
+/// layer's activations, read by later steps too) and a third (the second input itself).
+fn mnist_two_in_three_out() -> Graph {
+    let mut g = mnist().clone();
+    let logits = g.outputs()[0];
+    let bias = g.add_input("bias", batch_ty(&[10]));
+    let plus = op(&mut g, "plus", Op::Binary(BinaryOp::Add), &[logits, bias]);
+    let first = layer_names(&g)[0].clone();
+    let id = g
+        .topo_order()
+        .unwrap()
+        .into_iter()
+        .find(|&id| g.node(id).unwrap().name == first)
+        .unwrap();
+    g.set_outputs(vec![plus, ValueRef::first(id), bias]);
+    strata_ir::verify(&g).unwrap();
+    g
+}
+
+/// A driver for any number of inputs and outputs: per sample, reads every input in turn
+/// and writes every output in turn.
+fn multi_main(sizes_in: &[usize], sizes_out: &[usize]) -> String {
+    let decl = |dir: &str, sizes: &[usize]| -> String {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("static float {dir}{i}[{n}];\n"))
+            .collect()
+    };
+    let list = |dir: &str, n: usize| -> String {
+        (0..n).map(|i| format!("{dir}{i}")).collect::<Vec<_>>().join(", ")
+    };
+    let reads: String = sizes_in
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("        if (fread(in{i}, sizeof(float), {n}, fi) != {n}) return 4;\n"))
+        .collect();
+    let writes: String = sizes_out
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("        fwrite(out{i}, sizeof(float), {n}, fo);\n"))
+        .collect();
+    format!(
+        r#"#include <stdio.h>
+#include <stdlib.h>
+#include "model.h"
+{}{}int main(int argc, char **argv)
+{{
+    const float *const ins[MODEL_NUM_INPUTS] = {{{}}};
+    float *const outs[MODEL_NUM_OUTPUTS] = {{{}}};
+    FILE *fi, *fo;
+    long n, i;
+    if (argc < 4) return 2;
+    n = atol(argv[3]);
+    fi = fopen(argv[1], "rb");
+    fo = fopen(argv[2], "wb");
+    if (!fi || !fo) return 3;
+    for (i = 0; i < n; ++i) {{
+        int rc;
+{reads}        rc = model_run(ins, outs);
+        if (rc != 0) return 10 + rc;
+{writes}    }}
+    fclose(fi);
+    fclose(fo);
+    return 0;
+}}
+"#,
+        decl("in", sizes_in),
+        decl("out", sizes_out),
+        list("in", sizes_in.len()),
+        list("out", sizes_out.len()),
+    )
+}
+
+#[test]
+fn several_inputs_and_outputs_match_runtime() {
+    let g = mnist_two_in_three_out();
+    let n = 6;
+    let images = rows(&mnist::fixture("images"), 0..n);
+    let bias: Vec<f32> = (0..n * 10).map(|i| (i as f32 * 0.61).cos() * 3.0).collect();
+    let bias_t = Tensor::from_f32(vec![n, 10], bias.clone()).unwrap();
+    let k = 4;
+    let dir = std::env::temp_dir().join(format!("strata-emit-c-{}-multi", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let opts = EmitOptions {
+        planes: k,
+        name: "model".into(),
+        ..Default::default()
+    };
+    let out = emit(&g, &opts).unwrap();
+    // The header describes each port by position, with its ONNX name.
+    for want in [
+        "#define MODEL_NUM_INPUTS 2",
+        "#define MODEL_NUM_OUTPUTS 3",
+        "/* input 1: `bias` */",
+        "#define MODEL_INPUT1_SIZE 10",
+        "#define MODEL_OUTPUT0_SHAPE {1, 10}",
+        "#define MODEL_OUTPUT2_SIZE 10",
+        "int model_run(const float *const *inputs, float *const *outputs);",
+    ] {
+        assert!(out.header.contains(want), "missing {want:?} in\n{}", out.header);
+    }
+    assert!(!out.header.contains("MODEL_INPUT_SIZE"));
+    write_c(&g, &opts, &dir).unwrap();
+    let first_size = g.value(g.outputs()[1]).unwrap().ty.shape.resolve(1).iter().product();
+    let sizes_in = [784, 10];
+    let sizes_out = [10, first_size, 10];
+    std::fs::write(dir.join("main.c"), multi_main(&sizes_in, &sizes_out)).unwrap();
+    let exe = dir.join("main");
+    let built = Command::new(gcc())
+        .args(STRICT_C99)
+        .arg("-o")
+        .arg(&exe)
+        .arg(dir.join("model.c"))
+        .arg(dir.join("main.c"))
+        .arg("-lm")
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    // Per sample: the image, then its bias row.
+    let x = images.as_f32().unwrap();
+    let mut interleaved = Vec::new();
+    for i in 0..n {
+        interleaved.extend_from_slice(&x[i * 784..(i + 1) * 784]);
+        interleaved.extend_from_slice(&bias[i * 10..(i + 1) * 10]);
+    }
+    let got = run_c(&exe, &interleaved, n, None).unwrap();
+    let run_opts = RunOptions {
+        planes: Some(k),
+        path: QuantPath::Integer,
+        ..Default::default()
+    };
+    let want = run_with(&g, &[images.clone(), bias_t], &run_opts).unwrap();
+    assert_eq!(want.len(), 3);
+    let per_sample: usize = sizes_out.iter().sum();
+    assert_eq!(got.len(), n * per_sample);
+    for i in 0..n {
+        let mut at = i * per_sample;
+        for (j, &size) in sizes_out.iter().enumerate() {
+            let w = &want[j].as_f32().unwrap()[i * size..(i + 1) * size];
+            assert_eq!(bits(&got[at..at + size]), bits(w), "sample {i} output {j}");
+            at += size;
+        }
+    }
+    // The logits really moved by the bias (not a copy of the plain model's output).
+    let plain = run_with(mnist(), std::slice::from_ref(&images), &run_opts).unwrap();
+    assert_ne!(bits(&got[..10]), bits(&plain[0].as_f32().unwrap()[..10]));
 }
