@@ -46,7 +46,10 @@ pub(crate) fn print(l: &Lowered, name: &str, target: Target) -> String {
     let _ = writeln!(h, "#define {up}_NUM_INPUTS {}", l.inputs.len());
     let _ = writeln!(h, "#define {up}_NUM_OUTPUTS {}", l.outputs.len());
     let outputs: Vec<_> = l.outputs.iter().map(|(p, _)| p).collect();
-    for (dir, ports) in [("INPUT", l.inputs.iter().collect::<Vec<_>>()), ("OUTPUT", outputs)] {
+    for (dir, ports) in [
+        ("INPUT", l.inputs.iter().collect::<Vec<_>>()),
+        ("OUTPUT", outputs),
+    ] {
         for (i, p) in ports.iter().enumerate() {
             // One graph input/output: unnumbered macros, as the pointer form of the API.
             let tag = if l.single_io() {
@@ -54,7 +57,12 @@ pub(crate) fn print(l: &Lowered, name: &str, target: Target) -> String {
             } else {
                 format!("{dir}{i}")
             };
-            let _ = writeln!(h, "/* {} {i}: `{}` */", dir.to_ascii_lowercase(), comment_safe(&p.name));
+            let _ = writeln!(
+                h,
+                "/* {} {i}: `{}` */",
+                dir.to_ascii_lowercase(),
+                comment_safe(&p.name)
+            );
             let _ = writeln!(h, "#define {up}_{tag}_RANK {}", p.shape.len());
             let _ = writeln!(h, "#define {up}_{tag}_SHAPE {{{}}}", dims(&p.shape));
             let _ = writeln!(h, "#define {up}_{tag}_SIZE {}", p.size());
@@ -131,7 +139,10 @@ pub(crate) fn print(l: &Lowered, name: &str, target: Target) -> String {
         h,
         " * Returns 0 on success, 1 when a count is above {up}_PLANES or has no side table. */"
     );
-    let _ = writeln!(h, "int {name}_run_planes({ins}, {outs}, const uint8_t *planes_per_layer);");
+    let _ = writeln!(
+        h,
+        "int {name}_run_planes({ins}, {outs}, const uint8_t *planes_per_layer);"
+    );
     let _ = writeln!(h, "\n#ifdef __cplusplus\n}}\n#endif\n\n#endif /* {up}_H */");
     h
 }

@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 
 use strata_lower::{BinaryFn, Kernel, Lowered, Operand, Step, UnaryFn, WeightLayout};
 
+use crate::header::io_params;
 use crate::prelude::{self, section_of, Section};
 use crate::text::{at, buf, c_float, comment_safe, unsigned_init};
-use crate::header::io_params;
 use crate::{data, Target};
 
 /// The source of `l` with symbol prefix `name`.

@@ -1,7 +1,7 @@
 //! The C backend against the reference runtime: emit the MNIST CNN for every plane count,
 //! build it with gcc in strict C99 and compare outputs bit for bit with the integer path.
 
-use strata_test_support::c::{bits, build, run_c};
+use strata_test_support::c::{bits, build, deinterleave, interleave, port_sizes, run_c};
 use strata_test_support::{batch_ty, mnist, op, rows};
 
 use std::collections::BTreeMap;
@@ -242,61 +242,6 @@ fn mnist_two_in_three_out() -> Graph {
     g
 }
 
-/// A driver for any number of inputs and outputs: per sample, reads every input in turn
-/// and writes every output in turn.
-fn multi_main(sizes_in: &[usize], sizes_out: &[usize]) -> String {
-    let decl = |dir: &str, sizes: &[usize]| -> String {
-        sizes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| format!("static float {dir}{i}[{n}];\n"))
-            .collect()
-    };
-    let list = |dir: &str, n: usize| -> String {
-        (0..n).map(|i| format!("{dir}{i}")).collect::<Vec<_>>().join(", ")
-    };
-    let reads: String = sizes_in
-        .iter()
-        .enumerate()
-        .map(|(i, n)| format!("        if (fread(in{i}, sizeof(float), {n}, fi) != {n}) return 4;\n"))
-        .collect();
-    let writes: String = sizes_out
-        .iter()
-        .enumerate()
-        .map(|(i, n)| format!("        fwrite(out{i}, sizeof(float), {n}, fo);\n"))
-        .collect();
-    format!(
-        r#"#include <stdio.h>
-#include <stdlib.h>
-#include "model.h"
-{}{}int main(int argc, char **argv)
-{{
-    const float *const ins[MODEL_NUM_INPUTS] = {{{}}};
-    float *const outs[MODEL_NUM_OUTPUTS] = {{{}}};
-    FILE *fi, *fo;
-    long n, i;
-    if (argc < 4) return 2;
-    n = atol(argv[3]);
-    fi = fopen(argv[1], "rb");
-    fo = fopen(argv[2], "wb");
-    if (!fi || !fo) return 3;
-    for (i = 0; i < n; ++i) {{
-        int rc;
-{reads}        rc = model_run(ins, outs);
-        if (rc != 0) return 10 + rc;
-{writes}    }}
-    fclose(fi);
-    fclose(fo);
-    return 0;
-}}
-"#,
-        decl("in", sizes_in),
-        decl("out", sizes_out),
-        list("in", sizes_in.len()),
-        list("out", sizes_out.len()),
-    )
-}
-
 #[test]
 fn several_inputs_and_outputs_match_runtime() {
     let g = mnist_two_in_three_out();
@@ -305,14 +250,15 @@ fn several_inputs_and_outputs_match_runtime() {
     let bias: Vec<f32> = (0..n * 10).map(|i| (i as f32 * 0.61).cos() * 3.0).collect();
     let bias_t = Tensor::from_f32(vec![n, 10], bias.clone()).unwrap();
     let k = 4;
-    let dir = std::env::temp_dir().join(format!("strata-emit-c-{}-multi", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let opts = EmitOptions {
-        planes: k,
-        name: "model".into(),
-        ..Default::default()
-    };
-    let out = emit(&g, &opts).unwrap();
+    let out = emit(
+        &g,
+        &EmitOptions {
+            planes: k,
+            name: "model".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     // The header describes each port by position, with its ONNX name.
     for want in [
         "#define MODEL_NUM_INPUTS 2",
@@ -323,37 +269,17 @@ fn several_inputs_and_outputs_match_runtime() {
         "#define MODEL_OUTPUT2_SIZE 10",
         "int model_run(const float *const *inputs, float *const *outputs);",
     ] {
-        assert!(out.header.contains(want), "missing {want:?} in\n{}", out.header);
+        assert!(
+            out.header.contains(want),
+            "missing {want:?} in\n{}",
+            out.header
+        );
     }
     assert!(!out.header.contains("MODEL_INPUT_SIZE"));
-    write_c(&g, &opts, &dir).unwrap();
-    let first_size = g.value(g.outputs()[1]).unwrap().ty.shape.resolve(1).iter().product();
-    let sizes_in = [784, 10];
-    let sizes_out = [10, first_size, 10];
-    std::fs::write(dir.join("main.c"), multi_main(&sizes_in, &sizes_out)).unwrap();
-    let exe = dir.join("main");
-    let built = Command::new(gcc())
-        .args(STRICT_C99)
-        .arg("-o")
-        .arg(&exe)
-        .arg(dir.join("model.c"))
-        .arg(dir.join("main.c"))
-        .arg("-lm")
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "gcc: {}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    // Per sample: the image, then its bias row.
+    let exe = build(&g, k, "multi");
+    let (sizes_in, sizes_out) = port_sizes(&g);
+    assert_eq!(sizes_in, [784, 10]);
     let x = images.as_f32().unwrap();
-    let mut interleaved = Vec::new();
-    for i in 0..n {
-        interleaved.extend_from_slice(&x[i * 784..(i + 1) * 784]);
-        interleaved.extend_from_slice(&bias[i * 10..(i + 1) * 10]);
-    }
-    let got = run_c(&exe, &interleaved, n, None).unwrap();
     let run_opts = RunOptions {
         planes: Some(k),
         path: QuantPath::Integer,
@@ -361,17 +287,37 @@ fn several_inputs_and_outputs_match_runtime() {
     };
     let want = run_with(&g, &[images.clone(), bias_t], &run_opts).unwrap();
     assert_eq!(want.len(), 3);
-    let per_sample: usize = sizes_out.iter().sum();
-    assert_eq!(got.len(), n * per_sample);
-    for i in 0..n {
-        let mut at = i * per_sample;
-        for (j, &size) in sizes_out.iter().enumerate() {
-            let w = &want[j].as_f32().unwrap()[i * size..(i + 1) * size];
-            assert_eq!(bits(&got[at..at + size]), bits(w), "sample {i} output {j}");
-            at += size;
+    let check = |ppl: Option<&[u8]>, want: &[Tensor]| {
+        let got = run_c(&exe, &interleave(&[x, &bias], &sizes_in, n), n, ppl).unwrap();
+        let got = deinterleave(&got, &sizes_out, n).unwrap();
+        for (j, (g, w)) in got.iter().zip(want).enumerate() {
+            assert_eq!(bits(g), bits(w.as_f32().unwrap()), "output {j}, {ppl:?}");
         }
-    }
+        got
+    };
+    let got = check(None, &want);
+    // The third output is the second input, copied through.
+    assert_eq!(bits(&got[2]), bits(&bias));
     // The logits really moved by the bias (not a copy of the plain model's output).
     let plain = run_with(mnist(), std::slice::from_ref(&images), &run_opts).unwrap();
-    assert_ne!(bits(&got[..10]), bits(&plain[0].as_f32().unwrap()[..10]));
+    assert_ne!(bits(&got[0]), bits(plain[0].as_f32().unwrap()));
+    // Per-layer plane counts through the array form too.
+    let names = layer_names(&g);
+    let ppl: Vec<u8> = (0..names.len()).map(|i| 2 + (i as u8 % 3)).collect();
+    let per_layer: BTreeMap<String, u8> = names.into_iter().zip(ppl.iter().copied()).collect();
+    let opts = RunOptions {
+        per_layer,
+        path: QuantPath::Integer,
+        ..Default::default()
+    };
+    let want = run_with(
+        &g,
+        &[
+            images.clone(),
+            Tensor::from_f32(vec![n, 10], bias.clone()).unwrap(),
+        ],
+        &opts,
+    )
+    .unwrap();
+    check(Some(&ppl), &want);
 }
