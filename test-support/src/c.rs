@@ -10,45 +10,131 @@ use strata_ir::Graph;
 
 use crate::STRICT_C99;
 
-/// The test driver: `main IN OUT N [p0,p1,...]` runs `N` samples of raw f32 from `IN`
-/// through `model_run` (or `model_run_planes` with the per-layer counts) and writes the
-/// outputs to `OUT`; a non-zero return code of the model exits with `10 + rc`.
-pub const MAIN_C: &str = r#"
-#include <stdio.h>
+/// The test driver for a model with inputs of `inputs` floats and outputs of `outputs`
+/// floats (batch 1, graph order): `main IN OUT N [p0,p1,...]` reads `N` samples of raw f32
+/// from `IN` — per sample every input in turn — runs `model_run` (or `model_run_planes` with
+/// the per-layer counts) and writes every output in turn to `OUT`; a non-zero return code of
+/// the model exits with `10 + rc`. One input and one output use the pointer form of the API,
+/// anything else the array form.
+pub fn main_c(inputs: &[usize], outputs: &[usize]) -> String {
+    let decls: String = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("static float in{i}[{n}];\n"))
+        .chain(
+            outputs
+                .iter()
+                .enumerate()
+                .map(|(i, n)| format!("static float out{i}[{n}];\n")),
+        )
+        .collect();
+    let names = |dir: &str, n: usize| (0..n).map(|i| format!("{dir}{i}")).collect::<Vec<_>>();
+    let (ins, outs) = (names("in", inputs.len()), names("out", outputs.len()));
+    let (arrays, args) = if inputs.len() == 1 && outputs.len() == 1 {
+        (String::new(), "in0, out0".to_string())
+    } else {
+        (
+            format!(
+                "    const float *const ins[] = {{{}}};\n    float *const outs[] = {{{}}};\n",
+                ins.join(", "),
+                outs.join(", ")
+            ),
+            "ins, outs".to_string(),
+        )
+    };
+    let reads: String = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            format!("        if (fread(in{i}, sizeof(float), {n}, fi) != {n}) return 4;\n")
+        })
+        .collect();
+    let writes: String = outputs
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("        fwrite(out{i}, sizeof(float), {n}, fo);\n"))
+        .collect();
+    format!(
+        r#"#include <stdio.h>
 #include <stdlib.h>
 #include "model.h"
-/* usage: main IN OUT N [p0,p1,...] — runs N samples, writes N outputs. */
+{decls}/* usage: main IN OUT N [p0,p1,...] — runs N samples, writes N outputs. */
 int main(int argc, char **argv)
-{
-    static float in[MODEL_INPUT_SIZE], out[MODEL_OUTPUT_SIZE];
-    uint8_t ppl[MODEL_NUM_LAYERS + 1];
+{{
+{arrays}    uint8_t ppl[MODEL_NUM_LAYERS + 1];
     FILE *fi, *fo;
     long n, i;
     int use_ppl = argc > 4;
     if (argc < 4) return 2;
     n = atol(argv[3]);
-    if (use_ppl) {
+    if (use_ppl) {{
         char *s = argv[4];
-        for (i = 0; i < MODEL_NUM_LAYERS; ++i) {
+        for (i = 0; i < MODEL_NUM_LAYERS; ++i) {{
             ppl[i] = (uint8_t)strtol(s, &s, 10);
             if (*s == ',') ++s;
-        }
-    }
+        }}
+    }}
     fi = fopen(argv[1], "rb");
     fo = fopen(argv[2], "wb");
     if (!fi || !fo) return 3;
-    for (i = 0; i < n; ++i) {
+    for (i = 0; i < n; ++i) {{
         int rc;
-        if (fread(in, sizeof(float), MODEL_INPUT_SIZE, fi) != MODEL_INPUT_SIZE) return 4;
-        rc = use_ppl ? model_run_planes(in, out, ppl) : model_run(in, out);
+{reads}        rc = use_ppl ? model_run_planes({args}, ppl) : model_run({args});
         if (rc != 0) return 10 + rc;
-        fwrite(out, sizeof(float), MODEL_OUTPUT_SIZE, fo);
-    }
+{writes}    }}
     fclose(fi);
     fclose(fo);
     return 0;
+}}
+"#
+    )
 }
-"#;
+
+/// Batch-1 element counts of `graph`'s inputs and outputs, in graph order.
+pub fn port_sizes(graph: &Graph) -> (Vec<usize>, Vec<usize>) {
+    let size = |t: &strata_ir::TensorType| t.shape.resolve(1).iter().product::<usize>();
+    let inputs = graph
+        .inputs()
+        .iter()
+        .map(|&id| size(&graph.node(id).unwrap().outputs[0].ty))
+        .collect();
+    let outputs = graph
+        .outputs()
+        .iter()
+        .map(|&v| size(&graph.value(v).unwrap().ty))
+        .collect();
+    (inputs, outputs)
+}
+
+/// Per-sample interleaving of several tensors' rows (`n` samples each of `sizes[j]` floats),
+/// the layout [`main_c`] reads and writes.
+pub fn interleave(parts: &[&[f32]], sizes: &[usize], n: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(sizes.iter().sum::<usize>() * n);
+    for i in 0..n {
+        for (p, &size) in parts.iter().zip(sizes) {
+            out.extend_from_slice(&p[i * size..(i + 1) * size]);
+        }
+    }
+    out
+}
+
+/// The inverse of [`interleave`]: one vector of `n × sizes[j]` floats per part. `None` when
+/// `flat` does not hold exactly `n` samples.
+pub fn deinterleave(flat: &[f32], sizes: &[usize], n: usize) -> Option<Vec<Vec<f32>>> {
+    let per: usize = sizes.iter().sum();
+    if flat.len() != per * n {
+        return None;
+    }
+    let mut parts: Vec<Vec<f32>> = sizes.iter().map(|&s| Vec::with_capacity(s * n)).collect();
+    for sample in flat.chunks_exact(per.max(1)) {
+        let mut at = 0;
+        for (p, &size) in parts.iter_mut().zip(sizes) {
+            p.extend_from_slice(&sample[at..at + size]);
+            at += size;
+        }
+    }
+    Some(parts)
+}
 
 /// The host C compiler. Fails loudly when gcc is missing: a C test must never pass without
 /// running C.
@@ -65,7 +151,8 @@ pub fn gcc() -> &'static str {
 }
 
 /// Emits `graph` at `k` planes (prefix `model`, generic target) into a fresh temporary
-/// directory named after `tag` and builds it with the test driver in strict C99. An emit
+/// directory named after `tag` and builds it with the test driver ([`main_c`] for its ports)
+/// in strict C99. An emit
 /// error is returned (the corpus records which models the backend refuses); a C compiler
 /// error fails the test, since emitted C must always build.
 pub fn try_build(graph: &Graph, k: u8, tag: &str) -> Result<PathBuf, EmitError> {
@@ -77,7 +164,8 @@ pub fn try_build(graph: &Graph, k: u8, tag: &str) -> Result<PathBuf, EmitError> 
         ..Default::default()
     };
     write_c(graph, &opts, &dir)?;
-    std::fs::write(dir.join("main.c"), MAIN_C).unwrap();
+    let (inputs, outputs) = port_sizes(graph);
+    std::fs::write(dir.join("main.c"), main_c(&inputs, &outputs)).unwrap();
     let exe = dir.join("main");
     let out = Command::new(gcc())
         .args(STRICT_C99)

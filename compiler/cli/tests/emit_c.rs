@@ -1,7 +1,7 @@
 //! The C backend against the reference runtime: emit the MNIST CNN for every plane count,
 //! build it with gcc in strict C99 and compare outputs bit for bit with the integer path.
 
-use strata_test_support::c::{bits, build, run_c};
+use strata_test_support::c::{bits, build, deinterleave, interleave, port_sizes, run_c};
 use strata_test_support::{batch_ty, mnist, op, rows};
 
 use std::collections::BTreeMap;
@@ -203,18 +203,17 @@ fn errors_name_what_and_where() {
         other => panic!("{other:?}"),
     }
     // Unsupported ops and operands are the lowering's errors (unit-tested in strata-lower).
-    // Two graph inputs.
+    // An input that is not f32.
     let mut s = Graph::new("s");
-    let a = s.add_input("a", TensorType::known(DType::F32, &[1, 2]));
-    let b = s.add_input("b", TensorType::known(DType::F32, &[1, 2]));
+    let a = s.add_input("a", TensorType::known(DType::I64, &[1, 2]));
     let y = s
-        .add_op_inferred("sum", Op::Binary(BinaryOp::Add), &[a, b], vec!["y".into()])
+        .add_op_inferred("id", Op::Identity, &[a], vec!["y".into()])
         .unwrap();
     s.set_outputs(vec![ValueRef::first(y)]);
-    assert!(matches!(
-        emit(&s, &opts(4, "m")),
-        Err(EmitError::Lower(LowerError::Interface(_)))
-    ));
+    match emit(&s, &opts(4, "m")) {
+        Err(EmitError::Lower(LowerError::Interface(m))) => assert!(m.contains("input `a`"), "{m}"),
+        other => panic!("{other:?}"),
+    }
     // An unwritable output directory is an I/O error naming the path.
     let file = std::env::temp_dir().join(format!("strata-emit-c-file-{}", std::process::id()));
     std::fs::write(&file, b"x").unwrap();
@@ -222,4 +221,103 @@ fn errors_name_what_and_where() {
         Err(EmitError::Io { path, .. }) => assert!(path.contains("strata-emit-c-file")),
         other => panic!("{other:?}"),
     }
+}
+
+/// The MNIST CNN with a second input added to the logits and a second output (the first
+/// layer's activations, read by later steps too) and a third (the second input itself).
+fn mnist_two_in_three_out() -> Graph {
+    let mut g = mnist().clone();
+    let logits = g.outputs()[0];
+    let bias = g.add_input("bias", batch_ty(&[10]));
+    let plus = op(&mut g, "plus", Op::Binary(BinaryOp::Add), &[logits, bias]);
+    let first = layer_names(&g)[0].clone();
+    let id = g
+        .topo_order()
+        .unwrap()
+        .into_iter()
+        .find(|&id| g.node(id).unwrap().name == first)
+        .unwrap();
+    g.set_outputs(vec![plus, ValueRef::first(id), bias]);
+    strata_ir::verify(&g).unwrap();
+    g
+}
+
+#[test]
+fn several_inputs_and_outputs_match_runtime() {
+    let g = mnist_two_in_three_out();
+    let n = 6;
+    let images = rows(&mnist::fixture("images"), 0..n);
+    let bias: Vec<f32> = (0..n * 10).map(|i| (i as f32 * 0.61).cos() * 3.0).collect();
+    let bias_t = Tensor::from_f32(vec![n, 10], bias.clone()).unwrap();
+    let k = 4;
+    let out = emit(
+        &g,
+        &EmitOptions {
+            planes: k,
+            name: "model".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // The header describes each port by position, with its ONNX name.
+    for want in [
+        "#define MODEL_NUM_INPUTS 2",
+        "#define MODEL_NUM_OUTPUTS 3",
+        "/* input 1: `bias` */",
+        "#define MODEL_INPUT1_SIZE 10",
+        "#define MODEL_OUTPUT0_SHAPE {1, 10}",
+        "#define MODEL_OUTPUT2_SIZE 10",
+        "int model_run(const float *const *inputs, float *const *outputs);",
+    ] {
+        assert!(
+            out.header.contains(want),
+            "missing {want:?} in\n{}",
+            out.header
+        );
+    }
+    assert!(!out.header.contains("MODEL_INPUT_SIZE"));
+    let exe = build(&g, k, "multi");
+    let (sizes_in, sizes_out) = port_sizes(&g);
+    assert_eq!(sizes_in, [784, 10]);
+    let x = images.as_f32().unwrap();
+    let run_opts = RunOptions {
+        planes: Some(k),
+        path: QuantPath::Integer,
+        ..Default::default()
+    };
+    let want = run_with(&g, &[images.clone(), bias_t], &run_opts).unwrap();
+    assert_eq!(want.len(), 3);
+    let check = |ppl: Option<&[u8]>, want: &[Tensor]| {
+        let got = run_c(&exe, &interleave(&[x, &bias], &sizes_in, n), n, ppl).unwrap();
+        let got = deinterleave(&got, &sizes_out, n).unwrap();
+        for (j, (g, w)) in got.iter().zip(want).enumerate() {
+            assert_eq!(bits(g), bits(w.as_f32().unwrap()), "output {j}, {ppl:?}");
+        }
+        got
+    };
+    let got = check(None, &want);
+    // The third output is the second input, copied through.
+    assert_eq!(bits(&got[2]), bits(&bias));
+    // The logits really moved by the bias (not a copy of the plain model's output).
+    let plain = run_with(mnist(), std::slice::from_ref(&images), &run_opts).unwrap();
+    assert_ne!(bits(&got[0]), bits(plain[0].as_f32().unwrap()));
+    // Per-layer plane counts through the array form too.
+    let names = layer_names(&g);
+    let ppl: Vec<u8> = (0..names.len()).map(|i| 2 + (i as u8 % 3)).collect();
+    let per_layer: BTreeMap<String, u8> = names.into_iter().zip(ppl.iter().copied()).collect();
+    let opts = RunOptions {
+        per_layer,
+        path: QuantPath::Integer,
+        ..Default::default()
+    };
+    let want = run_with(
+        &g,
+        &[
+            images.clone(),
+            Tensor::from_f32(vec![n, 10], bias.clone()).unwrap(),
+        ],
+        &opts,
+    )
+    .unwrap();
+    check(Some(&ppl), &want);
 }
