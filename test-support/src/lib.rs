@@ -5,6 +5,8 @@
 //! Each test binary uses a subset, hence the `dead_code`-free layout in small modules.
 
 pub mod bitplane;
+#[cfg(feature = "compiler")]
+pub mod c;
 pub mod cli;
 #[cfg(feature = "compiler")]
 pub mod fmnist;

@@ -7,6 +7,17 @@ use strata_lower::{Lowered, WeightLayout};
 use crate::text::comment_safe;
 use crate::Target;
 
+/// The parameters of `PREFIX_run`: one pointer each for a graph with one input and one
+/// output, else arrays of pointers in graph order (`inputs[i]` holds `PREFIX_INPUTi_SIZE`
+/// floats).
+pub(crate) fn io_params(l: &Lowered) -> (&'static str, &'static str) {
+    if l.single_io() {
+        ("const float *input", "float *output")
+    } else {
+        ("const float *const *inputs", "float *const *outputs")
+    }
+}
+
 /// The header of `l` with symbol prefix `name`.
 pub(crate) fn print(l: &Lowered, name: &str, target: Target) -> String {
     let up = name.to_ascii_uppercase();
@@ -32,12 +43,31 @@ pub(crate) fn print(l: &Lowered, name: &str, target: Target) -> String {
     );
     let _ = writeln!(h, "#define {up}_PLANES {k}");
     let _ = writeln!(h, "/* Batch 1; tensors are dense row-major float32. */");
-    let _ = writeln!(h, "#define {up}_INPUT_RANK {}", l.input_shape.len());
-    let _ = writeln!(h, "#define {up}_INPUT_SHAPE {{{}}}", dims(&l.input_shape));
-    let _ = writeln!(h, "#define {up}_INPUT_SIZE {}", l.input_size());
-    let _ = writeln!(h, "#define {up}_OUTPUT_RANK {}", l.output_shape.len());
-    let _ = writeln!(h, "#define {up}_OUTPUT_SHAPE {{{}}}", dims(&l.output_shape));
-    let _ = writeln!(h, "#define {up}_OUTPUT_SIZE {}", l.output_size());
+    let _ = writeln!(h, "#define {up}_NUM_INPUTS {}", l.inputs.len());
+    let _ = writeln!(h, "#define {up}_NUM_OUTPUTS {}", l.outputs.len());
+    let outputs: Vec<_> = l.outputs.iter().map(|(p, _)| p).collect();
+    for (dir, ports) in [
+        ("INPUT", l.inputs.iter().collect::<Vec<_>>()),
+        ("OUTPUT", outputs),
+    ] {
+        for (i, p) in ports.iter().enumerate() {
+            // One graph input/output: unnumbered macros, as the pointer form of the API.
+            let tag = if l.single_io() {
+                dir.to_string()
+            } else {
+                format!("{dir}{i}")
+            };
+            let _ = writeln!(
+                h,
+                "/* {} {i}: `{}` */",
+                dir.to_ascii_lowercase(),
+                comment_safe(&p.name)
+            );
+            let _ = writeln!(h, "#define {up}_{tag}_RANK {}", p.shape.len());
+            let _ = writeln!(h, "#define {up}_{tag}_SHAPE {{{}}}", dims(&p.shape));
+            let _ = writeln!(h, "#define {up}_{tag}_SIZE {}", p.size());
+        }
+    }
     let _ = writeln!(
         h,
         "/* Static activation arena (liveness-planned, buffers reused). */"
@@ -94,7 +124,8 @@ pub(crate) fn print(l: &Lowered, name: &str, target: Target) -> String {
         h,
         "\n/* Runs the model at {default_planes} planes. Returns 0 on success. */"
     );
-    let _ = writeln!(h, "int {name}_run(const float *input, float *output);");
+    let (ins, outs) = io_params(l);
+    let _ = writeln!(h, "int {name}_run({ins}, {outs});");
     let _ = writeln!(
         h,
         "/* Runs with planes_per_layer[i] planes in layer i (NULL: {default_planes}{}).",
@@ -108,7 +139,10 @@ pub(crate) fn print(l: &Lowered, name: &str, target: Target) -> String {
         h,
         " * Returns 0 on success, 1 when a count is above {up}_PLANES or has no side table. */"
     );
-    let _ = writeln!(h, "int {name}_run_planes(const float *input, float *output, const uint8_t *planes_per_layer);");
+    let _ = writeln!(
+        h,
+        "int {name}_run_planes({ins}, {outs}, const uint8_t *planes_per_layer);"
+    );
     let _ = writeln!(h, "\n#ifdef __cplusplus\n}}\n#endif\n\n#endif /* {up}_H */");
     h
 }

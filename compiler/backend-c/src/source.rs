@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use strata_lower::{BinaryFn, Kernel, Lowered, Operand, ReduceFn, Step, UnaryFn, WeightLayout};
 
+use crate::header::io_params;
 use crate::prelude::{self, section_of, Section};
 use crate::text::{at, buf, c_float, comment_safe, unsigned_init};
 use crate::{data, Target};
@@ -43,7 +44,7 @@ pub(crate) fn print(l: &Lowered, name: &str, target: Target) -> String {
             ks.join(", ")
         );
     }
-    c.push_str("static int run_impl(const float *input, float *output, const uint8_t *ppl)\n{\n");
+    c.push_str("static int run_impl(const float *const *inputs, float *const *outputs, const uint8_t *ppl)\n{\n");
     c.push_str("    float *const A_ = A;\n    (void)A_;\n");
     if l.layers.is_empty() {
         c.push_str("    (void)ppl;\n");
@@ -53,14 +54,24 @@ pub(crate) fn print(l: &Lowered, name: &str, target: Target) -> String {
     for (i, st) in l.steps.iter().enumerate() {
         step(&mut c, l, &up, i, st);
     }
-    let _ = writeln!(
-        c,
-        "    memcpy(output, {}, {}u * sizeof(float));\n    return 0;\n}}\n",
-        at(l, l.output),
-        l.output_size()
-    );
-    let _ = writeln!(c, "int {name}_run(const float *input, float *output)\n{{\n    return run_impl(input, output, NULL);\n}}\n");
-    let _ = writeln!(c, "int {name}_run_planes(const float *input, float *output, const uint8_t *planes_per_layer)\n{{\n    return run_impl(input, output, planes_per_layer);\n}}");
+    for (j, (port, loc)) in l.outputs.iter().enumerate() {
+        let _ = writeln!(
+            c,
+            "    memcpy(outputs[{j}], {}, {}u * sizeof(float));",
+            at(l, *loc),
+            port.size()
+        );
+    }
+    c.push_str("    return 0;\n}\n\n");
+    let (ins, outs) = io_params(l);
+    // The pointer form passes one-element arrays to the shared implementation.
+    let (call_in, call_out) = if l.single_io() {
+        ("&input", "&output")
+    } else {
+        ("inputs", "outputs")
+    };
+    let _ = writeln!(c, "int {name}_run({ins}, {outs})\n{{\n    return run_impl({call_in}, {call_out}, NULL);\n}}\n");
+    let _ = writeln!(c, "int {name}_run_planes({ins}, {outs}, const uint8_t *planes_per_layer)\n{{\n    return run_impl({call_in}, {call_out}, planes_per_layer);\n}}");
     c
 }
 

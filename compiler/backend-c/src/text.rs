@@ -49,10 +49,10 @@ pub(crate) fn unsigned_init(vals: &[usize]) -> String {
     format!("{{{}}}", fields.join(", "))
 }
 
-/// The C expression for a value's storage: the caller's input or an arena slice.
+/// The C expression for a value's storage: one of the caller's inputs or an arena slice.
 pub(crate) fn at(l: &Lowered, loc: Loc) -> String {
     match loc {
-        Loc::Input => "input".to_string(),
+        Loc::Input(i) => format!("inputs[{i}]"),
         Loc::Buf(b) => buf(l, b),
     }
 }

@@ -1,11 +1,10 @@
 //! The C backend against the reference runtime: emit the MNIST CNN for every plane count,
 //! build it with gcc in strict C99 and compare outputs bit for bit with the integer path.
 
-use strata_test_support::{batch_ty, mnist, op, rows, STRICT_C99};
+use strata_test_support::c::{bits, build, deinterleave, interleave, port_sizes, run_c};
+use strata_test_support::{batch_ty, mnist, op, rows};
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use strata_compiler::backend::c::{emit, write_c, EmitError, EmitOptions, LowerError};
@@ -22,113 +21,6 @@ fn mnist() -> &'static Graph {
         let bytes = mnist::container(mnist::fp32(), rows(&mnist::fixture("calib"), 0..32));
         read_container(&bytes).unwrap().graph
     })
-}
-
-const MAIN_C: &str = r#"
-#include <stdio.h>
-#include <stdlib.h>
-#include "model.h"
-/* usage: main IN OUT N [p0,p1,...] — runs N samples, writes N outputs. */
-int main(int argc, char **argv)
-{
-    static float in[MODEL_INPUT_SIZE], out[MODEL_OUTPUT_SIZE];
-    uint8_t ppl[MODEL_NUM_LAYERS + 1];
-    FILE *fi, *fo;
-    long n, i;
-    int use_ppl = argc > 4;
-    if (argc < 4) return 2;
-    n = atol(argv[3]);
-    if (use_ppl) {
-        char *s = argv[4];
-        for (i = 0; i < MODEL_NUM_LAYERS; ++i) {
-            ppl[i] = (uint8_t)strtol(s, &s, 10);
-            if (*s == ',') ++s;
-        }
-    }
-    fi = fopen(argv[1], "rb");
-    fo = fopen(argv[2], "wb");
-    if (!fi || !fo) return 3;
-    for (i = 0; i < n; ++i) {
-        int rc;
-        if (fread(in, sizeof(float), MODEL_INPUT_SIZE, fi) != MODEL_INPUT_SIZE) return 4;
-        rc = use_ppl ? model_run_planes(in, out, ppl) : model_run(in, out);
-        if (rc != 0) return 10 + rc;
-        fwrite(out, sizeof(float), MODEL_OUTPUT_SIZE, fo);
-    }
-    fclose(fi);
-    fclose(fo);
-    return 0;
-}
-"#;
-
-/// Fails loudly when gcc is missing: this test must never pass without running C.
-fn gcc() -> &'static str {
-    let ok = Command::new("gcc")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "gcc is required by the C backend tests (install gcc); refusing to skip"
-    );
-    "gcc"
-}
-
-/// Emits `graph` at `k` planes into a fresh directory and builds it with the test driver.
-fn build(graph: &Graph, k: u8, tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("strata-emit-c-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let opts = EmitOptions {
-        planes: k,
-        name: "model".into(),
-        ..Default::default()
-    };
-    write_c(graph, &opts, &dir).unwrap();
-    std::fs::write(dir.join("main.c"), MAIN_C).unwrap();
-    let exe = dir.join("main");
-    let out = Command::new(gcc())
-        .args(STRICT_C99)
-        .arg("-o")
-        .arg(&exe)
-        .arg(dir.join("model.c"))
-        .arg(dir.join("main.c"))
-        .arg("-lm")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "gcc failed for {tag}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    exe
-}
-
-/// Runs the built driver on `x` (one sample per row) and returns the f32 outputs.
-fn run_c(exe: &Path, x: &[f32], n: usize, ppl: Option<&[u8]>) -> Result<Vec<f32>, i32> {
-    let dir = exe.parent().unwrap();
-    let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
-    std::fs::write(dir.join("in.bin"), bytes).unwrap();
-    let mut cmd = Command::new(exe);
-    cmd.arg(dir.join("in.bin"))
-        .arg(dir.join("out.bin"))
-        .arg(n.to_string());
-    if let Some(p) = ppl {
-        let s: Vec<String> = p.iter().map(|k| k.to_string()).collect();
-        cmd.arg(s.join(","));
-    }
-    let st = cmd.status().unwrap();
-    if !st.success() {
-        return Err(st.code().unwrap_or(-1));
-    }
-    let out = std::fs::read(dir.join("out.bin")).unwrap();
-    Ok(out
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect())
-}
-
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|f| f.to_bits()).collect()
 }
 
 fn layer_names(g: &Graph) -> Vec<String> {
@@ -311,18 +203,17 @@ fn errors_name_what_and_where() {
         other => panic!("{other:?}"),
     }
     // Unsupported ops and operands are the lowering's errors (unit-tested in strata-lower).
-    // Two graph inputs.
+    // An input that is not f32.
     let mut s = Graph::new("s");
-    let a = s.add_input("a", TensorType::known(DType::F32, &[1, 2]));
-    let b = s.add_input("b", TensorType::known(DType::F32, &[1, 2]));
+    let a = s.add_input("a", TensorType::known(DType::I64, &[1, 2]));
     let y = s
-        .add_op_inferred("sum", Op::Binary(BinaryOp::Add), &[a, b], vec!["y".into()])
+        .add_op_inferred("id", Op::Identity, &[a], vec!["y".into()])
         .unwrap();
     s.set_outputs(vec![ValueRef::first(y)]);
-    assert!(matches!(
-        emit(&s, &opts(4, "m")),
-        Err(EmitError::Lower(LowerError::Interface(_)))
-    ));
+    match emit(&s, &opts(4, "m")) {
+        Err(EmitError::Lower(LowerError::Interface(m))) => assert!(m.contains("input `a`"), "{m}"),
+        other => panic!("{other:?}"),
+    }
     // An unwritable output directory is an I/O error naming the path.
     let file = std::env::temp_dir().join(format!("strata-emit-c-file-{}", std::process::id()));
     std::fs::write(&file, b"x").unwrap();
@@ -330,4 +221,103 @@ fn errors_name_what_and_where() {
         Err(EmitError::Io { path, .. }) => assert!(path.contains("strata-emit-c-file")),
         other => panic!("{other:?}"),
     }
+}
+
+/// The MNIST CNN with a second input added to the logits and a second output (the first
+/// layer's activations, read by later steps too) and a third (the second input itself).
+fn mnist_two_in_three_out() -> Graph {
+    let mut g = mnist().clone();
+    let logits = g.outputs()[0];
+    let bias = g.add_input("bias", batch_ty(&[10]));
+    let plus = op(&mut g, "plus", Op::Binary(BinaryOp::Add), &[logits, bias]);
+    let first = layer_names(&g)[0].clone();
+    let id = g
+        .topo_order()
+        .unwrap()
+        .into_iter()
+        .find(|&id| g.node(id).unwrap().name == first)
+        .unwrap();
+    g.set_outputs(vec![plus, ValueRef::first(id), bias]);
+    strata_ir::verify(&g).unwrap();
+    g
+}
+
+#[test]
+fn several_inputs_and_outputs_match_runtime() {
+    let g = mnist_two_in_three_out();
+    let n = 6;
+    let images = rows(&mnist::fixture("images"), 0..n);
+    let bias: Vec<f32> = (0..n * 10).map(|i| (i as f32 * 0.61).cos() * 3.0).collect();
+    let bias_t = Tensor::from_f32(vec![n, 10], bias.clone()).unwrap();
+    let k = 4;
+    let out = emit(
+        &g,
+        &EmitOptions {
+            planes: k,
+            name: "model".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // The header describes each port by position, with its ONNX name.
+    for want in [
+        "#define MODEL_NUM_INPUTS 2",
+        "#define MODEL_NUM_OUTPUTS 3",
+        "/* input 1: `bias` */",
+        "#define MODEL_INPUT1_SIZE 10",
+        "#define MODEL_OUTPUT0_SHAPE {1, 10}",
+        "#define MODEL_OUTPUT2_SIZE 10",
+        "int model_run(const float *const *inputs, float *const *outputs);",
+    ] {
+        assert!(
+            out.header.contains(want),
+            "missing {want:?} in\n{}",
+            out.header
+        );
+    }
+    assert!(!out.header.contains("MODEL_INPUT_SIZE"));
+    let exe = build(&g, k, "multi");
+    let (sizes_in, sizes_out) = port_sizes(&g);
+    assert_eq!(sizes_in, [784, 10]);
+    let x = images.as_f32().unwrap();
+    let run_opts = RunOptions {
+        planes: Some(k),
+        path: QuantPath::Integer,
+        ..Default::default()
+    };
+    let want = run_with(&g, &[images.clone(), bias_t], &run_opts).unwrap();
+    assert_eq!(want.len(), 3);
+    let check = |ppl: Option<&[u8]>, want: &[Tensor]| {
+        let got = run_c(&exe, &interleave(&[x, &bias], &sizes_in, n), n, ppl).unwrap();
+        let got = deinterleave(&got, &sizes_out, n).unwrap();
+        for (j, (g, w)) in got.iter().zip(want).enumerate() {
+            assert_eq!(bits(g), bits(w.as_f32().unwrap()), "output {j}, {ppl:?}");
+        }
+        got
+    };
+    let got = check(None, &want);
+    // The third output is the second input, copied through.
+    assert_eq!(bits(&got[2]), bits(&bias));
+    // The logits really moved by the bias (not a copy of the plain model's output).
+    let plain = run_with(mnist(), std::slice::from_ref(&images), &run_opts).unwrap();
+    assert_ne!(bits(&got[0]), bits(plain[0].as_f32().unwrap()));
+    // Per-layer plane counts through the array form too.
+    let names = layer_names(&g);
+    let ppl: Vec<u8> = (0..names.len()).map(|i| 2 + (i as u8 % 3)).collect();
+    let per_layer: BTreeMap<String, u8> = names.into_iter().zip(ppl.iter().copied()).collect();
+    let opts = RunOptions {
+        per_layer,
+        path: QuantPath::Integer,
+        ..Default::default()
+    };
+    let want = run_with(
+        &g,
+        &[
+            images.clone(),
+            Tensor::from_f32(vec![n, 10], bias.clone()).unwrap(),
+        ],
+        &opts,
+    )
+    .unwrap();
+    check(Some(&ppl), &want);
 }

@@ -26,6 +26,20 @@ pub use layer::{CodeBlocks, Layer, PaddedInput, Weights};
 pub use planner::{Buffer, Plan};
 pub use walk::lower;
 
+/// A graph input or output as the generated code sees it: its ONNX name and batch-1 shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Port {
+    pub name: String,
+    pub shape: Vec<usize>,
+}
+
+impl Port {
+    /// Elements.
+    pub fn size(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
 /// How bit-plane weights are stored; both hold exactly planes `0..k` of each layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WeightLayout {
@@ -60,8 +74,8 @@ pub struct LowerOptions {
 /// Where a value lives at run time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Loc {
-    /// The caller's input buffer (read-only).
-    Input,
+    /// The caller's input buffer `i` (read-only), in graph input order.
+    Input(usize),
     /// An arena buffer (an index into [`Lowered::buffers`]).
     Buf(usize),
 }
@@ -368,11 +382,11 @@ pub struct Lowered {
     /// The per-layer default plane counts of a mixed-precision lowering.
     pub layer_planes: Option<Vec<u8>>,
     pub layout: WeightLayout,
-    /// Batch-1 shapes of the one input and the one output.
-    pub input_shape: Vec<usize>,
-    pub output_shape: Vec<usize>,
-    /// Where the output is when the last step has run.
-    pub output: Loc,
+    /// The graph inputs, in order (the caller's input buffers).
+    pub inputs: Vec<Port>,
+    /// The graph outputs, in order, each with where it is when the last step has run (two
+    /// outputs may share a location; an output may be an input).
+    pub outputs: Vec<(Port, Loc)>,
     /// The bit-plane layers, in `planes_per_layer` order.
     pub layers: Vec<Layer>,
     pub constants: Vec<Constant>,
@@ -390,14 +404,9 @@ pub struct Lowered {
 }
 
 impl Lowered {
-    /// Input elements.
-    pub fn input_size(&self) -> usize {
-        self.input_shape.iter().product()
-    }
-
-    /// Output elements.
-    pub fn output_size(&self) -> usize {
-        self.output_shape.iter().product()
+    /// Whether the graph has one input and one output (the `run(input, output)` form).
+    pub fn single_io(&self) -> bool {
+        self.inputs.len() == 1 && self.outputs.len() == 1
     }
 
     /// Constant data: every layer's weights and side tables, the constant operands, index

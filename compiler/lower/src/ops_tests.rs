@@ -59,11 +59,11 @@ fn squeeze_and_unsqueeze_are_views() {
     assert!(l
         .aliases
         .iter()
-        .all(|a| a.kind == AliasKind::View && a.of == Loc::Input));
+        .all(|a| a.kind == AliasKind::View && a.of == Loc::Input(0)));
     assert_eq!(
         kernels(&l),
         [&Kernel::Relu {
-            x: Loc::Input,
+            x: Loc::Input(0),
             n: 12
         }]
     );
@@ -86,7 +86,7 @@ fn slice_is_a_strided_copy_with_negative_steps() {
     assert_eq!(
         kernels(&l),
         [&Kernel::Gather {
-            x: Loc::Input,
+            x: Loc::Input(0),
             base: 9,
             dims: vec![1, 3, 2],
             strides: vec![0, -4, 2],
@@ -135,13 +135,13 @@ fn split_outputs_get_their_own_steps_and_buffers() {
         k[..2],
         [
             &Kernel::Gather {
-                x: Loc::Input,
+                x: Loc::Input(0),
                 base: 0,
                 dims: vec![1, 2, 2],
                 strides: vec![0, 2, 1],
             },
             &Kernel::Gather {
-                x: Loc::Input,
+                x: Loc::Input(0),
                 base: 4,
                 dims: vec![1, 4, 2],
                 strides: vec![0, 2, 1],
@@ -183,7 +183,7 @@ fn reductions_and_global_max_pool() {
     let l = lowered(g, y);
     let k = kernels(&l);
     let reduce = |outer, len, inner, f| Kernel::Reduce {
-        x: Loc::Input,
+        x: Loc::Input(0),
         outer,
         len,
         inner,
@@ -221,7 +221,7 @@ fn max_and_min_are_chains_of_binary_steps() {
     assert_eq!(
         *k[0],
         Kernel::Binary {
-            a: Loc::Input,
+            a: Loc::Input(0),
             b: Operand::Const(0),
             n: 6,
             bcast: Broadcast { len: 2, inner: 3 },
@@ -232,7 +232,7 @@ fn max_and_min_are_chains_of_binary_steps() {
         *k[1],
         Kernel::Binary {
             a: Loc::Buf(0),
-            b: Operand::Act(Loc::Input),
+            b: Operand::Act(Loc::Input(0)),
             n: 6,
             bcast: Broadcast::full(6),
             f: BinaryFn::Max,
@@ -280,7 +280,7 @@ fn pads_nearest_resize_and_gathers() {
     assert_eq!(
         *kernels(&l)[0],
         Kernel::Take {
-            x: Loc::Input,
+            x: Loc::Input(0),
             table: 0,
             fill: 0.5
         }
@@ -324,7 +324,7 @@ fn pads_nearest_resize_and_gathers() {
     assert_eq!(
         *k[1],
         Kernel::Gather {
-            x: Loc::Input,
+            x: Loc::Input(0),
             base: 2,
             dims: vec![1, 2],
             strides: vec![0, 1],
@@ -365,7 +365,7 @@ fn linear_resize_stores_the_runtime_taps() {
     assert_eq!(
         *kernels(&l)[0],
         Kernel::ResizeLinear {
-            x: Loc::Input,
+            x: Loc::Input(0),
             dims: vec![1, 1, 3, 3],
             strides: vec![6, 6, 3, 1],
             taps: 0,
@@ -407,7 +407,7 @@ fn batch_norm_is_a_multiply_and_an_add() {
     let k = kernels(&l);
     let bcast = Broadcast { len: 2, inner: 3 };
     assert!(
-        matches!(k[0], Kernel::Binary { a: Loc::Input, b: Operand::Const(0), f: BinaryFn::Mul, bcast: b, .. } if *b == bcast)
+        matches!(k[0], Kernel::Binary { a: Loc::Input(0), b: Operand::Const(0), f: BinaryFn::Mul, bcast: b, .. } if *b == bcast)
     );
     assert!(matches!(
         k[1],
@@ -443,7 +443,7 @@ fn ieee_and_libm_unary_functions_become_unary_steps() {
         assert_eq!(
             kernels(&l),
             [&Kernel::Unary {
-                x: Loc::Input,
+                x: Loc::Input(0),
                 n: 5,
                 f
             }]

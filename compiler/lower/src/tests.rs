@@ -72,7 +72,7 @@ fn relu_fuses_into_the_code_layout_epilogue() {
         [
             Kernel::BitplaneConv {
                 layer: 0,
-                x: Loc::Input,
+                x: Loc::Input(0),
                 relu: true
             },
             Kernel::BitplaneLinear {
@@ -102,7 +102,7 @@ fn relu_fuses_into_the_code_layout_epilogue() {
         ]
     );
     assert!(l.aliases.iter().all(|a| a.of == Loc::Buf(0)));
-    assert_eq!(l.output, Loc::Buf(2));
+    assert_eq!(l.outputs[0].1, Loc::Buf(2));
     assert_eq!(l.constants[0].values, [1.0, 2.0, 3.0]);
 }
 
@@ -175,8 +175,8 @@ fn buffers_live_from_writer_to_last_reader_and_share_the_arena() {
     let l = lower(&net(), &options(4, WeightLayout::Codes)).unwrap();
     assert_eq!(l.arena.offsets, [0, 56, 0]);
     assert_eq!(l.arena_bytes(), 4 * 59);
-    assert_eq!((l.input_size(), l.output_size()), (144, 3));
-    assert_eq!(l.output_shape, [1, 3]);
+    assert_eq!((l.inputs[0].size(), l.outputs[0].0.size()), (144, 3));
+    assert_eq!(l.outputs[0].0.shape, [1, 3]);
 }
 
 #[test]

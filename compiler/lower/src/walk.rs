@@ -15,7 +15,7 @@ use crate::layer::lower_layer;
 use crate::planner::{plan, Buffer};
 use crate::{
     Alias, AliasKind, Constant, IndexTable, Kernel, Layer, LinearTaps, Loc, LowerError,
-    LowerOptions, Lowered, PoolGeometry, ReduceFn, Scratch, Step,
+    LowerOptions, Lowered, PoolGeometry, Port, ReduceFn, Scratch, Step,
 };
 
 /// Arena offsets are multiples of 4 floats (16 bytes), enough for any SIMD load a compiler
@@ -29,29 +29,45 @@ pub fn lower(graph: &Graph, options: &LowerOptions) -> Result<Lowered, LowerErro
             planes: options.planes,
         });
     }
-    let (input, output) = match (graph.inputs(), graph.outputs()) {
-        ([i], [o]) => (*i, *o),
-        (i, o) => {
-            return Err(LowerError::Interface(format!(
-                "got {} inputs and {} outputs",
-                i.len(),
-                o.len()
-            )))
-        }
-    };
-    let in_ty = &graph.node(input)?.outputs[0].ty;
-    let out_ty = &graph.value(output)?.ty;
-    if in_ty.dtype != DType::F32 || out_ty.dtype != DType::F32 {
+    if graph.inputs().is_empty() || graph.outputs().is_empty() {
         return Err(LowerError::Interface(format!(
-            "got {} input and {} output",
-            in_ty.dtype, out_ty.dtype
+            "got {} inputs and {} outputs; at least one of each is needed",
+            graph.inputs().len(),
+            graph.outputs().len()
         )));
+    }
+    let mut locs = HashMap::new();
+    let mut inputs = Vec::with_capacity(graph.inputs().len());
+    for (i, &id) in graph.inputs().iter().enumerate() {
+        let node = graph.node(id)?;
+        let ty = &node.outputs[0].ty;
+        if ty.dtype != DType::F32 {
+            return Err(LowerError::Interface(format!(
+                "input `{}` is {}, not f32",
+                node.name, ty.dtype
+            )));
+        }
+        inputs.push(Port {
+            name: node.name.clone(),
+            shape: ty.shape.resolve(1),
+        });
+        locs.insert(ValueRef::first(id), Loc::Input(i));
+    }
+    for &v in graph.outputs() {
+        let ty = &graph.value(v)?.ty;
+        if ty.dtype != DType::F32 {
+            return Err(LowerError::Interface(format!(
+                "output `{}` is {}, not f32",
+                graph.value(v)?.name,
+                ty.dtype
+            )));
+        }
     }
     let order = graph.topo_order()?;
     let mut w = Walk {
         graph,
         options,
-        locs: HashMap::from([(ValueRef::first(input), Loc::Input)]),
+        locs,
         uses: HashMap::new(),
         layers: Vec::new(),
         constants: Vec::new(),
@@ -68,7 +84,9 @@ pub fn lower(graph: &Graph, options: &LowerOptions) -> Result<Lowered, LowerErro
             *w.uses.entry(v).or_default() += 1;
         }
     }
-    *w.uses.entry(output).or_default() += 1;
+    for &v in graph.outputs() {
+        *w.uses.entry(v).or_default() += 1;
+    }
     for (step, &id) in order.iter().enumerate() {
         let node = graph.node(id)?;
         if let NodeKind::Op(op) = &node.kind {
@@ -83,12 +101,20 @@ pub fn lower(graph: &Graph, options: &LowerOptions) -> Result<Lowered, LowerErro
             });
         }
     }
-    let out_loc = *w.locs.get(&output).ok_or_else(|| {
-        LowerError::Interface("the output is a constant (nothing to compute)".into())
-    })?;
-    // The output buffer survives every step: it is copied out after the last one.
-    if let Loc::Buf(b) = out_loc {
-        w.buffers[b].last = order.len();
+    let mut outputs = Vec::with_capacity(graph.outputs().len());
+    for &v in graph.outputs() {
+        let name = graph.value(v)?.name.clone();
+        let loc = *w.locs.get(&v).ok_or_else(|| {
+            LowerError::Interface(format!(
+                "output `{name}` is a constant (nothing to compute)"
+            ))
+        })?;
+        // An output buffer survives every step: it is copied out after the last one.
+        if let Loc::Buf(b) = loc {
+            w.buffers[b].last = order.len();
+        }
+        let shape = graph.value(v)?.ty.shape.resolve(1);
+        outputs.push((Port { name, shape }, loc));
     }
     let arena = plan(&w.buffers, ALIGN)
         .ok_or_else(|| LowerError::Interface("the arena size overflows".into()))?;
@@ -97,9 +123,8 @@ pub fn lower(graph: &Graph, options: &LowerOptions) -> Result<Lowered, LowerErro
         planes: options.planes,
         layer_planes: options.layer_planes.clone(),
         layout: options.layout,
-        input_shape: in_ty.shape.resolve(1),
-        output_shape: out_ty.shape.resolve(1),
-        output: out_loc,
+        inputs,
+        outputs,
         layers: w.layers,
         constants: w.constants,
         tables: w.tables,

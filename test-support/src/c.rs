@@ -1,0 +1,222 @@
+//! Building emitted C with the host compiler and running it on samples: the harness of the
+//! C backend's exactness tests (`compiler/cli/tests/emit_c.rs`) and of the real-model
+//! corpus (`compiler/cli/tests/corpus.rs`), so both compare the same way.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use strata_compiler::backend::c::{write_c, EmitError, EmitOptions};
+use strata_ir::Graph;
+
+use crate::STRICT_C99;
+
+/// The test driver for a model with inputs of `inputs` floats and outputs of `outputs`
+/// floats (batch 1, graph order): `main IN OUT N [p0,p1,...]` reads `N` samples of raw f32
+/// from `IN` — per sample every input in turn — runs `model_run` (or `model_run_planes` with
+/// the per-layer counts) and writes every output in turn to `OUT`; a non-zero return code of
+/// the model exits with `10 + rc`. One input and one output use the pointer form of the API,
+/// anything else the array form.
+pub fn main_c(inputs: &[usize], outputs: &[usize]) -> String {
+    let decls: String = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("static float in{i}[{n}];\n"))
+        .chain(
+            outputs
+                .iter()
+                .enumerate()
+                .map(|(i, n)| format!("static float out{i}[{n}];\n")),
+        )
+        .collect();
+    let names = |dir: &str, n: usize| (0..n).map(|i| format!("{dir}{i}")).collect::<Vec<_>>();
+    let (ins, outs) = (names("in", inputs.len()), names("out", outputs.len()));
+    let (arrays, args) = if inputs.len() == 1 && outputs.len() == 1 {
+        (String::new(), "in0, out0".to_string())
+    } else {
+        (
+            format!(
+                "    const float *const ins[] = {{{}}};\n    float *const outs[] = {{{}}};\n",
+                ins.join(", "),
+                outs.join(", ")
+            ),
+            "ins, outs".to_string(),
+        )
+    };
+    let reads: String = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            format!("        if (fread(in{i}, sizeof(float), {n}, fi) != {n}) return 4;\n")
+        })
+        .collect();
+    let writes: String = outputs
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("        fwrite(out{i}, sizeof(float), {n}, fo);\n"))
+        .collect();
+    format!(
+        r#"#include <stdio.h>
+#include <stdlib.h>
+#include "model.h"
+{decls}/* usage: main IN OUT N [p0,p1,...] — runs N samples, writes N outputs. */
+int main(int argc, char **argv)
+{{
+{arrays}    uint8_t ppl[MODEL_NUM_LAYERS + 1];
+    FILE *fi, *fo;
+    long n, i;
+    int use_ppl = argc > 4;
+    if (argc < 4) return 2;
+    n = atol(argv[3]);
+    if (use_ppl) {{
+        char *s = argv[4];
+        for (i = 0; i < MODEL_NUM_LAYERS; ++i) {{
+            ppl[i] = (uint8_t)strtol(s, &s, 10);
+            if (*s == ',') ++s;
+        }}
+    }}
+    fi = fopen(argv[1], "rb");
+    fo = fopen(argv[2], "wb");
+    if (!fi || !fo) return 3;
+    for (i = 0; i < n; ++i) {{
+        int rc;
+{reads}        rc = use_ppl ? model_run_planes({args}, ppl) : model_run({args});
+        if (rc != 0) return 10 + rc;
+{writes}    }}
+    fclose(fi);
+    fclose(fo);
+    return 0;
+}}
+"#
+    )
+}
+
+/// Batch-1 element counts of `graph`'s inputs and outputs, in graph order.
+pub fn port_sizes(graph: &Graph) -> (Vec<usize>, Vec<usize>) {
+    let size = |t: &strata_ir::TensorType| t.shape.resolve(1).iter().product::<usize>();
+    let inputs = graph
+        .inputs()
+        .iter()
+        .map(|&id| size(&graph.node(id).unwrap().outputs[0].ty))
+        .collect();
+    let outputs = graph
+        .outputs()
+        .iter()
+        .map(|&v| size(&graph.value(v).unwrap().ty))
+        .collect();
+    (inputs, outputs)
+}
+
+/// Per-sample interleaving of several tensors' rows (`n` samples each of `sizes[j]` floats),
+/// the layout [`main_c`] reads and writes.
+pub fn interleave(parts: &[&[f32]], sizes: &[usize], n: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(sizes.iter().sum::<usize>() * n);
+    for i in 0..n {
+        for (p, &size) in parts.iter().zip(sizes) {
+            out.extend_from_slice(&p[i * size..(i + 1) * size]);
+        }
+    }
+    out
+}
+
+/// The inverse of [`interleave`]: one vector of `n × sizes[j]` floats per part. `None` when
+/// `flat` does not hold exactly `n` samples.
+pub fn deinterleave(flat: &[f32], sizes: &[usize], n: usize) -> Option<Vec<Vec<f32>>> {
+    let per: usize = sizes.iter().sum();
+    if flat.len() != per * n {
+        return None;
+    }
+    let mut parts: Vec<Vec<f32>> = sizes.iter().map(|&s| Vec::with_capacity(s * n)).collect();
+    for sample in flat.chunks_exact(per.max(1)) {
+        let mut at = 0;
+        for (p, &size) in parts.iter_mut().zip(sizes) {
+            p.extend_from_slice(&sample[at..at + size]);
+            at += size;
+        }
+    }
+    Some(parts)
+}
+
+/// The host C compiler. Fails loudly when gcc is missing: a C test must never pass without
+/// running C.
+pub fn gcc() -> &'static str {
+    let ok = Command::new("gcc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "gcc is required by the C backend tests (install gcc); refusing to skip"
+    );
+    "gcc"
+}
+
+/// Emits `graph` at `k` planes (prefix `model`, generic target) into a fresh temporary
+/// directory named after `tag` and builds it with the test driver ([`main_c`] for its ports)
+/// in strict C99. An emit
+/// error is returned (the corpus records which models the backend refuses); a C compiler
+/// error fails the test, since emitted C must always build.
+pub fn try_build(graph: &Graph, k: u8, tag: &str) -> Result<PathBuf, EmitError> {
+    let dir = std::env::temp_dir().join(format!("strata-emit-c-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let opts = EmitOptions {
+        planes: k,
+        name: "model".into(),
+        ..Default::default()
+    };
+    write_c(graph, &opts, &dir)?;
+    let (inputs, outputs) = port_sizes(graph);
+    std::fs::write(dir.join("main.c"), main_c(&inputs, &outputs)).unwrap();
+    let exe = dir.join("main");
+    let out = Command::new(gcc())
+        .args(STRICT_C99)
+        .arg("-o")
+        .arg(&exe)
+        .arg(dir.join("model.c"))
+        .arg(dir.join("main.c"))
+        .arg("-lm")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gcc failed for {tag}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(exe)
+}
+
+/// [`try_build`] for graphs the backend must lower.
+#[track_caller]
+pub fn build(graph: &Graph, k: u8, tag: &str) -> PathBuf {
+    try_build(graph, k, tag).unwrap_or_else(|e| panic!("emit-c {tag}: {e}"))
+}
+
+/// Runs the built driver on `x` (`n` samples, one per row) and returns the f32 outputs, or
+/// the driver's exit code.
+pub fn run_c(exe: &Path, x: &[f32], n: usize, ppl: Option<&[u8]>) -> Result<Vec<f32>, i32> {
+    let dir = exe.parent().unwrap();
+    let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(dir.join("in.bin"), bytes).unwrap();
+    let mut cmd = Command::new(exe);
+    cmd.arg(dir.join("in.bin"))
+        .arg(dir.join("out.bin"))
+        .arg(n.to_string());
+    if let Some(p) = ppl {
+        let s: Vec<String> = p.iter().map(|k| k.to_string()).collect();
+        cmd.arg(s.join(","));
+    }
+    let st = cmd.status().unwrap();
+    if !st.success() {
+        return Err(st.code().unwrap_or(-1));
+    }
+    let out = std::fs::read(dir.join("out.bin")).unwrap();
+    Ok(out
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
+/// The bit patterns of `v`: bit-exact comparisons that also tell `-0.0` from `0.0` and
+/// compare NaNs.
+pub fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|f| f.to_bits()).collect()
+}
