@@ -18,6 +18,8 @@
 
 mod new_ops;
 
+use new_ops::Builder;
+
 use strata_test_support::{batch_ty, fmnist, mnist, op, rows, values, STRICT_C99};
 
 use std::collections::{BTreeMap, HashMap};
@@ -33,7 +35,7 @@ use strata_ir::ops::{
     BinaryOp, Clip, Conv, Gemm, GlobalPoolKind, Pool, ReduceMean, Reshape, Softmax, UnaryOp,
 };
 use strata_ir::quant::ActBits;
-use strata_ir::{DType, Graph, NodeKind, Op, Shape, Tensor, TensorType, ValueRef};
+use strata_ir::{Graph, NodeKind, Op, Tensor};
 use strata_runtime::{run_with, QuantPath, RunOptions};
 
 fn quantized(fp32: Graph, calib: Tensor) -> Graph {
@@ -183,65 +185,6 @@ fn small() -> &'static Graph {
     })
 }
 
-/// Builds a graph from `[N, 3, 9, 9]` inputs with deterministic constants.
-struct NetBuilder {
-    g: Graph,
-    x: ValueRef,
-    seed: u64,
-}
-
-impl NetBuilder {
-    fn new(name: &str, seed: u64) -> Self {
-        let mut g = Graph::new(name);
-        let d = [9usize, 9];
-        let mut dims = vec![strata_ir::Dim::Batch, strata_ir::Dim::Known(3)];
-        dims.extend(d.iter().map(|&x| strata_ir::Dim::Known(x)));
-        let x = g.add_input("x", TensorType::new(DType::F32, Shape(dims)));
-        NetBuilder { g, x, seed }
-    }
-
-    fn konst(&mut self, name: &str, shape: &[usize], scale: f32) -> ValueRef {
-        self.seed += 1;
-        let n: usize = shape.iter().product();
-        let v = values(n, self.seed)
-            .into_iter()
-            .map(|v| v * scale)
-            .collect();
-        self.g
-            .add_constant(name, Tensor::from_f32(shape.to_vec(), v).unwrap())
-    }
-
-    fn op(&mut self, name: &str, op: Op, ins: &[ValueRef]) -> ValueRef {
-        ValueRef::first(
-            self.g
-                .add_op_inferred(name, op, ins, vec![name.to_string()])
-                .unwrap(),
-        )
-    }
-
-    /// A 3×3 bit-plane convolution (stride 1, pads `pad`) from the input to `m` channels.
-    fn conv(&mut self, name: &str, m: usize, pad: usize) -> ValueRef {
-        let w = self.konst(&format!("{name}_w"), &[m, 3, 3, 3], 0.4);
-        let b = self.konst(&format!("{name}_b"), &[m], 0.1);
-        let conv = Op::Conv(Conv {
-            kernel: vec![3, 3],
-            strides: vec![1, 1],
-            pads: vec![pad; 4],
-            dilations: vec![1, 1],
-            group: 1,
-            has_bias: true,
-        });
-        let x = self.x;
-        self.op(name, conv, &[x, w, b])
-    }
-
-    fn finish(mut self, y: ValueRef) -> Graph {
-        self.g.set_outputs(vec![y]);
-        strata_ir::verify(&self.g).unwrap();
-        self.g
-    }
-}
-
 fn pool2(kernel: usize, pads: [usize; 4], dil: [usize; 2]) -> Pool {
     Pool {
         kernel: vec![kernel, if dil[1] > 1 { 2 } else { kernel }],
@@ -266,7 +209,7 @@ fn op_nets() -> Vec<(&'static str, Graph)> {
     // last row and column dropped), MaxPool 3×2/2 with dilation 2 across and asymmetric pads
     // (the general path), AveragePool 4×4/2 with pads left out of the divisor, and 4×4/2 with
     // an end pad counted and ceil mode (a last window past the end padding).
-    let mut b = NetBuilder::new("op_pool", 100);
+    let mut b = Builder::with_seed("op_pool", 100);
     let c = b.conv("c", 6, 2);
     let max2 = b.op("max2x2", Op::MaxPool(pool2(2, [0; 4], [1, 1])), &[c]);
     let max = b.op("max", Op::MaxPool(pool2(3, [1, 0, 0, 1], [1, 2])), &[c]);
@@ -278,19 +221,19 @@ fn op_nets() -> Vec<(&'static str, Graph)> {
     let s = b.op("s1", add(), &[max2, max]);
     let s = b.op("s2", add(), &[s, avg]);
     let y = b.op("s3", add(), &[s, avg_pad]);
-    nets.push(("op_pool", b.finish(y)));
+    nets.push(("op_pool", b.finish_one(y)));
     // Elementwise: a standalone Relu read through an Identity of the convolution's output
     // (whose storage has another reader, so the Relu must not be applied in the layer's
     // epilogue), Add and Mul of two activations, Add of a full-size constant given as the
     // first operand, Mul by a scalar, and a Reshape as the output.
-    let mut b = NetBuilder::new("op_arith", 110);
+    let mut b = Builder::with_seed("op_arith", 110);
     let c1 = b.conv("c1", 4, 1);
     let i = b.op("id", Op::Identity, &[c1]);
     let r = b.op("relu", Op::Unary(UnaryOp::Relu), &[i]);
     let s = b.op("sum", add(), &[c1, r]);
     let c2 = b.conv("c2", 4, 1);
     let m = b.op("prod", mul(), &[s, c2]);
-    let k = b.konst("k", &[1, 4, 9, 9], 0.5);
+    let k = b.konst("k", &[1, 4, 9, 9], 0.5, 0.0);
     let a = b.op("shift", add(), &[k, m]);
     let k = b.g.add_constant("two", Tensor::scalar_f32(-1.7));
     let p = b.op("scale", mul(), &[a, k]);
@@ -299,17 +242,17 @@ fn op_nets() -> Vec<(&'static str, Graph)> {
         allow_zero: false,
     });
     let y = b.op("reshape", reshape, &[p]);
-    nets.push(("op_arith", b.finish(y)));
+    nets.push(("op_arith", b.finish_one(y)));
     // GlobalAveragePool over 81 positions, then Flatten.
-    let mut b = NetBuilder::new("op_gap", 120);
+    let mut b = Builder::with_seed("op_gap", 120);
     let c = b.conv("c", 6, 1);
     let gp = b.op("gap", Op::GlobalPool(GlobalPoolKind::Average), &[c]);
     let y = b.op("flat", Op::Flatten { axis: 1 }, &[gp]);
-    nets.push(("op_gap", b.finish(y)));
+    nets.push(("op_gap", b.finish_one(y)));
     // Element-wise functions side by side, concatenated along the channels (so every value
     // reaches the output as computed): Sigmoid, LeakyRelu, HardSigmoid, HardSwish,
     // Clip with both bounds and with a minimum only, PRelu with a per-channel slope.
-    let mut b = NetBuilder::new("op_act", 130);
+    let mut b = Builder::with_seed("op_act", 130);
     let c = b.conv("c", 6, 1);
     let un = |u| Op::Unary(u);
     let mut outs = vec![
@@ -334,14 +277,14 @@ fn op_nets() -> Vec<(&'static str, Graph)> {
         has_max: false,
     });
     outs.push(b.op("clip_lo", min_only, &[c, lo]));
-    let slope = b.konst("slope", &[6, 1, 1], 0.5);
+    let slope = b.konst("slope", &[6, 1, 1], 0.5, 0.0);
     outs.push(b.op("prelu", Op::PRelu, &[c, slope]));
     let y = b.op("cat", Op::Concat { axis: 1 }, &outs);
-    nets.push(("op_act", b.finish(y)));
+    nets.push(("op_act", b.finish_one(y)));
     // Broadcasting arithmetic: Sub and Div of activations and of constants on either side
     // (a scalar, a per-channel vector), and a squeeze-excitation gate (ReduceMean over H, W
     // with keepdims, Sigmoid, Mul broadcasting the gate over the map, in both operand orders).
-    let mut b = NetBuilder::new("op_bcast", 140);
+    let mut b = Builder::with_seed("op_bcast", 140);
     let c1 = b.conv("c1", 4, 1);
     let c2 = b.conv("c2", 4, 1);
     let sub = || Op::Binary(BinaryOp::Sub);
@@ -349,7 +292,7 @@ fn op_nets() -> Vec<(&'static str, Graph)> {
     let mut outs = vec![b.op("d", sub(), &[c1, c2])];
     let k = b.g.add_constant("k", Tensor::scalar_f32(0.3));
     outs.push(b.op("k_minus", sub(), &[k, c1]));
-    let kc = b.konst("kc", &[4, 1, 1], 1.0);
+    let kc = b.konst("kc", &[4, 1, 1], 1.0, 0.0);
     let kc = b.op("kc_off", add(), &[kc, k]);
     outs.push(b.op("per_ch_div", div(), &[c2, kc]));
     outs.push(b.op("div_into", div(), &[k, c2]));
@@ -363,10 +306,10 @@ fn op_nets() -> Vec<(&'static str, Graph)> {
     outs.push(b.op("se_swapped", mul(), &[g, c2]));
     outs.push(b.op("ch_minus", sub(), &[g, c1]));
     let y = b.op("cat", Op::Concat { axis: 1 }, &outs);
-    nets.push(("op_bcast", b.finish(y)));
+    nets.push(("op_bcast", b.finish_one(y)));
     // Softmax over the last axis of a transposed (NHWC) map and over the channels of the
     // NCHW map, ReduceMean over one middle axis, flattened and concatenated on axis 1.
-    let mut b = NetBuilder::new("op_softmax", 150);
+    let mut b = Builder::with_seed("op_softmax", 150);
     let c = b.conv("c", 5, 1);
     let t = b.op(
         "nhwc",
@@ -393,7 +336,7 @@ fn op_nets() -> Vec<(&'static str, Graph)> {
     let f2 = b.op("f2", flat(), &[s2]);
     let f3 = b.op("f3", flat(), &[m]);
     let y = b.op("cat", Op::Concat { axis: 1 }, &[f1, f2, f3]);
-    nets.push(("op_softmax", b.finish(y)));
+    nets.push(("op_softmax", b.finish_one(y)));
     // Data movement, reductions, Max/Min, BatchNorm, IEEE unary functions and Resize (every
     // chain of `new_ops` in one net, so the matrix builds one more unit per cell, not three).
     nets.push(("op_new", new_ops::combined()));

@@ -28,14 +28,21 @@ pub struct Builder {
 }
 
 impl Builder {
+    /// The builder of `new_ops`' own nets (constants seeded from 500).
     pub fn new(name: &str) -> Self {
+        Self::with_seed(name, 500)
+    }
+
+    /// Constants drawn from seeds `seed + 1`, `seed + 2`, …
+    pub fn with_seed(name: &str, seed: u64) -> Self {
         let mut g = Graph::new(name);
         let dims = [Dim::Batch, Dim::Known(3), Dim::Known(9), Dim::Known(9)];
         let x = g.add_input("x", TensorType::new(DType::F32, Shape(dims.to_vec())));
-        Builder { g, x, seed: 500 }
+        Builder { g, x, seed }
     }
 
-    fn konst(&mut self, name: &str, shape: &[usize], scale: f32, offset: f32) -> ValueRef {
+    /// A constant of `shape`: seeded values in [−1, 1) times `scale` plus `offset`.
+    pub fn konst(&mut self, name: &str, shape: &[usize], scale: f32, offset: f32) -> ValueRef {
         self.seed += 1;
         let n: usize = shape.iter().product();
         let v = values(n, self.seed)
@@ -46,7 +53,7 @@ impl Builder {
             .add_constant(name, Tensor::from_f32(shape.to_vec(), v).unwrap())
     }
 
-    fn op(&mut self, name: &str, op: Op, ins: &[ValueRef]) -> ValueRef {
+    pub fn op(&mut self, name: &str, op: Op, ins: &[ValueRef]) -> ValueRef {
         ValueRef::first(
             self.g
                 .add_op_inferred(name, op, ins, vec![name.to_string()])
@@ -55,7 +62,7 @@ impl Builder {
     }
 
     /// A 3×3 convolution of the input to `m` channels with pads `pad`.
-    fn conv(&mut self, name: &str, m: usize, pad: usize) -> ValueRef {
+    pub fn conv(&mut self, name: &str, m: usize, pad: usize) -> ValueRef {
         let w = self.konst(&format!("{name}_w"), &[m, 3, 3, 3], 0.4, 0.0);
         let b = self.konst(&format!("{name}_b"), &[m], 0.1, 0.0);
         let conv = Op::Conv(Conv {
@@ -78,6 +85,13 @@ impl Builder {
             .map(|(i, &v)| self.op(&format!("flat{i}"), Op::Flatten { axis: 1 }, &[v]))
             .collect();
         let y = self.op("cat", Op::Concat { axis: 1 }, &flat);
+        self.g.set_outputs(vec![y]);
+        strata_ir::verify(&self.g).unwrap();
+        self.g
+    }
+
+    /// `y` as the graph's one output.
+    pub fn finish_one(mut self, y: ValueRef) -> Graph {
         self.g.set_outputs(vec![y]);
         strata_ir::verify(&self.g).unwrap();
         self.g
