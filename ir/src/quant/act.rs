@@ -9,6 +9,23 @@ use super::{QuantError, MIN_BITS};
 /// bit-plane op itself allows at most [`MAX_BITS`](super::MAX_BITS)).
 pub const MAX_ACT_BITS: u8 = 16;
 
+/// `x.round_ties_even()` computed in registers: the standard library's version is a call to
+/// libm's `rintf` on baseline x86-64 (no SSE4.1 `roundss`), which kept every activation
+/// quantization loop scalar. Exact for every input: below `2^23` adding and subtracting
+/// `2^23` rounds to the nearest integer with ties to even (the sum's unit in the last place
+/// is 1) and the sign is restored, so `-0.3` gives `-0.0` as `rintf` does; from `2^23` up every
+/// float already is an integer, and NaN and the infinities pass through.
+#[inline(always)]
+pub fn round_half_even(x: f32) -> f32 {
+    const TWO_23: f32 = 8_388_608.0;
+    let a = x.abs();
+    if a < TWO_23 {
+        ((a + TWO_23) - TWO_23).copysign(x)
+    } else {
+        x
+    }
+}
+
 /// A range of activation values `[lo, hi]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ActRange {
@@ -47,9 +64,7 @@ pub fn act_params(range: ActRange, act_bits: u8) -> Result<ActQuant, QuantError>
             zero: 0.0,
         });
     }
-    let zero = ((qmin as f32) - lo / scale)
-        .round_ties_even()
-        .clamp(qmin as f32, qmax as f32);
+    let zero = round_half_even((qmin as f32) - lo / scale).clamp(qmin as f32, qmax as f32);
     Ok(ActQuant { scale, zero })
 }
 
@@ -110,16 +125,28 @@ impl ActQuantizer {
     /// `u = x_q − zero`, the integer the kernels multiply with (0 for NaN).
     #[inline]
     pub fn centered(&self, x: f32) -> i32 {
-        let r = (x / self.q.scale).round_ties_even();
+        self.centered_f32(x) as i32
+    }
+
+    /// [`centered`](Self::centered) as a float (exact: `|u| < 2^(A+1)`), free of
+    /// float→int conversions so that loops over it vectorize.
+    #[inline(always)]
+    fn centered_f32(&self, x: f32) -> f32 {
+        let r = round_half_even(x / self.q.scale);
+        // max/min rather than `clamp` (same values for a non-NaN `r`) and a select for NaN
+        // rather than an early return keep the loops branch-free. `+ 0.0` turns a `-0.0`
+        // into `0.0`, as the integer `u` would be.
+        let u = (r + self.q.zero).max(self.lo).min(self.hi) - self.q.zero + 0.0;
         if r.is_nan() {
-            return 0;
+            0.0
+        } else {
+            u
         }
-        ((r + self.q.zero).clamp(self.lo, self.hi) - self.q.zero) as i32
     }
 
     /// `scale·(x_q − zero)`: what the integer path sees of `x`, in real units.
     #[inline]
     pub fn fake_quant(&self, x: f32) -> f32 {
-        self.q.scale * self.centered(x) as f32
+        self.q.scale * self.centered_f32(x)
     }
 }

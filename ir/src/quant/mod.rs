@@ -17,7 +17,9 @@ mod resolve;
 #[cfg(test)]
 mod tests;
 
-pub use act::{act_limits, act_params, ActQuant, ActQuantizer, ActRange, MAX_ACT_BITS};
+pub use act::{
+    act_limits, act_params, round_half_even, ActQuant, ActQuantizer, ActRange, MAX_ACT_BITS,
+};
 pub use act_bits::ActBits;
 pub use resolve::{ResolveError, ResolvedLayer};
 

@@ -551,3 +551,48 @@ mod resolve {
         assert!(matches!(op.resolve(&w, 4), Err(ResolveError::Spec(_))));
     }
 }
+
+#[test]
+fn round_half_even_matches_the_standard_library_bit_for_bit() {
+    let edges = [
+        0.0f32,
+        -0.0,
+        0.5,
+        -0.5,
+        1.5,
+        2.5,
+        -2.5,
+        0.49999997,
+        8_388_607.5,
+        -8_388_607.5,
+        8_388_608.0,
+        16_777_217.0,
+        f32::MAX,
+        f32::MIN,
+        f32::MIN_POSITIVE,
+        -f32::MIN_POSITIVE / 2.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+    ];
+    let mut rng = XorShift::seeded(7);
+    let random = (0..200_000).map(|_| f32::from_bits(rng.next_u64() as u32));
+    // Half-integers and values near them, where ties are decided.
+    let ties = (-4000..4000).flat_map(|i| {
+        let h = i as f32 + 0.5;
+        let b = h.to_bits();
+        [h, f32::from_bits(b + 1), f32::from_bits(b - 1)]
+    });
+    for x in edges.into_iter().chain(random).chain(ties) {
+        let (want, got) = (x.round_ties_even(), round_half_even(x));
+        if x.is_nan() {
+            assert!(got.is_nan(), "{x:?}");
+        } else {
+            assert_eq!(
+                got.to_bits(),
+                want.to_bits(),
+                "x = {x:e} ({:#x})",
+                x.to_bits()
+            );
+        }
+    }
+}

@@ -1,41 +1,19 @@
-//! Conv gradient (N-d, grouped, strided, dilated, padded) with im2col + GEMM, as in the
-//! forward kernel: per image and group, `dW += dY·colᵀ` and `dcol = Wᵀ·dY` scattered back
-//! by col2im. Images are processed in parallel in fixed chunks whose weight-gradient
+//! Conv gradient (N-d, grouped, strided, dilated, padded) with the forward kernel's im2col +
+//! GEMM: per image and group, `dW += dY·colᵀ` and `dcol = Wᵀ·dY` scattered back by im2col's
+//! adjoint, col2im. Images are processed in parallel in fixed chunks whose weight-gradient
 //! partials are summed in chunk order, so results do not depend on the thread count.
 
 use rayon::prelude::*;
 use strata_ir::ops::Conv;
 
 use super::{Ctx, Grads};
-use crate::kernels::conv::{conv_geometry, Geometry};
-use crate::kernels::index::{offset_inside, unravel};
+use crate::kernels::checked_numel;
+use crate::kernels::conv::conv_geometry;
 use crate::kernels::linear::{gemm_into, MatRef};
-use crate::kernels::{checked_numel, strides_of};
 use crate::RuntimeError;
 
 /// Images per parallel work item (and per weight-gradient partial).
 const CHUNK: usize = 4;
-/// Marks a kernel tap that falls into the padding.
-const PAD: usize = usize::MAX;
-
-/// For kernel tap `kk` and output position `o`: the flat input spatial index, or [`PAD`].
-fn tap_table(op: &'static str, g: &Geometry) -> Result<Vec<usize>, RuntimeError> {
-    let d = g.in_sp.len();
-    let len = checked_numel(op, &[g.kprod, g.p_out])?;
-    let in_strides = strides_of(&g.in_sp);
-    let mut tab = Vec::with_capacity(len);
-    let (mut kidx, mut oidx) = (vec![0usize; d], vec![0usize; d]);
-    for kk in 0..g.kprod {
-        unravel(kk, &g.kernel, &mut kidx);
-        for o in 0..g.p_out {
-            unravel(o, &g.out_sp, &mut oidx);
-            let flat = offset_inside(&g.in_sp, &in_strides, |j| g.tap(j, oidx[j], kidx[j]));
-            tab.push(flat.unwrap_or(PAD));
-        }
-    }
-    Ok(tab)
-}
-
 /// Gradients of `y = conv(x, w) + b` for x, w and (if present) b. The operands are checked
 /// by the forward kernel's rules.
 pub(super) fn conv(c: &Conv, cx: &Ctx) -> Grads {
@@ -44,7 +22,6 @@ pub(super) fn conv(c: &Conv, cx: &Ctx) -> Grads {
     let (xv, wv, gv) = (cx.x(0)?, cx.x(1)?, cx.dy);
     let (g, want) = conv_geometry(op, c, x, w)?;
     cx.grad_fits("the output shape", &want)?;
-    let tab = tap_table(op, &g)?;
     let (batch, group, m) = (g.batch, g.group, g.m);
     let (p_in, p_out, kprod, cg, mg) = (g.p_in, g.p_out, g.kprod, g.cg, g.mg);
     let kc = cg * kprod;
@@ -64,14 +41,7 @@ pub(super) fn conv(c: &Conv, cx: &Ctx) -> Grads {
                 for (i, dxn) in dx_chunk.chunks_mut(img_in).enumerate() {
                     let n = chunk * CHUNK + i;
                     for gi in 0..group {
-                        let xg = g.group_input(xv, n, gi);
-                        for ci in 0..cg {
-                            let xc = &xg[ci * p_in..(ci + 1) * p_in];
-                            let rows = &mut col[ci * kprod * p_out..(ci + 1) * kprod * p_out];
-                            for (dst, &t) in rows.iter_mut().zip(tab.iter()) {
-                                *dst = if t == PAD { 0.0 } else { xc[t] };
-                            }
-                        }
+                        g.im2col(g.group_input(xv, n, gi), &mut col);
                         let dyg =
                             &gv[n * img_out + gi * mg * p_out..n * img_out + (gi + 1) * mg * p_out];
                         let dym = MatRef::of(dyg, p_out, false);
@@ -82,16 +52,7 @@ pub(super) fn conv(c: &Conv, cx: &Ctx) -> Grads {
                         gemm_into(op, false, mg, p_out, kc, 1.0, dym, colt, 1.0, dwg)?;
                         // dcol [kc, p_out] = W_gᵀ [kc, mg] · dY_g [mg, p_out]
                         gemm_into(op, false, kc, mg, p_out, 1.0, wt, dym, 0.0, &mut dcol)?;
-                        let dxg = &mut dxn[gi * cg * p_in..(gi + 1) * cg * p_in];
-                        for ci in 0..cg {
-                            let dxc = &mut dxg[ci * p_in..(ci + 1) * p_in];
-                            let rows = &dcol[ci * kprod * p_out..(ci + 1) * kprod * p_out];
-                            for (v, &t) in rows.iter().zip(tab.iter()) {
-                                if t != PAD {
-                                    dxc[t] += v;
-                                }
-                            }
-                        }
+                        g.col2im_add(&dcol, &mut dxn[gi * cg * p_in..(gi + 1) * cg * p_in]);
                     }
                 }
                 Ok(dw)

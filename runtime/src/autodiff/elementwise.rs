@@ -11,22 +11,25 @@ pub(super) fn binary(b: BinaryOp, cx: &Ctx) -> Grads {
     let (a, bt) = (cx.inputs[0], cx.inputs[1]);
     let (av, bv) = (cx.x(0)?, cx.x(1)?);
     let out = cx.output.shape();
+    // Index of output element `k` in an operand; the table is only built for an operand that
+    // was broadcast (residual Adds and same-shape products need none).
     let (ma, mb) = (
-        broadcast_map(op, a.shape(), out)?,
-        broadcast_map(op, bt.shape(), out)?,
+        operand_index(op, a.shape(), out)?,
+        operand_index(op, bt.shape(), out)?,
     );
+    let (ia, ib) = (|k: usize| ma.at(k), |k: usize| mb.at(k));
     let (ga, gb): (Vec<f32>, Vec<f32>) = match b {
         BinaryOp::Add => (g.to_vec(), g.to_vec()),
         BinaryOp::Sub => (g.to_vec(), g.iter().map(|v| -v).collect()),
         BinaryOp::Mul => (
-            g.iter().zip(&mb).map(|(g, &j)| g * bv[j]).collect(),
-            g.iter().zip(&ma).map(|(g, &i)| g * av[i]).collect(),
+            g.iter().enumerate().map(|(k, g)| g * bv[ib(k)]).collect(),
+            g.iter().enumerate().map(|(k, g)| g * av[ia(k)]).collect(),
         ),
         BinaryOp::Div => (
-            g.iter().zip(&mb).map(|(g, &j)| g / bv[j]).collect(),
+            g.iter().enumerate().map(|(k, g)| g / bv[ib(k)]).collect(),
             g.iter()
-                .zip(ma.iter().zip(&mb))
-                .map(|(g, (&i, &j))| -g * av[i] / (bv[j] * bv[j]))
+                .enumerate()
+                .map(|(k, g)| -g * av[ia(k)] / (bv[ib(k)] * bv[ib(k)]))
                 .collect(),
         ),
         // d(a^b)/da = b·a^(b−1); d(a^b)/db = a^b·ln a, taken as 0 where a ≤ 0 (no real log).
@@ -34,14 +37,16 @@ pub(super) fn binary(b: BinaryOp, cx: &Ctx) -> Grads {
             let y = f32s(op, cx.output, usize::MAX)?;
             (
                 g.iter()
-                    .zip(ma.iter().zip(&mb))
-                    .map(|(g, (&i, &j))| g * bv[j] * av[i].powf(bv[j] - 1.0))
+                    .enumerate()
+                    .map(|(k, g)| g * bv[ib(k)] * av[ia(k)].powf(bv[ib(k)] - 1.0))
                     .collect(),
                 g.iter()
-                    .zip(ma.iter().zip(y))
-                    .map(|(g, (&i, &yk))| {
-                        if av[i] > 0.0 {
-                            g * yk * av[i].ln()
+                    .zip(y)
+                    .enumerate()
+                    .map(|(k, (g, &yk))| {
+                        let x = av[ia(k)];
+                        if x > 0.0 {
+                            g * yk * x.ln()
                         } else {
                             0.0
                         }
@@ -51,9 +56,38 @@ pub(super) fn binary(b: BinaryOp, cx: &Ctx) -> Grads {
         }
     };
     Ok(vec![
-        Some(reduce_to(op, &ga, out, a.shape())?),
-        Some(reduce_to(op, &gb, out, bt.shape())?),
+        Some(reduce_to(op, ga, out, a.shape())?),
+        Some(reduce_to(op, gb, out, bt.shape())?),
     ])
+}
+
+/// Where each element of a broadcast result reads an operand from.
+enum OperandIndex {
+    /// Same shape as the result: element `k` is element `k`.
+    Same,
+    /// Broadcast: the table of [`broadcast_map`].
+    Table(Vec<usize>),
+}
+
+impl OperandIndex {
+    fn at(&self, k: usize) -> usize {
+        match self {
+            OperandIndex::Same => k,
+            OperandIndex::Table(t) => t[k],
+        }
+    }
+}
+
+fn operand_index(
+    op: &'static str,
+    input: &[usize],
+    out: &[usize],
+) -> Result<OperandIndex, RuntimeError> {
+    if input == out {
+        Ok(OperandIndex::Same)
+    } else {
+        broadcast_map(op, input, out).map(OperandIndex::Table)
+    }
 }
 
 /// Max/Min: the output gradient flows to the input that supplied each output element (the
@@ -67,19 +101,19 @@ pub(super) fn variadic(cx: &Ctx) -> Grads {
     let mut maps = Vec::with_capacity(inputs.len());
     for (i, t) in inputs.iter().enumerate() {
         values.push(f32s(op, t, i)?);
-        maps.push(broadcast_map(op, t.shape(), out)?);
+        maps.push(operand_index(op, t.shape(), out)?);
     }
     let mut grads = vec![vec![0f32; g.len()]; inputs.len()];
     for (k, (&yk, &gk)) in y.iter().zip(g).enumerate() {
         let same = |x: f32| x == yk || (x.is_nan() && yk.is_nan());
-        if let Some(i) = (0..inputs.len()).find(|&i| same(values[i][maps[i][k]])) {
+        if let Some(i) = (0..inputs.len()).find(|&i| same(values[i][maps[i].at(k)])) {
             grads[i][k] = gk;
         }
     }
     inputs
         .iter()
         .zip(grads)
-        .map(|(t, gi)| reduce_to(op, &gi, out, t.shape()).map(Some))
+        .map(|(t, gi)| reduce_to(op, gi, out, t.shape()).map(Some))
         .collect()
 }
 

@@ -22,7 +22,8 @@
 
 use strata_ir::quant::{
     act_limits, check_plane_count, midpoint_side, quantize_rows, quantize_with_scales,
-    truncate_code, weight_limits, ActQuant, ActQuantizer, QuantError, MAX_ACT_BITS, MIN_BITS,
+    round_half_even, truncate_code, weight_limits, ActQuant, ActQuantizer, QuantError,
+    MAX_ACT_BITS, MIN_BITS,
 };
 use strata_ir::Tensor;
 
@@ -237,13 +238,6 @@ pub struct ActFakeQuantGrad {
     pub zero: f32,
 }
 
-/// Where an element lands: inside the code range, or clamped low / high.
-enum Zone {
-    Inside,
-    Low,
-    High,
-}
-
 impl ActFakeQuant {
     /// The validated quantizer (the runtime's own), or the attribute at fault.
     fn quantizer(&self) -> Result<ActQuantizer, RuntimeError> {
@@ -262,17 +256,6 @@ impl ActFakeQuant {
         })
     }
 
-    fn zone(&self, x: f32, lo: f32, hi: f32) -> Zone {
-        let t = x / self.scale + self.zero;
-        if t < lo {
-            Zone::Low
-        } else if t > hi {
-            Zone::High
-        } else {
-            Zone::Inside
-        }
-    }
-
     /// `y = s·(x_q − z)`, exactly the bit-plane runtime's input quantization (NaN → 0).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, RuntimeError> {
         let q = self.quantizer()?;
@@ -285,31 +268,38 @@ impl ActFakeQuant {
         let (lo, hi) = self.quantizer()?.limits();
         let (xv, g) = (f32s(AOP, x, 0)?, f32s(AOP, grad, usize::MAX)?);
         same_shape(AOP, "gradient", grad, "the input", x)?;
+        let (s, z) = (self.scale, self.zero);
         let (mut ds, mut dz) = (0f64, 0f64);
-        let mut dx = Vec::with_capacity(xv.len());
-        for (&v, &gi) in xv.iter().zip(g) {
-            if v.is_nan() {
-                dx.push(0.0);
-                continue;
-            }
-            match self.zone(v, lo, hi) {
-                Zone::Inside => {
-                    let u = v / self.scale;
-                    ds += (gi * (u.round_ties_even() - u)) as f64;
-                    dx.push(gi);
+        // Branch-free per element (selects, no libm call), so the loop stays cheap; the sums
+        // run in element order as always.
+        let dx = xv
+            .iter()
+            .zip(g)
+            .map(|(&v, &gi)| {
+                let u = v / s;
+                let t = u + z;
+                let (low, high, nan) = (t < lo, t > hi, v.is_nan());
+                let inside = !(low || high || nan);
+                let ds_term = if inside {
+                    gi * (round_half_even(u) - u)
+                } else if low {
+                    gi * (lo - z)
+                } else if high {
+                    gi * (hi - z)
+                } else {
+                    0.0
+                };
+                ds += ds_term as f64;
+                if low || high {
+                    dz -= (gi * s) as f64;
                 }
-                Zone::Low => {
-                    ds += (gi * (lo - self.zero)) as f64;
-                    dz -= (gi * self.scale) as f64;
-                    dx.push(0.0);
+                if inside {
+                    gi
+                } else {
+                    0.0
                 }
-                Zone::High => {
-                    ds += (gi * (hi - self.zero)) as f64;
-                    dz -= (gi * self.scale) as f64;
-                    dx.push(0.0);
-                }
-            }
-        }
+            })
+            .collect();
         Ok(ActFakeQuantGrad {
             x: f32_tensor(AOP, x.shape(), dx)?,
             scale: ds as f32,

@@ -70,7 +70,7 @@ pub(super) fn gemm(g: &Gemm, cx: &Ctx) -> Grads {
         let c = cx.inputs[2];
         cx.x(2)?;
         let scaled: Vec<f32> = gv.iter().map(|v| v * g.beta).collect();
-        out.push(Some(reduce_to(op, &scaled, &[m, n], c.shape())?));
+        out.push(Some(reduce_to(op, scaled, &[m, n], c.shape())?));
     }
     Ok(out)
 }

@@ -230,13 +230,17 @@ pub(crate) fn broadcast_map(
 }
 
 /// Sums a gradient of the broadcast shape `out` back onto `input`'s shape (the adjoint of
-/// broadcasting).
+/// broadcasting). When nothing was broadcast (residual Adds, same-shape products) the
+/// gradient is the input's as it is: no index table, no copy.
 pub(crate) fn reduce_to(
     op: &'static str,
-    grad: &[f32],
+    grad: Vec<f32>,
     out: &[usize],
     input: &[usize],
 ) -> Result<Tensor, RuntimeError> {
+    if input == out {
+        return f32_tensor(op, input, grad);
+    }
     let map = broadcast_map(op, input, out)?;
     let mut acc = vec![0f32; input.iter().product()];
     for (g, &i) in grad.iter().zip(&map) {

@@ -36,6 +36,163 @@ pub(crate) struct Geometry {
     pub(crate) total: usize,
 }
 
+/// A 2-D convolution's window, the common case, for which im2col and col2im spell the index
+/// arithmetic out per output row (the N-d walk costs more than copying a 7–28 float row).
+struct Plane {
+    /// Input and output height and width.
+    ih: usize,
+    iw: usize,
+    oh: usize,
+    ow: usize,
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    dh: usize,
+    dw: usize,
+    ph: isize,
+    pw: isize,
+}
+
+impl Plane {
+    fn of(g: &Geometry) -> Option<Plane> {
+        let [ih, iw] = g.in_sp[..] else {
+            return None;
+        };
+        Some(Plane {
+            ih,
+            iw,
+            oh: g.out_sp[0],
+            ow: g.out_sp[1],
+            kh: g.kernel[0],
+            kw: g.kernel[1],
+            sh: g.strides[0],
+            sw: g.strides[1],
+            dh: g.dilations[0],
+            dw: g.dilations[1],
+            ph: g.pads_begin[0] as isize,
+            pw: g.pads_begin[1] as isize,
+        })
+    }
+
+    /// For kernel tap `(ky, kx)`: the output rows `oy_lo..oy_hi` whose input row exists, the
+    /// output columns `lo..hi` whose input column exists, and the input column of output
+    /// column `lo` (valid when `lo < hi`).
+    fn tap(&self, ky: usize, kx: usize) -> (usize, usize, usize, usize, usize) {
+        let y0 = (ky * self.dh) as isize - self.ph;
+        let (oy_lo, oy_hi) = valid_range(y0, self.sh, self.ih, self.oh);
+        let x0 = (kx * self.dw) as isize - self.pw;
+        let (lo, hi) = valid_range(x0, self.sw, self.iw, self.ow);
+        let start = if lo < hi {
+            ((lo * self.sw) as isize + x0) as usize
+        } else {
+            0
+        };
+        (oy_lo, oy_hi, lo, hi, start)
+    }
+
+    fn in_row(&self, ky: usize, oy: usize) -> usize {
+        ((oy * self.sh + ky * self.dh) as isize - self.ph) as usize
+    }
+
+    fn im2col<T: GemmElem>(&self, cg: usize, xg: &[T], col: &mut [T]) {
+        let (p_in, p_out, ow, iw, sw) = (
+            self.ih * self.iw,
+            self.oh * self.ow,
+            self.ow,
+            self.iw,
+            self.sw,
+        );
+        let mut rows = col.chunks_exact_mut(p_out.max(1));
+        for xc in xg.chunks_exact(p_in.max(1)).take(cg) {
+            for ky in 0..self.kh {
+                for kx in 0..self.kw {
+                    let Some(row) = rows.next() else {
+                        return;
+                    };
+                    let (oy_lo, oy_hi, lo, hi, start) = self.tap(ky, kx);
+                    if lo >= hi || oy_lo >= oy_hi {
+                        row.fill(T::ZERO);
+                        continue;
+                    }
+                    row[..oy_lo * ow].fill(T::ZERO);
+                    row[oy_hi * ow..].fill(T::ZERO);
+                    if sw == 1 && self.sh == 1 && ow == iw {
+                        // Stride 1 and rows as wide as the input's: the valid band is the
+                        // input shifted by one offset, copied at once; the columns that wrap
+                        // around between rows are the padding, zeroed after.
+                        let (a, b) = (oy_lo * ow + lo, (oy_hi - 1) * ow + hi);
+                        let src = self.in_row(ky, oy_lo) * iw + start;
+                        row[a..b].copy_from_slice(&xc[src..src + (b - a)]);
+                        for dst in row[oy_lo * ow..oy_hi * ow].chunks_exact_mut(ow) {
+                            dst[..lo].fill(T::ZERO);
+                            dst[hi..].fill(T::ZERO);
+                        }
+                        continue;
+                    }
+                    for oy in oy_lo..oy_hi {
+                        let dst = &mut row[oy * ow..(oy + 1) * ow];
+                        let src = &xc[self.in_row(ky, oy) * iw + start..];
+                        dst[..lo].fill(T::ZERO);
+                        dst[hi..].fill(T::ZERO);
+                        if sw == 1 {
+                            dst[lo..hi].copy_from_slice(&src[..hi - lo]);
+                        } else {
+                            for (d, v) in dst[lo..hi].iter_mut().zip(src.iter().step_by(sw)) {
+                                *d = *v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn col2im_add(&self, cg: usize, col: &[f32], dxg: &mut [f32]) {
+        let (p_in, p_out, ow, iw, sw) = (
+            self.ih * self.iw,
+            self.oh * self.ow,
+            self.ow,
+            self.iw,
+            self.sw,
+        );
+        let mut rows = col.chunks_exact(p_out.max(1));
+        for dxc in dxg.chunks_exact_mut(p_in.max(1)).take(cg) {
+            for ky in 0..self.kh {
+                for kx in 0..self.kw {
+                    let Some(row) = rows.next() else {
+                        return;
+                    };
+                    let (oy_lo, oy_hi, lo, hi, start) = self.tap(ky, kx);
+                    if lo >= hi {
+                        continue;
+                    }
+                    for oy in oy_lo..oy_hi {
+                        let src = &row[oy * ow + lo..oy * ow + hi];
+                        let dst = &mut dxc[self.in_row(ky, oy) * iw + start..];
+                        if sw == 1 {
+                            for (d, v) in dst[..hi - lo].iter_mut().zip(src) {
+                                *d += v;
+                            }
+                        } else {
+                            for (d, v) in dst.iter_mut().step_by(sw).zip(src) {
+                                *d += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Index scratch for walking the column matrix (see [`Geometry::tap_segments`]).
+struct TapWalk {
+    in_strides: Vec<usize>,
+    kidx: Vec<usize>,
+    oidx: Vec<usize>,
+}
+
 /// The window attributes both convolution ops carry: kernel, strides, pads, dilations, group.
 trait Window {
     fn window(&self) -> (&[usize], &[usize], &[usize], &[usize], usize);
@@ -343,51 +500,128 @@ impl Geometry {
 
     /// Fills `col` (`[cg * kprod, p_out]`, row-major) with the receptive fields of one group of
     /// one image; positions in the padding are zero.
-    fn im2col<T: GemmElem>(&self, xg: &[T], col: &mut [T]) {
-        let g = self;
-        let (out_sp, cg) = (&g.out_sp, g.cg);
-        let d = g.in_sp.len();
-        let (p_in, p_out, kprod) = (g.p_in, g.p_out, g.kprod);
-        let in_strides = strides_of(&g.in_sp);
-        let last = d - 1;
-        let (ow, iw, sw) = (out_sp[last], g.in_sp[last], g.strides[last]);
-        let outer: usize = out_sp[..last].iter().product();
-        let mut kidx = vec![0usize; d];
-        let mut oidx = vec![0usize; d];
-        for ci in 0..cg {
+    pub(crate) fn im2col<T: GemmElem>(&self, xg: &[T], col: &mut [T]) {
+        match Plane::of(self) {
+            Some(p) => p.im2col(self.cg, xg, col),
+            None => self.im2col_nd(xg, col),
+        }
+    }
+
+    /// [`im2col`](Self::im2col) for any number of spatial axes.
+    fn im2col_nd<T: GemmElem>(&self, xg: &[T], col: &mut [T]) {
+        let (p_in, p_out, kprod, sw) = (self.p_in, self.p_out, self.kprod, self.last_stride());
+        let mut walk = self.tap_walk();
+        for ci in 0..self.cg {
             let xc = &xg[ci * p_in..(ci + 1) * p_in];
             for kk in 0..kprod {
-                unravel(kk, &g.kernel, &mut kidx);
                 let row = &mut col[(ci * kprod + kk) * p_out..(ci * kprod + kk + 1) * p_out];
-                // Valid output range on the last axis: 0 <= ox*sw + off < iw.
-                let off = g.tap(last, 0, kidx[last]);
-                let (lo, hi) = valid_range(off, sw, iw, ow);
-                oidx[..last].fill(0);
-                for seg in 0..outer {
-                    if seg > 0 {
-                        next_index(&mut oidx[..last], &out_sp[..last]);
-                    }
-                    let dst = &mut row[seg * ow..(seg + 1) * ow];
-                    let base = offset_inside(&g.in_sp[..last], &in_strides, |j| {
-                        g.tap(j, oidx[j], kidx[j])
-                    });
-                    let Some(base) = base.filter(|_| lo < hi) else {
+                self.tap_segments(&mut walk, kk, |dst, valid| {
+                    let dst = &mut row[dst];
+                    let Some((lo, hi, src)) = valid else {
                         dst.fill(T::ZERO);
-                        continue;
+                        return;
                     };
                     dst[..lo].fill(T::ZERO);
                     dst[hi..].fill(T::ZERO);
-                    let start = (lo * sw) as isize + off;
-                    let src_base = base + start as usize;
                     if sw == 1 {
-                        dst[lo..hi].copy_from_slice(&xc[src_base..src_base + (hi - lo)]);
+                        dst[lo..hi].copy_from_slice(&xc[src..src + (hi - lo)]);
                     } else {
                         for (t, o) in dst[lo..hi].iter_mut().enumerate() {
-                            *o = xc[src_base + t * sw];
+                            *o = xc[src + t * sw];
                         }
                     }
-                }
+                });
             }
+        }
+    }
+
+    /// The adjoint of [`im2col`](Self::im2col): adds every entry of `col` (`[cg * kprod,
+    /// p_out]`) to the input position it was gathered from (padding entries are dropped).
+    /// Rows, and positions within a row, are visited in order, so each input element sums its
+    /// contributions in a fixed order.
+    pub(crate) fn col2im_add(&self, col: &[f32], dxg: &mut [f32]) {
+        match Plane::of(self) {
+            Some(p) => p.col2im_add(self.cg, col, dxg),
+            None => self.col2im_add_nd(col, dxg),
+        }
+    }
+
+    /// [`col2im_add`](Self::col2im_add) for any number of spatial axes.
+    fn col2im_add_nd(&self, col: &[f32], dxg: &mut [f32]) {
+        let (p_in, p_out, kprod, sw) = (self.p_in, self.p_out, self.kprod, self.last_stride());
+        let mut walk = self.tap_walk();
+        for ci in 0..self.cg {
+            let dxc = &mut dxg[ci * p_in..(ci + 1) * p_in];
+            for kk in 0..kprod {
+                let row = &col[(ci * kprod + kk) * p_out..(ci * kprod + kk + 1) * p_out];
+                self.tap_segments(&mut walk, kk, |src_range, valid| {
+                    let Some((lo, hi, dst)) = valid else {
+                        return;
+                    };
+                    let src = &row[src_range][lo..hi];
+                    if sw == 1 {
+                        for (d, v) in dxc[dst..dst + (hi - lo)].iter_mut().zip(src) {
+                            *d += v;
+                        }
+                    } else {
+                        for (t, v) in src.iter().enumerate() {
+                            dxc[dst + t * sw] += v;
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    fn last_stride(&self) -> usize {
+        self.strides[self.in_sp.len() - 1]
+    }
+
+    /// Walks the row of kernel tap `kk` in the column matrix one segment at a time (the output
+    /// positions that differ only on the last spatial axis, in order): `f(range of the
+    /// segment in the row, valid)` where `valid` is `Some((lo, hi, start))` when the segment's
+    /// input row exists: positions `lo..hi` of the segment read the input channel at `start`,
+    /// `start + sw`, … and the others fall into the padding; `None` when all of it does.
+    fn tap_segments(
+        &self,
+        walk: &mut TapWalk,
+        kk: usize,
+        mut f: impl FnMut(std::ops::Range<usize>, Option<(usize, usize, usize)>),
+    ) {
+        let last = self.in_sp.len() - 1;
+        let (ow, iw, sw) = (self.out_sp[last], self.in_sp[last], self.strides[last]);
+        let outer: usize = self.out_sp[..last].iter().product();
+        let TapWalk {
+            in_strides,
+            kidx,
+            oidx,
+        } = walk;
+        unravel(kk, &self.kernel, kidx);
+        oidx.fill(0);
+        // Valid output range on the last axis: 0 <= ox*sw + off < iw.
+        let off = self.tap(last, 0, kidx[last]);
+        let (lo, hi) = valid_range(off, sw, iw, ow);
+        for seg in 0..outer {
+            if seg > 0 {
+                next_index(&mut oidx[..last], &self.out_sp[..last]);
+            }
+            let base = offset_inside(&self.in_sp[..last], in_strides, |j| {
+                self.tap(j, oidx[j], kidx[j])
+            });
+            let valid = base
+                .filter(|_| lo < hi)
+                .map(|base| (lo, hi, base + ((lo * sw) as isize + off) as usize));
+            f(seg * ow..(seg + 1) * ow, valid);
+        }
+    }
+
+    /// The scratch of [`tap_segments`](Self::tap_segments), allocated once per image.
+    fn tap_walk(&self) -> TapWalk {
+        let d = self.in_sp.len();
+        TapWalk {
+            in_strides: strides_of(&self.in_sp),
+            kidx: vec![0; d],
+            oidx: vec![0; d],
         }
     }
 
@@ -428,5 +662,57 @@ impl Geometry {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The 2-D im2col/col2im (row arithmetic, band copies) agree exactly with the N-d walk on
+    /// every combination of kernel, stride, dilation and asymmetric padding, including windows
+    /// wider than the input and outputs narrower than the input.
+    #[test]
+    fn plane_im2col_and_col2im_match_the_nd_walk() {
+        let mut checked = 0;
+        for (ih, iw) in [(1, 1), (4, 4), (5, 7), (9, 3)] {
+            for (kh, kw) in [(1, 1), (3, 3), (2, 3), (5, 1)] {
+                for (sh, sw) in [(1, 1), (2, 1), (1, 3), (2, 2)] {
+                    for (dh, dw) in [(1, 1), (2, 1)] {
+                        for pads in [[0, 0, 0, 0], [1, 1, 1, 1], [2, 0, 0, 1], [0, 3, 2, 0]] {
+                            let c = Conv {
+                                kernel: vec![kh, kw],
+                                strides: vec![sh, sw],
+                                pads: pads.to_vec(),
+                                dilations: vec![dh, dw],
+                                group: 1,
+                                has_bias: false,
+                            };
+                            let cg = 2;
+                            let xv: Vec<f32> = (0..cg * ih * iw).map(|i| i as f32 + 1.0).collect();
+                            let x = Tensor::from_f32(vec![1, cg, ih, iw], xv.clone()).unwrap();
+                            let w = Tensor::from_f32(vec![1, cg, kh, kw], vec![0.0; cg * kh * kw])
+                                .unwrap();
+                            // Windows that do not fit are refused by the geometry; skip them.
+                            let Ok((g, _)) = conv_geometry("conv", &c, &x, &w) else {
+                                continue;
+                            };
+                            let n = cg * g.kprod * g.p_out;
+                            let (mut fast, mut walk) = (vec![-1f32; n], vec![-2f32; n]);
+                            g.im2col(&xv, &mut fast);
+                            g.im2col_nd(&xv, &mut walk);
+                            assert_eq!(fast, walk, "im2col {c:?} on {ih}x{iw}");
+                            let col: Vec<f32> = (0..n).map(|i| (i % 13) as f32 - 6.0).collect();
+                            let (mut fast, mut walk) = (xv.clone(), xv.clone());
+                            g.col2im_add(&col, &mut fast);
+                            g.col2im_add_nd(&col, &mut walk);
+                            assert_eq!(fast, walk, "col2im {c:?} on {ih}x{iw}");
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 300, "only {checked} geometries were valid");
     }
 }
