@@ -14,6 +14,7 @@ macro_rules! outln {
     }};
 }
 
+mod allocator;
 mod commands;
 
 use commands::*;
@@ -60,6 +61,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    allocator::tune();
     let cli = Cli::parse();
     commands::set_write_in_place(cli.write_in_place);
     let result = match cli.command {
