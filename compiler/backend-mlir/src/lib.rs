@@ -13,9 +13,11 @@
 //! matters (element types, exact float bits, affine maps) by [`text`] and [`body`].
 
 mod body;
+mod elementwise;
 mod jit;
 mod layers;
 mod module;
+mod movement;
 mod object;
 mod ops;
 pub mod pipeline;

@@ -5,12 +5,12 @@
 
 use std::fmt::Write as _;
 
-use strata_lower::{Kernel, Loc, Lowered};
+use strata_lower::{Kernel, Loc, Lowered, Operand};
 
 use crate::body::Body;
 use crate::layers::{self, Selection};
-use crate::text::{memref, tensor, Elem};
-use crate::{ops, MlirError};
+use crate::text::{dense_f32, memref, tensor, Elem};
+use crate::{elementwise, movement, ops, MlirError};
 
 /// The module text of `l` with symbol prefix `name` (before parsing and verification).
 pub(crate) fn print(l: &Lowered, name: &str) -> Result<String, MlirError> {
@@ -153,15 +153,17 @@ fn call_checked(
 /// The kernels of every step, from the input memref to the output memref.
 fn impl_body(l: &Lowered, in_ty: &str, out_ty: &str) -> Result<String, MlirError> {
     let mut b = Body::new(2);
+    let n_in = l.inputs[0].size();
     let input = b.bind(&format!(
         "bufferization.to_tensor %in0 restrict : {in_ty} to {}",
-        tensor(&[l.inputs[0].size()], Elem::F32)
+        tensor(&[n_in], Elem::F32)
     ));
-    let mut bufs: Vec<Option<String>> = vec![None; l.buffers.len()];
-    for st in &l.steps {
-        let value = |loc: Loc| -> Result<String, MlirError> {
+    // Each buffer's value and its length (every value is a flat f32 tensor).
+    let mut bufs: Vec<Option<(String, usize)>> = vec![None; l.buffers.len()];
+    for (i, st) in l.steps.iter().enumerate() {
+        let value = |loc: Loc| -> Result<(String, usize), MlirError> {
             match loc {
-                Loc::Input(0) => Ok(input.clone()),
+                Loc::Input(0) => Ok((input.clone(), n_in)),
                 Loc::Input(_) => Err(MlirError::Internal(format!(
                     "step `{}` reads a second input",
                     st.node
@@ -174,14 +176,11 @@ fn impl_body(l: &Lowered, in_ty: &str, out_ty: &str) -> Result<String, MlirError
                 }),
             }
         };
-        let unsupported = |kernel: &'static str| MlirError::Unsupported {
-            node: st.node.clone(),
-            kernel,
-        };
+        let name = |loc: Loc| value(loc).map(|v| v.0);
         b.line(&format!("// `{}`", st.node.replace(['\n', '\r'], " ")));
         let y = match &st.kernel {
             Kernel::BitplaneConv { layer, x, relu } | Kernel::BitplaneLinear { layer, x, relu } => {
-                let x = value(*x)?;
+                let x = name(*x)?;
                 let sel = Selection {
                     j: format!("%j{layer}"),
                     sh: format!("%sh{layer}"),
@@ -195,28 +194,79 @@ fn impl_body(l: &Lowered, in_ty: &str, out_ty: &str) -> Result<String, MlirError
                     layers::linear(&mut b, ly, &x, &sel, *relu)?
                 }
             }
-            Kernel::Relu { x, n } => {
-                let x = value(*x)?;
-                ops::relu(&mut b, &x, *n)
+            Kernel::Relu { x, n } => ops::relu(&mut b, &name(*x)?, *n),
+            Kernel::Pool { x, geometry, max } => ops::pool(&mut b, &name(*x)?, geometry, *max),
+            Kernel::Reduce {
+                x,
+                outer,
+                len,
+                inner,
+                f,
+            } => elementwise::reduce(&mut b, &name(*x)?, [*outer, *len, *inner], *f),
+            Kernel::Binary {
+                a,
+                b: operand,
+                n,
+                bcast,
+                f,
+            } => {
+                let rhs = match operand {
+                    Operand::Act(loc) => value(*loc)?,
+                    Operand::Const(c) => {
+                        let c = l.constants.get(*c).ok_or_else(|| {
+                            MlirError::Internal(format!("step `{}`: no constant {c}", st.node))
+                        })?;
+                        let n = c.values.len();
+                        let v = b.bind(&format!("arith.constant {}", dense_f32(&c.values, &[n])));
+                        (v, n)
+                    }
+                };
+                let a = name(*a)?;
+                elementwise::binary(&mut b, &a, (&rhs.0, rhs.1), *n, *bcast, *f)
             }
-            Kernel::Pool { x, geometry, max } => {
-                let x = value(*x)?;
-                ops::pool(&mut b, &x, geometry, *max)
+            Kernel::Unary { x, n, f } => elementwise::unary(&mut b, &name(*x)?, *n, *f),
+            Kernel::Softmax {
+                x,
+                outer,
+                len,
+                inner,
+            } => elementwise::softmax(&mut b, &name(*x)?, [*outer, *len, *inner]),
+            Kernel::Concat { parts, outer } => {
+                let parts = parts
+                    .iter()
+                    .map(|(loc, chunk)| name(*loc).map(|v| (v, *chunk)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                movement::concat(&mut b, &parts, *outer)
             }
-            Kernel::Reduce { .. } => return Err(unsupported("reduce")),
-            Kernel::Binary { .. } => return Err(unsupported("binary")),
-            Kernel::Unary { .. } => return Err(unsupported("unary")),
-            Kernel::Softmax { .. } => return Err(unsupported("softmax")),
-            Kernel::Concat { .. } => return Err(unsupported("concat")),
-            Kernel::Gather { .. } => return Err(unsupported("gather")),
-            Kernel::Take { .. } => return Err(unsupported("take")),
-            Kernel::ResizeLinear { .. } => return Err(unsupported("resize_linear")),
+            Kernel::Gather {
+                x,
+                base,
+                dims,
+                strides,
+            } => {
+                let x = value(*x)?;
+                movement::gather(&mut b, (&x.0, x.1), *base, dims, strides)
+            }
+            Kernel::Take { x, table, fill } => {
+                let x = value(*x)?;
+                let t = l.tables.get(*table).ok_or_else(|| {
+                    MlirError::Internal(format!("step `{}`: no table {table}", st.node))
+                })?;
+                movement::take(&mut b, (&x.0, x.1), &t.indices, *fill)
+            }
+            Kernel::ResizeLinear { .. } => {
+                return Err(MlirError::Unsupported {
+                    node: st.node.clone(),
+                    kernel: "resize_linear",
+                })
+            }
         };
-        match bufs.get_mut(st.y) {
-            Some(slot) => *slot = Some(y),
-            None => {
+        let size = l.buffers.get(st.y).map(|buf| buf.size);
+        match (bufs.get_mut(st.y), size) {
+            (Some(slot), Some(size)) => *slot = Some((y, size)),
+            _ => {
                 return Err(MlirError::Internal(format!(
-                    "step `{}` writes buffer {} of {}",
+                    "step {i} (`{}`) writes buffer {} of {}",
                     st.node,
                     st.y,
                     l.buffers.len()
@@ -228,7 +278,7 @@ fn impl_body(l: &Lowered, in_ty: &str, out_ty: &str) -> Result<String, MlirError
     let y =
         match *loc {
             Loc::Input(_) => input.clone(),
-            Loc::Buf(i) => bufs.get(i).cloned().flatten().ok_or_else(|| {
+            Loc::Buf(i) => bufs.get(i).cloned().flatten().map(|v| v.0).ok_or_else(|| {
                 MlirError::Internal(format!("output buffer {i} is never written"))
             })?,
         };

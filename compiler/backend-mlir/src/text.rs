@@ -11,6 +11,7 @@ pub(crate) enum Elem {
     F32,
     I32,
     I8,
+    F64,
 }
 
 impl Elem {
@@ -19,6 +20,7 @@ impl Elem {
             Elem::F32 => "f32",
             Elem::I32 => "i32",
             Elem::I8 => "i8",
+            Elem::F64 => "f64",
         }
     }
 }
@@ -62,6 +64,17 @@ pub(crate) fn dense_i8(values: &[i8], dims: &[usize]) -> String {
         let _ = write!(hex, "{:02X}", *v as u8);
     }
     format!("dense<\"0x{hex}\"> : {}", tensor(dims, Elem::I8))
+}
+
+/// `dense<"0x…"> : tensor<dims x i32>` from `values` (row-major).
+pub(crate) fn dense_i32(values: &[i32], dims: &[usize]) -> String {
+    let mut hex = String::with_capacity(2 + 8 * values.len());
+    for v in values {
+        for b in v.to_le_bytes() {
+            let _ = write!(hex, "{b:02X}");
+        }
+    }
+    format!("dense<\"0x{hex}\"> : {}", tensor(dims, Elem::I32))
 }
 
 /// `affine_map<(d0, …) -> (results)>` over `dims` loop dimensions.
