@@ -21,6 +21,7 @@ mod movement;
 mod object;
 mod ops;
 pub mod pipeline;
+mod resize;
 mod text;
 
 use std::path::{Path, PathBuf};
@@ -66,8 +67,6 @@ pub enum MlirError {
     BadName { name: String },
     #[error(transparent)]
     Lower(#[from] LowerError),
-    #[error("node `{node}`: the MLIR backend does not lower `{kernel}` steps yet")]
-    Unsupported { node: String, kernel: &'static str },
     #[error(
         "the MLIR backend needs one graph input and one output for now ({inputs} inputs, {outputs} outputs)"
     )]

@@ -10,7 +10,7 @@ use strata_lower::{Kernel, Loc, Lowered, Operand};
 use crate::body::Body;
 use crate::layers::{self, Selection};
 use crate::text::{dense_f32, memref, tensor, Elem};
-use crate::{elementwise, movement, ops, MlirError};
+use crate::{elementwise, movement, ops, resize, MlirError};
 
 /// The module text of `l` with symbol prefix `name` (before parsing and verification).
 pub(crate) fn print(l: &Lowered, name: &str) -> Result<String, MlirError> {
@@ -254,11 +254,17 @@ fn impl_body(l: &Lowered, in_ty: &str, out_ty: &str) -> Result<String, MlirError
                 })?;
                 movement::take(&mut b, (&x.0, x.1), &t.indices, *fill)
             }
-            Kernel::ResizeLinear { .. } => {
-                return Err(MlirError::Unsupported {
-                    node: st.node.clone(),
-                    kernel: "resize_linear",
-                })
+            Kernel::ResizeLinear {
+                x,
+                dims,
+                strides,
+                taps,
+            } => {
+                let x = value(*x)?;
+                let t = l.taps.get(*taps).ok_or_else(|| {
+                    MlirError::Internal(format!("step `{}`: no taps {taps}", st.node))
+                })?;
+                resize::resize_linear(&mut b, (&x.0, x.1), dims, strides, t)
             }
         };
         let size = l.buffers.get(st.y).map(|buf| buf.size);

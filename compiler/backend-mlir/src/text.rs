@@ -77,6 +77,17 @@ pub(crate) fn dense_i32(values: &[i32], dims: &[usize]) -> String {
     format!("dense<\"0x{hex}\"> : {}", tensor(dims, Elem::I32))
 }
 
+/// `dense<"0x…"> : tensor<dims x f64>` from `values` (row-major).
+pub(crate) fn dense_f64(values: &[f64], dims: &[usize]) -> String {
+    let mut hex = String::with_capacity(2 + 16 * values.len());
+    for v in values {
+        for b in v.to_le_bytes() {
+            let _ = write!(hex, "{b:02X}");
+        }
+    }
+    format!("dense<\"0x{hex}\"> : {}", tensor(dims, Elem::F64))
+}
+
 /// `affine_map<(d0, …) -> (results)>` over `dims` loop dimensions.
 pub(crate) fn map(dims: usize, results: &[String]) -> String {
     let d: Vec<String> = (0..dims).map(|i| format!("d{i}")).collect();

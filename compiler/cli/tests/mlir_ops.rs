@@ -1,8 +1,7 @@
 //! The MLIR backend's exactness matrix on the C matrix's synthetic nets (`new_ops::nets`):
 //! `small` (every convolution form, odd fully connected sizes) and the `op_*` nets (every
 //! other op, behind bit-plane layers), through the JIT, K = 2..8, for the default counts and
-//! mixed per-layer counts, bit for bit against the runtime's integer path. Nets with a step
-//! the backend does not lower yet must fail with the typed error naming it, and are listed.
+//! mixed per-layer counts, bit for bit against the runtime's integer path.
 #![cfg(feature = "mlir")]
 
 mod new_ops;
@@ -44,8 +43,7 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
-/// Every plane count through the JIT against the runtime; `Err` when the backend refuses
-/// the net.
+/// Every plane count through the JIT against the runtime.
 fn check(name: &str, g: &Graph, x: &Tensor) -> Result<(), MlirError> {
     let names = layer_names(g);
     for k in 2..=8u8 {
@@ -91,19 +89,10 @@ fn small_and_op_nets_match_the_runtime_through_the_jit() {
         nets.push((name, g, 16, 200 + i as u64));
     }
     let x = Tensor::from_f32(vec![6, 3, 9, 9], values(6 * 243, 7)).unwrap();
-    let mut refused = Vec::new();
     for (name, fp32, rows, seed) in nets {
         let calib = Tensor::from_f32(vec![rows, 3, 9, 9], values(rows * 243, seed)).unwrap();
         let g = quantized(fp32, calib);
-        match check(name, &g, &x) {
-            Ok(()) => eprintln!("{name}: K=2..8 bit-exact"),
-            Err(e @ MlirError::Unsupported { .. }) => refused.push(format!("{name}: {e}")),
-            Err(e) => panic!("{name}: {e}"),
-        }
+        check(name, &g, &x).unwrap_or_else(|e| panic!("{name}: {e}"));
+        eprintln!("{name}: K=2..8 bit-exact");
     }
-    // Linear Resize is the one kernel not lowered yet; it sits in `op_new`.
-    assert_eq!(
-        refused,
-        vec!["op_new: node `rs_3`: the MLIR backend does not lower `resize_linear` steps yet".to_string()]
-    );
 }
