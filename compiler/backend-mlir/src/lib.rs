@@ -27,6 +27,7 @@ mod text;
 use std::path::{Path, PathBuf};
 
 pub use jit::Jit;
+pub use object::Target;
 pub use strata_lower::{LowerError, Lowered};
 
 /// What to generate.
@@ -89,6 +90,10 @@ pub enum MlirError {
     LayerPlanes { expected: usize, got: usize },
     #[error("plane counts {counts:?}: a layer has no side table for its count")]
     PlaneCounts { counts: Vec<u8> },
+    #[error("target: {0}")]
+    Target(String),
+    #[error("{tool}: {message}")]
+    Tool { tool: String, message: String },
     #[error("internal error in the MLIR backend: {0}")]
     Internal(String),
     #[error("{path}: {source}")]
@@ -141,12 +146,13 @@ pub fn emit(
     Ok(module.as_operation().to_string())
 }
 
-/// Compiles `graph` for this machine and writes `DIR/PREFIX.o` (the C API:
-/// `PREFIX_run`, `PREFIX_run_planes`) and `DIR/PREFIX.h` (the C backend's header for the
-/// same lowering); returns the paths written.
+/// Compiles `graph` for `target` (default: this machine) and writes `DIR/PREFIX.o` (the C
+/// API: `PREFIX_run`, `PREFIX_run_planes`) and `DIR/PREFIX.h` (the C backend's header for
+/// the same lowering); returns the paths written.
 pub fn write_object(
     graph: &strata_ir::Graph,
     options: &MlirOptions,
+    target: &Target,
     dir: &Path,
 ) -> Result<Vec<PathBuf>, MlirError> {
     let lowered = lower(graph, options)?;
@@ -160,7 +166,11 @@ pub fn write_object(
     let h = dir.join(format!("{}.h", options.name));
     // The engine writes in place; the object is moved into its path atomically.
     let partial = dir.join(format!(".{}.o.partial", options.name));
-    object::write(&text, &partial)?;
+    let written = object::write(&text, &partial, target);
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written?;
     let bytes = std::fs::read(&partial).map_err(io(&partial));
     let _ = std::fs::remove_file(&partial);
     let bytes = bytes?;

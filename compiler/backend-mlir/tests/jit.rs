@@ -140,3 +140,37 @@ fn emitted_module_is_verified_high_level_and_lowers_to_llvm() {
     .unwrap_err();
     assert!(matches!(err, MlirError::BadName { .. }), "{err}");
 }
+
+#[test]
+fn mixed_precision_lowering_keeps_each_layers_own_planes() {
+    // Layer i stores only planes 0..k_i; NAME_run runs those counts, NAME_run_planes lower
+    // ones, each as the runtime's per-layer mode computes them.
+    let g = mnist();
+    let images = rows(&mnist::fixture("images"), 0..8);
+    let x = images.as_f32().unwrap();
+    let names = layer_names(g);
+    let stored = vec![3u8, 8, 2, 5];
+    let jit = Jit::compile(
+        g,
+        &MlirOptions {
+            planes: 8,
+            layer_planes: Some(stored.clone()),
+            name: "mixed".into(),
+        },
+    )
+    .unwrap();
+    for ppl in [None, Some(vec![2u8, 4, 2, 3])] {
+        let counts = ppl.clone().unwrap_or_else(|| stored.clone());
+        let opts = RunOptions {
+            planes: Some(8),
+            per_layer: names.iter().cloned().zip(counts).collect(),
+            path: QuantPath::Integer,
+        };
+        let want = run_with(g, std::slice::from_ref(&images), &opts).unwrap();
+        let got = jit.run(x, ppl.as_deref()).unwrap();
+        assert_eq!(bits(&got), bits(want[0].as_f32().unwrap()), "{ppl:?}");
+    }
+    // A count above a layer's stored planes has no side table there.
+    let err = jit.run(x, Some(&[4, 8, 2, 5])).unwrap_err();
+    assert!(matches!(err, MlirError::PlaneCounts { .. }), "{err}");
+}

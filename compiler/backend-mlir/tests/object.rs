@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use strata_backend_mlir::{write_object, MlirOptions};
+use strata_backend_mlir::{write_object, MlirOptions, Target};
 use strata_ir::container::read_container;
 use strata_ir::Graph;
 use strata_runtime::{run_with, QuantPath, RunOptions};
@@ -20,8 +20,9 @@ fn mnist() -> &'static Graph {
     })
 }
 
-/// Writes the object and header at `k` planes (prefix `model`) and links the test driver.
-fn build(g: &Graph, k: u8, tag: &str) -> PathBuf {
+/// Writes the object and header at `k` planes (prefix `model`) for `target` and links the
+/// test driver with `cc` (`extra`: its flags).
+fn build_for(g: &Graph, k: u8, tag: &str, target: &Target, cc: &str, extra: &[&str]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("strata-mlir-obj-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let opts = MlirOptions {
@@ -29,7 +30,7 @@ fn build(g: &Graph, k: u8, tag: &str) -> PathBuf {
         name: "model".into(),
         ..Default::default()
     };
-    let written = write_object(g, &opts, &dir).unwrap();
+    let written = write_object(g, &opts, target, &dir).unwrap();
     assert_eq!(written, vec![dir.join("model.o"), dir.join("model.h")]);
     let header = std::fs::read_to_string(dir.join("model.h")).unwrap();
     assert!(header.contains("int model_run(const float *input, float *output);"));
@@ -37,8 +38,9 @@ fn build(g: &Graph, k: u8, tag: &str) -> PathBuf {
     let (inputs, outputs) = port_sizes(g);
     std::fs::write(dir.join("main.c"), main_c(&inputs, &outputs)).unwrap();
     let exe = dir.join("main");
-    let out = Command::new(gcc())
+    let out = Command::new(cc)
         .args(STRICT_C99)
+        .args(extra)
         .arg("-o")
         .arg(&exe)
         .arg(dir.join("main.c"))
@@ -52,6 +54,69 @@ fn build(g: &Graph, k: u8, tag: &str) -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     exe
+}
+
+/// Links for this machine with gcc.
+fn build(g: &Graph, k: u8, tag: &str) -> PathBuf {
+    build_for(g, k, tag, &Target::default(), gcc(), &[])
+}
+
+/// Fails loudly when a cross tool is missing: the aarch64 check must never pass unrun.
+fn require(tool: &str) {
+    let ok = Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "{tool} is required (scripts/setup-system.sh installs it)"
+    );
+}
+
+#[test]
+fn mnist_aarch64_object_runs_under_qemu_bit_for_bit() {
+    require("aarch64-linux-gnu-gcc");
+    require("qemu-aarch64");
+    let g = mnist();
+    let images = rows(&mnist::fixture("images"), 0..20);
+    let x = images.as_f32().unwrap();
+    let target = Target {
+        triple: Some("aarch64-linux-gnu".into()),
+        cpu: Some("cortex-a72".into()),
+    };
+    for k in [2u8, 8] {
+        let exe = build_for(
+            g,
+            k,
+            &format!("a64-{k}"),
+            &target,
+            "aarch64-linux-gnu-gcc",
+            &["-static"],
+        );
+        let dir = exe.parent().unwrap();
+        let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(dir.join("in.bin"), bytes).unwrap();
+        let st = Command::new("qemu-aarch64")
+            .arg(&exe)
+            .arg(dir.join("in.bin"))
+            .arg(dir.join("out.bin"))
+            .arg("20")
+            .status()
+            .unwrap();
+        assert!(st.success(), "qemu-aarch64 K={k}: {st}");
+        let got: Vec<f32> = std::fs::read(dir.join("out.bin"))
+            .unwrap()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let opts = RunOptions {
+            planes: Some(k),
+            path: QuantPath::Integer,
+            ..Default::default()
+        };
+        let want = run_with(g, std::slice::from_ref(&images), &opts).unwrap();
+        assert_eq!(bits(&got), bits(want[0].as_f32().unwrap()), "aarch64 K={k}");
+    }
 }
 
 #[test]

@@ -151,7 +151,38 @@ fn run_emit_and_build_through_mlir_match_the_runtime() {
     assert_ne!(bits(want.as_f32().unwrap()), bits(want4.as_f32().unwrap()));
     assert_eq!(bits(&got), bits(want4.as_f32().unwrap()));
 
+    // An aarch64 object (linked and run under qemu in strata-backend-mlir's tests).
+    let a64 = dir.join("a64");
+    ok(&[
+        "build",
+        model,
+        "--backend",
+        "mlir",
+        "--planes",
+        "4",
+        "--name",
+        "model",
+        "--target-triple",
+        "aarch64-linux-gnu",
+        "-o",
+        &a64.display().to_string(),
+    ]);
+    let o = std::fs::read(a64.join("model.o")).unwrap();
+    // ELF, e_machine 183 (EM_AARCH64).
+    assert_eq!((&o[..4], o[18]), (&b"\x7fELF"[..], 183));
+
     // Errors name what is wrong.
+    let err = fails(&[
+        "build",
+        model,
+        "--name",
+        "m",
+        "--target-triple",
+        "aarch64-linux-gnu",
+        "-o",
+        &d("c"),
+    ]);
+    assert!(err.contains("--backend mlir"), "{err}");
     let err = fails(&[
         "run",
         model,

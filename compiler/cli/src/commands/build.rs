@@ -29,6 +29,14 @@ pub struct Args {
     /// The C backend's target (`--backend c`).
     #[arg(long, value_enum, default_value_t = Target::Generic)]
     target: Target,
+    /// `--backend mlir`: the LLVM target triple of the object (e.g. `aarch64-linux-gnu`;
+    /// default: this machine).
+    #[arg(long)]
+    target_triple: Option<String>,
+    /// `--backend mlir`: the LLVM CPU of the object (`-mcpu`, e.g. `neoverse-n1`); needs
+    /// `--target-triple`.
+    #[arg(long)]
+    target_cpu: Option<String>,
     /// Prefix of the files, functions and macros (a C identifier).
     #[arg(long)]
     name: String,
@@ -46,9 +54,13 @@ pub fn run(args: Args) -> Result<()> {
             &args.model,
             args.planes,
             args.name,
+            (args.target_triple, args.target_cpu),
             &args.output,
         )?,
         Backend::C => {
+            if args.target_triple.is_some() || args.target_cpu.is_some() {
+                anyhow::bail!("--target-triple and --target-cpu are for --backend mlir (the C backend takes --target)");
+            }
             let loaded = args.shapes.load(&args.model)?;
             let shown = args.model.display().to_string();
             let Some(info) = &loaded.container else {

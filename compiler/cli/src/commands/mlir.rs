@@ -62,18 +62,20 @@ pub fn build(
     model: &Path,
     planes: Option<u8>,
     name: String,
+    (triple, cpu): (Option<String>, Option<String>),
     dir: &Path,
 ) -> Result<Vec<PathBuf>> {
     #[cfg(not(feature = "mlir"))]
     {
-        let _ = (shapes, model, planes, name, dir);
+        let _ = (shapes, model, planes, name, triple, cpu, dir);
         anyhow::bail!(MLIR_DISABLED)
     }
     #[cfg(feature = "mlir")]
     {
         use anyhow::Context;
         let (graph, options) = enabled::options(shapes, model, planes, name)?;
-        strata_compiler::backend::mlir::write_object(&graph, &options, dir)
+        let target = strata_compiler::backend::mlir::Target { triple, cpu };
+        strata_compiler::backend::mlir::write_object(&graph, &options, &target, dir)
             .with_context(|| model.display().to_string())
     }
 }
