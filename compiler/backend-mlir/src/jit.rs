@@ -10,8 +10,9 @@ type RunPlanes = unsafe extern "C" fn(*const f32, *mut f32, *const u8) -> i32;
 
 /// A model compiled for this machine, ready to run.
 pub struct Jit {
-    // Declared before the context so it is dropped first.
-    engine: ExecutionEngine,
+    /// Owns the compiled code `run_planes` points into; declared before the context so it
+    /// is dropped first.
+    _engine: ExecutionEngine,
     run_planes: RunPlanes,
     input: usize,
     output: usize,
@@ -40,7 +41,7 @@ impl Jit {
         // (memref arguments lowered to bare pointers).
         let run_planes = unsafe { std::mem::transmute::<*mut (), RunPlanes>(f) };
         Ok(Jit {
-            engine,
+            _engine: engine,
             run_planes,
             input: lowered.inputs[0].size(),
             output: lowered.outputs[0].0.size(),
@@ -97,7 +98,6 @@ impl Jit {
                 });
             }
         }
-        let _ = &self.engine;
         Ok(y)
     }
 }

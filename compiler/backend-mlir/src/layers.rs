@@ -228,9 +228,10 @@ pub(crate) fn conv(
     relu: bool,
 ) -> Result<String, MlirError> {
     let Some(g) = l.conv else {
-        return Err(MlirError::Layout {
-            node: l.node.clone(),
-        });
+        return Err(MlirError::Internal(format!(
+            "layer `{}` runs as a convolution without its geometry",
+            l.node
+        )));
     };
     let w = &g.window;
     let [c, h, wd] = w.input;

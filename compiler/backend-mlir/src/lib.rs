@@ -177,7 +177,7 @@ pub fn write_object(
     let header = strata_backend_c::header(
         &lowered,
         &options.name,
-        &format!("strata-backend-mlir, {} planes", lowered.planes),
+        &format!("`strata build --backend mlir` ({} planes)", lowered.planes),
     );
     let write = |path: &Path, data: &[u8]| {
         strata_ir::files::write_atomic(path, data, strata_ir::files::Existing::Refuse)

@@ -117,7 +117,10 @@ pub(crate) fn print(l: &Lowered, name: &str) -> Result<String, MlirError> {
 
 /// `PREFIX_run`'s count for layer `i`: the stored per-layer choice, else `K`.
 fn default_planes(l: &Lowered, i: usize) -> u8 {
-    l.layer_planes.as_ref().map_or(l.planes, |v| v[i])
+    l.layer_planes
+        .as_ref()
+        .and_then(|v| v.get(i).copied())
+        .unwrap_or(l.planes)
 }
 
 /// `return ok ? (NAME_impl(args), 0) : 1`.

@@ -174,3 +174,25 @@ fn mixed_precision_lowering_keeps_each_layers_own_planes() {
     let err = jit.run(x, Some(&[4, 8, 2, 5])).unwrap_err();
     assert!(matches!(err, MlirError::PlaneCounts { .. }), "{err}");
 }
+
+#[test]
+fn graphs_with_two_outputs_are_refused_with_a_typed_error() {
+    use strata_ir::ops::UnaryOp;
+    use strata_test_support::{batch_ty, op};
+    let mut g = Graph::new("two_outputs");
+    let x = g.add_input("x", batch_ty(&[4]));
+    let r = op(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[x]);
+    let n = op(&mut g, "neg", Op::Unary(UnaryOp::Neg), &[x]);
+    g.set_outputs(vec![r, n]);
+    let err = emit(&g, &options(2), Stage::High).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MlirError::Interface {
+                inputs: 1,
+                outputs: 2
+            }
+        ),
+        "{err}"
+    );
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use strata_backend_mlir::{write_object, MlirOptions, Target};
+use strata_backend_mlir::{write_object, MlirError, MlirOptions, Target};
 use strata_ir::container::read_container;
 use strata_ir::Graph;
 use strata_runtime::{run_with, QuantPath, RunOptions};
@@ -145,4 +145,30 @@ fn mnist_object_matches_runtime_bit_for_bit() {
         assert_eq!(bits(&got), bits(want[0].as_f32().unwrap()), "K={k} at 2");
         assert_eq!(run_c(&exe, x, 1, Some(&[k + 1, 2, 2, 2])), Err(11));
     }
+}
+
+#[test]
+fn bad_targets_are_typed_errors() {
+    let dir = std::env::temp_dir().join(format!("strata-mlir-obj-{}-bad", std::process::id()));
+    let opts = MlirOptions {
+        planes: 2,
+        ..Default::default()
+    };
+    let cpu_only = Target {
+        triple: None,
+        cpu: Some("cortex-a72".into()),
+    };
+    let err = write_object(mnist(), &opts, &cpu_only, &dir).unwrap_err();
+    assert!(matches!(err, MlirError::Target(_)), "{err}");
+    let bogus = Target {
+        triple: Some("no-such-arch-unknown-linux".into()),
+        cpu: None,
+    };
+    let err = write_object(mnist(), &opts, &bogus, &dir).unwrap_err();
+    assert!(
+        matches!(err, MlirError::Tool { ref tool, .. } if tool.ends_with("llc")),
+        "{err}"
+    );
+    // Nothing is left behind under the object's name.
+    assert!(!dir.join("model.o").exists() && !dir.join(".model.o.partial").exists());
 }

@@ -183,7 +183,8 @@ mod enabled {
                         options
                             .layer_planes
                             .as_ref()
-                            .map_or(options.planes, |v| v[i])
+                            .and_then(|v| v.get(i).copied())
+                            .unwrap_or(options.planes)
                     })
                 })
                 .collect()
