@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs beyond a Rust toolchain: clang and the
-# cross toolchains + qemu-user that check the emitted C on aarch64, armhf and riscv64, and
-# cmake for the CMake example. Idempotent: does nothing when every tool is already there.
+# cross toolchains + qemu-user that check the emitted C on aarch64, armhf and riscv64, cmake
+# for the CMake example, and LLVM/MLIR 22 for the MLIR backend (Debian 12 carries 22.1.8 in
+# bookworm-security; only LLVM/MLIR packages are added and zstd/libxml2 move within Debian
+# 12). Idempotent: does nothing when every tool and package is already there.
 set -euo pipefail
 
 log() { echo "[setup-system] $*"; }
@@ -18,7 +20,25 @@ TOOLS=(
     "qemu-riscv64:qemu-user"
 )
 
+# Libraries without a tool on PATH, checked with dpkg: what `melior` 0.27 (mlir-sys 220,
+# tblgen) links. Without libpolly-22-dev tblgen fails with "could not find native static
+# library Polly".
+PACKAGES=(
+    llvm-22-dev
+    libmlir-22-dev
+    mlir-22-tools
+    libpolly-22-dev
+    libzstd-dev
+    libz3-dev
+    libxml2-dev
+)
+
 missing=()
+for pkg in "${PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$pkg")
+    fi
+done
 for entry in "${TOOLS[@]}"; do
     tool="${entry%%:*}"
     pkg="${entry#*:}"
@@ -28,7 +48,7 @@ for entry in "${TOOLS[@]}"; do
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
-    log "up to date (clang, cmake, cross gcc for aarch64/armhf/riscv64, qemu-user)"
+    log "up to date (clang, cmake, cross gcc for aarch64/armhf/riscv64, qemu-user, LLVM/MLIR 22)"
     exit 0
 fi
 
@@ -38,6 +58,6 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 else
     log "error: missing tools. Install them with:" >&2
-    log "    sudo apt-get install -y ${missing[*]}" >&2
+    log "    sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
     exit 1
 fi

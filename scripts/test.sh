@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Strata's full test suite: installs the Debian tools the backend tests need
-# (scripts/setup-system.sh), the pinned Python tooling and the ONNX node tests
+# (scripts/setup-system.sh, LLVM/MLIR 22 included), the pinned Python tooling and the ONNX node tests
 # (scripts/setup-python.sh) and the PyTorch environment of python/strata_torch
 # (scripts/setup-torch.sh, kept outside the clone), then runs every Rust test in the
 # workspace, the strata_torch tests and a smoke run of every fuzz target (scripts/fuzz.sh).
@@ -17,8 +17,12 @@ scripts/setup-system.sh
 echo "[test] scripts/setup-python.sh"
 scripts/setup-python.sh
 
-echo "[test] cargo test --workspace --all-targets $*"
-cargo test --workspace --all-targets "$@"
+# The MLIR backend (strata-backend-mlir, and the CLI's `mlir` feature) links the LLVM/MLIR 22
+# that setup-system.sh installed.
+export MLIR_SYS_220_PREFIX="${MLIR_SYS_220_PREFIX:-/usr/lib/llvm-22}"
+export TABLEGEN_220_PREFIX="${TABLEGEN_220_PREFIX:-/usr/lib/llvm-22}"
+echo "[test] cargo test --workspace --all-targets --features strata-cli/mlir $*"
+cargo test --workspace --all-targets --features strata-cli/mlir "$@"
 
 echo "[test] scripts/setup-torch.sh"
 TORCH_PYTHON="$(scripts/setup-torch.sh)"

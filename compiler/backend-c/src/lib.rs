@@ -25,6 +25,13 @@ use std::path::{Path, PathBuf};
 pub use strata_lower::{layer_names, LowerError, Lowered, WeightLayout};
 pub use target::{Target, UnknownTarget};
 
+/// The header (`PREFIX.h`) of a lowering: the C API and size macros, with `generator` named
+/// in its first line. Public so a backend that compiles the same lowering to an object file
+/// (MLIR) declares exactly the API the C backend's sources define.
+pub fn header(lowered: &Lowered, name: &str, generator: &str) -> String {
+    header::print_for(lowered, name, generator)
+}
+
 /// What to generate. A plain struct: build it with `..Default::default()` so new fields do
 /// not break callers.
 #[derive(Debug, Clone, PartialEq, Eq)]

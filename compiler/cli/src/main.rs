@@ -46,6 +46,12 @@ enum Command {
     /// Generate a C99 library (`DIR/NAME.h`, `DIR/NAME.c`) from a `.strata` model: batch 1,
     /// no malloc, weights holding only planes 0..K-1.
     EmitC(emit_c::Args),
+    /// Print a `.strata` model as MLIR (func/linalg/arith/tensor), verified; `--stage llvm`
+    /// prints it after lowering to the LLVM dialect. Needs the `mlir` cargo feature.
+    EmitMlir(mlir::EmitArgs),
+    /// Build a library from a `.strata` model: C sources (`--backend c`) or, with
+    /// `--backend mlir`, a native object `DIR/NAME.o` with the same header `DIR/NAME.h`.
+    Build(build::Args),
     /// Footprint of every available plane count as C (weight, arena, scratch bytes, MACs,
     /// top-1 if recorded by `eval --record`); with --fit-flash/--fit-ram, the largest plane
     /// count that fits and why. Sizes: bytes with optional K/M/G suffix, K = 1024.
@@ -71,6 +77,8 @@ fn main() -> ExitCode {
         Command::Compile(args) => compile::run(args),
         Command::Eval(args) => eval::run(args),
         Command::EmitC(args) => emit_c::run(args),
+        Command::EmitMlir(args) => mlir::emit(args),
+        Command::Build(args) => build::run(args),
         Command::Manifest(args) => manifest::run(args),
         Command::Strip(args) => strip::run(args),
         Command::Passes => passes(),

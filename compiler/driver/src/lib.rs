@@ -22,6 +22,15 @@ pub use strata_onnx as onnx;
 pub mod backend {
     /// The C backend.
     pub use strata_backend_c as c;
+    /// The MLIR backend (cargo feature `mlir`).
+    #[cfg(feature = "mlir")]
+    pub use strata_backend_mlir as mlir;
+
+    /// What a build without the `mlir` feature says when asked for the MLIR backend.
+    pub const MLIR_DISABLED: &str = "the MLIR backend is not built in: install LLVM/MLIR 22 \
+(`apt-get update && apt-get install -y llvm-22-dev libmlir-22-dev mlir-22-tools libpolly-22-dev \
+libzstd-dev libz3-dev libxml2-dev`) and rebuild with `cargo build --features mlir` \
+(MLIR_SYS_220_PREFIX=/usr/lib/llvm-22 TABLEGEN_220_PREFIX=/usr/lib/llvm-22)";
     /// The lowering every backend consumes (and byte counts are read from).
     pub use strata_lower as lower;
 }

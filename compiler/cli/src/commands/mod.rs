@@ -2,11 +2,13 @@
 //! logic lives in `strata-compiler`; these modules parse, call and print.
 
 pub mod bench;
+pub mod build;
 pub mod compile;
 pub mod emit_c;
 pub mod eval;
 pub mod inspect;
 pub mod manifest;
+pub mod mlir;
 pub mod opt;
 pub mod run;
 pub mod strip;

@@ -24,8 +24,19 @@ pub struct Args {
     labels: Option<PathBuf>,
     #[command(flatten)]
     planes: PlaneArgs,
+    /// What executes the model: the reference runtime, or native code compiled for this CPU
+    /// through MLIR's JIT (`.strata` models, integer path; cargo feature `mlir`).
+    #[arg(long, value_enum, default_value_t = RunBackend::Runtime)]
+    backend: RunBackend,
     #[command(flatten)]
     shapes: super::InputShapes,
+}
+
+/// The executor of `strata run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunBackend {
+    Runtime,
+    Mlir,
 }
 
 /// How the bit-plane layers of a `.strata` model run.
@@ -81,7 +92,22 @@ pub fn run(args: Args) -> Result<()> {
     let tensors = read_inputs(&graph, &args.inputs).with_context(|| format!("--input: {shown}"))?;
     let labels = args.labels.as_deref().map(npy::read_npy).transpose()?;
     let start = Instant::now();
-    let outputs = run_with(&graph, &tensors, &options)?;
+    let outputs = match args.backend {
+        RunBackend::Runtime => run_with(&graph, &tensors, &options)?,
+        RunBackend::Mlir => {
+            if args.planes.path != QuantPath::Integer {
+                bail!("--backend mlir computes the integer path only (drop --path)");
+            }
+            vec![super::mlir::run(
+                graph,
+                loaded.container.as_ref(),
+                &args.model,
+                args.planes.planes,
+                &options.per_layer,
+                &tensors,
+            )?]
+        }
+    };
     let elapsed = start.elapsed();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;

@@ -11,6 +11,8 @@
 // Each of the two test crates uses only its part of this module.
 #![allow(dead_code)]
 
+pub mod nets;
+
 use strata_ir::ops::elementwise::VariadicOp;
 use strata_ir::ops::{
     BatchNorm, BinaryOp, Conv, CoordMode, GlobalPoolKind, NearestMode, Pad, PadMode, Reduce,

@@ -1,0 +1,188 @@
+//! The MLIR backend: a quantized graph in, native code for this CPU out — JIT-compiled in
+//! memory ([`Jit`]) or written as an object file with the C backend's header and API
+//! ([`write_object`]).
+//!
+//! It prints the backend-neutral lowering ([`strata_lower::Lowered`]) as MLIR text in the
+//! `func`, `linalg`, `arith`, `tensor` and `math` dialects ([`module`], [`layers`], [`ops`]),
+//! parses and verifies it with melior, and lowers it to the LLVM dialect with one pass
+//! pipeline ([`pipeline::PIPELINE`]). Every decision the lowering takes (plane counts,
+//! aliasing, Relu fusion) is read from it, and the integer path is computed as the C
+//! backend computes it, so outputs agree bit for bit with `strata run --planes K`.
+//!
+//! Text, then `Module::parse`, is what most MLIR frontends do; the text is typed where it
+//! matters (element types, exact float bits, affine maps) by [`text`] and [`body`].
+
+mod body;
+mod elementwise;
+mod jit;
+mod layers;
+mod module;
+mod movement;
+mod object;
+mod ops;
+pub mod pipeline;
+mod resize;
+mod text;
+
+use std::path::{Path, PathBuf};
+
+pub use jit::Jit;
+pub use object::Target;
+pub use strata_lower::{LowerError, Lowered};
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MlirOptions {
+    /// `K`: planes stored in the weights, and the plane count `PREFIX_run` uses.
+    pub planes: u8,
+    /// Mixed precision: the plane count of each bit-plane layer, each `<= planes` (see
+    /// `strata_backend_c::EmitOptions::layer_planes`).
+    pub layer_planes: Option<Vec<u8>>,
+    /// `PREFIX` of the exported functions, the header's macros and the file names.
+    pub name: String,
+}
+
+impl Default for MlirOptions {
+    fn default() -> Self {
+        MlirOptions {
+            planes: 8,
+            layer_planes: None,
+            name: "model".into(),
+        }
+    }
+}
+
+/// How far to take the module before printing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The verified `func`/`linalg`/`arith`/`tensor` module.
+    High,
+    /// After the pass pipeline: the LLVM dialect.
+    Llvm,
+}
+
+/// Why a graph cannot go through the MLIR backend; each names the node, kernel or path.
+#[derive(Debug, thiserror::Error)]
+pub enum MlirError {
+    #[error("`{name}` is not a valid C identifier prefix")]
+    BadName { name: String },
+    #[error(transparent)]
+    Lower(#[from] LowerError),
+    #[error(
+        "the MLIR backend needs one graph input and one output for now ({inputs} inputs, {outputs} outputs)"
+    )]
+    Interface { inputs: usize, outputs: usize },
+    #[error("layer `{node}`: weights are not in the planes layout")]
+    Layout { node: String },
+    #[error("layer `{node}`: {reason}")]
+    Planes { node: String, reason: String },
+    #[error("generated MLIR does not parse: {0}")]
+    Parse(String),
+    #[error("generated MLIR does not verify: {0}")]
+    Verify(String),
+    #[error("MLIR pass pipeline failed: {0}")]
+    Pass(String),
+    #[error("the compiled module has no symbol `{0}`")]
+    Symbol(String),
+    #[error("input of {got} floats is not a whole number of samples of {sample}")]
+    InputSize { got: usize, sample: usize },
+    #[error("{got} per-layer plane counts given for a graph with {expected} bit-plane layers")]
+    LayerPlanes { expected: usize, got: usize },
+    #[error("plane counts {counts:?}: a layer has no side table for its count")]
+    PlaneCounts { counts: Vec<u8> },
+    #[error("target: {0}")]
+    Target(String),
+    #[error("{tool}: {message}")]
+    Tool { tool: String, message: String },
+    #[error("internal error in the MLIR backend: {0}")]
+    Internal(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Whether `name` can prefix C identifiers and name files.
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Lowers `graph` for the MLIR kernels: the packed-plane layout (the codes are rebuilt from
+/// the planes with `strata_ir::quant::prefix_codes`), `K` and the per-layer counts.
+pub fn lower(graph: &strata_ir::Graph, options: &MlirOptions) -> Result<Lowered, MlirError> {
+    if !valid_name(&options.name) {
+        return Err(MlirError::BadName {
+            name: options.name.clone(),
+        });
+    }
+    Ok(strata_lower::lower(
+        graph,
+        &strata_lower::LowerOptions {
+            planes: options.planes,
+            layer_planes: options.layer_planes.clone(),
+            layout: strata_lower::WeightLayout::Planes,
+        },
+    )?)
+}
+
+/// The module of `graph` at `stage`, verified (and lowered for [`Stage::Llvm`]), as MLIR
+/// prints it.
+pub fn emit(
+    graph: &strata_ir::Graph,
+    options: &MlirOptions,
+    stage: Stage,
+) -> Result<String, MlirError> {
+    let lowered = lower(graph, options)?;
+    let text = module::print(&lowered, &options.name)?;
+    let context = pipeline::context();
+    let mut module = pipeline::parse(&context, &text)?;
+    if stage == Stage::Llvm {
+        pipeline::lower(&context, &mut module)?;
+    }
+    Ok(module.as_operation().to_string())
+}
+
+/// Compiles `graph` for `target` (default: this machine) and writes `DIR/PREFIX.o` (the C
+/// API: `PREFIX_run`, `PREFIX_run_planes`) and `DIR/PREFIX.h` (the C backend's header for
+/// the same lowering); returns the paths written.
+pub fn write_object(
+    graph: &strata_ir::Graph,
+    options: &MlirOptions,
+    target: &Target,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, MlirError> {
+    let lowered = lower(graph, options)?;
+    let text = module::print(&lowered, &options.name)?;
+    let io = |path: &Path| {
+        let p = path.display().to_string();
+        move |source| MlirError::Io { path: p, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let o = dir.join(format!("{}.o", options.name));
+    let h = dir.join(format!("{}.h", options.name));
+    // The engine writes in place; the object is moved into its path atomically.
+    let partial = dir.join(format!(".{}.o.partial", options.name));
+    let written = object::write(&text, &partial, target);
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written?;
+    let bytes = std::fs::read(&partial).map_err(io(&partial));
+    let _ = std::fs::remove_file(&partial);
+    let bytes = bytes?;
+    let header = strata_backend_c::header(
+        &lowered,
+        &options.name,
+        &format!("`strata build --backend mlir` ({} planes)", lowered.planes),
+    );
+    let write = |path: &Path, data: &[u8]| {
+        strata_ir::files::write_atomic(path, data, strata_ir::files::Existing::Refuse)
+    };
+    write(&o, &bytes).map_err(io(&o))?;
+    write(&h, header.as_bytes()).map_err(io(&h))?;
+    Ok(vec![o, h])
+}

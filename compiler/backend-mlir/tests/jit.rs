@@ -1,0 +1,198 @@
+//! The MLIR backend through the JIT against the reference runtime's integer path: the
+//! bundled MNIST CNN at every plane count, compared as f32 bits (no tolerance).
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use strata_backend_mlir::{emit, Jit, MlirError, MlirOptions, Stage};
+use strata_ir::container::read_container;
+use strata_ir::{Graph, NodeKind, Op};
+use strata_runtime::{run_with, QuantPath, RunOptions};
+use strata_test_support::{mnist, rows};
+
+/// The MNIST CNN compiled to bit-planes (32 calibration rows), through the container.
+fn mnist() -> &'static Graph {
+    static G: OnceLock<Graph> = OnceLock::new();
+    G.get_or_init(|| {
+        let bytes = mnist::container(mnist::fp32(), rows(&mnist::fixture("calib"), 0..32));
+        read_container(&bytes).unwrap().graph
+    })
+}
+
+fn layer_names(g: &Graph) -> Vec<String> {
+    g.topo_order()
+        .unwrap()
+        .into_iter()
+        .filter_map(|id| {
+            let n = g.node(id).unwrap();
+            matches!(n.kind, NodeKind::Op(Op::Bitplane(_))).then(|| n.name.clone())
+        })
+        .collect()
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+fn options(k: u8) -> MlirOptions {
+    MlirOptions {
+        planes: k,
+        name: "mnist".into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn mnist_jit_matches_runtime_bit_for_bit_for_every_plane_count() {
+    let g = mnist();
+    let images = rows(&mnist::fixture("images"), 0..20);
+    let x = images.as_f32().unwrap();
+    let names = layer_names(g);
+    assert_eq!(names.len(), 4);
+    for k in 2..=8u8 {
+        let jit = Jit::compile(g, &options(k)).unwrap();
+        assert_eq!(jit.sizes(), (784, 10));
+        let opts = RunOptions {
+            planes: Some(k),
+            path: QuantPath::Integer,
+            ..Default::default()
+        };
+        let want = run_with(g, std::slice::from_ref(&images), &opts).unwrap();
+        let got = jit.run(x, None).unwrap();
+        assert_eq!(bits(&got), bits(want[0].as_f32().unwrap()), "K={k}");
+        // Mixed per-layer plane counts, all ≤ K, against the runtime's per-layer mode.
+        let ppl: Vec<u8> = (0..names.len())
+            .map(|i| 2 + ((i as u8 + k) % (k - 1)))
+            .collect();
+        let per_layer: BTreeMap<String, u8> =
+            names.iter().cloned().zip(ppl.iter().copied()).collect();
+        let opts = RunOptions {
+            planes: Some(k),
+            per_layer,
+            path: QuantPath::Integer,
+        };
+        let want = run_with(g, std::slice::from_ref(&images), &opts).unwrap();
+        let got = jit.run(x, Some(&ppl)).unwrap();
+        assert_eq!(
+            bits(&got),
+            bits(want[0].as_f32().unwrap()),
+            "K={k} ppl={ppl:?}"
+        );
+    }
+}
+
+#[test]
+fn plane_counts_without_a_side_table_are_refused() {
+    let jit = Jit::compile(mnist(), &options(4)).unwrap();
+    let x = vec![0.5f32; 784];
+    // 5 > K = 4, and 1 has no side table.
+    for bad in [[5u8, 4, 4, 4], [4, 4, 1, 4]] {
+        let err = jit.run(&x, Some(&bad)).unwrap_err();
+        assert!(matches!(err, MlirError::PlaneCounts { .. }), "{err}");
+    }
+    let err = jit.run(&x, Some(&[4, 4])).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MlirError::LayerPlanes {
+                expected: 4,
+                got: 2
+            }
+        ),
+        "{err}"
+    );
+    let err = jit.run(&x[..100], None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MlirError::InputSize {
+                got: 100,
+                sample: 784
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn emitted_module_is_verified_high_level_and_lowers_to_llvm() {
+    let high = emit(mnist(), &options(3), Stage::High).unwrap();
+    for op in [
+        "linalg.conv_2d_ngchw_gfchw",
+        "linalg.matvec",
+        "math.roundeven",
+        "func.func @mnist_run(",
+    ] {
+        assert!(high.contains(op), "{op} missing");
+    }
+    assert!(!high.contains("llvm.func"));
+    let llvm = emit(mnist(), &options(3), Stage::Llvm).unwrap();
+    assert!(llvm.contains("llvm.func @mnist_run_planes("));
+    assert!(!llvm.contains("linalg."));
+    let err = emit(
+        mnist(),
+        &MlirOptions {
+            name: "9bad".into(),
+            ..options(3)
+        },
+        Stage::High,
+    )
+    .unwrap_err();
+    assert!(matches!(err, MlirError::BadName { .. }), "{err}");
+}
+
+#[test]
+fn mixed_precision_lowering_keeps_each_layers_own_planes() {
+    // Layer i stores only planes 0..k_i; NAME_run runs those counts, NAME_run_planes lower
+    // ones, each as the runtime's per-layer mode computes them.
+    let g = mnist();
+    let images = rows(&mnist::fixture("images"), 0..8);
+    let x = images.as_f32().unwrap();
+    let names = layer_names(g);
+    let stored = vec![3u8, 8, 2, 5];
+    let jit = Jit::compile(
+        g,
+        &MlirOptions {
+            planes: 8,
+            layer_planes: Some(stored.clone()),
+            name: "mixed".into(),
+        },
+    )
+    .unwrap();
+    for ppl in [None, Some(vec![2u8, 4, 2, 3])] {
+        let counts = ppl.clone().unwrap_or_else(|| stored.clone());
+        let opts = RunOptions {
+            planes: Some(8),
+            per_layer: names.iter().cloned().zip(counts).collect(),
+            path: QuantPath::Integer,
+        };
+        let want = run_with(g, std::slice::from_ref(&images), &opts).unwrap();
+        let got = jit.run(x, ppl.as_deref()).unwrap();
+        assert_eq!(bits(&got), bits(want[0].as_f32().unwrap()), "{ppl:?}");
+    }
+    // A count above a layer's stored planes has no side table there.
+    let err = jit.run(x, Some(&[4, 8, 2, 5])).unwrap_err();
+    assert!(matches!(err, MlirError::PlaneCounts { .. }), "{err}");
+}
+
+#[test]
+fn graphs_with_two_outputs_are_refused_with_a_typed_error() {
+    use strata_ir::ops::UnaryOp;
+    use strata_test_support::{batch_ty, op};
+    let mut g = Graph::new("two_outputs");
+    let x = g.add_input("x", batch_ty(&[4]));
+    let r = op(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[x]);
+    let n = op(&mut g, "neg", Op::Unary(UnaryOp::Neg), &[x]);
+    g.set_outputs(vec![r, n]);
+    let err = emit(&g, &options(2), Stage::High).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MlirError::Interface {
+                inputs: 1,
+                outputs: 2
+            }
+        ),
+        "{err}"
+    );
+}

@@ -1,0 +1,208 @@
+//! The MLIR backend's commands: `strata emit-mlir`, `strata build --backend mlir` and the
+//! JIT of `strata run --backend mlir`. Without the `mlir` cargo feature each is one error
+//! line saying how to enable it ([`MLIR_DISABLED`]).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+#[cfg(not(feature = "mlir"))]
+use strata_compiler::backend::MLIR_DISABLED;
+
+/// How far `emit-mlir` takes the module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stage {
+    /// The verified func/linalg/arith/tensor module.
+    High,
+    /// After the pass pipeline: the LLVM dialect.
+    Llvm,
+}
+
+#[derive(clap::Args)]
+pub struct EmitArgs {
+    model: PathBuf,
+    /// Planes stored in the weights (`NAME_run` runs at this count). Default: the stored
+    /// mixed-precision choice, else every plane present.
+    #[arg(long)]
+    planes: Option<u8>,
+    #[arg(long, value_enum, default_value_t = Stage::High)]
+    stage: Stage,
+    /// Prefix of the exported functions (a C identifier).
+    #[arg(long, default_value = "model")]
+    name: String,
+    #[command(flatten)]
+    shapes: super::InputShapes,
+}
+
+/// `strata emit-mlir`: prints the verified module.
+pub fn emit(args: EmitArgs) -> Result<()> {
+    #[cfg(not(feature = "mlir"))]
+    {
+        let _ = (args.model, args.planes, args.stage, args.name, args.shapes);
+        anyhow::bail!(MLIR_DISABLED)
+    }
+    #[cfg(feature = "mlir")]
+    {
+        use anyhow::Context;
+        use strata_compiler::backend::mlir;
+        let (graph, options) = enabled::options(&args.shapes, &args.model, args.planes, args.name)?;
+        let stage = match args.stage {
+            Stage::High => mlir::Stage::High,
+            Stage::Llvm => mlir::Stage::Llvm,
+        };
+        let text = mlir::emit(&graph, &options, stage)
+            .with_context(|| args.model.display().to_string())?;
+        outln!("{text}")?;
+        Ok(())
+    }
+}
+
+/// `strata build --backend mlir`: writes `DIR/NAME.o` and `DIR/NAME.h`; returns the paths.
+pub fn build(
+    shapes: &super::InputShapes,
+    model: &Path,
+    planes: Option<u8>,
+    name: String,
+    (triple, cpu): (Option<String>, Option<String>),
+    dir: &Path,
+) -> Result<Vec<PathBuf>> {
+    #[cfg(not(feature = "mlir"))]
+    {
+        let _ = (shapes, model, planes, name, triple, cpu, dir);
+        anyhow::bail!(MLIR_DISABLED)
+    }
+    #[cfg(feature = "mlir")]
+    {
+        use anyhow::Context;
+        let (graph, options) = enabled::options(shapes, model, planes, name)?;
+        let target = strata_compiler::backend::mlir::Target { triple, cpu };
+        strata_compiler::backend::mlir::write_object(&graph, &options, &target, dir)
+            .with_context(|| model.display().to_string())
+    }
+}
+
+/// `strata run --backend mlir`: runs every sample of the single input through the JIT at
+/// `planes` (default: the stored choice, else every plane) with `per_layer` overrides by
+/// node name; returns the output batch-major with the output's shape.
+pub fn run(
+    graph: strata_ir::Graph,
+    info: Option<&strata_compiler::model::ContainerInfo>,
+    model: &Path,
+    planes: Option<u8>,
+    per_layer: &std::collections::BTreeMap<String, u8>,
+    inputs: &[strata_ir::Tensor],
+) -> Result<strata_ir::Tensor> {
+    #[cfg(not(feature = "mlir"))]
+    {
+        let _ = (graph, info, model, planes, per_layer, inputs);
+        anyhow::bail!(MLIR_DISABLED)
+    }
+    #[cfg(feature = "mlir")]
+    {
+        enabled::run(graph, info, model, planes, per_layer, inputs)
+    }
+}
+
+#[cfg(feature = "mlir")]
+mod enabled {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use anyhow::{bail, Context, Result};
+    use strata_compiler::backend::c::Target;
+    use strata_compiler::backend::mlir::{Jit, MlirOptions};
+    use strata_compiler::build::emit_options;
+    use strata_compiler::model::ContainerInfo;
+    use strata_ir::{Graph, Tensor};
+
+    /// The MLIR options for a `.strata` model: the plane counts `emit-c` would use.
+    fn options_of(
+        graph: &Graph,
+        info: Option<&ContainerInfo>,
+        model: &Path,
+        planes: Option<u8>,
+        name: String,
+    ) -> Result<MlirOptions> {
+        let shown = model.display().to_string();
+        let Some(info) = info else {
+            bail!(
+                "{shown}: the MLIR backend compiles `.strata` models (run `strata compile` first)"
+            );
+        };
+        let c = emit_options(graph, info, planes, Target::Generic, name, &shown)?;
+        Ok(MlirOptions {
+            planes: c.planes,
+            layer_planes: c.layer_planes,
+            name: c.name,
+        })
+    }
+
+    pub(super) fn options(
+        shapes: &super::super::InputShapes,
+        model: &Path,
+        planes: Option<u8>,
+        name: String,
+    ) -> Result<(Graph, MlirOptions)> {
+        let loaded = shapes.load(model)?;
+        let options = options_of(
+            &loaded.graph,
+            loaded.container.as_ref(),
+            model,
+            planes,
+            name,
+        )?;
+        Ok((loaded.graph, options))
+    }
+
+    pub(super) fn run(
+        graph: Graph,
+        info: Option<&ContainerInfo>,
+        model: &Path,
+        planes: Option<u8>,
+        per_layer: &BTreeMap<String, u8>,
+        inputs: &[Tensor],
+    ) -> Result<Tensor> {
+        let shown = model.display().to_string();
+        let options = options_of(&graph, info, model, planes, "strata".into())?;
+        let [x] = inputs else {
+            bail!(
+                "the MLIR backend runs graphs with one input ({} given)",
+                inputs.len()
+            );
+        };
+        let data = x
+            .as_f32()
+            .with_context(|| format!("--input: {shown}: the input must be float32"))?;
+        let jit = Jit::compile(&graph, &options).with_context(|| shown.clone())?;
+        let names = strata_compiler::backend::lower::layer_names(&graph)?;
+        let ppl: Option<Vec<u8>> = (!per_layer.is_empty()).then(|| {
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    per_layer.get(n).copied().unwrap_or_else(|| {
+                        options
+                            .layer_planes
+                            .as_ref()
+                            .and_then(|v| v.get(i).copied())
+                            .unwrap_or(options.planes)
+                    })
+                })
+                .collect()
+        });
+        if let Some(unknown) = per_layer.keys().find(|n| !names.contains(n)) {
+            bail!("--layer-planes: `{unknown}` is not a bit-plane layer of {shown}");
+        }
+        let y = jit
+            .run(data, ppl.as_deref())
+            .with_context(|| shown.clone())?;
+        let (_, out) = jit.sizes();
+        let batch = y.len() / out.max(1);
+        // The batch-1 output shape with the batch put back.
+        let mut shape = jit.output_shape().to_vec();
+        match shape.first_mut() {
+            Some(d) => *d = batch,
+            None => shape = vec![batch],
+        }
+        Ok(Tensor::from_f32(shape, y)?)
+    }
+}

@@ -1,0 +1,98 @@
+//! The MLIR backend's exactness matrix on the C matrix's synthetic nets (`new_ops::nets`):
+//! `small` (every convolution form, odd fully connected sizes) and the `op_*` nets (every
+//! other op, behind bit-plane layers), through the JIT, K = 2..8, for the default counts and
+//! mixed per-layer counts, bit for bit against the runtime's integer path.
+#![cfg(feature = "mlir")]
+
+mod new_ops;
+
+use std::collections::BTreeMap;
+
+use new_ops::nets::{op_nets, small_net};
+use strata_compiler::backend::mlir::{Jit, MlirError, MlirOptions};
+use strata_compiler::compile::{compile_to_container, CompileOptions};
+use strata_ir::container::read_container;
+use strata_ir::{Graph, NodeKind, Op, Tensor};
+use strata_runtime::{run_with, QuantPath, RunOptions};
+use strata_test_support::values;
+
+fn quantized(fp32: Graph, calib: Tensor) -> Graph {
+    let bytes = compile_to_container(
+        fp32,
+        vec![calib],
+        &CompileOptions::default(),
+        Default::default(),
+        |_| {},
+    )
+    .unwrap();
+    read_container(&bytes).unwrap().graph
+}
+
+fn layer_names(g: &Graph) -> Vec<String> {
+    g.topo_order()
+        .unwrap()
+        .into_iter()
+        .filter_map(|id| {
+            let n = g.node(id).unwrap();
+            matches!(n.kind, NodeKind::Op(Op::Bitplane(_))).then(|| n.name.clone())
+        })
+        .collect()
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Every plane count through the JIT against the runtime.
+fn check(name: &str, g: &Graph, x: &Tensor) -> Result<(), MlirError> {
+    let names = layer_names(g);
+    for k in 2..=8u8 {
+        let options = MlirOptions {
+            planes: k,
+            name: name.into(),
+            ..Default::default()
+        };
+        let jit = Jit::compile(g, &options)?;
+        let opts = RunOptions {
+            planes: Some(k),
+            path: QuantPath::Integer,
+            ..Default::default()
+        };
+        let want = run_with(g, std::slice::from_ref(x), &opts).unwrap();
+        let got = jit.run(x.as_f32().unwrap(), None).unwrap();
+        assert_eq!(bits(&got), bits(want[0].as_f32().unwrap()), "{name} K={k}");
+        let ppl: Vec<u8> = (0..names.len())
+            .map(|i| 2 + ((i as u8 + k) % (k - 1)))
+            .collect();
+        let per_layer: BTreeMap<String, u8> =
+            names.iter().cloned().zip(ppl.iter().copied()).collect();
+        let opts = RunOptions {
+            planes: Some(k),
+            per_layer,
+            path: QuantPath::Integer,
+        };
+        let want = run_with(g, std::slice::from_ref(x), &opts).unwrap();
+        let got = jit.run(x.as_f32().unwrap(), Some(&ppl)).unwrap();
+        assert_eq!(
+            bits(&got),
+            bits(want[0].as_f32().unwrap()),
+            "{name} K={k} ppl={ppl:?}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn small_and_op_nets_match_the_runtime_through_the_jit() {
+    let mut nets = vec![("small", small_net(), 24usize, 99u64)];
+    for (i, (name, g)) in op_nets().into_iter().enumerate() {
+        nets.push((name, g, 16, 200 + i as u64));
+    }
+    let x = Tensor::from_f32(vec![6, 3, 9, 9], values(6 * 243, 7)).unwrap();
+    for (name, fp32, rows, seed) in nets {
+        let calib = Tensor::from_f32(vec![rows, 3, 9, 9], values(rows * 243, seed)).unwrap();
+        let g = quantized(fp32, calib);
+        check(name, &g, &x).unwrap_or_else(|e| panic!("{name}: {e}"));
+        eprintln!("{name}: K=2..8 bit-exact");
+    }
+}
