@@ -14,7 +14,6 @@ macro_rules! outln {
     }};
 }
 
-mod allocator;
 mod commands;
 
 use commands::*;
@@ -67,7 +66,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    allocator::tune();
     let cli = Cli::parse();
     commands::set_write_in_place(cli.write_in_place);
     let result = match cli.command {
