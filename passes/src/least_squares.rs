@@ -111,8 +111,8 @@ pub(crate) fn fit_sums(
                 pass,
                 reason: e.to_string(),
             })?;
-        let (a, b, t) = layer_products(layer, &xhat, &qk, &target_w).map_err(rt)?;
-        accumulate(&mut sums, &a, &b, &t);
+        let (y, stacked) = layer_products(layer, &xhat, &qk, &target_w).map_err(rt)?;
+        accumulate(&mut sums, &y, stacked);
         Ok(())
     };
     let fit_run =
@@ -164,49 +164,71 @@ pub(crate) fn fit_sums(
     Ok(sums)
 }
 
-/// `a = q_k·x̂`, `b = Σ x̂` over each output's receptive field, `t = gain·W·x̂`, as the
-/// runtime's Conv/Gemm kernels compute them (so padding, strides and groups match exactly).
+/// Where one layer's fit products sit among the output channels of the single stacked
+/// Conv/Gemm that computes them all: per group, its `per_group` rows of `a = q_k·x̂`, then
+/// the same rows of `t = gain·W·x̂`, then one row of `b = Σ x̂` (the same for every channel
+/// of a group). One stacked layer reads the input once: one im2col and one packed GEMM
+/// instead of three.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Stacked {
+    pub groups: usize,
+    pub per_group: usize,
+}
+
+impl Stacked {
+    /// Output channels of the stacked layer.
+    pub fn channels(&self) -> usize {
+        self.groups * (2 * self.per_group + 1)
+    }
+
+    /// Stacked channels of `a`, `t` and `b` for the layer's output channel `c`.
+    pub fn of(&self, c: usize) -> (usize, usize, usize) {
+        let (g, j) = (c / self.per_group, c % self.per_group);
+        let base = g * (2 * self.per_group + 1);
+        (
+            base + j,
+            base + self.per_group + j,
+            base + 2 * self.per_group,
+        )
+    }
+
+    /// The stacked weight rows (`cols` values each) in channel order.
+    fn weight(&self, qk: &[f32], target: &[f32], cols: usize) -> Vec<f32> {
+        let block = self.per_group * cols;
+        let mut w = Vec::with_capacity(self.channels() * cols);
+        for g in 0..self.groups {
+            w.extend_from_slice(&qk[g * block..(g + 1) * block]);
+            w.extend_from_slice(&target[g * block..(g + 1) * block]);
+            w.extend(std::iter::repeat_n(1.0f32, cols));
+        }
+        w
+    }
+}
+
+/// The stacked products of `layer` on `x̂` (see [`Stacked`]), computed by the runtime's own
+/// Conv/Gemm kernels so padding, strides and groups match the layer exactly.
 fn layer_products(
     layer: &QuantLayer,
     xhat: &Tensor,
     qk: &[f32],
     target_w: &[f32],
-) -> Result<(Tensor, Tensor, Tensor), strata_runtime::RuntimeError> {
-    let one = |op: &Op, w: &Tensor| -> Result<Tensor, strata_runtime::RuntimeError> {
-        let mut out = strata_runtime::eval_op(op, &[xhat, w])?;
-        out.pop().ok_or(strata_runtime::RuntimeError::OutputCount {
-            node: layer.name.clone(),
-            op: op.mnemonic(),
-            declared: 1,
-            produced: 0,
-        })
-    };
+) -> Result<(Tensor, Stacked), strata_runtime::RuntimeError> {
     let bad = |e: strata_ir::TensorSizeMismatch| strata_runtime::RuntimeError::Attribute {
         op: "vl-quantize",
         attr: "weight",
         reason: e.to_string(),
     };
-    match &layer.kind {
+    let (op, stacked, mut shape) = match &layer.kind {
         LayerKind::Conv(conv) => {
-            let mut shape = vec![layer.rows];
+            let groups = conv.group.max(1);
             let per_group_c = layer.cols / conv.kernel.iter().product::<usize>().max(1);
-            shape.push(per_group_c);
-            shape.extend(&conv.kernel);
-            let op = Op::Conv(conv.clone());
-            let w = |v: Vec<f32>| Tensor::from_f32(shape.clone(), v).map_err(bad);
-            let a = one(&op, &w(qk.to_vec())?)?;
-            let t = one(&op, &w(target_w.to_vec())?)?;
-            // `b` is the same for every output channel of a group: with one group, one
-            // channel of ones gives it at 1/R of the cost (`accumulate` broadcasts it).
-            let b = if conv.group == 1 {
-                let mut ones_shape = shape.clone();
-                ones_shape[0] = 1;
-                let ones = Tensor::from_f32(ones_shape, vec![1.0; layer.cols]).map_err(bad)?;
-                one(&op, &ones)?
-            } else {
-                one(&op, &w(vec![1.0; qk.len()])?)?
+            let stacked = Stacked {
+                groups,
+                per_group: layer.rows / groups,
             };
-            Ok((a, b, t))
+            let mut shape = vec![0, per_group_c];
+            shape.extend(&conv.kernel);
+            (Op::Conv(conv.clone()), stacked, shape)
         }
         LayerKind::Linear => {
             let op = Op::Gemm(Gemm {
@@ -216,39 +238,48 @@ fn layer_products(
                 trans_b: true,
                 has_c: false,
             });
-            let shape = vec![layer.rows, layer.cols];
-            let w = |v: Vec<f32>| Tensor::from_f32(shape.clone(), v).map_err(bad);
-            let a = one(&op, &w(qk.to_vec())?)?;
-            let t = one(&op, &w(target_w.to_vec())?)?;
-            let ones = Tensor::from_f32(vec![1, layer.cols], vec![1.0; layer.cols]).map_err(bad)?;
-            let b = one(&op, &ones)?;
-            Ok((a, b, t))
+            let stacked = Stacked {
+                groups: 1,
+                per_group: layer.rows,
+            };
+            (op, stacked, vec![0, layer.cols])
         }
-    }
+    };
+    shape[0] = stacked.channels();
+    let w = stacked.weight(qk, target_w, layer.cols);
+    let w = Tensor::from_f32(shape, w).map_err(bad)?;
+    let mut out = strata_runtime::eval_op(&op, &[xhat, &w])?;
+    let y = out.pop().ok_or(strata_runtime::RuntimeError::OutputCount {
+        node: layer.name.clone(),
+        op: op.mnemonic(),
+        declared: 1,
+        produced: 0,
+    })?;
+    Ok((y, stacked))
 }
 
-/// Adds every output position of a chunk to its channel's sums: `a`, `t` are `[n, R, …]`;
-/// `b` is `[n, R, …]` for Conv and `[n, 1]` for Linear layers (the input sum is shared).
-pub(crate) fn accumulate(sums: &mut [FitSums], a: &Tensor, b: &Tensor, t: &Tensor) {
-    let (Some(av), Some(bv), Some(tv)) = (a.as_f32(), b.as_f32(), t.as_f32()) else {
+/// Adds every output position of a chunk to its channel's sums; `y` is the stacked layer's
+/// output `[n, channels, …]`.
+pub(crate) fn accumulate(sums: &mut [FitSums], y: &Tensor, stacked: Stacked) {
+    let Some(yv) = y.as_f32() else {
         return;
     };
-    let shape = a.shape();
-    if shape.len() < 2 || t.shape() != shape || shape[1] != sums.len() {
+    let shape = y.shape();
+    if shape.len() < 2
+        || shape[1] != stacked.channels()
+        || sums.len() != stacked.groups * stacked.per_group
+    {
         return;
     }
-    let (n, rows) = (shape[0], shape[1]);
+    let (n, channels) = (shape[0], shape[1]);
     let spatial: usize = shape[2..].iter().product();
-    let b_rows = b.shape().get(1).copied().unwrap_or(0);
-    if bv.len() != n * b_rows * spatial || (b_rows != rows && b_rows != 1) {
-        return;
-    }
     for i in 0..n {
         for (c, s) in sums.iter_mut().enumerate() {
-            let base = (i * rows + c) * spatial;
-            let bbase = (i * b_rows + if b_rows == 1 { 0 } else { c }) * spatial;
-            for p in 0..spatial {
-                s.add(av[base + p], bv[bbase + p], tv[base + p]);
+            let (a, t, b) = stacked.of(c);
+            let at =
+                |ch: usize| &yv[(i * channels + ch) * spatial..(i * channels + ch + 1) * spatial];
+            for ((&av, &tv), &bv) in at(a).iter().zip(at(t)).zip(at(b)) {
+                s.add(av, bv, tv);
             }
         }
     }

@@ -23,7 +23,7 @@ use crate::frontier::Frontier;
 pub use crate::layer_codes::LayerCodes;
 pub(crate) use crate::layer_codes::{midpoint_side, plain_side, quant_err};
 #[cfg(test)]
-use crate::least_squares::{accumulate, FitSums};
+use crate::least_squares::{accumulate, FitSums, Stacked};
 use crate::least_squares::{fit_sums, solve_2x2};
 use crate::pipeline::{PassOptions, PipelineError};
 use crate::{Pass, PassContext, PassError};
@@ -577,29 +577,31 @@ mod tests {
 
     #[test]
     fn least_squares_recovers_exact_alpha_beta() {
-        // Two channels, t = alpha·a + beta·b exactly, over 3 samples × 4 positions.
+        // Two channels in two groups (so each has its own `b`), t = alpha·a + beta·b exactly,
+        // over 3 samples × 4 positions, laid out as the stacked fit layer computes them.
         let (alpha, beta) = ([0.25f32, -1.5], [0.125f32, 2.0]);
+        let stacked = Stacked {
+            groups: 2,
+            per_group: 1,
+        };
         let (n, r, p) = (3, 2, 4);
-        let mut a = Vec::new();
-        let mut b = Vec::new();
-        let mut t = Vec::new();
+        let ch = stacked.channels();
+        let mut y = vec![0.0f32; n * ch * p];
         for i in 0..n {
             for c in 0..r {
+                let (ia, it, ib) = stacked.of(c);
                 for j in 0..p {
                     let av = ((i * 7 + c * 3 + j * 5) % 11) as f32 - 5.0;
                     let bv = ((i * 5 + c + j * 3) % 7) as f32 - 2.0;
-                    a.push(av);
-                    b.push(bv);
-                    t.push(alpha[c] * av + beta[c] * bv);
+                    y[(i * ch + ia) * p + j] = av;
+                    y[(i * ch + ib) * p + j] = bv;
+                    y[(i * ch + it) * p + j] = alpha[c] * av + beta[c] * bv;
                 }
             }
         }
-        let shape = vec![n, r, 2, 2];
-        let ta = Tensor::from_f32(shape.clone(), a).unwrap();
-        let tb = Tensor::from_f32(shape.clone(), b).unwrap();
-        let tt = Tensor::from_f32(shape, t).unwrap();
+        let ty = Tensor::from_f32(vec![n, ch, 2, 2], y).unwrap();
         let mut sums = vec![FitSums::default(); r];
-        accumulate(&mut sums, &ta, &tb, &tt);
+        accumulate(&mut sums, &ty, stacked);
         assert_eq!(sums[0].rows, n * p);
         for c in 0..r {
             let (fa, fb) = solve_2x2(&sums[c]).unwrap();

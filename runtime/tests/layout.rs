@@ -325,6 +325,86 @@ fn slice_clamps_and_steps_backwards() {
     ));
 }
 
+/// The block-copy fast path (whole trailing axes, a step-1 axis before them) against a
+/// per-element reference over many slices of a 3-D tensor: every combination of start, end
+/// and step (negative too) on every subset of axes.
+#[test]
+fn slice_matches_an_element_by_element_reference() {
+    let dims = [3usize, 4, 5];
+    let x = i64t(&dims, &(0..60).collect::<Vec<i64>>());
+    let picks: [(i64, i64, i64); 7] = [
+        (0, i64::MAX, 1),
+        (1, 3, 1),
+        (0, 5, 2),
+        (-1, i64::MIN, -1),
+        (3, 0, -2),
+        (2, 2, 1),
+        (-2, 100, 1),
+    ];
+    let mut cases = 0;
+    for mask in 0u32..8 {
+        let axes: Vec<usize> = (0..3).filter(|a| mask & (1 << a) != 0).collect();
+        let combos = picks.len().pow(axes.len() as u32);
+        for c in 0..combos {
+            let mut rest = c;
+            let chosen: Vec<(i64, i64, i64)> = axes
+                .iter()
+                .map(|_| {
+                    let p = picks[rest % picks.len()];
+                    rest /= picks.len();
+                    p
+                })
+                .collect();
+            // Reference: per axis, the ONNX index list; then the Cartesian product.
+            let mut idx: Vec<Vec<usize>> = dims.iter().map(|&d| (0..d).collect()).collect();
+            for (&a, &(b, e, st)) in axes.iter().zip(&chosen) {
+                let d = dims[a] as i64;
+                let fix = |v: i64| if v < 0 { v.saturating_add(d) } else { v };
+                let (mut b, mut e) = (fix(b), fix(e));
+                let mut list = Vec::new();
+                if st > 0 {
+                    b = b.clamp(0, d);
+                    e = e.clamp(0, d);
+                    let mut i = b;
+                    while i < e {
+                        list.push(i as usize);
+                        i += st;
+                    }
+                } else {
+                    b = b.clamp(0, d - 1);
+                    e = e.clamp(-1, d - 1);
+                    let mut i = b;
+                    while i > e {
+                        list.push(i as usize);
+                        i += st;
+                    }
+                }
+                idx[a] = list;
+            }
+            let mut want = Vec::new();
+            for &i in &idx[0] {
+                for &j in &idx[1] {
+                    for &k in &idx[2] {
+                        want.push((i * 20 + j * 5 + k) as i64);
+                    }
+                }
+            }
+            let op = slice(
+                &chosen.iter().map(|p| p.0).collect::<Vec<_>>(),
+                &chosen.iter().map(|p| p.1).collect::<Vec<_>>(),
+                &axes,
+                &chosen.iter().map(|p| p.2).collect::<Vec<_>>(),
+            );
+            let y = eval1(&op, &[&x]);
+            let shape: Vec<usize> = idx.iter().map(Vec::len).collect();
+            assert_eq!(y.shape(), &shape[..], "{axes:?} {chosen:?}");
+            assert_eq!(y.data(), &TensorData::I64(want), "{axes:?} {chosen:?}");
+            cases += 1;
+        }
+    }
+    assert_eq!(cases, 1 + 3 * 7 + 3 * 49 + 343);
+}
+
 #[test]
 fn split_into_pieces() {
     let x = f32t(&[2, 3], &[1., 2., 3., 4., 5., 6.]);

@@ -9,8 +9,10 @@
 //!   and running an integer GEMM was chosen over iterating set bits per plane: it does one
 //!   multiply-add per weight instead of up to `k` adds, and the dot products vectorise
 //!   (`vpmaddwd` when the CPU has AVX2, detected at run time; portable code otherwise).
-//!   Conv uses a channel-last integer im2col so that every tap is a contiguous copy, and
-//!   both layers sweep cache-sized blocks of positions/samples with every weight row.
+//!   Conv uses a channel-last integer im2col so that every kernel row is a contiguous copy,
+//!   and a microkernel of 4 code rows × 2 positions over rows zero-padded to 16 values, with
+//!   a row of ones among the codes so that `usum` comes out of the same sweep; both layers
+//!   sweep cache-sized blocks of positions/samples with every weight row.
 //!   The epilogue is then, in f32 and in this order:
 //!   `y = (alpha·scale)·(acc as f32) + (beta·scale)·(usum as f32) + bias`;
 //! - **float** (the reference): the f32 Conv/Gemm kernels run on the dequantized input
@@ -318,39 +320,57 @@ struct Geom {
     group: usize,
 }
 
-/// Fills `col` (`[p_out, prod(kernel)·cg]`, position-major so every dot product reads
-/// contiguous memory) with the receptive fields of one group of one image. `uh` is the
+/// Fills `col` (`[p_out, stride]`, position-major so every dot product reads contiguous
+/// memory) with the receptive fields of one group of one image; the `stride − prod(kernel)·cg`
+/// values after each field are never written (the caller keeps them zero). `uh` is the
 /// group's input channel-last (`[p_in, cg]`), so each kernel tap copies `cg` contiguous
 /// values; the reduction order is therefore `kernel…, C/group`, and the codes are permuted
 /// to match (exact integer sums do not depend on the order). Padding taps are `u = 0`.
-fn im2col_hwc(g: &Geom, uh: &[i16], cg: usize, col: &mut [i16]) {
+fn im2col_hwc(g: &Geom, uh: &[i16], cg: usize, stride: usize, col: &mut [i16]) {
     let d = g.in_sp.len();
-    let kprod: usize = g.kernel.iter().product();
-    let kc = cg * kprod;
-    // Per kernel tap: its offset (times dilation) on every axis.
-    let koffs: Vec<Vec<isize>> = (0..kprod)
-        .map(|kk| {
-            let mut rem = kk;
-            let mut v = vec![0isize; d];
-            for j in (0..d).rev() {
+    if cg == 0 || g.kernel.contains(&0) {
+        return; // an empty field: the zero row is the whole of it
+    }
+    if d == 0 {
+        // A 0-d convolution is a per-position dot over the channels.
+        for (row, src) in col.chunks_mut(stride).zip(uh.chunks(cg)) {
+            row[..cg].copy_from_slice(src);
+        }
+        return;
+    }
+    let last = d - 1;
+    let (k_last, dil_last, in_last) = (g.kernel[last], g.dilations[last], g.in_sp[last]);
+    // Kernel rows: every tap combination of the leading axes; the last axis is walked per row
+    // so that, with dilation 1, a whole row of taps is one contiguous copy of `k_last·cg`.
+    let rows: usize = g.kernel[..last].iter().product();
+    let roffs: Vec<Vec<isize>> = (0..rows)
+        .map(|kr| {
+            let mut rem = kr;
+            let mut v = vec![0isize; last];
+            for j in (0..last).rev() {
                 v[j] = ((rem % g.kernel[j]) * g.dilations[j]) as isize;
                 rem /= g.kernel[j];
             }
             v
         })
         .collect();
+    let run = k_last * cg;
     let mut base = vec![0isize; d];
-    for (p, dst) in col.chunks_mut(kc).enumerate() {
+    for (p, row) in col.chunks_mut(stride).enumerate() {
         let mut rem = p;
         for j in (0..d).rev() {
             let o = rem % g.out_sp[j];
             rem /= g.out_sp[j];
             base[j] = (o * g.strides[j]) as isize - g.pads_begin[j] as isize;
         }
-        for (off, tap) in koffs.iter().zip(dst.chunks_mut(cg)) {
+        let x0 = base[last];
+        let x_end = x0 + ((k_last - 1) * dil_last) as isize;
+        let whole = dil_last == 1 && x0 >= 0 && (x_end as usize) < in_last;
+        for (off, dst) in roffs.iter().zip(row.chunks_mut(run)) {
+            // Flat index of the row's leading coordinates, if they are inside the input.
             let mut flat = 0usize;
             let mut inside = true;
-            for j in 0..d {
+            for j in 0..last {
                 let pos = base[j] + off[j];
                 if pos < 0 || pos as usize >= g.in_sp[j] {
                     inside = false;
@@ -358,16 +378,148 @@ fn im2col_hwc(g: &Geom, uh: &[i16], cg: usize, col: &mut [i16]) {
                 }
                 flat = flat * g.in_sp[j] + pos as usize;
             }
-            if inside {
-                tap.copy_from_slice(&uh[flat * cg..(flat + 1) * cg]);
+            if !inside {
+                dst.fill(0);
+            } else if whole {
+                let at = (flat * in_last + x0 as usize) * cg;
+                dst.copy_from_slice(&uh[at..at + run]);
             } else {
-                tap.fill(0);
+                for (kw, tap) in dst.chunks_mut(cg).enumerate() {
+                    let x = x0 + (kw * dil_last) as isize;
+                    if x < 0 || x as usize >= in_last {
+                        tap.fill(0);
+                    } else {
+                        let at = (flat * in_last + x as usize) * cg;
+                        tap.copy_from_slice(&uh[at..at + cg]);
+                    }
+                }
             }
         }
     }
 }
 
+/// Code rows one microkernel call multiplies with each position.
+const MR: usize = 4;
+/// Positions one microkernel call reads.
+const NR: usize = 2;
+/// Reduction lengths are padded with zeros to a multiple of this (one AVX2 `vpmaddwd`).
+const KR: usize = 16;
+
+/// `out[r][c] = Σ_i q[r·stride + i]·f_c[i]` over `i < len` (a multiple of [`KR`]) for
+/// [`MR`] code rows and [`NR`] positions, exact when every sum fits i32 (wrapping lane
+/// arithmetic is exact modulo 2^32, so only the totals matter).
+type MicroKernel = fn(&[i16], usize, [&[i16]; NR], usize) -> [[i32; NR]; MR];
+
+/// Portable microkernel (LLVM vectorises the inner loop for the baseline target).
+fn micro_portable(q: &[i16], stride: usize, f: [&[i16]; NR], len: usize) -> [[i32; NR]; MR] {
+    let mut out = [[0i32; NR]; MR];
+    for (r, o) in out.iter_mut().enumerate() {
+        let qr = &q[r * stride..r * stride + len];
+        for (c, fc) in f.iter().enumerate() {
+            o[c] = qr
+                .iter()
+                .zip(&fc[..len])
+                .fold(0i32, |s, (&a, &b)| s.wrapping_add(a as i32 * b as i32));
+        }
+    }
+    out
+}
+
+/// AVX2 microkernel: per 16 reduction elements, two position loads and four code-row loads
+/// feed eight `vpmaddwd` (exact i16 products, pairwise i32 sums); the eight accumulators
+/// are reduced together with one `vphaddd` tree.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn micro_avx2_inner(q: &[i16], stride: usize, f: [&[i16]; NR], len: usize) -> [[i32; NR]; MR] {
+    use std::arch::x86_64::*;
+    assert!(len % KR == 0 && q.len() >= (MR - 1) * stride + len);
+    assert!(f[0].len() >= len && f[1].len() >= len);
+    let mut acc = [_mm256_setzero_si256(); MR * NR];
+    let mut i = 0;
+    while i < len {
+        // SAFETY: i + 16 ≤ len, and the asserts above bound every row and position slice by
+        // len, so each 16-lane unaligned load is in bounds.
+        unsafe {
+            let f0 = _mm256_loadu_si256(f[0].as_ptr().add(i) as *const __m256i);
+            let f1 = _mm256_loadu_si256(f[1].as_ptr().add(i) as *const __m256i);
+            for r in 0..MR {
+                let qr = _mm256_loadu_si256(q.as_ptr().add(r * stride + i) as *const __m256i);
+                acc[2 * r] = _mm256_add_epi32(acc[2 * r], _mm256_madd_epi16(qr, f0));
+                acc[2 * r + 1] = _mm256_add_epi32(acc[2 * r + 1], _mm256_madd_epi16(qr, f1));
+            }
+        }
+        i += KR;
+    }
+    // hadd(hadd(a0,a1), hadd(a2,a3)) holds per-128-bit-half totals of a0..a3; adding the two
+    // halves of the pair [h(a0..a3), h(a4..a7)] gives the eight totals in order.
+    let h01 = _mm256_hadd_epi32(acc[0], acc[1]);
+    let h23 = _mm256_hadd_epi32(acc[2], acc[3]);
+    let h45 = _mm256_hadd_epi32(acc[4], acc[5]);
+    let h67 = _mm256_hadd_epi32(acc[6], acc[7]);
+    let lo = _mm256_hadd_epi32(h01, h23);
+    let hi = _mm256_hadd_epi32(h45, h67);
+    let sum = _mm256_add_epi32(
+        _mm256_permute2x128_si256(lo, hi, 0x20),
+        _mm256_permute2x128_si256(lo, hi, 0x31),
+    );
+    let mut lanes = [0i32; 8];
+    // SAFETY: `lanes` is 32 bytes, exactly one unaligned 256-bit store.
+    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, sum) };
+    [
+        [lanes[0], lanes[1]],
+        [lanes[2], lanes[3]],
+        [lanes[4], lanes[5]],
+        [lanes[6], lanes[7]],
+    ]
+}
+
+#[cfg(target_arch = "x86_64")]
+fn micro_avx2(q: &[i16], stride: usize, f: [&[i16]; NR], len: usize) -> [[i32; NR]; MR] {
+    // SAFETY: only selected by `pick_micro` after AVX2 was detected on this CPU.
+    unsafe { micro_avx2_inner(q, stride, f, len) }
+}
+
+/// The fastest microkernel this CPU supports; all of them are exact.
+fn pick_micro() -> MicroKernel {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        return micro_avx2;
+    }
+    micro_portable
+}
+
+/// Exact `Σ q_r·f_c` (i64) for [`MR`] code rows and [`NR`] positions of row length `stride`
+/// (a multiple of [`KR`]): microkernel calls over reduction pieces of at most `chunk`
+/// elements, whose i32 sums cannot overflow.
+fn block_sums(
+    micro: MicroKernel,
+    q: &[i16],
+    stride: usize,
+    f: [&[i16]; NR],
+    chunk: usize,
+) -> [[i64; NR]; MR] {
+    let mut out = [[0i64; NR]; MR];
+    let mut k0 = 0;
+    while k0 < stride {
+        let len = chunk.min(stride - k0);
+        let part = micro(&q[k0..], stride, [&f[0][k0..], &f[1][k0..]], len);
+        for (o, p) in out.iter_mut().zip(part) {
+            for (oc, pc) in o.iter_mut().zip(p) {
+                *oc += pc as i64;
+            }
+        }
+        k0 += len;
+    }
+    out
+}
+
 /// Conv integer path: per image and group, integer im2col then `acc = Q_g · colᵀ`.
+///
+/// The group's code rows are laid out for the microkernel: row 0 is all ones (its sums are
+/// `usum`), rows `1..=C_out/group` the codes in `kernel…, C/group` order, then zero rows up
+/// to a multiple of [`MR`]; every row and every im2col row is zero-padded to a multiple of
+/// [`KR`]. Zeros add nothing to an exact integer sum, so `acc` and `usum` are the same
+/// integers as the plain dot products.
 fn conv_integer(
     b: &Bitplane,
     cv: &Conv,
@@ -392,32 +544,54 @@ fn conv_integer(
     let cg = g.in_ch / g.group;
     let mg = m / g.group;
     let kc = b.spec.cols;
+    let stride = kc.div_ceil(KR) * KR;
     let p_in: usize = g.in_sp.iter().product();
     let p_out: usize = g.out_sp.iter().product();
-    checked_numel(op, &[p_out, kc])?;
+    checked_numel(op, &[p_out, stride])?;
     let u = quantize_input(f32s(op, x, INPUT_X)?, &c.act);
-    let chunk = safe_chunk(c.k, c.act.bits());
-    let dotf = pick_dot();
+    // Reduction pieces: a multiple of KR within the overflow-safe length.
+    let chunk = safe_chunk(c.k, c.act.bits()) / KR * KR;
+    if chunk == 0 {
+        return Err(RuntimeError::Attribute {
+            op,
+            attr: "act_bits",
+            reason: format!(
+                "{}-bit activations with {}-plane codes overflow 16-term i32 sums",
+                c.act.bits(),
+                c.k
+            ),
+        });
+    }
+    let micro = pick_micro();
     let (fa, fb) = folded(c);
     let per_image = m * p_out;
     let mut out = vec![0f32; out_shape.iter().product()];
     if per_image == 0 {
         return make(op, out_shape, TensorData::F32(out));
     }
-    // Codes permuted from `C/group, kernel…` to `kernel…, C/group` order, once per call.
+    // Per group: the ones row, the permuted codes, zero rows; every row `stride` long.
+    let rows_g = (mg + 1).div_ceil(MR) * MR;
     let kprod = kc / cg.max(1);
-    let mut codes = vec![0i16; c.codes.len()];
-    for (src, dstq) in c.codes.chunks(kc).zip(codes.chunks_mut(kc)) {
-        for ci in 0..cg {
-            for kk in 0..kprod {
-                dstq[kk * cg + ci] = src[ci * kprod + kk];
+    let mut codes = vec![0i16; g.group * rows_g * stride];
+    for gi in 0..g.group {
+        let block = &mut codes[gi * rows_g * stride..(gi + 1) * rows_g * stride];
+        block[..kc].fill(1);
+        for mi in 0..mg {
+            let src = &c.codes[(gi * mg + mi) * kc..(gi * mg + mi + 1) * kc];
+            let dst = &mut block[(mi + 1) * stride..(mi + 1) * stride + kc];
+            for ci in 0..cg {
+                for kk in 0..kprod {
+                    dst[kk * cg + ci] = src[ci * kprod + kk];
+                }
             }
         }
     }
     let image = |n: usize, dst: &mut [f32], bufs: &mut (Vec<i16>, Vec<i16>)| {
         let (col, uh) = bufs;
-        col.resize(p_out * kc, 0);
+        // Zero-filled once; the padding after each field is never written.
+        col.resize(p_out * stride, 0);
         uh.resize(p_in * cg, 0);
+        let mut usum = vec![0i64; p_out];
         for gi in 0..g.group {
             let ug = &u[(n * g.in_ch + gi * cg) * p_in..(n * g.in_ch + (gi + 1) * cg) * p_in];
             for (ci, plane) in ug.chunks(p_in).enumerate() {
@@ -425,25 +599,34 @@ fn conv_integer(
                     uh[pi * cg + ci] = v;
                 }
             }
-            im2col_hwc(&g, uh, cg, col);
-            let usums: Vec<i64> = col
-                .chunks(kc)
-                .map(|f| f.iter().map(|&v| v as i64).sum())
-                .collect();
+            im2col_hwc(&g, uh, cg, stride, col);
+            let gcodes = &codes[gi * rows_g * stride..(gi + 1) * rows_g * stride];
             // Blocks of positions small enough to stay in cache while every row of the
-            // group's codes sweeps over them.
-            let pb = (POSITION_BLOCK_BYTES / (2 * kc).max(1)).max(1);
+            // group's codes sweeps over them; row block 0 (with the ones row) comes first,
+            // so each position's `usum` is known before its outputs are written.
+            let pb = (POSITION_BLOCK_BYTES / (2 * stride)).max(NR);
             for p0 in (0..p_out).step_by(pb) {
                 let p1 = (p0 + pb).min(p_out);
-                let block = &col[p0 * kc..p1 * kc];
-                for mi in 0..mg {
-                    let ch = gi * mg + mi;
-                    let q = &codes[ch * kc..(ch + 1) * kc];
-                    let row = &mut dst[ch * p_out + p0..ch * p_out + p1];
-                    for ((yv, f), &usum) in row.iter_mut().zip(block.chunks(kc)).zip(&usums[p0..p1])
-                    {
-                        let acc = dot(dotf, q, f, chunk);
-                        *yv = epilogue(fa[ch], fb[ch], c.bias[ch], acc, usum);
+                for r0 in (0..rows_g).step_by(MR) {
+                    let q = &gcodes[r0 * stride..(r0 + MR) * stride];
+                    for p in (p0..p1).step_by(NR) {
+                        // An odd last position is computed twice and written once.
+                        let pp = [p, (p + 1).min(p1 - 1)];
+                        let f = pp.map(|pos| &col[pos * stride..(pos + 1) * stride]);
+                        let sums = block_sums(micro, q, stride, f, chunk);
+                        for (r, row) in sums.iter().enumerate() {
+                            let gr = r0 + r;
+                            for (c2, &acc) in row.iter().enumerate().take(pp[1] + 1 - p) {
+                                let pos = pp[c2];
+                                if gr == 0 {
+                                    usum[pos] = acc;
+                                } else if gr <= mg {
+                                    let ch = gi * mg + gr - 1;
+                                    dst[ch * p_out + pos] =
+                                        epilogue(fa[ch], fb[ch], c.bias[ch], acc, usum[pos]);
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -538,6 +721,47 @@ mod tests {
             #[cfg(target_arch = "x86_64")]
             if std::is_x86_feature_detected!("avx2") {
                 assert_eq!(dot_avx2(&a, &b) as i64, want, "n={n}");
+            }
+        }
+    }
+
+    /// Every microkernel and the chunked block sums against i64 dot products: edge codes
+    /// (±2^(k−1)), the largest |u|, reduction lengths of one to many [`KR`] pieces, and
+    /// pieces shorter than the row (the i64 carry between them).
+    #[test]
+    fn microkernels_match_i64_dot_products() {
+        let mut kernels: Vec<MicroKernel> = vec![micro_portable];
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            kernels.push(micro_avx2);
+        }
+        for stride in [16usize, 32, 48, 160, 1024] {
+            for seed in 0..4u64 {
+                let mut q = vals(MR * stride, 11 + seed + stride as u64, 128);
+                let f0 = vals(stride, 5 + seed, 384);
+                let mut f1 = vals(stride, 9 + seed, 384);
+                if seed == 0 {
+                    // Worst case: every product −128 · −384 (sums up to 49152 · stride).
+                    q.iter_mut().for_each(|v| *v = -128);
+                    f1.iter_mut().for_each(|v| *v = -384);
+                }
+                let want: Vec<[i64; NR]> = (0..MR)
+                    .map(|r| {
+                        let qr = &q[r * stride..(r + 1) * stride];
+                        [&f0, &f1]
+                            .map(|f| qr.iter().zip(f).map(|(&a, &b)| a as i64 * b as i64).sum())
+                    })
+                    .collect();
+                for &micro in &kernels {
+                    for chunk in [16usize, 32, safe_chunk(8, 8) / KR * KR] {
+                        let got = block_sums(micro, &q, stride, [&f0, &f1], chunk);
+                        assert_eq!(
+                            got.to_vec(),
+                            want,
+                            "stride {stride} seed {seed} chunk {chunk}"
+                        );
+                    }
+                }
             }
         }
     }

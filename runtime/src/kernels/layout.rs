@@ -605,21 +605,39 @@ pub fn slice(s: &Slice, t: &Tensor) -> Result<Tensor, RuntimeError> {
         total: usize,
     ) -> Result<TensorData, RuntimeError> {
         let v = elems::<T>(OP, t, 0, t)?;
-        let ist = strides_of(t.shape());
+        let shape = t.shape();
+        let ist = strides_of(shape);
         let rank = len.len();
         let mut out = Vec::with_capacity(total);
         if total == 0 {
             return Ok(T::wrap(out));
         }
-        let mut idx = vec![0usize; rank];
-        for r in 0..total {
+        // Trailing axes taken whole, plus one more taken with step 1, are one contiguous run
+        // of the input: copied as a block (batch slices of calibration data are one run per
+        // sample instead of one index computation per element).
+        let mut cut = rank;
+        while cut > 0 && start[cut - 1] == 0 && step[cut - 1] == 1 && len[cut - 1] == shape[cut - 1]
+        {
+            cut -= 1;
+        }
+        let outer = if cut > 0 && step[cut - 1] == 1 {
+            cut - 1
+        } else {
+            cut
+        };
+        let block: usize = len[outer..].iter().product();
+        let base: i128 = (outer..rank).map(|j| start[j] * ist[j] as i128).sum();
+        let mut idx = vec![0usize; outer];
+        for r in 0..total / block {
             if r > 0 {
-                next_index(&mut idx, len);
+                next_index(&mut idx, &len[..outer]);
             }
-            let off: i128 = (0..rank)
-                .map(|j| (start[j] + idx[j] as i128 * step[j]) * ist[j] as i128)
-                .sum();
-            out.push(v[off as usize]);
+            let off: i128 = base
+                + (0..outer)
+                    .map(|j| (start[j] + idx[j] as i128 * step[j]) * ist[j] as i128)
+                    .sum::<i128>();
+            let off = off as usize;
+            out.extend_from_slice(&v[off..off + block]);
         }
         Ok(T::wrap(out))
     }
