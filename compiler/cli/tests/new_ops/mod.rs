@@ -343,7 +343,7 @@ pub fn attention(b: &mut Builder) -> Vec<ValueRef> {
         .into_iter()
         .enumerate()
     {
-        let k = b.g.add_constant(&format!("at_e{i}"), Tensor::scalar_f32(e));
+        let k = b.g.add_constant(format!("at_e{i}"), Tensor::scalar_f32(e));
         outs.push(b.op(&format!("at_pow{i}"), bin(BinaryOp::Pow), &[base, k]));
     }
     let base = b.g.add_constant("at_base", Tensor::scalar_f32(2.0));
