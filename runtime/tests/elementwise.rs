@@ -320,3 +320,57 @@ fn clip_errors() {
         RuntimeError::Arity { .. }
     ));
 }
+
+/// Pow's exact exponents give their IEEE sequences (so every backend agrees bit for bit),
+/// with `powf`'s special cases; other exponents are the C library's `powf`.
+#[test]
+fn pow_uses_exact_sequences_for_common_exponents() {
+    use strata_runtime::kernels::elementwise::pow_f32;
+    let xs = [
+        0.0f32,
+        -0.0,
+        1.5,
+        -2.25,
+        3.1e-3,
+        7.77e17,
+        -1.0e30,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        f32::MIN_POSITIVE / 3.0,
+    ];
+    let same = |a: f32, b: f32| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+    for x in xs {
+        assert!(same(pow_f32(x, 1.0), x), "{x}^1");
+        assert!(same(pow_f32(x, 2.0), x * x), "{x}^2");
+        assert!(same(pow_f32(x, 3.0), x * x * x), "{x}^3");
+        assert!(same(pow_f32(x, -1.0), 1.0 / x), "{x}^-1");
+        assert!(same(pow_f32(x, 1.7), x.powf(1.7)), "{x}^1.7");
+        // √ where powf and sqrt agree; powf's value at ±0 and −∞.
+        let half = match x {
+            _ if x == 0.0 => 0.0,
+            f32::NEG_INFINITY => f32::INFINITY,
+            _ => x.sqrt(),
+        };
+        assert!(same(pow_f32(x, 0.5), half), "{x}^0.5");
+    }
+    // The special cases agree with powf's (C99 Annex F) where the sequences could differ.
+    for (x, e) in [
+        (-0.0f32, 0.5f32),
+        (f32::NEG_INFINITY, 0.5),
+        (-0.0, 3.0),
+        (-0.0, -1.0),
+    ] {
+        assert!(same(pow_f32(x, e), x.powf(e)), "{x}^{e}");
+    }
+    // The kernel applies it per element, the exponent broadcast.
+    let x = f32t(&[3], &[1.1, -0.3, 4.0]);
+    let e = f32t(&[], &[2.0]);
+    let y = eval1(&bin(BinaryOp::Pow), &[&x, &e]);
+    let want: Vec<u32> = [1.1f32 * 1.1, -0.3f32 * -0.3, 16.0]
+        .iter()
+        .map(|v| v.to_bits())
+        .collect();
+    let got: Vec<u32> = y.as_f32().unwrap().iter().map(|v| v.to_bits()).collect();
+    assert_eq!(got, want);
+}

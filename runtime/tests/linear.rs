@@ -178,3 +178,44 @@ fn matmul_errors() {
         RuntimeError::UnsupportedDType { .. }
     ));
 }
+
+/// MatMul sums each output from +0 over the reduction index in order, one rounded multiply
+/// and one rounded add per term (the order the C and MLIR backends repeat), with numpy
+/// batch broadcasting.
+#[test]
+fn matmul_accumulates_in_index_order_from_zero() {
+    // 1e8 + 1 − 1e8 in order loses the 1 in f32; any other order or a fused multiply-add
+    // would keep it.
+    let a = f32t(&[1, 3], &[1.0e8, 1.0, -1.0e8]);
+    let b = f32t(&[3, 1], &[1.0, 1.0, 1.0]);
+    let y = eval1(&Op::MatMul, &[&a, &b]);
+    assert_eq!(y.as_f32().unwrap(), [0.0]);
+    // A product of −0 terms sums to +0 (started from +0).
+    let a = f32t(&[1, 1], &[-0.0]);
+    let b = f32t(&[1, 1], &[1.0]);
+    let y = eval1(&Op::MatMul, &[&a, &b]);
+    assert_eq!(y.as_f32().unwrap()[0].to_bits(), 0.0f32.to_bits());
+    // [2, 1, 2, 3] × [3, 3, 2] → [2, 3, 2, 2], against a reference loop per element.
+    let av: Vec<f32> = (0..12).map(|i| (i as f32 * 0.37).sin()).collect();
+    let bv: Vec<f32> = (0..18).map(|i| (i as f32 * 0.53).cos()).collect();
+    let y = eval1(
+        &Op::MatMul,
+        &[&f32t(&[2, 1, 2, 3], &av), &f32t(&[3, 3, 2], &bv)],
+    );
+    assert_eq!(y.shape(), [2, 3, 2, 2]);
+    let mut want = Vec::new();
+    for s in 0..2 {
+        for h in 0..3 {
+            for i in 0..2 {
+                for j in 0..2 {
+                    let mut acc = 0.0f32;
+                    for p in 0..3 {
+                        acc += av[s * 6 + i * 3 + p] * bv[h * 6 + p * 2 + j];
+                    }
+                    want.push(acc);
+                }
+            }
+        }
+    }
+    assert_eq!(y.as_f32().unwrap(), want.as_slice());
+}

@@ -38,6 +38,16 @@ pub(crate) fn print(l: &Lowered) -> String {
                 float_array(&mut d, &constant_name(i), &l.constants[*k].values);
                 d.push('\n');
             }
+            Kernel::MatMul { a, b, .. } => {
+                for o in [a, b] {
+                    if let Operand::Const(k) = o {
+                        let _ =
+                            writeln!(d, "/* constant operand of `{}` */", comment_safe(&st.node));
+                        float_array(&mut d, &constant_name(i), &l.constants[*k].values);
+                        d.push('\n');
+                    }
+                }
+            }
             Kernel::Take { table, .. } => {
                 let _ = writeln!(d, "/* index table of `{}` */", comment_safe(&st.node));
                 let idx = &l.tables[*table].indices;

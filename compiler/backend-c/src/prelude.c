@@ -279,7 +279,32 @@ static void reduce(const float *x, float *y, size_t outer, size_t len, size_t in
 
 /*@section binary*/
 enum { B_ADD, B_MUL, B_SUB, B_SUB_FROM, B_DIV, B_DIV_INTO, B_PRELU, B_MAX, B_MAX_REV, B_MIN,
-       B_MIN_REV };
+       B_MIN_REV, B_POW, B_POW_FROM };
+
+/* The runtime's pow_f32 (runtime/src/kernels/elementwise.rs, where the choice is explained):
+ * exact IEEE sequences for the exponents 1, 2, 3, -1 and 0.5 (with powf's special cases), the
+ * C library's powf with a run-time exponent otherwise. */
+static float pow_f32(float x, float e)
+{
+    float t;
+    if (e == 1.0f) {
+        return x;
+    }
+    if (e == 2.0f) {
+        return x * x;
+    }
+    if (e == 3.0f) {
+        t = x * x;
+        return t * x;
+    }
+    if (e == -1.0f) {
+        return 1.0f / x;
+    }
+    if (e == 0.5f) {
+        return x == 0.0f ? 0.0f : x == -INFINITY ? INFINITY : sqrtf(x);
+    }
+    return powf(x, e);
+}
 
 /* The runtime's Max/Min of (p, q), graph order: p unless q wins (ties go to q); NaN p wins. */
 static float max_pq(float p, float q)
@@ -311,7 +336,55 @@ static void binary(const float *a, const float *b, float *y, size_t n, size_t bn
         case B_MAX_REV: y[i] = max_pq(r, x); break;
         case B_MIN: y[i] = min_pq(x, r); break;
         case B_MIN_REV: y[i] = min_pq(r, x); break;
+        case B_POW: y[i] = pow_f32(x, r); break;
+        case B_POW_FROM: y[i] = pow_f32(r, x); break;
         default: y[i] = x < 0.0f ? r * x : x; break;
+        }
+    }
+}
+
+/*@section matmul*/
+/* numpy MatMul as the runtime computes it: for each batch index (row-major over dims), the
+ * [m x k] . [k x n] product of A's and B's matrices (a_dims/b_dims: their batch dims, 1 where
+ * broadcast); y[i][j] starts at +0 and adds a[i][p] * b[p][j] for p = 0 .. k-1 in order, one
+ * rounded multiply and one rounded add per term (this file is compiled without contraction). */
+static void matmul(const float *a, const float *b, float *y, unsigned rank, const size_t *dims,
+                   const size_t *a_dims, const size_t *b_dims, size_t m, size_t k, size_t n)
+{
+    size_t idx[8] = {0}, count = 1, t, i, j, p;
+    unsigned d;
+    for (d = 0; d < rank; ++d) {
+        count *= dims[d];
+    }
+    for (t = 0; t < count; ++t) {
+        size_t oa = 0, ob = 0;
+        const float *at, *bt;
+        float *yt = y + t * m * n;
+        for (d = 0; d < rank; ++d) {
+            oa = oa * a_dims[d] + (a_dims[d] == 1 ? 0 : idx[d]);
+            ob = ob * b_dims[d] + (b_dims[d] == 1 ? 0 : idx[d]);
+        }
+        at = a + oa * m * k;
+        bt = b + ob * k * n;
+        for (i = 0; i < m; ++i) {
+            float *row = yt + i * n;
+            for (j = 0; j < n; ++j) {
+                row[j] = 0.0f;
+            }
+            for (p = 0; p < k; ++p) {
+                const float av = at[i * k + p];
+                const float *br = bt + p * n;
+                for (j = 0; j < n; ++j) {
+                    const float prod = av * br[j];
+                    row[j] = row[j] + prod;
+                }
+            }
+        }
+        for (d = rank; d-- > 0;) {
+            if (++idx[d] < dims[d]) {
+                break;
+            }
+            idx[d] = 0;
         }
     }
 }

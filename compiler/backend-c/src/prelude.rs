@@ -25,6 +25,7 @@ pub(crate) enum Section {
     Pool2d,
     Reduce,
     Binary,
+    MatMul,
     Unary,
     Softmax,
     Concat,
@@ -55,6 +56,7 @@ impl Section {
             Section::Pool2d => "pool2d",
             Section::Reduce => "reduce",
             Section::Binary => "binary",
+            Section::MatMul => "matmul",
             Section::Unary => "unary",
             Section::Softmax => "softmax",
             Section::Concat => "concat",
@@ -78,7 +80,7 @@ impl Section {
             BqRun => &[BqCommon, Quant],
             BqLinear | BqConv2d => &[BqRun],
             Side | BpCommon | BpConvT | Pool2dT | BqCommon | Quant | Relu | Reduce | Binary
-            | Unary | Softmax | Concat | Gather | Take | ResizeLinear => &[],
+            | MatMul | Unary | Softmax | Concat | Gather | Take | ResizeLinear => &[],
         }
     }
 
@@ -104,6 +106,7 @@ fn kernel_section(kernel: &Kernel, layout: WeightLayout) -> Section {
         (Kernel::Pool { .. }, _) => Section::Pool2d,
         (Kernel::Reduce { .. }, _) => Section::Reduce,
         (Kernel::Binary { .. }, _) => Section::Binary,
+        (Kernel::MatMul { .. }, _) => Section::MatMul,
         (Kernel::Unary { .. }, _) => Section::Unary,
         (Kernel::Softmax { .. }, _) => Section::Softmax,
         (Kernel::Concat { .. }, _) => Section::Concat,
@@ -152,7 +155,7 @@ pub(crate) fn section_of(text: &'static str, name: &str) -> &'static str {
 mod tests {
     use super::*;
 
-    const ALL: [Section; 22] = [
+    const ALL: [Section; 23] = [
         Section::Side,
         Section::BpCommon,
         Section::BpConvT,
@@ -166,6 +169,7 @@ mod tests {
         Section::Pool2d,
         Section::Reduce,
         Section::Binary,
+        Section::MatMul,
         Section::Unary,
         Section::Softmax,
         Section::Concat,

@@ -193,6 +193,8 @@ fn step(c: &mut String, l: &Lowered, up: &str, i: usize, st: &Step) {
                 BinaryFn::MaxRev => "B_MAX_REV",
                 BinaryFn::Min => "B_MIN",
                 BinaryFn::MinRev => "B_MIN_REV",
+                BinaryFn::Pow => "B_POW",
+                BinaryFn::PowFrom => "B_POW_FROM",
             };
             let _ = writeln!(
                 c,
@@ -200,6 +202,37 @@ fn step(c: &mut String, l: &Lowered, up: &str, i: usize, st: &Step) {
                 at(l, *a),
                 bcast.len,
                 bcast.inner
+            );
+        }
+        Kernel::MatMul {
+            a,
+            b,
+            batch,
+            a_batch,
+            b_batch,
+            m,
+            k,
+            n,
+        } => {
+            let operand = |o: &Operand| match o {
+                Operand::Act(loc) => at(l, *loc),
+                Operand::Const(_) => data::constant_name(i),
+            };
+            // C has no empty arrays: a batch-less product passes rank 0 and one unread 1.
+            let dims = |d: &[usize]| if d.is_empty() { "1u".into() } else { sizes(d) };
+            let _ = writeln!(
+                c,
+                "    {{
+        static const size_t d[{r}] = {{{}}}, da[{r}] = {{{}}}, db[{r}] = {{{}}};
+        matmul({}, {}, {y}, {}u, d, da, db, {m}u, {k}u, {n}u);
+    }}",
+                dims(batch),
+                dims(a_batch),
+                dims(b_batch),
+                operand(a),
+                operand(b),
+                batch.len(),
+                r = batch.len().max(1)
             );
         }
         Kernel::Unary { x, n, f } => {

@@ -44,6 +44,31 @@ fn pick_pq(r: &mut Body, pred: &str, p: &str, q: &str) -> String {
     select(r, &either, p, q)
 }
 
+/// `pow_f32(x, e)` of the C prelude (the runtime's formula): the exact sequences for the
+/// exponents 1, 2, 3, −1 and 0.5 and `powf` otherwise, all computed and one selected.
+fn pow_elem(r: &mut Body, x: &str, e: &str) -> String {
+    let (zero, one) = (r.f32(0.0), r.f32(1.0));
+    let (two, three, m1, half) = (r.f32(2.0), r.f32(3.0), r.f32(-1.0), r.f32(0.5));
+    let (inf, ninf) = (r.f32(f32::INFINITY), r.f32(f32::NEG_INFINITY));
+    let general = r.bind(&format!("math.powf {x}, {e} : f32"));
+    let root = r.bind(&format!("math.sqrt {x} : f32"));
+    let is_ninf = cmp(r, "oeq", x, &ninf);
+    let root = select(r, &is_ninf, &inf, &root);
+    let is_zero = cmp(r, "oeq", x, &zero);
+    let root = select(r, &is_zero, &zero, &root);
+    let sq = op(r, "mulf", x, x);
+    let cube = op(r, "mulf", &sq, x);
+    let recip = op(r, "divf", &one, x);
+    let mut y = general;
+    // Innermost first, so the first matching exponent of the C `if` chain wins.
+    for (c, v) in [(&half, &root), (&m1, &recip), (&three, &cube), (&two, &sq)] {
+        let hit = cmp(r, "oeq", e, c);
+        y = select(r, &hit, v, &y);
+    }
+    let hit = cmp(r, "oeq", e, &one);
+    select(r, &hit, x, &y)
+}
+
 /// One element of `unary()`.
 fn unary_elem(r: &mut Body, v: &str, f: UnaryFn) -> String {
     match f {
@@ -166,6 +191,8 @@ pub(crate) fn binary(
                 BinaryFn::MaxRev => pick_pq(r, "ogt", &rv, &x),
                 BinaryFn::Min => pick_pq(r, "olt", &x, &rv),
                 BinaryFn::MinRev => pick_pq(r, "olt", &rv, &x),
+                BinaryFn::Pow => pow_elem(r, &x, &rv),
+                BinaryFn::PowFrom => pow_elem(r, &rv, &x),
                 BinaryFn::PRelu => {
                     let zero = r.f32(0.0);
                     let neg = cmp(r, "olt", &x, &zero);

@@ -16,6 +16,7 @@ mod body;
 mod elementwise;
 mod jit;
 mod layers;
+mod matmul;
 mod module;
 mod movement;
 mod object;

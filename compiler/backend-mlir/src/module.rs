@@ -10,7 +10,7 @@ use strata_lower::{Kernel, Loc, Lowered, Operand};
 use crate::body::Body;
 use crate::layers::{self, Selection};
 use crate::text::{dense_f32, memref, tensor, Elem};
-use crate::{elementwise, movement, ops, resize, MlirError};
+use crate::{elementwise, matmul, movement, ops, resize, MlirError};
 
 /// The module text of `l` with symbol prefix `name` (before parsing and verification).
 pub(crate) fn print(l: &Lowered, name: &str) -> Result<String, MlirError> {
@@ -228,6 +228,37 @@ fn impl_body(l: &Lowered, in_ty: &str, out_ty: &str) -> Result<String, MlirError
                 elementwise::binary(&mut b, &a, (&rhs.0, rhs.1), *n, *bcast, *f)
             }
             Kernel::Unary { x, n, f } => elementwise::unary(&mut b, &name(*x)?, *n, *f),
+            Kernel::MatMul {
+                a,
+                b: rhs,
+                batch,
+                a_batch,
+                b_batch,
+                m,
+                k,
+                n,
+            } => {
+                let mut operand = |o: &Operand| -> Result<String, MlirError> {
+                    match o {
+                        Operand::Act(loc) => name(*loc),
+                        Operand::Const(c) => {
+                            let c = l.constants.get(*c).ok_or_else(|| {
+                                MlirError::Internal(format!("step `{}`: no constant {c}", st.node))
+                            })?;
+                            let n = c.values.len();
+                            Ok(b.bind(&format!("arith.constant {}", dense_f32(&c.values, &[n]))))
+                        }
+                    }
+                };
+                let (a, rhs) = (operand(a)?, operand(rhs)?);
+                let dims = matmul::Dims {
+                    batch,
+                    a_batch,
+                    b_batch,
+                    mkn: (*m, *k, *n),
+                };
+                matmul::matmul(&mut b, &a, &rhs, &dims)
+            }
             Kernel::Softmax {
                 x,
                 outer,

@@ -9,7 +9,8 @@
 //! Relu, the float activations, Clip, PRelu, Softmax, ReduceMean, Concat, Transpose,
 //! Flatten/Reshape/Identity; and in `op_new`, from `new_ops`: Squeeze/Unsqueeze, Slice, Split,
 //! Pad, Gather, Expand, ReduceMax/ReduceSum, GlobalMaxPool, Max/Min, BatchNorm, Neg, Abs,
-//! Floor, Ceil, Sqrt, Reciprocal, Exp, Log, nearest and linear Resize), each behind bit-plane layers so
+//! Floor, Ceil, Sqrt, Reciprocal, Exp, Log, nearest and linear Resize, Pow with exact and
+//! general exponents, MatMul of activations with batch broadcasting), each behind bit-plane layers so
 //! that K matters, emitted with distinct prefixes and
 //! linked into one program per cell. Outputs must equal the runtime's integer path bit
 //! for bit, for `PREFIX_run` and for `PREFIX_run_planes` with mixed per-layer counts. Run with

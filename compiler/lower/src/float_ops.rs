@@ -166,7 +166,8 @@ impl Walk<'_> {
             (BinaryOp::Sub, true) => BinaryFn::SubFrom,
             (BinaryOp::Div, false) => BinaryFn::Div,
             (BinaryOp::Div, true) => BinaryFn::DivInto,
-            (BinaryOp::Pow, _) => return Err(unsupported(node, op, "no C kernel for Pow")),
+            (BinaryOp::Pow, false) => BinaryFn::Pow,
+            (BinaryOp::Pow, true) => BinaryFn::PowFrom,
         };
         let a = self.act(ai, step, node, op)?;
         let (b, bcast) = self.operand(bi, &out, node, op, step)?;

@@ -13,6 +13,7 @@ mod error;
 mod float_ops;
 mod geometry;
 mod layer;
+mod matmul;
 #[cfg(test)]
 mod ops_tests;
 pub mod planner;
@@ -150,6 +151,21 @@ pub enum Kernel {
     /// A copy through an index table (Pad, nearest Resize, Gather): `y[i] = idx[i] < 0 ? fill
     /// : x[idx[i]]` over the table's length, `idx` being [`Lowered::tables`]`[table]`.
     Take { x: Loc, table: usize, fill: f32 },
+    /// numpy MatMul with at least one activation operand (attention's `Q·Kᵀ` and `P·V`):
+    /// for every index of the output's leading `batch` dims, `[m×k]·[k×n]` with each output
+    /// element summed from +0 over `p = 0..k` in order, one rounded multiply and add per term
+    /// (the runtime's `matmul`). `a_batch`/`b_batch` are the operands' leading dims, padded
+    /// with 1s to `batch`'s rank; an axis of length 1 there is broadcast (numpy rules).
+    MatMul {
+        a: Operand,
+        b: Operand,
+        batch: Vec<usize>,
+        a_batch: Vec<usize>,
+        b_batch: Vec<usize>,
+        m: usize,
+        k: usize,
+        n: usize,
+    },
     /// Linear Resize (rank 1..=8): every output element interpolates, axis by axis in
     /// increasing order and in f64 as the runtime does, between the taps
     /// [`Lowered::taps`]`[taps]` give for its index on each axis; `strides` are the input's.
@@ -177,6 +193,7 @@ impl Kernel {
             | Kernel::Concat { .. }
             | Kernel::Gather { .. }
             | Kernel::Take { .. }
+            | Kernel::MatMul { .. }
             | Kernel::ResizeLinear { .. } => None,
         }
     }
@@ -229,6 +246,11 @@ pub enum BinaryFn {
     Min,
     /// Min of `(b, a)`.
     MinRev,
+    /// `a` to the power `b`, as the runtime's `pow_f32` (exact sequences for the exponents 1,
+    /// 2, 3, −1 and 0.5; the C library's `powf` otherwise).
+    Pow,
+    /// `b` to the power `a` (the graph's base is the broadcast operand).
+    PowFrom,
 }
 
 /// A reduction's function, with the runtime's accumulation.

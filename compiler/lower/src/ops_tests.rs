@@ -490,3 +490,116 @@ fn refusals_say_why() {
     assert_eq!(op_name, "cast");
     assert!(reason.contains("casts"), "{reason}");
 }
+
+/// Pow keeps its operand order: an activation base is `Pow`, a broadcast constant base
+/// raised to an activation is `PowFrom`.
+#[test]
+fn pow_lowers_in_both_operand_orders() {
+    use strata_ir::ops::elementwise::BinaryOp;
+    let mut g = Graph::new("pow");
+    let x = input(&mut g, &[1, 2, 3]);
+    let e = g.add_constant("e", Tensor::scalar_f32(2.0));
+    let sq = op(&mut g, "sq", Op::Binary(BinaryOp::Pow), &[x, e]);
+    let y = op(&mut g, "exp2", Op::Binary(BinaryOp::Pow), &[e, sq]);
+    let l = lowered(g, y);
+    let fs: Vec<_> = kernels(&l)
+        .into_iter()
+        .map(|k| match k {
+            Kernel::Binary { f, bcast, .. } => (*f, *bcast),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let scalar = Broadcast { len: 1, inner: 1 };
+    assert_eq!(fs, [(BinaryFn::Pow, scalar), (BinaryFn::PowFrom, scalar)]);
+}
+
+/// MatMul of activations with numpy batch broadcasting: the batch dims are padded to the
+/// output's rank, 1 where an operand repeats; a constant operand is stored.
+#[test]
+fn matmul_broadcasts_batches_and_stores_a_constant_operand() {
+    let mut g = Graph::new("mm");
+    let x = input(&mut g, &[1, 4, 2, 3]);
+    let one = op(
+        &mut g,
+        "one_head",
+        Op::Slice(Slice {
+            starts: vec![0],
+            ends: vec![1],
+            axes: vec![1],
+            steps: vec![1],
+        }),
+        &[x],
+    );
+    let t = op(
+        &mut g,
+        "t",
+        Op::Transpose {
+            perm: vec![0, 1, 3, 2],
+        },
+        &[x],
+    );
+    let s = op(&mut g, "qk", Op::MatMul, &[one, t]);
+    let w = g.add_constant("w", Tensor::from_f32(vec![2, 5], vec![0.5; 10]).unwrap());
+    let y = op(&mut g, "proj", Op::MatMul, &[s, w]);
+    let l = lowered(g, y);
+    let mms: Vec<_> = kernels(&l)
+        .into_iter()
+        .filter(|k| matches!(k, Kernel::MatMul { .. }))
+        .cloned()
+        .collect();
+    assert_eq!(mms.len(), 2);
+    let Kernel::MatMul {
+        batch,
+        a_batch,
+        b_batch,
+        m,
+        k,
+        n,
+        ..
+    } = &mms[0]
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (batch, a_batch, b_batch),
+        (&vec![1, 4], &vec![1, 1], &vec![1, 4])
+    );
+    assert_eq!((*m, *k, *n), (2, 3, 2));
+    let Kernel::MatMul {
+        b,
+        batch,
+        b_batch,
+        m,
+        k,
+        n,
+        ..
+    } = &mms[1]
+    else {
+        unreachable!()
+    };
+    assert_eq!((batch, b_batch), (&vec![1, 4], &vec![1, 1]));
+    assert_eq!((*m, *k, *n), (2, 2, 5));
+    let Operand::Const(c) = b else {
+        panic!("{b:?}")
+    };
+    assert_eq!(l.constants[*c].values, [0.5; 10]);
+}
+
+/// A MatMul of two constants is left to constant folding.
+#[test]
+fn matmul_of_two_constants_is_refused() {
+    let mut g = Graph::new("mm2");
+    let x = input(&mut g, &[1, 2]);
+    let a = g.add_constant("a", Tensor::from_f32(vec![1, 2], vec![1.0, 2.0]).unwrap());
+    let b = g.add_constant("b", Tensor::from_f32(vec![2, 2], vec![1.0; 4]).unwrap());
+    let p = op(&mut g, "const_mm", Op::MatMul, &[a, b]);
+    let y = op(
+        &mut g,
+        "sum",
+        Op::Binary(strata_ir::ops::elementwise::BinaryOp::Add),
+        &[x, p],
+    );
+    let (node, op_name, reason) = refusal(g, y);
+    assert_eq!((node.as_str(), op_name), ("const_mm", "matmul"));
+    assert!(reason.contains("both operands are constants"), "{reason}");
+}

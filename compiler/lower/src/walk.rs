@@ -314,7 +314,8 @@ impl<'g> Walk<'g> {
             }
             Op::Gather { .. } => self.gather(id, node, op, &ins, step),
             Op::Resize(r) => self.resize(id, node, op, r, &ins, step),
-            Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_) | Op::MatMul => Err(unsupported(
+            Op::MatMul => self.matmul(id, node, op, &ins, step),
+            Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_) => Err(unsupported(
                 node,
                 op,
                 "a float layer with float weights: quantize the graph first \

@@ -24,14 +24,14 @@ pub(crate) trait Arith: Copy + Send + Sync + PartialOrd + 'static {
 }
 
 macro_rules! impl_arith_float {
-    ($($t:ty),*) => {$(
+    ($($t:ty => $pow:expr),*) => {$(
         impl Arith for $t {
             const ZERO: Self = 0.0;
             fn add(self, o: Self) -> Self { self + o }
             fn sub(self, o: Self) -> Self { self - o }
             fn mul(self, o: Self) -> Self { self * o }
             fn div(self, o: Self) -> Self { self / o }
-            fn pow(self, o: Self) -> Self { self.powf(o) }
+            fn pow(self, o: Self) -> Self { $pow(self, o) }
             fn is_int() -> bool { false }
         }
     )*};
@@ -49,7 +49,39 @@ macro_rules! impl_arith_int {
         }
     )*};
 }
-impl_arith_float!(f32, f64);
+impl_arith_float!(f32 => pow_f32, f64 => f64::powf);
+
+/// ONNX Pow on f32, as every backend computes it (the C prelude's `pow_f32` and the MLIR
+/// backend repeat these branches). The exponents models use most have an exact sequence of
+/// IEEE operations, so they give the same bits on every target and under every compiler:
+/// a C compiler folds `powf(x, 2.0f)` into `x * x` when the exponent is a literal, while the
+/// C library's `powf` (glibc's, which Rust's `f32::powf` calls) is not correctly rounded and
+/// can be 1 ULP away from `x * x`. Each branch keeps `powf`'s special cases:
+/// - `1`: `x`; `2`: `x·x`; `3`: `(x·x)·x`; `−1`: `1 / x`;
+/// - `0.5`: `√x`, except `±0 → +0` and `−∞ → +∞` (where `sqrt` gives `−0` and NaN);
+/// - any other exponent: the C library's `powf` (called with a run-time exponent, so no
+///   compiler folds it).
+pub fn pow_f32(x: f32, e: f32) -> f32 {
+    if e == 1.0 {
+        x
+    } else if e == 2.0 {
+        x * x
+    } else if e == 3.0 {
+        x * x * x
+    } else if e == -1.0 {
+        1.0 / x
+    } else if e == 0.5 {
+        if x == 0.0 {
+            0.0
+        } else if x == f32::NEG_INFINITY {
+            f32::INFINITY
+        } else {
+            x.sqrt()
+        }
+    } else {
+        x.powf(e)
+    }
+}
 
 /// Integer power, wrapping like numpy's (computed in i64 and truncated: the low bits of a
 /// product depend only on the low bits of its factors). numpy refuses a negative exponent;

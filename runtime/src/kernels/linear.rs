@@ -2,10 +2,10 @@
 
 use rayon::prelude::*;
 use strata_ir::ops::Gemm;
-use strata_ir::{Tensor, TensorData};
+use strata_ir::Tensor;
 
 use super::elementwise::{broadcast_shape, broadcast_strides, Arith};
-use super::{checked_numel, make, map_data, same_dtype, Elem};
+use super::{checked_numel, for_each_chunk, make, map_data, same_dtype, Elem};
 use crate::RuntimeError;
 
 /// Element types with a fast GEMM. `matrixmultiply` does the packing, SIMD and threading.
@@ -236,28 +236,6 @@ fn block<T: GemmElem>(
     Ok(())
 }
 
-/// Plain triple loop for integer matrices (wrapping arithmetic, like numpy).
-#[allow(clippy::too_many_arguments)]
-fn gemm_naive<T: Arith>(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: MatRef<'_, T>,
-    b: MatRef<'_, T>,
-    c: &mut [T],
-    ldc: usize,
-) {
-    for i in 0..m {
-        for j in 0..n {
-            let mut acc = T::ZERO;
-            for p in 0..k {
-                acc = acc.add(a.data[i * a.rs + p * a.cs].mul(b.data[p * b.rs + j * b.cs]));
-            }
-            c[i * ldc + j] = acc;
-        }
-    }
-}
-
 /// ONNX Gemm: `alpha·op(A)·op(B) + beta·C`, C unidirectionally broadcast to `[M, N]`.
 /// `beta·C` is formed explicitly so that `beta = 0` with a NaN in C behaves like numpy.
 pub fn gemm(g: &Gemm, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
@@ -351,7 +329,11 @@ pub fn gemm(g: &Gemm, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
 }
 
 /// numpy `matmul`: 1-D operands are promoted (and the added axis removed afterwards), leading
-/// batch dimensions broadcast. Floats use GEMM; i32/i64 use a wrapping triple loop.
+/// batch dimensions broadcast. Every element type runs the plain loop of [`Batches::rows`]
+/// (integers wrapping): a MatMul left in a quantized graph multiplies two activations
+/// (vl-quantize turns the ones with constant weights into bit-plane layers), and the C and
+/// MLIR backends must repeat its float accumulation order exactly, which a blocked, FMA-using
+/// GEMM does not let them do. Gemm keeps the fast GEMM.
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor, RuntimeError> {
     const OP: &str = "matmul";
     same_dtype(OP, a, 1, b)?;
@@ -402,18 +384,13 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor, RuntimeError> {
         }
         (oa * m * k, ob * k * n)
     };
-    // One big GEMM when B is shared by every batch and A's batches are contiguous.
-    let fold = bbatch.iter().product::<usize>() == 1 && abatch == batch.as_slice();
     let bt = Batches {
         dims: (m, k, n),
         count: nbatch,
         offsets: &offsets,
     };
-    let data = match (a.data(), b.data()) {
-        (TensorData::I32(x), TensorData::I32(y)) => TensorData::I32(bt.naive(x, y, total)?),
-        (TensorData::I64(x), TensorData::I64(y)) => TensorData::I64(bt.naive(x, y, total)?),
-        _ => map_data!(OP, (a, b), [F32, F64], |x, y| bt.gemm(x, y, total, fold)?)?,
-    };
+    let data = map_data!(OP, (a, b), [F32, F64, I32, I64], |x, y| bt
+        .rows(x, y, total)?)?;
     if a_vec {
         let r = out_shape.len();
         out_shape.remove(r - 2);
@@ -430,64 +407,41 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor, RuntimeError> {
 struct Batches<'a> {
     dims: (usize, usize, usize),
     count: usize,
-    offsets: &'a dyn Fn(usize) -> (usize, usize),
+    offsets: &'a (dyn Fn(usize) -> (usize, usize) + Sync),
 }
 
 impl Batches<'_> {
-    /// Runs `f(A_i, B_i, C_i)` for every product, `C_i` being the `i`-th `[m×n]` block of
-    /// `out`.
-    fn each<'d, T>(
-        &self,
-        (av, bv): (&'d [T], &'d [T]),
-        out: &mut [T],
-        mut f: impl FnMut(MatRef<'d, T>, MatRef<'d, T>, &mut [T]) -> Result<(), RuntimeError>,
-    ) -> Result<(), RuntimeError> {
-        let (m, k, n) = self.dims;
-        for (i, c) in out.chunks_mut((m * n).max(1)).enumerate().take(self.count) {
-            let (oa, ob) = (self.offsets)(i);
-            let am = MatRef::of(&av[oa.min(av.len())..], k, false);
-            let bm = MatRef::of(&bv[ob.min(bv.len())..], n, false);
-            f(am, bm, c)?;
-        }
-        Ok(())
-    }
-
-    /// Floats: GEMM per product, or one GEMM over all of them when `fold` (B shared by every
-    /// product and A's products contiguous).
-    fn gemm<T: GemmElem>(
-        &self,
-        av: &[T],
-        bv: &[T],
-        total: usize,
-        fold: bool,
-    ) -> Result<Vec<T>, RuntimeError> {
+    /// Every product, row by row: output row `i` of product `t` starts at zero and adds
+    /// `A[i, p] · B[p, :]` for `p = 0, 1, …, k − 1` in that order, one rounded multiply and
+    /// one rounded add per term, so `y[i, j] = (…((0 + a_i0·b_0j) + a_i1·b_1j) + …)`. This is
+    /// the order the C backend's `matmul` and the MLIR backend repeat. Rows run on rayon for
+    /// large products (each row is computed whole by one thread, so the bits do not change).
+    fn rows<T: Arith>(&self, av: &[T], bv: &[T], total: usize) -> Result<Vec<T>, RuntimeError> {
         let (m, k, n) = self.dims;
         let mut out = vec![T::ZERO; total];
-        let run = |mm: usize, am, bm, c: &mut [T]| {
-            gemm_into("matmul", true, mm, k, n, T::ONE, am, bm, T::ZERO, c)
-        };
-        if fold {
-            let (am, bm) = (MatRef::of(av, k, false), MatRef::of(bv, n, false));
-            run(m * self.count, am, bm, &mut out)?;
-        } else {
-            self.each((av, bv), &mut out, |am, bm, c| run(m, am, bm, c))?;
+        if total == 0 {
+            return Ok(out);
         }
-        Ok(out)
-    }
-
-    /// Integers: the wrapping triple loop per product.
-    fn naive<T: Arith + Default>(
-        &self,
-        av: &[T],
-        bv: &[T],
-        total: usize,
-    ) -> Result<Vec<T>, RuntimeError> {
-        let (m, k, n) = self.dims;
-        let mut out = vec![T::ZERO; total];
-        self.each((av, bv), &mut out, |am, bm, c| {
-            gemm_naive(m, k, n, am, bm, c, n);
-            Ok(())
-        })?;
+        for t in 0..self.count {
+            let (oa, ob) = (self.offsets)(t);
+            if oa + m * k > av.len() || ob + k * n > bv.len() {
+                return Err(RuntimeError::shape(
+                    "matmul",
+                    format!("internal bounds violation (m={m}, k={k}, n={n}, product {t})"),
+                ));
+            }
+        }
+        let par = total.saturating_mul(k) >= PAR_GEMM_WORK;
+        for_each_chunk(&mut out, n, par, |r, row| {
+            let (oa, ob) = (self.offsets)(r / m);
+            let a = &av[oa + (r % m) * k..][..k];
+            for (p, &ap) in a.iter().enumerate() {
+                let b = &bv[ob + p * n..][..n];
+                for (y, &bj) in row.iter_mut().zip(b) {
+                    *y = y.add(ap.mul(bj));
+                }
+            }
+        });
         Ok(out)
     }
 }

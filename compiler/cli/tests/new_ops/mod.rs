@@ -2,7 +2,8 @@
 //! bit-plane layers and the ops of `emit_c_targets`'s other nets: data movement (Squeeze,
 //! Unsqueeze, Slice with negative and >1 steps, Split, Pad in every mode, Gather, Expand),
 //! reductions (ReduceMax, ReduceSum, GlobalMaxPool), Max/Min, BatchNorm, the IEEE unary
-//! functions, Exp and Log, and Resize (nearest and linear in every coordinate mode). Each chain starts
+//! functions, Exp and Log, Resize (nearest and linear in every coordinate mode), and a
+//! transformer block's LayerNorm (Pow) and attention (MatMul of activations). Each chain starts
 //! from its own 3×3 convolution of the `[N, 3, 9, 9]` input, which becomes a bit-plane layer,
 //! so the plane count matters; every result is flattened and concatenated into the output,
 //! so no re-quantization hides a difference. Shared by `emit_c_ops` (one net per chain) and
@@ -16,7 +17,7 @@ pub mod nets;
 use strata_ir::ops::elementwise::VariadicOp;
 use strata_ir::ops::{
     BatchNorm, BinaryOp, Conv, CoordMode, GlobalPoolKind, NearestMode, Pad, PadMode, Reduce,
-    Resize, ResizeMode, Slice, Split, UnaryOp,
+    Resize, ResizeMode, Slice, Softmax, Split, UnaryOp,
 };
 use strata_ir::Op;
 use strata_ir::{DType, Dim, Graph, Shape, Tensor, TensorType, ValueRef};
@@ -312,13 +313,75 @@ pub fn resizing(b: &mut Builder) -> Vec<ValueRef> {
     outs
 }
 
+/// A transformer block's float ops: LayerNorm over the last axis as PP-OCR exports it
+/// (ReduceMean, Sub, Pow 2, ReduceMean, Add ε, Sqrt, Div), Pow with the other exact exponents
+/// (3, −1, 0.5 of an absolute value, 1) and a general one (1.7 of an absolute value), a
+/// constant base raised to an activation (`2^x`, the base broadcast); attention as per-head
+/// MatMuls of activations (`Q·Kᵀ`, Softmax, `·V`), a MatMul broadcasting a one-head map over
+/// four heads, and one by a constant `[9, 5]` matrix.
+pub fn attention(b: &mut Builder) -> Vec<ValueRef> {
+    let q = b.conv("at_q", 4, 1);
+    let red = |axes: Vec<usize>| {
+        Op::ReduceMean(Reduce {
+            axes,
+            keep_dims: true,
+        })
+    };
+    let bin = |o| Op::Binary(o);
+    let mean = b.op("at_ln_mean", red(vec![3]), &[q]);
+    let d = b.op("at_ln_sub", bin(BinaryOp::Sub), &[q, mean]);
+    let two = b.g.add_constant("at_two", Tensor::scalar_f32(2.0));
+    let sq = b.op("at_ln_pow", bin(BinaryOp::Pow), &[d, two]);
+    let var = b.op("at_ln_var", red(vec![3]), &[sq]);
+    let eps = b.g.add_constant("at_eps", Tensor::scalar_f32(1e-5));
+    let ve = b.op("at_ln_add", bin(BinaryOp::Add), &[var, eps]);
+    let sd = b.op("at_ln_sqrt", Op::Unary(UnaryOp::Sqrt), &[ve]);
+    let ln = b.op("at_ln_div", bin(BinaryOp::Div), &[d, sd]);
+    let abs = b.op("at_abs", Op::Unary(UnaryOp::Abs), &[q]);
+    let mut outs = vec![sq, ln];
+    for (i, (e, base)) in [(3.0, q), (-1.0, q), (0.5, abs), (1.0, q), (1.7, abs)]
+        .into_iter()
+        .enumerate()
+    {
+        let k = b.g.add_constant(format!("at_e{i}"), Tensor::scalar_f32(e));
+        outs.push(b.op(&format!("at_pow{i}"), bin(BinaryOp::Pow), &[base, k]));
+    }
+    let base = b.g.add_constant("at_base", Tensor::scalar_f32(2.0));
+    outs.push(b.op("at_exp2", bin(BinaryOp::Pow), &[base, q]));
+    let k = b.conv("at_k", 4, 1);
+    let v = b.conv("at_v", 4, 1);
+    let kt = b.op(
+        "at_kt",
+        Op::Transpose {
+            perm: vec![0, 1, 3, 2],
+        },
+        &[k],
+    );
+    let s = b.op("at_qk", Op::MatMul, &[ln, kt]);
+    let p = b.op(
+        "at_softmax",
+        Op::Softmax(Softmax {
+            axis: 3,
+            coerce_2d: false,
+        }),
+        &[s],
+    );
+    outs.push(b.op("at_pv", Op::MatMul, &[p, v]));
+    let one_head = b.op("at_head_mean", red(vec![1]), &[k]);
+    outs.push(b.op("at_bcast", Op::MatMul, &[one_head, v]));
+    let w = b.konst("at_w", &[9, 5], 0.5, 0.0);
+    outs.push(b.op("at_proj", Op::MatMul, &[v, w]));
+    outs
+}
+
 /// One net per chain: (C prefix, float graph).
 pub fn nets() -> Vec<(&'static str, Graph)> {
     type Chain = fn(&mut Builder) -> Vec<ValueRef>;
-    let chains: [(&'static str, Chain); 3] = [
+    let chains: [(&'static str, Chain); 4] = [
         ("op_move", movement),
         ("op_more", arithmetic),
         ("op_resize", resizing),
+        ("op_attn", attention),
     ];
     chains
         .into_iter()
@@ -336,5 +399,6 @@ pub fn combined() -> Graph {
     let mut outs = movement(&mut b);
     outs.extend(arithmetic(&mut b));
     outs.extend(resizing(&mut b));
+    outs.extend(attention(&mut b));
     b.finish(&outs)
 }
