@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use strata_compiler::backend::c::{write_c, EmitError, EmitOptions};
+use strata_compiler::backend::c::{write_c, EmitError, EmitOptions, Target};
 use strata_ir::Graph;
 
 use crate::STRICT_C99;
@@ -150,24 +150,79 @@ pub fn gcc() -> &'static str {
     "gcc"
 }
 
+/// Where emitted C is built and run: the target the emitter writes for, the compiler
+/// (program and leading flags, strict C99 is added) and the emulator (`None`: natively).
+#[derive(Debug, Clone, Copy)]
+pub struct Toolchain {
+    pub target: Target,
+    pub cc: &'static [&'static str],
+    pub runner: Option<&'static str>,
+}
+
+/// The portable target with the host gcc.
+pub const HOST_GENERIC: Toolchain = Toolchain {
+    target: Target::Generic,
+    cc: &["gcc"],
+    runner: None,
+};
+
+/// The AVX2 target with the host gcc (runs only where [`host_has_avx2`]).
+pub const HOST_X86_64_V3: Toolchain = Toolchain {
+    target: Target::X86_64V3,
+    cc: &["gcc", "-march=x86-64-v3"],
+    runner: None,
+};
+
+/// The NEON target, cross-built statically and run under qemu-user.
+pub const AARCH64_QEMU: Toolchain = Toolchain {
+    target: Target::Aarch64,
+    cc: &["aarch64-linux-gnu-gcc", "-static"],
+    runner: Some("qemu-aarch64"),
+};
+
+/// Whether this machine can run the `x86-64-v3` target's code.
+pub fn host_has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Emits `graph` at `k` planes (prefix `model`, generic target) into a fresh temporary
 /// directory named after `tag` and builds it with the test driver ([`main_c`] for its ports)
 /// in strict C99. An emit
 /// error is returned (the corpus records which models the backend refuses); a C compiler
 /// error fails the test, since emitted C must always build.
 pub fn try_build(graph: &Graph, k: u8, tag: &str) -> Result<PathBuf, EmitError> {
+    try_build_with(graph, k, tag, &HOST_GENERIC)
+}
+
+/// [`try_build`] for a toolchain's target and compiler. A missing compiler fails the test.
+pub fn try_build_with(
+    graph: &Graph,
+    k: u8,
+    tag: &str,
+    tc: &Toolchain,
+) -> Result<PathBuf, EmitError> {
     let dir = std::env::temp_dir().join(format!("strata-emit-c-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let opts = EmitOptions {
         planes: k,
         name: "model".into(),
+        target: tc.target,
         ..Default::default()
     };
     write_c(graph, &opts, &dir)?;
     let (inputs, outputs) = port_sizes(graph);
     std::fs::write(dir.join("main.c"), main_c(&inputs, &outputs)).unwrap();
     let exe = dir.join("main");
-    let out = Command::new(gcc())
+    let cc = if tc.cc[0] == "gcc" { gcc() } else { tc.cc[0] };
+    let out = Command::new(cc)
+        .args(&tc.cc[1..])
         .args(STRICT_C99)
         .arg("-o")
         .arg(&exe)
@@ -175,10 +230,10 @@ pub fn try_build(graph: &Graph, k: u8, tag: &str) -> Result<PathBuf, EmitError> 
         .arg(dir.join("main.c"))
         .arg("-lm")
         .output()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{cc} is required by this C test ({e}); refusing to skip"));
     assert!(
         out.status.success(),
-        "gcc failed for {tag}:\n{}",
+        "{cc} failed for {tag}:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(exe)
@@ -193,10 +248,28 @@ pub fn build(graph: &Graph, k: u8, tag: &str) -> PathBuf {
 /// Runs the built driver on `x` (`n` samples, one per row) and returns the f32 outputs, or
 /// the driver's exit code.
 pub fn run_c(exe: &Path, x: &[f32], n: usize, ppl: Option<&[u8]>) -> Result<Vec<f32>, i32> {
+    run_c_with(None, exe, x, n, ppl)
+}
+
+/// [`run_c`] under an emulator (`runner`, e.g. `qemu-aarch64`), or natively with `None`.
+pub fn run_c_with(
+    runner: Option<&str>,
+    exe: &Path,
+    x: &[f32],
+    n: usize,
+    ppl: Option<&[u8]>,
+) -> Result<Vec<f32>, i32> {
     let dir = exe.parent().unwrap();
     let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::write(dir.join("in.bin"), bytes).unwrap();
-    let mut cmd = Command::new(exe);
+    let mut cmd = match runner {
+        Some(r) => {
+            let mut c = Command::new(r);
+            c.arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
     cmd.arg(dir.join("in.bin"))
         .arg(dir.join("out.bin"))
         .arg(n.to_string());
@@ -204,7 +277,9 @@ pub fn run_c(exe: &Path, x: &[f32], n: usize, ppl: Option<&[u8]>) -> Result<Vec<
         let s: Vec<String> = p.iter().map(|k| k.to_string()).collect();
         cmd.arg(s.join(","));
     }
-    let st = cmd.status().unwrap();
+    let st = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {exe:?} (runner {runner:?}): {e}"));
     if !st.success() {
         return Err(st.code().unwrap_or(-1));
     }

@@ -9,8 +9,10 @@
 //!    (the default `strata compile`), through the `.strata` container; the time is reported.
 //! 3. `k8`, `k4`: the integer path at 8 and 4 planes against FP32 — relative RMS error
 //!    (`rms(y_k − y_fp32) / rms(y_fp32)`, worst output) below [`K8_BOUND`] / [`K4_BOUND`].
-//! 4. `emit-c k8`, `emit-c k2`: the C backend's output built with the host gcc
-//!    (strict C99) equals the runtime's integer path bit for bit on the 4 inputs.
+//! 4. `emit-c k8`, `emit-c k2`: the C backend's output equals the runtime's integer path bit
+//!    for bit on the 4 inputs, for the `generic` and `x86-64-v3` targets built with the host
+//!    gcc (strict C99; `x86-64-v3` runs where the CPU has AVX2/FMA), and for the models in
+//!    [`AARCH64_MODELS`] also for the `aarch64` target cross-built and run under qemu.
 //!
 //! A stage a model cannot pass today is listed in [`EXPECTED_FAILURES`] with the error it
 //! fails with; the test fails when such a stage passes or fails differently, so the list
@@ -31,7 +33,10 @@ use strata_compiler::onnx::{import_file, ImportOptions};
 use strata_ir::container::read_container;
 use strata_ir::{Graph, Tensor};
 use strata_runtime::{run, run_with, QuantPath, RunOptions};
-use strata_test_support::c::{bits, deinterleave, port_sizes, run_c, try_build};
+use strata_test_support::c::{
+    bits, deinterleave, host_has_avx2, port_sizes, run_c_with, try_build_with, Toolchain,
+    AARCH64_QEMU, HOST_GENERIC, HOST_X86_64_V3,
+};
 use strata_test_support::repo_root;
 
 /// Every corpus model: `ARCH.EXPORTER` and its number of graph outputs. An exporter that
@@ -62,6 +67,10 @@ const MODELS: &[(&str, usize)] = &[
     ("yolo_head.ts", 2),
     ("yolo_head.dynamo", 2),
 ];
+
+/// Models whose C is also cross-built for `aarch64` and run under qemu (slow): one of each
+/// kind the NEON kernels meet — depthwise + HardSwish/SE, Concat-heavy, multi-output Resize.
+const AARCH64_MODELS: &[&str] = &["mobilenet_v3_small.ts", "googlenet.dynamo", "yolo_head.ts"];
 
 /// FP32 import: max |runtime − onnxruntime| over max |onnxruntime|.
 const IMPORT_BOUND: f64 = 1e-4;
@@ -219,39 +228,56 @@ fn planes_error(q: &Graph, x: &Tensor, fp32: &[Tensor], k: u8, bound: f64) -> Re
     Ok(worst)
 }
 
-/// Emit C at `k` planes, build it with gcc, and compare with the runtime bit for bit.
+/// Emit C at `k` planes for every toolchain that applies to `model`, build it, and compare
+/// with the runtime bit for bit.
 fn emit_c(model: &str, q: &Graph, x: &Tensor, k: u8) -> Result<String, String> {
-    let exe = try_build(q, k, &format!("corpus-{model}-k{k}")).map_err(|e| e.to_string())?;
     let opts = RunOptions {
         planes: Some(k),
         path: QuantPath::Integer,
         ..Default::default()
     };
     let want = run_with(q, std::slice::from_ref(x), &opts).map_err(|e| e.to_string())?;
-    let n = x.shape()[0];
-    let got = run_c(&exe, f32s(x)?, n, None).map_err(|rc| format!("driver exit code {rc}"))?;
-    let (_, sizes) = port_sizes(q);
-    let got = deinterleave(&got, &sizes, n)
-        .ok_or_else(|| format!("{} values from C for {n} samples", got.len()))?;
-    let (mut diff, mut total) = (0, 0);
-    for (g, w) in got.iter().zip(&want) {
-        let w = f32s(w)?;
-        total += w.len();
-        diff += if g.len() == w.len() {
-            bits(g)
-                .iter()
-                .zip(bits(w))
-                .filter(|(a, b)| **a != *b)
-                .count()
-        } else {
-            w.len()
-        };
+    let mut toolchains: Vec<(&str, Toolchain)> = vec![("generic", HOST_GENERIC)];
+    if host_has_avx2() {
+        toolchains.push(("x86-64-v3", HOST_X86_64_V3));
     }
-    if diff > 0 {
-        return Err(format!("not bit-exact: {diff} of {total} values differ"));
+    if AARCH64_MODELS.contains(&model) {
+        toolchains.push(("aarch64/qemu", AARCH64_QEMU));
     }
-    let _ = std::fs::remove_dir_all(exe.parent().unwrap_or(&exe));
-    Ok(format!("exact ({total} values)"))
+    let mut total = 0;
+    for (label, tc) in &toolchains {
+        let tag = format!("corpus-{model}-k{k}-{}", tc.target);
+        let exe = try_build_with(q, k, &tag, tc).map_err(|e| format!("{label}: {e}"))?;
+        let n = x.shape()[0];
+        let got = run_c_with(tc.runner, &exe, f32s(x)?, n, None)
+            .map_err(|rc| format!("{label}: driver exit code {rc}"))?;
+        let (_, sizes) = port_sizes(q);
+        let got = deinterleave(&got, &sizes, n)
+            .ok_or_else(|| format!("{label}: {} values from C for {n} samples", got.len()))?;
+        let (mut diff, mut values) = (0, 0);
+        for (g, w) in got.iter().zip(&want) {
+            let w = f32s(w)?;
+            values += w.len();
+            diff += if g.len() == w.len() {
+                bits(g)
+                    .iter()
+                    .zip(bits(w))
+                    .filter(|(a, b)| **a != *b)
+                    .count()
+            } else {
+                w.len()
+            };
+        }
+        if diff > 0 {
+            return Err(format!(
+                "{label}: not bit-exact: {diff} of {values} values differ"
+            ));
+        }
+        total = values;
+        let _ = std::fs::remove_dir_all(exe.parent().unwrap_or(&exe));
+    }
+    let labels: Vec<&str> = toolchains.iter().map(|(l, _)| *l).collect();
+    Ok(format!("exact ({total} values; {})", labels.join(", ")))
 }
 
 /// Runs every stage of one model; a stage after a failure does not run.
