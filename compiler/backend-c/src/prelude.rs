@@ -25,7 +25,11 @@ pub(crate) enum Section {
     Pool2d,
     Reduce,
     Binary,
+    /// `strata_ir::math::C_SOURCE`: deterministic tanh and erf, not in `prelude.c` so the C
+    /// text has one source beside the Rust it must agree with.
+    DetMath,
     Unary,
+    Lstm,
     Softmax,
     Concat,
     Gather,
@@ -55,7 +59,9 @@ impl Section {
             Section::Pool2d => "pool2d",
             Section::Reduce => "reduce",
             Section::Binary => "binary",
+            Section::DetMath => "det_math",
             Section::Unary => "unary",
+            Section::Lstm => "lstm",
             Section::Softmax => "softmax",
             Section::Concat => "concat",
             Section::Gather => "gather",
@@ -77,8 +83,10 @@ impl Section {
             Pool2d => &[Pool2dT],
             BqRun => &[BqCommon, Quant],
             BqLinear | BqConv2d => &[BqRun],
+            Unary => &[DetMath],
+            Lstm => &[Unary],
             Side | BpCommon | BpConvT | Pool2dT | BqCommon | Quant | Relu | Reduce | Binary
-            | Unary | Softmax | Concat | Gather | Take | ResizeLinear => &[],
+            | DetMath | Softmax | Concat | Gather | Take | ResizeLinear => &[],
         }
     }
 
@@ -89,6 +97,9 @@ impl Section {
 
     /// Its C text.
     pub(crate) fn text(self) -> &'static str {
+        if self == Section::DetMath {
+            return strata_ir::math::C_SOURCE;
+        }
         section_of(PRELUDE, self.name())
     }
 }
@@ -110,6 +121,7 @@ fn kernel_section(kernel: &Kernel, layout: WeightLayout) -> Section {
         (Kernel::Gather { .. }, _) => Section::Gather,
         (Kernel::Take { .. }, _) => Section::Take,
         (Kernel::ResizeLinear { .. }, _) => Section::ResizeLinear,
+        (Kernel::Lstm(_), _) => Section::Lstm,
     }
 }
 
@@ -152,7 +164,7 @@ pub(crate) fn section_of(text: &'static str, name: &str) -> &'static str {
 mod tests {
     use super::*;
 
-    const ALL: [Section; 22] = [
+    const ALL: [Section; 24] = [
         Section::Side,
         Section::BpCommon,
         Section::BpConvT,
@@ -166,7 +178,9 @@ mod tests {
         Section::Pool2d,
         Section::Reduce,
         Section::Binary,
+        Section::DetMath,
         Section::Unary,
+        Section::Lstm,
         Section::Softmax,
         Section::Concat,
         Section::Gather,

@@ -225,6 +225,8 @@ fn step(c: &mut String, l: &Lowered, up: &str, i: usize, st: &Step) {
                 UnaryFn::Reciprocal => ("U_RECIP", vec![]),
                 UnaryFn::Exp => ("U_EXP", vec![]),
                 UnaryFn::Log => ("U_LOG", vec![]),
+                UnaryFn::Tanh => ("U_TANH", vec![]),
+                UnaryFn::Erf => ("U_ERF", vec![]),
             };
             let x = at(l, *x);
             if p.is_empty() {
@@ -275,6 +277,41 @@ fn step(c: &mut String, l: &Lowered, up: &str, i: usize, st: &Step) {
                 at(l, *x),
                 data::table_name(i),
                 c_float(*fill)
+            );
+        }
+        Kernel::Lstm(s) => {
+            let named = |what: char, present: bool| {
+                if present {
+                    data::lstm_name(i, what)
+                } else {
+                    "NULL".to_string()
+                }
+            };
+            let state = |o: Option<Operand>, what: char| match o {
+                None => "NULL".to_string(),
+                Some(Operand::Act(loc)) => at(l, loc),
+                Some(Operand::Const(_)) => data::lstm_name(i, what),
+            };
+            let back: Vec<String> = s.backwards.iter().map(|&b| (b as u8).to_string()).collect();
+            let _ = writeln!(
+                c,
+                "    {{\n        static const unsigned char back[{}] = {{{}}};\n        lstm({}, {y}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}u, {}u, {}u, {}u, back);\n    }}",
+                back.len(),
+                back.join(", "),
+                at(l, s.x),
+                buf(l, s.y_h),
+                buf(l, s.y_c),
+                state(s.h0, 'H'),
+                state(s.c0, 'C'),
+                data::lstm_name(i, 'W'),
+                data::lstm_name(i, 'R'),
+                named('B', s.b.is_some()),
+                named('P', s.p.is_some()),
+                buf(l, s.gates),
+                s.seq,
+                s.input,
+                s.hidden,
+                s.backwards.len()
             );
         }
         Kernel::ResizeLinear {

@@ -269,6 +269,14 @@ fn impl_body(l: &Lowered, in_ty: &str, out_ty: &str) -> Result<String, MlirError
                 })?;
                 resize::resize_linear(&mut b, (&x.0, x.1), dims, strides, t)
             }
+            Kernel::Lstm(_) => {
+                return Err(MlirError::Unsupported {
+                    node: st.node.clone(),
+                    reason: "LSTM is not lowered to MLIR yet (the runtime and the C backend \
+                             run it)"
+                        .into(),
+                })
+            }
         };
         let size = l.buffers.get(st.y).map(|buf| buf.size);
         match (bufs.get_mut(st.y), size) {

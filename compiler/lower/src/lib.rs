@@ -16,6 +16,7 @@ mod layer;
 #[cfg(test)]
 mod ops_tests;
 pub mod planner;
+mod recurrent;
 #[cfg(test)]
 mod tests;
 mod walk;
@@ -24,6 +25,7 @@ pub use error::LowerError;
 pub use geometry::{ConvGeometry, PoolGeometry, Window2d};
 pub use layer::{CodeBlocks, Layer, PaddedInput, Weights};
 pub use planner::{Buffer, Plan};
+pub use recurrent::LstmStep;
 pub use walk::lower;
 
 /// A graph input or output as the generated code sees it: its ONNX name and batch-1 shape.
@@ -159,6 +161,9 @@ pub enum Kernel {
         strides: Vec<usize>,
         taps: usize,
     },
+    /// An LSTM over the whole sequence (the runtime's `recurrent` kernel): writes `y` (the
+    /// step's buffer) and the final states into their own buffers.
+    Lstm(Box<LstmStep>),
 }
 
 impl Kernel {
@@ -177,7 +182,8 @@ impl Kernel {
             | Kernel::Concat { .. }
             | Kernel::Gather { .. }
             | Kernel::Take { .. }
-            | Kernel::ResizeLinear { .. } => None,
+            | Kernel::ResizeLinear { .. }
+            | Kernel::Lstm(_) => None,
         }
     }
 }
@@ -276,6 +282,10 @@ pub enum UnaryFn {
     Exp,
     /// The C library's `logf` (Rust's `f32::ln`), likewise.
     Log,
+    /// `strata_ir::math::tanh_f32`: IEEE double operations only, the same bits everywhere.
+    Tanh,
+    /// `strata_ir::math::erf_f32`, likewise.
+    Erf,
 }
 
 /// A constant operand, stored with the weights.

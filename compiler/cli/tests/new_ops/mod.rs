@@ -186,7 +186,9 @@ pub fn movement(b: &mut Builder) -> Vec<ValueRef> {
 /// BatchNorm after a Relu, ReduceMax, ReduceSum, GlobalMaxPool, Max of three inputs (one a
 /// per-channel constant, one the broadcast pool) and of one, Min with a scalar constant
 /// first, Neg, Abs, Floor, Ceil (of a scaled map, so both round), Sqrt (of Abs: no NaN,
-/// whose sign differs between ISAs), Reciprocal, Exp (of the scaled map) and Log (of Abs).
+/// whose sign differs between ISAs), Reciprocal, Exp (of the scaled map), Log (of Abs), and
+/// the deterministic Tanh and Erf (`strata_ir::math`) of the map and of the scaled map (which
+/// reaches their saturated ranges).
 pub fn arithmetic(b: &mut Builder) -> Vec<ValueRef> {
     let c = b.conv("ar_c", 6, 1);
     let r = b.op("ar_relu", Op::Unary(UnaryOp::Relu), &[c]);
@@ -219,8 +221,12 @@ pub fn arithmetic(b: &mut Builder) -> Vec<ValueRef> {
     let rc = b.op("ar_recip", un(UnaryOp::Reciprocal), &[c]);
     let ex = b.op("ar_exp", un(UnaryOp::Exp), &[t]);
     let lg = b.op("ar_log", un(UnaryOp::Log), &[abs]);
+    let th = b.op("ar_tanh", un(UnaryOp::Tanh), &[c]);
+    let th7 = b.op("ar_tanh7", un(UnaryOp::Tanh), &[t]);
+    let ef = b.op("ar_erf", un(UnaryOp::Erf), &[c]);
+    let ef7 = b.op("ar_erf7", un(UnaryOp::Erf), &[t]);
     vec![
-        bn, rmax, rsum, gmp, mx, mn, neg, abs, fl, ce, sq, rc, ex, lg,
+        bn, rmax, rsum, gmp, mx, mn, neg, abs, fl, ce, sq, rc, ex, lg, th, th7, ef, ef7,
     ]
 }
 
