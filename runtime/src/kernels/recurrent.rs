@@ -159,3 +159,108 @@ pub fn lstm(l: &Lstm, inputs: &[&Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
         make(OP, vec![dn, n, h], TensorData::F32(yc))?,
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_ir::ops::Direction;
+
+    fn t(shape: &[usize], seed: u32) -> Tensor {
+        let n: usize = shape.iter().product();
+        // Small deterministic values in [-1, 1).
+        let v = (0..n)
+            .map(|i| {
+                let h = (i as u32 ^ seed).wrapping_mul(2_654_435_761) >> 8;
+                (h % 2000) as f32 / 1000.0 - 1.0
+            })
+            .collect();
+        Tensor::from_f32(shape.to_vec(), v).unwrap()
+    }
+
+    fn op(direction: Direction, has_bias: bool) -> Lstm {
+        Lstm {
+            direction,
+            hidden: 3,
+            has_bias,
+            has_initial_h: false,
+            has_initial_c: false,
+            has_peepholes: false,
+        }
+    }
+
+    fn f(t: &Tensor) -> &[f32] {
+        t.as_f32().unwrap()
+    }
+
+    /// One step by hand: x = [1], h = c = 0, W rows i, o, f, c = 1, 2, 3, 4, no bias.
+    #[test]
+    fn one_step_by_hand() {
+        let x = Tensor::from_f32(vec![1, 1, 1], vec![1.0]).unwrap();
+        let w = Tensor::from_f32(vec![1, 4, 1], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+        let r = Tensor::from_f32(vec![1, 4, 1], vec![0.0; 4]).unwrap();
+        let mut l = op(Direction::Forward, false);
+        l.hidden = 1;
+        let out = lstm(&l, &[&x, &w, &r]).unwrap();
+        let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+        let c = sig(1.0) * 4f64.tanh();
+        let h = sig(2.0) * c.tanh();
+        assert!((f(&out[2])[0] as f64 - c).abs() < 1e-6);
+        assert!((f(&out[0])[0] as f64 - h).abs() < 1e-6);
+        assert_eq!(f(&out[1]), f(&out[0]));
+    }
+
+    /// Reverse on x is forward on x reversed in time (y reversed back), and bidirectional is
+    /// the two side by side — bit for bit.
+    #[test]
+    fn reverse_and_bidirectional_compose_from_forward() {
+        let (seq, n, i) = (4, 2, 3);
+        let x = t(&[seq, n, i], 1);
+        let mut xr = Vec::new();
+        for s in (0..seq).rev() {
+            xr.extend_from_slice(&f(&x)[s * n * i..(s + 1) * n * i]);
+        }
+        let xr = Tensor::from_f32(vec![seq, n, i], xr).unwrap();
+        let (w2, r2, b2) = (t(&[2, 12, i], 2), t(&[2, 12, 3], 3), t(&[2, 24], 4));
+        let half = |t: &Tensor, d: usize| {
+            let s = t.shape();
+            let per: usize = s[1..].iter().product();
+            let mut dims = s.to_vec();
+            dims[0] = 1;
+            Tensor::from_f32(dims, f(t)[d * per..(d + 1) * per].to_vec()).unwrap()
+        };
+        let (wf, rf, bf) = (half(&w2, 0), half(&r2, 0), half(&b2, 0));
+        let (wb, rb, bb) = (half(&w2, 1), half(&r2, 1), half(&b2, 1));
+        let fwd = lstm(&op(Direction::Forward, true), &[&x, &wf, &rf, &bf]).unwrap();
+        let rev = lstm(&op(Direction::Reverse, true), &[&x, &wb, &rb, &bb]).unwrap();
+        let rev_by_fwd = lstm(&op(Direction::Forward, true), &[&xr, &wb, &rb, &bb]).unwrap();
+        let step = n * 3;
+        for s in 0..seq {
+            assert_eq!(
+                f(&rev[0])[s * step..(s + 1) * step],
+                f(&rev_by_fwd[0])[(seq - 1 - s) * step..(seq - s) * step]
+            );
+        }
+        assert_eq!(f(&rev[1]), f(&rev_by_fwd[1]));
+        assert_eq!(f(&rev[2]), f(&rev_by_fwd[2]));
+        let bi = lstm(&op(Direction::Bidirectional, true), &[&x, &w2, &r2, &b2]).unwrap();
+        assert_eq!(bi[0].shape(), [seq, 2, n, 3]);
+        for s in 0..seq {
+            let at = s * 2 * step;
+            assert_eq!(
+                f(&bi[0])[at..at + step],
+                f(&fwd[0])[s * step..(s + 1) * step]
+            );
+            assert_eq!(
+                f(&bi[0])[at + step..at + 2 * step],
+                f(&rev[0])[s * step..(s + 1) * step]
+            );
+        }
+        assert_eq!(f(&bi[1])[..step], *f(&fwd[1]));
+        assert_eq!(f(&bi[2])[step..], *f(&rev[2]));
+        // A W of the wrong shape is a typed error, not a panic.
+        assert!(matches!(
+            lstm(&op(Direction::Bidirectional, true), &[&x, &wf, &r2, &b2]),
+            Err(RuntimeError::Shape { .. })
+        ));
+    }
+}

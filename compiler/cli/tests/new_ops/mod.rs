@@ -2,7 +2,8 @@
 //! bit-plane layers and the ops of `emit_c_targets`'s other nets: data movement (Squeeze,
 //! Unsqueeze, Slice with negative and >1 steps, Split, Pad in every mode, Gather, Expand),
 //! reductions (ReduceMax, ReduceSum, GlobalMaxPool), Max/Min, BatchNorm, the IEEE unary
-//! functions, Exp and Log, and Resize (nearest and linear in every coordinate mode). Each chain starts
+//! functions, Exp, Log, Tanh and Erf, Resize (nearest and linear in every coordinate mode)
+//! and LSTM (bidirectional, bias, peepholes, initial states). Each chain starts
 //! from its own 3×3 convolution of the `[N, 3, 9, 9]` input, which becomes a bit-plane layer,
 //! so the plane count matters; every result is flattened and concatenated into the output,
 //! so no re-quantization hides a difference. Shared by `emit_c_ops` (one net per chain) and
@@ -15,8 +16,8 @@ pub mod nets;
 
 use strata_ir::ops::elementwise::VariadicOp;
 use strata_ir::ops::{
-    BatchNorm, BinaryOp, Conv, CoordMode, GlobalPoolKind, NearestMode, Pad, PadMode, Reduce,
-    Resize, ResizeMode, Slice, Split, UnaryOp,
+    BatchNorm, BinaryOp, Conv, CoordMode, Direction, GlobalPoolKind, Lstm, NearestMode, Pad,
+    PadMode, Reduce, Resize, ResizeMode, Slice, Split, UnaryOp,
 };
 use strata_ir::Op;
 use strata_ir::{DType, Dim, Graph, Shape, Tensor, TensorType, ValueRef};
@@ -321,10 +322,11 @@ pub fn resizing(b: &mut Builder) -> Vec<ValueRef> {
 /// One net per chain: (C prefix, float graph).
 pub fn nets() -> Vec<(&'static str, Graph)> {
     type Chain = fn(&mut Builder) -> Vec<ValueRef>;
-    let chains: [(&'static str, Chain); 3] = [
+    let chains: [(&'static str, Chain); 4] = [
         ("op_move", movement),
         ("op_more", arithmetic),
         ("op_resize", resizing),
+        ("op_lstm", recurrent),
     ];
     chains
         .into_iter()
@@ -334,6 +336,103 @@ pub fn nets() -> Vec<(&'static str, Graph)> {
             (name, b.finish(&outs))
         })
         .collect()
+}
+
+/// Two stacked bidirectional LSTMs over the conv map read as a sequence (`[N, 4, 7, 7]` →
+/// `[7, N, 28]`): the first with a bias, the second with peepholes and the first one's final
+/// states as its initial states (activations, not constants); the second's `y`, `y_h` and
+/// `y_c` are the results.
+pub fn recurrent(b: &mut Builder) -> Vec<ValueRef> {
+    let c = b.conv("rn_c", 4, 0);
+    let reshape = |shape: Vec<i64>| {
+        Op::Reshape(strata_ir::ops::Reshape {
+            shape,
+            allow_zero: false,
+        })
+    };
+    let r = b.op("rn_rows", reshape(vec![0, 28, 7]), &[c]);
+    let seq = b.op(
+        "rn_seq",
+        Op::Transpose {
+            perm: vec![2, 0, 1],
+        },
+        &[r],
+    );
+    let lstm = |has_bias, has_initial, has_peepholes| {
+        Op::Lstm(Lstm {
+            direction: Direction::Bidirectional,
+            hidden: 5,
+            has_bias,
+            has_initial_h: has_initial,
+            has_initial_c: has_initial,
+            has_peepholes,
+        })
+    };
+    let w1 = b.konst("rn_w1", &[2, 20, 28], 0.3, 0.0);
+    let r1 = b.konst("rn_r1", &[2, 20, 5], 0.5, 0.0);
+    let b1 = b.konst("rn_b1", &[2, 40], 0.3, 0.1);
+    let names = |p: &str| vec![format!("{p}_y"), format!("{p}_yh"), format!("{p}_yc")];
+    let id =
+        b.g.add_op_inferred(
+            "rn_lstm1",
+            lstm(true, false, false),
+            &[seq, w1, r1, b1],
+            names("rn1"),
+        )
+        .unwrap();
+    let out = |output| ValueRef { node: id, output };
+    let (y1, h1, c1) = (out(0), out(1), out(2));
+    // [7, 2, N, 5] → [7, N, 2, 5] → [7, N, 10].
+    let y1t = b.op(
+        "rn_y1t",
+        Op::Transpose {
+            perm: vec![0, 2, 1, 3],
+        },
+        &[y1],
+    );
+    let x2 = b.op("rn_x2", reshape(vec![7, 0, 10]), &[y1t]);
+    let w2 = b.konst("rn_w2", &[2, 20, 10], 0.4, 0.0);
+    let r2 = b.konst("rn_r2", &[2, 20, 5], 0.5, 0.0);
+    let p2 = b.konst("rn_p2", &[2, 15], 0.5, 0.0);
+    let id =
+        b.g.add_op_inferred(
+            "rn_lstm2",
+            lstm(false, true, true),
+            &[x2, w2, r2, h1, c1, p2],
+            names("rn2"),
+        )
+        .unwrap();
+    let out = |output| ValueRef { node: id, output };
+    let y = b.op(
+        "rn_y",
+        Op::Transpose {
+            perm: vec![2, 0, 1, 3],
+        },
+        &[out(0)],
+    );
+    let yh = b.op(
+        "rn_yh",
+        Op::Transpose {
+            perm: vec![1, 0, 2],
+        },
+        &[out(1)],
+    );
+    let yc = b.op(
+        "rn_yc",
+        Op::Transpose {
+            perm: vec![1, 0, 2],
+        },
+        &[out(2)],
+    );
+    vec![y, yh, yc]
+}
+
+/// The LSTM chain as its own net (the MLIR backend refuses LSTM, so it stays out of
+/// `op_new`, which the JIT runs).
+pub fn lstm_net() -> Graph {
+    let mut b = Builder::new("op_lstm");
+    let outs = recurrent(&mut b);
+    b.finish(&outs)
 }
 
 /// Every chain in one net.
