@@ -341,8 +341,7 @@ pub fn nets() -> Vec<(&'static str, Graph)> {
 /// Two stacked bidirectional LSTMs over the conv map read as a sequence (`[N, 4, 7, 7]` →
 /// `[7, N, 28]`): the first with a bias, the second with peepholes and the first one's final
 /// states as its initial states (activations, not constants); the second's `y`, `y_h` and
-/// `y_c` are the results, and a MatMul of `y` over its 7 steps (a linear layer applied to
-/// several vectors per sample).
+/// `y_c` are the results.
 pub fn recurrent(b: &mut Builder) -> Vec<ValueRef> {
     let c = b.conv("rn_c", 4, 0);
     let reshape = |shape: Vec<i64>| {
@@ -411,10 +410,6 @@ pub fn recurrent(b: &mut Builder) -> Vec<ValueRef> {
         },
         &[out(0)],
     );
-    // A MatMul over the 7 steps: one bit-plane linear layer applied to 7 vectors per sample.
-    let steps = b.op("rn_steps", reshape(vec![0, 7, 10]), &[y]);
-    let wm = b.konst("rn_wm", &[10, 6], 0.5, 0.0);
-    let proj = b.op("rn_proj", Op::MatMul, &[steps, wm]);
     let yh = b.op(
         "rn_yh",
         Op::Transpose {
@@ -429,7 +424,7 @@ pub fn recurrent(b: &mut Builder) -> Vec<ValueRef> {
         },
         &[out(2)],
     );
-    vec![y, proj, yh, yc]
+    vec![y, yh, yc]
 }
 
 /// The LSTM chain as its own net (the MLIR backend refuses LSTM, so it stays out of
