@@ -25,6 +25,10 @@
 //!   gives ±1 (`erfc(4) ≈ 1.5e-8`, below half an f32 ULP of 1).
 //! - NaN is returned as it came in; ±0 keep their sign (`copysign`).
 
+// The constant tokens are also the C literals, so they are spelled as fdlibm and the series
+// tables give them (LN2_HI with its full decimal expansion), not as `std::f64::consts`.
+#![allow(clippy::excessive_precision, clippy::approx_constant)]
+
 /// Declares the constants once and derives both the Rust items and their C text.
 macro_rules! det_math {
     (

@@ -348,11 +348,7 @@ fn linear_vectors(l: &Lowered, st: &Step) -> usize {
     match st.kernel {
         Kernel::BitplaneLinear { layer, .. } => {
             let rows = l.layers[layer].rows;
-            if rows == 0 {
-                1
-            } else {
-                (l.buffers[st.y].size / rows).max(1)
-            }
+            l.buffers[st.y].size.checked_div(rows).unwrap_or(1).max(1)
         }
         _ => 1,
     }
