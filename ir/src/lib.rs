@@ -10,6 +10,7 @@ mod error;
 pub mod files;
 mod graph;
 pub mod limits;
+pub mod math;
 pub mod ops;
 pub mod quant;
 mod shape;

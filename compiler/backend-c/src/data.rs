@@ -22,6 +22,19 @@ pub(crate) fn taps_names(step: usize) -> (String, String) {
     (format!("RT{step}"), format!("RW{step}"))
 }
 
+/// The C name of an LSTM step's constant `what` (`W`, `R`, `B`, `P`, `H` or `C` for the
+/// initial states).
+pub(crate) fn lstm_name(step: usize, what: char) -> String {
+    format!("LSTM{step}{what}")
+}
+
+fn const_index(o: Operand) -> Option<usize> {
+    match o {
+        Operand::Const(k) => Some(k),
+        Operand::Act(_) => None,
+    }
+}
+
 /// Every layer's and constant's arrays, in the order their steps run.
 pub(crate) fn print(l: &Lowered) -> String {
     let mut d = String::new();
@@ -77,6 +90,27 @@ pub(crate) fn print(l: &Lowered) -> String {
                 let _ = write!(d, "static const double {tw}[{}] = {{", t.weights.len());
                 // Rust's shortest round-trip decimal parses back to the same double in C.
                 list(&mut d, t.weights.iter().map(|w| format!("{w:?}")), 8);
+                d.push('\n');
+            }
+            Kernel::Lstm(s) => {
+                let _ = writeln!(
+                    d,
+                    "/* LSTM weights of `{}` (f32) */",
+                    comment_safe(&st.node)
+                );
+                let consts = [
+                    ('W', Some(s.w)),
+                    ('R', Some(s.r)),
+                    ('B', s.b),
+                    ('P', s.p),
+                    ('H', s.h0.and_then(const_index)),
+                    ('C', s.c0.and_then(const_index)),
+                ];
+                for (what, k) in consts {
+                    if let Some(k) = k {
+                        float_array(&mut d, &lstm_name(i, what), &l.constants[k].values);
+                    }
+                }
                 d.push('\n');
             }
             Kernel::Binary {

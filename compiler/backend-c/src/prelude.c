@@ -402,7 +402,7 @@ static float min_of(float a, float b)
 }
 
 enum { U_SIGMOID, U_LEAKY, U_HSIGMOID, U_HSWISH, U_CLIP, U_NEG, U_ABS, U_FLOOR, U_CEIL, U_SQRT,
-       U_RECIP, U_EXP, U_LOG };
+       U_RECIP, U_EXP, U_LOG, U_TANH, U_ERF };
 
 /* The runtime's scalar formulas, one operation per statement (no contraction); p: the
  * function's parameters (alpha, beta; clip: lo, hi, has_lo, has_hi). expf is the C library's,
@@ -445,12 +445,90 @@ static void unary(const float *x, float *y, size_t n, int f, const float *p)
         /* The C library's, as Rust's f32::exp and f32::ln call them. */
         case U_EXP: r = expf(v); break;
         case U_LOG: r = logf(v); break;
+        /* strata_ir::math's deterministic functions (section det_math). */
+        case U_TANH: r = strata_tanhf(v); break;
+        case U_ERF: r = strata_erff(v); break;
         default:
             r = p[2] != 0.0f && v < p[0] ? p[0] : v;
             r = p[3] != 0.0f && r > p[1] ? p[1] : r;
             break;
         }
         y[i] = r;
+    }
+}
+
+/*@section lstm*/
+/* The runtime's LSTM step (runtime/src/kernels/recurrent.rs), statement for statement, one
+ * sample: gate rows i, o, f, c (4H), each dot product summed in float in index order from 0;
+ * then per hidden unit the runtime's sigmoid (unary) and strata_tanhf. h and c (H each) are
+ * updated in place; g is 4H of scratch; b (8H) and p (3H) may be NULL. */
+static void lstm_step(const float *x, float *h, float *c, const float *w, const float *r,
+                      const float *b, const float *p, float *g, size_t in, size_t hn)
+{
+    size_t j, k;
+    for (j = 0; j < 4 * hn; ++j) {
+        float a = 0.0f, s = 0.0f, v;
+        for (k = 0; k < in; ++k) {
+            v = x[k] * w[j * in + k];
+            a = a + v;
+        }
+        for (k = 0; k < hn; ++k) {
+            v = h[k] * r[j * hn + k];
+            s = s + v;
+        }
+        v = a + s;
+        if (b) {
+            v = v + b[j];
+            v = v + b[4 * hn + j];
+        }
+        g[j] = v;
+    }
+    for (k = 0; k < hn; ++k) {
+        float gi = g[k], go = g[hn + k], gf = g[2 * hn + k], gc = g[3 * hn + k];
+        float ig, fg, og, cc, cn, t;
+        if (p) {
+            t = p[k] * c[k];
+            gi = gi + t;
+            t = p[2 * hn + k] * c[k];
+            gf = gf + t;
+        }
+        unary(&gi, &ig, 1u, U_SIGMOID, NULL);
+        unary(&gf, &fg, 1u, U_SIGMOID, NULL);
+        cc = strata_tanhf(gc);
+        cn = fg * c[k];
+        t = ig * cc;
+        cn = cn + t;
+        if (p) {
+            t = p[hn + k] * cn;
+            go = go + t;
+        }
+        unary(&go, &og, 1u, U_SIGMOID, NULL);
+        c[k] = cn;
+        t = strata_tanhf(cn);
+        h[k] = og * t;
+    }
+}
+
+/* A whole LSTM over seq steps: y [seq, dirs, H]; yh, yc [dirs, H] start as h0, c0 (zeros when
+ * NULL) and end as the final states; direction d runs backwards when back[d]. */
+static void lstm(const float *x, float *y, float *yh, float *yc, const float *h0,
+                 const float *c0, const float *w, const float *r, const float *b,
+                 const float *p, float *g, size_t seq, size_t in, size_t hn, size_t dirs,
+                 const unsigned char *back)
+{
+    size_t d, s, k;
+    for (d = 0; d < dirs; ++d) {
+        float *h = yh + d * hn, *c = yc + d * hn;
+        for (k = 0; k < hn; ++k) {
+            h[k] = h0 ? h0[d * hn + k] : 0.0f;
+            c[k] = c0 ? c0[d * hn + k] : 0.0f;
+        }
+        for (s = 0; s < seq; ++s) {
+            size_t t = back[d] ? seq - 1 - s : s;
+            lstm_step(x + t * in, h, c, w + d * 4 * hn * in, r + d * 4 * hn * hn,
+                      b ? b + d * 8 * hn : NULL, p ? p + d * 3 * hn : NULL, g, in, hn);
+            memcpy(y + (t * dirs + d) * hn, h, hn * sizeof *h);
+        }
     }
 }
 

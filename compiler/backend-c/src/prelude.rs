@@ -26,7 +26,11 @@ pub(crate) enum Section {
     Reduce,
     Binary,
     MatMul,
+    /// `strata_ir::math::C_SOURCE`: deterministic tanh and erf, not in `prelude.c` so the C
+    /// text has one source beside the Rust it must agree with.
+    DetMath,
     Unary,
+    Lstm,
     Softmax,
     Concat,
     Gather,
@@ -57,7 +61,9 @@ impl Section {
             Section::Reduce => "reduce",
             Section::Binary => "binary",
             Section::MatMul => "matmul",
+            Section::DetMath => "det_math",
             Section::Unary => "unary",
+            Section::Lstm => "lstm",
             Section::Softmax => "softmax",
             Section::Concat => "concat",
             Section::Gather => "gather",
@@ -79,8 +85,10 @@ impl Section {
             Pool2d => &[Pool2dT],
             BqRun => &[BqCommon, Quant],
             BqLinear | BqConv2d => &[BqRun],
+            Unary => &[DetMath],
+            Lstm => &[Unary],
             Side | BpCommon | BpConvT | Pool2dT | BqCommon | Quant | Relu | Reduce | Binary
-            | MatMul | Unary | Softmax | Concat | Gather | Take | ResizeLinear => &[],
+            | MatMul | DetMath | Softmax | Concat | Gather | Take | ResizeLinear => &[],
         }
     }
 
@@ -91,6 +99,9 @@ impl Section {
 
     /// Its C text.
     pub(crate) fn text(self) -> &'static str {
+        if self == Section::DetMath {
+            return strata_ir::math::C_SOURCE;
+        }
         section_of(PRELUDE, self.name())
     }
 }
@@ -113,6 +124,7 @@ fn kernel_section(kernel: &Kernel, layout: WeightLayout) -> Section {
         (Kernel::Gather { .. }, _) => Section::Gather,
         (Kernel::Take { .. }, _) => Section::Take,
         (Kernel::ResizeLinear { .. }, _) => Section::ResizeLinear,
+        (Kernel::Lstm(_), _) => Section::Lstm,
     }
 }
 
@@ -155,7 +167,7 @@ pub(crate) fn section_of(text: &'static str, name: &str) -> &'static str {
 mod tests {
     use super::*;
 
-    const ALL: [Section; 23] = [
+    const ALL: [Section; 25] = [
         Section::Side,
         Section::BpCommon,
         Section::BpConvT,
@@ -170,7 +182,9 @@ mod tests {
         Section::Reduce,
         Section::Binary,
         Section::MatMul,
+        Section::DetMath,
         Section::Unary,
+        Section::Lstm,
         Section::Softmax,
         Section::Concat,
         Section::Gather,

@@ -51,6 +51,9 @@ pub(crate) fn print(l: &Lowered, name: &str, target: Target) -> String {
     } else {
         c.push_str("    unsigned k;\n    int j;\n");
     }
+    if l.steps.iter().any(|st| linear_vectors(l, st) > 1) {
+        c.push_str("    size_t v;\n");
+    }
     for (i, st) in l.steps.iter().enumerate() {
         step(&mut c, l, &up, i, st);
     }
@@ -124,8 +127,21 @@ fn step(c: &mut String, l: &Lowered, up: &str, i: usize, st: &Step) {
                 let _ = writeln!(c, "    k = ppl ? ppl[{layer}] : {up}_PLANES;");
             }
             let _ = writeln!(c, "    if (k > {up}_PLANES || (j = side_index(CN{layer}, L{layer}.n_counts, k)) < 0) {{\n        return 1;\n    }}");
-            let x = at(l, *x);
             let conv = matches!(st.kernel, Kernel::BitplaneConv { .. });
+            // A linear layer applies to every vector of its input: a Gemm or MatMul whose
+            // input has leading dimensions besides the batch (a sequence of 16 vectors
+            // after an LSTM) runs once per vector, each with the same side-table row.
+            let ly = &l.layers[layer];
+            let vecs = linear_vectors(l, st);
+            let (x, y) = if vecs > 1 {
+                let _ = writeln!(c, "    for (v = 0; v < {vecs}u; ++v) {{");
+                (
+                    format!("{} + v * {}u", at(l, *x), ly.cols),
+                    format!("{y} + v * {}u", ly.rows),
+                )
+            } else {
+                (at(l, *x), y.clone())
+            };
             let _ = match (l.layout, conv) {
                 (WeightLayout::Planes, true) => writeln!(
                     c,
@@ -145,6 +161,9 @@ fn step(c: &mut String, l: &Lowered, up: &str, i: usize, st: &Step) {
                     *relu as u8
                 ),
             };
+            if vecs > 1 {
+                let _ = writeln!(c, "    }}");
+            }
         }
         Kernel::Relu { x, n } => {
             let _ = writeln!(c, "    relu({}, {y}, {n}u);", at(l, *x));
@@ -258,6 +277,8 @@ fn step(c: &mut String, l: &Lowered, up: &str, i: usize, st: &Step) {
                 UnaryFn::Reciprocal => ("U_RECIP", vec![]),
                 UnaryFn::Exp => ("U_EXP", vec![]),
                 UnaryFn::Log => ("U_LOG", vec![]),
+                UnaryFn::Tanh => ("U_TANH", vec![]),
+                UnaryFn::Erf => ("U_ERF", vec![]),
             };
             let x = at(l, *x);
             if p.is_empty() {
@@ -310,12 +331,59 @@ fn step(c: &mut String, l: &Lowered, up: &str, i: usize, st: &Step) {
                 c_float(*fill)
             );
         }
+        Kernel::Lstm(s) => {
+            let named = |what: char, present: bool| {
+                if present {
+                    data::lstm_name(i, what)
+                } else {
+                    "NULL".to_string()
+                }
+            };
+            let state = |o: Option<Operand>, what: char| match o {
+                None => "NULL".to_string(),
+                Some(Operand::Act(loc)) => at(l, loc),
+                Some(Operand::Const(_)) => data::lstm_name(i, what),
+            };
+            let back: Vec<String> = s.backwards.iter().map(|&b| (b as u8).to_string()).collect();
+            let _ = writeln!(
+                c,
+                "    {{\n        static const unsigned char back[{}] = {{{}}};\n        lstm({}, {y}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}u, {}u, {}u, {}u, back);\n    }}",
+                back.len(),
+                back.join(", "),
+                at(l, s.x),
+                buf(l, s.y_h),
+                buf(l, s.y_c),
+                state(s.h0, 'H'),
+                state(s.c0, 'C'),
+                data::lstm_name(i, 'W'),
+                data::lstm_name(i, 'R'),
+                named('B', s.b.is_some()),
+                named('P', s.p.is_some()),
+                buf(l, s.gates),
+                s.seq,
+                s.input,
+                s.hidden,
+                s.backwards.len()
+            );
+        }
         Kernel::ResizeLinear {
             x, dims, strides, ..
         } => {
             let (t, w) = data::taps_names(i);
             let _ = writeln!(c, "    {{\n        static const size_t d[{r}] = {{{}}}, s[{r}] = {{{}}};\n        resize_linear({}, {y}, {r}u, d, s, {t}, {w});\n    }}", sizes(dims), sizes(strides), at(l, *x), r = dims.len());
         }
+    }
+}
+
+/// How many vectors a bit-plane linear step applies its layer to (1 for anything else): a
+/// Gemm or MatMul whose input has leading dimensions besides the batch.
+fn linear_vectors(l: &Lowered, st: &Step) -> usize {
+    match st.kernel {
+        Kernel::BitplaneLinear { layer, .. } => {
+            let rows = l.layers[layer].rows;
+            l.buffers[st.y].size.checked_div(rows).unwrap_or(1).max(1)
+        }
+        _ => 1,
     }
 }
 

@@ -138,7 +138,98 @@ fn unary_elem(r: &mut Body, v: &str, f: UnaryFn) -> String {
         // f32::exp and f32::ln call too.
         UnaryFn::Exp => r.bind(&format!("math.exp {v} : f32")),
         UnaryFn::Log => r.bind(&format!("math.log {v} : f32")),
+        UnaryFn::Tanh => det_math(r, v, false),
+        UnaryFn::Erf => det_math(r, v, true),
     }
+}
+
+/// An f64 constant by its bits.
+fn f64c(r: &mut Body, v: f64) -> String {
+    r.constant(&format!("0x{:016X}", v.to_bits()), "f64")
+}
+
+fn op64(r: &mut Body, name: &str, a: &str, b: &str) -> String {
+    r.bind(&format!("arith.{name} {a}, {b} : f64"))
+}
+
+/// `strata_ir::math::exp_split(y)` followed by the scale factor: `(expm1(r), k as f64, 2^k)`.
+fn exp_split(r: &mut Body, y: &str) -> (String, String, String) {
+    use strata_ir::math::{EXPM1_TAYLOR, INV_LN2, LN2_HI, LN2_LO};
+    let (inv, half) = (f64c(r, INV_LN2), f64c(r, 0.5));
+    let m = op64(r, "mulf", y, &inv);
+    let m = op64(r, "addf", &m, &half);
+    let kf = r.bind(&format!("math.floor {m} : f64"));
+    let hi = f64c(r, LN2_HI);
+    let h = op64(r, "mulf", &kf, &hi);
+    let x = op64(r, "subf", y, &h);
+    let lo = f64c(r, LN2_LO);
+    let l = op64(r, "mulf", &kf, &lo);
+    let x = op64(r, "subf", &x, &l);
+    let mut q = f64c(r, EXPM1_TAYLOR[12]);
+    for &c in EXPM1_TAYLOR[..12].iter().rev() {
+        q = op64(r, "mulf", &q, &x);
+        let c = f64c(r, c);
+        q = op64(r, "addf", &q, &c);
+    }
+    let p = op64(r, "mulf", &x, &q);
+    let ki = r.bind(&format!("arith.fptosi {kf} : f64 to i64"));
+    let bias = r.constant("1023", "i64");
+    let e = r.bind(&format!("arith.addi {ki}, {bias} : i64"));
+    let sh = r.constant("52", "i64");
+    let e = r.bind(&format!("arith.shli {e}, {sh} : i64"));
+    let s = r.bind(&format!("arith.bitcast {e} : i64 to f64"));
+    (p, kf, s)
+}
+
+/// `strata_ir::math::tanh_f32` (`erf` false) or `erf_f32`, statement for statement; the
+/// branches become selects, and the argument is first replaced by 0 where the result is a
+/// constant (saturated, NaN) so no out-of-range conversion is ever computed.
+fn det_math(r: &mut Body, v: &str, erf: bool) -> String {
+    use strata_ir::math::{ERF_SATURATE, ERF_SERIES, TANH_SATURATE, TWO_OVER_SQRT_PI};
+    let a = r.bind(&format!("math.absf {v} : f32"));
+    let sat = r.f32(if erf { ERF_SATURATE } else { TANH_SATURATE });
+    let ok = cmp(r, "olt", &a, &sat);
+    let zero = r.f32(0.0);
+    let ac = select(r, &ok, &a, &zero);
+    let ad = r.bind(&format!("arith.extf {ac} : f32 to f64"));
+    let one = f64c(r, 1.0);
+    let t = if erf {
+        let z = op64(r, "mulf", &ad, &ad);
+        let w = op64(r, "addf", &z, &z);
+        let mut s = f64c(r, ERF_SERIES[47]);
+        for &c in ERF_SERIES[..47].iter().rev() {
+            s = op64(r, "mulf", &s, &w);
+            let c = f64c(r, c);
+            s = op64(r, "addf", &s, &c);
+        }
+        let zero64 = f64c(r, 0.0);
+        let nz = op64(r, "subf", &zero64, &z);
+        let (p, _, sc) = exp_split(r, &nz);
+        let e = op64(r, "addf", &p, &one);
+        let e = op64(r, "mulf", &e, &sc);
+        let c = f64c(r, TWO_OVER_SQRT_PI);
+        let t = op64(r, "mulf", &c, &ad);
+        let t = op64(r, "mulf", &t, &e);
+        op64(r, "mulf", &t, &s)
+    } else {
+        let y = op64(r, "addf", &ad, &ad);
+        let (p, kf, sc) = exp_split(r, &y);
+        let e = op64(r, "addf", &p, &one);
+        let e = op64(r, "mulf", &e, &sc);
+        let em = op64(r, "subf", &e, &one);
+        let zero64 = f64c(r, 0.0);
+        let k0 = r.bind(&format!("arith.cmpf oeq, {kf}, {zero64} : f64"));
+        let e = r.bind(&format!("arith.select {k0}, {p}, {em} : f64"));
+        let two = f64c(r, 2.0);
+        let d = op64(r, "addf", &e, &two);
+        op64(r, "divf", &e, &d)
+    };
+    let tf = r.bind(&format!("arith.truncf {t} : f64 to f32"));
+    let one32 = r.f32(1.0);
+    let t1 = select(r, &ok, &tf, &one32);
+    let signed = r.bind(&format!("math.copysign {t1}, {v} : f32"));
+    let nan = cmp(r, "uno", v, v);
+    select(r, &nan, v, &signed)
 }
 
 /// `y = f(x)` over `n` elements.

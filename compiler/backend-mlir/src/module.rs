@@ -191,6 +191,17 @@ fn impl_body(l: &Lowered, in_ty: &str, out_ty: &str) -> Result<String, MlirError
                 let ly = l.layers.get(*layer).ok_or_else(|| {
                     MlirError::Internal(format!("step `{}`: no layer {layer}", st.node))
                 })?;
+                let out = l.buffers.get(st.y).map_or(0, |b| b.size);
+                if matches!(st.kernel, Kernel::BitplaneLinear { .. }) && out > ly.rows {
+                    return Err(MlirError::Unsupported {
+                        node: st.node.clone(),
+                        reason: format!(
+                            "a linear layer over {} vectors per sample (the MLIR backend \
+                             computes one)",
+                            out / ly.rows.max(1)
+                        ),
+                    });
+                }
                 if matches!(st.kernel, Kernel::BitplaneConv { .. }) {
                     layers::conv(&mut b, ly, &x, &sel, *relu)?
                 } else {
@@ -299,6 +310,14 @@ fn impl_body(l: &Lowered, in_ty: &str, out_ty: &str) -> Result<String, MlirError
                     MlirError::Internal(format!("step `{}`: no taps {taps}", st.node))
                 })?;
                 resize::resize_linear(&mut b, (&x.0, x.1), dims, strides, t)
+            }
+            Kernel::Lstm(_) => {
+                return Err(MlirError::Unsupported {
+                    node: st.node.clone(),
+                    reason: "LSTM is not lowered to MLIR yet (the runtime and the C backend \
+                             run it)"
+                        .into(),
+                })
             }
         };
         let size = l.buffers.get(st.y).map(|buf| buf.size);

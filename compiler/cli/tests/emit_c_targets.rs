@@ -3,14 +3,15 @@
 //! × plane count K = 2..8, on the MNIST CNN (`W k A8` and `W k A k`), on the residual
 //! Fashion-MNIST network (once-QAT trained), and on a small net that covers every convolution
 //! form (im2col and direct, groups, depthwise, strides, dilations, asymmetric pads) and
-//! fully connected layers with odd sizes, and on `ops`: seven tiny nets that cover every other
+//! fully connected layers with odd sizes, and on `ops`: eight tiny nets that cover every other
 //! op the backend supports (MaxPool general and 2×2 fast path, AveragePool with and without
 //! padding in the divisor, GlobalAveragePool, Add, Sub, Mul, Div with broadcasting, standalone
 //! Relu, the float activations, Clip, PRelu, Softmax, ReduceMean, Concat, Transpose,
 //! Flatten/Reshape/Identity; and in `op_new`, from `new_ops`: Squeeze/Unsqueeze, Slice, Split,
 //! Pad, Gather, Expand, ReduceMax/ReduceSum, GlobalMaxPool, Max/Min, BatchNorm, Neg, Abs,
-//! Floor, Ceil, Sqrt, Reciprocal, Exp, Log, nearest and linear Resize, Pow with exact and
-//! general exponents, MatMul of activations with batch broadcasting), each behind bit-plane layers so
+//! Floor, Ceil, Sqrt, Reciprocal, Exp, Log, Tanh, Erf, nearest and linear Resize, Pow with
+//! exact and general exponents, MatMul of activations with batch broadcasting; in `op_lstm`
+//! two stacked bidirectional LSTMs), each behind bit-plane layers so
 //! that K matters, emitted with distinct prefixes and
 //! linked into one program per cell. Outputs must equal the runtime's integer path bit
 //! for bit, for `PREFIX_run` and for `PREFIX_run_planes` with mixed per-layer counts. Run with

@@ -92,6 +92,17 @@ fn small_and_op_nets_match_the_runtime_through_the_jit() {
     for (name, fp32, rows, seed) in nets {
         let calib = Tensor::from_f32(vec![rows, 3, 9, 9], values(rows * 243, seed)).unwrap();
         let g = quantized(fp32, calib);
+        if name == "op_lstm" {
+            // Not lowered to MLIR yet: refused with the node named.
+            match check(name, &g, &x) {
+                Err(MlirError::Unsupported { node, reason }) => {
+                    assert_eq!(node, "rn_lstm1");
+                    assert!(reason.contains("LSTM"), "{reason}");
+                }
+                other => panic!("op_lstm: {other:?}"),
+            }
+            continue;
+        }
         check(name, &g, &x).unwrap_or_else(|e| panic!("{name}: {e}"));
         eprintln!("{name}: K=2..8 bit-exact");
     }

@@ -87,7 +87,13 @@ impl Walk<'_> {
     }
 
     /// A constant operand, stored with the weights; its index.
-    fn store(&mut self, v: ValueRef, node: &str, op: &Op, what: &str) -> Result<usize, LowerError> {
+    pub(crate) fn store(
+        &mut self,
+        v: ValueRef,
+        node: &str,
+        op: &Op,
+        what: &str,
+    ) -> Result<usize, LowerError> {
         let c = self
             .constant(v, node, op, what)?
             .as_f32()
@@ -199,7 +205,8 @@ impl Walk<'_> {
     /// One-input functions whose C form is bit-exact with the runtime on every target: IEEE
     /// operations (negation, absolute value, floor, ceil, square root, reciprocal), `expf` and
     /// `logf` (glibc's give the same bits on every ISA of the exactness matrix, which checks
-    /// them) and the activations built from them.
+    /// them), the activations built from them, and `strata_ir::math`'s deterministic Tanh and
+    /// Erf.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn unary(
         &mut self,
@@ -223,22 +230,10 @@ impl Walk<'_> {
             UnaryOp::Ceil => UnaryFn::Ceil,
             UnaryOp::Sqrt => UnaryFn::Sqrt,
             UnaryOp::Reciprocal => UnaryFn::Reciprocal,
-            UnaryOp::Erf => {
-                return Err(unsupported(
-                    node,
-                    op,
-                    "the runtime's erf is the `libm` crate's (musl's), not the C library's \
-                     erff, so the C output would not be bit-exact",
-                ))
-            }
-            UnaryOp::Tanh => {
-                return Err(unsupported(
-                    node,
-                    op,
-                    "glibc's tanhf rounds differently on aarch64 and riscv64 than on x86-64, \
-                     so the C output would not be bit-exact across targets",
-                ))
-            }
+            // Not the C library's (glibc's tanhf differs between ISAs): the runtime and the
+            // backends share strata_ir::math's IEEE-only definitions.
+            UnaryOp::Tanh => UnaryFn::Tanh,
+            UnaryOp::Erf => UnaryFn::Erf,
             UnaryOp::Exp => UnaryFn::Exp,
             UnaryOp::Log => UnaryFn::Log,
         };

@@ -17,6 +17,7 @@ mod matmul;
 #[cfg(test)]
 mod ops_tests;
 pub mod planner;
+mod recurrent;
 #[cfg(test)]
 mod tests;
 mod walk;
@@ -25,6 +26,7 @@ pub use error::LowerError;
 pub use geometry::{ConvGeometry, PoolGeometry, Window2d};
 pub use layer::{CodeBlocks, Layer, PaddedInput, Weights};
 pub use planner::{Buffer, Plan};
+pub use recurrent::LstmStep;
 pub use walk::lower;
 
 /// A graph input or output as the generated code sees it: its ONNX name and batch-1 shape.
@@ -175,6 +177,9 @@ pub enum Kernel {
         strides: Vec<usize>,
         taps: usize,
     },
+    /// An LSTM over the whole sequence (the runtime's `recurrent` kernel): writes `y` (the
+    /// step's buffer) and the final states into their own buffers.
+    Lstm(Box<LstmStep>),
 }
 
 impl Kernel {
@@ -194,7 +199,8 @@ impl Kernel {
             | Kernel::Gather { .. }
             | Kernel::Take { .. }
             | Kernel::MatMul { .. }
-            | Kernel::ResizeLinear { .. } => None,
+            | Kernel::ResizeLinear { .. }
+            | Kernel::Lstm(_) => None,
         }
     }
 }
@@ -298,6 +304,10 @@ pub enum UnaryFn {
     Exp,
     /// The C library's `logf` (Rust's `f32::ln`), likewise.
     Log,
+    /// `strata_ir::math::tanh_f32`: IEEE double operations only, the same bits everywhere.
+    Tanh,
+    /// `strata_ir::math::erf_f32`, likewise.
+    Erf,
 }
 
 /// A constant operand, stored with the weights.

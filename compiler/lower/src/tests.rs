@@ -414,25 +414,6 @@ fn errors_name_the_node() {
         lower(&g, &options(1, WeightLayout::Planes)),
         Err(LowerError::Planes { planes: 1, .. })
     ));
-    let mut s = Graph::new("s");
-    let x = s.add_input("x", TensorType::known(DType::F32, &[1, 4]));
-    let y = op(&mut s, "squash", Op::Unary(UnaryOp::Erf), &[x]);
-    s.set_outputs(vec![y]);
-    match lower(&s, &options(4, WeightLayout::Codes)) {
-        Err(LowerError::Unsupported { node, op, .. }) => {
-            assert_eq!((node.as_str(), op), ("squash", "erf"));
-        }
-        other => panic!("{other:?}"),
-    }
-    // Tanh: glibc's tanhf differs across ISAs, so the C output could not be bit-exact.
-    let mut s = Graph::new("s");
-    let x = s.add_input("x", TensorType::known(DType::F32, &[1, 4]));
-    let y = op(&mut s, "squash", Op::Unary(UnaryOp::Tanh), &[x]);
-    s.set_outputs(vec![y]);
-    assert!(matches!(
-        lower(&s, &options(4, WeightLayout::Codes)),
-        Err(LowerError::Unsupported { op: "tanh", .. })
-    ));
     // A constant operand that repeats over two separate runs of axes.
     let mut s = Graph::new("s");
     let x = s.add_input("x", TensorType::known(DType::F32, &[1, 2, 2, 2]));

@@ -245,8 +245,11 @@ impl<'g> Walk<'g> {
     fn op(&mut self, id: NodeId, node: &str, op: &Op, step: usize) -> Result<(), LowerError> {
         let ins = self.graph.node_inputs(id);
         let outputs = &self.graph.node(id)?.outputs;
-        if outputs.len() != 1 && !matches!(op, Op::Split(_)) {
-            let reason = format!("{} outputs (only Split may have several)", outputs.len());
+        if outputs.len() != 1 && !matches!(op, Op::Split(_) | Op::Lstm(_)) {
+            let reason = format!(
+                "{} outputs (only Split and LSTM have several)",
+                outputs.len()
+            );
             return Err(unsupported(node, op, reason));
         }
         for v in outputs {
@@ -315,6 +318,7 @@ impl<'g> Walk<'g> {
             Op::Gather { .. } => self.gather(id, node, op, &ins, step),
             Op::Resize(r) => self.resize(id, node, op, r, &ins, step),
             Op::MatMul => self.matmul(id, node, op, &ins, step),
+            Op::Lstm(l) => self.lstm(id, node, op, l, &ins, step),
             Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_) => Err(unsupported(
                 node,
                 op,

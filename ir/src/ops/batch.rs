@@ -75,6 +75,8 @@ impl Op {
             Op::MatMul => only_first && x.rank() == y.rank() && y.rank() >= 2,
             // Its output is the batch size itself.
             Op::Shape { .. } => false,
+            // The batch is axis 1 of x ([seq, batch, input]), outside this rule's premise.
+            Op::Lstm(_) => false,
         }
     }
 }

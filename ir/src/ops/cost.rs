@@ -101,7 +101,10 @@ impl Op {
             Op::Bitplane(b) => WeightUse::Bitplane(b),
             // No weight, no multiply-accumulates: element-wise, normalization, pooling, data
             // movement.
-            Op::Binary(_)
+            // LSTM: float weights that stay float (not a bit-plane layer); its recurrent
+            // multiply-accumulates are not counted.
+            Op::Lstm(_)
+            | Op::Binary(_)
             | Op::Variadic(_)
             | Op::Unary(_)
             | Op::Compare(_)

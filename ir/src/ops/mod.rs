@@ -12,6 +12,7 @@ pub mod linear;
 pub mod normalization;
 pub mod pool;
 pub mod qdq;
+pub mod recurrent;
 pub mod reduce;
 pub mod resize;
 
@@ -24,6 +25,7 @@ pub use linear::Gemm;
 pub use normalization::{BatchNorm, Softmax};
 pub use pool::{GlobalPoolKind, Pool};
 pub use qdq::Qdq;
+pub use recurrent::{Direction, Lstm};
 pub use reduce::{ArgMax, Reduce, ReduceMean};
 pub use resize::{CoordMode, NearestMode, Resize, ResizeMode};
 
@@ -107,6 +109,8 @@ pub enum Op {
     DequantizeLinear(Qdq),
     /// `x`
     Cast { to: DType },
+    /// `x, w, r[, b][, initial_h][, initial_c][, p]` → `y, y_h, y_c` (see [`recurrent`]).
+    Lstm(Lstm),
     /// `x, planes, alpha, beta, bias, act` — a Conv or Linear layer with vertically layered
     /// weights (see [`bitplane`]).
     Bitplane(Bitplane),
@@ -177,6 +181,7 @@ impl Op {
             Op::QuantizeLinear(_) => "quantize_linear",
             Op::DequantizeLinear(_) => "dequantize_linear",
             Op::Cast { .. } => "cast",
+            Op::Lstm(_) => "lstm",
             Op::Bitplane(Bitplane {
                 kernel: BitplaneKernel::Conv(_),
                 ..
@@ -207,6 +212,7 @@ impl Op {
     /// Inputs `(min, max)` and outputs, in one exhaustive match so a new op states both.
     fn arity(&self) -> ((usize, Option<usize>), usize) {
         let exact = |n| ((n, Some(n)), 1);
+        let exact_n = |n, outs| ((n, Some(n)), outs);
         match self {
             Op::Conv(c) => exact(2 + c.has_bias as usize),
             Op::ConvTranspose(c) => exact(2 + c.has_bias as usize),
@@ -218,6 +224,7 @@ impl Op {
             Op::Bitplane(_) => exact(bitplane::NUM_INPUTS),
             Op::Concat { .. } | Op::Variadic(_) => ((1, None), 1),
             Op::Split(s) => ((1, Some(1)), s.sizes.len()),
+            Op::Lstm(l) => exact_n(l.num_inputs(), 3),
             Op::Unary(_)
             | Op::Softmax(_)
             | Op::MaxPool(_)
@@ -302,6 +309,7 @@ impl Op {
                 check::arity(inputs, (1, Some(1)))?;
                 Ok(vec![TensorType::new(*to, inputs[0].shape.clone())])
             }
+            Op::Lstm(l) => l.infer(inputs),
             Op::Bitplane(b) => b.infer(inputs),
         }
     }
@@ -344,6 +352,7 @@ impl Op {
             }
             Op::Cast { to } => vec![("to", AttrValue::dtype(*to))],
             Op::Bitplane(b) => bitplane::text_attrs(b),
+            Op::Lstm(l) => l.text_attrs(),
             Op::MatMul
             | Op::Binary(_)
             | Op::Variadic(_)
@@ -369,6 +378,7 @@ impl Op {
             .or_else(|| layout::from_text(mnemonic, attrs))
             .or_else(|| reduce::from_text(mnemonic, attrs))
             .or_else(|| resize::from_text(mnemonic, attrs))
+            .or_else(|| recurrent::from_text(mnemonic, attrs))
             .or_else(|| match mnemonic {
                 "quantize_linear" => Some(
                     attrs

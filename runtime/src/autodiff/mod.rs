@@ -96,7 +96,9 @@ pub fn backward_op(
         | Op::Expand { .. }
         | Op::Resize(_)
         | Op::QuantizeLinear(_)
-        | Op::DequantizeLinear(_) => Err(RuntimeError::NoGradient { op: name }),
+        | Op::DequantizeLinear(_)
+        // Recurrent layers are inference-only here (no backpropagation through time).
+        | Op::Lstm(_) => Err(RuntimeError::NoGradient { op: name }),
     }
 }
 

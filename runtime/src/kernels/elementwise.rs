@@ -126,11 +126,11 @@ pub(crate) trait Real: Arith {
 }
 
 macro_rules! impl_real {
-    ($($t:ident => $erf:path),*) => {$(
+    ($($t:ident => $tanh:path, $erf:path),*) => {$(
         impl Real for $t {
             fn from_f32(v: f32) -> Self { v as $t }
             fn exp(self) -> Self { $t::exp(self) }
-            fn tanh(self) -> Self { $t::tanh(self) }
+            fn tanh(self) -> Self { $tanh(self) }
             fn erf(self) -> Self { $erf(self) }
             fn ln(self) -> Self { $t::ln(self) }
             fn sqrt(self) -> Self { $t::sqrt(self) }
@@ -146,8 +146,9 @@ macro_rules! impl_real {
         }
     )*};
 }
-// erf comes from libm, a port of musl's, so results match C's erff/erf.
-impl_real!(f32 => libm::erff, f64 => libm::erf);
+// f32 tanh and erf are strata_ir::math's deterministic ones, which the C and MLIR backends
+// repeat bit for bit on every ISA; f64 (never lowered to C) uses the library functions.
+impl_real!(f32 => strata_ir::math::tanh_f32, strata_ir::math::erf_f32, f64 => f64::tanh, libm::erf);
 
 /// The numpy broadcast of two shapes (right-aligned; each pair equal or one of them 1).
 pub fn broadcast_shape(
@@ -338,7 +339,7 @@ fn unary_name(u: UnaryOp) -> &'static str {
 }
 
 /// The scalar function of a float activation.
-fn real_fn<T: Real>(u: UnaryOp) -> impl Fn(T) -> T + Sync + Send {
+pub(crate) fn real_fn<T: Real>(u: UnaryOp) -> impl Fn(T) -> T + Sync + Send {
     move |x: T| match u {
         // `x < 0` keeps NaN as NaN, like numpy's maximum.
         UnaryOp::Relu => {

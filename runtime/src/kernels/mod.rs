@@ -12,6 +12,7 @@ pub mod linear;
 pub mod normalization;
 pub mod pool;
 pub mod qdq;
+pub mod recurrent;
 pub mod reduce;
 pub mod resize;
 pub mod select;
@@ -84,6 +85,7 @@ pub fn eval_op_with(
         Op::QuantizeLinear(q) => one(qdq::quantize(q, inputs[0], inputs[1], inputs[2])?),
         Op::DequantizeLinear(q) => one(qdq::dequantize(q, inputs[0], inputs[1], inputs[2])?),
         Op::Cast { to } => one(cast::cast(inputs[0], *to)),
+        Op::Lstm(l) => recurrent::lstm(l, inputs)?,
         Op::Bitplane(b) => one(bitplane::bitplane(b, inputs, planes, path)?),
     })
 }
@@ -156,6 +158,7 @@ fn owning_kernel(op: &Op) -> Option<OwningKernel<'_>> {
         | Op::QuantizeLinear(_)
         | Op::DequantizeLinear(_)
         | Op::Cast { .. }
+        | Op::Lstm(_)
         | Op::Bitplane(_) => return None,
     })
 }

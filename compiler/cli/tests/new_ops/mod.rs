@@ -2,8 +2,9 @@
 //! bit-plane layers and the ops of `emit_c_targets`'s other nets: data movement (Squeeze,
 //! Unsqueeze, Slice with negative and >1 steps, Split, Pad in every mode, Gather, Expand),
 //! reductions (ReduceMax, ReduceSum, GlobalMaxPool), Max/Min, BatchNorm, the IEEE unary
-//! functions, Exp and Log, Resize (nearest and linear in every coordinate mode), and a
-//! transformer block's LayerNorm (Pow) and attention (MatMul of activations). Each chain starts
+//! functions, Exp, Log, Tanh and Erf, Resize (nearest and linear in every coordinate mode),
+//! a transformer block's LayerNorm (Pow) and attention (MatMul of activations), and LSTM
+//! (bidirectional, bias, peepholes, initial states). Each chain starts
 //! from its own 3×3 convolution of the `[N, 3, 9, 9]` input, which becomes a bit-plane layer,
 //! so the plane count matters; every result is flattened and concatenated into the output,
 //! so no re-quantization hides a difference. Shared by `emit_c_ops` (one net per chain) and
@@ -16,8 +17,8 @@ pub mod nets;
 
 use strata_ir::ops::elementwise::VariadicOp;
 use strata_ir::ops::{
-    BatchNorm, BinaryOp, Conv, CoordMode, GlobalPoolKind, NearestMode, Pad, PadMode, Reduce,
-    Resize, ResizeMode, Slice, Softmax, Split, UnaryOp,
+    BatchNorm, BinaryOp, Conv, CoordMode, Direction, GlobalPoolKind, Lstm, NearestMode, Pad,
+    PadMode, Reduce, Resize, ResizeMode, Slice, Softmax, Split, UnaryOp,
 };
 use strata_ir::Op;
 use strata_ir::{DType, Dim, Graph, Shape, Tensor, TensorType, ValueRef};
@@ -187,7 +188,9 @@ pub fn movement(b: &mut Builder) -> Vec<ValueRef> {
 /// BatchNorm after a Relu, ReduceMax, ReduceSum, GlobalMaxPool, Max of three inputs (one a
 /// per-channel constant, one the broadcast pool) and of one, Min with a scalar constant
 /// first, Neg, Abs, Floor, Ceil (of a scaled map, so both round), Sqrt (of Abs: no NaN,
-/// whose sign differs between ISAs), Reciprocal, Exp (of the scaled map) and Log (of Abs).
+/// whose sign differs between ISAs), Reciprocal, Exp (of the scaled map), Log (of Abs), and
+/// the deterministic Tanh and Erf (`strata_ir::math`) of the map and of the scaled map (which
+/// reaches their saturated ranges).
 pub fn arithmetic(b: &mut Builder) -> Vec<ValueRef> {
     let c = b.conv("ar_c", 6, 1);
     let r = b.op("ar_relu", Op::Unary(UnaryOp::Relu), &[c]);
@@ -220,8 +223,12 @@ pub fn arithmetic(b: &mut Builder) -> Vec<ValueRef> {
     let rc = b.op("ar_recip", un(UnaryOp::Reciprocal), &[c]);
     let ex = b.op("ar_exp", un(UnaryOp::Exp), &[t]);
     let lg = b.op("ar_log", un(UnaryOp::Log), &[abs]);
+    let th = b.op("ar_tanh", un(UnaryOp::Tanh), &[c]);
+    let th7 = b.op("ar_tanh7", un(UnaryOp::Tanh), &[t]);
+    let ef = b.op("ar_erf", un(UnaryOp::Erf), &[c]);
+    let ef7 = b.op("ar_erf7", un(UnaryOp::Erf), &[t]);
     vec![
-        bn, rmax, rsum, gmp, mx, mn, neg, abs, fl, ce, sq, rc, ex, lg,
+        bn, rmax, rsum, gmp, mx, mn, neg, abs, fl, ce, sq, rc, ex, lg, th, th7, ef, ef7,
     ]
 }
 
@@ -382,6 +389,7 @@ pub fn nets() -> Vec<(&'static str, Graph)> {
         ("op_more", arithmetic),
         ("op_resize", resizing),
         ("op_attn", attention),
+        ("op_lstm", recurrent),
     ];
     chains
         .into_iter()
@@ -391,6 +399,103 @@ pub fn nets() -> Vec<(&'static str, Graph)> {
             (name, b.finish(&outs))
         })
         .collect()
+}
+
+/// Two stacked bidirectional LSTMs over the conv map read as a sequence (`[N, 4, 7, 7]` →
+/// `[7, N, 28]`): the first with a bias, the second with peepholes and the first one's final
+/// states as its initial states (activations, not constants); the second's `y`, `y_h` and
+/// `y_c` are the results.
+pub fn recurrent(b: &mut Builder) -> Vec<ValueRef> {
+    let c = b.conv("rn_c", 4, 0);
+    let reshape = |shape: Vec<i64>| {
+        Op::Reshape(strata_ir::ops::Reshape {
+            shape,
+            allow_zero: false,
+        })
+    };
+    let r = b.op("rn_rows", reshape(vec![0, 28, 7]), &[c]);
+    let seq = b.op(
+        "rn_seq",
+        Op::Transpose {
+            perm: vec![2, 0, 1],
+        },
+        &[r],
+    );
+    let lstm = |has_bias, has_initial, has_peepholes| {
+        Op::Lstm(Lstm {
+            direction: Direction::Bidirectional,
+            hidden: 5,
+            has_bias,
+            has_initial_h: has_initial,
+            has_initial_c: has_initial,
+            has_peepholes,
+        })
+    };
+    let w1 = b.konst("rn_w1", &[2, 20, 28], 0.3, 0.0);
+    let r1 = b.konst("rn_r1", &[2, 20, 5], 0.5, 0.0);
+    let b1 = b.konst("rn_b1", &[2, 40], 0.3, 0.1);
+    let names = |p: &str| vec![format!("{p}_y"), format!("{p}_yh"), format!("{p}_yc")];
+    let id =
+        b.g.add_op_inferred(
+            "rn_lstm1",
+            lstm(true, false, false),
+            &[seq, w1, r1, b1],
+            names("rn1"),
+        )
+        .unwrap();
+    let out = |output| ValueRef { node: id, output };
+    let (y1, h1, c1) = (out(0), out(1), out(2));
+    // [7, 2, N, 5] → [7, N, 2, 5] → [7, N, 10].
+    let y1t = b.op(
+        "rn_y1t",
+        Op::Transpose {
+            perm: vec![0, 2, 1, 3],
+        },
+        &[y1],
+    );
+    let x2 = b.op("rn_x2", reshape(vec![7, 0, 10]), &[y1t]);
+    let w2 = b.konst("rn_w2", &[2, 20, 10], 0.4, 0.0);
+    let r2 = b.konst("rn_r2", &[2, 20, 5], 0.5, 0.0);
+    let p2 = b.konst("rn_p2", &[2, 15], 0.5, 0.0);
+    let id =
+        b.g.add_op_inferred(
+            "rn_lstm2",
+            lstm(false, true, true),
+            &[x2, w2, r2, h1, c1, p2],
+            names("rn2"),
+        )
+        .unwrap();
+    let out = |output| ValueRef { node: id, output };
+    let y = b.op(
+        "rn_y",
+        Op::Transpose {
+            perm: vec![2, 0, 1, 3],
+        },
+        &[out(0)],
+    );
+    let yh = b.op(
+        "rn_yh",
+        Op::Transpose {
+            perm: vec![1, 0, 2],
+        },
+        &[out(1)],
+    );
+    let yc = b.op(
+        "rn_yc",
+        Op::Transpose {
+            perm: vec![1, 0, 2],
+        },
+        &[out(2)],
+    );
+    vec![y, yh, yc]
+}
+
+/// The LSTM chain as its own net (the MLIR backend refuses LSTM, so it stays out of
+/// `op_new`, which the JIT runs).
+pub fn lstm_net() -> Graph {
+    let mut b = Builder::new("op_lstm");
+    let outs = recurrent(&mut b);
+    b.finish(&outs)
 }
 
 /// Every chain in one net.

@@ -240,5 +240,7 @@ pub fn op_nets() -> Vec<(&'static str, Graph)> {
     // Data movement, reductions, Max/Min, BatchNorm, IEEE unary functions and Resize (every
     // chain of `new_ops` in one net, so the matrix builds one more unit per cell, not three).
     nets.push(("op_new", super::combined()));
+    // Two stacked bidirectional LSTMs (bias, peepholes, initial states from activations).
+    nets.push(("op_lstm", super::lstm_net()));
     nets
 }

@@ -16,6 +16,7 @@ mod linear;
 mod normalization;
 mod pool;
 mod qdq;
+mod recurrent;
 mod reduce;
 mod resize;
 mod tensor;
@@ -82,6 +83,7 @@ const FAMILIES: &[&[OnnxOp]] = &[
     reduce::OPS,
     resize::OPS,
     qdq::OPS,
+    recurrent::OPS,
     tensor::OPS,
 ];
 

@@ -1,0 +1,138 @@
+//! LSTM as one step: the runtime's `recurrent` kernel over batch 1, with its weights stored
+//! as float constants (an LSTM is not quantized: its weights stay f32, as the runtime runs
+//! them) and its three outputs in three buffers the step writes together.
+
+use strata_ir::ops::Lstm;
+use strata_ir::{NodeId, Op, ValueRef};
+
+use crate::error::unsupported;
+use crate::walk::Walk;
+use crate::{Kernel, LowerError, Operand};
+
+/// The operands and sizes of a [`Kernel::Lstm`] step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LstmStep {
+    /// `x [T, 1, I]`.
+    pub x: crate::Loc,
+    /// Constants `W [D, 4H, I]`, `R [D, 4H, H]`, `B [D, 8H]`, `P [D, 3H]`.
+    pub w: usize,
+    pub r: usize,
+    pub b: Option<usize>,
+    pub p: Option<usize>,
+    /// Initial states `[D, 1, H]` (zeros when absent).
+    pub h0: Option<Operand>,
+    pub c0: Option<Operand>,
+    pub seq: usize,
+    pub input: usize,
+    pub hidden: usize,
+    /// Whether direction `d` runs backwards, for each of the `D` directions.
+    pub backwards: Vec<bool>,
+    /// Buffers of `y_h` and `y_c` (`[D, 1, H]`; they hold the running state), and of the
+    /// `4H` gate pre-activations (scratch within the step).
+    pub y_h: usize,
+    pub y_c: usize,
+    pub gates: usize,
+}
+
+impl Walk<'_> {
+    /// An initial state: an activation, a stored constant, or absent.
+    fn state(
+        &mut self,
+        v: Option<ValueRef>,
+        node: &str,
+        op: &Op,
+        step: usize,
+    ) -> Result<Option<Operand>, LowerError> {
+        let Some(v) = v else { return Ok(None) };
+        Ok(Some(if self.locs.contains_key(&v) {
+            Operand::Act(self.act(v, step, node, op)?)
+        } else {
+            Operand::Const(self.store(v, node, op, "an initial state")?)
+        }))
+    }
+
+    pub(crate) fn lstm(
+        &mut self,
+        id: NodeId,
+        node: &str,
+        op: &Op,
+        l: &Lstm,
+        ins: &[ValueRef],
+        step: usize,
+    ) -> Result<(), LowerError> {
+        if ins.len() != l.num_inputs() {
+            return Err(unsupported(node, op, "wrong number of inputs"));
+        }
+        let &[seq, batch, input] = self.shape(ins[0])?.as_slice() else {
+            return Err(unsupported(node, op, "x must be [seq, batch, input]"));
+        };
+        if batch != 1 {
+            return Err(unsupported(
+                node,
+                op,
+                format!("x has {batch} samples per run; the generated code runs one"),
+            ));
+        }
+        let at = l.inputs();
+        let w = self.store(ins[1], node, op, "W")?;
+        let r = self.store(ins[2], node, op, "R")?;
+        let b = at
+            .bias
+            .map(|i| self.store(ins[i], node, op, "B"))
+            .transpose()?;
+        let p = at
+            .peepholes
+            .map(|i| self.store(ins[i], node, op, "P"))
+            .transpose()?;
+        let h0 = self.state(at.initial_h.map(|i| ins[i]), node, op, step)?;
+        let c0 = self.state(at.initial_c.map(|i| ins[i]), node, op, step)?;
+        let x = self.act(ins[0], step, node, op)?;
+        let (h, d) = (l.hidden, l.direction.count());
+        let y = self.output_at(
+            ValueRef {
+                node: id,
+                output: 0,
+            },
+            seq * d * h,
+            step,
+        );
+        let y_h = self.output_at(
+            ValueRef {
+                node: id,
+                output: 1,
+            },
+            d * h,
+            step,
+        );
+        let y_c = self.output_at(
+            ValueRef {
+                node: id,
+                output: 2,
+            },
+            d * h,
+            step,
+        );
+        let gates = self.fresh(4 * h, step);
+        let s = LstmStep {
+            x,
+            w,
+            r,
+            b,
+            p,
+            h0,
+            c0,
+            seq,
+            input,
+            hidden: h,
+            backwards: (0..d).map(|i| l.direction.backwards(i)).collect(),
+            y_h,
+            y_c,
+            gates,
+        };
+        self.macs = self
+            .macs
+            .saturating_add((seq * d * 4 * h * (input + h)) as u64);
+        self.push(node, Kernel::Lstm(Box::new(s)), y);
+        Ok(())
+    }
+}
