@@ -384,7 +384,7 @@ pub fn attention(b: &mut Builder) -> Vec<ValueRef> {
 /// One net per chain: (C prefix, float graph).
 pub fn nets() -> Vec<(&'static str, Graph)> {
     type Chain = fn(&mut Builder) -> Vec<ValueRef>;
-    let chains: [(&'static str, Chain); 4] = [
+    let chains: [(&'static str, Chain); 5] = [
         ("op_move", movement),
         ("op_more", arithmetic),
         ("op_resize", resizing),
