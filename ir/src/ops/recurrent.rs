@@ -139,6 +139,13 @@ impl Lstm {
                 reason: "the hidden size and the sequence length must be at least 1".into(),
             });
         }
+        // `8·hidden` (the bias length) must be a size, not an overflow.
+        if h.checked_mul(8).is_none_or(|v| v > isize::MAX as usize) {
+            return Err(InferError::Attribute {
+                attr: "hidden",
+                reason: format!("{h} is too large"),
+            });
+        }
         let expect = |input: usize, want: Vec<Dim>, what: &str| {
             let got = &inputs[input].shape;
             if got.dims() != want.as_slice() {
@@ -223,6 +230,15 @@ mod tests {
         assert!(matches!(
             l.infer(&[&x, &w, &r, &b]),
             Err(InferError::Arity { .. })
+        ));
+        // A hidden size from a malformed file whose gate sizes overflow is a typed error.
+        let huge = Lstm {
+            hidden: usize::MAX / 4,
+            ..l
+        };
+        assert!(matches!(
+            huge.infer(&[&x, &w, &r, &b, &h0]),
+            Err(InferError::Attribute { attr: "hidden", .. })
         ));
     }
 }
