@@ -92,13 +92,21 @@ fn scratch(c: &mut String, l: &Lowered, sections: &BTreeSet<Section>, kernels: &
     if !sections.contains(&Section::BqRun) {
         return;
     }
+    // SX, SFA and SFB serve both drivers; SQ, SS and SUS only the convolution's (a model of
+    // linear layers alone must not declare arrays nothing uses: `-Werror` builds refuse it).
+    if sections.contains(&Section::BqConv2d) {
+        let _ = writeln!(
+            c,
+            "static int16_t SQ[{}];\nstatic int32_t SS[{}];\nstatic int32_t SUS[{}];",
+            s.quantized.max(1),
+            s.pixel_sums.max(1),
+            s.position_sums.max(1),
+        );
+    }
     let _ = writeln!(
         c,
-        "static int16_t SQ[{}];\nstatic int16_t SX[{}];\nstatic int32_t SS[{}];\nstatic int32_t SUS[{}];\nstatic float SFA[{}];\nstatic float SFB[{}];",
-        s.quantized.max(1),
+        "static int16_t SX[{}];\nstatic float SFA[{}];\nstatic float SFB[{}];",
         s.padded.max(1),
-        s.pixel_sums.max(1),
-        s.position_sums.max(1),
         s.rows.max(1),
         s.rows.max(1)
     );

@@ -321,3 +321,50 @@ fn several_inputs_and_outputs_match_runtime() {
     .unwrap();
     check(Some(&ppl), &want);
 }
+
+/// A bit-plane linear layer over several vectors per sample: the input's leading dimension
+/// is fixed (4 vectors, no batch symbol), as after an LSTM whose steps a Gemm reads. The C
+/// must apply the layer to every vector, not only the first (it once did).
+#[test]
+fn linear_layer_over_several_vectors_per_sample_matches_runtime() {
+    use strata_ir::ops::Gemm;
+    use strata_ir::Shape;
+    let mut g = Graph::new("steps");
+    let x = g.add_input("x", TensorType::new(DType::F32, Shape::known(&[4, 8])));
+    let w: Vec<f32> = (0..8 * 5).map(|i| (i as f32 * 0.71).sin()).collect();
+    let w = g.add_constant("w", Tensor::from_f32(vec![8, 5], w).unwrap());
+    let b = g.add_constant(
+        "b",
+        Tensor::from_f32(vec![5], vec![0.1, -0.2, 0.3, 0.0, 0.5]).unwrap(),
+    );
+    let gemm = Op::Gemm(Gemm {
+        alpha: 1.0,
+        beta: 1.0,
+        trans_a: false,
+        trans_b: false,
+        has_c: true,
+    });
+    let y = op(&mut g, "fc", gemm, &[x, w, b]);
+    g.set_outputs(vec![y]);
+    strata_ir::verify(&g).unwrap();
+    let calib: Vec<f32> = (0..32 * 8).map(|i| (i as f32 * 0.37).cos() * 2.0).collect();
+    let calib = Tensor::from_f32(vec![32, 8], calib).unwrap();
+    let q = read_container(&mnist::container(g, calib)).unwrap().graph;
+    assert_eq!(layer_names(&q), ["fc"], "the Gemm became a bit-plane layer");
+    let xs: Vec<f32> = (0..32).map(|i| (i as f32 * 0.53).sin() * 1.5).collect();
+    let xt = Tensor::from_f32(vec![4, 8], xs.clone()).unwrap();
+    for k in [2, 8] {
+        let opts = RunOptions {
+            planes: Some(k),
+            path: QuantPath::Integer,
+            ..Default::default()
+        };
+        let want = run_with(&q, std::slice::from_ref(&xt), &opts).unwrap();
+        let want = want[0].as_f32().unwrap();
+        // The vectors differ, so a C that computed only the first one would not match.
+        assert_ne!(bits(&want[..5]), bits(&want[15..20]));
+        let exe = build(&q, k, &format!("steps-k{k}"));
+        let got = run_c(&exe, &xs, 1, None).unwrap();
+        assert_eq!(bits(&got), bits(want), "K = {k}");
+    }
+}
