@@ -409,47 +409,48 @@ impl Graph {
     /// among ready nodes, the one added first. This keeps printing stable and makes
     /// `parse(print(g))` reproduce the order (the text lists inputs in its header).
     pub fn topo_order(&self) -> Result<Vec<NodeId>, GraphError> {
-        let mut indegree: BTreeMap<NodeId, usize> = BTreeMap::new();
+        // Indexed by node index (passes call this once per layer and plane count, so plain
+        // vectors instead of maps); `None` marks an index the stable graph left vacant.
+        let bound = petgraph::visit::NodeIndexable::node_bound(&self.graph);
+        let mut indegree: Vec<Option<usize>> = vec![None; bound];
         for id in self.graph.node_indices() {
-            indegree.insert(
-                id,
-                self.graph.edges_directed(id, Direction::Incoming).count(),
-            );
+            indegree[id.index()] = Some(self.graph.edges_directed(id, Direction::Incoming).count());
         }
+        let nodes = indegree.iter().flatten().count();
         // Inputs sort before everything else, by position; other nodes by id.
-        let input_pos: BTreeMap<NodeId, usize> = self
-            .inputs
-            .iter()
-            .enumerate()
-            .map(|(i, &n)| (n, i))
-            .collect();
-        let key = |id: NodeId| match input_pos.get(&id) {
-            Some(&i) => Reverse((0u8, i, id)),
+        let mut input_pos: Vec<Option<usize>> = vec![None; bound];
+        for (i, &n) in self.inputs.iter().enumerate() {
+            if let Some(slot) = input_pos.get_mut(n.index()) {
+                *slot = Some(i);
+            }
+        }
+        let key = |id: NodeId| match input_pos.get(id.index()).copied().flatten() {
+            Some(i) => Reverse((0u8, i, id)),
             None => Reverse((1u8, id.index(), id)),
         };
-        let mut ready: BinaryHeap<Reverse<(u8, usize, NodeId)>> = indegree
-            .iter()
-            .filter(|(_, &d)| d == 0)
-            .map(|(&id, _)| key(id))
+        let mut ready: BinaryHeap<Reverse<(u8, usize, NodeId)>> = self
+            .graph
+            .node_indices()
+            .filter(|id| indegree[id.index()] == Some(0))
+            .map(key)
             .collect();
-        let mut order = Vec::with_capacity(indegree.len());
+        let mut order = Vec::with_capacity(nodes);
         while let Some(Reverse((_, _, id))) = ready.pop() {
             order.push(id);
             for e in self.graph.edges_directed(id, Direction::Outgoing) {
-                let d = indegree
-                    .get_mut(&e.target())
-                    .expect("edge target is a node");
-                *d -= 1;
-                if *d == 0 {
-                    ready.push(key(e.target()));
+                if let Some(d) = indegree[e.target().index()].as_mut() {
+                    *d -= 1;
+                    if *d == 0 {
+                        ready.push(key(e.target()));
+                    }
                 }
             }
         }
-        if order.len() != indegree.len() {
+        if order.len() != nodes {
             let stuck = indegree
                 .iter()
-                .find(|(_, &d)| d > 0)
-                .map(|(&id, _)| self.graph[id].name.clone())
+                .position(|d| d.is_some_and(|d| d > 0))
+                .map(|i| self.graph[NodeId::new(i)].name.clone())
                 .unwrap_or_default();
             return Err(GraphError::Cycle { node: stuck });
         }

@@ -182,14 +182,20 @@ impl RangeStats {
             (self.min, self.max) = (lo, hi);
             let first = (self.stride - self.seen % self.stride) % self.stride;
             let room = KEEP_VALUES - self.kept.len().min(KEEP_VALUES);
-            self.kept.extend(
-                values
-                    .iter()
-                    .skip(first)
-                    .step_by(self.stride)
-                    .take(room)
-                    .copied(),
-            );
+            if self.stride == 1 {
+                // Every value is kept (small calibration sets): a plain copy.
+                self.kept
+                    .extend_from_slice(&values[..room.min(values.len())]);
+            } else {
+                self.kept.extend(
+                    values
+                        .iter()
+                        .skip(first)
+                        .step_by(self.stride)
+                        .take(room)
+                        .copied(),
+                );
+            }
             self.seen += values.len();
             return;
         }
@@ -269,26 +275,36 @@ fn from_total_key(k: i32) -> f32 {
 }
 
 /// The `tail`-th smallest and `tail`-th largest non-NaN value (1-based), in one pass.
+///
+/// Once a heap is full its top is cached in a plain integer, so the usual value (which
+/// enters neither tail) costs two compares instead of two heap peeks.
 fn tails(values: &[f32], tail: usize) -> (f32, f32) {
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
     let mut small: BinaryHeap<i32> = BinaryHeap::with_capacity(tail + 1);
     let mut large: BinaryHeap<Reverse<i32>> = BinaryHeap::with_capacity(tail + 1);
+    // The largest of the `tail` smallest and the smallest of the `tail` largest so far;
+    // meaningful once the heap holds `tail` keys.
+    let (mut small_top, mut large_top) = (i32::MAX, i32::MIN);
     for &v in values.iter().filter(|x| !x.is_nan()) {
         let k = total_key(v);
         if small.len() < tail {
             small.push(k);
-        } else if let Some(mut top) = small.peek_mut() {
-            if k < *top {
+            small_top = small.peek().copied().unwrap_or(i32::MAX);
+        } else if k < small_top {
+            if let Some(mut top) = small.peek_mut() {
                 *top = k;
             }
+            small_top = small.peek().copied().unwrap_or(i32::MAX);
         }
         if large.len() < tail {
             large.push(Reverse(k));
-        } else if let Some(mut top) = large.peek_mut() {
-            if k > top.0 {
+            large_top = large.peek().map_or(i32::MIN, |r| r.0);
+        } else if k > large_top {
+            if let Some(mut top) = large.peek_mut() {
                 *top = Reverse(k);
             }
+            large_top = large.peek().map_or(i32::MIN, |r| r.0);
         }
     }
     let lo = small.peek().map_or(f32::NAN, |&k| from_total_key(k));
