@@ -8,6 +8,7 @@ pub mod baselines;
 mod bitplane_rewrite;
 mod calibrate;
 mod context;
+mod conv_transpose_to_conv;
 mod eliminate_dead_code;
 mod fold_batchnorm;
 mod fold_constants;
@@ -28,6 +29,7 @@ pub use calibrate::{
     CalibrationMethod, RangeStats,
 };
 pub use context::{PassContext, ProgressFn};
+pub use conv_transpose_to_conv::ConvTransposeToConv;
 pub use eliminate_dead_code::EliminateDeadCode;
 pub use fold_batchnorm::FoldBatchNorm;
 pub use fold_constants::FoldConstants;

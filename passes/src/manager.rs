@@ -4,8 +4,8 @@ use strata_ir::Graph;
 
 use crate::pipeline::{parse_pipeline, PassOptions, PipelineError};
 use crate::{
-    BitplaneRewrite, Calibrate, EliminateDeadCode, FoldBatchNorm, FoldConstants, InferShapes,
-    OnceQat, Pass, PassContext, PassError, VlQuantize,
+    BitplaneRewrite, Calibrate, ConvTransposeToConv, EliminateDeadCode, FoldBatchNorm,
+    FoldConstants, InferShapes, OnceQat, Pass, PassContext, PassError, VlQuantize,
 };
 
 /// A registered pass: its pipeline name, a one-line description for `--help`, and a
@@ -32,6 +32,12 @@ pub const PASSES: &[PassInfo] = &[
         name: "fold-batchnorm",
         summary: "merge inference BatchNormalization into the preceding Conv or Gemm",
         create: |_| Ok(Box::new(FoldBatchNorm)),
+    },
+    PassInfo {
+        name: "conv-transpose-to-conv",
+        summary: "rewrite a ConvTranspose with constant weights as a Conv and a pixel shuffle, \
+                  so it is quantized and lowered like any convolution",
+        create: |_| Ok(Box::new(ConvTransposeToConv)),
     },
     PassInfo {
         name: "eliminate-dead-code",

@@ -244,3 +244,103 @@ fn pipeline_errors_name_the_problem() {
     }
     assert!(PassManager::parse("fold-constants{max-elements=-3}").is_err());
 }
+
+/// A graph of one ConvTranspose `[N, ci, spatial…] → y` with constant weights (and bias).
+fn conv_transpose_graph(
+    ci: usize,
+    co: usize,
+    spatial: &[usize],
+    ct: strata_ir::ops::ConvTranspose,
+    seed: u64,
+) -> Graph {
+    let mut g = Graph::new("ct");
+    let x = g.add_input("x", batch_ty(&[&[ci], spatial].concat()));
+    let mut wshape = vec![ci, co / ct.group];
+    wshape.extend(&ct.kernel);
+    let mut ins = vec![x, constant(&mut g, "w", &wshape, seed)];
+    if ct.has_bias {
+        ins.push(constant(&mut g, "b", &[co], seed + 1));
+    }
+    let y = g
+        .add_op_inferred("up", Op::ConvTranspose(ct), &ins, vec!["y".into()])
+        .unwrap();
+    g.set_outputs(vec![ValueRef::first(y)]);
+    g
+}
+
+#[test]
+fn conv_transpose_becomes_a_conv_and_a_shuffle_with_the_same_outputs() {
+    use strata_ir::ops::ConvTranspose;
+    // (spatial, kernel, strides, pads, output_padding, group, bias): 1-, 2- and 3-D; kernel
+    // below, equal to and above the stride (zero taps in the sub-kernels), asymmetric pads,
+    // pads larger than the kernel overlap, output padding, groups.
+    type Case = (
+        &'static [usize],
+        &'static [usize],
+        &'static [usize],
+        &'static [usize],
+        &'static [usize],
+        usize,
+        bool,
+    );
+    let cases: &[Case] = &[
+        (&[5], &[3], &[2], &[1, 1], &[1], 1, true),
+        (&[4], &[1], &[3], &[0, 0], &[], 1, false),
+        (&[4, 3], &[2, 2], &[2, 2], &[0, 0, 0, 0], &[], 1, true),
+        (&[4, 5], &[3, 3], &[2, 2], &[1, 1, 1, 1], &[1, 1], 1, true),
+        (&[3, 4], &[4, 4], &[2, 2], &[1, 1, 1, 1], &[], 2, true),
+        (&[3, 3], &[3, 2], &[1, 3], &[0, 1, 2, 0], &[0, 2], 1, false),
+        (&[5, 4], &[5, 3], &[3, 2], &[3, 0, 2, 1], &[1, 0], 2, true),
+        (
+            &[2, 3, 2],
+            &[3, 2, 2],
+            &[2, 2, 1],
+            &[1, 0, 0, 0, 0, 1],
+            &[],
+            1,
+            true,
+        ),
+    ];
+    for (i, &(spatial, kernel, strides, pads, output_padding, group, has_bias)) in
+        cases.iter().enumerate()
+    {
+        let (ci, co) = (2 * group, 3 * group);
+        let ct = ConvTranspose {
+            kernel: kernel.to_vec(),
+            strides: strides.to_vec(),
+            pads: pads.to_vec(),
+            dilations: vec![1; kernel.len()],
+            output_padding: if output_padding.is_empty() {
+                vec![0; kernel.len()]
+            } else {
+                output_padding.to_vec()
+            },
+            group,
+            has_bias,
+        };
+        let g = conv_transpose_graph(ci, co, spatial, ct, 40 + i as u64);
+        let shape = [&[2, ci], spatial].concat();
+        let g = check_equivalent(g, "conv-transpose-to-conv,eliminate-dead-code", &shape);
+        assert_eq!(count_ops(&g, "conv_transpose"), 0, "case {i}");
+        assert_eq!(count_ops(&g, "conv"), 1, "case {i}");
+        // The output keeps its name; only the rewritten weight (and bias) are constants.
+        assert_eq!(g.value(g.outputs()[0]).unwrap().name, "y", "case {i}");
+        assert_eq!(g.constants().count(), 1 + has_bias as usize, "case {i}");
+    }
+}
+
+#[test]
+fn conv_transpose_with_dilation_is_left_alone() {
+    let ct = strata_ir::ops::ConvTranspose {
+        kernel: vec![3, 3],
+        strides: vec![2, 2],
+        pads: vec![0; 4],
+        dilations: vec![2, 2],
+        output_padding: vec![0, 0],
+        group: 1,
+        has_bias: false,
+    };
+    let g = conv_transpose_graph(2, 3, &[3, 3], ct, 7);
+    let g = check_equivalent(g, "conv-transpose-to-conv", &[1, 2, 3, 3]);
+    assert_eq!(count_ops(&g, "conv_transpose"), 1);
+}

@@ -70,8 +70,8 @@ fn qat_tables_package_a_model_without_calibration() {
         assert_eq!(m["qat_tables_sha256"].as_str().unwrap().len(), 64);
         assert_eq!(
             m["pipeline"],
-            "fold-constants,fold-batchnorm,eliminate-dead-code,load-qat-tables,\
-             bitplane-rewrite,eliminate-dead-code"
+            "fold-constants,fold-batchnorm,conv-transpose-to-conv,eliminate-dead-code,\
+             load-qat-tables,bitplane-rewrite,eliminate-dead-code"
         );
         assert!(
             m.get("calibration").is_none() && m.get("calibration_method").is_none(),

@@ -99,7 +99,7 @@ impl CompileOptions {
             String::new()
         };
         format!(
-            "fold-constants,fold-batchnorm,eliminate-dead-code,calibrate{{method={}}},\
+            "{TABLES_PREPARE},calibrate{{method={}}},\
              vl-quantize{{bits={},planes=\"{}\",act-bits={}}},{qat}bitplane-rewrite,\
              eliminate-dead-code",
             self.calib_method,
@@ -175,7 +175,8 @@ pub fn quantize_in_context(
 
 /// The passes before the tables are applied: the graph the tables' layers are matched in is
 /// the one `vl-quantize` would see.
-pub const TABLES_PREPARE: &str = "fold-constants,fold-batchnorm,eliminate-dead-code";
+pub const TABLES_PREPARE: &str =
+    "fold-constants,fold-batchnorm,conv-transpose-to-conv,eliminate-dead-code";
 /// The passes after: building the bit-plane ops from the tables.
 pub const TABLES_APPLY: &str = "bitplane-rewrite,eliminate-dead-code";
 

@@ -4,7 +4,8 @@
 //! reductions (ReduceMax, ReduceSum, GlobalMaxPool), Max/Min, BatchNorm, the IEEE unary
 //! functions, Exp, Log, Tanh and Erf, Resize (nearest and linear in every coordinate mode),
 //! a transformer block's LayerNorm (Pow) and attention (MatMul of activations), and LSTM
-//! (bidirectional, bias, peepholes, initial states). Each chain starts
+//! (bidirectional, bias, peepholes, initial states), and transposed convolutions (which
+//! `conv-transpose-to-conv` turns into bit-plane Convs and pixel shuffles). Each chain starts
 //! from its own 3×3 convolution of the `[N, 3, 9, 9]` input, which becomes a bit-plane layer,
 //! so the plane count matters; every result is flattened and concatenated into the output,
 //! so no re-quantization hides a difference. Shared by `emit_c_ops` (one net per chain) and
@@ -17,8 +18,8 @@ pub mod nets;
 
 use strata_ir::ops::elementwise::VariadicOp;
 use strata_ir::ops::{
-    BatchNorm, BinaryOp, Conv, CoordMode, Direction, GlobalPoolKind, Lstm, NearestMode, Pad,
-    PadMode, Reduce, Resize, ResizeMode, Slice, Softmax, Split, UnaryOp,
+    BatchNorm, BinaryOp, Conv, ConvTranspose, CoordMode, Direction, GlobalPoolKind, Lstm,
+    NearestMode, Pad, PadMode, Reduce, Resize, ResizeMode, Slice, Softmax, Split, UnaryOp,
 };
 use strata_ir::Op;
 use strata_ir::{DType, Dim, Graph, Shape, Tensor, TensorType, ValueRef};
@@ -381,15 +382,50 @@ pub fn attention(b: &mut Builder) -> Vec<ValueRef> {
     outs
 }
 
+/// Transposed convolutions of the `[N, 4, 7, 7]` conv map: kernel 3 stride 2 with output
+/// padding, kernel 4 stride 2 in two groups, and a kernel 2 stride 2 one stacked on the first
+/// (so a rewritten layer feeds another).
+pub fn upsampling(b: &mut Builder) -> Vec<ValueRef> {
+    let c = b.conv("up_c", 4, 0);
+    let ct = |k: usize, p: usize, out_pad: usize, group: usize| {
+        Op::ConvTranspose(ConvTranspose {
+            kernel: vec![k, k],
+            strides: vec![2, 2],
+            pads: vec![p; 4],
+            dilations: vec![1, 1],
+            output_padding: vec![out_pad, out_pad],
+            group,
+            has_bias: true,
+        })
+    };
+    let (w1, b1) = (
+        b.konst("up1_w", &[4, 3, 3, 3], 0.4, 0.0),
+        b.konst("up1_b", &[3], 0.1, 0.0),
+    );
+    let u1 = b.op("up1", ct(3, 1, 1, 1), &[c, w1, b1]);
+    let (w2, b2) = (
+        b.konst("up2_w", &[4, 2, 4, 4], 0.4, 0.0),
+        b.konst("up2_b", &[4], 0.1, 0.0),
+    );
+    let u2 = b.op("up2", ct(4, 1, 0, 2), &[c, w2, b2]);
+    let (w3, b3) = (
+        b.konst("up3_w", &[3, 2, 2, 2], 0.4, 0.0),
+        b.konst("up3_b", &[2], 0.1, 0.0),
+    );
+    let u3 = b.op("up3", ct(2, 0, 0, 1), &[u1, w3, b3]);
+    vec![u2, u3]
+}
+
 /// One net per chain: (C prefix, float graph).
 pub fn nets() -> Vec<(&'static str, Graph)> {
     type Chain = fn(&mut Builder) -> Vec<ValueRef>;
-    let chains: [(&'static str, Chain); 5] = [
+    let chains: [(&'static str, Chain); 6] = [
         ("op_move", movement),
         ("op_more", arithmetic),
         ("op_resize", resizing),
         ("op_attn", attention),
         ("op_lstm", recurrent),
+        ("op_up", upsampling),
     ];
     chains
         .into_iter()

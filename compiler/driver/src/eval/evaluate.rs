@@ -137,7 +137,8 @@ pub fn evaluate(
     let mut prepared = fp32.clone();
     let mut ctx = PassContext::with_calibration(vec![calibration.clone()]);
     PassManager::parse(&format!(
-        "fold-constants,fold-batchnorm,eliminate-dead-code,calibrate{{method={method}}}"
+        "{},calibrate{{method={method}}}",
+        crate::compile::TABLES_PREPARE
     ))?
     .run(&mut prepared, &mut ctx, |_, _| {})?;
     // Dedicated per-k QAT and the nested PTQ start: only for a container that once-qat
