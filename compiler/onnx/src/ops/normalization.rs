@@ -1,9 +1,9 @@
-//! Softmax and inference-mode BatchNormalization.
+//! Softmax, inference-mode BatchNormalization and LayerNormalization.
 
-use strata_ir::ops::{BatchNorm, Softmax};
-use strata_ir::Op;
+use strata_ir::ops::{BatchNorm, BinaryOp, Reduce, Softmax, UnaryOp};
+use strata_ir::{DType, Op, Tensor};
 
-use super::{arity, outputs_at_most, present, single, Ins, OnnxOp, Outs};
+use super::{arity, helper, outputs_at_most, present, single, Ins, OnnxOp, Outs};
 use crate::attrs::NodeCtx;
 use crate::import::Importer;
 
@@ -11,6 +11,7 @@ use crate::import::Importer;
 pub(super) const OPS: &[OnnxOp] = &[
     OnnxOp::new("Softmax", 1, 13, softmax),
     OnnxOp::new("BatchNormalization", 1, 15, batch_norm),
+    OnnxOp::new("LayerNormalization", 17, 17, layer_norm),
 ];
 
 fn softmax(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
@@ -41,4 +42,81 @@ fn batch_norm(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
         epsilon: ctx.float_or("epsilon", 1e-5)?,
     });
     single(imp, ctx, op, &present(ins))
+}
+
+/// LayerNormalization (opset 17), imported as the function body the spec defines, in f32:
+/// `D = X − mean(X)`, `Var = mean(D·D)`, `InvStdDev = 1/√(Var + ε)`,
+/// `Y = D·InvStdDev·Scale (+ B)`, the means over the axes from `axis` to the last. The
+/// backends already run every one of these ops (the transformer blocks of ViT, Swin and
+/// ConvNeXt exports reach them this way). The optional `Mean` and `InvStdDev` outputs are the
+/// intermediate values of the same name.
+fn layer_norm(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
+    arity(ctx, ins, 2, 3)?;
+    let x = imp.req(ctx, ins, 0)?;
+    let scale = imp.req(ctx, ins, 1)?;
+    let ty = imp.ty(x)?;
+    if ty.dtype != DType::F32 {
+        return Err(ctx.unsupported(format!(
+            "input of element type {} (LayerNormalization is imported in f32)",
+            ty.dtype
+        )));
+    }
+    let stash = ctx.int_or("stash_type", 1)?;
+    if stash != 1 {
+        return Err(ctx.unsupported_value("stash_type", stash.to_string()));
+    }
+    let rank = ty.rank();
+    let axis = ctx.axis("axis", ctx.int_or("axis", -1)?, rank, false)?;
+    let epsilon = ctx.float_or("epsilon", 1e-5)?;
+    let mean_op = || {
+        Op::ReduceMean(Reduce {
+            axes: (axis..rank).collect(),
+            keep_dims: true,
+        })
+    };
+    let bin = Op::Binary;
+    // An intermediate the node also outputs takes that output's name; the others are helpers.
+    let requested = |i: usize| ctx.proto.output.get(i).is_some_and(|o| !o.is_empty());
+    let step = |imp: &mut Importer, out: Option<usize>, suffix: &str, op: Op, args: &[_]| match out
+    {
+        Some(i) if requested(i) => {
+            let name = imp.out_name(ctx, i);
+            Ok(imp.emit(ctx, op, args, vec![name])?[0])
+        }
+        _ => helper(imp, ctx, suffix, op, args),
+    };
+    let mean = step(imp, Some(1), "mean", mean_op(), &[x])?;
+    let d = step(imp, None, "centered", bin(BinaryOp::Sub), &[x, mean])?;
+    let dd = step(imp, None, "squared", bin(BinaryOp::Mul), &[d, d])?;
+    let var = step(imp, None, "variance", mean_op(), &[dd])?;
+    let eps = imp.add_constant(
+        &format!("{}_epsilon", ctx.name),
+        Tensor::scalar_f32(epsilon),
+    );
+    let var_eps = step(imp, None, "variance_eps", bin(BinaryOp::Add), &[var, eps])?;
+    let std = step(imp, None, "stddev", Op::Unary(UnaryOp::Sqrt), &[var_eps])?;
+    let inv = step(
+        imp,
+        Some(2),
+        "inv_stddev",
+        Op::Unary(UnaryOp::Reciprocal),
+        &[std],
+    )?;
+    let normalized = step(imp, None, "normalized", bin(BinaryOp::Mul), &[d, inv])?;
+    let y_name = imp.out_name(ctx, 0);
+    let y = match ins.get(2).copied().flatten() {
+        Some(b) => {
+            let scaled = step(
+                imp,
+                None,
+                "scaled",
+                bin(BinaryOp::Mul),
+                &[normalized, scale],
+            )?;
+            imp.emit(ctx, bin(BinaryOp::Add), &[scaled, b], vec![y_name])?
+        }
+        None => imp.emit(ctx, bin(BinaryOp::Mul), &[normalized, scale], vec![y_name])?,
+    };
+    // Outputs bind by position; the importer skips the ones the node leaves empty.
+    Ok(vec![y[0], mean, inv])
 }
