@@ -61,6 +61,11 @@ pub(crate) fn print(l: &Lowered) -> String {
                     }
                 }
             }
+            Kernel::Fill { constant, .. } => {
+                let _ = writeln!(d, "/* constant input of `{}` */", comment_safe(&st.node));
+                float_array(&mut d, &constant_name(i), &l.constants[*constant].values);
+                d.push('\n');
+            }
             Kernel::Take { table, .. } => {
                 let _ = writeln!(d, "/* index table of `{}` */", comment_safe(&st.node));
                 let idx = &l.tables[*table].indices;

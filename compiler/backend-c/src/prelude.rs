@@ -107,8 +107,8 @@ impl Section {
 }
 
 /// The section a step's kernel calls, in the program's weight layout.
-fn kernel_section(kernel: &Kernel, layout: WeightLayout) -> Section {
-    match (kernel, layout) {
+fn kernel_section(kernel: &Kernel, layout: WeightLayout) -> Option<Section> {
+    Some(match (kernel, layout) {
         (Kernel::BitplaneConv { .. }, WeightLayout::Planes) => Section::BpConv2d,
         (Kernel::BitplaneLinear { .. }, WeightLayout::Planes) => Section::BpLinear,
         (Kernel::BitplaneConv { .. }, WeightLayout::Codes) => Section::BqConv2d,
@@ -125,7 +125,9 @@ fn kernel_section(kernel: &Kernel, layout: WeightLayout) -> Section {
         (Kernel::Take { .. }, _) => Section::Take,
         (Kernel::ResizeLinear { .. }, _) => Section::ResizeLinear,
         (Kernel::Lstm(_), _) => Section::Lstm,
-    }
+        // A plain memcpy.
+        (Kernel::Fill { .. }, _) => return None,
+    })
 }
 
 /// Every section the program's steps need, with their dependencies. Every bit-plane step
@@ -134,7 +136,7 @@ pub(crate) fn used(l: &Lowered) -> BTreeSet<Section> {
     let mut out = BTreeSet::new();
     let mut todo: Vec<Section> = Vec::new();
     for step in &l.steps {
-        todo.push(kernel_section(&step.kernel, l.layout));
+        todo.extend(kernel_section(&step.kernel, l.layout));
         if step.kernel.layer().is_some() {
             todo.push(Section::Side);
         }

@@ -339,6 +339,13 @@ fn step(c: &mut String, l: &Lowered, up: &str, i: usize, st: &Step) {
                 c_float(*fill)
             );
         }
+        Kernel::Fill { n, .. } => {
+            let _ = writeln!(
+                c,
+                "    memcpy({y}, {}, {n}u * sizeof(float));",
+                data::constant_name(i)
+            );
+        }
         Kernel::Lstm(s) => {
             let named = |what: char, present: bool| {
                 if present {

@@ -311,6 +311,12 @@ fn impl_body(l: &Lowered, in_ty: &str, out_ty: &str) -> Result<String, MlirError
                 })?;
                 resize::resize_linear(&mut b, (&x.0, x.1), dims, strides, t)
             }
+            Kernel::Fill { constant, n } => {
+                let c = l.constants.get(*constant).ok_or_else(|| {
+                    MlirError::Internal(format!("step `{}`: no constant {constant}", st.node))
+                })?;
+                b.bind(&format!("arith.constant {}", dense_f32(&c.values, &[*n])))
+            }
             Kernel::Lstm(_) => {
                 return Err(MlirError::Unsupported {
                     node: st.node.clone(),

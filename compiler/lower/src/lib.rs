@@ -180,6 +180,10 @@ pub enum Kernel {
     /// An LSTM over the whole sequence (the runtime's `recurrent` kernel): writes `y` (the
     /// step's buffer) and the final states into their own buffers.
     Lstm(Box<LstmStep>),
+    /// Stored constant `constant` (`n` values) copied into the step's buffer: an op reads a
+    /// constant where it takes an activation (a ViT's class token concatenated to the patch
+    /// embeddings, which cannot fold because the other part is computed).
+    Fill { constant: usize, n: usize },
 }
 
 impl Kernel {
@@ -200,7 +204,8 @@ impl Kernel {
             | Kernel::Take { .. }
             | Kernel::MatMul { .. }
             | Kernel::ResizeLinear { .. }
-            | Kernel::Lstm(_) => None,
+            | Kernel::Lstm(_)
+            | Kernel::Fill { .. } => None,
         }
     }
 }

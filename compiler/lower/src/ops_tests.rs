@@ -597,3 +597,32 @@ fn matmul_of_two_constants_is_refused() {
     assert_eq!((node.as_str(), op_name), ("const_mm", "matmul"));
     assert!(reason.contains("both operands are constants"), "{reason}");
 }
+
+#[test]
+fn a_constant_read_as_an_activation_is_filled_into_a_buffer() {
+    // A ViT's class token: a constant concatenated to computed embeddings.
+    let mut g = Graph::new("cls");
+    let x = input(&mut g, &[1, 2, 3]);
+    let r = op(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[x]);
+    let token = vec![0.5, -1.0, 2.0];
+    let t = g.add_constant(
+        "token",
+        Tensor::from_f32(vec![1, 1, 3], token.clone()).unwrap(),
+    );
+    let c = op(&mut g, "cat", Op::Concat { axis: 1 }, &[t, r]);
+    let y = op(&mut g, "out", Op::Unary(UnaryOp::Relu), &[c]);
+    let l = lowered(g, y);
+    let k = kernels(&l);
+    assert_eq!(*k[1], Kernel::Fill { constant: 0, n: 3 });
+    assert_eq!(l.constants[0].values, token);
+    assert_eq!(l.steps[1].node, "cat");
+    let Kernel::Concat { parts, outer: 1 } = k[2] else {
+        panic!("{:?}", k[2]);
+    };
+    assert_eq!(
+        parts,
+        &vec![(Loc::Buf(l.steps[1].y), 3), (Loc::Buf(l.steps[0].y), 6)]
+    );
+    // The filled token and the Relu output are both read by the Concat: apart in the arena.
+    assert_ne!(l.offset(l.steps[1].y), l.offset(l.steps[0].y));
+}

@@ -164,17 +164,34 @@ impl<'g> Walk<'g> {
         node: &str,
         op: &Op,
     ) -> Result<Loc, LowerError> {
-        let loc = *self.locs.get(&v).ok_or_else(|| {
-            unsupported(
-                node,
-                op,
-                "an activation input is a constant (fold it first)",
-            )
-        })?;
+        let loc = match self.locs.get(&v) {
+            Some(&loc) => loc,
+            None => self.fill(v, step, node, op)?,
+        };
         if let Loc::Buf(b) = loc {
             self.buffers[b].last = self.buffers[b].last.max(step);
         }
         Ok(loc)
+    }
+
+    /// A constant read as an activation, copied into a buffer by a [`Kernel::Fill`] step of
+    /// the reading node (its values stored once; later readers share the buffer).
+    fn fill(&mut self, v: ValueRef, step: usize, node: &str, op: &Op) -> Result<Loc, LowerError> {
+        let values = self
+            .graph
+            .constant_value(v)
+            .and_then(|t| t.as_f32())
+            .ok_or_else(|| unsupported(node, op, "an activation input is not f32"))?
+            .to_vec();
+        let n = values.len();
+        self.constants.push(Constant {
+            node: node.to_string(),
+            values,
+        });
+        let constant = self.constants.len() - 1;
+        let y = self.output_at(v, n, step);
+        self.push(node, Kernel::Fill { constant, n }, y);
+        Ok(Loc::Buf(y))
     }
 
     pub(crate) fn constant(

@@ -52,6 +52,7 @@ pub(super) const OPS: &[OnnxOp] = &[
         bind!(compare, CompareOp::LessOrEqual),
     ),
     OnnxOp::new("Where", 9, 16, where_),
+    OnnxOp::new("Mod", 10, 13, modulo),
 ];
 
 fn binary(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins, op: BinaryOp) -> Outs {
@@ -178,4 +179,91 @@ fn clip(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
         has_max: ins.get(2).copied().flatten().is_some(),
     });
     single(imp, ctx, op, &present(ins))
+}
+
+/// Mod of constants (exporters emit it in shape arithmetic, e.g. PyTorch's attention), folded
+/// at import: `fmod = 0` takes the divisor's sign (integers only, as the spec says), `fmod = 1`
+/// the dividend's (C `fmod`). A Mod of activations is refused: no backend has the kernel.
+fn modulo(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
+    arity(ctx, ins, 2, 2)?;
+    let fmod = ctx.bool_or("fmod", false)?;
+    let (a, b) = (imp.req(ctx, ins, 0)?, imp.req(ctx, ins, 1)?);
+    let (ta, tb) = match (imp.constant(a), imp.constant(b)) {
+        (Some(ta), Some(tb)) => (ta, tb),
+        (None, _) => return Err(ctx.non_constant(&ctx.proto.input[0])),
+        (_, None) => return Err(ctx.non_constant(&ctx.proto.input[1])),
+    };
+    let shape =
+        strata_runtime::kernels::elementwise::broadcast_shape("mod", ta.shape(), tb.shape())
+            .map_err(|e| ctx.unsupported(e.to_string()))?;
+    let expand = |t: &Tensor| {
+        strata_runtime::eval_op(
+            &Op::Expand {
+                shape: shape.clone(),
+            },
+            &[t],
+        )
+        .ok()
+        .and_then(|mut v| v.pop())
+        .ok_or_else(|| {
+            ctx.unsupported(format!(
+                "operand shape {:?} does not broadcast to {shape:?}",
+                t.shape()
+            ))
+        })
+    };
+    let (ea, eb) = (expand(&ta)?, expand(&tb)?);
+    let zero = || ctx.unsupported("a zero divisor");
+    macro_rules! ints {
+        ($x:expr, $y:expr, $var:ident) => {{
+            let v = $x
+                .iter()
+                .zip($y)
+                .map(|(&x, &y)| {
+                    let r = x.checked_rem(y).ok_or_else(zero)?;
+                    // Python's remainder: a non-zero result takes the divisor's sign.
+                    Ok(if !fmod && r != 0 && (r < 0) != (y < 0) {
+                        r + y
+                    } else {
+                        r
+                    })
+                })
+                .collect::<Result<Vec<_>, OnnxError>>()?;
+            TensorData::$var(v)
+        }};
+    }
+    let data = match (ea.data(), eb.data()) {
+        (TensorData::I64(x), TensorData::I64(y)) => ints!(x, y, I64),
+        (TensorData::I32(x), TensorData::I32(y)) => ints!(x, y, I32),
+        (TensorData::I8(x), TensorData::I8(y)) => ints!(x, y, I8),
+        // Unsigned: both definitions agree.
+        (TensorData::U8(x), TensorData::U8(y)) => TensorData::U8(
+            x.iter()
+                .zip(y)
+                .map(|(&x, &y)| x.checked_rem(y).ok_or_else(zero))
+                .collect::<Result<_, _>>()?,
+        ),
+        (TensorData::F32(x), TensorData::F32(y)) if fmod => {
+            TensorData::F32(x.iter().zip(y).map(|(x, y)| x % y).collect())
+        }
+        (TensorData::F64(x), TensorData::F64(y)) if fmod => {
+            TensorData::F64(x.iter().zip(y).map(|(x, y)| x % y).collect())
+        }
+        (x, y) if x.dtype() == y.dtype() => {
+            return Err(ctx.unsupported(format!(
+                "fmod=0 on {} (the spec requires fmod=1 for floating-point operands)",
+                x.dtype()
+            )))
+        }
+        (x, y) => {
+            return Err(ctx.unsupported(format!(
+                "operands of different element types {} and {}",
+                x.dtype(),
+                y.dtype()
+            )))
+        }
+    };
+    let t = Tensor::new(shape, data).map_err(|e| ctx.unsupported(e.to_string()))?;
+    let c = imp.add_constant(&format!("{}_value", ctx.name), t);
+    single(imp, ctx, Op::Identity, &[c])
 }
