@@ -67,8 +67,8 @@ impl Plan {
         }
         let out_pad = |j: usize| ct.output_padding.get(j).copied().unwrap_or(0);
         let (mut taps, mut grid, mut output, mut crop) = (vec![], vec![], vec![], vec![]);
-        for j in 0..d {
-            let (k, s, i) = (ct.kernel[j], *ct.strides.get(j)?, input[j]);
+        for (j, &i) in input.iter().enumerate() {
+            let (k, s) = (ct.kernel[j], *ct.strides.get(j)?);
             let (pb, pe) = (*ct.pads.get(j)?, *ct.pads.get(d + j)?);
             if s == 0 || k == 0 || i == 0 {
                 return None;
