@@ -19,16 +19,13 @@
 use strata_ir::ops::{Conv, ConvTranspose, Reshape, Slice};
 use strata_ir::{Graph, NodeId, Op, Tensor, ValueRef};
 
+use crate::walk::{graph_err, op_nodes};
 use crate::{Pass, PassContext, PassError};
 
 /// See the module documentation.
 pub struct ConvTransposeToConv;
 
 const PASS: &str = "conv-transpose-to-conv";
-
-fn gerr(source: strata_ir::GraphError) -> PassError {
-    PassError::Graph { pass: PASS, source }
-}
 
 /// The rewrite's geometry for one transposed convolution.
 #[derive(Debug, Clone, PartialEq)]
@@ -196,7 +193,7 @@ fn unflatten(mut i: usize, dims: &[usize], out: &mut [usize]) {
 impl ConvTransposeToConv {
     /// Rewrites the ConvTranspose node `id` if it qualifies; returns whether it did.
     fn rewrite(&self, graph: &mut Graph, id: NodeId) -> Result<bool, PassError> {
-        let node = graph.node(id).map_err(gerr)?;
+        let node = graph.node(id).map_err(graph_err(PASS))?;
         let Some(Op::ConvTranspose(ct)) = node.op() else {
             return Ok(false);
         };
@@ -222,7 +219,7 @@ impl ConvTransposeToConv {
         };
         let x_dims: Vec<Option<usize>> = graph
             .value(x)
-            .map_err(gerr)?
+            .map_err(graph_err(PASS))?
             .ty
             .shape
             .dims()
@@ -268,7 +265,7 @@ impl ConvTransposeToConv {
                     vec![format!("{out_name}.{suffix}")],
                 )
                 .map(ValueRef::first)
-                .map_err(gerr)
+                .map_err(graph_err(PASS))
         };
         let conv = add(
             graph,
@@ -294,8 +291,12 @@ impl ConvTransposeToConv {
             steps: vec![1; d],
         });
         let out = add(graph, "crop", slice, &[merged])?;
-        let want = graph.value(ValueRef::first(id)).map_err(gerr)?.ty.clone();
-        let got = graph.value(out).map_err(gerr)?.ty.clone();
+        let want = graph
+            .value(ValueRef::first(id))
+            .map_err(graph_err(PASS))?
+            .ty
+            .clone();
+        let got = graph.value(out).map_err(graph_err(PASS))?.ty.clone();
         if want.shape.dims().len() != got.shape.dims().len()
             || want
                 .shape
@@ -311,12 +312,12 @@ impl ConvTransposeToConv {
         }
         // The last node takes the original output's name and type, so users see no change.
         let last = out.node;
-        graph.node_mut(last).map_err(gerr)?.outputs[0] =
-            graph.node(id).map_err(gerr)?.outputs[0].clone();
+        graph.node_mut(last).map_err(graph_err(PASS))?.outputs[0] =
+            graph.node(id).map_err(graph_err(PASS))?.outputs[0].clone();
         graph
             .replace_all_uses(ValueRef::first(id), out)
-            .map_err(gerr)?;
-        graph.remove_node(id).map_err(gerr)?;
+            .map_err(graph_err(PASS))?;
+        graph.remove_node(id).map_err(graph_err(PASS))?;
         Ok(true)
     }
 }
@@ -327,18 +328,11 @@ impl Pass for ConvTransposeToConv {
     }
 
     fn run(&self, graph: &mut Graph, _ctx: &mut PassContext) -> Result<bool, PassError> {
-        let nodes: Vec<NodeId> = graph
-            .node_ids()
-            .filter(|&id| {
-                matches!(
-                    graph.node(id).ok().and_then(|n| n.op()),
-                    Some(Op::ConvTranspose(_))
-                )
-            })
-            .collect();
         let mut changed = false;
-        for id in nodes {
-            changed |= self.rewrite(graph, id)?;
+        for (id, _, op) in op_nodes(graph, PASS)? {
+            if matches!(op, Op::ConvTranspose(_)) {
+                changed |= self.rewrite(graph, id)?;
+            }
         }
         Ok(changed)
     }
