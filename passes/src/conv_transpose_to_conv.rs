@@ -13,8 +13,9 @@
 //! Slice drops `pad_begin` and whatever lies past the output. The products are the same as the
 //! transposed convolution's, summed in another order (plus zero taps).
 //!
-//! Left alone: dilated transposed convolutions, non-constant or non-f32 weights, and inputs
-//! whose spatial dims are not known (the shuffle needs them).
+//! Left alone: dilated transposed convolutions, non-constant or non-f32 weights, inputs whose
+//! spatial dims are not known (the shuffle needs them), and strides so far beyond the kernel
+//! that the Conv's weight would grow past 4× the original.
 
 use strata_ir::ops::{Conv, ConvTranspose, Reshape, Slice};
 use strata_ir::{Graph, NodeId, Op, Tensor, ValueRef};
@@ -75,12 +76,23 @@ impl Plan {
                 .checked_mul(i - 1)?
                 .checked_add(out_pad(j))?
                 .checked_add(k)?;
-            let len = full.checked_sub(pb + pe).filter(|&l| l > 0)?;
-            let q = (pb + len).div_ceil(s).max(i);
+            let len = full.checked_sub(pb.checked_add(pe)?).filter(|&l| l > 0)?;
+            let q = pb.checked_add(len)?.div_ceil(s).max(i);
             taps.push(k.div_ceil(s));
             grid.push(q);
             output.push(len);
             crop.push(pb);
+        }
+        // A stride beyond the kernel leaves most phase taps zero: the Conv's weight would be
+        // `(s/k)^d` times the original. Past 4× the op stays a ConvTranspose.
+        let phases = ct
+            .strides
+            .iter()
+            .try_fold(1usize, |a, &s| a.checked_mul(s))?;
+        let sub = taps.iter().try_fold(1usize, |a, &t| a.checked_mul(t))?;
+        let kprod: usize = ct.kernel.iter().product();
+        if phases.checked_mul(sub)? > 4 * kprod {
+            return None;
         }
         Some(Plan {
             ci,
@@ -199,7 +211,9 @@ impl ConvTransposeToConv {
         };
         let ct = ct.clone();
         let name = node.name.clone();
-        let out_name = node.outputs[0].name.clone();
+        let Some(out_name) = node.outputs.first().map(|v| v.name.clone()) else {
+            return Ok(false);
+        };
         let inputs = graph.node_inputs(id);
         let (Some(&x), Some(&wv)) = (inputs.first(), inputs.get(1)) else {
             return Ok(false);

@@ -330,7 +330,7 @@ fn conv_transpose_becomes_a_conv_and_a_shuffle_with_the_same_outputs() {
 }
 
 #[test]
-fn conv_transpose_with_dilation_is_left_alone() {
+fn conv_transpose_with_dilation_or_a_sparse_stride_is_left_alone() {
     let ct = strata_ir::ops::ConvTranspose {
         kernel: vec![3, 3],
         strides: vec![2, 2],
@@ -340,7 +340,17 @@ fn conv_transpose_with_dilation_is_left_alone() {
         group: 1,
         has_bias: false,
     };
-    let g = conv_transpose_graph(2, 3, &[3, 3], ct, 7);
+    let g = conv_transpose_graph(2, 3, &[3, 3], ct.clone(), 7);
+    let g = check_equivalent(g, "conv-transpose-to-conv", &[1, 2, 3, 3]);
+    assert_eq!(count_ops(&g, "conv_transpose"), 1);
+    // Stride 5 over a 1×1 kernel: 25 phases of one tap each, 25× the weight. Left alone.
+    let sparse = strata_ir::ops::ConvTranspose {
+        kernel: vec![1, 1],
+        strides: vec![5, 5],
+        dilations: vec![1, 1],
+        ..ct
+    };
+    let g = conv_transpose_graph(2, 3, &[3, 3], sparse, 8);
     let g = check_equivalent(g, "conv-transpose-to-conv", &[1, 2, 3, 3]);
     assert_eq!(count_ops(&g, "conv_transpose"), 1);
 }
