@@ -120,13 +120,39 @@ impl Walk<'_> {
         op: &Op,
         step: usize,
     ) -> Result<(Operand, Broadcast), LowerError> {
-        let bcast = broadcast(out, &self.shape(v)?).ok_or_else(|| {
-            unsupported(
+        let Some(bcast) = broadcast(out, &self.shape(v)?) else {
+            // A constant that repeats over separate runs of axes (Swin's attention mask over
+            // windows and heads) is stored expanded to the output's shape.
+            if !self.locs.contains_key(&v) {
+                let t = self.constant(v, node, op, "the constant operand")?;
+                let full = strata_runtime::eval_op(
+                    &Op::Expand {
+                        shape: out.to_vec(),
+                    },
+                    &[t],
+                )
+                .ok()
+                .and_then(|mut r| r.pop())
+                .and_then(|t| t.as_f32().map(<[f32]>::to_vec))
+                .ok_or_else(|| {
+                    unsupported(
+                        node,
+                        op,
+                        "the constant operand does not expand to the output",
+                    )
+                })?;
+                let len = full.len();
+                return Ok((
+                    Operand::Const(self.store_values(node, full)),
+                    Broadcast { len, inner: 1 },
+                ));
+            }
+            return Err(unsupported(
                 node,
                 op,
                 "an operand repeats over axes that are not one contiguous run",
-            )
-        })?;
+            ));
+        };
         let b = if self.locs.contains_key(&v) {
             Operand::Act(self.act(v, step, node, op)?)
         } else {

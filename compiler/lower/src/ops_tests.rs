@@ -626,3 +626,33 @@ fn a_constant_read_as_an_activation_is_filled_into_a_buffer() {
     // The filled token and the Relu output are both read by the Concat: apart in the arena.
     assert_ne!(l.offset(l.steps[1].y), l.offset(l.steps[0].y));
 }
+
+#[test]
+fn a_constant_repeating_over_separate_axes_is_stored_expanded() {
+    // `[1, 2, 3, 2] + [2, 1, 2]`: kept axes 1 and 3 around a repeated axis 2.
+    let mut g = Graph::new("mask");
+    let x = input(&mut g, &[1, 2, 3, 2]);
+    let m = g.add_constant(
+        "m",
+        Tensor::from_f32(vec![2, 1, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap(),
+    );
+    let y = op(
+        &mut g,
+        "add",
+        Op::Binary(strata_ir::ops::BinaryOp::Add),
+        &[x, m],
+    );
+    let l = lowered(g, y);
+    let Kernel::Binary {
+        b: Operand::Const(k),
+        bcast,
+        n: 12,
+        ..
+    } = l.steps[0].kernel
+    else {
+        panic!("{:?}", l.steps[0].kernel);
+    };
+    assert_eq!(bcast, Broadcast { len: 12, inner: 1 });
+    let want = [1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 3.0, 4.0, 3.0, 4.0, 3.0, 4.0];
+    assert_eq!(l.constants[k].values, want);
+}

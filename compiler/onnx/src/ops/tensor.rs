@@ -1,5 +1,6 @@
 //! Value plumbing: Identity, Dropout (inference), Constant, Shape and Cast, and the shape
-//! arithmetic that makes constants: ConstantOfShape and Range.
+//! arithmetic that makes constants: ConstantOfShape, Range, and (of constants, folded here)
+//! Not and ScatterND.
 
 use onnx_protobuf::TensorProto;
 use strata_ir::{DType, Op, Tensor, TensorData};
@@ -20,6 +21,9 @@ pub(super) const OPS: &[OnnxOp] = &[
     // Later versions only added element types.
     OnnxOp::new("ConstantOfShape", 9, 9, constant_of_shape),
     OnnxOp::new("Range", 11, 11, range),
+    OnnxOp::new("Not", 1, 1, not),
+    // 16 added `reduction`, 18 its max and min.
+    OnnxOp::new("ScatterND", 11, 18, scatter_nd),
 ];
 
 /// The largest Dropout mask stored as a constant (elements).
@@ -269,4 +273,131 @@ fn range(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     outputs_at_most(ctx, 1, "extra output")?;
     let name = imp.out_name(ctx, 0);
     Ok(vec![imp.add_constant(&name, t)])
+}
+
+/// The constant value of input `i`, or [`OnnxError::NonConstantInput`] naming it.
+fn constant_input(
+    imp: &Importer,
+    ctx: &NodeCtx,
+    ins: &Ins,
+    i: usize,
+) -> Result<std::sync::Arc<Tensor>, OnnxError> {
+    let v = imp.req(ctx, ins, i)?;
+    imp.constant(v)
+        .ok_or_else(|| ctx.non_constant(ctx.proto.input.get(i).map_or("", String::as_str)))
+}
+
+/// Binds `t` as the node's one output (a constant, folded like any other).
+fn fold_to(imp: &mut Importer, ctx: &NodeCtx, t: Tensor) -> Outs {
+    let c = imp.add_constant(&format!("{}_value", ctx.name), t);
+    single(imp, ctx, Op::Identity, &[c])
+}
+
+/// Not of a constant boolean tensor (exporters emit it in mask arithmetic, e.g. Swin's).
+fn not(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
+    arity(ctx, ins, 1, 1)?;
+    let x = constant_input(imp, ctx, ins, 0)?;
+    let TensorData::Bool(b) = x.data() else {
+        return Err(ctx.unsupported(format!("input of element type {}", x.dtype())));
+    };
+    let t = Tensor::new(
+        x.shape().to_vec(),
+        TensorData::Bool(b.iter().map(|v| !v).collect()),
+    )
+    .map_err(|e| ctx.unsupported(e.to_string()))?;
+    fold_to(imp, ctx, t)
+}
+
+/// ScatterND of constants (Swin's shifted-window mask is built this way), folded at import:
+/// a copy of `data` with the slices `indices` names replaced by (or, with `reduction` add,
+/// mul, max or min, combined with) `updates`. Indices may be negative (from the end); one out of range
+/// is an error naming it.
+fn scatter_nd(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
+    arity(ctx, ins, 3, 3)?;
+    let reduction = ctx.string("reduction")?.unwrap_or_else(|| "none".into());
+    if !matches!(reduction.as_str(), "none" | "add" | "mul" | "max" | "min") {
+        return Err(ctx.unsupported_value("reduction", reduction));
+    }
+    let data = constant_input(imp, ctx, ins, 0)?;
+    let indices = constant_input(imp, ctx, ins, 1)?;
+    let updates = constant_input(imp, ctx, ins, 2)?;
+    let idx = indices
+        .to_i64_vec()
+        .filter(|_| matches!(indices.dtype(), DType::I64 | DType::I32))
+        .ok_or_else(|| ctx.unsupported(format!("indices of element type {}", indices.dtype())))?;
+    let (shape, ishape) = (data.shape(), indices.shape());
+    let k = ishape.last().copied().unwrap_or(0);
+    if ishape.is_empty() || k == 0 || k > shape.len() {
+        return Err(ctx.unsupported(format!(
+            "indices of shape {ishape:?} for data of shape {shape:?}"
+        )));
+    }
+    let slice: usize = shape[k..].iter().product();
+    let count = idx.len() / k;
+    let mut want = ishape[..ishape.len() - 1].to_vec();
+    want.extend(&shape[k..]);
+    if updates.shape() != want.as_slice() {
+        return Err(ctx.unsupported(format!(
+            "updates of shape {:?} where {want:?} is expected",
+            updates.shape()
+        )));
+    }
+    // Element offset of every indexed slice.
+    let mut offsets = Vec::with_capacity(count);
+    for tuple in idx.chunks(k) {
+        let mut off = 0usize;
+        for (axis, (&i, &dim)) in tuple.iter().zip(shape).enumerate() {
+            let d = dim as i64;
+            let j = if i < 0 { i + d } else { i };
+            if !(0..d).contains(&j) {
+                return Err(
+                    ctx.unsupported(format!("index {i} on axis {axis} of a dimension of {dim}"))
+                );
+            }
+            off = off * dim + j as usize;
+        }
+        offsets.push(off * slice);
+    }
+    macro_rules! scatter {
+        ($d:expr, $u:expr, $var:ident, $add:expr, $mul:expr) => {{
+            let mut out = $d.clone();
+            for (n, &o) in offsets.iter().enumerate() {
+                let src = &$u[n * slice..(n + 1) * slice];
+                for (y, &u) in out[o..o + slice].iter_mut().zip(src) {
+                    *y = match reduction.as_str() {
+                        "add" => $add(*y, u),
+                        "mul" => $mul(*y, u),
+                        "max" if u > *y => u,
+                        "min" if u < *y => u,
+                        "max" | "min" => *y,
+                        _ => u,
+                    };
+                }
+            }
+            TensorData::$var(out)
+        }};
+    }
+    let out = match (data.data(), updates.data()) {
+        (TensorData::F32(d), TensorData::F32(u)) => scatter!(d, u, F32, |a, b| a + b, |a, b| a * b),
+        (TensorData::F64(d), TensorData::F64(u)) => scatter!(d, u, F64, |a, b| a + b, |a, b| a * b),
+        (TensorData::I64(d), TensorData::I64(u)) => {
+            scatter!(d, u, I64, i64::wrapping_add, i64::wrapping_mul)
+        }
+        (TensorData::I32(d), TensorData::I32(u)) => {
+            scatter!(d, u, I32, i32::wrapping_add, i32::wrapping_mul)
+        }
+        (TensorData::Bool(d), TensorData::Bool(u)) if reduction == "none" => {
+            scatter!(d, u, Bool, |a: bool, b: bool| a | b, |a: bool, b: bool| a
+                & b)
+        }
+        (d, u) => {
+            return Err(ctx.unsupported(format!(
+                "data of element type {} with updates of {} (reduction {reduction})",
+                d.dtype(),
+                u.dtype()
+            )))
+        }
+    };
+    let t = Tensor::new(shape.to_vec(), out).map_err(|e| ctx.unsupported(e.to_string()))?;
+    fold_to(imp, ctx, t)
 }
