@@ -102,7 +102,7 @@ impl Walk<'_> {
     }
 
     /// Constant values computed by the lowering, stored with the weights; their index.
-    fn store_values(&mut self, node: &str, values: Vec<f32>) -> usize {
+    pub(crate) fn store_values(&mut self, node: &str, values: Vec<f32>) -> usize {
         self.constants.push(Constant {
             node: node.to_string(),
             values,
@@ -125,22 +125,16 @@ impl Walk<'_> {
             // windows and heads) is stored expanded to the output's shape.
             if !self.locs.contains_key(&v) {
                 let t = self.constant(v, node, op, "the constant operand")?;
-                let full = strata_runtime::eval_op(
-                    &Op::Expand {
-                        shape: out.to_vec(),
-                    },
-                    &[t],
-                )
-                .ok()
-                .and_then(|mut r| r.pop())
-                .and_then(|t| t.as_f32().map(<[f32]>::to_vec))
-                .ok_or_else(|| {
-                    unsupported(
-                        node,
-                        op,
-                        "the constant operand does not expand to the output",
-                    )
-                })?;
+                let full = strata_runtime::kernels::layout::expand(out, t)
+                    .ok()
+                    .and_then(|t| t.as_f32().map(<[f32]>::to_vec))
+                    .ok_or_else(|| {
+                        unsupported(
+                            node,
+                            op,
+                            "the constant operand does not expand to the output",
+                        )
+                    })?;
                 let len = full.len();
                 return Ok((
                     Operand::Const(self.store_values(node, full)),

@@ -184,11 +184,7 @@ impl<'g> Walk<'g> {
             .ok_or_else(|| unsupported(node, op, "an activation input is not f32"))?
             .to_vec();
         let n = values.len();
-        self.constants.push(Constant {
-            node: node.to_string(),
-            values,
-        });
-        let constant = self.constants.len() - 1;
+        let constant = self.store_values(node, values);
         let y = self.output_at(v, n, step);
         self.push(node, Kernel::Fill { constant, n }, y);
         Ok(Loc::Buf(y))

@@ -4,7 +4,7 @@
 use strata_ir::ops::{BinaryOp, Clip, CompareOp, UnaryOp, VariadicOp};
 use strata_ir::{DType, Op, Tensor, TensorData};
 
-use super::{arity, helper, present, single, Ins, OnnxOp, Outs};
+use super::{arity, constant_input, fold_to, helper, present, single, Ins, OnnxOp, Outs};
 use crate::attrs::NodeCtx;
 use crate::import::Importer;
 use crate::OnnxError;
@@ -187,30 +187,16 @@ fn clip(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
 fn modulo(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     arity(ctx, ins, 2, 2)?;
     let fmod = ctx.bool_or("fmod", false)?;
-    let (a, b) = (imp.req(ctx, ins, 0)?, imp.req(ctx, ins, 1)?);
-    let (ta, tb) = match (imp.constant(a), imp.constant(b)) {
-        (Some(ta), Some(tb)) => (ta, tb),
-        (None, _) => return Err(ctx.non_constant(&ctx.proto.input[0])),
-        (_, None) => return Err(ctx.non_constant(&ctx.proto.input[1])),
-    };
+    let (ta, tb) = (
+        constant_input(imp, ctx, ins, 0)?,
+        constant_input(imp, ctx, ins, 1)?,
+    );
     let shape =
         strata_runtime::kernels::elementwise::broadcast_shape("mod", ta.shape(), tb.shape())
             .map_err(|e| ctx.unsupported(e.to_string()))?;
     let expand = |t: &Tensor| {
-        strata_runtime::eval_op(
-            &Op::Expand {
-                shape: shape.clone(),
-            },
-            &[t],
-        )
-        .ok()
-        .and_then(|mut v| v.pop())
-        .ok_or_else(|| {
-            ctx.unsupported(format!(
-                "operand shape {:?} does not broadcast to {shape:?}",
-                t.shape()
-            ))
-        })
+        strata_runtime::kernels::layout::expand(&shape, t)
+            .map_err(|e| ctx.unsupported(e.to_string()))
     };
     let (ea, eb) = (expand(&ta)?, expand(&tb)?);
     let zero = || ctx.unsupported("a zero divisor");
@@ -264,6 +250,5 @@ fn modulo(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
         }
     };
     let t = Tensor::new(shape, data).map_err(|e| ctx.unsupported(e.to_string()))?;
-    let c = imp.add_constant(&format!("{}_value", ctx.name), t);
-    single(imp, ctx, Op::Identity, &[c])
+    fold_to(imp, ctx, t)
 }

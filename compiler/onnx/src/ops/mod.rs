@@ -236,6 +236,24 @@ fn helper(
     Ok(outs[0])
 }
 
+/// The constant value of input `i`, or [`OnnxError::NonConstantInput`] naming it.
+pub(super) fn constant_input(
+    imp: &Importer,
+    ctx: &NodeCtx,
+    ins: &Ins,
+    i: usize,
+) -> Result<std::sync::Arc<strata_ir::Tensor>, OnnxError> {
+    let v = imp.req(ctx, ins, i)?;
+    imp.constant(v)
+        .ok_or_else(|| ctx.non_constant(ctx.proto.input.get(i).map_or("", String::as_str)))
+}
+
+/// Binds `t` as the node's one output (a constant, folded like any other).
+pub(super) fn fold_to(imp: &mut Importer, ctx: &NodeCtx, t: strata_ir::Tensor) -> Outs {
+    let c = imp.add_constant(&format!("{}_value", ctx.name), t);
+    single(imp, ctx, Op::Identity, &[c])
+}
+
 /// Present inputs in order (after `arity` has checked the required ones).
 fn present(ins: &Ins) -> Vec<ValueRef> {
     ins.iter().flatten().copied().collect()

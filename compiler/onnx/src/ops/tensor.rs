@@ -5,7 +5,7 @@
 use onnx_protobuf::TensorProto;
 use strata_ir::{DType, Op, Tensor, TensorData};
 
-use super::{arity, outputs_at_most, single, Ins, OnnxOp, Outs};
+use super::{arity, constant_input, fold_to, outputs_at_most, single, Ins, OnnxOp, Outs};
 use crate::attrs::NodeCtx;
 use crate::import::Importer;
 use crate::tensor::{dtype_from_onnx, tensor_from_proto};
@@ -273,24 +273,6 @@ fn range(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     outputs_at_most(ctx, 1, "extra output")?;
     let name = imp.out_name(ctx, 0);
     Ok(vec![imp.add_constant(&name, t)])
-}
-
-/// The constant value of input `i`, or [`OnnxError::NonConstantInput`] naming it.
-fn constant_input(
-    imp: &Importer,
-    ctx: &NodeCtx,
-    ins: &Ins,
-    i: usize,
-) -> Result<std::sync::Arc<Tensor>, OnnxError> {
-    let v = imp.req(ctx, ins, i)?;
-    imp.constant(v)
-        .ok_or_else(|| ctx.non_constant(ctx.proto.input.get(i).map_or("", String::as_str)))
-}
-
-/// Binds `t` as the node's one output (a constant, folded like any other).
-fn fold_to(imp: &mut Importer, ctx: &NodeCtx, t: Tensor) -> Outs {
-    let c = imp.add_constant(&format!("{}_value", ctx.name), t);
-    single(imp, ctx, Op::Identity, &[c])
 }
 
 /// Not of a constant boolean tensor (exporters emit it in mask arithmetic, e.g. Swin's).
