@@ -1,11 +1,13 @@
-//! `calibrate{method=minmax|percentile|mse, percentile=99.99, samples=N}`: activation ranges
-//! from calibration samples.
+//! `calibrate{method=minmax|percentile|mse, percentile=99.99, samples=N}`: the activation
+//! range estimator and the calibration samples the quantizer uses.
 //!
-//! The pass runs the FP32 graph on the samples (in chunks, so memory stays bounded) and
-//! records the range of every quantizable layer's input. It also fixes the *estimator* that
-//! `vl-quantize` uses afterwards: a k-plane network's activations differ from the FP32 ones, so
-//! the quantizer re-estimates each plane count's ranges on its own partially quantized network
-//! with the same method. The estimators are pure functions so they can be tested on values.
+//! The pass checks the samples against the graph and fixes the *estimator* and the sample
+//! count that `vl-quantize` uses afterwards: a k-plane network's activations differ from the
+//! FP32 ones, so the quantizer estimates each plane count's ranges on its own partially
+//! quantized network with this method. The FP32 range of every quantizable layer's input is
+//! there on request ([`Calibration::fp32_ranges`]: one FP32 run over the samples, in chunks so
+//! memory stays bounded); no compile pays for it. The estimators are pure functions so they
+//! can be tested on values.
 
 use std::collections::BTreeMap;
 
@@ -354,14 +356,47 @@ pub struct Calibration {
     pub method: CalibrationMethod,
     /// How many calibration samples the quantizer should use (the first `samples`).
     pub samples: usize,
-    /// FP32 range of each quantizable layer's input, keyed by the layer's node name.
-    pub ranges: BTreeMap<String, ActRange>,
 }
 
 impl Calibration {
     /// The calibration result of an earlier `calibrate` pass, if any.
     pub fn from_context(ctx: &PassContext) -> Option<&Calibration> {
         ctx.results.get(PASS)?.downcast_ref::<Calibration>()
+    }
+
+    /// The FP32 range of each quantizable layer's input, keyed by the layer's node name, with
+    /// this method over the first `samples` of `calibration` (one FP32 run of `graph`).
+    pub fn fp32_ranges(
+        &self,
+        graph: &Graph,
+        calibration: &[Tensor],
+    ) -> Result<BTreeMap<String, ActRange>, PassError> {
+        let data = CalibrationData::new(PASS, graph, Some(calibration), Some(self.samples))?;
+        let layers = quantizable_layers(graph)?;
+        let values: Vec<ValueRef> = layers.iter().map(|l| l.input).collect();
+        let mut stats: Vec<Option<RangeStats>> = vec![None; values.len()];
+        for_each_chunk(
+            PASS,
+            graph,
+            &values,
+            &data,
+            &RunOptions::default(),
+            |_, outs| {
+                for (i, t) in outs.iter().enumerate() {
+                    let s = stats[i].get_or_insert_with(|| RangeStats::new(data.total_of(t)));
+                    s.add(t.as_f32().unwrap_or(&[]));
+                }
+                Ok(())
+            },
+        )?;
+        Ok(layers
+            .iter()
+            .zip(stats)
+            .map(|(l, s)| {
+                let s = s.unwrap_or_else(|| RangeStats::new(0));
+                (l.name.clone(), self.method.estimate(&s, 8))
+            })
+            .collect())
     }
 }
 
@@ -408,37 +443,11 @@ impl Pass for Calibrate {
 
     fn run(&self, graph: &mut Graph, ctx: &mut PassContext) -> Result<bool, PassError> {
         let data = CalibrationData::new(PASS, graph, ctx.calibration.as_deref(), self.samples)?;
-        let layers = quantizable_layers(graph)?;
-        let values: Vec<ValueRef> = layers.iter().map(|l| l.input).collect();
-        let mut stats: Vec<Option<RangeStats>> = vec![None; values.len()];
-        for_each_chunk(
-            PASS,
-            graph,
-            &values,
-            &data,
-            &RunOptions::default(),
-            |_, outs| {
-                for (i, t) in outs.iter().enumerate() {
-                    let s = stats[i].get_or_insert_with(|| RangeStats::new(data.total_of(t)));
-                    s.add(t.as_f32().unwrap_or(&[]));
-                }
-                Ok(())
-            },
-        )?;
-        let ranges = layers
-            .iter()
-            .zip(stats)
-            .map(|(l, s)| {
-                let s = s.unwrap_or_else(|| RangeStats::new(0));
-                (l.name.clone(), self.method.estimate(&s, 8))
-            })
-            .collect();
         ctx.results.insert(
             PASS,
             Box::new(Calibration {
                 method: self.method,
                 samples: data.samples,
-                ranges,
             }),
         );
         Ok(false)

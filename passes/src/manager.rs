@@ -46,8 +46,9 @@ pub const PASSES: &[PassInfo] = &[
     },
     PassInfo {
         name: "calibrate",
-        summary: "FP32 activation ranges of every quantizable layer's input from calibration \
-                  samples {method=minmax|percentile|mse, percentile=99.99, samples=N}",
+        summary: "checks the calibration samples and fixes the activation range estimator and \
+                  sample count for vl-quantize {method=minmax|percentile|mse, \
+                  percentile=99.99, samples=N}",
         create: Calibrate::create,
     },
     PassInfo {

@@ -219,16 +219,17 @@ fn calibrate_records_fp32_ranges_of_layer_inputs() {
     let c = Calibration::from_context(&ctx).unwrap();
     assert_eq!(c.method, CalibrationMethod::MinMax);
     assert_eq!(c.samples, 30);
+    let ranges = c.fp32_ranges(&g, std::slice::from_ref(&calib)).unwrap();
     assert_eq!(
-        c.ranges.keys().cloned().collect::<Vec<_>>(),
+        ranges.keys().cloned().collect::<Vec<_>>(),
         ["conv1", "conv2", "fc", "mm"]
     );
     // conv1's input is the graph input: its range is that of the first 30 samples.
     let first30 = &calib.as_f32().unwrap()[..30 * 64];
-    assert_eq!(c.ranges["conv1"], minmax_range(first30).unwrap());
+    assert_eq!(ranges["conv1"], minmax_range(first30).unwrap());
     // The inputs of later layers are post-ReLU/pool: never negative.
-    assert_eq!(c.ranges["conv2"].lo, 0.0);
-    assert!(c.ranges["conv2"].hi > 0.0);
+    assert_eq!(ranges["conv2"].lo, 0.0);
+    assert!(ranges["conv2"].hi > 0.0);
 
     let (_, ctx) = quantize(
         &g,
@@ -237,7 +238,8 @@ fn calibrate_records_fp32_ranges_of_layer_inputs() {
     );
     let p = Calibration::from_context(&ctx).unwrap();
     assert_eq!(p.method, CalibrationMethod::Percentile { percentile: 99.0 });
-    assert!(p.ranges["conv1"].hi < c.ranges["conv1"].hi + 1e-6);
+    let p_ranges = p.fp32_ranges(&g, std::slice::from_ref(&calib)).unwrap();
+    assert!(p_ranges["conv1"].hi < ranges["conv1"].hi + 1e-6);
     let (_, ctx) = quantize(&g, "calibrate{method=mse}", calib);
     assert_eq!(
         Calibration::from_context(&ctx).unwrap().method,
