@@ -23,7 +23,7 @@ use crate::frontier::Frontier;
 pub use crate::layer_codes::LayerCodes;
 pub(crate) use crate::layer_codes::{midpoint_side, plain_side, quant_err};
 #[cfg(test)]
-use crate::least_squares::{accumulate, FitSums, Stacked};
+use crate::least_squares::{fit_stride, FitSums, Stacked, FIT_ROWS};
 use crate::least_squares::{fit_sums, solve_2x2};
 use crate::pipeline::{PassOptions, PipelineError};
 use crate::{Pass, PassContext, PassError};
@@ -578,35 +578,51 @@ mod tests {
     #[test]
     fn least_squares_recovers_exact_alpha_beta() {
         // Two channels in two groups (so each has its own `b`), t = alpha·a + beta·b exactly,
-        // over 3 samples × 4 positions, laid out as the stacked fit layer computes them.
+        // over 12 rows, laid out as each group's stacked product comes out of the GEMM.
         let (alpha, beta) = ([0.25f32, -1.5], [0.125f32, 2.0]);
         let stacked = Stacked {
             groups: 2,
             per_group: 1,
         };
-        let (n, r, p) = (3, 2, 4);
-        let ch = stacked.channels();
-        let mut y = vec![0.0f32; n * ch * p];
-        for i in 0..n {
-            for c in 0..r {
-                let (ia, it, ib) = stacked.of(c);
-                for j in 0..p {
-                    let av = ((i * 7 + c * 3 + j * 5) % 11) as f32 - 5.0;
-                    let bv = ((i * 5 + c + j * 3) % 7) as f32 - 2.0;
-                    y[(i * ch + ia) * p + j] = av;
-                    y[(i * ch + ib) * p + j] = bv;
-                    y[(i * ch + it) * p + j] = alpha[c] * av + beta[c] * bv;
-                }
+        let rows = 12;
+        let mut sums = [FitSums::default(); 2];
+        for (c, group) in sums.chunks_mut(1).enumerate() {
+            let (ia, it, ib) = stacked.of(0);
+            let mut y = vec![0.0f32; rows * stacked.width()];
+            for (i, row) in y.chunks_exact_mut(stacked.width()).enumerate() {
+                let av = ((i * 7 + c * 3) % 11) as f32 - 5.0;
+                let bv = ((i * 5 + c) % 7) as f32 - 2.0;
+                (row[ia], row[ib], row[it]) = (av, bv, alpha[c] * av + beta[c] * bv);
             }
+            stacked.accumulate(group, &y);
         }
-        let ty = Tensor::from_f32(vec![n, ch, 2, 2], y).unwrap();
-        let mut sums = vec![FitSums::default(); r];
-        accumulate(&mut sums, &ty, stacked);
-        assert_eq!(sums[0].rows, n * p);
-        for c in 0..r {
+        assert_eq!(sums[0].rows, rows);
+        for c in 0..2 {
             let (fa, fb) = solve_2x2(&sums[c]).unwrap();
             assert!((fa - alpha[c]).abs() < 1e-5, "{fa} vs {}", alpha[c]);
             assert!((fb - beta[c]).abs() < 1e-5, "{fb} vs {}", beta[c]);
+        }
+    }
+
+    #[test]
+    fn fit_rows_are_bounded_and_spread_over_positions() {
+        assert_eq!(fit_stride(FIT_ROWS, 1024), 1);
+        for (total, per_sample) in [
+            (512 * 1024, 1024),
+            (4000 * 784, 784),
+            (10 * FIT_ROWS, 1),
+            (3 * FIT_ROWS + 1, 36),
+        ] {
+            let s = fit_stride(total, per_sample);
+            assert!(total.div_ceil(s) <= FIT_ROWS, "{total} rows at stride {s}");
+            // Consecutive samples start at different positions: every position is reached.
+            let reached: std::collections::HashSet<usize> =
+                (0..total).step_by(s).map(|r| r % per_sample).collect();
+            assert_eq!(
+                reached.len(),
+                per_sample.min(total.div_ceil(s)),
+                "stride {s}"
+            );
         }
     }
 

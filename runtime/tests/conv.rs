@@ -223,6 +223,84 @@ fn conv_matches_naive_across_configurations() {
     }
 }
 
+/// `conv_patches` is im2col for chosen output positions: each gathered patch, dotted with a
+/// weight row of its group, gives the Conv's output at that position (of the mapped input),
+/// on the same configurations as the naive reference (1-, 2-, 3-D, groups, depthwise,
+/// strides, dilations, asymmetric pads, windows wholly in the padding).
+#[test]
+fn conv_patches_are_the_receptive_fields_of_the_chosen_positions() {
+    type Case = (Axes, Axes, Axes, Axes, Axes, usize);
+    #[rustfmt::skip]
+    let cases: [Case; 7] = [
+        (&[2, 3, 9], &[4, 3, 3], &[2], &[1, 2], &[1], 1),
+        (&[3, 4, 8, 7], &[6, 2, 3, 2], &[1, 2], &[1, 0, 2, 1], &[2, 1], 2),
+        (&[2, 6, 7, 7], &[6, 1, 3, 3], &[2, 2], &[1, 1, 1, 1], &[1, 1], 6),
+        (&[1, 2, 5, 6, 4], &[3, 2, 2, 3, 2], &[1, 2, 1], &[0, 1, 1, 1, 0, 0], &[1, 1, 2], 1),
+        (&[2, 4, 6, 6], &[8, 4, 1, 1], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1),
+        (&[2, 4, 6, 6], &[4, 4, 1, 1], &[2, 2], &[1, 1, 1, 1], &[1, 1], 1),
+        (&[1, 1, 4, 4], &[1, 1, 3, 3], &[1, 1], &[3, 3, 3, 3], &[1, 1], 1),
+    ];
+    let map = |v: f32| 2.0 * v - 0.5;
+    for (i, (xs, ws, s, p, d, g)) in cases.into_iter().enumerate() {
+        let c = conv_attrs(&ws[2..], s, p, d, g, false);
+        let x = rand_tensor(xs, 40 + i as u64);
+        let w = rand_tensor(ws, 60 + i as u64);
+        let mapped = f32t(
+            xs,
+            &x.as_f32()
+                .unwrap()
+                .iter()
+                .map(|&v| map(v))
+                .collect::<Vec<_>>(),
+        );
+        let y = eval1(&Op::Conv(c.clone()), &[&mapped, &w]);
+        let (m, p_out) = (ws[0], y.shape()[2..].iter().product::<usize>());
+        let positions = xs[0] * p_out;
+        assert_eq!(
+            strata_runtime::kernels::conv::conv_output_positions(&c, &x, &w).unwrap(),
+            positions
+        );
+        // Every third position, in two calls appending to the same buffers.
+        let rows: Vec<usize> = (0..positions).step_by(3).collect();
+        let (first, second) = rows.split_at(rows.len() / 2);
+        let mut out = vec![Vec::new(); g];
+        for part in [first, second] {
+            strata_runtime::kernels::conv::conv_patches(&c, &x, &w, part, map, &mut out).unwrap();
+        }
+        let cols: usize = ws[1..].iter().product();
+        let (mg, wv, yv) = (m / g, w.as_f32().unwrap(), y.as_f32().unwrap());
+        for (gi, patches) in out.iter().enumerate() {
+            assert_eq!(patches.len(), rows.len() * cols, "case {i} group {gi}");
+            for (patch, &r) in patches.chunks_exact(cols).zip(&rows) {
+                let (n, o) = (r / p_out, r % p_out);
+                for oc in gi * mg..(gi + 1) * mg {
+                    let dot: f32 = patch
+                        .iter()
+                        .zip(&wv[oc * cols..(oc + 1) * cols])
+                        .map(|(a, b)| a * b)
+                        .sum();
+                    let want = yv[(n * m + oc) * p_out + o];
+                    assert!(
+                        (dot - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                        "case {i} row {r} channel {oc}: {dot} vs {want}"
+                    );
+                }
+            }
+        }
+        // A row past the output is an error, not a panic.
+        let mut out = vec![Vec::new(); g];
+        assert!(strata_runtime::kernels::conv::conv_patches(
+            &c,
+            &x,
+            &w,
+            &[positions],
+            map,
+            &mut out
+        )
+        .is_err());
+    }
+}
+
 #[test]
 fn conv_f64_matches_f32() {
     let x = rand_tensor(&[2, 2, 5, 5], 1);

@@ -406,6 +406,96 @@ pub fn conv(c: &Conv, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
     make(OP, out_shape, data)
 }
 
+/// Output positions of Conv `c` on `x` with weight `w` (images × spatial positions): the
+/// rows [`conv_patches`] can gather.
+pub fn conv_output_positions(c: &Conv, x: &Tensor, w: &Tensor) -> Result<usize, RuntimeError> {
+    let (g, _) = conv_geometry("conv_patches", c, x, w)?;
+    Ok(g.p_out * g.batch)
+}
+
+/// Sampled im2col: the receptive fields of a few output positions of Conv `c` on the f32
+/// input `x` with weight `w`, for fitting on a subset of a layer's outputs without computing
+/// the others. For every `row` of `rows` (flat `image · positions + position`, the position
+/// in row-major output order) and every group `g`, appends to `out[g]` that position's
+/// `cg · kprod` input values in the weight's `[channel, taps…]` order, `map` applied to each
+/// value read from `x` and zero in the padding (as [`conv`] pads its input).
+pub fn conv_patches(
+    c: &Conv,
+    x: &Tensor,
+    w: &Tensor,
+    rows: &[usize],
+    map: impl Fn(f32) -> f32,
+    out: &mut [Vec<f32>],
+) -> Result<(), RuntimeError> {
+    const OP: &str = "conv_patches";
+    let (g, _) = conv_geometry(OP, c, x, w)?;
+    let xv = x.as_f32().ok_or(RuntimeError::UnsupportedDType {
+        op: OP,
+        input: 0,
+        dtype: x.dtype(),
+    })?;
+    if out.len() != g.group {
+        return Err(RuntimeError::shape(
+            OP,
+            format!("{} output buffers for {} groups", out.len(), g.group),
+        ));
+    }
+    let positions = g.p_out * g.batch;
+    if let Some(&r) = rows.iter().find(|&&r| r >= positions) {
+        return Err(RuntimeError::shape(
+            OP,
+            format!("row {r} is past the {positions} output positions"),
+        ));
+    }
+    let rank = g.in_sp.len();
+    let in_strides = strides_of(&g.in_sp);
+    // Each tap's position in the kernel window, and its offset from the window's origin (for
+    // windows wholly inside the input).
+    let mut taps = vec![0; g.kprod * rank];
+    for kk in 0..g.kprod {
+        unravel(kk, &g.kernel, &mut taps[kk * rank..(kk + 1) * rank]);
+    }
+    let tap = |kk: usize| &taps[kk * rank..(kk + 1) * rank];
+    let tap_offsets: Vec<usize> = (0..g.kprod)
+        .map(|kk| {
+            (0..rank)
+                .map(|j| tap(kk)[j] * g.dilations[j] * in_strides[j])
+                .sum()
+        })
+        .collect();
+    let mut opos = vec![0; rank];
+    // The input offset of every tap of the current window (`None` in the padding).
+    let mut window: Vec<Option<usize>> = vec![None; g.kprod];
+    for &r in rows {
+        let (n, o) = (r / g.p_out, r % g.p_out);
+        unravel(o, &g.out_sp, &mut opos);
+        // A window whose first and last taps are inside is inside on every axis.
+        let origin = offset_inside(&g.in_sp, &in_strides, |j| g.tap(j, opos[j], 0));
+        let last = offset_inside(&g.in_sp, &in_strides, |j| {
+            g.tap(j, opos[j], g.kernel[j].saturating_sub(1))
+        });
+        match (origin, last) {
+            (Some(base), Some(_)) => {
+                for (w, &t) in window.iter_mut().zip(&tap_offsets) {
+                    *w = Some(base + t);
+                }
+            }
+            _ => {
+                for (kk, w) in window.iter_mut().enumerate() {
+                    *w = offset_inside(&g.in_sp, &in_strides, |j| g.tap(j, opos[j], tap(kk)[j]));
+                }
+            }
+        }
+        for (gi, dst) in out.iter_mut().enumerate() {
+            let xg = g.group_input(xv, n, gi);
+            for xc in xg.chunks_exact(g.p_in.max(1)).take(g.cg) {
+                dst.extend(window.iter().map(|at| at.map_or(0.0, |i| map(xc[i]))));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// ONNX ConvTranspose (N-d, grouped, strided, dilated, padded, output_padding) for f32/f64.
 pub fn conv_transpose(c: &ConvTranspose, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
     const OP: &str = "conv_transpose";
