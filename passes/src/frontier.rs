@@ -112,6 +112,20 @@ impl<'d> Frontier<'d> {
                     continue;
                 };
                 let args = graph.node_inputs(id);
+                // An op that works in place (Relu, Reshape, …) takes its first input by value
+                // when this node is that value's last reader: no copy, no fresh allocation.
+                let first = args.first().copied().filter(|v| {
+                    strata_runtime::kernels::benefits_from_ownership(op)
+                        && last_use.get(v) == Some(&i)
+                        && !keep(v)
+                        && args.iter().filter(|a| *a == v).count() == 1
+                });
+                let first = first.and_then(|v| values.remove(&v));
+                let args = if first.is_some() {
+                    args[1..].to_vec()
+                } else {
+                    args
+                };
                 let mut owned = Vec::new();
                 for v in &args {
                     if !values.contains_key(v) && graph.constant_value(*v).is_none() {
@@ -128,12 +142,14 @@ impl<'d> Frontier<'d> {
                     })
                     .collect::<Option<_>>()
                     .ok_or_else(|| self.missing(graph, &node.name))?;
-                let result = eval_op_with(op, &refs, None, QuantPath::default()).map_err(|e| {
-                    PassError::Runtime {
-                        pass: self.pass,
-                        node: node.name.clone(),
-                        source: Box::new(e.in_node(&node.name, op.mnemonic())),
-                    }
+                let result = match first {
+                    Some(t) => strata_runtime::kernels::eval_op_owned(op, t, &refs),
+                    None => eval_op_with(op, &refs, None, QuantPath::default()),
+                }
+                .map_err(|e| PassError::Runtime {
+                    pass: self.pass,
+                    node: node.name.clone(),
+                    source: Box::new(e.in_node(&node.name, op.mnemonic())),
                 })?;
                 if result.len() != node.outputs.len() {
                     return Err(PassError::Runtime {

@@ -479,6 +479,69 @@ fn micro_avx2(q: &[i16], stride: usize, f: [&[i16]; NR], len: usize) -> [[i32; N
     unsafe { micro_avx2_inner(q, stride, f, len) }
 }
 
+/// `out[r·ldo + p] = Σ_{i < stride} q[r·stride + i]·col[p·stride + i]` (i32) for [`MR`] code
+/// rows and `np` positions of a position block, when a whole row's sum fits i32 (`stride` at
+/// most the overflow-safe chunk). One call per row block sweeps every position, so the
+/// microkernel is inlined into the sweep instead of called per 4 × 2 tile.
+type PanelKernel = fn(&[i16], usize, &[i16], usize, &mut [i32], usize);
+
+/// The sweep shared by every panel kernel: `micro` over position pairs (an odd last position
+/// is computed twice and stored once).
+#[inline(always)]
+fn panel_with(
+    micro: impl Fn(&[i16], usize, [&[i16]; NR], usize) -> [[i32; NR]; MR],
+    q: &[i16],
+    stride: usize,
+    col: &[i16],
+    np: usize,
+    out: &mut [i32],
+    ldo: usize,
+) {
+    for p in (0..np).step_by(NR) {
+        let pp = [p, (p + 1).min(np - 1)];
+        let f = pp.map(|pos| &col[pos * stride..(pos + 1) * stride]);
+        let sums = micro(q, stride, f, stride);
+        for (r, row) in sums.iter().enumerate() {
+            let dst = &mut out[r * ldo + p..r * ldo + pp[1] + 1];
+            dst.copy_from_slice(&row[..dst.len()]);
+        }
+    }
+}
+
+fn panel_portable(q: &[i16], stride: usize, col: &[i16], np: usize, out: &mut [i32], ldo: usize) {
+    panel_with(micro_portable, q, stride, col, np, out, ldo);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn panel_avx2_inner(q: &[i16], stride: usize, col: &[i16], np: usize, out: &mut [i32], ldo: usize) {
+    panel_with(
+        // Inside this AVX2 function the AVX2 microkernel is a safe call.
+        |q, s, f, len| micro_avx2_inner(q, s, f, len),
+        q,
+        stride,
+        col,
+        np,
+        out,
+        ldo,
+    );
+}
+
+#[cfg(target_arch = "x86_64")]
+fn panel_avx2(q: &[i16], stride: usize, col: &[i16], np: usize, out: &mut [i32], ldo: usize) {
+    // SAFETY: only selected by `pick_panel` after AVX2 was detected on this CPU.
+    unsafe { panel_avx2_inner(q, stride, col, np, out, ldo) }
+}
+
+/// The fastest panel kernel this CPU supports; all of them are exact.
+fn pick_panel() -> PanelKernel {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        return panel_avx2;
+    }
+    panel_portable
+}
+
 /// The fastest microkernel this CPU supports; all of them are exact.
 fn pick_micro() -> MicroKernel {
     #[cfg(target_arch = "x86_64")]
@@ -586,8 +649,9 @@ fn conv_integer(
             }
         }
     }
-    let image = |n: usize, dst: &mut [f32], bufs: &mut (Vec<i16>, Vec<i16>)| {
-        let (col, uh) = bufs;
+    let panel = pick_panel();
+    let image = |n: usize, dst: &mut [f32], bufs: &mut (Vec<i16>, Vec<i16>, Vec<i32>)| {
+        let (col, uh, sums) = bufs;
         // Zero-filled once; the padding after each field is never written.
         col.resize(p_out * stride, 0);
         uh.resize(p_in * cg, 0);
@@ -605,6 +669,30 @@ fn conv_integer(
             // group's codes sweeps over them; row block 0 (with the ones row) comes first,
             // so each position's `usum` is known before its outputs are written.
             let pb = (POSITION_BLOCK_BYTES / (2 * stride)).max(NR);
+            if stride <= chunk {
+                // Every row's sum fits i32: each row block sweeps the position block in one
+                // panel call into `sums` (row 0: `usum`), then every output channel's run of
+                // positions gets its epilogue in one contiguous loop.
+                sums.resize(rows_g * pb, 0);
+                for p0 in (0..p_out).step_by(pb) {
+                    let np = pb.min(p_out - p0);
+                    let block = &col[p0 * stride..(p0 + np) * stride];
+                    for r0 in (0..rows_g).step_by(MR) {
+                        let q = &gcodes[r0 * stride..(r0 + MR) * stride];
+                        panel(q, stride, block, np, &mut sums[r0 * np..], np);
+                    }
+                    let (us, rows) = sums[..(mg + 1) * np].split_at(np);
+                    for (mi, acc) in rows.chunks_exact(np).enumerate() {
+                        let ch = gi * mg + mi;
+                        let (a, b, bias) = (fa[ch], fb[ch], c.bias[ch]);
+                        let out = &mut dst[ch * p_out + p0..ch * p_out + p0 + np];
+                        for ((o, &acc), &u) in out.iter_mut().zip(acc).zip(us) {
+                            *o = epilogue(a, b, bias, acc as i64, u as i64);
+                        }
+                    }
+                }
+                continue;
+            }
             for p0 in (0..p_out).step_by(pb) {
                 let p1 = (p0 + pb).min(p_out);
                 for r0 in (0..rows_g).step_by(MR) {
@@ -633,7 +721,7 @@ fn conv_integer(
         }
     };
     out.par_chunks_mut(per_image).enumerate().for_each_init(
-        || (Vec::new(), Vec::new()),
+        || (Vec::new(), Vec::new(), Vec::new()),
         |bufs, (n, dst)| image(n, dst, bufs),
     );
     debug_assert_eq!(out.len(), batch * per_image);
@@ -761,6 +849,44 @@ mod tests {
                             "stride {stride} seed {seed} chunk {chunk}"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    /// Every panel kernel against the microkernel's block sums, position by position: odd
+    /// and even position counts, a row stride (`ldo`) wider than the block, edge codes.
+    #[test]
+    fn panels_match_block_sums() {
+        let mut panels: Vec<PanelKernel> = vec![panel_portable];
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            panels.push(panel_avx2);
+        }
+        for stride in [16usize, 48, 288] {
+            for np in [1usize, 2, 7, 16] {
+                let mut q = vals(MR * stride, 3 + stride as u64, 128);
+                q[..stride].iter_mut().for_each(|v| *v = -128);
+                let col = vals(np * stride, 17 + np as u64, 384);
+                let ldo = np + 3;
+                for &panel in &panels {
+                    let mut out = vec![i32::MIN; MR * ldo];
+                    panel(&q, stride, &col, np, &mut out, ldo);
+                    for p in 0..np {
+                        let f = &col[p * stride..(p + 1) * stride];
+                        let want = block_sums(micro_portable, &q, stride, [f, f], stride);
+                        for (r, row) in want.iter().enumerate() {
+                            assert_eq!(
+                                out[r * ldo + p] as i64,
+                                row[0],
+                                "stride {stride} np {np} p {p} r {r}"
+                            );
+                        }
+                    }
+                    // Nothing past each row's positions is written.
+                    assert!((0..MR).all(|r| out[r * ldo + np..(r + 1) * ldo]
+                        .iter()
+                        .all(|&v| v == i32::MIN)));
                 }
             }
         }
