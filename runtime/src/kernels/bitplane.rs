@@ -501,9 +501,12 @@ fn panel_with(
         let pp = [p, (p + 1).min(np - 1)];
         let f = pp.map(|pos| &col[pos * stride..(pos + 1) * stride]);
         let sums = micro(q, stride, f, stride);
+        // Element stores: a two-element `copy_from_slice` is a `memcpy` call per tile.
         for (r, row) in sums.iter().enumerate() {
-            let dst = &mut out[r * ldo + p..r * ldo + pp[1] + 1];
-            dst.copy_from_slice(&row[..dst.len()]);
+            out[r * ldo + p] = row[0];
+            if pp[1] != p {
+                out[r * ldo + pp[1]] = row[1];
+            }
         }
     }
 }
@@ -655,7 +658,12 @@ fn conv_integer(
         // Zero-filled once; the padding after each field is never written.
         col.resize(p_out * stride, 0);
         uh.resize(p_in * cg, 0);
-        let mut usum = vec![0i64; p_out];
+        // `usum` of the long-reduction path (the panel path keeps it in `sums`).
+        let mut usum = if stride <= chunk {
+            Vec::new()
+        } else {
+            vec![0i64; p_out]
+        };
         for gi in 0..g.group {
             let ug = &u[(n * g.in_ch + gi * cg) * p_in..(n * g.in_ch + (gi + 1) * cg) * p_in];
             for (ci, plane) in ug.chunks(p_in).enumerate() {
