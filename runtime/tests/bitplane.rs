@@ -369,6 +369,20 @@ fn conv_matches_reference_at_every_k() {
     // K = 16·3·3 = 144 spans three words per plane row.
     let l = conv_layer(16, 4, &[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 1, 9);
     check_layer(&l, &f32t(&[2, 16, 4, 4], &values(512, 10)));
+    // Pointwise (1×1, stride 1, unpadded: no im2col), an odd channel count, and grouped.
+    let l = conv_layer(5, 4, &[1, 1], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, 11);
+    check_layer(&l, &f32t(&[2, 5, 3, 4], &values(120, 12)));
+    let l = conv_layer(6, 4, &[1, 1], &[1, 1], &[0, 0, 0, 0], &[1, 1], 2, 13);
+    check_layer(&l, &f32t(&[1, 6, 5, 3], &values(90, 14)));
+}
+
+/// A reduction longer than the overflow-safe i32 chunk (43,690 products for 8-plane codes
+/// and 8-bit activations): 4,901 channels × 3 × 3 = 44,109 products, summed per chunk into
+/// i64, with an odd channel count and padding.
+#[test]
+fn conv_reductions_past_the_i32_chunk_are_exact() {
+    let l = conv_layer(4901, 2, &[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 1, 13);
+    check_layer(&l, &f32t(&[1, 4901, 3, 3], &values(4901 * 9, 14)));
 }
 
 #[test]

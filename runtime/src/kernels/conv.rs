@@ -6,9 +6,10 @@ use rayon::prelude::*;
 use strata_ir::ops::{Conv, ConvTranspose};
 use strata_ir::Tensor;
 
+use super::elementwise::Arith;
 use super::index::{next_index, offset_inside, unravel};
 use super::linear::{gemm_into, GemmElem, MatRef};
-use super::window::{check_attr, spatial_axes, valid_range, window_slack};
+use super::window::{check_attr, spatial_axes_of, valid_range, window_slack};
 use super::{checked_numel, make, map_data, same_dtype, strides_of};
 use crate::RuntimeError;
 
@@ -95,7 +96,7 @@ impl Plane {
         ((oy * self.sh + ky * self.dh) as isize - self.ph) as usize
     }
 
-    fn im2col<T: GemmElem>(&self, cg: usize, xg: &[T], col: &mut [T]) {
+    fn im2col<T: Arith>(&self, cg: usize, xg: &[T], col: &mut [T]) {
         let (p_in, p_out, ow, iw, sw) = (
             self.ih * self.iw,
             self.oh * self.ow,
@@ -211,26 +212,26 @@ impl_window!(Conv, ConvTranspose);
 
 type Out<T> = Result<Vec<T>, RuntimeError>;
 
+/// The window geometry of input shape `x` and weight shape `w`.
 fn geometry(
     op: &'static str,
-    x: &Tensor,
-    w: &Tensor,
+    x: &[usize],
+    w: &[usize],
     c: &impl Window,
 ) -> Result<Geometry, RuntimeError> {
     let (kernel, strides, pads, dilations, group) = c.window();
-    let d = spatial_axes(op, x)?;
-    if w.rank() != x.rank() {
+    let d = spatial_axes_of(op, x)?;
+    if w.len() != x.len() {
         return Err(RuntimeError::shape(
             op,
             format!(
-                "weight rank {} differs from input rank {} (weight {:?})",
-                w.rank(),
-                x.rank(),
-                w.shape()
+                "weight rank {} differs from input rank {} (weight {w:?})",
+                w.len(),
+                x.len(),
             ),
         ));
     }
-    let wk = w.shape()[2..].to_vec();
+    let wk = w[2..].to_vec();
     if !kernel.is_empty() && kernel != wk.as_slice() {
         return Err(RuntimeError::Attribute {
             op,
@@ -242,13 +243,13 @@ fn geometry(
     check_attr(op, "dilations", dilations, d, true)?;
     check_attr(op, "pads", pads, 2 * d, false)?;
     check_attr(op, "group", &[group], 1, true)?;
-    let in_sp = &x.shape()[2..];
+    let in_sp = &x[2..];
     Ok(Geometry {
         p_in: in_sp.iter().product(),
         kprod: wk.iter().product(),
-        cg: x.shape()[1] / group,
-        batch: x.shape()[0],
-        in_ch: x.shape()[1],
+        cg: x[1] / group,
+        batch: x[0],
+        in_ch: x[1],
         in_sp: in_sp.to_vec(),
         kernel: wk,
         strides: strides.to_vec(),
@@ -285,6 +286,18 @@ impl Geometry {
     /// or past the end in the padding).
     pub(crate) fn tap(&self, j: usize, o: usize, k: usize) -> isize {
         (o * self.strides[j] + k * self.dilations[j]) as isize - self.pads_begin[j] as isize
+    }
+
+    /// Whether this is a 1x1, stride-1, unpadded convolution, which needs no im2col: the
+    /// image already is the matrix.
+    pub(crate) fn is_pointwise(&self) -> bool {
+        self.kprod == 1
+            && self.strides.iter().all(|&s| s == 1)
+            && self
+                .pads_begin
+                .iter()
+                .chain(&self.pads_end)
+                .all(|&p| p == 0)
     }
 
     /// The channels of group `gi` of image `n` of the input `x`.
@@ -370,17 +383,25 @@ pub(crate) fn conv_geometry(
     x: &Tensor,
     w: &Tensor,
 ) -> Result<(Geometry, Vec<usize>), RuntimeError> {
+    conv_geometry_of(op, c, x.shape(), w.shape())
+}
+
+/// [`conv_geometry`] from the input and weight shapes alone, for kernels that convolve data
+/// of another form than the tensors' (the packed integers of the bit-plane path).
+pub(crate) fn conv_geometry_of(
+    op: &'static str,
+    c: &Conv,
+    x: &[usize],
+    w: &[usize],
+) -> Result<(Geometry, Vec<usize>), RuntimeError> {
     let mut g = geometry(op, x, w, c)?;
-    let m = w.shape()[0];
-    if g.in_ch % g.group != 0
-        || m % g.group != 0
-        || w.shape()[1].checked_mul(g.group) != Some(g.in_ch)
-    {
+    let m = w[0];
+    if g.in_ch % g.group != 0 || m % g.group != 0 || w[1].checked_mul(g.group) != Some(g.in_ch) {
         return Err(RuntimeError::shape(
             op,
             format!(
-                "input has {} channels, weight is {:?}, group {}: need C = group * weight[1] and M divisible by group",
-                g.in_ch, w.shape(), g.group
+                "input has {} channels, weight is {w:?}, group {}: need C = group * weight[1] and M divisible by group",
+                g.in_ch, g.group
             ),
         ));
     }
@@ -474,22 +495,33 @@ pub fn conv_patches(
         let last = offset_inside(&g.in_sp, &in_strides, |j| {
             g.tap(j, opos[j], g.kernel[j].saturating_sub(1))
         });
-        match (origin, last) {
-            (Some(base), Some(_)) => {
-                for (w, &t) in window.iter_mut().zip(&tap_offsets) {
-                    *w = Some(base + t);
-                }
-            }
+        let inside = match (origin, last) {
+            (Some(base), Some(_)) => Some(base),
             _ => {
                 for (kk, w) in window.iter_mut().enumerate() {
                     *w = offset_inside(&g.in_sp, &in_strides, |j| g.tap(j, opos[j], tap(kk)[j]));
                 }
+                None
             }
-        }
+        };
         for (gi, dst) in out.iter_mut().enumerate() {
             let xg = g.group_input(xv, n, gi);
-            for xc in xg.chunks_exact(g.p_in.max(1)).take(g.cg) {
-                dst.extend(window.iter().map(|at| at.map_or(0.0, |i| map(xc[i]))));
+            let channels = xg.chunks_exact(g.p_in.max(1)).take(g.cg);
+            // Windows wholly inside (most of them) read at fixed offsets from their origin,
+            // and a 1×1 window is one value per channel: one `extend` per row, not per channel.
+            match inside {
+                Some(base) if g.kprod == 1 => dst.extend(channels.map(|xc| map(xc[base]))),
+                Some(base) => {
+                    for xc in channels {
+                        let xw = &xc[base..];
+                        dst.extend(tap_offsets.iter().map(|&t| map(xw[t])));
+                    }
+                }
+                None => {
+                    for xc in channels {
+                        dst.extend(window.iter().map(|at| at.map_or(0.0, |i| map(xc[i]))));
+                    }
+                }
             }
         }
     }
@@ -500,7 +532,7 @@ pub fn conv_patches(
 pub fn conv_transpose(c: &ConvTranspose, inputs: &[&Tensor]) -> Result<Tensor, RuntimeError> {
     const OP: &str = "conv_transpose";
     let (x, w, bias) = operands(OP, inputs, c.has_bias)?;
-    let mut g = geometry(OP, x, w, c)?;
+    let mut g = geometry(OP, x.shape(), w.shape(), c)?;
     let d = g.in_sp.len();
     let out_pad: Vec<usize> = if c.output_padding.is_empty() {
         vec![0; d]
@@ -561,11 +593,7 @@ impl Geometry {
         let g = self;
         let (p_out, cg, mg, kprod) = (g.p_out, g.cg, g.mg, g.kprod);
         let kc = cg * kprod;
-        // A 1x1, stride-1, unpadded convolution needs no im2col: the image already is the
-        // matrix.
-        let pointwise = kprod == 1
-            && g.strides.iter().all(|&s| s == 1)
-            && g.pads_begin.iter().chain(&g.pads_end).all(|&p| p == 0);
+        let pointwise = g.is_pointwise();
         let col_len = if pointwise { 0 } else { kc * p_out };
         let beta = if bias.is_some() { T::ONE } else { T::ZERO };
         let split = g.split_gemm();
@@ -590,7 +618,7 @@ impl Geometry {
 
     /// Fills `col` (`[cg * kprod, p_out]`, row-major) with the receptive fields of one group of
     /// one image; positions in the padding are zero.
-    pub(crate) fn im2col<T: GemmElem>(&self, xg: &[T], col: &mut [T]) {
+    pub(crate) fn im2col<T: Arith>(&self, xg: &[T], col: &mut [T]) {
         match Plane::of(self) {
             Some(p) => p.im2col(self.cg, xg, col),
             None => self.im2col_nd(xg, col),
@@ -598,7 +626,7 @@ impl Geometry {
     }
 
     /// [`im2col`](Self::im2col) for any number of spatial axes.
-    fn im2col_nd<T: GemmElem>(&self, xg: &[T], col: &mut [T]) {
+    fn im2col_nd<T: Arith>(&self, xg: &[T], col: &mut [T]) {
         let (p_in, p_out, kprod, sw) = (self.p_in, self.p_out, self.kprod, self.last_stride());
         let mut walk = self.tap_walk();
         for ci in 0..self.cg {

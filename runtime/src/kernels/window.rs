@@ -11,16 +11,18 @@ pub(crate) const ATTR_LIMIT: usize = 1 << 31;
 
 /// The number of spatial axes of an `[N, C, spatial...]` input (at least one).
 pub(crate) fn spatial_axes(op: &'static str, x: &Tensor) -> Result<usize, RuntimeError> {
-    if x.rank() < 3 {
+    spatial_axes_of(op, x.shape())
+}
+
+/// [`spatial_axes`] of a shape.
+pub(crate) fn spatial_axes_of(op: &'static str, x: &[usize]) -> Result<usize, RuntimeError> {
+    if x.len() < 3 {
         return Err(RuntimeError::shape(
             op,
-            format!(
-                "input must be [N, C, spatial...] with at least one spatial axis, got {:?}",
-                x.shape()
-            ),
+            format!("input must be [N, C, spatial...] with at least one spatial axis, got {x:?}"),
         ));
     }
-    Ok(x.rank() - 2)
+    Ok(x.len() - 2)
 }
 
 /// A per-axis attribute must have `want` values, none above [`ATTR_LIMIT`], and (when
