@@ -123,9 +123,14 @@ impl ActQuantizer {
     }
 
     /// `u = x_q − zero`, the integer the kernels multiply with (0 for NaN).
+    ///
+    /// `u` is an integral float with `|u| < 2^(A+1) ≤ 2^17`, so adding `1.5·2^23` puts it in
+    /// the low mantissa bits exactly; reading them back is the same integer as `u as i32`,
+    /// without the saturating conversion that keeps `as` from vectorizing.
     #[inline]
     pub fn centered(&self, x: f32) -> i32 {
-        self.centered_f32(x) as i32
+        const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
+        (self.centered_f32(x) + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32
     }
 
     /// [`centered`](Self::centered) as a float (exact: `|u| < 2^(A+1)`), free of
@@ -148,5 +153,34 @@ impl ActQuantizer {
     #[inline]
     pub fn fake_quant(&self, x: f32) -> f32 {
         self.q.scale * self.centered_f32(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bit trick of `centered` is `as i32` of the clamped float, for every code width,
+    /// zero points at both bounds, values past the range, ties, ±0, infinities and NaN.
+    #[test]
+    fn centered_is_the_exact_integer() {
+        for bits in [MIN_BITS, 4, 8, 12, MAX_ACT_BITS] {
+            let bound = (1u32 << bits) as f32;
+            for zero in [-bound, -1.0, 0.0, 2.0, bound] {
+                for scale in [1e-3f32, 0.37, 1.0, 2.5] {
+                    let q = ActQuantizer::new(ActQuant { scale, zero }, bits).unwrap();
+                    let mut xs = vec![0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN];
+                    xs.extend((-400..400).map(|i| i as f32 * 0.5 * scale));
+                    xs.extend([1e9, -1e9, 3.0e38, -3.0e38].map(|v| v * scale));
+                    for x in xs {
+                        assert_eq!(
+                            q.centered(x),
+                            q.centered_f32(x) as i32,
+                            "A={bits} zero={zero} scale={scale} x={x}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

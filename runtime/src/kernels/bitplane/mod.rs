@@ -369,12 +369,19 @@ fn conv_integer(
     }
     let rows: Vec<panel::CodeRows> = (0..group)
         .map(|gi| {
-            panel::CodeRows::new(mg + 1, pairs, |r, j, h| {
-                let (ci, tap) = (2 * (j / kprod) + h, j % kprod);
-                match (ci < cg, r) {
-                    (false, _) => 0,
-                    (true, 0) => 1,
-                    (true, r) => c.codes[(gi * mg + r - 1) * kc + ci * kprod + tap],
+            // Channel `ci`'s taps go to pairs `(ci/2)·taps + tap`, half `ci % 2`.
+            panel::CodeRows::new(mg + 1, pairs, |r, row| {
+                for ci in 0..cg {
+                    let dst = row[2 * (ci / 2) * kprod..]
+                        .iter_mut()
+                        .skip(ci % 2)
+                        .step_by(2);
+                    if r == 0 {
+                        dst.take(kprod).for_each(|v| *v = 1);
+                    } else {
+                        let src = &c.codes[(gi * mg + r - 1) * kc + ci * kprod..][..kprod];
+                        dst.zip(src).for_each(|(v, &q)| *v = q);
+                    }
                 }
             })
         })

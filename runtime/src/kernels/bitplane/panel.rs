@@ -11,7 +11,8 @@
 //! channels of eight positions by one broadcast pair of codes. No horizontal reduction is
 //! needed at the end of a tile, and the output is channel-major (each channel's epilogue is
 //! one contiguous run). A tile is [`RT`] rows × [`PV`] positions: 12 accumulators, two input
-//! loads and six code broadcasts per pair.
+//! loads and six code broadcasts per pair (with AVX-512 VNNI: six accumulators, one load
+//! and six fused `vpdpwssd`).
 
 /// Code rows per tile.
 pub(super) const RT: usize = 6;
@@ -34,18 +35,13 @@ pub(super) struct CodeRows {
 }
 
 impl CodeRows {
-    /// Packs `rows` rows of `pairs` pairs, code `h` of pair `j` of row `r` given by
-    /// `code(r, j, h)`.
-    pub fn new(rows: usize, pairs: usize, code: impl Fn(usize, usize, usize) -> i16) -> Self {
+    /// Packs `rows` rows of `pairs` pairs: `fill(r, row)` writes row `r` (`[pairs][2]`,
+    /// zero-filled before the call).
+    pub fn new(rows: usize, pairs: usize, fill: impl Fn(usize, &mut [i16])) -> Self {
         let padded = rows.div_ceil(RT) * RT;
         let mut data = vec![0i16; padded * pairs * 2];
-        for r in 0..rows {
-            for (i, v) in data[r * pairs * 2..(r + 1) * pairs * 2]
-                .iter_mut()
-                .enumerate()
-            {
-                *v = code(r, i / 2, i % 2);
-            }
+        for (r, row) in data.chunks_exact_mut(pairs * 2).take(rows).enumerate() {
+            fill(r, row);
         }
         CodeRows {
             data,
@@ -141,8 +137,75 @@ fn tile_avx2(
     unsafe { tile_avx2_inner(q, qs, pairs, colt, ldc, out, ldo) }
 }
 
+/// One AVX-512 VNNI tile: per pair, one input load (16 positions) and [`RT`] broadcasts of
+/// a row's code pair feed [`RT`] `vpdpwssd` (the same exact i16 products and pairwise sums
+/// as `vpmaddwd`, added to the accumulator in the same instruction, wrapping).
+///
+/// Built when the compiler has these intrinsics (`strata_avx512`, set by `build.rs` from
+/// Rust 1.89 on); the crate's minimum Rust version predates them, hence the lint allowance.
+#[cfg(all(target_arch = "x86_64", strata_avx512))]
+#[allow(clippy::incompatible_msrv)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn tile_vnni_inner(
+    q: &[i16],
+    qs: usize,
+    pairs: usize,
+    colt: &[i32],
+    ldc: usize,
+    out: &mut [i32],
+    ldo: usize,
+) {
+    use std::arch::x86_64::*;
+    assert!(qs >= 2 * pairs && q.len() >= (RT - 1) * qs + 2 * pairs);
+    assert!(pairs == 0 || colt.len() >= (pairs - 1) * ldc + PV);
+    assert!(ldo >= PV && out.len() >= (RT - 1) * ldo + PV);
+    let mut acc = [_mm512_setzero_si512(); RT];
+    for j in 0..pairs {
+        // SAFETY: as in `tile_avx2_inner`: the asserts bound the 16-pair input load and the
+        // code-pair reads of every row.
+        unsafe {
+            let c = _mm512_loadu_si512(colt.as_ptr().add(j * ldc) as *const __m512i);
+            for (r, a) in acc.iter_mut().enumerate() {
+                let pair = q.as_ptr().add(r * qs + 2 * j) as *const i32;
+                *a = _mm512_dpwssd_epi32(*a, c, _mm512_set1_epi32(pair.read_unaligned()));
+            }
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        let o = &mut out[r * ldo..r * ldo + PV];
+        // SAFETY: `o` holds PV = 16 i32, exactly one unaligned 512-bit store.
+        unsafe { _mm512_storeu_si512(o.as_mut_ptr() as *mut __m512i, *a) };
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", strata_avx512))]
+fn tile_vnni(
+    q: &[i16],
+    qs: usize,
+    pairs: usize,
+    colt: &[i32],
+    ldc: usize,
+    out: &mut [i32],
+    ldo: usize,
+) {
+    // SAFETY: only selected by `pick` (or a test) after the three features were detected.
+    unsafe { tile_vnni_inner(q, qs, pairs, colt, ldc, out, ldo) }
+}
+
+#[cfg(all(target_arch = "x86_64", strata_avx512))]
+#[allow(clippy::incompatible_msrv)]
+fn has_vnni() -> bool {
+    std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx512bw")
+        && std::is_x86_feature_detected!("avx512vnni")
+}
+
 /// The fastest tile this CPU supports; all of them are exact.
 pub(super) fn pick() -> Tile {
+    #[cfg(all(target_arch = "x86_64", strata_avx512))]
+    if has_vnni() {
+        return tile_vnni;
+    }
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         return tile_avx2;
@@ -215,6 +278,10 @@ mod tests {
         if std::is_x86_feature_detected!("avx2") {
             tiles.push(tile_avx2);
         }
+        #[cfg(all(target_arch = "x86_64", strata_avx512))]
+        if has_vnni() {
+            tiles.push(tile_vnni);
+        }
         for pairs in [1usize, 5, 8, 144] {
             for rows in [1usize, 6, 7, 65] {
                 for np in [1usize, 5, 16, 17, 40] {
@@ -226,8 +293,9 @@ mod tests {
                             .iter_mut()
                             .for_each(|v| *v = 127);
                     }
-                    let packed =
-                        CodeRows::new(rows, pairs, |r, j, h| codes[r * 2 * pairs + 2 * j + h]);
+                    let packed = CodeRows::new(rows, pairs, |r, row| {
+                        row.copy_from_slice(&codes[r * 2 * pairs..(r + 1) * 2 * pairs])
+                    });
                     let ldc = np + 3;
                     let mut u = vals(pairs * 2 * ldc + 2 * PV, seed + 7, 384);
                     u[..2 * ldc].iter_mut().for_each(|v| *v = -384);
