@@ -260,30 +260,37 @@ fn conv_patches_are_the_receptive_fields_of_the_chosen_positions() {
             strata_runtime::kernels::conv::conv_output_positions(&c, &x, &w).unwrap(),
             positions
         );
-        // Every third position, in two calls appending to the same buffers.
-        let rows: Vec<usize> = (0..positions).step_by(3).collect();
-        let (first, second) = rows.split_at(rows.len() / 2);
-        let mut out = vec![Vec::new(); g];
-        for part in [first, second] {
-            strata_runtime::kernels::conv::conv_patches(&c, &x, &w, part, map, &mut out).unwrap();
-        }
-        let cols: usize = ws[1..].iter().product();
-        let (mg, wv, yv) = (m / g, w.as_f32().unwrap(), y.as_f32().unwrap());
-        for (gi, patches) in out.iter().enumerate() {
-            assert_eq!(patches.len(), rows.len() * cols, "case {i} group {gi}");
-            for (patch, &r) in patches.chunks_exact(cols).zip(&rows) {
-                let (n, o) = (r / p_out, r % p_out);
-                for oc in gi * mg..(gi + 1) * mg {
-                    let dot: f32 = patch
-                        .iter()
-                        .zip(&wv[oc * cols..(oc + 1) * cols])
-                        .map(|(a, b)| a * b)
-                        .sum();
-                    let want = yv[(n * m + oc) * p_out + o];
-                    assert!(
-                        (dot - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                        "case {i} row {r} channel {oc}: {dot} vs {want}"
-                    );
+        // Every third position, in two calls appending to the same buffers; every position
+        // but the first (each call starting or ending inside an image); the first image's
+        // positions twice (repeated rows).
+        let every_third: Vec<usize> = (0..positions).step_by(3).collect();
+        let all_but_first: Vec<usize> = (1..positions).collect();
+        let twice: Vec<usize> = (0..p_out).chain(0..p_out).collect();
+        for rows in [every_third, all_but_first, twice] {
+            let (first, second) = rows.split_at(rows.len() / 2);
+            let mut out = vec![Vec::new(); g];
+            for part in [first, second] {
+                strata_runtime::kernels::conv::conv_patches(&c, &x, &w, part, map, &mut out)
+                    .unwrap();
+            }
+            let cols: usize = ws[1..].iter().product();
+            let (mg, wv, yv) = (m / g, w.as_f32().unwrap(), y.as_f32().unwrap());
+            for (gi, patches) in out.iter().enumerate() {
+                assert_eq!(patches.len(), rows.len() * cols, "case {i} group {gi}");
+                for (patch, &r) in patches.chunks_exact(cols).zip(&rows) {
+                    let (n, o) = (r / p_out, r % p_out);
+                    for oc in gi * mg..(gi + 1) * mg {
+                        let dot: f32 = patch
+                            .iter()
+                            .zip(&wv[oc * cols..(oc + 1) * cols])
+                            .map(|(a, b)| a * b)
+                            .sum();
+                        let want = yv[(n * m + oc) * p_out + o];
+                        assert!(
+                            (dot - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                            "case {i} row {r} channel {oc}: {dot} vs {want}"
+                        );
+                    }
                 }
             }
         }
