@@ -513,7 +513,8 @@ fn float_path(
 mod tests {
     use super::*;
 
-    fn vals(n: usize, seed: u64, max: i16) -> Vec<i16> {
+    /// Pseudo-random values in `-max..=max` (xorshift), shared with the panel tests.
+    pub(super) fn vals(n: usize, seed: u64, max: i16) -> Vec<i16> {
         let mut s = seed | 1;
         (0..n)
             .map(|_| {

@@ -80,6 +80,23 @@ fn tile_portable(
     }
 }
 
+/// The bounds every vector tile relies on: [`RT`] code rows of `2·pairs` values at stride
+/// `qs`, `pairs` input rows of [`PV`] packed pairs at stride `ldc`, [`RT`] output rows of
+/// [`PV`] sums at stride `ldo`.
+fn check_tile(
+    q: &[i16],
+    qs: usize,
+    pairs: usize,
+    colt: &[i32],
+    ldc: usize,
+    out: &[i32],
+    ldo: usize,
+) {
+    assert!(qs >= 2 * pairs && q.len() >= (RT - 1) * qs + 2 * pairs);
+    assert!(pairs == 0 || colt.len() >= (pairs - 1) * ldc + PV);
+    assert!(ldo >= PV && out.len() >= (RT - 1) * ldo + PV);
+}
+
 /// One AVX2 tile: per pair, two input loads (16 positions) and [`RT`] broadcasts of a row's
 /// code pair feed `2·RT` `vpmaddwd` (exact i16 products, pairwise i32 sums).
 #[cfg(target_arch = "x86_64")]
@@ -94,12 +111,10 @@ fn tile_avx2_inner(
     ldo: usize,
 ) {
     use std::arch::x86_64::*;
-    assert!(qs >= 2 * pairs && q.len() >= (RT - 1) * qs + 2 * pairs);
-    assert!(pairs == 0 || colt.len() >= (pairs - 1) * ldc + PV);
-    assert!(ldo >= PV && out.len() >= (RT - 1) * ldo + PV);
+    check_tile(q, qs, pairs, colt, ldc, out, ldo);
     let mut acc = [[_mm256_setzero_si256(); 2]; RT];
     for j in 0..pairs {
-        // SAFETY: the asserts bound colt by (pairs−1)·ldc + 16 and each of the RT code rows
+        // SAFETY: `check_tile` bounds colt by (pairs−1)·ldc + 16 and each of the RT code rows
         // by 2·pairs, so the two 8-pair input loads and the code-pair reads are in bounds.
         unsafe {
             let c = colt.as_ptr().add(j * ldc);
@@ -156,12 +171,10 @@ fn tile_vnni_inner(
     ldo: usize,
 ) {
     use std::arch::x86_64::*;
-    assert!(qs >= 2 * pairs && q.len() >= (RT - 1) * qs + 2 * pairs);
-    assert!(pairs == 0 || colt.len() >= (pairs - 1) * ldc + PV);
-    assert!(ldo >= PV && out.len() >= (RT - 1) * ldo + PV);
+    check_tile(q, qs, pairs, colt, ldc, out, ldo);
     let mut acc = [_mm512_setzero_si512(); RT];
     for j in 0..pairs {
-        // SAFETY: as in `tile_avx2_inner`: the asserts bound the 16-pair input load and the
+        // SAFETY: as in `tile_avx2_inner`: `check_tile` bounds the 16-pair input load and the
         // code-pair reads of every row.
         unsafe {
             let c = _mm512_loadu_si512(colt.as_ptr().add(j * ldc) as *const __m512i);
@@ -253,19 +266,8 @@ pub(super) fn gemm(
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::vals;
     use super::*;
-
-    fn vals(n: usize, seed: u64, max: i16) -> Vec<i16> {
-        let mut s = seed | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 33) % (2 * max as u64 + 1)) as i16 - max
-            })
-            .collect()
-    }
 
     /// Every tile against i64 dot products: one and many pairs, pair ranges that start
     /// past 0 (the chunked long reductions), row counts that are not whole tiles, position
