@@ -176,12 +176,19 @@ impl RangeStats {
     /// Adds values; NaN is ignored (it has no place on a number line to clip to).
     pub fn add(&mut self, values: &[f32]) {
         // Fast path (calibration feeds millions of values per layer and plane count): without
-        // NaN, `seen` advances by one per value, so the kept values are a plain stride.
-        if !values.iter().any(|v| v.is_nan()) {
-            let (lo, hi) = values
-                .iter()
-                .fold((self.min, self.max), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-            (self.min, self.max) = (lo, hi);
+        // NaN, `seen` advances by one per value, so the kept values are a plain stride. One
+        // vectorised pass over the order keys finds both extremes and any NaN (whose key lies
+        // beyond ±∞).
+        let (klo, khi) = values.iter().fold((i32::MAX, i32::MIN), |(lo, hi), &v| {
+            let k = total_key(v);
+            (lo.min(k), hi.max(k))
+        });
+        let nan_free = klo >= total_key(f32::NEG_INFINITY) && khi <= total_key(f32::INFINITY);
+        if nan_free {
+            if !values.is_empty() {
+                self.min = self.min.min(from_total_key(klo));
+                self.max = self.max.max(from_total_key(khi));
+            }
             let first = (self.stride - self.seen % self.stride) % self.stride;
             let room = KEEP_VALUES - self.kept.len().min(KEEP_VALUES);
             if self.stride == 1 {
@@ -279,7 +286,11 @@ fn from_total_key(k: i32) -> f32 {
 /// The `tail`-th smallest and `tail`-th largest non-NaN value (1-based), in one pass.
 ///
 /// Once a heap is full its top is cached in a plain integer, so the usual value (which
-/// enters neither tail) costs two compares instead of two heap peeks.
+/// enters neither tail) costs two compares instead of two heap peeks; and once both are
+/// full, a block of [`TAIL_BLOCK`] values whose key range lies between the two tops (almost
+/// every block) is passed over after one vectorised min/max of its keys. A NaN's key lies
+/// beyond ±∞ on its sign's side, so a block holding one always takes the per-value path,
+/// which skips it.
 fn tails(values: &[f32], tail: usize) -> (f32, f32) {
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
@@ -288,31 +299,45 @@ fn tails(values: &[f32], tail: usize) -> (f32, f32) {
     // The largest of the `tail` smallest and the smallest of the `tail` largest so far;
     // meaningful once the heap holds `tail` keys.
     let (mut small_top, mut large_top) = (i32::MAX, i32::MIN);
-    for &v in values.iter().filter(|x| !x.is_nan()) {
-        let k = total_key(v);
-        if small.len() < tail {
-            small.push(k);
-            small_top = small.peek().copied().unwrap_or(i32::MAX);
-        } else if k < small_top {
-            if let Some(mut top) = small.peek_mut() {
-                *top = k;
+    for block in values.chunks(TAIL_BLOCK) {
+        if small.len() == tail && large.len() == tail {
+            let (lo, hi) = block.iter().fold((i32::MAX, i32::MIN), |(lo, hi), &v| {
+                let k = total_key(v);
+                (lo.min(k), hi.max(k))
+            });
+            if lo >= small_top && hi <= large_top {
+                continue;
             }
-            small_top = small.peek().copied().unwrap_or(i32::MAX);
         }
-        if large.len() < tail {
-            large.push(Reverse(k));
-            large_top = large.peek().map_or(i32::MIN, |r| r.0);
-        } else if k > large_top {
-            if let Some(mut top) = large.peek_mut() {
-                *top = Reverse(k);
+        for &v in block.iter().filter(|x| !x.is_nan()) {
+            let k = total_key(v);
+            if small.len() < tail {
+                small.push(k);
+                small_top = small.peek().copied().unwrap_or(i32::MAX);
+            } else if k < small_top {
+                if let Some(mut top) = small.peek_mut() {
+                    *top = k;
+                }
+                small_top = small.peek().copied().unwrap_or(i32::MAX);
             }
-            large_top = large.peek().map_or(i32::MIN, |r| r.0);
+            if large.len() < tail {
+                large.push(Reverse(k));
+                large_top = large.peek().map_or(i32::MIN, |r| r.0);
+            } else if k > large_top {
+                if let Some(mut top) = large.peek_mut() {
+                    *top = Reverse(k);
+                }
+                large_top = large.peek().map_or(i32::MIN, |r| r.0);
+            }
         }
     }
     let lo = small.peek().map_or(f32::NAN, |&k| from_total_key(k));
     let hi = large.peek().map_or(f32::NAN, |k| from_total_key(k.0));
     (lo, hi)
 }
+
+/// Values [`tails`] checks at once against both tails before looking at them one by one.
+const TAIL_BLOCK: usize = 64;
 
 /// The clipping range minimising the MSE of `act_bits`-bit asymmetric quantization of
 /// `values`, searched over the min/max range shrunk toward zero by factors `1, 0.99, …, 0.05`;
@@ -694,6 +719,20 @@ mod tests {
         );
         assert_eq!(minmax_range(&[]), None);
         assert_eq!(minmax_range(&[f32::NAN]), None);
+        assert_eq!(
+            minmax_range(&[-f32::NAN, 0.5, f32::NEG_INFINITY, -0.25]),
+            Some(ActRange {
+                lo: f32::NEG_INFINITY,
+                hi: 0.5
+            })
+        );
+        assert_eq!(
+            minmax_range(&[f32::INFINITY, 0.5]),
+            Some(ActRange {
+                lo: 0.5,
+                hi: f32::INFINITY
+            })
+        );
     }
 
     #[test]
@@ -727,18 +766,24 @@ mod tests {
     #[test]
     fn percentile_tails_match_a_full_sort() {
         let mut s = 0x9e3779b97f4a7c15u64;
-        for n in [1usize, 2, 7, 100, 5000, 20000] {
+        // Dense specials (every 97 values), then rare ones among many values, so that most
+        // blocks are passed over whole and a NaN of either sign sits in such a block.
+        for (n, period) in [(1usize, 97), (2, 97), (7, 97), (100, 97), (5000, 97), (20000, 97)]
+            .into_iter()
+            .chain([(100_000, 4099), (70_001, 65_537)])
+        {
             let v: Vec<f32> = (0..n)
                 .map(|i| {
                     s ^= s << 13;
                     s ^= s >> 7;
                     s ^= s << 17;
-                    match i % 97 {
+                    match i % period {
                         0 => -0.0,
                         1 => 0.0,
                         2 => f32::NAN,
                         3 => f32::INFINITY,
                         4 => f32::NEG_INFINITY,
+                        5 => -f32::NAN,
                         _ => ((s >> 40) % 2001) as f32 / 100.0 - 10.0,
                     }
                 })

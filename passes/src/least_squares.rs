@@ -196,9 +196,10 @@ pub(crate) fn fit_sums(
         seen += rows;
         let picked: Vec<usize> = (first..rows).step_by(stride).collect();
         // Dequantizing the whole chunk once (a vectorised pass) is cheaper than dequantizing
-        // every gathered value when the patches hold more values than the chunk (overlapping
-        // windows); both give the same values.
-        let whole = conv.is_some() && picked.len().saturating_mul(layer.cols) > t.len();
+        // every gathered value when the patches hold at least as many values as the chunk
+        // (overlapping windows, or every position of a 1×1 conv): the gather is then a plain
+        // copy. Both give the same values.
+        let whole = conv.is_some() && picked.len().saturating_mul(layer.cols) >= t.len();
         let xhat = if whole { Some(dequantize(t)?) } else { None };
         for piece in picked.chunks(block) {
             match (&conv, &xhat) {

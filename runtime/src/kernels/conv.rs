@@ -485,39 +485,62 @@ pub fn conv_patches(
         })
         .collect();
     let mut opos = vec![0; rank];
-    // The input offset of every tap of the current window (`None` in the padding).
-    let mut window: Vec<Option<usize>> = vec![None; g.kprod];
-    for &r in rows {
-        let (n, o) = (r / g.p_out, r % g.p_out);
+    // Where a position's window reads: at fixed offsets from its origin when it is wholly
+    // inside the input, else each tap's offset (`None` in the padding) from `start` in
+    // `border`. Rows of many images share positions, so when the rows are at least as many
+    // as the positions each position is located once (small maps are mostly border).
+    #[derive(Clone, Copy)]
+    enum Window {
+        Inside(usize),
+        Border(usize),
+    }
+    let mut locate = |o: usize, border: &mut Vec<Option<usize>>| {
         unravel(o, &g.out_sp, &mut opos);
         // A window whose first and last taps are inside is inside on every axis.
         let origin = offset_inside(&g.in_sp, &in_strides, |j| g.tap(j, opos[j], 0));
         let last = offset_inside(&g.in_sp, &in_strides, |j| {
             g.tap(j, opos[j], g.kernel[j].saturating_sub(1))
         });
-        let inside = match (origin, last) {
-            (Some(base), Some(_)) => Some(base),
+        match (origin, last) {
+            (Some(base), Some(_)) => Window::Inside(base),
             _ => {
-                for (kk, w) in window.iter_mut().enumerate() {
-                    *w = offset_inside(&g.in_sp, &in_strides, |j| g.tap(j, opos[j], tap(kk)[j]));
-                }
-                None
+                let start = border.len();
+                border.extend((0..g.kprod).map(|kk| {
+                    offset_inside(&g.in_sp, &in_strides, |j| g.tap(j, opos[j], tap(kk)[j]))
+                }));
+                Window::Border(start)
             }
+        }
+    };
+    let cached = rows.len() >= g.p_out;
+    let mut located: Vec<Option<Window>> = vec![None; if cached { g.p_out } else { 0 }];
+    let mut border: Vec<Option<usize>> = Vec::new();
+    for &r in rows {
+        let (n, o) = (r / g.p_out, r % g.p_out);
+        let at = if cached {
+            *located[o].get_or_insert_with(|| locate(o, &mut border))
+        } else {
+            border.clear();
+            locate(o, &mut border)
         };
         for (gi, dst) in out.iter_mut().enumerate() {
             let xg = g.group_input(xv, n, gi);
             let channels = xg.chunks_exact(g.p_in.max(1)).take(g.cg);
-            // Windows wholly inside (most of them) read at fixed offsets from their origin,
-            // and a 1×1 window is one value per channel: one `extend` per row, not per channel.
-            match inside {
-                Some(base) if g.kprod == 1 => dst.extend(channels.map(|xc| map(xc[base]))),
-                Some(base) => {
+            // Windows wholly inside (most of them on large maps) read at fixed offsets from
+            // their origin, and a 1×1 window is one value per channel: one `extend` per row,
+            // not per channel.
+            match at {
+                Window::Inside(base) if g.kprod == 1 => {
+                    dst.extend(channels.map(|xc| map(xc[base])))
+                }
+                Window::Inside(base) => {
                     for xc in channels {
                         let xw = &xc[base..];
                         dst.extend(tap_offsets.iter().map(|&t| map(xw[t])));
                     }
                 }
-                None => {
+                Window::Border(start) => {
+                    let window = &border[start..start + g.kprod];
                     for xc in channels {
                         dst.extend(window.iter().map(|at| at.map_or(0.0, |i| map(xc[i]))));
                     }
