@@ -11,6 +11,7 @@
 //! Building the op is [`replace_with_bitplane`], which `vl-quantize` and the baselines also
 //! use on their working copies of the graph, so there is one way to make a bit-plane layer.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use strata_ir::ops::{Bitplane, BitplaneKernel, PlaneSpec};
@@ -62,21 +63,30 @@ fn rewrite_err(pass: &'static str, node: &str, reason: impl Into<String>) -> Pas
     }
 }
 
-/// A constant name not used by any value of `graph` yet (`base`, else `base.1`, …).
-fn fresh_name(graph: &Graph, base: &str) -> String {
-    let taken = |n: &str| {
-        graph
-            .node_ids()
-            .filter_map(|id| graph.node(id).ok())
-            .any(|node| node.name == n || node.outputs.iter().any(|v| v.name == n))
+/// Names in `graph` (of nodes and of values) that start with `prefix`: what a fresh name
+/// built on `prefix` must avoid, gathered in one walk over the graph.
+fn names_with_prefix(graph: &Graph, prefix: &str) -> HashSet<String> {
+    graph
+        .node_ids()
+        .filter_map(|id| graph.node(id).ok())
+        .flat_map(|node| std::iter::once(&node.name).chain(node.outputs.iter().map(|v| &v.name)))
+        .filter(|n| n.starts_with(prefix))
+        .cloned()
+        .collect()
+}
+
+/// A constant name not in `taken` (`base`, else `base.1`, …), which it then joins.
+fn fresh_name(taken: &mut HashSet<String>, base: &str) -> String {
+    let name = if taken.contains(base) {
+        (1..)
+            .map(|i| format!("{base}.{i}"))
+            .find(|n| !taken.contains(n))
+            .unwrap_or_else(|| base.to_string())
+    } else {
+        base.to_string()
     };
-    if !taken(base) {
-        return base.to_string();
-    }
-    (1..)
-        .map(|i| format!("{base}.{i}"))
-        .find(|n| !taken(n))
-        .unwrap_or_else(|| base.to_string())
+    taken.insert(name.clone());
+    name
 }
 
 /// Replaces the layer named `q.name` in `graph` by a bit-plane op built from `q`, and removes
@@ -168,8 +178,9 @@ pub fn replace_with_bitplane(
     ];
     let old_inputs = graph.node_inputs(id);
     let mut inputs: Vec<ValueRef> = vec![layer.input];
+    let mut taken = names_with_prefix(graph, &q.name);
     for (suffix, t) in consts {
-        let name = fresh_name(graph, &format!("{}.{suffix}", q.name));
+        let name = fresh_name(&mut taken, &format!("{}.{suffix}", q.name));
         inputs.push(graph.add_constant(name, Arc::new(t)));
     }
     let node = graph.node(id).map_err(gerr)?;

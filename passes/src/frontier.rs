@@ -14,11 +14,12 @@
 //! [`RESIDENT_BYTES`] whole chunks are spilled to a temporary file and read back when they
 //! are needed, so memory stays bounded however many samples are given.
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 
-use strata_ir::{DType, Graph, NodeId, NodeKind, Tensor, TensorData, ValueRef};
+use strata_ir::{DType, Graph, GraphError, NodeId, NodeKind, Tensor, TensorData, ValueRef};
 use strata_runtime::{eval_op_with, QuantPath};
 
 use crate::calibrate::CalibrationData;
@@ -223,11 +224,50 @@ impl<'d> Frontier<'d> {
             }
             stack.extend(graph.node_inputs(id).into_iter().map(|v| v.node));
         }
-        let order = graph.topo_order().map_err(|source| PassError::Graph {
-            pass: self.pass,
-            source,
-        })?;
-        Ok(order.into_iter().filter(|id| needed.contains(id)).collect())
+        // Kahn's algorithm over the needed nodes alone (a few per layer), the ready node added
+        // first going first: ordering the whole graph for every layer and plane count made
+        // the calibration quadratic in depth.
+        let mut indegree: HashMap<NodeId, usize> = needed.iter().map(|&id| (id, 0)).collect();
+        let mut consumers: HashMap<NodeId, Vec<NodeId>> = HashMap::new();
+        for &id in &needed {
+            for v in graph.node_inputs(id) {
+                if needed.contains(&v.node) {
+                    consumers.entry(v.node).or_default().push(id);
+                    *indegree.entry(id).or_default() += 1;
+                }
+            }
+        }
+        let mut ready: BinaryHeap<Reverse<NodeId>> = indegree
+            .iter()
+            .filter(|(_, &d)| d == 0)
+            .map(|(&id, _)| Reverse(id))
+            .collect();
+        let mut order = Vec::with_capacity(needed.len());
+        while let Some(Reverse(id)) = ready.pop() {
+            order.push(id);
+            for c in consumers.get(&id).into_iter().flatten() {
+                if let Some(d) = indegree.get_mut(c) {
+                    *d -= 1;
+                    if *d == 0 {
+                        ready.push(Reverse(*c));
+                    }
+                }
+            }
+        }
+        if order.len() != needed.len() {
+            return Err(PassError::Graph {
+                pass: self.pass,
+                source: GraphError::Cycle {
+                    node: needed
+                        .iter()
+                        .find(|id| !order.contains(id))
+                        .and_then(|&id| graph.node(id).ok())
+                        .map(|n| n.name.clone())
+                        .unwrap_or_default(),
+                },
+            });
+        }
+        Ok(order)
     }
 
     /// Values an op node still to be evaluated after `order` reads.

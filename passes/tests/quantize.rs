@@ -3,6 +3,7 @@
 //! accuracy ordering across plane counts and schemes, and every error path.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use strata_ir::quant::{act_params, ActQuantizer};
 use strata_ir::{Graph, NodeKind, Op, Tensor, TensorType, ValueRef};
@@ -277,6 +278,35 @@ fn rewrite_names_constants_and_keeps_value_names() {
     // The text form round-trips.
     let text = strata_ir::text::print(&q);
     assert_eq!(strata_ir::text::parse(&text).unwrap(), q);
+
+    // Names already taken get the next free suffix; the constants holding them are kept.
+    let mut g = small_cnn();
+    for taken in ["conv1.alpha", "conv1.alpha.1", "fc.act"] {
+        g.add_constant(taken, Arc::new(rand_tensor(&[2], 5)));
+    }
+    let q = quantize(&g, "vl-quantize{planes=8},bitplane-rewrite", images(16, 41)).0;
+    let node = |name: &str| {
+        q.node_ids()
+            .map(|id| q.node(id).unwrap())
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
+    };
+    let inputs = |name: &str| -> Vec<String> {
+        let id = q.node_ids().find(|&id| q.node(id).unwrap().name == name).unwrap();
+        q.node_inputs(id)
+            .into_iter()
+            .map(|v| q.node(v.node).unwrap().name.clone())
+            .collect()
+    };
+    assert!(matches!(node("conv1").kind, NodeKind::Op(Op::Bitplane(_))));
+    assert_eq!(
+        inputs("conv1")[1..],
+        ["conv1.planes", "conv1.alpha.2", "conv1.beta", "conv1.bias", "conv1.act"]
+    );
+    assert_eq!(inputs("fc")[5], "fc.act.1");
+    for taken in ["conv1.alpha", "conv1.alpha.1", "fc.act"] {
+        assert!(matches!(node(taken).kind, NodeKind::Constant(_)), "{taken}");
+    }
 }
 
 #[test]
