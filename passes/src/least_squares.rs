@@ -2,7 +2,7 @@
 //! least squares so that `(alpha·q_k + beta)·x̂` matches the float layer `W·x̂` on the
 //! dequantized calibration inputs the frontier delivers.
 
-use strata_ir::ops::Gemm;
+use strata_ir::ops::{Conv, Gemm};
 use strata_ir::quant::ActQuantizer;
 use strata_ir::{Graph, Op, Tensor, ValueRef};
 
@@ -25,6 +25,14 @@ pub const FIT_ROWS: usize = 8_192;
 /// Output positions per sample from which a layer whose rows are all fitted runs as one
 /// stacked Conv instead of gathered rows.
 const DENSE_POSITIONS: usize = 256;
+
+/// How many times cheaper a value the chunk's vectorised dequantization is than
+/// dequantizing values one by one as they are gathered (measured: about 10 to 20).
+const WHOLE_SPEEDUP: usize = 8;
+
+/// Multiply-adds of one patch's per-group product (`width · cols`) up to which the fit takes
+/// its dot products patch by patch instead of through a GEMM over gathered patches.
+const DIRECT_PRODUCT: usize = 96;
 
 /// Rows gathered before one stacked product runs: bounds the patch buffer (floats).
 const BLOCK_VALUES: usize = 1 << 21;
@@ -151,6 +159,7 @@ pub(crate) fn fit_sums(
         })
     };
     let block = (BLOCK_VALUES / layer.cols.max(1)).max(1);
+    let direct = stacked.width() * layer.cols <= DIRECT_PRODUCT;
     let mut sums = vec![FitSums::default(); layer.rows];
     let mut patches = vec![Vec::new(); stacked.groups];
     let mut buffered = 0;
@@ -195,12 +204,25 @@ pub(crate) fn fit_sums(
         let first = seen.next_multiple_of(stride) - seen;
         seen += rows;
         let picked: Vec<usize> = (first..rows).step_by(stride).collect();
-        // Dequantizing the whole chunk once (a vectorised pass) is cheaper than dequantizing
-        // every gathered value when the patches hold at least as many values as the chunk
-        // (overlapping windows, or every position of a 1×1 conv): the gather is then a plain
-        // copy. Both give the same values.
-        let whole = conv.is_some() && picked.len().saturating_mul(layer.cols) >= t.len();
+        // Dequantizing the whole chunk once (a vectorised pass, [`WHOLE_SPEEDUP`] times
+        // cheaper a value than one by one as gathered) pays unless the patches hold far fewer
+        // values than the chunk (a few rows of large maps); the gather is then a plain copy.
+        // Both give the same values.
+        let whole = conv.is_some()
+            && picked.len().saturating_mul(layer.cols).saturating_mul(WHOLE_SPEEDUP) >= t.len();
         let xhat = if whole { Some(dequantize(t)?) } else { None };
+        if let (true, Some((c, w))) = (direct, &conv) {
+            // Small per-group products: a few dot products per patch as it is gathered
+            // beat packing a patch matrix for a GEMM (depthwise convs: 3 dots of 9).
+            match &xhat {
+                Some(xhat) => stacked.fit_each(&mut sums, &weights, c, xhat, w, &picked, |v| v),
+                None => stacked.fit_each(&mut sums, &weights, c, t, w, &picked, |v| {
+                    act.fake_quant(v)
+                }),
+            }
+            .map_err(rt)?;
+            return Ok(());
+        }
         for piece in picked.chunks(block) {
             match (&conv, &xhat) {
                 (Some((c, w)), Some(xhat)) => strata_runtime::kernels::conv::conv_patches(
@@ -341,6 +363,40 @@ impl Stacked {
         Ok(())
     }
 
+    /// The sums of the Conv rows `rows` of `x` (`map` applied to each value read), each
+    /// patch's products taken as it is gathered ([`conv_patches_each`]).
+    ///
+    /// [`conv_patches_each`]: strata_runtime::kernels::conv::conv_patches_each
+    #[allow(clippy::too_many_arguments)]
+    fn fit_each(
+        &self,
+        sums: &mut [FitSums],
+        weights: &[Tensor],
+        c: &Conv,
+        x: &Tensor,
+        w: &Tensor,
+        rows: &[usize],
+        map: impl Fn(f32) -> f32,
+    ) -> Result<(), strata_runtime::RuntimeError> {
+        // Each group's products of a piece of rows, added to the sums piece by piece.
+        const PIECE: usize = 256;
+        let mut ys = vec![Vec::new(); self.groups];
+        for piece in rows.chunks(PIECE) {
+            strata_runtime::kernels::conv::conv_patches_each(c, x, w, piece, &map, |g, p| {
+                let wg = weights[g].as_f32().unwrap_or(&[]);
+                ys[g].extend(
+                    wg.chunks_exact(p.len())
+                        .map(|wj| wj.iter().zip(p).map(|(a, b)| a * b).sum::<f32>()),
+                );
+            })?;
+            for (g, y) in ys.iter_mut().enumerate() {
+                self.accumulate(&mut sums[g * self.per_group..(g + 1) * self.per_group], y);
+                y.clear();
+            }
+        }
+        Ok(())
+    }
+
     /// Adds every output position of the stacked Conv's output `y` (`[n, groups·width, …]`,
     /// group by group the layout of [`Self::accumulate`]'s rows, position-major) to the sums.
     pub(crate) fn accumulate_maps(&self, sums: &mut [FitSums], y: &Tensor) {
@@ -369,10 +425,103 @@ impl Stacked {
 
     /// Adds every row of one group's product `y` (`[rows, width]`) to its channels' sums.
     pub(crate) fn accumulate(&self, group: &mut [FitSums], y: &[f32]) {
+        let n = self.per_group;
+        // Channel-major partial sums (one array per sum) so the loop over a row's channels
+        // vectorizes; each channel still adds its rows in order.
+        let (mut aa, mut ab, mut bb, mut at, mut bt) =
+            (vec![0.0; n], vec![0.0; n], 0.0f64, vec![0.0; n], vec![0.0; n]);
+        let mut rows = 0;
         for row in y.chunks_exact(self.width()) {
-            for (j, s) in group.iter_mut().enumerate() {
-                let (a, t, b) = self.of(j);
-                s.add(row[a], row[b], row[t]);
+            let (a_row, rest) = row.split_at(n);
+            let (t_row, b) = (&rest[..n], rest[n] as f64);
+            bb += b * b;
+            for j in 0..n {
+                let (a, t) = (a_row[j] as f64, t_row[j] as f64);
+                aa[j] += a * a;
+                ab[j] += a * b;
+                at[j] += a * t;
+                bt[j] += b * t;
+            }
+            rows += 1;
+        }
+        for (j, s) in group.iter_mut().enumerate().take(n) {
+            s.aa += aa[j];
+            s.ab += ab[j];
+            s.bb += bb;
+            s.at += at[j];
+            s.bt += bt[j];
+            s.rows += rows;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_test_support::rand_tensor;
+
+    /// The per-patch dot products give the sums of the gathered-patch GEMM (to rounding), for
+    /// a depthwise conv with a channel multiplier and padding, a grouped 3×3 and a plain conv.
+    #[test]
+    fn per_patch_products_match_the_patch_gemm() {
+        // (x shape, weight shape, groups, pads)
+        let cases: [(&[usize], &[usize], usize, usize); 3] = [
+            (&[3, 4, 7, 6], &[8, 1, 3, 3], 4, 1),
+            (&[2, 6, 5, 5], &[6, 2, 3, 3], 3, 0),
+            (&[2, 3, 6, 6], &[5, 3, 2, 2], 1, 1),
+        ];
+        for (i, (xs, ws, group, pad)) in cases.into_iter().enumerate() {
+            let c = Conv {
+                kernel: ws[2..].to_vec(),
+                strides: vec![1, 1],
+                pads: vec![pad; 4],
+                dilations: vec![1, 1],
+                group,
+                has_bias: false,
+            };
+            let stacked = Stacked {
+                groups: group,
+                per_group: ws[0] / group,
+            };
+            let cols: usize = ws[1..].iter().product();
+            let weights: Vec<Tensor> = (0..group)
+                .map(|g| rand_tensor(&[stacked.width(), cols], 10 * i as u64 + g as u64))
+                .collect();
+            let x = rand_tensor(xs, 100 + i as u64);
+            let wshape: Vec<usize> = [group * stacked.width(), ws[1]]
+                .into_iter()
+                .chain(ws[2..].iter().copied())
+                .collect();
+            let w = rand_tensor(&wshape, 200 + i as u64);
+            let positions =
+                strata_runtime::kernels::conv::conv_output_positions(&c, &x, &w).unwrap();
+            let rows: Vec<usize> = (0..positions).filter(|r| r % 3 != 1).collect();
+            let map = |v: f32| 0.5 * v + 0.25;
+            let mut each = vec![FitSums::default(); ws[0]];
+            stacked
+                .fit_each(&mut each, &weights, &c, &x, &w, &rows, map)
+                .unwrap();
+            let mut patches = vec![Vec::new(); group];
+            strata_runtime::kernels::conv::conv_patches(&c, &x, &w, &rows, map, &mut patches)
+                .unwrap();
+            let mut gemm = vec![FitSums::default(); ws[0]];
+            stacked.fit_block(&mut gemm, &mut patches, &weights).unwrap();
+            for (ch, (e, g)) in each.iter().zip(&gemm).enumerate() {
+                assert_eq!(e.rows, rows.len(), "case {i} channel {ch}");
+                assert_eq!(e.rows, g.rows, "case {i} channel {ch}");
+                for (name, a, b) in [
+                    ("aa", e.aa, g.aa),
+                    ("ab", e.ab, g.ab),
+                    ("bb", e.bb, g.bb),
+                    ("at", e.at, g.at),
+                    ("bt", e.bt, g.bt),
+                ] {
+                    assert!(
+                        (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                        "case {i} channel {ch} {name}: {a} vs {b}"
+                    );
+                }
+                assert!(e.aa > 0.0 && e.bb > 0.0, "case {i} channel {ch}");
             }
         }
     }

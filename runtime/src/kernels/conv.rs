@@ -448,6 +448,30 @@ pub fn conv_patches(
     map: impl Fn(f32) -> f32,
     out: &mut [Vec<f32>],
 ) -> Result<(), RuntimeError> {
+    let (g, _) = conv_geometry("conv_patches", c, x, w)?;
+    if out.len() != g.group {
+        return Err(RuntimeError::shape(
+            "conv_patches",
+            format!("{} output buffers for {} groups", out.len(), g.group),
+        ));
+    }
+    for dst in out.iter_mut() {
+        dst.reserve(rows.len() * g.cg * g.kprod);
+    }
+    conv_patches_each(c, x, w, rows, map, |gi, patch| out[gi].extend_from_slice(patch))
+}
+
+/// [`conv_patches`] handed over one patch at a time: `f(g, patch)` for each row of `rows` in
+/// turn and each group `g`, the patch in a buffer reused for the next one. For consumers that
+/// use each patch at once (a few dot products) and need no patch matrix.
+pub fn conv_patches_each(
+    c: &Conv,
+    x: &Tensor,
+    w: &Tensor,
+    rows: &[usize],
+    map: impl Fn(f32) -> f32,
+    mut f: impl FnMut(usize, &[f32]),
+) -> Result<(), RuntimeError> {
     const OP: &str = "conv_patches";
     let (g, _) = conv_geometry(OP, c, x, w)?;
     let xv = x.as_f32().ok_or(RuntimeError::UnsupportedDType {
@@ -455,12 +479,6 @@ pub fn conv_patches(
         input: 0,
         dtype: x.dtype(),
     })?;
-    if out.len() != g.group {
-        return Err(RuntimeError::shape(
-            OP,
-            format!("{} output buffers for {} groups", out.len(), g.group),
-        ));
-    }
     let positions = g.p_out * g.batch;
     if let Some(&r) = rows.iter().find(|&&r| r >= positions) {
         return Err(RuntimeError::shape(
@@ -515,6 +533,7 @@ pub fn conv_patches(
     let cached = rows.len() >= g.p_out;
     let mut located: Vec<Option<Window>> = vec![None; if cached { g.p_out } else { 0 }];
     let mut border: Vec<Option<usize>> = Vec::new();
+    let mut patch = vec![0.0f32; g.cg * g.kprod];
     for &r in rows {
         let (n, o) = (r / g.p_out, r % g.p_out);
         let at = if cached {
@@ -523,29 +542,35 @@ pub fn conv_patches(
             border.clear();
             locate(o, &mut border)
         };
-        for (gi, dst) in out.iter_mut().enumerate() {
+        for gi in 0..g.group {
             let xg = g.group_input(xv, n, gi);
             let channels = xg.chunks_exact(g.p_in.max(1)).take(g.cg);
             // Windows wholly inside (most of them on large maps) read at fixed offsets from
-            // their origin, and a 1×1 window is one value per channel: one `extend` per row,
-            // not per channel.
+            // their origin, and a 1×1 window is one value per channel.
             match at {
                 Window::Inside(base) if g.kprod == 1 => {
-                    dst.extend(channels.map(|xc| map(xc[base])))
+                    for (d, xc) in patch.iter_mut().zip(channels) {
+                        *d = map(xc[base]);
+                    }
                 }
                 Window::Inside(base) => {
-                    for xc in channels {
+                    for (dc, xc) in patch.chunks_exact_mut(g.kprod).zip(channels) {
                         let xw = &xc[base..];
-                        dst.extend(tap_offsets.iter().map(|&t| map(xw[t])));
+                        for (d, &t) in dc.iter_mut().zip(&tap_offsets) {
+                            *d = map(xw[t]);
+                        }
                     }
                 }
                 Window::Border(start) => {
                     let window = &border[start..start + g.kprod];
-                    for xc in channels {
-                        dst.extend(window.iter().map(|at| at.map_or(0.0, |i| map(xc[i]))));
+                    for (dc, xc) in patch.chunks_exact_mut(g.kprod).zip(channels) {
+                        for (d, at) in dc.iter_mut().zip(window) {
+                            *d = at.map_or(0.0, |i| map(xc[i]));
+                        }
                     }
                 }
             }
+            f(gi, &patch);
         }
     }
     Ok(())
