@@ -768,9 +768,16 @@ mod tests {
         let mut s = 0x9e3779b97f4a7c15u64;
         // Dense specials (every 97 values), then rare ones among many values, so that most
         // blocks are passed over whole and a NaN of either sign sits in such a block.
-        for (n, period) in [(1usize, 97), (2, 97), (7, 97), (100, 97), (5000, 97), (20000, 97)]
-            .into_iter()
-            .chain([(100_000, 4099), (70_001, 65_537)])
+        for (n, period) in [
+            (1usize, 97),
+            (2, 97),
+            (7, 97),
+            (100, 97),
+            (5000, 97),
+            (20000, 97),
+        ]
+        .into_iter()
+        .chain([(100_000, 4099), (70_001, 65_537)])
         {
             let v: Vec<f32> = (0..n)
                 .map(|i| {

@@ -292,7 +292,10 @@ fn rewrite_names_constants_and_keeps_value_names() {
             .unwrap_or_else(|| panic!("no node {name}"))
     };
     let inputs = |name: &str| -> Vec<String> {
-        let id = q.node_ids().find(|&id| q.node(id).unwrap().name == name).unwrap();
+        let id = q
+            .node_ids()
+            .find(|&id| q.node(id).unwrap().name == name)
+            .unwrap();
         q.node_inputs(id)
             .into_iter()
             .map(|v| q.node(v.node).unwrap().name.clone())
@@ -301,7 +304,13 @@ fn rewrite_names_constants_and_keeps_value_names() {
     assert!(matches!(node("conv1").kind, NodeKind::Op(Op::Bitplane(_))));
     assert_eq!(
         inputs("conv1")[1..],
-        ["conv1.planes", "conv1.alpha.2", "conv1.beta", "conv1.bias", "conv1.act"]
+        [
+            "conv1.planes",
+            "conv1.alpha.2",
+            "conv1.beta",
+            "conv1.bias",
+            "conv1.act"
+        ]
     );
     assert_eq!(inputs("fc")[5], "fc.act.1");
     for taken in ["conv1.alpha", "conv1.alpha.1", "fc.act"] {

@@ -204,10 +204,83 @@ fn run_emit_and_build_through_mlir_match_the_runtime() {
     assert!(err.contains("`.strata` models"), "{err}");
 }
 
+/// The 16 test images' labels beside the compiled model.
+fn labels() -> String {
+    let (dir, _, _) = files();
+    let path = dir.join("labels.npy");
+    let labels = read_npy(&repo_root().join("tests/fixtures/mnist/labels.npy")).unwrap();
+    let first = labels.as_i64().expect("i64 labels")[..16].to_vec();
+    write_npy(
+        &path,
+        &strata_ir::Tensor::from_i64(vec![16], first).unwrap(),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+/// `eval --backend mlir` reports what the runtime reports (the JIT is bit-exact, so every
+/// row's top-1, agreement and logit error are the same numbers), for uniform counts and the
+/// per-layer choice; the float path is refused.
+#[cfg(feature = "mlir")]
+#[test]
+fn eval_through_mlir_matches_the_runtime() {
+    let (_, model, images) = files();
+    let labels = labels();
+    let eval = |backend: &str| {
+        let out = strata(&[
+            "eval",
+            model,
+            "--data",
+            images,
+            "--labels",
+            &labels,
+            "--planes",
+            "2,5,8",
+            "--json",
+            "--backend",
+            backend,
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        out
+    };
+    let (runtime, jit) = (eval("runtime"), eval("mlir"));
+    assert_eq!(
+        String::from_utf8_lossy(&runtime.stdout),
+        String::from_utf8_lossy(&jit.stdout)
+    );
+    // Each plane count ran through the JIT, once; the runtime's eval never did.
+    let said = String::from_utf8_lossy(&jit.stderr).to_string();
+    for k in [2, 5, 8] {
+        let line = format!("K = {k}: compiled and ran through the MLIR JIT");
+        assert_eq!(said.matches(&line).count(), 1, "{said}");
+    }
+    assert!(!String::from_utf8_lossy(&runtime.stderr).contains("MLIR JIT"));
+    let jit = String::from_utf8_lossy(&jit.stdout).to_string();
+    let report: serde_json::Value = serde_json::from_str(&jit).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    // fp32 and the three plane counts, each scored on all 16 images.
+    assert_eq!(rows.len(), 4, "{jit}");
+    assert!(rows.iter().all(|r| r["top1"].as_f64().is_some()), "{jit}");
+    let err = fails(&[
+        "eval",
+        model,
+        "--data",
+        images,
+        "--labels",
+        &labels,
+        "--backend",
+        "mlir",
+        "--path",
+        "float",
+    ]);
+    assert!(err.contains("integer path"), "{err}");
+}
+
 #[cfg(not(feature = "mlir"))]
 #[test]
 fn without_the_feature_mlir_commands_say_how_to_enable_it() {
     let (dir, model, images) = files();
+    let labels = labels();
     let out = dir.join("o").display().to_string();
     for args in [
         vec!["emit-mlir", model.as_str(), "--planes", "4"],
@@ -228,6 +301,16 @@ fn without_the_feature_mlir_commands_say_how_to_enable_it() {
             images,
             "--out",
             &out,
+            "--backend",
+            "mlir",
+        ],
+        vec![
+            "eval",
+            model,
+            "--data",
+            images,
+            "--labels",
+            &labels,
             "--backend",
             "mlir",
         ],

@@ -458,7 +458,9 @@ pub fn conv_patches(
     for dst in out.iter_mut() {
         dst.reserve(rows.len() * g.cg * g.kprod);
     }
-    conv_patches_each(c, x, w, rows, map, |gi, patch| out[gi].extend_from_slice(patch))
+    conv_patches_each(c, x, w, rows, map, |gi, patch| {
+        out[gi].extend_from_slice(patch)
+    })
 }
 
 /// [`conv_patches`] handed over one patch at a time: `f(g, patch)` for each row of `rows` in

@@ -5,9 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use strata_compiler::compile::Provenance;
-use strata_compiler::eval::{evaluate, EvalReport, EvalRequest};
+use strata_compiler::eval::{evaluate, evaluate_with, EvalError, EvalReport, EvalRequest};
 use strata_compiler::{load_model, load_model_with, manifest, npy, plot};
-use strata_runtime::QuantPath;
+use strata_runtime::{QuantPath, RunOptions};
+
+use super::run::RunBackend;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -53,9 +55,20 @@ pub struct Args {
     /// time).
     #[command(flatten)]
     shapes: super::InputShapes,
+    /// What computes the Strata rows: the reference runtime, or native code compiled for
+    /// this CPU through MLIR's JIT, one module per plane count (integer path; cargo feature
+    /// `mlir`). The FP32 row and the baselines always run on the runtime.
+    #[arg(long, value_enum, default_value_t = RunBackend::Runtime)]
+    backend: RunBackend,
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if args.backend == RunBackend::Mlir {
+        super::mlir::ensure_enabled()?;
+        if args.path != QuantPath::Integer {
+            bail!("--backend mlir computes the integer path only (drop --path)");
+        }
+    }
     let shown = args.model.display().to_string();
     let loaded = load_model(&args.model)?;
     let Some(info) = &loaded.container else {
@@ -123,8 +136,44 @@ pub fn run(args: Args) -> Result<()> {
         baseline_calibration,
         baseline_labels,
     };
-    let report = evaluate(&loaded.graph, info, &request, Some(super::progress_bar()))
-        .with_context(|| shown.clone())?;
+    let report = match args.backend {
+        RunBackend::Runtime => evaluate(&loaded.graph, info, &request, Some(super::progress_bar())),
+        RunBackend::Mlir => {
+            let data = std::slice::from_ref(&request.data);
+            let mut jit = |options: &RunOptions| {
+                let start = std::time::Instant::now();
+                let which = match options.planes {
+                    Some(k) => format!("K = {k}"),
+                    None => "the stored per-layer counts".to_string(),
+                };
+                let logits = super::mlir::run(
+                    loaded.graph.clone(),
+                    Some(info),
+                    &args.model,
+                    options.planes,
+                    &options.per_layer,
+                    data,
+                )
+                .map_err(|e| EvalError::Executor {
+                    backend: "--backend mlir".to_string(),
+                    reason: format!("{e:#}"),
+                })?;
+                eprintln!(
+                    "{which}: compiled and ran through the MLIR JIT in {:.2} s",
+                    start.elapsed().as_secs_f64()
+                );
+                Ok(logits)
+            };
+            evaluate_with(
+                &loaded.graph,
+                info,
+                &request,
+                Some(super::progress_bar()),
+                &mut jit,
+            )
+        }
+    }
+    .with_context(|| shown.clone())?;
     if args.record {
         let bytes = strata_ir::files::read_limited(&args.model, strata_ir::limits::MAX_FILE_BYTES)
             .with_context(|| format!("reading {shown}"))?;

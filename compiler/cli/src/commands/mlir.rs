@@ -80,6 +80,19 @@ pub fn build(
     }
 }
 
+/// Fails with [`MLIR_DISABLED`] in a build without the `mlir` feature: for commands that
+/// would do other work before their first MLIR call.
+pub fn ensure_enabled() -> Result<()> {
+    #[cfg(not(feature = "mlir"))]
+    {
+        anyhow::bail!(MLIR_DISABLED)
+    }
+    #[cfg(feature = "mlir")]
+    {
+        Ok(())
+    }
+}
+
 /// `strata run --backend mlir`: runs every sample of the single input through the JIT at
 /// `planes` (default: the stored choice, else every plane) with `per_layer` overrides by
 /// node name; returns the output batch-major with the output's shape.

@@ -46,7 +46,25 @@ pub fn evaluate(
     graph: &Graph,
     info: &ContainerInfo,
     request: &EvalRequest,
+    progress: Option<ProgressFn>,
+) -> Result<EvalReport, EvalError> {
+    let data = std::slice::from_ref(&request.data);
+    let mut runtime = |options: &RunOptions| -> Result<Tensor, EvalError> {
+        first_output(run_with(graph, data, options)?)
+    };
+    evaluate_with(graph, info, request, progress, &mut runtime)
+}
+
+/// [`evaluate`] with the container's rows (every plane count and the stored mixed choice)
+/// computed by `execute`: the logits of `request.data` under the given plane counts, from
+/// another backend than the runtime (the MLIR JIT). The FP32 row and the baselines are float
+/// graphs and stay on the runtime.
+pub fn evaluate_with(
+    graph: &Graph,
+    info: &ContainerInfo,
+    request: &EvalRequest,
     mut progress: Option<ProgressFn>,
+    execute: &mut dyn FnMut(&RunOptions) -> Result<Tensor, EvalError>,
 ) -> Result<EvalReport, EvalError> {
     let data = std::slice::from_ref(&request.data);
     let labels = &request.labels;
@@ -71,13 +89,10 @@ pub fn evaluate(
     if let Some(&k) = planes.iter().find(|k| !available.contains(k)) {
         return Err(EvalError::PlanesUnavailable { k, available });
     }
-    let run_strata = |options: &RunOptions| -> Result<Tensor, EvalError> {
-        first_output(run_with(graph, data, options)?)
-    };
     // Per plane count, which samples the Strata model gets right (for the paired comparisons).
     let mut strata_correct: Vec<(u8, Vec<bool>)> = Vec::new();
     for &k in &planes {
-        let logits = run_strata(&RunOptions {
+        let logits = execute(&RunOptions {
             planes: Some(k),
             path,
             ..Default::default()
@@ -98,7 +113,7 @@ pub fn evaluate(
     if request.planes.is_none() {
         let mixed = info.default_layer_planes(graph)?;
         if !mixed.is_empty() {
-            let logits = run_strata(&RunOptions {
+            let logits = execute(&RunOptions {
                 path,
                 per_layer: mixed.clone(),
                 ..Default::default()

@@ -6,7 +6,7 @@ mod stats;
 
 use serde::Serialize;
 
-pub use evaluate::{evaluate, EvalRequest};
+pub use evaluate::{evaluate, evaluate_with, EvalRequest};
 pub use stats::{
     argmax, correct, mcnemar_exact, paired, score, weight_bytes, weight_bytes_per_layer,
 };
@@ -94,4 +94,7 @@ pub enum EvalError {
     Pipeline(#[from] strata_passes::PipelineError),
     #[error(transparent)]
     Container(#[from] strata_ir::container::ContainerError),
+    /// The executor given to [`evaluate_with`] failed (a backend other than the runtime).
+    #[error("{backend}: {reason}")]
+    Executor { backend: String, reason: String },
 }
