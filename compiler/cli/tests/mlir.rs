@@ -204,6 +204,27 @@ fn run_emit_and_build_through_mlir_match_the_runtime() {
     assert!(err.contains("`.strata` models"), "{err}");
 }
 
+/// `strata eval` of `model` on `images` through the MLIR JIT, then `extra` arguments.
+fn eval_mlir<'a>(
+    model: &'a str,
+    images: &'a str,
+    labels: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "eval",
+        model,
+        "--data",
+        images,
+        "--labels",
+        labels,
+        "--backend",
+        "mlir",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// The 16 test images' labels beside the compiled model.
 fn labels() -> String {
     let (dir, _, _) = files();
@@ -261,18 +282,7 @@ fn eval_through_mlir_matches_the_runtime() {
     // fp32 and the three plane counts, each scored on all 16 images.
     assert_eq!(rows.len(), 4, "{jit}");
     assert!(rows.iter().all(|r| r["top1"].as_f64().is_some()), "{jit}");
-    let err = fails(&[
-        "eval",
-        model,
-        "--data",
-        images,
-        "--labels",
-        &labels,
-        "--backend",
-        "mlir",
-        "--path",
-        "float",
-    ]);
+    let err = fails(&eval_mlir(model, images, &labels, &["--path", "float"]));
     assert!(err.contains("integer path"), "{err}");
 }
 
@@ -304,16 +314,7 @@ fn without_the_feature_mlir_commands_say_how_to_enable_it() {
             "--backend",
             "mlir",
         ],
-        vec![
-            "eval",
-            model,
-            "--data",
-            images,
-            "--labels",
-            &labels,
-            "--backend",
-            "mlir",
-        ],
+        eval_mlir(model, images, &labels, &[]),
     ] {
         let err = fails(&args);
         assert_eq!(err.lines().count(), 1, "{err}");
