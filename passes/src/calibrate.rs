@@ -179,10 +179,7 @@ impl RangeStats {
         // NaN, `seen` advances by one per value, so the kept values are a plain stride. One
         // vectorised pass over the order keys finds both extremes and any NaN (whose key lies
         // beyond ±∞).
-        let (klo, khi) = values.iter().fold((i32::MAX, i32::MIN), |(lo, hi), &v| {
-            let k = total_key(v);
-            (lo.min(k), hi.max(k))
-        });
+        let (klo, khi) = key_range(values);
         let nan_free = klo >= total_key(f32::NEG_INFINITY) && khi <= total_key(f32::INFINITY);
         if nan_free {
             if !values.is_empty() {
@@ -278,6 +275,15 @@ fn total_key(v: f32) -> i32 {
     b ^ (((b >> 31) as u32) >> 1) as i32
 }
 
+/// The smallest and largest [`total_key`] of `values` (`(i32::MAX, i32::MIN)` for none), in
+/// one pass that vectorizes, unlike a fold of `f32::min`.
+fn key_range(values: &[f32]) -> (i32, i32) {
+    values.iter().fold((i32::MAX, i32::MIN), |(lo, hi), &v| {
+        let k = total_key(v);
+        (lo.min(k), hi.max(k))
+    })
+}
+
 /// The inverse of [`total_key`] (the transform is an involution).
 fn from_total_key(k: i32) -> f32 {
     f32::from_bits((k ^ (((k >> 31) as u32) >> 1) as i32) as u32)
@@ -301,10 +307,7 @@ fn tails(values: &[f32], tail: usize) -> (f32, f32) {
     let (mut small_top, mut large_top) = (i32::MAX, i32::MIN);
     for block in values.chunks(TAIL_BLOCK) {
         if small.len() == tail && large.len() == tail {
-            let (lo, hi) = block.iter().fold((i32::MAX, i32::MIN), |(lo, hi), &v| {
-                let k = total_key(v);
-                (lo.min(k), hi.max(k))
-            });
+            let (lo, hi) = key_range(block);
             if lo >= small_top && hi <= large_top {
                 continue;
             }
@@ -768,17 +771,15 @@ mod tests {
         let mut s = 0x9e3779b97f4a7c15u64;
         // Dense specials (every 97 values), then rare ones among many values, so that most
         // blocks are passed over whole and a NaN of either sign sits in such a block.
-        for (n, period) in [
+        let cases = [
             (1usize, 97),
             (2, 97),
             (7, 97),
             (100, 97),
             (5000, 97),
             (20000, 97),
-        ]
-        .into_iter()
-        .chain([(100_000, 4099), (70_001, 65_537)])
-        {
+        ];
+        for (n, period) in cases.into_iter().chain([(100_000, 4099), (70_001, 65_537)]) {
             let v: Vec<f32> = (0..n)
                 .map(|i| {
                     s ^= s << 13;
