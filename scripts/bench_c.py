@@ -3,15 +3,18 @@
 
 Batch 1, one thread, the 500 fixture test images. In one run it:
   1. compiles models/mnist_cnn.onnx to .strata with the 256 fixture calibration images,
-  2. emits C for K = 8, 4, 2 (`strata emit-c --target x86-64-v3`) and builds each with
-     `gcc -std=c99 -O3 -march=x86-64-v3` into a timing harness,
+  2. emits C for K = 8, 6, 4, 3, 2 (`strata emit-c --target x86-64-v3`) and builds each with
+     `gcc -std=c99 -O3 -march=x86-64-v3` into a timing harness; the first K's build is also
+     timed through `model_run_planes` at lower run-time counts in every layer (--run-planes),
   3. quantizes the ONNX model with onnxruntime.quantization.quantize_static (QDQ, per-channel,
      int8 weights and activations, the same calibration images),
   4. times every engine over all images, interleaving the repetitions so that load from other
      processes hits them alike, and prints a markdown table of the median (and best-pass) µs
-     per image, the ratios against ORT FP32 and ORT int8, and top-1 on the 500 images.
+     per image, the weight bytes of each build, the ratios against the first K, ORT FP32 and
+     ORT int8, and top-1 on the 500 images.
 
-Usage (from anywhere): .venv/bin/python scripts/bench_c.py [--reps 15] [--planes 8,4,2]
+Usage (from anywhere): .venv/bin/python scripts/bench_c.py [--reps 15] [--planes 8,6,4,3,2]
+                       [--run-planes 6,4,3,2]
 Needs: gcc with x86-64-v3 support, an AVX2 CPU, the pinned .venv (onnxruntime, numpy).
 """
 
@@ -38,11 +41,13 @@ FIX = ROOT / "tests" / "fixtures" / "mnist"
 HARNESS = r"""
 #define _POSIX_C_SOURCE 199309L
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
 #include "model.h"
-/* usage: bench IMAGES.bin N REPS OUT.bin: prints microseconds per image for each repetition
- * (batch 1: one model_run per image), then writes the logits of the last repetition. */
+/* usage: bench IMAGES.bin N REPS OUT.bin [K]: prints microseconds per image for each
+ * repetition (batch 1: one model_run per image, or with K one model_run_planes at K planes in
+ * every layer), then writes the logits of the last repetition. */
 static double now(void)
 {
     struct timespec t;
@@ -55,7 +60,10 @@ int main(int argc, char **argv)
     int reps, r;
     float *x, *y;
     FILE *f;
-    if (argc != 5) return 2;
+    uint8_t ppl[MODEL_NUM_LAYERS];
+    int k = argc == 6 ? atoi(argv[5]) : 0;
+    if (argc != 5 && argc != 6) return 2;
+    for (i = 0; i < MODEL_NUM_LAYERS; ++i) ppl[i] = (uint8_t)k;
     n = atol(argv[2]);
     reps = atoi(argv[3]);
     x = malloc(sizeof(float) * MODEL_INPUT_SIZE * (size_t)n);
@@ -67,7 +75,8 @@ int main(int argc, char **argv)
     for (r = 0; r < reps; ++r) {
         double t0 = now();
         for (i = 0; i < n; ++i) {
-            if (model_run(x + i * MODEL_INPUT_SIZE, y + i * MODEL_OUTPUT_SIZE) != 0) return 5;
+            float *xi = x + i * MODEL_INPUT_SIZE, *yi = y + i * MODEL_OUTPUT_SIZE;
+            if ((k ? model_run_planes(xi, yi, ppl) : model_run(xi, yi)) != 0) return 5;
         }
         printf("%.3f\n", (now() - t0) / (double)n * 1e6);
     }
@@ -102,7 +111,10 @@ def run(cmd, **kw):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=15, help="timed passes over the images per engine")
-    ap.add_argument("--planes", default="8,4,2", help="plane counts K to emit")
+    ap.add_argument("--planes", default="8,6,4,3,2", help="plane counts K to emit")
+    ap.add_argument("--run-planes", default="6,4,3,2",
+                    help="run-time counts k to time through model_run_planes on the first K's build "
+                         "(every layer at k; empty: none)")
     ap.add_argument("--out", default=str(ROOT / "target" / "bench_c"), help="work directory")
     args = ap.parse_args()
     out = Path(args.out)
@@ -122,20 +134,29 @@ def main():
     engines = {}  # name -> callable running one timed pass, returning µs/img
     logits = {}
     cc_version = run(["gcc", "--version"]).splitlines()[0]
-    for k in [int(v) for v in args.planes.split(",")]:
+    weight_bytes = {}  # name -> MODEL_WEIGHT_BYTES of the build it runs
+    ks = [int(v) for v in args.planes.split(",")]
+    for k in ks:
         d = out / f"k{k}"
         run([strata, "emit-c", model, "--planes", str(k), "--target", "x86-64-v3", "--name", "model", "-o", d])
         (d / "bench.c").write_text(HARNESS)
         exe = d / "bench"
         run(["gcc", "-std=c99", "-O3", "-march=x86-64-v3", "-o", exe, d / "model.c", d / "bench.c", "-lm"])
-        name = f"strata C x86-64-v3 K={k}"
+        header = (d / "model.h").read_text()
+        wb = int(header.split("#define MODEL_WEIGHT_BYTES ")[1].split()[0])
+        runs = [(f"strata C x86-64-v3 K={k}", [])]
+        if k == ks[0] and args.run_planes:
+            runs += [(f"strata C x86-64-v3 K={k}, run_planes k={r}", [str(r)])
+                     for r in [int(v) for v in args.run_planes.split(",")]]
+        for name, extra in runs:
 
-        def c_pass(exe=exe, d=d, name=name):
-            t = float(run([exe, out / "images.bin", str(n), "1", d / "logits.bin"]).split()[0])
-            logits[name] = np.fromfile(d / "logits.bin", dtype=np.float32).reshape(n, -1)
-            return t
+            def c_pass(exe=exe, d=d, name=name, extra=extra):
+                t = float(run([exe, out / "images.bin", str(n), "1", d / "logits.bin", *extra]).split()[0])
+                logits[name] = np.fromfile(d / "logits.bin", dtype=np.float32).reshape(n, -1)
+                return t
 
-        engines[name] = c_pass
+            engines[name] = c_pass
+            weight_bytes[name] = wb
 
     print("quantizing with onnxruntime (QDQ, per-channel, int8) …", file=sys.stderr)
     fp32_path = ROOT / "models" / "mnist_cnn.onnx"
@@ -182,12 +203,16 @@ def main():
     print(f"\nMNIST CNN, batch 1, 1 thread, {n} images, median of {args.reps} passes; {cc_version}; "
           f"onnxruntime {ort.__version__}\n")
     best = {name: min(ts) for name, ts in times.items()}
-    print("| engine | µs/image (median) | × ORT FP32 | × ORT int8 | µs/image (best pass) | × ORT int8 (best) | top-1 |")
-    print("|---|---|---|---|---|---|---|")
+    top = f"strata C x86-64-v3 K={ks[0]}"
+    print(f"| engine | weight bytes | µs/image (median) | × {top[-3:]} | × ORT FP32 | × ORT int8 "
+          "| µs/image (best pass) | × ORT int8 (best) | top-1 |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in engines:
         acc = float((logits[name].argmax(1) == labels).mean())
-        print(f"| {name} | {med[name]:.1f} | {med[name] / fp32:.2f} | {med[name] / int8:.2f} "
-              f"| {best[name]:.1f} | {best[name] / best['onnxruntime int8 (QDQ)']:.2f} | {acc:.3f} |")
+        wb = f"{weight_bytes[name]:,}" if name in weight_bytes else "—"
+        print(f"| {name} | {wb} | {med[name]:.1f} | {med[name] / med[top]:.2f} | {med[name] / fp32:.2f} "
+              f"| {med[name] / int8:.2f} | {best[name]:.1f} | {best[name] / best['onnxruntime int8 (QDQ)']:.2f} "
+              f"| {acc:.3f} |")
     print("\n(× = latency ratio; below 1.00 is faster than the reference. On a shared machine the "
           "best pass is the least disturbed one.)")
 

@@ -143,9 +143,9 @@ fn list(d: &mut String, items: impl Iterator<Item = String>, per_line: usize) {
     d.push_str("\n};\n");
 }
 
-/// Layer `i`: weights `P`/`W` (+ tap offsets `T`), side tables `AL BE BI AC` (`AC`: scale,
-/// zero point and code range per count), counts `CN`,
-/// the layer struct `L` and the convolution struct `G`.
+/// Layer `i`: weights `P`/`W` (+ tap offsets `T` and code row sums `WS`), side tables
+/// `AL BE BI AC` (`AC`: scale, zero point and code range per count), counts `CN`, the layer
+/// struct `L` and the convolution struct `G`.
 fn print_layer(d: &mut String, i: usize, layer: &Layer) {
     let _ = writeln!(
         d,
@@ -184,10 +184,11 @@ fn print_layer(d: &mut String, i: usize, layer: &Layer) {
             );
         }
         Weights::Codes(b) => {
-            let (mb, taps, cpairs, k) = (b.row_blocks, b.taps, b.channel_pairs, layer.k);
+            let (mb, taps, cpairs, k, bits) =
+                (b.row_blocks, b.taps, b.channel_pairs, layer.k, b.bits);
             let _ = writeln!(
                 d,
-                "static const bq_layer L{i} = {{W{i}, AL{i}, BE{i}, BI{i}, AC{i}, CN{i}, T{i}, {n}u, {r}u, {k}u, {mb}u, {taps}u, {cpairs}u, {cols}u}};"
+                "static const bq_layer L{i} = {{W{i}, AL{i}, BE{i}, BI{i}, AC{i}, CN{i}, T{i}, WS{i}, {n}u, {r}u, {k}u, {mb}u, {taps}u, {cpairs}u, {cols}u, {bits}u}};"
             );
         }
     }
@@ -209,7 +210,8 @@ fn planes(d: &mut String, i: usize, bytes: &[u8]) {
     d.push_str("\n};\n");
 }
 
-/// The blocked codes as `int8_t W{i}[]` (32 a line) and the tap offsets `T{i}`.
+/// The blocked codes as `int8_t W{i}[]` (32 a line), the tap offsets `T{i}` and the row sums
+/// of the codes at each count `WS{i}`.
 fn codes(d: &mut String, i: usize, b: &CodeBlocks) {
     let _ = write!(d, "static const int8_t W{i}[{}] = {{", b.codes.len());
     for (n, v) in b.codes.iter().enumerate() {
@@ -224,6 +226,8 @@ fn codes(d: &mut String, i: usize, b: &CodeBlocks) {
         ts.len(),
         ts.join(", ")
     );
+    let _ = write!(d, "static const int32_t WS{i}[{}] = {{", b.row_sums.len());
+    list(d, b.row_sums.iter().map(|v| v.to_string()), 16);
 }
 
 /// `bp_conv G{i}` (packed planes) or `bq_conv G{i}` (codes, with the padded input a

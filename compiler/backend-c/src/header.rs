@@ -93,7 +93,7 @@ pub fn print_for(l: &Lowered, name: &str, generator: &str) -> String {
         "/* Constant data: {} 0..{}, side tables for plane counts <= {k}, constants. */",
         match l.layout {
             WeightLayout::Planes => "planes",
-            WeightLayout::Codes => "int8 codes rebuilt from planes",
+            WeightLayout::Codes => "codes (8, 4 or 2 bits) rebuilt from planes",
         },
         k - 1
     );

@@ -663,10 +663,11 @@ static void resize_linear(const float *x, float *y, unsigned rank, const size_t 
 }
 
 /*@section bq_common*/
-/* Layers whose weights are the unpacked K-plane codes (int8). Per group and block of 16 output
- * channels, for every kernel tap and channel pair, the 16x2 codes row by row; channels and
- * rows beyond the layer's are zero. The codes are rebuilt at emit time from planes 0..K-1
- * only; a run at k < K planes uses q_k = q_K >> (K - k) (floor), as the runtime does. */
+/* Layers whose weights are the K-plane codes. Per group and block of 16 output channels, for
+ * every kernel tap and channel pair, the 16x2 codes row by row (a chunk of 32); channels and
+ * rows beyond the layer's are zero. Chunks are stored at 8 bits a code, or packed at 4 (K <= 4)
+ * or 2 (K <= 2), so the weights shrink with K. The codes are rebuilt at emit time from planes
+ * 0..K-1 only; a run at k < K planes uses q_k = q_K >> (K - k) (floor), as the runtime does. */
 typedef struct {
     const int8_t *w;
     const float *alpha; /* [S][rows] */
@@ -675,7 +676,9 @@ typedef struct {
     const float *act;   /* [S][4]: scale, zero point, code range lo, hi */
     const uint8_t *counts;
     const uint32_t *toff; /* per tap: pixel offset in the padded input */
+    const int32_t *ws;    /* [S][rows]: each row's sum of its codes at that count */
     unsigned n_counts, rows, planes, mb, taps, cpairs, cols;
+    unsigned bits; /* per code: 8, or 4 / 2 (packed) when planes <= 4 / 2 */
 } bq_layer;
 
 /* Convolution geometry; hp, wp: the zero-padded input (input pixel (i, j) at (i+ph, j+pw));
@@ -692,6 +695,46 @@ static float bq_epi(float fa, float fb, float bias, int32_t acc, int32_t usum)
     t = t + v;
     return t + bias;
 }
+
+/* The offset d = zero - lo of the byte path: targets that define BQ_U8_MAX_K (convolutions)
+ * and BQ_U8_LINEAR_MAX_K multiply activations fed as bytes v = u + d (in [0, 255]) by the s8
+ * codes and subtract d * sum(q_k) per row (L->ws), exactly. -1 (the int16 kernels run) above
+ * max_k, or when the count's code range does not fit a byte. */
+static int bq_u8_offset(const bq_layer *L, unsigned k, unsigned j, unsigned max_k)
+{
+#ifdef BQ_U8_MAX_K
+    float zero = L->act[4 * j + 1], lo = L->act[4 * j + 2], hi = L->act[4 * j + 3];
+    float d = zero - lo;
+    if (k <= max_k && hi - lo <= 255.0f && d >= 0.0f && d <= 255.0f && d == (float)(int)d) {
+        return (int)d;
+    }
+#else
+    (void)L;
+    (void)k;
+    (void)j;
+    (void)max_k;
+#endif
+    return -1;
+}
+
+/* The byte path's largest plane count for convolutions and for fully connected layers (0:
+ * the target has none). */
+#ifdef BQ_U8_MAX_K
+#define BQ_U8_CONV_K BQ_U8_MAX_K
+#define BQ_U8_FC_K BQ_U8_LINEAR_MAX_K
+#else
+#define BQ_U8_CONV_K 0u
+#define BQ_U8_FC_K 0u
+#endif
+
+#ifdef BQ_U8_MAX_K
+/* Pairs of byte products an int16 lane can sum without overflow at k planes:
+ * |v0*q0 + v1*q1| <= 2 * 255 * 2^(k-1). */
+static unsigned bq_u8_run(unsigned k)
+{
+    return 32767u / (255u << (k < 1u ? 1u : k));
+}
+#endif
 
 /* alpha*scale and beta*scale of every row (the runtime's folding order). */
 static void bq_fold(const bq_layer *L, unsigned j, float scale)
@@ -710,8 +753,9 @@ static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, u
 {
     float scale = L->act[4 * j], zero = L->act[4 * j + 1];
     unsigned sh = L->planes - k, n = 2u * L->cpairs, b, r;
-    size_t blk = (size_t)L->cpairs * 32u;
+    size_t blk = (size_t)L->cpairs * 4u * L->bits;
     int32_t usum = 0, acc[16];
+    int dd;
     const float *bias = L->bias + (size_t)j * L->rows;
     bq_quant(x, L->cols, scale, zero, L->act[4 * j + 2], L->act[4 * j + 3], SX);
     for (r = L->cols; r < n; ++r) {
@@ -721,11 +765,30 @@ static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, u
         usum += SX[r];
     }
     bq_fold(L, j, scale);
+    dd = bq_u8_offset(L, k, j, BQ_U8_FC_K);
+    if (dd >= 0) {
+        /* Bytes v = u + d written over SX front to back: byte r lies in element r/2 <= r,
+         * which has been read already. */
+        uint8_t *xb = (uint8_t *)(void *)SX;
+        for (r = 0; r < n; ++r) {
+            xb[r] = (uint8_t)(SX[r] + dd);
+        }
+    }
     for (b = 0; b < L->mb; ++b) {
         unsigned r0 = 16u * b;
-        bq_tile1(L->w + b * blk, SX, L->cpairs, sh, acc);
+        const int32_t *ws = L->ws + (size_t)j * L->rows + r0;
+#ifdef BQ_U8_MAX_K
+        if (dd >= 0) {
+            bq_tile1_u8(L->w + b * blk, L->bits, (const uint8_t *)(const void *)SX, L->cpairs, sh,
+                        bq_u8_run(k), acc);
+        } else
+#endif
+        {
+            bq_tile1(L->w + b * blk, L->bits, SX, L->cpairs, sh, acc);
+        }
         for (r = 0; r < 16u && r0 + r < L->rows; ++r) {
-            float v = bq_epi(SFA[r0 + r], SFB[r0 + r], bias[r0 + r], acc[r], usum);
+            int32_t a = dd >= 0 ? acc[r] - dd * ws[r] : acc[r];
+            float v = bq_epi(SFA[r0 + r], SFB[r0 + r], bias[r0 + r], a, usum);
             y[r0 + r] = relu && v < 0.0f ? 0.0f : v;
         }
     }
@@ -745,29 +808,45 @@ static void bq_conv2d(const float *x, float *y, const bq_layer *L, const bq_conv
     unsigned sh = L->planes - k, cg = g->c / g->group, mg = g->m / g->group;
     unsigned cb = 2u * L->cpairs, cs = g->col ? 1u : cb * g->group, c, gi, b, r, q, t;
     size_t hw = (size_t)g->h * g->w, npix = (size_t)g->hp * g->wp, P = (size_t)g->oh * g->ow;
-    size_t blk = (size_t)L->taps * L->cpairs * 32u, i, p0;
+    size_t blk = (size_t)L->taps * L->cpairs * 4u * L->bits, i, p0;
     const float *bias = L->bias + (size_t)j * L->rows;
+    int dd = bq_u8_offset(L, k, j, BQ_U8_CONV_K);
+    /* The byte path's copy of the (padded or gathered) input, over SX: v = u + d. */
+    uint8_t *xb = (uint8_t *)(void *)SX;
     bq_quant(x, (size_t)g->c * hw, scale, zero, L->act[4 * j + 2], L->act[4 * j + 3], SQ);
     if (!g->col) {
-        memset(SX, 0, npix * cs * sizeof(int16_t));
+        /* Padding is u = 0: bytes d on the byte path. */
+        if (dd >= 0) {
+            memset(xb, dd, npix * cs);
+        } else {
+            memset(SX, 0, npix * cs * sizeof(int16_t));
+        }
         for (c = 0; c < g->c; ++c) {
             const int16_t *src = SQ + (size_t)c * hw;
-            int16_t *dst = SX + ((size_t)g->ph * g->wp + g->pw) * cs + (c / cg) * cb + c % cg;
+            size_t at = ((size_t)g->ph * g->wp + g->pw) * cs + (c / cg) * cb + c % cg;
             unsigned ih, iw;
             for (ih = 0; ih < g->h; ++ih) {
                 for (iw = 0; iw < g->w; ++iw) {
-                    dst[((size_t)ih * g->wp + iw) * cs] = src[(size_t)ih * g->w + iw];
+                    size_t o = at + ((size_t)ih * g->wp + iw) * cs;
+                    int16_t v = src[(size_t)ih * g->w + iw];
+                    if (dd >= 0) {
+                        xb[o] = (uint8_t)(v + dd);
+                    } else {
+                        SX[o] = v;
+                    }
                 }
             }
         }
     }
     bq_fold(L, j, scale);
     for (gi = 0; gi < g->group; ++gi) {
-        const int16_t *xg = SX + (g->col ? 0u : (size_t)gi * cb);
+        size_t g0 = g->col ? 0u : (size_t)gi * cb;
+        const int16_t *xg = SX + g0;
         if (g->col) {
             for (i = 0; i < P; ++i) {
                 long oh = (long)(i / g->ow), ow = (long)(i % g->ow);
                 int16_t *d = SX + i * cb;
+                uint8_t *db = xb + i * cb;
                 int32_t s = 0;
                 unsigned n = 0, a, bb;
                 for (c = 0; c < cg; ++c) {
@@ -780,15 +859,32 @@ static void bq_conv2d(const float *x, float *y, const bq_layer *L, const bq_conv
                             if (ih >= 0 && ih < (long)g->h && iw >= 0 && iw < (long)g->w) {
                                 v = plane[(size_t)ih * g->w + (size_t)iw];
                             }
-                            d[n++] = v;
+                            if (dd >= 0) {
+                                db[n++] = (uint8_t)(v + dd);
+                            } else {
+                                d[n++] = v;
+                            }
                             s += v;
                         }
                     }
                 }
                 for (; n < cb; ++n) {
-                    d[n] = 0;
+                    if (dd >= 0) {
+                        db[n] = (uint8_t)dd;
+                    } else {
+                        d[n] = 0;
+                    }
                 }
                 SUS[i] = s;
+            }
+        } else if (dd >= 0) {
+            /* Receptive-field sums of u = v - d: channel sums per pixel, then over the taps. */
+            for (i = 0; i < npix; ++i) {
+                int32_t s = -(int32_t)cb * dd;
+                for (c = 0; c < cb; ++c) {
+                    s += xb[g0 + i * cs + c];
+                }
+                SS[i] = s;
             }
         } else {
             /* Receptive-field sums of u: channel sums per pixel, then over the taps. */
@@ -799,6 +895,8 @@ static void bq_conv2d(const float *x, float *y, const bq_layer *L, const bq_conv
                 }
                 SS[i] = s;
             }
+        }
+        if (!g->col) {
             for (i = 0; i < P; ++i) {
                 size_t base = (i / g->ow) * g->sh * g->wp + (i % g->ow) * g->sw;
                 int32_t s = 0;
@@ -808,29 +906,47 @@ static void bq_conv2d(const float *x, float *y, const bq_layer *L, const bq_conv
                 SUS[i] = s;
             }
         }
-        for (p0 = 0; p0 < P; p0 += BQ_PT) {
-            size_t pos[BQ_PT];
-            unsigned np = P - p0 < BQ_PT ? (unsigned)(P - p0) : BQ_PT;
-            for (q = 0; q < BQ_PT; ++q) {
-                size_t p = p0 + (q < np ? q : 0);
-                pos[q] = g->col ? p * cb : ((p / g->ow) * g->sh * g->wp + (p % g->ow) * g->sw) * cs;
+        for (b = 0; b < L->mb; ++b) {
+            unsigned r0 = 16u * b, bits = L->bits;
+            const int8_t *w = L->w + ((size_t)gi * L->mb + b) * blk;
+            unsigned rows = mg - r0 < 16u ? mg - r0 : 16u;
+#ifdef BQ_PACKED
+            if (bits != 8u) {
+                /* Packed codes: unpacked once per block, read by every tile. */
+                bq_unpack(w, bits, (size_t)L->taps * L->cpairs, SW);
+                w = SW;
+                bits = 8u;
             }
-            for (b = 0; b < L->mb; ++b) {
-                unsigned r0 = 16u * b;
-                bq_tile(L->w + ((size_t)gi * L->mb + b) * blk, xg, pos, L->toff, L->taps, cs,
-                        L->cpairs, sh, y + (size_t)(gi * mg + r0) * P + p0, P,
-                        mg - r0 < 16u ? mg - r0 : 16u, np);
+#endif
+            for (p0 = 0; p0 < P; p0 += BQ_PT) {
+                size_t pos[BQ_PT];
+                unsigned np = P - p0 < BQ_PT ? (unsigned)(P - p0) : BQ_PT;
+                float *yt = y + (size_t)(gi * mg + r0) * P + p0;
+                for (q = 0; q < BQ_PT; ++q) {
+                    size_t p = p0 + (q < np ? q : 0);
+                    pos[q] = g->col ? p * cb
+                                    : ((p / g->ow) * g->sh * g->wp + (p % g->ow) * g->sw) * cs;
+                }
+#ifdef BQ_U8_MAX_K
+                if (dd >= 0) {
+                    bq_tile_u8(w, bits, xb + g0, pos, L->toff, L->taps, cs, L->cpairs, sh,
+                               bq_u8_run(k), yt, P, rows, np);
+                    continue;
+                }
+#endif
+                bq_tile(w, bits, xg, pos, L->toff, L->taps, cs, L->cpairs, sh, yt, P, rows, np);
             }
         }
         for (r = 0; r < mg; ++r) {
             unsigned ch = gi * mg + r;
             float fa = SFA[ch], fb = SFB[ch], bi = bias[ch];
             float *yr = y + (size_t)ch * P;
+            int32_t corr = dd >= 0 ? dd * L->ws[(size_t)j * L->rows + ch] : 0;
             for (i = 0; i < P; ++i) {
                 int32_t a;
                 float v;
                 memcpy(&a, yr + i, sizeof a);
-                v = bq_epi(fa, fb, bi, a, SUS[i]);
+                v = bq_epi(fa, fb, bi, a - corr, SUS[i]);
                 yr[i] = relu && v < 0.0f ? 0.0f : v;
             }
         }

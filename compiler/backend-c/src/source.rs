@@ -102,6 +102,10 @@ fn scratch(c: &mut String, l: &Lowered, sections: &BTreeSet<Section>, kernels: &
             s.pixel_sums.max(1),
             s.position_sums.max(1),
         );
+        // Packed (2- or 4-bit) convolutions unpack one row block at a time.
+        if s.unpacked > 0 {
+            let _ = writeln!(c, "#define BQ_PACKED 1\nstatic int8_t SW[{}];", s.unpacked);
+        }
     }
     let _ = writeln!(
         c,

@@ -511,7 +511,7 @@ fn mixed_precision_is_honoured_by_run_and_emit_c_and_survives_strip() {
 fn mixed_precision_c_matches_the_runtime_bit_for_bit() {
     let m = mixed();
     let loaded = read_container(&m.bytes).unwrap();
-    // Both weight layouts: int8 codes (generic, x86-64-v3) and packed planes (armv7m).
+    // Both weight layouts: codes (generic, x86-64-v3) and packed planes (armv7m).
     for (target, march) in [
         ("generic", None),
         ("x86-64-v3", Some("-march=x86-64-v3")),

@@ -93,7 +93,7 @@ fn mnist_header_snapshot() {
     .unwrap();
     insta::assert_snapshot!("mnist_cnn_k4_header", out.header);
     // Only planes 0..K are stored: with packed planes (armv7m) the K=4 source is about half
-    // the K=8 one; the code layouts store the same information as one int8 per weight.
+    // the K=8 one (the code layouts store 4-bit codes at K=4: see emit_c_targets' sizes).
     let packed = |planes: u8| EmitOptions {
         planes,
         name: "m".into(),

@@ -20,7 +20,7 @@
 
 mod new_ops;
 
-use new_ops::nets::{op_nets, small_net};
+use new_ops::nets::{edge_net, op_nets, small_net};
 
 use strata_test_support::{fmnist, mnist, rows, values, STRICT_C99};
 
@@ -111,6 +111,24 @@ fn small() -> &'static Graph {
 }
 
 /// The op nets, compiled with 16 calibration rows each.
+fn edges() -> &'static Graph {
+    static G: OnceLock<Graph> = OnceLock::new();
+    G.get_or_init(|| {
+        let calib = Tensor::from_f32(vec![8, 37, 9, 9], values(8 * 37 * 81, 41)).unwrap();
+        quantized(edge_net(), calib)
+    })
+}
+
+/// Inputs of `edges`: all +4 and all −4 (far outside the calibrated range: every activation
+/// code at an end of its range, the byte path's largest products), then two in range.
+fn edge_inputs() -> Tensor {
+    let n = 37 * 81;
+    let mut x = vec![4.0f32; n];
+    x.extend(vec![-4.0f32; n]);
+    x.extend(values(2 * n, 43));
+    Tensor::from_f32(vec![4, 37, 9, 9], x).unwrap()
+}
+
 fn ops() -> &'static [(&'static str, Graph)] {
     static G: OnceLock<Vec<(&'static str, Graph)>> = OnceLock::new();
     G.get_or_init(|| {
@@ -532,6 +550,7 @@ fn exactness_matrix_isa_compiler_target_planes() {
                 rows(&fmnist::fixture("images"), 0..4),
             )],
         ),
+        case("edges", vec![net("model", edges(), edge_inputs())]),
         case(
             "small",
             vec![net(

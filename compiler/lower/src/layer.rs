@@ -59,10 +59,17 @@ pub enum Weights {
 }
 
 /// The `k`-plane codes in blocks of 16 output channels × 2 input channels per kernel tap:
-/// `[group][row_blocks][taps][channel_pairs][16][2]` int8, zero padded.
+/// `[group][row_blocks][taps][channel_pairs][16][2]`, zero padded, each 32-code chunk (one
+/// tap and channel pair of a block) packed at [`CodeBlocks::bits`] bits a code.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CodeBlocks {
+    /// The packed chunks, `4 · bits` bytes each (bytes as `i8`; at 8 bits, the codes).
     pub codes: Vec<i8>,
+    /// Bits a code is stored in: the fewest of 2, 4 and 8 that hold `k`-plane codes, so the
+    /// weights shrink with `k` on every target. Chunk byte `i` holds, from its low bits up,
+    /// codes `i`, `i + 32/n`, … of the chunk (`n = 8 / bits` codes a byte), as `bits`-bit
+    /// two's complement: one shift and mask per group of codes unpacks them.
+    pub bits: u8,
     /// 16-row blocks per group.
     pub row_blocks: usize,
     /// Kernel taps per block row (1 for linear layers and im2col convolutions).
@@ -73,6 +80,10 @@ pub struct CodeBlocks {
     pub tap_offsets: Vec<usize>,
     /// Convolutions: the padded input the kernel reads.
     pub padded: Option<PaddedInput>,
+    /// `[counts][rows]`: each row's sum of its codes at each plane count (`Σ_c q_K >> (K −
+    /// k)`). Kernels that feed the activations as `u + d` (unsigned bytes for `u8 × s8`
+    /// products) subtract `d · Σ q_k` to get back the exact `Σ q_k · u`.
+    pub row_sums: Vec<i32>,
 }
 
 /// The zero-padded input of a code-layout convolution.
@@ -89,7 +100,7 @@ impl Layer {
     pub fn weight_bytes(&self) -> u64 {
         let weights = match &self.weights {
             Weights::Planes { bytes, .. } => bytes.len(),
-            Weights::Codes(c) => c.codes.len() + 4 * c.tap_offsets.len(),
+            Weights::Codes(c) => c.codes.len() + 4 * (c.tap_offsets.len() + c.row_sums.len()),
         };
         let n = self.counts.len();
         (weights + 4 * (3 * self.rows + 4) * n + n) as u64
@@ -189,7 +200,17 @@ pub(crate) fn lower_layer(
             let codes = layer
                 .codes()
                 .map_err(|e| unsupported(node, op, format!("planes: {e}")))?;
-            let (blocks, scratch) = code_blocks(&codes, rows, cols, conv.as_ref());
+            let (mut blocks, scratch) = code_blocks(&codes, k, rows, cols, conv.as_ref());
+            blocks.row_sums = tables
+                .iter()
+                .flat_map(|t| {
+                    let shift = k - t.k;
+                    // |Σ q_k| <= cols · 128 fits: cols was checked against MAX_Q · MAX_U.
+                    codes
+                        .chunks_exact(cols)
+                        .map(move |row| row.iter().map(|&q| q >> shift).sum::<i32>())
+                })
+                .collect();
             (Weights::Codes(blocks), scratch)
         }
     };
@@ -221,6 +242,7 @@ pub(crate) fn lower_layer(
 /// with the tap offsets, padded input and scratch of the kernel that reads them.
 fn code_blocks(
     codes: &[i32],
+    k: u8,
     rows: usize,
     cols: usize,
     conv: Option<&ConvGeometry>,
@@ -295,13 +317,67 @@ fn code_blocks(
             (vec![0], None)
         }
     };
+    let bits = code_bits(k);
+    if conv.is_some() && bits < 8 {
+        scratch.unpacked = taps * cpairs * 32;
+    }
     let blocks = CodeBlocks {
-        codes: w,
+        codes: if bits == 8 {
+            w
+        } else {
+            w.chunks_exact(32)
+                .flat_map(|c| pack_chunk(c, bits))
+                .collect()
+        },
+        bits,
         row_blocks: mb,
         taps,
         channel_pairs: cpairs,
         tap_offsets,
         padded,
+        row_sums: Vec::new(),
     };
     (blocks, scratch)
+}
+
+/// Bits a stored `k`-plane code takes in the code layout.
+pub(crate) fn code_bits(k: u8) -> u8 {
+    match k {
+        0..=2 => 2,
+        3..=4 => 4,
+        _ => 8,
+    }
+}
+
+/// One 32-code chunk at `bits` bits a code: byte `i` holds codes `i + j · 32/n` at bits
+/// `j · bits` (`n = 8 / bits`), two's complement truncated to `bits` bits.
+pub(crate) fn pack_chunk(chunk: &[i8], bits: u8) -> Vec<i8> {
+    let per_byte = usize::from(8 / bits);
+    let len = 32 / per_byte;
+    let mask = (1u16 << bits) - 1;
+    (0..len)
+        .map(|i| {
+            let byte = (0..per_byte).fold(0u16, |b, j| {
+                b | ((chunk[i + j * len] as u8 as u16) & mask) << (j * usize::from(bits))
+            });
+            byte as u8 as i8
+        })
+        .collect()
+}
+
+/// The inverse of [`pack_chunk`] (what the C targets' decoders compute): the 32 codes of a
+/// chunk stored at `bits` bits a code ([`CodeBlocks::bits`]: 2, 4 or 8; `packed` holds
+/// `4 · bits` bytes).
+#[cfg(test)]
+pub(crate) fn unpack_chunk(packed: &[i8], bits: u8) -> [i8; 32] {
+    let per_byte = usize::from(8 / bits);
+    let len = 32 / per_byte;
+    let mut out = [0i8; 32];
+    for (n, o) in out.iter_mut().enumerate() {
+        let (i, j) = (n % len, n / len);
+        // Shift the field to the top of the byte, then arithmetically back down.
+        let up = 8 - bits as u32 * (j as u32 + 1);
+        *o = ((packed[i] as u8) << up) as i8 >> (8 - bits);
+    }
+    out
 }

@@ -49,8 +49,9 @@ pub enum WeightLayout {
     /// The planes themselves as little-endian `u64` words (`k/8` bytes per weight): the
     /// size is the information kept.
     Planes,
-    /// The `k`-plane codes rebuilt from the planes, one `int8` per weight, in blocks of 16
-    /// output channels × 2 input channels per kernel tap (fast SIMD dot products).
+    /// The `k`-plane codes rebuilt from the planes, in blocks of 16 output channels × 2 input
+    /// channels per kernel tap (fast SIMD dot products), 8, 4 or 2 bits per weight by `k`
+    /// ([`CodeBlocks`]).
     Codes,
 }
 
@@ -385,6 +386,9 @@ pub struct Scratch {
     pub position_sums: usize,
     /// Code layout: the widest layer's output channels (two float folded-scale rows).
     pub rows: usize,
+    /// Code layout: one 16-row block of a packed (2- or 4-bit) convolution's codes unpacked to
+    /// int8, so the tiles that reuse it over every output position do not unpack it again.
+    pub unpacked: usize,
 }
 
 impl Scratch {
@@ -392,6 +396,7 @@ impl Scratch {
     pub fn bytes(&self) -> usize {
         2 * (self.input + self.column + self.quantized + self.padded)
             + 4 * (self.pixel_sums + self.position_sums + 2 * self.rows)
+            + self.unpacked
     }
 
     /// The element-wise maximum: scratch is shared by all layers.
@@ -404,6 +409,7 @@ impl Scratch {
             pixel_sums: self.pixel_sums.max(o.pixel_sums),
             position_sums: self.position_sums.max(o.position_sums),
             rows: self.rows.max(o.rows),
+            unpacked: self.unpacked.max(o.unpacked),
         }
     }
 }

@@ -283,6 +283,69 @@ fn code_layout_taps_and_padding() {
 }
 
 #[test]
+fn packed_chunks_round_trip_every_code() {
+    // Every code of each width, in every slot of a chunk (the edge codes -2^(b-1) and
+    // 2^(b-1) - 1 included): pack, unpack, compare.
+    for (bits, k) in [(2u8, 2u8), (4, 4), (8, 8)] {
+        assert_eq!(crate::layer::code_bits(k), bits);
+        let (lo, hi) = (-(1i16 << (bits - 1)), (1i16 << (bits - 1)) - 1);
+        for shift in 0..32 {
+            let chunk: Vec<i8> = (0..32)
+                .map(|n| (lo + ((n + shift) % (hi - lo + 1))) as i8)
+                .collect();
+            let packed = crate::layer::pack_chunk(&chunk, bits);
+            assert_eq!(packed.len(), 4 * usize::from(bits));
+            assert_eq!(
+                crate::layer::unpack_chunk(&packed, bits).to_vec(),
+                chunk,
+                "{bits} bits"
+            );
+        }
+    }
+    assert_eq!(crate::layer::code_bits(3), 4);
+    assert_eq!(crate::layer::code_bits(5), 8);
+}
+
+#[test]
+fn code_layout_shrinks_with_planes() {
+    // The same layer at K = 2, 4 and 8: 2, 4 and 8 bits a code, and the unpacked chunks are
+    // the K-plane codes (row 17, channel 3, tap 4 as in `code_layout_taps_and_padding`).
+    let mut g = Graph::new("packed");
+    let x = g.add_input("x", TensorType::known(DType::F32, &[1, 8, 5, 5]));
+    let mut ins = vec![x];
+    ins.extend(layer_consts(&mut g, "conv", 20, 72));
+    let c = op(&mut g, "conv", Op::Bitplane(conv(8, 20, 1)), &ins);
+    g.set_outputs(vec![c]);
+    let TensorData::U8(bytes) = g.constant_value(ins[1]).unwrap().data() else {
+        panic!("u8 planes")
+    };
+    let mut sizes = Vec::new();
+    for (k, bits) in [(2u8, 2u8), (4, 4), (8, 8)] {
+        let l = lower(&g, &options(k, WeightLayout::Codes)).unwrap();
+        let Weights::Codes(b) = &l.layers[0].weights else {
+            panic!("code layout")
+        };
+        assert_eq!(b.bits, bits);
+        assert_eq!(b.codes.len(), 2 * 9 * 4 * 4 * usize::from(bits));
+        let q = strata_ir::quant::prefix_codes(bytes, 20, 72, k).unwrap();
+        let chunk = (9 + 4) * 4 + 1;
+        let per = 4 * usize::from(bits);
+        let codes = crate::layer::unpack_chunk(&b.codes[chunk * per..(chunk + 1) * per], bits);
+        assert_eq!(codes[2 + 1] as i32, q[17 * 72 + 3 * 9 + 4], "K = {k}");
+        // Row sums per count: row 17 at the layer's own count is the sum of its codes.
+        let n = l.layers[0].counts.len();
+        assert_eq!(b.row_sums.len(), n * 20);
+        let own: i32 = q[17 * 72..18 * 72].iter().sum();
+        assert_eq!(b.row_sums[(n - 1) * 20 + 17], own, "K = {k}");
+        sizes.push(l.layers[0].weight_bytes());
+    }
+    assert!(
+        sizes[0] * 3 < sizes[2] && sizes[1] * 3 / 2 < sizes[2],
+        "{sizes:?}"
+    );
+}
+
+#[test]
 fn byte_counts_macs_and_scratch() {
     let g = net();
     // Packed planes at K = 4 keep planes 0..3 and the tables of counts 2 and 4:
@@ -317,12 +380,17 @@ fn byte_counts_macs_and_scratch() {
     // At K = 8 every plane and every table is kept.
     let l8 = lower(&g, &options(8, WeightLayout::Planes)).unwrap();
     assert_eq!(l8.layers[0].weight_bytes(), 8 * 48 + 4 * 22 * 3 + 3);
-    // Codes (im2col for 4 channels): one int8 per weight in 16×2 blocks, plus one offset.
+    // Codes (im2col for 4 channels): at K = 4 four bits per weight in chunks of 16×2 (16
+    // bytes), plus one offset and each row's code sum per count (2 counts).
     let l = lower(&g, &options(4, WeightLayout::Codes)).unwrap();
-    assert_eq!(l.layers[0].weight_bytes(), 18 * 32 + 4 + 178);
-    assert_eq!(l.layers[1].weight_bytes(), 27 * 32 + 4 + 106);
-    assert_eq!(l.weight_bytes(), 758 + 974 + 12);
-    assert_eq!(l.scratch_bytes(), 2 * (144 + 9 * 36) + 4 * (9 + 2 * 6));
+    assert_eq!(l.layers[0].weight_bytes(), 18 * 16 + 4 + 6 * 2 * 4 + 178);
+    assert_eq!(l.layers[1].weight_bytes(), 27 * 16 + 4 + 3 * 2 * 4 + 106);
+    assert_eq!(l.weight_bytes(), 518 + 566 + 12);
+    // Plus the conv's 4-bit codes of one 16-row block unpacked to int8 (18 chunks of 32).
+    assert_eq!(
+        l.scratch_bytes(),
+        2 * (144 + 9 * 36) + 4 * (9 + 2 * 6) + 18 * 32
+    );
     // The side tables are the rows of the kept counts; the activation range is 8-bit.
     assert_eq!(l.layers[1].act, [0.02, 0.0, 0.03, -3.0]);
     assert_eq!(l.layers[1].act_limits, [(-128.0, 127.0); 2]);

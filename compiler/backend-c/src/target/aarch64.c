@@ -8,10 +8,41 @@
 #define BQ_PT 4
 #define bq_quant bp_quantize
 
-/* The codes of channel 0 and 1 of a 16x2 block as int16, rows 0-7 and 8-15, at K - sh planes. */
-static void bq_load(const int8_t *w, int16x8_t shv, int16x8_t *c)
+/* Sign-extends the `bits`-bit fields in the low bits of every byte: (f ^ m) - m. */
+static int8x16_t bq_sext(uint8x16_t f, unsigned bits)
 {
-    int8x16x2_t v = vld2q_s8(w);
+    int8x16_t m = vdupq_n_s8((int8_t)(1 << (bits - 1u)));
+    return vsubq_s8(veorq_s8(vreinterpretq_s8_u8(f), m), m);
+}
+
+/* Codes 0-15 and 16-31 of a chunk packed at 4 or 2 bits a code (lowering: pack_chunk):
+ * masked out of shifted copies and sign-extended. */
+static void bq_dec(const int8_t *w, unsigned bits, int8x16_t *lo, int8x16_t *hi)
+{
+    if (bits == 4u) {
+        uint8x16_t b = vld1q_u8((const uint8_t *)w);
+        *lo = bq_sext(vandq_u8(b, vdupq_n_u8(15)), 4u);
+        *hi = bq_sext(vshrq_n_u8(b, 4), 4u);
+    } else {
+        uint8x8_t b = vld1_u8((const uint8_t *)w), m = vdup_n_u8(3);
+        *lo = bq_sext(vcombine_u8(vand_u8(b, m), vand_u8(vshr_n_u8(b, 2), m)), 2u);
+        *hi = bq_sext(vcombine_u8(vand_u8(vshr_n_u8(b, 4), m), vshr_n_u8(b, 6)), 2u);
+    }
+}
+
+/* The codes of channel 0 and 1 of a 16x2 block as int16, rows 0-7 and 8-15, at K - sh planes
+ * (packed chunks are decoded, then split into the even and odd codes). */
+static void bq_load(const int8_t *w, unsigned bits, int16x8_t shv, int16x8_t *c)
+{
+    int8x16x2_t v;
+    if (bits == 8u) {
+        v = vld2q_s8(w);
+    } else {
+        int8x16_t lo, hi;
+        bq_dec(w, bits, &lo, &hi);
+        v.val[0] = vuzp1q_s8(lo, hi);
+        v.val[1] = vuzp2q_s8(lo, hi);
+    }
     c[0] = vshlq_s16(vmovl_s8(vget_low_s8(v.val[0])), shv);
     c[1] = vshlq_s16(vmovl_high_s8(v.val[0]), shv);
     c[2] = vshlq_s16(vmovl_s8(vget_low_s8(v.val[1])), shv);
@@ -19,10 +50,24 @@ static void bq_load(const int8_t *w, int16x8_t shv, int16x8_t *c)
 }
 
 /*@section ktile*/
+#ifdef BQ_PACKED
+/* `chunks` packed chunks to int8 codes (8 bits a code) at out. */
+static void bq_unpack(const int8_t *w, unsigned bits, size_t chunks, int8_t *out)
+{
+    size_t c;
+    for (c = 0; c < chunks; ++c) {
+        int8x16_t lo, hi;
+        bq_dec(w + 4u * bits * c, bits, &lo, &hi);
+        vst1q_s8(out + 32u * c, lo);
+        vst1q_s8(out + 32u * c + 16u, hi);
+    }
+}
+#endif
+
 /* Stores the sums of rows r < rows, positions q < np as int32 bits at y[r * ys + q]. */
-static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const uint32_t *toff,
-                    unsigned taps, unsigned cs, unsigned cpairs, unsigned sh, float *y,
-                    size_t ys, unsigned rows, unsigned np)
+static void bq_tile(const int8_t *w, unsigned bits, const int16_t *x, const size_t *pos,
+                    const uint32_t *toff, unsigned taps, unsigned cs, unsigned cpairs,
+                    unsigned sh, float *y, size_t ys, unsigned rows, unsigned np)
 {
     int32x4_t a[BQ_PT][4];
     int32_t acc[16 * BQ_PT];
@@ -37,8 +82,8 @@ static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const 
         size_t off = (size_t)toff[t] * cs;
         for (p = 0; p < cpairs; ++p) {
             int16x8_t c[4];
-            bq_load(w, shv, c);
-            w += 32;
+            bq_load(w, bits, shv, c);
+            w += 4u * bits;
             for (q = 0; q < BQ_PT; ++q) {
                 const int16_t *xp = x + pos[q] + off + 2u * p;
                 int16_t x0 = xp[0], x1 = xp[1];
@@ -66,8 +111,8 @@ static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const 
 }
 
 /*@section ktile1*/
-static void bq_tile1(const int8_t *w, const int16_t *x, unsigned cpairs, unsigned sh,
-                     int32_t *acc)
+static void bq_tile1(const int8_t *w, unsigned bits, const int16_t *x, unsigned cpairs,
+                     unsigned sh, int32_t *acc)
 {
     int32x4_t a0 = vdupq_n_s32(0), a1 = a0, a2 = a0, a3 = a0;
     const int16x8_t shv = vdupq_n_s16((int16_t)(-(int)sh));
@@ -75,8 +120,8 @@ static void bq_tile1(const int8_t *w, const int16_t *x, unsigned cpairs, unsigne
     for (p = 0; p < cpairs; ++p) {
         int16x8_t c[4];
         int16_t x0 = x[2u * p], x1 = x[2u * p + 1u];
-        bq_load(w, shv, c);
-        w += 32;
+        bq_load(w, bits, shv, c);
+        w += 4u * bits;
         a0 = vmlal_n_s16(a0, vget_low_s16(c[0]), x0);
         a1 = vmlal_high_n_s16(a1, c[0], x0);
         a2 = vmlal_n_s16(a2, vget_low_s16(c[1]), x0);

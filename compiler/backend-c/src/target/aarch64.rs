@@ -1,4 +1,5 @@
-//! `aarch64`: NEON kernels (`aarch64.c`) with widening multiply-accumulates over int8 codes.
+//! `aarch64`: NEON kernels (`aarch64.c`) with widening multiply-accumulates over the codes
+//! (2- and 4-bit codes unpacked with NEON shifts and masks).
 
 use super::{TargetSpec, WeightLayout};
 

@@ -1,4 +1,4 @@
-//! `generic`: portable scalar C99 over unpacked int8 codes (see `generic.c`).
+//! `generic`: portable scalar C99 over the codes, unpacked as they are read (see `generic.c`).
 
 use super::{TargetSpec, WeightLayout};
 

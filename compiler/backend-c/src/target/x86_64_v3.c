@@ -1,8 +1,9 @@
 /*@section kcommon*/
-/* AVX2 kernels over the unpacked codes (target x86-64-v3). Products are exact: codes are
- * sign-extended to int16 and multiplied with the int16 activations by vpmaddwd, whose pairwise
- * int32 sums cannot overflow (|q| <= 128, |u| <= 384); vpmaddubsw (u8 x s8 with int16
- * saturation) is not used because it would saturate at 8 planes. */
+/* AVX2 kernels over the unpacked codes (target x86-64-v3). Products are exact: above
+ * BQ_U8_MAX_K planes codes are sign-extended to int16 and multiplied with the int16
+ * activations by vpmaddwd, whose pairwise int32 sums cannot overflow (|q| <= 128,
+ * |u| <= 384); at fewer planes vpmaddubsw multiplies activation bytes by the s8 codes, which
+ * cannot saturate (2 * 255 * 2^(k-1) < 2^15 for k <= 7). */
 #if !defined(__AVX2__)
 #error "target x86-64-v3 needs AVX2: compile with -march=x86-64-v3 (or -mavx2)"
 #endif
@@ -38,7 +39,72 @@ static __m256i bq_bcast(const int16_t *p)
     return _mm256_set1_epi32(v);
 }
 
+/* The 32 codes of one chunk (a tap and channel pair of a 16-row block) as s8, stored at
+ * `bits` bits a code (lowering: pack_chunk): the packed bytes are broadcast to every 64-bit
+ * lane (crumbs) or 128-bit half (nibbles), each lane shifted to its field by vpsrlvq, masked
+ * and sign-extended with (c ^ m) - m. */
+static __m256i bq_ld(const int8_t *w, unsigned bits)
+{
+    __m256i b, m;
+    if (bits == 8u) {
+        return _mm256_loadu_si256((const __m256i *)(const void *)w);
+    }
+    if (bits == 4u) {
+        b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)w));
+        b = _mm256_srlv_epi64(b, _mm256_set_epi64x(4, 4, 0, 0));
+        b = _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
+        m = _mm256_set1_epi8(8);
+    } else {
+        long long v;
+        memcpy(&v, w, sizeof v);
+        b = _mm256_srlv_epi64(_mm256_set1_epi64x(v), _mm256_set_epi64x(6, 4, 2, 0));
+        b = _mm256_and_si256(b, _mm256_set1_epi8(3));
+        m = _mm256_set1_epi8(2);
+    }
+    return _mm256_sub_epi8(_mm256_xor_si256(b, m), m);
+}
+
+/* The byte path (prelude: bq_u8_offset) up to this plane count: vpmaddubsw multiplies the
+ * activation bytes v = u + d by the s8 codes, 32 products per instruction into int16 pair
+ * sums, which are summed in int16 for bq_u8_run(k) steps before widening to int32: half the
+ * multiply instructions of vpmaddwd per product. At 6 planes (widening every 2 steps) the
+ * MNIST CNN still ran at 0.93x of the vpmaddwd kernel; at 7 (every step) at 1.11x, and
+ * 8-plane codes would saturate. */
+#define BQ_U8_MAX_K 6
+/* Fully connected layers at batch 1 read every code once: there the widening every 2 steps
+ * at 6 planes made a 4096 x 4096 GEMV 1.12x slower than vpmaddwd (0.97x at 5 planes). */
+#define BQ_U8_LINEAR_MAX_K 5
+#if BQ_PT != 6
+#error "bq_tile_u8 is unrolled for BQ_PT == 6"
+#endif
+
+static __m256i bq_bcast2(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return _mm256_set1_epi16((short)v);
+}
+
+/* s8 codes >> sh (arithmetic), 32 at a time (AVX2 has no byte shift): the 16-bit logical
+ * shift, the bits shifted in from the neighbour byte masked off, then sign extension. */
+static __m256i bq_sra8(__m256i w, __m128i shc, __m256i keep, __m256i sign)
+{
+    w = _mm256_and_si256(_mm256_srl_epi16(w, shc), keep);
+    return _mm256_sub_epi8(_mm256_xor_si256(w, sign), sign);
+}
+
 /*@section ktile*/
+#ifdef BQ_PACKED
+/* `chunks` packed chunks to int8 codes (8 bits a code) at out. */
+static void bq_unpack(const int8_t *w, unsigned bits, size_t chunks, int8_t *out)
+{
+    size_t c;
+    for (c = 0; c < chunks; ++c) {
+        _mm256_storeu_si256((__m256i *)(void *)(out + 32u * c), bq_ld(w + 4u * bits * c, bits));
+    }
+}
+#endif
+
 /* 8x8 transpose: r[q] holds rows 0-7 of position q on entry, positions 0-7 of row q on exit. */
 static void bq_tr8(__m256 *r)
 {
@@ -83,9 +149,9 @@ static void bq_put8(const __m256i *a, float *y, size_t ys, unsigned rows, unsign
 }
 
 /* Stores the sums of rows r < rows, positions q < np as int32 bits at y[r * ys + q]. */
-static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const uint32_t *toff,
-                    unsigned taps, unsigned cs, unsigned cpairs, unsigned sh, float *y,
-                    size_t ys, unsigned rows, unsigned np)
+static void bq_tile(const int8_t *w, unsigned bits, const int16_t *x, const size_t *pos,
+                    const uint32_t *toff, unsigned taps, unsigned cs, unsigned cpairs,
+                    unsigned sh, float *y, size_t ys, unsigned rows, unsigned np)
 {
     __m256i a0[BQ_PT], a1[BQ_PT];
     const __m128i shc = _mm_cvtsi32_si128((int)sh);
@@ -100,10 +166,10 @@ static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const 
             xt[q] = x + pos[q] + (size_t)toff[t] * cs;
         }
         for (p = 0; p < cpairs; ++p) {
-            __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)w));
-            __m256i w1 =
-                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(w + 16)));
-            w += 32;
+            __m256i c = bq_ld(w, bits);
+            __m256i w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(c));
+            __m256i w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(c, 1));
+            w += 4u * bits;
             if (sh) {
                 w0 = _mm256_sra_epi16(w0, shc);
                 w1 = _mm256_sra_epi16(w1, shc);
@@ -121,20 +187,125 @@ static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const 
     }
 }
 
+/* bq_tile over activation bytes: the same sums (v instead of u; the caller subtracts
+ * d * sum(q_k)). Two channel pairs at a time: their 16x2 code blocks are interleaved by
+ * row (unpack), so one dword broadcast of four activation bytes feeds both, and each int16
+ * lane pair holds one row's two pair sums; vpmaddwd by ones adds them into int32 every `run`
+ * steps. Lanes of the A sums are rows 0-3 and 8-11, of the B sums rows 4-7 and 12-15. */
+static void bq_tile_u8(const int8_t *w, unsigned bits, const uint8_t *x, const size_t *pos,
+                       const uint32_t *toff, unsigned taps, unsigned cs, unsigned cpairs,
+                       unsigned sh, unsigned run, float *y, size_t ys, unsigned rows, unsigned np)
+{
+    __m256i a[2 * BQ_PT], lo[BQ_PT], hi[BQ_PT];
+    __m256i s0a, s0b, s1a, s1b, s2a, s2b, s3a, s3b, s4a, s4b, s5a, s5b;
+    const __m128i shc = _mm_cvtsi32_si128((int)sh);
+    const __m256i keep = _mm256_set1_epi8((char)(0xFFu >> sh));
+    const __m256i sign = _mm256_set1_epi8((char)(0x80u >> sh));
+    const __m256i ones = _mm256_set1_epi16(1);
+    unsigned t, p, q, n = 0, first = 1;
+    s0a = s0b = s1a = s1b = s2a = s2b = s3a = s3b = s4a = s4b = s5a = s5b =
+        _mm256_setzero_si256();
+#define BQ_U8_POS(q, xq)                                                                      \
+    do {                                                                                      \
+        __m256i xv = bcast(xq);                                                               \
+        s##q##a = _mm256_add_epi16(s##q##a, _mm256_maddubs_epi16(xv, wa));                   \
+        s##q##b = _mm256_add_epi16(s##q##b, _mm256_maddubs_epi16(xv, wb));                    \
+    } while (0)
+#define BQ_U8_STEP                                                                            \
+    do {                                                                                      \
+        if (sh) {                                                                             \
+            w0 = bq_sra8(w0, shc, keep, sign);                                                \
+            w1 = bq_sra8(w1, shc, keep, sign);                                                \
+        }                                                                                     \
+        wa = _mm256_unpacklo_epi16(w0, w1);                                                   \
+        wb = _mm256_unpackhi_epi16(w0, w1);                                                   \
+        BQ_U8_POS(0, x0 + o);                                                                 \
+        BQ_U8_POS(1, x1 + o);                                                                 \
+        BQ_U8_POS(2, x2 + o);                                                                 \
+        BQ_U8_POS(3, x3 + o);                                                                 \
+        BQ_U8_POS(4, x4 + o);                                                                 \
+        BQ_U8_POS(5, x5 + o);                                                                 \
+        if (++n == run) {                                                                     \
+            n = 0;                                                                            \
+            BQ_U8_WIDEN;                                                                      \
+        }                                                                                     \
+    } while (0)
+#define BQ_U8_ACC(i, v)                                                                       \
+    do {                                                                                      \
+        __m256i m_ = _mm256_madd_epi16(v, ones);                                              \
+        a[i] = first ? m_ : _mm256_add_epi32(a[i], m_);                                       \
+        v = _mm256_setzero_si256();                                                           \
+    } while (0)
+#define BQ_U8_WIDEN                                                                           \
+    do {                                                                                      \
+        BQ_U8_ACC(0, s0a);                                                                    \
+        BQ_U8_ACC(1, s0b);                                                                    \
+        BQ_U8_ACC(2, s1a);                                                                    \
+        BQ_U8_ACC(3, s1b);                                                                    \
+        BQ_U8_ACC(4, s2a);                                                                    \
+        BQ_U8_ACC(5, s2b);                                                                    \
+        BQ_U8_ACC(6, s3a);                                                                    \
+        BQ_U8_ACC(7, s3b);                                                                    \
+        BQ_U8_ACC(8, s4a);                                                                    \
+        BQ_U8_ACC(9, s4b);                                                                    \
+        BQ_U8_ACC(10, s5a);                                                                   \
+        BQ_U8_ACC(11, s5b);                                                                   \
+        first = 0;                                                                            \
+    } while (0)
+    for (t = 0; t < taps; ++t) {
+        size_t off = (size_t)toff[t] * cs;
+        const uint8_t *x0 = x + pos[0] + off, *x1 = x + pos[1] + off, *x2 = x + pos[2] + off;
+        const uint8_t *x3 = x + pos[3] + off, *x4 = x + pos[4] + off, *x5 = x + pos[5] + off;
+        for (p = 0; p + 1u < cpairs; p += 2u) {
+            __m256i w0 = bq_ld(w, bits), w1 = bq_ld(w + 4u * bits, bits);
+            __m256i wa, wb;
+            size_t o = 2u * p;
+            w += 8u * bits;
+#define bcast(ptr) bq_bcast((const int16_t *)(const void *)(ptr))
+            BQ_U8_STEP;
+#undef bcast
+        }
+        if (p < cpairs) {
+            /* A lone last pair: its two bytes are read twice, against zero codes. */
+            __m256i w0 = bq_ld(w, bits), w1 = _mm256_setzero_si256();
+            __m256i wa, wb;
+            size_t o = 2u * p;
+            w += 4u * bits;
+#define bcast(ptr) bq_bcast2(ptr)
+            BQ_U8_STEP;
+#undef bcast
+        }
+    }
+    BQ_U8_WIDEN;
+#undef BQ_U8_POS
+#undef BQ_U8_STEP
+#undef BQ_U8_ACC
+#undef BQ_U8_WIDEN
+    for (q = 0; q < BQ_PT; ++q) {
+        lo[q] = _mm256_permute2x128_si256(a[2 * q], a[2 * q + 1], 0x20);
+        hi[q] = _mm256_permute2x128_si256(a[2 * q], a[2 * q + 1], 0x31);
+    }
+    bq_put8(lo, y, ys, rows, np);
+    if (rows > 8u) {
+        bq_put8(hi, y + 8u * ys, ys, rows - 8u, np);
+    }
+}
+
 /*@section ktile1*/
-static void bq_tile1(const int8_t *w, const int16_t *x, unsigned cpairs, unsigned sh,
-                     int32_t *acc)
+static void bq_tile1(const int8_t *w, unsigned bits, const int16_t *x, unsigned cpairs,
+                     unsigned sh, int32_t *acc)
 {
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
     const __m128i shc = _mm_cvtsi32_si128((int)sh);
     unsigned p = 0;
     for (; p + 2u <= cpairs; p += 2u) {
-        __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)w));
-        __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(w + 16)));
-        __m256i w2 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(w + 32)));
-        __m256i w3 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(w + 48)));
+        __m256i c0 = bq_ld(w, bits), c1 = bq_ld(w + 4u * bits, bits);
+        __m256i w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(c0));
+        __m256i w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(c0, 1));
+        __m256i w2 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(c1));
+        __m256i w3 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(c1, 1));
         __m256i x0 = bq_bcast(x + 2u * p), x1 = bq_bcast(x + 2u * p + 2u);
-        w += 64;
+        w += 8u * bits;
         if (sh) {
             w0 = _mm256_sra_epi16(w0, shc);
             w1 = _mm256_sra_epi16(w1, shc);
@@ -147,10 +318,11 @@ static void bq_tile1(const int8_t *w, const int16_t *x, unsigned cpairs, unsigne
         a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(w3, x1));
     }
     for (; p < cpairs; ++p) {
-        __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)w));
-        __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(w + 16)));
+        __m256i c0 = bq_ld(w, bits);
+        __m256i w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(c0));
+        __m256i w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(c0, 1));
         __m256i x0 = bq_bcast(x + 2u * p);
-        w += 32;
+        w += 4u * bits;
         if (sh) {
             w0 = _mm256_sra_epi16(w0, shc);
             w1 = _mm256_sra_epi16(w1, shc);
@@ -160,4 +332,41 @@ static void bq_tile1(const int8_t *w, const int16_t *x, unsigned cpairs, unsigne
     }
     _mm256_storeu_si256((__m256i *)(void *)acc, _mm256_add_epi32(a0, a2));
     _mm256_storeu_si256((__m256i *)(void *)(acc + 8), _mm256_add_epi32(a1, a3));
+}
+
+/* bq_tile1 over activation bytes, two channel pairs a step as in bq_tile_u8. */
+static void bq_tile1_u8(const int8_t *w, unsigned bits, const uint8_t *x, unsigned cpairs,
+                        unsigned sh, unsigned run, int32_t *acc)
+{
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, sa = a0, sb = a0;
+    const __m128i shc = _mm_cvtsi32_si128((int)sh);
+    const __m256i keep = _mm256_set1_epi8((char)(0xFFu >> sh));
+    const __m256i sign = _mm256_set1_epi8((char)(0x80u >> sh));
+    const __m256i ones = _mm256_set1_epi16(1);
+    unsigned p, n = 0;
+    for (p = 0; p < cpairs; p += 2u) {
+        int two = p + 1u < cpairs;
+        __m256i w0 = bq_ld(w, bits);
+        __m256i w1 = two ? bq_ld(w + 4u * bits, bits) : _mm256_setzero_si256();
+        __m256i xv = two ? bq_bcast((const int16_t *)(const void *)(x + 2u * p))
+                         : bq_bcast2(x + 2u * p);
+        w += 8u * bits;
+        if (sh) {
+            w0 = bq_sra8(w0, shc, keep, sign);
+            w1 = bq_sra8(w1, shc, keep, sign);
+        }
+        sa = _mm256_add_epi16(sa, _mm256_maddubs_epi16(xv, _mm256_unpacklo_epi16(w0, w1)));
+        sb = _mm256_add_epi16(sb, _mm256_maddubs_epi16(xv, _mm256_unpackhi_epi16(w0, w1)));
+        if (++n == run) {
+            n = 0;
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(sa, ones));
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(sb, ones));
+            sa = _mm256_setzero_si256();
+            sb = sa;
+        }
+    }
+    a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(sa, ones));
+    a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(sb, ones));
+    _mm256_storeu_si256((__m256i *)(void *)acc, _mm256_permute2x128_si256(a0, a1, 0x20));
+    _mm256_storeu_si256((__m256i *)(void *)(acc + 8), _mm256_permute2x128_si256(a0, a1, 0x31));
 }

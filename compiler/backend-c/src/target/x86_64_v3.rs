@@ -1,7 +1,8 @@
-//! `x86-64-v3`: AVX2 kernels (`x86_64_v3.c`): int8 codes sign-extended to int16 and
-//! multiplied with `vpmaddwd`, exact at every plane count; vectorised activation quantization.
-//! No AVX-512 path: this project's benchmark machine has no AVX-512, and the int8 codes need
-//! no popcount (VPOPCNTDQ would only pay for the bit-serial `W k A k` mode).
+//! `x86-64-v3`: AVX2 kernels (`x86_64_v3.c`): at up to 6 planes (run or stored), activation
+//! bytes times s8 codes with `vpmaddubsw`, summed in int16 as long as that is exact, so fewer
+//! planes take fewer instructions; above, int8 codes sign-extended to int16 and multiplied
+//! with `vpmaddwd`. Vectorised activation quantization.
+//! No AVX-512 path: the benchmark machine the project targets has no AVX-512.
 
 use super::{TargetSpec, WeightLayout};
 

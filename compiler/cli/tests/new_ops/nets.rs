@@ -85,6 +85,48 @@ pub fn small_net() -> Graph {
     g
 }
 
+/// The kernels' edge cases: every weight ±1, so each row's codes are the extreme codes of
+/// every plane count (`±127 >> (8 − k)`: `−2^(k−1)` and `2^(k−1) − 1` for k < 8), reduction
+/// lengths that are multiples of no vector width (37 channels × 3×3 = 333 and 2,997), and
+/// long enough that byte-product sums cross every int16 widening interval. Fed saturating
+/// inputs, its activations sit at both ends of the code range.
+pub fn edge_net() -> Graph {
+    let mut g = Graph::new("edges");
+    let x = g.add_input("x", batch_ty(&[37, 9, 9]));
+    let sign = |o: usize| if o % 2 == 0 { -1.0 } else { 1.0 };
+    let w = (0..20 * 333).map(|i| sign(i / 333)).collect();
+    let same3x3 = || {
+        Op::Conv(Conv {
+            kernel: vec![3, 3],
+            strides: vec![1, 1],
+            pads: vec![1, 1, 1, 1],
+            dilations: vec![1, 1],
+            group: 1,
+            has_bias: false,
+        })
+    };
+    let w = g.add_constant("w1", Tensor::from_f32(vec![20, 37, 3, 3], w).unwrap());
+    let h = op(&mut g, "c1", same3x3(), &[x, w]);
+    // 37 channels again (odd), so the fully connected layer reduces over 37 · 81 = 2,997.
+    let w = (0..37 * 180).map(|i| 0.1 * sign(i / 180 + i % 3)).collect();
+    let w = g.add_constant("w2", Tensor::from_f32(vec![37, 20, 3, 3], w).unwrap());
+    let h = op(&mut g, "c2", same3x3(), &[h, w]);
+    let h = op(&mut g, "flat", Op::Flatten { axis: 1 }, &[h]);
+    let w = (0..17 * 2997).map(|i| sign(i / 2997)).collect();
+    let w = g.add_constant("w3", Tensor::from_f32(vec![17, 2997], w).unwrap());
+    let gemm = Op::Gemm(Gemm {
+        alpha: 1.0,
+        beta: 1.0,
+        trans_a: false,
+        trans_b: true,
+        has_c: false,
+    });
+    let y = op(&mut g, "fc3", gemm, &[h, w]);
+    g.set_outputs(vec![y]);
+    strata_ir::verify(&g).unwrap();
+    g
+}
+
 fn pool2(kernel: usize, pads: [usize; 4], dil: [usize; 2]) -> Pool {
     Pool {
         kernel: vec![kernel, if dil[1] > 1 { 2 } else { kernel }],
