@@ -728,11 +728,17 @@ static int bq_u8_offset(const bq_layer *L, unsigned k, unsigned j, unsigned max_
 #endif
 
 #ifdef BQ_U8_MAX_K
-/* Pairs of byte products an int16 lane can sum without overflow at k planes:
- * |v0*q0 + v1*q1| <= 2 * 255 * 2^(k-1). */
+/* Steps an int16 lane can sum without overflow when every byte code is at most qmax in
+ * magnitude: one step adds |v0*q0 + v1*q1| <= 2 * 255 * qmax. */
+static unsigned bq_u8_steps(unsigned qmax)
+{
+    return 32767u / (510u * qmax);
+}
+
+/* The steps at k planes, whose codes reach -2^(k-1). */
 static unsigned bq_u8_run(unsigned k)
 {
-    return 32767u / (255u << (k < 1u ? 1u : k));
+    return bq_u8_steps(1u << (k < 1u ? 0u : k - 1u));
 }
 #endif
 
@@ -754,7 +760,8 @@ static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, u
     float scale = L->act[4 * j], zero = L->act[4 * j + 1];
     unsigned sh = L->planes - k, n = 2u * L->cpairs, b, r;
     size_t blk = (size_t)L->cpairs * 4u * L->bits;
-    int32_t usum = 0, acc[16];
+    int32_t usum = 0, vsum = 0, fb = 0, acc[16];
+    unsigned run = 0;
     int dd;
     const float *bias = L->bias + (size_t)j * L->rows;
     bq_quant(x, L->cols, scale, zero, L->act[4 * j + 2], L->act[4 * j + 3], SX);
@@ -772,7 +779,18 @@ static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, u
         uint8_t *xb = (uint8_t *)(void *)SX;
         for (r = 0; r < n; ++r) {
             xb[r] = (uint8_t)(SX[r] + dd);
+            vsum += xb[r];
         }
+#ifdef BQ_U8_MAX_K
+        /* Packed codes are multiplied as offset-binary fields f >> sh = q_k + fb (bq_tile1_u8),
+         * at most (2^bits - 1) >> sh. */
+        if (L->bits != 8u) {
+            fb = (int32_t)((1u << (L->bits - 1u)) >> sh);
+            run = bq_u8_steps(((1u << L->bits) - 1u) >> sh);
+        } else {
+            run = bq_u8_run(k);
+        }
+#endif
     }
     for (b = 0; b < L->mb; ++b) {
         unsigned r0 = 16u * b;
@@ -780,14 +798,15 @@ static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, u
 #ifdef BQ_U8_MAX_K
         if (dd >= 0) {
             bq_tile1_u8(L->w + b * blk, L->bits, (const uint8_t *)(const void *)SX, L->cpairs, sh,
-                        bq_u8_run(k), acc);
+                        run, acc);
         } else
 #endif
         {
+            (void)run;
             bq_tile1(L->w + b * blk, L->bits, SX, L->cpairs, sh, acc);
         }
         for (r = 0; r < 16u && r0 + r < L->rows; ++r) {
-            int32_t a = dd >= 0 ? acc[r] - dd * ws[r] : acc[r];
+            int32_t a = dd >= 0 ? acc[r] - dd * ws[r] - fb * vsum : acc[r];
             float v = bq_epi(SFA[r0 + r], SFB[r0 + r], bias[r0 + r], a, usum);
             y[r0 + r] = relu && v < 0.0f ? 0.0f : v;
         }
@@ -795,12 +814,12 @@ static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, u
 }
 
 /*@section bq_conv2d*/
-/* Convolution as tiles of BQ_PT output positions times 16 output channels. Direct mode: the
- * quantized input is copied channel-last into a zero-padded buffer and every kernel tap reads
- * it in place. im2col mode (layers with few input channels per group, where channel pairs
- * would be mostly padding): the receptive fields are copied out in ONNX order (c, kh, kw). The
- * int32 sums are parked in y (as bits, written by bq_tile) and turned into floats per
- * channel afterwards. */
+/* Convolution as tiles of BQ_PT (byte path: BQ_U8_PT) output positions times 16 output
+ * channels. Direct mode: the quantized input is copied channel-last into a zero-padded buffer
+ * and every kernel tap reads it in place. im2col mode (layers with few input channels per
+ * group, where channel pairs would be mostly padding): the receptive fields are copied out in
+ * ONNX order (c, kh, kw). The int32 sums are parked in y (as bits, written by bq_tile) and
+ * turned into floats per channel afterwards. */
 static void bq_conv2d(const float *x, float *y, const bq_layer *L, const bq_conv *g, unsigned k,
                       unsigned j, int relu)
 {
@@ -907,20 +926,24 @@ static void bq_conv2d(const float *x, float *y, const bq_layer *L, const bq_conv
             }
         }
         for (b = 0; b < L->mb; ++b) {
-            unsigned r0 = 16u * b, bits = L->bits;
+            unsigned r0 = 16u * b;
             const int8_t *w = L->w + ((size_t)gi * L->mb + b) * blk;
             unsigned rows = mg - r0 < 16u ? mg - r0 : 16u;
-#ifdef BQ_PACKED
-            if (bits != 8u) {
-                /* Packed codes: unpacked once per block, read by every tile. */
-                bq_unpack(w, bits, (size_t)L->taps * L->cpairs, SW);
-                w = SW;
-                bits = 8u;
+            unsigned pt = BQ_PT; /* positions per tile */
+#ifdef BQ_U8_MAX_K
+            if (dd >= 0) {
+                pt = BQ_U8_PT;
             }
 #endif
-            for (p0 = 0; p0 < P; p0 += BQ_PT) {
+            if (L->bits != 8u || sh) {
+                /* The block's codes as int8 at k planes (unpacked, shifted), once per call:
+                 * every tile reads them, so no tile decodes or shifts in its inner loop. */
+                bq_unpack(w, L->bits, sh, (size_t)L->taps * L->cpairs, SW);
+                w = SW;
+            }
+            for (p0 = 0; p0 < P; p0 += pt) {
                 size_t pos[BQ_PT];
-                unsigned np = P - p0 < BQ_PT ? (unsigned)(P - p0) : BQ_PT;
+                unsigned np = P - p0 < pt ? (unsigned)(P - p0) : pt;
                 float *yt = y + (size_t)(gi * mg + r0) * P + p0;
                 for (q = 0; q < BQ_PT; ++q) {
                     size_t p = p0 + (q < np ? q : 0);
@@ -929,12 +952,12 @@ static void bq_conv2d(const float *x, float *y, const bq_layer *L, const bq_conv
                 }
 #ifdef BQ_U8_MAX_K
                 if (dd >= 0) {
-                    bq_tile_u8(w, bits, xb + g0, pos, L->toff, L->taps, cs, L->cpairs, sh,
-                               bq_u8_run(k), yt, P, rows, np);
+                    bq_tile_u8(w, xb + g0, pos, L->toff, L->taps, cs, L->cpairs, bq_u8_run(k),
+                               yt, P, rows, np);
                     continue;
                 }
 #endif
-                bq_tile(w, bits, xg, pos, L->toff, L->taps, cs, L->cpairs, sh, yt, P, rows, np);
+                bq_tile(w, xg, pos, L->toff, L->taps, cs, L->cpairs, yt, P, rows, np);
             }
         }
         for (r = 0; r < mg; ++r) {

@@ -102,10 +102,8 @@ fn scratch(c: &mut String, l: &Lowered, sections: &BTreeSet<Section>, kernels: &
             s.pixel_sums.max(1),
             s.position_sums.max(1),
         );
-        // Packed (2- or 4-bit) convolutions unpack one row block at a time.
-        if s.unpacked > 0 {
-            let _ = writeln!(c, "#define BQ_PACKED 1\nstatic int8_t SW[{}];", s.unpacked);
-        }
+        // Convolutions prepare one row block of codes at a time (unpacked, shifted to k).
+        let _ = writeln!(c, "static int8_t SW[{}];", s.unpacked.max(1));
     }
     let _ = writeln!(
         c,

@@ -318,7 +318,9 @@ fn code_blocks(
         }
     };
     let bits = code_bits(k);
-    if conv.is_some() && bits < 8 {
+    // Every convolution may run below K at run time (`run_planes`): its tiles then read one
+    // block of codes shifted to k planes, prepared once per call like a packed block.
+    if conv.is_some() {
         scratch.unpacked = taps * cpairs * 32;
     }
     let blocks = CodeBlocks {
@@ -350,15 +352,25 @@ pub(crate) fn code_bits(k: u8) -> u8 {
 }
 
 /// One 32-code chunk at `bits` bits a code: byte `i` holds codes `i + j · 32/n` at bits
-/// `j · bits` (`n = 8 / bits`), two's complement truncated to `bits` bits.
+/// `j · bits` (`n = 8 / bits`), in offset binary: the field is `q + 2^(bits−1)`, which is
+/// never negative. A decoder subtracts one constant; the byte kernels multiply the fields
+/// themselves (shifted right for a lower run-time count, `(f >> s) = q_k + 2^(bits−1−s)`)
+/// and subtract `2^(bits−1−s) · Σ v` once per layer, which saves a sign extension per
+/// vector of codes where fully connected layers decode every code on every call.
+/// 8-bit codes are stored as they are (s8).
 pub(crate) fn pack_chunk(chunk: &[i8], bits: u8) -> Vec<i8> {
+    if bits == 8 {
+        return chunk.to_vec();
+    }
     let per_byte = usize::from(8 / bits);
     let len = 32 / per_byte;
-    let mask = (1u16 << bits) - 1;
+    let bias = 1i16 << (bits - 1);
     (0..len)
         .map(|i| {
             let byte = (0..per_byte).fold(0u16, |b, j| {
-                b | ((chunk[i + j * len] as u8 as u16) & mask) << (j * usize::from(bits))
+                let field = (i16::from(chunk[i + j * len]) + bias) as u16;
+                debug_assert!(field < 1 << bits, "code outside {bits} bits");
+                b | field << (j * usize::from(bits))
             });
             byte as u8 as i8
         })
@@ -370,14 +382,16 @@ pub(crate) fn pack_chunk(chunk: &[i8], bits: u8) -> Vec<i8> {
 /// `4 · bits` bytes).
 #[cfg(test)]
 pub(crate) fn unpack_chunk(packed: &[i8], bits: u8) -> [i8; 32] {
+    if bits == 8 {
+        return packed[..32].try_into().expect("32 codes");
+    }
     let per_byte = usize::from(8 / bits);
     let len = 32 / per_byte;
     let mut out = [0i8; 32];
     for (n, o) in out.iter_mut().enumerate() {
         let (i, j) = (n % len, n / len);
-        // Shift the field to the top of the byte, then arithmetically back down.
-        let up = 8 - bits as u32 * (j as u32 + 1);
-        *o = ((packed[i] as u8) << up) as i8 >> (8 - bits);
+        let field = (packed[i] as u8 >> (bits as usize * j)) & ((1u8 << bits) - 1);
+        *o = (i16::from(field) - (1i16 << (bits - 1))) as i8;
     }
     out
 }

@@ -386,8 +386,9 @@ pub struct Scratch {
     pub position_sums: usize,
     /// Code layout: the widest layer's output channels (two float folded-scale rows).
     pub rows: usize,
-    /// Code layout: one 16-row block of a packed (2- or 4-bit) convolution's codes unpacked to
-    /// int8, so the tiles that reuse it over every output position do not unpack it again.
+    /// Code layout: one 16-row block of a convolution's codes as int8 at the run-time plane
+    /// count (unpacked from 2 or 4 bits, shifted below K), prepared once per block so that
+    /// the tiles that reuse it over every output position neither unpack nor shift.
     pub unpacked: usize,
 }
 

@@ -277,6 +277,8 @@ fn code_layout_taps_and_padding() {
             pixel_sums: 49,
             position_sums: 25,
             rows: 20,
+            // One 16-row block of codes at the run-time count: 9 taps × 4 pairs × 32.
+            unpacked: 9 * 4 * 32,
             ..Scratch::default()
         }
     );
@@ -301,6 +303,14 @@ fn packed_chunks_round_trip_every_code() {
                 "{bits} bits"
             );
         }
+    }
+    // Offset binary below 8 bits: the lowest code is an all-zero field, the highest all ones
+    // (the byte kernels multiply the fields and correct by 2^(bits-1) per activation).
+    for bits in [2u8, 4] {
+        let lo = vec![-(1i8 << (bits - 1)); 32];
+        let hi = vec![(1i8 << (bits - 1)) - 1; 32];
+        assert!(crate::layer::pack_chunk(&lo, bits).iter().all(|&b| b == 0));
+        assert!(crate::layer::pack_chunk(&hi, bits).iter().all(|&b| b == -1));
     }
     assert_eq!(crate::layer::code_bits(3), 4);
     assert_eq!(crate::layer::code_bits(5), 8);

@@ -8,15 +8,14 @@
 #define BQ_PT 4
 #define bq_quant bp_quantize
 
-/* Sign-extends the `bits`-bit fields in the low bits of every byte: (f ^ m) - m. */
+/* The codes of `bits`-bit offset-binary fields in the low bits of every byte: f - 2^(bits-1). */
 static int8x16_t bq_sext(uint8x16_t f, unsigned bits)
 {
-    int8x16_t m = vdupq_n_s8((int8_t)(1 << (bits - 1u)));
-    return vsubq_s8(veorq_s8(vreinterpretq_s8_u8(f), m), m);
+    return vsubq_s8(vreinterpretq_s8_u8(f), vdupq_n_s8((int8_t)(1 << (bits - 1u))));
 }
 
 /* Codes 0-15 and 16-31 of a chunk packed at 4 or 2 bits a code (lowering: pack_chunk):
- * masked out of shifted copies and sign-extended. */
+ * masked out of shifted copies, less the offset. */
 static void bq_dec(const int8_t *w, unsigned bits, int8x16_t *lo, int8x16_t *hi)
 {
     if (bits == 4u) {
@@ -30,48 +29,35 @@ static void bq_dec(const int8_t *w, unsigned bits, int8x16_t *lo, int8x16_t *hi)
     }
 }
 
-/* The codes of channel 0 and 1 of a 16x2 block as int16, rows 0-7 and 8-15, at K - sh planes
- * (packed chunks are decoded, then split into the even and odd codes). */
-static void bq_load(const int8_t *w, unsigned bits, int16x8_t shv, int16x8_t *c)
-{
-    int8x16x2_t v;
-    if (bits == 8u) {
-        v = vld2q_s8(w);
-    } else {
-        int8x16_t lo, hi;
-        bq_dec(w, bits, &lo, &hi);
-        v.val[0] = vuzp1q_s8(lo, hi);
-        v.val[1] = vuzp2q_s8(lo, hi);
-    }
-    c[0] = vshlq_s16(vmovl_s8(vget_low_s8(v.val[0])), shv);
-    c[1] = vshlq_s16(vmovl_high_s8(v.val[0]), shv);
-    c[2] = vshlq_s16(vmovl_s8(vget_low_s8(v.val[1])), shv);
-    c[3] = vshlq_s16(vmovl_high_s8(v.val[1]), shv);
-}
 
 /*@section ktile*/
-#ifdef BQ_PACKED
-/* `chunks` packed chunks to int8 codes (8 bits a code) at out. */
-static void bq_unpack(const int8_t *w, unsigned bits, size_t chunks, int8_t *out)
+/* `chunks` chunks stored at `bits` bits a code to int8 codes at k = K - sh planes (an
+ * arithmetic shift right: vshlq_s8 by -sh). */
+static void bq_unpack(const int8_t *w, unsigned bits, unsigned sh, size_t chunks, int8_t *out)
 {
+    const int8x16_t shv = vdupq_n_s8((int8_t)(-(int)sh));
     size_t c;
     for (c = 0; c < chunks; ++c) {
         int8x16_t lo, hi;
-        bq_dec(w + 4u * bits * c, bits, &lo, &hi);
-        vst1q_s8(out + 32u * c, lo);
-        vst1q_s8(out + 32u * c + 16u, hi);
+        if (bits == 8u) {
+            lo = vld1q_s8(w + 32u * c);
+            hi = vld1q_s8(w + 32u * c + 16u);
+        } else {
+            bq_dec(w + 4u * bits * c, bits, &lo, &hi);
+        }
+        vst1q_s8(out + 32u * c, vshlq_s8(lo, shv));
+        vst1q_s8(out + 32u * c + 16u, vshlq_s8(hi, shv));
     }
 }
-#endif
 
-/* Stores the sums of rows r < rows, positions q < np as int32 bits at y[r * ys + q]. */
-static void bq_tile(const int8_t *w, unsigned bits, const int16_t *x, const size_t *pos,
-                    const uint32_t *toff, unsigned taps, unsigned cs, unsigned cpairs,
-                    unsigned sh, float *y, size_t ys, unsigned rows, unsigned np)
+/* Stores the sums of rows r < rows, positions q < np as int32 bits at y[r * ys + q]; w: int8
+ * codes (bq_unpack). */
+static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const uint32_t *toff,
+                    unsigned taps, unsigned cs, unsigned cpairs, float *y, size_t ys,
+                    unsigned rows, unsigned np)
 {
     int32x4_t a[BQ_PT][4];
     int32_t acc[16 * BQ_PT];
-    const int16x8_t shv = vdupq_n_s16((int16_t)(-(int)sh));
     unsigned t, p, q, r;
     for (q = 0; q < BQ_PT; ++q) {
         for (r = 0; r < 4u; ++r) {
@@ -81,9 +67,13 @@ static void bq_tile(const int8_t *w, unsigned bits, const int16_t *x, const size
     for (t = 0; t < taps; ++t) {
         size_t off = (size_t)toff[t] * cs;
         for (p = 0; p < cpairs; ++p) {
+            int8x16x2_t v = vld2q_s8(w);
             int16x8_t c[4];
-            bq_load(w, bits, shv, c);
-            w += 4u * bits;
+            c[0] = vmovl_s8(vget_low_s8(v.val[0]));
+            c[1] = vmovl_high_s8(v.val[0]);
+            c[2] = vmovl_s8(vget_low_s8(v.val[1]));
+            c[3] = vmovl_high_s8(v.val[1]);
+            w += 32;
             for (q = 0; q < BQ_PT; ++q) {
                 const int16_t *xp = x + pos[q] + off + 2u * p;
                 int16_t x0 = xp[0], x1 = xp[1];
@@ -111,6 +101,25 @@ static void bq_tile(const int8_t *w, unsigned bits, const int16_t *x, const size
 }
 
 /*@section ktile1*/
+/* The codes of channel 0 and 1 of a 16x2 block as int16, rows 0-7 and 8-15, at K - sh planes
+ * (packed chunks are decoded, then split into the even and odd codes). */
+static void bq_load(const int8_t *w, unsigned bits, int16x8_t shv, int16x8_t *c)
+{
+    int8x16x2_t v;
+    if (bits == 8u) {
+        v = vld2q_s8(w);
+    } else {
+        int8x16_t lo, hi;
+        bq_dec(w, bits, &lo, &hi);
+        v.val[0] = vuzp1q_s8(lo, hi);
+        v.val[1] = vuzp2q_s8(lo, hi);
+    }
+    c[0] = vshlq_s16(vmovl_s8(vget_low_s8(v.val[0])), shv);
+    c[1] = vshlq_s16(vmovl_high_s8(v.val[0]), shv);
+    c[2] = vshlq_s16(vmovl_s8(vget_low_s8(v.val[1])), shv);
+    c[3] = vshlq_s16(vmovl_high_s8(v.val[1]), shv);
+}
+
 static void bq_tile1(const int8_t *w, unsigned bits, const int16_t *x, unsigned cpairs,
                      unsigned sh, int32_t *acc)
 {

@@ -9,7 +9,8 @@ static int32_t bq_shr(int32_t q, unsigned s)
     return q >= 0 ? q >> s : -(int32_t)((uint32_t)(-(q + 1)) >> s) - 1;
 }
 
-/* Code n of a chunk stored at `bits` bits a code (lowering: pack_chunk). */
+/* Code n of a chunk stored at `bits` bits a code (lowering: pack_chunk; below 8 bits the
+ * field is q + 2^(bits-1)). */
 static int32_t bq_code(const int8_t *w, unsigned bits, unsigned n)
 {
     unsigned len = 4u * bits, f;
@@ -17,45 +18,28 @@ static int32_t bq_code(const int8_t *w, unsigned bits, unsigned n)
         return w[n];
     }
     f = ((unsigned)(uint8_t)w[n % len] >> (bits * (n / len))) & ((1u << bits) - 1u);
-    return (int32_t)f - (int32_t)((f & (1u << (bits - 1u))) << 1);
+    return (int32_t)f - (int32_t)(1u << (bits - 1u));
 }
 
-/* The 16x2 codes of one tap and channel pair at k = K - sh planes: c[r] for the first
- * channel, c[16 + r] for the second (contiguous per channel, so the row loops vectorise). */
-static void bq_load(const int8_t *w, unsigned bits, unsigned sh, int32_t *c)
-{
-    unsigned i;
-    for (i = 0; i < 16u; ++i) {
-        c[i] = bq_code(w, bits, 2u * i);
-        c[16u + i] = bq_code(w, bits, 2u * i + 1u);
-    }
-    if (sh) {
-        for (i = 0; i < 32u; ++i) {
-            c[i] = bq_shr(c[i], sh);
-        }
-    }
-}
 
 /*@section ktile*/
-#ifdef BQ_PACKED
-/* `chunks` packed chunks to int8 codes (8 bits a code) at out. */
-static void bq_unpack(const int8_t *w, unsigned bits, size_t chunks, int8_t *out)
+/* `chunks` chunks stored at `bits` bits a code to int8 codes at k = K - sh planes. */
+static void bq_unpack(const int8_t *w, unsigned bits, unsigned sh, size_t chunks, int8_t *out)
 {
     size_t c;
     unsigned n;
     for (c = 0; c < chunks; ++c) {
         for (n = 0; n < 32u; ++n) {
-            out[32u * c + n] = (int8_t)bq_code(w + 4u * bits * c, bits, n);
+            out[32u * c + n] = (int8_t)bq_shr(bq_code(w + 4u * bits * c, bits, n), sh);
         }
     }
 }
-#endif
 
 /* Sums of codes(r) * x[pos[q] + toff[t] * cs + .] over taps t and channels, for rows r < rows
- * and positions q < np, stored as int32 bits at y[r * ys + q]. */
-static void bq_tile(const int8_t *w, unsigned bits, const int16_t *x, const size_t *pos,
-                    const uint32_t *toff, unsigned taps, unsigned cs, unsigned cpairs,
-                    unsigned sh, float *y, size_t ys, unsigned rows, unsigned np)
+ * and positions q < np, stored as int32 bits at y[r * ys + q]; w: int8 codes (bq_unpack). */
+static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const uint32_t *toff,
+                    unsigned taps, unsigned cs, unsigned cpairs, float *y, size_t ys,
+                    unsigned rows, unsigned np)
 {
     int32_t a[16 * BQ_PT], c[32];
     unsigned t, p, q, r;
@@ -65,8 +49,11 @@ static void bq_tile(const int8_t *w, unsigned bits, const int16_t *x, const size
     for (t = 0; t < taps; ++t) {
         size_t off = (size_t)toff[t] * cs;
         for (p = 0; p < cpairs; ++p) {
-            bq_load(w, bits, sh, c);
-            w += 4u * bits;
+            for (r = 0; r < 16u; ++r) {
+                c[r] = w[2u * r];
+                c[16u + r] = w[2u * r + 1u];
+            }
+            w += 32;
             for (q = 0; q < BQ_PT; ++q) {
                 const int16_t *xp = x + pos[q] + off + 2u * p;
                 int32_t x0 = xp[0], x1 = xp[1];
@@ -84,6 +71,22 @@ static void bq_tile(const int8_t *w, unsigned bits, const int16_t *x, const size
 }
 
 /*@section ktile1*/
+/* The 16x2 codes of one tap and channel pair at k = K - sh planes: c[r] for the first
+ * channel, c[16 + r] for the second (contiguous per channel, so the row loops vectorise). */
+static void bq_load(const int8_t *w, unsigned bits, unsigned sh, int32_t *c)
+{
+    unsigned i;
+    for (i = 0; i < 16u; ++i) {
+        c[i] = bq_code(w, bits, 2u * i);
+        c[16u + i] = bq_code(w, bits, 2u * i + 1u);
+    }
+    if (sh) {
+        for (i = 0; i < 32u; ++i) {
+            c[i] = bq_shr(c[i], sh);
+        }
+    }
+}
+
 /* One position, one tap (fully connected layers): acc[r] for the 16 rows of the block. */
 static void bq_tile1(const int8_t *w, unsigned bits, const int16_t *x, unsigned cpairs,
                      unsigned sh, int32_t *acc)

@@ -39,29 +39,32 @@ static __m256i bq_bcast(const int16_t *p)
     return _mm256_set1_epi32(v);
 }
 
-/* The 32 codes of one chunk (a tap and channel pair of a 16-row block) as s8, stored at
- * `bits` bits a code (lowering: pack_chunk): the packed bytes are broadcast to every 64-bit
- * lane (crumbs) or 128-bit half (nibbles), each lane shifted to its field by vpsrlvq, masked
- * and sign-extended with (c ^ m) - m. */
-static __m256i bq_ld(const int8_t *w, unsigned bits)
+/* The 32 offset-binary fields of one chunk (a tap and channel pair of a 16-row block) stored
+ * at 4 or 2 bits a field (lowering: pack_chunk), shifted right by sh: the packed bytes are
+ * broadcast to every 64-bit lane (crumbs) or 128-bit half (nibbles), each lane shifted to
+ * its field (and sh further) by vpsrlvq and masked. f >> sh = q_k + 2^(bits-1-sh). */
+static __m256i bq_ldf(const int8_t *w, unsigned bits, unsigned sh)
 {
-    __m256i b, m;
-    if (bits == 8u) {
-        return _mm256_loadu_si256((const __m256i *)(const void *)w);
-    }
+    __m256i b;
     if (bits == 4u) {
         b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)w));
-        b = _mm256_srlv_epi64(b, _mm256_set_epi64x(4, 4, 0, 0));
-        b = _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
-        m = _mm256_set1_epi8(8);
+        b = _mm256_srlv_epi64(b, _mm256_set_epi64x(4 + sh, 4 + sh, sh, sh));
     } else {
         long long v;
         memcpy(&v, w, sizeof v);
-        b = _mm256_srlv_epi64(_mm256_set1_epi64x(v), _mm256_set_epi64x(6, 4, 2, 0));
-        b = _mm256_and_si256(b, _mm256_set1_epi8(3));
-        m = _mm256_set1_epi8(2);
+        b = _mm256_srlv_epi64(_mm256_set1_epi64x(v),
+                              _mm256_set_epi64x(6 + sh, 4 + sh, 2 + sh, sh));
     }
-    return _mm256_sub_epi8(_mm256_xor_si256(b, m), m);
+    return _mm256_and_si256(b, _mm256_set1_epi8((char)(((1u << bits) - 1u) >> sh)));
+}
+
+/* The 32 codes of one chunk as s8: 8-bit codes as stored, packed fields less the offset. */
+static __m256i bq_ld(const int8_t *w, unsigned bits)
+{
+    if (bits == 8u) {
+        return _mm256_loadu_si256((const __m256i *)(const void *)w);
+    }
+    return _mm256_sub_epi8(bq_ldf(w, bits, 0u), _mm256_set1_epi8((char)(1u << (bits - 1u))));
 }
 
 /* The byte path (prelude: bq_u8_offset) up to this plane count: vpmaddubsw multiplies the
@@ -74,8 +77,12 @@ static __m256i bq_ld(const int8_t *w, unsigned bits)
 /* Fully connected layers at batch 1 read every code once: there the widening every 2 steps
  * at 6 planes made a 4096 x 4096 GEMV 1.12x slower than vpmaddwd (0.97x at 5 planes). */
 #define BQ_U8_LINEAR_MAX_K 5
+/* Positions per byte-path tile: its 2 x 5 int16 accumulators, two code vectors, a broadcast
+ * and a product fit the 16 AVX2 registers (at 6 positions gcc kept two accumulators on the
+ * stack, and the store-to-load round trip each step made the MNIST CNN 9% slower). */
+#define BQ_U8_PT 5
 #if BQ_PT != 6
-#error "bq_tile_u8 is unrolled for BQ_PT == 6"
+#error "bq_tile is unrolled for BQ_PT == 6"
 #endif
 
 static __m256i bq_bcast2(const uint8_t *p)
@@ -94,16 +101,21 @@ static __m256i bq_sra8(__m256i w, __m128i shc, __m256i keep, __m256i sign)
 }
 
 /*@section ktile*/
-#ifdef BQ_PACKED
-/* `chunks` packed chunks to int8 codes (8 bits a code) at out. */
-static void bq_unpack(const int8_t *w, unsigned bits, size_t chunks, int8_t *out)
+/* `chunks` chunks stored at `bits` bits a code to int8 codes at k = K - sh planes. */
+static void bq_unpack(const int8_t *w, unsigned bits, unsigned sh, size_t chunks, int8_t *out)
 {
+    const __m128i shc = _mm_cvtsi32_si128((int)sh);
+    const __m256i keep = _mm256_set1_epi8((char)(0xFFu >> sh));
+    const __m256i sign = _mm256_set1_epi8((char)(0x80u >> sh));
     size_t c;
     for (c = 0; c < chunks; ++c) {
-        _mm256_storeu_si256((__m256i *)(void *)(out + 32u * c), bq_ld(w + 4u * bits * c, bits));
+        __m256i v = bq_ld(w + 4u * bits * c, bits);
+        if (sh) {
+            v = bq_sra8(v, shc, keep, sign);
+        }
+        _mm256_storeu_si256((__m256i *)(void *)(out + 32u * c), v);
     }
 }
-#endif
 
 /* 8x8 transpose: r[q] holds rows 0-7 of position q on entry, positions 0-7 of row q on exit. */
 static void bq_tr8(__m256 *r)
@@ -126,20 +138,25 @@ static void bq_tr8(__m256 *r)
     r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 
-/* Rows 0-7 of the tile (one vector per position) to y[r * ys + q], r < rows, q < np, as bits. */
-static void bq_put8(const __m256i *a, float *y, size_t ys, unsigned rows, unsigned np)
+/* Rows 0-7 of a tile of n <= 6 positions (one vector each) to y[r * ys + q], r < rows,
+ * q < np <= n, as bits. */
+static void bq_put8(const __m256i *a, unsigned n, float *y, size_t ys, unsigned rows,
+                    unsigned np)
 {
     __m256 v[8];
     unsigned q, r;
     for (q = 0; q < 8u; ++q) {
-        v[q] = q < BQ_PT ? _mm256_castsi256_ps(a[q < BQ_PT ? q : 0]) : _mm256_setzero_ps();
+        v[q] = q < n ? _mm256_castsi256_ps(a[q < n ? q : 0]) : _mm256_setzero_ps();
     }
     bq_tr8(v);
     for (r = 0; r < rows && r < 8u; ++r) {
         float *d = y + r * ys;
-        if (np == BQ_PT) {
+        if (np == 6u) {
             _mm_storeu_ps(d, _mm256_castps256_ps128(v[r]));
             _mm_storel_pi((__m64 *)(void *)(d + 4), _mm256_extractf128_ps(v[r], 1));
+        } else if (np == 5u) {
+            _mm_storeu_ps(d, _mm256_castps256_ps128(v[r]));
+            _mm_store_ss(d + 4, _mm256_extractf128_ps(v[r], 1));
         } else {
             float lane[8];
             _mm256_storeu_ps(lane, v[r]);
@@ -148,42 +165,47 @@ static void bq_put8(const __m256i *a, float *y, size_t ys, unsigned rows, unsign
     }
 }
 
-/* Stores the sums of rows r < rows, positions q < np as int32 bits at y[r * ys + q]. */
-static void bq_tile(const int8_t *w, unsigned bits, const int16_t *x, const size_t *pos,
-                    const uint32_t *toff, unsigned taps, unsigned cs, unsigned cpairs,
-                    unsigned sh, float *y, size_t ys, unsigned rows, unsigned np)
+/* Stores the sums of rows r < rows, positions q < np as int32 bits at y[r * ys + q]; w: int8
+ * codes (bq_unpack). One named accumulator per position and half (an array here was
+ * zeroed in memory with rep stos on every call: 12% slower on the MNIST CNN). */
+static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const uint32_t *toff,
+                    unsigned taps, unsigned cs, unsigned cpairs, float *y, size_t ys,
+                    unsigned rows, unsigned np)
 {
-    __m256i a0[BQ_PT], a1[BQ_PT];
-    const __m128i shc = _mm_cvtsi32_si128((int)sh);
-    unsigned t, p, q;
-    for (q = 0; q < BQ_PT; ++q) {
-        a0[q] = _mm256_setzero_si256();
-        a1[q] = _mm256_setzero_si256();
-    }
+    __m256i o[BQ_PT];
+    __m256i a00, a01, a02, a03, a04, a05, a10, a11, a12, a13, a14, a15;
+    unsigned t, p;
+    a00 = a01 = a02 = a03 = a04 = a05 = a10 = a11 = a12 = a13 = a14 = a15 =
+        _mm256_setzero_si256();
+#define BQ_I16_POS(q)                                                                         \
+    do {                                                                                      \
+        __m256i xb = bq_bcast(x##q + 2u * p);                                                 \
+        a0##q = _mm256_add_epi32(a0##q, _mm256_madd_epi16(w0, xb));                           \
+        a1##q = _mm256_add_epi32(a1##q, _mm256_madd_epi16(w1, xb));                           \
+    } while (0)
     for (t = 0; t < taps; ++t) {
-        const int16_t *xt[BQ_PT];
-        for (q = 0; q < BQ_PT; ++q) {
-            xt[q] = x + pos[q] + (size_t)toff[t] * cs;
-        }
+        size_t off = (size_t)toff[t] * cs;
+        const int16_t *x0 = x + pos[0] + off, *x1 = x + pos[1] + off, *x2 = x + pos[2] + off;
+        const int16_t *x3 = x + pos[3] + off, *x4 = x + pos[4] + off, *x5 = x + pos[5] + off;
         for (p = 0; p < cpairs; ++p) {
-            __m256i c = bq_ld(w, bits);
-            __m256i w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(c));
-            __m256i w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(c, 1));
-            w += 4u * bits;
-            if (sh) {
-                w0 = _mm256_sra_epi16(w0, shc);
-                w1 = _mm256_sra_epi16(w1, shc);
-            }
-            for (q = 0; q < BQ_PT; ++q) {
-                __m256i xb = bq_bcast(xt[q] + 2u * p);
-                a0[q] = _mm256_add_epi32(a0[q], _mm256_madd_epi16(w0, xb));
-                a1[q] = _mm256_add_epi32(a1[q], _mm256_madd_epi16(w1, xb));
-            }
+            __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)w));
+            __m256i w1 =
+                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(w + 16)));
+            w += 32;
+            BQ_I16_POS(0);
+            BQ_I16_POS(1);
+            BQ_I16_POS(2);
+            BQ_I16_POS(3);
+            BQ_I16_POS(4);
+            BQ_I16_POS(5);
         }
     }
-    bq_put8(a0, y, ys, rows, np);
+#undef BQ_I16_POS
+    o[0] = a00, o[1] = a01, o[2] = a02, o[3] = a03, o[4] = a04, o[5] = a05;
+    bq_put8(o, BQ_PT, y, ys, rows, np);
     if (rows > 8u) {
-        bq_put8(a1, y + 8u * ys, ys, rows - 8u, np);
+        o[0] = a10, o[1] = a11, o[2] = a12, o[3] = a13, o[4] = a14, o[5] = a15;
+        bq_put8(o, BQ_PT, y + 8u * ys, ys, rows - 8u, np);
     }
 }
 
@@ -192,18 +214,15 @@ static void bq_tile(const int8_t *w, unsigned bits, const int16_t *x, const size
  * row (unpack), so one dword broadcast of four activation bytes feeds both, and each int16
  * lane pair holds one row's two pair sums; vpmaddwd by ones adds them into int32 every `run`
  * steps. Lanes of the A sums are rows 0-3 and 8-11, of the B sums rows 4-7 and 12-15. */
-static void bq_tile_u8(const int8_t *w, unsigned bits, const uint8_t *x, const size_t *pos,
-                       const uint32_t *toff, unsigned taps, unsigned cs, unsigned cpairs,
-                       unsigned sh, unsigned run, float *y, size_t ys, unsigned rows, unsigned np)
+static void bq_tile_u8(const int8_t *w, const uint8_t *x, const size_t *pos, const uint32_t *toff,
+                       unsigned taps, unsigned cs, unsigned cpairs, unsigned run, float *y,
+                       size_t ys, unsigned rows, unsigned np)
 {
-    __m256i a[2 * BQ_PT], lo[BQ_PT], hi[BQ_PT];
-    __m256i s0a, s0b, s1a, s1b, s2a, s2b, s3a, s3b, s4a, s4b, s5a, s5b;
-    const __m128i shc = _mm_cvtsi32_si128((int)sh);
-    const __m256i keep = _mm256_set1_epi8((char)(0xFFu >> sh));
-    const __m256i sign = _mm256_set1_epi8((char)(0x80u >> sh));
+    __m256i a[2 * BQ_U8_PT], lo[BQ_U8_PT], hi[BQ_U8_PT];
+    __m256i s0a, s0b, s1a, s1b, s2a, s2b, s3a, s3b, s4a, s4b;
     const __m256i ones = _mm256_set1_epi16(1);
     unsigned t, p, q, n = 0, first = 1;
-    s0a = s0b = s1a = s1b = s2a = s2b = s3a = s3b = s4a = s4b = s5a = s5b =
+    s0a = s0b = s1a = s1b = s2a = s2b = s3a = s3b = s4a = s4b =
         _mm256_setzero_si256();
 #define BQ_U8_POS(q, xq)                                                                      \
     do {                                                                                      \
@@ -213,10 +232,6 @@ static void bq_tile_u8(const int8_t *w, unsigned bits, const uint8_t *x, const s
     } while (0)
 #define BQ_U8_STEP                                                                            \
     do {                                                                                      \
-        if (sh) {                                                                             \
-            w0 = bq_sra8(w0, shc, keep, sign);                                                \
-            w1 = bq_sra8(w1, shc, keep, sign);                                                \
-        }                                                                                     \
         wa = _mm256_unpacklo_epi16(w0, w1);                                                   \
         wb = _mm256_unpackhi_epi16(w0, w1);                                                   \
         BQ_U8_POS(0, x0 + o);                                                                 \
@@ -224,7 +239,6 @@ static void bq_tile_u8(const int8_t *w, unsigned bits, const uint8_t *x, const s
         BQ_U8_POS(2, x2 + o);                                                                 \
         BQ_U8_POS(3, x3 + o);                                                                 \
         BQ_U8_POS(4, x4 + o);                                                                 \
-        BQ_U8_POS(5, x5 + o);                                                                 \
         if (++n == run) {                                                                     \
             n = 0;                                                                            \
             BQ_U8_WIDEN;                                                                      \
@@ -248,29 +262,29 @@ static void bq_tile_u8(const int8_t *w, unsigned bits, const uint8_t *x, const s
         BQ_U8_ACC(7, s3b);                                                                    \
         BQ_U8_ACC(8, s4a);                                                                    \
         BQ_U8_ACC(9, s4b);                                                                    \
-        BQ_U8_ACC(10, s5a);                                                                   \
-        BQ_U8_ACC(11, s5b);                                                                   \
         first = 0;                                                                            \
     } while (0)
     for (t = 0; t < taps; ++t) {
         size_t off = (size_t)toff[t] * cs;
         const uint8_t *x0 = x + pos[0] + off, *x1 = x + pos[1] + off, *x2 = x + pos[2] + off;
-        const uint8_t *x3 = x + pos[3] + off, *x4 = x + pos[4] + off, *x5 = x + pos[5] + off;
+        const uint8_t *x3 = x + pos[3] + off, *x4 = x + pos[4] + off;
         for (p = 0; p + 1u < cpairs; p += 2u) {
-            __m256i w0 = bq_ld(w, bits), w1 = bq_ld(w + 4u * bits, bits);
+            __m256i w0 = _mm256_loadu_si256((const __m256i *)(const void *)w);
+            __m256i w1 = _mm256_loadu_si256((const __m256i *)(const void *)(w + 32));
             __m256i wa, wb;
             size_t o = 2u * p;
-            w += 8u * bits;
+            w += 64;
 #define bcast(ptr) bq_bcast((const int16_t *)(const void *)(ptr))
             BQ_U8_STEP;
 #undef bcast
         }
         if (p < cpairs) {
             /* A lone last pair: its two bytes are read twice, against zero codes. */
-            __m256i w0 = bq_ld(w, bits), w1 = _mm256_setzero_si256();
+            __m256i w0 = _mm256_loadu_si256((const __m256i *)(const void *)w);
+            __m256i w1 = _mm256_setzero_si256();
             __m256i wa, wb;
             size_t o = 2u * p;
-            w += 4u * bits;
+            w += 32;
 #define bcast(ptr) bq_bcast2(ptr)
             BQ_U8_STEP;
 #undef bcast
@@ -281,13 +295,13 @@ static void bq_tile_u8(const int8_t *w, unsigned bits, const uint8_t *x, const s
 #undef BQ_U8_STEP
 #undef BQ_U8_ACC
 #undef BQ_U8_WIDEN
-    for (q = 0; q < BQ_PT; ++q) {
+    for (q = 0; q < BQ_U8_PT; ++q) {
         lo[q] = _mm256_permute2x128_si256(a[2 * q], a[2 * q + 1], 0x20);
         hi[q] = _mm256_permute2x128_si256(a[2 * q], a[2 * q + 1], 0x31);
     }
-    bq_put8(lo, y, ys, rows, np);
+    bq_put8(lo, BQ_U8_PT, y, ys, rows, np);
     if (rows > 8u) {
-        bq_put8(hi, y + 8u * ys, ys, rows - 8u, np);
+        bq_put8(hi, BQ_U8_PT, y + 8u * ys, ys, rows - 8u, np);
     }
 }
 
@@ -334,7 +348,10 @@ static void bq_tile1(const int8_t *w, unsigned bits, const int16_t *x, unsigned 
     _mm256_storeu_si256((__m256i *)(void *)(acc + 8), _mm256_add_epi32(a1, a3));
 }
 
-/* bq_tile1 over activation bytes, two channel pairs a step as in bq_tile_u8. */
+/* bq_tile1 over activation bytes, two channel pairs a step as in bq_tile_u8. Packed codes are
+ * multiplied as their offset-binary fields >> sh (bq_ldf: no sign extension), so the sums
+ * are of v * (q_k + 2^(bits-1-sh)): the caller subtracts 2^(bits-1-sh) * sum(v). `run`
+ * bounds the fields' magnitude, not the codes'. */
 static void bq_tile1_u8(const int8_t *w, unsigned bits, const uint8_t *x, unsigned cpairs,
                         unsigned sh, unsigned run, int32_t *acc)
 {
@@ -346,15 +363,25 @@ static void bq_tile1_u8(const int8_t *w, unsigned bits, const uint8_t *x, unsign
     unsigned p, n = 0;
     for (p = 0; p < cpairs; p += 2u) {
         int two = p + 1u < cpairs;
-        __m256i w0 = bq_ld(w, bits);
-        __m256i w1 = two ? bq_ld(w + 4u * bits, bits) : _mm256_setzero_si256();
+        __m256i w0, w1 = _mm256_setzero_si256();
         __m256i xv = two ? bq_bcast((const int16_t *)(const void *)(x + 2u * p))
                          : bq_bcast2(x + 2u * p);
-        w += 8u * bits;
-        if (sh) {
-            w0 = bq_sra8(w0, shc, keep, sign);
-            w1 = bq_sra8(w1, shc, keep, sign);
+        if (bits == 8u) {
+            w0 = _mm256_loadu_si256((const __m256i *)(const void *)w);
+            if (two) {
+                w1 = _mm256_loadu_si256((const __m256i *)(const void *)(w + 32));
+            }
+            if (sh) {
+                w0 = bq_sra8(w0, shc, keep, sign);
+                w1 = bq_sra8(w1, shc, keep, sign);
+            }
+        } else {
+            w0 = bq_ldf(w, bits, sh);
+            if (two) {
+                w1 = bq_ldf(w + 4u * bits, bits, sh);
+            }
         }
+        w += 8u * bits;
         sa = _mm256_add_epi16(sa, _mm256_maddubs_epi16(xv, _mm256_unpacklo_epi16(w0, w1)));
         sb = _mm256_add_epi16(sb, _mm256_maddubs_epi16(xv, _mm256_unpackhi_epi16(w0, w1)));
         if (++n == run) {

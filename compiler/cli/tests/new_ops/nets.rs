@@ -121,7 +121,15 @@ pub fn edge_net() -> Graph {
         trans_b: true,
         has_c: false,
     });
-    let y = op(&mut g, "fc3", gemm, &[h, w]);
+    let y = op(&mut g, "fc3", gemm.clone(), &[h, w]);
+    // A fully connected layer over the input itself, whose activation codes saturate with
+    // the input: its +1 rows (the highest code, the largest offset-binary field of packed
+    // codes) times the highest activation byte fill every int16 step the byte path allows.
+    let fx = op(&mut g, "flat_x", Op::Flatten { axis: 1 }, &[x]);
+    let w = (0..9 * 2997).map(|i| sign(i / 2997)).collect();
+    let w = g.add_constant("w4", Tensor::from_f32(vec![9, 2997], w).unwrap());
+    let z = op(&mut g, "fc4", gemm, &[fx, w]);
+    let y = op(&mut g, "cat", Op::Concat { axis: 1 }, &[y, z]);
     g.set_outputs(vec![y]);
     strata_ir::verify(&g).unwrap();
     g
