@@ -10,13 +10,14 @@ mod error;
 mod interpret;
 pub mod kernels;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use strata_ir::{Dim, Graph, Node, NodeId, NodeKind, Op, Tensor};
 
 use interpret::{interpret, Visit};
 
 pub use error::RuntimeError;
+pub use kernels::bitplane::PreparedCache;
 pub use kernels::{eval_op, eval_op_with, QuantPath};
 
 /// Threads of the pool the kernels run on (rayon's global pool; `RAYON_NUM_THREADS` sets it),
@@ -44,8 +45,75 @@ pub fn run_with(
     inputs: &[Tensor],
     options: &RunOptions,
 ) -> Result<Vec<Tensor>, RuntimeError> {
-    check_layers(graph, options)?;
-    Runner { graph, options }.run(inputs, None)
+    Session::new(graph).run_with(inputs, options)
+}
+
+/// A graph ready for repeated runs: each bit-plane layer's `k`-plane codes are rebuilt from
+/// its planes (and packed for the conv kernel) the first time a run needs that `k`, then
+/// reused by every later run and batch chunk, so a batch-1 caller pays for the unpacking
+/// once instead of on every call. [`run_with`] uses a session for one call (its chunks share
+/// it). Holds 2 bytes per weight (4 for a convolution) per plane count used, until dropped;
+/// only layers whose weights are graph constants are kept.
+pub struct Session<'g> {
+    graph: &'g Graph,
+    prepared: PreparedCache,
+    /// Bit-plane nodes whose every weight input is a graph constant.
+    constant_layers: HashSet<NodeId>,
+}
+
+impl<'g> Session<'g> {
+    pub fn new(graph: &'g Graph) -> Self {
+        let constant_layers = graph
+            .node_ids()
+            .filter(|&id| {
+                graph
+                    .node(id)
+                    .is_ok_and(|n| matches!(n.kind, NodeKind::Op(Op::Bitplane(_))))
+                    && graph.node_inputs(id).iter().skip(1).all(|v| {
+                        graph
+                            .node(v.node)
+                            .is_ok_and(|n| matches!(n.kind, NodeKind::Constant(_)))
+                    })
+            })
+            .collect();
+        Session {
+            graph,
+            prepared: PreparedCache::default(),
+            constant_layers,
+        }
+    }
+
+    /// [`run`] through this session.
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
+        self.run_with(inputs, &RunOptions::default())
+    }
+
+    /// [`run_with`] through this session.
+    pub fn run_with(
+        &self,
+        inputs: &[Tensor],
+        options: &RunOptions,
+    ) -> Result<Vec<Tensor>, RuntimeError> {
+        check_layers(self.graph, options)?;
+        Runner {
+            graph: self.graph,
+            options,
+            session: self,
+        }
+        .run(inputs, None)
+    }
+
+    /// The codes prepared so far, by (node, plane count).
+    pub fn prepared(&self) -> &PreparedCache {
+        &self.prepared
+    }
+
+    /// Where the bit-plane node `id` keeps its prepared codes, if it may.
+    fn cache_for(&self, id: NodeId) -> Option<(&PreparedCache, NodeId)> {
+        self.constant_layers
+            .contains(&id)
+            .then_some((&self.prepared, id))
+    }
 }
 
 fn check_layers(graph: &Graph, options: &RunOptions) -> Result<(), RuntimeError> {
@@ -69,8 +137,7 @@ fn check_layers(graph: &Graph, options: &RunOptions) -> Result<(), RuntimeError>
 /// values are dropped right after their last consumer runs, so memory stays bounded by the
 /// widest point of the graph rather than its total size.
 pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
-    let options = &RunOptions::default();
-    Runner { graph, options }.run(inputs, None)
+    Session::new(graph).run(inputs)
 }
 
 /// Rows `start..start + len` of a tensor along axis 0.
@@ -103,7 +170,13 @@ pub fn run_profiled(
 ) -> Result<(Vec<Tensor>, Vec<NodeTiming>), RuntimeError> {
     let mut timings = Vec::new();
     let options = &RunOptions::default();
-    let outputs = Runner { graph, options }.run(inputs, Some(&mut timings))?;
+    let session = &Session::new(graph);
+    let outputs = Runner {
+        graph,
+        options,
+        session,
+    }
+    .run(inputs, Some(&mut timings))?;
     Ok((outputs, timings))
 }
 
@@ -112,6 +185,7 @@ pub fn run_profiled(
 struct Runner<'a> {
     graph: &'a Graph,
     options: &'a RunOptions,
+    session: &'a Session<'a>,
 }
 
 /// Where [`run_profiled`] collects the time of each node (`None`: not profiling).
@@ -207,6 +281,7 @@ impl Runner<'_> {
         let batch = check_inputs(self.graph, inputs)?.unwrap_or(1);
         let mut visit = RunVisit {
             options: self.options,
+            session: self.session,
             timings,
         };
         let values = interpret(self.graph, inputs, batch, &mut visit)?;
@@ -218,6 +293,7 @@ impl Runner<'_> {
 /// timed when profiling.
 struct RunVisit<'a, 'b> {
     options: &'a RunOptions,
+    session: &'a Session<'a>,
     timings: Timings<'b>,
 }
 
@@ -227,7 +303,7 @@ impl Visit for RunVisit<'_, '_> {
 
     fn eval(
         &mut self,
-        _: NodeId,
+        id: NodeId,
         node: &Node,
         op: &Op,
         owned_first: Option<Tensor>,
@@ -243,7 +319,8 @@ impl Visit for RunVisit<'_, '_> {
                     .get(&node.name)
                     .copied()
                     .or(options.planes);
-                eval_op_with(op, rest, planes, options.path)
+                let cache = self.session.cache_for(id);
+                kernels::eval_op_cached(op, rest, planes, options.path, cache)
             }
         }
         .map_err(|e| e.in_node(&node.name, op.mnemonic()))?;

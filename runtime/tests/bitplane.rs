@@ -570,7 +570,7 @@ mod graphs {
     use super::*;
     use std::collections::BTreeMap;
     use strata_ir::{DType, Dim, Graph, Shape, TensorType, ValueRef};
-    use strata_runtime::{run, run_with, RunOptions};
+    use strata_runtime::{run, run_with, RunOptions, Session};
 
     /// `x → fc1 (bit-plane) → relu → fc2 (bit-plane)`, with the layers kept for reference.
     fn mlp() -> (Graph, Layer, Layer) {
@@ -650,6 +650,111 @@ mod graphs {
             run_with(&g, std::slice::from_ref(&x), &per_layer).unwrap()[0],
             manual(&l1, &l2, &x, 2, 6, QuantPath::Integer)
         );
+    }
+
+    #[test]
+    fn a_session_prepares_each_layer_and_count_once() {
+        // Repeated runs through one session give the layer-by-layer outputs bit for bit, and
+        // rebuild each (layer, plane count)'s codes once: the float path and later rounds
+        // reuse them, a new per-layer count adds one entry.
+        let (g, l1, l2) = mlp();
+        let x = f32t(&[3, 20], &values(60, 66));
+        let session = Session::new(&g);
+        assert!(session.prepared().is_empty());
+        for round in 0..2 {
+            for (k, path) in [
+                (8u8, QuantPath::Integer),
+                (3, QuantPath::Integer),
+                (3, QuantPath::Float),
+            ] {
+                let opts = RunOptions {
+                    planes: Some(k),
+                    path,
+                    ..Default::default()
+                };
+                let got = session.run_with(std::slice::from_ref(&x), &opts).unwrap();
+                assert_eq!(
+                    got[0],
+                    manual(&l1, &l2, &x, k, k, path),
+                    "round {round} k {k}"
+                );
+            }
+            assert_eq!(session.prepared().len(), 4, "round {round}");
+        }
+        let mixed = RunOptions {
+            per_layer: BTreeMap::from([("fc1".to_string(), 2)]),
+            ..Default::default()
+        };
+        let got = session.run_with(std::slice::from_ref(&x), &mixed).unwrap();
+        assert_eq!(got[0], manual(&l1, &l2, &x, 2, 8, QuantPath::Integer));
+        assert_eq!(session.prepared().len(), 5);
+    }
+
+    /// One bit-plane layer over input `x`; its planes are a second graph input when
+    /// `planes_input`, else a constant.
+    fn one_layer(l: &Layer, x: TensorType, planes_input: bool) -> Graph {
+        let mut g = Graph::new("one");
+        let xi = g.add_input("x", x);
+        let p = if planes_input {
+            let ty = TensorType::known(DType::U8, l.planes.shape());
+            g.add_input("planes", ty)
+        } else {
+            g.add_constant("planes", l.planes.clone())
+        };
+        let mut ins = vec![xi, p];
+        for (i, t) in [&l.alpha, &l.beta, &l.bias, &l.act].iter().enumerate() {
+            ins.push(g.add_constant(format!("side{i}"), (*t).clone()));
+        }
+        let y = strata_test_support::op(&mut g, "layer", l.op.clone(), &ins);
+        g.set_outputs(vec![y]);
+        g
+    }
+
+    #[test]
+    fn a_session_keeps_conv_panels_and_never_caches_input_planes() {
+        let l = conv_layer(5, 6, &[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 1, 67);
+        let ty = || {
+            TensorType::new(
+                DType::F32,
+                Shape(vec![
+                    Dim::Batch,
+                    Dim::Known(5),
+                    Dim::Known(7),
+                    Dim::Known(7),
+                ]),
+            )
+        };
+        let x = f32t(&[2, 5, 7, 7], &values(2 * 5 * 49, 68));
+        let g = one_layer(&l, ty(), false);
+        let session = Session::new(&g);
+        for k in [8u8, 4, 8, 4] {
+            let opts = RunOptions {
+                planes: Some(k),
+                ..Default::default()
+            };
+            let got = session.run_with(std::slice::from_ref(&x), &opts).unwrap();
+            assert_eq!(
+                got[0],
+                super::run(&l, &x, Some(k), QuantPath::Integer).unwrap()
+            );
+        }
+        assert_eq!(session.prepared().len(), 2);
+        // Planes fed as an input may differ from call to call: computed every time, never kept.
+        let other = conv_layer(5, 6, &[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 1, 69);
+        let g = one_layer(&l, ty(), true);
+        let session = Session::new(&g);
+        let opts = RunOptions {
+            planes: Some(6),
+            ..Default::default()
+        };
+        for planes in [&l.planes, &other.planes, &l.planes] {
+            let inputs = [x.clone(), planes.clone()];
+            let got = session.run_with(&inputs, &opts).unwrap();
+            assert_eq!(got[0], run_with(&g, &inputs, &opts).unwrap()[0]);
+        }
+        let with = |p: &Tensor| session.run_with(&[x.clone(), p.clone()], &opts).unwrap();
+        assert_ne!(with(&l.planes), with(&other.planes));
+        assert!(session.prepared().is_empty());
     }
 
     #[test]

@@ -43,6 +43,18 @@ pub fn eval_op_with(
     planes: Option<u8>,
     path: QuantPath,
 ) -> Result<Vec<Tensor>, RuntimeError> {
+    eval_op_cached(op, inputs, planes, path, None)
+}
+
+/// [`eval_op_with`] where a bit-plane layer takes its prepared codes from `cache` under the
+/// node's id (the caller has checked that its weights are graph constants).
+pub(crate) fn eval_op_cached(
+    op: &Op,
+    inputs: &[&Tensor],
+    planes: Option<u8>,
+    path: QuantPath,
+    cache: Option<(&bitplane::PreparedCache, strata_ir::NodeId)>,
+) -> Result<Vec<Tensor>, RuntimeError> {
     check_arity(op, inputs.len())?;
     let one = |t: Tensor| vec![t];
     // Exhaustive on purpose: an IR op without a kernel fails the build here instead of
@@ -86,7 +98,7 @@ pub fn eval_op_with(
         Op::DequantizeLinear(q) => one(qdq::dequantize(q, inputs[0], inputs[1], inputs[2])?),
         Op::Cast { to } => one(cast::cast(inputs[0], *to)),
         Op::Lstm(l) => recurrent::lstm(l, inputs)?,
-        Op::Bitplane(b) => one(bitplane::bitplane(b, inputs, planes, path)?),
+        Op::Bitplane(b) => one(bitplane::bitplane_cached(b, inputs, planes, path, cache)?),
     })
 }
 

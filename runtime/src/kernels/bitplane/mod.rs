@@ -3,8 +3,8 @@
 //!
 //! Two paths compute the same layer:
 //! - **integer** (the deployment semantics): the input is quantized to `A`-bit integers
-//!   `u = x_q - zero`, the `k`-plane codes `q_k` are unpacked once per call from planes
-//!   `0..k`, and `acc = Σ q_k·u`, `usum = Σ u` are exact integer sums (i16 operands, i32
+//!   `u = x_q - zero`, the `k`-plane codes `q_k` are unpacked from planes `0..k` once per
+//!   session and plane count ([`prepared`]; once per call without one), and `acc = Σ q_k·u`, `usum = Σ u` are exact integer sums (i16 operands, i32
 //!   partial sums over reduction chunks that provably cannot overflow, i64 totals). Unpacking
 //!   and running an integer GEMM was chosen over iterating set bits per plane: it does one
 //!   multiply-add per weight instead of up to `k` adds, and the dot products vectorise
@@ -20,16 +20,22 @@
 //!
 //! The two agree to float rounding, which is what the tests check.
 
+use std::sync::Arc;
+
 use rayon::prelude::*;
 use strata_ir::ops::bitplane::{Bitplane, BitplaneKernel, INPUT_PLANES, INPUT_X};
 use strata_ir::ops::{Conv, Gemm};
 use strata_ir::quant::{ActQuantizer, ResolveError};
-use strata_ir::{Op, Tensor, TensorData, TensorType};
+use strata_ir::{NodeId, Op, Tensor, TensorData, TensorType};
 
 use super::{checked_numel, conv, linear, make};
 use crate::RuntimeError;
 
 mod panel;
+mod prepared;
+
+pub use prepared::PreparedCache;
+use prepared::PreparedCodes;
 
 /// How a bit-plane layer is computed; both give the same result up to float rounding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,8 +65,8 @@ struct Chosen<'a> {
     alpha: &'a [f32],
     beta: &'a [f32],
     bias: &'a [f32],
-    /// `q_k`, row-major `[R, K]`.
-    codes: Vec<i16>,
+    /// `q_k` (and the conv panel's rows), prepared once per cache entry.
+    codes: Arc<PreparedCodes>,
 }
 
 /// Evaluates a bit-plane op at plane count `planes` (`None`: the largest plane count that
@@ -70,6 +76,18 @@ pub fn bitplane(
     inputs: &[&Tensor],
     planes: Option<u8>,
     path: QuantPath,
+) -> Result<Tensor, RuntimeError> {
+    bitplane_cached(b, inputs, planes, path, None)
+}
+
+/// [`bitplane`] with the codes taken from (or prepared into) `cache` under this node's id,
+/// when the caller has checked that the layer's weight inputs are graph constants.
+pub(crate) fn bitplane_cached(
+    b: &Bitplane,
+    inputs: &[&Tensor],
+    planes: Option<u8>,
+    path: QuantPath,
+    cache: Option<(&PreparedCache, NodeId)>,
 ) -> Result<Tensor, RuntimeError> {
     let op = Op::Bitplane(b.clone());
     let name = op.mnemonic();
@@ -90,7 +108,7 @@ pub fn bitplane(
         })?;
     let out_shape = out_ty.shape.resolve(0);
     checked_numel(name, &out_shape)?;
-    let chosen = choose(b, inputs, planes, name)?;
+    let chosen = choose(b, inputs, planes, name, cache)?;
     match (&b.kernel, path) {
         (BitplaneKernel::Linear, QuantPath::Integer) => {
             linear_integer(b, inputs[INPUT_X], &chosen, name, out_shape)
@@ -103,12 +121,14 @@ pub fn bitplane(
 }
 
 /// Picks `k` (the runtime's default policy when none is given) and takes the layer's
-/// validated view at `k` from [`Bitplane::resolve`], with `q_k` unpacked.
+/// validated view at `k` from [`Bitplane::resolve`], with `q_k` unpacked (or found in
+/// `cache`).
 fn choose<'a>(
     b: &Bitplane,
     inputs: &[&'a Tensor],
     planes: Option<u8>,
     op: &'static str,
+    cache: Option<(&PreparedCache, NodeId)>,
 ) -> Result<Chosen<'a>, RuntimeError> {
     let spec = &b.spec;
     let k = match planes {
@@ -144,7 +164,17 @@ fn choose<'a>(
         | ResolveError::SideTable { .. }
         | ResolveError::Layout(_)) => shape(e.to_string()),
     })?;
-    let codes = layer.codes().map_err(|e| shape(format!("planes: {e}")))?;
+    let make = || -> Result<PreparedCodes, RuntimeError> {
+        let codes = layer.codes().map_err(|e| shape(format!("planes: {e}")))?;
+        // |q_k| ≤ 2^(k-1) ≤ 128 always fits.
+        Ok(PreparedCodes::new(
+            codes.into_iter().map(|q| q as i16).collect(),
+        ))
+    };
+    let codes = match cache {
+        Some((cache, node)) => cache.get_or_make((node, k), make)?,
+        None => Arc::new(make()?),
+    };
     Ok(Chosen {
         k,
         scale: layer.act.params().scale,
@@ -152,8 +182,7 @@ fn choose<'a>(
         alpha: layer.alpha,
         beta: layer.beta,
         bias: layer.bias,
-        // |q_k| ≤ 2^(k-1) ≤ 128 always fits.
-        codes: codes.into_iter().map(|q| q as i16).collect(),
+        codes,
     })
 }
 
@@ -289,7 +318,7 @@ fn linear_integer(
             for n0 in (0..n).step_by(nb) {
                 let n1 = (n0 + nb).min(n);
                 for ch in r0..r1 {
-                    let q = &c.codes[ch * kk..(ch + 1) * kk];
+                    let q = &c.codes.codes[ch * kk..(ch + 1) * kk];
                     for i in n0..n1 {
                         let acc = dot(dotf, q, &u[i * kk..(i + 1) * kk], chunk);
                         part[i * (r1 - r0) + ch - r0] =
@@ -367,25 +396,28 @@ fn conv_integer(
     if per_image == 0 {
         return make(op, out_shape, TensorData::F32(out));
     }
-    let rows: Vec<panel::CodeRows> = (0..group)
-        .map(|gi| {
-            // Channel `ci`'s taps go to pairs `(ci/2)·taps + tap`, half `ci % 2`.
-            panel::CodeRows::new(mg + 1, pairs, |r, row| {
-                for ci in 0..cg {
-                    let dst = row[2 * (ci / 2) * kprod..]
-                        .iter_mut()
-                        .skip(ci % 2)
-                        .step_by(2);
-                    if r == 0 {
-                        dst.take(kprod).for_each(|v| *v = 1);
-                    } else {
-                        let src = &c.codes[(gi * mg + r - 1) * kc + ci * kprod..][..kprod];
-                        dst.zip(src).for_each(|(v, &q)| *v = q);
+    let rows = c.codes.rows.get_or_init(|| {
+        (0..group)
+            .map(|gi| {
+                // Channel `ci`'s taps go to pairs `(ci/2)·taps + tap`, half `ci % 2`.
+                panel::CodeRows::new(mg + 1, pairs, |r, row| {
+                    for ci in 0..cg {
+                        let dst = row[2 * (ci / 2) * kprod..]
+                            .iter_mut()
+                            .skip(ci % 2)
+                            .step_by(2);
+                        if r == 0 {
+                            dst.take(kprod).for_each(|v| *v = 1);
+                        } else {
+                            let src =
+                                &c.codes.codes[(gi * mg + r - 1) * kc + ci * kprod..][..kprod];
+                            dst.zip(src).for_each(|(v, &q)| *v = q);
+                        }
                     }
-                }
+                })
             })
-        })
-        .collect();
+            .collect()
+    });
     let tile = panel::pick();
     let ldo = panel::out_width(p_out);
     let pointwise = g.is_pointwise();
@@ -474,6 +506,7 @@ fn float_path(
     )?;
     let kk = spec.cols;
     let w: Vec<f32> = c
+        .codes
         .codes
         .chunks(kk.max(1))
         .enumerate()
