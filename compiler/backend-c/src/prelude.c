@@ -797,8 +797,12 @@ static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, u
         const int32_t *ws = L->ws + (size_t)j * L->rows + r0;
 #ifdef BQ_U8_MAX_K
         if (dd >= 0) {
-            bq_tile1_u8(L->w + b * blk, L->bits, (const uint8_t *)(const void *)SX, L->cpairs, sh,
-                        run, acc);
+            const uint8_t *xb = (const uint8_t *)(const void *)SX;
+            if (L->bits != 8u) {
+                bq_tile1_u8p(L->w + b * blk, L->bits, xb, L->cpairs, sh, run, acc);
+            } else {
+                bq_tile1_u8(L->w + b * blk, L->bits, xb, L->cpairs, sh, run, acc);
+            }
         } else
 #endif
         {

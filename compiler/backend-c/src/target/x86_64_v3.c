@@ -397,3 +397,79 @@ static void bq_tile1_u8(const int8_t *w, unsigned bits, const uint8_t *x, unsign
     _mm256_storeu_si256((__m256i *)(void *)acc, _mm256_permute2x128_si256(a0, a1, 0x20));
     _mm256_storeu_si256((__m256i *)(void *)(acc + 8), _mm256_permute2x128_si256(a0, a1, 0x31));
 }
+
+/* bq_tile1_u8 for packed codes, G = 8 / bits chunks per 32-byte load: field f of every byte
+ * ((w >> (f * bits + sh)) & mask, f < F = 8 / bits) holds, in group j (its 32 / G bytes),
+ * rows f * W .. f * W + W - 1 (W = 16 / G words, one row's channel pair each) of chunk j, so
+ * F masks decode 32 * G codes with no unpacking, and one shuffle of 2 * G activation bytes
+ * (pair j broadcast to group j's words) feeds all F products. Each int16 word sums one
+ * row's products over the pairs of its group; widening splits even and odd words into
+ * int32, and the groups are added per row at the end. Chunks past the last whole load go
+ * through bq_tile1_u8. Same sums, same caller correction. */
+static void bq_tile1_u8p(const int8_t *w, unsigned bits, const uint8_t *x, unsigned cpairs,
+                         unsigned sh, unsigned run, int32_t *acc)
+{
+    const unsigned G = 8u / bits, F = 8u / bits, W = 16u / G;
+    const __m256i mask = _mm256_set1_epi8((char)(((1u << bits) - 1u) >> sh));
+    const __m256i ctl = bits == 2u ? _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3,
+                                                      2, 3, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7,
+                                                      6, 7, 6, 7)
+                                   : _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                                      0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
+                                                      2, 3, 2, 3);
+    __m256i s[4], e[4], o[4];
+    int32_t ev[8], od[8];
+    unsigned g, f, n = 0, groups = cpairs / G, i, j;
+    for (f = 0; f < 4u; ++f) {
+        s[f] = e[f] = o[f] = _mm256_setzero_si256();
+    }
+    for (g = 0; g < groups; ++g) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(w + 32u * g));
+        __m256i xq;
+        if (bits == 2u) {
+            long long xv;
+            memcpy(&xv, x + 8u * g, sizeof xv);
+            xq = _mm256_shuffle_epi8(_mm256_set1_epi64x(xv), ctl);
+        } else {
+            int32_t xv;
+            memcpy(&xv, x + 4u * g, sizeof xv);
+            xq = _mm256_shuffle_epi8(_mm256_set1_epi32(xv), ctl);
+        }
+        if (sh) {
+            v = _mm256_srl_epi16(v, _mm_cvtsi32_si128((int)sh));
+        }
+        for (f = 0; f < F; ++f) {
+            __m256i c = _mm256_and_si256(f ? _mm256_srli_epi16(v, (int)(f * bits)) : v, mask);
+            s[f] = _mm256_add_epi16(s[f], _mm256_maddubs_epi16(xq, c));
+        }
+        if (++n == run || g + 1u == groups) {
+            n = 0;
+            for (f = 0; f < F; ++f) {
+                e[f] = _mm256_add_epi32(e[f], _mm256_srai_epi32(_mm256_slli_epi32(s[f], 16), 16));
+                o[f] = _mm256_add_epi32(o[f], _mm256_srai_epi32(s[f], 16));
+                s[f] = _mm256_setzero_si256();
+            }
+        }
+    }
+    for (f = 0; f < F; ++f) {
+        _mm256_storeu_si256((__m256i *)(void *)ev, e[f]);
+        _mm256_storeu_si256((__m256i *)(void *)od, o[f]);
+        for (i = 0; i < W / 2u; ++i) {
+            int32_t a = 0, b = 0;
+            for (j = 0; j < G; ++j) {
+                a += ev[j * (W / 2u) + i];
+                b += od[j * (W / 2u) + i];
+            }
+            acc[f * W + 2u * i] = a;
+            acc[f * W + 2u * i + 1u] = b;
+        }
+    }
+    if (groups * G < cpairs) {
+        int32_t tail[16];
+        bq_tile1_u8(w + 32u * groups, bits, x + 2u * G * groups, cpairs - G * groups, sh, run,
+                    tail);
+        for (i = 0; i < 16u; ++i) {
+            acc[i] += tail[i];
+        }
+    }
+}
