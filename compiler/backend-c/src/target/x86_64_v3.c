@@ -71,7 +71,8 @@ static __m256i bq_ld(const int8_t *w, unsigned bits)
  * activation bytes v = u + d by the s8 codes, 32 products per instruction into int16 pair
  * sums, which are summed in int16 for bq_u8_run(k) steps before widening to int32: half the
  * multiply instructions of vpmaddwd per product. At 6 planes (widening every 2 steps) the
- * MNIST CNN still ran at 0.93x of the vpmaddwd kernel; at 7 (every step) at 1.11x, and
+ * MNIST CNN still ran at 0.93x of the vpmaddwd kernel; at 7 (every step) at 1.11x (both
+ * with the earlier, spilling tiles; now a 6-plane build takes 0.98x a 7-plane one), and
  * 8-plane codes would saturate. */
 #define BQ_U8_MAX_K 6
 /* Fully connected layers at batch 1 read every code once: there the widening every 2 steps
