@@ -782,7 +782,7 @@ static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, u
             vsum += xb[r];
         }
 #ifdef BQ_U8_MAX_K
-        /* Packed codes are multiplied as offset-binary fields f >> sh = q_k + fb (bq_tile1_u8),
+        /* Packed codes are multiplied as offset-binary fields f >> sh = q_k + fb (bq_tile1_u8p),
          * at most (2^bits - 1) >> sh. */
         if (L->bits != 8u) {
             fb = (int32_t)((1u << (L->bits - 1u)) >> sh);
