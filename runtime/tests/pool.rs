@@ -33,6 +33,49 @@ fn max_pool_2d_basic_and_ceil() {
 }
 
 #[test]
+fn max_pool_2x2_stride_2_matches_the_window_fold_bit_for_bit() {
+    // The 2×2/2 fast path against a plain fold of each window's real taps, row by row, left
+    // to right, from -inf with `v > best`: odd sizes (the last row and column dropped, or in
+    // ceil mode a partial last window through the general path), NaN (never taken: every
+    // comparison with it is false), ±0 ties (the first one stays), -inf and equal values.
+    let (n, c, h, w) = (2usize, 3usize, 7usize, 9usize);
+    let specials = [f32::NAN, -0.0, 0.0, f32::NEG_INFINITY, 1.5, 1.5, -2.0];
+    let mut v: Vec<f32> = values(n * c * h * w, 71);
+    for (i, x) in v.iter_mut().enumerate() {
+        if i % 5 == 0 {
+            *x = specials[(i / 5) % specials.len()];
+        }
+    }
+    let x = f32t(&[n, c, h, w], &v);
+    for ceil in [false, true] {
+        let (oh, ow) = if ceil { (4, 5) } else { (3, 4) };
+        let mut want = Vec::new();
+        for plane in v.chunks(h * w) {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let mut best = f32::NEG_INFINITY;
+                    for a in 2 * i..(2 * i + 2).min(h) {
+                        for b in 2 * j..(2 * j + 2).min(w) {
+                            let t = plane[a * w + b];
+                            if t > best {
+                                best = t;
+                            }
+                        }
+                    }
+                    want.push(best);
+                }
+            }
+        }
+        let got = strata_runtime::eval_op(&max(&[2, 2], &[2, 2], &[0; 4], &[1, 1], ceil), &[&x])
+            .unwrap()
+            .remove(0);
+        assert_eq!(got.shape(), &[n, c, oh, ow]);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(got.as_f32().unwrap()), bits(&want), "ceil {ceil}");
+    }
+}
+
+#[test]
 fn max_pool_ignores_padding_and_drops_windows_starting_in_it() {
     // Negative values: a zero pad must not win.
     let neg = f32t(&[1, 1, 2, 2], &[-1., -2., -3., -4.]);

@@ -191,7 +191,37 @@ fn pool_plane<T: Copy>(
 
 fn max_plane<T: MaxElem>(w: &Win, t: &Taps, x: &[T], y: &mut [T]) {
     let max = |best, v| if v > best { v } else { best };
+    if is_2x2_stride_2(w) {
+        // The CNN pool: no tap tables, no index arithmetic per tap, the same comparisons in the
+        // same order (row 0 then row 1, left then right), so the same result, NaN included.
+        let (w_in, w_out) = (w.ins[2], w.outs[2]);
+        for (oh, row) in y.chunks_exact_mut(w_out).enumerate() {
+            let r0 = &x[2 * oh * w_in..][..2 * w_out];
+            let r1 = &x[(2 * oh + 1) * w_in..][..2 * w_out];
+            for ((o, a), b) in row
+                .iter_mut()
+                .zip(r0.chunks_exact(2))
+                .zip(r1.chunks_exact(2))
+            {
+                *o = max(max(max(max(T::LOWEST, a[0]), a[1]), b[0]), b[1]);
+            }
+        }
+        return;
+    }
     pool_plane(w, t, (x, y), T::LOWEST, max, |best, _| best);
+}
+
+/// A 2-D 2×2 window at stride 2, undilated and unpadded, whose every window lies inside the
+/// input (so ceil mode added no partial window).
+fn is_2x2_stride_2(w: &Win) -> bool {
+    w.ins[0] == 1
+        && w.k == [1, 2, 2]
+        && w.s == [1, 2, 2]
+        && w.d == [1, 1, 1]
+        && w.pb == [0; 3]
+        && w.pe == [0; 3]
+        && 2 * w.outs[1] <= w.ins[1]
+        && 2 * w.outs[2] <= w.ins[2]
 }
 
 fn avg_plane<T: Real>(w: &Win, t: &Taps, include_pad: bool, x: &[T], y: &mut [T]) {
