@@ -95,12 +95,15 @@ impl<'g> Session<'g> {
         options: &RunOptions,
     ) -> Result<Vec<Tensor>, RuntimeError> {
         check_layers(self.graph, options)?;
-        Runner {
+        let runner = Runner {
             graph: self.graph,
             options,
             session: self,
-        }
-        .run(inputs, None)
+        };
+        // The whole run on one pool thread: every kernel's parallel loop then starts from a
+        // worker instead of handing its work to the pool and blocking, a round trip per op
+        // that dominated small batches (no effect on the results: the kernels are the same).
+        rayon::scope(|_| runner.run(inputs, None))
     }
 
     /// The codes prepared so far, by (node, plane count).
