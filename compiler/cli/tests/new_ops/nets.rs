@@ -3,11 +3,9 @@
 //! fully connected sizes) and `op_nets` (every other op the backends lower, each behind
 //! bit-plane convolutions).
 
-use strata_ir::ops::{
-    BinaryOp, Clip, Conv, Gemm, GlobalPoolKind, Pool, ReduceMean, Reshape, Softmax, UnaryOp,
-};
+use strata_ir::ops::{BinaryOp, Clip, GlobalPoolKind, Pool, ReduceMean, Reshape, Softmax, UnaryOp};
 use strata_ir::{Graph, Op, Tensor};
-use strata_test_support::{batch_ty, op, values};
+use strata_test_support::{batch_ty, conv_attrs, gemm, op, values};
 
 use super::Builder;
 
@@ -48,14 +46,7 @@ pub fn small_net() -> Graph {
     for (l, (kernel, s, pads, d, group, shape, scale, then_relu)) in (1..).zip(convs) {
         let w = konst(&mut g, &format!("w{l}"), &shape, scale);
         let b = konst(&mut g, &format!("b{l}"), &[shape[0]], 0.1);
-        let conv = Op::Conv(Conv {
-            kernel: kernel.to_vec(),
-            strides: vec![s; 2],
-            pads: pads.to_vec(),
-            dilations: vec![d; 2],
-            group,
-            has_bias: true,
-        });
+        let conv = Op::Conv(conv_attrs(&kernel, &[s; 2], &pads, &[d; 2], group, true));
         h = op(&mut g, &format!("c{l}"), conv, &[h, w, b]);
         if then_relu {
             h = op(&mut g, &format!("r{l}"), relu(), &[h]);
@@ -67,13 +58,7 @@ pub fn small_net() -> Graph {
         let cols = g.value(h).unwrap().ty.shape.resolve(1)[1];
         let w = konst(&mut g, &format!("w{l}"), &[rows, cols], scale);
         let b = konst(&mut g, &format!("b{l}"), &[rows], 0.1);
-        let gemm = Op::Gemm(Gemm {
-            alpha: 1.0,
-            beta: 1.0,
-            trans_a: false,
-            trans_b: true,
-            has_c: true,
-        });
+        let gemm = gemm(1.0, 1.0, false, true, true);
         h = op(&mut g, &format!("fc{l}"), gemm, &[h, w, b]);
         if then_relu {
             h = op(&mut g, &format!("r{l}"), relu(), &[h]);
@@ -95,16 +80,7 @@ pub fn edge_net() -> Graph {
     let x = g.add_input("x", batch_ty(&[37, 9, 9]));
     let sign = |o: usize| if o % 2 == 0 { -1.0 } else { 1.0 };
     let w = (0..20 * 333).map(|i| sign(i / 333)).collect();
-    let same3x3 = || {
-        Op::Conv(Conv {
-            kernel: vec![3, 3],
-            strides: vec![1, 1],
-            pads: vec![1, 1, 1, 1],
-            dilations: vec![1, 1],
-            group: 1,
-            has_bias: false,
-        })
-    };
+    let same3x3 = || Op::Conv(conv_attrs(&[3, 3], &[1, 1], &[1; 4], &[1, 1], 1, false));
     let w = g.add_constant("w1", Tensor::from_f32(vec![20, 37, 3, 3], w).unwrap());
     let h = op(&mut g, "c1", same3x3(), &[x, w]);
     // 37 channels again (odd), so the fully connected layer reduces over 37 · 81 = 2,997.
@@ -114,13 +90,7 @@ pub fn edge_net() -> Graph {
     let h = op(&mut g, "flat", Op::Flatten { axis: 1 }, &[h]);
     let w = (0..17 * 2997).map(|i| sign(i / 2997)).collect();
     let w = g.add_constant("w3", Tensor::from_f32(vec![17, 2997], w).unwrap());
-    let gemm = Op::Gemm(Gemm {
-        alpha: 1.0,
-        beta: 1.0,
-        trans_a: false,
-        trans_b: true,
-        has_c: false,
-    });
+    let gemm = gemm(1.0, 1.0, false, true, false);
     let y = op(&mut g, "fc3", gemm.clone(), &[h, w]);
     // A fully connected layer over the input itself, whose activation codes saturate with
     // the input: its +1 rows (the highest code, the largest offset-binary field of packed
