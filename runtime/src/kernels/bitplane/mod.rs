@@ -4,7 +4,8 @@
 //! Two paths compute the same layer:
 //! - **integer** (the deployment semantics): the input is quantized to `A`-bit integers
 //!   `u = x_q - zero`, the `k`-plane codes `q_k` are unpacked from planes `0..k` once per
-//!   session and plane count ([`prepared`]; once per call without one), and `acc = Σ q_k·u`, `usum = Σ u` are exact integer sums (i16 operands, i32
+//!   session and plane count ([`prepared`]; once per call without one), and
+//!   `acc = Σ q_k·u`, `usum = Σ u` are exact integer sums (i16 operands, i32
 //!   partial sums over reduction chunks that provably cannot overflow, i64 totals). Unpacking
 //!   and running an integer GEMM was chosen over iterating set bits per plane: it does one
 //!   multiply-add per weight instead of up to `k` adds, and the dot products vectorise
