@@ -16,6 +16,12 @@
 #                    [DEPENDS target-that-makes-the-strata-file])
 #   target_link_libraries(app PRIVATE mnist_k4)
 #
+#   # The same through the MLIR backend: a native object with the same header and API,
+#   # compiled by `strata build --backend mlir` (a `strata` built with the `mlir` feature)
+#   # for this machine, or for TARGET_TRIPLE [TARGET_CPU].
+#   strata_add_model(NAME mnist_k4 MODEL mnist.strata PLANES 4 BACKEND mlir
+#                    [TARGET_TRIPLE aarch64-linux-gnu] [TARGET_CPU neoverse-n1])
+#
 # The `strata` executable is STRATA_EXECUTABLE (cache variable), else found on PATH.
 # Several models (or one model at several plane counts) can be linked into one program:
 # every symbol of the generated code is either `static` or prefixed with NAME.
@@ -75,10 +81,26 @@ function(strata_compile_model)
 endfunction()
 
 function(strata_add_model)
-  cmake_parse_arguments(SAM "" "NAME;MODEL;PLANES;TARGET" "DEPENDS" ${ARGN})
+  cmake_parse_arguments(SAM "" "NAME;MODEL;PLANES;TARGET;BACKEND;TARGET_TRIPLE;TARGET_CPU"
+                        "DEPENDS" ${ARGN})
   _strata_check_arguments(strata_add_model SAM NAME MODEL)
   if(NOT SAM_NAME MATCHES "^[A-Za-z_][A-Za-z0-9_]*$")
     message(FATAL_ERROR "strata_add_model: NAME `${SAM_NAME}` must be a C identifier")
+  endif()
+  if(NOT SAM_BACKEND)
+    set(SAM_BACKEND c)
+  endif()
+  if(NOT SAM_BACKEND MATCHES "^(c|mlir)$")
+    message(FATAL_ERROR "strata_add_model: BACKEND `${SAM_BACKEND}` is not c or mlir")
+  endif()
+  if(SAM_BACKEND STREQUAL "c" AND (SAM_TARGET_TRIPLE OR SAM_TARGET_CPU))
+    message(FATAL_ERROR "strata_add_model: TARGET_TRIPLE and TARGET_CPU are for BACKEND mlir (the C backend takes TARGET)")
+  endif()
+  if(SAM_BACKEND STREQUAL "mlir" AND SAM_TARGET)
+    message(FATAL_ERROR "strata_add_model: TARGET is for BACKEND c (BACKEND mlir takes TARGET_TRIPLE and TARGET_CPU)")
+  endif()
+  if(SAM_TARGET_CPU AND NOT SAM_TARGET_TRIPLE)
+    message(FATAL_ERROR "strata_add_model: TARGET_CPU needs TARGET_TRIPLE")
   endif()
   if(NOT SAM_TARGET)
     set(SAM_TARGET generic)
@@ -90,25 +112,47 @@ function(strata_add_model)
   _strata_find_executable(exe)
   get_filename_component(model "${SAM_MODEL}" ABSOLUTE BASE_DIR "${CMAKE_CURRENT_SOURCE_DIR}")
   set(dir "${CMAKE_CURRENT_BINARY_DIR}/strata/${SAM_NAME}")
-  add_custom_command(
-    OUTPUT "${dir}/${SAM_NAME}.h" "${dir}/${SAM_NAME}.c"
-    COMMAND "${exe}" emit-c "${model}" ${planes_args} --target ${SAM_TARGET}
-            --name ${SAM_NAME} -o "${dir}"
-    DEPENDS "${model}" "${exe}"
-    COMMENT "strata emit-c ${SAM_MODEL} (${SAM_NAME}, planes ${SAM_PLANES}, ${SAM_TARGET})"
-    VERBATIM)
-  add_library(${SAM_NAME} STATIC "${dir}/${SAM_NAME}.c" "${dir}/${SAM_NAME}.h")
-  target_include_directories(${SAM_NAME} PUBLIC "${dir}")
-  set_target_properties(${SAM_NAME} PROPERTIES
-    C_STANDARD 99 C_STANDARD_REQUIRED ON C_EXTENSIONS OFF)
-  # Fused multiply-adds would change the float epilogue's rounding (see the README).
-  target_compile_options(${SAM_NAME} PRIVATE
-    $<$<C_COMPILER_ID:GNU,Clang,AppleClang>:-ffp-contract=off>)
-  # The AVX2 target's intrinsics need the ISA enabled (the file refuses to build without).
-  if(SAM_TARGET STREQUAL "x86-64-v3")
+  if(SAM_BACKEND STREQUAL "mlir")
+    set(target_args "")
+    if(SAM_TARGET_TRIPLE)
+      list(APPEND target_args --target-triple ${SAM_TARGET_TRIPLE})
+    endif()
+    if(SAM_TARGET_CPU)
+      list(APPEND target_args --target-cpu ${SAM_TARGET_CPU})
+    endif()
+    add_custom_command(
+      OUTPUT "${dir}/${SAM_NAME}.h" "${dir}/${SAM_NAME}.o"
+      COMMAND "${exe}" build "${model}" --backend mlir ${planes_args} ${target_args}
+              --name ${SAM_NAME} -o "${dir}"
+      DEPENDS "${model}" "${exe}"
+      COMMENT "strata build --backend mlir ${SAM_MODEL} (${SAM_NAME}, planes ${SAM_PLANES})"
+      VERBATIM)
+    # The object is the library: CMake archives it as it is (no compiler runs).
+    set_source_files_properties("${dir}/${SAM_NAME}.o" PROPERTIES
+      EXTERNAL_OBJECT TRUE GENERATED TRUE)
+    add_library(${SAM_NAME} STATIC "${dir}/${SAM_NAME}.o" "${dir}/${SAM_NAME}.h")
+    set_target_properties(${SAM_NAME} PROPERTIES LINKER_LANGUAGE C)
+  else()
+    add_custom_command(
+      OUTPUT "${dir}/${SAM_NAME}.h" "${dir}/${SAM_NAME}.c"
+      COMMAND "${exe}" emit-c "${model}" ${planes_args} --target ${SAM_TARGET}
+              --name ${SAM_NAME} -o "${dir}"
+      DEPENDS "${model}" "${exe}"
+      COMMENT "strata emit-c ${SAM_MODEL} (${SAM_NAME}, planes ${SAM_PLANES}, ${SAM_TARGET})"
+      VERBATIM)
+    add_library(${SAM_NAME} STATIC "${dir}/${SAM_NAME}.c" "${dir}/${SAM_NAME}.h")
+    set_target_properties(${SAM_NAME} PROPERTIES
+      C_STANDARD 99 C_STANDARD_REQUIRED ON C_EXTENSIONS OFF)
+    # Fused multiply-adds would change the float epilogue's rounding (see the README).
     target_compile_options(${SAM_NAME} PRIVATE
-      $<$<C_COMPILER_ID:GNU,Clang,AppleClang>:-march=x86-64-v3>)
+      $<$<C_COMPILER_ID:GNU,Clang,AppleClang>:-ffp-contract=off>)
+    # The AVX2 target's intrinsics need the ISA enabled (the file refuses to build without).
+    if(SAM_TARGET STREQUAL "x86-64-v3")
+      target_compile_options(${SAM_NAME} PRIVATE
+        $<$<C_COMPILER_ID:GNU,Clang,AppleClang>:-march=x86-64-v3>)
+    endif()
   endif()
+  target_include_directories(${SAM_NAME} PUBLIC "${dir}")
   if(SAM_DEPENDS)
     add_dependencies(${SAM_NAME} ${SAM_DEPENDS})
   endif()

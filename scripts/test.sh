@@ -21,8 +21,8 @@ scripts/setup-python.sh
 # that setup-system.sh installed.
 export MLIR_SYS_220_PREFIX="${MLIR_SYS_220_PREFIX:-/usr/lib/llvm-22}"
 export TABLEGEN_220_PREFIX="${TABLEGEN_220_PREFIX:-/usr/lib/llvm-22}"
-echo "[test] cargo test --workspace --all-targets --features strata-cli/mlir $*"
-cargo test --workspace --all-targets --features strata-cli/mlir "$@"
+echo "[test] cargo test --workspace --all-targets --features strata-cli/mlir,strata-example-build-rs/mlir $*"
+cargo test --workspace --all-targets --features strata-cli/mlir,strata-example-build-rs/mlir "$@"
 
 echo "[test] scripts/setup-torch.sh"
 TORCH_PYTHON="$(scripts/setup-torch.sh)"

@@ -1,11 +1,16 @@
 /* Classifies the bundled MNIST test digits with the same model at 2 and 8 planes, both
- * emitted from one .strata file and linked into this one program. */
+ * emitted from one .strata file and linked into this one program. With STRATA_MLIR it also
+ * runs K = 8 built through the MLIR backend and counts the images whose logits are
+ * bit-identical to the C build's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mnist_k2.h"
 #include "mnist_k8.h"
+#ifdef STRATA_MLIR
+#include "mnist_k8_mlir.h"
+#endif
 
 /* Reads a little-endian .npy file of `want_elem`-byte elements whose dtype text contains
  * `descr`; returns the payload and its element count, or NULL. */
@@ -101,6 +106,22 @@ int main(int argc, char **argv)
            (unsigned long)k2, (unsigned long)n, MNIST_K2_WEIGHT_BYTES);
     printf("K=8 top-1: %.2f %% (%lu/%lu), weights %d bytes\n", 100.0 * (double)k8 / (double)n,
            (unsigned long)k8, (unsigned long)n, MNIST_K8_WEIGHT_BYTES);
+#ifdef STRATA_MLIR
+    {
+        float a[MNIST_K8_OUTPUT_SIZE], b[MNIST_K8_MLIR_OUTPUT_SIZE];
+        size_t i, same = 0, hits = correct(mnist_k8_mlir_run, images, labels, n);
+        for (i = 0; i < n; ++i) {
+            const float *x = images + i * MNIST_K8_INPUT_SIZE;
+            if (mnist_k8_run(x, a) != 0 || mnist_k8_mlir_run(x, b) != 0) {
+                return 1;
+            }
+            same += memcmp(a, b, sizeof a) == 0;
+        }
+        printf("MLIR K=8 top-1: %.2f %% (%lu/%lu), logits bit-identical to C: %lu/%lu\n",
+               100.0 * (double)hits / (double)n, (unsigned long)hits, (unsigned long)n,
+               (unsigned long)same, (unsigned long)n);
+    }
+#endif
     free(images);
     free(labels);
     return 0;

@@ -150,6 +150,54 @@ pub fn emit(
     Ok(module.as_operation().to_string())
 }
 
+/// An object file compiled from a graph, with the header that declares its API.
+#[derive(Debug, Clone)]
+pub struct CompiledObject {
+    /// The relocatable object (`PREFIX.o`): `PREFIX_run`, `PREFIX_run_planes`.
+    pub object: Vec<u8>,
+    /// `PREFIX.h`: the C backend's header for the same lowering.
+    pub header: String,
+    /// The numbers behind the header's size macros.
+    pub stats: strata_backend_c::EmitStats,
+}
+
+/// Compiles `graph` for `target` (default: this machine) in memory: the object and its
+/// header. [`write_object`] writes them; a build script compares them with what it wrote
+/// before.
+pub fn compile_object(
+    graph: &strata_ir::Graph,
+    options: &MlirOptions,
+    target: &Target,
+) -> Result<CompiledObject, MlirError> {
+    let lowered = lower(graph, options)?;
+    let text = module::print(&lowered, &options.name)?;
+    // The engine writes to a path: a file in a private temporary directory, read back (the
+    // directory goes when `scratch` drops). `object::write` checks the file appeared.
+    let scratch = tempfile::Builder::new()
+        .prefix("strata-mlir-")
+        .tempdir()
+        .map_err(|source| MlirError::Io {
+            path: std::env::temp_dir().display().to_string(),
+            source,
+        })?;
+    let path = scratch.path().join(format!("{}.o", options.name));
+    object::write(&text, &path, target)?;
+    let object = std::fs::read(&path).map_err(|source| MlirError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let header = strata_backend_c::header(
+        &lowered,
+        &options.name,
+        &format!("`strata build --backend mlir` ({} planes)", lowered.planes),
+    );
+    Ok(CompiledObject {
+        object,
+        header,
+        stats: strata_backend_c::EmitStats::of(&lowered),
+    })
+}
+
 /// Compiles `graph` for `target` (default: this machine) and writes `DIR/PREFIX.o` (the C
 /// API: `PREFIX_run`, `PREFIX_run_planes`) and `DIR/PREFIX.h` (the C backend's header for
 /// the same lowering); returns the paths written.
@@ -159,8 +207,7 @@ pub fn write_object(
     target: &Target,
     dir: &Path,
 ) -> Result<Vec<PathBuf>, MlirError> {
-    let lowered = lower(graph, options)?;
-    let text = module::print(&lowered, &options.name)?;
+    let compiled = compile_object(graph, options, target)?;
     let io = |path: &Path| {
         let p = path.display().to_string();
         move |source| MlirError::Io { path: p, source }
@@ -168,25 +215,10 @@ pub fn write_object(
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let o = dir.join(format!("{}.o", options.name));
     let h = dir.join(format!("{}.h", options.name));
-    // The engine writes in place; the object is moved into its path atomically.
-    let partial = dir.join(format!(".{}.o.partial", options.name));
-    let written = object::write(&text, &partial, target);
-    if written.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
-    written?;
-    let bytes = std::fs::read(&partial).map_err(io(&partial));
-    let _ = std::fs::remove_file(&partial);
-    let bytes = bytes?;
-    let header = strata_backend_c::header(
-        &lowered,
-        &options.name,
-        &format!("`strata build --backend mlir` ({} planes)", lowered.planes),
-    );
     let write = |path: &Path, data: &[u8]| {
         strata_ir::files::write_atomic(path, data, strata_ir::files::Existing::Refuse)
     };
-    write(&o, &bytes).map_err(io(&o))?;
-    write(&h, header.as_bytes()).map_err(io(&h))?;
+    write(&o, &compiled.object).map_err(io(&o))?;
+    write(&h, compiled.header.as_bytes()).map_err(io(&h))?;
     Ok(vec![o, h])
 }

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use strata_compiler::backend::c::{emit, layer_names, EmitOptions, EmitStats};
-use strata_compiler::build::{Build, BuildError, Target};
+use strata_compiler::build::{Backend, Build, BuildError, Target};
 use strata_compiler::compile::{compile_to_container, CompileError, CompileOptions};
 use strata_compiler::mixed_precision::{MixedError, MixedPlan};
 use strata_compiler::npy::{read_npy, write_npy};
@@ -116,12 +116,12 @@ fn build_api_is_deterministic_and_writes_only_changed_files() {
     let out_b = build().emit_c(&b).unwrap();
     for (x, y) in [
         (&out_a.header, &out_b.header),
-        (&out_a.source, &out_b.source),
+        (&out_a.artifact, &out_b.artifact),
     ] {
         assert_eq!(std::fs::read(x).unwrap(), std::fs::read(y).unwrap());
     }
     assert_eq!(out_a.planes, 4);
-    assert_eq!(out_a.source, a.join("mnist_cnn.c"));
+    assert_eq!(out_a.artifact, a.join("mnist_cnn.c"));
     let header = std::fs::read_to_string(&out_a.header).unwrap();
     assert!(header.contains("#define MNIST_CNN_PLANES 4"));
     assert!(header.contains(&format!(
@@ -145,13 +145,13 @@ fn build_api_is_deterministic_and_writes_only_changed_files() {
     .unwrap_err();
     assert!(err.to_string().contains("no side table"), "{err}");
     // An unchanged file keeps its timestamp (no needless rebuild of the C).
-    let before = std::fs::metadata(&out_a.source)
+    let before = std::fs::metadata(&out_a.artifact)
         .unwrap()
         .modified()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
     build().emit_c(&a).unwrap();
-    let after = std::fs::metadata(&out_a.source)
+    let after = std::fs::metadata(&out_a.artifact)
         .unwrap()
         .modified()
         .unwrap();
@@ -165,8 +165,8 @@ fn build_api_is_deterministic_and_writes_only_changed_files() {
         .emit_c(&c)
         .unwrap();
     assert_eq!(
-        std::fs::read(&from_strata.source).unwrap(),
-        std::fs::read(&out_a.source).unwrap()
+        std::fs::read(&from_strata.artifact).unwrap(),
+        std::fs::read(&out_a.artifact).unwrap()
     );
 }
 
@@ -222,6 +222,62 @@ fn build_api_errors_name_the_problem() {
         ),
         "{e:?}"
     );
+}
+
+/// `Build::backend`: the options of the other backend are refused by name, a build without
+/// the `mlir` feature says how to enable it, and with it `emit` writes `NAME.o` and the
+/// header (the examples' tests link it and compare logits with the C build).
+#[test]
+fn build_api_backend_choice() {
+    let dir = tmp("backend");
+    let strata = dir.join("m.strata");
+    Build::new(model())
+        .calibration(calib())
+        .calibration_samples(16)
+        .planes(4)
+        .cargo_metadata(false)
+        .write_strata(&strata)
+        .unwrap();
+    let from = || Build::new(&strata).cargo_metadata(false).name("m");
+    for (build, says) in [
+        (from().target_triple("aarch64-linux-gnu"), "Backend::Mlir"),
+        (from().target_cpu("znver3"), "Backend::Mlir"),
+        (
+            from().backend(Backend::Mlir).target(Target::X86_64V3),
+            "for the C backend",
+        ),
+        (
+            from().backend(Backend::Mlir).target_cpu("znver3"),
+            "target_cpu needs target_triple",
+        ),
+    ] {
+        let e = build.emit(&dir).unwrap_err();
+        assert!(matches!(e, BuildError::BackendOption { .. }), "{e:?}");
+        assert!(e.to_string().contains(says), "{e}");
+        assert!(e.to_string().contains("m.strata"), "{e}");
+    }
+    let e = from().backend(Backend::Mlir).emit_c(&dir).unwrap_err();
+    assert!(e.to_string().contains("call Build::emit"), "{e}");
+    let mlir = from().planes(4).backend(Backend::Mlir).emit(&dir);
+    if cfg!(feature = "mlir") {
+        let out = mlir.unwrap();
+        assert_eq!(out.backend, Backend::Mlir);
+        assert_eq!(out.artifact, dir.join("m.o"));
+        let object = std::fs::read(&out.artifact).unwrap();
+        assert_eq!(&object[..4], b"\x7fELF");
+        let header = std::fs::read_to_string(&out.header).unwrap();
+        assert!(header.contains("int m_run("), "{header}");
+        assert!(header.contains("#define M_PLANES 4"), "{header}");
+        assert_eq!(
+            out.stats.macs,
+            from().planes(4).emit(&dir).unwrap().stats.macs
+        );
+    } else {
+        let e = mlir.unwrap_err();
+        assert!(matches!(e, BuildError::MlirDisabled { .. }), "{e:?}");
+        assert!(e.to_string().contains("--features mlir"), "{e}");
+    }
+    assert!(!dir.join("m.o.partial").exists());
 }
 
 #[test]

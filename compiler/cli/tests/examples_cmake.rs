@@ -43,7 +43,12 @@ fn cmake_example_builds_two_plane_counts_into_one_program() {
             env!("CARGO_BIN_EXE_strata")
         ))
         // The generated code and the example must build warning-free.
-        .arg("-DCMAKE_C_FLAGS=-Wall -Wextra -Werror -pedantic"));
+        .arg("-DCMAKE_C_FLAGS=-Wall -Wextra -Werror -pedantic")
+        // A `strata` with the MLIR backend also links K = 8 built through it.
+        .arg(format!(
+            "-DSTRATA_MLIR={}",
+            if cfg!(feature = "mlir") { "ON" } else { "OFF" }
+        )));
     run(Command::new("cmake").arg("--build").arg(&build));
     let stdout = run(&mut Command::new(build.join("classify")));
     let (k2, k8) = (top1(&stdout, "K=2 top-1: "), top1(&stdout, "K=8 top-1: "));
@@ -58,6 +63,19 @@ fn cmake_example_builds_two_plane_counts_into_one_program() {
     for name in ["mnist_k2", "mnist_k8"] {
         let h = build.join(format!("strata/{name}/{name}.h"));
         assert!(h.exists(), "{}", h.display());
+    }
+    // `BACKEND mlir`: the object's logits are the C build's, bit for bit, on every image.
+    let mlir = stdout.lines().find(|l| l.starts_with("MLIR K=8 top-1: "));
+    if cfg!(feature = "mlir") {
+        let line = mlir.unwrap_or_else(|| panic!("no MLIR line:\n{stdout}"));
+        assert!(
+            line.ends_with("logits bit-identical to C: 500/500"),
+            "{stdout}"
+        );
+        assert_eq!(top1(&stdout, "MLIR K=8 top-1: "), k8, "{stdout}");
+        assert!(build.join("strata/mnist_k8_mlir/mnist_k8_mlir.o").exists());
+    } else {
+        assert!(mlir.is_none(), "{stdout}");
     }
     let _ = std::fs::remove_dir_all(&build);
 }

@@ -1,5 +1,6 @@
 //! The library API for build scripts: compile a model (or take an existing `.strata`) and
-//! emit C into `OUT_DIR` from a `build.rs`, without shelling out to the CLI.
+//! emit C — or, with [`Backend::Mlir`], a native object through MLIR — into `OUT_DIR` from a
+//! `build.rs`, without shelling out to the CLI.
 //!
 //! ```no_run
 //! use strata_compiler::build::{Build, Target};
@@ -9,10 +10,14 @@
 //!     .calibration("tests/fixtures/mnist/calib.npy")
 //!     .planes(4)
 //!     .target(Target::Generic)
-//!     .emit_c(&out)?;
-//! // built.source is OUT_DIR/mnist_cnn.c; hand it to the `cc` crate.
+//!     .emit(&out)?;
+//! // built.artifact is OUT_DIR/mnist_cnn.c; hand it to the `cc` crate (`.file`).
 //! # Ok(()) }
 //! ```
+//!
+//! With `.backend(Backend::Mlir)` (cargo feature `mlir` of `strata-compiler`, LLVM/MLIR 22)
+//! the artifact is `OUT_DIR/mnist_cnn.o` with the same header and C API; link it (`cc`'s
+//! `.object`, or `cargo:rustc-link-arg`).
 //!
 //! Output is deterministic: the same inputs give byte-identical `.strata` and C files (the
 //! compile pipeline is seeded and order-stable, the writers are pure functions), and files
@@ -34,6 +39,17 @@ use crate::onnx::InputShape;
 
 /// Code-generation target of the C backend (what `strata emit-c --target` takes).
 pub use crate::backend::c::Target;
+
+/// Which code generator [`Build::emit`] uses (what `strata build --backend` takes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// C99 sources for a [`Target`]: `NAME.c` and `NAME.h`.
+    #[default]
+    C,
+    /// A native object compiled through MLIR/LLVM 22: `NAME.o` and the same `NAME.h`. Needs
+    /// the `mlir` cargo feature of `strata-compiler`.
+    Mlir,
+}
 
 /// Why a build step failed; each names the file or option at fault.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +96,17 @@ pub enum BuildError {
     },
     #[error(transparent)]
     UnknownTarget(#[from] crate::backend::c::UnknownTarget),
+    #[error("{model}: {what}")]
+    BackendOption { model: String, what: &'static str },
+    #[error("{model}: {}", crate::backend::MLIR_DISABLED)]
+    MlirDisabled { model: String },
+    #[cfg(feature = "mlir")]
+    #[error("{model}: {source}")]
+    Mlir {
+        model: String,
+        #[source]
+        source: Box<crate::backend::mlir::MlirError>,
+    },
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -88,13 +115,16 @@ pub enum BuildError {
     },
 }
 
-/// The files [`Build::emit_c`] wrote and what they contain.
+/// The files [`Build::emit`] wrote and what they contain.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BuildOutput {
+    /// The backend that wrote them.
+    pub backend: Backend,
     /// `DIR/NAME.h`.
     pub header: PathBuf,
-    /// `DIR/NAME.c`, the one file to compile.
-    pub source: PathBuf,
+    /// The one file to build with: `DIR/NAME.c` to compile ([`Backend::C`]) or `DIR/NAME.o`
+    /// to link ([`Backend::Mlir`]).
+    pub artifact: PathBuf,
     /// `DIR`, the include directory.
     pub include_dir: PathBuf,
     /// `K`: planes stored in the weights.
@@ -116,6 +146,9 @@ pub struct Build {
     budget_bytes: Option<u64>,
     planes: Option<u8>,
     target: Target,
+    backend: Backend,
+    target_triple: Option<String>,
+    target_cpu: Option<String>,
     name: Option<String>,
     cargo_metadata: Option<bool>,
     load: LoadOptions,
@@ -133,6 +166,9 @@ impl Build {
             budget_bytes: None,
             planes: None,
             target: Target::Generic,
+            backend: Backend::C,
+            target_triple: None,
+            target_cpu: None,
             name: None,
             cargo_metadata: None,
             load: LoadOptions::default(),
@@ -191,6 +227,26 @@ impl Build {
     /// The C backend's code-generation target.
     pub fn target(mut self, target: Target) -> Self {
         self.target = target;
+        self
+    }
+
+    /// The code generator (default [`Backend::C`]).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// [`Backend::Mlir`]: the LLVM target triple of the object (`aarch64-linux-gnu`; default:
+    /// this machine). Compiling for another triple runs LLVM 22's `mlir-translate` and `llc`.
+    pub fn target_triple(mut self, triple: impl Into<String>) -> Self {
+        self.target_triple = Some(triple.into());
+        self
+    }
+
+    /// [`Backend::Mlir`] with a [`Build::target_triple`]: the LLVM CPU (`-mcpu`, e.g.
+    /// `neoverse-n1`).
+    pub fn target_cpu(mut self, cpu: impl Into<String>) -> Self {
+        self.target_cpu = Some(cpu.into());
         self
     }
 
@@ -350,9 +406,29 @@ impl Build {
         write_if_changed(path, &self.strata_bytes()?)
     }
 
-    /// Compiles if needed and writes `DIR/NAME.h` and `DIR/NAME.c`.
-    pub fn emit_c(&self, dir: &Path) -> Result<BuildOutput, BuildError> {
+    /// Compiles if needed and writes `DIR/NAME.h` and the backend's artifact: `DIR/NAME.c`
+    /// ([`Backend::C`]) or `DIR/NAME.o` ([`Backend::Mlir`]). Files whose bytes are unchanged
+    /// are not rewritten.
+    pub fn emit(&self, dir: &Path) -> Result<BuildOutput, BuildError> {
         let model = self.shown();
+        let c_only = |what| BuildError::BackendOption {
+            model: model.clone(),
+            what,
+        };
+        match self.backend {
+            Backend::C if self.target_triple.is_some() || self.target_cpu.is_some() => {
+                return Err(c_only("target_triple and target_cpu are for Backend::Mlir (the C backend takes Build::target)"));
+            }
+            Backend::Mlir if self.target != Target::Generic => {
+                return Err(c_only("Build::target is for the C backend (Backend::Mlir takes target_triple and target_cpu)"));
+            }
+            Backend::Mlir if self.target_cpu.is_some() && self.target_triple.is_none() => {
+                return Err(c_only("target_cpu needs target_triple"));
+            }
+            #[cfg(not(feature = "mlir"))]
+            Backend::Mlir => return Err(BuildError::MlirDisabled { model }),
+            _ => {}
+        }
         let bytes = self.strata_bytes()?;
         let loaded = read_container(&bytes).map_err(|source| BuildError::Container {
             model: model.clone(),
@@ -370,25 +446,84 @@ impl Build {
             None => c_name(&self.model),
         };
         let options = emit_options(&loaded.graph, &info, self.planes, self.target, name, &model)?;
-        let out = emit(&loaded.graph, &options).map_err(|source| BuildError::Emit {
-            model: model.clone(),
-            source: Box::new(source),
-        })?;
-        let header = dir.join(format!("{}.h", options.name));
-        let source = dir.join(format!("{}.c", options.name));
+        let (artifact, header, stats) = match self.backend {
+            Backend::C => {
+                let out = emit(&loaded.graph, &options).map_err(|source| BuildError::Emit {
+                    model: model.clone(),
+                    source: Box::new(source),
+                })?;
+                (out.source.into_bytes(), out.header, out.stats)
+            }
+            Backend::Mlir => self.compile_object(&loaded.graph, &options)?,
+        };
+        let extension = match self.backend {
+            Backend::C => "c",
+            Backend::Mlir => "o",
+        };
+        let header_path = dir.join(format!("{}.h", options.name));
+        let artifact_path = dir.join(format!("{}.{extension}", options.name));
         std::fs::create_dir_all(dir).map_err(|source| BuildError::Io {
             path: dir.display().to_string(),
             source,
         })?;
-        write_if_changed(&header, out.header.as_bytes())?;
-        write_if_changed(&source, out.source.as_bytes())?;
+        write_if_changed(&header_path, header.as_bytes())?;
+        write_if_changed(&artifact_path, &artifact)?;
         Ok(BuildOutput {
-            header,
-            source,
+            backend: self.backend,
+            header: header_path,
+            artifact: artifact_path,
             include_dir: dir.to_path_buf(),
             planes: options.planes,
             layer_planes: options.layer_planes,
-            stats: out.stats,
+            stats,
+        })
+    }
+
+    /// [`Build::emit`] with the C backend: refuses a build set to [`Backend::Mlir`].
+    pub fn emit_c(&self, dir: &Path) -> Result<BuildOutput, BuildError> {
+        if self.backend != Backend::C {
+            return Err(BuildError::BackendOption {
+                model: self.shown(),
+                what: "emit_c writes C; call Build::emit for Backend::Mlir",
+            });
+        }
+        self.emit(dir)
+    }
+
+    /// The MLIR backend's object, header and sizes for the options `emit-c` would use.
+    #[cfg(feature = "mlir")]
+    fn compile_object(
+        &self,
+        graph: &Graph,
+        options: &EmitOptions,
+    ) -> Result<(Vec<u8>, String, EmitStats), BuildError> {
+        use crate::backend::mlir;
+        let mlir_options = mlir::MlirOptions {
+            planes: options.planes,
+            layer_planes: options.layer_planes.clone(),
+            name: options.name.clone(),
+        };
+        let target = mlir::Target {
+            triple: self.target_triple.clone(),
+            cpu: self.target_cpu.clone(),
+        };
+        let out = mlir::compile_object(graph, &mlir_options, &target).map_err(|source| {
+            BuildError::Mlir {
+                model: self.shown(),
+                source: Box::new(source),
+            }
+        })?;
+        Ok((out.object, out.header, out.stats))
+    }
+
+    #[cfg(not(feature = "mlir"))]
+    fn compile_object(
+        &self,
+        _graph: &Graph,
+        _options: &EmitOptions,
+    ) -> Result<(Vec<u8>, String, EmitStats), BuildError> {
+        Err(BuildError::MlirDisabled {
+            model: self.shown(),
         })
     }
 }

@@ -20,4 +20,15 @@ fn classifies_the_bundled_digits() {
         .unwrap_or_else(|| panic!("unexpected output: {stdout}"));
     assert!(pct >= 97.0, "{stdout}");
     assert!(stdout.contains("(") && stdout.contains("/500)"), "{stdout}");
+    // With the `mlir` feature the MLIR-built object must give the C model's logits exactly.
+    let mlir = stdout.lines().find(|l| l.starts_with("MLIR K=4 top-1: "));
+    if cfg!(feature = "mlir") {
+        let line = mlir.unwrap_or_else(|| panic!("no MLIR line: {stdout}"));
+        assert!(
+            line.ends_with("logits bit-identical to C: 500/500"),
+            "{stdout}"
+        );
+    } else {
+        assert!(mlir.is_none(), "{stdout}");
+    }
 }
