@@ -4,6 +4,7 @@
 //! it, the runtime executes it and the backends lower it. It has no dependency on any of
 //! them, so a device build links only this crate and the runtime.
 
+pub mod adaptive;
 pub mod container;
 mod dtype;
 mod error;

@@ -249,11 +249,13 @@ fn round_trip_restores_graph_and_metadata() {
         available_planes,
         metadata: meta,
         layer_planes,
+        adaptive,
     } = read_container(&bytes).unwrap();
     assert_eq!(graph, fake_graph(BITS));
     assert_eq!((bits, available_planes), (8, 8));
     assert_eq!(meta, metadata());
     assert!(layer_planes.is_empty());
+    assert!(adaptive.is_none());
 }
 
 #[test]

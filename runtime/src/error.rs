@@ -137,6 +137,9 @@ pub enum RuntimeError {
     #[error("op `{op}` has no gradient rule")]
     NoGradient { op: &'static str },
     /// Run options name a layer that is not a bit-plane op of the graph.
+    /// An adaptive-precision run cannot proceed (`Session::run_adaptive`).
+    #[error("adaptive precision: {0}")]
+    Adaptive(String),
     #[error("run options select planes for `{node}`, which is not a bit-plane layer of the graph")]
     UnknownLayer { node: String },
 }

@@ -4,6 +4,7 @@
 //! this crate, so it favours obviously-correct semantics that follow the ONNX reference, while
 //! using GEMM-based convolution and rayon so that real test sets run in seconds.
 
+mod adaptive;
 pub mod autodiff;
 mod chunk;
 mod error;
@@ -16,6 +17,7 @@ use strata_ir::{Dim, Graph, Node, NodeId, NodeKind, Op, Tensor};
 
 use interpret::{interpret, Visit};
 
+pub use adaptive::AdaptiveRun;
 pub use error::RuntimeError;
 pub use kernels::bitplane::PreparedCache;
 pub use kernels::{eval_op, eval_op_with, QuantPath};

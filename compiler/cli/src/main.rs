@@ -57,6 +57,10 @@ enum Command {
     Manifest(manifest::Args),
     /// Cut a `.strata` file to its first K planes. The output is a byte prefix of the input.
     Strip(strip::Args),
+    /// Fit an adaptive-precision policy (per-input plane counts: a cheap stage answers the
+    /// confident inputs, the rest escalate) to `--adaptive budget=F|max-drop=P` on unlabelled
+    /// samples, and write the model with it.
+    Adapt(adapt::Args),
     /// List the passes a pipeline can name.
     Passes,
     /// Measure this machine: `gemm` times an n×n×n f32 product through the runtime's GEMM
@@ -106,6 +110,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Build(args) => build::run(args),
         Command::Manifest(args) => manifest::run(args),
         Command::Strip(args) => strip::run(args),
+        Command::Adapt(args) => adapt::run(args),
         Command::Passes => passes(),
         Command::Bench(args) => bench::run(args),
     }

@@ -440,6 +440,7 @@ impl Build {
             metadata: loaded.metadata,
             file_bytes: bytes.len() as u64,
             layer_planes: loaded.layer_planes,
+            adaptive: loaded.adaptive,
         };
         let name = match &self.name {
             Some(n) => n.clone(),
@@ -609,7 +610,7 @@ fn c_name(path: &Path) -> String {
 }
 
 /// The first `n` rows of a `[N, …]` tensor (all of them when `n ≥ N`).
-fn first_rows(t: strata_ir::Tensor, n: usize) -> std::io::Result<strata_ir::Tensor> {
+pub fn first_rows(t: strata_ir::Tensor, n: usize) -> std::io::Result<strata_ir::Tensor> {
     let shape = t.shape().to_vec();
     let Some(&rows) = shape.first() else {
         return Ok(t);

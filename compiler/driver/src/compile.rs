@@ -228,7 +228,7 @@ pub fn compile_with_tables(
         &graph,
         &ContainerOptions {
             metadata,
-            layer_planes: BTreeMap::new(),
+            ..ContainerOptions::default()
         },
     )?;
     Ok((bytes, ctx))
@@ -439,6 +439,7 @@ pub fn compile_with_context(
         &ContainerOptions {
             metadata,
             layer_planes,
+            adaptive: None,
         },
     )?;
     Ok((bytes, ctx))

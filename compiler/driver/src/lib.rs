@@ -3,6 +3,7 @@
 //! sits over the frontend (`strata-onnx`) and the backends (`strata-backend-c`), which it
 //! re-exports so a build script needs this one crate; the `strata` CLI is a thin layer on it.
 
+pub mod adaptive;
 pub mod bench;
 pub mod build;
 pub mod compile;

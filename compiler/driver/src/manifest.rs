@@ -104,6 +104,7 @@ pub fn record_top1(
         &strata_ir::container::ContainerOptions {
             metadata,
             layer_planes: loaded.layer_planes,
+            adaptive: loaded.adaptive,
         },
     )?)
 }

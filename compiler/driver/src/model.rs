@@ -64,9 +64,23 @@ pub struct ContainerInfo {
     pub file_bytes: u64,
     /// Mixed precision: the stored per-layer plane choice (empty: uniform).
     pub layer_planes: BTreeMap<String, u8>,
+    /// The stored adaptive-precision policy, as written (see [`ContainerInfo::adaptive_policy`]).
+    pub adaptive: Option<strata_ir::adaptive::AdaptivePolicy>,
 }
 
 impl ContainerInfo {
+    /// The stored adaptive policy as this file can run it (counts lowered to the planes
+    /// present); `None` when the file has none.
+    pub fn adaptive_policy(
+        &self,
+        graph: &Graph,
+    ) -> Result<Option<strata_ir::adaptive::AdaptivePolicy>, ContainerError> {
+        self.adaptive
+            .as_ref()
+            .map(|p| p.effective(graph, self.available_planes))
+            .transpose()
+    }
+
     /// The per-layer plane counts to run at when the user names none: the stored choice,
     /// lowered where the file was cut below it.
     pub fn default_layer_planes(
@@ -290,6 +304,7 @@ pub fn load_model_with(path: &Path, options: &LoadOptions) -> Result<Model, Load
                     metadata: loaded.metadata,
                     file_bytes: bytes.len() as u64,
                     layer_planes: loaded.layer_planes,
+                    adaptive: loaded.adaptive,
                 }),
             })
         }

@@ -33,6 +33,27 @@ pub struct Header {
     /// chosen under a weight-byte budget. Empty: every layer runs at the same count.
     #[prost(btree_map = "string, uint32", tag = "7")]
     pub layer_planes: BTreeMap<String, u32>,
+    /// Adaptive precision: the fitted cascade (`crate::adaptive`); absent: none.
+    #[prost(message, optional, tag = "8")]
+    pub adaptive: Option<AdaptivePolicyMsg>,
+}
+
+/// `crate::adaptive::AdaptivePolicy` on disk.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AdaptivePolicyMsg {
+    #[prost(message, repeated, tag = "1")]
+    pub stages: Vec<AdaptiveStageMsg>,
+    #[prost(string, tag = "2")]
+    pub target: String,
+}
+
+/// `crate::adaptive::AdaptiveStage` on disk.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AdaptiveStageMsg {
+    #[prost(btree_map = "string, uint32", tag = "1")]
+    pub layer_planes: BTreeMap<String, u32>,
+    #[prost(float, tag = "2")]
+    pub min_margin: f32,
 }
 
 /// Where one constant's data lives.

@@ -37,6 +37,7 @@ use std::collections::BTreeMap;
 pub use reader::{read_container, strip_container};
 pub use writer::{write_container, write_container_with_planes};
 
+use crate::adaptive::AdaptivePolicy;
 use crate::text::ParseError;
 use crate::{Graph, TensorType, VerifyError};
 
@@ -51,7 +52,7 @@ pub const VERSION: u32 = 1;
 pub const PREFIX_LEN: usize = 8 + 4 + 8 + 4;
 
 /// What to store besides the graph.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ContainerOptions {
     /// Free-form key/value pairs kept in the header (evaluation results, provenance).
     pub metadata: BTreeMap<String, String>,
@@ -59,6 +60,9 @@ pub struct ContainerOptions {
     /// data, not metadata text, so every consumer (runtime, C backend) reads the same choice.
     /// Each entry must name a bit-plane node and a plane count with a side table.
     pub layer_planes: BTreeMap<String, u8>,
+    /// Adaptive precision: the fitted cascade, checked against the graph like
+    /// `layer_planes`.
+    pub adaptive: Option<AdaptivePolicy>,
 }
 
 /// A model read from a container (possibly a prefix of one).
@@ -76,6 +80,9 @@ pub struct Loaded {
     /// The per-layer default plane counts given to the writer (empty: uniform). An entry may
     /// exceed `available_planes` when the file was cut; see [`effective_layer_planes`].
     pub layer_planes: BTreeMap<String, u8>,
+    /// The adaptive policy given to the writer, as stored (its counts may exceed
+    /// `available_planes` when the file was cut; run [`AdaptivePolicy::effective`]).
+    pub adaptive: Option<AdaptivePolicy>,
 }
 
 /// The per-layer plane counts a model with `available` planes runs at by default: each
@@ -135,6 +142,57 @@ fn bitplane_spec<'g>(
     Ok(spec)
 }
 
+/// The stored form of an adaptive policy.
+fn adaptive_to_message(policy: &AdaptivePolicy) -> format::AdaptivePolicyMsg {
+    format::AdaptivePolicyMsg {
+        stages: policy
+            .stages
+            .iter()
+            .map(|s| format::AdaptiveStageMsg {
+                layer_planes: s
+                    .layer_planes
+                    .iter()
+                    .map(|(n, &k)| (n.clone(), u32::from(k)))
+                    .collect(),
+                min_margin: s.min_margin,
+            })
+            .collect(),
+        target: policy.target.clone(),
+    }
+}
+
+/// An adaptive policy read back; counts that are not `u8` are refused by layer (the rest is
+/// checked against the graph by [`AdaptivePolicy::check`]).
+fn adaptive_from_message(msg: format::AdaptivePolicyMsg) -> Result<AdaptivePolicy, ContainerError> {
+    if msg.stages.len() > crate::adaptive::MAX_STAGES {
+        return Err(ContainerError::BadAdaptive {
+            reason: format!(
+                "{} stages (at most {} allowed)",
+                msg.stages.len(),
+                crate::adaptive::MAX_STAGES
+            ),
+        });
+    }
+    let mut stages = Vec::with_capacity(msg.stages.len());
+    for (i, s) in msg.stages.into_iter().enumerate() {
+        let mut layer_planes = BTreeMap::new();
+        for (node, k) in s.layer_planes {
+            let k = u8::try_from(k).map_err(|_| ContainerError::BadAdaptive {
+                reason: format!("stage {i}: layer `{node}`: {k} is not a plane count"),
+            })?;
+            layer_planes.insert(node, k);
+        }
+        stages.push(crate::adaptive::AdaptiveStage {
+            layer_planes,
+            min_margin: s.min_margin,
+        });
+    }
+    Ok(AdaptivePolicy {
+        stages,
+        target: msg.target,
+    })
+}
+
 /// Checks that every per-layer choice names a bit-plane layer and a plane count it has a
 /// side table for.
 pub(crate) fn check_layer_planes(
@@ -156,6 +214,8 @@ pub enum ContainerError {
         needed: u64,
         len: u64,
     },
+    #[error("adaptive policy: {reason}")]
+    BadAdaptive { reason: String },
     #[error("bytes 0..8 are {found:02x?}, not the .strata magic \\x89STRATA\\n")]
     BadMagic { found: [u8; 8] },
     #[error("byte 8: container version {version}, this reader supports {VERSION}")]

@@ -56,12 +56,20 @@ pub fn read_container(bytes: &[u8]) -> Result<Loaded, ContainerError> {
         layer_planes.insert(node, planes);
     }
     super::check_layer_planes(&graph, &layer_planes)?;
+    let adaptive = header
+        .adaptive
+        .map(super::adaptive_from_message)
+        .transpose()?;
+    if let Some(policy) = &adaptive {
+        policy.check(&graph)?;
+    }
     Ok(Loaded {
         graph,
         bits,
         available_planes: available as u8,
         metadata: header.metadata,
         layer_planes,
+        adaptive,
     })
 }
 

@@ -79,6 +79,9 @@ fn write(
 ) -> Result<Vec<u8>, ContainerError> {
     crate::verify(graph).map_err(ContainerError::Verify)?;
     super::check_layer_planes(graph, &options.layer_planes)?;
+    if let Some(policy) = &options.adaptive {
+        policy.check(graph)?;
+    }
     let order = graph
         .topo_order()
         .map_err(|e| ContainerError::Internal(e.to_string()))?;
@@ -226,6 +229,7 @@ fn write(
             .iter()
             .map(|(n, &k)| (n.clone(), u32::from(k)))
             .collect(),
+        adaptive: options.adaptive.as_ref().map(super::adaptive_to_message),
     };
     // Offsets are non-zero fixed64, so filling them in does not change the header's size.
     let header_len = header.encoded_len();

@@ -4,9 +4,13 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use strata_compiler::adaptive::{fit as fit_policy, AdaptiveTarget};
 use strata_compiler::compile::Provenance;
-use strata_compiler::eval::{evaluate, evaluate_with, EvalError, EvalReport, EvalRequest};
+use strata_compiler::eval::{
+    evaluate, evaluate_cost, evaluate_with, CostReport, EvalError, EvalReport, EvalRequest,
+};
 use strata_compiler::{load_model, load_model_with, manifest, npy, plot};
+use strata_ir::adaptive::AdaptivePolicy;
 use strata_runtime::{QuantPath, RunOptions};
 
 use super::run::RunBackend;
@@ -60,6 +64,19 @@ pub struct Args {
     /// `mlir`). The FP32 row and the baselines always run on the runtime.
     #[arg(long, value_enum, default_value_t = RunBackend::Runtime)]
     backend: RunBackend,
+    /// Also print accuracy against cost: every uniform plane count, the stored per-layer
+    /// choice and the stored adaptive policy (`strata adapt`), each with top-1, agreement
+    /// with the full-plane model, average bit-operations and the runtime's time per input;
+    /// `--plot` then draws top-1 against bit-operations, `--json` adds it as `cost`.
+    #[arg(long)]
+    adaptive: bool,
+    /// With `--adaptive`: also fit a policy to each of these targets (`budget=F`,
+    /// `max-drop=P`) on `--fit-data` and evaluate it (nothing is written).
+    #[arg(long, value_delimiter = ',', requires = "fit_data")]
+    fit: Vec<String>,
+    /// Unlabelled samples to fit `--fit` targets on (training images, not the test set).
+    #[arg(long, requires = "adaptive")]
+    fit_data: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -188,14 +205,98 @@ pub fn run(args: Args) -> Result<()> {
         super::write_file(&args.model, &rewritten)?;
         eprintln!("recorded top-1 in {shown}");
     }
+    let cost = if args.adaptive {
+        if args.backend != RunBackend::Runtime || args.path != QuantPath::Integer {
+            bail!("--adaptive measures the runtime's integer path (drop --backend and --path)");
+        }
+        let mut policies: Vec<AdaptivePolicy> = info.adaptive.iter().cloned().collect();
+        if let Some(fit_data) = &args.fit_data {
+            let samples = npy::read_npy(fit_data)
+                .with_context(|| format!("--fit-data {}", fit_data.display()))?;
+            for target in &args.fit {
+                let target: AdaptiveTarget = target.parse()?;
+                let (policy, fit) =
+                    fit_policy(&loaded.graph, info.available_planes, &samples, target)
+                        .with_context(|| shown.clone())?;
+                eprintln!(
+                    "fitted {target} on {} samples: bit-operations {:.3}, agreement {:.2} %",
+                    fit.samples,
+                    fit.cost,
+                    fit.agreement * 100.0
+                );
+                policies.push(policy);
+            }
+        }
+        Some(
+            evaluate_cost(
+                &loaded.graph,
+                info,
+                &request.data,
+                &request.labels,
+                &policies,
+            )
+            .with_context(|| shown.clone())?,
+        )
+    } else {
+        None
+    };
     if let Some(path) = &args.plot {
-        let title = format!("{shown}: top-1 against planes");
-        super::write_file(path, plot::accuracy_svg(&report, &title).as_bytes())?;
+        let svg = match &cost {
+            Some(cost) => plot::pareto_svg(cost, &format!("{shown}: top-1 against bit-operations")),
+            None => plot::accuracy_svg(&report, &format!("{shown}: top-1 against planes")),
+        };
+        super::write_file(path, svg.as_bytes())?;
     }
     if args.json {
-        outln!("{}", serde_json::to_string_pretty(&report)?)?;
+        super::print_json_with(&report, "cost", cost.as_ref())?;
     } else {
         print_report(&report)?;
+        if let Some(cost) = &cost {
+            print_cost(cost)?;
+        }
+    }
+    Ok(())
+}
+
+/// The `--adaptive` table, cheapest first.
+fn print_cost(cost: &CostReport) -> std::io::Result<()> {
+    outln!()?;
+    outln!(
+        "accuracy against cost ({} samples; agreement and bit-operations against {} planes; runtime, {} threads)",
+        cost.samples,
+        cost.full_planes,
+        cost.threads
+    )?;
+    outln!(
+        "{:<13} {:<16} {:>8} {:>9} {:>9} {:>11}  stages ran",
+        "method",
+        "config",
+        "top-1 %",
+        "agree %",
+        "bit-ops",
+        "µs/input"
+    )?;
+    for r in &cost.rows {
+        let stages = r
+            .stage_runs
+            .as_ref()
+            .map(|s| {
+                s.iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            })
+            .unwrap_or_default();
+        outln!(
+            "{:<13} {:<16} {:>8.2} {:>9.2} {:>9.3} {:>11.1}  {}",
+            r.method,
+            r.label,
+            r.top1 * 100.0,
+            r.agreement * 100.0,
+            r.bit_ops,
+            r.micros_per_input,
+            stages
+        )?;
     }
     Ok(())
 }

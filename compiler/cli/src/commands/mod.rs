@@ -1,6 +1,7 @@
 //! One module per command: its `#[derive(Args)]` and the function that runs it. Library
 //! logic lives in `strata-compiler`; these modules parse, call and print.
 
+pub mod adapt;
 pub mod bench;
 pub mod build;
 pub mod compile;

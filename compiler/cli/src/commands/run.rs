@@ -24,6 +24,11 @@ pub struct Args {
     labels: Option<PathBuf>,
     #[command(flatten)]
     planes: PlaneArgs,
+    /// Run the policy stored by `strata adapt`: each sample at the first stage whose output
+    /// is confident enough (runtime, integer path; prints how many samples each stage ran
+    /// and the average bit-operations).
+    #[arg(long, conflicts_with_all = ["planes", "layer_planes", "path"])]
+    adaptive: bool,
     /// What executes the model: the reference runtime, or native code compiled for this CPU
     /// through MLIR's JIT (`.strata` models, integer path; cargo feature `mlir`).
     #[arg(long, value_enum, default_value_t = RunBackend::Runtime)]
@@ -75,6 +80,48 @@ impl PlaneArgs {
     }
 }
 
+/// `--adaptive`: the stored policy over the planes present; reports each stage's share and
+/// the bit-operations spent against the full-plane model's.
+fn run_adaptive(
+    graph: &strata_ir::Graph,
+    info: Option<&strata_compiler::model::ContainerInfo>,
+    shown: &str,
+    tensors: &[strata_ir::Tensor],
+) -> Result<strata_ir::Tensor> {
+    let Some(info) = info else {
+        bail!("{shown}: --adaptive runs `.strata` models");
+    };
+    let Some(policy) = info
+        .adaptive_policy(graph)
+        .with_context(|| shown.to_string())?
+    else {
+        bail!("{shown}: the file has no adaptive policy (fit one with `strata adapt`)");
+    };
+    let [x] = tensors else {
+        bail!(
+            "--adaptive runs graphs with one input ({} given)",
+            tensors.len()
+        );
+    };
+    let session = strata_runtime::Session::new(graph);
+    let run = session.run_adaptive(x, &policy)?;
+    let cost =
+        strata_compiler::adaptive::policy_cost(graph, info.available_planes, &policy, &run.ran)?;
+    let ks = strata_compiler::adaptive::stage_planes(&policy);
+    let shares: Vec<String> = ks
+        .iter()
+        .zip(&run.ran)
+        .map(|(k, n)| format!("{k} ran {n}"))
+        .collect();
+    eprintln!(
+        "adaptive ({}): stages {}; bit-operations {:.3} of the full model's",
+        policy.target,
+        shares.join(", "),
+        cost
+    );
+    Ok(run.output)
+}
+
 pub fn run(args: Args) -> Result<()> {
     let mut options = args.planes.run_options()?;
     let shown = args.model.display().to_string();
@@ -93,6 +140,19 @@ pub fn run(args: Args) -> Result<()> {
     let labels = args.labels.as_deref().map(npy::read_npy).transpose()?;
     let start = Instant::now();
     let outputs = match args.backend {
+        RunBackend::Runtime if args.adaptive => {
+            vec![run_adaptive(
+                &graph,
+                loaded.container.as_ref(),
+                &shown,
+                &tensors,
+            )?]
+        }
+        RunBackend::Mlir if args.adaptive => {
+            bail!(
+                "--adaptive runs on the runtime (the MLIR backend has no adaptive entry point yet)"
+            )
+        }
         RunBackend::Runtime => run_with(&graph, &tensors, &options)?,
         RunBackend::Mlir => {
             if args.planes.path != QuantPath::Integer {

@@ -1,14 +1,17 @@
 //! Accuracy and size evaluation behind `strata eval`: how much each plane count costs in
 //! accuracy and buys in bytes, beside the baselines a user would otherwise ship.
 
+mod cost;
 mod evaluate;
 mod stats;
 
 use serde::Serialize;
 
+pub use cost::{evaluate_cost, CostReport, CostRow};
 pub use evaluate::{evaluate, evaluate_with, EvalRequest};
 pub use stats::{
-    argmax, correct, mcnemar_exact, paired, score, weight_bytes, weight_bytes_per_layer,
+    argmax, correct, mcnemar_exact, paired, predictions, score, weight_bytes,
+    weight_bytes_per_layer,
 };
 
 /// One row of the evaluation table.
@@ -94,6 +97,8 @@ pub enum EvalError {
     Pipeline(#[from] strata_passes::PipelineError),
     #[error(transparent)]
     Container(#[from] strata_ir::container::ContainerError),
+    #[error(transparent)]
+    Graph(#[from] strata_ir::GraphError),
     /// The executor given to [`evaluate_with`] failed (a backend other than the runtime).
     #[error("{backend}: {reason}")]
     Executor { backend: String, reason: String },

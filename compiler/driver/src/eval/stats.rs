@@ -26,6 +26,12 @@ pub fn argmax(row: &[f32]) -> usize {
     best
 }
 
+/// Each sample's argmax of logits `[N, classes]`.
+pub fn predictions(logits: &Tensor) -> Result<Vec<usize>, EvalError> {
+    let (values, _, c) = rows_of(logits)?;
+    Ok(values.chunks(c.max(1)).map(argmax).collect())
+}
+
 /// Scores one set of logits against labels and, optionally, the FP32 logits.
 pub fn score(
     method: &'static str,

@@ -1,0 +1,538 @@
+//! Fitting an adaptive-precision policy (`strata_ir::adaptive`) to a user's target, on
+//! unlabelled samples: the teacher is the full-plane model, so what is fitted is agreement
+//! with it, never accuracy on labels the user may not have.
+//!
+//! The stages are uniform plane counts the model has side tables for. Every cascade of one
+//! to three increasing counts ending at the full count (and every single count on its own)
+//! is tried, each gate at 41 thresholds — the quantiles of that stage's margins on the
+//! samples. A cascade's cost is the bit-operations it spends per sample on average
+//! (`strata_ir::adaptive::bit_ops`, every stage a sample reached counted in full), as a
+//! fraction of the full-plane model's.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use serde::Serialize;
+use strata_ir::adaptive::{bit_ops, margin, AdaptivePolicy, AdaptiveStage};
+use strata_ir::{Graph, NodeKind, Op, Tensor};
+use strata_runtime::{QuantPath, RunOptions, Session};
+
+use crate::eval::argmax;
+
+/// Metadata key of the fit's report (JSON [`AdaptiveFit`]).
+pub const ADAPTIVE_FIT_KEY: &str = "adaptive_fit";
+
+/// Thresholds tried per gate: the 0, 2.5, …, 100 % quantiles of the stage's margins.
+const GRID: usize = 41;
+/// Longest cascade tried.
+const MAX_FITTED_STAGES: usize = 3;
+
+/// What the policy is fitted to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AdaptiveTarget {
+    /// `budget=F`: average bit-operations at most `F` × the full-plane model's; the most
+    /// agreement with it within that.
+    Budget(f64),
+    /// `max-drop=P`: at most `P` percentage points of samples whose top-1 differs from the
+    /// full-plane model's; the fewest bit-operations within that.
+    MaxDrop(f64),
+}
+
+impl FromStr for AdaptiveTarget {
+    type Err = AdaptiveError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |reason: &str| AdaptiveError::Target {
+            target: s.to_string(),
+            reason: reason.to_string(),
+        };
+        let (key, value) = s
+            .split_once('=')
+            .ok_or_else(|| bad("expected budget=F or max-drop=P"))?;
+        let v: f64 = value
+            .trim()
+            .parse()
+            .map_err(|_| bad("the value is not a number"))?;
+        if !v.is_finite() {
+            return Err(bad("the value is not finite"));
+        }
+        match key.trim() {
+            "budget" if v > 0.0 => Ok(AdaptiveTarget::Budget(v)),
+            "budget" => Err(bad(
+                "a budget is a fraction > 0 of the full model's bit-operations",
+            )),
+            "max-drop" if v >= 0.0 => Ok(AdaptiveTarget::MaxDrop(v)),
+            "max-drop" => Err(bad("max-drop is a number of percentage points >= 0")),
+            _ => Err(bad("expected budget=F or max-drop=P")),
+        }
+    }
+}
+
+impl std::fmt::Display for AdaptiveTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdaptiveTarget::Budget(v) => write!(f, "budget={v}"),
+            AdaptiveTarget::MaxDrop(v) => write!(f, "max-drop={v}"),
+        }
+    }
+}
+
+/// Why no policy was fitted.
+#[derive(Debug, thiserror::Error)]
+pub enum AdaptiveError {
+    #[error("adaptive target `{target}`: {reason}")]
+    Target { target: String, reason: String },
+    #[error("adaptive target `{target}` cannot be met: the cheapest stage on its own ({config}) already costs {cheapest:.3} of the full model's bit-operations")]
+    Impossible {
+        target: String,
+        config: String,
+        cheapest: f64,
+    },
+    #[error("adaptive precision needs bit-plane layers with plane counts in common ({0})")]
+    NoPlaneCounts(String),
+    #[error("adaptive precision needs samples: {0}")]
+    Samples(String),
+    #[error(transparent)]
+    Runtime(#[from] strata_runtime::RuntimeError),
+    #[error(transparent)]
+    Graph(#[from] strata_ir::GraphError),
+    #[error(transparent)]
+    Container(#[from] strata_ir::container::ContainerError),
+}
+
+/// The fitted policy's figures on the fitting samples (stored as [`ADAPTIVE_FIT_KEY`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AdaptiveFit {
+    pub target: String,
+    pub samples: usize,
+    /// Each stage's configuration (`k=2`, `k=2, small layers 8`), cheapest first.
+    pub stages: Vec<String>,
+    /// Each gate's margin (the last stage has none).
+    pub min_margins: Vec<f32>,
+    /// Average bit-operations as a fraction of the full-plane model's.
+    pub cost: f64,
+    /// Fraction of samples whose top-1 is the full-plane model's.
+    pub agreement: f64,
+    /// Fraction of samples answered by each stage.
+    pub answered: Vec<f64>,
+}
+
+/// One stage configuration, run on every sample.
+struct Candidate {
+    label: String,
+    layer_planes: BTreeMap<String, u8>,
+    cost: f64,
+    margins: Vec<f32>,
+    top1: Vec<usize>,
+}
+
+/// The plane counts every bit-plane layer of `graph` has a side table for, up to `available`.
+pub fn common_plane_counts(graph: &Graph, available: u8) -> Vec<u8> {
+    let mut common: Option<Vec<u8>> = None;
+    for id in graph.node_ids() {
+        let Ok(node) = graph.node(id) else { continue };
+        let NodeKind::Op(Op::Bitplane(b)) = &node.kind else {
+            continue;
+        };
+        let counts: Vec<u8> = b.spec.plane_counts.clone();
+        common = Some(match common {
+            None => counts,
+            Some(c) => c.into_iter().filter(|k| counts.contains(k)).collect(),
+        });
+    }
+    common
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|&k| k <= available)
+        .collect()
+}
+
+/// Most multiply-accumulates a "small" layer has, as a share of the network's: such layers
+/// (a stem convolution over one channel, a classifier head, 1×1 shortcuts) are where few
+/// planes hurt most and full planes cost least, so each low stage is also tried with them
+/// at the full count.
+const SMALL_LAYER_SHARE: f64 = 0.025;
+
+/// The bit-plane layers with at most [`SMALL_LAYER_SHARE`] of the network's MACs.
+fn small_layers(graph: &Graph) -> Result<Vec<String>, AdaptiveError> {
+    let mut layers = Vec::new();
+    for id in graph.node_ids() {
+        let Ok(node) = graph.node(id) else { continue };
+        if matches!(node.kind, NodeKind::Op(Op::Bitplane(_))) {
+            layers.push((node.name.clone(), graph.node_macs(id)?));
+        }
+    }
+    let total: u64 = layers.iter().map(|(_, m)| m).sum();
+    Ok(layers
+        .into_iter()
+        .filter(|(_, m)| (*m as f64) <= SMALL_LAYER_SHARE * total as f64)
+        .map(|(n, _)| n)
+        .collect())
+}
+
+/// Every bit-plane layer at `k`.
+pub fn uniform(graph: &Graph, k: u8) -> BTreeMap<String, u8> {
+    graph
+        .node_ids()
+        .filter_map(|id| graph.node(id).ok())
+        .filter(|n| matches!(n.kind, NodeKind::Op(Op::Bitplane(_))))
+        .map(|n| (n.name.clone(), k))
+        .collect()
+}
+
+/// Fits a policy to `target` on `samples` (the graph's one input, batch on axis 0), for a
+/// model with `available` planes.
+pub fn fit(
+    graph: &Graph,
+    available: u8,
+    samples: &Tensor,
+    target: AdaptiveTarget,
+) -> Result<(AdaptivePolicy, AdaptiveFit), AdaptiveError> {
+    let counts = common_plane_counts(graph, available);
+    let Some(&top) = counts.last() else {
+        return Err(AdaptiveError::NoPlaneCounts(format!(
+            "{available} planes present"
+        )));
+    };
+    let n = samples.shape().first().copied().unwrap_or(0);
+    if n == 0 {
+        return Err(AdaptiveError::Samples("the sample tensor is empty".into()));
+    }
+    let full_ops = bit_ops(graph, &uniform(graph, top), top)?.max(1) as f64;
+    let session = Session::new(graph);
+    let small = small_layers(graph)?;
+    // Uniform counts, and below the full count each also with the small layers at it.
+    let mut configs: Vec<(String, BTreeMap<String, u8>)> = Vec::new();
+    for &k in &counts {
+        configs.push((format!("k={k}"), uniform(graph, k)));
+        if k < top && !small.is_empty() {
+            let mut planes = uniform(graph, k);
+            for name in &small {
+                planes.insert(name.clone(), top);
+            }
+            configs.push((format!("k={k}, small layers {top}"), planes));
+        }
+    }
+    let mut candidates = Vec::with_capacity(configs.len());
+    for (label, layer_planes) in configs {
+        let cost = bit_ops(graph, &layer_planes, top)? as f64 / full_ops;
+        let options = RunOptions {
+            planes: None,
+            per_layer: layer_planes.clone(),
+            path: QuantPath::Integer,
+        };
+        let out = session
+            .run_with(std::slice::from_ref(samples), &options)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| AdaptiveError::Samples("the graph has no output".into()))?;
+        let values = out
+            .as_f32()
+            .ok_or_else(|| AdaptiveError::Samples("the output is not float32".into()))?;
+        let per = values.len() / n;
+        let rows = values.chunks(per.max(1));
+        candidates.push(Candidate {
+            label,
+            layer_planes,
+            cost,
+            margins: rows.clone().map(margin).collect(),
+            top1: rows.map(argmax).collect(),
+        });
+    }
+    // Cheapest first; the full-plane model (the teacher) is the most expensive, last.
+    candidates.sort_by(|a, b| a.cost.total_cmp(&b.cost));
+    if let AdaptiveTarget::Budget(b) = target {
+        let cheapest = &candidates[0];
+        if b < cheapest.cost {
+            return Err(AdaptiveError::Impossible {
+                target: target.to_string(),
+                config: cheapest.label.clone(),
+                cheapest: cheapest.cost,
+            });
+        }
+    }
+    let teacher = candidates
+        .last()
+        .map(|c| c.top1.clone())
+        .unwrap_or_default();
+    let best = search(&candidates, &teacher, target);
+    let stages = best
+        .chain
+        .iter()
+        .enumerate()
+        .map(|(s, &c)| AdaptiveStage {
+            layer_planes: candidates[c].layer_planes.clone(),
+            min_margin: best.margins.get(s).copied().unwrap_or(0.0),
+        })
+        .collect();
+    let policy = AdaptivePolicy {
+        stages,
+        target: target.to_string(),
+    };
+    let fit = AdaptiveFit {
+        target: target.to_string(),
+        samples: n,
+        stages: best
+            .chain
+            .iter()
+            .map(|&c| candidates[c].label.clone())
+            .collect(),
+        min_margins: best.margins.clone(),
+        cost: best.cost,
+        agreement: best.agreement,
+        answered: best.answered,
+    };
+    Ok((policy, fit))
+}
+
+/// Fits a policy for the model in container `bytes` on `samples` and returns the container
+/// rewritten with it (graph, planes present, per-layer choice and metadata unchanged; the
+/// fit's figures added under [`ADAPTIVE_FIT_KEY`]).
+pub fn adapt_container(
+    bytes: &[u8],
+    samples: &Tensor,
+    target: AdaptiveTarget,
+) -> Result<(Vec<u8>, AdaptiveFit), AdaptiveError> {
+    let loaded = strata_ir::container::read_container(bytes)?;
+    let (policy, fit) = fit(&loaded.graph, loaded.available_planes, samples, target)?;
+    let mut metadata = loaded.metadata;
+    metadata.insert(
+        ADAPTIVE_FIT_KEY.into(),
+        serde_json::to_string(&fit).map_err(|e| AdaptiveError::Samples(e.to_string()))?,
+    );
+    let out = strata_ir::container::write_container(
+        &loaded.graph,
+        &strata_ir::container::ContainerOptions {
+            metadata,
+            layer_planes: loaded.layer_planes,
+            adaptive: Some(policy),
+        },
+    )?;
+    Ok((out, fit))
+}
+
+/// Each stage's plane counts in short: `k=4` when uniform, else `mixed(min..max)`.
+pub fn stage_planes(policy: &AdaptivePolicy) -> Vec<String> {
+    policy
+        .stages
+        .iter()
+        .map(|s| {
+            let lo = s.layer_planes.values().min();
+            let hi = s.layer_planes.values().max();
+            match (lo, hi) {
+                (Some(a), Some(b)) if a == b => format!("k={a}"),
+                (Some(a), Some(b)) => format!("mixed({a}..{b})"),
+                _ => "default".to_string(),
+            }
+        })
+        .collect()
+}
+
+/// Average bit-operations per sample of a run in which stage `i` ran `ran[i]` samples, as
+/// a fraction of the full-plane model's (every bit-plane layer at its largest count present).
+pub fn policy_cost(
+    graph: &Graph,
+    available: u8,
+    policy: &AdaptivePolicy,
+    ran: &[usize],
+) -> Result<f64, AdaptiveError> {
+    let top = common_plane_counts(graph, available)
+        .last()
+        .copied()
+        .unwrap_or(available);
+    let full = bit_ops(graph, &uniform(graph, top), top)?.max(1) as f64;
+    let n = ran.first().copied().unwrap_or(0).max(1) as f64;
+    let mut spent = 0.0;
+    for (stage, &count) in policy.stages.iter().zip(ran) {
+        spent += bit_ops(graph, &stage.layer_planes, available)? as f64 * count as f64;
+    }
+    Ok(spent / n / full)
+}
+
+/// A cascade over candidate indices with its gates and figures.
+#[derive(Debug, Clone)]
+struct Scored {
+    chain: Vec<usize>,
+    margins: Vec<f32>,
+    cost: f64,
+    agreement: f64,
+    answered: Vec<f64>,
+}
+
+/// The best cascade for `target` (the full count alone always qualifies for `max-drop`; the
+/// cheapest count alone for any budget `fit` accepted).
+fn search(candidates: &[Candidate], teacher: &[usize], target: AdaptiveTarget) -> Scored {
+    let top = candidates.len() - 1;
+    let n = teacher.len();
+    let mut chains: Vec<Vec<usize>> = (0..candidates.len()).map(|c| vec![c]).collect();
+    for a in 0..top {
+        chains.push(vec![a, top]);
+        for b in a + 1..top {
+            chains.push(vec![a, b, top]);
+        }
+    }
+    chains.retain(|c| c.len() <= MAX_FITTED_STAGES);
+    let grids: Vec<Vec<f32>> = candidates.iter().map(|c| quantiles(&c.margins)).collect();
+    let better = |a: &Scored, b: &Scored| -> bool {
+        match target {
+            AdaptiveTarget::Budget(budget) => {
+                let (fa, fb) = (a.cost <= budget + 1e-12, b.cost <= budget + 1e-12);
+                fa && !fb
+                    || fa == fb
+                        && (a.agreement > b.agreement
+                            || a.agreement == b.agreement && a.cost < b.cost)
+            }
+            AdaptiveTarget::MaxDrop(points) => {
+                let ok = |s: &Scored| (1.0 - s.agreement) * 100.0 <= points + 1e-9;
+                let (fa, fb) = (ok(a), ok(b));
+                fa && !fb
+                    || fa == fb
+                        && (a.cost < b.cost || a.cost == b.cost && a.agreement > b.agreement)
+            }
+        }
+    };
+    let mut best: Option<Scored> = None;
+    let mut gates = Vec::new();
+    for chain in &chains {
+        // Every combination of thresholds for the chain's gates (all but the last stage).
+        let gate_count = chain.len() - 1;
+        let mut idx = vec![0usize; gate_count];
+        loop {
+            gates.clear();
+            gates.extend((0..gate_count).map(|g| grids[chain[g]][idx[g]]));
+            let scored = score(candidates, teacher, chain, &gates, n);
+            if best.as_ref().is_none_or(|b| better(&scored, b)) {
+                best = Some(scored);
+            }
+            // Next combination (odometer); a chain without gates has exactly one.
+            let mut g = 0;
+            while g < gate_count {
+                idx[g] += 1;
+                if idx[g] < GRID {
+                    break;
+                }
+                idx[g] = 0;
+                g += 1;
+            }
+            if g == gate_count {
+                break;
+            }
+        }
+    }
+    best.expect("at least the single-stage chains are scored")
+}
+
+/// Cost, agreement and answered fractions of `chain` with `gates` on the samples.
+fn score(
+    candidates: &[Candidate],
+    teacher: &[usize],
+    chain: &[usize],
+    gates: &[f32],
+    n: usize,
+) -> Scored {
+    let mut cost = 0.0;
+    let mut agree = 0usize;
+    let mut answered = vec![0usize; chain.len()];
+    for (i, &want) in teacher.iter().enumerate().take(n) {
+        for (s, &c) in chain.iter().enumerate() {
+            let cand = &candidates[c];
+            cost += cand.cost;
+            // The same comparison as `AdaptivePolicy::accepts`.
+            if s + 1 == chain.len() || cand.margins[i] >= gates[s] {
+                agree += usize::from(cand.top1[i] == want);
+                answered[s] += 1;
+                break;
+            }
+        }
+    }
+    Scored {
+        chain: chain.to_vec(),
+        margins: gates.to_vec(),
+        cost: cost / n as f64,
+        agreement: agree as f64 / n as f64,
+        answered: answered.iter().map(|&a| a as f64 / n as f64).collect(),
+    }
+}
+
+/// [`GRID`] thresholds from the margins' quantiles; the largest is above every finite
+/// margin, so "never accept here" is among them.
+fn quantiles(margins: &[f32]) -> Vec<f32> {
+    let mut sorted: Vec<f32> = margins.iter().copied().filter(|m| !m.is_nan()).collect();
+    sorted.sort_by(f32::total_cmp);
+    if sorted.is_empty() {
+        return vec![0.0; GRID];
+    }
+    (0..GRID)
+        .map(|q| {
+            if q + 1 == GRID {
+                return f32::MAX;
+            }
+            let pos = q * (sorted.len() - 1) / (GRID - 1);
+            sorted[pos].max(0.0)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_and_refuse_nonsense() {
+        assert_eq!(
+            "budget=0.5".parse::<AdaptiveTarget>().unwrap(),
+            AdaptiveTarget::Budget(0.5)
+        );
+        assert_eq!(
+            "max-drop=0.1".parse::<AdaptiveTarget>().unwrap(),
+            AdaptiveTarget::MaxDrop(0.1)
+        );
+        for bad in [
+            "budget=0",
+            "budget=-1",
+            "max-drop=-0.1",
+            "speed=2",
+            "budget",
+            "budget=x",
+        ] {
+            let e = bad.parse::<AdaptiveTarget>().unwrap_err();
+            assert!(e.to_string().contains(bad), "{e}");
+        }
+    }
+
+    /// Two counts; the cheap one is right exactly when confident (margin ≥ 2).
+    fn toy() -> (Vec<Candidate>, Vec<usize>) {
+        let cheap = Candidate {
+            label: "k=2".into(),
+            layer_planes: BTreeMap::new(),
+            cost: 0.25,
+            margins: vec![3.0, 2.5, 0.5, 1.0, 4.0, 0.1, 2.0, 5.0],
+            top1: vec![1, 1, 0, 0, 1, 0, 1, 1],
+        };
+        let full = Candidate {
+            label: "k=8".into(),
+            layer_planes: BTreeMap::new(),
+            cost: 1.0,
+            margins: vec![9.0; 8],
+            top1: vec![1; 8],
+        };
+        (vec![cheap, full], vec![1; 8])
+    }
+
+    #[test]
+    fn the_search_meets_each_target_at_the_least_cost() {
+        let (c, t) = toy();
+        // No drop allowed: escalate the three uncertain samples (margin < 2).
+        let s = search(&c, &t, AdaptiveTarget::MaxDrop(0.0));
+        assert_eq!(s.chain, vec![0, 1]);
+        assert_eq!(s.agreement, 1.0);
+        assert!((s.cost - (0.25 + 3.0 / 8.0)).abs() < 1e-12, "{s:?}");
+        // Half the budget cannot escalate all three: the best agreement within it.
+        let s = search(&c, &t, AdaptiveTarget::Budget(0.5));
+        assert!(s.cost <= 0.5, "{s:?}");
+        assert_eq!(s.agreement, 7.0 / 8.0, "{s:?}");
+        // A loose drop: the cheap count alone.
+        let s = search(&c, &t, AdaptiveTarget::MaxDrop(50.0));
+        assert_eq!(s.chain, vec![0]);
+    }
+}
