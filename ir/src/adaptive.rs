@@ -97,13 +97,40 @@ impl AdaptivePolicy {
     /// repeat the same work). A file cut to fewer planes therefore never asks for a missing
     /// one.
     pub fn effective(&self, graph: &Graph, available: u8) -> Result<Self, ContainerError> {
+        self.effective_within(graph, |_| available)
+    }
+
+    /// [`AdaptivePolicy::effective`] with a limit per layer (node name → the most planes it
+    /// keeps): what a mixed-precision build, whose layers keep different plane counts, can
+    /// run. A count above its layer's limit becomes the largest count with a side table
+    /// within it.
+    pub fn effective_within(
+        &self,
+        graph: &Graph,
+        limit: impl Fn(&str) -> u8,
+    ) -> Result<Self, ContainerError> {
         let mut stages: Vec<AdaptiveStage> = Vec::with_capacity(self.stages.len());
         for (i, stage) in self.stages.iter().enumerate() {
-            let layer_planes =
-                crate::container::effective_layer_planes(graph, &stage.layer_planes, available)
-                    .map_err(|e| ContainerError::BadAdaptive {
+            let mut layer_planes = BTreeMap::new();
+            for (node, &k) in &stage.layer_planes {
+                let cap = limit(node);
+                let spec = crate::container::bitplane_spec(graph, node, k).map_err(|e| {
+                    ContainerError::BadAdaptive {
                         reason: format!("stage {i}: {e}"),
-                    })?;
+                    }
+                })?;
+                let lowered = if k <= cap {
+                    Some(k)
+                } else {
+                    spec.default_planes(cap as usize)
+                };
+                let lowered = lowered.ok_or_else(|| ContainerError::BadAdaptive {
+                    reason: format!(
+                        "stage {i}: layer `{node}` keeps {cap} planes and has no side table at or below it"
+                    ),
+                })?;
+                layer_planes.insert(node.clone(), lowered);
+            }
             if stages
                 .last()
                 .is_some_and(|s| s.layer_planes == layer_planes)

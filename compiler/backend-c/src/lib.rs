@@ -13,6 +13,7 @@
 //! ([`header`]), the constant data ([`data`]), the typed prelude sections the steps need
 //! ([`prelude`]) and the source around them ([`source`]).
 
+mod adaptive;
 mod data;
 mod header;
 mod prelude;
@@ -34,7 +35,7 @@ pub fn header(lowered: &Lowered, name: &str, generator: &str) -> String {
 
 /// What to generate. A plain struct: build it with `..Default::default()` so new fields do
 /// not break callers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EmitOptions {
     /// `K`: planes stored in the weights, and the plane count `PREFIX_run` uses.
     pub planes: u8,
@@ -47,6 +48,9 @@ pub struct EmitOptions {
     /// `k_i` planes and `PREFIX_run` (and `PREFIX_run_planes(.., NULL)`) runs at these
     /// counts. `None`: every layer keeps and runs at `planes`.
     pub layer_planes: Option<Vec<u8>>,
+    /// Adaptive precision: the policy `PREFIX_run_adaptive` runs (checked against the
+    /// counts each layer keeps). `None`: no adaptive entry point.
+    pub adaptive: Option<strata_ir::adaptive::AdaptivePolicy>,
 }
 
 impl Default for EmitOptions {
@@ -57,6 +61,7 @@ impl Default for EmitOptions {
             name: "model".into(),
             target: Target::Generic,
             layer_planes: None,
+            adaptive: None,
         }
     }
 }
@@ -108,6 +113,9 @@ pub enum EmitError {
     /// The graph cannot be lowered (an unsupported op, a plane count without tables, …).
     #[error(transparent)]
     Lower(#[from] LowerError),
+    /// The adaptive policy cannot run on this build (`PREFIX_run_adaptive`).
+    #[error("adaptive policy: {reason}")]
+    Adaptive { reason: String },
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -170,9 +178,23 @@ pub fn emit(graph: &strata_ir::Graph, options: &EmitOptions) -> Result<EmittedC,
         });
     }
     let lowered = lower(graph, options)?;
+    let stages = options
+        .adaptive
+        .as_ref()
+        .map(|policy| adaptive::stages(graph, &lowered, policy))
+        .transpose()?;
+    let (declarations, definitions) = match &stages {
+        Some(s) => (
+            adaptive::declarations(&options.name, s),
+            adaptive::definitions(&lowered, &options.name, s),
+        ),
+        None => (String::new(), String::new()),
+    };
+    let mut source = source::print(&lowered, &options.name, options.target);
+    source.push_str(&definitions);
     Ok(EmittedC {
-        header: header::print(&lowered, &options.name, options.target),
-        source: source::print(&lowered, &options.name, options.target),
+        header: header::print(&lowered, &options.name, options.target, &declarations),
+        source,
         stats: EmitStats::of(&lowered),
     })
 }

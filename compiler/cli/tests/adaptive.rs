@@ -3,6 +3,8 @@
 //! sample exactly the output of the stage that answered it, impossible targets are refused,
 //! and the CLI (`adapt`, `run --adaptive`, `eval --adaptive`) carries it end to end.
 
+mod new_ops;
+
 use strata_test_support::{mnist, rows};
 
 strata_test_support::strata_cli!();
@@ -328,4 +330,202 @@ fn cli_adapt_run_and_eval() {
     let svg = std::fs::read_to_string(&svg).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("adaptive") && svg.contains("bit-operations"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The C driver of `PREFIX_run_adaptive`: `main IN OUT N` reads `N` samples of raw f32,
+/// writes each output followed by the answering stage and the stages run (as f32).
+fn adaptive_main(input: usize, output: usize) -> String {
+    format!(
+        r#"#include <stdio.h>
+#include <stdlib.h>
+#include "model.h"
+static float in0[{input}];
+static float out0[{output}];
+int main(int argc, char **argv)
+{{
+    FILE *fi, *fo;
+    long n, i;
+    model_adaptive_stats st;
+    if (argc < 4) return 2;
+    n = atol(argv[3]);
+    fi = fopen(argv[1], "rb");
+    fo = fopen(argv[2], "wb");
+    if (!fi || !fo) return 3;
+    for (i = 0; i < n; ++i) {{
+        float tail[2];
+        int rc;
+        if (fread(in0, sizeof(float), {input}, fi) != {input}) return 4;
+        rc = model_run_adaptive(in0, out0, &st);
+        if (rc != 0) return 10 + rc;
+        fwrite(out0, sizeof(float), {output}, fo);
+        tail[0] = (float)st.stage;
+        tail[1] = (float)st.stages_run;
+        fwrite(tail, sizeof(float), 2, fo);
+    }}
+    fclose(fi);
+    fclose(fo);
+    return 0;
+}}
+"#
+    )
+}
+
+/// Emits `graph` with `policy` for `target`, builds it with the adaptive driver and checks
+/// every sample of `x` against the runtime's cascade: the same output bits, the same stage.
+/// Returns how many distinct stages answered.
+fn c_matches_runtime(
+    graph: &strata_ir::Graph,
+    policy: &AdaptivePolicy,
+    x: &strata_ir::Tensor,
+    target: strata_compiler::backend::c::Target,
+    tag: &str,
+) -> usize {
+    use strata_compiler::backend::c::{write_c, EmitOptions};
+    use strata_test_support::c::{gcc, port_sizes, run_c};
+    let dir = std::env::temp_dir().join(format!("strata-adaptive-c-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let planes = read_planes(graph);
+    let options = EmitOptions {
+        planes,
+        name: "model".into(),
+        target,
+        adaptive: Some(policy.clone()),
+        ..Default::default()
+    };
+    write_c(graph, &options, &dir).unwrap();
+    let (ins, outs) = port_sizes(graph);
+    std::fs::write(dir.join("main.c"), adaptive_main(ins[0], outs[0])).unwrap();
+    let exe = dir.join("main");
+    let mut cc = std::process::Command::new(gcc());
+    cc.args(strata_test_support::STRICT_C99);
+    if target == strata_compiler::backend::c::Target::X86_64V3 {
+        cc.arg("-march=x86-64-v3");
+    }
+    let st = cc
+        .arg("-o")
+        .arg(&exe)
+        .arg(dir.join("model.c"))
+        .arg(dir.join("main.c"))
+        .arg("-lm")
+        .output()
+        .expect("gcc is required by this test");
+    assert!(
+        st.status.success(),
+        "{tag}: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let n = x.shape()[0];
+    let got = run_c(&exe, x.as_f32().unwrap(), n, None).unwrap();
+    let want = Session::new(graph).run_adaptive(x, policy).unwrap();
+    let out = want.output.as_f32().unwrap();
+    let per = outs[0];
+    let mut stages_seen = std::collections::BTreeSet::new();
+    for i in 0..n {
+        let row = &got[i * (per + 2)..(i + 1) * (per + 2)];
+        let expected: Vec<u32> = out[i * per..(i + 1) * per]
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
+        let c_out: Vec<u32> = row[..per].iter().map(|v| v.to_bits()).collect();
+        assert_eq!(c_out, expected, "{tag}: sample {i}");
+        assert_eq!(row[per] as u8, want.stages[i], "{tag}: stage of sample {i}");
+        assert_eq!(
+            row[per + 1] as u8,
+            want.stages[i] + 1,
+            "{tag}: stages run for sample {i}"
+        );
+        stages_seen.insert(want.stages[i]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    stages_seen.len()
+}
+
+/// The planes the weights of `graph` hold (the largest count of any layer).
+fn read_planes(graph: &strata_ir::Graph) -> u8 {
+    graph
+        .node_ids()
+        .filter_map(|id| match &graph.node(id).ok()?.kind {
+            strata_ir::NodeKind::Op(strata_ir::Op::Bitplane(b)) => {
+                b.spec.plane_counts.last().copied()
+            }
+            _ => None,
+        })
+        .max()
+        .unwrap()
+}
+
+/// A three-stage policy over uniform counts 2, 5, 8 with each gate at the median margin of
+/// its stage on `x`, so about half the samples escalate at each gate.
+fn median_policy(graph: &strata_ir::Graph, x: &strata_ir::Tensor) -> AdaptivePolicy {
+    use strata_compiler::adaptive::uniform;
+    use strata_ir::adaptive::{margin, AdaptiveStage};
+    let session = Session::new(graph);
+    let stages = [2u8, 5, 8]
+        .iter()
+        .map(|&k| {
+            let options = RunOptions {
+                planes: None,
+                per_layer: uniform(graph, k),
+                path: QuantPath::Integer,
+            };
+            let y = session.run_with(std::slice::from_ref(x), &options).unwrap();
+            let y = y[0].as_f32().unwrap();
+            let per = y.len() / x.shape()[0];
+            let mut m: Vec<f32> = y.chunks(per).map(margin).collect();
+            m.sort_by(f32::total_cmp);
+            AdaptiveStage {
+                layer_planes: uniform(graph, k),
+                min_margin: if k == 8 { 0.0 } else { m[m.len() / 2] },
+            }
+        })
+        .collect();
+    AdaptivePolicy {
+        stages,
+        target: "test".into(),
+    }
+}
+
+#[test]
+fn c_run_adaptive_matches_the_runtime() {
+    use strata_compiler::backend::c::Target;
+    let mut targets = vec![Target::Generic];
+    if strata_test_support::c::host_has_avx2() {
+        targets.push(Target::X86_64V3);
+    }
+    // The MNIST CNN with its fitted policy, and with a policy escalating half at each gate.
+    let loaded = read_container(adapted()).unwrap();
+    let images = rows(&mnist::fixture("images"), 0..64);
+    let fitted = loaded.adaptive.clone().unwrap();
+    let halves = median_policy(&loaded.graph, &images);
+    // The small net with every convolution form.
+    let small = read_container(&mnist::container(
+        new_ops::nets::small_net(),
+        strata_ir::Tensor::from_f32(vec![24, 3, 9, 9], strata_test_support::values(24 * 243, 99))
+            .unwrap(),
+    ))
+    .unwrap()
+    .graph;
+    let small_x =
+        strata_ir::Tensor::from_f32(vec![40, 3, 9, 9], strata_test_support::values(40 * 243, 7))
+            .unwrap();
+    let small_policy = median_policy(&small, &small_x);
+    for target in targets {
+        let t = format!("{target:?}");
+        // The median gates must send samples to every stage, or the test proves little.
+        for (graph, policy, x, tag) in [
+            (&loaded.graph, &halves, &images, "mnist"),
+            (&small, &small_policy, &small_x, "small"),
+        ] {
+            let seen = c_matches_runtime(graph, policy, x, target, &format!("{tag}-{t}"));
+            assert_eq!(seen, 3, "{tag}-{t}: stages answering");
+        }
+        // The fitted policy may answer these images at fewer stages; it must still match.
+        c_matches_runtime(
+            &loaded.graph,
+            &fitted,
+            &images,
+            target,
+            &format!("fitted-{t}"),
+        );
+    }
 }

@@ -29,6 +29,7 @@ fn armv7m_stats(g: &strata_ir::Graph, k: u8) -> EmitStats {
         planes: k,
         name: "m".into(),
         layer_planes: None,
+        adaptive: None,
     };
     emit(g, &options).unwrap().stats
 }
@@ -140,6 +141,7 @@ fn build_api_is_deterministic_and_writes_only_changed_files() {
             planes: 5,
             name: "m".into(),
             layer_planes: None,
+            adaptive: None,
         },
     )
     .unwrap_err();
@@ -332,6 +334,7 @@ fn mixed_precision_fits_the_budget_and_is_stored() {
             planes: *per_layer.iter().max().unwrap(),
             name: "mixed".into(),
             layer_planes: Some(per_layer.clone()),
+            adaptive: None,
         },
     )
     .unwrap();
@@ -421,6 +424,7 @@ fn mixed_precision_errors() {
             planes: 3,
             name: "m".into(),
             layer_planes: Some(vec![4; n]),
+            adaptive: None,
         },
     )
     .unwrap_err();
@@ -432,6 +436,7 @@ fn mixed_precision_errors() {
             planes: 3,
             name: "m".into(),
             layer_planes: Some(vec![3; n + 1]),
+            adaptive: None,
         },
     )
     .unwrap_err();

@@ -99,6 +99,7 @@ fn mnist_header_snapshot() {
         name: "m".into(),
         target: strata_compiler::backend::c::Target::Armv7m,
         layer_planes: None,
+        adaptive: None,
     };
     let half = emit(mnist(), &packed(4)).unwrap();
     let full = emit(mnist(), &packed(8)).unwrap();

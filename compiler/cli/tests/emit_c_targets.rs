@@ -583,6 +583,7 @@ fn exactness_matrix_isa_compiler_target_planes() {
                         name: t.prefix.into(),
                         target,
                         layer_planes: None,
+                        adaptive: None,
                     };
                     let src = emit(t.graph, &opts)
                         .unwrap_or_else(|e| panic!("{} {target} K={k}: {e}", t.prefix));
@@ -665,6 +666,7 @@ fn header_snapshots_per_target() {
                 name: "mnist_cnn".into(),
                 target: t,
                 layer_planes: None,
+                adaptive: None,
             },
         )
         .unwrap();
@@ -700,6 +702,7 @@ fn mnist_sizes_per_planes() {
                     name: "m".into(),
                     target: t,
                     layer_planes: None,
+                    adaptive: None,
                 },
             )
             .unwrap()

@@ -553,6 +553,7 @@ pub fn emit_options(
             name,
             target,
             layer_planes: None,
+            adaptive: info.adaptive.clone(),
         });
     }
     let emit_err = |source: EmitError| BuildError::Emit {
@@ -582,6 +583,7 @@ pub fn emit_options(
             name,
             target,
             layer_planes: Some(per_layer),
+            adaptive: info.adaptive.clone(),
         });
     }
     Ok(EmitOptions {
@@ -589,6 +591,7 @@ pub fn emit_options(
         name,
         target,
         layer_planes: None,
+        adaptive: info.adaptive.clone(),
     })
 }
 

@@ -145,6 +145,7 @@ pub fn manifest(
             name: "model".into(),
             target,
             layer_planes: None,
+            adaptive: None,
         };
         match row(&options) {
             Ok(mut r) => {

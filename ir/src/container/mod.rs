@@ -114,7 +114,7 @@ pub fn effective_layer_planes(
 }
 
 /// The bit-plane spec of layer `node`, or why `node = k` is not a valid per-layer choice.
-fn bitplane_spec<'g>(
+pub(crate) fn bitplane_spec<'g>(
     graph: &'g Graph,
     node: &str,
     k: u8,

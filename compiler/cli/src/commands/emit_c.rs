@@ -41,6 +41,7 @@ pub fn run(args: Args) -> Result<()> {
             name: args.name,
             target: args.target,
             layer_planes: None,
+            adaptive: None,
         },
     };
     let written = write_c(&graph, &options, &args.output).with_context(|| shown.clone())?;
