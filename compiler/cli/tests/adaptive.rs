@@ -260,6 +260,15 @@ fn cli_adapt_run_and_eval() {
         &s(&adapted_path),
     ]);
     assert_eq!(std::fs::read(&adapted_path).unwrap(), adapted());
+    let shown = ok(&["inspect", &s(&adapted_path)]);
+    assert!(shown.contains("adaptive policy (budget=0.5)"), "{shown}");
+    assert!(
+        shown.contains("stage 0: ") && shown.contains("always answers"),
+        "{shown}"
+    );
+    let json = ok(&["inspect", &s(&adapted_path), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["container"]["adaptive"]["target"], "budget=0.5", "{json}");
     let out = dir.join("out");
     let printed = ok(&[
         "run",

@@ -200,21 +200,7 @@ fn mixed_ladder(
     let n = samples.shape().first().copied().unwrap_or(0);
     let sub = first_rows(samples, n.min(SENSITIVITY_SAMPLES))?;
     let top1 = |planes: &BTreeMap<String, u8>| -> Result<Vec<usize>, AdaptiveError> {
-        let options = RunOptions {
-            planes: None,
-            per_layer: planes.clone(),
-            path: QuantPath::Integer,
-        };
-        let out = session
-            .run_with(std::slice::from_ref(&sub), &options)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| AdaptiveError::Samples("the graph has no output".into()))?;
-        let values = out
-            .as_f32()
-            .ok_or_else(|| AdaptiveError::Samples("the output is not float32".into()))?;
-        let per = (values.len() / sub.shape()[0].max(1)).max(1);
-        Ok(values.chunks(per).map(argmax).collect())
+        Ok(margins_and_top1(session, &sub, planes)?.1)
     };
     let teacher = top1(&uniform(graph, top))?;
     // sensitivity[l][c]: disagreement with layer l alone at counts[c] (0 at the top count).
@@ -271,6 +257,33 @@ fn mixed_ladder(
     Ok(picked)
 }
 
+/// Each sample's margin and top-1 with the bit-plane layers at `planes` (integer path).
+fn margins_and_top1(
+    session: &Session<'_>,
+    samples: &Tensor,
+    planes: &BTreeMap<String, u8>,
+) -> Result<(Vec<f32>, Vec<usize>), AdaptiveError> {
+    let options = RunOptions {
+        planes: None,
+        per_layer: planes.clone(),
+        path: QuantPath::Integer,
+    };
+    let out = session
+        .run_with(std::slice::from_ref(samples), &options)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| AdaptiveError::Samples("the graph has no output".into()))?;
+    let values = out
+        .as_f32()
+        .ok_or_else(|| AdaptiveError::Samples("the output is not float32".into()))?;
+    let n = samples.shape().first().copied().unwrap_or(1).max(1);
+    let rows = values.chunks((values.len() / n).max(1));
+    Ok((
+        rows.clone().map(margin).collect(),
+        rows.map(argmax).collect(),
+    ))
+}
+
 /// The first `n` samples of `t`.
 fn first_rows(t: &Tensor, n: usize) -> Result<Tensor, AdaptiveError> {
     crate::build::first_rows(t.clone(), n).map_err(|e| AdaptiveError::Samples(e.to_string()))
@@ -323,27 +336,13 @@ pub fn fit(
     let mut candidates = Vec::with_capacity(configs.len());
     for (label, layer_planes) in configs {
         let cost = bit_ops(graph, &layer_planes, top)? as f64 / full_ops;
-        let options = RunOptions {
-            planes: None,
-            per_layer: layer_planes.clone(),
-            path: QuantPath::Integer,
-        };
-        let out = session
-            .run_with(std::slice::from_ref(samples), &options)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| AdaptiveError::Samples("the graph has no output".into()))?;
-        let values = out
-            .as_f32()
-            .ok_or_else(|| AdaptiveError::Samples("the output is not float32".into()))?;
-        let per = values.len() / n;
-        let rows = values.chunks(per.max(1));
+        let (margins, top1) = margins_and_top1(&session, samples, &layer_planes)?;
         candidates.push(Candidate {
             label,
             layer_planes,
             cost,
-            margins: rows.clone().map(margin).collect(),
-            top1: rows.map(argmax).collect(),
+            margins,
+            top1,
         });
     }
     // Cheapest first; the full-plane model (the teacher) is the most expensive, last.

@@ -133,8 +133,35 @@ impl ContainerInfo {
             file_bytes: self.file_bytes,
             metadata: self.metadata.clone(),
             layer_planes: self.layer_planes.clone(),
+            adaptive: self.adaptive.as_ref().map(|p| AdaptiveSummary {
+                target: p.target.clone(),
+                stages: p
+                    .stages
+                    .iter()
+                    .map(|s| AdaptiveStageSummary {
+                        layer_planes: s.layer_planes.clone(),
+                        min_margin: s.min_margin,
+                    })
+                    .collect(),
+            }),
         }
     }
+}
+
+/// A stored adaptive policy as `strata inspect` shows it (as stored: counts above the planes
+/// present are lowered when it runs).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AdaptiveSummary {
+    pub target: String,
+    pub stages: Vec<AdaptiveStageSummary>,
+}
+
+/// One stage of [`AdaptiveSummary`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AdaptiveStageSummary {
+    pub layer_planes: BTreeMap<String, u8>,
+    /// Accept the stage's output at a margin at least this (unused on the last stage).
+    pub min_margin: f32,
 }
 
 /// A container's header facts as `strata inspect` prints them (and `--json` serialises them).
@@ -150,6 +177,9 @@ pub struct ContainerSummary {
     pub file_bytes: u64,
     pub metadata: BTreeMap<String, String>,
     pub layer_planes: BTreeMap<String, u8>,
+    /// The adaptive-precision policy, if the file has one (`strata adapt`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<AdaptiveSummary>,
 }
 
 impl fmt::Display for ContainerSummary {
@@ -184,6 +214,28 @@ impl fmt::Display for ContainerSummary {
                 "mixed precision (per-layer plane counts): {:?}",
                 self.layer_planes
             )?;
+        }
+        if let Some(policy) = &self.adaptive {
+            writeln!(
+                f,
+                "adaptive policy ({}): {} stages",
+                policy.target,
+                policy.stages.len()
+            )?;
+            let last = policy.stages.len().saturating_sub(1);
+            for (i, stage) in policy.stages.iter().enumerate() {
+                let planes: Vec<String> = stage
+                    .layer_planes
+                    .iter()
+                    .map(|(n, k)| format!("{n}={k}"))
+                    .collect();
+                let gate = if i == last {
+                    "always answers".to_string()
+                } else {
+                    format!("answers at margin >= {}", stage.min_margin)
+                };
+                writeln!(f, "  stage {i}: {}; {gate}", planes.join(","))?;
+            }
         }
         for (k, v) in &self.metadata {
             writeln!(f, "  {k}: {v}")?;
