@@ -118,6 +118,9 @@ pub struct AdaptiveFit {
     pub answered: Vec<f64>,
 }
 
+/// A stage configuration: its label and every bit-plane layer's count.
+type Config = (String, BTreeMap<String, u8>);
+
 /// One stage configuration, run on every sample.
 struct Candidate {
     label: String,
@@ -189,7 +192,7 @@ fn mixed_ladder(
     samples: &Tensor,
     counts: &[u8],
     full_ops: f64,
-) -> Result<Vec<(String, BTreeMap<String, u8>)>, AdaptiveError> {
+) -> Result<Vec<Config>, AdaptiveError> {
     let Some((&top, lower)) = counts.split_last() else {
         return Ok(Vec::new());
     };
@@ -245,7 +248,7 @@ fn mixed_ladder(
         ladder.push((cost, planes_of(&level)));
     }
     // The ladder's last configuration at or below each level.
-    let mut picked: Vec<(String, BTreeMap<String, u8>)> = Vec::new();
+    let mut picked: Vec<Config> = Vec::new();
     for &target in &LADDER_LEVELS {
         let Some((c, planes)) = ladder.iter().rev().find(|(c, _)| *c <= target) else {
             continue;
@@ -321,7 +324,7 @@ pub fn fit(
     let session = Session::new(graph);
     let small = small_layers(graph)?;
     // Uniform counts, and below the full count each also with the small layers at it.
-    let mut configs: Vec<(String, BTreeMap<String, u8>)> = Vec::new();
+    let mut configs: Vec<Config> = Vec::new();
     for &k in &counts {
         configs.push((format!("k={k}"), uniform(graph, k)));
         if k < top && !small.is_empty() {
