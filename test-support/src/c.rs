@@ -239,6 +239,30 @@ pub fn try_build_with(
     Ok(exe)
 }
 
+/// Builds `DIR/model.c` with a test's own driver `DIR/main.c` into `DIR/main` with the host
+/// gcc in strict C99 (plus `flags`, e.g. `-march=x86-64-v3`); a compiler error fails the test.
+#[track_caller]
+pub fn build_with_driver(dir: &Path, flags: &[&str]) -> PathBuf {
+    let exe = dir.join("main");
+    let out = Command::new(gcc())
+        .args(STRICT_C99)
+        .args(flags)
+        .arg("-o")
+        .arg(&exe)
+        .arg(dir.join("model.c"))
+        .arg(dir.join("main.c"))
+        .arg("-lm")
+        .output()
+        .unwrap_or_else(|e| panic!("gcc is required by this C test ({e}); refusing to skip"));
+    assert!(
+        out.status.success(),
+        "gcc failed in {}:\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}
+
 /// [`try_build`] for graphs the backend must lower.
 #[track_caller]
 pub fn build(graph: &Graph, k: u8, tag: &str) -> PathBuf {

@@ -390,7 +390,7 @@ fn c_matches_runtime(
     tag: &str,
 ) -> usize {
     use strata_compiler::backend::c::{write_c, EmitOptions};
-    use strata_test_support::c::{gcc, port_sizes, run_c};
+    use strata_test_support::c::{build_with_driver, port_sizes, run_c};
     let dir = std::env::temp_dir().join(format!("strata-adaptive-c-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let planes = read_planes(graph);
@@ -404,25 +404,12 @@ fn c_matches_runtime(
     write_c(graph, &options, &dir).unwrap();
     let (ins, outs) = port_sizes(graph);
     std::fs::write(dir.join("main.c"), adaptive_main(ins[0], outs[0])).unwrap();
-    let exe = dir.join("main");
-    let mut cc = std::process::Command::new(gcc());
-    cc.args(strata_test_support::STRICT_C99);
-    if target == strata_compiler::backend::c::Target::X86_64V3 {
-        cc.arg("-march=x86-64-v3");
-    }
-    let st = cc
-        .arg("-o")
-        .arg(&exe)
-        .arg(dir.join("model.c"))
-        .arg(dir.join("main.c"))
-        .arg("-lm")
-        .output()
-        .expect("gcc is required by this test");
-    assert!(
-        st.status.success(),
-        "{tag}: {}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    let march: &[&str] = if target == strata_compiler::backend::c::Target::X86_64V3 {
+        &["-march=x86-64-v3"]
+    } else {
+        &[]
+    };
+    let exe = build_with_driver(&dir, march);
     let n = x.shape()[0];
     let got = run_c(&exe, x.as_f32().unwrap(), n, None).unwrap();
     let want = Session::new(graph).run_adaptive(x, policy).unwrap();

@@ -2,7 +2,7 @@
 //! mixed precision under a byte budget (stored in the container, honoured by the runtime and
 //! the C backend), and `strata manifest` with `--fit-flash/--fit-ram`.
 
-use strata_test_support::{mnist, repo_root, rows, STRICT_C99};
+use strata_test_support::{mnist, repo_root, rows};
 
 strata_test_support::strata_cli!();
 
@@ -625,22 +625,7 @@ int main(int argc, char **argv)
 }
 "#;
     std::fs::write(dir.join("main.c"), main_c).unwrap();
-    let exe = dir.join("main");
-    let cc = Command::new("gcc")
-        .args(STRICT_C99)
-        .args(march)
-        .arg("-o")
-        .arg(&exe)
-        .arg(dir.join("model.c"))
-        .arg(dir.join("main.c"))
-        .arg("-lm")
-        .output()
-        .expect("gcc is required by the C backend tests");
-    assert!(
-        cc.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cc.stderr)
-    );
+    let exe = strata_test_support::c::build_with_driver(&dir, march.as_slice());
     let images = rows(&mnist::fixture("images"), 0..8);
     let bytes: Vec<u8> = images
         .as_f32()

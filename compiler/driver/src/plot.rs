@@ -32,6 +32,31 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// The SVG element, its white background and the chart's title.
+fn open(title: &str, pw: f64) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="16" text-anchor="middle" font-size="14">{}</text>"#,
+        LEFT + pw / 2.0,
+        escape(title)
+    );
+    s
+}
+
+/// The plot area's frame.
+fn frame(s: &mut String, pw: f64, ph: f64) {
+    let _ = writeln!(
+        s,
+        r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>"##
+    );
+}
+
 /// Renders the report's top-1 accuracy (percent) against planes; FP32 is a dashed line.
 pub fn accuracy_svg(report: &EvalReport, title: &str) -> String {
     let planes: Vec<u8> = report.rows.iter().filter_map(|r| r.planes).collect();
@@ -49,23 +74,9 @@ pub fn accuracy_svg(report: &EvalReport, title: &str) -> String {
     let (y_max, pw, ph) = (100.0, W - LEFT - RIGHT, H - TOP - BOTTOM);
     let x = |v: f64| LEFT + (v - x_min) / (x_max - x_min) * pw;
     let y = |v: f64| TOP + (y_max - v) / (y_max - y_min) * ph;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="16" text-anchor="middle" font-size="14">{}</text>"#,
-        LEFT + pw / 2.0,
-        escape(title)
-    );
+    let mut s = open(title, pw);
     // Axes, grid and ticks.
-    let _ = writeln!(
-        s,
-        r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>"##
-    );
+    frame(&mut s, pw, ph);
     let mut tick = y_min;
     while tick <= y_max + 1e-9 {
         let _ = writeln!(
@@ -175,22 +186,8 @@ pub fn pareto_svg(report: &CostReport, title: &str) -> String {
     let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
     let x = |v: f64| LEFT + (v - x_min) / (x_max - x_min) * pw;
     let y = |v: f64| TOP + (y_max - v) / (y_max - y_min) * ph;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="16" text-anchor="middle" font-size="14">{}</text>"#,
-        LEFT + pw / 2.0,
-        escape(title)
-    );
-    let _ = writeln!(
-        s,
-        r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>"##
-    );
+    let mut s = open(title, pw);
+    frame(&mut s, pw, ph);
     let step = ((y_max - y_min) / 8.0).max(0.1);
     let step = [0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0]
         .into_iter()
