@@ -224,11 +224,17 @@ impl fmt::Display for ContainerSummary {
             )?;
             let last = policy.stages.len().saturating_sub(1);
             for (i, stage) in policy.stages.iter().enumerate() {
-                let planes: Vec<String> = stage
-                    .layer_planes
-                    .iter()
-                    .map(|(n, k)| format!("{n}={k}"))
-                    .collect();
+                let first = stage.layer_planes.values().next();
+                let planes: Vec<String> = match first {
+                    Some(k) if stage.layer_planes.values().all(|v| v == k) => {
+                        vec![format!("every layer at {k} planes")]
+                    }
+                    _ => stage
+                        .layer_planes
+                        .iter()
+                        .map(|(n, k)| format!("{n}={k}"))
+                        .collect(),
+                };
                 let gate = if i == last {
                     "always answers".to_string()
                 } else {
