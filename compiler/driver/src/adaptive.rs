@@ -3,10 +3,10 @@
 //! with it, never accuracy on labels the user may not have.
 //!
 //! Candidate stages: the uniform plane counts every layer has side tables for, each lower
-//! count also with the small layers at the full count ([`SMALL_LAYER_SHARE`]), and
+//! count also with the small layers at the full count (`SMALL_LAYER_SHARE`), and
 //! per-layer mixes from a greedy ladder over single-layer sensitivities. Every cascade of
 //! one to three candidates ending at the full model (and every candidate on its own) is
-//! tried, each gate at the quantiles of that stage's margins on the samples ([`GRID`]). A
+//! tried, each gate at the quantiles of that stage's margins on the samples (`GRID`). A
 //! cascade's cost is the bit-operations it spends per sample on average
 //! (`strata_ir::adaptive::bit_ops`, every stage a sample reached counted in full), as a
 //! fraction of the full-plane model's.
