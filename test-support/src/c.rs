@@ -219,10 +219,24 @@ pub fn try_build_with(
     write_c(graph, &opts, &dir)?;
     let (inputs, outputs) = port_sizes(graph);
     std::fs::write(dir.join("main.c"), main_c(&inputs, &outputs)).unwrap();
-    let exe = dir.join("main");
     let cc = if tc.cc[0] == "gcc" { gcc() } else { tc.cc[0] };
+    Ok(compile_driver(cc, &tc.cc[1..], &dir))
+}
+
+/// Builds `DIR/model.c` with a test's own driver `DIR/main.c` into `DIR/main` with the host
+/// gcc in strict C99 (plus `flags`, e.g. `-march=x86-64-v3`); a compiler error fails the test.
+#[track_caller]
+pub fn build_with_driver(dir: &Path, flags: &[&str]) -> PathBuf {
+    compile_driver(gcc(), flags, dir)
+}
+
+/// `cc flags -std=c99 … -o DIR/main DIR/model.c DIR/main.c -lm`; a missing compiler or a
+/// compiler error fails the test.
+#[track_caller]
+fn compile_driver(cc: &str, flags: &[&str], dir: &Path) -> PathBuf {
+    let exe = dir.join("main");
     let out = Command::new(cc)
-        .args(&tc.cc[1..])
+        .args(flags)
         .args(STRICT_C99)
         .arg("-o")
         .arg(&exe)
@@ -233,30 +247,7 @@ pub fn try_build_with(
         .unwrap_or_else(|e| panic!("{cc} is required by this C test ({e}); refusing to skip"));
     assert!(
         out.status.success(),
-        "{cc} failed for {tag}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(exe)
-}
-
-/// Builds `DIR/model.c` with a test's own driver `DIR/main.c` into `DIR/main` with the host
-/// gcc in strict C99 (plus `flags`, e.g. `-march=x86-64-v3`); a compiler error fails the test.
-#[track_caller]
-pub fn build_with_driver(dir: &Path, flags: &[&str]) -> PathBuf {
-    let exe = dir.join("main");
-    let out = Command::new(gcc())
-        .args(STRICT_C99)
-        .args(flags)
-        .arg("-o")
-        .arg(&exe)
-        .arg(dir.join("model.c"))
-        .arg(dir.join("main.c"))
-        .arg("-lm")
-        .output()
-        .unwrap_or_else(|e| panic!("gcc is required by this C test ({e}); refusing to skip"));
-    assert!(
-        out.status.success(),
-        "gcc failed in {}:\n{}",
+        "{cc} failed in {}:\n{}",
         dir.display(),
         String::from_utf8_lossy(&out.stderr)
     );
