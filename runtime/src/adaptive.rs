@@ -29,7 +29,11 @@ impl Session<'_> {
         policy: &AdaptivePolicy,
     ) -> Result<AdaptiveRun, RuntimeError> {
         let shape = input.shape().to_vec();
-        let n = shape.first().copied().unwrap_or(1);
+        let Some(&n) = shape.first() else {
+            return Err(RuntimeError::Adaptive(
+                "the input needs a batch axis (axis 0)".into(),
+            ));
+        };
         let values = input
             .as_f32()
             .ok_or_else(|| RuntimeError::Adaptive("the input must be float32".into()))?;
@@ -63,6 +67,13 @@ impl Session<'_> {
                     outs.len()
                 )));
             };
+            if y.shape().first() != Some(&pending.len()) {
+                return Err(RuntimeError::Adaptive(format!(
+                    "the output's axis 0 must be the batch ({} samples), got shape {:?}",
+                    pending.len(),
+                    y.shape()
+                )));
+            }
             let y_values = y
                 .as_f32()
                 .ok_or_else(|| RuntimeError::Adaptive("the output must be float32".into()))?;
