@@ -302,6 +302,19 @@ fn cli_adapt_run_and_eval() {
         &s(&out),
     ]);
     assert!(err.contains("strata adapt"), "{err}");
+    // eval --adaptive measures the integer path, and says so before evaluating anything.
+    let err = fails(&[
+        "eval",
+        &s(&adapted_path),
+        "--data",
+        &s(&images),
+        "--labels",
+        &s(&labels),
+        "--adaptive",
+        "--path",
+        "float",
+    ]);
+    assert!(err.contains("integer path"), "{err}");
     // eval --adaptive: uniform rows, the stored policy and a fitted one, with costs.
     let svg = dir.join("pareto.svg");
     let json = ok(&[

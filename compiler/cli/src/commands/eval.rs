@@ -80,6 +80,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if args.adaptive && (args.backend != RunBackend::Runtime || args.path != QuantPath::Integer) {
+        bail!("--adaptive measures the runtime's integer path (drop --backend and --path)");
+    }
     if args.backend == RunBackend::Mlir {
         super::mlir::ensure_enabled()?;
         if args.path != QuantPath::Integer {
@@ -206,9 +209,6 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!("recorded top-1 in {shown}");
     }
     let cost = if args.adaptive {
-        if args.backend != RunBackend::Runtime || args.path != QuantPath::Integer {
-            bail!("--adaptive measures the runtime's integer path (drop --backend and --path)");
-        }
         let mut policies: Vec<AdaptivePolicy> = info.adaptive.iter().cloned().collect();
         if let Some(fit_data) = &args.fit_data {
             let samples = npy::read_npy(fit_data)
