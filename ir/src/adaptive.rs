@@ -113,22 +113,10 @@ impl AdaptivePolicy {
         for (i, stage) in self.stages.iter().enumerate() {
             let mut layer_planes = BTreeMap::new();
             for (node, &k) in &stage.layer_planes {
-                let cap = limit(node);
-                let spec = crate::container::bitplane_spec(graph, node, k).map_err(|e| {
-                    ContainerError::BadAdaptive {
+                let lowered = crate::container::lowered_planes(graph, node, k, limit(node))
+                    .map_err(|e| ContainerError::BadAdaptive {
                         reason: format!("stage {i}: {e}"),
-                    }
-                })?;
-                let lowered = if k <= cap {
-                    Some(k)
-                } else {
-                    spec.default_planes(cap as usize)
-                };
-                let lowered = lowered.ok_or_else(|| ContainerError::BadAdaptive {
-                    reason: format!(
-                        "stage {i}: layer `{node}` keeps {cap} planes and has no side table at or below it"
-                    ),
-                })?;
+                    })?;
                 layer_planes.insert(node.clone(), lowered);
             }
             if stages

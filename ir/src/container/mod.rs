@@ -95,22 +95,33 @@ pub fn effective_layer_planes(
 ) -> Result<BTreeMap<String, u8>, ContainerError> {
     let mut out = BTreeMap::new();
     for (node, &k) in layer_planes {
-        let spec = bitplane_spec(graph, node, k)?;
-        let effective = if k <= available {
-            k
-        } else {
-            spec.default_planes(available as usize)
-                .ok_or_else(|| ContainerError::BadLayerPlanes {
-                    node: node.clone(),
-                    planes: k,
-                    reason: format!(
-                        "only {available} planes are present and no smaller plane count has a side table"
-                    ),
-                })?
-        };
-        out.insert(node.clone(), effective);
+        out.insert(node.clone(), lowered_planes(graph, node, k, available)?);
     }
     Ok(out)
+}
+
+/// Layer `node`'s count `k` where it can keep only `cap` planes: `k` itself if it fits,
+/// else the largest count with a side table within `cap` (fewer planes only ever shrink the
+/// model). The one rule behind [`effective_layer_planes`] and
+/// [`AdaptivePolicy::effective_within`].
+pub(crate) fn lowered_planes(
+    graph: &Graph,
+    node: &str,
+    k: u8,
+    cap: u8,
+) -> Result<u8, ContainerError> {
+    let spec = bitplane_spec(graph, node, k)?;
+    if k <= cap {
+        return Ok(k);
+    }
+    spec.default_planes(cap as usize)
+        .ok_or_else(|| ContainerError::BadLayerPlanes {
+            node: node.to_string(),
+            planes: k,
+            reason: format!(
+                "only {cap} planes are present and no smaller plane count has a side table"
+            ),
+        })
 }
 
 /// The bit-plane spec of layer `node`, or why `node = k` is not a valid per-layer choice.

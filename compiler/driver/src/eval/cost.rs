@@ -11,7 +11,7 @@ use strata_ir::{Graph, Tensor};
 use strata_runtime::{QuantPath, RunOptions, Session};
 
 use super::{correct, predictions, EvalError};
-use crate::adaptive::{common_plane_counts, uniform};
+use crate::adaptive::{common_plane_counts, policy_cost, uniform};
 use crate::model::ContainerInfo;
 
 /// One configuration's accuracy and cost.
@@ -109,7 +109,7 @@ pub fn evaluate_cost(
     let teacher = teacher.unwrap_or_default();
     for policy in policies {
         let policy = policy.effective(graph, info.available_planes)?;
-        session.run_adaptive(&one, &policy)?;
+        // Every stage's codes prepared before the timed run.
         for stage in &policy.stages {
             let options = RunOptions {
                 planes: None,
@@ -121,16 +121,14 @@ pub fn evaluate_cost(
         let start = Instant::now();
         let run = session.run_adaptive(data, &policy)?;
         let micros = start.elapsed().as_secs_f64() * 1e6 / n.max(1) as f64;
-        let mut spent = 0.0;
-        for (stage, &count) in policy.stages.iter().zip(&run.ran) {
-            spent += bit_ops(graph, &stage.layer_planes, top)? as f64 * count as f64;
-        }
+        let spent = policy_cost(graph, info.available_planes, &policy, &run.ran)
+            .map_err(|e| EvalError::Adaptive(Box::new(e)))?;
         rows.push(CostRow {
             method: "adaptive",
             label: policy.target.clone(),
             top1: fraction(&score(&run.output)?),
             agreement: agreement(&predictions(&run.output)?, &teacher),
-            bit_ops: spent / n.max(1) as f64 / full,
+            bit_ops: spent,
             stage_runs: Some(run.ran),
             micros_per_input: micros,
         });

@@ -99,6 +99,8 @@ pub enum EvalError {
     Container(#[from] strata_ir::container::ContainerError),
     #[error(transparent)]
     Graph(#[from] strata_ir::GraphError),
+    #[error(transparent)]
+    Adaptive(Box<crate::adaptive::AdaptiveError>),
     /// The executor given to [`evaluate_with`] failed (a backend other than the runtime).
     #[error("{backend}: {reason}")]
     Executor { backend: String, reason: String },
