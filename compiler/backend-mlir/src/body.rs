@@ -11,7 +11,8 @@ use crate::text::{f32_lit, tensor, Elem};
 pub(crate) struct Body {
     pub(crate) text: String,
     next: usize,
-    indent: usize,
+    /// Nesting depth of the lines printed next (raised inside `scf.for` regions).
+    pub(crate) indent: usize,
     /// Scalar constants already defined in this region, by their printed form.
     consts: HashMap<String, String>,
 }
@@ -88,14 +89,34 @@ impl Body {
         self.constant(&v.to_string(), "i32")
     }
 
-    /// A tensor of `dims` filled with the scalar `value` (of element type `e`).
+    /// A tensor of `dims` filled with the scalar `value` (of element type `e`). The fill is
+    /// one flat loop, viewed as `dims` afterwards: LLVM turns a nest whose inner extent is
+    /// short into scatters.
     pub(crate) fn filled(&mut self, dims: &[usize], e: Elem, value: &str) -> String {
-        let ty = tensor(dims, e);
-        let empty = self.bind(&format!("tensor.empty() : {ty}"));
-        self.bind(&format!(
-            "linalg.fill ins({value} : {}) outs({empty} : {ty}) -> {ty}",
+        let n: usize = dims.iter().product();
+        let flat_ty = tensor(&[n], e);
+        let empty = self.bind(&format!("tensor.empty() : {flat_ty}"));
+        let flat = self.bind(&format!(
+            "linalg.fill ins({value} : {}) outs({empty} : {flat_ty}) -> {flat_ty}",
             e.name()
-        ))
+        ));
+        match dims.len() {
+            1 => flat,
+            0 => self.bind(&format!(
+                "tensor.collapse_shape {flat} [] : {flat_ty} into {}",
+                tensor(dims, e)
+            )),
+            rank => {
+                let all: Vec<String> = (0..rank).map(|d| d.to_string()).collect();
+                let shape: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
+                self.bind(&format!(
+                    "tensor.expand_shape {flat} [[{}]] output_shape [{}] : {flat_ty} into {}",
+                    all.join(", "),
+                    shape.join(", "),
+                    tensor(dims, e)
+                ))
+            }
+        }
     }
 
     /// An uninitialised tensor of `dims` (for outputs every element of which is written).

@@ -4,9 +4,10 @@
 //! `linalg.matvec` / `linalg.conv_2d_ngchw_gfchw`, and apply the f32 epilogue in the C
 //! backend's order: `(alpha·scale)·acc + (beta·scale)·usum`, then `+ bias` (no contraction).
 
-use strata_lower::{Layer, Weights};
+use strata_lower::{ConvGeometry, Layer, Weights};
 
 use crate::body::{Body, Operand};
+use crate::gemm;
 use crate::text::{dense_f32, dense_i8, identity, map, tensor, Elem};
 use crate::MlirError;
 
@@ -17,18 +18,20 @@ pub(crate) struct Selection {
     pub sh: String,
 }
 
-/// The layer's constants as values of the function: codes `[rows, cols]` i8 at the layer's
-/// own plane count, and side tables `[counts, rows]` and `[counts, 4]` (scale, zero point,
+/// The layer's constants: its codes at its own plane count (`[rows, cols]`, printed by the
+/// path that uses them), and side tables `[counts, rows]` and `[counts, 4]` (scale, zero point,
 /// code range lo, hi).
 struct Tables {
-    codes: String,
+    /// The codes as stored (`[rows, cols]` row-major), for the product kernel's packing.
+    raw: Vec<i8>,
     alpha: String,
     beta: String,
     bias: String,
     act: String,
 }
 
-fn tables(b: &mut Body, l: &Layer) -> Result<Tables, MlirError> {
+/// `width` (at least `rows`) is the row length of the printed side tables, zero padded.
+fn tables(b: &mut Body, l: &Layer, width: usize) -> Result<Tables, MlirError> {
     let Weights::Planes { bytes, .. } = &l.weights else {
         return Err(MlirError::Layout {
             node: l.node.clone(),
@@ -47,12 +50,17 @@ fn tables(b: &mut Body, l: &Layer) -> Result<Tables, MlirError> {
     for (c, limits) in l.act_limits.iter().enumerate() {
         act.extend_from_slice(&[l.act[2 * c], l.act[2 * c + 1], limits.0, limits.1]);
     }
+    let padded = |v: &[f32]| -> Vec<f32> {
+        v.chunks(l.rows.max(1))
+            .flat_map(|r| r.iter().copied().chain(std::iter::repeat(0.0)).take(width))
+            .collect()
+    };
     let mut constant = |text: String| b.bind(&format!("arith.constant {text}"));
     Ok(Tables {
-        codes: constant(dense_i8(&codes, &[l.rows, l.cols])),
-        alpha: constant(dense_f32(&l.alpha, &[s, l.rows])),
-        beta: constant(dense_f32(&l.beta, &[s, l.rows])),
-        bias: constant(dense_f32(&l.bias, &[s, l.rows])),
+        raw: codes,
+        alpha: constant(dense_f32(&padded(&l.alpha), &[s, width])),
+        beta: constant(dense_f32(&padded(&l.beta), &[s, width])),
+        bias: constant(dense_f32(&padded(&l.bias), &[s, width])),
         act: constant(dense_f32(&act, &[s, 4])),
     })
 }
@@ -79,42 +87,49 @@ fn act_row(b: &mut Body, t: &Tables, counts: usize, j: &str) -> Act {
     }
 }
 
-/// `u = clamp(round_half_even(x / scale) + zero, lo, hi) − zero` as i32 (NaN gives 0), the
-/// comparisons of the C backend's `bp_quantize`.
-fn quantize(b: &mut Body, x: &str, n: usize, a: &Act) -> String {
-    let out = b.empty(&[n], Elem::I32);
-    let (fty, ity) = (tensor(&[n], Elem::F32), tensor(&[n], Elem::I32));
+/// `u = clamp(round_half_even(x / scale) + zero, lo, hi) − zero` as `e` (i32, or i16 when
+/// [`fits_i16`]; NaN gives 0), the comparisons of the C backend's `bp_quantize`.
+fn quantize(b: &mut Body, x: &str, n: usize, a: &Act, e: Elem) -> String {
+    let out = b.empty(&[n], e);
+    let (fty, ity) = (tensor(&[n], Elem::F32), tensor(&[n], e));
     b.generic(
         &["parallel"],
         &[Operand::new(x, fty, identity(1))],
         Operand::new(&out, ity, identity(1)),
-        Elem::I32,
+        e,
         &[Elem::F32],
-        |r, args| {
-            let v = &args[0];
-            let d = r.bind(&format!("arith.divf {v}, {} : f32", a.scale));
-            let q = r.bind(&format!("math.roundeven {d} : f32"));
-            let nan = r.bind(&format!("arith.cmpf uno, {q}, {q} : f32"));
-            let q = r.bind(&format!("arith.addf {q}, {} : f32", a.zero));
-            let below = r.bind(&format!("arith.cmpf olt, {q}, {} : f32", a.lo));
-            let q = r.bind(&format!("arith.select {below}, {}, {q} : f32", a.lo));
-            let above = r.bind(&format!("arith.cmpf ogt, {q}, {} : f32", a.hi));
-            let q = r.bind(&format!("arith.select {above}, {}, {q} : f32", a.hi));
-            let c = r.bind(&format!("arith.subf {q}, {} : f32", a.zero));
-            let i = r.bind(&format!("arith.fptosi {c} : f32 to i32"));
-            let z = r.i32(0);
-            r.bind(&format!("arith.select {nan}, {z}, {i} : i32"))
-        },
+        |r, args| quantize_value(r, &args[0], a, e),
     )
+}
+
+/// One value of [`quantize`], in a `linalg.generic` body.
+fn quantize_value(r: &mut Body, v: &str, a: &Act, e: Elem) -> String {
+    let d = r.bind(&format!("arith.divf {v}, {} : f32", a.scale));
+    let q = r.bind(&format!("math.roundeven {d} : f32"));
+    let nan = r.bind(&format!("arith.cmpf uno, {q}, {q} : f32"));
+    let q = r.bind(&format!("arith.addf {q}, {} : f32", a.zero));
+    let below = r.bind(&format!("arith.cmpf olt, {q}, {} : f32", a.lo));
+    let q = r.bind(&format!("arith.select {below}, {}, {q} : f32", a.lo));
+    let above = r.bind(&format!("arith.cmpf ogt, {q}, {} : f32", a.hi));
+    let q = r.bind(&format!("arith.select {above}, {}, {q} : f32", a.hi));
+    let c = r.bind(&format!("arith.subf {q}, {} : f32", a.zero));
+    let t = e.name();
+    let i = r.bind(&format!("arith.fptosi {c} : f32 to {t}"));
+    let z = r.constant("0", t);
+    r.bind(&format!("arith.select {nan}, {z}, {i} : {t}"))
 }
 
 /// The codes shifted down by `sh` (an arithmetic shift: floor).
 fn shifted_codes(b: &mut Body, t: &Tables, l: &Layer, sh: &str) -> String {
     let ty = tensor(&[l.rows, l.cols], Elem::I8);
+    let codes = b.bind(&format!(
+        "arith.constant {}",
+        dense_i8(&t.raw, &[l.rows, l.cols])
+    ));
     let out = b.empty(&[l.rows, l.cols], Elem::I8);
     b.generic(
         &["parallel", "parallel"],
-        &[Operand::new(&t.codes, ty.clone(), identity(2))],
+        &[Operand::new(&codes, ty.clone(), identity(2))],
         Operand::new(&out, ty, identity(2)),
         Elem::I8,
         &[Elem::I8],
@@ -164,11 +179,14 @@ pub(crate) fn linear(
     sel: &Selection,
     relu: bool,
 ) -> Result<String, MlirError> {
+    if fits_i16(l) {
+        return linear_product(b, l, x, sel, relu);
+    }
     let (rows, cols, s) = (l.rows, l.cols, l.counts.len());
-    let t = tables(b, l)?;
+    let t = tables(b, l, rows)?;
     let a = act_row(b, &t, s, &sel.j);
-    let u = quantize(b, x, cols, &a);
-    let usum = sum_all(b, &u, cols);
+    let u = quantize(b, x, cols, &a, Elem::I32);
+    let usum = sum_all(b, &u, cols, Elem::I32);
     let w = shifted_codes(b, &t, l, &sel.sh);
     let zero = b.i32(0);
     let acc0 = b.filled(&[rows], Elem::I32, &zero);
@@ -204,17 +222,24 @@ pub(crate) fn linear(
     ))
 }
 
-/// The exact sum of an i32 vector as `tensor<i32>`.
-fn sum_all(b: &mut Body, u: &str, n: usize) -> String {
+/// The exact sum of an `e` (i32 or i16) vector as `tensor<i32>`.
+fn sum_all(b: &mut Body, u: &str, n: usize, e: Elem) -> String {
     let zero = b.i32(0);
     let init = b.filled(&[], Elem::I32, &zero);
     b.generic(
         &["reduction"],
-        &[Operand::new(u, tensor(&[n], Elem::I32), identity(1))],
+        &[Operand::new(u, tensor(&[n], e), identity(1))],
         Operand::new(&init, tensor(&[], Elem::I32), map(1, &[])),
         Elem::I32,
-        &[Elem::I32],
-        |r, g| r.bind(&format!("arith.addi {}, {} : i32", g[1], g[0])),
+        &[e],
+        |r, g| {
+            let v = if e == Elem::I32 {
+                g[0].clone()
+            } else {
+                r.bind(&format!("arith.extsi {} : {} to i32", g[0], e.name()))
+            };
+            r.bind(&format!("arith.addi {}, {v} : i32", g[1]))
+        },
     )
 }
 
@@ -246,9 +271,12 @@ pub(crate) fn conv(
     let hp = (h + ph).max((oh.max(1) - 1) * sh + (kh - 1) * dh + 1);
     let wp = (wd + pw).max((ow.max(1) - 1) * sw + (kw - 1) * dw + 1);
 
-    let t = tables(b, l)?;
+    if gr == 1 && fits_i16(l) && oh * ow > 0 {
+        return conv_product(b, l, g, x, sel, relu);
+    }
+    let t = tables(b, l, m)?;
     let a = act_row(b, &t, s, &sel.j);
-    let u = quantize(b, x, c * h * wd, &a);
+    let u = quantize(b, x, c * h * wd, &a, Elem::I32);
     let u3 = b.bind(&format!(
         "tensor.expand_shape {u} [[0, 1, 2]] output_shape [{c}, {h}, {wd}] : {} into {}",
         tensor(&[c * h * wd], Elem::I32),
@@ -358,6 +386,235 @@ pub(crate) fn conv(
     );
     Ok(b.bind(&format!(
         "tensor.collapse_shape {y} [[0, 1, 2, 3]] : {out_ty} into {}",
+        tensor(&[m * oh * ow], Elem::F32)
+    )))
+}
+
+/// Whether every count's centred activation codes `u = q − zero` fit `i16`, the operand of
+/// the product kernel ([`gemm`]); wider ones (activations of more than 15 bits) keep the
+/// `i32` named ops.
+fn fits_i16(l: &Layer) -> bool {
+    l.act_limits.iter().enumerate().all(|(c, &(lo, hi))| {
+        let zero = l.act.get(2 * c + 1).copied().unwrap_or(f32::NAN);
+        lo - zero >= f32::from(i16::MIN) && hi - zero <= f32::from(i16::MAX)
+    })
+}
+
+/// The packed codes of `l` as a constant of the kernel's layout.
+fn packed_codes(b: &mut Body, t: &Tables, l: &Layer, channels: usize, d: &gemm::Dims) -> String {
+    let packed = gemm::pack(&t.raw, l.rows, channels, d);
+    b.bind(&format!(
+        "arith.constant {}",
+        dense_i8(&packed, &d.w_dims())
+    ))
+}
+
+/// A linear layer through the product kernel: the quantized input zero padded to pairs,
+/// up to 4 weight vectors a tile (independent accumulators for a product that reads each
+/// weight once).
+fn linear_product(
+    b: &mut Body,
+    l: &Layer,
+    x: &str,
+    sel: &Selection,
+    relu: bool,
+) -> Result<String, MlirError> {
+    let (rows, cols, s) = (l.rows, l.cols, l.counts.len());
+    let vecs = rows.div_ceil(gemm::LANES).min(4);
+    let d = gemm::Dims::new(
+        (1, cols, rows),
+        cols + cols % 2,
+        gemm::Windows::linear(),
+        gemm::Tile { rows: 1, vecs },
+    );
+    let t = tables(b, l, d.m)?;
+    let a = act_row(b, &t, s, &sel.j);
+    let u = quantize(b, x, cols, &a, Elem::I16);
+    let usum = sum_all(b, &u, cols, Elem::I16);
+    let usum = b.bind(&format!(
+        "tensor.expand_shape {usum} [] output_shape [1] : {} into {}",
+        tensor(&[], Elem::I32),
+        tensor(&[1], Elem::I32)
+    ));
+    let u = if cols % 2 == 1 {
+        let zero16 = b.constant("0", "i16");
+        let full = b.filled(&[d.x_len], Elem::I16, &zero16);
+        b.bind(&format!(
+            "tensor.insert_slice {u} into {full}[0] [{cols}] [1] : {} into {}",
+            tensor(&[cols], Elem::I16),
+            tensor(&[d.x_len], Elem::I16)
+        ))
+    } else {
+        u
+    };
+    let w = packed_codes(b, &t, l, cols, &d);
+    let rows_of = |b: &mut Body, table: &str| row(b, table, s, d.m, &sel.j);
+    let (alpha, beta, bias) = (
+        rows_of(b, &t.alpha),
+        rows_of(b, &t.beta),
+        rows_of(b, &t.bias),
+    );
+    let epi = gemm::Epilogue {
+        scale: &a.scale,
+        alpha: &alpha,
+        beta: &beta,
+        bias: &bias,
+        usum: &usum,
+        relu,
+    };
+    let y = gemm::product(b, (&u, &w, &sel.sh), &epi, &d, rows);
+    Ok(b.bind(&format!(
+        "tensor.collapse_shape {y} [[0, 1]] : {} into {}",
+        tensor(&[rows, 1], Elem::F32),
+        tensor(&[rows], Elem::F32)
+    )))
+}
+
+/// An ungrouped convolution through the product kernel. The input is quantized straight
+/// into a zero-padded channels-last map (channels padded to pairs), which the kernel reads
+/// window by window; the zero-point term `Σ u` over each window is the window sum of the
+/// per-pixel channel sums.
+fn conv_product(
+    b: &mut Body,
+    l: &Layer,
+    g: ConvGeometry,
+    x: &str,
+    sel: &Selection,
+    relu: bool,
+) -> Result<String, MlirError> {
+    let w = &g.window;
+    let [c, h, wd] = w.input;
+    let [oh, ow] = w.output;
+    let [kh, kw] = w.kernel;
+    let [sh, sw] = w.strides;
+    let [dh, dw] = w.dilations;
+    let [ph, pw] = g.pads;
+    let (m, s) = (g.out_channels, l.counts.len());
+    let hp = (h + ph).max((oh.max(1) - 1) * sh + (kh - 1) * dh + 1);
+    let wp = (wd + pw).max((ow.max(1) - 1) * sw + (kw - 1) * dw + 1);
+    let c2 = c + c % 2;
+    let windows = gemm::Windows {
+        ow,
+        row_step: sh * wp * c2,
+        col_step: sw * c2,
+        taps: [kh, kw],
+        tap_step: [dh * wp * c2, dw * c2],
+    };
+    // 4 positions × 32 outputs a tile (8 accumulators of 16 lanes); fewer where the layer
+    // has fewer.
+    let rows = if oh * ow >= 4 { 4 } else { 1 };
+    let vecs = m.div_ceil(gemm::LANES).min(2);
+    let d = gemm::Dims::new(
+        (oh * ow, c, m),
+        hp * wp * c2,
+        windows,
+        gemm::Tile { rows, vecs },
+    );
+    let t = tables(b, l, d.m)?;
+    let a = act_row(b, &t, s, &sel.j);
+
+    // u[h + ph, w + pw, c] = quantize(x[c, h, w]), zero elsewhere.
+    let zero16 = b.constant("0", "i16");
+    let map_ty = tensor(&[hp, wp, c2], Elem::I16);
+    let full = b.filled(&[hp, wp, c2], Elem::I16, &zero16);
+    let inner_ty = tensor(&[h, wd, c], Elem::I16);
+    let inner = b.bind(&format!(
+        "tensor.extract_slice {full}[{ph}, {pw}, 0] [{h}, {wd}, {c}] [1, 1, 1] : {map_ty} to {inner_ty}"
+    ));
+    let x3_ty = tensor(&[c, h, wd], Elem::F32);
+    let x3 = b.bind(&format!(
+        "tensor.expand_shape {x} [[0, 1, 2]] output_shape [{c}, {h}, {wd}] : {} into {x3_ty}",
+        tensor(&[c * h * wd], Elem::F32)
+    ));
+    let quantized = b.generic(
+        &["parallel"; 3],
+        &[Operand::new(
+            &x3,
+            x3_ty,
+            map(3, &["d2".into(), "d0".into(), "d1".into()]),
+        )],
+        Operand::new(&inner, inner_ty.clone(), identity(3)),
+        Elem::I16,
+        &[Elem::F32],
+        |r, v| quantize_value(r, &v[0], &a, Elem::I16),
+    );
+    let u = b.bind(&format!(
+        "tensor.insert_slice {quantized} into {full}[{ph}, {pw}, 0] [{h}, {wd}, {c}] [1, 1, 1] : {inner_ty} into {map_ty}"
+    ));
+    // Σ_c u per pixel, then per window.
+    let zero = b.i32(0);
+    let pixel_ty = tensor(&[hp, wp], Elem::I32);
+    let pixel0 = b.filled(&[hp, wp], Elem::I32, &zero);
+    let pixel = b.generic(
+        &["parallel", "parallel", "reduction"],
+        &[Operand::new(&u, map_ty.clone(), identity(3))],
+        Operand::new(
+            &pixel0,
+            pixel_ty.clone(),
+            map(3, &["d0".into(), "d1".into()]),
+        ),
+        Elem::I32,
+        &[Elem::I16],
+        |r, g| {
+            let v = r.bind(&format!("arith.extsi {} : i16 to i32", g[0]));
+            r.bind(&format!("arith.addi {}, {v} : i32", g[1]))
+        },
+    );
+    let usum_ty = tensor(&[oh, ow], Elem::I32);
+    let usum0 = b.filled(&[oh, ow], Elem::I32, &zero);
+    let window = b.empty(&[kh, kw], Elem::I32);
+    let usum = b.generic(
+        &["parallel", "parallel", "reduction", "reduction"],
+        &[
+            Operand::new(
+                &pixel,
+                pixel_ty,
+                map(
+                    4,
+                    &[
+                        format!("d0 * {sh} + d2 * {dh}"),
+                        format!("d1 * {sw} + d3 * {dw}"),
+                    ],
+                ),
+            ),
+            // The window's extent (its values are never read).
+            Operand::new(
+                &window,
+                tensor(&[kh, kw], Elem::I32),
+                map(4, &["d2".into(), "d3".into()]),
+            ),
+        ],
+        Operand::new(&usum0, usum_ty.clone(), map(4, &["d0".into(), "d1".into()])),
+        Elem::I32,
+        &[Elem::I32, Elem::I32],
+        |r, g| r.bind(&format!("arith.addi {}, {} : i32", g[2], g[0])),
+    );
+    let usum = b.bind(&format!(
+        "tensor.collapse_shape {usum} [[0, 1]] : {usum_ty} into {}",
+        tensor(&[oh * ow], Elem::I32)
+    ));
+    let flat = b.bind(&format!(
+        "tensor.collapse_shape {u} [[0, 1, 2]] : {map_ty} into {}",
+        tensor(&[d.x_len], Elem::I16)
+    ));
+    let wc = packed_codes(b, &t, l, c, &d);
+    let (alpha, beta, bias) = (
+        row(b, &t.alpha, s, d.m, &sel.j),
+        row(b, &t.beta, s, d.m, &sel.j),
+        row(b, &t.bias, s, d.m, &sel.j),
+    );
+    let epi = gemm::Epilogue {
+        scale: &a.scale,
+        alpha: &alpha,
+        beta: &beta,
+        bias: &bias,
+        usum: &usum,
+        relu,
+    };
+    let y = gemm::product(b, (&flat, &wc, &sel.sh), &epi, &d, m);
+    Ok(b.bind(&format!(
+        "tensor.collapse_shape {y} [[0, 1]] : {} into {}",
+        tensor(&[m, oh * ow], Elem::F32),
         tensor(&[m * oh * ow], Elem::F32)
     )))
 }

@@ -14,6 +14,7 @@
 
 mod body;
 mod elementwise;
+mod gemm;
 mod jit;
 mod layers;
 mod matmul;

@@ -40,6 +40,9 @@ pub(crate) fn pool(b: &mut Body, x: &str, g: &PoolGeometry, max: bool) -> String
     let hp = (h + ph).max((oh.max(1) - 1) * sh + (kh - 1) * dh + 1);
     let wp = (wd + pw).max((ow.max(1) - 1) * sw + (kw - 1) * dw + 1);
     let fill = if max { f32::NEG_INFINITY } else { 0.0 };
+    if tiles_exactly(g) {
+        return pool_tiles(b, x, g, max);
+    }
     let x3_ty = tensor(&[c, h, wd], Elem::F32);
     let x3 = b.bind(&format!(
         "tensor.expand_shape {x} [[0, 1, 2]] output_shape [{c}, {h}, {wd}] : {} into {x3_ty}",
@@ -47,33 +50,40 @@ pub(crate) fn pool(b: &mut Body, x: &str, g: &PoolGeometry, max: bool) -> String
     ));
     let fv = b.f32(fill);
     let padded_ty = tensor(&[c, hp, wp], Elem::F32);
-    let padded = b.pad(&x3, [c, h, wd], [hp, wp], [ph, pw], Elem::F32, &fv);
+    // Unpadded windows (2×2/2 and the like) read the input in place.
+    let padded = if [hp, wp, ph, pw] == [h, wd, 0, 0] {
+        x3
+    } else {
+        b.pad(&x3, [c, h, wd], [hp, wp], [ph, pw], Elem::F32, &fv)
+    };
     let out_ty = tensor(&[c, oh, ow], Elem::F32);
     let init = b.filled(&[c, oh, ow], Elem::F32, &fv);
+    // Loops (kh, kw, c, oh, ow): each output still folds its taps in (kh, kw) order, and
+    // the innermost loop walks a row of outputs (vectorisable) instead of a 2-tap window.
     let window = map(
         5,
         &[
-            "d0".into(),
-            format!("d1 * {sh} + d3 * {dh}"),
-            format!("d2 * {sw} + d4 * {dw}"),
+            "d2".into(),
+            format!("d3 * {sh} + d0 * {dh}"),
+            format!("d4 * {sw} + d1 * {dw}"),
         ],
     );
     // The window's extent (loop bounds of the taps; its values are never read).
     let extent = b.empty(&[kh, kw], Elem::F32);
     let acc = b.generic(
-        &["parallel", "parallel", "parallel", "reduction", "reduction"],
+        &["reduction", "reduction", "parallel", "parallel", "parallel"],
         &[
             Operand::new(&padded, padded_ty, window),
             Operand::new(
                 &extent,
                 tensor(&[kh, kw], Elem::F32),
-                map(5, &["d3".into(), "d4".into()]),
+                map(5, &["d0".into(), "d1".into()]),
             ),
         ],
         Operand::new(
             &init,
             out_ty.clone(),
-            map(5, &["d0".into(), "d1".into(), "d2".into()]),
+            map(5, &["d2".into(), "d3".into(), "d4".into()]),
         ),
         Elem::F32,
         &[Elem::F32, Elem::F32],
@@ -151,4 +161,130 @@ fn average_counts(g: &PoolGeometry) -> Vec<f32> {
         }
     }
     out
+}
+
+/// Lanes (outputs) per vector of [`pool_tiles`].
+const POOL_LANES: usize = 8;
+
+/// Whether the windows tile the input exactly: kernel = stride, no dilation, no padding,
+/// every input pixel in one window (2×2/2 and the like), at most [`POOL_LANES`] wide.
+fn tiles_exactly(g: &PoolGeometry) -> bool {
+    let w = &g.window;
+    let [_, h, wd] = w.input;
+    let [oh, ow] = w.output;
+    w.kernel == w.strides
+        && w.dilations == [1, 1]
+        && g.pads == [0; 4]
+        && h == oh * w.strides[0]
+        && wd == ow * w.strides[1]
+        && (1..=POOL_LANES).contains(&w.kernel[1])
+        && oh * ow > 0
+}
+
+/// Pooling whose windows tile the input, vectorised along output rows: for 8 outputs of
+/// one row, each kernel row is one load of `8·KW` inputs, split into its `KW` taps by
+/// shuffles, and folded tap by tap in `(kh, kw)` order — the generic loop nest's order,
+/// so the results are the same bits. (LLVM, given that nest, unrolls the short row loop
+/// and vectorises across channels with gathers.) A row's last, partial vector reads and
+/// writes under a mask.
+fn pool_tiles(b: &mut Body, x: &str, g: &PoolGeometry, max: bool) -> String {
+    let w = &g.window;
+    let [c, h, wd] = w.input;
+    let [oh, ow] = w.output;
+    let [kh, kw] = w.kernel;
+    let (n_in, n_out) = (c * h * wd, c * oh * ow);
+    let (in_mem, out_mem) = (
+        format!("memref<{n_in}xf32>"),
+        format!("memref<{n_out}xf32>"),
+    );
+    let xm = b.bind(&format!(
+        "bufferization.to_buffer {x} read_only : {} to {in_mem}",
+        tensor(&[n_in], Elem::F32)
+    ));
+    let out = b.bind(&format!(
+        "memref.alloc() {{alignment = 64 : i64}} : {out_mem}"
+    ));
+    let lanes = POOL_LANES;
+    let (vo, vi) = (
+        format!("vector<{lanes}xf32>"),
+        format!("vector<{}xf32>", lanes * kw),
+    );
+    let fill = if max { f32::NEG_INFINITY } else { 0.0 };
+    let fv = b.f32(fill);
+    let init = b.bind(&format!("vector.broadcast {fv} : f32 to {vo}"));
+    let pass = b.bind(&format!("vector.broadcast {fv} : f32 to {vi}"));
+    let count = b.f32((kh * kw) as f32);
+    let divisor = b.bind(&format!("vector.broadcast {count} : f32 to {vo}"));
+    let (c0, c1) = (b.index(0), b.index(1));
+    let rows = b.index(c * oh);
+    let (row_in, row_out) = (b.index(kh * wd), b.index(ow));
+    let taps_rows: Vec<String> = (0..kh).map(|i| b.index(i * wd)).collect();
+    let full = ow / lanes;
+    let tail = ow % lanes;
+    let chunk_starts: Vec<(String, String)> = (0..full + usize::from(tail > 0))
+        .map(|j| (b.index(j * lanes * kw), b.index(j * lanes)))
+        .collect();
+    let masks = (tail > 0).then(|| {
+        (
+            b.bind(&format!(
+                "vector.constant_mask [{}] : vector<{}xi1>",
+                tail * kw,
+                lanes * kw
+            )),
+            b.bind(&format!(
+                "vector.constant_mask [{tail}] : vector<{lanes}xi1>"
+            )),
+        )
+    });
+    let r = b.fresh();
+    b.line(&format!("scf.for {r} = {c0} to {rows} step {c1} {{"));
+    b.indent += 1;
+    let base_in = b.bind(&format!("arith.muli {r}, {row_in} : index"));
+    let base_out = b.bind(&format!("arith.muli {r}, {row_out} : index"));
+    for (j, (in_off, out_off)) in chunk_starts.iter().enumerate() {
+        let masked = j == full;
+        let at_in = b.bind(&format!("arith.addi {base_in}, {in_off} : index"));
+        let mut m = init.clone();
+        for tap_row in &taps_rows {
+            let at = b.bind(&format!("arith.addi {at_in}, {tap_row} : index"));
+            let v = match (&masks, masked) {
+                (Some((mi, _)), true) => b.bind(&format!(
+                    "vector.maskedload {xm}[{at}], {mi}, {pass} : {in_mem}, vector<{}xi1>, {vi} into {vi}",
+                    lanes * kw
+                )),
+                _ => b.bind(&format!("vector.load {xm}[{at}] : {in_mem}, {vi}")),
+            };
+            for t in 0..kw {
+                let idx: Vec<String> = (0..lanes).map(|i| (i * kw + t).to_string()).collect();
+                let tap = b.bind(&format!(
+                    "vector.shuffle {v}, {v} [{}] : {vi}, {vi}",
+                    idx.join(", ")
+                ));
+                m = if max {
+                    let gt = b.bind(&format!("arith.cmpf ogt, {tap}, {m} : {vo}"));
+                    b.bind(&format!(
+                        "arith.select {gt}, {tap}, {m} : vector<{lanes}xi1>, {vo}"
+                    ))
+                } else {
+                    b.bind(&format!("arith.addf {m}, {tap} : {vo}"))
+                };
+            }
+        }
+        if !max {
+            m = b.bind(&format!("arith.divf {m}, {divisor} : {vo}"));
+        }
+        let at_out = b.bind(&format!("arith.addi {base_out}, {out_off} : index"));
+        match (&masks, masked) {
+            (Some((_, mo)), true) => b.line(&format!(
+                "vector.maskedstore {out}[{at_out}], {mo}, {m} : {out_mem}, vector<{lanes}xi1>, {vo}"
+            )),
+            _ => b.line(&format!("vector.store {m}, {out}[{at_out}] : {out_mem}, {vo}")),
+        }
+    }
+    b.indent -= 1;
+    b.line("}");
+    b.bind(&format!(
+        "bufferization.to_tensor {out} restrict writable : {out_mem} to {}",
+        tensor(&[n_out], Elem::F32)
+    ))
 }

@@ -28,6 +28,7 @@ convert-linalg-to-loops,\
 expand-strided-metadata,\
 lower-affine,\
 convert-scf-to-cf,\
+convert-vector-to-llvm,\
 finalize-memref-to-llvm,\
 convert-math-to-llvm,\
 convert-arith-to-llvm,\

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 pub(crate) enum Elem {
     F32,
     I32,
+    I16,
     I8,
     F64,
 }
@@ -19,6 +20,7 @@ impl Elem {
         match self {
             Elem::F32 => "f32",
             Elem::I32 => "i32",
+            Elem::I16 => "i16",
             Elem::I8 => "i8",
             Elem::F64 => "f64",
         }

@@ -8,13 +8,13 @@ mod new_ops;
 
 use std::collections::BTreeMap;
 
-use new_ops::nets::{op_nets, small_net};
+use new_ops::nets::{edge_net, op_nets, small_net};
 use strata_compiler::backend::mlir::{Jit, MlirError, MlirOptions};
 use strata_compiler::compile::{compile_to_container, CompileOptions};
 use strata_ir::container::read_container;
 use strata_ir::{Graph, NodeKind, Op, Tensor};
 use strata_runtime::{run_with, QuantPath, RunOptions};
-use strata_test_support::values;
+use strata_test_support::{batch_ty, conv_attrs, op, values};
 
 fn quantized(fp32: Graph, calib: Tensor) -> Graph {
     let bytes = compile_to_container(
@@ -106,4 +106,34 @@ fn small_and_op_nets_match_the_runtime_through_the_jit() {
         check(name, &g, &x).unwrap_or_else(|e| panic!("{name}: {e}"));
         eprintln!("{name}: K=2..8 bit-exact");
     }
+}
+
+/// The product kernel's edges: `edges` (extreme codes at every count, 37 channels — odd,
+/// padded to pairs — reductions of 333 and 2,997, saturating inputs) and a convolution
+/// whose output map has fewer positions than a tile (3×3 stride 2 on 3×3: one position;
+/// 17 outputs: a partial vector of outputs).
+#[test]
+fn product_kernel_edges_match_the_runtime_through_the_jit() {
+    let calib = Tensor::from_f32(vec![8, 37, 9, 9], values(8 * 37 * 81, 41)).unwrap();
+    let g = quantized(edge_net(), calib);
+    let n = 37 * 81;
+    let mut x = vec![4.0f32; n];
+    x.extend(vec![-4.0f32; n]);
+    x.extend(values(2 * n, 43));
+    let x = Tensor::from_f32(vec![4, 37, 9, 9], x).unwrap();
+    check("edges", &g, &x).unwrap();
+
+    let mut t = Graph::new("tiny_map");
+    let input = t.add_input("x", batch_ty(&[5, 3, 3]));
+    let w = t.add_constant(
+        "w",
+        Tensor::from_f32(vec![17, 5, 3, 3], values(17 * 45, 5)).unwrap(),
+    );
+    let conv = Op::Conv(conv_attrs(&[3, 3], &[2, 2], &[0; 4], &[1, 1], 1, false));
+    let y = op(&mut t, "c", conv, &[input, w]);
+    t.set_outputs(vec![y]);
+    let calib = Tensor::from_f32(vec![8, 5, 3, 3], values(8 * 45, 6)).unwrap();
+    let g = quantized(t, calib);
+    let x = Tensor::from_f32(vec![3, 5, 3, 3], values(3 * 45, 7)).unwrap();
+    check("tiny_map", &g, &x).unwrap();
 }
