@@ -15,6 +15,9 @@ pub(crate) struct Body {
     pub(crate) indent: usize,
     /// Scalar constants already defined in this region, by their printed form.
     consts: HashMap<String, String>,
+    /// The module's symbol prefix (`PREFIX`), for the helper functions kernels call: every
+    /// exported symbol of an object starts with it, so objects of several models link.
+    pub(crate) prefix: String,
 }
 
 /// One operand of a `linalg.generic`: the value, its type and its indexing map.
@@ -41,6 +44,7 @@ impl Body {
             next: 0,
             indent,
             consts: HashMap::new(),
+            prefix: String::new(),
         }
     }
 
@@ -141,6 +145,7 @@ impl Body {
             next: self.next,
             indent: self.indent + 1,
             consts: HashMap::new(),
+            prefix: self.prefix.clone(),
         };
         let args: Vec<String> = (0..=ins.len()).map(|_| region.fresh()).collect();
         let result = body(&mut region, &args);

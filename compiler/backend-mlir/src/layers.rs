@@ -9,7 +9,7 @@ use strata_lower::{ConvGeometry, Layer, Weights};
 use crate::body::{Body, Operand};
 use crate::gemm;
 use crate::text::{dense_f32, dense_i8, identity, map, tensor, Elem};
-use crate::MlirError;
+use crate::{Dot, MlirError};
 
 /// The run-time plane selection of one layer: `j`, the row of its side tables (an `index`
 /// value), and `sh`, how far its stored codes shift down (an `i8` value).
@@ -178,9 +178,10 @@ pub(crate) fn linear(
     x: &str,
     sel: &Selection,
     relu: bool,
+    dot: Dot,
 ) -> Result<String, MlirError> {
-    if fits_i16(l) {
-        return linear_product(b, l, x, sel, relu);
+    if let Some(dot) = product_dot(l, dot) {
+        return linear_product(b, l, x, (sel, relu), dot);
     }
     let (rows, cols, s) = (l.rows, l.cols, l.counts.len());
     let t = tables(b, l, rows)?;
@@ -251,6 +252,7 @@ pub(crate) fn conv(
     x: &str,
     sel: &Selection,
     relu: bool,
+    dot: Dot,
 ) -> Result<String, MlirError> {
     let Some(g) = l.conv else {
         return Err(MlirError::Internal(format!(
@@ -271,8 +273,8 @@ pub(crate) fn conv(
     let hp = (h + ph).max((oh.max(1) - 1) * sh + (kh - 1) * dh + 1);
     let wp = (wd + pw).max((ow.max(1) - 1) * sw + (kw - 1) * dw + 1);
 
-    if gr == 1 && fits_i16(l) && oh * ow > 0 {
-        return conv_product(b, l, g, x, sel, relu);
+    if let Some(dot) = product_dot(l, dot).filter(|_| gr == 1 && oh * ow > 0) {
+        return conv_product(b, l, g, x, (sel, relu), dot);
     }
     let t = tables(b, l, m)?;
     let a = act_row(b, &t, s, &sel.j);
@@ -390,14 +392,128 @@ pub(crate) fn conv(
     )))
 }
 
-/// Whether every count's centred activation codes `u = q − zero` fit `i16`, the operand of
-/// the product kernel ([`gemm`]); wider ones (activations of more than 15 bits) keep the
-/// `i32` named ops.
-fn fits_i16(l: &Layer) -> bool {
-    l.act_limits.iter().enumerate().all(|(c, &(lo, hi))| {
-        let zero = l.act.get(2 * c + 1).copied().unwrap_or(f32::NAN);
-        lo - zero >= f32::from(i16::MIN) && hi - zero <= f32::from(i16::MAX)
-    })
+/// The product kernel's form for `l` ([`gemm`]), or `None` for the `i32` named ops.
+/// [`Dot::Vnni`] needs every count's codes `q − lo` in `0..=255` and an integral offset
+/// `zero − lo` (activations of at most 8 bits); [`Dot::Pairs`] needs the centred codes
+/// `u = q − zero` in `i16` (at most 16 bits).
+fn product_dot(l: &Layer, dot: Dot) -> Option<Dot> {
+    let rows = || {
+        l.act_limits
+            .iter()
+            .enumerate()
+            .map(|(c, &(lo, hi))| (lo, hi, l.act.get(2 * c + 1).copied().unwrap_or(f32::NAN)))
+    };
+    let bytes = rows().all(|(lo, hi, zero)| {
+        let o = zero - lo;
+        hi - lo <= 255.0 && (0.0..=255.0).contains(&o) && o.fract() == 0.0 && lo.fract() == 0.0
+    });
+    let shorts = rows()
+        .all(|(lo, hi, zero)| lo - zero >= f32::from(i16::MIN) && hi - zero <= f32::from(i16::MAX));
+    match dot {
+        Dot::Vnni if bytes => Some(Dot::Vnni),
+        _ if shorts => Some(Dot::Pairs),
+        _ => None,
+    }
+}
+
+/// The input codes of the product kernel in its element type: [`Dot::Pairs`]: `u` as
+/// `i16`; [`Dot::Vnni`]: `q − lo = u + o` as `u8` (NaN: `o`, that is `u = 0`).
+fn product_code(r: &mut Body, v: &str, a: &Act, dot: Dot, o: &Offset) -> String {
+    match dot {
+        Dot::Pairs => quantize_value(r, v, a, Elem::I16),
+        Dot::Vnni => {
+            let d = r.bind(&format!("arith.divf {v}, {} : f32", a.scale));
+            let q = r.bind(&format!("math.roundeven {d} : f32"));
+            let nan = r.bind(&format!("arith.cmpf uno, {q}, {q} : f32"));
+            let q = r.bind(&format!("arith.addf {q}, {} : f32", a.zero));
+            let below = r.bind(&format!("arith.cmpf olt, {q}, {} : f32", a.lo));
+            let q = r.bind(&format!("arith.select {below}, {}, {q} : f32", a.lo));
+            let above = r.bind(&format!("arith.cmpf ogt, {q}, {} : f32", a.hi));
+            let q = r.bind(&format!("arith.select {above}, {}, {q} : f32", a.hi));
+            let c = r.bind(&format!("arith.subf {q}, {} : f32", a.lo));
+            let i = r.bind(&format!("arith.fptoui {c} : f32 to i8"));
+            r.bind(&format!("arith.select {nan}, {}, {i} : i8", o.byte))
+        }
+    }
+}
+
+/// The offset `o = zero − lo` of this call's count as the kernel's padding code (`i8`
+/// bits of a `u8`: the code of `u = 0`) and as `i32`; for [`Dot::Pairs`] the padding code
+/// is 0 and there is no offset.
+struct Offset {
+    byte: String,
+    int: String,
+    pad: String,
+}
+
+fn offset(b: &mut Body, a: &Act, dot: Dot) -> Offset {
+    match dot {
+        Dot::Pairs => Offset {
+            byte: String::new(),
+            int: b.i32(0),
+            pad: b.constant("0", "i16"),
+        },
+        Dot::Vnni => {
+            let o = b.bind(&format!("arith.subf {}, {} : f32", a.zero, a.lo));
+            let byte = b.bind(&format!("arith.fptoui {o} : f32 to i8"));
+            Offset {
+                pad: byte.clone(),
+                byte,
+                int: b.bind(&format!("arith.fptosi {o} : f32 to i32")),
+            }
+        }
+    }
+}
+
+/// `Σ (code − o)` over the last dimension of `x` (`dims`, codes of [`gemm::Dims::x_elem`]):
+/// the sum of the centred codes `u`, padding included (its code is `o`, so it adds 0).
+fn code_sum(b: &mut Body, x: &str, dims: &[usize], dot: Dot, o: &Offset) -> String {
+    let e = match dot {
+        Dot::Pairs => Elem::I16,
+        Dot::Vnni => Elem::I8,
+    };
+    let rank = dims.len();
+    let out_dims = &dims[..rank - 1];
+    let zero = b.i32(0);
+    let init = b.filled(out_dims, Elem::I32, &zero);
+    let mut its = vec!["parallel"; rank - 1];
+    its.push("reduction");
+    let outer: Vec<String> = (0..rank - 1).map(|d| format!("d{d}")).collect();
+    b.generic(
+        &its,
+        &[Operand::new(x, tensor(dims, e), identity(rank))],
+        Operand::new(&init, tensor(out_dims, Elem::I32), map(rank, &outer)),
+        Elem::I32,
+        &[e],
+        |r, g| {
+            let v = match dot {
+                Dot::Pairs => r.bind(&format!("arith.extsi {} : i16 to i32", g[0])),
+                Dot::Vnni => {
+                    let v = r.bind(&format!("arith.extui {} : i8 to i32", g[0]));
+                    r.bind(&format!("arith.subi {v}, {} : i32", o.int))
+                }
+            };
+            r.bind(&format!("arith.addi {}, {v} : i32", g[1]))
+        },
+    )
+}
+
+/// The shifted code sums of the kernel's [`Dot::Vnni`] correction, row `j` of a
+/// `[counts, M_pad]` constant ([`gemm::code_sums`]).
+fn code_sums_row(b: &mut Body, t: &Tables, l: &Layer, d: &gemm::Dims, j: &str) -> String {
+    let s = l.counts.len();
+    let sums = gemm::code_sums(&t.raw, l.rows, l.k, &l.counts, d);
+    let table = b.bind(&format!(
+        "arith.constant {}",
+        crate::text::dense_i32(&sums, &[s, d.m])
+    ));
+    let c0 = b.index(0);
+    b.bind(&format!(
+        "tensor.extract_slice {table}[{j}, {c0}] [1, {}] [1, 1] : {} to {}",
+        d.m,
+        tensor(&[s, d.m], Elem::I32),
+        tensor(&[d.m], Elem::I32)
+    ))
 }
 
 /// The packed codes of `l` as a constant of the kernel's layout.
@@ -409,44 +525,56 @@ fn packed_codes(b: &mut Body, t: &Tables, l: &Layer, channels: usize, d: &gemm::
     ))
 }
 
-/// A linear layer through the product kernel: the quantized input zero padded to pairs,
-/// up to 4 weight vectors a tile (independent accumulators for a product that reads each
-/// weight once).
+/// A linear layer through the product kernel: the quantized input padded to whole groups
+/// of channels, up to 4 weight vectors a tile (independent accumulators for a product that
+/// reads each weight once).
 fn linear_product(
     b: &mut Body,
     l: &Layer,
     x: &str,
-    sel: &Selection,
-    relu: bool,
+    (sel, relu): (&Selection, bool),
+    dot: Dot,
 ) -> Result<String, MlirError> {
     let (rows, cols, s) = (l.rows, l.cols, l.counts.len());
     let vecs = rows.div_ceil(gemm::LANES).min(4);
-    let d = gemm::Dims::new(
+    let mut d = gemm::Dims::new(
         (1, cols, rows),
-        cols + cols % 2,
+        0,
         gemm::Windows::linear(),
         gemm::Tile { rows: 1, vecs },
+        dot,
     );
+    d.x_len = d.c;
+    let xe = d.x_elem();
     let t = tables(b, l, d.m)?;
     let a = act_row(b, &t, s, &sel.j);
-    let u = quantize(b, x, cols, &a, Elem::I16);
-    let usum = sum_all(b, &u, cols, Elem::I16);
-    let usum = b.bind(&format!(
-        "tensor.expand_shape {usum} [] output_shape [1] : {} into {}",
-        tensor(&[], Elem::I32),
-        tensor(&[1], Elem::I32)
+    let o = offset(b, &a, dot);
+    let full = b.filled(&[d.x_len], xe, &o.pad);
+    let u_ty = tensor(&[cols], xe);
+    let slice = b.bind(&format!(
+        "tensor.extract_slice {full}[0] [{cols}] [1] : {} to {u_ty}",
+        tensor(&[d.x_len], xe)
     ));
-    let u = if cols % 2 == 1 {
-        let zero16 = b.constant("0", "i16");
-        let full = b.filled(&[d.x_len], Elem::I16, &zero16);
-        b.bind(&format!(
-            "tensor.insert_slice {u} into {full}[0] [{cols}] [1] : {} into {}",
-            tensor(&[cols], Elem::I16),
-            tensor(&[d.x_len], Elem::I16)
-        ))
-    } else {
-        u
-    };
+    let x_ty = tensor(&[cols], Elem::F32);
+    let u = b.generic(
+        &["parallel"],
+        &[Operand::new(x, x_ty, identity(1))],
+        Operand::new(&slice, u_ty.clone(), identity(1)),
+        xe,
+        &[Elem::F32],
+        |r, v| product_code(r, &v[0], &a, dot, &o),
+    );
+    let u = b.bind(&format!(
+        "tensor.insert_slice {u} into {full}[0] [{cols}] [1] : {u_ty} into {}",
+        tensor(&[d.x_len], xe)
+    ));
+    let u2 = b.bind(&format!(
+        "tensor.expand_shape {u} [[0, 1]] output_shape [1, {}] : {} into {}",
+        d.x_len,
+        tensor(&[d.x_len], xe),
+        tensor(&[1, d.x_len], xe)
+    ));
+    let usum = code_sum(b, &u2, &[1, d.x_len], dot, &o);
     let w = packed_codes(b, &t, l, cols, &d);
     let rows_of = |b: &mut Body, table: &str| row(b, table, s, d.m, &sel.j);
     let (alpha, beta, bias) = (
@@ -454,6 +582,7 @@ fn linear_product(
         rows_of(b, &t.beta),
         rows_of(b, &t.bias),
     );
+    let sums = (dot == Dot::Vnni).then(|| code_sums_row(b, &t, l, &d, &sel.j));
     let epi = gemm::Epilogue {
         scale: &a.scale,
         alpha: &alpha,
@@ -461,6 +590,7 @@ fn linear_product(
         bias: &bias,
         usum: &usum,
         relu,
+        offset: sums.as_deref().map(|sums| (o.int.as_str(), sums)),
     };
     let y = gemm::product(b, (&u, &w, &sel.sh), &epi, &d, rows);
     Ok(b.bind(&format!(
@@ -471,16 +601,16 @@ fn linear_product(
 }
 
 /// An ungrouped convolution through the product kernel. The input is quantized straight
-/// into a zero-padded channels-last map (channels padded to pairs), which the kernel reads
-/// window by window; the zero-point term `Σ u` over each window is the window sum of the
-/// per-pixel channel sums.
+/// into a padded channels-last map (channels padded to whole groups, padding holding the
+/// code of `u = 0`), which the kernel reads window by window; the zero-point term `Σ u`
+/// over each window is the window sum of the per-pixel channel sums.
 fn conv_product(
     b: &mut Body,
     l: &Layer,
     g: ConvGeometry,
     x: &str,
-    sel: &Selection,
-    relu: bool,
+    (sel, relu): (&Selection, bool),
+    dot: Dot,
 ) -> Result<String, MlirError> {
     let w = &g.window;
     let [c, h, wd] = w.input;
@@ -492,13 +622,13 @@ fn conv_product(
     let (m, s) = (g.out_channels, l.counts.len());
     let hp = (h + ph).max((oh.max(1) - 1) * sh + (kh - 1) * dh + 1);
     let wp = (wd + pw).max((ow.max(1) - 1) * sw + (kw - 1) * dw + 1);
-    let c2 = c + c % 2;
+    let cg = c.div_ceil(gemm::group(dot)) * gemm::group(dot);
     let windows = gemm::Windows {
         ow,
-        row_step: sh * wp * c2,
-        col_step: sw * c2,
+        row_step: sh * wp * cg,
+        col_step: sw * cg,
         taps: [kh, kw],
-        tap_step: [dh * wp * c2, dw * c2],
+        tap_step: [dh * wp * cg, dw * cg],
     };
     // 4 positions × 32 outputs a tile (8 accumulators of 16 lanes); fewer where the layer
     // has fewer.
@@ -506,18 +636,20 @@ fn conv_product(
     let vecs = m.div_ceil(gemm::LANES).min(2);
     let d = gemm::Dims::new(
         (oh * ow, c, m),
-        hp * wp * c2,
+        hp * wp * cg,
         windows,
         gemm::Tile { rows, vecs },
+        dot,
     );
+    let xe = d.x_elem();
     let t = tables(b, l, d.m)?;
     let a = act_row(b, &t, s, &sel.j);
+    let o = offset(b, &a, dot);
 
-    // u[h + ph, w + pw, c] = quantize(x[c, h, w]), zero elsewhere.
-    let zero16 = b.constant("0", "i16");
-    let map_ty = tensor(&[hp, wp, c2], Elem::I16);
-    let full = b.filled(&[hp, wp, c2], Elem::I16, &zero16);
-    let inner_ty = tensor(&[h, wd, c], Elem::I16);
+    // u[h + ph, w + pw, c] = the code of x[c, h, w]; the code of u = 0 elsewhere.
+    let map_ty = tensor(&[hp, wp, cg], xe);
+    let full = b.filled(&[hp, wp, cg], xe, &o.pad);
+    let inner_ty = tensor(&[h, wd, c], xe);
     let inner = b.bind(&format!(
         "tensor.extract_slice {full}[{ph}, {pw}, 0] [{h}, {wd}, {c}] [1, 1, 1] : {map_ty} to {inner_ty}"
     ));
@@ -534,32 +666,17 @@ fn conv_product(
             map(3, &["d2".into(), "d0".into(), "d1".into()]),
         )],
         Operand::new(&inner, inner_ty.clone(), identity(3)),
-        Elem::I16,
+        xe,
         &[Elem::F32],
-        |r, v| quantize_value(r, &v[0], &a, Elem::I16),
+        |r, v| product_code(r, &v[0], &a, dot, &o),
     );
     let u = b.bind(&format!(
         "tensor.insert_slice {quantized} into {full}[{ph}, {pw}, 0] [{h}, {wd}, {c}] [1, 1, 1] : {inner_ty} into {map_ty}"
     ));
     // Σ_c u per pixel, then per window.
-    let zero = b.i32(0);
+    let pixel = code_sum(b, &u, &[hp, wp, cg], dot, &o);
     let pixel_ty = tensor(&[hp, wp], Elem::I32);
-    let pixel0 = b.filled(&[hp, wp], Elem::I32, &zero);
-    let pixel = b.generic(
-        &["parallel", "parallel", "reduction"],
-        &[Operand::new(&u, map_ty.clone(), identity(3))],
-        Operand::new(
-            &pixel0,
-            pixel_ty.clone(),
-            map(3, &["d0".into(), "d1".into()]),
-        ),
-        Elem::I32,
-        &[Elem::I16],
-        |r, g| {
-            let v = r.bind(&format!("arith.extsi {} : i16 to i32", g[0]));
-            r.bind(&format!("arith.addi {}, {v} : i32", g[1]))
-        },
-    );
+    let zero = b.i32(0);
     let usum_ty = tensor(&[oh, ow], Elem::I32);
     let usum0 = b.filled(&[oh, ow], Elem::I32, &zero);
     let window = b.empty(&[kh, kw], Elem::I32);
@@ -595,7 +712,7 @@ fn conv_product(
     ));
     let flat = b.bind(&format!(
         "tensor.collapse_shape {u} [[0, 1, 2]] : {map_ty} into {}",
-        tensor(&[d.x_len], Elem::I16)
+        tensor(&[d.x_len], xe)
     ));
     let wc = packed_codes(b, &t, l, c, &d);
     let (alpha, beta, bias) = (
@@ -603,6 +720,7 @@ fn conv_product(
         row(b, &t.beta, s, d.m, &sel.j),
         row(b, &t.bias, s, d.m, &sel.j),
     );
+    let sums = (dot == Dot::Vnni).then(|| code_sums_row(b, &t, l, &d, &sel.j));
     let epi = gemm::Epilogue {
         scale: &a.scale,
         alpha: &alpha,
@@ -610,6 +728,7 @@ fn conv_product(
         bias: &bias,
         usum: &usum,
         relu,
+        offset: sums.as_deref().map(|sums| (o.int.as_str(), sums)),
     };
     let y = gemm::product(b, (&flat, &wc, &sel.sh), &epi, &d, m);
     Ok(b.bind(&format!(

@@ -42,6 +42,37 @@ pub struct MlirOptions {
     pub layer_planes: Option<Vec<u8>>,
     /// `PREFIX` of the exported functions, the header's macros and the file names.
     pub name: String,
+    /// The instruction the bit-plane layers' integer products are built around.
+    pub dot: Dot,
+}
+
+/// How the bit-plane layers multiply codes. Both are exact (every product and sum fits
+/// `i32`), so the outputs are the same bits; they differ in speed and in where they run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Dot {
+    /// Pairs of `i16` products summed in `i32`, in plain vector IR that LLVM selects as
+    /// `vpmaddwd` (AVX2), `vpdpwssd` (AVX-512 VNNI) or widening multiply-adds (AArch64):
+    /// runs on every CPU.
+    #[default]
+    Pairs,
+    /// Quads of `u8 × s8` products summed in `i32` by AVX-512 VNNI's `vpdpbusd`, 64 per
+    /// instruction (twice `vpdpwssd`): only for x86-64 CPUs with `avx512vnni` and
+    /// `avx512bw` (LLVM cannot select it for others). Layers whose activation codes span
+    /// more than 8 bits keep [`Dot::Pairs`].
+    Vnni,
+}
+
+impl Dot {
+    /// The faster one this machine runs: [`Dot::Vnni`] where the CPU has AVX-512 VNNI.
+    pub fn host() -> Dot {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512vnni")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+        {
+            return Dot::Vnni;
+        }
+        Dot::Pairs
+    }
 }
 
 impl Default for MlirOptions {
@@ -50,6 +81,7 @@ impl Default for MlirOptions {
             planes: 8,
             layer_planes: None,
             name: "model".into(),
+            dot: Dot::Pairs,
         }
     }
 }
@@ -142,7 +174,7 @@ pub fn emit(
     stage: Stage,
 ) -> Result<String, MlirError> {
     let lowered = lower(graph, options)?;
-    let text = module::print(&lowered, &options.name)?;
+    let text = module::print(&lowered, &options.name, options.dot)?;
     let context = pipeline::context();
     let mut module = pipeline::parse(&context, &text)?;
     if stage == Stage::Llvm {
@@ -171,7 +203,13 @@ pub fn compile_object(
     target: &Target,
 ) -> Result<CompiledObject, MlirError> {
     let lowered = lower(graph, options)?;
-    let text = module::print(&lowered, &options.name)?;
+    // `Dot::Vnni` is for this machine only: another target gets the portable kernels.
+    let dot = if target.triple.is_some() {
+        Dot::Pairs
+    } else {
+        options.dot
+    };
+    let text = module::print(&lowered, &options.name, dot)?;
     // The engine writes to a path: a file in a private temporary directory, read back (the
     // directory goes when `scratch` drops). `object::write` checks the file appeared.
     let scratch = tempfile::Builder::new()

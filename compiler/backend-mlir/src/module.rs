@@ -10,10 +10,10 @@ use strata_lower::{Kernel, Loc, Lowered, Operand};
 use crate::body::Body;
 use crate::layers::{self, Selection};
 use crate::text::{dense_f32, memref, tensor, Elem};
-use crate::{elementwise, matmul, movement, ops, resize, MlirError};
+use crate::{elementwise, matmul, movement, ops, resize, Dot, MlirError};
 
 /// The module text of `l` with symbol prefix `name` (before parsing and verification).
-pub(crate) fn print(l: &Lowered, name: &str) -> Result<String, MlirError> {
+pub(crate) fn print(l: &Lowered, name: &str, dot: Dot) -> Result<String, MlirError> {
     if !l.single_io() {
         return Err(MlirError::Interface {
             inputs: l.inputs.len(),
@@ -44,8 +44,11 @@ pub(crate) fn print(l: &Lowered, name: &str) -> Result<String, MlirError> {
         "  func.func private @{name}_impl({}) {{",
         params.join(", ")
     );
-    m.push_str(&impl_body(l, &in_ty, &out_ty)?);
+    m.push_str(&impl_body(l, name, (&in_ty, &out_ty), dot)?);
     m.push_str("    return\n  }\n");
+    if dot == Dot::Vnni {
+        m.push_str(&crate::gemm::vnni_helper(name));
+    }
 
     // NAME_run_planes: resolve every layer's count (NULL: the defaults) to (j, sh).
     let _ = writeln!(
@@ -154,8 +157,14 @@ fn call_checked(
 }
 
 /// The kernels of every step, from the input memref to the output memref.
-fn impl_body(l: &Lowered, in_ty: &str, out_ty: &str) -> Result<String, MlirError> {
+fn impl_body(
+    l: &Lowered,
+    name: &str,
+    (in_ty, out_ty): (&str, &str),
+    dot: Dot,
+) -> Result<String, MlirError> {
     let mut b = Body::new(2);
+    b.prefix = name.to_string();
     let n_in = l.inputs[0].size();
     let input = b.bind(&format!(
         "bufferization.to_tensor %in0 restrict : {in_ty} to {}",
@@ -203,9 +212,9 @@ fn impl_body(l: &Lowered, in_ty: &str, out_ty: &str) -> Result<String, MlirError
                     });
                 }
                 if matches!(st.kernel, Kernel::BitplaneConv { .. }) {
-                    layers::conv(&mut b, ly, &x, &sel, *relu)?
+                    layers::conv(&mut b, ly, &x, &sel, *relu, dot)?
                 } else {
-                    layers::linear(&mut b, ly, &x, &sel, *relu)?
+                    layers::linear(&mut b, ly, &x, &sel, *relu, dot)?
                 }
             }
             Kernel::Relu { x, n } => ops::relu(&mut b, &name(*x)?, *n),

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use strata_backend_mlir::{emit, Jit, MlirError, MlirOptions, Stage};
+use strata_backend_mlir::{emit, Dot, Jit, MlirError, MlirOptions, Stage};
 use strata_ir::container::read_container;
 use strata_ir::{Graph, NodeKind, Op};
 use strata_runtime::{run_with, QuantPath, RunOptions};
@@ -49,8 +49,17 @@ fn mnist_jit_matches_runtime_bit_for_bit_for_every_plane_count() {
     let x = images.as_f32().unwrap();
     let names = layer_names(g);
     assert_eq!(names.len(), 4);
-    for k in 2..=8u8 {
-        let jit = Jit::compile(g, &options(k)).unwrap();
+    // Both product kernels where this CPU runs both (`Dot::Vnni`: AVX-512 VNNI).
+    let mut dots = vec![Dot::Pairs];
+    if Dot::host() != Dot::Pairs {
+        dots.push(Dot::host());
+    }
+    eprintln!("product kernels checked: {dots:?}");
+    for (dot, k) in dots
+        .into_iter()
+        .flat_map(|d| (2..=8u8).map(move |k| (d, k)))
+    {
+        let jit = Jit::compile(g, &MlirOptions { dot, ..options(k) }).unwrap();
         assert_eq!(jit.sizes(), (784, 10));
         let opts = RunOptions {
             planes: Some(k),
@@ -59,7 +68,7 @@ fn mnist_jit_matches_runtime_bit_for_bit_for_every_plane_count() {
         };
         let want = run_with(g, std::slice::from_ref(&images), &opts).unwrap();
         let got = jit.run(x, None).unwrap();
-        assert_eq!(bits(&got), bits(want[0].as_f32().unwrap()), "K={k}");
+        assert_eq!(bits(&got), bits(want[0].as_f32().unwrap()), "{dot:?} K={k}");
         // Mixed per-layer plane counts, all ≤ K, against the runtime's per-layer mode.
         let ppl: Vec<u8> = (0..names.len())
             .map(|i| 2 + ((i as u8 + k) % (k - 1)))
@@ -76,7 +85,7 @@ fn mnist_jit_matches_runtime_bit_for_bit_for_every_plane_count() {
         assert_eq!(
             bits(&got),
             bits(want[0].as_f32().unwrap()),
-            "K={k} ppl={ppl:?}"
+            "{dot:?} K={k} ppl={ppl:?}"
         );
     }
 }
@@ -162,6 +171,7 @@ fn mixed_precision_lowering_keeps_each_layers_own_planes() {
             planes: 8,
             layer_planes: Some(stored.clone()),
             name: "mixed".into(),
+            dot: Dot::host(),
         },
     )
     .unwrap();

@@ -9,7 +9,7 @@ mod new_ops;
 use std::collections::BTreeMap;
 
 use new_ops::nets::{edge_net, op_nets, small_net};
-use strata_compiler::backend::mlir::{Jit, MlirError, MlirOptions};
+use strata_compiler::backend::mlir::{Dot, Jit, MlirError, MlirOptions};
 use strata_compiler::compile::{compile_to_container, CompileOptions};
 use strata_ir::container::read_container;
 use strata_ir::{Graph, NodeKind, Op, Tensor};
@@ -43,13 +43,26 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
-/// Every plane count through the JIT against the runtime.
+/// The product kernels this CPU runs: the portable one, and AVX-512 VNNI's where present.
+fn dots() -> Vec<Dot> {
+    let mut dots = vec![Dot::Pairs];
+    if Dot::host() != Dot::Pairs {
+        dots.push(Dot::host());
+    }
+    dots
+}
+
+/// Every plane count through the JIT against the runtime, with every product kernel.
 fn check(name: &str, g: &Graph, x: &Tensor) -> Result<(), MlirError> {
     let names = layer_names(g);
-    for k in 2..=8u8 {
+    for (dot, k) in dots()
+        .into_iter()
+        .flat_map(|d| (2..=8u8).map(move |k| (d, k)))
+    {
         let options = MlirOptions {
             planes: k,
             name: name.into(),
+            dot,
             ..Default::default()
         };
         let jit = Jit::compile(g, &options)?;
@@ -60,7 +73,11 @@ fn check(name: &str, g: &Graph, x: &Tensor) -> Result<(), MlirError> {
         };
         let want = run_with(g, std::slice::from_ref(x), &opts).unwrap();
         let got = jit.run(x.as_f32().unwrap(), None).unwrap();
-        assert_eq!(bits(&got), bits(want[0].as_f32().unwrap()), "{name} K={k}");
+        assert_eq!(
+            bits(&got),
+            bits(want[0].as_f32().unwrap()),
+            "{name} {dot:?} K={k}"
+        );
         let ppl: Vec<u8> = (0..names.len())
             .map(|i| 2 + ((i as u8 + k) % (k - 1)))
             .collect();
@@ -76,7 +93,7 @@ fn check(name: &str, g: &Graph, x: &Tensor) -> Result<(), MlirError> {
         assert_eq!(
             bits(&got),
             bits(want[0].as_f32().unwrap()),
-            "{name} K={k} ppl={ppl:?}"
+            "{name} {dot:?} K={k} ppl={ppl:?}"
         );
     }
     Ok(())
@@ -104,7 +121,7 @@ fn small_and_op_nets_match_the_runtime_through_the_jit() {
             continue;
         }
         check(name, &g, &x).unwrap_or_else(|e| panic!("{name}: {e}"));
-        eprintln!("{name}: K=2..8 bit-exact");
+        eprintln!("{name}: K=2..8 bit-exact with {:?}", dots());
     }
 }
 

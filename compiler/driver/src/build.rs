@@ -503,6 +503,9 @@ impl Build {
             planes: options.planes,
             layer_planes: options.layer_planes.clone(),
             name: options.name.clone(),
+            // For this machine its fastest kernels; `compile_object` keeps the portable
+            // ones for a target triple.
+            dot: mlir::Dot::host(),
         };
         let target = mlir::Target {
             triple: self.target_triple.clone(),

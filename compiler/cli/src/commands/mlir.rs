@@ -122,7 +122,7 @@ mod enabled {
 
     use anyhow::{bail, Context, Result};
     use strata_compiler::backend::c::Target;
-    use strata_compiler::backend::mlir::{Jit, MlirOptions};
+    use strata_compiler::backend::mlir::{Dot, Jit, MlirOptions};
     use strata_compiler::build::emit_options;
     use strata_compiler::model::ContainerInfo;
     use strata_ir::{Graph, Tensor};
@@ -146,6 +146,9 @@ mod enabled {
             planes: c.planes,
             layer_planes: c.layer_planes,
             name: c.name,
+            // This machine's fastest kernels (the JIT and the host object run here;
+            // `--target-triple` objects keep the portable ones).
+            dot: Dot::host(),
         })
     }
 
