@@ -3,7 +3,9 @@
 # it on the 500 committed test images (FP32 top-1), compiles it into one vertically layered
 # .strata file calibrated on 256 bundled training images, evaluates every plane count beside
 # the baselines, cuts a 4-plane model out of the file as a plain byte prefix, picks the plane
-# count that fits a 200 KiB flash, and emits C for K = 4.
+# count that fits a 200 KiB flash, emits C for K = 4, and compiles the same file through the
+# MLIR backend: every plane count through the JIT, and a native object for K = 4 (LLVM/MLIR 22
+# is installed first: scripts/setup-system.sh --mlir).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,7 +18,10 @@ run() {
     "$@"
 }
 
-run cargo build --release -p strata-cli --bin strata
+run scripts/setup-system.sh --mlir
+export MLIR_SYS_220_PREFIX="${MLIR_SYS_220_PREFIX:-/usr/lib/llvm-22}"
+export TABLEGEN_220_PREFIX="${TABLEGEN_220_PREFIX:-/usr/lib/llvm-22}"
+run cargo build --release -p strata-cli --bin strata --features mlir
 STRATA="$ROOT/target/release/strata"
 
 run "$STRATA" inspect models/mnist_cnn.onnx
@@ -39,4 +44,9 @@ run "$STRATA" run target/demo/mnist_cnn.4.strata \
 run "$STRATA" manifest target/demo/mnist_cnn.strata --target armv7m --fit-flash 200K
 run "$STRATA" emit-c target/demo/mnist_cnn.strata --planes 4 --target x86-64-v3 \
     --name mnist_cnn -o target/demo/c
-echo "[demo] outputs, the .strata files, accuracy.svg and the emitted C are in target/demo/"
+run "$STRATA" eval target/demo/mnist_cnn.strata --backend mlir \
+    --data tests/fixtures/mnist/images.npy \
+    --labels tests/fixtures/mnist/labels.npy
+run "$STRATA" build target/demo/mnist_cnn.strata --backend mlir --planes 4 \
+    --name mnist_cnn -o target/demo/mlir
+echo "[demo] outputs, the .strata files, accuracy.svg, the emitted C and the MLIR object are in target/demo/"

@@ -4,7 +4,17 @@
 # for the CMake example, and LLVM/MLIR 22 for the MLIR backend (Debian 12 carries 22.1.8 in
 # bookworm-security; only LLVM/MLIR packages are added and zstd/libxml2 move within Debian
 # 12). Idempotent: does nothing when every tool and package is already there.
+#
+#   scripts/setup-system.sh          everything the test suite needs
+#   scripts/setup-system.sh --mlir   only LLVM/MLIR 22 (what scripts/demo.sh needs)
 set -euo pipefail
+
+ONLY_MLIR=0
+case "${1-}" in
+    "") ;;
+    --mlir) ONLY_MLIR=1 ;;
+    *) echo "usage: $0 [--mlir]" >&2; exit 2 ;;
+esac
 
 log() { echo "[setup-system] $*"; }
 
@@ -32,6 +42,9 @@ PACKAGES=(
     libz3-dev
     libxml2-dev
 )
+if [ "$ONLY_MLIR" = 1 ]; then
+    TOOLS=()
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -39,7 +52,7 @@ for pkg in "${PACKAGES[@]}"; do
         missing+=("$pkg")
     fi
 done
-for entry in "${TOOLS[@]}"; do
+for entry in ${TOOLS[@]+"${TOOLS[@]}"}; do
     tool="${entry%%:*}"
     pkg="${entry#*:}"
     if ! command -v "$tool" >/dev/null 2>&1; then
@@ -48,7 +61,11 @@ for entry in "${TOOLS[@]}"; do
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
-    log "up to date (clang, cmake, cross gcc for aarch64/armhf/riscv64, qemu-user, LLVM/MLIR 22)"
+    if [ "$ONLY_MLIR" = 1 ]; then
+        log "up to date (LLVM/MLIR 22)"
+    else
+        log "up to date (clang, cmake, cross gcc for aarch64/armhf/riscv64, qemu-user, LLVM/MLIR 22)"
+    fi
     exit 0
 fi
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use strata_backend_mlir::{write_object, MlirError, MlirOptions, Target};
+use strata_backend_mlir::{write_object, Dot, MlirError, MlirOptions, Target};
 use strata_ir::container::read_container;
 use strata_ir::Graph;
 use strata_runtime::{run_with, QuantPath, RunOptions};
@@ -25,9 +25,12 @@ fn mnist() -> &'static Graph {
 fn build_for(g: &Graph, k: u8, tag: &str, target: &Target, cc: &str, extra: &[&str]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("strata-mlir-obj-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    // What `strata build` uses: this machine's fastest kernels (the portable ones for
+    // another target).
     let opts = MlirOptions {
         planes: k,
         name: "model".into(),
+        dot: Dot::host(),
         ..Default::default()
     };
     let written = write_object(g, &opts, target, &dir).unwrap();
@@ -84,7 +87,7 @@ fn mnist_aarch64_object_runs_under_qemu_bit_for_bit() {
         triple: Some("aarch64-linux-gnu".into()),
         cpu: Some("cortex-a72".into()),
     };
-    for k in [2u8, 8] {
+    for k in 2..=8u8 {
         let exe = build_for(
             g,
             k,
@@ -119,12 +122,40 @@ fn mnist_aarch64_object_runs_under_qemu_bit_for_bit() {
     }
 }
 
+/// The portable kernels as LLVM selects them for AVX2 (`vpmaddwd`, no VNNI), through
+/// `--target-triple`, run here: the same bits.
+#[test]
+fn mnist_x86_64_v3_object_matches_runtime_bit_for_bit() {
+    let g = mnist();
+    let images = rows(&mnist::fixture("images"), 0..20);
+    let x = images.as_f32().unwrap();
+    let target = Target {
+        triple: Some("x86_64-linux-gnu".into()),
+        cpu: Some("x86-64-v3".into()),
+    };
+    for k in [2u8, 5, 8] {
+        let exe = build_for(g, k, &format!("v3-{k}"), &target, "gcc", &[]);
+        let opts = RunOptions {
+            planes: Some(k),
+            path: QuantPath::Integer,
+            ..Default::default()
+        };
+        let want = run_with(g, std::slice::from_ref(&images), &opts).unwrap();
+        let got = run_c(&exe, x, 20, None).unwrap();
+        assert_eq!(
+            bits(&got),
+            bits(want[0].as_f32().unwrap()),
+            "x86-64-v3 K={k}"
+        );
+    }
+}
+
 #[test]
 fn mnist_object_matches_runtime_bit_for_bit() {
     let g = mnist();
     let images = rows(&mnist::fixture("images"), 0..20);
     let x = images.as_f32().unwrap();
-    for k in [2u8, 5, 8] {
+    for k in 2..=8u8 {
         let exe = build(g, k, &format!("mnist{k}"));
         let opts = RunOptions {
             planes: Some(k),
