@@ -102,10 +102,6 @@ pub enum MlirError {
     BadName { name: String },
     #[error(transparent)]
     Lower(#[from] LowerError),
-    #[error(
-        "the MLIR backend needs one graph input and one output for now ({inputs} inputs, {outputs} outputs)"
-    )]
-    Interface { inputs: usize, outputs: usize },
     #[error("layer `{node}`: weights are not in the planes layout")]
     Layout { node: String },
     #[error("layer `{node}`: {reason}")]
@@ -118,8 +114,16 @@ pub enum MlirError {
     Pass(String),
     #[error("the compiled module has no symbol `{0}`")]
     Symbol(String),
-    #[error("input of {got} floats is not a whole number of samples of {sample}")]
-    InputSize { got: usize, sample: usize },
+    #[error("{got} inputs given for a graph with {expected}")]
+    Inputs { expected: usize, got: usize },
+    #[error("input {input} of {got} floats is not a whole number of samples of {sample}")]
+    InputSize {
+        input: usize,
+        got: usize,
+        sample: usize,
+    },
+    #[error("the inputs hold different numbers of samples: {batches:?}")]
+    InputBatches { batches: Vec<usize> },
     #[error("{got} per-layer plane counts given for a graph with {expected} bit-plane layers")]
     LayerPlanes { expected: usize, got: usize },
     #[error("plane counts {counts:?}: a layer has no side table for its count")]

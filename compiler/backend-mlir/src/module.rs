@@ -1,7 +1,8 @@
 //! Module assembly: the kernels of every step in one private `NAME_impl` function over
 //! tensors, and the C API around it — `NAME_run` and `NAME_run_planes` with the C backend's
 //! signatures (`int (const float *, float *[, const uint8_t *])` under the bare-pointer
-//! calling convention) and its plane checks: a count without a side table returns 1.
+//! calling convention for one input and one output, arrays of pointers in graph order for
+//! any other graph) and its plane checks: a count without a side table returns 1.
 
 use std::fmt::Write as _;
 
@@ -12,18 +13,63 @@ use crate::layers::{self, Selection};
 use crate::text::{dense_f32, memref, tensor, Elem};
 use crate::{elementwise, matmul, movement, ops, resize, Dot, MlirError};
 
+/// The memref types of the graph's inputs and outputs, in graph order.
+fn port_types(l: &Lowered) -> (Vec<String>, Vec<String>) {
+    (
+        l.inputs
+            .iter()
+            .map(|p| memref(p.size(), Elem::F32))
+            .collect(),
+        l.outputs
+            .iter()
+            .map(|(p, _)| memref(p.size(), Elem::F32))
+            .collect(),
+    )
+}
+
+/// `%in0: T0, …, %out0: U0, …`: the ports as parameters of the functions over memrefs.
+fn port_params(ins: &[String], outs: &[String]) -> Vec<String> {
+    let ins = ins.iter().enumerate().map(|(i, t)| format!("%in{i}: {t}"));
+    let outs = outs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("%out{i}: {t}"));
+    ins.chain(outs).collect()
+}
+
+/// `%in0, …, %out0, …`: the ports as call arguments.
+fn port_args(l: &Lowered) -> Vec<String> {
+    let ins = (0..l.inputs.len()).map(|i| format!("%in{i}"));
+    ins.chain((0..l.outputs.len()).map(|i| format!("%out{i}")))
+        .collect()
+}
+
 /// The module text of `l` with symbol prefix `name` (before parsing and verification).
+///
+/// A graph with one input and one output exports `NAME_run(input, output)` and
+/// `NAME_run_planes(input, output, planes)` over one memref each (bare pointers once
+/// lowered). Any other graph takes arrays of pointers, as the C backend's header declares
+/// (`const float *const *inputs, float *const *outputs`): the exported functions unpack them
+/// ([`array_wrapper`]) and call private `NAME_run_ports` / `NAME_run_planes_ports`, which
+/// take one memref per port.
 pub(crate) fn print(l: &Lowered, name: &str, dot: Dot) -> Result<String, MlirError> {
-    if !l.single_io() {
-        return Err(MlirError::Interface {
-            inputs: l.inputs.len(),
-            outputs: l.outputs.len(),
-        });
-    }
-    let (n_in, n_out) = (l.inputs[0].size(), l.outputs[0].0.size());
-    let (in_ty, out_ty) = (memref(n_in, Elem::F32), memref(n_out, Elem::F32));
+    let (in_tys, out_tys) = port_types(l);
+    let ports = port_params(&in_tys, &out_tys).join(", ");
+    let mut tys = in_tys.clone();
+    tys.extend(out_tys.iter().cloned());
     let layers = l.layers.len();
     let ppl_ty = memref(layers.max(1), Elem::I8);
+    let single = l.single_io();
+    // The symbols of the functions over memrefs, and whether they are exported.
+    let (run_sym, planes_sym, visibility) = if single {
+        (format!("{name}_run"), format!("{name}_run_planes"), "")
+    } else {
+        (
+            format!("{name}_run_ports"),
+            format!("{name}_run_planes_ports"),
+            "private ",
+        )
+    };
     let mut m = String::new();
     let _ = writeln!(
         m,
@@ -33,8 +79,8 @@ pub(crate) fn print(l: &Lowered, name: &str, dot: Dot) -> Result<String, MlirErr
     );
     m.push_str("module {\n");
 
-    // NAME_impl(input, output, (j_i: index, sh_i: i8) per layer).
-    let mut params = vec![format!("%in0: {in_ty}"), format!("%out0: {out_ty}")];
+    // NAME_impl(inputs…, outputs…, (j_i: index, sh_i: i8) per layer).
+    let mut params = vec![ports.clone()];
     for i in 0..layers {
         params.push(format!("%j{i}: index"));
         params.push(format!("%sh{i}: i8"));
@@ -44,7 +90,7 @@ pub(crate) fn print(l: &Lowered, name: &str, dot: Dot) -> Result<String, MlirErr
         "  func.func private @{name}_impl({}) {{",
         params.join(", ")
     );
-    m.push_str(&impl_body(l, name, (&in_ty, &out_ty), dot)?);
+    m.push_str(&impl_body(l, name, (&in_tys, &out_tys), dot)?);
     m.push_str("    return\n  }\n");
     if dot == Dot::Vnni {
         m.push_str(&crate::gemm::vnni_helper(name));
@@ -53,7 +99,7 @@ pub(crate) fn print(l: &Lowered, name: &str, dot: Dot) -> Result<String, MlirErr
     // NAME_run_planes: resolve every layer's count (NULL: the defaults) to (j, sh).
     let _ = writeln!(
         m,
-        "  func.func @{name}_run_planes(%in0: {in_ty}, %out0: {out_ty}, %ppl: {ppl_ty}) -> i32 {{"
+        "  func.func {visibility}@{planes_sym}({ports}, %ppl: {ppl_ty}) -> i32 {{"
     );
     let mut b = Body::new(2);
     let c0 = b.index(0);
@@ -62,7 +108,7 @@ pub(crate) fn print(l: &Lowered, name: &str, dot: Dot) -> Result<String, MlirErr
     ));
     let null = b.bind(&format!("arith.cmpi eq, {ptr}, {c0} : index"));
     let mut ok = b.constant("1", "i1");
-    let mut args = vec!["%in0".to_string(), "%out0".to_string()];
+    let mut args = port_args(l);
     for (i, layer) in l.layers.iter().enumerate() {
         let default = b.constant(&default_planes(l, i).to_string(), "i8");
         let at = b.index(i);
@@ -91,18 +137,15 @@ pub(crate) fn print(l: &Lowered, name: &str, dot: Dot) -> Result<String, MlirErr
         args.push(j);
         args.push(sh);
     }
-    call_checked(&mut b, l, name, &ok, &args, &in_ty, &out_ty);
+    call_checked(&mut b, l, name, &ok, &args, &tys);
     m.push_str(&b.text);
     m.push_str("  }\n");
 
     // NAME_run: the default counts, resolved here.
-    let _ = writeln!(
-        m,
-        "  func.func @{name}_run(%in0: {in_ty}, %out0: {out_ty}) -> i32 {{"
-    );
+    let _ = writeln!(m, "  func.func {visibility}@{run_sym}({ports}) -> i32 {{");
     let mut b = Body::new(2);
     let mut ok = b.constant("1", "i1");
-    let mut args = vec!["%in0".to_string(), "%out0".to_string()];
+    let mut args = port_args(l);
     for (i, layer) in l.layers.iter().enumerate() {
         let k = default_planes(l, i);
         let j = layer.counts.iter().position(|&c| c == k);
@@ -112,10 +155,88 @@ pub(crate) fn print(l: &Lowered, name: &str, dot: Dot) -> Result<String, MlirErr
         args.push(b.index(j.unwrap_or(0)));
         args.push(b.constant(&layer.k.saturating_sub(k).to_string(), "i8"));
     }
-    call_checked(&mut b, l, name, &ok, &args, &in_ty, &out_ty);
+    call_checked(&mut b, l, name, &ok, &args, &tys);
     m.push_str(&b.text);
-    m.push_str("  }\n}\n");
+    m.push_str("  }\n");
+    if !single {
+        let ppl = format!("%ppl: {ppl_ty}");
+        m.push_str(&array_wrapper(
+            l,
+            &format!("{name}_run_planes"),
+            &planes_sym,
+            Some((&ppl, &ppl_ty)),
+        ));
+        m.push_str(&array_wrapper(l, &format!("{name}_run"), &run_sym, None));
+    }
+    m.push_str("}\n");
     Ok(m)
+}
+
+/// The LLVM struct of a rank-1 memref's descriptor: allocated and aligned pointers,
+/// offset, size, stride.
+const DESCRIPTOR: &str = "!llvm.struct<(ptr, ptr, i64, array<1 x i64>, array<1 x i64>)>";
+
+/// The exported `symbol(const float *const *inputs, float *const *outputs[, planes])` of a
+/// graph with several ports: loads each port's pointer from its array, wraps it in the
+/// descriptor of a `memref<N x f32>` (what the bare-pointer calling convention builds for
+/// a memref argument; the cast back is folded by `reconcile-unrealized-casts`) and calls
+/// `target`, which takes one memref per port. `ppl` is the extra `(parameter, type)`.
+fn array_wrapper(l: &Lowered, symbol: &str, target: &str, ppl: Option<(&str, &str)>) -> String {
+    let (in_tys, out_tys) = port_types(l);
+    let mut params = vec![
+        "%ins: !llvm.ptr".to_string(),
+        "%outs: !llvm.ptr".to_string(),
+    ];
+    params.extend(ppl.map(|(p, _)| p.to_string()));
+    let mut b = Body::new(2);
+    let (zero, one) = (
+        b.bind("llvm.mlir.constant(0 : i64) : i64"),
+        b.bind("llvm.mlir.constant(1 : i64) : i64"),
+    );
+    let mut args = Vec::new();
+    for (array, tys) in [("%ins", &in_tys), ("%outs", &out_tys)] {
+        let sizes = if array == "%ins" {
+            l.inputs.iter().map(|p| p.size()).collect::<Vec<_>>()
+        } else {
+            l.outputs.iter().map(|(p, _)| p.size()).collect()
+        };
+        for (i, (ty, n)) in tys.iter().zip(sizes).enumerate() {
+            let at = b.bind(&format!(
+                "llvm.getelementptr {array}[{i}] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr"
+            ));
+            let ptr = b.bind(&format!("llvm.load {at} : !llvm.ptr -> !llvm.ptr"));
+            let len = b.bind(&format!("llvm.mlir.constant({n} : i64) : i64"));
+            let mut d = b.bind(&format!("llvm.mlir.poison : {DESCRIPTOR}"));
+            for (v, pos) in [
+                (&ptr, "0"),
+                (&ptr, "1"),
+                (&zero, "2"),
+                (&len, "3, 0"),
+                (&one, "4, 0"),
+            ] {
+                d = b.bind(&format!("llvm.insertvalue {v}, {d}[{pos}] : {DESCRIPTOR}"));
+            }
+            args.push(b.bind(&format!(
+                "builtin.unrealized_conversion_cast {d} : {DESCRIPTOR} to {ty}"
+            )));
+        }
+    }
+    let mut tys: Vec<String> = in_tys.iter().chain(&out_tys).cloned().collect();
+    if let Some((_, ty)) = ppl {
+        args.push("%ppl".into());
+        tys.push(ty.to_string());
+    }
+    let r = b.bind(&format!(
+        "func.call @{target}({}) : ({}) -> i32",
+        args.join(", "),
+        tys.join(", ")
+    ));
+    b.line(&format!("return {r} : i32"));
+    format!(
+        "  func.func @{symbol}({}) -> i32 {{\n{}  }}\n",
+        params.join(", "),
+        b.text
+    )
 }
 
 /// `PREFIX_run`'s count for layer `i`: the stored per-layer choice, else `K`.
@@ -126,17 +247,16 @@ fn default_planes(l: &Lowered, i: usize) -> u8 {
         .unwrap_or(l.planes)
 }
 
-/// `return ok ? (NAME_impl(args), 0) : 1`.
+/// `return ok ? (NAME_impl(args), 0) : 1`; `ports` are the memref types of the ports.
 fn call_checked(
     b: &mut Body,
     l: &Lowered,
     name: &str,
     ok: &str,
     args: &[String],
-    in_ty: &str,
-    out_ty: &str,
+    ports: &[String],
 ) {
-    let mut tys = vec![in_ty.to_string(), out_ty.to_string()];
+    let mut tys = ports.to_vec();
     for _ in &l.layers {
         tys.push("index".into());
         tys.push("i8".into());
@@ -156,38 +276,41 @@ fn call_checked(
     b.line(&format!("return {r} : i32"));
 }
 
-/// The kernels of every step, from the input memref to the output memref.
+/// The kernels of every step, from the input memrefs to the output memrefs.
 fn impl_body(
     l: &Lowered,
     name: &str,
-    (in_ty, out_ty): (&str, &str),
+    (in_tys, out_tys): (&[String], &[String]),
     dot: Dot,
 ) -> Result<String, MlirError> {
     let mut b = Body::new(2);
     b.prefix = name.to_string();
-    let n_in = l.inputs[0].size();
-    let input = b.bind(&format!(
-        "bufferization.to_tensor %in0 restrict : {in_ty} to {}",
-        tensor(&[n_in], Elem::F32)
-    ));
-    // Each buffer's value and its length (every value is a flat f32 tensor).
+    // Each input's value and its length (every value is a flat f32 tensor).
+    let inputs: Vec<(String, usize)> = l
+        .inputs
+        .iter()
+        .zip(in_tys)
+        .enumerate()
+        .map(|(i, (p, ty))| {
+            let v = b.bind(&format!(
+                "bufferization.to_tensor %in{i} restrict : {ty} to {}",
+                tensor(&[p.size()], Elem::F32)
+            ));
+            (v, p.size())
+        })
+        .collect();
+    // Each buffer's value and its length.
     let mut bufs: Vec<Option<(String, usize)>> = vec![None; l.buffers.len()];
+    let read = |bufs: &[Option<(String, usize)>], loc: Loc, node: &str| match loc {
+        Loc::Input(i) => inputs.get(i).cloned().ok_or_else(|| {
+            MlirError::Internal(format!("`{node}` reads input {i} of {}", inputs.len()))
+        }),
+        Loc::Buf(i) => bufs.get(i).cloned().flatten().ok_or_else(|| {
+            MlirError::Internal(format!("`{node}` reads buffer {i} before it is written"))
+        }),
+    };
     for (i, st) in l.steps.iter().enumerate() {
-        let value = |loc: Loc| -> Result<(String, usize), MlirError> {
-            match loc {
-                Loc::Input(0) => Ok((input.clone(), n_in)),
-                Loc::Input(_) => Err(MlirError::Internal(format!(
-                    "step `{}` reads a second input",
-                    st.node
-                ))),
-                Loc::Buf(i) => bufs.get(i).cloned().flatten().ok_or_else(|| {
-                    MlirError::Internal(format!(
-                        "step `{}` reads buffer {i} before it is written",
-                        st.node
-                    ))
-                }),
-            }
-        };
+        let value = |loc: Loc| read(&bufs, loc, &st.node);
         let name = |loc: Loc| value(loc).map(|v| v.0);
         b.line(&format!("// `{}`", st.node.replace(['\n', '\r'], " ")));
         let y = match &st.kernel {
@@ -348,17 +471,12 @@ fn impl_body(
             }
         }
     }
-    let (_, loc) = &l.outputs[0];
-    let y =
-        match *loc {
-            Loc::Input(_) => input.clone(),
-            Loc::Buf(i) => bufs.get(i).cloned().flatten().map(|v| v.0).ok_or_else(|| {
-                MlirError::Internal(format!("output buffer {i} is never written"))
-            })?,
-        };
-    b.line(&format!(
-        "bufferization.materialize_in_destination {y} in restrict writable %out0 : ({}, {out_ty}) -> ()",
-        tensor(&[l.outputs[0].0.size()], Elem::F32)
-    ));
+    for (i, ((port, loc), ty)) in l.outputs.iter().zip(out_tys).enumerate() {
+        let (y, _) = read(&bufs, *loc, &port.name)?;
+        b.line(&format!(
+            "bufferization.materialize_in_destination {y} in restrict writable %out{i} : ({}, {ty}) -> ()",
+            tensor(&[port.size()], Elem::F32)
+        ));
+    }
     Ok(b.text)
 }

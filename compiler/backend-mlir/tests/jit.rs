@@ -6,8 +6,9 @@ use std::sync::OnceLock;
 
 use strata_backend_mlir::{emit, Dot, Jit, MlirError, MlirOptions, Stage};
 use strata_ir::container::read_container;
-use strata_ir::{Graph, NodeKind, Op};
+use strata_ir::{Graph, NodeKind, Op, Tensor};
 use strata_runtime::{run_with, QuantPath, RunOptions};
+use strata_test_support::c::port_sizes;
 use strata_test_support::{mnist, rows};
 
 /// The MNIST CNN compiled to bit-planes (32 calibration rows), through the container.
@@ -60,14 +61,17 @@ fn mnist_jit_matches_runtime_bit_for_bit_for_every_plane_count() {
         .flat_map(|d| (2..=8u8).map(move |k| (d, k)))
     {
         let jit = Jit::compile(g, &MlirOptions { dot, ..options(k) }).unwrap();
-        assert_eq!(jit.sizes(), (784, 10));
+        assert_eq!(
+            (jit.input_sizes(), jit.output_sizes()),
+            (&[784][..], &[10][..])
+        );
         let opts = RunOptions {
             planes: Some(k),
             path: QuantPath::Integer,
             ..Default::default()
         };
         let want = run_with(g, std::slice::from_ref(&images), &opts).unwrap();
-        let got = jit.run(x, None).unwrap();
+        let got = jit.run(&[x], None).unwrap().remove(0);
         assert_eq!(bits(&got), bits(want[0].as_f32().unwrap()), "{dot:?} K={k}");
         // Mixed per-layer plane counts, all ≤ K, against the runtime's per-layer mode.
         let ppl: Vec<u8> = (0..names.len())
@@ -81,7 +85,7 @@ fn mnist_jit_matches_runtime_bit_for_bit_for_every_plane_count() {
             path: QuantPath::Integer,
         };
         let want = run_with(g, std::slice::from_ref(&images), &opts).unwrap();
-        let got = jit.run(x, Some(&ppl)).unwrap();
+        let got = jit.run(&[x], Some(&ppl)).unwrap().remove(0);
         assert_eq!(
             bits(&got),
             bits(want[0].as_f32().unwrap()),
@@ -96,10 +100,10 @@ fn plane_counts_without_a_side_table_are_refused() {
     let x = vec![0.5f32; 784];
     // 5 > K = 4, and 1 has no side table.
     for bad in [[5u8, 4, 4, 4], [4, 4, 1, 4]] {
-        let err = jit.run(&x, Some(&bad)).unwrap_err();
+        let err = jit.run(&[&x], Some(&bad)).unwrap_err();
         assert!(matches!(err, MlirError::PlaneCounts { .. }), "{err}");
     }
-    let err = jit.run(&x, Some(&[4, 4])).unwrap_err();
+    let err = jit.run(&[&x], Some(&[4, 4])).unwrap_err();
     assert!(
         matches!(
             err,
@@ -110,13 +114,25 @@ fn plane_counts_without_a_side_table_are_refused() {
         ),
         "{err}"
     );
-    let err = jit.run(&x[..100], None).unwrap_err();
+    let err = jit.run(&[&x[..100]], None).unwrap_err();
     assert!(
         matches!(
             err,
             MlirError::InputSize {
+                input: 0,
                 got: 100,
                 sample: 784
+            }
+        ),
+        "{err}"
+    );
+    let err = jit.run(&[&x, &x], None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MlirError::Inputs {
+                expected: 1,
+                got: 2
             }
         ),
         "{err}"
@@ -183,32 +199,79 @@ fn mixed_precision_lowering_keeps_each_layers_own_planes() {
             path: QuantPath::Integer,
         };
         let want = run_with(g, std::slice::from_ref(&images), &opts).unwrap();
-        let got = jit.run(x, ppl.as_deref()).unwrap();
+        let got = jit.run(&[x], ppl.as_deref()).unwrap().remove(0);
         assert_eq!(bits(&got), bits(want[0].as_f32().unwrap()), "{ppl:?}");
     }
     // A count above a layer's stored planes has no side table there.
-    let err = jit.run(x, Some(&[4, 8, 2, 5])).unwrap_err();
+    let err = jit.run(&[x], Some(&[4, 8, 2, 5])).unwrap_err();
     assert!(matches!(err, MlirError::PlaneCounts { .. }), "{err}");
 }
 
+/// Two inputs and three outputs (an intermediate value and an input among them): the
+/// array form of the API, at the default and per-layer counts, against the runtime.
 #[test]
-fn graphs_with_two_outputs_are_refused_with_a_typed_error() {
-    use strata_ir::ops::UnaryOp;
-    use strata_test_support::{batch_ty, op};
-    let mut g = Graph::new("two_outputs");
-    let x = g.add_input("x", batch_ty(&[4]));
-    let r = op(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[x]);
-    let n = op(&mut g, "neg", Op::Unary(UnaryOp::Neg), &[x]);
-    g.set_outputs(vec![r, n]);
-    let err = emit(&g, &options(2), Stage::High).unwrap_err();
+fn several_inputs_and_outputs_match_runtime_bit_for_bit() {
+    let g = mnist::two_in_three_out(mnist());
+    let n = 6;
+    let images = rows(&mnist::fixture("images"), 0..n);
+    let bias: Vec<f32> = (0..n * 10).map(|i| (i as f32 * 0.61).cos() * 3.0).collect();
+    let bias_t = Tensor::from_f32(vec![n, 10], bias.clone()).unwrap();
+    let x = images.as_f32().unwrap();
+    let names = layer_names(&g);
+    for k in [2u8, 5, 8] {
+        let jit = Jit::compile(&g, &options(k)).unwrap();
+        let (ins, outs) = port_sizes(&g);
+        assert_eq!(jit.input_sizes(), [784, 10]);
+        assert_eq!(
+            (jit.input_sizes(), jit.output_sizes()),
+            (&ins[..], &outs[..])
+        );
+        for ppl in [None, Some(vec![2u8, k.min(3), 2, k])] {
+            let counts = ppl.clone().unwrap_or_else(|| vec![k; names.len()]);
+            let opts = RunOptions {
+                planes: Some(k),
+                per_layer: names.iter().cloned().zip(counts).collect(),
+                path: QuantPath::Integer,
+            };
+            let want = run_with(&g, &[images.clone(), bias_t.clone()], &opts).unwrap();
+            let got = jit.run(&[x, &bias], ppl.as_deref()).unwrap();
+            assert_eq!(got.len(), 3);
+            for (j, (gv, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(
+                    bits(gv),
+                    bits(w.as_f32().unwrap()),
+                    "K={k} output {j} {ppl:?}"
+                );
+            }
+            // The third output is the second input, copied through.
+            assert_eq!(bits(&got[2]), bits(&bias));
+        }
+    }
+    let jit = Jit::compile(&g, &options(4)).unwrap();
+    let err = jit.run(&[x, &bias[..50]], None).unwrap_err();
+    assert!(
+        matches!(err, MlirError::InputBatches { ref batches } if batches == &[6, 5]),
+        "{err}"
+    );
+    let err = jit.run(&[x], None).unwrap_err();
     assert!(
         matches!(
             err,
-            MlirError::Interface {
-                inputs: 1,
-                outputs: 2
+            MlirError::Inputs {
+                expected: 2,
+                got: 1
             }
         ),
         "{err}"
+    );
+    // The exported functions take the arrays of pointers the C header declares.
+    let high = emit(&g, &options(4), Stage::High).unwrap();
+    let head = high
+        .lines()
+        .find(|l| l.contains("func.func @mnist_run("))
+        .unwrap_or_default();
+    assert!(
+        head.contains("(%arg0: !llvm.ptr, %arg1: !llvm.ptr) -> i32"),
+        "{head}"
     );
 }

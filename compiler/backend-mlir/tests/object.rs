@@ -7,9 +7,9 @@ use std::sync::OnceLock;
 
 use strata_backend_mlir::{write_object, Dot, MlirError, MlirOptions, Target};
 use strata_ir::container::read_container;
-use strata_ir::Graph;
+use strata_ir::{Graph, Tensor};
 use strata_runtime::{run_with, QuantPath, RunOptions};
-use strata_test_support::c::{bits, gcc, main_c, port_sizes, run_c};
+use strata_test_support::c::{bits, deinterleave, gcc, interleave, main_c, port_sizes, run_c};
 use strata_test_support::{mnist, rows, STRICT_C99};
 
 fn mnist() -> &'static Graph {
@@ -36,7 +36,12 @@ fn build_for(g: &Graph, k: u8, tag: &str, target: &Target, cc: &str, extra: &[&s
     let written = write_object(g, &opts, target, &dir).unwrap();
     assert_eq!(written, vec![dir.join("model.o"), dir.join("model.h")]);
     let header = std::fs::read_to_string(dir.join("model.h")).unwrap();
-    assert!(header.contains("int model_run(const float *input, float *output);"));
+    let api = if g.inputs().len() == 1 && g.outputs().len() == 1 {
+        "int model_run(const float *input, float *output);"
+    } else {
+        "int model_run(const float *const *inputs, float *const *outputs);"
+    };
+    assert!(header.contains(api), "{header}");
     assert!(header.contains(&format!("#define MODEL_PLANES {k}\n")));
     let (inputs, outputs) = port_sizes(g);
     std::fs::write(dir.join("main.c"), main_c(&inputs, &outputs)).unwrap();
@@ -175,6 +180,42 @@ fn mnist_object_matches_runtime_bit_for_bit() {
         let got = run_c(&exe, x, 20, Some(&[2, 2, 2, 2])).unwrap();
         assert_eq!(bits(&got), bits(want[0].as_f32().unwrap()), "K={k} at 2");
         assert_eq!(run_c(&exe, x, 1, Some(&[k + 1, 2, 2, 2])), Err(11));
+    }
+}
+
+/// Two inputs and three outputs: the object exports the array form of `model_run` and
+/// `model_run_planes` that the C backend's header declares, and gives the runtime's bits.
+#[test]
+fn several_inputs_and_outputs_object_matches_runtime_bit_for_bit() {
+    let g = mnist::two_in_three_out(mnist());
+    let n = 6;
+    let images = rows(&mnist::fixture("images"), 0..n);
+    let bias: Vec<f32> = (0..n * 10).map(|i| (i as f32 * 0.37).sin() * 2.0).collect();
+    let bias_t = Tensor::from_f32(vec![n, 10], bias.clone()).unwrap();
+    let (sizes_in, sizes_out) = port_sizes(&g);
+    let x = interleave(&[images.as_f32().unwrap(), &bias], &sizes_in, n);
+    for k in [2u8, 8] {
+        let exe = build(&g, k, &format!("multi{k}"));
+        for ppl in [None, Some([2u8, 2, 2, 2])] {
+            let opts = RunOptions {
+                planes: Some(ppl.map_or(k, |p| p[0])),
+                path: QuantPath::Integer,
+                ..Default::default()
+            };
+            let want = run_with(&g, &[images.clone(), bias_t.clone()], &opts).unwrap();
+            let got = run_c(&exe, &x, n, ppl.as_ref().map(|p| &p[..])).unwrap();
+            let got = deinterleave(&got, &sizes_out, n).unwrap();
+            assert_eq!(got.len(), 3);
+            for (j, (gv, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(
+                    bits(gv),
+                    bits(w.as_f32().unwrap()),
+                    "K={k} output {j} {ppl:?}"
+                );
+            }
+            assert_eq!(bits(&got[2]), bits(&bias));
+        }
+        assert_eq!(run_c(&exe, &x, 1, Some(&[k + 1, 2, 2, 2])), Err(11));
     }
 }
 

@@ -224,28 +224,9 @@ fn errors_name_what_and_where() {
     }
 }
 
-/// The MNIST CNN with a second input added to the logits and a second output (the first
-/// layer's activations, read by later steps too) and a third (the second input itself).
-fn mnist_two_in_three_out() -> Graph {
-    let mut g = mnist().clone();
-    let logits = g.outputs()[0];
-    let bias = g.add_input("bias", batch_ty(&[10]));
-    let plus = op(&mut g, "plus", Op::Binary(BinaryOp::Add), &[logits, bias]);
-    let first = layer_names(&g)[0].clone();
-    let id = g
-        .topo_order()
-        .unwrap()
-        .into_iter()
-        .find(|&id| g.node(id).unwrap().name == first)
-        .unwrap();
-    g.set_outputs(vec![plus, ValueRef::first(id), bias]);
-    strata_ir::verify(&g).unwrap();
-    g
-}
-
 #[test]
 fn several_inputs_and_outputs_match_runtime() {
-    let g = mnist_two_in_three_out();
+    let g = mnist::two_in_three_out(mnist());
     let n = 6;
     let images = rows(&mnist::fixture("images"), 0..n);
     let bias: Vec<f32> = (0..n * 10).map(|i| (i as f32 * 0.61).cos() * 3.0).collect();

@@ -72,7 +72,7 @@ fn check(name: &str, g: &Graph, x: &Tensor) -> Result<(), MlirError> {
             ..Default::default()
         };
         let want = run_with(g, std::slice::from_ref(x), &opts).unwrap();
-        let got = jit.run(x.as_f32().unwrap(), None).unwrap();
+        let got = jit.run(&[x.as_f32().unwrap()], None).unwrap().remove(0);
         assert_eq!(
             bits(&got),
             bits(want[0].as_f32().unwrap()),
@@ -89,7 +89,10 @@ fn check(name: &str, g: &Graph, x: &Tensor) -> Result<(), MlirError> {
             path: QuantPath::Integer,
         };
         let want = run_with(g, std::slice::from_ref(x), &opts).unwrap();
-        let got = jit.run(x.as_f32().unwrap(), Some(&ppl)).unwrap();
+        let got = jit
+            .run(&[x.as_f32().unwrap()], Some(&ppl))
+            .unwrap()
+            .remove(0);
         assert_eq!(
             bits(&got),
             bits(want[0].as_f32().unwrap()),

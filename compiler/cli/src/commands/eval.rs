@@ -166,7 +166,7 @@ pub fn run(args: Args) -> Result<()> {
                     Some(k) => format!("K = {k}"),
                     None => "the stored per-layer counts".to_string(),
                 };
-                let logits = super::mlir::run(
+                let outputs = super::mlir::run(
                     loaded.graph.clone(),
                     Some(info),
                     &args.model,
@@ -178,6 +178,8 @@ pub fn run(args: Args) -> Result<()> {
                     backend: "--backend mlir".to_string(),
                     reason: format!("{e:#}"),
                 })?;
+                // The logits are output 0, as the runtime's evaluation reads them.
+                let logits = outputs.into_iter().next().ok_or(EvalError::NoOutputs)?;
                 eprintln!(
                     "{which}: compiled and ran through the MLIR JIT in {:.2} s",
                     start.elapsed().as_secs_f64()

@@ -93,9 +93,10 @@ pub fn ensure_enabled() -> Result<()> {
     }
 }
 
-/// `strata run --backend mlir`: runs every sample of the single input through the JIT at
-/// `planes` (default: the stored choice, else every plane) with `per_layer` overrides by
-/// node name; returns the output batch-major with the output's shape.
+/// `strata run --backend mlir`: runs every sample of the inputs (one tensor per graph input,
+/// the same batch in each) through the JIT at `planes` (default: the stored choice, else
+/// every plane) with `per_layer` overrides by node name; returns every output batch-major
+/// with its shape, in graph order.
 pub fn run(
     graph: strata_ir::Graph,
     info: Option<&strata_compiler::model::ContainerInfo>,
@@ -103,7 +104,7 @@ pub fn run(
     planes: Option<u8>,
     per_layer: &std::collections::BTreeMap<String, u8>,
     inputs: &[strata_ir::Tensor],
-) -> Result<strata_ir::Tensor> {
+) -> Result<Vec<strata_ir::Tensor>> {
     #[cfg(not(feature = "mlir"))]
     {
         let _ = (graph, info, model, planes, per_layer, inputs);
@@ -176,18 +177,17 @@ mod enabled {
         planes: Option<u8>,
         per_layer: &BTreeMap<String, u8>,
         inputs: &[Tensor],
-    ) -> Result<Tensor> {
+    ) -> Result<Vec<Tensor>> {
         let shown = model.display().to_string();
         let options = options_of(&graph, info, model, planes, "strata".into())?;
-        let [x] = inputs else {
-            bail!(
-                "the MLIR backend runs graphs with one input ({} given)",
-                inputs.len()
-            );
-        };
-        let data = x
-            .as_f32()
-            .with_context(|| format!("--input: {shown}: the input must be float32"))?;
+        let data = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                x.as_f32()
+                    .with_context(|| format!("--input {i}: {shown}: the input must be float32"))
+            })
+            .collect::<Result<Vec<&[f32]>>>()?;
         let jit = Jit::compile(&graph, &options).with_context(|| shown.clone())?;
         let names = strata_compiler::backend::lower::layer_names(&graph)?;
         let ppl: Option<Vec<u8>> = (!per_layer.is_empty()).then(|| {
@@ -208,17 +208,21 @@ mod enabled {
         if let Some(unknown) = per_layer.keys().find(|n| !names.contains(n)) {
             bail!("--layer-planes: `{unknown}` is not a bit-plane layer of {shown}");
         }
-        let y = jit
-            .run(data, ppl.as_deref())
+        let ys = jit
+            .run(&data, ppl.as_deref())
             .with_context(|| shown.clone())?;
-        let (_, out) = jit.sizes();
-        let batch = y.len() / out.max(1);
-        // The batch-1 output shape with the batch put back.
-        let mut shape = jit.output_shape().to_vec();
-        match shape.first_mut() {
-            Some(d) => *d = batch,
-            None => shape = vec![batch],
-        }
-        Ok(Tensor::from_f32(shape, y)?)
+        ys.into_iter()
+            .zip(jit.output_shapes().iter().zip(jit.output_sizes()))
+            .map(|(y, (shape, &size))| {
+                let batch = y.len() / size.max(1);
+                // The batch-1 output shape with the batch put back.
+                let mut shape = shape.clone();
+                match shape.first_mut() {
+                    Some(d) => *d = batch,
+                    None => shape = vec![batch],
+                }
+                Ok(Tensor::from_f32(shape, y)?)
+            })
+            .collect()
     }
 }

@@ -158,14 +158,14 @@ pub fn run(args: Args) -> Result<()> {
             if args.planes.path != QuantPath::Integer {
                 bail!("--backend mlir computes the integer path only (drop --path)");
             }
-            vec![super::mlir::run(
+            super::mlir::run(
                 graph,
                 loaded.container.as_ref(),
                 &args.model,
                 args.planes.planes,
                 &options.per_layer,
                 &tensors,
-            )?]
+            )?
         }
     };
     let elapsed = start.elapsed();
