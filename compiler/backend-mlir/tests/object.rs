@@ -238,7 +238,7 @@ fn bad_targets_are_typed_errors() {
     };
     let err = write_object(mnist(), &opts, &bogus, &dir).unwrap_err();
     assert!(
-        matches!(err, MlirError::Tool { ref tool, .. } if tool.ends_with("llc")),
+        matches!(err, MlirError::Tool { ref tool, .. } if tool.ends_with("opt")),
         "{err}"
     );
     // Nothing is left behind under the object's name.
