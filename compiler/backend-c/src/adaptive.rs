@@ -12,19 +12,23 @@ use strata_lower::Lowered;
 use crate::text::c_float;
 use crate::EmitError;
 
-/// The cascade in layer order: each stage's count per layer and its threshold.
-pub(crate) struct Stages {
-    planes: Vec<Vec<u8>>,
-    margins: Vec<f32>,
+/// The cascade in layer order: each stage's count per layer and its threshold. Public so
+/// the MLIR backend's `PREFIX_run_adaptive` runs exactly the C backend's stages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdaptiveStages {
+    /// Per stage, the plane count of every bit-plane layer (in `layer_names` order).
+    pub planes: Vec<Vec<u8>>,
+    /// Per stage, the margin that stops the cascade there (the last one is never read).
+    pub margins: Vec<f32>,
 }
 
 /// The stages of `policy` as the layers of `l` can run them (counts lowered to what each
 /// layer keeps; a layer a stage does not name runs at its default).
-pub(crate) fn stages(
+pub fn stages(
     graph: &strata_ir::Graph,
     l: &Lowered,
     policy: &AdaptivePolicy,
-) -> Result<Stages, EmitError> {
+) -> Result<AdaptiveStages, EmitError> {
     let bad = |reason: String| EmitError::Adaptive { reason };
     if !l.single_io() {
         return Err(bad(format!(
@@ -52,14 +56,14 @@ pub(crate) fn stages(
                 .collect()
         })
         .collect();
-    Ok(Stages {
+    Ok(AdaptiveStages {
         planes,
         margins: policy.stages.iter().map(|s| s.min_margin).collect(),
     })
 }
 
 /// The header's declarations for `stages`.
-pub(crate) fn declarations(name: &str, stages: &Stages) -> String {
+pub(crate) fn declarations(name: &str, stages: &AdaptiveStages) -> String {
     let up = name.to_ascii_uppercase();
     let mut h = String::new();
     let _ = writeln!(
@@ -84,7 +88,7 @@ pub(crate) fn declarations(name: &str, stages: &Stages) -> String {
 }
 
 /// The source of `PREFIX_run_adaptive` (after `run_impl`).
-pub(crate) fn definitions(l: &Lowered, name: &str, stages: &Stages) -> String {
+pub(crate) fn definitions(l: &Lowered, name: &str, stages: &AdaptiveStages) -> String {
     let n_stages = stages.planes.len();
     let n_layers = l.layers.len();
     let out_size = l.outputs.first().map_or(0, |(port, _)| port.size());

@@ -36,7 +36,7 @@ pub fn print_for(l: &Lowered, name: &str, generator: &str) -> String {
 }
 
 /// [`print_for`] with the declarations `extra` before the closing guard.
-fn print_with(l: &Lowered, name: &str, generator: &str, extra: &str) -> String {
+pub(crate) fn print_with(l: &Lowered, name: &str, generator: &str, extra: &str) -> String {
     let up = name.to_ascii_uppercase();
     let k = l.planes;
     let mut h = String::new();

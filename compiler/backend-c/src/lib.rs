@@ -33,6 +33,33 @@ pub fn header(lowered: &Lowered, name: &str, generator: &str) -> String {
     header::print_for(lowered, name, generator)
 }
 
+pub use adaptive::AdaptiveStages;
+
+/// The adaptive cascade `policy` as the layers of `lowered` run it (counts lowered to what
+/// each layer keeps), for a backend that implements `PREFIX_run_adaptive` itself.
+pub fn adaptive_stages(
+    graph: &strata_ir::Graph,
+    lowered: &Lowered,
+    policy: &strata_ir::adaptive::AdaptivePolicy,
+) -> Result<AdaptiveStages, EmitError> {
+    adaptive::stages(graph, lowered, policy)
+}
+
+/// [`header`] declaring `PREFIX_run_adaptive` and its stats for `stages` too.
+pub fn header_with_adaptive(
+    lowered: &Lowered,
+    name: &str,
+    generator: &str,
+    stages: &AdaptiveStages,
+) -> String {
+    header::print_with(
+        lowered,
+        name,
+        generator,
+        &adaptive::declarations(name, stages),
+    )
+}
+
 /// What to generate. A plain struct: build it with `..Default::default()` so new fields do
 /// not break callers.
 #[derive(Debug, Clone, PartialEq)]

@@ -33,7 +33,8 @@ impl Jit {
     /// Lowers `graph` at `options` and compiles it with LLVM at `-O3`.
     pub fn compile(graph: &strata_ir::Graph, options: &MlirOptions) -> Result<Jit, MlirError> {
         let lowered = crate::lower(graph, options)?;
-        let text = crate::module::print(&lowered, &options.name, options.dot)?;
+        let stages = crate::adaptive_stages(graph, &lowered, options)?;
+        let text = crate::module::print(&lowered, &options.name, options.dot, stages.as_ref())?;
         let context = pipeline::context();
         let engine = {
             let mut module = pipeline::parse(&context, &text)?;

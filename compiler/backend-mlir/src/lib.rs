@@ -12,6 +12,7 @@
 //! Text, then `Module::parse`, is what most MLIR frontends do; the text is typed where it
 //! matters (element types, exact float bits, affine maps) by [`text`] and [`body`].
 
+mod adaptive;
 mod body;
 mod elementwise;
 mod gemm;
@@ -33,7 +34,7 @@ pub use object::Target;
 pub use strata_lower::{LowerError, Lowered};
 
 /// What to generate.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MlirOptions {
     /// `K`: planes stored in the weights, and the plane count `PREFIX_run` uses.
     pub planes: u8,
@@ -44,6 +45,9 @@ pub struct MlirOptions {
     pub name: String,
     /// The instruction the bit-plane layers' integer products are built around.
     pub dot: Dot,
+    /// Adaptive precision: the policy `PREFIX_run_adaptive` runs (the C backend's stages and
+    /// header, `strata_backend_c::adaptive_stages`). `None`: no adaptive entry point.
+    pub adaptive: Option<strata_ir::adaptive::AdaptivePolicy>,
 }
 
 /// How the bit-plane layers multiply codes. Both are exact (every product and sum fits
@@ -82,6 +86,7 @@ impl Default for MlirOptions {
             layer_planes: None,
             name: "model".into(),
             dot: Dot::Pairs,
+            adaptive: None,
         }
     }
 }
@@ -137,6 +142,9 @@ pub enum MlirError {
     Unsupported { node: String, reason: String },
     #[error("internal error in the MLIR backend: {0}")]
     Internal(String),
+    /// The adaptive policy cannot run on this lowering (names the stage or layer).
+    #[error("adaptive precision: {0}")]
+    Adaptive(String),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -150,6 +158,22 @@ fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The C backend's stages of `options.adaptive` for `lowered` (`None` without a policy).
+pub(crate) fn adaptive_stages(
+    graph: &strata_ir::Graph,
+    lowered: &Lowered,
+    options: &MlirOptions,
+) -> Result<Option<strata_backend_c::AdaptiveStages>, MlirError> {
+    options
+        .adaptive
+        .as_ref()
+        .map(|policy| {
+            strata_backend_c::adaptive_stages(graph, lowered, policy)
+                .map_err(|e| MlirError::Adaptive(e.to_string()))
+        })
+        .transpose()
 }
 
 /// Lowers `graph` for the MLIR kernels: the packed-plane layout (the codes are rebuilt from
@@ -178,7 +202,8 @@ pub fn emit(
     stage: Stage,
 ) -> Result<String, MlirError> {
     let lowered = lower(graph, options)?;
-    let text = module::print(&lowered, &options.name, options.dot)?;
+    let stages = adaptive_stages(graph, &lowered, options)?;
+    let text = module::print(&lowered, &options.name, options.dot, stages.as_ref())?;
     let context = pipeline::context();
     let mut module = pipeline::parse(&context, &text)?;
     if stage == Stage::Llvm {
@@ -213,7 +238,8 @@ pub fn compile_object(
     } else {
         options.dot
     };
-    let text = module::print(&lowered, &options.name, dot)?;
+    let stages = adaptive_stages(graph, &lowered, options)?;
+    let text = module::print(&lowered, &options.name, dot, stages.as_ref())?;
     // The engine writes to a path: a file in a private temporary directory, read back (the
     // directory goes when `scratch` drops). `object::write` checks the file appeared.
     let scratch = tempfile::Builder::new()
@@ -229,11 +255,11 @@ pub fn compile_object(
         path: path.display().to_string(),
         source,
     })?;
-    let header = strata_backend_c::header(
-        &lowered,
-        &options.name,
-        &format!("`strata build --backend mlir` ({} planes)", lowered.planes),
-    );
+    let generator = format!("`strata build --backend mlir` ({} planes)", lowered.planes);
+    let header = match &stages {
+        Some(s) => strata_backend_c::header_with_adaptive(&lowered, &options.name, &generator, s),
+        None => strata_backend_c::header(&lowered, &options.name, &generator),
+    };
     Ok(CompiledObject {
         object,
         header,

@@ -52,7 +52,12 @@ fn port_args(l: &Lowered) -> Vec<String> {
 /// (`const float *const *inputs, float *const *outputs`): the exported functions unpack them
 /// ([`array_wrapper`]) and call private `NAME_run_ports` / `NAME_run_planes_ports`, which
 /// take one memref per port.
-pub(crate) fn print(l: &Lowered, name: &str, dot: Dot) -> Result<String, MlirError> {
+pub(crate) fn print(
+    l: &Lowered,
+    name: &str,
+    dot: Dot,
+    adaptive: Option<&strata_backend_c::AdaptiveStages>,
+) -> Result<String, MlirError> {
     let (in_tys, out_tys) = port_types(l);
     let ports = port_params(&in_tys, &out_tys).join(", ");
     let mut tys = in_tys.clone();
@@ -167,6 +172,9 @@ pub(crate) fn print(l: &Lowered, name: &str, dot: Dot) -> Result<String, MlirErr
             Some((&ppl, &ppl_ty)),
         ));
         m.push_str(&array_wrapper(l, &format!("{name}_run"), &run_sym, None));
+    }
+    if let Some(stages) = adaptive {
+        m.push_str(&crate::adaptive::functions(l, name, stages)?);
     }
     m.push_str("}\n");
     Ok(m)

@@ -188,6 +188,7 @@ fn mixed_precision_lowering_keeps_each_layers_own_planes() {
             layer_planes: Some(stored.clone()),
             name: "mixed".into(),
             dot: Dot::host(),
+            ..Default::default()
         },
     )
     .unwrap();

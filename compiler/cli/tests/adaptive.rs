@@ -403,7 +403,7 @@ fn c_matches_runtime(
     tag: &str,
 ) -> usize {
     use strata_compiler::backend::c::{write_c, EmitOptions};
-    use strata_test_support::c::{build_with_driver, port_sizes, run_c};
+    use strata_test_support::c::{build_with_driver, port_sizes};
     let dir = std::env::temp_dir().join(format!("strata-adaptive-c-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let planes = read_planes(graph);
@@ -423,8 +423,25 @@ fn c_matches_runtime(
         &[]
     };
     let exe = build_with_driver(&dir, march);
+    let seen = cascade_matches_runtime(&exe, graph, policy, x, tag);
+    let _ = std::fs::remove_dir_all(&dir);
+    seen
+}
+
+/// Runs the adaptive driver `exe` on every sample of `x` and checks it against the runtime's
+/// cascade: the same output bits, the same stage, the stages run. Returns how many distinct
+/// stages answered.
+fn cascade_matches_runtime(
+    exe: &std::path::Path,
+    graph: &strata_ir::Graph,
+    policy: &AdaptivePolicy,
+    x: &strata_ir::Tensor,
+    tag: &str,
+) -> usize {
+    use strata_test_support::c::{port_sizes, run_c};
+    let (_, outs) = port_sizes(graph);
     let n = x.shape()[0];
-    let got = run_c(&exe, x.as_f32().unwrap(), n, None).unwrap();
+    let got = run_c(exe, x.as_f32().unwrap(), n, None).unwrap();
     let want = Session::new(graph).run_adaptive(x, policy).unwrap();
     let out = want.output.as_f32().unwrap();
     let per = outs[0];
@@ -445,8 +462,71 @@ fn c_matches_runtime(
         );
         stages_seen.insert(want.stages[i]);
     }
-    let _ = std::fs::remove_dir_all(&dir);
     stages_seen.len()
+}
+
+/// `PREFIX_run_adaptive` of the MLIR backend's object for this machine, linked with the same
+/// driver: the runtime's cascade, bit for bit, on the MNIST CNN (its fitted policy and a
+/// policy escalating half the samples at each gate) and the small net.
+#[cfg(feature = "mlir")]
+#[test]
+fn mlir_run_adaptive_matches_the_runtime() {
+    use strata_compiler::backend::mlir::{write_object, Dot, MlirOptions, Target};
+    use strata_test_support::c::port_sizes;
+    let loaded = read_container(adapted()).unwrap();
+    let images = rows(&mnist::fixture("images"), 0..64);
+    let fitted = loaded.adaptive.clone().unwrap();
+    let halves = median_policy(&loaded.graph, &images);
+    let small = read_container(&mnist::container(
+        new_ops::nets::small_net(),
+        strata_ir::Tensor::from_f32(vec![24, 3, 9, 9], strata_test_support::values(24 * 243, 99))
+            .unwrap(),
+    ))
+    .unwrap()
+    .graph;
+    let small_x =
+        strata_ir::Tensor::from_f32(vec![40, 3, 9, 9], strata_test_support::values(40 * 243, 7))
+            .unwrap();
+    let small_policy = median_policy(&small, &small_x);
+    for (graph, policy, x, tag, spread) in [
+        (&loaded.graph, &fitted, &images, "mnist-fitted", false),
+        (&loaded.graph, &halves, &images, "mnist-halves", true),
+        (&small, &small_policy, &small_x, "small", true),
+    ] {
+        let dir =
+            std::env::temp_dir().join(format!("strata-adaptive-mlir-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let options = MlirOptions {
+            planes: read_planes(graph),
+            name: "model".into(),
+            dot: Dot::host(),
+            adaptive: Some(policy.clone()),
+            ..Default::default()
+        };
+        write_object(graph, &options, &Target::default(), &dir).unwrap();
+        let (ins, outs) = port_sizes(graph);
+        std::fs::write(dir.join("main.c"), adaptive_main(ins[0], outs[0])).unwrap();
+        let exe = dir.join("main");
+        let st = std::process::Command::new(strata_test_support::c::gcc())
+            .args(strata_test_support::STRICT_C99)
+            .arg("-o")
+            .arg(&exe)
+            .arg(dir.join("main.c"))
+            .arg(dir.join("model.o"))
+            .arg("-lm")
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        let seen = cascade_matches_runtime(&exe, graph, policy, x, tag);
+        if spread {
+            assert_eq!(seen, 3, "{tag}: stages answering");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 /// The planes the weights of `graph` hold (the largest count of any layer).

@@ -506,6 +506,7 @@ impl Build {
             // For this machine its fastest kernels; `compile_object` keeps the portable
             // ones for a target triple.
             dot: mlir::Dot::host(),
+            adaptive: options.adaptive.clone(),
         };
         let target = mlir::Target {
             triple: self.target_triple.clone(),

@@ -150,6 +150,7 @@ mod enabled {
             // This machine's fastest kernels (the JIT and the host object run here;
             // `--target-triple` objects keep the portable ones).
             dot: Dot::host(),
+            adaptive: c.adaptive,
         })
     }
 
