@@ -70,7 +70,7 @@ fn pow_elem(r: &mut Body, x: &str, e: &str) -> String {
 }
 
 /// One element of `unary()`.
-fn unary_elem(r: &mut Body, v: &str, f: UnaryFn) -> String {
+pub(crate) fn unary_elem(r: &mut Body, v: &str, f: UnaryFn) -> String {
     match f {
         UnaryFn::Sigmoid => {
             let zero = r.f32(0.0);

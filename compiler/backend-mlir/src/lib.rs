@@ -18,6 +18,7 @@ mod elementwise;
 mod gemm;
 mod jit;
 mod layers;
+mod lstm;
 mod matmul;
 mod module;
 mod movement;

@@ -11,7 +11,7 @@ use strata_lower::{Kernel, Loc, Lowered, Operand};
 use crate::body::Body;
 use crate::layers::{self, Selection};
 use crate::text::{dense_f32, memref, tensor, Elem};
-use crate::{elementwise, matmul, movement, ops, resize, Dot, MlirError};
+use crate::{elementwise, lstm, matmul, movement, ops, resize, Dot, MlirError};
 
 /// The memref types of the graph's inputs and outputs, in graph order.
 fn port_types(l: &Lowered) -> (Vec<String>, Vec<String>) {
@@ -321,6 +321,8 @@ fn impl_body(
         let value = |loc: Loc| read(&bufs, loc, &st.node);
         let name = |loc: Loc| value(loc).map(|v| v.0);
         b.line(&format!("// `{}`", st.node.replace(['\n', '\r'], " ")));
+        // Buffers a step writes besides `st.y` (an LSTM's final states), with their values.
+        let mut states: Vec<(usize, String)> = Vec::new();
         let y = match &st.kernel {
             Kernel::BitplaneConv { layer, x, relu } | Kernel::BitplaneLinear { layer, x, relu } => {
                 let x = name(*x)?;
@@ -457,25 +459,51 @@ fn impl_body(
                 })?;
                 b.bind(&format!("arith.constant {}", dense_f32(&c.values, &[*n])))
             }
-            Kernel::Lstm(_) => {
-                return Err(MlirError::Unsupported {
-                    node: st.node.clone(),
-                    reason: "LSTM is not lowered to MLIR yet (the runtime and the C backend \
-                             run it)"
-                        .into(),
-                })
+            Kernel::Lstm(s) => {
+                let constant = |c: usize| {
+                    l.constants.get(c).map(|c| &c.values[..]).ok_or_else(|| {
+                        MlirError::Internal(format!("step `{}`: no constant {c}", st.node))
+                    })
+                };
+                let mut state = |o: Option<Operand>| -> Result<Option<String>, MlirError> {
+                    Ok(match o {
+                        None => None,
+                        Some(Operand::Act(loc)) => Some(name(loc)?),
+                        Some(Operand::Const(c)) => {
+                            let v = constant(c)?;
+                            let n = v.len();
+                            Some(b.bind(&format!("arith.constant {}", dense_f32(v, &[n]))))
+                        }
+                    })
+                };
+                let (h0, c0) = (state(s.h0)?, state(s.c0)?);
+                let inputs = lstm::LstmInputs {
+                    x: &name(s.x)?,
+                    w: constant(s.w)?,
+                    r: constant(s.r)?,
+                    b: s.b.map(constant).transpose()?,
+                    p: s.p.map(constant).transpose()?,
+                    h0: h0.as_deref(),
+                    c0: c0.as_deref(),
+                };
+                let out = lstm::lstm(&mut b, &st.node, s, &inputs)?;
+                // The final states go to their own buffers (the gates' scratch buffer is
+                // not needed: the gates are a value of the loop body).
+                states = vec![(s.y_h, out.y_h), (s.y_c, out.y_c)];
+                out.y
             }
         };
-        let size = l.buffers.get(st.y).map(|buf| buf.size);
-        match (bufs.get_mut(st.y), size) {
-            (Some(slot), Some(size)) => *slot = Some((y, size)),
-            _ => {
-                return Err(MlirError::Internal(format!(
-                    "step {i} (`{}`) writes buffer {} of {}",
-                    st.node,
-                    st.y,
-                    l.buffers.len()
-                )))
+        for (at, v) in std::iter::once((st.y, y)).chain(states) {
+            let size = l.buffers.get(at).map(|buf| buf.size);
+            match (bufs.get_mut(at), size) {
+                (Some(slot), Some(size)) => *slot = Some((v, size)),
+                _ => {
+                    return Err(MlirError::Internal(format!(
+                        "step {i} (`{}`) writes buffer {at} of {}",
+                        st.node,
+                        l.buffers.len()
+                    )))
+                }
             }
         }
     }

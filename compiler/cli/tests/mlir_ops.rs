@@ -1,6 +1,6 @@
 //! The MLIR backend's exactness matrix on the C matrix's synthetic nets (`new_ops::nets`):
 //! `small` (every convolution form, odd fully connected sizes) and the `op_*` nets (every
-//! other op, behind bit-plane layers), through the JIT, K = 2..8, for the default counts and
+//! other op, behind bit-plane layers, `op_lstm` the LSTMs), through the JIT, K = 2..8, for the default counts and
 //! mixed per-layer counts, bit for bit against the runtime's integer path.
 #![cfg(feature = "mlir")]
 
@@ -39,8 +39,21 @@ fn layer_names(g: &Graph) -> Vec<String> {
         .collect()
 }
 
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
+/// The bits of every output.
+fn all_bits(outputs: &[Vec<f32>]) -> Vec<Vec<u32>> {
+    outputs
+        .iter()
+        .map(|v| v.iter().map(|x| x.to_bits()).collect())
+        .collect()
+}
+
+/// The bits of every output the runtime computed.
+fn want_bits(outputs: &[Tensor]) -> Vec<Vec<u32>> {
+    let values: Vec<Vec<f32>> = outputs
+        .iter()
+        .map(|t| t.as_f32().expect("f32 outputs").to_vec())
+        .collect();
+    all_bits(&values)
 }
 
 /// The product kernels this CPU runs: the portable one, and AVX-512 VNNI's where present.
@@ -72,12 +85,8 @@ fn check(name: &str, g: &Graph, x: &Tensor) -> Result<(), MlirError> {
             ..Default::default()
         };
         let want = run_with(g, std::slice::from_ref(x), &opts).unwrap();
-        let got = jit.run(&[x.as_f32().unwrap()], None).unwrap().remove(0);
-        assert_eq!(
-            bits(&got),
-            bits(want[0].as_f32().unwrap()),
-            "{name} {dot:?} K={k}"
-        );
+        let got = jit.run(&[x.as_f32().unwrap()], None).unwrap();
+        assert_eq!(all_bits(&got), want_bits(&want), "{name} {dot:?} K={k}");
         let ppl: Vec<u8> = (0..names.len())
             .map(|i| 2 + ((i as u8 + k) % (k - 1)))
             .collect();
@@ -89,13 +98,10 @@ fn check(name: &str, g: &Graph, x: &Tensor) -> Result<(), MlirError> {
             path: QuantPath::Integer,
         };
         let want = run_with(g, std::slice::from_ref(x), &opts).unwrap();
-        let got = jit
-            .run(&[x.as_f32().unwrap()], Some(&ppl))
-            .unwrap()
-            .remove(0);
+        let got = jit.run(&[x.as_f32().unwrap()], Some(&ppl)).unwrap();
         assert_eq!(
-            bits(&got),
-            bits(want[0].as_f32().unwrap()),
+            all_bits(&got),
+            want_bits(&want),
             "{name} {dot:?} K={k} ppl={ppl:?}"
         );
     }
@@ -112,17 +118,6 @@ fn small_and_op_nets_match_the_runtime_through_the_jit() {
     for (name, fp32, rows, seed) in nets {
         let calib = Tensor::from_f32(vec![rows, 3, 9, 9], values(rows * 243, seed)).unwrap();
         let g = quantized(fp32, calib);
-        if name == "op_lstm" {
-            // Not lowered to MLIR yet: refused with the node named.
-            match check(name, &g, &x) {
-                Err(MlirError::Unsupported { node, reason }) => {
-                    assert_eq!(node, "rn_lstm1");
-                    assert!(reason.contains("LSTM"), "{reason}");
-                }
-                other => panic!("op_lstm: {other:?}"),
-            }
-            continue;
-        }
         check(name, &g, &x).unwrap_or_else(|e| panic!("{name}: {e}"));
         eprintln!("{name}: K=2..8 bit-exact with {:?}", dots());
     }

@@ -526,8 +526,8 @@ pub fn recurrent(b: &mut Builder) -> Vec<ValueRef> {
     vec![y, yh, yc]
 }
 
-/// The LSTM chain as its own net (the MLIR backend refuses LSTM, so it stays out of
-/// `op_new`, which the JIT runs).
+/// The LSTM chain as its own net (kept out of `op_new`, which had to run without it when the
+/// MLIR backend refused LSTM; both backends now run it).
 pub fn lstm_net() -> Graph {
     let mut b = Builder::new("op_lstm");
     let outs = recurrent(&mut b);

@@ -1,0 +1,313 @@
+//! LSTM: the runtime's `recurrent` kernel (the C prelude's `lstm`/`lstm_step`) statement for
+//! statement, one sample. Per direction an `scf.for` over the time steps carries `h`, `c`
+//! and `y`; each step computes every gate row's two dot products summed in f32 in index
+//! order from +0 (a `linalg.generic` whose reduction is innermost, lowered to plain loops:
+//! no reassociation), `a + s`, then `+ Wb`, then `+ Rb`; then per hidden unit the peephole
+//! terms, the runtime's Sigmoid (split by sign, the C library's `expf`) and
+//! `strata_ir::math::tanh_f32`, each product and sum a separate rounded operation.
+
+use strata_lower::{LstmStep, UnaryFn};
+
+use crate::body::{Body, Operand};
+use crate::elementwise::unary_elem;
+use crate::text::{dense_f32, identity, map, tensor, Elem};
+use crate::MlirError;
+
+/// The step's constants and initial states, resolved by the module printer.
+pub(crate) struct LstmInputs<'a> {
+    /// `x`: a flat `tensor<seq·I x f32>` value.
+    pub x: &'a str,
+    /// `W [D, 4H, I]`, `R [D, 4H, H]`, `B [D, 8H]`, `P [D, 3H]`, as stored.
+    pub w: &'a [f32],
+    pub r: &'a [f32],
+    pub b: Option<&'a [f32]>,
+    pub p: Option<&'a [f32]>,
+    /// Initial states: flat `tensor<D·H x f32>` values (zeros when absent).
+    pub h0: Option<&'a str>,
+    pub c0: Option<&'a str>,
+}
+
+/// The step's three results: `y [seq, D, H]`, `y_h [D, H]`, `y_c [D, H]` (flat tensors).
+pub(crate) struct LstmOutputs {
+    pub y: String,
+    pub y_h: String,
+    pub y_c: String,
+}
+
+/// One direction's weights as constants of the function body.
+struct Weights {
+    /// `[4H, I]` and `[4H, H]`.
+    w: String,
+    r: String,
+    /// `Wb` and `Rb`, `[4H]` each.
+    bias: Option<(String, String)>,
+    /// `[3H]`: the peepholes of `i`, `o`, `f`.
+    p: Option<String>,
+}
+
+/// The LSTM step `s` of node `node` on `inputs`.
+pub(crate) fn lstm(
+    b: &mut Body,
+    node: &str,
+    s: &LstmStep,
+    inputs: &LstmInputs,
+) -> Result<LstmOutputs, MlirError> {
+    let (seq, n_in, h, dirs) = (s.seq, s.input, s.hidden, s.backwards.len());
+    let sizes = [
+        ("W", Some(inputs.w.len()), dirs * 4 * h * n_in),
+        ("R", Some(inputs.r.len()), dirs * 4 * h * h),
+        ("B", inputs.b.map(<[f32]>::len), dirs * 8 * h),
+        ("P", inputs.p.map(<[f32]>::len), dirs * 3 * h),
+    ];
+    for (what, got, want) in sizes {
+        if got.is_some_and(|g| g != want) {
+            return Err(MlirError::Internal(format!(
+                "LSTM `{node}`: {what} holds {} values, expected {want}",
+                got.unwrap_or(0)
+            )));
+        }
+    }
+    let state_ty = tensor(&[dirs * h], Elem::F32);
+    let y_len = seq * dirs * h;
+    let zero = b.f32(0.0);
+    // Every index the loops use, defined before them: a constant first defined inside a
+    // loop would be cached and reused outside it.
+    let (c0, c1) = (b.index(0), b.index(1));
+    let (c_seq, c_last, c_in) = (b.index(seq), b.index(seq.saturating_sub(1)), b.index(n_in));
+    let (c_dirs, c_h) = (b.index(dirs), b.index(h));
+    let mut y = b.empty(&[y_len], Elem::F32);
+    let mut y_h = b.empty(&[dirs * h], Elem::F32);
+    let mut y_c = b.empty(&[dirs * h], Elem::F32);
+    for (d, &back) in s.backwards.iter().enumerate() {
+        let weights = direction_weights(b, inputs, d, n_in, h);
+        let initial = |b: &mut Body, v: Option<&str>| match v {
+            Some(v) => b.bind(&format!(
+                "tensor.extract_slice {v}[{}] [{h}] [1] : {state_ty} to {}",
+                d * h,
+                tensor(&[h], Elem::F32)
+            )),
+            None => b.filled(&[h], Elem::F32, &zero),
+        };
+        let (hs, cs) = (initial(b, inputs.h0), initial(b, inputs.c0));
+        let c_d = b.index(d);
+        let (t_iv, h_it, c_it, y_it) = (b.fresh(), b.fresh(), b.fresh(), b.fresh());
+        let res = b.fresh();
+        let h_ty = tensor(&[h], Elem::F32);
+        let y_ty = tensor(&[y_len], Elem::F32);
+        b.line(&format!(
+            "{res}:3 = scf.for {t_iv} = {c0} to {c_seq} step {c1} iter_args({h_it} = {hs}, {c_it} = {cs}, {y_it} = {y}) -> ({h_ty}, {h_ty}, {y_ty}) {{"
+        ));
+        b.indent += 1;
+        // t: the time step this iteration reads and writes.
+        let t = if back {
+            b.bind(&format!("arith.subi {c_last}, {t_iv} : index"))
+        } else {
+            t_iv.clone()
+        };
+        let at = b.bind(&format!("arith.muli {t}, {c_in} : index"));
+        let xt = b.bind(&format!(
+            "tensor.extract_slice {}[{at}] [{n_in}] [1] : {} to {}",
+            inputs.x,
+            tensor(&[seq * n_in], Elem::F32),
+            tensor(&[n_in], Elem::F32)
+        ));
+        let g = gates(b, &weights, (&xt, n_in), &h_it, h, &zero);
+        let (hn, cn) = update(b, &g, (&h_it, &c_it), weights.p.as_deref(), h);
+        // y[t, d, :] = h.
+        let row = b.bind(&format!("arith.muli {t}, {c_dirs} : index"));
+        let row = b.bind(&format!("arith.addi {row}, {c_d} : index"));
+        let off = b.bind(&format!("arith.muli {row}, {c_h} : index"));
+        let yn = b.bind(&format!(
+            "tensor.insert_slice {hn} into {y_it}[{off}] [{h}] [1] : {h_ty} into {y_ty}"
+        ));
+        b.line(&format!(
+            "scf.yield {hn}, {cn}, {yn} : {h_ty}, {h_ty}, {y_ty}"
+        ));
+        b.indent -= 1;
+        b.line("}");
+        y = format!("{res}#2");
+        for (acc, v) in [
+            (&mut y_h, format!("{res}#0")),
+            (&mut y_c, format!("{res}#1")),
+        ] {
+            *acc = b.bind(&format!(
+                "tensor.insert_slice {v} into {acc}[{}] [{h}] [1] : {h_ty} into {state_ty}",
+                d * h
+            ));
+        }
+    }
+    Ok(LstmOutputs { y, y_h, y_c })
+}
+
+/// Direction `d`'s slices of the stored weights, printed as constants.
+fn direction_weights(
+    b: &mut Body,
+    inputs: &LstmInputs,
+    d: usize,
+    n_in: usize,
+    h: usize,
+) -> Weights {
+    let mut constant = |values: &[f32], dims: &[usize]| {
+        b.bind(&format!("arith.constant {}", dense_f32(values, dims)))
+    };
+    let slice_of = |v: &[f32], len: usize, i: usize| v[i * len..(i + 1) * len].to_vec();
+    let w = constant(&slice_of(inputs.w, 4 * h * n_in, d), &[4 * h, n_in]);
+    let r = constant(&slice_of(inputs.r, 4 * h * h, d), &[4 * h, h]);
+    let bias = inputs.b.map(|bv| {
+        let both = slice_of(bv, 8 * h, d);
+        (
+            constant(&both[..4 * h], &[4 * h]),
+            constant(&both[4 * h..], &[4 * h]),
+        )
+    });
+    let p = inputs
+        .p
+        .map(|pv| constant(&slice_of(pv, 3 * h, d), &[3 * h]));
+    Weights { w, r, bias, p }
+}
+
+/// `Σ_k v[k]·m[j, k]` for every row `j` of the `[rows, len]` constant `m`, each from +0 in
+/// index order (one rounded multiply and add per term, as `a += x·w` in the C and Rust).
+fn dot_rows(b: &mut Body, m: &str, (v, len): (&str, usize), rows: usize, zero: &str) -> String {
+    let init = b.filled(&[rows], Elem::F32, zero);
+    b.generic(
+        &["parallel", "reduction"],
+        &[
+            Operand::new(v, tensor(&[len], Elem::F32), map(2, &["d1".into()])),
+            Operand::new(m, tensor(&[rows, len], Elem::F32), identity(2)),
+        ],
+        Operand::new(&init, tensor(&[rows], Elem::F32), map(2, &["d0".into()])),
+        Elem::F32,
+        &[Elem::F32, Elem::F32],
+        |r, g| {
+            let p = r.bind(&format!("arith.mulf {}, {} : f32", g[0], g[1]));
+            r.bind(&format!("arith.addf {}, {p} : f32", g[2]))
+        },
+    )
+}
+
+/// The `4H` gate pre-activations: `a = Σ x·W`, `s = Σ h·R`, `a + s`, then `+ Wb`, `+ Rb`.
+fn gates(
+    b: &mut Body,
+    wt: &Weights,
+    x: (&str, usize),
+    h_prev: &str,
+    h: usize,
+    zero: &str,
+) -> String {
+    let rows = 4 * h;
+    let a = dot_rows(b, &wt.w, x, rows, zero);
+    let s = dot_rows(b, &wt.r, (h_prev, h), rows, zero);
+    let ty = tensor(&[rows], Elem::F32);
+    let mut ins = vec![
+        Operand::new(&a, ty.clone(), identity(1)),
+        Operand::new(&s, ty.clone(), identity(1)),
+    ];
+    if let Some((wb, rb)) = &wt.bias {
+        ins.push(Operand::new(wb, ty.clone(), identity(1)));
+        ins.push(Operand::new(rb, ty.clone(), identity(1)));
+    }
+    let elems = vec![Elem::F32; ins.len()];
+    let out = b.empty(&[rows], Elem::F32);
+    b.generic(
+        &["parallel"],
+        &ins,
+        Operand::new(&out, ty, identity(1)),
+        Elem::F32,
+        &elems,
+        |r, g| {
+            let mut v = r.bind(&format!("arith.addf {}, {} : f32", g[0], g[1]));
+            if g.len() == 5 {
+                v = r.bind(&format!("arith.addf {v}, {} : f32", g[2]));
+                v = r.bind(&format!("arith.addf {v}, {} : f32", g[3]));
+            }
+            v
+        },
+    )
+}
+
+/// Part `off` (elements `off·H .. (off + 1)·H`) of a `[n·H]` vector, as a `linalg.generic`
+/// operand over the hidden units.
+fn part(b: &mut Body, v: &str, n: usize, h: usize, off: usize) -> Operand {
+    let ty = tensor(&[h], Elem::F32);
+    let slice = b.bind(&format!(
+        "tensor.extract_slice {v}[{}] [{h}] [1] : {} to {ty}",
+        off * h,
+        tensor(&[n * h], Elem::F32)
+    ));
+    Operand::new(&slice, ty, identity(1))
+}
+
+/// Per hidden unit: the new cell `c' = σ(g_f + P_f·c)·c + σ(g_i + P_i·c)·tanh(g_c)` and
+/// state `h' = σ(g_o + P_o·c')·tanh(c')`, in `lstm_step`'s order; returns `(h', c')`.
+/// They are written over `c` and `h_prev` (the loop's carried values, read for the last
+/// time here), so the loop yields values equivalent to its arguments and bufferizes in
+/// place, as the C updates `h` and `c`.
+fn update(
+    b: &mut Body,
+    g: &str,
+    (h_prev, c): (&str, &str),
+    p: Option<&str>,
+    h: usize,
+) -> (String, String) {
+    let ty = tensor(&[h], Elem::F32);
+    let mut ins = vec![
+        part(b, g, 4, h, 0),
+        part(b, g, 4, h, 2),
+        part(b, g, 4, h, 3),
+        Operand::new(c, ty.clone(), identity(1)),
+    ];
+    if let Some(p) = p {
+        ins.push(part(b, p, 3, h, 0));
+        ins.push(part(b, p, 3, h, 2));
+    }
+    let elems = vec![Elem::F32; ins.len()];
+    let cn = b.generic(
+        &["parallel"],
+        &ins,
+        Operand::new(c, ty.clone(), identity(1)),
+        Elem::F32,
+        &elems,
+        |r, a| {
+            let (mut gi, mut gf, gc, c) = (a[0].clone(), a[1].clone(), &a[2], &a[3]);
+            if a.len() == 7 {
+                let t = r.bind(&format!("arith.mulf {}, {c} : f32", a[4]));
+                gi = r.bind(&format!("arith.addf {gi}, {t} : f32"));
+                let t = r.bind(&format!("arith.mulf {}, {c} : f32", a[5]));
+                gf = r.bind(&format!("arith.addf {gf}, {t} : f32"));
+            }
+            let ig = unary_elem(r, &gi, UnaryFn::Sigmoid);
+            let fg = unary_elem(r, &gf, UnaryFn::Sigmoid);
+            let cc = unary_elem(r, gc, UnaryFn::Tanh);
+            let cn = r.bind(&format!("arith.mulf {fg}, {c} : f32"));
+            let t = r.bind(&format!("arith.mulf {ig}, {cc} : f32"));
+            r.bind(&format!("arith.addf {cn}, {t} : f32"))
+        },
+    );
+    let mut ins = vec![
+        part(b, g, 4, h, 1),
+        Operand::new(&cn, ty.clone(), identity(1)),
+    ];
+    if let Some(p) = p {
+        ins.push(part(b, p, 3, h, 1));
+    }
+    let elems = vec![Elem::F32; ins.len()];
+    let hn = b.generic(
+        &["parallel"],
+        &ins,
+        Operand::new(h_prev, ty, identity(1)),
+        Elem::F32,
+        &elems,
+        |r, a| {
+            let (mut go, cn) = (a[0].clone(), &a[1]);
+            if a.len() == 4 {
+                let t = r.bind(&format!("arith.mulf {}, {cn} : f32", a[2]));
+                go = r.bind(&format!("arith.addf {go}, {t} : f32"));
+            }
+            let og = unary_elem(r, &go, UnaryFn::Sigmoid);
+            let t = unary_elem(r, cn, UnaryFn::Tanh);
+            r.bind(&format!("arith.mulf {og}, {t} : f32"))
+        },
+    );
+    (hn, cn)
+}
