@@ -230,6 +230,30 @@ pub fn build_with_driver(dir: &Path, flags: &[&str]) -> PathBuf {
     compile_driver(gcc(), flags, dir)
 }
 
+/// `cc flags -std=c99 … -o DIR/main DIR/main.c DIR/model.o -lm`: a driver linked with an
+/// object file (the MLIR backend's); a compiler error fails the test.
+#[track_caller]
+pub fn link_object(cc: &str, flags: &[&str], dir: &Path) -> PathBuf {
+    let exe = dir.join("main");
+    let out = Command::new(cc)
+        .args(STRICT_C99)
+        .args(flags)
+        .arg("-o")
+        .arg(&exe)
+        .arg(dir.join("main.c"))
+        .arg(dir.join("model.o"))
+        .arg("-lm")
+        .output()
+        .unwrap_or_else(|e| panic!("{cc} is required by this test ({e}); refusing to skip"));
+    assert!(
+        out.status.success(),
+        "linking {} failed:\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}
+
 /// `cc flags -std=c99 … -o DIR/main DIR/model.c DIR/main.c -lm`; a missing compiler or a
 /// compiler error fails the test.
 #[track_caller]

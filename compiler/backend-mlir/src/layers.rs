@@ -104,6 +104,17 @@ fn quantize(b: &mut Body, x: &str, n: usize, a: &Act, e: Elem) -> String {
 
 /// One value of [`quantize`], in a `linalg.generic` body.
 fn quantize_value(r: &mut Body, v: &str, a: &Act, e: Elem) -> String {
+    let (q, nan) = clamped_code(r, v, a);
+    let c = r.bind(&format!("arith.subf {q}, {} : f32", a.zero));
+    let t = e.name();
+    let i = r.bind(&format!("arith.fptosi {c} : f32 to {t}"));
+    let z = r.constant("0", t);
+    r.bind(&format!("arith.select {nan}, {z}, {i} : {t}"))
+}
+
+/// `q = clamp(round_half_even(v / scale) + zero, lo, hi)` as f32, with whether the rounded
+/// value is NaN (the codes then stand for `u = 0`): the C kernel's comparisons.
+fn clamped_code(r: &mut Body, v: &str, a: &Act) -> (String, String) {
     let d = r.bind(&format!("arith.divf {v}, {} : f32", a.scale));
     let q = r.bind(&format!("math.roundeven {d} : f32"));
     let nan = r.bind(&format!("arith.cmpf uno, {q}, {q} : f32"));
@@ -112,11 +123,7 @@ fn quantize_value(r: &mut Body, v: &str, a: &Act, e: Elem) -> String {
     let q = r.bind(&format!("arith.select {below}, {}, {q} : f32", a.lo));
     let above = r.bind(&format!("arith.cmpf ogt, {q}, {} : f32", a.hi));
     let q = r.bind(&format!("arith.select {above}, {}, {q} : f32", a.hi));
-    let c = r.bind(&format!("arith.subf {q}, {} : f32", a.zero));
-    let t = e.name();
-    let i = r.bind(&format!("arith.fptosi {c} : f32 to {t}"));
-    let z = r.constant("0", t);
-    r.bind(&format!("arith.select {nan}, {z}, {i} : {t}"))
+    (q, nan)
 }
 
 /// The codes shifted down by `sh` (an arithmetic shift: floor).
@@ -422,14 +429,7 @@ fn product_code(r: &mut Body, v: &str, a: &Act, dot: Dot, o: &Offset) -> String 
     match dot {
         Dot::Pairs => quantize_value(r, v, a, Elem::I16),
         Dot::Vnni => {
-            let d = r.bind(&format!("arith.divf {v}, {} : f32", a.scale));
-            let q = r.bind(&format!("math.roundeven {d} : f32"));
-            let nan = r.bind(&format!("arith.cmpf uno, {q}, {q} : f32"));
-            let q = r.bind(&format!("arith.addf {q}, {} : f32", a.zero));
-            let below = r.bind(&format!("arith.cmpf olt, {q}, {} : f32", a.lo));
-            let q = r.bind(&format!("arith.select {below}, {}, {q} : f32", a.lo));
-            let above = r.bind(&format!("arith.cmpf ogt, {q}, {} : f32", a.hi));
-            let q = r.bind(&format!("arith.select {above}, {}, {q} : f32", a.hi));
+            let (q, nan) = clamped_code(r, v, a);
             let c = r.bind(&format!("arith.subf {q}, {} : f32", a.lo));
             let i = r.bind(&format!("arith.fptoui {c} : f32 to i8"));
             r.bind(&format!("arith.select {nan}, {}, {i} : i8", o.byte))
@@ -575,29 +575,15 @@ fn linear_product(
         tensor(&[1, d.x_len], xe)
     ));
     let usum = code_sum(b, &u2, &[1, d.x_len], dot, &o);
-    let w = packed_codes(b, &t, l, cols, &d);
-    let rows_of = |b: &mut Body, table: &str| row(b, table, s, d.m, &sel.j);
-    let (alpha, beta, bias) = (
-        rows_of(b, &t.alpha),
-        rows_of(b, &t.beta),
-        rows_of(b, &t.bias),
-    );
-    let sums = (dot == Dot::Vnni).then(|| code_sums_row(b, &t, l, &d, &sel.j));
-    let epi = gemm::Epilogue {
-        scale: &a.scale,
-        alpha: &alpha,
-        beta: &beta,
-        bias: &bias,
-        usum: &usum,
-        relu,
-        offset: sums.as_deref().map(|sums| (o.int.as_str(), sums)),
-    };
-    let y = gemm::product(b, (&u, &w, &sel.sh), &epi, &d, rows);
-    Ok(b.bind(&format!(
-        "tensor.collapse_shape {y} [[0, 1]] : {} into {}",
-        tensor(&[rows, 1], Elem::F32),
-        tensor(&[rows], Elem::F32)
-    )))
+    Ok(run_product(
+        b,
+        l,
+        (&t, &a, &o),
+        (&u, &usum),
+        cols,
+        (sel, relu),
+        &d,
+    ))
 }
 
 /// An ungrouped convolution through the product kernel. The input is quantized straight
@@ -714,26 +700,50 @@ fn conv_product(
         "tensor.collapse_shape {u} [[0, 1, 2]] : {map_ty} into {}",
         tensor(&[d.x_len], xe)
     ));
-    let wc = packed_codes(b, &t, l, c, &d);
+    Ok(run_product(
+        b,
+        l,
+        (&t, &a, &o),
+        (&flat, &usum),
+        c,
+        (sel, relu),
+        &d,
+    ))
+}
+
+/// The product kernel on the prepared input `x` (and its window sums `usum`) with the
+/// layer's packed codes (`channels` per tap) and the side-table rows of this call's count;
+/// returns the flat channels-first output `[M · P]`.
+fn run_product(
+    b: &mut Body,
+    l: &Layer,
+    (t, a, o): (&Tables, &Act, &Offset),
+    (x, usum): (&str, &str),
+    channels: usize,
+    (sel, relu): (&Selection, bool),
+    d: &gemm::Dims,
+) -> String {
+    let s = l.counts.len();
+    let w = packed_codes(b, t, l, channels, d);
     let (alpha, beta, bias) = (
         row(b, &t.alpha, s, d.m, &sel.j),
         row(b, &t.beta, s, d.m, &sel.j),
         row(b, &t.bias, s, d.m, &sel.j),
     );
-    let sums = (dot == Dot::Vnni).then(|| code_sums_row(b, &t, l, &d, &sel.j));
+    let sums = (d.dot == Dot::Vnni).then(|| code_sums_row(b, t, l, d, &sel.j));
     let epi = gemm::Epilogue {
         scale: &a.scale,
         alpha: &alpha,
         beta: &beta,
         bias: &bias,
-        usum: &usum,
+        usum,
         relu,
         offset: sums.as_deref().map(|sums| (o.int.as_str(), sums)),
     };
-    let y = gemm::product(b, (&flat, &wc, &sel.sh), &epi, &d, m);
-    Ok(b.bind(&format!(
+    let y = gemm::product(b, (x, &w, &sel.sh), &epi, d, l.rows);
+    b.bind(&format!(
         "tensor.collapse_shape {y} [[0, 1]] : {} into {}",
-        tensor(&[m, oh * ow], Elem::F32),
-        tensor(&[m * oh * ow], Elem::F32)
-    )))
+        tensor(&[l.rows, d.p], Elem::F32),
+        tensor(&[l.rows * d.p], Elem::F32)
+    ))
 }

@@ -9,8 +9,10 @@ use strata_backend_mlir::{write_object, Dot, MlirError, MlirOptions, Target};
 use strata_ir::container::read_container;
 use strata_ir::{Graph, Tensor};
 use strata_runtime::{run_with, QuantPath, RunOptions};
-use strata_test_support::c::{bits, deinterleave, gcc, interleave, main_c, port_sizes, run_c};
-use strata_test_support::{mnist, rows, STRICT_C99};
+use strata_test_support::c::{
+    bits, deinterleave, gcc, interleave, link_object, main_c, port_sizes, run_c,
+};
+use strata_test_support::{mnist, rows};
 
 fn mnist() -> &'static Graph {
     static G: OnceLock<Graph> = OnceLock::new();
@@ -45,23 +47,7 @@ fn build_for(g: &Graph, k: u8, tag: &str, target: &Target, cc: &str, extra: &[&s
     assert!(header.contains(&format!("#define MODEL_PLANES {k}\n")));
     let (inputs, outputs) = port_sizes(g);
     std::fs::write(dir.join("main.c"), main_c(&inputs, &outputs)).unwrap();
-    let exe = dir.join("main");
-    let out = Command::new(cc)
-        .args(STRICT_C99)
-        .args(extra)
-        .arg("-o")
-        .arg(&exe)
-        .arg(dir.join("main.c"))
-        .arg(dir.join("model.o"))
-        .arg("-lm")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "linking {tag} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    exe
+    link_object(cc, extra, &dir)
 }
 
 /// Links for this machine with gcc.

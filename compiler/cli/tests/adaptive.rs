@@ -477,17 +477,7 @@ fn mlir_run_adaptive_matches_the_runtime() {
     let images = rows(&mnist::fixture("images"), 0..64);
     let fitted = loaded.adaptive.clone().unwrap();
     let halves = median_policy(&loaded.graph, &images);
-    let small = read_container(&mnist::container(
-        new_ops::nets::small_net(),
-        strata_ir::Tensor::from_f32(vec![24, 3, 9, 9], strata_test_support::values(24 * 243, 99))
-            .unwrap(),
-    ))
-    .unwrap()
-    .graph;
-    let small_x =
-        strata_ir::Tensor::from_f32(vec![40, 3, 9, 9], strata_test_support::values(40 * 243, 7))
-            .unwrap();
-    let small_policy = median_policy(&small, &small_x);
+    let (small, small_x, small_policy) = small_net_with_policy();
     for (graph, policy, x, tag, spread) in [
         (&loaded.graph, &fitted, &images, "mnist-fitted", false),
         (&loaded.graph, &halves, &images, "mnist-halves", true),
@@ -506,21 +496,7 @@ fn mlir_run_adaptive_matches_the_runtime() {
         write_object(graph, &options, &Target::default(), &dir).unwrap();
         let (ins, outs) = port_sizes(graph);
         std::fs::write(dir.join("main.c"), adaptive_main(ins[0], outs[0])).unwrap();
-        let exe = dir.join("main");
-        let st = std::process::Command::new(strata_test_support::c::gcc())
-            .args(strata_test_support::STRICT_C99)
-            .arg("-o")
-            .arg(&exe)
-            .arg(dir.join("main.c"))
-            .arg(dir.join("model.o"))
-            .arg("-lm")
-            .output()
-            .unwrap();
-        assert!(
-            st.status.success(),
-            "{}",
-            String::from_utf8_lossy(&st.stderr)
-        );
+        let exe = strata_test_support::c::link_object(strata_test_support::c::gcc(), &[], &dir);
         let seen = cascade_matches_runtime(&exe, graph, policy, x, tag);
         if spread {
             assert_eq!(seen, 3, "{tag}: stages answering");
@@ -541,6 +517,22 @@ fn read_planes(graph: &strata_ir::Graph) -> u8 {
         })
         .max()
         .unwrap()
+}
+
+/// The small net with every convolution form, 40 inputs and its median-gate policy.
+fn small_net_with_policy() -> (strata_ir::Graph, strata_ir::Tensor, AdaptivePolicy) {
+    let small = read_container(&mnist::container(
+        new_ops::nets::small_net(),
+        strata_ir::Tensor::from_f32(vec![24, 3, 9, 9], strata_test_support::values(24 * 243, 99))
+            .unwrap(),
+    ))
+    .unwrap()
+    .graph;
+    let x =
+        strata_ir::Tensor::from_f32(vec![40, 3, 9, 9], strata_test_support::values(40 * 243, 7))
+            .unwrap();
+    let policy = median_policy(&small, &x);
+    (small, x, policy)
 }
 
 /// A three-stage policy over uniform counts 2, 5, 8 with each gate at the median margin of
@@ -587,17 +579,7 @@ fn c_run_adaptive_matches_the_runtime() {
     let fitted = loaded.adaptive.clone().unwrap();
     let halves = median_policy(&loaded.graph, &images);
     // The small net with every convolution form.
-    let small = read_container(&mnist::container(
-        new_ops::nets::small_net(),
-        strata_ir::Tensor::from_f32(vec![24, 3, 9, 9], strata_test_support::values(24 * 243, 99))
-            .unwrap(),
-    ))
-    .unwrap()
-    .graph;
-    let small_x =
-        strata_ir::Tensor::from_f32(vec![40, 3, 9, 9], strata_test_support::values(40 * 243, 7))
-            .unwrap();
-    let small_policy = median_policy(&small, &small_x);
+    let (small, small_x, small_policy) = small_net_with_policy();
     for target in targets {
         let t = format!("{target:?}");
         // The median gates must send samples to every stage, or the test proves little.
