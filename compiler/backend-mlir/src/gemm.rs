@@ -353,7 +353,9 @@ pub(crate) fn product(
             let m = b.bind(&format!("arith.addi {m0}, {} : index", lane_ix[i]));
             let store =
                 format!("vector.store {run}, {out}[{m}, {p0}] : {out_mem}, vector<{rows}xf32>");
-            if m_real % LANES == 0 {
+            // Outputs past `m_real` are padding (a partial vector, or a whole vector of a
+            // tile of several): only stores inside the output run unguarded.
+            if m_real == d.m {
                 b.line(&store);
             } else {
                 let inside = b.bind(&format!("arith.cmpi ult, {m}, {m_lim} : index"));
@@ -438,6 +440,39 @@ mod tests {
         assert_eq!((d.p, d.c, d.m), (1, 3136, 128));
         let d = Dims::new((0, 0, 0), 0, w, Tile { rows: 1, vecs: 1 });
         assert_eq!((d.p, d.c, d.m), (1, 2, 16));
+    }
+
+    /// The text of a product with `m_real` outputs in tiles of 2 weight vectors.
+    fn product_text(m_real: usize) -> String {
+        let mut b = Body::new(0);
+        let d = Dims::new(
+            (4, 8, m_real),
+            8,
+            Windows::linear(),
+            Tile { rows: 1, vecs: 2 },
+        );
+        let e = Epilogue {
+            scale: "%s",
+            alpha: "%a",
+            beta: "%b",
+            bias: "%c",
+            usum: "%u",
+            relu: false,
+        };
+        product(&mut b, ("%x", "%w", "%sh"), &e, &d, m_real);
+        b.text
+    }
+
+    #[test]
+    fn stores_past_the_outputs_are_guarded() {
+        // 48 outputs in tiles of 32: the fourth vector of 16 is padding, and its stores
+        // must not run (they once did, past the end of the output buffer, when the count
+        // was a multiple of 16).
+        for m_real in [48, 40] {
+            let t = product_text(m_real);
+            assert!(t.contains("arith.cmpi ult"), "{m_real}: unguarded stores");
+        }
+        assert!(!product_text(64).contains("arith.cmpi ult"));
     }
 
     #[test]
