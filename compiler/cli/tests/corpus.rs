@@ -22,15 +22,15 @@
 //! that the README's *Real models* section shows; `STRATA_CORPUS_FILTER=resnet` runs the
 //! models whose name contains the text.
 
-use std::path::PathBuf;
+mod corpus_models;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use strata_compiler::compile::{compile_to_container, CompileOptions};
-use strata_compiler::npy::read_npy;
-use strata_compiler::onnx::{import_file, ImportOptions};
-use strata_ir::container::read_container;
+use corpus_models::{
+    arch, compile, f32s, fixture, import_model, npy, Stage, EXPECTED_FAILURES, MODELS, STAGES,
+};
 use strata_ir::{Graph, Tensor};
 use strata_runtime::{run, run_with, QuantPath, RunOptions};
 use strata_test_support::c::{
@@ -38,35 +38,6 @@ use strata_test_support::c::{
     AARCH64_QEMU, HOST_GENERIC, HOST_X86_64_V3,
 };
 use strata_test_support::repo_root;
-
-/// Every corpus model: `ARCH.EXPORTER` and its number of graph outputs. An exporter that
-/// could not export an architecture has no file and no entry.
-const MODELS: &[(&str, usize)] = &[
-    ("resnet18.ts", 1),
-    ("resnet18.dynamo", 1),
-    ("mobilenet_v2.ts", 1),
-    ("mobilenet_v2.dynamo", 1),
-    ("mobilenet_v3_small.ts", 1),
-    ("mobilenet_v3_small.dynamo", 1),
-    ("efficientnet_b0.ts", 1),
-    ("efficientnet_b0.dynamo", 1),
-    ("squeezenet1_1.ts", 1),
-    ("squeezenet1_1.dynamo", 1),
-    ("shufflenet_v2_x0_5.ts", 1),
-    ("shufflenet_v2_x0_5.dynamo", 1),
-    ("mnasnet0_5.ts", 1),
-    ("mnasnet0_5.dynamo", 1),
-    ("regnet_x_400mf.ts", 1),
-    ("regnet_x_400mf.dynamo", 1),
-    ("densenet121.ts", 1),
-    ("densenet121.dynamo", 1),
-    ("googlenet.ts", 1),
-    ("googlenet.dynamo", 1),
-    ("tf_nhwc.ts", 1),
-    ("tf_nhwc.dynamo", 1),
-    ("yolo_head.ts", 2),
-    ("yolo_head.dynamo", 2),
-];
 
 /// Models whose C is also cross-built for `aarch64` and run under qemu (slow): one of each
 /// kind the NEON kernels meet — depthwise + HardSwish/SE, Concat-heavy, multi-output Resize.
@@ -83,47 +54,6 @@ const K8_BOUND: f64 = 0.08;
 /// worst ShuffleNetV2 (0.296) and MobileNetV3-small (0.256); the same headroom.
 const K4_BOUND: f64 = 0.37;
 
-/// The stages, in the order they run.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Stage {
-    Import,
-    Compile,
-    K8,
-    K4,
-    EmitC8,
-    EmitC2,
-}
-
-const STAGES: [Stage; 6] = [
-    Stage::Import,
-    Stage::Compile,
-    Stage::K8,
-    Stage::K4,
-    Stage::EmitC8,
-    Stage::EmitC2,
-];
-
-impl Stage {
-    fn title(self) -> &'static str {
-        match self {
-            Stage::Import => "import (err vs ORT)",
-            Stage::Compile => "compile",
-            Stage::K8 => "K=8 rel. RMS",
-            Stage::K4 => "K=4 rel. RMS",
-            Stage::EmitC8 => "emit-c K=8",
-            Stage::EmitC2 => "emit-c K=2",
-        }
-    }
-}
-
-/// (model, stage, a part of the error it fails with today). Each entry is asserted: the
-/// stage must fail with this text. Remove an entry when support lands (the test says so).
-const EXPECTED_FAILURES: &[(&str, Stage, &str)] = &[
-    // None: ShuffleNetV2's Slice (TorchScript) and Split (dynamo), DenseNet's unfolded
-    // pre-activation BatchNorm and the YOLO head's nearest Resize lower to C since issue 12,
-    // item 4.
-];
-
 /// What one stage did: passed with a figure, failed with an error, or did not run.
 #[derive(Clone, Debug)]
 enum Outcome {
@@ -135,19 +65,6 @@ enum Outcome {
 struct Row {
     model: &'static str,
     outcomes: Vec<Outcome>,
-}
-
-fn fixture(name: &str) -> PathBuf {
-    repo_root().join("tests/fixtures/corpus").join(name)
-}
-
-fn npy(name: &str) -> Result<Tensor, String> {
-    read_npy(&fixture(name)).map_err(|e| e.to_string())
-}
-
-fn f32s(t: &Tensor) -> Result<&[f32], String> {
-    t.as_f32()
-        .ok_or_else(|| format!("{:?} output, not f32", t.dtype()))
 }
 
 /// max |a − b| / max |b|.
@@ -169,18 +86,9 @@ fn rel_rms(a: &[f32], b: &[f32]) -> f64 {
     (d / r.max(f64::MIN_POSITIVE)).sqrt()
 }
 
-/// The architecture part of `ARCH.EXPORTER` (whose inputs and calibration set it shares).
-fn arch(model: &str) -> &str {
-    model.split('.').next().unwrap_or(model)
-}
-
 /// Import, and the FP32 runtime against onnxruntime: the imported graph and its outputs.
 fn import(model: &str, n_outputs: usize, x: &Tensor) -> Result<(Graph, Vec<Tensor>, f64), String> {
-    let g = import_file(
-        &fixture(&format!("{model}.onnx")),
-        &ImportOptions::default(),
-    )
-    .map_err(|e| e.to_string())?;
+    let g = import_model(model)?;
     let got = run(&g, std::slice::from_ref(x)).map_err(|e| e.to_string())?;
     if got.len() != n_outputs {
         return Err(format!("{} outputs, expected {n_outputs}", got.len()));
@@ -291,17 +199,7 @@ fn run_model(model: &'static str, n_outputs: usize) -> Row {
         outcomes[0] = Outcome::Pass(format!("{err:.1e}"));
 
         let t = Instant::now();
-        let bytes = compile_to_container(
-            g,
-            vec![calib],
-            &CompileOptions::default(),
-            Default::default(),
-            |_| {},
-        )
-        .map_err(|e| (Stage::Compile, e.to_string()))?;
-        let q = read_container(&bytes)
-            .map_err(|e| (Stage::Compile, e.to_string()))?
-            .graph;
+        let q = compile(g, calib).map_err(at(Stage::Compile))?;
         outcomes[1] = Outcome::Pass(format!("{:.2} s", t.elapsed().as_secs_f64()));
 
         let e8 = planes_error(&q, &x, &fp32, 8, K8_BOUND).map_err(at(Stage::K8))?;
