@@ -147,3 +147,20 @@ pub fn gemm(alpha: f32, beta: f32, trans_a: bool, trans_b: bool, has_c: bool) ->
     };
     Op::Gemm(attrs)
 }
+
+/// A Gemm (8 → 5, with a bias) over an input of 4 vectors and no batch axis (`[4, 8]`), as
+/// after an LSTM whose steps a fully connected layer reads: once quantized, a bit-plane
+/// linear layer the backends apply to every vector of its input.
+pub fn sequence_gemm() -> Graph {
+    let mut g = Graph::new("steps");
+    let x = g.add_input("x", f32_ty(&[4, 8]));
+    let w = f32c(&mut g, "w", &[8, 5], |i| (i as f32 * 0.71).sin());
+    let b = g.add_constant(
+        "b",
+        Tensor::from_f32(vec![5], vec![0.1, -0.2, 0.3, 0.0, 0.5]).expect("length matches"),
+    );
+    let y = op(&mut g, "fc", gemm(1.0, 1.0, false, false, true), &[x, w, b]);
+    g.set_outputs(vec![y]);
+    strata_ir::verify(&g).expect("the graph verifies");
+    g
+}

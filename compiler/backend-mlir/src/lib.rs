@@ -138,9 +138,6 @@ pub enum MlirError {
     Target(String),
     #[error("{tool}: {message}")]
     Tool { tool: String, message: String },
-    /// A step the MLIR backend does not lower yet (the C backend and the runtime run it).
-    #[error("node `{node}`: {reason}")]
-    Unsupported { node: String, reason: String },
     #[error("internal error in the MLIR backend: {0}")]
     Internal(String),
     /// The adaptive policy cannot run on this lowering (names the stage or layer).

@@ -247,6 +247,46 @@ fn array_wrapper(l: &Lowered, symbol: &str, target: &str, ppl: Option<(&str, &st
     )
 }
 
+/// A linear layer applied to each of the `out / rows` vectors of its input in turn (a Gemm
+/// reading an LSTM's sequence, whose leading dimensions are not the batch), as the C
+/// backend loops over them: each vector is the layer's kernel on its slice of `x`, with
+/// the same side-table row; returns the flat `[vectors, rows]` output.
+fn linear_vectors(
+    b: &mut Body,
+    ly: &strata_lower::Layer,
+    (x, x_len): (&str, usize),
+    (sel, relu, dot): (&Selection, bool, Dot),
+    out: usize,
+    node: &str,
+) -> Result<String, MlirError> {
+    let (rows, cols) = (ly.rows, ly.cols);
+    let vectors = out.checked_div(rows).unwrap_or(0);
+    if rows == 0 || out % rows != 0 || x_len != vectors * cols {
+        return Err(MlirError::Internal(format!(
+            "linear layer `{node}` of {cols} → {rows} reads {x_len} values and writes {out}: \
+             not whole vectors"
+        )));
+    }
+    let (x_ty, y_ty) = (
+        tensor(&[vectors * cols], Elem::F32),
+        tensor(&[out], Elem::F32),
+    );
+    let (col_ty, row_ty) = (tensor(&[cols], Elem::F32), tensor(&[rows], Elem::F32));
+    let mut y = b.empty(&[out], Elem::F32);
+    for v in 0..vectors {
+        let xv = b.bind(&format!(
+            "tensor.extract_slice {x}[{}] [{cols}] [1] : {x_ty} to {col_ty}",
+            v * cols
+        ));
+        let yv = layers::linear(b, ly, &xv, sel, relu, dot)?;
+        y = b.bind(&format!(
+            "tensor.insert_slice {yv} into {y}[{}] [{rows}] [1] : {row_ty} into {y_ty}",
+            v * rows
+        ));
+    }
+    Ok(y)
+}
+
 /// `PREFIX_run`'s count for layer `i`: the stored per-layer choice, else `K`.
 fn default_planes(l: &Lowered, i: usize) -> u8 {
     l.layer_planes
@@ -325,7 +365,7 @@ fn impl_body(
         let mut states: Vec<(usize, String)> = Vec::new();
         let y = match &st.kernel {
             Kernel::BitplaneConv { layer, x, relu } | Kernel::BitplaneLinear { layer, x, relu } => {
-                let x = name(*x)?;
+                let (x, x_len) = value(*x)?;
                 let sel = Selection {
                     j: format!("%j{layer}"),
                     sh: format!("%sh{layer}"),
@@ -334,18 +374,10 @@ fn impl_body(
                     MlirError::Internal(format!("step `{}`: no layer {layer}", st.node))
                 })?;
                 let out = l.buffers.get(st.y).map_or(0, |b| b.size);
-                if matches!(st.kernel, Kernel::BitplaneLinear { .. }) && out > ly.rows {
-                    return Err(MlirError::Unsupported {
-                        node: st.node.clone(),
-                        reason: format!(
-                            "a linear layer over {} vectors per sample (the MLIR backend \
-                             computes one)",
-                            out / ly.rows.max(1)
-                        ),
-                    });
-                }
                 if matches!(st.kernel, Kernel::BitplaneConv { .. }) {
                     layers::conv(&mut b, ly, &x, &sel, *relu, dot)?
+                } else if out > ly.rows {
+                    linear_vectors(&mut b, ly, (&x, x_len), (&sel, *relu, dot), out, &st.node)?
                 } else {
                     layers::linear(&mut b, ly, &x, &sel, *relu, dot)?
                 }

@@ -309,26 +309,7 @@ fn several_inputs_and_outputs_match_runtime() {
 /// must apply the layer to every vector, not only the first (it once did).
 #[test]
 fn linear_layer_over_several_vectors_per_sample_matches_runtime() {
-    use strata_ir::ops::Gemm;
-    use strata_ir::Shape;
-    let mut g = Graph::new("steps");
-    let x = g.add_input("x", TensorType::new(DType::F32, Shape::known(&[4, 8])));
-    let w: Vec<f32> = (0..8 * 5).map(|i| (i as f32 * 0.71).sin()).collect();
-    let w = g.add_constant("w", Tensor::from_f32(vec![8, 5], w).unwrap());
-    let b = g.add_constant(
-        "b",
-        Tensor::from_f32(vec![5], vec![0.1, -0.2, 0.3, 0.0, 0.5]).unwrap(),
-    );
-    let gemm = Op::Gemm(Gemm {
-        alpha: 1.0,
-        beta: 1.0,
-        trans_a: false,
-        trans_b: false,
-        has_c: true,
-    });
-    let y = op(&mut g, "fc", gemm, &[x, w, b]);
-    g.set_outputs(vec![y]);
-    strata_ir::verify(&g).unwrap();
+    let g = strata_test_support::graphs::sequence_gemm();
     let calib: Vec<f32> = (0..32 * 8).map(|i| (i as f32 * 0.37).cos() * 2.0).collect();
     let calib = Tensor::from_f32(vec![32, 8], calib).unwrap();
     let q = read_container(&mnist::container(g, calib)).unwrap().graph;

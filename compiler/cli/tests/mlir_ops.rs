@@ -152,3 +152,29 @@ fn product_kernel_edges_match_the_runtime_through_the_jit() {
     let x = Tensor::from_f32(vec![3, 5, 3, 3], values(3 * 45, 7)).unwrap();
     check("tiny_map", &g, &x).unwrap();
 }
+
+/// A bit-plane linear layer over 4 vectors per sample (a Gemm reading a sequence, no batch
+/// axis): applied to every vector, as the C backend and the runtime do.
+#[test]
+fn linear_layer_over_several_vectors_matches_the_runtime_through_the_jit() {
+    let calib: Vec<f32> = (0..32 * 8).map(|i| (i as f32 * 0.37).cos() * 2.0).collect();
+    let calib = Tensor::from_f32(vec![32, 8], calib).unwrap();
+    let g = quantized(strata_test_support::graphs::sequence_gemm(), calib);
+    assert_eq!(layer_names(&g), ["fc"], "the Gemm became a bit-plane layer");
+    let xs: Vec<f32> = (0..32).map(|i| (i as f32 * 0.53).sin() * 1.5).collect();
+    let x = Tensor::from_f32(vec![4, 8], xs).unwrap();
+    check("steps", &g, &x).unwrap();
+    // The vectors differ, so a kernel that computed only the first would not match.
+    let jit = Jit::compile(
+        &g,
+        &MlirOptions {
+            planes: 8,
+            name: "steps".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let y = jit.run(&[x.as_f32().unwrap()], None).unwrap().remove(0);
+    assert_eq!(y.len(), 20);
+    assert_ne!(y[..5], y[15..]);
+}
