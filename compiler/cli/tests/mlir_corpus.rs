@@ -18,17 +18,17 @@
 mod corpus_models;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use corpus_models::{arch, c_backend_handles, compile, import_model, npy, MODELS};
-use strata_compiler::backend::mlir::{compile_object, Jit, MlirOptions, Target};
+use strata_compiler::backend::mlir::{compile_object, Dot, Jit, MlirOptions, Target};
 use strata_ir::{Graph, Tensor};
 use strata_runtime::{run_with, QuantPath, RunOptions};
-use strata_test_support::c::{deinterleave, gcc, interleave, main_c, port_sizes, run_c};
-use strata_test_support::STRICT_C99;
+use strata_test_support::c::{
+    deinterleave, gcc, interleave, link_object, main_c, port_sizes, run_c,
+};
 
 /// Plane counts the linked object is checked at (the JIT: every count 2..8).
 const OBJECT_PLANES: [u8; 2] = [2, 8];
@@ -85,8 +85,9 @@ fn compare(got: &[Vec<f32>], want: &[Vec<f32>]) -> Option<String> {
     None
 }
 
-/// Writes the object and header of `q` at `k` planes (prefix `model`, this machine) into a
-/// fresh directory and links the shared test driver with gcc in strict C99.
+/// Writes the object and header of `q` at `k` planes (prefix `model`, this machine, the
+/// portable product kernel) into a fresh directory and links the shared test driver with
+/// gcc in strict C99.
 fn build_object(q: &Graph, k: u8, tag: &str) -> Result<PathBuf, String> {
     let dir = std::env::temp_dir().join(format!("strata-mlir-corpus-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -104,23 +105,7 @@ fn build_object(q: &Graph, k: u8, tag: &str) -> Result<PathBuf, String> {
     write("model.h", compiled.header.as_bytes())?;
     let (inputs, outputs) = port_sizes(q);
     write("main.c", main_c(&inputs, &outputs).as_bytes())?;
-    let exe = dir.join("main");
-    let out = Command::new(gcc())
-        .args(STRICT_C99)
-        .arg("-o")
-        .arg(&exe)
-        .arg(dir.join("main.c"))
-        .arg(dir.join("model.o"))
-        .arg("-lm")
-        .output()
-        .map_err(|e| format!("gcc: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "linking failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(exe)
+    Ok(link_object(gcc(), &[], &dir))
 }
 
 /// The linked object's outputs on the `n` samples of `x` (one input), per output.
@@ -131,11 +116,14 @@ fn run_object(exe: &Path, q: &Graph, x: &[f32], n: usize) -> Result<Vec<Vec<f32>
     deinterleave(&got, &outputs, n).ok_or_else(|| format!("{} values for {n} samples", got.len()))
 }
 
-/// The JIT of `q` lowered at `k` planes.
+/// The JIT of `q` lowered at `k` planes, with this machine's product kernel (what `strata
+/// run --backend mlir` uses: `Dot::Vnni` on AVX-512 VNNI; the objects take the portable
+/// `Dot::Pairs`, so both kernels see every model).
 fn compile_jit(q: &Graph, k: u8) -> Result<Jit, String> {
     let options = MlirOptions {
         planes: k,
         name: "corpus".into(),
+        dot: Dot::host(),
         ..Default::default()
     };
     Jit::compile(q, &options).map_err(|e| format!("K={k}: JIT: {e}"))
