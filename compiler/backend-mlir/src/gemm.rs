@@ -4,17 +4,22 @@
 //!
 //! `acc[p, m] = Σ_tap Σ_c x[base(p) + off(tap) + c] · (w[m, tap, c] >> sh)`
 //!
-//! `x` is the layer's input as centred `i16` activation codes, channels last and zero
-//! padded (a convolution's padded `[H, W, C]` map, a linear layer's vector); `base(p)` is
-//! where output position `p`'s window starts and `off(tap)` where each kernel tap sits in
-//! it, so the convolution reads its windows in place (no patch matrix). `w` holds the
-//! stored `i8` codes packed `[M/16][taps · C/2][16][2]`: for 16 outputs, each pair of
-//! channels side by side. One step multiplies a broadcast pair `(x[c], x[c+1])` with 16
-//! such weight pairs in `i32` and adds the even and odd products — the `pmaddwd` pattern,
-//! which LLVM selects as `vpmaddwd` (AVX2), `vpdpwssd` (AVX-512 VNNI) or widening
-//! multiply-adds elsewhere. Every product and sum is exact in `i32` (codes of at most 8
-//! planes, activation codes centred into `i16`), so the result equals the runtime's
-//! accumulator bit for bit, in any order.
+//! `x` is the layer's input as activation codes, channels last and padded (a convolution's
+//! padded `[H, W, C]` map, a linear layer's vector); `base(p)` is where output position
+//! `p`'s window starts and `off(tap)` where each kernel tap sits in it, so the convolution
+//! reads its windows in place (no patch matrix). `w` holds the stored `i8` codes packed
+//! `[M/16][taps · C/G][16][G]`: for 16 outputs, each group of `G` channels side by side.
+//! Two forms ([`Dot`]):
+//! - `Pairs` (`G` = 2, centred `i16` codes, padding 0): one step multiplies a broadcast pair
+//!   `(x[c], x[c+1])` with 16 weight pairs in `i32` and adds the even and odd products —
+//!   the `pmaddwd` pattern, which LLVM selects as `vpmaddwd` (AVX2), `vpdpwssd` (AVX-512
+//!   VNNI) or widening multiply-adds elsewhere;
+//! - `Vnni` (`G` = 4, codes offset to `u + o` as `u8`, padding `o`): `vpdpbusd` adds four
+//!   `u8 × s8` products per lane, and the epilogue subtracts `o · Σ w` ([`code_sums`]).
+//!
+//! Every product and sum is exact in `i32` (codes of at most 8 planes, activation codes of
+//! at most 16 bits, or 8 for `Vnni`), so the result equals the runtime's accumulator bit
+//! for bit, in any order.
 //!
 //! Each tile keeps `rows × vecs` accumulators of 16 lanes in registers across the whole
 //! reduction and loads each packed weight vector once for its `rows` positions.
