@@ -153,6 +153,37 @@ fn product_kernel_edges_match_the_runtime_through_the_jit() {
     check("tiny_map", &g, &x).unwrap();
 }
 
+/// Pools whose windows tile their input exactly take the vectorised row kernel: average
+/// 2×2/2 (6×6 → 3×3: a partial vector of outputs) and max 3×3/3 (kernel rows of 3 taps),
+/// after a convolution, both outputs compared.
+#[test]
+fn exactly_tiling_pools_match_the_runtime_through_the_jit() {
+    use strata_ir::ops::Pool;
+    let pool = |k: usize| Pool {
+        kernel: vec![k, k],
+        strides: vec![k, k],
+        pads: vec![0; 4],
+        dilations: vec![1, 1],
+        ceil_mode: false,
+        count_include_pad: false,
+    };
+    let mut t = Graph::new("pools");
+    let input = t.add_input("x", batch_ty(&[3, 6, 6]));
+    let w = t.add_constant(
+        "w",
+        Tensor::from_f32(vec![8, 3, 3, 3], values(8 * 27, 11)).unwrap(),
+    );
+    let conv = Op::Conv(conv_attrs(&[3, 3], &[1, 1], &[1; 4], &[1, 1], 1, false));
+    let c = op(&mut t, "c", conv, &[input, w]);
+    let avg = op(&mut t, "avg", Op::AveragePool(pool(2)), &[c]);
+    let max = op(&mut t, "max", Op::MaxPool(pool(3)), &[c]);
+    t.set_outputs(vec![avg, max]);
+    let calib = Tensor::from_f32(vec![8, 3, 6, 6], values(8 * 108, 12)).unwrap();
+    let g = quantized(t, calib);
+    let x = Tensor::from_f32(vec![3, 3, 6, 6], values(3 * 108, 13)).unwrap();
+    check("pools", &g, &x).unwrap();
+}
+
 /// A bit-plane linear layer over 4 vectors per sample (a Gemm reading a sequence, no batch
 /// axis): applied to every vector, as the C backend and the runtime do.
 #[test]
