@@ -34,7 +34,8 @@ impl Jit {
     pub fn compile(graph: &strata_ir::Graph, options: &MlirOptions) -> Result<Jit, MlirError> {
         let lowered = crate::lower(graph, options)?;
         let stages = crate::adaptive_stages(graph, &lowered, options)?;
-        let text = crate::module::print(&lowered, &options.name, options.dot, stages.as_ref())?;
+        let dot = options.dot.for_this_machine()?;
+        let text = crate::module::print(&lowered, &options.name, dot, stages.as_ref())?;
         let context = pipeline::context();
         let engine = {
             let mut module = pipeline::parse(&context, &text)?;

@@ -68,6 +68,19 @@ pub enum Dot {
 }
 
 impl Dot {
+    /// `self` if this machine runs it: LLVM aborts when asked to select `vpdpbusd` for a CPU
+    /// without AVX-512 VNNI, so [`Dot::Vnni`] elsewhere is a typed error instead.
+    pub fn for_this_machine(self) -> Result<Dot, MlirError> {
+        if self == Dot::Vnni && Dot::host() != Dot::Vnni {
+            return Err(MlirError::Target(
+                "Dot::Vnni needs a CPU with AVX-512 VNNI (avx512vnni, avx512bw); this one \
+                 has none: use Dot::Pairs or Dot::host()"
+                    .into(),
+            ));
+        }
+        Ok(self)
+    }
+
     /// The faster one this machine runs: [`Dot::Vnni`] where the CPU has AVX-512 VNNI.
     pub fn host() -> Dot {
         #[cfg(target_arch = "x86_64")]
@@ -234,7 +247,7 @@ pub fn compile_object(
     let dot = if target.triple.is_some() {
         Dot::Pairs
     } else {
-        options.dot
+        options.dot.for_this_machine()?
     };
     let stages = adaptive_stages(graph, &lowered, options)?;
     let text = module::print(&lowered, &options.name, dot, stages.as_ref())?;

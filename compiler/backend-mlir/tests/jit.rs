@@ -276,3 +276,24 @@ fn several_inputs_and_outputs_match_runtime_bit_for_bit() {
         "{head}"
     );
 }
+
+/// `Dot::Vnni` compiles only where the CPU has AVX-512 VNNI (LLVM would abort selecting
+/// `vpdpbusd` elsewhere): a typed error otherwise; `Pairs` everywhere.
+#[test]
+fn vnni_is_refused_where_the_cpu_lacks_it() {
+    assert_eq!(Dot::Pairs.for_this_machine().unwrap(), Dot::Pairs);
+    let vnni = MlirOptions {
+        dot: Dot::Vnni,
+        ..options(4)
+    };
+    match Dot::host() {
+        Dot::Vnni => {
+            assert_eq!(Dot::Vnni.for_this_machine().unwrap(), Dot::Vnni);
+            Jit::compile(mnist(), &vnni).unwrap();
+        }
+        Dot::Pairs => {
+            let err = Jit::compile(mnist(), &vnni).err().unwrap();
+            assert!(matches!(err, MlirError::Target(_)), "{err}");
+        }
+    }
+}
