@@ -277,8 +277,7 @@ pub(crate) fn conv(
     let (gr, m, s) = (g.group, g.out_channels, l.counts.len());
     let (cg, mg) = (c / gr, m / gr);
     // The padded input must hold every tap the output positions read.
-    let hp = (h + ph).max((oh.max(1) - 1) * sh + (kh - 1) * dh + 1);
-    let wp = (wd + pw).max((ow.max(1) - 1) * sw + (kw - 1) * dw + 1);
+    let [hp, wp] = crate::text::padded_extent(w, [ph, pw]);
 
     if let Some(dot) = product_dot(l, dot).filter(|_| gr == 1 && oh * ow > 0) {
         return conv_product(b, l, g, x, (sel, relu), dot);
@@ -606,8 +605,7 @@ fn conv_product(
     let [dh, dw] = w.dilations;
     let [ph, pw] = g.pads;
     let (m, s) = (g.out_channels, l.counts.len());
-    let hp = (h + ph).max((oh.max(1) - 1) * sh + (kh - 1) * dh + 1);
-    let wp = (wd + pw).max((ow.max(1) - 1) * sw + (kw - 1) * dw + 1);
+    let [hp, wp] = crate::text::padded_extent(w, [ph, pw]);
     let cg = c.div_ceil(gemm::group(dot)) * gemm::group(dot);
     let windows = gemm::Windows {
         ow,

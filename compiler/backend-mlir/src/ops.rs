@@ -37,8 +37,7 @@ pub(crate) fn pool(b: &mut Body, x: &str, g: &PoolGeometry, max: bool) -> String
     let [sh, sw] = w.strides;
     let [dh, dw] = w.dilations;
     let [ph, pw, ..] = g.pads;
-    let hp = (h + ph).max((oh.max(1) - 1) * sh + (kh - 1) * dh + 1);
-    let wp = (wd + pw).max((ow.max(1) - 1) * sw + (kw - 1) * dw + 1);
+    let [hp, wp] = crate::text::padded_extent(w, [ph, pw]);
     let fill = if max { f32::NEG_INFINITY } else { 0.0 };
     if tiles_exactly(g) {
         return pool_tiles(b, x, g, max);

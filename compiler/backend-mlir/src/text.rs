@@ -90,6 +90,20 @@ pub(crate) fn dense_f64(values: &[f64], dims: &[usize]) -> String {
     format!("dense<\"0x{hex}\"> : {}", tensor(dims, Elem::F64))
 }
 
+/// The extent `[hp, wp]` of a window's input padded at the start by `[ph, pw]`: large
+/// enough for every tap the output positions read (end padding included).
+pub(crate) fn padded_extent(w: &strata_lower::Window2d, [ph, pw]: [usize; 2]) -> [usize; 2] {
+    let [_, h, wd] = w.input;
+    let [oh, ow] = w.output;
+    let [kh, kw] = w.kernel;
+    let [sh, sw] = w.strides;
+    let [dh, dw] = w.dilations;
+    [
+        (h + ph).max((oh.max(1) - 1) * sh + (kh - 1) * dh + 1),
+        (wd + pw).max((ow.max(1) - 1) * sw + (kw - 1) * dw + 1),
+    ]
+}
+
 /// `affine_map<(d0, …) -> (results)>` over `dims` loop dimensions.
 pub(crate) fn map(dims: usize, results: &[String]) -> String {
     let d: Vec<String> = (0..dims).map(|i| format!("d{i}")).collect();
