@@ -99,7 +99,7 @@ pub(crate) fn print_with(l: &Lowered, name: &str, generator: &str, extra: &str) 
         "/* Constant data: {} 0..{}, side tables for plane counts <= {k}, constants. */",
         match l.layout {
             WeightLayout::Planes => "planes",
-            WeightLayout::Codes => "codes (8, 4 or 2 bits) rebuilt from planes",
+            WeightLayout::Codes => "codes (K bits a weight) rebuilt from planes",
         },
         k - 1
     );

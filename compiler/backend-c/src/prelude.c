@@ -665,9 +665,11 @@ static void resize_linear(const float *x, float *y, unsigned rank, const size_t 
 /*@section bq_common*/
 /* Layers whose weights are the K-plane codes. Per group and block of 16 output channels, for
  * every kernel tap and channel pair, the 16x2 codes row by row (a chunk of 32); channels and
- * rows beyond the layer's are zero. Chunks are stored at 8 bits a code, or packed at 4 (K <= 4)
- * or 2 (K <= 2), so the weights shrink with K. The codes are rebuilt at emit time from planes
- * 0..K-1 only; a run at k < K planes uses q_k = q_K >> (K - k) (floor), as the runtime does. */
+ * rows beyond the layer's are zero. Chunks are stored at K bits a code (4 * K bytes; 2 bits
+ * at K = 1), so the weights grow with K by K / 8 of a byte a weight: 8-bit codes as s8, fewer
+ * bits as offset-binary fields q + 2^(K-1) split into parts of 4, 2 and 1 bits
+ * (bq_part_bits). The codes are rebuilt at emit time from planes 0..K-1 only; a run at k < K
+ * planes uses q_k = q_K >> (K - k) (floor), as the runtime does. */
 typedef struct {
     const int8_t *w;
     const float *alpha; /* [S][rows] */
@@ -678,8 +680,23 @@ typedef struct {
     const uint32_t *toff; /* per tap: pixel offset in the padded input */
     const int32_t *ws;    /* [S][rows]: each row's sum of its codes at that count */
     unsigned n_counts, rows, planes, mb, taps, cpairs, cols;
-    unsigned bits; /* per code: 8, or 4 / 2 (packed) when planes <= 4 / 2 */
+    unsigned bits; /* per code: the planes (2 for 1 plane) */
 } bq_layer;
+
+/* Width of part i of a chunk of `bits`-bit codes (lowering: code_parts): the fields are split
+ * greedily into parts of 4, 2 and 1 bits, most significant first (a part of w bits takes 4 * w
+ * bytes; its byte j holds the fields of codes j, j + 32 / n, ... from the low bits up, n = 8 / w
+ * fields a byte), so one shift and mask per group of codes reads any width; 8-bit codes are
+ * one part. 0 past the last part. */
+static unsigned bq_part_bits(unsigned bits, unsigned i)
+{
+    unsigned rest = bits, w = 0, j;
+    for (j = 0; j <= i; ++j) {
+        w = rest >= 8u ? 8u : rest >= 4u ? 4u : rest >= 2u ? 2u : rest;
+        rest -= w;
+    }
+    return w;
+}
 
 /* Convolution geometry; hp, wp: the zero-padded input (input pixel (i, j) at (i+ph, j+pw));
  * col: im2col mode (taps == 1 in the weight layout, channels = C/group x kh x kw). */
@@ -782,8 +799,8 @@ static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, u
             vsum += xb[r];
         }
 #ifdef BQ_U8_MAX_K
-        /* Packed codes are multiplied as offset-binary fields f >> sh = q_k + fb (bq_tile1_u8p),
-         * at most (2^bits - 1) >> sh. */
+        /* Codes below 8 bits are multiplied as offset-binary fields f >> sh = q_k + fb
+         * (bq_tile1_u8p, bq_tile1_u8), at most (2^bits - 1) >> sh. */
         if (L->bits != 8u) {
             fb = (int32_t)((1u << (L->bits - 1u)) >> sh);
             run = bq_u8_steps(((1u << L->bits) - 1u) >> sh);
@@ -798,7 +815,7 @@ static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, u
 #ifdef BQ_U8_MAX_K
         if (dd >= 0) {
             const uint8_t *xb = (const uint8_t *)(const void *)SX;
-            if (L->bits != 8u) {
+            if (L->bits == 2u || L->bits == 4u) {
                 bq_tile1_u8p(L->w + b * blk, L->bits, xb, L->cpairs, sh, run, acc);
             } else {
                 bq_tile1_u8(L->w + b * blk, L->bits, xb, L->cpairs, sh, run, acc);

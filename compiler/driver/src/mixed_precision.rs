@@ -10,8 +10,8 @@
 //!    ([`Lowered`](crate::backend::lower::Lowered)), so the budget is exactly what
 //!    `PREFIX_WEIGHT_BYTES` says for that target, without printing any C; constants outside
 //!    the bit-plane layers are a fixed cost. The other targets store codes rebuilt from the
-//!    kept planes at 8, 4 or 2 bits (faster, but their size shrinks with `k` only in those
-//!    steps), so the packed layout is the one whose bytes measure what is kept.
+//!    kept planes at `k` bits a weight in blocks padded to 16 rows and channel pairs, so the
+//!    packed layout (no such padding) is the one whose bytes measure what is kept.
 //! 2. **Sensitivity** of layer `l` at `k`: the increase of the mean |logit − FP32 logit| on
 //!    the calibration samples when only layer `l` drops from the largest plane count to `k`
 //!    (the runtime's per-layer plane selection, integer path). Not KL: calibration images come

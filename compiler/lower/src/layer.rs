@@ -65,10 +65,9 @@ pub enum Weights {
 pub struct CodeBlocks {
     /// The packed chunks, `4 · bits` bytes each (bytes as `i8`; at 8 bits, the codes).
     pub codes: Vec<i8>,
-    /// Bits a code is stored in: the fewest of 2, 4 and 8 that hold `k`-plane codes, so the
-    /// weights shrink with `k` on every target. Chunk byte `i` holds, from its low bits up,
-    /// codes `i`, `i + 32/n`, … of the chunk (`n = 8 / bits` codes a byte), as `bits`-bit
-    /// two's complement: one shift and mask per group of codes unpacks them.
+    /// Bits a code is stored in: `k` (2 at `k` = 1), so the weights hold `k` bits a weight on
+    /// every target. Below 8 bits a chunk is the offset-binary fields split into 4-, 2- and
+    /// 1-bit parts (`pack_chunk`): one shift and mask per group of codes unpacks a part.
     pub bits: u8,
     /// 16-row blocks per group.
     pub row_blocks: usize,
@@ -342,56 +341,86 @@ fn code_blocks(
     (blocks, scratch)
 }
 
-/// Bits a stored `k`-plane code takes in the code layout.
+/// Bits a stored `k`-plane code takes in the code layout: `k` itself (2 for a 1-plane layer),
+/// so the weights hold `k` bits a weight at every plane count.
 pub(crate) fn code_bits(k: u8) -> u8 {
-    match k {
-        0..=2 => 2,
-        3..=4 => 4,
-        _ => 8,
+    k.clamp(2, 8)
+}
+
+/// The parts a chunk of `bits`-bit codes is stored in, most significant first: the widths 4,
+/// 2 and 1 whose sum is `bits` (a 6-bit code is a 4-bit and a 2-bit field). Each part is a
+/// whole field array that one shift and mask per group of codes unpacks, so every width is
+/// read with the 4-, 2- and 1-bit decoders alone. 8-bit codes are stored whole.
+pub(crate) fn code_parts(bits: u8) -> &'static [u8] {
+    match bits {
+        2 => &[2],
+        3 => &[2, 1],
+        4 => &[4],
+        5 => &[4, 1],
+        6 => &[4, 2],
+        7 => &[4, 2, 1],
+        _ => &[8],
     }
 }
 
-/// One 32-code chunk at `bits` bits a code: byte `i` holds codes `i + j · 32/n` at bits
-/// `j · bits` (`n = 8 / bits`), in offset binary: the field is `q + 2^(bits−1)`, which is
-/// never negative. A decoder subtracts one constant; the byte kernels multiply the fields
-/// themselves (shifted right for a lower run-time count, `(f >> s) = q_k + 2^(bits−1−s)`)
-/// and subtract `2^(bits−1−s) · Σ v` once per layer, which saves a sign extension per
-/// vector of codes where fully connected layers decode every code on every call.
-/// 8-bit codes are stored as they are (s8).
+/// One 32-code chunk at `bits` bits a code (`4 · bits` bytes), in offset binary below 8 bits:
+/// the stored value is `f = q + 2^(bits−1)`, never negative. `f` is split into the fields of
+/// [`code_parts`], most significant first; a part of width `w` takes `4 · w` bytes, and its
+/// byte `i` holds, from its low bits up, the fields of codes `i + j · 32/n` at bits `j · w`
+/// (`n = 8 / w` fields a byte). A decoder reassembles `f` from its parts and subtracts one
+/// constant; the byte kernels multiply `f` itself (shifted right for a lower run-time count,
+/// `(f >> s) = q_k + 2^(bits−1−s)`) and subtract `2^(bits−1−s) · Σ v` once per layer, which
+/// saves a sign extension per vector of codes where fully connected layers decode every code
+/// on every call. 8-bit codes are stored as they are (s8).
 pub(crate) fn pack_chunk(chunk: &[i8], bits: u8) -> Vec<i8> {
     if bits == 8 {
         return chunk.to_vec();
     }
-    let per_byte = usize::from(8 / bits);
-    let len = 32 / per_byte;
     let bias = 1i16 << (bits - 1);
-    (0..len)
-        .map(|i| {
-            let byte = (0..per_byte).fold(0u16, |b, j| {
-                let field = (i16::from(chunk[i + j * len]) + bias) as u16;
-                debug_assert!(field < 1 << bits, "code outside {bits} bits");
-                b | field << (j * usize::from(bits))
-            });
-            byte as u8 as i8
+    let fields: Vec<u8> = chunk
+        .iter()
+        .map(|&q| {
+            let f = i16::from(q) + bias;
+            debug_assert!((0..1 << bits).contains(&f), "code outside {bits} bits");
+            f as u8
         })
-        .collect()
+        .collect();
+    let mut below = bits;
+    let mut out = Vec::with_capacity(4 * usize::from(bits));
+    for &w in code_parts(bits) {
+        below -= w;
+        let per_byte = usize::from(8 / w);
+        let len = 32 / per_byte;
+        let mask = (1u8 << w) - 1;
+        out.extend((0..len).map(|i| {
+            let byte = (0..per_byte).fold(0u8, |b, j| {
+                b | ((fields[i + j * len] >> below) & mask) << (j * usize::from(w))
+            });
+            byte as i8
+        }));
+    }
+    out
 }
 
 /// The inverse of [`pack_chunk`] (what the C targets' decoders compute): the 32 codes of a
-/// chunk stored at `bits` bits a code ([`CodeBlocks::bits`]: 2, 4 or 8; `packed` holds
-/// `4 · bits` bytes).
+/// chunk stored at `bits` bits a code ([`CodeBlocks::bits`]; `packed` holds `4 · bits`
+/// bytes).
 #[cfg(test)]
 pub(crate) fn unpack_chunk(packed: &[i8], bits: u8) -> [i8; 32] {
     if bits == 8 {
         return packed[..32].try_into().expect("32 codes");
     }
-    let per_byte = usize::from(8 / bits);
-    let len = 32 / per_byte;
-    let mut out = [0i8; 32];
-    for (n, o) in out.iter_mut().enumerate() {
-        let (i, j) = (n % len, n / len);
-        let field = (packed[i] as u8 >> (bits as usize * j)) & ((1u8 << bits) - 1);
-        *o = (i16::from(field) - (1i16 << (bits - 1))) as i8;
+    let mut fields = [0u8; 32];
+    let mut at = 0;
+    for &w in code_parts(bits) {
+        let per_byte = usize::from(8 / w);
+        let len = 32 / per_byte;
+        for (n, f) in fields.iter_mut().enumerate() {
+            let (i, j) = (n % len, n / len);
+            let field = (packed[at + i] as u8 >> (usize::from(w) * j)) & ((1u8 << w) - 1);
+            *f = *f << w | field;
+        }
+        at += len;
     }
-    out
+    fields.map(|f| (i16::from(f) - (1i16 << (bits - 1))) as i8)
 }

@@ -50,8 +50,7 @@ pub enum WeightLayout {
     /// size is the information kept.
     Planes,
     /// The `k`-plane codes rebuilt from the planes, in blocks of 16 output channels × 2 input
-    /// channels per kernel tap (fast SIMD dot products), 8, 4 or 2 bits per weight by `k`
-    /// ([`CodeBlocks`]).
+    /// channels per kernel tap (fast SIMD dot products), `k` bits per weight ([`CodeBlocks`]).
     Codes,
 }
 

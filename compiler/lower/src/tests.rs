@@ -288,8 +288,9 @@ fn code_layout_taps_and_padding() {
 fn packed_chunks_round_trip_every_code() {
     // Every code of each width, in every slot of a chunk (the edge codes -2^(b-1) and
     // 2^(b-1) - 1 included): pack, unpack, compare.
-    for (bits, k) in [(2u8, 2u8), (4, 4), (8, 8)] {
-        assert_eq!(crate::layer::code_bits(k), bits);
+    for k in 1u8..=8 {
+        let bits = crate::layer::code_bits(k);
+        assert_eq!(bits, k.max(2));
         let (lo, hi) = (-(1i16 << (bits - 1)), (1i16 << (bits - 1)) - 1);
         for shift in 0..32 {
             let chunk: Vec<i8> = (0..32)
@@ -306,14 +307,32 @@ fn packed_chunks_round_trip_every_code() {
     }
     // Offset binary below 8 bits: the lowest code is an all-zero field, the highest all ones
     // (the byte kernels multiply the fields and correct by 2^(bits-1) per activation).
-    for bits in [2u8, 4] {
+    // Every part is all zeros or all ones.
+    for bits in 2u8..=7 {
         let lo = vec![-(1i8 << (bits - 1)); 32];
-        let hi = vec![(1i8 << (bits - 1)) - 1; 32];
+        let hi = vec![((1i16 << (bits - 1)) - 1) as i8; 32];
         assert!(crate::layer::pack_chunk(&lo, bits).iter().all(|&b| b == 0));
         assert!(crate::layer::pack_chunk(&hi, bits).iter().all(|&b| b == -1));
     }
-    assert_eq!(crate::layer::code_bits(3), 4);
-    assert_eq!(crate::layer::code_bits(5), 8);
+    // Split widths: the parts of a 6-bit code f = q + 32 are f >> 2 (4 bits) and f & 3.
+    let mut chunk = [0i8; 32];
+    chunk[17] = 13; // f = 45 = 0b1011_01
+    let packed = crate::layer::pack_chunk(&chunk, 6);
+    assert_eq!(packed.len(), 24);
+    // Nibbles: byte 1 holds codes 1 and 17 (low, high nibble); f >> 2 = 11 for code 17 and
+    // 8 for code 1 (f = 32).
+    assert_eq!(packed[1] as u8, 11 << 4 | 8);
+    // Crumbs: byte 1 holds codes 1, 9, 17, 25; f & 3 = 1 for code 17, 0 for the others.
+    assert_eq!(packed[16 + 1] as u8, 1 << 4);
+    for (bits, parts) in [
+        (3u8, &[2u8, 1][..]),
+        (5, &[4, 1]),
+        (6, &[4, 2]),
+        (7, &[4, 2, 1]),
+    ] {
+        assert_eq!(crate::layer::code_parts(bits), parts);
+        assert_eq!(parts.iter().sum::<u8>(), bits);
+    }
 }
 
 #[test]

@@ -14,19 +14,48 @@ static int8x16_t bq_sext(uint8x16_t f, unsigned bits)
     return vsubq_s8(vreinterpretq_s8_u8(f), vdupq_n_s8((int8_t)(1 << (bits - 1u))));
 }
 
-/* Codes 0-15 and 16-31 of a chunk packed at 4 or 2 bits a code (lowering: pack_chunk):
- * masked out of shifted copies, less the offset. */
+/* Fields 0-15 and 16-31 of one part of a chunk stored at pw = 4, 2 or 1 bits a field
+ * (lowering: pack_chunk), masked out of shifted copies. */
+static void bq_part(const int8_t *w, unsigned pw, uint8x16_t *lo, uint8x16_t *hi)
+{
+    if (pw == 4u) {
+        uint8x16_t b = vld1q_u8((const uint8_t *)w);
+        *lo = vandq_u8(b, vdupq_n_u8(15));
+        *hi = vshrq_n_u8(b, 4);
+    } else if (pw == 2u) {
+        uint8x8_t b = vld1_u8((const uint8_t *)w), m = vdup_n_u8(3);
+        *lo = vcombine_u8(vand_u8(b, m), vand_u8(vshr_n_u8(b, 2), m));
+        *hi = vcombine_u8(vand_u8(vshr_n_u8(b, 4), m), vshr_n_u8(b, 6));
+    } else {
+        /* Byte i of the 4 holds codes i, i + 4, ..., i + 28 at bits 0-7: replicated to every
+         * 32-bit lane, lane j of 4 shifted right by j (lo) or 4 + j (hi). */
+        static const int8_t slo[16] = {0, 0, 0, 0, -1, -1, -1, -1, -2, -2, -2, -2, -3, -3, -3, -3};
+        uint32_t v;
+        uint8x16_t b, one = vdupq_n_u8(1);
+        int8x16_t s = vld1q_s8(slo);
+        memcpy(&v, w, sizeof v);
+        b = vreinterpretq_u8_u32(vdupq_n_u32(v));
+        *lo = vandq_u8(vshlq_u8(b, s), one);
+        *hi = vandq_u8(vshlq_u8(b, vaddq_s8(s, vdupq_n_s8(-4))), one);
+    }
+}
+
+/* Codes 0-15 and 16-31 of a chunk stored at bits < 8 bits a code: the offset-binary fields
+ * reassembled from their parts (bq_part_bits), most significant first, less the offset. */
 static void bq_dec(const int8_t *w, unsigned bits, int8x16_t *lo, int8x16_t *hi)
 {
-    if (bits == 4u) {
-        uint8x16_t b = vld1q_u8((const uint8_t *)w);
-        *lo = bq_sext(vandq_u8(b, vdupq_n_u8(15)), 4u);
-        *hi = bq_sext(vshrq_n_u8(b, 4), 4u);
-    } else {
-        uint8x8_t b = vld1_u8((const uint8_t *)w), m = vdup_n_u8(3);
-        *lo = bq_sext(vcombine_u8(vand_u8(b, m), vand_u8(vshr_n_u8(b, 2), m)), 2u);
-        *hi = bq_sext(vcombine_u8(vand_u8(vshr_n_u8(b, 4), m), vshr_n_u8(b, 6)), 2u);
+    uint8x16_t flo = vdupq_n_u8(0), fhi = flo;
+    unsigned i, pw;
+    for (i = 0; (pw = bq_part_bits(bits, i)) != 0u; ++i) {
+        uint8x16_t plo, phi;
+        int8x16_t up = vdupq_n_s8((int8_t)pw);
+        bq_part(w, pw, &plo, &phi);
+        flo = vorrq_u8(vshlq_u8(flo, up), plo);
+        fhi = vorrq_u8(vshlq_u8(fhi, up), phi);
+        w += 4u * pw;
     }
+    *lo = bq_sext(flo, bits);
+    *hi = bq_sext(fhi, bits);
 }
 
 

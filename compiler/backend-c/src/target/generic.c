@@ -10,14 +10,18 @@ static int32_t bq_shr(int32_t q, unsigned s)
 }
 
 /* Code n of a chunk stored at `bits` bits a code (lowering: pack_chunk; below 8 bits the
- * field is q + 2^(bits-1)). */
+ * field is q + 2^(bits-1), split into the parts of bq_part_bits). */
 static int32_t bq_code(const int8_t *w, unsigned bits, unsigned n)
 {
-    unsigned len = 4u * bits, f;
+    unsigned f = 0, at = 0, i, pw;
     if (bits == 8u) {
         return w[n];
     }
-    f = ((unsigned)(uint8_t)w[n % len] >> (bits * (n / len))) & ((1u << bits) - 1u);
+    for (i = 0; (pw = bq_part_bits(bits, i)) != 0u; ++i) {
+        unsigned len = 4u * pw, byte = (uint8_t)w[at + n % len];
+        f = f << pw | ((byte >> (pw * (n / len))) & ((1u << pw) - 1u));
+        at += len;
+    }
     return (int32_t)f - (int32_t)(1u << (bits - 1u));
 }
 

@@ -14,7 +14,7 @@ pub use strata_lower::WeightLayout;
 /// The machine the emitted C is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Target {
-    /// Portable scalar C99 over the codes (8, 4 or 2 bits by K): runs anywhere.
+    /// Portable scalar C99 over the codes (K bits a code): runs anywhere.
     #[default]
     Generic,
     /// x86-64 with AVX2 (`-march=x86-64-v3`): vpmaddubsw byte products up to 6 planes,

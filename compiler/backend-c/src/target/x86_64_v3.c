@@ -39,26 +39,65 @@ static __m256i bq_bcast(const int16_t *p)
     return _mm256_set1_epi32(v);
 }
 
-/* The 32 offset-binary fields of one chunk (a tap and channel pair of a 16-row block) stored
- * at 4 or 2 bits a field (lowering: pack_chunk), shifted right by sh: the packed bytes are
- * broadcast to every 64-bit lane (crumbs) or 128-bit half (nibbles), each lane shifted to
- * its field (and sh further) by vpsrlvq and masked. f >> sh = q_k + 2^(bits-1-sh). */
-static __m256i bq_ldf(const int8_t *w, unsigned bits, unsigned sh)
+/* The 32 fields of one part of a chunk stored at pw = 4, 2 or 1 bits a field (lowering:
+ * pack_chunk), shifted right by sh: the packed bytes are broadcast to every 128-bit half
+ * (nibbles), 64-bit lane (crumbs) or 32-bit lane (bits), each lane shifted to its field (and
+ * sh further) by vpsrlv and masked. */
+static __m256i bq_part(const int8_t *w, unsigned pw, unsigned sh)
 {
     __m256i b;
-    if (bits == 4u) {
+    if (pw == 4u) {
         b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)w));
         b = _mm256_srlv_epi64(b, _mm256_set_epi64x(4 + sh, 4 + sh, sh, sh));
-    } else {
+    } else if (pw == 2u) {
         long long v;
         memcpy(&v, w, sizeof v);
         b = _mm256_srlv_epi64(_mm256_set1_epi64x(v),
                               _mm256_set_epi64x(6 + sh, 4 + sh, 2 + sh, sh));
+    } else {
+        int v;
+        memcpy(&v, w, sizeof v);
+        b = _mm256_srlv_epi32(_mm256_set1_epi32(v), _mm256_add_epi32(_mm256_set1_epi32((int)sh),
+                                                                     _mm256_setr_epi32(0, 1, 2, 3,
+                                                                                       4, 5, 6, 7)));
     }
-    return _mm256_and_si256(b, _mm256_set1_epi8((char)(((1u << bits) - 1u) >> sh)));
+    return _mm256_and_si256(b, _mm256_set1_epi8((char)(((1u << pw) - 1u) >> sh)));
 }
 
-/* The 32 codes of one chunk as s8: 8-bit codes as stored, packed fields less the offset. */
+/* The 32 offset-binary fields f of one chunk stored at bits < 8 bits a code, shifted right by
+ * sh: f >> sh = q_k + 2^(bits-1-sh). A single part (4 or 2 bits) is shifted in place; split
+ * widths (bq_part_bits) are reassembled part by part, most significant first (no field
+ * reaches 2^7, so the 16-bit shifts move no bit across a byte), then shifted and masked. */
+static __m256i bq_ldf(const int8_t *w, unsigned bits, unsigned sh)
+{
+    __m256i f;
+    switch (bits) {
+    case 3u:
+        f = _mm256_or_si256(_mm256_slli_epi16(bq_part(w, 2u, 0u), 1), bq_part(w + 8, 1u, 0u));
+        break;
+    case 5u:
+        f = _mm256_or_si256(_mm256_slli_epi16(bq_part(w, 4u, 0u), 1), bq_part(w + 16, 1u, 0u));
+        break;
+    case 6u:
+        f = _mm256_or_si256(_mm256_slli_epi16(bq_part(w, 4u, 0u), 2), bq_part(w + 16, 2u, 0u));
+        break;
+    case 7u:
+        f = _mm256_or_si256(_mm256_slli_epi16(bq_part(w, 4u, 0u), 3),
+                            _mm256_or_si256(_mm256_slli_epi16(bq_part(w + 16, 2u, 0u), 1),
+                                            bq_part(w + 24, 1u, 0u)));
+        break;
+    default: /* one part: 4 or 2 bits */
+        return bq_part(w, bq_part_bits(bits, 0u), sh);
+    }
+    if (sh) {
+        f = _mm256_and_si256(_mm256_srl_epi16(f, _mm_cvtsi32_si128((int)sh)),
+                             _mm256_set1_epi8((char)(((1u << bits) - 1u) >> sh)));
+    }
+    return f;
+}
+
+/* The 32 codes of one chunk as s8: 8-bit codes as stored, offset-binary fields less the
+ * offset. */
 static __m256i bq_ld(const int8_t *w, unsigned bits)
 {
     if (bits == 8u) {
