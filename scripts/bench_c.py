@@ -112,6 +112,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=15, help="timed passes over the images per engine")
     ap.add_argument("--planes", default="8,6,4,3,2", help="plane counts K to emit")
+    ap.add_argument("--code-bits", default="fast", choices=["fast", "exact"],
+                    help="strata emit-c --code-bits: the stored code widths (exact: K bits a weight)")
     ap.add_argument("--run-planes", default="6,4,3,2",
                     help="run-time counts k to time through model_run_planes on the first K's build "
                          "(every layer at k; empty: none)")
@@ -136,17 +138,19 @@ def main():
     cc_version = run(["gcc", "--version"]).splitlines()[0]
     weight_bytes = {}  # name -> MODEL_WEIGHT_BYTES of the build it runs
     ks = [int(v) for v in args.planes.split(",")]
+    mode = "" if args.code_bits == "fast" else f" ({args.code_bits} code bits)"
     for k in ks:
         d = out / f"k{k}"
-        run([strata, "emit-c", model, "--planes", str(k), "--target", "x86-64-v3", "--name", "model", "-o", d])
+        run([strata, "emit-c", model, "--planes", str(k), "--target", "x86-64-v3",
+             "--code-bits", args.code_bits, "--name", "model", "-o", d])
         (d / "bench.c").write_text(HARNESS)
         exe = d / "bench"
         run(["gcc", "-std=c99", "-O3", "-march=x86-64-v3", "-o", exe, d / "model.c", d / "bench.c", "-lm"])
         header = (d / "model.h").read_text()
         wb = int(header.split("#define MODEL_WEIGHT_BYTES ")[1].split()[0])
-        runs = [(f"strata C x86-64-v3 K={k}", [])]
+        runs = [(f"strata C x86-64-v3{mode} K={k}", [])]
         if k == ks[0] and args.run_planes:
-            runs += [(f"strata C x86-64-v3 K={k}, run_planes k={r}", [str(r)])
+            runs += [(f"strata C x86-64-v3{mode} K={k}, run_planes k={r}", [str(r)])
                      for r in [int(v) for v in args.run_planes.split(",")]]
         for name, extra in runs:
 
@@ -203,7 +207,7 @@ def main():
     print(f"\nMNIST CNN, batch 1, 1 thread, {n} images, median of {args.reps} passes; {cc_version}; "
           f"onnxruntime {ort.__version__}\n")
     best = {name: min(ts) for name, ts in times.items()}
-    top = f"strata C x86-64-v3 K={ks[0]}"
+    top = f"strata C x86-64-v3{mode} K={ks[0]}"
     print(f"| engine | weight bytes | µs/image (median) | × {top[-3:]} | × ORT FP32 | × ORT int8 "
           "| µs/image (best pass) | × ORT int8 (best) | top-1 |")
     print("|---|---|---|---|---|---|---|---|---|")

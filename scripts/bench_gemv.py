@@ -127,6 +127,8 @@ def main():
     ap.add_argument("--rows", type=int, default=4096)
     ap.add_argument("--cols", type=int, default=4096)
     ap.add_argument("--planes", default="8,6,4,3,2", help="plane counts K to emit (the first is the reference)")
+    ap.add_argument("--code-bits", default="fast", choices=["fast", "exact"],
+                    help="strata emit-c --code-bits: the stored code widths (exact: K bits a weight)")
     ap.add_argument("--reps", type=int, default=21, help="calls per measurement (median)")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median of the medians)")
     ap.add_argument("--out", default=str(ROOT / "target" / "bench_gemv"), help="work directory")
@@ -163,7 +165,8 @@ def main():
     for k in ks:
         d = out / f"k{k}"
         print(f"emitting and building K = {k} …", file=sys.stderr)
-        run([strata, "emit-c", model, "--planes", str(k), "--target", "x86-64-v3", "--name", "model", "-o", d])
+        run([strata, "emit-c", model, "--planes", str(k), "--target", "x86-64-v3",
+             "--code-bits", args.code_bits, "--name", "model", "-o", d])
         (d / "bench.c").write_text(HARNESS.replace("TIMING", TIMING))
         exe = d / "bench"
         run(["gcc", "-std=c99", "-O3", "-march=x86-64-v3", "-o", exe, d / "model.c", d / "bench.c", "-lm"])
@@ -179,7 +182,7 @@ def main():
     med = {k: statistics.median(v) for k, v in times.items()}
     smed = {k: statistics.median(v) for k, v in streams.items()}
     ref = ks[0]
-    print(f"\nGEMV {args.rows} x {args.cols}, batch 1, 1 thread, weights from memory; median of "
+    print(f"\nGEMV {args.rows} x {args.cols}, batch 1, 1 thread, weights from memory, --code-bits {args.code_bits}; median of "
           f"{args.rounds} interleaved rounds of {args.reps} calls; {cc_version}\n")
     print(f"| K | weight bytes | µs/call | t(K)/t({ref}) | goal K/8 + 0.1 | stream µs (same bytes) | t(K)/stream |")
     print("|---|---|---|---|---|---|---|")

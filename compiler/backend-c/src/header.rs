@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use strata_lower::{Lowered, WeightLayout};
+use strata_lower::{CodeBits, Lowered, WeightLayout};
 
 use crate::text::comment_safe;
 use crate::Target;
@@ -99,7 +99,10 @@ pub(crate) fn print_with(l: &Lowered, name: &str, generator: &str, extra: &str) 
         "/* Constant data: {} 0..{}, side tables for plane counts <= {k}, constants. */",
         match l.layout {
             WeightLayout::Planes => "planes",
-            WeightLayout::Codes => "codes (K bits a weight) rebuilt from planes",
+            WeightLayout::Codes => match l.code_bits {
+                CodeBits::Fast => "codes (8, 4 or 2 bits) rebuilt from planes",
+                CodeBits::Exact => "codes (K bits a weight) rebuilt from planes",
+            },
         },
         k - 1
     );

@@ -23,7 +23,7 @@ mod text;
 
 use std::path::{Path, PathBuf};
 
-pub use strata_lower::{layer_names, LowerError, Lowered, WeightLayout};
+pub use strata_lower::{layer_names, CodeBits, LowerError, Lowered, WeightLayout};
 pub use target::{Target, UnknownTarget};
 
 /// The header (`PREFIX.h`) of a lowering: the C API and size macros, with `generator` named
@@ -78,6 +78,9 @@ pub struct EmitOptions {
     /// Adaptive precision: the policy `PREFIX_run_adaptive` runs (checked against the
     /// counts each layer keeps). `None`: no adaptive entry point.
     pub adaptive: Option<strata_ir::adaptive::AdaptivePolicy>,
+    /// Bits a code takes on the code-layout targets (`armv7m` stores planes and ignores it):
+    /// [`CodeBits::Fast`] (2, 4 or 8) or [`CodeBits::Exact`] (`K`).
+    pub code_bits: CodeBits,
 }
 
 impl Default for EmitOptions {
@@ -89,6 +92,7 @@ impl Default for EmitOptions {
             target: Target::Generic,
             layer_planes: None,
             adaptive: None,
+            code_bits: Default::default(),
         }
     }
 }
@@ -181,6 +185,7 @@ pub fn lower(graph: &strata_ir::Graph, options: &EmitOptions) -> Result<Lowered,
             planes: options.planes,
             layer_planes: options.layer_planes.clone(),
             layout: options.target.layout(),
+            code_bits: options.code_bits,
         },
     )
 }

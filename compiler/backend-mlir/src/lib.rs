@@ -201,6 +201,7 @@ pub fn lower(graph: &strata_ir::Graph, options: &MlirOptions) -> Result<Lowered,
             planes: options.planes,
             layer_planes: options.layer_planes.clone(),
             layout: strata_lower::WeightLayout::Planes,
+            code_bits: strata_lower::CodeBits::Fast,
         },
     )?)
 }

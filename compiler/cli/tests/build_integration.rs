@@ -30,6 +30,7 @@ fn armv7m_stats(g: &strata_ir::Graph, k: u8) -> EmitStats {
         name: "m".into(),
         layer_planes: None,
         adaptive: None,
+        code_bits: Default::default(),
     };
     emit(g, &options).unwrap().stats
 }
@@ -142,6 +143,7 @@ fn build_api_is_deterministic_and_writes_only_changed_files() {
             name: "m".into(),
             layer_planes: None,
             adaptive: None,
+            code_bits: Default::default(),
         },
     )
     .unwrap_err();
@@ -335,6 +337,7 @@ fn mixed_precision_fits_the_budget_and_is_stored() {
             name: "mixed".into(),
             layer_planes: Some(per_layer.clone()),
             adaptive: None,
+            code_bits: Default::default(),
         },
     )
     .unwrap();
@@ -425,6 +428,7 @@ fn mixed_precision_errors() {
             name: "m".into(),
             layer_planes: Some(vec![4; n]),
             adaptive: None,
+            code_bits: Default::default(),
         },
     )
     .unwrap_err();
@@ -437,6 +441,7 @@ fn mixed_precision_errors() {
             name: "m".into(),
             layer_planes: Some(vec![3; n + 1]),
             adaptive: None,
+            code_bits: Default::default(),
         },
     )
     .unwrap_err();

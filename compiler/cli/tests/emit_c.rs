@@ -100,6 +100,7 @@ fn mnist_header_snapshot() {
         target: strata_compiler::backend::c::Target::Armv7m,
         layer_planes: None,
         adaptive: None,
+        code_bits: Default::default(),
     };
     let half = emit(mnist(), &packed(4)).unwrap();
     let full = emit(mnist(), &packed(8)).unwrap();

@@ -30,7 +30,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use strata_compiler::backend::c::{emit, EmitOptions, EmittedC, Target};
+use strata_compiler::backend::c::{emit, CodeBits, EmitOptions, EmittedC, Target};
 use strata_compiler::compile::{compile_to_container, CompileOptions};
 use strata_ir::container::read_container;
 use strata_ir::quant::ActBits;
@@ -321,6 +321,9 @@ struct Case {
     name: &'static str,
     nets: Vec<Net>,
     n: usize,
+    /// The code widths it is emitted with, and the plane counts it runs at.
+    code_bits: CodeBits,
+    planes: &'static [u8],
 }
 
 fn net(prefix: &'static str, graph: &'static Graph, input: Tensor) -> Net {
@@ -361,7 +364,22 @@ fn net(prefix: &'static str, graph: &'static Graph, input: Tensor) -> Net {
 fn case(name: &'static str, nets: Vec<Net>) -> Case {
     let n = nets[0].input.shape()[0];
     assert!(nets.iter().all(|t| t.input.shape()[0] == n));
-    Case { name, nets, n }
+    Case {
+        name,
+        nets,
+        n,
+        code_bits: CodeBits::Fast,
+        planes: &[2, 3, 4, 5, 6, 7, 8],
+    }
+}
+
+/// `case` emitted with `K` bits a code at the counts whose width differs from the fast one.
+fn exact_case(name: &'static str, nets: Vec<Net>) -> Case {
+    Case {
+        code_bits: CodeBits::Exact,
+        planes: &[3, 5, 6, 7],
+        ..case(name, nets)
+    }
 }
 
 fn run_exe(
@@ -551,6 +569,25 @@ fn exactness_matrix_isa_compiler_target_planes() {
             )],
         ),
         case("edges", vec![net("model", edges(), edge_inputs())]),
+        // K bits a code: 3 = 2+1, 5 = 4+1, 6 = 4+2 and 7 = 4+2+1 bit parts (2, 4 and 8 are
+        // the fast widths). edges puts every code at its extremes, small covers every conv
+        // form and the mnist pair a fully connected layer over 3,136 inputs.
+        exact_case(
+            "mnist-exact",
+            vec![
+                net("model", mnist(), rows(&images, 0..8)),
+                net("wkak", mnist_wkak(), rows(&images, 0..8)),
+            ],
+        ),
+        exact_case("edges-exact", vec![net("model", edges(), edge_inputs())]),
+        exact_case(
+            "small-exact",
+            vec![net(
+                "model",
+                small(),
+                Tensor::from_f32(vec![4, 3, 9, 9], values(4 * 243, 7)).unwrap(),
+            )],
+        ),
         case(
             "small",
             vec![net(
@@ -577,13 +614,14 @@ fn exactness_matrix_isa_compiler_target_planes() {
     for (ci, c) in cases.iter().enumerate() {
         for (ni, t) in c.nets.iter().enumerate() {
             for target in Target::ALL {
-                for k in 2..=8u8 {
+                for &k in c.planes {
                     let opts = EmitOptions {
                         planes: k,
                         name: t.prefix.into(),
                         target,
                         layer_planes: None,
                         adaptive: None,
+                        code_bits: c.code_bits,
                     };
                     let src = emit(t.graph, &opts)
                         .unwrap_or_else(|e| panic!("{} {target} K={k}: {e}", t.prefix));
@@ -593,10 +631,14 @@ fn exactness_matrix_isa_compiler_target_planes() {
         }
     }
     let mut jobs = Vec::new();
-    for ci in 0..cases.len() {
+    for (ci, c) in cases.iter().enumerate() {
         for tc in TOOLCHAINS {
             for &t in tc.targets {
-                for k in 2..=8u8 {
+                // armv7m stores planes: the code widths do not apply.
+                if c.code_bits == CodeBits::Exact && t == Target::Armv7m {
+                    continue;
+                }
+                for &k in c.planes {
                     jobs.push((ci, tc, t, k));
                 }
             }
@@ -634,12 +676,12 @@ fn exactness_matrix_isa_compiler_target_planes() {
     let mut failures = Vec::new();
     for chunk in results.chunk_by(|a, b| (a.0, a.1, a.2, a.3) == (b.0, b.1, b.2, b.3)) {
         let (ci, isa, cc, t) = (chunk[0].0, chunk[0].1, chunk[0].2, chunk[0].3);
-        let cells: Vec<&str> = chunk
-            .iter()
-            .map(|r| match &r.5 {
-                Ok(note) if note == "pass" => "pass",
-                Ok(_) => "built",
-                Err(_) => "FAIL",
+        let cells: Vec<&str> = (2..=8u8)
+            .map(|k| match chunk.iter().find(|r| r.4 == k).map(|r| &r.5) {
+                Some(Ok(note)) if note == "pass" => "pass",
+                Some(Ok(_)) => "built",
+                Some(Err(_)) => "FAIL",
+                None => "—",
             })
             .collect();
         println!(
@@ -667,6 +709,7 @@ fn header_snapshots_per_target() {
                 target: t,
                 layer_planes: None,
                 adaptive: None,
+                code_bits: Default::default(),
             },
         )
         .unwrap();
@@ -690,11 +733,15 @@ fn header_snapshots_per_target() {
 /// the packed-plane target grows linearly with K, the code layouts do not depend on it.
 #[test]
 fn mnist_sizes_per_planes() {
-    println!("\n| K | target | weight bytes | arena bytes | scratch bytes |");
-    println!("|---|---|---|---|---|");
-    let mut planes_bytes = Vec::new();
+    println!("\n| K | target | code bits | weight bytes | arena bytes | scratch bytes |");
+    println!("|---|---|---|---|---|---|");
+    let (mut planes_bytes, mut fast_bytes, mut exact_bytes) = (Vec::new(), Vec::new(), Vec::new());
     for k in 2..=8u8 {
-        for t in [Target::Armv7m, Target::X86_64V3] {
+        for (t, code_bits) in [
+            (Target::Armv7m, CodeBits::Fast),
+            (Target::X86_64V3, CodeBits::Fast),
+            (Target::X86_64V3, CodeBits::Exact),
+        ] {
             let s = emit(
                 mnist(),
                 &EmitOptions {
@@ -703,16 +750,22 @@ fn mnist_sizes_per_planes() {
                     target: t,
                     layer_planes: None,
                     adaptive: None,
+                    code_bits,
                 },
             )
             .unwrap()
             .stats;
             println!(
-                "| {k} | {t} | {} | {} | {} |",
-                s.weight_bytes, s.arena_bytes, s.scratch_bytes
+                "| {k} | {t} | {} | {} | {} | {} |",
+                code_bits.name(),
+                s.weight_bytes,
+                s.arena_bytes,
+                s.scratch_bytes
             );
-            if t == Target::Armv7m {
-                planes_bytes.push(s.weight_bytes);
+            match (t, code_bits) {
+                (Target::Armv7m, _) => planes_bytes.push(s.weight_bytes),
+                (_, CodeBits::Fast) => fast_bytes.push(s.weight_bytes),
+                (_, CodeBits::Exact) => exact_bytes.push(s.weight_bytes),
             }
             assert_eq!(s.macs, 4_241_152);
         }
@@ -722,5 +775,29 @@ fn mnist_sizes_per_planes() {
     for w in planes_bytes.windows(2) {
         let step = w[1] - w[0];
         assert!((53_152..53_152 + 3_000).contains(&step), "{w:?}");
+    }
+    // Exact code widths store K bits a code: each plane adds 1/8 of the 8-bit codes (52,776
+    // bytes: blocks padded to 16 rows and channel pairs) plus one more side table and row of
+    // code sums (3,812 bytes).
+    for w in exact_bytes.windows(2) {
+        assert_eq!(w[1] - w[0], 52_776 + 3_812, "{w:?}");
+    }
+    // Fast widths: K's codes take the bytes of exact codes at 2, 4 or 8 bits, with the side
+    // tables of K counts.
+    for (i, k) in (2..=8u8).enumerate() {
+        let bits = [2, 2, 2, 4, 4, 8, 8, 8, 8][usize::from(k)];
+        let stored = exact_bytes[usize::from(bits) - 2];
+        assert_eq!(
+            fast_bytes[i],
+            stored - u64::from(bits - k) * 3_812,
+            "K = {k}"
+        );
+    }
+    for b in [&fast_bytes, &exact_bytes, &planes_bytes] {
+        let ratio = b[0] as f64 / b[6] as f64;
+        assert!(
+            ratio <= 0.25,
+            "K = 2 holds {ratio:.3} of K = 8's weight bytes"
+        );
     }
 }

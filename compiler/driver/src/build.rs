@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use strata_ir::container::{read_container, ContainerError};
 use strata_ir::Graph;
 
-use crate::backend::c::{emit, layer_names, EmitError, EmitOptions, EmitStats};
+use crate::backend::c::{emit, layer_names, CodeBits, EmitError, EmitOptions, EmitStats};
 use crate::compile::{
     compile_to_container, compile_with_tables, CompileError, CompileOptions, Provenance,
 };
@@ -146,6 +146,7 @@ pub struct Build {
     budget_bytes: Option<u64>,
     planes: Option<u8>,
     target: Target,
+    code_bits: CodeBits,
     backend: Backend,
     target_triple: Option<String>,
     target_cpu: Option<String>,
@@ -166,6 +167,7 @@ impl Build {
             budget_bytes: None,
             planes: None,
             target: Target::Generic,
+            code_bits: CodeBits::Fast,
             backend: Backend::C,
             target_triple: None,
             target_cpu: None,
@@ -227,6 +229,13 @@ impl Build {
     /// The C backend's code-generation target.
     pub fn target(mut self, target: Target) -> Self {
         self.target = target;
+        self
+    }
+
+    /// Bits a code takes on the C backend's code-layout targets (default
+    /// [`CodeBits::Fast`]; [`CodeBits::Exact`]: `K` bits a weight).
+    pub fn code_bits(mut self, code_bits: CodeBits) -> Self {
+        self.code_bits = code_bits;
         self
     }
 
@@ -446,7 +455,9 @@ impl Build {
             Some(n) => n.clone(),
             None => c_name(&self.model),
         };
-        let options = emit_options(&loaded.graph, &info, self.planes, self.target, name, &model)?;
+        let mut options =
+            emit_options(&loaded.graph, &info, self.planes, self.target, name, &model)?;
+        options.code_bits = self.code_bits;
         let (artifact, header, stats) = match self.backend {
             Backend::C => {
                 let out = emit(&loaded.graph, &options).map_err(|source| BuildError::Emit {
@@ -558,6 +569,7 @@ pub fn emit_options(
             target,
             layer_planes: None,
             adaptive: info.adaptive.clone(),
+            code_bits: Default::default(),
         });
     }
     let emit_err = |source: EmitError| BuildError::Emit {
@@ -588,6 +600,7 @@ pub fn emit_options(
             target,
             layer_planes: Some(per_layer),
             adaptive: info.adaptive.clone(),
+            code_bits: Default::default(),
         });
     }
     Ok(EmitOptions {
@@ -596,6 +609,7 @@ pub fn emit_options(
         target,
         layer_planes: None,
         adaptive: info.adaptive.clone(),
+        code_bits: Default::default(),
     })
 }
 

@@ -146,6 +146,7 @@ pub fn manifest(
             target,
             layer_planes: None,
             adaptive: None,
+            code_bits: Default::default(),
         };
         match row(&options) {
             Ok(mut r) => {

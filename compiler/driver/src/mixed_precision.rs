@@ -197,6 +197,7 @@ pub fn choose(
                 layer_planes: None,
                 // Packed planes: the one layout whose size is the information kept.
                 layout: Target::Armv7m.layout(),
+                code_bits: Default::default(),
             },
         )?;
         let layers: u64 = lowered.layers.iter().map(|l| l.weight_bytes()).sum();

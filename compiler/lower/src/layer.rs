@@ -7,7 +7,7 @@ use strata_ir::quant::{ResolveError, ResolvedLayer};
 use strata_ir::{Op, Tensor};
 
 use crate::error::unsupported;
-use crate::{ConvGeometry, LowerError, Scratch, WeightLayout, Window2d};
+use crate::{CodeBits, ConvGeometry, LowerError, Scratch, WeightLayout, Window2d};
 
 /// Convolutions with fewer input channels per group than this use im2col on the code layout:
 /// channel pairs would otherwise be mostly zero padding.
@@ -65,9 +65,10 @@ pub enum Weights {
 pub struct CodeBlocks {
     /// The packed chunks, `4 · bits` bytes each (bytes as `i8`; at 8 bits, the codes).
     pub codes: Vec<i8>,
-    /// Bits a code is stored in: `k` (2 at `k` = 1), so the weights hold `k` bits a weight on
-    /// every target. Below 8 bits a chunk is the offset-binary fields split into 4-, 2- and
-    /// 1-bit parts (`pack_chunk`): one shift and mask per group of codes unpacks a part.
+    /// Bits a code is stored in ([`CodeBits`]): the fewest of 2, 4 and 8 that hold `k`
+    /// planes, or `k` itself. Below 8 bits a chunk holds offset-binary fields, split into
+    /// 4-, 2- and 1-bit parts (`pack_chunk`): one shift and mask per group of codes unpacks
+    /// a part.
     pub bits: u8,
     /// 16-row blocks per group.
     pub row_blocks: usize,
@@ -124,6 +125,7 @@ pub(crate) fn lower_layer(
     x: &[usize],
     y: &[usize],
     layout: WeightLayout,
+    code_bits_mode: CodeBits,
 ) -> Result<LayerLowering, LowerError> {
     let spec = &b.spec;
     let resolve_err = |e: ResolveError| match e {
@@ -199,7 +201,8 @@ pub(crate) fn lower_layer(
             let codes = layer
                 .codes()
                 .map_err(|e| unsupported(node, op, format!("planes: {e}")))?;
-            let (mut blocks, scratch) = code_blocks(&codes, k, rows, cols, conv.as_ref());
+            let (mut blocks, scratch) =
+                code_blocks(&codes, k, code_bits_mode, rows, cols, conv.as_ref());
             blocks.row_sums = tables
                 .iter()
                 .flat_map(|t| {
@@ -242,6 +245,7 @@ pub(crate) fn lower_layer(
 fn code_blocks(
     codes: &[i32],
     k: u8,
+    mode: CodeBits,
     rows: usize,
     cols: usize,
     conv: Option<&ConvGeometry>,
@@ -316,7 +320,7 @@ fn code_blocks(
             (vec![0], None)
         }
     };
-    let bits = code_bits(k);
+    let bits = code_bits(k, mode);
     // Every convolution may run below K at run time (`run_planes`): its tiles then read one
     // block of codes shifted to k planes, prepared once per call like a packed block.
     if conv.is_some() {
@@ -341,10 +345,14 @@ fn code_blocks(
     (blocks, scratch)
 }
 
-/// Bits a stored `k`-plane code takes in the code layout: `k` itself (2 for a 1-plane layer),
-/// so the weights hold `k` bits a weight at every plane count.
-pub(crate) fn code_bits(k: u8) -> u8 {
-    k.clamp(2, 8)
+/// Bits a stored `k`-plane code takes in the code layout ([`CodeBits`]).
+pub(crate) fn code_bits(k: u8, mode: CodeBits) -> u8 {
+    match (mode, k) {
+        (CodeBits::Exact, _) => k.clamp(2, 8),
+        (CodeBits::Fast, 0..=2) => 2,
+        (CodeBits::Fast, 3..=4) => 4,
+        (CodeBits::Fast, _) => 8,
+    }
 }
 
 /// The parts a chunk of `bits`-bit codes is stored in, most significant first: the widths 4,

@@ -50,7 +50,8 @@ pub enum WeightLayout {
     /// size is the information kept.
     Planes,
     /// The `k`-plane codes rebuilt from the planes, in blocks of 16 output channels × 2 input
-    /// channels per kernel tap (fast SIMD dot products), `k` bits per weight ([`CodeBlocks`]).
+    /// channels per kernel tap (fast SIMD dot products), at the widths of [`CodeBits`]
+    /// ([`CodeBlocks`]).
     Codes,
 }
 
@@ -72,6 +73,46 @@ pub struct LowerOptions {
     pub layer_planes: Option<Vec<u8>>,
     /// How the weights are stored.
     pub layout: WeightLayout,
+    /// Bits a code takes in [`WeightLayout::Codes`] (ignored for planes).
+    pub code_bits: CodeBits,
+}
+
+/// How many bits a code takes in [`WeightLayout::Codes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CodeBits {
+    /// The fewest of 2, 4 and 8 bits that hold `K` planes: the widths the kernels read
+    /// fastest (one shift and mask per group of codes, or none), so `K` = 3 stores 4 bits a
+    /// weight and `K` = 5..7 store 8.
+    #[default]
+    Fast,
+    /// `K` bits a weight at every `K` (2 at `K` = 1): the weights grow by one bit a weight
+    /// per plane. Widths 3, 5, 6 and 7 are split into 4-, 2- and 1-bit parts that the
+    /// kernels reassemble, which costs time on the SIMD targets (README: C backend).
+    Exact,
+}
+
+impl CodeBits {
+    /// The names `--code-bits` takes.
+    pub const NAMES: [&'static str; 2] = ["fast", "exact"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CodeBits::Fast => "fast",
+            CodeBits::Exact => "exact",
+        }
+    }
+}
+
+impl std::str::FromStr for CodeBits {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "fast" => Ok(CodeBits::Fast),
+            "exact" => Ok(CodeBits::Exact),
+            _ => Err(format!("unknown code width `{s}` (valid: fast, exact)")),
+        }
+    }
 }
 
 /// Where a value lives at run time.
@@ -425,6 +466,8 @@ pub struct Lowered {
     /// The per-layer default plane counts of a mixed-precision lowering.
     pub layer_planes: Option<Vec<u8>>,
     pub layout: WeightLayout,
+    /// The code widths of [`WeightLayout::Codes`].
+    pub code_bits: CodeBits,
     /// The graph inputs, in order (the caller's input buffers).
     pub inputs: Vec<Port>,
     /// The graph outputs, in order, each with where it is when the last step has run (two

@@ -26,6 +26,7 @@ fn lowered(mut g: Graph, y: ValueRef) -> Lowered {
         planes: 4,
         layer_planes: None,
         layout: WeightLayout::Codes,
+        code_bits: CodeBits::Fast,
     };
     lower(&g, &options).unwrap()
 }
@@ -36,6 +37,7 @@ fn refusal(mut g: Graph, y: ValueRef) -> (String, &'static str, String) {
         planes: 4,
         layer_planes: None,
         layout: WeightLayout::Codes,
+        code_bits: CodeBits::Fast,
     };
     match lower(&g, &options) {
         Err(LowerError::Unsupported { node, op, reason }) => (node, op, reason),

@@ -60,6 +60,7 @@ fn options(planes: u8, layout: WeightLayout) -> LowerOptions {
         planes,
         layer_planes: None,
         layout,
+        code_bits: CodeBits::Fast,
     }
 }
 
@@ -289,7 +290,9 @@ fn packed_chunks_round_trip_every_code() {
     // Every code of each width, in every slot of a chunk (the edge codes -2^(b-1) and
     // 2^(b-1) - 1 included): pack, unpack, compare.
     for k in 1u8..=8 {
-        let bits = crate::layer::code_bits(k);
+        let fast = [2, 2, 2, 4, 4, 8, 8, 8, 8][usize::from(k)];
+        assert_eq!(crate::layer::code_bits(k, CodeBits::Fast), fast);
+        let bits = crate::layer::code_bits(k, CodeBits::Exact);
         assert_eq!(bits, k.max(2));
         let (lo, hi) = (-(1i16 << (bits - 1)), (1i16 << (bits - 1)) - 1);
         for shift in 0..32 {
@@ -461,6 +464,7 @@ fn per_layer_plane_counts() {
                 planes: 8,
                 layer_planes: Some(ks),
                 layout: WeightLayout::Planes,
+                code_bits: CodeBits::Fast,
             },
         )
     };

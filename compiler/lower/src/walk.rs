@@ -123,6 +123,7 @@ pub fn lower(graph: &Graph, options: &LowerOptions) -> Result<Lowered, LowerErro
         planes: options.planes,
         layer_planes: options.layer_planes.clone(),
         layout: options.layout,
+        code_bits: options.code_bits,
         inputs,
         outputs,
         layers: w.layers,
@@ -409,7 +410,17 @@ impl<'g> Walk<'g> {
             .collect::<Result<Vec<_>, _>>()?;
         let xs = self.shape(ins[INPUT_X])?;
         let ys = self.graph.node(id)?.outputs[0].ty.shape.resolve(1);
-        let lowered = lower_layer(b, node, op, &weights, k, &xs, &ys, self.options.layout)?;
+        let lowered = lower_layer(
+            b,
+            node,
+            op,
+            &weights,
+            k,
+            &xs,
+            &ys,
+            self.options.layout,
+            self.options.code_bits,
+        )?;
         let x = self.act(ins[INPUT_X], step, node, op)?;
         self.scratch = self.scratch.max(lowered.scratch);
         self.macs = self.macs.saturating_add(self.graph.node_macs(id)?);

@@ -43,7 +43,7 @@ static __m256i bq_bcast(const int16_t *p)
  * pack_chunk), shifted right by sh: the packed bytes are broadcast to every 128-bit half
  * (nibbles), 64-bit lane (crumbs) or 32-bit lane (bits), each lane shifted to its field (and
  * sh further) by vpsrlv and masked. */
-static __m256i bq_part(const int8_t *w, unsigned pw, unsigned sh)
+static inline __m256i bq_part(const int8_t *w, unsigned pw, unsigned sh)
 {
     __m256i b;
     if (pw == 4u) {
@@ -68,7 +68,7 @@ static __m256i bq_part(const int8_t *w, unsigned pw, unsigned sh)
  * sh: f >> sh = q_k + 2^(bits-1-sh). A single part (4 or 2 bits) is shifted in place; split
  * widths (bq_part_bits) are reassembled part by part, most significant first (no field
  * reaches 2^7, so the 16-bit shifts move no bit across a byte), then shifted and masked. */
-static __m256i bq_ldf(const int8_t *w, unsigned bits, unsigned sh)
+static inline __m256i bq_ldf(const int8_t *w, unsigned bits, unsigned sh)
 {
     __m256i f;
     switch (bits) {
@@ -98,7 +98,7 @@ static __m256i bq_ldf(const int8_t *w, unsigned bits, unsigned sh)
 
 /* The 32 codes of one chunk as s8: 8-bit codes as stored, offset-binary fields less the
  * offset. */
-static __m256i bq_ld(const int8_t *w, unsigned bits)
+static inline __m256i bq_ld(const int8_t *w, unsigned bits)
 {
     if (bits == 8u) {
         return _mm256_loadu_si256((const __m256i *)(const void *)w);

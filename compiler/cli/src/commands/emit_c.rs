@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use strata_compiler::backend::c::{write_c, EmitOptions, Target};
+use clap::builder::TypedValueParser as _;
+use strata_compiler::backend::c::{write_c, CodeBits, EmitOptions, Target};
 use strata_compiler::build::emit_options;
 
 #[derive(clap::Args)]
@@ -18,6 +19,12 @@ pub struct Args {
     /// armv7m (Cortex-M: packed planes, integer-only loops).
     #[arg(long, value_enum, default_value_t = Target::Generic)]
     target: Target,
+    /// Bits a stored code takes on generic, x86-64-v3 and aarch64: `fast` (the fewest of 2, 4
+    /// and 8 bits that hold K planes: the fastest kernels) or `exact` (K bits a weight, so
+    /// the weights shrink with every plane dropped; 3, 5, 6 and 7 bits are decoded from 4-, 2-
+    /// and 1-bit parts, which costs time). armv7m always stores packed planes.
+    #[arg(long, default_value = "fast", value_parser = clap::builder::PossibleValuesParser::new(CodeBits::NAMES).map(|s| s.parse::<CodeBits>().expect("a listed name")))]
+    code_bits: CodeBits,
     /// Prefix of the files, functions and macros (a C identifier).
     #[arg(long)]
     name: String,
@@ -32,7 +39,7 @@ pub fn run(args: Args) -> Result<()> {
     let loaded = args.shapes.load(&args.model)?;
     let graph = loaded.graph;
     let shown = args.model.display().to_string();
-    let options = match &loaded.container {
+    let mut options = match &loaded.container {
         Some(info) => emit_options(&graph, info, args.planes, args.target, args.name, &shown)?,
         None => EmitOptions {
             planes: args
@@ -42,8 +49,10 @@ pub fn run(args: Args) -> Result<()> {
             target: args.target,
             layer_planes: None,
             adaptive: None,
+            code_bits: Default::default(),
         },
     };
+    options.code_bits = args.code_bits;
     let written = write_c(&graph, &options, &args.output).with_context(|| shown.clone())?;
     for path in written {
         eprintln!("wrote {}", path.display());
