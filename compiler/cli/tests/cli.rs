@@ -472,6 +472,70 @@ fn emit_c_writes_each_target_and_lists_the_valid_ones() {
     );
 }
 
+#[test]
+fn emit_c_code_bits_exact_stores_k_bits_a_weight() {
+    let f = files();
+    let m6 = f.dir.join("m6.strata").display().to_string();
+    let calib = f.dir.join("calib.npy").display().to_string();
+    ok(&[
+        "compile",
+        &f.model,
+        "--calib",
+        &calib,
+        "--planes",
+        "6",
+        "--calib-method",
+        "minmax",
+        "-o",
+        &m6,
+    ]);
+    let bytes = |mode: &str| {
+        let out = f.dir.join(format!("c-bits-{mode}"));
+        let o = out.display().to_string();
+        ok(&[
+            "emit-c",
+            &m6,
+            "--planes",
+            "6",
+            "--target",
+            "x86-64-v3",
+            "--code-bits",
+            mode,
+            "--name",
+            "net",
+            "-o",
+            &o,
+        ]);
+        let h = std::fs::read_to_string(out.join("net.h")).unwrap();
+        let line = h
+            .lines()
+            .find(|l| l.starts_with("#define NET_WEIGHT_BYTES "))
+            .unwrap();
+        let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        (n, h)
+    };
+    let (fast, fh) = bytes("fast");
+    let (exact, eh) = bytes("exact");
+    assert!(fh.contains("codes (8, 4 or 2 bits)"), "{fh}");
+    assert!(eh.contains("codes (K bits a weight)"), "{eh}");
+    // 6 of 8 bits a code: the codes shrink by a quarter, the side tables stay.
+    assert!(
+        exact * 4 < fast * 3 + 4 * 4096,
+        "exact {exact} vs fast {fast}"
+    );
+    let e = fails(&[
+        "emit-c",
+        &f.strata,
+        "--code-bits",
+        "7",
+        "--name",
+        "n",
+        "-o",
+        "x",
+    ]);
+    assert!(e.contains("'7'") && e.contains("fast, exact"), "{e}");
+}
+
 /// `strata inspect m.onnx | head -1`: the reader closes the pipe early; strata must end
 /// quietly (exit 0, nothing on stderr), not panic on the failed write.
 #[test]
