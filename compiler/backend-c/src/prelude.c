@@ -770,6 +770,25 @@ static void bq_fold(const bq_layer *L, unsigned j, float scale)
 }
 
 /*@section bq_linear*/
+#ifdef BQ_U8_MAX_K
+/* A fully connected layer stored at a split width (bq_part_bits) and run at the count k its
+ * leading parts hold: how many parts those are (bq_tile1_parts), else 0. */
+static unsigned bq_lead_parts(unsigned bits, unsigned k)
+{
+    unsigned i, pw, sum = 0;
+    if (bits == 2u || bits == 4u || bits == 8u) {
+        return 0u;
+    }
+    for (i = 0; (pw = bq_part_bits(bits, i)) != 0u; ++i) {
+        sum += pw;
+        if (sum == k) {
+            return i + 1u;
+        }
+    }
+    return 0u;
+}
+#endif
+
 /* relu: a following Relu fused into the epilogue (the comparison of relu()). */
 static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, unsigned j,
                       int relu)
@@ -778,7 +797,7 @@ static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, u
     unsigned sh = L->planes - k, n = 2u * L->cpairs, b, r;
     size_t blk = (size_t)L->cpairs * 4u * L->bits;
     int32_t usum = 0, vsum = 0, fb = 0, acc[16];
-    unsigned run = 0;
+    unsigned run = 0, parts = 0;
     int dd;
     const float *bias = L->bias + (size_t)j * L->rows;
     bq_quant(x, L->cols, scale, zero, L->act[4 * j + 2], L->act[4 * j + 3], SX);
@@ -789,7 +808,12 @@ static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, u
         usum += SX[r];
     }
     bq_fold(L, j, scale);
-    dd = bq_u8_offset(L, k, j, BQ_U8_FC_K);
+#ifdef BQ_U8_MAX_K
+    /* Split widths at a count their leading parts hold multiply the parts' fields (at most
+     * 15), which the byte path takes at any count. */
+    parts = bq_lead_parts(L->bits, k);
+#endif
+    dd = bq_u8_offset(L, k, j, parts ? 8u : BQ_U8_FC_K);
     if (dd >= 0) {
         /* Bytes v = u + d written over SX front to back: byte r lies in element r/2 <= r,
          * which has been read already. */
@@ -815,7 +839,9 @@ static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, u
 #ifdef BQ_U8_MAX_K
         if (dd >= 0) {
             const uint8_t *xb = (const uint8_t *)(const void *)SX;
-            if (L->bits == 2u || L->bits == 4u) {
+            if (parts) {
+                bq_tile1_parts(L->w + b * blk, L->bits, parts, xb, L->cpairs, acc);
+            } else if (L->bits == 2u || L->bits == 4u) {
                 bq_tile1_u8p(L->w + b * blk, L->bits, xb, L->cpairs, sh, run, acc);
             } else {
                 bq_tile1_u8(L->w + b * blk, L->bits, xb, L->cpairs, sh, run, acc);
@@ -824,6 +850,7 @@ static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, u
 #endif
         {
             (void)run;
+            (void)parts;
             bq_tile1(L->w + b * blk, L->bits, SX, L->cpairs, sh, acc);
         }
         for (r = 0; r < 16u && r0 + r < L->rows; ++r) {

@@ -330,8 +330,8 @@ fn code_blocks(
         codes: if bits == 8 {
             w
         } else {
-            w.chunks_exact(32)
-                .flat_map(|c| pack_chunk(c, bits))
+            w.chunks_exact(32 * taps * cpairs)
+                .flat_map(|b| pack_block(b, bits))
                 .collect()
         },
         bits,
@@ -379,13 +379,24 @@ pub(crate) fn code_parts(bits: u8) -> &'static [u8] {
 /// constant; the byte kernels multiply `f` itself (shifted right for a lower run-time count,
 /// `(f >> s) = q_k + 2^(bits−1−s)`) and subtract `2^(bits−1−s) · Σ v` once per layer, which
 /// saves a sign extension per vector of codes where fully connected layers decode every code
-/// on every call. 8-bit codes are stored as they are (s8).
+/// on every call. 8-bit codes are stored as they are (s8). A block of several chunks stores
+/// its parts one after another ([`pack_block`]); a block of one chunk is this.
+#[cfg(test)]
 pub(crate) fn pack_chunk(chunk: &[i8], bits: u8) -> Vec<i8> {
+    pack_block(chunk, bits)
+}
+
+/// The chunks of one block (a 16-row block's taps × channel pairs, 32 codes each) at `bits`
+/// bits a code: part by part, most significant first, each part the chunks in order at `4 ·
+/// w` bytes a chunk. So each part is a packed `w`-bit array of its own, which the 2- and
+/// 4-bit kernels read with several chunks per load, and a run at the plane count of the
+/// leading parts reads only those.
+pub(crate) fn pack_block(block: &[i8], bits: u8) -> Vec<i8> {
     if bits == 8 {
-        return chunk.to_vec();
+        return block.to_vec();
     }
     let bias = 1i16 << (bits - 1);
-    let fields: Vec<u8> = chunk
+    let fields: Vec<u8> = block
         .iter()
         .map(|&q| {
             let f = i16::from(q) + bias;
@@ -394,20 +405,45 @@ pub(crate) fn pack_chunk(chunk: &[i8], bits: u8) -> Vec<i8> {
         })
         .collect();
     let mut below = bits;
-    let mut out = Vec::with_capacity(4 * usize::from(bits));
+    let mut out = Vec::with_capacity(block.len() / 8 * usize::from(bits));
     for &w in code_parts(bits) {
         below -= w;
         let per_byte = usize::from(8 / w);
         let len = 32 / per_byte;
         let mask = (1u8 << w) - 1;
-        out.extend((0..len).map(|i| {
-            let byte = (0..per_byte).fold(0u8, |b, j| {
-                b | ((fields[i + j * len] >> below) & mask) << (j * usize::from(w))
-            });
-            byte as i8
-        }));
+        for chunk in fields.chunks_exact(32) {
+            out.extend((0..len).map(|i| {
+                let byte = (0..per_byte).fold(0u8, |b, j| {
+                    b | ((chunk[i + j * len] >> below) & mask) << (j * usize::from(w))
+                });
+                byte as i8
+            }));
+        }
     }
     out
+}
+
+/// Chunk `c` of a block of `chunks` chunks packed by [`pack_block`]: what the C targets'
+/// decoders compute.
+#[cfg(test)]
+pub(crate) fn unpack_block_chunk(block: &[i8], bits: u8, chunks: usize, c: usize) -> [i8; 32] {
+    if bits == 8 {
+        return block[32 * c..32 * c + 32].try_into().expect("32 codes");
+    }
+    let mut fields = [0u8; 32];
+    let mut base = 0;
+    for &w in code_parts(bits) {
+        let per_byte = usize::from(8 / w);
+        let len = 32 / per_byte;
+        let at = base + len * c;
+        for (n, f) in fields.iter_mut().enumerate() {
+            let (i, j) = (n % len, n / len);
+            let field = (block[at + i] as u8 >> (usize::from(w) * j)) & ((1u8 << w) - 1);
+            *f = *f << w | field;
+        }
+        base += len * chunks;
+    }
+    fields.map(|f| (i16::from(f) - (1i16 << (bits - 1))) as i8)
 }
 
 /// The inverse of [`pack_chunk`] (what the C targets' decoders compute): the 32 codes of a

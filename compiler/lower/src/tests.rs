@@ -327,6 +327,34 @@ fn packed_chunks_round_trip_every_code() {
     assert_eq!(packed[1] as u8, 11 << 4 | 8);
     // Crumbs: byte 1 holds codes 1, 9, 17, 25; f & 3 = 1 for code 17, 0 for the others.
     assert_eq!(packed[16 + 1] as u8, 1 << 4);
+    // A block of several chunks stores each part as one array: the 4-bit parts of all five
+    // chunks, then their 2-bit parts.
+    let block: Vec<i8> = (0..5 * 32).map(|n| ((n * 7) % 64) as i8 - 32).collect();
+    for bits in 2u8..=8 {
+        let codes: Vec<i8> = block
+            .iter()
+            .map(|&q| if bits == 8 { q } else { q >> (6 - bits.min(6)) })
+            .collect();
+        let packed = crate::layer::pack_block(&codes, bits);
+        assert_eq!(packed.len(), 5 * 4 * usize::from(bits));
+        for c in 0..5 {
+            assert_eq!(
+                crate::layer::unpack_block_chunk(&packed, bits, 5, c),
+                codes[32 * c..32 * c + 32],
+                "{bits} bits, chunk {c}"
+            );
+        }
+    }
+    let b6 = crate::layer::pack_block(&block, 6);
+    for c in 0..5 {
+        let chunk = crate::layer::pack_chunk(&block[32 * c..32 * c + 32], 6);
+        assert_eq!(b6[16 * c..16 * c + 16], chunk[..16], "nibbles of chunk {c}");
+        assert_eq!(
+            b6[80 + 8 * c..88 + 8 * c],
+            chunk[16..],
+            "crumbs of chunk {c}"
+        );
+    }
     for (bits, parts) in [
         (3u8, &[2u8, 1][..]),
         (5, &[4, 1]),

@@ -40,19 +40,22 @@ static void bq_part(const int8_t *w, unsigned pw, uint8x16_t *lo, uint8x16_t *hi
     }
 }
 
-/* Codes 0-15 and 16-31 of a chunk stored at bits < 8 bits a code: the offset-binary fields
- * reassembled from their parts (bq_part_bits), most significant first, less the offset. */
-static void bq_dec(const int8_t *w, unsigned bits, int8x16_t *lo, int8x16_t *hi)
+/* Codes 0-15 and 16-31 of chunk c of a block of `chunks` chunks stored at bits < 8 bits a
+ * code (lowering: pack_block): the offset-binary fields reassembled from their parts
+ * (bq_part_bits, each an array of the block's chunks), most significant first, less the
+ * offset. */
+static void bq_dec(const int8_t *w, unsigned bits, size_t chunks, size_t c, int8x16_t *lo,
+                   int8x16_t *hi)
 {
     uint8x16_t flo = vdupq_n_u8(0), fhi = flo;
     unsigned i, pw;
     for (i = 0; (pw = bq_part_bits(bits, i)) != 0u; ++i) {
         uint8x16_t plo, phi;
         int8x16_t up = vdupq_n_s8((int8_t)pw);
-        bq_part(w, pw, &plo, &phi);
+        bq_part(w + 4u * pw * c, pw, &plo, &phi);
         flo = vorrq_u8(vshlq_u8(flo, up), plo);
         fhi = vorrq_u8(vshlq_u8(fhi, up), phi);
-        w += 4u * pw;
+        w += 4u * pw * chunks;
     }
     *lo = bq_sext(flo, bits);
     *hi = bq_sext(fhi, bits);
@@ -72,7 +75,7 @@ static void bq_unpack(const int8_t *w, unsigned bits, unsigned sh, size_t chunks
             lo = vld1q_s8(w + 32u * c);
             hi = vld1q_s8(w + 32u * c + 16u);
         } else {
-            bq_dec(w + 4u * bits * c, bits, &lo, &hi);
+            bq_dec(w, bits, chunks, c, &lo, &hi);
         }
         vst1q_s8(out + 32u * c, vshlq_s8(lo, shv));
         vst1q_s8(out + 32u * c + 16u, vshlq_s8(hi, shv));
@@ -130,16 +133,17 @@ static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const 
 }
 
 /*@section ktile1*/
-/* The codes of channel 0 and 1 of a 16x2 block as int16, rows 0-7 and 8-15, at K - sh planes
- * (packed chunks are decoded, then split into the even and odd codes). */
-static void bq_load(const int8_t *w, unsigned bits, int16x8_t shv, int16x8_t *c)
+/* The codes of channel 0 and 1 of the 16x2 block of pair p as int16, rows 0-7 and 8-15, at
+ * K - sh planes (packed chunks are decoded, then split into the even and odd codes). */
+static void bq_load(const int8_t *w, unsigned bits, unsigned cpairs, unsigned p, int16x8_t shv,
+                    int16x8_t *c)
 {
     int8x16x2_t v;
     if (bits == 8u) {
-        v = vld2q_s8(w);
+        v = vld2q_s8(w + 32u * p);
     } else {
         int8x16_t lo, hi;
-        bq_dec(w, bits, &lo, &hi);
+        bq_dec(w, bits, cpairs, p, &lo, &hi);
         v.val[0] = vuzp1q_s8(lo, hi);
         v.val[1] = vuzp2q_s8(lo, hi);
     }
@@ -158,8 +162,7 @@ static void bq_tile1(const int8_t *w, unsigned bits, const int16_t *x, unsigned 
     for (p = 0; p < cpairs; ++p) {
         int16x8_t c[4];
         int16_t x0 = x[2u * p], x1 = x[2u * p + 1u];
-        bq_load(w, bits, shv, c);
-        w += 4u * bits;
+        bq_load(w, bits, cpairs, p, shv, c);
         a0 = vmlal_n_s16(a0, vget_low_s16(c[0]), x0);
         a1 = vmlal_high_n_s16(a1, c[0], x0);
         a2 = vmlal_n_s16(a2, vget_low_s16(c[1]), x0);

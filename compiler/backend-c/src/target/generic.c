@@ -9,18 +9,19 @@ static int32_t bq_shr(int32_t q, unsigned s)
     return q >= 0 ? q >> s : -(int32_t)((uint32_t)(-(q + 1)) >> s) - 1;
 }
 
-/* Code n of a chunk stored at `bits` bits a code (lowering: pack_chunk; below 8 bits the
- * field is q + 2^(bits-1), split into the parts of bq_part_bits). */
-static int32_t bq_code(const int8_t *w, unsigned bits, unsigned n)
+/* Code n of chunk c of a block of `chunks` chunks stored at `bits` bits a code (lowering:
+ * pack_block; below 8 bits the field is q + 2^(bits-1), split into the parts of
+ * bq_part_bits, each part an array of the block's chunks). */
+static int32_t bq_code(const int8_t *w, unsigned bits, size_t chunks, size_t c, unsigned n)
 {
-    unsigned f = 0, at = 0, i, pw;
+    unsigned f = 0, i, pw;
     if (bits == 8u) {
-        return w[n];
+        return w[32u * c + n];
     }
     for (i = 0; (pw = bq_part_bits(bits, i)) != 0u; ++i) {
-        unsigned len = 4u * pw, byte = (uint8_t)w[at + n % len];
+        unsigned len = 4u * pw, byte = (uint8_t)w[len * c + n % len];
         f = f << pw | ((byte >> (pw * (n / len))) & ((1u << pw) - 1u));
-        at += len;
+        w += len * chunks;
     }
     return (int32_t)f - (int32_t)(1u << (bits - 1u));
 }
@@ -34,7 +35,7 @@ static void bq_unpack(const int8_t *w, unsigned bits, unsigned sh, size_t chunks
     unsigned n;
     for (c = 0; c < chunks; ++c) {
         for (n = 0; n < 32u; ++n) {
-            out[32u * c + n] = (int8_t)bq_shr(bq_code(w + 4u * bits * c, bits, n), sh);
+            out[32u * c + n] = (int8_t)bq_shr(bq_code(w, bits, chunks, c, n), sh);
         }
     }
 }
@@ -75,14 +76,16 @@ static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const 
 }
 
 /*@section ktile1*/
-/* The 16x2 codes of one tap and channel pair at k = K - sh planes: c[r] for the first
- * channel, c[16 + r] for the second (contiguous per channel, so the row loops vectorise). */
-static void bq_load(const int8_t *w, unsigned bits, unsigned sh, int32_t *c)
+/* The 16x2 codes of channel pair p of a block of `cpairs` at k = K - sh planes: c[r] for the
+ * first channel, c[16 + r] for the second (contiguous per channel, so the row loops
+ * vectorise). */
+static void bq_load(const int8_t *w, unsigned bits, unsigned cpairs, unsigned p, unsigned sh,
+                    int32_t *c)
 {
     unsigned i;
     for (i = 0; i < 16u; ++i) {
-        c[i] = bq_code(w, bits, 2u * i);
-        c[16u + i] = bq_code(w, bits, 2u * i + 1u);
+        c[i] = bq_code(w, bits, cpairs, p, 2u * i);
+        c[16u + i] = bq_code(w, bits, cpairs, p, 2u * i + 1u);
     }
     if (sh) {
         for (i = 0; i < 32u; ++i) {
@@ -102,8 +105,7 @@ static void bq_tile1(const int8_t *w, unsigned bits, const int16_t *x, unsigned 
     }
     for (p = 0; p < cpairs; ++p) {
         int32_t x0 = x[2 * p], x1 = x[2 * p + 1];
-        bq_load(w, bits, sh, c);
-        w += 4u * bits;
+        bq_load(w, bits, cpairs, p, sh, c);
         for (r = 0; r < 16u; ++r) {
             acc[r] += c[r] * x0 + c[16u + r] * x1;
         }

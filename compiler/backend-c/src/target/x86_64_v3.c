@@ -64,30 +64,35 @@ static inline __m256i bq_part(const int8_t *w, unsigned pw, unsigned sh)
     return _mm256_and_si256(b, _mm256_set1_epi8((char)(((1u << pw) - 1u) >> sh)));
 }
 
-/* The 32 offset-binary fields f of one chunk stored at bits < 8 bits a code, shifted right by
- * sh: f >> sh = q_k + 2^(bits-1-sh). A single part (4 or 2 bits) is shifted in place; split
- * widths (bq_part_bits) are reassembled part by part, most significant first (no field
- * reaches 2^7, so the 16-bit shifts move no bit across a byte), then shifted and masked. */
-static inline __m256i bq_ldf(const int8_t *w, unsigned bits, unsigned sh)
+/* The 32 offset-binary fields f of chunk c of a block of n chunks stored at bits < 8 bits a
+ * code (lowering: pack_block), shifted right by sh: f >> sh = q_k + 2^(bits-1-sh). A single
+ * part (4 or 2 bits) is shifted in place; split widths (bq_part_bits: each part an array of
+ * the block's chunks) are reassembled part by part, most significant first (no field reaches
+ * 2^7, so the 16-bit shifts move no bit across a byte), then shifted and masked. */
+static inline __m256i bq_ldf(const int8_t *w, unsigned bits, size_t n, size_t c, unsigned sh)
 {
     __m256i f;
     switch (bits) {
     case 3u:
-        f = _mm256_or_si256(_mm256_slli_epi16(bq_part(w, 2u, 0u), 1), bq_part(w + 8, 1u, 0u));
+        f = _mm256_or_si256(_mm256_slli_epi16(bq_part(w + 8u * c, 2u, 0u), 1),
+                            bq_part(w + 8u * n + 4u * c, 1u, 0u));
         break;
     case 5u:
-        f = _mm256_or_si256(_mm256_slli_epi16(bq_part(w, 4u, 0u), 1), bq_part(w + 16, 1u, 0u));
+        f = _mm256_or_si256(_mm256_slli_epi16(bq_part(w + 16u * c, 4u, 0u), 1),
+                            bq_part(w + 16u * n + 4u * c, 1u, 0u));
         break;
     case 6u:
-        f = _mm256_or_si256(_mm256_slli_epi16(bq_part(w, 4u, 0u), 2), bq_part(w + 16, 2u, 0u));
+        f = _mm256_or_si256(_mm256_slli_epi16(bq_part(w + 16u * c, 4u, 0u), 2),
+                            bq_part(w + 16u * n + 8u * c, 2u, 0u));
         break;
     case 7u:
-        f = _mm256_or_si256(_mm256_slli_epi16(bq_part(w, 4u, 0u), 3),
-                            _mm256_or_si256(_mm256_slli_epi16(bq_part(w + 16, 2u, 0u), 1),
-                                            bq_part(w + 24, 1u, 0u)));
+        f = _mm256_or_si256(
+            _mm256_slli_epi16(bq_part(w + 16u * c, 4u, 0u), 3),
+            _mm256_or_si256(_mm256_slli_epi16(bq_part(w + 16u * n + 8u * c, 2u, 0u), 1),
+                            bq_part(w + 24u * n + 4u * c, 1u, 0u)));
         break;
     default: /* one part: 4 or 2 bits */
-        return bq_part(w, bq_part_bits(bits, 0u), sh);
+        return bq_part(w + 4u * bits * c, bq_part_bits(bits, 0u), sh);
     }
     if (sh) {
         f = _mm256_and_si256(_mm256_srl_epi16(f, _mm_cvtsi32_si128((int)sh)),
@@ -96,14 +101,15 @@ static inline __m256i bq_ldf(const int8_t *w, unsigned bits, unsigned sh)
     return f;
 }
 
-/* The 32 codes of one chunk as s8: 8-bit codes as stored, offset-binary fields less the
- * offset. */
-static inline __m256i bq_ld(const int8_t *w, unsigned bits)
+/* The 32 codes of chunk c of a block of n chunks as s8: 8-bit codes as stored, offset-binary
+ * fields less the offset. */
+static inline __m256i bq_ld(const int8_t *w, unsigned bits, size_t n, size_t c)
 {
     if (bits == 8u) {
-        return _mm256_loadu_si256((const __m256i *)(const void *)w);
+        return _mm256_loadu_si256((const __m256i *)(const void *)(w + 32u * c));
     }
-    return _mm256_sub_epi8(bq_ldf(w, bits, 0u), _mm256_set1_epi8((char)(1u << (bits - 1u))));
+    return _mm256_sub_epi8(bq_ldf(w, bits, n, c, 0u),
+                           _mm256_set1_epi8((char)(1u << (bits - 1u))));
 }
 
 /* The byte path (prelude: bq_u8_offset) up to this plane count: vpmaddubsw multiplies the
@@ -149,7 +155,7 @@ static void bq_unpack(const int8_t *w, unsigned bits, unsigned sh, size_t chunks
     const __m256i sign = _mm256_set1_epi8((char)(0x80u >> sh));
     size_t c;
     for (c = 0; c < chunks; ++c) {
-        __m256i v = bq_ld(w + 4u * bits * c, bits);
+        __m256i v = bq_ld(w, bits, chunks, c);
         if (sh) {
             v = bq_sra8(v, shc, keep, sign);
         }
@@ -353,13 +359,12 @@ static void bq_tile1(const int8_t *w, unsigned bits, const int16_t *x, unsigned 
     const __m128i shc = _mm_cvtsi32_si128((int)sh);
     unsigned p = 0;
     for (; p + 2u <= cpairs; p += 2u) {
-        __m256i c0 = bq_ld(w, bits), c1 = bq_ld(w + 4u * bits, bits);
+        __m256i c0 = bq_ld(w, bits, cpairs, p), c1 = bq_ld(w, bits, cpairs, p + 1u);
         __m256i w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(c0));
         __m256i w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(c0, 1));
         __m256i w2 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(c1));
         __m256i w3 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(c1, 1));
         __m256i x0 = bq_bcast(x + 2u * p), x1 = bq_bcast(x + 2u * p + 2u);
-        w += 8u * bits;
         if (sh) {
             w0 = _mm256_sra_epi16(w0, shc);
             w1 = _mm256_sra_epi16(w1, shc);
@@ -372,11 +377,10 @@ static void bq_tile1(const int8_t *w, unsigned bits, const int16_t *x, unsigned 
         a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(w3, x1));
     }
     for (; p < cpairs; ++p) {
-        __m256i c0 = bq_ld(w, bits);
+        __m256i c0 = bq_ld(w, bits, cpairs, p);
         __m256i w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(c0));
         __m256i w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(c0, 1));
         __m256i x0 = bq_bcast(x + 2u * p);
-        w += 4u * bits;
         if (sh) {
             w0 = _mm256_sra_epi16(w0, shc);
             w1 = _mm256_sra_epi16(w1, shc);
@@ -407,21 +411,20 @@ static void bq_tile1_u8(const int8_t *w, unsigned bits, const uint8_t *x, unsign
         __m256i xv = two ? bq_bcast((const int16_t *)(const void *)(x + 2u * p))
                          : bq_bcast2(x + 2u * p);
         if (bits == 8u) {
-            w0 = _mm256_loadu_si256((const __m256i *)(const void *)w);
+            w0 = _mm256_loadu_si256((const __m256i *)(const void *)(w + 32u * p));
             if (two) {
-                w1 = _mm256_loadu_si256((const __m256i *)(const void *)(w + 32));
+                w1 = _mm256_loadu_si256((const __m256i *)(const void *)(w + 32u * p + 32u));
             }
             if (sh) {
                 w0 = bq_sra8(w0, shc, keep, sign);
                 w1 = bq_sra8(w1, shc, keep, sign);
             }
         } else {
-            w0 = bq_ldf(w, bits, sh);
+            w0 = bq_ldf(w, bits, cpairs, p, sh);
             if (two) {
-                w1 = bq_ldf(w + 4u * bits, bits, sh);
+                w1 = bq_ldf(w, bits, cpairs, p + 1u, sh);
             }
         }
-        w += 8u * bits;
         sa = _mm256_add_epi16(sa, _mm256_maddubs_epi16(xv, _mm256_unpacklo_epi16(w0, w1)));
         sb = _mm256_add_epi16(sb, _mm256_maddubs_epi16(xv, _mm256_unpackhi_epi16(w0, w1)));
         if (++n == run) {
@@ -438,7 +441,8 @@ static void bq_tile1_u8(const int8_t *w, unsigned bits, const uint8_t *x, unsign
     _mm256_storeu_si256((__m256i *)(void *)(acc + 8), _mm256_permute2x128_si256(a0, a1, 0x31));
 }
 
-/* bq_tile1_u8 for packed codes, G = 8 / bits chunks per 32-byte load: field f of every byte
+/* bq_tile1_u8 for packed codes, or one part of split codes (bq_tile1_parts), at bits = 4, 2 or
+ * 1 bits a field, G = 8 / bits chunks per 32-byte load: field f of every byte
  * ((w >> (f * bits + sh)) & mask, f < F = 8 / bits) holds, in group j (its 32 / G bytes),
  * rows f * W .. f * W + W - 1 (W = 16 / G words, one row's channel pair each) of chunk j, so
  * F masks decode 32 * G codes with no unpacking, and one shuffle of 2 * G activation bytes
@@ -451,22 +455,30 @@ static void bq_tile1_u8p(const int8_t *w, unsigned bits, const uint8_t *x, unsig
 {
     const unsigned G = 8u / bits, F = 8u / bits, W = 16u / G;
     const __m256i mask = _mm256_set1_epi8((char)(((1u << bits) - 1u) >> sh));
-    const __m256i ctl = bits == 2u ? _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3,
-                                                      2, 3, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7,
-                                                      6, 7, 6, 7)
-                                   : _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
-                                                      0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
-                                                      2, 3, 2, 3);
-    __m256i s[4], e[4], o[4];
+    const __m256i ctl = bits == 1u   ? _mm256_setr_epi8(0, 1, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7,
+                                                        6, 7, 8, 9, 8, 9, 10, 11, 10, 11, 12, 13,
+                                                        12, 13, 14, 15, 14, 15)
+                        : bits == 2u ? _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3,
+                                                        2, 3, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7,
+                                                        6, 7, 6, 7)
+                                     : _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                                        0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
+                                                        2, 3, 2, 3);
+    __m256i s[8], e[8], o[8];
     int32_t ev[8], od[8];
     unsigned g, f, n = 0, groups = cpairs / G, i, j;
-    for (f = 0; f < 4u; ++f) {
+    for (f = 0; f < 8u; ++f) {
         s[f] = e[f] = o[f] = _mm256_setzero_si256();
     }
     for (g = 0; g < groups; ++g) {
         __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(w + 32u * g));
         __m256i xq;
-        if (bits == 2u) {
+        if (bits == 1u) {
+            xq = _mm256_shuffle_epi8(
+                _mm256_broadcastsi128_si256(
+                    _mm_loadu_si128((const __m128i *)(const void *)(x + 16u * g))),
+                ctl);
+        } else if (bits == 2u) {
             long long xv;
             memcpy(&xv, x + 8u * g, sizeof xv);
             xq = _mm256_shuffle_epi8(_mm256_set1_epi64x(xv), ctl);
@@ -511,5 +523,33 @@ static void bq_tile1_u8p(const int8_t *w, unsigned bits, const uint8_t *x, unsig
         for (i = 0; i < 16u; ++i) {
             acc[i] += tail[i];
         }
+    }
+}
+
+/* Fully connected layers stored at a split width (bq_part_bits), run at the count k that the
+ * leading `parts` parts hold: f >> (bits - k) is those parts' fields at their place values,
+ * so each part's packed array (raw fields of 4, 2 or 1 bits over the block's chunks) goes
+ * through bq_tile1_u8p as it is, 2 to 8 chunks per load and no reassembly, and the sums are
+ * added shifted to the part's place. The parts after them are not read: a run-time count
+ * below K reads only its planes' bytes. Same sums, same caller correction as bq_tile1_u8. */
+static void bq_tile1_parts(const int8_t *w, unsigned bits, unsigned parts, const uint8_t *x,
+                           unsigned cpairs, int32_t *acc)
+{
+    int32_t part[16];
+    unsigned i, r, below = 0;
+    for (r = 0; r < 16u; ++r) {
+        acc[r] = 0;
+    }
+    for (i = 0; i < parts; ++i) {
+        below += bq_part_bits(bits, i);
+    }
+    for (i = 0; i < parts; ++i) {
+        unsigned pw = bq_part_bits(bits, i), top = (1u << pw) - 1u;
+        below -= pw;
+        bq_tile1_u8p(w, pw, x, cpairs, 0u, 32767u / (510u * top), part);
+        for (r = 0; r < 16u; ++r) {
+            acc[r] += part[r] * (int32_t)(1u << below);
+        }
+        w += 4u * pw * cpairs;
     }
 }
