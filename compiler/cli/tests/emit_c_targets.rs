@@ -515,6 +515,22 @@ fn check(
     if let Some(e) = differs(&got, &mix) {
         return Err(format!("per-layer {ppl:?}: {e}"));
     }
+    // Split widths at every lower run-time count: the counts the leading parts hold read only
+    // those parts (fully connected layers), the others reassemble and shift.
+    if case.code_bits == CodeBits::Exact {
+        for r in 2..k {
+            let mut want = Vec::new();
+            for t in &case.nets {
+                let u = &t.want[&r].0;
+                want.extend_from_slice(&u[..n * (u.len() / case.n)]);
+            }
+            let ppl: Vec<u8> = case.nets.iter().flat_map(|t| vec![r; t.layers]).collect();
+            let got = run_exe(tc.runner, &exe, &dir, n, Some(&ppl))?;
+            if let Some(e) = differs(&got, &want) {
+                return Err(format!("run_planes {r} of {k}: {e}"));
+            }
+        }
+    }
     // A count above K, or 0, in each net's last layer is refused with return code 1 by every
     // net (exit 20 + the number of nets).
     let mut bad = Vec::new();
