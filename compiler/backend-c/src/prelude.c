@@ -665,11 +665,13 @@ static void resize_linear(const float *x, float *y, unsigned rank, const size_t 
 /*@section bq_common*/
 /* Layers whose weights are the K-plane codes. Per group and block of 16 output channels, for
  * every kernel tap and channel pair, the 16x2 codes row by row (a chunk of 32); channels and
- * rows beyond the layer's are zero. Chunks are stored at K bits a code (4 * K bytes; 2 bits
- * at K = 1), so the weights grow with K by K / 8 of a byte a weight: 8-bit codes as s8, fewer
- * bits as offset-binary fields q + 2^(K-1) split into parts of 4, 2 and 1 bits
- * (bq_part_bits). The codes are rebuilt at emit time from planes 0..K-1 only; a run at k < K
- * planes uses q_k = q_K >> (K - k) (floor), as the runtime does. */
+ * rows beyond the layer's are zero. Chunks are stored at `bits` bits a code (4 * bits bytes):
+ * 8 as s8, fewer as offset-binary fields q + 2^(bits-1). `bits` is the fewest of 2, 4 and 8
+ * that hold K planes (--code-bits fast) or K itself (exact: the weights grow by one bit a
+ * weight per plane); 3, 5, 6 and 7 are split into parts of 4, 2 and 1 bits (bq_part_bits),
+ * each part stored as one array over the block's chunks (lowering: pack_block). The codes are
+ * rebuilt at emit time from planes 0..K-1 only; a run at k < K planes uses
+ * q_k = q_K >> (K - k) (floor), as the runtime does. */
 typedef struct {
     const int8_t *w;
     const float *alpha; /* [S][rows] */
@@ -680,14 +682,15 @@ typedef struct {
     const uint32_t *toff; /* per tap: pixel offset in the padded input */
     const int32_t *ws;    /* [S][rows]: each row's sum of its codes at that count */
     unsigned n_counts, rows, planes, mb, taps, cpairs, cols;
-    unsigned bits; /* per code: the planes (2 for 1 plane) */
+    unsigned bits; /* per code: 2, 4 or 8, or (exact widths) the planes */
 } bq_layer;
 
-/* Width of part i of a chunk of `bits`-bit codes (lowering: code_parts): the fields are split
- * greedily into parts of 4, 2 and 1 bits, most significant first (a part of w bits takes 4 * w
- * bytes; its byte j holds the fields of codes j, j + 32 / n, ... from the low bits up, n = 8 / w
- * fields a byte), so one shift and mask per group of codes reads any width; 8-bit codes are
- * one part. 0 past the last part. */
+/* Width of part i of `bits`-bit codes (lowering: code_parts): the fields are split greedily
+ * into parts of 4, 2 and 1 bits, most significant first. Part i of a block is its chunks at
+ * 4 * w bytes each (byte j of a chunk holds the fields of codes j, j + 32 / n, ... from the low
+ * bits up, n = 8 / w fields a byte), after the whole arrays of the parts before it, so one
+ * shift and mask per group of codes reads any width; 8-bit codes are one part. 0 past the
+ * last part. */
 static unsigned bq_part_bits(unsigned bits, unsigned i)
 {
     unsigned rest = bits, w = 0, j;
@@ -770,25 +773,6 @@ static void bq_fold(const bq_layer *L, unsigned j, float scale)
 }
 
 /*@section bq_linear*/
-#ifdef BQ_U8_MAX_K
-/* A fully connected layer stored at a split width (bq_part_bits) and run at the count k its
- * leading parts hold: how many parts those are (bq_tile1_parts), else 0. */
-static unsigned bq_lead_parts(unsigned bits, unsigned k)
-{
-    unsigned i, pw, sum = 0;
-    if (bits == 2u || bits == 4u || bits == 8u) {
-        return 0u;
-    }
-    for (i = 0; (pw = bq_part_bits(bits, i)) != 0u; ++i) {
-        sum += pw;
-        if (sum == k) {
-            return i + 1u;
-        }
-    }
-    return 0u;
-}
-#endif
-
 /* relu: a following Relu fused into the epilogue (the comparison of relu()). */
 static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, unsigned j,
                       int relu)
@@ -797,7 +781,7 @@ static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, u
     unsigned sh = L->planes - k, n = 2u * L->cpairs, b, r;
     size_t blk = (size_t)L->cpairs * 4u * L->bits;
     int32_t usum = 0, vsum = 0, fb = 0, acc[16];
-    unsigned run = 0, parts = 0;
+    unsigned run = 0, split = 0;
     int dd;
     const float *bias = L->bias + (size_t)j * L->rows;
     bq_quant(x, L->cols, scale, zero, L->act[4 * j + 2], L->act[4 * j + 3], SX);
@@ -809,11 +793,11 @@ static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, u
     }
     bq_fold(L, j, scale);
 #ifdef BQ_U8_MAX_K
-    /* Split widths at a count their leading parts hold multiply the parts' fields (at most
-     * 15), which the byte path takes at any count. */
-    parts = bq_lead_parts(L->bits, k);
+    /* Split widths (bq_part_bits) multiply their parts' fields, at most 15 (bq_tile1_parts),
+     * which the byte path takes at any count. */
+    split = L->bits != 2u && L->bits != 4u && L->bits != 8u;
 #endif
-    dd = bq_u8_offset(L, k, j, parts ? 8u : BQ_U8_FC_K);
+    dd = bq_u8_offset(L, k, j, split ? 8u : BQ_U8_FC_K);
     if (dd >= 0) {
         /* Bytes v = u + d written over SX front to back: byte r lies in element r/2 <= r,
          * which has been read already. */
@@ -839,8 +823,8 @@ static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, u
 #ifdef BQ_U8_MAX_K
         if (dd >= 0) {
             const uint8_t *xb = (const uint8_t *)(const void *)SX;
-            if (parts) {
-                bq_tile1_parts(L->w + b * blk, L->bits, parts, xb, L->cpairs, acc);
+            if (split) {
+                bq_tile1_parts(L->w + b * blk, L->bits, sh, xb, L->cpairs, acc);
             } else if (L->bits == 2u || L->bits == 4u) {
                 bq_tile1_u8p(L->w + b * blk, L->bits, xb, L->cpairs, sh, run, acc);
             } else {
@@ -850,7 +834,7 @@ static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, u
 #endif
         {
             (void)run;
-            (void)parts;
+            (void)split;
             bq_tile1(L->w + b * blk, L->bits, SX, L->cpairs, sh, acc);
         }
         for (r = 0; r < 16u && r0 + r < L->rows; ++r) {

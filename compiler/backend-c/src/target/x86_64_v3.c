@@ -526,29 +526,30 @@ static void bq_tile1_u8p(const int8_t *w, unsigned bits, const uint8_t *x, unsig
     }
 }
 
-/* Fully connected layers stored at a split width (bq_part_bits), run at the count k that the
- * leading `parts` parts hold: f >> (bits - k) is those parts' fields at their place values,
- * so each part's packed array (raw fields of 4, 2 or 1 bits over the block's chunks) goes
- * through bq_tile1_u8p as it is, 2 to 8 chunks per load and no reassembly, and the sums are
- * added shifted to the part's place. The parts after them are not read: a run-time count
- * below K reads only its planes' bytes. Same sums, same caller correction as bq_tile1_u8. */
-static void bq_tile1_parts(const int8_t *w, unsigned bits, unsigned parts, const uint8_t *x,
+/* Fully connected layers stored at a split width (bq_part_bits), run at k = bits - sh planes:
+ * f >> sh is the concatenation of the parts' bits above sh, so each part's packed array (raw
+ * fields of 4, 2 or 1 bits over the block's chunks) goes through bq_tile1_u8p as it is, 2 to
+ * 8 chunks per load with no reassembly: a part above the cut added at its place, the part
+ * the cut falls in shifted right by the rest, and the parts below it not read at all (a
+ * run-time count below K reads only the bytes of its planes). Same sums, same caller
+ * correction as bq_tile1_u8. */
+static void bq_tile1_parts(const int8_t *w, unsigned bits, unsigned sh, const uint8_t *x,
                            unsigned cpairs, int32_t *acc)
 {
     int32_t part[16];
-    unsigned i, r, below = 0;
+    unsigned i, r, pw, pos = bits;
     for (r = 0; r < 16u; ++r) {
         acc[r] = 0;
     }
-    for (i = 0; i < parts; ++i) {
-        below += bq_part_bits(bits, i);
-    }
-    for (i = 0; i < parts; ++i) {
-        unsigned pw = bq_part_bits(bits, i), top = (1u << pw) - 1u;
-        below -= pw;
-        bq_tile1_u8p(w, pw, x, cpairs, 0u, 32767u / (510u * top), part);
-        for (r = 0; r < 16u; ++r) {
-            acc[r] += part[r] * (int32_t)(1u << below);
+    for (i = 0; (pw = bq_part_bits(bits, i)) != 0u; ++i) {
+        pos -= pw; /* the place of the part's lowest bit in f */
+        if (pos + pw > sh) {
+            unsigned psh = sh > pos ? sh - pos : 0u, place = pos > sh ? pos - sh : 0u;
+            unsigned top = ((1u << pw) - 1u) >> psh;
+            bq_tile1_u8p(w, pw, x, cpairs, psh, 32767u / (510u * top), part);
+            for (r = 0; r < 16u; ++r) {
+                acc[r] += part[r] * (int32_t)(1u << place);
+            }
         }
         w += 4u * pw * cpairs;
     }
