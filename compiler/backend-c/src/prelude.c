@@ -825,8 +825,10 @@ static void bq_linear(const float *x, float *y, const bq_layer *L, unsigned k, u
             const uint8_t *xb = (const uint8_t *)(const void *)SX;
             if (split) {
                 bq_tile1_parts(L->w + b * blk, L->bits, sh, xb, L->cpairs, acc);
-            } else if (L->bits == 2u || L->bits == 4u) {
-                bq_tile1_u8p(L->w + b * blk, L->bits, xb, L->cpairs, sh, run, acc);
+            } else if (L->bits == 2u) {
+                bq_tile1_u8p(L->w + b * blk, 2u, xb, L->cpairs, sh, run, acc);
+            } else if (L->bits == 4u) {
+                bq_tile1_u8p(L->w + b * blk, 4u, xb, L->cpairs, sh, run, acc);
             } else {
                 bq_tile1_u8(L->w + b * blk, L->bits, xb, L->cpairs, sh, run, acc);
             }

@@ -441,8 +441,8 @@ static void bq_tile1_u8(const int8_t *w, unsigned bits, const uint8_t *x, unsign
     _mm256_storeu_si256((__m256i *)(void *)(acc + 8), _mm256_permute2x128_si256(a0, a1, 0x31));
 }
 
-/* bq_tile1_u8 for packed codes, or one part of split codes (bq_tile1_parts), at bits = 4, 2 or
- * 1 bits a field, G = 8 / bits chunks per 32-byte load: field f of every byte
+/* bq_tile1_u8 for packed codes, or one part of split codes (bq_tile1_parts), at bits = 4 or 2
+ * bits a field, G = 8 / bits chunks per 32-byte load: field f of every byte
  * ((w >> (f * bits + sh)) & mask, f < F = 8 / bits) holds, in group j (its 32 / G bytes),
  * rows f * W .. f * W + W - 1 (W = 16 / G words, one row's channel pair each) of chunk j, so
  * F masks decode 32 * G codes with no unpacking, and one shuffle of 2 * G activation bytes
@@ -450,35 +450,31 @@ static void bq_tile1_u8(const int8_t *w, unsigned bits, const uint8_t *x, unsign
  * row's products over the pairs of its group; widening splits even and odd words into
  * int32, and the groups are added per row at the end. Chunks past the last whole load go
  * through bq_tile1_u8. Same sums, same caller correction. */
-static void bq_tile1_u8p(const int8_t *w, unsigned bits, const uint8_t *x, unsigned cpairs,
-                         unsigned sh, unsigned run, int32_t *acc)
+/* Always inlined (a GNU attribute, as the intrinsics are) and called with a constant width:
+ * called from several places gcc kept it out of line, where its accumulator arrays live in
+ * memory (2x the time at 2 and 4 bits). */
+static inline __attribute__((always_inline)) void
+bq_tile1_u8p(const int8_t *w, unsigned bits, const uint8_t *x, unsigned cpairs, unsigned sh,
+             unsigned run, int32_t *acc)
 {
     const unsigned G = 8u / bits, F = 8u / bits, W = 16u / G;
     const __m256i mask = _mm256_set1_epi8((char)(((1u << bits) - 1u) >> sh));
-    const __m256i ctl = bits == 1u   ? _mm256_setr_epi8(0, 1, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7,
-                                                        6, 7, 8, 9, 8, 9, 10, 11, 10, 11, 12, 13,
-                                                        12, 13, 14, 15, 14, 15)
-                        : bits == 2u ? _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3,
-                                                        2, 3, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7,
-                                                        6, 7, 6, 7)
-                                     : _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
-                                                        0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
-                                                        2, 3, 2, 3);
-    __m256i s[8], e[8], o[8];
+    const __m256i ctl = bits == 2u ? _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3,
+                                                      2, 3, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7,
+                                                      6, 7, 6, 7)
+                                   : _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                                      0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
+                                                      2, 3, 2, 3);
+    __m256i s[4], e[4], o[4];
     int32_t ev[8], od[8];
     unsigned g, f, n = 0, groups = cpairs / G, i, j;
-    for (f = 0; f < 8u; ++f) {
+    for (f = 0; f < 4u; ++f) {
         s[f] = e[f] = o[f] = _mm256_setzero_si256();
     }
     for (g = 0; g < groups; ++g) {
         __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(w + 32u * g));
         __m256i xq;
-        if (bits == 1u) {
-            xq = _mm256_shuffle_epi8(
-                _mm256_broadcastsi128_si256(
-                    _mm_loadu_si128((const __m128i *)(const void *)(x + 16u * g))),
-                ctl);
-        } else if (bits == 2u) {
+        if (bits == 2u) {
             long long xv;
             memcpy(&xv, x + 8u * g, sizeof xv);
             xq = _mm256_shuffle_epi8(_mm256_set1_epi64x(xv), ctl);
@@ -526,6 +522,80 @@ static void bq_tile1_u8p(const int8_t *w, unsigned bits, const uint8_t *x, unsig
     }
 }
 
+/* bq_tile1_u8p for a 1-bit part of split codes (never shifted: a cut falls between bits): 8
+ * chunks per 32-byte load, bit f of group j's 4 bytes holds rows 2f and 2f + 1 of chunk j, so
+ * one shuffle of 16 activation bytes feeds 8 products, one per bit. Its own function with one
+ * named accumulator per bit: bq_tile1_u8p with arrays of 8 kept them in memory, and the 2-
+ * and 4-bit kernels ran 2x slower. A word sums at most 510 a load: widened every 64. */
+static void bq_tile1_u8p1(const int8_t *w, const uint8_t *x, unsigned cpairs, int32_t *acc)
+{
+    const __m256i one = _mm256_set1_epi8(1);
+    const __m256i ctl = _mm256_setr_epi8(0, 1, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7, 8, 9, 8,
+                                         9, 10, 11, 10, 11, 12, 13, 12, 13, 14, 15, 14, 15);
+    __m256i s0, s1, s2, s3, s4, s5, s6, s7, e[8], o[8];
+    int32_t ev[8], od[8];
+    unsigned g, f, n = 0, groups = cpairs / 8u, i;
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = _mm256_setzero_si256();
+    for (f = 0; f < 8u; ++f) {
+        e[f] = o[f] = _mm256_setzero_si256();
+    }
+#define BQ_P1(f)                                                                              \
+    s##f = _mm256_add_epi16(                                                                  \
+        s##f, _mm256_maddubs_epi16(xq, _mm256_and_si256(_mm256_srli_epi16(v, f), one)))
+#define BQ_W1(f)                                                                              \
+    do {                                                                                      \
+        e[f] = _mm256_add_epi32(e[f], _mm256_srai_epi32(_mm256_slli_epi32(s##f, 16), 16));    \
+        o[f] = _mm256_add_epi32(o[f], _mm256_srai_epi32(s##f, 16));                           \
+        s##f = _mm256_setzero_si256();                                                        \
+    } while (0)
+    for (g = 0; g < groups; ++g) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(w + 32u * g));
+        __m256i xq = _mm256_shuffle_epi8(
+            _mm256_broadcastsi128_si256(
+                _mm_loadu_si128((const __m128i *)(const void *)(x + 16u * g))),
+            ctl);
+        BQ_P1(0);
+        BQ_P1(1);
+        BQ_P1(2);
+        BQ_P1(3);
+        BQ_P1(4);
+        BQ_P1(5);
+        BQ_P1(6);
+        BQ_P1(7);
+        if (++n == 64u || g + 1u == groups) {
+            n = 0;
+            BQ_W1(0);
+            BQ_W1(1);
+            BQ_W1(2);
+            BQ_W1(3);
+            BQ_W1(4);
+            BQ_W1(5);
+            BQ_W1(6);
+            BQ_W1(7);
+        }
+    }
+#undef BQ_P1
+#undef BQ_W1
+    for (f = 0; f < 8u; ++f) {
+        int32_t a = 0, b = 0;
+        _mm256_storeu_si256((__m256i *)(void *)ev, e[f]);
+        _mm256_storeu_si256((__m256i *)(void *)od, o[f]);
+        for (i = 0; i < 8u; ++i) {
+            a += ev[i];
+            b += od[i];
+        }
+        acc[2u * f] = a;
+        acc[2u * f + 1u] = b;
+    }
+    if (groups * 8u < cpairs) {
+        int32_t tail[16];
+        bq_tile1_u8(w + 32u * groups, 1u, x + 16u * groups, cpairs - 8u * groups, 0u, 64u, tail);
+        for (i = 0; i < 16u; ++i) {
+            acc[i] += tail[i];
+        }
+    }
+}
+
 /* Fully connected layers stored at a split width (bq_part_bits), run at k = bits - sh planes:
  * f >> sh is the concatenation of the parts' bits above sh, so each part's packed array (raw
  * fields of 4, 2 or 1 bits over the block's chunks) goes through bq_tile1_u8p as it is, 2 to
@@ -546,7 +616,15 @@ static void bq_tile1_parts(const int8_t *w, unsigned bits, unsigned sh, const ui
         if (pos + pw > sh) {
             unsigned psh = sh > pos ? sh - pos : 0u, place = pos > sh ? pos - sh : 0u;
             unsigned top = ((1u << pw) - 1u) >> psh;
-            bq_tile1_u8p(w, pw, x, cpairs, psh, 32767u / (510u * top), part);
+            /* Constant widths: bq_tile1_u8p is inlined and specialised per width (with
+             * the width a variable its accumulators stayed in memory: 1.7x the time). */
+            if (pw == 4u) {
+                bq_tile1_u8p(w, 4u, x, cpairs, psh, 32767u / (510u * top), part);
+            } else if (pw == 2u) {
+                bq_tile1_u8p(w, 2u, x, cpairs, psh, 32767u / (510u * top), part);
+            } else {
+                bq_tile1_u8p1(w, x, cpairs, part);
+            }
             for (r = 0; r < 16u; ++r) {
                 acc[r] += part[r] * (int32_t)(1u << place);
             }
