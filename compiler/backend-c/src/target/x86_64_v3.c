@@ -40,7 +40,7 @@ static __m256i bq_bcast(const int16_t *p)
 }
 
 /* The 32 fields of one part of a chunk stored at pw = 4, 2 or 1 bits a field (lowering:
- * pack_chunk), shifted right by sh: the packed bytes are broadcast to every 128-bit half
+ * pack_block), shifted right by sh: the packed bytes are broadcast to every 128-bit half
  * (nibbles), 64-bit lane (crumbs) or 32-bit lane (bits), each lane shifted to its field (and
  * sh further) by vpsrlv and masked. */
 static inline __m256i bq_part(const int8_t *w, unsigned pw, unsigned sh)
