@@ -67,7 +67,7 @@ pub struct CodeBlocks {
     pub codes: Vec<i8>,
     /// Bits a code is stored in ([`CodeBits`]): the fewest of 2, 4 and 8 that hold `k`
     /// planes, or `k` itself. Below 8 bits a chunk holds offset-binary fields, split into
-    /// 4-, 2- and 1-bit parts (`pack_chunk`): one shift and mask per group of codes unpacks
+    /// 4-, 2- and 1-bit parts (`pack_block`): one shift and mask per group of codes unpacks
     /// a part.
     pub bits: u8,
     /// 16-row blocks per group.
