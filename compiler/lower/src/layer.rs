@@ -448,23 +448,8 @@ pub(crate) fn unpack_block_chunk(block: &[i8], bits: u8, chunks: usize, c: usize
 
 /// The inverse of [`pack_chunk`] (what the C targets' decoders compute): the 32 codes of a
 /// chunk stored at `bits` bits a code ([`CodeBlocks::bits`]; `packed` holds `4 · bits`
-/// bytes).
+/// bytes), a block of one chunk.
 #[cfg(test)]
 pub(crate) fn unpack_chunk(packed: &[i8], bits: u8) -> [i8; 32] {
-    if bits == 8 {
-        return packed[..32].try_into().expect("32 codes");
-    }
-    let mut fields = [0u8; 32];
-    let mut at = 0;
-    for &w in code_parts(bits) {
-        let per_byte = usize::from(8 / w);
-        let len = 32 / per_byte;
-        for (n, f) in fields.iter_mut().enumerate() {
-            let (i, j) = (n % len, n / len);
-            let field = (packed[at + i] as u8 >> (usize::from(w) * j)) & ((1u8 << w) - 1);
-            *f = *f << w | field;
-        }
-        at += len;
-    }
-    fields.map(|f| (i16::from(f) - (1i16 << (bits - 1))) as i8)
+    unpack_block_chunk(packed, bits, 1, 0)
 }

@@ -615,6 +615,7 @@ static void bq_tile1_parts(const int8_t *w, unsigned bits, unsigned sh, const ui
         pos -= pw; /* the place of the part's lowest bit in f */
         if (pos + pw > sh) {
             unsigned psh = sh > pos ? sh - pos : 0u, place = pos > sh ? pos - sh : 0u;
+            /* The int16 steps of bq_u8_steps (a later section) for fields up to top. */
             unsigned top = ((1u << pw) - 1u) >> psh;
             /* Constant widths: bq_tile1_u8p is inlined and specialised per width (with
              * the width a variable its accumulators stayed in memory: 1.7x the time). */

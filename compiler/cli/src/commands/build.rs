@@ -4,8 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::builder::TypedValueParser as _;
-use strata_compiler::backend::c::{write_c, CodeBits, Target};
+use strata_compiler::backend::c::{write_c, Target};
 use strata_compiler::build::emit_options;
 
 /// The code generator.
@@ -30,12 +29,8 @@ pub struct Args {
     /// The C backend's target (`--backend c`).
     #[arg(long, value_enum, default_value_t = Target::Generic)]
     target: Target,
-    /// `--backend c`: bits a stored code takes on generic, x86-64-v3 and aarch64: `fast` (the fewest of 2, 4
-    /// and 8 bits that hold K planes: the fastest kernels) or `exact` (K bits a weight, so
-    /// the weights shrink with every plane dropped; 3, 5, 6 and 7 bits are decoded from 4-, 2-
-    /// and 1-bit parts, which costs time). armv7m always stores packed planes.
-    #[arg(long, default_value = "fast", value_parser = clap::builder::PossibleValuesParser::new(CodeBits::NAMES).map(|s| s.parse::<CodeBits>().expect("a listed name")))]
-    code_bits: CodeBits,
+    #[command(flatten)]
+    code_bits: super::CodeBitsArg,
     /// `--backend mlir`: the LLVM target triple of the object (e.g. `aarch64-linux-gnu`;
     /// default: this machine).
     #[arg(long)]
@@ -81,7 +76,7 @@ pub fn run(args: Args) -> Result<()> {
                 args.name,
                 &shown,
             )?;
-            options.code_bits = args.code_bits;
+            options.code_bits = args.code_bits.code_bits;
             write_c(&loaded.graph, &options, &args.output).with_context(|| shown.clone())?
         }
     };

@@ -3,8 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::builder::TypedValueParser as _;
-use strata_compiler::backend::c::{write_c, CodeBits, EmitOptions, Target};
+use strata_compiler::backend::c::{write_c, EmitOptions, Target};
 use strata_compiler::build::emit_options;
 
 #[derive(clap::Args)]
@@ -19,12 +18,8 @@ pub struct Args {
     /// armv7m (Cortex-M: packed planes, integer-only loops).
     #[arg(long, value_enum, default_value_t = Target::Generic)]
     target: Target,
-    /// Bits a stored code takes on generic, x86-64-v3 and aarch64: `fast` (the fewest of 2, 4
-    /// and 8 bits that hold K planes: the fastest kernels) or `exact` (K bits a weight, so
-    /// the weights shrink with every plane dropped; 3, 5, 6 and 7 bits are decoded from 4-, 2-
-    /// and 1-bit parts, which costs time). armv7m always stores packed planes.
-    #[arg(long, default_value = "fast", value_parser = clap::builder::PossibleValuesParser::new(CodeBits::NAMES).map(|s| s.parse::<CodeBits>().expect("a listed name")))]
-    code_bits: CodeBits,
+    #[command(flatten)]
+    code_bits: super::CodeBitsArg,
     /// Prefix of the files, functions and macros (a C identifier).
     #[arg(long)]
     name: String,
@@ -52,7 +47,7 @@ pub fn run(args: Args) -> Result<()> {
             code_bits: Default::default(),
         },
     };
-    options.code_bits = args.code_bits;
+    options.code_bits = args.code_bits.code_bits;
     let written = write_c(&graph, &options, &args.output).with_context(|| shown.clone())?;
     for path in written {
         eprintln!("wrote {}", path.display());

@@ -18,11 +18,29 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
+use clap::builder::TypedValueParser as _;
 use indicatif::{ProgressBar, ProgressStyle};
+use strata_compiler::backend::c::CodeBits;
 use strata_compiler::onnx::{parse_named_input_shape, InputShape, OnnxError};
 use strata_compiler::LoadOptions;
 use strata_ir::files::{Existing, FileError};
 use strata_passes::ProgressFn;
+
+/// `--code-bits`, for the commands that emit C.
+#[derive(clap::Args)]
+pub struct CodeBitsArg {
+    /// Bits a stored code takes on generic, x86-64-v3 and aarch64 (C backend): `fast` (the
+    /// fewest of 2, 4 and 8 bits that hold K planes: the fastest kernels) or `exact` (K bits a
+    /// weight, so the weights shrink with every plane dropped; 3, 5, 6 and 7 bits are decoded
+    /// from 4-, 2- and 1-bit parts, which costs time). armv7m always stores packed planes.
+    #[arg(
+        long,
+        default_value = "fast",
+        value_parser = clap::builder::PossibleValuesParser::new(CodeBits::NAMES)
+            .map(|s| s.parse::<CodeBits>().expect("PossibleValuesParser admits only the names"))
+    )]
+    pub code_bits: CodeBits,
+}
 
 /// `--input-shape NAME=SHAPE`, for commands that import an ONNX model.
 #[derive(clap::Args, Default)]
