@@ -536,6 +536,44 @@ fn emit_c_code_bits_exact_stores_k_bits_a_weight() {
     assert!(e.contains("'7'") && e.contains("fast, exact"), "{e}");
 }
 
+/// Without `--planes`, `emit-c` emits what `strata run` runs by default: each layer's largest
+/// plane count with a side table. A file compiled with `--planes 6` holds 8 planes but side
+/// tables only at 6; emitting at 8 used to fail. Stripped below every side table, the error
+/// names the layer and its counts.
+#[test]
+fn emit_c_default_planes_are_the_runtimes() {
+    let f = files();
+    let m6 = f.dir.join("m6-default.strata").display().to_string();
+    let calib = f.dir.join("calib.npy").display().to_string();
+    ok(&[
+        "compile",
+        &f.model,
+        "--calib",
+        &calib,
+        "--planes",
+        "4,6",
+        "--calib-method",
+        "minmax",
+        "-o",
+        &m6,
+    ]);
+    let out = f.dir.join("c-default-planes");
+    let o = out.display().to_string();
+    ok(&["emit-c", &m6, "--name", "net", "-o", &o]);
+    let h = std::fs::read_to_string(out.join("net.h")).unwrap();
+    assert!(h.contains("#define NET_PLANES 6\n"), "{h}");
+    assert!(h.contains("rebuilt from planes 0..5"), "{h}");
+
+    let s3 = f.dir.join("m6-strip3.strata").display().to_string();
+    ok(&["strip", &m6, "--planes", "3", "-o", &s3]);
+    let e = fails(&["emit-c", &s3, "--name", "net", "-o", &o]);
+    assert!(
+        e.contains("layer `conv_1` has no side table for any of the 3 planes present")
+            && e.contains("[4, 6]"),
+        "{e}"
+    );
+}
+
 /// `strata inspect m.onnx | head -1`: the reader closes the pipe early; strata must end
 /// quietly (exit 0, nothing on stderr), not panic on the failed write.
 #[test]

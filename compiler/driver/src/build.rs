@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use strata_ir::container::{read_container, ContainerError};
 use strata_ir::Graph;
 
-use crate::backend::c::{emit, layer_names, CodeBits, EmitError, EmitOptions, EmitStats};
+use crate::backend::c::{emit, CodeBits, EmitError, EmitOptions, EmitStats, LowerError};
 use crate::compile::{
     compile_to_container, compile_with_tables, CompileError, CompileOptions, Provenance,
 };
@@ -93,6 +93,17 @@ pub enum BuildError {
         model: String,
         planes: u8,
         available: u8,
+    },
+    #[error(
+        "{model}: layer `{layer}` has no side table for any of the {available} planes present \
+         (its plane counts: {plane_counts:?}); recompile with a plane count of at most \
+         {available} (--planes), or strip fewer planes"
+    )]
+    NoRunnablePlanes {
+        model: String,
+        layer: String,
+        available: u8,
+        plane_counts: Vec<u8>,
     },
     #[error(transparent)]
     UnknownTarget(#[from] crate::backend::c::UnknownTarget),
@@ -219,8 +230,8 @@ impl Build {
         self
     }
 
-    /// `K`: planes to emit. Default: the stored mixed-precision choice, else every plane
-    /// present.
+    /// `K`: planes to emit. Default: the stored mixed-precision choice, else each layer's
+    /// largest count with a side table among the planes present (what `strata run` runs).
     pub fn planes(mut self, k: u8) -> Self {
         self.planes = Some(k);
         self
@@ -545,8 +556,10 @@ impl Build {
 }
 
 /// The emit options for a loaded container: `planes` given → that uniform `K`; otherwise the
-/// stored mixed-precision choice (`K` = its largest count) when there is one, else every
-/// plane present. Shared by `strata emit-c` and [`Build::emit_c`].
+/// stored mixed-precision choice (`K` = its largest count) when there is one, else what the
+/// runtime runs by default: each layer's largest plane count with a side table among the
+/// planes present (a file compiled with `--planes 6` emits at 6, not at the 8 planes it
+/// holds, which have no side table). Shared by `strata emit-c` and [`Build::emit_c`].
 pub fn emit_options(
     graph: &Graph,
     info: &ContainerInfo,
@@ -572,10 +585,6 @@ pub fn emit_options(
             code_bits: Default::default(),
         });
     }
-    let emit_err = |source: EmitError| BuildError::Emit {
-        model: model.to_string(),
-        source: Box::new(source),
-    };
     if !info.layer_planes.is_empty() {
         let chosen = info
             .default_layer_planes(graph)
@@ -583,11 +592,10 @@ pub fn emit_options(
                 model: model.to_string(),
                 source: Box::new(source),
             })?;
-        let order = layer_names(graph).map_err(|e| emit_err(e.into()))?;
-        // Layers without a stored choice keep every plane present.
-        let per_layer: Vec<u8> = order
-            .iter()
-            .map(|n| chosen.get(n).copied().unwrap_or(info.available_planes))
+        // Layers without a stored choice run at their default count, as in the runtime.
+        let per_layer: Vec<u8> = runtime_default_planes(graph, info, model)?
+            .into_iter()
+            .map(|(n, k)| chosen.get(&n).copied().unwrap_or(k))
             .collect();
         let k = per_layer
             .iter()
@@ -603,14 +611,54 @@ pub fn emit_options(
             code_bits: Default::default(),
         });
     }
+    let per_layer: Vec<u8> = runtime_default_planes(graph, info, model)?
+        .into_iter()
+        .map(|(_, k)| k)
+        .collect();
+    let k = per_layer
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(info.available_planes);
+    let uniform = per_layer.iter().all(|&l| l == k);
     Ok(EmitOptions {
-        planes: info.available_planes,
+        planes: k,
         name,
         target,
-        layer_planes: None,
+        layer_planes: (!uniform).then_some(per_layer),
         adaptive: info.adaptive.clone(),
         code_bits: Default::default(),
     })
+}
+
+/// Every bit-plane layer (in the emitter's layer order) with the plane count the runtime
+/// runs it at when none is asked for ([`strata_ir::ops::PlaneSpec::default_planes`]).
+fn runtime_default_planes(
+    graph: &Graph,
+    info: &ContainerInfo,
+    model: &str,
+) -> Result<Vec<(String, u8)>, BuildError> {
+    let graph_err = |e: strata_ir::GraphError| BuildError::Emit {
+        model: model.to_string(),
+        source: Box::new(EmitError::from(LowerError::from(e))),
+    };
+    let mut out = Vec::new();
+    for id in graph.topo_order().map_err(graph_err)? {
+        let node = graph.node(id).map_err(graph_err)?;
+        if let strata_ir::NodeKind::Op(strata_ir::Op::Bitplane(b)) = &node.kind {
+            let k = b
+                .spec
+                .default_planes(info.available_planes as usize)
+                .ok_or_else(|| BuildError::NoRunnablePlanes {
+                    model: model.to_string(),
+                    layer: node.name.clone(),
+                    available: info.available_planes,
+                    plane_counts: b.spec.plane_counts.clone(),
+                })?;
+            out.push((node.name.clone(), k));
+        }
+    }
+    Ok(out)
 }
 
 /// A C identifier from a file stem (`mnist-cnn.v2.strata` → `mnist_cnn`).

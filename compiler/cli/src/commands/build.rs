@@ -23,7 +23,8 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Backend::C)]
     backend: Backend,
     /// Planes stored in the weights (`NAME_run` runs at this count). Default: the stored
-    /// mixed-precision choice, else every plane present.
+    /// mixed-precision choice, else each layer's largest count with a side table among the
+    /// planes present (what `strata run` runs).
     #[arg(long)]
     planes: Option<u8>,
     /// The C backend's target (`--backend c`).

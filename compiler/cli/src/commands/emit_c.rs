@@ -10,8 +10,9 @@ use strata_compiler::build::emit_options;
 pub struct Args {
     model: PathBuf,
     /// Planes stored in the weights (`NAME_run` runs at this count). Default: the stored
-    /// mixed-precision choice (each layer keeps its own count, K = the largest), else
-    /// every plane present.
+    /// mixed-precision choice (each layer keeps its own count, K = the largest), else what
+    /// `strata run` runs: each layer's largest count with a side table among the planes
+    /// present.
     #[arg(long)]
     planes: Option<u8>,
     /// Code-generation target: generic (portable C99), x86-64-v3 (AVX2), aarch64 (NEON),
