@@ -18,6 +18,9 @@ One thread, interleaved passes, medians. In one run, per net it:
      weights, not a classifier). The MLIR and C builds' logits are compared bit for bit.
 
 Usage: .venv/bin/python scripts/bench_mlir.py [--reps 9] [--planes 8,4,2] [--nets mnist,resnet18]
+                       [--backends mlir,c]
+`--backends c` times the C builds alone beside onnxruntime (no MLIR build needed): issue 15's
+end-to-end table on a conv net of more than 100 M MACs.
 The ResNet-18 is exported on first use with the PyTorch venv (scripts/setup-torch.sh) by
 scripts/export_resnet18.py, or taken from --resnet-dir if it holds resnet18_64.onnx.
 Needs: a strata binary built with `--features mlir` (this script builds it), gcc, the pinned
@@ -74,6 +77,7 @@ def main():
     ap.add_argument("--reps", type=int, default=9, help="timed passes over the images per engine")
     ap.add_argument("--planes", default="8,4,2", help="plane counts K to build")
     ap.add_argument("--nets", default="mnist,resnet18", help="mnist, resnet18")
+    ap.add_argument("--backends", default="mlir,c", help="mlir, c: the Strata builds to time")
     ap.add_argument("--resnet-dir", default="", help="directory with resnet18_64.{onnx,calib.npy,images.npy}")
     ap.add_argument("--out", default=str(ROOT / "target" / "bench_mlir"), help="work directory")
     args = ap.parse_args()
@@ -82,8 +86,12 @@ def main():
     env = dict(os.environ)
     env.setdefault("MLIR_SYS_220_PREFIX", "/usr/lib/llvm-22")
     env.setdefault("TABLEGEN_220_PREFIX", "/usr/lib/llvm-22")
-    print("building strata with the MLIR backend (release) …", file=sys.stderr)
-    run(["cargo", "build", "--release", "-q", "-p", "strata-cli", "--features", "mlir"], cwd=ROOT, env=env)
+    backends = [b for b in ["mlir", "c"] if b in args.backends.split(",")]
+    if not backends or set(args.backends.split(",")) - {"mlir", "c"}:
+        sys.exit(f"--backends takes mlir and/or c, not {args.backends!r}")
+    features = ["--features", "mlir"] if "mlir" in backends else []
+    print(f"building strata ({', '.join(backends)}; release) …", file=sys.stderr)
+    run(["cargo", "build", "--release", "-q", "-p", "strata-cli", *features], cwd=ROOT, env=env)
     strata = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "strata"
     cc_version = run(["gcc", "--version"]).splitlines()[0]
     so = ort.SessionOptions()
@@ -103,7 +111,7 @@ def main():
         run([strata, "compile", onnx_path, "--calib", calib_path, "-o", model])
         engines, logits, build_s = {}, {}, {}
         for k in ks:
-            for backend in ["mlir", "c"]:
+            for backend in backends:
                 d = out / f"{tag}_{backend}_k{k}"
                 d.mkdir(exist_ok=True)
                 (d / "bench.c").write_text(HARNESS)
@@ -168,13 +176,17 @@ def main():
               f"| µs/image (best) | {quality} |")
         print("|---|---|---|---|---|---|---|")
         for name in engines:
-            c_same = name.replace("MLIR (host CPU)", "C x86-64-v3") if "MLIR" in name else None
+            c_same = name.replace("MLIR (host CPU)", "C x86-64-v3") if "MLIR" in name and "c" in backends else None
             vs_c = f"{med[name] / med[c_same]:.2f}" if c_same else "—"
             pred = logits[name].argmax(1)
             q = float((pred == (labels if labels is not None else ref)).mean())
             print(f"| {name} | {med[name]:.1f} | {med[name] / i8_1:.2f} | {med[name] / i8_64:.2f} | {vs_c} "
                   f"| {best[name]:.1f} | {q:.3f} |")
-        for k in ks:
+        c8 = f"strata C x86-64-v3 K={max(ks)}"
+        if c8 in med:
+            print(f"\nC time × C K={max(ks)}: " + ", ".join(
+                f"K={k} {med[f'strata C x86-64-v3 K={k}'] / med[c8]:.2f}" for k in ks))
+        for k in ks if backends == ["mlir", "c"] else []:
             same = np.array_equal(logits[f"strata MLIR (host CPU) K={k}"].view(np.uint32),
                                   logits[f"strata C x86-64-v3 K={k}"].view(np.uint32))
             print(f"\nK={k}: MLIR and C logits bit-identical: {same}; build wall time MLIR "
