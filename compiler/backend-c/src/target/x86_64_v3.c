@@ -254,11 +254,13 @@ static void bq_put8(const __m256i *a, unsigned n, float *y, size_t ys, unsigned 
 }
 
 /* Stores the sums of rows r < rows, positions q < np as int32 bits at y[r * ys + q]; w: int8
- * codes (bq_unpack). One named accumulator per position and half (an array here was
+ * codes (bq_unpack). Positions from npos on (a constant: bq_tile) are not computed. One
+ * named accumulator per position and half (an array here was
  * zeroed in memory with rep stos on every call: 12% slower on the MNIST CNN). */
-static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const uint32_t *toff,
-                    unsigned taps, unsigned cs, unsigned cpairs, float *y, size_t ys,
-                    unsigned rows, unsigned np)
+static inline __attribute__((always_inline)) void
+bq_tile_n(const int8_t *w, const int16_t *x, const size_t *pos, const uint32_t *toff,
+          unsigned taps, unsigned cs, unsigned cpairs, float *y, size_t ys, unsigned rows,
+          unsigned np, unsigned npos)
 {
     __m256i o[BQ_PT];
     __m256i a00, a01, a02, a03, a04, a05, a10, a11, a12, a13, a14, a15;
@@ -267,9 +269,11 @@ static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const 
         _mm256_setzero_si256();
 #define BQ_I16_POS(q)                                                                         \
     do {                                                                                      \
-        __m256i xb = bq_bcast(x##q + 2u * p);                                                 \
-        a0##q = _mm256_add_epi32(a0##q, _mm256_madd_epi16(w0, xb));                           \
-        a1##q = _mm256_add_epi32(a1##q, _mm256_madd_epi16(w1, xb));                           \
+        if (npos > q) {                                                                       \
+            __m256i xb = bq_bcast(x##q + 2u * p);                                             \
+            a0##q = _mm256_add_epi32(a0##q, _mm256_madd_epi16(w0, xb));                       \
+            a1##q = _mm256_add_epi32(a1##q, _mm256_madd_epi16(w1, xb));                       \
+        }                                                                                     \
     } while (0)
     for (t = 0; t < taps; ++t) {
         size_t off = (size_t)toff[t] * cs;
@@ -297,14 +301,44 @@ static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const 
     }
 }
 
+/* bq_tile over the tile's np <= BQ_PT positions only: a layer whose positions are not a
+ * multiple of the tile (a 3x64x64 ResNet-18's last stages have 16 and 4) computed whole
+ * tiles, a third of them thrown away at 4 positions. */
+static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const uint32_t *toff,
+                    unsigned taps, unsigned cs, unsigned cpairs, float *y, size_t ys,
+                    unsigned rows, unsigned np)
+{
+    switch (np) {
+    case 1u:
+        bq_tile_n(w, x, pos, toff, taps, cs, cpairs, y, ys, rows, np, 1u);
+        break;
+    case 2u:
+        bq_tile_n(w, x, pos, toff, taps, cs, cpairs, y, ys, rows, np, 2u);
+        break;
+    case 3u:
+        bq_tile_n(w, x, pos, toff, taps, cs, cpairs, y, ys, rows, np, 3u);
+        break;
+    case 4u:
+        bq_tile_n(w, x, pos, toff, taps, cs, cpairs, y, ys, rows, np, 4u);
+        break;
+    case 5u:
+        bq_tile_n(w, x, pos, toff, taps, cs, cpairs, y, ys, rows, np, 5u);
+        break;
+    default:
+        bq_tile_n(w, x, pos, toff, taps, cs, cpairs, y, ys, rows, np, BQ_PT);
+        break;
+    }
+}
+
 /* bq_tile over activation bytes: the same sums (v instead of u; the caller subtracts
  * d * sum(q_k)). Two channel pairs at a time: their 16x2 code blocks are interleaved by
  * row (unpack), so one dword broadcast of four activation bytes feeds both, and each int16
  * lane pair holds one row's two pair sums; vpmaddwd by ones adds them into int32 every `run`
  * steps. Lanes of the A sums are rows 0-3 and 8-11, of the B sums rows 4-7 and 12-15. */
-static void bq_tile_u8(const int8_t *w, const uint8_t *x, const size_t *pos, const uint32_t *toff,
-                       unsigned taps, unsigned cs, unsigned cpairs, unsigned run, float *y,
-                       size_t ys, unsigned rows, unsigned np)
+static inline __attribute__((always_inline)) void
+bq_tile_u8_n(const int8_t *w, const uint8_t *x, const size_t *pos, const uint32_t *toff,
+             unsigned taps, unsigned cs, unsigned cpairs, unsigned run, float *y, size_t ys,
+             unsigned rows, unsigned np, unsigned npos)
 {
     __m256i a[2 * BQ_U8_PT], lo[BQ_U8_PT], hi[BQ_U8_PT];
     __m256i s0a, s0b, s1a, s1b, s2a, s2b, s3a, s3b, s4a, s4b;
@@ -314,9 +348,11 @@ static void bq_tile_u8(const int8_t *w, const uint8_t *x, const size_t *pos, con
         _mm256_setzero_si256();
 #define BQ_U8_POS(q, xq)                                                                      \
     do {                                                                                      \
-        __m256i xv = bcast(xq);                                                               \
-        s##q##a = _mm256_add_epi16(s##q##a, _mm256_maddubs_epi16(xv, wa));                   \
-        s##q##b = _mm256_add_epi16(s##q##b, _mm256_maddubs_epi16(xv, wb));                    \
+        if (npos > q) {                                                                       \
+            __m256i xv = bcast(xq);                                                           \
+            s##q##a = _mm256_add_epi16(s##q##a, _mm256_maddubs_epi16(xv, wa));               \
+            s##q##b = _mm256_add_epi16(s##q##b, _mm256_maddubs_epi16(xv, wb));               \
+        }                                                                                     \
     } while (0)
 #define BQ_U8_STEP                                                                            \
     do {                                                                                      \
@@ -334,9 +370,13 @@ static void bq_tile_u8(const int8_t *w, const uint8_t *x, const size_t *pos, con
     } while (0)
 #define BQ_U8_ACC(i, v)                                                                       \
     do {                                                                                      \
-        __m256i m_ = _mm256_madd_epi16(v, ones);                                              \
-        a[i] = first ? m_ : _mm256_add_epi32(a[i], m_);                                       \
-        v = _mm256_setzero_si256();                                                           \
+        if (npos > (i) / 2u) {                                                                \
+            __m256i m_ = _mm256_madd_epi16(v, ones);                                          \
+            a[i] = first ? m_ : _mm256_add_epi32(a[i], m_);                                   \
+            v = _mm256_setzero_si256();                                                       \
+        } else {                                                                              \
+            a[i] = _mm256_setzero_si256();                                                    \
+        }                                                                                     \
     } while (0)
 #define BQ_U8_WIDEN                                                                           \
     do {                                                                                      \
@@ -390,6 +430,30 @@ static void bq_tile_u8(const int8_t *w, const uint8_t *x, const size_t *pos, con
     bq_put8(lo, BQ_U8_PT, y, ys, rows, np);
     if (rows > 8u) {
         bq_put8(hi, BQ_U8_PT, y + 8u * ys, ys, rows - 8u, np);
+    }
+}
+
+/* bq_tile_u8 over the tile's np <= BQ_U8_PT positions only (as bq_tile). */
+static void bq_tile_u8(const int8_t *w, const uint8_t *x, const size_t *pos, const uint32_t *toff,
+                       unsigned taps, unsigned cs, unsigned cpairs, unsigned run, float *y,
+                       size_t ys, unsigned rows, unsigned np)
+{
+    switch (np) {
+    case 1u:
+        bq_tile_u8_n(w, x, pos, toff, taps, cs, cpairs, run, y, ys, rows, np, 1u);
+        break;
+    case 2u:
+        bq_tile_u8_n(w, x, pos, toff, taps, cs, cpairs, run, y, ys, rows, np, 2u);
+        break;
+    case 3u:
+        bq_tile_u8_n(w, x, pos, toff, taps, cs, cpairs, run, y, ys, rows, np, 3u);
+        break;
+    case 4u:
+        bq_tile_u8_n(w, x, pos, toff, taps, cs, cpairs, run, y, ys, rows, np, 4u);
+        break;
+    default:
+        bq_tile_u8_n(w, x, pos, toff, taps, cs, cpairs, run, y, ys, rows, np, BQ_U8_PT);
+        break;
     }
 }
 
