@@ -881,6 +881,13 @@ static void bq_conv2d(const float *x, float *y, const bq_layer *L, const bq_conv
             const int16_t *src = SQ + (size_t)c * hw;
             size_t at = ((size_t)g->ph * g->wp + g->pw) * cs + (c / cg) * cb + c % cg;
             unsigned ih, iw;
+#ifdef BQ_COPY8
+            if (dd >= 0 && c % cg + 8u <= cg) {
+                bq_copy8(src, hw, g->h, g->w, dd, xb + at, (size_t)g->wp * cs, cs);
+                c += 7u;
+                continue;
+            }
+#endif
             if (dd >= 0 && c % cg + 1u < cg) {
                 const int16_t *src1 = src + hw;
                 for (ih = 0; ih < g->h; ++ih) {
