@@ -882,8 +882,13 @@ static void bq_conv2d(const float *x, float *y, const bq_layer *L, const bq_conv
             size_t at = ((size_t)g->ph * g->wp + g->pw) * cs + (c / cg) * cb + c % cg;
             unsigned ih, iw;
 #ifdef BQ_COPY8
-            if (dd >= 0 && c % cg + 8u <= cg) {
-                bq_copy8(src, hw, g->h, g->w, dd, xb + at, (size_t)g->wp * cs, cs);
+            if (c % cg + 8u <= cg) {
+                if (dd >= 0) {
+                    bq_copy8(src, hw, g->h, g->w, dd, xb + at, (size_t)g->wp * cs, cs);
+                } else {
+                    bq_copy8(src, hw, g->h, g->w, dd, (uint8_t *)(void *)(SX + at),
+                             2u * (size_t)g->wp * cs, 2u * cs);
+                }
                 c += 7u;
                 continue;
             }
