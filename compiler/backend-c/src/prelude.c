@@ -1036,6 +1036,13 @@ static void bq_conv2d(const float *x, float *y, const bq_layer *L, const bq_conv
                 bq_unpack(w, L->bits, sh, (size_t)L->taps * L->cpairs, SW);
                 w = SW;
             }
+#ifdef BQ_U8_PAIRED
+            if (dd >= 0) {
+                /* The code layout the target's byte tile reads (in place in SW). */
+                bq_u8_pair(w, L->taps, L->cpairs, SW);
+                w = SW;
+            }
+#endif
             for (p0 = 0; p0 < P; p0 += pt) {
                 size_t pos[BQ_PT];
                 unsigned np = P - p0 < pt ? (unsigned)(P - p0) : pt;

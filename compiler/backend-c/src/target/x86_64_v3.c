@@ -290,7 +290,7 @@ static void bq_copy8(const int16_t *src, size_t hw, unsigned h, unsigned w, int 
 }
 
 /* 8x8 transpose: r[q] holds rows 0-7 of position q on entry, positions 0-7 of row q on exit. */
-static void bq_tr8(__m256 *r)
+static inline __attribute__((always_inline)) void bq_tr8(__m256 *r)
 {
     __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
     __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
@@ -311,9 +311,11 @@ static void bq_tr8(__m256 *r)
 }
 
 /* Rows 0-7 of a tile of n <= 6 positions (one vector each) to y[r * ys + q], r < rows,
- * q < np <= n, as bits. */
-static void bq_put8(const __m256i *a, unsigned n, float *y, size_t ys, unsigned rows,
-                    unsigned np)
+ * q < np <= n, as bits. Inlined into the tiles with n = np constant (their positions per
+ * call): out of line it was a tenth of the MNIST CNN's instructions at 2 planes (a 5-position
+ * tile's sums are stored twice for each 72 steps of conv_4 and each 3 of conv_1). */
+static inline __attribute__((always_inline)) void
+bq_put8(const __m256i *a, unsigned n, float *y, size_t ys, unsigned rows, unsigned np)
 {
     __m256 v[8];
     unsigned q, r;
@@ -323,16 +325,21 @@ static void bq_put8(const __m256i *a, unsigned n, float *y, size_t ys, unsigned 
     bq_tr8(v);
     for (r = 0; r < rows && r < 8u; ++r) {
         float *d = y + r * ys;
-        if (np == 6u) {
-            _mm_storeu_ps(d, _mm256_castps256_ps128(v[r]));
-            _mm_storel_pi((__m64 *)(void *)(d + 4), _mm256_extractf128_ps(v[r], 1));
-        } else if (np == 5u) {
-            _mm_storeu_ps(d, _mm256_castps256_ps128(v[r]));
-            _mm_store_ss(d + 4, _mm256_extractf128_ps(v[r], 1));
+        __m128 l = _mm256_castps256_ps128(v[r]);
+        if (np >= 4u) {
+            _mm_storeu_ps(d, l);
+            if (np == 6u) {
+                _mm_storel_pi((__m64 *)(void *)(d + 4), _mm256_extractf128_ps(v[r], 1));
+            } else if (np == 5u) {
+                _mm_store_ss(d + 4, _mm256_extractf128_ps(v[r], 1));
+            }
+        } else if (np >= 2u) {
+            _mm_storel_pi((__m64 *)(void *)d, l);
+            if (np == 3u) {
+                _mm_store_ss(d + 2, _mm_movehl_ps(l, l));
+            }
         } else {
-            float lane[8];
-            _mm256_storeu_ps(lane, v[r]);
-            memcpy(d, lane, np * sizeof(float));
+            _mm_store_ss(d, l);
         }
     }
 }
@@ -349,6 +356,7 @@ bq_tile_n(const int8_t *w, const int16_t *x, const size_t *pos, const uint32_t *
     __m256i o[BQ_PT];
     __m256i a00, a01, a02, a03, a04, a05, a10, a11, a12, a13, a14, a15;
     unsigned t, p;
+    (void)np; /* == npos (bq_tile) */
     a00 = a01 = a02 = a03 = a04 = a05 = a10 = a11 = a12 = a13 = a14 = a15 =
         _mm256_setzero_si256();
 #define BQ_I16_POS(q)                                                                         \
@@ -378,10 +386,10 @@ bq_tile_n(const int8_t *w, const int16_t *x, const size_t *pos, const uint32_t *
     }
 #undef BQ_I16_POS
     o[0] = a00, o[1] = a01, o[2] = a02, o[3] = a03, o[4] = a04, o[5] = a05;
-    bq_put8(o, BQ_PT, y, ys, rows, np);
+    bq_put8(o, npos, y, ys, rows, npos);
     if (rows > 8u) {
         o[0] = a10, o[1] = a11, o[2] = a12, o[3] = a13, o[4] = a14, o[5] = a15;
-        bq_put8(o, BQ_PT, y + 8u * ys, ys, rows - 8u, np);
+        bq_put8(o, npos, y + 8u * ys, ys, rows - 8u, npos);
     }
 }
 
@@ -414,9 +422,35 @@ static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const 
     }
 }
 
+/* The byte path's codes as bq_tile_u8 reads them: per tap, each two channel pairs' 16x2
+ * blocks interleaved by row (16-bit unpack: rows 0-3 and 8-11 of both, then rows 4-7 and
+ * 12-15); a lone last pair as it is. Done once per block and call (prelude: bq_conv2d), not
+ * in every tile's inner loop, where the two shuffles were 2 of a step's 22 vector
+ * operations. out may be w. */
+#define BQ_U8_PAIRED 1
+static void bq_u8_pair(const int8_t *w, unsigned taps, unsigned cpairs, int8_t *out)
+{
+    unsigned t, p;
+    for (t = 0; t < taps; ++t) {
+        for (p = 0; p + 1u < cpairs; p += 2u) {
+            __m256i w0 = _mm256_loadu_si256((const __m256i *)(const void *)w);
+            __m256i w1 = _mm256_loadu_si256((const __m256i *)(const void *)(w + 32));
+            _mm256_storeu_si256((__m256i *)(void *)out, _mm256_unpacklo_epi16(w0, w1));
+            _mm256_storeu_si256((__m256i *)(void *)(out + 32), _mm256_unpackhi_epi16(w0, w1));
+            w += 64;
+            out += 64;
+        }
+        if (p < cpairs) {
+            memmove(out, w, 32u);
+            w += 32;
+            out += 32;
+        }
+    }
+}
+
 /* bq_tile over activation bytes: the same sums (v instead of u; the caller subtracts
- * d * sum(q_k)). Two channel pairs at a time: their 16x2 code blocks are interleaved by
- * row (unpack), so one dword broadcast of four activation bytes feeds both, and each int16
+ * d * sum(q_k)). Two channel pairs at a time: their 16x2 code blocks come interleaved by
+ * row (bq_u8_pair), so one dword broadcast of four activation bytes feeds both, and each int16
  * lane pair holds one row's two pair sums; vpmaddwd by ones adds them into int32 every `run`
  * steps. Lanes of the A sums are rows 0-3 and 8-11, of the B sums rows 4-7 and 12-15. */
 static inline __attribute__((always_inline)) void
@@ -428,6 +462,7 @@ bq_tile_u8_n(const int8_t *w, const uint8_t *x, const size_t *pos, const uint32_
     __m256i s0a, s0b, s1a, s1b, s2a, s2b, s3a, s3b, s4a, s4b;
     const __m256i ones = _mm256_set1_epi16(1);
     unsigned t, p, q, n = 0, first = 1;
+    (void)np; /* == npos (bq_tile_u8) */
     s0a = s0b = s1a = s1b = s2a = s2b = s3a = s3b = s4a = s4b =
         _mm256_setzero_si256();
 #define BQ_U8_POS(q, xq)                                                                      \
@@ -440,8 +475,6 @@ bq_tile_u8_n(const int8_t *w, const uint8_t *x, const size_t *pos, const uint32_
     } while (0)
 #define BQ_U8_STEP                                                                            \
     do {                                                                                      \
-        wa = _mm256_unpacklo_epi16(w0, w1);                                                   \
-        wb = _mm256_unpackhi_epi16(w0, w1);                                                   \
         BQ_U8_POS(0, x0 + o);                                                                 \
         BQ_U8_POS(1, x1 + o);                                                                 \
         BQ_U8_POS(2, x2 + o);                                                                 \
@@ -481,9 +514,9 @@ bq_tile_u8_n(const int8_t *w, const uint8_t *x, const size_t *pos, const uint32_
         const uint8_t *x0 = x + pos[0] + off, *x1 = x + pos[1] + off, *x2 = x + pos[2] + off;
         const uint8_t *x3 = x + pos[3] + off, *x4 = x + pos[4] + off;
         for (p = 0; p + 1u < cpairs; p += 2u) {
-            __m256i w0 = _mm256_loadu_si256((const __m256i *)(const void *)w);
-            __m256i w1 = _mm256_loadu_si256((const __m256i *)(const void *)(w + 32));
-            __m256i wa, wb;
+            /* Interleaved by bq_u8_pair. */
+            __m256i wa = _mm256_loadu_si256((const __m256i *)(const void *)w);
+            __m256i wb = _mm256_loadu_si256((const __m256i *)(const void *)(w + 32));
             size_t o = 2u * p;
             w += 64;
 #define bcast(ptr) bq_bcast((const int16_t *)(const void *)(ptr))
@@ -493,8 +526,8 @@ bq_tile_u8_n(const int8_t *w, const uint8_t *x, const size_t *pos, const uint32_
         if (p < cpairs) {
             /* A lone last pair: its two bytes are read twice, against zero codes. */
             __m256i w0 = _mm256_loadu_si256((const __m256i *)(const void *)w);
-            __m256i w1 = _mm256_setzero_si256();
-            __m256i wa, wb;
+            __m256i wa = _mm256_unpacklo_epi16(w0, _mm256_setzero_si256());
+            __m256i wb = _mm256_unpackhi_epi16(w0, _mm256_setzero_si256());
             size_t o = 2u * p;
             w += 32;
 #define bcast(ptr) bq_bcast2(ptr)
@@ -511,9 +544,9 @@ bq_tile_u8_n(const int8_t *w, const uint8_t *x, const size_t *pos, const uint32_
         lo[q] = _mm256_permute2x128_si256(a[2 * q], a[2 * q + 1], 0x20);
         hi[q] = _mm256_permute2x128_si256(a[2 * q], a[2 * q + 1], 0x31);
     }
-    bq_put8(lo, BQ_U8_PT, y, ys, rows, np);
+    bq_put8(lo, npos, y, ys, rows, npos);
     if (rows > 8u) {
-        bq_put8(hi, BQ_U8_PT, y + 8u * ys, ys, rows - 8u, np);
+        bq_put8(hi, npos, y + 8u * ys, ys, rows - 8u, npos);
     }
 }
 
