@@ -1030,19 +1030,19 @@ static void bq_conv2d(const float *x, float *y, const bq_layer *L, const bq_conv
                 pt = BQ_U8_PT;
             }
 #endif
-            if (L->bits != 8u || sh) {
-                /* The block's codes as int8 at k planes (unpacked, shifted), once per call:
-                 * every tile reads them, so no tile decodes or shifts in its inner loop. */
-                bq_unpack(w, L->bits, sh, (size_t)L->taps * L->cpairs, SW);
-                w = SW;
-            }
+            /* The block's codes as int8 at k planes (unpacked, shifted), once per call:
+             * every tile reads them, so no tile decodes or shifts in its inner loop. */
 #ifdef BQ_U8_PAIRED
             if (dd >= 0) {
-                /* The code layout the target's byte tile reads (in place in SW). */
-                bq_u8_pair(w, L->taps, L->cpairs, SW);
+                /* In the layout the target's byte tile reads. */
+                bq_unpack_u8(w, L->bits, sh, L->taps, L->cpairs, SW);
                 w = SW;
             }
 #endif
+            if (w != SW && (L->bits != 8u || sh)) {
+                bq_unpack(w, L->bits, sh, (size_t)L->taps * L->cpairs, SW);
+                w = SW;
+            }
             for (p0 = 0; p0 < P; p0 += pt) {
                 size_t pos[BQ_PT];
                 unsigned np = P - p0 < pt ? (unsigned)(P - p0) : pt;

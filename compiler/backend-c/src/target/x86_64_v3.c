@@ -422,35 +422,85 @@ static void bq_tile(const int8_t *w, const int16_t *x, const size_t *pos, const 
     }
 }
 
-/* The byte path's codes as bq_tile_u8 reads them: per tap, each two channel pairs' 16x2
- * blocks interleaved by row (16-bit unpack: rows 0-3 and 8-11 of both, then rows 4-7 and
- * 12-15); a lone last pair as it is. Done once per block and call (prelude: bq_conv2d), not
- * in every tile's inner loop, where the two shuffles were 2 of a step's 22 vector
- * operations. out may be w. */
+/* The byte path's codes as bq_tile_u8 reads them: bq_unpack's int8 codes at k planes, and
+ * per tap each two channel pairs' 16x2 blocks interleaved by row (16-bit unpack: rows 0-3
+ * and 8-11 of both, then rows 4-7 and 12-15); a lone last pair as it is. Done once per block
+ * and call in the unpacking pass (prelude: bq_conv2d), not in every tile's inner loop, where
+ * the two shuffles were 2 of a step's 22 vector operations. */
 #define BQ_U8_PAIRED 1
-static void bq_u8_pair(const int8_t *w, unsigned taps, unsigned cpairs, int8_t *out)
+static inline __attribute__((always_inline)) void
+bq_unpack_u8_w(const int8_t *w, unsigned bits, unsigned sh, unsigned taps, unsigned cpairs,
+               int8_t *out)
 {
+    const __m128i shc = _mm_cvtsi32_si128((int)sh);
+    const __m256i keep = _mm256_set1_epi8((char)(0xFFu >> sh));
+    const __m256i sign = _mm256_set1_epi8((char)(0x80u >> sh));
+    size_t n = (size_t)taps * cpairs, c = 0;
     unsigned t, p;
     for (t = 0; t < taps; ++t) {
-        for (p = 0; p + 1u < cpairs; p += 2u) {
-            __m256i w0 = _mm256_loadu_si256((const __m256i *)(const void *)w);
-            __m256i w1 = _mm256_loadu_si256((const __m256i *)(const void *)(w + 32));
+        for (p = 0; p + 1u < cpairs; p += 2u, c += 2u) {
+            __m256i w0 = bq_ld(w, bits, n, c), w1 = bq_ld(w, bits, n, c + 1u);
+            if (sh) {
+                w0 = bq_sra8(w0, shc, keep, sign);
+                w1 = bq_sra8(w1, shc, keep, sign);
+            }
             _mm256_storeu_si256((__m256i *)(void *)out, _mm256_unpacklo_epi16(w0, w1));
             _mm256_storeu_si256((__m256i *)(void *)(out + 32), _mm256_unpackhi_epi16(w0, w1));
-            w += 64;
             out += 64;
         }
         if (p < cpairs) {
-            memmove(out, w, 32u);
-            w += 32;
+            __m256i w0 = bq_ld(w, bits, n, c);
+            if (sh) {
+                w0 = bq_sra8(w0, shc, keep, sign);
+            }
+            _mm256_storeu_si256((__m256i *)(void *)out, w0);
             out += 32;
+            ++c;
         }
     }
 }
 
+/* bq_unpack_u8_w with a constant width (see bq_unpack). */
+static void bq_unpack_u8(const int8_t *w, unsigned bits, unsigned sh, unsigned taps,
+                         unsigned cpairs, int8_t *out)
+{
+#define BQ_UNPACK(b)                                                                          \
+    do {                                                                                      \
+        if (sh) {                                                                             \
+            bq_unpack_u8_w(w, b, sh, taps, cpairs, out);                                      \
+        } else {                                                                              \
+            bq_unpack_u8_w(w, b, 0u, taps, cpairs, out);                                      \
+        }                                                                                     \
+    } while (0)
+    switch (bits) {
+    case 2u:
+        BQ_UNPACK(2u);
+        break;
+    case 3u:
+        BQ_UNPACK(3u);
+        break;
+    case 4u:
+        BQ_UNPACK(4u);
+        break;
+    case 5u:
+        BQ_UNPACK(5u);
+        break;
+    case 6u:
+        BQ_UNPACK(6u);
+        break;
+    case 7u:
+        BQ_UNPACK(7u);
+        break;
+    default:
+        BQ_UNPACK(8u);
+        break;
+    }
+#undef BQ_UNPACK
+}
+
 /* bq_tile over activation bytes: the same sums (v instead of u; the caller subtracts
  * d * sum(q_k)). Two channel pairs at a time: their 16x2 code blocks come interleaved by
- * row (bq_u8_pair), so one dword broadcast of four activation bytes feeds both, and each int16
+ * row (bq_unpack_u8), so one dword broadcast of four activation bytes feeds both, and each int16
  * lane pair holds one row's two pair sums; vpmaddwd by ones adds them into int32 every `run`
  * steps. Lanes of the A sums are rows 0-3 and 8-11, of the B sums rows 4-7 and 12-15. */
 static inline __attribute__((always_inline)) void
@@ -514,7 +564,7 @@ bq_tile_u8_n(const int8_t *w, const uint8_t *x, const size_t *pos, const uint32_
         const uint8_t *x0 = x + pos[0] + off, *x1 = x + pos[1] + off, *x2 = x + pos[2] + off;
         const uint8_t *x3 = x + pos[3] + off, *x4 = x + pos[4] + off;
         for (p = 0; p + 1u < cpairs; p += 2u) {
-            /* Interleaved by bq_u8_pair. */
+            /* Interleaved by bq_unpack_u8. */
             __m256i wa = _mm256_loadu_si256((const __m256i *)(const void *)w);
             __m256i wb = _mm256_loadu_si256((const __m256i *)(const void *)(w + 32));
             size_t o = 2u * p;
