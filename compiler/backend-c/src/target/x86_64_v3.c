@@ -182,41 +182,72 @@ bq_unpack_w(const int8_t *w, unsigned bits, unsigned sh, size_t chunks, int8_t *
     }
 }
 
+/* CALL(b, s) with b the constant code width `bits` (2..8) and s the constant 0 or sh: the
+ * dispatch of the always-inlined unpacking workers, so that each is specialised per width
+ * and shift. */
+#define BQ_PER_WIDTH(bits, sh, CALL)                                                          \
+    do {                                                                                      \
+        switch (bits) {                                                                       \
+        case 2u:                                                                              \
+            BQ_PER_SHIFT(2u, sh, CALL);                                                       \
+            break;                                                                            \
+        case 3u:                                                                              \
+            BQ_PER_SHIFT(3u, sh, CALL);                                                       \
+            break;                                                                            \
+        case 4u:                                                                              \
+            BQ_PER_SHIFT(4u, sh, CALL);                                                       \
+            break;                                                                            \
+        case 5u:                                                                              \
+            BQ_PER_SHIFT(5u, sh, CALL);                                                       \
+            break;                                                                            \
+        case 6u:                                                                              \
+            BQ_PER_SHIFT(6u, sh, CALL);                                                       \
+            break;                                                                            \
+        case 7u:                                                                              \
+            BQ_PER_SHIFT(7u, sh, CALL);                                                       \
+            break;                                                                            \
+        default:                                                                              \
+            BQ_PER_SHIFT(8u, sh, CALL);                                                       \
+            break;                                                                            \
+        }                                                                                     \
+    } while (0)
+#define BQ_PER_SHIFT(b, sh, CALL)                                                             \
+    do {                                                                                      \
+        if (sh) {                                                                             \
+            CALL(b, sh);                                                                      \
+        } else {                                                                              \
+            CALL(b, 0u);                                                                      \
+        }                                                                                     \
+    } while (0)
+
 /* `chunks` chunks stored at `bits` bits a code to int8 codes at k = K - sh planes. */
 static void bq_unpack(const int8_t *w, unsigned bits, unsigned sh, size_t chunks, int8_t *out)
 {
-#define BQ_UNPACK(b)                                                                          \
-    do {                                                                                      \
-        if (sh) {                                                                             \
-            bq_unpack_w(w, b, sh, chunks, out);                                               \
-        } else {                                                                              \
-            bq_unpack_w(w, b, 0u, chunks, out);                                               \
-        }                                                                                     \
-    } while (0)
-    switch (bits) {
-    case 2u:
-        BQ_UNPACK(2u);
-        break;
-    case 3u:
-        BQ_UNPACK(3u);
-        break;
-    case 4u:
-        BQ_UNPACK(4u);
-        break;
-    case 5u:
-        BQ_UNPACK(5u);
-        break;
-    case 6u:
-        BQ_UNPACK(6u);
-        break;
-    case 7u:
-        BQ_UNPACK(7u);
-        break;
-    default:
-        BQ_UNPACK(8u);
-        break;
+#define BQ_CALL(b, s) bq_unpack_w(w, b, s, chunks, out)
+    BQ_PER_WIDTH(bits, sh, BQ_CALL);
+#undef BQ_CALL
+}
+
+/* Eight int16 values of eight channels (channel c at x + c * hw) transposed by pixels:
+ * u[0..3] hold pixels (0,1), (2,3), (4,5), (6,7) of channels 0-3, u[4..7] of channels 4-7. */
+static inline __attribute__((always_inline)) void bq_tr8x8(const int16_t *x, size_t hw,
+                                                           __m128i *u)
+{
+    __m128i r[8], t[8];
+    unsigned c;
+    for (c = 0; c < 8u; ++c) {
+        r[c] = _mm_loadu_si128((const __m128i *)(const void *)(x + c * hw));
     }
-#undef BQ_UNPACK
+    for (c = 0; c < 8u; c += 2u) {
+        t[c] = _mm_unpacklo_epi16(r[c], r[c + 1u]);
+        t[c + 1u] = _mm_unpackhi_epi16(r[c], r[c + 1u]);
+    }
+    for (c = 0; c < 8u; c += 4u) {
+        u[c] = _mm_unpacklo_epi32(t[c], t[c + 2u]);
+        u[c + 1u] = _mm_unpackhi_epi32(t[c], t[c + 2u]);
+        u[c + 2u] = _mm_unpacklo_epi32(t[c + 1u], t[c + 3u]);
+        u[c + 3u] = _mm_unpackhi_epi32(t[c + 1u], t[c + 3u]);
+    }
 }
 
 /* The channel-last copy of eight channels of one group (bq_conv2d): src holds channel c's
@@ -239,20 +270,8 @@ static void bq_copy8(const int16_t *src, size_t hw, unsigned h, unsigned w, int 
             /* The int16 path (dst is int16 there; rs and cs count bytes): the same
              * transpose, 16 bytes a pixel, u as it is. */
             for (iw = 0; iw + 8u <= w; iw += 8u) {
-                __m128i r[8], t[8], u[8];
-                for (c = 0; c < 8u; ++c) {
-                    r[c] = _mm_loadu_si128((const __m128i *)(const void *)(row + c * hw + iw));
-                }
-                for (c = 0; c < 8u; c += 2u) {
-                    t[c] = _mm_unpacklo_epi16(r[c], r[c + 1u]);
-                    t[c + 1u] = _mm_unpackhi_epi16(r[c], r[c + 1u]);
-                }
-                for (c = 0; c < 8u; c += 4u) {
-                    u[c] = _mm_unpacklo_epi32(t[c], t[c + 2u]);
-                    u[c + 1u] = _mm_unpackhi_epi32(t[c], t[c + 2u]);
-                    u[c + 2u] = _mm_unpacklo_epi32(t[c + 1u], t[c + 3u]);
-                    u[c + 3u] = _mm_unpackhi_epi32(t[c + 1u], t[c + 3u]);
-                }
+                __m128i u[8];
+                bq_tr8x8(row + iw, hw, u);
                 for (c = 0; c < 4u; ++c) {
                     _mm_storeu_si128((__m128i *)(void *)(o + (size_t)(iw + 2u * c) * cs),
                                      _mm_unpacklo_epi64(u[c], u[c + 4u]));
@@ -268,22 +287,8 @@ static void bq_copy8(const int16_t *src, size_t hw, unsigned h, unsigned w, int 
             continue;
         }
         for (iw = 0; iw + 8u <= w; iw += 8u) {
-            __m128i r[8], t[8], u[8], b;
-            for (c = 0; c < 8u; ++c) {
-                r[c] = _mm_loadu_si128((const __m128i *)(const void *)(row + c * hw + iw));
-            }
-            for (c = 0; c < 8u; c += 2u) {
-                t[c] = _mm_unpacklo_epi16(r[c], r[c + 1u]);
-                t[c + 1u] = _mm_unpackhi_epi16(r[c], r[c + 1u]);
-            }
-            for (c = 0; c < 8u; c += 4u) {
-                u[c] = _mm_unpacklo_epi32(t[c], t[c + 2u]);
-                u[c + 1u] = _mm_unpackhi_epi32(t[c], t[c + 2u]);
-                u[c + 2u] = _mm_unpacklo_epi32(t[c + 1u], t[c + 3u]);
-                u[c + 3u] = _mm_unpackhi_epi32(t[c + 1u], t[c + 3u]);
-            }
-            /* u[0..3] hold pixels (0,1), (2,3), (4,5), (6,7) of channels 0-3, u[4..7] of
-             * channels 4-7. */
+            __m128i u[8], b;
+            bq_tr8x8(row + iw, hw, u);
             for (c = 0; c < 4u; ++c) {
                 __m128i p0 = _mm_add_epi16(_mm_unpacklo_epi64(u[c], u[c + 4u]), d);
                 __m128i p1 = _mm_add_epi16(_mm_unpackhi_epi64(u[c], u[c + 4u]), d);
@@ -474,42 +479,13 @@ bq_unpack_u8_w(const int8_t *w, unsigned bits, unsigned sh, unsigned taps, unsig
     }
 }
 
-/* bq_unpack_u8_w with a constant width (see bq_unpack). */
+/* bq_unpack_u8_w with a constant width and shift (BQ_PER_WIDTH). */
 static void bq_unpack_u8(const int8_t *w, unsigned bits, unsigned sh, unsigned taps,
                          unsigned cpairs, int8_t *out)
 {
-#define BQ_UNPACK(b)                                                                          \
-    do {                                                                                      \
-        if (sh) {                                                                             \
-            bq_unpack_u8_w(w, b, sh, taps, cpairs, out);                                      \
-        } else {                                                                              \
-            bq_unpack_u8_w(w, b, 0u, taps, cpairs, out);                                      \
-        }                                                                                     \
-    } while (0)
-    switch (bits) {
-    case 2u:
-        BQ_UNPACK(2u);
-        break;
-    case 3u:
-        BQ_UNPACK(3u);
-        break;
-    case 4u:
-        BQ_UNPACK(4u);
-        break;
-    case 5u:
-        BQ_UNPACK(5u);
-        break;
-    case 6u:
-        BQ_UNPACK(6u);
-        break;
-    case 7u:
-        BQ_UNPACK(7u);
-        break;
-    default:
-        BQ_UNPACK(8u);
-        break;
-    }
-#undef BQ_UNPACK
+#define BQ_CALL(b, s) bq_unpack_u8_w(w, b, s, taps, cpairs, out)
+    BQ_PER_WIDTH(bits, sh, BQ_CALL);
+#undef BQ_CALL
 }
 
 /* bq_tile over activation bytes: the same sums (v instead of u; the caller subtracts
