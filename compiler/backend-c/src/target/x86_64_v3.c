@@ -32,20 +32,6 @@ static void bq_quant(const float *x, size_t n, float scale, float zero, float lo
     bp_quantize(x + i, n - i, scale, zero, lo, hi, u + i);
 }
 
-/* Fully connected kernels read a block's codes once, front to back: a software prefetch
- * BQ_PF_AHEAD bytes ahead in the stream (through an integer, so no out-of-bounds pointer is
- * formed; a prefetch never faults). The hardware prefetchers stop at 4 KiB pages: without
- * it a 4096 x 4096 GEMV read its weights at 0.58x (8 planes) and 0.49x (2 planes) the rate
- * of a STREAM-style read of the same bytes (bench_gemv.py, a 2.1 GHz Xeon); with it, at
- * 0.8x to 1.1x. */
-#define BQ_PF_AHEAD 4096u
-static inline void bq_prefetch(const int8_t *p)
-{
-    /* The GNU builtin (as the attributes here): gcc 12 dropped _mm_prefetch of this address
-     * where bq_tile1_u8p is inlined. */
-    __builtin_prefetch((const void *)(uintptr_t)((uintptr_t)p + BQ_PF_AHEAD), 0, 3);
-}
-
 static __m256i bq_bcast(const int16_t *p)
 {
     int32_t v;
@@ -615,6 +601,20 @@ static void bq_tile_u8(const int8_t *w, const uint8_t *x, const size_t *pos, con
 }
 
 /*@section ktile1*/
+/* Fully connected kernels read a block's codes once, front to back: a software prefetch
+ * BQ_PF_AHEAD bytes ahead in the stream (through an integer, so no out-of-bounds pointer is
+ * formed; a prefetch never faults). The hardware prefetchers stop at 4 KiB pages: without
+ * it a 4096 x 4096 GEMV read its weights at 0.58x (8 planes) and 0.49x (2 planes) the rate
+ * of a STREAM-style read of the same bytes (bench_gemv.py, a 2.1 GHz Xeon); with it, at
+ * 0.8x to 1.1x. */
+#define BQ_PF_AHEAD 4096u
+static inline void bq_prefetch(const int8_t *p)
+{
+    /* The GNU builtin (as the attributes here): gcc 12 dropped _mm_prefetch of this address
+     * where bq_tile1_u8p is inlined. */
+    __builtin_prefetch((const void *)(uintptr_t)((uintptr_t)p + BQ_PF_AHEAD), 0, 3);
+}
+
 static void bq_tile1(const int8_t *w, unsigned bits, const int16_t *x, unsigned cpairs,
                      unsigned sh, int32_t *acc)
 {
