@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use strata_lower::{CodeBits, Lowered, WeightLayout};
+use strata_lower::{CodeBits, Lowered, WeightLayout, Weights};
 
 use crate::text::comment_safe;
 use crate::Target;
@@ -102,6 +102,9 @@ pub(crate) fn print_with(l: &Lowered, name: &str, generator: &str, extra: &str) 
             WeightLayout::Codes => match l.code_bits {
                 CodeBits::Fast => "codes (8, 4 or 2 bits) rebuilt from planes",
                 CodeBits::Exact => "codes (K bits a weight) rebuilt from planes",
+                CodeBits::Stream => {
+                    "codes (fully connected: K bits a weight at K = 5, 6; else 8, 4 or 2 bits) rebuilt from planes"
+                }
             },
         },
         k - 1
@@ -114,7 +117,11 @@ pub(crate) fn print_with(l: &Lowered, name: &str, generator: &str, extra: &str) 
     let _ = writeln!(h, "#define {up}_MACS {}", l.macs);
     let _ = writeln!(
         h,
-        "/* Bit-plane layers, in planes_per_layer order (index: node, runnable plane counts): */"
+        "/* Bit-plane layers, in planes_per_layer order (index: node, runnable plane counts{}): */",
+        match l.layout {
+            WeightLayout::Planes => "",
+            WeightLayout::Codes => ", stored code width",
+        }
     );
     let _ = writeln!(h, "#define {up}_NUM_LAYERS {}", l.layers.len());
     if let Some(per_layer) = &l.layer_planes {
@@ -127,9 +134,14 @@ pub(crate) fn print_with(l: &Lowered, name: &str, generator: &str, extra: &str) 
     }
     for (i, layer) in l.layers.iter().enumerate() {
         let cs: Vec<String> = layer.counts.iter().map(|c| c.to_string()).collect();
+        // The width the emitter chose for this layer and K (the kernel follows from it).
+        let stored = match &layer.weights {
+            Weights::Codes(b) => format!(", {}-bit codes", b.bits),
+            Weights::Planes { .. } => String::new(),
+        };
         let _ = writeln!(
             h,
-            "/*   {i}: `{}` ({}) */",
+            "/*   {i}: `{}` ({}){stored} */",
             comment_safe(&layer.node),
             cs.join(", ")
         );

@@ -79,7 +79,8 @@ pub struct EmitOptions {
     /// counts each layer keeps). `None`: no adaptive entry point.
     pub adaptive: Option<strata_ir::adaptive::AdaptivePolicy>,
     /// Bits a code takes on the code-layout targets (`armv7m` stores planes and ignores it):
-    /// [`CodeBits::Fast`] (2, 4 or 8) or [`CodeBits::Exact`] (`K`).
+    /// [`CodeBits::Fast`] (2, 4 or 8), [`CodeBits::Exact`] (`K`) or [`CodeBits::Stream`]
+    /// (fully connected layers at the widths that stream fastest on the target).
     pub code_bits: CodeBits,
 }
 
@@ -185,7 +186,7 @@ pub fn lower(graph: &strata_ir::Graph, options: &EmitOptions) -> Result<Lowered,
             planes: options.planes,
             layer_planes: options.layer_planes.clone(),
             layout: options.target.layout(),
-            code_bits: options.code_bits,
+            code_bits: options.target.code_bits(options.code_bits),
         },
     )
 }

@@ -523,6 +523,44 @@ fn emit_c_code_bits_exact_stores_k_bits_a_weight() {
         exact * 4 < fast * 3 + 4 * 4096,
         "exact {exact} vs fast {fast}"
     );
+    // Streaming: the fully connected layers at 6 bits, the convolutions at 8, each recorded
+    // in the header; the bytes lie between the two.
+    let (stream, sh) = bytes("stream");
+    for (layer, bits) in [("conv_1", 8), ("conv_4", 8), ("fc_8", 6), ("logits", 6)] {
+        assert!(
+            sh.lines().any(|l| l.contains(&format!("`{layer}`"))
+                && l.ends_with(&format!(", {bits}-bit codes */"))),
+            "{layer}: {sh}"
+        );
+    }
+    assert!(
+        exact < stream && stream < fast,
+        "{exact} < {stream} < {fast}"
+    );
+    // The manifest states the same bytes, and the widths a target lowers streaming as.
+    let manifest = |target: &str| -> serde_json::Value {
+        let text = ok(&[
+            "manifest",
+            &m6,
+            "--target",
+            target,
+            "--code-bits",
+            "stream",
+            "--json",
+        ]);
+        serde_json::from_str(&text).unwrap()
+    };
+    let m = manifest("x86-64-v3");
+    assert_eq!(m["code_bits"], "stream");
+    let row = m["planes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["planes"] == 6)
+        .unwrap();
+    assert_eq!(row["weight_bytes"], stream);
+    // aarch64 has no split-width streaming kernel: the fast widths.
+    assert_eq!(manifest("aarch64")["code_bits"], "fast");
     let e = fails(&[
         "emit-c",
         &f.strata,

@@ -373,6 +373,16 @@ fn case(name: &'static str, nets: Vec<Net>) -> Case {
     }
 }
 
+/// `case` emitted with the streaming widths at the counts where they differ from the fast
+/// ones (x86-64-v3 only: the other targets lower them as fast).
+fn stream_case(name: &'static str, nets: Vec<Net>) -> Case {
+    Case {
+        code_bits: CodeBits::Stream,
+        planes: &[5, 6],
+        ..case(name, nets)
+    }
+}
+
 /// `case` emitted with `K` bits a code at the counts whose width differs from the fast one.
 fn exact_case(name: &'static str, nets: Vec<Net>) -> Case {
     Case {
@@ -517,7 +527,7 @@ fn check(
     }
     // Split widths at every lower run-time count: the counts the leading parts hold read only
     // those parts (fully connected layers), the others reassemble and shift.
-    if case.code_bits == CodeBits::Exact {
+    if case.code_bits != CodeBits::Fast {
         for r in 2..k {
             let mut want = Vec::new();
             for t in &case.nets {
@@ -596,6 +606,14 @@ fn exactness_matrix_isa_compiler_target_planes() {
             ],
         ),
         exact_case("edges-exact", vec![net("model", edges(), edge_inputs())]),
+        // Split fully connected layers after 8-bit convolutions in one model.
+        stream_case(
+            "mnist-stream",
+            vec![
+                net("model", mnist(), rows(&images, 0..8)),
+                net("wkak", mnist_wkak(), rows(&images, 0..8)),
+            ],
+        ),
         exact_case(
             "small-exact",
             vec![net(
@@ -652,6 +670,10 @@ fn exactness_matrix_isa_compiler_target_planes() {
             for &t in tc.targets {
                 // armv7m stores planes: the code widths do not apply.
                 if c.code_bits == CodeBits::Exact && t == Target::Armv7m {
+                    continue;
+                }
+                // Streaming differs from fast on x86-64-v3 only.
+                if c.code_bits == CodeBits::Stream && t != Target::X86_64V3 {
                     continue;
                 }
                 for &k in c.planes {
@@ -752,11 +774,15 @@ fn mnist_sizes_per_planes() {
     println!("\n| K | target | code bits | weight bytes | arena bytes | scratch bytes |");
     println!("|---|---|---|---|---|---|");
     let (mut planes_bytes, mut fast_bytes, mut exact_bytes) = (Vec::new(), Vec::new(), Vec::new());
+    // Per layer, for the streaming widths: (fast, exact, stream) at each K.
+    let mut per_layer: Vec<[Vec<u64>; 3]> = Vec::new();
     for k in 2..=8u8 {
+        let mut layers: [Vec<u64>; 3] = Default::default();
         for (t, code_bits) in [
             (Target::Armv7m, CodeBits::Fast),
             (Target::X86_64V3, CodeBits::Fast),
             (Target::X86_64V3, CodeBits::Exact),
+            (Target::X86_64V3, CodeBits::Stream),
         ] {
             let s = emit(
                 mnist(),
@@ -778,12 +804,39 @@ fn mnist_sizes_per_planes() {
                 s.arena_bytes,
                 s.scratch_bytes
             );
+            let sizes = s.layers.iter().map(|l| l.weight_bytes).collect();
             match (t, code_bits) {
                 (Target::Armv7m, _) => planes_bytes.push(s.weight_bytes),
-                (_, CodeBits::Fast) => fast_bytes.push(s.weight_bytes),
-                (_, CodeBits::Exact) => exact_bytes.push(s.weight_bytes),
+                (_, CodeBits::Fast) => {
+                    fast_bytes.push(s.weight_bytes);
+                    layers[0] = sizes;
+                }
+                (_, CodeBits::Exact) => {
+                    exact_bytes.push(s.weight_bytes);
+                    layers[1] = sizes;
+                }
+                (_, CodeBits::Stream) => layers[2] = sizes,
             }
             assert_eq!(s.macs, 4_241_152);
+        }
+        per_layer.push(layers);
+    }
+    // Streaming: the fully connected layers (fc_8, logits) at K = 5 and 6 are stored as the
+    // exact widths store them, every other layer and count as the fast widths.
+    for (i, k) in (2..=8u8).enumerate() {
+        let [fast, exact, stream] = &per_layer[i];
+        for (l, &bytes) in stream.iter().enumerate() {
+            let linear = l >= 2;
+            let want = if linear && (k == 5 || k == 6) {
+                exact[l]
+            } else {
+                fast[l]
+            };
+            assert_eq!(bytes, want, "K = {k}, layer {l}");
+        }
+        if k == 5 || k == 6 {
+            let (s, f): (u64, u64) = (stream.iter().sum(), fast.iter().sum());
+            assert!(s * 10 < f * 8, "K = {k}: streaming {s} bytes, fast {f}");
         }
     }
     // Each extra plane adds one bit per weight: 53,152 bytes of u64-padded plane rows, plus

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use strata_ir::Graph;
 
-use crate::backend::c::{stats, EmitOptions, LowerError};
+use crate::backend::c::{stats, CodeBits, EmitOptions, LowerError};
 use crate::build::Target;
 use crate::model::ContainerInfo;
 
@@ -51,6 +51,8 @@ pub struct MixedRow {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Manifest {
     pub target: &'static str,
+    /// The code widths the sizes are for (`--code-bits`, as the target lowers them).
+    pub code_bits: &'static str,
     pub planes: Vec<ManifestRow>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mixed: Option<MixedRow>,
@@ -115,6 +117,7 @@ pub fn manifest(
     graph: &Graph,
     info: &ContainerInfo,
     target: Target,
+    code_bits: CodeBits,
 ) -> Result<Manifest, ManifestError> {
     let top1: BTreeMap<String, f64> = match info.metadata.get(EVAL_TOP1_KEY) {
         Some(text) => {
@@ -146,7 +149,7 @@ pub fn manifest(
             target,
             layer_planes: None,
             adaptive: None,
-            code_bits: Default::default(),
+            code_bits,
         };
         match row(&options) {
             Ok(mut r) => {
@@ -164,8 +167,9 @@ pub fn manifest(
     let mixed = if info.layer_planes.is_empty() {
         None
     } else {
-        let options =
+        let mut options =
             crate::build::emit_options(graph, info, None, target, "model".into(), "model")?;
+        options.code_bits = code_bits;
         Some(MixedRow {
             layer_planes: info
                 .default_layer_planes(graph)
@@ -175,6 +179,7 @@ pub fn manifest(
     };
     Ok(Manifest {
         target: target.name(),
+        code_bits: target.code_bits(code_bits).name(),
         planes,
         mixed,
         top1_data: (!top1.is_empty())
@@ -322,6 +327,7 @@ mod tests {
     fn fit_picks_the_largest_count_that_fits_and_says_why() {
         let m = Manifest {
             target: "generic",
+            code_bits: "fast",
             planes: vec![row(2, 100, 50), row(4, 200, 50), row(8, 400, 50)],
             mixed: None,
             top1_data: None,

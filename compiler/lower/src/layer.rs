@@ -320,7 +320,7 @@ fn code_blocks(
             (vec![0], None)
         }
     };
-    let bits = code_bits(k, mode);
+    let bits = code_bits(k, mode, conv.is_none());
     // Every convolution may run below K at run time (`run_planes`): its tiles then read one
     // block of codes shifted to k planes, prepared once per call like a packed block.
     if conv.is_some() {
@@ -345,10 +345,13 @@ fn code_blocks(
     (blocks, scratch)
 }
 
-/// Bits a stored `k`-plane code takes in the code layout ([`CodeBits`]).
-pub(crate) fn code_bits(k: u8, mode: CodeBits) -> u8 {
+/// Bits a stored `k`-plane code takes in the code layout ([`CodeBits`]), in a fully
+/// connected layer (`linear`) or a convolution.
+pub(crate) fn code_bits(k: u8, mode: CodeBits, linear: bool) -> u8 {
     match (mode, k) {
         (CodeBits::Exact, _) => k.clamp(2, 8),
+        (CodeBits::Stream, 5..=6) if linear => k,
+        (CodeBits::Stream, _) => code_bits(k, CodeBits::Fast, linear),
         (CodeBits::Fast, 0..=2) => 2,
         (CodeBits::Fast, 3..=4) => 4,
         (CodeBits::Fast, _) => 8,

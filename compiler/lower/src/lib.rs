@@ -89,16 +89,27 @@ pub enum CodeBits {
     /// per plane. Widths 3, 5, 6 and 7 are split into 4-, 2- and 1-bit parts that the
     /// kernels reassemble, which costs time on the SIMD targets (README: C backend).
     Exact,
+    /// For weights read from memory on every call (a model larger than the caches, batch
+    /// 1): fully connected layers, which read each weight once per call, store the widths
+    /// whose kernel streams the fewest bytes at memory speed; convolutions, which reuse each
+    /// weight across positions, keep the [`CodeBits::Fast`] widths. In the lowering that is
+    /// exact 5- and 6-bit codes at `K` = 5 and 6 (x86-64-v3's split-part kernel ran a
+    /// 4096 × 4096 GEMV from memory at 0.80 and 0.87 of `K` = 8 in interleaved rounds where
+    /// the 8-bit codes took 1.01 and 1.00; at 3 and 7 the split kernel is slower than 4 and 8
+    /// bits, and with the weights in cache all split widths are). A C target without such a
+    /// kernel lowers this as `Fast` (`strata_backend_c`).
+    Stream,
 }
 
 impl CodeBits {
     /// The names `--code-bits` takes.
-    pub const NAMES: [&'static str; 2] = ["fast", "exact"];
+    pub const NAMES: [&'static str; 3] = ["fast", "exact", "stream"];
 
     pub fn name(self) -> &'static str {
         match self {
             CodeBits::Fast => "fast",
             CodeBits::Exact => "exact",
+            CodeBits::Stream => "stream",
         }
     }
 }
@@ -110,7 +121,10 @@ impl std::str::FromStr for CodeBits {
         match s {
             "fast" => Ok(CodeBits::Fast),
             "exact" => Ok(CodeBits::Exact),
-            _ => Err(format!("unknown code width `{s}` (valid: fast, exact)")),
+            "stream" => Ok(CodeBits::Stream),
+            _ => Err(format!(
+                "unknown code width `{s}` (valid: fast, exact, stream)"
+            )),
         }
     }
 }

@@ -291,8 +291,19 @@ fn packed_chunks_round_trip_every_code() {
     // 2^(b-1) - 1 included): pack, unpack, compare.
     for k in 1u8..=8 {
         let fast = [2, 2, 2, 4, 4, 8, 8, 8, 8][usize::from(k)];
-        assert_eq!(crate::layer::code_bits(k, CodeBits::Fast), fast);
-        let bits = crate::layer::code_bits(k, CodeBits::Exact);
+        let stream = [2, 2, 2, 4, 4, 5, 6, 8, 8][usize::from(k)];
+        for linear in [false, true] {
+            assert_eq!(crate::layer::code_bits(k, CodeBits::Fast, linear), fast);
+            assert_eq!(
+                crate::layer::code_bits(k, CodeBits::Exact, linear),
+                k.max(2)
+            );
+            // Streaming: exact widths only where the split kernel streams faster, and only
+            // in fully connected layers.
+            let want = if linear { stream } else { fast };
+            assert_eq!(crate::layer::code_bits(k, CodeBits::Stream, linear), want);
+        }
+        let bits = crate::layer::code_bits(k, CodeBits::Exact, false);
         assert_eq!(bits, k.max(2));
         let (lo, hi) = (-(1i16 << (bits - 1)), (1i16 << (bits - 1)) - 1);
         for shift in 0..32 {

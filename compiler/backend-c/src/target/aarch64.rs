@@ -8,4 +8,5 @@ pub(super) const SPEC: TargetSpec = TargetSpec {
     layout: WeightLayout::Codes,
     includes: &["arm_neon.h"],
     kernels: include_str!("aarch64.c"),
+    streams_split_widths: false,
 };

@@ -10,4 +10,5 @@ pub(super) const SPEC: TargetSpec = TargetSpec {
     layout: WeightLayout::Planes,
     includes: &[],
     kernels: "",
+    streams_split_widths: false,
 };

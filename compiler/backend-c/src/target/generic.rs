@@ -7,4 +7,5 @@ pub(super) const SPEC: TargetSpec = TargetSpec {
     layout: WeightLayout::Codes,
     includes: &[],
     kernels: include_str!("generic.c"),
+    streams_split_widths: false,
 };

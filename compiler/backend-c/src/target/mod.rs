@@ -37,6 +37,10 @@ pub(crate) struct TargetSpec {
     /// C text defining `BQ_PT` (output positions per tile), `bq_quant`, `bq_tile`, `bq_tile1`
     /// (for [`WeightLayout::Codes`]), in sections `kcommon`, `ktile`, `ktile1`.
     pub kernels: &'static str,
+    /// Whether its fully connected kernel streams split code widths (4-, 2- and 1-bit parts)
+    /// at close to memory speed, so [`CodeBits::Stream`](strata_lower::CodeBits::Stream)
+    /// may store them; without one, streaming lowers as the fast widths.
+    pub streams_split_widths: bool,
 }
 
 impl Target {
@@ -60,6 +64,16 @@ impl Target {
     /// How the target stores bit-plane weights: what the lowering lays them out as.
     pub fn layout(self) -> WeightLayout {
         self.spec().layout
+    }
+
+    /// The code widths `code_bits` asks for, as this target lowers them.
+    pub fn code_bits(self, code_bits: strata_lower::CodeBits) -> strata_lower::CodeBits {
+        match code_bits {
+            strata_lower::CodeBits::Stream if !self.spec().streams_split_widths => {
+                strata_lower::CodeBits::Fast
+            }
+            c => c,
+        }
     }
 
     /// The name used on the command line and in the generated files.

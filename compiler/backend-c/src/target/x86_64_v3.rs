@@ -11,4 +11,6 @@ pub(super) const SPEC: TargetSpec = TargetSpec {
     layout: WeightLayout::Codes,
     includes: &["immintrin.h"],
     kernels: include_str!("x86_64_v3.c"),
+    // bq_tile1_parts: each part at the cost of a packed width (README: C backend).
+    streams_split_widths: true,
 };

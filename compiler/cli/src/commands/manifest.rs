@@ -14,6 +14,8 @@ pub struct Args {
     /// C backend target the sizes are for.
     #[arg(long, value_enum, default_value_t = Target::Generic)]
     target: Target,
+    #[command(flatten)]
+    code_bits: super::CodeBitsArg,
     #[arg(long)]
     json: bool,
     /// Flash available for the weights, e.g. `200K`, `1.5M`, `512` (K = 1024).
@@ -30,7 +32,8 @@ pub fn run(args: Args) -> Result<()> {
     let Some(info) = &loaded.container else {
         bail!("{shown} is not a .strata model; compile it first");
     };
-    let m = manifest::manifest(&loaded.graph, info, args.target).with_context(|| shown.clone())?;
+    let m = manifest::manifest(&loaded.graph, info, args.target, args.code_bits.code_bits)
+        .with_context(|| shown.clone())?;
     let fit = (args.fit_flash.is_some() || args.fit_ram.is_some())
         .then(|| manifest::fit(&m, args.fit_flash, args.fit_ram));
     if args.json {

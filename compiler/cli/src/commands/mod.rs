@@ -30,9 +30,12 @@ use strata_passes::ProgressFn;
 #[derive(clap::Args)]
 pub struct CodeBitsArg {
     /// Bits a stored code takes on generic, x86-64-v3 and aarch64 (C backend): `fast` (the
-    /// fewest of 2, 4 and 8 bits that hold K planes: the fastest kernels) or `exact` (K bits a
-    /// weight, so the weights shrink with every plane dropped; 3, 5, 6 and 7 bits are decoded
-    /// from 4-, 2- and 1-bit parts, which costs time). armv7m always stores packed planes.
+    /// fewest of 2, 4 and 8 bits that hold K planes: the fastest kernels with the weights in
+    /// cache), `exact` (K bits a weight, so the weights shrink with every plane dropped; 3, 5,
+    /// 6 and 7 bits are decoded from 4-, 2- and 1-bit parts, which costs time) or `stream`
+    /// (for weights read from memory on every call, a model larger than the caches:
+    /// fully connected layers at K = 5 and 6 store K bits, which x86-64-v3 streams faster
+    /// than 8; everything else as `fast`). armv7m always stores packed planes.
     #[arg(
         long,
         default_value = "fast",
