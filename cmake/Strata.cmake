@@ -11,9 +11,10 @@
 #
 #   # Emit C for K planes from a .strata file and wrap it in a static library target NAME
 #   # whose include directory holds NAME.h. PLANES defaults to the file's stored
-#   # mixed-precision choice (or all planes); TARGET defaults to generic.
+#   # mixed-precision choice (or all planes); TARGET defaults to generic; CODE_BITS
+#   # (fast, exact or stream: `strata emit-c --code-bits`) defaults to fast.
 #   strata_add_model(NAME mnist_k4 MODEL mnist.strata PLANES 4 TARGET generic
-#                    [DEPENDS target-that-makes-the-strata-file])
+#                    [CODE_BITS stream] [DEPENDS target-that-makes-the-strata-file])
 #   target_link_libraries(app PRIVATE mnist_k4)
 #
 #   # The same through the MLIR backend: a native object with the same header and API,
@@ -81,7 +82,7 @@ function(strata_compile_model)
 endfunction()
 
 function(strata_add_model)
-  cmake_parse_arguments(SAM "" "NAME;MODEL;PLANES;TARGET;BACKEND;TARGET_TRIPLE;TARGET_CPU"
+  cmake_parse_arguments(SAM "" "NAME;MODEL;PLANES;TARGET;CODE_BITS;BACKEND;TARGET_TRIPLE;TARGET_CPU"
                         "DEPENDS" ${ARGN})
   _strata_check_arguments(strata_add_model SAM NAME MODEL)
   if(NOT SAM_NAME MATCHES "^[A-Za-z_][A-Za-z0-9_]*$")
@@ -98,6 +99,15 @@ function(strata_add_model)
   endif()
   if(SAM_BACKEND STREQUAL "mlir" AND SAM_TARGET)
     message(FATAL_ERROR "strata_add_model: TARGET is for BACKEND c (BACKEND mlir takes TARGET_TRIPLE and TARGET_CPU)")
+  endif()
+  if(SAM_BACKEND STREQUAL "mlir" AND SAM_CODE_BITS)
+    message(FATAL_ERROR "strata_add_model: CODE_BITS is for BACKEND c (the MLIR backend reads packed planes)")
+  endif()
+  if(NOT SAM_CODE_BITS)
+    set(SAM_CODE_BITS fast)
+  endif()
+  if(NOT SAM_CODE_BITS MATCHES "^(fast|exact|stream)$")
+    message(FATAL_ERROR "strata_add_model: CODE_BITS `${SAM_CODE_BITS}` is not fast, exact or stream")
   endif()
   if(SAM_TARGET_CPU AND NOT SAM_TARGET_TRIPLE)
     message(FATAL_ERROR "strata_add_model: TARGET_CPU needs TARGET_TRIPLE")
@@ -136,7 +146,7 @@ function(strata_add_model)
     add_custom_command(
       OUTPUT "${dir}/${SAM_NAME}.h" "${dir}/${SAM_NAME}.c"
       COMMAND "${exe}" emit-c "${model}" ${planes_args} --target ${SAM_TARGET}
-              --name ${SAM_NAME} -o "${dir}"
+              --code-bits ${SAM_CODE_BITS} --name ${SAM_NAME} -o "${dir}"
       DEPENDS "${model}" "${exe}"
       COMMENT "strata emit-c ${SAM_MODEL} (${SAM_NAME}, planes ${SAM_PLANES}, ${SAM_TARGET})"
       VERBATIM)
