@@ -244,7 +244,8 @@ impl Build {
     }
 
     /// Bits a code takes on the C backend's code-layout targets (default
-    /// [`CodeBits::Fast`]; [`CodeBits::Exact`]: `K` bits a weight).
+    /// [`CodeBits::Fast`]; [`CodeBits::Exact`]: `K` bits a weight; [`CodeBits::Stream`]:
+    /// fully connected layers at the widths that stream fastest from memory).
     pub fn code_bits(mut self, code_bits: CodeBits) -> Self {
         self.code_bits = code_bits;
         self
