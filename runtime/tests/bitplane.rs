@@ -385,6 +385,51 @@ fn conv_reductions_past_the_i32_chunk_are_exact() {
     check_layer(&l, &f32t(&[1, 4901, 3, 3], &values(4901 * 9, 14)));
 }
 
+/// Layers with at most 8 output positions per image run on packed 2/4/8-bit codes (the
+/// same integers): a strided padded convolution with 2×2 outputs, a depthwise one, a 1-D one
+/// with 3 outputs, one with a single output whose reduction (4,901·9) spans two i32 chunks
+/// of the packed kernel, and positions past one sweep of four.
+#[test]
+fn few_position_convs_on_packed_codes_match_reference() {
+    let l = conv_layer(16, 6, &[3, 3], &[2, 2], &[1, 1, 1, 1], &[1, 1], 1, 21);
+    check_layer(&l, &f32t(&[2, 16, 4, 4], &values(512, 22)));
+    let l = conv_layer(4, 8, &[3, 3], &[2, 2], &[1, 1, 1, 1], &[1, 1], 4, 23);
+    check_layer(&l, &f32t(&[1, 4, 3, 3], &values(36, 24)));
+    let l = conv_layer(3, 5, &[4], &[3], &[2, 1], &[1], 1, 25);
+    check_layer(&l, &f32t(&[1, 3, 7], &values(21, 26)));
+    let l = conv_layer(4901, 2, &[3, 3], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, 27);
+    check_layer(&l, &f32t(&[1, 4901, 3, 3], &values(4901 * 9, 28)));
+    let l = conv_layer(5, 3, &[2, 2], &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, 29);
+    check_layer(&l, &f32t(&[1, 5, 3, 4], &values(60, 30)));
+}
+
+/// A zero point outside `i8` (allowed up to `±2^A`) cannot be the code of Conv padding in
+/// the packed kernels: such layers keep the int16 kernels, with the same integers.
+#[test]
+fn zero_points_past_i8_use_the_int16_kernels() {
+    for zero in [-256.0f32, -129.0, -128.0, 127.0, 128.0, 256.0] {
+        let with_zero = |mut l: Layer| {
+            let mut a = l.act.as_f32().unwrap().to_vec();
+            a.iter_mut().skip(1).step_by(2).for_each(|z| *z = zero);
+            l.act = f32t(&[l.ks.len(), 2], &a);
+            l
+        };
+        let l = with_zero(layer(BitplaneKernel::Linear, 7, 130, 8, 8, 31));
+        check_layer(&l, &f32t(&[2, 130], &values(260, 32)));
+        let l = with_zero(conv_layer(
+            6,
+            4,
+            &[3, 3],
+            &[2, 2],
+            &[1, 1, 1, 1],
+            &[1, 1],
+            1,
+            33,
+        ));
+        check_layer(&l, &f32t(&[1, 6, 4, 4], &values(96, 34)));
+    }
+}
+
 #[test]
 fn full_precision_approaches_fp32() {
     // k = B, alpha = s, beta = 0, and inputs on the activation grid: the only error left is

@@ -104,7 +104,7 @@ fn int_pow(base: i64, exp: i64) -> i64 {
         _ => 0,
     }
 }
-impl_arith_int!(i8, u8, i32, i64);
+impl_arith_int!(i8, u8, i16, i32, i64);
 
 /// Floating-point element types, for the transcendental activations.
 pub(crate) trait Real: Arith {

@@ -32,6 +32,7 @@ use strata_ir::{NodeId, Op, Tensor, TensorData, TensorType};
 use super::{checked_numel, conv, linear, make};
 use crate::RuntimeError;
 
+mod packed;
 mod panel;
 mod prepared;
 
@@ -286,7 +287,60 @@ fn folded(c: &Chosen) -> (Vec<f32>, Vec<f32>) {
     )
 }
 
-/// Linear integer path: `[N, K] → [N, R]`, parallel over the batch.
+/// The zero point as an integer when every activation code, and the zero point itself (the
+/// code of Conv padding), fits `i8`: what the [`packed`] kernels multiply.
+fn packed_zero(act: &ActQuantizer) -> Option<i64> {
+    let z = act.params().zero;
+    (act.bits() <= 8 && (-128.0..=127.0).contains(&z)).then_some(z as i64)
+}
+
+/// Activation codes `x_q` for the [`packed`] kernels, one sample per row of `ldx ≥ cols`
+/// (zeros past `cols`), and `Σ x_q` per sample.
+fn packed_input(
+    x: impl IntoIterator<Item = i32>,
+    n: usize,
+    cols: usize,
+    ldx: usize,
+) -> (Vec<i8>, Vec<i64>) {
+    let mut xs = vec![0i8; n * ldx];
+    let mut it = x.into_iter();
+    let mut xsum = vec![0i64; n];
+    for (dst, sum) in xs.chunks_exact_mut(ldx.max(1)).zip(xsum.iter_mut()) {
+        for (d, v) in dst[..cols].iter_mut().zip(&mut it) {
+            *d = v as i8;
+            *sum += v as i64;
+        }
+    }
+    (xs, xsum)
+}
+
+/// `f(row, sample, acc)` with `acc = Σ q·(x − zero)` for the packed codes' rows `rows`
+/// and every sample of `xs` (`[n][ldx]`, `ldx` = the padded row length): up to
+/// [`packed::SAMPLES`] samples per sweep of each row's bytes.
+fn packed_accs(
+    p: &packed::PackedRows,
+    rows: std::ops::Range<usize>,
+    xs: &[i8],
+    xsum: &[i64],
+    zero: i64,
+    mut f: impl FnMut(usize, usize, i64),
+) {
+    let o = packed::offset(p.width);
+    let n = xsum.len();
+    let mut sums = [0i64; packed::SAMPLES];
+    for s0 in (0..n).step_by(packed::SAMPLES) {
+        let s1 = (s0 + packed::SAMPLES).min(n);
+        for r in rows.clone() {
+            let sums = &mut sums[..s1 - s0];
+            packed::multi_dot(p.row(r), p.width, &xs[s0 * p.padded..], p.padded, sums);
+            for (s, &sum) in (s0..s1).zip(sums.iter()) {
+                f(r, s, sum - o * xsum[s] - zero * p.qsum[r]);
+            }
+        }
+    }
+}
+
+/// Linear integer path: `[N, K] → [N, R]`, parallel over blocks of output channels.
 fn linear_integer(
     b: &Bitplane,
     x: &Tensor,
@@ -294,6 +348,9 @@ fn linear_integer(
     op: &'static str,
     out_shape: Vec<usize>,
 ) -> Result<Tensor, RuntimeError> {
+    if let Some(zero) = packed_zero(&c.act) {
+        return linear_packed(b, x, c, op, out_shape, zero);
+    }
     let (r, kk) = (b.spec.rows, b.spec.cols);
     let u = quantize_input(f32s(op, x, INPUT_X)?, &c.act);
     let chunk = safe_chunk(c.k, c.act.bits());
@@ -327,6 +384,53 @@ fn linear_integer(
                     }
                 }
             }
+            (r0, part)
+        })
+        .collect();
+    let mut out = vec![0f32; n * r];
+    for (r0, part) in blocks {
+        let width = part.len() / n.max(1);
+        for i in 0..n {
+            out[i * r + r0..i * r + r0 + width].copy_from_slice(&part[i * width..(i + 1) * width]);
+        }
+    }
+    make(op, out_shape, TensorData::F32(out))
+}
+
+/// Linear integer path on packed codes: each block of output channels sweeps its rows'
+/// packed bytes once per [`packed::SAMPLES`] samples (at batch 1, once), so the bytes read
+/// per call are `k/8` (rounded up to 2, 4 or 8 bits) of a byte per weight.
+fn linear_packed(
+    b: &Bitplane,
+    x: &Tensor,
+    c: &Chosen,
+    op: &'static str,
+    out_shape: Vec<usize>,
+    zero: i64,
+) -> Result<Tensor, RuntimeError> {
+    let (r, kk) = (b.spec.rows, b.spec.cols);
+    let p = c
+        .codes
+        .packed
+        .get_or_init(|| packed::PackedRows::new(&c.codes.codes, r, kk, c.k));
+    let n = out_shape[0];
+    let x = f32s(op, x, INPUT_X)?;
+    let (xs, xsum) = packed_input(x.iter().map(|&v| c.act.quantize(v)), n, kk, p.padded);
+    let (fa, fb) = folded(c);
+    let row_bytes = p.row(0).len().max(1);
+    let rows_per_task = (POSITION_BLOCK_BYTES / row_bytes).clamp(1, r.max(1));
+    let blocks: Vec<(usize, Vec<f32>)> = (0..r)
+        .step_by(rows_per_task)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|r0| {
+            let r1 = (r0 + rows_per_task).min(r);
+            let width = r1 - r0;
+            let mut part = vec![0f32; n * width];
+            packed_accs(p, r0..r1, &xs, &xsum, zero, |ch, i, acc| {
+                let usum = xsum[i] - kk as i64 * zero;
+                part[i * width + ch - r0] = epilogue(fa[ch], fb[ch], c.bias[ch], acc, usum);
+            });
             (r0, part)
         })
         .collect();
@@ -376,6 +480,11 @@ fn conv_integer(
     let pw: Vec<usize> = [m, cg2].iter().chain(kernel).copied().collect();
     let (g, _) = conv::conv_geometry_of(op, cv, &px, &pw)?;
     let (kprod, p_in, p_out) = (g.kprod, g.p_in, g.p_out);
+    if p_out <= PACKED_MAX_POSITIONS {
+        if let Some(zero) = packed_zero(&c.act) {
+            return conv_packed(cv, x, c, op, out_shape, zero);
+        }
+    }
     let pairs = cg2 * kprod;
     checked_numel(op, &[pairs, p_out])?;
     let u = quantize_input(f32s(op, x, INPUT_X)?, &c.act);
@@ -467,6 +576,72 @@ fn conv_integer(
         |bufs, (n, dst)| image(n, dst, bufs),
     );
     debug_assert_eq!(out.len(), batch * per_image);
+    make(op, out_shape, TensorData::F32(out))
+}
+
+/// Convolutions with at most this many output positions per image run on [`packed`] codes
+/// ([`conv_packed`]): their codes are read once per image, for a few products each, so the
+/// bytes of the codes, not the multiplications, set their time; the [`panel`] tile would
+/// also compute [`panel::PV`] positions where there are fewer.
+const PACKED_MAX_POSITIONS: usize = 8;
+
+/// Conv integer path on packed codes, for layers with few output positions: per image and
+/// group, the input's im2col (`u`, padding 0) is transposed to one row of activation codes
+/// `x_q = u + zero` per output position (padding becomes `zero`, the code of real 0), and
+/// every output channel's packed row is swept once per [`packed::SAMPLES`] positions.
+fn conv_packed(
+    cv: &Conv,
+    x: &Tensor,
+    c: &Chosen,
+    op: &'static str,
+    out_shape: Vec<usize>,
+    zero: i64,
+) -> Result<Tensor, RuntimeError> {
+    let xs = x.shape();
+    let (m, group, c_in) = (out_shape[1], cv.group, xs[1]);
+    let (cg, mg) = (c_in / group, m / group);
+    let pw: Vec<usize> = [m, cg].iter().chain(&cv.kernel).copied().collect();
+    let (g, _) = conv::conv_geometry_of(op, cv, xs, &pw)?;
+    let (p_in, p_out, kc) = (g.p_in, g.p_out, cg * g.kprod);
+    let p = c
+        .codes
+        .packed
+        .get_or_init(|| packed::PackedRows::new(&c.codes.codes, m, kc, c.k));
+    let u = quantize_input(f32s(op, x, INPUT_X)?, &c.act);
+    let (fa, fb) = folded(c);
+    let per_image = m * p_out;
+    let mut out = vec![0f32; out_shape.iter().product()];
+    if per_image == 0 {
+        return make(op, out_shape, TensorData::F32(out));
+    }
+    let image = |n: usize, dst: &mut [f32], col: &mut Vec<i16>| {
+        for gi in 0..group {
+            col.clear();
+            col.resize(kc * p_out, 0);
+            g.im2col(&u[(n * c_in + gi * cg) * p_in..][..cg * p_in], col);
+            let at = |j: usize, pos: usize| col[j * p_out + pos] as i32 + zero as i32;
+            let (xt, xsum) = packed_input(
+                (0..p_out).flat_map(|pos| (0..kc).map(move |j| at(j, pos))),
+                p_out,
+                kc,
+                p.padded,
+            );
+            packed_accs(
+                p,
+                gi * mg..(gi + 1) * mg,
+                &xt,
+                &xsum,
+                zero,
+                |ch, pos, acc| {
+                    let usum = xsum[pos] - kc as i64 * zero;
+                    dst[ch * p_out + pos] = epilogue(fa[ch], fb[ch], c.bias[ch], acc, usum);
+                },
+            );
+        }
+    };
+    out.par_chunks_mut(per_image)
+        .enumerate()
+        .for_each_init(Vec::new, |col, (n, dst)| image(n, dst, col));
     make(op, out_shape, TensorData::F32(out))
 }
 
