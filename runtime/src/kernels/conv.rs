@@ -96,7 +96,7 @@ impl Plane {
         ((oy * self.sh + ky * self.dh) as isize - self.ph) as usize
     }
 
-    fn im2col<T: Arith>(&self, cg: usize, xg: &[T], col: &mut [T]) {
+    fn im2col<T: Arith>(&self, cg: usize, xg: &[T], col: &mut [T], fill: T) {
         let (p_in, p_out, ow, iw, sw) = (
             self.ih * self.iw,
             self.oh * self.ow,
@@ -113,11 +113,11 @@ impl Plane {
                     };
                     let (oy_lo, oy_hi, lo, hi, start) = self.tap(ky, kx);
                     if lo >= hi || oy_lo >= oy_hi {
-                        row.fill(T::ZERO);
+                        row.fill(fill);
                         continue;
                     }
-                    row[..oy_lo * ow].fill(T::ZERO);
-                    row[oy_hi * ow..].fill(T::ZERO);
+                    row[..oy_lo * ow].fill(fill);
+                    row[oy_hi * ow..].fill(fill);
                     if sw == 1 && self.sh == 1 && ow == iw {
                         // Stride 1 and rows as wide as the input's: the valid band is the
                         // input shifted by one offset, copied at once; the columns that wrap
@@ -126,16 +126,16 @@ impl Plane {
                         let src = self.in_row(ky, oy_lo) * iw + start;
                         row[a..b].copy_from_slice(&xc[src..src + (b - a)]);
                         for dst in row[oy_lo * ow..oy_hi * ow].chunks_exact_mut(ow) {
-                            dst[..lo].fill(T::ZERO);
-                            dst[hi..].fill(T::ZERO);
+                            dst[..lo].fill(fill);
+                            dst[hi..].fill(fill);
                         }
                         continue;
                     }
                     for oy in oy_lo..oy_hi {
                         let dst = &mut row[oy * ow..(oy + 1) * ow];
                         let src = &xc[self.in_row(ky, oy) * iw + start..];
-                        dst[..lo].fill(T::ZERO);
-                        dst[hi..].fill(T::ZERO);
+                        dst[..lo].fill(fill);
+                        dst[hi..].fill(fill);
                         if sw == 1 {
                             dst[lo..hi].copy_from_slice(&src[..hi - lo]);
                         } else {
@@ -669,14 +669,20 @@ impl Geometry {
     /// Fills `col` (`[cg * kprod, p_out]`, row-major) with the receptive fields of one group of
     /// one image; positions in the padding are zero.
     pub(crate) fn im2col<T: Arith>(&self, xg: &[T], col: &mut [T]) {
+        self.im2col_fill(xg, col, T::ZERO)
+    }
+
+    /// [`im2col`](Self::im2col) with `fill` in place of the padding's zeros (for integer
+    /// kernels whose code of real 0 is not 0).
+    pub(crate) fn im2col_fill<T: Arith>(&self, xg: &[T], col: &mut [T], fill: T) {
         match Plane::of(self) {
-            Some(p) => p.im2col(self.cg, xg, col),
-            None => self.im2col_nd(xg, col),
+            Some(p) => p.im2col(self.cg, xg, col, fill),
+            None => self.im2col_nd(xg, col, fill),
         }
     }
 
     /// [`im2col`](Self::im2col) for any number of spatial axes.
-    fn im2col_nd<T: Arith>(&self, xg: &[T], col: &mut [T]) {
+    fn im2col_nd<T: Arith>(&self, xg: &[T], col: &mut [T], fill: T) {
         let (p_in, p_out, kprod, sw) = (self.p_in, self.p_out, self.kprod, self.last_stride());
         let mut walk = self.tap_walk();
         for ci in 0..self.cg {
@@ -686,11 +692,11 @@ impl Geometry {
                 self.tap_segments(&mut walk, kk, |dst, valid| {
                     let dst = &mut row[dst];
                     let Some((lo, hi, src)) = valid else {
-                        dst.fill(T::ZERO);
+                        dst.fill(fill);
                         return;
                     };
-                    dst[..lo].fill(T::ZERO);
-                    dst[hi..].fill(T::ZERO);
+                    dst[..lo].fill(fill);
+                    dst[hi..].fill(fill);
                     if sw == 1 {
                         dst[lo..hi].copy_from_slice(&xc[src..src + (hi - lo)]);
                     } else {
@@ -868,8 +874,18 @@ mod tests {
                             let n = cg * g.kprod * g.p_out;
                             let (mut fast, mut walk) = (vec![-1f32; n], vec![-2f32; n]);
                             g.im2col(&xv, &mut fast);
-                            g.im2col_nd(&xv, &mut walk);
+                            g.im2col_nd(&xv, &mut walk, 0.0);
                             assert_eq!(fast, walk, "im2col {c:?} on {ih}x{iw}");
+                            // A padding value other than zero lands in the same places,
+                            // and only where the zero-filled columns have zeros.
+                            let zeroed = fast.clone();
+                            g.im2col_fill(&xv, &mut fast, 0.5);
+                            g.im2col_nd(&xv, &mut walk, 0.5);
+                            assert_eq!(fast, walk, "im2col_fill {c:?} on {ih}x{iw}");
+                            assert!(zeroed
+                                .iter()
+                                .zip(&fast)
+                                .all(|(&a, &b)| a == b || (a == 0.0 && b == 0.5)));
                             let col: Vec<f32> = (0..n).map(|i| (i % 13) as f32 - 6.0).collect();
                             let (mut fast, mut walk) = (xv.clone(), xv.clone());
                             g.col2im_add(&col, &mut fast);

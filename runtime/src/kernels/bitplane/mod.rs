@@ -32,6 +32,7 @@ use strata_ir::{NodeId, Op, Tensor, TensorData, TensorType};
 use super::{checked_numel, conv, linear, make};
 use crate::RuntimeError;
 
+mod byte_panel;
 mod packed;
 mod panel;
 mod prepared;
@@ -480,9 +481,12 @@ fn conv_integer(
     let pw: Vec<usize> = [m, cg2].iter().chain(kernel).copied().collect();
     let (g, _) = conv::conv_geometry_of(op, cv, &px, &pw)?;
     let (kprod, p_in, p_out) = (g.kprod, g.p_in, g.p_out);
-    if p_out <= PACKED_MAX_POSITIONS {
-        if let Some(zero) = packed_zero(&c.act) {
+    if let Some(zero) = packed_zero(&c.act) {
+        if p_out <= PACKED_MAX_POSITIONS {
             return conv_packed(cv, x, c, op, out_shape, zero);
+        }
+        if let Some(tile) = byte_panel::pick(c.k) {
+            return conv_bytes(cv, x, c, op, out_shape, zero, tile);
         }
     }
     let pairs = cg2 * kprod;
@@ -642,6 +646,108 @@ fn conv_packed(
     out.par_chunks_mut(per_image)
         .enumerate()
         .for_each_init(Vec::new, |col, (n, dst)| image(n, dst, col));
+    make(op, out_shape, TensorData::F32(out))
+}
+
+/// Conv integer path on the [`byte_panel`] (when this CPU has a byte tile for `k`): as
+/// [`conv_integer`], with four input channels' biased codes `v = x_q + 2^7` per 32-bit lane
+/// (`[C/group/4][positions]`, a group's last quad filled with the code of real 0 and zero
+/// codes), im2col'd with that code as the padding, and the sums corrected by
+/// `(zero + 2^7)·Σ q` per row (the row of ones gives `usum`).
+fn conv_bytes(
+    cv: &Conv,
+    x: &Tensor,
+    c: &Chosen,
+    op: &'static str,
+    out_shape: Vec<usize>,
+    zero: i64,
+    tile: byte_panel::Tile,
+) -> Result<Tensor, RuntimeError> {
+    let xs = x.shape();
+    let (batch, m, group, c_in) = (out_shape[0], out_shape[1], cv.group, xs[1]);
+    let (cg, mg) = (c_in / group, m / group);
+    let cg4 = cg.div_ceil(4);
+    let px: Vec<usize> = [batch, group * cg4]
+        .iter()
+        .chain(&xs[2..])
+        .copied()
+        .collect();
+    let pw: Vec<usize> = [m, cg4].iter().chain(&cv.kernel).copied().collect();
+    let (g, _) = conv::conv_geometry_of(op, cv, &px, &pw)?;
+    let (kprod, p_in, p_out) = (g.kprod, g.p_in, g.p_out);
+    let (quads, kc) = (cg4 * kprod, cg * kprod);
+    checked_numel(op, &[quads, p_out])?;
+    // zero ∈ [−128, 127] (`packed_zero`), so the code of real 0 is a byte.
+    let zb = (zero + 128) as u8;
+    let u = quantize_input(f32s(op, x, INPUT_X)?, &c.act);
+    let (fa, fb) = folded(c);
+    let per_image = m * p_out;
+    let mut out = vec![0f32; out_shape.iter().product()];
+    if per_image == 0 {
+        return make(op, out_shape, TensorData::F32(out));
+    }
+    let rows = c.codes.quads.get_or_init(|| {
+        (0..group)
+            .map(|gi| {
+                // Channel `ci`'s taps go to quads `(ci/4)·taps + tap`, byte `ci % 4`.
+                byte_panel::CodeQuads::new(mg + 1, quads, |r, row| {
+                    for ci in 0..cg {
+                        let src = &c.codes.codes[(gi * mg + r.max(1) - 1) * kc + ci * kprod..];
+                        for (tap, &q) in src[..kprod].iter().enumerate() {
+                            let at = ((ci / 4) * kprod + tap) * 4 + ci % 4;
+                            // |q| ≤ 128, and q = 128 never occurs (q < 2^(k−1) ≤ 128).
+                            row[at] = if r == 0 { 1 } else { q as i8 };
+                        }
+                    }
+                })
+            })
+            .collect()
+    });
+    let ldo = panel::out_width(p_out);
+    let pointwise = g.is_pointwise();
+    let fill = byte_panel::pack4([zb; 4]);
+    type Bufs = (Vec<i32>, Vec<i32>, Vec<i32>, Vec<i64>);
+    let image = |n: usize, dst: &mut [f32], (xp, colt, sums, wide): &mut Bufs| {
+        for (gi, rows) in rows.iter().enumerate() {
+            let ug = &u[(n * c_in + gi * cg) * p_in..(n * c_in + (gi + 1) * cg) * p_in];
+            let packed = if pointwise { &mut *colt } else { &mut *xp };
+            packed.clear();
+            let byte = |ch: Option<&[i16]>, pos: usize| {
+                ch.map_or(zb, |s| (s[pos] + 128 + zero as i16) as u8)
+            };
+            for c4 in 0..cg4 {
+                let ch = |h: usize| ug.get((4 * c4 + h) * p_in..(4 * c4 + h + 1) * p_in);
+                let chans = [ch(0), ch(1), ch(2), ch(3)];
+                packed.extend((0..p_in).map(|pos| byte_panel::pack4(chans.map(|c| byte(c, pos)))));
+            }
+            // The tiles of the last positions read up to PV values past the last row.
+            colt.resize(quads * p_out + panel::PV, 0);
+            if !pointwise {
+                g.im2col_fill(xp, &mut colt[..quads * p_out], fill);
+            }
+            sums.resize(rows.rows * ldo, 0);
+            wide.clear();
+            wide.resize((mg + 1) * ldo, 0);
+            for j0 in (0..quads).step_by(byte_panel::SAFE_QUADS) {
+                let js = j0..(j0 + byte_panel::SAFE_QUADS).min(quads);
+                byte_panel::gemm(tile, rows, js, colt, p_out, p_out, sums);
+                for (w, &s) in wide.iter_mut().zip(sums.iter()) {
+                    *w += s as i64;
+                }
+            }
+            for (row, &qsum) in wide.chunks_exact_mut(ldo).zip(&rows.sums) {
+                row.iter_mut().for_each(|w| *w -= (zero + 128) * qsum);
+            }
+            let chs = gi * mg..(gi + 1) * mg;
+            let (fa, fb, bias) = (&fa[chs.clone()], &fb[chs.clone()], &c.bias[chs]);
+            let dst = &mut dst[gi * mg * p_out..(gi + 1) * mg * p_out];
+            write_channels(wide, ldo, p_out, fa, fb, bias, dst);
+        }
+    };
+    out.par_chunks_mut(per_image).enumerate().for_each_init(
+        || (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
+        |bufs, (n, dst)| image(n, dst, bufs),
+    );
     make(op, out_shape, TensorData::F32(out))
 }
 

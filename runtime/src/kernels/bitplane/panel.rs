@@ -207,7 +207,7 @@ fn tile_vnni(
 
 #[cfg(all(target_arch = "x86_64", strata_avx512))]
 #[allow(clippy::incompatible_msrv)]
-fn has_vnni() -> bool {
+pub(super) fn has_vnni() -> bool {
     std::is_x86_feature_detected!("avx512f")
         && std::is_x86_feature_detected!("avx512bw")
         && std::is_x86_feature_detected!("avx512vnni")

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use strata_ir::NodeId;
 
+use super::byte_panel::CodeQuads;
 use super::packed::PackedRows;
 use super::panel::CodeRows;
 
@@ -21,6 +22,8 @@ pub(super) struct PreparedCodes {
     pub codes: Vec<i16>,
     /// Conv: the panel's code rows per group (a row of ones first), built on first use.
     pub rows: OnceLock<Vec<CodeRows>>,
+    /// Conv: the byte panel's code rows per group (a row of ones first), built on first use.
+    pub quads: OnceLock<Vec<CodeQuads>>,
     /// The codes in 2-, 4- or 8-bit fields (layers read once per call), built on first use.
     pub packed: OnceLock<PackedRows>,
 }
@@ -30,13 +33,14 @@ impl PreparedCodes {
         PreparedCodes {
             codes,
             rows: OnceLock::new(),
+            quads: OnceLock::new(),
             packed: OnceLock::new(),
         }
     }
 }
 
 /// Prepared codes by (node, plane count). Holds 2 bytes per weight (plus the conv panel's
-/// copy, or the packed fields of `k/8` to 1 byte) for every plane count a run asked for.
+/// copy, 1 byte per weight for the byte panel's, or the packed fields of `k/8` to 1 byte) for every plane count a run asked for.
 #[derive(Default)]
 pub struct PreparedCache {
     map: Mutex<HashMap<(NodeId, u8), Arc<PreparedCodes>>>,
