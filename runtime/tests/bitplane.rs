@@ -383,8 +383,8 @@ fn conv_matches_reference_at_every_k() {
 fn conv_reductions_past_the_i32_chunk_are_exact() {
     let l = conv_layer(4901, 2, &[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 1, 13);
     check_layer(&l, &f32t(&[1, 4901, 3, 3], &values(4901 * 9, 14)));
-    // The byte panel's chunk (16,448 quads of four channels' taps) is longer: 7,401
-    // channels × 9 taps = 16,659 quads, the last one three channels short.
+    // The byte panel's chunk is 10,950 quads of four channels' taps: 7,401 channels × 9
+    // taps = 16,659 quads, the last one three channels short.
     let l = conv_layer(7401, 2, &[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], 1, 15);
     check_layer(&l, &f32t(&[1, 7401, 3, 3], &values(7401 * 9, 16)));
 }

@@ -20,8 +20,10 @@ pub(super) fn pack4(b: [u8; 4]) -> i32 {
     i32::from_le_bytes(b)
 }
 
-/// Longest reduction (in quads) whose i32 lane sums cannot overflow: `|q·v| ≤ 128·255`.
-pub(super) const SAFE_QUADS: usize = (i32::MAX as usize) / (4 * 128 * 255);
+/// Longest reduction (in quads) whose i32 sums cannot overflow, biased (`|q·v| ≤ 128·255`)
+/// or corrected (`|q·u| ≤ 128·383`, `u = v − zero − 128` with `|zero| ≤ 128`), so that a
+/// reduction of one chunk is corrected in wrapping i32 arithmetic, exactly.
+pub(super) const SAFE_QUADS: usize = (i32::MAX as usize) / (4 * 128 * 383);
 
 /// Code rows for [`gemm`]: row-major `[rows][quads][4]` signed bytes, zero rows up to a
 /// whole number of tiles of [`RT`] rows.

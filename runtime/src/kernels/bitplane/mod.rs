@@ -296,21 +296,20 @@ fn packed_zero(act: &ActQuantizer) -> Option<i64> {
 }
 
 /// Activation codes `x_q` for the [`packed`] kernels, one sample per row of `ldx ≥ cols`
-/// (zeros past `cols`), and `Σ x_q` per sample.
+/// (zeros past `cols`), and `Σ x_q` per sample: `code(i, j)` is sample `i`'s code `j`.
 fn packed_input(
-    x: impl IntoIterator<Item = i32>,
     n: usize,
     cols: usize,
     ldx: usize,
+    code: impl Fn(usize, usize) -> i8,
 ) -> (Vec<i8>, Vec<i64>) {
     let mut xs = vec![0i8; n * ldx];
-    let mut it = x.into_iter();
     let mut xsum = vec![0i64; n];
-    for (dst, sum) in xs.chunks_exact_mut(ldx.max(1)).zip(xsum.iter_mut()) {
-        for (d, v) in dst[..cols].iter_mut().zip(&mut it) {
-            *d = v as i8;
-            *sum += v as i64;
+    for (i, (dst, sum)) in xs.chunks_exact_mut(ldx.max(1)).zip(&mut xsum).enumerate() {
+        for (j, d) in dst[..cols].iter_mut().enumerate() {
+            *d = code(i, j);
         }
+        *sum = dst[..cols].iter().map(|&v| v as i64).sum();
     }
     (xs, xsum)
 }
@@ -416,7 +415,9 @@ fn linear_packed(
         .get_or_init(|| packed::PackedRows::new(&c.codes.codes, r, kk, c.k));
     let n = out_shape[0];
     let x = f32s(op, x, INPUT_X)?;
-    let (xs, xsum) = packed_input(x.iter().map(|&v| c.act.quantize(v)), n, kk, p.padded);
+    // x_q fits i8: `packed_zero` checked A ≤ 8 (codes in −2^(A−1)..2^(A−1)) and the zero point.
+    let q: Vec<i8> = x.iter().map(|&v| c.act.quantize(v) as i8).collect();
+    let (xs, xsum) = packed_input(n, kk, p.padded, |i, j| q[i * kk + j]);
     let (fa, fb) = folded(c);
     let row_bytes = p.row(0).len().max(1);
     let rows_per_task = (POSITION_BLOCK_BYTES / row_bytes).clamp(1, r.max(1));
@@ -623,13 +624,10 @@ fn conv_packed(
             col.clear();
             col.resize(kc * p_out, 0);
             g.im2col(&u[(n * c_in + gi * cg) * p_in..][..cg * p_in], col);
-            let at = |j: usize, pos: usize| col[j * p_out + pos] as i32 + zero as i32;
-            let (xt, xsum) = packed_input(
-                (0..p_out).flat_map(|pos| (0..kc).map(move |j| at(j, pos))),
-                p_out,
-                kc,
-                p.padded,
-            );
+            // u + zero = x_q, an i8 (padding: zero itself).
+            let (xt, xsum) = packed_input(p_out, kc, p.padded, |pos, j| {
+                (col[j * p_out + pos] + zero as i16) as i8
+            });
             packed_accs(
                 p,
                 gi * mg..(gi + 1) * mg,
@@ -679,6 +677,7 @@ fn conv_bytes(
     checked_numel(op, &[quads, p_out])?;
     // zero ∈ [−128, 127] (`packed_zero`), so the code of real 0 is a byte.
     let zb = (zero + 128) as u8;
+    let bias = zero as i16 + 128;
     let u = quantize_input(f32s(op, x, INPUT_X)?, &c.act);
     let (fa, fb) = folded(c);
     let per_image = m * p_out;
@@ -712,13 +711,22 @@ fn conv_bytes(
             let ug = &u[(n * c_in + gi * cg) * p_in..(n * c_in + (gi + 1) * cg) * p_in];
             let packed = if pointwise { &mut *colt } else { &mut *xp };
             packed.clear();
-            let byte = |ch: Option<&[i16]>, pos: usize| {
-                ch.map_or(zb, |s| (s[pos] + 128 + zero as i16) as u8)
-            };
+            // Quad c4's lane: byte h = channel 4·c4 + h's `v = u + zero + 128`, or the code of
+            // real 0 past the group's last channel.
             for c4 in 0..cg4 {
-                let ch = |h: usize| ug.get((4 * c4 + h) * p_in..(4 * c4 + h + 1) * p_in);
-                let chans = [ch(0), ch(1), ch(2), ch(3)];
-                packed.extend((0..p_in).map(|pos| byte_panel::pack4(chans.map(|c| byte(c, pos)))));
+                let start = packed.len();
+                packed.resize(start + p_in, fill);
+                let lanes = &mut packed[start..];
+                for h in 0..4 {
+                    let Some(src) = ug.get((4 * c4 + h) * p_in..(4 * c4 + h + 1) * p_in) else {
+                        break;
+                    };
+                    let (shift, keep) = (8 * h as u32, !(0xff_i32 << (8 * h)));
+                    for (lane, &u) in lanes.iter_mut().zip(src) {
+                        let v = (u + bias) as u8 as i32;
+                        *lane = (*lane & keep) | (v << shift);
+                    }
+                }
             }
             // The tiles of the last positions read up to PV values past the last row.
             colt.resize(quads * p_out + panel::PV, 0);
@@ -726,6 +734,19 @@ fn conv_bytes(
                 g.im2col_fill(xp, &mut colt[..quads * p_out], fill);
             }
             sums.resize(rows.rows * ldo, 0);
+            let chs = gi * mg..(gi + 1) * mg;
+            let (fa, fb, bias) = (&fa[chs.clone()], &fb[chs.clone()], &c.bias[chs]);
+            let dst = &mut dst[gi * mg * p_out..(gi + 1) * mg * p_out];
+            if quads <= byte_panel::SAFE_QUADS {
+                // One chunk: the corrected sums fit i32, whose epilogue vectorises.
+                byte_panel::gemm(tile, rows, 0..quads, colt, p_out, p_out, sums);
+                for (row, &qsum) in sums.chunks_exact_mut(ldo).zip(&rows.sums) {
+                    let k = (zero as i32 + 128).wrapping_mul(qsum as i32);
+                    row.iter_mut().for_each(|s| *s = s.wrapping_sub(k));
+                }
+                write_channels(&sums[..(mg + 1) * ldo], ldo, p_out, fa, fb, bias, dst);
+                continue;
+            }
             wide.clear();
             wide.resize((mg + 1) * ldo, 0);
             for j0 in (0..quads).step_by(byte_panel::SAFE_QUADS) {
@@ -738,9 +759,6 @@ fn conv_bytes(
             for (row, &qsum) in wide.chunks_exact_mut(ldo).zip(&rows.sums) {
                 row.iter_mut().for_each(|w| *w -= (zero + 128) * qsum);
             }
-            let chs = gi * mg..(gi + 1) * mg;
-            let (fa, fb, bias) = (&fa[chs.clone()], &fb[chs.clone()], &c.bias[chs]);
-            let dst = &mut dst[gi * mg * p_out..(gi + 1) * mg * p_out];
             write_channels(wide, ldo, p_out, fa, fb, bias, dst);
         }
     };
