@@ -14,6 +14,12 @@
 //!   im2col, and runs the [`panel`] GEMM (eight positions per vector lane set, a broadcast
 //!   code pair per `vpmaddwd`), with a row of ones among the codes so that `usum` comes out
 //!   of the same sweep; Linear sweeps cache-sized blocks of samples with every weight row.
+//!   That is the fallback: when every activation code and the zero point fit `i8` (so Conv
+//!   padding has a byte code), layers read once per call — Linear, and convolutions with at
+//!   most [`PACKED_MAX_POSITIONS`] output positions — multiply [`packed`] 2/4/8-bit codes
+//!   (the bytes read fall with `k`), and the other convolutions run the [`byte_panel`] (four
+//!   channels a lane, `vpdpbusd` / `vpmaddubsw`) where this CPU has a byte tile for `k`.
+//!   Every path computes the same integers `acc` and `usum`.
 //!   The epilogue is then, in f32 and in this order:
 //!   `y = (alpha·scale)·(acc as f32) + (beta·scale)·(usum as f32) + bias`;
 //! - **float** (the reference): the f32 Conv/Gemm kernels run on the dequantized input
@@ -677,7 +683,7 @@ fn conv_bytes(
     checked_numel(op, &[quads, p_out])?;
     // zero ∈ [−128, 127] (`packed_zero`), so the code of real 0 is a byte.
     let zb = (zero + 128) as u8;
-    let bias = zero as i16 + 128;
+    let to_v = zero as i16 + 128;
     let u = quantize_input(f32s(op, x, INPUT_X)?, &c.act);
     let (fa, fb) = folded(c);
     let per_image = m * p_out;
@@ -723,7 +729,7 @@ fn conv_bytes(
                     };
                     let (shift, keep) = (8 * h as u32, !(0xff_i32 << (8 * h)));
                     for (lane, &u) in lanes.iter_mut().zip(src) {
-                        let v = (u + bias) as u8 as i32;
+                        let v = (u + to_v) as u8 as i32;
                         *lane = (*lane & keep) | (v << shift);
                     }
                 }
