@@ -13,7 +13,7 @@
 //! The caller corrects the biased sums: `Σ q·(x_q − zero) = Σ q·v − (zero + 2^7)·Σ q`, with
 //! Conv padding coded as `v = zero + 2^7` (real 0) so that it adds nothing.
 
-use super::panel::{out_width, PV, RT};
+use super::panel::{PV, RT};
 
 /// Four bytes as they lie in memory (the first in the low byte), one 32-bit lane.
 pub(super) fn pack4(b: [u8; 4]) -> i32 {
@@ -65,7 +65,7 @@ impl CodeQuads {
 /// One tile kernel: `out[r·ldo + p] = Σ_{j < quads} q[r·qs + 4j..][..4]·colt[j·ldc + p]`
 /// (bytes of `colt` unsigned) for the [`RT`] rows at `q` (row stride `qs` bytes) and the
 /// [`PV`] positions at `colt`.
-pub(super) type Tile = fn(&[i8], usize, usize, &[i32], usize, &mut [i32], usize);
+pub(super) type Tile = super::panel::TileOf<i8>;
 
 /// The scalar reference of the tests (a CPU without a byte tile runs the int16 panel).
 #[cfg(test)]
@@ -246,28 +246,14 @@ pub(super) fn gemm(
     np: usize,
     out: &mut [i32],
 ) {
-    let ldo = out_width(np);
-    let qs = 4 * rows.quads;
-    assert!(js.end <= rows.quads && ldc >= np && out.len() >= rows.rows * ldo);
-    let colt = &colt[js.start * ldc..];
-    for p0 in (0..np).step_by(PV) {
-        for r0 in (0..rows.rows).step_by(RT) {
-            let q = &rows.data[r0 * qs + 4 * js.start..(r0 + RT) * qs];
-            tile(
-                q,
-                qs,
-                js.len(),
-                &colt[p0..],
-                ldc,
-                &mut out[r0 * ldo + p0..],
-                ldo,
-            );
-        }
-    }
+    assert!(js.end <= rows.quads);
+    let (data, n) = (&rows.data, rows.rows);
+    super::panel::sweep(tile, data, n, 4 * rows.quads, 4, js, colt, ldc, np, out);
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::panel::out_width;
     use super::super::tests::vals;
     use super::*;
 

@@ -65,15 +65,19 @@ impl PackedRows {
         let mask = if w == 8 { 0xff } else { (1u16 << w) - 1 };
         let mut data = vec![0u8; rows * padded * w as usize / 8];
         let mut qsum = Vec::with_capacity(rows);
+        let field = |q: i16| ((q + o) as u16 & mask) as u8;
+        let mut block = vec![0i16; bc];
         for (r, row) in codes.chunks_exact(cols.max(1)).take(rows).enumerate() {
             let dst = &mut data[r * padded * w as usize / 8..][..padded * w as usize / 8];
             for (blk, out) in dst.chunks_exact_mut(32).enumerate() {
-                for j in 0..bc {
-                    let c = blk * bc + j;
-                    let q = row.get(c).copied().unwrap_or(0);
-                    debug_assert!((-(1i16 << (k - 1))..(1i16 << (k - 1))).contains(&q));
-                    let f = ((q + o) as u16 & mask) as u8;
-                    out[j % 32] |= f << (w as usize * (j / 32));
+                // The block's codes, zero past the row's end.
+                let src = &row[(blk * bc).min(cols)..((blk + 1) * bc).min(cols)];
+                block[..src.len()].copy_from_slice(src);
+                block[src.len()..].fill(0);
+                for (t, part) in block.chunks_exact(32).enumerate() {
+                    for (o, &q) in out.iter_mut().zip(part) {
+                        *o |= field(q) << (w as usize * t);
+                    }
                 }
             }
             qsum.push(row.iter().map(|&q| q as i64).sum());

@@ -53,7 +53,10 @@ impl CodeRows {
 
 /// One tile kernel: `out[r·ldo + p] = Σ_{j < pairs} q[r·qs + 2j..][..2]·colt[j·ldc + p]` for
 /// the [`RT`] rows at `q` (row stride `qs` i16) and the [`PV`] positions at `colt`.
-pub(super) type Tile = fn(&[i16], usize, usize, &[i32], usize, &mut [i32], usize);
+pub(super) type Tile = TileOf<i16>;
+
+/// A tile kernel over code values of type `E` (int16 here, bytes in the byte panel).
+pub(super) type TileOf<E> = fn(&[E], usize, usize, &[i32], usize, &mut [i32], usize);
 
 fn tile_portable(
     q: &[i16],
@@ -244,13 +247,33 @@ pub(super) fn gemm(
     np: usize,
     out: &mut [i32],
 ) {
+    assert!(js.end <= rows.pairs);
+    let (data, n) = (&rows.data, rows.rows);
+    sweep(tile, data, n, 2 * rows.pairs, 2, js, colt, ldc, np, out);
+}
+
+/// The tile loop shared by this GEMM and the byte panel's: every [`PV`]-position tile of
+/// `colt` against every [`RT`]-row tile of the `rows` rows of `data` (`qs` code values each,
+/// `per` values a 32-bit lane), lanes `js` of each row.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn sweep<E>(
+    tile: TileOf<E>,
+    data: &[E],
+    rows: usize,
+    qs: usize,
+    per: usize,
+    js: std::ops::Range<usize>,
+    colt: &[i32],
+    ldc: usize,
+    np: usize,
+    out: &mut [i32],
+) {
     let ldo = out_width(np);
-    let qs = 2 * rows.pairs;
-    assert!(js.end <= rows.pairs && ldc >= np && out.len() >= rows.rows * ldo);
+    assert!(rows % RT == 0 && data.len() >= rows * qs && ldc >= np && out.len() >= rows * ldo);
     let colt = &colt[js.start * ldc..];
     for p0 in (0..np).step_by(PV) {
-        for r0 in (0..rows.rows).step_by(RT) {
-            let q = &rows.data[r0 * qs + 2 * js.start..(r0 + RT) * qs];
+        for r0 in (0..rows).step_by(RT) {
+            let q = &data[r0 * qs + per * js.start..(r0 + RT) * qs];
             tile(
                 q,
                 qs,
