@@ -40,7 +40,8 @@ impl PreparedCodes {
 }
 
 /// Prepared codes by (node, plane count). Holds 2 bytes per weight (plus the conv panel's
-/// copy, 1 byte per weight for the byte panel's, or the packed fields of `k/8` to 1 byte) for every plane count a run asked for.
+/// copy: 2 bytes per weight for the int16 panel, 1 for the byte panel; or the packed fields,
+/// `k/8` to 1 byte) for every plane count a run asked for.
 #[derive(Default)]
 pub struct PreparedCache {
     map: Mutex<HashMap<(NodeId, u8), Arc<PreparedCodes>>>,
