@@ -14,7 +14,7 @@ Batch 1, one thread, the 500 fixture test images. In one run it:
      ORT int8, and top-1 on the 500 images.
 
 Usage (from anywhere): .venv/bin/python scripts/bench_c.py [--reps 15] [--planes 8,6,4,3,2]
-                       [--run-planes 6,4,3,2]
+                       [--run-planes 6,4,3,2] [--vnni]
 Needs: gcc with x86-64-v3 support, an AVX2 CPU, the pinned .venv (onnxruntime, numpy).
 """
 
@@ -117,6 +117,9 @@ def main():
     ap.add_argument("--run-planes", default="6,4,3,2",
                     help="run-time counts k to time through model_run_planes on the first K's build "
                          "(every layer at k; empty: none)")
+    ap.add_argument("--vnni", action="store_true",
+                    help="also time every K built with -mavx512vnni -mavx512vl (vpdpbusd kernels; "
+                         "needs a CPU with AVX512-VNNI, as onnxruntime's int8 kernels use there)")
     ap.add_argument("--out", default=str(ROOT / "target" / "bench_c"), help="work directory")
     args = ap.parse_args()
     out = Path(args.out)
@@ -148,11 +151,16 @@ def main():
         run(["gcc", "-std=c99", "-O3", "-march=x86-64-v3", "-o", exe, d / "model.c", d / "bench.c", "-lm"])
         header = (d / "model.h").read_text()
         wb = int(header.split("#define MODEL_WEIGHT_BYTES ")[1].split()[0])
-        runs = [(f"strata C x86-64-v3{mode} K={k}", [])]
+        runs = [(f"strata C x86-64-v3{mode} K={k}", [], exe)]
         if k == ks[0] and args.run_planes:
-            runs += [(f"strata C x86-64-v3{mode} K={k}, run_planes k={r}", [str(r)])
+            runs += [(f"strata C x86-64-v3{mode} K={k}, run_planes k={r}", [str(r)], exe)
                      for r in [int(v) for v in args.run_planes.split(",")]]
-        for name, extra in runs:
+        if args.vnni:
+            vexe = d / "bench_vnni"
+            run(["gcc", "-std=c99", "-O3", "-march=x86-64-v3", "-mavx512vnni", "-mavx512vl", "-o", vexe,
+                 d / "model.c", d / "bench.c", "-lm"])
+            runs.append((f"strata C x86-64-v3+VNNI{mode} K={k}", [], vexe))
+        for name, extra, exe in runs:
 
             def c_pass(exe=exe, d=d, name=name, extra=extra):
                 t = float(run([exe, out / "images.bin", str(n), "1", d / "logits.bin", *extra]).split()[0])
@@ -200,6 +208,13 @@ def main():
     for _ in range(args.reps):
         for name, f in engines.items():
             times[name].append(f())
+
+    # The VNNI builds compute the same integers: their logits must be the AVX2 builds', bit for bit.
+    for name in list(logits):
+        if "+VNNI" in name:
+            twin = name.replace("+VNNI", "")
+            if not np.array_equal(logits[name].view(np.uint32), logits[twin].view(np.uint32)):
+                sys.exit(f"{name}: logits differ from {twin}")
 
     med = {name: statistics.median(ts) for name, ts in times.items()}
     fp32 = med["onnxruntime FP32"]

@@ -18,7 +18,7 @@ One thread, interleaved passes, medians. In one run, per net it:
      weights, not a classifier). The MLIR and C builds' logits are compared bit for bit.
 
 Usage: .venv/bin/python scripts/bench_mlir.py [--reps 9] [--planes 8,4,2] [--nets mnist,resnet18]
-                       [--backends mlir,c]
+                       [--backends mlir,c] [--vnni]
 `--backends c` times the C builds alone beside onnxruntime (no MLIR build needed): issue 15's
 end-to-end table on a conv net of more than 100 M MACs.
 The ResNet-18 is exported on first use with the PyTorch venv (scripts/setup-torch.sh) by
@@ -79,6 +79,8 @@ def main():
     ap.add_argument("--nets", default="mnist,resnet18", help="mnist, resnet18")
     ap.add_argument("--backends", default="mlir,c", help="mlir, c: the Strata builds to time")
     ap.add_argument("--resnet-dir", default="", help="directory with resnet18_64.{onnx,calib.npy,images.npy}")
+    ap.add_argument("--vnni", action="store_true",
+                    help="also time each C build compiled with -mavx512vnni -mavx512vl (vpdpbusd kernels)")
     ap.add_argument("--out", default=str(ROOT / "target" / "bench_mlir"), help="work directory")
     args = ap.parse_args()
     out = Path(args.out)
@@ -127,13 +129,21 @@ def main():
                     run(["gcc", "-std=c99", "-O3", "-march=x86-64-v3", "-o", exe, d / "model.c", d / "bench.c", "-lm"])
                     build_s[f"C K={k}"] = time.perf_counter() - t0
                     name = f"strata C x86-64-v3 K={k}"
+                builds = [(name, exe)]
+                if backend == "c" and args.vnni:
+                    vexe = d / "bench_vnni"
+                    run(["gcc", "-std=c99", "-O3", "-march=x86-64-v3", "-mavx512vnni", "-mavx512vl", "-o", vexe,
+                         d / "model.c", d / "bench.c", "-lm"])
+                    builds.append((f"strata C x86-64-v3+VNNI K={k}", vexe))
 
-                def c_pass(exe=exe, d=d, name=name):
-                    t = float(run([exe, out / f"{tag}.images.bin", str(n), "1", d / "logits.bin"]).split()[0])
-                    logits[name] = np.fromfile(d / "logits.bin", dtype=np.float32).reshape(n, -1)
-                    return t
+                for name, exe in builds:
 
-                engines[name] = c_pass
+                    def c_pass(exe=exe, d=d, name=name):
+                        t = float(run([exe, out / f"{tag}.images.bin", str(n), "1", d / "logits.bin"]).split()[0])
+                        logits[name] = np.fromfile(d / "logits.bin", dtype=np.float32).reshape(n, -1)
+                        return t
+
+                    engines[name] = c_pass
 
         print(f"{title}: quantizing with onnxruntime (QDQ, per-channel, int8) …", file=sys.stderr)
         int8_path = out / f"{tag}.qdq.onnx"
@@ -165,6 +175,10 @@ def main():
         for _ in range(args.reps):
             for name, f in engines.items():
                 times[name].append(f())
+        # The VNNI builds compute the same integers as the AVX2 ones: bit-identical logits.
+        for name in [m for m in logits if "+VNNI" in m]:
+            if not np.array_equal(logits[name].view(np.uint32), logits[name.replace("+VNNI", "")].view(np.uint32)):
+                sys.exit(f"{name}: logits differ from the AVX2 build's")
         med = {name: statistics.median(ts) for name, ts in times.items()}
         best = {name: min(ts) for name, ts in times.items()}
         i8_1, i8_64 = med["onnxruntime int8 (QDQ) batch 1"], med["onnxruntime int8 (QDQ) batch 64"]

@@ -10,7 +10,7 @@
 //! call into a math library. The C text of the same functions is [`C_SOURCE`]; it is built by
 //! the same macro from the same constant tokens, and a test compiles it and compares it with
 //! these functions bit for bit. The C must be compiled without contraction (ISO C mode or
-//! `-ffp-contract=off`; the C backend's source carries `#pragma STDC FP_CONTRACT OFF`), as
+//! `-ffp-contract=off`; the C backend's source turns it off itself for clang and gcc), as
 //! Rust never contracts.
 //!
 //! Method (both in `double`, rounded once to f32 at the end; ≤ 1 ULP from the exact value,

@@ -26,7 +26,9 @@ pub(crate) fn print(l: &Lowered, name: &str, target: Target) -> String {
     for inc in spec.includes {
         let _ = writeln!(c, "#include <{inc}>");
     }
-    c.push_str("\n/* The float epilogues must not be contracted into fused multiply-adds. */\n#if defined(__clang__)\n#pragma STDC FP_CONTRACT OFF\n#endif\n\n");
+    // gcc ignores the ISO pragma and in its GNU modes (the default) contracts a*b + c: its
+    // own pragma keeps a build without -std=c99 or -ffp-contract=off bit-exact.
+    c.push_str("\n/* The float epilogues must not be contracted into fused multiply-adds, whatever the\n * flags. */\n#if defined(__clang__)\n#pragma STDC FP_CONTRACT OFF\n#elif defined(__GNUC__)\n#pragma GCC optimize(\"fp-contract=off\")\n#endif\n\n");
     c.push_str(prelude::preamble());
     let sections = prelude::used(l);
     for s in sections.iter().filter(|s| !s.late()) {

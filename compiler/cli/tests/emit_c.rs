@@ -1,13 +1,15 @@
 //! The C backend against the reference runtime: emit the MNIST CNN for every plane count,
 //! build it with gcc in strict C99 and compare outputs bit for bit with the integer path.
 
-use strata_test_support::c::{bits, build, deinterleave, interleave, port_sizes, run_c};
+use strata_test_support::c::{
+    bits, build, deinterleave, gcc, host_has_avx2, interleave, main_c, port_sizes, run_c,
+};
 use strata_test_support::{batch_ty, mnist, op, rows};
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use strata_compiler::backend::c::{emit, write_c, EmitError, EmitOptions, LowerError};
+use strata_compiler::backend::c::{emit, write_c, EmitError, EmitOptions, LowerError, Target};
 use strata_ir::container::read_container;
 use strata_ir::ops::elementwise::{BinaryOp, UnaryOp};
 use strata_ir::ops::pool::{GlobalPoolKind, Pool};
@@ -78,6 +80,58 @@ fn mnist_matches_runtime_bit_for_bit_for_every_plane_count() {
         bad[2] = 0;
         assert_eq!(run_c(&exe, x, 1, Some(&bad)), Err(11), "K={k}");
     }
+}
+
+/// gcc's default (GNU) mode contracts `a*b + c` into a fused multiply-add where the CPU has
+/// one (x86-64-v3 does), which rounds the float epilogue differently; the emitted source turns
+/// that off itself, so a build with neither `-std=c99` nor `-ffp-contract=off` still matches
+/// the runtime bit for bit (without the source's `#pragma GCC optimize` 20 MNIST images
+/// differ). On a CPU without AVX2 the portable target is built the same way.
+#[test]
+fn gnu_mode_build_without_fp_contract_flag_matches_runtime() {
+    let g = mnist();
+    let images = rows(&mnist::fixture("images"), 0..20);
+    let x = images.as_f32().unwrap();
+    let (target, flags): (Target, &[&str]) = if host_has_avx2() {
+        (Target::X86_64V3, &["-O3", "-march=x86-64-v3"])
+    } else {
+        (Target::Generic, &["-O3"])
+    };
+    let dir = std::env::temp_dir().join(format!("strata-emit-c-{}-gnu", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let opts = EmitOptions {
+        planes: 8,
+        name: "model".into(),
+        target,
+        ..Default::default()
+    };
+    write_c(g, &opts, &dir).unwrap();
+    let (inputs, outputs) = port_sizes(g);
+    std::fs::write(dir.join("main.c"), main_c(&inputs, &outputs)).unwrap();
+    let exe = dir.join("main");
+    let out = std::process::Command::new(gcc())
+        .args(flags)
+        .arg("-o")
+        .arg(&exe)
+        .arg(dir.join("model.c"))
+        .arg(dir.join("main.c"))
+        .arg("-lm")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let opts = RunOptions {
+        planes: Some(8),
+        path: QuantPath::Integer,
+        ..Default::default()
+    };
+    let want = run_with(g, std::slice::from_ref(&images), &opts).unwrap();
+    let got = run_c(&exe, x, 20, None).unwrap();
+    assert_eq!(bits(&got), bits(want[0].as_f32().unwrap()));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The C backend's exactness matrix: every target × compiler (gcc, clang) × ISA (x86-64
-//! natively; aarch64, armhf and riscv64 under qemu-user, built with Debian's cross toolchains)
+//! natively, and the x86-64-v3 kernels once more built with AVX512-VNNI, run where the CPU has
+//! it; aarch64, armhf and riscv64 under qemu-user, built with Debian's cross toolchains)
 //! × plane count K = 2..8, on the MNIST CNN (`W k A8` and `W k A k`), on the residual
 //! Fashion-MNIST network (once-QAT trained), and on a small net that covers every convolution
 //! form (im2col and direct, groups, depthwise, strides, dilations, asymmetric pads) and
@@ -208,6 +209,12 @@ struct Toolchain {
     /// Emulator prefix (`None`: run natively).
     runner: Option<&'static str>,
     targets: &'static [Target],
+    /// Whether this CPU can run its x86-64-v3 builds (the other targets' code always runs).
+    runs_here: fn() -> bool,
+}
+
+fn always() -> bool {
+    true
 }
 
 const TOOLCHAINS: &[Toolchain] = &[
@@ -217,6 +224,7 @@ const TOOLCHAINS: &[Toolchain] = &[
         cc: &["gcc"],
         runner: None,
         targets: &[Target::Generic, Target::X86_64V3],
+        runs_here: avx2,
     },
     Toolchain {
         isa: "x86-64",
@@ -224,6 +232,16 @@ const TOOLCHAINS: &[Toolchain] = &[
         cc: &["clang"],
         runner: None,
         targets: &[Target::Generic, Target::X86_64V3],
+        runs_here: avx2,
+    },
+    // The x86-64-v3 kernels built with VNNI (vpdpbusd at every count, BQ_VNNI).
+    Toolchain {
+        isa: "x86-64+vnni",
+        compiler: "gcc",
+        cc: &["gcc", "-mavx512vnni", "-mavx512vl"],
+        runner: None,
+        targets: &[Target::X86_64V3],
+        runs_here: vnni,
     },
     Toolchain {
         isa: "aarch64",
@@ -231,6 +249,7 @@ const TOOLCHAINS: &[Toolchain] = &[
         cc: &["aarch64-linux-gnu-gcc", "-static"],
         runner: Some("qemu-aarch64"),
         targets: &[Target::Generic, Target::Aarch64],
+        runs_here: always,
     },
     Toolchain {
         isa: "aarch64",
@@ -238,6 +257,7 @@ const TOOLCHAINS: &[Toolchain] = &[
         cc: &["clang", "--target=aarch64-linux-gnu", "-static"],
         runner: Some("qemu-aarch64"),
         targets: &[Target::Generic, Target::Aarch64],
+        runs_here: always,
     },
     Toolchain {
         isa: "armhf",
@@ -245,6 +265,7 @@ const TOOLCHAINS: &[Toolchain] = &[
         cc: &["arm-linux-gnueabihf-gcc", "-static"],
         runner: Some("qemu-arm"),
         targets: &[Target::Generic, Target::Armv7m],
+        runs_here: always,
     },
     Toolchain {
         isa: "armhf",
@@ -257,6 +278,7 @@ const TOOLCHAINS: &[Toolchain] = &[
         ],
         runner: Some("qemu-arm"),
         targets: &[Target::Generic, Target::Armv7m],
+        runs_here: always,
     },
     Toolchain {
         isa: "riscv64",
@@ -264,6 +286,7 @@ const TOOLCHAINS: &[Toolchain] = &[
         cc: &["riscv64-linux-gnu-gcc", "-static"],
         runner: Some("qemu-riscv64"),
         targets: &[Target::Generic],
+        runs_here: always,
     },
     Toolchain {
         isa: "riscv64",
@@ -271,6 +294,7 @@ const TOOLCHAINS: &[Toolchain] = &[
         cc: &["clang", "--target=riscv64-linux-gnu", "-static"],
         runner: Some("qemu-riscv64"),
         targets: &[Target::Generic],
+        runs_here: always,
     },
 ];
 
@@ -485,8 +509,8 @@ fn check(
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    if target == Target::X86_64V3 && !avx2() {
-        return Ok("built (no AVX2 on this CPU: not run)".into());
+    if target == Target::X86_64V3 && !(tc.runs_here)() {
+        return Ok("built (this CPU cannot run it)".into());
     }
     // The expected outputs, net after net, and where each net's begin.
     let mut uni = Vec::new();
@@ -562,6 +586,19 @@ fn avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        avx2()
+            && std::is_x86_feature_detected!("avx512vnni")
+            && std::is_x86_feature_detected!("avx512vl")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
