@@ -9,6 +9,7 @@ pub mod autodiff;
 mod chunk;
 mod error;
 mod interpret;
+pub mod isa;
 pub mod kernels;
 
 use std::collections::{BTreeMap, HashSet};

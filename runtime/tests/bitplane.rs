@@ -852,3 +852,37 @@ mod graphs {
         }
     }
 }
+
+/// Every other test of this file again, in child processes whose kernels are capped
+/// (`STRATA_ISA`) at AVX2 and at portable code: one machine then checks each dispatch path
+/// against the reference at layer level (on a VNNI CPU the uncapped run takes the VNNI tiles
+/// only; capped at AVX2 it takes the `vpmaddubsw` byte tile for k ≤ 7 and the `vpmaddwd`
+/// panel at 8).
+#[test]
+fn layer_tests_pass_under_every_isa_cap() {
+    let exe = std::env::current_exe().unwrap();
+    for cap in ["avx2", "portable"] {
+        let out = std::process::Command::new(&exe)
+            .env(strata_runtime::isa::ISA_ENV, cap)
+            .args([
+                "--skip",
+                "layer_tests_pass_under_every_isa_cap",
+                "--test-threads",
+                "2",
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}={cap}:\n{stdout}\n{}",
+            strata_runtime::isa::ISA_ENV,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The child ran the tests (a filter that matched nothing would pass too).
+        assert!(
+            stdout.contains(" passed;") && !stdout.contains(" 0 passed;"),
+            "{stdout}"
+        );
+    }
+}

@@ -71,6 +71,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A mistyped cap must not silently run other kernels than the user asked for.
+    if let Err(e) = strata_runtime::isa::cap_from_env() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     commands::set_write_in_place(cli.write_in_place);
     // The whole command runs on a worker of the global thread pool: the kernels' parallel
     // loops then start from inside the pool instead of each one handing its work to a

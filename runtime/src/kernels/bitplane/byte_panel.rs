@@ -220,15 +220,16 @@ fn tile_vnni(
     unsafe { tile_vnni_inner(q, qs, quads, colt, ldc, out, ldo) }
 }
 
-/// The byte tile for `k`-plane codes on this CPU, if one beats the int16 panel: VNNI at
-/// every `k`, AVX2 for `k ≤ 7` (see the module note); otherwise `None`.
+/// The byte tile for `k`-plane codes on this CPU (under the [`crate::isa`] cap), if one beats
+/// the int16 panel: VNNI at every `k`, AVX2 for `k ≤ 7` (see the module note); otherwise
+/// `None`.
 pub(super) fn pick(k: u8) -> Option<Tile> {
     #[cfg(all(target_arch = "x86_64", strata_avx512))]
-    if super::panel::has_vnni() {
+    if super::panel::vnni_allowed() {
         return Some(tile_vnni);
     }
     #[cfg(target_arch = "x86_64")]
-    if k <= 7 && std::is_x86_feature_detected!("avx2") {
+    if k <= 7 && crate::isa::avx2() {
         return Some(tile_avx2);
     }
     let _ = k;

@@ -259,10 +259,11 @@ fn dot_avx2(a: &[i16], b: &[i16]) -> i32 {
     unsafe { dot_avx2_inner(a, b) }
 }
 
-/// The fastest dot product this CPU supports; all of them are exact.
+/// The fastest dot product this CPU supports under the [`crate::isa`] cap; all of them are
+/// exact.
 fn pick_dot() -> DotI32 {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
+    if crate::isa::avx2() {
         return dot_avx2;
     }
     dot_portable

@@ -249,10 +249,11 @@ fn chunk_avx2(bytes: &[u8], width: u8, xs: &[i8], ldx: usize, out: &mut [i32]) {
     }
 }
 
-/// The fastest chunk kernel this CPU supports; all of them are exact.
+/// The fastest chunk kernel this CPU supports under the [`crate::isa`] cap; all of them are
+/// exact.
 fn pick() -> ChunkDot {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
+    if crate::isa::avx2() {
         return chunk_avx2;
     }
     chunk_portable

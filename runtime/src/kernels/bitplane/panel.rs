@@ -216,17 +216,23 @@ pub(super) fn has_vnni() -> bool {
         && std::is_x86_feature_detected!("avx512vnni")
 }
 
-/// The fastest tile this CPU supports; all of them are exact.
+/// The fastest tile this CPU supports under the [`crate::isa`] cap; all of them are exact.
 pub(super) fn pick() -> Tile {
     #[cfg(all(target_arch = "x86_64", strata_avx512))]
-    if has_vnni() {
+    if vnni_allowed() {
         return tile_vnni;
     }
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
+    if crate::isa::avx2() {
         return tile_avx2;
     }
     tile_portable
+}
+
+/// Whether the kernels may use AVX-512 VNNI here ([`has_vnni`] and no [`crate::isa`] cap).
+#[cfg(all(target_arch = "x86_64", strata_avx512))]
+pub(super) fn vnni_allowed() -> bool {
+    crate::isa::cap() == crate::isa::IsaCap::Native && has_vnni()
 }
 
 /// `np` rounded up to whole tiles: the width of the rows [`gemm`] writes.
