@@ -254,14 +254,27 @@ pub fn link_object(cc: &str, flags: &[&str], dir: &Path) -> PathBuf {
     exe
 }
 
+/// [`build_with_driver`] in gcc's default (GNU) mode: no `-std`, no warning flags, as a user
+/// who passes only `flags` builds it.
+#[track_caller]
+pub fn build_with_driver_default_mode(dir: &Path, flags: &[&str]) -> PathBuf {
+    compile(gcc(), flags, &[], dir)
+}
+
 /// `cc flags -std=c99 … -o DIR/main DIR/model.c DIR/main.c -lm`; a missing compiler or a
 /// compiler error fails the test.
 #[track_caller]
 fn compile_driver(cc: &str, flags: &[&str], dir: &Path) -> PathBuf {
+    compile(cc, flags, &STRICT_C99, dir)
+}
+
+/// `cc flags mode -o DIR/main DIR/model.c DIR/main.c -lm`.
+#[track_caller]
+fn compile(cc: &str, flags: &[&str], mode: &[&str], dir: &Path) -> PathBuf {
     let exe = dir.join("main");
     let out = Command::new(cc)
         .args(flags)
-        .args(STRICT_C99)
+        .args(mode)
         .arg("-o")
         .arg(&exe)
         .arg(dir.join("model.c"))

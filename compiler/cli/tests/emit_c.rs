@@ -2,7 +2,8 @@
 //! build it with gcc in strict C99 and compare outputs bit for bit with the integer path.
 
 use strata_test_support::c::{
-    bits, build, deinterleave, gcc, host_has_avx2, interleave, main_c, port_sizes, run_c,
+    bits, build, build_with_driver_default_mode, deinterleave, host_has_avx2, interleave, main_c,
+    port_sizes, run_c,
 };
 use strata_test_support::{batch_ty, mnist, op, rows};
 
@@ -108,21 +109,7 @@ fn gnu_mode_build_without_fp_contract_flag_matches_runtime() {
     write_c(g, &opts, &dir).unwrap();
     let (inputs, outputs) = port_sizes(g);
     std::fs::write(dir.join("main.c"), main_c(&inputs, &outputs)).unwrap();
-    let exe = dir.join("main");
-    let out = std::process::Command::new(gcc())
-        .args(flags)
-        .arg("-o")
-        .arg(&exe)
-        .arg(dir.join("model.c"))
-        .arg(dir.join("main.c"))
-        .arg("-lm")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let exe = build_with_driver_default_mode(&dir, flags);
     let opts = RunOptions {
         planes: Some(8),
         path: QuantPath::Integer,
