@@ -1,6 +1,7 @@
 //! The C backend's exactness matrix: every target × compiler (gcc, clang) × ISA (x86-64
-//! natively, and the x86-64-v3 kernels once more built with AVX512-VNNI, run where the CPU has
-//! it; aarch64, armhf and riscv64 under qemu-user, built with Debian's cross toolchains)
+//! natively, and the x86-64-v3 kernels once more built with AVX512-VNNI (gcc) and with AVX-VNNI
+//! (clang), run where the CPU has them; aarch64, armhf and riscv64 under qemu-user, built with
+//! Debian's cross toolchains)
 //! × plane count K = 2..8, on the MNIST CNN (`W k A8` and `W k A k`), on the residual
 //! Fashion-MNIST network (once-QAT trained), and on a small net that covers every convolution
 //! form (im2col and direct, groups, depthwise, strides, dilations, asymmetric pads) and
@@ -242,6 +243,15 @@ const TOOLCHAINS: &[Toolchain] = &[
         runner: None,
         targets: &[Target::X86_64V3],
         runs_here: vnni,
+    },
+    // The same with the VEX form (AVX-VNNI, on cores without AVX-512).
+    Toolchain {
+        isa: "x86-64+avxvnni",
+        compiler: "clang",
+        cc: &["clang", "-mavxvnni"],
+        runner: None,
+        targets: &[Target::X86_64V3],
+        runs_here: avx_vnni,
     },
     Toolchain {
         isa: "aarch64",
@@ -591,6 +601,13 @@ fn avx2() -> bool {
     {
         false
     }
+}
+
+/// AVX-VNNI, from /proc/cpuinfo (`avx_vnni`; std's detection of it is not stable).
+fn avx_vnni() -> bool {
+    avx2()
+        && std::fs::read_to_string("/proc/cpuinfo")
+            .is_ok_and(|c| c.split_whitespace().any(|f| f == "avx_vnni"))
 }
 
 fn vnni() -> bool {

@@ -18,8 +18,8 @@ pub enum Target {
     #[default]
     Generic,
     /// x86-64 with AVX2 (`-march=x86-64-v3`): vpmaddubsw byte products up to 6 planes,
-    /// vpmaddwd int16 dot products above; vpdpbusd at every count when compiled with
-    /// AVX512-VNNI and AVX512-VL.
+    /// vpmaddwd int16 dot products above; vpdpbusd at every count when compiled with VNNI
+    /// (AVX512-VNNI and AVX512-VL, or AVX-VNNI).
     X86_64V3,
     /// AArch64 with NEON: widening multiply-accumulate (vmlal).
     Aarch64,

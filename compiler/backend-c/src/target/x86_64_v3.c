@@ -3,8 +3,8 @@
  * BQ_U8_MAX_K planes codes are sign-extended to int16 and multiplied with the int16
  * activations by vpmaddwd, whose pairwise int32 sums cannot overflow (|q| <= 128,
  * |u| <= 384); at fewer planes vpmaddubsw multiplies activation bytes by the s8 codes, which
- * cannot saturate (2 * 255 * 2^(k-1) < 2^15 for k <= 7). Compiled with AVX512-VNNI and
- * AVX512-VL, vpdpbusd does the byte products at every count (BQ_VNNI). */
+ * cannot saturate (2 * 255 * 2^(k-1) < 2^15 for k <= 7). Compiled with VNNI (AVX512-VNNI
+ * and AVX512-VL, or AVX-VNNI), vpdpbusd does the byte products at every count (BQ_VNNI). */
 #if !defined(__AVX2__)
 #error "target x86-64-v3 needs AVX2: compile with -march=x86-64-v3 (or -mavx2)"
 #endif
@@ -120,19 +120,24 @@ static inline __m256i bq_ld(const int8_t *w, unsigned bits, size_t n, size_t c)
  * MNIST CNN still ran at 0.93x of the vpmaddwd kernel; at 7 (every step) at 1.11x (both
  * with the earlier, spilling tiles; now a 6-plane build takes 0.98x a 7-plane one), and
  * 8-plane codes would saturate. */
-/* Compiled for a CPU with AVX512-VNNI and AVX512-VL (-march=native there, or -march=x86-64-v3
- * -mavx512vnni -mavx512vl: Intel Cascade Lake and later Xeons, AMD Zen 4 and later), the byte
- * tiles multiply with vpdpbusd instead: the same four products of bytes by s8 codes per
- * int32 lane, summed into it with no intermediate int16 (so nothing saturates at any count),
- * one instruction where vpmaddubsw took two or three. The byte path then runs at every count
- * up to 8 (the int16 kernels only where the activation codes do not fit a byte); the sums,
- * and so the outputs, are the same integers as without VNNI. */
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+/* Compiled for a CPU with VNNI — AVX512-VNNI with AVX512-VL (-mavx512vnni -mavx512vl: Intel
+ * Xeons from Cascade Lake on, AMD Zen 4 on) or AVX-VNNI (-mavxvnni: Intel cores from Alder
+ * Lake on), or -march=native there — the byte tiles multiply with vpdpbusd instead: the same
+ * four products of bytes by s8 codes per int32 lane, summed into it with no intermediate
+ * int16 (so nothing saturates at any count), one instruction where vpmaddubsw took two or
+ * three. The byte path then runs at every count up to 8 (the int16 kernels only where the
+ * activation codes do not fit a byte); the sums, and so the outputs, are the same integers
+ * as without VNNI. */
+#if (defined(__AVX512VNNI__) && defined(__AVX512VL__)) || defined(__AVXVNNI__)
 #define BQ_VNNI 1
 #define BQ_U8_MAX_K 8
 #define BQ_U8_LINEAR_MAX_K 8
-/* acc + the four byte products of each int32 lane of x and w. */
+/* acc + the four byte products of each int32 lane of x and w (the EVEX or the VEX form). */
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
 #define BQ_U8_DOT(acc, x, w) _mm256_dpbusd_epi32(acc, x, w)
+#else
+#define BQ_U8_DOT(acc, x, w) _mm256_dpbusd_avx_epi32(acc, x, w)
+#endif
 /* A byte tile's running sums as int32 (already). */
 #define BQ_U8_I32(s, ones) (s)
 #else
