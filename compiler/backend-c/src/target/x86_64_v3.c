@@ -113,16 +113,9 @@ static inline __m256i bq_ld(const int8_t *w, unsigned bits, size_t n, size_t c)
                            _mm256_set1_epi8((char)(1u << (bits - 1u))));
 }
 
-/* The byte path (prelude: bq_u8_offset) up to this plane count: vpmaddubsw multiplies the
- * activation bytes v = u + d by the s8 codes, 32 products per instruction into int16 pair
- * sums, which are summed in int16 for bq_u8_run(k) steps before widening to int32: half the
- * multiply instructions of vpmaddwd per product. At 6 planes (widening every 2 steps) the
- * MNIST CNN still ran at 0.93x of the vpmaddwd kernel; at 7 (every step) at 1.11x (both
- * with the earlier, spilling tiles; now a 6-plane build takes 0.98x a 7-plane one), and
- * 8-plane codes would saturate. */
-/* Compiled for a CPU with VNNI — AVX512-VNNI with AVX512-VL (-mavx512vnni -mavx512vl: Intel
- * Xeons from Cascade Lake on, AMD Zen 4 on) or AVX-VNNI (-mavxvnni: Intel cores from Alder
- * Lake on), or -march=native there — the byte tiles multiply with vpdpbusd instead: the same
+/* Compiled for a CPU with VNNI (AVX512-VNNI with AVX512-VL, -mavx512vnni -mavx512vl: Intel
+ * Xeons from Cascade Lake on, AMD Zen 4 on; or AVX-VNNI, -mavxvnni: Intel cores from Alder
+ * Lake on; or -march=native there), the byte tiles multiply with vpdpbusd instead: the same
  * four products of bytes by s8 codes per int32 lane, summed into it with no intermediate
  * int16 (so nothing saturates at any count), one instruction where vpmaddubsw took two or
  * three. The byte path then runs at every count up to 8 (the int16 kernels only where the
@@ -141,6 +134,13 @@ static inline __m256i bq_ld(const int8_t *w, unsigned bits, size_t n, size_t c)
 /* A byte tile's running sums as int32 (already). */
 #define BQ_U8_I32(s, ones) (s)
 #else
+/* The byte path (prelude: bq_u8_offset) up to this plane count: vpmaddubsw multiplies the
+ * activation bytes v = u + d by the s8 codes, 32 products per instruction into int16 pair
+ * sums, which are summed in int16 for bq_u8_run(k) steps before widening to int32: half the
+ * multiply instructions of vpmaddwd per product. At 6 planes (widening every 2 steps) the
+ * MNIST CNN still ran at 0.93x of the vpmaddwd kernel; at 7 (every step) at 1.11x (both
+ * with the earlier, spilling tiles; now a 6-plane build takes 0.98x a 7-plane one), and
+ * 8-plane codes would saturate. */
 #define BQ_VNNI 0
 #define BQ_U8_MAX_K 6
 /* Fully connected layers at batch 1 read every code once: there the widening every 2 steps
