@@ -13,6 +13,10 @@ const POOL_HEADROOM: usize = 4;
 /// What convolution and pooling windows share: a batch-1 `[1, C, H, W]` input, the
 /// `[OH, OW]` output plane, and the window's size, strides and dilations. Pairs are
 /// `[height, width]`. One struct, so both geometries are read and checked the same way.
+///
+/// A 1-D window over `[1, C, W]` (audio, sequences) is the 2-D window of height 1 over
+/// `[1, C, 1, W]`: the same elements in the same order, so every backend's 2-D kernels run
+/// it unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window2d {
     /// Input `[C, H, W]`.
@@ -25,24 +29,46 @@ pub struct Window2d {
 }
 
 impl Window2d {
-    /// The window of an op with these attributes over batch-1 shapes `x` and `y`, or `None`
-    /// when it is not 2-D (`pads` must have the 4 ONNX entries).
+    /// The window of an op with these attributes over batch-1 shapes `x` and `y`, with its
+    /// padding in ONNX 2-D order (begin height, begin width, end height, end width), or
+    /// `None` when it is neither 2-D nor 1-D.
     fn new(
         [kernel, strides, dilations, pads]: [&[usize]; 4],
         x: &[usize],
         y: &[usize],
-    ) -> Option<Window2d> {
+    ) -> Option<(Window2d, [usize; 4])> {
         let pair = |v: &[usize]| <[usize; 2]>::try_from(v).ok();
-        if x.len() != 4 || y.len() != 4 || pads.len() != 4 {
-            return None;
+        // A 1-D attribute `[a]` is the 2-D `[1, a]`; its pads `[begin, end]` are `[0, begin,
+        // 0, end]`.
+        let widen = |v: &[usize]| -> Option<[usize; 2]> {
+            match v {
+                &[a] => Some([1, a]),
+                _ => None,
+            }
+        };
+        match (x.len(), y.len(), pads.len()) {
+            (4, 4, 4) => Some((
+                Window2d {
+                    input: [x[1], x[2], x[3]],
+                    output: [y[2], y[3]],
+                    kernel: pair(kernel)?,
+                    strides: pair(strides)?,
+                    dilations: pair(dilations)?,
+                },
+                [pads[0], pads[1], pads[2], pads[3]],
+            )),
+            (3, 3, 2) => Some((
+                Window2d {
+                    input: [x[1], 1, x[2]],
+                    output: [1, y[2]],
+                    kernel: widen(kernel)?,
+                    strides: widen(strides)?,
+                    dilations: widen(dilations)?,
+                },
+                [0, pads[0], 0, pads[1]],
+            )),
+            _ => None,
         }
-        Some(Window2d {
-            input: [x[1], x[2], x[3]],
-            output: [y[2], y[3]],
-            kernel: pair(kernel)?,
-            strides: pair(strides)?,
-            dilations: pair(dilations)?,
-        })
     }
 
     /// Whether every size stays below `u32::MAX / headroom` (the kernels' index range).
@@ -61,7 +87,7 @@ impl Window2d {
     }
 }
 
-/// One 2-D convolution: input `[1, C, H, W]`, output `[1, M, OH, OW]`.
+/// One 2-D convolution: input `[1, C, H, W]`, output `[1, M, OH, OW]` (a 1-D one as height 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvGeometry {
     pub window: Window2d,
@@ -76,12 +102,12 @@ impl ConvGeometry {
     /// The geometry of `c` from the batch-1 input and output shapes, or why it is not a
     /// 2-D convolution the kernels can index.
     pub fn new(c: &Conv, x: &[usize], y: &[usize]) -> Result<ConvGeometry, &'static str> {
-        let window = Window2d::new([&c.kernel, &c.strides, &c.dilations, &c.pads], x, y)
-            .ok_or("only 2-D convolutions ([1, C, H, W])")?;
+        let (window, pads) = Window2d::new([&c.kernel, &c.strides, &c.dilations, &c.pads], x, y)
+            .ok_or("only 1-D and 2-D convolutions ([1, C, W], [1, C, H, W])")?;
         let g = ConvGeometry {
             window,
             out_channels: y[1],
-            pads: [c.pads[0], c.pads[1]],
+            pads: [pads[0], pads[1]],
             group: c.group,
         };
         if !window.fits(
@@ -121,7 +147,8 @@ impl ConvGeometry {
     }
 }
 
-/// One 2-D pooling window: input `[1, C, H, W]`, output `[1, C, OH, OW]`.
+/// One 2-D pooling window: input `[1, C, H, W]`, output `[1, C, OH, OW]` (a 1-D one as
+/// height 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolGeometry {
     pub window: Window2d,
@@ -135,9 +162,8 @@ impl PoolGeometry {
     /// The geometry of `p` from the batch-1 input and output shapes, or why it is not a
     /// 2-D pooling the kernels can index.
     pub fn new(p: &Pool, x: &[usize], y: &[usize]) -> Result<PoolGeometry, &'static str> {
-        let window = Window2d::new([&p.kernel, &p.strides, &p.dilations, &p.pads], x, y)
-            .ok_or("only 2-D pooling ([1, C, H, W])")?;
-        let pads = [p.pads[0], p.pads[1], p.pads[2], p.pads[3]];
+        let (window, pads) = Window2d::new([&p.kernel, &p.strides, &p.dilations, &p.pads], x, y)
+            .ok_or("only 1-D and 2-D pooling ([1, C, W], [1, C, H, W])")?;
         if !window.fits(&pads, POOL_HEADROOM) {
             return Err("a dimension exceeds the C unsigned range");
         }

@@ -210,7 +210,17 @@ fn conv_and_pool_geometry() {
         group: 1,
         has_bias: false,
     };
-    assert!(ConvGeometry::new(&c, &[1, 2, 8], &[1, 2, 6]).is_err());
+    // A 1-D convolution is the 2-D one of height 1: pads `[begin, end]` become the width's.
+    let c1 = Conv {
+        pads: vec![2, 1],
+        strides: vec![2],
+        ..c.clone()
+    };
+    let g1 = ConvGeometry::new(&c1, &[1, 2, 9], &[1, 5, 5]).unwrap();
+    assert_eq!(g1.values(), [2, 1, 9, 5, 1, 5, 1, 3, 1, 2, 0, 2, 1, 1, 1]);
+    // The rank of the shapes and of the attributes must agree.
+    assert!(ConvGeometry::new(&c, &[1, 2, 8, 8], &[1, 2, 6, 6]).is_err());
+    assert!(ConvGeometry::new(&c, &[1, 2, 2, 8], &[1, 2, 6]).is_err());
     let p = Pool {
         kernel: vec![2, 3],
         strides: vec![2, 1],
@@ -236,6 +246,18 @@ fn conv_and_pool_geometry() {
         [5, 9, 8, 5, 8, 2, 3, 2, 1, 0, 1, 1, 0, 1, 1, 1]
     );
     assert!(PoolGeometry::new(&p, &[1, 5, 9], &[1, 5, 5]).is_err());
+    let p1 = Pool {
+        kernel: vec![3],
+        strides: vec![2],
+        pads: vec![1, 0],
+        dilations: vec![1],
+        ..p.clone()
+    };
+    let pg1 = PoolGeometry::new(&p1, &[1, 5, 9], &[1, 5, 4]).unwrap();
+    assert_eq!(
+        pg1.values(),
+        [5, 1, 9, 1, 4, 1, 3, 1, 2, 0, 1, 0, 0, 1, 1, 1]
+    );
 }
 
 #[test]

@@ -4,8 +4,9 @@
 //! reductions (ReduceMax, ReduceSum, GlobalMaxPool), Max/Min, BatchNorm, the IEEE unary
 //! functions, Exp, Log, Tanh and Erf, Resize (nearest and linear in every coordinate mode),
 //! a transformer block's LayerNorm (Pow) and attention (MatMul of activations), and LSTM
-//! (bidirectional, bias, peepholes, initial states), and transposed convolutions (which
-//! `conv-transpose-to-conv` turns into bit-plane Convs and pixel shuffles). Each chain starts
+//! (bidirectional, bias, peepholes, initial states), transposed convolutions (which
+//! `conv-transpose-to-conv` turns into bit-plane Convs and pixel shuffles), and 1-D
+//! convolutions and pools. Each chain starts
 //! from its own 3×3 convolution of the `[N, 3, 9, 9]` input, which becomes a bit-plane layer,
 //! so the plane count matters; every result is flattened and concatenated into the output,
 //! so no re-quantization hides a difference. Shared by `emit_c_ops` (one net per chain) and
@@ -18,8 +19,8 @@ pub mod nets;
 
 use strata_ir::ops::elementwise::VariadicOp;
 use strata_ir::ops::{
-    BatchNorm, BinaryOp, Conv, ConvTranspose, CoordMode, Direction, GlobalPoolKind, Lstm,
-    NearestMode, Pad, PadMode, Reduce, Resize, ResizeMode, Slice, Softmax, Split, UnaryOp,
+    pool::Pool, BatchNorm, BinaryOp, Conv, ConvTranspose, CoordMode, Direction, GlobalPoolKind,
+    Lstm, NearestMode, Pad, PadMode, Reduce, Resize, ResizeMode, Slice, Softmax, Split, UnaryOp,
 };
 use strata_ir::Op;
 use strata_ir::{DType, Dim, Graph, Shape, Tensor, TensorType, ValueRef};
@@ -416,16 +417,61 @@ pub fn upsampling(b: &mut Builder) -> Vec<ValueRef> {
     vec![u2, u3]
 }
 
+/// 1-D windows (audio, sequences): the conv map read as 4 channels of 49 samples, a grouped,
+/// strided, dilated and padded 1-D convolution (a bit-plane layer of its own), 1-D max and
+/// average pooling with uneven pads, and a 1-D convolution of a pooled sequence; the backends
+/// run them as 2-D windows of height 1.
+pub fn sequence_1d(b: &mut Builder) -> Vec<ValueRef> {
+    let c = b.conv("sq_c", 4, 0);
+    let reshape = Op::Reshape(strata_ir::ops::Reshape {
+        shape: vec![0, 4, 49],
+        allow_zero: false,
+    });
+    let seq = b.op("sq_seq", reshape, &[c]);
+    let conv = |k: usize, stride: usize, pads: [usize; 2], dil: usize, group: usize| {
+        Op::Conv(Conv {
+            kernel: vec![k],
+            strides: vec![stride],
+            pads: pads.to_vec(),
+            dilations: vec![dil],
+            group,
+            has_bias: true,
+        })
+    };
+    let (w1, b1) = (
+        b.konst("sq1_w", &[6, 2, 3], 0.5, 0.0),
+        b.konst("sq1_b", &[6], 0.1, 0.0),
+    );
+    let c1 = b.op("sq_conv1", conv(3, 2, [2, 1], 2, 2), &[seq, w1, b1]);
+    let pool = |k: usize, stride: usize, pads: [usize; 2]| Pool {
+        kernel: vec![k],
+        strides: vec![stride],
+        pads: pads.to_vec(),
+        dilations: vec![1],
+        ceil_mode: false,
+        count_include_pad: false,
+    };
+    let mx = b.op("sq_max", Op::MaxPool(pool(3, 2, [1, 0])), &[c1]);
+    let av = b.op("sq_avg", Op::AveragePool(pool(2, 1, [0, 1])), &[c1]);
+    let (w2, b2) = (
+        b.konst("sq2_w", &[3, 6, 5], 0.4, 0.0),
+        b.konst("sq2_b", &[3], 0.1, 0.0),
+    );
+    let c2 = b.op("sq_conv2", conv(5, 1, [2, 2], 1, 1), &[mx, w2, b2]);
+    vec![av, c2]
+}
+
 /// One net per chain: (C prefix, float graph).
 pub fn nets() -> Vec<(&'static str, Graph)> {
     type Chain = fn(&mut Builder) -> Vec<ValueRef>;
-    let chains: [(&'static str, Chain); 6] = [
+    let chains: [(&'static str, Chain); 7] = [
         ("op_move", movement),
         ("op_more", arithmetic),
         ("op_resize", resizing),
         ("op_attn", attention),
         ("op_lstm", recurrent),
         ("op_up", upsampling),
+        ("op_seq", sequence_1d),
     ];
     chains
         .into_iter()
