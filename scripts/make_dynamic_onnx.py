@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Writes tests/fixtures/dynamic/conv_hw.onnx: a small CNN whose input height and width are
 dynamic (symbolic `H`, and `-1`), as exporters write image models that accept any size. The
-CLI tests pin them with `--input-shape`. Deterministic (fixed seed). Needs the .venv's onnx.
+CLI tests pin them with `--input-shape`. Also batch_expand.onnx: a learned token expanded to
+the batch size through Shape → Gather → Concat → Where → Expand, as torch exports a ViT's
+class token; the batch size cannot stay free through `Where`, so the CLI suggests pinning it.
+Deterministic (fixed seed). Needs the .venv's onnx.
 """
 import os
 
@@ -44,6 +47,39 @@ def main():
     np.save(os.path.join(out, "images_12x10.npy"), images)
     labels = rng.integers(0, 10, size=16).astype(np.int64)
     np.save(os.path.join(out, "labels.npy"), labels)
+    onnx.save(batch_expand(rng), os.path.join(out, "batch_expand.onnx"))
+
+
+def batch_expand(rng):
+    """y = relu(x + expand(token, [N, 4])) with the target shape computed from x's batch."""
+    token = (rng.standard_normal((1, 4)) * 0.5).astype(np.float32)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])
+    i64 = lambda name, v: numpy_helper.from_array(np.array(v, dtype=np.int64), name)
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"], name="shape"),
+        helper.make_node("Gather", ["s", "zero"], ["n"], name="batch", axis=0),
+        helper.make_node("Unsqueeze", ["n", "axes0"], ["n1"], name="unsqueeze"),
+        helper.make_node("Concat", ["n1", "four"], ["target"], name="concat", axis=0),
+        helper.make_node("Equal", ["target", "minus_one"], ["is_free"], name="equal"),
+        helper.make_node("Where", ["is_free", "ones", "target"], ["shape_out"], name="where"),
+        helper.make_node("Expand", ["token", "shape_out"], ["tokens"], name="expand"),
+        helper.make_node("Add", ["x", "tokens"], ["sum"], name="add"),
+        helper.make_node("Relu", ["sum"], ["y"], name="relu"),
+    ]
+    inits = [
+        numpy_helper.from_array(token, "token"),
+        i64("zero", 0),
+        i64("axes0", [0]),
+        i64("four", [4]),
+        i64("minus_one", [-1, -1]),
+        i64("ones", [1, 1]),
+    ]
+    graph = helper.make_graph(nodes, "batch_expand", [x], [y], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
 
 
 if __name__ == "__main__":

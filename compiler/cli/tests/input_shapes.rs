@@ -1,6 +1,7 @@
 //! `--input-shape` end to end: a model whose input height and width are dynamic is refused
 //! with a hint, imports once pinned, and the pin travels with the `.strata` (eval re-imports
-//! the source with it; the build-script API takes it too).
+//! the source with it; the build-script API takes it too). A model whose shape arithmetic
+//! cannot stay symbolic in the batch size gets the pins for batch 1, and runs with them.
 
 use strata_test_support::repo_root;
 
@@ -102,4 +103,61 @@ fn dynamic_dims_are_pinned_on_the_command_line_and_recorded() {
         .strata_bytes()
         .is_err());
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_shape_computed_from_the_batch_size_gets_the_batch_one_pins() {
+    let model = fixture("batch_expand.onnx");
+    let e = fails(&["inspect", &model]);
+    assert!(
+        e.contains("compile for batch 1: --input-shape x=1x4") && e.contains("node `expand`"),
+        "{e}"
+    );
+    // With pins given, the error is the importer's alone.
+    let e = fails(&["inspect", &model, "--input-shape", "x=Nx4"]);
+    assert!(
+        !e.contains("compile for batch 1") && e.contains("node `expand`"),
+        "{e}"
+    );
+    // The suggested pin works: y = relu(x + token). A run at x + 10 (every sum positive)
+    // reads the token back, and the run at x must be relu of x plus it.
+    let dir = std::env::temp_dir().join(format!("strata-batch-one-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |x: Vec<f32>, tag: &str| -> Vec<f32> {
+        let path = dir.join(format!("{tag}.npy"));
+        let t = strata_ir::Tensor::from_f32(vec![1, 4], x).unwrap();
+        strata_compiler::npy::write_npy(&path, &t).unwrap();
+        let out = dir.join(tag);
+        let (xs, outs) = (path.display().to_string(), out.display().to_string());
+        ok(&[
+            "run",
+            &model,
+            "--input-shape",
+            "x=1x4",
+            "--input",
+            &xs,
+            "--out",
+            &outs,
+        ]);
+        read_npy(&out.join("output_0.npy"))
+            .unwrap()
+            .as_f32()
+            .unwrap()
+            .to_vec()
+    };
+    let x = vec![-3.0f32, -0.25, 0.5, 2.0];
+    let shifted = run(x.iter().map(|v| v + 10.0).collect(), "shifted");
+    let token: Vec<f32> = shifted
+        .iter()
+        .zip(&x)
+        .map(|(y, v)| y - (v + 10.0))
+        .collect();
+    assert!(token.iter().all(|t| t.abs() < 5.0), "{token:?}");
+    let y = run(x.clone(), "plain");
+    for i in 0..4 {
+        let want = (x[i] + token[i]).max(0.0);
+        assert!((y[i] - want).abs() < 1e-5, "y[{i}] = {} want {want}", y[i]);
+    }
+    assert!(y.contains(&0.0) && y.iter().any(|&v| v > 0.0), "{y:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -58,6 +58,47 @@ fn declared_dim(d: &onnx_protobuf::tensor_shape_proto::Dimension) -> Result<usiz
     }
 }
 
+/// The `NAME=1x…` shapes that pin every graph input whose axis 0 is dynamic to batch 1 (its
+/// other dims as declared; inputs with another dynamic dim are left out). What to suggest
+/// when a shape computed from the batch size stops the import: Strata keeps the batch free
+/// only through the shape arithmetic it can follow symbolically (`sym`).
+pub fn batch_one_shapes(model: &ModelProto) -> Vec<String> {
+    let Some(g) = model.graph.as_ref() else {
+        return Vec::new();
+    };
+    let mut shapes = Vec::new();
+    for vi in &g.input {
+        if g.initializer.iter().any(|t| t.name == vi.name) {
+            continue;
+        }
+        let Some(TypeValue::TensorType(tt)) = vi.type_.as_ref().and_then(|t| t.value.as_ref())
+        else {
+            continue;
+        };
+        let Some(shape) = tt.shape.as_ref() else {
+            continue;
+        };
+        let dims: Vec<Result<usize, String>> = shape.dim.iter().map(declared_dim).collect();
+        match dims.split_first() {
+            Some((Err(_), rest)) if rest.iter().all(Result::is_ok) => {
+                let rest: Vec<String> = rest.iter().flatten().map(|d| d.to_string()).collect();
+                shapes.push(format!(
+                    "{}={}",
+                    vi.name,
+                    ["1".to_string()]
+                        .iter()
+                        .chain(&rest)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join("x")
+                ));
+            }
+            _ => {}
+        }
+    }
+    shapes
+}
+
 /// The static type declared for a graph input or output; an input's dynamic dimensions are
 /// taken from `pinned` when the user gave its shape.
 fn value_type(

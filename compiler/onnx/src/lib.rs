@@ -73,6 +73,19 @@ pub fn import_bytes(
     import::import_model(&model, dir, opts)
 }
 
+/// For a model file whose import stopped at a shape computed from the batch size: the
+/// `NAME=1x…` input shapes that compile it for batch 1 (empty when no input has a dynamic
+/// batch with otherwise declared dims, or the file does not decode).
+pub fn batch_one_shapes(path: &Path) -> Vec<String> {
+    let Ok(bytes) = strata_ir::files::read_limited(path, strata_ir::limits::MAX_PROTOBUF_BYTES)
+    else {
+        return Vec::new();
+    };
+    decode::<ModelProto>(&bytes)
+        .map(|m| import::batch_one_shapes(&m))
+        .unwrap_or_default()
+}
+
 /// Decodes a serialized `TensorProto` (the ONNX test-data format) into its name and tensor.
 pub fn tensor_from_proto_bytes(bytes: &[u8]) -> Result<(String, Tensor), OnnxError> {
     let t: TensorProto = decode(bytes)?;

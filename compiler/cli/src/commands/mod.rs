@@ -56,8 +56,8 @@ pub struct InputShapes {
 }
 
 impl InputShapes {
-    /// Loads `model` with these input shapes; a dynamic input dimension left unpinned gets a
-    /// hint naming the flag.
+    /// Loads `model` with these input shapes; a dynamic input dimension left unpinned, or a
+    /// shape that cannot stay symbolic in the batch size, gets a hint naming the flag.
     pub fn load(&self, model: &Path) -> Result<strata_compiler::model::Model> {
         match strata_compiler::load_model_with(model, &self.load_options()?) {
             Ok(m) => Ok(m),
@@ -65,6 +65,25 @@ impl InputShapes {
                 Err(anyhow::Error::new(e).context(format!(
                     "{}: give the input a static shape with --input-shape",
                     model.display()
+                )))
+            }
+            Err(
+                e @ strata_compiler::LoadError::Onnx(
+                    OnnxError::NonConstantInput { .. } | OnnxError::BatchDependent { .. },
+                ),
+            ) if self.shapes.is_empty() => {
+                let pins = strata_compiler::onnx::batch_one_shapes(model);
+                if pins.is_empty() {
+                    return Err(e.into());
+                }
+                let flags: Vec<String> =
+                    pins.iter().map(|p| format!("--input-shape {p}")).collect();
+                Err(anyhow::Error::new(e).context(format!(
+                    "{}: if this shape is computed from the batch size (Strata keeps the \
+                     batch free only through the shape arithmetic it can follow), compile \
+                     for batch 1: {}",
+                    model.display(),
+                    flags.join(" ")
                 )))
             }
             Err(e) => Err(e.into()),
