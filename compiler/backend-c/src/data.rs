@@ -28,6 +28,11 @@ pub(crate) fn lstm_name(step: usize, what: char) -> String {
     format!("LSTM{step}{what}")
 }
 
+/// The C name of a GRU step's constant `what` (`W`, `R`, `B`, `H` for the initial state).
+pub(crate) fn gru_name(step: usize, what: char) -> String {
+    format!("GRU{step}{what}")
+}
+
 fn const_index(o: Operand) -> Option<usize> {
     match o {
         Operand::Const(k) => Some(k),
@@ -95,6 +100,21 @@ pub(crate) fn print(l: &Lowered) -> String {
                 let _ = write!(d, "static const double {tw}[{}] = {{", t.weights.len());
                 // Rust's shortest round-trip decimal parses back to the same double in C.
                 list(&mut d, t.weights.iter().map(|w| format!("{w:?}")), 8);
+                d.push('\n');
+            }
+            Kernel::Gru(s) => {
+                let _ = writeln!(d, "/* GRU weights of `{}` (f32) */", comment_safe(&st.node));
+                let consts = [
+                    ('W', Some(s.w)),
+                    ('R', Some(s.r)),
+                    ('B', s.b),
+                    ('H', s.h0.and_then(const_index)),
+                ];
+                for (what, k) in consts {
+                    if let Some(k) = k {
+                        float_array(&mut d, &gru_name(i, what), &l.constants[k].values);
+                    }
+                }
                 d.push('\n');
             }
             Kernel::Lstm(s) => {

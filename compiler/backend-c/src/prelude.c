@@ -532,6 +532,103 @@ static void lstm(const float *x, float *y, float *yh, float *yc, const float *h0
     }
 }
 
+/*@section gru*/
+/* sum_k a[k]*b[k] in float, index order from 0: one rounded product and sum per term. */
+static float gru_dot(const float *a, const float *b, size_t n)
+{
+    float acc = 0.0f, v;
+    size_t k;
+    for (k = 0; k < n; ++k) {
+        v = a[k] * b[k];
+        acc = acc + v;
+    }
+    return acc;
+}
+
+/* The runtime's GRU step (runtime/src/kernels/recurrent.rs, gru_step), statement for
+ * statement, one sample: gate rows z, r, h (3H), the h gate's reset applied after its
+ * recurrent product when lbr (linear_before_reset), before it otherwise; then per hidden
+ * unit h' = (1 - z)*tanh(p) + z*h. h (H) is updated in place; g is 4H of scratch; b (6H) may
+ * be NULL. */
+static void gru_step(const float *x, float *h, const float *w, const float *r,
+                     const float *b, float *g, size_t in, size_t hn, int lbr)
+{
+    size_t j, k;
+    float a, s, v, t;
+    for (j = 0; j < 2 * hn; ++j) {
+        a = gru_dot(x, w + j * in, in);
+        s = gru_dot(h, r + j * hn, hn);
+        v = a + s;
+        if (b) {
+            v = v + b[j];
+            v = v + b[3 * hn + j];
+        }
+        g[j] = v;
+    }
+    if (lbr) {
+        for (j = 2 * hn; j < 3 * hn; ++j) {
+            a = gru_dot(x, w + j * in, in);
+            s = gru_dot(h, r + j * hn, hn);
+            if (b) {
+                a = a + b[j];
+                s = s + b[3 * hn + j];
+            }
+            g[j] = a;
+            g[hn + j] = s;
+        }
+    } else {
+        for (k = 0; k < hn; ++k) {
+            unary(&g[hn + k], &t, 1u, U_SIGMOID, NULL);
+            g[3 * hn + k] = t * h[k];
+        }
+        for (j = 2 * hn; j < 3 * hn; ++j) {
+            a = gru_dot(x, w + j * in, in);
+            s = gru_dot(g + 3 * hn, r + j * hn, hn);
+            v = a + s;
+            if (b) {
+                v = v + b[j];
+                v = v + b[3 * hn + j];
+            }
+            g[j] = v;
+        }
+    }
+    for (k = 0; k < hn; ++k) {
+        float z, p, u;
+        unary(&g[k], &z, 1u, U_SIGMOID, NULL);
+        if (lbr) {
+            unary(&g[hn + k], &t, 1u, U_SIGMOID, NULL);
+            t = t * g[3 * hn + k];
+            p = g[2 * hn + k] + t;
+        } else {
+            p = g[2 * hn + k];
+        }
+        u = 1.0f - z;
+        u = u * strata_tanhf(p);
+        t = z * h[k];
+        h[k] = u + t;
+    }
+}
+
+/* A whole GRU over seq steps: y [seq, dirs, H]; yh [dirs, H] starts as h0 (zeros when NULL)
+ * and ends as the final state; direction d runs backwards when back[d]. */
+static void gru(const float *x, float *y, float *yh, const float *h0, const float *w,
+                const float *r, const float *b, float *g, size_t seq, size_t in, size_t hn,
+                size_t dirs, const unsigned char *back, int lbr)
+{
+    size_t d, s, k;
+    for (d = 0; d < dirs; ++d) {
+        float *h = yh + d * hn;
+        for (k = 0; k < hn; ++k)
+            h[k] = h0 ? h0[d * hn + k] : 0.0f;
+        for (s = 0; s < seq; ++s) {
+            size_t t = back[d] ? seq - 1 - s : s;
+            gru_step(x + t * in, h, w + d * 3 * hn * in, r + d * 3 * hn * hn,
+                     b ? b + d * 6 * hn : NULL, g, in, hn, lbr);
+            memcpy(y + (t * dirs + d) * hn, h, hn * sizeof *h);
+        }
+    }
+}
+
 /*@section softmax*/
 /* The runtime's softmax: maximum, exp(x - max) summed in order, then each divided by the sum. */
 static void softmax(const float *x, float *y, size_t outer, size_t len, size_t inner)

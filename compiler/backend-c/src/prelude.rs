@@ -31,6 +31,7 @@ pub(crate) enum Section {
     DetMath,
     Unary,
     Lstm,
+    Gru,
     Softmax,
     Concat,
     Gather,
@@ -64,6 +65,7 @@ impl Section {
             Section::DetMath => "det_math",
             Section::Unary => "unary",
             Section::Lstm => "lstm",
+            Section::Gru => "gru",
             Section::Softmax => "softmax",
             Section::Concat => "concat",
             Section::Gather => "gather",
@@ -86,7 +88,7 @@ impl Section {
             BqRun => &[BqCommon, Quant],
             BqLinear | BqConv2d => &[BqRun],
             Unary => &[DetMath],
-            Lstm => &[Unary],
+            Lstm | Gru => &[Unary],
             Side | BpCommon | BpConvT | Pool2dT | BqCommon | Quant | Relu | Reduce | Binary
             | MatMul | DetMath | Softmax | Concat | Gather | Take | ResizeLinear => &[],
         }
@@ -125,6 +127,7 @@ fn kernel_section(kernel: &Kernel, layout: WeightLayout) -> Option<Section> {
         (Kernel::Take { .. }, _) => Section::Take,
         (Kernel::ResizeLinear { .. }, _) => Section::ResizeLinear,
         (Kernel::Lstm(_), _) => Section::Lstm,
+        (Kernel::Gru(_), _) => Section::Gru,
         // A plain memcpy.
         (Kernel::Fill { .. }, _) => return None,
     })
@@ -169,7 +172,7 @@ pub(crate) fn section_of(text: &'static str, name: &str) -> &'static str {
 mod tests {
     use super::*;
 
-    const ALL: [Section; 25] = [
+    const ALL: [Section; 26] = [
         Section::Side,
         Section::BpCommon,
         Section::BpConvT,
@@ -187,6 +190,7 @@ mod tests {
         Section::DetMath,
         Section::Unary,
         Section::Lstm,
+        Section::Gru,
         Section::Softmax,
         Section::Concat,
         Section::Gather,

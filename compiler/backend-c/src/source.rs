@@ -350,6 +350,34 @@ fn step(c: &mut String, l: &Lowered, up: &str, i: usize, st: &Step) {
                 data::constant_name(i)
             );
         }
+        Kernel::Gru(s) => {
+            let h0 = match s.h0 {
+                None => "NULL".to_string(),
+                Some(Operand::Act(loc)) => at(l, loc),
+                Some(Operand::Const(_)) => data::gru_name(i, 'H'),
+            };
+            let bias = match s.b {
+                Some(_) => data::gru_name(i, 'B'),
+                None => "NULL".to_string(),
+            };
+            let back: Vec<String> = s.backwards.iter().map(|&b| (b as u8).to_string()).collect();
+            let _ = writeln!(
+                c,
+                "    {{\n        static const unsigned char back[{}] = {{{}}};\n        gru({}, {y}, {}, {h0}, {}, {}, {bias}, {}, {}u, {}u, {}u, {}u, back, {});\n    }}",
+                back.len(),
+                back.join(", "),
+                at(l, s.x),
+                buf(l, s.y_h),
+                data::gru_name(i, 'W'),
+                data::gru_name(i, 'R'),
+                buf(l, s.gates),
+                s.seq,
+                s.input,
+                s.hidden,
+                s.backwards.len(),
+                s.linear_before_reset as u8
+            );
+        }
         Kernel::Lstm(s) => {
             let named = |what: char, present: bool| {
                 if present {

@@ -16,6 +16,7 @@ mod adaptive;
 mod body;
 mod elementwise;
 mod gemm;
+mod gru;
 mod jit;
 mod layers;
 mod lstm;

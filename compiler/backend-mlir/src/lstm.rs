@@ -34,15 +34,15 @@ pub(crate) struct LstmOutputs {
     pub y_c: String,
 }
 
-/// One direction's weights as constants of the function body.
-struct Weights {
-    /// `[4H, I]` and `[4H, H]`.
-    w: String,
-    r: String,
-    /// `Wb` and `Rb`, `[4H]` each.
-    bias: Option<(String, String)>,
-    /// `[3H]`: the peepholes of `i`, `o`, `f`.
-    p: Option<String>,
+/// One direction's weights (of a block of gate rows) as constants of the function body.
+pub(crate) struct Weights {
+    /// `[rows, I]` and `[rows, H]`.
+    pub w: String,
+    pub r: String,
+    /// `Wb` and `Rb`, `[rows]` each.
+    pub bias: Option<(String, String)>,
+    /// `[3H]`: the LSTM's peepholes of `i`, `o`, `f`.
+    pub p: Option<String>,
 }
 
 /// The LSTM step `s` of node `node` on `inputs`.
@@ -111,7 +111,7 @@ pub(crate) fn lstm(
             tensor(&[seq * n_in], Elem::F32),
             tensor(&[n_in], Elem::F32)
         ));
-        let g = gates(b, &weights, (&xt, n_in), &h_it, h, &zero);
+        let g = gates(b, &weights, (&xt, n_in), (&h_it, h), 4 * h, &zero);
         let (hn, cn) = update(b, &g, (&h_it, &c_it), weights.p.as_deref(), h);
         // y[t, d, :] = h.
         let row = b.bind(&format!("arith.muli {t}, {c_dirs} : index"));
@@ -168,7 +168,13 @@ fn direction_weights(
 
 /// `Σ_k v[k]·m[j, k]` for every row `j` of the `[rows, len]` constant `m`, each from +0 in
 /// index order (one rounded multiply and add per term, as `a += x·w` in the C and Rust).
-fn dot_rows(b: &mut Body, m: &str, (v, len): (&str, usize), rows: usize, zero: &str) -> String {
+pub(crate) fn dot_rows(
+    b: &mut Body,
+    m: &str,
+    (v, len): (&str, usize),
+    rows: usize,
+    zero: &str,
+) -> String {
     let init = b.filled(&[rows], Elem::F32, zero);
     b.generic(
         &["parallel", "reduction"],
@@ -186,18 +192,17 @@ fn dot_rows(b: &mut Body, m: &str, (v, len): (&str, usize), rows: usize, zero: &
     )
 }
 
-/// The `4H` gate pre-activations: `a = Σ x·W`, `s = Σ h·R`, `a + s`, then `+ Wb`, `+ Rb`.
-fn gates(
+/// The `rows` gate pre-activations: `a = Σ x·W`, `s = Σ h·R`, `a + s`, then `+ Wb`, `+ Rb`.
+pub(crate) fn gates(
     b: &mut Body,
     wt: &Weights,
     x: (&str, usize),
-    h_prev: &str,
-    h: usize,
+    h_prev: (&str, usize),
+    rows: usize,
     zero: &str,
 ) -> String {
-    let rows = 4 * h;
     let a = dot_rows(b, &wt.w, x, rows, zero);
-    let s = dot_rows(b, &wt.r, (h_prev, h), rows, zero);
+    let s = dot_rows(b, &wt.r, h_prev, rows, zero);
     let ty = tensor(&[rows], Elem::F32);
     let mut ins = vec![
         Operand::new(&a, ty.clone(), identity(1)),
@@ -228,7 +233,7 @@ fn gates(
 
 /// Part `off` (elements `off·H .. (off + 1)·H`) of a `[n·H]` vector, as a `linalg.generic`
 /// operand over the hidden units.
-fn part(b: &mut Body, v: &str, n: usize, h: usize, off: usize) -> Operand {
+pub(crate) fn part(b: &mut Body, v: &str, n: usize, h: usize, off: usize) -> Operand {
     let ty = tensor(&[h], Elem::F32);
     let slice = b.bind(&format!(
         "tensor.extract_slice {v}[{}] [{h}] [1] : {} to {ty}",

@@ -11,7 +11,7 @@ use strata_lower::{Kernel, Loc, Lowered, Operand};
 use crate::body::Body;
 use crate::layers::{self, Selection};
 use crate::text::{dense_f32, memref, tensor, Elem};
-use crate::{elementwise, lstm, matmul, movement, ops, resize, Dot, MlirError};
+use crate::{elementwise, gru, lstm, matmul, movement, ops, resize, Dot, MlirError};
 
 /// The memref types of the graph's inputs and outputs, in graph order.
 fn port_types(l: &Lowered) -> (Vec<String>, Vec<String>) {
@@ -490,6 +490,31 @@ fn impl_body(
                     MlirError::Internal(format!("step `{}`: no constant {constant}", st.node))
                 })?;
                 b.bind(&format!("arith.constant {}", dense_f32(&c.values, &[*n])))
+            }
+            Kernel::Gru(s) => {
+                let constant = |c: usize| {
+                    l.constants.get(c).map(|c| &c.values[..]).ok_or_else(|| {
+                        MlirError::Internal(format!("step `{}`: no constant {c}", st.node))
+                    })
+                };
+                let h0 = match s.h0 {
+                    None => None,
+                    Some(Operand::Act(loc)) => Some(name(loc)?),
+                    Some(Operand::Const(c)) => {
+                        let v = constant(c)?;
+                        Some(b.bind(&format!("arith.constant {}", dense_f32(v, &[v.len()]))))
+                    }
+                };
+                let inputs = gru::GruInputs {
+                    x: &name(s.x)?,
+                    w: constant(s.w)?,
+                    r: constant(s.r)?,
+                    b: s.b.map(constant).transpose()?,
+                    h0: h0.as_deref(),
+                };
+                let out = gru::gru(&mut b, &st.node, s, &inputs)?;
+                states = vec![(s.y_h, out.y_h)];
+                out.y
             }
             Kernel::Lstm(s) => {
                 let constant = |c: usize| {

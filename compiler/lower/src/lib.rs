@@ -26,7 +26,7 @@ pub use error::LowerError;
 pub use geometry::{ConvGeometry, PoolGeometry, Window2d};
 pub use layer::{CodeBlocks, Layer, PaddedInput, Weights};
 pub use planner::{Buffer, Plan};
-pub use recurrent::LstmStep;
+pub use recurrent::{GruStep, LstmStep};
 pub use walk::lower;
 
 /// A graph input or output as the generated code sees it: its ONNX name and batch-1 shape.
@@ -235,6 +235,9 @@ pub enum Kernel {
     /// An LSTM over the whole sequence (the runtime's `recurrent` kernel): writes `y` (the
     /// step's buffer) and the final states into their own buffers.
     Lstm(Box<LstmStep>),
+    /// A GRU over the whole sequence (the runtime's `recurrent` kernel): writes `y` (the
+    /// step's buffer) and the final state into its own buffer.
+    Gru(Box<GruStep>),
     /// Stored constant `constant` (`n` values) copied into the step's buffer: an op reads a
     /// constant where it takes an activation (a ViT's class token concatenated to the patch
     /// embeddings, which cannot fold because the other part is computed).
@@ -260,6 +263,7 @@ impl Kernel {
             | Kernel::MatMul { .. }
             | Kernel::ResizeLinear { .. }
             | Kernel::Lstm(_)
+            | Kernel::Gru(_)
             | Kernel::Fill { .. } => None,
         }
     }

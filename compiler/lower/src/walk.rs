@@ -259,9 +259,9 @@ impl<'g> Walk<'g> {
     fn op(&mut self, id: NodeId, node: &str, op: &Op, step: usize) -> Result<(), LowerError> {
         let ins = self.graph.node_inputs(id);
         let outputs = &self.graph.node(id)?.outputs;
-        if outputs.len() != 1 && !matches!(op, Op::Split(_) | Op::Lstm(_)) {
+        if outputs.len() != 1 && !matches!(op, Op::Split(_) | Op::Lstm(_) | Op::Gru(_)) {
             let reason = format!(
-                "{} outputs (only Split and LSTM have several)",
+                "{} outputs (only Split, LSTM and GRU have several)",
                 outputs.len()
             );
             return Err(unsupported(node, op, reason));
@@ -333,6 +333,7 @@ impl<'g> Walk<'g> {
             Op::Resize(r) => self.resize(id, node, op, r, &ins, step),
             Op::MatMul => self.matmul(id, node, op, &ins, step),
             Op::Lstm(l) => self.lstm(id, node, op, l, &ins, step),
+            Op::Gru(g) => self.gru(id, node, op, g, &ins, step),
             Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_) => Err(unsupported(
                 node,
                 op,

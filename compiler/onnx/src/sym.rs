@@ -312,6 +312,7 @@ pub fn eval(op: &Op, inputs: &[SymTensor], out_dtype: DType) -> Option<SymTensor
         | Op::Expand { .. }
         | Op::Resize(_)
         | Op::Lstm(_)
+        | Op::Gru(_)
         | Op::QuantizeLinear(_)
         | Op::DequantizeLinear(_) => None,
     }

@@ -1353,3 +1353,76 @@ fn torchscript_expand_pattern_with_batch_folds() {
     assert_eq!(y[0].shape(), &[2, 3, 4]);
     assert_eq!(y[0].as_f32().unwrap()[12..16], [4.0, 5.0, 6.0, 7.0]);
 }
+
+/// GRU in layout 1 (`[batch, seq, …]`, as `torch.nn.GRU(batch_first=True)` exports it) with a
+/// bias, an initial state and `linear_before_reset`: the layer runs between Transposes; the
+/// attributes it cannot compute are refused with the node named.
+#[test]
+fn gru_forms_and_refusals() {
+    let (h, i) = (3usize, 2usize);
+    let halves = |name: &str, dims: &[usize]| {
+        let n = dims.iter().product();
+        let dims: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
+        f32_tensor(name, &dims, &vec![0.5; n])
+    };
+    let inits = || {
+        vec![
+            halves("w", &[1, 3 * h, i]),
+            halves("r", &[1, 3 * h, h]),
+            halves("b", &[1, 6 * h]),
+            halves("h0", &[1, 1, h]),
+        ]
+    };
+    let gru = |attrs: Vec<(&str, A)>| {
+        model(
+            14,
+            &[1, 5, i as i64],
+            inits(),
+            vec![node(
+                "GRU",
+                "n",
+                &["x", "w", "r", "b", "", "h0"],
+                &["y", "yh"],
+                attrs,
+            )],
+            &["y", "yh"],
+        )
+    };
+    let g = gru(vec![
+        ("layout", A::I(1)),
+        ("linear_before_reset", A::I(1)),
+        ("hidden_size", A::I(h as i64)),
+    ])
+    .import();
+    let line = op_line(&g, "n");
+    assert!(
+        line.starts_with("gru(")
+            && line.contains("direction=forward")
+            && line.contains("has_bias=true")
+            && line.contains("has_initial_h=true")
+            && line.contains("linear_before_reset=true")
+            && line.ends_with(": f32[5,1,1,3], f32[1,1,3]"),
+        "{line}"
+    );
+    // Back to layout 1: y [N, T, D, H], y_h [N, D, H].
+    assert_eq!(
+        out_ty(&g, 0).shape.dims(),
+        &[Dim::Known(1), Dim::Known(5), Dim::Known(1), Dim::Known(3)]
+    );
+    assert_eq!(
+        out_ty(&g, 1).shape.dims(),
+        &[Dim::Known(1), Dim::Known(1), Dim::Known(3)]
+    );
+    match gru(vec![("linear_before_reset", A::I(2))]).import_err() {
+        OnnxError::AttributeOutOfRange { node, attr, .. } => {
+            assert_eq!((node.as_str(), attr.as_str()), ("n", "linear_before_reset"))
+        }
+        e => panic!("{e}"),
+    }
+    match gru(vec![("clip", A::F(3.0))]).import_err() {
+        OnnxError::UnsupportedAttributeValue { node, attr, .. } => {
+            assert_eq!((node.as_str(), attr.as_str()), ("n", "clip"))
+        }
+        e => panic!("{e}"),
+    }
+}

@@ -76,7 +76,7 @@ impl Op {
             // Its output is the batch size itself.
             Op::Shape { .. } => false,
             // The batch is axis 1 of x ([seq, batch, input]), outside this rule's premise.
-            Op::Lstm(_) => false,
+            Op::Lstm(_) | Op::Gru(_) => false,
         }
     }
 }

@@ -101,9 +101,10 @@ impl Op {
             Op::Bitplane(b) => WeightUse::Bitplane(b),
             // No weight, no multiply-accumulates: element-wise, normalization, pooling, data
             // movement.
-            // LSTM: float weights that stay float (not a bit-plane layer); its recurrent
-            // multiply-accumulates are not counted.
+            // LSTM, GRU: float weights that stay float (not a bit-plane layer); their
+            // recurrent multiply-accumulates are not counted.
             Op::Lstm(_)
+            | Op::Gru(_)
             | Op::Binary(_)
             | Op::Variadic(_)
             | Op::Unary(_)

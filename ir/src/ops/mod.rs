@@ -25,7 +25,7 @@ pub use linear::Gemm;
 pub use normalization::{BatchNorm, Softmax};
 pub use pool::{GlobalPoolKind, Pool};
 pub use qdq::Qdq;
-pub use recurrent::{Direction, Lstm};
+pub use recurrent::{Direction, Gru, Lstm};
 pub use reduce::{ArgMax, Reduce, ReduceMean};
 pub use resize::{CoordMode, NearestMode, Resize, ResizeMode};
 
@@ -111,6 +111,8 @@ pub enum Op {
     Cast { to: DType },
     /// `x, w, r[, b][, initial_h][, initial_c][, p]` → `y, y_h, y_c` (see [`recurrent`]).
     Lstm(Lstm),
+    /// `x, w, r[, b][, initial_h]` → `y, y_h` (see [`recurrent`]).
+    Gru(Gru),
     /// `x, planes, alpha, beta, bias, act` — a Conv or Linear layer with vertically layered
     /// weights (see [`bitplane`]).
     Bitplane(Bitplane),
@@ -182,6 +184,7 @@ impl Op {
             Op::DequantizeLinear(_) => "dequantize_linear",
             Op::Cast { .. } => "cast",
             Op::Lstm(_) => "lstm",
+            Op::Gru(_) => "gru",
             Op::Bitplane(Bitplane {
                 kernel: BitplaneKernel::Conv(_),
                 ..
@@ -225,6 +228,7 @@ impl Op {
             Op::Concat { .. } | Op::Variadic(_) => ((1, None), 1),
             Op::Split(s) => ((1, Some(1)), s.sizes.len()),
             Op::Lstm(l) => exact_n(l.num_inputs(), 3),
+            Op::Gru(g) => exact_n(g.num_inputs(), 2),
             Op::Unary(_)
             | Op::Softmax(_)
             | Op::MaxPool(_)
@@ -310,6 +314,7 @@ impl Op {
                 Ok(vec![TensorType::new(*to, inputs[0].shape.clone())])
             }
             Op::Lstm(l) => l.infer(inputs),
+            Op::Gru(g) => g.infer(inputs),
             Op::Bitplane(b) => b.infer(inputs),
         }
     }
@@ -353,6 +358,7 @@ impl Op {
             Op::Cast { to } => vec![("to", AttrValue::dtype(*to))],
             Op::Bitplane(b) => bitplane::text_attrs(b),
             Op::Lstm(l) => l.text_attrs(),
+            Op::Gru(g) => g.text_attrs(),
             Op::MatMul
             | Op::Binary(_)
             | Op::Variadic(_)

@@ -1,11 +1,18 @@
-//! Recurrent layers: LSTM (ONNX `LSTM`, layout 0, default activations).
+//! Recurrent layers: LSTM and GRU (ONNX `LSTM`, `GRU`, layout 0, default activations).
 //!
-//! Inputs, the present ones in this order: `x [T, N, I]`, `w [D, 4H, I]`, `r [D, 4H, H]`,
-//! then `b [D, 8H]` (`has_bias`), `initial_h [D, N, H]`, `initial_c [D, N, H]`, and
-//! `p [D, 3H]` (`has_peepholes`). Outputs: `y [T, D, N, H]`, `y_h [D, N, H]`,
-//! `y_c [D, N, H]`. Gates are in ONNX order `i, o, f, c`; `D` is 2 for bidirectional (the
-//! second direction runs backwards in time). Absent optional inputs are not replaced by
-//! zero constants, so the batch dimension stays free and the kernels skip the additions.
+//! LSTM inputs, the present ones in this order: `x [T, N, I]`, `w [D, 4H, I]`,
+//! `r [D, 4H, H]`, then `b [D, 8H]` (`has_bias`), `initial_h [D, N, H]`, `initial_c [D, N, H]`,
+//! and `p [D, 3H]` (`has_peepholes`). Outputs: `y [T, D, N, H]`, `y_h [D, N, H]`,
+//! `y_c [D, N, H]`. Gates are in ONNX order `i, o, f, c`.
+//!
+//! GRU inputs: `x [T, N, I]`, `w [D, 3H, I]`, `r [D, 3H, H]`, then `b [D, 6H]` (`has_bias`)
+//! and `initial_h [D, N, H]`. Outputs: `y [T, D, N, H]`, `y_h [D, N, H]`. Gates are in ONNX
+//! order `z, r, h`; `linear_before_reset` (what PyTorch exports) applies the reset gate after
+//! the recurrent product of the `h` gate.
+//!
+//! `D` is 2 for bidirectional (the second direction runs backwards in time). Absent optional
+//! inputs are not replaced by zero constants, so the batch dimension stays free and the
+//! kernels skip the additions.
 
 use super::check::{self, Inferred};
 use crate::text::fields::{attr_enum, attr_fields};
@@ -103,7 +110,95 @@ impl Lstm {
     }
 
     pub(crate) fn infer(&self, inputs: &[&TensorType]) -> Inferred {
-        let n_in = self.num_inputs();
+        let at = self.inputs();
+        Cell {
+            gates: 4,
+            direction: self.direction,
+            hidden: self.hidden,
+            num_inputs: self.num_inputs(),
+            bias: at.bias,
+            states: vec![(at.initial_h, "initial_h"), (at.initial_c, "initial_c")],
+            peepholes: at.peepholes,
+        }
+        .infer(inputs)
+    }
+}
+
+/// A GRU layer (see the module doc for its inputs and outputs).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Gru {
+    pub direction: Direction,
+    /// `H`.
+    pub hidden: usize,
+    pub has_bias: bool,
+    pub has_initial_h: bool,
+    /// ONNX `linear_before_reset`: `h̃ = tanh(x·W_h + b_Wh + r ⊙ (h·R_h + b_Rh))` instead of
+    /// `tanh(x·W_h + (r ⊙ h)·R_h + b_Wh + b_Rh)`.
+    pub linear_before_reset: bool,
+}
+
+attr_fields!(Gru {
+    direction,
+    hidden,
+    has_bias,
+    has_initial_h,
+    linear_before_reset
+});
+
+/// Input positions of a GRU's optional inputs, `None` when absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GruInputs {
+    pub bias: Option<usize>,
+    pub initial_h: Option<usize>,
+}
+
+impl Gru {
+    /// The number of inputs.
+    pub fn num_inputs(&self) -> usize {
+        3 + self.has_bias as usize + self.has_initial_h as usize
+    }
+
+    /// Where each optional input sits.
+    pub fn inputs(&self) -> GruInputs {
+        GruInputs {
+            bias: self.has_bias.then_some(3),
+            initial_h: self.has_initial_h.then_some(3 + self.has_bias as usize),
+        }
+    }
+
+    pub(crate) fn infer(&self, inputs: &[&TensorType]) -> Inferred {
+        let at = self.inputs();
+        let cell = Cell {
+            gates: 3,
+            direction: self.direction,
+            hidden: self.hidden,
+            num_inputs: self.num_inputs(),
+            bias: at.bias,
+            states: vec![(at.initial_h, "initial_h")],
+            peepholes: None,
+        };
+        let mut out = cell.infer(inputs)?;
+        out.truncate(2);
+        Ok(out)
+    }
+}
+
+/// What LSTM and GRU shapes have in common: `gates` gate blocks of `H` rows in `W` and `R`,
+/// a bias of `2·gates·H`, initial states `[D, N, H]`. Infers `y, y_h, y_h` (the LSTM's third
+/// output is its cell state, shaped like `y_h`).
+struct Cell {
+    gates: usize,
+    direction: Direction,
+    hidden: usize,
+    num_inputs: usize,
+    bias: Option<usize>,
+    states: Vec<(Option<usize>, &'static str)>,
+    peepholes: Option<usize>,
+}
+
+impl Cell {
+    fn infer(&self, inputs: &[&TensorType]) -> Inferred {
+        let n_in = self.num_inputs;
         check::arity(inputs, (n_in, Some(n_in)))?;
         for (i, t) in inputs.iter().enumerate() {
             check::float(i, t)?;
@@ -115,7 +210,7 @@ impl Lstm {
                 });
             }
         }
-        let (h, d) = (self.hidden, self.direction.count());
+        let (h, d, gates) = (self.hidden, self.direction.count(), self.gates);
         let x = inputs[0];
         let xd = x.shape.dims();
         if xd.len() != 3 {
@@ -139,8 +234,10 @@ impl Lstm {
                 reason: "the hidden size and the sequence length must be at least 1".into(),
             });
         }
-        // `8·hidden` (the bias length) must be a size, not an overflow.
-        if h.checked_mul(8).is_none_or(|v| v > isize::MAX as usize) {
+        // `2·gates·hidden` (the bias length) must be a size, not an overflow.
+        if h.checked_mul(2 * gates)
+            .is_none_or(|v| v > isize::MAX as usize)
+        {
             return Err(InferError::Attribute {
                 attr: "hidden",
                 reason: format!("{h} is too large"),
@@ -158,18 +255,17 @@ impl Lstm {
             Ok(())
         };
         let k = |v: usize| Dim::Known(v);
-        expect(1, vec![k(d), k(4 * h), k(size)], "W")?;
-        expect(2, vec![k(d), k(4 * h), k(h)], "R")?;
-        let at = self.inputs();
-        if let Some(i) = at.bias {
-            expect(i, vec![k(d), k(8 * h)], "B")?;
+        expect(1, vec![k(d), k(gates * h), k(size)], "W")?;
+        expect(2, vec![k(d), k(gates * h), k(h)], "R")?;
+        if let Some(i) = self.bias {
+            expect(i, vec![k(d), k(2 * gates * h)], "B")?;
         }
-        for (i, what) in [(at.initial_h, "initial_h"), (at.initial_c, "initial_c")] {
+        for &(i, what) in &self.states {
             if let Some(i) = i {
                 expect(i, vec![k(d), batch, k(h)], what)?;
             }
         }
-        if let Some(i) = at.peepholes {
+        if let Some(i) = self.peepholes {
             expect(i, vec![k(d), k(3 * h)], "P")?;
         }
         let state = TensorType::new(x.dtype, Shape(vec![k(d), batch, k(h)]));
@@ -185,6 +281,7 @@ impl Lstm {
 pub(crate) fn from_text(mnemonic: &str, a: &mut Attrs) -> Option<Result<Op, ParseError>> {
     match mnemonic {
         "lstm" => Some(Lstm::from_attrs(a).map(Op::Lstm)),
+        "gru" => Some(Gru::from_attrs(a).map(Op::Gru)),
         _ => None,
     }
 }
@@ -240,5 +337,60 @@ mod tests {
             huge.infer(&[&x, &w, &r, &b, &h0]),
             Err(InferError::Attribute { attr: "hidden", .. })
         ));
+    }
+
+    #[test]
+    fn gru_infers_sequence_and_state_shapes() {
+        let k = Dim::Known;
+        let g = Gru {
+            direction: Direction::Reverse,
+            hidden: 4,
+            has_bias: false,
+            has_initial_h: true,
+            linear_before_reset: true,
+        };
+        assert_eq!(g.num_inputs(), 4);
+        assert_eq!(g.inputs().bias, None);
+        assert_eq!(g.inputs().initial_h, Some(3));
+        let x = ty(&[k(6), Dim::Batch, k(2)]);
+        let w = ty(&[k(1), k(12), k(2)]);
+        let r = ty(&[k(1), k(12), k(4)]);
+        let h0 = ty(&[k(1), Dim::Batch, k(4)]);
+        let out = g.infer(&[&x, &w, &r, &h0]).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0], ty(&[k(6), k(1), Dim::Batch, k(4)]));
+        assert_eq!(out[1], ty(&[k(1), Dim::Batch, k(4)]));
+        // An LSTM's 4H rows are not a GRU's 3H.
+        let w4 = ty(&[k(1), k(16), k(2)]);
+        match g.infer(&[&x, &w4, &r, &h0]) {
+            Err(InferError::ShapeMismatch { input: 1, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        // The bias is 6H.
+        let gb = Gru {
+            has_bias: true,
+            ..g.clone()
+        };
+        let b = ty(&[k(1), k(24)]);
+        assert!(gb.infer(&[&x, &w, &r, &b, &h0]).is_ok());
+        let b8 = ty(&[k(1), k(32)]);
+        match gb.infer(&[&x, &w, &r, &b8, &h0]) {
+            Err(InferError::ShapeMismatch { input: 3, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        // The text form round-trips.
+        let mut graph = crate::Graph::new("g");
+        let ins: Vec<_> = [("x", &x), ("w", &w), ("r", &r), ("b", &b), ("h0", &h0)]
+            .into_iter()
+            .map(|(n, t)| graph.add_input(n, (*t).clone()))
+            .collect();
+        let id = graph
+            .add_op_inferred("gru", Op::Gru(gb), &ins, vec!["y".into(), "yh".into()])
+            .unwrap();
+        graph.set_outputs(vec![crate::ValueRef::first(id)]);
+        let text = crate::text::print(&graph);
+        assert!(text.contains("gru"), "{text}");
+        let back = crate::text::parse(&text).unwrap();
+        assert_eq!(crate::text::print(&back), text);
     }
 }

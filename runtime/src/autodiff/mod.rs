@@ -98,7 +98,8 @@ pub fn backward_op(
         | Op::QuantizeLinear(_)
         | Op::DequantizeLinear(_)
         // Recurrent layers are inference-only here (no backpropagation through time).
-        | Op::Lstm(_) => Err(RuntimeError::NoGradient { op: name }),
+        | Op::Lstm(_)
+        | Op::Gru(_) => Err(RuntimeError::NoGradient { op: name }),
     }
 }
 

@@ -98,6 +98,7 @@ pub(crate) fn eval_op_cached(
         Op::DequantizeLinear(q) => one(qdq::dequantize(q, inputs[0], inputs[1], inputs[2])?),
         Op::Cast { to } => one(cast::cast(inputs[0], *to)),
         Op::Lstm(l) => recurrent::lstm(l, inputs)?,
+        Op::Gru(g) => recurrent::gru(g, inputs)?,
         Op::Bitplane(b) => one(bitplane::bitplane_cached(b, inputs, planes, path, cache)?),
     })
 }
@@ -171,6 +172,7 @@ fn owning_kernel(op: &Op) -> Option<OwningKernel<'_>> {
         | Op::DequantizeLinear(_)
         | Op::Cast { .. }
         | Op::Lstm(_)
+        | Op::Gru(_)
         | Op::Bitplane(_) => return None,
     })
 }

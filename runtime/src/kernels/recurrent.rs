@@ -1,8 +1,9 @@
-//! LSTM (ONNX `LSTM`, layout 0, default activations Sigmoid/Tanh/Tanh), f32.
+//! LSTM and GRU (ONNX `LSTM`, `GRU`, layout 0, default activations), f32.
 //!
-//! The operation order is part of the contract: the C backend's `lstm` kernel (`prelude.c`)
-//! repeats it statement for statement so that emitted C is bit-exact with this kernel. Per
-//! direction, sample and time step (backwards for the reverse direction):
+//! The operation order is part of the contract: the C backend's `lstm` and `gru` kernels
+//! (`prelude.c`) and the MLIR backend repeat it statement for statement so that their code is
+//! bit-exact with these kernels. LSTM, per direction, sample and time step (backwards for the
+//! reverse direction):
 //! 1. every gate row `j` of `4H` (ONNX order `i, o, f, c`): `a = Σ_k x[k]·W[j,k]` and
 //!    `s = Σ_k h[k]·R[j,k]`, each summed in f32 in index order from 0, then
 //!    `g = a + s`, then `g + Wb[j]`, then `+ Rb[j]` (when B is given);
@@ -10,12 +11,22 @@
 //!    `f = σ(g_f)`, `ĉ = tanh(g_c)`; `c' = f·c`, then `c' + i·ĉ`; with peepholes
 //!    `g_o += P_o·c'`; `o = σ(g_o)`; `h' = o·tanh(c')`.
 //!
+//! GRU, per direction, sample and time step, with `4H` floats of scratch `g`:
+//! 1. every row `j < 2H` (gates `z, r`): `a = Σ_k x[k]·W[j,k]`, `s = Σ_k h[k]·R[j,k]` (f32,
+//!    index order from 0), `g[j] = a + s`, then `+ Wb[j]`, then `+ Rb[j]` (when B is given);
+//! 2. the `h` gate, rows `j = 2H + k`: with `linear_before_reset`, `g[j] = a (+ Wb[j])` and
+//!    `g[3H + k] = s (+ Rb[j])`; without, first `g[3H + k] = σ(g[H + k])·h[k]` for every `k`,
+//!    then `s = Σ_k g[3H + k]·R[j,k]` and `g[j] = a + s`, then `+ Wb[j]`, then `+ Rb[j]`;
+//! 3. for each hidden unit `k`: `z = σ(g[k])`; with `linear_before_reset`
+//!    `p = g[2H + k] + σ(g[H + k])·g[3H + k]`, without `p = g[2H + k]`; `ĥ = tanh(p)`;
+//!    `h' = (1 − z)·ĥ + z·h` (each product rounded, then the sum).
+//!
 //! σ is the runtime's Sigmoid (split by sign, `expf`) and tanh `strata_ir::math::tanh_f32`,
 //! both the same bits on every ISA.
 
 use strata_ir::math::tanh_f32;
 use strata_ir::ops::elementwise::UnaryOp;
-use strata_ir::ops::Lstm;
+use strata_ir::ops::{Gru, Lstm};
 use strata_ir::{Tensor, TensorData};
 
 use super::elementwise::real_fn;
@@ -23,13 +34,23 @@ use super::{checked_numel, make};
 use crate::RuntimeError;
 
 const OP: &str = "lstm";
+const GRU: &str = "gru";
 
-fn f32s(t: &Tensor, input: usize) -> Result<&[f32], RuntimeError> {
+fn f32s<'a>(op: &'static str, t: &'a Tensor, input: usize) -> Result<&'a [f32], RuntimeError> {
     t.as_f32().ok_or(RuntimeError::UnsupportedDType {
-        op: OP,
+        op,
         input,
         dtype: t.dtype(),
     })
+}
+
+/// `Σ_k a[k]·b[k]` in f32, index order from +0 (one rounded product and sum per term).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = 0.0f32;
+    for (x, y) in a.iter().zip(b) {
+        acc += x * y;
+    }
+    acc
 }
 
 /// Weights of one direction.
@@ -99,9 +120,9 @@ pub fn lstm(l: &Lstm, inputs: &[&Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
                 inputs[i].shape()
             )));
         }
-        f32s(inputs[i], i)
+        f32s(OP, inputs[i], i)
     };
-    let x = f32s(inputs[0], 0)?;
+    let x = f32s(OP, inputs[0], 0)?;
     let w = want(1, &[dn, 4 * h, isz], "W")?;
     let r = want(2, &[dn, 4 * h, h], "R")?;
     let b = at.bias.map(|i| want(i, &[dn, 8 * h], "B")).transpose()?;
@@ -157,6 +178,134 @@ pub fn lstm(l: &Lstm, inputs: &[&Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
         make(OP, y_shape, TensorData::F32(y))?,
         make(OP, vec![dn, n, h], TensorData::F32(yh))?,
         make(OP, vec![dn, n, h], TensorData::F32(yc))?,
+    ])
+}
+
+/// Weights of one GRU direction.
+struct GruDir<'a> {
+    w: &'a [f32],
+    r: &'a [f32],
+    b: Option<&'a [f32]>,
+    linear_before_reset: bool,
+}
+
+/// One GRU time step of one direction for one sample: updates `h` in place; `g` (`4H`) is
+/// scratch. The C kernel `gru_step` is this function.
+fn gru_step(x: &[f32], h: &mut [f32], d: &GruDir, g: &mut [f32]) {
+    let hn = h.len();
+    let isz = x.len();
+    let sigmoid = real_fn::<f32>(UnaryOp::Sigmoid);
+    let w_row = |j: usize| &d.w[j * isz..(j + 1) * isz];
+    let r_row = |j: usize| &d.r[j * hn..(j + 1) * hn];
+    for j in 0..2 * hn {
+        let a = dot(x, w_row(j));
+        let s = dot(h, r_row(j));
+        let mut v = a + s;
+        if let Some(b) = d.b {
+            v += b[j];
+            v += b[3 * hn + j];
+        }
+        g[j] = v;
+    }
+    if d.linear_before_reset {
+        for j in 2 * hn..3 * hn {
+            let mut a = dot(x, w_row(j));
+            let mut s = dot(h, r_row(j));
+            if let Some(b) = d.b {
+                a += b[j];
+                s += b[3 * hn + j];
+            }
+            g[j] = a;
+            g[hn + j] = s;
+        }
+    } else {
+        for k in 0..hn {
+            g[3 * hn + k] = sigmoid(g[hn + k]) * h[k];
+        }
+        for j in 2 * hn..3 * hn {
+            let a = dot(x, w_row(j));
+            let s = dot(&g[3 * hn..4 * hn], r_row(j));
+            let mut v = a + s;
+            if let Some(b) = d.b {
+                v += b[j];
+                v += b[3 * hn + j];
+            }
+            g[j] = v;
+        }
+    }
+    for k in 0..hn {
+        let z = sigmoid(g[k]);
+        let p = if d.linear_before_reset {
+            let r = sigmoid(g[hn + k]);
+            g[2 * hn + k] + r * g[3 * hn + k]
+        } else {
+            g[2 * hn + k]
+        };
+        let hh = tanh_f32(p);
+        let keep = (1.0 - z) * hh;
+        h[k] = keep + z * h[k];
+    }
+}
+
+/// Runs a GRU; returns `y [T, D, N, H]`, `y_h [D, N, H]`.
+pub fn gru(l: &Gru, inputs: &[&Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
+    let bad = |reason: String| RuntimeError::Shape { op: GRU, reason };
+    let xs = inputs[0].shape();
+    let &[t_len, n, isz] = xs else {
+        return Err(bad(format!("x must be [seq, batch, input], got {xs:?}")));
+    };
+    let (h, dn) = (l.hidden, l.direction.count());
+    let at = l.inputs();
+    let want = |i: usize, dims: &[usize], what: &str| {
+        if inputs[i].shape() != dims {
+            return Err(bad(format!(
+                "{what} must be {dims:?}, got {:?}",
+                inputs[i].shape()
+            )));
+        }
+        f32s(GRU, inputs[i], i)
+    };
+    let x = f32s(GRU, inputs[0], 0)?;
+    let w = want(1, &[dn, 3 * h, isz], "W")?;
+    let r = want(2, &[dn, 3 * h, h], "R")?;
+    let b = at.bias.map(|i| want(i, &[dn, 6 * h], "B")).transpose()?;
+    let h0 = at
+        .initial_h
+        .map(|i| want(i, &[dn, n, h], "initial_h"))
+        .transpose()?;
+    let y_shape = vec![t_len, dn, n, h];
+    let mut y = vec![0.0f32; checked_numel(GRU, &y_shape)?];
+    let mut yh = vec![0.0f32; dn * n * h];
+    let mut g = vec![0.0f32; 4 * h];
+    for d in 0..dn {
+        let dir = GruDir {
+            w: &w[d * 3 * h * isz..(d + 1) * 3 * h * isz],
+            r: &r[d * 3 * h * h..(d + 1) * 3 * h * h],
+            b: b.map(|b| &b[d * 6 * h..(d + 1) * 6 * h]),
+            linear_before_reset: l.linear_before_reset,
+        };
+        for s in 0..n {
+            let at = (d * n + s) * h;
+            let hs = &mut yh[at..at + h];
+            if let Some(h0) = h0 {
+                hs.copy_from_slice(&h0[at..at + h]);
+            }
+            for i in 0..t_len {
+                let t = if l.direction.backwards(d) {
+                    t_len - 1 - i
+                } else {
+                    i
+                };
+                let xt = &x[(t * n + s) * isz..(t * n + s + 1) * isz];
+                gru_step(xt, hs, &dir, &mut g);
+                let o = ((t * dn + d) * n + s) * h;
+                y[o..o + h].copy_from_slice(hs);
+            }
+        }
+    }
+    Ok(vec![
+        make(GRU, y_shape, TensorData::F32(y))?,
+        make(GRU, vec![dn, n, h], TensorData::F32(yh))?,
     ])
 }
 
@@ -261,6 +410,135 @@ mod tests {
         assert!(matches!(
             lstm(&op(Direction::Bidirectional, true), &[&x, &wf, &r2, &b2]),
             Err(RuntimeError::Shape { .. })
+        ));
+    }
+
+    /// The ONNX GRU equations in f64, straight from the operator spec: `z, r, h` gates,
+    /// `H_t = (1 − z)·h̃ + z·H_{t−1}`.
+    fn gru_reference(
+        l: &Gru,
+        x: &Tensor,
+        w: &Tensor,
+        r: &Tensor,
+        b: &Tensor,
+        h0: &Tensor,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let (seq, n, isz) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+        let (h, dn) = (l.hidden, l.direction.count());
+        let (x, w, r, b, h0) = (f(x), f(w), f(r), f(b), f(h0));
+        let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+        let mut y = vec![0.0; seq * dn * n * h];
+        let mut yh = vec![0.0; dn * n * h];
+        for d in 0..dn {
+            let w = |j: usize, k: usize| w[(d * 3 * h + j) * isz + k] as f64;
+            let r = |j: usize, k: usize| r[(d * 3 * h + j) * h + k] as f64;
+            let bw = |j: usize| b[d * 6 * h + j] as f64;
+            let br = |j: usize| b[d * 6 * h + 3 * h + j] as f64;
+            for s in 0..n {
+                let mut hs: Vec<f64> = (0..h).map(|k| h0[(d * n + s) * h + k] as f64).collect();
+                for i in 0..seq {
+                    let t = if l.direction.backwards(d) {
+                        seq - 1 - i
+                    } else {
+                        i
+                    };
+                    let xt = &x[(t * n + s) * isz..(t * n + s + 1) * isz];
+                    let xw = |j: usize| (0..isz).map(|k| xt[k] as f64 * w(j, k)).sum::<f64>();
+                    let hr = |j: usize, v: &[f64]| (0..h).map(|k| v[k] * r(j, k)).sum::<f64>();
+                    let z: Vec<f64> = (0..h)
+                        .map(|k| sig(xw(k) + hr(k, &hs) + bw(k) + br(k)))
+                        .collect();
+                    let rg: Vec<f64> = (0..h)
+                        .map(|k| sig(xw(h + k) + hr(h + k, &hs) + bw(h + k) + br(h + k)))
+                        .collect();
+                    let rh: Vec<f64> = (0..h).map(|k| rg[k] * hs[k]).collect();
+                    let next: Vec<f64> = (0..h)
+                        .map(|k| {
+                            let j = 2 * h + k;
+                            let pre = if l.linear_before_reset {
+                                xw(j) + bw(j) + rg[k] * (hr(j, &hs) + br(j))
+                            } else {
+                                xw(j) + hr(j, &rh) + bw(j) + br(j)
+                            };
+                            (1.0 - z[k]) * pre.tanh() + z[k] * hs[k]
+                        })
+                        .collect();
+                    hs = next;
+                    let o = ((t * dn + d) * n + s) * h;
+                    y[o..o + h].copy_from_slice(&hs);
+                }
+                yh[(d * n + s) * h..(d * n + s + 1) * h].copy_from_slice(&hs);
+            }
+        }
+        (y, yh)
+    }
+
+    /// The kernel against the spec's equations in f64, both reset modes, bidirectional, with
+    /// bias and initial state; and without the optional inputs it is the zero bias and state.
+    #[test]
+    fn gru_matches_the_onnx_equations() {
+        let (seq, n, i, h) = (5, 2, 3, 4);
+        let x = t(&[seq, n, i], 11);
+        let (w, r, b, h0) = (
+            t(&[2, 3 * h, i], 12),
+            t(&[2, 3 * h, h], 13),
+            t(&[2, 6 * h], 14),
+            t(&[2, n, h], 15),
+        );
+        for lbr in [false, true] {
+            let l = Gru {
+                direction: Direction::Bidirectional,
+                hidden: h,
+                has_bias: true,
+                has_initial_h: true,
+                linear_before_reset: lbr,
+            };
+            let out = gru(&l, &[&x, &w, &r, &b, &h0]).unwrap();
+            assert_eq!(out[0].shape(), [seq, 2, n, h]);
+            assert_eq!(out[1].shape(), [2, n, h]);
+            let (y, yh) = gru_reference(&l, &x, &w, &r, &b, &h0);
+            for (got, want) in f(&out[0]).iter().zip(&y).chain(f(&out[1]).iter().zip(&yh)) {
+                assert!(
+                    (*got as f64 - want).abs() < 1e-5,
+                    "lbr {lbr}: {got} vs {want}"
+                );
+            }
+            // The two modes differ (the reset gate is applied at a different place).
+            let bare = Gru {
+                has_bias: false,
+                has_initial_h: false,
+                ..l.clone()
+            };
+            let zeros =
+                |s: &[usize]| Tensor::from_f32(s.to_vec(), vec![0.0; s.iter().product()]).unwrap();
+            let with_zeros =
+                gru(&l, &[&x, &w, &r, &zeros(&[2, 6 * h]), &zeros(&[2, n, h])]).unwrap();
+            let without = gru(&bare, &[&x, &w, &r]).unwrap();
+            assert_eq!(f(&with_zeros[0]), f(&without[0]));
+            assert_eq!(f(&with_zeros[1]), f(&without[1]));
+        }
+        let one = |lbr| Gru {
+            direction: Direction::Forward,
+            hidden: h,
+            has_bias: true,
+            has_initial_h: true,
+            linear_before_reset: lbr,
+        };
+        let half = |v: &Tensor| {
+            let s = v.shape();
+            let per: usize = s[1..].iter().product();
+            let mut dims = s.to_vec();
+            dims[0] = 1;
+            Tensor::from_f32(dims, f(v)[..per].to_vec()).unwrap()
+        };
+        let (w1, r1, b1, h01) = (half(&w), half(&r), half(&b), half(&h0));
+        let a = gru(&one(false), &[&x, &w1, &r1, &b1, &h01]).unwrap();
+        let c = gru(&one(true), &[&x, &w1, &r1, &b1, &h01]).unwrap();
+        assert_ne!(f(&a[0]), f(&c[0]));
+        // Wrong shapes are typed errors, not panics.
+        assert!(matches!(
+            gru(&one(true), &[&x, &w, &r1, &b1, &h01]),
+            Err(RuntimeError::Shape { op: "gru", .. })
         ));
     }
 }

@@ -3,14 +3,14 @@
 //! Unsqueeze, Slice with negative and >1 steps, Split, Pad in every mode, Gather, Expand),
 //! reductions (ReduceMax, ReduceSum, GlobalMaxPool), Max/Min, BatchNorm, the IEEE unary
 //! functions, Exp, Log, Tanh and Erf, Resize (nearest and linear in every coordinate mode),
-//! a transformer block's LayerNorm (Pow) and attention (MatMul of activations), and LSTM
-//! (bidirectional, bias, peepholes, initial states), transposed convolutions (which
-//! `conv-transpose-to-conv` turns into bit-plane Convs and pixel shuffles), and 1-D
-//! convolutions and pools. Each chain starts
-//! from its own 3×3 convolution of the `[N, 3, 9, 9]` input, which becomes a bit-plane layer,
-//! so the plane count matters; every result is flattened and concatenated into the output,
-//! so no re-quantization hides a difference. Shared by `emit_c_ops` (one net per chain) and
-//! `emit_c_targets` (all chains in one net).
+//! a transformer block's LayerNorm (Pow) and attention (MatMul of activations), LSTM
+//! (bidirectional, bias, peepholes, initial states), GRU (both reset modes), transposed
+//! convolutions (which `conv-transpose-to-conv` turns into bit-plane Convs and pixel
+//! shuffles), and 1-D convolutions and pools. Each chain starts from its own 3×3 convolution
+//! of the `[N, 3, 9, 9]` input, which becomes a bit-plane layer, so the plane count matters;
+//! every result is flattened and concatenated into the output, so no re-quantization hides a
+//! difference. Shared by `emit_c_ops` (one net per chain) and `emit_c_targets` (all chains
+//! in one net).
 
 // Each of the two test crates uses only its part of this module.
 #![allow(dead_code)]
@@ -20,7 +20,8 @@ pub mod nets;
 use strata_ir::ops::elementwise::VariadicOp;
 use strata_ir::ops::{
     pool::Pool, BatchNorm, BinaryOp, Conv, ConvTranspose, CoordMode, Direction, GlobalPoolKind,
-    Lstm, NearestMode, Pad, PadMode, Reduce, Resize, ResizeMode, Slice, Softmax, Split, UnaryOp,
+    Gru, Lstm, NearestMode, Pad, PadMode, Reduce, Resize, ResizeMode, Slice, Softmax, Split,
+    UnaryOp,
 };
 use strata_ir::Op;
 use strata_ir::{DType, Dim, Graph, Shape, Tensor, TensorType, ValueRef};
@@ -486,7 +487,7 @@ pub fn nets() -> Vec<(&'static str, Graph)> {
 /// Two stacked bidirectional LSTMs over the conv map read as a sequence (`[N, 4, 7, 7]` →
 /// `[7, N, 28]`): the first with a bias, the second with peepholes and the first one's final
 /// states as its initial states (activations, not constants); the second's `y`, `y_h` and
-/// `y_c` are the results.
+/// `y_c` are results; and two GRUs over the same sequence (see below), whose outputs are too.
 pub fn recurrent(b: &mut Builder) -> Vec<ValueRef> {
     let c = b.conv("rn_c", 4, 0);
     let reshape = |shape: Vec<i64>| {
@@ -569,7 +570,76 @@ pub fn recurrent(b: &mut Builder) -> Vec<ValueRef> {
         },
         &[out(2)],
     );
-    vec![y, yh, yc]
+    // Two GRUs over the same sequence: bidirectional with a bias and the reset gate before
+    // the recurrent product (the ONNX default), then a reverse one with
+    // `linear_before_reset` (what PyTorch exports) whose initial state is the first one's
+    // backward final state (an activation).
+    let gru = |direction, has_bias, has_initial_h, linear_before_reset| {
+        Op::Gru(Gru {
+            direction,
+            hidden: 4,
+            has_bias,
+            has_initial_h,
+            linear_before_reset,
+        })
+    };
+    let gw1 = b.konst("rn_gw1", &[2, 12, 28], 0.3, 0.0);
+    let gr1 = b.konst("rn_gr1", &[2, 12, 4], 0.6, 0.0);
+    let gb1 = b.konst("rn_gb1", &[2, 24], 0.3, 0.1);
+    let id =
+        b.g.add_op_inferred(
+            "rn_gru1",
+            gru(Direction::Bidirectional, true, false, false),
+            &[seq, gw1, gr1, gb1],
+            vec!["rn_g1_y".into(), "rn_g1_yh".into()],
+        )
+        .unwrap();
+    let out = |output| ValueRef { node: id, output };
+    let (gy1, gh1) = (out(0), out(1));
+    let back = b.op(
+        "rn_g1_back",
+        Op::Slice(Slice {
+            starts: vec![1],
+            ends: vec![2],
+            axes: vec![0],
+            steps: vec![1],
+        }),
+        &[gh1],
+    );
+    let gw2 = b.konst("rn_gw2", &[1, 12, 28], 0.3, 0.0);
+    let gr2 = b.konst("rn_gr2", &[1, 12, 4], 0.6, 0.0);
+    let gb2 = b.konst("rn_gb2", &[1, 24], 0.3, -0.1);
+    let id =
+        b.g.add_op_inferred(
+            "rn_gru2",
+            gru(Direction::Reverse, true, true, true),
+            &[seq, gw2, gr2, gb2, back],
+            vec!["rn_g2_y".into(), "rn_g2_yh".into()],
+        )
+        .unwrap();
+    let out = |output| ValueRef { node: id, output };
+    let gyt = b.op(
+        "rn_g1_yt",
+        Op::Transpose {
+            perm: vec![2, 0, 1, 3],
+        },
+        &[gy1],
+    );
+    let g2yt = b.op(
+        "rn_g2_yt",
+        Op::Transpose {
+            perm: vec![2, 0, 1, 3],
+        },
+        &[out(0)],
+    );
+    let g2h = b.op(
+        "rn_g2_ht",
+        Op::Transpose {
+            perm: vec![1, 0, 2],
+        },
+        &[out(1)],
+    );
+    vec![y, yh, yc, gyt, g2yt, g2h]
 }
 
 /// The LSTM chain as its own net (kept out of `op_new`, which had to run without it when the
@@ -587,5 +657,6 @@ pub fn combined() -> Graph {
     outs.extend(arithmetic(&mut b));
     outs.extend(resizing(&mut b));
     outs.extend(attention(&mut b));
+    outs.extend(sequence_1d(&mut b));
     b.finish(&outs)
 }
