@@ -292,6 +292,35 @@ def yolo_head():
     return YoloHead()
 
 
+class KwsCrnn(nn.Module):
+    """A keyword-spotting CRNN over a 16-band x 20-frame spectrogram: a strided Conv2d with
+    BatchNorm, the map read as 64 features per frame, a Conv1d over the frames, then a
+    bidirectional GRU and an LSTM (PyTorch exports both with zero initial states computed
+    from the batch size: Shape -> Gather -> Concat -> ConstantOfShape, or Expand in the dynamo
+    exporter) and a Linear on the last step."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 8, 3, 2, 1, bias=False)
+        self.b1 = nn.BatchNorm2d(8)
+        self.c2 = nn.Conv1d(64, 24, 3, padding=1)
+        self.gru = nn.GRU(24, 16, batch_first=True, bidirectional=True)
+        self.lstm = nn.LSTM(32, 12, batch_first=True)
+        self.fc = nn.Linear(12, NUM_CLASSES)
+
+    def forward(self, x):
+        x = F.relu(self.b1(self.c1(x)))          # [N, 8, 8, 10]
+        x = x.flatten(1, 2)                      # [N, 64, 10]: features x frames
+        x = F.relu(self.c2(x)).transpose(1, 2)   # [N, 10, 24]: frames x features
+        x, _ = self.gru(x)
+        x, _ = self.lstm(x)
+        return self.fc(x[:, -1])
+
+
+def kws_crnn():
+    return KwsCrnn()
+
+
 # name -> (constructor, input shape of one sample)
 ARCHS = {
     "resnet18": (resnet18, (3, 32, 32)),
@@ -306,6 +335,7 @@ ARCHS = {
     "googlenet": (googlenet, (3, 32, 32)),
     "tf_nhwc": (tf_nhwc, (32, 32, 3)),
     "yolo_head": (yolo_head, (3, 32, 32)),
+    "kws_crnn": (kws_crnn, (1, 16, 20)),
 }
 
 

@@ -89,7 +89,14 @@ fn compare(got: &[Vec<f32>], want: &[Vec<f32>]) -> Option<String> {
 /// portable product kernel) into a fresh directory and links the shared test driver with
 /// gcc in strict C99.
 fn build_object(q: &Graph, k: u8, tag: &str) -> Result<PathBuf, String> {
-    let dir = std::env::temp_dir().join(format!("strata-mlir-corpus-{}-{tag}", std::process::id()));
+    // Unique per call: both tests build the same model at the same K when run together
+    // (`--include-ignored`), and one must not delete the other's directory.
+    static BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "strata-mlir-corpus-{}-{n}-{tag}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let opts = MlirOptions {

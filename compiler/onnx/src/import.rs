@@ -30,6 +30,15 @@ pub struct Importer {
     names: HashSet<String>,
     /// Every node name in use.
     node_names: HashSet<String>,
+    /// ONNX values left out of the graph: float zeros of shape `[D, N, H]` from a
+    /// ConstantOfShape or Expand ([`ops::batch_zero_state`]), and Slices and Transposes of
+    /// them, with the error a reader other than an LSTM's or GRU's initial state gets.
+    batch_zeros: HashMap<String, OnnxError>,
+}
+
+/// Whether ONNX input `i` of an `op_type` node is an initial state (absent means zeros).
+fn is_initial_state(op_type: &str, i: usize) -> bool {
+    matches!((op_type, i), ("LSTM", 5 | 6) | ("GRU", 5))
 }
 
 fn is_default_domain(d: &str) -> bool {
@@ -282,6 +291,28 @@ fn check_declared(vi: &ValueInfoProto, inferred: &TensorType) -> Result<(), Onnx
     Ok(())
 }
 
+/// The error a left-out batch-shaped zero tensor stands for, for a reader that needs it.
+fn batch_dependent_again(e: &OnnxError) -> OnnxError {
+    match e {
+        OnnxError::BatchDependent {
+            node,
+            op_type,
+            input,
+            reason,
+        } => OnnxError::BatchDependent {
+            node: node.clone(),
+            op_type: op_type.clone(),
+            input: input.clone(),
+            reason: reason.clone(),
+        },
+        other => OnnxError::Unsupported {
+            node: String::new(),
+            op_type: String::new(),
+            reason: other.to_string(),
+        },
+    }
+}
+
 /// Whether a bound tensor fits the declared input type (batch matches any size).
 fn fits(ty: &TensorType, t: &Tensor) -> bool {
     ty.dtype == t.dtype()
@@ -316,6 +347,7 @@ pub fn import_model(
         sym: HashMap::new(),
         names: HashSet::new(),
         node_names: HashSet::new(),
+        batch_zeros: HashMap::new(),
     };
     imp.define_values(g, opts, base_dir)?;
     let order = topo_sort(g, &imp.values)?;
@@ -340,23 +372,48 @@ pub fn import_model(
             proto: n,
             opset,
         };
-        let ins =
-            n.input
-                .iter()
-                .map(|s| {
-                    if s.is_empty() {
-                        Ok(None)
-                    } else {
-                        imp.values.get(s).copied().map(Some).ok_or_else(|| {
-                            OnnxError::UndefinedInput {
-                                node: ctx.name.clone(),
-                                op_type: n.op_type.clone(),
-                                input: s.clone(),
-                            }
-                        })
-                    }
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+        // A Slice or Transpose of a left-out zero state is one too.
+        let carries_zeros = matches!(n.op_type.as_str(), "Slice" | "Transpose")
+            && n.output.len() == 1
+            && n.input
+                .first()
+                .is_some_and(|x| imp.batch_zeros.contains_key(x));
+        if carries_zeros {
+            let e = batch_dependent_again(&imp.batch_zeros[&n.input[0]]);
+            imp.batch_zeros.insert(n.output[0].clone(), e);
+            continue;
+        }
+        let ins = n
+            .input
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                if s.is_empty() {
+                    return Ok(None);
+                }
+                if let Some(e) = imp.batch_zeros.get(s) {
+                    return match is_initial_state(&n.op_type, i) {
+                        true => Ok(None),
+                        false => Err(batch_dependent_again(e)),
+                    };
+                }
+                imp.values
+                    .get(s)
+                    .copied()
+                    .map(Some)
+                    .ok_or_else(|| OnnxError::UndefinedInput {
+                        node: ctx.name.clone(),
+                        op_type: n.op_type.clone(),
+                        input: s.clone(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if matches!(n.op_type.as_str(), "ConstantOfShape" | "Expand") && n.output.len() == 1 {
+            if let Some(e) = ops::batch_zero_state(&imp, &ctx, &ins) {
+                imp.batch_zeros.insert(n.output[0].clone(), e);
+                continue;
+            }
+        }
         let outs = ops::import_node(&mut imp, &ctx, &ins)?;
         for (i, out) in n.output.iter().enumerate() {
             if out.is_empty() {

@@ -1426,3 +1426,80 @@ fn gru_forms_and_refusals() {
         e => panic!("{e}"),
     }
 }
+
+/// PyTorch's RNN export with a free batch: the zero initial state is a ConstantOfShape of
+/// `[D, N, H]` computed from `Shape(x)`. The state is dropped (absent means zeros), so the
+/// batch stays free; the same zeros read by anything else are still refused, naming the node.
+#[test]
+fn zero_initial_state_from_the_batch_size_is_an_absent_one() {
+    let (t, i, h) = (5i64, 2i64, 3i64);
+    let halves = |name: &str, dims: &[i64]| {
+        let n = dims.iter().product::<i64>() as usize;
+        f32_tensor(name, dims, &vec![0.5; n])
+    };
+    let state_nodes = || {
+        vec![
+            node("Shape", "shape", &["x"], &["s"], vec![]),
+            node(
+                "Gather",
+                "batch",
+                &["s", "zero"],
+                &["n"],
+                vec![("axis", A::I(0))],
+            ),
+            node("Unsqueeze", "unsq", &["n", "axes"], &["n1"], vec![]),
+            node(
+                "Concat",
+                "cat",
+                &["one", "n1", "hid"],
+                &["hs"],
+                vec![("axis", A::I(0))],
+            ),
+            node("ConstantOfShape", "zeros", &["hs"], &["h0"], vec![]),
+            node(
+                "Transpose",
+                "seq",
+                &["x"],
+                &["xt"],
+                vec![("perm", A::Is(vec![1, 0, 2]))],
+            ),
+        ]
+    };
+    let inits = || {
+        vec![
+            raw_tensor("zero", DataType::INT64, &[], 0i64.to_le_bytes().to_vec()),
+            i64_tensor("axes", &[0]),
+            i64_tensor("one", &[1]),
+            i64_tensor("hid", &[h]),
+            halves("w", &[1, 3 * h, i]),
+            halves("r", &[1, 3 * h, h]),
+        ]
+    };
+    let mut nodes = state_nodes();
+    nodes.push(node(
+        "GRU",
+        "gru",
+        &["xt", "w", "r", "", "", "h0"],
+        &["y", "yh"],
+        vec![("hidden_size", A::I(h))],
+    ));
+    let g = model(14, &[-1, t, i], inits(), nodes, &["yh"]).import();
+    let line = op_line(&g, "gru");
+    assert!(line.contains("has_initial_h=false"), "{line}");
+    assert_eq!(
+        out_ty(&g, 0).shape.dims(),
+        &[Dim::Known(1), Dim::Batch, Dim::Known(3)]
+    );
+    // The zeros as an operand of anything else: refused, naming the ConstantOfShape.
+    let mut nodes = state_nodes();
+    nodes.push(node("Add", "add", &["h0", "h0"], &["y"], vec![]));
+    match model(14, &[-1, t, i], inits(), nodes, &["y"]).import_err() {
+        OnnxError::BatchDependent { node, op_type, .. } => {
+            assert_eq!(
+                (node.as_str(), op_type.as_str()),
+                ("zeros", "ConstantOfShape")
+            )
+        }
+        e => panic!("{e}"),
+    }
+}

@@ -41,6 +41,8 @@ pub const MODELS: &[(&str, usize)] = &[
     ("tf_nhwc.dynamo", 1),
     ("yolo_head.ts", 2),
     ("yolo_head.dynamo", 2),
+    ("kws_crnn.ts", 1),
+    ("kws_crnn.dynamo", 1),
 ];
 
 /// The stages, in the order they run.

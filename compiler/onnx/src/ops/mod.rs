@@ -21,6 +21,8 @@ mod reduce;
 mod resize;
 mod tensor;
 
+pub(crate) use tensor::batch_zero_state;
+
 use strata_ir::{Op, ValueRef};
 
 use super::attrs::NodeCtx;

@@ -196,6 +196,52 @@ fn constant_of_shape(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     single(imp, ctx, Op::Expand { shape }, &[value])
 }
 
+/// A ConstantOfShape of float zeros, or an Expand of a constant float zero, whose shape is
+/// `[D, N, H]` (or `[N, D, H]`) with `N` the batch size: what PyTorch exports for an RNN's
+/// zero initial state when the batch is free (the TorchScript exporter a ConstantOfShape,
+/// the dynamo exporter an Expand, each of `Shape → Gather → Concat`). The IR has no tensor
+/// whose shape is computed from the batch size, but an LSTM or GRU initial state that is all
+/// zeros is the same as an absent one, so the importer leaves such a node out (and Slices and
+/// Transposes of it) and drops the input of the recurrent layers that read it; any other
+/// reader gets the error returned here. `None`: not such a node; import it as usual.
+pub(crate) fn batch_zero_state(imp: &Importer, ctx: &NodeCtx, ins: &Ins) -> Option<OnnxError> {
+    let (shape_input, zero) = match ctx.op_type {
+        "ConstantOfShape" => {
+            let zero = match ctx.tensor("value").ok()? {
+                None => true,
+                Some(t) => is_f32_zeros(&tensor_from_proto(t, None).ok()?),
+            };
+            (0, zero)
+        }
+        "Expand" => {
+            let v = ins.first().copied().flatten()?;
+            (1, imp.constant(v).is_some_and(|t| is_f32_zeros(&t)))
+        }
+        _ => return None,
+    };
+    let shape = imp.sym_input(ctx, ins, shape_input).ok().flatten()?;
+    // `[D, N, H]`, or `[N, D, H]` for layout 1.
+    let batch_axes: Vec<usize> = (0..shape.elems.len())
+        .filter(|&i| shape.elems[i] == crate::sym::SymInt::Batch)
+        .collect();
+    if !zero || shape.elems.len() != 3 || !matches!(batch_axes[..], [0] | [1]) {
+        return None;
+    }
+    Some(OnnxError::BatchDependent {
+        node: ctx.name.clone(),
+        op_type: ctx.op_type.to_string(),
+        input: crate::import::input_name(ctx, shape_input),
+        reason: "this shape must be a compile-time constant (a zero initial state of an LSTM \
+                 or GRU may depend on it)"
+            .into(),
+    })
+}
+
+/// Whether `t` is float32 and all zeros (of either sign).
+fn is_f32_zeros(t: &Tensor) -> bool {
+    matches!(t.data(), TensorData::F32(v) if !v.is_empty() && v.iter().all(|&x| x == 0.0))
+}
+
 /// Range with constant `start`, `limit`, `delta` (scalars of one type): folded to a constant
 /// at import, `max(ceil((limit − start) / delta), 0)` elements `start + i·delta`.
 fn range(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
