@@ -73,6 +73,22 @@ impl Walk<'_> {
         Ok((seq, input))
     }
 
+    /// `W`, `R` (inputs 1 and 2) and the bias at `bias`, stored as constants.
+    fn weights(
+        &mut self,
+        ins: &[ValueRef],
+        bias: Option<usize>,
+        node: &str,
+        op: &Op,
+    ) -> Result<(usize, usize, Option<usize>), LowerError> {
+        let w = self.store(ins[1], node, op, "W")?;
+        let r = self.store(ins[2], node, op, "R")?;
+        let b = bias
+            .map(|i| self.store(ins[i], node, op, "B"))
+            .transpose()?;
+        Ok((w, r, b))
+    }
+
     pub(crate) fn gru(
         &mut self,
         id: NodeId,
@@ -87,12 +103,7 @@ impl Walk<'_> {
         }
         let (seq, input) = self.sequence(ins[0], node, op)?;
         let at = l.inputs();
-        let w = self.store(ins[1], node, op, "W")?;
-        let r = self.store(ins[2], node, op, "R")?;
-        let b = at
-            .bias
-            .map(|i| self.store(ins[i], node, op, "B"))
-            .transpose()?;
+        let (w, r, b) = self.weights(ins, at.bias, node, op)?;
         let h0 = self.state(at.initial_h.map(|i| ins[i]), node, op, step)?;
         let x = self.act(ins[0], step, node, op)?;
         let (h, d) = (l.hidden, l.direction.count());
@@ -151,12 +162,7 @@ impl Walk<'_> {
         }
         let (seq, input) = self.sequence(ins[0], node, op)?;
         let at = l.inputs();
-        let w = self.store(ins[1], node, op, "W")?;
-        let r = self.store(ins[2], node, op, "R")?;
-        let b = at
-            .bias
-            .map(|i| self.store(ins[i], node, op, "B"))
-            .transpose()?;
+        let (w, r, b) = self.weights(ins, at.bias, node, op)?;
         let p = at
             .peepholes
             .map(|i| self.store(ins[i], node, op, "P"))
@@ -165,30 +171,10 @@ impl Walk<'_> {
         let c0 = self.state(at.initial_c.map(|i| ins[i]), node, op, step)?;
         let x = self.act(ins[0], step, node, op)?;
         let (h, d) = (l.hidden, l.direction.count());
-        let y = self.output_at(
-            ValueRef {
-                node: id,
-                output: 0,
-            },
-            seq * d * h,
-            step,
-        );
-        let y_h = self.output_at(
-            ValueRef {
-                node: id,
-                output: 1,
-            },
-            d * h,
-            step,
-        );
-        let y_c = self.output_at(
-            ValueRef {
-                node: id,
-                output: 2,
-            },
-            d * h,
-            step,
-        );
+        let out = |output| ValueRef { node: id, output };
+        let y = self.output_at(out(0), seq * d * h, step);
+        let y_h = self.output_at(out(1), d * h, step);
+        let y_c = self.output_at(out(2), d * h, step);
         let gates = self.fresh(4 * h, step);
         let s = LstmStep {
             x,

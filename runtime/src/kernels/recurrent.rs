@@ -44,6 +44,38 @@ fn f32s<'a>(op: &'static str, t: &'a Tensor, input: usize) -> Result<&'a [f32], 
     })
 }
 
+/// `x [T, N, I]`: its sizes and values.
+fn sequence<'a>(
+    op: &'static str,
+    inputs: &[&'a Tensor],
+) -> Result<([usize; 3], &'a [f32]), RuntimeError> {
+    let xs = inputs[0].shape();
+    let &[t_len, n, isz] = xs else {
+        return Err(RuntimeError::Shape {
+            op,
+            reason: format!("x must be [seq, batch, input], got {xs:?}"),
+        });
+    };
+    Ok(([t_len, n, isz], f32s(op, inputs[0], 0)?))
+}
+
+/// Input `i` (`what`), which must have shape `dims`.
+fn shaped<'a>(
+    op: &'static str,
+    inputs: &[&'a Tensor],
+    i: usize,
+    dims: &[usize],
+    what: &str,
+) -> Result<&'a [f32], RuntimeError> {
+    if inputs[i].shape() != dims {
+        return Err(RuntimeError::Shape {
+            op,
+            reason: format!("{what} must be {dims:?}, got {:?}", inputs[i].shape()),
+        });
+    }
+    f32s(op, inputs[i], i)
+}
+
 /// `Σ_k a[k]·b[k]` in f32, index order from +0 (one rounded product and sum per term).
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = 0.0f32;
@@ -106,23 +138,10 @@ fn step(x: &[f32], h: &mut [f32], c: &mut [f32], d: &Dir, gates: &mut [f32]) {
 
 /// Runs the layer; returns `y [T, D, N, H]`, `y_h [D, N, H]`, `y_c [D, N, H]`.
 pub fn lstm(l: &Lstm, inputs: &[&Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
-    let bad = |reason: String| RuntimeError::Shape { op: OP, reason };
-    let xs = inputs[0].shape();
-    let &[t_len, n, isz] = xs else {
-        return Err(bad(format!("x must be [seq, batch, input], got {xs:?}")));
-    };
+    let ([t_len, n, isz], x) = sequence(OP, inputs)?;
     let (h, dn) = (l.hidden, l.direction.count());
     let at = l.inputs();
-    let want = |i: usize, dims: &[usize], what: &str| {
-        if inputs[i].shape() != dims {
-            return Err(bad(format!(
-                "{what} must be {dims:?}, got {:?}",
-                inputs[i].shape()
-            )));
-        }
-        f32s(OP, inputs[i], i)
-    };
-    let x = f32s(OP, inputs[0], 0)?;
+    let want = |i: usize, dims: &[usize], what: &str| shaped(OP, inputs, i, dims, what);
     let w = want(1, &[dn, 4 * h, isz], "W")?;
     let r = want(2, &[dn, 4 * h, h], "R")?;
     let b = at.bias.map(|i| want(i, &[dn, 8 * h], "B")).transpose()?;
@@ -249,23 +268,10 @@ fn gru_step(x: &[f32], h: &mut [f32], d: &GruDir, g: &mut [f32]) {
 
 /// Runs a GRU; returns `y [T, D, N, H]`, `y_h [D, N, H]`.
 pub fn gru(l: &Gru, inputs: &[&Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
-    let bad = |reason: String| RuntimeError::Shape { op: GRU, reason };
-    let xs = inputs[0].shape();
-    let &[t_len, n, isz] = xs else {
-        return Err(bad(format!("x must be [seq, batch, input], got {xs:?}")));
-    };
+    let ([t_len, n, isz], x) = sequence(GRU, inputs)?;
     let (h, dn) = (l.hidden, l.direction.count());
     let at = l.inputs();
-    let want = |i: usize, dims: &[usize], what: &str| {
-        if inputs[i].shape() != dims {
-            return Err(bad(format!(
-                "{what} must be {dims:?}, got {:?}",
-                inputs[i].shape()
-            )));
-        }
-        f32s(GRU, inputs[i], i)
-    };
-    let x = f32s(GRU, inputs[0], 0)?;
+    let want = |i: usize, dims: &[usize], what: &str| shaped(GRU, inputs, i, dims, what);
     let w = want(1, &[dn, 3 * h, isz], "W")?;
     let r = want(2, &[dn, 3 * h, h], "R")?;
     let b = at.bias.map(|i| want(i, &[dn, 6 * h], "B")).transpose()?;
