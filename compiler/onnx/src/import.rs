@@ -32,8 +32,32 @@ pub struct Importer {
     node_names: HashSet<String>,
     /// ONNX values left out of the graph: float zeros of shape `[D, N, H]` from a
     /// ConstantOfShape or Expand ([`ops::batch_zero_state`]), and Slices and Transposes of
-    /// them, with the error a reader other than an LSTM's or GRU's initial state gets.
-    batch_zeros: HashMap<String, OnnxError>,
+    /// them; each with the node that made them, named in the error of a reader other than
+    /// an LSTM's or GRU's initial state.
+    batch_zeros: HashMap<String, LeftOut>,
+}
+
+/// The node a left-out zero state comes from.
+#[derive(Debug, Clone)]
+struct LeftOut {
+    node: String,
+    op_type: String,
+    /// Its shape input (the one computed from the batch size).
+    input: String,
+}
+
+impl LeftOut {
+    /// The error of a reader that needs the tensor itself.
+    fn error(&self) -> OnnxError {
+        OnnxError::BatchDependent {
+            node: self.node.clone(),
+            op_type: self.op_type.clone(),
+            input: self.input.clone(),
+            reason: "this shape must be a compile-time constant (zeros of a shape computed \
+                     from the batch size serve only as an LSTM's or GRU's initial state)"
+                .into(),
+        }
+    }
 }
 
 /// Whether ONNX input `i` of an `op_type` node is an initial state (absent means zeros).
@@ -90,17 +114,10 @@ pub fn batch_one_shapes(model: &ModelProto) -> Vec<String> {
         let dims: Vec<Result<usize, String>> = shape.dim.iter().map(declared_dim).collect();
         match dims.split_first() {
             Some((Err(_), rest)) if rest.iter().all(Result::is_ok) => {
-                let rest: Vec<String> = rest.iter().flatten().map(|d| d.to_string()).collect();
-                shapes.push(format!(
-                    "{}={}",
-                    vi.name,
-                    ["1".to_string()]
-                        .iter()
-                        .chain(&rest)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join("x")
-                ));
+                let dims: Vec<String> = std::iter::once("1".to_string())
+                    .chain(rest.iter().flatten().map(|d| d.to_string()))
+                    .collect();
+                shapes.push(format!("{}={}", vi.name, dims.join("x")));
             }
             _ => {}
         }
@@ -291,28 +308,6 @@ fn check_declared(vi: &ValueInfoProto, inferred: &TensorType) -> Result<(), Onnx
     Ok(())
 }
 
-/// The error a left-out batch-shaped zero tensor stands for, for a reader that needs it.
-fn batch_dependent_again(e: &OnnxError) -> OnnxError {
-    match e {
-        OnnxError::BatchDependent {
-            node,
-            op_type,
-            input,
-            reason,
-        } => OnnxError::BatchDependent {
-            node: node.clone(),
-            op_type: op_type.clone(),
-            input: input.clone(),
-            reason: reason.clone(),
-        },
-        other => OnnxError::Unsupported {
-            node: String::new(),
-            op_type: String::new(),
-            reason: other.to_string(),
-        },
-    }
-}
-
 /// Whether a bound tensor fits the declared input type (batch matches any size).
 fn fits(ty: &TensorType, t: &Tensor) -> bool {
     ty.dtype == t.dtype()
@@ -379,8 +374,8 @@ pub fn import_model(
                 .first()
                 .is_some_and(|x| imp.batch_zeros.contains_key(x));
         if carries_zeros {
-            let e = batch_dependent_again(&imp.batch_zeros[&n.input[0]]);
-            imp.batch_zeros.insert(n.output[0].clone(), e);
+            let from = imp.batch_zeros[&n.input[0]].clone();
+            imp.batch_zeros.insert(n.output[0].clone(), from);
             continue;
         }
         let ins = n
@@ -391,10 +386,10 @@ pub fn import_model(
                 if s.is_empty() {
                     return Ok(None);
                 }
-                if let Some(e) = imp.batch_zeros.get(s) {
+                if let Some(from) = imp.batch_zeros.get(s) {
                     return match is_initial_state(&n.op_type, i) {
                         true => Ok(None),
-                        false => Err(batch_dependent_again(e)),
+                        false => Err(from.error()),
                     };
                 }
                 imp.values
@@ -409,8 +404,13 @@ pub fn import_model(
             })
             .collect::<Result<Vec<_>, _>>()?;
         if matches!(n.op_type.as_str(), "ConstantOfShape" | "Expand") && n.output.len() == 1 {
-            if let Some(e) = ops::batch_zero_state(&imp, &ctx, &ins) {
-                imp.batch_zeros.insert(n.output[0].clone(), e);
+            if let Some(input) = ops::batch_zero_state(&imp, &ctx, &ins) {
+                let from = LeftOut {
+                    node: ctx.name.clone(),
+                    op_type: n.op_type.clone(),
+                    input,
+                };
+                imp.batch_zeros.insert(n.output[0].clone(), from);
                 continue;
             }
         }
@@ -431,6 +431,9 @@ pub fn import_model(
     }
     let mut outputs = Vec::with_capacity(g.output.len());
     for vi in &g.output {
+        if let Some(from) = imp.batch_zeros.get(&vi.name) {
+            return Err(from.error());
+        }
         let v = *imp
             .values
             .get(&vi.name)

@@ -1502,4 +1502,9 @@ fn zero_initial_state_from_the_batch_size_is_an_absent_one() {
         }
         e => panic!("{e}"),
     }
+    // As a graph output, too.
+    match model(14, &[-1, t, i], inits(), state_nodes(), &["h0"]).import_err() {
+        OnnxError::BatchDependent { node, .. } => assert_eq!(node, "zeros"),
+        e => panic!("{e}"),
+    }
 }

@@ -203,8 +203,9 @@ fn constant_of_shape(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
 /// whose shape is computed from the batch size, but an LSTM or GRU initial state that is all
 /// zeros is the same as an absent one, so the importer leaves such a node out (and Slices and
 /// Transposes of it) and drops the input of the recurrent layers that read it; any other
-/// reader gets the error returned here. `None`: not such a node; import it as usual.
-pub(crate) fn batch_zero_state(imp: &Importer, ctx: &NodeCtx, ins: &Ins) -> Option<OnnxError> {
+/// reader gets a `BatchDependent` error naming this node's shape input, which is returned
+/// (`None`: not such a node; import it as usual).
+pub(crate) fn batch_zero_state(imp: &Importer, ctx: &NodeCtx, ins: &Ins) -> Option<String> {
     let (shape_input, zero) = match ctx.op_type {
         "ConstantOfShape" => {
             let zero = match ctx.tensor("value").ok()? {
@@ -224,17 +225,8 @@ pub(crate) fn batch_zero_state(imp: &Importer, ctx: &NodeCtx, ins: &Ins) -> Opti
     let batch_axes: Vec<usize> = (0..shape.elems.len())
         .filter(|&i| shape.elems[i] == crate::sym::SymInt::Batch)
         .collect();
-    if !zero || shape.elems.len() != 3 || !matches!(batch_axes[..], [0] | [1]) {
-        return None;
-    }
-    Some(OnnxError::BatchDependent {
-        node: ctx.name.clone(),
-        op_type: ctx.op_type.to_string(),
-        input: crate::import::input_name(ctx, shape_input),
-        reason: "this shape must be a compile-time constant (a zero initial state of an LSTM \
-                 or GRU may depend on it)"
-            .into(),
-    })
+    let state = zero && shape.elems.len() == 3 && matches!(batch_axes[..], [0] | [1]);
+    state.then(|| crate::import::input_name(ctx, shape_input))
 }
 
 /// Whether `t` is float32 and all zeros (of either sign).
