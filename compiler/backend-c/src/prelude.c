@@ -457,6 +457,20 @@ static void unary(const float *x, float *y, size_t n, int f, const float *p)
     }
 }
 
+/*@section rnn_dot*/
+/* sum_k a[k]*b[k] in float, index order from 0: one rounded product and sum per term (the
+ * runtime's recurrent `dot`; every LSTM and GRU gate row's dot products). */
+static float rnn_dot(const float *a, const float *b, size_t n)
+{
+    float acc = 0.0f, v;
+    size_t k;
+    for (k = 0; k < n; ++k) {
+        v = a[k] * b[k];
+        acc = acc + v;
+    }
+    return acc;
+}
+
 /*@section lstm*/
 /* The runtime's LSTM step (runtime/src/kernels/recurrent.rs), statement for statement, one
  * sample: gate rows i, o, f, c (4H), each dot product summed in float in index order from 0;
@@ -467,15 +481,7 @@ static void lstm_step(const float *x, float *h, float *c, const float *w, const 
 {
     size_t j, k;
     for (j = 0; j < 4 * hn; ++j) {
-        float a = 0.0f, s = 0.0f, v;
-        for (k = 0; k < in; ++k) {
-            v = x[k] * w[j * in + k];
-            a = a + v;
-        }
-        for (k = 0; k < hn; ++k) {
-            v = h[k] * r[j * hn + k];
-            s = s + v;
-        }
+        float a = rnn_dot(x, w + j * in, in), s = rnn_dot(h, r + j * hn, hn), v;
         v = a + s;
         if (b) {
             v = v + b[j];
@@ -533,18 +539,6 @@ static void lstm(const float *x, float *y, float *yh, float *yc, const float *h0
 }
 
 /*@section gru*/
-/* sum_k a[k]*b[k] in float, index order from 0: one rounded product and sum per term. */
-static float gru_dot(const float *a, const float *b, size_t n)
-{
-    float acc = 0.0f, v;
-    size_t k;
-    for (k = 0; k < n; ++k) {
-        v = a[k] * b[k];
-        acc = acc + v;
-    }
-    return acc;
-}
-
 /* The runtime's GRU step (runtime/src/kernels/recurrent.rs, gru_step), statement for
  * statement, one sample: gate rows z, r, h (3H), the h gate's reset applied after its
  * recurrent product when lbr (linear_before_reset), before it otherwise; then per hidden
@@ -556,8 +550,8 @@ static void gru_step(const float *x, float *h, const float *w, const float *r,
     size_t j, k;
     float a, s, v, t;
     for (j = 0; j < 2 * hn; ++j) {
-        a = gru_dot(x, w + j * in, in);
-        s = gru_dot(h, r + j * hn, hn);
+        a = rnn_dot(x, w + j * in, in);
+        s = rnn_dot(h, r + j * hn, hn);
         v = a + s;
         if (b) {
             v = v + b[j];
@@ -567,8 +561,8 @@ static void gru_step(const float *x, float *h, const float *w, const float *r,
     }
     if (lbr) {
         for (j = 2 * hn; j < 3 * hn; ++j) {
-            a = gru_dot(x, w + j * in, in);
-            s = gru_dot(h, r + j * hn, hn);
+            a = rnn_dot(x, w + j * in, in);
+            s = rnn_dot(h, r + j * hn, hn);
             if (b) {
                 a = a + b[j];
                 s = s + b[3 * hn + j];
@@ -582,8 +576,8 @@ static void gru_step(const float *x, float *h, const float *w, const float *r,
             g[3 * hn + k] = t * h[k];
         }
         for (j = 2 * hn; j < 3 * hn; ++j) {
-            a = gru_dot(x, w + j * in, in);
-            s = gru_dot(g + 3 * hn, r + j * hn, hn);
+            a = rnn_dot(x, w + j * in, in);
+            s = rnn_dot(g + 3 * hn, r + j * hn, hn);
             v = a + s;
             if (b) {
                 v = v + b[j];

@@ -30,6 +30,7 @@ pub(crate) enum Section {
     /// text has one source beside the Rust it must agree with.
     DetMath,
     Unary,
+    RnnDot,
     Lstm,
     Gru,
     Softmax,
@@ -64,6 +65,7 @@ impl Section {
             Section::MatMul => "matmul",
             Section::DetMath => "det_math",
             Section::Unary => "unary",
+            Section::RnnDot => "rnn_dot",
             Section::Lstm => "lstm",
             Section::Gru => "gru",
             Section::Softmax => "softmax",
@@ -88,9 +90,9 @@ impl Section {
             BqRun => &[BqCommon, Quant],
             BqLinear | BqConv2d => &[BqRun],
             Unary => &[DetMath],
-            Lstm | Gru => &[Unary],
+            Lstm | Gru => &[Unary, RnnDot],
             Side | BpCommon | BpConvT | Pool2dT | BqCommon | Quant | Relu | Reduce | Binary
-            | MatMul | DetMath | Softmax | Concat | Gather | Take | ResizeLinear => &[],
+            | MatMul | DetMath | Softmax | Concat | Gather | Take | ResizeLinear | RnnDot => &[],
         }
     }
 
@@ -172,7 +174,7 @@ pub(crate) fn section_of(text: &'static str, name: &str) -> &'static str {
 mod tests {
     use super::*;
 
-    const ALL: [Section; 26] = [
+    const ALL: [Section; 27] = [
         Section::Side,
         Section::BpCommon,
         Section::BpConvT,
@@ -189,6 +191,7 @@ mod tests {
         Section::MatMul,
         Section::DetMath,
         Section::Unary,
+        Section::RnnDot,
         Section::Lstm,
         Section::Gru,
         Section::Softmax,

@@ -351,23 +351,17 @@ fn step(c: &mut String, l: &Lowered, up: &str, i: usize, st: &Step) {
             );
         }
         Kernel::Gru(s) => {
-            let h0 = match s.h0 {
-                None => "NULL".to_string(),
-                Some(Operand::Act(loc)) => at(l, loc),
-                Some(Operand::Const(_)) => data::gru_name(i, 'H'),
-            };
             let bias = match s.b {
                 Some(_) => data::gru_name(i, 'B'),
                 None => "NULL".to_string(),
             };
-            let back: Vec<String> = s.backwards.iter().map(|&b| (b as u8).to_string()).collect();
             let _ = writeln!(
                 c,
-                "    {{\n        static const unsigned char back[{}] = {{{}}};\n        gru({}, {y}, {}, {h0}, {}, {}, {bias}, {}, {}u, {}u, {}u, {}u, back, {});\n    }}",
-                back.len(),
-                back.join(", "),
+                "    {{\n        {}\n        gru({}, {y}, {}, {}, {}, {}, {bias}, {}, {}u, {}u, {}u, {}u, back, {});\n    }}",
+                back_decl(&s.backwards),
                 at(l, s.x),
                 buf(l, s.y_h),
+                state_arg(l, s.h0, data::gru_name(i, 'H')),
                 data::gru_name(i, 'W'),
                 data::gru_name(i, 'R'),
                 buf(l, s.gates),
@@ -386,22 +380,15 @@ fn step(c: &mut String, l: &Lowered, up: &str, i: usize, st: &Step) {
                     "NULL".to_string()
                 }
             };
-            let state = |o: Option<Operand>, what: char| match o {
-                None => "NULL".to_string(),
-                Some(Operand::Act(loc)) => at(l, loc),
-                Some(Operand::Const(_)) => data::lstm_name(i, what),
-            };
-            let back: Vec<String> = s.backwards.iter().map(|&b| (b as u8).to_string()).collect();
             let _ = writeln!(
                 c,
-                "    {{\n        static const unsigned char back[{}] = {{{}}};\n        lstm({}, {y}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}u, {}u, {}u, {}u, back);\n    }}",
-                back.len(),
-                back.join(", "),
+                "    {{\n        {}\n        lstm({}, {y}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}u, {}u, {}u, {}u, back);\n    }}",
+                back_decl(&s.backwards),
                 at(l, s.x),
                 buf(l, s.y_h),
                 buf(l, s.y_c),
-                state(s.h0, 'H'),
-                state(s.c0, 'C'),
+                state_arg(l, s.h0, data::lstm_name(i, 'H')),
+                state_arg(l, s.c0, data::lstm_name(i, 'C')),
                 data::lstm_name(i, 'W'),
                 data::lstm_name(i, 'R'),
                 named('B', s.b.is_some()),
@@ -440,4 +427,24 @@ fn sizes(v: &[usize]) -> String {
         .map(|d| format!("{d}u"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A recurrent step's initial state argument: an activation, its stored constant `name`, or
+/// `NULL` (zeros).
+fn state_arg(l: &Lowered, o: Option<Operand>, name: String) -> String {
+    match o {
+        None => "NULL".to_string(),
+        Some(Operand::Act(loc)) => at(l, loc),
+        Some(Operand::Const(_)) => name,
+    }
+}
+
+/// The `back` array of a recurrent step: whether each direction runs backwards in time.
+fn back_decl(backwards: &[bool]) -> String {
+    let flags: Vec<String> = backwards.iter().map(|&b| (b as u8).to_string()).collect();
+    format!(
+        "static const unsigned char back[{}] = {{{}}};",
+        flags.len(),
+        flags.join(", ")
+    )
 }

@@ -9,7 +9,7 @@ use strata_lower::{GruStep, UnaryFn};
 
 use crate::body::{Body, Operand};
 use crate::elementwise::unary_elem;
-use crate::lstm::{dot_rows, gates, part, Weights};
+use crate::lstm::{check_sizes, dot_rows, gates, part, TimeLoop, Weights};
 use crate::text::{dense_f32, identity, tensor, Elem};
 use crate::MlirError;
 
@@ -45,59 +45,35 @@ pub(crate) fn gru(
     inputs: &GruInputs,
 ) -> Result<GruOutputs, MlirError> {
     let (seq, n_in, h, dirs) = (s.seq, s.input, s.hidden, s.backwards.len());
-    let sizes = [
-        ("W", Some(inputs.w.len()), dirs * 3 * h * n_in),
-        ("R", Some(inputs.r.len()), dirs * 3 * h * h),
-        ("B", inputs.b.map(<[f32]>::len), dirs * 6 * h),
-    ];
-    for (what, got, want) in sizes {
-        if got.is_some_and(|g| g != want) {
-            return Err(MlirError::Internal(format!(
-                "GRU `{node}`: {what} holds {} values, expected {want}",
-                got.unwrap_or(0)
-            )));
-        }
-    }
+    check_sizes(
+        "GRU",
+        node,
+        &[
+            ("W", Some(inputs.w.len()), dirs * 3 * h * n_in),
+            ("R", Some(inputs.r.len()), dirs * 3 * h * h),
+            ("B", inputs.b.map(<[f32]>::len), dirs * 6 * h),
+        ],
+    )?;
     let state_ty = tensor(&[dirs * h], Elem::F32);
     let y_len = seq * dirs * h;
-    let zero = b.f32(0.0);
-    // Every index the loops use, defined before them (see `lstm`).
-    let (c0, c1) = (b.index(0), b.index(1));
-    let (c_seq, c_last, c_in) = (b.index(seq), b.index(seq.saturating_sub(1)), b.index(n_in));
-    let (c_dirs, c_h) = (b.index(dirs), b.index(h));
+    let tl = TimeLoop::new(b, inputs.x, seq, n_in, h, dirs);
+    let zero = tl.zero.clone();
     let mut y = b.empty(&[y_len], Elem::F32);
     let mut y_h = b.empty(&[dirs * h], Elem::F32);
     for (d, &back) in s.backwards.iter().enumerate() {
         let wt = direction_weights(b, inputs, d, n_in, h);
-        let hs = match inputs.h0 {
-            Some(v) => b.bind(&format!(
-                "tensor.extract_slice {v}[{}] [{h}] [1] : {state_ty} to {}",
-                d * h,
-                tensor(&[h], Elem::F32)
-            )),
-            None => b.filled(&[h], Elem::F32, &zero),
-        };
+        let hs = tl.initial(b, inputs.h0, d);
         let c_d = b.index(d);
         let (t_iv, h_it, y_it) = (b.fresh(), b.fresh(), b.fresh());
         let res = b.fresh();
         let h_ty = tensor(&[h], Elem::F32);
         let y_ty = tensor(&[y_len], Elem::F32);
         b.line(&format!(
-            "{res}:2 = scf.for {t_iv} = {c0} to {c_seq} step {c1} iter_args({h_it} = {hs}, {y_it} = {y}) -> ({h_ty}, {y_ty}) {{"
+            "{res}:2 = scf.for {t_iv} = {} to {} step {} iter_args({h_it} = {hs}, {y_it} = {y}) -> ({h_ty}, {y_ty}) {{",
+            tl.c0, tl.c_seq, tl.c1
         ));
         b.indent += 1;
-        let t = if back {
-            b.bind(&format!("arith.subi {c_last}, {t_iv} : index"))
-        } else {
-            t_iv.clone()
-        };
-        let at = b.bind(&format!("arith.muli {t}, {c_in} : index"));
-        let xt = b.bind(&format!(
-            "tensor.extract_slice {}[{at}] [{n_in}] [1] : {} to {}",
-            inputs.x,
-            tensor(&[seq * n_in], Elem::F32),
-            tensor(&[n_in], Elem::F32)
-        ));
+        let (t, xt) = tl.input_at(b, back, &t_iv);
         let zr = gates(b, &wt.zr, (&xt, n_in), (&h_it, h), 2 * h, &zero);
         let hn = if s.linear_before_reset {
             let a = dot_rows(b, &wt.h.w, (&xt, n_in), h, &zero);
@@ -108,13 +84,7 @@ pub(crate) fn gru(
             let g = gates(b, &wt.h, (&xt, n_in), (&rh, h), h, &zero);
             update_before(b, &zr, &g, &h_it, h)
         };
-        // y[t, d, :] = h.
-        let row = b.bind(&format!("arith.muli {t}, {c_dirs} : index"));
-        let row = b.bind(&format!("arith.addi {row}, {c_d} : index"));
-        let off = b.bind(&format!("arith.muli {row}, {c_h} : index"));
-        let yn = b.bind(&format!(
-            "tensor.insert_slice {hn} into {y_it}[{off}] [{h}] [1] : {h_ty} into {y_ty}"
-        ));
+        let yn = tl.store_row(b, &t, &c_d, &hn, &y_it);
         b.line(&format!("scf.yield {hn}, {yn} : {h_ty}, {y_ty}"));
         b.indent -= 1;
         b.line("}");

@@ -53,73 +53,39 @@ pub(crate) fn lstm(
     inputs: &LstmInputs,
 ) -> Result<LstmOutputs, MlirError> {
     let (seq, n_in, h, dirs) = (s.seq, s.input, s.hidden, s.backwards.len());
-    let sizes = [
-        ("W", Some(inputs.w.len()), dirs * 4 * h * n_in),
-        ("R", Some(inputs.r.len()), dirs * 4 * h * h),
-        ("B", inputs.b.map(<[f32]>::len), dirs * 8 * h),
-        ("P", inputs.p.map(<[f32]>::len), dirs * 3 * h),
-    ];
-    for (what, got, want) in sizes {
-        if got.is_some_and(|g| g != want) {
-            return Err(MlirError::Internal(format!(
-                "LSTM `{node}`: {what} holds {} values, expected {want}",
-                got.unwrap_or(0)
-            )));
-        }
-    }
+    check_sizes(
+        "LSTM",
+        node,
+        &[
+            ("W", Some(inputs.w.len()), dirs * 4 * h * n_in),
+            ("R", Some(inputs.r.len()), dirs * 4 * h * h),
+            ("B", inputs.b.map(<[f32]>::len), dirs * 8 * h),
+            ("P", inputs.p.map(<[f32]>::len), dirs * 3 * h),
+        ],
+    )?;
     let state_ty = tensor(&[dirs * h], Elem::F32);
     let y_len = seq * dirs * h;
-    let zero = b.f32(0.0);
-    // Every index the loops use, defined before them: a constant first defined inside a
-    // loop would be cached and reused outside it.
-    let (c0, c1) = (b.index(0), b.index(1));
-    let (c_seq, c_last, c_in) = (b.index(seq), b.index(seq.saturating_sub(1)), b.index(n_in));
-    let (c_dirs, c_h) = (b.index(dirs), b.index(h));
+    let tl = TimeLoop::new(b, inputs.x, seq, n_in, h, dirs);
     let mut y = b.empty(&[y_len], Elem::F32);
     let mut y_h = b.empty(&[dirs * h], Elem::F32);
     let mut y_c = b.empty(&[dirs * h], Elem::F32);
     for (d, &back) in s.backwards.iter().enumerate() {
         let weights = direction_weights(b, inputs, d, n_in, h);
-        let initial = |b: &mut Body, v: Option<&str>| match v {
-            Some(v) => b.bind(&format!(
-                "tensor.extract_slice {v}[{}] [{h}] [1] : {state_ty} to {}",
-                d * h,
-                tensor(&[h], Elem::F32)
-            )),
-            None => b.filled(&[h], Elem::F32, &zero),
-        };
-        let (hs, cs) = (initial(b, inputs.h0), initial(b, inputs.c0));
+        let (hs, cs) = (tl.initial(b, inputs.h0, d), tl.initial(b, inputs.c0, d));
         let c_d = b.index(d);
         let (t_iv, h_it, c_it, y_it) = (b.fresh(), b.fresh(), b.fresh(), b.fresh());
         let res = b.fresh();
         let h_ty = tensor(&[h], Elem::F32);
         let y_ty = tensor(&[y_len], Elem::F32);
         b.line(&format!(
-            "{res}:3 = scf.for {t_iv} = {c0} to {c_seq} step {c1} iter_args({h_it} = {hs}, {c_it} = {cs}, {y_it} = {y}) -> ({h_ty}, {h_ty}, {y_ty}) {{"
+            "{res}:3 = scf.for {t_iv} = {} to {} step {} iter_args({h_it} = {hs}, {c_it} = {cs}, {y_it} = {y}) -> ({h_ty}, {h_ty}, {y_ty}) {{",
+            tl.c0, tl.c_seq, tl.c1
         ));
         b.indent += 1;
-        // t: the time step this iteration reads and writes.
-        let t = if back {
-            b.bind(&format!("arith.subi {c_last}, {t_iv} : index"))
-        } else {
-            t_iv.clone()
-        };
-        let at = b.bind(&format!("arith.muli {t}, {c_in} : index"));
-        let xt = b.bind(&format!(
-            "tensor.extract_slice {}[{at}] [{n_in}] [1] : {} to {}",
-            inputs.x,
-            tensor(&[seq * n_in], Elem::F32),
-            tensor(&[n_in], Elem::F32)
-        ));
-        let g = gates(b, &weights, (&xt, n_in), (&h_it, h), 4 * h, &zero);
+        let (t, xt) = tl.input_at(b, back, &t_iv);
+        let g = gates(b, &weights, (&xt, n_in), (&h_it, h), 4 * h, &tl.zero);
         let (hn, cn) = update(b, &g, (&h_it, &c_it), weights.p.as_deref(), h);
-        // y[t, d, :] = h.
-        let row = b.bind(&format!("arith.muli {t}, {c_dirs} : index"));
-        let row = b.bind(&format!("arith.addi {row}, {c_d} : index"));
-        let off = b.bind(&format!("arith.muli {row}, {c_h} : index"));
-        let yn = b.bind(&format!(
-            "tensor.insert_slice {hn} into {y_it}[{off}] [{h}] [1] : {h_ty} into {y_ty}"
-        ));
+        let yn = tl.store_row(b, &t, &c_d, &hn, &y_it);
         b.line(&format!(
             "scf.yield {hn}, {cn}, {yn} : {h_ty}, {h_ty}, {y_ty}"
         ));
@@ -137,6 +103,115 @@ pub(crate) fn lstm(
         }
     }
     Ok(LstmOutputs { y, y_h, y_c })
+}
+
+/// A recurrent step's weights against the sizes its shapes give (`Internal` if not).
+pub(crate) fn check_sizes(
+    kind: &str,
+    node: &str,
+    sizes: &[(&str, Option<usize>, usize)],
+) -> Result<(), MlirError> {
+    for &(what, got, want) in sizes {
+        if got.is_some_and(|g| g != want) {
+            return Err(MlirError::Internal(format!(
+                "{kind} `{node}`: {what} holds {} values, expected {want}",
+                got.unwrap_or(0)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What an LSTM's and a GRU's time loops share: the flat input `x [seq, I]`, the sizes, and
+/// every index constant the loops use, defined before them (a constant first defined inside
+/// a loop would be cached and reused outside it).
+pub(crate) struct TimeLoop {
+    x: String,
+    seq: usize,
+    n_in: usize,
+    h: usize,
+    dirs: usize,
+    pub zero: String,
+    pub c0: String,
+    pub c1: String,
+    pub c_seq: String,
+    c_last: String,
+    c_in: String,
+    c_dirs: String,
+    c_h: String,
+}
+
+impl TimeLoop {
+    pub(crate) fn new(
+        b: &mut Body,
+        x: &str,
+        seq: usize,
+        n_in: usize,
+        h: usize,
+        dirs: usize,
+    ) -> Self {
+        TimeLoop {
+            x: x.to_string(),
+            seq,
+            n_in,
+            h,
+            dirs,
+            zero: b.f32(0.0),
+            c0: b.index(0),
+            c1: b.index(1),
+            c_seq: b.index(seq),
+            c_last: b.index(seq.saturating_sub(1)),
+            c_in: b.index(n_in),
+            c_dirs: b.index(dirs),
+            c_h: b.index(h),
+        }
+    }
+
+    /// Direction `d`'s initial state: its slice of the flat `[D·H]` value `v`, or zeros.
+    pub(crate) fn initial(&self, b: &mut Body, v: Option<&str>, d: usize) -> String {
+        let h = self.h;
+        match v {
+            Some(v) => b.bind(&format!(
+                "tensor.extract_slice {v}[{}] [{h}] [1] : {} to {}",
+                d * h,
+                tensor(&[self.dirs * h], Elem::F32),
+                tensor(&[h], Elem::F32)
+            )),
+            None => b.filled(&[h], Elem::F32, &self.zero),
+        }
+    }
+
+    /// Inside the loop over `t_iv`: the time step `t` it reads and writes (from the end when
+    /// the direction runs `back`), and `x[t]`.
+    pub(crate) fn input_at(&self, b: &mut Body, back: bool, t_iv: &str) -> (String, String) {
+        let t = if back {
+            b.bind(&format!("arith.subi {}, {t_iv} : index", self.c_last))
+        } else {
+            t_iv.to_string()
+        };
+        let at = b.bind(&format!("arith.muli {t}, {} : index", self.c_in));
+        let xt = b.bind(&format!(
+            "tensor.extract_slice {}[{at}] [{}] [1] : {} to {}",
+            self.x,
+            self.n_in,
+            tensor(&[self.seq * self.n_in], Elem::F32),
+            tensor(&[self.n_in], Elem::F32)
+        ));
+        (t, xt)
+    }
+
+    /// `y[t, d, :] = hn` in the flat `[seq·D·H]` value `y`; returns the new `y`.
+    pub(crate) fn store_row(&self, b: &mut Body, t: &str, c_d: &str, hn: &str, y: &str) -> String {
+        let row = b.bind(&format!("arith.muli {t}, {} : index", self.c_dirs));
+        let row = b.bind(&format!("arith.addi {row}, {c_d} : index"));
+        let off = b.bind(&format!("arith.muli {row}, {} : index", self.c_h));
+        b.bind(&format!(
+            "tensor.insert_slice {hn} into {y}[{off}] [{}] [1] : {} into {}",
+            self.h,
+            tensor(&[self.h], Elem::F32),
+            tensor(&[self.seq * self.dirs * self.h], Elem::F32)
+        ))
+    }
 }
 
 /// Direction `d`'s slices of the stored weights, printed as constants.

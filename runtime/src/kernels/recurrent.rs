@@ -100,14 +100,8 @@ fn step(x: &[f32], h: &mut [f32], c: &mut [f32], d: &Dir, gates: &mut [f32]) {
     let isz = x.len();
     let sigmoid = real_fn::<f32>(UnaryOp::Sigmoid);
     for (j, g) in gates.iter_mut().enumerate() {
-        let mut a = 0.0f32;
-        for (xk, wk) in x.iter().zip(&d.w[j * isz..(j + 1) * isz]) {
-            a += xk * wk;
-        }
-        let mut s = 0.0f32;
-        for (hk, rk) in h.iter().zip(&d.r[j * hn..(j + 1) * hn]) {
-            s += hk * rk;
-        }
+        let a = dot(x, &d.w[j * isz..(j + 1) * isz]);
+        let s = dot(h, &d.r[j * hn..(j + 1) * hn]);
         let mut v = a + s;
         if let Some(b) = d.b {
             v += b[j];
