@@ -321,6 +321,42 @@ def kws_crnn():
     return KwsCrnn()
 
 
+class NormActZoo(nn.Module):
+    """Ops that Strata imports as their ONNX function bodies, as a style-transfer or
+    super-resolution network and an embedding head bring them: InstanceNorm2d, GroupNorm
+    (the TorchScript exporter writes InstanceNormalization between Reshapes), ELU, SELU,
+    CELU, Softplus, Mish, Softsign, PixelShuffle (DepthToSpace) and PixelUnshuffle
+    (SpaceToDepth), F.normalize (ReduceL2), logsumexp and amin pooling, and a repeat
+    (Tile)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 16, 3, 1, 1)
+        self.in1 = nn.InstanceNorm2d(16, affine=True)
+        self.c2 = nn.Conv2d(16, 32, 3, 2, 1)
+        self.gn = nn.GroupNorm(4, 32)
+        self.c3 = nn.Conv2d(32, 32, 3, 1, 1)
+        self.c4 = nn.Conv2d(8, 16, 3, 1, 1)
+        self.c5 = nn.Conv2d(64, 24, 1)
+        self.fc = nn.Linear(24 * 4, NUM_CLASSES)
+
+    def forward(self, x):
+        x = F.elu(self.in1(self.c1(x)))                     # [N, 16, 32, 32]
+        x = F.selu(self.gn(self.c2(x)))                     # [N, 32, 16, 16]
+        x = F.pixel_shuffle(F.celu(self.c3(x), 0.5), 2)     # [N, 8, 32, 32]
+        x = F.softplus(self.c4(x)) - F.mish(self.c4(x))     # [N, 16, 32, 32]
+        x = F.pixel_unshuffle(F.max_pool2d(x, 2), 2)        # [N, 64, 8, 8]
+        x = F.softsign(self.c5(x))                          # [N, 24, 8, 8]
+        emb = F.normalize(x.mean((2, 3)), dim=1)            # ReduceL2
+        lse = torch.logsumexp(x.flatten(2) * 4.0, 2)
+        low = x.amin((2, 3))
+        return self.fc(torch.cat([emb.repeat(1, 2), lse, low], 1))
+
+
+def norm_act_zoo():
+    return NormActZoo()
+
+
 # name -> (constructor, input shape of one sample)
 ARCHS = {
     "resnet18": (resnet18, (3, 32, 32)),
@@ -336,6 +372,7 @@ ARCHS = {
     "tf_nhwc": (tf_nhwc, (32, 32, 3)),
     "yolo_head": (yolo_head, (3, 32, 32)),
     "kws_crnn": (kws_crnn, (1, 16, 20)),
+    "norm_act_zoo": (norm_act_zoo, (3, 32, 32)),
 }
 
 

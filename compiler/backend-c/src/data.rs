@@ -12,6 +12,11 @@ pub(crate) fn constant_name(step: usize) -> String {
     format!("K{step}")
 }
 
+/// The C name of constant operand `j` (0..4: l, r, a, b) of select step `step`.
+pub(crate) fn select_constant_name(step: usize, j: usize) -> String {
+    format!("K{step}_{j}")
+}
+
 /// The C name of the index table of step `step` (`take`).
 pub(crate) fn table_name(step: usize) -> String {
     format!("I{step}")
@@ -62,6 +67,19 @@ pub(crate) fn print(l: &Lowered) -> String {
                         let _ =
                             writeln!(d, "/* constant operand of `{}` */", comment_safe(&st.node));
                         float_array(&mut d, &constant_name(i), &l.constants[*k].values);
+                        d.push('\n');
+                    }
+                }
+            }
+            Kernel::Select { operands, .. } => {
+                for (j, (o, _)) in operands.iter().enumerate() {
+                    if let Operand::Const(k) = o {
+                        let _ = writeln!(
+                            d,
+                            "/* constant operand {j} of `{}` */",
+                            comment_safe(&st.node)
+                        );
+                        float_array(&mut d, &select_constant_name(i, j), &l.constants[*k].values);
                         d.push('\n');
                     }
                 }

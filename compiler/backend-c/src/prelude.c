@@ -343,6 +343,33 @@ static void binary(const float *a, const float *b, float *y, size_t n, size_t bn
     }
 }
 
+/*@section select*/
+enum { C_EQ, C_GT, C_LT, C_GE, C_LE };
+
+/* A Where on a comparison: y = cmp(l, r) ? a : b, operand j read at (i / inner[j]) % len[j]
+ * (ops: l, r, a, b). The comparisons are IEEE's (false with a NaN, as the runtime's). */
+static void select_where(const float *const *ops, const size_t *len, const size_t *inner,
+                         float *y, size_t n, int cmp)
+{
+    size_t i;
+    for (i = 0; i < n; ++i) {
+        float v[4];
+        int t;
+        unsigned j;
+        for (j = 0; j < 4u; ++j) {
+            v[j] = ops[j][(i / inner[j]) % len[j]];
+        }
+        switch (cmp) {
+        case C_EQ: t = v[0] == v[1]; break;
+        case C_GT: t = v[0] > v[1]; break;
+        case C_LT: t = v[0] < v[1]; break;
+        case C_GE: t = v[0] >= v[1]; break;
+        default: t = v[0] <= v[1]; break;
+        }
+        y[i] = t ? v[2] : v[3];
+    }
+}
+
 /*@section matmul*/
 /* numpy MatMul as the runtime computes it: for each batch index (row-major over dims), the
  * [m x k] . [k x n] product of A's and B's matrices (a_dims/b_dims: their batch dims, 1 where

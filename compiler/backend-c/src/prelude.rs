@@ -25,6 +25,7 @@ pub(crate) enum Section {
     Pool2d,
     Reduce,
     Binary,
+    Select,
     MatMul,
     /// `strata_ir::math::C_SOURCE`: deterministic tanh and erf, not in `prelude.c` so the C
     /// text has one source beside the Rust it must agree with.
@@ -62,6 +63,7 @@ impl Section {
             Section::Pool2d => "pool2d",
             Section::Reduce => "reduce",
             Section::Binary => "binary",
+            Section::Select => "select",
             Section::MatMul => "matmul",
             Section::DetMath => "det_math",
             Section::Unary => "unary",
@@ -92,7 +94,8 @@ impl Section {
             Unary => &[DetMath],
             Lstm | Gru => &[Unary, RnnDot],
             Side | BpCommon | BpConvT | Pool2dT | BqCommon | Quant | Relu | Reduce | Binary
-            | MatMul | DetMath | Softmax | Concat | Gather | Take | ResizeLinear | RnnDot => &[],
+            | Select | MatMul | DetMath | Softmax | Concat | Gather | Take | ResizeLinear
+            | RnnDot => &[],
         }
     }
 
@@ -121,6 +124,7 @@ fn kernel_section(kernel: &Kernel, layout: WeightLayout) -> Option<Section> {
         (Kernel::Pool { .. }, _) => Section::Pool2d,
         (Kernel::Reduce { .. }, _) => Section::Reduce,
         (Kernel::Binary { .. }, _) => Section::Binary,
+        (Kernel::Select { .. }, _) => Section::Select,
         (Kernel::MatMul { .. }, _) => Section::MatMul,
         (Kernel::Unary { .. }, _) => Section::Unary,
         (Kernel::Softmax { .. }, _) => Section::Softmax,

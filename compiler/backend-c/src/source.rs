@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use strata_lower::{BinaryFn, Kernel, Lowered, Operand, ReduceFn, Step, UnaryFn, WeightLayout};
+use strata_lower::{
+    BinaryFn, CompareOp, Kernel, Lowered, Operand, ReduceFn, Step, UnaryFn, WeightLayout,
+};
 
 use crate::header::io_params;
 use crate::prelude::{self, section_of, Section};
@@ -233,6 +235,28 @@ fn step(c: &mut String, l: &Lowered, up: &str, i: usize, st: &Step) {
                 at(l, *a),
                 bcast.len,
                 bcast.inner
+            );
+        }
+        Kernel::Select { n, cmp, operands } => {
+            let ptr = |j: usize| match operands[j].0 {
+                Operand::Act(loc) => at(l, loc),
+                Operand::Const(_) => data::select_constant_name(i, j),
+            };
+            let list = |f: &dyn Fn(usize) -> String| (0..4).map(f).collect::<Vec<_>>().join(", ");
+            let cmp = match cmp {
+                CompareOp::Equal => "C_EQ",
+                CompareOp::Greater => "C_GT",
+                CompareOp::Less => "C_LT",
+                CompareOp::GreaterOrEqual => "C_GE",
+                CompareOp::LessOrEqual => "C_LE",
+            };
+            let _ = writeln!(
+                c,
+                "    select_where((const float *const[]){{{}}}, (const size_t[]){{{}}}, \
+                 (const size_t[]){{{}}}, {y}, {n}u, {cmp});",
+                list(&ptr),
+                list(&|j| format!("{}u", operands[j].1.len)),
+                list(&|j| format!("{}u", operands[j].1.inner)),
             );
         }
         Kernel::MatMul {

@@ -2,7 +2,7 @@
 //! formulas in the C backend's operation order (`prelude.c`: `unary`, `binary`, `reduce`,
 //! `softmax`), one MLIR operation per C statement, so nothing is contracted or reassociated.
 
-use strata_lower::{BinaryFn, Broadcast, ReduceFn, UnaryFn};
+use strata_lower::{BinaryFn, Broadcast, CompareOp, ReduceFn, UnaryFn};
 
 use crate::body::{Body, Operand};
 use crate::text::{identity, map, tensor, Elem};
@@ -291,6 +291,52 @@ pub(crate) fn binary(
                     select(r, &neg, &s, &x)
                 }
             }
+        },
+    )
+}
+
+/// A Where on a comparison: `y[i] = cmp(l, r) ? a : b`, each of `ops` (`l, r, a, b`: value,
+/// length, broadcast) read at `(i / inner) % len`; ordered predicates (false with a NaN, as
+/// the runtime's and C's comparisons).
+pub(crate) fn select_where(
+    b: &mut Body,
+    ops: &[(String, usize, Broadcast)],
+    n: usize,
+    cmp_op: CompareOp,
+) -> String {
+    let ty = tensor(&[n], Elem::F32);
+    let out = b.empty(&[n], Elem::F32);
+    let idx: Vec<(String, String)> = ops
+        .iter()
+        .map(|(_, _, bc)| (b.index(bc.inner.max(1)), b.index(bc.len.max(1))))
+        .collect();
+    let pred = match cmp_op {
+        CompareOp::Equal => "oeq",
+        CompareOp::Greater => "ogt",
+        CompareOp::Less => "olt",
+        CompareOp::GreaterOrEqual => "oge",
+        CompareOp::LessOrEqual => "ole",
+    };
+    b.generic(
+        &["parallel"],
+        &[],
+        Operand::new(&out, ty, identity(1)),
+        Elem::F32,
+        &[],
+        |r, _| {
+            let i = r.bind("linalg.index 0 : index");
+            let v: Vec<String> = ops
+                .iter()
+                .zip(&idx)
+                .map(|((val, len, _), (inner, blen))| {
+                    let q = r.bind(&format!("arith.divui {i}, {inner} : index"));
+                    let at = r.bind(&format!("arith.remui {q}, {blen} : index"));
+                    let t = tensor(&[*len], Elem::F32);
+                    r.bind(&format!("tensor.extract {val}[{at}] : {t}"))
+                })
+                .collect();
+            let c = cmp(r, pred, &v[0], &v[1]);
+            select(r, &c, &v[2], &v[3])
         },
     )
 }

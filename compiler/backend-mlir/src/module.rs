@@ -413,6 +413,25 @@ fn impl_body(
                 elementwise::binary(&mut b, &a, (&rhs.0, rhs.1), *n, *bcast, *f)
             }
             Kernel::Unary { x, n, f } => elementwise::unary(&mut b, &name(*x)?, *n, *f),
+            Kernel::Select { n, cmp, operands } => {
+                let mut ops = Vec::with_capacity(4);
+                for (o, bcast) in operands {
+                    let (v, len) = match o {
+                        Operand::Act(loc) => value(*loc)?,
+                        Operand::Const(c) => {
+                            let c = l.constants.get(*c).ok_or_else(|| {
+                                MlirError::Internal(format!("step `{}`: no constant {c}", st.node))
+                            })?;
+                            let n = c.values.len();
+                            let v =
+                                b.bind(&format!("arith.constant {}", dense_f32(&c.values, &[n])));
+                            (v, n)
+                        }
+                    };
+                    ops.push((v, len, *bcast));
+                }
+                elementwise::select_where(&mut b, &ops, *n, *cmp)
+            }
             Kernel::MatMul {
                 a,
                 b: rhs,

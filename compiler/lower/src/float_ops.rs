@@ -3,9 +3,9 @@
 //! repeats the runtime kernel's arithmetic in the same order, so the generated code stays
 //! bit-exact with `strata run` on the integer path.
 
-use strata_ir::ops::elementwise::{BinaryOp, UnaryOp, VariadicOp};
+use strata_ir::ops::elementwise::{BinaryOp, CompareOp, UnaryOp, VariadicOp};
 use strata_ir::ops::{BatchNorm, Clip, Reduce, Softmax};
-use strata_ir::{NodeId, Op, ValueRef};
+use strata_ir::{DType, NodeId, Op, ValueRef};
 use strata_runtime::kernels::normalization::batch_norm_affine;
 
 use crate::error::unsupported;
@@ -198,6 +198,65 @@ impl Walk<'_> {
         let a = self.act(ai, step, node, op)?;
         let (b, bcast) = self.operand(bi, &out, node, op, step)?;
         self.emit(id, node, Kernel::Binary { a, b, n, bcast, f }, n, step);
+        Ok(())
+    }
+
+    /// A comparison of two f32 values: remembered for the Where that reads it (its bool
+    /// result is never stored).
+    pub(crate) fn condition(
+        &mut self,
+        id: NodeId,
+        node: &str,
+        op: &Op,
+        cmp: CompareOp,
+        ins: &[ValueRef],
+    ) -> Result<(), LowerError> {
+        let &[l, r] = ins else {
+            return Err(unsupported(node, op, "needs two inputs"));
+        };
+        for v in [l, r] {
+            let dtype = self.graph.value(v)?.ty.dtype;
+            if dtype != DType::F32 {
+                let reason = format!("compares {dtype} values: only f32 comparisons select");
+                return Err(unsupported(node, op, reason));
+            }
+        }
+        self.conditions.insert(ValueRef::first(id), (cmp, l, r));
+        Ok(())
+    }
+
+    /// Where over f32 values whose condition is a comparison of f32 values: one
+    /// [`Kernel::Select`] reading the comparison's operands and both branches, each
+    /// broadcast to the output.
+    pub(crate) fn select(
+        &mut self,
+        id: NodeId,
+        node: &str,
+        op: &Op,
+        ins: &[ValueRef],
+        n: usize,
+        step: usize,
+    ) -> Result<(), LowerError> {
+        let &[c, a, b] = ins else {
+            return Err(unsupported(node, op, "needs three inputs"));
+        };
+        let Some(&(cmp, l, r)) = self.conditions.get(&c) else {
+            return Err(unsupported(
+                node,
+                op,
+                "the condition is not a comparison of f32 values (Greater, Less, Equal, … \
+                 computed in the graph)",
+            ));
+        };
+        let out = self.shape(ValueRef::first(id))?;
+        if ![l, r, a, b].into_iter().any(|v| self.locs.contains_key(&v)) {
+            return Err(unsupported(node, op, "every operand is a constant"));
+        }
+        let mut operands = [(Operand::Const(0), Broadcast { len: 1, inner: 1 }); 4];
+        for (slot, v) in operands.iter_mut().zip([l, r, a, b]) {
+            *slot = self.operand(v, &out, node, op, step)?;
+        }
+        self.emit(id, node, Kernel::Select { n, cmp, operands }, n, step);
         Ok(())
     }
 

@@ -27,6 +27,7 @@ pub use geometry::{ConvGeometry, PoolGeometry, Window2d};
 pub use layer::{CodeBlocks, Layer, PaddedInput, Weights};
 pub use planner::{Buffer, Plan};
 pub use recurrent::{GruStep, LstmStep};
+pub use strata_ir::ops::elementwise::CompareOp;
 pub use walk::lower;
 
 /// A graph input or output as the generated code sees it: its ONNX name and batch-1 shape.
@@ -238,6 +239,15 @@ pub enum Kernel {
     /// A GRU over the whole sequence (the runtime's `recurrent` kernel): writes `y` (the
     /// step's buffer) and the final state into its own buffer.
     Gru(Box<GruStep>),
+    /// `y[i] = cmp(l, r) ? a : b` over `n` elements, every operand (`[l, r, a, b]`) read at
+    /// `(i / inner) % len` of its broadcast: a Where whose condition compares f32 values
+    /// (PyTorch's Softplus threshold as the dynamo exporter writes it, masks computed from
+    /// activations).
+    Select {
+        n: usize,
+        cmp: CompareOp,
+        operands: [(Operand, Broadcast); 4],
+    },
     /// Stored constant `constant` (`n` values) copied into the step's buffer: an op reads a
     /// constant where it takes an activation (a ViT's class token concatenated to the patch
     /// embeddings, which cannot fold because the other part is computed).
@@ -264,6 +274,7 @@ impl Kernel {
             | Kernel::ResizeLinear { .. }
             | Kernel::Lstm(_)
             | Kernel::Gru(_)
+            | Kernel::Select { .. }
             | Kernel::Fill { .. } => None,
         }
     }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use strata_ir::ops::bitplane::{Bitplane, BitplaneKernel, INPUT_PLANES, INPUT_X, NUM_INPUTS};
-use strata_ir::ops::elementwise::UnaryOp;
+use strata_ir::ops::elementwise::{CompareOp, UnaryOp};
 use strata_ir::ops::pool::{GlobalPoolKind, Pool};
 use strata_ir::{quant, DType, Graph, NodeId, NodeKind, Op, Tensor, ValueRef};
 
@@ -78,6 +78,7 @@ pub fn lower(graph: &Graph, options: &LowerOptions) -> Result<Lowered, LowerErro
         aliases: Vec::new(),
         scratch: Scratch::default(),
         macs: 0,
+        conditions: HashMap::new(),
     };
     for &id in &order {
         for v in graph.node_inputs(id) {
@@ -154,6 +155,9 @@ pub(crate) struct Walk<'g> {
     pub(crate) aliases: Vec<Alias>,
     pub(crate) scratch: Scratch,
     pub(crate) macs: u64,
+    /// Bool values computed by a comparison of f32 values, not stored: a Where reading one
+    /// as its condition becomes a [`Kernel::Select`] that compares as it selects.
+    pub(crate) conditions: HashMap<ValueRef, (CompareOp, ValueRef, ValueRef)>,
 }
 
 impl<'g> Walk<'g> {
@@ -266,6 +270,9 @@ impl<'g> Walk<'g> {
             );
             return Err(unsupported(node, op, reason));
         }
+        if let Op::Compare(c) = op {
+            return self.condition(id, node, op, *c, &ins);
+        }
         for v in outputs {
             if v.ty.dtype != DType::F32 {
                 let reason = format!(
@@ -343,16 +350,11 @@ impl<'g> Walk<'g> {
             )),
             // These never compute f32 activations in an inference graph; a float output here
             // (a Where over floats, a DequantizeLinear, a Cast to f32) is not lowered.
+            Op::Where => self.select(id, node, op, &ins, out_n, step),
             Op::Compare(_) | Op::ArgMax(_) | Op::Shape { .. } => Err(unsupported(
                 node,
                 op,
                 "produces booleans or indices, not f32 activations",
-            )),
-            Op::Where => Err(unsupported(
-                node,
-                op,
-                "a data-dependent select needs a boolean condition, which is not an f32 \
-                 activation",
             )),
             Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => Err(unsupported(
                 node,

@@ -43,6 +43,8 @@ pub const MODELS: &[(&str, usize)] = &[
     ("yolo_head.dynamo", 2),
     ("kws_crnn.ts", 1),
     ("kws_crnn.dynamo", 1),
+    ("norm_act_zoo.ts", 1),
+    ("norm_act_zoo.dynamo", 1),
 ];
 
 /// The stages, in the order they run.

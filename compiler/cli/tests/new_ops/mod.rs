@@ -6,7 +6,7 @@
 //! a transformer block's LayerNorm (Pow) and attention (MatMul of activations), LSTM
 //! (bidirectional, bias, peepholes, initial states), GRU (both reset modes), transposed
 //! convolutions (which `conv-transpose-to-conv` turns into bit-plane Convs and pixel
-//! shuffles), and 1-D convolutions and pools. Each chain starts from its own 3×3 convolution
+//! shuffles), 1-D convolutions and pools, and Where on comparisons of activations. Each chain starts from its own 3×3 convolution
 //! of the `[N, 3, 9, 9]` input, which becomes a bit-plane layer, so the plane count matters;
 //! every result is flattened and concatenated into the output, so no re-quantization hides a
 //! difference. Shared by `emit_c_ops` (one net per chain) and `emit_c_targets` (all chains
@@ -17,7 +17,7 @@
 
 pub mod nets;
 
-use strata_ir::ops::elementwise::VariadicOp;
+use strata_ir::ops::elementwise::{CompareOp, VariadicOp};
 use strata_ir::ops::{
     pool::Pool, BatchNorm, BinaryOp, Conv, ConvTranspose, CoordMode, Direction, GlobalPoolKind,
     Gru, Lstm, NearestMode, Pad, PadMode, Reduce, Resize, ResizeMode, Slice, Softmax, Split,
@@ -233,6 +233,35 @@ pub fn arithmetic(b: &mut Builder) -> Vec<ValueRef> {
     vec![
         bn, rmax, rsum, gmp, mx, mn, neg, abs, fl, ce, sq, rc, ex, lg, th, th7, ef, ef7,
     ]
+}
+
+/// Where on comparisons of f32 values (the C and MLIR `select_where`): an activation against a
+/// scalar (PyTorch's Softplus threshold), against a per-channel constant with a constant
+/// branch, two activations with each other (≥ and ≤), and Equal on floored values, which
+/// hits both branches.
+pub fn selecting(b: &mut Builder) -> Vec<ValueRef> {
+    let c = b.conv("se_c", 6, 1);
+    let d = b.conv("se_d", 6, 1);
+    let cmp = |b: &mut Builder, name: &str, op, l, r| b.op(name, Op::Compare(op), &[l, r]);
+    let t = b.g.add_constant("se_t", Tensor::scalar_f32(0.1));
+    let half = b.g.add_constant("se_half", Tensor::scalar_f32(0.5));
+    let small = b.op("se_small", Op::Binary(BinaryOp::Mul), &[c, half]);
+    let gt = cmp(b, "se_gt", CompareOp::Greater, c, t);
+    let w1 = b.op("se_w1", Op::Where, &[gt, c, small]);
+    let kc = b.konst("se_kc", &[6, 1, 1], 0.3, 0.0);
+    let lt = cmp(b, "se_lt", CompareOp::Less, c, kc);
+    let w2 = b.op("se_w2", Op::Where, &[lt, half, d]);
+    let ge = cmp(b, "se_ge", CompareOp::GreaterOrEqual, c, d);
+    let w3 = b.op("se_w3", Op::Where, &[ge, d, c]);
+    let le = cmp(b, "se_le", CompareOp::LessOrEqual, d, kc);
+    let w4 = b.op("se_w4", Op::Where, &[le, c, kc]);
+    let three = b.g.add_constant("se_three", Tensor::scalar_f32(3.0));
+    let c3 = b.op("se_c3", Op::Binary(BinaryOp::Mul), &[c, three]);
+    let fl = b.op("se_floor", Op::Unary(UnaryOp::Floor), &[c3]);
+    let zero = b.g.add_constant("se_zero", Tensor::scalar_f32(0.0));
+    let eq = cmp(b, "se_eq", CompareOp::Equal, fl, zero);
+    let w5 = b.op("se_w5", Op::Where, &[eq, d, c3]);
+    vec![w1, w2, w3, w4, w5]
 }
 
 /// Resize of a 7×7 map: nearest up (asymmetric, floor), down (half_pixel, round_prefer_ceil)
@@ -465,7 +494,7 @@ pub fn sequence_1d(b: &mut Builder) -> Vec<ValueRef> {
 /// One net per chain: (C prefix, float graph).
 pub fn nets() -> Vec<(&'static str, Graph)> {
     type Chain = fn(&mut Builder) -> Vec<ValueRef>;
-    let chains: [(&'static str, Chain); 7] = [
+    let chains: [(&'static str, Chain); 8] = [
         ("op_move", movement),
         ("op_more", arithmetic),
         ("op_resize", resizing),
@@ -473,6 +502,7 @@ pub fn nets() -> Vec<(&'static str, Graph)> {
         ("op_lstm", recurrent),
         ("op_up", upsampling),
         ("op_seq", sequence_1d),
+        ("op_sel", selecting),
     ];
     chains
         .into_iter()
@@ -658,5 +688,6 @@ pub fn combined() -> Graph {
     outs.extend(resizing(&mut b));
     outs.extend(attention(&mut b));
     outs.extend(sequence_1d(&mut b));
+    outs.extend(selecting(&mut b));
     b.finish(&outs)
 }

@@ -1,9 +1,11 @@
 //! Element-wise ops: broadcasting arithmetic, comparisons and Where, math functions,
-//! activations, PRelu and Clip.
+//! activations (Elu, Selu, Celu, Softplus, Softsign, Mish and Gelu as their function
+//! bodies), PRelu and Clip.
 
 use strata_ir::ops::{BinaryOp, Clip, CompareOp, UnaryOp, VariadicOp};
-use strata_ir::{DType, Op, Tensor, TensorData};
+use strata_ir::{DType, Op, Tensor, TensorData, ValueRef};
 
+use super::body::Body;
 use super::{arity, constant_input, fold_to, helper, present, single, Ins, OnnxOp, Outs};
 use crate::attrs::NodeCtx;
 use crate::import::Importer;
@@ -24,6 +26,13 @@ pub(super) const OPS: &[OnnxOp] = &[
     OnnxOp::new("Sigmoid", 1, 13, bind!(unary, UnaryOp::Sigmoid)),
     OnnxOp::new("HardSigmoid", 1, 22, hard_sigmoid),
     OnnxOp::new("HardSwish", 14, 22, bind!(unary, UnaryOp::HardSwish)),
+    OnnxOp::new("Elu", 1, 22, bind!(elu, Exponential::Elu)),
+    OnnxOp::new("Selu", 1, 22, bind!(elu, Exponential::Selu)),
+    OnnxOp::new("Celu", 12, 12, bind!(elu, Exponential::Celu)),
+    OnnxOp::new("Softplus", 1, 22, softplus),
+    OnnxOp::new("Softsign", 1, 22, softsign),
+    OnnxOp::new("Mish", 18, 22, mish),
+    OnnxOp::new("Gelu", 20, 20, gelu),
     OnnxOp::new("Tanh", 1, 13, bind!(unary, UnaryOp::Tanh)),
     OnnxOp::new("Erf", 9, 13, bind!(unary, UnaryOp::Erf)),
     OnnxOp::new("Exp", 1, 13, bind!(unary, UnaryOp::Exp)),
@@ -117,6 +126,126 @@ fn activation(
 /// An activation without attributes.
 fn unary(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins, op: UnaryOp) -> Outs {
     activation(imp, ctx, ins, |_| Ok(op))
+}
+
+/// The exponential-linear family, each `Relu(x) + α·(Exp(Min(x, 0)·s) − 1)·γ`-shaped.
+#[derive(Clone, Copy)]
+enum Exponential {
+    /// `x ≥ 0 ? x : α·(eˣ − 1)`.
+    Elu,
+    /// `γ·Elu_α(x)` (defaults α ≈ 1.6733, γ ≈ 1.0507).
+    Selu,
+    /// `max(0, x) + min(0, α·(e^(x/α) − 1))`.
+    Celu,
+}
+
+/// Elu, Selu and Celu as `Relu(x) + α·(Exp(Min(x, 0)) − 1)` (Celu divides by α inside the
+/// Exp; Selu scales the sum by γ). For `x ≥ 0` the second term is α·(e⁰ − 1) = 0 exactly, so
+/// the output is `x` as in the spec; below 0 it is the spec's expression. Taking the Min
+/// first keeps `Exp` finite where the spec's own body (`Where` over both branches) overflows.
+fn elu(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins, kind: Exponential) -> Outs {
+    arity(ctx, ins, 1, 1)?;
+    let x = imp.req(ctx, ins, 0)?;
+    let (alpha, gamma) = match kind {
+        Exponential::Elu | Exponential::Celu => (ctx.float_or("alpha", 1.0)?, 1.0),
+        Exponential::Selu => (
+            ctx.float_or("alpha", 1.673_263_2)?,
+            ctx.float_or("gamma", 1.050_701)?,
+        ),
+    };
+    if matches!(kind, Exponential::Celu) && alpha == 0.0 {
+        return Err(ctx.out_of_range("alpha", "must not be 0 (Celu divides by it)"));
+    }
+    let mut b = Body::float(imp, ctx, x)?;
+    let positive = b.unary("positive", UnaryOp::Relu, x)?;
+    let zero = b.scalar("zero", 0.0);
+    let mut below = b.step("below", Op::Variadic(VariadicOp::Min), &[x, zero])?;
+    if matches!(kind, Exponential::Celu) {
+        below = b.scale("over_alpha", below, 1.0 / f64::from(alpha))?;
+    }
+    let exp = b.unary("exp", UnaryOp::Exp, below)?;
+    let one = b.scalar("one", 1.0);
+    let expm1 = b.binary("expm1", BinaryOp::Sub, exp, one)?;
+    let negative = b.scale("alpha", expm1, f64::from(alpha))?;
+    if matches!(kind, Exponential::Selu) {
+        let sum = b.binary("sum", BinaryOp::Add, positive, negative)?;
+        let g = b.scalar("gamma", f64::from(gamma));
+        return b.finish(Op::Binary(BinaryOp::Mul), &[sum, g]);
+    }
+    b.finish(Op::Binary(BinaryOp::Add), &[positive, negative])
+}
+
+/// `log(1 + eˣ)` as `Relu(x) + Log(1 + Exp(−|x|))`: the same value without the overflow of
+/// `eˣ` above 88 that the spec's literal body has (onnxruntime computes it this way too).
+fn softplus_of(b: &mut Body, x: ValueRef) -> Result<(ValueRef, ValueRef), OnnxError> {
+    let positive = b.unary("positive", UnaryOp::Relu, x)?;
+    let abs = b.unary("abs", UnaryOp::Abs, x)?;
+    let neg = b.unary("neg_abs", UnaryOp::Neg, abs)?;
+    let exp = b.unary("exp", UnaryOp::Exp, neg)?;
+    let one = b.scalar("one", 1.0);
+    let onep = b.binary("one_plus", BinaryOp::Add, exp, one)?;
+    let log = b.unary("log1p", UnaryOp::Log, onep)?;
+    Ok((positive, log))
+}
+
+fn softplus(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
+    arity(ctx, ins, 1, 1)?;
+    let x = imp.req(ctx, ins, 0)?;
+    let mut b = Body::float(imp, ctx, x)?;
+    let (positive, log) = softplus_of(&mut b, x)?;
+    b.finish(Op::Binary(BinaryOp::Add), &[positive, log])
+}
+
+/// Mish (opset 18): `x·tanh(softplus(x))`.
+fn mish(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
+    arity(ctx, ins, 1, 1)?;
+    let x = imp.req(ctx, ins, 0)?;
+    let mut b = Body::float(imp, ctx, x)?;
+    let (positive, log) = softplus_of(&mut b, x)?;
+    let sp = b.binary("softplus", BinaryOp::Add, positive, log)?;
+    let t = b.unary("tanh", UnaryOp::Tanh, sp)?;
+    b.finish(Op::Binary(BinaryOp::Mul), &[x, t])
+}
+
+/// Softsign: `x / (1 + |x|)`.
+fn softsign(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
+    arity(ctx, ins, 1, 1)?;
+    let x = imp.req(ctx, ins, 0)?;
+    let mut b = Body::float(imp, ctx, x)?;
+    let abs = b.unary("abs", UnaryOp::Abs, x)?;
+    let one = b.scalar("one", 1.0);
+    let den = b.binary("one_plus", BinaryOp::Add, abs, one)?;
+    b.finish(Op::Binary(BinaryOp::Div), &[x, den])
+}
+
+/// Gelu (opset 20): `½x·(1 + erf(x/√2))`, or with `approximate="tanh"`
+/// `½x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))` (onnxruntime's operation order: x times 1/√2).
+fn gelu(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
+    arity(ctx, ins, 1, 1)?;
+    let x = imp.req(ctx, ins, 0)?;
+    let approximate = ctx
+        .string("approximate")?
+        .unwrap_or_else(|| "none".to_string());
+    let mut b = Body::float(imp, ctx, x)?;
+    let inner = match approximate.as_str() {
+        "none" => {
+            let s = b.scale("over_sqrt2", x, std::f64::consts::FRAC_1_SQRT_2)?;
+            b.unary("erf", UnaryOp::Erf, s)?
+        }
+        "tanh" => {
+            let x2 = b.binary("square", BinaryOp::Mul, x, x)?;
+            let x3 = b.binary("cube", BinaryOp::Mul, x2, x)?;
+            let c = b.scale("cube_coeff", x3, 0.044_715)?;
+            let sum = b.binary("inner", BinaryOp::Add, x, c)?;
+            let s = b.scale("sqrt_2_over_pi", sum, (2.0 / std::f64::consts::PI).sqrt())?;
+            b.unary("tanh", UnaryOp::Tanh, s)?
+        }
+        other => return Err(b.ctx().unsupported_value("approximate", other)),
+    };
+    let one = b.scalar("one", 1.0);
+    let onep = b.binary("one_plus", BinaryOp::Add, inner, one)?;
+    let half = b.scale("half", x, 0.5)?;
+    b.finish(Op::Binary(BinaryOp::Mul), &[half, onep])
 }
 
 fn leaky_relu(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {

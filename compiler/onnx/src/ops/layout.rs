@@ -1,11 +1,14 @@
 //! Data movement: Flatten, Reshape, Transpose, Concat, Pad, Squeeze, Unsqueeze, Slice,
-//! Split and Gather. Every shape-determining parameter must be constant here, because the
-//! IR keeps them as static attributes.
+//! Split and Gather; DepthToSpace, SpaceToDepth (Reshape, Transpose, Reshape, as the spec
+//! defines them) and Tile (Concats of copies). Every shape-determining parameter must be
+//! constant here, because the IR keeps them as static attributes.
 
 use strata_ir::ops::{Pad, PadMode, Reshape, Slice, Split};
 use strata_ir::{Dim, Op};
 
-use super::{arity, ints_attr_or_input, present, single, Ins, OnnxOp, Outs};
+use super::{
+    arity, constant_input, helper, ints_attr_or_input, present, single, Ins, OnnxOp, Outs,
+};
 use crate::attrs::NodeCtx;
 use crate::import::{input_name, Importer};
 use crate::sym::SymInt;
@@ -24,7 +27,131 @@ pub(super) const OPS: &[OnnxOp] = &[
     OnnxOp::new("Gather", 1, 13, gather),
     OnnxOp::new("Slice", 1, 13, slice),
     OnnxOp::new("Split", 1, 18, split),
+    OnnxOp::new("DepthToSpace", 1, 13, bind!(block_rearrange, true)),
+    OnnxOp::new("SpaceToDepth", 1, 13, bind!(block_rearrange, false)),
+    OnnxOp::new("Tile", 1, 13, tile),
 ];
+
+/// DepthToSpace (`to_space`) and SpaceToDepth on `[N, C, H, W]`: the spec's Reshape to six
+/// dimensions, Transpose and Reshape back, with the batch copied (`0`) so it stays free.
+/// DepthToSpace's `mode` is DCR (depth-column-row, the default) or CRD (PyTorch's
+/// PixelShuffle).
+fn block_rearrange(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins, to_space: bool) -> Outs {
+    arity(ctx, ins, 1, 1)?;
+    let x = imp.req(ctx, ins, 0)?;
+    let ty = imp.ty(x)?;
+    let bs = ctx.required("blocksize", ctx.int("blocksize")?)?;
+    if !(1..=4096).contains(&bs) {
+        return Err(ctx.out_of_range("blocksize", format!("{bs} is not in 1..=4096")));
+    }
+    let dims = ty.shape.dims();
+    let [_, c, h, w] = dims else {
+        return Err(ctx.unsupported(format!("input of rank {} (needs [N, C, H, W])", dims.len())));
+    };
+    let known = |d: &Dim, what: &str| {
+        d.known()
+            .map(|v| v as i64)
+            .ok_or_else(|| ctx.unsupported(format!("a free {what} dimension")))
+    };
+    let (c, h, w) = (
+        known(c, "channel")?,
+        known(h, "height")?,
+        known(w, "width")?,
+    );
+    let (shape, perm, out) = if to_space {
+        if c % (bs * bs) != 0 {
+            return Err(ctx.out_of_range(
+                "blocksize",
+                format!("{bs}² does not divide the {c} channels"),
+            ));
+        }
+        let cb = c / (bs * bs);
+        let mode = match ctx.opset >= 11 {
+            true => ctx.string("mode")?.unwrap_or_else(|| "DCR".to_string()),
+            false => "DCR".to_string(),
+        };
+        let (shape, perm) = match mode.as_str() {
+            "DCR" => (vec![0, bs, bs, cb, h, w], vec![0, 3, 4, 1, 5, 2]),
+            "CRD" => (vec![0, cb, bs, bs, h, w], vec![0, 1, 4, 2, 5, 3]),
+            other => return Err(ctx.unsupported_value("mode", other)),
+        };
+        (shape, perm, vec![0, cb, h * bs, w * bs])
+    } else {
+        if h % bs != 0 || w % bs != 0 {
+            return Err(ctx.out_of_range(
+                "blocksize",
+                format!("{bs} does not divide the spatial size {h}×{w}"),
+            ));
+        }
+        (
+            vec![0, c, h / bs, bs, w / bs, bs],
+            vec![0, 3, 5, 1, 2, 4],
+            vec![0, c * bs * bs, h / bs, w / bs],
+        )
+    };
+    let reshape = |shape| {
+        Op::Reshape(Reshape {
+            shape,
+            allow_zero: false,
+        })
+    };
+    let blocks = helper(imp, ctx, "blocks", reshape(shape), &[x])?;
+    let moved = helper(imp, ctx, "moved", Op::Transpose { perm }, &[blocks])?;
+    single(imp, ctx, reshape(out), &[moved])
+}
+
+/// Tile with constant repeats: along each axis repeated `r > 1` times, a Concat of `r`
+/// copies (the same elements in the same order as the spec's tiling). The free batch axis
+/// can only be repeated once (its size would become a multiple of the batch).
+fn tile(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
+    arity(ctx, ins, 2, 2)?;
+    let x = imp.req(ctx, ins, 0)?;
+    let ty = imp.ty(x)?;
+    let repeats = constant_input(imp, ctx, ins, 1)?;
+    let repeats = repeats
+        .to_i64_vec()
+        .ok_or_else(|| ctx.input_count("input #1 (repeats) must be int64"))?;
+    if repeats.len() != ty.rank() {
+        return Err(ctx.input_count(format!(
+            "repeats has {} values for an input of rank {}",
+            repeats.len(),
+            ty.rank()
+        )));
+    }
+    let mut y = x;
+    for (axis, &r) in repeats.iter().enumerate() {
+        match r {
+            1 => continue,
+            r if r < 1 => {
+                return Err(ctx.unsupported(format!(
+                    "repeats[{axis}] = {r} (an empty or negative tiling)"
+                )))
+            }
+            _ if ty.shape.dims()[axis] == Dim::Batch => {
+                return Err(OnnxError::BatchDependent {
+                    node: ctx.name.clone(),
+                    op_type: ctx.op_type.to_string(),
+                    input: input_name(ctx, 1),
+                    reason: format!("repeats the batch axis {r} times"),
+                })
+            }
+            r if r > 4096 => {
+                return Err(ctx.unsupported(format!("repeats[{axis}] = {r} (at most 4096)")))
+            }
+            r => {
+                let copies = vec![y; r as usize];
+                y = helper(
+                    imp,
+                    ctx,
+                    &format!("axis{axis}"),
+                    Op::Concat { axis },
+                    &copies,
+                )?;
+            }
+        }
+    }
+    single(imp, ctx, Op::Identity, &[y])
+}
 
 /// The `axes` input of Pad and Slice, normalised but kept in order (their other lists pair
 /// with it), each axis at most once.

@@ -9,6 +9,7 @@ macro_rules! bind {
     };
 }
 
+mod body;
 mod conv;
 mod elementwise;
 mod layout;

@@ -1,8 +1,10 @@
-//! Softmax, inference-mode BatchNormalization and LayerNormalization.
+//! Softmax, inference-mode BatchNormalization, LayerNormalization, InstanceNormalization
+//! and LpNormalization.
 
-use strata_ir::ops::{BatchNorm, BinaryOp, Reduce, Softmax, UnaryOp};
+use strata_ir::ops::{BatchNorm, BinaryOp, Reduce, Softmax, UnaryOp, VariadicOp};
 use strata_ir::{DType, Op, Tensor};
 
+use super::body::Body;
 use super::{arity, helper, outputs_at_most, present, single, Ins, OnnxOp, Outs};
 use crate::attrs::NodeCtx;
 use crate::import::Importer;
@@ -12,6 +14,8 @@ pub(super) const OPS: &[OnnxOp] = &[
     OnnxOp::new("Softmax", 1, 13, softmax),
     OnnxOp::new("BatchNormalization", 1, 15, batch_norm),
     OnnxOp::new("LayerNormalization", 17, 17, layer_norm),
+    OnnxOp::new("InstanceNormalization", 1, 22, instance_norm),
+    OnnxOp::new("LpNormalization", 1, 22, lp_norm),
 ];
 
 fn softmax(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
@@ -119,4 +123,93 @@ fn layer_norm(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     };
     // Outputs bind by position; the importer skips the ones the node leaves empty.
     Ok(vec![y[0], mean, inv])
+}
+
+/// InstanceNormalization: per sample and channel, over the spatial axes 2.., `y = scale·(x −
+/// mean)/√(var + ε) + B` with the biased variance, as LayerNormalization's body above
+/// (PyTorch's InstanceNorm2d, and its GroupNorm through the TorchScript exporter, reach
+/// Strata this way). `scale` and `B` are per channel: they broadcast as `[C, 1, …]`.
+fn instance_norm(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
+    arity(ctx, ins, 3, 3)?;
+    let (x, scale, bias) = (
+        imp.req(ctx, ins, 0)?,
+        imp.req(ctx, ins, 1)?,
+        imp.req(ctx, ins, 2)?,
+    );
+    let ty = imp.ty(x)?;
+    let rank = ty.rank();
+    if rank < 3 {
+        return Err(ctx.unsupported(format!(
+            "input of rank {rank}: InstanceNormalization needs [N, C, spatial…]"
+        )));
+    }
+    let channels = ty.shape.dims()[1];
+    for (i, v) in [(1, scale), (2, bias)] {
+        let d = imp.ty(v)?.shape;
+        if d.dims().len() != 1 || d.dims()[0] != channels {
+            return Err(ctx.input_count(format!(
+                "input #{i} must have shape [C] = [{channels}], it has {d}"
+            )));
+        }
+    }
+    let epsilon = f64::from(ctx.float_or("epsilon", 1e-5)?);
+    let mut b = Body::float(imp, ctx, x)?;
+    let spatial: Vec<usize> = (2..rank).collect();
+    let mean_op = || {
+        Op::ReduceMean(Reduce {
+            axes: spatial.clone(),
+            keep_dims: true,
+        })
+    };
+    let mean = b.step("mean", mean_op(), &[x])?;
+    let d = b.binary("centered", BinaryOp::Sub, x, mean)?;
+    let dd = b.binary("squared", BinaryOp::Mul, d, d)?;
+    let var = b.step("variance", mean_op(), &[dd])?;
+    let eps = b.scalar("epsilon", epsilon);
+    let var_eps = b.binary("variance_eps", BinaryOp::Add, var, eps)?;
+    let std = b.unary("stddev", UnaryOp::Sqrt, var_eps)?;
+    let inv = b.unary("inv_stddev", UnaryOp::Reciprocal, std)?;
+    let normalized = b.binary("normalized", BinaryOp::Mul, d, inv)?;
+    // [C] → [C, 1, …]: broadcasts against [N, C, spatial…] from the right.
+    let per_channel = Op::Unsqueeze {
+        axes: (1..rank - 1).collect(),
+    };
+    let scale_c = b.step("scale_per_channel", per_channel.clone(), &[scale])?;
+    let bias_c = b.step("bias_per_channel", per_channel, &[bias])?;
+    let scaled = b.binary("scaled", BinaryOp::Mul, normalized, scale_c)?;
+    b.finish(Op::Binary(BinaryOp::Add), &[scaled, bias_c])
+}
+
+/// LpNormalization: `x / ‖x‖_p` along `axis` (p = 1: Σ|x|, p = 2: √Σx²), and 0 for a zero
+/// vector, as onnxruntime and the ONNX tests have it: the norm is raised to at least the
+/// smallest positive (subnormal) float, which changes no other norm, and a zero vector's
+/// elements divided by it stay 0.
+fn lp_norm(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
+    arity(ctx, ins, 1, 1)?;
+    let x = imp.req(ctx, ins, 0)?;
+    let rank = imp.ty(x)?.rank();
+    let axis = ctx.axis("axis", ctx.int_or("axis", -1)?, rank, false)?;
+    let p = ctx.int_or("p", 2)?;
+    let mut b = Body::float(imp, ctx, x)?;
+    let sum = |axis| {
+        Op::ReduceSum(Reduce {
+            axes: vec![axis],
+            keep_dims: true,
+        })
+    };
+    let norm = match p {
+        1 => {
+            let abs = b.unary("abs", UnaryOp::Abs, x)?;
+            b.step("l1", sum(axis), &[abs])?
+        }
+        2 => {
+            let sq = b.binary("squared", BinaryOp::Mul, x, x)?;
+            let ss = b.step("sum_squares", sum(axis), &[sq])?;
+            b.unary("l2", UnaryOp::Sqrt, ss)?
+        }
+        other => return Err(ctx.unsupported_value("p", other.to_string())),
+    };
+    let tiny = b.tiny("smallest_positive");
+    let norm = b.step("nonzero", Op::Variadic(VariadicOp::Max), &[norm, tiny])?;
+    b.finish(Op::Binary(BinaryOp::Div), &[x, norm])
 }
