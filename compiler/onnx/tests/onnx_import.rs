@@ -1508,3 +1508,137 @@ fn zero_initial_state_from_the_batch_size_is_an_absent_one() {
         e => panic!("{e}"),
     }
 }
+
+/// Ops imported as their function bodies keep a free batch and compute the spec's values
+/// (DepthToSpace CRD and Tile checked element by element through the runtime, ReduceMin,
+/// ReduceLogSumExp and Elu against direct formulas); the attribute values they cannot
+/// compute are refused with the node and attribute named, and a Tile of the free batch axis
+/// with the batch-dependent error.
+#[test]
+fn function_body_ops_keep_the_batch_and_refuse_what_they_cannot() {
+    let run = |g: &Graph, dims: &[usize], x: &[f32]| {
+        let x = Tensor::from_f32(dims.to_vec(), x.to_vec()).unwrap();
+        let y = strata_runtime::run(g, &[x]).unwrap().remove(0);
+        (y.shape().to_vec(), y.as_f32().unwrap().to_vec())
+    };
+    let xs: Vec<f32> = (0..2 * 8 * 2 * 3).map(|i| i as f32 * 0.25 - 3.0).collect();
+    // DepthToSpace CRD (PixelShuffle): y[n, c, 2h + i, 2w + j] = x[n, 4c + 2i + j, h, w].
+    let g = one(
+        13,
+        &[-1, 8, 2, 3],
+        vec![],
+        (
+            "DepthToSpace",
+            &["x"],
+            vec![("blocksize", A::I(2)), ("mode", A::S("CRD".into()))],
+        ),
+    );
+    assert_eq!(out_ty(&g, 0).shape.dims()[0], Dim::Batch);
+    let (shape, y) = run(&g, &[2, 8, 2, 3], &xs);
+    assert_eq!(shape, [2, 2, 4, 6]);
+    for (n, c, hh, ww) in (0..2).flat_map(|n| {
+        (0..2).flat_map(move |c| (0..4).flat_map(move |hh| (0..6).map(move |ww| (n, c, hh, ww))))
+    }) {
+        let (h, i, w, j) = (hh / 2, hh % 2, ww / 2, ww % 2);
+        let src = ((n * 8 + 4 * c + 2 * i + j) * 2 + h) * 3 + w;
+        assert_eq!(y[((n * 2 + c) * 4 + hh) * 6 + ww], xs[src], "{n} {c} {hh} {ww}");
+    }
+    // Tile [1, 2, 1] of [N, 8, 6]: the channel axis twice.
+    let g = one(
+        13,
+        &[-1, 8, 6],
+        vec![i64_tensor("reps", &[1, 2, 1])],
+        ("Tile", &["x", "reps"], vec![]),
+    );
+    let (shape, y) = run(&g, &[2, 8, 6], &xs[..96]);
+    assert_eq!(shape, [2, 16, 6]);
+    for (k, &v) in y.iter().enumerate() {
+        let (n, c, w) = (k / 96, (k / 6) % 16, k % 6);
+        assert_eq!(v, xs[(n * 8 + c % 8) * 6 + w]);
+    }
+    // ReduceMin over the last axis and ReduceLogSumExp (keepdims 0) against the formulas.
+    let g = one(
+        13,
+        &[-1, 8, 6],
+        vec![],
+        ("ReduceMin", &["x"], vec![("axes", A::Is(vec![-1]))]),
+    );
+    let (shape, y) = run(&g, &[2, 8, 6], &xs[..96]);
+    assert_eq!(shape, [2, 8, 1]);
+    for (r, &v) in y.iter().enumerate() {
+        let row = &xs[r * 6..r * 6 + 6];
+        assert_eq!(v, row.iter().copied().fold(f32::INFINITY, f32::min));
+    }
+    let g = one(
+        13,
+        &[-1, 8, 6],
+        vec![],
+        (
+            "ReduceLogSumExp",
+            &["x"],
+            vec![("axes", A::Is(vec![2])), ("keepdims", A::I(0))],
+        ),
+    );
+    let big: Vec<f32> = xs[..96].iter().map(|v| v * 40.0).collect();
+    let (shape, y) = run(&g, &[2, 8, 6], &big);
+    assert_eq!(shape, [2, 8]);
+    for (r, &v) in y.iter().enumerate() {
+        let row: Vec<f64> = big[r * 6..r * 6 + 6].iter().map(|&v| f64::from(v)).collect();
+        let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let want = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+        // Finite where the spec's literal log(Σ eˣ) overflows (inputs up to 360).
+        assert!(v.is_finite() && (f64::from(v) - want).abs() <= 1e-5 * want.abs().max(1.0));
+    }
+    // Elu: x for x ≥ 0, α(eˣ − 1) below.
+    let g = one(13, &[-1, 6], vec![], ("Elu", &["x"], vec![("alpha", A::F(0.5))]));
+    let (_, y) = run(&g, &[2, 6], &xs[..12]);
+    for (&v, &x) in y.iter().zip(&xs[..12]) {
+        let want = if x >= 0.0 { x } else { 0.5 * (x.exp() - 1.0) };
+        assert!((v - want).abs() <= 1e-6, "elu({x}) = {v}, want {want}");
+    }
+    // Refusals.
+    let err = |opset, x: &[i64], inits, n: (&str, &[&str], Vec<(&str, A)>)| {
+        let (op_type, ins, attrs) = n;
+        model(
+            opset,
+            x,
+            inits,
+            vec![node(op_type, "n", ins, &["y"], attrs)],
+            &["y"],
+        )
+        .import_err()
+    };
+    match err(
+        13,
+        &[-1, 8, 6],
+        vec![i64_tensor("reps", &[2, 1, 1])],
+        ("Tile", &["x", "reps"], vec![]),
+    ) {
+        OnnxError::BatchDependent { node, .. } => assert_eq!(node, "n"),
+        e => panic!("{e}"),
+    }
+    match err(
+        13,
+        &[1, 8, 2, 3],
+        vec![],
+        ("DepthToSpace", &["x"], vec![("blocksize", A::I(3))]),
+    ) {
+        OnnxError::AttributeOutOfRange { node, attr, .. } => {
+            assert_eq!((node.as_str(), attr.as_str()), ("n", "blocksize"))
+        }
+        e => panic!("{e}"),
+    }
+    for (opset, op, attr, value) in [
+        (13, "Celu", "alpha", A::F(0.0)),
+        (13, "LpNormalization", "p", A::I(3)),
+        (20, "Gelu", "approximate", A::S("fast".into())),
+    ] {
+        match err(opset, &[1, 6], vec![], (op, &["x"], vec![(attr, value)])) {
+            OnnxError::AttributeOutOfRange { node, attr: a, .. }
+            | OnnxError::UnsupportedAttributeValue { node, attr: a, .. } => {
+                assert_eq!((node.as_str(), a.as_str()), ("n", attr), "{op}")
+            }
+            e => panic!("{op}: {e}"),
+        }
+    }
+}
