@@ -1541,7 +1541,11 @@ fn function_body_ops_keep_the_batch_and_refuse_what_they_cannot() {
     }) {
         let (h, i, w, j) = (hh / 2, hh % 2, ww / 2, ww % 2);
         let src = ((n * 8 + 4 * c + 2 * i + j) * 2 + h) * 3 + w;
-        assert_eq!(y[((n * 2 + c) * 4 + hh) * 6 + ww], xs[src], "{n} {c} {hh} {ww}");
+        assert_eq!(
+            y[((n * 2 + c) * 4 + hh) * 6 + ww],
+            xs[src],
+            "{n} {c} {hh} {ww}"
+        );
     }
     // Tile [1, 2, 1] of [N, 8, 6]: the channel axis twice.
     let g = one(
@@ -1583,14 +1587,22 @@ fn function_body_ops_keep_the_batch_and_refuse_what_they_cannot() {
     let (shape, y) = run(&g, &[2, 8, 6], &big);
     assert_eq!(shape, [2, 8]);
     for (r, &v) in y.iter().enumerate() {
-        let row: Vec<f64> = big[r * 6..r * 6 + 6].iter().map(|&v| f64::from(v)).collect();
+        let row: Vec<f64> = big[r * 6..r * 6 + 6]
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect();
         let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let want = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
         // Finite where the spec's literal log(Σ eˣ) overflows (inputs up to 360).
         assert!(v.is_finite() && (f64::from(v) - want).abs() <= 1e-5 * want.abs().max(1.0));
     }
     // Elu: x for x ≥ 0, α(eˣ − 1) below.
-    let g = one(13, &[-1, 6], vec![], ("Elu", &["x"], vec![("alpha", A::F(0.5))]));
+    let g = one(
+        13,
+        &[-1, 6],
+        vec![],
+        ("Elu", &["x"], vec![("alpha", A::F(0.5))]),
+    );
     let (_, y) = run(&g, &[2, 6], &xs[..12]);
     for (&v, &x) in y.iter().zip(&xs[..12]) {
         let want = if x >= 0.0 { x } else { 0.5 * (x.exp() - 1.0) };
@@ -1640,5 +1652,76 @@ fn function_body_ops_keep_the_batch_and_refuse_what_they_cannot() {
             }
             e => panic!("{op}: {e}"),
         }
+    }
+}
+
+/// Upsample (opsets 7–10) is Resize-10: scales as an attribute before opset 9, as an input
+/// from 9; nearest repeats elements (asymmetric coordinates, rounding down), linear
+/// interpolates with asymmetric coordinates; the batch stays free.
+#[test]
+fn upsample_is_resize_10() {
+    let xs: Vec<f32> = (0..2 * 2 * 2 * 3).map(|i| i as f32 * 0.5 - 2.0).collect();
+    let x = Tensor::from_f32(vec![2, 2, 2, 3], xs.clone()).unwrap();
+    let nearest7 = one(
+        7,
+        &[-1, 2, 2, 3],
+        vec![],
+        (
+            "Upsample",
+            &["x"],
+            vec![("scales", A::Fs(vec![1.0, 1.0, 2.0, 2.0]))],
+        ),
+    );
+    let nearest9 = one(
+        9,
+        &[-1, 2, 2, 3],
+        vec![f32_tensor("s", &[4], &[1.0, 1.0, 2.0, 2.0])],
+        ("Upsample", &["x", "s"], vec![]),
+    );
+    for g in [&nearest7, &nearest9] {
+        assert_eq!(out_ty(g, 0).shape.dims()[0], Dim::Batch);
+        let y = strata_runtime::run(g, std::slice::from_ref(&x))
+            .unwrap()
+            .remove(0);
+        assert_eq!(y.shape(), [2, 2, 4, 6]);
+        let y = y.as_f32().unwrap();
+        for (k, &v) in y.iter().enumerate() {
+            let (nc, h, w) = (k / 24, (k / 6) % 4, k % 6);
+            assert_eq!(v, xs[nc * 6 + (h / 2) * 3 + w / 2], "element {k}");
+        }
+    }
+    // Linear, asymmetric: output column w samples input column w / 2.
+    let linear = one(
+        9,
+        &[-1, 2, 2, 3],
+        vec![f32_tensor("s", &[4], &[1.0, 1.0, 1.0, 2.0])],
+        (
+            "Upsample",
+            &["x", "s"],
+            vec![("mode", A::S("linear".into()))],
+        ),
+    );
+    let y = strata_runtime::run(&linear, &[x]).unwrap().remove(0);
+    let y = y.as_f32().unwrap();
+    for (k, &v) in y.iter().enumerate() {
+        let (row, w) = (k / 6, k % 6);
+        let (i, f) = (w / 2, (w % 2) as f32 * 0.5);
+        let a = xs[row * 3 + i];
+        let b = xs[row * 3 + (i + 1).min(2)];
+        assert!((v - (a + f * (b - a))).abs() <= 1e-6, "element {k}: {v}");
+    }
+    match model(
+        7,
+        &[1, 2, 2, 3],
+        vec![],
+        vec![node("Upsample", "n", &["x"], &["y"], vec![])],
+        &["y"],
+    )
+    .import_err()
+    {
+        OnnxError::MissingAttribute { node, attr, .. } => {
+            assert_eq!((node.as_str(), attr.as_str()), ("n", "scales"))
+        }
+        e => panic!("{e}"),
     }
 }

@@ -1,5 +1,5 @@
-//! Resize (and nothing else: Upsample is deprecated): nearest and linear, scales or sizes as
-//! constant inputs.
+//! Resize: nearest and linear, scales or sizes as constant inputs; and Upsample (opsets
+//! 7–10, deprecated since), which is Resize-10.
 
 use strata_ir::ops::{CoordMode, NearestMode, Resize, ResizeMode};
 use strata_ir::{Dim, Op};
@@ -13,7 +13,31 @@ use crate::OnnxError;
 /// Resize and the opsets it is accepted in (see [`OnnxOp`]): 11 added the coordinate
 /// transformations and `sizes`, 13 dropped tf_half_pixel_for_nn, 18 added `axes`,
 /// `antialias` and `keep_aspect_ratio_policy`, 19 half_pixel_symmetric.
-pub(super) const OPS: &[OnnxOp] = &[OnnxOp::new("Resize", 10, 19, resize)];
+pub(super) const OPS: &[OnnxOp] = &[
+    OnnxOp::new("Resize", 10, 19, resize),
+    OnnxOp::new("Upsample", 7, 10, upsample),
+];
+
+/// Upsample, as older exports (and models of the ONNX model zoo) have it: Resize-10 under
+/// another name (asymmetric coordinates, nearest rounding down), with the scales an
+/// attribute before opset 9 and an input from 9.
+fn upsample(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
+    let as_resize = NodeCtx {
+        name: ctx.name.clone(),
+        op_type: ctx.op_type,
+        proto: ctx.proto,
+        opset: 10,
+    };
+    if ctx.opset >= 9 {
+        return resize(imp, &as_resize, ins);
+    }
+    arity(ctx, ins, 1, 1)?;
+    let scales = ctx.required("scales", ctx.floats("scales")?)?;
+    let t = strata_ir::Tensor::from_f32(vec![scales.len()], scales)
+        .expect("a vector fills its own length");
+    let scales = imp.add_constant(&format!("{}_scales", ctx.name), t);
+    resize(imp, &as_resize, &[ins[0], Some(scales)])
+}
 
 fn mode(ctx: &NodeCtx) -> Result<ResizeMode, OnnxError> {
     match ctx.string("mode")?.as_deref() {
