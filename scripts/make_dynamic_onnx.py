@@ -48,6 +48,7 @@ def main():
     labels = rng.integers(0, 10, size=16).astype(np.int64)
     np.save(os.path.join(out, "labels.npy"), labels)
     onnx.save(batch_expand(rng), os.path.join(out, "batch_expand.onnx"))
+    onnx.save(sequence_first(rng), os.path.join(out, "sequence_first.onnx"))
 
 
 def batch_expand(rng):
@@ -76,6 +77,22 @@ def batch_expand(rng):
         i64("ones", [1, 1]),
     ]
     graph = helper.make_graph(nodes, "batch_expand", [x], [y], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def sequence_first(rng):
+    """An LSTM over x: [T, 1, 2] whose symbolic first dimension is the sequence (as
+    silero-vad's `silero_vad_16k_sequence.onnx` has it), so taking it as the batch fails."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", 1, 2])
+    y = helper.make_tensor_value_info("y_h", TensorProto.FLOAT, [1, 1, 3])
+    w = (rng.standard_normal((1, 12, 2)) * 0.5).astype(np.float32)
+    r = (rng.standard_normal((1, 12, 3)) * 0.5).astype(np.float32)
+    nodes = [helper.make_node("LSTM", ["x", "w", "r"], ["", "y_h"], name="lstm", hidden_size=3)]
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(r, "r")]
+    graph = helper.make_graph(nodes, "sequence_first", [x], [y], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)

@@ -161,3 +161,48 @@ fn a_shape_computed_from_the_batch_size_gets_the_batch_one_pins() {
     assert!(y.contains(&0.0) && y.iter().any(|&v| v > 0.0), "{y:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A symbolic first dimension that is not a batch (an LSTM's sequence, as silero-vad's
+/// sequence model declares it): the shape error says how to pin it, and the pinned model runs
+/// (the LSTM's final state over a sequence of 4, within (−1, 1)).
+#[test]
+fn a_first_dimension_that_is_a_sequence_gets_the_pins() {
+    let model = fixture("sequence_first.onnx");
+    let e = fails(&["inspect", &model]);
+    assert!(
+        e.contains("node `lstm`")
+            && e.contains("the batch dimension cannot be used here")
+            && e.contains("pin the input's shape")
+            && e.contains("--input-shape x=1x1x2"),
+        "{e}"
+    );
+    let dir = std::env::temp_dir().join(format!("strata-seq-first-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let x = dir.join("x.npy");
+    let t = strata_ir::Tensor::from_f32(
+        vec![4, 1, 2],
+        vec![0.5, -1.0, 0.25, 2.0, -0.5, 1.0, 1.5, -2.0],
+    )
+    .unwrap();
+    strata_compiler::npy::write_npy(&x, &t).unwrap();
+    let out = dir.join("out");
+    let (xs, outs) = (x.display().to_string(), out.display().to_string());
+    ok(&[
+        "run",
+        &model,
+        "--input-shape",
+        "x=4x1x2",
+        "--input",
+        &xs,
+        "--out",
+        &outs,
+    ]);
+    let y = read_npy(&out.join("output_0.npy")).unwrap();
+    assert_eq!(y.shape(), [1, 1, 3]);
+    let y = y.as_f32().unwrap();
+    assert!(
+        y.iter().all(|v| v.abs() < 1.0) && y.iter().any(|&v| v != 0.0),
+        "{y:?}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -86,6 +86,27 @@ impl InputShapes {
                     flags.join(" ")
                 )))
             }
+            Err(
+                e @ strata_compiler::LoadError::Onnx(OnnxError::Shape {
+                    source: strata_ir::InferError::Batch(_),
+                    ..
+                }),
+            ) if self.shapes.is_empty() => {
+                let pins = strata_compiler::onnx::batch_one_shapes(model);
+                if pins.is_empty() {
+                    return Err(e.into());
+                }
+                let flags: Vec<String> =
+                    pins.iter().map(|p| format!("--input-shape {p}")).collect();
+                Err(anyhow::Error::new(e).context(format!(
+                    "{}: Strata keeps a symbolic first input dimension free as the batch, and \
+                     this op cannot take the batch there (a recurrent layer's sequence, an \
+                     axis it reduces, …); pin the input's shape, e.g. with a first \
+                     dimension of 1: {}",
+                    model.display(),
+                    flags.join(" ")
+                )))
+            }
             Err(e) => Err(e.into()),
         }
     }
