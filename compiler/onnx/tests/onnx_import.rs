@@ -1725,3 +1725,74 @@ fn upsample_is_resize_10() {
         e => panic!("{e}"),
     }
 }
+
+/// Sin, Cos, Trilu, CumSum, And, Or and Xor fold on constants (a causal mask, position
+/// ids, a sinusoidal encoding added to the input); on a computed input they stop the import
+/// naming that input.
+#[test]
+fn constant_only_ops_fold_and_name_a_computed_input() {
+    let nodes = vec![
+        node(
+            "Trilu",
+            "mask",
+            &["ones", "k"],
+            &["tri"],
+            vec![("upper", A::I(0))],
+        ),
+        node(
+            "CumSum",
+            "pos",
+            &["ones", "axis"],
+            &["cum"],
+            vec![("exclusive", A::I(1)), ("reverse", A::I(1))],
+        ),
+        node("Sin", "sin", &["cum"], &["s"], vec![]),
+        node("Cos", "cos", &["tri"], &["c"], vec![]),
+        node("Add", "a1", &["x", "s"], &["t"], vec![]),
+        node("Add", "a2", &["t", "c"], &["y"], vec![]),
+    ];
+    let inits = vec![
+        f32_tensor("ones", &[3, 3], &[1.0; 9]),
+        i64_tensor("k", &[-1]),
+        i64_tensor("axis", &[1]),
+    ];
+    let mut m = model(14, &[-1, 3, 3], inits, nodes, &["y"]);
+    // `k` is a scalar.
+    m.graph.initializer[1].dims.clear();
+    let g = m.import();
+    let y = strata_runtime::run(
+        &g,
+        &[Tensor::from_f32(vec![1, 3, 3], vec![0.0; 9]).unwrap()],
+    )
+    .unwrap()
+    .remove(0);
+    // Lower triangle below the diagonal (k = −1) → cos(1) there, cos(0) = 1 elsewhere;
+    // exclusive reverse cumsum of ones along the rows: 2, 1, 0 → sin of it.
+    let y = y.as_f32().unwrap();
+    for r in 0..3 {
+        for c in 0..3 {
+            let tri = if c < r { 1f64 } else { 0.0 };
+            let cum = (2 - c) as f64;
+            let want = (cum.sin() as f32) + (tri.cos() as f32);
+            assert!(
+                (y[r * 3 + c] - want).abs() <= 1e-6,
+                "({r}, {c}): {}",
+                y[r * 3 + c]
+            );
+        }
+    }
+    match model(
+        14,
+        &[-1, 3],
+        vec![],
+        vec![node("Sin", "n", &["x"], &["y"], vec![])],
+        &["y"],
+    )
+    .import_err()
+    {
+        OnnxError::NonConstantInput { node, input, .. } => {
+            assert_eq!((node.as_str(), input.as_str()), ("n", "x"))
+        }
+        e => panic!("{e}"),
+    }
+}

@@ -12,6 +12,7 @@ macro_rules! bind {
 mod body;
 mod conv;
 mod elementwise;
+mod folded;
 mod layout;
 mod linear;
 mod normalization;
@@ -88,6 +89,7 @@ const FAMILIES: &[&[OnnxOp]] = &[
     qdq::OPS,
     recurrent::OPS,
     tensor::OPS,
+    folded::OPS,
 ];
 
 /// A default-domain ONNX op the frontend imports, and the opsets it accepts it in.
