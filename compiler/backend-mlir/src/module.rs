@@ -360,6 +360,20 @@ fn impl_body(
     for (i, st) in l.steps.iter().enumerate() {
         let value = |loc: Loc| read(&bufs, loc, &st.node);
         let name = |loc: Loc| value(loc).map(|v| v.0);
+        // A kernel operand's value and length: an activation, or a stored constant bound here.
+        let operand = |b: &mut Body, o: &Operand| -> Result<(String, usize), MlirError> {
+            match o {
+                Operand::Act(loc) => value(*loc),
+                Operand::Const(c) => {
+                    let c = l.constants.get(*c).ok_or_else(|| {
+                        MlirError::Internal(format!("step `{}`: no constant {c}", st.node))
+                    })?;
+                    let n = c.values.len();
+                    let v = b.bind(&format!("arith.constant {}", dense_f32(&c.values, &[n])));
+                    Ok((v, n))
+                }
+            }
+        };
         b.line(&format!("// `{}`", st.node.replace(['\n', '\r'], " ")));
         // Buffers a step writes besides `st.y` (an LSTM's final states), with their values.
         let mut states: Vec<(usize, String)> = Vec::new();
@@ -393,22 +407,12 @@ fn impl_body(
             } => elementwise::reduce(&mut b, &name(*x)?, [*outer, *len, *inner], *f),
             Kernel::Binary {
                 a,
-                b: operand,
+                b: rhs,
                 n,
                 bcast,
                 f,
             } => {
-                let rhs = match operand {
-                    Operand::Act(loc) => value(*loc)?,
-                    Operand::Const(c) => {
-                        let c = l.constants.get(*c).ok_or_else(|| {
-                            MlirError::Internal(format!("step `{}`: no constant {c}", st.node))
-                        })?;
-                        let n = c.values.len();
-                        let v = b.bind(&format!("arith.constant {}", dense_f32(&c.values, &[n])));
-                        (v, n)
-                    }
-                };
+                let rhs = operand(&mut b, rhs)?;
                 let a = name(*a)?;
                 elementwise::binary(&mut b, &a, (&rhs.0, rhs.1), *n, *bcast, *f)
             }
@@ -416,18 +420,7 @@ fn impl_body(
             Kernel::Select { n, cmp, operands } => {
                 let mut ops = Vec::with_capacity(4);
                 for (o, bcast) in operands {
-                    let (v, len) = match o {
-                        Operand::Act(loc) => value(*loc)?,
-                        Operand::Const(c) => {
-                            let c = l.constants.get(*c).ok_or_else(|| {
-                                MlirError::Internal(format!("step `{}`: no constant {c}", st.node))
-                            })?;
-                            let n = c.values.len();
-                            let v =
-                                b.bind(&format!("arith.constant {}", dense_f32(&c.values, &[n])));
-                            (v, n)
-                        }
-                    };
+                    let (v, len) = operand(&mut b, o)?;
                     ops.push((v, len, *bcast));
                 }
                 elementwise::select_where(&mut b, &ops, *n, *cmp)
@@ -442,19 +435,7 @@ fn impl_body(
                 k,
                 n,
             } => {
-                let mut operand = |o: &Operand| -> Result<String, MlirError> {
-                    match o {
-                        Operand::Act(loc) => name(*loc),
-                        Operand::Const(c) => {
-                            let c = l.constants.get(*c).ok_or_else(|| {
-                                MlirError::Internal(format!("step `{}`: no constant {c}", st.node))
-                            })?;
-                            let n = c.values.len();
-                            Ok(b.bind(&format!("arith.constant {}", dense_f32(&c.values, &[n]))))
-                        }
-                    }
-                };
-                let (a, rhs) = (operand(a)?, operand(rhs)?);
+                let (a, rhs) = (operand(&mut b, a)?.0, operand(&mut b, rhs)?.0);
                 let dims = matmul::Dims {
                     batch,
                     a_batch,

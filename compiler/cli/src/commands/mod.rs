@@ -67,11 +67,28 @@ impl InputShapes {
                     model.display()
                 )))
             }
-            Err(
-                e @ strata_compiler::LoadError::Onnx(
-                    OnnxError::NonConstantInput { .. } | OnnxError::BatchDependent { .. },
-                ),
-            ) if self.shapes.is_empty() => {
+            Err(e) if self.shapes.is_empty() => {
+                // Where the free batch is the trouble, the error says which pins compile.
+                let strata_compiler::LoadError::Onnx(onnx) = &e else {
+                    return Err(e.into());
+                };
+                let why = match onnx {
+                    OnnxError::NonConstantInput { .. } | OnnxError::BatchDependent { .. } => {
+                        "if this shape is computed from the batch size (Strata keeps the \
+                         batch free only through the shape arithmetic it can follow), compile \
+                         for batch 1"
+                    }
+                    OnnxError::Shape {
+                        source: strata_ir::InferError::Batch(_),
+                        ..
+                    } => {
+                        "Strata keeps a symbolic first input dimension free as the batch, and \
+                         this op cannot take the batch there (a recurrent layer's sequence, an \
+                         axis it reduces, …); pin the input's shape, e.g. with a first \
+                         dimension of 1"
+                    }
+                    _ => return Err(e.into()),
+                };
                 let pins = strata_compiler::onnx::batch_one_shapes(model);
                 if pins.is_empty() {
                     return Err(e.into());
@@ -79,30 +96,7 @@ impl InputShapes {
                 let flags: Vec<String> =
                     pins.iter().map(|p| format!("--input-shape {p}")).collect();
                 Err(anyhow::Error::new(e).context(format!(
-                    "{}: if this shape is computed from the batch size (Strata keeps the \
-                     batch free only through the shape arithmetic it can follow), compile \
-                     for batch 1: {}",
-                    model.display(),
-                    flags.join(" ")
-                )))
-            }
-            Err(
-                e @ strata_compiler::LoadError::Onnx(OnnxError::Shape {
-                    source: strata_ir::InferError::Batch(_),
-                    ..
-                }),
-            ) if self.shapes.is_empty() => {
-                let pins = strata_compiler::onnx::batch_one_shapes(model);
-                if pins.is_empty() {
-                    return Err(e.into());
-                }
-                let flags: Vec<String> =
-                    pins.iter().map(|p| format!("--input-shape {p}")).collect();
-                Err(anyhow::Error::new(e).context(format!(
-                    "{}: Strata keeps a symbolic first input dimension free as the batch, and \
-                     this op cannot take the batch there (a recurrent layer's sequence, an \
-                     axis it reduces, …); pin the input's shape, e.g. with a first \
-                     dimension of 1: {}",
+                    "{}: {why}: {}",
                     model.display(),
                     flags.join(" ")
                 )))
