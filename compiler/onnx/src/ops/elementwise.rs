@@ -6,7 +6,7 @@ use strata_ir::ops::{BinaryOp, Clip, CompareOp, UnaryOp, VariadicOp};
 use strata_ir::{DType, Op, Tensor, TensorData, ValueRef};
 
 use super::body::Body;
-use super::{arity, constant_input, fold_to, helper, present, single, Ins, OnnxOp, Outs};
+use super::{arity, broadcast_constants, fold_to, helper, present, single, Ins, OnnxOp, Outs};
 use crate::attrs::NodeCtx;
 use crate::import::Importer;
 use crate::OnnxError;
@@ -316,18 +316,8 @@ fn clip(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
 fn modulo(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     arity(ctx, ins, 2, 2)?;
     let fmod = ctx.bool_or("fmod", false)?;
-    let (ta, tb) = (
-        constant_input(imp, ctx, ins, 0)?,
-        constant_input(imp, ctx, ins, 1)?,
-    );
-    let shape =
-        strata_runtime::kernels::elementwise::broadcast_shape("mod", ta.shape(), tb.shape())
-            .map_err(|e| ctx.unsupported(e.to_string()))?;
-    let expand = |t: &Tensor| {
-        strata_runtime::kernels::layout::expand(&shape, t)
-            .map_err(|e| ctx.unsupported(e.to_string()))
-    };
-    let (ea, eb) = (expand(&ta)?, expand(&tb)?);
+    let [ea, eb] = broadcast_constants(imp, ctx, ins)?;
+    let shape = ea.shape().to_vec();
     let zero = || ctx.unsupported("a zero divisor");
     macro_rules! ints {
         ($x:expr, $y:expr, $var:ident) => {{

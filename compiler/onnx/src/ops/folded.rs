@@ -7,7 +7,7 @@
 
 use strata_ir::{Tensor, TensorData};
 
-use super::{arity, constant_input, fold_to, Ins, OnnxOp, Outs};
+use super::{arity, broadcast_constants, constant_input, fold_to, Ins, OnnxOp, Outs};
 use crate::attrs::NodeCtx;
 use crate::import::Importer;
 
@@ -38,23 +38,13 @@ fn trig(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins, f: fn(f64) -> f64) -> Outs
 /// And, Or, Xor of two bool constants, with numpy broadcasting.
 fn logical(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins, f: fn(bool, bool) -> bool) -> Outs {
     arity(ctx, ins, 2, 2)?;
-    let (a, b) = (
-        constant_input(imp, ctx, ins, 0)?,
-        constant_input(imp, ctx, ins, 1)?,
-    );
-    let shape =
-        strata_runtime::kernels::elementwise::broadcast_shape("logical", a.shape(), b.shape())
-            .map_err(|e| ctx.unsupported(e.to_string()))?;
-    let expand = |t: &Tensor| {
-        strata_runtime::kernels::layout::expand(&shape, t)
-            .map_err(|e| ctx.unsupported(e.to_string()))
-    };
-    let (ea, eb) = (expand(&a)?, expand(&b)?);
+    let [ea, eb] = broadcast_constants(imp, ctx, ins)?;
+    let shape = ea.shape().to_vec();
     let (TensorData::Bool(x), TensorData::Bool(y)) = (ea.data(), eb.data()) else {
         return Err(ctx.unsupported(format!(
             "inputs of element types {} and {} (bool only)",
-            a.dtype(),
-            b.dtype()
+            ea.dtype(),
+            eb.dtype()
         )));
     };
     let v = x.iter().zip(y).map(|(&p, &q)| f(p, q)).collect();

@@ -253,6 +253,27 @@ pub(super) fn constant_input(
         .ok_or_else(|| ctx.non_constant(ctx.proto.input.get(i).map_or("", String::as_str)))
 }
 
+/// Inputs 0 and 1, both constants, expanded to their numpy broadcast shape (for the ops
+/// folded at import: Mod, And, Or, Xor).
+pub(super) fn broadcast_constants(
+    imp: &Importer,
+    ctx: &NodeCtx,
+    ins: &Ins,
+) -> Result<[strata_ir::Tensor; 2], OnnxError> {
+    let (a, b) = (
+        constant_input(imp, ctx, ins, 0)?,
+        constant_input(imp, ctx, ins, 1)?,
+    );
+    let unsupported = |e: strata_runtime::RuntimeError| ctx.unsupported(e.to_string());
+    let shape =
+        strata_runtime::kernels::elementwise::broadcast_shape("broadcast", a.shape(), b.shape())
+            .map_err(unsupported)?;
+    let expand = |t: &strata_ir::Tensor| {
+        strata_runtime::kernels::layout::expand(&shape, t).map_err(unsupported)
+    };
+    Ok([expand(&a)?, expand(&b)?])
+}
+
 /// Binds `t` as the node's one output (a constant, folded like any other).
 pub(super) fn fold_to(imp: &mut Importer, ctx: &NodeCtx, t: strata_ir::Tensor) -> Outs {
     let c = imp.add_constant(&format!("{}_value", ctx.name), t);
