@@ -1,6 +1,6 @@
 //! Element-wise ops: broadcasting arithmetic, comparisons and Where, math functions,
-//! activations (Elu, Selu, Celu, Softplus, Softsign, Mish and Gelu as their function
-//! bodies), PRelu and Clip.
+//! activations (Elu, Selu, Celu, Softplus, Softsign, Mish, Gelu and ThresholdedRelu as
+//! their function bodies), PRelu and Clip.
 
 use strata_ir::ops::{BinaryOp, Clip, CompareOp, UnaryOp, VariadicOp};
 use strata_ir::{DType, Op, Tensor, TensorData, ValueRef};
@@ -33,6 +33,7 @@ pub(super) const OPS: &[OnnxOp] = &[
     OnnxOp::new("Softsign", 1, 22, softsign),
     OnnxOp::new("Mish", 18, 22, mish),
     OnnxOp::new("Gelu", 20, 20, gelu),
+    OnnxOp::new("ThresholdedRelu", 10, 22, thresholded_relu),
     OnnxOp::new("Tanh", 1, 13, bind!(unary, UnaryOp::Tanh)),
     OnnxOp::new("Erf", 9, 13, bind!(unary, UnaryOp::Erf)),
     OnnxOp::new("Exp", 1, 13, bind!(unary, UnaryOp::Exp)),
@@ -205,6 +206,18 @@ fn mish(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
     let sp = b.binary("softplus", BinaryOp::Add, positive, log)?;
     let t = b.unary("tanh", UnaryOp::Tanh, sp)?;
     b.finish(Op::Binary(BinaryOp::Mul), &[x, t])
+}
+
+/// ThresholdedRelu: `x > α ? x : 0`, a Where on a comparison (the backends' select).
+fn thresholded_relu(imp: &mut Importer, ctx: &NodeCtx, ins: &Ins) -> Outs {
+    arity(ctx, ins, 1, 1)?;
+    let x = imp.req(ctx, ins, 0)?;
+    let alpha = f64::from(ctx.float_or("alpha", 1.0)?);
+    let mut b = Body::float(imp, ctx, x)?;
+    let a = b.scalar("alpha", alpha);
+    let above = b.step("above", Op::Compare(CompareOp::Greater), &[x, a])?;
+    let zero = b.scalar("zero", 0.0);
+    b.finish(Op::Where, &[above, x, zero])
 }
 
 /// Softsign: `x / (1 + |x|)`.
