@@ -449,8 +449,8 @@ pub fn upsampling(b: &mut Builder) -> Vec<ValueRef> {
 
 /// 1-D windows (audio, sequences): the conv map read as 4 channels of 49 samples, a grouped,
 /// strided, dilated and padded 1-D convolution (a bit-plane layer of its own), 1-D max and
-/// average pooling with uneven pads, and a 1-D convolution of a pooled sequence; the backends
-/// run them as 2-D windows of height 1.
+/// average pooling with uneven pads, a 1-D convolution of a pooled sequence and a strided 1-D
+/// transposed convolution of it; the backends run them as 2-D windows of height 1.
 pub fn sequence_1d(b: &mut Builder) -> Vec<ValueRef> {
     let c = b.conv("sq_c", 4, 0);
     let reshape = Op::Reshape(strata_ir::ops::Reshape {
@@ -488,7 +488,23 @@ pub fn sequence_1d(b: &mut Builder) -> Vec<ValueRef> {
         b.konst("sq2_b", &[3], 0.1, 0.0),
     );
     let c2 = b.op("sq_conv2", conv(5, 1, [2, 2], 1, 1), &[mx, w2, b2]);
-    vec![av, c2]
+    // A 1-D transposed convolution (an audio decoder's upsampling), stride 3 with an output
+    // padding: `conv-transpose-to-conv` makes it bit-plane Convs and a 1-D pixel shuffle.
+    let (w3, b3) = (
+        b.konst("sq3_w", &[3, 2, 5], 0.4, 0.0),
+        b.konst("sq3_b", &[2], 0.1, 0.0),
+    );
+    let up = Op::ConvTranspose(ConvTranspose {
+        kernel: vec![5],
+        strides: vec![3],
+        pads: vec![2, 2],
+        dilations: vec![1],
+        output_padding: vec![1],
+        group: 1,
+        has_bias: true,
+    });
+    let u = b.op("sq_up", up, &[c2, w3, b3]);
+    vec![av, c2, u]
 }
 
 /// One net per chain: (C prefix, float graph).
