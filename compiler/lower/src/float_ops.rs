@@ -120,39 +120,56 @@ impl Walk<'_> {
         op: &Op,
         step: usize,
     ) -> Result<(Operand, Broadcast), LowerError> {
-        let Some(bcast) = broadcast(out, &self.shape(v)?) else {
-            // A constant that repeats over separate runs of axes (Swin's attention mask over
-            // windows and heads) is stored expanded to the output's shape.
-            if !self.locs.contains_key(&v) {
-                let t = self.constant(v, node, op, "the constant operand")?;
-                let full = strata_runtime::kernels::layout::expand(out, t)
-                    .ok()
-                    .and_then(|t| t.as_f32().map(<[f32]>::to_vec))
-                    .ok_or_else(|| {
-                        unsupported(
-                            node,
-                            op,
-                            "the constant operand does not expand to the output",
-                        )
-                    })?;
-                let len = full.len();
-                return Ok((
-                    Operand::Const(self.store_values(node, full)),
-                    Broadcast { len, inner: 1 },
-                ));
-            }
-            return Err(unsupported(
+        if !self.locs.contains_key(&v) {
+            // The graph outlives the walk, so the constant is not borrowed from `self`.
+            let graph = self.graph;
+            let t = graph
+                .constant_value(v)
+                .ok_or_else(|| unsupported(node, op, "the constant operand must be a constant"))?;
+            return self.constant_operand(t, out, node, op);
+        }
+        let bcast = broadcast(out, &self.shape(v)?).ok_or_else(|| {
+            unsupported(
                 node,
                 op,
                 "an operand repeats over axes that are not one contiguous run",
-            ));
+            )
+        })?;
+        Ok((Operand::Act(self.act(v, step, node, op)?), bcast))
+    }
+
+    /// A constant f32 operand, stored, broadcast over the output shape; one that repeats
+    /// over separate runs of axes (Swin's attention mask over windows and heads) is stored
+    /// expanded to the output's shape.
+    fn constant_operand(
+        &mut self,
+        t: &strata_ir::Tensor,
+        out: &[usize],
+        node: &str,
+        op: &Op,
+    ) -> Result<(Operand, Broadcast), LowerError> {
+        let f32s = |t: &strata_ir::Tensor| {
+            t.as_f32()
+                .map(<[f32]>::to_vec)
+                .ok_or_else(|| unsupported(node, op, "the constant operand must be f32"))
         };
-        let b = if self.locs.contains_key(&v) {
-            Operand::Act(self.act(v, step, node, op)?)
-        } else {
-            Operand::Const(self.store(v, node, op, "the constant operand")?)
-        };
-        Ok((b, bcast))
+        if let Some(bcast) = broadcast(out, t.shape()) {
+            let values = f32s(t)?;
+            return Ok((Operand::Const(self.store_values(node, values)), bcast));
+        }
+        let full = strata_runtime::kernels::layout::expand(out, t).map_err(|_| {
+            unsupported(
+                node,
+                op,
+                "the constant operand does not expand to the output",
+            )
+        })?;
+        let full = f32s(&full)?;
+        let len = full.len();
+        Ok((
+            Operand::Const(self.store_values(node, full)),
+            Broadcast { len, inner: 1 },
+        ))
     }
 
     /// Add, Sub, Mul, Div with numpy broadcasting of one operand over the other (which must
@@ -225,9 +242,9 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// Where over f32 values whose condition is a comparison of f32 values: one
-    /// [`Kernel::Select`] reading the comparison's operands and both branches, each
-    /// broadcast to the output.
+    /// Where over f32 values whose condition is a comparison of f32 values or a constant
+    /// mask: one [`Kernel::Select`] reading the comparison's operands (or the mask as 1.0 and
+    /// 0.0 against one half) and both branches, each broadcast to the output.
     pub(crate) fn select(
         &mut self,
         id: NodeId,
@@ -240,22 +257,51 @@ impl Walk<'_> {
         let &[c, a, b] = ins else {
             return Err(unsupported(node, op, "needs three inputs"));
         };
-        let Some(&(cmp, l, r)) = self.conditions.get(&c) else {
-            return Err(unsupported(
-                node,
-                op,
-                "the condition is not a comparison of f32 values (Greater, Less, Equal, … \
-                 computed in the graph)",
-            ));
-        };
         let out = self.shape(ValueRef::first(id))?;
-        if ![l, r, a, b].into_iter().any(|v| self.locs.contains_key(&v)) {
-            return Err(unsupported(node, op, "every operand is a constant"));
+        if ![a, b].into_iter().any(|v| self.locs.contains_key(&v)) {
+            return Err(unsupported(node, op, "both branches are constants"));
         }
-        let mut operands = [(Operand::Const(0), Broadcast { len: 1, inner: 1 }); 4];
-        for (slot, v) in operands.iter_mut().zip([l, r, a, b]) {
-            *slot = self.operand(v, &out, node, op, step)?;
-        }
+        let (cmp, l, r) = match self.conditions.get(&c) {
+            Some(&(cmp, l, r)) => (
+                cmp,
+                self.operand(l, &out, node, op, step)?,
+                self.operand(r, &out, node, op, step)?,
+            ),
+            None => {
+                // A constant mask (a causal mask, `masked_fill`): its elements as 1.0 and 0.0,
+                // selected where above one half.
+                let mask = self
+                    .graph
+                    .constant_value(c)
+                    .and_then(|t| match t.data() {
+                        strata_ir::TensorData::Bool(m) => Some((t.shape().to_vec(), m.clone())),
+                        _ => None,
+                    })
+                    .ok_or_else(|| {
+                        unsupported(
+                            node,
+                            op,
+                            "the condition is neither a comparison of f32 values (Greater, \
+                             Less, Equal, … computed in the graph) nor a constant",
+                        )
+                    })?;
+                let ones = mask.1.iter().map(|&m| if m { 1.0 } else { 0.0 }).collect();
+                let ones = strata_ir::Tensor::from_f32(mask.0, ones)
+                    .map_err(|e| unsupported(node, op, e.to_string()))?;
+                let half = strata_ir::Tensor::scalar_f32(0.5);
+                (
+                    CompareOp::Greater,
+                    self.constant_operand(&ones, &out, node, op)?,
+                    self.constant_operand(&half, &out, node, op)?,
+                )
+            }
+        };
+        let operands = [
+            l,
+            r,
+            self.operand(a, &out, node, op, step)?,
+            self.operand(b, &out, node, op, step)?,
+        ];
         self.emit(id, node, Kernel::Select { n, cmp, operands }, n, step);
         Ok(())
     }

@@ -348,9 +348,10 @@ impl<'g> Walk<'g> {
                  (`strata compile`, the vl-quantize and bitplane-rewrite passes) so that it \
                  becomes a bit-plane layer",
             )),
-            // These never compute f32 activations in an inference graph; a float output here
-            // (a Where over floats, a DequantizeLinear, a Cast to f32) is not lowered.
+            // A comparison lowers with the Where that reads it (`Walk::condition`).
             Op::Where => self.select(id, node, op, &ins, out_n, step),
+            // These never compute f32 activations in an inference graph; a float output here
+            // (a DequantizeLinear, a Cast to f32) is not lowered.
             Op::Compare(_) | Op::ArgMax(_) | Op::Shape { .. } => Err(unsupported(
                 node,
                 op,

@@ -238,7 +238,7 @@ pub fn arithmetic(b: &mut Builder) -> Vec<ValueRef> {
 /// Where on comparisons of f32 values (the C and MLIR `select_where`): an activation against a
 /// scalar (PyTorch's Softplus threshold), against a per-channel constant with a constant
 /// branch, two activations with each other (≥ and ≤), and Equal on floored values, which
-/// hits both branches.
+/// hits both branches; and Where on constant masks (causal, per channel).
 pub fn selecting(b: &mut Builder) -> Vec<ValueRef> {
     let c = b.conv("se_c", 6, 1);
     let d = b.conv("se_d", 6, 1);
@@ -261,7 +261,21 @@ pub fn selecting(b: &mut Builder) -> Vec<ValueRef> {
     let zero = b.g.add_constant("se_zero", Tensor::scalar_f32(0.0));
     let eq = cmp(b, "se_eq", CompareOp::Equal, fl, zero);
     let w5 = b.op("se_w5", Op::Where, &[eq, d, c3]);
-    vec![w1, w2, w3, w4, w5]
+    // Constant masks: a causal (lower-triangular) one over the 9×9 map, as `masked_fill`
+    // writes it, and one per channel.
+    let causal = (0..81).map(|i| i % 9 <= i / 9).collect();
+    let causal = Tensor::new(vec![9, 9], strata_ir::TensorData::Bool(causal)).unwrap();
+    let causal = b.g.add_constant("se_causal", causal);
+    let low = b.g.add_constant("se_low", Tensor::scalar_f32(-3.0));
+    let w6 = b.op("se_w6", Op::Where, &[causal, c, low]);
+    let per_c = Tensor::new(
+        vec![6, 1, 1],
+        strata_ir::TensorData::Bool(vec![true, false, false, true, true, false]),
+    )
+    .unwrap();
+    let per_c = b.g.add_constant("se_per_c", per_c);
+    let w7 = b.op("se_w7", Op::Where, &[per_c, d, c]);
+    vec![w1, w2, w3, w4, w5, w6, w7]
 }
 
 /// Resize of a 7×7 map: nearest up (asymmetric, floor), down (half_pixel, round_prefer_ceil)
