@@ -650,3 +650,48 @@ fn a_closed_pipe_ends_quietly() {
         assert!(stderr.is_empty(), "{args:?}: {stderr}");
     }
 }
+
+/// A model whose only weights are MatMuls on `[N, T, C]` (a transformer's Linear layers):
+/// `compile` says that nothing was quantized and why, naming the first such MatMul, instead of
+/// writing a file without bit-planes in silence; `emit-c` then writes the float model's C.
+#[test]
+fn compile_says_when_no_layer_is_quantized() {
+    use strata_test_support::onnx::{f32_tensor, f32vi, node, M};
+    let dir = std::env::temp_dir().join(format!("strata-no-layers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |f: &str| dir.join(f).display().to_string();
+    let w: Vec<f32> = (0..18).map(|i| (i as f32 - 9.0) * 0.1).collect();
+    let mut m = M::new(17).input(f32vi("x", &[-1, 4, 6]));
+    m.graph.initializer = vec![f32_tensor("w", &[6, 3], &w)];
+    m.graph.node = vec![
+        node("MatMul", "linear", &["x", "w"], &["h"], vec![]),
+        node("Relu", "relu", &["h"], &["y"], vec![]),
+    ];
+    std::fs::write(p("t.onnx"), m.output("y").bytes()).unwrap();
+    let calib: Vec<f32> = (0..48).map(|i| (i as f32 * 0.37).sin()).collect();
+    write_npy(
+        Path::new(&p("calib.npy")),
+        &Tensor::from_f32(vec![2, 4, 6], calib).unwrap(),
+    )
+    .unwrap();
+    let out = strata(&[
+        "compile",
+        &p("t.onnx"),
+        "--calib",
+        &p("calib.npy"),
+        "-o",
+        &p("t.strata"),
+    ]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: 1 MatMul(s) with a constant weight on inputs of rank above 2")
+            && err.contains("`linear`")
+            && err.contains("warning: no layer was quantized"),
+        "{err}"
+    );
+    ok(&["emit-c", &p("t.strata"), "--name", "m", "-o", &p("c")]);
+    let header = std::fs::read_to_string(dir.join("c").join("m.h")).unwrap();
+    assert!(header.contains("#define M_NUM_LAYERS 0"), "{header}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -616,11 +616,13 @@ pub fn emit_options(
         .into_iter()
         .map(|(_, k)| k)
         .collect();
+    // A model without bit-plane layers (everything stayed float): the count selects nothing,
+    // and the C is the float model's.
     let k = per_layer
         .iter()
         .copied()
         .max()
-        .unwrap_or(info.available_planes);
+        .unwrap_or(info.available_planes.max(1));
     let uniform = per_layer.iter().all(|&l| l == k);
     Ok(EmitOptions {
         planes: k,

@@ -109,6 +109,7 @@ pub fn run(args: Args) -> Result<()> {
     let shown = args.model.display().to_string();
     let load = args.shapes.load_options()?;
     let graph = args.shapes.load(&args.model)?.graph;
+    let float_matmuls = float_matmuls(&graph);
     let samples = if args.calib.is_empty() {
         Vec::new()
     } else {
@@ -151,6 +152,22 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(report) = OnceQatReport::from_context(&ctx) {
         eprintln!("{}", report.summary());
     }
+    let layers = VlQuantization::from_context(&ctx).map_or(0, |q| q.layers.len());
+    if let Some(first) = float_matmuls.first() {
+        eprintln!(
+            "{}: {} MatMul(s) with a constant weight on inputs of rank above 2 (a transformer's \
+             Linear layers on [N, T, C]; `{first}` first) stay float: vl-quantize layers \
+             Conv, Gemm and MatMul of 2-D inputs",
+            if layers == 0 { "warning" } else { "note" },
+            float_matmuls.len(),
+        );
+    }
+    if layers == 0 {
+        eprintln!(
+            "warning: no layer was quantized: the file holds the float model only, with no \
+             bit-planes"
+        );
+    }
     super::write_file(&args.output, &bytes)?;
     if options.budget_bytes.is_some() {
         report_mixed(&bytes)?;
@@ -184,4 +201,25 @@ fn report_mixed(bytes: &[u8]) -> Result<()> {
         None => eprintln!("  no uniform plane count fits the budget"),
     }
     Ok(())
+}
+
+/// The MatMuls whose weight is a constant 2-D f32 tensor and whose other input has rank above
+/// 2 (a transformer's Linear layers on `[N, T, C]`): `vl-quantize` leaves them float, which a
+/// user should hear about rather than find a model without bit-planes.
+fn float_matmuls(graph: &strata_ir::Graph) -> Vec<String> {
+    graph
+        .node_ids()
+        .filter_map(|id| {
+            let node = graph.node(id).ok()?;
+            if !matches!(node.kind, strata_ir::NodeKind::Op(strata_ir::Op::MatMul)) {
+                return None;
+            }
+            let ins = graph.node_inputs(id);
+            let (x, w) = (*ins.first()?, *ins.get(1)?);
+            let weight = graph.constant_value(w)?;
+            let x_rank = graph.value(x).ok()?.ty.rank();
+            let float = weight.dtype() == strata_ir::DType::F32 && weight.rank() == 2;
+            (float && x_rank > 2 && graph.constant_value(x).is_none()).then(|| node.name.clone())
+        })
+        .collect()
 }
