@@ -357,6 +357,38 @@ def norm_act_zoo():
     return NormActZoo()
 
 
+class GptBlock(nn.Module):
+    """A transformer block (nanoGPT's, small) over a 1×16×32 input read as 16 tokens of 32
+    features: LayerNorm, causal self-attention with the mask a registered buffer applied by
+    masked_fill (a Where on a constant mask), tanh GELU, then mean over the tokens and a head.
+    Its Linear layers act on [N, T, C], which `matmul-to-conv` makes bit-plane layers."""
+
+    def __init__(self, c=32, heads=4, t=16):
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.ln2 = nn.LayerNorm(c), nn.LayerNorm(c)
+        self.qkv, self.proj = nn.Linear(c, 3 * c), nn.Linear(c, c)
+        self.fc, self.fc2 = nn.Linear(c, 4 * c), nn.Linear(4 * c, c)
+        self.head = nn.Linear(c, NUM_CLASSES)
+        self.register_buffer("causal", torch.tril(torch.ones(t, t)).view(1, 1, t, t))
+
+    def forward(self, x):
+        x = x[:, 0]                                          # [N, T, C]
+        n, t, c = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(c, dim=2)
+        split = lambda z: z.view(n, t, self.heads, c // self.heads).transpose(1, 2)  # noqa: E731
+        q, k, v = split(q), split(k), split(v)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / (c // self.heads) ** 0.5)
+        att = F.softmax(att.masked_fill(self.causal[:, :, :t, :t] == 0, float("-inf")), dim=-1)
+        x = x + self.proj((att @ v).transpose(1, 2).reshape(n, t, c))
+        x = x + self.fc2(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+        return self.head(x.mean(1))
+
+
+def gpt_block():
+    return GptBlock()
+
+
 # name -> (constructor, input shape of one sample)
 ARCHS = {
     "resnet18": (resnet18, (3, 32, 32)),
@@ -373,6 +405,7 @@ ARCHS = {
     "yolo_head": (yolo_head, (3, 32, 32)),
     "kws_crnn": (kws_crnn, (1, 16, 20)),
     "norm_act_zoo": (norm_act_zoo, (3, 32, 32)),
+    "gpt_block": (gpt_block, (1, 16, 32)),
 }
 
 

@@ -17,6 +17,7 @@ mod infer_shapes;
 mod layer_codes;
 mod least_squares;
 mod manager;
+mod matmul_to_conv;
 mod once_qat;
 mod pipeline;
 pub mod qat_tables;
@@ -36,6 +37,7 @@ pub use fold_constants::FoldConstants;
 pub use infer_shapes::InferShapes;
 pub use least_squares::{solve_2x2, FitSums, FIT_ROWS};
 pub use manager::{PassInfo, PassManager, PASSES};
+pub use matmul_to_conv::MatMulToConv;
 pub use once_qat::{auto_temperature, OnceQat, OnceQatReport};
 pub use pipeline::{parse_pipeline, render_pipeline, PassOptions, PassSpec, PipelineError};
 pub use vl_quantize::{

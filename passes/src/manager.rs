@@ -5,7 +5,7 @@ use strata_ir::Graph;
 use crate::pipeline::{parse_pipeline, PassOptions, PipelineError};
 use crate::{
     BitplaneRewrite, Calibrate, ConvTransposeToConv, EliminateDeadCode, FoldBatchNorm,
-    FoldConstants, InferShapes, OnceQat, Pass, PassContext, PassError, VlQuantize,
+    FoldConstants, InferShapes, MatMulToConv, OnceQat, Pass, PassContext, PassError, VlQuantize,
 };
 
 /// A registered pass: its pipeline name, a one-line description for `--help`, and a
@@ -38,6 +38,13 @@ pub const PASSES: &[PassInfo] = &[
         summary: "rewrite a ConvTranspose with constant weights as a Conv and a pixel shuffle, \
                   so it is quantized and lowered like any convolution",
         create: |_| Ok(Box::new(ConvTransposeToConv)),
+    },
+    PassInfo {
+        name: "matmul-to-conv",
+        summary: "rewrite a MatMul of a rank-3 or rank-4 activation with a constant 2-D weight \
+                  (a transformer's Linear layers) as a Conv with a kernel of ones between \
+                  Transposes, so it is quantized and lowered like any convolution",
+        create: |_| Ok(Box::new(MatMulToConv)),
     },
     PassInfo {
         name: "eliminate-dead-code",

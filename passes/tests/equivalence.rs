@@ -354,3 +354,45 @@ fn conv_transpose_with_dilation_or_a_sparse_stride_is_left_alone() {
     let g = check_equivalent(g, "conv-transpose-to-conv", &[1, 2, 3, 3]);
     assert_eq!(count_ops(&g, "conv_transpose"), 1);
 }
+
+/// A MatMul on `[N, T, K]` or `[N, H, W, K]` with a constant `[K, R]` weight: Transposes
+/// around a 1×1 Conv, the same outputs, the output's name kept; other MatMuls stay.
+#[test]
+fn matmul_on_sequences_becomes_a_conv() {
+    for (i, dims) in [vec![2usize, 5, 6], vec![2, 3, 4, 6]]
+        .into_iter()
+        .enumerate()
+    {
+        let mut g = Graph::new("mm");
+        let mut shape: Vec<Dim> = vec![Dim::Batch];
+        shape.extend(dims[1..].iter().map(|&d| Dim::Known(d)));
+        let x = g.add_input("x", TensorType::new(DType::F32, Shape(shape)));
+        let w = g.add_constant(
+            "w",
+            Tensor::from_f32(vec![6, 4], values(24, 7 + i as u64)).unwrap(),
+        );
+        let y = g
+            .add_op_inferred("mm", Op::MatMul, &[x, w], vec!["y".into()])
+            .unwrap();
+        g.set_outputs(vec![ValueRef::first(y)]);
+        let g = check_equivalent(g, "matmul-to-conv,eliminate-dead-code", &dims);
+        assert_eq!(count_ops(&g, "matmul"), 0, "{dims:?}");
+        assert_eq!(count_ops(&g, "conv"), 1, "{dims:?}");
+        assert_eq!(count_ops(&g, "transpose"), 2, "{dims:?}");
+        assert_eq!(g.value(g.outputs()[0]).unwrap().name, "y");
+    }
+    // Rank 2 (vl-quantize's own) and rank 5 stay MatMuls.
+    for dims in [vec![2usize, 6], vec![2, 2, 2, 2, 6]] {
+        let mut g = Graph::new("mm");
+        let mut shape: Vec<Dim> = vec![Dim::Batch];
+        shape.extend(dims[1..].iter().map(|&d| Dim::Known(d)));
+        let x = g.add_input("x", TensorType::new(DType::F32, Shape(shape)));
+        let w = g.add_constant("w", Tensor::from_f32(vec![6, 4], values(24, 9)).unwrap());
+        let y = g
+            .add_op_inferred("mm", Op::MatMul, &[x, w], vec!["y".into()])
+            .unwrap();
+        g.set_outputs(vec![ValueRef::first(y)]);
+        let g = check_equivalent(g, "matmul-to-conv", &dims);
+        assert_eq!(count_ops(&g, "matmul"), 1, "{dims:?}");
+    }
+}

@@ -651,29 +651,73 @@ fn a_closed_pipe_ends_quietly() {
     }
 }
 
-/// A model whose only weights are MatMuls on `[N, T, C]` (a transformer's Linear layers):
-/// `compile` says that nothing was quantized and why, naming the first such MatMul, instead of
-/// writing a file without bit-planes in silence; `emit-c` then writes the float model's C.
+/// A transformer's Linear layer (MatMul on `[N, T, C]`) becomes a bit-plane layer through
+/// `matmul-to-conv`, within a plane's rounding of the float model; a MatMul no pass makes a
+/// layer (on a rank-5 input) leaves a model without bit-planes, which `compile` says, naming
+/// it, instead of writing such a file in silence; `emit-c` then writes the float model's C.
 #[test]
-fn compile_says_when_no_layer_is_quantized() {
+fn linear_layers_on_sequences_are_quantized_and_compile_says_what_is_not() {
     use strata_test_support::onnx::{f32_tensor, f32vi, node, M};
     let dir = std::env::temp_dir().join(format!("strata-no-layers-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = |f: &str| dir.join(f).display().to_string();
     let w: Vec<f32> = (0..18).map(|i| (i as f32 - 9.0) * 0.1).collect();
-    let mut m = M::new(17).input(f32vi("x", &[-1, 4, 6]));
-    m.graph.initializer = vec![f32_tensor("w", &[6, 3], &w)];
-    m.graph.node = vec![
-        node("MatMul", "linear", &["x", "w"], &["h"], vec![]),
-        node("Relu", "relu", &["h"], &["y"], vec![]),
-    ];
-    std::fs::write(p("t.onnx"), m.output("y").bytes()).unwrap();
-    let calib: Vec<f32> = (0..48).map(|i| (i as f32 * 0.37).sin()).collect();
-    write_npy(
-        Path::new(&p("calib.npy")),
-        &Tensor::from_f32(vec![2, 4, 6], calib).unwrap(),
-    )
-    .unwrap();
+    let model = |dims: &[i64], file: &str| {
+        let mut m = M::new(17).input(f32vi("x", dims));
+        m.graph.initializer = vec![f32_tensor("w", &[6, 3], &w)];
+        m.graph.node = vec![
+            node("MatMul", "linear", &["x", "w"], &["h"], vec![]),
+            node("Relu", "relu", &["h"], &["y"], vec![]),
+        ];
+        std::fs::write(p(file), m.output("y").bytes()).unwrap();
+    };
+    let npy = |dims: Vec<usize>, file: &str| {
+        let n: usize = dims.iter().product();
+        let v: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+        write_npy(Path::new(&p(file)), &Tensor::from_f32(dims, v).unwrap()).unwrap();
+    };
+    // [N, 4, 6]: quantized.
+    model(&[-1, 4, 6], "seq.onnx");
+    npy(vec![2, 4, 6], "seq.npy");
+    let out = strata(&[
+        "compile",
+        &p("seq.onnx"),
+        "--calib",
+        &p("seq.npy"),
+        "-o",
+        &p("seq.strata"),
+    ]);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("stay float"));
+    let shown = ok(&["inspect", &p("seq.strata")]);
+    assert!(shown.contains("bitplane_conv"), "{shown}");
+    ok(&[
+        "run",
+        &p("seq.onnx"),
+        "--input",
+        &p("seq.npy"),
+        "--out",
+        &p("f32"),
+    ]);
+    ok(&[
+        "run",
+        &p("seq.strata"),
+        "--input",
+        &p("seq.npy"),
+        "--out",
+        &p("k8"),
+    ]);
+    let read = |d: &str| read_npy(&dir.join(d).join("output_0.npy")).unwrap();
+    let (f, q) = (read("f32"), read("k8"));
+    assert_eq!(f.shape(), [2, 4, 3]);
+    let (f, q) = (f.as_f32().unwrap(), q.as_f32().unwrap());
+    let scale = f.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for (a, b) in f.iter().zip(q) {
+        assert!((a - b).abs() <= 0.02 * scale, "float {a}, 8 planes {b}");
+    }
+    // [N, 2, 2, 2, 6]: no layer.
+    model(&[-1, 2, 2, 2, 6], "t.onnx");
+    npy(vec![2, 2, 2, 2, 6], "calib.npy");
     let out = strata(&[
         "compile",
         &p("t.onnx"),
@@ -685,8 +729,7 @@ fn compile_says_when_no_layer_is_quantized() {
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("warning: 1 MatMul(s) with a constant weight on inputs of rank above 2")
-            && err.contains("`linear`")
+        err.contains("warning: 1 MatMul(s) with a constant weight stay float (`linear` first)")
             && err.contains("warning: no layer was quantized"),
         "{err}"
     );

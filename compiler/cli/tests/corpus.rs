@@ -343,9 +343,9 @@ fn every_model_has_its_fixtures_and_the_corpus_stays_small() {
         }
         total += len;
     }
-    // 13.2 MB with the recurrent `kws_crnn` and `norm_act_zoo` (2026-12); the cap keeps a
-    // little headroom.
-    assert!(total <= 13_400_000, "corpus is {total} bytes");
+    // 13.6 MB with the recurrent `kws_crnn`, `norm_act_zoo` and `gpt_block` (2026-12); the cap
+    // keeps a little headroom.
+    assert!(total <= 13_800_000, "corpus is {total} bytes");
     for (model, n) in MODELS {
         for f in [
             format!("{model}.onnx"),

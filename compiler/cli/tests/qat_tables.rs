@@ -70,7 +70,7 @@ fn qat_tables_package_a_model_without_calibration() {
         assert_eq!(m["qat_tables_sha256"].as_str().unwrap().len(), 64);
         assert_eq!(
             m["pipeline"],
-            "fold-constants,fold-batchnorm,conv-transpose-to-conv,eliminate-dead-code,\
+            "fold-constants,fold-batchnorm,conv-transpose-to-conv,matmul-to-conv,eliminate-dead-code,\
              load-qat-tables,bitplane-rewrite,eliminate-dead-code"
         );
         assert!(

@@ -176,7 +176,7 @@ pub fn quantize_in_context(
 /// The passes before the tables are applied: the graph the tables' layers are matched in is
 /// the one `vl-quantize` would see.
 pub const TABLES_PREPARE: &str =
-    "fold-constants,fold-batchnorm,conv-transpose-to-conv,eliminate-dead-code";
+    "fold-constants,fold-batchnorm,conv-transpose-to-conv,matmul-to-conv,eliminate-dead-code";
 /// The passes after: building the bit-plane ops from the tables.
 pub const TABLES_APPLY: &str = "bitplane-rewrite,eliminate-dead-code";
 

@@ -112,7 +112,7 @@ fn the_numpy_sidecar_packages_the_tiny_model() {
     let loaded = read_container(&bytes).unwrap();
     assert_eq!(
         loaded.metadata["pipeline"],
-        "fold-constants,fold-batchnorm,conv-transpose-to-conv,eliminate-dead-code,\
+        "fold-constants,fold-batchnorm,conv-transpose-to-conv,matmul-to-conv,eliminate-dead-code,\
          load-qat-tables,bitplane-rewrite,eliminate-dead-code"
     );
     assert_eq!(loaded.metadata["qat_tables_sha256"].len(), 64);

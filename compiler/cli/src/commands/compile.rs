@@ -109,7 +109,6 @@ pub fn run(args: Args) -> Result<()> {
     let shown = args.model.display().to_string();
     let load = args.shapes.load_options()?;
     let graph = args.shapes.load(&args.model)?.graph;
-    let float_matmuls = float_matmuls(&graph);
     let samples = if args.calib.is_empty() {
         Vec::new()
     } else {
@@ -153,11 +152,15 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!("{}", report.summary());
     }
     let layers = VlQuantization::from_context(&ctx).map_or(0, |q| q.layers.len());
+    // What the pipeline left float, read back from the file it wrote.
+    let float_matmuls = strata_ir::container::read_container(&bytes)
+        .map(|loaded| float_matmuls(&loaded.graph))
+        .unwrap_or_default();
     if let Some(first) = float_matmuls.first() {
         eprintln!(
-            "{}: {} MatMul(s) with a constant weight on inputs of rank above 2 (a transformer's \
-             Linear layers on [N, T, C]; `{first}` first) stay float: vl-quantize layers \
-             Conv, Gemm and MatMul of 2-D inputs",
+            "{}: {} MatMul(s) with a constant weight stay float (`{first}` first): \
+             vl-quantize layers Conv, Gemm, MatMul of 2-D inputs, and `matmul-to-conv` makes \
+             Convs of those on inputs of rank 3 and 4 with a known last dimension",
             if layers == 0 { "warning" } else { "note" },
             float_matmuls.len(),
         );
@@ -203,9 +206,8 @@ fn report_mixed(bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// The MatMuls whose weight is a constant 2-D f32 tensor and whose other input has rank above
-/// 2 (a transformer's Linear layers on `[N, T, C]`): `vl-quantize` leaves them float, which a
-/// user should hear about rather than find a model without bit-planes.
+/// The MatMuls of a compiled graph whose weight is a constant: the quantization passes left
+/// them float, which a user should hear about rather than find a model without bit-planes.
 fn float_matmuls(graph: &strata_ir::Graph) -> Vec<String> {
     graph
         .node_ids()
@@ -215,11 +217,11 @@ fn float_matmuls(graph: &strata_ir::Graph) -> Vec<String> {
                 return None;
             }
             let ins = graph.node_inputs(id);
-            let (x, w) = (*ins.first()?, *ins.get(1)?);
-            let weight = graph.constant_value(w)?;
-            let x_rank = graph.value(x).ok()?.ty.rank();
-            let float = weight.dtype() == strata_ir::DType::F32 && weight.rank() == 2;
-            (float && x_rank > 2 && graph.constant_value(x).is_none()).then(|| node.name.clone())
+            let constant = |i: usize| {
+                ins.get(i)
+                    .is_some_and(|&v| graph.constant_value(v).is_some())
+            };
+            (constant(1) && !constant(0)).then(|| node.name.clone())
         })
         .collect()
 }

@@ -45,6 +45,8 @@ pub const MODELS: &[(&str, usize)] = &[
     ("kws_crnn.dynamo", 1),
     ("norm_act_zoo.ts", 1),
     ("norm_act_zoo.dynamo", 1),
+    ("gpt_block.ts", 1),
+    ("gpt_block.dynamo", 1),
 ];
 
 /// The stages, in the order they run.
