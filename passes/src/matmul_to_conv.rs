@@ -10,8 +10,9 @@
 //! over the input channels), at the price of two transposes.
 //!
 //! Left alone: a MatMul whose weight is not a constant 2-D f32 tensor, whose activation has
-//! another rank or an unknown last dimension, or which reads a constant on both sides
-//! (`fold-constants` computes that one).
+//! another rank, an unknown last dimension or a leading axis other than the free batch or 1
+//! (`[T, N, C]` with the sequence first, a batch pinned above 1), or which reads a constant on
+//! both sides (`fold-constants` computes that one).
 
 use strata_ir::ops::Conv;
 use strata_ir::{Dim, Graph, NodeId, Op, Tensor, ValueRef};
@@ -49,6 +50,12 @@ impl MatMulToConv {
         let x_ty = graph.value(x).map_err(graph_err(PASS))?.ty.clone();
         let rank = x_ty.rank();
         if !(3..=4).contains(&rank) || x_ty.shape.dims().last() != Some(&Dim::Known(k)) {
+            return Ok(false);
+        }
+        // The Conv's images are the leading axis: the free batch, or one. A longer leading
+        // axis (the sequence of `[T, N, C]`, a batch pinned above 1) would make a convolution
+        // over many images, which the backends' one-image kernels do not lower.
+        if !matches!(x_ty.shape.dims().first(), Some(Dim::Batch | Dim::Known(1))) {
             return Ok(false);
         }
         if k == 0 || r == 0 {

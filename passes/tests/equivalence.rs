@@ -381,10 +381,21 @@ fn matmul_on_sequences_becomes_a_conv() {
         assert_eq!(count_ops(&g, "transpose"), 2, "{dims:?}");
         assert_eq!(g.value(g.outputs()[0]).unwrap().name, "y");
     }
-    // Rank 2 (vl-quantize's own) and rank 5 stay MatMuls.
-    for dims in [vec![2usize, 6], vec![2, 2, 2, 2, 6]] {
+    // Rank 2 (vl-quantize's own) and rank 5 stay MatMuls, and so does a leading axis that is
+    // neither the free batch nor 1 (`[T, N, C]` with the sequence first: a Conv over T
+    // images, which the backends do not lower).
+    for (dims, free) in [
+        (vec![2usize, 6], true),
+        (vec![2, 2, 2, 2, 6], true),
+        (vec![16, 1, 6], false),
+    ] {
         let mut g = Graph::new("mm");
-        let mut shape: Vec<Dim> = vec![Dim::Batch];
+        let lead = if free {
+            Dim::Batch
+        } else {
+            Dim::Known(dims[0])
+        };
+        let mut shape: Vec<Dim> = vec![lead];
         shape.extend(dims[1..].iter().map(|&d| Dim::Known(d)));
         let x = g.add_input("x", TensorType::new(DType::F32, Shape(shape)));
         let w = g.add_constant("w", Tensor::from_f32(vec![6, 4], values(24, 9)).unwrap());

@@ -46,6 +46,11 @@ impl Window2d {
                 _ => None,
             }
         };
+        // One image: the kernels compute `[1, C, …]`. A pinned batch above 1 (or a leading
+        // axis that is not a batch) would have every image after the first left uncomputed.
+        if x.first() != Some(&1) || y.first() != Some(&1) {
+            return None;
+        }
         match (x.len(), y.len(), pads.len()) {
             (4, 4, 4) => Some((
                 Window2d {
@@ -103,7 +108,7 @@ impl ConvGeometry {
     /// 2-D convolution the kernels can index.
     pub fn new(c: &Conv, x: &[usize], y: &[usize]) -> Result<ConvGeometry, &'static str> {
         let (window, pads) = Window2d::new([&c.kernel, &c.strides, &c.dilations, &c.pads], x, y)
-            .ok_or("only 1-D and 2-D convolutions ([1, C, W], [1, C, H, W])")?;
+            .ok_or("only 1-D and 2-D convolutions of one image ([1, C, W], [1, C, H, W]; a batch pinned above 1 is not lowered)")?;
         let g = ConvGeometry {
             window,
             out_channels: y[1],
@@ -163,7 +168,7 @@ impl PoolGeometry {
     /// 2-D pooling the kernels can index.
     pub fn new(p: &Pool, x: &[usize], y: &[usize]) -> Result<PoolGeometry, &'static str> {
         let (window, pads) = Window2d::new([&p.kernel, &p.strides, &p.dilations, &p.pads], x, y)
-            .ok_or("only 1-D and 2-D pooling ([1, C, W], [1, C, H, W])")?;
+            .ok_or("only 1-D and 2-D pooling of one image ([1, C, W], [1, C, H, W]; a batch pinned above 1 is not lowered)")?;
         if !window.fits(&pads, POOL_HEADROOM) {
             return Err("a dimension exceeds the C unsigned range");
         }

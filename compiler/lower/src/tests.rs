@@ -221,6 +221,9 @@ fn conv_and_pool_geometry() {
     // The rank of the shapes and of the attributes must agree.
     assert!(ConvGeometry::new(&c, &[1, 2, 8, 8], &[1, 2, 6, 6]).is_err());
     assert!(ConvGeometry::new(&c, &[1, 2, 2, 8], &[1, 2, 6]).is_err());
+    // More than one image (a batch pinned above 1) is refused: the kernels compute one.
+    let many = ConvGeometry::new(&c1, &[2, 2, 9], &[2, 5, 5]).unwrap_err();
+    assert!(many.contains("of one image"), "{many}");
     let p = Pool {
         kernel: vec![2, 3],
         strides: vec![2, 1],
@@ -246,6 +249,7 @@ fn conv_and_pool_geometry() {
         [5, 9, 8, 5, 8, 2, 3, 2, 1, 0, 1, 1, 0, 1, 1, 1]
     );
     assert!(PoolGeometry::new(&p, &[1, 5, 9], &[1, 5, 5]).is_err());
+    assert!(PoolGeometry::new(&p, &[3, 5, 9, 8], &[3, 5, 5, 8]).is_err());
     let p1 = Pool {
         kernel: vec![3],
         strides: vec![2],

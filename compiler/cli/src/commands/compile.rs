@@ -160,7 +160,7 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!(
             "{}: {} MatMul(s) with a constant weight stay float (`{first}` first): \
              vl-quantize layers Conv, Gemm, MatMul of 2-D inputs, and `matmul-to-conv` makes \
-             Convs of those on inputs of rank 3 and 4 with a known last dimension",
+             Convs of those on inputs of rank 3 and 4 whose first axis is the batch",
             if layers == 0 { "warning" } else { "note" },
             float_matmuls.len(),
         );
