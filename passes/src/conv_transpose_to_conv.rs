@@ -20,7 +20,7 @@
 use strata_ir::ops::{Conv, ConvTranspose, Reshape, Slice};
 use strata_ir::{Graph, NodeId, Op, Tensor, ValueRef};
 
-use crate::walk::{graph_err, op_nodes};
+use crate::walk::{graph_err, op_nodes, Chain};
 use crate::{Pass, PassContext, PassError};
 
 /// See the module documentation.
@@ -270,18 +270,12 @@ impl ConvTransposeToConv {
         }
         let (split, perm, merged) = plan.shuffle();
         let d = plan.kernel.len();
-        let add = |graph: &mut Graph, suffix: &str, op: Op, ins: &[ValueRef]| {
-            graph
-                .add_op_inferred(
-                    format!("{name}.{suffix}"),
-                    op,
-                    ins,
-                    vec![format!("{out_name}.{suffix}")],
-                )
-                .map(ValueRef::first)
-                .map_err(graph_err(PASS))
+        let chain = Chain {
+            pass: PASS,
+            node: &name,
+            output: &out_name,
         };
-        let conv = add(
+        let conv = chain.step(
             graph,
             "subpixel",
             Op::Conv(plan.conv(bias.is_some())),
@@ -293,9 +287,9 @@ impl ConvTransposeToConv {
                 allow_zero: false,
             })
         };
-        let split = add(graph, "phases", reshape(split), &[conv])?;
-        let moved = add(graph, "interleave", Op::Transpose { perm }, &[split])?;
-        let merged = add(graph, "shuffle", reshape(merged), &[moved])?;
+        let split = chain.step(graph, "phases", reshape(split), &[conv])?;
+        let moved = chain.step(graph, "interleave", Op::Transpose { perm }, &[split])?;
+        let merged = chain.step(graph, "shuffle", reshape(merged), &[moved])?;
         let slice = Op::Slice(Slice {
             starts: plan.crop.iter().map(|&c| c as i64).collect(),
             ends: (0..d)
@@ -304,7 +298,7 @@ impl ConvTransposeToConv {
             axes: (2..2 + d).collect(),
             steps: vec![1; d],
         });
-        let out = add(graph, "crop", slice, &[merged])?;
+        let out = chain.step(graph, "crop", slice, &[merged])?;
         let want = graph
             .value(ValueRef::first(id))
             .map_err(graph_err(PASS))?
@@ -324,14 +318,7 @@ impl ConvTransposeToConv {
                 "the rewrite gives {got:?} where the transposed convolution gives {want:?}"
             )));
         }
-        // The last node takes the original output's name and type, so users see no change.
-        let last = out.node;
-        graph.node_mut(last).map_err(graph_err(PASS))?.outputs[0] =
-            graph.node(id).map_err(graph_err(PASS))?.outputs[0].clone();
-        graph
-            .replace_all_uses(ValueRef::first(id), out)
-            .map_err(graph_err(PASS))?;
-        graph.remove_node(id).map_err(graph_err(PASS))?;
+        chain.finish(graph, id, out)?;
         Ok(true)
     }
 }

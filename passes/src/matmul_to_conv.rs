@@ -17,7 +17,7 @@
 use strata_ir::ops::Conv;
 use strata_ir::{Dim, Graph, NodeId, Op, Tensor, ValueRef};
 
-use crate::walk::{graph_err, op_nodes};
+use crate::walk::{graph_err, op_nodes, Chain};
 use crate::{Pass, PassContext, PassError};
 
 /// See the module documentation.
@@ -89,20 +89,14 @@ impl MatMulToConv {
         let mut to_last = vec![0];
         to_last.extend(2..rank);
         to_last.push(1);
-        let add = |graph: &mut Graph, suffix: &str, op: Op, ins: &[ValueRef]| {
-            graph
-                .add_op_inferred(
-                    format!("{name}.{suffix}"),
-                    op,
-                    ins,
-                    vec![format!("{out_name}.{suffix}")],
-                )
-                .map(ValueRef::first)
-                .map_err(graph_err(PASS))
+        let chain = Chain {
+            pass: PASS,
+            node: &name,
+            output: &out_name,
         };
-        let moved = add(graph, "channels", Op::Transpose { perm: to_channels }, &[x])?;
-        let conv = add(graph, "conv", conv, &[moved, weight])?;
-        let out = add(graph, "back", Op::Transpose { perm: to_last }, &[conv])?;
+        let moved = chain.step(graph, "channels", Op::Transpose { perm: to_channels }, &[x])?;
+        let conv = chain.step(graph, "conv", conv, &[moved, weight])?;
+        let out = chain.step(graph, "back", Op::Transpose { perm: to_last }, &[conv])?;
         let want = graph
             .value(ValueRef::first(id))
             .map_err(graph_err(PASS))?
@@ -114,13 +108,7 @@ impl MatMulToConv {
                 "the rewrite gives {got:?} where the MatMul gives {want:?}"
             )));
         }
-        // The last node takes the original output's name and type, so users see no change.
-        graph.node_mut(out.node).map_err(graph_err(PASS))?.outputs[0] =
-            graph.node(id).map_err(graph_err(PASS))?.outputs[0].clone();
-        graph
-            .replace_all_uses(ValueRef::first(id), out)
-            .map_err(graph_err(PASS))?;
-        graph.remove_node(id).map_err(graph_err(PASS))?;
+        chain.finish(graph, id, out)?;
         Ok(true)
     }
 }
