@@ -12,10 +12,10 @@
 //! executes or reports a policy reads [`margin`], [`AdaptivePolicy::accepts`] and
 //! [`bit_ops`] from here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use crate::container::ContainerError;
-use crate::{Graph, NodeKind, Op};
+use crate::{Graph, GraphError, NodeId, NodeKind, Op};
 
 /// Most stages a policy may have: each is one more run of the network for a hard input.
 pub const MAX_STAGES: usize = 8;
@@ -145,9 +145,57 @@ pub fn bit_ops(
     graph: &Graph,
     layer_planes: &BTreeMap<String, u8>,
     default: u8,
-) -> Result<u64, crate::GraphError> {
+) -> Result<u64, GraphError> {
+    layers_bit_ops(graph, layer_planes, default, |_| true)
+}
+
+/// The nodes stage `to` computes differently from stage `from` on the same input: every
+/// bit-plane layer whose count differs between the two (named in one and not the other
+/// counts as differing) and every node that reads one of those, directly or not. The rest
+/// compute the same values at both stages, so an executor that kept them reruns only these
+/// when an input escalates from `from` to `to`.
+pub fn rerun_nodes(
+    graph: &Graph,
+    from: &BTreeMap<String, u8>,
+    to: &BTreeMap<String, u8>,
+) -> Result<HashSet<NodeId>, GraphError> {
+    let mut rerun = HashSet::new();
+    for id in graph.topo_order()? {
+        let node = graph.node(id)?;
+        let changed = matches!(&node.kind, NodeKind::Op(Op::Bitplane(_)))
+            && from.get(&node.name) != to.get(&node.name);
+        if changed
+            || graph
+                .node_inputs(id)
+                .iter()
+                .any(|v| rerun.contains(&v.node))
+        {
+            rerun.insert(id);
+        }
+    }
+    Ok(rerun)
+}
+
+/// [`bit_ops`] of stage `to` for an input escalated from stage `from` by an executor that
+/// keeps `from`'s values: the bit-plane layers among [`rerun_nodes`] only.
+pub fn escalation_bit_ops(
+    graph: &Graph,
+    from: &BTreeMap<String, u8>,
+    to: &BTreeMap<String, u8>,
+    default: u8,
+) -> Result<u64, GraphError> {
+    let rerun = rerun_nodes(graph, from, to)?;
+    layers_bit_ops(graph, to, default, |id| rerun.contains(&id))
+}
+
+fn layers_bit_ops(
+    graph: &Graph,
+    layer_planes: &BTreeMap<String, u8>,
+    default: u8,
+    counted: impl Fn(NodeId) -> bool,
+) -> Result<u64, GraphError> {
     let mut total = 0u64;
-    for id in graph.node_ids() {
+    for id in graph.node_ids().filter(|&id| counted(id)) {
         let Ok(node) = graph.node(id) else { continue };
         let NodeKind::Op(Op::Bitplane(b)) = &node.kind else {
             continue;

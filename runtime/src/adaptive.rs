@@ -2,11 +2,21 @@
 //! policy's first stage; the samples whose output is not confident enough run again at the
 //! next stage, and so on. Each stage is the integer path at that stage's per-layer counts, so
 //! a sample's output is exactly what `run_with` gives it at the stage that answered.
+//!
+//! An escalated sample does not rerun the whole network: the values its previous stage
+//! computed that the next stage would compute alike (every node upstream of the first layer
+//! whose count changes, `strata_ir::adaptive::rerun_nodes`) are kept, and only the rest runs
+//! again — what `strata_ir::adaptive::escalation_bit_ops` counts. That needs a graph whose
+//! ops treat samples independently with the batch on axis 0 (the runtime's chunking rule),
+//! so that a kept value's rows are the samples'; any other graph reruns every stage whole.
 
-use strata_ir::adaptive::AdaptivePolicy;
-use strata_ir::Tensor;
+use std::collections::{HashMap, HashSet};
 
-use crate::{QuantPath, RunOptions, RuntimeError, Session};
+use strata_ir::adaptive::{rerun_nodes, AdaptivePolicy};
+use strata_ir::{Graph, NodeKind, Tensor, ValueRef};
+
+use crate::interpret::{interpret_reusing, Reuse};
+use crate::{chunk, kernels, QuantPath, RunOptions, RunVisit, RuntimeError, Session};
 
 /// What [`Session::run_adaptive`] computed.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +28,9 @@ pub struct AdaptiveRun {
     /// How many samples each stage ran (stage `i` runs every sample stage `i − 1` passed on).
     pub ran: Vec<usize>,
 }
+
+/// Samples per pass of the reusing cascade when the graph gives no chunk size.
+const REUSE_CHUNK: usize = 256;
 
 impl Session<'_> {
     /// Runs `input` (one graph input, batch on axis 0; one float output, batch on axis 0)
@@ -34,6 +47,138 @@ impl Session<'_> {
                 "the input needs a batch axis (axis 0)".into(),
             ));
         };
+        if n > 0 && self.reuses_across_stages() {
+            return rayon::scope(|_| self.run_adaptive_reusing(input, policy, n));
+        }
+        self.run_adaptive_whole(input, policy, n)
+    }
+
+    /// Whether [`Session::run_adaptive`] keeps a stage's values for the next (see the module
+    /// documentation): the graph's ops are per-sample with the batch on axis 0.
+    pub fn reuses_across_stages(&self) -> bool {
+        self.graph.inputs().len() == 1
+            && self.graph.outputs().len() == 1
+            && chunk::plan(self.graph).is_some()
+    }
+
+    /// The cascade in chunks of samples, each escalated sample rerunning only the nodes
+    /// whose values change (`rerun_nodes`), from the values its previous stage kept.
+    fn run_adaptive_reusing(
+        &self,
+        input: &Tensor,
+        policy: &AdaptivePolicy,
+        n: usize,
+    ) -> Result<AdaptiveRun, RuntimeError> {
+        let graph = self.graph;
+        crate::check_inputs(graph, std::slice::from_ref(input))?;
+        let options: Vec<RunOptions> = policy
+            .stages
+            .iter()
+            .map(|stage| RunOptions {
+                planes: None,
+                per_layer: stage.layer_planes.clone(),
+                path: QuantPath::Integer,
+            })
+            .collect();
+        for o in &options {
+            crate::check_layers(graph, o)?;
+        }
+        // handed[s]: the values stage s keeps for stage s + 1.
+        let handed = policy
+            .stages
+            .windows(2)
+            .map(|w| handed_on(graph, &w[0].layer_planes, &w[1].layer_planes))
+            .collect::<Result<Vec<_>, _>>()?;
+        let out_ref = graph.outputs()[0];
+        let chunk = chunk::plan(graph).unwrap_or(REUSE_CHUNK);
+        let mut stages = vec![0u8; n];
+        let mut ran = vec![0usize; options.len()];
+        let mut output: Option<(Vec<usize>, Vec<f32>, usize)> = None;
+        for start in (0..n).step_by(chunk) {
+            let len = chunk.min(n - start);
+            let mut samples: Vec<usize> = (start..start + len).collect();
+            let mut x = crate::slice_batch(input, start, len)?;
+            let mut given = HashMap::new();
+            for (s, opts) in options.iter().enumerate() {
+                ran[s] += samples.len();
+                let mut visit = RunVisit {
+                    options: opts,
+                    session: self,
+                    timings: None,
+                };
+                let reuse = Reuse {
+                    given: std::mem::take(&mut given),
+                    keep: handed.get(s),
+                };
+                let inputs = std::slice::from_ref(&x);
+                let mut values =
+                    interpret_reusing(graph, inputs, samples.len(), &mut visit, reuse)?;
+                let y = values.get(&out_ref).map(|v| v.get()).ok_or_else(|| {
+                    crate::interpret::missing(graph, "<graph outputs>", 0, out_ref)
+                })?;
+                let y_values = stage_output(y, samples.len())?;
+                let per_out = y_values.len() / samples.len();
+                let (_, full, _) = output.get_or_insert_with(|| {
+                    let mut out_shape = y.shape().to_vec();
+                    out_shape[0] = n;
+                    (out_shape, vec![0f32; n * per_out], per_out)
+                });
+                let mut next = Vec::new();
+                for (j, &i) in samples.iter().enumerate() {
+                    let row = &y_values[j * per_out..(j + 1) * per_out];
+                    if policy.accepts(s, row) {
+                        full[i * per_out..(i + 1) * per_out].copy_from_slice(row);
+                        stages[i] = s as u8;
+                    } else {
+                        next.push(j);
+                    }
+                }
+                let Some(keep) = handed.get(s).filter(|_| !next.is_empty()) else {
+                    break;
+                };
+                let rows =
+                    Tensor::from_i64(vec![next.len()], next.iter().map(|&j| j as i64).collect())
+                        .map_err(|e| RuntimeError::Adaptive(e.to_string()))?;
+                for &v in keep {
+                    let Some(slot) = values.remove(&v) else {
+                        return Err(crate::interpret::missing(graph, "<next stage>", 0, v));
+                    };
+                    let t = slot.get();
+                    let batched = graph.value(v)?.ty.shape.has_batch();
+                    given.insert(
+                        v,
+                        if batched {
+                            kernels::layout::gather(0, t, &rows)?
+                        } else {
+                            t.clone()
+                        },
+                    );
+                }
+                drop(values);
+                x = kernels::layout::gather(0, &x, &rows)?;
+                samples = next.iter().map(|&j| samples[j]).collect();
+            }
+        }
+        let Some((out_shape, full, _)) = output else {
+            return Err(RuntimeError::Adaptive("no sample was run".into()));
+        };
+        let output =
+            Tensor::from_f32(out_shape, full).map_err(|e| RuntimeError::Adaptive(e.to_string()))?;
+        Ok(AdaptiveRun {
+            output,
+            stages,
+            ran,
+        })
+    }
+
+    /// The cascade rerunning the whole graph at every stage.
+    fn run_adaptive_whole(
+        &self,
+        input: &Tensor,
+        policy: &AdaptivePolicy,
+        n: usize,
+    ) -> Result<AdaptiveRun, RuntimeError> {
+        let shape = input.shape().to_vec();
         let values = input
             .as_f32()
             .ok_or_else(|| RuntimeError::Adaptive("the input must be float32".into()))?;
@@ -128,4 +273,43 @@ impl Session<'_> {
             ran,
         })
     }
+}
+
+/// The values stage `from` keeps for stage `to`: those computed by nodes `to` does not rerun
+/// and read by nodes it does (or the graph output itself, when nothing changes it).
+fn handed_on(
+    graph: &Graph,
+    from: &std::collections::BTreeMap<String, u8>,
+    to: &std::collections::BTreeMap<String, u8>,
+) -> Result<HashSet<ValueRef>, RuntimeError> {
+    let rerun = rerun_nodes(graph, from, to)?;
+    let is_op = |v: &ValueRef| {
+        graph
+            .node(v.node)
+            .is_ok_and(|n| matches!(n.kind, NodeKind::Op(_)))
+    };
+    let mut kept: HashSet<ValueRef> = rerun
+        .iter()
+        .flat_map(|&id| graph.node_inputs(id))
+        .filter(|v| !rerun.contains(&v.node) && is_op(v))
+        .collect();
+    kept.extend(
+        graph
+            .outputs()
+            .iter()
+            .filter(|v| !rerun.contains(&v.node) && is_op(v)),
+    );
+    Ok(kept)
+}
+
+/// A stage's output as floats, checked to have one row per sample run.
+fn stage_output(y: &Tensor, samples: usize) -> Result<&[f32], RuntimeError> {
+    if y.shape().first() != Some(&samples) {
+        return Err(RuntimeError::Adaptive(format!(
+            "the output's axis 0 must be the batch ({samples} samples), got shape {:?}",
+            y.shape()
+        )));
+    }
+    y.as_f32()
+        .ok_or_else(|| RuntimeError::Adaptive("the output must be float32".into()))
 }

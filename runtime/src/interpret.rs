@@ -2,7 +2,7 @@
 //! training ([`crate::autodiff::forward_with_tape_by`]) both run through it; they differ only
 //! in what a [`Visit`] does per op node and in whether values are kept.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use strata_ir::{Graph, Node, NodeId, NodeKind, Op, Tensor, ValueRef};
 
@@ -51,16 +51,63 @@ pub(crate) fn interpret<'t, V: Visit>(
     batch: usize,
     visit: &mut V,
 ) -> Result<HashMap<ValueRef, Slot<'t>>, V::Error> {
-    let order = graph.topo_order().map_err(RuntimeError::from)?;
+    interpret_reusing(graph, inputs, batch, visit, Reuse::default())
+}
 
-    // Remaining uses of every value; graph outputs are pinned with an extra use never released.
+/// Values a run takes from an earlier run instead of computing them, and values it must hand
+/// back besides the graph outputs: what lets an adaptive cascade's next stage rerun only the
+/// nodes whose plane counts (or inputs) changed.
+#[derive(Default)]
+pub(crate) struct Reuse<'k> {
+    /// Values already known (for this run's samples); their producers do not run.
+    pub given: HashMap<ValueRef, Tensor>,
+    /// Values to keep to the end (returned among the held values).
+    pub keep: Option<&'k HashSet<ValueRef>>,
+}
+
+/// [`interpret`] taking `reuse.given` as computed: only the op nodes the graph outputs (and
+/// `reuse.keep`) still need, through values not given, run.
+pub(crate) fn interpret_reusing<'t, V: Visit>(
+    graph: &'t Graph,
+    inputs: &'t [Tensor],
+    batch: usize,
+    visit: &mut V,
+    reuse: Reuse<'_>,
+) -> Result<HashMap<ValueRef, Slot<'t>>, V::Error> {
+    let order = graph.topo_order().map_err(RuntimeError::from)?;
+    let Reuse { given, keep } = reuse;
+    let kept = keep.into_iter().flatten();
+
+    // The nodes to run: from the values wanted at the end back through what they read,
+    // stopping at given values. With nothing given, every node the outputs depend on; nodes
+    // nobody reads were run before and still are (they may fail on bad input).
+    let needed: Option<HashSet<_>> = (!given.is_empty()).then(|| {
+        let mut run = HashSet::new();
+        let mut stack: Vec<ValueRef> = graph
+            .outputs()
+            .iter()
+            .copied()
+            .chain(kept.clone().copied())
+            .collect();
+        while let Some(v) = stack.pop() {
+            if given.contains_key(&v) || !run.insert(v.node) {
+                continue;
+            }
+            stack.extend(graph.node_inputs(v.node));
+        }
+        run
+    });
+    let runs = |id: &NodeId| needed.as_ref().is_none_or(|n| n.contains(id));
+
+    // Remaining uses of every value; graph outputs (and kept values) are pinned with an extra
+    // use never released.
     let mut uses: HashMap<ValueRef, usize> = HashMap::new();
-    for &id in &order {
-        for v in graph.node_inputs(id) {
+    for id in order.iter().filter(|id| runs(id)) {
+        for v in graph.node_inputs(*id) {
             *uses.entry(v).or_insert(0) += 1;
         }
     }
-    for &v in graph.outputs() {
+    for &v in graph.outputs().iter().chain(kept) {
         *uses.entry(v).or_insert(0) += 1;
     }
 
@@ -68,8 +115,11 @@ pub(crate) fn interpret<'t, V: Visit>(
     for (i, &id) in graph.inputs().iter().enumerate() {
         values.insert(ValueRef::first(id), Slot::Borrowed(&inputs[i]));
     }
+    for (v, t) in given {
+        values.insert(v, Slot::Owned(t));
+    }
 
-    for &id in &order {
+    for &id in order.iter().filter(|id| runs(id)) {
         let node = graph.node(id).map_err(RuntimeError::from)?;
         let op = match &node.kind {
             NodeKind::Input => continue,

@@ -122,7 +122,7 @@ impl<'g> Session<'g> {
     }
 }
 
-fn check_layers(graph: &Graph, options: &RunOptions) -> Result<(), RuntimeError> {
+pub(crate) fn check_layers(graph: &Graph, options: &RunOptions) -> Result<(), RuntimeError> {
     for name in options.per_layer.keys() {
         let found = graph.node_ids().any(|id| {
             graph
@@ -147,7 +147,7 @@ pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError
 }
 
 /// Rows `start..start + len` of a tensor along axis 0.
-fn slice_batch(t: &Tensor, start: usize, len: usize) -> Result<Tensor, RuntimeError> {
+pub(crate) fn slice_batch(t: &Tensor, start: usize, len: usize) -> Result<Tensor, RuntimeError> {
     let op = strata_ir::ops::Slice {
         starts: vec![start as i64],
         ends: vec![(start + len) as i64],
@@ -297,10 +297,10 @@ impl Runner<'_> {
 
 /// Inference: each op at its layer's plane count, consuming its first input when it can,
 /// timed when profiling.
-struct RunVisit<'a, 'b> {
-    options: &'a RunOptions,
-    session: &'a Session<'a>,
-    timings: Timings<'b>,
+pub(crate) struct RunVisit<'a, 'b> {
+    pub(crate) options: &'a RunOptions,
+    pub(crate) session: &'a Session<'a>,
+    pub(crate) timings: Timings<'b>,
 }
 
 impl Visit for RunVisit<'_, '_> {
@@ -359,7 +359,10 @@ pub(crate) fn check_output_count(
 }
 
 /// Checks count, dtype, rank and known dimensions of the inputs and returns the batch size.
-fn check_inputs(graph: &Graph, inputs: &[Tensor]) -> Result<Option<usize>, RuntimeError> {
+pub(crate) fn check_inputs(
+    graph: &Graph,
+    inputs: &[Tensor],
+) -> Result<Option<usize>, RuntimeError> {
     if inputs.len() != graph.inputs().len() {
         return Err(RuntimeError::InputCount {
             expected: graph.inputs().len(),

@@ -539,14 +539,30 @@ fn small_net_with_policy() -> (strata_ir::Graph, strata_ir::Tensor, AdaptivePoli
 /// its stage on `x`, so about half the samples escalate at each gate.
 fn median_policy(graph: &strata_ir::Graph, x: &strata_ir::Tensor) -> AdaptivePolicy {
     use strata_compiler::adaptive::uniform;
+    gated_policy(
+        graph,
+        x,
+        [2u8, 5, 8].iter().map(|&k| uniform(graph, k)).collect(),
+    )
+}
+
+/// A policy over `configs` (cheapest first) with each gate at the median margin of its
+/// stage on `x`.
+fn gated_policy(
+    graph: &strata_ir::Graph,
+    x: &strata_ir::Tensor,
+    configs: Vec<std::collections::BTreeMap<String, u8>>,
+) -> AdaptivePolicy {
     use strata_ir::adaptive::{margin, AdaptiveStage};
     let session = Session::new(graph);
-    let stages = [2u8, 5, 8]
-        .iter()
-        .map(|&k| {
+    let last = configs.len() - 1;
+    let stages = configs
+        .into_iter()
+        .enumerate()
+        .map(|(s, layer_planes)| {
             let options = RunOptions {
                 planes: None,
-                per_layer: uniform(graph, k),
+                per_layer: layer_planes.clone(),
                 path: QuantPath::Integer,
             };
             let y = session.run_with(std::slice::from_ref(x), &options).unwrap();
@@ -555,14 +571,115 @@ fn median_policy(graph: &strata_ir::Graph, x: &strata_ir::Tensor) -> AdaptivePol
             let mut m: Vec<f32> = y.chunks(per).map(margin).collect();
             m.sort_by(f32::total_cmp);
             AdaptiveStage {
-                layer_planes: uniform(graph, k),
-                min_margin: if k == 8 { 0.0 } else { m[m.len() / 2] },
+                layer_planes,
+                min_margin: if s == last { 0.0 } else { m[m.len() / 2] },
             }
         })
         .collect();
     AdaptivePolicy {
         stages,
         target: "test".into(),
+    }
+}
+
+/// Stages that raise only the later layers: 2 planes everywhere; then the second half of
+/// the layers (in execution order) at 5; then every layer but the first at 8. An escalated
+/// sample keeps the values of the layers before the first raised one.
+fn tail_configs(graph: &strata_ir::Graph) -> Vec<std::collections::BTreeMap<String, u8>> {
+    let layers: Vec<String> = graph
+        .topo_order()
+        .unwrap()
+        .into_iter()
+        .filter_map(|id| {
+            let node = graph.node(id).unwrap();
+            matches!(
+                node.kind,
+                strata_ir::NodeKind::Op(strata_ir::Op::Bitplane(_))
+            )
+            .then(|| node.name.clone())
+        })
+        .collect();
+    let config = |f: &dyn Fn(usize) -> u8| -> std::collections::BTreeMap<String, u8> {
+        layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.clone(), f(i)))
+            .collect()
+    };
+    let half = layers.len() / 2;
+    vec![
+        config(&|_| 2),
+        config(&|i| if i >= half { 5 } else { 2 }),
+        config(&|i| if i >= 1 { 8 } else { 2 }),
+    ]
+}
+
+/// An escalated sample reruns only the layers whose count changes and what reads them (the
+/// runtime keeps the rest from its previous stage), and still gets exactly `run_with`'s
+/// output at the stage that answered it; the bit-operations counted for it are those of the
+/// layers rerun.
+#[test]
+fn escalation_reuses_the_unchanged_layers_exactly() {
+    use strata_ir::adaptive::{bit_ops, escalation_bit_ops, rerun_nodes};
+    let mnist = read_container(model()).unwrap().graph;
+    let (small, small_x, _) = small_net_with_policy();
+    let mnist_x = rows(&mnist::fixture("images"), 0..96);
+    for (tag, graph, x) in [("mnist", &mnist, &mnist_x), ("small net", &small, &small_x)] {
+        let policy = gated_policy(graph, x, tail_configs(graph));
+        let session = Session::new(graph);
+        assert!(session.reuses_across_stages(), "{tag}");
+        let [a, b, c] = &policy.stages[..] else {
+            unreachable!()
+        };
+        // From b to c the first layer keeps its count: it is not rerun, nor is anything
+        // before it; the escalation costs less than the stage run whole.
+        let rerun = rerun_nodes(graph, &b.layer_planes, &c.layer_planes).unwrap();
+        let first = graph
+            .topo_order()
+            .unwrap()
+            .into_iter()
+            .find(|&id| {
+                matches!(
+                    graph.node(id).unwrap().kind,
+                    strata_ir::NodeKind::Op(strata_ir::Op::Bitplane(_))
+                )
+            })
+            .unwrap();
+        assert!(!rerun.contains(&first), "{tag}");
+        for (from, to) in [(a, b), (b, c)] {
+            let whole = bit_ops(graph, &to.layer_planes, 8).unwrap();
+            let esc = escalation_bit_ops(graph, &from.layer_planes, &to.layer_planes, 8).unwrap();
+            assert!(esc < whole && esc > 0, "{tag}: {esc} vs {whole}");
+        }
+        let run = session.run_adaptive(x, &policy).unwrap();
+        let n = x.shape()[0];
+        let out = run.output.as_f32().unwrap();
+        let per = out.len() / n;
+        for s in 0..3 {
+            let options = RunOptions {
+                planes: None,
+                per_layer: policy.stages[s].layer_planes.clone(),
+                path: QuantPath::Integer,
+            };
+            let y = run_with(graph, std::slice::from_ref(x), &options).unwrap();
+            let y = y[0].as_f32().unwrap();
+            for i in (0..n).filter(|&i| run.stages[i] as usize == s) {
+                let got: Vec<u32> = out[i * per..(i + 1) * per]
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect();
+                let want: Vec<u32> = y[i * per..(i + 1) * per]
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect();
+                assert_eq!(got, want, "{tag}: sample {i}, stage {s}");
+            }
+        }
+        // Every stage answered some samples, so every escalation was exercised.
+        for s in 0..3u8 {
+            assert!(run.stages.contains(&s), "{tag}: stage {s} answered nothing");
+        }
+        assert_eq!(run.ran[0], n, "{tag}");
     }
 }
 

@@ -7,15 +7,20 @@
 //! per-layer mixes from a greedy ladder over single-layer sensitivities. Every cascade of
 //! one to three candidates ending at the full model (and every candidate on its own) is
 //! tried, each gate at the quantiles of that stage's margins on the samples (`GRID`). A
-//! cascade's cost is the bit-operations it spends per sample on average
-//! (`strata_ir::adaptive::bit_ops`, every stage a sample reached counted in full), as a
-//! fraction of the full-plane model's.
+//! cascade's cost is the bit-operations it spends per sample on average, as a fraction of
+//! the full-plane model's: the first stage's in full (`strata_ir::adaptive::bit_ops`), and
+//! each later stage a sample reaches at what the runtime reruns for it
+//! (`strata_ir::adaptive::escalation_bit_ops`: the layers whose count changes and what
+//! follows them; in full on a graph whose values the runtime cannot keep between stages).
+//! Besides the candidates above, each low uniform count is tried with its
+//! later layers at the full count (`tail_configs`): escalating to such a stage keeps the
+//! earlier layers' values.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use serde::Serialize;
-use strata_ir::adaptive::{bit_ops, margin, AdaptivePolicy, AdaptiveStage};
+use strata_ir::adaptive::{bit_ops, escalation_bit_ops, margin, AdaptivePolicy, AdaptiveStage};
 use strata_ir::{Graph, NodeKind, Op, Tensor};
 use strata_runtime::{QuantPath, RunOptions, Session};
 
@@ -182,6 +187,39 @@ const SENSITIVITY_SAMPLES: usize = 2000;
 /// the ladder becomes a candidate stage.
 const LADDER_LEVELS: [f64; 8] = [0.28, 0.32, 0.36, 0.4, 0.45, 0.5, 0.6, 0.7];
 
+/// Each low uniform count with its later layers (in execution order) at the
+/// full count: from the second half of the layers, and from the second layer. A sample
+/// escalated from the uniform count to one of these reruns the later layers only.
+fn tail_configs(graph: &Graph, counts: &[u8]) -> Result<Vec<Config>, AdaptiveError> {
+    let layers: Vec<String> = graph
+        .topo_order()?
+        .into_iter()
+        .filter_map(|id| graph.node(id).ok())
+        .filter(|n| matches!(n.kind, NodeKind::Op(Op::Bitplane(_))))
+        .map(|n| n.name.clone())
+        .collect();
+    let Some(&top) = counts.last() else {
+        return Ok(Vec::new());
+    };
+    let mut from: Vec<usize> = vec![layers.len() / 2, 1];
+    from.retain(|&f| f >= 1 && f < layers.len());
+    from.dedup();
+    let mut configs = Vec::new();
+    // The low counts only (at most half the full one): above them the tails cost nearly a
+    // full stage, and every candidate costs a run over the samples in the fit.
+    for &k in counts.iter().filter(|&&k| 2 * k <= top) {
+        for &f in &from {
+            let planes = layers
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (l.clone(), if i >= f { top } else { k }))
+                .collect();
+            configs.push((format!("k={k}, layers {}.. at {top}", f + 1), planes));
+        }
+    }
+    Ok(configs)
+}
+
 /// Per-layer plane counts at several costs, from a greedy ladder over additive
 /// sensitivities: for every layer and count, the fraction of samples whose top-1 leaves the
 /// full-plane model's when only that layer drops to that count; from every layer at the
@@ -337,6 +375,7 @@ pub fn fit(
             configs.push((format!("k={k}, small layers {top}"), planes));
         }
     }
+    configs.extend(tail_configs(graph, &counts)?);
     configs.extend(mixed_ladder(graph, &session, samples, &counts, full_ops)?);
     let mut candidates = Vec::with_capacity(configs.len());
     for (label, layer_planes) in configs {
@@ -366,7 +405,20 @@ pub fn fit(
         .last()
         .map(|c| c.top1.clone())
         .unwrap_or_default();
-    let best = search(&candidates, &teacher, target);
+    let reuse = session.reuses_across_stages();
+    let mut escalation = Vec::with_capacity(candidates.len());
+    for a in &candidates {
+        let mut row = Vec::with_capacity(candidates.len());
+        for b in &candidates {
+            row.push(if reuse {
+                escalation_bit_ops(graph, &a.layer_planes, &b.layer_planes, top)? as f64 / full_ops
+            } else {
+                b.cost
+            });
+        }
+        escalation.push(row);
+    }
+    let best = search(&candidates, &escalation, &teacher, target);
     let stages = best
         .chain
         .iter()
@@ -440,7 +492,8 @@ pub fn stage_planes(policy: &AdaptivePolicy) -> Vec<String> {
 }
 
 /// Average bit-operations per sample of a run in which stage `i` ran `ran[i]` samples, as
-/// a fraction of the full-plane model's (every bit-plane layer at its largest count present).
+/// a fraction of the full-plane model's (every bit-plane layer at its largest count present):
+/// each later stage at what the runtime reruns for an escalated sample.
 pub fn policy_cost(
     graph: &Graph,
     available: u8,
@@ -453,9 +506,16 @@ pub fn policy_cost(
         .unwrap_or(available);
     let full = bit_ops(graph, &uniform(graph, top), top)?.max(1) as f64;
     let n = ran.first().copied().unwrap_or(0).max(1) as f64;
+    let reuse = Session::new(graph).reuses_across_stages();
     let mut spent = 0.0;
-    for (stage, &count) in policy.stages.iter().zip(ran) {
-        spent += bit_ops(graph, &stage.layer_planes, available)? as f64 * count as f64;
+    for (s, (stage, &count)) in policy.stages.iter().zip(ran).enumerate() {
+        let ops = match s.checked_sub(1).map(|p| &policy.stages[p]) {
+            Some(prev) if reuse => {
+                escalation_bit_ops(graph, &prev.layer_planes, &stage.layer_planes, available)?
+            }
+            _ => bit_ops(graph, &stage.layer_planes, available)?,
+        };
+        spent += ops as f64 * count as f64;
     }
     Ok(spent / n / full)
 }
@@ -472,7 +532,13 @@ struct Scored {
 
 /// The best cascade for `target` (the full count alone always qualifies for `max-drop`; the
 /// cheapest count alone for any budget `fit` accepted).
-fn search(candidates: &[Candidate], teacher: &[usize], target: AdaptiveTarget) -> Scored {
+/// `escalation[a][b]`: the cost of stage `b` for a sample escalated from stage `a`.
+fn search(
+    candidates: &[Candidate],
+    escalation: &[Vec<f64>],
+    teacher: &[usize],
+    target: AdaptiveTarget,
+) -> Scored {
     let top = candidates.len() - 1;
     let n = teacher.len();
     let mut chains: Vec<Vec<usize>> = (0..candidates.len()).map(|c| vec![c]).collect();
@@ -514,7 +580,7 @@ fn search(candidates: &[Candidate], teacher: &[usize], target: AdaptiveTarget) -
         loop {
             gates.clear();
             gates.extend((0..gate_count).map(|g| grids[chain[g]][idx[g] * stride]));
-            let scored = score(candidates, teacher, chain, &gates, n);
+            let scored = score(candidates, escalation, teacher, chain, &gates, n);
             if best.as_ref().is_none_or(|b| better(&scored, b)) {
                 best = Some(scored);
             }
@@ -539,6 +605,7 @@ fn search(candidates: &[Candidate], teacher: &[usize], target: AdaptiveTarget) -
 /// Cost, agreement and answered fractions of `chain` with `gates` on the samples.
 fn score(
     candidates: &[Candidate],
+    escalation: &[Vec<f64>],
     teacher: &[usize],
     chain: &[usize],
     gates: &[f32],
@@ -550,7 +617,10 @@ fn score(
     for (i, &want) in teacher.iter().enumerate().take(n) {
         for (s, &c) in chain.iter().enumerate() {
             let cand = &candidates[c];
-            cost += cand.cost;
+            cost += match s {
+                0 => cand.cost,
+                _ => escalation[chain[s - 1]][c],
+            };
             // The same comparison as `AdaptivePolicy::accepts`.
             if s + 1 == chain.len() || cand.margins[i] >= gates[s] {
                 agree += usize::from(cand.top1[i] == want);
@@ -633,20 +703,44 @@ mod tests {
         (vec![cheap, full], vec![1; 8])
     }
 
+    /// Every escalation paying for its whole stage.
+    fn full_reruns(c: &[Candidate]) -> Vec<Vec<f64>> {
+        c.iter()
+            .map(|_| c.iter().map(|b| b.cost).collect())
+            .collect()
+    }
+
     #[test]
     fn the_search_meets_each_target_at_the_least_cost() {
         let (c, t) = toy();
         // No drop allowed: escalate the three uncertain samples (margin < 2).
-        let s = search(&c, &t, AdaptiveTarget::MaxDrop(0.0));
+        let s = search(&c, &full_reruns(&c), &t, AdaptiveTarget::MaxDrop(0.0));
         assert_eq!(s.chain, vec![0, 1]);
         assert_eq!(s.agreement, 1.0);
         assert!((s.cost - (0.25 + 3.0 / 8.0)).abs() < 1e-12, "{s:?}");
         // Half the budget cannot escalate all three: the best agreement within it.
-        let s = search(&c, &t, AdaptiveTarget::Budget(0.5));
+        let s = search(&c, &full_reruns(&c), &t, AdaptiveTarget::Budget(0.5));
         assert!(s.cost <= 0.5, "{s:?}");
         assert_eq!(s.agreement, 7.0 / 8.0, "{s:?}");
         // A loose drop: the cheap count alone.
-        let s = search(&c, &t, AdaptiveTarget::MaxDrop(50.0));
+        let s = search(&c, &full_reruns(&c), &t, AdaptiveTarget::MaxDrop(50.0));
         assert_eq!(s.chain, vec![0]);
+    }
+
+    /// An escalation that reruns only part of the network costs that part: the same chain
+    /// and gates, and each escalated sample pays 0.6 instead of 1.0.
+    #[test]
+    fn escalations_cost_what_they_rerun() {
+        let (c, t) = toy();
+        let reuse = vec![vec![0.25, 0.6], vec![0.25, 1.0]];
+        let s = search(&c, &reuse, &t, AdaptiveTarget::MaxDrop(0.0));
+        assert_eq!(s.chain, vec![0, 1]);
+        assert_eq!(s.agreement, 1.0);
+        assert!((s.cost - (0.25 + 3.0 / 8.0 * 0.6)).abs() < 1e-12, "{s:?}");
+        // The saving lets a budget of 0.5 escalate all three uncertain samples (7 of 8
+        // agree when each escalation costs 1.0: above).
+        let s = search(&c, &reuse, &t, AdaptiveTarget::Budget(0.5));
+        assert_eq!(s.agreement, 1.0, "{s:?}");
+        assert!(s.cost <= 0.5, "{s:?}");
     }
 }
