@@ -12,9 +12,9 @@
 //! each later stage a sample reaches at what the runtime reruns for it
 //! (`strata_ir::adaptive::escalation_bit_ops`: the layers whose count changes and what
 //! follows them; in full on a graph whose values the runtime cannot keep between stages).
-//! Besides the candidates above, each low uniform count is tried with its
-//! later layers at the full count (`tail_configs`): escalating to such a stage keeps the
-//! earlier layers' values.
+//! Besides the candidates above, each low uniform count (and its small-layer variant) is
+//! tried with its later layers at the full count (`tail_configs`): escalating to such a
+//! stage keeps the earlier layers' values.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -187,10 +187,10 @@ const SENSITIVITY_SAMPLES: usize = 2000;
 /// the ladder becomes a candidate stage.
 const LADDER_LEVELS: [f64; 8] = [0.28, 0.32, 0.36, 0.4, 0.45, 0.5, 0.6, 0.7];
 
-/// Each low uniform count with its later layers (in execution order) at the
-/// full count: from the second half of the layers, and from the second layer. A sample
-/// escalated from the uniform count to one of these reruns the later layers only.
-fn tail_configs(graph: &Graph, counts: &[u8]) -> Result<Vec<Config>, AdaptiveError> {
+/// Each of `bases` with its later layers (in execution order) at the full count `top`: from
+/// the second half of the layers, and from the second layer. A sample escalated from a base
+/// to one of these reruns the later layers only.
+fn tail_configs(graph: &Graph, bases: &[Config], top: u8) -> Result<Vec<Config>, AdaptiveError> {
     let layers: Vec<String> = graph
         .topo_order()?
         .into_iter()
@@ -198,23 +198,17 @@ fn tail_configs(graph: &Graph, counts: &[u8]) -> Result<Vec<Config>, AdaptiveErr
         .filter(|n| matches!(n.kind, NodeKind::Op(Op::Bitplane(_))))
         .map(|n| n.name.clone())
         .collect();
-    let Some(&top) = counts.last() else {
-        return Ok(Vec::new());
-    };
     let mut from: Vec<usize> = vec![layers.len() / 2, 1];
     from.retain(|&f| f >= 1 && f < layers.len());
     from.dedup();
     let mut configs = Vec::new();
-    // The low counts only (at most half the full one): above them the tails cost nearly a
-    // full stage, and every candidate costs a run over the samples in the fit.
-    for &k in counts.iter().filter(|&&k| 2 * k <= top) {
+    for (label, base) in bases {
         for &f in &from {
-            let planes = layers
-                .iter()
-                .enumerate()
-                .map(|(i, l)| (l.clone(), if i >= f { top } else { k }))
-                .collect();
-            configs.push((format!("k={k}, layers {}.. at {top}", f + 1), planes));
+            let mut planes = base.clone();
+            for l in &layers[f..] {
+                planes.insert(l.clone(), top);
+            }
+            configs.push((format!("{label}, layers {}.. {top}", f + 1), planes));
         }
     }
     Ok(configs)
@@ -365,6 +359,9 @@ pub fn fit(
     let small = small_layers(graph)?;
     // Uniform counts, and below the full count each also with the small layers at it.
     let mut configs: Vec<Config> = Vec::new();
+    // The low counts (at most half the full one), the bases of the tail candidates: above
+    // them a tail costs nearly a full stage, and every candidate is a run over the samples.
+    let mut low: Vec<Config> = Vec::new();
     for &k in &counts {
         configs.push((format!("k={k}"), uniform(graph, k)));
         if k < top && !small.is_empty() {
@@ -374,9 +371,22 @@ pub fn fit(
             }
             configs.push((format!("k={k}, small layers {top}"), planes));
         }
+        if 2 * k <= top {
+            low.extend(
+                configs
+                    .iter()
+                    .rev()
+                    .take(1 + usize::from(!small.is_empty()))
+                    .cloned(),
+            );
+        }
     }
-    configs.extend(tail_configs(graph, &counts)?);
+    configs.extend(tail_configs(graph, &low, top)?);
     configs.extend(mixed_ladder(graph, &session, samples, &counts, full_ops)?);
+    // One candidate per configuration (a tail over the small layers can be the full model):
+    // the first label stays, so the uniform counts keep theirs.
+    let mut seen = std::collections::HashSet::new();
+    configs.retain(|(_, planes)| seen.insert(planes.clone()));
     let mut candidates = Vec::with_capacity(configs.len());
     for (label, layer_planes) in configs {
         let cost = bit_ops(graph, &layer_planes, top)? as f64 / full_ops;
