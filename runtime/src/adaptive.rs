@@ -91,9 +91,8 @@ impl Session<'_> {
             .collect::<Result<Vec<_>, _>>()?;
         let out_ref = graph.outputs()[0];
         let chunk = chunk::plan(graph).unwrap_or(REUSE_CHUNK);
-        let mut stages = vec![0u8; n];
+        let mut answers = Answers::new(n);
         let mut ran = vec![0usize; options.len()];
-        let mut output: Option<(Vec<usize>, Vec<f32>, usize)> = None;
         for start in (0..n).step_by(chunk) {
             let len = chunk.min(n - start);
             let mut samples: Vec<usize> = (start..start + len).collect();
@@ -116,23 +115,7 @@ impl Session<'_> {
                 let y = values.get(&out_ref).map(|v| v.get()).ok_or_else(|| {
                     crate::interpret::missing(graph, "<graph outputs>", 0, out_ref)
                 })?;
-                let y_values = stage_output(y, samples.len())?;
-                let per_out = y_values.len() / samples.len();
-                let (_, full, _) = output.get_or_insert_with(|| {
-                    let mut out_shape = y.shape().to_vec();
-                    out_shape[0] = n;
-                    (out_shape, vec![0f32; n * per_out], per_out)
-                });
-                let mut next = Vec::new();
-                for (j, &i) in samples.iter().enumerate() {
-                    let row = &y_values[j * per_out..(j + 1) * per_out];
-                    if policy.accepts(s, row) {
-                        full[i * per_out..(i + 1) * per_out].copy_from_slice(row);
-                        stages[i] = s as u8;
-                    } else {
-                        next.push(j);
-                    }
-                }
+                let next = answers.take(policy, s, y, &samples)?;
                 let Some(keep) = handed.get(s).filter(|_| !next.is_empty()) else {
                     break;
                 };
@@ -159,11 +142,9 @@ impl Session<'_> {
                 samples = next.iter().map(|&j| samples[j]).collect();
             }
         }
-        let Some((out_shape, full, _)) = output else {
-            return Err(RuntimeError::Adaptive("no sample was run".into()));
-        };
-        let output =
-            Tensor::from_f32(out_shape, full).map_err(|e| RuntimeError::Adaptive(e.to_string()))?;
+        let (output, stages) = answers
+            .finish()?
+            .ok_or_else(|| RuntimeError::Adaptive("no sample was run".into()))?;
         Ok(AdaptiveRun {
             output,
             stages,
@@ -171,7 +152,20 @@ impl Session<'_> {
         })
     }
 
-    /// The cascade rerunning the whole graph at every stage.
+    /// [`Session::run_adaptive`] rerunning the whole graph at every stage, keeping nothing:
+    /// what a graph that is not per-sample runs, and the reference the reusing cascade is
+    /// tested against (the same outputs, stages and counts).
+    pub fn run_adaptive_rerunning(
+        &self,
+        input: &Tensor,
+        policy: &AdaptivePolicy,
+    ) -> Result<AdaptiveRun, RuntimeError> {
+        let n = input.shape().first().copied().ok_or_else(|| {
+            RuntimeError::Adaptive("the input needs a batch axis (axis 0)".into())
+        })?;
+        self.run_adaptive_whole(input, policy, n)
+    }
+
     fn run_adaptive_whole(
         &self,
         input: &Tensor,
@@ -184,9 +178,8 @@ impl Session<'_> {
             .ok_or_else(|| RuntimeError::Adaptive("the input must be float32".into()))?;
         let per_in = values.len().checked_div(n).unwrap_or(0);
         let mut pending: Vec<usize> = (0..n).collect();
-        let mut stages = vec![0u8; n];
+        let mut answers = Answers::new(n);
         let mut ran = Vec::with_capacity(policy.stages.len());
-        let mut output: Option<(Vec<usize>, Vec<f32>, usize)> = None;
         for (s, stage) in policy.stages.iter().enumerate() {
             if pending.is_empty() {
                 break;
@@ -212,36 +205,11 @@ impl Session<'_> {
                     outs.len()
                 )));
             };
-            if y.shape().first() != Some(&pending.len()) {
-                return Err(RuntimeError::Adaptive(format!(
-                    "the output's axis 0 must be the batch ({} samples), got shape {:?}",
-                    pending.len(),
-                    y.shape()
-                )));
-            }
-            let y_values = y
-                .as_f32()
-                .ok_or_else(|| RuntimeError::Adaptive("the output must be float32".into()))?;
-            let per_out = y_values.len() / pending.len();
-            let (_, full, _) = output.get_or_insert_with(|| {
-                let mut out_shape = y.shape().to_vec();
-                out_shape[0] = n;
-                (out_shape, vec![0f32; n * per_out], per_out)
-            });
-            let mut next = Vec::new();
-            for (j, &i) in pending.iter().enumerate() {
-                let row = &y_values[j * per_out..(j + 1) * per_out];
-                if policy.accepts(s, row) {
-                    full[i * per_out..(i + 1) * per_out].copy_from_slice(row);
-                    stages[i] = s as u8;
-                } else {
-                    next.push(i);
-                }
-            }
-            pending = next;
+            let next = answers.take(policy, s, y, &pending)?;
+            pending = next.into_iter().map(|j| pending[j]).collect();
         }
-        let (out_shape, full, _) = match output {
-            Some(o) => o,
+        let (output, stages) = match answers.finish()? {
+            Some(done) => done,
             // No samples: run the first stage on the empty batch for the output's shape.
             None => {
                 let options = RunOptions {
@@ -260,13 +228,11 @@ impl Session<'_> {
                     .ok_or_else(|| RuntimeError::Adaptive("the graph has no output".into()))?;
                 return Ok(AdaptiveRun {
                     output: y,
-                    stages,
+                    stages: Vec::new(),
                     ran,
                 });
             }
         };
-        let output =
-            Tensor::from_f32(out_shape, full).map_err(|e| RuntimeError::Adaptive(e.to_string()))?;
         Ok(AdaptiveRun {
             output,
             stages,
@@ -300,6 +266,64 @@ fn handed_on(
             .filter(|v| !rerun.contains(&v.node) && is_op(v)),
     );
     Ok(kept)
+}
+
+/// The cascade's answers so far: each sample's output row and the stage that gave it.
+struct Answers {
+    n: usize,
+    /// The output's shape (axis 0: all `n` samples) and rows, from the first stage run.
+    rows: Option<(Vec<usize>, Vec<f32>)>,
+    stages: Vec<u8>,
+}
+
+impl Answers {
+    fn new(n: usize) -> Self {
+        Answers {
+            n,
+            rows: None,
+            stages: vec![0; n],
+        }
+    }
+
+    /// Takes stage `s`'s output `y` for `samples` (sample indices, in `y`'s row order):
+    /// keeps the rows `policy` accepts and returns the positions in `samples` of the rest.
+    fn take(
+        &mut self,
+        policy: &AdaptivePolicy,
+        s: usize,
+        y: &Tensor,
+        samples: &[usize],
+    ) -> Result<Vec<usize>, RuntimeError> {
+        let y_values = stage_output(y, samples.len())?;
+        let per = y_values.len() / samples.len().max(1);
+        let n = self.n;
+        let (_, rows) = self.rows.get_or_insert_with(|| {
+            let mut shape = y.shape().to_vec();
+            shape[0] = n;
+            (shape, vec![0f32; n * per])
+        });
+        let mut rest = Vec::new();
+        for (j, &i) in samples.iter().enumerate() {
+            let row = &y_values[j * per..(j + 1) * per];
+            if policy.accepts(s, row) {
+                rows[i * per..(i + 1) * per].copy_from_slice(row);
+                self.stages[i] = s as u8;
+            } else {
+                rest.push(j);
+            }
+        }
+        Ok(rest)
+    }
+
+    /// The output tensor and each sample's stage; `None` when no stage ran.
+    fn finish(self) -> Result<Option<(Tensor, Vec<u8>)>, RuntimeError> {
+        let Some((shape, rows)) = self.rows else {
+            return Ok(None);
+        };
+        let output =
+            Tensor::from_f32(shape, rows).map_err(|e| RuntimeError::Adaptive(e.to_string()))?;
+        Ok(Some((output, self.stages)))
+    }
 }
 
 /// A stage's output as floats, checked to have one row per sample run.

@@ -652,6 +652,12 @@ fn escalation_reuses_the_unchanged_layers_exactly() {
             assert!(esc < whole && esc > 0, "{tag}: {esc} vs {whole}");
         }
         let run = session.run_adaptive(x, &policy).unwrap();
+        // The same answers as the cascade that reruns every stage whole.
+        assert_eq!(
+            run,
+            session.run_adaptive_rerunning(x, &policy).unwrap(),
+            "{tag}"
+        );
         let n = x.shape()[0];
         let out = run.output.as_f32().unwrap();
         let per = out.len() / n;
