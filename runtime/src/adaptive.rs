@@ -4,8 +4,8 @@
 //! a sample's output is exactly what `run_with` gives it at the stage that answered.
 //!
 //! An escalated sample does not rerun the whole network: the values its previous stage
-//! computed that the next stage would compute alike (every node upstream of the first layer
-//! whose count changes, `strata_ir::adaptive::rerun_nodes`) are kept, and only the rest runs
+//! computed that the next stage would compute alike (every node that reads, directly or not,
+//! no layer whose count changes: `strata_ir::adaptive::rerun_nodes`) are kept, and only the rest runs
 //! again — what `strata_ir::adaptive::escalation_bit_ops` counts. That needs a graph whose
 //! ops treat samples independently with the batch on axis 0 (the runtime's chunking rule),
 //! so that a kept value's rows are the samples'; any other graph reruns every stage whole.
@@ -141,6 +141,10 @@ impl Session<'_> {
                 x = kernels::layout::gather(0, &x, &rows)?;
                 samples = next.iter().map(|&j| samples[j]).collect();
             }
+        }
+        // As the rerunning cascade counts: the stages no sample reached are not listed.
+        while ran.last() == Some(&0) {
+            ran.pop();
         }
         let (output, stages) = answers
             .finish()?

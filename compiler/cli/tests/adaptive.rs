@@ -652,10 +652,20 @@ fn escalation_reuses_the_unchanged_layers_exactly() {
             assert!(esc < whole && esc > 0, "{tag}: {esc} vs {whole}");
         }
         let run = session.run_adaptive(x, &policy).unwrap();
-        // The same answers as the cascade that reruns every stage whole.
+        // The same answers as the cascade that reruns every stage whole, also when the
+        // last stage is never reached (its gate before accepts everything).
         assert_eq!(
             run,
             session.run_adaptive_rerunning(x, &policy).unwrap(),
+            "{tag}"
+        );
+        let mut lenient = policy.clone();
+        lenient.stages[1].min_margin = 0.0;
+        let short = session.run_adaptive(x, &lenient).unwrap();
+        assert_eq!(short.ran.len(), 2, "{tag}: {:?}", short.ran);
+        assert_eq!(
+            short,
+            session.run_adaptive_rerunning(x, &lenient).unwrap(),
             "{tag}"
         );
         let n = x.shape()[0];
