@@ -29,9 +29,6 @@ pub struct AdaptiveRun {
     pub ran: Vec<usize>,
 }
 
-/// Samples per pass of the reusing cascade when the graph gives no chunk size.
-const REUSE_CHUNK: usize = 256;
-
 impl Session<'_> {
     /// Runs `input` (one graph input, batch on axis 0; one float output, batch on axis 0)
     /// through `policy`, which must already be [`AdaptivePolicy::effective`] for the planes
@@ -47,18 +44,24 @@ impl Session<'_> {
                 "the input needs a batch axis (axis 0)".into(),
             ));
         };
-        if n > 0 && self.reuses_across_stages() {
-            return rayon::scope(|_| self.run_adaptive_reusing(input, policy, n));
+        match self.reuse_chunk() {
+            Some(chunk) if n > 0 => {
+                rayon::scope(|_| self.run_adaptive_reusing(input, policy, n, chunk))
+            }
+            _ => self.run_adaptive_whole(input, policy, n),
         }
-        self.run_adaptive_whole(input, policy, n)
     }
 
     /// Whether [`Session::run_adaptive`] keeps a stage's values for the next (see the module
     /// documentation): the graph's ops are per-sample with the batch on axis 0.
     pub fn reuses_across_stages(&self) -> bool {
-        self.graph.inputs().len() == 1
-            && self.graph.outputs().len() == 1
-            && chunk::plan(self.graph).is_some()
+        self.reuse_chunk().is_some()
+    }
+
+    /// The samples per pass of the reusing cascade, when the graph allows it.
+    fn reuse_chunk(&self) -> Option<usize> {
+        let one_to_one = self.graph.inputs().len() == 1 && self.graph.outputs().len() == 1;
+        one_to_one.then(|| chunk::plan(self.graph)).flatten()
     }
 
     /// The cascade in chunks of samples, each escalated sample rerunning only the nodes
@@ -68,6 +71,7 @@ impl Session<'_> {
         input: &Tensor,
         policy: &AdaptivePolicy,
         n: usize,
+        chunk: usize,
     ) -> Result<AdaptiveRun, RuntimeError> {
         let graph = self.graph;
         crate::check_inputs(graph, std::slice::from_ref(input))?;
@@ -90,7 +94,6 @@ impl Session<'_> {
             .map(|w| handed_on(graph, &w[0].layer_planes, &w[1].layer_planes))
             .collect::<Result<Vec<_>, _>>()?;
         let out_ref = graph.outputs()[0];
-        let chunk = chunk::plan(graph).unwrap_or(REUSE_CHUNK);
         let mut answers = Answers::new(n);
         let mut ran = vec![0usize; options.len()];
         for start in (0..n).step_by(chunk) {
